@@ -1,0 +1,104 @@
+"""The simulated agent: walks the documented phases in order and builds a real file on saving_doc."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+
+from .builders import PRODUCTS, make_plan
+from .config import SandboxConfig
+from .files import FileStore
+from .store import SandboxStore
+from .tasks import TaskService
+
+log = logging.getLogger(__name__)
+
+_DURATION = re.compile(r"\[\[duration=(\d+(?:\.\d+)?)\]\]")
+_COMPACT_AFTER = 6  # messages in the conversation before the agent compacts its context
+
+
+class Agent:
+    def __init__(self, service: TaskService, store: SandboxStore, files: FileStore, config: SandboxConfig):
+        self._service = service
+        self._store = store
+        self._files = files
+        self._config = config
+
+    def execute(self, task_id: str, cancelled: threading.Event) -> None:
+        task = self._store.get_task(task_id)
+        if task is None or task["status"] != "queued":
+            return  # cancelled or expired while it waited
+        try:
+            self._execute(task, cancelled)
+        except Exception:
+            log.exception("agent failed on %s", task_id)
+            self._service.finish(task_id, "failed", error={
+                "code": "internal_error", "message": "The agent stopped unexpectedly; retry the request."})
+
+    def _execute(self, task: dict, cancelled: threading.Event) -> None:
+        task_id, started = task["task_id"], time.monotonic()
+        run = self._store.get_run(task["run_id"])
+        assert run is not None
+        if not self._store.transition(task_id, status="running", phase="loading_doc", progress=5,
+                                      started_at=self._store.clock.now()):
+            return
+        self._store.update_run(run["run_id"], status="running")
+        steps = self._steps(task, run)
+        pause = self._duration(task["prompt"]) / len(steps)
+        turn, built = int(run["turn_count"]), None
+        for index, phase in enumerate(steps):
+            if cancelled.wait(pause) or self._store.get_task(task_id, None).get("cancel_requested"):
+                self._service.finish(task_id, "cancelled", error={
+                    "code": "cancelled", "message": "The task was cancelled by the client."})
+                return
+            fields: dict = {"phase": phase, "progress": 5 + 90 * index // len(steps)}
+            if phase == "agent_turn":
+                turn += 1
+                fields["turn_index"] = turn
+            if phase == "executing_plan" and self._config.fail_marker in task["prompt"]:
+                self._service.finish(task_id, "failed", error={
+                    "code": "agent_error", "message": "The agent could not complete its plan for this prompt."})
+                return
+            if phase == "saving_doc":
+                built = self._build(task, run, turn)
+            if not self._store.transition(task_id, **fields):
+                return  # ended elsewhere (cancel, expiry)
+        assert built is not None
+        summary, path = built
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        self._service.complete(task, run, summary, path, turn, self._credits(task), elapsed_ms)
+
+    def _steps(self, task: dict, run: dict) -> list[str]:
+        messages = self._service.conversation(run)
+        steps = ["loading_doc"]
+        if task["resumed"] == "1":
+            steps.append("restoring_state")
+        steps += ["agent_turn", "executing_plan", "agent_turn", "executing_plan"]
+        if len(messages) >= _COMPACT_AFTER:
+            steps.append("compacting_context")
+        steps += ["saving_doc", "uploading_result"]
+        if task["webhook_url"]:
+            steps.append("dispatching_webhook")
+        return steps
+
+    def _duration(self, prompt: str) -> float:
+        match = _DURATION.search(prompt)
+        return float(match.group(1)) if match else self._config.task_seconds
+
+    def _build(self, task: dict, run: dict, turn: int):
+        product = PRODUCTS[task["kind"]]
+        previous = None
+        if run["latest_task_id"]:
+            previous = self._files.document(run["org_id"], run["run_id"], run["latest_task_id"], product.extension)
+        final = self._files.document(run["org_id"], run["run_id"], task["task_id"], product.extension)
+        staged = FileStore.staging(final).with_suffix(f".{product.extension}")
+        summary = product.build(previous, make_plan(task["prompt"], turn), staged)
+        FileStore.publish(staged, final)
+        return summary, final
+
+    @staticmethod
+    def _credits(task: dict) -> int:
+        size = len(task["prompt"])
+        return 15 + min(40, size // 20) if task["resumed"] == "1" else 40 + min(80, size // 10)

@@ -1,0 +1,44 @@
+"""Test controls under /_sandbox/: move the clock, run the sweeper now, inspect webhook deliveries.
+
+Enabled only when SANDBOX_ADMIN_TOKEN is set, and only for requests that carry it.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, jsonify, request
+
+from .clock import iso
+from .errors import ApiError
+from .http import json_body, sandbox
+
+bp = Blueprint("controls", __name__, url_prefix="/_sandbox")
+
+
+@bp.before_request
+def admin_only():
+    token = sandbox().config.admin_token
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), token):
+        raise ApiError(404, "not_found", "The requested URL was not found on the server.")
+
+
+@bp.post("/clock")
+def advance_clock():
+    body = json_body("sandbox/clock-advance.json")
+    box = sandbox()
+    box.store.clock.advance(float(body["seconds"]))
+    box.sweep()
+    return jsonify({"now": iso(box.store.clock.now())})
+
+
+@bp.post("/sweep")
+def sweep():
+    box = sandbox()
+    return jsonify({"expired_tasks": box.service.expire_stale(), "purged_runs": box.service.purge_expired_bytes()})
+
+
+@bp.get("/webhooks")
+def webhook_deliveries():
+    return jsonify({"items": sandbox().webhooks.deliveries()})

@@ -1,0 +1,116 @@
+"""JSON Schemas shared by the relay and the sandbox, and the one validator both use.
+
+The schema files are the single source of truth for request bodies and event payloads: validation,
+the OpenAPI document and the no-code field lists are all derived from them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+
+_PREVIEW = 60  # never echo more than this much of a user's value back in an error
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class SchemaViolation(Exception):
+    """Raised with every problem found, each naming the field it concerns."""
+
+    def __init__(self, errors: list[FieldError]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+def _all_schema_files() -> dict[str, dict[str, Any]]:
+    root = resources.files(__name__)
+    found: dict[str, dict[str, Any]] = {}
+    for folder in root.iterdir():
+        if folder.is_dir() and not folder.name.startswith("_"):
+            for item in folder.iterdir():
+                if item.name.endswith(".json"):
+                    found[f"{folder.name}/{item.name}"] = json.loads(item.read_text())
+    return found
+
+
+@cache
+def _registry() -> Registry:
+    pairs = [(name, Resource.from_contents(doc)) for name, doc in _all_schema_files().items()]
+    return Registry().with_resources(pairs)
+
+
+@cache
+def load(name: str) -> dict[str, Any]:
+    """The schema document named like ``upstream/generate-request.json``."""
+    return _all_schema_files()[name]
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    return Draft202012Validator(load(name), registry=_registry())
+
+
+def validate(name: str, instance: Any) -> None:
+    """Check ``instance`` against schema ``name``; raise SchemaViolation naming each bad field."""
+    errors = sorted(_validator(name).iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise SchemaViolation([problem for error in errors for problem in _describe(error)])
+
+
+def _path(error: ValidationError, leaf: str | None = None) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if leaf is not None:
+        parts.append(leaf)
+    return ".".join(parts) or "body"
+
+
+def _describe(error: ValidationError) -> list[FieldError]:
+    kind, spec, value = error.validator, error.validator_value, error.instance
+    if kind == "required":
+        match = re.match(r"'(.+)' is a required property", error.message)
+        leaf = match.group(1) if match else "?"
+        return [FieldError(_path(error, leaf), "is required")]
+    if kind == "additionalProperties":
+        known = set(error.schema.get("properties", {}))
+        extra = sorted(set(value) - known) if isinstance(value, dict) else []
+        return [FieldError(_path(error, key), "is not a known field") for key in extra]
+    field = _path(error)
+    messages = {
+        "type": lambda: f"must be of type {_join(spec)}",
+        "minLength": lambda: "must not be empty" if spec == 1 else f"must be at least {spec} characters",
+        "maxLength": lambda: f"must be at most {spec} characters (got {len(value)})",
+        "pattern": lambda: f"has an invalid value {_preview(value)}",
+        "enum": lambda: f"must be one of {_join(spec)} (got {_preview(value)})",
+        "const": lambda: f"must be {spec!r}",
+        "minimum": lambda: f"must be at least {spec}",
+        "maximum": lambda: f"must be at most {spec}",
+        "minItems": lambda: f"must have at least {spec} items",
+        "maxItems": lambda: f"must have at most {spec} items",
+        "maxProperties": lambda: f"must have at most {spec} entries",
+    }
+    describe = messages.get(str(kind))
+    return [FieldError(field, describe() if describe else "is invalid")]
+
+
+def _join(spec: Any) -> str:
+    return ", ".join(map(str, spec)) if isinstance(spec, list) else str(spec)
+
+
+def _preview(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return repr(text if len(text) <= _PREVIEW else text[:_PREVIEW] + "...")
