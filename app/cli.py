@@ -95,3 +95,7 @@ def _demo_generation(base: str, api_key: str, prompt: str, out_dir: Path) -> tup
             for chunk in response.iter_bytes():
                 file.write(chunk)
     return path.resolve(), task
+
+
+if __name__ == "__main__":
+    main()

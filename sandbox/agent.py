@@ -41,34 +41,37 @@ class Agent:
         task_id, started = task["task_id"], time.monotonic()
         run = self._store.get_run(task["run_id"])
         assert run is not None
-        if not self._store.transition(task_id, status="running", phase="loading_doc", progress=5,
-                                      started_at=self._store.clock.now()):
+        if not self._store.transition(task_id, expect="queued", status="running", started_at=self._store.clock.now()):
             return
         self._store.update_run(run["run_id"], status="running")
         steps = self._steps(task, run)
         pause = self._duration(task["prompt"]) / len(steps)
         turn, built = int(run["turn_count"]), None
         for index, phase in enumerate(steps):
-            if cancelled.wait(pause) or self._store.get_task(task_id, None).get("cancel_requested"):
-                self._service.finish(task_id, "cancelled", error={
-                    "code": "cancelled", "message": "The task was cancelled by the client."})
-                return
             fields: dict = {"phase": phase, "progress": 5 + 90 * index // len(steps)}
             if phase == "agent_turn":
                 turn += 1
                 fields["turn_index"] = turn
+            if not self._store.transition(task_id, **fields):
+                return  # ended elsewhere (cancel of a queued task, expiry, restart)
             if phase == "executing_plan" and self._config.fail_marker in task["prompt"]:
                 self._service.finish(task_id, "failed", error={
                     "code": "agent_error", "message": "The agent could not complete its plan for this prompt."})
                 return
             if phase == "saving_doc":
                 built = self._build(task, run, turn)
-            if not self._store.transition(task_id, **fields):
-                return  # ended elsewhere (cancel, expiry)
+            if cancelled.wait(pause) or self._cancel_requested(task_id):
+                self._service.finish(task_id, "cancelled", error={
+                    "code": "cancelled", "message": "The task was cancelled by the client."})
+                return
         assert built is not None
         summary, path = built
         elapsed_ms = int((time.monotonic() - started) * 1000)
         self._service.complete(task, run, summary, path, turn, self._credits(task), elapsed_ms)
+
+    def _cancel_requested(self, task_id: str) -> bool:
+        task = self._store.get_task(task_id)
+        return task is None or bool(task.get("cancel_requested"))
 
     def _steps(self, task: dict, run: dict) -> list[str]:
         messages = self._service.conversation(run)

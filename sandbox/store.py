@@ -15,15 +15,17 @@ from .ids import new_id
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 
-# Set fields on a task unless it already reached a terminal state; drop it from the active set when
-# the new status is terminal. One script, so a cancel and a completion can never both win.
+# Set fields on a task unless it already reached a terminal state (or, when ARGV[1] names a status, unless
+# it is in another one); drop it from the active set when the new status is terminal. One script, so a
+# cancel and a completion can never both win, and two agents can never both claim a queued task.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
 if current == 'completed' or current == 'failed' or current == 'cancelled' or current == 'expired' then
   return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+if ARGV[1] ~= '' and current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 local new = redis.call('HGET', KEYS[1], 'status')
 if new == 'completed' or new == 'failed' or new == 'cancelled' or new == 'expired' then
   redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'task_id'))
@@ -149,10 +151,10 @@ class SandboxStore:
             return None
         return task
 
-    def transition(self, task_id: str, **fields: Any) -> bool:
-        """Update a task unless it already ended. Returns False when it had ended."""
+    def transition(self, task_id: str, expect: str = "", **fields: Any) -> bool:
+        """Update a task unless it already ended (or is not in status ``expect``). False when refused."""
         fields.setdefault("updated_at", self.clock.now())
-        argv = [item for k, v in fields.items() for item in (k, _text(v))]
+        argv = [expect, *(item for k, v in fields.items() for item in (k, _text(v)))]
         keys = [self.key("task", task_id), self.key("tasks", "active")]
         return self._transition(keys=keys, args=argv) == 1
 

@@ -1,0 +1,85 @@
+"""A real sandbox server per test, on loopback, with its own key prefix and data folder."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from sandbox import SandboxConfig, create_app
+from tests.support.servers import ServedApp, WebhookReceiver, eventually
+
+_prefixes = itertools.count()
+ADMIN = "admin-token-for-tests"
+TERMINAL = {"completed", "failed", "cancelled", "expired"}
+
+
+@dataclass
+class SandboxHandle:
+    url: str
+    app: object
+    api_key: str
+    webhook_secret: str
+    org_id: str
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key or self.api_key}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
+
+    @property
+    def runtime(self):
+        return self.app.extensions["sandbox"]
+
+    def new_org(self, name: str = "other") -> dict:
+        return self.runtime.store.create_org(name)
+
+    def advance(self, seconds: float) -> None:
+        with self.admin() as admin:
+            admin.post("/_sandbox/clock", json={"seconds": seconds}).raise_for_status()
+
+    def wait_task(self, client: httpx.Client, task_id: str, timeout: float = 15.0) -> dict:
+        def ended():
+            task = client.get(f"/tasks/{task_id}").json()
+            return task if task["status"] in TERMINAL else None
+
+        return eventually(ended, timeout, f"task {task_id} to end")
+
+
+@pytest.fixture
+def make_sandbox(redis_url, tmp_path):
+    started: list[tuple[ServedApp, object]] = []
+
+    def build(**overrides) -> SandboxHandle:
+        settings = dict(redis_url=redis_url, key_prefix=f"sbx{next(_prefixes)}:", data_dir=tmp_path / "sandbox",
+                        task_seconds=0.05, admin_token=ADMIN, sweep_interval_seconds=0.1,
+                        webhook_retry_schedule=(0.2, 0.4, 0.8))
+        settings.update(overrides)
+        app = create_app(SandboxConfig(**settings))
+        served = ServedApp(app).start()
+        started.append((served, app))
+        org = app.extensions["sandbox"].store.create_org("acme")
+        return SandboxHandle(served.url, app, org["api_key"], org["webhook_secret"], org["org_id"])
+
+    yield build
+    for served, app in started:
+        served.stop()
+        app.extensions["sandbox"].stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox) -> SandboxHandle:
+    return make_sandbox()
+
+
+@pytest.fixture
+def receiver():
+    hook = WebhookReceiver()
+    served = ServedApp(hook).start()
+    hook.url = served.url + "/hook"  # type: ignore[attr-defined]
+    yield hook
+    served.stop()

@@ -1,0 +1,211 @@
+"""Generation endpoints, the task state machine, phases, resume, sync promotion, pool, cancel, expiry."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+from docx import Document
+from openpyxl import load_workbook
+from pptx import Presentation
+
+import schemas
+from tests.support.servers import eventually
+
+PHASES = ["preflight", "acquiring_pool", "loading_doc", "restoring_state", "agent_turn", "executing_plan",
+          "compacting_context", "saving_doc", "uploading_result", "dispatching_webhook"]
+
+
+def download(url: str) -> httpx.Response:
+    response = httpx.get(url, timeout=30)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_sync_excel_returns_a_real_workbook(sandbox):
+    with sandbox.client() as client:
+        response = client.post("/excel/generate", json={"prompt": "Create a Q3 sales report by region"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "completed"
+    assert body["run_id"].startswith("run_") and body["task_id"].startswith("task_")
+    assert body["credits_used"] > 0 and body["duration_ms"] >= 0 and "sheet" in body["summary"]
+    file = download(body["download_url"])
+    assert file.headers["content-type"].startswith("application/vnd.openxmlformats-officedocument.spreadsheetml")
+    assert 'filename=workbook.xlsx' in file.headers["content-disposition"]
+    workbook = load_workbook(io.BytesIO(file.content))
+    sheet = workbook.active
+    assert sheet["A1"].value.startswith("Q3 Sales Report")
+    assert [sheet.cell(row=r, column=1).value for r in range(4, 9)] == ["North", "South", "East", "West", "Central"]
+    assert sheet._charts, "a chart where it fits"
+
+
+def test_every_endpoint_builds_its_format(sandbox):
+    with sandbox.client() as client:
+        word = client.post("/word/generate", json={"prompt": "A memo on hiring plans"}).json()
+        slides = client.post("/slides/generate", json={"prompt": "Board deck on revenue"}).json()
+        outline = client.post("/slides/outline", json={"prompt": "Outline for a product launch"}).json()
+        text = client.post("/text/summary", json={"prompt": "Summarise Q3 costs"}).json()
+    document = Document(io.BytesIO(download(word["download_url"]).content))
+    assert document.tables and document.paragraphs[0].text == "Memo Hiring Plans"
+    deck = Presentation(io.BytesIO(download(slides["download_url"]).content))
+    assert any(shape.has_chart for slide in deck.slides for shape in slide.shapes)
+    assert len(Presentation(io.BytesIO(download(outline["download_url"]).content)).slides) >= 3
+    assert download(text["download_url"]).text.startswith("# Summarise Q3 Costs")
+
+
+def test_async_answers_at_once_and_task_has_every_documented_field(sandbox):
+    with sandbox.client() as client:
+        accepted = client.post("/excel/generate", json={"prompt": "Model [[duration=0.5]]", "async": True})
+        assert accepted.status_code == 202
+        body = accepted.json()
+        assert body == {"run_id": body["run_id"], "task_id": body["task_id"], "status": "queued"}
+        assert accepted.headers["Location"] == f"/tasks/{body['task_id']}"
+        task = sandbox.wait_task(client, body["task_id"])
+    assert set(task) == {"task_id", "run_id", "status", "phase", "turn_index", "progress", "created_at",
+                         "updated_at", "result", "error", "credits_used", "duration_ms"}
+    schemas.validate("upstream/task.json", task)
+    assert task["status"] == "completed" and task["progress"] == 100 and task["phase"] is None
+    assert set(task["result"]) == {"download_url", "edit_url", "summary", "artifacts"}
+    assert task["result"]["artifacts"][0]["file_name"] == "workbook.xlsx"
+    assert task["duration_ms"] >= 400
+
+
+def observe(client: httpx.Client, task_id: str) -> list[tuple[str, str | None, int]]:
+    seen: list[tuple[str, str | None, int]] = []
+    while True:
+        task = client.get(f"/tasks/{task_id}").json()
+        state = (task["status"], task["phase"], task["progress"])
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if task["status"] in ("completed", "failed", "cancelled", "expired"):
+            return seen
+        time.sleep(0.005)
+
+
+def test_phases_walk_in_documented_order(sandbox, receiver):
+    with sandbox.client() as client:
+        first = client.post("/excel/generate", json={"prompt": "Sales [[duration=1.2]]", "async": True}).json()
+        seen = observe(client, first["task_id"])
+        second = client.post("/excel/generate", json={"prompt": "Add forecast [[duration=1.2]]", "async": True,
+                                                       "run_id": first["run_id"], "webhook_url": receiver.url}).json()
+        resumed = observe(client, second["task_id"])
+    for states in (seen, resumed):
+        phases = [p for _, p, _ in states if p]
+        order = [PHASES.index(p) for p in dict.fromkeys(phases)]  # first appearance of each phase
+        assert order == sorted(order), phases
+        loop = phases[phases.index("agent_turn"): len(phases) - phases[::-1].index("executing_plan")]
+        assert set(loop) == {"agent_turn", "executing_plan"}, "only the agent loop repeats"
+        progress = [pct for _, _, pct in states]
+        assert progress == sorted(progress) and progress[-1] == 100
+        assert [s for s, _, _ in states][-1] == "completed"
+        assert "agent_turn" in phases and "saving_doc" in phases
+    assert "restoring_state" not in [p for _, p, _ in seen]
+    assert "restoring_state" in [p for _, p, _ in resumed]
+    assert "dispatching_webhook" in [p for _, p, _ in resumed]
+
+
+def test_resume_changes_the_same_document(sandbox):
+    with sandbox.client() as client:
+        first = client.post("/excel/generate", json={"prompt": "Create a Q3 sales report"}).json()
+        second = client.post("/excel/generate", json={"prompt": "Now add a forecast tab for FY26",
+                                                      "run_id": first["run_id"]}).json()
+        tasks = [client.get(f"/tasks/{t['task_id']}").json() for t in (first, second)]
+        run = client.get(f"/runs/{first['run_id']}").json()
+    assert second["run_id"] == first["run_id"] and second["task_id"] != first["task_id"]
+    before = load_workbook(io.BytesIO(download(first["download_url"]).content)).sheetnames
+    after = load_workbook(io.BytesIO(download(second["download_url"]).content)).sheetnames
+    assert after == [*before, "Forecast Tab FY26"]
+    assert tasks[1]["turn_index"] > tasks[0]["turn_index"]
+    assert second["credits_used"] < first["credits_used"], "a resumed turn is cheaper"
+    assert run["task_count"] == 2 and run["credits_used"] == first["credits_used"] + second["credits_used"]
+
+
+def test_resume_through_the_wrong_endpoint_is_refused(sandbox):
+    with sandbox.client() as client:
+        first = client.post("/excel/generate", json={"prompt": "Sales"}).json()
+        wrong = client.post("/word/generate", json={"prompt": "more", "run_id": first["run_id"]})
+    assert wrong.status_code == 400 and wrong.json()["error"]["field"] == "run_id"
+
+
+def test_sync_call_past_the_ceiling_is_promoted_to_202(make_sandbox):
+    sandbox = make_sandbox(sync_ceiling_seconds=0.2)
+    with sandbox.client() as client:
+        response = client.post("/excel/generate", json={"prompt": "Big model [[duration=1]]"})
+        assert response.status_code == 202
+        body = response.json()
+        assert body["message"] == "Sync ceiling (0.2s) exceeded; continuing asynchronously."
+        assert body["status"] in ("queued", "running")
+        assert sandbox.wait_task(client, body["task_id"])["status"] == "completed"
+
+
+def test_full_pool_promotes_sync_calls_at_once_and_queues_tasks(make_sandbox):
+    sandbox = make_sandbox(pool_size=1)
+    with sandbox.client() as client:
+        busy = client.post("/excel/generate", json={"prompt": "Long [[duration=1.5]]", "async": True}).json()
+        eventually(lambda: client.get(f"/tasks/{busy['task_id']}").json()["status"] == "running")
+        promoted = client.post("/excel/generate", json={"prompt": "Short"})
+        assert promoted.status_code == 202
+        assert "intermediate delay" in promoted.json()["message"]
+        waiting = client.get(f"/tasks/{promoted.json()['task_id']}").json()
+        assert (waiting["status"], waiting["phase"]) == ("queued", "acquiring_pool")
+        assert sandbox.wait_task(client, promoted.json()["task_id"])["status"] == "completed"
+
+
+def test_failure_marker_fails_the_task(sandbox):
+    with sandbox.client() as client:
+        body = client.post("/excel/generate", json={"prompt": "Sales [[fail]]", "async": True}).json()
+        task = sandbox.wait_task(client, body["task_id"])
+        sync = client.post("/excel/generate", json={"prompt": "Sales [[fail]]"}).json()
+    assert task["status"] == "failed" and task["result"] is None
+    assert task["error"]["code"] == "agent_error"
+    assert sync["status"] == "failed" and sync["error"]["code"] == "agent_error"
+
+
+def test_cancel_running_and_queued_tasks(make_sandbox):
+    sandbox = make_sandbox(pool_size=1)
+    with sandbox.client() as client:
+        running = client.post("/excel/generate", json={"prompt": "Long [[duration=5]]", "async": True}).json()
+        queued = client.post("/excel/generate", json={"prompt": "Next", "async": True}).json()
+        eventually(lambda: client.get(f"/tasks/{running['task_id']}").json()["status"] == "running")
+        assert client.post(f"/tasks/{queued['task_id']}/cancel").status_code == 200
+        assert client.get(f"/tasks/{queued['task_id']}").json()["status"] == "cancelled"
+        assert client.post(f"/tasks/{running['task_id']}/cancel").status_code in (200, 202)
+        ended = sandbox.wait_task(client, running["task_id"], timeout=3)
+        again = client.post(f"/tasks/{running['task_id']}/cancel")
+    assert ended["status"] == "cancelled" and ended["error"]["code"] == "cancelled"
+    assert again.status_code == 409 and again.json()["error"]["code"] == "task_finished"
+
+
+def test_task_queued_for_more_than_a_day_expires(make_sandbox):
+    sandbox = make_sandbox(pool_size=1)
+    with sandbox.client() as client:
+        busy = client.post("/excel/generate", json={"prompt": "Long [[duration=1]]", "async": True}).json()
+        stuck = client.post("/excel/generate", json={"prompt": "Waiting", "async": True}).json()
+        sandbox.advance(25 * 3600)
+        task = client.get(f"/tasks/{stuck['task_id']}").json()
+        assert task["status"] == "expired" and task["error"]["code"] == "expired"
+        assert sandbox.wait_task(client, busy["task_id"])["status"] == "completed"
+        time.sleep(0.2)  # the freed worker must skip the expired task, not run it
+        assert client.get(f"/tasks/{stuck['task_id']}").json()["status"] == "expired"
+
+
+def test_tasks_running_at_a_restart_end_cancelled_and_queued_ones_resume(make_sandbox, redis_url, tmp_path):
+    from sandbox import SandboxConfig, create_app
+
+    first = make_sandbox(pool_size=1, key_prefix="restart-test:")
+    with first.client() as client:
+        running = client.post("/excel/generate", json={"prompt": "Long [[duration=30]]", "async": True}).json()
+        queued = client.post("/excel/generate", json={"prompt": "Next", "async": True}).json()
+        eventually(lambda: client.get(f"/tasks/{running['task_id']}").json()["status"] == "running")
+    # a second process on the same store, as after a crash of the first
+    config = SandboxConfig(redis_url=redis_url, key_prefix="restart-test:", data_dir=tmp_path / "sandbox",
+                           task_seconds=0.05)
+    restarted = create_app(config)
+    try:
+        store = restarted.extensions["sandbox"].store
+        assert store.get_task(running["task_id"])["status"] == "cancelled"
+        eventually(lambda: store.get_task(queued["task_id"])["status"] == "completed")
+    finally:
+        restarted.extensions["sandbox"].stop()

@@ -1,0 +1,40 @@
+"""The README's run command, end to end in a child process: Redis, the sandbox, a real generation."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from openpyxl import load_workbook
+
+
+def relay(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def test_relay_dev_produces_a_real_workbook_and_stops_what_it_started():
+    run_dir = Path(tempfile.mkdtemp(prefix="relay-dev-"))  # short: holds the Redis unix socket
+    env = {**os.environ, "SANDBOX_TASK_SECONDS": "0.3"}
+    done = relay("dev", "--run-dir", str(run_dir), "--exit-after-demo", env=env)
+    assert done.returncode == 0, done.stderr
+    path = Path(re.search(r"^file\s+(\S+)$", done.stdout, re.M).group(1))
+    assert path.suffix == ".xlsx" and path.is_relative_to(run_dir)
+    assert load_workbook(path).active["A1"].value.startswith("Q3 Sales Report")
+    assert re.search(r"^download\s+http://127\.0\.0\.1:\d+/files/", done.stdout, re.M)
+    assert "completed" in done.stderr  # the progress bar reached the end
+    assert not (run_dir / "redis" / "redis.sock").exists(), "Redis was stopped"
+
+
+def test_relay_sandbox_orgs_create_prints_the_key_once(redis_url):
+    env = {**os.environ, "SANDBOX_REDIS_URL": redis_url, "SANDBOX_KEY_PREFIX": "cli-test:"}
+    created = relay("sandbox", "orgs", "create", "finance", env=env, timeout=30)
+    assert created.returncode == 0, created.stderr
+    assert re.search(r"^api key\s+ovt_test_\S+$", created.stdout, re.M)
+    assert re.search(r"^webhook secret\s+whsec_\S+$", created.stdout, re.M)
+    listed = relay("sandbox", "orgs", "list", env=env, timeout=30)
+    assert "finance" in listed.stdout and "ovt_test_" not in listed.stdout
