@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
 from flask import Blueprint, g, jsonify, redirect, request
 
 import schemas
+from schemas.http import ApiError
 
 from .builders import PRODUCTS, TEXT_KINDS
 from .clock import iso
-from .errors import ApiError
 from .exports import SUPPORTED, ConversionFailed, ConverterMissing
 from .http import base_url, json_body, sandbox
 from .links import FileRef
@@ -34,6 +36,9 @@ def authenticate():
     if not allowed:
         raise ApiError(429, "rate_limited", f"Too many requests; retry in {reset} s.",
                        headers={**g.rate_headers, "Retry-After": str(reset)})
+    if random.random() < sandbox().config.error_rate:
+        raise ApiError(503, "unavailable", "The service is briefly unavailable; retry shortly.",
+                       headers={"Retry-After": "1"})
     g.org = org
 
 

@@ -6,7 +6,9 @@ import logging
 
 from flask import Flask
 
-from . import api, controls, errors, public
+from schemas.http import register_error_handlers
+
+from . import api, controls, public
 from .config import SandboxConfig
 from .runtime import Sandbox
 
@@ -21,7 +23,7 @@ def create_app(config: SandboxConfig | None = None, start: bool = True) -> Flask
     app.json.sort_keys = False  # type: ignore[attr-defined]
     box = Sandbox(config)
     app.extensions["sandbox"] = box
-    errors.register(app)
+    register_error_handlers(app)
     app.register_blueprint(public.bp)
     app.register_blueprint(controls.bp)
     app.register_blueprint(api.bp)

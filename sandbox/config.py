@@ -48,6 +48,9 @@ class SandboxConfig:
     """An expired run's bytes are deleted this long after it expired."""
     sweep_interval_seconds: float = 5.0
 
+    error_rate: float = 0.0
+    """Share of authenticated API requests answered 503 with Retry-After (fault knob for clients)."""
+
     webhook_retry_schedule: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
     webhook_timeout_seconds: float = 10.0
     webhook_drop_rate: float = 0.0

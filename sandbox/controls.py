@@ -9,8 +9,9 @@ import hmac
 
 from flask import Blueprint, jsonify, request
 
+from schemas.http import ApiError
+
 from .clock import iso
-from .errors import ApiError
 from .http import json_body, sandbox
 
 bp = Blueprint("controls", __name__, url_prefix="/_sandbox")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, send_file
 
+from schemas.http import ApiError
+
 from .builders import PRODUCTS
-from .errors import ApiError
 from .files import CONTENT_TYPES
 from .http import sandbox
 from .links import LinkExpired, LinkInvalid

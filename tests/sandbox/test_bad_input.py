@@ -111,3 +111,11 @@ def test_rate_limit_answers_429_with_retry_after(make_sandbox):
     sandbox.advance(61)
     with sandbox.client() as client:
         assert client.get("/runs").status_code == 200
+
+
+def test_error_rate_knob_answers_503_with_retry_after(make_sandbox):
+    sandbox = make_sandbox(error_rate=1.0)
+    with sandbox.client() as client:
+        response = client.get("/runs")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.json()["error"]["code"] == "unavailable"

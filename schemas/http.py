@@ -1,14 +1,18 @@
-"""JSON errors for every failure: ``{"error": {"code", "message", "field"?, ...}}``. Never an HTML page."""
+"""The JSON error format and request-body parsing that the relay and the sandbox both speak.
+
+Every failure is ``{"error": {"code", "message", "field"?, ...}}`` with a 4xx/5xx status: never HTML.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from schemas import SchemaViolation
+from . import SchemaViolation, validate
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ class ApiError(Exception):
         return {"error": error}
 
 
-def register(app: Flask) -> None:
+def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
         return jsonify(exc.body()), exc.status, exc.headers
@@ -42,9 +46,28 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify({"error": {"code": code, "message": exc.description}}), exc.code or 500
+        return jsonify({"error": {"code": code, "message": exc.description}}), exc.code or 500, exc.get_headers()[1:]
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         log.exception("unhandled error")
         return jsonify({"error": {"code": "internal_error", "message": "Something went wrong on our side."}}), 500
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse a request body, raising ApiError(400, invalid_json) with the reason."""
+    if not raw.strip():
+        raise ApiError(400, "invalid_json", "The request body is empty; send a JSON object.")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {exc}") from None
+
+
+def json_body(schema: str) -> dict[str, Any]:
+    """The current request's body as a JSON object, checked against ``schema``."""
+    body = parse_json(request.get_data())
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
+    validate(schema, body)
+    return body
