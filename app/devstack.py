@@ -1,4 +1,5 @@
-"""Starts and stops the local stack of `relay dev`: a private Redis and the sandbox API in child processes."""
+"""Starts and stops the local stack of `relay dev`: a private Redis, the sandbox, the relay's web
+service, a worker and the scheduler, each in a child process with its log under the run directory."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from .crypto import SecretBox
 from .embedded_redis import EmbeddedRedis
 
 
@@ -21,7 +23,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_up(url: str, timeout: float = 20.0) -> None:
+def wait_until_up(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -45,15 +47,28 @@ class DevStack:
             return self.redis.url
         return self.redis.start()
 
+    def relay_secrets(self) -> dict[str, str]:
+        """Encryption and signing keys for this run directory, made once and kept (mode 0600)."""
+        path = self.run_dir / "secrets.json"
+        if not path.exists():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            keys = {"RELAY_ENCRYPTION_KEYS": SecretBox.new_key(), "RELAY_SECRET_KEY": os.urandom(24).hex()}
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(keys))
+        return json.loads(path.read_text())
+
     def sandbox_env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "SANDBOX_REDIS_URL": self.redis.url,
                 "SANDBOX_DATA_DIR": str(self.run_dir / "sandbox"), **extra}
 
-    def start_sandbox(self, port: int, **env: str) -> str:
-        log = (self.run_dir / "sandbox.log").open("ab")
-        child = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--port", str(port)],
-                                 env=self.sandbox_env(**env), stdout=log, stderr=log)
+    def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = (self.run_dir / f"{name}.log").open("ab")
+        child = subprocess.Popen([sys.executable, "-m", *argv], env=env, stdout=log, stderr=log)
         self._children.append(child)
+        return child
+
+    def start_sandbox(self, port: int, **env: str) -> str:
+        self.spawn("sandbox", ["sandbox", "serve", "--port", str(port)], self.sandbox_env(**env))
         url = f"http://127.0.0.1:{port}"
         wait_until_up(f"{url}/healthz")
         return url
@@ -63,13 +78,22 @@ class DevStack:
                              env=self.sandbox_env(), check=True, capture_output=True, text=True)
         return json.loads(out.stdout)
 
+    def start_relay(self, port: int, env: dict[str, str]) -> str:
+        """The web service (gunicorn), one worker with RQ's scheduler, and the cron scheduler."""
+        self.spawn("web", ["app.cli", "web", "--port", str(port), "--workers", "2"], env)
+        self.spawn("worker", ["app.cli", "worker"], env)
+        self.spawn("scheduler", ["app.cli", "scheduler"], env)
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(f"{url}/readyz")
+        return url
+
     def stop(self) -> None:
         for child in reversed(self._children):
             if child.poll() is None:
                 child.terminate()
         for child in self._children:
             try:
-                child.wait(timeout=10)
+                child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
         self._children.clear()

@@ -6,8 +6,7 @@ import random
 
 from flask import Blueprint, g, jsonify, redirect, request
 
-import schemas
-from schemas.http import ApiError
+from schemas.http import ApiError, query_params
 
 from .builders import PRODUCTS, TEXT_KINDS
 from .clock import iso
@@ -155,12 +154,7 @@ def _own_run(run_id: str) -> dict:
 
 @bp.get("/runs")
 def list_runs():
-    query: dict = dict(request.args)
-    if "limit" in query:
-        if not str(query["limit"]).lstrip("-").isdigit():
-            raise ApiError(400, "invalid_request", "limit must be an integer from 1 to 100.", field="limit")
-        query["limit"] = int(query["limit"])
-    schemas.validate("upstream/runs-query.json", query)
+    query = query_params("upstream/runs-query.json")
     limit, box = query.get("limit", 20), sandbox()
     items, cursor = [], query.get("cursor")
     while len(items) <= limit:

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import SchemaViolation, validate
+from . import SchemaViolation, load, validate
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +71,17 @@ def json_body(schema: str) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
     validate(schema, body)
     return body
+
+
+def query_params(schema: str) -> dict[str, Any]:
+    """The current request's query string, with integer parameters converted, checked against ``schema``."""
+    properties = load(schema).get("properties", {})
+    query: dict[str, Any] = dict(request.args)
+    for name, value in query.items():
+        if properties.get(name, {}).get("type") == "integer":
+            try:
+                query[name] = int(value)
+            except ValueError:
+                raise ApiError(400, "invalid_request", f"{name} must be an integer", field=name) from None
+    validate(schema, query)
+    return query

@@ -1,0 +1,17 @@
+"""The `relay` command."""
+
+from __future__ import annotations
+
+import click
+
+from . import dev, services, submit, tenants
+
+
+@click.group()
+def main() -> None:
+    """Relay: no-code connectors and a webhook relay for the Overten document-generation API."""
+
+
+for command in (dev.dev, services.sandbox, services.web, services.worker, services.scheduler, submit.submit,
+                tenants.tenants, tenants.secrets):
+    main.add_command(command)

@@ -1,0 +1,77 @@
+"""`relay dev`: the whole product on one machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+import httpx
+
+from ..config import RelayConfig
+from ..context import build_context
+from ..devstack import DevStack, free_port
+from .submit import describe, submit_document
+
+DEMO_PROMPT = "Create a Q3 sales report by region with a chart"
+
+
+@click.command()
+@click.option("--run-dir", type=click.Path(path_type=Path), show_default=True,
+              default=lambda: Path(os.environ.get("RELAY_RUN_DIR", "var/dev")),
+              help="Where Redis data, generated files and logs go.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port of the relay's web service.")
+@click.option("--prompt", default=DEMO_PROMPT, show_default=True, help="The demo generation's prompt.")
+@click.option("--exit-after-demo", is_flag=True, help="Stop everything once the demo file is written.")
+def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
+    """Run the whole product locally: private Redis, the sandbox API, the relay (web, worker,
+    scheduler), and one real generation submitted through the relay."""
+    stack = DevStack(run_dir)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        redis_url = stack.start_redis()
+        sandbox_url = stack.start_sandbox(free_port())
+        relay_url = f"http://127.0.0.1:{port}"
+        config = RelayConfig.from_env(redis_url=redis_url, public_url=relay_url,
+                                      **{k.removeprefix("RELAY_").lower(): v for k, v in stack.relay_secrets().items()})
+        org = stack.create_sandbox_org("demo")
+        ctx = build_context(config)
+        tenant, api_key = ctx.tenants.create("demo", sandbox_url, org["api_key"], org["webhook_secret"])
+        (stack.run_dir / "demo-api-key.txt").write_text(api_key + "\n")
+        stack.start_relay(port, {**os.environ, **config.to_env()})
+        click.echo(f"redis    {redis_url}")
+        click.echo(f"sandbox  {sandbox_url}")
+        click.echo(f"relay    {relay_url}  (tenant {tenant.name}; API key in {stack.run_dir / 'demo-api-key.txt'})")
+        task = submit_document(relay_url, api_key, {"format": "excel", "prompt": prompt,
+                                                    "record_key": "demo:quarterly-report"}, follow=True)
+        if task["status"] != "completed":
+            raise click.ClickException(f"the demo generation ended {task['status']}: {task.get('error')}")
+        path = _download(task, stack.run_dir / "output")
+        click.echo(f"\nfile     {path}")
+        for line in describe(task)[1:]:
+            click.echo(line)
+        click.echo(f"view     {task['result']['edit_url']}")
+        if exit_after_demo:
+            return
+        click.echo(f"\nEverything is running. Try:  RELAY_API_KEY=$(cat {stack.run_dir / 'demo-api-key.txt'}) "
+                   f"relay submit --wait --record-key demo:quarterly-report 'Now add a forecast tab for FY26'")
+        click.echo("Press Ctrl-C to stop.")
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("\nstopping")
+    finally:
+        stack.stop()
+
+
+def _download(task: dict, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{task['run_id']}.xlsx"
+    with httpx.stream("GET", task["result"]["download_url"], timeout=60) as response, path.open("wb") as file:
+        response.raise_for_status()
+        for chunk in response.iter_bytes():
+            file.write(chunk)
+    return path.resolve()

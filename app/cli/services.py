@@ -1,0 +1,67 @@
+"""Long-running processes: the sandbox, the web service, workers, the scheduler."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from .. import queues
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                 "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def sandbox(args: tuple[str, ...]) -> None:
+    """The local Overten API stand-in: `relay sandbox serve`, `relay sandbox orgs create NAME`.
+
+    Runs `python -m sandbox` in its own process (the relay never imports the sandbox). Without
+    SANDBOX_REDIS_URL it uses the private Redis of `relay dev` under RELAY_RUN_DIR (default var/dev),
+    starting it if needed.
+    """
+    from ..devstack import DevStack
+
+    env = dict(os.environ)
+    if "SANDBOX_REDIS_URL" not in env:
+        stack = DevStack(Path(env.get("RELAY_RUN_DIR", "var/dev")))
+        stack.start_redis()
+        env.update(stack.sandbox_env())
+    os.execve(sys.executable, [sys.executable, "-m", "sandbox", *(args or ("--help",))], env)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+@click.option("--threads", default=8, show_default=True, type=int, help="Threads per process (for `wait`).")
+def web(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the relay's HTTP API with gunicorn (configuration: RELAY_* environment variables)."""
+    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which("gunicorn")
+    if gunicorn is None:
+        raise click.ClickException("gunicorn is not installed (pip install gunicorn)")
+    argv = [gunicorn, "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
+            "--worker-class", "gthread", "--access-logfile", "-", "--graceful-timeout", "30",
+            "app.web:create_app()"]
+    os.execv(gunicorn, argv)
+
+
+@click.command()
+@click.option("--queues", "queue_names", default=",".join(queues.ALL), show_default=True,
+              help="Comma-separated queues, in priority order.")
+@click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
+def worker(queue_names: str, burst: bool) -> None:
+    """Run a worker (with RQ's scheduler for retries and delayed jobs)."""
+    from ..worker import run_worker
+
+    run_worker([q.strip() for q in queue_names.split(",") if q.strip()], burst=burst)
+
+
+@click.command()
+def scheduler() -> None:
+    """Run the cron scheduler that enqueues the reconciler every RELAY_RECONCILE_INTERVAL_SECONDS."""
+    from ..worker import run_scheduler
+
+    run_scheduler()

@@ -1,0 +1,94 @@
+"""Tenant, key and secret administration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from .. import context
+from ..crypto import SecretBox
+
+
+def _tenant_or_fail(name_or_id: str):
+    tenant = context.current().tenants.find(name_or_id)
+    if tenant is None:
+        raise click.ClickException(f"no tenant named or with id {name_or_id!r}")
+    return tenant
+
+
+@click.group()
+def tenants() -> None:
+    """Tenants: who may use the relay, with which Overten account."""
+
+
+@tenants.command("create")
+@click.argument("name")
+@click.option("--upstream-url", required=True, help="Base URL of the Overten API (or the sandbox).")
+@click.option("--upstream-key", required=True, help="The tenant's Overten API key.")
+@click.option("--webhook-secret", required=True, help="The tenant's whsec_ webhook secret from Overten.")
+def create(name: str, upstream_url: str, upstream_key: str, webhook_secret: str) -> None:
+    """Create a tenant and print its relay API key (shown once)."""
+    try:
+        tenant, api_key = context.current().tenants.create(name, upstream_url, upstream_key, webhook_secret)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"tenant   {tenant.tenant_id} ({tenant.name})")
+    click.echo(f"api key  {api_key}")
+    click.echo("Keep the key: it is stored hashed and cannot be shown again.", err=True)
+
+
+@tenants.command("list")
+def list_() -> None:
+    """List tenants with their usage (no secrets)."""
+    ctx = context.current()
+    for tenant in ctx.tenants.list():
+        usage = ctx.tenants.usage(tenant.tenant_id)
+        click.echo(f"{tenant.tenant_id}  {tenant.name:<20} {tenant.upstream_url}  "
+                   f"tasks={usage['task_count']} credits={usage['credits_used']}")
+
+
+@tenants.command("keys")
+@click.argument("tenant")
+def keys(tenant: str) -> None:
+    """List a tenant's API key ids (the keys themselves are never stored)."""
+    for meta in context.current().tenants.keys(_tenant_or_fail(tenant).tenant_id):
+        created = datetime.fromtimestamp(meta["created_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+        click.echo(f"{meta['key_id']}  created {created}")
+
+
+@tenants.command("rotate-key")
+@click.argument("tenant")
+@click.option("--keep-old", is_flag=True, help="Keep the current keys valid (revoke them later).")
+def rotate_key(tenant: str, keep_old: bool) -> None:
+    """Issue a new API key and, unless --keep-old, revoke the others."""
+    api_key = context.current().tenants.rotate_key(_tenant_or_fail(tenant).tenant_id, keep_old=keep_old)
+    click.echo(f"api key  {api_key}")
+
+
+@tenants.command("revoke-key")
+@click.argument("tenant")
+@click.argument("key_id")
+def revoke_key(tenant: str, key_id: str) -> None:
+    """Revoke one API key by its id (see `relay tenants keys`)."""
+    if not context.current().tenants.revoke_key(_tenant_or_fail(tenant).tenant_id, key_id):
+        raise click.ClickException(f"no key {key_id!r} for that tenant")
+    click.echo(f"revoked {key_id}")
+
+
+@click.group()
+def secrets() -> None:
+    """Encryption of secrets at rest."""
+
+
+@secrets.command("new-key")
+def new_key() -> None:
+    """Print a new encryption key for RELAY_ENCRYPTION_KEYS."""
+    click.echo(SecretBox.new_key())
+
+
+@secrets.command("rotate")
+def rotate() -> None:
+    """Re-encrypt every stored secret with the first key of RELAY_ENCRYPTION_KEYS."""
+    count = context.current().tenants.reseal_all()
+    click.echo(f"re-encrypted the secrets of {count} tenant(s); the old key can now be removed")

@@ -1,0 +1,70 @@
+"""Relay settings: every knob has a documented default and a RELAY_* environment variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """App data and RQ queues. Use AOF persistence and maxmemory-policy noeviction in production."""
+    key_prefix: str = "relay:"
+    public_url: str = "http://127.0.0.1:8080"
+    """How the outside world (the API's webhooks, Zapier, email readers) reaches this relay."""
+    secret_key: str = ""
+    """Signs webhook and file tokens. Empty: a random key kept in Redis (fine for one installation)."""
+    encryption_keys: str = ""
+    """Comma-separated Fernet keys for secrets at rest; the first encrypts, all decrypt (rotation)."""
+
+    upstream_timeout_seconds: float = 30.0
+    upstream_retries: int = 4
+    """Attempts after the first on connection errors, 429 and 5xx, with exponential backoff and jitter."""
+    upstream_backoff_seconds: float = 0.5
+    upstream_backoff_cap_seconds: float = 10.0
+
+    submit_retry_intervals: tuple[float, ...] = (2, 5, 10, 30, 60, 120, 300, 300, 300, 600, 600, 900, 900)
+    """When the API is down at submit time: waits between background attempts (about 70 minutes)."""
+    idempotency_ttl_seconds: int = 86_400
+    webhook_dedupe_ttl_seconds: int = 172_800
+    """How long a webhook-id is remembered (and its job kept) to drop redeliveries: 48 h."""
+    max_wait_seconds: int = 25
+
+    reconcile_interval_seconds: int = 30
+    """How often the scheduler enqueues the reconciler."""
+    reconcile_quiet_seconds: float = 120.0
+    """A task with no news for this long is polled."""
+    poll_first_seconds: float = 3.0
+    poll_cap_seconds: float = 10.0
+    poll_give_up_seconds: float = 1800.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> RelayConfig:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            raw = env.get(f"RELAY_{item.name.upper()}")
+            if raw is not None:
+                values[item.name] = _parse(str(item.type), raw)
+        return replace(cls(**values), **overrides)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces this config in a child process (worker, scheduler)."""
+        env = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            env[f"RELAY_{item.name.upper()}"] = text
+        return env
+
+
+def _parse(kind: str, raw: str) -> Any:
+    if "tuple" in kind:
+        return tuple(float(p) for p in raw.split(",") if p.strip())
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    return raw

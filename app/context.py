@@ -1,0 +1,90 @@
+"""Everything a request handler or a job needs, built once per process from the config.
+
+Web processes build it in create_app(); worker processes build it from the environment when their
+first job runs. Tests install their own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from redis import Redis
+from rq import Queue
+
+from .config import RelayConfig
+from .crypto import SecretBox
+from .events import EventLog
+from .idempotency import IdempotencyStore
+from .records import RecordStore
+from .tasks import TaskStore
+from .tenants import Tenant, TenantStore
+from .tokens import Tokens
+from .upstream import RetryPolicy, UpstreamClient
+
+
+@dataclass
+class Context:
+    config: RelayConfig
+    redis: Redis
+    """App data, decoded to str."""
+    rq_redis: Redis
+    """RQ's connection: raw bytes, as RQ requires."""
+    box: SecretBox
+    tokens: Tokens
+    tenants: TenantStore
+    records: RecordStore
+    tasks: TaskStore
+    events: EventLog
+    idempotency: IdempotencyStore
+
+    def queue(self, name: str) -> Queue:
+        return Queue(name, connection=self.rq_redis)
+
+    def upstream(self, tenant: Tenant) -> UpstreamClient:
+        config = self.config
+        retry = RetryPolicy(retries=config.upstream_retries, base_seconds=config.upstream_backoff_seconds,
+                            cap_seconds=config.upstream_backoff_cap_seconds)
+        return UpstreamClient(tenant.upstream_url, tenant.upstream_key, timeout=config.upstream_timeout_seconds,
+                              retry=retry)
+
+    def upstream_once(self, tenant: Tenant, timeout: float = 5.0) -> UpstreamClient:
+        """A client that tries once, briefly: for reads on a person's request path."""
+        return UpstreamClient(tenant.upstream_url, tenant.upstream_key, timeout=timeout,
+                              retry=RetryPolicy(retries=0))
+
+    def key(self, *parts: str) -> str:
+        return self.config.key_prefix + ":".join(parts)
+
+
+def build_context(config: RelayConfig) -> Context:
+    redis = Redis.from_url(config.redis_url, decode_responses=True)
+    rq_redis = Redis.from_url(config.redis_url)
+    box = SecretBox(config.encryption_keys)
+    prefix = config.key_prefix
+    secret = config.secret_key or _stored_secret(redis, prefix + "secret")
+    return Context(config=config, redis=redis, rq_redis=rq_redis, box=box, tokens=Tokens(secret),
+                   tenants=TenantStore(redis, prefix, box), records=RecordStore(redis, prefix),
+                   tasks=TaskStore(redis, prefix), events=EventLog(redis, prefix),
+                   idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds))
+
+
+def _stored_secret(redis: Redis, key: str) -> str:
+    redis.set(key, secrets.token_urlsafe(32), nx=True)
+    return str(redis.get(key))
+
+
+_current: Context | None = None
+
+
+def install(context: Context) -> None:
+    global _current
+    _current = context
+
+
+def current() -> Context:
+    """This process's context (built from RELAY_* environment variables on first use)."""
+    global _current
+    if _current is None:
+        _current = build_context(RelayConfig.from_env())
+    return _current

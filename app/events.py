@@ -1,0 +1,48 @@
+"""The relay's own event log per tenant (task.completed, task.failed, ...), newest first with stable ids:
+what polling triggers (Zapier, Make) read. A Redis stream, capped."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from redis import Redis
+
+from .ids import new_id
+
+EVENT_TYPES = ("task.completed", "task.failed", "task.cancelled", "task.expired")
+KEEP = 10_000  # events kept per tenant (approximately: the stream is trimmed lazily)
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class EventLog:
+    def __init__(self, redis: Redis, prefix: str):
+        self._redis, self._prefix = redis, prefix
+
+    def key_for(self, tenant_id: str) -> str:
+        return f"{self._prefix}events:{tenant_id}"
+
+    def append(self, tenant_id: str, event_type: str, data: dict) -> dict:
+        event = {"id": new_id("evt"), "type": event_type, "created_at": iso(time.time()), "data": data}
+        self._redis.xadd(self.key_for(tenant_id), {"e": json.dumps(event)}, maxlen=KEEP, approximate=True)
+        return event
+
+    def newest(self, tenant_id: str, event_type: str | None = None, limit: int = 50) -> list[dict]:
+        found: list[dict] = []
+        last = "+"
+        while len(found) < limit:
+            batch = self._redis.xrevrange(self.key_for(tenant_id), max=last, min="-", count=200)
+            if last != "+":
+                batch = batch[1:]  # the range is inclusive of where we stopped
+            if not batch:
+                break
+            for entry_id, fields in batch:
+                event = json.loads(fields["e"])
+                if event_type is None or event["type"] == event_type:
+                    found.append(event)
+                last = entry_id
+        return found[:limit]

@@ -1,0 +1,90 @@
+"""RQ job functions: top-level, importable, taking ids and plain JSON only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from rq import get_current_job
+
+from . import context, submit, tracking
+from .tasks import TERMINAL
+from .upstream import PollPolicy, UpstreamNotFound, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def process_upstream_event(tenant_id: str, task_id: str, body: str) -> str:
+    """Apply a verified webhook from the API to its task."""
+    event = json.loads(body)
+    return tracking.apply(context.current(), task_id, event["data"], source=f"webhook {event['type']}")
+
+
+def submit_pending(task_id: str) -> str:
+    """Hand a stored submission to the API; raising makes RQ retry it on the configured schedule."""
+    ctx = context.current()
+    task = ctx.tasks.get(task_id)
+    if task is None or task["status"] != "pending_submit":
+        return "nothing to do"
+    tenant = ctx.tenants.get(task["tenant_id"])
+    if tenant is None:
+        return "tenant gone"
+    try:
+        submit.hand_over(ctx, tenant, task_id)
+    except UpstreamUnavailable as exc:
+        job = get_current_job()
+        attempts = int(task.get("submit_attempts") or 0) + 1
+        ctx.tasks.set(task_id, submit_attempts=attempts, last_submit_error=str(exc))
+        if job is None or not job.retries_left:
+            tracking.finish(ctx, task_id, {"status": "failed", "phase": "", "error": {
+                "code": "upstream_unavailable",
+                "message": f"The API stayed unreachable through {attempts} attempts: {exc}"}})
+            return "gave up"
+        raise
+    return "submitted"
+
+
+def reconcile() -> dict:
+    """Poll the API for tasks that have been quiet too long, so a lost webhook still finishes them."""
+    ctx = context.current()
+    lock = ctx.key("reconcile", "lock")
+    if not ctx.redis.set(lock, "1", nx=True, ex=120):
+        return {"skipped": "another reconciler is running"}
+    counts = {"polled": 0, "finished": 0, "repaired": 0}
+    try:
+        for task_id in ctx.tasks.due(time.time()):
+            counts[_reconcile_one(ctx, task_id)] += 1
+    finally:
+        ctx.redis.delete(lock)
+    return counts
+
+
+def _reconcile_one(ctx, task_id: str) -> str:
+    task = ctx.tasks.get(task_id)
+    if task is None or task["status"] in TERMINAL:
+        ctx.tasks.unwatch(task_id)
+        if task is not None and task.get("fanout") == "pending":
+            tracking.run_follow_ups(ctx, task_id)
+            return "repaired"
+        return "polled"
+    tenant = ctx.tenants.get(task["tenant_id"])
+    if tenant is None or not task.get("upstream_task_id"):
+        ctx.tasks.unwatch(task_id)
+        return "polled"
+    polls = int(task.get("polls") or 0)
+    try:
+        with ctx.upstream(tenant) as client:
+            upstream = client.get_task(task["upstream_task_id"])
+    except UpstreamNotFound:
+        tracking.finish(ctx, task_id, {"status": "failed", "phase": "", "error": {
+            "code": "upstream_task_missing", "message": "The API no longer knows this task."}})
+        return "finished"
+    except UpstreamUnavailable:
+        upstream = None
+    ctx.tasks.set(task_id, polls=polls + 1, last_polled_at=time.time())
+    if upstream is not None and tracking.apply(ctx, task_id, upstream.raw, source="reconciler") == "finished":
+        return "finished"
+    policy = PollPolicy(ctx.config.poll_first_seconds, cap_seconds=ctx.config.poll_cap_seconds)
+    ctx.tasks.watch(task_id, time.time() + policy.delay(polls))
+    return "polled"

@@ -1,0 +1,82 @@
+"""Submitting a prompt: resolve the record's run, hand the job to the API asynchronously, remember it.
+
+The API being down never loses a submission: the task is stored first (`pending_submit`) and a
+background job keeps handing it over until the API takes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from . import queues, tracking
+from .context import Context
+from .tasks import TERMINAL
+from .tenants import Tenant
+from .upstream import RunExpired, UpstreamError, UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def submit(ctx: Context, tenant: Tenant, body: dict) -> dict:
+    """Record a submission and try to hand it to the API now. Returns the relay task."""
+    fmt, record_key = body["format"], body.get("record_key")
+    run_id = ctx.records.run_for(tenant.tenant_id, record_key, fmt) if record_key and body.get("resume", True) else None
+    task = ctx.tasks.create(tenant.tenant_id, format=fmt, prompt=body["prompt"], record_key=record_key or "",
+                            requested_run_id=run_id or "", destinations=body.get("destinations") or [],
+                            export=body.get("export", ""), callback_url=body.get("callback_url", ""),
+                            callback_headers=body.get("callback_headers") or {})
+    if record_key:
+        ctx.records.touch(tenant.tenant_id, record_key)
+        ctx.records.add_task(tenant.tenant_id, record_key, task["task_id"])
+    try:
+        hand_over(ctx, tenant, task["task_id"])
+    except UpstreamUnavailable as exc:
+        log.warning("API unavailable for task %s (%s); retrying in the background", task["task_id"], exc)
+        ctx.tasks.set(task["task_id"], last_submit_error=str(exc))
+        queues.enqueue_submit(ctx, task["task_id"])
+    return ctx.tasks.get(task["task_id"]) or task
+
+
+def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
+    """Send a stored submission to the API. Raises UpstreamUnavailable when it should be tried again."""
+    task = ctx.tasks.get(task_id)
+    if task is None or task["status"] != "pending_submit":
+        return
+    token = ctx.tokens.webhook(tenant.tenant_id, task_id)
+    webhook_url = f"{ctx.config.public_url.rstrip('/')}/webhooks/upstream/{token}"
+    run_id, restarted = task.get("requested_run_id") or None, False
+    with ctx.upstream(tenant) as client:
+        try:
+            try:
+                submitted = client.generate(task["format"], task["prompt"], run_id=run_id, webhook_url=webhook_url)
+            except RunExpired:
+                # the record's document is past retention: start it afresh and remap the record
+                submitted = client.generate(task["format"], task["prompt"], webhook_url=webhook_url)
+                restarted = True
+        except UpstreamUnavailable:
+            raise
+        except UpstreamError as exc:
+            error = {"code": "upstream_rejected", "message": exc.message, "status": exc.status}
+            if exc.field:
+                error["field"] = exc.field
+            tracking.finish(ctx, task_id, {"status": "failed", "phase": "", "error": error})
+            return
+    ctx.tasks.set(task_id, upstream_task_id=submitted.task_id, run_id=submitted.run_id,
+                  run_restarted=int(restarted), submitted_at=time.time())
+    ctx.tasks.transition(task_id, expect="pending_submit", status=submitted.status)
+    if task.get("record_key"):
+        ctx.records.map_run(tenant.tenant_id, task["record_key"], task["format"], submitted.run_id)
+    if ctx.tasks.get(task_id)["status"] not in TERMINAL:  # type: ignore[index]
+        ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
+
+
+def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) -> dict:
+    """Block up to ``seconds`` for the task to end (the `wait` parameter's sync facade)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        task = ctx.tasks.get(task_id)
+        assert task is not None
+        if task["status"] in TERMINAL or time.monotonic() >= deadline:
+            return task
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))

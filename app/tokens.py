@@ -1,0 +1,42 @@
+"""Signed tokens (itsdangerous): the webhook URL handed to the API, and expiring file links."""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+
+class TokenInvalid(Exception):
+    pass
+
+
+class TokenExpired(Exception):
+    pass
+
+
+class Tokens:
+    def __init__(self, secret: str):
+        self._webhooks = URLSafeSerializer(secret, salt="relay-upstream-webhook")
+        self._files = URLSafeTimedSerializer(secret, salt="relay-file-link")
+
+    def webhook(self, tenant_id: str, task_id: str) -> str:
+        """The path token of /webhooks/upstream/{token}: the tenant id, signed, plus the relay task it
+        concerns, so an event can be routed even before the submit call has recorded the API's ids."""
+        return self._webhooks.dumps([tenant_id, task_id])
+
+    def open_webhook(self, token: str) -> tuple[str, str]:
+        try:
+            tenant_id, task_id = self._webhooks.loads(token)
+        except (BadSignature, ValueError, TypeError):
+            raise TokenInvalid from None
+        return str(tenant_id), str(task_id)
+
+    def file(self, payload: dict) -> str:
+        return self._files.dumps(payload)
+
+    def open_file(self, token: str, max_age: float) -> dict:
+        try:
+            return self._files.loads(token, max_age=max_age)
+        except SignatureExpired:
+            raise TokenExpired from None
+        except BadSignature:
+            raise TokenInvalid from None

@@ -1,0 +1,137 @@
+"""Applying what the API says about a task (from a webhook or a poll) to the relay's task, once.
+
+Finishing is one Lua script: the terminal status, the usage of the tenant and the record, and the
+event-log entry are written together or not at all, so a redelivered webhook, a poll and a retried job
+can race and the task is finished (and counted, and announced) exactly once. Follow-up work (deliveries,
+callbacks) is then started by idempotent hooks and marked done; a crash in between is repaired by
+the job's retry or the reconciler (``fanout == "pending"``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from .context import Context
+from .events import iso
+from .ids import new_id
+from .serializers import task_view
+from .tasks import TERMINAL, to_field
+from .upstream import UpstreamError
+
+log = logging.getLogger(__name__)
+
+FinishHook = Callable[[Context, dict, dict], None]
+FINISH_HOOKS: list[FinishHook] = []
+"""Called with (context, finished task, its event) after a task ends; must be idempotent."""
+
+_FINISH = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if status == 'completed' or status == 'failed' or status == 'cancelled' or status == 'expired' then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], 'fanout', 'pending')
+redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'task_id'))
+local credits, ms = tonumber(ARGV[1]), tonumber(ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'credits_used', credits)
+redis.call('HINCRBY', KEYS[3], 'duration_ms', ms)
+redis.call('HINCRBY', KEYS[3], 'task_count', 1)
+if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HINCRBY', KEYS[4], 'credits_used', credits)
+  redis.call('HINCRBY', KEYS[4], 'duration_ms', ms)
+  redis.call('HINCRBY', KEYS[4], 'task_count', 1)
+  if redis.call('HGET', KEYS[1], 'status') == 'completed' then
+    redis.call('HSET', KEYS[4], 'latest_task_id', redis.call('HGET', KEYS[1], 'task_id'))
+  end
+end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', '10000', '*', 'e', ARGV[3])
+return 1
+"""
+
+
+def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:
+    """Bring the relay task up to date with the API's view of it. Returns what happened."""
+    task = ctx.tasks.get(task_id)
+    if task is None:
+        log.warning("event for unknown task %s from %s", task_id, source)
+        return "unknown"
+    if task.get("upstream_task_id") and upstream.get("task_id") != task["upstream_task_id"]:
+        log.warning("event for task %s names another API task; ignored", task_id)
+        return "mismatch"
+    if not task.get("upstream_task_id"):  # the webhook overtook the submit call: link it here
+        ctx.tasks.set(task_id, upstream_task_id=upstream["task_id"], run_id=upstream.get("run_id", ""))
+    status = upstream["status"]
+    if status in TERMINAL:
+        return "finished" if finish(ctx, task_id, _terminal_fields(upstream)) else "duplicate"
+    ctx.tasks.transition(task_id, status=status, phase=upstream.get("phase") or "",
+                         progress=int(upstream.get("progress") or 0), turn_index=upstream.get("turn_index"))
+    ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
+    return "updated"
+
+
+def refresh(ctx: Context, task: dict, min_age_seconds: float = 2.0) -> dict:
+    """Bring a running task's progress up to date from the API when its news is older than
+    ``min_age_seconds``: what a person watching a progress bar expects. Best effort, no retries."""
+    if task["status"] in TERMINAL or not task.get("upstream_task_id"):
+        return task
+    if time.time() - float(task.get("last_polled_at") or task["updated_at"]) < min_age_seconds:
+        return task
+    tenant = ctx.tenants.get(task["tenant_id"])
+    if tenant is None:
+        return task
+    ctx.tasks.set(task["task_id"], last_polled_at=time.time())
+    try:
+        with ctx.upstream_once(tenant) as client:
+            upstream = client.get_task(task["upstream_task_id"])
+    except UpstreamError:
+        return task
+    apply(ctx, task["task_id"], upstream.raw, source="refresh")
+    return ctx.tasks.get(task["task_id"]) or task
+
+
+def finish(ctx: Context, task_id: str, fields: dict) -> bool:
+    """End a task once (see the module notes), then run its follow-ups. False: it had already ended."""
+    task = ctx.tasks.get(task_id)
+    if task is None or task["status"] in TERMINAL:
+        if task is not None and task.get("fanout") == "pending":
+            run_follow_ups(ctx, task_id)
+        return False
+    now = time.time()
+    fields = {**fields, "finished_at": now, "updated_at": now}
+    ended = {**task, **fields}
+    event = {"id": new_id("evt"), "type": f"task.{fields['status']}", "created_at": iso(now),
+             "data": task_view(ended)}
+    fields["event_json"] = json.dumps(event)
+    argv = [int(fields.get("credits_used") or 0), int(fields.get("duration_ms") or 0), fields["event_json"]]
+    argv += [item for k, v in fields.items() for item in (k, to_field(v))]
+    record_key = ctx.records.key_for(task["tenant_id"], task["record_key"]) if task.get("record_key") else ""
+    keys = [ctx.tasks.key_for(task_id), ctx.tasks.watch_key, ctx.tenants.key_for(task["tenant_id"]),
+            record_key, ctx.events.key_for(task["tenant_id"])]
+    if ctx.redis.register_script(_FINISH)(keys=keys, args=argv) != 1:
+        return False
+    run_follow_ups(ctx, task_id)
+    return True
+
+
+def run_follow_ups(ctx: Context, task_id: str) -> None:
+    task = ctx.tasks.get(task_id)
+    if task is None:
+        return
+    event = json.loads(task.get("event_json") or "null") or {"type": f"task.{task['status']}",
+                                                              "data": task_view(task)}
+    for hook in FINISH_HOOKS:
+        hook(ctx, task, event)
+    ctx.tasks.set(task_id, fanout="done")
+
+
+def _terminal_fields(upstream: dict) -> dict:
+    completed = upstream["status"] == "completed"
+    return {"status": upstream["status"], "phase": "",
+            "progress": 100 if completed else int(upstream.get("progress") or 0),
+            "result": upstream.get("result"), "error": upstream.get("error"),
+            "credits_used": upstream.get("credits_used") or 0, "duration_ms": upstream.get("duration_ms") or 0}
+

@@ -1,0 +1,29 @@
+"""The relay's web service: the application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from schemas.http import register_error_handlers
+
+from ..config import RelayConfig
+from ..context import Context, build_context, install
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(config: RelayConfig | None = None, context: Context | None = None) -> Flask:
+    ctx = context or build_context(config or RelayConfig.from_env())
+    install(ctx)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["relay"] = ctx
+    register_error_handlers(app)
+
+    from . import api, health, intake
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(intake.bp)
+    app.register_blueprint(api.bp)
+    return app

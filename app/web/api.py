@@ -1,0 +1,106 @@
+"""The /v1 API: submit documents, follow tasks, records and events, who am I."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+import schemas
+from schemas.http import ApiError, json_body, query_params
+
+from .. import submit, tracking
+from ..idempotency import KeyReused, RequestInProgress, StoredAnswer, fingerprint
+from ..serializers import record_view, task_view
+from ..tasks import TERMINAL
+from .base import ctx, public, record_path, require_tenant, tenant
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+bp.before_request(require_tenant)
+
+
+@bp.get("/me")
+def me():
+    current = tenant()
+    return jsonify({"tenant_id": current.tenant_id, "name": current.name, "upstream_url": current.upstream_url,
+                    "usage": ctx().tenants.usage(current.tenant_id)})
+
+
+@bp.post("/documents")
+def create_document():
+    body = json_body("relay/submit-request.json")
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > 255:
+        raise ApiError(400, "invalid_request", "Idempotency-Key must be at most 255 characters.",
+                       field="Idempotency-Key")
+    if not key:
+        return _submit(body)
+    store, tenant_id, print_ = ctx().idempotency, tenant().tenant_id, fingerprint(body)
+    try:
+        stored = store.begin(tenant_id, key, print_)
+    except KeyReused:
+        raise ApiError(422, "idempotency_key_reused", "This Idempotency-Key was used with a different request.",
+                       field="Idempotency-Key") from None
+    except RequestInProgress:
+        raise ApiError(409, "request_in_progress", "A request with this Idempotency-Key is still being processed.",
+                       field="Idempotency-Key", headers={"Retry-After": "1"}) from None
+    if stored is not None:
+        return jsonify(stored.body), stored.status, {"Idempotent-Replayed": "true"}
+    try:
+        answer, status = _submit(body)
+    except Exception:
+        store.abandon(tenant_id, key)
+        raise
+    store.finish(tenant_id, key, print_, StoredAnswer(status, answer.get_json()))
+    return answer, status
+
+
+def _submit(body: dict):
+    task = submit.submit(ctx(), tenant(), body)
+    wait = min(int(body.get("wait") or 0), ctx().config.max_wait_seconds)
+    if wait:
+        task = submit.wait_for(ctx(), task["task_id"], wait)
+    view = task_view(task)
+    links = {"task": public(f"/v1/tasks/{task['task_id']}")}
+    if view["record_key"]:
+        links["record"] = public(record_path(view["record_key"]))
+    if task["status"] in TERMINAL:
+        return jsonify({**view, "links": links}), 200
+    answer = {"task_id": view["task_id"], "run_id": view["run_id"], "record_key": view["record_key"],
+              "status": view["status"], "run_restarted": view["run_restarted"], "links": links}
+    return jsonify(answer), 202
+
+
+@bp.get("/tasks/<task_id>")
+def get_task(task_id: str):
+    task = ctx().tasks.get(task_id, tenant().tenant_id)
+    if task is None:
+        raise ApiError(404, "task_not_found", "No task with that id.")
+    return jsonify(task_view(tracking.refresh(ctx(), task)))
+
+
+def _record_key(record_key: str) -> str:
+    schemas.validate("relay/record-key.json", {"record_key": record_key})
+    return record_key
+
+
+@bp.get("/records/<path:record_key>")
+def get_record(record_key: str):
+    tenant_id = tenant().tenant_id
+    record = ctx().records.get(tenant_id, _record_key(record_key))
+    if record is None:
+        raise ApiError(404, "record_not_found", "No record with that key.")
+    tasks = ctx().tasks.many(ctx().records.task_ids(tenant_id, record_key))
+    return jsonify(record_view(record, tasks))
+
+
+@bp.delete("/records/<path:record_key>")
+def forget_record(record_key: str):
+    if not ctx().records.forget(tenant().tenant_id, _record_key(record_key)):
+        raise ApiError(404, "record_not_found", "No record with that key.")
+    return "", 204
+
+
+@bp.get("/events")
+def list_events():
+    query = query_params("relay/events-query.json")
+    events = ctx().events.newest(tenant().tenant_id, query.get("type"), query.get("limit", 50))
+    return jsonify({"items": events})

@@ -1,0 +1,47 @@
+"""Helpers the relay's blueprints share: the context, the caller's tenant, public URLs."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from flask import current_app, g, request
+
+from schemas.http import ApiError
+
+from ..context import Context
+from ..tenants import Tenant
+
+
+def ctx() -> Context:
+    return current_app.extensions["relay"]
+
+
+def require_tenant() -> None:
+    """before_request hook: every route of the blueprint needs a valid relay API key."""
+    authenticate()
+
+
+def authenticate() -> Tenant:
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(401, "unauthorized", "Send your relay API key as 'Authorization: Bearer <key>'.",
+                       headers={"WWW-Authenticate": "Bearer"})
+    tenant = ctx().tenants.authenticate(key.strip())
+    if tenant is None:
+        raise ApiError(401, "invalid_api_key", "That API key is not valid (revoked or mistyped).",
+                       headers={"WWW-Authenticate": "Bearer"})
+    g.tenant = tenant
+    return tenant
+
+
+def tenant() -> Tenant:
+    return g.tenant
+
+
+def public(path: str) -> str:
+    return ctx().config.public_url.rstrip("/") + path
+
+
+def record_path(record_key: str) -> str:
+    """Record keys travel percent-encoded in one path segment (':' and '/' included)."""
+    return "/v1/records/" + quote(record_key, safe="")
