@@ -31,11 +31,12 @@ def server_binary() -> str:
 
 
 class EmbeddedRedis:
-    def __init__(self, directory: Path, socket: Path | None = None, appendonly: bool = True):
+    def __init__(self, directory: Path, socket: Path | None = None, appendonly: bool = True, databases: int = 16):
         self.directory = directory
         # unix socket paths are limited to ~107 bytes: callers with deep directories pass a short one
         self.socket = socket or directory / "redis.sock"
         self.appendonly = appendonly
+        self.databases = databases
         self._process: subprocess.Popen | None = None
 
     @property
@@ -54,7 +55,8 @@ class EmbeddedRedis:
         command = [server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
                    "--dir", str(self.directory), "--save", "", "--daemonize", "no",
                    "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-                   "--maxmemory-policy", "noeviction", "--logfile", str(self.directory / "redis.log")]
+                   "--maxmemory-policy", "noeviction", "--databases", str(self.databases),
+                   "--logfile", str(self.directory / "redis.log")]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while not self.running():

@@ -1,7 +1,9 @@
-"""Session-wide real parts: a private Redis server (never the shared one on 6379)."""
+"""Session-wide real parts: a private Redis server (never the shared one on 6379), and fixtures that
+start real servers on loopback."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from pathlib import Path
@@ -9,13 +11,16 @@ from pathlib import Path
 import pytest
 
 from app.embedded_redis import EmbeddedRedis
+from tests.sandbox_fixtures import make_sandbox, receiver, sandbox  # noqa: F401 - fixtures
+
+_databases = itertools.count(1)  # db 0 holds the sandboxes (one key prefix each)
 
 
 @pytest.fixture(scope="session")
 def redis_server():
     # a short directory: unix socket paths are limited to ~107 bytes
     directory = Path(tempfile.mkdtemp(prefix="relay-test-redis-"))
-    server = EmbeddedRedis(directory)
+    server = EmbeddedRedis(directory, databases=1000)
     server.start()
     yield server
     server.stop()
@@ -25,3 +30,9 @@ def redis_server():
 @pytest.fixture(scope="session")
 def redis_url(redis_server) -> str:
     return redis_server.url
+
+
+@pytest.fixture
+def fresh_redis_url(redis_server) -> str:
+    """A Redis database of its own for this test (RQ's keys have no prefix to separate tests)."""
+    return f"{redis_server.url}?db={next(_databases)}"

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 _FILLER = {"a", "an", "the", "now", "please", "create", "build", "make", "add", "generate", "write",
-           "with", "for", "and", "of", "to", "in", "on", "new", "me", "us", "our", "my", "that", "this"}
+           "with", "for", "and", "of", "to", "in", "on", "by", "new", "me", "us", "our", "my", "that", "this"}
 _ROW_SETS = {
     ("region", "sales", "territor", "market"): ["North", "South", "East", "West", "Central"],
     ("product", "sku", "catalog"): ["Starter", "Standard", "Professional", "Enterprise", "Add-ons"],

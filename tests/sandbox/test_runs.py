@@ -162,5 +162,5 @@ def test_edit_view_shows_the_document(sandbox):
         client.post("/excel/generate", json={"prompt": "Add a forecast for FY27", "run_id": body["run_id"]})
         view = httpx.get(client.get(f"/runs/{body['run_id']}").json()["edit_url"])
     assert view.status_code == 200
-    assert "Sales By Region" in view.text and "Forecast FY27" in view.text
+    assert "Sales Region" in view.text and "Forecast FY27" in view.text
     assert "default-src 'none'" in view.headers["content-security-policy"]

@@ -1,0 +1,119 @@
+"""A whole relay per test: the sandbox API, the relay's web app on loopback, real worker and
+scheduler processes, a Redis database of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from app.config import RelayConfig
+from app.context import Context, build_context
+from app.crypto import SecretBox
+from app.devstack import free_port
+from app.web import create_app
+from tests.sandbox_fixtures import SandboxHandle
+from tests.support.servers import ServedApp, eventually
+
+ENDED = {"completed", "failed", "cancelled", "expired"}
+
+
+@dataclass
+class RelayStack:
+    sandbox: SandboxHandle
+    config: RelayConfig
+    ctx: Context
+    web: ServedApp
+    api_key: str
+    tenant_id: str
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.web.url
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {api_key or self.api_key}"},
+                            timeout=30)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.config.to_env()}
+
+    def start_worker(self) -> subprocess.Popen:
+        return self._spawn("worker")
+
+    def start_scheduler(self) -> subprocess.Popen:
+        return self._spawn("scheduler")
+
+    def _spawn(self, command: str) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-m", "app.cli", command], env=self.env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.processes.append(process)
+        return process
+
+    def submit(self, client: httpx.Client, **body) -> dict:
+        body.setdefault("format", "excel")
+        response = client.post("/v1/documents", json=body)
+        assert response.status_code in (200, 202), response.text
+        return response.json()
+
+    def wait_task(self, client: httpx.Client, task_id: str, timeout: float = 30.0) -> dict:
+        def ended():
+            task = client.get(f"/v1/tasks/{task_id}").json()
+            return task if task["status"] in ENDED else None
+
+        return eventually(ended, timeout, f"relay task {task_id} to end")
+
+    def new_tenant(self, name: str = "other", upstream_key: str | None = None) -> tuple[str, str]:
+        tenant, api_key = self.ctx.tenants.create(name, self.sandbox.url, upstream_key or self.sandbox.api_key,
+                                                  self.sandbox.webhook_secret)
+        return tenant.tenant_id, api_key
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.web.stop()
+
+
+@pytest.fixture
+def make_relay(make_sandbox, fresh_redis_url):
+    stacks: list[RelayStack] = []
+
+    def build(sandbox: SandboxHandle | None = None, worker: bool = True, **overrides) -> RelayStack:
+        box = sandbox or make_sandbox()
+        port = free_port()
+        settings = dict(redis_url=fresh_redis_url, public_url=f"http://127.0.0.1:{port}",
+                        encryption_keys=SecretBox.new_key(), secret_key="test-secret",
+                        upstream_retries=2, upstream_backoff_seconds=0.05, upstream_backoff_cap_seconds=0.2,
+                        submit_retry_intervals=(1, 1, 1, 1, 1, 1, 1, 1, 1, 1), reconcile_interval_seconds=1,
+                        reconcile_quiet_seconds=30, poll_first_seconds=0.5, poll_cap_seconds=1)
+        settings.update(overrides)
+        config = RelayConfig(**settings)
+        ctx = build_context(config)
+        web = ServedApp(create_app(context=ctx), port=port).start()
+        tenant, api_key = ctx.tenants.create("acme", box.url, box.api_key, box.webhook_secret)
+        stack = RelayStack(box, config, ctx, web, api_key, tenant.tenant_id)
+        stacks.append(stack)
+        if worker:
+            stack.start_worker()
+        return stack
+
+    yield build
+    for stack in stacks:
+        stack.stop()
+
+
+@pytest.fixture
+def relay(make_relay) -> RelayStack:
+    return make_relay()

@@ -1,0 +1,126 @@
+"""Webhook intake: only events signed per Standard Webhooks with the tenant's secret get in; bad input
+is a 4xx with nothing stored, never a 500; a redelivery is acknowledged and dropped."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from rq import Queue
+from standardwebhooks import Webhook
+
+from app import queues
+
+TASK = {"task_id": "task_01ARZ3NDEKTSV4RRFFQ69G5FAV", "run_id": "run_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "status": "completed", "phase": None, "turn_index": 2, "progress": 100,
+        "created_at": "2026-11-22T10:00:00.000Z", "updated_at": "2026-11-22T10:01:00.000Z",
+        "result": {"download_url": "http://x/f", "edit_url": "http://x/v", "summary": "s", "artifacts": []},
+        "error": None, "credits_used": 50, "duration_ms": 1000}
+
+
+def signed(secret: str, body: bytes, msg_id: str = "evt_1", when: datetime | None = None) -> dict[str, str]:
+    when = when or datetime.now(UTC)
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())),
+            "webhook-signature": Webhook(secret).sign(msg_id, when, body.decode()), "content-type": "application/json"}
+
+
+@pytest.fixture
+def intake(make_relay):
+    relay = make_relay(worker=False)  # nothing consumes the queue: we look at what was stored
+    task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
+    url = f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task['task_id'])}"
+    body = json.dumps({"type": "task.completed", "id": "evt_1", "created_at": "2026-11-22T10:01:00Z",
+                       "data": TASK}).encode()
+    queue = Queue(queues.EVENTS, connection=relay.ctx.rq_redis)
+    return relay, url, body, queue
+
+
+def test_a_signed_event_is_stored_and_enqueued_then_a_redelivery_is_dropped(intake):
+    relay, url, body, queue = intake
+    secret = relay.sandbox.webhook_secret
+    first = httpx.post(url, content=body, headers=signed(secret, body))
+    again = httpx.post(url, content=body, headers=signed(secret, body))  # same webhook-id, signed anew
+    assert (first.status_code, first.json()) == (200, {"status": "accepted"})
+    assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
+    assert queue.count == 1
+    job = queue.jobs[0]
+    assert job.args[2] == body.decode() and job.retries_left
+
+
+def test_several_signatures_during_secret_rotation(intake):
+    relay, url, body, _ = intake
+    headers = signed(relay.sandbox.webhook_secret, body)
+    old = signed("whsec_" + "b2xkIHNlY3JldCBvbGQgc2VjcmV0IG9sZA==", body)["webhook-signature"]
+    headers["webhook-signature"] = f"{old} {headers['webhook-signature']}"
+    assert httpx.post(url, content=body, headers=headers).status_code == 200
+
+
+def bad_headers(secret: str, body: bytes) -> dict[str, dict[str, str]]:
+    good = signed(secret, body)
+    return {
+        "wrong secret": signed("whsec_" + "d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldA==", body),
+        "stale timestamp": signed(secret, body, when=datetime.now(UTC) - timedelta(minutes=6)),
+        "future timestamp": signed(secret, body, when=datetime.now(UTC) + timedelta(minutes=6)),
+        "missing id": {k: v for k, v in good.items() if k != "webhook-id"},
+        "missing signature": {k: v for k, v in good.items() if k != "webhook-signature"},
+        "missing timestamp": {k: v for k, v in good.items() if k != "webhook-timestamp"},
+        "garbage signature": {**good, "webhook-signature": "garbage"},
+        "no comma": {**good, "webhook-signature": "v1"},
+        "not base64": {**good, "webhook-signature": "v1,!!!not-base64!!!"},
+        "other version": {**good, "webhook-signature": "v2," + good["webhook-signature"].split(",")[1]},
+        "timestamp not a number": {**good, "webhook-timestamp": "yesterday"},
+    }
+
+
+@pytest.mark.parametrize("case", list(bad_headers("whsec_" + "eA==", b"{}")))
+def test_bad_signatures_are_401_and_store_nothing(intake, case):
+    relay, url, body, queue = intake
+    response = httpx.post(url, content=body, headers=bad_headers(relay.sandbox.webhook_secret, body)[case])
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == "invalid_signature"
+    assert queue.count == 0
+
+
+def test_tampered_body_is_401(intake):
+    relay, url, body, queue = intake
+    headers = signed(relay.sandbox.webhook_secret, body)
+    tampered = body.replace(b'"credits_used": 50', b'"credits_used": 5')
+    assert httpx.post(url, content=tampered, headers=headers).status_code == 401
+    assert queue.count == 0
+
+
+@pytest.mark.parametrize("token", ["nonsense", "WyJ0ZW5fMSIsInRza18xIl0.forged-signature", ""])
+def test_bad_token_is_401_or_404(intake, token):
+    relay, url, body, queue = intake
+    base = url.rsplit("/", 1)[0]
+    response = httpx.post(f"{base}/{token}", content=body, headers=signed(relay.sandbox.webhook_secret, body))
+    assert response.status_code in ((401,) if token else (404, 405))
+    assert response.headers["content-type"].startswith("application/json")
+    assert queue.count == 0
+
+
+def test_signed_but_not_a_task_event_is_400(intake):
+    relay, url, _, queue = intake
+    for body in (b"not json at all", b'{"type": "task.completed"}', b'{"type": "user.created", "id": "x", '
+                 b'"created_at": "now", "data": {}}'):
+        response = httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body))
+        assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_event"
+    assert queue.count == 0
+
+
+def test_body_over_one_mebibyte_is_413(intake):
+    relay, url, _, queue = intake
+    body = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
+    response = httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body))
+    assert response.status_code == 413 and queue.count == 0
+
+
+def test_events_signed_by_the_sandbox_are_accepted_end_to_end(relay):
+    """The sandbox signs with the standardwebhooks package; the relay verifies with it."""
+    with relay.client() as client:
+        task = relay.wait_task(client, relay.submit(client, prompt="Anything")["task_id"])
+    assert task["status"] == "completed"
+    delivery = relay.sandbox.runtime.webhooks.deliveries()[0]
+    assert delivery["status"] == "delivered" and delivery["last_outcome"] == "200"

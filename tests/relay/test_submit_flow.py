@@ -1,0 +1,189 @@
+"""The heart of the product over real HTTP: submit -> the API's signed webhook -> a finished task,
+records that resume their document, idempotency, outages, duplicates and lost webhooks."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import quote
+
+import httpx
+from openpyxl import load_workbook
+
+from tests.support.servers import eventually
+
+DAY = 86_400
+
+
+def sheets(task: dict) -> list[str]:
+    return load_workbook(io.BytesIO(httpx.get(task["result"]["download_url"]).content)).sheetnames
+
+
+def test_submit_answers_at_once_and_the_webhook_completes_the_task(relay):
+    with relay.client() as client:
+        accepted = client.post("/v1/documents", json={"format": "excel", "prompt": "Q3 sales by region",
+                                                      "record_key": "hubspot:deal:42"})
+        assert accepted.status_code == 202
+        body = accepted.json()
+        assert set(body) == {"task_id", "run_id", "record_key", "status", "run_restarted", "links"}
+        assert body["status"] == "queued" and body["run_id"].startswith("run_")
+        assert body["links"]["record"].endswith("/v1/records/hubspot%3Adeal%3A42")
+        task = relay.wait_task(client, body["task_id"])
+    assert task["status"] == "completed" and task["progress"] == 100
+    assert task["result"]["summary"].startswith("Built a workbook")
+    assert task["deliveries"] == []
+    assert sheets(task) == ["Q3 Sales Region"]
+
+
+def test_same_record_resumes_the_same_document(relay):
+    with relay.client() as client:
+        first = relay.wait_task(client, relay.submit(client, prompt="Q3 sales report", record_key="crm:7")["task_id"])
+        second = relay.wait_task(client, relay.submit(client, prompt="Now add a forecast for FY26",
+                                                      record_key="crm:7")["task_id"])
+        record = client.get("/v1/records/crm%3A7").json()
+        me = client.get("/v1/me").json()
+    assert second["run_id"] == first["run_id"]
+    assert sheets(second) == [*sheets(first), "Forecast FY26"]
+    assert [t["task_id"] for t in record["tasks"]] == [second["task_id"], first["task_id"]]
+    assert record["latest_result"]["task_id"] == second["task_id"]
+    assert record["runs"] == {"excel": first["run_id"]}
+    total = first["credits_used"] + second["credits_used"]
+    assert record["usage"] == {"credits_used": total, "task_count": 2,
+                               "duration_ms": first["duration_ms"] + second["duration_ms"]}
+    assert me["usage"]["credits_used"] == total and me["usage"]["task_count"] == 2
+
+
+def test_a_record_keeps_one_document_per_format_and_can_be_forgotten(relay):
+    with relay.client() as client:
+        sheet = relay.wait_task(client, relay.submit(client, prompt="Budget", record_key="deal:1")["task_id"])
+        memo = relay.wait_task(client, relay.submit(client, format="word", prompt="Memo",
+                                                    record_key="deal:1")["task_id"])
+        assert client.get("/v1/records/deal%3A1").json()["runs"] == {"excel": sheet["run_id"], "word": memo["run_id"]}
+        assert client.delete("/v1/records/deal%3A1").status_code == 204
+        assert client.get("/v1/records/deal%3A1").status_code == 404
+        fresh = relay.wait_task(client, relay.submit(client, prompt="Budget again", record_key="deal:1")["task_id"])
+        fresh_start = relay.wait_task(client, relay.submit(client, prompt="Another", record_key="deal:1",
+                                                           resume=False)["task_id"])
+    assert fresh["run_id"] != sheet["run_id"] and fresh_start["run_id"] != fresh["run_id"]
+
+
+def test_record_keys_with_slashes_and_colons_travel_percent_encoded(relay):
+    key = "airtable:appX/tblY/recZ"
+    with relay.client() as client:
+        relay.wait_task(client, relay.submit(client, prompt="Row report", record_key=key)["task_id"])
+        record = client.get("/v1/records/" + quote(key, safe=""))
+    assert record.status_code == 200 and record.json()["record_key"] == key
+
+
+def test_expired_run_starts_a_new_one_and_remaps_the_record(relay):
+    with relay.client() as client:
+        first = relay.wait_task(client, relay.submit(client, prompt="Sales", record_key="deal:9")["task_id"])
+        relay.sandbox.advance(31 * DAY)
+        accepted = relay.submit(client, prompt="Add a forecast", record_key="deal:9")
+        assert accepted["run_restarted"] is True and accepted["run_id"] != first["run_id"]
+        second = relay.wait_task(client, accepted["task_id"])
+        record = client.get("/v1/records/deal%3A9").json()
+    assert second["run_restarted"] is True and sheets(second) == ["Forecast"]
+    assert record["run_id"] == record["runs"]["excel"] == accepted["run_id"]
+
+
+def test_wait_answers_with_the_finished_task(relay):
+    with relay.client() as client:
+        response = client.post("/v1/documents", json={"format": "word", "prompt": "Memo", "wait": 20})
+    assert response.status_code == 200
+    assert response.json()["status"] == "completed" and response.json()["result"]["download_url"]
+
+
+def test_wait_that_runs_out_answers_202(relay):
+    with relay.client() as client:
+        response = client.post("/v1/documents", json={"format": "excel", "prompt": "Big [[duration=5]]", "wait": 1})
+    assert response.status_code == 202 and response.json()["status"] in ("queued", "running")
+
+
+def test_idempotency_key_returns_the_first_answer_and_starts_nothing(relay):
+    body = {"format": "excel", "prompt": "Once only"}
+    with relay.client() as client:
+        first = client.post("/v1/documents", json=body, headers={"Idempotency-Key": "abc-1"})
+        second = client.post("/v1/documents", json=body, headers={"Idempotency-Key": "abc-1"})
+        other_body = client.post("/v1/documents", json={**body, "prompt": "Else"}, headers={"Idempotency-Key": "abc-1"})
+    assert first.status_code == second.status_code == 202
+    assert second.json() == first.json() and second.headers["Idempotent-Replayed"] == "true"
+    assert other_body.status_code == 422 and other_body.json()["error"]["field"] == "Idempotency-Key"
+    with relay.sandbox.client() as upstream:
+        assert len(upstream.get("/runs").json()["items"]) == 1
+
+
+def test_each_webhook_delivered_three_times_makes_one_event(make_sandbox, make_relay):
+    relay = make_relay(make_sandbox(webhook_copies=3))
+    with relay.client() as client:
+        tasks = [relay.submit(client, prompt=f"Report {i}")["task_id"] for i in range(3)]
+        for task_id in tasks:
+            relay.wait_task(client, task_id)
+        eventually(lambda: all(d["attempts"] == "1" for d in relay.sandbox.runtime.webhooks.deliveries()))
+        events = client.get("/v1/events").json()["items"]
+        me = client.get("/v1/me").json()
+    assert sorted(e["data"]["task_id"] for e in events) == sorted(tasks)
+    assert me["usage"]["task_count"] == 3
+
+
+def test_lost_webhooks_are_made_good_by_the_reconciler(make_sandbox, make_relay):
+    sandbox = make_sandbox(webhook_drop_rate=1.0, webhook_retry_schedule=())  # every webhook lost for good
+    relay = make_relay(sandbox, reconcile_quiet_seconds=1)
+    relay.start_scheduler()
+    with relay.client() as client:
+        tasks = [relay.submit(client, prompt=f"Report {i}")["task_id"] for i in range(4)]
+        finished = [relay.wait_task(client, task_id, timeout=40) for task_id in tasks]
+        events = client.get("/v1/events").json()["items"]
+    assert all(t["status"] == "completed" for t in finished)
+    assert sorted(e["data"]["task_id"] for e in events) == sorted(tasks), "exactly one event per task"
+    assert all(d["status"] == "failed" for d in sandbox.runtime.webhooks.deliveries())
+
+
+def test_api_down_during_submit_completes_after_it_returns(make_sandbox, make_relay):
+    sandbox = make_sandbox()
+    relay = make_relay(sandbox)
+    served = next(s for s in _served(sandbox))
+    served.stop()
+    with relay.client() as client:
+        accepted = relay.submit(client, prompt="While down", record_key="deal:outage")
+        assert accepted["status"] == "pending_submit" and accepted["run_id"] is None
+        assert client.get(f"/v1/tasks/{accepted['task_id']}").json()["status"] == "pending_submit"
+        served.start()
+        task = relay.wait_task(client, accepted["task_id"], timeout=40)
+        record = client.get("/v1/records/deal%3Aoutage").json()
+    assert task["status"] == "completed" and record["run_id"] == task["run_id"]
+
+
+def test_upstream_refusal_fails_the_task_with_the_apis_reason(relay):
+    _, api_key = relay.new_tenant("misconfigured", upstream_key="ovt_test_wrong")
+    with relay.client(api_key) as client:
+        accepted = client.post("/v1/documents", json={"format": "excel", "prompt": "x"})
+        task = client.get(f"/v1/tasks/{accepted.json()['task_id']}").json()
+    assert accepted.status_code == 200 and task["status"] == "failed"
+    assert task["error"]["code"] == "upstream_rejected" and task["error"]["status"] == 401
+
+
+def test_failed_generation_is_reported(relay):
+    with relay.client() as client:
+        task = relay.wait_task(client, relay.submit(client, prompt="Sales [[fail]]")["task_id"])
+        failures = client.get("/v1/events", params={"type": "task.failed"}).json()["items"]
+        completions = client.get("/v1/events", params={"type": "task.completed"}).json()["items"]
+    assert task["status"] == "failed" and task["error"]["code"] == "agent_error"
+    assert [e["data"]["task_id"] for e in failures] == [task["task_id"]] and completions == []
+
+
+def test_events_are_newest_first_with_stable_ids(relay):
+    with relay.client() as client:
+        tasks = [relay.wait_task(client, relay.submit(client, prompt=f"R{i}")["task_id"]) for i in range(3)]
+        first_poll = client.get("/v1/events", params={"limit": 2}).json()["items"]
+        second_poll = client.get("/v1/events").json()["items"]
+    assert [e["data"]["task_id"] for e in second_poll] == [t["task_id"] for t in reversed(tasks)]
+    assert [e["id"] for e in first_poll] == [e["id"] for e in second_poll[:2]]
+
+
+def _served(sandbox):
+    """The ServedApp behind a sandbox handle (to stop and restart it on the same port)."""
+    import gc
+
+    from tests.support.servers import ServedApp
+
+    return [o for o in gc.get_objects() if isinstance(o, ServedApp) and o.app is sandbox.app]
