@@ -7,7 +7,8 @@ first job runs. Tests install their own.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from redis import Redis
 from rq import Queue
@@ -38,8 +39,17 @@ class Context:
     events: EventLog
     idempotency: IdempotencyStore
 
+    _queues: dict[str, Queue] = field(default_factory=dict)
+    scripts: dict[str, Any] = field(default_factory=dict)
+    """Registered Lua scripts, by name (registering hashes the script: do it once)."""
+
     def queue(self, name: str) -> Queue:
-        return Queue(name, connection=self.rq_redis)
+        # one Queue object per name: RQ caches the server's version on it (else an INFO per enqueue)
+        if name not in self._queues:
+            queue = Queue(name, connection=self.rq_redis)
+            self.rq_redis.sadd(queue.redis_queues_keys, queue.key)  # what RQ's enqueue does every time
+            self._queues[name] = queue
+        return self._queues[name]
 
     def upstream(self, tenant: Tenant) -> UpstreamClient:
         config = self.config

@@ -12,7 +12,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 import schemas
 
-from . import queues
+from . import pump
 from .context import Context
 from .tokens import TokenInvalid
 
@@ -51,4 +51,4 @@ def accept(ctx: Context, token: str, body: bytes, headers: dict[str, str]) -> bo
     except (ValueError, schemas.SchemaViolation) as exc:
         raise Rejected(400, "invalid_event", f"The webhook body is not a task event: {exc}") from None
     webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]
-    return queues.enqueue_upstream_event(ctx, tenant_id, task_id, webhook_id, body.decode())
+    return pump.record_event(ctx, tenant_id, task_id, webhook_id, body.decode())

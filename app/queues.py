@@ -6,10 +6,8 @@ import math
 from datetime import timedelta
 
 from rq import Retry
-from rq.exceptions import DuplicateJobError
 
 from .context import Context
-from .ids import digest
 
 EVENTS = "relay-events"
 SUBMIT = "relay-submit"
@@ -17,27 +15,9 @@ RECONCILE = "relay-reconcile"
 DELIVER = "relay-deliver"
 ALL = (EVENTS, SUBMIT, RECONCILE, DELIVER)  # a worker's default order: webhooks first
 
-_EVENT_RETRY = Retry(max=6, interval=[1, 5, 30, 120, 600, 1800])
-
 
 def _seconds(values: tuple[float, ...]) -> list[int]:
     return [max(1, math.ceil(v)) for v in values]
-
-
-def enqueue_upstream_event(ctx: Context, tenant_id: str, task_id: str, webhook_id: str, body: str) -> bool:
-    """Store the verified event and its follow-up work in one atomic step (RQ's unique enqueue is one
-    Lua script: the job hash is the durable record, its id the dedupe key). False: a redelivery."""
-    from . import jobs
-
-    job_id = "wh-" + digest(f"{tenant_id}:{webhook_id}", 40)
-    try:
-        ctx.queue(EVENTS).enqueue(jobs.process_upstream_event, tenant_id, task_id, body, job_id=job_id,
-                                  unique=True, result_ttl=ctx.config.webhook_dedupe_ttl_seconds,
-                                  failure_ttl=ctx.config.webhook_dedupe_ttl_seconds, job_timeout=120,
-                                  retry=_EVENT_RETRY)
-    except DuplicateJobError:
-        return False
-    return True
 
 
 def enqueue_submit(ctx: Context, task_id: str) -> None:

@@ -1,5 +1,6 @@
 """Worker and scheduler processes.
 
+Every worker also pumps verified webhooks from the intake stream into RQ (app/pump.py).
 Workers are RQ SimpleWorkers: jobs run in the long-lived worker process, so connections are pooled and
 there is no ~60 ms fork per job (DESIGN.md). Crash safety comes from idempotent jobs, RQ's heartbeats
 and its abandoned-job handling, not from a fork per job.
@@ -13,6 +14,7 @@ from rq import SimpleWorker
 from rq.cron import CronScheduler
 
 from . import context, jobs, queues
+from .pump import IntakePump
 
 
 class RelayWorker(SimpleWorker):
@@ -21,8 +23,15 @@ class RelayWorker(SimpleWorker):
 
 def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool = True) -> None:
     ctx = context.current()
+    intake = IntakePump(ctx)
+    intake.pump_once()  # what arrived while no worker ran
+    if not burst:
+        intake.start()
     worker = RelayWorker([ctx.queue(name) for name in queue_names], connection=ctx.rq_redis)
-    worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+    try:
+        worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+    finally:
+        intake.stop()
 
 
 def run_scheduler() -> None:

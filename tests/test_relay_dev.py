@@ -17,16 +17,25 @@ def relay(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.C
                           timeout=timeout, check=False)
 
 
+def free_port() -> int:
+    from app.devstack import free_port
+
+    return free_port()
+
+
 def test_relay_dev_produces_a_real_workbook_and_stops_what_it_started():
+    """Redis, the sandbox, the relay's web service, a worker and the scheduler; the demo job goes through
+    the relay and its signed webhook."""
     run_dir = Path(tempfile.mkdtemp(prefix="relay-dev-"))  # short: holds the Redis unix socket
     env = {**os.environ, "SANDBOX_TASK_SECONDS": "0.3"}
-    done = relay("dev", "--run-dir", str(run_dir), "--exit-after-demo", env=env)
+    done = relay("dev", "--run-dir", str(run_dir), "--port", str(free_port()), "--exit-after-demo", env=env)
     assert done.returncode == 0, done.stderr
     path = Path(re.search(r"^file\s+(\S+)$", done.stdout, re.M).group(1))
     assert path.suffix == ".xlsx" and path.is_relative_to(run_dir)
     assert load_workbook(path).active["A1"].value.startswith("Q3 Sales Report")
     assert re.search(r"^download\s+http://127\.0\.0\.1:\d+/files/", done.stdout, re.M)
     assert "completed" in done.stderr  # the progress bar reached the end
+    assert "POST /webhooks/upstream/" in (run_dir / "web.log").read_text(), "the result came by webhook"
     assert not (run_dir / "redis" / "redis.sock").exists(), "Redis was stopped"
 
 

@@ -12,6 +12,7 @@ from rq import Queue
 from standardwebhooks import Webhook
 
 from app import queues
+from app.pump import IntakePump, stream_key
 
 TASK = {"task_id": "task_01ARZ3NDEKTSV4RRFFQ69G5FAV", "run_id": "run_01ARZ3NDEKTSV4RRFFQ69G5FAV",
         "status": "completed", "phase": None, "turn_index": 2, "progress": 100,
@@ -33,20 +34,52 @@ def intake(make_relay):
     url = f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task['task_id'])}"
     body = json.dumps({"type": "task.completed", "id": "evt_1", "created_at": "2026-11-22T10:01:00Z",
                        "data": TASK}).encode()
-    queue = Queue(queues.EVENTS, connection=relay.ctx.rq_redis)
-    return relay, url, body, queue
+    return relay, url, body, Stored(relay)
+
+
+class Stored:
+    """What intake durably stored: entries in the intake stream."""
+
+    def __init__(self, relay):
+        self.relay = relay
+
+    @property
+    def count(self) -> int:
+        return self.relay.ctx.redis.xlen(stream_key(self.relay.ctx))
 
 
 def test_a_signed_event_is_stored_and_enqueued_then_a_redelivery_is_dropped(intake):
-    relay, url, body, queue = intake
+    relay, url, body, stored = intake
     secret = relay.sandbox.webhook_secret
     first = httpx.post(url, content=body, headers=signed(secret, body))
     again = httpx.post(url, content=body, headers=signed(secret, body))  # same webhook-id, signed anew
     assert (first.status_code, first.json()) == (200, {"status": "accepted"})
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
-    assert queue.count == 1
-    job = queue.jobs[0]
+    assert stored.count == 1
+    assert IntakePump(relay.ctx).pump_once() == 1
+    assert stored.count == 0, "pumped entries leave the stream"
+    [job] = Queue(queues.EVENTS, connection=relay.ctx.rq_redis).jobs
     assert job.args[2] == body.decode() and job.retries_left
+
+
+def test_an_event_read_by_a_consumer_that_died_is_pumped_by_another(intake):
+    relay, url, body, stored = intake
+    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
+    dead = IntakePump(relay.ctx, consumer="dead")
+    dead.ensure_group()
+    relay.ctx.redis.xreadgroup("relay-pump", "dead", {stream_key(relay.ctx): ">"}, count=10)  # read, never acked
+    assert IntakePump(relay.ctx, consumer="alive").pump_once() == 0, "not while the reader may still be alive"
+    assert IntakePump(relay.ctx, consumer="alive", reclaim_idle_ms=0).pump_once() == 1
+    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1 and stored.count == 0
+
+
+def test_pumping_the_same_event_twice_enqueues_it_once(intake):
+    relay, url, body, _ = intake
+    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
+    entry = relay.ctx.redis.xrange(stream_key(relay.ctx))[0][1]
+    relay.ctx.redis.xadd(stream_key(relay.ctx), entry)  # as if a crash came between enqueue and ack
+    assert IntakePump(relay.ctx).pump_once() == 2
+    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1
 
 
 def test_several_signatures_during_secret_rotation(intake):
@@ -76,45 +109,45 @@ def bad_headers(secret: str, body: bytes) -> dict[str, dict[str, str]]:
 
 @pytest.mark.parametrize("case", list(bad_headers("whsec_" + "eA==", b"{}")))
 def test_bad_signatures_are_401_and_store_nothing(intake, case):
-    relay, url, body, queue = intake
+    relay, url, body, stored = intake
     response = httpx.post(url, content=body, headers=bad_headers(relay.sandbox.webhook_secret, body)[case])
     assert response.status_code == 401, response.text
     assert response.json()["error"]["code"] == "invalid_signature"
-    assert queue.count == 0
+    assert stored.count == 0
 
 
 def test_tampered_body_is_401(intake):
-    relay, url, body, queue = intake
+    relay, url, body, stored = intake
     headers = signed(relay.sandbox.webhook_secret, body)
     tampered = body.replace(b'"credits_used": 50', b'"credits_used": 5')
     assert httpx.post(url, content=tampered, headers=headers).status_code == 401
-    assert queue.count == 0
+    assert stored.count == 0
 
 
 @pytest.mark.parametrize("token", ["nonsense", "WyJ0ZW5fMSIsInRza18xIl0.forged-signature", ""])
 def test_bad_token_is_401_or_404(intake, token):
-    relay, url, body, queue = intake
+    relay, url, body, stored = intake
     base = url.rsplit("/", 1)[0]
     response = httpx.post(f"{base}/{token}", content=body, headers=signed(relay.sandbox.webhook_secret, body))
     assert response.status_code in ((401,) if token else (404, 405))
     assert response.headers["content-type"].startswith("application/json")
-    assert queue.count == 0
+    assert stored.count == 0
 
 
 def test_signed_but_not_a_task_event_is_400(intake):
-    relay, url, _, queue = intake
+    relay, url, _, stored = intake
     for body in (b"not json at all", b'{"type": "task.completed"}', b'{"type": "user.created", "id": "x", '
                  b'"created_at": "now", "data": {}}'):
         response = httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body))
         assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_event"
-    assert queue.count == 0
+    assert stored.count == 0
 
 
 def test_body_over_one_mebibyte_is_413(intake):
-    relay, url, _, queue = intake
+    relay, url, _, stored = intake
     body = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
     response = httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body))
-    assert response.status_code == 413 and queue.count == 0
+    assert response.status_code == 413 and stored.count == 0
 
 
 def test_events_signed_by_the_sandbox_are_accepted_end_to_end(relay):
