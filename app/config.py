@@ -40,6 +40,21 @@ class RelayConfig:
     poll_cap_seconds: float = 10.0
     poll_give_up_seconds: float = 1800.0
 
+    outbound_allow: str = ""
+    """Hosts and CIDR ranges user-supplied URLs may reach although private (e.g. 127.0.0.0/8 in development)."""
+    files_link_ttl_seconds: int = 7 * 86_400
+    """Life of /files/{token} links in emails and messages (each use redirects to a fresh download)."""
+    delivery_max_attempts: int = 8
+    delivery_backoff_seconds: float = 5.0
+    delivery_backoff_cap_seconds: float = 3600.0
+    folder_roots: str = "var/deliveries"
+    """Comma-separated directories the folder destination may write under (paths are relative to the first)."""
+    slack_api_url: str = "https://slack.com/api/"
+    drive_api_url: str = "https://www.googleapis.com"
+    drive_token_url: str = "https://oauth2.googleapis.com/token"
+    email_attach_max_bytes: int = 10 * 1024 * 1024
+    """Larger files are sent as a link instead of an attachment."""
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> RelayConfig:
         env = os.environ if environ is None else environ

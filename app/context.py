@@ -15,6 +15,7 @@ from rq import Queue
 
 from .config import RelayConfig
 from .crypto import SecretBox
+from .destinations import DestinationStore, HookStore
 from .events import EventLog
 from .idempotency import IdempotencyStore
 from .records import RecordStore
@@ -38,6 +39,8 @@ class Context:
     tasks: TaskStore
     events: EventLog
     idempotency: IdempotencyStore
+    destinations: DestinationStore
+    hooks: HookStore
 
     _queues: dict[str, Queue] = field(default_factory=dict)
     scripts: dict[str, Any] = field(default_factory=dict)
@@ -76,7 +79,8 @@ def build_context(config: RelayConfig) -> Context:
     return Context(config=config, redis=redis, rq_redis=rq_redis, box=box, tokens=Tokens(secret),
                    tenants=TenantStore(redis, prefix, box), records=RecordStore(redis, prefix),
                    tasks=TaskStore(redis, prefix), events=EventLog(redis, prefix),
-                   idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds))
+                   idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds),
+                   destinations=DestinationStore(redis, prefix, box), hooks=HookStore(redis, prefix, box))
 
 
 def _stored_secret(redis: Redis, key: str) -> str:

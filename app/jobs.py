@@ -8,7 +8,7 @@ import time
 
 from rq import get_current_job
 
-from . import context, submit, tracking
+from . import context, deliveries, submit, tracking
 from .tasks import TERMINAL
 from .upstream import PollPolicy, UpstreamNotFound, UpstreamUnavailable
 
@@ -19,6 +19,11 @@ def process_upstream_event(tenant_id: str, task_id: str, body: str) -> str:
     """Apply a verified webhook from the API to its task."""
     event = json.loads(body)
     return tracking.apply(context.current(), task_id, event["data"], source=f"webhook {event['type']}")
+
+
+def deliver(delivery_id: str) -> str:
+    """One attempt at one delivery (the next one is scheduled by the attempt itself)."""
+    return deliveries.attempt(context.current(), delivery_id)
 
 
 def submit_pending(task_id: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .events import iso
 
 
-def task_view(task: dict) -> dict:
+def task_view(task: dict, deliveries: list[dict] | None = None) -> dict:
     def number(name: str) -> int | None:
         value = task.get(name)
         return int(value) if value not in (None, "") else None
@@ -26,7 +26,7 @@ def task_view(task: dict) -> dict:
         "error": task.get("error"),
         "credits_used": number("credits_used"),
         "duration_ms": number("duration_ms"),
-        "deliveries": task.get("deliveries_view") or [],
+        "deliveries": deliveries or [],
     }
 
 

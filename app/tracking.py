@@ -3,7 +3,7 @@
 Finishing is one Lua script: the terminal status, the usage of the tenant and the record, and the
 event-log entry are written together or not at all, so a redelivered webhook, a poll and a retried job
 can race and the task is finished (and counted, and announced) exactly once. Follow-up work (deliveries,
-callbacks) is then started by idempotent hooks and marked done; a crash in between is repaired by
+callbacks, hook subscribers) is then planned idempotently and marked done; a crash in between is repaired by
 the job's retry or the reconciler (``fanout == "pending"``).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 
+from . import deliveries
 from .context import Context
 from .events import iso
 from .ids import new_id
@@ -22,10 +22,6 @@ from .tasks import TERMINAL, to_field
 from .upstream import UpstreamError
 
 log = logging.getLogger(__name__)
-
-FinishHook = Callable[[Context, dict, dict], None]
-FINISH_HOOKS: list[FinishHook] = []
-"""Called with (context, finished task, its event) after a task ends; must be idempotent."""
 
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -123,8 +119,7 @@ def run_follow_ups(ctx: Context, task_id: str) -> None:
         return
     event = json.loads(task.get("event_json") or "null") or {"type": f"task.{task['status']}",
                                                               "data": task_view(task)}
-    for hook in FINISH_HOOKS:
-        hook(ctx, task, event)
+    deliveries.plan(ctx, task, event)
     ctx.tasks.set(task_id, fanout="done")
 
 

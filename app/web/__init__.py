@@ -21,9 +21,11 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.extensions["relay"] = ctx
     register_error_handlers(app)
 
-    from . import api, health, intake
+    from . import api, fanout, files, health, intake
 
     app.register_blueprint(health.bp)
     app.register_blueprint(intake.bp)
+    app.register_blueprint(files.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(fanout.bp)
     return app

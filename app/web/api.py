@@ -7,13 +7,15 @@ from flask import Blueprint, jsonify, request
 import schemas
 from schemas.http import ApiError, json_body, query_params
 
-from .. import submit, tracking
+from .. import deliveries, submit, tracking
+from ..destinations import check_config
 from ..idempotency import KeyReused, RequestInProgress, StoredAnswer, fingerprint
 from ..serializers import record_view, task_view
 from ..tasks import TERMINAL
 from .base import ctx, public, record_path, require_tenant, tenant
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
+INLINE_KINDS = ("folder", "webhook", "slack", "gdrive", "email")
 bp.before_request(require_tenant)
 
 
@@ -24,9 +26,28 @@ def me():
                     "usage": ctx().tenants.usage(current.tenant_id)})
 
 
+def _check_destinations(body: dict) -> None:
+    """Saved ids must exist and inline configs must fit their kind, before anything is submitted."""
+    for n, ref in enumerate(body.get("destinations") or []):
+        if ref.get("id"):
+            if ctx().destinations.get(tenant().tenant_id, ref["id"]) is None:
+                raise ApiError(400, "invalid_request", "no saved destination with this id",
+                               field=f"destinations.{n}.id")
+            continue
+        if ref.get("kind") not in INLINE_KINDS:
+            raise ApiError(400, "invalid_request", f"must be one of {', '.join(INLINE_KINDS)}",
+                           field=f"destinations.{n}.kind")
+        try:
+            ref["config"] = check_config(ref["kind"], ref.get("config") or {})
+        except schemas.SchemaViolation as exc:
+            raise schemas.SchemaViolation([schemas.FieldError(f"destinations.{n}.{e.field}", e.message)
+                                           for e in exc.errors]) from None
+
+
 @bp.post("/documents")
 def create_document():
     body = json_body("relay/submit-request.json")
+    _check_destinations(body)
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 255:
         raise ApiError(400, "invalid_request", "Idempotency-Key must be at most 255 characters.",
@@ -58,7 +79,7 @@ def _submit(body: dict):
     wait = min(int(body.get("wait") or 0), ctx().config.max_wait_seconds)
     if wait:
         task = submit.wait_for(ctx(), task["task_id"], wait)
-    view = task_view(task)
+    view = _task_answer(task)
     links = {"task": public(f"/v1/tasks/{task['task_id']}")}
     if view["record_key"]:
         links["record"] = public(record_path(view["record_key"]))
@@ -74,7 +95,14 @@ def get_task(task_id: str):
     task = ctx().tasks.get(task_id, tenant().tenant_id)
     if task is None:
         raise ApiError(404, "task_not_found", "No task with that id.")
-    return jsonify(task_view(tracking.refresh(ctx(), task)))
+    return jsonify(_task_answer(tracking.refresh(ctx(), task)))
+
+
+def _task_answer(task: dict) -> dict:
+    view = task_view(task, deliveries.for_task(ctx(), task))
+    if task["status"] == "completed":
+        view["file_url"] = deliveries.file_link(ctx(), task["task_id"])
+    return view
 
 
 def _record_key(record_key: str) -> str:

@@ -87,7 +87,7 @@ class RelayStack:
 
 
 @pytest.fixture
-def make_relay(make_sandbox, fresh_redis_url):
+def make_relay(make_sandbox, fresh_redis_url, tmp_path):
     stacks: list[RelayStack] = []
 
     def build(sandbox: SandboxHandle | None = None, worker: bool = True, **overrides) -> RelayStack:
@@ -97,7 +97,9 @@ def make_relay(make_sandbox, fresh_redis_url):
                         encryption_keys=SecretBox.new_key(), secret_key="test-secret",
                         upstream_retries=2, upstream_backoff_seconds=0.05, upstream_backoff_cap_seconds=0.2,
                         submit_retry_intervals=(1, 1, 1, 1, 1, 1, 1, 1, 1, 1), reconcile_interval_seconds=1,
-                        reconcile_quiet_seconds=30, poll_first_seconds=0.5, poll_cap_seconds=1)
+                        reconcile_quiet_seconds=30, poll_first_seconds=0.5, poll_cap_seconds=1,
+                        outbound_allow="127.0.0.0/8", folder_roots=str(tmp_path / "deliveries"),
+                        delivery_backoff_seconds=0.5, delivery_backoff_cap_seconds=2, delivery_max_attempts=4)
         settings.update(overrides)
         config = RelayConfig(**settings)
         ctx = build_context(config)

@@ -1,0 +1,89 @@
+"""/v1 destinations, hook subscriptions and deliveries."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from schemas.http import ApiError, json_body
+
+from .. import deliveries
+from ..destinations import check_config
+from ..events import iso
+from .base import ctx, require_tenant, tenant
+
+bp = Blueprint("fanout", __name__, url_prefix="/v1")
+bp.before_request(require_tenant)
+
+
+def _dated(item: dict) -> dict:
+    return {**item, "created_at": iso(float(item["created_at"]))}
+
+
+@bp.post("/destinations")
+def create_destination():
+    body = json_body("relay/destination-create.json")
+    config = check_config(body["kind"], body["config"])
+    saved = ctx().destinations.create(tenant().tenant_id, body["name"], body["kind"], config, body.get("export"))
+    return jsonify(_dated(saved)), 201
+
+
+@bp.get("/destinations")
+def list_destinations():
+    return jsonify({"items": [_dated(d) for d in ctx().destinations.list(tenant().tenant_id)]})
+
+
+@bp.get("/destinations/<destination_id>")
+def get_destination(destination_id: str):
+    saved = ctx().destinations.get(tenant().tenant_id, destination_id)
+    if saved is None:
+        raise ApiError(404, "destination_not_found", "No destination with that id.")
+    return jsonify(_dated(saved))
+
+
+@bp.delete("/destinations/<destination_id>")
+def delete_destination(destination_id: str):
+    if not ctx().destinations.delete(tenant().tenant_id, destination_id):
+        raise ApiError(404, "destination_not_found", "No destination with that id.")
+    return "", 204
+
+
+@bp.post("/hooks")
+def subscribe():
+    body = json_body("relay/hook-create.json")
+    hook = ctx().hooks.create(tenant().tenant_id, body["target_url"], body["event"])
+    return jsonify(_dated(hook)), 201
+
+
+@bp.get("/hooks")
+def list_hooks():
+    return jsonify({"items": [_dated(h) for h in ctx().hooks.list(tenant().tenant_id)]})
+
+
+@bp.delete("/hooks/<hook_id>")
+def unsubscribe(hook_id: str):
+    if not ctx().hooks.delete(tenant().tenant_id, hook_id):
+        raise ApiError(404, "hook_not_found", "No hook subscription with that id.")
+    return "", 204
+
+
+@bp.get("/deliveries")
+def list_dead_letters():
+    """The dead-letter list: deliveries that failed for good, newest first."""
+    return jsonify({"items": [deliveries.view(d) for d in deliveries.dead_letters(ctx(), tenant().tenant_id)]})
+
+
+@bp.get("/deliveries/<delivery_id>")
+def get_delivery(delivery_id: str):
+    record = deliveries.get(ctx(), delivery_id, tenant().tenant_id)
+    if record is None:
+        raise ApiError(404, "delivery_not_found", "No delivery with that id.")
+    return jsonify(deliveries.view(record))
+
+
+@bp.post("/deliveries/<delivery_id>/replay")
+def replay(delivery_id: str):
+    if deliveries.get(ctx(), delivery_id, tenant().tenant_id) is None:
+        raise ApiError(404, "delivery_not_found", "No delivery with that id.")
+    if not deliveries.replay(ctx(), delivery_id):
+        raise ApiError(409, "already_delivered", "This delivery already succeeded; nothing to replay.")
+    return jsonify(deliveries.view(deliveries.get(ctx(), delivery_id) or {})), 202

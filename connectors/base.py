@@ -1,0 +1,108 @@
+"""What every destination kind implements, and what the relay hands it. No relay import here: a
+connector sees only these types, so a new platform is one folder plus one line in the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+CHUNK = 256 * 1024  # also Google Drive's chunk granule
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class Retryable(DeliveryError):
+    """Worth another attempt later (throttling, 5xx, connection trouble)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Permanent(DeliveryError):
+    """Will fail the same way again (bad config, 4xx): goes straight to the dead-letter list."""
+
+
+class Gone(Permanent):
+    """The receiver asked us to stop (410): the subscription behind it is removed."""
+
+
+@dataclass(frozen=True)
+class Document:
+    """The finished file, streamed: ``open(offset)`` yields its bytes from ``offset`` in chunks and can be
+    called again (a resumed upload re-reads from where the receiver stopped)."""
+
+    name: str
+    content_type: str
+    size: int | None
+    open: Callable[[int], AbstractContextManager[Iterator[bytes]]]
+    link: str = ""
+    """A signed, expiring link that always leads to a fresh download (for messages and large emails)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: str
+    kind: str
+    config: dict[str, Any]
+    """The destination's config, secrets decrypted."""
+    event: dict[str, Any]
+    """The relay event that caused it (task.completed, task.failed), data = the task."""
+    state: dict[str, Any] = field(default_factory=dict)
+    """What earlier attempts recorded (an upload session, a message id)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    location: str
+    """Where it went, for people: a file path, a Drive file id, a Slack message."""
+    external_id: str = ""
+
+
+@dataclass
+class Environment:
+    """Services the relay lends to connectors."""
+
+    http: Callable[..., httpx.Client]
+    """An httpx client that refuses private addresses (unless allowed) and never follows redirects."""
+    save_state: Callable[[str, dict[str, Any]], None]
+    """Record progress of a delivery (e.g. a resumable upload's session URL) that survives a crash."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Per-kind settings from the relay's config (API base URLs, folder roots, size limits)."""
+
+
+class Kind(Protocol):
+    name: str
+    needs_document: bool
+    """False for kinds that send only JSON (webhooks, callbacks)."""
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        """The result of an earlier attempt that already succeeded, if the destination can tell."""
+
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+        """Deliver, streaming; raise Retryable or Permanent."""
+
+
+def classify_status(status: int, retry_after: str | None, what: str) -> DeliveryError:
+    """The house rule for HTTP answers: 408/409/425/429 and 5xx are worth retrying, 410 means stop,
+    any other 4xx is permanent."""
+    if status == 410:
+        return Gone(f"{what} answered 410 Gone")
+    if status in (408, 409, 425, 429) or status >= 500:
+        return Retryable(f"{what} answered {status}", retry_after=_seconds(retry_after))
+    return Permanent(f"{what} answered {status}")
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,12 @@
+"""Every destination kind, by name. Adding a platform is one folder and one line here."""
+
+from __future__ import annotations
+
+from . import callback, folder, webhook
+from .base import Kind
+
+KINDS: dict[str, Kind] = {
+    "folder": folder.KIND,
+    "webhook": webhook.KIND,
+    "callback": callback.KIND,
+}

@@ -1,0 +1,156 @@
+"""Fan-out over real HTTP: folder, webhook subscribers, callbacks; retries, dead letters, replay."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from openpyxl import load_workbook
+from standardwebhooks import Webhook
+
+from tests.support.servers import eventually
+
+DONE = ("delivered", "dead")
+
+
+def delivered(relay, client, task_id: str, count: int = 1, timeout: float = 30) -> list[dict]:
+    def settled():
+        task = client.get(f"/v1/tasks/{task_id}").json()
+        found = task["deliveries"]
+        return found if len(found) == count and all(d["state"] in DONE for d in found) else None
+
+    return eventually(settled, timeout, f"{count} deliveries of {task_id} to settle")
+
+
+def test_folder_delivery_is_written_atomically_and_exported(relay):
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Sales by region", record_key="deal:42",
+                            destinations=[{"kind": "folder", "config": {"path": "reports"}},
+                                          {"kind": "folder", "config": {"path": "csv"}, "export": "csv"}])
+        done = delivered(relay, client, task["task_id"], count=2)
+    assert [d["state"] for d in done] == ["delivered", "delivered"]
+    workbook = Path(done[0]["location"])
+    assert workbook.parent.name == "reports" and workbook.name.startswith("deal-42-workbook-")
+    assert load_workbook(workbook).sheetnames == ["Sales Region"]
+    assert Path(done[1]["location"]).read_text().splitlines()[2].startswith("Item,Q1")
+    assert not list(workbook.parent.glob(".*.part")), "no temporary file left behind"
+
+
+def test_folder_outside_the_roots_is_refused_at_submit(relay):
+    with relay.client() as client:
+        response = client.post("/v1/documents", json={"format": "excel", "prompt": "x", "destinations": [
+            {"kind": "folder", "config": {"path": "../../etc"}}]})
+    assert response.status_code == 400 and response.json()["error"]["field"] == "destinations.0.config.path"
+
+
+def test_hook_subscribers_get_signed_events_and_410_unsubscribes(relay, receiver):
+    with relay.client() as client:
+        hook = client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).json()
+        assert hook["secret"].startswith("whsec_")
+        assert "secret" not in client.get("/v1/hooks").json()["items"][0]
+        first = relay.submit(client, prompt="First")
+        [request] = receiver.wait_for(1)
+        event = Webhook(hook["secret"]).verify(request.body, request.headers)
+        assert event["type"] == "task.completed" and event["data"]["task_id"] == first["task_id"]
+        assert event["data"]["file_url"].startswith(relay.url + "/files/")
+        receiver.script = [410]
+        relay.submit(client, prompt="Second")
+        receiver.wait_for(2)
+        eventually(lambda: client.get("/v1/hooks").json()["items"] == [], 10, "the subscription to be removed")
+        relay.wait_task(client, relay.submit(client, prompt="Third")["task_id"])
+    assert len(receiver.requests) == 2
+
+
+def test_callback_gets_one_post_with_the_result(relay, receiver):
+    with relay.client() as client:
+        task = relay.submit(client, prompt="For Zapier", callback_url=receiver.url,
+                            callback_headers={"Authorization": "Bearer n8n-secret"})
+        [request] = receiver.wait_for(1)
+        done = delivered(relay, client, task["task_id"])
+    body = json.loads(request.body)
+    assert body["task_id"] == task["task_id"] and body["status"] == "completed" and body["result"]["summary"]
+    assert request.headers["Authorization"] == "Bearer n8n-secret"
+    assert done[0]["kind"] == "callback" and done[0]["state"] == "delivered"
+    file = httpx.get(body["file_url"], follow_redirects=True)
+    assert load_workbook(io.BytesIO(file.content)).sheetnames
+
+
+def test_callback_also_reports_failures(relay, receiver):
+    with relay.client() as client:
+        relay.submit(client, prompt="x [[fail]]", callback_url=receiver.url)
+        [request] = receiver.wait_for(1)
+    assert json.loads(request.body)["status"] == "failed"
+
+
+def test_retry_after_5xx_and_429_then_delivered(relay, receiver):
+    receiver.script = [503, 429]
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+        [done] = delivered(relay, client, task["task_id"])
+    assert done["state"] == "delivered" and done["attempts"] == 3
+    assert len({r.headers["Webhook-Id"] for r in receiver.requests}) == 1, "the same webhook-id every time"
+
+
+def test_permanent_failure_goes_to_dead_letters_and_replay_delivers(relay, receiver):
+    receiver.script = [400]
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+        [dead] = delivered(relay, client, task["task_id"])
+        assert dead["state"] == "dead" and dead["attempts"] == 1 and "400" in dead["last_error"]
+        assert [d["delivery_id"] for d in client.get("/v1/deliveries").json()["items"]] == [dead["delivery_id"]]
+        replayed = client.post(f"/v1/deliveries/{dead['delivery_id']}/replay")
+        assert replayed.status_code == 202
+        [done] = eventually(lambda: [d for d in client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
+                                     if d["state"] == "delivered"], 20, "the replay")
+        assert client.get("/v1/deliveries").json()["items"] == []
+        again = client.post(f"/v1/deliveries/{dead['delivery_id']}/replay")
+    assert again.status_code == 409 and done["attempts"] == 1
+
+
+def test_exhausted_retries_land_in_dead_letters_and_cli_replays_them(relay, receiver):
+    receiver.default_status = 500
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+        [dead] = delivered(relay, client, task["task_id"], timeout=40)
+        assert dead["state"] == "dead" and dead["attempts"] == relay.config.delivery_max_attempts
+        receiver.default_status = 204
+        listed = subprocess.run([sys.executable, "-m", "app.cli", "deliveries", "list"], env=relay.env(),
+                                capture_output=True, text=True, timeout=60)
+        assert dead["delivery_id"] in listed.stdout
+        replay = subprocess.run([sys.executable, "-m", "app.cli", "deliveries", "replay", "--all-failed"],
+                                env=relay.env(), capture_output=True, text=True, timeout=60)
+        assert "queued again" in replay.stdout
+        eventually(lambda: client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"][0]["state"]
+                   == "delivered", 20, "the replayed delivery")
+
+
+def test_saved_destinations_hide_and_encrypt_their_secrets(relay):
+    config = {"channel": "C0123ABCD", "bot_token": "xoxb-123-456-secretsecret"}
+    with relay.client() as client:
+        created = client.post("/v1/destinations", json={"name": "Sales channel", "kind": "slack", "config": config})
+        assert created.status_code == 201
+        saved = created.json()
+        assert saved["config"] == {"channel": "C0123ABCD", "bot_token": "********"}
+        assert client.get(f"/v1/destinations/{saved['id']}").json()["config"]["bot_token"] == "********"
+        bad = client.post("/v1/destinations", json={"name": "x", "kind": "slack", "config": {"channel": "nope"}})
+        unknown = client.post("/v1/documents", json={"format": "excel", "prompt": "x",
+                                                     "destinations": [{"id": "dst_01ARZ3NDEKTSV4RRFFQ69G5FAV"}]})
+        assert client.delete(f"/v1/destinations/{saved['id']}").status_code == 204
+    assert bad.status_code == 400 and bad.json()["error"]["field"] in ("config.bot_token", "config.channel")
+    assert unknown.status_code == 400 and unknown.json()["error"]["field"] == "destinations.0.id"
+    raw = " ".join(str(v) for k in relay.ctx.redis.keys("*") if relay.ctx.redis.type(k) == "hash"
+                   for v in relay.ctx.redis.hgetall(k).values())
+    assert "secretsecret" not in raw
+
+
+def test_outbound_urls_to_private_addresses_are_refused(make_relay, receiver):
+    relay = make_relay(outbound_allow="")
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+        [dead] = delivered(relay, client, task["task_id"])
+    assert dead["state"] == "dead" and "non-public address" in dead["last_error"]
+    assert receiver.requests == []
