@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from . import callback, folder, webhook
+from . import callback, folder, slack, webhook
 from .base import Kind
 
 KINDS: dict[str, Kind] = {
     "folder": folder.KIND,
     "webhook": webhook.KIND,
     "callback": callback.KIND,
+    "slack": slack.KIND,
 }

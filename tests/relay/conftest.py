@@ -119,3 +119,14 @@ def make_relay(make_sandbox, fresh_redis_url, tmp_path):
 @pytest.fixture
 def relay(make_relay) -> RelayStack:
     return make_relay()
+
+
+@pytest.fixture
+def fake_slack(tmp_path):
+    from connectors.slack.fake import FakeSlack
+
+    fake = FakeSlack(storage=tmp_path / "slack-files")
+    served = ServedApp(fake.app()).start()
+    fake.url = served.url  # type: ignore[attr-defined]
+    yield fake
+    served.stop()

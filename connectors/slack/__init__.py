@@ -1,0 +1,100 @@
+"""Slack: the file goes into a channel or thread through Slack's 3-step external upload (get an upload
+URL, stream the bytes to it, complete the upload with the summary and a link as its comment). A
+workspace that restricts large uploads gets the summary and the link as a message instead.
+
+Slack cannot tell whether an upload was already shared, so a worker killed between completing the
+upload and recording it can post twice; every other crash point resumes from the recorded step.
+"""
+
+from __future__ import annotations
+
+import httpx
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+
+_RETRYABLE = {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
+
+
+class SlackKind:
+    name = "slack"
+    needs_document = True
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        done = delivery.state.get("message")
+        return Outcome(done, delivery.state.get("file_id", "")) if done else None
+
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+        assert document is not None
+        config, state = delivery.config, dict(delivery.state)
+        client = WebClient(token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30)
+        comment = _comment(delivery, document)
+        if document.size is None:
+            return self._link_only(client, config, comment, delivery, env)
+        try:
+            if not state.get("uploaded"):
+                answer = _call(client.files_getUploadURLExternal, filename=document.name, length=document.size)
+                state.update(file_id=answer["file_id"], upload_url=answer["upload_url"])
+                env.save_state(delivery.delivery_id, state)
+                _stream(state["upload_url"], document, env)
+                state["uploaded"] = True
+                env.save_state(delivery.delivery_id, state)
+            kwargs = {"thread_ts": config["thread_ts"]} if config.get("thread_ts") else {}
+            _call(client.files_completeUploadExternal, files=[{"id": state["file_id"], "title": document.name}],
+                  channel_id=config["channel"], initial_comment=comment, **kwargs)
+        except _SizeRestricted:
+            return self._link_only(client, config, comment, delivery, env)
+        location = f"slack:{config['channel']}/{state['file_id']}"
+        env.save_state(delivery.delivery_id, {**state, "message": location})
+        return Outcome(location, state["file_id"])
+
+    def _link_only(self, client: WebClient, config: dict, comment: str, delivery: Delivery,
+                   env: Environment) -> Outcome:
+        kwargs = {"thread_ts": config["thread_ts"]} if config.get("thread_ts") else {}
+        answer = _call(client.chat_postMessage, channel=config["channel"], text=comment, **kwargs)
+        location = f"slack:{config['channel']}/message {answer['ts']} (link only)"
+        env.save_state(delivery.delivery_id, {"message": location})
+        return Outcome(location, answer["ts"])
+
+
+class _SizeRestricted(Exception):
+    pass
+
+
+def _comment(delivery: Delivery, document: Document) -> str:
+    task = delivery.event.get("data", {})
+    summary = (task.get("result") or {}).get("summary") or "Your document is ready."
+    return f"{summary}\n<{document.link}|Download {document.name}>"
+
+
+def _call(method, **kwargs) -> dict:
+    try:
+        return method(**kwargs).data  # type: ignore[no-any-return]
+    except SlackApiError as exc:
+        error = exc.response.get("error", "") if exc.response is not None else ""
+        status = exc.response.status_code if exc.response is not None else 0
+        if error == "file_upload_size_restricted":
+            raise _SizeRestricted from None
+        if status == 429 or status >= 500 or error in _RETRYABLE:
+            retry_after = exc.response.headers.get("Retry-After") if exc.response is not None else None
+            raise Retryable(f"Slack: {error or status}", float(retry_after) if retry_after else None) from None
+        raise Permanent(f"Slack refused: {error or status}") from None
+    except (httpx.TransportError, OSError) as exc:
+        raise Retryable(f"Slack could not be reached: {type(exc).__name__}") from None
+
+
+def _stream(upload_url: str, document: Document, env: Environment) -> None:
+    headers = {"Content-Length": str(document.size), "Content-Type": "application/octet-stream"}
+    try:
+        with document.open(0) as chunks, env.http(timeout=300) as client:
+            response = client.post(upload_url, content=chunks, headers=headers)
+    except httpx.TransportError as exc:
+        raise Retryable(f"the upload to Slack broke off: {type(exc).__name__}") from None
+    if response.status_code >= 500 or response.status_code == 429:
+        raise Retryable(f"Slack's upload service answered {response.status_code}")
+    if response.status_code != 200:
+        raise Permanent(f"Slack's upload service answered {response.status_code}: {response.text[:200]}")
+
+
+KIND = SlackKind()
