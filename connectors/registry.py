@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import callback, folder, slack, webhook
+from . import callback, folder, gdrive, slack, webhook
 from .base import Kind
 
 KINDS: dict[str, Kind] = {
@@ -10,4 +10,5 @@ KINDS: dict[str, Kind] = {
     "webhook": webhook.KIND,
     "callback": callback.KIND,
     "slack": slack.KIND,
+    "gdrive": gdrive.KIND,
 }

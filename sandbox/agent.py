@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
+import zipfile
 
 from .builders import PRODUCTS, make_plan
 from .config import SandboxConfig
@@ -16,6 +18,7 @@ from .tasks import TaskService
 log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"\[\[duration=(\d+(?:\.\d+)?)\]\]")
+_PAD = re.compile(r"\[\[pad_mb=(\d+)\]\]")
 _COMPACT_AFTER = 6  # messages in the conversation before the agent compacts its context
 
 
@@ -98,6 +101,8 @@ class Agent:
         final = self._files.document(run["org_id"], run["run_id"], task["task_id"], product.extension)
         staged = FileStore.staging(final).with_suffix(f".{product.extension}")
         summary = product.build(previous, make_plan(task["prompt"], turn), staged)
+        if (pad := _PAD.search(task["prompt"])) and product.extension in ("xlsx", "docx", "pptx"):
+            pad_document(staged, int(pad.group(1)))
         FileStore.publish(staged, final)
         return summary, final
 
@@ -105,3 +110,12 @@ class Agent:
     def _credits(task: dict) -> int:
         size = len(task["prompt"])
         return 15 + min(40, size // 20) if task["resumed"] == "1" else 40 + min(80, size // 10)
+
+
+def pad_document(path, megabytes: int) -> None:
+    """Make a test document large: an extra, uncompressed part of random bytes in its zip container,
+    written in chunks (Office ignores parts it does not know)."""
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED, allowZip64=True) as archive, \
+            archive.open("customXml/sandbox-padding.bin", "w", force_zip64=True) as part:
+        for _ in range(megabytes):
+            part.write(os.urandom(1024 * 1024))

@@ -130,3 +130,28 @@ def fake_slack(tmp_path):
     fake.url = served.url  # type: ignore[attr-defined]
     yield fake
     served.stop()
+
+
+@pytest.fixture
+def fake_drive(tmp_path):
+    """The fake Drive with a service account and an OAuth client registered."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from connectors.gdrive.fake import FakeDrive
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    fake = FakeDrive(storage=tmp_path / "drive-files", service_accounts={"key-1": public_pem},
+                     oauth_clients={"1//refresh-token": ("client-id.apps", "client-secret")})
+    served = ServedApp(fake.app()).start()
+    fake.url = served.url  # type: ignore[attr-defined]
+    fake.service_account = {"type": "service_account", "client_email": "relay@project.iam.gserviceaccount.com",  # type: ignore[attr-defined]
+                            "private_key": private_pem, "private_key_id": "key-1"}
+    fake.oauth_user = {"type": "authorized_user", "client_id": "client-id.apps",  # type: ignore[attr-defined]
+                       "client_secret": "client-secret", "refresh_token": "1//refresh-token"}
+    yield fake
+    served.stop()

@@ -1,0 +1,196 @@
+"""Google Drive: a resumable upload into a folder (shared drives too), streamed in chunks that are
+multiples of 256 KiB. The upload session is recorded, so after a broken connection or a killed worker
+the upload asks Drive how far it got (``Content-Range: bytes */total``) and goes on from there. The
+delivery id is stored in the file's ``appProperties`` and looked up before anything is created, so a
+retry never makes a second file. Credentials: a service account (JWT bearer) or an OAuth client with a
+refresh token, through google-auth."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+from google.auth import exceptions as google_errors
+from google.auth.transport.requests import Request
+from google.oauth2 import credentials as oauth_credentials
+from google.oauth2 import service_account
+
+from ..base import CHUNK, Delivery, Document, Environment, Outcome, Permanent, Retryable, classify_status
+
+SCOPES = ["https://www.googleapis.com/auth/drive"]
+UPLOAD_CHUNK = 16 * CHUNK  # 4 MiB per request: a multiple of 256 KiB, as Drive requires
+_RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "backendError"}
+_tokens: dict[str, tuple[str, float]] = {}  # per process: credentials digest -> (access token, expiry)
+
+
+class DriveKind:
+    name = "gdrive"
+    needs_document = True
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        query = f"appProperties has {{ key='relayDeliveryId' and value='{delivery.delivery_id}' }} and trashed = false"
+        params = {"q": query, "supportsAllDrives": "true", "includeItemsFromAllDrives": "true",
+                  "corpora": "allDrives", "fields": "files(id,name,size)"}
+        response = self._request(delivery, env, "GET", "/drive/v3/files", params=params)
+        files = response.json().get("files", [])
+        return Outcome(f"gdrive:{files[0]['id']} ({files[0]['name']})", files[0]["id"]) if files else None
+
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+        assert document is not None
+        if document.size is None:
+            raise Retryable("the document's size is unknown; Drive needs it for a resumable upload")
+        state = dict(delivery.state)
+        offset, session = 0, state.get("session")
+        if session:
+            done, offset = self._progress(delivery, env, session, document.size)
+            if done is not None:
+                return _outcome(done)
+            if offset < 0:  # the session expired: start over
+                session = None
+        if not session:
+            session = self._start(delivery, document, env)
+            offset = 0
+            env.save_state(delivery.delivery_id, {**state, "session": session})
+        return _outcome(self._upload(delivery, env, session, document, offset))
+
+    # -- the protocol -------------------------------------------------------------------------------
+
+    def _start(self, delivery: Delivery, document: Document, env: Environment) -> str:
+        metadata = {"name": document.name, "parents": [delivery.config["folder_id"]],
+                    "mimeType": document.content_type, "appProperties": {"relayDeliveryId": delivery.delivery_id}}
+        headers = {"X-Upload-Content-Type": document.content_type, "X-Upload-Content-Length": str(document.size)}
+        response = self._request(delivery, env, "POST", "/upload/drive/v3/files",
+                                 params={"uploadType": "resumable", "supportsAllDrives": "true"},
+                                 json=metadata, headers=headers)
+        return response.headers["location"]
+
+    def _progress(self, delivery: Delivery, env: Environment, session: str, total: int) -> tuple[dict | None, int]:
+        """Ask Drive how much of the session it has: (the file, if complete; next offset, or -1 if gone)."""
+        response = self._put(delivery, env, session, b"", f"bytes */{total}")
+        if response.status_code in (200, 201):
+            return response.json(), total
+        if response.status_code == 308:
+            return None, _committed(response)
+        if response.status_code in (404, 410):
+            return None, -1
+        raise _classify(response)
+
+    def _upload(self, delivery: Delivery, env: Environment, session: str, document: Document, offset: int) -> dict:
+        total, breaks = document.size or 0, 0
+        while True:
+            try:
+                with document.open(offset) as chunks:
+                    for start, data in _blocks(chunks, offset):
+                        end = start + len(data) - 1
+                        response = self._put(delivery, env, session, data, f"bytes {start}-{end}/{total}")
+                        if response.status_code in (200, 201):
+                            return response.json()
+                        if response.status_code != 308:
+                            raise _classify(response)
+                        committed = _committed(response)
+                        if committed != end + 1:  # Drive kept less than we sent: resend from there
+                            offset = committed
+                            raise _Resync
+                raise Retryable("the document ended before Drive had all of it")
+            except (httpx.TransportError, _Resync):
+                breaks += 1
+                if breaks > 5:
+                    raise Retryable("the upload to Drive kept breaking off") from None
+                done, offset = self._progress(delivery, env, session, total)
+                if done is not None:
+                    return done
+                if offset < 0:
+                    raise Retryable("the Drive upload session expired") from None
+
+    def _put(self, delivery: Delivery, env: Environment, session: str, data: bytes, content_range: str):
+        headers = {"Authorization": f"Bearer {_access_token(delivery, env)}", "Content-Range": content_range}
+        with env.http(timeout=300) as client:
+            return client.put(session, content=data, headers=headers)
+
+    def _request(self, delivery: Delivery, env: Environment, method: str, path: str,
+                 headers: dict | None = None, **kwargs) -> httpx.Response:
+        url = str(env.settings["drive_api_url"]).rstrip("/") + path
+        for refresh in (False, True):  # a 401 gets one fresh token
+            auth = {"Authorization": f"Bearer {_access_token(delivery, env, refresh)}"}
+            try:
+                with env.http(timeout=60) as client:
+                    response = client.request(method, url, headers={**(headers or {}), **auth}, **kwargs)
+            except httpx.TransportError as exc:
+                raise Retryable(f"Drive could not be reached: {type(exc).__name__}") from None
+            if response.status_code != 401:
+                break
+        if response.status_code >= 400:
+            raise _classify(response)
+        return response
+
+
+class _Resync(Exception):
+    pass
+
+
+def _blocks(chunks: Iterator[bytes], offset: int) -> Iterator[tuple[int, bytes]]:
+    """Regroup a stream into UPLOAD_CHUNK-sized blocks (the last may be shorter), with their offsets."""
+    buffer, start = bytearray(), offset
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= UPLOAD_CHUNK:
+            yield start, bytes(buffer[:UPLOAD_CHUNK])
+            del buffer[:UPLOAD_CHUNK]
+            start += UPLOAD_CHUNK
+    if buffer:
+        yield start, bytes(buffer)
+
+
+def _committed(response: httpx.Response) -> int:
+    """The next offset from a 308's Range header (``bytes=0-N``); no header means nothing yet."""
+    value = response.headers.get("range", "")
+    return int(value.rsplit("-", 1)[1]) + 1 if value else 0
+
+
+def _outcome(file: dict) -> Outcome:
+    return Outcome(f"gdrive:{file['id']} ({file.get('name')})", file["id"])
+
+
+def _classify(response: httpx.Response) -> Exception:
+    reasons: set = set()
+    with contextlib.suppress(ValueError):
+        reasons = {e.get("reason") for e in response.json().get("error", {}).get("errors", [])}
+    if response.status_code == 403 and reasons & _RATE_REASONS:
+        return Retryable(f"Drive is throttling ({', '.join(sorted(r for r in reasons if r))})",
+                         float(response.headers.get("retry-after") or 0) or None)
+    if response.status_code == 404:
+        return Permanent("Drive: the folder does not exist or the credentials cannot see it")
+    return classify_status(response.status_code, response.headers.get("retry-after"), "Google Drive")
+
+
+def _access_token(delivery: Delivery, env: Environment, force: bool = False) -> str:
+    info = delivery.config["credentials"]
+    key = hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()
+    cached = _tokens.get(key)
+    if cached and not force and cached[1] > time.time() + 60:
+        return cached[0]
+    token_uri = info.get("token_uri") or env.settings["drive_token_url"]
+    if token_uri != env.settings["drive_token_url"]:
+        env.settings["check_url"](token_uri)  # a user-supplied URL like any other
+    if info["type"] == "service_account":
+        credentials = service_account.Credentials.from_service_account_info(
+            {**info, "token_uri": token_uri}, scopes=SCOPES, subject=info.get("subject"))
+    else:
+        credentials = oauth_credentials.Credentials(None, refresh_token=info["refresh_token"], token_uri=token_uri,
+                                                    client_id=info["client_id"], client_secret=info["client_secret"],
+                                                    scopes=SCOPES)
+    try:
+        credentials.refresh(Request())
+    except google_errors.RefreshError as exc:
+        raise Permanent(f"Google refused the credentials: {exc}") from None
+    except google_errors.TransportError as exc:
+        raise Retryable(f"Google's token endpoint could not be reached: {exc}") from None
+    _tokens[key] = (credentials.token, time.time() + 3000)
+    return credentials.token
+
+
+KIND = DriveKind()

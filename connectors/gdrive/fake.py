@@ -1,0 +1,206 @@
+"""A fake Google Drive v3 for tests and local runs: its OAuth token endpoint (JWT-bearer for service
+accounts, refresh tokens for OAuth clients), files.list with appProperties queries, and the resumable
+upload protocol as clients meet it: a session URI, chunks in multiples of 256 KiB, 308 with a Range
+header, status queries with ``Content-Range: bytes */total``. Bytes are committed in whole 256 KiB
+granules until the last one, as Drive does. Fault knobs: 403 userRateLimitExceeded, 5xx, and a
+connection that breaks in the middle of a chunk. Everything is streamed to disk."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Flask, Response, jsonify, request
+from google.auth import jwt as google_jwt
+
+GRANULE = 256 * 1024
+DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
+
+
+@dataclass
+class Session:
+    upload_id: str
+    metadata: dict
+    total: int
+    path: Path
+    committed: int = 0
+    file: dict | None = None
+
+
+@dataclass
+class FakeDrive:
+    storage: Path
+    folders: set[str] = field(default_factory=lambda: {"folder-reports"})
+    service_accounts: dict[str, str] = field(default_factory=dict)
+    """private_key_id (the JWT's kid) -> public key PEM."""
+    oauth_clients: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """refresh_token -> (client_id, client_secret)."""
+    files: dict[str, dict] = field(default_factory=dict)
+    sessions: dict[str, Session] = field(default_factory=dict)
+    tokens: dict[str, float] = field(default_factory=dict)
+    token_grants: list[str] = field(default_factory=list)
+    put_requests: int = 0
+    _faults: list[int] = field(default_factory=list)
+    _break_after: list[int] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def fail_next(self, count: int, status: int = 403) -> None:
+        """The next ``count`` Drive calls answer ``status`` (403 means userRateLimitExceeded)."""
+        with self._lock:
+            self._faults += [status] * count
+
+    def break_next_upload(self, after_bytes: int) -> None:
+        """The next chunk upload reads ``after_bytes`` bytes, then the connection drops."""
+        with self._lock:
+            self._break_after.append(after_bytes)
+
+    def file_bytes(self, file_id: str) -> bytes:
+        return (self.storage / f"file-{file_id}").read_bytes()
+
+    def app(self) -> Flask:
+        app = Flask(__name__)
+        self.storage.mkdir(parents=True, exist_ok=True)
+        app.add_url_rule("/token", view_func=self._token, methods=["POST"])
+        app.add_url_rule("/drive/v3/files", view_func=self._list, methods=["GET"])
+        app.add_url_rule("/upload/drive/v3/files", view_func=self._start, methods=["POST"])
+        app.add_url_rule("/upload/drive/v3/files", view_func=self._put, methods=["PUT"], endpoint="put")
+        return app
+
+    # -- auth ---------------------------------------------------------------------------------------
+
+    def _token(self):
+        grant = request.form.get("grant_type", "")
+        if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            try:
+                # google-auth (like Google) addresses the assertion to Google's token endpoint
+                claims = google_jwt.decode(request.form.get("assertion", ""), certs=self.service_accounts,
+                                           audience=[request.base_url, "https://oauth2.googleapis.com/token"])
+            except Exception as exc:
+                return jsonify({"error": "invalid_grant", "error_description": str(exc)}), 400
+            if DRIVE_SCOPE not in claims.get("scope", "").split():
+                return jsonify({"error": "invalid_scope"}), 400
+        elif grant == "refresh_token":
+            client = self.oauth_clients.get(request.form.get("refresh_token", ""))
+            if client != (request.form.get("client_id"), request.form.get("client_secret")):
+                return jsonify({"error": "invalid_grant", "error_description": "Token has been revoked."}), 400
+        else:
+            return jsonify({"error": "unsupported_grant_type"}), 400
+        self.token_grants.append(grant)
+        token = "ya29.fake-" + secrets.token_urlsafe(16)
+        self.tokens[token] = time.time() + 3600
+        return jsonify({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+
+    def _denied(self) -> Response | None:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if self.tokens.get(token, 0) < time.time():
+            return _error(401, "authError", "Invalid Credentials")
+        with self._lock:
+            fault = self._faults.pop(0) if self._faults else None
+        if fault == 403:
+            return _error(403, "userRateLimitExceeded", "User Rate Limit Exceeded")
+        if fault:
+            return _error(fault, "backendError", "Backend Error")
+        return None
+
+    # -- files.list ---------------------------------------------------------------------------------
+
+    def _list(self):
+        if denied := self._denied():
+            return denied
+        if request.args.get("supportsAllDrives") != "true":
+            return _error(400, "badRequest", "shared drives need supportsAllDrives=true")
+        query = request.args.get("q", "")
+        match = re.search(r"appProperties has \{ key='([^']+)' and value='([^']+)' \}", query)
+        found = [f for f in self.files.values()
+                 if not match or f["appProperties"].get(match.group(1)) == match.group(2)]
+        return jsonify({"files": found})
+
+    # -- resumable upload ---------------------------------------------------------------------------
+
+    def _start(self):
+        if denied := self._denied():
+            return denied
+        if request.args.get("uploadType") != "resumable" or request.args.get("supportsAllDrives") != "true":
+            return _error(400, "badRequest", "expected uploadType=resumable&supportsAllDrives=true")
+        metadata = request.get_json(silent=True) or {}
+        if not set(metadata.get("parents", [])) & self.folders:
+            return _error(404, "notFound", "File not found: parent folder")
+        total = int(request.headers.get("X-Upload-Content-Length", "-1"))
+        upload_id = secrets.token_urlsafe(12)
+        self.sessions[upload_id] = Session(upload_id, metadata, total, self.storage / f"session-{upload_id}")
+        location = f"{request.host_url}upload/drive/v3/files?uploadType=resumable&upload_id={upload_id}"
+        return Response(status=200, headers={"Location": location})
+
+    def _put(self):
+        self.put_requests += 1
+        session = self.sessions.get(request.args.get("upload_id", ""))
+        if session is None:
+            return _error(404, "notFound", "Upload session not found or expired")
+        match = re.fullmatch(r"bytes (\*|(\d+)-(\d+))/(\d+|\*)", request.headers.get("Content-Range", ""))
+        if not match:
+            return _error(400, "badRequest", "Content-Range required")
+        if match.group(1) == "*":  # status query
+            return self._status(session)
+        start, end = int(match.group(2)), int(match.group(3))
+        if start != session.committed:
+            return _error(400, "badRequest", f"expected the chunk to start at {session.committed}")
+        last = end + 1 == session.total
+        if not last and (end + 1 - start) % GRANULE:
+            return _error(400, "badRequest", "chunk size must be a multiple of 256 KiB")
+        with self._lock:
+            break_after = self._break_after.pop(0) if self._break_after else None
+        received = 0
+        with session.path.open("r+b" if session.path.exists() else "wb") as out:
+            out.seek(start)
+            while chunk := request.stream.read(min(GRANULE, end + 1 - start - received) or 1):
+                if break_after is not None and received + len(chunk) > break_after:
+                    keep = ((start + break_after) // GRANULE) * GRANULE - start  # whole granules survive
+                    out.truncate(start + max(0, keep))
+                    session.committed = start + max(0, keep)
+                    out.close()
+                    self._drop_connection()
+                    return Response(status=500)
+                out.write(chunk)
+                received += len(chunk)
+                if start + received > end:
+                    break
+        session.committed = start + received
+        if session.committed < session.total:
+            return self._status(session)
+        return self._finish(session)
+
+    def _status(self, session: Session):
+        if session.file is not None:
+            return jsonify(session.file), 200
+        headers = {"Range": f"bytes=0-{session.committed - 1}"} if session.committed else {}
+        return Response(status=308, headers=headers)
+
+    def _finish(self, session: Session):
+        file_id = f"1fake{next(self._ids):06d}"
+        session.path.rename(self.storage / f"file-{file_id}")
+        metadata = session.metadata
+        session.file = {"id": file_id, "name": metadata.get("name"), "parents": metadata.get("parents", []),
+                        "appProperties": metadata.get("appProperties", {}), "size": str(session.total),
+                        "mimeType": metadata.get("mimeType", "application/octet-stream")}
+        self.files[file_id] = session.file
+        return jsonify(session.file), 200
+
+    @staticmethod
+    def _drop_connection() -> None:
+        sock = request.environ.get("werkzeug.socket")
+        if isinstance(sock, socket.socket):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _error(status: int, reason: str, message: str) -> Response:
+    body = {"error": {"code": status, "message": message, "errors": [{"reason": reason, "message": message}]}}
+    response = jsonify(body)
+    response.status_code = status
+    return response
