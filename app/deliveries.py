@@ -223,7 +223,8 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
 
     settings = {"folder_roots": config.folder_roots, "slack_api_url": config.slack_api_url,
                 "drive_api_url": config.drive_api_url, "drive_token_url": config.drive_token_url,
-                "email_attach_max_bytes": config.email_attach_max_bytes, "check_url": policy.check}
+                "email_attach_max_bytes": config.email_attach_max_bytes, "check_url": policy.check,
+                "check_host": policy.check_host}
     return Environment(http=policy.client, save_state=save_state, settings=settings)
 
 

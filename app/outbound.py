@@ -31,12 +31,14 @@ class OutboundPolicy:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise Permanent(f"not an http(s) URL: {url[:100]}")
-        host = parts.hostname.lower()
+        self.check_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+    def check_host(self, host: str, port: int) -> None:
+        host = host.lower()
         if host in self._hosts:
             return
         try:
-            infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
-                                       type=socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror:
             raise Permanent(f"cannot resolve {host}") from None
         for info in infos:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import callback, folder, gdrive, slack, webhook
+from . import callback, email, folder, gdrive, slack, webhook
 from .base import Kind
 
 KINDS: dict[str, Kind] = {
@@ -11,4 +11,5 @@ KINDS: dict[str, Kind] = {
     "callback": callback.KIND,
     "slack": slack.KIND,
     "gdrive": gdrive.KIND,
+    "email": email.KIND,
 }

@@ -155,3 +155,12 @@ def fake_drive(tmp_path):
                        "client_secret": "client-secret", "refresh_token": "1//refresh-token"}
     yield fake
     served.stop()
+
+
+@pytest.fixture
+def smtp_server(tmp_path):
+    from tests.support.smtp import SmtpServer
+
+    server = SmtpServer(tmp_path, free_port(), users={"relay": "s3cret-pass"}).start()
+    yield server
+    server.stop()

@@ -1,0 +1,132 @@
+"""Email through the customer's SMTP server (STARTTLS or SSL, with auth). The file is attached when it
+is at most RELAY_EMAIL_ATTACH_MAX_BYTES, else the message carries a link that always leads to a fresh
+download. The MIME message is spooled to a temporary file, its attachment base64-encoded chunk by
+chunk, and streamed through DATA: no file is held in memory. The Message-ID derives from the delivery
+id, so a duplicate sent after a crash is recognisable as one."""
+
+from __future__ import annotations
+
+import base64
+import quopri
+import secrets
+import smtplib
+import ssl
+import tempfile
+from email.header import Header
+from email.utils import formataddr, formatdate
+from typing import IO
+
+from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+
+_B64_BLOCK = 57 * 1024  # 57 raw bytes make one 76-character base64 line
+
+
+class EmailKind:
+    name = "email"
+    needs_document = True
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        sent = delivery.state.get("message_id")
+        return Outcome(f"email {sent} to {', '.join(delivery.config['to'])}", sent) if sent else None
+
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+        assert document is not None
+        config = delivery.config
+        env.settings["check_host"](config["host"], int(config.get("port") or 587))
+        message_id = f"<{delivery.delivery_id.lower()}@overten-relay>"
+        attach = document.size is not None and document.size <= int(env.settings["email_attach_max_bytes"])
+        with tempfile.TemporaryFile() as spool:
+            _write_message(spool, delivery, document, message_id, attach)
+            spool.seek(0)
+            _send(config, spool)
+        env.save_state(delivery.delivery_id, {"message_id": message_id})
+        how = "attached" if attach else "as a link"
+        return Outcome(f"email {message_id} to {', '.join(config['to'])} ({how})", message_id)
+
+
+def _write_message(out: IO[bytes], delivery: Delivery, document: Document, message_id: str, attach: bool) -> None:
+    config, task = delivery.config, delivery.event.get("data", {})
+    summary = (task.get("result") or {}).get("summary") or "Your document is ready."
+    boundary = "relay-" + secrets.token_hex(12)
+    subject = config.get("subject") or f"Your document is ready: {document.name}"
+    headers = [("From", formataddr(("Overten Relay", config["from"]))), ("To", ", ".join(config["to"])),
+               ("Subject", Header(subject, "utf-8").encode()), ("Date", formatdate(localtime=False)),
+               ("Message-ID", message_id), ("MIME-Version", "1.0"),
+               ("Content-Type", f'multipart/mixed; boundary="{boundary}"')]
+    _lines(out, [f"{name}: {value}" for name, value in headers] + [""])
+    link = (f"Download: {document.link}" if attach
+            else f"The file is too large to attach. Download it here: {document.link}")
+    body = quopri.encodestring(f"{summary}\n\n{link}\n".encode()).decode()
+    _lines(out, [f"--{boundary}", "Content-Type: text/plain; charset=utf-8",
+                 "Content-Transfer-Encoding: quoted-printable", "", *body.splitlines()])
+    if attach:
+        _lines(out, [f"--{boundary}", f'Content-Type: {document.content_type}; name="{document.name}"',
+                     "Content-Transfer-Encoding: base64",
+                     f'Content-Disposition: attachment; filename="{document.name}"', ""])
+        _base64(out, document)
+    _lines(out, [f"--{boundary}--"])
+
+
+def _lines(out: IO[bytes], lines: list[str]) -> None:
+    for line in lines:
+        if line.startswith("."):
+            line = "." + line  # SMTP dot-stuffing: the message is sent through DATA as it is
+        out.write(line.encode() + b"\r\n")
+
+
+def _base64(out: IO[bytes], document: Document) -> None:
+    pending = b""
+    with document.open(0) as chunks:
+        for chunk in chunks:
+            pending += chunk
+            whole = len(pending) - len(pending) % 57
+            _encoded(out, pending[:whole])
+            pending = pending[whole:]
+    _encoded(out, pending)
+
+
+def _encoded(out: IO[bytes], data: bytes) -> None:
+    for start in range(0, len(data), _B64_BLOCK):
+        encoded = base64.encodebytes(data[start:start + _B64_BLOCK])  # 76-character lines, \n-terminated
+        out.write(encoded.replace(b"\n", b"\r\n"))
+
+
+def _send(config: dict, spool: IO[bytes]) -> None:
+    host, port, security = config["host"], int(config.get("port") or 587), config.get("security", "starttls")
+    context = ssl.create_default_context(cafile=config.get("ca_file") or None)
+    try:
+        smtp = smtplib.SMTP_SSL(host, port, context=context, timeout=60) if security == "ssl" \
+            else smtplib.SMTP(host, port, timeout=60)
+        with smtp:
+            if security == "starttls":
+                smtp.starttls(context=context)
+            if config.get("username"):
+                smtp.login(config["username"], config.get("password", ""))
+            smtp.mail(config["from"])
+            for recipient in config["to"]:
+                code, reply = smtp.rcpt(recipient)
+                if code >= 400:
+                    raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+            code, reply = smtp.docmd("DATA")
+            if code != 354:
+                raise smtplib.SMTPDataError(code, reply)
+            while block := spool.read(64 * 1024):
+                smtp.send(block)
+            smtp.send(b".\r\n")
+            code, reply = smtp.getreply()
+            if code != 250:
+                raise smtplib.SMTPDataError(code, reply)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise Permanent(f"the SMTP server refused the login ({exc.smtp_code})") from None
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise Permanent(f"the SMTP server refused the recipients: {', '.join(exc.recipients)}") from None
+    except smtplib.SMTPResponseException as exc:
+        kind = Retryable if 400 <= exc.smtp_code < 500 else Permanent
+        raise kind(f"the SMTP server answered {exc.smtp_code}: {exc.smtp_error!r}") from None
+    except ssl.SSLError as exc:
+        raise Permanent(f"TLS with the SMTP server failed: {exc.reason}") from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise Retryable(f"the SMTP server could not be reached: {type(exc).__name__}: {exc}") from None
+
+
+KIND = EmailKind()

@@ -1,0 +1,63 @@
+"""Email destination against a real SMTP conversation (aiosmtpd, STARTTLS, AUTH)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.relay.test_deliveries import delivered
+
+
+def email_destination(smtp_server, **overrides) -> dict:
+    config = {"to": ["ops@example.com", "cfo@example.com"], "from": "relay@example.com", "host": "127.0.0.1",
+              "port": smtp_server.port, "security": "starttls", "username": "relay", "password": "s3cret-pass",
+              "ca_file": str(smtp_server.cert), **overrides}
+    return {"kind": "email", "config": config}
+
+
+def test_small_file_is_attached_byte_for_byte(relay, smtp_server):
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Sales by region", record_key="deal:5",
+                            destinations=[email_destination(smtp_server)])
+        [done] = delivered(relay, client, task["task_id"])
+        finished = client.get(f"/v1/tasks/{task['task_id']}").json()
+    assert done["state"] == "delivered", done["last_error"]
+    [message] = smtp_server.mailbox.messages
+    assert smtp_server.mailbox.envelopes == [("relay@example.com", ["ops@example.com", "cfo@example.com"])]
+    assert message["Message-ID"] == f"<{done['delivery_id'].lower()}@overten-relay>"
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename().startswith("deal-5-workbook-")
+    assert attachment.get_content() == httpx.get(finished["result"]["download_url"]).content
+    assert finished["result"]["summary"] in message.get_body(("plain",)).get_content()
+
+
+def test_large_file_is_sent_as_a_link_that_downloads_it(make_relay, smtp_server):
+    relay = make_relay(email_attach_max_bytes=1000)
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Big", destinations=[email_destination(smtp_server)])
+        [done] = delivered(relay, client, task["task_id"])
+    [message] = smtp_server.mailbox.messages
+    assert list(message.iter_attachments()) == [] and "(as a link)" in done["location"]
+    text = message.get_body(("plain",)).get_content()
+    link = next(word for word in text.split() if "/files/" in word)
+    assert httpx.get(link, follow_redirects=True).content.startswith(b"PK"), "the link leads to the workbook"
+
+
+def test_an_export_is_attached_instead_of_the_document(relay, smtp_server):
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Memo", format="word",
+                            destinations=[{**email_destination(smtp_server), "export": "txt"}])
+        [done] = delivered(relay, client, task["task_id"])
+    [attachment] = list(smtp_server.mailbox.messages[0].iter_attachments())
+    assert done["export"] == "txt" and attachment.get_filename().endswith(".txt")
+    assert "Memo" in attachment.get_content()
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), [({"password": "wrong"}, "refused the login"),
+                                                      ({"ca_file": ""}, "TLS")])
+def test_wrong_login_or_untrusted_certificate_is_permanent(relay, smtp_server, overrides, fragment):
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=[email_destination(smtp_server, **overrides)])
+        [dead] = delivered(relay, client, task["task_id"])
+    assert dead["state"] == "dead" and fragment in dead["last_error"]
+    assert smtp_server.mailbox.messages == []
