@@ -40,6 +40,10 @@ class RelayConfig:
     poll_cap_seconds: float = 10.0
     poll_give_up_seconds: float = 1800.0
 
+    worker_lease_seconds: int = 60
+    """A running job's lease: a worker that dies mid-job has its job retried about this long after."""
+    worker_maintenance_seconds: int = 30
+    """How often a worker looks for jobs abandoned by dead workers (RQ's maintenance)."""
     outbound_allow: str = ""
     """Hosts and CIDR ranges user-supplied URLs may reach although private (e.g. 127.0.0.0/8 in development)."""
     files_link_ttl_seconds: int = 7 * 86_400

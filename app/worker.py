@@ -9,16 +9,49 @@ and its abandoned-job handling, not from a fork per job.
 from __future__ import annotations
 
 import logging
+import threading
 
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
+from rq.job import Job
+from rq.worker import WorkerStatus
 
 from . import context, jobs, queues
 from .pump import IntakePump
 
 
 class RelayWorker(SimpleWorker):
-    """The worker class of every relay worker; cross-cutting worker behaviour goes here."""
+    """A SimpleWorker whose running job holds a short lease, renewed by a heartbeat thread.
+
+    RQ's SimpleWorker sets a job's heartbeat to its whole timeout and never renews it, so a worker
+    killed mid-job would leave its job unretried for the job's timeout (an hour for a delivery). With a
+    lease, RQ's maintenance in any other worker sees the job abandoned within about one lease and
+    retries it (RQ's Retry); the job itself is idempotent.
+    """
+
+    lease_seconds = 60
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.lease_seconds
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        done = threading.Event()
+        beat = threading.Thread(target=self._renew_lease, args=(job, execution, done), daemon=True)
+        beat.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            done.set()
+            beat.join()
+        self.set_state(WorkerStatus.IDLE)
+
+    def _renew_lease(self, job: Job, execution, done: threading.Event) -> None:
+        while not done.wait(self.lease_seconds / 3):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except Exception:  # a missed beat only shortens the lease; the next one may succeed
+                logging.getLogger(__name__).warning("could not renew the lease of job %s", job.id)
 
 
 def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool = True) -> None:
@@ -27,7 +60,12 @@ def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool
     intake.pump_once()  # what arrived while no worker ran
     if not burst:
         intake.start()
-    worker = RelayWorker([ctx.queue(name) for name in queue_names], connection=ctx.rq_redis)
+    RelayWorker.lease_seconds = ctx.config.worker_lease_seconds
+    # An idle worker blocks in its dequeue for worker_ttl - 15 s and looks after abandoned jobs only in
+    # between: tie that to the maintenance interval instead of RQ's default seven minutes.
+    maintenance = ctx.config.worker_maintenance_seconds
+    worker = RelayWorker([ctx.queue(name) for name in queue_names], connection=ctx.rq_redis,
+                         maintenance_interval=maintenance, worker_ttl=maintenance + 15)
     try:
         worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
     finally:

@@ -46,6 +46,8 @@ class FakeDrive:
     tokens: dict[str, float] = field(default_factory=dict)
     token_grants: list[str] = field(default_factory=list)
     put_requests: int = 0
+    chunk_delay: float = 0.0
+    """Seconds each chunk upload takes (to catch a worker in the middle of one)."""
     _faults: list[int] = field(default_factory=list)
     _break_after: list[int] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -140,6 +142,7 @@ class FakeDrive:
 
     def _put(self):
         self.put_requests += 1
+        time.sleep(self.chunk_delay)
         session = self.sessions.get(request.args.get("upload_id", ""))
         if session is None:
             return _error(404, "notFound", "Upload session not found or expired")

@@ -53,11 +53,14 @@ class WebhookReceiver:
 
     script: list[int] = field(default_factory=list)
     default_status: int = 204
+    delay: float = 0.0
+    """Seconds to wait before answering (to catch a sender in the middle of a request)."""
     requests: list[Received] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, environ, start_response):
         request = Request(environ)
+        time.sleep(self.delay)
         with self._lock:
             self.requests.append(Received(request.method, request.path, dict(request.headers), request.get_data()))
             status = self.script.pop(0) if self.script else self.default_status

@@ -1,0 +1,50 @@
+"""A real worker process killed with SIGKILL in the middle of a delivery: after recovery every delivery
+is done, and Drive holds no second file."""
+
+from __future__ import annotations
+
+import signal
+
+import httpx
+
+from tests.relay.test_deliveries import delivered
+from tests.support.servers import eventually
+
+
+def kill(process) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def test_worker_killed_mid_drive_upload(make_relay, fake_drive):
+    relay = make_relay(drive_api_url=fake_drive.url, drive_token_url=fake_drive.url + "/token", worker=False)
+    fake_drive.chunk_delay = 1.0
+    worker = relay.start_worker()
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Model [[pad_mb=10]]", destinations=[
+            {"kind": "gdrive", "config": {"folder_id": "folder-reports", "credentials": fake_drive.service_account}}])
+        eventually(lambda: fake_drive.put_requests >= 1, 30, "the upload to start")
+        kill(worker)
+        assert fake_drive.files == {}, "killed before the upload finished"
+        relay.start_worker()
+        [done] = delivered(relay, client, task["task_id"], timeout=60)
+        original = httpx.get(client.get(f"/v1/tasks/{task['task_id']}").json()["result"]["download_url"]).content
+    assert done["state"] == "delivered"
+    [file] = fake_drive.files.values()
+    assert fake_drive.file_bytes(file["id"]) == original and len(original) > 10 * 1024 * 1024
+
+
+def test_worker_killed_mid_webhook_delivery(make_relay, receiver):
+    relay = make_relay(worker=False)
+    receiver.delay = 2.0
+    worker = relay.start_worker()
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+        eventually(lambda: receiver.requests, 30, "the delivery to start")
+        kill(worker)
+        receiver.delay = 0.0
+        relay.start_worker()
+        [done] = delivered(relay, client, task["task_id"], timeout=60)
+    assert done["state"] == "delivered"
+    assert {r.headers["Webhook-Id"] for r in receiver.requests} == {done["delivery_id"]}, \
+        "a repeat carries the same webhook-id, so the subscriber can drop it"
