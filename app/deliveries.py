@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -214,6 +214,17 @@ def _delivery(ctx: Context, record: dict) -> Delivery:
     return Delivery(record["delivery_id"], record["kind"], config, json.loads(record["event"]), state)
 
 
+_clients: dict[tuple[str, float], httpx.Client] = {}  # per worker process: pooled connections
+
+
+def _pooled_client(policy: OutboundPolicy, allow: str, timeout: float = 30.0):
+    """The process's shared client for this policy and timeout; not closed after each use."""
+    key = (allow, timeout)
+    if key not in _clients:
+        _clients[key] = policy.client(timeout=timeout)
+    return nullcontext(_clients[key])
+
+
 def _environment(ctx: Context, delivery_id: str) -> Environment:
     config = ctx.config
     policy = OutboundPolicy(config.outbound_allow)
@@ -221,11 +232,14 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
     def save_state(did: str, state: dict) -> None:
         update(ctx, did, progress=state)
 
+    def http(timeout: float = 30.0):
+        return _pooled_client(policy, config.outbound_allow, timeout)
+
     settings = {"folder_roots": config.folder_roots, "slack_api_url": config.slack_api_url,
                 "drive_api_url": config.drive_api_url, "drive_token_url": config.drive_token_url,
                 "email_attach_max_bytes": config.email_attach_max_bytes, "check_url": policy.check,
                 "check_host": policy.check_host}
-    return Environment(http=policy.client, save_state=save_state, settings=settings)
+    return Environment(http=http, save_state=save_state, settings=settings)
 
 
 # -- the file --------------------------------------------------------------------------------------

@@ -71,8 +71,9 @@ class Outcome:
 class Environment:
     """Services the relay lends to connectors."""
 
-    http: Callable[..., httpx.Client]
-    """An httpx client that refuses private addresses (unless allowed) and never follows redirects."""
+    http: Callable[..., AbstractContextManager[httpx.Client]]
+    """``with env.http(timeout=...) as client``: a pooled httpx client that refuses private addresses
+    (unless allowed) and never follows redirects."""
     save_state: Callable[[str, dict[str, Any]], None]
     """Record progress of a delivery (e.g. a resumable upload's session URL) that survives a crash."""
     settings: dict[str, Any] = field(default_factory=dict)

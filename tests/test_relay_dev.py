@@ -31,7 +31,7 @@ def test_relay_dev_produces_a_real_workbook_and_stops_what_it_started():
     done = relay("dev", "--run-dir", str(run_dir), "--port", str(free_port()), "--exit-after-demo", env=env)
     assert done.returncode == 0, done.stderr
     path = Path(re.search(r"^file\s+(\S+)$", done.stdout, re.M).group(1))
-    assert path.suffix == ".xlsx" and path.is_relative_to(run_dir)
+    assert path.suffix == ".xlsx" and path.is_relative_to(run_dir / "deliveries" / "demo"), "delivered to a folder"
     assert load_workbook(path).active["A1"].value.startswith("Q3 Sales Report")
     assert re.search(r"^download\s+http://127\.0\.0\.1:\d+/files/", done.stdout, re.M)
     assert "completed" in done.stderr  # the progress bar reached the end

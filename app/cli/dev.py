@@ -35,8 +35,9 @@ def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
         redis_url = stack.start_redis()
         sandbox_url = stack.start_sandbox(free_port())
         relay_url = f"http://127.0.0.1:{port}"
-        config = RelayConfig.from_env(redis_url=redis_url, public_url=relay_url,
-                                      **{k.removeprefix("RELAY_").lower(): v for k, v in stack.relay_secrets().items()})
+        secrets = {k.removeprefix("RELAY_").lower(): v for k, v in stack.relay_secrets().items()}
+        config = RelayConfig.from_env(redis_url=redis_url, public_url=relay_url, outbound_allow="127.0.0.0/8",
+                                      folder_roots=str(stack.run_dir / "deliveries"), **secrets)
         org = stack.create_sandbox_org("demo")
         ctx = build_context(config)
         tenant, api_key = ctx.tenants.create("demo", sandbox_url, org["api_key"], org["webhook_secret"])
@@ -45,12 +46,13 @@ def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
         click.echo(f"redis    {redis_url}")
         click.echo(f"sandbox  {sandbox_url}")
         click.echo(f"relay    {relay_url}  (tenant {tenant.name}; API key in {stack.run_dir / 'demo-api-key.txt'})")
-        task = submit_document(relay_url, api_key, {"format": "excel", "prompt": prompt,
-                                                    "record_key": "demo:quarterly-report"}, follow=True)
+        demo = {"format": "excel", "prompt": prompt, "record_key": "demo:quarterly-report",
+                "destinations": [{"kind": "folder", "config": {"path": "demo"}}]}
+        task = submit_document(relay_url, api_key, demo, follow=True)
         if task["status"] != "completed":
             raise click.ClickException(f"the demo generation ended {task['status']}: {task.get('error')}")
-        path = _download(task, stack.run_dir / "output")
-        click.echo(f"\nfile     {path}")
+        delivery = _wait_delivered(relay_url, api_key, task["task_id"])
+        click.echo(f"\nfile     {delivery['location']}")
         for line in describe(task)[1:]:
             click.echo(line)
         click.echo(f"view     {task['result']['edit_url']}")
@@ -67,11 +69,15 @@ def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
         stack.stop()
 
 
-def _download(task: dict, out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{task['run_id']}.xlsx"
-    with httpx.stream("GET", task["result"]["download_url"], timeout=60) as response, path.open("wb") as file:
-        response.raise_for_status()
-        for chunk in response.iter_bytes():
-            file.write(chunk)
-    return path.resolve()
+def _wait_delivered(relay_url: str, api_key: str, task_id: str, timeout: float = 60) -> dict:
+    """The demo's folder delivery, once it has settled."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=relay_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30) as client:
+        while time.monotonic() < deadline:
+            found = client.get(f"/v1/tasks/{task_id}").raise_for_status().json()["deliveries"]
+            if found and found[0]["state"] in ("delivered", "dead"):
+                if found[0]["state"] == "dead":
+                    raise click.ClickException(f"the demo delivery failed: {found[0]['last_error']}")
+                return found[0]
+            time.sleep(0.2)
+    raise click.ClickException("the demo delivery did not finish in time (see worker.log)")

@@ -84,3 +84,18 @@ def test_a_lost_record_of_success_never_makes_a_second_file(drive_relay, fake_dr
         [again] = delivered(drive_relay, client, task["task_id"])
     assert again["state"] == "delivered" and len(fake_drive.files) == 1
     assert again["location"] == done["location"]
+
+
+def test_429_is_retried_and_a_dead_delivery_replays_once_the_folder_exists(drive_relay, fake_drive):
+    fake_drive.fail_next(1, status=429)
+    with drive_relay.client() as client:
+        retried = to_drive(drive_relay, client, fake_drive.service_account)
+        [done] = delivered(drive_relay, client, retried["task_id"])
+        assert done["state"] == "delivered" and done["attempts"] == 2
+        failed = to_drive(drive_relay, client, fake_drive.service_account, folder="folder-later")
+        [dead] = delivered(drive_relay, client, failed["task_id"])
+        assert dead["state"] == "dead"
+        fake_drive.folders.add("folder-later")
+        client.post(f"/v1/deliveries/{dead['delivery_id']}/replay").raise_for_status()
+        [replayed] = delivered(drive_relay, client, failed["task_id"])
+    assert replayed["state"] == "delivered" and len(fake_drive.files) == 2

@@ -61,3 +61,20 @@ def test_wrong_login_or_untrusted_certificate_is_permanent(relay, smtp_server, o
         [dead] = delivered(relay, client, task["task_id"])
     assert dead["state"] == "dead" and fragment in dead["last_error"]
     assert smtp_server.mailbox.messages == []
+
+
+def test_temporary_refusal_is_retried_and_a_fixed_saved_destination_replays(relay, smtp_server):
+    smtp_server.mailbox.refuse_next = ["451 4.3.0 Try again later"]
+    with relay.client() as client:
+        retried = relay.submit(client, prompt="x", destinations=[email_destination(smtp_server)])
+        [done] = delivered(relay, client, retried["task_id"])
+        assert done["state"] == "delivered" and done["attempts"] == 2
+        config = email_destination(smtp_server, password="old")["config"]
+        saved = client.post("/v1/destinations", json={"name": "ops", "kind": "email", "config": config})
+        failed = relay.submit(client, prompt="y", destinations=[{"id": saved.json()["id"]}])
+        [dead] = delivered(relay, client, failed["task_id"])
+        assert dead["state"] == "dead"
+        smtp_server.mailbox.users["relay"] = "old"  # the mail admin puts the old password back
+        client.post(f"/v1/deliveries/{dead['delivery_id']}/replay").raise_for_status()
+        [replayed] = delivered(relay, client, failed["task_id"])
+    assert replayed["state"] == "delivered" and len(smtp_server.mailbox.messages) == 2

@@ -41,8 +41,12 @@ class Mailbox:
         self.users = users
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        self.refuse_next: list[str] = []
+        """Replies to give instead of accepting the next messages (e.g. '451 try again later')."""
 
     async def handle_DATA(self, server, session, envelope):
+        if self.refuse_next:
+            return self.refuse_next.pop(0)
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"

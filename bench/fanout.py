@@ -1,0 +1,200 @@
+"""bench/fanout: delivery throughput and memory.
+
+1. Deliveries/s to a loopback webhook subscriber (gunicorn) with 2 relay worker processes, against a
+   plain httpx loop posting the same signed payloads in the same run. Goal: ratio >= 0.5.
+2. Peak RSS of one worker delivering one 1 GiB document to the folder, the Drive fake and the Slack
+   fake (the file streams from the sandbox). Goal: under 150 MiB.
+
+    python bench/fanout.py [--count 2000] [--size-mb 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from standardwebhooks import Webhook
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import deliveries  # noqa: E402
+from app.config import RelayConfig  # noqa: E402
+from app.context import build_context  # noqa: E402
+from app.crypto import SecretBox  # noqa: E402
+from app.destinations import new_webhook_secret  # noqa: E402
+from app.devstack import free_port, wait_until_up  # noqa: E402
+from app.embedded_redis import EmbeddedRedis  # noqa: E402
+from app.tracking import finish  # noqa: E402
+from tests.support.servers import ServedApp  # noqa: E402
+
+TASK_RESULT = {"summary": "Built a workbook.", "download_url": "", "edit_url": "", "artifacts": []}
+
+
+def gunicorn_subscriber(port: int) -> subprocess.Popen:
+    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
+    process = subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
+                                "--threads", "8", "--log-level", "warning", "bench.bare:create_app()"],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until_up(f"http://127.0.0.1:{port}/")
+    return process
+
+
+def finished_task(ctx, tenant_id: str, result: dict, run_id: str = "run_bench") -> dict:
+    task = ctx.tasks.create(tenant_id, format="excel", prompt="bench", run_id=run_id)
+    finish(ctx, task["task_id"], {"status": "completed", "phase": "", "result": result, "credits_used": 1,
+                                  "duration_ms": 1})
+    return ctx.tasks.get(task["task_id"])
+
+
+def run_workers(env: dict, count: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--burst", "--queues", "relay-deliver"],
+                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(count)]
+
+
+def throughput(ctx, env: dict, tenant_id: str, count: int) -> dict:
+    port = free_port()
+    subscriber = gunicorn_subscriber(port)
+    url = f"http://127.0.0.1:{port}/bare"
+    try:
+        task = finished_task(ctx, tenant_id, TASK_RESULT)
+        event = json.loads(task["event_json"])
+        secret = new_webhook_secret()
+        # baseline: a plain httpx loop posting the same signed payloads
+        body = json.dumps(event)
+        stamp = datetime.now(UTC)
+        headers = {"content-type": "application/json", "webhook-id": "msg_bench",
+                   "webhook-timestamp": str(int(stamp.timestamp())),
+                   "webhook-signature": Webhook(secret).sign("msg_bench", stamp, body)}
+        with httpx.Client() as client:
+            start = time.perf_counter()
+            for _ in range(count):
+                client.post(url, content=body, headers=headers).raise_for_status()
+            baseline = count / (time.perf_counter() - start)
+        # the relay: one RQ job per delivery, 2 worker processes
+        ids = [deliveries._record(ctx, task, event, f"bench:{n}", {"kind": "webhook",
+                                                                   "config": {"url": url, "secret": secret}})
+               for n in range(count)]
+        for delivery_id in ids:
+            deliveries.enqueue(ctx, delivery_id)
+        for worker in run_workers(env, 2):
+            worker.wait(timeout=1800)
+        records = [deliveries.get(ctx, i) for i in ids]
+        done = [float(r["delivered_at"]) for r in records if r and r["state"] == "delivered"]
+        relay = (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
+        return {"baseline": baseline, "relay": relay, "delivered": len(done), "count": count}
+    finally:
+        subscriber.terminate()
+        subscriber.wait()
+
+
+def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[dict]:
+    from connectors.gdrive.fake import FakeDrive
+    from connectors.slack.fake import FakeSlack
+
+    sandbox_port = free_port()
+    sandbox_env = {**os.environ, "SANDBOX_REDIS_URL": ctx.config.redis_url, "SANDBOX_KEY_PREFIX": "benchsandbox:",
+                   "SANDBOX_DATA_DIR": str(work / "sandbox"), "SANDBOX_TASK_SECONDS": "0"}
+    sandbox = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--port", str(sandbox_port)],
+                               env=sandbox_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    slack = FakeSlack(storage=work / "slack")
+    drive = FakeDrive(storage=work / "drive", oauth_clients={"1//bench": ("bench-client", "bench-secret")})
+    servers = [ServedApp(slack.app()).start(), ServedApp(drive.app()).start()]
+    try:
+        wait_until_up(f"http://127.0.0.1:{sandbox_port}/healthz")
+        org = json.loads(subprocess.run([sys.executable, "-m", "sandbox", "orgs", "create", "bench", "--json"],
+                                        env=sandbox_env, capture_output=True, text=True, check=True).stdout)
+        with httpx.Client(base_url=f"http://127.0.0.1:{sandbox_port}", timeout=1800,
+                          headers={"Authorization": f"Bearer {org['api_key']}"}) as upstream:
+            made = upstream.post("/excel/generate", json={"prompt": f"Big [[pad_mb={size_mb}]]"}).json()
+        ctx.tenants.update_upstream(tenant_id, upstream_key=org["api_key"])
+        ctx.redis.hset(ctx.tenants.key_for(tenant_id), "upstream_url", f"http://127.0.0.1:{sandbox_port}")
+        result = {**TASK_RESULT, "download_url": made["download_url"],
+                  "artifacts": [{"file_name": "workbook.xlsx"}]}
+        task = finished_task(ctx, tenant_id, result, run_id=made["run_id"])
+        event = json.loads(task["event_json"])
+        destinations = {
+            "folder": {"kind": "folder", "config": {"path": "bench"}},
+            "gdrive": {"kind": "gdrive", "config": {"folder_id": "folder-reports", "credentials": {
+                "type": "authorized_user", "client_id": "bench-client", "client_secret": "bench-secret",
+                "refresh_token": "1//bench"}}},
+            "slack": {"kind": "slack", "config": {"channel": "C0BENCH01", "bot_token": "xoxb-test-token"}},
+        }
+        env = {**env, "RELAY_SLACK_API_URL": f"{servers[0].url}/api/", "RELAY_DRIVE_API_URL": servers[1].url,
+               "RELAY_DRIVE_TOKEN_URL": f"{servers[1].url}/token"}
+        rows = []
+        for name, ref in destinations.items():
+            delivery_id = deliveries._record(ctx, task, event, f"rss:{name}", ref)
+            deliveries.enqueue(ctx, delivery_id)
+            start = time.perf_counter()
+            [worker] = run_workers(env, 1)
+            peak = 0
+            while worker.poll() is None:
+                peak = max(peak, _vm_hwm(worker.pid))
+                time.sleep(0.05)
+            record = deliveries.get(ctx, delivery_id) or {}
+            rows.append({"destination": name, "peak_rss_mib": peak / 1024, "seconds": time.perf_counter() - start,
+                         "state": record.get("state"), "error": record.get("last_error", "")})
+        return rows
+    finally:
+        for server in servers:
+            server.stop()
+        sandbox.terminate()
+        sandbox.wait()
+
+
+def _vm_hwm(pid: int) -> int:
+    """Peak resident set size of a live process, in KiB (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=2000, help="webhook deliveries")
+    parser.add_argument("--size-mb", type=int, default=1024, help="size of the large document")
+    parser.add_argument("--skip-rss", action="store_true")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="relay-fanout-"))
+    redis = EmbeddedRedis(work / "redis")
+    config = RelayConfig(redis_url=redis.start(), encryption_keys=SecretBox.new_key(), secret_key="bench",
+                         outbound_allow="127.0.0.0/8", folder_roots=str(work / "deliveries"),
+                         worker_maintenance_seconds=5)
+    ctx = build_context(config)
+    tenant, _ = ctx.tenants.create("bench", "http://127.0.0.1:9", "key", new_webhook_secret())
+    env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT)}
+    try:
+        speed = throughput(ctx, env, tenant.tenant_id, args.count)
+        print(f"bench/fanout on {os.cpu_count()} cores")
+        print(f"webhook deliveries: {speed['delivered']}/{speed['count']} delivered")
+        print(f"  plain httpx loop : {speed['baseline']:8.0f} posts/s")
+        print(f"  relay, 2 workers : {speed['relay']:8.0f} deliveries/s")
+        print(f"  ratio            : {speed['relay'] / speed['baseline']:8.2f}  (goal >= 0.50)")
+        if not args.skip_rss:
+            print(f"peak RSS of one worker delivering a {args.size_mb} MiB document (goal < 150 MiB):")
+            for row in peak_rss(ctx, env, tenant.tenant_id, work, args.size_mb):
+                print(f"  {row['destination']:<7} {row['peak_rss_mib']:7.1f} MiB  {row['seconds']:6.1f} s  "
+                      f"{row['state']} {row['error']}")
+    finally:
+        redis.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
