@@ -18,17 +18,12 @@ from .context import Context
 from .events import iso
 from .ids import new_id
 from .serializers import task_view
-from .tasks import TERMINAL, to_field
+from .tasks import LUA_UNLESS_ENDED, TERMINAL, to_field
 from .upstream import UpstreamError
 
 log = logging.getLogger(__name__)
 
-_FINISH = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return -1 end
-if status == 'completed' or status == 'failed' or status == 'cancelled' or status == 'expired' then
-  return 0
-end
+_FINISH = LUA_UNLESS_ENDED + """
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('HSET', KEYS[1], 'fanout', 'pending')
 redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'task_id'))

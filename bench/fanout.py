@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -56,9 +57,10 @@ def finished_task(ctx, tenant_id: str, result: dict, run_id: str = "run_bench") 
     return ctx.tasks.get(task["task_id"])
 
 
-def run_workers(env: dict, count: int) -> list[subprocess.Popen]:
+def run_workers(env: dict, count: int, log: Path | None = None) -> list[subprocess.Popen]:
+    out = log.open("ab") if log else subprocess.DEVNULL
     return [subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--burst", "--queues", "relay-deliver"],
-                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             env=env, cwd=ROOT, stdout=out, stderr=out)
             for _ in range(count)]
 
 
@@ -137,9 +139,9 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[d
             delivery_id = deliveries._record(ctx, task, event, f"rss:{name}", ref)
             deliveries.enqueue(ctx, delivery_id)
             start = time.perf_counter()
-            [worker] = run_workers(env, 1)
+            [worker] = run_workers(env, 1, work / f"worker-{name}.log")
             peak = 0
-            while worker.poll() is None:
+            while worker.poll() is None and time.perf_counter() - start < 600:
                 peak = max(peak, _vm_hwm(worker.pid))
                 time.sleep(0.05)
             record = deliveries.get(ctx, delivery_id) or {}
@@ -165,10 +167,12 @@ def _vm_hwm(pid: int) -> int:
 
 
 def main() -> None:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the fakes would log every chunk
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=2000, help="webhook deliveries")
     parser.add_argument("--size-mb", type=int, default=1024, help="size of the large document")
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="relay-fanout-"))
@@ -180,12 +184,13 @@ def main() -> None:
     tenant, _ = ctx.tenants.create("bench", "http://127.0.0.1:9", "key", new_webhook_secret())
     env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT)}
     try:
-        speed = throughput(ctx, env, tenant.tenant_id, args.count)
         print(f"bench/fanout on {os.cpu_count()} cores")
-        print(f"webhook deliveries: {speed['delivered']}/{speed['count']} delivered")
-        print(f"  plain httpx loop : {speed['baseline']:8.0f} posts/s")
-        print(f"  relay, 2 workers : {speed['relay']:8.0f} deliveries/s")
-        print(f"  ratio            : {speed['relay'] / speed['baseline']:8.2f}  (goal >= 0.50)")
+        if not args.skip_throughput:
+            speed = throughput(ctx, env, tenant.tenant_id, args.count)
+            print(f"webhook deliveries: {speed['delivered']}/{speed['count']} delivered")
+            print(f"  plain httpx loop : {speed['baseline']:8.0f} posts/s")
+            print(f"  relay, 2 workers : {speed['relay']:8.0f} deliveries/s")
+            print(f"  ratio            : {speed['relay'] / speed['baseline']:8.2f}  (goal >= 0.50)")
         if not args.skip_rss:
             print(f"peak RSS of one worker delivering a {args.size_mb} MiB document (goal < 150 MiB):")
             for row in peak_rss(ctx, env, tenant.tenant_id, work, args.size_mb):
@@ -193,7 +198,8 @@ def main() -> None:
                       f"{row['state']} {row['error']}")
     finally:
         redis.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 
 import click
 from redis import Redis
@@ -31,7 +32,8 @@ def serve(host: str, port: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox %(levelname)s %(message)s")
     app = create_app(SandboxConfig.from_env())
     server = make_server(host, port, app, threaded=True)
-    signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+    # shutdown() waits for serve_forever() to return, so it must not run on serve_forever's own thread
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     click.echo(f"sandbox listening on http://{host}:{server.server_port}", err=True)
     try:
         server.serve_forever()

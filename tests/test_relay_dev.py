@@ -47,3 +47,17 @@ def test_relay_sandbox_orgs_create_prints_the_key_once(redis_url):
     assert re.search(r"^webhook secret\s+whsec_\S+$", created.stdout, re.M)
     listed = relay("sandbox", "orgs", "list", env=env, timeout=30)
     assert "finance" in listed.stdout and "ovt_test_" not in listed.stdout
+
+
+def test_sandbox_server_stops_promptly_on_sigterm(redis_url):
+    import signal
+
+    from app.devstack import free_port, wait_until_up
+
+    port = free_port()
+    env = {**os.environ, "SANDBOX_REDIS_URL": redis_url, "SANDBOX_KEY_PREFIX": "sigterm-test:"}
+    server = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until_up(f"http://127.0.0.1:{port}/healthz")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(timeout=10) == 0, "a clean exit, not a deadlock waiting for the kill"
