@@ -111,3 +111,14 @@ def test_poll_policy_follows_the_contract():
     assert 2 <= delays[0] <= 5
     assert delays == sorted(delays) and max(delays) == 10
     assert policy.give_up_seconds == 1800
+
+
+def test_sync_call_promoted_to_202_and_cancel(make_sandbox):
+    sandbox = make_sandbox(sync_ceiling_seconds=0.2)
+    with client_for(sandbox) as client:
+        promoted = client.generate("excel", "Large model [[duration=5]]", async_=False)
+        assert not promoted.finished and promoted.message.startswith("Sync ceiling")
+        cancelled = client.cancel_task(promoted.task_id)
+        assert cancelled.status in ("cancelled", "running")
+        final = client.poll(promoted.task_id, PollPolicy(first_seconds=0.05, step_seconds=0.05, cap_seconds=0.1))
+    assert final.status == "cancelled" and final.error["code"] == "cancelled"
