@@ -124,7 +124,8 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0) -> None:
     from . import jobs
 
     attempt = int(ctx.redis.hget(_key(ctx, delivery_id), "attempts") or 0)
-    options = {"job_id": f"deliver-{delivery_id}-{attempt}", "job_timeout": 3600, "result_ttl": 3600,
+    # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
+    options = {"job_id": f"deliver-{delivery_id}-{attempt}", "job_timeout": 3600, "result_ttl": 0,
                "failure_ttl": 7 * 86_400, "retry": _CRASH_RETRY}
     queue = ctx.queue(queues.DELIVER)
     if delay > 0:

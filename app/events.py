@@ -4,12 +4,9 @@ what polling triggers (Zapier, Make) read. A Redis stream, capped."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 
 from redis import Redis
-
-from .ids import new_id
 
 EVENT_TYPES = ("task.completed", "task.failed", "task.cancelled", "task.expired")
 KEEP = 10_000  # events kept per tenant (approximately: the stream is trimmed lazily)
@@ -25,11 +22,6 @@ class EventLog:
 
     def key_for(self, tenant_id: str) -> str:
         return f"{self._prefix}events:{tenant_id}"
-
-    def append(self, tenant_id: str, event_type: str, data: dict) -> dict:
-        event = {"id": new_id("evt"), "type": event_type, "created_at": iso(time.time()), "data": data}
-        self._redis.xadd(self.key_for(tenant_id), {"e": json.dumps(event)}, maxlen=KEEP, approximate=True)
-        return event
 
     def newest(self, tenant_id: str, event_type: str | None = None, limit: int = 50) -> list[dict]:
         found: list[dict] = []

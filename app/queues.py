@@ -29,8 +29,3 @@ def enqueue_submit(ctx: Context, task_id: str) -> None:
                                  job_id=f"submit-{task_id}", retry=Retry(max=len(intervals), interval=intervals),
                                  job_timeout=120, result_ttl=3600, failure_ttl=7 * 86_400)
 
-
-def enqueue_reconcile(ctx: Context) -> None:
-    from . import jobs
-
-    ctx.queue(RECONCILE).enqueue(jobs.reconcile, job_timeout=300, result_ttl=60)

@@ -76,16 +76,5 @@ class RecordStore:
     def task_ids(self, tenant_id: str, record_key: str, limit: int = 50) -> list[str]:
         return list(self._redis.zrevrange(self._key(tenant_id, record_key, "tasks"), 0, limit - 1))
 
-    def finished(self, tenant_id: str, record_key: str, task_id: str, credits: int, duration_ms: int,
-                 completed: bool) -> None:
-        key = self._key(tenant_id, record_key)
-        pipe = self._redis.pipeline()
-        pipe.hincrby(key, "credits_used", credits)
-        pipe.hincrby(key, "duration_ms", duration_ms)
-        pipe.hincrby(key, "task_count", 1)
-        if completed:
-            pipe.hset(key, "latest_task_id", task_id)
-        pipe.execute()
-
     def forget(self, tenant_id: str, record_key: str) -> bool:
         return bool(self._redis.delete(self._key(tenant_id, record_key), self._key(tenant_id, record_key, "tasks")))

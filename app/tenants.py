@@ -154,14 +154,6 @@ class TenantStore:
 
     # -- usage and maintenance ----------------------------------------------------------------------
 
-    def add_usage(self, tenant_id: str, credits: int, duration_ms: int) -> None:
-        key = self._key("tenant", tenant_id)
-        pipe = self._redis.pipeline()
-        pipe.hincrby(key, "credits_used", credits)
-        pipe.hincrby(key, "duration_ms", duration_ms)
-        pipe.hincrby(key, "task_count", 1)
-        pipe.execute()
-
     def usage(self, tenant_id: str) -> dict:
         raw = self._redis.hmget(self._key("tenant", tenant_id), "credits_used", "duration_ms", "task_count")
         return dict(zip(("credits_used", "duration_ms", "task_count"), (int(v or 0) for v in raw), strict=True))

@@ -15,7 +15,7 @@ import time
 
 from . import deliveries
 from .context import Context
-from .events import iso
+from .events import KEEP, iso
 from .ids import new_id
 from .serializers import task_view
 from .tasks import LUA_UNLESS_ENDED, TERMINAL, to_field
@@ -39,9 +39,9 @@ if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
     redis.call('HSET', KEYS[4], 'latest_task_id', redis.call('HGET', KEYS[1], 'task_id'))
   end
 end
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', '10000', '*', 'e', ARGV[3])
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', '@KEEP@', '*', 'e', ARGV[3])
 return 1
-"""
+""".replace("@KEEP@", str(KEEP))
 
 
 def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:
