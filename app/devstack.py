@@ -88,13 +88,20 @@ class DevStack:
         return url
 
     def stop(self) -> None:
-        for child in reversed(self._children):
-            if child.poll() is None:
-                child.terminate()
-        for child in self._children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_processes(self._children)
         self._children.clear()
         self.redis.stop()
+
+
+def stop_processes(children: list[subprocess.Popen], timeout: float = 15.0) -> None:
+    """SIGTERM every child (newest first, so workers stop before what they talk to), then wait;
+    whatever has not exited by ``timeout`` is killed."""
+    for child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

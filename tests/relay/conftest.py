@@ -4,7 +4,6 @@ scheduler processes, a Redis database of its own."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ import pytest
 from app.config import RelayConfig
 from app.context import Context, build_context
 from app.crypto import SecretBox
-from app.devstack import free_port
+from app.devstack import free_port, stop_processes
 from app.web import create_app
 from tests.sandbox_fixtures import SandboxHandle
 from tests.support.servers import ServedApp, eventually
@@ -75,14 +74,7 @@ class RelayStack:
         return tenant.tenant_id, api_key
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes, timeout=10)
         self.web.stop()
 
 
