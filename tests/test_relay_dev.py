@@ -61,3 +61,14 @@ def test_sandbox_server_stops_promptly_on_sigterm(redis_url):
     wait_until_up(f"http://127.0.0.1:{port}/healthz")
     server.send_signal(signal.SIGTERM)
     assert server.wait(timeout=10) == 0, "a clean exit, not a deadlock waiting for the kill"
+
+
+def test_relay_dev_explains_a_busy_port():
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = relay("dev", "--port", str(port), "--exit-after-demo", env=dict(os.environ), timeout=60)
+    assert done.returncode != 0 and f"port {port} is already in use" in done.stderr

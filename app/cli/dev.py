@@ -13,7 +13,7 @@ import httpx
 
 from ..config import RelayConfig
 from ..context import build_context
-from ..devstack import DevStack, free_port
+from ..devstack import DevStack, free_port, port_is_free
 from .submit import describe, submit_document
 
 DEMO_PROMPT = "Create a Q3 sales report by region with a chart"
@@ -29,6 +29,8 @@ DEMO_PROMPT = "Create a Q3 sales report by region with a chart"
 def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
     """Run the whole product locally: private Redis, the sandbox API, the relay (web, worker,
     scheduler), and one real generation submitted through the relay."""
+    if not port_is_free(port):
+        raise click.ClickException(f"port {port} is already in use: stop what runs there or pass --port")
     stack = DevStack(run_dir)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
