@@ -66,6 +66,12 @@ class Context:
         return UpstreamClient(tenant.upstream_url, tenant.upstream_key, timeout=timeout,
                               retry=RetryPolicy(retries=0))
 
+    def script(self, name: str, source: str):
+        """A registered Lua script, hashed once per process."""
+        if name not in self.scripts:
+            self.scripts[name] = self.redis.register_script(source)
+        return self.scripts[name]
+
     def key(self, *parts: str) -> str:
         return self.config.key_prefix + ":".join(parts)
 

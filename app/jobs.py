@@ -42,9 +42,8 @@ def submit_pending(task_id: str) -> str:
         attempts = int(task.get("submit_attempts") or 0) + 1
         ctx.tasks.set(task_id, submit_attempts=attempts, last_submit_error=str(exc))
         if job is None or not job.retries_left:
-            tracking.finish(ctx, task_id, {"status": "failed", "phase": "", "error": {
-                "code": "upstream_unavailable",
-                "message": f"The API stayed unreachable through {attempts} attempts: {exc}"}})
+            tracking.fail(ctx, task_id, "upstream_unavailable",
+                          f"The API stayed unreachable through {attempts} attempts: {exc}")
             return "gave up"
         raise
     return "submitted"
@@ -82,8 +81,7 @@ def _reconcile_one(ctx, task_id: str) -> str:
         with ctx.upstream(tenant) as client:
             upstream = client.get_task(task["upstream_task_id"])
     except UpstreamNotFound:
-        tracking.finish(ctx, task_id, {"status": "failed", "phase": "", "error": {
-            "code": "upstream_task_missing", "message": "The API no longer knows this task."}})
+        tracking.fail(ctx, task_id, "upstream_task_missing", "The API no longer knows this task.")
         return "finished"
     except UpstreamUnavailable:
         upstream = None

@@ -43,7 +43,7 @@ def stream_key(ctx: Context) -> str:
 
 def record_event(ctx: Context, tenant_id: str, task_id: str, webhook_id: str, body: str) -> bool:
     """Durably store a verified event and queue its processing, atomically. False: seen before."""
-    script = ctx.scripts.get("intake") or ctx.scripts.setdefault("intake", ctx.redis.register_script(_INTAKE))
+    script = ctx.script("intake", _INTAKE)
     dedupe = ctx.key("webhook", tenant_id, digest(webhook_id, 40))
     args = [ctx.config.webhook_dedupe_ttl_seconds, tenant_id, task_id, webhook_id, body]
     return script(keys=[dedupe, stream_key(ctx)], args=args) == 1

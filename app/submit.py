@@ -57,10 +57,8 @@ def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
         except UpstreamUnavailable:
             raise
         except UpstreamError as exc:
-            error = {"code": "upstream_rejected", "message": exc.message, "status": exc.status}
-            if exc.field:
-                error["field"] = exc.field
-            tracking.finish(ctx, task_id, {"status": "failed", "phase": "", "error": error})
+            field = {"field": exc.field} if exc.field else {}
+            tracking.fail(ctx, task_id, "upstream_rejected", exc.message, status=exc.status, **field)
             return
     ctx.tasks.set(task_id, upstream_task_id=submitted.task_id, run_id=submitted.run_id,
                   run_restarted=int(restarted), submitted_at=time.time())

@@ -102,10 +102,16 @@ def finish(ctx: Context, task_id: str, fields: dict) -> bool:
     record_key = ctx.records.key_for(task["tenant_id"], task["record_key"]) if task.get("record_key") else ""
     keys = [ctx.tasks.key_for(task_id), ctx.tasks.watch_key, ctx.tenants.key_for(task["tenant_id"]),
             record_key, ctx.events.key_for(task["tenant_id"])]
-    if ctx.redis.register_script(_FINISH)(keys=keys, args=argv) != 1:
+    if ctx.script("finish", _FINISH)(keys=keys, args=argv) != 1:
         return False
     run_follow_ups(ctx, task_id)
     return True
+
+
+def fail(ctx: Context, task_id: str, code: str, message: str, **detail) -> bool:
+    """End a task as failed for a reason of the relay's own (the API refused it, or lost it)."""
+    return finish(ctx, task_id, {"status": "failed", "phase": "", "error": {"code": code, "message": message,
+                                                                            **detail}})
 
 
 def run_follow_ups(ctx: Context, task_id: str) -> None:
