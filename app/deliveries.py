@@ -89,10 +89,11 @@ def plan(ctx: Context, task: dict, event: dict) -> None:
         slots.append(("callback", {"kind": "callback",
                                    "config": {"url": task["callback_url"],
                                               "headers": task.get("callback_headers") or {}}}))
+    if task.get("slack_reply"):  # an /overten command: tell the person who ran it how it ended
+        slots.append(("slack-reply", {"kind": "slack_reply", "config": json.loads(ctx.box.open(task["slack_reply"]))}))
     slots += [(f"hook:{hook['id']}", {"kind": "webhook", "hook_id": hook["id"]})
               for hook in ctx.hooks.list(task["tenant_id"], event["type"])]
-    if task["status"] == "completed":  # a link that always leads to a fresh download, for no-code tools
-        event = {**event, "data": {**event["data"], "file_url": file_link(ctx, task["task_id"])}}
+    event = with_links(ctx, event)
     ids = [_record(ctx, task, event, slot, ref) for slot, ref in slots]
     if ids:
         ctx.tasks.set(task["task_id"], delivery_ids=ids)
@@ -113,7 +114,7 @@ def _record(ctx: Context, task: dict, event: dict, slot: str, ref: dict) -> str:
     elif ref.get("hook_id"):
         record.update(kind="webhook", hook_id=ref["hook_id"])
     else:
-        exported = ref["kind"] not in ("callback", "webhook")
+        exported = registry.KINDS[ref["kind"]].needs_document
         record.update(kind=ref["kind"], config=ctx.box.seal(json.dumps(ref.get("config") or {})),
                       export=(ref.get("export") or task.get("export") or "") if exported else "")
     update(ctx, delivery_id, **record)
@@ -255,6 +256,22 @@ def _document(ctx: Context, record: dict) -> Document:
     name = _file_name(task, export)
     return Document(name=name, content_type=source.content_type, size=source.size, open=source.open,
                     link=file_link(ctx, task["task_id"], export))
+
+
+def document_links(ctx: Context, view: dict) -> dict:
+    """Links for a completed task that always lead to a fresh download (and export), for no-code tools:
+    the API's own download URLs expire after 24 hours."""
+    if view.get("status") != "completed" or not view.get("task_id"):
+        return {}
+    links = {"file_url": file_link(ctx, view["task_id"])}
+    if view.get("export"):
+        links["export_url"] = file_link(ctx, view["task_id"], view["export"])
+    return links
+
+
+def with_links(ctx: Context, event: dict) -> dict:
+    data = event.get("data") or {}
+    return {**event, "data": {**data, **document_links(ctx, data)}}
 
 
 def file_link(ctx: Context, task_id: str, export: str = "") -> str:

@@ -17,6 +17,7 @@ def task_view(task: dict, deliveries: list[dict] | None = None) -> dict:
         "progress": int(task.get("progress") or 0),
         "turn_index": number("turn_index"),
         "format": task.get("format"),
+        "export": task.get("export") or None,
         "record_key": task.get("record_key") or None,
         "run_id": task.get("run_id") or None,
         "run_restarted": task.get("run_restarted") == "1",

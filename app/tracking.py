@@ -126,8 +126,11 @@ def run_follow_ups(ctx: Context, task_id: str) -> None:
 
 def _terminal_fields(upstream: dict) -> dict:
     completed = upstream["status"] == "completed"
-    return {"status": upstream["status"], "phase": "",
-            "progress": 100 if completed else int(upstream.get("progress") or 0),
-            "result": upstream.get("result"), "error": upstream.get("error"),
-            "credits_used": upstream.get("credits_used") or 0, "duration_ms": upstream.get("duration_ms") or 0}
+    fields = {"status": upstream["status"], "phase": "",
+              "progress": 100 if completed else int(upstream.get("progress") or 0),
+              "result": upstream.get("result"), "error": upstream.get("error"),
+              "credits_used": upstream.get("credits_used") or 0, "duration_ms": upstream.get("duration_ms") or 0}
+    if upstream.get("turn_index") is not None:  # a task can end before any progress news reached us
+        fields["turn_index"] = upstream["turn_index"]
+    return fields
 

@@ -64,16 +64,26 @@ def load(name: str) -> dict[str, Any]:
 
 
 @cache
+def resolved(name: str) -> dict[str, Any]:
+    """The schema with references to our other files replaced by their contents (for generators)."""
+    return _inlined(load(name))
+
+
+@cache
 def _validator(name: str) -> Draft202012Validator:
     # $refs between our files are inlined once: resolving them per validation costs more than the rest
-    return Draft202012Validator(_inlined(load(name)), registry=_registry())
+    return Draft202012Validator(resolved(name), registry=_registry())
 
 
 def _inlined(node: Any) -> Any:
     if isinstance(node, dict):
         ref = node.get("$ref")
-        if isinstance(ref, str) and ref in _all_schema_files():
-            merged = {k: v for k, v in load(ref).items() if k not in ("$id", "$schema")}
+        name, _, pointer = ref.partition("#") if isinstance(ref, str) else ("", "", "")
+        if name in _all_schema_files():
+            target: Any = load(name)
+            for part in filter(None, pointer.split("/")):  # "file.json#/properties/x": a part of another file
+                target = target[part]
+            merged = {k: v for k, v in target.items() if k not in ("$id", "$schema")}
             return _inlined({**merged, **{k: v for k, v in node.items() if k != "$ref"}})
         return {k: _inlined(v) for k, v in node.items()}
     if isinstance(node, list):
@@ -85,7 +95,7 @@ def _inlined(node: Any) -> Any:
 def _fast_check(name: str) -> Callable[[Any], Any]:
     """fastjsonschema compiles the schema to Python: ~10x quicker than jsonschema on valid input, which
     is nearly all of it. jsonschema is still what describes the problems when there are any."""
-    schema = {k: v for k, v in _inlined(load(name)).items() if k not in ("$schema", "$id")}
+    schema = {k: v for k, v in resolved(name).items() if k not in ("$schema", "$id")}
     return fastjsonschema.compile(schema, use_default=False)
 
 

@@ -7,11 +7,13 @@ from flask import Blueprint, jsonify, request
 import schemas
 from schemas.http import ApiError, json_body, query_params
 
-from .. import deliveries, submit, tracking
+from .. import deliveries, exports, submit, tracking
 from ..destinations import check_config
+from ..formats import document_formats
 from ..idempotency import KeyReused, RequestInProgress, StoredAnswer, fingerprint
 from ..serializers import record_view, task_view
 from ..tasks import TERMINAL
+from ..upstream import UpstreamError
 from .base import ctx, public, record_path, require_tenant, tenant
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
@@ -24,6 +26,12 @@ def me():
     current = tenant()
     return jsonify({"tenant_id": current.tenant_id, "name": current.name, "upstream_url": current.upstream_url,
                     "usage": ctx().tenants.usage(current.tenant_id)})
+
+
+@bp.get("/formats")
+def formats():
+    """The formats POST /v1/documents takes, labelled (dynamic dropdowns in Zapier and Make)."""
+    return jsonify({"items": document_formats()})
 
 
 def _check_destinations(body: dict) -> None:
@@ -100,9 +108,7 @@ def get_task(task_id: str):
 
 def _task_answer(task: dict) -> dict:
     view = task_view(task, deliveries.for_task(ctx(), task))
-    if task["status"] == "completed":
-        view["file_url"] = deliveries.file_link(ctx(), task["task_id"])
-    return view
+    return {**view, **deliveries.document_links(ctx(), view)}
 
 
 def _record_key(record_key: str) -> str:
@@ -117,7 +123,10 @@ def get_record(record_key: str):
     if record is None:
         raise ApiError(404, "record_not_found", "No record with that key.")
     tasks = ctx().tasks.many(ctx().records.task_ids(tenant_id, record_key))
-    return jsonify(record_view(record, tasks))
+    view = record_view(record, tasks)
+    if view["latest_result"]:
+        view["latest_result"]["file_url"] = deliveries.file_link(ctx(), view["latest_result"]["task_id"])
+    return jsonify(view)
 
 
 @bp.delete("/records/<path:record_key>")
@@ -131,4 +140,34 @@ def forget_record(record_key: str):
 def list_events():
     query = query_params("relay/events-query.json")
     events = ctx().events.newest(tenant().tenant_id, query.get("type"), query.get("limit", 50))
-    return jsonify({"items": events})
+    return jsonify({"items": [deliveries.with_links(ctx(), event) for event in events]})
+
+
+@bp.post("/exports")
+def create_export():
+    """A link to a finished document in another format; the link fetches a fresh copy each time."""
+    body = json_body("relay/export-create.json")
+    task = _export_source(body)
+    try:
+        link = exports.export_link(ctx(), tenant(), task, body["format"])
+    except UpstreamError as exc:
+        status = 502 if exc.status is None or exc.status >= 500 else 409
+        raise ApiError(status, "export_failed", f"The API could not export the document: {exc.message}",
+                       field="format") from None
+    return jsonify({"task_id": task["task_id"], "run_id": task["run_id"], "record_key": task.get("record_key") or None,
+                    "format": body["format"], "file_url": link}), 201
+
+
+def _export_source(body: dict) -> dict:
+    tenant_id = tenant().tenant_id
+    if body.get("task_id"):
+        task = ctx().tasks.get(body["task_id"], tenant_id)
+        if task is None or task["status"] != "completed":
+            raise ApiError(404, "task_not_found", "No completed task with that id.", field="task_id")
+        return task
+    if not body.get("record_key"):
+        raise ApiError(400, "invalid_request", "Name the document: send record_key or task_id.", field="record_key")
+    latest = exports.latest_document(ctx(), tenant_id, body["record_key"])
+    if latest is None:
+        raise ApiError(404, "record_not_found", "This record has no finished document yet.", field="record_key")
+    return latest
