@@ -21,11 +21,13 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.extensions["relay"] = ctx
     register_error_handlers(app)
 
-    from . import api, fanout, files, health, intake
+    from . import api, fanout, files, health, intake, integrations, slack
 
     app.register_blueprint(health.bp)
     app.register_blueprint(intake.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(fanout.bp)
+    app.register_blueprint(integrations.bp)
+    app.register_blueprint(slack.bp)
     return app

@@ -1,0 +1,43 @@
+"""The no-code app definitions, generated for this relay's public URL: Zapier, Make and Slack."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from schemas.http import ApiError
+
+from ..integrations.make import make_app
+from ..integrations.zapier import zapier_app
+from .base import ctx
+
+bp = Blueprint("integrations", __name__, url_prefix="/connectors")
+
+
+def _public_url() -> str:
+    return ctx().config.public_url
+
+
+@bp.get("/zapier/app.json")
+def zapier_definition():
+    return jsonify(zapier_app(_public_url()))
+
+
+@bp.get("/make/")
+def make_project():
+    """The whole Make project: every file by path, `makecomapp.json` being the manifest."""
+    return jsonify({"files": make_app(_public_url())})
+
+
+@bp.get("/make/<path:name>")
+def make_file(name: str):
+    files = make_app(_public_url())
+    if name not in files:
+        raise ApiError(404, "not_found", f"The Make project has no file {name!r}; GET /connectors/make/ lists them.")
+    return jsonify(files[name])
+
+
+@bp.get("/slack/manifest.yml")
+def slack_manifest():
+    from ..integrations.slack_manifest import manifest_yaml
+
+    return Response(manifest_yaml(_public_url()), mimetype="application/yaml")

@@ -1,0 +1,121 @@
+"""The app definitions the relay generates pass each platform's own validator (Zapier's npm package,
+Make's JSON Schemas), are served over HTTP and exported by the CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+import referencing
+import referencing.jsonschema
+from click.testing import CliRunner
+
+from app.cli import main
+from app.integrations.make import schema_for
+from tests.connectors.zapier_support import node, validation_errors
+
+MAKE_SCHEMAS = Path(__file__).parent / "make_schemas"
+
+
+@pytest.fixture
+def web_only(make_relay):
+    return make_relay(worker=False)
+
+
+def _steps(definition: dict):
+    for group in ("triggers", "creates", "searches"):
+        for key, step in definition[group].items():
+            yield f"{group}.{key}", step
+
+
+def test_zapier_definition_passes_the_official_validator(web_only, zapier_modules, tmp_path):
+    definition = httpx.get(web_only.url + "/connectors/zapier/app.json").json()
+    assert definition["platformVersion"].startswith("19.")
+    assert validation_errors(definition, zapier_modules, tmp_path) == []
+    assert definition["authentication"]["test"]["url"] == web_only.config.public_url + "/v1/me"
+    sources = json.dumps(definition)
+    assert f'const BASE = \\"{web_only.config.public_url}\\"' in sources
+
+    no_test = copy.deepcopy(definition)
+    del no_test["authentication"]["test"]
+    assert validation_errors(no_test, zapier_modules, tmp_path) == ['instance.authentication: requires property "test"']
+    bad_key = copy.deepcopy(definition)
+    bad_key["creates"]["generate_document"]["key"] = "generate document!"
+    assert any("creates" in e for e in validation_errors(bad_key, zapier_modules, tmp_path))
+
+
+def test_zapier_samples_and_output_fields_agree(web_only):
+    definition = httpx.get(web_only.url + "/connectors/zapier/app.json").json()
+    for name, step in _steps(definition):
+        operation = step["operation"]
+        if step["display"].get("hidden"):
+            continue
+        keys = {f["key"] for f in operation["outputFields"]}
+        assert set(operation["sample"]) == keys, name
+
+
+def test_zapier_export_is_a_project_the_cli_can_push(tmp_path, zapier_modules):
+    result = CliRunner().invoke(main, ["connectors", "export", "zapier", str(tmp_path / "zap"),
+                                       "--public-url", "https://relay.example.com"])
+    assert result.exit_code == 0, result.output
+    assert "next: cd" in result.output
+    package = json.loads((tmp_path / "zap" / "package.json").read_text())
+    assert package["dependencies"]["zapier-platform-core"].startswith("19.")
+    loaded = node("const app = require(process.argv[1]); console.log(app.platformVersion, app.authentication.test.url)",
+                  str(tmp_path / "zap"), modules=zapier_modules)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == [package["dependencies"]["zapier-platform-core"],
+                                     "https://relay.example.com/v1/me"]
+
+
+def _make_validator(schema: str) -> jsonschema.Draft7Validator:
+    registry = referencing.Registry().with_resources(
+        (p.name, referencing.jsonschema.DRAFT7.create_resource(json.loads(p.read_text())))
+        for p in MAKE_SCHEMAS.glob("*.json"))
+    return jsonschema.Draft7Validator(registry.contents(schema), registry=registry)
+
+
+def _make_errors(path: str, body) -> list[str]:
+    return [f"{path} {list(e.absolute_path)}: {e.message}" for e in _make_validator(schema_for(path)).iter_errors(body)]
+
+
+def test_every_make_section_validates_against_makes_schemas(web_only):
+    files = httpx.get(web_only.url + "/connectors/make/").json()["files"]
+    errors = [error for path, body in files.items() for error in _make_errors(path, body)]
+    assert errors == []
+    manifest = files["makecomapp.json"]
+    referenced = [path for kind in manifest["components"].values() for component in kind.values()
+                  for path in component["codeFiles"].values() if path]
+    referenced += [p for p in manifest["generalCodeFiles"].values() if p]
+    assert sorted(referenced) == sorted(p for p in files if p != "makecomapp.json")
+    assert {m["moduleType"] for m in manifest["components"]["module"].values()} == {"action", "search",
+                                                                                   "instant_trigger"}
+    base = files["general/base.iml.json"]
+    assert base["baseUrl"] == web_only.config.public_url and base["timeout"] == 40_000
+    one = httpx.get(web_only.url + "/connectors/make/general/base.iml.json")
+    assert one.json() == base
+    missing = httpx.get(web_only.url + "/connectors/make/nope.iml.json")
+    assert missing.status_code == 404 and "GET /connectors/make/" in missing.json()["error"]["message"]
+
+
+def test_make_schemas_reject_a_broken_section(web_only):
+    files = httpx.get(web_only.url + "/connectors/make/").json()["files"]
+    params = copy.deepcopy(files["modules/generateDocument/generateDocument.mappable-params.iml.json"])
+    params[0]["type"] = "no-such-type"
+    attach = {"url": "/v1/hooks", "method": "POST"}  # a POST without a body
+    assert _make_errors("x.mappable-params.iml.json", params)
+    assert _make_errors("x.attach.iml.json", attach)
+
+
+def test_make_export_writes_the_local_project(tmp_path):
+    result = CliRunner().invoke(main, ["connectors", "export", "make", str(tmp_path / "make"),
+                                       "--public-url", "https://relay.example.com"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "make" / "makecomapp.json").read_text())
+    for component in manifest["components"]["module"].values():
+        for path in filter(None, component["codeFiles"].values()):
+            assert _make_errors(path, json.loads((tmp_path / "make" / path).read_text())) == []

@@ -1,0 +1,166 @@
+"""A Zap, end to end: the generated app's own JavaScript runs in Zapier's runtime (zapier-platform-core)
+against the live relay over real HTTP: auth test, dropdowns, REST hook subscribe, a create that waits for
+its callback, performResume, the hook delivery, the polling trigger, search, unsubscribe."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+import schemas
+from tests.connectors.zapier_support import ZapierRuntime
+from tests.support.servers import ServedApp, WebhookReceiver, eventually
+
+GENERATE = "creates.generate_document.operation"
+CONTINUE = "creates.continue_document.operation"
+COMPLETED = "triggers.document_completed.operation"
+POLLING = "triggers.document_completed_polling.operation.perform"
+
+
+@pytest.fixture
+def callbacks():
+    """Stands in for Zapier's callback endpoint: records what the relay POSTs to the callback URL."""
+    receiver = WebhookReceiver(default_status=200)
+    served = ServedApp(receiver).start()
+    receiver.url = served.url + "/hooks/callback/"  # type: ignore[attr-defined]
+    yield receiver
+    served.stop()
+
+
+@pytest.fixture
+def zap(relay, zapier_modules, tmp_path):
+    definition = httpx.get(relay.url + "/connectors/zapier/app.json").json()
+    runtime = ZapierRuntime(definition, zapier_modules, tmp_path)
+    runtime.definition = definition  # type: ignore[attr-defined]
+    runtime.auth = {"api_key": relay.api_key}  # type: ignore[attr-defined]
+    return runtime
+
+
+def _fields(zap, path: str) -> dict[str, str]:
+    group, key = path.split(".")[:2]
+    return {f["key"]: f["type"] for f in zap.definition[group][key]["operation"]["outputFields"]}
+
+
+def _assert_matches_output_fields(item: dict, fields: dict[str, str], relay_url: str) -> None:
+    assert set(item) == set(fields)
+    for key, kind in fields.items():
+        value = item[key]
+        if value is None:
+            continue
+        expected = {"integer": int, "boolean": bool}.get(kind, str)
+        assert isinstance(value, expected), (key, value)
+        if kind == "file":
+            assert value.startswith(relay_url + "/files/"), (key, value)
+
+
+def _finish(zap, callbacks, count: int, accepted: dict) -> dict:
+    """Wait for the callback that resumes the Zap, then run performResume on it like Zapier does."""
+    body = json.loads(callbacks.wait_for(count, timeout=60)[count - 1].body)
+    schemas.validate("relay/task.json", body)
+    assert body["task_id"] == accepted["task_id"]
+    return zap.results(f"{GENERATE}.performResume", {"authData": zap.auth, "outputData": accepted,
+                                                      "cleanedRequest": body})
+
+
+def test_a_zap_runs_end_to_end(relay, zap, receiver, callbacks):
+    auth = zap.auth
+    assert zap.results("authentication.test", {"authData": auth})["name"] == "acme"
+    bad = zap.run("authentication.test", {"authData": {"api_key": "rly_wrong"}})
+    assert "not valid" in bad["error"]["message"]
+
+    formats = zap.results("triggers.list_formats.operation.perform", {"authData": auth, "inputData": {}})
+    assert {"id": "excel", "label": "Excel workbook (.xlsx)"} in formats
+    relay.client().post("/v1/destinations", json={"name": "Reports", "kind": "folder",
+                                                    "config": {"path": "reports"}}).raise_for_status()
+    [destination] = zap.results("triggers.list_destinations.operation.perform", {"authData": auth, "inputData": {}})
+    assert destination["name"] == "Reports (folder)"
+
+    sample = zap.run(f"{GENERATE}.perform", {"authData": auth, "meta": {"isLoadingSample": True},
+                                             "inputData": {"format": "excel", "prompt": "sample"}}, callbacks.url)
+    assert sample["results"] == zap.definition["creates"]["generate_document"]["operation"]["sample"]
+    assert sample["status"] != "CALLBACK" and relay.client().get("/v1/events").json()["items"] == []
+
+    invalid = zap.run(f"{GENERATE}.perform", {"authData": auth, "inputData": {"format": "excel", "prompt": " "}},
+                      callbacks.url)
+    assert "(field: prompt)" in invalid["error"]["message"]
+
+    subscription = zap.results(f"{COMPLETED}.performSubscribe", {"authData": auth, "targetUrl": receiver.url})
+    assert subscription["id"].startswith("hook_")
+
+    inputs = {"format": "excel", "prompt": "Q3 forecast for Acme", "record_key": "crm:deal:7",
+              "destinations": [destination["id"]]}
+    answer = zap.run(f"{GENERATE}.perform", {"authData": auth, "inputData": inputs}, callbacks.url)
+    assert answer["status"] == "CALLBACK", answer  # the Zap waits for the relay's callback
+    accepted = answer["results"]
+    first = _finish(zap, callbacks, 1, accepted)
+    _assert_matches_output_fields(first, _fields(zap, GENERATE), relay.url)
+    assert first["id"] == accepted["task_id"] and first["status"] == "completed" and first["summary"]
+    download = httpx.get(first["file"], follow_redirects=True)
+    assert download.status_code == 200 and download.content[:2] == b"PK"  # the .xlsx itself
+
+    [delivery] = receiver.wait_for(1, timeout=30)
+    event = json.loads(delivery.body)
+    schemas.validate("relay/event.json", event)
+    [triggered] = zap.results(f"{COMPLETED}.perform", {"authData": auth, "cleanedRequest": event})
+    _assert_matches_output_fields(triggered, _fields(zap, COMPLETED), relay.url)
+    assert triggered["id"] == event["id"] and triggered["task_id"] == first["task_id"]
+    listed = zap.results(f"{COMPLETED}.performList", {"authData": auth})
+    assert [item["id"] for item in listed] == [event["id"]]
+
+    again = zap.run(f"{CONTINUE}.perform", {"authData": auth, "inputData": {
+        "record_key": "crm:deal:7", "prompt": "Add a scenario with 10% churn", "format": "excel"}}, callbacks.url)
+    second = _finish(zap, callbacks, 2, again["results"])
+    assert second["run_id"] == first["run_id"] and second["turn_index"] > first["turn_index"]  # same document
+
+    [found] = zap.results("searches.find_document.operation.perform",
+                          {"authData": auth, "inputData": {"record_key": "crm:deal:7"}})
+    _assert_matches_output_fields(found, _fields(zap, "searches.find_document"), relay.url)
+    assert found["run_id"] == first["run_id"] and found["task_id"] == second["task_id"]
+    assert zap.results("searches.find_document.operation.perform",
+                       {"authData": auth, "inputData": {"record_key": "crm:deal:unknown"}}) == []
+
+    first_poll = zap.results(POLLING, {"authData": auth, "inputData": {}})
+    assert [item["task_id"] for item in first_poll] == [second["task_id"], first["task_id"]]  # newest first
+
+    zap.results(f"{COMPLETED}.performUnsubscribe", {"authData": auth, "subscribeData": subscription})
+    assert relay.client().get("/v1/hooks").json()["items"] == []
+
+    third = relay.submit(relay.client(), prompt="Board deck numbers", record_key="crm:deal:8")
+    assert relay.wait_task(relay.client(), third["task_id"])["deliveries"] == []  # no subscription left
+    second_poll = zap.results(POLLING, {"authData": auth, "inputData": {}})
+    ids = [item["id"] for item in second_poll]
+    assert len(ids) == len(set(ids)) == 3
+    assert second_poll[0]["task_id"] == third["task_id"] and ids[1:] == [item["id"] for item in first_poll]
+
+
+def test_a_hook_target_answering_410_is_removed(relay, zap, receiver):
+    receiver.default_status = 410  # Zapier answers 410 once the Zap is turned off
+    zap.results(f"{COMPLETED}.performSubscribe", {"authData": zap.auth, "targetUrl": receiver.url})
+    task = relay.submit(relay.client(), prompt="Pipeline report")
+    relay.wait_task(relay.client(), task["task_id"])
+    receiver.wait_for(1, timeout=30)
+    eventually(lambda: relay.client().get("/v1/hooks").json()["items"] == [], 30, "the hook to be removed")
+
+
+def test_export_document_returns_a_pdf_file(relay, zap, callbacks):
+    pytest.importorskip("shutil").which("soffice") or pytest.skip("needs LibreOffice (soffice) on PATH")
+    task = relay.submit(relay.client(), prompt="Quarterly summary", record_key="crm:deal:9", format="word")
+    relay.wait_task(relay.client(), task["task_id"])
+    exported = zap.results("creates.export_document.operation.perform",
+                           {"authData": zap.auth, "inputData": {"record_key": "crm:deal:9", "format": "pdf"}})
+    assert exported["task_id"] == task["task_id"] and exported["format"] == "pdf"
+    pdf = httpx.get(exported["file"], follow_redirects=True)
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+
+def test_export_errors_name_the_field(make_relay):
+    relay = make_relay(worker=False)
+    with relay.client() as client:
+        neither = client.post("/v1/exports", json={"format": "pdf"})
+        assert neither.status_code == 400 and neither.json()["error"]["field"] == "record_key"
+        unknown = client.post("/v1/exports", json={"record_key": "crm:none", "format": "pdf"})
+        assert unknown.status_code == 404 and unknown.json()["error"]["field"] == "record_key"
+        bad_format = client.post("/v1/exports", json={"record_key": "crm:none", "format": "exe"})
+        assert bad_format.status_code == 400 and bad_format.json()["error"]["field"] == "format"
