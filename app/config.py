@@ -54,6 +54,17 @@ class RelayConfig:
     folder_roots: str = "var/deliveries"
     """Comma-separated directories the folder destination may write under (paths are relative to the first)."""
     slack_api_url: str = "https://slack.com/api/"
+    slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
+    slack_signing_secret: str = ""
+    """From the Slack app's Basic Information page: verifies /slack/commands requests."""
+    slack_client_id: str = ""
+    slack_client_secret: str = ""
+    """The Slack app's OAuth credentials, for installs through /slack/install."""
+    slack_bot_token: str = ""
+    slack_tenant_id: str = ""
+    """Single-workspace mode, without the install flow: this bot token answers for this tenant."""
+    slack_progress_seconds: float = 20.0
+    """How often a running /overten job's progress is checked (at most 2 progress posts per job)."""
     drive_api_url: str = "https://www.googleapis.com"
     drive_token_url: str = "https://oauth2.googleapis.com/token"
     email_attach_max_bytes: int = 10 * 1024 * 1024

@@ -1,7 +1,8 @@
 """The intake stream and its pump into RQ.
 
-Webhook intake must be cheap and durable: one Lua script checks the webhook-id (kept 48 h), appends the
-event to a Redis stream, and only then does the web process answer 2xx. A pump thread in every worker
+Webhook intake (and the Slack command acknowledgement, which has 3 seconds) must be cheap and durable:
+one Lua script checks the webhook-id (kept 48 h), appends the event to a Redis stream, and only then does
+the web process answer 2xx. Slack commands go the same way, deduplicated by trigger_id. A pump thread in every worker
 reads the stream through a consumer group and turns each event into an RQ job, whose id derives from
 the webhook-id, so pumping one twice (after a crash between enqueue and acknowledgement) is a no-op.
 Entries a dead consumer had read but not acknowledged are reclaimed after ``RECLAIM_IDLE_MS``.
@@ -11,6 +12,7 @@ See docs/decisions/0004-intake-stream.md for why not an RQ enqueue per request.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -37,6 +39,14 @@ return 1
 """
 
 
+# KEYS: dedupe key, stream. ARGV: ttl, job name, request (JSON).
+_COMMAND = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[2], '*', 'kind', 'slack', 'job', ARGV[2], 'request', ARGV[3], 'dedupe', KEYS[1])
+return 1
+"""
+
+
 def stream_key(ctx: Context) -> str:
     return ctx.key("intake")
 
@@ -47,6 +57,13 @@ def record_event(ctx: Context, tenant_id: str, task_id: str, webhook_id: str, bo
     dedupe = ctx.key("webhook", tenant_id, digest(webhook_id, 40))
     args = [ctx.config.webhook_dedupe_ttl_seconds, tenant_id, task_id, webhook_id, body]
     return script(keys=[dedupe, stream_key(ctx)], args=args) == 1
+
+
+def record_command(ctx: Context, job: str, request: dict, command_id: str) -> bool:
+    """Durably queue a Slack command's work (``job`` of app.slack.jobs), once per ``command_id``."""
+    dedupe = ctx.key("slack", "command", digest(command_id, 40))
+    args = [86_400, job, json.dumps(request)]
+    return ctx.script("slack-command", _COMMAND)(keys=[dedupe, stream_key(ctx)], args=args) == 1
 
 
 class IntakePump:
@@ -81,6 +98,9 @@ class IntakePump:
         return len(entries)
 
     def _enqueue(self, fields: dict) -> None:
+        if fields.get("kind") == "slack":
+            self._enqueue_command(fields)
+            return
         from . import jobs, queues
 
         queue = self._ctx.queue(queues.EVENTS)
@@ -88,6 +108,17 @@ class IntakePump:
                                job_id="wh-" + digest(f"{fields['tenant']}:{fields['webhook']}", 40), timeout=120,
                                result_ttl=3600, failure_ttl=7 * 86_400, retry=_EVENT_RETRY)
         with contextlib.suppress(DuplicateJobError):  # pumped before a crash kept us from acknowledging it
+            queue.enqueue_job(job, unique=True)
+
+    def _enqueue_command(self, fields: dict) -> None:
+        from . import queues
+        from .slack import jobs
+
+        queue = self._ctx.queue(queues.SUBMIT)
+        job = queue.create_job(getattr(jobs, fields["job"]), args=(json.loads(fields["request"]),),
+                               job_id="slack-" + digest(fields["dedupe"], 40), timeout=300, result_ttl=0,
+                               failure_ttl=7 * 86_400)
+        with contextlib.suppress(DuplicateJobError):
             queue.enqueue_job(job, unique=True)
 
     def start(self) -> None:

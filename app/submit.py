@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from . import queues, tracking
 from .context import Context
@@ -18,14 +19,15 @@ from .upstream import RunExpired, UpstreamError, UpstreamUnavailable
 log = logging.getLogger(__name__)
 
 
-def submit(ctx: Context, tenant: Tenant, body: dict) -> dict:
-    """Record a submission and try to hand it to the API now. Returns the relay task."""
+def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
+    """Record a submission and try to hand it to the API now. Returns the relay task. ``internal``: task
+    fields of the relay's own, stored with the task from the start (e.g. how to answer a Slack command)."""
     fmt, record_key = body["format"], body.get("record_key")
     run_id = ctx.records.run_for(tenant.tenant_id, record_key, fmt) if record_key and body.get("resume", True) else None
     task = ctx.tasks.create(tenant.tenant_id, format=fmt, prompt=body["prompt"], record_key=record_key or "",
                             requested_run_id=run_id or "", destinations=body.get("destinations") or [],
                             export=body.get("export", ""), callback_url=body.get("callback_url", ""),
-                            callback_headers=body.get("callback_headers") or {})
+                            callback_headers=body.get("callback_headers") or {}, **internal)
     if record_key:
         ctx.records.touch(tenant.tenant_id, record_key)
         ctx.records.add_task(tenant.tenant_id, record_key, task["task_id"])

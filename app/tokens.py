@@ -1,4 +1,5 @@
-"""Signed tokens (itsdangerous): the webhook URL handed to the API, and expiring file links."""
+"""Signed tokens (itsdangerous): the webhook URL handed to the API, expiring file links, and the Slack
+install flow's links and OAuth `state`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class Tokens:
     def __init__(self, secret: str):
         self._webhooks = URLSafeSerializer(secret, salt="relay-upstream-webhook")
         self._files = URLSafeTimedSerializer(secret, salt="relay-file-link")
+        self._timed = {purpose: URLSafeTimedSerializer(secret, salt=f"relay-{purpose}")
+                       for purpose in ("slack-install", "slack-oauth-state")}
 
     def webhook(self, tenant_id: str, task_id: str) -> str:
         """The path token of /webhooks/upstream/{token}: the tenant id, signed, plus the relay task it
@@ -34,9 +37,23 @@ class Tokens:
         return self._files.dumps(payload)
 
     def open_file(self, token: str, max_age: float) -> dict:
-        try:
-            return self._files.loads(token, max_age=max_age)
-        except SignatureExpired:
-            raise TokenExpired from None
-        except BadSignature:
-            raise TokenInvalid from None
+        return _open(self._files, token, max_age)
+
+    def signed(self, purpose: str, payload: dict) -> str:
+        """A token for one of the Slack install flow's steps (``slack-install``, ``slack-oauth-state``)."""
+        return self._timed[purpose].dumps(payload)
+
+    def open_signed(self, purpose: str, token: str, max_age: float) -> dict:
+        return _open(self._timed[purpose], token, max_age)
+
+
+def _open(serializer: URLSafeTimedSerializer, token: str, max_age: float) -> dict:
+    try:
+        payload = serializer.loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise TokenExpired from None
+    except BadSignature:
+        raise TokenInvalid from None
+    if not isinstance(payload, dict):
+        raise TokenInvalid
+    return payload

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import callback, email, folder, gdrive, slack, webhook
+from . import callback, email, folder, gdrive, slack, slack_reply, webhook
 from .base import Kind
 
 KINDS: dict[str, Kind] = {
@@ -10,6 +10,7 @@ KINDS: dict[str, Kind] = {
     "webhook": webhook.KIND,
     "callback": callback.KIND,
     "slack": slack.KIND,
+    "slack_reply": slack_reply.KIND,
     "gdrive": gdrive.KIND,
     "email": email.KIND,
 }

@@ -34,14 +34,14 @@ class SlackKind:
             return self._link_only(client, config, comment, delivery, env)
         try:
             if not state.get("uploaded"):
-                answer = _call(client.files_getUploadURLExternal, filename=document.name, length=document.size)
+                answer = call(client.files_getUploadURLExternal, filename=document.name, length=document.size)
                 state.update(file_id=answer["file_id"], upload_url=answer["upload_url"])
                 env.save_state(delivery.delivery_id, state)
                 _stream(state["upload_url"], document, env)
                 state["uploaded"] = True
                 env.save_state(delivery.delivery_id, state)
             kwargs = {"thread_ts": config["thread_ts"]} if config.get("thread_ts") else {}
-            _call(client.files_completeUploadExternal, files=[{"id": state["file_id"], "title": document.name}],
+            call(client.files_completeUploadExternal, files=[{"id": state["file_id"], "title": document.name}],
                   channel_id=config["channel"], initial_comment=comment, **kwargs)
         except _SizeRestricted:
             return self._link_only(client, config, comment, delivery, env)
@@ -52,7 +52,7 @@ class SlackKind:
     def _link_only(self, client: WebClient, config: dict, comment: str, delivery: Delivery,
                    env: Environment) -> Outcome:
         kwargs = {"thread_ts": config["thread_ts"]} if config.get("thread_ts") else {}
-        answer = _call(client.chat_postMessage, channel=config["channel"], text=comment, **kwargs)
+        answer = call(client.chat_postMessage, channel=config["channel"], text=comment, **kwargs)
         location = f"slack:{config['channel']}/message {answer['ts']} (link only)"
         env.save_state(delivery.delivery_id, {"message": location})
         return Outcome(location, answer["ts"])
@@ -68,7 +68,8 @@ def _comment(delivery: Delivery, document: Document) -> str:
     return f"{summary}\n<{document.link}|Download {document.name}>"
 
 
-def _call(method, **kwargs) -> dict:
+def call(method, **kwargs) -> dict:
+    """One Web API call, its errors sorted into Retryable and Permanent (shared with slack_reply)."""
     try:
         return method(**kwargs).data  # type: ignore[no-any-return]
     except SlackApiError as exc:

@@ -1,16 +1,23 @@
-"""A fake Slack Web API for tests and local runs: the 3-step external upload, chat.postMessage, bot-token
-auth, and fault knobs (429 with Retry-After, 5xx, an upload size limit). Files are streamed to disk."""
+"""A fake Slack for tests and local runs: the Web API's 3-step external upload and chat.postMessage with
+bot-token auth; slash-command response_urls (5 uses within 30 minutes); the OAuth v2 install (consent page
+and oauth.v2.access); fault knobs (429 with Retry-After, 5xx, an upload size limit). Files go to disk."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, redirect, request
+
+RESPONSE_URL_USES = 5
+RESPONSE_URL_LIFE = 30 * 60
 
 
 @dataclass
@@ -32,6 +39,15 @@ class FakeSlack:
     files: dict[str, SlackFile] = field(default_factory=dict)
     messages: list[dict] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+    responses: dict[str, list[dict]] = field(default_factory=dict)
+    """Messages sent to each response_url, by its id."""
+    oauth_clients: dict[str, str] = field(default_factory=lambda: {"client-1.apps": "client-secret"})
+    installing_team: tuple[str, str] = ("T0INSTALL", "Acme Corp")
+    """The workspace whose admin approves on the consent page."""
+    url: str = ""
+    """Where this fake is served (set by whoever serves it): response_urls point here."""
+    _response_born: dict[str, float] = field(default_factory=dict)
+    _codes: dict[str, tuple[str, str]] = field(default_factory=dict)
     _faults: list[tuple[int, float | None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -41,6 +57,19 @@ class FakeSlack:
         with self._lock:
             self._faults += [(status, retry_after)] * count
 
+    def response_url(self) -> str:
+        """A fresh response_url, as Slack puts in each slash command."""
+        response_id = secrets.token_hex(8)
+        self.responses[response_id], self._response_born[response_id] = [], time.time()
+        return f"{self.url}/commands/T0/{response_id}"
+
+    def age_response_url(self, url: str, seconds: float) -> None:
+        """Pretend ``seconds`` have passed for this response_url."""
+        self._response_born[url.rsplit("/", 1)[-1]] -= seconds
+
+    def replies(self, url: str) -> list[dict]:
+        return self.responses[url.rsplit("/", 1)[-1]]
+
     def shared_files(self, channel: str | None = None) -> list[SlackFile]:
         return [f for f in self.files.values() if f.shared_to and (channel is None or f.shared_to == channel)]
 
@@ -48,9 +77,37 @@ class FakeSlack:
         app = Flask(__name__)
         self.storage.mkdir(parents=True, exist_ok=True)
 
+        @app.post("/commands/<team>/<response_id>")
+        def respond(team: str, response_id: str):
+            messages = self.responses.get(response_id)
+            if messages is None:
+                return Response("invalid_url", status=404)
+            if time.time() - self._response_born[response_id] > RESPONSE_URL_LIFE:
+                return Response("expired_url", status=404)
+            if len(messages) >= RESPONSE_URL_USES:
+                return Response("used_url", status=404)
+            body = request.get_json(silent=True) or {}
+            if not body.get("text") and not body.get("blocks"):
+                return Response("no_text", status=400)
+            messages.append(body)
+            return Response("ok", status=200)
+
+        @app.get("/oauth/v2/authorize")
+        def authorize():
+            """Slack's consent page, with the admin clicking Allow at once."""
+            if request.args.get("client_id") not in self.oauth_clients or not request.args.get("redirect_uri"):
+                return Response("invalid_client_id", status=400)
+            code = secrets.token_hex(8)
+            self._codes[code] = (request.args["redirect_uri"], request.args.get("scope", ""))
+            back = request.args["redirect_uri"]
+            query = urlencode({"code": code, "state": request.args.get("state", "")})
+            return redirect(f"{back}{'&' if '?' in back else '?'}{query}")
+
         @app.post("/api/<method>")
         def api(method: str):
             self.calls.append(method)
+            if method == "oauth.v2.access":
+                return self._oauth_access()
             with self._lock:
                 fault = self._faults.pop(0) if self._faults else None
             if fault:
@@ -81,6 +138,26 @@ class FakeSlack:
             return Response("OK - " + str(slack_file.received), status=200)
 
         return app
+
+    def _oauth_access(self):
+        values = self._values()
+        client_id, client_secret = values.get("client_id", ""), values.get("client_secret", "")
+        basic = request.headers.get("Authorization", "")
+        if basic.startswith("Basic "):
+            client_id, _, client_secret = base64.b64decode(basic[6:]).decode().partition(":")
+        if self.oauth_clients.get(client_id) != client_secret or not client_secret:
+            return jsonify({"ok": False, "error": "invalid_client_id"})
+        grant = self._codes.pop(values.get("code", ""), None)
+        if grant is None:
+            return jsonify({"ok": False, "error": "invalid_code"})
+        if values.get("redirect_uri") and values["redirect_uri"] != grant[0]:
+            return jsonify({"ok": False, "error": "bad_redirect_uri"})
+        token = f"xoxb-{secrets.token_hex(12)}"
+        self.valid_tokens.add(token)
+        team_id, team_name = self.installing_team
+        return jsonify({"ok": True, "access_token": token, "token_type": "bot", "scope": grant[1],
+                        "bot_user_id": "U0BOT", "app_id": "A0RELAY", "team": {"id": team_id, "name": team_name},
+                        "enterprise": None, "authed_user": {"id": "U0ADMIN"}})
 
     def _values(self) -> dict:
         return request.get_json(silent=True) or request.values.to_dict()

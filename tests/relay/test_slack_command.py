@@ -1,0 +1,230 @@
+"""The /overten slash command over real HTTP, signed with slack_sdk, against the fake Slack: the
+acknowledgement, response_url follow-ups, the file in the channel, continue, status, export, refusals,
+and the OAuth v2 install."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+from slack_sdk.signature import SignatureVerifier
+
+from app import queues
+from app.cli import main
+from app.pump import stream_key
+from app.slack import installations
+from tests.support.servers import eventually
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TEAM, CHANNEL, USER = "T0TEAM", "C0DEALS", "U0ANN"
+_triggers = itertools.count(1)
+
+
+@pytest.fixture
+def slack_relay(make_relay, fake_slack):
+    relay = make_relay(slack_signing_secret=SIGNING_SECRET, slack_api_url=fake_slack.url + "/api/",
+                       slack_authorize_url=fake_slack.url + "/oauth/v2/authorize", slack_client_id="client-1.apps",
+                       slack_client_secret="client-secret", slack_progress_seconds=0.3)
+    installations.save(relay.ctx, installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token"))
+    return relay
+
+
+def send(relay, fake_slack, text: str, *, team: str = TEAM, secret: str = SIGNING_SECRET,
+         timestamp: int | None = None, response_url: str | None = None) -> tuple[httpx.Response, str]:
+    """POST a slash command exactly as Slack does: a form body, signed with the v0 scheme."""
+    response_url = response_url or fake_slack.response_url()
+    body = urlencode({"token": "deprecated", "team_id": team, "team_domain": "acme", "channel_id": CHANNEL,
+                      "channel_name": "deals", "user_id": USER, "user_name": "ann", "command": "/overten",
+                      "text": text, "api_app_id": "A0RELAY", "response_url": response_url,
+                      "trigger_id": f"{next(_triggers)}.42.abcdef"})
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    signature = SignatureVerifier(secret).generate_signature(timestamp=stamp, body=body)
+    answer = httpx.post(relay.url + "/slack/commands", content=body, timeout=10, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature})
+    return answer, response_url
+
+
+def final_reply(fake_slack, response_url: str) -> dict:
+    def ended():
+        replies = fake_slack.replies(response_url)
+        return replies if replies and replies[-1]["text"].startswith((":white_check_mark:", ":x:")) else None
+
+    return eventually(ended, 60, "the command's final reply")[-1]
+
+
+def test_excel_command_reports_progress_and_posts_the_file(slack_relay, fake_slack):
+    answer, response_url = send(slack_relay, fake_slack, "excel Pipeline by region for Q3 [[duration=3]]")
+    assert answer.status_code == 200
+    assert answer.json()["response_type"] == "ephemeral" and "Starting a new" in answer.json()["text"]
+
+    last = final_reply(fake_slack, response_url)
+    replies = fake_slack.replies(response_url)
+    assert replies[0]["text"].startswith(":hammer_and_wrench: Working on it")
+    assert any(r["text"].startswith(":hourglass_flowing_sand:") for r in replies[1:-1])  # progress
+    assert len(replies) <= 4 and all(r["response_type"] == "ephemeral" for r in replies)
+    assert last["text"].startswith(":white_check_mark: Done") and "/files/" in last["text"]
+
+    [shared] = fake_slack.shared_files(CHANNEL)
+    assert shared.path.read_bytes()[:2] == b"PK"  # the .xlsx, uploaded into the channel
+    [message] = [m for m in fake_slack.messages if m["channel"] == CHANNEL]
+    assert message["files"] and "/files/" in message["text"]
+
+
+def test_continue_resumes_the_channels_document(slack_relay, fake_slack):
+    _, first_url = send(slack_relay, fake_slack, "word Meeting notes for the Acme renewal")
+    final_reply(fake_slack, first_url)
+    answer, second_url = send(slack_relay, fake_slack, "continue Add a section on pricing")
+    assert "Changing this channel's word document" in answer.json()["text"]
+    final_reply(fake_slack, second_url)
+    eventually(lambda: len(fake_slack.shared_files(CHANNEL)) == 2, 30, "the second file")
+
+    record = slack_relay.client().get(f"/v1/records/slack%3A{TEAM}%3A{CHANNEL}").json()
+    assert list(record["runs"]) == ["word"] and len(record["tasks"]) == 2
+    assert {t["run_id"] for t in record["tasks"]} == {record["run_id"]}  # the same document, twice
+
+
+def test_status_and_export(slack_relay, fake_slack):
+    _, url = send(slack_relay, fake_slack, "excel Headcount plan")
+    final_reply(fake_slack, url)
+    status = send(slack_relay, fake_slack, "status")[0].json()
+    assert status["response_type"] == "ephemeral" and ": completed." in status["text"]
+    assert "/files/" in status["text"]
+
+    answer, export_url = send(slack_relay, fake_slack, "export csv")
+    assert "Making a CSV" in answer.json()["text"]
+    [posted] = eventually(lambda: fake_slack.replies(export_url), 30, "the export link")
+    assert posted["response_type"] == "in_channel" and f"<@{USER}>" in posted["text"]
+    link = posted["text"].split("<")[2].split("|")[0]
+    csv = httpx.get(link, follow_redirects=True)
+    assert csv.status_code == 200 and b"," in csv.content
+
+
+def test_a_failed_job_is_reported(slack_relay, fake_slack):
+    _, url = send(slack_relay, fake_slack, "slides Board deck [[fail]]")
+    assert final_reply(fake_slack, url)["text"].startswith(":x: The document could not be made")
+    assert fake_slack.shared_files() == []
+
+
+def test_after_30_minutes_the_bot_token_posts_the_final_word(slack_relay, fake_slack):
+    response_url = fake_slack.response_url()
+    answer, _ = send(slack_relay, fake_slack, "excel Capacity model [[duration=1]]", response_url=response_url)
+    assert answer.status_code == 200
+    fake_slack.age_response_url(response_url, 31 * 60)  # Slack stops taking messages on it
+
+    def mentioned():
+        return [m for m in fake_slack.messages if m["text"].startswith(f"<@{USER}> :white_check_mark: Done")]
+
+    [message] = eventually(mentioned, 60, "chat.postMessage with the final word")
+    assert message["channel"] == CHANNEL
+    assert fake_slack.replies(response_url) == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("dance", "I don't know `dance`"),
+    ("", "*/overten* builds documents"),
+    ("help", "*/overten* builds documents"),
+    ("excel", "Tell me what to build"),
+    ("excel " + "x" * 20_001, "I can't use that prompt"),
+    ("continue Add a chart", "no document in this channel yet"),
+    ("export pdf", "no finished document in this channel"),
+    ("export exe", "Export as one of pdf"),
+    ("status", "no document in this channel yet"),
+])
+def test_mistakes_get_an_ephemeral_explanation(slack_relay, fake_slack, text, expected):
+    answer, response_url = send(slack_relay, fake_slack, text)
+    assert answer.status_code == 200 and answer.json()["response_type"] == "ephemeral"
+    assert expected in answer.json()["text"]
+    assert slack_relay.client().get("/v1/events").json()["items"] == [] and fake_slack.replies(response_url) == []
+
+
+def test_unsigned_stale_and_unknown_requests_are_refused(slack_relay, fake_slack):
+    forged, _ = send(slack_relay, fake_slack, "excel x", secret="not-the-signing-secret")
+    assert forged.status_code == 401 and forged.json()["error"]["field"] == "X-Slack-Signature"
+    stale, _ = send(slack_relay, fake_slack, "excel x", timestamp=int(time.time()) - 6 * 60)
+    assert stale.status_code == 401
+    unsigned = httpx.post(slack_relay.url + "/slack/commands", content=b"team_id=T0TEAM")
+    assert unsigned.status_code == 401 and unsigned.headers["content-type"] == "application/json"
+    stranger, _ = send(slack_relay, fake_slack, "excel x", team="T0STRANGER")
+    assert "not connected to Overten Relay" in stranger.json()["text"]
+    assert "/slack/install" in stranger.json()["text"]
+    ctx = slack_relay.ctx
+    assert ctx.redis.keys(ctx.key("slack", "command", "*")) == []  # no command was taken in
+    assert ctx.redis.xlen(stream_key(ctx)) == 0 and ctx.queue(queues.SUBMIT).count == 0
+
+
+def test_a_malformed_command_names_the_field(slack_relay):
+    body = urlencode({"team_id": TEAM, "channel_id": "not a channel", "user_id": USER, "command": "/overten",
+                      "text": "help", "response_url": "https://hooks.slack.com/commands/1"})
+    stamp = str(int(time.time()))
+    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp, body=body)
+    answer = httpx.post(slack_relay.url + "/slack/commands", content=body, headers={
+        "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 400 and answer.json()["error"]["field"] == "channel_id"
+
+
+def test_install_flow_maps_the_workspace_to_the_tenant(slack_relay, fake_slack):
+    link = slack_relay.client().post("/slack/install-links").json()["url"]
+    assert link.startswith(slack_relay.config.public_url + "/slack/install?link=")
+    to_slack = httpx.get(link)
+    assert to_slack.status_code == 302
+    consent = urlsplit(to_slack.headers["location"])
+    asked = parse_qs(consent.query)
+    assert asked["scope"] == ["commands,chat:write,files:write"]
+    assert asked["redirect_uri"] == [slack_relay.config.public_url + "/slack/oauth/callback"]
+    back = httpx.get(to_slack.headers["location"])  # the admin clicks Allow
+    callback = back.headers["location"]
+    done = httpx.get(callback)
+    assert done.status_code == 200 and "installed" in done.text and "Acme Corp" in done.text
+
+    installation = installations.find(slack_relay.ctx, "T0INSTALL")
+    assert installation is not None and installation.tenant_id == slack_relay.tenant_id
+    assert installation.bot_token in fake_slack.valid_tokens
+    raw = slack_relay.ctx.redis.hget(slack_relay.ctx.key("slack", "install", "T0INSTALL"), "bot_token")
+    assert installation.bot_token not in raw  # encrypted at rest
+
+    replayed = httpx.get(callback)
+    assert replayed.status_code == 400 and "already used" in replayed.text
+    forged = httpx.get(callback.replace("state=", "state=x"))
+    assert forged.status_code == 400 and "not valid" in forged.text
+    cancelled = httpx.get(slack_relay.url + "/slack/oauth/callback?error=access_denied&state=s")
+    assert cancelled.status_code == 400 and "cancelled" in cancelled.text
+    bad_link = httpx.get(slack_relay.url + "/slack/install?link=tampered-link-value")
+    assert bad_link.status_code == 400 and "not valid" in bad_link.text
+
+    answer, url = send(slack_relay, fake_slack, "excel Welcome pack", team="T0INSTALL")
+    assert "Starting a new" in answer.json()["text"]
+    assert final_reply(fake_slack, url)["text"].startswith(":white_check_mark:")
+
+
+def test_manifest_is_served_and_exported(slack_relay, tmp_path):
+    manifest = yaml.safe_load(httpx.get(slack_relay.url + "/connectors/slack/manifest.yml").text)
+    [command] = manifest["features"]["slash_commands"]
+    assert command["command"] == "/overten" and command["url"] == slack_relay.config.public_url + "/slack/commands"
+    assert manifest["oauth_config"]["scopes"]["bot"] == ["commands", "chat:write", "files:write"]
+    assert manifest["oauth_config"]["redirect_urls"] == [slack_relay.config.public_url + "/slack/oauth/callback"]
+    result = CliRunner().invoke(main, ["connectors", "export", "slack", str(tmp_path), "--public-url",
+                                       "https://relay.example.com"])
+    assert result.exit_code == 0, result.output
+    exported = yaml.safe_load((tmp_path / "manifest.yml").read_text())
+    assert exported["features"]["slash_commands"][0]["url"] == "https://relay.example.com/slack/commands"
+
+
+def test_single_workspace_mode_needs_no_install(make_relay):
+    from dataclasses import replace
+
+    from app.context import build_context
+
+    relay = make_relay(worker=False)
+    assert installations.find(relay.ctx, "T0ANY") is None
+    configured = build_context(replace(relay.config, slack_bot_token="xoxb-config-token",
+                                       slack_tenant_id=relay.tenant_id))
+    found = installations.find(configured, "T0ANY")
+    assert found is not None and (found.tenant_id, found.bot_token) == (relay.tenant_id, "xoxb-config-token")
+    assert installations.tenant_for(configured, "T0ANY") == relay.tenant_id
