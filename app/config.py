@@ -69,6 +69,11 @@ class RelayConfig:
     drive_token_url: str = "https://oauth2.googleapis.com/token"
     email_attach_max_bytes: int = 10 * 1024 * 1024
     """Larger files are sent as a link instead of an attachment."""
+    metrics_dir: str = "var/metrics"
+    """Where the web and worker processes of this host write Prometheus metrics for /metrics to add up
+    (prometheus_client's multiprocess mode; PROMETHEUS_MULTIPROC_DIR wins when set). Empty: per process."""
+    admin_token: str = ""
+    """Signs in to /dashboard and /dashboard/rq. Empty: the dashboard is off."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> RelayConfig:

@@ -8,7 +8,8 @@ import time
 
 from rq import get_current_job
 
-from . import context, deliveries, submit, tracking
+from . import context, deliveries, metrics, submit, tracking
+from .logs import log_context
 from .tasks import TERMINAL
 from .upstream import PollPolicy, UpstreamNotFound, UpstreamUnavailable
 
@@ -18,12 +19,22 @@ log = logging.getLogger(__name__)
 def process_upstream_event(tenant_id: str, task_id: str, body: str) -> str:
     """Apply a verified webhook from the API to its task."""
     event = json.loads(body)
-    return tracking.apply(context.current(), task_id, event["data"], source=f"webhook {event['type']}")
+    with log_context(tenant=tenant_id, task_id=task_id, run_id=(event.get("data") or {}).get("run_id")):
+        return tracking.apply(context.current(), task_id, event["data"], source=f"webhook {event['type']}")
 
 
 def deliver(delivery_id: str) -> str:
     """One attempt at one delivery (the next one is scheduled by the attempt itself)."""
-    return deliveries.attempt(context.current(), delivery_id)
+    ctx = context.current()
+    record = deliveries.get(ctx, delivery_id) or {}
+    kind = record.get("kind", "unknown")
+    with log_context(delivery_id=delivery_id, task_id=record.get("task_id"), tenant=record.get("tenant_id")):
+        started = time.perf_counter()
+        outcome = deliveries.attempt(ctx, delivery_id)
+    if outcome in ("delivered", "retrying", "dead"):
+        metrics.DELIVERY_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        metrics.DELIVERY_ATTEMPTS.labels(kind, outcome).inc()
+    return outcome
 
 
 def submit_pending(task_id: str) -> str:

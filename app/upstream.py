@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from . import metrics
+
 FORMAT_ENDPOINTS = {
     "excel": "/excel/generate",
     "word": "/word/generate",
@@ -272,13 +274,19 @@ class UpstreamClient:
         attempt = 0
         while True:
             retry_after = None
+            endpoint, started = metrics.endpoint_label(path), time.perf_counter()
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
+                metrics.UPSTREAM_ERRORS.labels(endpoint, "transport").inc()
                 resendable = safe_to_resend or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 if not resendable or attempt >= self._retry.retries:
                     raise UpstreamUnavailable(f"the API could not be reached: {type(exc).__name__}") from exc
             else:
+                metrics.UPSTREAM_SECONDS.labels(method, endpoint).observe(time.perf_counter() - started)
+                if response.status_code >= 400 and response.status_code not in (404, 410):
+                    status = response.status_code
+                    metrics.UPSTREAM_ERRORS.labels(endpoint, "429" if status == 429 else f"{status // 100}xx").inc()
                 if not _retryable(response.status_code, safe_to_resend):
                     return response
                 retry_after = _retry_after(response)

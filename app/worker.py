@@ -16,7 +16,7 @@ from rq.cron import CronScheduler
 from rq.job import Job
 from rq.worker import WorkerStatus
 
-from . import context, jobs, queues
+from . import context, jobs, logs, queues
 from .pump import IntakePump
 
 
@@ -55,6 +55,7 @@ class RelayWorker(SimpleWorker):
 
 
 def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool = True) -> None:
+    logs.configure()
     ctx = context.current()
     intake = IntakePump(ctx)
     intake.pump_once()  # what arrived while no worker ran
@@ -75,7 +76,7 @@ def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool
 def run_scheduler() -> None:
     """Enqueue the periodic jobs (the reconciler) with RQ's cron scheduler."""
     ctx = context.current()
-    logging.basicConfig(level=logging.INFO)
+    logs.configure()
     cron = CronScheduler(connection=ctx.rq_redis, name=f"relay-scheduler-{ctx.config.key_prefix}")
     cron.register(jobs.reconcile, queue_name=queues.RECONCILE, interval=ctx.config.reconcile_interval_seconds,
                   job_timeout=300, result_ttl=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -38,8 +39,11 @@ def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
         sandbox_url = stack.start_sandbox(free_port())
         relay_url = f"http://127.0.0.1:{port}"
         secrets = {k.removeprefix("RELAY_").lower(): v for k, v in stack.relay_secrets().items()}
+        metrics = stack.run_dir / "metrics"
+        shutil.rmtree(metrics, ignore_errors=True)  # counters of the last run's processes
         config = RelayConfig.from_env(redis_url=redis_url, public_url=relay_url, outbound_allow="127.0.0.0/8",
-                                      folder_roots=str(stack.run_dir / "deliveries"), **secrets)
+                                      folder_roots=str(stack.run_dir / "deliveries"), metrics_dir=str(metrics),
+                                      **secrets)
         org = stack.create_sandbox_org("demo")
         ctx = build_context(config)
         tenant, api_key = ctx.tenants.create("demo", sandbox_url, org["api_key"], org["webhook_secret"])

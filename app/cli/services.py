@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from .. import queues
+from ..config import RelayConfig
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
@@ -42,10 +43,21 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which("gunicorn")
     if gunicorn is None:
         raise click.ClickException("gunicorn is not installed (pip install gunicorn)")
-    argv = [gunicorn, "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
-            "--worker-class", "gthread", "--access-logfile", "-", "--graceful-timeout", "30",
-            "app.web:create_app()"]
+    use_metrics_dir()
+    argv = [gunicorn, "--config", "python:app.gunicorn_conf", "--bind", f"{host}:{port}", "--workers", str(workers),
+            "--threads", str(threads), "app.web:create_app()"]
     os.execv(gunicorn, argv)
+
+
+def use_metrics_dir() -> None:
+    """Processes of this host share a directory for /metrics (prometheus_client multiprocess mode);
+    set before anything imports prometheus_client."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    folder = RelayConfig.from_env().metrics_dir
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.abspath(folder)
 
 
 @click.command()
@@ -54,6 +66,7 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
 def worker(queue_names: str, burst: bool) -> None:
     """Run a worker (with RQ's scheduler for retries and delayed jobs)."""
+    use_metrics_dir()
     from ..worker import run_worker
 
     run_worker([q.strip() for q in queue_names.split(",") if q.strip()], burst=burst)

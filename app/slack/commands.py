@@ -20,6 +20,7 @@ from ..pump import record_command
 from . import installations
 
 NEW_DOCUMENT = {"excel": "excel", "word": "word", "slides": "slides"}
+VERBS = (*NEW_DOCUMENT, "continue", "status", "export", "help")
 USAGE = """*/overten* builds documents for this channel:
 • `/overten excel|word|slides <prompt>`: a new workbook, document or deck
 • `/overten continue <prompt>`: change this channel's latest document

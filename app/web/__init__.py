@@ -6,6 +6,7 @@ from flask import Flask
 
 from schemas.http import register_error_handlers
 
+from .. import logs
 from ..config import RelayConfig
 from ..context import Context, build_context, install
 
@@ -20,6 +21,7 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["relay"] = ctx
     register_error_handlers(app)
+    app.before_request(logs.reset)  # gunicorn threads serve many requests: start each with no log fields
 
     from . import api, fanout, files, health, intake, integrations, slack
 

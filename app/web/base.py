@@ -8,6 +8,7 @@ from flask import current_app, g, request
 
 from schemas.http import ApiError
 
+from .. import logs
 from ..context import Context
 from ..tenants import Tenant
 
@@ -31,6 +32,7 @@ def authenticate() -> Tenant:
         raise ApiError(401, "invalid_api_key", "That API key is not valid (revoked or mistyped).",
                        headers={"WWW-Authenticate": "Bearer"})
     g.tenant = tenant
+    logs.bind(tenant=tenant.tenant_id)
     return tenant
 
 

@@ -1,10 +1,12 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and metrics."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
+from rq import Worker
 
+from .. import metrics
 from .base import ctx
 
 bp = Blueprint("health", __name__)
@@ -12,13 +14,26 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
+    """The process is up (no dependency is asked)."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
 def readyz():
+    """Ready for traffic: Redis answers and at least one worker is alive (its heartbeat is fresh)."""
     try:
         ctx().redis.ping()
+        workers = Worker.all(connection=ctx().rq_redis)
     except RedisError as exc:
-        return jsonify({"status": "unavailable", "redis": f"unreachable: {type(exc).__name__}"}), 503
-    return jsonify({"status": "ok", "redis": "ok"})
+        return jsonify({"status": "unavailable", "redis": f"unreachable: {type(exc).__name__}", "workers": None}), 503
+    alive = [w.name for w in workers]  # a worker's key expires when its heartbeat stops
+    if not alive:
+        return jsonify({"status": "unavailable", "redis": "ok", "workers": 0,
+                        "hint": "start one with `relay worker`"}), 503
+    return jsonify({"status": "ok", "redis": "ok", "workers": len(alive)})
+
+
+@bp.get("/metrics")
+def prometheus():
+    body, content_type = metrics.exposition(ctx())
+    return Response(body, content_type=content_type)

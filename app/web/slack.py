@@ -11,8 +11,9 @@ from slack_sdk.signature import SignatureVerifier
 import schemas
 from schemas.http import ApiError, query_params
 
+from .. import metrics
 from ..slack import install
-from ..slack.commands import SlashCommand, acknowledge
+from ..slack.commands import VERBS, SlashCommand, acknowledge
 from .base import authenticate, ctx
 
 bp = Blueprint("slack", __name__, url_prefix="/slack")
@@ -34,6 +35,7 @@ def command():
     command = SlashCommand(team_id=form["team_id"], channel_id=form["channel_id"], user_id=form["user_id"],
                            text=form.get("text", ""), response_url=form["response_url"],
                            trigger_id=form.get("trigger_id", ""))
+    metrics.SLACK_COMMANDS.labels(command.verb if command.verb in VERBS else "other").inc()
     return jsonify(acknowledge(ctx(), command))
 
 

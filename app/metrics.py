@@ -1,0 +1,64 @@
+"""Prometheus metrics (prometheus_client). Under gunicorn and with workers on the same host, every process
+writes to PROMETHEUS_MULTIPROC_DIR and /metrics adds them up; queue depths are read from Redis when
+scraped. Without that variable (tests, one process) the process's own registry is served."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+WEBHOOKS = Counter("relay_webhooks_total", "Upstream webhooks received, by outcome "
+                   "(accepted, duplicate, rejected_signature, rejected_body, rejected_token).", ["outcome"])
+DELIVERY_ATTEMPTS = Counter("relay_delivery_attempts_total", "Delivery attempts by destination kind and outcome "
+                            "(delivered, retry, dead).", ["kind", "outcome"])
+DELIVERY_SECONDS = Histogram("relay_delivery_seconds", "Duration of one delivery attempt.", ["kind"],
+                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+UPSTREAM_SECONDS = Histogram("relay_upstream_request_seconds", "Latency of calls to the Overten API.",
+                             ["method", "endpoint"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+UPSTREAM_ERRORS = Counter("relay_upstream_errors_total", "Calls to the Overten API that failed, by reason "
+                          "(transport, 429, 5xx, 4xx).", ["endpoint", "reason"])
+SLACK_COMMANDS = Counter("relay_slack_commands_total", "Slash commands answered, by verb.", ["verb"])
+
+_IDS = re.compile(r"/(?:run|task|tsk|dlv|dst|hook|evt)_[0-9A-Za-z]+")
+
+
+def endpoint_label(path: str) -> str:
+    """/runs/run_01H.../export -> /runs/{id}/export: one label per route, not per document."""
+    return _IDS.sub("/{id}", path.split("?", 1)[0])
+
+
+class QueueDepths(Collector):
+    """Waiting work, read from Redis at scrape time: RQ queues, the intake stream, dead letters."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def collect(self):
+        from . import queues
+        from .pump import stream_key
+
+        depth = GaugeMetricFamily("relay_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
+        for name in queues.ALL:
+            depth.add_metric([name], self._ctx.queue(name).count)
+        yield depth
+        yield GaugeMetricFamily("relay_intake_backlog", "Webhooks and commands accepted, not yet pumped into RQ.",
+                                value=self._ctx.redis.xlen(stream_key(self._ctx)))
+        yield GaugeMetricFamily("relay_dead_letters", "Deliveries that failed for good and wait for a replay.",
+                                value=self._ctx.redis.zcard(self._ctx.key("deadletter")))
+
+
+def exposition(ctx) -> tuple[bytes, str]:
+    """The /metrics body: every process's metrics (multiprocess mode) or this one's, plus queue depths."""
+    processes = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        processes = CollectorRegistry()
+        multiprocess.MultiProcessCollector(processes)
+    queues = CollectorRegistry()
+    queues.register(QueueDepths(ctx))
+    return generate_latest(processes) + generate_latest(queues), CONTENT_TYPE_LATEST
