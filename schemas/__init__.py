@@ -142,9 +142,16 @@ def _describe(error: ValidationError) -> list[FieldError]:
         "minItems": lambda: f"must have at least {spec} items",
         "maxItems": lambda: f"must have at most {spec} items",
         "maxProperties": lambda: f"must have at most {spec} entries",
+        "anyOf": lambda: _any_of(spec),
     }
     describe = messages.get(str(kind))
     return [FieldError(field, describe() if describe else "is invalid")]
+
+
+def _any_of(options: list) -> str:
+    """anyOf of required fields (a saved id, or an inline kind): say which fields would do."""
+    names = [name for option in options for name in option.get("required", [])]
+    return f"needs one of: {', '.join(names)}" if names else "is invalid"
 
 
 def _join(spec: Any) -> str:

@@ -22,7 +22,11 @@ STATE_LIFE = 600
 
 
 class InstallError(Exception):
-    """Something the installer should read: the message says what to do."""
+    """Something the installer should read: the message says what to do; status is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 def install_link(ctx: Context, tenant_id: str) -> str:
@@ -39,7 +43,7 @@ def authorize_url(ctx: Context, link: str) -> str:
     _require_app_credentials(ctx)
     tenant_id = _open(ctx, "slack-install", link, LINK_LIFE, "install link")["t"]
     if ctx.tenants.get(tenant_id) is None:
-        raise InstallError("The tenant behind this install link no longer exists.")
+        raise InstallError("The tenant behind this install link no longer exists.", 404)
     state = ctx.tokens.signed("slack-oauth-state", {"t": tenant_id, "n": secrets.token_urlsafe(16)})
     query = {"client_id": ctx.config.slack_client_id, "scope": ",".join(BOT_SCOPES), "state": state,
              "redirect_uri": redirect_uri(ctx)}
@@ -51,7 +55,7 @@ def complete(ctx: Context, code: str, state: str) -> Installation:
     _require_app_credentials(ctx)
     opened = _open(ctx, "slack-oauth-state", state, STATE_LIFE, "sign-in with Slack")
     if not ctx.redis.set(ctx.key("slack", "state-used", opened["n"]), "1", nx=True, ex=STATE_LIFE * 2):
-        raise InstallError("This sign-in with Slack was already used. Start the install again.")
+        raise InstallError("This sign-in with Slack was already used. Start the install again.", 409)
     client = WebClient(base_url=ctx.config.slack_api_url, timeout=30)
     try:
         answer = client.oauth_v2_access(client_id=ctx.config.slack_client_id,
@@ -71,13 +75,13 @@ def complete(ctx: Context, code: str, state: str) -> Installation:
 def _require_app_credentials(ctx: Context) -> None:
     if not (ctx.config.slack_client_id and ctx.config.slack_client_secret):
         raise InstallError("Slack installs are not set up on this relay: set RELAY_SLACK_CLIENT_ID and "
-                           "RELAY_SLACK_CLIENT_SECRET (from the Slack app's Basic Information page).")
+                           "RELAY_SLACK_CLIENT_SECRET (from the Slack app's Basic Information page).", 404)
 
 
 def _open(ctx: Context, purpose: str, token: str, max_age: float, what: str) -> dict:
     try:
         return ctx.tokens.open_signed(purpose, token, max_age)
     except TokenExpired:
-        raise InstallError(f"This {what} has expired. Start the install again.") from None
+        raise InstallError(f"This {what} has expired. Start the install again.", 403) from None
     except TokenInvalid:
-        raise InstallError(f"This {what} is not valid. Start the install again.") from None
+        raise InstallError(f"This {what} is not valid. Start the install again.", 403) from None

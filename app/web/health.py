@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics."""
+"""Liveness, readiness, metrics and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
 from rq import Worker
 
-from .. import metrics
+from .. import metrics, openapi
 from .base import ctx
 
 bp = Blueprint("health", __name__)
@@ -31,6 +31,11 @@ def readyz():
         return jsonify({"status": "unavailable", "redis": "ok", "workers": 0,
                         "hint": "start one with `relay worker`"}), 503
     return jsonify({"status": "ok", "redis": "ok", "workers": len(alive)})
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    return jsonify(openapi.document(ctx().config.public_url))
 
 
 @bp.get("/metrics")

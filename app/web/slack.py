@@ -23,7 +23,8 @@ bp = Blueprint("slack", __name__, url_prefix="/slack")
 def command():
     secret = ctx().config.slack_signing_secret
     if not secret:
-        raise ApiError(503, "slack_not_configured", "Set RELAY_SLACK_SIGNING_SECRET to take Slack commands.")
+        raise ApiError(404, "slack_not_configured", "Slack commands are not set up on this relay: set "
+                                                    "RELAY_SLACK_SIGNING_SECRET.")
     body = request.get_data()  # the raw bytes: the signature covers them exactly
     timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
     signature = request.headers.get("X-Slack-Signature", "")
@@ -53,18 +54,18 @@ def start_install():
     try:
         return redirect(install.authorize_url(ctx(), query["link"]), code=302)
     except install.InstallError as exc:
-        return _page("Could not start the installation", str(exc)), 400
+        return _page("Could not start the installation", str(exc)), exc.status
 
 
 @bp.get("/oauth/callback")
 def finish_install():
     query = query_params("slack/oauth-callback.json")
     if query.get("error") or not query.get("code"):
-        return _page("Installation cancelled", "Slack did not install the app. You can start again any time."), 400
+        return _page("Installation cancelled", "Slack did not install the app. You can start again any time.")
     try:
         done = install.complete(ctx(), query["code"], query["state"])
     except install.InstallError as exc:
-        return _page("Installation failed", str(exc)), 400
+        return _page("Installation failed", str(exc)), exc.status
     return _page("Overten Relay is installed", f"It now answers /overten in {done.team_name or done.team_id}. "
                                                "Try /overten help in a channel.")
 

@@ -141,7 +141,7 @@ def test_saved_destinations_hide_and_encrypt_their_secrets(relay):
                                                      "destinations": [{"id": "dst_01ARZ3NDEKTSV4RRFFQ69G5FAV"}]})
         assert client.delete(f"/v1/destinations/{saved['id']}").status_code == 204
     assert bad.status_code == 400 and bad.json()["error"]["field"] in ("config.bot_token", "config.channel")
-    assert unknown.status_code == 400 and unknown.json()["error"]["field"] == "destinations.0.id"
+    assert unknown.status_code == 404 and unknown.json()["error"]["field"] == "destinations.0.id"
     raw = " ".join(str(v) for k in relay.ctx.redis.keys("*") if relay.ctx.redis.type(k) == "hash"
                    for v in relay.ctx.redis.hgetall(k).values())
     assert "secretsecret" not in raw

@@ -190,13 +190,13 @@ def test_install_flow_maps_the_workspace_to_the_tenant(slack_relay, fake_slack):
     assert installation.bot_token not in raw  # encrypted at rest
 
     replayed = httpx.get(callback)
-    assert replayed.status_code == 400 and "already used" in replayed.text
+    assert replayed.status_code == 409 and "already used" in replayed.text
     forged = httpx.get(callback.replace("state=", "state=x"))
-    assert forged.status_code == 400 and "not valid" in forged.text
+    assert forged.status_code == 403 and "not valid" in forged.text
     cancelled = httpx.get(slack_relay.url + "/slack/oauth/callback?error=access_denied&state=s")
-    assert cancelled.status_code == 400 and "cancelled" in cancelled.text
+    assert cancelled.status_code == 200 and "cancelled" in cancelled.text
     bad_link = httpx.get(slack_relay.url + "/slack/install?link=tampered-link-value")
-    assert bad_link.status_code == 400 and "not valid" in bad_link.text
+    assert bad_link.status_code == 403 and "not valid" in bad_link.text
 
     answer, url = send(slack_relay, fake_slack, "excel Welcome pack", team="T0INSTALL")
     assert "Starting a new" in answer.json()["text"]
