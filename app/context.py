@@ -41,6 +41,8 @@ class Context:
     idempotency: IdempotencyStore
     destinations: DestinationStore
     hooks: HookStore
+    secret: str = ""
+    """Signs tokens and the dashboard's session cookie (RELAY_SECRET_KEY, else one kept in Redis)."""
 
     _queues: dict[str, Queue] = field(default_factory=dict)
     scripts: dict[str, Any] = field(default_factory=dict)
@@ -86,7 +88,8 @@ def build_context(config: RelayConfig) -> Context:
                    tenants=TenantStore(redis, prefix, box), records=RecordStore(redis, prefix),
                    tasks=TaskStore(redis, prefix), events=EventLog(redis, prefix),
                    idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds),
-                   destinations=DestinationStore(redis, prefix, box), hooks=HookStore(redis, prefix, box))
+                   destinations=DestinationStore(redis, prefix, box), hooks=HookStore(redis, prefix, box),
+                   secret=secret)
 
 
 def _stored_secret(redis: Redis, key: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -64,7 +65,11 @@ class DevStack:
             keys = {"RELAY_ENCRYPTION_KEYS": SecretBox.new_key(), "RELAY_SECRET_KEY": os.urandom(24).hex()}
             path.touch(mode=0o600)
             path.write_text(json.dumps(keys))
-        return json.loads(path.read_text())
+        keys = json.loads(path.read_text())
+        if "RELAY_ADMIN_TOKEN" not in keys:  # run directories made before the dashboard existed
+            keys["RELAY_ADMIN_TOKEN"] = secrets.token_urlsafe(18)
+            path.write_text(json.dumps(keys))
+        return keys
 
     def sandbox_env(self, **extra: str) -> dict[str, str]:
         return {**os.environ, "SANDBOX_REDIS_URL": self.redis.url,

@@ -39,6 +39,7 @@ return 1
 """
 
 _JSON_FIELDS = ("result", "error", "destinations", "callback_headers")
+RECENT_KEPT = 1000  # tasks indexed for the dashboard, newest first
 
 
 class TaskStore:
@@ -46,6 +47,7 @@ class TaskStore:
         self._redis, self._prefix = redis, prefix
         self._transition = redis.register_script(_TRANSITION)
         self.watch_key = prefix + "tasks:watch"
+        self.recent_key = prefix + "tasks:recent"
 
     def key_for(self, task_id: str) -> str:
         return f"{self._prefix}task:{task_id}"
@@ -54,8 +56,16 @@ class TaskStore:
         task_id, now = new_id("tsk"), time.time()
         record = {"task_id": task_id, "tenant_id": tenant_id, "status": "pending_submit", "progress": 0,
                   "created_at": now, "updated_at": now, **fields}
-        self._redis.hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in record.items()})
+        pipe = self._redis.pipeline()
+        pipe.hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in record.items()})
+        pipe.zadd(self.recent_key, {task_id: now})
+        pipe.zremrangebyrank(self.recent_key, 0, -RECENT_KEPT - 1)
+        pipe.execute()
         return self.get(task_id) or record
+
+    def recent(self, limit: int = 50) -> list[dict]:
+        """The newest tasks of every tenant (the operator's dashboard)."""
+        return self.many(list(self._redis.zrevrange(self.recent_key, 0, limit - 1)))
 
     def get(self, task_id: str, tenant_id: str | None = None) -> dict | None:
         raw = self._redis.hgetall(self.key_for(task_id))

@@ -52,6 +52,8 @@ def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
         click.echo(f"redis    {redis_url}")
         click.echo(f"sandbox  {sandbox_url}")
         click.echo(f"relay    {relay_url}  (tenant {tenant.name}; API key in {stack.run_dir / 'demo-api-key.txt'})")
+        click.echo(f"admin    {relay_url}/dashboard  (admin token in {stack.run_dir / 'secrets.json'}: "
+                   "RELAY_ADMIN_TOKEN)")
         demo = {"format": "excel", "prompt": prompt, "record_key": "demo:quarterly-report",
                 "destinations": [{"kind": "folder", "config": {"path": "demo"}}]}
         task = submit_document(relay_url, api_key, demo, follow=True)

@@ -23,7 +23,7 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     register_error_handlers(app)
     app.before_request(logs.reset)  # gunicorn threads serve many requests: start each with no log fields
 
-    from . import api, fanout, files, health, intake, integrations, slack
+    from . import api, dashboard, fanout, files, health, intake, integrations, slack
 
     app.register_blueprint(health.bp)
     app.register_blueprint(intake.bp)
@@ -32,4 +32,5 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.register_blueprint(fanout.bp)
     app.register_blueprint(integrations.bp)
     app.register_blueprint(slack.bp)
+    dashboard.install_dashboard(app)
     return app

@@ -1,0 +1,157 @@
+"""The operator's dashboard at /dashboard: server-rendered pages behind an admin sign-in (RELAY_ADMIN_TOKEN),
+CSRF-protected forms (Flask-WTF), and one JSON endpoint the task list polls for live progress bars.
+rq-dashboard is mounted at /dashboard/rq behind the same sign-in."""
+
+from __future__ import annotations
+
+import hmac
+from functools import wraps
+from urllib.parse import urlsplit
+
+import rq_dashboard
+from flask import Blueprint, Flask, abort, flash, jsonify, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFProtect
+
+from .. import admin, deliveries
+from .base import ctx
+
+bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
+csrf = CSRFProtect()
+
+
+def install_dashboard(app: Flask) -> None:
+    config = app.extensions["relay"].config
+    app.secret_key = app.extensions["relay"].secret
+    app.config.update(WTF_CSRF_CHECK_DEFAULT=False,  # only the dashboard's forms carry a CSRF token
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      SESSION_COOKIE_SECURE=urlsplit(config.public_url).scheme == "https")
+    csrf.init_app(app)
+    app.register_blueprint(bp)
+    _mount_rq_dashboard(app)
+
+
+def signed_in() -> bool:
+    return bool(session.get("admin")) and bool(ctx().config.admin_token)
+
+
+def admin_only(view):
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        if not ctx().config.admin_token:
+            abort(404)
+        if not signed_in():
+            if request.path.startswith("/dashboard/api/"):
+                return jsonify({"error": {"code": "unauthorized", "message": "Sign in at /dashboard/login."}}), 401
+            return redirect(url_for("dashboard.login", next=request.path))
+        if request.method == "POST":
+            csrf.protect()
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    token = ctx().config.admin_token
+    if not token:
+        abort(404)
+    error = ""
+    if request.method == "POST":
+        csrf.protect()
+        if hmac.compare_digest(request.form.get("token", "").encode(), token.encode()):
+            session.clear()
+            session["admin"] = True
+            target = request.args.get("next", "")
+            return redirect(target if target.startswith("/dashboard") else url_for("dashboard.overview"))
+        error = "That admin token is not right."
+    return render_template("dashboard/login.html", error=error), 401 if error else 200
+
+
+@bp.post("/logout")
+@admin_only
+def logout():
+    session.clear()
+    return redirect(url_for("dashboard.login"))
+
+
+@bp.get("/")
+@admin_only
+def overview():
+    return render_template("dashboard/tasks.html", tasks=admin.tasks(ctx()), page="tasks")
+
+
+@bp.get("/api/tasks")
+@admin_only
+def tasks_json():
+    """What the task list polls every 2 seconds."""
+    return jsonify({"items": [{k: t[k] for k in ("task_id", "status", "phase", "progress", "turn_index")}
+                              | {"deliveries": [{"delivery_id": d["delivery_id"], "state": d["state"]}
+                                                for d in t["deliveries"]]}
+                              for t in admin.tasks(ctx())]})
+
+
+@bp.get("/tasks/<task_id>")
+@admin_only
+def task_detail(task_id: str):
+    found = admin.task(ctx(), task_id)
+    if found is None:
+        abort(404)
+    return render_template("dashboard/task.html", task=found, page="tasks")
+
+
+@bp.get("/dead-letters")
+@admin_only
+def dead_letters():
+    return render_template("dashboard/dead_letters.html", items=admin.dead_letters(ctx()), page="dead")
+
+
+@bp.post("/deliveries/<delivery_id>/replay")
+@admin_only
+def replay(delivery_id: str):
+    if deliveries.replay(ctx(), delivery_id):
+        flash(f"Delivery {delivery_id} is queued again.")
+    else:
+        flash(f"Delivery {delivery_id} was already delivered or does not exist.")
+    return redirect(request.form.get("back") if request.form.get("back", "").startswith("/dashboard")
+                    else url_for("dashboard.dead_letters"))
+
+
+@bp.get("/records")
+@admin_only
+def records():
+    return render_template("dashboard/records.html", items=admin.records(ctx()), page="records")
+
+
+@bp.get("/hooks")
+@admin_only
+def hooks():
+    return render_template("dashboard/hooks.html", items=admin.hooks(ctx()), page="hooks")
+
+
+@bp.get("/tenants")
+@admin_only
+def tenants():
+    return render_template("dashboard/tenants.html", items=admin.tenants(ctx()), page="tenants")
+
+
+def _mount_rq_dashboard(app: Flask) -> None:
+    """rq-dashboard's blueprint at /dashboard/rq, on the relay's Redis, behind the admin sign-in."""
+    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", [app.extensions["relay"].config.redis_url])
+    app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix="/dashboard/rq")
+
+
+def _rq_guard():
+    """rq-dashboard's own pages and actions: signed-in admins only. Its buttons POST without a CSRF token,
+    so those must come from this site (Origin) on top of the SameSite=Lax session cookie."""
+    if not ctx().config.admin_token:
+        abort(404)
+    if not signed_in():
+        return redirect(url_for("dashboard.login", next="/dashboard/rq/"))
+    origin = request.headers.get("Origin")
+    if request.method == "POST" and origin and urlsplit(origin).netloc != request.host:
+        abort(403)
+    return None
+
+
+rq_dashboard.blueprint.before_request(_rq_guard)  # the blueprint is module-level: guard it once

@@ -1,0 +1,121 @@
+"""The operator's dashboard in real headless chromium (Debian's package, driven by Playwright): sign in,
+watch a task's bar reach 100 %, see a broken destination's delivery in the dead-letter list, fix the
+destination, click Replay, see it delivered. Plus what must never work: no sign-in, no CSRF token."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.servers import eventually
+
+ADMIN_TOKEN = "dashboard-admin-token-for-tests"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "the dashboard test needs Debian's chromium (.ci/run installs it)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def _shots(tmp_path: Path) -> Path:
+    """RELAY_SCREENSHOTS=docs/screenshots keeps the pictures for the README; otherwise they go to tmp."""
+    folder = Path(os.environ.get("RELAY_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_watch_a_task_then_replay_a_dead_delivery(make_relay, receiver, browser, tmp_path):
+    relay = make_relay(admin_token=ADMIN_TOKEN)
+    shots = _shots(tmp_path)
+    receiver.default_status = 400  # the subscriber refuses: a permanent failure, straight to the dead letters
+    page = browser.new_page(viewport={"width": 1280, "height": 760})
+    page.goto(relay.url + "/dashboard/")
+    assert "/dashboard/login" in page.url
+    page.fill("#token", "not-the-token")
+    page.click("button[type=submit]")
+    assert page.locator("[role=alert]").inner_text() == "That admin token is not right."
+    page.fill("#token", ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/dashboard/$"))
+
+    broken = {"kind": "webhook", "config": {"url": receiver.url}}
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Quarterly board pack with a revenue bridge [[duration=4]]",
+                            record_key="crm:deal:1", destinations=[broken])
+    task_id = task["task_id"]
+    page.goto(relay.url + "/dashboard/")
+    bar = f'[data-progress="{task_id}"]'
+    page.wait_for_function("([selector]) => Number(document.querySelector(selector).getAttribute('aria-valuenow')) > 0"
+                           " && Number(document.querySelector(selector).getAttribute('aria-valuenow')) < 100",
+                           arg=[bar], timeout=30_000)
+    page.wait_for_timeout(700)  # let the bar's width transition finish before the picture
+    page.screenshot(path=str(shots / "dashboard-tasks.png"))
+    page.wait_for_function("([selector]) => document.querySelector(selector).getAttribute('aria-valuenow') === '100'",
+                           arg=[bar], timeout=60_000)
+    page.wait_for_selector(f'[data-deliveries="{task_id}"] .state.dead', timeout=30_000)
+
+    page.click("text=Dead letters")
+    row = page.locator("tr[data-delivery]")
+    assert row.count() == 1 and "answered 400" in row.inner_text()
+    page.screenshot(path=str(shots / "dashboard-dead-letters.png"))
+    receiver.default_status = 204  # the subscriber is fixed
+    row.locator("button", has_text="Replay").click()
+    assert "is queued again" in page.locator("[role=status]").inner_text()
+
+    with relay.client() as client:
+        eventually(lambda: client.get(f"/v1/tasks/{task_id}").json()["deliveries"][0]["state"] == "delivered",
+                   30, "the replayed delivery")
+    page.goto(relay.url + f"/dashboard/tasks/{task_id}")
+    assert page.locator(".state.delivered").count() == 1
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone.context.add_cookies(page.context.cookies())
+    phone.goto(relay.url + "/dashboard/")
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")  # no sideways scroll
+    phone.screenshot(path=str(shots / "dashboard-phone.png"))
+
+
+def test_sign_in_csrf_and_no_secrets(make_relay, receiver):
+    relay = make_relay(admin_token=ADMIN_TOKEN, worker=False)
+    with relay.client() as client:
+        client.post("/v1/destinations", json={"name": "ops", "kind": "webhook", "config": {
+            "url": receiver.url, "secret": "whsec_ZGVzdGluYXRpb24tc2VjcmV0LXZhbHVl"}}).raise_for_status()
+        client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).raise_for_status()
+        relay.submit(client, prompt="x", record_key="crm:1")
+    anonymous = httpx.Client(base_url=relay.url)
+    assert anonymous.get("/dashboard/").status_code == 302
+    assert anonymous.get("/dashboard/api/tasks").status_code == 401
+    assert anonymous.get("/dashboard/rq/").status_code == 302
+
+    browser_like = httpx.Client(base_url=relay.url, follow_redirects=True)
+    login_page = browser_like.get("/dashboard/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', login_page).group(1)
+    assert browser_like.post("/dashboard/login", data={"token": ADMIN_TOKEN}).status_code == 400  # no CSRF token
+    signed = browser_like.post("/dashboard/login", data={"token": ADMIN_TOKEN, "csrf_token": token})
+    assert signed.status_code == 200 and "Tasks" in signed.text
+    assert browser_like.post("/dashboard/deliveries/dlv_X/replay").status_code == 400  # no CSRF token
+    assert browser_like.get("/dashboard/rq/").status_code == 200
+
+    secrets = [relay.api_key, relay.sandbox.api_key, relay.sandbox.webhook_secret, relay.config.encryption_keys,
+               "whsec_ZGVzdGluYXRpb24tc2VjcmV0LXZhbHVl", relay.ctx.secret, ADMIN_TOKEN]
+    for page in ("/dashboard/", "/dashboard/records", "/dashboard/hooks", "/dashboard/tenants",
+                 "/dashboard/dead-letters", "/dashboard/api/tasks"):
+        text = browser_like.get(page).text
+        assert not [s for s in secrets if s in text], page
+
+
+def test_dashboard_is_off_without_an_admin_token(make_relay):
+    relay = make_relay(worker=False)
+    assert httpx.get(relay.url + "/dashboard/login").status_code == 404
+    assert httpx.get(relay.url + "/dashboard/rq/").status_code == 404
