@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import connectors, deliveries, dev, services, submit, tenants
+from . import connectors, deliveries, dev, doctor, services, submit, tenants
 
 
 @click.group()
@@ -13,5 +13,5 @@ def main() -> None:
 
 
 for command in (dev.dev, services.sandbox, services.web, services.worker, services.scheduler, submit.submit,
-                tenants.tenants, tenants.secrets, deliveries.deliveries_group, connectors.connectors):
+                tenants.tenants, tenants.secrets, deliveries.deliveries_group, connectors.connectors, doctor.doctor):
     main.add_command(command)

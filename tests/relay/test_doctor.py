@@ -1,0 +1,61 @@
+"""`relay doctor` against real Redis servers and the sandbox: what it accepts, warns about and fails on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+
+from app.devstack import free_port, stop_processes
+from app.embedded_redis import server_binary
+from tests.support.servers import eventually
+
+
+def doctor(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", "doctor"], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def wait_for_worker(relay) -> None:
+    eventually(lambda: httpx.get(relay.url + "/readyz").status_code == 200, 30, "the worker to register")
+
+
+def test_a_healthy_installation_passes(relay):
+    wait_for_worker(relay)
+    done = doctor(relay.env())
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout
+    assert "ok    redis" in lines and "AOF is on" in lines and "noeviction" in lines
+    assert "ok    workers" in lines and "ok    api (acme)" in lines
+    assert "warn  public url" in lines  # the tests' relay lives on loopback
+    assert relay.sandbox.api_key not in lines and relay.api_key not in lines
+
+
+def test_unreachable_redis_and_a_refused_key_fail(make_relay):
+    relay = make_relay()
+    relay.new_tenant("revoked", upstream_key="ovt_not_a_key")
+    wait_for_worker(relay)
+    refused = doctor(relay.env())
+    assert refused.returncode == 1 and "FAIL  api (revoked)" in refused.stdout and "refuses" in refused.stdout
+    nowhere = doctor({**relay.env(), "RELAY_REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"})
+    assert nowhere.returncode == 1 and "FAIL  redis" in nowhere.stdout and "hunter2" not in nowhere.stdout
+
+
+def test_a_redis_that_can_lose_data_is_flagged(make_relay, tmp_path):
+    relay = make_relay(worker=False)
+    port = free_port()
+    risky = subprocess.Popen([server_binary(), "--port", str(port), "--appendonly", "no", "--save", "",
+                              "--maxmemory-policy", "allkeys-lru", "--dir", str(tmp_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        env = {**relay.env(), "RELAY_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+        for _ in range(50):
+            done = doctor(env)
+            if "cannot reach" not in done.stdout:
+                break
+        assert "warn  redis persistence" in done.stdout and "AOF is off" in done.stdout
+        assert "warn  redis eviction" in done.stdout and "allkeys-lru" in done.stdout
+        assert "FAIL  workers" in done.stdout and done.returncode == 1
+    finally:
+        stop_processes([risky], timeout=10)
