@@ -1,4 +1,6 @@
-# Multi-stage image: build a wheel, install it into a slim runtime that runs as a non-root user.
+# Multi-stage image: wheels are built in the first stage, installed into a venv in a slim runtime that runs
+# as a non-root user. The two RUN steps are deploy/build-wheels.sh and deploy/install.sh, which .ci/run
+# runs too (then starts the installed relay end to end), so the image's steps are tested on every change.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -6,15 +8,23 @@ COPY app ./app
 COPY connectors ./connectors
 COPY sandbox ./sandbox
 COPY schemas ./schemas
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+COPY deploy ./deploy
+RUN sh deploy/build-wheels.sh /wheels .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 relay
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY deploy/install.sh /tmp/install.sh
+RUN sh /tmp/install.sh /opt/relay /wheels && rm -rf /wheels /tmp/install.sh
+ENV PATH=/opt/relay/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/relay-metrics \
+    RELAY_FOLDER_ROOTS=/home/relay/deliveries
 USER relay
 WORKDIR /home/relay
-ENV SANDBOX_DATA_DIR=/home/relay/sandbox-data
-EXPOSE 8090
-# The sandbox API; point SANDBOX_REDIS_URL at your Redis.
-CMD ["python", "-m", "sandbox", "serve", "--host", "0.0.0.0", "--port", "8090"]
+RUN mkdir -p /tmp/relay-metrics /home/relay/deliveries
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"
+# `relay web` runs gunicorn with app/gunicorn_conf.py; `relay worker`, `relay scheduler` and
+# `relay sandbox serve` are the other processes (see docker-compose.yml).
+CMD ["relay", "web", "--host", "0.0.0.0", "--port", "8080"]

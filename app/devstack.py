@@ -98,7 +98,10 @@ class DevStack:
         self.spawn("worker", ["app.cli", "worker"], env)
         self.spawn("scheduler", ["app.cli", "scheduler"], env)
         url = f"http://127.0.0.1:{port}"
-        wait_until_up(f"{url}/readyz")
+        try:
+            wait_until_up(f"{url}/readyz")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; see {self.run_dir}/web.log and worker.log") from None
         return url
 
     def stop(self) -> None:

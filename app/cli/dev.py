@@ -61,7 +61,7 @@ def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
             raise click.ClickException(f"the demo generation ended {task['status']}: {task.get('error')}")
         delivery = _wait_delivered(relay_url, api_key, task["task_id"])
         click.echo(f"\nfile     {delivery['location']}")
-        for line in describe(task)[1:]:
+        for line in describe({**task, "deliveries": [delivery]})[1:]:
             click.echo(line)
         click.echo(f"view     {task['result']['edit_url']}")
         if exit_after_demo:
