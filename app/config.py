@@ -72,6 +72,8 @@ class RelayConfig:
     metrics_dir: str = "var/metrics"
     """Where the web and worker processes of this host write Prometheus metrics for /metrics to add up
     (prometheus_client's multiprocess mode; PROMETHEUS_MULTIPROC_DIR wins when set). Empty: per process."""
+    rate_limit: str = "600 per minute;50 per second"
+    """Per relay API key on /v1 (flask-limiter syntax, counted in Redis across processes). Empty: no limit."""
     admin_token: str = ""
     """Signs in to /dashboard and /dashboard/rq. Empty: the dashboard is off."""
 

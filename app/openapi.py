@@ -145,7 +145,12 @@ def _parameters(route: Route) -> list[dict]:
 
 def _operation(route: Route) -> dict:
     words = re.findall(r"[a-z0-9]+", f"{route.method.lower()} {route.path}")
-    responses = {str(status): _response(route, status, schema) for status, schema in route.responses.items()}
+    statuses = dict(route.responses)
+    if route.auth:
+        statuses.setdefault(429, ERROR)  # the per-key rate limit
+    if route.method == "POST":
+        statuses.setdefault(413, ERROR)  # bodies over 1 MiB, everywhere
+    responses = {str(status): _response(route, status, schema) for status, schema in statuses.items()}
     operation: dict[str, Any] = {"summary": route.summary, "tags": [route.tag], "operationId": "_".join(words),
                                  "responses": responses}
     if route.description:

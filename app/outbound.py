@@ -1,6 +1,10 @@
 """Every request to a URL a user gave us (hooks, callbacks, destinations) goes through this policy:
 the host is resolved and refused when any address is private, loopback, link-local or otherwise not
-public, unless allow-listed (local development and tests); redirects are never followed."""
+public, unless allow-listed (local development and tests); redirects are never followed.
+
+The connection then goes to the address that was checked (the request is pinned to it, with the
+original Host header and TLS server name): a DNS answer that changes between the check and the
+connection (DNS rebinding) cannot steer the request to a private address."""
 
 from __future__ import annotations
 
@@ -33,10 +37,12 @@ class OutboundPolicy:
             raise Permanent(f"not an http(s) URL: {url[:100]}")
         self.check_host(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
-    def check_host(self, host: str, port: int) -> None:
+    def check_host(self, host: str, port: int) -> str | None:
+        """Refuse a host that resolves to any address not allowed; return the address to connect to
+        (None for allow-listed host names, which are used as they are)."""
         host = host.lower()
         if host in self._hosts:
-            return
+            return None
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror:
@@ -48,10 +54,17 @@ class OutboundPolicy:
             if not address.is_global:
                 raise Permanent(f"{host} resolves to a non-public address ({address}); "
                                 "allow it with RELAY_OUTBOUND_ALLOW for local development")
+        return str(infos[0][4][0])
 
     def client(self, **kwargs) -> httpx.Client:
         def guard(request: httpx.Request) -> None:
-            self.check(str(request.url))
+            url = request.url
+            if url.scheme not in ("http", "https") or not url.host:
+                raise Permanent(f"not an http(s) URL: {str(url)[:100]}")
+            pinned = self.check_host(url.host, url.port or (443 if url.scheme == "https" else 80))
+            if pinned and pinned != url.host:  # connect to the address just checked, not a fresh lookup
+                request.url = url.copy_with(host=pinned)
+                request.extensions["sni_hostname"] = url.host
 
         kwargs.setdefault("timeout", self._timeout)
         return httpx.Client(follow_redirects=False, event_hooks={"request": [guard]}, **kwargs)

@@ -130,6 +130,8 @@ def _describe(error: ValidationError) -> list[FieldError]:
         extra = sorted(set(value) - known) if isinstance(value, dict) else []
         return [FieldError(_path(error, key), "is not a known field") for key in extra]
     field = _path(error)
+    if isinstance(error.schema, dict) and error.schema.get("writeOnly"):
+        return [FieldError(field, "is not valid (a secret: its value is not repeated here)")]
     messages = {
         "type": lambda: f"must be of type {_join(spec)}",
         "minLength": lambda: "must not be empty" if spec == 1 else f"must be at least {spec} characters",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
 
-from schemas.http import register_error_handlers
+from schemas.http import ApiError, register_error_handlers
 
 from .. import logs
 from ..config import RelayConfig
@@ -22,8 +22,9 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.extensions["relay"] = ctx
     register_error_handlers(app)
     app.before_request(logs.reset)  # gunicorn threads serve many requests: start each with no log fields
+    app.before_request(_refuse_large_bodies)
 
-    from . import api, dashboard, fanout, files, health, intake, integrations, slack
+    from . import api, dashboard, fanout, files, health, intake, integrations, limits, slack
 
     app.register_blueprint(health.bp)
     app.register_blueprint(intake.bp)
@@ -33,4 +34,12 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.register_blueprint(integrations.bp)
     app.register_blueprint(slack.bp)
     dashboard.install_dashboard(app)
+    config = ctx.config
+    limits.install_limits(app, config.rate_limit, config.redis_url, config.key_prefix, [api.bp, fanout.bp])
     return app
+
+
+def _refuse_large_bodies() -> None:
+    """Every endpoint, also those that never read a body: over 1 MiB is 413 before any work is done."""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise ApiError(413, "payload_too_large", f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB.")

@@ -1,0 +1,72 @@
+"""Tenant isolation: every endpoint that takes an id, called by another tenant with the owner's ids,
+answers 404, and the owner's data is unchanged afterwards. Lists never show another tenant's items."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from app.openapi import ROUTES
+from tests.relay.test_deliveries import delivered
+
+
+def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver):
+    receiver.default_status = 400  # the owner's destination fails for good: a dead letter to poke at
+    owner = relay.client()
+    destination = owner.post("/v1/destinations", json={"name": "ops", "kind": "webhook",
+                                                       "config": {"url": receiver.url}}).json()
+    hook = owner.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).json()
+    task = relay.submit(owner, prompt="Owner's pipeline", record_key="crm:deal:1",
+                        destinations=[{"id": destination["id"]}])
+    dead = next(d for d in delivered(relay, owner, task["task_id"], count=2) if d["destination_id"])
+    record_path = "/v1/records/" + quote("crm:deal:1", safe="")
+
+    def owner_view() -> dict:
+        paths = {"task": f"/v1/tasks/{task['task_id']}", "record": record_path, "hooks": "/v1/hooks",
+                 "destination": f"/v1/destinations/{destination['id']}", "events": "/v1/events", "me": "/v1/me",
+                 "delivery": f"/v1/deliveries/{dead['delivery_id']}"}
+        return {name: _without_links(owner.get(path).json()) for name, path in paths.items()}
+
+    before = owner_view()
+    assert before["delivery"]["state"] == "dead"
+    _, other_key = relay.new_tenant("intruder")
+    intruder = relay.client(other_key)
+    calls = {
+        ("GET", "/v1/tasks/{task_id}"): intruder.get(f"/v1/tasks/{task['task_id']}"),
+        ("GET", "/v1/records/{record_key}"): intruder.get(record_path),
+        ("DELETE", "/v1/records/{record_key}"): intruder.delete(record_path),
+        ("GET", "/v1/destinations/{destination_id}"): intruder.get(f"/v1/destinations/{destination['id']}"),
+        ("DELETE", "/v1/destinations/{destination_id}"): intruder.delete(f"/v1/destinations/{destination['id']}"),
+        ("DELETE", "/v1/hooks/{hook_id}"): intruder.delete(f"/v1/hooks/{hook['id']}"),
+        ("GET", "/v1/deliveries/{delivery_id}"): intruder.get(f"/v1/deliveries/{dead['delivery_id']}"),
+        ("POST", "/v1/deliveries/{delivery_id}/replay"): intruder.post(f"/v1/deliveries/{dead['delivery_id']}/replay"),
+        ("POST", "/v1/exports (task_id)"): intruder.post("/v1/exports", json={"task_id": task["task_id"],
+                                                                              "format": "csv"}),
+        ("POST", "/v1/exports (record_key)"): intruder.post("/v1/exports", json={"record_key": "crm:deal:1",
+                                                                                 "format": "csv"}),
+        ("POST", "/v1/documents (saved destination)"): intruder.post("/v1/documents", json={
+            "format": "excel", "prompt": "x", "destinations": [{"id": destination["id"]}]}),
+    }
+    assert {call: answer.status_code for call, answer in calls.items()} == {call: 404 for call in calls}
+    assert all(answer.json()["error"]["code"].endswith("not_found") for answer in calls.values())
+
+    lists = {path: intruder.get(path).json()["items"] for path in
+             ("/v1/events", "/v1/hooks", "/v1/destinations", "/v1/deliveries")}
+    assert lists == {path: [] for path in lists}
+    assert intruder.get("/v1/me").json()["usage"]["task_count"] == 0
+
+    own = relay.submit(intruder, prompt="Same key, other tenant", record_key="crm:deal:1")
+    finished = relay.wait_task(intruder, own["task_id"])
+    assert finished["run_id"] != before["task"]["run_id"]  # record keys are per tenant
+    assert owner_view() == before, "the owner's data changed"
+
+    with_ids = {(r.method, r.path) for r in ROUTES if r.auth and "{" in r.path}
+    assert with_ids <= {call for call in calls if "{" in call[1]}, "an endpoint with ids is not covered here"
+
+
+def _without_links(value):
+    """File links are signed with the time they are made: leave them out of before/after comparisons."""
+    if isinstance(value, dict):
+        return {k: _without_links(v) for k, v in value.items() if k not in ("file_url", "export_url")}
+    if isinstance(value, list):
+        return [_without_links(v) for v in value]
+    return value

@@ -1,0 +1,50 @@
+"""Rate limits per API key (shared by every web process through Redis) and request size limits on
+every endpoint: clear JSON errors, and nothing stored."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from app.openapi import ROUTES
+
+
+def test_rate_limit_per_api_key_answers_429_with_retry_after(make_relay):
+    relay = make_relay(worker=False, rate_limit="5 per minute")
+    _, other_key = relay.new_tenant("other")
+    with relay.client() as client:
+        answers = [client.get("/v1/me") for _ in range(6)]
+        assert [a.status_code for a in answers] == [200] * 5 + [429]
+        limited = answers[-1]
+        assert limited.json()["error"]["code"] == "too_many_requests"
+        assert int(limited.headers["Retry-After"]) > 0
+        assert client.get("/v1/tasks/tsk_x").status_code == 429  # the whole API, per key
+    with relay.client(other_key) as other:
+        assert other.get("/v1/me").status_code == 200  # another key has its own budget
+    assert httpx.get(relay.url + "/healthz").status_code == 200  # not for health checks
+
+
+def test_the_limit_is_shared_across_web_processes(make_relay):
+    """Two web apps (as two gunicorn processes would be) count against the same Redis."""
+    from app.web import create_app
+    from tests.support.servers import ServedApp
+
+    relay = make_relay(worker=False, rate_limit="4 per minute")
+    second = ServedApp(create_app(config=relay.config)).start()
+    try:
+        headers = {"Authorization": f"Bearer {relay.api_key}"}
+        codes = [httpx.get(url + "/v1/me", headers=headers).status_code
+                 for url in (relay.url, second.url, relay.url, second.url, relay.url)]
+        assert codes == [200, 200, 200, 200, 429]
+    finally:
+        second.stop()
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.method == "POST"], ids=lambda r: r.path)
+def test_every_endpoint_refuses_a_body_over_1_mib(make_relay, route):
+    relay = make_relay(worker=False)
+    path = route.path.replace("{", "").replace("}", "")
+    answer = httpx.post(relay.url + path, content=b"x" * (1024 * 1024 + 1),
+                        headers={"Authorization": f"Bearer {relay.api_key}", "Content-Type": "application/json"})
+    assert answer.status_code == 413, answer.text
+    assert answer.headers["content-type"] == "application/json" and answer.json()["error"]["message"]

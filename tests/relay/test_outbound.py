@@ -1,0 +1,75 @@
+"""The outbound-address policy for URLs users give us: private ranges refused after DNS resolution, the
+connection pinned to the checked address (DNS rebinding), redirects never followed, an allow-list."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from app.outbound import OutboundPolicy
+from connectors.base import Permanent
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    """A resolver we control: each call pops the next answer for a name (a rebinding attacker's DNS)."""
+    answers: dict[str, list[str]] = {}
+
+    def resolve(host, port, *args, **kwargs):
+        queue = answers.get(host)
+        if not queue:
+            raise socket.gaierror(f"no such host {host}")
+        address = queue.pop(0) if len(queue) > 1 else queue[0]
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    return answers
+
+
+def _seen(policy: OutboundPolicy, url: str, status: int = 204, headers: dict | None = None) -> httpx.Request:
+    captured: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        captured.append(request)
+        return httpx.Response(status, headers=headers or {})
+
+    with policy.client(transport=httpx.MockTransport(handler)) as client:
+        response = client.get(url)
+    assert response.status_code == status
+    return captured[0]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254",
+                                     "::1", "fc00::1", "100.64.0.1", "0.0.0.0"])
+def test_private_loopback_and_link_local_addresses_are_refused(dns, address):
+    dns["internal.example"] = [address]
+    with pytest.raises(Permanent, match="non-public address"):
+        _seen(OutboundPolicy(), "https://internal.example/hook")
+
+
+def test_the_connection_is_pinned_to_the_checked_address(dns):
+    dns["rebind.example"] = ["93.184.216.34", "127.0.0.1"]  # public when checked, loopback right after
+    request = _seen(OutboundPolicy(), "https://rebind.example/hook?x=1")
+    assert request.url.host == "93.184.216.34" and request.url.path == "/hook"
+    assert request.headers["host"] == "rebind.example"  # the server still sees its own name
+    assert request.extensions["sni_hostname"] == "rebind.example"  # and TLS checks its certificate
+
+
+def test_redirects_are_not_followed(dns):
+    dns["public.example"] = ["93.184.216.34"]
+    request = _seen(OutboundPolicy(), "https://public.example/a", status=302,
+                    headers={"Location": "http://127.0.0.1/admin"})
+    assert request.url.path == "/a"  # one request only: the redirect's target was never asked
+
+
+def test_the_allow_list_admits_ranges_and_names(dns):
+    dns["dev.internal"] = ["10.0.0.5"]
+    assert _seen(OutboundPolicy("10.0.0.0/8"), "http://dev.internal/x").url.host == "10.0.0.5"
+    assert _seen(OutboundPolicy("dev.internal"), "http://dev.internal/x").url.host == "dev.internal"
+    with pytest.raises(Permanent, match="not an http"):
+        _seen(OutboundPolicy(), "ftp://dev.internal/x")
+    with pytest.raises(Permanent, match="cannot resolve"):
+        _seen(OutboundPolicy(), "https://nowhere.example/x")
