@@ -83,7 +83,7 @@ def test_metrics_add_up_across_processes(gunicorn_stack, receiver):
     assert samples[("relay_dead_letters", ())] == 0
 
 
-def test_logs_are_json_and_never_carry_secrets(gunicorn_stack, receiver):
+def test_logs_are_json_and_never_carry_secrets(gunicorn_stack, receiver, reliability):
     relay, url, folder = gunicorn_stack
     client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {relay.api_key}"}, timeout=30)
     hook_target = receiver.url + "?token=xoxb-not-a-real-token-123456"
@@ -108,6 +108,10 @@ def test_logs_are_json_and_never_carry_secrets(gunicorn_stack, receiver):
     worker_lines = [json.loads(line) for line in (folder / "worker.log").read_text().splitlines() if line.strip()]
     assert any(line.get("task_id") == task_id for line in worker_lines)
     assert any(line.get("delivery_id") for line in worker_lines)
+    total = sum(len((folder / name).read_text().splitlines()) for name in ("web.log", "worker.log"))
+    reliability(fault="secrets (API keys, webhook secret, encryption key, callback and hook credentials) in logs",
+                tried=total, lost=0, duplicated="-", notes=f"{len(secrets)} secrets searched in every captured "
+                                                           "log line of web and worker: none found")
 
 
 def test_redaction_and_context_fields():
