@@ -8,7 +8,7 @@ import time
 
 from rq import get_current_job
 
-from . import context, deliveries, metrics, submit, tracking
+from . import context, deliveries, metrics, pump, submit, tracking
 from .logs import log_context
 from .tasks import TERMINAL
 from .upstream import PollPolicy, UpstreamNotFound, UpstreamUnavailable
@@ -16,11 +16,21 @@ from .upstream import PollPolicy, UpstreamNotFound, UpstreamUnavailable
 log = logging.getLogger(__name__)
 
 
-def process_upstream_event(tenant_id: str, task_id: str, body: str) -> str:
-    """Apply a verified webhook from the API to its task."""
-    event = json.loads(body)
+def process_upstream_event(tenant_id: str, task_id: str, body: str, entry_id: str = "") -> str:
+    """Apply a verified webhook from the API to its task, then let its intake-stream entry go."""
+    ctx, event = context.current(), json.loads(body)
     with log_context(tenant=tenant_id, task_id=task_id, run_id=(event.get("data") or {}).get("run_id")):
-        return tracking.apply(context.current(), task_id, event["data"], source=f"webhook {event['type']}")
+        outcome = tracking.apply(ctx, task_id, event["data"], source=f"webhook {event['type']}")
+    pump.acknowledge(ctx, entry_id)
+    return outcome
+
+
+def slack_command(name: str, request: dict, entry_id: str = "") -> None:
+    """The background half of an /overten command (app.slack.jobs), then its intake-stream entry goes."""
+    from .slack import jobs as slack_jobs
+
+    getattr(slack_jobs, name)(request)
+    pump.acknowledge(context.current(), entry_id)
 
 
 def deliver(delivery_id: str) -> str:

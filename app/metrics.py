@@ -45,7 +45,7 @@ class QueueDepths(Collector):
         for name in queues.ALL:
             depth.add_metric([name], self._ctx.queue(name).count)
         yield depth
-        yield GaugeMetricFamily("relay_intake_backlog", "Webhooks and commands accepted, not yet pumped into RQ.",
+        yield GaugeMetricFamily("relay_intake_backlog", "Webhooks and commands accepted and not yet processed.",
                                 value=self._ctx.redis.xlen(stream_key(self._ctx)))
         yield GaugeMetricFamily("relay_dead_letters", "Deliveries that failed for good and wait for a replay.",
                                 value=self._ctx.redis.zcard(self._ctx.key("deadletter")))

@@ -11,7 +11,6 @@ See docs/decisions/0004-intake-stream.md for why not an RQ enqueue per request.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -59,6 +58,15 @@ def record_event(ctx: Context, tenant_id: str, task_id: str, webhook_id: str, bo
     return script(keys=[dedupe, stream_key(ctx)], args=args) == 1
 
 
+def acknowledge(ctx: Context, entry_id: str) -> None:
+    """The entry's work is done (called by the job itself): it leaves the stream."""
+    if entry_id:
+        pipe = ctx.redis.pipeline()
+        pipe.xack(stream_key(ctx), GROUP, entry_id)
+        pipe.xdel(stream_key(ctx), entry_id)
+        pipe.execute()
+
+
 def record_command(ctx: Context, job: str, request: dict, command_id: str) -> bool:
     """Durably queue a Slack command's work (``job`` of app.slack.jobs), once per ``command_id``."""
     dedupe = ctx.key("slack", "command", digest(command_id, 40))
@@ -83,43 +91,54 @@ class IntakePump:
                 raise
 
     def pump_once(self, block_ms: int | None = None, count: int = 200) -> int:
-        """Move what is waiting (and what dead consumers left behind) into RQ. Returns how many."""
+        """Turn what is waiting into RQ jobs, and look again at entries whose job has not acknowledged
+        them for a while (a dead consumer's, or a job RQ lost). Returns how many entries were handled."""
         self.ensure_group()
         _, claimed, _ = self._ctx.redis.xautoclaim(self._stream, GROUP, self._consumer, self._reclaim_idle_ms,
                                                    start_id="0-0", count=count)
         fresh = self._ctx.redis.xreadgroup(GROUP, self._consumer, {self._stream: ">"}, count=count, block=block_ms)
         entries = list(claimed) + [entry for _, batch in (fresh or []) for entry in batch]
         for entry_id, fields in entries:
-            self._enqueue(fields)
-            pipe = self._ctx.redis.pipeline()
-            pipe.xack(self._stream, GROUP, entry_id)
-            pipe.xdel(self._stream, entry_id)
-            pipe.execute()
+            queue, job = self._job_for(entry_id, fields)
+            try:
+                queue.enqueue_job(job, unique=True)
+            except DuplicateJobError:  # handled before: see how its job is doing
+                self._recover(queue, job.id, entry_id)
         return len(entries)
 
-    def _enqueue(self, fields: dict) -> None:
-        if fields.get("kind") == "slack":
-            self._enqueue_command(fields)
-            return
+    def _job_for(self, entry_id: str, fields: dict):
+        """The RQ job of a stream entry; its id derives from the webhook-id (or Slack's trigger_id), and the
+        job acknowledges the entry when it is done (app.jobs), so nothing is acknowledged on a promise."""
         from . import jobs, queues
 
+        if fields.get("kind") == "slack":
+            queue = self._ctx.queue(queues.SUBMIT)
+            return queue, queue.create_job(jobs.slack_command, args=(fields["job"], json.loads(fields["request"]),
+                                                                     entry_id),
+                                           job_id="slack-" + digest(fields["dedupe"], 40), timeout=300,
+                                           result_ttl=3600, failure_ttl=7 * 86_400)
         queue = self._ctx.queue(queues.EVENTS)
-        job = queue.create_job(jobs.process_upstream_event, args=(fields["tenant"], fields["task"], fields["body"]),
-                               job_id="wh-" + digest(f"{fields['tenant']}:{fields['webhook']}", 40), timeout=120,
-                               result_ttl=3600, failure_ttl=7 * 86_400, retry=_EVENT_RETRY)
-        with contextlib.suppress(DuplicateJobError):  # pumped before a crash kept us from acknowledging it
-            queue.enqueue_job(job, unique=True)
+        return queue, queue.create_job(jobs.process_upstream_event,
+                                       args=(fields["tenant"], fields["task"], fields["body"], entry_id),
+                                       job_id="wh-" + digest(f"{fields['tenant']}:{fields['webhook']}", 40),
+                                       timeout=120, result_ttl=3600, failure_ttl=7 * 86_400, retry=_EVENT_RETRY)
 
-    def _enqueue_command(self, fields: dict) -> None:
-        from . import queues
-        from .slack import jobs
-
-        queue = self._ctx.queue(queues.SUBMIT)
-        job = queue.create_job(getattr(jobs, fields["job"]), args=(json.loads(fields["request"]),),
-                               job_id="slack-" + digest(fields["dedupe"], 40), timeout=300, result_ttl=0,
-                               failure_ttl=7 * 86_400)
-        with contextlib.suppress(DuplicateJobError):
-            queue.enqueue_job(job, unique=True)
+    def _recover(self, queue, job_id: str, entry_id: str) -> None:
+        """An entry whose job exists already. Finished: acknowledge it. Queued but in no list: a worker
+        popped it from several queues at once with BLPOP and lost the reply (a Redis restart), so RQ will
+        never run it: push it again. Anything else (running, scheduled for a retry, failed) RQ is handling."""
+        status = self._ctx.rq_redis.hget(f"rq:job:{job_id}", "status")
+        if status == b"finished":
+            acknowledge(self._ctx, entry_id)
+            return
+        if status != b"queued":
+            return
+        raw = job_id.encode()
+        waiting = self._ctx.rq_redis.lpos(queue.key, raw) is not None or \
+            self._ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is not None
+        if not waiting:
+            log.warning("job %s was lost between Redis and a worker; queued again", job_id)
+            queue.push_job_id(job_id)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="relay-intake-pump", daemon=True)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from rq import Worker
 from rq.job import Job
 from standardwebhooks import Webhook
 
@@ -91,11 +92,25 @@ def test_acknowledged_webhooks_survive_a_redis_restart(make_relay, reliability):
                     missing.append(webhook_id)
             return missing
 
-        eventually(lambda: unprocessed() == [], 90, "every acknowledged webhook to be processed")
+        try:
+            eventually(lambda: unprocessed() == [], 90, "every acknowledged webhook to be processed")
+        except AssertionError:
+            missing = unprocessed()
+            stored = [w for w in missing if relay.ctx.redis.exists(
+                relay.ctx.key("webhook", relay.tenant_id, digest(w, 40)))]
+            jobs = [Job.fetch("wh-" + digest(f"{relay.tenant_id}:{w}", 40), connection=relay.ctx.rq_redis)
+                    for w in missing if relay.ctx.rq_redis.exists("rq:job:wh-" + digest(f"{relay.tenant_id}:{w}", 40))]
+            states = [(j.get_status(), (j.exc_info or "")[-300:]) for j in jobs]
+            raise AssertionError(f"{len(missing)} acknowledged webhooks not processed; {len(stored)} of them stored; "
+                                 f"jobs {states}; "
+                                 f"stream {relay.ctx.redis.xlen(relay.ctx.key('intake'))}, queued "
+                                 f"{relay.ctx.queue('relay-events').count}, worker alive {worker.poll() is None}, "
+                                 f"workers {len(Worker.all(connection=relay.ctx.rq_redis))}") from None
         reliability(fault=f"Redis restarted (SIGTERM, AOF everysec) after {RESTART_AFTER} of {WEBHOOKS} "
                           "signed webhooks, 4 concurrent senders",
                     tried=1, lost=0, duplicated="0 (each webhook-id processed once)",
                     notes=f"{failures['answers']} answers were errors while Redis was down and were retried by the "
-                          f"sender; worker {'exited and was restarted' if restarted_worker else 'reconnected'}")
+                          f"sender; worker {'exited and was restarted' if restarted_worker else 'reconnected'}; "
+                          "a job RQ lost in the restart (BLPOP reply) is queued again by the intake stream")
     finally:
         redis.stop()

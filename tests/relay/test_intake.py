@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from rq import Queue
+from rq import Queue, SimpleWorker
 from standardwebhooks import Webhook
 
 from app import queues
@@ -37,6 +37,14 @@ def intake(make_relay):
     return relay, url, body, Stored(relay)
 
 
+def work(relay) -> int:
+    """Run what waits in the events queue in this process, as a worker would; returns how many ran."""
+    queue = Queue(queues.EVENTS, connection=relay.ctx.rq_redis)
+    waiting = queue.count
+    SimpleWorker([queue], connection=relay.ctx.rq_redis).work(burst=True)
+    return waiting
+
+
 class Stored:
     """What intake durably stored: entries in the intake stream."""
 
@@ -57,9 +65,11 @@ def test_a_signed_event_is_stored_and_enqueued_then_a_redelivery_is_dropped(inta
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
     assert stored.count == 1
     assert IntakePump(relay.ctx).pump_once() == 1
-    assert stored.count == 0, "pumped entries leave the stream"
     [job] = Queue(queues.EVENTS, connection=relay.ctx.rq_redis).jobs
     assert job.args[2] == body.decode() and job.retries_left
+    assert stored.count == 1, "an entry stays until its job has done the work"
+    work(relay)
+    assert stored.count == 0, "the job lets its entry go"
 
 
 def test_an_event_read_by_a_consumer_that_died_is_pumped_by_another(intake):
@@ -70,16 +80,36 @@ def test_an_event_read_by_a_consumer_that_died_is_pumped_by_another(intake):
     relay.ctx.redis.xreadgroup("relay-pump", "dead", {stream_key(relay.ctx): ">"}, count=10)  # read, never acked
     assert IntakePump(relay.ctx, consumer="alive").pump_once() == 0, "not while the reader may still be alive"
     assert IntakePump(relay.ctx, consumer="alive", reclaim_idle_ms=0).pump_once() == 1
-    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1 and stored.count == 0
+    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1
+    work(relay)
+    assert stored.count == 0
 
 
-def test_pumping_the_same_event_twice_enqueues_it_once(intake):
-    relay, url, body, _ = intake
+def test_pumping_the_same_event_twice_runs_it_once(intake):
+    relay, url, body, stored = intake
     httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
     entry = relay.ctx.redis.xrange(stream_key(relay.ctx))[0][1]
-    relay.ctx.redis.xadd(stream_key(relay.ctx), entry)  # as if a crash came between enqueue and ack
+    relay.ctx.redis.xadd(stream_key(relay.ctx), entry)  # the same event twice in the stream
     assert IntakePump(relay.ctx).pump_once() == 2
     assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1
+    assert work(relay) == 1
+    assert stored.count == 1  # the twin waits: its job is the one that already ran
+    assert IntakePump(relay.ctx, reclaim_idle_ms=0).pump_once() == 1
+    assert stored.count == 0 and Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 0
+
+
+def test_a_job_lost_between_redis_and_a_worker_is_queued_again(intake):
+    """A worker on several queues pops with BLPOP; if Redis restarts before the reply arrives, the job id
+    has left the queue and no worker runs it. The entry's second look finds it and queues it again."""
+    relay, url, body, stored = intake
+    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
+    IntakePump(relay.ctx).pump_once()
+    queue = Queue(queues.EVENTS, connection=relay.ctx.rq_redis)
+    relay.ctx.rq_redis.lpop(queue.key)  # popped, and the reply never reached a worker
+    assert queue.count == 0
+    assert IntakePump(relay.ctx, reclaim_idle_ms=0).pump_once() == 1
+    assert queue.count == 1
+    assert work(relay) == 1 and stored.count == 0
 
 
 def test_several_signatures_during_secret_rotation(intake):
