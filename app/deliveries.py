@@ -25,10 +25,11 @@ from rq import Retry
 from connectors import registry
 from connectors.base import Delivery, DeliveryError, Document, Environment, Gone, Permanent, Retryable
 
-from . import queues
+from . import metrics, queues
 from .context import Context
 from .events import iso
 from .ids import digest
+from .logs import log_context
 from .outbound import OutboundPolicy
 from .tasks import to_field
 from .upstream import CHUNK, UpstreamError, UpstreamUnavailable
@@ -149,9 +150,19 @@ def replay(ctx: Context, delivery_id: str) -> bool:
 # -- one attempt -----------------------------------------------------------------------------------
 
 def attempt(ctx: Context, delivery_id: str) -> str:
+    """One attempt, logged with its delivery, task and tenant, and counted per kind and outcome."""
     record = get(ctx, delivery_id)
     if record is None or record["state"] in ("delivered", "dead"):
         return record["state"] if record else "unknown"
+    with log_context(delivery_id=delivery_id, task_id=record["task_id"], tenant=record["tenant_id"]):
+        started = time.perf_counter()
+        outcome = _attempt(ctx, delivery_id, record)
+    metrics.DELIVERY_SECONDS.labels(record["kind"]).observe(time.perf_counter() - started)
+    metrics.DELIVERY_ATTEMPTS.labels(record["kind"], outcome).inc()
+    return outcome
+
+
+def _attempt(ctx: Context, delivery_id: str, record: dict) -> str:
     attempts = int(record.get("attempts") or 0) + 1
     update(ctx, delivery_id, state="delivering", attempts=attempts)
     kind = registry.KINDS.get(record["kind"])

@@ -8,7 +8,7 @@ import time
 
 from rq import get_current_job
 
-from . import context, deliveries, metrics, pump, submit, tracking
+from . import context, deliveries, pump, submit, tracking
 from .logs import log_context
 from .tasks import TERMINAL
 from .upstream import PollPolicy, UpstreamNotFound, UpstreamUnavailable
@@ -35,16 +35,7 @@ def slack_command(name: str, request: dict, entry_id: str = "") -> None:
 
 def deliver(delivery_id: str) -> str:
     """One attempt at one delivery (the next one is scheduled by the attempt itself)."""
-    ctx = context.current()
-    record = deliveries.get(ctx, delivery_id) or {}
-    kind = record.get("kind", "unknown")
-    with log_context(delivery_id=delivery_id, task_id=record.get("task_id"), tenant=record.get("tenant_id")):
-        started = time.perf_counter()
-        outcome = deliveries.attempt(ctx, delivery_id)
-    if outcome in ("delivered", "retrying", "dead"):
-        metrics.DELIVERY_SECONDS.labels(kind).observe(time.perf_counter() - started)
-        metrics.DELIVERY_ATTEMPTS.labels(kind, outcome).inc()
-    return outcome
+    return deliveries.attempt(context.current(), delivery_id)
 
 
 def submit_pending(task_id: str) -> str:
