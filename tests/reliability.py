@@ -46,7 +46,7 @@ OUTRO = """
   polling the API, so the document is not lost, only its fan-out is later. `appendfsync always` closes the
   gap at a cost in write throughput.
 - Slack and email cannot be asked whether a message already went out: a worker killed between sending and
-  recording can send it twice (at most once per kill; see the first row).
+  recording can send it twice (at most once per kill; see the SIGKILL row).
 - SMTP hosts and Slack's `response_url` are checked against the outbound policy before connecting but not
   pinned to the checked address (smtplib and slack_sdk's client resolve again); hooks, callbacks, Drive,
   Slack's upload URLs and other HTTP destinations are pinned.
