@@ -26,7 +26,8 @@ def sandbox(args: tuple[str, ...]) -> None:
     from ..devstack import DevStack
 
     env = dict(os.environ)
-    if "SANDBOX_REDIS_URL" not in env:
+    asks_for_help = not args or any(a in ("--help", "-h") for a in args)
+    if "SANDBOX_REDIS_URL" not in env and not asks_for_help:  # help needs no Redis left running
         stack = DevStack(Path(env.get("RELAY_RUN_DIR", "var/dev")))
         stack.start_redis()
         env.update(stack.sandbox_env())
