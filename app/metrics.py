@@ -38,7 +38,7 @@ class QueueDepths(Collector):
         self._ctx = ctx
 
     def collect(self):
-        from . import queues
+        from . import queues  # here, not at the top: the relay's modules import this one
         from .pump import stream_key
 
         depth = GaugeMetricFamily("relay_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])

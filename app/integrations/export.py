@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .make import make_app
+from .slack_manifest import manifest_yaml
 from .zapier import zapier_package
 
 
@@ -15,8 +16,6 @@ def _make_files(public_url: str) -> dict[str, str]:
 
 
 def _slack_files(public_url: str) -> dict[str, str]:
-    from .slack_manifest import manifest_yaml
-
     return {"manifest.yml": manifest_yaml(public_url)}
 
 

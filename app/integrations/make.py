@@ -12,6 +12,7 @@ from typing import Any
 import schemas
 
 from ..formats import LABELS
+from .documents import SAMPLE_TASK
 
 TIMEOUT_MS = 40_000  # Make's own ceiling for one module call
 _AUTH = "Bearer {{connection.apiKey}}"
@@ -62,12 +63,6 @@ def _interface(schema: str) -> list[dict[str, Any]]:
     return [_parameter(name, spec) for name, spec in properties.items() if name != "deliveries"]
 
 
-def _sample_task() -> dict[str, Any]:
-    from .documents import SAMPLE_TASK
-
-    return dict(SAMPLE_TASK)
-
-
 def _module(key: str, label: str, description: str, module_type: str, sections: dict[str, Any],
             **meta: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     folder = f"modules/{key}/{key}"
@@ -83,7 +78,7 @@ def _module(key: str, label: str, description: str, module_type: str, sections: 
 def make_app(public_url: str) -> dict[str, Any]:
     """Every file of the project, by path; `makecomapp.json` is the manifest."""
     base = public_url.rstrip("/")
-    interface, sample = _interface("relay/task.json"), _sample_task()
+    interface, sample = _interface("relay/task.json"), dict(SAMPLE_TASK)
     files: dict[str, Any] = {
         "general/base.iml.json": {
             "baseUrl": base, "headers": {"Authorization": _AUTH}, "timeout": TIMEOUT_MS,

@@ -120,8 +120,7 @@ def _export_create(base: str) -> dict[str, Any]:
   body: {record_key: bundle.inputData.record_key, format: bundle.inputData.format}})
   .then((response) => Object.assign({id: response.data.task_id + ':' + response.data.format,
                                      file: response.data.file_url}, response.data));"""
-    record = _field_from_schema("record_key", schemas.load("relay/submit-request.json")["properties"]["record_key"],
-                                required=True)
+    [record] = _submit_fields("record_key", required=("record_key",))
     sample = {"id": "tsk_01JD3Y5R2Q8W6N4M7K9P0ZX1AB:pdf", "file": "https://relay.example/files/...",
               "task_id": "tsk_01JD3Y5R2Q8W6N4M7K9P0ZX1AB", "run_id": "run_01JD3Y5R2Q8W6N4M7K9P0ZX1AC",
               "record_key": "hubspot:deal:42", "format": "pdf", "file_url": "https://relay.example/files/..."}
@@ -149,8 +148,7 @@ return z.request({url: BASE + '/v1/records/' + encodeURIComponent(key), skipThro
     return [toDocument(Object.assign({status: latest.task_id ? 'completed' : null, result: latest,
                                       file_url: latest.file_url, task_id: latest.task_id}, record), null)];
   });"""
-    record = _field_from_schema("record_key", schemas.load("relay/submit-request.json")["properties"]["record_key"],
-                                required=True)
+    [record] = _submit_fields("record_key", required=("record_key",))
     return {"key": "find_document", "noun": "Document",
             "display": {"label": "Find Document by Record Key",
                         "description": "Finds the document kept for one of your records (a deal, a ticket)."},

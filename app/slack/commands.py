@@ -29,6 +29,11 @@ USAGE = """*/overten* builds documents for this channel:
 • `/overten help`: this message"""
 
 
+def channel_record_key(team_id: str, channel_id: str) -> str:
+    """The record a channel's documents belong to: `/overten continue` resumes its latest one."""
+    return f"slack:{team_id}:{channel_id}"
+
+
 @dataclass(frozen=True)
 class SlashCommand:
     team_id: str
@@ -40,7 +45,7 @@ class SlashCommand:
 
     @property
     def record_key(self) -> str:
-        return f"slack:{self.team_id}:{self.channel_id}"
+        return channel_record_key(self.team_id, self.channel_id)
 
     @property
     def verb(self) -> str:

@@ -19,8 +19,10 @@ from ..context import Context, current
 from ..formats import LABELS
 from ..outbound import OutboundPolicy
 from ..tasks import TERMINAL
+from ..tenants import Tenant
 from ..upstream import UpstreamError
 from . import installations
+from .commands import channel_record_key
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,7 @@ PROGRESS_POSTS = 2
 
 def start_document(request: dict) -> None:
     ctx = current()
-    installation = installations.find(ctx, request["team_id"])
-    tenant = ctx.tenants.get(installation.tenant_id) if installation else None
+    installation, tenant = _workspace(ctx, request)
     if installation is None or tenant is None:
         follow_up(ctx, request["response_url"], "This workspace is no longer connected to Overten Relay.")
         return
@@ -43,7 +44,7 @@ def start_document(request: dict) -> None:
     reply = {"response_url": ctx.box.open(request["response_url"]), "deadline": deadline,
              "bot_token": installation.bot_token, "channel": channel, "user": request["user_id"]}
     body = {"format": request["format"], "prompt": request["prompt"], "resume": request["resume"],
-            "record_key": f"slack:{request['team_id']}:{channel}",
+            "record_key": channel_record_key(request["team_id"], channel),
             "destinations": [{"kind": "slack", "config": {"channel": channel, "bot_token": installation.bot_token}}]}
     task = submit.submit(ctx, tenant, body, slack_reply=ctx.box.seal(json.dumps(reply)))
     if task["status"] in TERMINAL:
@@ -77,9 +78,8 @@ def watch_progress(task_id: str) -> None:
 
 def export_document(request: dict) -> None:
     ctx = current()
-    installation = installations.find(ctx, request["team_id"])
-    tenant = ctx.tenants.get(installation.tenant_id) if installation else None
-    record_key = f"slack:{request['team_id']}:{request['channel_id']}"
+    _, tenant = _workspace(ctx, request)
+    record_key = channel_record_key(request["team_id"], request["channel_id"])
     task = exports.latest_document(ctx, tenant.tenant_id, record_key) if tenant else None
     if tenant is None or task is None:
         follow_up(ctx, request["response_url"], "There is no finished document in this channel to export.")
@@ -107,6 +107,12 @@ def follow_up(ctx: Context, sealed_url: str, text: str, in_channel: bool = False
     if response.status_code != 200:
         log.warning("Slack follow-up refused: %s %s", response.status_code, (response.body or "")[:100])
     return response.status_code == 200
+
+
+def _workspace(ctx: Context, request: dict) -> tuple[installations.Installation | None, Tenant | None]:
+    """The command's workspace installation and its tenant (either None when it has gone since)."""
+    installation = installations.find(ctx, request["team_id"])
+    return installation, ctx.tenants.get(installation.tenant_id) if installation else None
 
 
 def _session_key(ctx: Context, task_id: str) -> str:

@@ -34,15 +34,23 @@ def signed_in() -> bool:
     return bool(session.get("admin")) and bool(ctx().config.admin_token)
 
 
+def _gate(next_path: str):
+    """None for a signed-in admin; otherwise the answer: 404 while the dashboard is off, 401 on the JSON
+    endpoint, else the sign-in page (coming back to ``next_path``)."""
+    if not ctx().config.admin_token:
+        abort(404)
+    if signed_in():
+        return None
+    if request.path.startswith("/dashboard/api/"):
+        return jsonify({"error": {"code": "unauthorized", "message": "Sign in at /dashboard/login."}}), 401
+    return redirect(url_for("dashboard.login", next=next_path))
+
+
 def admin_only(view):
     @wraps(view)
     def guarded(*args, **kwargs):
-        if not ctx().config.admin_token:
-            abort(404)
-        if not signed_in():
-            if request.path.startswith("/dashboard/api/"):
-                return jsonify({"error": {"code": "unauthorized", "message": "Sign in at /dashboard/login."}}), 401
-            return redirect(url_for("dashboard.login", next=request.path))
+        if (refused := _gate(request.path)) is not None:
+            return refused
         if request.method == "POST":
             csrf.protect()
         return view(*args, **kwargs)
@@ -144,10 +152,8 @@ def _mount_rq_dashboard(app: Flask) -> None:
 def _rq_guard():
     """rq-dashboard's own pages and actions: signed-in admins only. Its buttons POST without a CSRF token,
     so those must come from this site (Origin) on top of the SameSite=Lax session cookie."""
-    if not ctx().config.admin_token:
-        abort(404)
-    if not signed_in():
-        return redirect(url_for("dashboard.login", next="/dashboard/rq/"))
+    if (refused := _gate("/dashboard/rq/")) is not None:
+        return refused
     origin = request.headers.get("Origin")
     if request.method == "POST" and origin and urlsplit(origin).netloc != request.host:
         abort(403)

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify
 from schemas.http import ApiError
 
 from ..integrations.make import make_app
+from ..integrations.slack_manifest import manifest_yaml
 from ..integrations.zapier import zapier_app
 from .base import ctx
 
@@ -38,6 +39,4 @@ def make_file(name: str):
 
 @bp.get("/slack/manifest.yml")
 def slack_manifest():
-    from ..integrations.slack_manifest import manifest_yaml
-
     return Response(manifest_yaml(_public_url()), mimetype="application/yaml")
