@@ -51,6 +51,9 @@ class RelayConfig:
     delivery_max_attempts: int = 8
     delivery_backoff_seconds: float = 5.0
     delivery_backoff_cap_seconds: float = 3600.0
+    delivery_recheck_seconds: float = 120.0
+    """A delivery not done this long after its job was due is looked at by the reconciler (a job lost
+    between Redis and a worker is queued again)."""
     folder_roots: str = "var/deliveries"
     """Comma-separated directories the folder destination may write under (paths are relative to the first)."""
     slack_api_url: str = "https://slack.com/api/"

@@ -46,6 +46,11 @@ def _key(ctx: Context, delivery_id: str) -> str:
     return ctx.key("delivery", delivery_id)
 
 
+def _open_key(ctx: Context) -> str:
+    """Deliveries not done yet, scored by when the reconciler should look at them if still not done."""
+    return ctx.key("deliveries", "open")
+
+
 def get(ctx: Context, delivery_id: str, tenant_id: str | None = None) -> dict | None:
     raw = ctx.redis.hgetall(_key(ctx, delivery_id))
     if not raw or (tenant_id is not None and raw["tenant_id"] != tenant_id):
@@ -134,6 +139,27 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0) -> None:
         queue.enqueue_in(timedelta(seconds=delay), jobs.deliver, delivery_id, **options)
     else:
         queue.enqueue(jobs.deliver, delivery_id, **options)
+    ctx.redis.zadd(_open_key(ctx), {delivery_id: time.time() + delay + ctx.config.delivery_recheck_seconds})
+
+
+def recover_lost(ctx: Context, limit: int = 500) -> int:
+    """The reconciler's look at deliveries overdue: one whose job RQ lost (popped by a worker that died
+    or lost Redis's reply before running it) is queued again. Returns how many were."""
+    now, recovered = time.time(), 0
+    for delivery_id in ctx.redis.zrangebyscore(_open_key(ctx), "-inf", now, start=0, num=limit):
+        record = get(ctx, delivery_id)
+        if record is None or record["state"] in ("delivered", "dead"):
+            ctx.redis.zrem(_open_key(ctx), delivery_id)
+            continue
+        ctx.redis.zadd(_open_key(ctx), {delivery_id: now + ctx.config.delivery_recheck_seconds})
+        if record["state"] == "delivering":
+            continue  # running, or its worker died: RQ's lease on the job brings it back
+        job_id = f"deliver-{delivery_id}-{int(record.get('attempts') or 0)}"
+        status, lost = queues.requeue_if_lost(ctx, ctx.queue(queues.DELIVER), job_id)
+        if status is None:  # planned, but its job never made it into Redis
+            enqueue(ctx, delivery_id)
+        recovered += lost or status is None
+    return recovered
 
 
 def replay(ctx: Context, delivery_id: str) -> bool:
@@ -185,6 +211,7 @@ def _attempt(ctx: Context, delivery_id: str, record: dict) -> str:
         return _failed(ctx, record, attempts, Retryable(f"connection trouble: {type(exc).__name__}: {exc}"))
     update(ctx, delivery_id, state="delivered", location=outcome.location, external_id=outcome.external_id,
            delivered_at=time.time(), last_error="", next_attempt_at="")
+    ctx.redis.zrem(_open_key(ctx), delivery_id)
     return "delivered"
 
 
@@ -199,6 +226,7 @@ def _failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> 
         return "retrying"
     update(ctx, delivery_id, state="dead", last_error=error.message, next_attempt_at="")
     ctx.redis.zadd(ctx.key("deadletter"), {delivery_id: time.time()})
+    ctx.redis.zrem(_open_key(ctx), delivery_id)
     log.warning("delivery %s is dead after %d attempt(s): %s", delivery_id, attempts, error.message)
     return "dead"
 

@@ -62,7 +62,8 @@ def submit_pending(task_id: str) -> str:
 
 
 def reconcile() -> dict:
-    """Poll the API for tasks that have been quiet too long, so a lost webhook still finishes them."""
+    """Poll the API for tasks that have been quiet too long, so a lost webhook still finishes them; queue
+    again deliveries whose job RQ lost."""
     ctx = context.current()
     lock = ctx.key("reconcile", "lock")
     if not ctx.redis.set(lock, "1", nx=True, ex=120):
@@ -71,6 +72,7 @@ def reconcile() -> dict:
     try:
         for task_id in ctx.tasks.due(time.time()):
             counts[_reconcile_one(ctx, task_id)] += 1
+        counts["deliveries_requeued"] = deliveries.recover_lost(ctx)
     finally:
         ctx.redis.delete(lock)
     return counts

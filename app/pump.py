@@ -124,21 +124,12 @@ class IntakePump:
                                        timeout=120, result_ttl=3600, failure_ttl=7 * 86_400, retry=_EVENT_RETRY)
 
     def _recover(self, queue, job_id: str, entry_id: str) -> None:
-        """An entry whose job exists already. Finished: acknowledge it. Queued but in no list: a worker
-        popped it from several queues at once with BLPOP and lost the reply (a Redis restart), so RQ will
-        never run it: push it again. Anything else (running, scheduled for a retry, failed) RQ is handling."""
-        status = self._ctx.rq_redis.hget(f"rq:job:{job_id}", "status")
-        if status == b"finished":
+        """An entry whose job exists already. Finished: the entry goes. Lost on its way to a worker: it is
+        queued again. Anything else (running, scheduled for a retry, failed) RQ is handling."""
+        from .queues import requeue_if_lost
+
+        if requeue_if_lost(self._ctx, queue, job_id)[0] == b"finished":
             acknowledge(self._ctx, entry_id)
-            return
-        if status != b"queued":
-            return
-        raw = job_id.encode()
-        waiting = self._ctx.rq_redis.lpos(queue.key, raw) is not None or \
-            self._ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is not None
-        if not waiting:
-            log.warning("job %s was lost between Redis and a worker; queued again", job_id)
-            queue.push_job_id(job_id)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="relay-intake-pump", daemon=True)

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import timedelta
 
-from rq import Retry
+from rq import Queue, Retry
 
 from .context import Context
+
+log = logging.getLogger(__name__)
 
 EVENTS = "relay-events"
 SUBMIT = "relay-submit"
 RECONCILE = "relay-reconcile"
 DELIVER = "relay-deliver"
 ALL = (EVENTS, SUBMIT, RECONCILE, DELIVER)  # a worker's default order: webhooks first
+
+
+def requeue_if_lost(ctx: Context, queue: Queue, job_id: str) -> tuple[bytes | None, bool]:
+    """The job's RQ status (None: no such job), and whether it was pushed again: a `queued` job in neither
+    its queue nor the intermediate queue was popped by a worker that died, or lost Redis's reply, before
+    running it (RQ pops from several queues with BLPOP)."""
+    status = ctx.rq_redis.hget(f"rq:job:{job_id}", "status")
+    raw = job_id.encode()
+    lost = status == b"queued" and ctx.rq_redis.lpos(queue.key, raw) is None \
+        and ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is None
+    if lost:
+        log.warning("job %s was lost between Redis and a worker; queued again", job_id)
+        queue.push_job_id(job_id)
+    return status, lost
 
 
 def _seconds(values: tuple[float, ...]) -> list[int]:

@@ -47,6 +47,9 @@ OUTRO = """
   gap at a cost in write throughput.
 - Slack and email cannot be asked whether a message already went out: a worker killed between sending and
   recording can send it twice (at most once per kill; see the SIGKILL row).
+- A worker that dies (or loses Redis) right after popping a job loses it (RQ's BLPOP over several queues):
+  webhooks and Slack commands are recovered through the intake stream and deliveries by the reconciler;
+  a background submit retry lost that way leaves its task `pending_submit`.
 - SMTP hosts and Slack's `response_url` are checked against the outbound policy before connecting but not
   pinned to the checked address (smtplib and slack_sdk's client resolve again); hooks, callbacks, Drive,
   Slack's upload URLs and other HTTP destinations are pinned.

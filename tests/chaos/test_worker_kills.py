@@ -20,7 +20,8 @@ KILLS = 8
 def test_sigkill_workers_while_300_deliveries_run(make_relay, fake_drive, fake_slack, smtp_server, receiver,
                                                    tmp_path, reliability):
     relay = make_relay(worker=False, drive_api_url=fake_drive.url, drive_token_url=fake_drive.url + "/token",
-                       slack_api_url=fake_slack.url + "/api/", delivery_max_attempts=12)
+                       slack_api_url=fake_slack.url + "/api/", delivery_max_attempts=12, delivery_recheck_seconds=3)
+    relay.start_scheduler()  # its reconciler queues again a job a killed worker had popped but not started
     client = relay.client()
     client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).raise_for_status()
     destinations = [{"kind": "folder", "config": {"path": "chaos"}},
@@ -75,7 +76,8 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, fake_drive, fake_s
                 duplicated=f"Drive 0, folder 0, webhook 0 (raw repeats with the same webhook-id: "
                            f"{sum(hook_ids.values()) - TASKS}), Slack {slack_files - TASKS}, "
                            f"email {sum(emails.values()) - TASKS}",
-                notes="Slack and email cannot be asked whether a message already went out")
+                notes="Slack and email cannot be asked whether a message already went out; a job a killed "
+                      "worker had popped but not started is queued again by the reconciler")
 
 
 def test_sigterm_lets_the_worker_finish_its_delivery(make_relay, receiver, reliability):
