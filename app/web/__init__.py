@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, request
 
+import schemas
 from schemas.http import ApiError, register_error_handlers
 
 from .. import logs
@@ -16,6 +17,7 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(config: RelayConfig | None = None, context: Context | None = None) -> Flask:
     ctx = context or build_context(config or RelayConfig.from_env())
     install(ctx)
+    schemas.warm()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
