@@ -51,6 +51,8 @@ class RelayConfig:
     delivery_max_attempts: int = 8
     delivery_backoff_seconds: float = 5.0
     delivery_backoff_cap_seconds: float = 3600.0
+    delivery_threads: int = 8
+    """Deliveries each worker runs at once (its delivery lane's threads; they mostly wait on the network)."""
     delivery_recheck_seconds: float = 120.0
     """A delivery not done this long after its job was due is looked at by the reconciler (a job lost
     between Redis and a worker is queued again)."""

@@ -20,12 +20,13 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from redis.exceptions import RedisError
 from rq import Retry
 
 from connectors import registry
 from connectors.base import Delivery, DeliveryError, Document, Environment, Gone, Permanent, Retryable
 
-from . import metrics, queues
+from . import lane, metrics, queues
 from .context import Context
 from .events import iso
 from .ids import digest
@@ -128,23 +129,26 @@ def _record(ctx: Context, task: dict, event: dict, slot: str, ref: dict) -> str:
 
 
 def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0) -> None:
+    """An attempt due now goes to the delivery lane (app/lane.py); a later one is an RQ job RQ's scheduler
+    releases when its backoff is over."""
+    recheck_at = time.time() + delay + ctx.config.delivery_recheck_seconds
+    if delay <= 0:
+        lane.add(ctx, delivery_id, _key(ctx, delivery_id), _open_key(ctx), recheck_at)
+        return
     from . import jobs
 
     attempt = int(ctx.redis.hget(_key(ctx, delivery_id), "attempts") or 0)
     # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
-    options = {"job_id": f"deliver-{delivery_id}-{attempt}", "job_timeout": 3600, "result_ttl": 0,
-               "failure_ttl": 7 * 86_400, "retry": _CRASH_RETRY}
-    queue = ctx.queue(queues.DELIVER)
-    if delay > 0:
-        queue.enqueue_in(timedelta(seconds=delay), jobs.deliver, delivery_id, **options)
-    else:
-        queue.enqueue(jobs.deliver, delivery_id, **options)
-    ctx.redis.zadd(_open_key(ctx), {delivery_id: time.time() + delay + ctx.config.delivery_recheck_seconds})
+    ctx.queue(queues.DELIVER).enqueue_in(timedelta(seconds=delay), jobs.deliver, delivery_id,
+                                         job_id=f"deliver-{delivery_id}-{attempt}", job_timeout=3600, result_ttl=0,
+                                         failure_ttl=7 * 86_400, retry=_CRASH_RETRY)
+    ctx.redis.zadd(_open_key(ctx), {delivery_id: recheck_at})
 
 
 def recover_lost(ctx: Context, limit: int = 500) -> int:
-    """The reconciler's look at deliveries overdue: one whose job RQ lost (popped by a worker that died
-    or lost Redis's reply before running it) is queued again. Returns how many were."""
+    """The reconciler's look at deliveries overdue: one whose lane entry or RQ job was lost (a crash before
+    it was stored, a worker that died or lost Redis's reply before running the job) is queued again.
+    Returns how many were."""
     now, recovered = time.time(), 0
     for delivery_id in ctx.redis.zrangebyscore(_open_key(ctx), "-inf", now, start=0, num=limit):
         record = get(ctx, delivery_id)
@@ -153,10 +157,17 @@ def recover_lost(ctx: Context, limit: int = 500) -> int:
             continue
         ctx.redis.zadd(_open_key(ctx), {delivery_id: now + ctx.config.delivery_recheck_seconds})
         if record["state"] == "delivering":
-            continue  # running, or its worker died: RQ's lease on the job brings it back
+            continue  # running, or its worker died: the lane's lease (or RQ's, for a retry) brings it back
+        if record["state"] == "pending":
+            lost = not lane.waiting(ctx, record.get("lane_entry", ""))
+            if lost:
+                log.warning("delivery %s was not in the delivery lane; added again", delivery_id)
+                enqueue(ctx, delivery_id)
+            recovered += lost
+            continue
         job_id = f"deliver-{delivery_id}-{int(record.get('attempts') or 0)}"
         status, lost = queues.requeue_if_lost(ctx, ctx.queue(queues.DELIVER), job_id)
-        if status is None:  # planned, but its job never made it into Redis
+        if status is None:  # a retry planned, but its job never made it into Redis
             enqueue(ctx, delivery_id)
         recovered += lost or status is None
     return recovered
@@ -183,7 +194,9 @@ def attempt(ctx: Context, delivery_id: str) -> str:
     with log_context(delivery_id=delivery_id, task_id=record["task_id"], tenant=record["tenant_id"]):
         started = time.perf_counter()
         outcome = _attempt(ctx, delivery_id, record)
-    metrics.DELIVERY_SECONDS.labels(record["kind"]).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        log.info("delivery attempt %s: %s in %.0f ms", record["kind"], outcome, elapsed * 1000)
+    metrics.DELIVERY_SECONDS.labels(record["kind"]).observe(elapsed)
     metrics.DELIVERY_ATTEMPTS.labels(record["kind"], outcome).inc()
     return outcome
 
@@ -209,6 +222,11 @@ def _attempt(ctx: Context, delivery_id: str, record: dict) -> str:
         return _failed(ctx, record, attempts, Permanent(f"the API refused the file: {exc.message}"))
     except (httpx.TransportError, OSError) as exc:
         return _failed(ctx, record, attempts, Retryable(f"connection trouble: {type(exc).__name__}: {exc}"))
+    except RedisError:
+        raise  # the outcome cannot be recorded: the attempt is made again (lane or RQ lease)
+    except Exception as exc:  # a bug, not the destination: backoff and, in the end, the dead letters
+        log.exception("delivery %s failed unexpectedly", delivery_id)
+        return _failed(ctx, record, attempts, Retryable(f"unexpected error in the relay: {type(exc).__name__}"))
     update(ctx, delivery_id, state="delivered", location=outcome.location, external_id=outcome.external_id,
            delivered_at=time.time(), last_error="", next_attempt_at="")
     ctx.redis.zrem(_open_key(ctx), delivery_id)

@@ -89,6 +89,9 @@ def configure(level: str = "INFO", stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request's URL (signed download and upload links among them); deliveries and
+    # upstream calls log their own outcome lines instead
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 GUNICORN_LOGCONFIG = {

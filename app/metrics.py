@@ -38,7 +38,7 @@ class QueueDepths(Collector):
         self._ctx = ctx
 
     def collect(self):
-        from . import queues  # here, not at the top: the relay's modules import this one
+        from . import lane, queues  # here, not at the top: the relay's modules import this one
         from .pump import stream_key
 
         depth = GaugeMetricFamily("relay_queue_depth", "Jobs waiting in each RQ queue.", labels=["queue"])
@@ -47,6 +47,8 @@ class QueueDepths(Collector):
         yield depth
         yield GaugeMetricFamily("relay_intake_backlog", "Webhooks and commands accepted and not yet processed.",
                                 value=self._ctx.redis.xlen(stream_key(self._ctx)))
+        yield GaugeMetricFamily("relay_delivery_lane_backlog", "Deliveries due now and not finished (waiting or "
+                                "running in a worker's delivery lane).", value=lane.backlog(self._ctx))
         yield GaugeMetricFamily("relay_dead_letters", "Deliveries that failed for good and wait for a replay.",
                                 value=self._ctx.redis.zcard(self._ctx.key("deadletter")))
 

@@ -17,12 +17,13 @@ import os
 import socket
 import threading
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from rq import Retry
 from rq.exceptions import DuplicateJobError
 
 from .context import Context
 from .ids import digest
+from .streams import ensure_group, let_go
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,7 @@ def record_event(ctx: Context, tenant_id: str, task_id: str, webhook_id: str, bo
 def acknowledge(ctx: Context, entry_id: str) -> None:
     """The entry's work is done (called by the job itself): it leaves the stream."""
     if entry_id:
-        pipe = ctx.redis.pipeline()
-        pipe.xack(stream_key(ctx), GROUP, entry_id)
-        pipe.xdel(stream_key(ctx), entry_id)
-        pipe.execute()
+        let_go(ctx.redis, stream_key(ctx), GROUP, entry_id)
 
 
 def record_command(ctx: Context, job: str, request: dict, command_id: str) -> bool:
@@ -84,11 +82,7 @@ class IntakePump:
         self._thread: threading.Thread | None = None
 
     def ensure_group(self) -> None:
-        try:
-            self._ctx.redis.xgroup_create(self._stream, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        ensure_group(self._ctx.redis, self._stream, GROUP)
 
     def pump_once(self, block_ms: int | None = None, count: int = 200) -> int:
         """Turn what is waiting into RQ jobs, and look again at entries whose job has not acknowledged

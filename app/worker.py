@@ -1,6 +1,7 @@
 """Worker and scheduler processes.
 
-Every worker also pumps verified webhooks from the intake stream into RQ (app/pump.py).
+Every worker also pumps verified webhooks from the intake stream into RQ (app/pump.py) and, when it
+serves the delivery queue, runs the delivery lane (app/lane.py): the deliveries due now.
 Workers are RQ SimpleWorkers: jobs run in the long-lived worker process, so connections are pooled and
 there is no ~60 ms fork per job (DESIGN.md). Crash safety comes from idempotent jobs, RQ's heartbeats
 and its abandoned-job handling, not from a fork per job.
@@ -16,7 +17,8 @@ from rq.cron import CronScheduler
 from rq.job import Job
 from rq.worker import WorkerStatus
 
-from . import context, jobs, logs, queues
+from . import context, deliveries, jobs, logs, queues
+from .lane import DeliveryLane
 from .pump import IntakePump
 
 
@@ -59,8 +61,11 @@ def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool
     ctx = context.current()
     intake = IntakePump(ctx)
     intake.pump_once()  # what arrived while no worker ran
+    lane = _delivery_lane(ctx) if queues.DELIVER in queue_names else None
     if not burst:
         intake.start()
+        if lane:
+            lane.start()
     RelayWorker.lease_seconds = ctx.config.worker_lease_seconds
     # An idle worker blocks in its dequeue for worker_ttl - 15 s and looks after abandoned jobs only in
     # between: tie that to the maintenance interval instead of RQ's default seven minutes.
@@ -68,9 +73,21 @@ def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool
     worker = RelayWorker([ctx.queue(name) for name in queue_names], connection=ctx.rq_redis,
                          maintenance_interval=maintenance, worker_ttl=maintenance + 15)
     try:
+        if burst and lane:
+            lane.drain()
         worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+        if burst and lane:
+            lane.drain()  # what the jobs just run (tasks that ended) planned
     finally:
         intake.stop()
+        if lane:
+            lane.stop()  # a warm shutdown: running deliveries finish
+
+
+def _delivery_lane(ctx: context.Context) -> DeliveryLane:
+    config = ctx.config
+    return DeliveryLane(ctx, lambda delivery_id: deliveries.attempt(ctx, delivery_id),
+                        threads=config.delivery_threads, lease_seconds=config.worker_lease_seconds)
 
 
 def run_scheduler() -> None:

@@ -1,0 +1,188 @@
+"""The delivery lane: deliveries due now run here, several at a time in every worker, not one RQ job each.
+
+RQ's own bookkeeping costs a few milliseconds of CPU per job on this kind of machine (DESIGN.md), more
+than a webhook delivery itself, so one RQ job per delivery held fan-out to a fraction of what subscribers
+take (bench/fanout). A delivery due now is appended to a Redis stream instead, and each worker reads the
+stream through a consumer group in batches and runs the attempts on a small thread pool.
+
+Crash safety comes from the stream's pending entries: an entry is acknowledged only after its attempt has
+recorded an outcome; an entry whose worker died is claimed by another worker once it has been idle for a
+lease; and a worker renews the lease of the entries it is running, so a long upload is not taken from it.
+Attempts after a failure wait for their backoff as RQ jobs (RQ's scheduler), as before.
+See docs/decisions/0008-delivery-lane.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from redis.exceptions import RedisError, ResponseError
+
+from .context import Context
+from .streams import ensure_group, let_go
+
+log = logging.getLogger(__name__)
+
+GROUP = "relay-lane"
+
+# KEYS: lane stream, delivery record, open deliveries. ARGV: delivery id, when to look at it if not done.
+_ADD = """
+local entry = redis.call('XADD', KEYS[1], '*', 'delivery', ARGV[1])
+redis.call('HSET', KEYS[2], 'lane_entry', entry)
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return entry
+"""
+
+
+def stream_key(ctx: Context) -> str:
+    return ctx.key("lane")
+
+
+def add(ctx: Context, delivery_id: str, record_key: str, open_key: str, recheck_at: float) -> None:
+    """Queue a delivery's attempt now, remembering its entry on the record: one atomic Redis call."""
+    ctx.script("lane-add", _ADD)(keys=[stream_key(ctx), record_key, open_key], args=[delivery_id, recheck_at])
+
+
+def waiting(ctx: Context, entry_id: str) -> bool:
+    """Whether the entry is still in the lane (queued, or taken by a worker and not finished)."""
+    return bool(entry_id) and bool(ctx.redis.xrange(stream_key(ctx), entry_id, entry_id, count=1))
+
+
+def backlog(ctx: Context) -> int:
+    return ctx.redis.xlen(stream_key(ctx))
+
+
+class DeliveryLane:
+    """One worker's reader of the lane: ``attempt(delivery_id)`` runs on up to ``threads`` threads."""
+
+    def __init__(self, ctx: Context, attempt: Callable[[str], object], threads: int = 8,
+                 lease_seconds: float = 60.0, consumer: str | None = None):
+        self._ctx, self._attempt, self._threads = ctx, attempt, threads
+        self._lease_ms = max(1, int(lease_seconds * 1000))
+        self._stream = stream_key(ctx)
+        self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="relay-lane")
+        self._running: dict[str, Future] = {}  # entry id -> its attempt; changed by the pool's threads too
+        self._lock = threading.Lock()
+        self._grouped = False
+        self._claimed_at = 0.0
+        self._renewed = time.monotonic()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def run_once(self, block_ms: int | None = None) -> int:
+        """Start attempts for entries a dead worker left and for new ones, as many as there are free
+        threads (waiting for one to free up first if none is). Returns how many were started."""
+        free = self._threads - len(self._snapshot())
+        if not free:
+            self._wait_for_one()
+            return 0
+        try:
+            entries = self._take(free, block_ms)
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                self._grouped = False  # Redis lost the stream: the group is made again next time
+            raise
+        for entry_id, fields in entries:
+            self._start(entry_id, (fields or {}).get("delivery", ""))
+        self._renew_leases()
+        return len(entries)
+
+    def _take(self, count: int, block_ms: int | None) -> list:
+        """Entries idle for a lease (their worker died) first, then new ones."""
+        if not self._grouped:
+            ensure_group(self._ctx.redis, self._stream, GROUP)
+            self._grouped = True
+        entries: list = []
+        if time.monotonic() - self._claimed_at >= self._lease_ms / 3000:
+            _, entries, _ = self._ctx.redis.xautoclaim(self._stream, GROUP, self._consumer, self._lease_ms,
+                                                       start_id="0-0", count=count)
+            self._claimed_at = 0.0 if len(entries) == count else time.monotonic()  # full: more may wait
+        if len(entries) < count:
+            fresh = self._ctx.redis.xreadgroup(GROUP, self._consumer, {self._stream: ">"}, count=count - len(entries),
+                                               block=None if entries else block_ms)
+            entries = list(entries) + [entry for _, batch in (fresh or []) for entry in batch]
+        return entries
+
+    def drain(self) -> None:
+        """Run everything waiting in the lane, then return (a worker's --burst)."""
+        while True:
+            if self.run_once():
+                continue
+            if not self._snapshot():
+                return
+            self._wait_for_one()
+
+    def _snapshot(self) -> list[Future]:
+        with self._lock:
+            return list(self._running.values())
+
+    def _wait_for_one(self) -> None:
+        wait(self._snapshot(), timeout=1.0, return_when=FIRST_COMPLETED)
+        self._renew_leases()
+
+    # -- one entry ---------------------------------------------------------------------------------
+
+    def _start(self, entry_id: str, delivery_id: str) -> None:
+        with self._lock:
+            future = self._pool.submit(self._run, entry_id, delivery_id)
+            self._running[entry_id] = future
+        future.add_done_callback(lambda _: self._finished(entry_id))
+
+    def _finished(self, entry_id: str) -> None:
+        with self._lock:
+            self._running.pop(entry_id, None)
+
+    def _run(self, entry_id: str, delivery_id: str) -> None:
+        try:
+            if delivery_id:
+                self._attempt(delivery_id)
+            let_go(self._ctx.redis, self._stream, GROUP, entry_id)
+        except RedisError as exc:  # the outcome may not be recorded: the entry is claimed again after a lease
+            log.warning("delivery lane: %s left for a retry: %s", delivery_id, exc)
+        except Exception:  # never expected (attempts record their own failures): claimed again after a lease
+            log.exception("delivery lane: the attempt at %s failed", delivery_id)
+
+    def _renew_leases(self) -> None:
+        """Reset the idle time of the entries running here, so no other worker claims them."""
+        if time.monotonic() - self._renewed < self._lease_ms / 3000:
+            return
+        self._renewed = time.monotonic()
+        with self._lock:
+            running = list(self._running)
+        if running:
+            self._ctx.redis.xclaim(self._stream, GROUP, self._consumer, 0, running, justid=True)
+
+    # -- in the background -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="relay-lane-reader", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop reading and let the running attempts finish (a worker's warm shutdown)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        while self._snapshot():
+            self._wait_for_one()  # leases stay renewed while a long upload finishes
+        self._pool.shutdown(wait=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once(block_ms=1000)
+            except RedisError as exc:  # Redis restarting: wait and carry on
+                log.warning("delivery lane: %s", exc)
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("delivery lane error")
+                self._stop.wait(1.0)
