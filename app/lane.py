@@ -65,6 +65,7 @@ class DeliveryLane:
                  lease_seconds: float = 60.0, consumer: str | None = None):
         self._ctx, self._attempt, self._threads = ctx, attempt, threads
         self._lease_ms = max(1, int(lease_seconds * 1000))
+        self._tick = min(1.0, lease_seconds / 3)  # how often leases are renewed, at the longest
         self._stream = stream_key(ctx)
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="relay-lane")
@@ -102,7 +103,7 @@ class DeliveryLane:
             ensure_group(self._ctx.redis, self._stream, GROUP)
             self._grouped = True
         entries: list = []
-        if time.monotonic() - self._claimed_at >= self._lease_ms / 3000:
+        if time.monotonic() - self._claimed_at >= self._tick:
             _, entries, _ = self._ctx.redis.xautoclaim(self._stream, GROUP, self._consumer, self._lease_ms,
                                                        start_id="0-0", count=count)
             self._claimed_at = 0.0 if len(entries) == count else time.monotonic()  # full: more may wait
@@ -126,7 +127,7 @@ class DeliveryLane:
             return list(self._running.values())
 
     def _wait_for_one(self) -> None:
-        wait(self._snapshot(), timeout=1.0, return_when=FIRST_COMPLETED)
+        wait(self._snapshot(), timeout=self._tick, return_when=FIRST_COMPLETED)
         self._renew_leases()
 
     # -- one entry ---------------------------------------------------------------------------------
@@ -153,7 +154,7 @@ class DeliveryLane:
 
     def _renew_leases(self) -> None:
         """Reset the idle time of the entries running here, so no other worker claims them."""
-        if time.monotonic() - self._renewed < self._lease_ms / 3000:
+        if time.monotonic() - self._renewed < self._tick:
             return
         self._renewed = time.monotonic()
         with self._lock:
@@ -179,7 +180,7 @@ class DeliveryLane:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.run_once(block_ms=1000)
+                self.run_once(block_ms=max(1, int(self._tick * 1000)))
             except RedisError as exc:  # Redis restarting: wait and carry on
                 log.warning("delivery lane: %s", exc)
                 self._stop.wait(1.0)

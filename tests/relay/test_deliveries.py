@@ -154,28 +154,3 @@ def test_outbound_urls_to_private_addresses_are_refused(make_relay, receiver):
         [dead] = delivered(relay, client, task["task_id"])
     assert dead["state"] == "dead" and "non-public address" in dead["last_error"]
     assert receiver.requests == []
-
-
-def test_a_delivery_job_lost_on_its_way_to_a_worker_is_queued_again(make_relay, receiver):
-    """A worker popping from several queues (BLPOP) that dies before running the job loses it; the
-    reconciler's look at overdue deliveries queues it again."""
-    from rq import Queue, SimpleWorker
-
-    from app import jobs, queues
-    from app.pump import IntakePump
-
-    relay = make_relay(worker=False, delivery_recheck_seconds=0)
-    rq = relay.ctx.rq_redis
-    with relay.client() as client:
-        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
-        eventually(lambda: IntakePump(relay.ctx).pump_once(), 30, "the API's webhook")
-        SimpleWorker([Queue(queues.EVENTS, connection=rq)], connection=rq).work(burst=True)  # the task ends
-        deliver = Queue(queues.DELIVER, connection=rq)
-        assert deliver.count == 1
-        rq.lpop(deliver.key)  # popped by a worker that died right then
-        assert jobs.reconcile()["deliveries_requeued"] == 1 and deliver.count == 1
-        assert jobs.reconcile()["deliveries_requeued"] == 0, "a job waiting in its queue is left alone"
-        SimpleWorker([deliver], connection=rq).work(burst=True)
-        [done] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
-    assert done["state"] == "delivered" and len(receiver.requests) == 1
-    assert jobs.reconcile()["deliveries_requeued"] == 0

@@ -1,0 +1,120 @@
+"""The delivery lane (app/lane.py) against a real Redis: every entry runs once, an entry a dead worker
+held runs after a lease, a running entry keeps its lease, and a lost entry is added again."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from app import lane
+from app.lane import DeliveryLane
+from tests.support.servers import eventually
+
+
+@pytest.fixture()
+def ctx(make_relay):
+    return make_relay(worker=False).ctx
+
+
+def add(ctx, *delivery_ids: str) -> None:
+    for delivery_id in delivery_ids:
+        lane.add(ctx, delivery_id, ctx.key("delivery", delivery_id), ctx.key("deliveries", "open"), time.time())
+
+
+class Attempts:
+    """Records each attempt; ``hold`` keeps attempts running until released."""
+
+    def __init__(self, hold: bool = False, fail_first: type[Exception] | None = None):
+        self.seen: list[str] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+        self._fail_first = fail_first
+
+    def __call__(self, delivery_id: str) -> None:
+        self.seen.append(delivery_id)
+        self.started.set()
+        self.release.wait(60)
+        if self._fail_first is not None:
+            failure, self._fail_first = self._fail_first, None
+            raise failure("Redis went away mid-attempt")
+
+
+def test_every_entry_runs_once_and_leaves_the_lane(ctx):
+    ids = [f"dlv_{n}" for n in range(40)]
+    add(ctx, *ids)
+    attempts = Attempts()
+    DeliveryLane(ctx, attempts, threads=4).drain()
+    assert sorted(attempts.seen) == sorted(ids)
+    assert lane.backlog(ctx) == 0
+    assert ctx.redis.hget(ctx.key("delivery", "dlv_0"), "lane_entry"), "the record knows its entry"
+
+
+def test_an_entry_a_dead_worker_held_runs_elsewhere_after_a_lease(ctx):
+    add(ctx, "dlv_a")
+    dead = Attempts(fail_first=RedisConnectionError)  # dies before it can let the entry go
+    DeliveryLane(ctx, dead, consumer="dead").drain()
+    assert dead.seen == ["dlv_a"] and lane.backlog(ctx) == 1
+    alive = Attempts()
+    DeliveryLane(ctx, alive, consumer="alive", lease_seconds=60).drain()
+    assert alive.seen == [], "not while the other worker may still be running it"
+    time.sleep(0.05)
+    DeliveryLane(ctx, alive, consumer="alive", lease_seconds=0.01).drain()
+    assert alive.seen == ["dlv_a"] and lane.backlog(ctx) == 0
+
+
+def test_a_long_attempt_keeps_its_lease(ctx):
+    add(ctx, "dlv_long")
+    slow = Attempts(hold=True)
+    running = DeliveryLane(ctx, slow, consumer="running", lease_seconds=1.5)
+    running.start()
+    try:
+        assert slow.started.wait(30)
+        time.sleep(4.5)  # three leases: renewed every half second, never idle for a whole one
+        other = Attempts()
+        assert DeliveryLane(ctx, other, consumer="other", lease_seconds=1.5).run_once() == 0
+        assert other.seen == []
+    finally:
+        slow.release.set()
+        running.stop()
+    assert slow.seen == ["dlv_long"] and lane.backlog(ctx) == 0
+
+
+def test_stopping_lets_running_attempts_finish(ctx):
+    add(ctx, "dlv_stop")
+    slow = Attempts(hold=True)
+    running = DeliveryLane(ctx, slow)
+    running.start()
+    assert slow.started.wait(30)
+    threading.Timer(0.5, slow.release.set).start()
+    running.stop()
+    assert lane.backlog(ctx) == 0, "the attempt finished and let its entry go before stop returned"
+
+
+def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receiver):
+    """A crash between recording a delivery and adding it to the lane (or Redis losing the entry) leaves
+    it pending with no entry; the reconciler's look at overdue deliveries adds it again, once."""
+    from rq import Queue, SimpleWorker
+
+    from app import deliveries, jobs, queues
+    from app.pump import IntakePump
+
+    relay = make_relay(worker=False, delivery_recheck_seconds=0)
+    ctx = relay.ctx
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+        eventually(lambda: IntakePump(ctx).pump_once(), 30, "the API's webhook")
+        SimpleWorker([Queue(queues.EVENTS, connection=ctx.rq_redis)], connection=ctx.rq_redis).work(burst=True)
+        assert lane.backlog(ctx) == 1
+        [(entry_id, _)] = ctx.redis.xrange(lane.stream_key(ctx))
+        ctx.redis.xdel(lane.stream_key(ctx), entry_id)  # lost
+        assert jobs.reconcile()["deliveries_requeued"] == 1 and lane.backlog(ctx) == 1
+        assert jobs.reconcile()["deliveries_requeued"] == 0, "an entry waiting in the lane is left alone"
+        DeliveryLane(ctx, lambda delivery_id: deliveries.attempt(ctx, delivery_id)).drain()
+        [done] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
+    assert done["state"] == "delivered" and len(receiver.requests) == 1
+    assert jobs.reconcile()["deliveries_requeued"] == 0
