@@ -70,7 +70,8 @@ def test_excel_command_reports_progress_and_posts_the_file(slack_relay, fake_sla
     assert len(replies) <= 4 and all(r["response_type"] == "ephemeral" for r in replies)
     assert last["text"].startswith(":white_check_mark: Done") and "/files/" in last["text"]
 
-    [shared] = fake_slack.shared_files(CHANNEL)
+    # the file and the final word are separate deliveries, run side by side: either may land first
+    [shared] = eventually(lambda: fake_slack.shared_files(CHANNEL), 30, "the file in the channel")
     assert shared.path.read_bytes()[:2] == b"PK"  # the .xlsx, uploaded into the channel
     [message] = [m for m in fake_slack.messages if m["channel"] == CHANNEL]
     assert message["files"] and "/files/" in message["text"]
