@@ -1,7 +1,8 @@
 """bench/fanout: delivery throughput and memory.
 
-1. Deliveries/s to a loopback webhook subscriber (gunicorn) with 2 relay worker processes, against a
-   plain httpx loop posting the same signed payloads in the same run. Goal: ratio >= 0.5.
+1. Deliveries/s to a loopback webhook subscriber (gunicorn) with 2 relay worker processes (each running
+   its delivery lane: decision 0008), against a plain httpx loop posting the same signed payloads in the
+   same run. Goal: ratio >= 0.5.
 2. Peak RSS of one worker delivering one 1 GiB document to the folder, the Drive fake and the Slack
    fake (the file streams from the sandbox). Goal: under 150 MiB.
 
@@ -83,7 +84,7 @@ def throughput(ctx, env: dict, tenant_id: str, count: int) -> dict:
             for _ in range(count):
                 client.post(url, content=body, headers=headers).raise_for_status()
             baseline = count / (time.perf_counter() - start)
-        # the relay: one RQ job per delivery, 2 worker processes
+        # the relay: 2000 deliveries recorded and queued as the finish hook does, 2 worker processes
         ids = [deliveries._record(ctx, task, event, f"bench:{n}", {"kind": "webhook",
                                                                    "config": {"url": url, "secret": secret}})
                for n in range(count)]
