@@ -86,6 +86,9 @@ class DeliveryLane:
         if not free:
             self._wait_for_one()
             return 0
+        return self._fill(free, block_ms)
+
+    def _fill(self, free: int, block_ms: int | None) -> int:
         try:
             entries = self._take(free, block_ms)
         except ResponseError as exc:
@@ -116,9 +119,10 @@ class DeliveryLane:
     def drain(self) -> None:
         """Run everything waiting in the lane, then return (a worker's --burst)."""
         while True:
-            if self.run_once():
+            free = self._threads - len(self._snapshot())
+            if free and self._fill(free, None):
                 continue
-            if not self._snapshot():
+            if free == self._threads:  # nothing was running, and nothing was waiting
                 return
             self._wait_for_one()
 

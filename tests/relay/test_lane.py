@@ -27,8 +27,9 @@ def add(ctx, *delivery_ids: str) -> None:
 class Attempts:
     """Records each attempt; ``hold`` keeps attempts running until released."""
 
-    def __init__(self, hold: bool = False, fail_first: type[Exception] | None = None):
+    def __init__(self, hold: bool = False, fail_first: type[Exception] | None = None, seconds: float = 0.0):
         self.seen: list[str] = []
+        self._seconds = seconds
         self.started = threading.Event()
         self.release = threading.Event()
         if not hold:
@@ -39,6 +40,7 @@ class Attempts:
         self.seen.append(delivery_id)
         self.started.set()
         self.release.wait(60)
+        time.sleep(self._seconds)
         if self._fail_first is not None:
             failure, self._fail_first = self._fail_first, None
             raise failure("Redis went away mid-attempt")
@@ -47,7 +49,7 @@ class Attempts:
 def test_every_entry_runs_once_and_leaves_the_lane(ctx):
     ids = [f"dlv_{n}" for n in range(40)]
     add(ctx, *ids)
-    attempts = Attempts()
+    attempts = Attempts(seconds=0.01)  # all threads busy at times: draining must not stop early then
     DeliveryLane(ctx, attempts, threads=4).drain()
     assert sorted(attempts.seen) == sorted(ids)
     assert lane.backlog(ctx) == 0
