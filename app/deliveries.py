@@ -203,6 +203,10 @@ def attempt(ctx: Context, delivery_id: str) -> str:
 
 def _attempt(ctx: Context, delivery_id: str, record: dict) -> str:
     attempts = int(record.get("attempts") or 0) + 1
+    if record["state"] == "delivering" and attempts > ctx.config.delivery_max_attempts:
+        # every attempt so far ended with its worker (killed, out of memory) before an outcome: stop there
+        return _failed(ctx, record, attempts - 1, Permanent(f"the worker stopped during each of {attempts - 1} "
+                                                            "attempts"))
     update(ctx, delivery_id, state="delivering", attempts=attempts)
     kind = registry.KINDS.get(record["kind"])
     try:

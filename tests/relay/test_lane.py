@@ -120,3 +120,17 @@ def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receive
         [done] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
     assert done["state"] == "delivered" and len(receiver.requests) == 1
     assert jobs.reconcile()["deliveries_requeued"] == 0
+
+
+def test_a_delivery_whose_every_attempt_ended_its_worker_goes_to_the_dead_letters(ctx):
+    """A delivery found `delivering` has lost its worker mid-attempt; after the last allowed attempt it is
+    not tried again (it would take down worker after worker), but dead-lettered for a replay."""
+    from app import deliveries
+
+    ctx.redis.hset(ctx.key("delivery", "dlv_poison"), mapping={
+        "delivery_id": "dlv_poison", "tenant_id": "ten_x", "task_id": "tsk_x", "kind": "webhook",
+        "state": "delivering", "attempts": ctx.config.delivery_max_attempts})
+    assert deliveries.attempt(ctx, "dlv_poison") == "dead"
+    record = deliveries.get(ctx, "dlv_poison")
+    assert record["state"] == "dead" and "stopped during each of" in record["last_error"]
+    assert [d["delivery_id"] for d in deliveries.dead_letters(ctx)] == ["dlv_poison"]
