@@ -52,9 +52,13 @@ def signed_requests(path: Path, count: int, batch: str) -> None:
             out.write(f"{msg_id}\t{int(now.timestamp())}\t{hook.sign(msg_id, now, body)}\t{body}\n")
 
 
-def serve(app_spec: str, port: int, workers: int, worker_class: str, env: dict[str, str]) -> subprocess.Popen:
+def serve(app_spec: str, port: int, workers: int, worker_class: str, env: dict[str, str],
+          production_config: bool = False) -> subprocess.Popen:
+    """gunicorn serving ``app_spec``; with ``production_config``, from the relay's own gunicorn settings
+    (access log, gc.freeze after loading) with the bench's bind, workers and threads."""
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
-    process = subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+    config = ["--config", "python:app.gunicorn_conf"] if production_config else []
+    process = subprocess.Popen([gunicorn, *config, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
                                 "--worker-class", worker_class, "--threads", "8", "--log-level", "warning", app_spec],
                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until_up(f"http://127.0.0.1:{port}/healthz" if "app.web" in app_spec else f"http://127.0.0.1:{port}/")

@@ -1,12 +1,13 @@
 """bench/slack: how fast /slack/commands acknowledges bursts of 50 commands arriving at once.
 
 Slack drops a command's answer after 3000 ms. Each command here takes the full path: signature check
-(slack_sdk), schema check, workspace lookup (its bot token decrypted), prompt check and an RQ enqueue.
-The baseline is a Flask route that answers the same JSON at once, served the same way (gunicorn gthread,
-same workers), loaded by the same client in the same run. Prints p50/p99 and their ratio to the
-baseline. Goal: p99 under 100 ms.
+(slack_sdk), schema check, workspace lookup, prompt check, and one Lua call that stores it in the intake
+stream. The baseline is a Flask route that answers the same JSON at once. Both are served the way the
+relay is (gunicorn with app/gunicorn_conf.py: gthread, access log, gc.freeze) and loaded by the same
+client in the same run. Prints p50/p99 and their ratio to the baseline. Goal: p99 under 100 ms.
 
-Each burst opens fresh connections (as many callers would) and waits until all 50 are answered.
+Each burst opens fresh connections (as many callers would) and waits until all 50 are answered. The
+first burst after a server starts is reported on its own.
 
     python bench/slack.py [--bursts 40] [--concurrency 50] [--rounds 2]
 """
@@ -112,7 +113,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             for name, spec in SERVERS:
                 port = free_port()
-                server = serve(spec, port, args.workers, "gthread", env)
+                server = serve(spec, port, args.workers, "gthread", env, production_config=True)
                 try:
                     url = f"http://127.0.0.1:{port}/slack/commands"
                     first = round_ * (args.bursts + 1) * args.concurrency
@@ -132,18 +133,19 @@ def report(results: dict[str, list[list[list[float]]]], args: argparse.Namespace
     print(f"bench/slack: {args.bursts} bursts of {args.concurrency} concurrent commands x {args.rounds} rounds, "
           f"gunicorn gthread x{args.workers}, {os.cpu_count()} cores")
     print(f"{'server':<16} {'round':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'first burst max ms':>19}")
-    best: dict[str, tuple[float, float]] = {}
+    p99s: dict[str, list[float]] = {}
     for name, runs in results.items():
         for n, (cold, *bursts) in enumerate(runs, start=1):
             latencies = [seconds for burst in bursts for seconds in burst]
             p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
             print(f"{name:<16} {n:>5} {p50:>8.1f} {p99:>8.1f} {max(latencies) * 1000:>8.1f} {max(cold) * 1000:>19.1f}")
-            best[name] = min(best.get(name, (p50, p99)), (p50, p99), key=lambda pair: pair[1])
-    command, baseline = best["/slack/commands"], best["baseline"]
+            p99s.setdefault(name, []).append(p99)
     sent = args.rounds * (args.bursts + 1) * args.concurrency
     print(f"commands taken in: {enqueued}/{sent} (each acknowledged command, durably queued once)")
-    print(f"best p99: {command[1]:.1f} ms (goal < 100 ms; Slack's limit 3000 ms); "
-          f"ratio to baseline p50 {command[0] / baseline[0]:.2f}, p99 {command[1] / baseline[1]:.2f}")
+    command, baseline = p99s["/slack/commands"], p99s["baseline"]
+    print(f"p99 of /slack/commands: {min(command):.1f}-{max(command):.1f} ms over the rounds (goal < 100 ms; Slack's "
+          f"limit 3000 ms); baseline {min(baseline):.1f}-{max(baseline):.1f} ms; worst ratio "
+          f"{max(command) / min(baseline):.2f}")
 
 
 if __name__ == "__main__":
