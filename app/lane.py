@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from redis.exceptions import RedisError, ResponseError
 
 from .context import Context
-from .streams import ensure_group, let_go
+from .streams import ReaderThread, ensure_group, let_go
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,7 @@ class DeliveryLane:
         self._grouped = False
         self._claimed_at = 0.0
         self._renewed = time.monotonic()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._reader = ReaderThread("relay-lane-reader", lambda: self.run_once(block_ms=max(1, int(self._tick * 1000))))
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -169,25 +168,11 @@ class DeliveryLane:
     # -- in the background -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="relay-lane-reader", daemon=True)
-        self._thread.start()
+        self._reader.start()
 
     def stop(self) -> None:
         """Stop reading and let the running attempts finish (a worker's warm shutdown)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._reader.stop()
         while self._snapshot():
             self._wait_for_one()  # leases stay renewed while a long upload finishes
         self._pool.shutdown(wait=True)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once(block_ms=max(1, int(self._tick * 1000)))
-            except RedisError as exc:  # Redis restarting: wait and carry on
-                log.warning("delivery lane: %s", exc)
-                self._stop.wait(1.0)
-            except Exception:
-                log.exception("delivery lane error")
-                self._stop.wait(1.0)

@@ -12,20 +12,15 @@ See docs/decisions/0004-intake-stream.md for why not an RQ enqueue per request.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
-import threading
 
-from redis.exceptions import RedisError
 from rq import Retry
 from rq.exceptions import DuplicateJobError
 
 from .context import Context
 from .ids import digest
-from .streams import ensure_group, let_go
-
-log = logging.getLogger(__name__)
+from .streams import ReaderThread, ensure_group, let_go
 
 GROUP = "relay-pump"
 RECLAIM_IDLE_MS = 30_000
@@ -78,8 +73,7 @@ class IntakePump:
         self._reclaim_idle_ms = reclaim_idle_ms
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._stream = stream_key(ctx)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._reader = ReaderThread("relay-intake-pump", lambda: self.pump_once(block_ms=1000))
 
     def ensure_group(self) -> None:
         ensure_group(self._ctx.redis, self._stream, GROUP)
@@ -126,21 +120,7 @@ class IntakePump:
             acknowledge(self._ctx, entry_id)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="relay-intake-pump", daemon=True)
-        self._thread.start()
+        self._reader.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.pump_once(block_ms=1000)
-            except RedisError as exc:  # Redis restarting: wait and carry on
-                log.warning("intake pump: %s", exc)
-                self._stop.wait(1.0)
-            except Exception:
-                log.exception("intake pump error")
-                self._stop.wait(1.0)
+        self._reader.stop()

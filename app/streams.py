@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
+
 from redis import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
+
+log = logging.getLogger(__name__)
 
 
 def ensure_group(redis: Redis, stream: str, group: str) -> None:
@@ -21,3 +27,33 @@ def let_go(redis: Redis, stream: str, group: str, entry_id: str) -> None:
     pipe.xack(stream, group, entry_id)
     pipe.xdel(stream, entry_id)
     pipe.execute()
+
+
+class ReaderThread:
+    """A daemon thread calling ``step`` (one blocking read and what follows) until stopped; Redis going
+    away (a restart) or an unexpected error costs a second's pause, not the thread."""
+
+    def __init__(self, name: str, step: Callable[[], object]):
+        self._name, self._step = name, step
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except RedisError as exc:
+                log.warning("%s: %s", self._name, exc)
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("%s failed", self._name)
+                self._stop.wait(1.0)
