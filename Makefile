@@ -16,6 +16,7 @@ dev: $(STAMP)  ## set up and run the whole product locally (embedded Redis, sand
 	$(BIN)/relay dev
 
 test: $(STAMP)  ## run the whole test suite against private servers
+	sh tests/system-tools.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -28,8 +28,10 @@ class RelayConfig:
     submit_retry_intervals: tuple[float, ...] = (2, 5, 10, 30, 60, 120, 300, 300, 300, 600, 600, 900, 900)
     """When the API is down at submit time: waits between background attempts (about 70 minutes)."""
     idempotency_ttl_seconds: int = 86_400
+    """How long an Idempotency-Key and its first answer are kept: 24 h."""
     webhook_dedupe_ttl_seconds: int = 172_800
-    """How long a webhook-id is remembered (and its job kept) to drop redeliveries: 48 h."""
+    """How long a webhook-id is remembered to drop redeliveries: 48 h (keep it at least 24 h: the API retries
+    a webhook for about 27 h)."""
     max_wait_seconds: int = 25
 
     reconcile_interval_seconds: int = 30
@@ -39,6 +41,28 @@ class RelayConfig:
     poll_first_seconds: float = 3.0
     poll_cap_seconds: float = 10.0
     poll_give_up_seconds: float = 1800.0
+
+    task_retention_seconds: float = 30 * 86_400.0
+    """Finished tasks, with their deliveries and their events, are removed this long after they ended (the
+    API keeps a run 30 days after its last task). Records stay; their usage stays in the daily rows."""
+    dead_letter_retention_seconds: float = 30 * 86_400.0
+    """A dead delivery leaves the dead-letter list (with a log line) this long after it died."""
+    usage_retention_seconds: float = 396 * 86_400.0
+    """Daily usage rows (credits, tasks, agent time per tenant and record) are kept 13 months."""
+    job_result_ttl_seconds: int = 3600
+    """How long RQ keeps a finished job's result (the relay's own records hold the outcomes)."""
+    job_failure_ttl_seconds: int = 7 * 86_400
+    """How long RQ keeps a failed job in its failed registry, for `rq requeue` or a look in rq-dashboard."""
+    stream_retention_seconds: float = 7 * 86_400.0
+    """Intake and delivery-lane entries still there after this long (their work failed for good and waits in
+    RQ's failed registry or the dead letters) are dropped, with a log line."""
+    consumer_idle_seconds: float = 3600.0
+    """A stream consumer (one per worker process that ever ran) idle this long with nothing pending is removed."""
+    retention_sweep_seconds: int = 60
+    """How often the scheduler runs the retention sweep (in batches, from time-ordered indexes)."""
+    archive_dir: str = ""
+    """When set, each finished task's final record is appended to ARCHIVE_DIR/tasks-YYYY-MM-DD.jsonl (the day
+    it ended) before the sweep removes it. Empty: off."""
 
     worker_lease_seconds: int = 60
     """A running job's lease: a worker that dies mid-job has its job retried about this long after."""

@@ -23,6 +23,7 @@ from .tasks import TaskStore
 from .tenants import Tenant, TenantStore
 from .tokens import Tokens
 from .upstream import RetryPolicy, UpstreamClient
+from .usage import UsageRows
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Context:
     idempotency: IdempotencyStore
     destinations: DestinationStore
     hooks: HookStore
+    usage: UsageRows
     secret: str = ""
     """Signs tokens and the dashboard's session cookie (RELAY_SECRET_KEY, else one kept in Redis)."""
 
@@ -79,8 +81,9 @@ class Context:
 
 
 def build_context(config: RelayConfig) -> Context:
-    redis = Redis.from_url(config.redis_url, decode_responses=True)
-    rq_redis = Redis.from_url(config.redis_url)
+    # a Redis that cannot be reached fails a call in seconds (503, a back-off), never hangs a request
+    redis = Redis.from_url(config.redis_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30)
+    rq_redis = Redis.from_url(config.redis_url, socket_connect_timeout=5)
     box = SecretBox(config.encryption_keys)
     prefix = config.key_prefix
     secret = config.secret_key or _stored_secret(redis, prefix + "secret")
@@ -89,7 +92,7 @@ def build_context(config: RelayConfig) -> Context:
                    tasks=TaskStore(redis, prefix), events=EventLog(redis, prefix),
                    idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds),
                    destinations=DestinationStore(redis, prefix, box), hooks=HookStore(redis, prefix, box),
-                   secret=secret)
+                   usage=UsageRows(redis, prefix), secret=secret)
 
 
 def _stored_secret(redis: Redis, key: str) -> str:

@@ -26,7 +26,7 @@ from rq import Retry
 from connectors import registry
 from connectors.base import Delivery, DeliveryError, Document, Environment, Gone, Permanent, Retryable
 
-from . import lane, metrics, queues
+from . import lane, metrics, queues, storage
 from .context import Context
 from .events import iso
 from .ids import digest
@@ -141,7 +141,7 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0) -> None:
     # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
     ctx.queue(queues.DELIVER).enqueue_in(timedelta(seconds=delay), jobs.deliver, delivery_id,
                                          job_id=f"deliver-{delivery_id}-{attempt}", job_timeout=3600, result_ttl=0,
-                                         failure_ttl=7 * 86_400, retry=_CRASH_RETRY)
+                                         failure_ttl=ctx.config.job_failure_ttl_seconds, retry=_CRASH_RETRY)
     ctx.redis.zadd(_open_key(ctx), {delivery_id: recheck_at})
 
 
@@ -231,10 +231,15 @@ def _attempt(ctx: Context, delivery_id: str, record: dict) -> str:
     except Exception as exc:  # a bug, not the destination: backoff and, in the end, the dead letters
         log.exception("delivery %s failed unexpectedly", delivery_id)
         return _failed(ctx, record, attempts, Retryable(f"unexpected error in the relay: {type(exc).__name__}"))
+    # delivered: a refused write now must not make the next attempt deliver it again, so it waits for Redis
+    storage.persist(lambda: _delivered(ctx, delivery_id, outcome), "delivery")
+    return "delivered"
+
+
+def _delivered(ctx: Context, delivery_id: str, outcome) -> None:
     update(ctx, delivery_id, state="delivered", location=outcome.location, external_id=outcome.external_id,
            delivered_at=time.time(), last_error="", next_attempt_at="")
     ctx.redis.zrem(_open_key(ctx), delivery_id)
-    return "delivered"
 
 
 def _failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> str:
@@ -310,7 +315,7 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
 def _document(ctx: Context, record: dict) -> Document:
     task = ctx.tasks.get(record["task_id"])
     tenant = ctx.tenants.get(record["tenant_id"])
-    if task is None or tenant is None or not task.get("result"):
+    if task is None or tenant is None or task["status"] != "completed":
         raise Permanent("the task has no finished document")
     export = record.get("export") or ""
     source = _Source(ctx, tenant, task, export)
@@ -355,7 +360,8 @@ class _Source:
 
     def __init__(self, ctx: Context, tenant, task: dict, export: str):
         self._ctx, self._tenant, self._task, self._export = ctx, tenant, task, export
-        self._url = self._fresh_url() if export else task["result"]["download_url"]
+        download = (task.get("result") or {}).get("download_url")  # an event may come without one
+        self._url = download if download and not export else self._fresh_url()
         head = self._head()
         self.size = int(head.headers["content-length"]) if "content-length" in head.headers else None
         self.content_type = head.headers.get("content-type", "application/octet-stream").split(";")[0]

@@ -32,7 +32,7 @@ def run(config: RelayConfig) -> list[Finding]:
         redis.ping()
     except RedisError as exc:
         return [*findings, Finding(FAIL, "redis", f"cannot reach {_safe(config.redis_url)}: {exc}")]
-    findings += [Finding(OK, "redis", f"reachable at {_safe(config.redis_url)}"), *_durability(redis)]
+    findings += [Finding(OK, "redis", f"reachable at {_safe(config.redis_url)}"), *_durability(redis), _memory(redis)]
     if any(f.check == "encryption" and f.level == FAIL for f in findings):
         return findings
     from .context import build_context
@@ -87,6 +87,28 @@ def _durability(redis: Redis) -> list[Finding]:
         found.append(Finding(WARN, "redis eviction", f"maxmemory-policy is {policy}: Redis may drop tasks and "
                                                      "queued jobs when full; set noeviction"))
     return found
+
+
+MEMORY_WARN_SHARE = 0.8
+
+
+def _memory(redis: Redis) -> Finding:
+    """How full Redis is: past maxmemory (noeviction) it refuses writes and the relay answers 503."""
+    memory = redis.info("memory")
+    used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+    if not limit:
+        return Finding(OK, "redis memory", f"{_mib(used)} used, no maxmemory set (Redis may grow until the host "
+                                           "runs out; set one with headroom, docs/operations.md)")
+    share = used / limit
+    text = f"{_mib(used)} of maxmemory {_mib(limit)} used ({share:.0%})"
+    if share >= MEMORY_WARN_SHARE:
+        return Finding(WARN, "redis memory", f"{text}: at 100% writes are refused and the relay answers 503; "
+                                             "raise maxmemory or shorten retention (docs/operations.md)")
+    return Finding(OK, "redis memory", text)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MiB"
 
 
 def _workers(ctx) -> list[Finding]:

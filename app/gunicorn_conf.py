@@ -4,6 +4,7 @@ Every value can be overridden on the command line; the environment sets the usua
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import os
 
@@ -21,6 +22,13 @@ accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 logconfig_dict = GUNICORN_LOGCONFIG
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+faulthandler.enable()  # the arbiter; each web process enables it again below
+
+
+def post_fork(server, worker) -> None:
+    faulthandler.enable()  # a crash writes every thread's stack to the log
 
 
 def post_worker_init(worker) -> None:

@@ -47,7 +47,7 @@ def accept(ctx: Context, token: str, body: bytes, headers: dict[str, str]) -> bo
         raise Rejected(401, "invalid_signature", "The webhook signature does not verify.") from None
     try:
         event = json.loads(body)
-        schemas.validate("upstream/task-event.json", event)
+        schemas.validate("upstream/task-event-received.json", event)
     except (ValueError, schemas.SchemaViolation) as exc:
         raise Rejected(400, "invalid_event", f"The webhook body is not a task event: {exc}") from None
     webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]

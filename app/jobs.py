@@ -8,7 +8,7 @@ import time
 
 from rq import get_current_job
 
-from . import context, deliveries, pump, submit, tracking
+from . import context, deliveries, pump, queues, retention, submit, tracking
 from .logs import log_context
 from .tasks import TERMINAL
 from .upstream import PollPolicy, UpstreamNotFound, UpstreamUnavailable
@@ -78,6 +78,18 @@ def reconcile() -> dict:
     return counts
 
 
+def sweep() -> dict:
+    """The retention sweep (app/retention.py), once at a time."""
+    ctx = context.current()
+    lock = ctx.key("retention", "lock")
+    if not ctx.redis.set(lock, "1", nx=True, ex=300):
+        return {"skipped": "another sweep is running"}
+    try:
+        return retention.sweep(ctx)
+    finally:
+        ctx.redis.delete(lock)
+
+
 def _reconcile_one(ctx, task_id: str) -> str:
     task = ctx.tasks.get(task_id)
     if task is None or task["status"] in TERMINAL:
@@ -87,7 +99,12 @@ def _reconcile_one(ctx, task_id: str) -> str:
             return "repaired"
         return "polled"
     tenant = ctx.tenants.get(task["tenant_id"])
-    if tenant is None or not task.get("upstream_task_id"):
+    if tenant is None:  # it can never end otherwise, and retention only removes tasks that ended
+        tracking.fail(ctx, task_id, "tenant_removed", "The tenant was removed before the task ended.")
+        return "finished"
+    if task["status"] == "pending_submit":
+        return _recover_submit(ctx, task_id)
+    if not task.get("upstream_task_id"):
         ctx.tasks.unwatch(task_id)
         return "polled"
     polls = int(task.get("polls") or 0)
@@ -105,3 +122,19 @@ def _reconcile_one(ctx, task_id: str) -> str:
     policy = PollPolicy(ctx.config.poll_first_seconds, cap_seconds=ctx.config.poll_cap_seconds)
     ctx.tasks.watch(task_id, time.time() + policy.delay(polls))
     return "polled"
+
+
+def _recover_submit(ctx, task_id: str) -> str:
+    """A submission waiting to be handed to the API: its background job is queued again when it was lost
+    (a worker popped it and died, or lost Redis's reply, before running it) or never stored (a crash between
+    storing the task and queuing the job); a job that failed for good fails the task."""
+    status, lost = queues.requeue_if_lost(ctx, ctx.queue(queues.SUBMIT), f"submit-{task_id}")
+    if status == b"failed":
+        tracking.fail(ctx, task_id, "submit_failed", "Handing the job to the API failed; see the worker's log.")
+        return "finished"
+    if status is None or status == b"finished":  # no job, or one that ended without handing it over
+        log.warning("task %s was waiting for a submit job that does not exist; queued again", task_id)
+        queues.enqueue_submit(ctx, task_id)
+        return "repaired"
+    ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
+    return "repaired" if lost else "polled"

@@ -94,10 +94,18 @@ class DeliveryLane:
             if "NOGROUP" in str(exc):
                 self._grouped = False  # Redis lost the stream: the group is made again next time
             raise
+        if self._reader.stopping and entries:  # read as the worker was told to stop: not this worker's any more
+            self._release([entry_id for entry_id, _ in entries])
+            return 0
         for entry_id, fields in entries:
             self._start(entry_id, (fields or {}).get("delivery", ""))
         self._renew_leases()
         return len(entries)
+
+    def _release(self, entry_ids: list[str]) -> None:
+        """Entries taken but not started: marked idle for longer than any lease, so the next worker's
+        XAUTOCLAIM takes them at once instead of after a lease."""
+        self._ctx.redis.xclaim(self._stream, GROUP, self._consumer, 0, entry_ids, idle=2**31, justid=True)
 
     def _take(self, count: int, block_ms: int | None) -> list:
         """Entries idle for a lease (their worker died) first, then new ones."""
@@ -163,12 +171,19 @@ class DeliveryLane:
         with self._lock:
             running = list(self._running)
         if running:
-            self._ctx.redis.xclaim(self._stream, GROUP, self._consumer, 0, running, justid=True)
+            try:
+                self._ctx.redis.xclaim(self._stream, GROUP, self._consumer, 0, running, justid=True)
+            except RedisError as exc:  # a missed renewal only shortens the lease; the next may succeed
+                log.warning("delivery lane: could not renew the leases of %d attempt(s): %s", len(running), exc)
 
     # -- in the background -------------------------------------------------------------------------
 
     def start(self) -> None:
         self._reader.start()
+
+    def request_stop(self) -> None:
+        """Start no new attempt (safe in a signal handler); stop() then waits for the running ones."""
+        self._reader.request_stop()
 
     def stop(self) -> None:
         """Stop reading and let the running attempts finish (a worker's warm shutdown)."""

@@ -59,6 +59,10 @@ ROUTES = [
           {204: None, 400: ERROR, 401: ERROR, 404: ERROR}),
     Route("GET", "/v1/events", "Task events, newest first (polling triggers)", V1,
           {200: "items:relay/event.json", 400: ERROR, 401: ERROR}, query="relay/events-query.json"),
+    Route("GET", "/v1/usage", "Usage by day: credits, tasks and agent time, for the tenant or one record", V1,
+          {200: "relay/usage-report.json", 400: ERROR, 401: ERROR}, query="relay/usage-query.json",
+          description="Daily rows outlive the tasks they count (kept 13 months by default), so reports add up "
+                      "after the tasks are gone."),
     Route("GET", "/v1/formats", "The document formats, labelled", V1, {200: None, 401: ERROR},
           response_type={200: JSON}),
     Route("POST", "/v1/exports", "A link to a finished document in another format", V1,
@@ -83,7 +87,7 @@ ROUTES = [
     Route("GET", "/files/{token}", "A signed link: redirects to a fresh download", V1,
           {302: None, 404: ERROR, 410: ERROR, 502: ERROR}, auth=False),
     Route("POST", "/webhooks/upstream/{token}", "The API's signed task events (Standard Webhooks)", HOOKS,
-          {200: None, 400: ERROR, 401: ERROR, 413: ERROR}, body="upstream/task-event.json", auth=False,
+          {200: None, 400: ERROR, 401: ERROR, 413: ERROR}, body="upstream/task-event-received.json", auth=False,
           response_type={200: JSON}),
     Route("POST", "/slack/commands", "The /overten slash command (signed by Slack)", SLACK,
           {200: None, 400: ERROR, 401: ERROR, 404: ERROR}, body="slack/command.json", body_type=FORM, auth=False,
@@ -150,6 +154,9 @@ def _operation(route: Route) -> dict:
         statuses.setdefault(429, ERROR)  # the per-key rate limit
     if route.method == "POST":
         statuses.setdefault(413, ERROR)  # bodies over 1 MiB, everywhere
+    if route.path not in ("/healthz", "/readyz", "/metrics", "/openapi.json") and not route.path.startswith(
+            "/connectors/"):
+        statuses.setdefault(503, ERROR)  # storage_unavailable: Redis full, read-only or gone (Retry-After)
     responses = {str(status): _response(route, status, schema) for status, schema in statuses.items()}
     operation: dict[str, Any] = {"summary": route.summary, "tags": [route.tag], "operationId": "_".join(words),
                                  "responses": responses}

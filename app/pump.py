@@ -73,7 +73,7 @@ class IntakePump:
         self._reclaim_idle_ms = reclaim_idle_ms
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._stream = stream_key(ctx)
-        self._reader = ReaderThread("relay-intake-pump", lambda: self.pump_once(block_ms=1000))
+        self._reader = ReaderThread("relay-intake-pump", lambda: self.pump_once(block_ms=500))
 
     def ensure_group(self) -> None:
         ensure_group(self._ctx.redis, self._stream, GROUP)
@@ -104,12 +104,12 @@ class IntakePump:
             return queue, queue.create_job(jobs.slack_command, args=(fields["job"], json.loads(fields["request"]),
                                                                      entry_id),
                                            job_id="slack-" + digest(fields["dedupe"], 40), timeout=300,
-                                           result_ttl=3600, failure_ttl=7 * 86_400)
+                                           **queues.kept_for(self._ctx))
         queue = self._ctx.queue(queues.EVENTS)
         return queue, queue.create_job(jobs.process_upstream_event,
                                        args=(fields["tenant"], fields["task"], fields["body"], entry_id),
                                        job_id="wh-" + digest(f"{fields['tenant']}:{fields['webhook']}", 40),
-                                       timeout=120, result_ttl=3600, failure_ttl=7 * 86_400, retry=_EVENT_RETRY)
+                                       timeout=120, retry=_EVENT_RETRY, **queues.kept_for(self._ctx))
 
     def _recover(self, queue, job_id: str, entry_id: str) -> None:
         """An entry whose job exists already. Finished: the entry goes. Lost on its way to a worker: it is
@@ -121,6 +121,9 @@ class IntakePump:
 
     def start(self) -> None:
         self._reader.start()
+
+    def request_stop(self) -> None:
+        self._reader.request_stop()
 
     def stop(self) -> None:
         self._reader.stop()

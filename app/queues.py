@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from datetime import timedelta
 
 from rq import Queue, Retry
@@ -33,6 +34,11 @@ def requeue_if_lost(ctx: Context, queue: Queue, job_id: str) -> tuple[bytes | No
     return status, lost
 
 
+def kept_for(ctx: Context) -> dict[str, int]:
+    """How long RQ keeps a job's result and a failed job (RELAY_JOB_RESULT_TTL_SECONDS, ..._FAILURE_...)."""
+    return {"result_ttl": ctx.config.job_result_ttl_seconds, "failure_ttl": ctx.config.job_failure_ttl_seconds}
+
+
 def _seconds(values: tuple[float, ...]) -> list[int]:
     return [max(1, math.ceil(v)) for v in values]
 
@@ -44,5 +50,7 @@ def enqueue_submit(ctx: Context, task_id: str) -> None:
     intervals = _seconds(ctx.config.submit_retry_intervals)
     ctx.queue(SUBMIT).enqueue_in(timedelta(seconds=intervals[0]), jobs.submit_pending, task_id,
                                  job_id=f"submit-{task_id}", retry=Retry(max=len(intervals), interval=intervals),
-                                 job_timeout=120, result_ttl=3600, failure_ttl=7 * 86_400)
+                                 job_timeout=120, **kept_for(ctx))
+    # the reconciler looks at the task if it is still waiting then (a job lost between Redis and a worker)
+    ctx.tasks.watch(task_id, time.time() + intervals[0] + ctx.config.reconcile_quiet_seconds)
 

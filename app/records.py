@@ -13,6 +13,7 @@ from redis import Redis
 from redis.exceptions import WatchError
 
 from .ids import digest
+from .usage import number
 
 TASK_HISTORY = 200  # tasks remembered per record
 
@@ -27,13 +28,17 @@ class RecordStore:
     def key_for(self, tenant_id: str, record_key: str) -> str:
         return self._key(tenant_id, record_key)
 
+    def tasks_key(self, tenant_id: str, record_key: str) -> str:
+        """The record's tasks by submission time (the ones still kept: retention removes the others)."""
+        return self._key(tenant_id, record_key, "tasks")
+
     def get(self, tenant_id: str, record_key: str) -> dict | None:
         raw = self._redis.hgetall(self._key(tenant_id, record_key))
         if not raw:
             return None
         return {"record_key": raw["record_key"], "run_id": raw.get("run_id") or None,
                 "runs": json.loads(raw.get("runs") or "{}"), "created_at": float(raw["created_at"]),
-                "updated_at": float(raw["updated_at"]), "credits_used": int(raw.get("credits_used", 0)),
+                "updated_at": float(raw["updated_at"]), "credits_used": number(raw.get("credits_used")),
                 "duration_ms": int(raw.get("duration_ms", 0)), "task_count": int(raw.get("task_count", 0)),
                 "latest_task_id": raw.get("latest_task_id") or None}
 
@@ -67,14 +72,14 @@ class RecordStore:
         pipe.execute()
 
     def add_task(self, tenant_id: str, record_key: str, task_id: str) -> None:
-        tasks = self._key(tenant_id, record_key, "tasks")
+        tasks = self.tasks_key(tenant_id, record_key)
         pipe = self._redis.pipeline()
         pipe.zadd(tasks, {task_id: time.time()})
         pipe.zremrangebyrank(tasks, 0, -TASK_HISTORY - 1)
         pipe.execute()
 
     def task_ids(self, tenant_id: str, record_key: str, limit: int = 50) -> list[str]:
-        return list(self._redis.zrevrange(self._key(tenant_id, record_key, "tasks"), 0, limit - 1))
+        return list(self._redis.zrevrange(self.tasks_key(tenant_id, record_key), 0, limit - 1))
 
     def forget(self, tenant_id: str, record_key: str) -> bool:
-        return bool(self._redis.delete(self._key(tenant_id, record_key), self._key(tenant_id, record_key, "tasks")))
+        return bool(self._redis.delete(self._key(tenant_id, record_key), self.tasks_key(tenant_id, record_key)))

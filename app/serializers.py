@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from .events import iso
+from .usage import number as credits_number
+
+
+def credits(value) -> int | float | None:
+    return credits_number(value) if value not in (None, "") else None
 
 
 def task_view(task: dict, deliveries: list[dict] | None = None) -> dict:
@@ -25,7 +30,7 @@ def task_view(task: dict, deliveries: list[dict] | None = None) -> dict:
         "updated_at": iso(float(task["updated_at"])),
         "result": task.get("result"),
         "error": task.get("error"),
-        "credits_used": number("credits_used"),
+        "credits_used": credits(task.get("credits_used")),
         "duration_ms": number("duration_ms"),
         "deliveries": deliveries or [],
     }

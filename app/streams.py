@@ -9,6 +9,8 @@ from collections.abc import Callable
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from . import storage
+
 log = logging.getLogger(__name__)
 
 
@@ -30,30 +32,41 @@ def let_go(redis: Redis, stream: str, group: str, entry_id: str) -> None:
 
 
 class ReaderThread:
-    """A daemon thread calling ``step`` (one blocking read and what follows) until stopped; Redis going
-    away (a restart) or an unexpected error costs a second's pause, not the thread."""
+    """A thread calling ``step`` (one short blocking read and what follows) until stopped. Storage trouble
+    (Redis full, read-only, restarting) costs a growing pause, not the thread; so does an unexpected error."""
 
     def __init__(self, name: str, step: Callable[[], object]):
         self._name, self._step = name, step
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Take no new step (safe in a signal handler: it only sets a flag)."""
+        self._stop.set()
+
     def stop(self) -> None:
+        """Stop and wait for the step in progress: nothing may run on once the process tears down."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join()
+            self._thread = None
 
     def _loop(self) -> None:
+        backoff = storage.Backoff(self._name.removeprefix("relay-"))
         while not self._stop.is_set():
             try:
                 self._step()
+                backoff.succeeded()
             except RedisError as exc:
-                log.warning("%s: %s", self._name, exc)
-                self._stop.wait(1.0)
+                self._stop.wait(backoff.failed(exc))
             except Exception:
                 log.exception("%s failed", self._name)
                 self._stop.wait(1.0)

@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any
 
-from . import queues, tracking
+from . import queues, storage, tracking
 from .context import Context
 from .tasks import TERMINAL
 from .tenants import Tenant
@@ -28,6 +28,8 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
                             requested_run_id=run_id or "", destinations=body.get("destinations") or [],
                             export=body.get("export", ""), callback_url=body.get("callback_url", ""),
                             callback_headers=body.get("callback_headers") or {}, **internal)
+    # looked at by the reconciler if nothing has moved it on by then (a crash before it was handed over)
+    ctx.tasks.watch(task["task_id"], time.time() + ctx.config.reconcile_quiet_seconds)
     if record_key:
         ctx.records.touch(tenant.tenant_id, record_key)
         ctx.records.add_task(tenant.tenant_id, record_key, task["task_id"])
@@ -40,8 +42,23 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
     return ctx.tasks.get(task["task_id"]) or task
 
 
+HANDOVER_LOCK_SECONDS = 300  # longer than a generate call can take with its retries
+
+
 def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
-    """Send a stored submission to the API. Raises UpstreamUnavailable when it should be tried again."""
+    """Send a stored submission to the API, unless another process is doing so right now (the web request
+    that stored it, a background retry, one the reconciler queued again): a second POST would start a
+    second job. Raises UpstreamUnavailable when it should be tried again."""
+    lock = ctx.key("handover", task_id)
+    if not ctx.redis.set(lock, "1", nx=True, ex=HANDOVER_LOCK_SECONDS):
+        return
+    try:
+        _hand_over(ctx, tenant, task_id)
+    finally:
+        ctx.redis.delete(lock)
+
+
+def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
     task = ctx.tasks.get(task_id)
     if task is None or task["status"] != "pending_submit":
         return
@@ -62,6 +79,12 @@ def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
             field = {"field": exc.field} if exc.field else {}
             tracking.fail(ctx, task_id, "upstream_rejected", exc.message, status=exc.status, **field)
             return
+    # the API has started the job: a refused write now must not lead to a second one, so it waits for Redis
+    storage.persist(lambda: _record_handover(ctx, tenant, task, submitted, restarted), "submit", patience=20)
+
+
+def _record_handover(ctx: Context, tenant: Tenant, task: dict, submitted, restarted: bool) -> None:
+    task_id = task["task_id"]
     ctx.tasks.set(task_id, upstream_task_id=submitted.task_id, run_id=submitted.run_id,
                   run_restarted=int(restarted), submitted_at=time.time())
     ctx.tasks.transition(task_id, expect="pending_submit", status=submitted.status)

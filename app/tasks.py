@@ -48,6 +48,8 @@ class TaskStore:
         self._transition = redis.register_script(_TRANSITION)
         self.watch_key = prefix + "tasks:watch"
         self.recent_key = prefix + "tasks:recent"
+        self.ended_key = prefix + "tasks:ended"
+        """Ended tasks by when they ended: what the retention sweep walks (app/retention.py)."""
 
     def key_for(self, task_id: str) -> str:
         return f"{self._prefix}task:{task_id}"

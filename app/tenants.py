@@ -15,6 +15,7 @@ from redis import Redis
 
 from .crypto import SecretBox
 from .ids import new_id
+from .usage import number
 
 _CACHE_SECONDS = 5.0  # decrypted tenants are cached briefly: webhook intake reads one per request
 
@@ -155,8 +156,9 @@ class TenantStore:
     # -- usage and maintenance ----------------------------------------------------------------------
 
     def usage(self, tenant_id: str) -> dict:
-        raw = self._redis.hmget(self._key("tenant", tenant_id), "credits_used", "duration_ms", "task_count")
-        return dict(zip(("credits_used", "duration_ms", "task_count"), (int(v or 0) for v in raw), strict=True))
+        credits, ms, tasks = self._redis.hmget(self._key("tenant", tenant_id), "credits_used", "duration_ms",
+                                               "task_count")
+        return {"credits_used": number(credits), "duration_ms": int(ms or 0), "task_count": int(tasks or 0)}
 
     def reseal_all(self) -> int:
         """Re-encrypt every stored secret with the newest encryption key."""

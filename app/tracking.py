@@ -13,7 +13,7 @@ import json
 import logging
 import time
 
-from . import deliveries
+from . import deliveries, usage
 from .context import Context
 from .events import KEEP, iso
 from .ids import new_id
@@ -23,25 +23,30 @@ from .upstream import UpstreamError
 
 log = logging.getLogger(__name__)
 
+# KEYS: the task, the watch list, the tenant, the record ('' without one), the tenant's event log, the day's
+# usage row, the index of ended tasks (for retention). ARGV: credits, agent ms, the event (JSON), the usage
+# row's life, the record's usage field prefix, the record key, when it ended, then the task's field/value pairs.
 _FINISH = LUA_UNLESS_ENDED + """
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('HSET', KEYS[1], 'fanout', 'pending')
-redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'task_id'))
-local credits, ms = tonumber(ARGV[1]), tonumber(ARGV[2])
-redis.call('HINCRBY', KEYS[3], 'credits_used', credits)
+local id = redis.call('HGET', KEYS[1], 'task_id')
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZADD', KEYS[7], ARGV[7], id)
+local credits, ms = ARGV[1], tonumber(ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[3], 'credits_used', credits)
 redis.call('HINCRBY', KEYS[3], 'duration_ms', ms)
 redis.call('HINCRBY', KEYS[3], 'task_count', 1)
 if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('HINCRBY', KEYS[4], 'credits_used', credits)
+  redis.call('HINCRBYFLOAT', KEYS[4], 'credits_used', credits)
   redis.call('HINCRBY', KEYS[4], 'duration_ms', ms)
   redis.call('HINCRBY', KEYS[4], 'task_count', 1)
   if redis.call('HGET', KEYS[1], 'status') == 'completed' then
-    redis.call('HSET', KEYS[4], 'latest_task_id', redis.call('HGET', KEYS[1], 'task_id'))
+    redis.call('HSET', KEYS[4], 'latest_task_id', id)
   end
 end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', '@KEEP@', '*', 'e', ARGV[3])
-return 1
-""".replace("@KEEP@", str(KEEP))
+""".replace("@KEEP@", str(KEEP)) + usage.LUA_COUNT.replace("@TTL@", "4").replace("@PREFIX@", "5").replace(
+    "@RECORD@", "6") + "return 1"
 
 
 def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:
@@ -97,11 +102,13 @@ def finish(ctx: Context, task_id: str, fields: dict) -> bool:
     event = {"id": new_id("evt"), "type": f"task.{fields['status']}", "created_at": iso(now),
              "data": task_view(ended)}
     fields["event_json"] = json.dumps(event)
-    argv = [int(fields.get("credits_used") or 0), int(fields.get("duration_ms") or 0), fields["event_json"]]
+    tenant_id, record = task["tenant_id"], task.get("record_key") or ""
+    argv = [usage.number(fields.get("credits_used")), int(float(fields.get("duration_ms") or 0)), fields["event_json"],
+            int(ctx.config.usage_retention_seconds), usage.record_prefix(record), record, now]
     argv += [item for k, v in fields.items() for item in (k, to_field(v))]
-    record_key = ctx.records.key_for(task["tenant_id"], task["record_key"]) if task.get("record_key") else ""
-    keys = [ctx.tasks.key_for(task_id), ctx.tasks.watch_key, ctx.tenants.key_for(task["tenant_id"]),
-            record_key, ctx.events.key_for(task["tenant_id"])]
+    keys = [ctx.tasks.key_for(task_id), ctx.tasks.watch_key, ctx.tenants.key_for(tenant_id),
+            ctx.records.key_for(tenant_id, record) if record else "", ctx.events.key_for(tenant_id),
+            ctx.usage.key_for(tenant_id, usage.day_of(now)), ctx.tasks.ended_key]
     if ctx.script("finish", _FINISH)(keys=keys, args=argv) != 1:
         return False
     run_follow_ups(ctx, task_id)

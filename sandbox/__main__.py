@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import signal
@@ -32,13 +33,14 @@ def serve(host: str, port: int) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox %(levelname)s %(message)s")
     app = create_app(SandboxConfig.from_env())
     server = make_server(host, port, app, threaded=True)
-    # shutdown() waits for serve_forever() to return, so it must not run on serve_forever's own thread
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    faulthandler.enable()
+    # shutdown() waits for serve_forever() to return, so it must not run on serve_forever's own thread. SIGINT
+    # too, explicitly: a process started in the background without a terminal inherits SIGINT ignored.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     click.echo(f"sandbox listening on http://{host}:{server.server_port}", err=True)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     finally:
         app.extensions["sandbox"].stop()
 

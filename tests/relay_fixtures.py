@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -30,6 +31,7 @@ class RelayStack:
     web: ServedApp
     api_key: str
     tenant_id: str
+    log_dir: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
@@ -50,10 +52,18 @@ class RelayStack:
         return self._spawn("scheduler")
 
     def _spawn(self, command: str) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", command], env=self.env(),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """A relay process; its output (JSON logs, and every thread's stack if it crashes) goes to a log file
+        of its own: ``log_of(process)``."""
+        log = (self.log_dir / f"{command}-{len(self.processes)}.log").open("ab")
+        with log:
+            process = subprocess.Popen([sys.executable, "-m", "app.cli", command], env=self.env(),
+                                       stdout=log, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process
+
+    def log_of(self, process: subprocess.Popen) -> str:
+        [path] = self.log_dir.glob(f"*-{self.processes.index(process)}.log")
+        return path.read_text(errors="replace")
 
     def submit(self, client: httpx.Client, **body) -> dict:
         body.setdefault("format", "excel")
@@ -99,7 +109,9 @@ def make_relay(make_sandbox, fresh_redis_url, tmp_path):
         ctx = build_context(config)
         web = ServedApp(create_app(context=ctx), port=port).start()
         tenant, api_key = ctx.tenants.create("acme", box.url, box.api_key, box.webhook_secret)
-        stack = RelayStack(box, config, ctx, web, api_key, tenant.tenant_id)
+        log_dir = tmp_path / f"relay-logs-{len(stacks)}"
+        log_dir.mkdir()
+        stack = RelayStack(box, config, ctx, web, api_key, tenant.tenant_id, log_dir=log_dir)
         stacks.append(stack)
         if worker:
             stack.start_worker()

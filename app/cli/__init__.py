@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import faulthandler
+
 import click
 
 from . import connectors, deliveries, dev, doctor, services, submit, tenants
@@ -10,6 +12,7 @@ from . import connectors, deliveries, dev, doctor, services, submit, tenants
 @click.group()
 def main() -> None:
     """Relay: no-code connectors and a webhook relay for the Overten document-generation API."""
+    faulthandler.enable()  # a crash (SIGSEGV, SIGABRT) writes every thread's stack to this process's log
 
 
 for command in (dev.dev, services.sandbox, services.web, services.worker, services.scheduler, submit.submit,

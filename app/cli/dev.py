@@ -63,7 +63,8 @@ def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
         click.echo(f"\nfile     {delivery['location']}")
         for line in describe({**task, "deliveries": [delivery]})[1:]:
             click.echo(line)
-        click.echo(f"view     {task['result']['edit_url']}")
+        if task["result"].get("edit_url"):
+            click.echo(f"view     {task['result']['edit_url']}")
         if exit_after_demo:
             return
         click.echo(f"\nEverything is running. Try:  RELAY_API_KEY=$(cat {stack.run_dir / 'demo-api-key.txt'}) "

@@ -43,7 +43,7 @@ DOCUMENT_FIELDS = (
     DocumentField("edit_url", "Edit Link", "string", "result.edit_url"),
     DocumentField("error_code", "Error Code", "string", "error.code"),
     DocumentField("error_message", "Error Message", "string", "error.message"),
-    DocumentField("credits_used", "Credits Used", "integer", "credits_used"),
+    DocumentField("credits_used", "Credits Used", "number", "credits_used"),
     DocumentField("duration_ms", "Duration (ms)", "integer", "duration_ms"),
     DocumentField("finished_at", "Finished At", "datetime", "updated_at", "created_at"),
 )

@@ -9,9 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 import schemas
 
-from .. import exports
+from .. import exports, storage
 from ..context import Context
 from ..deliveries import file_link
 from ..formats import LABELS, export_formats
@@ -61,8 +63,28 @@ def ephemeral(text: str) -> dict:
     return {"response_type": "ephemeral", "text": text}
 
 
+STORAGE_TROUBLE = {
+    "out_of_memory": "its storage is full", "read_only": "its storage is read-only",
+    "unreachable": "it cannot reach its storage", "loading": "its storage is starting up",
+    "not_persisting": "its storage cannot save",
+}
+
+
 def acknowledge(ctx: Context, command: SlashCommand) -> dict:
-    """The immediate answer to a command; enqueues the work it calls for."""
+    """The immediate answer to a command; enqueues the work it calls for. When Redis refuses or is gone,
+    a short answer says so (Slack would otherwise show a time-out): nothing was started."""
+    try:
+        return _answer(ctx, command)
+    except RedisError as exc:
+        kind = storage.trouble(exc)
+        if kind is None:
+            raise
+        storage.count(kind, "slack")
+        return ephemeral(f":warning: Overten Relay can't take commands right now ({STORAGE_TROUBLE[kind]}). "
+                         "Nothing was started; try again in a minute.")
+
+
+def _answer(ctx: Context, command: SlashCommand) -> dict:
     tenant_id = installations.tenant_for(ctx, command.team_id)
     if tenant_id is None or ctx.tenants.get(tenant_id) is None:
         return ephemeral("This workspace is not connected to Overten Relay yet. Ask an admin to install it: "

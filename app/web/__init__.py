@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+import logging
+
+from flask import Flask, jsonify, request
+from redis.exceptions import RedisError
 
 import schemas
 from schemas.http import ApiError, register_error_handlers
 
-from .. import logs
+from .. import logs, storage
 from ..config import RelayConfig
 from ..context import Context, build_context, install
 
 MAX_BODY_BYTES = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 def create_app(config: RelayConfig | None = None, context: Context | None = None) -> Flask:
@@ -23,6 +27,7 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["relay"] = ctx
     register_error_handlers(app)
+    app.register_error_handler(RedisError, _storage_unavailable)
     app.before_request(logs.reset)  # gunicorn threads serve many requests: start each with no log fields
     app.before_request(_refuse_large_bodies)
 
@@ -45,3 +50,16 @@ def _refuse_large_bodies() -> None:
     """Every endpoint, also those that never read a body: over 1 MiB is 413 before any work is done."""
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB.")
+
+
+def _storage_unavailable(exc: RedisError):
+    """Redis full, read-only or gone: 503 with Retry-After, so Zapier, Make and the API try again later
+    (a 500 would say the relay is broken). Other Redis errors are bugs, and stay 500."""
+    kind = storage.trouble(exc)
+    if kind is None:
+        log.exception("unhandled Redis error")
+        return jsonify({"error": {"code": "internal_error", "message": "Something went wrong on our side."}}), 500
+    storage.count(kind, "web")
+    log.warning("answered 503: storage trouble (%s): %s", kind, exc)
+    body = {"error": {"code": "storage_unavailable", "message": storage.MESSAGES[kind], "reason": kind}}
+    return jsonify(body), 503, {"Retry-After": str(storage.RETRY_AFTER_SECONDS)}

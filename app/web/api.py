@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
+
 from flask import Blueprint, jsonify, request
 
 import schemas
@@ -25,6 +27,34 @@ def me():
     current = tenant()
     return jsonify({"tenant_id": current.tenant_id, "name": current.name, "upstream_url": current.upstream_url,
                     "usage": ctx().tenants.usage(current.tenant_id)})
+
+
+USAGE_DAYS_MAX = 400
+
+
+@bp.get("/usage")
+def usage_report():
+    """Daily usage rows (app/usage.py): they outlive the tasks they count."""
+    query = query_params("relay/usage-query.json")
+    last = _day(query, "to", datetime.now(UTC).date())
+    first = _day(query, "from", last - timedelta(days=30))
+    if first > last or (last - first).days >= USAGE_DAYS_MAX:
+        raise ApiError(400, "invalid_request", f"from must be on or before to, and at most {USAGE_DAYS_MAX} days "
+                                               "before it", field="from")
+    record_key = query.get("record_key")
+    days = ctx().usage.days(tenant().tenant_id, first, last, record_key)
+    totals = {name: sum(day[name] for day in days) for name in ("credits_used", "duration_ms", "task_count")}
+    return jsonify({"from": first.isoformat(), "to": last.isoformat(), "record_key": record_key, "totals": totals,
+                    "days": days})
+
+
+def _day(query: dict, name: str, default: date) -> date:
+    if name not in query:
+        return default
+    try:
+        return date.fromisoformat(query[name])
+    except ValueError:
+        raise ApiError(400, "invalid_request", f"{name} is not a date (YYYY-MM-DD)", field=name) from None
 
 
 @bp.get("/formats")

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
 from rq import Worker
 
-from .. import metrics, openapi
+from .. import metrics, openapi, storage
 from .base import ctx
 
 bp = Blueprint("health", __name__)
@@ -20,12 +20,15 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready for traffic: Redis answers and at least one worker is alive (its heartbeat is fresh)."""
+    """Ready for traffic: Redis takes a write (it is not full, read-only or gone) and at least one worker is
+    alive (its heartbeat is fresh)."""
     try:
-        ctx().redis.ping()
+        ctx().redis.set(ctx().key("readyz"), "1", ex=60)  # a write: a full or read-only Redis still answers PING
         workers = Worker.all(connection=ctx().rq_redis)
     except RedisError as exc:
-        return jsonify({"status": "unavailable", "redis": f"unreachable: {type(exc).__name__}", "workers": None}), 503
+        kind = storage.trouble(exc) or "other"
+        return jsonify({"status": "unavailable", "redis": kind, "workers": None,
+                        "hint": storage.MESSAGES.get(kind, str(exc))}), 503
     alive = [w.name for w in workers]  # a worker's key expires when its heartbeat stops
     if not alive:
         return jsonify({"status": "unavailable", "redis": "ok", "workers": 0,

@@ -1,6 +1,6 @@
 """Workers SIGKILLed at random while 300 deliveries run to five kinds of destination: nothing is lost;
 Drive, folder and webhook subscribers get no duplicate; Slack and email (which cannot tell) duplicate at
-most once per kill. And a worker stopped with SIGTERM finishes the delivery in hand."""
+most once per kill. (Warm shutdowns: test_warm_shutdown.py.)"""
 
 from __future__ import annotations
 
@@ -78,24 +78,3 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, fake_drive, fake_s
                            f"email {sum(emails.values()) - TASKS}",
                 notes="Slack and email cannot be asked whether a message already went out; the deliveries a "
                       "killed worker was running are claimed from the delivery lane by another after a lease")
-
-
-def test_sigterm_lets_the_worker_finish_its_delivery(make_relay, receiver, reliability):
-    relay = make_relay(worker=False)
-    receiver.delay = 3.0  # the subscriber takes its time: the worker is mid-request when told to stop
-    worker = relay.start_worker()
-    client = relay.client()
-    task = relay.submit(client, prompt="Warm shutdown", destinations=[{"kind": "webhook",
-                                                                       "config": {"url": receiver.url}}])
-
-    def delivering():
-        found = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
-        return found and found[0]["state"] == "delivering"
-
-    eventually(delivering, 30, "the delivery to start")
-    worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=30) == 0
-    [delivery] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
-    assert delivery["state"] == "delivered" and len(receiver.requests) == 1
-    reliability(fault="SIGTERM a worker in the middle of a delivery (3 s subscriber)", tried=1, lost=0,
-                duplicated="0", notes="warm shutdown: the delivery finished, then the worker exited 0")

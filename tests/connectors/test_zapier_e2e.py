@@ -11,6 +11,7 @@ import pytest
 
 import schemas
 from tests.connectors.zapier_support import ZapierRuntime
+from tests.support import tools
 from tests.support.servers import ServedApp, WebhookReceiver, eventually
 
 GENERATE = "creates.generate_document.operation"
@@ -145,7 +146,7 @@ def test_a_hook_target_answering_410_is_removed(relay, zap, receiver):
 
 
 def test_export_document_returns_a_pdf_file(relay, zap, callbacks):
-    pytest.importorskip("shutil").which("soffice") or pytest.skip("needs LibreOffice (soffice) on PATH")
+    tools.require("soffice")
     task = relay.submit(relay.client(), prompt="Quarterly summary", record_key="crm:deal:9", format="word")
     relay.wait_task(relay.client(), task["task_id"])
     exported = zap.results("creates.export_document.operation.perform",

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from app.integrations.zapier import PLATFORM_VERSION
+from tests.support import tools
 
 HERE = Path(__file__).parent
 PACKAGES = [f"zapier-platform-schema@{PLATFORM_VERSION}", f"zapier-platform-core@{PLATFORM_VERSION}"]
@@ -23,8 +23,7 @@ def npm_cache() -> Path:
     root = cache / "overten-relay" / f"zapier-{PLATFORM_VERSION}"
     modules = root / "node_modules"
     if not (modules / "zapier-platform-core" / "package.json").exists():
-        npm = shutil.which("npm")
-        assert npm, "npm is needed to install Zapier's validator and runtime (.ci/run installs Node.js and npm)"
+        npm = tools.require("npm")
         root.mkdir(parents=True, exist_ok=True)
         subprocess.run([npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", "--loglevel=error",
                         *PACKAGES], check=True, timeout=600)

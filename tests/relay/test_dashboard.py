@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support import tools
 from tests.support.servers import eventually
 
 ADMIN_TOKEN = "dashboard-admin-token-for-tests"
@@ -21,8 +21,7 @@ ADMIN_TOKEN = "dashboard-admin-token-for-tests"
 def browser():
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert executable, "the dashboard test needs Debian's chromium (.ci/run installs it)"
+    executable = tools.require("chromium")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield launched

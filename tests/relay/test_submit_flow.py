@@ -8,7 +8,9 @@ from urllib.parse import quote
 
 import httpx
 from openpyxl import load_workbook
+from rq.registry import ScheduledJobRegistry
 
+from app import queues
 from tests.support.servers import eventually
 
 DAY = 86_400
@@ -151,6 +153,27 @@ def test_api_down_during_submit_completes_after_it_returns(make_sandbox, make_re
         task = relay.wait_task(client, accepted["task_id"], timeout=40)
         record = client.get("/v1/records/deal%3Aoutage").json()
     assert task["status"] == "completed" and record["run_id"] == task["run_id"]
+
+
+def test_a_background_submit_a_worker_lost_is_queued_again_by_the_reconciler(make_sandbox, make_relay):
+    sandbox = make_sandbox()
+    relay = make_relay(sandbox, worker=False, reconcile_quiet_seconds=1)
+    served = next(s for s in _served(sandbox))
+    served.stop()
+    with relay.client() as client:
+        accepted = relay.submit(client, prompt="Lost between Redis and a worker")
+        assert accepted["status"] == "pending_submit"
+        # what a worker that popped the retry (BLPOP) and died before running it leaves: `queued`, in no queue
+        job_id = f"submit-{accepted['task_id']}"
+        ScheduledJobRegistry(queue=relay.ctx.queue(queues.SUBMIT)).remove(job_id)
+        relay.ctx.rq_redis.hset(f"rq:job:{job_id}", "status", "queued")
+        served.start()
+        relay.start_worker()
+        relay.start_scheduler()
+        task = relay.wait_task(client, accepted["task_id"], timeout=40)
+    assert task["status"] == "completed"
+    with sandbox.client() as api:
+        assert len(api.get("/runs").json()["items"]) == 1, "handed over once"
 
 
 def test_upstream_refusal_fails_the_task_with_the_apis_reason(relay):

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import io
-import os
-import shutil
 
 import httpx
 import pytest
 from openpyxl import load_workbook
 
+from tests.support import tools
 from tests.support.servers import eventually
 
 DAY = 86_400
-needs_soffice = pytest.mark.skipif(
-    not shutil.which("soffice") and not os.environ.get("CI"),
-    reason="LibreOffice not installed (CI installs it, so there this test runs and must pass)",
-)
 
 
 def make_runs(client: httpx.Client, count: int, endpoint: str = "/excel/generate") -> list[str]:
@@ -143,9 +138,8 @@ def test_export_without_libreoffice_says_what_to_install(make_sandbox):
     assert "libreoffice-calc-nogui" in response.json()["error"]["message"]
 
 
-@needs_soffice
-@pytest.mark.soffice
 def test_pdf_export_through_libreoffice_is_cached(sandbox):
+    tools.require("soffice")
     with sandbox.client() as client:
         run_id = make_runs(client, 1)[0]
         first = client.post(f"/runs/{run_id}/export", json={"format": "pdf"})

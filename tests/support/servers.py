@@ -56,10 +56,14 @@ class WebhookReceiver:
     delay: float = 0.0
     """Seconds to wait before answering (to catch a sender in the middle of a request)."""
     requests: list[Received] = field(default_factory=list)
+    arrived: int = 0
+    """Requests that came in, answered or not (``arrived > len(requests)``: one is being answered)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, environ, start_response):
         request = Request(environ)
+        with self._lock:
+            self.arrived += 1
         time.sleep(self.delay)
         with self._lock:
             self.requests.append(Received(request.method, request.path, dict(request.headers), request.get_data()))

@@ -1,0 +1,162 @@
+"""The retention sweep: nothing the relay stores grows without end (docs/operations.md, 'Retention').
+
+Run by the scheduler every RELAY_RETENTION_SWEEP_SECONDS. It removes in small batches from time-ordered
+indexes, never a SCAN over the keyspace or a long blocking call:
+- ended tasks (``tasks:ended``, by when they ended), with their deliveries, their place in their record's task
+  list, the dashboard's list and the dead letters, after RELAY_TASK_RETENTION_SECONDS; optionally appended
+  to a daily JSONL archive first (RELAY_ARCHIVE_DIR);
+- the tenants' event logs, by entry id (a stream id is a time), after the same time;
+- dead letters, after RELAY_DEAD_LETTER_RETENTION_SECONDS, with a log line each;
+- intake and delivery-lane entries older than RELAY_STREAM_RETENTION_SECONDS (work that failed for good);
+- stream consumers of worker processes that are gone (idle, nothing pending).
+What expires by itself is left to Redis: webhook and Slack dedupe keys, Idempotency-Keys, usage rows, RQ's
+results and failed jobs (whose registries RQ's worker maintenance cleans).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from redis.exceptions import ResponseError
+
+from . import lane, metrics, pump
+from .context import Context
+from .events import iso
+from .tasks import TERMINAL
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+SETTLED = ("delivered", "dead")
+
+
+def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) -> dict[str, int]:
+    """One sweep; returns how many of each kind it removed. Stops after ``budget_seconds`` of task removal
+    (the next sweep goes on), so a backlog never makes one job run long."""
+    now = time.time() if now is None else now
+    config = ctx.config
+    removed = {"task": 0, "delivery": 0, "dead_letter": 0, "event": 0, "intake_entry": 0, "lane_entry": 0,
+               "consumer": 0}
+    deadline = time.monotonic() + budget_seconds
+    while time.monotonic() < deadline:
+        tasks, deliveries = _drop_tasks(ctx, now - config.task_retention_seconds, now)
+        removed["task"] += tasks
+        removed["delivery"] += deliveries
+        if tasks < BATCH:
+            break
+    removed["dead_letter"] = _drop_dead_letters(ctx, now - config.dead_letter_retention_seconds)
+    removed["event"] = sum(_trim(ctx, ctx.events.key_for(t.tenant_id), now - config.task_retention_seconds)
+                           for t in ctx.tenants.list())
+    removed["intake_entry"] = _trim(ctx, pump.stream_key(ctx), now - config.stream_retention_seconds, "intake")
+    removed["lane_entry"] = _trim(ctx, lane.stream_key(ctx), now - config.stream_retention_seconds, "delivery lane")
+    removed["consumer"] = sum(_drop_idle_consumers(ctx, stream, group, config.consumer_idle_seconds)
+                              for stream, group in ((pump.stream_key(ctx), pump.GROUP),
+                                                    (lane.stream_key(ctx), lane.GROUP)))
+    for kind, count in removed.items():
+        if count:
+            metrics.RETENTION_REMOVED.labels(kind).inc(count)
+    return removed
+
+
+# -- tasks -----------------------------------------------------------------------------------------
+
+def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int]:
+    """One batch of tasks that ended before ``ended_before``. A task whose follow-ups are not done (a
+    delivery still retrying) waits for another sweep. Returns (tasks, deliveries) removed."""
+    task_ids = ctx.redis.zrangebyscore(ctx.tasks.ended_key, "-inf", ended_before, start=0, num=BATCH)
+    if not task_ids:
+        return 0, 0
+    tasks = ctx.tasks.many(task_ids)
+    found = {t["task_id"] for t in tasks}
+    delivery_ids = {t["task_id"]: json.loads(t.get("delivery_ids") or "[]") for t in tasks}
+    states = _delivery_states(ctx, [d for ids in delivery_ids.values() for d in ids])
+    pipe = ctx.redis.pipeline(transaction=False)
+    dropped = dropped_deliveries = 0
+    for task in tasks:
+        ids = delivery_ids[task["task_id"]]
+        if task["status"] not in TERMINAL or task.get("fanout") == "pending" or \
+                any(states.get(d) not in SETTLED for d in ids if d in states):
+            pipe.zadd(ctx.tasks.ended_key, {task["task_id"]: now - ctx.config.task_retention_seconds
+                                            + ctx.config.retention_sweep_seconds})  # look again next sweep
+            continue
+        _archive(ctx, task)
+        _forget_task(ctx, pipe, task, ids)
+        dropped += 1
+        dropped_deliveries += len(ids)
+    gone = [task_id for task_id in task_ids if task_id not in found]  # removed some other way
+    if gone:
+        pipe.zrem(ctx.tasks.ended_key, *gone)
+    pipe.execute()
+    return dropped, dropped_deliveries
+
+
+def _delivery_states(ctx: Context, delivery_ids: list[str]) -> dict[str, str]:
+    pipe = ctx.redis.pipeline(transaction=False)
+    for delivery_id in delivery_ids:
+        pipe.hget(ctx.key("delivery", delivery_id), "state")
+    return {d: s for d, s in zip(delivery_ids, pipe.execute(), strict=True) if s is not None}
+
+
+def _forget_task(ctx: Context, pipe, task: dict, delivery_ids: list[str]) -> None:
+    task_id = task["task_id"]
+    pipe.delete(ctx.tasks.key_for(task_id), *(ctx.key("delivery", d) for d in delivery_ids))
+    if delivery_ids:
+        pipe.zrem(ctx.key("deadletter"), *delivery_ids)
+        pipe.zrem(ctx.key("deliveries", "open"), *delivery_ids)
+    if task.get("record_key"):
+        pipe.zrem(ctx.records.tasks_key(task["tenant_id"], task["record_key"]), task_id)
+    pipe.zrem(ctx.tasks.recent_key, task_id)
+    pipe.zrem(ctx.tasks.watch_key, task_id)
+    pipe.zrem(ctx.tasks.ended_key, task_id)
+
+
+def _archive(ctx: Context, task: dict) -> None:
+    """Append the task's final record to the day's JSONL file (the day it ended), when archiving is on."""
+    if not ctx.config.archive_dir:
+        return
+    ended = float(task.get("finished_at") or task["updated_at"])
+    folder = Path(ctx.config.archive_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {k: v for k, v in task.items() if k not in ("event_json", "slack_reply", "callback_headers")}
+    record["ended_at"] = iso(ended)
+    with (folder / f"tasks-{iso(ended)[:10]}.jsonl").open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+# -- the rest --------------------------------------------------------------------------------------
+
+def _drop_dead_letters(ctx: Context, died_before: float) -> int:
+    key = ctx.key("deadletter")
+    dropped = ctx.redis.zrangebyscore(key, "-inf", died_before, start=0, num=BATCH * 5)
+    for delivery_id in dropped:
+        log.info("dead letter %s dropped after the retention period (its record stays with its task)",
+                 delivery_id)
+    if dropped:
+        ctx.redis.zrem(key, *dropped)
+    return len(dropped)
+
+
+def _trim(ctx: Context, stream: str, before: float, what: str = "") -> int:
+    """Remove the stream's entries older than ``before`` (an entry id starts with its time in ms)."""
+    removed = int(ctx.redis.xtrim(stream, minid=f"{int(before * 1000)}-0", approximate=False))
+    if removed and what:
+        log.warning("%d %s entr%s older than the retention period dropped (their work had failed for good)",
+                    removed, what, "y" if removed == 1 else "ies")
+    return removed
+
+
+def _drop_idle_consumers(ctx: Context, stream: str, group: str, idle_seconds: float) -> int:
+    """Consumers left by worker processes that are gone: idle that long, nothing pending."""
+    if not ctx.redis.exists(stream):
+        return 0
+    try:
+        consumers = ctx.redis.xinfo_consumers(stream, group)
+    except ResponseError:  # NOGROUP: no worker has read it yet
+        return 0
+    idle = [c["name"] for c in consumers if c["pending"] == 0 and c["idle"] >= idle_seconds * 1000]
+    for name in idle:
+        ctx.redis.xgroup_delconsumer(stream, group, name)
+    return len(idle)

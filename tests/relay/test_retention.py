@@ -1,0 +1,129 @@
+"""Bounded storage: the retention sweep removes what has served its time, in batches from time-ordered
+indexes, and keeps what must stay (records, their runs, usage). Driven with an injected clock."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from prometheus_client import REGISTRY
+
+from app import lane, pump, retention
+from tests.support.servers import eventually
+
+DAY = 86_400
+
+
+def finished_tasks(relay, count: int, record_key: str = "deal:retained", **body) -> list[dict]:
+    with relay.client() as client:
+        tasks = [relay.submit(client, prompt=f"Report {n}", record_key=record_key, **body) for n in range(count)]
+        return [relay.wait_task(client, t["task_id"]) for t in tasks]
+
+
+def settled(relay, task_ids: list[str]) -> list[dict]:
+    """The tasks once each has its deliveries planned and settled."""
+    def done():
+        views = [relay.client().get(f"/v1/tasks/{t}").json() for t in task_ids]
+        return views if all(v["deliveries"] and all(d["state"] in ("delivered", "dead") for d in v["deliveries"])
+                            for v in views) else None
+
+    return eventually(done, 30, "the deliveries to settle")
+
+
+def removed(kind: str) -> float:
+    return REGISTRY.get_sample_value("relay_retention_removed_total", {"kind": kind}) or 0.0
+
+
+def test_finished_tasks_go_with_their_deliveries_and_events_while_records_and_usage_stay(relay, tmp_path):
+    folder = [{"kind": "folder", "config": {"path": "kept"}}]
+    tasks = finished_tasks(relay, 3, destinations=folder)
+    task_ids = [t["task_id"] for t in tasks]
+    tasks = settled(relay, task_ids)
+    ctx, before = relay.ctx, removed("task")
+    assert retention.sweep(ctx, now=time.time() + 29 * DAY)["task"] == 0, "not before the retention period"
+
+    swept = retention.sweep(ctx, now=time.time() + 31 * DAY)
+    assert (swept["task"], swept["delivery"], swept["event"]) == (3, 3, 3)
+    assert removed("task") - before == 3
+    with relay.client() as client:
+        assert all(client.get(f"/v1/tasks/{t}").status_code == 404 for t in task_ids)
+        record = client.get("/v1/records/deal%3Aretained").json()
+        assert record["run_id"] == tasks[-1]["run_id"], "the record still leads to its document"
+        assert record["tasks"] == [] and record["usage"]["task_count"] == 3
+        assert client.get("/v1/events").json()["items"] == []
+        assert client.get("/v1/me").json()["usage"]["task_count"] == 3
+        report = client.get("/v1/usage").json()
+        again = relay.submit(client, prompt="Now add a forecast tab", record_key="deal:retained")
+    assert report["totals"]["task_count"] == 3 and report["days"][0]["records"][0]["record_key"] == "deal:retained"
+    assert report["totals"]["credits_used"] == sum(t["credits_used"] for t in tasks)
+    assert again["run_id"] == tasks[-1]["run_id"], "the next prompt still changes the same document"
+    ids = [*task_ids, *(d["delivery_id"] for t in tasks for d in t["deliveries"])]
+    leftovers = [k for k in ctx.redis.scan_iter(f"{ctx.config.key_prefix}*") if any(i in k for i in ids)]
+    assert leftovers == [], leftovers
+
+
+def test_a_task_whose_delivery_still_retries_waits_for_a_later_sweep(make_relay, receiver):
+    relay = make_relay(delivery_backoff_seconds=30, delivery_backoff_cap_seconds=30)
+    receiver.default_status = 503  # the subscriber is down: the delivery keeps retrying
+    [task] = finished_tasks(relay, 1, destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+    receiver.wait_for(1)
+    assert retention.sweep(relay.ctx, now=time.time() + 31 * DAY)["task"] == 0
+    assert relay.client().get(f"/v1/tasks/{task['task_id']}").status_code == 200
+
+
+def test_the_archive_keeps_each_task_s_final_record_by_day(make_relay, tmp_path):
+    archive = tmp_path / "archive"
+    relay = make_relay(archive_dir=str(archive))
+    tasks = finished_tasks(relay, 2)
+    retention.sweep(relay.ctx, now=time.time() + 31 * DAY)
+    [day] = list(archive.iterdir())
+    lines = [json.loads(line) for line in day.read_text().splitlines()]
+    assert day.name.startswith("tasks-") and day.suffix == ".jsonl"
+    assert sorted(line["task_id"] for line in lines) == sorted(t["task_id"] for t in tasks)
+    assert all(line["status"] == "completed" and "slack_reply" not in line for line in lines)
+
+
+def test_dead_letters_leave_the_list_after_their_retention_with_a_log_line(make_relay, receiver, caplog):
+    relay = make_relay(dead_letter_retention_seconds=DAY)
+    receiver.default_status = 400  # refused for good: straight to the dead letters
+    [task] = finished_tasks(relay, 1, destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+    settled(relay, [task["task_id"]])
+    with relay.client() as client:
+        assert len(client.get("/v1/deliveries").json()["items"]) == 1
+        with caplog.at_level(logging.INFO, logger="app.retention"):
+            swept = retention.sweep(relay.ctx, now=time.time() + 2 * DAY)
+        assert swept["dead_letter"] == 1 and "dead letter" in caplog.text
+        assert client.get("/v1/deliveries").json()["items"] == []
+        [delivery] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
+    assert delivery["state"] == "dead", "its record stays with its task"
+
+
+def test_old_stream_entries_and_consumers_of_gone_workers_are_removed(make_relay):
+    relay = make_relay(worker=False, consumer_idle_seconds=0)  # Redis measures idle time itself: no clock here
+    ctx = relay.ctx
+    intake = pump.IntakePump(ctx, consumer="gone-worker")
+    intake.ensure_group()
+    ctx.redis.xadd(pump.stream_key(ctx), {"tenant": "t", "task": "x", "webhook": "w", "body": "{}"},
+                   id=f"{int((time.time() - 8 * DAY) * 1000)}-0")  # a week-old entry whose work failed for good
+    ctx.redis.xadd(lane.stream_key(ctx), {"delivery": "dlv_old"}, id=f"{int((time.time() - 8 * DAY) * 1000)}-0")
+    ctx.redis.xgroup_create(lane.stream_key(ctx), lane.GROUP, id="$")
+    ctx.redis.xadd(lane.stream_key(ctx), {"delivery": "dlv_new"})
+    ctx.redis.xreadgroup(lane.GROUP, "gone-worker", {lane.stream_key(ctx): ">"})  # holds dlv_new: it stays
+    ctx.redis.xgroup_createconsumer(pump.stream_key(ctx), pump.GROUP, "another-gone-worker")
+    swept = retention.sweep(ctx)
+    assert (swept["intake_entry"], swept["lane_entry"]) == (1, 1)
+    assert ctx.redis.xlen(lane.stream_key(ctx)) == 1, "the new entry stays"
+    pump_consumers = {c["name"] for c in ctx.redis.xinfo_consumers(pump.stream_key(ctx), pump.GROUP)}
+    lane_consumers = {c["name"] for c in ctx.redis.xinfo_consumers(lane.stream_key(ctx), lane.GROUP)}
+    assert pump_consumers == set() and lane_consumers == {"gone-worker"}, "one that holds an entry stays"
+
+
+def test_the_scheduler_runs_the_sweep(make_relay):
+    relay = make_relay(task_retention_seconds=1, retention_sweep_seconds=1)
+    relay.start_scheduler()
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Short-lived")
+        eventually(lambda: client.get(f"/v1/tasks/{task['task_id']}").status_code == 404, 30,
+                   "the scheduler's sweep to remove the task once it has ended")
+        assert client.get("/v1/me").json()["usage"]["task_count"] == 1, "it had ended"
