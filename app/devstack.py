@@ -3,9 +3,11 @@ service, a worker and the scheduler, each in a child process with its log under 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -76,8 +78,12 @@ class DevStack:
                 "SANDBOX_DATA_DIR": str(self.run_dir / "sandbox"), **extra}
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = (self.run_dir / f"{name}.log").open("ab")
-        child = subprocess.Popen([sys.executable, "-m", *argv], env=env, stdout=log, stderr=log)
+        """A child in a process group of its own: a Ctrl-C reaches `relay dev` alone, which then stops the
+        children in order (workers before what they talk to), each with whatever it started (gunicorn's
+        processes, RQ's scheduler)."""
+        with (self.run_dir / f"{name}.log").open("ab") as log:
+            child = subprocess.Popen([sys.executable, "-m", *argv], env=env, stdout=log, stderr=log,
+                                     process_group=0)
         self._children.append(child)
         return child
 
@@ -104,21 +110,29 @@ class DevStack:
             raise RuntimeError(f"{exc}; see {self.run_dir}/web.log and worker.log") from None
         return url
 
-    def stop(self) -> None:
-        stop_processes(self._children)
+    def stop(self, timeout: float = 10.0) -> None:
+        stop_processes(self._children, timeout=timeout, groups=True)
         self._children.clear()
         self.redis.stop()
 
 
-def stop_processes(children: list[subprocess.Popen], timeout: float = 15.0) -> None:
-    """SIGTERM every child (newest first, so workers stop before what they talk to), then wait;
-    whatever has not exited by ``timeout`` is killed."""
+def stop_processes(children: list[subprocess.Popen], timeout: float = 15.0, groups: bool = False) -> None:
+    """SIGTERM every child (newest first, so workers stop before what they talk to), then wait; whatever
+    has not exited by ``timeout`` is killed. ``groups``: each child leads a process group (spawned with
+    process_group=0), and the whole group is signalled, so nothing it started is left behind."""
+    def send(child: subprocess.Popen, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum) if groups else child.send_signal(signum)
+
     for child in reversed(children):
         if child.poll() is None:
-            child.terminate()
+            send(child, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
     for child in children:
         try:
-            child.wait(timeout=timeout)
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            child.kill()
+            send(child, signal.SIGKILL)
             child.wait()
+        if groups:
+            send(child, signal.SIGKILL)  # what the child started and left running (it has exited by now)

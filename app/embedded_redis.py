@@ -57,7 +57,9 @@ class EmbeddedRedis:
                    "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
                    "--maxmemory-policy", "noeviction", "--databases", str(self.databases),
                    "--logfile", str(self.directory / "redis.log")]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # a process group of its own: a Ctrl-C meant for `relay dev` must not stop Redis under its workers
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         process_group=0)
         deadline = time.monotonic() + timeout
         while not self.running():
             if self._process.poll() is not None or time.monotonic() > deadline:

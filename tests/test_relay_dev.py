@@ -72,3 +72,65 @@ def test_relay_dev_explains_a_busy_port():
         port = busy.getsockname()[1]
         done = relay("dev", "--port", str(port), "--exit-after-demo", env=dict(os.environ), timeout=60)
     assert done.returncode != 0 and f"port {port} is already in use" in done.stderr
+
+
+def test_ctrl_c_stops_everything_relay_dev_started_while_tasks_run_and_deliveries_retry():
+    """SIGINT to relay dev's process group, with no terminal (SIGINT inherited ignored, as a shell's background
+    job has it), while a task runs and a delivery retries: every process of the session is gone in 15 s."""
+    import signal
+    import time
+
+    import httpx
+
+    run_dir = Path(tempfile.mkdtemp(prefix="relay-dev-"))
+    port = free_port()
+    output = run_dir / "dev.out"
+    with output.open("wb") as out:
+        dev = subprocess.Popen([sys.executable, "-m", "app.cli", "dev", "--run-dir", str(run_dir), "--port", str(port)],
+                               env={**os.environ, "SANDBOX_TASK_SECONDS": "0.3"}, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 120
+        while "Press Ctrl-C to stop." not in output.read_text() and time.monotonic() < deadline:
+            assert dev.poll() is None, output.read_text()
+            time.sleep(0.2)
+        api_key = (run_dir / "demo-api-key.txt").read_text().strip()
+        nobody = f"http://127.0.0.1:{free_port()}/hook"  # refused: the delivery retries
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {api_key}"}) as relay:
+            relay.post("/v1/documents", json={"format": "excel", "prompt": "Still running [[duration=120]]"})
+            retried = relay.post("/v1/documents", json={"format": "excel", "prompt": "Quick", "destinations": [
+                {"kind": "webhook", "config": {"url": nobody}}]}).json()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                states = [d["state"] for d in relay.get(f"/v1/tasks/{retried['task_id']}").json()["deliveries"]]
+                if states == ["retrying"]:
+                    break
+                time.sleep(0.2)
+            assert states == ["retrying"], states
+        session = _processes_of_session(dev.pid)
+        assert len(session) >= 6, "relay dev, Redis, the sandbox, gunicorn and its processes, a worker, the scheduler"
+        os.killpg(dev.pid, signal.SIGINT)
+        deadline = time.monotonic() + 15
+        while _processes_of_session(dev.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _processes_of_session(dev.pid)
+        assert not left, f"still running 15 s after Ctrl-C: {left}\n{output.read_text()}"
+        assert dev.wait(timeout=1) == 0
+    finally:
+        for pid in _processes_of_session(dev.pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _processes_of_session(session: int) -> dict[int, str]:
+    """Live processes (not zombies) of a session, with their command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) != session or " Z " in (entry / "stat").read_text().split(")", 1)[1][:4]:
+                continue
+            found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+        except (OSError, IndexError):
+            continue
+    return found

@@ -34,6 +34,8 @@ def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
         raise click.ClickException(f"port {port} is already in use: stop what runs there or pass --port")
     stack = DevStack(run_dir)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # explicitly: started in the background without a terminal, a process inherits SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         redis_url = stack.start_redis()
         sandbox_url = stack.start_sandbox(free_port())
@@ -75,6 +77,8 @@ def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
     except KeyboardInterrupt:
         click.echo("\nstopping")
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the stop short
+            signal.signal(signum, signal.SIG_IGN)
         stack.stop()
 
 
