@@ -10,6 +10,7 @@ import re
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
+from redis.exceptions import RedisError
 
 WEBHOOKS = Counter("relay_webhooks_total", "Upstream webhooks received, by outcome "
                    "(accepted, duplicate, rejected_signature, rejected_body, rejected_token).", ["outcome"])
@@ -43,6 +44,15 @@ class QueueDepths(Collector):
         self._ctx = ctx
 
     def collect(self):
+        """Nothing when Redis cannot be read: /metrics still serves every process's counters (among them
+        relay_storage_errors_total) while Redis is gone."""
+        try:
+            gauges = list(self._gauges())
+        except RedisError:
+            gauges = []
+        yield from gauges
+
+    def _gauges(self):
         from . import lane, queues  # here, not at the top: the relay's modules import this one
         from .pump import stream_key
 

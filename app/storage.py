@@ -62,8 +62,18 @@ def trouble(exc: BaseException) -> str | None:
     return None
 
 
-def count(kind: str, where: str) -> None:
+_LOG_EVERY_SECONDS = 10.0
+_last_logged: dict[tuple[str, str], float] = {}
+
+
+def count(kind: str, where: str, exc: BaseException | None = None) -> None:
+    """Count one occurrence; log it too, at most once every 10 s per kind and part (an outage under load
+    would otherwise write a line per request)."""
     metrics.STORAGE_ERRORS.labels(kind, where).inc()
+    now = time.monotonic()
+    if exc is not None and now - _last_logged.get((kind, where), -_LOG_EVERY_SECONDS) >= _LOG_EVERY_SECONDS:
+        _last_logged[(kind, where)] = now
+        log.warning("%s: storage trouble (%s): %s", where, kind, exc)
 
 
 class Backoff:

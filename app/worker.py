@@ -167,14 +167,14 @@ def _work(ctx: context.Context, queue_names: list[str], burst: bool, with_schedu
     maintenance = ctx.config.worker_maintenance_seconds
     backoff, stopping = storage.Backoff("worker"), RelayWorker.stopping
     while not stopping.is_set():
-        worker = RelayWorker([ctx.queue(name) for name in queue_names], connection=ctx.rq_redis,
-                             maintenance_interval=maintenance, worker_ttl=maintenance + 15)
         try:
+            worker = RelayWorker([ctx.queue(name) for name in queue_names], connection=ctx.rq_redis,
+                                 maintenance_interval=maintenance, worker_ttl=maintenance + 15)
             worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
             failure: RedisError | None = None if stopping.is_set() or burst else RedisError("RQ's loop quit")
         except StopRequested:  # a signal in RQ's own start or teardown, outside its loop
             failure = None
-        except RedisError as exc:  # its start (registering the worker) met storage trouble
+        except RedisError as exc:  # its start (registering the queues, the worker) met storage trouble
             failure = exc
         _on_stop_signals(_flag_stop)
         if failure is None:

@@ -79,7 +79,7 @@ def acknowledge(ctx: Context, command: SlashCommand) -> dict:
         kind = storage.trouble(exc)
         if kind is None:
             raise
-        storage.count(kind, "slack")
+        storage.count(kind, "slack", exc)
         return ephemeral(f":warning: Overten Relay can't take commands right now ({STORAGE_TROUBLE[kind]}). "
                          "Nothing was started; try again in a minute.")
 

@@ -59,7 +59,6 @@ def _storage_unavailable(exc: RedisError):
     if kind is None:
         log.exception("unhandled Redis error")
         return jsonify({"error": {"code": "internal_error", "message": "Something went wrong on our side."}}), 500
-    storage.count(kind, "web")
-    log.warning("answered 503: storage trouble (%s): %s", kind, exc)
+    storage.count(kind, "web", exc)
     body = {"error": {"code": "storage_unavailable", "message": storage.MESSAGES[kind], "reason": kind}}
     return jsonify(body), 503, {"Retry-After": str(storage.RETRY_AFTER_SECONDS)}

@@ -18,11 +18,20 @@ class ServedApp:
     def __init__(self, app, port: int = 0):
         self.app = app
         self.port = port
+        self.answers: list[tuple[str, str, int]] = []
+        """(method, path, status) of every answer, for tests that check what callers were told."""
         self._server = None
         self._thread: threading.Thread | None = None
 
+    def _recording(self, environ, start_response):
+        def record(status: str, headers, *args):
+            self.answers.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), int(status[:3])))
+            return start_response(status, headers, *args)
+
+        return self.app(environ, record)
+
     def start(self) -> ServedApp:
-        self._server = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        self._server = make_server("127.0.0.1", self.port, self._recording, threaded=True)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
