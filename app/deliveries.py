@@ -33,7 +33,7 @@ from .ids import digest
 from .logs import log_context
 from .outbound import OutboundPolicy
 from .tasks import to_field
-from .upstream import CHUNK, UpstreamError, UpstreamUnavailable
+from .upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -373,10 +373,10 @@ class _Source:
             return client.download_location(self._task["run_id"])
 
     def _head(self) -> httpx.Response:
-        response = httpx.head(self._url, timeout=30, follow_redirects=True)
+        response = httpx.head(self._url, timeout=30, follow_redirects=True, verify=TLS)
         if response.status_code in (403, 404, 410):  # the signed link expired: ask for a new one
             self._url = self._fresh_url()
-            response = httpx.head(self._url, timeout=30, follow_redirects=True)
+            response = httpx.head(self._url, timeout=30, follow_redirects=True, verify=TLS)
         if response.status_code >= 400:
             raise Retryable(f"the document could not be fetched ({response.status_code})")
         return response
@@ -384,7 +384,8 @@ class _Source:
     @contextmanager
     def open(self, offset: int = 0) -> Iterator[Iterator[bytes]]:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with httpx.stream("GET", self._url, headers=headers, timeout=60, follow_redirects=True) as response:
+        with httpx.stream("GET", self._url, headers=headers, timeout=60, follow_redirects=True,
+                          verify=TLS) as response:
             if response.status_code >= 400:
                 raise Retryable(f"the document could not be fetched ({response.status_code})")
             if offset and response.status_code != 206:

@@ -11,7 +11,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
 
-from . import queues
+from . import queues, storage
 from .config import RelayConfig
 from .crypto import MissingEncryptionKey, SecretBox
 
@@ -37,8 +37,12 @@ def run(config: RelayConfig) -> list[Finding]:
         return findings
     from .context import build_context
 
-    ctx = build_context(config)
-    return findings + _workers(ctx) + _api(ctx)
+    try:
+        ctx = build_context(config)
+        return findings + _workers(ctx) + _api(ctx)
+    except RedisError as exc:
+        kind = storage.trouble(exc) or "error"
+        return [*findings, Finding(FAIL, "redis", storage.MESSAGES.get(kind, f"Redis refused: {exc}"))]
 
 
 def _config(config: RelayConfig) -> list[Finding]:

@@ -33,7 +33,8 @@ def let_go(redis: Redis, stream: str, group: str, entry_id: str) -> None:
 
 class ReaderThread:
     """A thread calling ``step`` (one short blocking read and what follows) until stopped. Storage trouble
-    (Redis full, read-only, restarting) costs a growing pause, not the thread; so does an unexpected error."""
+    (Redis full, read-only, restarting) costs a growing pause and an unexpected error a second's, never the
+    thread."""
 
     def __init__(self, name: str, step: Callable[[], object]):
         self._name, self._step = name, step

@@ -59,3 +59,28 @@ def test_a_redis_that_can_lose_data_is_flagged(make_relay, tmp_path):
         assert "FAIL  workers" in done.stdout and done.returncode == 1
     finally:
         stop_processes([risky], timeout=10)
+
+
+def test_a_redis_past_80_percent_of_its_maxmemory_is_warned_about():
+    import tempfile
+    from pathlib import Path
+
+    from redis import Redis
+
+    from app import doctor as checks
+    from app.config import RelayConfig
+    from app.crypto import SecretBox
+    from app.embedded_redis import EmbeddedRedis
+
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="relay-doctor-")))
+    url = server.start()
+    try:
+        config = RelayConfig(redis_url=url, encryption_keys=SecretBox.new_key(), secret_key="doctor")
+        roomy = {f.check: f for f in checks.run(config)}["redis memory"]
+        redis = Redis.from_url(url)
+        redis.config_set("maxmemory", int(int(redis.info("memory")["used_memory"]) / 0.85))
+        tight = {f.check: f for f in checks.run(config)}["redis memory"]
+    finally:
+        server.stop()
+    assert roomy.level == "ok" and "no maxmemory" in roomy.message
+    assert tight.level == "warn" and "writes are refused" in tight.message, tight

@@ -77,3 +77,20 @@ def test_a_body_that_is_not_a_task_event_is_still_refused(make_relay, body):
     raw = json.dumps(body).encode()
     answer = httpx.post(url, content=raw, headers=signed(relay.sandbox.webhook_secret, raw))
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_event", answer.text
+
+
+def test_the_reconciler_reads_the_api_s_task_answers_with_the_same_tolerance(make_relay):
+    """What the reconciler does with a GET /tasks/{id} answer: parse it, then apply it to the relay task."""
+    from app import tracking
+    from app.upstream import Task
+
+    relay = make_relay(worker=False)
+    for name, change in VARIATIONS.items():
+        task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
+        data = copy.deepcopy(TASK)
+        data["task_id"] = "task_" + task["task_id"].removeprefix("tsk_")
+        change(data)
+        answer = Task.from_json(data)
+        outcome = tracking.apply(relay.ctx, task["task_id"], answer.raw, source="reconciler")
+        assert outcome == ("updated" if data["status"] == "running" else "finished"), name
+        assert relay.ctx.tasks.get(task["task_id"])["status"] == data["status"], name

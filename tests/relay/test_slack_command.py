@@ -231,3 +231,24 @@ def test_single_workspace_mode_needs_no_install(make_relay):
     found = installations.find(configured, "T0ANY")
     assert found is not None and (found.tenant_id, found.bot_token) == (relay.tenant_id, "xoxb-config-token")
     assert installations.tenant_for(configured, "T0ANY") == relay.tenant_id
+
+
+def test_a_command_while_redis_is_full_gets_a_short_answer_not_a_time_out(make_relay, fake_slack):
+    import tempfile
+    from pathlib import Path
+
+    from app.embedded_redis import EmbeddedRedis
+
+    redis = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="relay-slack-full-")))
+    try:
+        relay = make_relay(redis_url=redis.start(), worker=False, slack_signing_secret=SIGNING_SECRET,
+                           slack_api_url=fake_slack.url + "/api/")
+        installations.save(relay.ctx, installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token"))
+        relay.ctx.redis.config_set("maxmemory", 1)
+        answer, _ = send(relay, fake_slack, "excel Q3 pipeline by region")
+        relay.ctx.redis.config_set("maxmemory", 0)
+    finally:
+        redis.stop()
+    assert answer.status_code == 200 and answer.json()["response_type"] == "ephemeral"
+    assert "can't take commands right now (its storage is full)" in answer.json()["text"]
+    assert "Nothing was started" in answer.json()["text"]

@@ -1,0 +1,51 @@
+"""A read-only Redis (a replica, as after a failover) and an unreachable one: every endpoint that needs it
+answers 503 with Retry-After and a message naming what happened, never a 500; /readyz says why."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.embedded_redis import EmbeddedRedis
+from tests.relay.test_intake import TASK, signed
+
+
+@pytest.fixture
+def own_redis():
+    server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="relay-trouble-")))
+    server.start()
+    yield server
+    server.stop()
+
+
+def read_only(relay, server) -> None:
+    relay.ctx.redis.execute_command("REPLICAOF", "127.0.0.1", "9")  # a replica of nothing: read-only
+
+
+def unreachable(relay, server) -> None:
+    server.stop()
+
+
+@pytest.mark.parametrize(("trouble", "reason", "words"), [(read_only, "read_only", "read-only replica"),
+                                                          (unreachable, "unreachable", "cannot reach")])
+def test_storage_trouble_is_answered_with_503_naming_it(make_relay, own_redis, trouble, reason, words):
+    relay = make_relay(redis_url=own_redis.url, worker=False)
+    task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
+    hook_url = f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task['task_id'])}"
+    body = json.dumps({"type": "task.completed", "id": "evt_1", "data": TASK}).encode()
+    trouble(relay, own_redis)
+    with relay.client() as client:
+        answers = [client.post("/v1/documents", json={"format": "excel", "prompt": "Q3 report"}),
+                   httpx.post(hook_url, content=body, headers=signed(relay.sandbox.webhook_secret, body))]
+        if reason == "unreachable":  # reads need Redis too
+            answers.append(client.get(f"/v1/tasks/{task['task_id']}"))
+    ready = httpx.get(relay.url + "/readyz")
+    for answer in answers:
+        assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
+        error = answer.json()["error"]
+        assert (error["code"], error["reason"]) == ("storage_unavailable", reason) and words in error["message"]
+    assert ready.status_code == 503 and ready.json()["redis"] == reason
