@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deps-stamp
+TEST_PROCESSES ?= 2
 
 .PHONY: dev test lint clean
 
@@ -17,7 +18,7 @@ dev: $(STAMP)  ## set up and run the whole product locally (embedded Redis, sand
 
 test: $(STAMP)  ## run the whole test suite against private servers
 	sh tests/system-tools.sh
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

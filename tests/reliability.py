@@ -4,6 +4,7 @@ from the last run: `RELAY_RELIABILITY_REPORT=var/reliability.json make test`, th
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -19,10 +20,12 @@ def reliability():
     yield lambda **row: _ROWS.append(row)
     path = os.environ.get("RELAY_RELIABILITY_REPORT")
     if path and _ROWS:
-        existing = json.loads(Path(path).read_text()) if os.path.exists(path) else []
-        faults = {row["fault"] for row in _ROWS}
-        with open(path, "w") as out:
-            json.dump([r for r in existing if r["fault"] not in faults] + _ROWS, out, indent=2)
+        with open(f"{path}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # each pytest-xdist worker merges its own rows in turn
+            existing = json.loads(Path(path).read_text()) if os.path.exists(path) else []
+            faults = {row["fault"] for row in _ROWS}
+            with open(path, "w") as out:
+                json.dump([r for r in existing if r["fault"] not in faults] + _ROWS, out, indent=2)
 
 
 INTRO = """# Reliability and security: what was tried, and what was lost
@@ -48,8 +51,11 @@ OUTRO = """
 - Slack and email cannot be asked whether a message already went out: a worker killed between sending and
   recording can send it twice (at most once per kill; see the SIGKILL row).
 - A worker that dies (or loses Redis) right after popping a job loses it (RQ's BLPOP over several queues):
-  webhooks and Slack commands are recovered through the intake stream and deliveries by the reconciler;
-  a background submit retry lost that way leaves its task `pending_submit`.
+  webhooks and Slack commands are recovered through the intake stream, deliveries and background submit
+  retries by the reconciler.
+- When Redis starts refusing writes in the instant after the API accepted a submission and keeps refusing
+  for more than 20 s, the submitter is answered 503 although the API runs the job (its webhook still
+  finishes the task); a client that retries then gets a second document.
 - SMTP hosts and Slack's `response_url` are checked against the outbound policy before connecting but not
   pinned to the checked address (smtplib and slack_sdk's client resolve again); hooks, callbacks, Drive,
   Slack's upload URLs and other HTTP destinations are pinned.

@@ -4,6 +4,7 @@ directory the first time, and a runner that executes one step the way Zapier doe
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -22,11 +23,15 @@ def npm_cache() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     root = cache / "overten-relay" / f"zapier-{PLATFORM_VERSION}"
     modules = root / "node_modules"
-    if not (modules / "zapier-platform-core" / "package.json").exists():
-        npm = tools.require("npm")
-        root.mkdir(parents=True, exist_ok=True)
-        subprocess.run([npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", "--loglevel=error",
-                        *PACKAGES], check=True, timeout=600)
+    if (modules / "zapier-platform-core" / "package.json").exists():
+        return modules
+    npm = tools.require("npm")
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the tests run in several processes: one installs, the others wait
+        if not (modules / "zapier-platform-core" / "package.json").exists():
+            subprocess.run([npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", "--loglevel=error",
+                            *PACKAGES], check=True, timeout=600)
     return modules
 
 
