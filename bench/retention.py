@@ -51,6 +51,15 @@ def kept_tasks(ctx) -> int:
     return ctx.redis.zcard(ctx.tasks.ended_key) + ctx.redis.zcard(ctx.tasks.watch_key)
 
 
+def key_kinds(ctx) -> dict[str, int]:
+    """Keys by kind (their name with ids left out), to say what is left when memory does not come back."""
+    kinds: dict[str, int] = {}
+    for key in ctx.redis.scan_iter(count=1000):
+        kind = ":".join(part for part in key.split(":")[:3] if not any(c.isdigit() for c in part))
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 class Sweeper(threading.Thread):
     """Runs the retention sweep every ``every`` seconds, timing it; samples used_memory each second."""
 
@@ -143,15 +152,21 @@ def main() -> None:
         sweeper.start()
         wait_all_swept(ctx, sweeper, warmup, timeout=120)
         start = used(ctx)
+        at_start = key_kinds(ctx)
 
         started = time.monotonic()
         submit_all(url, api_key, hook, args.tasks, first=warmup)
         submitted = time.monotonic() - started
         wait_all_swept(ctx, sweeper, warmup + args.tasks, timeout=1800)
         elapsed = time.monotonic() - started
+        # what expires by itself (RQ's results, dedupe keys) needs its retention, and RQ's registries a worker
+        # maintenance pass (RELAY_WORKER_MAINTENANCE_SECONDS), before "after the sweep" is measured
+        time.sleep(args.retention + config.worker_maintenance_seconds + 5)
         sweeper.stop.set()
         sweeper.join()
+        sweeper.sweep()
         end = used(ctx)
+        left = key_kinds(ctx)
 
         peak = max(u for u, _ in sweeper.samples)
         steady = [(u - start) / k for u, k in sweeper.samples[len(sweeper.samples) // 4:] if k > 100]
@@ -163,6 +178,10 @@ def main() -> None:
         if steady:
             print(f"bytes kept per task at steady state: {statistics.median(steady):,.0f} "
                   f"(median of {len(steady)} samples; tasks kept at once: up to {max(k for _, k in sweeper.samples)})")
+        grown = {kind: (left.get(kind, 0), at_start.get(kind, 0)) for kind in sorted(set(left) | set(at_start))
+                 if left.get(kind, 0) != at_start.get(kind, 0)}
+        print("keys after the sweep that differ from the start (after, start): "
+              + (", ".join(f"{kind} {a}/{b}" for kind, (a, b) in grown.items()) or "none"))
         print(f"sweep: {sweeper.removed} tasks removed in {sweeper.seconds:.2f} s, "
               f"{sweeper.seconds / max(1, sweeper.removed) * 1e6:.0f} us per task")
     finally:
