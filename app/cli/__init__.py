@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import io
 
 import click
 
@@ -12,7 +14,8 @@ from . import connectors, deliveries, dev, doctor, services, submit, tenants
 @click.group()
 def main() -> None:
     """Relay: no-code connectors and a webhook relay for the Overten document-generation API."""
-    faulthandler.enable()  # a crash (SIGSEGV, SIGABRT) writes every thread's stack to this process's log
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):  # stderr with no file (tests)
+        faulthandler.enable()  # a crash (SIGSEGV, SIGABRT) writes every thread's stack to this process's log
 
 
 for command in (dev.dev, services.sandbox, services.web, services.worker, services.scheduler, submit.submit,

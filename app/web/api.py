@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, jsonify, request
@@ -29,32 +30,29 @@ def me():
                     "usage": ctx().tenants.usage(current.tenant_id)})
 
 
-USAGE_DAYS_MAX = 400
+USAGE_DAYS_MAX = 400  # the rows are kept 13 months: a longer range would only add empty days
 
 
 @bp.get("/usage")
 def usage_report():
-    """Daily usage rows (app/usage.py): they outlive the tasks they count."""
+    """Daily usage rows (app/usage.py): they outlive the tasks they count. Liberal in the range: a day past
+    the end of its month means the month's last day, a range longer than USAGE_DAYS_MAX is cut to its last
+    days, and one that ends before it starts has no days."""
     query = query_params("relay/usage-query.json")
-    last = _day(query, "to", datetime.now(UTC).date())
-    first = _day(query, "from", last - timedelta(days=30))
-    if first > last or (last - first).days >= USAGE_DAYS_MAX:
-        raise ApiError(400, "invalid_request", f"from must be on or before to, and at most {USAGE_DAYS_MAX} days "
-                                               "before it", field="from")
+    last = _day(query["to"]) if "to" in query else datetime.now(UTC).date()
+    first = _day(query["from"]) if "from" in query else last - timedelta(days=30)
+    first = max(first, last - timedelta(days=USAGE_DAYS_MAX - 1))
     record_key = query.get("record_key")
-    days = ctx().usage.days(tenant().tenant_id, first, last, record_key)
+    days = ctx().usage.days(tenant().tenant_id, first, last, record_key) if first <= last else []
     totals = {name: sum(day[name] for day in days) for name in ("credits_used", "duration_ms", "task_count")}
     return jsonify({"from": first.isoformat(), "to": last.isoformat(), "record_key": record_key, "totals": totals,
                     "days": days})
 
 
-def _day(query: dict, name: str, default: date) -> date:
-    if name not in query:
-        return default
-    try:
-        return date.fromisoformat(query[name])
-    except ValueError:
-        raise ApiError(400, "invalid_request", f"{name} is not a date (YYYY-MM-DD)", field=name) from None
+def _day(text: str) -> date:
+    """YYYY-MM-DD (the schema's pattern), a day past its month's end read as the month's last day."""
+    year, month, day = (int(part) for part in text.split("-"))
+    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
 
 
 @bp.get("/formats")

@@ -38,7 +38,7 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, fake_drive, fake_s
     def killer() -> None:
         rng = random.Random(7)
         while not stop.is_set() and len(kills) < KILLS:
-            stop.wait(rng.uniform(0.2, 0.6))
+            stop.wait(rng.uniform(0.1, 0.3))
             victim = workers.pop(rng.randrange(len(workers)))
             victim.send_signal(signal.SIGKILL)
             victim.wait(timeout=10)
@@ -71,7 +71,7 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, fake_drive, fake_s
     assert len(hook_ids) == TASKS  # every event once per webhook-id (a repeat carries the same id)
     assert TASKS <= slack_files <= TASKS + len(kills)
     assert len(emails) == TASKS and sum(emails.values()) <= TASKS + len(kills)
-    reliability(fault=f"SIGKILL a random worker (of 3) every 0.2-0.6 s during {TASKS * 5} deliveries",
+    reliability(fault=f"SIGKILL a random worker (of 3) every 0.1-0.3 s during {TASKS * 5} deliveries",
                 tried=len(kills), lost=0,
                 duplicated=f"Drive 0, folder 0, webhook 0 (raw repeats with the same webhook-id: "
                            f"{sum(hook_ids.values()) - TASKS}), Slack {slack_files - TASKS}, "

@@ -50,7 +50,7 @@ def _assert_matches_output_fields(item: dict, fields: dict[str, str], relay_url:
         value = item[key]
         if value is None:
             continue
-        expected = {"integer": int, "boolean": bool}.get(kind, str)
+        expected = {"integer": int, "number": (int, float), "boolean": bool}.get(kind, str)
         assert isinstance(value, expected), (key, value)
         if kind == "file":
             assert value.startswith(relay_url + "/files/"), (key, value)

@@ -127,3 +127,14 @@ def test_the_scheduler_runs_the_sweep(make_relay):
         eventually(lambda: client.get(f"/v1/tasks/{task['task_id']}").status_code == 404, 30,
                    "the scheduler's sweep to remove the task once it has ended")
         assert client.get("/v1/me").json()["usage"]["task_count"] == 1, "it had ended"
+
+
+def test_usage_ranges_are_read_liberally_and_bad_dates_named(make_relay):
+    relay = make_relay(worker=False)
+    with relay.client() as client:
+        backwards = client.get("/v1/usage", params={"from": "2026-02-31", "to": "2026-02-01"})
+        long = client.get("/v1/usage", params={"from": "2020-01-01", "to": "2026-12-01"}).json()
+        bad = client.get("/v1/usage", params={"from": "2026-13-01"})
+    assert backwards.status_code == 200 and backwards.json()["from"] == "2026-02-28" and backwards.json()["days"] == []
+    assert (long["from"], long["to"]) == ("2025-10-28", "2026-12-01"), "cut to its last 400 days"
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "from"
