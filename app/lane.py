@@ -65,7 +65,9 @@ class DeliveryLane:
                  lease_seconds: float = 60.0, consumer: str | None = None):
         self._ctx, self._attempt, self._threads = ctx, attempt, threads
         self._lease_ms = max(1, int(lease_seconds * 1000))
-        self._tick = min(1.0, lease_seconds / 3)  # how often leases are renewed, at the longest
+        # how often leases are renewed, at the longest; a renewal can come up to two ticks apart, and a busy
+        # process can be late by a second or more: a sixth of the lease leaves room for both
+        self._tick = min(1.0, lease_seconds / 6)
         self._stream = stream_key(ctx)
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="relay-lane")
@@ -145,6 +147,8 @@ class DeliveryLane:
 
     def _start(self, entry_id: str, delivery_id: str) -> None:
         with self._lock:
+            if entry_id in self._running:  # claimed back from ourselves after a late renewal: it is running
+                return
             future = self._pool.submit(self._run, entry_id, delivery_id)
             self._running[entry_id] = future
         future.add_done_callback(lambda _: self._finished(entry_id))
