@@ -6,10 +6,6 @@ from .events import iso
 from .usage import number as credits_number
 
 
-def credits(value) -> int | float | None:
-    return credits_number(value) if value not in (None, "") else None
-
-
 def task_view(task: dict, deliveries: list[dict] | None = None) -> dict:
     def number(name: str) -> int | None:
         value = task.get(name)
@@ -30,7 +26,7 @@ def task_view(task: dict, deliveries: list[dict] | None = None) -> dict:
         "updated_at": iso(float(task["updated_at"])),
         "result": task.get("result"),
         "error": task.get("error"),
-        "credits_used": credits(task.get("credits_used")),
+        "credits_used": credits_number(task["credits_used"]) if task.get("credits_used") not in (None, "") else None,
         "duration_ms": number("duration_ms"),
         "deliveries": deliveries or [],
     }

@@ -70,8 +70,8 @@ class UsageRows:
 
 
 def _row(raw: dict, prefix: str) -> dict:
-    return {"credits_used": number(raw.get(prefix + "credits_used")), "task_count": int(raw.get(prefix + "task_count")
-                                                                                         or 0),
+    return {"credits_used": number(raw.get(prefix + "credits_used")),
+            "task_count": int(raw.get(prefix + "task_count") or 0),
             "duration_ms": int(raw.get(prefix + "duration_ms") or 0)}
 
 
