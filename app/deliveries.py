@@ -43,17 +43,38 @@ _CRASH_RETRY = Retry(max=3, interval=[5, 30, 120])  # a worker killed mid-job: R
 
 # -- records ---------------------------------------------------------------------------------------
 
-def _key(ctx: Context, delivery_id: str) -> str:
+def key_for(ctx: Context, delivery_id: str) -> str:
     return ctx.key("delivery", delivery_id)
 
 
-def _open_key(ctx: Context) -> str:
+def open_key(ctx: Context) -> str:
     """Deliveries not done yet, scored by when the reconciler should look at them if still not done."""
     return ctx.key("deliveries", "open")
 
 
+def dead_letter_key(ctx: Context) -> str:
+    """Dead deliveries, scored by when they died."""
+    return ctx.key("deadletter")
+
+
+def states(ctx: Context, delivery_ids: list[str]) -> dict[str, str]:
+    """The state of each delivery that still has a record, in one round trip."""
+    pipe = ctx.redis.pipeline(transaction=False)
+    for delivery_id in delivery_ids:
+        pipe.hget(key_for(ctx, delivery_id), "state")
+    return {d: s for d, s in zip(delivery_ids, pipe.execute(), strict=True) if s is not None}
+
+
+def forget(ctx: Context, pipe, delivery_ids: list[str]) -> None:
+    """Queue on ``pipe`` the removal of these deliveries' records and their places in the indexes."""
+    if delivery_ids:
+        pipe.delete(*(key_for(ctx, d) for d in delivery_ids))
+        pipe.zrem(dead_letter_key(ctx), *delivery_ids)
+        pipe.zrem(open_key(ctx), *delivery_ids)
+
+
 def get(ctx: Context, delivery_id: str, tenant_id: str | None = None) -> dict | None:
-    raw = ctx.redis.hgetall(_key(ctx, delivery_id))
+    raw = ctx.redis.hgetall(key_for(ctx, delivery_id))
     if not raw or (tenant_id is not None and raw["tenant_id"] != tenant_id):
         return None
     return raw
@@ -61,7 +82,7 @@ def get(ctx: Context, delivery_id: str, tenant_id: str | None = None) -> dict | 
 
 def update(ctx: Context, delivery_id: str, **fields: Any) -> None:
     fields.setdefault("updated_at", time.time())
-    ctx.redis.hset(_key(ctx, delivery_id), mapping={k: to_field(v) for k, v in fields.items()})
+    ctx.redis.hset(key_for(ctx, delivery_id), mapping={k: to_field(v) for k, v in fields.items()})
 
 
 def view(delivery: dict) -> dict:
@@ -81,7 +102,7 @@ def for_task(ctx: Context, task: dict) -> list[dict]:
 
 
 def dead_letters(ctx: Context, tenant_id: str | None = None) -> list[dict]:
-    ids = ctx.redis.zrevrange(ctx.key("deadletter"), 0, -1)
+    ids = ctx.redis.zrevrange(dead_letter_key(ctx), 0, -1)
     return [d for i in ids if (d := get(ctx, i, tenant_id))]
 
 
@@ -110,7 +131,7 @@ def plan(ctx: Context, task: dict, event: dict) -> None:
 
 def _record(ctx: Context, task: dict, event: dict, slot: str, ref: dict) -> str:
     delivery_id = "dlv_" + digest(f"{task['task_id']}:{slot}", 26).upper()
-    if not ctx.redis.hsetnx(_key(ctx, delivery_id), "delivery_id", delivery_id):
+    if not ctx.redis.hsetnx(key_for(ctx, delivery_id), "delivery_id", delivery_id):
         return delivery_id  # planned before (the finish hook ran again after a crash)
     record: dict[str, Any] = {"tenant_id": task["tenant_id"], "task_id": task["task_id"], "state": "pending",
                               "attempts": 0, "created_at": time.time(), "event": event, "export": ""}
@@ -133,16 +154,16 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0) -> None:
     releases when its backoff is over."""
     recheck_at = time.time() + delay + ctx.config.delivery_recheck_seconds
     if delay <= 0:
-        lane.add(ctx, delivery_id, _key(ctx, delivery_id), _open_key(ctx), recheck_at)
+        lane.add(ctx, delivery_id, key_for(ctx, delivery_id), open_key(ctx), recheck_at)
         return
     from . import jobs
 
-    attempt = int(ctx.redis.hget(_key(ctx, delivery_id), "attempts") or 0)
+    attempt = int(ctx.redis.hget(key_for(ctx, delivery_id), "attempts") or 0)
     # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
     ctx.queue(queues.DELIVER).enqueue_in(timedelta(seconds=delay), jobs.deliver, delivery_id,
                                          job_id=f"deliver-{delivery_id}-{attempt}", job_timeout=3600, result_ttl=0,
                                          failure_ttl=ctx.config.job_failure_ttl_seconds, retry=_CRASH_RETRY)
-    ctx.redis.zadd(_open_key(ctx), {delivery_id: recheck_at})
+    ctx.redis.zadd(open_key(ctx), {delivery_id: recheck_at})
 
 
 def recover_lost(ctx: Context, limit: int = 500) -> int:
@@ -150,12 +171,12 @@ def recover_lost(ctx: Context, limit: int = 500) -> int:
     it was stored, a worker that died or lost Redis's reply before running the job) is queued again.
     Returns how many were."""
     now, recovered = time.time(), 0
-    for delivery_id in ctx.redis.zrangebyscore(_open_key(ctx), "-inf", now, start=0, num=limit):
+    for delivery_id in ctx.redis.zrangebyscore(open_key(ctx), "-inf", now, start=0, num=limit):
         record = get(ctx, delivery_id)
         if record is None or record["state"] in ("delivered", "dead"):
-            ctx.redis.zrem(_open_key(ctx), delivery_id)
+            ctx.redis.zrem(open_key(ctx), delivery_id)
             continue
-        ctx.redis.zadd(_open_key(ctx), {delivery_id: now + ctx.config.delivery_recheck_seconds})
+        ctx.redis.zadd(open_key(ctx), {delivery_id: now + ctx.config.delivery_recheck_seconds})
         if record["state"] == "delivering":
             continue  # running, or its worker died: the lane's lease (or RQ's, for a retry) brings it back
         if record["state"] == "pending":
@@ -178,7 +199,7 @@ def replay(ctx: Context, delivery_id: str) -> bool:
     delivery = get(ctx, delivery_id)
     if delivery is None or delivery["state"] == "delivered":
         return False
-    ctx.redis.zrem(ctx.key("deadletter"), delivery_id)
+    ctx.redis.zrem(dead_letter_key(ctx), delivery_id)
     update(ctx, delivery_id, state="pending", attempts=0, last_error="", next_attempt_at="")
     enqueue(ctx, delivery_id)
     return True
@@ -239,7 +260,7 @@ def _attempt(ctx: Context, delivery_id: str, record: dict) -> str:
 def _delivered(ctx: Context, delivery_id: str, outcome) -> None:
     update(ctx, delivery_id, state="delivered", location=outcome.location, external_id=outcome.external_id,
            delivered_at=time.time(), last_error="", next_attempt_at="")
-    ctx.redis.zrem(_open_key(ctx), delivery_id)
+    ctx.redis.zrem(open_key(ctx), delivery_id)
 
 
 def _failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> str:
@@ -252,8 +273,8 @@ def _failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> 
         enqueue(ctx, delivery_id, delay)
         return "retrying"
     update(ctx, delivery_id, state="dead", last_error=error.message, next_attempt_at="")
-    ctx.redis.zadd(ctx.key("deadletter"), {delivery_id: time.time()})
-    ctx.redis.zrem(_open_key(ctx), delivery_id)
+    ctx.redis.zadd(dead_letter_key(ctx), {delivery_id: time.time()})
+    ctx.redis.zrem(open_key(ctx), delivery_id)
     log.warning("delivery %s is dead after %d attempt(s): %s", delivery_id, attempts, error.message)
     return "dead"
 

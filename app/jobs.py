@@ -64,30 +64,32 @@ def submit_pending(task_id: str) -> str:
 def reconcile() -> dict:
     """Poll the API for tasks that have been quiet too long, so a lost webhook still finishes them; queue
     again deliveries whose job RQ lost."""
-    ctx = context.current()
-    lock = ctx.key("reconcile", "lock")
-    if not ctx.redis.set(lock, "1", nx=True, ex=120):
-        return {"skipped": "another reconciler is running"}
-    counts = {"polled": 0, "finished": 0, "repaired": 0}
-    try:
-        for task_id in ctx.tasks.due(time.time()):
-            counts[_reconcile_one(ctx, task_id)] += 1
-        counts["deliveries_requeued"] = deliveries.recover_lost(ctx)
-    finally:
-        ctx.redis.delete(lock)
-    return counts
+    return _alone("reconcile", 120, _reconcile)
 
 
 def sweep() -> dict:
-    """The retention sweep (app/retention.py), once at a time."""
+    """The retention sweep (app/retention.py)."""
+    return _alone("retention", 300, retention.sweep)
+
+
+def _alone(name: str, seconds: int, work) -> dict:
+    """Run a periodic job unless another run of it still holds its lock (two schedulers, a slow run)."""
     ctx = context.current()
-    lock = ctx.key("retention", "lock")
-    if not ctx.redis.set(lock, "1", nx=True, ex=300):
-        return {"skipped": "another sweep is running"}
+    lock = ctx.key(name, "lock")
+    if not ctx.redis.set(lock, "1", nx=True, ex=seconds):
+        return {"skipped": f"another {name} job is running"}
     try:
-        return retention.sweep(ctx)
+        return work(ctx)
     finally:
         ctx.redis.delete(lock)
+
+
+def _reconcile(ctx) -> dict:
+    counts = {"polled": 0, "finished": 0, "repaired": 0}
+    for task_id in ctx.tasks.due(time.time()):
+        counts[_reconcile_one(ctx, task_id)] += 1
+    counts["deliveries_requeued"] = deliveries.recover_lost(ctx)
+    return counts
 
 
 def _reconcile_one(ctx, task_id: str) -> str:

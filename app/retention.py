@@ -22,7 +22,7 @@ from pathlib import Path
 
 from redis.exceptions import ResponseError
 
-from . import lane, metrics, pump
+from . import deliveries, lane, metrics, pump
 from .context import Context
 from .events import iso
 from .tasks import TERMINAL
@@ -48,8 +48,8 @@ def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) 
         if tasks < BATCH:
             break
     removed["dead_letter"] = _drop_dead_letters(ctx, now - config.dead_letter_retention_seconds)
-    removed["event"] = sum(_trim(ctx, ctx.events.key_for(t.tenant_id), now - config.task_retention_seconds)
-                           for t in ctx.tenants.list())
+    removed["event"] = sum(_trim(ctx, ctx.events.key_for(tenant_id), now - config.task_retention_seconds)
+                           for tenant_id in ctx.tenants.ids())
     removed["intake_entry"] = _trim(ctx, pump.stream_key(ctx), now - config.stream_retention_seconds, "intake")
     removed["lane_entry"] = _trim(ctx, lane.stream_key(ctx), now - config.stream_retention_seconds, "delivery lane")
     removed["consumer"] = sum(_drop_idle_consumers(ctx, stream, group, config.consumer_idle_seconds)
@@ -70,66 +70,50 @@ def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int
     if not task_ids:
         return 0, 0
     tasks = ctx.tasks.many(task_ids)
-    found = {t["task_id"] for t in tasks}
     delivery_ids = {t["task_id"]: json.loads(t.get("delivery_ids") or "[]") for t in tasks}
-    states = _delivery_states(ctx, [d for ids in delivery_ids.values() for d in ids])
+    states = deliveries.states(ctx, [d for ids in delivery_ids.values() for d in ids])
+    done = [t for t in tasks if t["status"] in TERMINAL and t.get("fanout") != "pending"
+            and all(states.get(d, "delivered") in SETTLED for d in delivery_ids[t["task_id"]])]
+    later = now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
     pipe = ctx.redis.pipeline(transaction=False)
-    dropped = dropped_deliveries = 0
-    for task in tasks:
-        ids = delivery_ids[task["task_id"]]
-        if task["status"] not in TERMINAL or task.get("fanout") == "pending" or \
-                any(states.get(d) not in SETTLED for d in ids if d in states):
-            pipe.zadd(ctx.tasks.ended_key, {task["task_id"]: now - ctx.config.task_retention_seconds
-                                            + ctx.config.retention_sweep_seconds})  # look again next sweep
-            continue
-        _archive(ctx, task)
-        _forget_task(ctx, pipe, task, ids)
-        dropped += 1
-        dropped_deliveries += len(ids)
-    gone = [task_id for task_id in task_ids if task_id not in found]  # removed some other way
-    if gone:
+    waiting = {t["task_id"] for t in tasks} - {t["task_id"] for t in done}
+    if waiting:
+        pipe.zadd(ctx.tasks.ended_key, dict.fromkeys(waiting, later))  # look again next sweep
+    for task in done:
+        ctx.tasks.forget(pipe, task["task_id"])
+        deliveries.forget(ctx, pipe, delivery_ids[task["task_id"]])
+        if task.get("record_key"):
+            pipe.zrem(ctx.records.tasks_key(task["tenant_id"], task["record_key"]), task["task_id"])
+    found = {t["task_id"] for t in tasks}
+    if gone := [task_id for task_id in task_ids if task_id not in found]:  # removed some other way
         pipe.zrem(ctx.tasks.ended_key, *gone)
+    _archive(ctx, done)
     pipe.execute()
-    return dropped, dropped_deliveries
+    return len(done), sum(len(delivery_ids[t["task_id"]]) for t in done)
 
 
-def _delivery_states(ctx: Context, delivery_ids: list[str]) -> dict[str, str]:
-    pipe = ctx.redis.pipeline(transaction=False)
-    for delivery_id in delivery_ids:
-        pipe.hget(ctx.key("delivery", delivery_id), "state")
-    return {d: s for d, s in zip(delivery_ids, pipe.execute(), strict=True) if s is not None}
-
-
-def _forget_task(ctx: Context, pipe, task: dict, delivery_ids: list[str]) -> None:
-    task_id = task["task_id"]
-    pipe.delete(ctx.tasks.key_for(task_id), *(ctx.key("delivery", d) for d in delivery_ids))
-    if delivery_ids:
-        pipe.zrem(ctx.key("deadletter"), *delivery_ids)
-        pipe.zrem(ctx.key("deliveries", "open"), *delivery_ids)
-    if task.get("record_key"):
-        pipe.zrem(ctx.records.tasks_key(task["tenant_id"], task["record_key"]), task_id)
-    pipe.zrem(ctx.tasks.recent_key, task_id)
-    pipe.zrem(ctx.tasks.watch_key, task_id)
-    pipe.zrem(ctx.tasks.ended_key, task_id)
-
-
-def _archive(ctx: Context, task: dict) -> None:
-    """Append the task's final record to the day's JSONL file (the day it ended), when archiving is on."""
-    if not ctx.config.archive_dir:
+def _archive(ctx: Context, tasks: list[dict]) -> None:
+    """Append each task's final record to the JSONL file of the day it ended, when archiving is on: one
+    open per day and batch."""
+    if not ctx.config.archive_dir or not tasks:
         return
-    ended = float(task.get("finished_at") or task["updated_at"])
+    days: dict[str, list[str]] = {}
+    for task in tasks:
+        ended = iso(float(task.get("finished_at") or task["updated_at"]))
+        record = {k: v for k, v in task.items() if k not in ("event_json", "slack_reply", "callback_headers")}
+        days.setdefault(ended[:10], []).append(json.dumps({**record, "ended_at": ended}, ensure_ascii=False,
+                                                          sort_keys=True))
     folder = Path(ctx.config.archive_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    record = {k: v for k, v in task.items() if k not in ("event_json", "slack_reply", "callback_headers")}
-    record["ended_at"] = iso(ended)
-    with (folder / f"tasks-{iso(ended)[:10]}.jsonl").open("a", encoding="utf-8") as out:
-        out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+    for day, lines in days.items():
+        with (folder / f"tasks-{day}.jsonl").open("a", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
 
 
 # -- the rest --------------------------------------------------------------------------------------
 
 def _drop_dead_letters(ctx: Context, died_before: float) -> int:
-    key = ctx.key("deadletter")
+    key = deliveries.dead_letter_key(ctx)
     dropped = ctx.redis.zrangebyscore(key, "-inf", died_before, start=0, num=BATCH * 5)
     for delivery_id in dropped:
         log.info("dead letter %s dropped after the retention period (its record stays with its task)",

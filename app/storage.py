@@ -41,7 +41,12 @@ MESSAGES = {
     "not_persisting": "The relay's Redis cannot write its persistence files (MISCONF) and refuses writes. "
                       "Nothing was stored; retry later. Operators: check the Redis server's disk.",
 }
-KINDS = tuple(MESSAGES)
+IN_SHORT = {
+    "out_of_memory": "its storage is full", "read_only": "its storage is read-only",
+    "unreachable": "it cannot reach its storage", "loading": "its storage is starting up",
+    "not_persisting": "its storage cannot save",
+}
+"""The same, in a few words (a Slack answer)."""
 
 T = TypeVar("T")
 

@@ -27,9 +27,9 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
     task = ctx.tasks.create(tenant.tenant_id, format=fmt, prompt=body["prompt"], record_key=record_key or "",
                             requested_run_id=run_id or "", destinations=body.get("destinations") or [],
                             export=body.get("export", ""), callback_url=body.get("callback_url", ""),
-                            callback_headers=body.get("callback_headers") or {}, **internal)
-    # looked at by the reconciler if nothing has moved it on by then (a crash before it was handed over)
-    ctx.tasks.watch(task["task_id"], time.time() + ctx.config.reconcile_quiet_seconds)
+                            callback_headers=body.get("callback_headers") or {},
+                            # a crash before it is handed over leaves it to the reconciler
+                            watch_at=time.time() + ctx.config.reconcile_quiet_seconds, **internal)
     if record_key:
         ctx.records.touch(tenant.tenant_id, record_key)
         ctx.records.add_task(tenant.tenant_id, record_key, task["task_id"])

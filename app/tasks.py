@@ -54,7 +54,9 @@ class TaskStore:
     def key_for(self, task_id: str) -> str:
         return f"{self._prefix}task:{task_id}"
 
-    def create(self, tenant_id: str, **fields: Any) -> dict:
+    def create(self, tenant_id: str, watch_at: float | None = None, **fields: Any) -> dict:
+        """A new task in `pending_submit`; ``watch_at``: when the reconciler should look at it if nothing has
+        moved it on by then."""
         task_id, now = new_id("tsk"), time.time()
         record = {"task_id": task_id, "tenant_id": tenant_id, "status": "pending_submit", "progress": 0,
                   "created_at": now, "updated_at": now, **fields}
@@ -62,6 +64,8 @@ class TaskStore:
         pipe.hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in record.items()})
         pipe.zadd(self.recent_key, {task_id: now})
         pipe.zremrangebyrank(self.recent_key, 0, -RECENT_KEPT - 1)
+        if watch_at is not None:
+            pipe.zadd(self.watch_key, {task_id: watch_at})
         pipe.execute()
         return self.get(task_id) or record
 
@@ -100,6 +104,12 @@ class TaskStore:
 
     def unwatch(self, task_id: str) -> None:
         self._redis.zrem(self.watch_key, task_id)
+
+    def forget(self, pipe, task_id: str) -> None:
+        """Queue on ``pipe`` the removal of the task and its places in the indexes (retention)."""
+        pipe.delete(self.key_for(task_id))
+        for index in (self.recent_key, self.watch_key, self.ended_key):
+            pipe.zrem(index, task_id)
 
 
 def to_field(value: Any) -> str | int | float:

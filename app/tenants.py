@@ -96,8 +96,11 @@ class TenantStore:
             return self.get(name_or_id)
         return next((t for t in self.list() if t.name == name_or_id), None)
 
+    def ids(self) -> list[str]:
+        return sorted(self._redis.smembers(self._key("tenants")))
+
     def list(self) -> list[Tenant]:
-        return [t for tid in sorted(self._redis.smembers(self._key("tenants"))) if (t := self.get(tid))]
+        return [t for tid in self.ids() if (t := self.get(tid))]
 
     def update_upstream(self, tenant_id: str, upstream_key: str | None = None, webhook_secret: str | None = None):
         fields = {}

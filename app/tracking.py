@@ -45,8 +45,7 @@ if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
   end
 end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', '@KEEP@', '*', 'e', ARGV[3])
-""".replace("@KEEP@", str(KEEP)) + usage.LUA_COUNT.replace("@TTL@", "4").replace("@PREFIX@", "5").replace(
-    "@RECORD@", "6") + "return 1"
+""".replace("@KEEP@", str(KEEP)) + usage.LUA_COUNT + "return 1"
 
 
 def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:

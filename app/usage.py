@@ -16,15 +16,15 @@ from .ids import digest
 
 FIELDS = ("credits_used", "task_count", "duration_ms")
 
-# Appended to the finish script. KEYS[6]: the day's row. ARGV[1] credits, ARGV[2] ms; USAGE_ARGV: ttl, record
-# field prefix ('' without a record), record key.
+# Appended to the finish script (app/tracking.py): KEYS[6] the day's row; ARGV[1] credits, ARGV[2] agent ms,
+# ARGV[4] the row's life, ARGV[5] the record's field prefix ('' without a record), ARGV[6] the record key.
 LUA_COUNT = """
-local row, ttl, prefix = KEYS[6], ARGV[@TTL@], ARGV[@PREFIX@]
+local row, ttl, prefix = KEYS[6], ARGV[4], ARGV[5]
 redis.call('HINCRBYFLOAT', row, 'credits_used', ARGV[1])
 redis.call('HINCRBY', row, 'task_count', 1)
 redis.call('HINCRBY', row, 'duration_ms', ARGV[2])
 if prefix ~= '' then
-  redis.call('HSET', row, prefix .. 'key', ARGV[@RECORD@])
+  redis.call('HSET', row, prefix .. 'key', ARGV[6])
   redis.call('HINCRBYFLOAT', row, prefix .. 'credits_used', ARGV[1])
   redis.call('HINCRBY', row, prefix .. 'task_count', 1)
   redis.call('HINCRBY', row, prefix .. 'duration_ms', ARGV[2])

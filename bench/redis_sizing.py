@@ -95,7 +95,7 @@ def main() -> None:
         rows.append(measure(ctx, "webhook waiting in the intake stream (+ 48 h dedupe key)", n, webhook))
         ctx.redis.delete(ctx.key("intake"))
         events = ctx.redis.memory_usage(ctx.events.key_for(tid), samples=0) / n
-        delivery_keys = [deliveries._key(ctx, d) for t in tasks[:200] for d in json.loads(
+        delivery_keys = [deliveries.key_for(ctx, d) for t in tasks[:200] for d in json.loads(
             ctx.redis.hget(ctx.tasks.key_for(t), "delivery_ids") or "[]")]
         per_delivery = sum(ctx.redis.memory_usage(k, samples=0) for k in delivery_keys) / max(len(delivery_keys), 1)
         dedupe = [k for k in ctx.redis.scan_iter(ctx.key("webhook", tid, "*"), count=1000)][:200]

@@ -50,8 +50,13 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        log.exception("unhandled error")
-        return jsonify({"error": {"code": "internal_error", "message": "Something went wrong on our side."}}), 500
+        return internal_error()
+
+
+def internal_error():
+    """The answer to a bug: logged with its traceback, told to the caller without one."""
+    log.exception("unhandled error")
+    return jsonify({"error": {"code": "internal_error", "message": "Something went wrong on our side."}}), 500
 
 
 def parse_json(raw: bytes) -> Any:

@@ -63,13 +63,6 @@ def ephemeral(text: str) -> dict:
     return {"response_type": "ephemeral", "text": text}
 
 
-STORAGE_TROUBLE = {
-    "out_of_memory": "its storage is full", "read_only": "its storage is read-only",
-    "unreachable": "it cannot reach its storage", "loading": "its storage is starting up",
-    "not_persisting": "its storage cannot save",
-}
-
-
 def acknowledge(ctx: Context, command: SlashCommand) -> dict:
     """The immediate answer to a command; enqueues the work it calls for. When Redis refuses or is gone,
     a short answer says so (Slack would otherwise show a time-out): nothing was started."""
@@ -80,7 +73,7 @@ def acknowledge(ctx: Context, command: SlashCommand) -> dict:
         if kind is None:
             raise
         storage.count(kind, "slack", exc)
-        return ephemeral(f":warning: Overten Relay can't take commands right now ({STORAGE_TROUBLE[kind]}). "
+        return ephemeral(f":warning: Overten Relay can't take commands right now ({storage.IN_SHORT[kind]}). "
                          "Nothing was started; try again in a minute.")
 
 

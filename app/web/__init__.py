@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, jsonify, request
 from redis.exceptions import RedisError
 
 import schemas
-from schemas.http import ApiError, register_error_handlers
+from schemas.http import ApiError, internal_error, register_error_handlers
 
 from .. import logs, storage
 from ..config import RelayConfig
 from ..context import Context, build_context, install
 
 MAX_BODY_BYTES = 1024 * 1024
-log = logging.getLogger(__name__)
 
 
 def create_app(config: RelayConfig | None = None, context: Context | None = None) -> Flask:
@@ -57,8 +54,7 @@ def _storage_unavailable(exc: RedisError):
     (a 500 would say the relay is broken). Other Redis errors are bugs, and stay 500."""
     kind = storage.trouble(exc)
     if kind is None:
-        log.exception("unhandled Redis error")
-        return jsonify({"error": {"code": "internal_error", "message": "Something went wrong on our side."}}), 500
+        return internal_error()
     storage.count(kind, "web", exc)
     body = {"error": {"code": "storage_unavailable", "message": storage.MESSAGES[kind], "reason": kind}}
     return jsonify(body), 503, {"Retry-After": str(storage.RETRY_AFTER_SECONDS)}
