@@ -25,6 +25,7 @@ from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
 from rq.exceptions import StopRequested
 from rq.job import Job
+from rq.utils import now
 from rq.worker import WorkerStatus
 
 from . import context, deliveries, jobs, logs, queues, storage
@@ -84,9 +85,15 @@ class RelayWorker(SimpleWorker):
         if self.stopping.is_set():  # told to stop while starting: RQ's loop ends before its first job
             self._stop_requested = True
 
+    _waiting = False
+    """The main thread is in the blocking dequeue: the one place a stop signal interrupts."""
+
     def request_stop(self, signum, frame) -> None:
-        """A warm shutdown: what can wind down while the job in hand finishes is told to now (the pump, the
-        lane, the command channel's thread, the scheduler's process), so the exit waits for none of them."""
+        """A warm shutdown. RQ's own raises StopRequested wherever the main thread is unless its state says
+        busy, so a signal in the instant between two steps of a job was swallowed inside the job and the
+        worker ran on. Here the loop ends after the job in hand, and only the blocking dequeue is cut short.
+        What can wind down meanwhile is told to now (the pump, the lane, the command channel's thread, the
+        scheduler's process), so the exit waits for none of them."""
         self.stopping.set()
         self.on_stop()
         if self.pubsub_thread is not None:
@@ -95,7 +102,22 @@ class RelayWorker(SimpleWorker):
         if process is not None and process.pid:
             with contextlib.suppress(OSError):
                 os.kill(process.pid, signal.SIGTERM)
-        super().request_stop(signum, frame)
+        self.handle_warm_shutdown_request()
+        self._shutdown_requested_date = now()
+        for name in (signal.SIGINT, signal.SIGTERM):  # a second signal is RQ's cold shutdown
+            signal.signal(name, self.request_force_stop)
+        self._stop_requested = True
+        if self._waiting:
+            raise StopRequested()
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
+        self._waiting = True
+        try:
+            if self._stop_requested:  # asked just before the wait began
+                raise StopRequested()
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        finally:
+            self._waiting = False
 
     def subscribe(self) -> None:
         """RQ's command channel, read in short waits: RQ's own blocks 60 s per read and is joined for 1 s

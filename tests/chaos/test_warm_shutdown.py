@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -26,7 +27,7 @@ def test_sigterm_in_the_middle_of_a_delivery_25_times_in_a_row(make_relay, recei
         worker = relay.start_worker()
         eventually(lambda: receiver.arrived > len(receiver.requests), 30, f"delivery {n} to be in flight")
         worker.send_signal(signal.SIGTERM)
-        status = worker.wait(timeout=30)
+        status = _exit_status(relay, worker)
         assert status == 0, f"stop {n + 1}: exit status {status}\n{relay.log_of(worker)}"
         assert receiver.arrived == len(receiver.requests), "the worker exited with a delivery in flight"
     relay.start_worker()  # the last one drains what is left
@@ -42,6 +43,18 @@ def test_sigterm_in_the_middle_of_a_delivery_25_times_in_a_row(make_relay, recei
     reliability(fault=f"SIGTERM a worker in the middle of a delivery, {TERMS} times in a row (0.3 s subscriber)",
                 tried=TERMS, lost=0, duplicated="0",
                 notes="warm shutdown: each worker finished the delivery in hand, joined its threads and exited 0")
+
+
+def _exit_status(relay, process, timeout: float = 30) -> int:
+    """The process's exit status; if it has not exited in time, its threads' stacks (SIGUSR1, faulthandler)
+    are in the failure."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        process.kill()
+        raise AssertionError(f"still running {timeout:g} s after SIGTERM:\n{relay.log_of(process)[-12000:]}") from None
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
