@@ -32,7 +32,16 @@ log = logging.getLogger(__name__)
 GROUP = "relay-lane"
 
 # KEYS: lane stream, delivery record, open deliveries. ARGV: delivery id, when to look at it if not done.
+# Only a delivery not yet attempted, and not in the lane already, is added: follow-ups planned twice (a
+# finish hook run again after a refused write, or by a racing webhook and poll) must not add a second
+# entry, which another worker could run at the same time as the first.
 _ADD = """
+local state = redis.call('HGET', KEYS[2], 'state')
+if state and state ~= 'pending' then return false end
+local queued = redis.call('HGET', KEYS[2], 'lane_entry')
+if queued and queued ~= '' and #redis.call('XRANGE', KEYS[1], queued, queued, 'COUNT', 1) > 0 then
+  return queued
+end
 local entry = redis.call('XADD', KEYS[1], '*', 'delivery', ARGV[1])
 redis.call('HSET', KEYS[2], 'lane_entry', entry)
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
@@ -45,7 +54,8 @@ def stream_key(ctx: Context) -> str:
 
 
 def add(ctx: Context, delivery_id: str, record_key: str, open_key: str, recheck_at: float) -> None:
-    """Queue a delivery's attempt now, remembering its entry on the record: one atomic Redis call."""
+    """Queue a delivery's attempt now, remembering its entry on the record: one atomic Redis call, which
+    does nothing for a delivery already in the lane or already attempted."""
     ctx.script("lane-add", _ADD)(keys=[stream_key(ctx), record_key, open_key], args=[delivery_id, recheck_at])
 
 

@@ -122,6 +122,29 @@ def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receive
     assert jobs.reconcile()["deliveries_requeued"] == 0
 
 
+def test_follow_ups_planned_again_add_no_second_entry(make_relay, receiver):
+    """A finish hook run again (its last write refused while Redis was full, or a poll racing the webhook)
+    plans the same deliveries; the lane must not hold a second entry that another worker could run at the
+    same time as the first (seen in CI as a webhook delivered twice)."""
+    from rq import Queue, SimpleWorker
+
+    from app import deliveries, queues, tracking
+    from app.pump import IntakePump
+
+    relay = make_relay(worker=False)
+    ctx = relay.ctx
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+        eventually(lambda: IntakePump(ctx).pump_once(), 30, "the API's webhook")
+        SimpleWorker([Queue(queues.EVENTS, connection=ctx.rq_redis)], connection=ctx.rq_redis).work(burst=True)
+        tracking.run_follow_ups(ctx, task["task_id"])
+        assert lane.backlog(ctx) == 1, "still one entry for the one delivery"
+        DeliveryLane(ctx, lambda delivery_id: deliveries.attempt(ctx, delivery_id)).drain()
+        tracking.run_follow_ups(ctx, task["task_id"])
+        assert lane.backlog(ctx) == 0, "a delivered delivery is not queued again"
+    assert len(receiver.requests) == 1
+
+
 def test_a_delivery_whose_every_attempt_ended_its_worker_goes_to_the_dead_letters(ctx):
     """A delivery found `delivering` has lost its worker mid-attempt; after the last allowed attempt it is
     not tried again (it would take down worker after worker), but dead-lettered for a replay."""
