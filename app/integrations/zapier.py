@@ -11,9 +11,8 @@ import json
 from typing import Any
 
 import schemas
-
-from ..formats import export_formats
-from .documents import DOCUMENT_FIELDS, SAMPLE_TASK, document_from
+from app.core.formats import export_formats
+from app.integrations.documents import DOCUMENT_FIELDS, SAMPLE_TASK, document_from
 
 PLATFORM_VERSION = "19.1.0"
 APP_VERSION = "1.0.0"
@@ -88,14 +87,17 @@ def _output_fields() -> list[dict[str, Any]]:
     return [{"key": f.key, "label": f.label, "type": f.zapier_type} for f in DOCUMENT_FIELDS]
 
 
-_SUBMIT = """if (bundle.meta && bundle.meta.isLoadingSample) { return SAMPLE; }
+# the resume rule: "Continue Document" always resumes; "Generate Document" resumes when its field says so
+_RESUME_ALWAYS = "body.resume = true;"
+_RESUME_FROM_INPUT = """if (input.resume !== undefined && input.resume !== null && input.resume !== '') {
+  body.resume = ![false, 'false', 'no', '0'].includes(input.resume);
+}"""
+
+_SUBMIT = """if (bundle.meta && bundle.meta.isLoadingSample) { return @SAMPLE@; }
 const input = bundle.inputData;
 const body = {format: input.format || 'excel', prompt: input.prompt, callback_url: z.generateCallbackUrl()};
 if (input.record_key) { body.record_key = input.record_key; }
-if (RESUME !== null) { body.resume = RESUME; }
-else if (input.resume !== undefined && input.resume !== null && input.resume !== '') {
-  body.resume = ![false, 'false', 'no', '0'].includes(input.resume);
-}
+@RESUME@
 if (input.destinations && [].concat(input.destinations).length) {
   body.destinations = [].concat(input.destinations).map((id) => ({id}));
 }
@@ -105,10 +107,11 @@ return z.request({url: BASE + '/v1/documents', method: 'POST', body}).then((resp
 _RESUME = "return toDocument(Object.assign({}, bundle.outputData, bundle.cleanedRequest), null);"
 
 
-def _create(key: str, noun: str, label: str, description: str, fields: list[dict], resume: bool | None,
+def _create(key: str, noun: str, label: str, description: str, fields: list[dict], always_resume: bool,
             base: str) -> dict[str, Any]:
     sample = document_from(SAMPLE_TASK)
-    perform = _SUBMIT.replace("SAMPLE", json.dumps(sample)).replace("RESUME", json.dumps(resume))
+    resume = _RESUME_ALWAYS if always_resume else _RESUME_FROM_INPUT
+    perform = _SUBMIT.replace("@SAMPLE@", json.dumps(sample)).replace("@RESUME@", resume)
     return {"key": key, "noun": noun, "display": {"label": label, "description": description},
             "operation": {"inputFields": fields, "perform": _source(perform, base=base),
                           "performResume": _source(_RESUME, base=base, documents=True),
@@ -208,7 +211,7 @@ def zapier_app(public_url: str) -> dict[str, Any]:
     creates = [
         _create("generate_document", "Document", "Generate Document",
                 "Builds an Excel, Word or PowerPoint file from a prompt and waits for it (up to 25 minutes).",
-                generate_fields, None, base),
+                generate_fields, False, base),
         _create("continue_document", "Document", "Continue Document",
                 "Changes the document kept for a record (a deal, a ticket) with a new prompt.",
                 continue_fields, True, base),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -14,8 +15,9 @@ import referencing
 import referencing.jsonschema
 from click.testing import CliRunner
 
-from app.cli import main
+from app.cli.commands import relay as main
 from app.integrations.make import schema_for
+from app.integrations.zapier import zapier_app
 from tests.connectors.zapier_support import node, validation_errors
 
 MAKE_SCHEMAS = Path(__file__).parent / "make_schemas"
@@ -119,3 +121,32 @@ def test_make_export_writes_the_local_project(tmp_path):
     for component in manifest["components"]["module"].values():
         for path in filter(None, component["codeFiles"].values()):
             assert _make_errors(path, json.loads((tmp_path / "make" / path).read_text())) == []
+
+
+_LITERAL = r"(?:null|undefined|true|false|-?\d+(?:\.\d+)?|'[^']*'|\"[^\"]*\")"
+_COMPARISON = r"(?:===|!==|==|!=|<=|>=|<|>)"
+_CONSTANT_CONDITION = re.compile(rf"\b(?:if|while)\s*\(\s*{_LITERAL}\s*(?:{_COMPARISON}\s*{_LITERAL}\s*)?\)")
+
+
+def _function_sources(value):
+    if isinstance(value, dict):
+        if isinstance(value.get("source"), str):
+            yield value["source"]
+        for item in value.values():
+            yield from _function_sources(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _function_sources(item)
+
+
+def test_generated_zapier_code_has_only_the_branches_that_apply():
+    """Generated code reads like written code: no condition between two constants (it once had
+    `if (null !== null) { body.resume = null; }`), and each create carries only its own resume rule."""
+    definition = zapier_app("https://relay.example")
+    sources = list(_function_sources(definition))
+    assert len(sources) > 10 and not [s for s in sources if _CONSTANT_CONDITION.search(s)]
+    assert _CONSTANT_CONDITION.search("if (null !== null) { body.resume = null; }"), "the check itself"
+    generate = definition["creates"]["generate_document"]["operation"]["perform"]["source"]
+    resume = definition["creates"]["continue_document"]["operation"]["perform"]["source"]
+    assert "input.resume" in generate and "body.resume = true" not in generate
+    assert "body.resume = true;" in resume and "input.resume" not in resume
