@@ -33,6 +33,10 @@ def test_document_is_valid_and_covers_every_route(live_relay):
 def test_no_5xx_and_every_answer_matches_the_document(live_relay, reliability):
     """Every operation, with generated valid and invalid input, through schemathesis' default checks."""
     loaded = schemathesis.openapi.from_url(live_relay.url + "/openapi.json")
+    # valid input may be answered 422: the documented answer to an Idempotency-Key reused with another body,
+    # which generated cases do now and then (the same short key twice)
+    accepted = loaded.config.checks.positive_data_acceptance
+    accepted.expected_statuses = [*accepted.expected_statuses, "422"]
     headers = {"Authorization": f"Bearer {live_relay.api_key}"}
     failures: dict[str, str] = {}
     calls: list[int] = []
