@@ -25,6 +25,6 @@ WORKDIR /home/relay
 RUN mkdir -p /tmp/relay-metrics /home/relay/deliveries
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"
-# `relay web` runs gunicorn with app/gunicorn_conf.py; `relay worker`, `relay scheduler` and
+# `relay web` runs gunicorn with app/web/gunicorn_conf.py; `relay worker`, `relay scheduler` and
 # `relay sandbox serve` are the other processes (see docker-compose.yml).
 CMD ["relay", "web", "--host", "0.0.0.0", "--port", "8080"]

@@ -20,9 +20,9 @@ test: $(STAMP)  ## run the whole test suite against private servers
 	sh tests/system-tools.sh
 	$(BIN)/pytest -n $(TEST_PROCESSES) --durations=15 $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and the layout's import contracts (docs/architecture.md)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -29,14 +29,14 @@ from standardwebhooks import Webhook
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import deliveries  # noqa: E402
-from app.config import RelayConfig  # noqa: E402
-from app.context import build_context  # noqa: E402
-from app.crypto import SecretBox  # noqa: E402
-from app.destinations import new_webhook_secret  # noqa: E402
-from app.devstack import free_port, wait_until_up  # noqa: E402
-from app.embedded_redis import EmbeddedRedis  # noqa: E402
-from app.tracking import finish  # noqa: E402
+from app.cli.devstack import free_port, wait_until_up  # noqa: E402
+from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
+from app.core.config import RelayConfig  # noqa: E402
+from app.core.crypto import SecretBox  # noqa: E402
+from app.domain import deliveries  # noqa: E402
+from app.domain.tracking import finish  # noqa: E402
+from app.stores.context import build_context  # noqa: E402
+from app.stores.destinations import new_webhook_secret  # noqa: E402
 from tests.support.servers import ServedApp  # noqa: E402
 
 TASK_RESULT = {"summary": "Built a workbook.", "download_url": "", "edit_url": "", "artifacts": []}

@@ -27,12 +27,12 @@ from standardwebhooks import Webhook
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.config import RelayConfig  # noqa: E402
-from app.context import build_context  # noqa: E402
-from app.crypto import SecretBox  # noqa: E402
-from app.devstack import free_port, wait_until_up  # noqa: E402
-from app.embedded_redis import EmbeddedRedis  # noqa: E402
-from app.pump import stream_key  # noqa: E402
+from app.cli.devstack import free_port, wait_until_up  # noqa: E402
+from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
+from app.core.config import RelayConfig  # noqa: E402
+from app.core.crypto import SecretBox  # noqa: E402
+from app.stores.context import build_context  # noqa: E402
+from app.stores.intake_stream import stream_key  # noqa: E402
 
 SECRET = "whsec_" + "YmVuY2htYXJrIHNlY3JldCBmb3IgdGhlIGluZ2VzdCBiZW5jaA=="
 TASK = {"task_id": "task_01ARZ3NDEKTSV4RRFFQ69G5FAV", "run_id": "run_01ARZ3NDEKTSV4RRFFQ69G5FAV", "status": "completed",
@@ -57,7 +57,7 @@ def serve(app_spec: str, port: int, workers: int, worker_class: str, env: dict[s
     """gunicorn serving ``app_spec``; with ``production_config``, from the relay's own gunicorn settings
     (access log, gc.freeze after loading) with the bench's bind, workers and threads."""
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
-    config = ["--config", "python:app.gunicorn_conf"] if production_config else []
+    config = ["--config", "python:app.web.gunicorn_conf"] if production_config else []
     process = subprocess.Popen([gunicorn, *config, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
                                 "--worker-class", worker_class, "--threads", "8", "--log-level", "warning", app_spec],
                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -20,12 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import deliveries, tracking  # noqa: E402
-from app.config import RelayConfig  # noqa: E402
-from app.context import build_context, install  # noqa: E402
-from app.crypto import SecretBox  # noqa: E402
-from app.embedded_redis import EmbeddedRedis  # noqa: E402
-from app.pump import record_event  # noqa: E402
+from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
+from app.core.config import RelayConfig  # noqa: E402
+from app.core.crypto import SecretBox  # noqa: E402
+from app.domain import deliveries, tracking  # noqa: E402
+from app.stores.context import build_context, install  # noqa: E402
+from app.stores.intake_stream import record_event  # noqa: E402
 
 PROMPT = ("Build a 3-statement financial model for Acme Corp, FY26-FY30, with revenue by segment, a hiring "
           "plan, a cash bridge and a chart of ARR by quarter. Use the attached assumptions. ") * 2

@@ -30,12 +30,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import retention  # noqa: E402
-from app.config import RelayConfig  # noqa: E402
-from app.context import build_context  # noqa: E402
-from app.crypto import SecretBox  # noqa: E402
-from app.devstack import DevStack, free_port, wait_until_up  # noqa: E402
-from app.embedded_redis import EmbeddedRedis  # noqa: E402
+from app.cli.devstack import DevStack, free_port, wait_until_up  # noqa: E402
+from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
+from app.core.config import RelayConfig  # noqa: E402
+from app.core.crypto import SecretBox  # noqa: E402
+from app.domain import retention  # noqa: E402
+from app.stores.context import build_context  # noqa: E402
 from bench.fanout import gunicorn_subscriber  # noqa: E402
 
 RECORDS = 50  # record keys the tasks cycle through: records stay by design, so they must not grow with N

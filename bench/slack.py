@@ -3,7 +3,7 @@
 Slack drops a command's answer after 3000 ms. Each command here takes the full path: signature check
 (slack_sdk), schema check, workspace lookup, prompt check, and one Lua call that stores it in the intake
 stream. The baseline is a Flask route that answers the same JSON at once. Both are served the way the
-relay is (gunicorn with app/gunicorn_conf.py: gthread, access log, gc.freeze) and loaded by the same
+relay is (gunicorn with app/web/gunicorn_conf.py: gthread, access log, gc.freeze) and loaded by the same
 client in the same run. Prints p50/p99 and their ratio to the baseline. Goal: p99 under 100 ms.
 
 Each burst opens fresh connections (as many callers would) and waits until all 50 are answered. The
@@ -31,13 +31,13 @@ from slack_sdk.signature import SignatureVerifier
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.config import RelayConfig  # noqa: E402
-from app.context import build_context  # noqa: E402
-from app.crypto import SecretBox  # noqa: E402
-from app.devstack import free_port  # noqa: E402
-from app.embedded_redis import EmbeddedRedis  # noqa: E402
-from app.pump import stream_key  # noqa: E402
-from app.slack.installations import Installation, save  # noqa: E402
+from app.cli.devstack import free_port  # noqa: E402
+from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
+from app.core.config import RelayConfig  # noqa: E402
+from app.core.crypto import SecretBox  # noqa: E402
+from app.stores.context import build_context  # noqa: E402
+from app.stores.installations import Installation, save  # noqa: E402
+from app.stores.intake_stream import stream_key  # noqa: E402
 from bench.ingest import serve, stop  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.config import RelayConfig
-from app.context import Context, build_context
-from app.crypto import SecretBox
-from app.devstack import free_port, stop_processes
+from app.cli.devstack import free_port, stop_processes
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
+from app.stores.context import Context, build_context
 from app.web import create_app
 from tests.sandbox_fixtures import SandboxHandle
 from tests.support.servers import ServedApp, eventually

@@ -18,7 +18,7 @@ def relay(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.C
 
 
 def free_port() -> int:
-    from app.devstack import free_port
+    from app.cli.devstack import free_port
 
     return free_port()
 
@@ -52,7 +52,7 @@ def test_relay_sandbox_orgs_create_prints_the_key_once(redis_url):
 def test_sandbox_server_stops_promptly_on_sigterm(redis_url):
     import signal
 
-    from app.devstack import free_port, wait_until_up
+    from app.cli.devstack import free_port, wait_until_up
 
     port = free_port()
     env = {**os.environ, "SANDBOX_REDIS_URL": redis_url, "SANDBOX_KEY_PREFIX": "sigterm-test:"}

@@ -1,25 +1,12 @@
-"""The `relay` command."""
+"""The `relay` command line: ``main`` is its entry point."""
 
-from __future__ import annotations
-
-import contextlib
-import faulthandler
-import io
-import signal
-
-import click
-
-from . import connectors, deliveries, dev, doctor, services, submit, tenants
+from app.cli import metrics_dir
 
 
-@click.group()
 def main() -> None:
-    """Relay: no-code connectors and a webhook relay for the Overten document-generation API."""
-    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):  # stderr with no file (tests)
-        faulthandler.enable()  # a crash (SIGSEGV, SIGABRT) writes every thread's stack to this process's log
-        faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: what a stuck process is doing
+    """Run `relay`. The directory /metrics adds up is set first: prometheus_client picks how it keeps values
+    when it is first imported, and the commands import it."""
+    metrics_dir.share()
+    from app.cli.commands import relay  # only now, for the reason above
 
-
-for command in (dev.dev, services.sandbox, services.web, services.worker, services.scheduler, submit.submit,
-                tenants.tenants, tenants.secrets, deliveries.deliveries_group, connectors.connectors, doctor.doctor):
-    main.add_command(command)
+    relay()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..config import RelayConfig
-from ..integrations.export import PLATFORMS, write
+from app.core.config import RelayConfig
+from app.integrations.export import PLATFORMS, write
 
 NEXT_STEPS = {
     "zapier": "cd {dir} && npm install && npx zapier-platform push",

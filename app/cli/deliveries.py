@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .. import context, deliveries
+from app.domain import deliveries
+from app.stores import context
 
 
 @click.group("deliveries")

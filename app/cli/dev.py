@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 import httpx
 
-from ..config import RelayConfig
-from ..context import build_context
-from ..devstack import DevStack, free_port, port_is_free
-from .submit import describe, submit_document
+from app.cli.devstack import DevStack, free_port, port_is_free
+from app.cli.submit import describe, submit_document
+from app.core.config import RelayConfig
+from app.stores.context import build_context
 
 DEMO_PROMPT = "Create a Q3 sales report by region with a chart"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..config import RelayConfig
-from ..doctor import FAIL, OK, WARN, run
+from app.cli.checks import FAIL, OK, WARN, run
+from app.core.config import RelayConfig
 
 MARKS = {OK: ("ok  ", "green"), WARN: ("warn", "yellow"), FAIL: ("FAIL", "red")}
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from .. import queues
-from ..config import RelayConfig
+from app.cli.devstack import DevStack
+from app.stores import queues
+from app.work.worker import run_scheduler, run_worker
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
@@ -23,8 +24,6 @@ def sandbox(args: tuple[str, ...]) -> None:
     SANDBOX_REDIS_URL it uses the private Redis of `relay dev` under RELAY_RUN_DIR (default var/dev),
     starting it if needed.
     """
-    from ..devstack import DevStack
-
     env = dict(os.environ)
     asks_for_help = not args or any(a in ("--help", "-h") for a in args)
     if "SANDBOX_REDIS_URL" not in env and not asks_for_help:  # help needs no Redis left running
@@ -44,21 +43,9 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which("gunicorn")
     if gunicorn is None:
         raise click.ClickException("gunicorn is not installed (pip install gunicorn)")
-    use_metrics_dir()
-    argv = [gunicorn, "--config", "python:app.gunicorn_conf", "--bind", f"{host}:{port}", "--workers", str(workers),
+    argv = [gunicorn, "--config", "python:app.web.gunicorn_conf", "--bind", f"{host}:{port}", "--workers", str(workers),
             "--threads", str(threads), "app.web:create_app()"]
     os.execv(gunicorn, argv)
-
-
-def use_metrics_dir() -> None:
-    """Processes of this host share a directory for /metrics (prometheus_client multiprocess mode);
-    set before anything imports prometheus_client."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return
-    folder = RelayConfig.from_env().metrics_dir
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.abspath(folder)
 
 
 @click.command()
@@ -67,15 +54,10 @@ def use_metrics_dir() -> None:
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
 def worker(queue_names: str, burst: bool) -> None:
     """Run a worker (with RQ's scheduler for retries and delayed jobs)."""
-    use_metrics_dir()
-    from ..worker import run_worker
-
     run_worker([q.strip() for q in queue_names.split(",") if q.strip()], burst=burst)
 
 
 @click.command()
 def scheduler() -> None:
     """Run the cron scheduler that enqueues the reconciler every RELAY_RECONCILE_INTERVAL_SECONDS."""
-    from ..worker import run_scheduler
-
     run_scheduler()

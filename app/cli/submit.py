@@ -8,7 +8,7 @@ import time
 import click
 import httpx
 
-from ..progress import ProgressLine
+from app.cli.progress import ProgressLine
 
 ENDED = {"completed", "failed", "cancelled", "expired"}
 

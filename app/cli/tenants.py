@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import click
 
-from .. import context
-from ..crypto import SecretBox
+from app.core.crypto import SecretBox
+from app.stores import context
 
 
 def _tenant_or_fail(name_or_id: str):

@@ -6,9 +6,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .make import make_app
-from .slack_manifest import manifest_yaml
-from .zapier import zapier_package
+from app.integrations.make import make_app
+from app.integrations.slack_manifest import manifest_yaml
+from app.integrations.zapier import zapier_package
 
 
 def _make_files(public_url: str) -> dict[str, str]:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import schemas
-
-from ..formats import LABELS
-from .documents import SAMPLE_TASK
+from app.core.formats import LABELS
+from app.integrations.documents import SAMPLE_TASK
 
 TIMEOUT_MS = 40_000  # Make's own ceiling for one module call
 _AUTH = "Bearer {{connection.apiKey}}"

@@ -6,11 +6,11 @@ from flask import Flask, jsonify, request
 from redis.exceptions import RedisError
 
 import schemas
+from app.core import logs, storage
+from app.core.config import RelayConfig
+from app.stores.context import Context, build_context, install
+from app.web import api, dashboard, fanout, files, health, intake, integrations, limits, slack
 from schemas.http import ApiError, internal_error, register_error_handlers
-
-from .. import logs, storage
-from ..config import RelayConfig
-from ..context import Context, build_context, install
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -27,8 +27,6 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.register_error_handler(RedisError, _storage_unavailable)
     app.before_request(logs.reset)  # gunicorn threads serve many requests: start each with no log fields
     app.before_request(_refuse_large_bodies)
-
-    from . import api, dashboard, fanout, files, health, intake, integrations, limits, slack
 
     app.register_blueprint(health.bp)
     app.register_blueprint(intake.bp)

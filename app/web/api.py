@@ -8,16 +8,15 @@ from datetime import UTC, date, datetime, timedelta
 from flask import Blueprint, jsonify, request
 
 import schemas
+from app.core.formats import document_formats
+from app.core.upstream import UpstreamError
+from app.domain import deliveries, exports, submit, tracking
+from app.domain.serializers import record_view, task_view
+from app.stores.destinations import check_config
+from app.stores.idempotency import KeyReused, RequestInProgress, StoredAnswer, fingerprint
+from app.stores.tasks import TERMINAL
+from app.web.base import ctx, public, record_path, require_tenant, tenant
 from schemas.http import ApiError, json_body, query_params
-
-from .. import deliveries, exports, submit, tracking
-from ..destinations import check_config
-from ..formats import document_formats
-from ..idempotency import KeyReused, RequestInProgress, StoredAnswer, fingerprint
-from ..serializers import record_view, task_view
-from ..tasks import TERMINAL
-from ..upstream import UpstreamError
-from .base import ctx, public, record_path, require_tenant, tenant
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -35,7 +34,7 @@ USAGE_DAYS_MAX = 400  # the rows are kept 13 months: a longer range would only a
 
 @bp.get("/usage")
 def usage_report():
-    """Daily usage rows (app/usage.py): they outlive the tasks they count. Liberal in the range: a day past
+    """Daily usage rows (app/stores/usage.py): they outlive the tasks they count. Liberal in the range: a day past
     the end of its month means the month's last day, a range longer than USAGE_DAYS_MAX is cut to its last
     days, and one that ends before it starts has no days."""
     query = query_params("relay/usage-query.json")

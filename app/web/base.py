@@ -6,11 +6,10 @@ from urllib.parse import quote
 
 from flask import current_app, g, request
 
+from app.core import logs
+from app.stores.context import Context
+from app.stores.tenants import Tenant
 from schemas.http import ApiError
-
-from .. import logs
-from ..context import Context
-from ..tenants import Tenant
 
 
 def ctx() -> Context:

@@ -13,8 +13,8 @@ from flask import Blueprint, Flask, abort, flash, jsonify, redirect, render_temp
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
-from .. import admin, deliveries
-from .base import ctx
+from app.domain import admin, deliveries
+from app.web.base import ctx
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
 csrf = CSRFProtect()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from app.domain import deliveries
+from app.stores.destinations import check_config
+from app.stores.events import iso
+from app.web.base import ctx, require_tenant, tenant
 from schemas.http import ApiError, json_body
-
-from .. import deliveries
-from ..destinations import check_config
-from ..events import iso
-from .base import ctx, require_tenant, tenant
 
 bp = Blueprint("fanout", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)

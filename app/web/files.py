@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect
 
+from app.core.tokens import TokenExpired, TokenInvalid
+from app.core.upstream import UpstreamError
+from app.web.base import ctx
 from schemas.http import ApiError
-
-from ..tokens import TokenExpired, TokenInvalid
-from ..upstream import UpstreamError
-from .base import ctx
 
 bp = Blueprint("files", __name__)
 

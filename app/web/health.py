@@ -6,8 +6,13 @@ from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
 from rq import Worker
 
-from .. import metrics, openapi, storage
-from .base import ctx
+from app.core import metrics, storage
+from app.core.metrics import Gauge
+from app.domain import deliveries
+from app.stores import intake_stream, lane_stream, queues
+from app.stores.context import Context
+from app.web import openapi
+from app.web.base import ctx
 
 bp = Blueprint("health", __name__)
 
@@ -43,5 +48,19 @@ def openapi_document():
 
 @bp.get("/metrics")
 def prometheus():
-    body, content_type = metrics.exposition(ctx())
+    body, content_type = metrics.exposition(_waiting_work(ctx()))
     return Response(body, content_type=content_type)
+
+
+def _waiting_work(ctx: Context) -> list[Gauge]:
+    """What /metrics reads from Redis when scraped."""
+    return [
+        Gauge("relay_queue_depth", "Jobs waiting in each RQ queue.",
+              lambda: {name: ctx.queue(name).count for name in queues.ALL}, label="queue"),
+        Gauge("relay_intake_backlog", "Webhooks and commands accepted and not yet processed.",
+              lambda: intake_stream.backlog(ctx)),
+        Gauge("relay_delivery_lane_backlog", "Deliveries due now and not finished (waiting or running in a "
+              "worker's delivery lane).", lambda: lane_stream.backlog(ctx)),
+        Gauge("relay_dead_letters", "Deliveries that failed for good and wait for a replay.",
+              lambda: ctx.redis.zcard(deliveries.dead_letter_key(ctx))),
+    ]

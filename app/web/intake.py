@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from app.core import metrics
+from app.domain import intake
+from app.web.base import ctx
 from schemas.http import ApiError
-
-from .. import intake, metrics
-from .base import ctx
 
 bp = Blueprint("intake", __name__)
 

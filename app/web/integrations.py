@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from app.integrations.make import make_app
+from app.integrations.slack_manifest import manifest_yaml
+from app.integrations.zapier import zapier_app
+from app.web.base import ctx
 from schemas.http import ApiError
-
-from ..integrations.make import make_app
-from ..integrations.slack_manifest import manifest_yaml
-from ..integrations.zapier import zapier_app
-from .base import ctx
 
 bp = Blueprint("integrations", __name__, url_prefix="/connectors")
 

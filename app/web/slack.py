@@ -9,12 +9,11 @@ from markupsafe import escape
 from slack_sdk.signature import SignatureVerifier
 
 import schemas
+from app.core import metrics
+from app.domain.slack import install
+from app.domain.slack.commands import VERBS, SlashCommand, acknowledge
+from app.web.base import authenticate, ctx
 from schemas.http import ApiError, query_params
-
-from .. import metrics
-from ..slack import install
-from ..slack.commands import VERBS, SlashCommand, acknowledge
-from .base import authenticate, ctx
 
 bp = Blueprint("slack", __name__, url_prefix="/slack")
 

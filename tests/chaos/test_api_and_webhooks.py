@@ -13,7 +13,7 @@ import time
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.devstack import free_port, stop_processes, wait_until_up
+from app.cli.devstack import free_port, stop_processes, wait_until_up
 from sandbox import SandboxConfig, create_app
 from tests.sandbox_fixtures import ADMIN, SandboxHandle
 from tests.support.servers import ServedApp, eventually

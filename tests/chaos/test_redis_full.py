@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.embedded_redis import EmbeddedRedis
+from app.cli.embedded_redis import EmbeddedRedis
 from tests.support.servers import eventually
 
 BEFORE, DURING, FULL_SECONDS = 12, 10, 6

@@ -16,8 +16,8 @@ from rq import Worker
 from rq.job import Job
 from standardwebhooks import Webhook
 
-from app.embedded_redis import EmbeddedRedis
-from app.ids import digest
+from app.cli.embedded_redis import EmbeddedRedis
+from app.core.ids import digest
 from tests.support.servers import eventually
 
 WEBHOOKS, SENDERS, RESTART_AFTER = 1200, 4, 400

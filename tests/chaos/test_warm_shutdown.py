@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from app.devstack import free_port, stop_processes, wait_until_up
+from app.cli.devstack import free_port, stop_processes, wait_until_up
 from tests.support.servers import eventually
 
 TERMS = 25

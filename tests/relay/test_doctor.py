@@ -7,8 +7,8 @@ import sys
 
 import httpx
 
-from app.devstack import free_port, stop_processes
-from app.embedded_redis import server_binary
+from app.cli.devstack import free_port, stop_processes
+from app.cli.embedded_redis import server_binary
 from tests.support.servers import eventually
 
 
@@ -75,10 +75,10 @@ def test_a_redis_past_80_percent_of_its_maxmemory_is_warned_about():
 
     from redis import Redis
 
-    from app import doctor as checks
-    from app.config import RelayConfig
-    from app.crypto import SecretBox
-    from app.embedded_redis import EmbeddedRedis
+    from app.cli import checks as checks
+    from app.cli.embedded_redis import EmbeddedRedis
+    from app.core.config import RelayConfig
+    from app.core.crypto import SecretBox
 
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="relay-doctor-")))
     url = server.start()

@@ -11,8 +11,9 @@ import pytest
 from rq import Queue, SimpleWorker
 from standardwebhooks import Webhook
 
-from app import queues
-from app.pump import IntakePump, stream_key
+from app.stores import queues
+from app.stores.intake_stream import stream_key
+from app.work.pump import IntakePump
 
 TASK = {"task_id": "task_01ARZ3NDEKTSV4RRFFQ69G5FAV", "run_id": "run_01ARZ3NDEKTSV4RRFFQ69G5FAV",
         "status": "completed", "phase": None, "turn_index": 2, "progress": 100,

@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from app.pump import IntakePump
+from app.work.pump import IntakePump
 from tests.relay.test_intake import TASK, signed, work
 
 VARIATIONS = {
@@ -81,8 +81,8 @@ def test_a_body_that_is_not_a_task_event_is_still_refused(make_relay, body):
 
 def test_the_reconciler_reads_the_api_s_task_answers_with_the_same_tolerance(make_relay):
     """What the reconciler does with a GET /tasks/{id} answer: parse it, then apply it to the relay task."""
-    from app import tracking
-    from app.upstream import Task
+    from app.core.upstream import Task
+    from app.domain import tracking
 
     relay = make_relay(worker=False)
     for name, change in VARIATIONS.items():

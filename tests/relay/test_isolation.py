@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from app.openapi import ROUTES
+from app.web.openapi import ROUTES
 from tests.relay.test_deliveries import delivered
 
 

@@ -1,4 +1,4 @@
-"""The delivery lane (app/lane.py) against a real Redis: every entry runs once, an entry a dead worker
+"""The delivery lane (app/work/lane.py) against a real Redis: every entry runs once, an entry a dead worker
 held runs after a lease, a running entry keeps its lease, and a lost entry is added again."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app import lane
-from app.lane import DeliveryLane
+from app.stores import lane_stream
+from app.work.lane import DeliveryLane
 from tests.support.servers import eventually
 
 
@@ -21,7 +21,7 @@ def ctx(make_relay):
 
 def add(ctx, *delivery_ids: str) -> None:
     for delivery_id in delivery_ids:
-        lane.add(ctx, delivery_id, ctx.key("delivery", delivery_id), ctx.key("deliveries", "open"), time.time())
+        lane_stream.add(ctx, delivery_id, ctx.key("delivery", delivery_id), ctx.key("deliveries", "open"), time.time())
 
 
 class Attempts:
@@ -52,7 +52,7 @@ def test_every_entry_runs_once_and_leaves_the_lane(ctx):
     attempts = Attempts(seconds=0.01)  # all threads busy at times: draining must not stop early then
     DeliveryLane(ctx, attempts, threads=4).drain()
     assert sorted(attempts.seen) == sorted(ids)
-    assert lane.backlog(ctx) == 0
+    assert lane_stream.backlog(ctx) == 0
     assert ctx.redis.hget(ctx.key("delivery", "dlv_0"), "lane_entry"), "the record knows its entry"
 
 
@@ -60,13 +60,13 @@ def test_an_entry_a_dead_worker_held_runs_elsewhere_after_a_lease(ctx):
     add(ctx, "dlv_a")
     dead = Attempts(fail_first=RedisConnectionError)  # dies before it can let the entry go
     DeliveryLane(ctx, dead, consumer="dead").drain()
-    assert dead.seen == ["dlv_a"] and lane.backlog(ctx) == 1
+    assert dead.seen == ["dlv_a"] and lane_stream.backlog(ctx) == 1
     alive = Attempts()
     DeliveryLane(ctx, alive, consumer="alive", lease_seconds=60).drain()
     assert alive.seen == [], "not while the other worker may still be running it"
     time.sleep(0.05)
     DeliveryLane(ctx, alive, consumer="alive", lease_seconds=0.01).drain()
-    assert alive.seen == ["dlv_a"] and lane.backlog(ctx) == 0
+    assert alive.seen == ["dlv_a"] and lane_stream.backlog(ctx) == 0
 
 
 def test_a_long_attempt_keeps_its_lease(ctx):
@@ -83,7 +83,7 @@ def test_a_long_attempt_keeps_its_lease(ctx):
     finally:
         slow.release.set()
         running.stop()
-    assert slow.seen == ["dlv_long"] and lane.backlog(ctx) == 0
+    assert slow.seen == ["dlv_long"] and lane_stream.backlog(ctx) == 0
 
 
 def test_stopping_lets_running_attempts_finish(ctx):
@@ -94,7 +94,7 @@ def test_stopping_lets_running_attempts_finish(ctx):
     assert slow.started.wait(30)
     threading.Timer(0.5, slow.release.set).start()
     running.stop()
-    assert lane.backlog(ctx) == 0, "the attempt finished and let its entry go before stop returned"
+    assert lane_stream.backlog(ctx) == 0, "the attempt finished and let its entry go before stop returned"
 
 
 def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receiver):
@@ -102,8 +102,9 @@ def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receive
     it pending with no entry; the reconciler's look at overdue deliveries adds it again, once."""
     from rq import Queue, SimpleWorker
 
-    from app import deliveries, jobs, queues
-    from app.pump import IntakePump
+    from app.stores import queues
+    from app.work import delivering, jobs
+    from app.work.pump import IntakePump
 
     relay = make_relay(worker=False, delivery_recheck_seconds=0)
     ctx = relay.ctx
@@ -111,12 +112,12 @@ def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receive
         task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
         eventually(lambda: IntakePump(ctx).pump_once(), 30, "the API's webhook")
         SimpleWorker([Queue(queues.EVENTS, connection=ctx.rq_redis)], connection=ctx.rq_redis).work(burst=True)
-        assert lane.backlog(ctx) == 1
-        [(entry_id, _)] = ctx.redis.xrange(lane.stream_key(ctx))
-        ctx.redis.xdel(lane.stream_key(ctx), entry_id)  # lost
-        assert jobs.reconcile()["deliveries_requeued"] == 1 and lane.backlog(ctx) == 1
+        assert lane_stream.backlog(ctx) == 1
+        [(entry_id, _)] = ctx.redis.xrange(lane_stream.stream_key(ctx))
+        ctx.redis.xdel(lane_stream.stream_key(ctx), entry_id)  # lost
+        assert jobs.reconcile()["deliveries_requeued"] == 1 and lane_stream.backlog(ctx) == 1
         assert jobs.reconcile()["deliveries_requeued"] == 0, "an entry waiting in the lane is left alone"
-        DeliveryLane(ctx, lambda delivery_id: deliveries.attempt(ctx, delivery_id)).drain()
+        DeliveryLane(ctx, lambda delivery_id: delivering.attempt(ctx, delivery_id)).drain()
         [done] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
     assert done["state"] == "delivered" and len(receiver.requests) == 1
     assert jobs.reconcile()["deliveries_requeued"] == 0
@@ -128,8 +129,10 @@ def test_follow_ups_planned_again_add_no_second_entry(make_relay, receiver):
     same time as the first (seen in CI as a webhook delivered twice)."""
     from rq import Queue, SimpleWorker
 
-    from app import deliveries, queues, tracking
-    from app.pump import IntakePump
+    from app.domain import tracking
+    from app.stores import queues
+    from app.work import delivering
+    from app.work.pump import IntakePump
 
     relay = make_relay(worker=False)
     ctx = relay.ctx
@@ -138,22 +141,23 @@ def test_follow_ups_planned_again_add_no_second_entry(make_relay, receiver):
         eventually(lambda: IntakePump(ctx).pump_once(), 30, "the API's webhook")
         SimpleWorker([Queue(queues.EVENTS, connection=ctx.rq_redis)], connection=ctx.rq_redis).work(burst=True)
         tracking.run_follow_ups(ctx, task["task_id"])
-        assert lane.backlog(ctx) == 1, "still one entry for the one delivery"
-        DeliveryLane(ctx, lambda delivery_id: deliveries.attempt(ctx, delivery_id)).drain()
+        assert lane_stream.backlog(ctx) == 1, "still one entry for the one delivery"
+        DeliveryLane(ctx, lambda delivery_id: delivering.attempt(ctx, delivery_id)).drain()
         tracking.run_follow_ups(ctx, task["task_id"])
-        assert lane.backlog(ctx) == 0, "a delivered delivery is not queued again"
+        assert lane_stream.backlog(ctx) == 0, "a delivered delivery is not queued again"
     assert len(receiver.requests) == 1
 
 
 def test_a_delivery_whose_every_attempt_ended_its_worker_goes_to_the_dead_letters(ctx):
     """A delivery found `delivering` has lost its worker mid-attempt; after the last allowed attempt it is
     not tried again (it would take down worker after worker), but dead-lettered for a replay."""
-    from app import deliveries
+    from app.domain import deliveries
+    from app.work import delivering
 
     ctx.redis.hset(ctx.key("delivery", "dlv_poison"), mapping={
         "delivery_id": "dlv_poison", "tenant_id": "ten_x", "task_id": "tsk_x", "kind": "webhook",
         "state": "delivering", "attempts": ctx.config.delivery_max_attempts})
-    assert deliveries.attempt(ctx, "dlv_poison") == "dead"
+    assert delivering.attempt(ctx, "dlv_poison") == "dead"
     record = deliveries.get(ctx, "dlv_poison")
     assert record["state"] == "dead" and "stopped during each of" in record["last_error"]
     assert [d["delivery_id"] for d in deliveries.dead_letters(ctx)] == ["dlv_poison"]

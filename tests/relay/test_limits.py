@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from app.openapi import ROUTES
+from app.web.openapi import ROUTES
 
 
 def test_rate_limit_per_api_key_answers_429_with_retry_after(make_relay, reliability):

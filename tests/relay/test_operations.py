@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -13,8 +14,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import logs
-from app.devstack import free_port, stop_processes, wait_until_up
+from app.cli.devstack import free_port, stop_processes, wait_until_up
+from app.core import logs
 from tests.support.servers import eventually
 
 
@@ -131,3 +132,20 @@ def test_redaction_and_context_fields():
                    "s3cr3t-value"):
         assert secret not in line["message"]
     assert "smtp://relay:[redacted]@mail.example" in line["message"]
+
+
+def test_relay_metrics_dir_puts_every_command_in_multiprocess_mode(tmp_path):
+    """RELAY_METRICS_DIR alone (as `relay dev` sets it) must put a `relay worker` into prometheus_client's
+    multiprocess mode, chosen when that library is first imported: before, the command set it too late, and
+    a worker's counters never reached /metrics. Importing the commands (as tests do) changes nothing."""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["RELAY_METRICS_DIR"] = str(tmp_path / "metrics")
+    probe = ("import sys, app.cli\nsys.argv = ['relay', '--help']\ntry:\n    app.cli.main()\nexcept SystemExit:\n"
+             "    pass\nimport prometheus_client.values as v\nprint(v.ValueClass.__qualname__)")
+    shown = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert "MultiProcessValue" in shown.stdout, shown.stdout + shown.stderr
+    assert (tmp_path / "metrics").is_dir()
+    imported = subprocess.run([sys.executable, "-c", "import os, app.cli.commands; "
+                               "print(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))"], env=env, capture_output=True,
+                              text=True, check=True)
+    assert imported.stdout.strip() == "None"

@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from app.outbound import OutboundPolicy
+from app.core.outbound import OutboundPolicy
 from connectors.base import Permanent
 
 

@@ -9,7 +9,9 @@ import time
 
 from prometheus_client import REGISTRY
 
-from app import lane, pump, retention
+from app.domain import retention
+from app.stores import intake_stream, lane_stream
+from app.work import pump
 from tests.support.servers import eventually
 
 DAY = 86_400
@@ -91,7 +93,7 @@ def test_dead_letters_leave_the_list_after_their_retention_with_a_log_line(make_
     settled(relay, [task["task_id"]])
     with relay.client() as client:
         assert len(client.get("/v1/deliveries").json()["items"]) == 1
-        with caplog.at_level(logging.INFO, logger="app.retention"):
+        with caplog.at_level(logging.INFO, logger="app.domain.retention"):
             swept = retention.sweep(relay.ctx, now=time.time() + 2 * DAY)
         assert swept["dead_letter"] == 1 and "dead letter" in caplog.text
         assert client.get("/v1/deliveries").json()["items"] == []
@@ -104,18 +106,21 @@ def test_old_stream_entries_and_consumers_of_gone_workers_are_removed(make_relay
     ctx = relay.ctx
     intake = pump.IntakePump(ctx, consumer="gone-worker")
     intake.ensure_group()
-    ctx.redis.xadd(pump.stream_key(ctx), {"tenant": "t", "task": "x", "webhook": "w", "body": "{}"},
+    ctx.redis.xadd(intake_stream.stream_key(ctx), {"tenant": "t", "task": "x", "webhook": "w", "body": "{}"},
                    id=f"{int((time.time() - 8 * DAY) * 1000)}-0")  # a week-old entry whose work failed for good
-    ctx.redis.xadd(lane.stream_key(ctx), {"delivery": "dlv_old"}, id=f"{int((time.time() - 8 * DAY) * 1000)}-0")
-    ctx.redis.xgroup_create(lane.stream_key(ctx), lane.GROUP, id="$")
-    ctx.redis.xadd(lane.stream_key(ctx), {"delivery": "dlv_new"})
-    ctx.redis.xreadgroup(lane.GROUP, "gone-worker", {lane.stream_key(ctx): ">"})  # holds dlv_new: it stays
-    ctx.redis.xgroup_createconsumer(pump.stream_key(ctx), pump.GROUP, "another-gone-worker")
+    ctx.redis.xadd(lane_stream.stream_key(ctx), {"delivery": "dlv_old"},
+                   id=f"{int((time.time() - 8 * DAY) * 1000)}-0")
+    ctx.redis.xgroup_create(lane_stream.stream_key(ctx), lane_stream.GROUP, id="$")
+    ctx.redis.xadd(lane_stream.stream_key(ctx), {"delivery": "dlv_new"})
+    ctx.redis.xreadgroup(lane_stream.GROUP, "gone-worker",
+                         {lane_stream.stream_key(ctx): ">"})  # holds dlv_new: it stays
+    ctx.redis.xgroup_createconsumer(intake_stream.stream_key(ctx), intake_stream.GROUP, "another-gone-worker")
     swept = retention.sweep(ctx)
     assert (swept["intake_entry"], swept["lane_entry"]) == (1, 1)
-    assert ctx.redis.xlen(lane.stream_key(ctx)) == 1, "the new entry stays"
-    pump_consumers = {c["name"] for c in ctx.redis.xinfo_consumers(pump.stream_key(ctx), pump.GROUP)}
-    lane_consumers = {c["name"] for c in ctx.redis.xinfo_consumers(lane.stream_key(ctx), lane.GROUP)}
+    assert ctx.redis.xlen(lane_stream.stream_key(ctx)) == 1, "the new entry stays"
+    pump_consumers = {c["name"] for c in ctx.redis.xinfo_consumers(intake_stream.stream_key(ctx),
+                                                                   intake_stream.GROUP)}
+    lane_consumers = {c["name"] for c in ctx.redis.xinfo_consumers(lane_stream.stream_key(ctx), lane_stream.GROUP)}
     assert pump_consumers == set() and lane_consumers == {"gone-worker"}, "one that holds an entry stays"
 
 

@@ -14,10 +14,9 @@ import yaml
 from click.testing import CliRunner
 from slack_sdk.signature import SignatureVerifier
 
-from app import queues
-from app.cli import main
-from app.pump import stream_key
-from app.slack import installations
+from app.cli.commands import relay as main
+from app.stores import installations, queues
+from app.stores.intake_stream import stream_key
 from tests.support.servers import eventually
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -222,7 +221,7 @@ def test_manifest_is_served_and_exported(slack_relay, tmp_path):
 def test_single_workspace_mode_needs_no_install(make_relay):
     from dataclasses import replace
 
-    from app.context import build_context
+    from app.stores.context import build_context
 
     relay = make_relay(worker=False)
     assert installations.find(relay.ctx, "T0ANY") is None
@@ -237,7 +236,7 @@ def test_a_command_while_redis_is_full_gets_a_short_answer_not_a_time_out(make_r
     import tempfile
     from pathlib import Path
 
-    from app.embedded_redis import EmbeddedRedis
+    from app.cli.embedded_redis import EmbeddedRedis
 
     redis = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="relay-slack-full-")))
     try:

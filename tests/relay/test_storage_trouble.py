@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.embedded_redis import EmbeddedRedis
+from app.cli.embedded_redis import EmbeddedRedis
 from tests.relay.test_intake import TASK, signed
 
 

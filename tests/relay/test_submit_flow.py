@@ -10,7 +10,7 @@ import httpx
 from openpyxl import load_workbook
 from rq.registry import ScheduledJobRegistry
 
-from app import queues
+from app.stores import queues
 from tests.support.servers import eventually
 
 DAY = 86_400

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from app.crypto import SecretBox
+from app.core.crypto import SecretBox
 
 
 def relay_cli(stack, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from openpyxl import load_workbook
 
-from app.devstack import free_port
-from app.upstream import (
+from app.cli.devstack import free_port
+from app.core.upstream import (
     PollPolicy,
     RetryPolicy,
     RunExpired,

@@ -1,0 +1,214 @@
+"""Fan-out of finished tasks: one delivery per (task, destination), its record, and when it is attempted.
+
+A delivery is recorded before it is queued, with an id derived from the task and the slot, so planning
+twice creates nothing new. An attempt due now goes to the delivery lane, a later one (after a failure's
+backoff) is an RQ job; both run app.work.delivering. Permanent errors and exhausted attempts land in the
+dead-letter list, from which `relay deliveries replay` and the API re-run them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from rq import Retry
+
+from app.core.ids import digest
+from app.stores import lane_stream, queues
+from app.stores.context import Context
+from app.stores.events import iso
+from app.stores.tasks import to_field
+from connectors import registry
+
+log = logging.getLogger(__name__)
+
+STATES = ("pending", "delivering", "retrying", "delivered", "dead")
+_CRASH_RETRY = Retry(max=3, interval=[5, 30, 120])  # a worker killed mid-job: RQ runs the job again
+
+
+# -- records ---------------------------------------------------------------------------------------
+
+def key_for(ctx: Context, delivery_id: str) -> str:
+    return ctx.key("delivery", delivery_id)
+
+
+def open_key(ctx: Context) -> str:
+    """Deliveries not done yet, scored by when the reconciler should look at them if still not done."""
+    return ctx.key("deliveries", "open")
+
+
+def dead_letter_key(ctx: Context) -> str:
+    """Dead deliveries, scored by when they died."""
+    return ctx.key("deadletter")
+
+
+def states(ctx: Context, delivery_ids: list[str]) -> dict[str, str]:
+    """The state of each delivery that still has a record, in one round trip."""
+    pipe = ctx.redis.pipeline(transaction=False)
+    for delivery_id in delivery_ids:
+        pipe.hget(key_for(ctx, delivery_id), "state")
+    return {d: s for d, s in zip(delivery_ids, pipe.execute(), strict=True) if s is not None}
+
+
+def forget(ctx: Context, pipe, delivery_ids: list[str]) -> None:
+    """Queue on ``pipe`` the removal of these deliveries' records and their places in the indexes."""
+    if delivery_ids:
+        pipe.delete(*(key_for(ctx, d) for d in delivery_ids))
+        pipe.zrem(dead_letter_key(ctx), *delivery_ids)
+        pipe.zrem(open_key(ctx), *delivery_ids)
+
+
+def get(ctx: Context, delivery_id: str, tenant_id: str | None = None) -> dict | None:
+    raw = ctx.redis.hgetall(key_for(ctx, delivery_id))
+    if not raw or (tenant_id is not None and raw["tenant_id"] != tenant_id):
+        return None
+    return raw
+
+
+def update(ctx: Context, delivery_id: str, **fields: Any) -> None:
+    fields.setdefault("updated_at", time.time())
+    ctx.redis.hset(key_for(ctx, delivery_id), mapping={k: to_field(v) for k, v in fields.items()})
+
+
+def view(delivery: dict) -> dict:
+    def when(name: str) -> str | None:
+        return iso(float(delivery[name])) if delivery.get(name) else None
+
+    return {"delivery_id": delivery["delivery_id"], "kind": delivery["kind"],
+            "destination_id": delivery.get("destination_id") or None, "state": delivery["state"],
+            "attempts": int(delivery.get("attempts") or 0), "last_error": delivery.get("last_error") or None,
+            "location": delivery.get("location") or None, "export": delivery.get("export") or None,
+            "next_attempt_at": when("next_attempt_at"), "delivered_at": when("delivered_at")}
+
+
+def for_task(ctx: Context, task: dict) -> list[dict]:
+    ids = json.loads(task.get("delivery_ids") or "[]")
+    return [view(d) for i in ids if (d := get(ctx, i))]
+
+
+def dead_letters(ctx: Context, tenant_id: str | None = None) -> list[dict]:
+    ids = ctx.redis.zrevrange(dead_letter_key(ctx), 0, -1)
+    return [d for i in ids if (d := get(ctx, i, tenant_id))]
+
+
+# -- planning --------------------------------------------------------------------------------------
+
+def plan(ctx: Context, task: dict, event: dict) -> None:
+    """The finish hook: record and enqueue every delivery this task's ending calls for."""
+    slots: list[tuple[str, dict]] = []
+    if task["status"] == "completed":
+        slots += [(f"destination:{n}", ref) for n, ref in enumerate(task.get("destinations") or [])]
+    if task.get("callback_url"):
+        slots.append(("callback", {"kind": "callback",
+                                   "config": {"url": task["callback_url"],
+                                              "headers": task.get("callback_headers") or {}}}))
+    if task.get("slack_reply"):  # an /overten command: tell the person who ran it how it ended
+        slots.append(("slack-reply", {"kind": "slack_reply", "config": json.loads(ctx.box.open(task["slack_reply"]))}))
+    slots += [(f"hook:{hook['id']}", {"kind": "webhook", "hook_id": hook["id"]})
+              for hook in ctx.hooks.list(task["tenant_id"], event["type"])]
+    event = with_links(ctx, event)
+    ids = [_record(ctx, task, event, slot, ref) for slot, ref in slots]
+    if ids:
+        ctx.tasks.set(task["task_id"], delivery_ids=ids)
+    for delivery_id in ids:
+        enqueue(ctx, delivery_id)
+
+
+def _record(ctx: Context, task: dict, event: dict, slot: str, ref: dict) -> str:
+    delivery_id = "dlv_" + digest(f"{task['task_id']}:{slot}", 26).upper()
+    if not ctx.redis.hsetnx(key_for(ctx, delivery_id), "delivery_id", delivery_id):
+        return delivery_id  # planned before (the finish hook ran again after a crash)
+    record: dict[str, Any] = {"tenant_id": task["tenant_id"], "task_id": task["task_id"], "state": "pending",
+                              "attempts": 0, "created_at": time.time(), "event": event, "export": ""}
+    if ref.get("id"):  # a saved destination: read when delivering, so a fixed config applies on replay
+        saved = ctx.destinations.get(task["tenant_id"], ref["id"])
+        record.update(kind=saved["kind"] if saved else "missing", destination_id=ref["id"],
+                      export=ref.get("export") or (saved or {}).get("export") or task.get("export") or "")
+    elif ref.get("hook_id"):
+        record.update(kind="webhook", hook_id=ref["hook_id"])
+    else:
+        exported = registry.KINDS[ref["kind"]].needs_document
+        record.update(kind=ref["kind"], config=ctx.box.seal(json.dumps(ref.get("config") or {})),
+                      export=(ref.get("export") or task.get("export") or "") if exported else "")
+    update(ctx, delivery_id, **record)
+    return delivery_id
+
+
+def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0) -> None:
+    """An attempt due now goes to the delivery lane (app.stores.lane_stream); a later one is an RQ job RQ's scheduler
+    releases when its backoff is over."""
+    recheck_at = time.time() + delay + ctx.config.delivery_recheck_seconds
+    if delay <= 0:
+        lane_stream.add(ctx, delivery_id, key_for(ctx, delivery_id), open_key(ctx), recheck_at)
+        return
+    attempt = int(ctx.redis.hget(key_for(ctx, delivery_id), "attempts") or 0)
+    # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
+    ctx.queue(queues.DELIVER).enqueue_in(timedelta(seconds=delay), queues.job("deliver"), delivery_id,
+                                         job_id=f"deliver-{delivery_id}-{attempt}", job_timeout=3600, result_ttl=0,
+                                         failure_ttl=ctx.config.job_failure_ttl_seconds, retry=_CRASH_RETRY)
+    ctx.redis.zadd(open_key(ctx), {delivery_id: recheck_at})
+
+
+def recover_lost(ctx: Context, limit: int = 500) -> int:
+    """The reconciler's look at deliveries overdue: one whose lane entry or RQ job was lost (a crash before
+    it was stored, a worker that died or lost Redis's reply before running the job) is queued again.
+    Returns how many were."""
+    now, recovered = time.time(), 0
+    for delivery_id in ctx.redis.zrangebyscore(open_key(ctx), "-inf", now, start=0, num=limit):
+        record = get(ctx, delivery_id)
+        if record is None or record["state"] in ("delivered", "dead"):
+            ctx.redis.zrem(open_key(ctx), delivery_id)
+            continue
+        ctx.redis.zadd(open_key(ctx), {delivery_id: now + ctx.config.delivery_recheck_seconds})
+        if record["state"] == "delivering":
+            continue  # running, or its worker died: the lane's lease (or RQ's, for a retry) brings it back
+        if record["state"] == "pending":
+            lost = not lane_stream.waiting(ctx, record.get("lane_entry", ""))
+            if lost:
+                log.warning("delivery %s was not in the delivery lane; added again", delivery_id)
+                enqueue(ctx, delivery_id)
+            recovered += lost
+            continue
+        job_id = f"deliver-{delivery_id}-{int(record.get('attempts') or 0)}"
+        status, lost = queues.requeue_if_lost(ctx, ctx.queue(queues.DELIVER), job_id)
+        if status is None:  # a retry planned, but its job never made it into Redis
+            enqueue(ctx, delivery_id)
+        recovered += lost or status is None
+    return recovered
+
+
+def replay(ctx: Context, delivery_id: str) -> bool:
+    """Run a dead (or stuck) delivery again from scratch. False when it is already delivered."""
+    delivery = get(ctx, delivery_id)
+    if delivery is None or delivery["state"] == "delivered":
+        return False
+    ctx.redis.zrem(dead_letter_key(ctx), delivery_id)
+    update(ctx, delivery_id, state="pending", attempts=0, last_error="", next_attempt_at="")
+    enqueue(ctx, delivery_id)
+    return True
+
+
+# -- links to the file ---------------------------------------------------------------------------
+
+def document_links(ctx: Context, view: dict) -> dict:
+    """Links for a completed task that always lead to a fresh download (and export), for no-code tools:
+    the API's own download URLs expire after 24 hours."""
+    if view.get("status") != "completed" or not view.get("task_id"):
+        return {}
+    links = {"file_url": file_link(ctx, view["task_id"])}
+    if view.get("export"):
+        links["export_url"] = file_link(ctx, view["task_id"], view["export"])
+    return links
+
+
+def with_links(ctx: Context, event: dict) -> dict:
+    data = event.get("data") or {}
+    return {**event, "data": {**data, **document_links(ctx, data)}}
+
+
+def file_link(ctx: Context, task_id: str, export: str = "") -> str:
+    token = ctx.tokens.file({"t": task_id, "x": export})
+    return f"{ctx.config.public_url.rstrip('/')}/files/{token}"

@@ -1,0 +1,149 @@
+"""The retention sweep: nothing the relay stores grows without end (docs/operations.md, 'Retention').
+
+Run by the scheduler every RELAY_RETENTION_SWEEP_SECONDS. It removes in small batches from time-ordered
+indexes, never a SCAN over the keyspace or a long blocking call:
+- ended tasks (``tasks:ended``, by when they ended), with their deliveries, their place in their record's task
+  list, the dashboard's list and the dead letters, after RELAY_TASK_RETENTION_SECONDS; optionally appended
+  to a daily JSONL archive first (RELAY_ARCHIVE_DIR);
+- the tenants' event logs, by entry id (a stream id is a time), after the same time;
+- dead letters, after RELAY_DEAD_LETTER_RETENTION_SECONDS, with a log line each;
+- intake and delivery-lane entries older than RELAY_STREAM_RETENTION_SECONDS (work that failed for good);
+- stream consumers of worker processes that are gone (idle, nothing pending).
+What expires by itself is left to Redis: webhook and Slack dedupe keys, Idempotency-Keys, usage rows, RQ's
+results and failed jobs (whose registries RQ's worker maintenance cleans).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from redis.exceptions import ResponseError
+
+from app.core import metrics
+from app.domain import deliveries
+from app.stores import intake_stream, lane_stream
+from app.stores.context import Context
+from app.stores.events import iso
+from app.stores.tasks import TERMINAL
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+SETTLED = ("delivered", "dead")
+
+
+def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) -> dict[str, int]:
+    """One sweep; returns how many of each kind it removed. Stops after ``budget_seconds`` of task removal
+    (the next sweep goes on), so a backlog never makes one job run long."""
+    now = time.time() if now is None else now
+    config = ctx.config
+    removed = {"task": 0, "delivery": 0, "dead_letter": 0, "event": 0, "intake_entry": 0, "lane_entry": 0,
+               "consumer": 0}
+    deadline = time.monotonic() + budget_seconds
+    while time.monotonic() < deadline:
+        tasks, deliveries = _drop_tasks(ctx, now - config.task_retention_seconds, now)
+        removed["task"] += tasks
+        removed["delivery"] += deliveries
+        if tasks < BATCH:
+            break
+    removed["dead_letter"] = _drop_dead_letters(ctx, now - config.dead_letter_retention_seconds)
+    removed["event"] = sum(_trim(ctx, ctx.events.key_for(tenant_id), now - config.task_retention_seconds)
+                           for tenant_id in ctx.tenants.ids())
+    oldest = now - config.stream_retention_seconds
+    removed["intake_entry"] = _trim(ctx, intake_stream.stream_key(ctx), oldest, "intake")
+    removed["lane_entry"] = _trim(ctx, lane_stream.stream_key(ctx), oldest, "delivery lane")
+    removed["consumer"] = sum(_drop_idle_consumers(ctx, stream, group, config.consumer_idle_seconds)
+                              for stream, group in ((intake_stream.stream_key(ctx), intake_stream.GROUP),
+                                                    (lane_stream.stream_key(ctx), lane_stream.GROUP)))
+    for kind, count in removed.items():
+        if count:
+            metrics.RETENTION_REMOVED.labels(kind).inc(count)
+    return removed
+
+
+# -- tasks -----------------------------------------------------------------------------------------
+
+def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int]:
+    """One batch of tasks that ended before ``ended_before``. A task whose follow-ups are not done (a
+    delivery still retrying) waits for another sweep. Returns (tasks, deliveries) removed."""
+    task_ids = ctx.redis.zrangebyscore(ctx.tasks.ended_key, "-inf", ended_before, start=0, num=BATCH)
+    if not task_ids:
+        return 0, 0
+    tasks = ctx.tasks.many(task_ids)
+    delivery_ids = {t["task_id"]: json.loads(t.get("delivery_ids") or "[]") for t in tasks}
+    states = deliveries.states(ctx, [d for ids in delivery_ids.values() for d in ids])
+    done = [t for t in tasks if t["status"] in TERMINAL and t.get("fanout") != "pending"
+            and all(states.get(d, "delivered") in SETTLED for d in delivery_ids[t["task_id"]])]
+    later = now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
+    pipe = ctx.redis.pipeline(transaction=False)
+    waiting = {t["task_id"] for t in tasks} - {t["task_id"] for t in done}
+    if waiting:
+        pipe.zadd(ctx.tasks.ended_key, dict.fromkeys(waiting, later))  # look again next sweep
+    for task in done:
+        ctx.tasks.forget(pipe, task["task_id"])
+        deliveries.forget(ctx, pipe, delivery_ids[task["task_id"]])
+        if task.get("record_key"):
+            pipe.zrem(ctx.records.tasks_key(task["tenant_id"], task["record_key"]), task["task_id"])
+    found = {t["task_id"] for t in tasks}
+    if gone := [task_id for task_id in task_ids if task_id not in found]:  # removed some other way
+        pipe.zrem(ctx.tasks.ended_key, *gone)
+    _archive(ctx, done)
+    pipe.execute()
+    return len(done), sum(len(delivery_ids[t["task_id"]]) for t in done)
+
+
+def _archive(ctx: Context, tasks: list[dict]) -> None:
+    """Append each task's final record to the JSONL file of the day it ended, when archiving is on: one
+    open per day and batch."""
+    if not ctx.config.archive_dir or not tasks:
+        return
+    days: dict[str, list[str]] = {}
+    for task in tasks:
+        ended = iso(float(task.get("finished_at") or task["updated_at"]))
+        record = {k: v for k, v in task.items() if k not in ("event_json", "slack_reply", "callback_headers")}
+        days.setdefault(ended[:10], []).append(json.dumps({**record, "ended_at": ended}, ensure_ascii=False,
+                                                          sort_keys=True))
+    folder = Path(ctx.config.archive_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for day, lines in days.items():
+        with (folder / f"tasks-{day}.jsonl").open("a", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
+
+
+# -- the rest --------------------------------------------------------------------------------------
+
+def _drop_dead_letters(ctx: Context, died_before: float) -> int:
+    key = deliveries.dead_letter_key(ctx)
+    dropped = ctx.redis.zrangebyscore(key, "-inf", died_before, start=0, num=BATCH * 5)
+    for delivery_id in dropped:
+        log.info("dead letter %s dropped after the retention period (its record stays with its task)",
+                 delivery_id)
+    if dropped:
+        ctx.redis.zrem(key, *dropped)
+    return len(dropped)
+
+
+def _trim(ctx: Context, stream: str, before: float, what: str = "") -> int:
+    """Remove the stream's entries older than ``before`` (an entry id starts with its time in ms)."""
+    removed = int(ctx.redis.xtrim(stream, minid=f"{int(before * 1000)}-0", approximate=False))
+    if removed and what:
+        log.warning("%d %s entr%s older than the retention period dropped (their work had failed for good)",
+                    removed, what, "y" if removed == 1 else "ies")
+    return removed
+
+
+def _drop_idle_consumers(ctx: Context, stream: str, group: str, idle_seconds: float) -> int:
+    """Consumers left by worker processes that are gone: idle that long, nothing pending."""
+    if not ctx.redis.exists(stream):
+        return 0
+    try:
+        consumers = ctx.redis.xinfo_consumers(stream, group)
+    except ResponseError:  # NOGROUP: no worker has read it yet
+        return 0
+    idle = [c["name"] for c in consumers if c["pending"] == 0 and c["idle"] >= idle_seconds * 1000]
+    for name in idle:
+        ctx.redis.xgroup_delconsumer(stream, group, name)
+    return len(idle)

@@ -1,0 +1,87 @@
+"""Installing the Slack app into a workspace (OAuth v2) and tying the workspace to a relay tenant.
+
+A tenant asks for an install link (signed, a week); following it sends the installer to Slack with a
+signed, single-use `state` (10 minutes) naming the tenant; Slack sends them back with a code, which is
+exchanged for the workspace's bot token (stored encrypted)."""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlencode
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from app.core.tokens import TokenExpired, TokenInvalid
+from app.integrations.slack_manifest import BOT_SCOPES
+from app.stores.context import Context
+from app.stores.installations import Installation, save
+
+LINK_LIFE = 7 * 86_400
+STATE_LIFE = 600
+
+
+class InstallError(Exception):
+    """Something the installer should read: the message says what to do; status is the HTTP answer."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def install_link(ctx: Context, tenant_id: str) -> str:
+    token = ctx.tokens.signed("slack-install", {"t": tenant_id})
+    return f"{ctx.config.public_url.rstrip('/')}/slack/install?{urlencode({'link': token})}"
+
+
+def redirect_uri(ctx: Context) -> str:
+    return f"{ctx.config.public_url.rstrip('/')}/slack/oauth/callback"
+
+
+def authorize_url(ctx: Context, link: str) -> str:
+    """Where to send the installer: Slack's consent page, with a state naming the tenant."""
+    _require_app_credentials(ctx)
+    tenant_id = _open(ctx, "slack-install", link, LINK_LIFE, "install link")["t"]
+    if ctx.tenants.get(tenant_id) is None:
+        raise InstallError("The tenant behind this install link no longer exists.", 404)
+    state = ctx.tokens.signed("slack-oauth-state", {"t": tenant_id, "n": secrets.token_urlsafe(16)})
+    query = {"client_id": ctx.config.slack_client_id, "scope": ",".join(BOT_SCOPES), "state": state,
+             "redirect_uri": redirect_uri(ctx)}
+    return f"{ctx.config.slack_authorize_url}?{urlencode(query)}"
+
+
+def complete(ctx: Context, code: str, state: str) -> Installation:
+    """Slack sent the installer back: check the state, exchange the code, remember the workspace."""
+    _require_app_credentials(ctx)
+    opened = _open(ctx, "slack-oauth-state", state, STATE_LIFE, "sign-in with Slack")
+    if not ctx.redis.set(ctx.key("slack", "state-used", opened["n"]), "1", nx=True, ex=STATE_LIFE * 2):
+        raise InstallError("This sign-in with Slack was already used. Start the install again.", 409)
+    client = WebClient(base_url=ctx.config.slack_api_url, timeout=30)
+    try:
+        answer = client.oauth_v2_access(client_id=ctx.config.slack_client_id,
+                                        client_secret=ctx.config.slack_client_secret, code=code,
+                                        redirect_uri=redirect_uri(ctx)).data
+    except SlackApiError as exc:
+        error = exc.response.get("error", "") if exc.response is not None else ""
+        raise InstallError(f"Slack did not accept the installation ({error or 'unknown error'}). "
+                           "Start the install again.") from None
+    installation = Installation(team_id=answer["team"]["id"], team_name=answer["team"].get("name", ""),
+                                tenant_id=opened["t"], bot_token=answer["access_token"],
+                                bot_user_id=answer.get("bot_user_id", ""))
+    save(ctx, installation)
+    return installation
+
+
+def _require_app_credentials(ctx: Context) -> None:
+    if not (ctx.config.slack_client_id and ctx.config.slack_client_secret):
+        raise InstallError("Slack installs are not set up on this relay: set RELAY_SLACK_CLIENT_ID and "
+                           "RELAY_SLACK_CLIENT_SECRET (from the Slack app's Basic Information page).", 404)
+
+
+def _open(ctx: Context, purpose: str, token: str, max_age: float, what: str) -> dict:
+    try:
+        return ctx.tokens.open_signed(purpose, token, max_age)
+    except TokenExpired:
+        raise InstallError(f"This {what} has expired. Start the install again.", 403) from None
+    except TokenInvalid:
+        raise InstallError(f"This {what} is not valid. Start the install again.", 403) from None

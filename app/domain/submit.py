@@ -1,0 +1,107 @@
+"""Submitting a prompt: resolve the record's run, hand the job to the API asynchronously, remember it.
+
+The API being down never loses a submission: the task is stored first (`pending_submit`) and a
+background job keeps handing it over until the API takes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from app.core import storage
+from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
+from app.domain import tracking
+from app.stores import queues
+from app.stores.context import Context
+from app.stores.tasks import TERMINAL
+from app.stores.tenants import Tenant
+
+log = logging.getLogger(__name__)
+
+
+def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
+    """Record a submission and try to hand it to the API now. Returns the relay task. ``internal``: task
+    fields of the relay's own, stored with the task from the start (e.g. how to answer a Slack command)."""
+    fmt, record_key = body["format"], body.get("record_key")
+    run_id = ctx.records.run_for(tenant.tenant_id, record_key, fmt) if record_key and body.get("resume", True) else None
+    task = ctx.tasks.create(tenant.tenant_id, format=fmt, prompt=body["prompt"], record_key=record_key or "",
+                            requested_run_id=run_id or "", destinations=body.get("destinations") or [],
+                            export=body.get("export", ""), callback_url=body.get("callback_url", ""),
+                            callback_headers=body.get("callback_headers") or {},
+                            # a crash before it is handed over leaves it to the reconciler
+                            watch_at=time.time() + ctx.config.reconcile_quiet_seconds, **internal)
+    if record_key:
+        ctx.records.touch(tenant.tenant_id, record_key)
+        ctx.records.add_task(tenant.tenant_id, record_key, task["task_id"])
+    try:
+        hand_over(ctx, tenant, task["task_id"])
+    except UpstreamUnavailable as exc:
+        log.warning("API unavailable for task %s (%s); retrying in the background", task["task_id"], exc)
+        ctx.tasks.set(task["task_id"], last_submit_error=str(exc))
+        queues.enqueue_submit(ctx, task["task_id"])
+    return ctx.tasks.get(task["task_id"]) or task
+
+
+HANDOVER_LOCK_SECONDS = 300  # longer than a generate call can take with its retries
+
+
+def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
+    """Send a stored submission to the API, unless another process is doing so right now (the web request
+    that stored it, a background retry, one the reconciler queued again): a second POST would start a
+    second job. Raises UpstreamUnavailable when it should be tried again."""
+    lock = ctx.key("handover", task_id)
+    if not ctx.redis.set(lock, "1", nx=True, ex=HANDOVER_LOCK_SECONDS):
+        return
+    try:
+        _hand_over(ctx, tenant, task_id)
+    finally:
+        ctx.redis.delete(lock)
+
+
+def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
+    task = ctx.tasks.get(task_id)
+    if task is None or task["status"] != "pending_submit":
+        return
+    token = ctx.tokens.webhook(tenant.tenant_id, task_id)
+    webhook_url = f"{ctx.config.public_url.rstrip('/')}/webhooks/upstream/{token}"
+    run_id, restarted = task.get("requested_run_id") or None, False
+    with ctx.upstream(tenant) as client:
+        try:
+            try:
+                submitted = client.generate(task["format"], task["prompt"], run_id=run_id, webhook_url=webhook_url)
+            except RunExpired:
+                # the record's document is past retention: start it afresh and remap the record
+                submitted = client.generate(task["format"], task["prompt"], webhook_url=webhook_url)
+                restarted = True
+        except UpstreamUnavailable:
+            raise
+        except UpstreamError as exc:
+            field = {"field": exc.field} if exc.field else {}
+            tracking.fail(ctx, task_id, "upstream_rejected", exc.message, status=exc.status, **field)
+            return
+    # the API has started the job: a refused write now must not lead to a second one, so it waits for Redis
+    storage.persist(lambda: _record_handover(ctx, tenant, task, submitted, restarted), "submit", patience=20)
+
+
+def _record_handover(ctx: Context, tenant: Tenant, task: dict, submitted, restarted: bool) -> None:
+    task_id = task["task_id"]
+    ctx.tasks.set(task_id, upstream_task_id=submitted.task_id, run_id=submitted.run_id,
+                  run_restarted=int(restarted), submitted_at=time.time())
+    ctx.tasks.transition(task_id, expect="pending_submit", status=submitted.status)
+    if task.get("record_key"):
+        ctx.records.map_run(tenant.tenant_id, task["record_key"], task["format"], submitted.run_id)
+    if ctx.tasks.get(task_id)["status"] not in TERMINAL:  # type: ignore[index]
+        ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
+
+
+def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) -> dict:
+    """Block up to ``seconds`` for the task to end (the `wait` parameter's sync facade)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        task = ctx.tasks.get(task_id)
+        assert task is not None
+        if task["status"] in TERMINAL or time.monotonic() >= deadline:
+            return task
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))

@@ -1,0 +1,143 @@
+"""Applying what the API says about a task (from a webhook or a poll) to the relay's task, once.
+
+Finishing is one Lua script: the terminal status, the usage of the tenant and the record, and the
+event-log entry are written together or not at all, so a redelivered webhook, a poll and a retried job
+can race and the task is finished (and counted, and announced) exactly once. Follow-up work (deliveries,
+callbacks, hook subscribers) is then planned idempotently and marked done; a crash in between is repaired by
+the job's retry or the reconciler (``fanout == "pending"``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from app.core.ids import new_id
+from app.core.upstream import UpstreamError
+from app.domain import deliveries
+from app.domain.serializers import task_view
+from app.stores import usage
+from app.stores.context import Context
+from app.stores.events import KEEP, iso
+from app.stores.tasks import LUA_UNLESS_ENDED, TERMINAL, to_field
+
+log = logging.getLogger(__name__)
+
+# KEYS: the task, the watch list, the tenant, the record ('' without one), the tenant's event log, the day's
+# usage row, the index of ended tasks (for retention). ARGV: credits, agent ms, the event (JSON), the usage
+# row's life, the record's usage field prefix, the record key, when it ended, then the task's field/value pairs.
+_FINISH = LUA_UNLESS_ENDED + """
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], 'fanout', 'pending')
+local id = redis.call('HGET', KEYS[1], 'task_id')
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZADD', KEYS[7], ARGV[7], id)
+local credits, ms = ARGV[1], tonumber(ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[3], 'credits_used', credits)
+redis.call('HINCRBY', KEYS[3], 'duration_ms', ms)
+redis.call('HINCRBY', KEYS[3], 'task_count', 1)
+if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HINCRBYFLOAT', KEYS[4], 'credits_used', credits)
+  redis.call('HINCRBY', KEYS[4], 'duration_ms', ms)
+  redis.call('HINCRBY', KEYS[4], 'task_count', 1)
+  if redis.call('HGET', KEYS[1], 'status') == 'completed' then
+    redis.call('HSET', KEYS[4], 'latest_task_id', id)
+  end
+end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', '@KEEP@', '*', 'e', ARGV[3])
+""".replace("@KEEP@", str(KEEP)) + usage.LUA_COUNT + "return 1"
+
+
+def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:
+    """Bring the relay task up to date with the API's view of it. Returns what happened."""
+    task = ctx.tasks.get(task_id)
+    if task is None:
+        log.warning("event for unknown task %s from %s", task_id, source)
+        return "unknown"
+    if task.get("upstream_task_id") and upstream.get("task_id") != task["upstream_task_id"]:
+        log.warning("event for task %s names another API task; ignored", task_id)
+        return "mismatch"
+    if not task.get("upstream_task_id"):  # the webhook overtook the submit call: link it here
+        ctx.tasks.set(task_id, upstream_task_id=upstream["task_id"], run_id=upstream.get("run_id", ""))
+    status = upstream["status"]
+    if status in TERMINAL:
+        return "finished" if finish(ctx, task_id, _terminal_fields(upstream)) else "duplicate"
+    ctx.tasks.transition(task_id, status=status, phase=upstream.get("phase") or "",
+                         progress=int(upstream.get("progress") or 0), turn_index=upstream.get("turn_index"))
+    ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
+    return "updated"
+
+
+def refresh(ctx: Context, task: dict, min_age_seconds: float = 2.0) -> dict:
+    """Bring a running task's progress up to date from the API when its news is older than
+    ``min_age_seconds``: what a person watching a progress bar expects. Best effort, no retries."""
+    if task["status"] in TERMINAL or not task.get("upstream_task_id"):
+        return task
+    if time.time() - float(task.get("last_polled_at") or task["updated_at"]) < min_age_seconds:
+        return task
+    tenant = ctx.tenants.get(task["tenant_id"])
+    if tenant is None:
+        return task
+    ctx.tasks.set(task["task_id"], last_polled_at=time.time())
+    try:
+        with ctx.upstream_once(tenant) as client:
+            upstream = client.get_task(task["upstream_task_id"])
+    except UpstreamError:
+        return task
+    apply(ctx, task["task_id"], upstream.raw, source="refresh")
+    return ctx.tasks.get(task["task_id"]) or task
+
+
+def finish(ctx: Context, task_id: str, fields: dict) -> bool:
+    """End a task once (see the module notes), then run its follow-ups. False: it had already ended."""
+    task = ctx.tasks.get(task_id)
+    if task is None or task["status"] in TERMINAL:
+        if task is not None and task.get("fanout") == "pending":
+            run_follow_ups(ctx, task_id)
+        return False
+    now = time.time()
+    fields = {**fields, "finished_at": now, "updated_at": now}
+    ended = {**task, **fields}
+    event = {"id": new_id("evt"), "type": f"task.{fields['status']}", "created_at": iso(now),
+             "data": task_view(ended)}
+    fields["event_json"] = json.dumps(event)
+    tenant_id, record = task["tenant_id"], task.get("record_key") or ""
+    argv = [usage.number(fields.get("credits_used")), int(float(fields.get("duration_ms") or 0)), fields["event_json"],
+            int(ctx.config.usage_retention_seconds), usage.record_prefix(record), record, now]
+    argv += [item for k, v in fields.items() for item in (k, to_field(v))]
+    keys = [ctx.tasks.key_for(task_id), ctx.tasks.watch_key, ctx.tenants.key_for(tenant_id),
+            ctx.records.key_for(tenant_id, record) if record else "", ctx.events.key_for(tenant_id),
+            ctx.usage.key_for(tenant_id, usage.day_of(now)), ctx.tasks.ended_key]
+    if ctx.script("finish", _FINISH)(keys=keys, args=argv) != 1:
+        return False
+    run_follow_ups(ctx, task_id)
+    return True
+
+
+def fail(ctx: Context, task_id: str, code: str, message: str, **detail) -> bool:
+    """End a task as failed for a reason of the relay's own (the API refused it, or lost it)."""
+    return finish(ctx, task_id, {"status": "failed", "phase": "", "error": {"code": code, "message": message,
+                                                                            **detail}})
+
+
+def run_follow_ups(ctx: Context, task_id: str) -> None:
+    task = ctx.tasks.get(task_id)
+    if task is None:
+        return
+    event = json.loads(task.get("event_json") or "null") or {"type": f"task.{task['status']}",
+                                                              "data": task_view(task)}
+    deliveries.plan(ctx, task, event)
+    ctx.tasks.set(task_id, fanout="done")
+
+
+def _terminal_fields(upstream: dict) -> dict:
+    completed = upstream["status"] == "completed"
+    fields = {"status": upstream["status"], "phase": "",
+              "progress": 100 if completed else int(upstream.get("progress") or 0),
+              "result": upstream.get("result"), "error": upstream.get("error"),
+              "credits_used": upstream.get("credits_used") or 0, "duration_ms": upstream.get("duration_ms") or 0}
+    if upstream.get("turn_index") is not None:  # a task can end before any progress news reached us
+        fields["turn_index"] = upstream["turn_index"]
+    return fields
+

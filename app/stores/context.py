@@ -1,0 +1,116 @@
+"""Everything a request handler or a job needs, built once per process from the config.
+
+Web processes build it in create_app(); worker processes build it from the environment when their
+first job runs. Tests install their own.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
+from app.core.tokens import Tokens
+from app.core.upstream import RetryPolicy, UpstreamClient
+from app.stores.destinations import DestinationStore, HookStore
+from app.stores.events import EventLog
+from app.stores.idempotency import IdempotencyStore
+from app.stores.records import RecordStore
+from app.stores.tasks import TaskStore
+from app.stores.tenants import Tenant, TenantStore
+from app.stores.usage import UsageRows
+
+
+@dataclass
+class Context:
+    config: RelayConfig
+    redis: Redis
+    """App data, decoded to str."""
+    rq_redis: Redis
+    """RQ's connection: raw bytes, as RQ requires."""
+    box: SecretBox
+    tokens: Tokens
+    tenants: TenantStore
+    records: RecordStore
+    tasks: TaskStore
+    events: EventLog
+    idempotency: IdempotencyStore
+    destinations: DestinationStore
+    hooks: HookStore
+    usage: UsageRows
+    secret: str = ""
+    """Signs tokens and the dashboard's session cookie (RELAY_SECRET_KEY, else one kept in Redis)."""
+
+    _queues: dict[str, Queue] = field(default_factory=dict)
+    scripts: dict[str, Any] = field(default_factory=dict)
+    """Registered Lua scripts, by name (registering hashes the script: do it once)."""
+
+    def queue(self, name: str) -> Queue:
+        # one Queue object per name: RQ caches the server's version on it (else an INFO per enqueue)
+        if name not in self._queues:
+            queue = Queue(name, connection=self.rq_redis)
+            self.rq_redis.sadd(queue.redis_queues_keys, queue.key)  # what RQ's enqueue does every time
+            self._queues[name] = queue
+        return self._queues[name]
+
+    def upstream(self, tenant: Tenant) -> UpstreamClient:
+        config = self.config
+        retry = RetryPolicy(retries=config.upstream_retries, base_seconds=config.upstream_backoff_seconds,
+                            cap_seconds=config.upstream_backoff_cap_seconds)
+        return UpstreamClient(tenant.upstream_url, tenant.upstream_key, timeout=config.upstream_timeout_seconds,
+                              retry=retry)
+
+    def upstream_once(self, tenant: Tenant, timeout: float = 5.0) -> UpstreamClient:
+        """A client that tries once, briefly: for reads on a person's request path."""
+        return UpstreamClient(tenant.upstream_url, tenant.upstream_key, timeout=timeout,
+                              retry=RetryPolicy(retries=0))
+
+    def script(self, name: str, source: str):
+        """A registered Lua script, hashed once per process."""
+        if name not in self.scripts:
+            self.scripts[name] = self.redis.register_script(source)
+        return self.scripts[name]
+
+    def key(self, *parts: str) -> str:
+        return self.config.key_prefix + ":".join(parts)
+
+
+def build_context(config: RelayConfig) -> Context:
+    # a Redis that cannot be reached fails a call in seconds (503, a back-off), never hangs a request
+    redis = Redis.from_url(config.redis_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30)
+    rq_redis = Redis.from_url(config.redis_url, socket_connect_timeout=5)
+    box = SecretBox(config.encryption_keys)
+    prefix = config.key_prefix
+    secret = config.secret_key or _stored_secret(redis, prefix + "secret")
+    return Context(config=config, redis=redis, rq_redis=rq_redis, box=box, tokens=Tokens(secret),
+                   tenants=TenantStore(redis, prefix, box), records=RecordStore(redis, prefix),
+                   tasks=TaskStore(redis, prefix), events=EventLog(redis, prefix),
+                   idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds),
+                   destinations=DestinationStore(redis, prefix, box), hooks=HookStore(redis, prefix, box),
+                   usage=UsageRows(redis, prefix), secret=secret)
+
+
+def _stored_secret(redis: Redis, key: str) -> str:
+    redis.set(key, secrets.token_urlsafe(32), nx=True)
+    return str(redis.get(key))
+
+
+_current: Context | None = None
+
+
+def install(context: Context) -> None:
+    global _current
+    _current = context
+
+
+def current() -> Context:
+    """This process's context (built from RELAY_* environment variables on first use)."""
+    global _current
+    if _current is None:
+        _current = build_context(RelayConfig.from_env())
+    return _current

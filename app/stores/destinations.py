@@ -1,0 +1,106 @@
+"""Saved destinations and REST-hook subscriptions. Secret fields (``writeOnly`` in the kind's schema) are
+encrypted at rest and never returned."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from typing import Any
+
+from redis import Redis
+
+import schemas
+from app.core.crypto import SecretBox
+from app.core.ids import new_id
+
+HIDDEN = "********"
+
+
+def secret_fields(kind: str) -> set[str]:
+    properties = schemas.load(f"destinations/{kind}.json").get("properties", {})
+    return {name for name, spec in properties.items() if spec.get("writeOnly")}
+
+
+def check_config(kind: str, config: dict) -> dict:
+    """Validate a destination config, naming fields as ``config.<field>``; fills in generated secrets."""
+    try:
+        schemas.validate(f"destinations/{kind}.json", config)
+    except schemas.SchemaViolation as exc:
+        raise schemas.SchemaViolation([schemas.FieldError(f"config.{e.field}".replace(".body", ""), e.message)
+                                       for e in exc.errors]) from None
+    if kind == "webhook" and not config.get("secret"):
+        config = {**config, "secret": new_webhook_secret()}
+    return config
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def public_config(kind: str, config: dict) -> dict:
+    hidden = secret_fields(kind)
+    return {k: (HIDDEN if k in hidden else v) for k, v in config.items()}
+
+
+class DestinationStore:
+    def __init__(self, redis: Redis, prefix: str, box: SecretBox):
+        self._redis, self._prefix, self._box = redis, prefix, box
+
+    def _key(self, tenant_id: str) -> str:
+        return f"{self._prefix}destinations:{tenant_id}"
+
+    def create(self, tenant_id: str, name: str, kind: str, config: dict, export: str | None) -> dict:
+        destination = {"id": new_id("dst"), "name": name, "kind": kind, "export": export, "created_at": time.time()}
+        stored = {**destination, "config": self._box.seal(json.dumps(config))}
+        self._redis.hset(self._key(tenant_id), destination["id"], json.dumps(stored))
+        return {**destination, "config": public_config(kind, config)}
+
+    def get(self, tenant_id: str, destination_id: str, reveal: bool = False) -> dict | None:
+        raw = self._redis.hget(self._key(tenant_id), destination_id)
+        if raw is None:
+            return None
+        stored = json.loads(raw)
+        config = json.loads(self._box.open(stored["config"]))
+        return {**stored, "config": config if reveal else public_config(stored["kind"], config)}
+
+    def list(self, tenant_id: str) -> list[dict]:
+        ids = sorted(self._redis.hkeys(self._key(tenant_id)))
+        return [d for i in ids if (d := self.get(tenant_id, i))]
+
+    def delete(self, tenant_id: str, destination_id: str) -> bool:
+        return bool(self._redis.hdel(self._key(tenant_id), destination_id))
+
+
+class HookStore:
+    def __init__(self, redis: Redis, prefix: str, box: SecretBox):
+        self._redis, self._prefix, self._box = redis, prefix, box
+
+    def _key(self, tenant_id: str) -> str:
+        return f"{self._prefix}hooks:{tenant_id}"
+
+    def create(self, tenant_id: str, target_url: str, event: str) -> dict:
+        """Subscribe; the answer carries the signing secret, once."""
+        secret = new_webhook_secret()
+        hook = {"id": new_id("hook"), "target_url": target_url, "event": event, "created_at": time.time()}
+        self._redis.hset(self._key(tenant_id), hook["id"], json.dumps({**hook, "secret": self._box.seal(secret)}))
+        return {**hook, "secret": secret}
+
+    def get(self, tenant_id: str, hook_id: str, reveal: bool = False) -> dict | None:
+        raw = self._redis.hget(self._key(tenant_id), hook_id)
+        if raw is None:
+            return None
+        hook: dict[str, Any] = json.loads(raw)
+        if reveal:
+            hook["secret"] = self._box.open(hook["secret"])
+        else:
+            hook.pop("secret")
+        return hook
+
+    def list(self, tenant_id: str, event: str | None = None) -> list[dict]:
+        hooks = [h for i in sorted(self._redis.hkeys(self._key(tenant_id))) if (h := self.get(tenant_id, i))]
+        return [h for h in hooks if event is None or h["event"] == event]
+
+    def delete(self, tenant_id: str, hook_id: str) -> bool:
+        return bool(self._redis.hdel(self._key(tenant_id), hook_id))

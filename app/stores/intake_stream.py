@@ -1,0 +1,63 @@
+"""The intake stream: verified webhooks from the API and Slack commands, stored durably before anyone
+answers 2xx, until a worker's pump (app.work.pump) has turned each into an RQ job and that job has done it.
+
+Webhook intake (and the Slack command acknowledgement, which has 3 seconds) must be cheap and durable:
+one Lua script checks the webhook-id (kept 48 h) and appends the event to the stream, and only then does
+the web process answer 2xx. Slack commands go the same way, deduplicated by trigger_id.
+See docs/decisions/0004-intake-stream.md for why not an RQ enqueue per request.
+"""
+
+from __future__ import annotations
+
+import json
+
+from app.core.ids import digest
+from app.core.streams import let_go
+from app.stores.context import Context
+
+GROUP = "relay-pump"
+
+# KEYS: dedupe key, stream. ARGV: ttl, tenant id, task id, webhook id, body.
+_INTAKE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[2], '*', 'tenant', ARGV[2], 'task', ARGV[3], 'webhook', ARGV[4], 'body', ARGV[5])
+return 1
+"""
+
+
+# KEYS: dedupe key, stream. ARGV: ttl, job name, request (JSON).
+_COMMAND = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[2], '*', 'kind', 'slack', 'job', ARGV[2], 'request', ARGV[3], 'dedupe', KEYS[1])
+return 1
+"""
+
+
+def stream_key(ctx: Context) -> str:
+    return ctx.key("intake")
+
+
+def backlog(ctx: Context) -> int:
+    """Entries accepted and not yet done."""
+    return ctx.redis.xlen(stream_key(ctx))
+
+
+def record_event(ctx: Context, tenant_id: str, task_id: str, webhook_id: str, body: str) -> bool:
+    """Durably store a verified event and queue its processing, atomically. False: seen before."""
+    script = ctx.script("intake", _INTAKE)
+    dedupe = ctx.key("webhook", tenant_id, digest(webhook_id, 40))
+    args = [ctx.config.webhook_dedupe_ttl_seconds, tenant_id, task_id, webhook_id, body]
+    return script(keys=[dedupe, stream_key(ctx)], args=args) == 1
+
+
+def record_command(ctx: Context, job: str, request: dict, command_id: str) -> bool:
+    """Durably queue a Slack command's work (``job`` of app.domain.slack.background), once per ``command_id``."""
+    dedupe = ctx.key("slack", "command", digest(command_id, 40))
+    args = [86_400, job, json.dumps(request)]
+    return ctx.script("slack-command", _COMMAND)(keys=[dedupe, stream_key(ctx)], args=args) == 1
+
+
+def acknowledge(ctx: Context, entry_id: str) -> None:
+    """The entry's work is done (called by the job itself): it leaves the stream."""
+    if entry_id:
+        let_go(ctx.redis, stream_key(ctx), GROUP, entry_id)

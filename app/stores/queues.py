@@ -1,0 +1,61 @@
+"""Queue names and how each kind of job is enqueued (timeouts, retries, dedupe ids) in one place."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from datetime import timedelta
+
+from rq import Queue, Retry
+
+from app.stores.context import Context
+
+log = logging.getLogger(__name__)
+
+EVENTS = "relay-events"
+SUBMIT = "relay-submit"
+RECONCILE = "relay-reconcile"
+DELIVER = "relay-deliver"
+ALL = (EVENTS, SUBMIT, RECONCILE, DELIVER)  # a worker's default order: webhooks first
+JOBS = "app.work.jobs"
+
+
+def job(name: str) -> str:
+    """An RQ job function of app.work.jobs by its dotted name: the stores and the domain enqueue work
+    without importing the module that runs it (which imports them)."""
+    return f"{JOBS}.{name}"
+
+
+def requeue_if_lost(ctx: Context, queue: Queue, job_id: str) -> tuple[bytes | None, bool]:
+    """The job's RQ status (None: no such job), and whether it was pushed again: a `queued` job in neither
+    its queue nor the intermediate queue was popped by a worker that died, or lost Redis's reply, before
+    running it (RQ pops from several queues with BLPOP)."""
+    status = ctx.rq_redis.hget(f"rq:job:{job_id}", "status")
+    raw = job_id.encode()
+    lost = status == b"queued" and ctx.rq_redis.lpos(queue.key, raw) is None \
+        and ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is None
+    if lost:
+        log.warning("job %s was lost between Redis and a worker; queued again", job_id)
+        queue.push_job_id(job_id)
+    return status, lost
+
+
+def kept_for(ctx: Context) -> dict[str, int]:
+    """How long RQ keeps a job's result and a failed job (RELAY_JOB_RESULT_TTL_SECONDS, ..._FAILURE_...)."""
+    return {"result_ttl": ctx.config.job_result_ttl_seconds, "failure_ttl": ctx.config.job_failure_ttl_seconds}
+
+
+def _seconds(values: tuple[float, ...]) -> list[int]:
+    return [max(1, math.ceil(v)) for v in values]
+
+
+def enqueue_submit(ctx: Context, task_id: str) -> None:
+    """Keep trying to hand a stored submission to the API, on the configured schedule."""
+    intervals = _seconds(ctx.config.submit_retry_intervals)
+    ctx.queue(SUBMIT).enqueue_in(timedelta(seconds=intervals[0]), job("submit_pending"), task_id,
+                                 job_id=f"submit-{task_id}", retry=Retry(max=len(intervals), interval=intervals),
+                                 job_timeout=120, **kept_for(ctx))
+    # the reconciler looks at the task if it is still waiting then (a job lost between Redis and a worker)
+    ctx.tasks.watch(task_id, time.time() + intervals[0] + ctx.config.reconcile_quiet_seconds)
+

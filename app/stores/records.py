@@ -1,0 +1,85 @@
+"""Records: a customer's thing (a CRM deal, an Airtable row, a Slack channel) and its documents.
+
+A record keeps one run per format, so "add a forecast tab" resumes the deal's workbook while the
+deal's memo stays its own document.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from redis import Redis
+from redis.exceptions import WatchError
+
+from app.core.ids import digest
+from app.stores.usage import number
+
+TASK_HISTORY = 200  # tasks remembered per record
+
+
+class RecordStore:
+    def __init__(self, redis: Redis, prefix: str):
+        self._redis, self._prefix = redis, prefix
+
+    def _key(self, tenant_id: str, record_key: str, *more: str) -> str:
+        return self._prefix + ":".join(("record", tenant_id, digest(record_key), *more))
+
+    def key_for(self, tenant_id: str, record_key: str) -> str:
+        return self._key(tenant_id, record_key)
+
+    def tasks_key(self, tenant_id: str, record_key: str) -> str:
+        """The record's tasks by submission time (the ones still kept: retention removes the others)."""
+        return self._key(tenant_id, record_key, "tasks")
+
+    def get(self, tenant_id: str, record_key: str) -> dict | None:
+        raw = self._redis.hgetall(self._key(tenant_id, record_key))
+        if not raw:
+            return None
+        return {"record_key": raw["record_key"], "run_id": raw.get("run_id") or None,
+                "runs": json.loads(raw.get("runs") or "{}"), "created_at": float(raw["created_at"]),
+                "updated_at": float(raw["updated_at"]), "credits_used": number(raw.get("credits_used")),
+                "duration_ms": int(raw.get("duration_ms", 0)), "task_count": int(raw.get("task_count", 0)),
+                "latest_task_id": raw.get("latest_task_id") or None}
+
+    def run_for(self, tenant_id: str, record_key: str, fmt: str) -> str | None:
+        runs = self._redis.hget(self._key(tenant_id, record_key), "runs")
+        return json.loads(runs).get(fmt) if runs else None
+
+    def map_run(self, tenant_id: str, record_key: str, fmt: str, run_id: str) -> None:
+        """Point the record's document of this format at ``run_id`` (a new or a restarted run)."""
+        key, now = self._key(tenant_id, record_key), time.time()
+        with self._redis.pipeline() as pipe:  # WATCH: two submits for one record must not lose a format
+            while True:
+                try:
+                    pipe.watch(key)
+                    runs = json.loads(pipe.hget(key, "runs") or "{}")
+                    runs[fmt] = run_id
+                    pipe.multi()
+                    pipe.hsetnx(key, "created_at", now)
+                    pipe.hset(key, mapping={"record_key": record_key, "run_id": run_id, "runs": json.dumps(runs),
+                                            "updated_at": now})
+                    pipe.execute()
+                    return
+                except WatchError:  # somebody changed it first: read again
+                    continue
+
+    def touch(self, tenant_id: str, record_key: str) -> None:
+        key, now = self._key(tenant_id, record_key), time.time()
+        pipe = self._redis.pipeline()
+        pipe.hsetnx(key, "created_at", now)
+        pipe.hset(key, mapping={"record_key": record_key, "updated_at": now})
+        pipe.execute()
+
+    def add_task(self, tenant_id: str, record_key: str, task_id: str) -> None:
+        tasks = self.tasks_key(tenant_id, record_key)
+        pipe = self._redis.pipeline()
+        pipe.zadd(tasks, {task_id: time.time()})
+        pipe.zremrangebyrank(tasks, 0, -TASK_HISTORY - 1)
+        pipe.execute()
+
+    def task_ids(self, tenant_id: str, record_key: str, limit: int = 50) -> list[str]:
+        return list(self._redis.zrevrange(self.tasks_key(tenant_id, record_key), 0, limit - 1))
+
+    def forget(self, tenant_id: str, record_key: str) -> bool:
+        return bool(self._redis.delete(self._key(tenant_id, record_key), self.tasks_key(tenant_id, record_key)))

@@ -1,0 +1,122 @@
+"""Relay tasks: one submitted prompt, from `pending_submit` to a terminal state, with its API ids.
+
+Terminal transitions go through one Lua script, so a webhook, a redelivery and the reconciler can
+race and exactly one of them finishes the task (and fans it out).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from redis import Redis
+
+from app.core.ids import new_id
+
+TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
+STATUSES = ("pending_submit", "queued", "running", *sorted(TERMINAL))
+
+# ARGV[1]: status the task must be in ('' = any non-terminal); ARGV[2..]: field/value pairs.
+# Returns 1 when applied. A terminal status also drops the task from the reconciler's watch list.
+# The guard every task script starts with: -1 for an unknown task, 0 for one that already ended.
+LUA_UNLESS_ENDED = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return -1 end
+if current == 'completed' or current == 'failed' or current == 'cancelled' or current == 'expired' then
+  return 0
+end
+"""
+
+_TRANSITION = LUA_UNLESS_ENDED + """
+if ARGV[1] ~= '' and current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local new = redis.call('HGET', KEYS[1], 'status')
+if new == 'completed' or new == 'failed' or new == 'cancelled' or new == 'expired' then
+  redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'task_id'))
+end
+return 1
+"""
+
+_JSON_FIELDS = ("result", "error", "destinations", "callback_headers")
+RECENT_KEPT = 1000  # tasks indexed for the dashboard, newest first
+
+
+class TaskStore:
+    def __init__(self, redis: Redis, prefix: str):
+        self._redis, self._prefix = redis, prefix
+        self._transition = redis.register_script(_TRANSITION)
+        self.watch_key = prefix + "tasks:watch"
+        self.recent_key = prefix + "tasks:recent"
+        self.ended_key = prefix + "tasks:ended"
+        """Ended tasks by when they ended: what the retention sweep walks (app/domain/retention.py)."""
+
+    def key_for(self, task_id: str) -> str:
+        return f"{self._prefix}task:{task_id}"
+
+    def create(self, tenant_id: str, watch_at: float | None = None, **fields: Any) -> dict:
+        """A new task in `pending_submit`; ``watch_at``: when the reconciler should look at it if nothing has
+        moved it on by then."""
+        task_id, now = new_id("tsk"), time.time()
+        record = {"task_id": task_id, "tenant_id": tenant_id, "status": "pending_submit", "progress": 0,
+                  "created_at": now, "updated_at": now, **fields}
+        pipe = self._redis.pipeline()
+        pipe.hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in record.items()})
+        pipe.zadd(self.recent_key, {task_id: now})
+        pipe.zremrangebyrank(self.recent_key, 0, -RECENT_KEPT - 1)
+        if watch_at is not None:
+            pipe.zadd(self.watch_key, {task_id: watch_at})
+        pipe.execute()
+        return self.get(task_id) or record
+
+    def recent(self, limit: int = 50) -> list[dict]:
+        """The newest tasks of every tenant (the operator's dashboard)."""
+        return self.many(list(self._redis.zrevrange(self.recent_key, 0, limit - 1)))
+
+    def get(self, task_id: str, tenant_id: str | None = None) -> dict | None:
+        raw = self._redis.hgetall(self.key_for(task_id))
+        if not raw or (tenant_id is not None and raw["tenant_id"] != tenant_id):
+            return None
+        for name in _JSON_FIELDS:
+            raw[name] = json.loads(raw[name]) if raw.get(name) else None
+        return raw
+
+    def many(self, task_ids: list[str]) -> list[dict]:
+        return [t for task_id in task_ids if (t := self.get(task_id))]
+
+    def set(self, task_id: str, **fields: Any) -> None:
+        """Fields that never race with a terminal transition (links, attempt counters)."""
+        self._redis.hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in fields.items()})
+
+    def transition(self, task_id: str, expect: str = "", **fields: Any) -> bool:
+        """Update a task that has not ended (and is in status ``expect``, when given)."""
+        fields.setdefault("updated_at", time.time())
+        argv = [expect, *(item for k, v in fields.items() for item in (k, to_field(v)))]
+        return self._transition(keys=[self.key_for(task_id), self.watch_key], args=argv) == 1
+
+    # -- the reconciler's watch list -----------------------------------------------------------------
+
+    def watch(self, task_id: str, check_at: float) -> None:
+        self._redis.zadd(self.watch_key, {task_id: check_at})
+
+    def due(self, now: float, limit: int = 500) -> list[str]:
+        return list(self._redis.zrangebyscore(self.watch_key, "-inf", now, start=0, num=limit))
+
+    def unwatch(self, task_id: str) -> None:
+        self._redis.zrem(self.watch_key, task_id)
+
+    def forget(self, pipe, task_id: str) -> None:
+        """Queue on ``pipe`` the removal of the task and its places in the indexes (retention)."""
+        pipe.delete(self.key_for(task_id))
+        for index in (self.recent_key, self.watch_key, self.ended_key):
+            pipe.zrem(index, task_id)
+
+
+def to_field(value: Any) -> str | int | float:
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return int(value)
+    return value

@@ -1,0 +1,217 @@
+"""One attempt at one delivery, in a worker (the lane's threads, or an RQ job for a retry).
+
+It first asks the destination whether an earlier attempt already got through (Drive: appProperties; folder:
+the file; others: the recorded outcome), streams the file from the API otherwise, and records the outcome.
+A retryable error schedules the next attempt with exponential backoff and jitter (never sooner than
+Retry-After); permanent errors and exhausted attempts land in the dead letters (app.domain.deliveries).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
+import httpx
+from redis.exceptions import RedisError
+
+from app.core import metrics, storage
+from app.core.logs import log_context
+from app.core.outbound import OutboundPolicy
+from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
+from app.domain.deliveries import dead_letter_key, enqueue, file_link, get, open_key, update
+from app.stores.context import Context
+from connectors import registry
+from connectors.base import Delivery, DeliveryError, Document, Environment, Gone, Permanent, Retryable
+
+log = logging.getLogger(__name__)
+
+
+def attempt(ctx: Context, delivery_id: str) -> str:
+    """One attempt, logged with its delivery, task and tenant, and counted per kind and outcome."""
+    record = get(ctx, delivery_id)
+    if record is None or record["state"] in ("delivered", "dead"):
+        return record["state"] if record else "unknown"
+    with log_context(delivery_id=delivery_id, task_id=record["task_id"], tenant=record["tenant_id"]):
+        started = time.perf_counter()
+        outcome = _attempt(ctx, delivery_id, record)
+        elapsed = time.perf_counter() - started
+        log.info("delivery attempt %s: %s in %.0f ms", record["kind"], outcome, elapsed * 1000)
+    metrics.DELIVERY_SECONDS.labels(record["kind"]).observe(elapsed)
+    metrics.DELIVERY_ATTEMPTS.labels(record["kind"], outcome).inc()
+    return outcome
+
+
+def _attempt(ctx: Context, delivery_id: str, record: dict) -> str:
+    attempts = int(record.get("attempts") or 0) + 1
+    if record["state"] == "delivering" and attempts > ctx.config.delivery_max_attempts:
+        # every attempt so far ended with its worker (killed, out of memory) before an outcome: stop there
+        return _failed(ctx, record, attempts - 1, Permanent(f"the worker stopped during each of {attempts - 1} "
+                                                            "attempts"))
+    update(ctx, delivery_id, state="delivering", attempts=attempts)
+    kind = registry.KINDS.get(record["kind"])
+    try:
+        if kind is None:
+            raise Permanent(f"the destination no longer exists or its kind {record['kind']!r} is unknown")
+        delivery = _delivery(ctx, record)
+        env = _environment(ctx, delivery_id)
+        outcome = kind.find_existing(delivery, env)
+        if outcome is None:
+            document = _document(ctx, record) if kind.needs_document else None
+            outcome = kind.deliver(delivery, document, env)
+    except (Permanent, Retryable) as exc:
+        return _failed(ctx, record, attempts, exc)
+    except UpstreamUnavailable as exc:
+        return _failed(ctx, record, attempts, Retryable(f"the API is unavailable: {exc.message}", exc.retry_after))
+    except UpstreamError as exc:
+        return _failed(ctx, record, attempts, Permanent(f"the API refused the file: {exc.message}"))
+    except (httpx.TransportError, OSError) as exc:
+        return _failed(ctx, record, attempts, Retryable(f"connection trouble: {type(exc).__name__}: {exc}"))
+    except RedisError:
+        raise  # the outcome cannot be recorded: the attempt is made again (lane or RQ lease)
+    except Exception as exc:  # a bug, not the destination: backoff and, in the end, the dead letters
+        log.exception("delivery %s failed unexpectedly", delivery_id)
+        return _failed(ctx, record, attempts, Retryable(f"unexpected error in the relay: {type(exc).__name__}"))
+    # delivered: a refused write now must not make the next attempt deliver it again, so it waits for Redis
+    storage.persist(lambda: _delivered(ctx, delivery_id, outcome), "delivery")
+    return "delivered"
+
+
+def _delivered(ctx: Context, delivery_id: str, outcome) -> None:
+    update(ctx, delivery_id, state="delivered", location=outcome.location, external_id=outcome.external_id,
+           delivered_at=time.time(), last_error="", next_attempt_at="")
+    ctx.redis.zrem(open_key(ctx), delivery_id)
+
+
+def _failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> str:
+    delivery_id = record["delivery_id"]
+    if isinstance(error, Gone) and record.get("hook_id"):
+        ctx.hooks.delete(record["tenant_id"], record["hook_id"])  # the subscriber asked us to stop
+    if isinstance(error, Retryable) and attempts < ctx.config.delivery_max_attempts:
+        delay = _backoff(ctx, attempts, error.retry_after)
+        update(ctx, delivery_id, state="retrying", last_error=error.message, next_attempt_at=time.time() + delay)
+        enqueue(ctx, delivery_id, delay)
+        return "retrying"
+    update(ctx, delivery_id, state="dead", last_error=error.message, next_attempt_at="")
+    ctx.redis.zadd(dead_letter_key(ctx), {delivery_id: time.time()})
+    ctx.redis.zrem(open_key(ctx), delivery_id)
+    log.warning("delivery %s is dead after %d attempt(s): %s", delivery_id, attempts, error.message)
+    return "dead"
+
+
+def _backoff(ctx: Context, attempts: int, retry_after: float | None) -> float:
+    config = ctx.config
+    ceiling = min(config.delivery_backoff_cap_seconds, config.delivery_backoff_seconds * 2 ** (attempts - 1))
+    return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
+
+
+def _delivery(ctx: Context, record: dict) -> Delivery:
+    tenant_id = record["tenant_id"]
+    if record.get("destination_id"):
+        saved = ctx.destinations.get(tenant_id, record["destination_id"], reveal=True)
+        if saved is None:
+            raise Permanent(f"saved destination {record['destination_id']} was deleted")
+        config = saved["config"]
+    elif record.get("hook_id"):
+        hook = ctx.hooks.get(tenant_id, record["hook_id"], reveal=True)
+        if hook is None:
+            raise Permanent("the hook subscription was removed")
+        config = {"url": hook["target_url"], "secret": hook["secret"]}
+    else:
+        config = json.loads(ctx.box.open(record["config"]))
+    state = json.loads(record.get("progress") or "{}")
+    return Delivery(record["delivery_id"], record["kind"], config, json.loads(record["event"]), state)
+
+
+_clients: dict[tuple[str, float], httpx.Client] = {}  # per worker process: pooled connections
+
+
+def _pooled_client(policy: OutboundPolicy, allow: str, timeout: float = 30.0):
+    """The process's shared client for this policy and timeout; not closed after each use."""
+    key = (allow, timeout)
+    if key not in _clients:
+        _clients[key] = policy.client(timeout=timeout)
+    return nullcontext(_clients[key])
+
+
+def _environment(ctx: Context, delivery_id: str) -> Environment:
+    config = ctx.config
+    policy = OutboundPolicy(config.outbound_allow)
+
+    def save_state(did: str, state: dict) -> None:
+        update(ctx, did, progress=state)
+
+    def http(timeout: float = 30.0):
+        return _pooled_client(policy, config.outbound_allow, timeout)
+
+    settings = {"folder_roots": config.folder_roots, "slack_api_url": config.slack_api_url,
+                "drive_api_url": config.drive_api_url, "drive_token_url": config.drive_token_url,
+                "email_attach_max_bytes": config.email_attach_max_bytes, "check_url": policy.check,
+                "check_host": policy.check_host}
+    return Environment(http=http, save_state=save_state, settings=settings)
+
+
+
+# -- the file --------------------------------------------------------------------------------------
+
+def _document(ctx: Context, record: dict) -> Document:
+    task = ctx.tasks.get(record["task_id"])
+    tenant = ctx.tenants.get(record["tenant_id"])
+    if task is None or tenant is None or task["status"] != "completed":
+        raise Permanent("the task has no finished document")
+    export = record.get("export") or ""
+    source = _Source(ctx, tenant, task, export)
+    name = _file_name(task, export)
+    return Document(name=name, content_type=source.content_type, size=source.size, open=source.open,
+                    link=file_link(ctx, task["task_id"], export))
+
+
+def _file_name(task: dict, export: str) -> str:
+    artifacts = (task.get("result") or {}).get("artifacts") or []
+    stem, _, ext = (artifacts[0]["file_name"] if artifacts else "document.bin").rpartition(".")
+    record = task.get("record_key") or ""
+    label = "".join(c if c.isalnum() or c in "-_" else "-" for c in record)[:60] or "relay"
+    version = task["task_id"][-6:].lower()  # each task's file is its own version of the document
+    return f"{label}-{stem}-{version}.{export or ext}"
+
+
+class _Source:
+    """Streams the document (or an export of it) from the API's signed URL, refreshing the URL through
+    GET /runs/{id} when it has expired, and resuming from an offset with an HTTP Range request."""
+
+    def __init__(self, ctx: Context, tenant, task: dict, export: str):
+        self._ctx, self._tenant, self._task, self._export = ctx, tenant, task, export
+        download = (task.get("result") or {}).get("download_url")  # an event may come without one
+        self._url = download if download and not export else self._fresh_url()
+        head = self._head()
+        self.size = int(head.headers["content-length"]) if "content-length" in head.headers else None
+        self.content_type = head.headers.get("content-type", "application/octet-stream").split(";")[0]
+
+    def _fresh_url(self) -> str:
+        with self._ctx.upstream(self._tenant) as client:
+            if self._export:
+                return client.export(self._task["run_id"], self._export).download_url
+            return client.download_location(self._task["run_id"])
+
+    def _head(self) -> httpx.Response:
+        response = httpx.head(self._url, timeout=30, follow_redirects=True, verify=TLS)
+        if response.status_code in (403, 404, 410):  # the signed link expired: ask for a new one
+            self._url = self._fresh_url()
+            response = httpx.head(self._url, timeout=30, follow_redirects=True, verify=TLS)
+        if response.status_code >= 400:
+            raise Retryable(f"the document could not be fetched ({response.status_code})")
+        return response
+
+    @contextmanager
+    def open(self, offset: int = 0) -> Iterator[Iterator[bytes]]:
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        with httpx.stream("GET", self._url, headers=headers, timeout=60, follow_redirects=True,
+                          verify=TLS) as response:
+            if response.status_code >= 400:
+                raise Retryable(f"the document could not be fetched ({response.status_code})")
+            if offset and response.status_code != 206:
+                raise Retryable("the document server ignored the Range request")
+            yield response.iter_bytes(CHUNK)

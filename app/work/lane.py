@@ -1,0 +1,169 @@
+"""The delivery lane: deliveries due now run here, several at a time in every worker, not one RQ job each.
+
+RQ's own bookkeeping costs a few milliseconds of CPU per job on this kind of machine (DESIGN.md), more
+than a webhook delivery itself, so one RQ job per delivery held fan-out to a fraction of what subscribers
+take (bench/fanout). A delivery due now is appended to a Redis stream instead (app.stores.lane_stream), and each worker
+reads the stream through a consumer group in batches and runs the attempts on a small thread pool.
+
+Crash safety comes from the stream's pending entries: an entry is acknowledged only after its attempt has
+recorded an outcome; an entry whose worker died is claimed by another worker once it has been idle for a
+lease; and a worker renews the lease of the entries it is running, so a long upload is not taken from it.
+Attempts after a failure wait for their backoff as RQ jobs (RQ's scheduler), as before.
+See docs/decisions/0008-delivery-lane.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from redis.exceptions import RedisError, ResponseError
+
+from app.core.streams import ReaderThread, ensure_group, let_go
+from app.stores.context import Context
+from app.stores.lane_stream import GROUP, stream_key
+
+log = logging.getLogger(__name__)
+
+class DeliveryLane:
+    """One worker's reader of the lane: ``attempt(delivery_id)`` runs on up to ``threads`` threads."""
+
+    def __init__(self, ctx: Context, attempt: Callable[[str], object], threads: int = 8,
+                 lease_seconds: float = 60.0, consumer: str | None = None):
+        self._ctx, self._attempt, self._threads = ctx, attempt, threads
+        self._lease_ms = max(1, int(lease_seconds * 1000))
+        # how often leases are renewed, at the longest; a renewal can come up to two ticks apart, and a busy
+        # process can be late by a second or more: a sixth of the lease leaves room for both
+        self._tick = min(1.0, lease_seconds / 6)
+        self._stream = stream_key(ctx)
+        self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="relay-lane")
+        self._running: dict[str, Future] = {}  # entry id -> its attempt; changed by the pool's threads too
+        self._lock = threading.Lock()
+        self._grouped = False
+        self._claimed_at = 0.0
+        self._renewed = time.monotonic()
+        self._reader = ReaderThread("relay-lane-reader", lambda: self.run_once(block_ms=max(1, int(self._tick * 1000))))
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def run_once(self, block_ms: int | None = None) -> int:
+        """Start attempts for entries a dead worker left and for new ones, as many as there are free
+        threads (waiting for one to free up first if none is). Returns how many were started."""
+        free = self._threads - len(self._snapshot())
+        if not free:
+            self._wait_for_one()
+            return 0
+        return self._fill(free, block_ms)
+
+    def _fill(self, free: int, block_ms: int | None) -> int:
+        try:
+            entries = self._take(free, block_ms)
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                self._grouped = False  # Redis lost the stream: the group is made again next time
+            raise
+        if self._reader.stopping and entries:  # read as the worker was told to stop: not this worker's any more
+            self._release([entry_id for entry_id, _ in entries])
+            return 0
+        for entry_id, fields in entries:
+            self._start(entry_id, (fields or {}).get("delivery", ""))
+        self._renew_leases()
+        return len(entries)
+
+    def _release(self, entry_ids: list[str]) -> None:
+        """Entries taken but not started: marked idle for longer than any lease, so the next worker's
+        XAUTOCLAIM takes them at once instead of after a lease."""
+        self._ctx.redis.xclaim(self._stream, GROUP, self._consumer, 0, entry_ids, idle=2**31, justid=True)
+
+    def _take(self, count: int, block_ms: int | None) -> list:
+        """Entries idle for a lease (their worker died) first, then new ones."""
+        if not self._grouped:
+            ensure_group(self._ctx.redis, self._stream, GROUP)
+            self._grouped = True
+        entries: list = []
+        if time.monotonic() - self._claimed_at >= self._tick:
+            _, entries, _ = self._ctx.redis.xautoclaim(self._stream, GROUP, self._consumer, self._lease_ms,
+                                                       start_id="0-0", count=count)
+            self._claimed_at = 0.0 if len(entries) == count else time.monotonic()  # full: more may wait
+        if len(entries) < count:
+            fresh = self._ctx.redis.xreadgroup(GROUP, self._consumer, {self._stream: ">"}, count=count - len(entries),
+                                               block=None if entries else block_ms)
+            entries = list(entries) + [entry for _, batch in (fresh or []) for entry in batch]
+        return entries
+
+    def drain(self) -> None:
+        """Run everything waiting in the lane, then return (a worker's --burst)."""
+        while True:
+            free = self._threads - len(self._snapshot())
+            if free and self._fill(free, None):
+                continue
+            if free == self._threads:  # nothing was running, and nothing was waiting
+                return
+            self._wait_for_one()
+
+    def _snapshot(self) -> list[Future]:
+        with self._lock:
+            return list(self._running.values())
+
+    def _wait_for_one(self) -> None:
+        wait(self._snapshot(), timeout=self._tick, return_when=FIRST_COMPLETED)
+        self._renew_leases()
+
+    # -- one entry ---------------------------------------------------------------------------------
+
+    def _start(self, entry_id: str, delivery_id: str) -> None:
+        with self._lock:
+            if entry_id in self._running:  # claimed back from ourselves after a late renewal: it is running
+                return
+            future = self._pool.submit(self._run, entry_id, delivery_id)
+            self._running[entry_id] = future
+        future.add_done_callback(lambda _: self._finished(entry_id))
+
+    def _finished(self, entry_id: str) -> None:
+        with self._lock:
+            self._running.pop(entry_id, None)
+
+    def _run(self, entry_id: str, delivery_id: str) -> None:
+        try:
+            if delivery_id:
+                self._attempt(delivery_id)
+            let_go(self._ctx.redis, self._stream, GROUP, entry_id)
+        except RedisError as exc:  # the outcome may not be recorded: the entry is claimed again after a lease
+            log.warning("delivery lane: %s left for a retry: %s", delivery_id, exc)
+        except Exception:  # never expected (attempts record their own failures): claimed again after a lease
+            log.exception("delivery lane: the attempt at %s failed", delivery_id)
+
+    def _renew_leases(self) -> None:
+        """Reset the idle time of the entries running here, so no other worker claims them."""
+        if time.monotonic() - self._renewed < self._tick:
+            return
+        self._renewed = time.monotonic()
+        with self._lock:
+            running = list(self._running)
+        if running:
+            try:
+                self._ctx.redis.xclaim(self._stream, GROUP, self._consumer, 0, running, justid=True)
+            except RedisError as exc:  # a missed renewal only shortens the lease; the next may succeed
+                log.warning("delivery lane: could not renew the leases of %d attempt(s): %s", len(running), exc)
+
+    # -- in the background -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._reader.start()
+
+    def request_stop(self) -> None:
+        """Start no new attempt (safe in a signal handler); stop() then waits for the running ones."""
+        self._reader.request_stop()
+
+    def stop(self) -> None:
+        """Stop reading and let the running attempts finish (a worker's warm shutdown)."""
+        self._reader.stop()
+        while self._snapshot():
+            self._wait_for_one()  # leases stay renewed while a long upload finishes
+        self._pool.shutdown(wait=True)

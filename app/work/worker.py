@@ -1,0 +1,263 @@
+"""Worker and scheduler processes.
+
+Every worker also pumps verified webhooks from the intake stream into RQ (app.work.pump) and, when it
+serves the delivery queue, runs the delivery lane (app.work.lane): the deliveries due now.
+Workers are RQ SimpleWorkers: jobs run in the long-lived worker process, so connections are pooled and
+there is no ~60 ms fork per job (DESIGN.md). Crash safety comes from idempotent jobs, RQ's heartbeats
+and its abandoned-job handling, not from a fork per job.
+
+Both processes stop cleanly on SIGTERM and SIGINT: the work in hand finishes, every thread they started is
+stopped and joined (a thread still inside a Redis or HTTP call while the interpreter tears down can crash
+it), and they exit 0. Both go on through storage trouble (Redis full, read-only or gone), backing off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+from redis.exceptions import RedisError
+from rq import Queue, SimpleWorker
+from rq.cron import CronScheduler
+from rq.exceptions import StopRequested
+from rq.job import Job
+from rq.utils import now
+from rq.worker import WorkerStatus
+
+from app.core import logs, storage
+from app.stores import context, queues
+from app.work import delivering, jobs
+from app.work.lane import DeliveryLane
+from app.work.pump import IntakePump
+
+log = logging.getLogger(__name__)
+
+
+class RelayWorker(SimpleWorker):
+    """A SimpleWorker whose running job holds a short lease, renewed by a heartbeat thread, and that stops
+    cleanly.
+
+    RQ's SimpleWorker sets a job's heartbeat to its whole timeout and never renews it, so a worker
+    killed mid-job would leave its job unretried for the job's timeout (an hour for a delivery). With a
+    lease, RQ's maintenance in any other worker sees the job abandoned within about one lease and
+    retries it (RQ's Retry); the job itself is idempotent.
+    """
+
+    lease_seconds = 60
+    on_ready: Callable[[], None] = staticmethod(lambda: None)
+    """Called once RQ's loop is about to start (after the scheduler's fork: forking a process whose other
+    threads hold locks can deadlock the child), to start the pump and the lane."""
+    on_stop: Callable[[], None] = staticmethod(lambda: None)
+    """Called from the signal handler: the pump and the lane stop taking new work at once."""
+    stopping = threading.Event()
+    """Set by a stop signal, also by one that came before RQ's handlers were in place (run_worker's own)."""
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.lease_seconds
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        done = threading.Event()
+        beat = threading.Thread(target=self._renew_lease, args=(job, execution, done), name="relay-job-lease")
+        beat.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            done.set()
+            beat.join()
+        self.set_state(WorkerStatus.IDLE)
+
+    def _renew_lease(self, job: Job, execution, done: threading.Event) -> None:
+        while not done.wait(self.lease_seconds / 3):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except Exception:  # a missed beat only shortens the lease; the next one may succeed
+                log.warning("could not renew the lease of job %s", job.id)
+
+    def _install_signal_handlers(self) -> None:
+        """The last step before RQ's loop (the scheduler has forked by now): start the pump and the lane while
+        run_worker's own handlers, which only set a flag, are still in place; then RQ's."""
+        if not self.stopping.is_set():
+            self.on_ready()
+        super()._install_signal_handlers()
+        if self.stopping.is_set():  # told to stop while starting: RQ's loop ends before its first job
+            self._stop_requested = True
+
+    _waiting = False
+    """The main thread is in the blocking dequeue: the one place a stop signal interrupts."""
+
+    def request_stop(self, signum, frame) -> None:
+        """A warm shutdown. RQ's own raises StopRequested wherever the main thread is unless its state says
+        busy, so a signal in the instant between two steps of a job was swallowed inside the job and the
+        worker ran on. Here the loop ends after the job in hand, and only the blocking dequeue is cut short.
+        What can wind down meanwhile is told to now (the pump, the lane, the command channel's thread, the
+        scheduler's process), so the exit waits for none of them."""
+        self.stopping.set()
+        self.on_stop()
+        if self.pubsub_thread is not None:
+            self.pubsub_thread.stop()
+        process = self.scheduler._process if self.scheduler else None
+        if process is not None and process.pid:
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signal.SIGTERM)
+        self.handle_warm_shutdown_request()
+        self._shutdown_requested_date = now()
+        for name in (signal.SIGINT, signal.SIGTERM):  # a second signal is RQ's cold shutdown
+            signal.signal(name, self.request_force_stop)
+        self._stop_requested = True
+        if self._waiting:
+            raise StopRequested()
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
+        self._waiting = True
+        try:
+            if self._stop_requested:  # asked just before the wait began
+                raise StopRequested()
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        finally:
+            self._waiting = False
+
+    def subscribe(self) -> None:
+        """RQ's command channel, read in short waits: RQ's own blocks 60 s per read and is joined for 1 s
+        only, then its connection is closed under it, which can crash the process as it exits."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=0.5, daemon=True,
+                                                       exception_handler=self._pubsub_exception_handler)
+
+    def unsubscribe(self) -> None:
+        thread = self.pubsub_thread
+        if thread is None:
+            return
+        while thread.is_alive():  # stop() again: a thread that had not started yet would start running
+            thread.stop()
+            thread.join(timeout=2)
+        self.pubsub_thread = None
+        self.pubsub.close()
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except RedisError as exc:  # storage trouble at the end: the worker's key expires by itself
+            log.warning("worker %s: could not register its death: %s", self.name, exc)
+            self.unsubscribe()
+
+
+def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool = True) -> None:
+    logs.configure()
+    ctx = context.current()
+    intake = IntakePump(ctx)
+    lane = _delivery_lane(ctx) if queues.DELIVER in queue_names else None
+    background = [part for part in (intake, lane) if part is not None]
+    started = threading.Event()
+
+    def start_background() -> None:
+        if not burst and not started.is_set():
+            started.set()
+            for part in background:
+                part.start()
+
+    def stop_background() -> None:
+        for part in background:
+            part.request_stop()
+
+    RelayWorker.lease_seconds, RelayWorker.stopping = ctx.config.worker_lease_seconds, threading.Event()
+    RelayWorker.on_ready, RelayWorker.on_stop = staticmethod(start_background), staticmethod(stop_background)
+    _on_stop_signals(_flag_stop)  # outside RQ's loop a stop signal only sets a flag (RQ's raises anywhere)
+    try:
+        intake.pump_once()  # what arrived while no worker ran
+    except RedisError as exc:
+        storage.Backoff("intake-pump").failed(exc)  # the pump's thread tries again
+    try:
+        if burst and lane:
+            lane.drain()
+        _work(ctx, queue_names, burst, with_scheduler)
+        if burst and lane:
+            lane.drain()  # what the jobs just run (tasks that ended) planned
+    finally:
+        for part in background:
+            part.stop()  # a warm shutdown: running deliveries finish, threads are joined
+
+
+def _work(ctx: context.Context, queue_names: list[str], burst: bool, with_scheduler: bool) -> None:
+    """RQ's loop, started again after a pause when it quit on an error (RQ quits on any exception, such as
+    Redis going away), until a signal asks the worker to stop."""
+    # An idle worker blocks in its dequeue for worker_ttl - 15 s and looks after abandoned jobs only in
+    # between: tie that to the maintenance interval instead of RQ's default seven minutes.
+    maintenance = ctx.config.worker_maintenance_seconds
+    backoff, stopping = storage.Backoff("worker"), RelayWorker.stopping
+    while not stopping.is_set():
+        try:
+            worker = RelayWorker([ctx.queue(name) for name in queue_names], connection=ctx.rq_redis,
+                                 maintenance_interval=maintenance, worker_ttl=maintenance + 15)
+            worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+            failure: RedisError | None = None if stopping.is_set() or burst else RedisError("RQ's loop quit")
+        except StopRequested:  # a signal in RQ's own start or teardown, outside its loop
+            failure = None
+        except RedisError as exc:  # its start (registering the queues, the worker) met storage trouble
+            failure = exc
+        _on_stop_signals(_flag_stop)
+        if failure is None:
+            return
+        stopping.wait(backoff.failed(failure))
+
+
+def _flag_stop() -> None:
+    RelayWorker.stopping.set()
+    RelayWorker.on_stop()
+
+
+def _on_stop_signals(handler: Callable[[], object]) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: handler())
+
+
+def _delivery_lane(ctx: context.Context) -> DeliveryLane:
+    config = ctx.config
+    return DeliveryLane(ctx, lambda delivery_id: delivering.attempt(ctx, delivery_id),
+                        threads=config.delivery_threads, lease_seconds=config.worker_lease_seconds)
+
+
+class RelayCron(CronScheduler):
+    """RQ's cron scheduler with a loop that goes on through storage trouble, and that stops on a signal
+    between two steps (RQ's raises from the signal handler, possibly in the middle of a Redis call)."""
+
+    def start(self) -> None:
+        stopped, backoff, born = threading.Event(), storage.Backoff("scheduler"), False
+        _on_stop_signals(stopped.set)
+        self.log.info("CronScheduler %s: starting...", self.name)
+        while not stopped.is_set():
+            try:
+                if not born:
+                    self.register_birth()
+                    born = True
+                if self.enqueue_jobs():
+                    self.save()
+                self.heartbeat()
+                pause = self.calculate_sleep_interval()
+                backoff.succeeded()
+            except RedisError as exc:
+                pause = backoff.failed(exc)
+            stopped.wait(pause)
+        try:
+            self.register_death()
+        except RedisError as exc:  # its registry entry ages out by itself
+            self.log.warning("CronScheduler %s: could not register its death: %s", self.name, exc)
+        self.log.info("CronScheduler %s: shutdown complete", self.name)
+
+
+def run_scheduler() -> None:
+    """Enqueue the periodic jobs (the reconciler, the retention sweep) with RQ's cron scheduler."""
+    ctx = context.current()
+    logs.configure()
+    config = ctx.config
+    cron = RelayCron(connection=ctx.rq_redis, name=f"relay-scheduler-{config.key_prefix}")
+    cron.register(jobs.reconcile, queue_name=queues.RECONCILE, interval=config.reconcile_interval_seconds,
+                  job_timeout=300, result_ttl=60)
+    cron.register(jobs.sweep, queue_name=queues.RECONCILE, interval=config.retention_sweep_seconds,
+                  job_timeout=300, result_ttl=60)
+    cron.start()
