@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deps-stamp
-TEST_PROCESSES ?= 2
+TEST_PROCESSES ?= 4
 
 .PHONY: dev test lint clean
 

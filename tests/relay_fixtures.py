@@ -102,7 +102,8 @@ def make_relay(make_sandbox, fresh_redis_url, tmp_path):
                         reconcile_quiet_seconds=30, poll_first_seconds=0.5, poll_cap_seconds=1,
                         outbound_allow="127.0.0.0/8", folder_roots=str(tmp_path / "deliveries"),
                         delivery_backoff_seconds=0.5, delivery_backoff_cap_seconds=2, delivery_max_attempts=4,
-                        worker_lease_seconds=3, worker_maintenance_seconds=1, metrics_dir=str(tmp_path / "metrics"),
+                        worker_lease_seconds=3, worker_maintenance_seconds=1, intake_reclaim_seconds=5,
+                        metrics_dir=str(tmp_path / "metrics"),
                         rate_limit="")  # tests that need it set a limit of their own
         settings.update(overrides)
         config = RelayConfig(**settings)

@@ -68,6 +68,9 @@ class RelayConfig:
     """A running job's lease: a worker that dies mid-job has its job retried about this long after."""
     worker_maintenance_seconds: int = 30
     """How often a worker looks for jobs abandoned by dead workers (RQ's maintenance)."""
+    intake_reclaim_seconds: int = 30
+    """A webhook or command a worker's pump took from the intake stream, and whose job has not let it go this
+    long after (its worker died, or Redis lost the job in a restart), is taken up by another pump."""
     outbound_allow: str = ""
     """Hosts and CIDR ranges user-supplied URLs may reach although private (e.g. 127.0.0.0/8 in development)."""
     files_link_ttl_seconds: int = 7 * 86_400

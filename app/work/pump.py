@@ -3,7 +3,7 @@
 A pump thread in every worker reads the stream through a consumer group and turns each event into an RQ job,
 whose id derives from the webhook-id, so pumping one twice (after a crash between enqueue and
 acknowledgement) is a no-op.
-Entries a dead consumer had read but not acknowledged are reclaimed after ``RECLAIM_IDLE_MS``.
+Entries a dead consumer had read but not acknowledged are reclaimed after RELAY_INTAKE_RECLAIM_SECONDS.
 See docs/decisions/0004-intake-stream.md for why not an RQ enqueue per request.
 """
 
@@ -23,14 +23,13 @@ from app.stores.context import Context
 from app.stores.intake_stream import GROUP, acknowledge, stream_key
 from app.work import jobs
 
-RECLAIM_IDLE_MS = 30_000
 _EVENT_RETRY = Retry(max=6, interval=[1, 5, 30, 120, 600, 1800])
 
 
 class IntakePump:
-    def __init__(self, ctx: Context, consumer: str | None = None, reclaim_idle_ms: int = RECLAIM_IDLE_MS):
+    def __init__(self, ctx: Context, consumer: str | None = None, reclaim_idle_ms: int | None = None):
         self._ctx = ctx
-        self._reclaim_idle_ms = reclaim_idle_ms
+        self._reclaim_idle_ms = ctx.config.intake_reclaim_seconds * 1000 if reclaim_idle_ms is None else reclaim_idle_ms
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._stream = stream_key(ctx)
         self._reader = ReaderThread("relay-intake-pump", lambda: self.pump_once(block_ms=500))
