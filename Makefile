@@ -25,4 +25,4 @@ lint: $(STAMP)  ## ruff, and the layout's import contracts (docs/architecture.md
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .import_linter_cache

