@@ -7,8 +7,10 @@ import io
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 
 import httpx
 import pytest
@@ -149,3 +151,26 @@ def test_relay_metrics_dir_puts_every_command_in_multiprocess_mode(tmp_path):
                                "print(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))"], env=env, capture_output=True,
                               text=True, check=True)
     assert imported.stdout.strip() == "None"
+
+
+def test_a_quick_stop_of_a_web_process_never_waits_for_its_thread_pool():
+    """Found by the SIGINT test under load: gunicorn's gthread worker stopped its thread pool from the signal
+    handler, and hung when the signal came while the main thread held the pool's lock (inside submit())."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    from app.web.gunicorn_conf import quit_at_once
+
+    pool = ThreadPoolExecutor(1)
+    worker = SimpleNamespace(alive=True, tpool=pool, cfg=SimpleNamespace(worker_int=lambda _: None))
+    left: list[int] = []
+
+    def signalled_inside_submit():
+        with pool._shutdown_lock:  # where submit() is when the signal lands
+            quit_at_once(worker, leave=left.append)(signal.SIGINT, None)
+
+    thread = threading.Thread(target=signalled_inside_submit, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    assert left == [0] and worker.alive is False
+    pool.shutdown()
