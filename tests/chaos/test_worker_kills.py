@@ -30,9 +30,6 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, fake_drive, fake_s
                     {"kind": "slack", "config": {"channel": "C0CHAOS", "bot_token": "xoxb-test-token"}},
                     email_destination(smtp_server)]
     workers = [relay.start_worker() for _ in range(3)]
-    tasks = [relay.submit(client, prompt=f"Chaos report {n}", record_key=f"chaos:{n}", destinations=destinations)
-             for n in range(TASKS)]
-
     kills, stop = [], threading.Event()
 
     def killer() -> None:
@@ -46,7 +43,9 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, fake_drive, fake_s
             workers.append(relay.start_worker())
 
     chaos = threading.Thread(target=killer, daemon=True)
-    chaos.start()
+    chaos.start()  # before the submits: with 4 test processes the deliveries could all be done before a kill
+    tasks = [relay.submit(client, prompt=f"Chaos report {n}", record_key=f"chaos:{n}", destinations=destinations)
+             for n in range(TASKS)]
 
     def all_settled():
         views = [client.get(f"/v1/tasks/{t['task_id']}").json() for t in tasks]
