@@ -8,12 +8,14 @@
 #   soffice   libreoffice-calc-nogui libreoffice-writer-nogui libreoffice-impress-nogui   PDF/PNG exports
 #   chromium  chromium                                                             the dashboard's browser test
 #   npm       nodejs npm                                                           Zapier's validator and runtime
+#   redis-server  redis-server                                                     primaries, replicas, sentinels
 set -u
 
 missing=""
 command -v soffice >/dev/null 2>&1 || missing="$missing libreoffice-calc-nogui libreoffice-writer-nogui libreoffice-impress-nogui"
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$missing chromium"
 command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -4,14 +4,14 @@ Each check says what it found and, when something is off, what to do about it.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
 
-from app.core import storage
+from app.core import redis_connection, storage
 from app.core.config import RelayConfig
 from app.core.crypto import MissingEncryptionKey, SecretBox
 from app.core.upstream import UpstreamAuthError, UpstreamError
@@ -30,12 +30,12 @@ class Finding:
 
 def run(config: RelayConfig) -> list[Finding]:
     findings = _config(config)
-    redis = Redis.from_url(config.redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+    redis = redis_connection.connect(replace(config, redis_failover_seconds=0), decode=True, socket_timeout=5)
     try:
         redis.ping()
     except RedisError as exc:
-        return [*findings, Finding(FAIL, "redis", f"cannot reach {_safe(config.redis_url)}: {exc}")]
-    findings += [Finding(OK, "redis", f"reachable at {_safe(config.redis_url)}"), *_durability(redis), _memory(redis)]
+        return [*findings, Finding(FAIL, "redis", f"cannot reach {_where(config)}: {exc}")]
+    findings += [Finding(OK, "redis", f"reachable at {_where(config)}"), *_durability(redis), _memory(redis)]
     if any(f.check == "encryption" and f.level == FAIL for f in findings):
         return findings
     try:
@@ -140,6 +140,12 @@ def _api(ctx: Context) -> list[Finding]:
         except UpstreamError as exc:
             found.append(Finding(FAIL, f"api ({tenant.name})", f"{tenant.upstream_url}: {exc.message}"))
     return found
+
+
+def _where(config: RelayConfig) -> str:
+    if config.redis_sentinels:
+        return f"the primary {config.redis_master_name!r} of the sentinels {config.redis_sentinels}"
+    return _safe(config.redis_url)
 
 
 def _safe(url: str) -> str:

@@ -10,7 +10,23 @@ from typing import Any
 @dataclass(frozen=True)
 class RelayConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """App data and RQ queues. Use AOF persistence and maxmemory-policy noeviction in production."""
+    """App data and RQ queues. Use AOF persistence and maxmemory-policy noeviction in production. With
+    RELAY_REDIS_SENTINELS, only its database number (and nothing else) is read."""
+    redis_sentinels: str = ""
+    """host:port,... of Redis Sentinels: every process then asks them for the primary of REDIS_MASTER_NAME, and
+    again after a failover. Empty: RELAY_REDIS_URL names the one server."""
+    redis_master_name: str = "relay"
+    redis_password: str = ""
+    """The Redis servers' password, with sentinels (in RELAY_REDIS_URL otherwise)."""
+    redis_sentinel_password: str = ""
+    redis_failover_seconds: float = 30.0
+    """How long a Redis call keeps retrying, with backoff, while the primary is unreachable or was just
+    replaced: longer than Sentinel takes to notice and fail over (down-after-milliseconds plus the election)."""
+    redis_min_replicas: int = 0
+    """Webhook intake, the Slack acknowledgement and submit answer 2xx only once this many replicas hold their
+    write (Redis WAIT); otherwise 503 with Retry-After. 0: a single server."""
+    redis_replica_wait_ms: int = 1000
+    """How long such a write waits for its replicas."""
     key_prefix: str = "relay:"
     public_url: str = "http://127.0.0.1:8080"
     """How the outside world (the API's webhooks, Zapier, email readers) reaches this relay."""

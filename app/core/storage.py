@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from redis import Redis
 from redis.exceptions import (
     BusyLoadingError,
     ConnectionError,
@@ -40,20 +41,29 @@ MESSAGES = {
     "loading": "The relay's Redis is loading its data after a restart. Nothing was stored; retry in a moment.",
     "not_persisting": "The relay's Redis cannot write its persistence files (MISCONF) and refuses writes. "
                       "Nothing was stored; retry later. Operators: check the Redis server's disk.",
+    "not_replicated": "The relay's Redis replicas did not confirm the write in time (RELAY_REDIS_MIN_REPLICAS), so "
+                      "it is not safe yet; retry later (a repeated webhook is recognised). Operators: check the "
+                      "replicas and their lag.",
 }
 IN_SHORT = {
     "out_of_memory": "its storage is full", "read_only": "its storage is read-only",
     "unreachable": "it cannot reach its storage", "loading": "its storage is starting up",
-    "not_persisting": "its storage cannot save",
+    "not_persisting": "its storage cannot save", "not_replicated": "its storage replicas lag behind",
 }
 """The same, in a few words (a Slack answer)."""
 
 T = TypeVar("T")
 
 
+class NotReplicated(RedisError):
+    """Fewer replicas than asked for confirmed a write in time."""
+
+
 def trouble(exc: BaseException) -> str | None:
     """The kind of storage trouble ``exc`` is, or None when it is something else (a bug, a wrong type)."""
     text = str(exc)
+    if isinstance(exc, NotReplicated):
+        return "not_replicated"
     if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in text:
         return "out_of_memory"
     if isinstance(exc, ReadOnlyError) or "READONLY" in text:
@@ -65,6 +75,20 @@ def trouble(exc: BaseException) -> str | None:
     if isinstance(exc, ResponseError) and "MISCONF" in text:
         return "not_persisting"
     return None
+
+
+def wait_for_replicas(redis: Redis, fence_key: str, replicas: int, timeout_ms: int) -> None:
+    """Return once ``replicas`` replicas hold every write the primary took so far, else raise NotReplicated.
+
+    Redis's WAIT counts the writes of the connection it is sent on, and a pool hands out several; but the
+    primary replicates its writes in one ordered stream, so a fence written and waited for on one connection
+    (one pipeline) covers every write made before it, on any connection."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.incr(fence_key)
+    pipe.wait(replicas, timeout_ms)
+    confirmed = pipe.execute()[-1]
+    if confirmed < replicas:
+        raise NotReplicated(f"{confirmed} of {replicas} replica(s) confirmed the write within {timeout_ms} ms")
 
 
 _LOG_EVERY_SECONDS = 10.0

@@ -41,6 +41,7 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
         log.warning("API unavailable for task %s (%s); retrying in the background", task["task_id"], exc)
         ctx.tasks.set(task["task_id"], last_submit_error=str(exc))
         queues.enqueue_submit(ctx, task["task_id"])
+    ctx.replicated()  # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
     return ctx.tasks.get(task["task_id"]) or task
 
 

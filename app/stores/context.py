@@ -13,6 +13,7 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 
+from app.core import redis_connection, storage
 from app.core.config import RelayConfig
 from app.core.crypto import SecretBox
 from app.core.tokens import Tokens
@@ -76,14 +77,21 @@ class Context:
             self.scripts[name] = self.redis.register_script(source)
         return self.scripts[name]
 
+    def replicated(self) -> None:
+        """With RELAY_REDIS_MIN_REPLICAS, return only once that many replicas hold every write made so far;
+        raise NotReplicated (a 503) otherwise. What an answer of 2xx promises the sender."""
+        if self.config.redis_min_replicas > 0:
+            storage.wait_for_replicas(self.redis, self.key("replication-fence"), self.config.redis_min_replicas,
+                                      self.config.redis_replica_wait_ms)
+
     def key(self, *parts: str) -> str:
         return self.config.key_prefix + ":".join(parts)
 
 
 def build_context(config: RelayConfig) -> Context:
     # a Redis that cannot be reached fails a call in seconds (503, a back-off), never hangs a request
-    redis = Redis.from_url(config.redis_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=30)
-    rq_redis = Redis.from_url(config.redis_url, socket_connect_timeout=5)
+    redis = redis_connection.connect(config, decode=True, socket_timeout=30)
+    rq_redis = redis_connection.connect(config, decode=False)
     box = SecretBox(config.encryption_keys)
     prefix = config.key_prefix
     secret = config.secret_key or _stored_secret(redis, prefix + "secret")

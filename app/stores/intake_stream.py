@@ -47,14 +47,18 @@ def record_event(ctx: Context, tenant_id: str, task_id: str, webhook_id: str, bo
     script = ctx.script("intake", _INTAKE)
     dedupe = ctx.key("webhook", tenant_id, digest(webhook_id, 40))
     args = [ctx.config.webhook_dedupe_ttl_seconds, tenant_id, task_id, webhook_id, body]
-    return script(keys=[dedupe, stream_key(ctx)], args=args) == 1
+    fresh = script(keys=[dedupe, stream_key(ctx)], args=args) == 1
+    ctx.replicated()  # a redelivery too: the first copy's write may not have reached the replicas yet
+    return fresh
 
 
 def record_command(ctx: Context, job: str, request: dict, command_id: str) -> bool:
     """Durably queue a Slack command's work (``job`` of app.domain.slack.background), once per ``command_id``."""
     dedupe = ctx.key("slack", "command", digest(command_id, 40))
     args = [86_400, job, json.dumps(request)]
-    return ctx.script("slack-command", _COMMAND)(keys=[dedupe, stream_key(ctx)], args=args) == 1
+    fresh = ctx.script("slack-command", _COMMAND)(keys=[dedupe, stream_key(ctx)], args=args) == 1
+    ctx.replicated()
+    return fresh
 
 
 def acknowledge(ctx: Context, entry_id: str) -> None:

@@ -6,7 +6,7 @@ from flask import Flask, jsonify, request
 from redis.exceptions import RedisError
 
 import schemas
-from app.core import logs, storage
+from app.core import logs, redis_connection, storage
 from app.core.config import RelayConfig
 from app.stores.context import Context, build_context, install
 from app.web import api, dashboard, fanout, files, health, intake, integrations, limits, slack
@@ -37,7 +37,8 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.register_blueprint(slack.bp)
     dashboard.install_dashboard(app)
     config = ctx.config
-    limits.install_limits(app, config.rate_limit, config.redis_url, config.key_prefix, [api.bp, fanout.bp])
+    limits.install_limits(app, config.rate_limit, redis_connection.url_for_libraries(config), config.key_prefix,
+                          [api.bp, fanout.bp])
     return app
 
 

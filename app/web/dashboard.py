@@ -13,6 +13,7 @@ from flask import Blueprint, Flask, abort, flash, jsonify, redirect, render_temp
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
+from app.core import redis_connection
 from app.domain import admin, deliveries
 from app.web.base import ctx
 
@@ -156,7 +157,10 @@ def tenants():
 
 def _mount_rq_dashboard(app: Flask) -> None:
     """rq-dashboard's blueprint at /dashboard/rq, on the relay's Redis, behind the admin sign-in."""
-    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", [app.extensions["relay"].config.redis_url])
+    config = app.extensions["relay"].config
+    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", [redis_connection.url_for_libraries(config)])
+    app.config.setdefault("RQ_DASHBOARD_REDIS_SENTINEL_PASSWORD", config.redis_sentinel_password or None)
+    app.config.setdefault("RQ_DASHBOARD_REDIS_PASSWORD", config.redis_password or None)
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="/dashboard/rq")
 

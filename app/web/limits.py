@@ -17,7 +17,7 @@ def api_key_of_request() -> str:
 
 
 def storage_uri(redis_url: str) -> str:
-    """limits spells a Redis unix socket redis+unix://."""
+    """limits spells a Redis unix socket redis+unix:// (and Sentinels redis+sentinel://, as we do)."""
     return "redis+unix://" + redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else redis_url
 
 

@@ -49,3 +49,22 @@ def test_storage_trouble_is_answered_with_503_naming_it(make_relay, own_redis, t
         error = answer.json()["error"]
         assert (error["code"], error["reason"]) == ("storage_unavailable", reason) and words in error["message"]
     assert ready.status_code == 503 and ready.json()["redis"] == reason
+
+
+def test_with_min_replicas_a_write_no_replica_confirmed_is_answered_503(make_relay):
+    """RELAY_REDIS_MIN_REPLICAS=1 on a server without replicas: the webhook intake and submit store, wait for
+    a replica (Redis WAIT) in vain, and answer 503 naming it, so the sender tries again; the repeated webhook
+    is then recognised by its id."""
+    relay = make_relay(worker=False, redis_min_replicas=1, redis_replica_wait_ms=50)
+    task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
+    hook_url = f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task['task_id'])}"
+    body = json.dumps({"type": "task.completed", "id": "evt_1", "data": TASK}).encode()
+    headers = signed(relay.sandbox.webhook_secret, body)
+    with relay.client() as client:
+        answers = [client.post("/v1/documents", json={"format": "excel", "prompt": "Q3 report"}),
+                   httpx.post(hook_url, content=body, headers=headers), httpx.post(hook_url, content=body,
+                                                                                  headers=headers)]
+    for answer in answers:
+        assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
+        error = answer.json()["error"]
+        assert error["reason"] == "not_replicated" and "RELAY_REDIS_MIN_REPLICAS" in error["message"]

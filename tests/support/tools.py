@@ -17,6 +17,7 @@ TOOLS: dict[str, tuple[tuple[str, ...], str]] = {
     "soffice": (("soffice",), "libreoffice-calc-nogui libreoffice-writer-nogui libreoffice-impress-nogui"),
     "chromium": (("chromium", "chromium-browser"), "chromium"),
     "npm": (("npm",), "nodejs npm"),
+    "redis-server": (("redis-server",), "redis-server"),  # its --sentinel mode, for the Sentinel tests
 }
 
 
