@@ -28,6 +28,8 @@ from tests.support.servers import eventually
 
 @pytest.fixture
 def sentinels():
+    """First in each test's arguments: set up before the relay, so it is stopped after the relay's processes
+    (which would otherwise spend their stop retrying a Redis that is gone)."""
     group = SentinelGroup(Path(tempfile.mkdtemp(prefix="relay-sentinel-"))).start()
     yield group
     group.stop()
@@ -38,7 +40,7 @@ def on_sentinels(make_relay, group: SentinelGroup, **overrides):
                       redis_master_name=MASTER, redis_failover_seconds=20, **overrides)
 
 
-def test_every_rq_path_works_on_a_sentinel_connection(make_relay, sentinels, receiver):
+def test_every_rq_path_works_on_a_sentinel_connection(sentinels, make_relay, receiver):
     """The worker and its built-in scheduler (a delivery's retry is an `enqueue_in` job), the cron scheduler
     (the reconciler), the delivery lane and the intake pump, all through the sentinels."""
     receiver.script = [503]  # the first attempt fails: its retry is a job RQ's scheduler releases
@@ -123,7 +125,7 @@ class Storm:
 # nothing more from the new primary, and 1,000+ stored webhooks were not turned into jobs (see the notes).
 @pytest.mark.parametrize(("fault", "min_replicas"), [("kill", 1), ("kill", 0)],
                          ids=["kill-9-min-replicas-1", "kill-9-min-replicas-0"])
-def test_the_primary_fails_in_a_storm_and_nothing_acknowledged_is_lost(make_relay, make_sandbox, sentinels,
+def test_the_primary_fails_in_a_storm_and_nothing_acknowledged_is_lost(sentinels, make_relay, make_sandbox,
                                                                          receiver, tmp_path, reliability, fault,
                                                                          min_replicas):
     sandbox = make_sandbox(task_seconds=0.5)  # the documents still finish, and deliver, after the fault
