@@ -62,7 +62,7 @@ class NotReplicated(RedisError):
 def trouble(exc: BaseException) -> str | None:
     """The kind of storage trouble ``exc`` is, or None when it is something else (a bug, a wrong type)."""
     text = str(exc)
-    if isinstance(exc, NotReplicated):
+    if isinstance(exc, NotReplicated) or "NOREPLICAS" in text:  # ours, or the server's min-replicas-to-write
         return "not_replicated"
     if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in text:
         return "out_of_memory"

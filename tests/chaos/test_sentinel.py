@@ -121,8 +121,10 @@ class Storm:
                     self.acked.add(webhook_id)
 
 
-# A hung primary (kill -STOP until the sentinels fail over) is not here yet: in that run the intake pump read
-# nothing more from the new primary, and 1,000+ stored webhooks were not turned into jobs (see the notes).
+# A hung primary (kill -STOP until the sentinels fail over, then SIGCONT) is not here yet. Without the servers'
+# min-replicas-to-write, the primary back from its pause took the RQ writes of connections still open to it
+# until it was demoted, and 1,000+ webhooks' jobs vanished with its data; with it, that run passed alone but
+# failed under load. The `fault == "stop"` branch below is kept for that work.
 @pytest.mark.parametrize(("fault", "min_replicas"), [("kill", 1), ("kill", 0)],
                          ids=["kill-9-min-replicas-1", "kill-9-min-replicas-0"])
 def test_the_primary_fails_in_a_storm_and_nothing_acknowledged_is_lost(sentinels, make_relay, make_sandbox,
@@ -170,7 +172,7 @@ def test_the_primary_fails_in_a_storm_and_nothing_acknowledged_is_lost(sentinels
                 pipe.hget(f"rq:job:{job_id}", "status")
             return [w for w, status in zip(jobs, pipe.execute(), strict=True) if status != b"finished"]
 
-        missing = []
+        missing, why = [], []
         try:
             eventually(lambda: not unprocessed(), 120, "every acknowledged webhook to be processed")
         except AssertionError:
@@ -178,7 +180,6 @@ def test_the_primary_fails_in_a_storm_and_nothing_acknowledged_is_lost(sentinels
             why = [(w, relay.ctx.rq_redis.hget(f"rq:job:{jobs[w]}", "status"),
                     relay.ctx.redis.exists(relay.ctx.key("webhook", relay.tenant_id, digest(w, 40))))
                    for w in missing]
-            print("MISSING (webhook, job status, dedupe key kept):", why, flush=True)
 
         def delivered():
             views = [client.get(f"/v1/tasks/{d['task_id']}").json() for d in documents]
@@ -195,7 +196,7 @@ def test_the_primary_fails_in_a_storm_and_nothing_acknowledged_is_lost(sentinels
         stop_processes([web], timeout=10)
     duplicated = sum(count - 1 for count in hook_ids.values())
     if min_replicas:
-        assert missing == [], f"{len(missing)} acknowledged webhooks lost"
+        assert missing == [], f"{len(missing)} acknowledged webhooks lost (id, job status, dedupe key): {why[:10]}"
     assert states == {"delivered": 2 * DOCUMENTS} and len(files) == DOCUMENTS
     assert len(hook_ids) == DOCUMENTS + len(targets) and duplicated == 0, "each hook delivery once"
     assert new.port != old.port
