@@ -4,7 +4,6 @@ own `redis-server` process (Debian's, `--sentinel` mode for the sentinels), on p
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -86,18 +85,9 @@ class SentinelGroup:
         node.process.send_signal(signal.SIGKILL)
         node.process.wait(timeout=10)
 
-    def pause(self, node: Node) -> None:
-        assert node.process is not None
-        node.process.send_signal(signal.SIGSTOP)
-
-    def resume(self, node: Node) -> None:
-        assert node.process is not None
-        node.process.send_signal(signal.SIGCONT)
-
     def stop(self) -> None:
         for node in [*self.watchers, *self.servers]:
             if node.process and node.process.poll() is None:
-                node.process.send_signal(signal.SIGCONT)
                 node.process.kill()
                 node.process.wait(timeout=10)
 
@@ -132,7 +122,7 @@ class SentinelGroup:
 
     def _spawn(self, node: Node, argv: list[str]) -> None:
         node.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        process_group=0, env={**os.environ})
+                                        process_group=0)
         self._wait(node.up, f"{node.name} to start", 15)
 
     def _replicas_online(self, primary: Node) -> int:
