@@ -18,7 +18,7 @@ dev: $(STAMP)  ## set up and run the whole product locally (embedded Redis, sand
 
 test: $(STAMP)  ## run the whole test suite against private servers
 	sh tests/system-tools.sh
-	$(BIN)/pytest -n $(TEST_PROCESSES) --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff, and the layout's import contracts (docs/architecture.md)
 	$(BIN)/ruff check .

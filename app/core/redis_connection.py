@@ -4,21 +4,23 @@ RELAY_REDIS_SENTINELS, whichever server the sentinels name primary, asked again 
 redis-py's own retries cover a few seconds; Sentinel takes longer to notice a dead primary and promote a
 replica (down-after-milliseconds, then the election), so Sentinel connections retry, with backoff and
 jitter, for RELAY_REDIS_FAILOVER_SECONDS. A READONLY answer (the old primary, back as a replica) makes
-redis-py ask the sentinels again.
+redis-py ask the sentinels again, and the sentinels' own failover events close every connection still open to
+the old primary (app.core.failover_watch). The clients of one process share one Sentinel manager and watch.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from urllib.parse import quote
 
 from redis import Redis
 from redis.backoff import EqualJitterBackoff
 from redis.connection import parse_url
 from redis.retry import Retry
-from redis.sentinel import Sentinel
 
 from app.core.config import RelayConfig
+from app.core.failover_watch import FailoverWatch, NewestConfigSentinel, WatchedSentinelPool
 
 _BACKOFF_CAP = 1.0  # seconds between two tries at the most (EqualJitter: between half and all of it)
 
@@ -28,11 +30,29 @@ def connect(config: RelayConfig, *, decode: bool, socket_timeout: float | None =
     if not config.redis_sentinels:
         return Redis.from_url(config.redis_url, decode_responses=decode, socket_connect_timeout=5,
                               socket_timeout=socket_timeout)
-    sentinel = Sentinel(sentinel_hosts(config), sentinel_kwargs={
-        "password": config.redis_sentinel_password or None, "socket_timeout": 2, "socket_connect_timeout": 2})
-    return sentinel.master_for(config.redis_master_name, decode_responses=decode, socket_timeout=socket_timeout,
-                               socket_connect_timeout=5, password=config.redis_password or None,
-                               db=database(config), retry=failover_retry(config))
+    sentinel, watch = _sentinel(config)
+    client = sentinel.master_for(config.redis_master_name, connection_pool_class=WatchedSentinelPool,
+                                 decode_responses=decode, socket_timeout=socket_timeout, socket_connect_timeout=5,
+                                 password=config.redis_password or None, db=database(config),
+                                 retry=failover_retry(config))
+    client.connection_pool.failover_watch = watch
+    watch.add(client.connection_pool)
+    return client
+
+
+_managers: dict[tuple, tuple[NewestConfigSentinel, FailoverWatch]] = {}
+_managers_lock = threading.Lock()
+
+
+def _sentinel(config: RelayConfig) -> tuple[NewestConfigSentinel, FailoverWatch]:
+    key = (tuple(sentinel_hosts(config)), config.redis_master_name, config.redis_sentinel_password)
+    with _managers_lock:
+        if key not in _managers:
+            sentinel = NewestConfigSentinel(sentinel_hosts(config), sentinel_kwargs={
+                "password": config.redis_sentinel_password or None, "socket_timeout": 2,
+                "socket_connect_timeout": 2})
+            _managers[key] = sentinel, FailoverWatch(sentinel, config.redis_master_name)
+        return _managers[key]
 
 
 def failover_retry(config: RelayConfig) -> Retry:

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from redis import Redis
+from redis.commands.core import Script
 from redis.exceptions import (
     BusyLoadingError,
     ConnectionError,
+    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
@@ -77,18 +79,49 @@ def trouble(exc: BaseException) -> str | None:
     return None
 
 
-def wait_for_replicas(redis: Redis, fence_key: str, replicas: int, timeout_ms: int) -> None:
-    """Return once ``replicas`` replicas hold every write the primary took so far, else raise NotReplicated.
+def primary_id(redis: Redis) -> str:
+    """The replication id of the server answering: a replica promoted by a failover starts a new one."""
+    return str(redis.info("replication")["master_replid"])
+
+
+def wait_for_replicas(redis: Redis, fence_key: str, replicas: int, timeout_ms: int, primary: str) -> None:
+    """Return once ``replicas`` replicas hold every write the primary ``primary`` (its primary_id, taken before
+    the writes) took so far, else raise NotReplicated.
 
     Redis's WAIT counts the writes of the connection it is sent on, and a pool hands out several; but the
     primary replicates its writes in one ordered stream, so a fence written and waited for on one connection
-    (one pipeline) covers every write made before it, on any connection."""
+    (one pipeline) covers every write made before it on that server, on any connection. Only on that server:
+    when a failover came between the writes and the fence, the fence lands on the new primary, which may
+    never have had them, so a changed primary is not replicated either."""
     pipe = redis.pipeline(transaction=False)
     pipe.incr(fence_key)
+    pipe.info("replication")
     pipe.wait(replicas, timeout_ms)
-    confirmed = pipe.execute()[-1]
+    _, info, confirmed = pipe.execute()
+    if info["master_replid"] != primary:
+        raise NotReplicated("the primary changed (a failover) while the request was being stored")
     if confirmed < replicas:
         raise NotReplicated(f"{confirmed} of {replicas} replica(s) confirmed the write within {timeout_ms} ms")
+
+
+def run_replicated(redis: Redis, script: Script, keys: list[str], args: list, replicas: int,
+                   timeout_ms: int) -> object:
+    """Run ``script`` and WAIT for ``replicas`` replicas on the one connection (a pipeline): WAIT then counts
+    exactly that write, and a failover in between makes redis-py send both again, to the new primary."""
+    for _ in range(2):
+        pipe = redis.pipeline(transaction=False)
+        script(keys=keys, args=args, client=pipe)
+        pipe.wait(replicas, timeout_ms)
+        result, confirmed = pipe.execute(raise_on_error=False)
+        if not isinstance(result, NoScriptError):
+            break
+        redis.script_load(script.script)  # sent again after a failover: the new primary had no copy of it
+    for outcome in (result, confirmed):
+        if isinstance(outcome, Exception):
+            raise outcome
+    if confirmed < replicas:
+        raise NotReplicated(f"{confirmed} of {replicas} replica(s) confirmed the write within {timeout_ms} ms")
+    return result
 
 
 _LOG_EVERY_SECONDS = 10.0

@@ -25,6 +25,7 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
     """Record a submission and try to hand it to the API now. Returns the relay task. ``internal``: task
     fields of the relay's own, stored with the task from the start (e.g. how to answer a Slack command)."""
     fmt, record_key = body["format"], body.get("record_key")
+    mark = ctx.primary_mark()
     run_id = ctx.records.run_for(tenant.tenant_id, record_key, fmt) if record_key and body.get("resume", True) else None
     task = ctx.tasks.create(tenant.tenant_id, format=fmt, prompt=body["prompt"], record_key=record_key or "",
                             requested_run_id=run_id or "", destinations=body.get("destinations") or [],
@@ -41,7 +42,7 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
         log.warning("API unavailable for task %s (%s); retrying in the background", task["task_id"], exc)
         ctx.tasks.set(task["task_id"], last_submit_error=str(exc))
         queues.enqueue_submit(ctx, task["task_id"])
-    ctx.replicated()  # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
+    ctx.replicated(mark)  # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
     return ctx.tasks.get(task["task_id"]) or task
 
 

@@ -77,12 +77,26 @@ class Context:
             self.scripts[name] = self.redis.register_script(source)
         return self.scripts[name]
 
-    def replicated(self) -> None:
-        """With RELAY_REDIS_MIN_REPLICAS, return only once that many replicas hold every write made so far;
-        raise NotReplicated (a 503) otherwise. What an answer of 2xx promises the sender."""
+    def primary_mark(self) -> str:
+        """Taken before the writes that ``replicated`` will vouch for: which primary takes them ("" when
+        RELAY_REDIS_MIN_REPLICAS is 0, and nothing is asked)."""
+        return storage.primary_id(self.redis) if self.config.redis_min_replicas > 0 else ""
+
+    def replicated(self, mark: str) -> None:
+        """With RELAY_REDIS_MIN_REPLICAS, return only once that many replicas hold every write made since
+        ``mark`` (primary_mark); raise NotReplicated (a 503) otherwise, also when a failover came in between.
+        What an answer of 2xx promises the sender."""
         if self.config.redis_min_replicas > 0:
             storage.wait_for_replicas(self.redis, self.key("replication-fence"), self.config.redis_min_replicas,
-                                      self.config.redis_replica_wait_ms)
+                                      self.config.redis_replica_wait_ms, mark)
+
+    def run_replicated(self, name: str, source: str, keys: list[str], args: list) -> object:
+        """A registered script whose write, with RELAY_REDIS_MIN_REPLICAS, is on that many replicas before
+        this returns (else NotReplicated, a 503)."""
+        if self.config.redis_min_replicas <= 0:
+            return self.script(name, source)(keys=keys, args=args)
+        return storage.run_replicated(self.redis, self.script(name, source), keys, args,
+                                      self.config.redis_min_replicas, self.config.redis_replica_wait_ms)
 
     def key(self, *parts: str) -> str:
         return self.config.key_prefix + ":".join(parts)

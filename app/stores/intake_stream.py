@@ -44,21 +44,17 @@ def backlog(ctx: Context) -> int:
 
 def record_event(ctx: Context, tenant_id: str, task_id: str, webhook_id: str, body: str) -> bool:
     """Durably store a verified event and queue its processing, atomically. False: seen before."""
-    script = ctx.script("intake", _INTAKE)
     dedupe = ctx.key("webhook", tenant_id, digest(webhook_id, 40))
     args = [ctx.config.webhook_dedupe_ttl_seconds, tenant_id, task_id, webhook_id, body]
-    fresh = script(keys=[dedupe, stream_key(ctx)], args=args) == 1
-    ctx.replicated()  # a redelivery too: the first copy's write may not have reached the replicas yet
-    return fresh
+    # a redelivery waits too: the first copy's write may not have reached the replicas yet
+    return ctx.run_replicated("intake", _INTAKE, keys=[dedupe, stream_key(ctx)], args=args) == 1
 
 
 def record_command(ctx: Context, job: str, request: dict, command_id: str) -> bool:
     """Durably queue a Slack command's work (``job`` of app.domain.slack.background), once per ``command_id``."""
     dedupe = ctx.key("slack", "command", digest(command_id, 40))
     args = [86_400, job, json.dumps(request)]
-    fresh = ctx.script("slack-command", _COMMAND)(keys=[dedupe, stream_key(ctx)], args=args) == 1
-    ctx.replicated()
-    return fresh
+    return ctx.run_replicated("slack-command", _COMMAND, keys=[dedupe, stream_key(ctx)], args=args) == 1
 
 
 def acknowledge(ctx: Context, entry_id: str) -> None:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from app.cli.embedded_redis import EmbeddedRedis
+from app.core import storage
 from tests.relay.test_intake import TASK, signed
 
 
@@ -68,3 +69,14 @@ def test_with_min_replicas_a_write_no_replica_confirmed_is_answered_503(make_rel
         assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
         error = answer.json()["error"]
         assert error["reason"] == "not_replicated" and "RELAY_REDIS_MIN_REPLICAS" in error["message"]
+
+
+def test_a_fence_on_another_primary_than_the_writes_vouches_for_nothing(make_relay):
+    """The writes went to one primary and the fence, after a failover, to another: their WAIT says nothing
+    about those writes, so it is not replicated either (a 503), however many replicas the new one has."""
+    relay = make_relay(worker=False)
+    redis, fence = relay.ctx.redis, relay.ctx.key("replication-fence")
+    mark = storage.primary_id(redis)
+    storage.wait_for_replicas(redis, fence, 0, 50, mark)  # the same primary: 0 of 0 replicas is enough
+    with pytest.raises(storage.NotReplicated, match="primary changed"):
+        storage.wait_for_replicas(redis, fence, 0, 50, "0" * 40)

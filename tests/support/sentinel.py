@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis import Redis
+from redis.client import PubSub
 from redis.exceptions import RedisError
 
 from app.cli.devstack import free_port
@@ -84,6 +85,38 @@ class SentinelGroup:
         assert node.process is not None
         node.process.send_signal(signal.SIGKILL)
         node.process.wait(timeout=10)
+
+    def pause(self, node: Node) -> None:
+        """A hung primary: the process stops, its sockets stay open and take commands it does not answer."""
+        assert node.process is not None
+        node.process.send_signal(signal.SIGSTOP)
+        stat = Path(f"/proc/{node.process.pid}/stat")  # the signal is asynchronous: wait until it has stopped
+        self._wait(lambda: stat.read_text().rpartition(")")[2].split()[0] == "T", f"{node.name} to stop", 10)
+
+    def resume(self, node: Node) -> None:
+        assert node.process is not None
+        node.process.send_signal(signal.SIGCONT)
+
+    def failover_events(self) -> list[PubSub]:
+        """Subscriptions to each sentinel's `+switch-master` (take them before the fault)."""
+        subscriptions = []
+        for watcher in self.watchers:
+            pubsub = watcher.client(decode_responses=True).pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe("+switch-master")
+            subscriptions.append(pubsub)
+        return subscriptions
+
+    def wait_for_switch(self, events: list[PubSub], timeout: float = 60) -> None:
+        """Until every sentinel has switched to the new primary: the failover is over."""
+        deadline, waiting = time.monotonic() + timeout, list(events)
+        while waiting and time.monotonic() < deadline:
+            for pubsub in list(waiting):
+                message = pubsub.get_message(timeout=0.1)
+                if message and message["data"].split()[0] == MASTER:
+                    pubsub.close()
+                    waiting.remove(pubsub)
+        if waiting:
+            raise AssertionError(f"timed out: {len(waiting)} sentinel(s) never switched to the new primary")
 
     def stop(self) -> None:
         for node in [*self.watchers, *self.servers]:
