@@ -1,8 +1,10 @@
 """bench/fanout: delivery throughput and memory.
 
 1. Deliveries/s to a loopback webhook subscriber (gunicorn) with 2 relay worker processes (each running
-   its delivery lane: decision 0008), against a plain httpx loop posting the same signed payloads in the
-   same run. Goal: ratio >= 0.5.
+   its delivery lane: decision 0008), against a plain httpx loop posting the same signed payloads, and
+   against the peer a Python team would write (bench/celery_peer.py: 2 Celery worker processes, a thread
+   pool of 8 each, late acknowledgement, Redis broker), in the same run.
+   Goals: relay/httpx loop >= 0.5, relay/Celery >= 1.5.
 2. Peak RSS of one worker delivering one 1 GiB document to the folder, the Drive fake and the Slack
    fake (the file streams from the sandbox). Goal: under 150 MiB.
 
@@ -95,10 +97,44 @@ def throughput(ctx, env: dict, tenant_id: str, count: int) -> dict:
         records = [deliveries.get(ctx, i) for i in ids]
         done = [float(r["delivered_at"]) for r in records if r and r["state"] == "delivered"]
         relay = (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
-        return {"baseline": baseline, "relay": relay, "delivered": len(done), "count": count}
+        celery = celery_peer(ctx, env, url, body, headers, count)
+        return {"baseline": baseline, "relay": relay, "celery": celery, "delivered": len(done), "count": count}
     finally:
         subscriber.terminate()
         subscriber.wait()
+
+
+def celery_peer(ctx, env: dict, url: str, body: str, headers: dict, count: int) -> float:
+    """The same signed posts as Celery tasks, queued first (as the relay's deliveries are), then run by 2
+    worker processes; deliveries/s from first to last completion, as for the relay."""
+    socket = ctx.config.redis_url.removeprefix("unix://")
+    env = {**env, "BENCH_CELERY_BROKER": f"redis+socket://{socket}?virtual_host=2"}
+    previous = os.environ.get("BENCH_CELERY_BROKER")
+    os.environ["BENCH_CELERY_BROKER"] = env["BENCH_CELERY_BROKER"]
+    try:
+        from bench import celery_peer as peer
+        peer.celery.conf.broker_url = env["BENCH_CELERY_BROKER"]
+        for _ in range(count):
+            peer.deliver.delay(url, body, headers)
+        done_store = peer._done()
+        done_store.delete(peer.DONE)
+        workers = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "bench.celery_peer", "worker", "--pool",
+                                     "threads", "--concurrency", "8", "--loglevel", "WARNING", "-n", f"peer{n}@%h"],
+                                    env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for n in range(2)]
+        deadline = time.monotonic() + 600
+        while done_store.llen(peer.DONE) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for worker in workers:
+            worker.terminate()
+            worker.wait(timeout=60)
+        done = [float(t) for t in done_store.lrange(peer.DONE, 0, -1)]
+        return (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
+    finally:
+        if previous is None:
+            os.environ.pop("BENCH_CELERY_BROKER", None)
+        else:
+            os.environ["BENCH_CELERY_BROKER"] = previous
 
 
 def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[dict]:
@@ -191,7 +227,9 @@ def main() -> None:
             print(f"webhook deliveries: {speed['delivered']}/{speed['count']} delivered")
             print(f"  plain httpx loop : {speed['baseline']:8.0f} posts/s")
             print(f"  relay, 2 workers : {speed['relay']:8.0f} deliveries/s")
-            print(f"  ratio            : {speed['relay'] / speed['baseline']:8.2f}  (goal >= 0.50)")
+            print(f"  Celery, 2 workers: {speed['celery']:8.0f} deliveries/s (thread pool of 8 each)")
+            print(f"  ratio relay/httpx: {speed['relay'] / speed['baseline']:8.2f}  (goal >= 0.50)")
+            print(f"  ratio relay/Celery:{speed['relay'] / max(speed['celery'], 1e-9):8.2f}  (goal >= 1.50)")
         if not args.skip_rss:
             print(f"peak RSS of one worker delivering a {args.size_mb} MiB document (goal < 150 MiB):")
             for row in peak_rss(ctx, env, tenant.tenant_id, work, args.size_mb):

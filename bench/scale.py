@@ -1,0 +1,241 @@
+"""bench/scale: how far one Redis carries the relay on this machine, in one run.
+
+1. Intake: webhook requests/s with 1, 2 and 4 web processes (`relay web`'s gunicorn settings, wrk, the
+   requests of bench/ingest), and Redis's CPU time per 1,000 webhooks (INFO cpu).
+2. Delivery lane: deliveries/s with 1, 2 and 4 worker processes (bench/fanout's signed posts to a gunicorn
+   subscriber), and Redis's CPU time per 1,000 deliveries.
+3. End to end: a webhook answered -> its task's event delivered to a REST-hook subscriber, with 1, 2 and 4
+   workers behind a `relay web` of 2 processes. Webhooks are sent open-loop at a fixed rate, each ending its
+   own task; prints p50/p99 at each rate, and the highest rate whose p99 stays under 1 s.
+   Goal: p99 under 250 ms at 200 webhooks/s with 2 workers.
+
+    python bench/scale.py [--seconds 8] [--rates 50,100,150,200,300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from flask import Flask, request
+from standardwebhooks import Webhook
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.cli.devstack import free_port, wait_until_up  # noqa: E402
+from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
+from app.core.config import RelayConfig  # noqa: E402
+from app.core.crypto import SecretBox  # noqa: E402
+from app.domain import deliveries  # noqa: E402
+from app.stores.context import build_context  # noqa: E402
+from app.stores.destinations import new_webhook_secret  # noqa: E402
+from app.stores.intake_stream import stream_key  # noqa: E402
+from bench import fanout, ingest  # noqa: E402
+from tests.chaos.test_redis_restart import _event  # noqa: E402
+from tests.support.servers import ServedApp  # noqa: E402
+
+PROCESSES = (1, 2, 4)
+
+
+def redis_cpu(ctx) -> float:
+    info = ctx.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def intake_scaling(ctx, env: dict, token_path: str, work: Path, seconds: int) -> list[dict]:
+    rows = []
+    for n, processes in enumerate(PROCESSES):
+        requests_file = work / "requests.tsv"
+        ingest.signed_requests(requests_file, 6_000 * seconds, f"scale{n}")
+        port = free_port()
+        server = ingest.serve("app.web:create_app()", port, processes, "gthread", env, production_config=True)
+        try:
+            stored, cpu = ctx.redis.xlen(stream_key(ctx)), redis_cpu(ctx)
+            stats = ingest.load(f"http://127.0.0.1:{port}{token_path}", requests_file, seconds, 32, 2)
+            stored, cpu = ctx.redis.xlen(stream_key(ctx)) - stored, redis_cpu(ctx) - cpu
+        finally:
+            ingest.stop(server)
+        rows.append({"processes": processes, "rps": stats["rps"], "p99_ms": stats["p99_us"] / 1000,
+                     "redis_ms_per_1k": 1e6 * cpu / max(stored, 1)})
+    return rows
+
+
+def lane_scaling(ctx, env: dict, tenant_id: str, count: int) -> list[dict]:
+    port = free_port()
+    subscriber = fanout.gunicorn_subscriber(port)
+    url = f"http://127.0.0.1:{port}/bare"
+    rows = []
+    try:
+        for processes in PROCESSES:
+            task = fanout.finished_task(ctx, tenant_id, fanout.TASK_RESULT)
+            event, secret = json.loads(task["event_json"]), new_webhook_secret()
+            ids = [deliveries._record(ctx, task, event, f"scale:{processes}:{n}",
+                                      {"kind": "webhook", "config": {"url": url, "secret": secret}})
+                   for n in range(count)]
+            cpu = redis_cpu(ctx)
+            for delivery_id in ids:
+                deliveries.enqueue(ctx, delivery_id)
+            for worker in fanout.run_workers(env, processes):
+                worker.wait(timeout=1800)
+            cpu = redis_cpu(ctx) - cpu
+            done = [float(r["delivered_at"]) for i in ids if (r := deliveries.get(ctx, i))
+                    and r["state"] == "delivered"]
+            rate = (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
+            rows.append({"processes": processes, "per_s": rate, "delivered": len(done),
+                         "redis_ms_per_1k": 1e6 * cpu / max(len(done), 1)})
+    finally:
+        subscriber.terminate()
+        subscriber.wait()
+    return rows
+
+
+class Subscriber:
+    """A REST-hook subscriber that notes when each task's event arrived."""
+
+    def __init__(self):
+        self.arrived: dict[str, float] = {}
+        app = Flask(__name__)
+
+        @app.post("/hook")
+        def hook():
+            self.arrived.setdefault(request.get_json()["data"]["task_id"], time.time())
+            return "", 204
+
+        self.server = ServedApp(app).start()
+        self.url = f"{self.server.url}/hook"
+
+
+def send_at_rate(url_for, signer: Webhook, tasks: list[str], rate: float, first: int) -> dict[str, float]:
+    """Open loop: webhook i goes at start + i/rate whatever the answers; returns when each was answered."""
+    answered: dict[str, float] = {}
+    start, senders = time.time() + 0.2, 32
+
+    def send(offset: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            for i in range(offset, len(tasks), senders):
+                time.sleep(max(0.0, start + i / rate - time.time()))
+                webhook_id, body = f"msg_scale_{first + i:09d}", json.dumps(_event(first + i))
+                stamp = datetime.now(UTC)
+                headers = {"webhook-id": webhook_id, "webhook-timestamp": str(int(stamp.timestamp())),
+                           "webhook-signature": signer.sign(webhook_id, stamp, body),
+                           "content-type": "application/json"}
+                if client.post(url_for(tasks[i]), content=body, headers=headers).status_code == 200:
+                    answered[tasks[i]] = time.time()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answered
+
+
+def end_to_end(ctx, config: RelayConfig, tenant, api_key: str, work: Path, rates: list[int],
+               seconds: int) -> list[dict]:
+    subscriber = Subscriber()
+    port = free_port()
+    env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT), "RELAY_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    web = subprocess.Popen([sys.executable, "-m", "app.cli", "web", "--port", str(port), "--workers", "2"], env=env,
+                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows, sent = [], 0
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz")
+        httpx.post(f"http://127.0.0.1:{port}/v1/hooks", headers={"Authorization": f"Bearer {api_key}"},
+                   json={"target_url": subscriber.url, "event": "task.completed"}).raise_for_status()
+        signer = Webhook(tenant.webhook_secret)
+        base = f"http://127.0.0.1:{port}/webhooks/upstream/"
+        for processes in PROCESSES:
+            workers = [subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, cwd=ROOT,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       for _ in range(processes)]
+            try:
+                time.sleep(2)  # the workers have registered and their pumps and lanes run
+                for rate in rates:
+                    tasks = [ctx.tasks.create(tenant.tenant_id, format="excel", prompt="scale")["task_id"]
+                             for _ in range(int(rate * seconds))]
+                    answered = send_at_rate(lambda t: base + ctx.tokens.webhook(tenant.tenant_id, t), signer,
+                                            tasks, rate, sent)
+                    sent += len(tasks)
+                    deadline = time.time() + 30
+                    while time.time() < deadline and any(t not in subscriber.arrived for t in answered):
+                        time.sleep(0.2)
+                    latencies = sorted(subscriber.arrived.get(t, float("inf")) - answered[t] for t in answered)
+                    row = {"workers": processes, "rate": rate, "sent": len(tasks), "answered": len(answered),
+                           "p50_ms": 1000 * statistics.median(latencies),
+                           "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
+                    rows.append(row)
+                    print(f"  e2e workers={processes} rate={rate}/s p50={row['p50_ms']:.0f} ms "
+                          f"p99={row['p99_ms']:.0f} ms", flush=True)
+                    if row["p99_ms"] > 5000:  # far past saturation: higher rates say nothing more
+                        break
+            finally:
+                for worker in workers:
+                    worker.terminate()
+                for worker in workers:
+                    worker.wait(timeout=120)
+    finally:
+        web.terminate()
+        web.wait(timeout=60)
+        subscriber.server.stop()
+    return rows
+
+
+def main() -> None:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the subscriber would log every delivery
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8, help="length of each load run")
+    parser.add_argument("--rates", default="50,100,150,200,300", help="end-to-end webhooks/s to try")
+    parser.add_argument("--deliveries", type=int, default=2000)
+    args = parser.parse_args()
+    rates = [int(r) for r in args.rates.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="relay-scale-"))
+    redis = EmbeddedRedis(work / "redis")
+    config = RelayConfig(redis_url=redis.start(), encryption_keys=SecretBox.new_key(), secret_key="bench",
+                         outbound_allow="127.0.0.0/8", folder_roots=str(work / "deliveries"),
+                         worker_maintenance_seconds=5, rate_limit="")
+    ctx = build_context(config)
+    tenant, api_key = ctx.tenants.create("bench", "http://127.0.0.1:9", "key", ingest.SECRET)
+    task = ctx.tasks.create(tenant.tenant_id, format="excel", prompt="bench")
+    env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT)}
+    print(f"bench/scale on {os.cpu_count()} cores, Redis {ctx.redis.info('server')['redis_version']} with AOF")
+    try:
+        token_path = f"/webhooks/upstream/{ctx.tokens.webhook(tenant.tenant_id, task['task_id'])}"
+        intake = intake_scaling(ctx, env, token_path, work, args.seconds)
+        print("intake (webhooks stored, answered 200):")
+        for row in intake:
+            print(f"  {row['processes']} web processes: {row['rps']:7.0f} req/s  p99 {row['p99_ms']:6.1f} ms  "
+                  f"Redis CPU {row['redis_ms_per_1k']:6.1f} ms per 1,000 webhooks")
+        lane = lane_scaling(ctx, env, tenant.tenant_id, args.deliveries)
+        print("delivery lane (signed posts to a loopback subscriber):")
+        for row in lane:
+            print(f"  {row['processes']} workers: {row['per_s']:7.0f} deliveries/s ({row['delivered']} delivered)  "
+                  f"Redis CPU {row['redis_ms_per_1k']:6.1f} ms per 1,000 deliveries")
+        ctx.redis.delete(stream_key(ctx))  # the intake runs' stored webhooks are no work for the workers below
+        print("end to end (webhook answered -> event at a REST-hook subscriber), relay web with 2 processes:")
+        e2e = end_to_end(ctx, config, tenant, api_key, work, rates, args.seconds)
+        for processes in PROCESSES:
+            mine = [r for r in e2e if r["workers"] == processes]
+            under = [r["rate"] for r in mine if r["p99_ms"] < 1000]
+            print(f"  {processes} workers: highest rate tried with p99 < 1 s: {max(under, default=0)}/s")
+        goal = next((r for r in e2e if r["workers"] == 2 and r["rate"] == 200), None)
+        if goal:
+            print(f"goal: p99 at 200/s with 2 workers {goal['p99_ms']:.0f} ms (goal < 250 ms)")
+    finally:
+        redis.stop()
+
+
+if __name__ == "__main__":
+    main()
