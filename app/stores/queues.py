@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 from rq import Queue, Retry
+from rq.intermediate_queue import IntermediateQueue
 
 from app.stores.context import Context
 
@@ -30,15 +31,34 @@ def job(name: str) -> str:
 def requeue_if_lost(ctx: Context, queue: Queue, job_id: str) -> tuple[bytes | None, bool]:
     """The job's RQ status (None: no such job), and whether it was pushed again: a `queued` job in neither
     its queue nor the intermediate queue was popped by a worker that died, or lost Redis's reply, before
-    running it (RQ pops from several queues with BLPOP)."""
+    running it (RQ pops from several queues with BLPOP). So was one left in the intermediate queue (the
+    worker's pop reached Redis, its answer did not: a failover, a dropped connection) without starting,
+    once it has been seen there for RELAY_INTAKE_RECLAIM_SECONDS; RQ's own clean-up waits a minute past its
+    maintenance pass, which after a failover held webhooks back for minutes."""
     status = ctx.rq_redis.hget(f"rq:job:{job_id}", "status")
     raw = job_id.encode()
-    lost = status == b"queued" and ctx.rq_redis.lpos(queue.key, raw) is None \
-        and ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is None
+    lost = False
+    if status == b"queued" and ctx.rq_redis.lpos(queue.key, raw) is None:
+        if ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is None:
+            lost = True
+        elif _stuck_in_intermediate(ctx, queue, job_id):
+            ctx.rq_redis.lrem(queue.intermediate_queue_key, 1, raw)
+            ctx.rq_redis.delete(IntermediateQueue(queue.key, ctx.rq_redis).get_first_seen_key(job_id))
+            lost = True
     if lost:
         log.warning("job %s was lost between Redis and a worker; queued again", job_id)
         queue.push_job_id(job_id)
     return status, lost
+
+
+def _stuck_in_intermediate(ctx: Context, queue: Queue, job_id: str) -> bool:
+    if job_id in queue.started_job_registry:
+        return False
+    intermediate = IntermediateQueue(queue.key, ctx.rq_redis)
+    if intermediate.set_first_seen(job_id):  # seen there now for the first time (RQ's own mark)
+        return False
+    first_seen = intermediate.get_first_seen(job_id)
+    return first_seen is not None and time.time() - first_seen.timestamp() >= ctx.config.intake_reclaim_seconds
 
 
 def kept_for(ctx: Context) -> dict[str, int]:

@@ -4,11 +4,13 @@ is a 4xx with nothing stored, never a 500; a redelivery is acknowledged and drop
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from rq import Queue, SimpleWorker
+from rq.intermediate_queue import IntermediateQueue
 from standardwebhooks import Webhook
 
 from app.stores import queues
@@ -84,6 +86,26 @@ def test_an_event_read_by_a_consumer_that_died_is_pumped_by_another(intake):
     assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1
     work(relay)
     assert stored.count == 0
+
+
+def test_a_job_left_in_rqs_intermediate_queue_is_queued_again_after_a_reclaim_period(intake):
+    """A worker's pop reached Redis but its answer never came back (a failover, a dropped connection): the
+    job id sits in RQ's intermediate queue and no worker runs it. The pump's next looks at its entry mark it,
+    then queue it again once it has waited there for RELAY_INTAKE_RECLAIM_SECONDS, not RQ's minute."""
+    relay, url, body, stored = intake
+    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
+    assert IntakePump(relay.ctx).pump_once() == 1
+    queue = Queue(queues.EVENTS, connection=relay.ctx.rq_redis)
+    [job_id] = queue.job_ids
+    relay.ctx.rq_redis.lmove(queue.key, queue.intermediate_queue_key)  # the pop whose answer was lost
+    pump = IntakePump(relay.ctx, consumer="alive", reclaim_idle_ms=0)
+    assert pump.pump_once() == 1 and queue.count == 0, "seen in the intermediate queue: marked, left there"
+    first_seen = IntermediateQueue(queue.key, relay.ctx.rq_redis).get_first_seen_key(job_id)
+    waited = time.time() - relay.ctx.config.intake_reclaim_seconds - 1
+    relay.ctx.rq_redis.set(first_seen, waited)  # as if a reclaim period had gone by
+    assert pump.pump_once() == 1
+    assert queue.job_ids == [job_id] and relay.ctx.rq_redis.llen(queue.intermediate_queue_key) == 0
+    assert work(relay) == 1 and stored.count == 0
 
 
 def test_pumping_the_same_event_twice_runs_it_once(intake):
