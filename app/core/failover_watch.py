@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 CHANNELS = ("+failover-state-reconf-slaves", "+switch-master")
 _LISTEN_SECONDS = 0.5  # how long one wait for a message lasts: the thread's stop is never later than this
-_RETRY_SECONDS = 1.0  # after losing a sentinel, before trying the next one
+_RETRY_SECONDS = 1.0  # after losing its sentinel, before a listener subscribes to it again
 
 
 class FailoverWatch:
@@ -51,7 +51,6 @@ class FailoverWatch:
         self._threads: list[threading.Thread] = []
         self._pid = 0
         self._stopped = threading.Event()
-        self.switches = 0  # failovers seen by this process (for tests and logs)
         atexit.register(self.stop)
 
     def add(self, pool: SentinelConnectionPool) -> None:
@@ -84,7 +83,6 @@ class FailoverWatch:
     def cut(self, old: tuple[str, int]) -> None:  # several listeners may call it for one failover: harmless
         """Leave the old primary: shut the socket of every connection to it, idle or in use. Only those: a
         command in flight on the new primary has run there, and cutting it would make redis-py send it again."""
-        self.switches += 1
         for pool in list(self._pools):
             # the pool's own lists (redis-py's maintenance handling uses them too), copied under its lock
             for connection in [*pool._get_free_connections(), *pool._get_in_use_connections()]:
