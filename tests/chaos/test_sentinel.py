@@ -5,6 +5,7 @@ and after the primary dies the relay finds the new one by itself."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -67,6 +68,21 @@ def test_every_rq_path_works_on_a_sentinel_connection(sentinels, make_relay, rec
     eventually(lambda: reconciled.get_job_ids(), 30, "the cron scheduler's reconciler to run")
     primary = sentinels.primary()
     assert primary.client().dbsize() > 0, "the data is on the primary the sentinels name"
+
+
+def test_rq_dashboard_reads_the_queues_through_the_sentinels(sentinels, make_relay):
+    """rq-dashboard gets a `redis+sentinel://` URL (it takes no client): it lists the relay's queues, with the
+    job the relay queued on the primary the sentinels name."""
+    relay = on_sentinels(make_relay, sentinels, worker=False, admin_token="sentinel-dashboard-token")
+    relay.ctx.queue(queues.RECONCILE).enqueue(queues.job("reconcile"))
+    browser = httpx.Client(base_url=relay.url, follow_redirects=True)
+    login = browser.get("/dashboard/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
+    browser.post("/dashboard/login", data={"token": "sentinel-dashboard-token", "csrf_token": csrf}).raise_for_status()
+    listed = browser.get("/dashboard/rq/0/data/queues.json")
+    assert listed.status_code == 200, listed.text
+    counts = {queue["name"]: queue["count"] for queue in listed.json()["queues"]}
+    assert counts.get(queues.RECONCILE) == 1
 
 
 def test_a_command_waiting_on_a_hung_primary_is_answered_by_the_new_one(sentinels):
