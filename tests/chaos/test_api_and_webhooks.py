@@ -44,7 +44,7 @@ def test_submissions_complete_after_a_60_s_api_outage(make_relay, redis_url, tmp
             views = [client.get(f"/v1/tasks/{t['task_id']}").json() for t in tasks]
             return views if all(v["status"] == "completed" for v in views) else None
 
-        views = eventually(all_done, 120, "every submission to complete")
+        views = eventually(all_done, 120, "every submission to complete", every=0.5)  # 20 requests a look
         assert len({v["run_id"] for v in views}) == 20
         assert client.get("/v1/me").json()["usage"]["task_count"] == 20
         reliability(fault=f"API unreachable for {OUTAGE_SECONDS:g} s while 20 documents were submitted", tried=20,

@@ -68,7 +68,8 @@ def test_a_full_redis_is_answered_with_503_and_nothing_is_lost(make_sandbox, mak
             return views if done else None
 
         try:
-            views = eventually(all_delivered, 120, "every task to complete and every delivery to land")
+            views = eventually(all_delivered, 120, "every task to complete and every delivery to land",
+                               every=0.5)  # a request per task
         except AssertionError:
             stuck = [(v["task_id"], v["status"], [d["state"] for d in v["deliveries"]])
                      for t in accepted if (v := client.get(f"/v1/tasks/{t['task_id']}").json())]

@@ -93,7 +93,7 @@ def test_acknowledged_webhooks_survive_a_redis_restart(make_relay, reliability):
             return missing
 
         try:
-            eventually(lambda: unprocessed() == [], 90, "every acknowledged webhook to be processed")
+            eventually(lambda: unprocessed() == [], 90, "every acknowledged webhook to be processed", every=0.5)
         except AssertionError:
             missing = unprocessed()
             stored = [w for w in missing if relay.ctx.redis.exists(

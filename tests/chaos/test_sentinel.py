@@ -238,7 +238,7 @@ def test_the_primary_fails_in_a_storm_and_nothing_acknowledged_is_lost(sentinels
         vanished = [w for w, kept in zip(jobs, pipe.execute(), strict=True) if not kept]
         stored = [w for w in jobs if w not in set(vanished)]
         try:
-            eventually(lambda: not unprocessed(stored), 240, "every stored webhook to be processed")
+            eventually(lambda: not unprocessed(stored), 240, "every stored webhook to be processed", every=1)
         except AssertionError:
             stuck = unprocessed(stored)
             why = [(w, relay.ctx.rq_redis.hget(f"rq:job:{jobs[w]}", "status")) for w in stuck[:10]]
@@ -249,7 +249,7 @@ def test_the_primary_fails_in_a_storm_and_nothing_acknowledged_is_lost(sentinels
             states = Counter(x["state"] for view in views for x in view["deliveries"])
             return states if states == {"delivered": 2 * DOCUMENTS} else None
 
-        states = eventually(delivered, 180, "every delivery to land")
+        states = eventually(delivered, 180, "every delivery to land", every=1)  # 150 requests a look
         hook_ids = Counter(r.headers["Webhook-Id"] for r in receiver.requests)
         files = list((tmp_path / "deliveries" / "failover").iterdir())
         after = [t - faulted for t in storm.errors if t >= faulted]

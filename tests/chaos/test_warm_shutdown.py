@@ -37,7 +37,7 @@ def test_sigterm_in_the_middle_of_a_delivery_25_times_in_a_row(make_relay, recei
         states = Counter(d["state"] for view in views for d in view["deliveries"])
         return states if states == {"delivered": len(tasks)} else None
 
-    eventually(all_delivered, 60, "every delivery to be delivered")
+    eventually(all_delivered, 60, "every delivery to be delivered", every=0.5)  # a request per task
     webhook_ids = Counter(r.headers["Webhook-Id"] for r in receiver.requests)
     assert len(webhook_ids) == len(tasks) and set(webhook_ids.values()) == {1}, webhook_ids
     reliability(fault=f"SIGTERM a worker in the middle of a delivery, {TERMS} times in a row (0.3 s subscriber)",

@@ -53,7 +53,7 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, fake_drive, fake_s
         return states if sum(states.values()) == TASKS * 5 and set(states) <= {"delivered", "dead"} else None
 
     try:
-        states = eventually(all_settled, 240, "all 300 deliveries to settle")
+        states = eventually(all_settled, 240, "all 300 deliveries to settle", every=0.5)  # a request per task
     finally:
         stop.set()
         chaos.join(timeout=30)
