@@ -43,9 +43,11 @@ _redis: Redis | None = None
 
 
 def _done() -> Redis:
+    """The broker's own Redis, where completion times go (kombu spells a unix socket redis+socket://)."""
     global _redis
     if _redis is None:
-        _redis = Redis.from_url(BROKER.replace("redis+socket://", "unix://").replace("virtual_host=", "db="))
+        broker = str(celery.conf.broker_url)
+        _redis = Redis.from_url(broker.replace("redis+socket://", "unix://").replace("virtual_host=", "db="))
     return _redis
 
 

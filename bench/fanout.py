@@ -107,34 +107,27 @@ def throughput(ctx, env: dict, tenant_id: str, count: int) -> dict:
 def celery_peer(ctx, env: dict, url: str, body: str, headers: dict, count: int) -> float:
     """The same signed posts as Celery tasks, queued first (as the relay's deliveries are), then run by 2
     worker processes; deliveries/s from first to last completion, as for the relay."""
-    socket = ctx.config.redis_url.removeprefix("unix://")
-    env = {**env, "BENCH_CELERY_BROKER": f"redis+socket://{socket}?virtual_host=2"}
-    previous = os.environ.get("BENCH_CELERY_BROKER")
-    os.environ["BENCH_CELERY_BROKER"] = env["BENCH_CELERY_BROKER"]
-    try:
-        from bench import celery_peer as peer
-        peer.celery.conf.broker_url = env["BENCH_CELERY_BROKER"]
-        for _ in range(count):
-            peer.deliver.delay(url, body, headers)
-        done_store = peer._done()
-        done_store.delete(peer.DONE)
-        workers = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "bench.celery_peer", "worker", "--pool",
-                                     "threads", "--concurrency", "8", "--loglevel", "WARNING", "-n", f"peer{n}@%h"],
-                                    env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                   for n in range(2)]
-        deadline = time.monotonic() + 600
-        while done_store.llen(peer.DONE) < count and time.monotonic() < deadline:
-            time.sleep(0.2)
-        for worker in workers:
-            worker.terminate()
-            worker.wait(timeout=60)
-        done = [float(t) for t in done_store.lrange(peer.DONE, 0, -1)]
-        return (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
-    finally:
-        if previous is None:
-            os.environ.pop("BENCH_CELERY_BROKER", None)
-        else:
-            os.environ["BENCH_CELERY_BROKER"] = previous
+    from bench import celery_peer as peer  # only this stage needs Celery
+
+    broker = f"redis+socket://{ctx.config.redis_url.removeprefix('unix://')}?virtual_host=2"
+    peer.celery.conf.broker_url = broker
+    for _ in range(count):
+        peer.deliver.delay(url, body, headers)
+    done_store = peer._done()
+    done_store.delete(peer.DONE)
+    workers = [subprocess.Popen([sys.executable, "-m", "celery", "-A", "bench.celery_peer", "worker", "--pool",
+                                 "threads", "--concurrency", "8", "--loglevel", "WARNING", "-n", f"peer{n}@%h"],
+                                env={**env, "BENCH_CELERY_BROKER": broker}, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+               for n in range(2)]
+    deadline = time.monotonic() + 600
+    while done_store.llen(peer.DONE) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for worker in workers:
+        worker.terminate()
+        worker.wait(timeout=60)
+    done = [float(t) for t in done_store.lrange(peer.DONE, 0, -1)]
+    return (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
 
 
 def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[dict]:

@@ -37,28 +37,28 @@ def requeue_if_lost(ctx: Context, queue: Queue, job_id: str) -> tuple[bytes | No
     maintenance pass, which after a failover held webhooks back for minutes."""
     status = ctx.rq_redis.hget(f"rq:job:{job_id}", "status")
     raw = job_id.encode()
-    lost = False
-    if status == b"queued" and ctx.rq_redis.lpos(queue.key, raw) is None:
-        if ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is None:
-            lost = True
-        elif _stuck_in_intermediate(ctx, queue, job_id):
-            ctx.rq_redis.lrem(queue.intermediate_queue_key, 1, raw)
-            ctx.rq_redis.delete(IntermediateQueue(queue.key, ctx.rq_redis).get_first_seen_key(job_id))
-            lost = True
+    lost = status == b"queued" and ctx.rq_redis.lpos(queue.key, raw) is None and (
+        ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is None or _took_back_if_stuck(ctx, queue, job_id))
     if lost:
         log.warning("job %s was lost between Redis and a worker; queued again", job_id)
         queue.push_job_id(job_id)
     return status, lost
 
 
-def _stuck_in_intermediate(ctx: Context, queue: Queue, job_id: str) -> bool:
+def _took_back_if_stuck(ctx: Context, queue: Queue, job_id: str) -> bool:
+    """Take a job out of the intermediate queue once it has waited there, not started, for a reclaim period
+    (RQ's own first-seen mark, set here on the first look)."""
     if job_id in queue.started_job_registry:
         return False
     intermediate = IntermediateQueue(queue.key, ctx.rq_redis)
-    if intermediate.set_first_seen(job_id):  # seen there now for the first time (RQ's own mark)
+    if intermediate.set_first_seen(job_id):
         return False
     first_seen = intermediate.get_first_seen(job_id)
-    return first_seen is not None and time.time() - first_seen.timestamp() >= ctx.config.intake_reclaim_seconds
+    if first_seen is None or time.time() - first_seen.timestamp() < ctx.config.intake_reclaim_seconds:
+        return False
+    intermediate.remove(job_id)
+    ctx.rq_redis.delete(intermediate.get_first_seen_key(job_id))
+    return True
 
 
 def kept_for(ctx: Context) -> dict[str, int]:
