@@ -85,8 +85,10 @@ class RelayConfig:
     worker_maintenance_seconds: int = 30
     """How often a worker looks for jobs abandoned by dead workers (RQ's maintenance)."""
     intake_reclaim_seconds: int = 30
-    """A webhook or command a worker's pump took from the intake stream, and whose job has not let it go this
-    long after (its worker died, or Redis lost the job in a restart), is taken up by another pump."""
+    """A webhook or command a worker's intake lane took from the intake stream and has not finished this long
+    after (its worker died, or Redis lost its RQ job in a restart) is taken up by another worker."""
+    intake_threads: int = 4
+    """Webhooks each worker that serves the events queue applies at once (its intake lane's threads)."""
     outbound_allow: str = ""
     """Hosts and CIDR ranges user-supplied URLs may reach although private (e.g. 127.0.0.0/8 in development)."""
     files_link_ttl_seconds: int = 7 * 86_400

@@ -28,7 +28,7 @@ UPSTREAM_ERRORS = Counter("relay_upstream_errors_total", "Calls to the Overten A
 SLACK_COMMANDS = Counter("relay_slack_commands_total", "Slash commands answered, by verb.", ["verb"])
 STORAGE_ERRORS = Counter("relay_storage_errors_total", "Redis refused or could not be reached, by kind (out_of_memory, "
                          "read_only, unreachable, loading, not_persisting, other) and by the part that met it (web, "
-                         "worker, intake-pump, delivery-lane, scheduler, ...).", ["kind", "where"])
+                         "worker, intake-reader, lane-reader, scheduler, ...).", ["kind", "where"])
 RETENTION_REMOVED = Counter("relay_retention_removed_total", "What the retention sweep removed, by kind (task, "
                             "delivery, dead_letter, event, intake_entry, lane_entry, consumer).", ["kind"])
 

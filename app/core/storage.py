@@ -1,7 +1,7 @@
 """Storage trouble: the relay's Redis refuses writes (full, a read-only replica) or cannot be reached.
 
 That is a bad day, not a bug. Requests answer 503 with Retry-After and store nothing (app/web), and the
-background loops (worker, intake pump, delivery lane, scheduler) back off and go on once Redis is back.
+background loops (worker, the intake and delivery lanes, scheduler) back off and go on once Redis is back.
 Each occurrence is counted in ``relay_storage_errors_total`` by kind and by the part that met it.
 """
 

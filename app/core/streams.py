@@ -1,4 +1,4 @@
-"""Redis stream consumer-group helpers shared by the intake pump and the delivery lane."""
+"""Redis stream consumer-group helpers shared by the lanes (app.work.lane)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The intake stream: verified webhooks from the API and Slack commands, stored durably before anyone
-answers 2xx, until a worker's pump (app.work.pump) has turned each into an RQ job and that job has done it.
+answers 2xx, until a worker's intake lane (app.work.intake) has done it (or handed it to an RQ job that has).
 
 Webhook intake (and the Slack command acknowledgement, which has 3 seconds) must be cheap and durable:
 one Lua script checks the webhook-id (kept 48 h) and appends the event to the stream, and only then does
@@ -15,6 +15,7 @@ from app.core.ids import digest
 from app.core.streams import let_go
 from app.stores.context import Context
 
+# named when a pump turned each entry into an RQ job; kept, so that after an upgrade what is pending is taken up
 GROUP = "relay-pump"
 
 # KEYS: dedupe key, stream. ARGV: ttl, tenant id, task id, webhook id, body.

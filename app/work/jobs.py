@@ -19,11 +19,18 @@ from app.work import delivering
 log = logging.getLogger(__name__)
 
 
-def process_upstream_event(tenant_id: str, task_id: str, body: str, entry_id: str = "") -> str:
-    """Apply a verified webhook from the API to its task, then let its intake-stream entry go."""
-    ctx, event = context.current(), json.loads(body)
+def apply_webhook(ctx: context.Context, tenant_id: str, task_id: str, body: str) -> str:
+    """Apply a verified webhook from the API to its task (idempotent: a copy changes nothing)."""
+    event = json.loads(body)
     with log_context(tenant=tenant_id, task_id=task_id, run_id=(event.get("data") or {}).get("run_id")):
-        outcome = tracking.apply(ctx, task_id, event["data"], source=f"webhook {event['type']}")
+        return tracking.apply(ctx, task_id, event["data"], source=f"webhook {event['type']}")
+
+
+def process_upstream_event(tenant_id: str, task_id: str, body: str, entry_id: str = "") -> str:
+    """A webhook the intake lane (app.work.intake) could not apply, retried by RQ; then its intake-stream
+    entry goes."""
+    ctx = context.current()
+    outcome = apply_webhook(ctx, tenant_id, task_id, body)
     intake_stream.acknowledge(ctx, entry_id)
     return outcome
 

@@ -1,4 +1,7 @@
-"""The delivery lane: deliveries due now run here, several at a time in every worker, not one RQ job each.
+"""Lanes: work waiting in a Redis stream, run several at a time on a worker's threads, not one RQ job each.
+
+The delivery lane (deliveries due now) and the intake lane (app.work.intake: the API's webhooks) are both
+a StreamLane; this module's text is about the first, the reasons are the same for both.
 
 RQ's own bookkeeping costs a few milliseconds of CPU per job on this kind of machine (DESIGN.md), more
 than a webhook delivery itself, so one RQ job per delivery held fan-out to a fraction of what subscribers
@@ -25,30 +28,39 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from redis.exceptions import RedisError, ResponseError
 
 from app.core.streams import ReaderThread, ensure_group, let_go
+from app.stores import lane_stream
 from app.stores.context import Context
-from app.stores.lane_stream import GROUP, stream_key
 
 log = logging.getLogger(__name__)
 
-class DeliveryLane:
-    """One worker's reader of the lane: ``attempt(delivery_id)`` runs on up to ``threads`` threads."""
+class StreamLane:
+    """One worker's reader of a stream through a consumer group: ``handle`` runs each entry on up to
+    ``threads`` threads, and the entry goes when it returns True."""
 
-    def __init__(self, ctx: Context, attempt: Callable[[str], object], threads: int = 8,
-                 lease_seconds: float = 60.0, consumer: str | None = None):
-        self._ctx, self._attempt, self._threads = ctx, attempt, threads
+    name = "lane"
+
+    def __init__(self, ctx: Context, stream: str, group: str, threads: int, lease_seconds: float,
+                 consumer: str | None = None):
+        self._ctx, self._threads = ctx, threads
         self._lease_ms = max(1, int(lease_seconds * 1000))
         # how often leases are renewed, at the longest; a renewal can come up to two ticks apart, and a busy
         # process can be late by a second or more: a sixth of the lease leaves room for both
         self._tick = min(1.0, lease_seconds / 6)
-        self._stream = stream_key(ctx)
+        self._stream, self._group = stream, group
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="relay-lane")
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"relay-{self.name}")
         self._running: dict[str, Future] = {}  # entry id -> its attempt; changed by the pool's threads too
         self._lock = threading.Lock()
         self._grouped = False
         self._claimed_at = 0.0
         self._renewed = time.monotonic()
-        self._reader = ReaderThread("relay-lane-reader", lambda: self.run_once(block_ms=max(1, int(self._tick * 1000))))
+        self._reader = ReaderThread(f"relay-{self.name}-reader",
+                                    lambda: self.run_once(block_ms=max(1, int(self._tick * 1000))))
+
+    def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:
+        """Do an entry's work (``reclaimed``: a dead or slow worker had it before). True: it is done and goes;
+        False: someone else (an RQ job) lets it go; raising: it is taken up again after a lease."""
+        raise NotImplementedError
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -69,42 +81,45 @@ class DeliveryLane:
                 self._grouped = False  # Redis lost the stream: the group is made again next time
             raise
         if self._reader.stopping and entries:  # read as the worker was told to stop: not this worker's any more
-            self._release([entry_id for entry_id, _ in entries])
+            self._release([entry_id for entry_id, _, _ in entries])
             return 0
-        for entry_id, fields in entries:
-            self._start(entry_id, (fields or {}).get("delivery", ""))
+        for entry_id, fields, reclaimed in entries:
+            self._start(entry_id, fields or {}, reclaimed)
         self._renew_leases()
         return len(entries)
 
     def _release(self, entry_ids: list[str]) -> None:
         """Entries taken but not started: marked idle for longer than any lease, so the next worker's
         XAUTOCLAIM takes them at once instead of after a lease."""
-        self._ctx.redis.xclaim(self._stream, GROUP, self._consumer, 0, entry_ids, idle=2**31, justid=True)
+        self._ctx.redis.xclaim(self._stream, self._group, self._consumer, 0, entry_ids, idle=2**31, justid=True)
 
-    def _take(self, count: int, block_ms: int | None) -> list:
-        """Entries idle for a lease (their worker died) first, then new ones."""
+    def _take(self, count: int, block_ms: int | None) -> list[tuple[str, dict, bool]]:
+        """Entries idle for a lease (their worker died) first, then new ones: (id, fields, reclaimed)."""
         if not self._grouped:
-            ensure_group(self._ctx.redis, self._stream, GROUP)
+            ensure_group(self._ctx.redis, self._stream, self._group)
             self._grouped = True
-        entries: list = []
+        claimed: list = []
         if time.monotonic() - self._claimed_at >= self._tick:
-            _, entries, _ = self._ctx.redis.xautoclaim(self._stream, GROUP, self._consumer, self._lease_ms,
+            _, claimed, _ = self._ctx.redis.xautoclaim(self._stream, self._group, self._consumer, self._lease_ms,
                                                        start_id="0-0", count=count)
-            self._claimed_at = 0.0 if len(entries) == count else time.monotonic()  # full: more may wait
+            self._claimed_at = 0.0 if len(claimed) == count else time.monotonic()  # full: more may wait
+        entries = [(entry_id, fields, True) for entry_id, fields in claimed]
         if len(entries) < count:
-            fresh = self._ctx.redis.xreadgroup(GROUP, self._consumer, {self._stream: ">"}, count=count - len(entries),
-                                               block=None if entries else block_ms)
-            entries = list(entries) + [entry for _, batch in (fresh or []) for entry in batch]
+            fresh = self._ctx.redis.xreadgroup(self._group, self._consumer, {self._stream: ">"},
+                                               count=count - len(entries), block=None if entries else block_ms)
+            entries += [(entry_id, fields, False) for _, batch in (fresh or []) for entry_id, fields in batch]
         return entries
 
-    def drain(self) -> None:
-        """Run everything waiting in the lane, then return (a worker's --burst)."""
+    def drain(self) -> int:
+        """Run everything waiting in the lane, then return how many entries were started (a worker's --burst)."""
+        started = 0
         while True:
             free = self._threads - len(self._snapshot())
-            if free and self._fill(free, None):
+            if free and (taken := self._fill(free, None)):
+                started += taken
                 continue
             if free == self._threads:  # nothing was running, and nothing was waiting
-                return
+                return started
             self._wait_for_one()
 
     def _snapshot(self) -> list[Future]:
@@ -117,11 +132,11 @@ class DeliveryLane:
 
     # -- one entry ---------------------------------------------------------------------------------
 
-    def _start(self, entry_id: str, delivery_id: str) -> None:
+    def _start(self, entry_id: str, fields: dict, reclaimed: bool) -> None:
         with self._lock:
             if entry_id in self._running:  # claimed back from ourselves after a late renewal: it is running
                 return
-            future = self._pool.submit(self._run, entry_id, delivery_id)
+            future = self._pool.submit(self._run, entry_id, fields, reclaimed)
             self._running[entry_id] = future
         future.add_done_callback(lambda _: self._finished(entry_id))
 
@@ -129,15 +144,14 @@ class DeliveryLane:
         with self._lock:
             self._running.pop(entry_id, None)
 
-    def _run(self, entry_id: str, delivery_id: str) -> None:
+    def _run(self, entry_id: str, fields: dict, reclaimed: bool) -> None:
         try:
-            if delivery_id:
-                self._attempt(delivery_id)
-            let_go(self._ctx.redis, self._stream, GROUP, entry_id)
+            if self.handle(entry_id, fields, reclaimed):
+                let_go(self._ctx.redis, self._stream, self._group, entry_id)
         except RedisError as exc:  # the outcome may not be recorded: the entry is claimed again after a lease
-            log.warning("delivery lane: %s left for a retry: %s", delivery_id, exc)
-        except Exception:  # never expected (attempts record their own failures): claimed again after a lease
-            log.exception("delivery lane: the attempt at %s failed", delivery_id)
+            log.warning("%s: entry %s left for a retry: %s", self.name, entry_id, exc)
+        except Exception:  # never expected (handlers record their own failures): claimed again after a lease
+            log.exception("%s: entry %s failed", self.name, entry_id)
 
     def _renew_leases(self) -> None:
         """Reset the idle time of the entries running here, so no other worker claims them."""
@@ -148,9 +162,9 @@ class DeliveryLane:
             running = list(self._running)
         if running:
             try:
-                self._ctx.redis.xclaim(self._stream, GROUP, self._consumer, 0, running, justid=True)
+                self._ctx.redis.xclaim(self._stream, self._group, self._consumer, 0, running, justid=True)
             except RedisError as exc:  # a missed renewal only shortens the lease; the next may succeed
-                log.warning("delivery lane: could not renew the leases of %d attempt(s): %s", len(running), exc)
+                log.warning("%s: could not renew the leases of %d entries: %s", self.name, len(running), exc)
 
     # -- in the background -------------------------------------------------------------------------
 
@@ -167,3 +181,19 @@ class DeliveryLane:
         while self._snapshot():
             self._wait_for_one()  # leases stay renewed while a long upload finishes
         self._pool.shutdown(wait=True)
+
+
+class DeliveryLane(StreamLane):
+    """The delivery lane: ``attempt(delivery_id)`` for each entry."""
+
+    name = "lane"
+
+    def __init__(self, ctx: Context, attempt: Callable[[str], object], threads: int = 8,
+                 lease_seconds: float = 60.0, consumer: str | None = None):
+        super().__init__(ctx, lane_stream.stream_key(ctx), lane_stream.GROUP, threads, lease_seconds, consumer)
+        self._attempt = attempt
+
+    def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:
+        if fields.get("delivery"):
+            self._attempt(fields["delivery"])
+        return True

@@ -1,7 +1,8 @@
 """Worker and scheduler processes.
 
-Every worker also pumps verified webhooks from the intake stream into RQ (app.work.pump) and, when it
-serves the delivery queue, runs the delivery lane (app.work.lane): the deliveries due now.
+A worker that serves the events queue also runs the intake lane (app.work.intake): the verified webhooks of
+the intake stream, applied on its own threads. One that serves the delivery queue runs the delivery lane
+(app.work.lane): the deliveries due now.
 Workers are RQ SimpleWorkers: jobs run in the long-lived worker process, so connections are pooled and
 there is no ~60 ms fork per job (DESIGN.md). Crash safety comes from idempotent jobs, RQ's heartbeats
 and its abandoned-job handling, not from a fork per job.
@@ -31,8 +32,8 @@ from rq.worker import WorkerStatus
 from app.core import logs, storage
 from app.stores import context, queues
 from app.work import delivering, jobs
+from app.work.intake import IntakeLane
 from app.work.lane import DeliveryLane
-from app.work.pump import IntakePump
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,9 @@ class RelayWorker(SimpleWorker):
     lease_seconds = 60
     on_ready: Callable[[], None] = staticmethod(lambda: None)
     """Called once RQ's loop is about to start (after the scheduler's fork: forking a process whose other
-    threads hold locks can deadlock the child), to start the pump and the lane."""
+    threads hold locks can deadlock the child), to start the lanes."""
     on_stop: Callable[[], None] = staticmethod(lambda: None)
-    """Called from the signal handler: the pump and the lane stop taking new work at once."""
+    """Called from the signal handler: the lanes stop taking new work at once."""
     stopping = threading.Event()
     """Set by a stop signal, also by one that came before RQ's handlers were in place (run_worker's own)."""
 
@@ -79,7 +80,7 @@ class RelayWorker(SimpleWorker):
                 log.warning("could not renew the lease of job %s", job.id)
 
     def _install_signal_handlers(self) -> None:
-        """The last step before RQ's loop (the scheduler has forked by now): start the pump and the lane while
+        """The last step before RQ's loop (the scheduler has forked by now): start the lanes while
         run_worker's own handlers, which only set a flag, are still in place; then RQ's."""
         if not self.stopping.is_set():
             self.on_ready()
@@ -94,7 +95,7 @@ class RelayWorker(SimpleWorker):
         """A warm shutdown. RQ's own raises StopRequested wherever the main thread is unless its state says
         busy, so a signal in the instant between two steps of a job was swallowed inside the job and the
         worker ran on. Here the loop ends after the job in hand, and only the blocking dequeue is cut short.
-        What can wind down meanwhile is told to now (the pump, the lane, the command channel's thread, the
+        What can wind down meanwhile is told to now (the lanes, the command channel's thread, the
         scheduler's process), so the exit waits for none of them."""
         self.stopping.set()
         self.on_stop()
@@ -150,7 +151,7 @@ class RelayWorker(SimpleWorker):
 def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool = True) -> None:
     logs.configure()
     ctx = context.current()
-    intake = IntakePump(ctx)
+    intake = IntakeLane(ctx) if queues.EVENTS in queue_names else None
     lane = _delivery_lane(ctx) if queues.DELIVER in queue_names else None
     background = [part for part in (intake, lane) if part is not None]
     started = threading.Event()
@@ -169,12 +170,8 @@ def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool
     RelayWorker.on_ready, RelayWorker.on_stop = staticmethod(start_background), staticmethod(stop_background)
     _on_stop_signals(_flag_stop)  # outside RQ's loop a stop signal only sets a flag (RQ's raises anywhere)
     try:
-        intake.pump_once()  # what arrived while no worker ran
-    except RedisError as exc:
-        storage.Backoff("intake-pump").failed(exc)  # the pump's thread tries again
-    try:
-        if burst and lane:
-            lane.drain()
+        if burst:  # webhooks first: applying them plans deliveries
+            _drain(background)
         _work(ctx, queue_names, burst, with_scheduler)
         if burst and lane:
             lane.drain()  # what the jobs just run (tasks that ended) planned
@@ -204,6 +201,14 @@ def _work(ctx: context.Context, queue_names: list[str], burst: bool, with_schedu
         if failure is None:
             return
         stopping.wait(backoff.failed(failure))
+
+
+def _drain(lanes: list) -> None:
+    try:
+        for lane in lanes:
+            lane.drain()
+    except RedisError as exc:  # storage trouble: what is left waits in its stream for the next worker
+        storage.Backoff("lanes").failed(exc)
 
 
 def _flag_stop() -> None:

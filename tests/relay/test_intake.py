@@ -13,9 +13,11 @@ from rq import Queue, SimpleWorker
 from rq.intermediate_queue import IntermediateQueue
 from standardwebhooks import Webhook
 
+from app.core.streams import ensure_group
 from app.stores import queues
-from app.stores.intake_stream import stream_key
-from app.work.pump import IntakePump
+from app.stores.intake_stream import GROUP, stream_key
+from app.work import jobs
+from app.work.intake import IntakeLane
 
 TASK = {"task_id": "task_01ARZ3NDEKTSV4RRFFQ69G5FAV", "run_id": "run_01ARZ3NDEKTSV4RRFFQ69G5FAV",
         "status": "completed", "phase": None, "turn_index": 2, "progress": 100,
@@ -48,6 +50,11 @@ def work(relay) -> int:
     return waiting
 
 
+def task_of(relay) -> dict:
+    [task] = relay.ctx.tasks.recent(limit=1)
+    return task
+
+
 class Stored:
     """What intake durably stored: entries in the intake stream."""
 
@@ -59,7 +66,7 @@ class Stored:
         return self.relay.ctx.redis.xlen(stream_key(self.relay.ctx))
 
 
-def test_a_signed_event_is_stored_and_enqueued_then_a_redelivery_is_dropped(intake):
+def test_a_signed_event_is_stored_and_applied_then_a_redelivery_is_dropped(intake):
     relay, url, body, stored = intake
     secret = relay.sandbox.webhook_secret
     first = httpx.post(url, content=body, headers=signed(secret, body))
@@ -67,70 +74,99 @@ def test_a_signed_event_is_stored_and_enqueued_then_a_redelivery_is_dropped(inta
     assert (first.status_code, first.json()) == (200, {"status": "accepted"})
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
     assert stored.count == 1
-    assert IntakePump(relay.ctx).pump_once() == 1
+    assert IntakeLane(relay.ctx).drain() == 1
+    assert task_of(relay)["status"] == "completed"
+    assert stored.count == 0, "the lane lets its entry go once the event is applied"
+    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 0, "no RQ job when it went well"
+
+
+def test_an_event_read_by_a_consumer_that_died_is_taken_up_by_another(intake):
+    relay, url, body, stored = intake
+    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
+    ensure_group(relay.ctx.redis, stream_key(relay.ctx), GROUP)
+    relay.ctx.redis.xreadgroup(GROUP, "dead", {stream_key(relay.ctx): ">"}, count=10)  # read, never acked
+    assert IntakeLane(relay.ctx, consumer="alive", lease_seconds=60).drain() == 0, \
+        "not while the reader may still be alive"
+    time.sleep(0.02)  # idle for a lease
+    assert IntakeLane(relay.ctx, consumer="alive", lease_seconds=0.01).drain() >= 1
+    assert stored.count == 0 and task_of(relay)["status"] == "completed"
+
+
+def failing_once(monkeypatch):
+    """The lane's application of a webhook fails (a bug, say) the first time, then works again."""
+    real = jobs.apply_webhook
+
+    def fail(*args):
+        monkeypatch.setattr(jobs, "apply_webhook", real)
+        raise RuntimeError("applying failed")
+
+    monkeypatch.setattr(jobs, "apply_webhook", fail)
+
+
+def test_a_webhook_whose_application_fails_is_retried_by_rq(intake, monkeypatch):
+    relay, url, body, stored = intake
+    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
+    failing_once(monkeypatch)
+    assert IntakeLane(relay.ctx).drain() == 1
     [job] = Queue(queues.EVENTS, connection=relay.ctx.rq_redis).jobs
     assert job.args[2] == body.decode() and job.retries_left
-    assert stored.count == 1, "an entry stays until its job has done the work"
-    work(relay)
-    assert stored.count == 0, "the job lets its entry go"
+    assert stored.count == 1, "the entry stays until its job has done the work"
+    time.sleep(0.02)  # idle for a lease
+    assert IntakeLane(relay.ctx, consumer="alive", lease_seconds=0.01).drain() >= 1
+    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1, "taken up again: RQ has it, no copy"
+    assert work(relay) == 1
+    assert task_of(relay)["status"] == "completed" and stored.count == 0, "the job lets its entry go"
 
 
-def test_an_event_read_by_a_consumer_that_died_is_pumped_by_another(intake):
-    relay, url, body, stored = intake
+def handed_to_rq(relay, url, body, monkeypatch):
+    """The webhook's job waits in the events queue, its entry in the stream."""
     httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
-    dead = IntakePump(relay.ctx, consumer="dead")
-    dead.ensure_group()
-    relay.ctx.redis.xreadgroup("relay-pump", "dead", {stream_key(relay.ctx): ">"}, count=10)  # read, never acked
-    assert IntakePump(relay.ctx, consumer="alive").pump_once() == 0, "not while the reader may still be alive"
-    assert IntakePump(relay.ctx, consumer="alive", reclaim_idle_ms=0).pump_once() == 1
-    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1
-    work(relay)
-    assert stored.count == 0
-
-
-def test_a_job_left_in_rqs_intermediate_queue_is_queued_again_after_a_reclaim_period(intake):
-    """A worker's pop reached Redis but its answer never came back (a failover, a dropped connection): the
-    job id sits in RQ's intermediate queue and no worker runs it. The pump's next looks at its entry mark it,
-    then queue it again once it has waited there for RELAY_INTAKE_RECLAIM_SECONDS, not RQ's minute."""
-    relay, url, body, stored = intake
-    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
-    assert IntakePump(relay.ctx).pump_once() == 1
+    failing_once(monkeypatch)
+    IntakeLane(relay.ctx).drain()
     queue = Queue(queues.EVENTS, connection=relay.ctx.rq_redis)
     [job_id] = queue.job_ids
+    return queue, job_id
+
+
+def test_a_job_left_in_rqs_intermediate_queue_is_queued_again_after_a_reclaim_period(intake, monkeypatch):
+    """A worker's pop reached Redis but its answer never came back (a failover, a dropped connection): the
+    job id sits in RQ's intermediate queue and no worker runs it. The lane's next looks at its entry mark it,
+    then queue it again once it has waited there for RELAY_INTAKE_RECLAIM_SECONDS, not RQ's minute."""
+    relay, url, body, stored = intake
+    queue, job_id = handed_to_rq(relay, url, body, monkeypatch)
     relay.ctx.rq_redis.lmove(queue.key, queue.intermediate_queue_key)  # the pop whose answer was lost
-    pump = IntakePump(relay.ctx, consumer="alive", reclaim_idle_ms=0)
-    assert pump.pump_once() == 1 and queue.count == 0, "seen in the intermediate queue: marked, left there"
+    lane = IntakeLane(relay.ctx, consumer="alive", lease_seconds=0.01)
+    time.sleep(0.02)  # idle for a lease
+    assert lane.drain() >= 1 and queue.count == 0, "seen in the intermediate queue: marked, left there"
     first_seen = IntermediateQueue(queue.key, relay.ctx.rq_redis).get_first_seen_key(job_id)
     waited = time.time() - relay.ctx.config.intake_reclaim_seconds - 1
     relay.ctx.rq_redis.set(first_seen, waited)  # as if a reclaim period had gone by
-    assert pump.pump_once() == 1
+    time.sleep(0.02)  # the entry idle for a lease
+    assert lane.drain() >= 1
     assert queue.job_ids == [job_id] and relay.ctx.rq_redis.llen(queue.intermediate_queue_key) == 0
     assert work(relay) == 1 and stored.count == 0
 
 
-def test_pumping_the_same_event_twice_runs_it_once(intake):
+def test_the_same_event_twice_in_the_stream_is_applied_once(intake):
     relay, url, body, stored = intake
     httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
     entry = relay.ctx.redis.xrange(stream_key(relay.ctx))[0][1]
     relay.ctx.redis.xadd(stream_key(relay.ctx), entry)  # the same event twice in the stream
-    assert IntakePump(relay.ctx).pump_once() == 2
-    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1
-    assert work(relay) == 1
-    assert stored.count == 1  # the twin waits: its job is the one that already ran
-    assert IntakePump(relay.ctx, reclaim_idle_ms=0).pump_once() == 1
-    assert stored.count == 0 and Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 0
+    assert IntakeLane(relay.ctx).drain() == 2
+    assert stored.count == 0
+    usage = relay.client().get("/v1/me").json()["usage"]
+    assert (usage["task_count"], usage["credits_used"]) == (1, 50), "counted once"
 
 
-def test_a_job_lost_between_redis_and_a_worker_is_queued_again(intake):
+def test_a_job_lost_between_redis_and_a_worker_is_queued_again(intake, monkeypatch):
     """A worker on several queues pops with BLPOP; if Redis restarts before the reply arrives, the job id
     has left the queue and no worker runs it. The entry's second look finds it and queues it again."""
     relay, url, body, stored = intake
-    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
-    IntakePump(relay.ctx).pump_once()
-    queue = Queue(queues.EVENTS, connection=relay.ctx.rq_redis)
+    queue, _ = handed_to_rq(relay, url, body, monkeypatch)
     relay.ctx.rq_redis.lpop(queue.key)  # popped, and the reply never reached a worker
     assert queue.count == 0
-    assert IntakePump(relay.ctx, reclaim_idle_ms=0).pump_once() == 1
+    time.sleep(0.02)  # idle for a lease
+    assert IntakeLane(relay.ctx, consumer="alive", lease_seconds=0.01).drain() >= 1
     assert queue.count == 1
     assert work(relay) == 1 and stored.count == 0
 

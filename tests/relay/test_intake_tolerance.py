@@ -10,8 +10,8 @@ import json
 import httpx
 import pytest
 
-from app.work.pump import IntakePump
-from tests.relay.test_intake import TASK, signed, work
+from app.work.intake import IntakeLane
+from tests.relay.test_intake import TASK, signed
 
 VARIATIONS = {
     "edit_url null": lambda data: data["result"].update(edit_url=None),
@@ -46,8 +46,7 @@ def test_each_harmless_variation_is_accepted_and_applied_once(make_relay):
             answer = httpx.post(url, content=body, headers=signed(secret, body, msg_id=f"msg_{name}_{copy_}"))
             assert answer.status_code == 200, (name, answer.text)
         sent[name] = task_id
-    IntakePump(relay.ctx).pump_once()
-    work(relay)
+    IntakeLane(relay.ctx).drain()
     tasks = {name: relay.ctx.tasks.get(task_id) for name, task_id in sent.items()}
     assert tasks["edit_url null"]["status"] == "completed" and tasks["edit_url null"]["result"]["edit_url"] is None
     assert tasks["summary null"]["status"] == "completed" and tasks["summary null"]["result"]["summary"] is None

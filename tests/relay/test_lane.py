@@ -100,18 +100,14 @@ def test_stopping_lets_running_attempts_finish(ctx):
 def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receiver):
     """A crash between recording a delivery and adding it to the lane (or Redis losing the entry) leaves
     it pending with no entry; the reconciler's look at overdue deliveries adds it again, once."""
-    from rq import Queue, SimpleWorker
-
-    from app.stores import queues
     from app.work import delivering, jobs
-    from app.work.pump import IntakePump
+    from app.work.intake import IntakeLane
 
     relay = make_relay(worker=False, delivery_recheck_seconds=0)
     ctx = relay.ctx
     with relay.client() as client:
         task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
-        eventually(lambda: IntakePump(ctx).pump_once(), 30, "the API's webhook")
-        SimpleWorker([Queue(queues.EVENTS, connection=ctx.rq_redis)], connection=ctx.rq_redis).work(burst=True)
+        eventually(lambda: IntakeLane(ctx).drain(), 30, "the API's webhook")
         assert lane_stream.backlog(ctx) == 1
         [(entry_id, _)] = ctx.redis.xrange(lane_stream.stream_key(ctx))
         ctx.redis.xdel(lane_stream.stream_key(ctx), entry_id)  # lost
@@ -127,19 +123,15 @@ def test_follow_ups_planned_again_add_no_second_entry(make_relay, receiver):
     """A finish hook run again (its last write refused while Redis was full, or a poll racing the webhook)
     plans the same deliveries; the lane must not hold a second entry that another worker could run at the
     same time as the first (seen in CI as a webhook delivered twice)."""
-    from rq import Queue, SimpleWorker
-
     from app.domain import tracking
-    from app.stores import queues
     from app.work import delivering
-    from app.work.pump import IntakePump
+    from app.work.intake import IntakeLane
 
     relay = make_relay(worker=False)
     ctx = relay.ctx
     with relay.client() as client:
         task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
-        eventually(lambda: IntakePump(ctx).pump_once(), 30, "the API's webhook")
-        SimpleWorker([Queue(queues.EVENTS, connection=ctx.rq_redis)], connection=ctx.rq_redis).work(burst=True)
+        eventually(lambda: IntakeLane(ctx).drain(), 30, "the API's webhook")
         tracking.run_follow_ups(ctx, task["task_id"])
         assert lane_stream.backlog(ctx) == 1, "still one entry for the one delivery"
         DeliveryLane(ctx, lambda delivery_id: delivering.attempt(ctx, delivery_id)).drain()

@@ -9,9 +9,9 @@ import time
 
 from prometheus_client import REGISTRY
 
+from app.core.streams import ensure_group
 from app.domain import retention
 from app.stores import intake_stream, lane_stream
-from app.work import pump
 from tests.support.servers import eventually
 
 DAY = 86_400
@@ -104,8 +104,7 @@ def test_dead_letters_leave_the_list_after_their_retention_with_a_log_line(make_
 def test_old_stream_entries_and_consumers_of_gone_workers_are_removed(make_relay):
     relay = make_relay(worker=False, consumer_idle_seconds=0)  # Redis measures idle time itself: no clock here
     ctx = relay.ctx
-    intake = pump.IntakePump(ctx, consumer="gone-worker")
-    intake.ensure_group()
+    ensure_group(ctx.redis, intake_stream.stream_key(ctx), intake_stream.GROUP)
     ctx.redis.xadd(intake_stream.stream_key(ctx), {"tenant": "t", "task": "x", "webhook": "w", "body": "{}"},
                    id=f"{int((time.time() - 8 * DAY) * 1000)}-0")  # a week-old entry whose work failed for good
     ctx.redis.xadd(lane_stream.stream_key(ctx), {"delivery": "dlv_old"},

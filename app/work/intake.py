@@ -1,0 +1,88 @@
+"""The intake lane: the API's webhooks and Slack commands from the intake stream (app.stores.intake_stream).
+
+Every worker that serves the events queue reads the stream through a consumer group, a batch at a time, and
+applies each webhook on its own threads, as the delivery lane runs deliveries: one RQ job per webhook cost
+more of a worker's CPU than applying the webhook (docs/scaling.md). RQ still does what it is good at:
+- a webhook whose application failed (a bug, a dependency down) is handed to an RQ job with retries and a
+  backoff, whose id derives from the webhook-id, so handing it over twice is a no-op;
+- a Slack command's background half runs as an RQ job on the submit queue (it calls the API).
+An entry goes only once its work is done (by the lane, or by that job). One a worker took and did not finish
+(it died, or lost Redis) is taken up by another after RELAY_INTAKE_RECLAIM_SECONDS, and one whose job exists
+already is looked after: a finished job's entry goes, a lost job is queued again.
+See docs/decisions/0004-intake-stream.md and 0013-intake-lane.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from redis.exceptions import RedisError
+from rq import Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import Job
+
+from app.core.ids import digest
+from app.stores import intake_stream, queues
+from app.stores.context import Context
+from app.work import jobs
+from app.work.lane import StreamLane
+
+log = logging.getLogger(__name__)
+
+_EVENT_RETRY = Retry(max=6, interval=[1, 5, 30, 120, 600, 1800])
+
+
+class IntakeLane(StreamLane):
+    name = "intake"
+
+    def __init__(self, ctx: Context, threads: int | None = None, lease_seconds: float | None = None,
+                 consumer: str | None = None):
+        config = ctx.config
+        super().__init__(ctx, intake_stream.stream_key(ctx), intake_stream.GROUP,
+                         config.intake_threads if threads is None else threads,
+                         config.intake_reclaim_seconds if lease_seconds is None else lease_seconds, consumer)
+
+    def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:
+        if fields.get("kind") == "slack":
+            return self._hand_to_rq(*self._command_job(entry_id, fields), entry_id)
+        queue = self._ctx.queue(queues.EVENTS)
+        job_id = webhook_job_id(fields["tenant"], fields["webhook"])
+        if reclaimed and self._ctx.rq_redis.exists(Job.key_for(job_id)):  # handed to RQ before: RQ has it
+            return self._recover(queue, job_id)
+        try:
+            jobs.apply_webhook(self._ctx, fields["tenant"], fields["task"], fields["body"])
+        except RedisError:
+            raise  # the outcome may not be recorded: taken up again after a lease
+        except Exception:
+            log.exception("intake: webhook %s failed; RQ retries it", fields["webhook"])
+            job = queue.create_job(jobs.process_upstream_event,
+                                   args=(fields["tenant"], fields["task"], fields["body"], entry_id),
+                                   job_id=job_id, timeout=120, retry=_EVENT_RETRY, **queues.kept_for(self._ctx))
+            return self._hand_to_rq(queue, job, entry_id)
+        return True
+
+    def _command_job(self, entry_id: str, fields: dict):
+        queue = self._ctx.queue(queues.SUBMIT)
+        return queue, queue.create_job(jobs.slack_command, args=(fields["job"], json.loads(fields["request"]),
+                                                                 entry_id),
+                                       job_id="slack-" + digest(fields["dedupe"], 40), timeout=300,
+                                       **queues.kept_for(self._ctx))
+
+    def _hand_to_rq(self, queue, job, entry_id: str) -> bool:
+        """Queue the entry's job, which lets the entry go when it is done (so False: not here)."""
+        try:
+            queue.enqueue_job(job, unique=True)
+        except DuplicateJobError:  # handed over before: see how its job is doing
+            return self._recover(queue, job.id)
+        return False
+
+    def _recover(self, queue, job_id: str) -> bool:
+        """An entry whose job exists already. Finished: the entry goes. Lost on its way to a worker: it is
+        queued again. Anything else (running, scheduled for a retry, failed) RQ is handling."""
+        return queues.requeue_if_lost(self._ctx, queue, job_id)[0] == b"finished"
+
+
+def webhook_job_id(tenant_id: str, webhook_id: str) -> str:
+    """The RQ job id of a webhook handed to RQ: the same for every copy of one webhook."""
+    return "wh-" + digest(f"{tenant_id}:{webhook_id}", 40)
