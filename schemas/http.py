@@ -45,18 +45,30 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify({"error": {"code": code, "message": exc.description}}), exc.code or 500, exc.get_headers()[1:]
+        error = from_http_exception(exc)
+        return jsonify(error.body()), error.status, error.headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         return internal_error()
 
 
-def internal_error():
+def from_http_exception(exc: HTTPException) -> ApiError:
+    """werkzeug's 404, 405, 413 and the like in the JSON error format (with their headers, such as Allow)."""
+    code = (exc.name or "error").lower().replace(" ", "_")
+    headers = dict(exc.get_headers()[1:])  # the first is its HTML content type
+    return ApiError(exc.code or 500, code, exc.description or code, headers=headers)
+
+
+def bug() -> ApiError:
     """The answer to a bug: logged with its traceback, told to the caller without one."""
     log.exception("unhandled error")
-    return jsonify({"error": {"code": "internal_error", "message": "Something went wrong on our side."}}), 500
+    return ApiError(500, "internal_error", "Something went wrong on our side.")
+
+
+def internal_error():
+    error = bug()
+    return jsonify(error.body()), error.status
 
 
 def parse_json(raw: bytes) -> Any:

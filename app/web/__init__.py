@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 from redis.exceptions import RedisError
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import schemas
-from app.core import logs, redis_connection, storage
+from app.core import logs, redis_connection
 from app.core.config import RelayConfig
 from app.stores.context import Context, build_context, install
 from app.web import api, dashboard, fanout, files, health, intake, integrations, limits, slack
+from app.web.base import storage_error
 from schemas.http import ApiError, internal_error, register_error_handlers
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -29,7 +31,6 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.before_request(_refuse_large_bodies)
 
     app.register_blueprint(health.bp)
-    app.register_blueprint(intake.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(fanout.bp)
@@ -39,6 +40,8 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     config = ctx.config
     limits.install_limits(app, config.rate_limit, redis_connection.url_for_libraries(config), config.key_prefix,
                           [api.bp, fanout.bp])
+    # the API's webhooks skip Flask's request machinery: the relay's hottest path (app/web/intake.py)
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {intake.PREFIX: intake.UpstreamIntake(ctx)})  # type: ignore[method-assign]
     return app
 
 
@@ -49,11 +52,5 @@ def _refuse_large_bodies() -> None:
 
 
 def _storage_unavailable(exc: RedisError):
-    """Redis full, read-only or gone: 503 with Retry-After, so Zapier, Make and the API try again later
-    (a 500 would say the relay is broken). Other Redis errors are bugs, and stay 500."""
-    kind = storage.trouble(exc)
-    if kind is None:
-        return internal_error()
-    storage.count(kind, "web", exc)
-    body = {"error": {"code": "storage_unavailable", "message": storage.MESSAGES[kind], "reason": kind}}
-    return jsonify(body), 503, {"Retry-After": str(storage.RETRY_AFTER_SECONDS)}
+    error = storage_error(exc)
+    return internal_error() if error is None else (jsonify(error.body()), error.status, error.headers)

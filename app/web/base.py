@@ -5,11 +5,23 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from flask import current_app, g, request
+from redis.exceptions import RedisError
 
-from app.core import logs
+from app.core import logs, storage
 from app.stores.context import Context
 from app.stores.tenants import Tenant
 from schemas.http import ApiError
+
+
+def storage_error(exc: RedisError) -> ApiError | None:
+    """Redis full, read-only or gone: 503 with Retry-After, so Zapier, Make and the API try again later
+    (a 500 would say the relay is broken). Other Redis errors are bugs (None: answer 500)."""
+    kind = storage.trouble(exc)
+    if kind is None:
+        return None
+    storage.count(kind, "web", exc)
+    return ApiError(503, "storage_unavailable", storage.MESSAGES[kind], reason=kind,
+                    headers={"Retry-After": str(storage.RETRY_AFTER_SECONDS)})
 
 
 def ctx() -> Context:

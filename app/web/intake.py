@@ -1,27 +1,81 @@
-"""POST /webhooks/upstream/{token}: the API's signed task events."""
+"""POST /webhooks/upstream/{token}: the API's signed task events, served by a WSGI app of its own.
+
+This is the relay's hottest path: every task sends its progress and its end here. Flask's request
+machinery (the request context, the app's before- and after-request hooks, jsonify) cost more CPU than
+verifying and storing the webhook, so the path is mounted in front of Flask with werkzeug's
+DispatcherMiddleware (app.web.create_app) and answers in the same JSON error format (decision 0014).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+import json
+import logging
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 
-from app.core import metrics
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.wrappers import Request
+
+from app.core import logs, metrics
 from app.domain import intake
-from app.web.base import ctx
-from schemas.http import ApiError
+from app.stores.context import Context
+from app.web.base import storage_error
+from schemas.http import ApiError, bug, from_http_exception
 
-bp = Blueprint("intake", __name__)
+log = logging.getLogger(__name__)
+
+PREFIX = "/webhooks/upstream"
+_ANSWERS = {fresh: json.dumps({"status": "accepted" if fresh else "duplicate"}).encode() for fresh in (True, False)}
 
 
-@bp.post("/webhooks/upstream/<token>")
-def upstream_webhook(token: str):
-    if (request.content_length or 0) > intake.MAX_BODY:
-        metrics.WEBHOOKS.labels("rejected_size").inc()
-        raise ApiError(413, "payload_too_large", "The webhook body is larger than 1 MiB.")
-    try:
-        fresh = intake.accept(ctx(), token, request.get_data(), dict(request.headers))
-    except intake.Rejected as exc:
-        metrics.WEBHOOKS.labels(f"rejected_{exc.code.removeprefix('invalid_')}").inc()
-        raise ApiError(exc.status, exc.code, exc.message) from None
-    metrics.WEBHOOKS.labels("accepted" if fresh else "duplicate").inc()
-    # reached only once the event is stored and its work enqueued: now the sender may forget it
-    return jsonify({"status": "accepted" if fresh else "duplicate"}), 200
+class UpstreamIntake:
+    """The WSGI app under PREFIX: its PATH_INFO is ``/{token}``."""
+
+    def __init__(self, ctx: Context):
+        self._ctx = ctx
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        logs.reset()  # a gunicorn thread serves many requests: start each with no log fields
+        try:
+            fresh = self._accept(environ)
+        except ApiError as error:
+            return _send(start_response, error.status, json.dumps(error.body()).encode(), error.headers)
+        # reached only once the event is stored and its work queued: now the sender may forget it
+        return _send(start_response, 200, _ANSWERS[fresh], {})
+
+    def _accept(self, environ: dict) -> bool:
+        token = environ.get("PATH_INFO", "").removeprefix("/")
+        try:
+            if not token or "/" in token:
+                raise NotFound()
+            if environ.get("REQUEST_METHOD") != "POST":
+                raise MethodNotAllowed(valid_methods=["POST"])
+            request = Request(environ)
+            # a declared length over the limit is refused unread; a chunked body is read one byte past it
+            request.max_content_length = intake.MAX_BODY + 1
+            body = request.get_data()
+            if len(body) > intake.MAX_BODY:
+                raise RequestEntityTooLarge()
+        except RequestEntityTooLarge:
+            metrics.WEBHOOKS.labels("rejected_size").inc()
+            raise ApiError(413, "payload_too_large", "The webhook body is larger than 1 MiB.") from None
+        except HTTPException as exc:
+            raise from_http_exception(exc) from None
+        try:
+            fresh = intake.accept(self._ctx, token, body, dict(request.headers))
+        except intake.Rejected as exc:
+            metrics.WEBHOOKS.labels(f"rejected_{exc.code.removeprefix('invalid_')}").inc()
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        except RedisError as exc:
+            raise storage_error(exc) or bug() from None
+        except Exception:
+            raise bug() from None
+        metrics.WEBHOOKS.labels("accepted" if fresh else "duplicate").inc()
+        return fresh
+
+
+def _send(start_response: Callable, status: int, body: bytes, headers: dict[str, str]) -> list[bytes]:
+    start_response(f"{status} {HTTPStatus(status).phrase}",
+                   [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers.items()])
+    return [body]

@@ -239,6 +239,24 @@ def test_body_over_one_mebibyte_is_413(intake):
     assert response.status_code == 413 and stored.count == 0
 
 
+def test_a_body_over_one_mebibyte_sent_chunked_is_413_before_it_is_all_read(intake):
+    relay, url, _, stored = intake
+    body = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
+    chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))  # no Content-Length: chunked
+    response = httpx.post(url, content=chunks, headers=signed(relay.sandbox.webhook_secret, body))
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert stored.count == 0
+
+
+def test_the_intake_path_answers_json_for_a_wrong_method_or_path(intake):
+    relay, url, _, _ = intake
+    wrong_method = httpx.get(url)
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    too_deep = httpx.post(url + "/more", content=b"{}")
+    assert too_deep.status_code == 404 and too_deep.json()["error"]["code"] == "not_found"
+
+
 def test_events_signed_by_the_sandbox_are_accepted_end_to_end(relay):
     """The sandbox signs with the standardwebhooks package; the relay verifies with it."""
     with relay.client() as client:
