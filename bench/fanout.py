@@ -87,8 +87,8 @@ def throughput(ctx, env: dict, tenant_id: str, count: int) -> dict:
                 client.post(url, content=body, headers=headers).raise_for_status()
             baseline = count / (time.perf_counter() - start)
         # the relay: 2000 deliveries recorded and queued as the finish hook does, 2 worker processes
-        ids = [deliveries._record(ctx, task, event, f"bench:{n}", {"kind": "webhook",
-                                                                   "config": {"url": url, "secret": secret}})
+        ids = [deliveries.record(ctx, task, event, f"bench:{n}", {"kind": "webhook",
+                                                                  "config": {"url": url, "secret": secret}})
                for n in range(count)]
         for delivery_id in ids:
             deliveries.enqueue(ctx, delivery_id)

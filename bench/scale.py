@@ -82,7 +82,7 @@ def lane_scaling(ctx, env: dict, tenant_id: str, count: int) -> list[dict]:
         for processes in PROCESSES:
             task = fanout.finished_task(ctx, tenant_id, fanout.TASK_RESULT)
             event, secret = json.loads(task["event_json"]), new_webhook_secret()
-            ids = [deliveries._record(ctx, task, event, f"scale:{processes}:{n}",
+            ids = [deliveries.record(ctx, task, event, f"scale:{processes}:{n}",
                                       {"kind": "webhook", "config": {"url": url, "secret": secret}})
                    for n in range(count)]
             cpu = redis_cpu(ctx)

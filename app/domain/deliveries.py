@@ -68,9 +68,10 @@ def get(ctx: Context, delivery_id: str, tenant_id: str | None = None) -> dict | 
     return raw
 
 
-def update(ctx: Context, delivery_id: str, **fields: Any) -> None:
+def update(ctx: Context, delivery_id: str, pipe=None, **fields: Any) -> None:
+    """Set fields of the record, at once or queued on ``pipe``."""
     fields.setdefault("updated_at", time.time())
-    ctx.redis.hset(key_for(ctx, delivery_id), mapping={k: to_field(v) for k, v in fields.items()})
+    (pipe or ctx.redis).hset(key_for(ctx, delivery_id), mapping={k: to_field(v) for k, v in fields.items()})
 
 
 def view(delivery: dict) -> dict:
@@ -96,8 +97,9 @@ def dead_letters(ctx: Context, tenant_id: str | None = None) -> list[dict]:
 
 # -- planning --------------------------------------------------------------------------------------
 
-def plan(ctx: Context, task: dict, event: dict) -> None:
-    """The finish hook: record and enqueue every delivery this task's ending calls for."""
+def plan(ctx: Context, task: dict, event: dict, then: dict | None = None) -> None:
+    """The finish hook: record and enqueue every delivery this task's ending calls for, then set the task's
+    fields ``then``, all in one transaction (one round trip)."""
     slots: list[tuple[str, dict]] = []
     if task["status"] == "completed":
         slots += [(f"destination:{n}", ref) for n, ref in enumerate(task.get("destinations") or [])]
@@ -110,17 +112,36 @@ def plan(ctx: Context, task: dict, event: dict) -> None:
     slots += [(f"hook:{hook['id']}", {"kind": "webhook", "hook_id": hook["id"]})
               for hook in ctx.hooks.list(task["tenant_id"], event["type"])]
     event = with_links(ctx, event)
-    ids = [_record(ctx, task, event, slot, ref) for slot, ref in slots]
-    if ids:
-        ctx.tasks.set(task["task_id"], delivery_ids=ids)
-    for delivery_id in ids:
-        enqueue(ctx, delivery_id)
+    pipe = ctx.redis.pipeline()
+    ids = [_record(ctx, pipe, task, event, slot, ref) for slot, ref in slots]
+    fields = {**({"delivery_ids": ids} if ids else {}), **(then or {})}
+    if fields:
+        ctx.tasks.set(task["task_id"], pipe=pipe, **fields)
+    for delivery_id in ids:  # after the records: the lane adds only a delivery still pending
+        enqueue(ctx, delivery_id, pipe=pipe)
+    pipe.execute()
 
 
-def _record(ctx: Context, task: dict, event: dict, slot: str, ref: dict) -> str:
+# KEYS: the delivery record. ARGV: its field/value pairs. Nothing is written for a delivery planned before (the
+# finish hook ran again after a crash): it may have been attempted since.
+_RECORD = """
+if redis.call('HSETNX', KEYS[1], 'delivery_id', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+
+def record(ctx: Context, task: dict, event: dict, slot: str, ref: dict) -> str:
+    """Record one delivery of the task (not queued), as plan does for each of its slots; returns its id."""
+    pipe = ctx.redis.pipeline(transaction=False)
+    delivery_id = _record(ctx, pipe, task, event, slot, ref)
+    pipe.execute()
+    return delivery_id
+
+
+def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -> str:
+    """Queue on ``pipe`` the record of one delivery, unless it was planned before; returns its id."""
     delivery_id = "dlv_" + digest(f"{task['task_id']}:{slot}", 26).upper()
-    if not ctx.redis.hsetnx(key_for(ctx, delivery_id), "delivery_id", delivery_id):
-        return delivery_id  # planned before (the finish hook ran again after a crash)
     record: dict[str, Any] = {"tenant_id": task["tenant_id"], "task_id": task["task_id"], "state": "pending",
                               "attempts": 0, "created_at": time.time(), "event": event, "export": ""}
     if ref.get("id"):  # a saved destination: read when delivering, so a fixed config applies on replay
@@ -133,17 +154,21 @@ def _record(ctx: Context, task: dict, event: dict, slot: str, ref: dict) -> str:
         exported = registry.KINDS[ref["kind"]].needs_document
         record.update(kind=ref["kind"], config=ctx.box.seal(json.dumps(ref.get("config") or {})),
                       export=(ref.get("export") or task.get("export") or "") if exported else "")
-    update(ctx, delivery_id, **record)
+    record["updated_at"] = time.time()
+    pairs = [item for k, v in record.items() for item in (k, to_field(v))]
+    ctx.script("delivery-record", _RECORD)(keys=[key_for(ctx, delivery_id)], args=[delivery_id, *pairs],
+                                           client=pipe)
     return delivery_id
 
 
-def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0) -> None:
-    """An attempt due now goes to the delivery lane (app.stores.lane_stream); a later one is an RQ job RQ's scheduler
-    releases when its backoff is over."""
+def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None) -> None:
+    """An attempt due now goes to the delivery lane (app.stores.lane_stream), at once or queued on ``pipe``;
+    a later one is an RQ job RQ's scheduler releases when its backoff is over."""
     recheck_at = time.time() + delay + ctx.config.delivery_recheck_seconds
     if delay <= 0:
-        lane_stream.add(ctx, delivery_id, key_for(ctx, delivery_id), open_key(ctx), recheck_at)
+        lane_stream.add(ctx, delivery_id, key_for(ctx, delivery_id), open_key(ctx), recheck_at, pipe=pipe)
         return
+    assert pipe is None, "a later attempt is an RQ job, enqueued on its own"
     attempt = int(ctx.redis.hget(key_for(ctx, delivery_id), "attempts") or 0)
     # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
     ctx.queue(queues.DELIVER).enqueue_in(timedelta(seconds=delay), queues.job("deliver"), delivery_id,

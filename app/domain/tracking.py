@@ -58,11 +58,13 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:
     if task.get("upstream_task_id") and upstream.get("task_id") != task["upstream_task_id"]:
         log.warning("event for task %s names another API task; ignored", task_id)
         return "mismatch"
-    if not task.get("upstream_task_id"):  # the webhook overtook the submit call: link it here
-        ctx.tasks.set(task_id, upstream_task_id=upstream["task_id"], run_id=upstream.get("run_id", ""))
+    link = {} if task.get("upstream_task_id") else {"upstream_task_id": upstream["task_id"],
+                                                     "run_id": upstream.get("run_id", "")}
     status = upstream["status"]
-    if status in TERMINAL:
-        return "finished" if finish(ctx, task_id, _terminal_fields(upstream)) else "duplicate"
+    if status in TERMINAL:  # the link (the webhook overtook the submit call) is written with the end
+        return "finished" if finish(ctx, task_id, {**_terminal_fields(upstream), **link}, task) else "duplicate"
+    if link:  # the webhook overtook the submit call: link it here
+        ctx.tasks.set(task_id, **link)
     ctx.tasks.transition(task_id, status=status, phase=upstream.get("phase") or "",
                          progress=int(upstream.get("progress") or 0), turn_index=upstream.get("turn_index"))
     ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
@@ -89,9 +91,10 @@ def refresh(ctx: Context, task: dict, min_age_seconds: float = 2.0) -> dict:
     return ctx.tasks.get(task["task_id"]) or task
 
 
-def finish(ctx: Context, task_id: str, fields: dict) -> bool:
-    """End a task once (see the module notes), then run its follow-ups. False: it had already ended."""
-    task = ctx.tasks.get(task_id)
+def finish(ctx: Context, task_id: str, fields: dict, task: dict | None = None) -> bool:
+    """End a task once (see the module notes), then run its follow-ups. False: it had already ended.
+    ``task``: the task as just read, if the caller has it (the script checks again that it has not ended)."""
+    task = task or ctx.tasks.get(task_id)
     if task is None or task["status"] in TERMINAL:
         if task is not None and task.get("fanout") == "pending":
             run_follow_ups(ctx, task_id)
@@ -101,7 +104,7 @@ def finish(ctx: Context, task_id: str, fields: dict) -> bool:
     ended = {**task, **fields}
     event = {"id": new_id("evt"), "type": f"task.{fields['status']}", "created_at": iso(now),
              "data": task_view(ended)}
-    fields["event_json"] = json.dumps(event)
+    fields["event_json"] = ended["event_json"] = json.dumps(event)
     tenant_id, record = task["tenant_id"], task.get("record_key") or ""
     argv = [usage.number(fields.get("credits_used")), int(float(fields.get("duration_ms") or 0)), fields["event_json"],
             int(ctx.config.usage_retention_seconds), usage.record_prefix(record), record, now]
@@ -111,7 +114,7 @@ def finish(ctx: Context, task_id: str, fields: dict) -> bool:
             ctx.usage.key_for(tenant_id, usage.day_of(now)), ctx.tasks.ended_key]
     if ctx.script("finish", _FINISH)(keys=keys, args=argv) != 1:
         return False
-    run_follow_ups(ctx, task_id)
+    run_follow_ups(ctx, task_id, ended)
     return True
 
 
@@ -121,14 +124,15 @@ def fail(ctx: Context, task_id: str, code: str, message: str, **detail) -> bool:
                                                                             **detail}})
 
 
-def run_follow_ups(ctx: Context, task_id: str) -> None:
-    task = ctx.tasks.get(task_id)
+def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None:
+    """Plan the ended task's deliveries and mark its follow-ups done, in one round trip (``task``: as it
+    ended, if the caller has it)."""
+    task = task or ctx.tasks.get(task_id)
     if task is None:
         return
     event = json.loads(task.get("event_json") or "null") or {"type": f"task.{task['status']}",
                                                               "data": task_view(task)}
-    deliveries.plan(ctx, task, event)
-    ctx.tasks.set(task_id, fanout="done")
+    deliveries.plan(ctx, task, event, then={"fanout": "done"})
 
 
 def _terminal_fields(upstream: dict) -> dict:

@@ -59,15 +59,16 @@ class DestinationStore:
 
     def get(self, tenant_id: str, destination_id: str, reveal: bool = False) -> dict | None:
         raw = self._redis.hget(self._key(tenant_id), destination_id)
-        if raw is None:
-            return None
+        return None if raw is None else self._view(raw, reveal)
+
+    def _view(self, raw: str, reveal: bool = False) -> dict:
         stored = json.loads(raw)
         config = json.loads(self._box.open(stored["config"]))
         return {**stored, "config": config if reveal else public_config(stored["kind"], config)}
 
     def list(self, tenant_id: str) -> list[dict]:
-        ids = sorted(self._redis.hkeys(self._key(tenant_id)))
-        return [d for i in ids if (d := self.get(tenant_id, i))]
+        saved = self._redis.hgetall(self._key(tenant_id))
+        return [self._view(saved[i]) for i in sorted(saved)]
 
     def delete(self, tenant_id: str, destination_id: str) -> bool:
         return bool(self._redis.hdel(self._key(tenant_id), destination_id))
@@ -89,8 +90,9 @@ class HookStore:
 
     def get(self, tenant_id: str, hook_id: str, reveal: bool = False) -> dict | None:
         raw = self._redis.hget(self._key(tenant_id), hook_id)
-        if raw is None:
-            return None
+        return None if raw is None else self._view(raw, reveal)
+
+    def _view(self, raw: str, reveal: bool = False) -> dict:
         hook: dict[str, Any] = json.loads(raw)
         if reveal:
             hook["secret"] = self._box.open(hook["secret"])
@@ -99,7 +101,8 @@ class HookStore:
         return hook
 
     def list(self, tenant_id: str, event: str | None = None) -> list[dict]:
-        hooks = [h for i in sorted(self._redis.hkeys(self._key(tenant_id))) if (h := self.get(tenant_id, i))]
+        saved = self._redis.hgetall(self._key(tenant_id))
+        hooks = [self._view(saved[i]) for i in sorted(saved)]
         return [h for h in hooks if event is None or h["event"] == event]
 
     def delete(self, tenant_id: str, hook_id: str) -> bool:

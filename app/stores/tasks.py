@@ -84,9 +84,10 @@ class TaskStore:
     def many(self, task_ids: list[str]) -> list[dict]:
         return [t for task_id in task_ids if (t := self.get(task_id))]
 
-    def set(self, task_id: str, **fields: Any) -> None:
-        """Fields that never race with a terminal transition (links, attempt counters)."""
-        self._redis.hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in fields.items()})
+    def set(self, task_id: str, pipe=None, **fields: Any) -> None:
+        """Fields that never race with a terminal transition (links, attempt counters), at once or queued on
+        ``pipe``."""
+        (pipe or self._redis).hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in fields.items()})
 
     def transition(self, task_id: str, expect: str = "", **fields: Any) -> bool:
         """Update a task that has not ended (and is in status ``expect``, when given)."""

@@ -81,9 +81,11 @@ def _attempt(ctx: Context, delivery_id: str, record: dict) -> str:
 
 
 def _delivered(ctx: Context, delivery_id: str, outcome) -> None:
-    update(ctx, delivery_id, state="delivered", location=outcome.location, external_id=outcome.external_id,
-           delivered_at=time.time(), last_error="", next_attempt_at="")
-    ctx.redis.zrem(open_key(ctx), delivery_id)
+    pipe = ctx.redis.pipeline()
+    update(ctx, delivery_id, pipe=pipe, state="delivered", location=outcome.location,
+           external_id=outcome.external_id, delivered_at=time.time(), last_error="", next_attempt_at="")
+    pipe.zrem(open_key(ctx), delivery_id)
+    pipe.execute()
 
 
 def _failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> str:

@@ -249,7 +249,7 @@ def test_a_body_over_one_mebibyte_sent_chunked_is_413_before_it_is_all_read(inta
 
 
 def test_the_intake_path_answers_json_for_a_wrong_method_or_path(intake):
-    relay, url, _, _ = intake
+    _, url, _, _ = intake
     wrong_method = httpx.get(url)
     assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
