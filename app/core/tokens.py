@@ -3,6 +3,8 @@ install flow's links and OAuth `state`."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 
@@ -17,6 +19,7 @@ class TokenExpired(Exception):
 class Tokens:
     def __init__(self, secret: str):
         self._webhooks = URLSafeSerializer(secret, salt="relay-upstream-webhook")
+        self._opened_webhook = lru_cache(maxsize=4096)(self._open_webhook)  # failures raise: never cached
         self._files = URLSafeTimedSerializer(secret, salt="relay-file-link")
         self._timed = {purpose: URLSafeTimedSerializer(secret, salt=f"relay-{purpose}")
                        for purpose in ("slack-install", "slack-oauth-state")}
@@ -27,6 +30,11 @@ class Tokens:
         return self._webhooks.dumps([tenant_id, task_id])
 
     def open_webhook(self, token: str) -> tuple[str, str]:
+        """The tenant and task of a webhook token. Tokens that verified are remembered (the answer never
+        changes for a given secret): every webhook of a task comes with the same one."""
+        return self._opened_webhook(token)
+
+    def _open_webhook(self, token: str) -> tuple[str, str]:
         try:
             tenant_id, task_id = self._webhooks.loads(token)
         except (BadSignature, ValueError, TypeError):

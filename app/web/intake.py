@@ -15,7 +15,7 @@ from http import HTTPStatus
 
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
-from werkzeug.wrappers import Request
+from werkzeug.wsgi import get_input_stream
 
 from app.core import logs, metrics
 from app.domain import intake
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/webhooks/upstream"
 _ANSWERS = {fresh: json.dumps({"status": "accepted" if fresh else "duplicate"}).encode() for fresh in (True, False)}
+_COUNTED = {fresh: metrics.WEBHOOKS.labels("accepted" if fresh else "duplicate") for fresh in (True, False)}
 
 
 class UpstreamIntake:
@@ -51,10 +52,8 @@ class UpstreamIntake:
                 raise NotFound()
             if environ.get("REQUEST_METHOD") != "POST":
                 raise MethodNotAllowed(valid_methods=["POST"])
-            request = Request(environ)
             # a declared length over the limit is refused unread; a chunked body is read one byte past it
-            request.max_content_length = intake.MAX_BODY + 1
-            body = request.get_data()
+            body = get_input_stream(environ, max_content_length=intake.MAX_BODY + 1).read()
             if len(body) > intake.MAX_BODY:
                 raise RequestEntityTooLarge()
         except RequestEntityTooLarge:
@@ -62,8 +61,9 @@ class UpstreamIntake:
             raise ApiError(413, "payload_too_large", "The webhook body is larger than 1 MiB.") from None
         except HTTPException as exc:
             raise from_http_exception(exc) from None
+        headers = {key[5:].replace("_", "-"): value for key, value in environ.items() if key.startswith("HTTP_")}
         try:
-            fresh = intake.accept(self._ctx, token, body, dict(request.headers))
+            fresh = intake.accept(self._ctx, token, body, headers)
         except intake.Rejected as exc:
             metrics.WEBHOOKS.labels(f"rejected_{exc.code.removeprefix('invalid_')}").inc()
             raise ApiError(exc.status, exc.code, exc.message) from None
@@ -71,7 +71,7 @@ class UpstreamIntake:
             raise storage_error(exc) or bug() from None
         except Exception:
             raise bug() from None
-        metrics.WEBHOOKS.labels("accepted" if fresh else "duplicate").inc()
+        _COUNTED[fresh].inc()
         return fresh
 
 
