@@ -166,7 +166,7 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[d
                "RELAY_DRIVE_TOKEN_URL": f"{servers[1].url}/token"}
         rows = []
         for name, ref in destinations.items():
-            delivery_id = deliveries._record(ctx, task, event, f"rss:{name}", ref)
+            delivery_id = deliveries.record(ctx, task, event, f"rss:{name}", ref)
             deliveries.enqueue(ctx, delivery_id)
             start = time.perf_counter()
             [worker] = run_workers(env, 1, work / f"worker-{name}.log")

@@ -104,24 +104,35 @@ def wait_for_replicas(redis: Redis, fence_key: str, replicas: int, timeout_ms: i
         raise NotReplicated(f"{confirmed} of {replicas} replica(s) confirmed the write within {timeout_ms} ms")
 
 
-def run_replicated(redis: Redis, script: Script, keys: list[str], args: list, replicas: int,
-                   timeout_ms: int) -> object:
-    """Run ``script`` and WAIT for ``replicas`` replicas on the one connection (a pipeline): WAIT then counts
-    exactly that write, and a failover in between makes redis-py send both again, to the new primary."""
+def run_scripts(redis: Redis, script: Script, calls: list[tuple[list[str], list]], replicas: int = 0,
+                timeout_ms: int = 0) -> list[object]:
+    """Run ``script`` once per (keys, args) in one pipeline, with ``replicas``, then WAIT for that many replicas
+    on the same connection: WAIT then counts exactly these writes, and a failover in between makes redis-py
+    send them all again, to the new primary. One result per call, in order: its reply, or its exception
+    (NotReplicated for each when too few replicas confirmed)."""
+    results: list[object] = [None] * len(calls)
+    todo = list(range(len(calls)))
     for _ in range(2):
         pipe = redis.pipeline(transaction=False)
-        script(keys=keys, args=args, client=pipe)
-        pipe.wait(replicas, timeout_ms)
-        result, confirmed = pipe.execute(raise_on_error=False)
-        if not isinstance(result, NoScriptError):
+        for i in todo:
+            pipe.evalsha(script.sha, len(calls[i][0]), *calls[i][0], *calls[i][1])
+        if replicas > 0:
+            pipe.wait(replicas, timeout_ms)
+        replies = pipe.execute(raise_on_error=False)
+        for i, reply in zip(todo, replies, strict=False):
+            results[i] = reply
+        confirmed = replies[-1] if replicas > 0 else 0
+        todo = [i for i in todo if isinstance(results[i], NoScriptError)]
+        if not todo:
             break
-        redis.script_load(script.script)  # sent again after a failover: the new primary had no copy of it
-    for outcome in (result, confirmed):
-        if isinstance(outcome, Exception):
-            raise outcome
-    if confirmed < replicas:
-        raise NotReplicated(f"{confirmed} of {replicas} replica(s) confirmed the write within {timeout_ms} ms")
-    return result
+        redis.script_load(script.script)  # the server had no copy of it (a failover, a restart): sent again
+    if replicas > 0:
+        if isinstance(confirmed, Exception):
+            return [confirmed] * len(calls)
+        if confirmed < replicas:
+            short = NotReplicated(f"{confirmed} of {replicas} replica(s) confirmed the write within {timeout_ms} ms")
+            return [short if not isinstance(r, Exception) else r for r in results]
+    return results
 
 
 _LOG_EVERY_SECONDS = 10.0

@@ -26,9 +26,14 @@ def ensure_group(redis: Redis, stream: str, group: str) -> None:
 def let_go(redis: Redis, stream: str, group: str, entry_id: str) -> None:
     """The entry's work is done: acknowledged and deleted (the stream holds only what is unfinished)."""
     pipe = redis.pipeline()
+    let_go_on(pipe, stream, group, entry_id)
+    pipe.execute()
+
+
+def let_go_on(pipe, stream: str, group: str, entry_id: str) -> None:
+    """let_go, queued on ``pipe`` (with the writes that record the entry's work done)."""
     pipe.xack(stream, group, entry_id)
     pipe.xdel(stream, entry_id)
-    pipe.execute()
 
 
 class ReaderThread:

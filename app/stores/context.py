@@ -16,6 +16,7 @@ from rq import Queue
 from app.core import redis_connection, storage
 from app.core.config import RelayConfig
 from app.core.crypto import SecretBox
+from app.core.group_commit import GroupCommit
 from app.core.tokens import Tokens
 from app.core.upstream import RetryPolicy, UpstreamClient
 from app.stores.destinations import DestinationStore, HookStore
@@ -50,6 +51,7 @@ class Context:
     _queues: dict[str, Queue] = field(default_factory=dict)
     scripts: dict[str, Any] = field(default_factory=dict)
     """Registered Lua scripts, by name (registering hashes the script: do it once)."""
+    _batches: dict[str, GroupCommit] = field(default_factory=dict)
 
     def queue(self, name: str) -> Queue:
         # one Queue object per name: RQ caches the server's version on it (else an INFO per enqueue)
@@ -92,11 +94,18 @@ class Context:
 
     def run_replicated(self, name: str, source: str, keys: list[str], args: list) -> object:
         """A registered script whose write, with RELAY_REDIS_MIN_REPLICAS, is on that many replicas before
-        this returns (else NotReplicated, a 503)."""
-        if self.config.redis_min_replicas <= 0:
-            return self.script(name, source)(keys=keys, args=args)
-        return storage.run_replicated(self.redis, self.script(name, source), keys, args,
-                                      self.config.redis_min_replicas, self.config.redis_replica_wait_ms)
+        this returns (else NotReplicated, a 503). Calls of the same script by the process's other threads
+        meanwhile go in the same pipeline (app/core/group_commit.py)."""
+        batch = self._batches.get(name)
+        if batch is None:
+            script, config = self.script(name, source), self.config
+
+            def send(calls: list) -> list:
+                return storage.run_scripts(self.redis, script, calls, config.redis_min_replicas,
+                                           config.redis_replica_wait_ms)
+
+            batch = self._batches.setdefault(name, GroupCommit(send))  # setdefault: one per name, whoever wins
+        return batch.submit((keys, args))
 
     def key(self, *parts: str) -> str:
         return self.config.key_prefix + ":".join(parts)

@@ -59,16 +59,20 @@ class DestinationStore:
 
     def get(self, tenant_id: str, destination_id: str, reveal: bool = False) -> dict | None:
         raw = self._redis.hget(self._key(tenant_id), destination_id)
-        return None if raw is None else self._view(raw, reveal)
+        return None if raw is None else self.from_stored(raw, reveal)
 
-    def _view(self, raw: str, reveal: bool = False) -> dict:
+    def get_on(self, pipe, tenant_id: str, destination_id: str) -> None:
+        """Queue the read of a saved destination on ``pipe``; from_stored() reads its reply (None: gone)."""
+        pipe.hget(self._key(tenant_id), destination_id)
+
+    def from_stored(self, raw: str, reveal: bool = False) -> dict:
         stored = json.loads(raw)
         config = json.loads(self._box.open(stored["config"]))
         return {**stored, "config": config if reveal else public_config(stored["kind"], config)}
 
     def list(self, tenant_id: str) -> list[dict]:
         saved = self._redis.hgetall(self._key(tenant_id))
-        return [self._view(saved[i]) for i in sorted(saved)]
+        return [self.from_stored(saved[i]) for i in sorted(saved)]
 
     def delete(self, tenant_id: str, destination_id: str) -> bool:
         return bool(self._redis.hdel(self._key(tenant_id), destination_id))
@@ -90,9 +94,13 @@ class HookStore:
 
     def get(self, tenant_id: str, hook_id: str, reveal: bool = False) -> dict | None:
         raw = self._redis.hget(self._key(tenant_id), hook_id)
-        return None if raw is None else self._view(raw, reveal)
+        return None if raw is None else self.from_stored(raw, reveal)
 
-    def _view(self, raw: str, reveal: bool = False) -> dict:
+    def get_on(self, pipe, tenant_id: str, hook_id: str) -> None:
+        """Queue the read of a hook subscription on ``pipe``; from_stored() reads its reply (None: gone)."""
+        pipe.hget(self._key(tenant_id), hook_id)
+
+    def from_stored(self, raw: str, reveal: bool = False) -> dict:
         hook: dict[str, Any] = json.loads(raw)
         if reveal:
             hook["secret"] = self._box.open(hook["secret"])
@@ -102,7 +110,7 @@ class HookStore:
 
     def list(self, tenant_id: str, event: str | None = None) -> list[dict]:
         saved = self._redis.hgetall(self._key(tenant_id))
-        hooks = [self._view(saved[i]) for i in sorted(saved)]
+        hooks = [self.from_stored(saved[i]) for i in sorted(saved)]
         return [h for h in hooks if event is None or h["event"] == event]
 
     def delete(self, tenant_id: str, hook_id: str) -> bool:

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 PREFIX = "/webhooks/upstream"
 _ANSWERS = {fresh: json.dumps({"status": "accepted" if fresh else "duplicate"}).encode() for fresh in (True, False)}
+_SIGNATURE_HEADERS = [(name, "HTTP_" + name.upper().replace("-", "_"))
+                      for name in ("webhook-id", "webhook-timestamp", "webhook-signature")]  # all the check reads
 _COUNTED = {fresh: metrics.WEBHOOKS.labels("accepted" if fresh else "duplicate") for fresh in (True, False)}
 
 
@@ -61,7 +63,7 @@ class UpstreamIntake:
             raise ApiError(413, "payload_too_large", "The webhook body is larger than 1 MiB.") from None
         except HTTPException as exc:
             raise from_http_exception(exc) from None
-        headers = {key[5:].replace("_", "-"): value for key, value in environ.items() if key.startswith("HTTP_")}
+        headers = {name: environ[key] for name, key in _SIGNATURE_HEADERS if key in environ}
         try:
             fresh = intake.accept(self._ctx, token, body, headers)
         except intake.Rejected as exc:

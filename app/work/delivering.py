@@ -12,8 +12,9 @@ import json
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from typing import Any
 
 import httpx
 from redis.exceptions import RedisError
@@ -30,14 +31,16 @@ from connectors.base import Delivery, DeliveryError, Document, Environment, Gone
 log = logging.getLogger(__name__)
 
 
-def attempt(ctx: Context, delivery_id: str) -> str:
-    """One attempt, logged with its delivery, task and tenant, and counted per kind and outcome."""
+def attempt(ctx: Context, delivery_id: str, with_delivered: Callable[[Any], None] | None = None) -> str:
+    """One attempt, logged with its delivery, task and tenant, and counted per kind and outcome.
+    ``with_delivered(pipe)`` queues more writes to make with the record of a success (the delivery lane
+    lets its entry go in the same round trip)."""
     record = get(ctx, delivery_id)
     if record is None or record["state"] in ("delivered", "dead"):
         return record["state"] if record else "unknown"
     with log_context(delivery_id=delivery_id, task_id=record["task_id"], tenant=record["tenant_id"]):
         started = time.perf_counter()
-        outcome = _attempt(ctx, delivery_id, record)
+        outcome = _attempt(ctx, delivery_id, record, with_delivered)
         elapsed = time.perf_counter() - started
         log.info("delivery attempt %s: %s in %.0f ms", record["kind"], outcome, elapsed * 1000)
     metrics.DELIVERY_SECONDS.labels(record["kind"]).observe(elapsed)
@@ -45,18 +48,21 @@ def attempt(ctx: Context, delivery_id: str) -> str:
     return outcome
 
 
-def _attempt(ctx: Context, delivery_id: str, record: dict) -> str:
+def _attempt(ctx: Context, delivery_id: str, record: dict, with_delivered) -> str:
     attempts = int(record.get("attempts") or 0) + 1
     if record["state"] == "delivering" and attempts > ctx.config.delivery_max_attempts:
         # every attempt so far ended with its worker (killed, out of memory) before an outcome: stop there
         return _failed(ctx, record, attempts - 1, Permanent(f"the worker stopped during each of {attempts - 1} "
                                                             "attempts"))
-    update(ctx, delivery_id, state="delivering", attempts=attempts)
+    pipe = ctx.redis.pipeline(transaction=False)  # the attempt counted, and its destination read, together
+    update(ctx, delivery_id, pipe=pipe, state="delivering", attempts=attempts)
+    replies = pipe.execute() if _queue_target(ctx, pipe, record) else [*pipe.execute(), None]
+    target = replies[-1]
     kind = registry.KINDS.get(record["kind"])
     try:
         if kind is None:
             raise Permanent(f"the destination no longer exists or its kind {record['kind']!r} is unknown")
-        delivery = _delivery(ctx, record)
+        delivery = _delivery(ctx, record, target)
         env = _environment(ctx, delivery_id)
         outcome = kind.find_existing(delivery, env)
         if outcome is None:
@@ -76,15 +82,17 @@ def _attempt(ctx: Context, delivery_id: str, record: dict) -> str:
         log.exception("delivery %s failed unexpectedly", delivery_id)
         return _failed(ctx, record, attempts, Retryable(f"unexpected error in the relay: {type(exc).__name__}"))
     # delivered: a refused write now must not make the next attempt deliver it again, so it waits for Redis
-    storage.persist(lambda: _delivered(ctx, delivery_id, outcome), "delivery")
+    storage.persist(lambda: _delivered(ctx, delivery_id, outcome, with_delivered), "delivery")
     return "delivered"
 
 
-def _delivered(ctx: Context, delivery_id: str, outcome) -> None:
+def _delivered(ctx: Context, delivery_id: str, outcome, with_delivered) -> None:
     pipe = ctx.redis.pipeline()
     update(ctx, delivery_id, pipe=pipe, state="delivered", location=outcome.location,
            external_id=outcome.external_id, delivered_at=time.time(), last_error="", next_attempt_at="")
     pipe.zrem(open_key(ctx), delivery_id)
+    if with_delivered is not None:
+        with_delivered(pipe)
     pipe.execute()
 
 
@@ -110,17 +118,28 @@ def _backoff(ctx: Context, attempts: int, retry_after: float | None) -> float:
     return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
 
 
-def _delivery(ctx: Context, record: dict) -> Delivery:
-    tenant_id = record["tenant_id"]
+def _queue_target(ctx: Context, pipe, record: dict) -> bool:
+    """Queue on ``pipe`` the read of what the delivery goes to, when it is saved apart from it (a saved
+    destination, a hook subscription): then True, and the reply is the pipeline's last."""
     if record.get("destination_id"):
-        saved = ctx.destinations.get(tenant_id, record["destination_id"], reveal=True)
-        if saved is None:
-            raise Permanent(f"saved destination {record['destination_id']} was deleted")
-        config = saved["config"]
+        ctx.destinations.get_on(pipe, record["tenant_id"], record["destination_id"])
     elif record.get("hook_id"):
-        hook = ctx.hooks.get(tenant_id, record["hook_id"], reveal=True)
-        if hook is None:
+        ctx.hooks.get_on(pipe, record["tenant_id"], record["hook_id"])
+    else:
+        return False
+    return True
+
+
+def _delivery(ctx: Context, record: dict, target: str | None) -> Delivery:
+    """What _queue_target read, decrypted."""
+    if record.get("destination_id"):
+        if target is None:
+            raise Permanent(f"saved destination {record['destination_id']} was deleted")
+        config = ctx.destinations.from_stored(target, reveal=True)["config"]
+    elif record.get("hook_id"):
+        if target is None:
             raise Permanent("the hook subscription was removed")
+        hook = ctx.hooks.from_stored(target, reveal=True)
         config = {"url": hook["target_url"], "secret": hook["secret"]}
     else:
         config = json.loads(ctx.box.open(record["config"]))
@@ -139,9 +158,13 @@ def _pooled_client(policy: OutboundPolicy, allow: str, timeout: float = 30.0):
     return nullcontext(_clients[key])
 
 
+_policies: dict[str, OutboundPolicy] = {}  # per worker process: parsed once
+
+
 def _environment(ctx: Context, delivery_id: str) -> Environment:
     config = ctx.config
-    policy = OutboundPolicy(config.outbound_allow)
+    policy = _policies.get(config.outbound_allow) or _policies.setdefault(config.outbound_allow,
+                                                                          OutboundPolicy(config.outbound_allow))
 
     def save_state(did: str, state: dict) -> None:
         update(ctx, did, progress=state)

@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from redis.exceptions import RedisError, ResponseError
 
-from app.core.streams import ReaderThread, ensure_group, let_go
+from app.core.streams import ReaderThread, ensure_group, let_go, let_go_on
 from app.stores import lane_stream
 from app.stores.context import Context
 
@@ -153,6 +153,10 @@ class StreamLane:
         except Exception:  # never expected (handlers record their own failures): claimed again after a lease
             log.exception("%s: entry %s failed", self.name, entry_id)
 
+    def let_go_on(self, pipe, entry_id: str) -> None:
+        """For a handler: the entry goes with the writes queued on ``pipe`` (then it returns False)."""
+        let_go_on(pipe, self._stream, self._group, entry_id)
+
     def _renew_leases(self) -> None:
         """Reset the idle time of the entries running here, so no other worker claims them."""
         if time.monotonic() - self._renewed < self._tick:
@@ -184,16 +188,18 @@ class StreamLane:
 
 
 class DeliveryLane(StreamLane):
-    """The delivery lane: ``attempt(delivery_id)`` for each entry."""
+    """The delivery lane: ``attempt(delivery_id, with_delivered)`` for each entry (app.work.delivering's
+    signature); a "delivered" answer means with_delivered(pipe) was queued with the success."""
 
     name = "lane"
 
-    def __init__(self, ctx: Context, attempt: Callable[[str], object], threads: int = 8,
+    def __init__(self, ctx: Context, attempt: Callable[[str, Callable], str], threads: int = 8,
                  lease_seconds: float = 60.0, consumer: str | None = None):
         super().__init__(ctx, lane_stream.stream_key(ctx), lane_stream.GROUP, threads, lease_seconds, consumer)
         self._attempt = attempt
 
     def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:
-        if fields.get("delivery"):
-            self._attempt(fields["delivery"])
-        return True
+        if not fields.get("delivery"):
+            return True
+        # a success lets the entry go with its own record, in one round trip; any other outcome here
+        return self._attempt(fields["delivery"], lambda pipe: self.let_go_on(pipe, entry_id)) != "delivered"

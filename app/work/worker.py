@@ -223,7 +223,7 @@ def _on_stop_signals(handler: Callable[[], object]) -> None:
 
 def _delivery_lane(ctx: context.Context) -> DeliveryLane:
     config = ctx.config
-    return DeliveryLane(ctx, lambda delivery_id: delivering.attempt(ctx, delivery_id),
+    return DeliveryLane(ctx, lambda delivery_id, then: delivering.attempt(ctx, delivery_id, then),
                         threads=config.delivery_threads, lease_seconds=config.worker_lease_seconds)
 
 
