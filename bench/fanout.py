@@ -44,11 +44,13 @@ from tests.support.servers import ServedApp  # noqa: E402
 TASK_RESULT = {"summary": "Built a workbook.", "download_url": "", "edit_url": "", "artifacts": []}
 
 
-def gunicorn_subscriber(port: int) -> subprocess.Popen:
+def gunicorn_subscriber(port: int, app: str = "bench.bare:create_app()", env: dict | None = None) -> subprocess.Popen:
+    """A subscriber as a real one is served: its own processes, keep-alive connections."""
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
     process = subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread",
-                                "--threads", "8", "--log-level", "warning", "bench.bare:create_app()"],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--threads", "8", "--log-level", "warning", app],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
     wait_until_up(f"http://127.0.0.1:{port}/")
     return process
 
