@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urlsplit
 
 import httpx
@@ -67,4 +68,7 @@ class OutboundPolicy:
                 request.extensions["sni_hostname"] = url.host
 
         kwargs.setdefault("timeout", self._timeout)
-        return httpx.Client(follow_redirects=False, event_hooks={"request": [guard]}, **kwargs)
+        # a worker's client serves every tenant: a cookie one subscriber set must never go out with another's
+        # delivery, so the jar keeps none
+        jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+        return httpx.Client(follow_redirects=False, event_hooks={"request": [guard]}, cookies=jar, **kwargs)

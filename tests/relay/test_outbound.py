@@ -72,6 +72,22 @@ def test_redirects_are_not_followed(dns):
     assert request.url.path == "/a"  # one request only: the redirect's target was never asked
 
 
+def test_a_cookie_a_subscriber_sets_is_never_sent_again(dns):
+    """One pooled client serves every tenant's deliveries: a Set-Cookie from one subscriber must not ride
+    along with the next delivery to the same host (perhaps another tenant's)."""
+    dns["hooks.example"] = ["93.184.216.34"]
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, headers={"Set-Cookie": "session=tenant-a; Path=/"})
+
+    with OutboundPolicy().client(transport=httpx.MockTransport(handler)) as client:
+        client.post("https://hooks.example/a", content=b"{}")
+        client.post("https://hooks.example/b", content=b"{}")
+    assert "cookie" not in sent[1].headers
+
+
 def test_the_allow_list_admits_ranges_and_names(dns):
     dns["dev.internal"] = ["10.0.0.5"]
     assert _seen(OutboundPolicy("10.0.0.0/8"), "http://dev.internal/x").url.host == "10.0.0.5"
