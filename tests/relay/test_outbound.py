@@ -75,7 +75,7 @@ def test_redirects_are_not_followed(dns):
 def test_a_cookie_a_subscriber_sets_is_never_sent_again(dns):
     """One pooled client serves every tenant's deliveries: a Set-Cookie from one subscriber must not ride
     along with the next delivery to the same host (perhaps another tenant's)."""
-    dns["hooks.example"] = ["93.184.216.34"]
+    dns["93.184.216.34"] = ["93.184.216.34"]  # an address in the URL: nothing is rewritten by the pinning
     sent: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -83,8 +83,8 @@ def test_a_cookie_a_subscriber_sets_is_never_sent_again(dns):
         return httpx.Response(200, headers={"Set-Cookie": "session=tenant-a; Path=/"})
 
     with OutboundPolicy().client(transport=httpx.MockTransport(handler)) as client:
-        client.post("https://hooks.example/a", content=b"{}")
-        client.post("https://hooks.example/b", content=b"{}")
+        client.post("https://93.184.216.34/a", content=b"{}")
+        client.post("https://93.184.216.34/b", content=b"{}")
     assert "cookie" not in sent[1].headers
 
 
