@@ -45,7 +45,7 @@ class IntakeLane(StreamLane):
 
     def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:
         if fields.get("kind") == "slack":
-            return self._hand_to_rq(*self._command_job(entry_id, fields), entry_id)
+            return self._hand_to_rq(*self._command_job(entry_id, fields))
         queue = self._ctx.queue(queues.EVENTS)
         job_id = webhook_job_id(fields["tenant"], fields["webhook"])
         if reclaimed and self._ctx.rq_redis.exists(Job.key_for(job_id)):  # handed to RQ before: RQ has it
@@ -59,7 +59,7 @@ class IntakeLane(StreamLane):
             job = queue.create_job(jobs.process_upstream_event,
                                    args=(fields["tenant"], fields["task"], fields["body"], entry_id),
                                    job_id=job_id, timeout=120, retry=_EVENT_RETRY, **queues.kept_for(self._ctx))
-            return self._hand_to_rq(queue, job, entry_id)
+            return self._hand_to_rq(queue, job)
         return True
 
     def _command_job(self, entry_id: str, fields: dict):
@@ -69,7 +69,7 @@ class IntakeLane(StreamLane):
                                        job_id="slack-" + digest(fields["dedupe"], 40), timeout=300,
                                        **queues.kept_for(self._ctx))
 
-    def _hand_to_rq(self, queue, job, entry_id: str) -> bool:
+    def _hand_to_rq(self, queue, job) -> bool:
         """Queue the entry's job, which lets the entry go when it is done (so False: not here)."""
         try:
             queue.enqueue_job(job, unique=True)

@@ -37,7 +37,8 @@ class StreamLane:
     """One worker's reader of a stream through a consumer group: ``handle`` runs each entry on up to
     ``threads`` threads, and the entry goes when it returns True."""
 
-    name = "lane"
+    name = "stream"
+    """Names its threads (relay-<name>-reader), its logs and its storage-trouble metric."""
 
     def __init__(self, ctx: Context, stream: str, group: str, threads: int, lease_seconds: float,
                  consumer: str | None = None):
