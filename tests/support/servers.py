@@ -24,8 +24,10 @@ class ServedApp:
         self._thread: threading.Thread | None = None
 
     def _recording(self, environ, start_response):
+        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")  # before a dispatcher shifts it
+
         def record(status: str, headers, *args):
-            self.answers.append((environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), int(status[:3])))
+            self.answers.append((method, path, int(status[:3])))
             return start_response(status, headers, *args)
 
         return self.app(environ, record)
