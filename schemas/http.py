@@ -34,7 +34,7 @@ class ApiError(Exception):
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
-        return jsonify(exc.body()), exc.status, exc.headers
+        return respond(exc)
 
     @app.errorhandler(SchemaViolation)
     def invalid(exc: SchemaViolation):
@@ -45,8 +45,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        error = from_http_exception(exc)
-        return jsonify(error.body()), error.status, error.headers
+        return respond(from_http_exception(exc))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
@@ -66,9 +65,13 @@ def bug() -> ApiError:
     return ApiError(500, "internal_error", "Something went wrong on our side.")
 
 
+def respond(error: ApiError):
+    """An ApiError as Flask's answer: its JSON body, status and headers."""
+    return jsonify(error.body()), error.status, error.headers
+
+
 def internal_error():
-    error = bug()
-    return jsonify(error.body()), error.status
+    return respond(bug())
 
 
 def parse_json(raw: bytes) -> Any:

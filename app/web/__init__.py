@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, request
+from flask import Flask, request
 from redis.exceptions import RedisError
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
@@ -12,7 +12,7 @@ from app.core.config import RelayConfig
 from app.stores.context import Context, build_context, install
 from app.web import api, dashboard, fanout, files, health, intake, integrations, limits, slack
 from app.web.base import storage_error
-from schemas.http import ApiError, internal_error, register_error_handlers
+from schemas.http import ApiError, internal_error, register_error_handlers, respond
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -53,4 +53,4 @@ def _refuse_large_bodies() -> None:
 
 def _storage_unavailable(exc: RedisError):
     error = storage_error(exc)
-    return internal_error() if error is None else (jsonify(error.body()), error.status, error.headers)
+    return internal_error() if error is None else respond(error)

@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -56,8 +57,9 @@ def _attempt(ctx: Context, delivery_id: str, record: dict, with_delivered) -> st
                                                             "attempts"))
     pipe = ctx.redis.pipeline(transaction=False)  # the attempt counted, and its destination read, together
     update(ctx, delivery_id, pipe=pipe, state="delivering", attempts=attempts)
-    replies = pipe.execute() if _queue_target(ctx, pipe, record) else [*pipe.execute(), None]
-    target = replies[-1]
+    queued = _queue_target(ctx, pipe, record)
+    replies = pipe.execute()
+    target = replies[-1] if queued else None
     kind = registry.KINDS.get(record["kind"])
     try:
         if kind is None:
@@ -158,13 +160,15 @@ def _pooled_client(policy: OutboundPolicy, allow: str, timeout: float = 30.0):
     return nullcontext(_clients[key])
 
 
-_policies: dict[str, OutboundPolicy] = {}  # per worker process: parsed once
+@lru_cache(maxsize=8)
+def _policy(allow: str) -> OutboundPolicy:
+    """The outbound policy for RELAY_OUTBOUND_ALLOW, parsed once per worker process."""
+    return OutboundPolicy(allow)
 
 
 def _environment(ctx: Context, delivery_id: str) -> Environment:
     config = ctx.config
-    policy = _policies.get(config.outbound_allow) or _policies.setdefault(config.outbound_allow,
-                                                                          OutboundPolicy(config.outbound_allow))
+    policy = _policy(config.outbound_allow)
 
     def save_state(did: str, state: dict) -> None:
         update(ctx, did, progress=state)

@@ -174,7 +174,7 @@ def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool
             _drain(background)
         _work(ctx, queue_names, burst, with_scheduler)
         if burst and lane:
-            lane.drain()  # what the jobs just run (tasks that ended) planned
+            _drain([lane])  # what the jobs just run (tasks that ended) planned
     finally:
         for part in background:
             part.stop()  # a warm shutdown: running deliveries finish, threads are joined
