@@ -89,6 +89,8 @@ def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
 
 def _record_handover(ctx: Context, tenant: Tenant, task: dict, submitted, restarted: bool) -> None:
     task_id = task["task_id"]
+    if ctx.tasks.restore(task):  # else the fields below would make a task with no status, prompt or tenant
+        log.warning("task %s was lost by a Redis failover while the API took it; stored again", task_id)
     ctx.tasks.set(task_id, upstream_task_id=submitted.task_id, run_id=submitted.run_id,
                   run_restarted=int(restarted), submitted_at=time.time())
     ctx.tasks.transition(task_id, expect="pending_submit", status=submitted.status)

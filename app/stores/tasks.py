@@ -38,6 +38,14 @@ end
 return 1
 """
 
+# KEYS: the task, the recent index. ARGV: when it was created, then its field/value pairs.
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('ZADD', KEYS[2], ARGV[1], redis.call('HGET', KEYS[1], 'task_id'))
+return 1
+"""
+
 _JSON_FIELDS = ("result", "error", "destinations", "callback_headers")
 RECENT_KEPT = 1000  # tasks indexed for the dashboard, newest first
 
@@ -46,6 +54,7 @@ class TaskStore:
     def __init__(self, redis: Redis, prefix: str):
         self._redis, self._prefix = redis, prefix
         self._transition = redis.register_script(_TRANSITION)
+        self._restore = redis.register_script(_RESTORE)
         self.watch_key = prefix + "tasks:watch"
         self.recent_key = prefix + "tasks:recent"
         self.ended_key = prefix + "tasks:ended"
@@ -88,6 +97,14 @@ class TaskStore:
         """Fields that never race with a terminal transition (links, attempt counters), at once or queued on
         ``pipe``."""
         (pipe or self._redis).hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in fields.items()})
+
+    def restore(self, task: dict) -> bool:
+        """Store again a task Redis no longer has, as it was read: a failover took the primary before the
+        task's creation reached a replica (possible with RELAY_REDIS_MIN_REPLICAS=0). Nothing is written for
+        a task Redis still has. True: it had to be stored again."""
+        pairs = [item for k, v in task.items() for item in (k, to_field(v))]
+        return self._restore(keys=[self.key_for(task["task_id"]), self.recent_key],
+                             args=[task["created_at"], *pairs]) == 1
 
     def transition(self, task_id: str, expect: str = "", **fields: Any) -> bool:
         """Update a task that has not ended (and is in status ``expect``, when given)."""

@@ -210,3 +210,25 @@ def _served(sandbox):
     from tests.support.servers import ServedApp
 
     return [o for o in gc.get_objects() if isinstance(o, ServedApp) and o.app is sandbox.app]
+
+
+def test_a_task_redis_lost_while_the_api_took_it_is_stored_again(relay, monkeypatch):
+    """A failover with RELAY_REDIS_MIN_REPLICAS=0 can lose a task created just before the primary died,
+    while the API is already running its job: recording the hand-over must not leave a task with no status
+    (seen in CI as a 500 on POST /v1/documents), but store the task again."""
+    from app.core.upstream import UpstreamClient
+
+    real = UpstreamClient.generate
+
+    def generate_then_lose_the_task(self, *args, **kwargs):
+        submitted = real(self, *args, **kwargs)
+        for key in relay.ctx.redis.scan_iter(relay.ctx.tasks.key_for("*")):
+            relay.ctx.redis.delete(key)  # what the new primary never had
+        return submitted
+
+    monkeypatch.setattr(UpstreamClient, "generate", generate_then_lose_the_task)
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Lost in a failover")
+        done = relay.wait_task(client, task["task_id"])
+    assert done["status"] == "completed"
+    assert relay.ctx.tasks.get(task["task_id"])["prompt"] == "Lost in a failover", "stored again, whole"
