@@ -39,6 +39,7 @@ from app.domain import deliveries  # noqa: E402
 from app.domain.tracking import finish  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
 from app.stores.destinations import new_webhook_secret  # noqa: E402
+from bench import proc  # noqa: E402
 from tests.support.servers import ServedApp  # noqa: E402
 
 TASK_RESULT = {"summary": "Built a workbook.", "download_url": "", "edit_url": "", "artifacts": []}
@@ -174,7 +175,7 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[d
             [worker] = run_workers(env, 1, work / f"worker-{name}.log")
             peak = 0
             while worker.poll() is None and time.perf_counter() - start < 600:
-                peak = max(peak, _vm_hwm(worker.pid))
+                peak = max(peak, proc.vm_hwm_kib(worker.pid))
                 time.sleep(0.05)
             record = deliveries.get(ctx, delivery_id) or {}
             rows.append({"destination": name, "peak_rss_mib": peak / 1024, "seconds": time.perf_counter() - start,
@@ -185,17 +186,6 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[d
             server.stop()
         sandbox.terminate()
         sandbox.wait()
-
-
-def _vm_hwm(pid: int) -> int:
-    """Peak resident set size of a live process, in KiB (Linux)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
 
 
 def main() -> None:

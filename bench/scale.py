@@ -43,7 +43,7 @@ from app.stores import lane_stream, queues  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
 from app.stores.destinations import new_webhook_secret  # noqa: E402
 from app.stores.intake_stream import stream_key  # noqa: E402
-from bench import fanout, ingest  # noqa: E402
+from bench import fanout, ingest, proc  # noqa: E402
 from tests.chaos.test_redis_restart import _event  # noqa: E402
 
 PROCESSES = (1, 2, 4)
@@ -131,6 +131,34 @@ class Subscriber:
         self.process.wait()
 
 
+class CpuBudget:
+    """CPU time each part of the end-to-end stack spends from now on: this process (the senders), the relay's
+    web and workers, the subscriber (each with its child processes) and Redis."""
+
+    def __init__(self, ctx, **pids: list[int]):
+        self._ctx, self._pids = ctx, pids
+        self._start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {"senders": time.process_time(), **{name: proc.cpu_seconds(*p) for name, p in self._pids.items()},
+                "redis": redis_cpu(self._ctx)}
+
+    def per_item_ms(self, items: int) -> dict[str, float]:
+        """Milliseconds of CPU per item since the start, by part."""
+        now = self._now()
+        return {name: 1000 * (now[name] - self._start[name]) / max(items, 1) for name in now}
+
+    @staticmethod
+    def describe(cpu_ms: dict[str, float]) -> str:
+        relay = cpu_ms["web"] + cpu_ms["workers"] + cpu_ms["redis"]
+        total = sum(cpu_ms.values())
+        cores = os.cpu_count() or 1
+        parts = ", ".join(f"{name} {ms:.2f}" for name, ms in cpu_ms.items())
+        return (f"CPU ms per webhook: {parts}; relay (web, workers, Redis) {relay:.2f} of {total:.2f} -> "
+                f"{cores} cores carry at most {1000 * cores / total:.0f}/s with this harness on them, "
+                f"{1000 * cores / relay:.0f}/s for the relay alone")
+
+
 def send_at_rate(url_for, signer: Webhook, tasks: list[str], rate: float, first: int) -> dict[str, float]:
     """Open loop: webhook i goes at start + i/rate whatever the answers; returns when each was answered."""
     answered: dict[str, float] = {}
@@ -198,6 +226,8 @@ def end_to_end(ctx, config: RelayConfig, tenant, api_key: str, work: Path, rates
                         break
                     tasks = [ctx.tasks.create(tenant.tenant_id, format="excel", prompt="scale")["task_id"]
                              for _ in range(int(rate * seconds))]
+                    cpu = CpuBudget(ctx, web=[web.pid], workers=[w.pid for w in workers],
+                                    subscriber=[subscriber.process.pid])
                     answered = send_at_rate(lambda t: base + ctx.tokens.webhook(tenant.tenant_id, t), signer,
                                             tasks, rate, sent)
                     sent += len(tasks)
@@ -208,10 +238,12 @@ def end_to_end(ctx, config: RelayConfig, tenant, api_key: str, work: Path, rates
                     latencies = sorted(arrived.get(t, float("inf")) - answered[t] for t in answered)
                     row = {"workers": processes, "rate": rate, "sent": len(tasks), "answered": len(answered),
                            "p50_ms": 1000 * statistics.median(latencies),
-                           "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
+                           "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+                           "cpu_ms": cpu.per_item_ms(len(answered))}
                     rows.append(row)
                     print(f"  e2e workers={processes} rate={rate}/s p50={row['p50_ms']:.0f} ms "
                           f"p99={row['p99_ms']:.0f} ms", flush=True)
+                    print(f"    {CpuBudget.describe(row['cpu_ms'])}", flush=True)
                     if row["p99_ms"] > 5000:  # far past saturation: higher rates say nothing more
                         break
             finally:

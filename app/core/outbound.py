@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import urlsplit
 
 import httpx
@@ -68,7 +67,28 @@ class OutboundPolicy:
                 request.extensions["sni_hostname"] = url.host
 
         kwargs.setdefault("timeout", self._timeout)
-        # a worker's client serves every tenant: a cookie one subscriber set must never go out with another's
-        # delivery, so the jar keeps none
-        jar = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-        return httpx.Client(follow_redirects=False, event_hooks={"request": [guard]}, cookies=jar, **kwargs)
+        return _CookielessClient(follow_redirects=False, event_hooks={"request": [guard]}, **kwargs)
+
+
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing, and spends nothing on reading the Set-Cookie headers of every answer."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+
+class _CookielessClient(httpx.Client):
+    """A worker's pooled client serves every tenant: a cookie one subscriber set must never go out with
+    another's delivery, so it keeps none."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, value) -> None:
+        raise TypeError("the relay's outbound clients keep no cookies")

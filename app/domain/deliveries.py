@@ -74,6 +74,46 @@ def update(ctx: Context, delivery_id: str, pipe=None, **fields: Any) -> None:
     (pipe or ctx.redis).hset(key_for(ctx, delivery_id), mapping={k: to_field(v) for k, v in fields.items()})
 
 
+# KEYS: the delivery record, and optionally the hash holding what it goes to. ARGV: the most attempts, now,
+# the target's field. Returns the record as it was, the target (or nil), and 1 when this attempt started.
+_BEGIN = """
+local record = redis.call('HGETALL', KEYS[1])
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'delivered' or state == 'dead' then return {record, false, 0} end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
+if state == 'delivering' and attempts > tonumber(ARGV[1]) then return {record, false, 0} end
+redis.call('HSET', KEYS[1], 'state', 'delivering', 'attempts', attempts, 'updated_at', ARGV[2])
+local target = false
+if KEYS[2] then target = redis.call('HGET', KEYS[2], ARGV[3]) end
+return {record, target, 1}
+"""
+
+
+def begin(ctx: Context, delivery_id: str, target: tuple[str, str] | None = None
+          ) -> tuple[dict | None, str | None, bool]:
+    """Start an attempt in one round trip: the record as it was (None: gone), the stored target when its
+    (key, field) is given, and whether the attempt started. It does not for a delivery delivered or dead,
+    nor for one whose every attempt so far ended with its worker (left "delivering" past the last one)."""
+    keys, args = [key_for(ctx, delivery_id)], [ctx.config.delivery_max_attempts, time.time()]
+    if target:
+        keys.append(target[0])
+        args.append(target[1])
+    pairs, stored, started = ctx.script("delivery-begin", _BEGIN)(keys=keys, args=args)
+    record = dict(zip(pairs[::2], pairs[1::2], strict=True))
+    return record or None, stored, bool(started)
+
+
+def target_of(ctx: Context, fields: dict) -> tuple[str, str] | None:
+    """Where what a delivery goes to is saved apart from it (a saved destination, a hook): (key, field).
+    ``fields``: its record, or its lane entry, which carries the same ids."""
+    tenant_id = fields.get("tenant_id")
+    if tenant_id and fields.get("destination_id"):
+        return ctx.destinations.key_for(tenant_id), fields["destination_id"]
+    if tenant_id and fields.get("hook_id"):
+        return ctx.hooks.key_for(tenant_id), fields["hook_id"]
+    return None
+
+
 def view(delivery: dict) -> dict:
     def when(name: str) -> str | None:
         return iso(float(delivery[name])) if delivery.get(name) else None

@@ -48,22 +48,18 @@ class DestinationStore:
     def __init__(self, redis: Redis, prefix: str, box: SecretBox):
         self._redis, self._prefix, self._box = redis, prefix, box
 
-    def _key(self, tenant_id: str) -> str:
+    def key_for(self, tenant_id: str) -> str:
         return f"{self._prefix}destinations:{tenant_id}"
 
     def create(self, tenant_id: str, name: str, kind: str, config: dict, export: str | None) -> dict:
         destination = {"id": new_id("dst"), "name": name, "kind": kind, "export": export, "created_at": time.time()}
         stored = {**destination, "config": self._box.seal(json.dumps(config))}
-        self._redis.hset(self._key(tenant_id), destination["id"], json.dumps(stored))
+        self._redis.hset(self.key_for(tenant_id), destination["id"], json.dumps(stored))
         return {**destination, "config": public_config(kind, config)}
 
     def get(self, tenant_id: str, destination_id: str, reveal: bool = False) -> dict | None:
-        raw = self._redis.hget(self._key(tenant_id), destination_id)
+        raw = self._redis.hget(self.key_for(tenant_id), destination_id)
         return None if raw is None else self.from_stored(raw, reveal)
-
-    def get_on(self, pipe, tenant_id: str, destination_id: str) -> None:
-        """Queue the read of a saved destination on ``pipe``; from_stored() reads its reply (None: gone)."""
-        pipe.hget(self._key(tenant_id), destination_id)
 
     def from_stored(self, raw: str, reveal: bool = False) -> dict:
         stored = json.loads(raw)
@@ -71,34 +67,30 @@ class DestinationStore:
         return {**stored, "config": config if reveal else public_config(stored["kind"], config)}
 
     def list(self, tenant_id: str) -> list[dict]:
-        saved = self._redis.hgetall(self._key(tenant_id))
+        saved = self._redis.hgetall(self.key_for(tenant_id))
         return [self.from_stored(saved[i]) for i in sorted(saved)]
 
     def delete(self, tenant_id: str, destination_id: str) -> bool:
-        return bool(self._redis.hdel(self._key(tenant_id), destination_id))
+        return bool(self._redis.hdel(self.key_for(tenant_id), destination_id))
 
 
 class HookStore:
     def __init__(self, redis: Redis, prefix: str, box: SecretBox):
         self._redis, self._prefix, self._box = redis, prefix, box
 
-    def _key(self, tenant_id: str) -> str:
+    def key_for(self, tenant_id: str) -> str:
         return f"{self._prefix}hooks:{tenant_id}"
 
     def create(self, tenant_id: str, target_url: str, event: str) -> dict:
         """Subscribe; the answer carries the signing secret, once."""
         secret = new_webhook_secret()
         hook = {"id": new_id("hook"), "target_url": target_url, "event": event, "created_at": time.time()}
-        self._redis.hset(self._key(tenant_id), hook["id"], json.dumps({**hook, "secret": self._box.seal(secret)}))
+        self._redis.hset(self.key_for(tenant_id), hook["id"], json.dumps({**hook, "secret": self._box.seal(secret)}))
         return {**hook, "secret": secret}
 
     def get(self, tenant_id: str, hook_id: str, reveal: bool = False) -> dict | None:
-        raw = self._redis.hget(self._key(tenant_id), hook_id)
+        raw = self._redis.hget(self.key_for(tenant_id), hook_id)
         return None if raw is None else self.from_stored(raw, reveal)
-
-    def get_on(self, pipe, tenant_id: str, hook_id: str) -> None:
-        """Queue the read of a hook subscription on ``pipe``; from_stored() reads its reply (None: gone)."""
-        pipe.hget(self._key(tenant_id), hook_id)
 
     def from_stored(self, raw: str, reveal: bool = False) -> dict:
         hook: dict[str, Any] = json.loads(raw)
@@ -109,9 +101,9 @@ class HookStore:
         return hook
 
     def list(self, tenant_id: str, event: str | None = None) -> list[dict]:
-        saved = self._redis.hgetall(self._key(tenant_id))
+        saved = self._redis.hgetall(self.key_for(tenant_id))
         hooks = [self.from_stored(saved[i]) for i in sorted(saved)]
         return [h for h in hooks if event is None or h["event"] == event]
 
     def delete(self, tenant_id: str, hook_id: str) -> bool:
-        return bool(self._redis.hdel(self._key(tenant_id), hook_id))
+        return bool(self._redis.hdel(self.key_for(tenant_id), hook_id))

@@ -24,7 +24,7 @@ from app.core import metrics, storage
 from app.core.logs import log_context
 from app.core.outbound import OutboundPolicy
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
-from app.domain.deliveries import dead_letter_key, enqueue, file_link, get, open_key, update
+from app.domain.deliveries import begin, dead_letter_key, enqueue, file_link, open_key, target_of, update
 from app.stores.context import Context
 from connectors import registry
 from connectors.base import Delivery, DeliveryError, Document, Environment, Gone, Permanent, Retryable
@@ -32,34 +32,42 @@ from connectors.base import Delivery, DeliveryError, Document, Environment, Gone
 log = logging.getLogger(__name__)
 
 
-def attempt(ctx: Context, delivery_id: str, with_delivered: Callable[[Any], None] | None = None) -> str:
+def attempt(ctx: Context, delivery_id: str, with_delivered: Callable[[Any], None] | None = None,
+            lane_entry: dict | None = None) -> str:
     """One attempt, logged with its delivery, task and tenant, and counted per kind and outcome.
     ``with_delivered(pipe)`` queues more writes to make with the record of a success (the delivery lane
-    lets its entry go in the same round trip)."""
-    record = get(ctx, delivery_id)
+    lets its entry go in the same round trip); ``lane_entry``, the entry's fields, names the target, so it
+    is read with the record."""
+    hint = target_of(ctx, lane_entry or {})
+    record, target, started = begin(ctx, delivery_id, hint)
     if record is None or record["state"] in ("delivered", "dead"):
         return record["state"] if record else "unknown"
     with log_context(delivery_id=delivery_id, task_id=record["task_id"], tenant=record["tenant_id"]):
-        started = time.perf_counter()
-        outcome = _attempt(ctx, delivery_id, record, with_delivered)
-        elapsed = time.perf_counter() - started
+        started_at = time.perf_counter()
+        target = _target(ctx, record, hint, target) if started else None
+        outcome = _attempt(ctx, record, started, target, with_delivered)
+        elapsed = time.perf_counter() - started_at
         log.info("delivery attempt %s: %s in %.0f ms", record["kind"], outcome, elapsed * 1000)
     metrics.DELIVERY_SECONDS.labels(record["kind"]).observe(elapsed)
     metrics.DELIVERY_ATTEMPTS.labels(record["kind"], outcome).inc()
     return outcome
 
 
-def _attempt(ctx: Context, delivery_id: str, record: dict, with_delivered) -> str:
-    attempts = int(record.get("attempts") or 0) + 1
-    if record["state"] == "delivering" and attempts > ctx.config.delivery_max_attempts:
-        # every attempt so far ended with its worker (killed, out of memory) before an outcome: stop there
+def _target(ctx: Context, record: dict, hint: tuple[str, str] | None, read: str | None) -> str | None:
+    """The saved destination or hook the delivery goes to: as begin() read it where the lane entry said, or
+    read now (an RQ retry, or an entry from before entries named their target)."""
+    needed = target_of(ctx, record)
+    if needed == hint:
+        return read
+    return ctx.redis.hget(*needed) if needed else None
+
+
+def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with_delivered) -> str:
+    """Deliver, once begin() has counted the attempt; ``target``: the saved destination or hook, if any."""
+    delivery_id, attempts = record["delivery_id"], int(record.get("attempts") or 0) + 1
+    if not started:  # every attempt so far ended with its worker (killed, out of memory): stop there
         return _failed(ctx, record, attempts - 1, Permanent(f"the worker stopped during each of {attempts - 1} "
                                                             "attempts"))
-    pipe = ctx.redis.pipeline(transaction=False)  # the attempt counted, and its destination read, together
-    update(ctx, delivery_id, pipe=pipe, state="delivering", attempts=attempts)
-    queued = _queue_target(ctx, pipe, record)
-    replies = pipe.execute()
-    target = replies[-1] if queued else None
     kind = registry.KINDS.get(record["kind"])
     try:
         if kind is None:
@@ -120,20 +128,8 @@ def _backoff(ctx: Context, attempts: int, retry_after: float | None) -> float:
     return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
 
 
-def _queue_target(ctx: Context, pipe, record: dict) -> bool:
-    """Queue on ``pipe`` the read of what the delivery goes to, when it is saved apart from it (a saved
-    destination, a hook subscription): then True, and the reply is the pipeline's last."""
-    if record.get("destination_id"):
-        ctx.destinations.get_on(pipe, record["tenant_id"], record["destination_id"])
-    elif record.get("hook_id"):
-        ctx.hooks.get_on(pipe, record["tenant_id"], record["hook_id"])
-    else:
-        return False
-    return True
-
-
 def _delivery(ctx: Context, record: dict, target: str | None) -> Delivery:
-    """What _queue_target read, decrypted."""
+    """The delivery's config: its own, or its saved destination's or hook's (``target``), decrypted."""
     if record.get("destination_id"):
         if target is None:
             raise Permanent(f"saved destination {record['destination_id']} was deleted")

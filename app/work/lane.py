@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from redis.exceptions import RedisError, ResponseError
 
@@ -51,7 +51,7 @@ class StreamLane:
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"relay-{self.name}")
         self._running: dict[str, Future] = {}  # entry id -> its attempt; changed by the pool's threads too
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()  # guards _running; notified as each attempt ends
         self._grouped = False
         self._claimed_at = 0.0
         self._renewed = time.monotonic()
@@ -68,11 +68,11 @@ class StreamLane:
     def run_once(self, block_ms: int | None = None) -> int:
         """Start attempts for entries a dead worker left and for new ones, as many as there are free
         threads (waiting for one to free up first if none is). Returns how many were started."""
-        free = self._threads - len(self._snapshot())
-        if not free:
-            self._wait_for_one()
+        running = self._count()
+        if running == self._threads:
+            self._wait_for_fewer_than(running)
             return 0
-        return self._fill(free, block_ms)
+        return self._fill(self._threads - running, block_ms)
 
     def _fill(self, free: int, block_ms: int | None) -> int:
         try:
@@ -115,26 +115,28 @@ class StreamLane:
         """Run everything waiting in the lane, then return how many entries were started (a worker's --burst)."""
         started = 0
         while True:
-            free = self._threads - len(self._snapshot())
-            if free and (taken := self._fill(free, None)):
+            running = self._count()
+            if running < self._threads and (taken := self._fill(self._threads - running, None)):
                 started += taken
                 continue
-            if free == self._threads:  # nothing was running, and nothing was waiting
+            if not running:  # nothing was running, and nothing was waiting
                 return started
-            self._wait_for_one()
+            self._wait_for_fewer_than(running)
 
-    def _snapshot(self) -> list[Future]:
-        with self._lock:
-            return list(self._running.values())
+    def _count(self) -> int:
+        with self._changed:
+            return len(self._running)
 
-    def _wait_for_one(self) -> None:
-        wait(self._snapshot(), timeout=self._tick, return_when=FIRST_COMPLETED)
+    def _wait_for_fewer_than(self, running: int) -> None:
+        """Until an attempt of those ``running`` ends (or a tick: leases are renewed meanwhile)."""
+        with self._changed:
+            self._changed.wait_for(lambda: len(self._running) < running, timeout=self._tick)
         self._renew_leases()
 
     # -- one entry ---------------------------------------------------------------------------------
 
     def _start(self, entry_id: str, fields: dict, reclaimed: bool) -> None:
-        with self._lock:
+        with self._changed:
             if entry_id in self._running:  # claimed back from ourselves after a late renewal: it is running
                 return
             future = self._pool.submit(self._run, entry_id, fields, reclaimed)
@@ -142,8 +144,9 @@ class StreamLane:
         future.add_done_callback(lambda _: self._finished(entry_id))
 
     def _finished(self, entry_id: str) -> None:
-        with self._lock:
+        with self._changed:
             self._running.pop(entry_id, None)
+            self._changed.notify_all()
 
     def _run(self, entry_id: str, fields: dict, reclaimed: bool) -> None:
         try:
@@ -163,7 +166,7 @@ class StreamLane:
         if time.monotonic() - self._renewed < self._tick:
             return
         self._renewed = time.monotonic()
-        with self._lock:
+        with self._changed:
             running = list(self._running)
         if running:
             try:
@@ -183,18 +186,19 @@ class StreamLane:
     def stop(self) -> None:
         """Stop reading and let the running attempts finish (a worker's warm shutdown)."""
         self._reader.stop()
-        while self._snapshot():
-            self._wait_for_one()  # leases stay renewed while a long upload finishes
+        while running := self._count():
+            self._wait_for_fewer_than(running)  # leases stay renewed while a long upload finishes
         self._pool.shutdown(wait=True)
 
 
 class DeliveryLane(StreamLane):
-    """The delivery lane: ``attempt(delivery_id, with_delivered)`` for each entry (app.work.delivering's
-    signature); a "delivered" answer means with_delivered(pipe) was queued with the success."""
+    """The delivery lane: ``attempt(delivery_id, with_delivered, entry_fields)`` for each entry
+    (app.work.delivering's signature); a "delivered" answer means with_delivered(pipe) was queued with the
+    success."""
 
     name = "lane"
 
-    def __init__(self, ctx: Context, attempt: Callable[[str, Callable], str], threads: int = 8,
+    def __init__(self, ctx: Context, attempt: Callable[[str, Callable, dict], str], threads: int = 8,
                  lease_seconds: float = 60.0, consumer: str | None = None):
         super().__init__(ctx, lane_stream.stream_key(ctx), lane_stream.GROUP, threads, lease_seconds, consumer)
         self._attempt = attempt
@@ -203,4 +207,4 @@ class DeliveryLane(StreamLane):
         if not fields.get("delivery"):
             return True
         # a success lets the entry go with its own record, in one round trip; any other outcome here
-        return self._attempt(fields["delivery"], lambda pipe: self.let_go_on(pipe, entry_id)) != "delivered"
+        return self._attempt(fields["delivery"], lambda pipe: self.let_go_on(pipe, entry_id), fields) != "delivered"

@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from functools import partial
 
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
@@ -223,7 +224,7 @@ def _on_stop_signals(handler: Callable[[], object]) -> None:
 
 def _delivery_lane(ctx: context.Context) -> DeliveryLane:
     config = ctx.config
-    return DeliveryLane(ctx, lambda delivery_id, then: delivering.attempt(ctx, delivery_id, then),
+    return DeliveryLane(ctx, partial(delivering.attempt, ctx),
                         threads=config.delivery_threads, lease_seconds=config.worker_lease_seconds)
 
 

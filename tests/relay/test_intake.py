@@ -15,6 +15,7 @@ from standardwebhooks import Webhook
 
 from app.core.streams import ensure_group
 from app.stores import queues
+from app.stores.destinations import new_webhook_secret
 from app.stores.intake_stream import GROUP, stream_key
 from app.work import jobs
 from app.work.intake import IntakeLane
@@ -177,6 +178,17 @@ def test_several_signatures_during_secret_rotation(intake):
     old = signed("whsec_" + "b2xkIHNlY3JldCBvbGQgc2VjcmV0IG9sZA==", body)["webhook-signature"]
     headers["webhook-signature"] = f"{old} {headers['webhook-signature']}"
     assert httpx.post(url, content=body, headers=headers).status_code == 200
+
+
+def test_a_changed_webhook_secret_applies_at_once_and_the_old_one_is_refused_after_it(intake):
+    relay, url, body, _ = intake
+    old, new = relay.sandbox.webhook_secret, new_webhook_secret()
+    assert httpx.post(url, content=body, headers=signed(old, body, "evt_old")).status_code == 200  # remembered
+    relay.ctx.tenants.update_upstream(relay.tenant_id, webhook_secret=new)
+    assert httpx.post(url, content=body, headers=signed(new, body, "evt_new")).status_code == 200, \
+        "a signature the remembered secret refuses is checked with the secret read again"
+    refused = httpx.post(url, content=body, headers=signed(old, body, "evt_old_again"))
+    assert (refused.status_code, refused.json()["error"]["code"]) == (401, "invalid_signature")
 
 
 def bad_headers(secret: str, body: bytes) -> dict[str, dict[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,7 +37,7 @@ class Attempts:
             self.release.set()
         self._fail_first = fail_first
 
-    def __call__(self, delivery_id: str, with_delivered=None) -> None:
+    def __call__(self, delivery_id: str, with_delivered=None, entry=None) -> None:
         self.seen.append(delivery_id)
         self.started.set()
         self.release.wait(60)
@@ -113,7 +114,7 @@ def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receive
         ctx.redis.xdel(lane_stream.stream_key(ctx), entry_id)  # lost
         assert jobs.reconcile()["deliveries_requeued"] == 1 and lane_stream.backlog(ctx) == 1
         assert jobs.reconcile()["deliveries_requeued"] == 0, "an entry waiting in the lane is left alone"
-        DeliveryLane(ctx, lambda delivery_id, then: delivering.attempt(ctx, delivery_id, then)).drain()
+        DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
         [done] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
     assert done["state"] == "delivered" and len(receiver.requests) == 1
     assert jobs.reconcile()["deliveries_requeued"] == 0
@@ -134,7 +135,7 @@ def test_follow_ups_planned_again_add_no_second_entry(make_relay, receiver):
         eventually(lambda: IntakeLane(ctx).drain(), 30, "the API's webhook")
         tracking.run_follow_ups(ctx, task["task_id"])
         assert lane_stream.backlog(ctx) == 1, "still one entry for the one delivery"
-        DeliveryLane(ctx, lambda delivery_id, then: delivering.attempt(ctx, delivery_id, then)).drain()
+        DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
         tracking.run_follow_ups(ctx, task["task_id"])
         assert lane_stream.backlog(ctx) == 0, "a delivered delivery is not queued again"
     assert len(receiver.requests) == 1
