@@ -154,3 +154,33 @@ def test_a_delivery_whose_every_attempt_ended_its_worker_goes_to_the_dead_letter
     record = deliveries.get(ctx, "dlv_poison")
     assert record["state"] == "dead" and "stopped during each of" in record["last_error"]
     assert [d["delivery_id"] for d in deliveries.dead_letters(ctx)] == ["dlv_poison"]
+
+
+def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_one_is_dead(make_relay, receiver):
+    """A lane entry names the hook it goes to, so the attempt reads the subscription with the record; an RQ
+    retry (no entry) reads it apart. Either way, a subscription removed after the delivery was planned
+    ends it in the dead letters with the reason."""
+    from app.domain import deliveries
+    from app.work import delivering
+    from app.work.intake import IntakeLane
+
+    relay = make_relay(worker=False)
+    ctx = relay.ctx
+    with relay.client() as client:
+        kept = client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).json()
+        removed = client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).json()
+        task = relay.submit(client, prompt="x")
+        eventually(lambda: IntakeLane(ctx).drain(), 30, "the API's webhook")
+        entries = [fields for _, fields in ctx.redis.xrange(lane_stream.stream_key(ctx))]
+        assert sorted(e["hook_id"] for e in entries) == sorted([kept["id"], removed["id"]])
+        assert all(e["tenant_id"] == relay.tenant_id for e in entries)
+        assert client.delete(f"/v1/hooks/{removed['id']}").status_code == 204
+        DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
+        states = {d["delivery_id"]: d for d in client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]}
+    by_hook = {deliveries.get(ctx, i)["hook_id"]: d for i, d in states.items()}
+    assert by_hook[kept["id"]]["state"] == "delivered" and len(receiver.requests) == 1
+    assert by_hook[removed["id"]]["state"] == "dead"
+    assert by_hook[removed["id"]]["last_error"] == "the hook subscription was removed"
+    retry = next(i for i, d in states.items() if d["state"] == "delivered")
+    deliveries.update(ctx, retry, state="retrying")  # as an RQ retry finds it: no lane entry
+    assert delivering.attempt(ctx, retry) == "delivered" and len(receiver.requests) == 2
