@@ -22,7 +22,9 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     install(ctx)
     schemas.warm()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # one byte past the limit: werkzeug stops reading a chunked body at MAX_CONTENT_LENGTH without a word, so a
+    # body cut there could not be told from one that fits
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["relay"] = ctx
     register_error_handlers(app)
@@ -46,8 +48,12 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
 
 
 def _refuse_large_bodies() -> None:
-    """Every endpoint, also those that never read a body: over 1 MiB is 413 before any work is done."""
-    if (request.content_length or 0) > MAX_BODY_BYTES:
+    """Every endpoint, also those that never read a body: over 1 MiB is 413 before any work is done. A chunked
+    body has no length to look at first: it is read here (up to one byte past the limit) and kept."""
+    length = request.content_length
+    if length is None and request.environ.get("wsgi.input_terminated"):
+        length = len(request.get_data(cache=True))
+    if (length or 0) > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB.")
 
 

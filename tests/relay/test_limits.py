@@ -52,3 +52,17 @@ def test_every_endpoint_refuses_a_body_over_1_mib(make_relay, reliability):
         assert answer.headers["content-type"] == "application/json" and answer.json()["error"]["message"]
     reliability(fault="a body over 1 MiB to every POST endpoint", tried=len(posts), lost=0, duplicated="-",
                 notes="413 with a JSON error before any work, on all of them")
+
+
+def test_every_endpoint_refuses_a_chunked_body_over_1_mib(make_relay):
+    """With no Content-Length to look at first, the body is read up to the limit and one byte past it:
+    over it is 413 as well, not a body cut at 1 MiB and then refused as bad JSON."""
+    relay = make_relay(worker=False)
+    body = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
+    for route in (r for r in ROUTES if r.method == "POST"):
+        path = route.path.replace("{", "").replace("}", "")
+        chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
+        answer = httpx.post(relay.url + path, content=chunks,
+                            headers={"Authorization": f"Bearer {relay.api_key}", "Content-Type": "application/json"})
+        assert answer.status_code == 413, (route.path, answer.status_code, answer.text[:200])
+        assert answer.json()["error"]["code"] == "payload_too_large"
