@@ -65,8 +65,9 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:
         return "finished" if finish(ctx, task_id, {**_terminal_fields(upstream), **link}, task) else "duplicate"
     if link:  # the webhook overtook the submit call: link it here
         ctx.tasks.set(task_id, **link)
-    ctx.tasks.transition(task_id, status=status, phase=upstream.get("phase") or "",
-                         progress=int(upstream.get("progress") or 0), turn_index=upstream.get("turn_index"))
+    if not ctx.tasks.transition(task_id, status=status, phase=upstream.get("phase") or "",
+                                progress=int(upstream.get("progress") or 0), turn_index=upstream.get("turn_index")):
+        return "ended"  # progress that arrived after the end: nothing to change, and nothing to watch again
     ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
     return "updated"
 

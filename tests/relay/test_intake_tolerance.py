@@ -93,3 +93,19 @@ def test_the_reconciler_reads_the_api_s_task_answers_with_the_same_tolerance(mak
         outcome = tracking.apply(relay.ctx, task["task_id"], answer.raw, source="reconciler")
         assert outcome == ("updated" if data["status"] == "running" else "finished"), name
         assert relay.ctx.tasks.get(task["task_id"])["status"] == data["status"], name
+
+
+def test_progress_that_arrives_after_the_end_changes_nothing_and_is_not_watched_again(make_relay):
+    """Webhooks may arrive out of order: a progress event overtaken by the task's end leaves the ended task
+    as it is, and off the reconciler's watch list (it would poll the API about a task that is over)."""
+    from app.domain import tracking
+
+    relay = make_relay(worker=False)
+    task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
+    ended = copy.deepcopy(TASK)
+    ended["task_id"] = "task_" + task["task_id"].removeprefix("tsk_")
+    assert tracking.apply(relay.ctx, task["task_id"], ended, source="webhook") == "finished"
+    late = {**ended, "status": "running", "phase": "building", "progress": 60, "result": None}
+    assert tracking.apply(relay.ctx, task["task_id"], late, source="webhook") == "ended"
+    assert relay.ctx.tasks.get(task["task_id"])["status"] == "completed"
+    assert relay.ctx.redis.zscore(relay.ctx.tasks.watch_key, task["task_id"]) is None
