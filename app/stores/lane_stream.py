@@ -30,6 +30,7 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return entry
 """
 
+
 def stream_key(ctx: Context) -> str:
     return ctx.key("lane")
 
