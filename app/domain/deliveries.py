@@ -20,7 +20,7 @@ from app.core.ids import digest
 from app.stores import lane_stream, queues
 from app.stores.context import Context
 from app.stores.events import iso
-from app.stores.tasks import to_field
+from app.stores.tasks import field_pairs, to_field
 from connectors import registry
 
 log = logging.getLogger(__name__)
@@ -195,9 +195,8 @@ def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -
         record.update(kind=ref["kind"], config=ctx.box.seal(json.dumps(ref.get("config") or {})),
                       export=(ref.get("export") or task.get("export") or "") if exported else "")
     record["updated_at"] = time.time()
-    pairs = [item for k, v in record.items() for item in (k, to_field(v))]
-    ctx.script("delivery-record", _RECORD)(keys=[key_for(ctx, delivery_id)], args=[delivery_id, *pairs],
-                                           client=pipe)
+    ctx.script("delivery-record", _RECORD)(keys=[key_for(ctx, delivery_id)],
+                                           args=[delivery_id, *field_pairs(record)], client=pipe)
     return delivery_id
 
 

@@ -20,7 +20,7 @@ from app.domain.serializers import task_view
 from app.stores import usage
 from app.stores.context import Context
 from app.stores.events import KEEP, iso
-from app.stores.tasks import LUA_UNLESS_ENDED, TERMINAL, to_field
+from app.stores.tasks import LUA_UNLESS_ENDED, TERMINAL, field_pairs
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def finish(ctx: Context, task_id: str, fields: dict, task: dict | None = None) -
     tenant_id, record = task["tenant_id"], task.get("record_key") or ""
     argv = [usage.number(fields.get("credits_used")), int(float(fields.get("duration_ms") or 0)), fields["event_json"],
             int(ctx.config.usage_retention_seconds), usage.record_prefix(record), record, now]
-    argv += [item for k, v in fields.items() for item in (k, to_field(v))]
+    argv += field_pairs(fields)
     keys = [ctx.tasks.key_for(task_id), ctx.tasks.watch_key, ctx.tenants.key_for(tenant_id),
             ctx.records.key_for(tenant_id, record) if record else "", ctx.events.key_for(tenant_id),
             ctx.usage.key_for(tenant_id, usage.day_of(now)), ctx.tasks.ended_key]

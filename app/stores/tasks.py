@@ -102,14 +102,13 @@ class TaskStore:
         """Store again a task Redis no longer has, as it was read: a failover took the primary before the
         task's creation reached a replica (possible with RELAY_REDIS_MIN_REPLICAS=0). Nothing is written for
         a task Redis still has. True: it had to be stored again."""
-        pairs = [item for k, v in task.items() for item in (k, to_field(v))]
         return self._restore(keys=[self.key_for(task["task_id"]), self.recent_key],
-                             args=[task["created_at"], *pairs]) == 1
+                             args=[task["created_at"], *field_pairs(task)]) == 1
 
     def transition(self, task_id: str, expect: str = "", **fields: Any) -> bool:
         """Update a task that has not ended (and is in status ``expect``, when given)."""
         fields.setdefault("updated_at", time.time())
-        argv = [expect, *(item for k, v in fields.items() for item in (k, to_field(v)))]
+        argv = [expect, *field_pairs(fields)]
         return self._transition(keys=[self.key_for(task_id), self.watch_key], args=argv) == 1
 
     # -- the reconciler's watch list -----------------------------------------------------------------
@@ -128,6 +127,11 @@ class TaskStore:
         pipe.delete(self.key_for(task_id))
         for index in (self.recent_key, self.watch_key, self.ended_key):
             pipe.zrem(index, task_id)
+
+
+def field_pairs(fields: dict[str, Any]) -> list:
+    """The fields as a Lua script takes them: name, value, name, value..."""
+    return [item for name, value in fields.items() for item in (name, to_field(value))]
 
 
 def to_field(value: Any) -> str | int | float:

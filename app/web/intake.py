@@ -9,7 +9,6 @@ DispatcherMiddleware (app.web.create_app) and answers in the same JSON error for
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 
@@ -22,8 +21,6 @@ from app.domain import intake
 from app.stores.context import Context
 from app.web.base import storage_error
 from schemas.http import ApiError, bug, from_http_exception
-
-log = logging.getLogger(__name__)
 
 PREFIX = "/webhooks/upstream"
 _ANSWERS = {fresh: json.dumps({"status": "accepted" if fresh else "duplicate"}).encode() for fresh in (True, False)}

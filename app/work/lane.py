@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from redis.exceptions import RedisError, ResponseError
 
@@ -50,7 +50,7 @@ class StreamLane:
         self._stream, self._group = stream, group
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"relay-{self.name}")
-        self._running: dict[str, Future] = {}  # entry id -> its attempt; changed by the pool's threads too
+        self._running: set[str] = set()  # the entries whose attempts run here; changed by the pool's threads too
         self._changed = threading.Condition()  # guards _running; notified as each attempt ends
         self._grouped = False
         self._claimed_at = 0.0
@@ -140,12 +140,12 @@ class StreamLane:
             if entry_id in self._running:  # claimed back from ourselves after a late renewal: it is running
                 return
             future = self._pool.submit(self._run, entry_id, fields, reclaimed)
-            self._running[entry_id] = future
+            self._running.add(entry_id)
         future.add_done_callback(lambda _: self._finished(entry_id))
 
     def _finished(self, entry_id: str) -> None:
         with self._changed:
-            self._running.pop(entry_id, None)
+            self._running.discard(entry_id)
             self._changed.notify_all()
 
     def _run(self, entry_id: str, fields: dict, reclaimed: bool) -> None:
