@@ -174,3 +174,18 @@ def test_a_quick_stop_of_a_web_process_never_waits_for_its_thread_pool():
     thread.join(timeout=10)
     assert left == [0] and worker.alive is False
     pool.shutdown()
+
+
+@pytest.mark.parametrize(("env", "processes"), [({}, 2 * len(os.sched_getaffinity(0)) + 1),
+                                                ({"WEB_CONCURRENCY": "3"}, 3)])
+def test_relay_web_starts_web_concurrency_processes_or_two_per_core_and_one(monkeypatch, env, processes):
+    from click.testing import CliRunner
+
+    from app.cli import services
+
+    started: list[list[str]] = []
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    monkeypatch.setattr(services.os, "execv", lambda _path, argv: started.append(argv))
+    result = CliRunner().invoke(services.web, [], env=env)
+    assert result.exit_code == 0, result.output
+    assert started[0][started[0].index("--workers") + 1] == str(processes)
