@@ -1,9 +1,6 @@
 """The baseline for bench/ingest: a Flask app whose only route answers 204, served the same way."""
 
-import os
-import time
-
-from flask import Flask, request
+from flask import Flask
 
 
 def create_app() -> Flask:
@@ -11,22 +8,6 @@ def create_app() -> Flask:
 
     @app.post("/bare")
     def bare():
-        return "", 204
-
-    return app
-
-
-def arrivals() -> Flask:
-    """bench/scale's REST-hook subscriber: notes when each task's event arrived, one line per request
-    appended to the file BENCH_ARRIVALS names (small appends to one file are atomic)."""
-    app = Flask(__name__)
-    path = os.environ["BENCH_ARRIVALS"]
-
-    @app.post("/hook")
-    def hook():
-        arrived = time.time()
-        with open(path, "a") as out:
-            out.write(f"{request.get_json()['data']['task_id']} {arrived}\n")
         return "", 204
 
     return app

@@ -44,6 +44,7 @@ from app.stores.context import build_context  # noqa: E402
 from app.stores.destinations import new_webhook_secret  # noqa: E402
 from app.stores.intake_stream import stream_key  # noqa: E402
 from bench import fanout, ingest, proc  # noqa: E402
+from bench.subscriber import start as start_subscriber  # noqa: E402
 from tests.chaos.test_redis_restart import _event  # noqa: E402
 
 PROCESSES = (1, 2, 4)
@@ -102,15 +103,15 @@ def lane_scaling(ctx, env: dict, tenant_id: str, count: int) -> list[dict]:
 
 
 class Subscriber:
-    """A REST-hook subscriber in processes of its own (gunicorn, keep-alive, as a real one is served), which
-    notes when each task's event arrived (bench/bare.py `arrivals`)."""
+    """A REST-hook subscriber in a process of its own (bench/subscriber.py: asyncio, keep-alive), which notes
+    when each task's event arrived."""
 
     def __init__(self, work: Path):
         self._file = work / "arrivals.txt"
         self._file.touch()
         self._read, self._first = 0, {}  # what was read of the file so far, and the arrivals in it
         port = free_port()
-        self.process = fanout.gunicorn_subscriber(port, "bench.bare:arrivals()", {"BENCH_ARRIVALS": str(self._file)})
+        self.process = start_subscriber(port, self._file)
         self.url = f"http://127.0.0.1:{port}/hook"
 
     @property
