@@ -32,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 from app.cli.devstack import free_port, wait_until_up  # noqa: E402
 from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
-from app.cli.services import default_web_workers  # noqa: E402
 from app.core.config import RelayConfig  # noqa: E402
 from app.core.crypto import SecretBox  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
@@ -90,8 +89,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--workers", type=int, default=default_web_workers(),
-                        help="gunicorn workers, all servers (default: relay web's, 2 x cores + 1)")
+    parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1,
+                        help="gunicorn workers, all servers (default: gunicorn's 2 x cores + 1)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"],
                         help="gunicorn worker class for both servers (relay web uses gthread)")

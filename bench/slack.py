@@ -33,7 +33,6 @@ sys.path.insert(0, str(ROOT))
 
 from app.cli.devstack import free_port  # noqa: E402
 from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
-from app.cli.services import default_web_workers  # noqa: E402
 from app.core.config import RelayConfig  # noqa: E402
 from app.core.crypto import SecretBox  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
@@ -97,8 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bursts", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=default_web_workers(),
-                        help="gunicorn workers (default: relay web's, 2 x cores + 1)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (relay web's default)")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 

@@ -33,18 +33,12 @@ def sandbox(args: tuple[str, ...]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "sandbox", *(args or ("--help",))], env)
 
 
-def default_web_workers() -> int:
-    """gunicorn's advice, 2 x cores + 1: with fewer, each process's GIL caps the web below what the cores
-    serve (bench/ingest). The cores this process may run on, not the host's, where the OS says so."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return 2 * cores + 1
-
-
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", envvar="WEB_CONCURRENCY", default=default_web_workers, type=int,
-              show_default="WEB_CONCURRENCY, else 2 x cores + 1", help="gunicorn worker processes.")
+@click.option("--workers", envvar="WEB_CONCURRENCY", default=2, show_default=True, type=int,
+              help="gunicorn worker processes (WEB_CONCURRENCY). More serve more webhooks/s, fewer answer bursts "
+                   "sooner: docs/operations.md.")
 @click.option("--threads", envvar="RELAY_WEB_THREADS", default=8, show_default=True, type=int,
               help="Threads per process (for `wait`).")
 def web(host: str, port: int, workers: int, threads: int) -> None:
