@@ -107,3 +107,13 @@ def _seconds(value: str | None) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None
+
+
+class RecordKind(Kind, Protocol):
+    """A kind that writes back to the record a document belongs to (a CRM record, a table row): its status on
+    ``task.started``, then the result on the task's end. Record keys ``<scheme>:...`` name its records."""
+
+    scheme: str
+
+    def parse_record(self, record_key: str) -> dict[str, str]:
+        """The parts of a record key of this scheme; raises ValueError saying what a key looks like."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import callback, email, folder, gdrive, slack, slack_reply, webhook
-from .base import Kind
+from . import airtable, callback, email, folder, gdrive, hubspot, sheets, slack, slack_reply, webhook
+from .base import Kind, RecordKind
 
 KINDS: dict[str, Kind] = {
     "folder": folder.KIND,
@@ -13,4 +13,10 @@ KINDS: dict[str, Kind] = {
     "slack_reply": slack_reply.KIND,
     "gdrive": gdrive.KIND,
     "email": email.KIND,
+    "hubspot": hubspot.KIND,
+    "airtable": airtable.KIND,
+    "sheets": sheets.KIND,
 }
+
+RECORD_KINDS: dict[str, RecordKind] = {name: kind for name, kind in KINDS.items() if hasattr(kind, "scheme")}
+"""The kinds that write back to the record a document belongs to; a connection of one is a saved destination."""

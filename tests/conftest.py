@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from app.cli.embedded_redis import EmbeddedRedis
-from tests.relay_fixtures import fake_drive, fake_slack, make_relay, relay, smtp_server  # noqa: F401 - fixtures
+from tests.relay_fixtures import (  # noqa: F401 - fixtures
+    fake_airtable,
+    fake_drive,
+    fake_hubspot,
+    fake_sheets,
+    fake_slack,
+    make_relay,
+    relay,
+    smtp_server,
+)
 from tests.reliability import reliability  # noqa: F401 - fixture
 from tests.sandbox_fixtures import make_sandbox, receiver, sandbox  # noqa: F401 - fixtures
 

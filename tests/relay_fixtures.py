@@ -142,16 +142,9 @@ def fake_slack(tmp_path):
 @pytest.fixture
 def fake_drive(tmp_path):
     """The fake Drive with a service account and an OAuth client registered."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     from connectors.gdrive.fake import FakeDrive
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private_pem, public_pem = _service_account_keys()
     fake = FakeDrive(storage=tmp_path / "drive-files", service_accounts={"key-1": public_pem},
                      oauth_clients={"1//refresh-token": ("client-id.apps", "client-secret")})
     served = ServedApp(fake.app()).start()
@@ -171,3 +164,58 @@ def smtp_server(tmp_path):
     server = SmtpServer(tmp_path, free_port(), users={"relay": "s3cret-pass"}).start()
     yield server
     server.stop()
+
+
+def _service_account_keys() -> tuple[str, str]:
+    """A new RSA key pair: (private PEM for the relay, public PEM for the fake's token endpoint)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return private_pem, public_pem
+
+
+@pytest.fixture
+def fake_hubspot():
+    from connectors.hubspot.fake import FakeHubSpot
+
+    fake = FakeHubSpot(interval_ms=1000)
+    served = ServedApp(fake.app()).start()
+    fake.url = served.url  # type: ignore[attr-defined]
+    yield fake
+    fake.knobs.release.set()
+    served.stop()
+
+
+@pytest.fixture
+def fake_airtable():
+    from connectors.airtable.fake import FakeAirtable
+
+    fake = FakeAirtable()
+    served = ServedApp(fake.app()).start()
+    fake.url = served.url  # type: ignore[attr-defined]
+    yield fake
+    fake.knobs.release.set()
+    served.stop()
+
+
+@pytest.fixture
+def fake_sheets(tmp_path):
+    """The fake Sheets, whose token endpoint knows one service account (``fake.service_account``)."""
+    from connectors.gdrive.fake import FakeDrive
+    from connectors.sheets.fake import SHEETS_SCOPE, FakeSheets
+
+    private_pem, public_pem = _service_account_keys()
+    fake = FakeSheets(auth=FakeDrive(storage=tmp_path / "sheets-auth", scope=SHEETS_SCOPE,
+                                     service_accounts={"key-1": public_pem}))
+    served = ServedApp(fake.app()).start()
+    fake.url = served.url  # type: ignore[attr-defined]
+    fake.service_account = {"type": "service_account", "client_email": "relay@project.iam.gserviceaccount.com",  # type: ignore[attr-defined]
+                            "private_key": private_pem, "private_key_id": "key-1"}
+    yield fake
+    fake.knobs.release.set()
+    served.stop()

@@ -117,6 +117,15 @@ class RelayConfig:
     """How often a running /overten job's progress is checked (at most 2 progress posts per job)."""
     drive_api_url: str = "https://www.googleapis.com"
     drive_token_url: str = "https://oauth2.googleapis.com/token"
+    """Google's token endpoint, for Drive and Sheets."""
+    hubspot_api_url: str = "https://api.hubapi.com"
+    airtable_api_url: str = "https://api.airtable.com"
+    airtable_backoff_seconds: float = 30.0
+    """Quiet after Airtable answers 429, as Airtable asks (tests shorten it)."""
+    sheets_api_url: str = "https://sheets.googleapis.com/"
+    record_link_ttl_seconds: int = 30 * 86_400
+    """Life of the /files/{token} link written back to a CRM record or a row (each use redirects to a fresh
+    download); past the task's retention the link finds no document either."""
     email_attach_max_bytes: int = 10 * 1024 * 1024
     """Larger files are sent as a link instead of an attachment."""
     metrics_dir: str = "var/metrics"

@@ -3,6 +3,7 @@ install flow's links and OAuth `state`."""
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
@@ -45,7 +46,16 @@ class Tokens:
         return self._files.dumps(payload)
 
     def open_file(self, token: str, max_age: float) -> dict:
-        return _open(self._files, token, max_age)
+        """A file link's payload; ``max_age`` unless the link carries a life of its own (``l``, seconds)."""
+        try:
+            payload, signed_at = self._files.loads(token, return_timestamp=True)
+        except BadSignature:
+            raise TokenInvalid from None
+        if not isinstance(payload, dict):
+            raise TokenInvalid
+        if time.time() - signed_at.timestamp() > float(payload.get("l") or max_age):
+            raise TokenExpired
+        return payload
 
     def signed(self, purpose: str, payload: dict) -> str:
         """A token for one of the Slack install flow's steps (``slack-install``, ``slack-oauth-state``)."""

@@ -26,6 +26,8 @@ from connectors import registry
 log = logging.getLogger(__name__)
 
 STATES = ("pending", "delivering", "retrying", "delivered", "dead")
+WRITE_BACK_START_SLOT, WRITE_BACK_SLOT = "write-back:start", "write-back"
+"""The two writes to a task's record: Generating as it starts, then Ready or Failed (app.domain.write_back)."""
 _CRASH_RETRY = Retry(max=3, interval=[5, 30, 120])  # a worker killed mid-job: RQ runs the job again
 
 
@@ -147,6 +149,8 @@ def plan(ctx: Context, task: dict, event: dict, then: dict | None = None) -> Non
         slots.append(("callback", {"kind": "callback",
                                    "config": {"url": task["callback_url"],
                                               "headers": task.get("callback_headers") or {}}}))
+    if task.get("write_back"):  # the record the document belongs to: Ready with the file, or Failed
+        slots.append((WRITE_BACK_SLOT, {"id": task["write_back"]}))
     if task.get("slack_reply"):  # an /overten command: tell the person who ran it how it ended
         slots.append(("slack-reply", {"kind": "slack_reply", "config": json.loads(ctx.box.open(task["slack_reply"]))}))
     slots += [(f"hook:{hook['id']}", {"kind": "webhook", "hook_id": hook["id"]})
@@ -154,7 +158,8 @@ def plan(ctx: Context, task: dict, event: dict, then: dict | None = None) -> Non
     event = with_links(ctx, event)
     pipe = ctx.redis.pipeline()
     ids = [_record(ctx, pipe, task, event, slot, ref) for slot, ref in slots]
-    fields = {**({"delivery_ids": ids} if ids else {}), **(then or {})}
+    earlier = [i for i in json.loads(task.get("delivery_ids") or "[]") if i not in ids]  # e.g. the start write-back
+    fields = {**({"delivery_ids": earlier + ids} if ids else {}), **(then or {})}
     if fields:
         ctx.tasks.set(task["task_id"], pipe=pipe, **fields)
     for delivery_id in ids:  # after the records: the lane adds only a delivery still pending
@@ -179,9 +184,13 @@ def record(ctx: Context, task: dict, event: dict, slot: str, ref: dict) -> str:
     return delivery_id
 
 
+def delivery_id_for(task_id: str, slot: str) -> str:
+    return "dlv_" + digest(f"{task_id}:{slot}", 26).upper()
+
+
 def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -> str:
     """Queue on ``pipe`` the record of one delivery, unless it was planned before; returns its id."""
-    delivery_id = "dlv_" + digest(f"{task['task_id']}:{slot}", 26).upper()
+    delivery_id = delivery_id_for(task["task_id"], slot)
     record: dict[str, Any] = {"tenant_id": task["tenant_id"], "task_id": task["task_id"], "state": "pending",
                               "attempts": 0, "created_at": time.time(), "event": event, "export": ""}
     if ref.get("id"):  # a saved destination: read when delivering, so a fixed config applies on replay
@@ -210,7 +219,9 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None) -> No
     assert pipe is None, "a later attempt is an RQ job, enqueued on its own"
     attempt = int(ctx.redis.hget(key_for(ctx, delivery_id), "attempts") or 0)
     # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
-    ctx.queue(queues.DELIVER).enqueue_in(timedelta(seconds=delay), queues.job("deliver"), delivery_id,
+    # RQ keeps a scheduled time in whole seconds, rounded down: a second more, so a retry never runs before
+    # the Retry-After it was given
+    ctx.queue(queues.DELIVER).enqueue_in(timedelta(seconds=delay + 1), queues.job("deliver"), delivery_id,
                                          job_id=f"deliver-{delivery_id}-{attempt}", job_timeout=3600, result_ttl=0,
                                          failure_ttl=ctx.config.job_failure_ttl_seconds, retry=_CRASH_RETRY)
     ctx.redis.zadd(open_key(ctx), {delivery_id: recheck_at})
@@ -273,6 +284,7 @@ def with_links(ctx: Context, event: dict) -> dict:
     return {**event, "data": {**data, **document_links(ctx, data)}}
 
 
-def file_link(ctx: Context, task_id: str, export: str = "") -> str:
-    token = ctx.tokens.file({"t": task_id, "x": export})
+def file_link(ctx: Context, task_id: str, export: str = "", life_seconds: int | None = None) -> str:
+    """``life_seconds``: how long the link works, when not RELAY_FILES_LINK_TTL_SECONDS."""
+    token = ctx.tokens.file({"t": task_id, "x": export, **({"l": life_seconds} if life_seconds else {})})
     return f"{ctx.config.public_url.rstrip('/')}/files/{token}"

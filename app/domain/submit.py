@@ -12,7 +12,7 @@ from typing import Any
 
 from app.core import storage
 from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
-from app.domain import tracking
+from app.domain import tracking, write_back
 from app.stores import queues
 from app.stores.context import Context
 from app.stores.tasks import TERMINAL
@@ -23,19 +23,22 @@ log = logging.getLogger(__name__)
 
 def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
     """Record a submission and try to hand it to the API now. Returns the relay task. ``internal``: task
-    fields of the relay's own, stored with the task from the start (e.g. how to answer a Slack command)."""
+    fields of the relay's own, stored with the task from the start (e.g. how to answer a Slack command).
+    Raises WriteBackRefused before anything is stored when the write-back it asks for cannot be made."""
     fmt, record_key = body["format"], body.get("record_key")
+    connection = write_back.connection_for(ctx, tenant.tenant_id, body)
     mark = ctx.primary_mark()
     run_id = ctx.records.run_for(tenant.tenant_id, record_key, fmt) if record_key and body.get("resume", True) else None
     task = ctx.tasks.create(tenant.tenant_id, format=fmt, prompt=body["prompt"], record_key=record_key or "",
                             requested_run_id=run_id or "", destinations=body.get("destinations") or [],
                             export=body.get("export", ""), callback_url=body.get("callback_url", ""),
-                            callback_headers=body.get("callback_headers") or {},
+                            callback_headers=body.get("callback_headers") or {}, write_back=connection or "",
                             # a crash before it is handed over leaves it to the reconciler
                             watch_at=time.time() + ctx.config.reconcile_quiet_seconds, **internal)
     if record_key:
         ctx.records.touch(tenant.tenant_id, record_key)
         ctx.records.add_task(tenant.tenant_id, record_key, task["task_id"])
+    write_back.plan_start(ctx, task)
     try:
         hand_over(ctx, tenant, task["task_id"])
     except UpstreamUnavailable as exc:

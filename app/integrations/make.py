@@ -53,6 +53,10 @@ def _submit_params(names: tuple[str, ...], required: tuple[str, ...]) -> list[di
         if param["name"] == "destinations":
             param.update(spec=[{"name": "id", "label": "Saved destination", "type": "select",
                                 "options": "rpc://listDestinations", "required": True}])
+        if param["name"] == "write_back":
+            param.update(type="collection", spec=[{"name": "connection", "label": "Connection (hubspot, airtable or "
+                                                   "sheets)", "type": "select", "options": "rpc://listDestinations",
+                                                   "required": True}])
     return params
 
 
@@ -113,8 +117,8 @@ def make_app(public_url: str) -> dict[str, Any]:
          {"communication": {"url": "/v1/documents", "method": "POST", "body": "{{parameters}}",
                             "response": {"output": "{{body}}"}},
           "static-params": [],
-          "mappable-params": _submit_params(("format", "prompt", "record_key", "resume", "destinations", "export"),
-                                            ("format", "prompt")),
+          "mappable-params": _submit_params(("format", "prompt", "record_key", "resume", "destinations",
+                                             "write_back", "export"), ("format", "prompt")),
           "interface": interface, "samples": sample}, {"actionCrud": "create"}),
         ("continueDocument", "Continue a Document",
          "Changes the document kept for a record (a deal, a ticket) with a new prompt.", "action",

@@ -13,6 +13,7 @@ from typing import Any
 import schemas
 from app.core.formats import export_formats
 from app.integrations.documents import DOCUMENT_FIELDS, SAMPLE_TASK, document_from
+from connectors.registry import RECORD_KINDS
 
 PLATFORM_VERSION = "19.1.0"
 APP_VERSION = "1.0.0"
@@ -79,6 +80,12 @@ def _submit_fields(*names: str, required: tuple[str, ...] = ()) -> list[dict[str
         if name == "destinations":
             field.update(dynamic="list_destinations.id.name", list=True, type="string",
                          helpText="Saved destinations (Slack, Drive, email...) to deliver the finished file to.")
+        if name == "write_back":
+            field = {"key": "write_back", "label": "Write Back To The Record", "type": "string", "required": False,
+                     "dynamic": "list_connections.id.name",
+                     "helpText": "A saved HubSpot, Airtable or Google Sheets connection: the record the Record Key "
+                                 "names shows Generating, then Ready with the file, or Failed with the reason. "
+                                 "Empty: the tenant's default connection for that platform, if any."}
         fields.append(field)
     return fields
 
@@ -102,6 +109,7 @@ if (input.destinations && [].concat(input.destinations).length) {
   body.destinations = [].concat(input.destinations).map((id) => ({id}));
 }
 if (input.export) { body.export = input.export; }
+if (input.write_back) { body.write_back = {connection: input.write_back}; }
 return z.request({url: BASE + '/v1/documents', method: 'POST', body}).then((response) => response.data);"""
 
 _RESUME = "return toDocument(Object.assign({}, bundle.outputData, bundle.cleanedRequest), null);"
@@ -195,8 +203,10 @@ def _polling_trigger(base: str) -> dict[str, Any]:
                           "outputFields": _output_fields(), "sample": _event_sample("task.completed")}}
 
 
-def _hidden_list(key: str, path: str, mapping: str, base: str) -> dict[str, Any]:
-    body = f"return z.request({{url: BASE + '{path}'}}).then((response) => response.data.items.map({mapping}));"
+def _hidden_list(key: str, path: str, mapping: str, base: str, keep: str = "") -> dict[str, Any]:
+    """``keep``: a JavaScript predicate on each item, when only some are offered."""
+    chosen = f".filter({keep})" if keep else ""
+    body = f"return z.request({{url: BASE + '{path}'}}).then((response) => response.data.items{chosen}.map({mapping}));"
     return {"key": key, "noun": key.removeprefix("list_").title(),
             "display": {"label": key.replace("_", " ").title(), "description": "Feeds a dropdown.", "hidden": True},
             "operation": {"type": "polling", "perform": _source(body, base=base)}}
@@ -204,9 +214,9 @@ def _hidden_list(key: str, path: str, mapping: str, base: str) -> dict[str, Any]
 
 def zapier_app(public_url: str) -> dict[str, Any]:
     base = public_url.rstrip("/")
-    generate_fields = _submit_fields("format", "prompt", "record_key", "resume", "destinations", "export",
-                                     required=("format", "prompt"))
-    continue_fields = _submit_fields("record_key", "prompt", "format", "destinations", "export",
+    generate_fields = _submit_fields("format", "prompt", "record_key", "resume", "destinations", "write_back",
+                                     "export", required=("format", "prompt"))
+    continue_fields = _submit_fields("record_key", "prompt", "format", "destinations", "write_back", "export",
                                      required=("record_key", "prompt"))
     creates = [
         _create("generate_document", "Document", "Generate Document",
@@ -225,7 +235,11 @@ def zapier_app(public_url: str) -> dict[str, Any]:
         _polling_trigger(base),
         _hidden_list("list_formats", "/v1/formats", "(item) => ({id: item.id, label: item.label})", base),
         _hidden_list("list_destinations", "/v1/destinations",
-                     "(item) => ({id: item.id, name: item.name + ' (' + item.kind + ')'})", base),
+                     "(item) => ({id: item.id, name: item.name + ' (' + item.kind + ')'})", base,
+                     keep=f"(item) => !{json.dumps(list(RECORD_KINDS))}.includes(item.kind)"),
+        _hidden_list("list_connections", "/v1/destinations",
+                     "(item) => ({id: item.id, name: item.name + ' (' + item.kind + ')'})", base,
+                     keep=f"(item) => {json.dumps(list(RECORD_KINDS))}.includes(item.kind)"),
     ]
     return {
         "version": APP_VERSION,

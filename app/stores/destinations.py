@@ -32,6 +32,9 @@ def check_config(kind: str, config: dict) -> dict:
                                        for e in exc.errors]) from None
     if kind == "webhook" and not config.get("secret"):
         config = {**config, "secret": new_webhook_secret()}
+    if kind == "hubspot" and not (config.get("token") or config.get("oauth")):
+        raise schemas.SchemaViolation([schemas.FieldError("config.token", "give a private app token, or oauth with "
+                                                                          "a client and a refresh token")])
     return config
 
 
@@ -71,7 +74,26 @@ class DestinationStore:
         return [self.from_stored(saved[i]) for i in sorted(saved)]
 
     def delete(self, tenant_id: str, destination_id: str) -> bool:
+        saved = self.get(tenant_id, destination_id)
+        if saved is None:
+            return False
+        if self.default_for(tenant_id, saved["kind"]) == destination_id:
+            self._redis.hdel(self._defaults_key(tenant_id), saved["kind"])
         return bool(self._redis.hdel(self.key_for(tenant_id), destination_id))
+
+    # -- a tenant's default write-back connection per platform ----------------------------------------
+
+    def _defaults_key(self, tenant_id: str) -> str:
+        return f"{self._prefix}write-back-defaults:{tenant_id}"
+
+    def set_default(self, tenant_id: str, kind: str, destination_id: str) -> None:
+        self._redis.hset(self._defaults_key(tenant_id), kind, destination_id)
+
+    def default_for(self, tenant_id: str, kind: str) -> str | None:
+        return self._redis.hget(self._defaults_key(tenant_id), kind)
+
+    def defaults(self, tenant_id: str) -> dict[str, str]:
+        return self._redis.hgetall(self._defaults_key(tenant_id))
 
 
 class HookStore:

@@ -12,10 +12,12 @@ from app.core.formats import document_formats
 from app.core.upstream import UpstreamError
 from app.domain import deliveries, exports, submit, tracking
 from app.domain.serializers import record_view, task_view
+from app.domain.write_back import WriteBackRefused
 from app.stores.destinations import check_config
 from app.stores.idempotency import KeyReused, RequestInProgress, StoredAnswer, fingerprint
 from app.stores.tasks import TERMINAL
 from app.web.base import ctx, public, record_path, require_tenant, tenant
+from connectors.registry import RECORD_KINDS
 from schemas.http import ApiError, json_body, query_params
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
@@ -64,9 +66,13 @@ def _check_destinations(body: dict) -> None:
     """Saved ids must exist (the schema has checked inline kinds and configs), before anything is submitted."""
     for n, ref in enumerate(body.get("destinations") or []):
         if ref.get("id"):
-            if ctx().destinations.get(tenant().tenant_id, ref["id"]) is None:
+            saved = ctx().destinations.get(tenant().tenant_id, ref["id"])
+            if saved is None:
                 raise ApiError(404, "destination_not_found", "no saved destination with this id",
                                field=f"destinations.{n}.id")
+            if saved["kind"] in RECORD_KINDS:
+                raise ApiError(400, "invalid_request", f"a {saved['kind']} connection writes back to the record: "
+                               "name it in write_back.connection", field=f"destinations.{n}.id")
             continue
         try:
             ref["config"] = check_config(ref["kind"], ref.get("config") or {})
@@ -106,7 +112,10 @@ def create_document():
 
 
 def _submit(body: dict):
-    task = submit.submit(ctx(), tenant(), body)
+    try:
+        task = submit.submit(ctx(), tenant(), body)
+    except WriteBackRefused as exc:
+        raise ApiError(exc.status, exc.code, exc.message, field=exc.field) from None
     wait = min(int(body.get("wait") or 0), ctx().config.max_wait_seconds)
     if wait:
         task = submit.wait_for(ctx(), task["task_id"], wait)

@@ -8,6 +8,7 @@ from app.domain import deliveries
 from app.stores.destinations import check_config
 from app.stores.events import iso
 from app.web.base import ctx, require_tenant, tenant
+from connectors.registry import RECORD_KINDS
 from schemas.http import ApiError, json_body
 
 bp = Blueprint("fanout", __name__, url_prefix="/v1")
@@ -18,25 +19,42 @@ def _dated(item: dict) -> dict:
     return {**item, "created_at": iso(float(item["created_at"]))}
 
 
+def _shown(saved: dict, defaults: dict[str, str]) -> dict:
+    """A saved destination as the API shows it; a write-back connection says whether it is its platform's
+    default."""
+    if saved["kind"] in RECORD_KINDS:
+        saved = {**saved, "default": defaults.get(saved["kind"]) == saved["id"]}
+    return _dated(saved)
+
+
 @bp.post("/destinations")
 def create_destination():
     body = json_body("relay/destination-create.json")
+    if body.get("default") and body["kind"] not in RECORD_KINDS:
+        raise ApiError(400, "invalid_request", f"only a write-back connection ({', '.join(RECORD_KINDS)}) can be "
+                       "a default", field="default")
     config = check_config(body["kind"], body["config"])
-    saved = ctx().destinations.create(tenant().tenant_id, body["name"], body["kind"], config, body.get("export"))
-    return jsonify(_dated(saved)), 201
+    tenant_id = tenant().tenant_id
+    saved = ctx().destinations.create(tenant_id, body["name"], body["kind"], config, body.get("export"))
+    if body.get("default"):
+        ctx().destinations.set_default(tenant_id, body["kind"], saved["id"])
+    return jsonify(_shown(saved, ctx().destinations.defaults(tenant_id))), 201
 
 
 @bp.get("/destinations")
 def list_destinations():
-    return jsonify({"items": [_dated(d) for d in ctx().destinations.list(tenant().tenant_id)]})
+    tenant_id = tenant().tenant_id
+    defaults = ctx().destinations.defaults(tenant_id)
+    return jsonify({"items": [_shown(d, defaults) for d in ctx().destinations.list(tenant_id)]})
 
 
 @bp.get("/destinations/<destination_id>")
 def get_destination(destination_id: str):
-    saved = ctx().destinations.get(tenant().tenant_id, destination_id)
+    tenant_id = tenant().tenant_id
+    saved = ctx().destinations.get(tenant_id, destination_id)
     if saved is None:
         raise ApiError(404, "destination_not_found", "No destination with that id.")
-    return jsonify(_dated(saved))
+    return jsonify(_shown(saved, ctx().destinations.defaults(tenant_id)))
 
 
 @bp.delete("/destinations/<destination_id>")

@@ -24,6 +24,7 @@ from app.core import metrics, storage
 from app.core.logs import log_context
 from app.core.outbound import OutboundPolicy
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
+from app.domain import write_back
 from app.domain.deliveries import begin, dead_letter_key, enqueue, file_link, open_key, target_of, update
 from app.stores.context import Context
 from connectors import registry
@@ -74,9 +75,12 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
             raise Permanent(f"the destination no longer exists or its kind {record['kind']!r} is unknown")
         delivery = _delivery(ctx, record, target)
         env = _environment(ctx, delivery_id)
-        outcome = kind.find_existing(delivery, env)
+        writes_back = record["kind"] in registry.RECORD_KINDS
+        outcome = (write_back.gate(ctx, record) if writes_back else None) or kind.find_existing(delivery, env)
         if outcome is None:
-            document = _document(ctx, record) if kind.needs_document else None
+            finished = kind.needs_document and delivery.event.get("type") == "task.completed"
+            life = ctx.config.record_link_ttl_seconds if writes_back else None
+            document = _document(ctx, record, life) if finished else None
             outcome = kind.deliver(delivery, document, env)
     except (Permanent, Retryable) as exc:
         return _failed(ctx, record, attempts, exc)
@@ -174,6 +178,9 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
 
     settings = {"folder_roots": config.folder_roots, "slack_api_url": config.slack_api_url,
                 "drive_api_url": config.drive_api_url, "drive_token_url": config.drive_token_url,
+                "hubspot_api_url": config.hubspot_api_url, "airtable_api_url": config.airtable_api_url,
+                "airtable_backoff_seconds": config.airtable_backoff_seconds,
+                "sheets_api_url": config.sheets_api_url,
                 "email_attach_max_bytes": config.email_attach_max_bytes, "check_url": policy.check,
                 "check_host": policy.check_host}
     return Environment(http=http, save_state=save_state, settings=settings)
@@ -182,7 +189,7 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
 
 # -- the file --------------------------------------------------------------------------------------
 
-def _document(ctx: Context, record: dict) -> Document:
+def _document(ctx: Context, record: dict, link_life: int | None = None) -> Document:
     task = ctx.tasks.get(record["task_id"])
     tenant = ctx.tenants.get(record["tenant_id"])
     if task is None or tenant is None or task["status"] != "completed":
@@ -191,7 +198,7 @@ def _document(ctx: Context, record: dict) -> Document:
     source = _Source(ctx, tenant, task, export)
     name = _file_name(task, export)
     return Document(name=name, content_type=source.content_type, size=source.size, open=source.open,
-                    link=file_link(ctx, task["task_id"], export))
+                    link=file_link(ctx, task["task_id"], export, link_life))
 
 
 def _file_name(task: dict, export: str) -> str:

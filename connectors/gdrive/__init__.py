@@ -8,23 +8,16 @@ refresh token, through google-auth."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import time
 from collections.abc import Iterator
 
 import httpx
-from google.auth import exceptions as google_errors
-from google.auth.transport.requests import Request
-from google.oauth2 import credentials as oauth_credentials
-from google.oauth2 import service_account
 
 from ..base import CHUNK, Delivery, Document, Environment, Outcome, Permanent, Retryable, classify_status
+from ..google_auth import access_token
 
 SCOPES = ["https://www.googleapis.com/auth/drive"]
 UPLOAD_CHUNK = 16 * CHUNK  # 4 MiB per request: a multiple of 256 KiB, as Drive requires
 _RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "backendError"}
-_tokens: dict[str, tuple[str, float]] = {}  # per process: credentials digest -> (access token, expiry)
 
 
 class DriveKind:
@@ -176,29 +169,7 @@ def _classify(response: httpx.Response) -> Exception:
 
 
 def _access_token(delivery: Delivery, env: Environment, force: bool = False) -> str:
-    info = delivery.config["credentials"]
-    key = hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()
-    cached = _tokens.get(key)
-    if cached and not force and cached[1] > time.time() + 60:
-        return cached[0]
-    token_uri = info.get("token_uri") or env.settings["drive_token_url"]
-    if token_uri != env.settings["drive_token_url"]:
-        env.settings["check_url"](token_uri)  # a user-supplied URL like any other
-    if info["type"] == "service_account":
-        credentials = service_account.Credentials.from_service_account_info(
-            {**info, "token_uri": token_uri}, scopes=SCOPES, subject=info.get("subject"))
-    else:
-        credentials = oauth_credentials.Credentials(None, refresh_token=info["refresh_token"], token_uri=token_uri,
-                                                    client_id=info["client_id"], client_secret=info["client_secret"],
-                                                    scopes=SCOPES)
-    try:
-        credentials.refresh(Request())
-    except google_errors.RefreshError as exc:
-        raise Permanent(f"Google refused the credentials: {exc}") from None
-    except google_errors.TransportError as exc:
-        raise Retryable(f"Google's token endpoint could not be reached: {exc}") from None
-    _tokens[key] = (credentials.token, time.time() + 3000)
-    return credentials.token
+    return access_token(delivery.config["credentials"], SCOPES, env, force)
 
 
 KIND = DriveKind()

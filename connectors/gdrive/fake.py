@@ -36,6 +36,8 @@ class Session:
 @dataclass
 class FakeDrive:
     storage: Path
+    scope: str = DRIVE_SCOPE
+    """The scope a service account's grant must ask for (the fake Sheets asks for its own)."""
     folders: set[str] = field(default_factory=lambda: {"folder-reports"})
     service_accounts: dict[str, str] = field(default_factory=dict)
     """private_key_id (the JWT's kid) -> public key PEM."""
@@ -86,7 +88,7 @@ class FakeDrive:
                                            audience=[request.base_url, "https://oauth2.googleapis.com/token"])
             except Exception as exc:
                 return jsonify({"error": "invalid_grant", "error_description": str(exc)}), 400
-            if DRIVE_SCOPE not in claims.get("scope", "").split():
+            if self.scope not in claims.get("scope", "").split():
                 return jsonify({"error": "invalid_scope"}), 400
         elif grant == "refresh_token":
             client = self.oauth_clients.get(request.form.get("refresh_token", ""))

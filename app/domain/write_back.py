@@ -1,0 +1,93 @@
+"""Writing a document's status and file back to the record it belongs to (a HubSpot record, an Airtable row,
+a Google Sheets row), through a saved connection: a destination of a record kind (connectors.registry
+RECORD_KINDS).
+
+A task with a connection has two deliveries: "Generating" planned with the submit, and "Ready" or "Failed"
+planned when it ends, both ordinary deliveries (retries, dead letters, replay). They must land in that
+order: a start write that begins after the task has ended writes nothing, and the end write waits while
+a start write is in flight (a start write waiting for a retry will write nothing when it runs). See
+docs/decisions/0015-write-back.md.
+"""
+
+from __future__ import annotations
+
+import time
+
+from app.core.ids import new_id
+from app.domain import deliveries
+from app.domain.serializers import task_view
+from app.stores.context import Context
+from app.stores.events import iso
+from app.stores.tasks import TERMINAL
+from connectors import registry
+from connectors.base import Outcome, Retryable
+
+WAIT_FOR_START_SECONDS = 2.0
+
+
+class WriteBackRefused(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def connection_for(ctx: Context, tenant_id: str, body: dict) -> str | None:
+    """The saved connection a submit writes back through: the one it names, else the tenant's default for
+    the platform its record_key names (``write_back: false``: none). Raises WriteBackRefused naming the field."""
+    asked, record_key = body.get("write_back"), body.get("record_key") or ""
+    if asked is False:
+        return None
+    if asked:
+        saved = ctx.destinations.get(tenant_id, asked["connection"])
+        if saved is None:
+            raise WriteBackRefused(404, "destination_not_found", "no saved connection with this id",
+                                   "write_back.connection")
+        if saved["kind"] not in registry.RECORD_KINDS:
+            raise WriteBackRefused(400, "invalid_request", f"this is a {saved['kind']} destination; write-back "
+                                   f"needs a connection of kind {', '.join(registry.RECORD_KINDS)}",
+                                   "write_back.connection")
+        _check_key(saved["kind"], record_key)
+        return str(saved["id"])
+    scheme = record_key.split(":", 1)[0] if ":" in record_key else ""
+    default = ctx.destinations.default_for(tenant_id, scheme) if scheme in registry.RECORD_KINDS else None
+    if default:
+        _check_key(scheme, record_key)
+    return default
+
+
+def _check_key(kind: str, record_key: str) -> None:
+    if not record_key:
+        raise WriteBackRefused(400, "invalid_request", "write-back needs a record_key naming the record",
+                               "record_key")
+    try:
+        registry.RECORD_KINDS[kind].parse_record(record_key)
+    except ValueError as exc:
+        raise WriteBackRefused(400, "invalid_request", str(exc), "record_key") from None
+
+
+def plan_start(ctx: Context, task: dict) -> None:
+    """Queue the "Generating" write of a submitted task that writes back."""
+    if not task.get("write_back"):
+        return
+    event = {"id": new_id("evt"), "type": "task.started", "created_at": iso(time.time()), "data": task_view(task)}
+    delivery_id = deliveries.record(ctx, task, event, deliveries.WRITE_BACK_START_SLOT, {"id": task["write_back"]})
+    pipe = ctx.redis.pipeline()
+    ctx.tasks.set(task["task_id"], pipe=pipe, delivery_ids=[delivery_id])  # listed with the task's deliveries
+    deliveries.enqueue(ctx, delivery_id, pipe=pipe)
+    pipe.execute()
+
+
+def gate(ctx: Context, record: dict) -> Outcome | None:
+    """Before an attempt at a write-back (begin() has marked it delivering): the start write of a task that
+    has ended is done without writing (its Outcome says so); an end write waits (Retryable) while the start
+    write is in flight."""
+    task = ctx.tasks.get(record["task_id"])
+    starting = record["delivery_id"] == deliveries.delivery_id_for(record["task_id"], deliveries.WRITE_BACK_START_SLOT)
+    if starting:
+        if task is None or task["status"] in TERMINAL:
+            return Outcome("not written: the task ended first, and its end is written instead")
+        return None
+    start = deliveries.states(ctx, [deliveries.delivery_id_for(record["task_id"], deliveries.WRITE_BACK_START_SLOT)])
+    if "delivering" in start.values():
+        raise Retryable("waiting for the Generating status to be written first", retry_after=WAIT_FOR_START_SECONDS)
+    return None

@@ -1,0 +1,99 @@
+"""Airtable writes through pyairtable (connectors.airtable says what and why)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from pyairtable import Api
+
+from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..records import mapped, write_back_of
+
+PER_SECOND = 5
+_sent: dict[str, deque[float]] = {}  # per process: base -> when its last requests went
+_pace = threading.Lock()
+
+
+def write(delivery: Delivery, document: Document | None, env: Environment,
+          parse_record: Callable[[str], dict[str, str]]) -> Outcome:
+    write_back = write_back_of(delivery, document)
+    row = parse_record(write_back.record_key)
+    mapping = delivery.config.get("fields") or {}
+    table = Api(delivery.config["token"], endpoint_url=str(env.settings["airtable_api_url"]).rstrip("/"),
+                retry_strategy=None, timeout=(10, 60)).table(row["base"], row["table"])
+    fields = mapped(write_back, mapping)
+    back_off = float(env.settings.get("airtable_backoff_seconds", 30.0))  # Airtable: wait 30 s after a 429
+    if write_back.completed and document is not None and mapping.get("file"):
+        current = _call(row["base"], back_off, lambda: table.get(row["record"]))["fields"].get(mapping["file"]) or []
+        fields[mapping["file"]] = _attachments(current, document, delivery.config.get("versions", "replace"))
+    if fields:
+        _call(row["base"], back_off, lambda: table.update(row["record"], fields, typecast=True))
+    return Outcome(f"airtable:{row['base']}/{row['table']}/{row['record']} ({write_back.values['status']})",
+                   row["record"])
+
+
+def _attachments(current: list[dict], document: Document, versions: str) -> list[dict]:
+    """The attachment field's new value: the earlier files by id (all of them under keep), and this task's
+    file by URL unless an earlier attempt attached it already."""
+    earlier = [{"id": a["id"]} for a in current if a.get("filename") != document.name] if versions == "keep" else []
+    mine = [{"id": a["id"]} for a in current if a.get("filename") == document.name][:1]
+    return earlier + (mine or [{"url": document.link, "filename": document.name}])
+
+
+def _call(base: str, back_off: float, request: Any) -> Any:
+    _wait_for_a_slot(base)
+    try:
+        return request()
+    except requests.HTTPError as exc:
+        raise _classify(exc.response, str(exc), back_off) from None
+    except requests.RequestException as exc:
+        raise Retryable(f"Airtable could not be reached: {type(exc).__name__}") from None
+
+
+def _wait_for_a_slot(base: str) -> None:
+    """At most PER_SECOND requests in any second to one base, from this process."""
+    while True:
+        with _pace:
+            sent = _sent.setdefault(base, deque(maxlen=PER_SECOND))
+            now = time.monotonic()
+            if len(sent) < PER_SECOND or now - sent[0] >= 1.0:
+                sent.append(now)
+                return
+            wait = 1.0 - (now - sent[0])
+        time.sleep(wait)
+
+
+def _classify(response: requests.Response | None, text: str, back_off: float) -> Exception:
+    status = response.status_code if response is not None else 0
+    kind, message = _error_of(response)
+    if status == 429:
+        return Retryable(f"Airtable is throttling ({kind or 'RATE_LIMIT_REACHED'}): waiting {back_off:g} s",
+                         retry_after=back_off)
+    if status == 401:
+        return Permanent(f"Airtable refused the token (401 {kind}): {message}")
+    if status == 403:
+        return Permanent(f"Airtable: the token cannot write to this base or table (403 {kind}): {message}")
+    if status == 404:
+        return Permanent(f"Airtable: the base, table or record does not exist (404 {kind}): {message}")
+    if status == 422:
+        return Permanent(f"Airtable refused the fields (422 {kind}): {message}; check the connection's fields")
+    if status >= 500 or status in (408, 409) or status == 0:
+        return Retryable(f"Airtable answered {status or 'nothing'}: {message or text[:200]}")
+    return Permanent(f"Airtable answered {status} {kind}: {message}")
+
+
+def _error_of(response: requests.Response | None) -> tuple[str, str]:
+    """Airtable's error, either ``{"error": "NOT_FOUND"}`` or ``{"error": {"type", "message"}}``."""
+    try:
+        error = response.json().get("error") if response is not None else None
+    except ValueError:
+        error = None
+    if isinstance(error, dict):
+        return str(error.get("type") or ""), str(error.get("message") or "")[:300]
+    return str(error or ""), ""
+

@@ -1,0 +1,48 @@
+"""HubSpot: the document's status, link, version and credits written to properties of the CRM record it
+belongs to, and the finished file uploaded to the Files API and attached to a note on the record.
+
+Through ``hubspot-api-client`` (pointed at ``hubspot_api_url``). Record keys: ``hubspot:{object}:{id}``,
+for deals, contacts, companies, tickets and custom objects by type id (``hubspot:2-1234567:42``).
+
+Idempotent: each note carries ``relay-task:{task id}``, and the record's notes are read (through its
+associations, which are read-your-writes, not the search index) before one is made, so a repeated attempt
+attaches once. An uploaded file's id is saved with the delivery before the note is made. Under the
+``replace`` policy, the relay's earlier notes on the record are archived with their files.
+
+Throttling: a 429 is retried after the interval HubSpot's headers give (``Retry-After``, else
+``X-HubSpot-RateLimit-Interval-Milliseconds``), or after an hour for the daily limit."""
+
+from __future__ import annotations
+
+import re
+
+from ..base import Delivery, Document, Environment, Outcome
+
+OBJECTS = {"deal": "deals", "deals": "deals", "contact": "contacts", "contacts": "contacts",
+           "company": "companies", "companies": "companies", "ticket": "tickets", "tickets": "tickets"}
+_KEY = re.compile(r"^hubspot:(?P<object>[a-z]+|\d-\d+):(?P<id>\d{1,20})$")
+
+
+class HubSpotKind:
+    name = "hubspot"
+    scheme = "hubspot"
+    needs_document = True
+
+    def parse_record(self, record_key: str) -> dict[str, str]:
+        match = _KEY.match(record_key)
+        object_type = match and (OBJECTS.get(match["object"]) or (match["object"] if "-" in match["object"] else None))
+        if not match or not object_type:
+            raise ValueError("a HubSpot record key is hubspot:{object}:{id}, with deal, contact, company, ticket "
+                             "or a custom object's type id (2-1234567), e.g. hubspot:deal:42")
+        return {"object_type": object_type, "id": match["id"]}
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        return None  # every attempt writes the properties again; the note is looked for in deliver
+
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+        from .writer import write  # the client library loads only in the processes that write to HubSpot
+
+        return write(delivery, document, env, self.parse_record)
+
+
+KIND = HubSpotKind()

@@ -1,0 +1,130 @@
+"""Google Sheets writes through google-api-python-client (connectors.sheets says what and why)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import httplib2
+from google.oauth2.credentials import Credentials
+from googleapiclient.discovery import build_from_document
+from googleapiclient.discovery_cache import get_static_doc
+from googleapiclient.errors import HttpError
+
+from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..google_auth import access_token
+from ..records import mapped, write_back_of
+
+SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
+QUOTA_SECONDS = 60.0
+
+
+def write(delivery: Delivery, document: Document | None, env: Environment,
+          parse_record: Callable[[str], dict[str, str]]) -> Outcome:
+    write_back = write_back_of(delivery, document)
+    place = parse_record(write_back.record_key)
+    sheet = _Sheet(delivery, env, place)
+    headers = sheet.headers()
+    row = int(place["row"]) if "row" in place else sheet.find_row(headers, place["column"], place["value"])
+    values = mapped(write_back, delivery.config.get("fields") or {})
+    link_header = (delivery.config.get("fields") or {}).get("link")
+    if link_header in values and document is not None and delivery.config.get("versions", "replace") == "keep":
+        values[link_header] = _kept_links(sheet.cell(headers, link_header, row), document)
+    cells = [{"range": f"{sheet.quoted}!{_column_of(headers, header)}{row}", "values": [[_cell(value)]]}
+             for header, value in values.items()]
+    if cells:
+        sheet.execute(lambda api: api.spreadsheets().values().batchUpdate(
+            spreadsheetId=place["spreadsheet"], body={"valueInputOption": "RAW", "data": cells}))
+    return Outcome(f"sheets:{place['spreadsheet']}/{place['sheet']} row {row} ({write_back.values['status']})")
+
+
+class _Sheet:
+    def __init__(self, delivery: Delivery, env: Environment, place: dict[str, str]):
+        self._delivery, self._env, self._place = delivery, env, place
+        self.quoted = "'" + place["sheet"].replace("'", "''") + "'"
+
+    def headers(self) -> list[str]:
+        answer = self._values(f"{self.quoted}!1:1")
+        return [str(h).strip() for h in (answer[0] if answer else [])]
+
+    def find_row(self, headers: list[str], column: str, value: str) -> int:
+        letter = _column_of(headers, column)
+        cells = self._values(f"{self.quoted}!{letter}:{letter}")
+        for number, row in enumerate(cells, start=1):
+            if number > 1 and row and str(row[0]) == value:
+                return number
+        raise Permanent(f"Google Sheets: no row of {self._place['sheet']} has {value!r} under {column!r}")
+
+    def cell(self, headers: list[str], header: str, row: int) -> str:
+        letter = _column_of(headers, header)
+        answer = self._values(f"{self.quoted}!{letter}{row}")
+        return str(answer[0][0]) if answer and answer[0] else ""
+
+    def _values(self, cells: str) -> list[list[Any]]:
+        answer = self.execute(lambda api: api.spreadsheets().values().get(
+            spreadsheetId=self._place["spreadsheet"], range=cells))
+        return answer.get("values") or []
+
+    def execute(self, request: Any) -> Any:
+        for refresh in (False, True):  # a 401 gets one fresh token
+            token = access_token(self._delivery.config["credentials"], SCOPES, self._env, force=refresh)
+            api = build_from_document(_discovery(), credentials=Credentials(token), http=None,
+                                      client_options={"api_endpoint": str(self._env.settings["sheets_api_url"])})
+            try:
+                return request(api).execute(num_retries=0)
+            except HttpError as exc:
+                if exc.resp.status == 401 and not refresh:
+                    continue
+                raise _classify(exc) from None
+            except (httplib2.HttpLib2Error, OSError) as exc:
+                raise Retryable(f"Google Sheets could not be reached: {type(exc).__name__}") from None
+        raise AssertionError("unreachable")
+
+
+@lru_cache(maxsize=1)
+def _discovery() -> str:
+    return get_static_doc("sheets", "v4")
+
+
+def _column_of(headers: list[str], header: str) -> str:
+    if header not in headers:
+        raise Permanent(f"Google Sheets: no column is headed {header!r} in row 1")
+    number, letters = headers.index(header) + 1, ""
+    while number:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def _kept_links(current: str, document: Document) -> str:
+    lines = [line for line in current.splitlines() if line.strip()]
+    if not any(line.startswith(f"{document.name}: ") for line in lines):
+        lines.append(f"{document.name}: {document.link}")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> Any:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
+def _classify(exc: HttpError) -> Exception:
+    status = exc.resp.status
+    try:
+        error = json.loads(exc.content or b"{}").get("error") or {}
+    except ValueError:
+        error = {}
+    reason = f"{error.get('status') or ''}: {error.get('message') or exc.reason or ''}".strip(": ")[:300]
+    if status == 429:
+        wait = exc.resp.get("retry-after")
+        return Retryable(f"Google Sheets quota exceeded ({reason})", retry_after=float(wait) if wait else QUOTA_SECONDS)
+    if status in (401, 403):
+        return Permanent(f"Google Sheets refused the credentials or the sheet is not shared with them ({status} "
+                         f"{reason})")
+    if status == 404:
+        return Permanent(f"Google Sheets: the spreadsheet does not exist ({reason})")
+    if status == 400:
+        return Permanent(f"Google Sheets refused the write ({reason})")
+    return Retryable(f"Google Sheets answered {status} ({reason})")
+

@@ -1,0 +1,268 @@
+"""Write-back to the record a document belongs to, for HubSpot, Airtable and Google Sheets, over real HTTP
+against each platform's fake: the status through the task's life, a link that downloads the real file,
+exactly one attachment (or note, or link) per task, versions, a killed worker, a failed task, a 429 and a
+bad token. Each test runs once per platform; a Platform says where each platform keeps what."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.servers import eventually
+
+FIELDS = {"status": "relay_status", "error": "relay_error", "link": "relay_link", "version": "relay_version",
+          "credits": "relay_credits", "updated_at": "relay_updated_at"}
+AIRTABLE = ("app" + "A" * 13 + "1", "Deals", "rec" + "B" * 13 + "1")
+SPREADSHEET = "1SheetsFakeSpreadsheetId_0123456789"
+HEADERS = ["Deal", "Status", "Error", "Link", "Version", "Credits", "Updated"]
+
+
+@dataclass
+class Platform:
+    """One platform's fake and how to read what the relay wrote there."""
+
+    name: str
+    fake: Any
+    record_key: str
+    config: dict
+    pause_on: tuple[str, int]
+    """The fake's write to hold a worker on, and how many such writes to let pass first."""
+
+    def relay_settings(self) -> dict:
+        if self.name == "hubspot":
+            return {"hubspot_api_url": self.fake.url}
+        if self.name == "airtable":
+            return {"airtable_api_url": self.fake.url, "airtable_backoff_seconds": 1.0}
+        return {"sheets_api_url": self.fake.url + "/", "drive_token_url": self.fake.url + "/token"}
+
+    def shown(self) -> dict[str, Any]:
+        """The record's mapped values, by mapping name (status, error, link, version...)."""
+        if self.name == "hubspot":
+            values = self.fake.records[("deals", "42")]
+            return {name: values.get(prop) for name, prop in FIELDS.items()}
+        if self.name == "airtable":
+            row = self.fake.rows[AIRTABLE]
+            return {name: row.get(column) for name, column in _AIRTABLE_COLUMNS.items()}
+        row = self.fake.spreadsheets[SPREADSHEET]["Deals"][1]
+        cells = dict(zip(HEADERS, row + [""] * (len(HEADERS) - len(row)), strict=True))
+        return {name: cells[header] or None for name, header in _SHEET_COLUMNS.items()}
+
+    def statuses(self) -> list[str]:
+        """Every status written, in order."""
+        if self.name == "hubspot":
+            return [w["relay_status"] for w in self.fake.writes if "relay_status" in w]
+        if self.name == "airtable":
+            return [w["Status"] for w in self.fake.writes if "Status" in w]
+        return [value for write in self.fake.writes for cell, value in write.items() if cell.endswith("!B2")]
+
+    def files(self) -> list[bytes]:
+        """What is attached to the record now (for a sheet: what each link in the link cell downloads)."""
+        if self.name == "hubspot":
+            notes = self.fake.notes_on("deals", "42")
+            return [self.fake.file_bytes[n["properties"]["hs_attachment_ids"]] for n in notes]
+        if self.name == "airtable":
+            attachments = self.fake.rows[AIRTABLE].get("Files") or []
+            eventually(lambda: all(a["id"] in self.fake.fetched for a in attachments), 20, "Airtable's downloads")
+            return [self.fake.fetched[a["id"]] for a in attachments]
+        links = [line.rsplit(" ", 1)[-1] for line in (self.shown()["link"] or "").splitlines()]
+        return [download(link) for link in links]
+
+
+_AIRTABLE_COLUMNS = {"status": "Status", "error": "Error", "link": "Link", "version": "Version", "credits": "Credits",
+                     "updated_at": "Updated"}
+_SHEET_COLUMNS = _AIRTABLE_COLUMNS
+
+
+def platform(name: str, request) -> Platform:
+    if name == "hubspot":
+        fake = request.getfixturevalue("fake_hubspot")
+        fake.add_record("deals", "42")
+        return Platform(name, fake, "hubspot:deal:42", {"token": "pat-na1-test-token", "fields": FIELDS},
+                        ("note", 0))
+    if name == "airtable":
+        fake = request.getfixturevalue("fake_airtable")
+        fake.add_row(*AIRTABLE, {**{c: "text" for c in _AIRTABLE_COLUMNS.values()}, "Files": "attachments"})
+        return Platform(name, fake, "airtable:" + "/".join(AIRTABLE),
+                        {"token": "patTEST.token", "fields": {**_AIRTABLE_COLUMNS, "file": "Files"}}, ("attachment", 0))
+    fake = request.getfixturevalue("fake_sheets")
+    fake.add_sheet(SPREADSHEET, "Deals", [list(HEADERS), ["42"], ["43"]])
+    return Platform(name, fake, f"sheets:{SPREADSHEET}/Deals/Deal=42",
+                    {"credentials": fake.service_account, "fields": _SHEET_COLUMNS}, ("values", 1))
+
+
+@pytest.fixture(params=["hubspot", "airtable", "sheets"])
+def target(request) -> Platform:
+    return platform(request.param, request)
+
+
+def download(link: str) -> bytes:
+    response = httpx.get(link, follow_redirects=True, timeout=30)
+    assert response.status_code == 200, (link, response.status_code)
+    return response.content
+
+
+def ready(relay) -> None:
+    """Until the worker runs: a task that ends before it does has nothing to show as Generating."""
+    eventually(lambda: httpx.get(relay.url + "/readyz").status_code == 200, 30, "the worker to register")
+
+
+def connect(relay, client, target: Platform, versions: str = "replace", **config) -> str:
+    ready(relay)
+    body = {"name": f"{target.name} deals", "kind": target.name,
+            "config": {**target.config, "versions": versions, **config}}
+    answer = client.post("/v1/destinations", json=body)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+def settled(client, task_id: str, count: int = 2, timeout: float = 60) -> list[dict]:
+    def done():
+        found = client.get(f"/v1/tasks/{task_id}").json()["deliveries"]
+        return found if len(found) == count and all(d["state"] in ("delivered", "dead") for d in found) else None
+
+    return eventually(done, timeout, f"the write-backs of {task_id}")
+
+
+def original(client, task_id: str) -> bytes:
+    return download(client.get(f"/v1/tasks/{task_id}").json()["result"]["download_url"])
+
+
+def test_a_completed_task_shows_ready_with_its_file_and_one_attachment(make_relay, target):
+    relay = make_relay(**target.relay_settings())
+    with relay.client() as client:
+        connection = connect(relay, client, target)
+        task = relay.submit(client, prompt="Renewal memo [[duration=1.5]]", record_key=target.record_key,
+                            write_back={"connection": connection})
+        eventually(lambda: target.shown()["status"] == "Generating", 20, "Generating on the record")
+        done = relay.wait_task(client, task["task_id"])
+        writes = settled(client, task["task_id"])
+        file = original(client, task["task_id"])
+    assert [w["state"] for w in writes] == ["delivered", "delivered"], writes
+    assert target.statuses() == ["Generating", "Ready"]
+    shown = target.shown()
+    assert shown["error"] in ("", None) and int(shown["version"]) == done["turn_index"]
+    assert float(shown["credits"]) == done["credits_used"] and shown["updated_at"]
+    assert download(shown["link"].rsplit(" ", 1)[-1]) == file, "the link leads to a fresh download of the file"
+    assert target.files() == [file], "exactly one attachment, and it is the file"
+
+
+@pytest.mark.parametrize("versions", ["replace", "keep"])
+def test_a_second_prompt_writes_the_new_version(make_relay, target, versions):
+    relay = make_relay(**target.relay_settings())
+    with relay.client() as client:
+        connection = connect(relay, client, target, versions=versions)
+        first = relay.submit(client, prompt="Renewal memo", record_key=target.record_key,
+                             write_back={"connection": connection})
+        settled(client, first["task_id"])
+        second = relay.submit(client, prompt="Add a pricing table", record_key=target.record_key,
+                              write_back={"connection": connection})
+        done = relay.wait_task(client, second["task_id"])
+        settled(client, second["task_id"])
+        files = [original(client, first["task_id"]), original(client, second["task_id"])]
+    assert done["run_id"] == first["run_id"], "the same document, changed"
+    assert int(target.shown()["version"]) == done["turn_index"] and target.shown()["status"] == "Ready"
+    if versions == "replace":
+        assert target.files() == files[1:]
+    elif target.name == "sheets":  # a line per version, each a link to the run: the API keeps its newest state only
+        assert target.files() == [files[1], files[1]] and files[0] != files[1]
+    else:
+        assert target.files() == files
+
+
+def test_a_worker_killed_in_the_middle_of_a_write_back_leaves_one_attachment(make_relay, target):
+    relay = make_relay(**target.relay_settings(), worker=False)
+    what, skip = target.pause_on
+    target.fake.knobs.pause_after(what, skip)
+    worker = relay.start_worker()
+    with relay.client() as client:
+        connection = connect(relay, client, target, versions="keep")  # a second attachment would stay
+        task = relay.submit(client, prompt="Renewal memo [[duration=1.5]]", record_key=target.record_key,
+                            write_back={"connection": connection})
+        assert target.fake.knobs.paused.wait(60), "the write-back reached the platform"
+        worker.send_signal(signal.SIGKILL)  # the platform has the write; the relay never heard back
+        worker.wait(timeout=10)
+        target.fake.knobs.release.set()
+        relay.start_worker()
+        writes = settled(client, task["task_id"])
+        file = original(client, task["task_id"])
+    assert [w["state"] for w in writes] == ["delivered", "delivered"], writes
+    assert target.files() == [file], "one attachment after the attempt was made again"
+    assert target.shown()["status"] == "Ready"
+
+
+def test_a_failed_task_writes_failed_with_its_reason(make_relay, target):
+    relay = make_relay(**target.relay_settings())
+    with relay.client() as client:
+        connection = connect(relay, client, target)
+        task = relay.submit(client, prompt="Renewal memo [[fail]]", record_key=target.record_key,
+                            write_back={"connection": connection})
+        done = relay.wait_task(client, task["task_id"])
+        writes = settled(client, task["task_id"])
+    assert done["status"] == "failed" and [w["state"] for w in writes] == ["delivered", "delivered"]
+    shown = target.shown()
+    assert target.statuses()[-1] == "Failed" and shown["status"] == "Failed"
+    assert shown["error"] == done["error"]["message"], "the reason, in words"
+    assert target.files() == [] and shown["link"] in ("", None)
+
+
+def test_a_429_is_honoured(make_relay, target):
+    relay = make_relay(**target.relay_settings())
+    with relay.client() as client:
+        connection = connect(relay, client, target)
+        task = relay.submit(client, prompt="Renewal memo [[duration=1.5]]", record_key=target.record_key,
+                            write_back={"connection": connection})
+        eventually(lambda: target.shown()["status"] == "Generating", 20, "Generating on the record")
+        target.fake.knobs.throttle_next(1)  # the first call of the end's write
+        writes = settled(client, task["task_id"])
+    [throttled] = target.fake.knobs.throttled
+    retried = min(target.fake.knobs.calls_after(throttled))
+    assert retried - throttled >= 1.0, "the next call waited as the platform asked (1 s here)"
+    assert writes[1]["attempts"] >= 2 and [w["state"] for w in writes] == ["delivered", "delivered"]
+    assert target.statuses() == ["Generating", "Ready"], writes
+
+
+def test_a_bad_token_lands_in_the_dead_letters_with_a_clear_message(make_relay, target):
+    relay = make_relay(**target.relay_settings())
+    wrong = {"hubspot": {"token": "pat-na1-revoked-token"}, "airtable": {"token": "patREVOKED.token"},
+             "sheets": {"credentials": {**target.config.get("credentials", {}), "private_key_id": "key-revoked"}}}
+    with relay.client() as client:
+        connection = connect(relay, client, target, **wrong[target.name])
+        task = relay.submit(client, prompt="Renewal memo [[duration=1.5]]", record_key=target.record_key,
+                            write_back={"connection": connection})
+        writes = settled(client, task["task_id"])
+        dead = client.get("/v1/deliveries").json()["items"]
+    assert [w["state"] for w in writes] == ["dead", "dead"], writes
+    assert {d["delivery_id"] for d in dead} >= {w["delivery_id"] for w in writes}
+    for write in writes:
+        message = write["last_error"].lower()
+        assert "refused" in message and ("token" in message or "credentials" in message), message
+    assert writes[0]["attempts"] == 1, "a refused token is not retried"
+
+
+def test_hubspot_oauth_and_a_custom_object_whose_note_gets_the_default_association(make_relay, fake_hubspot):
+    fake_hubspot.oauth_clients["refresh-1"] = ("client-1", "secret-1")
+    fake_hubspot.add_record("2-1234567", "7")
+    relay = make_relay(hubspot_api_url=fake_hubspot.url)
+    oauth = {"client_id": "client-1", "client_secret": "secret-1", "refresh_token": "refresh-1"}
+    with relay.client() as client:
+        ready(relay)
+        saved = client.post("/v1/destinations", json={"name": "portal", "kind": "hubspot",
+                                                      "config": {"oauth": oauth, "fields": FIELDS}})
+        task = relay.submit(client, prompt="Vessel report", record_key="hubspot:2-1234567:7",
+                            write_back={"connection": saved.json()["id"]})
+        writes = settled(client, task["task_id"])
+        file = original(client, task["task_id"])
+        revoked = client.post("/v1/destinations", json={"name": "old portal", "kind": "hubspot", "config": {
+            "oauth": {**oauth, "refresh_token": "refresh-revoked"}}}).json()["id"]
+        refused = relay.submit(client, prompt="Vessel report", record_key="hubspot:2-1234567:7",
+                               write_back={"connection": revoked})
+        dead = settled(client, refused["task_id"])
+    assert [w["state"] for w in writes] == ["delivered", "delivered"], writes
+    assert fake_hubspot.records[("2-1234567", "7")]["relay_status"] == "Ready"
+    [note] = fake_hubspot.notes_on("2-1234567", "7")
+    assert fake_hubspot.file_bytes[note["properties"]["hs_attachment_ids"]] == file
+    assert [w["state"] for w in dead] == ["dead", "dead"] and "refresh token" in dead[0]["last_error"]
