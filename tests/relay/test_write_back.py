@@ -225,7 +225,7 @@ def test_a_429_is_honoured(make_relay, target):
     assert target.statuses() == ["Generating", "Ready"], writes
 
 
-def test_a_bad_token_lands_in_the_dead_letters_with_a_clear_message(make_relay, target):
+def test_a_bad_token_lands_in_the_dead_letters_with_a_clear_message_and_replays(make_relay, target):
     relay = make_relay(**target.relay_settings())
     wrong = {"hubspot": {"token": "pat-na1-revoked-token"}, "airtable": {"token": "patREVOKED.token"},
              "sheets": {"credentials": {**target.config.get("credentials", {}), "private_key_id": "key-revoked"}}}
@@ -235,12 +235,30 @@ def test_a_bad_token_lands_in_the_dead_letters_with_a_clear_message(make_relay, 
                             write_back={"connection": connection})
         writes = settled(client, task["task_id"])
         dead = client.get("/v1/deliveries").json()["items"]
+        grant(target)  # the platform takes the token now (a scope added, the sheet shared)
+        for write in writes:
+            assert client.post(f"/v1/deliveries/{write['delivery_id']}/replay").status_code in (200, 202)
+        replayed = eventually(lambda: (found := settled(client, task["task_id"]))[1]["state"] == "delivered"
+                              and found, 30, "the replayed write-back")
+        file = original(client, task["task_id"])
     assert [w["state"] for w in writes] == ["dead", "dead"], writes
     assert {d["delivery_id"] for d in dead} >= {w["delivery_id"] for w in writes}
     for write in writes:
         message = write["last_error"].lower()
         assert "refused" in message and ("token" in message or "credentials" in message), message
     assert writes[0]["attempts"] == 1, "a refused token is not retried"
+    assert "not written" in replayed[0]["location"], "a replayed start write after the end writes nothing"
+    assert target.shown()["status"] == "Ready" and target.files() == [file]
+
+
+def grant(target: Platform) -> None:
+    if target.name == "hubspot":
+        target.fake.tokens.add("pat-na1-revoked-token")
+    elif target.name == "airtable":
+        target.fake.tokens.add("patREVOKED.token")
+    else:
+        accounts = target.fake.auth.service_accounts
+        accounts["key-revoked"] = accounts["key-1"]
 
 
 def test_hubspot_oauth_and_a_custom_object_whose_note_gets_the_default_association(make_relay, fake_hubspot):
