@@ -179,28 +179,27 @@ def _service_account_keys() -> tuple[str, str]:
     return private_pem, public_pem
 
 
+def _served(fake):
+    """A platform's fake on loopback (``fake.url``) until the test ends; a paused call is let go first."""
+    served = ServedApp(fake.app()).start()
+    fake.url = served.url
+    yield fake
+    fake.knobs.release.set()
+    served.stop()
+
+
 @pytest.fixture
 def fake_hubspot():
     from connectors.hubspot.fake import FakeHubSpot
 
-    fake = FakeHubSpot(interval_ms=1000)
-    served = ServedApp(fake.app()).start()
-    fake.url = served.url  # type: ignore[attr-defined]
-    yield fake
-    fake.knobs.release.set()
-    served.stop()
+    yield from _served(FakeHubSpot(interval_ms=1000))
 
 
 @pytest.fixture
 def fake_airtable():
     from connectors.airtable.fake import FakeAirtable
 
-    fake = FakeAirtable()
-    served = ServedApp(fake.app()).start()
-    fake.url = served.url  # type: ignore[attr-defined]
-    yield fake
-    fake.knobs.release.set()
-    served.stop()
+    yield from _served(FakeAirtable())
 
 
 @pytest.fixture
@@ -212,10 +211,6 @@ def fake_sheets(tmp_path):
     private_pem, public_pem = _service_account_keys()
     fake = FakeSheets(auth=FakeDrive(storage=tmp_path / "sheets-auth", scope=SHEETS_SCOPE,
                                      service_accounts={"key-1": public_pem}))
-    served = ServedApp(fake.app()).start()
-    fake.url = served.url  # type: ignore[attr-defined]
     fake.service_account = {"type": "service_account", "client_email": "relay@project.iam.gserviceaccount.com",  # type: ignore[attr-defined]
                             "private_key": private_pem, "private_key_id": "key-1"}
-    yield fake
-    fake.knobs.release.set()
-    served.stop()
+    yield from _served(fake)

@@ -131,13 +131,19 @@ def original(client, task_id: str) -> bytes:
     return download(client.get(f"/v1/tasks/{task_id}").json()["result"]["download_url"])
 
 
+def generating(relay, client, target: Platform) -> dict:
+    """A task submitted with a write-back through a new connection, once its record shows Generating."""
+    connection = connect(relay, client, target)
+    task = relay.submit(client, prompt="Renewal memo [[duration=1.5]]", record_key=target.record_key,
+                        write_back={"connection": connection})
+    eventually(lambda: target.shown()["status"] == "Generating", 20, "Generating on the record")
+    return task
+
+
 def test_a_completed_task_shows_ready_with_its_file_and_one_attachment(make_relay, target):
     relay = make_relay(**target.relay_settings())
     with relay.client() as client:
-        connection = connect(relay, client, target)
-        task = relay.submit(client, prompt="Renewal memo [[duration=1.5]]", record_key=target.record_key,
-                            write_back={"connection": connection})
-        eventually(lambda: target.shown()["status"] == "Generating", 20, "Generating on the record")
+        task = generating(relay, client, target)
         done = relay.wait_task(client, task["task_id"])
         writes = settled(client, task["task_id"])
         file = original(client, task["task_id"])
@@ -212,10 +218,7 @@ def test_a_failed_task_writes_failed_with_its_reason(make_relay, target):
 def test_a_429_is_honoured(make_relay, target):
     relay = make_relay(**target.relay_settings())
     with relay.client() as client:
-        connection = connect(relay, client, target)
-        task = relay.submit(client, prompt="Renewal memo [[duration=1.5]]", record_key=target.record_key,
-                            write_back={"connection": connection})
-        eventually(lambda: target.shown()["status"] == "Generating", 20, "Generating on the record")
+        task = generating(relay, client, target)
         target.fake.knobs.throttle_next(1)  # the first call of the end's write
         writes = settled(client, task["task_id"])
     [throttled] = target.fake.knobs.throttled
