@@ -4,11 +4,12 @@ and the credits, each in the field the connection maps it to (``fields``). No re
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .base import Delivery, Document
+from .base import Delivery, Document, Environment, Outcome
 
 STATUS = {"task.started": "Generating", "task.completed": "Ready"}  # any other end is "Failed"
 FIELDS = ("status", "error", "link", "version", "credits", "updated_at")
@@ -57,3 +58,22 @@ def _in_words(error: Any, status: str) -> str:
 def marker(task_id: str) -> str:
     """Names the task in a note or a file, so a repeated attempt finds what an earlier one made."""
     return f"relay-task:{task_id}"
+
+
+class RecordWriter:
+    """What the record kinds share: the record is read while writing (nothing to find first), and the
+    platform's client library loads only in a process that writes there (``writer``, a module whose
+    ``write(delivery, document, env, parse_record)`` does it). A kind adds ``name``, ``scheme`` and
+    ``parse_record``."""
+
+    needs_document = True
+    writer = ""
+
+    def parse_record(self, record_key: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        return None
+
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+        return importlib.import_module(self.writer).write(delivery, document, env, self.parse_record)

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import re
 
-from ..base import Delivery, Document, Environment, Outcome
+from ..records import RecordWriter
 
 _KEY = re.compile(r"^airtable:(?P<base>app[A-Za-z0-9]{14})/(?P<table>[^/]{1,200})/(?P<record>rec[A-Za-z0-9]{14})$")
 
 
-class AirtableKind:
+class AirtableKind(RecordWriter):
     name = "airtable"
     scheme = "airtable"
-    needs_document = True
+    writer = "connectors.airtable.writer"
 
     def parse_record(self, record_key: str) -> dict[str, str]:
         match = _KEY.match(record_key)
@@ -32,14 +32,6 @@ class AirtableKind:
             raise ValueError("an Airtable record key is airtable:{base}/{table}/{record}, e.g. "
                              "airtable:appXXXXXXXXXXXXXX/Deals/recXXXXXXXXXXXXXX")
         return match.groupdict()
-
-    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
-        return None  # the row is read in deliver: what is on it decides what is written
-
-    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
-        from .writer import write  # the client library loads only in the processes that write here
-
-        return write(delivery, document, env, self.parse_record)
 
 
 KIND = AirtableKind()

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import re
 
-from ..base import Delivery, Document, Environment, Outcome
+from ..records import RecordWriter
 
 OBJECTS = {"deal": "deals", "deals": "deals", "contact": "contacts", "contacts": "contacts",
            "company": "companies", "companies": "companies", "ticket": "tickets", "tickets": "tickets"}
 _KEY = re.compile(r"^hubspot:(?P<object>[a-z]+|\d-\d+):(?P<id>\d{1,20})$")
 
 
-class HubSpotKind:
+class HubSpotKind(RecordWriter):
     name = "hubspot"
     scheme = "hubspot"
-    needs_document = True
+    writer = "connectors.hubspot.writer"
 
     def parse_record(self, record_key: str) -> dict[str, str]:
         match = _KEY.match(record_key)
@@ -35,14 +35,6 @@ class HubSpotKind:
             raise ValueError("a HubSpot record key is hubspot:{object}:{id}, with deal, contact, company, ticket "
                              "or a custom object's type id (2-1234567), e.g. hubspot:deal:42")
         return {"object_type": object_type, "id": match["id"]}
-
-    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
-        return None  # every attempt writes the properties again; the note is looked for in deliver
-
-    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
-        from .writer import write  # the client library loads only in the processes that write to HubSpot
-
-        return write(delivery, document, env, self.parse_record)
 
 
 KIND = HubSpotKind()

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import re
 
-from ..base import Delivery, Document, Environment, Outcome
+from ..records import RecordWriter
 
 _KEY = re.compile(r"^sheets:(?P<spreadsheet>[A-Za-z0-9_-]{20,100})/(?P<sheet>[^/]{1,100})/"
                   r"(?:(?P<row>[1-9]\d{0,6})|(?P<column>[^=]{1,100})=(?P<value>.{1,200}))$")
 
 
-class SheetsKind:
+class SheetsKind(RecordWriter):
     name = "sheets"
     scheme = "sheets"
-    needs_document = True
+    writer = "connectors.sheets.writer"
 
     def parse_record(self, record_key: str) -> dict[str, str]:
         match = _KEY.match(record_key)
@@ -32,14 +32,6 @@ class SheetsKind:
             raise ValueError("a Google Sheets record key is sheets:{spreadsheet}/{sheet}/{row}, or "
                              "sheets:{spreadsheet}/{sheet}/{column}={value} to find the row by a key column")
         return {k: v for k, v in match.groupdict().items() if v is not None}
-
-    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
-        return None  # the row is read in deliver
-
-    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
-        from .writer import write  # the client library loads only in the processes that write here
-
-        return write(delivery, document, env, self.parse_record)
 
 
 KIND = SheetsKind()
