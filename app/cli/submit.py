@@ -56,11 +56,14 @@ def describe(task: dict) -> list[str]:
 @click.argument("prompt")
 @click.option("--record-key", help="The record this document belongs to (resumes its document).")
 @click.option("--new-document", is_flag=True, help="Start a new document even if the record has one.")
+@click.option("--write-back", "connection", metavar="CONNECTION",
+              help="Write the status and file back to the record through this saved connection (dst_...), or "
+                   "'none' for no write-back, not even the tenant's default.")
 @click.option("--wait", "follow", is_flag=True, help="Show progress until the document is ready.")
 @click.option("--url", default=lambda: os.environ.get("RELAY_URL", "http://127.0.0.1:8080"), show_default="RELAY_URL")
 @click.option("--api-key", default=lambda: os.environ.get("RELAY_API_KEY", ""), show_default="RELAY_API_KEY")
-def submit(fmt: str, prompt: str, record_key: str | None, new_document: bool, follow: bool, url: str,
-           api_key: str) -> None:
+def submit(fmt: str, prompt: str, record_key: str | None, new_document: bool, connection: str | None, follow: bool,
+           url: str, api_key: str) -> None:
     """Submit PROMPT through the relay's API."""
     if not api_key:
         raise click.ClickException("no API key: pass --api-key or set RELAY_API_KEY")
@@ -69,6 +72,8 @@ def submit(fmt: str, prompt: str, record_key: str | None, new_document: bool, fo
         body["record_key"] = record_key
     if new_document:
         body["resume"] = False
+    if connection:
+        body["write_back"] = False if connection == "none" else {"connection": connection}
     task = submit_document(url, api_key, body, follow)
     for line in describe(task):
         click.echo(line)

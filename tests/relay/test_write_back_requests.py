@@ -96,3 +96,19 @@ def test_a_link_written_to_a_record_outlives_the_links_in_messages(make_relay):
     answer = httpx.get(record_link)
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found", \
         "past the message links' life, the record's link still opens (this task is gone)"
+
+
+def test_relay_submit_writes_back_through_a_connection_and_says_what_is_wrong(web):
+    from click.testing import CliRunner
+
+    from app.cli.submit import submit
+
+    with web.client() as client:
+        connection = save(client).json()["id"]
+    common = ["--url", web.url, "--api-key", web.api_key, "--write-back", connection]
+    wrong = CliRunner().invoke(submit, ["Memo", "--record-key", "deal:42", *common])
+    right = CliRunner().invoke(submit, ["Memo", "--record-key", "hubspot:deal:42", *common])
+    assert wrong.exit_code == 1 and "record_key a HubSpot record key is hubspot:{object}:{id}" in wrong.output
+    assert right.exit_code == 0, right.output
+    [task] = web.ctx.tasks.recent()
+    assert task["write_back"] == connection
