@@ -1,8 +1,8 @@
 """A fake HubSpot for tests and local runs, as the relay's client meets it: the OAuth refresh grant, CRM
 objects (PATCH with property validation), notes (create with associations, batch read, archive), v4
 associations (list, default), and the Files API's multipart upload and archive. Errors have HubSpot's
-shape (``status``, ``message``, ``category``); a 429 carries ``policyName`` and HubSpot's rate-limit
-headers. Knobs: throttling and a pause after a write (connectors.fake_knobs)."""
+shape (``status``, ``message``, ``category``). Past 100 calls in 10 s, a 429 with ``policyName`` and
+HubSpot's rate-limit headers. Knobs: throttling and a pause after a write (connectors.fake_knobs)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import itertools
 import json
 import secrets
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -37,6 +39,9 @@ class FakeHubSpot:
     interval_ms: int = 10_000
     """X-HubSpot-RateLimit-Interval-Milliseconds of a 429 (tests shorten it)."""
     knobs: Knobs = field(default_factory=Knobs)
+    burst: int = 100
+    """Calls a private app may make in any 10 seconds (HubSpot's TEN_SECONDLY_ROLLING limit)."""
+    _recent: deque[float] = field(default_factory=deque)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,8 +71,16 @@ class FakeHubSpot:
 
     # -- auth and limits ------------------------------------------------------------------------------
 
+    def _over_burst(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            while self._recent and now - self._recent[0] > 10:
+                self._recent.popleft()
+            self._recent.append(now)
+            return len(self._recent) > self.burst
+
     def _gate(self):
-        if self.knobs.note(request.method, request.path):
+        if self.knobs.note(request.method, request.path) or self._over_burst():
             response = _error(429, "You have reached your ten_secondly_rolling limit.", "RATE_LIMIT",
                               errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING")
             response.headers.update({"X-HubSpot-RateLimit-Interval-Milliseconds": str(self.interval_ms),

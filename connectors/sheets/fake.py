@@ -1,12 +1,14 @@
 """A fake Google Sheets API v4 for tests and local runs: values.get and values.batchUpdate over A1 ranges
 (a row ``1:1``, a column ``B:B``, a cell ``B5``) of quoted sheet names, Google's error shape
 (``{"error": {"code", "message", "status"}}``), and tokens from the fake Drive's token endpoint with the
-spreadsheets scope. Knobs: connectors.fake_knobs (a 429 carries Retry-After: ``retry_after``)."""
+spreadsheets scope, and 60 requests a minute (429 RESOURCE_EXHAUSTED past it). Knobs: connectors.fake_knobs
+(a 429 carries Retry-After: ``retry_after``)."""
 
 from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from flask import Flask, jsonify, request
@@ -30,6 +32,9 @@ class FakeSheets:
     writes: list[dict] = field(default_factory=list)
     """Each batchUpdate's cells: range -> value."""
     knobs: Knobs = field(default_factory=Knobs)
+    per_minute: int = 60
+    """Requests per minute per user, as the Sheets API's default quotas (read and write alike here)."""
+    _recent: deque[float] = field(default_factory=deque)
 
     def add_sheet(self, spreadsheet: str, sheet: str, rows: list[list[str]]) -> None:
         self.spreadsheets.setdefault(spreadsheet, {})[sheet] = rows
@@ -47,7 +52,7 @@ class FakeSheets:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if self.auth.tokens.get(token, 0) < time.time():
             return _error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
-        if self.knobs.note(request.method, request.path):
+        if self.knobs.note(request.method, request.path) or self._over_quota():
             response = _error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Write requests' and "
                                                          "limit 'Write requests per minute per user'")
             response[0].headers["Retry-After"] = str(self.retry_after)
@@ -57,6 +62,13 @@ class FakeSheets:
         if spreadsheet not in self.shared:
             return _error(403, "PERMISSION_DENIED", "The caller does not have permission")
         return None
+
+    def _over_quota(self) -> bool:
+        now = time.monotonic()
+        while self._recent and now - self._recent[0] > 60:
+            self._recent.popleft()
+        self._recent.append(now)
+        return len(self._recent) > self.per_minute
 
     def _get(self, spreadsheet: str, cells: str):
         if refused := self._refused(spreadsheet):
