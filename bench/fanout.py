@@ -5,8 +5,8 @@
    against the peer a Python team would write (bench/celery_peer.py: 2 Celery worker processes, a thread
    pool of 8 each, late acknowledgement, Redis broker), in the same run.
    Goals: relay/httpx loop >= 0.5, relay/Celery >= 1.5, from the best of 2 rounds (as bench/ingest).
-2. Peak RSS of one worker delivering one 1 GiB document to the folder, the Drive fake and the Slack
-   fake (the file streams from the sandbox). Goal: under 150 MiB.
+2. Peak RSS of one worker delivering one 1 GiB document to the folder, the Drive fake, the Slack fake and
+   S3 (moto's server) (the file streams from the sandbox). Goal: under 150 MiB; under 100 MiB for S3.
 
     python bench/fanout.py [--count 2000] [--rounds 2] [--size-mb 1024]
 """
@@ -135,6 +135,7 @@ def celery_peer(ctx, env: dict, url: str, body: str, headers: dict, count: int) 
 
 def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[dict]:
     from connectors.gdrive.fake import FakeDrive
+    from connectors.s3.fake import start_moto
     from connectors.slack.fake import FakeSlack
 
     sandbox_port = free_port()
@@ -145,7 +146,13 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[d
     slack = FakeSlack(storage=work / "slack")
     drive = FakeDrive(storage=work / "drive", oauth_clients={"1//bench": ("bench-client", "bench-secret")})
     servers = [ServedApp(slack.app()).start(), ServedApp(drive.app()).start()]
+    moto_port = free_port()
+    moto = start_moto(moto_port)
     try:
+        import boto3
+
+        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name="us-east-1",
+                     aws_access_key_id="bench", aws_secret_access_key="bench").create_bucket(Bucket="bench")
         wait_until_up(f"http://127.0.0.1:{sandbox_port}/healthz")
         org = json.loads(subprocess.run([sys.executable, "-m", "sandbox", "orgs", "create", "bench", "--json"],
                                         env=sandbox_env, capture_output=True, text=True, check=True).stdout)
@@ -164,6 +171,9 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[d
                 "type": "authorized_user", "client_id": "bench-client", "client_secret": "bench-secret",
                 "refresh_token": "1//bench"}}},
             "slack": {"kind": "slack", "config": {"channel": "C0BENCH01", "bot_token": "xoxb-test-token"}},
+            "s3": {"kind": "s3", "config": {"bucket": "bench", "endpoint_url": f"http://127.0.0.1:{moto_port}",
+                                            "addressing_style": "path", "access_key_id": "bench",
+                                            "secret_access_key": "bench"}},
         }
         env = {**env, "RELAY_SLACK_API_URL": f"{servers[0].url}/api/", "RELAY_DRIVE_API_URL": servers[1].url,
                "RELAY_DRIVE_TOKEN_URL": f"{servers[1].url}/token"}
@@ -184,6 +194,7 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[d
     finally:
         for server in servers:
             server.stop()
+        moto.kill()
         sandbox.terminate()
         sandbox.wait()
 
@@ -219,7 +230,7 @@ def main() -> None:
             print(f"  ratio relay/httpx (best runs): {best['relay'] / best['baseline']:.2f}  (goal >= 0.50)")
             print(f"  ratio relay/Celery (best runs): {best['relay'] / max(best['celery'], 1e-9):.2f}  (goal >= 1.50)")
         if not args.skip_rss:
-            print(f"peak RSS of one worker delivering a {args.size_mb} MiB document (goal < 150 MiB):")
+            print(f"peak RSS of one worker delivering a {args.size_mb} MiB document (goal < 150 MiB; S3 < 100 MiB):")
             for row in peak_rss(ctx, env, tenant.tenant_id, work, args.size_mb):
                 print(f"  {row['destination']:<7} {row['peak_rss_mib']:7.1f} MiB  {row['seconds']:6.1f} s  "
                       f"{row['state']} {row['error']}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import airtable, callback, email, folder, gdrive, hubspot, sheets, slack, slack_reply, webhook
+from . import airtable, callback, email, folder, gdrive, hubspot, s3, sheets, slack, slack_reply, webhook
 from .base import Kind, RecordKind
 
 KINDS: dict[str, Kind] = {
@@ -13,6 +13,7 @@ KINDS: dict[str, Kind] = {
     "slack_reply": slack_reply.KIND,
     "gdrive": gdrive.KIND,
     "email": email.KIND,
+    "s3": s3.KIND,
     "hubspot": hubspot.KIND,
     "airtable": airtable.KIND,
     "sheets": sheets.KIND,

@@ -32,9 +32,6 @@ def check_config(kind: str, config: dict) -> dict:
                                        for e in exc.errors]) from None
     if kind == "webhook" and not config.get("secret"):
         config = {**config, "secret": new_webhook_secret()}
-    if kind == "hubspot" and not (config.get("token") or config.get("oauth")):
-        raise schemas.SchemaViolation([schemas.FieldError("config.token", "give a private app token, or oauth with "
-                                                                          "a client and a refresh token")])
     return config
 
 

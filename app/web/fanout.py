@@ -30,9 +30,6 @@ def _shown(saved: dict, defaults: dict[str, str]) -> dict:
 @bp.post("/destinations")
 def create_destination():
     body = json_body("relay/destination-create.json")
-    if body.get("default") and body["kind"] not in RECORD_KINDS:
-        raise ApiError(400, "invalid_request", f"only a write-back connection ({', '.join(RECORD_KINDS)}) can be "
-                       "a default", field="default")
     config = check_config(body["kind"], body["config"])
     tenant_id = tenant().tenant_id
     saved = ctx().destinations.create(tenant_id, body["name"], body["kind"], config, body.get("export"))

@@ -1,0 +1,35 @@
+"""S3-compatible storage (AWS S3, MinIO, Cloudflare R2 and the like): the file as one object, through boto3.
+
+Small files go in one PUT; larger ones as a multipart upload in parts of ``part_mb`` (at least 5 MiB, at
+most 10,000 parts), whose upload id is saved with the delivery, so after a killed worker the upload asks S3
+which parts it holds (``ListParts``) and goes on from there; an upload S3 no longer knows starts over. A
+permanent failure aborts the upload, so no parts are left to pay for. The object carries the delivery id
+in its metadata (``x-amz-meta-relay-delivery-id``), which is looked for first: a retry never writes twice.
+The delivery's location carries a presigned GET link valid for ``link_seconds``. ``endpoint_url`` serves
+stores other than AWS; it must be a public address unless RELAY_OUTBOUND_ALLOW allows it."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..base import Delivery, Document, Environment, Outcome
+
+
+class S3Kind:
+    name = "s3"
+    needs_document = True
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        return _writer().find_existing(delivery, env)
+
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+        assert document is not None
+        return _writer().deliver(delivery, document, env)
+
+
+def _writer():
+    """boto3 loads only in a process that writes to S3."""
+    return importlib.import_module("connectors.s3.writer")
+
+
+KIND = S3Kind()

@@ -1,0 +1,220 @@
+"""S3 writes through boto3 (connectors.s3 says what and why)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import tempfile
+import threading
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+
+MIB = 1024 * 1024
+MIN_PART, MAX_PARTS = 5 * MIB, 10_000
+META = "relay-delivery-id"
+_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
+_REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"}
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
+    key = delivery.state.get("key")
+    if not key:
+        return None  # no attempt chose a key yet: nothing of ours can be there
+    found = _head(_client(delivery, env), delivery.config["bucket"], key)
+    if found and found.get("Metadata", {}).get(META) == delivery.delivery_id:
+        return _outcome(_client(delivery, env), delivery, key)
+    return None
+
+
+def deliver(delivery: Delivery, document: Document, env: Environment) -> Outcome:
+    s3, bucket = _client(delivery, env), delivery.config["bucket"]
+    state = dict(delivery.state)
+    key = state.get("key") or _key_for(s3, delivery, document)
+    if state.get("key") != key:
+        state["key"] = key
+        env.save_state(delivery.delivery_id, state)
+    part = max(MIN_PART, int(delivery.config.get("part_mb", 8)) * MIB)
+    if document.size is not None and document.size > part * MAX_PARTS:
+        raise Permanent(f"the document needs more than {MAX_PARTS} parts of {part // MIB} MiB: raise part_mb")
+    metadata = {META: delivery.delivery_id}
+    if document.size is not None and document.size <= part:
+        with document.open(0) as chunks:
+            for body in _parts(chunks, part):
+                _call(lambda body=body: s3.put_object(Bucket=bucket, Key=key, Body=body,
+                                                      ContentType=document.content_type, Metadata=metadata))
+        return _outcome(s3, delivery, key)
+    upload_id = state.get("upload_id")
+    done = _parts_held(s3, bucket, key, upload_id) if upload_id else None
+    if done is None:  # no upload yet, or S3 forgot it (aborted, expired): start over
+        upload_id = _call(lambda: s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata=metadata,
+                                                             ContentType=document.content_type))["UploadId"]
+        env.save_state(delivery.delivery_id, {**state, "upload_id": upload_id})
+        done = []
+    try:
+        parts = _upload_parts(s3, bucket, key, upload_id, document, part, done)
+        _call(lambda: s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                                   MultipartUpload={"Parts": parts}))
+    except Permanent:
+        _abort(s3, bucket, key, upload_id)
+        raise
+    return _outcome(s3, delivery, key)
+
+
+# -- the object's key, under the conflict policy ------------------------------------------------------
+
+def _key_for(s3: Any, delivery: Delivery, document: Document) -> str:
+    prefix = str(delivery.config.get("prefix") or "").strip("/")
+    key = f"{prefix}/{document.name}" if prefix else document.name
+    policy = delivery.config.get("conflict", "replace")
+    if policy == "replace" or not _head(s3, delivery.config["bucket"], key):
+        return key
+    if policy == "fail":
+        raise Permanent(f"s3://{delivery.config['bucket']}/{key} exists and the conflict policy is fail")
+    stem, dot, ext = key.rpartition(".") if "." in key.rsplit("/", 1)[-1] else (key, "", "")
+    for n in range(2, 1000):
+        candidate = f"{stem} ({n}){dot}{ext}"
+        if not _head(s3, delivery.config["bucket"], candidate):
+            return candidate
+    raise Permanent(f"s3://{delivery.config['bucket']}/{key} and 998 renamed copies exist")
+
+
+# -- multipart ---------------------------------------------------------------------------------------
+
+def _parts_held(s3: Any, bucket: str, key: str, upload_id: str) -> list[dict] | None:
+    """The parts S3 holds, contiguous from part 1 (ETag and size), or None when it no longer knows the upload."""
+    try:
+        listed = _call(lambda: s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=MAX_PARTS))
+    except Permanent as exc:
+        if "NoSuchUpload" in str(exc):
+            return None
+        raise
+    held = sorted(listed.get("Parts", []), key=lambda p: p["PartNumber"])
+    contiguous = [p for n, p in enumerate(held, start=1) if p["PartNumber"] == n]
+    return [{"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]} for p in contiguous]
+
+
+def _upload_parts(s3: Any, bucket: str, key: str, upload_id: str, document: Document, part: int,
+                  done: list[dict]) -> list[dict]:
+    parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in done]
+    offset = sum(p["Size"] for p in done)
+    with document.open(offset) as chunks:
+        for number, body in enumerate(_parts(chunks, part), start=len(done) + 1):
+            answer = _call(lambda body=body, number=number: s3.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body))
+            parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+    return parts
+
+
+def _parts(chunks: Iterator[bytes], size: int) -> Iterator[BinaryIO]:
+    """The stream as files of ``size`` bytes each (the last one shorter), spooled to disk one at a time:
+    botocore reads a part twice (to sign it, then to send it), and from a file it holds none of it."""
+    stream = _Stream(chunks)
+    while True:
+        with tempfile.TemporaryFile() as part:
+            written = 0
+            while written < size and (piece := stream.read(size - written)):
+                part.write(piece)
+                written += len(piece)
+            if not written:
+                return
+            part.seek(0)
+            yield part
+            if written < size:
+                return
+
+
+class _Stream:
+    """Reads at most ``count`` bytes at a time from a stream of chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks, self._left = iter(chunks), b""
+
+    def read(self, count: int) -> bytes:
+        if not self._left:
+            self._left = next(self._chunks, b"")
+        piece, self._left = self._left[:count], self._left[count:]
+        return piece
+
+
+def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
+    with contextlib.suppress(ClientError, BotoCoreError):  # S3's lifecycle rule for incomplete uploads is the backstop
+        s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+
+# -- the client, answers and errors --------------------------------------------------------------------
+
+def _client(delivery: Delivery, env: Environment) -> Any:
+    """One client per configuration and process (boto3's clients are thread-safe; making one costs ~14 MiB
+    and tens of ms)."""
+    config = delivery.config
+    endpoint = config.get("endpoint_url") or None
+    if endpoint:
+        env.settings["check_url"](endpoint)  # a user-supplied URL like any other
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    with _clients_lock:
+        if key not in _clients:
+            _clients[key] = _new_client(config, endpoint)
+        return _clients[key]
+
+
+def _new_client(config: dict, endpoint: str | None) -> Any:
+    return boto3.session.Session().client(
+        "s3", endpoint_url=endpoint, region_name=config.get("region") or "us-east-1",
+        aws_access_key_id=config["access_key_id"], aws_secret_access_key=config["secret_access_key"],
+        aws_session_token=config.get("session_token") or None,
+        config=Config(signature_version="s3v4", retries={"total_max_attempts": 1, "mode": "standard"},
+                      s3={"addressing_style": config.get("addressing_style", "auto")},
+                      connect_timeout=10, read_timeout=120))
+
+
+def _head(s3: Any, bucket: str, key: str) -> dict | None:
+    try:
+        return _call(lambda: s3.head_object(Bucket=bucket, Key=key))
+    except Permanent as exc:
+        if "404" in str(exc) or "NotFound" in str(exc) or "NoSuchKey" in str(exc):
+            return None
+        raise
+
+
+def _outcome(s3: Any, delivery: Delivery, key: str) -> Outcome:
+    bucket = delivery.config["bucket"]
+    link = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+                                     ExpiresIn=int(delivery.config.get("link_seconds", 7 * 86_400)))
+    return Outcome(f"s3://{bucket}/{key} {link}", key)
+
+
+def _call(request: Any) -> Any:
+    try:
+        return request()
+    except ClientError as exc:
+        raise _classify(exc) from None
+    except EndpointConnectionError as exc:
+        raise Retryable(f"S3 could not be reached: {exc}") from None
+    except BotoCoreError as exc:
+        raise Retryable(f"S3: {type(exc).__name__}: {exc}") from None
+
+
+def _classify(exc: ClientError) -> Exception:
+    error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
+    code, status = str(error.get("Code") or ""), int(meta.get("HTTPStatusCode") or 0)
+    message = f"S3 answered {status} {code}: {error.get('Message') or ''}".strip()
+    retry_after = (meta.get("HTTPHeaders") or {}).get("retry-after")
+    if code in _THROTTLED or status in (429, 503):
+        return Retryable(message, retry_after=float(retry_after) if retry_after else None)
+    if code in _REFUSED or status == 403:
+        return Permanent(f"S3 refused the credentials or their permissions ({code or status}): "
+                         f"{error.get('Message') or ''}".strip())
+    if code == "NoSuchBucket":
+        return Permanent(f"S3: the bucket does not exist ({error.get('BucketName') or ''})")
+    if status >= 500 or status in (408, 409):
+        return Retryable(message)
+    return Permanent(message)

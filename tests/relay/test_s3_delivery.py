@@ -1,0 +1,163 @@
+"""The S3 destination against moto's standalone server (a real S3 endpoint on loopback), through a proxy
+that adds S3's bad days: one object per delivery with the right bytes, a multipart upload resumed after its
+worker was killed, the conflict policies, a throttling answer honoured, and refused credentials."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+
+from connectors.s3.fake import S3Proxy, free_port, start_moto
+from tests.relay.test_deliveries import delivered
+from tests.support.servers import ServedApp, eventually
+
+BUCKET = "reports"
+
+
+def s3_client(url: str, key_id: str = "testing", secret: str = "testing"):
+    return boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key_id,
+                        aws_secret_access_key=secret, config=Config(signature_version="s3v4",
+                                                                    s3={"addressing_style": "path"}))
+
+
+@pytest.fixture
+def moto():
+    """moto's S3 with the bucket, and the proxy in front of it (``proxy.url``), which the relay talks to."""
+    port = free_port()
+    process = start_moto(port)
+    s3_client(f"http://127.0.0.1:{port}").create_bucket(Bucket=BUCKET)
+    proxy = S3Proxy(f"http://127.0.0.1:{port}")
+    served = ServedApp(proxy).start()
+    proxy.url = served.url  # type: ignore[attr-defined]
+    proxy.s3 = s3_client(f"http://127.0.0.1:{port}")  # type: ignore[attr-defined]
+    yield proxy
+    served.stop()
+    process.kill()
+    process.wait()
+
+
+def destination(url: str, **config) -> dict:
+    return {"kind": "s3", "config": {"bucket": BUCKET, "endpoint_url": url, "addressing_style": "path",
+                                     "access_key_id": "testing", "secret_access_key": "testing", **config}}
+
+
+def original(client, task_id: str) -> bytes:
+    return httpx.get(client.get(f"/v1/tasks/{task_id}").json()["result"]["download_url"]).content
+
+
+def objects(s3) -> dict[str, bytes]:
+    listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    return {o["Key"]: s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in listed}
+
+
+def test_a_small_file_becomes_one_object_with_a_presigned_link(relay, moto):
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Sales by region", record_key="deal:7",
+                            destinations=[destination(moto.url, prefix="deals/7", link_seconds=3600)])
+        [done] = delivered(relay, client, task["task_id"])
+        file = original(client, task["task_id"])
+    assert done["state"] == "delivered", done["last_error"]
+    [(key, stored)] = objects(moto.s3).items()
+    assert key.startswith("deals/7/deal-7-") and stored == file
+    assert moto.s3.head_object(Bucket=BUCKET, Key=key)["Metadata"] == {"relay-delivery-id": done["delivery_id"]}
+    location, link = done["location"].split(" ", 1)
+    assert location == f"s3://{BUCKET}/{key}" and "X-Amz-Expires=3600" in link
+    assert httpx.get(link).content == file, "the presigned link downloads the object"
+
+
+def test_a_large_file_resumes_its_multipart_upload_after_the_worker_is_killed(make_relay, moto):
+    relay = make_relay(worker=False)
+    moto.part_delay = 0.4
+    worker = relay.start_worker()
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Model [[pad_mb=24]]", destinations=[destination(moto.url, part_mb=5)])
+        eventually(lambda: moto.parts_received >= 2, 60, "two parts to be uploaded")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+        # a part the proxy was holding still reaches S3 (the proxy does not know its sender died)
+        eventually(lambda: sum("PUT" in what for _, what, _ in moto.answered) == moto.parts_received, 30,
+                   "the part in flight to land")
+        [upload] = moto.s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
+        held = len(moto.s3.list_parts(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])["Parts"])
+        sent_before = moto.parts_received
+        moto.part_delay = 0.0
+        relay.start_worker()
+        [done] = delivered(relay, client, task["task_id"], timeout=90)
+        file = original(client, task["task_id"])
+    assert done["state"] == "delivered", done["last_error"]
+    [(key, stored)] = objects(moto.s3).items()
+    assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(file).hexdigest() and len(file) > 24 * 2**20
+    assert moto.parts_received - sent_before == 5 - held, "only the parts S3 did not hold were sent again"
+    assert moto.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == [], "no upload left behind"
+    assert key == upload["Key"]
+
+
+@pytest.mark.parametrize("policy", ["replace", "rename", "fail"])
+def test_the_conflict_policies(relay, moto, policy):
+    # someone puts an object of the same name there first: before the relay looks for one (rename, fail),
+    # or before it writes without looking (replace)
+    moto.hold_next("PUT" if policy == "replace" else "HEAD")
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Sales", record_key="deal:8",
+                            destinations=[destination(moto.url, conflict=policy)])
+        eventually(lambda: moto.held, 30, "the relay to look for the object's name")
+        key = moto.held[0].removeprefix(f"/{BUCKET}/")
+        moto.s3.put_object(Bucket=BUCKET, Key=key, Body=b"someone else's file")
+        moto.release.set()
+        [done] = delivered(relay, client, task["task_id"])
+        file = original(client, task["task_id"])
+    stored = objects(moto.s3)
+    if policy == "replace":
+        assert done["state"] == "delivered" and stored == {key: file}
+    elif policy == "rename":
+        stem, ext = key.rsplit(".", 1)
+        assert done["state"] == "delivered" and stored == {key: b"someone else's file", f"{stem} (2).{ext}": file}
+    else:
+        assert done["state"] == "dead" and "exists" in done["last_error"] and done["attempts"] == 1
+        assert stored == {key: b"someone else's file"}
+
+
+def test_a_throttling_answer_is_honoured(relay, moto):
+    moto.throttle_next(1, status=429, retry_after="1")
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Sales", destinations=[destination(moto.url)])
+        [done] = delivered(relay, client, task["task_id"], timeout=60)
+    throttled = next(when for when, _, status in moto.answered if status == 429)
+    after = [when for when, _, status in moto.answered if when > throttled]
+    assert done["state"] == "delivered" and done["attempts"] == 2
+    assert min(after) - throttled >= 1.0, "the retry waited for Retry-After"
+
+
+def test_refused_credentials_land_in_the_dead_letters(make_relay):
+    port = free_port()
+    process = start_moto(port, authenticated_after=4)
+    try:
+        iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        iam.create_user(UserName="relay")
+        iam.put_user_policy(UserName="relay", PolicyName="s3", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="relay")["AccessKey"]
+        s3_client(f"http://127.0.0.1:{port}", key["AccessKeyId"], key["SecretAccessKey"]).create_bucket(Bucket=BUCKET)
+        relay = make_relay()
+        with relay.client() as client:
+            good = relay.submit(client, prompt="Sales", destinations=[destination(
+                f"http://127.0.0.1:{port}", access_key_id=key["AccessKeyId"],
+                secret_access_key=key["SecretAccessKey"])])
+            bad = relay.submit(client, prompt="Sales", destinations=[destination(
+                f"http://127.0.0.1:{port}", access_key_id="AKIAREVOKED000000000")])
+            [fine] = delivered(relay, client, good["task_id"])
+            [dead] = delivered(relay, client, bad["task_id"])
+            listed = {d["delivery_id"] for d in client.get("/v1/deliveries").json()["items"]}
+    finally:
+        process.kill()
+        process.wait()
+    assert fine["state"] == "delivered", fine["last_error"]
+    assert dead["state"] == "dead" and dead["attempts"] == 1 and dead["delivery_id"] in listed
+    assert "S3 refused the credentials" in dead["last_error"] and "InvalidAccessKeyId" in dead["last_error"]
