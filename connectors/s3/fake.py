@@ -49,6 +49,10 @@ class S3Proxy:
     part_delay: float = 0.0
     """Seconds each UploadPart waits before it is passed on."""
     parts_received: int = 0
+    """UploadPart requests that arrived."""
+    parts_forwarded: int = 0
+    """UploadPart requests S3 took (a sender killed in the middle of one leaves it unsent)."""
+    in_flight: int = 0
     answered: list[tuple[float, str, int]] = field(default_factory=list)
     """(time.time(), method and path, status) of every answer."""
     held: list[str] = field(default_factory=list)
@@ -72,6 +76,15 @@ class S3Proxy:
         self.release.clear()
 
     def __call__(self, environ, start_response):
+        with self._lock:
+            self.in_flight += 1
+        try:
+            return self._answer(environ, start_response)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, environ, start_response):
         request = Request(environ)
         what = f"{request.method} {request.path}"
         if self._hold and request.method == self._hold:
@@ -92,6 +105,8 @@ class S3Proxy:
         upstream = httpx.request(request.method, self.target + raw,
                                  headers=headers, content=request.get_data(), timeout=120)
         self.answered.append((time.time(), what, upstream.status_code))
+        if request.method == "PUT" and "partNumber" in request.args and upstream.status_code == 200:
+            self.parts_forwarded += 1
         passed = {k: v for k, v in upstream.headers.items()
                   if k.lower() not in ("content-length", "transfer-encoding", "content-encoding", "connection")}
         return Response(upstream.content, status=upstream.status_code, headers=passed)(environ, start_response)

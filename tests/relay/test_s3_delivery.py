@@ -80,12 +80,11 @@ def test_a_large_file_resumes_its_multipart_upload_after_the_worker_is_killed(ma
         eventually(lambda: moto.parts_received >= 2, 60, "two parts to be uploaded")
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
-        # a part the proxy was holding still reaches S3 (the proxy does not know its sender died)
-        eventually(lambda: sum("PUT" in what for _, what, _ in moto.answered) == moto.parts_received, 30,
-                   "the part in flight to land")
+        # a part the proxy was holding may still reach S3, whole or not at all
+        eventually(lambda: moto.in_flight == 0, 30, "the part in flight to land or fail")
         [upload] = moto.s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
         held = len(moto.s3.list_parts(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])["Parts"])
-        sent_before = moto.parts_received
+        sent_before = moto.parts_forwarded
         moto.part_delay = 0.0
         relay.start_worker()
         [done] = delivered(relay, client, task["task_id"], timeout=90)
@@ -93,7 +92,7 @@ def test_a_large_file_resumes_its_multipart_upload_after_the_worker_is_killed(ma
     assert done["state"] == "delivered", done["last_error"]
     [(key, stored)] = objects(moto.s3).items()
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(file).hexdigest() and len(file) > 24 * 2**20
-    assert moto.parts_received - sent_before == 5 - held, "only the parts S3 did not hold were sent again"
+    assert held >= 1 and moto.parts_forwarded - sent_before == 5 - held, "only the parts S3 lacked were sent"
     assert moto.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == [], "no upload left behind"
     assert key == upload["Key"]
 
