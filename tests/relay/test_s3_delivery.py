@@ -5,6 +5,7 @@ worker was killed, the conflict policies, a throttling answer honoured, and refu
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import signal
 
@@ -18,6 +19,7 @@ from tests.relay.test_deliveries import delivered
 from tests.support.servers import ServedApp, eventually
 
 BUCKET = "reports"
+_buckets = itertools.count(1)
 
 
 def s3_client(url: str, key_id: str = "testing", secret: str = "testing"):
@@ -26,24 +28,32 @@ def s3_client(url: str, key_id: str = "testing", secret: str = "testing"):
                                                                     s3={"addressing_style": "path"}))
 
 
-@pytest.fixture
-def moto():
-    """moto's S3 with the bucket, and the proxy in front of it (``proxy.url``), which the relay talks to."""
+@pytest.fixture(scope="module")
+def moto_server():
+    """moto's S3 (a real S3 endpoint on loopback), one per test process: each test has a bucket of its own."""
     port = free_port()
     process = start_moto(port)
-    s3_client(f"http://127.0.0.1:{port}").create_bucket(Bucket=BUCKET)
-    proxy = S3Proxy(f"http://127.0.0.1:{port}")
-    served = ServedApp(proxy).start()
-    proxy.url = served.url  # type: ignore[attr-defined]
-    proxy.s3 = s3_client(f"http://127.0.0.1:{port}")  # type: ignore[attr-defined]
-    yield proxy
-    served.stop()
+    yield f"http://127.0.0.1:{port}"
     process.kill()
     process.wait()
 
 
-def destination(url: str, **config) -> dict:
-    return {"kind": "s3", "config": {"bucket": BUCKET, "endpoint_url": url, "addressing_style": "path",
+@pytest.fixture
+def moto(moto_server):
+    """A new bucket, and the proxy in front of moto (``proxy.url``) that the relay talks to."""
+    proxy = S3Proxy(moto_server)
+    proxy.bucket = f"reports-{next(_buckets)}"  # type: ignore[attr-defined]
+    s3_client(moto_server).create_bucket(Bucket=proxy.bucket)
+    served = ServedApp(proxy).start()
+    proxy.url = served.url  # type: ignore[attr-defined]
+    proxy.s3 = s3_client(moto_server)  # type: ignore[attr-defined]
+    yield proxy
+    proxy.release.set()
+    served.stop()
+
+
+def destination(url: str, bucket: str = BUCKET, **config) -> dict:
+    return {"kind": "s3", "config": {"bucket": bucket, "endpoint_url": url, "addressing_style": "path",
                                      "access_key_id": "testing", "secret_access_key": "testing", **config}}
 
 
@@ -51,23 +61,23 @@ def original(client, task_id: str) -> bytes:
     return httpx.get(client.get(f"/v1/tasks/{task_id}").json()["result"]["download_url"]).content
 
 
-def objects(s3) -> dict[str, bytes]:
-    listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
-    return {o["Key"]: s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read() for o in listed}
+def objects(moto) -> dict[str, bytes]:
+    listed = moto.s3.list_objects_v2(Bucket=moto.bucket).get("Contents", [])
+    return {o["Key"]: moto.s3.get_object(Bucket=moto.bucket, Key=o["Key"])["Body"].read() for o in listed}
 
 
 def test_a_small_file_becomes_one_object_with_a_presigned_link(relay, moto):
     with relay.client() as client:
         task = relay.submit(client, prompt="Sales by region", record_key="deal:7",
-                            destinations=[destination(moto.url, prefix="deals/7", link_seconds=3600)])
+                            destinations=[destination(moto.url, moto.bucket, prefix="deals/7", link_seconds=3600)])
         [done] = delivered(relay, client, task["task_id"])
         file = original(client, task["task_id"])
     assert done["state"] == "delivered", done["last_error"]
-    [(key, stored)] = objects(moto.s3).items()
+    [(key, stored)] = objects(moto).items()
     assert key.startswith("deals/7/deal-7-") and stored == file
-    assert moto.s3.head_object(Bucket=BUCKET, Key=key)["Metadata"] == {"relay-delivery-id": done["delivery_id"]}
+    assert moto.s3.head_object(Bucket=moto.bucket, Key=key)["Metadata"] == {"relay-delivery-id": done["delivery_id"]}
     location, link = done["location"].split(" ", 1)
-    assert location == f"s3://{BUCKET}/{key}" and "X-Amz-Expires=3600" in link
+    assert location == f"s3://{moto.bucket}/{key}" and "X-Amz-Expires=3600" in link
     assert httpx.get(link).content == file, "the presigned link downloads the object"
 
 
@@ -76,24 +86,25 @@ def test_a_large_file_resumes_its_multipart_upload_after_the_worker_is_killed(ma
     moto.part_delay = 0.4
     worker = relay.start_worker()
     with relay.client() as client:
-        task = relay.submit(client, prompt="Model [[pad_mb=24]]", destinations=[destination(moto.url, part_mb=5)])
+        task = relay.submit(client, prompt="Model [[pad_mb=24]]",
+                            destinations=[destination(moto.url, moto.bucket, part_mb=5)])
         eventually(lambda: moto.parts_received >= 2, 60, "two parts to be uploaded")
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         # a part the proxy was holding may still reach S3, whole or not at all
         eventually(lambda: moto.in_flight == 0, 30, "the part in flight to land or fail")
-        [upload] = moto.s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
-        held = len(moto.s3.list_parts(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])["Parts"])
+        [upload] = moto.s3.list_multipart_uploads(Bucket=moto.bucket)["Uploads"]
+        held = len(moto.s3.list_parts(Bucket=moto.bucket, Key=upload["Key"], UploadId=upload["UploadId"])["Parts"])
         sent_before = moto.parts_forwarded
         moto.part_delay = 0.0
         relay.start_worker()
         [done] = delivered(relay, client, task["task_id"], timeout=90)
         file = original(client, task["task_id"])
     assert done["state"] == "delivered", done["last_error"]
-    [(key, stored)] = objects(moto.s3).items()
+    [(key, stored)] = objects(moto).items()
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(file).hexdigest() and len(file) > 24 * 2**20
     assert held >= 1 and moto.parts_forwarded - sent_before == 5 - held, "only the parts S3 lacked were sent"
-    assert moto.s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == [], "no upload left behind"
+    assert moto.s3.list_multipart_uploads(Bucket=moto.bucket).get("Uploads", []) == [], "no upload left behind"
     assert key == upload["Key"]
 
 
@@ -104,14 +115,14 @@ def test_the_conflict_policies(relay, moto, policy):
     moto.hold_next("PUT" if policy == "replace" else "HEAD")
     with relay.client() as client:
         task = relay.submit(client, prompt="Sales", record_key="deal:8",
-                            destinations=[destination(moto.url, conflict=policy)])
+                            destinations=[destination(moto.url, moto.bucket, conflict=policy)])
         eventually(lambda: moto.held, 30, "the relay to look for the object's name")
-        key = moto.held[0].removeprefix(f"/{BUCKET}/")
-        moto.s3.put_object(Bucket=BUCKET, Key=key, Body=b"someone else's file")
+        key = moto.held[0].removeprefix(f"/{moto.bucket}/")
+        moto.s3.put_object(Bucket=moto.bucket, Key=key, Body=b"someone else's file")
         moto.release.set()
         [done] = delivered(relay, client, task["task_id"])
         file = original(client, task["task_id"])
-    stored = objects(moto.s3)
+    stored = objects(moto)
     if policy == "replace":
         assert done["state"] == "delivered" and stored == {key: file}
     elif policy == "rename":
@@ -125,7 +136,7 @@ def test_the_conflict_policies(relay, moto, policy):
 def test_a_throttling_answer_is_honoured(relay, moto):
     moto.throttle_next(1, status=429, retry_after="1")
     with relay.client() as client:
-        task = relay.submit(client, prompt="Sales", destinations=[destination(moto.url)])
+        task = relay.submit(client, prompt="Sales", destinations=[destination(moto.url, moto.bucket)])
         [done] = delivered(relay, client, task["task_id"], timeout=60)
     throttled = next(when for when, _, status in moto.answered if status == 429)
     after = [when for when, _, status in moto.answered if when > throttled]
