@@ -12,18 +12,16 @@ from typing import Any
 from .base import Delivery, Document, Environment, Outcome
 
 STATUS = {"task.started": "Generating", "task.completed": "Ready"}  # any other end is "Failed"
-FIELDS = ("status", "error", "link", "version", "credits", "updated_at")
-"""The mappable values; a connection's ``fields`` maps each (all optional) to a field of the platform."""
 
 
 @dataclass(frozen=True)
 class WriteBack:
     task_id: str
     record_key: str
-    ended: bool
     completed: bool
     values: dict[str, Any]
-    """By mapping name (FIELDS): only what this stage writes. A start writes no link, version or credits."""
+    """By mapping name (status, error, link, version, credits, updated_at): only what this stage writes. A
+    start writes no link, version or credits."""
 
 
 def write_back_of(delivery: Delivery, document: Document | None) -> WriteBack:
@@ -40,7 +38,7 @@ def write_back_of(delivery: Delivery, document: Document | None) -> WriteBack:
         values["version"] = task["turn_index"]
     if not started and task.get("credits_used") is not None:
         values["credits"] = task["credits_used"]
-    return WriteBack(task["task_id"], task.get("record_key") or "", not started, completed, values)
+    return WriteBack(task["task_id"], task.get("record_key") or "", completed, values)
 
 
 def mapped(write_back: WriteBack, fields: dict[str, str]) -> dict[str, Any]:
