@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -53,3 +54,22 @@ class Knobs:
 
     def calls_after(self, moment: float) -> list[float]:
         return [when for when, _, _ in self.calls if when > moment]
+
+
+@dataclass
+class Window:
+    """A platform's limit of ``limit`` calls in any ``seconds``."""
+
+    limit: int
+    seconds: float
+    _calls: deque[float] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def over(self) -> bool:
+        """Count a call; True when it is past the limit."""
+        with self._lock:
+            now = time.monotonic()
+            while self._calls and now - self._calls[0] > self.seconds:
+                self._calls.popleft()
+            self._calls.append(now)
+            return len(self._calls) > self.limit

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import secrets
 import threading
-import time
-from collections import deque
 from dataclasses import dataclass, field
 
 import httpx
 from flask import Flask, jsonify, request
 
-from ..fake_knobs import Knobs
+from ..fake_knobs import Knobs, Window
 
 
 @dataclass
@@ -29,7 +27,7 @@ class FakeAirtable:
     writes: list[dict] = field(default_factory=list)
     """The fields of each PATCH, in order."""
     knobs: Knobs = field(default_factory=Knobs)
-    _recent: dict[str, deque[float]] = field(default_factory=dict)
+    _per_base: dict[str, Window] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_row(self, base: str, table: str, record: str, fields: dict[str, str]) -> None:
@@ -67,13 +65,8 @@ class FakeAirtable:
         if token not in self.tokens:
             return _error(401, "AUTHENTICATION_REQUIRED", "Authentication required")
         with self._lock:
-            recent = self._recent.setdefault(base, deque())
-            now = time.monotonic()
-            while recent and now - recent[0] > 1.0:
-                recent.popleft()
-            recent.append(now)
-            over = len(recent) > 5
-        if self.knobs.note(request.method, request.path) or over:
+            window = self._per_base.setdefault(base, Window(5, 1.0))
+        if self.knobs.note(request.method, request.path) or window.over():
             return jsonify({"errors": [{"error": "RATE_LIMIT_REACHED",
                                         "message": "Rate limit exceeded. Please try again later"}]}), 429
         return None

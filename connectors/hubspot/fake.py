@@ -10,14 +10,12 @@ import itertools
 import json
 import secrets
 import threading
-import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from flask import Flask, jsonify, request
 
-from ..fake_knobs import Knobs
+from ..fake_knobs import Knobs, Window
 
 PROPERTIES = {"relay_status", "relay_error", "relay_link", "relay_version", "relay_credits", "relay_updated_at"}
 
@@ -39,9 +37,8 @@ class FakeHubSpot:
     interval_ms: int = 10_000
     """X-HubSpot-RateLimit-Interval-Milliseconds of a 429 (tests shorten it)."""
     knobs: Knobs = field(default_factory=Knobs)
-    burst: int = 100
+    burst: Window = field(default_factory=lambda: Window(100, 10.0))
     """Calls a private app may make in any 10 seconds (HubSpot's TEN_SECONDLY_ROLLING limit)."""
-    _recent: deque[float] = field(default_factory=deque)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,16 +68,8 @@ class FakeHubSpot:
 
     # -- auth and limits ------------------------------------------------------------------------------
 
-    def _over_burst(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            while self._recent and now - self._recent[0] > 10:
-                self._recent.popleft()
-            self._recent.append(now)
-            return len(self._recent) > self.burst
-
     def _gate(self):
-        if self.knobs.note(request.method, request.path) or self._over_burst():
+        if self.knobs.note(request.method, request.path) or self.burst.over():
             response = _error(429, "You have reached your ten_secondly_rolling limit.", "RATE_LIMIT",
                               errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING")
             response.headers.update({"X-HubSpot-RateLimit-Interval-Milliseconds": str(self.interval_ms),

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 from flask import Flask, jsonify, request
 
-from ..fake_knobs import Knobs
+from ..fake_knobs import Knobs, Window
 from ..gdrive.fake import FakeDrive
 
 SHEETS_SCOPE = "https://www.googleapis.com/auth/spreadsheets"
@@ -32,9 +31,8 @@ class FakeSheets:
     writes: list[dict] = field(default_factory=list)
     """Each batchUpdate's cells: range -> value."""
     knobs: Knobs = field(default_factory=Knobs)
-    per_minute: int = 60
+    quota: Window = field(default_factory=lambda: Window(60, 60.0))
     """Requests per minute per user, as the Sheets API's default quotas (read and write alike here)."""
-    _recent: deque[float] = field(default_factory=deque)
 
     def add_sheet(self, spreadsheet: str, sheet: str, rows: list[list[str]]) -> None:
         self.spreadsheets.setdefault(spreadsheet, {})[sheet] = rows
@@ -52,7 +50,7 @@ class FakeSheets:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if self.auth.tokens.get(token, 0) < time.time():
             return _error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
-        if self.knobs.note(request.method, request.path) or self._over_quota():
+        if self.knobs.note(request.method, request.path) or self.quota.over():
             response = _error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Write requests' and "
                                                          "limit 'Write requests per minute per user'")
             response[0].headers["Retry-After"] = str(self.retry_after)
@@ -62,13 +60,6 @@ class FakeSheets:
         if spreadsheet not in self.shared:
             return _error(403, "PERMISSION_DENIED", "The caller does not have permission")
         return None
-
-    def _over_quota(self) -> bool:
-        now = time.monotonic()
-        while self._recent and now - self._recent[0] > 60:
-            self._recent.popleft()
-        self._recent.append(now)
-        return len(self._recent) > self.per_minute
 
     def _get(self, spreadsheet: str, cells: str):
         if refused := self._refused(spreadsheet):

@@ -5,14 +5,11 @@ that is not one, 401 DirectApiAuthorizationRequired for a URL whose ``sig`` is w
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass, field
 
 from flask import Flask, jsonify, request
 
-from ..fake_knobs import Knobs
+from ..fake_knobs import Knobs, Window
 
 CARD = "application/vnd.microsoft.card.adaptive"
 
@@ -24,8 +21,7 @@ class FakeTeams:
     """The cards posted (each message's first attachment's content)."""
     retry_after: int = 1
     knobs: Knobs = field(default_factory=Knobs)
-    _recent: deque[float] = field(default_factory=deque)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    limit: Window = field(default_factory=lambda: Window(4, 1.0))
 
     def app(self) -> Flask:
         app = Flask(__name__)
@@ -41,7 +37,7 @@ class FakeTeams:
         if request.args.get("sig") != self.signature:
             return _error(401, "DirectApiAuthorizationRequired",
                           "The request must be authenticated only by Shared Access scheme.")
-        if self.knobs.note(request.method, request.path) or self._over_limit():
+        if self.knobs.note(request.method, request.path) or self.limit.over():
             response = _error(429, "TooManyRequests", "Rate limit is exceeded. Try again in 1 seconds.")
             response.headers["Retry-After"] = str(self.retry_after)
             return response
@@ -53,14 +49,6 @@ class FakeTeams:
             return _error(400, "InvalidRequestContent", "The request content is not an Adaptive Card message.")
         self.posted.append(attachments[0]["content"])
         return "", 202
-
-    def _over_limit(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            while self._recent and now - self._recent[0] > 1.0:
-                self._recent.popleft()
-            self._recent.append(now)
-            return len(self._recent) > 4
 
 
 def _error(status: int, code: str, message: str):
