@@ -176,11 +176,14 @@ return 1
 """
 
 
-def record(ctx: Context, task: dict, event: dict, slot: str, ref: dict) -> str:
-    """Record one delivery of the task (not queued), as plan does for each of its slots; returns its id."""
-    pipe = ctx.redis.pipeline(transaction=False)
+def record(ctx: Context, task: dict, event: dict, slot: str, ref: dict, pipe=None) -> str:
+    """Record one delivery of the task (not queued), as plan does for each of its slots, at once or queued on
+    ``pipe``; returns its id."""
+    own = pipe is None
+    pipe = ctx.redis.pipeline(transaction=False) if own else pipe
     delivery_id = _record(ctx, pipe, task, event, slot, ref)
-    pipe.execute()
+    if own:
+        pipe.execute()
     return delivery_id
 
 

@@ -70,8 +70,9 @@ def plan_start(ctx: Context, task: dict) -> None:
     if not task.get("write_back"):
         return
     event = {"id": new_id("evt"), "type": "task.started", "created_at": iso(time.time()), "data": task_view(task)}
-    delivery_id = deliveries.record(ctx, task, event, deliveries.WRITE_BACK_START_SLOT, {"id": task["write_back"]})
-    pipe = ctx.redis.pipeline()
+    pipe = ctx.redis.pipeline()  # one round trip: the record, the task's list, the lane entry
+    delivery_id = deliveries.record(ctx, task, event, deliveries.WRITE_BACK_START_SLOT, {"id": task["write_back"]},
+                                    pipe=pipe)
     ctx.tasks.set(task["task_id"], pipe=pipe, delivery_ids=[delivery_id])  # listed with the task's deliveries
     deliveries.enqueue(ctx, delivery_id, pipe=pipe)
     pipe.execute()

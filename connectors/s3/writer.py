@@ -29,9 +29,10 @@ def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
     key = delivery.state.get("key")
     if not key:
         return None  # no attempt chose a key yet: nothing of ours can be there
-    found = _head(_client(delivery, env), delivery.config["bucket"], key)
+    s3 = _client(delivery, env)
+    found = _head(s3, delivery.config["bucket"], key)
     if found and found.get("Metadata", {}).get(META) == delivery.delivery_id:
-        return _outcome(_client(delivery, env), delivery, key)
+        return _outcome(s3, delivery, key)
     return None
 
 
@@ -91,12 +92,10 @@ def _key_for(s3: Any, delivery: Delivery, document: Document) -> str:
 
 def _parts_held(s3: Any, bucket: str, key: str, upload_id: str) -> list[dict] | None:
     """The parts S3 holds, contiguous from part 1 (ETag and size), or None when it no longer knows the upload."""
-    try:
-        listed = _call(lambda: s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=MAX_PARTS))
-    except Permanent as exc:
-        if "NoSuchUpload" in str(exc):
-            return None
-        raise
+    listed = _call(lambda: s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=MAX_PARTS),
+                   absent=("NoSuchUpload",))
+    if listed is None:
+        return None
     held = sorted(listed.get("Parts", []), key=lambda p: p["PartNumber"])
     contiguous = [p for n, p in enumerate(held, start=1) if p["PartNumber"] == n]
     return [{"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]} for p in contiguous]
@@ -177,12 +176,7 @@ def _new_client(config: dict, endpoint: str | None) -> Any:
 
 
 def _head(s3: Any, bucket: str, key: str) -> dict | None:
-    try:
-        return _call(lambda: s3.head_object(Bucket=bucket, Key=key))
-    except Permanent as exc:
-        if "404" in str(exc) or "NotFound" in str(exc) or "NoSuchKey" in str(exc):
-            return None
-        raise
+    return _call(lambda: s3.head_object(Bucket=bucket, Key=key), absent=("404", "NoSuchKey", "NotFound"))
 
 
 def _outcome(s3: Any, delivery: Delivery, key: str) -> Outcome:
@@ -192,10 +186,13 @@ def _outcome(s3: Any, delivery: Delivery, key: str) -> Outcome:
     return Outcome(f"s3://{bucket}/{key} {link}", key)
 
 
-def _call(request: Any) -> Any:
+def _call(request: Any, absent: tuple[str, ...] = ()) -> Any:
+    """The answer; None when S3's error code says what was asked for is not there (``absent``)."""
     try:
         return request()
     except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code") or "") in absent:
+            return None
         raise _classify(exc) from None
     except EndpointConnectionError as exc:
         raise Retryable(f"S3 could not be reached: {exc}") from None
