@@ -246,10 +246,15 @@ def test_the_primary_fails_in_a_storm_and_nothing_acknowledged_is_lost(sentinels
             raise AssertionError(f"{len(stuck)} stored webhooks never processed; handed to RQ (id, status, "
                                  f"error): {rq_jobs_of(relay, stuck)}") from None
 
+        # a submit acknowledged just before the primary died can go with it when nothing waits for a replica
+        answers = {d["task_id"]: client.get(f"/v1/tasks/{d['task_id']}") for d in documents}
+        lost_documents = {task_id for task_id, answer in answers.items() if answer.status_code == 404}
+        kept = [task_id for task_id in answers if task_id not in lost_documents]
+
         def delivered():
-            views = [client.get(f"/v1/tasks/{d['task_id']}").json() for d in documents]
+            views = [client.get(f"/v1/tasks/{task_id}").json() for task_id in kept]
             states = Counter(x["state"] for view in views for x in view["deliveries"])
-            return states if states == {"delivered": 2 * DOCUMENTS} else None
+            return states if states == {"delivered": 2 * len(kept)} else None
 
         states = eventually(delivered, 180, "every delivery to land", every=1)  # 150 requests a look
         hook_ids = Counter(r.headers["Webhook-Id"] for r in receiver.requests)
@@ -263,12 +268,16 @@ def test_the_primary_fails_in_a_storm_and_nothing_acknowledged_is_lost(sentinels
     duplicated = sum(count - 1 for count in hook_ids.values())
     if min_replicas:
         assert vanished == [], f"{len(vanished)} acknowledged webhooks lost: {vanished[:10]}"
-    assert states == {"delivered": 2 * DOCUMENTS} and len(files) == DOCUMENTS
-    assert len(hook_ids) == DOCUMENTS + len(targets) and duplicated == 0, "each hook delivery once"
+        assert lost_documents == set(), f"{len(lost_documents)} acknowledged submits lost"
+    # a lost document may have delivered before the primary went, so it counts at most once
+    assert states == {"delivered": 2 * len(kept)} and len(kept) <= len(files) <= DOCUMENTS
+    assert len(kept) + len(targets) <= len(hook_ids) <= DOCUMENTS + len(targets), "each document's hook"
+    assert duplicated == 0, "each hook delivery once"
     assert new.port != old.port
     reliability(fault=f"{FAULTS[fault]} under Sentinel after {FAULT_AFTER} of {WEBHOOKS} webhooks, "
                       f"RELAY_REDIS_MIN_REPLICAS={min_replicas}",
                 tried=WEBHOOKS, lost=len(vanished), duplicated=f"{duplicated} of {2 * DOCUMENTS} deliveries",
-                notes=f"replica promoted after {promoted:.1f} s; {len(after)} answers were 5xx or failed "
+                notes=f"replica promoted after {promoted:.1f} s; {len(lost_documents)} of {DOCUMENTS} acknowledged "
+                      f"submits lost; {len(after)} answers were 5xx or failed "
                       f"connections, over {max(after, default=0):.1f} s; deliveries flowing "
                       f"{flowing:.1f} s after the fault" if flowing is not None else "no delivery after the fault")
