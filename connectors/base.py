@@ -13,6 +13,25 @@ import httpx
 CHUNK = 256 * 1024  # also Google Drive's chunk granule
 
 
+class ChunkReader:
+    """Takes exact byte counts from a stream of chunks, one chunk in memory at a time: each request body of a
+    chunked upload is streamed, never assembled (a 4 MiB buffer per chunk cost ~140 MiB of RSS on a 1 GiB
+    upload to Drive)."""
+
+    def __init__(self, chunks: Iterator[bytes], receiver: str):
+        self._chunks, self._left, self._receiver = iter(chunks), b"", receiver
+
+    def take(self, count: int) -> Iterator[bytes]:
+        while count > 0:
+            if not self._left:
+                self._left = next(self._chunks, b"")
+                if not self._left:
+                    raise Retryable(f"the document ended before {self._receiver} had all of it")
+            piece, self._left = self._left[:count], self._left[count:]
+            count -= len(piece)
+            yield piece
+
+
 class DeliveryError(Exception):
     def __init__(self, message: str):
         super().__init__(message)

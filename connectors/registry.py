@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from . import airtable, callback, email, folder, gdrive, hubspot, s3, sheets, slack, slack_reply, teams, webhook
+from . import (
+               airtable,
+               callback,
+               email,
+               folder,
+               gdrive,
+               hubspot,
+               onedrive,
+               s3,
+               sheets,
+               slack,
+               slack_reply,
+               teams,
+               webhook,
+)
 from .base import Kind, RecordKind
 
 KINDS: dict[str, Kind] = {
@@ -14,6 +28,7 @@ KINDS: dict[str, Kind] = {
     "gdrive": gdrive.KIND,
     "email": email.KIND,
     "s3": s3.KIND,
+    "onedrive": onedrive.KIND,
     "teams": teams.KIND,
     "hubspot": hubspot.KIND,
     "airtable": airtable.KIND,

@@ -17,6 +17,7 @@ from tests.relay_fixtures import (  # noqa: F401 - fixtures
     fake_hubspot,
     fake_sheets,
     fake_slack,
+    loopback_ca,
     make_relay,
     relay,
     smtp_server,

@@ -157,6 +157,15 @@ def fake_drive(tmp_path):
     served.stop()
 
 
+@pytest.fixture(scope="session")
+def loopback_ca(tmp_path_factory):
+    """A certificate authority for HTTPS fakes (tests.support.tls); the relay trusts it through
+    RELAY_OUTBOUND_CA_FILE."""
+    from tests.support.tls import make_ca
+
+    return make_ca(tmp_path_factory.mktemp("loopback-ca"))
+
+
 @pytest.fixture
 def smtp_server(tmp_path):
     from tests.support.smtp import SmtpServer

@@ -91,6 +91,9 @@ class RelayConfig:
     """Webhooks each worker that serves the events queue applies at once (its intake lane's threads)."""
     outbound_allow: str = ""
     """Hosts and CIDR ranges user-supplied URLs may reach although private (e.g. 127.0.0.0/8 in development)."""
+    outbound_ca_file: str = ""
+    """A PEM file of certificate authorities trusted on outbound HTTPS besides certifi's (a private MinIO, a
+    TLS-inspecting proxy): used by every destination, the platform SDKs (Dropbox, msal, boto3) included."""
     files_link_ttl_seconds: int = 7 * 86_400
     """Life of /files/{token} links in emails and messages (each use redirects to a fresh download)."""
     delivery_max_attempts: int = 8
@@ -123,6 +126,13 @@ class RelayConfig:
     airtable_backoff_seconds: float = 30.0
     """Quiet after Airtable answers 429, as Airtable asks (tests shorten it)."""
     sheets_api_url: str = "https://sheets.googleapis.com/"
+    graph_api_url: str = "https://graph.microsoft.com/v1.0"
+    graph_login_url: str = "https://login.microsoftonline.com"
+    """Microsoft Entra's sign-in host, for OneDrive and SharePoint's app-only tokens (another cloud: e.g.
+    https://login.microsoftonline.us with https://graph.microsoft.us/v1.0)."""
+    dropbox_api_url: str = "https://api.dropboxapi.com"
+    dropbox_content_url: str = "https://content.dropboxapi.com"
+    """Dropbox's RPC and content hosts (the SDK speaks HTTPS only)."""
     record_link_ttl_seconds: int = 30 * 86_400
     """Life of the /files/{token} link written back to a CRM record or a row (each use redirects to a fresh
     download); past the task's retention the link finds no document either."""

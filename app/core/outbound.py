@@ -8,10 +8,17 @@ connection (DNS rebinding) cannot steer the request to a private address."""
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import os
 import socket
+import ssl
+import tempfile
+from functools import lru_cache
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 
 from connectors.base import Permanent
@@ -19,9 +26,32 @@ from connectors.base import Permanent
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+@lru_cache(maxsize=4)
+def ca_bundle(extra_file: str = "") -> str:
+    """A CA bundle path for clients that take one (requests-based SDKs, boto3): certifi's, plus the operator's
+    ``extra_file`` when given (written once per content to the temporary directory)."""
+    if not extra_file:
+        return certifi.where()
+    content = Path(certifi.where()).read_bytes() + b"\n" + Path(extra_file).read_bytes()
+    path = Path(tempfile.gettempdir()) / f"relay-ca-{hashlib.sha256(content).hexdigest()[:16]}.pem"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}")
+        partial.write_bytes(content)
+        partial.replace(path)
+    return str(path)
+
+
+@lru_cache(maxsize=4)
+def tls_context(extra_file: str = "") -> ssl.SSLContext:
+    """One TLS context per bundle and process: httpx would load the bundle for every client otherwise."""
+    return ssl.create_default_context(cafile=ca_bundle(extra_file))
+
+
 class OutboundPolicy:
-    def __init__(self, allow: str = "", timeout: float = 30.0):
-        """``allow``: comma-separated host names and CIDR ranges that may be reached even if private."""
+    def __init__(self, allow: str = "", timeout: float = 30.0, ca_file: str = ""):
+        """``allow``: comma-separated host names and CIDR ranges that may be reached even if private;
+        ``ca_file``: certificate authorities trusted besides certifi's."""
+        self.ca_file = ca_file
         self._hosts: set[str] = set()
         self._networks: list[_Network] = []
         for item in filter(None, (part.strip() for part in allow.split(","))):
@@ -67,6 +97,7 @@ class OutboundPolicy:
                 request.extensions["sni_hostname"] = url.host
 
         kwargs.setdefault("timeout", self._timeout)
+        kwargs.setdefault("verify", tls_context(self.ca_file))
         return _CookielessClient(follow_redirects=False, event_hooks={"request": [guard]}, **kwargs)
 
 

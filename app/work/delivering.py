@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from app.core import metrics, storage
 from app.core.logs import log_context
-from app.core.outbound import OutboundPolicy
+from app.core.outbound import OutboundPolicy, ca_bundle
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
 from app.domain import write_back
 from app.domain.deliveries import begin, dead_letter_key, enqueue, file_link, open_key, target_of, update
@@ -149,38 +149,41 @@ def _delivery(ctx: Context, record: dict, target: str | None) -> Delivery:
     return Delivery(record["delivery_id"], record["kind"], config, json.loads(record["event"]), state)
 
 
-_clients: dict[tuple[str, float], httpx.Client] = {}  # per worker process: pooled connections
+_clients: dict[tuple[OutboundPolicy, float], httpx.Client] = {}  # per worker process: pooled connections
 
 
-def _pooled_client(policy: OutboundPolicy, allow: str, timeout: float = 30.0):
+def _pooled_client(policy: OutboundPolicy, timeout: float = 30.0):
     """The process's shared client for this policy and timeout; not closed after each use."""
-    key = (allow, timeout)
+    key = (policy, timeout)
     if key not in _clients:
         _clients[key] = policy.client(timeout=timeout)
     return nullcontext(_clients[key])
 
 
 @lru_cache(maxsize=8)
-def _policy(allow: str) -> OutboundPolicy:
-    """The outbound policy for RELAY_OUTBOUND_ALLOW, parsed once per worker process."""
-    return OutboundPolicy(allow)
+def _policy(allow: str, ca_file: str) -> OutboundPolicy:
+    """The outbound policy for RELAY_OUTBOUND_ALLOW and RELAY_OUTBOUND_CA_FILE, made once per worker process."""
+    return OutboundPolicy(allow, ca_file=ca_file)
 
 
 def _environment(ctx: Context, delivery_id: str) -> Environment:
     config = ctx.config
-    policy = _policy(config.outbound_allow)
+    policy = _policy(config.outbound_allow, config.outbound_ca_file)
 
     def save_state(did: str, state: dict) -> None:
         update(ctx, did, progress=state)
 
     def http(timeout: float = 30.0):
-        return _pooled_client(policy, config.outbound_allow, timeout)
+        return _pooled_client(policy, timeout)
 
     settings = {"folder_roots": config.folder_roots, "slack_api_url": config.slack_api_url,
                 "drive_api_url": config.drive_api_url, "drive_token_url": config.drive_token_url,
                 "hubspot_api_url": config.hubspot_api_url, "airtable_api_url": config.airtable_api_url,
                 "airtable_backoff_seconds": config.airtable_backoff_seconds,
-                "sheets_api_url": config.sheets_api_url,
+                "sheets_api_url": config.sheets_api_url, "graph_api_url": config.graph_api_url,
+                "graph_login_url": config.graph_login_url, "dropbox_api_url": config.dropbox_api_url,
+                "dropbox_content_url": config.dropbox_content_url,
+                "ca_bundle": ca_bundle(config.outbound_ca_file),
                 "email_attach_max_bytes": config.email_attach_max_bytes, "check_url": policy.check,
                 "check_host": policy.check_host}
     return Environment(http=http, save_state=save_state, settings=settings)

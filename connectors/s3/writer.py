@@ -161,13 +161,13 @@ def _client(delivery: Delivery, env: Environment) -> Any:
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     with _clients_lock:
         if key not in _clients:
-            _clients[key] = _new_client(config, endpoint)
+            _clients[key] = _new_client(config, endpoint, env.settings.get("ca_bundle"))
         return _clients[key]
 
 
-def _new_client(config: dict, endpoint: str | None) -> Any:
+def _new_client(config: dict, endpoint: str | None, ca_bundle: str | None) -> Any:
     return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, region_name=config.get("region") or "us-east-1",
+        "s3", endpoint_url=endpoint, region_name=config.get("region") or "us-east-1", verify=ca_bundle or None,
         aws_access_key_id=config["access_key_id"], aws_secret_access_key=config["secret_access_key"],
         aws_session_token=config.get("session_token") or None,
         config=Config(signature_version="s3v4", retries={"total_max_attempts": 1, "mode": "standard"},

@@ -15,9 +15,11 @@ class ServedApp:
     """Serves a WSGI app on 127.0.0.1 in a background thread; can be stopped and started again on the
     same port (to simulate an outage)."""
 
-    def __init__(self, app, port: int = 0):
+    def __init__(self, app, port: int = 0, tls=None):
+        """``tls``: an ssl.SSLContext to serve HTTPS with (tests.support.tls), for clients that speak nothing else."""
         self.app = app
         self.port = port
+        self.tls = tls
         self.answers: list[tuple[str, str, int]] = []
         """(method, path, status) of every answer, for tests that check what callers were told."""
         self._server = None
@@ -33,7 +35,7 @@ class ServedApp:
         return self.app(environ, record)
 
     def start(self) -> ServedApp:
-        self._server = make_server("127.0.0.1", self.port, self._recording, threaded=True)
+        self._server = make_server("127.0.0.1", self.port, self._recording, threaded=True, ssl_context=self.tls)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -41,7 +43,7 @@ class ServedApp:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         if self._server is not None:

@@ -1,0 +1,43 @@
+"""OneDrive and SharePoint, through Microsoft Graph: the file into a folder of a drive, as an upload session.
+
+- **Sign-in**: app-only tokens (client credentials) from Microsoft Entra, through ``msal``; the app needs
+  the ``Files.ReadWrite.All`` or ``Sites.ReadWrite.All`` application permission (or ``Sites.Selected``).
+- **The drive**: a user's OneDrive (``user``), a SharePoint site's library (``site`` as
+  ``contoso.sharepoint.com:/sites/ops`` or a site id, and ``library``, the site's default one otherwise), or
+  a drive id (``drive_id``). The folder (a template, connectors.naming) is created when missing.
+- **Upload sessions**, whatever the size: ``createUploadSession``, then fragments of ``chunk_kib``
+  (a multiple of 320 KiB under 60 MiB, 10 MiB by default), each with ``Content-Range`` and no
+  Authorization header (the upload URL carries its own). The session is saved with the delivery before the
+  first byte goes, so after a killed worker the next attempt asks the session for ``nextExpectedRanges`` and
+  sends the rest; a session Graph no longer knows (404) starts over, and a 416 re-reads where it stands.
+- **Conflicts**: ``@microsoft.graph.conflictBehavior`` ``replace`` (SharePoint keeps the old one as a
+  version), ``rename`` (Graph names it ``name 1.xlsx``) or ``fail``.
+- **Once per delivery**: Graph keeps no property of ours on a file, so an attempt after a crash looks in
+  the folder for the file it was uploading: its name (or the renamed one), its size, and modified after the
+  session began (by Graph's own clock, from the session's Date header)."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..base import Delivery, Document, Environment, Outcome
+
+
+class OneDriveKind:
+    name = "onedrive"
+    needs_document = True
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        return _writer().find_existing(delivery, env)
+
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+        assert document is not None
+        return _writer().deliver(delivery, document, env)
+
+
+def _writer():
+    """msal loads only in a process that writes to Microsoft 365."""
+    return importlib.import_module("connectors.onedrive.writer")
+
+
+KIND = OneDriveKind()

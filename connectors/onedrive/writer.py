@@ -1,0 +1,301 @@
+"""OneDrive and SharePoint writes through Microsoft Graph (connectors.onedrive says what and why). Graph's
+calls go through the relay's outbound client (httpx); msal only signs in."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+import msal
+import requests
+
+from .. import naming
+from ..base import ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..sessions import TrustingSession
+
+FRAGMENT = 320 * 1024
+DEFAULT_CHUNK_KIB = 32 * 320  # 10 MiB
+_apps: dict[str, msal.ConfidentialClientApplication] = {}
+_apps_lock = threading.Lock()
+_REFUSED_SIGN_IN = {"invalid_client", "unauthorized_client", "invalid_request", "invalid_grant", "invalid_scope"}
+
+
+def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
+    state = delivery.state
+    if not state.get("session"):
+        return None  # no attempt began an upload: nothing of ours can be there
+    graph = _Graph(delivery, env)
+    stem, dot, ext = state["name"].rpartition(".") if "." in state["name"] else (state["name"], "", "")
+    named = re.compile(rf"{re.escape(stem)}( \d+)?{re.escape(dot + ext)}")
+    began = datetime.fromisoformat(state["began"])
+    for item in graph.children(state["drive_id"], state["folder"]):
+        if ("file" in item and named.fullmatch(item["name"]) and item.get("size") == state["size"]
+                and _when(item["lastModifiedDateTime"]) >= began):
+            return _outcome(state, item)
+    return None
+
+
+def deliver(delivery: Delivery, document: Document, env: Environment) -> Outcome:
+    if not document.size:
+        raise Retryable("the document's size is unknown; Graph's upload session needs it")
+    graph, state = _Graph(delivery, env), dict(delivery.state)
+    chunk = int(delivery.config.get("chunk_kib") or DEFAULT_CHUNK_KIB) * 1024
+    offset = graph.session_offset(state["session"]) if state.get("session") else None
+    for _ in range(2):  # a session Graph forgot while uploading starts over, once per attempt
+        if offset is None:
+            state = _begin(graph, delivery, document, env)
+            offset = 0
+        item = graph.upload(state["session"], document, offset, chunk)
+        if item is not None:
+            return _outcome(state, item)
+        offset = None
+    raise Retryable("Graph's upload session expired twice in one attempt")
+
+
+def _begin(graph: _Graph, delivery: Delivery, document: Document, env: Environment) -> dict:
+    drive = delivery.state.get("drive_id") or graph.drive_id()
+    folder = naming.folder(delivery, document, rules=naming.WINDOWS)
+    name = naming.file_name(delivery, document, naming.WINDOWS)
+    graph.ensure_folder(drive, folder)
+    session, began = graph.create_session(drive, folder, name, delivery.config.get("conflict", "replace"))
+    state = {"drive_id": drive, "folder": folder, "name": name, "size": document.size, "session": session,
+             "began": began.isoformat()}
+    env.save_state(delivery.delivery_id, state)
+    return state
+
+
+def _outcome(state: dict, item: dict) -> Outcome:
+    path = "/".join(filter(None, [state["folder"], item["name"]]))
+    return Outcome(f"onedrive:{state['drive_id']}/{path} {item.get('webUrl', '')}".rstrip(), item["id"])
+
+
+def _when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class _Resync(Exception):
+    pass
+
+
+class _Graph:
+    def __init__(self, delivery: Delivery, env: Environment):
+        self.config, self.env = delivery.config, env
+        self.base = str(env.settings["graph_api_url"]).rstrip("/")
+
+    # -- the drive and its folder --------------------------------------------------------------------
+
+    def drive_id(self) -> str:
+        config = self.config
+        if config.get("drive_id"):
+            return str(config["drive_id"])
+        if config.get("user"):
+            return self.get(f"/users/{quote(config['user'], safe='@')}/drive", "the user's OneDrive")["id"]
+        site = self.get(f"/sites/{quote(config['site'], safe=':/,')}", "the SharePoint site")["id"]
+        library = str(config.get("library") or "")
+        if not library:
+            return self.get(f"/sites/{site}/drive", "the site's default library")["id"]
+        drives = self.get(f"/sites/{site}/drives", "the site's libraries").get("value", [])
+        for drive in drives:
+            if str(drive.get("name", "")).casefold() == library.casefold():
+                return str(drive["id"])
+        raise Permanent(f"the SharePoint site has no library named {library!r} "
+                        f"(it has: {', '.join(d.get('name', '?') for d in drives) or 'none'})")
+
+    def ensure_folder(self, drive: str, folder: str) -> None:
+        if not folder:
+            return
+        found = self.request("GET", f"/drives/{drive}/root:/{_path(folder)}", absent=True)
+        if found is not None:
+            if "folder" not in found.json():
+                raise Permanent(f"{folder} is a file in the drive, not a folder")
+            return
+        parent = ""
+        for part in folder.split("/"):
+            where = f"/drives/{drive}/root:/{_path(parent)}:/children" if parent else f"/drives/{drive}/root/children"
+            body = {"name": part, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"}
+            self.request("POST", where, json=body, conflict_ok=True)  # 409: made already, by us or another
+            parent = f"{parent}/{part}" if parent else part
+
+    def children(self, drive: str, folder: str) -> list[dict]:
+        where = f"/drives/{drive}/root:/{_path(folder)}:/children" if folder else f"/drives/{drive}/root/children"
+        items, url = [], where + "?$select=id,name,size,file,folder,webUrl,lastModifiedDateTime&$top=200"
+        while url:
+            answer = self.request("GET", url, absent=True)
+            if answer is None:
+                return items
+            page = answer.json()
+            items += page.get("value", [])
+            url = page.get("@odata.nextLink", "")
+        return items
+
+    # -- the upload session ----------------------------------------------------------------------------
+
+    def create_session(self, drive: str, folder: str, name: str, conflict: str) -> tuple[str, datetime]:
+        """The upload URL, and when the session began by Graph's clock (less a second: Date has whole ones)."""
+        path = _path(f"{folder}/{name}" if folder else name)
+        body = {"item": {"@microsoft.graph.conflictBehavior": conflict, "name": name}}
+        answer = self.request("POST", f"/drives/{drive}/root:/{path}:/createUploadSession", json=body)
+        try:
+            began = parsedate_to_datetime(answer.headers["date"]).astimezone(UTC)
+        except (KeyError, TypeError, ValueError):
+            began = datetime.now(UTC) - timedelta(minutes=5)
+        return str(answer.json()["uploadUrl"]), began - timedelta(seconds=1)
+
+    def session_offset(self, session: str) -> int | None:
+        """Where the session stands (the first of nextExpectedRanges); None when Graph no longer knows it."""
+        answer = self._session_call("GET", session)
+        if answer.status_code == 404:
+            return None
+        if answer.status_code != 200:
+            raise _classify(answer)
+        return _next_expected(answer.json())
+
+    def upload(self, session: str, document: Document, offset: int, chunk: int) -> dict | None:
+        """The driveItem once the last fragment is in; None when the session is gone (start over)."""
+        total, breaks = document.size or 0, 0
+        while True:
+            try:
+                with document.open(offset) as chunks:
+                    reader = ChunkReader(chunks, "OneDrive")
+                    while True:
+                        end = min(offset + chunk, total) - 1
+                        answer = self._session_call("PUT", session, content=reader.take(end + 1 - offset),
+                                                    headers={"Content-Length": str(end + 1 - offset),
+                                                             "Content-Range": f"bytes {offset}-{end}/{total}"})
+                        if answer.status_code in (200, 201):
+                            return answer.json()
+                        if answer.status_code == 404:
+                            return None
+                        if answer.status_code == 416:
+                            raise _Resync
+                        if answer.status_code != 202:
+                            raise _classify(answer)
+                        expected = _next_expected(answer.json())
+                        if expected != end + 1:
+                            raise _Resync
+                        offset = expected
+            except (httpx.TransportError, _Resync):
+                breaks += 1
+                if breaks > 5:
+                    raise Retryable("the upload to OneDrive kept breaking off") from None
+                where = self.session_offset(session)
+                if where is None:
+                    return None
+                offset = where
+
+    def _session_call(self, method: str, session: str, **kwargs) -> httpx.Response:
+        """A call to the upload URL: no Authorization header, which Graph refuses there."""
+        try:
+            with self.env.http(timeout=300) as client:
+                return client.request(method, session, **kwargs)
+        except httpx.TransportError:
+            if method == "PUT":
+                raise
+            raise Retryable("OneDrive's upload URL could not be reached") from None
+
+    # -- calls to Graph ----------------------------------------------------------------------------------
+
+    def get(self, path: str, what: str) -> dict:
+        answer = self.request("GET", path, absent=True)
+        if answer is None:
+            raise Permanent(f"Microsoft Graph: {what} was not found, or the app may not see it")
+        return answer.json()
+
+    def request(self, method: str, path: str, absent: bool = False, conflict_ok: bool = False,
+                **kwargs) -> Any:
+        url = path if path.startswith("https://") or path.startswith("http://") else self.base + path
+        for fresh in (False, True):  # a 401 gets one new token
+            headers = {"Authorization": f"Bearer {_token(self.config, self.env, fresh)}"}
+            try:
+                with self.env.http(timeout=60) as client:
+                    answer = client.request(method, url, headers=headers, **kwargs)
+            except httpx.TransportError as exc:
+                raise Retryable(f"Microsoft Graph could not be reached: {type(exc).__name__}") from None
+            if answer.status_code != 401:
+                break
+        if answer.status_code == 404 and absent:
+            return None
+        if answer.status_code == 409 and conflict_ok:
+            return answer
+        if answer.status_code >= 400:
+            raise _classify(answer)
+        return answer
+
+
+def _path(path: str) -> str:
+    return quote(path, safe="/")
+
+
+def _next_expected(status: dict) -> int:
+    ranges = status.get("nextExpectedRanges") or ["0-"]
+    return int(str(ranges[0]).split("-", 1)[0])
+
+
+def _classify(answer: httpx.Response) -> Exception:
+    error: dict = {}
+    with contextlib.suppress(ValueError, AttributeError):
+        error = answer.json().get("error") or {}
+    code, status = str(error.get("code") or ""), answer.status_code
+    said = f"Microsoft Graph answered {status} {code}: {error.get('message') or ''}".strip().rstrip(":")
+    if status in (429, 503, 509) or code in ("activityLimitReached", "serviceNotAvailable"):
+        seconds = answer.headers.get("retry-after")
+        return Retryable(said, retry_after=float(seconds) if seconds and seconds.isdigit() else None)
+    if code == "nameAlreadyExists":
+        return Permanent(f"{said} (the file exists and the conflict policy is fail)")
+    if status in (401, 403):
+        return Permanent(f"Microsoft Graph refused the app ({code or status}): {error.get('message') or ''}"
+                         " - check its application permissions (Files.ReadWrite.All or Sites.ReadWrite.All)")
+    if status >= 500 or status in (408, 409, 423):
+        return Retryable(said)
+    return Permanent(said)
+
+
+# -- sign-in ---------------------------------------------------------------------------------------------
+
+def _token(config: dict, env: Environment, fresh: bool = False) -> str:
+    app = _app(config, env)
+    if fresh:
+        app.remove_tokens_for_client()
+    resource = "{0.scheme}://{0.netloc}".format(urlsplit(str(env.settings["graph_api_url"])))
+    try:
+        result = app.acquire_token_for_client(scopes=[f"{resource}/.default"])
+    except requests.RequestException as exc:
+        raise Retryable(f"Microsoft Entra could not be reached: {type(exc).__name__}") from None
+    if "access_token" in result:
+        return str(result["access_token"])
+    error, said = str(result.get("error") or ""), str(result.get("error_description") or "").split("\n")[0]
+    if error in _REFUSED_SIGN_IN:
+        raise Permanent(f"Microsoft Entra refused the app's credentials ({error}): {said}")
+    raise Retryable(f"Microsoft Entra did not sign the app in ({error}): {said}")
+
+
+def _app(config: dict, env: Environment) -> msal.ConfidentialClientApplication:
+    """One app per credentials and process: msal keeps its tokens (an hour's) in the app's cache."""
+    authority = f"{str(env.settings['graph_login_url']).rstrip('/')}/{config['tenant_id']}"
+    key = hashlib.sha256("\0".join([authority, config["client_id"], config["client_secret"]]).encode()).hexdigest()
+    with _apps_lock:
+        if key not in _apps:
+            try:
+                _apps[key] = msal.ConfidentialClientApplication(
+                    config["client_id"], client_credential=config["client_secret"], authority=authority,
+                    instance_discovery=False, http_client=_http(env.settings.get("ca_bundle")))
+            except requests.RequestException as exc:
+                raise Retryable(f"Microsoft Entra could not be reached: {type(exc).__name__}") from None
+            except ValueError as exc:  # msal could not read the tenant's OpenID configuration
+                raise Permanent(f"Microsoft Entra does not know the tenant {config['tenant_id']!r}: "
+                                f"{str(exc).splitlines()[0][:200]}") from None
+        return _apps[key]
+
+
+def _http(ca_bundle: str | None) -> TrustingSession:
+    session = TrustingSession(ca_bundle)
+    session.request = functools.partial(session.request, timeout=30)  # type: ignore[method-assign]
+    return session
