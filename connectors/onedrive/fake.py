@@ -322,7 +322,7 @@ def _append(upload: UploadSession, length: int) -> bool:
             while written < length and (chunk := request.stream.read(min(1 << 20, length - written))):
                 out.write(chunk)
                 written += len(chunk)
-    except Exception:  # noqa: BLE001 - werkzeug raises ClientDisconnected for a body cut short
+    except Exception:  # werkzeug raises ClientDisconnected for a body cut short
         written = -1
     if written != length:
         with upload.path.open("ab") as out:
