@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import (
                airtable,
                callback,
+               dropbox,
                email,
                folder,
                gdrive,
@@ -29,6 +30,7 @@ KINDS: dict[str, Kind] = {
     "email": email.KIND,
     "s3": s3.KIND,
     "onedrive": onedrive.KIND,
+    "dropbox": dropbox.KIND,
     "teams": teams.KIND,
     "hubspot": hubspot.KIND,
     "airtable": airtable.KIND,

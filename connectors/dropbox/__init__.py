@@ -1,0 +1,42 @@
+"""Dropbox, through the official ``dropbox`` SDK: the file into a folder, as an upload session.
+
+- **Sign-in**: an app's refresh token (offline access, scope ``files.content.write`` and
+  ``files.metadata.read``), with its app key (and secret, unless the token came through PKCE); the SDK
+  refreshes the 4-hour access token itself. ``root_namespace_id`` writes into a team space.
+- **Upload sessions** whatever the size (``upload_session/start``, ``append_v2``, ``finish``), so
+  Dropbox's 150 MB limit of a single upload never applies: chunks of ``chunk_mb`` (a multiple of 4 MiB,
+  8 by default), the last one sent with the finish. After each append the offset is saved with the
+  delivery, so after a killed worker the next attempt goes on from there; an append Dropbox had taken
+  before the worker died (``incorrect_offset`` one chunk ahead) counts as done, and a session it no longer
+  knows starts over. The SDK's own retries are off: the relay's retries, backoff and Retry-After apply.
+- **Conflicts**: ``replace`` (write mode overwrite; Dropbox keeps the old version), ``rename`` (add with
+  autorename: ``name (1).xlsx``) or ``fail`` (add). Parent folders are made by Dropbox.
+- **Once per delivery**: the file's Dropbox content hash is worked out from each chunk's 4 MiB blocks and
+  saved before the finish; an attempt after a crash looks in the folder for a file of that name (or its
+  renamed form) with that content hash."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..base import Delivery, Document, Environment, Outcome
+
+
+class DropboxKind:
+    name = "dropbox"
+    needs_document = True
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        return _writer().find_existing(delivery, env)
+
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+        assert document is not None
+        return _writer().deliver(delivery, document, env)
+
+
+def _writer():
+    """The SDK loads only in a process that writes to Dropbox."""
+    return importlib.import_module("connectors.dropbox.writer")
+
+
+KIND = DropboxKind()

@@ -1,0 +1,217 @@
+"""Dropbox writes through the official SDK (connectors.dropbox says what and why)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from typing import Any
+
+import dropbox
+import requests
+from dropbox import exceptions, files
+from dropbox.session import HOST_API, HOST_CONTENT, HOST_NOTIFY
+from dropbox.stone_base import Union
+
+from .. import naming
+from ..base import ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..sessions import TrustingSession
+
+MIB = 1024 * 1024
+BLOCK = 4 * MIB  # Dropbox's content hash works in 4 MiB blocks; every chunk but the last is a multiple of it
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
+    state = delivery.state
+    if not state.get("content_hash"):
+        return None  # no attempt reached its last chunk: no file of ours can be there
+    folder, name = state["path"].rpartition("/")[::2]
+    stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+    named = re.compile(rf"{re.escape(stem)}( \(\d+\))?{re.escape(dot + ext)}", re.IGNORECASE)
+    for entry in _listing(_client(delivery, env), folder):
+        if (isinstance(entry, files.FileMetadata) and named.fullmatch(entry.name)
+                and entry.content_hash == state["content_hash"]):
+            return _outcome(entry)
+    return None
+
+
+def deliver(delivery: Delivery, document: Document, env: Environment) -> Outcome:
+    if document.size is None:
+        raise Retryable("the document's size is unknown")
+    dbx, state = _client(delivery, env), dict(delivery.state)
+    chunk = max(1, int(delivery.config.get("chunk_mb") or 8) // 4) * BLOCK
+    for _ in range(2):  # a session Dropbox forgot starts over, once per attempt
+        if not state.get("session"):
+            state = _begin(dbx, delivery, document, env)
+        try:
+            return _outcome(_upload(dbx, delivery, document, env, state, chunk))
+        except _SessionGone:
+            state = {}
+    raise Retryable("Dropbox's upload session expired twice in one attempt")
+
+
+def _begin(dbx: Any, delivery: Delivery, document: Document, env: Environment) -> dict:
+    folder = naming.folder(delivery, document, rules=naming.WINDOWS)
+    name = naming.file_name(delivery, document, naming.WINDOWS)
+    session = _call(lambda: dbx.files_upload_session_start(b"")).session_id
+    state = {"session": session, "path": f"/{folder}/{name}" if folder else f"/{name}", "offset": 0, "blocks": []}
+    env.save_state(delivery.delivery_id, state)
+    return state
+
+
+def _upload(dbx: Any, delivery: Delivery, document: Document, env: Environment, state: dict, chunk: int):
+    """Appends from the saved offset, then finishes with the last chunk; saves offset and block hashes after
+    each append, and the whole file's content hash before the finish (find_existing looks for it)."""
+    total, offset = document.size or 0, int(state["offset"])
+    with document.open(offset) as chunks:
+        reader = ChunkReader(chunks, "Dropbox")
+        while True:
+            data = b"".join(reader.take(min(chunk, total - offset)))
+            blocks = state["blocks"] + _block_hashes(data)
+            cursor = files.UploadSessionCursor(state["session"], offset)
+            if offset + len(data) >= total:
+                whole = hashlib.sha256(b"".join(bytes.fromhex(b) for b in blocks)).hexdigest()
+                env.save_state(delivery.delivery_id, {**state, "content_hash": whole})
+                return _finish(dbx, delivery, data, cursor, state, offset)
+            _append(dbx, data, cursor, offset)
+            offset += len(data)
+            state = {**state, "offset": offset, "blocks": blocks}
+            env.save_state(delivery.delivery_id, state)
+
+
+def _append(dbx: Any, data: bytes, cursor: Any, offset: int) -> None:
+    try:
+        _call(lambda: dbx.files_upload_session_append_v2(data, cursor))
+    except exceptions.ApiError as exc:
+        tags, value = _tags(exc.error)
+        if tags[-1:] == ["incorrect_offset"] and value.correct_offset == offset + len(data):
+            return  # an attempt before this one appended the chunk and died before saving that it had
+        if tags[-1:] in (["not_found"], ["incorrect_offset"], ["closed"]):
+            raise _SessionGone from None
+        raise _refused(exc) from None
+
+
+def _finish(dbx: Any, delivery: Delivery, data: bytes, cursor: Any, state: dict, offset: int) -> Any:
+    policy = delivery.config.get("conflict", "replace")
+    mode = files.WriteMode.overwrite if policy == "replace" else files.WriteMode.add
+    commit = files.CommitInfo(path=state["path"], mode=mode, autorename=policy == "rename", mute=True)
+    try:
+        return _call(lambda: dbx.files_upload_session_finish(data, cursor, commit))
+    except exceptions.ApiError as exc:
+        tags, _ = _tags(exc.error)
+        if tags[:1] == ["lookup_failed"]:
+            raise _SessionGone from None
+        if tags[:2] == ["path", "conflict"]:
+            raise Permanent(f"Dropbox: {state['path']} exists and the conflict policy is fail") from None
+        raise _refused(exc) from None
+
+
+def _listing(dbx: Any, folder: str) -> list:
+    try:
+        page = _call(lambda: dbx.files_list_folder(folder))
+    except exceptions.ApiError as exc:
+        if "not_found" in _tags(exc.error)[0]:
+            return []
+        raise _refused(exc) from None
+    entries = list(page.entries)
+    while page.has_more:
+        page = _call(lambda cursor=page.cursor: dbx.files_list_folder_continue(cursor))
+        entries += page.entries
+    return entries
+
+
+def _block_hashes(data: bytes) -> list[str]:
+    return [hashlib.sha256(data[i:i + BLOCK]).hexdigest() for i in range(0, len(data), BLOCK)]
+
+
+def _outcome(meta: Any) -> Outcome:
+    return Outcome(f"dropbox:{meta.path_display}", meta.id)
+
+
+class _SessionGone(Exception):
+    pass
+
+
+# -- the SDK's errors --------------------------------------------------------------------------------
+
+def _call(request: Any) -> Any:
+    """The SDK's answer; its transport, throttling and sign-in errors as the relay's."""
+    try:
+        return request()
+    except exceptions.RateLimitError as exc:
+        raise Retryable("Dropbox is throttling (too_many_requests)", retry_after=exc.backoff) from None
+    except exceptions.AuthError as exc:
+        tags, _ = _tags(exc.error)
+        raise Permanent(f"Dropbox refused the credentials ({tags[0] if tags else 'auth'}): check the app key, "
+                        "secret and refresh token (was the app's access revoked?)") from None
+    except exceptions.BadInputError as exc:
+        said = _oauth_error(exc.message)
+        raise Permanent(f"Dropbox refused the request: {said}") from None
+    except (exceptions.InternalServerError, exceptions.HttpError) as exc:
+        raise Retryable(f"Dropbox answered {exc.status_code}") from None
+    except requests.RequestException as exc:
+        raise Retryable(f"Dropbox could not be reached: {type(exc).__name__}") from None
+
+
+def _tags(error: Any) -> tuple[list[str], Any]:
+    """The chain of a stone union's tags (["lookup_failed", "incorrect_offset"]) and the innermost value."""
+    tags, value = [], error
+    while isinstance(value, Union):
+        tags.append(str(value._tag))
+        value = value._value
+    return tags, value
+
+
+def _refused(exc: exceptions.ApiError) -> Permanent:
+    tags, _ = _tags(exc.error)
+    if "insufficient_space" in tags:
+        return Permanent("Dropbox: the account is out of space")
+    return Permanent(f"Dropbox refused the upload ({'/'.join(tags) or exc.error})")
+
+
+def _oauth_error(body: str) -> str:
+    try:
+        answer = json.loads(body)
+        return f"{answer.get('error')}: {answer.get('error_description', '')}".strip(": ")
+    except (ValueError, AttributeError):
+        return body[:200]
+
+
+# -- the client ----------------------------------------------------------------------------------------
+
+class _Dropbox(dropbox.Dropbox):
+    """The SDK pointed at the configured hosts: it reads them from DROPBOX_API_HOST at import otherwise,
+    once per process, and signs in at the module's own API host whatever the client's map says."""
+
+    def __init__(self, api_host: str, content_host: str, **kwargs):
+        super().__init__(**kwargs)
+        self._host_map = {HOST_API: api_host, HOST_CONTENT: content_host, HOST_NOTIFY: self._host_map[HOST_NOTIFY]}
+
+    def refresh_access_token(self, host=None, scope=None):
+        return super().refresh_access_token(host or self._host_map[HOST_API], scope)
+
+
+def _client(delivery: Delivery, env: Environment) -> Any:
+    """One client per credentials and process: it keeps its access token (4 hours) and connections."""
+    config = delivery.config
+    key = hashlib.sha256(json.dumps({k: config.get(k) for k in ("app_key", "app_secret", "refresh_token",
+                                                               "root_namespace_id")}, sort_keys=True).encode())
+    with _clients_lock:
+        if key.hexdigest() not in _clients:
+            root = config.get("root_namespace_id")
+            headers = {"Dropbox-API-Path-Root": json.dumps({".tag": "root", "root": str(root)})} if root else None
+            _clients[key.hexdigest()] = _Dropbox(
+                _host(env.settings["dropbox_api_url"]), _host(env.settings["dropbox_content_url"]),
+                oauth2_refresh_token=config["refresh_token"], app_key=config["app_key"],
+                app_secret=config.get("app_secret") or None, session=TrustingSession(env.settings.get("ca_bundle")),
+                max_retries_on_error=0, max_retries_on_rate_limit=0, timeout=300, headers=headers,
+                user_agent="overten-relay/0.1")
+        return _clients[key.hexdigest()]
+
+
+def _host(url: str) -> str:
+    """host[:port] of an https URL: the SDK builds https://{host}/2/... itself."""
+    return str(url).split("://", 1)[-1].rstrip("/")
