@@ -12,11 +12,12 @@ template without an extension gets the file's."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from string import Formatter
 
-from .base import Delivery, Document
+from .base import Delivery, Document, Permanent
 
 FIELDS = ("record_key", "format", "date", "title", "turn", "task_id")
 _CONTROL = "".join(chr(c) for c in range(32)) + "\x7f"
@@ -86,7 +87,21 @@ def check(template: str) -> str | None:
     return None
 
 
+def free_name(name: str, taken: Callable[[str], bool], first: int = 2) -> str:
+    """``name``, or the first of ``stem (2).ext``, ``stem (3).ext``... that is not ``taken``."""
+    if not taken(name):
+        return name
+    stem, dot, ext = name.rpartition(".") if "." in name.rsplit("/", 1)[-1] else (name, "", "")
+    for n in range(first, first + 999):
+        if not taken(candidate := f"{stem} ({n}){dot}{ext}"):
+            return candidate
+    raise Permanent(f"{name} and 999 renamed copies of it exist")
+
+
 def _render(template: str, values: dict[str, str], rules: Rules) -> str:
+    problem = check(template)
+    if problem:  # a destination saved before templates, with a brace in its folder
+        raise Permanent(f"the destination's template {template!r}: {problem}")
     safe = {key: _replace(value, rules) for key, value in values.items()}
     return template.format_map(safe)
 

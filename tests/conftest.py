@@ -19,6 +19,8 @@ from tests.relay_fixtures import (  # noqa: F401 - fixtures
     fake_slack,
     loopback_ca,
     make_relay,
+    moto,
+    moto_server,
     relay,
     smtp_server,
 )

@@ -4,6 +4,7 @@ scheduler processes, a Redis database of its own."""
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -223,3 +224,32 @@ def fake_sheets(tmp_path):
     fake.service_account = {"type": "service_account", "client_email": "relay@project.iam.gserviceaccount.com",  # type: ignore[attr-defined]
                             "private_key": private_pem, "private_key_id": "key-1"}
     yield from _served(fake)
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's S3 (a real S3 endpoint on loopback), one per test session: each test has a bucket of its own."""
+    from connectors.s3.fake import start_moto
+
+    port = free_port()
+    process = start_moto(port)
+    yield f"http://127.0.0.1:{port}"
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def moto(moto_server):
+    """A new bucket, and the proxy in front of moto (``proxy.url``) that the relay talks to."""
+    from connectors.s3.fake import S3Proxy
+    from tests.relay.test_s3_delivery import s3_client
+
+    proxy = S3Proxy(moto_server)
+    proxy.bucket = f"reports-{secrets.token_hex(4)}"  # type: ignore[attr-defined]
+    s3_client(moto_server).create_bucket(Bucket=proxy.bucket)
+    served = ServedApp(proxy).start()
+    proxy.url = served.url  # type: ignore[attr-defined]
+    proxy.s3 = s3_client(moto_server)  # type: ignore[attr-defined]
+    yield proxy
+    proxy.release.set()
+    served.stop()

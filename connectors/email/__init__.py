@@ -16,7 +16,11 @@ from email.header import Header
 from email.utils import formataddr, formatdate
 from typing import IO
 
+from .. import naming
 from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+
+MIME_NAME = naming.Rules(refused='/\\"')
+"""A file name that sits in a quoted MIME parameter."""
 
 _B64_BLOCK = 57 * 1024  # 57 raw bytes make one 76-character base64 line
 
@@ -47,22 +51,22 @@ class EmailKind:
 def _write_message(out: IO[bytes], delivery: Delivery, document: Document, message_id: str, attach: bool) -> None:
     config, task = delivery.config, delivery.event.get("data", {})
     summary = (task.get("result") or {}).get("summary") or "Your document is ready."
-    boundary = "relay-" + secrets.token_hex(12)
-    subject = config.get("subject") or f"Your document is ready: {document.name}"
+    boundary, name = "relay-" + secrets.token_hex(12), naming.file_name(delivery, document, MIME_NAME)
+    subject = config.get("subject") or f"Your document is ready: {name}"
     headers = [("From", formataddr(("Overten Relay", config["from"]))), ("To", ", ".join(config["to"])),
                ("Subject", Header(subject, "utf-8").encode()), ("Date", formatdate(localtime=False)),
                ("Message-ID", message_id), ("MIME-Version", "1.0"),
                ("Content-Type", f'multipart/mixed; boundary="{boundary}"')]
-    _lines(out, [f"{name}: {value}" for name, value in headers] + [""])
+    _lines(out, [f"{header}: {value}" for header, value in headers] + [""])
     link = (f"Download: {document.link}" if attach
             else f"The file is too large to attach. Download it here: {document.link}")
     body = quopri.encodestring(f"{summary}\n\n{link}\n".encode()).decode()
     _lines(out, [f"--{boundary}", "Content-Type: text/plain; charset=utf-8",
                  "Content-Transfer-Encoding: quoted-printable", "", *body.splitlines()])
     if attach:
-        _lines(out, [f"--{boundary}", f'Content-Type: {document.content_type}; name="{document.name}"',
+        _lines(out, [f"--{boundary}", f'Content-Type: {document.content_type}; name="{name}"',
                      "Content-Transfer-Encoding: base64",
-                     f'Content-Disposition: attachment; filename="{document.name}"', ""])
+                     f'Content-Disposition: attachment; filename="{name}"', ""])
         _base64(out, document)
     _lines(out, [f"--{boundary}--"])
 

@@ -1,12 +1,19 @@
 """Local folder: writes the file under one of the relay's folder roots, atomically (a temporary name in
-the same folder, then a rename), so a reader never sees half a file and a retry never writes two."""
+the same folder, then a rename), so a reader never sees half a file and a retry never writes two.
+
+``path`` and ``file_name`` are templates (connectors.naming). The name is chosen once, under the conflict
+policy (``replace``, ``rename`` as ``name (2).xlsx``, or ``fail``), and saved with the delivery before the
+rename: an attempt after a crash finishes the rename its predecessor had left, or finds the file placed."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from .. import naming
 from ..base import Delivery, Document, Environment, Outcome, Permanent
+
+REFUSED = naming.Rules(refused="/\\", strip=" ")
 
 
 class FolderKind:
@@ -14,36 +21,54 @@ class FolderKind:
     needs_document = True
 
     def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
-        return None  # the file name comes with the document: deliver() checks for it
+        placed = delivery.state.get("placed")
+        if placed and Path(placed).exists() and not _partial(Path(placed), delivery).exists():
+            return Outcome(placed)
+        return None
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         assert document is not None
-        folder = self._folder(delivery, env)
-        final = folder / document.name
-        if final.exists():  # an earlier attempt renamed it into place before crashing
-            return Outcome(str(final))
+        placed = delivery.state.get("placed")
+        if placed and _partial(Path(placed), delivery).exists():  # written whole, then the worker died
+            os.replace(_partial(Path(placed), delivery), placed)
+            return Outcome(placed)
+        folder = self._folder(delivery, env, document)
         folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{document.name}.{delivery.delivery_id}.part"
+        final = _name_for(folder, naming.file_name(delivery, document, REFUSED), delivery.config.get("conflict"))
+        partial = _partial(final, delivery)
         try:
             with document.open(0) as chunks, partial.open("wb") as out:
                 for chunk in chunks:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
+            env.save_state(delivery.delivery_id, {"placed": str(final)})
             os.replace(partial, final)
         finally:
             partial.unlink(missing_ok=True)
         return Outcome(str(final))
 
     @staticmethod
-    def _folder(delivery: Delivery, env: Environment) -> Path:
+    def _folder(delivery: Delivery, env: Environment, document: Document) -> Path:
         roots = [Path(r).resolve() for r in str(env.settings["folder_roots"]).split(",") if r.strip()]
         if not roots:
             raise Permanent("no folder roots are configured (RELAY_FOLDER_ROOTS)")
-        folder = (roots[0] / str(delivery.config.get("path") or "")).resolve()
+        folder = (roots[0] / naming.folder(delivery, document, key="path", rules=REFUSED)).resolve()
         if not any(folder.is_relative_to(root) for root in roots):
             raise Permanent("the folder is outside the configured folder roots")
         return folder
+
+
+def _name_for(folder: Path, name: str, policy: str | None) -> Path:
+    if policy in (None, "", "replace") or not (folder / name).exists():
+        return folder / name
+    if policy == "fail":
+        raise Permanent(f"{folder / name} exists and the conflict policy is fail")
+    return folder / naming.free_name(name, lambda candidate: (folder / candidate).exists())
+
+
+def _partial(final: Path, delivery: Delivery) -> Path:
+    return final.with_name(f".{final.name}.{delivery.delivery_id}.part")
 
 
 KIND = FolderKind()

@@ -11,10 +11,12 @@ import contextlib
 
 import httpx
 
+from .. import naming
 from ..base import CHUNK, ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable, classify_status
 from ..google_auth import access_token
 
 SCOPES = ["https://www.googleapis.com/auth/drive"]
+FOLDER = "application/vnd.google-apps.folder"
 UPLOAD_CHUNK = 16 * CHUNK  # 4 MiB per request: a multiple of 256 KiB, as Drive requires
 _RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "backendError"}
 
@@ -52,13 +54,30 @@ class DriveKind:
     # -- the protocol -------------------------------------------------------------------------------
 
     def _start(self, delivery: Delivery, document: Document, env: Environment) -> str:
-        metadata = {"name": document.name, "parents": [delivery.config["folder_id"]],
+        metadata = {"name": naming.file_name(delivery, document), "parents": [self._parent(delivery, env, document)],
                     "mimeType": document.content_type, "appProperties": {"relayDeliveryId": delivery.delivery_id}}
         headers = {"X-Upload-Content-Type": document.content_type, "X-Upload-Content-Length": str(document.size)}
         response = self._request(delivery, env, "POST", "/upload/drive/v3/files",
                                  params={"uploadType": "resumable", "supportsAllDrives": "true"},
                                  json=metadata, headers=headers)
         return response.headers["location"]
+
+    def _parent(self, delivery: Delivery, env: Environment, document: Document) -> str:
+        """The folder under ``folder_id`` that the ``folder`` template names, each level found or made."""
+        parent = str(delivery.config["folder_id"])
+        for part in filter(None, naming.folder(delivery, document).split("/")):
+            quoted = part.replace("\\", "\\\\").replace("'", "\\'")
+            query = f"name = '{quoted}' and '{parent}' in parents and mimeType = '{FOLDER}' and trashed = false"
+            params = {"q": query, "supportsAllDrives": "true", "includeItemsFromAllDrives": "true",
+                      "corpora": "allDrives", "fields": "files(id)"}
+            found = self._request(delivery, env, "GET", "/drive/v3/files", params=params).json().get("files", [])
+            if found:
+                parent = found[0]["id"]
+                continue
+            made = self._request(delivery, env, "POST", "/drive/v3/files", params={"supportsAllDrives": "true"},
+                                 json={"name": part, "mimeType": FOLDER, "parents": [parent]})
+            parent = made.json()["id"]
+        return parent
 
     def _progress(self, delivery: Delivery, env: Environment, session: str, total: int) -> tuple[dict | None, int]:
         """Ask Drive how much of the session it has: (the file, if complete; next offset, or -1 if gone)."""

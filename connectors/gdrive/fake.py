@@ -21,6 +21,7 @@ from google.auth import jwt as google_jwt
 
 GRANULE = 256 * 1024
 DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
+FOLDER_TYPE = "application/vnd.google-apps.folder"
 
 
 @dataclass
@@ -44,6 +45,8 @@ class FakeDrive:
     oauth_clients: dict[str, tuple[str, str]] = field(default_factory=dict)
     """refresh_token -> (client_id, client_secret)."""
     files: dict[str, dict] = field(default_factory=dict)
+    folder_items: dict[str, dict] = field(default_factory=dict)
+    """Folders made through the API (id -> name, parents); their ids join ``folders``."""
     sessions: dict[str, Session] = field(default_factory=dict)
     tokens: dict[str, float] = field(default_factory=dict)
     token_grants: list[str] = field(default_factory=list)
@@ -73,6 +76,7 @@ class FakeDrive:
         self.storage.mkdir(parents=True, exist_ok=True)
         app.add_url_rule("/token", view_func=self._token, methods=["POST"])
         app.add_url_rule("/drive/v3/files", view_func=self._list, methods=["GET"])
+        app.add_url_rule("/drive/v3/files", view_func=self._create_folder, methods=["POST"], endpoint="create")
         app.add_url_rule("/upload/drive/v3/files", view_func=self._start, methods=["POST"])
         app.add_url_rule("/upload/drive/v3/files", view_func=self._put, methods=["PUT"], endpoint="put")
         return app
@@ -121,10 +125,31 @@ class FakeDrive:
         if request.args.get("supportsAllDrives") != "true":
             return _error(400, "badRequest", "shared drives need supportsAllDrives=true")
         query = request.args.get("q", "")
+        named = re.search(r"name = '((?:[^'\\]|\\.)*)' and '([^']+)' in parents and mimeType = '([^']+)'", query)
+        if named:
+            name = re.sub(r"\\(.)", r"\1", named.group(1))
+            return jsonify({"files": [f for f in self.folder_items.values() if f["name"] == name
+                                      and named.group(2) in f["parents"] and f["mimeType"] == named.group(3)]})
         match = re.search(r"appProperties has \{ key='([^']+)' and value='([^']+)' \}", query)
         found = [f for f in self.files.values()
                  if not match or f["appProperties"].get(match.group(1)) == match.group(2)]
         return jsonify({"files": found})
+
+    def _create_folder(self):
+        """files.create without content: only folders, as the relay makes them."""
+        if denied := self._denied():
+            return denied
+        metadata = request.get_json(silent=True) or {}
+        if metadata.get("mimeType") != FOLDER_TYPE or not metadata.get("name"):
+            return _error(400, "badRequest", "only folders are created without an upload here")
+        if not set(metadata.get("parents", [])) & self.folders:
+            return _error(404, "notFound", "File not found: parent folder")
+        folder_id = f"1folder{next(self._ids):06d}"
+        with self._lock:
+            self.folders.add(folder_id)
+            self.folder_items[folder_id] = {"id": folder_id, "name": metadata["name"], "mimeType": FOLDER_TYPE,
+                                            "parents": metadata["parents"]}
+        return jsonify(self.folder_items[folder_id])
 
     # -- resumable upload ---------------------------------------------------------------------------
 

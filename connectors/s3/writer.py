@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from .. import naming
 from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
 
 MIB = 1024 * 1024
@@ -73,19 +74,15 @@ def deliver(delivery: Delivery, document: Document, env: Environment) -> Outcome
 # -- the object's key, under the conflict policy ------------------------------------------------------
 
 def _key_for(s3: Any, delivery: Delivery, document: Document) -> str:
-    prefix = str(delivery.config.get("prefix") or "").strip("/")
-    key = f"{prefix}/{document.name}" if prefix else document.name
-    policy = delivery.config.get("conflict", "replace")
-    if policy == "replace" or not _head(s3, delivery.config["bucket"], key):
+    prefix = naming.folder(delivery, document, key="prefix")
+    name = naming.file_name(delivery, document)
+    key = f"{prefix}/{name}" if prefix else name
+    policy, bucket = delivery.config.get("conflict", "replace"), delivery.config["bucket"]
+    if policy == "replace" or not _head(s3, bucket, key):
         return key
     if policy == "fail":
-        raise Permanent(f"s3://{delivery.config['bucket']}/{key} exists and the conflict policy is fail")
-    stem, dot, ext = key.rpartition(".") if "." in key.rsplit("/", 1)[-1] else (key, "", "")
-    for n in range(2, 1000):
-        candidate = f"{stem} ({n}){dot}{ext}"
-        if not _head(s3, delivery.config["bucket"], candidate):
-            return candidate
-    raise Permanent(f"s3://{delivery.config['bucket']}/{key} and 998 renamed copies exist")
+        raise Permanent(f"s3://{bucket}/{key} exists and the conflict policy is fail")
+    return naming.free_name(key, lambda candidate: _head(s3, bucket, candidate) is not None)
 
 
 # -- multipart ---------------------------------------------------------------------------------------

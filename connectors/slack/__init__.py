@@ -12,6 +12,7 @@ import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from .. import naming
 from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
 
 _RETRYABLE = {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
@@ -29,19 +30,19 @@ class SlackKind:
         assert document is not None
         config, state = delivery.config, dict(delivery.state)
         client = WebClient(token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30)
-        comment = _comment(delivery, document)
+        comment, name = _comment(delivery, document), naming.file_name(delivery, document)
         if document.size is None:
             return self._link_only(client, config, comment, delivery, env)
         try:
             if not state.get("uploaded"):
-                answer = call(client.files_getUploadURLExternal, filename=document.name, length=document.size)
+                answer = call(client.files_getUploadURLExternal, filename=name, length=document.size)
                 state.update(file_id=answer["file_id"], upload_url=answer["upload_url"])
                 env.save_state(delivery.delivery_id, state)
                 _stream(state["upload_url"], document, env)
                 state["uploaded"] = True
                 env.save_state(delivery.delivery_id, state)
             kwargs = {"thread_ts": config["thread_ts"]} if config.get("thread_ts") else {}
-            call(client.files_completeUploadExternal, files=[{"id": state["file_id"], "title": document.name}],
+            call(client.files_completeUploadExternal, files=[{"id": state["file_id"], "title": name}],
                   channel_id=config["channel"], initial_comment=comment, **kwargs)
         except _SizeRestricted:
             return self._link_only(client, config, comment, delivery, env)

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from connectors.s3.fake import S3Proxy, free_port, start_moto
+from connectors.s3.fake import free_port, start_moto
 from tests.relay.test_deliveries import delivered
-from tests.support.servers import ServedApp, eventually
+from tests.support.servers import eventually
 
 BUCKET = "reports"
 _buckets = itertools.count(1)
@@ -26,30 +26,6 @@ def s3_client(url: str, key_id: str = "testing", secret: str = "testing"):
     return boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key_id,
                         aws_secret_access_key=secret, config=Config(signature_version="s3v4",
                                                                     s3={"addressing_style": "path"}))
-
-
-@pytest.fixture(scope="module")
-def moto_server():
-    """moto's S3 (a real S3 endpoint on loopback), one per test process: each test has a bucket of its own."""
-    port = free_port()
-    process = start_moto(port)
-    yield f"http://127.0.0.1:{port}"
-    process.kill()
-    process.wait()
-
-
-@pytest.fixture
-def moto(moto_server):
-    """A new bucket, and the proxy in front of moto (``proxy.url``) that the relay talks to."""
-    proxy = S3Proxy(moto_server)
-    proxy.bucket = f"reports-{next(_buckets)}"  # type: ignore[attr-defined]
-    s3_client(moto_server).create_bucket(Bucket=proxy.bucket)
-    served = ServedApp(proxy).start()
-    proxy.url = served.url  # type: ignore[attr-defined]
-    proxy.s3 = s3_client(moto_server)  # type: ignore[attr-defined]
-    yield proxy
-    proxy.release.set()
-    served.stop()
 
 
 def destination(url: str, bucket: str = BUCKET, **config) -> dict:
