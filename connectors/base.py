@@ -3,6 +3,7 @@ connector sees only these types, so a new platform is one folder plus one line i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -99,6 +100,17 @@ class Environment:
     """Per-kind settings from the relay's config (API base URLs, folder roots, size limits)."""
 
 
+@dataclass(frozen=True)
+class Pace:
+    """A platform's limit on one destination (a Slack channel, a Teams workflow), which the relay keeps to
+    across workers: ``per_second`` on average, ``burst`` at once."""
+
+    key: str
+    """Names the destination and nothing secret (a digest of a URL or token, not the URL)."""
+    per_second: float
+    burst: int = 1
+
+
 class Kind(Protocol):
     name: str
     needs_document: bool
@@ -109,6 +121,11 @@ class Kind(Protocol):
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         """Deliver, streaming; raise Retryable or Permanent."""
+
+
+def digest(secret: str) -> str:
+    """A short name for a secret value (a token, a signed URL) that gives nothing of it away."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:20]
 
 
 def classify_status(status: int, retry_after: str | None, what: str) -> DeliveryError:

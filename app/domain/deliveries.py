@@ -212,20 +212,22 @@ def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -
     return delivery_id
 
 
-def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None) -> None:
+def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: str = "") -> None:
     """An attempt due now goes to the delivery lane (app.stores.lane_stream), at once or queued on ``pipe``;
-    a later one is an RQ job RQ's scheduler releases when its backoff is over."""
+    a later one is an RQ job RQ's scheduler releases when its backoff is over (``tag`` tells apart jobs for
+    the same attempt: one waiting for its destination's pace, from the job that ran into it)."""
     recheck_at = time.time() + delay + ctx.config.delivery_recheck_seconds
     if delay <= 0:
         lane_stream.add(ctx, delivery_id, key_for(ctx, delivery_id), open_key(ctx), recheck_at, pipe=pipe)
         return
     assert pipe is None, "a later attempt is an RQ job, enqueued on its own"
     attempt = int(ctx.redis.hget(key_for(ctx, delivery_id), "attempts") or 0)
+    job_id = f"deliver-{delivery_id}-{attempt}" + (f"-{tag}" if tag else "")
     # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
     # RQ keeps a scheduled time in whole seconds, rounded down: a second more, so a retry never runs before
     # the Retry-After it was given
     ctx.queue(queues.DELIVER).enqueue_in(timedelta(seconds=delay + 1), queues.job("deliver"), delivery_id,
-                                         job_id=f"deliver-{delivery_id}-{attempt}", job_timeout=3600, result_ttl=0,
+                                         job_id=job_id, job_timeout=3600, result_ttl=0,
                                          failure_ttl=ctx.config.job_failure_ttl_seconds, retry=_CRASH_RETRY)
     ctx.redis.zadd(open_key(ctx), {delivery_id: recheck_at})
 

@@ -24,8 +24,8 @@ from app.core import metrics, storage
 from app.core.logs import log_context
 from app.core.outbound import OutboundPolicy, ca_bundle
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
-from app.domain import write_back
-from app.domain.deliveries import begin, dead_letter_key, enqueue, file_link, open_key, target_of, update
+from app.domain import pacing, write_back
+from app.domain.deliveries import begin, dead_letter_key, enqueue, file_link, key_for, open_key, target_of, update
 from app.stores.context import Context
 from connectors import registry
 from connectors.base import Delivery, DeliveryError, Document, Environment, Gone, Permanent, Retryable
@@ -78,10 +78,13 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
         writes_back = record["kind"] in registry.RECORD_KINDS
         outcome = (write_back.gate(ctx, record) if writes_back else None) or kind.find_existing(delivery, env)
         if outcome is None:
+            _keep_pace(ctx, kind, delivery, record, on_lane=with_delivered is not None)
             finished = kind.needs_document and delivery.event.get("type") == "task.completed"
             life = ctx.config.record_link_ttl_seconds if writes_back else None
             document = _document(ctx, record, life) if finished else None
             outcome = kind.deliver(delivery, document, env)
+    except _Paced as paced:
+        return _wait_for_slot(ctx, record, attempts, paced)
     except (Permanent, Retryable) as exc:
         return _failed(ctx, record, attempts, exc)
     except UpstreamUnavailable as exc:
@@ -98,6 +101,41 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
     # delivered: a refused write now must not make the next attempt deliver it again, so it waits for Redis
     storage.persist(lambda: _delivered(ctx, delivery_id, outcome, with_delivered), "delivery")
     return "delivered"
+
+
+class _Paced(Exception):
+    def __init__(self, slot: float, to_lane: bool):
+        super().__init__(slot)
+        self.slot, self.to_lane = slot, to_lane
+
+
+def _keep_pace(ctx: Context, kind: Any, delivery: Delivery, record: dict, on_lane: bool) -> None:
+    """Wait for the destination's slot (app.domain.pacing) on a lane thread when it is near; an RQ job (one at
+    a time per worker) never waits, it hands the delivery to the lane."""
+    pace = kind.pace(delivery) if hasattr(kind, "pace") else None
+    if pace is None:
+        return
+    reserved = float(record["paced_at"]) if record.get("paced_at") else None
+    wait = pacing.reserve(ctx, pace, reserved)
+    if wait > 0 and not on_lane:
+        raise _Paced(time.time() + wait, to_lane=True)
+    if wait > (pacing.RELEASED_EARLY_SECONDS if reserved is not None else pacing.HOLD_SECONDS):
+        raise _Paced(time.time() + wait, to_lane=False)
+    if reserved is not None:
+        ctx.redis.hdel(key_for(ctx, delivery.delivery_id), "paced_at")  # used: a later retry takes its own
+    time.sleep(wait)
+
+
+def _wait_for_slot(ctx: Context, record: dict, attempts: int, paced: _Paced) -> str:
+    """Keep the slot and give back the attempt begin() counted: to the lane (from an RQ job, whose lane entry
+    is long gone), or from the lane to RQ's scheduler until the slot is near; the lane waits for the rest."""
+    delivery_id = record["delivery_id"]
+    # a job RQ's scheduler releases 1-2 s before the slot (whole seconds, then its polling)
+    delay = 0.0 if paced.to_lane else max(0.01, paced.slot - time.time() - pacing.HOLD_SECONDS)
+    update(ctx, delivery_id, state="pending" if paced.to_lane else "retrying", attempts=attempts - 1,
+           paced_at=paced.slot, next_attempt_at=paced.slot)  # the lane takes only a pending delivery
+    enqueue(ctx, delivery_id, delay, tag=f"slot-{int(paced.slot * 1000)}")
+    return "paced"
 
 
 def _delivered(ctx: Context, delivery_id: str, outcome, with_delivered) -> None:

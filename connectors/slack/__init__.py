@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from .. import naming
-from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..base import Delivery, Document, Environment, Outcome, Pace, Permanent, Retryable, digest
 
 _RETRYABLE = {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
 
@@ -25,6 +25,11 @@ class SlackKind:
     def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
         done = delivery.state.get("message")
         return Outcome(done, delivery.state.get("file_id", "")) if done else None
+
+    def pace(self, delivery: Delivery) -> Pace:
+        """Slack posts about 1 message a second to a channel (chat.postMessage's limit; the file's share is one)."""
+        config = delivery.config
+        return Pace(f"slack:{digest(config['bot_token'])}:{config['channel']}", per_second=1.0)
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         assert document is not None

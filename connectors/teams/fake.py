@@ -5,6 +5,7 @@ that is not one, 401 DirectApiAuthorizationRequired for a URL whose ``sig`` is w
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from flask import Flask, jsonify, request
@@ -19,6 +20,8 @@ class FakeTeams:
     signature: str = "good-signature"
     posted: list[dict] = field(default_factory=list)
     """The cards posted (each message's first attachment's content)."""
+    posted_at: list[float] = field(default_factory=list)
+    """time.monotonic() of each card taken."""
     retry_after: int = 1
     knobs: Knobs = field(default_factory=Knobs)
     limit: Window = field(default_factory=lambda: Window(4, 1.0))
@@ -48,6 +51,7 @@ class FakeTeams:
         if body.get("type") != "message" or not attachments or attachments[0].get("contentType") != CARD:
             return _error(400, "InvalidRequestContent", "The request content is not an Adaptive Card message.")
         self.posted.append(attachments[0]["content"])
+        self.posted_at.append(time.monotonic())
         return "", 202
 
 
