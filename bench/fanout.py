@@ -5,8 +5,9 @@
    against the peer a Python team would write (bench/celery_peer.py: 2 Celery worker processes, a thread
    pool of 8 each, late acknowledgement, Redis broker), in the same run.
    Goals: relay/httpx loop >= 0.5, relay/Celery >= 1.5, from the best of 2 rounds (as bench/ingest).
-2. Peak RSS of one worker delivering one 1 GiB document to the folder, the Drive fake, the Slack fake and
-   S3 (moto's server) (the file streams from the sandbox). Goal: under 150 MiB; under 100 MiB for S3.
+2. Peak RSS of one worker delivering one 1 GiB document to the folder, the Drive fake, the Slack fake,
+   S3 (moto's server), and the Graph (OneDrive) and Dropbox fakes (the file streams from the sandbox).
+   Goal: under 150 MiB; under 100 MiB for S3, OneDrive and Dropbox.
 
     python bench/fanout.py [--count 2000] [--rounds 2] [--size-mb 1024]
 """
@@ -133,10 +134,13 @@ def celery_peer(ctx, env: dict, url: str, body: str, headers: dict, count: int) 
     return (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
 
 
-def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[dict]:
+def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int, only: set[str] | None = None) -> list[dict]:
+    from connectors.dropbox.fake import FakeDropbox
     from connectors.gdrive.fake import FakeDrive
+    from connectors.onedrive.fake import FakeGraph
     from connectors.s3.fake import start_moto
     from connectors.slack.fake import FakeSlack
+    from tests.support.tls import make_ca
 
     sandbox_port = free_port()
     sandbox_env = {**os.environ, "SANDBOX_REDIS_URL": ctx.config.redis_url, "SANDBOX_KEY_PREFIX": "benchsandbox:",
@@ -145,7 +149,12 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[d
                                env=sandbox_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     slack = FakeSlack(storage=work / "slack")
     drive = FakeDrive(storage=work / "drive", oauth_clients={"1//bench": ("bench-client", "bench-secret")})
-    servers = [ServedApp(slack.app()).start(), ServedApp(drive.app()).start()]
+    ca = make_ca(work / "ca")  # Graph's and Dropbox's clients speak HTTPS only
+    graph, dropbox = FakeGraph(storage=work / "graph"), FakeDropbox(storage=work / "dropbox")
+    servers = [ServedApp(slack.app()).start(), ServedApp(drive.app()).start(),
+               ServedApp(graph.app(), tls=ca.server_context()).start(),
+               ServedApp(dropbox.app(), tls=ca.server_context()).start()]
+    graph.url, dropbox.url = servers[2].url, servers[3].url
     moto_port = free_port()
     moto = start_moto(moto_port)
     try:
@@ -174,11 +183,19 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int) -> list[d
             "s3": {"kind": "s3", "config": {"bucket": "bench", "endpoint_url": f"http://127.0.0.1:{moto_port}",
                                             "addressing_style": "path", "access_key_id": "bench",
                                             "secret_access_key": "bench"}},
+            "onedrive": {"kind": "onedrive", "config": {"tenant_id": graph.tenant, "client_id": "relay-app",
+                                                        "client_secret": "app-secret", "user": "alice@contoso.com"}},
+            "dropbox": {"kind": "dropbox", "config": {"app_key": "relayappkey", "app_secret": "relay-app-secret",
+                                                      "refresh_token": "refresh-token-of-ana"}},
         }
         env = {**env, "RELAY_SLACK_API_URL": f"{servers[0].url}/api/", "RELAY_DRIVE_API_URL": servers[1].url,
-               "RELAY_DRIVE_TOKEN_URL": f"{servers[1].url}/token"}
+               "RELAY_DRIVE_TOKEN_URL": f"{servers[1].url}/token", "RELAY_GRAPH_API_URL": f"{graph.url}/v1.0",
+               "RELAY_GRAPH_LOGIN_URL": graph.url, "RELAY_DROPBOX_API_URL": dropbox.url,
+               "RELAY_DROPBOX_CONTENT_URL": dropbox.url, "RELAY_OUTBOUND_CA_FILE": str(ca.ca_file)}
         rows = []
         for name, ref in destinations.items():
+            if only and name not in only:
+                continue
             delivery_id = deliveries.record(ctx, task, event, f"rss:{name}", ref)
             deliveries.enqueue(ctx, delivery_id)
             start = time.perf_counter()
@@ -207,6 +224,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="throughput rounds (ratios of the best runs)")
     parser.add_argument("--skip-rss", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--rss-kinds", default="", help="comma-separated destinations for the RSS table (all)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="relay-fanout-"))
@@ -230,9 +248,11 @@ def main() -> None:
             print(f"  ratio relay/httpx (best runs): {best['relay'] / best['baseline']:.2f}  (goal >= 0.50)")
             print(f"  ratio relay/Celery (best runs): {best['relay'] / max(best['celery'], 1e-9):.2f}  (goal >= 1.50)")
         if not args.skip_rss:
-            print(f"peak RSS of one worker delivering a {args.size_mb} MiB document (goal < 150 MiB; S3 < 100 MiB):")
-            for row in peak_rss(ctx, env, tenant.tenant_id, work, args.size_mb):
-                print(f"  {row['destination']:<7} {row['peak_rss_mib']:7.1f} MiB  {row['seconds']:6.1f} s  "
+            print(f"peak RSS of one worker delivering a {args.size_mb} MiB document (goal < 150 MiB; S3, OneDrive, "
+                  "Dropbox < 100 MiB):")
+            only = set(filter(None, args.rss_kinds.split(","))) or None
+            for row in peak_rss(ctx, env, tenant.tenant_id, work, args.size_mb, only):
+                print(f"  {row['destination']:<8} {row['peak_rss_mib']:7.1f} MiB  {row['seconds']:6.1f} s  "
                       f"{row['state']} {row['error']}")
     finally:
         redis.stop()

@@ -34,7 +34,9 @@ class Rules:
 
 
 DEFAULT = Rules()
-WINDOWS = Rules(refused='/\\"*:<>?|#%', strip=" .")
+WINDOWS = Rules(refused='/\\"*:<>?|', strip=" .")
+"""Windows' refused characters (Dropbox takes more, but a file with them does not sync to a Windows PC)."""
+SHAREPOINT = Rules(refused=WINDOWS.refused + "#%", strip=" .")
 """OneDrive and SharePoint: Windows' refused characters, and # and %, which SharePoint's URLs stumble on."""
 
 

@@ -6,6 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import schemas
+from connectors.registry import KINDS, RECORD_KINDS
+
+_SAVED_KINDS = schemas.load("relay/destination-create.json")["properties"]["kind"]["enum"]
+DESTINATION_KINDS = ", ".join(kind for kind in _SAVED_KINDS if kind in KINDS and kind not in RECORD_KINDS)
+"""The kinds a saved destination delivers files to, for the no-code apps' help texts."""
+
 
 @dataclass(frozen=True)
 class DocumentField:

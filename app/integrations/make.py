@@ -11,7 +11,7 @@ from typing import Any
 
 import schemas
 from app.core.formats import LABELS
-from app.integrations.documents import SAMPLE_TASK
+from app.integrations.documents import DESTINATION_KINDS, SAMPLE_TASK
 
 TIMEOUT_MS = 40_000  # Make's own ceiling for one module call
 _AUTH = "Bearer {{connection.apiKey}}"
@@ -52,6 +52,7 @@ def _submit_params(names: tuple[str, ...], required: tuple[str, ...]) -> list[di
     for param in params:
         if param["name"] == "destinations":
             param.update(spec=[{"name": "id", "label": "Saved destination", "type": "select",
+                                "help": f"Where the finished file goes: {DESTINATION_KINDS}.",
                                 "options": "rpc://listDestinations", "required": True}])
         if param["name"] == "write_back":
             param.update(type="collection", spec=[{"name": "connection", "label": "Connection (hubspot, airtable or "

@@ -12,7 +12,7 @@ from typing import Any
 
 import schemas
 from app.core.formats import export_formats
-from app.integrations.documents import DOCUMENT_FIELDS, SAMPLE_TASK, document_from
+from app.integrations.documents import DESTINATION_KINDS, DOCUMENT_FIELDS, SAMPLE_TASK, document_from
 from connectors.registry import RECORD_KINDS
 
 PLATFORM_VERSION = "19.1.0"
@@ -79,7 +79,7 @@ def _submit_fields(*names: str, required: tuple[str, ...] = ()) -> list[dict[str
             field["altersDynamicFields"] = False
         if name == "destinations":
             field.update(dynamic="list_destinations.id.name", list=True, type="string",
-                         helpText="Saved destinations (Slack, Drive, email...) to deliver the finished file to.")
+                         helpText="Saved destinations to deliver the finished file to: " + DESTINATION_KINDS + ".")
         if name == "write_back":
             field = {"key": "write_back", "label": "Write Back To The Record", "type": "string", "required": False,
                      "dynamic": "list_connections.id.name",

@@ -179,8 +179,7 @@ class FakeDropbox:
                         return _api("path/conflict/file/", {".tag": "path", "path": {
                             ".tag": "conflict", "conflict": {".tag": "file"}}})
                     path = self._free_name(path)
-                data = session.path.read_bytes()
-                meta = self._store(path, session.path, content_hash(data))
+                meta = self._store(path, session.path, _hash_file(session.path))
                 self.sessions.pop(session_id, None)
         self.knobs.after_write("finish")
         return jsonify(meta)
@@ -265,6 +264,14 @@ class FakeDropbox:
         body = request.get_json(silent=True) or {}
         meta = self.files.get(str(body.get("path") or "").lower())
         return jsonify(meta) if meta else _api("path/not_found/", {".tag": "path", "path": {".tag": "not_found"}})
+
+
+def _hash_file(path: Path) -> str:
+    hasher = _ContentHasher()
+    with path.open("rb") as source:
+        while chunk := source.read(BLOCK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 class _ContentHasher:

@@ -8,15 +8,12 @@ import re
 import threading
 from typing import Any
 
-import dropbox
 import requests
-from dropbox import exceptions, files
-from dropbox.session import HOST_API, HOST_CONTENT, HOST_NOTIFY
-from dropbox.stone_base import Union
 
 from .. import naming
 from ..base import ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable
 from ..sessions import TrustingSession
+from .sdk import HOST_API, HOST_CONTENT, HOST_NOTIFY, Union, dropbox, exceptions, files
 
 MIB = 1024 * 1024
 BLOCK = 4 * MIB  # Dropbox's content hash works in 4 MiB blocks; every chunk but the last is a multiple of it
@@ -69,37 +66,44 @@ def _upload(dbx: Any, delivery: Delivery, document: Document, env: Environment, 
     with document.open(offset) as chunks:
         reader = ChunkReader(chunks, "Dropbox")
         while True:
-            data = b"".join(reader.take(min(chunk, total - offset)))
-            blocks = state["blocks"] + _block_hashes(data)
-            cursor = files.UploadSessionCursor(state["session"], offset)
-            if offset + len(data) >= total:
-                whole = hashlib.sha256(b"".join(bytes.fromhex(b) for b in blocks)).hexdigest()
-                env.save_state(delivery.delivery_id, {**state, "content_hash": whole})
-                return _finish(dbx, delivery, data, cursor, state, offset)
-            _append(dbx, data, cursor, offset)
-            offset += len(data)
+            size = min(chunk, total - offset)
+            data, hashed = _read(reader, size)
+            blocks, cursor = state["blocks"] + hashed, files.UploadSessionCursor(state["session"], offset)
+            if offset + size >= total:
+                env.save_state(delivery.delivery_id, {**state, "content_hash": _content_hash(blocks)})
+                return _finish(dbx, delivery, data, cursor, state, _content_hash(hashed))
+            _append(dbx, data, cursor, offset, size, _content_hash(hashed))
+            offset += size
+            del data  # before the next chunk is read: one chunk in memory at a time
             state = {**state, "offset": offset, "blocks": blocks}
             env.save_state(delivery.delivery_id, state)
 
 
-def _append(dbx: Any, data: bytes, cursor: Any, offset: int) -> None:
+def _read(reader: ChunkReader, size: int) -> tuple[bytes, list[str]]:
+    """The next ``size`` bytes (the SDK takes bytes only), and the SHA-256 of each of their 4 MiB blocks."""
+    data = b"".join(reader.take(size))
+    view = memoryview(data)  # slices of a view copy nothing
+    return data, [hashlib.sha256(view[i:i + BLOCK]).hexdigest() for i in range(0, size, BLOCK)]
+
+
+def _append(dbx: Any, data: bytes, cursor: Any, offset: int, size: int, chunk_hash: str) -> None:
     try:
-        _call(lambda: dbx.files_upload_session_append_v2(data, cursor))
+        _call(lambda: dbx.files_upload_session_append_v2(data, cursor, content_hash=chunk_hash))
     except exceptions.ApiError as exc:
         tags, value = _tags(exc.error)
-        if tags[-1:] == ["incorrect_offset"] and value.correct_offset == offset + len(data):
+        if tags[-1:] == ["incorrect_offset"] and value.correct_offset == offset + size:
             return  # an attempt before this one appended the chunk and died before saving that it had
         if tags[-1:] in (["not_found"], ["incorrect_offset"], ["closed"]):
             raise _SessionGone from None
         raise _refused(exc) from None
 
 
-def _finish(dbx: Any, delivery: Delivery, data: bytes, cursor: Any, state: dict, offset: int) -> Any:
+def _finish(dbx: Any, delivery: Delivery, data: bytes, cursor: Any, state: dict, chunk_hash: str) -> Any:
     policy = delivery.config.get("conflict", "replace")
     mode = files.WriteMode.overwrite if policy == "replace" else files.WriteMode.add
     commit = files.CommitInfo(path=state["path"], mode=mode, autorename=policy == "rename", mute=True)
     try:
-        return _call(lambda: dbx.files_upload_session_finish(data, cursor, commit))
+        return _call(lambda: dbx.files_upload_session_finish(data, cursor, commit, content_hash=chunk_hash))
     except exceptions.ApiError as exc:
         tags, _ = _tags(exc.error)
         if tags[:1] == ["lookup_failed"]:
@@ -123,8 +127,9 @@ def _listing(dbx: Any, folder: str) -> list:
     return entries
 
 
-def _block_hashes(data: bytes) -> list[str]:
-    return [hashlib.sha256(data[i:i + BLOCK]).hexdigest() for i in range(0, len(data), BLOCK)]
+def _content_hash(blocks: list[str]) -> str:
+    """Dropbox's content hash from its blocks' SHA-256 digests (hex); the SDK would work it out again."""
+    return hashlib.sha256(b"".join(bytes.fromhex(block) for block in blocks)).hexdigest()
 
 
 def _outcome(meta: Any) -> Outcome:

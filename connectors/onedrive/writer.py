@@ -62,8 +62,8 @@ def deliver(delivery: Delivery, document: Document, env: Environment) -> Outcome
 
 def _begin(graph: _Graph, delivery: Delivery, document: Document, env: Environment) -> dict:
     drive = delivery.state.get("drive_id") or graph.drive_id()
-    folder = naming.folder(delivery, document, rules=naming.WINDOWS)
-    name = naming.file_name(delivery, document, naming.WINDOWS)
+    folder = naming.folder(delivery, document, rules=naming.SHAREPOINT)
+    name = naming.file_name(delivery, document, naming.SHAREPOINT)
     graph.ensure_folder(drive, folder)
     session, began = graph.create_session(drive, folder, name, delivery.config.get("conflict", "replace"))
     state = {"drive_id": drive, "folder": folder, "name": name, "size": document.size, "session": session,

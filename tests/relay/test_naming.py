@@ -36,8 +36,9 @@ def delivery(**config) -> Delivery:
 def test_templates_use_the_tasks_fields_and_replace_refused_characters_the_same_way():
     named = delivery(file_name="{record_key} {title} t{turn} {date} {format}", folder="Deals/{record_key}/{date}")
     assert naming.file_name(named, document()) == "acme_deal: 42? Renewal memo t3 2026-12-01 excel.xlsx"
-    assert naming.file_name(named, document(), naming.WINDOWS) == "acme_deal_ 42_ Renewal memo t3 2026-12-01 excel.xlsx"
-    assert naming.folder(named, document(), rules=naming.WINDOWS) == "Deals/acme_deal_ 42_/2026-12-01"
+    windows = naming.file_name(named, document(), naming.SHAREPOINT)
+    assert windows == "acme_deal_ 42_ Renewal memo t3 2026-12-01 excel.xlsx"
+    assert naming.folder(named, document(), rules=naming.SHAREPOINT) == "Deals/acme_deal_ 42_/2026-12-01"
     assert naming.file_name(delivery(file_name="{task_id}.xlsx"), document()) == "tsk_01HZX.xlsx", "no second .xlsx"
     assert naming.file_name(delivery(), document()) == "acme-deal-42-workbook-3f9a1c.xlsx", "the default stays"
     long = naming.file_name(delivery(file_name="x" * 300), document())
