@@ -5,10 +5,11 @@
   refreshes the 4-hour access token itself. ``root_namespace_id`` writes into a team space.
 - **Upload sessions** whatever the size (``upload_session/start``, ``append_v2``, ``finish``), so
   Dropbox's 150 MB limit of a single upload never applies: chunks of ``chunk_mb`` (a multiple of 4 MiB,
-  8 by default), the last one sent with the finish. After each append the offset is saved with the
-  delivery, so after a killed worker the next attempt goes on from there; an append Dropbox had taken
-  before the worker died (``incorrect_offset`` one chunk ahead) counts as done, and a session it no longer
-  knows starts over. The SDK's own retries are off: the relay's retries, backoff and Retry-After apply.
+  4 by default: the SDK takes bytes, so a worker holds about two chunks), the last one sent with the
+  finish. After each append the offset is saved with the delivery, so after a killed worker the next
+  attempt goes on from there; an append Dropbox had taken before the worker died (``incorrect_offset``
+  one chunk ahead) counts as done, and a session it no longer knows starts over. The SDK's own retries
+  are off: the relay's retries, backoff and Retry-After apply.
 - **Conflicts**: ``replace`` (write mode overwrite; Dropbox keeps the old version), ``rename`` (add with
   autorename: ``name (1).xlsx``) or ``fail`` (add). Parent folders are made by Dropbox.
 - **Once per delivery**: the file's Dropbox content hash is worked out from each chunk's 4 MiB blocks and

@@ -39,7 +39,7 @@ def deliver(delivery: Delivery, document: Document, env: Environment) -> Outcome
     if document.size is None:
         raise Retryable("the document's size is unknown")
     dbx, state = _client(delivery, env), dict(delivery.state)
-    chunk = max(1, int(delivery.config.get("chunk_mb") or 8) // 4) * BLOCK
+    chunk = max(1, int(delivery.config.get("chunk_mb") or 4) // 4) * BLOCK
     for _ in range(2):  # a session Dropbox forgot starts over, once per attempt
         if not state.get("session"):
             state = _begin(dbx, delivery, document, env)

@@ -150,3 +150,20 @@ def test_generated_zapier_code_has_only_the_branches_that_apply():
     resume = definition["creates"]["continue_document"]["operation"]["perform"]["source"]
     assert "input.resume" in generate and "body.resume = true" not in generate
     assert "body.resume = true;" in resume and "input.resume" not in resume
+
+
+def test_the_destination_fields_name_every_destination_kind(web_only):
+    """The destinations dropdowns list saved destinations by name and kind; their help names every kind a
+    destination can be, the new ones (OneDrive/SharePoint, Dropbox, S3, Teams) with the rest."""
+    from connectors.registry import KINDS, RECORD_KINDS
+
+    zapier = httpx.get(web_only.url + "/connectors/zapier/app.json").json()
+    fields = zapier["creates"]["generate_document"]["operation"]["inputFields"]
+    [field] = [f for f in fields if f["key"] == "destinations"]
+    make = httpx.get(web_only.url + "/connectors/make/").json()["files"]
+    [param] = [p for body in make.values() if isinstance(body, list) for p in body
+               if isinstance(p, dict) and p.get("name") == "destinations"][:1]
+    kinds = set(KINDS) - set(RECORD_KINDS) - {"callback", "slack_reply"}  # the last two are not saved destinations
+    for kind in kinds | {"onedrive", "dropbox", "s3", "teams"}:
+        assert kind in field["helpText"] and kind in param["spec"][0]["help"], kind
+    assert field["dynamic"] == "list_destinations.id.name"
