@@ -4,6 +4,7 @@ connector sees only these types, so a new platform is one folder plus one line i
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -121,6 +122,27 @@ class Kind(Protocol):
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         """Deliver, streaming; raise Retryable or Permanent."""
+
+
+class SdkFileKind:
+    """A file kind whose work is in ``connectors/<name>/writer.py`` (``find_existing`` and ``deliver``),
+    imported on first use: the platform's SDK (boto3, msal, Dropbox's) loads only in a process that
+    delivers there."""
+
+    needs_document = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        return self._writer().find_existing(delivery, env)
+
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+        assert document is not None
+        return self._writer().deliver(delivery, document, env)
+
+    def _writer(self) -> Any:
+        return importlib.import_module(f"connectors.{self.name}.writer")
 
 
 def digest(secret: str) -> str:

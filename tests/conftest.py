@@ -14,9 +14,12 @@ from app.cli.embedded_redis import EmbeddedRedis
 from tests.relay_fixtures import (  # noqa: F401 - fixtures
     fake_airtable,
     fake_drive,
+    fake_dropbox,
+    fake_graph,
     fake_hubspot,
     fake_sheets,
     fake_slack,
+    fake_teams,
     loopback_ca,
     make_relay,
     moto,

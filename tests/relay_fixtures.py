@@ -189,9 +189,10 @@ def _service_account_keys() -> tuple[str, str]:
     return private_pem, public_pem
 
 
-def _served(fake):
-    """A platform's fake on loopback (``fake.url``) until the test ends; a paused call is let go first."""
-    served = ServedApp(fake.app()).start()
+def _served(fake, tls=None):
+    """A platform's fake on loopback (``fake.url``; HTTPS with ``tls``) until the test ends; a paused call is
+    let go first."""
+    served = ServedApp(fake.app(), tls=tls).start()
     fake.url = served.url
     yield fake
     fake.knobs.release.set()
@@ -253,3 +254,31 @@ def moto(moto_server):
     yield proxy
     proxy.release.set()
     served.stop()
+
+
+@pytest.fixture
+def fake_teams():
+    """The fake Teams workflow webhook; ``fake.url(fake.base)`` is a workflow's URL."""
+    from connectors.teams.fake import FakeTeams
+
+    fake = FakeTeams()
+    served = ServedApp(fake.app()).start()
+    fake.base = served.url  # type: ignore[attr-defined]
+    yield fake
+    served.stop()
+
+
+@pytest.fixture
+def fake_graph(tmp_path, loopback_ca):
+    """The fake Microsoft Graph and Entra sign-in, over HTTPS (msal speaks nothing else)."""
+    from connectors.onedrive.fake import FakeGraph
+
+    yield from _served(FakeGraph(storage=tmp_path / "graph"), tls=loopback_ca.server_context())
+
+
+@pytest.fixture
+def fake_dropbox(tmp_path, loopback_ca):
+    """The fake Dropbox API, over HTTPS (the SDK speaks nothing else)."""
+    from connectors.dropbox.fake import FakeDropbox
+
+    yield from _served(FakeDropbox(storage=tmp_path / "dropbox"), tls=loopback_ca.server_context())

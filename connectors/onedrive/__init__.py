@@ -18,26 +18,6 @@
 
 from __future__ import annotations
 
-import importlib
+from ..base import SdkFileKind
 
-from ..base import Delivery, Document, Environment, Outcome
-
-
-class OneDriveKind:
-    name = "onedrive"
-    needs_document = True
-
-    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
-        return _writer().find_existing(delivery, env)
-
-    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
-        assert document is not None
-        return _writer().deliver(delivery, document, env)
-
-
-def _writer():
-    """msal loads only in a process that writes to Microsoft 365."""
-    return importlib.import_module("connectors.onedrive.writer")
-
-
-KIND = OneDriveKind()
+KIND = SdkFileKind("onedrive")

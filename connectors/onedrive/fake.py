@@ -12,7 +12,8 @@ and the drive API the OneDrive/SharePoint destination uses, as Graph documents i
 - ``@microsoft.graph.conflictBehavior`` replace, rename (``name 1.xlsx``) and fail (409 nameAlreadyExists).
 
 Fragments must come in order (Graph also takes them out of order; the relay never sends them so). Knobs
-(connectors.fake_knobs): 429 with Retry-After on demand, a delay per fragment, sessions expired at once.
+(connectors.fake_knobs): 429 with Retry-After on demand, a delay per fragment, sessions expired at once,
+and fragments taken whose answer never comes (the connection breaks).
 Uploaded bytes are streamed to disk."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -64,6 +66,8 @@ class FakeGraph:
     """(drive id, path) -> driveItem, with "folder" or "file"; the bytes of a file are at storage/{id}."""
     sessions: dict[str, UploadSession] = field(default_factory=dict)
     fragment_delay: float = 0.0
+    drop_answers: int = 0
+    """The next this many fragments are taken, and their connection broken before the 202."""
     retry_after: int = 1
     token_grants: int = 0
     fragments: list[tuple[str, int, int]] = field(default_factory=list)
@@ -274,6 +278,12 @@ class FakeGraph:
             upload.total, upload.received = total, end + 1
             self.fragments.append((session, start, end))
         if upload.received < total:
+            if self.drop_answers:  # taken, then the connection breaks before the answer
+                self.drop_answers -= 1
+                sock = request.environ.get("werkzeug.socket")
+                if isinstance(sock, socket.socket):
+                    sock.shutdown(socket.SHUT_RDWR)
+                return Response(status=500)
             return jsonify(_status(upload)), 202
         return self._complete(session, upload)
 

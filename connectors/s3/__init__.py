@@ -10,26 +10,6 @@ stores other than AWS; it must be a public address unless RELAY_OUTBOUND_ALLOW a
 
 from __future__ import annotations
 
-import importlib
+from ..base import SdkFileKind
 
-from ..base import Delivery, Document, Environment, Outcome
-
-
-class S3Kind:
-    name = "s3"
-    needs_document = True
-
-    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
-        return _writer().find_existing(delivery, env)
-
-    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
-        assert document is not None
-        return _writer().deliver(delivery, document, env)
-
-
-def _writer():
-    """boto3 loads only in a process that writes to S3."""
-    return importlib.import_module("connectors.s3.writer")
-
-
-KIND = S3Kind()
+KIND = SdkFileKind("s3")

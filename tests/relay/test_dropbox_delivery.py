@@ -11,21 +11,10 @@ import signal
 import httpx
 import pytest
 
-from connectors.dropbox.fake import FakeDropbox
 from tests.relay.test_deliveries import delivered
-from tests.support.servers import ServedApp, eventually
+from tests.support.servers import eventually
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def fake_dropbox(tmp_path, loopback_ca):
-    fake = FakeDropbox(storage=tmp_path / "dropbox")
-    served = ServedApp(fake.app(), tls=loopback_ca.server_context()).start()
-    fake.url = served.url
-    yield fake
-    fake.knobs.release.set()
-    served.stop()
 
 
 @pytest.fixture

@@ -13,17 +13,7 @@ import pytest
 
 from connectors.onedrive.fake import FRAGMENT, FakeGraph
 from tests.relay.test_deliveries import delivered
-from tests.support.servers import ServedApp, eventually
-
-
-@pytest.fixture
-def fake_graph(tmp_path, loopback_ca):
-    fake = FakeGraph(storage=tmp_path / "graph")
-    served = ServedApp(fake.app(), tls=loopback_ca.server_context()).start()
-    fake.url = served.url
-    yield fake
-    fake.knobs.release.set()
-    served.stop()
+from tests.support.servers import eventually
 
 
 @pytest.fixture
@@ -112,6 +102,19 @@ def test_an_expired_session_starts_over_into_one_file(graph_relay, fake_graph):
     assert done["state"] == "delivered", done["last_error"]
     assert list(fake_graph.files("drive-alice").values()) == [file]
     assert len({s for s, _, _ in fake_graph.fragments}) == 2, "the forgotten session was replaced by a new one"
+
+
+def test_a_fragment_whose_answer_was_lost_is_not_sent_again(graph_relay, fake_graph):
+    relay = graph_relay()
+    fake_graph.drop_answers = 1
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Model [[pad_mb=1]]", destinations=[destination(fake_graph, chunk_kib=320)])
+        [done] = delivered(relay, client, task["task_id"])
+        file = original(client, task["task_id"])
+    assert done["state"] == "delivered" and done["attempts"] == 1, "resumed within the attempt"
+    assert list(fake_graph.files("drive-alice").values()) == [file]
+    starts = [start for _, start, _ in fake_graph.fragments]
+    assert starts == sorted(set(starts)), "the status query told where to go on"
 
 
 @pytest.mark.parametrize("policy", ["replace", "rename", "fail"])

@@ -1,26 +1,13 @@
-"""Per-destination pace (app.domain.pacing): deliveries to one Teams workflow keep to its 4 requests a
+"""Per-destination pace (app.domain.pacing): deliveries to one Teams workflow keep under its 4 requests a
 second across workers, while deliveries to other destinations go on meanwhile."""
 
 from __future__ import annotations
 
 import itertools
 
-import pytest
-
 from app.domain import pacing
 from connectors.base import Pace
-from connectors.teams.fake import FakeTeams
 from tests.relay.test_deliveries import delivered
-from tests.support.servers import ServedApp
-
-
-@pytest.fixture
-def fake_teams():
-    fake = FakeTeams()
-    served = ServedApp(fake.app()).start()
-    fake.base = served.url  # type: ignore[attr-defined]
-    yield fake
-    served.stop()
 
 
 def test_slots_are_handed_out_a_spacing_apart_and_a_kept_one_is_used_again(relay):

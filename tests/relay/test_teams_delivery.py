@@ -4,22 +4,10 @@ a 429 honoured, and a refused workflow URL in the dead letters without its secre
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from connectors.base import Delivery, Document
 from connectors.teams import MAX_BYTES, message
-from connectors.teams.fake import FakeTeams
 from tests.relay.test_deliveries import delivered
-from tests.support.servers import ServedApp
-
-
-@pytest.fixture
-def fake_teams():
-    fake = FakeTeams()
-    served = ServedApp(fake.app()).start()
-    fake.base = served.url  # type: ignore[attr-defined]
-    yield fake
-    served.stop()
 
 
 def to_teams(relay, client, url: str, prompt: str = "Q3 pipeline") -> dict:
