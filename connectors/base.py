@@ -103,8 +103,8 @@ class Environment:
 
 @dataclass(frozen=True)
 class Pace:
-    """A platform's limit on one destination (a Slack channel, a Teams workflow), which the relay keeps to
-    across workers: ``per_second`` on average, ``burst`` at once."""
+    """A limit on calls to one place (a Slack channel, a Teams workflow; the relay's polls of the API for a
+    tenant), which the relay keeps to across workers: ``per_second`` on average, ``burst`` at once."""
 
     key: str
     """Names the destination and nothing secret (a digest of a URL or token, not the URL)."""

@@ -101,6 +101,7 @@ def make_relay(make_sandbox, fresh_redis_url, tmp_path):
                         upstream_retries=2, upstream_backoff_seconds=0.05, upstream_backoff_cap_seconds=0.2,
                         submit_retry_intervals=(1, 1, 1, 1, 1, 1, 1, 1, 1, 1), reconcile_interval_seconds=1,
                         reconcile_quiet_seconds=30, poll_first_seconds=0.5, poll_cap_seconds=1,
+                        upstream_rate_limit_per_minute=60_000,  # polling's budget: tests that measure it set theirs
                         outbound_allow="127.0.0.0/8", folder_roots=str(tmp_path / "deliveries"),
                         delivery_backoff_seconds=0.5, delivery_backoff_cap_seconds=2, delivery_max_attempts=4,
                         worker_lease_seconds=3, worker_maintenance_seconds=1, intake_reclaim_seconds=5,

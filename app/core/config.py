@@ -55,7 +55,14 @@ class RelayConfig:
     reconcile_quiet_seconds: float = 120.0
     """A task with no news for this long is polled."""
     poll_first_seconds: float = 3.0
-    poll_cap_seconds: float = 10.0
+    """The reconciler's first gap between polls of a quiet task; each next one doubles (app.domain.polling)."""
+    poll_cap_seconds: float = 300.0
+    poll_overdue_seconds: float = 30.0
+    """The longest gap for a task that has run 1.5 times as long as its kind usually does for the tenant."""
+    poll_budget_share: float = 0.10
+    """The share of the API's rate limit a tenant's polls (the reconciler's and refreshes) may spend."""
+    upstream_rate_limit_per_minute: int = 600
+    """The API's rate limit per key (the contract's default)."""
     poll_give_up_seconds: float = 1800.0
 
     task_retention_seconds: float = 30 * 86_400.0

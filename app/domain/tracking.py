@@ -15,7 +15,7 @@ import time
 
 from app.core.ids import new_id
 from app.core.upstream import UpstreamError
-from app.domain import deliveries
+from app.domain import deliveries, polling
 from app.domain.serializers import task_view
 from app.stores import usage
 from app.stores.context import Context
@@ -37,6 +37,11 @@ local credits, ms = ARGV[1], tonumber(ARGV[2])
 redis.call('HINCRBYFLOAT', KEYS[3], 'credits_used', credits)
 redis.call('HINCRBY', KEYS[3], 'duration_ms', ms)
 redis.call('HINCRBY', KEYS[3], 'task_count', 1)
+if redis.call('HGET', KEYS[1], 'status') == 'completed' and ms > 0 then  -- how long this kind usually takes
+  local usual = 'usual_ms:' .. (redis.call('HGET', KEYS[1], 'format') or '')
+  local before = tonumber(redis.call('HGET', KEYS[3], usual) or ms)
+  redis.call('HSET', KEYS[3], usual, math.floor(before + (ms - before) * 0.2))
+end
 if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('HINCRBYFLOAT', KEYS[4], 'credits_used', credits)
   redis.call('HINCRBY', KEYS[4], 'duration_ms', ms)
@@ -78,6 +83,8 @@ def refresh(ctx: Context, task: dict, min_age_seconds: float = 2.0) -> dict:
     if task["status"] in TERMINAL or not task.get("upstream_task_id"):
         return task
     if time.time() - float(task.get("last_polled_at") or task["updated_at"]) < min_age_seconds:
+        return task
+    if not polling.may_refresh(ctx, task):  # the tenant's polls are at their budget: show what we know
         return task
     tenant = ctx.tenants.get(task["tenant_id"])
     if tenant is None:

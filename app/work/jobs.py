@@ -9,8 +9,8 @@ import time
 from rq import get_current_job
 
 from app.core.logs import log_context
-from app.core.upstream import PollPolicy, UpstreamNotFound, UpstreamUnavailable
-from app.domain import deliveries, retention, submit, tracking
+from app.core.upstream import UpstreamNotFound, UpstreamUnavailable
+from app.domain import deliveries, polling, retention, submit, tracking
 from app.domain.slack import background as slack_background
 from app.stores import context, intake_stream, queues
 from app.stores.tasks import TERMINAL
@@ -99,7 +99,7 @@ def _alone(name: str, seconds: int, work) -> dict:
 
 
 def _reconcile(ctx) -> dict:
-    counts = {"polled": 0, "finished": 0, "repaired": 0}
+    counts = {"polled": 0, "finished": 0, "repaired": 0, "deferred": 0}
     for task_id in ctx.tasks.due(time.time()):
         counts[_reconcile_one(ctx, task_id)] += 1
     counts["deliveries_requeued"] = deliveries.recover_lost(ctx)
@@ -123,6 +123,10 @@ def _reconcile_one(ctx, task_id: str) -> str:
     if not task.get("upstream_task_id"):
         ctx.tasks.unwatch(task_id)
         return "polled"
+    wait = polling.wait_for_budget(ctx, task)
+    if wait:  # the tenant's polls have spent their share of the API's rate limit for now
+        ctx.tasks.watch(task_id, time.time() + wait)
+        return "deferred"
     polls = int(task.get("polls") or 0)
     try:
         with ctx.upstream(tenant) as client:
@@ -135,8 +139,7 @@ def _reconcile_one(ctx, task_id: str) -> str:
     ctx.tasks.set(task_id, polls=polls + 1, last_polled_at=time.time())
     if upstream is not None and tracking.apply(ctx, task_id, upstream.raw, source="reconciler") == "finished":
         return "finished"
-    policy = PollPolicy(ctx.config.poll_first_seconds, cap_seconds=ctx.config.poll_cap_seconds)
-    ctx.tasks.watch(task_id, time.time() + policy.delay(polls))
+    ctx.tasks.watch(task_id, time.time() + polling.next_delay(ctx, task, polls))
     return "polled"
 
 
