@@ -6,8 +6,8 @@
    pool of 8 each, late acknowledgement, Redis broker), in the same run.
    Goals: relay/httpx loop >= 0.5, relay/Celery >= 1.5, from the best of 2 rounds (as bench/ingest).
 2. Peak RSS of one worker delivering one 1 GiB document to the folder, the Drive fake, the Slack fake,
-   S3 (moto's server), and the Graph (OneDrive) and Dropbox fakes (the file streams from the sandbox).
-   Goal: under 150 MiB; under 100 MiB for S3, OneDrive and Dropbox.
+   S3 (moto's server), the Graph (OneDrive) and Dropbox fakes (the file streams from the sandbox), and
+   Teams (a card with the file's link). Goal: under 150 MiB; under 100 MiB for S3, OneDrive, Dropbox, Teams.
 
     python bench/fanout.py [--count 2000] [--rounds 2] [--size-mb 1024]
 """
@@ -140,6 +140,7 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int, only: set
     from connectors.onedrive.fake import FakeGraph
     from connectors.s3.fake import start_moto
     from connectors.slack.fake import FakeSlack
+    from connectors.teams.fake import FakeTeams
     from tests.support.tls import make_ca
 
     sandbox_port = free_port()
@@ -150,10 +151,10 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int, only: set
     slack = FakeSlack(storage=work / "slack")
     drive = FakeDrive(storage=work / "drive", oauth_clients={"1//bench": ("bench-client", "bench-secret")})
     ca = make_ca(work / "ca")  # Graph's and Dropbox's clients speak HTTPS only
-    graph, dropbox = FakeGraph(storage=work / "graph"), FakeDropbox(storage=work / "dropbox")
+    graph, dropbox, teams = FakeGraph(storage=work / "graph"), FakeDropbox(storage=work / "dropbox"), FakeTeams()
     servers = [ServedApp(slack.app()).start(), ServedApp(drive.app()).start(),
                ServedApp(graph.app(), tls=ca.server_context()).start(),
-               ServedApp(dropbox.app(), tls=ca.server_context()).start()]
+               ServedApp(dropbox.app(), tls=ca.server_context()).start(), ServedApp(teams.app()).start()]
     graph.url, dropbox.url = servers[2].url, servers[3].url
     moto_port = free_port()
     moto = start_moto(moto_port)
@@ -187,6 +188,7 @@ def peak_rss(ctx, env: dict, tenant_id: str, work: Path, size_mb: int, only: set
                                                         "client_secret": "app-secret", "user": "alice@contoso.com"}},
             "dropbox": {"kind": "dropbox", "config": {"app_key": "relayappkey", "app_secret": "relay-app-secret",
                                                       "refresh_token": "refresh-token-of-ana"}},
+            "teams": {"kind": "teams", "config": {"url": teams.url(servers[4].url)}},  # a card with the link
         }
         env = {**env, "RELAY_SLACK_API_URL": f"{servers[0].url}/api/", "RELAY_DRIVE_API_URL": servers[1].url,
                "RELAY_DRIVE_TOKEN_URL": f"{servers[1].url}/token", "RELAY_GRAPH_API_URL": f"{graph.url}/v1.0",
@@ -249,7 +251,7 @@ def main() -> None:
             print(f"  ratio relay/Celery (best runs): {best['relay'] / max(best['celery'], 1e-9):.2f}  (goal >= 1.50)")
         if not args.skip_rss:
             print(f"peak RSS of one worker delivering a {args.size_mb} MiB document (goal < 150 MiB; S3, OneDrive, "
-                  "Dropbox < 100 MiB):")
+                  "Dropbox, Teams < 100 MiB):")
             only = set(filter(None, args.rss_kinds.split(","))) or None
             for row in peak_rss(ctx, env, tenant.tenant_id, work, args.size_mb, only):
                 print(f"  {row['destination']:<8} {row['peak_rss_mib']:7.1f} MiB  {row['seconds']:6.1f} s  "
