@@ -63,6 +63,8 @@ class RelayConfig:
     """The share of the API's rate limit a tenant's polls (the reconciler's and refreshes) may spend."""
     upstream_rate_limit_per_minute: int = 600
     """The API's rate limit per key (the contract's default)."""
+    batch_max_concurrency: int = 16
+    """The most batch rows of one tenant in the API at once; the feed starts at 2 and adapts below this."""
     poll_give_up_seconds: float = 1800.0
 
     task_retention_seconds: float = 30 * 86_400.0

@@ -15,7 +15,7 @@ import time
 
 from app.core.ids import new_id
 from app.core.upstream import UpstreamError
-from app.domain import deliveries, polling
+from app.domain import batch_rows, deliveries, polling
 from app.domain.serializers import task_view
 from app.stores import usage
 from app.stores.context import Context
@@ -141,6 +141,8 @@ def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None
     event = json.loads(task.get("event_json") or "null") or {"type": f"task.{task['status']}",
                                                               "data": task_view(task)}
     deliveries.plan(ctx, task, event, then={"fanout": "done"})
+    if task.get("batch_id"):
+        batch_rows.row_ended(ctx, task)
 
 
 def _terminal_fields(upstream: dict) -> dict:

@@ -19,6 +19,7 @@ from app.core.crypto import SecretBox
 from app.core.group_commit import GroupCommit
 from app.core.tokens import Tokens
 from app.core.upstream import RetryPolicy, UpstreamClient
+from app.stores.batches import BatchStore
 from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import EventLog
 from app.stores.idempotency import IdempotencyStore
@@ -45,6 +46,7 @@ class Context:
     destinations: DestinationStore
     hooks: HookStore
     usage: UsageRows
+    batches: BatchStore
     secret: str = ""
     """Signs tokens and the dashboard's session cookie (RELAY_SECRET_KEY, else one kept in Redis)."""
 
@@ -123,7 +125,7 @@ def build_context(config: RelayConfig) -> Context:
                    tasks=TaskStore(redis, prefix), events=EventLog(redis, prefix),
                    idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds),
                    destinations=DestinationStore(redis, prefix, box), hooks=HookStore(redis, prefix, box),
-                   usage=UsageRows(redis, prefix), secret=secret)
+                   usage=UsageRows(redis, prefix), batches=BatchStore(redis, prefix), secret=secret)
 
 
 def _stored_secret(redis: Redis, key: str) -> str:

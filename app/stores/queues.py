@@ -70,6 +70,13 @@ def _seconds(values: tuple[float, ...]) -> list[int]:
     return [max(1, math.ceil(v)) for v in values]
 
 
+def enqueue_batch_feed(ctx: Context, batch_id: str) -> None:
+    """Hand the batch's next rows to the API, as far as the tenant's feed has room (app.domain.batches); the
+    reconciler's tick does the same, should this job be lost."""
+    ctx.queue(SUBMIT).enqueue(job("feed_batch"), batch_id, job_timeout=600, result_ttl=0,
+                              failure_ttl=ctx.config.job_failure_ttl_seconds)
+
+
 def enqueue_submit(ctx: Context, task_id: str) -> None:
     """Keep trying to hand a stored submission to the API, on the configured schedule."""
     intervals = _seconds(ctx.config.submit_retry_intervals)

@@ -63,10 +63,11 @@ class TaskStore:
     def key_for(self, task_id: str) -> str:
         return f"{self._prefix}task:{task_id}"
 
-    def create(self, tenant_id: str, watch_at: float | None = None, **fields: Any) -> dict:
+    def create(self, tenant_id: str, watch_at: float | None = None, task_id: str | None = None,
+               **fields: Any) -> dict:
         """A new task in `pending_submit`; ``watch_at``: when the reconciler should look at it if nothing has
-        moved it on by then."""
-        task_id, now = new_id("tsk"), time.time()
+        moved it on by then; ``task_id``: one chosen beforehand (a batch row's, so a crash never makes two)."""
+        task_id, now = task_id or new_id("tsk"), time.time()
         record = {"task_id": task_id, "tenant_id": tenant_id, "status": "pending_submit", "progress": 0,
                   "created_at": now, "updated_at": now, **fields}
         pipe = self._redis.pipeline()

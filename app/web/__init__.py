@@ -10,11 +10,13 @@ import schemas
 from app.core import logs, redis_connection
 from app.core.config import RelayConfig
 from app.stores.context import Context, build_context, install
-from app.web import api, dashboard, fanout, files, health, intake, integrations, limits, slack
+from app.web import api, batches, dashboard, fanout, files, health, intake, integrations, limits, slack
 from app.web.base import storage_error
 from schemas.http import ApiError, internal_error, register_error_handlers, respond
 
 MAX_BODY_BYTES = 1024 * 1024
+BATCH_BODY_BYTES = 16 * 1024 * 1024
+"""POST /v1/batches: up to 10,000 rows."""
 
 
 def create_app(config: RelayConfig | None = None, context: Context | None = None) -> Flask:
@@ -35,6 +37,7 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.register_blueprint(health.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(fanout.bp)
     app.register_blueprint(integrations.bp)
     app.register_blueprint(slack.bp)
@@ -48,13 +51,16 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
 
 
 def _refuse_large_bodies() -> None:
-    """Every endpoint, also those that never read a body: over 1 MiB is 413 before any work is done. A chunked
-    body has no length to look at first: it is read here (up to one byte past the limit) and kept."""
+    """Every endpoint, also those that never read a body: over 1 MiB (a batch's 16 MiB) is 413 before any work
+    is done. A chunked body has no length to look at first: it is read here (up to one byte past the limit)
+    and kept."""
+    limit = BATCH_BODY_BYTES if request.path == "/v1/batches" else MAX_BODY_BYTES
+    request.max_content_length = limit + 1
     length = request.content_length
     if length is None and request.environ.get("wsgi.input_terminated"):
         length = len(request.get_data(cache=True))
-    if (length or 0) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB.")
+    if (length or 0) > limit:
+        raise ApiError(413, "payload_too_large", f"The request body is larger than {limit // 1024} KiB.")
 
 
 def _storage_unavailable(exc: RedisError):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import calendar
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 import schemas
 from app.core.formats import document_formats
@@ -62,7 +63,7 @@ def formats():
     return jsonify({"items": document_formats()})
 
 
-def _check_destinations(body: dict) -> None:
+def check_destinations(body: dict) -> None:
     """Saved ids must exist (the schema has checked inline kinds and configs), before anything is submitted."""
     for n, ref in enumerate(body.get("destinations") or []):
         if ref.get("id"):
@@ -84,13 +85,18 @@ def _check_destinations(body: dict) -> None:
 @bp.post("/documents")
 def create_document():
     body = json_body("relay/submit-request.json")
-    _check_destinations(body)
+    check_destinations(body)
+    return idempotent(body, lambda: _submit(body))
+
+
+def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
+    """``answer()``, or the answer it gave before to the same Idempotency-Key and body."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 255:
         raise ApiError(400, "invalid_request", "Idempotency-Key must be at most 255 characters.",
                        field="Idempotency-Key")
     if not key:
-        return _submit(body)
+        return answer()
     store, tenant_id, print_ = ctx().idempotency, tenant().tenant_id, fingerprint(body)
     try:
         stored = store.begin(tenant_id, key, print_)
@@ -103,12 +109,12 @@ def create_document():
     if stored is not None:
         return jsonify(stored.body), stored.status, {"Idempotent-Replayed": "true"}
     try:
-        answer, status = _submit(body)
+        response, status = answer()
     except Exception:
         store.abandon(tenant_id, key)
         raise
-    store.finish(tenant_id, key, print_, StoredAnswer(status, answer.get_json()))
-    return answer, status
+    store.finish(tenant_id, key, print_, StoredAnswer(status, response.get_json()))
+    return response, status
 
 
 def _submit(body: dict):

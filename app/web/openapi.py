@@ -11,7 +11,7 @@ from typing import Any
 
 import schemas
 
-JSON, FORM, HTML = "application/json", "application/x-www-form-urlencoded", "text/html"
+JSON, FORM, HTML, CSV = "application/json", "application/x-www-form-urlencoded", "text/html", "text/csv"
 ERROR = "relay/error.json"
 
 
@@ -68,6 +68,18 @@ ROUTES = [
     Route("POST", "/v1/exports", "A link to a finished document in another format", V1,
           {201: None, 400: ERROR, 401: ERROR, 404: ERROR, 409: ERROR, 502: ERROR}, body="relay/export-create.json",
           response_type={201: JSON}),
+    Route("POST", "/v1/batches", "One document per row of JSON or CSV (text/csv, multipart), at the API's pace", V1,
+          {202: "relay/batch.json", 400: ERROR, 401: ERROR, 404: ERROR, 409: ERROR, 413: ERROR, 422: ERROR},
+          body="relay/batch-create.json"),
+    Route("GET", "/v1/batches/{batch_id}", "A batch's progress", V1, {200: "relay/batch.json", 401: ERROR, 404: ERROR}),
+    Route("GET", "/v1/batches/{batch_id}/rows", "A batch's rows, by state, a page at a time", V1,
+          {200: "items:relay/batch-row.json", 400: ERROR, 401: ERROR, 404: ERROR}, query="relay/batch-rows-query.json"),
+    Route("POST", "/v1/batches/{batch_id}/retry", "Run the failed rows again", V1,
+          {202: "relay/batch.json", 401: ERROR, 404: ERROR}),
+    Route("POST", "/v1/batches/{batch_id}/cancel", "Cancel the rows that have not ended", V1,
+          {202: "relay/batch.json", 401: ERROR, 404: ERROR, 409: ERROR}),
+    Route("GET", "/v1/batches/{batch_id}/manifest.csv", "Row, record, status, file link, credits and error", V1,
+          {200: None, 401: ERROR, 404: ERROR}, response_type={200: CSV}),
     Route("POST", "/v1/destinations", "Save a destination", V1, {201: "relay/destination.json", 400: ERROR,
                                                                   401: ERROR}, body="relay/destination-create.json"),
     Route("GET", "/v1/destinations", "Saved destinations", V1, {200: "items:relay/destination.json", 401: ERROR}),

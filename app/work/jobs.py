@@ -10,7 +10,7 @@ from rq import get_current_job
 
 from app.core.logs import log_context
 from app.core.upstream import UpstreamNotFound, UpstreamUnavailable
-from app.domain import deliveries, polling, retention, submit, tracking
+from app.domain import batches, deliveries, polling, retention, submit, tracking
 from app.domain.slack import background as slack_background
 from app.stores import context, intake_stream, queues
 from app.stores.tasks import TERMINAL
@@ -50,6 +50,11 @@ def slack_progress(task_id: str) -> None:
 def deliver(delivery_id: str) -> str:
     """One attempt at one delivery (the next one is scheduled by the attempt itself)."""
     return delivering.attempt(context.current(), delivery_id)
+
+
+def feed_batch(batch_id: str) -> int:
+    """Hand a batch's next rows to the API (app.domain.batches)."""
+    return batches.feed(context.current(), batch_id)
 
 
 def submit_pending(task_id: str) -> str:
@@ -103,6 +108,7 @@ def _reconcile(ctx) -> dict:
     for task_id in ctx.tasks.due(time.time()):
         counts[_reconcile_one(ctx, task_id)] += 1
     counts["deliveries_requeued"] = deliveries.recover_lost(ctx)
+    counts["batch_rows_handed_over"] = batches.tick(ctx)
     return counts
 
 

@@ -1,0 +1,67 @@
+"""A batch row's end, from its task's follow-ups (app.domain.tracking): the row takes the task's outcome
+and gives its place in the tenant's feed to the next row; the batch completes when every row has ended.
+Apart from app.domain.batches, which submits, so that tracking can call it."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from app.core.upstream import UpstreamError
+from app.stores import queues
+from app.stores.context import Context
+from app.stores.tasks import TERMINAL
+
+log = logging.getLogger(__name__)
+
+
+def row_ended(ctx: Context, task: dict) -> None:
+    """A batch row's task ended: the row takes its outcome, its place goes to the next row."""
+    batch = ctx.batches.get(task["batch_id"]) if task.get("batch_id") else None
+    if batch is None:
+        return
+    state = {"completed": "completed", "cancelled": "cancelled"}.get(task["status"], "failed")
+    error = task.get("error") if isinstance(task.get("error"), dict) else {}
+    credits = float(task.get("credits_used") or 0)
+    before = ctx.batches.move(batch, int(task["batch_row"]), state, frees_place=True, credits=credits,
+                              error=(error or {}).get("message") or ("" if state == "completed" else task["status"]))
+    if before is None:
+        return
+    ctx.redis.hincrbyfloat(ctx.batches.key_for(batch["batch_id"]), "credits_used", credits)
+    if state == "failed" and batch["settings"].get("on_error") == "stop":
+        cancel(ctx, batch, reason="stopped")
+    complete_if_done(ctx, batch["batch_id"])
+    for waiting in ctx.batches.running(batch["tenant_id"]):  # the place is the tenant's: any of its batches
+        queues.enqueue_batch_feed(ctx, waiting)
+
+
+def complete_if_done(ctx: Context, batch_id: str) -> bool:
+    batch = ctx.batches.get(batch_id)
+    if batch is None or batch["pending"] + batch["submitting"] + batch["running"] > 0:
+        return False
+    if batch["status"] == "running":
+        ctx.batches.set(batch_id, status="completed", ended_at=time.time())
+    ctx.batches.ended(batch_id, batch["tenant_id"])
+    return True
+
+
+def cancel(ctx: Context, batch: dict, reason: str = "cancelled") -> int:
+    """Rows not yet handed over are cancelled; rows in the API are cancelled there and end with their
+    tasks. Returns how many rows were cancelled or asked to cancel."""
+    ctx.batches.set(batch["batch_id"], status=reason)
+    waiting = ctx.batches.waiting(batch["batch_id"])
+    ctx.batches.clear_waiting(batch["batch_id"])
+    for number in waiting:
+        ctx.batches.move(batch, number, "cancelled")
+    tenant, asked = ctx.tenants.get(batch["tenant_id"]), 0
+    for row in ctx.batches.rows(batch["batch_id"]):
+        task = ctx.tasks.get(row.get("task_id") or "") if row["state"] in ("submitting", "running") else None
+        if task and task.get("upstream_task_id") and task["status"] not in TERMINAL and tenant is not None:
+            try:
+                with ctx.upstream_once(tenant) as client:
+                    client.cancel_task(task["upstream_task_id"])
+                asked += 1
+            except UpstreamError as exc:
+                log.warning("batch %s: cancelling task %s failed: %s", batch["batch_id"], task["task_id"], exc)
+    complete_if_done(ctx, batch["batch_id"])
+    return len(waiting) + asked

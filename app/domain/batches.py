@@ -1,0 +1,254 @@
+"""Batches: one document per row, each row an ordinary task (records, resume, destinations, exports and
+write-back apply as for one submit), handed to the API at its own pace.
+
+- **Checked whole first.** Every row's prompt is rendered (Jinja2's sandbox, ``{{column}}``; a column the
+  row lacks is an error naming the row and the column) and its record key checked before anything starts;
+  the first 50 faults are answered with their count.
+- **At the API's pace.** A tenant's batch rows in the API at once are limited (app.stores.batches claims
+  them in Lua): the limit starts at 2, grows by about one per round of rows handed over without trouble,
+  halves when the API answers a hand-over with 429 or is unavailable, and holds back for the Retry-After
+  (or 5 s). Single submits never go through this feed, so a batch never queues them.
+- **Crash-safe.** A row is claimed with its task id; the task is made under that id, so a worker that died
+  in between leaves a row the next tick finishes, never a second task.
+- **Rows end with their tasks** (app.domain.batch_rows), which frees their place and feeds the next; the
+  batch completes when every row has ended. ``on_error: stop`` cancels the rest at the first failed row;
+  ``skip_done`` skips a row whose record already has a completed task for the same
+  rendered prompt and format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+from app.domain import batch_rows, deliveries, submit, write_back
+from app.stores import queues
+from app.stores.batches import ENDED
+from app.stores.context import Context
+from app.stores.tasks import TERMINAL
+from app.stores.tenants import Tenant
+
+log = logging.getLogger(__name__)
+
+MAX_ROWS = 10_000
+MAX_ERRORS = 50
+FIRST_LIMIT = 2
+HOLD_SECONDS = 5.0
+"""How long the feed holds back after the API refused a hand-over for now (429, 5xx)."""
+STALE_CLAIM_SECONDS = 120.0
+"""A row claimed this long ago whose task does not exist was claimed by a worker that died: made now."""
+_JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_UNDEFINED = re.compile(r"'([^']+)' is undefined")
+_ROW_FIELDS = ("format", "destinations", "export", "write_back")
+
+
+@dataclass(frozen=True)
+class RowFault:
+    row: int
+    column: str
+    message: str
+
+
+class BatchInvalid(Exception):
+    def __init__(self, faults: list[RowFault]):
+        super().__init__(f"{len(faults)} rows or columns are at fault")
+        self.faults = faults
+
+
+# -- making one ------------------------------------------------------------------------------------------
+
+def rows_from_csv(text: str) -> list[dict[str, str]]:
+    """The rows of a CSV whose header names the columns (a byte-order mark and blank lines are fine)."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    if not reader.fieldnames:
+        raise BatchInvalid([RowFault(0, "", "the CSV has no header row")])
+    return [{key.strip(): (value or "").strip() for key, value in row.items() if key}
+            for row in reader if any((value or "").strip() for value in row.values())]
+
+
+def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
+    """Each row rendered and checked: [{row, record_key, prompt}]; raises BatchInvalid with every fault."""
+    try:
+        template = _JINJA.from_string(body["prompt_template"])
+    except TemplateSyntaxError as exc:
+        raise BatchInvalid([RowFault(0, "prompt_template", f"not a template: {exc.message}")]) from None
+    rows, faults = [], []
+    for number, values in enumerate(body["rows"], start=1):
+        record_key = str(values.get("record_key") or "").strip()
+        if not record_key:
+            faults.append(RowFault(number, "record_key", "every row needs a record_key"))
+            continue
+        try:
+            prompt = template.render(**{k: v for k, v in values.items() if k != "record_key"},
+                                     record_key=record_key).strip()
+        except UndefinedError as exc:
+            missing = _UNDEFINED.search(str(exc))
+            faults.append(RowFault(number, missing.group(1) if missing else "prompt_template",
+                                   f"the template names {{{{{missing.group(1) if missing else '?'}}}}}, "
+                                   "which this row has no column for"))
+            continue
+        if not prompt:
+            faults.append(RowFault(number, "prompt_template", "the prompt is empty for this row"))
+            continue
+        if body.get("write_back"):
+            try:
+                write_back.connection_for(ctx, tenant.tenant_id, {**body, "record_key": record_key})
+            except write_back.WriteBackRefused as exc:
+                faults.append(RowFault(number, "record_key", exc.message))
+                continue
+        rows.append({"row": number, "record_key": record_key, "prompt": prompt, "state": "pending"})
+    if faults:
+        raise BatchInvalid(faults)
+    return rows
+
+
+def create(ctx: Context, tenant: Tenant, body: dict) -> dict:
+    rows = prepare(ctx, tenant, body)
+    settings = {name: body[name] for name in (*_ROW_FIELDS, "prompt_template", "callback_url") if name in body}
+    settings.update(on_error=body.get("on_error", "continue"), skip_done=body.get("skip_done", True))
+    mark = ctx.primary_mark()
+    batch = ctx.batches.create(tenant.tenant_id, settings, rows)
+    queues.enqueue_batch_feed(ctx, batch["batch_id"])
+    ctx.replicated(mark)
+    return batch
+
+
+# -- feeding the API ---------------------------------------------------------------------------------------
+
+def feed(ctx: Context, batch_id: str) -> int:
+    """Hand over rows while the tenant's feed has room; returns how many were handed over."""
+    batch = ctx.batches.get(batch_id)
+    tenant = ctx.tenants.get(batch["tenant_id"]) if batch else None
+    if batch is None or tenant is None:
+        return 0
+    handed = 0
+    while (row := ctx.batches.claim(batch_id, tenant.tenant_id, FIRST_LIMIT)) is not None:
+        _start(ctx, tenant, batch, row)
+        handed += 1
+    batch_rows.complete_if_done(ctx, batch_id)  # every row skipped, or ended before this feed saw it
+    return handed
+
+
+def tick(ctx: Context) -> int:
+    """The reconciler's look at running batches: rows whose claim outlived its worker are started, and the
+    feed goes on (a feed job lost with a worker, a hold that is over)."""
+    handed = 0
+    for batch_id in ctx.batches.running():
+        batch = ctx.batches.get(batch_id)
+        tenant = ctx.tenants.get(batch["tenant_id"]) if batch else None
+        if batch is None or tenant is None:
+            ctx.batches.ended(batch_id, batch["tenant_id"] if batch else "")
+            continue
+        if batch["submitting"]:
+            for row in ctx.batches.rows(batch_id):
+                stale = time.time() - float(row.get("claimed_at") or 0) > STALE_CLAIM_SECONDS
+                if row["state"] == "submitting" and stale and ctx.tasks.get(row["task_id"]) is None:
+                    log.warning("batch %s row %s: its claim outlived its worker; started now", batch_id, row["row"])
+                    _start(ctx, tenant, batch, row)
+        handed += feed(ctx, batch_id)
+    return handed
+
+
+def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict) -> None:
+    settings = batch["settings"]
+    if settings.get("skip_done") and _done_before(ctx, tenant.tenant_id, row, settings["format"]):
+        ctx.batches.move(batch, row["row"], "skipped", frees_place=True)
+        return
+    body = {name: settings[name] for name in _ROW_FIELDS if name in settings}
+    body.update(prompt=row["prompt"], record_key=row["record_key"])
+    task = ctx.tasks.get(row["task_id"])
+    if task is None:
+        try:
+            task = submit.submit(ctx, tenant, body, task_id=row["task_id"], batch_id=batch["batch_id"],
+                                 batch_row=row["row"])
+        except write_back.WriteBackRefused as exc:  # the connection was removed since the batch was checked
+            ctx.batches.move(batch, row["row"], "failed", frees_place=True, error=exc.message)
+            return
+    if task["status"] in TERMINAL:  # it ended at once (refused): its follow-ups may have run before the claim
+        batch_rows.row_ended(ctx, task)
+        return
+    if task["status"] == "pending_submit":  # the API refused it for now (429, 5xx): slow the feed down
+        _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS)
+    else:
+        _speed_up(ctx, tenant.tenant_id)
+    ctx.batches.move(batch, row["row"], "running")
+
+
+def _done_before(ctx: Context, tenant_id: str, row: dict, fmt: str) -> bool:
+    for task_id in ctx.records.task_ids(tenant_id, row["record_key"]):
+        task = ctx.tasks.get(task_id)
+        if task and task["status"] == "completed" and task.get("format") == fmt and task.get("prompt") == row["prompt"]:
+            return True
+    return False
+
+
+def _speed_up(ctx: Context, tenant_id: str) -> None:
+    limit = ctx.batches.feed(tenant_id).get("limit", FIRST_LIMIT)
+    ctx.batches.adjust_feed(tenant_id, min(float(ctx.config.batch_max_concurrency), limit + 1.0 / max(limit, 1.0)))
+
+
+def _slow_down(ctx: Context, tenant_id: str, seconds: float) -> None:
+    limit = ctx.batches.feed(tenant_id).get("limit", FIRST_LIMIT)
+    ctx.batches.adjust_feed(tenant_id, max(1.0, limit / 2), hold_until=time.time() + seconds)
+
+
+def retry(ctx: Context, batch: dict) -> int:
+    """The failed rows only, again: returns how many."""
+    failed = [row["row"] for row in ctx.batches.rows(batch["batch_id"]) if row["state"] == "failed"]
+    for number in failed:
+        ctx.batches.move(batch, number, "pending", error="")
+    if failed:
+        ctx.batches.requeue(batch["batch_id"], failed)
+        ctx.batches.set(batch["batch_id"], status="running", ended_at="")
+        ctx.batches.resumed(batch["tenant_id"], batch["batch_id"])
+        queues.enqueue_batch_feed(ctx, batch["batch_id"])
+    return len(failed)
+
+
+# -- what people see ----------------------------------------------------------------------------------------
+
+def view(batch: dict) -> dict[str, Any]:
+    total = batch["total"]
+    ended = sum(batch[state] for state in ENDED)
+    elapsed = max(0.0, (float(batch.get("ended_at") or 0) or time.time()) - batch["created_at"])
+    left = None if not ended or ended == total else round(elapsed / ended * (total - ended))
+    counts = {state: batch[state] for state in ("pending", "submitting", "running", *sorted(ENDED))}
+    return {"batch_id": batch["batch_id"], "status": batch["status"], "total": total, "counts": counts,
+            "percent_done": round(100.0 * ended / total, 1) if total else 100.0, "seconds_left": left,
+            "credits_used": batch["credits_used"], "format": batch["settings"].get("format"),
+            "on_error": batch["settings"].get("on_error"), "created_at": batch["created_at"]}
+
+
+def page(ctx: Context, batch: dict, state: str | None, cursor: int, limit: int) -> tuple[list[dict], int | None]:
+    """Rows after row number ``cursor`` (in ``state``), and the cursor of the next page."""
+    rows = [row for row in ctx.batches.rows(batch["batch_id"]) if row["row"] > cursor and (not state or
+                                                                                           row["state"] == state)]
+    chosen = rows[:limit]
+    return [_row_view(row) for row in chosen], (chosen[-1]["row"] if len(rows) > limit else None)
+
+
+def _row_view(row: dict) -> dict:
+    return {"row": row["row"], "record_key": row["record_key"], "state": row["state"],
+            "task_id": row.get("task_id") if row["state"] != "pending" else None,
+            "credits_used": row.get("credits"), "error": row.get("error") or None}
+
+
+def manifest(ctx: Context, batch: dict) -> str:
+    """The CSV at the end: row, record_key, status, file link, credits and error."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["row", "record_key", "status", "file", "credits", "error"])
+    for row in ctx.batches.rows(batch["batch_id"]):
+        link = ""
+        if row["state"] == "completed" and row.get("task_id"):
+            link = deliveries.file_link(ctx, row["task_id"])
+        writer.writerow([row["row"], row["record_key"], row["state"], link, row.get("credits") or "",
+                         row.get("error") or ""])
+    return out.getvalue()

@@ -1,0 +1,167 @@
+"""Batches in Redis: the batch (a hash with its counts), its rows (a hash of JSON by row number), the rows
+waiting to be handed over (a list), and each tenant's feed (how many of its batch rows the API has, and
+how many it may have: app.domain.batches adapts that).
+
+A row is claimed with its task id in one Lua call: the task is then made under that id, so a worker that
+dies after the claim leaves a row a later feed finishes, never a second task."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from redis import Redis
+
+from app.core.ids import new_id
+
+ROW_STATES = ("pending", "submitting", "running", "completed", "failed", "skipped", "cancelled")
+ENDED = frozenset({"completed", "failed", "skipped", "cancelled"})
+
+# KEYS: the tenant's feed, the batch's waiting rows, its rows, the batch. ARGV: now, the task id for the
+# row, the feed's first limit. Returns the row claimed (JSON, with the task id), or false: none waiting,
+# or the tenant's rows in the API are at its limit, or the feed is holding back after a 429.
+_CLAIM = """
+local limit = tonumber(redis.call('HGET', KEYS[1], 'limit') or ARGV[3])
+local inflight = tonumber(redis.call('HGET', KEYS[1], 'inflight') or '0')
+local hold = tonumber(redis.call('HGET', KEYS[1], 'hold_until') or '0')
+if tonumber(ARGV[1]) < hold or inflight >= math.floor(limit) then return false end
+if redis.call('HGET', KEYS[4], 'status') ~= 'running' then return false end
+local n = redis.call('LPOP', KEYS[2])
+if not n then return false end
+local row = cjson.decode(redis.call('HGET', KEYS[3], n))
+row.state, row.task_id, row.claimed_at = 'submitting', ARGV[2], tonumber(ARGV[1])
+local encoded = cjson.encode(row)
+redis.call('HSET', KEYS[3], n, encoded)
+redis.call('HINCRBY', KEYS[4], 'pending', -1)
+redis.call('HINCRBY', KEYS[4], 'submitting', 1)
+redis.call('HINCRBY', KEYS[1], 'inflight', 1)
+return encoded
+"""
+
+# KEYS: the rows, the batch, the tenant's feed. ARGV: row number, new state, JSON of fields to set, 1 to
+# give the feed back the place of a row that was in the API. Returns the row as it was (JSON), or false
+# when it had already ended (only a retry moves an ended row, back to pending).
+_MOVE = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return false end
+local row = cjson.decode(raw)
+local ended = {completed = 1, failed = 1, skipped = 1, cancelled = 1}
+if ended[row.state] and ARGV[2] ~= 'pending' then return false end
+local was = row.state
+for k, v in pairs(cjson.decode(ARGV[3])) do row[k] = v end
+redis.call('HINCRBY', KEYS[2], was, -1)
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+row.state = ARGV[2]
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(row))
+if ARGV[4] == '1' and (was == 'submitting' or was == 'running') then
+  redis.call('HINCRBY', KEYS[3], 'inflight', -1)
+end
+return raw
+"""
+
+
+class BatchStore:
+    def __init__(self, redis: Redis, prefix: str):
+        self._redis, self._prefix = redis, prefix
+        self._claim = redis.register_script(_CLAIM)
+        self._move = redis.register_script(_MOVE)
+        self.running_key = prefix + "batches:running"
+
+    def key_for(self, batch_id: str) -> str:
+        return f"{self._prefix}batch:{batch_id}"
+
+    def rows_key(self, batch_id: str) -> str:
+        return f"{self._prefix}batch:{batch_id}:rows"
+
+    def waiting_key(self, batch_id: str) -> str:
+        return f"{self._prefix}batch:{batch_id}:waiting"
+
+    def feed_key(self, tenant_id: str) -> str:
+        return f"{self._prefix}batchfeed:{tenant_id}"
+
+    def create(self, tenant_id: str, settings: dict, rows: list[dict]) -> dict:
+        batch_id, now = new_id("bat"), time.time()
+        batch = {"batch_id": batch_id, "tenant_id": tenant_id, "status": "running", "created_at": now,
+                 "updated_at": now, "total": len(rows), "settings": json.dumps(settings), "credits_used": 0,
+                 **{state: 0 for state in ROW_STATES}, "pending": len(rows)}
+        pipe = self._redis.pipeline()
+        pipe.hset(self.key_for(batch_id), mapping=batch)
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start:start + 1000]
+            pipe.hset(self.rows_key(batch_id), mapping={str(row["row"]): json.dumps(row) for row in chunk})
+            pipe.rpush(self.waiting_key(batch_id), *(row["row"] for row in chunk))
+        pipe.sadd(self.running_key, batch_id)
+        pipe.sadd(self.tenant_running_key(tenant_id), batch_id)
+        pipe.execute()
+        return self.get(batch_id) or batch
+
+    def get(self, batch_id: str, tenant_id: str | None = None) -> dict | None:
+        raw = self._redis.hgetall(self.key_for(batch_id))
+        if not raw or (tenant_id is not None and raw["tenant_id"] != tenant_id):
+            return None
+        batch: dict[str, Any] = dict(raw)
+        batch["settings"] = json.loads(batch["settings"])
+        for name in ("total", *ROW_STATES):
+            batch[name] = int(batch.get(name) or 0)
+        for name in ("created_at", "updated_at", "credits_used"):
+            batch[name] = float(batch.get(name) or 0)
+        return batch
+
+    def set(self, batch_id: str, **fields: Any) -> None:
+        self._redis.hset(self.key_for(batch_id), mapping={"updated_at": time.time(), **fields})
+
+    def row(self, batch_id: str, row: int) -> dict | None:
+        raw = self._redis.hget(self.rows_key(batch_id), str(row))
+        return json.loads(raw) if raw else None
+
+    def rows(self, batch_id: str) -> list[dict]:
+        rows = [json.loads(raw) for raw in self._redis.hvals(self.rows_key(batch_id))]
+        return sorted(rows, key=lambda row: row["row"])
+
+    def claim(self, batch_id: str, tenant_id: str, first_limit: int) -> dict | None:
+        keys = [self.feed_key(tenant_id), self.waiting_key(batch_id), self.rows_key(batch_id), self.key_for(batch_id)]
+        claimed = self._claim(keys=keys, args=[time.time(), new_id("tsk"), first_limit])
+        return json.loads(claimed) if claimed else None
+
+    def move(self, batch: dict, row: int, state: str, frees_place: bool = False, **fields: Any) -> dict | None:
+        """Set a row's state (and fields), counted on the batch; None when it had already ended."""
+        keys = [self.rows_key(batch["batch_id"]), self.key_for(batch["batch_id"]), self.feed_key(batch["tenant_id"])]
+        before = self._move(keys=keys, args=[row, state, json.dumps(fields), int(frees_place)])
+        return json.loads(before) if before else None
+
+    def requeue(self, batch_id: str, rows: list[int]) -> None:
+        if rows:
+            self._redis.rpush(self.waiting_key(batch_id), *rows)
+
+    def waiting(self, batch_id: str) -> list[int]:
+        return [int(n) for n in self._redis.lrange(self.waiting_key(batch_id), 0, -1)]
+
+    def clear_waiting(self, batch_id: str) -> None:
+        self._redis.delete(self.waiting_key(batch_id))
+
+    def tenant_running_key(self, tenant_id: str) -> str:
+        return f"{self._prefix}batches:running:{tenant_id}"
+
+    def running(self, tenant_id: str | None = None) -> list[str]:
+        """Running batches, oldest first (ids are ULIDs): all, or a tenant's."""
+        return sorted(self._redis.smembers(self.tenant_running_key(tenant_id) if tenant_id else self.running_key))
+
+    def resumed(self, tenant_id: str, batch_id: str) -> None:
+        self._redis.sadd(self.running_key, batch_id)
+        self._redis.sadd(self.tenant_running_key(tenant_id), batch_id)
+
+    def ended(self, batch_id: str, tenant_id: str = "") -> None:
+        self._redis.srem(self.running_key, batch_id)
+        if tenant_id:
+            self._redis.srem(self.tenant_running_key(tenant_id), batch_id)
+
+    def feed(self, tenant_id: str) -> dict[str, float]:
+        raw = self._redis.hgetall(self.feed_key(tenant_id))
+        return {name: float(value) for name, value in raw.items()}
+
+    def adjust_feed(self, tenant_id: str, limit: float, hold_until: float | None = None) -> None:
+        fields: dict[str, float] = {"limit": limit}
+        if hold_until is not None:
+            fields["hold_until"] = hold_until
+        self._redis.hset(self.feed_key(tenant_id), mapping=fields)

@@ -1,0 +1,164 @@
+"""Batches over real HTTP against the sandbox: JSON and CSV rows, every row checked first, skip_done, the
+failed rows retried alone, cancel, the manifest, Idempotency-Key, and the tenant's feed keeping its rows
+in the API under its limit while single submits go straight through."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import httpx
+
+from tests.support.servers import eventually
+
+
+def batch_body(rows: list[dict], template: str = "Renewal memo for {{company}}, {{seats}} seats", **extra) -> dict:
+    return {"format": "word", "prompt_template": template, "rows": rows, **extra}
+
+
+def finished(client, batch_id: str, timeout: float = 60) -> dict:
+    def ended():
+        batch = client.get(f"/v1/batches/{batch_id}").json()
+        return batch if batch["status"] != "running" and batch["percent_done"] == 100 else None
+
+    return eventually(ended, timeout, f"batch {batch_id} to end")
+
+
+def run(client, body: dict) -> dict:
+    answer = client.post("/v1/batches", json=body)
+    assert answer.status_code == 202, answer.text
+    return finished(client, answer.json()["batch_id"])
+
+
+def rows_of(client, batch_id: str, **query) -> list[dict]:
+    items, cursor = [], 0
+    while cursor is not None:
+        page = client.get(f"/v1/batches/{batch_id}/rows", params={**query, "cursor": cursor, "limit": 2}).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+    return items
+
+
+DEALS = [{"record_key": f"deal:{n}", "company": f"Acme {n}", "seats": 10 * n} for n in range(1, 6)]
+
+
+def test_a_json_batch_makes_one_document_per_row_and_a_manifest(relay):
+    with relay.client() as client:
+        answer = client.post("/v1/batches", json=batch_body(DEALS))
+        assert answer.status_code == 202, answer.text
+        batch = finished(client, answer.json()["batch_id"])
+        rows = rows_of(client, batch["batch_id"])
+        prompts = [client.get(f"/v1/tasks/{row['task_id']}").json() for row in rows]
+        manifest = client.get(f"/v1/batches/{batch['batch_id']}/manifest.csv")
+    assert batch["status"] == "completed" and batch["counts"]["completed"] == 5 and batch["percent_done"] == 100
+    assert batch["credits_used"] > 0 and batch["seconds_left"] is None
+    assert [row["row"] for row in rows] == [1, 2, 3, 4, 5] and {row["state"] for row in rows} == {"completed"}
+    assert [task["record_key"] for task in prompts] == [f"deal:{n}" for n in range(1, 6)]
+    lines = list(csv.DictReader(io.StringIO(manifest.text)))
+    assert manifest.headers["content-type"].startswith("text/csv") and len(lines) == 5
+    assert lines[0]["record_key"] == "deal:1" and lines[0]["status"] == "completed" and float(lines[0]["credits"]) > 0
+    download = httpx.get(lines[0]["file"], follow_redirects=True)
+    assert download.status_code == 200 and download.content[:2] == b"PK", "the manifest's link downloads the file"
+
+
+def test_a_csv_batch_by_upload_and_by_multipart(relay):
+    text = "record_key,company,seats\ndeal:7,Globex,40\ndeal:8,Initech,12\n"
+    with relay.client() as client:
+        plain = client.post("/v1/batches", content=text.encode(), headers={"Content-Type": "text/csv"},
+                            params={"format": "word", "prompt_template": "Memo for {{company}} ({{seats}})"})
+        multipart = client.post("/v1/batches", files={"file": ("deals.csv", text, "text/csv")},
+                                data={"format": "word", "prompt_template": "Second memo for {{company}}"})
+        assert plain.status_code == 202 and multipart.status_code == 202, (plain.text, multipart.text)
+        first = finished(client, plain.json()["batch_id"])
+        second = finished(client, multipart.json()["batch_id"])
+        [row] = [r for r in rows_of(client, first["batch_id"]) if r["record_key"] == "deal:7"]
+        task = client.get(f"/v1/tasks/{row['task_id']}").json()
+    assert first["counts"]["completed"] == 2 and second["counts"]["completed"] == 2
+    assert task["record_key"] == "deal:7" and relay.ctx.tasks.get(row["task_id"])["prompt"] == "Memo for Globex (40)"
+
+
+def test_every_row_is_checked_before_anything_starts(relay):
+    rows = [{"record_key": f"deal:{n}", "company": "Acme"} for n in range(1, 61)] + [{"record_key": " ", "company": "x",
+                                                                                       "seats": 1}]
+    with relay.client() as client:
+        answer = client.post("/v1/batches", json=batch_body(rows))
+        syntax = client.post("/v1/batches", json=batch_body(DEALS, template="Memo {{ company"))
+        schema = client.post("/v1/batches", json={"format": "word", "prompt_template": "x", "rows": []})
+    error = answer.json()["error"]
+    assert answer.status_code == 400 and error["code"] == "invalid_batch" and error["count"] == 61
+    assert len(error["errors"]) == 50 and error["errors"][0] == {
+        "row": 1, "column": "seats", "message": "the template names {{seats}}, which this row has no column for"}
+    assert error["field"] == "rows.1.seats"
+    assert relay.ctx.batches.running() == [], "nothing started"
+    assert syntax.status_code == 400 and syntax.json()["error"]["field"] == "prompt_template"
+    assert schema.status_code == 400 and schema.json()["error"]["field"] == "rows"
+
+
+def test_skip_done_skips_rows_whose_record_has_that_document_already(relay):
+    with relay.client() as client:
+        first = run(client, batch_body(DEALS[:3]))
+        again = run(client, batch_body(DEALS[:3]))
+        forced = run(client, batch_body(DEALS[:1], skip_done=False))
+    assert first["counts"]["completed"] == 3
+    assert again["counts"]["skipped"] == 3 and again["credits_used"] == 0 and again["status"] == "completed"
+    assert forced["counts"]["completed"] == 1
+
+
+def test_retry_runs_the_failed_rows_only(relay):
+    rows = [{"record_key": "deal:1", "note": ""}, {"record_key": "deal:2", "note": "[[fail]]"},
+            {"record_key": "deal:3", "note": ""}]
+    with relay.client() as client:
+        batch = run(client, batch_body(rows, template="Memo {{note}}"))
+        [failed] = rows_of(client, batch["batch_id"], state="failed")
+        completed = {row["row"]: row["task_id"] for row in rows_of(client, batch["batch_id"], state="completed")}
+        retried = client.post(f"/v1/batches/{batch['batch_id']}/retry")
+        again = finished(client, batch["batch_id"])
+        after = {row["row"]: row for row in rows_of(client, batch["batch_id"])}
+    assert batch["counts"]["failed"] == 1 and failed["row"] == 2 and failed["error"]
+    assert retried.status_code == 202 and retried.json()["retried"] == 1
+    assert again["counts"]["failed"] == 1 and after[2]["task_id"] != failed["task_id"], "the failed row ran again"
+    assert {n: after[n]["task_id"] for n in (1, 3)} == completed, "and only it"
+
+
+def test_cancel_stops_what_has_not_ended(make_relay, make_sandbox):
+    relay = make_relay(sandbox=make_sandbox(task_seconds=600))
+    with relay.client() as client:
+        batch_id = client.post("/v1/batches", json=batch_body(DEALS)).json()["batch_id"]
+        eventually(lambda: client.get(f"/v1/batches/{batch_id}").json()["counts"]["running"] >= 1, 30,
+                   "a row to start")
+        cancelled = client.post(f"/v1/batches/{batch_id}/cancel")
+        batch = finished(client, batch_id)
+        again = client.post(f"/v1/batches/{batch_id}/cancel")
+    assert cancelled.status_code == 202 and batch["status"] == "cancelled"
+    assert batch["counts"]["cancelled"] == 5 and batch["counts"]["completed"] == 0
+    assert again.status_code == 409 and again.json()["error"]["code"] == "batch_ended"
+
+
+def test_an_idempotency_key_makes_one_batch(relay):
+    with relay.client() as client:
+        headers = {"Idempotency-Key": "renewals-2026-12"}
+        first = client.post("/v1/batches", json=batch_body(DEALS[:2]), headers=headers)
+        second = client.post("/v1/batches", json=batch_body(DEALS[:2]), headers=headers)
+    assert first.json()["batch_id"] == second.json()["batch_id"] and second.headers["Idempotent-Replayed"] == "true"
+
+
+def test_the_feed_keeps_a_tenants_rows_under_its_limit_and_single_submits_go_straight_through(make_relay,
+                                                                                              make_sandbox):
+    sandbox = make_sandbox(task_seconds=1.0, pool_size=8)
+    relay = make_relay(sandbox=sandbox, batch_max_concurrency=3)
+    rows = [{"record_key": f"deal:{n}", "company": f"Co {n}", "seats": n} for n in range(1, 13)]
+    peak = 0
+    with relay.client() as client:
+        batch_id = client.post("/v1/batches", json=batch_body(rows)).json()["batch_id"]
+        single = relay.submit(client, prompt="A one-off memo", format="word")
+
+        def done():
+            nonlocal peak
+            batch = client.get(f"/v1/batches/{batch_id}").json()
+            peak = max(peak, batch["counts"]["running"] + batch["counts"]["submitting"])
+            return batch if batch["status"] != "running" else None
+
+        batch = eventually(done, 90, "the batch to end", every=0.1)
+    assert batch["counts"]["completed"] == 12
+    assert 1 <= peak <= 3, "never more rows in the API than the feed's limit"
+    assert single["status"] != "pending_submit", "the single submit went to the API at once, beside the batch"
