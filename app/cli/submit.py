@@ -49,10 +49,12 @@ def describe(task: dict) -> list[str]:
     return lines
 
 
+FORMATS = ["excel", "word", "slides", "slides_outline", "text_summary", "text_email", "text_memo", "text_rewrite",
+           "text_bullets"]
+
+
 @click.command()
-@click.option("--format", "fmt", default="excel", show_default=True,
-              type=click.Choice(["excel", "word", "slides", "slides_outline", "text_summary", "text_email",
-                                 "text_memo", "text_rewrite", "text_bullets"]))
+@click.option("--format", "fmt", default="excel", show_default=True, type=click.Choice(FORMATS))
 @click.argument("prompt")
 @click.option("--record-key", help="The record this document belongs to (resumes its document).")
 @click.option("--new-document", is_flag=True, help="Start a new document even if the record has one.")

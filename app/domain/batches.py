@@ -101,6 +101,8 @@ def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
             try:
                 write_back.connection_for(ctx, tenant.tenant_id, {**body, "record_key": record_key})
             except write_back.WriteBackRefused as exc:
+                if exc.field != "record_key":
+                    raise  # the connection itself is at fault, whatever the row
                 faults.append(RowFault(number, "record_key", exc.message))
                 continue
         rows.append({"row": number, "record_key": record_key, "prompt": prompt, "state": "pending"})

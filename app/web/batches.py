@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 
 import schemas
 from app.domain import batch_rows, batches
+from app.domain.write_back import WriteBackRefused
 from app.web.api import check_destinations, idempotent
 from app.web.base import ctx, public, require_tenant, tenant
 from schemas.http import ApiError, json_body, query_params
@@ -29,6 +30,8 @@ def create_batch():
 def _create(body: dict) -> tuple[Response, int]:
     try:
         batch = batches.create(ctx(), tenant(), body)
+    except WriteBackRefused as exc:
+        raise ApiError(exc.status, exc.code, exc.message, field=exc.field) from None
     except batches.BatchInvalid as exc:
         faults = [{"row": f.row, "column": f.column, "message": f.message} for f in exc.faults]
         first = exc.faults[0]
@@ -56,6 +59,8 @@ def _batch_body() -> dict[str, Any]:
 def _from_csv(text: str, settings) -> dict[str, Any]:
     try:
         rows = batches.rows_from_csv(text)
+    except WriteBackRefused as exc:
+        raise ApiError(exc.status, exc.code, exc.message, field=exc.field) from None
     except batches.BatchInvalid as exc:
         raise ApiError(400, "invalid_batch", exc.faults[0].message, field="file") from None
     body: dict[str, Any] = {name: settings[name] for name in _SETTINGS if settings.get(name)}
