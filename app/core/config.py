@@ -65,6 +65,8 @@ class RelayConfig:
     """The API's rate limit per key (the contract's default)."""
     batch_max_concurrency: int = 16
     """The most batch rows of one tenant in the API at once; the feed starts at 2 and adapts below this."""
+    batch_claim_stale_seconds: float = 120.0
+    """A batch row claimed this long ago whose task does not exist lost its worker: the reconciler starts it."""
     poll_give_up_seconds: float = 1800.0
 
     task_retention_seconds: float = 30 * 86_400.0

@@ -42,8 +42,6 @@ MAX_ERRORS = 50
 FIRST_LIMIT = 2
 HOLD_SECONDS = 5.0
 """How long the feed holds back after the API refused a hand-over for now (429, 5xx)."""
-STALE_CLAIM_SECONDS = 120.0
-"""A row claimed this long ago whose task does not exist was claimed by a worker that died: made now."""
 _JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 _ROW_FIELDS = ("format", "destinations", "export", "write_back")
@@ -150,7 +148,7 @@ def tick(ctx: Context) -> int:
             continue
         if batch["submitting"]:
             for row in ctx.batches.rows(batch_id):
-                stale = time.time() - float(row.get("claimed_at") or 0) > STALE_CLAIM_SECONDS
+                stale = time.time() - float(row.get("claimed_at") or 0) > ctx.config.batch_claim_stale_seconds
                 if row["state"] == "submitting" and stale and ctx.tasks.get(row["task_id"]) is None:
                     log.warning("batch %s row %s: its claim outlived its worker; started now", batch_id, row["row"])
                     _start(ctx, tenant, batch, row)
