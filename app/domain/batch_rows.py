@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
+from app.core.ids import new_id
 from app.core.upstream import UpstreamError
+from app.domain import deliveries
 from app.stores import queues
+from app.stores.batches import ENDED
 from app.stores.context import Context
+from app.stores.events import iso
 from app.stores.tasks import TERMINAL
 
 log = logging.getLogger(__name__)
@@ -42,7 +47,22 @@ def complete_if_done(ctx: Context, batch_id: str) -> bool:
     if batch["status"] == "running":
         ctx.batches.set(batch_id, status="completed", ended_at=time.time())
     ctx.batches.ended(batch_id, batch["tenant_id"])
+    if ctx.redis.hsetnx(ctx.batches.key_for(batch_id), "announced", time.time()):  # once, whoever sees it end
+        _announce(ctx, ctx.batches.get(batch_id) or batch)
     return True
+
+
+def _announce(ctx: Context, batch: dict) -> None:
+    """batch.completed to the batch's callback and the hooks subscribed to it: the counts and the manifest."""
+    token = {"b": batch["batch_id"], "l": int(ctx.config.record_link_ttl_seconds)}
+    data = {**view(batch), "manifest_url": files_link(ctx, token),
+            "zip_url": files_link(ctx, {**token, "z": 1})}
+    event = {"id": new_id("evt"), "type": "batch.completed", "created_at": iso(time.time()), "data": data}
+    deliveries.plan_batch(ctx, batch, event, batch["settings"].get("callback_url") or "")
+
+
+def files_link(ctx: Context, payload: dict) -> str:
+    return f"{ctx.config.public_url.rstrip('/')}/files/{ctx.tokens.file(payload)}"
 
 
 def cancel(ctx: Context, batch: dict, reason: str = "cancelled") -> int:
@@ -65,3 +85,15 @@ def cancel(ctx: Context, batch: dict, reason: str = "cancelled") -> int:
                 log.warning("batch %s: cancelling task %s failed: %s", batch["batch_id"], task["task_id"], exc)
     complete_if_done(ctx, batch["batch_id"])
     return len(waiting) + asked
+
+
+def view(batch: dict) -> dict[str, Any]:
+    total = batch["total"]
+    ended = sum(batch[state] for state in ENDED)
+    elapsed = max(0.0, (float(batch.get("ended_at") or 0) or time.time()) - batch["created_at"])
+    left = None if not ended or ended == total else round(elapsed / ended * (total - ended))
+    counts = {state: batch[state] for state in ("pending", "submitting", "running", *sorted(ENDED))}
+    return {"batch_id": batch["batch_id"], "status": batch["status"], "total": total, "counts": counts,
+            "percent_done": round(100.0 * ended / total, 1) if total else 100.0, "seconds_left": left,
+            "credits_used": batch["credits_used"], "format": batch["settings"].get("format"),
+            "on_error": batch["settings"].get("on_error"), "created_at": batch["created_at"]}

@@ -23,14 +23,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from app.domain import batch_rows, deliveries, submit, write_back
+from app.domain import batch_rows, submit, write_back
 from app.stores import queues
-from app.stores.batches import ENDED
 from app.stores.context import Context
 from app.stores.tasks import TERMINAL
 from app.stores.tenants import Tenant
@@ -214,18 +212,6 @@ def retry(ctx: Context, batch: dict) -> int:
 
 # -- what people see ----------------------------------------------------------------------------------------
 
-def view(batch: dict) -> dict[str, Any]:
-    total = batch["total"]
-    ended = sum(batch[state] for state in ENDED)
-    elapsed = max(0.0, (float(batch.get("ended_at") or 0) or time.time()) - batch["created_at"])
-    left = None if not ended or ended == total else round(elapsed / ended * (total - ended))
-    counts = {state: batch[state] for state in ("pending", "submitting", "running", *sorted(ENDED))}
-    return {"batch_id": batch["batch_id"], "status": batch["status"], "total": total, "counts": counts,
-            "percent_done": round(100.0 * ended / total, 1) if total else 100.0, "seconds_left": left,
-            "credits_used": batch["credits_used"], "format": batch["settings"].get("format"),
-            "on_error": batch["settings"].get("on_error"), "created_at": batch["created_at"]}
-
-
 def page(ctx: Context, batch: dict, state: str | None, cursor: int, limit: int) -> tuple[list[dict], int | None]:
     """Rows after row number ``cursor`` (in ``state``), and the cursor of the next page."""
     rows = [row for row in ctx.batches.rows(batch["batch_id"]) if row["row"] > cursor and (not state or
@@ -238,17 +224,3 @@ def _row_view(row: dict) -> dict:
     return {"row": row["row"], "record_key": row["record_key"], "state": row["state"],
             "task_id": row.get("task_id") if row["state"] != "pending" else None,
             "credits_used": row.get("credits"), "error": row.get("error") or None}
-
-
-def manifest(ctx: Context, batch: dict) -> str:
-    """The CSV at the end: row, record_key, status, file link, credits and error."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["row", "record_key", "status", "file", "credits", "error"])
-    for row in ctx.batches.rows(batch["batch_id"]):
-        link = ""
-        if row["state"] == "completed" and row.get("task_id"):
-            link = deliveries.file_link(ctx, row["task_id"])
-        writer.writerow([row["row"], row["record_key"], row["state"], link, row.get("credits") or "",
-                         row.get("error") or ""])
-    return out.getvalue()

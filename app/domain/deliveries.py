@@ -146,15 +146,12 @@ def plan(ctx: Context, task: dict, event: dict, then: dict | None = None) -> Non
     if task["status"] == "completed":
         slots += [(f"destination:{n}", ref) for n, ref in enumerate(task.get("destinations") or [])]
     if task.get("callback_url"):
-        slots.append(("callback", {"kind": "callback",
-                                   "config": {"url": task["callback_url"],
-                                              "headers": task.get("callback_headers") or {}}}))
+        slots.append(_callback_slot(task["callback_url"], task.get("callback_headers") or {}))
     if task.get("write_back"):  # the record the document belongs to: Ready with the file, or Failed
         slots.append((WRITE_BACK_SLOT, {"id": task["write_back"]}))
     if task.get("slack_reply"):  # an /overten command: tell the person who ran it how it ended
         slots.append(("slack-reply", {"kind": "slack_reply", "config": json.loads(ctx.box.open(task["slack_reply"]))}))
-    slots += [(f"hook:{hook['id']}", {"kind": "webhook", "hook_id": hook["id"]})
-              for hook in ctx.hooks.list(task["tenant_id"], event["type"])]
+    slots += _hook_slots(ctx, task["tenant_id"], event["type"])
     event = with_links(ctx, event)
     pipe = ctx.redis.pipeline()
     ids = [_record(ctx, pipe, task, event, slot, ref) for slot, ref in slots]
@@ -165,6 +162,29 @@ def plan(ctx: Context, task: dict, event: dict, then: dict | None = None) -> Non
     for delivery_id in ids:  # after the records: the lane adds only a delivery still pending
         enqueue(ctx, delivery_id, pipe=pipe)
     pipe.execute()
+
+
+def plan_batch(ctx: Context, batch: dict, event: dict, callback_url: str = "") -> list[str]:
+    """batch.completed: one POST to the batch's callback URL and to each hook subscribed to the event,
+    recorded and queued like a task's (the batch id stands where a task's would)."""
+    owner = {"task_id": batch["batch_id"], "tenant_id": batch["tenant_id"]}
+    slots = ([_callback_slot(callback_url, {})] if callback_url else []) + _hook_slots(ctx, batch["tenant_id"],
+                                                                                        event["type"])
+    pipe = ctx.redis.pipeline()
+    ids = [_record(ctx, pipe, owner, event, slot, ref) for slot, ref in slots]
+    for delivery_id in ids:
+        enqueue(ctx, delivery_id, pipe=pipe)
+    pipe.execute()
+    return ids
+
+
+def _callback_slot(url: str, headers: dict) -> tuple[str, dict]:
+    return "callback", {"kind": "callback", "config": {"url": url, "headers": headers}}
+
+
+def _hook_slots(ctx: Context, tenant_id: str, event_type: str) -> list[tuple[str, dict]]:
+    return [(f"hook:{hook['id']}", {"kind": "webhook", "hook_id": hook["id"]})
+            for hook in ctx.hooks.list(tenant_id, event_type)]
 
 
 # KEYS: the delivery record. ARGV: its field/value pairs. Nothing is written for a delivery planned before (the

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 import schemas
-from app.domain import batch_rows, batches
+from app.domain import batch_files, batch_rows, batches
 from app.domain.write_back import WriteBackRefused
 from app.web.api import check_destinations, idempotent
 from app.web.base import ctx, public, require_tenant, tenant
@@ -37,7 +37,7 @@ def _create(body: dict) -> tuple[Response, int]:
         first = exc.faults[0]
         raise ApiError(400, "invalid_batch", f"{len(faults)} rows or columns are at fault; the first: row "
                        f"{first.row}, {first.column or 'the file'}: {first.message}",
-                       field=f"rows.{first.row}.{first.column}" if first.row else first.column or "rows",
+                       field=f"rows.{first.row - 1}.{first.column}" if first.row else first.column or "rows",
                        errors=faults[:batches.MAX_ERRORS], count=len(faults)) from None
     return jsonify(_answer(batch)), 202
 
@@ -104,10 +104,17 @@ def cancel_batch(batch_id: str):
     return jsonify({**_answer(ctx().batches.get(batch_id) or batch), "cancelled": cancelled}), 202
 
 
+@bp.get("/batches/<batch_id>/files.zip")
+def batch_archive(batch_id: str):
+    batch = _batch(batch_id)
+    return Response(batch_files.archive(ctx(), batch), mimetype="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{batch_id}.zip"'})
+
+
 @bp.get("/batches/<batch_id>/manifest.csv")
 def batch_manifest(batch_id: str):
     batch = _batch(batch_id)
-    return Response(batches.manifest(ctx(), batch), mimetype="text/csv",
+    return Response(batch_files.manifest(ctx(), batch), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{batch_id}.csv"'})
 
 
@@ -119,6 +126,7 @@ def _batch(batch_id: str) -> dict:
 
 
 def _answer(batch: dict) -> dict:
-    return {**batches.view(batch), "links": {"batch": public(f"/v1/batches/{batch['batch_id']}"),
+    return {**batch_rows.view(batch), "links": {"batch": public(f"/v1/batches/{batch['batch_id']}"),
                                              "rows": public(f"/v1/batches/{batch['batch_id']}/rows"),
-                                             "manifest": public(f"/v1/batches/{batch['batch_id']}/manifest.csv")}}
+                                             "manifest": public(f"/v1/batches/{batch['batch_id']}/manifest.csv"),
+                                             "zip": public(f"/v1/batches/{batch['batch_id']}/files.zip")}}

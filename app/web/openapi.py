@@ -78,6 +78,8 @@ ROUTES = [
           {202: "relay/batch.json", 401: ERROR, 404: ERROR}),
     Route("POST", "/v1/batches/{batch_id}/cancel", "Cancel the rows that have not ended", V1,
           {202: "relay/batch.json", 401: ERROR, 404: ERROR, 409: ERROR}),
+    Route("GET", "/v1/batches/{batch_id}/files.zip", "Every finished file and the manifest, streamed", V1,
+          {200: None, 401: ERROR, 404: ERROR}, response_type={200: "application/zip"}),
     Route("GET", "/v1/batches/{batch_id}/manifest.csv", "Row, record, status, file link, credits and error", V1,
           {200: None, 401: ERROR, 404: ERROR}, response_type={200: CSV}),
     Route("POST", "/v1/destinations", "Save a destination", V1, {201: "relay/destination.json", 400: ERROR,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import zipfile
 
 import httpx
 
@@ -78,8 +80,7 @@ def test_a_csv_batch_by_upload_and_by_multipart(relay):
 
 
 def test_every_row_is_checked_before_anything_starts(relay):
-    rows = [{"record_key": f"deal:{n}", "company": "Acme"} for n in range(1, 61)] + [{"record_key": " ", "company": "x",
-                                                                                       "seats": 1}]
+    rows = [{"record_key": f"deal:{n}", "company": "Acme"} for n in range(1, 62)]
     with relay.client() as client:
         answer = client.post("/v1/batches", json=batch_body(rows))
         syntax = client.post("/v1/batches", json=batch_body(DEALS, template="Memo {{ company"))
@@ -88,10 +89,17 @@ def test_every_row_is_checked_before_anything_starts(relay):
     assert answer.status_code == 400 and error["code"] == "invalid_batch" and error["count"] == 61
     assert len(error["errors"]) == 50 and error["errors"][0] == {
         "row": 1, "column": "seats", "message": "the template names {{seats}}, which this row has no column for"}
-    assert error["field"] == "rows.1.seats"
+    assert error["field"] == "rows.0.seats", "a JSON path into the body; row counts from 1"
     assert relay.ctx.batches.running() == [], "nothing started"
+    blank = client_post(relay, batch_body([{"record_key": " ", "company": "x", "seats": 1}]))
+    assert blank.status_code == 400 and blank.json()["error"]["field"] == "rows.0.record_key"
     assert syntax.status_code == 400 and syntax.json()["error"]["field"] == "prompt_template"
     assert schema.status_code == 400 and schema.json()["error"]["field"] == "rows"
+
+
+def client_post(relay, body: dict) -> httpx.Response:
+    with relay.client() as client:
+        return client.post("/v1/batches", json=body)
 
 
 def test_skip_done_skips_rows_whose_record_has_that_document_already(relay):
@@ -162,3 +170,24 @@ def test_the_feed_keeps_a_tenants_rows_under_its_limit_and_single_submits_go_str
     assert batch["counts"]["completed"] == 12
     assert 1 <= peak <= 3, "never more rows in the API than the feed's limit"
     assert single["status"] != "pending_submit", "the single submit went to the API at once, beside the batch"
+
+
+def test_the_end_of_a_batch_goes_to_its_callback_and_hooks_with_the_manifest_and_a_zip(relay, receiver):
+    with relay.client() as client:
+        client.post("/v1/hooks", json={"target_url": receiver.url, "event": "batch.completed"}).raise_for_status()
+        batch = run(client, batch_body(DEALS[:3], callback_url=receiver.url + "/callback"))
+        [hook, callback] = sorted(receiver.wait_for(2, 30), key=lambda r: r.path)
+        zipped = client.get(f"/v1/batches/{batch['batch_id']}/files.zip")
+    event = json.loads(hook.body)
+    assert event["type"] == "batch.completed" and callback.path.endswith("/callback")
+    data = event["data"]
+    assert data["batch_id"] == batch["batch_id"] and data["counts"]["completed"] == 3
+    manifest = list(csv.DictReader(io.StringIO(httpx.get(data["manifest_url"]).text)))
+    assert [line["record_key"] for line in manifest] == ["deal:1", "deal:2", "deal:3"]
+    signed_zip = httpx.get(data["zip_url"]).content
+    for archive in (zipped.content, signed_zip):
+        with zipfile.ZipFile(io.BytesIO(archive)) as files:
+            names = files.namelist()
+            assert names == ["00001-deal_1.docx", "00002-deal_2.docx", "00003-deal_3.docx", "manifest.csv"]
+            assert all(files.read(name)[:2] == b"PK" for name in names[:3]), "whole Word files"
+    assert len(receiver.requests) == 2, "announced once"

@@ -30,9 +30,12 @@ def test_a_csv_batch_with_progress_then_its_status_and_a_retry(relay, tmp_path):
     assert again.returncode == 0 and "1 failed rows again" in again.stdout
 
 
-def test_a_bad_batch_lists_the_rows_at_fault(relay, tmp_path):
+def test_a_bad_batch_lists_the_rows_and_fields_at_fault(relay, tmp_path):
     rows = tmp_path / "bad.csv"
-    rows.write_text("record_key,company\ndeal:1,Acme\n,Globex\n")
+    rows.write_text("record_key,company\ndeal:1,Acme\ndeal:2,Globex\n")
     done = cli(relay, "submit", str(rows), "--format", "word", "--template", "Memo for {{company}} in {{city}}")
     assert done.returncode != 0
-    assert "row 1, city: the template names {{city}}" in done.stderr and "row 2, record_key" in done.stderr
+    assert "row 1, city: the template names {{city}}" in done.stderr and "row 2, city" in done.stderr
+    rows.write_text("record_key,company\ndeal:1,Acme\n,Globex\n")
+    blank = cli(relay, "submit", str(rows), "--format", "word", "--template", "Memo for {{company}}")
+    assert blank.returncode != 0 and "rows.1.record_key" in blank.stderr
