@@ -175,6 +175,9 @@ class UpstreamClient:
                                            "User-Agent": "overten-relay/0.1"})
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
+        self.throttled = 0
+        """How many of this client's calls the API answered 429, retried ones included (a batch's feed slows
+        down on them even when a retry got through)."""
 
     def close(self) -> None:
         self._http.close()
@@ -292,6 +295,7 @@ class UpstreamClient:
                 if response.status_code >= 400 and response.status_code not in (404, 410):
                     status = response.status_code
                     metrics.UPSTREAM_ERRORS.labels(endpoint, "429" if status == 429 else f"{status // 100}xx").inc()
+                    self.throttled += status == 429
                 if not _retryable(response.status_code, safe_to_resend):
                     return response
                 retry_after = _retry_after(response)

@@ -6,8 +6,8 @@ write-back apply as for one submit), handed to the API at its own pace.
   the first 50 faults are answered with their count.
 - **At the API's pace.** A tenant's batch rows in the API at once are limited (app.stores.batches claims
   them in Lua): the limit starts at 2, grows by about one per round of rows handed over without trouble,
-  halves when the API answers a hand-over with 429 or is unavailable, and holds back for the Retry-After
-  (or 5 s). Single submits never go through this feed, so a batch never queues them.
+  halves when the API answers a hand-over with 429 (a retry that got through included) or is unavailable,
+  and holds back 5 s. Single submits never go through this feed, so a batch never queues them.
 - **Crash-safe.** A row is claimed with its task id; the task is made under that id, so a worker that died
   in between leaves a row the next tick finishes, never a second task.
 - **Rows end with their tasks** (app.domain.batch_rows), which frees their place and feeds the next; the
@@ -172,7 +172,7 @@ def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict) -> None:
     if task["status"] in TERMINAL:  # it ended at once (refused): its follow-ups may have run before the claim
         batch_rows.row_ended(ctx, task)
         return
-    if task["status"] == "pending_submit":  # the API refused it for now (429, 5xx): slow the feed down
+    if task["status"] == "pending_submit" or task.get("throttled"):  # the API said 429 or 5xx: slow down
         _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS)
     else:
         _speed_up(ctx, tenant.tenant_id)

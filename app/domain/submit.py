@@ -81,21 +81,25 @@ def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
                 submitted = client.generate(task["format"], task["prompt"], webhook_url=webhook_url)
                 restarted = True
         except UpstreamUnavailable:
+            if client.throttled:
+                ctx.tasks.set(task_id, throttled=client.throttled)
             raise
         except UpstreamError as exc:
             field = {"field": exc.field} if exc.field else {}
             tracking.fail(ctx, task_id, "upstream_rejected", exc.message, status=exc.status, **field)
             return
     # the API has started the job: a refused write now must not lead to a second one, so it waits for Redis
-    storage.persist(lambda: _record_handover(ctx, tenant, task, submitted, restarted), "submit", patience=20)
+    storage.persist(lambda: _record_handover(ctx, tenant, task, submitted, restarted, client.throttled), "submit",
+                    patience=20)
 
 
-def _record_handover(ctx: Context, tenant: Tenant, task: dict, submitted, restarted: bool) -> None:
+def _record_handover(ctx: Context, tenant: Tenant, task: dict, submitted, restarted: bool, throttled: int) -> None:
     task_id = task["task_id"]
     if ctx.tasks.restore(task):  # else the fields below would make a task with no status, prompt or tenant
         log.warning("task %s was lost by a Redis failover while the API took it; stored again", task_id)
     ctx.tasks.set(task_id, upstream_task_id=submitted.task_id, run_id=submitted.run_id,
-                  run_restarted=int(restarted), submitted_at=time.time())
+                  run_restarted=int(restarted), submitted_at=time.time(), **({"throttled": throttled} if throttled
+                                                                              else {}))
     ctx.tasks.transition(task_id, expect="pending_submit", status=submitted.status)
     if task.get("record_key"):
         ctx.records.map_run(tenant.tenant_id, task["record_key"], task["format"], submitted.run_id)

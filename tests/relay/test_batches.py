@@ -191,3 +191,26 @@ def test_the_end_of_a_batch_goes_to_its_callback_and_hooks_with_the_manifest_and
             assert names == ["00001-deal_1.docx", "00002-deal_2.docx", "00003-deal_3.docx", "manifest.csv"]
             assert all(files.read(name)[:2] == b"PK" for name in names[:3]), "whole Word files"
     assert len(receiver.requests) == 2, "announced once"
+
+
+def test_the_feed_backs_off_when_the_api_answers_429(make_relay, make_sandbox):
+    # 6 calls per 2 s for the key: a batch fed at full speed would meet 429s at once
+    sandbox = make_sandbox(task_seconds=0.2, rate_limit_requests=6, rate_limit_window_seconds=2)
+    relay = make_relay(sandbox=sandbox, batch_max_concurrency=8)
+    limits: list[float] = []
+    with relay.client() as client:
+        rows = [{"record_key": f"deal:{n}", "company": "Acme", "seats": n} for n in range(1, 13)]
+        answer = client.post("/v1/batches", json=batch_body(rows))
+        batch_id = answer.json()["batch_id"]
+
+        def ended():
+            limits.append(relay.ctx.batches.feed(relay.tenant_id).get("limit", 2.0))
+            batch = relay.ctx.batches.get(batch_id)
+            return batch if batch["status"] != "running" else None
+
+        batch = eventually(ended, 120, "the batch to end", every=0.2)
+        tasks = [relay.ctx.tasks.get(row["task_id"]) for row in relay.ctx.batches.rows(batch_id)]
+    assert batch["completed"] == 12, "every row in the end"
+    assert any(task.get("throttled") for task in tasks), "the API did answer 429"
+    assert min(limits) < max(limits) and relay.ctx.batches.feed(relay.tenant_id).get("hold_until"), \
+        "the feed halved its limit and held back"
