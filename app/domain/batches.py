@@ -131,6 +131,9 @@ def feed(ctx: Context, batch_id: str) -> int:
         _start(ctx, tenant, batch, row)
         handed += 1
     batch_rows.complete_if_done(ctx, batch_id)  # every row skipped, or ended before this feed saw it
+    hold = ctx.batches.feed(tenant.tenant_id).get("hold_until", 0.0) - time.time()
+    if hold > 0 and ctx.batches.waiting(batch_id):  # nothing else may wake the feed when the hold is over
+        queues.enqueue_batch_feed(ctx, batch_id, delay=hold)
     return handed
 
 

@@ -70,11 +70,14 @@ def _seconds(values: tuple[float, ...]) -> list[int]:
     return [max(1, math.ceil(v)) for v in values]
 
 
-def enqueue_batch_feed(ctx: Context, batch_id: str) -> None:
-    """Hand the batch's next rows to the API, as far as the tenant's feed has room (app.domain.batches); the
-    reconciler's tick does the same, should this job be lost."""
-    ctx.queue(SUBMIT).enqueue(job("feed_batch"), batch_id, job_timeout=600, result_ttl=0,
-                              failure_ttl=ctx.config.job_failure_ttl_seconds)
+def enqueue_batch_feed(ctx: Context, batch_id: str, delay: float = 0.0) -> None:
+    """Hand the batch's next rows to the API, as far as the tenant's feed has room (app.domain.batches), now
+    or after ``delay`` (the end of a hold); the reconciler's tick does the same, should this job be lost."""
+    options = {"job_timeout": 600, "result_ttl": 0, "failure_ttl": ctx.config.job_failure_ttl_seconds}
+    if delay > 0:  # RQ keeps scheduled times in whole seconds, rounded down: one more
+        ctx.queue(SUBMIT).enqueue_in(timedelta(seconds=delay + 1), job("feed_batch"), batch_id, **options)
+    else:
+        ctx.queue(SUBMIT).enqueue(job("feed_batch"), batch_id, **options)
 
 
 def enqueue_submit(ctx: Context, task_id: str) -> None:
