@@ -12,10 +12,15 @@ from typing import Any
 import schemas
 from app.core.formats import LABELS
 from app.integrations.documents import DESTINATION_KINDS, SAMPLE_TASK
+from connectors.registry import RECORD_KINDS
 
 TIMEOUT_MS = 40_000  # Make's own ceiling for one module call
 _AUTH = "Bearer {{connection.apiKey}}"
 _ERROR = "[{{statusCode}}] {{body.error.message}}{{if(body.error.field; ' (field: ' + body.error.field + ')'; '')}}"
+
+
+_LISTS = {"listDestinations": DESTINATION_KINDS.split(", "), "listConnections": list(RECORD_KINDS)}
+"""The dropdowns of saved destinations: where files go, and the write-back connections."""
 
 
 def _options(values: list[str], labels: dict[str, str] | None = None) -> list[dict[str, str]]:
@@ -56,7 +61,7 @@ def _submit_params(names: tuple[str, ...], required: tuple[str, ...]) -> list[di
                                 "options": "rpc://listDestinations", "required": True}])
         if param["name"] == "write_back":
             param.update(type="collection", spec=[{"name": "connection", "label": "Connection (hubspot, airtable or "
-                                                   "sheets)", "type": "select", "options": "rpc://listDestinations",
+                                                   "sheets)", "type": "select", "options": "rpc://listConnections",
                                                    "required": True}])
     return params
 
@@ -105,10 +110,11 @@ def make_app(public_url: str) -> dict[str, Any]:
             "response": {"data": {"externalHookId": "{{body.id}}"}}},
         "webhooks/documentCompleted/documentCompleted.detach.iml.json": {
             "url": "/v1/hooks/{{webhook.externalHookId}}", "method": "DELETE"},
-        "rpcs/listDestinations/listDestinations.communication.iml.json": {
-            "url": "/v1/destinations", "method": "GET",
+        **{f"rpcs/{rpc}/{rpc}.communication.iml.json": {
+            "url": "/v1/destinations", "method": "GET", "qs": {"kind": ",".join(kinds)},
             "response": {"iterate": "{{body.items}}",
-                         "output": {"label": "{{item.name}} ({{item.kind}})", "value": "{{item.id}}"}}},
+                         "output": {"label": "{{item.name}} ({{item.kind}})", "value": "{{item.id}}"}}}
+           for rpc, kinds in _LISTS.items()},
     }
     modules: dict[str, Any] = {}
     definitions = [
@@ -157,8 +163,10 @@ def make_app(public_url: str) -> dict[str, Any]:
                 "label": "Document completed", "webhookType": "web", "connection": "relay",
                 "codeFiles": {part: f"{hook}.{part}.iml.json" for part in ("communication", "attach", "detach")}}},
             "module": modules,
-            "rpc": {"listDestinations": {"label": "List saved destinations", "connection": "relay", "codeFiles": {
-                "communication": "rpcs/listDestinations/listDestinations.communication.iml.json"}}},
+            "rpc": {rpc: {"label": label, "connection": "relay", "codeFiles": {
+                "communication": f"rpcs/{rpc}/{rpc}.communication.iml.json"}}
+                for rpc, label in (("listDestinations", "List saved destinations"),
+                                   ("listConnections", "List write-back connections"))},
             "function": {},
             "endpoint": {},
         },

@@ -9,7 +9,7 @@ from app.stores.destinations import check_config
 from app.stores.events import iso
 from app.web.base import ctx, require_tenant, tenant
 from connectors.registry import RECORD_KINDS
-from schemas.http import ApiError, json_body
+from schemas.http import ApiError, json_body, query_params
 
 bp = Blueprint("fanout", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -40,9 +40,11 @@ def create_destination():
 
 @bp.get("/destinations")
 def list_destinations():
+    kinds = set(filter(None, query_params("relay/destinations-query.json").get("kind", "").split(",")))
     tenant_id = tenant().tenant_id
     defaults = ctx().destinations.defaults(tenant_id)
-    return jsonify({"items": [_shown(d, defaults) for d in ctx().destinations.list(tenant_id)]})
+    return jsonify({"items": [_shown(d, defaults) for d in ctx().destinations.list(tenant_id)
+                              if not kinds or d["kind"] in kinds]})
 
 
 @bp.get("/destinations/<destination_id>")

@@ -167,3 +167,22 @@ def test_the_destination_fields_name_every_destination_kind(web_only):
     for kind in kinds | {"onedrive", "dropbox", "s3", "teams"}:
         assert kind in field["helpText"] and kind in param["spec"][0]["help"], kind
     assert field["dynamic"] == "list_destinations.id.name"
+
+
+def test_the_write_back_dropdowns_list_only_connections(web_only):
+    with web_only.client() as client:
+        for saved in ({"name": "Reports", "kind": "folder", "config": {"path": "r"}},
+                      {"name": "CRM", "kind": "hubspot", "config": {"token": "pat-na1-0000-1111"}}):
+            client.post("/v1/destinations", json=saved).raise_for_status()
+        connections = client.get("/v1/destinations", params={"kind": "hubspot,airtable,sheets"}).json()["items"]
+        files = client.get("/v1/destinations", params={"kind": "folder,s3"}).json()["items"]
+        bad = client.get("/v1/destinations", params={"kind": "Hub Spot"})
+    assert [d["name"] for d in connections] == ["CRM"] and [d["name"] for d in files] == ["Reports"]
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "kind"
+    make = httpx.get(web_only.url + "/connectors/make/").json()["files"]
+    assert make["rpcs/listConnections/listConnections.communication.iml.json"]["qs"] == {
+        "kind": "hubspot,airtable,sheets"}
+    assert "hubspot" not in make["rpcs/listDestinations/listDestinations.communication.iml.json"]["qs"]["kind"]
+    [param] = [p for body in make.values() if isinstance(body, list) for p in body
+               if isinstance(p, dict) and p.get("name") == "write_back"][:1]
+    assert param["spec"][0]["options"] == "rpc://listConnections"

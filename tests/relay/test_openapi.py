@@ -47,11 +47,15 @@ def test_no_5xx_and_every_answer_matches_the_document(live_relay, reliability):
     operations = [op for result in loaded.get_all_operations() if (op := result.ok()).path != "/readyz"]
     assert len(operations) > 25
     for operation in operations:
+        # a batch's rows are checked against its template (a column a row lacks, a template that renders empty),
+        # which no JSON Schema can say: a generated batch may be answered its documented 400 listing the rows
+        excluded = [schemathesis.checks.positive_data_acceptance] if operation.path == "/v1/batches" else []
+
         @given(case=operation.as_strategy())
         @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def run(case):
             calls.append(1)
-            case.call_and_validate(headers=headers)
+            case.call_and_validate(headers=headers, excluded_checks=excluded)  # noqa: B023 - run at once, below
 
         try:
             run()
