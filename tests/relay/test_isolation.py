@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 from app.web.openapi import ROUTES
 from tests.relay.test_deliveries import delivered
+from tests.support.servers import eventually
 
 
 def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, reliability):
@@ -19,11 +20,16 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, 
                         destinations=[{"id": destination["id"]}])
     dead = next(d for d in delivered(relay, owner, task["task_id"], count=2) if d["destination_id"])
     record_path = "/v1/records/" + quote("crm:deal:1", safe="")
+    batch = owner.post("/v1/batches", json={"format": "word", "prompt_template": "Memo {{n}} [[fail]]",
+                                            "rows": [{"record_key": "crm:deal:2", "n": 1}]}).json()
+    batch_path = f"/v1/batches/{batch['batch_id']}"
+    eventually(lambda: owner.get(batch_path).json()["status"] == "completed", 30, "the owner's batch to end")
 
     def owner_view() -> dict:
         paths = {"task": f"/v1/tasks/{task['task_id']}", "record": record_path, "hooks": "/v1/hooks",
                  "destination": f"/v1/destinations/{destination['id']}", "events": "/v1/events", "me": "/v1/me",
-                 "delivery": f"/v1/deliveries/{dead['delivery_id']}"}
+                 "delivery": f"/v1/deliveries/{dead['delivery_id']}", "batch": batch_path,
+                 "batch rows": f"{batch_path}/rows"}
         return {name: _without_links(owner.get(path).json()) for name, path in paths.items()}
 
     before = owner_view()
@@ -45,6 +51,12 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, 
                                                                                  "format": "csv"}),
         ("POST", "/v1/documents (saved destination)"): intruder.post("/v1/documents", json={
             "format": "excel", "prompt": "x", "destinations": [{"id": destination["id"]}]}),
+        ("GET", "/v1/batches/{batch_id}"): intruder.get(batch_path),
+        ("GET", "/v1/batches/{batch_id}/rows"): intruder.get(f"{batch_path}/rows"),
+        ("POST", "/v1/batches/{batch_id}/retry"): intruder.post(f"{batch_path}/retry"),
+        ("POST", "/v1/batches/{batch_id}/cancel"): intruder.post(f"{batch_path}/cancel"),
+        ("GET", "/v1/batches/{batch_id}/manifest.csv"): intruder.get(f"{batch_path}/manifest.csv"),
+        ("GET", "/v1/batches/{batch_id}/files.zip"): intruder.get(f"{batch_path}/files.zip"),
     }
     assert {call: answer.status_code for call, answer in calls.items()} == {call: 404 for call in calls}
     assert all(answer.json()["error"]["code"].endswith("not_found") for answer in calls.values())
