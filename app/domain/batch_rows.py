@@ -1,6 +1,6 @@
 """A batch row's end, from its task's follow-ups (app.domain.tracking): the row takes the task's outcome
-and gives its place in the tenant's feed to the next row; the batch completes when every row has ended.
-Apart from app.domain.batches, which submits, so that tracking can call it."""
+and gives its place in the tenant's feed to the next row; the batch completes when every row has ended,
+and is announced. Apart from app.domain.batches, which submits, so that tracking can call it."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ import time
 from typing import Any
 
 from app.core.ids import new_id
-from app.core.upstream import UpstreamError
 from app.domain import deliveries
 from app.stores import queues
 from app.stores.batches import ENDED
 from app.stores.context import Context
 from app.stores.events import iso
-from app.stores.tasks import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +31,9 @@ def row_ended(ctx: Context, task: dict) -> None:
     if before is None:
         return
     ctx.redis.hincrbyfloat(ctx.batches.key_for(batch["batch_id"]), "credits_used", credits)
-    if state == "failed" and batch["settings"].get("on_error") == "stop":
-        cancel(ctx, batch, reason="stopped")
+    if state == "failed" and batch["settings"].get("on_error") == "stop" and batch["status"] == "running":
+        ctx.batches.set(batch["batch_id"], status="stopped")  # no row is claimed from here on
+        queues.enqueue_batch_cancel(ctx, batch["batch_id"])  # the API calls, off the webhook's path
     complete_if_done(ctx, batch["batch_id"])
     for waiting in ctx.batches.running(batch["tenant_id"]):  # the place is the tenant's: any of its batches
         queues.enqueue_batch_feed(ctx, waiting)
@@ -55,36 +54,10 @@ def complete_if_done(ctx: Context, batch_id: str) -> bool:
 def _announce(ctx: Context, batch: dict) -> None:
     """batch.completed to the batch's callback and the hooks subscribed to it: the counts and the manifest."""
     token = {"b": batch["batch_id"], "l": int(ctx.config.record_link_ttl_seconds)}
-    data = {**view(batch), "manifest_url": files_link(ctx, token),
-            "zip_url": files_link(ctx, {**token, "z": 1})}
+    data = {**view(batch), "manifest_url": deliveries.files_url(ctx, token),
+            "zip_url": deliveries.files_url(ctx, {**token, "z": 1})}
     event = {"id": new_id("evt"), "type": "batch.completed", "created_at": iso(time.time()), "data": data}
     deliveries.plan_batch(ctx, batch, event, batch["settings"].get("callback_url") or "")
-
-
-def files_link(ctx: Context, payload: dict) -> str:
-    return f"{ctx.config.public_url.rstrip('/')}/files/{ctx.tokens.file(payload)}"
-
-
-def cancel(ctx: Context, batch: dict, reason: str = "cancelled") -> int:
-    """Rows not yet handed over are cancelled; rows in the API are cancelled there and end with their
-    tasks. Returns how many rows were cancelled or asked to cancel."""
-    ctx.batches.set(batch["batch_id"], status=reason)
-    waiting = ctx.batches.waiting(batch["batch_id"])
-    ctx.batches.clear_waiting(batch["batch_id"])
-    for number in waiting:
-        ctx.batches.move(batch, number, "cancelled")
-    tenant, asked = ctx.tenants.get(batch["tenant_id"]), 0
-    for row in ctx.batches.rows(batch["batch_id"]):
-        task = ctx.tasks.get(row.get("task_id") or "") if row["state"] in ("submitting", "running") else None
-        if task and task.get("upstream_task_id") and task["status"] not in TERMINAL and tenant is not None:
-            try:
-                with ctx.upstream_once(tenant) as client:
-                    client.cancel_task(task["upstream_task_id"])
-                asked += 1
-            except UpstreamError as exc:
-                log.warning("batch %s: cancelling task %s failed: %s", batch["batch_id"], task["task_id"], exc)
-    complete_if_done(ctx, batch["batch_id"])
-    return len(waiting) + asked
 
 
 def view(batch: dict) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from app.domain import batch_rows, submit, write_back
+from app.core.upstream import UpstreamError
+from app.domain import batch_rows, submit, tracking, write_back
 from app.stores import queues
 from app.stores.context import Context
 from app.stores.tasks import TERMINAL
@@ -175,11 +176,47 @@ def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict) -> None:
     if task["status"] in TERMINAL:  # it ended at once (refused): its follow-ups may have run before the claim
         batch_rows.row_ended(ctx, task)
         return
+    if (ctx.batches.get(batch["batch_id"]) or batch)["status"] != "running":  # cancelled while it was handed over
+        _cancel_task(ctx, tenant, ctx.tasks.get(task["task_id"]) or task)
+        return
     if task["status"] == "pending_submit" or task.get("throttled"):  # the API said 429 or 5xx: slow down
         _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS)
     else:
         _speed_up(ctx, tenant.tenant_id)
     ctx.batches.move(batch, row["row"], "running")
+
+
+def cancel(ctx: Context, batch: dict, reason: str = "cancelled") -> int:
+    """Rows not yet handed over are cancelled; rows in the API are cancelled there and end with their tasks.
+    Returns how many rows were cancelled or asked to cancel. A row being handed over meanwhile cancels its
+    own task once it sees the batch is no longer running (``_start``)."""
+    ctx.batches.set(batch["batch_id"], status=reason)  # no row is claimed from here on
+    waiting = ctx.batches.waiting(batch["batch_id"])
+    ctx.batches.clear_waiting(batch["batch_id"])
+    for number in waiting:
+        ctx.batches.move(batch, number, "cancelled")
+    tenant, asked = ctx.tenants.get(batch["tenant_id"]), 0
+    for row in ctx.batches.rows(batch["batch_id"]):
+        task = ctx.tasks.get(row.get("task_id") or "") if row["state"] in ("submitting", "running") else None
+        if task and tenant is not None:
+            asked += _cancel_task(ctx, tenant, task)
+    batch_rows.complete_if_done(ctx, batch["batch_id"])
+    return len(waiting) + asked
+
+
+def _cancel_task(ctx: Context, tenant: Tenant, task: dict) -> bool:
+    """A row's task, cancelled: at the API once it has it, else here, before it is handed over."""
+    if task["status"] in TERMINAL:
+        return False
+    if not task.get("upstream_task_id"):
+        return tracking.finish(ctx, task["task_id"], {"status": "cancelled", "phase": ""})
+    try:
+        with ctx.upstream_once(tenant) as client:
+            client.cancel_task(task["upstream_task_id"])
+        return True
+    except UpstreamError as exc:
+        log.warning("batch row task %s: cancelling it failed: %s", task["task_id"], exc)
+        return False
 
 
 def _done_before(ctx: Context, tenant_id: str, row: dict, fmt: str) -> bool:
@@ -216,9 +253,12 @@ def retry(ctx: Context, batch: dict) -> int:
 # -- what people see ----------------------------------------------------------------------------------------
 
 def page(ctx: Context, batch: dict, state: str | None, cursor: int, limit: int) -> tuple[list[dict], int | None]:
-    """Rows after row number ``cursor`` (in ``state``), and the cursor of the next page."""
-    rows = [row for row in ctx.batches.rows(batch["batch_id"]) if row["row"] > cursor and (not state or
-                                                                                           row["state"] == state)]
+    """Rows after row number ``cursor`` (in ``state``), and the cursor of the next page. Without a state, the
+    page is read by row number (rows are numbered from 1); with one, the rows are scanned."""
+    if state:
+        rows = [row for row in ctx.batches.rows(batch["batch_id"]) if row["row"] > cursor and row["state"] == state]
+    else:
+        rows = ctx.batches.rows_from(batch["batch_id"], cursor + 1, limit + 1)
     chosen = rows[:limit]
     return [_row_view(row) for row in chosen], (chosen[-1]["row"] if len(rows) > limit else None)
 

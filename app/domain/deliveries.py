@@ -311,5 +311,9 @@ def with_links(ctx: Context, event: dict) -> dict:
 
 def file_link(ctx: Context, task_id: str, export: str = "", life_seconds: int | None = None) -> str:
     """``life_seconds``: how long the link works, when not RELAY_FILES_LINK_TTL_SECONDS."""
-    token = ctx.tokens.file({"t": task_id, "x": export, **({"l": life_seconds} if life_seconds else {})})
-    return f"{ctx.config.public_url.rstrip('/')}/files/{token}"
+    return files_url(ctx, {"t": task_id, "x": export, **({"l": life_seconds} if life_seconds else {})})
+
+
+def files_url(ctx: Context, payload: dict) -> str:
+    """A signed /files/{token} link (app/web/files.py): a task's file, or a batch's manifest or ZIP."""
+    return f"{ctx.config.public_url.rstrip('/')}/files/{ctx.tokens.file(payload)}"

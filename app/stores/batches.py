@@ -115,6 +115,11 @@ class BatchStore:
         raw = self._redis.hget(self.rows_key(batch_id), str(row))
         return json.loads(raw) if raw else None
 
+    def rows_from(self, batch_id: str, first: int, count: int) -> list[dict]:
+        """Rows ``first`` .. ``first + count - 1`` that exist, by number: one HMGET, whatever the batch's size."""
+        raws = self._redis.hmget(self.rows_key(batch_id), [str(n) for n in range(first, first + count)])
+        return [json.loads(raw) for raw in raws if raw]
+
     def rows(self, batch_id: str) -> list[dict]:
         rows = [json.loads(raw) for raw in self._redis.hvals(self.rows_key(batch_id))]
         return sorted(rows, key=lambda row: row["row"])

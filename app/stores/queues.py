@@ -80,6 +80,12 @@ def enqueue_batch_feed(ctx: Context, batch_id: str, delay: float = 0.0) -> None:
         ctx.queue(SUBMIT).enqueue(job("feed_batch"), batch_id, **options)
 
 
+def enqueue_batch_cancel(ctx: Context, batch_id: str) -> None:
+    """Cancel what has not ended of a batch stopped at its first failed row (app.domain.batches.cancel)."""
+    ctx.queue(SUBMIT).enqueue(job("cancel_batch"), batch_id, job_timeout=600, result_ttl=0,
+                              failure_ttl=ctx.config.job_failure_ttl_seconds)
+
+
 def enqueue_submit(ctx: Context, task_id: str) -> None:
     """Keep trying to hand a stored submission to the API, on the configured schedule."""
     intervals = _seconds(ctx.config.submit_retry_intervals)

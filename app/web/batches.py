@@ -100,7 +100,7 @@ def cancel_batch(batch_id: str):
     batch = _batch(batch_id)
     if batch["status"] != "running":
         raise ApiError(409, "batch_ended", f"the batch has ended ({batch['status']})", field="batch_id")
-    cancelled = batch_rows.cancel(ctx(), batch)
+    cancelled = batches.cancel(ctx(), batch)
     return jsonify({**_answer(ctx().batches.get(batch_id) or batch), "cancelled": cancelled}), 202
 
 

@@ -57,6 +57,13 @@ def feed_batch(batch_id: str) -> int:
     return batches.feed(context.current(), batch_id)
 
 
+def cancel_batch(batch_id: str) -> int:
+    """What has not ended of a batch stopped at its first failed row."""
+    ctx = context.current()
+    batch = ctx.batches.get(batch_id)
+    return batches.cancel(ctx, batch, reason=batch["status"]) if batch else 0
+
+
 def submit_pending(task_id: str) -> str:
     """Hand a stored submission to the API; raising makes RQ retry it on the configured schedule."""
     ctx = context.current()

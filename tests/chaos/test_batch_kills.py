@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import random
-import signal
-import threading
-import time
 from collections import Counter
 
+from tests.support.chaos import WorkerKiller
 from tests.support.servers import eventually
 
 ROWS = 1000
@@ -20,24 +17,13 @@ def test_sigkill_workers_during_a_1000_row_batch(make_relay, make_sandbox, relia
     relay = make_relay(sandbox=sandbox, worker=False, batch_max_concurrency=8, batch_claim_stale_seconds=3)
     relay.start_scheduler()  # its reconciler starts rows whose claim outlived a killed worker
     workers = [relay.start_worker() for _ in range(2)]
-    kills, stop = [], threading.Event()
-
-    def killer() -> None:
-        rng = random.Random(11)
-        while not stop.is_set() and len(kills) < KILLS:
-            stop.wait(rng.uniform(0.5, 1.5))
-            victim = workers.pop(rng.randrange(len(workers)))
-            victim.send_signal(signal.SIGKILL)
-            victim.wait(timeout=10)
-            kills.append(time.monotonic())
-            workers.append(relay.start_worker())
+    chaos = WorkerKiller(relay, workers, KILLS, pause=(0.5, 1.5), seed=11)
 
     rows = [{"record_key": f"chaos:{n}", "n": n} for n in range(ROWS)]
     with relay.client() as client:
         answer = client.post("/v1/batches", json={"format": "excel", "prompt_template": "Report {{n}}", "rows": rows})
         assert answer.status_code == 202, answer.text
         batch_id = answer.json()["batch_id"]
-        chaos = threading.Thread(target=killer, daemon=True)
         chaos.start()
 
         def ended():
@@ -47,8 +33,7 @@ def test_sigkill_workers_during_a_1000_row_batch(make_relay, make_sandbox, relia
         try:
             batch = eventually(ended, 400, "the batch to end", every=2)
         finally:
-            stop.set()
-            chaos.join(timeout=30)
+            kills = chaos.finish()
     rows_seen = relay.ctx.batches.rows(batch_id)
     tasks_per_record = Counter(len(relay.ctx.records.task_ids(relay.tenant_id, f"chaos:{n}")) for n in range(ROWS))
     twice = sum(count for tasks, count in tasks_per_record.items() if tasks > 1)

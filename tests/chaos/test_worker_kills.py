@@ -4,13 +4,10 @@ most once per kill. (Warm shutdowns: test_warm_shutdown.py.)"""
 
 from __future__ import annotations
 
-import random
-import signal
-import threading
-import time
 from collections import Counter
 
 from tests.relay.test_email_delivery import email_destination
+from tests.support.chaos import WorkerKiller
 from tests.support.servers import eventually
 
 TASKS = 60  # x 5 destinations = 300 deliveries
@@ -30,19 +27,8 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, fake_drive, fake_s
                     {"kind": "slack", "config": {"channel": "C0CHAOS", "bot_token": "xoxb-test-token"}},
                     email_destination(smtp_server)]
     workers = [relay.start_worker() for _ in range(3)]
-    kills, stop = [], threading.Event()
+    chaos = WorkerKiller(relay, workers, KILLS, pause=(0.1, 0.3), seed=7)
 
-    def killer() -> None:
-        rng = random.Random(7)
-        while not stop.is_set() and len(kills) < KILLS:
-            stop.wait(rng.uniform(0.1, 0.3))
-            victim = workers.pop(rng.randrange(len(workers)))
-            victim.send_signal(signal.SIGKILL)
-            victim.wait(timeout=10)
-            kills.append(time.monotonic())
-            workers.append(relay.start_worker())
-
-    chaos = threading.Thread(target=killer, daemon=True)
     chaos.start()  # before the submits: with 4 test processes the deliveries could all be done before a kill
     tasks = [relay.submit(client, prompt=f"Chaos report {n}", record_key=f"chaos:{n}", destinations=destinations)
              for n in range(TASKS)]
@@ -55,8 +41,7 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, fake_drive, fake_s
     try:
         states = eventually(all_settled, 240, "all 300 deliveries to settle", every=0.5)  # a request per task
     finally:
-        stop.set()
-        chaos.join(timeout=30)
+        kills = chaos.finish()
     assert len(kills) >= 4, "the chaos thread barely ran"
     assert states == {"delivered": TASKS * 5}, states
 

@@ -214,3 +214,12 @@ def test_the_feed_backs_off_when_the_api_answers_429(make_relay, make_sandbox):
     assert any(task.get("throttled") for task in tasks), "the API did answer 429"
     assert min(limits) < max(limits) and relay.ctx.batches.feed(relay.tenant_id).get("hold_until"), \
         "the feed halved its limit and held back"
+
+
+def test_on_error_stop_cancels_the_rest_at_the_first_failed_row(relay):
+    rows = [{"record_key": "deal:1", "note": "[[fail]]"}] + [
+        {"record_key": f"deal:{n}", "note": "[[duration=30]]"} for n in range(2, 7)]
+    with relay.client() as client:
+        batch = run(client, batch_body(rows, template="Memo {{note}}", on_error="stop"))
+    assert batch["status"] == "stopped" and batch["counts"]["failed"] == 1
+    assert batch["counts"]["cancelled"] == 5 and batch["counts"]["completed"] == 0
