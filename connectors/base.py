@@ -69,6 +69,17 @@ class Document:
     """A signed, expiring link that always leads to a fresh download (for messages and large emails)."""
 
 
+def headline(event: dict[str, Any]) -> str:
+    """What a message about the event says first: a document is ready, or a batch has ended."""
+    return "Your batch has ended" if event.get("type") == "batch.completed" else "Your document is ready"
+
+
+def summary(event: dict[str, Any]) -> str:
+    """The text of a message about the event: the document's summary, or the batch's counts."""
+    data = event.get("data") or {}
+    return str((data.get("result") or {}).get("summary") or data.get("summary") or f"{headline(event)}.")
+
+
 @dataclass(frozen=True)
 class Delivery:
     delivery_id: str

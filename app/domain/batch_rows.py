@@ -4,6 +4,7 @@ and is announced. Apart from app.domain.batches, which submits, so that tracking
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -56,8 +57,19 @@ def _announce(ctx: Context, batch: dict) -> None:
     token = {"b": batch["batch_id"], "l": int(ctx.config.record_link_ttl_seconds)}
     data = {**view(batch), "manifest_url": deliveries.files_url(ctx, token),
             "zip_url": deliveries.files_url(ctx, {**token, "z": 1})}
+    data["summary"] = _summary(data)
     event = {"id": new_id("evt"), "type": "batch.completed", "created_at": iso(time.time()), "data": data}
-    deliveries.plan_batch(ctx, batch, event, batch["settings"].get("callback_url") or "")
+    ids = deliveries.plan_batch(ctx, batch, event, batch["settings"].get("callback_url") or "")
+    ctx.batches.set(batch["batch_id"], delivery_ids=json.dumps(ids))
+
+
+def _summary(data: dict) -> str:
+    """The batch's end in one sentence, for the messages its destinations get (Slack, Teams, email)."""
+    counts = data["counts"]
+    others = ", ".join(f"{counts[state]} {state}" for state in ("failed", "cancelled", "skipped") if counts[state])
+    return (f"Batch {data['batch_id']} {data['status']}: {counts['completed']} of {data['total']} documents made"
+            f"{f' ({others})' if others else ''}, {data['credits_used']:g} credits. The manifest lists every row; "
+            f"all the files in one ZIP: {data['zip_url']}")
 
 
 def view(batch: dict) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 import schemas
-from app.domain import batch_files, batch_rows, batches
+from app.domain import batch_files, batch_rows, batches, deliveries
 from app.domain.write_back import WriteBackRefused
 from app.web.api import check_destinations, idempotent
 from app.web.base import ctx, public, require_tenant, tenant
@@ -126,7 +126,7 @@ def _batch(batch_id: str) -> dict:
 
 
 def _answer(batch: dict) -> dict:
-    return {**batch_rows.view(batch), "links": {"batch": public(f"/v1/batches/{batch['batch_id']}"),
-                                             "rows": public(f"/v1/batches/{batch['batch_id']}/rows"),
-                                             "manifest": public(f"/v1/batches/{batch['batch_id']}/manifest.csv"),
-                                             "zip": public(f"/v1/batches/{batch['batch_id']}/files.zip")}}
+    path = f"/v1/batches/{batch['batch_id']}"
+    links = {"batch": public(path), "rows": public(f"{path}/rows"), "manifest": public(f"{path}/manifest.csv"),
+             "zip": public(f"{path}/files.zip")}
+    return {**batch_rows.view(batch), "deliveries": deliveries.for_task(ctx(), batch), "links": links}

@@ -24,7 +24,7 @@ from app.core import metrics, storage
 from app.core.logs import log_context
 from app.core.outbound import OutboundPolicy, ca_bundle
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
-from app.domain import pacing, write_back
+from app.domain import batch_files, pacing, write_back
 from app.domain.deliveries import begin, dead_letter_key, enqueue, file_link, key_for, open_key, target_of, update
 from app.stores.context import Context
 from connectors import registry
@@ -79,9 +79,7 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
         outcome = (write_back.gate(ctx, record) if writes_back else None) or kind.find_existing(delivery, env)
         if outcome is None:
             _keep_pace(ctx, kind, delivery, record, on_lane=with_delivered is not None)
-            finished = kind.needs_document and delivery.event.get("type") == "task.completed"
-            life = ctx.config.record_link_ttl_seconds if writes_back else None
-            document = _document(ctx, record, life) if finished else None
+            document = _document_for(ctx, delivery, record) if kind.needs_document else None
             outcome = kind.deliver(delivery, document, env)
     except _Paced as paced:
         return _wait_for_slot(ctx, record, attempts, paced)
@@ -229,6 +227,16 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
 
 
 # -- the file --------------------------------------------------------------------------------------
+
+def _document_for(ctx: Context, delivery: Delivery, record: dict) -> Document | None:
+    """What the event gives a destination that takes a file: a finished task's document, a batch's manifest."""
+    if delivery.event.get("type") == "batch.completed":
+        return batch_files.manifest_document(ctx, delivery.event["data"])
+    if delivery.event.get("type") != "task.completed":
+        return None
+    writes_back = record["kind"] in registry.RECORD_KINDS  # its link must outlive the record that shows it
+    return _document(ctx, record, ctx.config.record_link_ttl_seconds if writes_back else None)
+
 
 def _document(ctx: Context, record: dict, link_life: int | None = None) -> Document:
     task = ctx.tasks.get(record["task_id"])

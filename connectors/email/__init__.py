@@ -17,7 +17,7 @@ from email.utils import formataddr, formatdate
 from typing import IO
 
 from .. import naming
-from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable, headline, summary
 
 MIME_NAME = naming.Rules(refused='/\\"')
 """A file name that sits in a quoted MIME parameter."""
@@ -49,10 +49,9 @@ class EmailKind:
 
 
 def _write_message(out: IO[bytes], delivery: Delivery, document: Document, message_id: str, attach: bool) -> None:
-    config, task = delivery.config, delivery.event.get("data", {})
-    summary = (task.get("result") or {}).get("summary") or "Your document is ready."
+    config, text = delivery.config, summary(delivery.event)
     boundary, name = "relay-" + secrets.token_hex(12), naming.file_name(delivery, document, MIME_NAME)
-    subject = config.get("subject") or f"Your document is ready: {name}"
+    subject = config.get("subject") or f"{headline(delivery.event)}: {name}"
     headers = [("From", formataddr(("Overten Relay", config["from"]))), ("To", ", ".join(config["to"])),
                ("Subject", Header(subject, "utf-8").encode()), ("Date", formatdate(localtime=False)),
                ("Message-ID", message_id), ("MIME-Version", "1.0"),
@@ -60,7 +59,7 @@ def _write_message(out: IO[bytes], delivery: Delivery, document: Document, messa
     _lines(out, [f"{header}: {value}" for header, value in headers] + [""])
     link = (f"Download: {document.link}" if attach
             else f"The file is too large to attach. Download it here: {document.link}")
-    body = quopri.encodestring(f"{summary}\n\n{link}\n".encode()).decode()
+    body = quopri.encodestring(f"{text}\n\n{link}\n".encode()).decode()
     _lines(out, [f"--{boundary}", "Content-Type: text/plain; charset=utf-8",
                  "Content-Transfer-Encoding: quoted-printable", "", *body.splitlines()])
     if attach:

@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from .. import naming
-from ..base import Delivery, Document, Environment, Outcome, Pace, Permanent, Retryable, digest
+from ..base import Delivery, Document, Environment, Outcome, Pace, Permanent, Retryable, digest, summary
 
 _RETRYABLE = {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
 
@@ -69,9 +69,7 @@ class _SizeRestricted(Exception):
 
 
 def _comment(delivery: Delivery, document: Document) -> str:
-    task = delivery.event.get("data", {})
-    summary = (task.get("result") or {}).get("summary") or "Your document is ready."
-    return f"{summary}\n<{document.link}|Download {document.name}>"
+    return f"{summary(delivery.event)}\n<{document.link}|Download {document.name}>"
 
 
 def call(method, **kwargs) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from ..base import Delivery, Document, Environment, Outcome, Pace, digest
+from ..base import Delivery, Document, Environment, Outcome, Pace, digest, headline, summary
 from ..webhook import post
 
 MAX_BYTES = 28 * 1024
@@ -40,24 +40,24 @@ class TeamsKind:
 def message(delivery: Delivery, document: Document) -> str:
     """The card as JSON, its summary shortened until the whole message fits in MAX_BYTES."""
     task = delivery.event.get("data") or {}
-    summary = str((task.get("result") or {}).get("summary") or "Your document is ready.")
+    text = summary(delivery.event)
     while True:
-        body = json.dumps(_card(delivery, document, task, summary), ensure_ascii=False)
-        if len(body.encode()) <= MAX_BYTES or not summary:
+        body = json.dumps(_card(delivery, document, task, text), ensure_ascii=False)
+        if len(body.encode()) <= MAX_BYTES or not text:
             return body
-        summary = summary[: max(0, len(summary) - (len(body.encode()) - MAX_BYTES) - 16)].rstrip() + "…"
-        summary = "" if summary == "…" else summary
+        text = text[: max(0, len(text) - (len(body.encode()) - MAX_BYTES) - 16)].rstrip() + "…"
+        text = "" if text == "…" else text
 
 
-def _card(delivery: Delivery, document: Document, task: dict, summary: str) -> dict:
+def _card(delivery: Delivery, document: Document, task: dict, text: str) -> dict:
     facts = [{"title": "Record", "value": task.get("record_key") or "-"},
              {"title": "Format", "value": task.get("format") or "-"},
              {"title": "File", "value": document.name}]
     content = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
                "version": "1.4", "msteams": {"width": "Full"},
-               "body": [{"type": "TextBlock", "text": delivery.config.get("title") or "Your document is ready",
+               "body": [{"type": "TextBlock", "text": delivery.config.get("title") or headline(delivery.event),
                          "weight": "Bolder", "size": "Medium", "wrap": True},
-                        {"type": "TextBlock", "text": summary, "wrap": True},
+                        {"type": "TextBlock", "text": text, "wrap": True},
                         {"type": "FactSet", "facts": facts}],
                "actions": [{"type": "Action.OpenUrl", "title": "Open", "url": document.link}]}
     return {"type": "message", "attachments": [{"contentType": _CARD, "contentUrl": None, "content": content}]}

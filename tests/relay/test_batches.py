@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import zipfile
+from pathlib import Path
 
 import httpx
 
@@ -191,6 +192,34 @@ def test_the_end_of_a_batch_goes_to_its_callback_and_hooks_with_the_manifest_and
             assert names == ["00001-deal_1.docx", "00002-deal_2.docx", "00003-deal_3.docx", "manifest.csv"]
             assert all(files.read(name)[:2] == b"PK" for name in names[:3]), "whole Word files"
     assert len(receiver.requests) == 2, "announced once"
+
+
+def test_the_end_of_a_batch_gives_its_destinations_the_manifest(relay, fake_teams):
+    destinations = [{"kind": "folder", "config": {"path": "renewals"}},
+                    {"kind": "teams", "config": {"url": fake_teams.url(fake_teams.base)}}]
+    with relay.client() as client:
+        batch = run(client, batch_body(DEALS[:3], destinations=destinations))
+
+        def delivered():
+            deliveries = client.get(f"/v1/batches/{batch['batch_id']}").json()["deliveries"]
+            settled = len(deliveries) == 2 and all(d["state"] in ("delivered", "dead") for d in deliveries)
+            return deliveries if settled else None
+
+        folder, teams = eventually(delivered, 30, "the batch's deliveries")
+    assert folder["state"] == teams["state"] == "delivered", (folder["last_error"], teams["last_error"])
+    manifest = Path(folder["location"])
+    assert manifest.name == f"{batch['batch_id']}-manifest.csv" and manifest.parent.name == "renewals"
+    lines = list(csv.DictReader(io.StringIO(manifest.read_text())))
+    assert [(line["record_key"], line["status"]) for line in lines] == [("deal:1", "completed"),
+                                                                       ("deal:2", "completed"),
+                                                                       ("deal:3", "completed")]
+    assert len(list(manifest.parent.glob("deal-*.docx"))) == 3, "each row's own document went there too"
+    card = fake_teams.posted[-1]  # after the three rows' cards
+    title, text, _ = card["body"]
+    assert title["text"] == "Your batch has ended" and "3 of 3 documents made" in text["text"]
+    opened = list(csv.DictReader(io.StringIO(httpx.get(card["actions"][0]["url"]).text)))
+    assert [line["record_key"] for line in opened] == ["deal:1", "deal:2", "deal:3"], "Open gives the manifest"
+    assert len(fake_teams.posted) == 4
 
 
 def test_the_feed_backs_off_when_the_api_answers_429(make_relay, make_sandbox):
