@@ -25,7 +25,8 @@ def batch() -> None:
 @batch.command("submit")
 @click.argument("rows", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS))
-@click.option("--template", required=True, help="The prompt, with {{column}} for each row's values.")
+@click.option("--template", default="", help="The prompt, with {{column}} for each row's values; without it, each "
+              "row's prompt column is its prompt.")
 @click.option("--stop-on-error", is_flag=True, help="Cancel the rows not yet started at the first failed row.")
 @click.option("--redo", is_flag=True, help="Run rows whose record has this document already (skip_done off).")
 @click.option("--wait", "follow", is_flag=True, help="Show progress until every row has ended.")
@@ -34,8 +35,8 @@ def batch() -> None:
 def submit_batch(rows: Path, fmt: str, template: str, stop_on_error: bool, redo: bool, follow: bool, url: str,
                  api_key: str) -> None:
     """Submit the CSV ROWS (a header row naming the columns, one of them record_key)."""
-    params = {"format": fmt, "prompt_template": template, "on_error": "stop" if stop_on_error else "continue",
-              "skip_done": "false" if redo else "true"}
+    params = {"format": fmt, "on_error": "stop" if stop_on_error else "continue",
+              "skip_done": "false" if redo else "true", **({"prompt_template": template} if template else {})}
     with _client(url, api_key) as client:
         answer = _checked(client.post("/v1/batches", content=rows.read_bytes(), params=params,
                                       headers={"Content-Type": "text/csv"}))

@@ -41,6 +41,9 @@ MAX_ERRORS = 50
 FIRST_LIMIT = 2
 HOLD_SECONDS = 5.0
 """How long the feed holds back after the API refused a hand-over for now (429, 5xx)."""
+ROW_PROMPT = "{{ prompt }}"
+"""The template of a batch that gives none: each row's own ``prompt`` column (what the Zapier and Make apps
+send, since both read ``{{...}}`` as their own mapping)."""
 _JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 _ROW_FIELDS = ("format", "destinations", "export", "write_back")
@@ -73,7 +76,7 @@ def rows_from_csv(text: str) -> list[dict[str, str]]:
 def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
     """Each row rendered and checked: [{row, record_key, prompt}]; raises BatchInvalid with every fault."""
     try:
-        template = _JINJA.from_string(body["prompt_template"])
+        template = _JINJA.from_string(body.get("prompt_template") or ROW_PROMPT)
     except TemplateSyntaxError as exc:
         raise BatchInvalid([RowFault(0, "prompt_template", f"not a template: {exc.message}")]) from None
     rows, faults = [], []
@@ -87,9 +90,10 @@ def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
                                      record_key=record_key).strip()
         except UndefinedError as exc:
             missing = _UNDEFINED.search(str(exc))
-            faults.append(RowFault(number, missing.group(1) if missing else "prompt_template",
-                                   f"the template names {{{{{missing.group(1) if missing else '?'}}}}}, "
-                                   "which this row has no column for"))
+            column = missing.group(1) if missing else "prompt_template"
+            faults.append(RowFault(number, column, f"the template names {{{{{column}}}}}, which this row has no "
+                                   "column for" if body.get("prompt_template") else
+                                   "without a prompt_template, each row's prompt column is its prompt"))
             continue
         if not prompt:
             faults.append(RowFault(number, "prompt_template", "the prompt is empty for this row"))

@@ -103,6 +103,19 @@ def client_post(relay, body: dict) -> httpx.Response:
         return client.post("/v1/batches", json=body)
 
 
+def test_without_a_template_each_rows_prompt_column_is_its_prompt(relay):
+    rows = [{"record_key": "deal:1", "prompt": "Renewal memo for Acme"},
+            {"record_key": "deal:2", "prompt": "Renewal memo for Globex"}]
+    with relay.client() as client:
+        batch = run(client, {"format": "word", "rows": rows})
+        prompts = [relay.ctx.tasks.get(row["task_id"])["prompt"] for row in rows_of(client, batch["batch_id"])]
+        missing = client.post("/v1/batches", json={"format": "word", "rows": [{"record_key": "deal:3"}]})
+    assert prompts == ["Renewal memo for Acme", "Renewal memo for Globex"]
+    error = missing.json()["error"]
+    assert missing.status_code == 400 and error["field"] == "rows.0.prompt"
+    assert error["errors"][0]["message"] == "without a prompt_template, each row's prompt column is its prompt"
+
+
 def test_skip_done_skips_rows_whose_record_has_that_document_already(relay):
     with relay.client() as client:
         first = run(client, batch_body(DEALS[:3]))
