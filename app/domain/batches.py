@@ -96,7 +96,8 @@ def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
                                    "without a prompt_template, each row's prompt column is its prompt"))
             continue
         if not prompt:
-            faults.append(RowFault(number, "prompt_template", "the prompt is empty for this row"))
+            faults.append(RowFault(number, "prompt_template" if body.get("prompt_template") else "prompt",
+                                   "the prompt is empty for this row"))
             continue
         if body.get("write_back"):
             try:

@@ -14,6 +14,19 @@ from app.core.formats import LABELS
 from app.integrations.documents import DESTINATION_KINDS, SAMPLE_TASK
 from connectors.registry import RECORD_KINDS
 
+BATCH_COMPLETED_SAMPLE = {
+    "batch_id": "bat_01JD3Y5R2Q8W6N4M7K9P0ZX1AB", "status": "completed", "total": 3,
+    "counts": {"completed": 3, "failed": 0, "skipped": 0, "cancelled": 0}, "percent_done": 100.0,
+    "seconds_left": None, "credits_used": 129, "format": "word", "on_error": "continue", "created_at": 1764590400.0,
+    "summary": "Batch bat_01JD3Y5R2Q8W6N4M7K9P0ZX1AB completed: 3 of 3 documents made, 129 credits. The manifest "
+               "lists every row; all the files in one ZIP: https://relay.example/files/...",
+    "manifest_url": "https://relay.example/files/...", "zip_url": "https://relay.example/files/..."}
+BATCH_SAMPLE = {**{k: v for k, v in BATCH_COMPLETED_SAMPLE.items() if k not in ("summary", "manifest_url", "zip_url")},
+                "status": "running", "counts": {"pending": 3, "submitting": 0, "running": 0, "completed": 0,
+                                                "failed": 0, "skipped": 0, "cancelled": 0},
+                "percent_done": 0.0, "credits_used": 0,
+                "links": {"batch": "https://relay.example/v1/batches/bat_01JD3Y5R2Q8W6N4M7K9P0ZX1AB"}}
+_WEBHOOKS = (("documentCompleted", "Document completed"), ("batchCompleted", "Batch completed"))
 TIMEOUT_MS = 40_000  # Make's own ceiling for one module call
 _AUTH = "Bearer {{connection.apiKey}}"
 _ERROR = "[{{statusCode}}] {{body.error.message}}{{if(body.error.field; ' (field: ' + body.error.field + ')'; '')}}"
@@ -66,10 +79,41 @@ def _submit_params(names: tuple[str, ...], required: tuple[str, ...]) -> list[di
     return params
 
 
-def _interface(schema: str) -> list[dict[str, Any]]:
-    """A module's output: the relay object's schema, minus the delivery list no scenario maps."""
+def _interface(schema: str, leave: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """A module's output: the relay object's schema, minus the delivery list no scenario maps (and ``leave``)."""
     properties = schemas.resolved(schema)["properties"]
-    return [_parameter(name, spec) for name, spec in properties.items() if name != "deliveries"]
+    return [_parameter(name, spec) for name, spec in properties.items() if name not in ("deliveries", *leave)]
+
+
+def _event_interface(data_schema: str) -> list[dict[str, Any]]:
+    """An instant trigger's output: the event (relay/event.json), its data as ``data_schema`` says."""
+    event = [param for param in _interface("relay/event.json") if param["name"] != "data"]
+    return [*event, {"name": "data", "label": "Data", "type": "collection", "spec": _interface(data_schema)}]
+
+
+def _webhook_files(name: str, event: str) -> dict[str, Any]:
+    """A dedicated webhook attached through /v1/hooks for ``event``, detached when the scenario lets go."""
+    folder = f"webhooks/{name}/{name}"
+    return {f"{folder}.communication.iml.json": {"respond": {"status": 200, "type": "json", "body": {"ok": True}},
+                                                 "output": "{{body}}"},
+            f"{folder}.attach.iml.json": {"url": "/v1/hooks", "method": "POST",
+                                          "body": {"target_url": "{{webhook.url}}", "event": event},
+                                          "response": {"data": {"externalHookId": "{{body.id}}"}}},
+            f"{folder}.detach.iml.json": {"url": "/v1/hooks/{{webhook.externalHookId}}", "method": "DELETE"}}
+
+
+def _batch_params() -> list[dict[str, Any]]:
+    """A batch's inputs: the rows as an array (each item a record and its own prompt: Make reads ``{{...}}``
+    as its own mapping, so there is no template), then the settings."""
+    batch = schemas.load("relay/batch-create.json")["properties"]
+    rows = {"name": "rows", "label": "Rows", "type": "array", "required": True,
+            "help": "One document per item, up to 10,000: map an array (an Array aggregator's output), each item "
+                    "with its record key and its own prompt.",
+            "spec": [{"name": "record_key", "label": "Record key", "type": "text", "required": True},
+                     {"name": "prompt", "label": "Prompt", "type": "text", "multiline": True, "required": True}]}
+    [fmt] = _submit_params(("format",), ("format",))
+    return [fmt, rows, *_submit_params(("destinations", "write_back"), ()),
+            _parameter("on_error", batch["on_error"]), _parameter("skip_done", batch["skip_done"])]
 
 
 def _module(key: str, label: str, description: str, module_type: str, sections: dict[str, Any],
@@ -92,8 +136,9 @@ def make_app(public_url: str) -> dict[str, Any]:
         "general/base.iml.json": {
             "baseUrl": base, "headers": {"Authorization": _AUTH}, "timeout": TIMEOUT_MS,
             "response": {"error": {"message": _ERROR}}, "log": {"sanitize": ["request.headers.authorization"]}},
-        "general/groups.json": [{"label": "Documents", "modules": ["generateDocument", "continueDocument", "getTask"]},
-                                {"label": "Triggers", "modules": ["documentCompleted"]}],
+        "general/groups.json": [{"label": "Documents", "modules": ["generateDocument", "continueDocument", "getTask",
+                                                                  "generateDocumentsForRows"]},
+                                {"label": "Triggers", "modules": ["documentCompleted", "batchCompleted"]}],
         "connections/relay/relay.communication.iml.json": {
             "url": f"{base}/v1/me", "method": "GET", "headers": {"Authorization": "Bearer {{parameters.apiKey}}"},
             "response": {"metadata": {"type": "text", "value": "{{body.name}}"},
@@ -102,14 +147,8 @@ def make_app(public_url: str) -> dict[str, Any]:
         "connections/relay/relay.params.iml.json": [
             {"name": "apiKey", "label": "Relay API key", "type": "password", "required": True,
              "help": "Create one with `relay tenants create` or `relay tenants keys` on your relay."}],
-        "webhooks/documentCompleted/documentCompleted.communication.iml.json": {
-            "respond": {"status": 200, "type": "json", "body": {"ok": True}}, "output": "{{body}}"},
-        "webhooks/documentCompleted/documentCompleted.attach.iml.json": {
-            "url": "/v1/hooks", "method": "POST",
-            "body": {"target_url": "{{webhook.url}}", "event": "task.completed"},
-            "response": {"data": {"externalHookId": "{{body.id}}"}}},
-        "webhooks/documentCompleted/documentCompleted.detach.iml.json": {
-            "url": "/v1/hooks/{{webhook.externalHookId}}", "method": "DELETE"},
+        **_webhook_files("documentCompleted", "task.completed"),
+        **_webhook_files("batchCompleted", "batch.completed"),
         **{f"rpcs/{rpc}/{rpc}.communication.iml.json": {
             "url": "/v1/destinations", "method": "GET", "qs": {"kind": ",".join(kinds)},
             "response": {"iterate": "{{body.items}}",
@@ -142,15 +181,27 @@ def make_app(public_url: str) -> dict[str, Any]:
           "static-params": [],
           "mappable-params": [{"name": "task_id", "label": "Task ID", "type": "text", "required": True}],
           "interface": interface, "samples": sample}, {}),
+        ("generateDocumentsForRows", "Generate Documents for Rows",
+         "Starts one document per row (up to 10,000) at the API's pace and returns the batch at once. Use the "
+         "Batch completed trigger to pick up the counts, the manifest and a ZIP of every file.", "action",
+         {"communication": {"url": "/v1/batches", "method": "POST", "body": "{{parameters}}",
+                            "response": {"output": "{{body}}"}},
+          "static-params": [], "mappable-params": _batch_params(),
+          "interface": _interface("relay/batch.json", leave=("retried", "cancelled")),
+          "samples": BATCH_SAMPLE}, {"actionCrud": "create"}),
         ("documentCompleted", "Document Completed", "Triggers when a document is finished.", "instant_trigger",
-         {"static-params": [], "interface": _interface("relay/event.json"),
+         {"static-params": [], "interface": _event_interface("relay/task.json"),
           "samples": {"id": "evt_01JD3Y9V5T7X2B4D6F8H0JKLMN", "type": "task.completed",
                       "created_at": sample["updated_at"], "data": sample}}, {"webhook": "documentCompleted"}),
+        ("batchCompleted", "Batch Completed", "Triggers when every row of a batch has ended.", "instant_trigger",
+         {"static-params": [], "interface": _event_interface("relay/batch-completed.json"),
+          "samples": {"id": "evt_01JD3Y9V5T7X2B4D6F8H0JKLMP", "type": "batch.completed",
+                      "created_at": sample["updated_at"], "data": BATCH_COMPLETED_SAMPLE}},
+         {"webhook": "batchCompleted"}),
     ]
     for key, label, description, module_type, sections, meta in definitions:
         modules[key], module_files = _module(key, label, description, module_type, sections, **meta)
         files.update(module_files)
-    hook = "webhooks/documentCompleted/documentCompleted"
     files["makecomapp.json"] = {
         "fileVersion": 1,
         "generalCodeFiles": {"base": "general/base.iml.json", "common": None, "groups": "general/groups.json",
@@ -159,9 +210,9 @@ def make_app(public_url: str) -> dict[str, Any]:
             "connection": {"relay": {"label": "Overten Relay", "connectionType": "basic", "codeFiles": {
                 "communication": "connections/relay/relay.communication.iml.json",
                 "params": "connections/relay/relay.params.iml.json"}}},
-            "webhook": {"documentCompleted": {
-                "label": "Document completed", "webhookType": "web", "connection": "relay",
-                "codeFiles": {part: f"{hook}.{part}.iml.json" for part in ("communication", "attach", "detach")}}},
+            "webhook": {name: {"label": label, "webhookType": "web", "connection": "relay", "codeFiles": {
+                part: f"webhooks/{name}/{name}.{part}.iml.json" for part in ("communication", "attach", "detach")}}
+                for name, label in _WEBHOOKS},
             "module": modules,
             "rpc": {rpc: {"label": label, "connection": "relay", "codeFiles": {
                 "communication": f"rpcs/{rpc}/{rpc}.communication.iml.json"}}

@@ -148,6 +148,69 @@ def _export_create(base: str) -> dict[str, Any]:
                           "sample": sample}}
 
 
+_BATCH_SUBMIT = """if (bundle.meta && bundle.meta.isLoadingSample) { return @SAMPLE@; }
+const input = bundle.inputData;
+const rows = [].concat(input.rows || []).map((row) => ({record_key: row.record_key, prompt: row.prompt}));
+const body = {format: input.format || 'excel', rows, callback_url: z.generateCallbackUrl()};
+if (input.destinations && [].concat(input.destinations).length) {
+  body.destinations = [].concat(input.destinations).map((id) => ({id}));
+}
+if (input.write_back) { body.write_back = {connection: input.write_back}; }
+if (input.on_error) { body.on_error = input.on_error; }
+if (input.skip_done !== undefined && input.skip_done !== null && input.skip_done !== '') {
+  body.skip_done = ![false, 'false', 'no', '0'].includes(input.skip_done);
+}
+return z.request({url: BASE + '/v1/batches', method: 'POST', body}).then((response) => response.data);"""
+
+# The batch's end, flat: what the callback brings (relay/batch-completed.json), over what the submit answered.
+_BATCH_RESUME = """const batch = Object.assign({}, bundle.outputData, bundle.cleanedRequest);
+const counts = batch.counts || {};
+return {id: batch.batch_id, batch_id: batch.batch_id, status: batch.status, total: batch.total,
+        completed: counts.completed || 0, failed: counts.failed || 0, skipped: counts.skipped || 0,
+        cancelled: counts.cancelled || 0, credits_used: batch.credits_used, summary: batch.summary || null,
+        manifest: batch.manifest_url || null, manifest_url: batch.manifest_url || null,
+        zip: batch.zip_url || null, zip_url: batch.zip_url || null};"""
+
+_BATCH_OUTPUT = [("id", "ID", "string"), ("batch_id", "Batch ID", "string"), ("status", "Status", "string"),
+                 ("total", "Rows", "integer"), ("completed", "Completed", "integer"), ("failed", "Failed", "integer"),
+                 ("skipped", "Skipped", "integer"), ("cancelled", "Cancelled", "integer"),
+                 ("credits_used", "Credits Used", "number"), ("summary", "Summary", "string"),
+                 ("manifest", "Manifest (CSV)", "file"), ("manifest_url", "Manifest URL", "string"),
+                 ("zip", "All Files (ZIP)", "file"), ("zip_url", "All Files URL", "string")]
+
+BATCH_SAMPLE = {"id": "bat_01JD3Y5R2Q8W6N4M7K9P0ZX1AB", "batch_id": "bat_01JD3Y5R2Q8W6N4M7K9P0ZX1AB",
+                "status": "completed", "total": 3, "completed": 3, "failed": 0, "skipped": 0, "cancelled": 0,
+                "credits_used": 129, "summary": "Batch bat_01JD3Y5R2Q8W6N4M7K9P0ZX1AB completed: 3 of 3 documents "
+                "made, 129 credits. The manifest lists every row; all the files in one ZIP: "
+                "https://relay.example/files/...", "manifest": "https://relay.example/files/...",
+                "manifest_url": "https://relay.example/files/...", "zip": "https://relay.example/files/...",
+                "zip_url": "https://relay.example/files/..."}
+
+
+def _batch_create(base: str) -> dict[str, Any]:
+    """"Generate Documents for Rows": one document per line item, each with its record and its own prompt
+    (mapped per item in the Zap), answered at once; the Zap goes on when the relay's callback brings the end."""
+    batch = schemas.load("relay/batch-create.json")["properties"]
+    rows = {"key": "rows", "label": "Rows (one document per line item)", "required": True, "children": [
+        {"key": "record_key", "label": "Record Key", "required": True, "type": "string",
+         "helpText": "Each line item's record (a deal, a client): map a line-item field."},
+        {"key": "prompt", "label": "Prompt", "required": True, "type": "text",
+         "helpText": "Each line item's prompt: text and line-item fields, e.g. `Renewal memo for` and the company."}]}
+    fields = [_submit_fields("format", required=("format",))[0], rows,
+              *_submit_fields("destinations", "write_back"),
+              _field_from_schema("on_error", batch["on_error"]), _field_from_schema("skip_done", batch["skip_done"])]
+    perform = _BATCH_SUBMIT.replace("@SAMPLE@", json.dumps(BATCH_SAMPLE))
+    return {"key": "generate_documents_for_rows", "noun": "Batch",
+            "display": {"label": "Generate Documents for Rows",
+                        "description": "Builds one document per line item (up to 10,000) at the API's pace, and "
+                                       "goes on when every row has ended, with the counts, a manifest and a ZIP."},
+            "operation": {"inputFields": fields, "perform": _source(perform, base=base),
+                          "performResume": _source(_BATCH_RESUME, base=base),
+                          "outputFields": [{"key": k, "label": label, "type": kind}
+                                           for k, label, kind in _BATCH_OUTPUT],
+                          "sample": BATCH_SAMPLE}}
+
+
 def _search(base: str) -> dict[str, Any]:
     perform = """const key = bundle.inputData.record_key;
 return z.request({url: BASE + '/v1/records/' + encodeURIComponent(key), skipThrowForStatus: true})
@@ -226,6 +289,7 @@ def zapier_app(public_url: str) -> dict[str, Any]:
                 "Changes the document kept for a record (a deal, a ticket) with a new prompt.",
                 continue_fields, True, base),
         _export_create(base),
+        _batch_create(base),
     ]
     triggers = [
         _hook_trigger("document_completed", "task.completed", "Document Completed",

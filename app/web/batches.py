@@ -35,11 +35,15 @@ def _create(body: dict) -> tuple[Response, int]:
     except batches.BatchInvalid as exc:
         faults = [{"row": f.row, "column": f.column, "message": f.message} for f in exc.faults]
         first = exc.faults[0]
-        raise ApiError(400, "invalid_batch", f"{len(faults)} rows or columns are at fault; the first: row "
+        raise ApiError(400, "invalid_batch", f"{_faults(len(faults))}; the first: row "
                        f"{first.row}, {first.column or 'the file'}: {first.message}",
                        field=f"rows.{first.row - 1}.{first.column}" if first.row else first.column or "rows",
                        errors=faults[:batches.MAX_ERRORS], count=len(faults)) from None
     return jsonify(_answer(batch)), 202
+
+
+def _faults(count: int) -> str:
+    return "1 row or column is at fault" if count == 1 else f"{count} rows or columns are at fault"
 
 
 def _batch_body() -> dict[str, Any]:

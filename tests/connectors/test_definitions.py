@@ -15,6 +15,7 @@ import referencing
 import referencing.jsonschema
 from click.testing import CliRunner
 
+import schemas
 from app.cli.commands import relay as main
 from app.integrations.make import schema_for
 from app.integrations.zapier import zapier_app
@@ -186,3 +187,24 @@ def test_the_write_back_dropdowns_list_only_connections(web_only):
     [param] = [p for body in make.values() if isinstance(body, list) for p in body
                if isinstance(p, dict) and p.get("name") == "write_back"][:1]
     assert param["spec"][0]["options"] == "rpc://listConnections"
+
+
+def test_makes_batch_module_posts_what_the_batch_endpoint_takes(web_only):
+    """Make sends a module's mapped parameters as the body ({{parameters}}): a scenario's rows, each with
+    its record and its own prompt, and the settings, are a batch the relay takes; the trigger attaches to
+    batch.completed."""
+    files = httpx.get(web_only.url + "/connectors/make/").json()["files"]
+    module = "modules/generateDocumentsForRows/generateDocumentsForRows"
+    params = {p["name"]: p for p in files[f"{module}.mappable-params.iml.json"]}
+    assert set(params) <= set(schemas.load("relay/batch-create.json")["properties"])
+    assert [item["name"] for item in params["rows"]["spec"]] == ["record_key", "prompt"]
+    mapped = {"format": "word", "on_error": "continue", "skip_done": False,
+              "rows": [{"record_key": "crm:deal:1", "prompt": "Renewal memo for Acme"}]}
+    with web_only.client() as client:
+        answer = client.post(files[f"{module}.communication.iml.json"]["url"], json=mapped)
+    assert answer.status_code == 202, answer.text
+    assert set(answer.json()) >= {p["name"] for p in files[f"{module}.interface.iml.json"]}
+    attach = files["webhooks/batchCompleted/batchCompleted.attach.iml.json"]
+    assert attach["body"]["event"] == "batch.completed"
+    trigger = {p["name"]: p for p in files["modules/batchCompleted/batchCompleted.interface.iml.json"]}
+    assert {p["name"] for p in trigger["data"]["spec"]} >= {"summary", "manifest_url", "zip_url", "counts"}

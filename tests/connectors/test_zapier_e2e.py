@@ -166,3 +166,26 @@ def test_export_errors_name_the_field(make_relay):
         assert unknown.status_code == 404 and unknown.json()["error"]["field"] == "record_key"
         bad_format = client.post("/v1/exports", json={"record_key": "crm:none", "format": "exe"})
         assert bad_format.status_code == 400 and bad_format.json()["error"]["field"] == "format"
+
+
+def test_generate_documents_for_rows_waits_for_the_batch_and_brings_its_manifest(relay, zap, callbacks):
+    action = "creates.generate_documents_for_rows.operation"
+    rows = [{"record_key": f"crm:deal:{n}", "prompt": f"Renewal memo for Client {n}"} for n in (1, 2, 3)]
+    answer = zap.run(f"{action}.perform", {"authData": zap.auth, "inputData": {"format": "word", "rows": rows,
+                                                                               "skip_done": "false"}},
+                     callbacks.url)
+    assert answer["status"] == "CALLBACK", answer  # the Zap waits for the end of the batch
+    accepted = answer["results"]
+    [delivery] = callbacks.wait_for(1, timeout=90)
+    body = json.loads(delivery.body)
+    schemas.validate("relay/batch-completed.json", body)
+    done = zap.results(f"{action}.performResume", {"authData": zap.auth, "outputData": accepted,
+                                                   "cleanedRequest": body})
+    _assert_matches_output_fields(done, _fields(zap, "creates.generate_documents_for_rows"), relay.url)
+    assert done["batch_id"] == accepted["batch_id"] and (done["total"], done["completed"]) == (3, 3)
+    assert "3 of 3 documents made" in done["summary"]
+    manifest = httpx.get(done["manifest"]).text.splitlines()
+    assert manifest[0].startswith("row,record_key,status") and len(manifest) == 4
+    missing = zap.run(f"{action}.perform", {"authData": zap.auth, "inputData": {
+        "format": "word", "rows": [{"record_key": "crm:deal:4", "prompt": " "}]}}, callbacks.url)
+    assert "(field: rows.0.prompt)" in missing["error"]["message"]
