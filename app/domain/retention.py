@@ -5,6 +5,7 @@ indexes, never a SCAN over the keyspace or a long blocking call:
 - ended tasks (``tasks:ended``, by when they ended), with their deliveries, their place in their record's task
   list, the dashboard's list and the dead letters, after RELAY_TASK_RETENTION_SECONDS; optionally appended
   to a daily JSONL archive first (RELAY_ARCHIVE_DIR);
+- ended batches (``batches:ended``), with their rows and the deliveries of their end, after the same time;
 - the tenants' event logs, by entry id (a stream id is a time), after the same time;
 - dead letters, after RELAY_DEAD_LETTER_RETENTION_SECONDS, with a log line each;
 - intake and delivery-lane entries older than RELAY_STREAM_RETENTION_SECONDS (work that failed for good);
@@ -40,8 +41,8 @@ def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) 
     (the next sweep goes on), so a backlog never makes one job run long."""
     now = time.time() if now is None else now
     config = ctx.config
-    removed = {"task": 0, "delivery": 0, "dead_letter": 0, "event": 0, "intake_entry": 0, "lane_entry": 0,
-               "consumer": 0}
+    removed = {"task": 0, "delivery": 0, "batch": 0, "dead_letter": 0, "event": 0, "intake_entry": 0,
+               "lane_entry": 0, "consumer": 0}
     deadline = time.monotonic() + budget_seconds
     while time.monotonic() < deadline:
         tasks, deliveries = _drop_tasks(ctx, now - config.task_retention_seconds, now)
@@ -49,6 +50,7 @@ def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) 
         removed["delivery"] += deliveries
         if tasks < BATCH:
             break
+    removed["batch"] = _drop_batches(ctx, now - config.task_retention_seconds, now)
     removed["dead_letter"] = _drop_dead_letters(ctx, now - config.dead_letter_retention_seconds)
     removed["event"] = sum(_trim(ctx, ctx.events.key_for(tenant_id), now - config.task_retention_seconds)
                            for tenant_id in ctx.tenants.ids())
@@ -93,6 +95,24 @@ def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int
     _archive(ctx, done)
     pipe.execute()
     return len(done), sum(len(delivery_ids[t["task_id"]]) for t in done)
+
+
+def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
+    """Batches that ended before ``ended_before``, once the deliveries of their end are settled (their rows'
+    tasks go their own way, above)."""
+    dropped, later = 0, now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
+    pipe = ctx.redis.pipeline(transaction=False)
+    for batch_id in ctx.batches.ended_before(ended_before, BATCH):
+        batch = ctx.batches.get(batch_id)
+        delivery_ids = json.loads((batch or {}).get("delivery_ids") or "[]")
+        if batch and any(state not in SETTLED for state in deliveries.states(ctx, delivery_ids).values()):
+            pipe.zadd(ctx.batches.ended_key, {batch_id: later})  # look again next sweep
+            continue
+        ctx.batches.forget(pipe, batch_id)
+        deliveries.forget(ctx, pipe, delivery_ids)
+        dropped += 1
+    pipe.execute()
+    return dropped
 
 
 def _archive(ctx: Context, tasks: list[dict]) -> None:

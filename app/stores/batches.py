@@ -67,6 +67,8 @@ class BatchStore:
         self._claim = redis.register_script(_CLAIM)
         self._move = redis.register_script(_MOVE)
         self.running_key = prefix + "batches:running"
+        self.recent_key = prefix + "batches:recent"  # batch id -> created at (the dashboard's list)
+        self.ended_key = prefix + "batches:ended"  # batch id -> ended at (the retention sweep)
 
     def key_for(self, batch_id: str) -> str:
         return f"{self._prefix}batch:{batch_id}"
@@ -93,6 +95,7 @@ class BatchStore:
             pipe.rpush(self.waiting_key(batch_id), *(row["row"] for row in chunk))
         pipe.sadd(self.running_key, batch_id)
         pipe.sadd(self.tenant_running_key(tenant_id), batch_id)
+        pipe.zadd(self.recent_key, {batch_id: now})
         pipe.execute()
         return self.get(batch_id) or batch
 
@@ -152,14 +155,34 @@ class BatchStore:
         """Running batches, oldest first (ids are ULIDs): all, or a tenant's."""
         return sorted(self._redis.smembers(self.tenant_running_key(tenant_id) if tenant_id else self.running_key))
 
+    def recent(self, limit: int = 50) -> list[dict]:
+        """The newest batches of every tenant (the operator's dashboard)."""
+        found = (self.get(batch_id) for batch_id in self._redis.zrevrange(self.recent_key, 0, limit - 1))
+        return [batch for batch in found if batch]
+
     def resumed(self, tenant_id: str, batch_id: str) -> None:
-        self._redis.sadd(self.running_key, batch_id)
-        self._redis.sadd(self.tenant_running_key(tenant_id), batch_id)
+        pipe = self._redis.pipeline()
+        pipe.sadd(self.running_key, batch_id)
+        pipe.sadd(self.tenant_running_key(tenant_id), batch_id)
+        pipe.zrem(self.ended_key, batch_id)
+        pipe.execute()
 
     def ended(self, batch_id: str, tenant_id: str = "") -> None:
-        self._redis.srem(self.running_key, batch_id)
+        pipe = self._redis.pipeline()
+        pipe.srem(self.running_key, batch_id)
         if tenant_id:
-            self._redis.srem(self.tenant_running_key(tenant_id), batch_id)
+            pipe.srem(self.tenant_running_key(tenant_id), batch_id)
+        pipe.zadd(self.ended_key, {batch_id: time.time()}, nx=True)
+        pipe.execute()
+
+    def ended_before(self, when: float, limit: int) -> list[str]:
+        return list(self._redis.zrangebyscore(self.ended_key, "-inf", when, start=0, num=limit))
+
+    def forget(self, pipe, batch_id: str) -> None:
+        """Queue on ``pipe`` the removal of the batch, its rows and its places in the indexes."""
+        pipe.delete(self.key_for(batch_id), self.rows_key(batch_id), self.waiting_key(batch_id))
+        pipe.zrem(self.recent_key, batch_id)
+        pipe.zrem(self.ended_key, batch_id)
 
     def feed(self, tenant_id: str) -> dict[str, float]:
         raw = self._redis.hgetall(self.feed_key(tenant_id))

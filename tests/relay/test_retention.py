@@ -65,6 +65,26 @@ def test_finished_tasks_go_with_their_deliveries_and_events_while_records_and_us
     assert leftovers == [], leftovers
 
 
+def test_an_ended_batch_goes_with_its_rows_and_the_deliveries_of_its_end(relay):
+    body = {"format": "excel", "destinations": [{"kind": "folder", "config": {"path": "kept"}}],
+            "rows": [{"record_key": f"deal:b{n}", "prompt": f"Report {n}"} for n in range(2)]}
+    with relay.client() as client:
+        batch_id = client.post("/v1/batches", json=body).json()["batch_id"]
+
+        def ended():
+            batch = client.get(f"/v1/batches/{batch_id}").json()
+            return batch if batch["deliveries"] and all(d["state"] == "delivered" for d in batch["deliveries"]) \
+                else None
+
+        batch = eventually(ended, 30, "the batch's end to be delivered")
+        assert retention.sweep(relay.ctx, now=time.time() + 29 * DAY)["batch"] == 0
+        swept = retention.sweep(relay.ctx, now=time.time() + 31 * DAY)
+        assert swept["batch"] == 1 and client.get(f"/v1/batches/{batch_id}").status_code == 404
+    ids = [batch_id, *(d["delivery_id"] for d in batch["deliveries"])]
+    leftovers = [k for k in relay.ctx.redis.scan_iter(f"{relay.ctx.config.key_prefix}*") if any(i in k for i in ids)]
+    assert leftovers == [] and relay.ctx.batches.recent() == [], leftovers
+
+
 def test_a_task_whose_delivery_still_retries_waits_for_a_later_sweep(make_relay, receiver):
     relay = make_relay(delivery_backoff_seconds=30, delivery_backoff_cap_seconds=30)
     receiver.default_status = 503  # the subscriber is down: the delivery keeps retrying
