@@ -3,7 +3,7 @@ list, records, hook subscriptions and tenants. Plain data; secrets are never par
 
 from __future__ import annotations
 
-from app.domain import deliveries, tracking
+from app.domain import batch_rows, batches, deliveries, tracking
 from app.domain.serializers import task_view
 from app.stores.context import Context
 from app.stores.events import iso
@@ -24,6 +24,30 @@ def task(ctx: Context, task_id: str) -> dict | None:
         return None
     return {**task_view(found, deliveries.for_task(ctx, found)),
             "tenant": _tenant_names(ctx).get(found["tenant_id"], "?"), "prompt": found.get("prompt", "")}
+
+
+_LINK_SECONDS = 3600
+"""How long the dashboard's signed links to a batch's manifest and ZIP work."""
+
+
+def batches_list(ctx: Context, limit: int = 50) -> list[dict]:
+    """The newest batches of every tenant, with their progress."""
+    names = _tenant_names(ctx)
+    return [{**batch_rows.view(batch), "tenant": names.get(batch["tenant_id"], "?"),
+             "created": iso(batch["created_at"])} for batch in ctx.batches.recent(limit)]
+
+
+def batch(ctx: Context, batch_id: str, state: str | None, cursor: int, limit: int = 100) -> dict | None:
+    """One batch: its progress, its end's deliveries, and a page of its rows (in ``state``, after ``cursor``)."""
+    found = ctx.batches.get(batch_id)
+    if found is None:
+        return None
+    rows, next_cursor = batches.page(ctx, found, state, cursor, limit)
+    return {**batch_rows.view(found), "tenant": _tenant_names(ctx).get(found["tenant_id"], "?"),
+            "created": iso(found["created_at"]), "template": found["settings"].get("prompt_template") or "",
+            "deliveries": deliveries.for_task(ctx, found), "rows": rows, "next_cursor": next_cursor,
+            "manifest_url": deliveries.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS}),
+            "zip_url": deliveries.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS, "z": 1})}
 
 
 def dead_letters(ctx: Context) -> list[dict]:

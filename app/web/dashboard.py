@@ -14,7 +14,8 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
 from app.core import redis_connection
-from app.domain import admin, deliveries
+from app.domain import admin, batches, deliveries
+from app.stores.batches import ROW_STATES
 from app.web.base import ctx
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
@@ -118,6 +119,55 @@ def task_detail(task_id: str):
     if found is None:
         abort(404)
     return render_template("dashboard/task.html", task=found, page="tasks")
+
+
+@bp.get("/batches")
+@admin_only
+def batch_list():
+    return render_template("dashboard/batches.html", items=admin.batches_list(ctx()), page="batches")
+
+
+def _batch_page() -> tuple[str | None, int]:
+    state = request.args.get("state") or None
+    cursor = request.args.get("cursor", "0")
+    return (state if state in ROW_STATES else None), (int(cursor) if cursor.isdigit() else 0)
+
+
+@bp.get("/batches/<batch_id>")
+@admin_only
+def batch_detail(batch_id: str):
+    state, cursor = _batch_page()
+    found = admin.batch(ctx(), batch_id, state, cursor)
+    if found is None:
+        abort(404)
+    return render_template("dashboard/batch.html", batch=found, state=state, cursor=cursor, states=ROW_STATES,
+                           page="batches")
+
+
+@bp.get("/api/batches/<batch_id>")
+@admin_only
+def batch_json(batch_id: str):
+    """What the batch page polls every 2 seconds: the progress and the page of rows it shows."""
+    state, cursor = _batch_page()
+    found = admin.batch(ctx(), batch_id, state, cursor)
+    if found is None:
+        abort(404)
+    return jsonify(found)
+
+
+@bp.post("/batches/<batch_id>/<action>")
+@admin_only
+def batch_action(batch_id: str, action: str):
+    found = ctx().batches.get(batch_id)
+    if found is None or action not in ("cancel", "retry"):
+        abort(404)
+    if action == "retry":
+        flash(f"Failed rows queued again: {batches.retry(ctx(), found)}.")
+    elif found["status"] != "running":
+        flash(f"The batch has ended ({found['status']}): nothing to cancel.")
+    else:
+        flash(f"Rows cancelled or asked to cancel: {batches.cancel(ctx(), found)}.")
+    return redirect(url_for("dashboard.batch_detail", batch_id=batch_id))
 
 
 @bp.get("/dead-letters")

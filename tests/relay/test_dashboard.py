@@ -85,6 +85,51 @@ def test_watch_a_task_then_replay_a_dead_delivery(make_relay, receiver, browser,
     phone.screenshot(path=str(shots / "dashboard-phone.png"))
 
 
+def _signed_in(browser, relay, width: int = 1280):
+    page = browser.new_page(viewport={"width": width, "height": 760})
+    page.goto(relay.url + "/dashboard/login")
+    page.fill("#token", ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/dashboard/$"))
+    return page
+
+
+def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, browser, tmp_path):
+    relay = make_relay(admin_token=ADMIN_TOKEN)
+    shots = _shots(tmp_path)
+    rows = [{"record_key": f"deal:{n}", "prompt": f"Renewal memo {n} [[duration=2]]" + (" [[fail]]" if n in (3, 7)
+                                                                                      else "")}
+            for n in range(1, 13)]
+    with relay.client() as client:
+        batch_id = client.post("/v1/batches", json={"format": "word", "rows": rows}).json()["batch_id"]
+    page = _signed_in(browser, relay)
+    page.click("nav >> text=Batches")
+    page.click(f"text={batch_id}")
+    bar = "[data-batch-progress]"
+    page.wait_for_function("([s]) => { const v = Number(document.querySelector(s).getAttribute('aria-valuenow'));"
+                           " return v > 0 && v < 100; }", arg=[bar], timeout=30_000)
+    page.wait_for_timeout(700)  # the bar's transition, before the picture
+    page.screenshot(path=str(shots / "dashboard-batch.png"), full_page=True)
+    assert "running" in page.locator("[data-batch-counts]").inner_text()
+    page.wait_for_selector("[data-batch-status].completed", timeout=60_000)  # the page reloads at the end
+    assert page.locator("[data-count=failed]").inner_text() == "2"
+    manifest = httpx.get(page.get_attribute("a:has-text('Manifest (CSV)')", "href")).text.splitlines()
+    assert len(manifest) == 13 and manifest[3].startswith("3,deal:3,failed"), "a signed link: no API key needed"
+    page.click("[data-tab=failed]")
+    failed = page.locator("tr[data-row]")
+    assert failed.count() == 2 and [failed.nth(i).locator("td").first.inner_text() for i in range(2)] == ["3", "7"]
+    assert "failed" in failed.first.inner_text()
+
+    before = {row["row"]: row["task_id"] for row in relay.ctx.batches.rows(batch_id)}
+    page.click("button:has-text('Retry 2 failed')")
+    assert "Failed rows queued again: 2." in page.locator("[role=status]").inner_text()
+    with relay.client() as client:
+        eventually(lambda: client.get(f"/v1/batches/{batch_id}").json()["status"] != "running", 60,
+                   "the retried rows to end")
+    after = {row["row"]: row["task_id"] for row in relay.ctx.batches.rows(batch_id)}
+    assert [n for n in after if after[n] != before[n]] == [3, 7], "only the failed rows ran again"
+
+
 def test_sign_in_csrf_and_no_secrets(make_relay, receiver):
     relay = make_relay(admin_token=ADMIN_TOKEN, worker=False)
     with relay.client() as client:
