@@ -15,6 +15,7 @@ from app.stores import queues
 from app.stores.batches import ENDED
 from app.stores.context import Context
 from app.stores.events import iso
+from app.stores.tasks import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,26 @@ def row_ended(ctx: Context, task: dict) -> None:
     complete_if_done(ctx, batch["batch_id"])
     for waiting in ctx.batches.running(batch["tenant_id"]):  # the place is the tenant's: any of its batches
         queues.enqueue_batch_feed(ctx, waiting)
+
+
+POOL_WAIT_SECONDS = 1.0
+"""The contract: most tasks go from queued to running within a second. A batch row that waited longer in
+the API's queue (phase ``acquiring_pool``) met a full pool: more rows at once would only wait longer."""
+
+
+def pool_wait(ctx: Context, task: dict, upstream: dict, by_webhook: bool) -> None:
+    """The pool-saturation signal, from what the relay learns anyway (no extra call): a batch row still in
+    ``acquiring_pool`` past POOL_WAIT_SECONDS, or one whose end came (by webhook, so on time) later after its
+    hand-over than its own run took. Either takes one row off the tenant's feed, at most once a second."""
+    if not task.get("batch_id") or not task.get("submitted_at"):
+        return
+    since = time.time() - float(task["submitted_at"])
+    if upstream.get("status") in TERMINAL:
+        waited = since - float(upstream.get("duration_ms") or 0) / 1000 if by_webhook else 0.0
+    else:
+        waited = since if upstream.get("phase") == "acquiring_pool" or upstream.get("status") == "queued" else 0.0
+    if waited > POOL_WAIT_SECONDS:
+        ctx.batches.pool_waited(task["tenant_id"], minimum=1.0, every_seconds=POOL_WAIT_SECONDS)
 
 
 def complete_if_done(ctx: Context, batch_id: str) -> bool:

@@ -66,6 +66,7 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:
     link = {} if task.get("upstream_task_id") else {"upstream_task_id": upstream["task_id"],
                                                      "run_id": upstream.get("run_id", "")}
     status = upstream["status"]
+    batch_rows.pool_wait(ctx, task, upstream, by_webhook=source.startswith("webhook"))
     if status in TERMINAL:  # the link (the webhook overtook the submit call) is written with the end
         return "finished" if finish(ctx, task_id, {**_terminal_fields(upstream), **link}, task) else "duplicate"
     if link:  # the webhook overtook the submit call: link it here

@@ -60,12 +60,24 @@ end
 return raw
 """
 
+# KEYS: the tenant's feed. ARGV: the lowest limit, the seconds between two cuts, now. One row off the
+# limit unless the last cut was too recent; returns 1 when it cut.
+_POOL_WAIT = """
+local now = tonumber(ARGV[3])
+if now - tonumber(redis.call('HGET', KEYS[1], 'pool_cut_at') or '0') < tonumber(ARGV[2]) then return 0 end
+local limit = tonumber(redis.call('HGET', KEYS[1], 'limit') or '2')
+redis.call('HSET', KEYS[1], 'limit', math.max(tonumber(ARGV[1]), limit - 1), 'pool_cut_at', now)
+redis.call('HINCRBY', KEYS[1], 'pool_waits', 1)
+return 1
+"""
+
 
 class BatchStore:
     def __init__(self, redis: Redis, prefix: str):
         self._redis, self._prefix = redis, prefix
         self._claim = redis.register_script(_CLAIM)
         self._move = redis.register_script(_MOVE)
+        self._pool_wait = redis.register_script(_POOL_WAIT)
         self.running_key = prefix + "batches:running"
         self.recent_key = prefix + "batches:recent"  # batch id -> created at (the dashboard's list)
         self.ended_key = prefix + "batches:ended"  # batch id -> ended at (the retention sweep)
@@ -187,6 +199,11 @@ class BatchStore:
     def feed(self, tenant_id: str) -> dict[str, float]:
         raw = self._redis.hgetall(self.feed_key(tenant_id))
         return {name: float(value) for name, value in raw.items()}
+
+    def pool_waited(self, tenant_id: str, minimum: float, every_seconds: float) -> bool:
+        """One row fewer in the tenant's feed (not below ``minimum``, not again within ``every_seconds``):
+        the API's pool was full. Counted in the feed's ``pool_waits``. False when it was too soon."""
+        return bool(self._pool_wait(keys=[self.feed_key(tenant_id)], args=[minimum, every_seconds, time.time()]))
 
     def adjust_feed(self, tenant_id: str, limit: float, hold_until: float | None = None) -> None:
         fields: dict[str, float] = {"limit": limit}

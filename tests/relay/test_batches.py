@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import zipfile
 from pathlib import Path
@@ -184,6 +185,27 @@ def test_the_feed_keeps_a_tenants_rows_under_its_limit_and_single_submits_go_str
     assert batch["counts"]["completed"] == 12
     assert 1 <= peak <= 3, "never more rows in the API than the feed's limit"
     assert single["status"] != "pending_submit", "the single submit went to the API at once, beside the batch"
+
+
+def test_the_feed_backs_off_when_rows_wait_for_the_apis_pool(make_relay, make_sandbox):
+    # a pool of 2 and rows of 1.5 s: every row past the second waits in acquiring_pool longer than a second
+    sandbox = make_sandbox(task_seconds=1.5, pool_size=2)
+    relay = make_relay(sandbox=sandbox, batch_max_concurrency=8)
+    limits: list[float] = []
+    with relay.client() as client:
+        rows = [{"record_key": f"deal:{n}", "prompt": f"Memo {n}"} for n in range(1, 13)]
+        batch_id = client.post("/v1/batches", json={"format": "word", "rows": rows}).json()["batch_id"]
+
+        def ended():
+            limits.append(relay.ctx.batches.feed(relay.tenant_id).get("limit", 2.0))
+            batch = relay.ctx.batches.get(batch_id)
+            return batch if batch["status"] != "running" else None
+
+        batch = eventually(ended, 120, "the batch to end", every=0.1)
+    feed = relay.ctx.batches.feed(relay.tenant_id)
+    assert batch["completed"] == 12 and feed.get("pool_waits", 0) >= 1, feed
+    assert not feed.get("hold_until"), "no 429 here: the cuts came from the pool"
+    assert any(later < earlier for earlier, later in itertools.pairwise(limits)), "the limit came down"
 
 
 def test_the_end_of_a_batch_goes_to_its_callback_and_hooks_with_the_manifest_and_a_zip(relay, receiver):
