@@ -2,7 +2,8 @@
 
 1. A batch of 5,000 rows against the sandbox (`relay web` of 2 processes, 2 workers and the scheduler),
    with the sandbox's pool of 8, tasks of 0.5 s, and a rate limit low enough to answer 429 now and then.
-   It prints the wall time against the ideal (rows x task_seconds / pool; goal: at least 0.85 of it),
+   It prints the wall time against the ideal (rows x task_seconds / pool; goal: at least 0.85 of it; and
+   the ideal counting the single submits, which share the API's pool, with how busy the pool was),
    rows lost and duplicated (goal 0 and 0), the API's peak concurrency (never above its pool), and the p99
    answer time of single submits made while the batch runs (goal under 1 s).
 2. A batch of a few long rows (minutes each): the API calls per task and the share of the rate limit the
@@ -71,21 +72,22 @@ class SingleSubmits(threading.Thread):
             n += 1
 
 
-def peak_concurrency(sandbox_redis_url: str) -> int:
-    """The most tasks the API ran at once, from its own records: each task's end and agent time, on its
-    own clock."""
+def pool_record(sandbox_redis_url: str) -> tuple[int, float]:
+    """From the API's own records (each task's end and run time, on its clock): the most tasks it ran at
+    once, and the seconds of pool time all its tasks took."""
     sandbox = redis.Redis.from_url(sandbox_redis_url, decode_responses=True)
-    edges = []
+    edges, busy = [], 0.0
     for key in sandbox.scan_iter(match="*task:task_*", count=1000):
         task = sandbox.hgetall(key)
         if task.get("finished_at") and task.get("duration_ms"):
-            end = float(task["finished_at"])
-            edges += [(end - float(task["duration_ms"]) / 1000, 1), (end, -1)]
+            end, took = float(task["finished_at"]), float(task["duration_ms"]) / 1000
+            edges += [(end - took, 1), (end, -1)]
+            busy += took
     running = peak = 0
     for _, step in sorted(edges):  # an end before a start at the same instant: -1 sorts first
         running += step
         peak = max(peak, running)
-    return peak
+    return peak, busy
 
 
 def main() -> None:
@@ -136,8 +138,14 @@ def main() -> None:
         print(f"{args.rows} rows in {wall:.0f} s; ideal {ideal:.0f} s; ideal/wall {ideal / wall:.2f} (goal >= 0.85)")
         print(f"  rows completed {batch['counts']['completed']}, lost {args.rows - batch['counts']['completed']}, "
               f"started twice {sum(1 for count in per_record if count > 1)} (goal 0 and 0)")
-        print(f"  API peak concurrency {peak_concurrency(stack.redis.url)} "
-              f"(pool {args.pool}); rows whose hand-over the API refused for a while (429, 5xx): {throttled}")
+        peak, busy = pool_record(stack.redis.url)
+        shared = ideal + len(singles.times) * args.task_seconds / args.pool
+        print(f"  the pool also ran the {len(singles.times)} single submits: counting them, the ideal is "
+              f"{shared:.0f} s and ideal/wall {shared / wall:.2f}; the API's pool was busy "
+              f"{100 * busy / (args.pool * wall):.0f}% of the wall time")
+        feed = ctx.batches.feed(tenant.tenant_id)
+        print(f"  API peak concurrency {peak} (pool {args.pool}); rows whose hand-over the API refused for a "
+              f"while (429, 5xx): {throttled}; feed cuts for a full pool: {int(feed.get('pool_waits', 0))}")
         print(f"  single submits during the batch: {len(singles.times)}, p50 "
               f"{statistics.median(singles.times) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (goal < 1000 ms)")
 

@@ -69,9 +69,12 @@ class Document:
     """A signed, expiring link that always leads to a fresh download (for messages and large emails)."""
 
 
+_HEADLINES = {"batch.completed": "Your batch has ended", "budget.threshold": "A credit budget is running out"}
+
+
 def headline(event: dict[str, Any]) -> str:
-    """What a message about the event says first: a document is ready, or a batch has ended."""
-    return "Your batch has ended" if event.get("type") == "batch.completed" else "Your document is ready"
+    """What a message about the event says first: a document is ready, a batch has ended, a budget..."""
+    return _HEADLINES.get(str(event.get("type")), "Your document is ready")
 
 
 def summary(event: dict[str, Any]) -> str:

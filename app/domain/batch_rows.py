@@ -80,7 +80,9 @@ def _announce(ctx: Context, batch: dict) -> None:
             "zip_url": deliveries.files_url(ctx, {**token, "z": 1})}
     data["summary"] = _summary(data)
     event = {"id": new_id("evt"), "type": "batch.completed", "created_at": iso(time.time()), "data": data}
-    ids = deliveries.plan_batch(ctx, batch, event, batch["settings"].get("callback_url") or "")
+    owner = {"task_id": batch["batch_id"], "tenant_id": batch["tenant_id"]}
+    ids = deliveries.plan_event(ctx, owner, event, batch["settings"].get("destinations") or [],
+                                batch["settings"].get("callback_url") or "")
     ctx.batches.set(batch["batch_id"], delivery_ids=json.dumps(ids))
 
 

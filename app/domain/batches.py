@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from app.core.upstream import UpstreamError
-from app.domain import batch_rows, submit, tracking, write_back
+from app.domain import batch_rows, budgets, submit, tracking, write_back
 from app.stores import queues
 from app.stores.context import Context
 from app.stores.tasks import TERMINAL
@@ -114,6 +113,9 @@ def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
 
 
 def create(ctx: Context, tenant: Tenant, body: dict) -> dict:
+    """A batch, checked whole; raises BatchInvalid, WriteBackRefused, or BudgetExceeded when the tenant's
+    capped budget is spent (a row whose record's budget is spent fails when its turn comes)."""
+    budgets.check(ctx, tenant.tenant_id, None)
     rows = prepare(ctx, tenant, body)
     settings = {name: body[name] for name in (*_ROW_FIELDS, "prompt_template", "callback_url") if name in body}
     settings.update(on_error=body.get("on_error", "continue"), skip_done=body.get("skip_done", True))
@@ -175,14 +177,14 @@ def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict) -> None:
         try:
             task = submit.submit(ctx, tenant, body, task_id=row["task_id"], batch_id=batch["batch_id"],
                                  batch_row=row["row"])
-        except write_back.WriteBackRefused as exc:  # the connection was removed since the batch was checked
+        except (write_back.WriteBackRefused, budgets.BudgetExceeded) as exc:  # since the batch was checked
             ctx.batches.move(batch, row["row"], "failed", frees_place=True, error=exc.message)
             return
     if task["status"] in TERMINAL:  # it ended at once (refused): its follow-ups may have run before the claim
         batch_rows.row_ended(ctx, task)
         return
     if (ctx.batches.get(batch["batch_id"]) or batch)["status"] != "running":  # cancelled while it was handed over
-        _cancel_task(ctx, tenant, ctx.tasks.get(task["task_id"]) or task)
+        tracking.cancel(ctx, tenant, ctx.tasks.get(task["task_id"]) or task)
         return
     if task["status"] == "pending_submit" or task.get("throttled"):  # the API said 429 or 5xx: slow down
         _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS)
@@ -204,24 +206,9 @@ def cancel(ctx: Context, batch: dict, reason: str = "cancelled") -> int:
     for row in ctx.batches.rows(batch["batch_id"]):
         task = ctx.tasks.get(row.get("task_id") or "") if row["state"] in ("submitting", "running") else None
         if task and tenant is not None:
-            asked += _cancel_task(ctx, tenant, task)
+            asked += tracking.cancel(ctx, tenant, task)
     batch_rows.complete_if_done(ctx, batch["batch_id"])
     return len(waiting) + asked
-
-
-def _cancel_task(ctx: Context, tenant: Tenant, task: dict) -> bool:
-    """A row's task, cancelled: at the API once it has it, else here, before it is handed over."""
-    if task["status"] in TERMINAL:
-        return False
-    if not task.get("upstream_task_id"):
-        return tracking.finish(ctx, task["task_id"], {"status": "cancelled", "phase": ""})
-    try:
-        with ctx.upstream_once(tenant) as client:
-            client.cancel_task(task["upstream_task_id"])
-        return True
-    except UpstreamError as exc:
-        log.warning("batch row task %s: cancelling it failed: %s", task["task_id"], exc)
-        return False
 
 
 def _done_before(ctx: Context, tenant_id: str, row: dict, fmt: str) -> bool:

@@ -164,13 +164,13 @@ def plan(ctx: Context, task: dict, event: dict, then: dict | None = None) -> Non
     pipe.execute()
 
 
-def plan_batch(ctx: Context, batch: dict, event: dict, callback_url: str = "") -> list[str]:
-    """batch.completed: the manifest to each of the batch's destinations (a file where files go, a message with
-    it where people read), one POST to its callback URL and to each hook subscribed to the event, recorded and
-    queued like a task's (the batch id stands where a task's would)."""
-    owner = {"task_id": batch["batch_id"], "tenant_id": batch["tenant_id"]}
-    slots = [(f"destination:{n}", ref) for n, ref in enumerate(batch["settings"].get("destinations") or [])]
-    slots += ([_callback_slot(callback_url, {})] if callback_url else []) + _hook_slots(ctx, batch["tenant_id"],
+def plan_event(ctx: Context, owner: dict, event: dict, destinations: list[dict], callback_url: str = "") -> list[str]:
+    """An event of something else than a task (``owner``: its id where a task's would be, and its tenant):
+    batch.completed, with the manifest for the batch's destinations, and budget.threshold, a message for a
+    budget's alert destinations; and one POST to the callback URL, if any, and to each hook subscribed to the
+    event. Recorded and queued like a task's."""
+    slots = [(f"destination:{n}", ref) for n, ref in enumerate(destinations)]
+    slots += ([_callback_slot(callback_url, {})] if callback_url else []) + _hook_slots(ctx, owner["tenant_id"],
                                                                                          event["type"])
     pipe = ctx.redis.pipeline()
     ids = [_record(ctx, pipe, owner, event, slot, ref) for slot, ref in slots]
@@ -228,8 +228,8 @@ def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -
         exported = registry.KINDS[ref["kind"]].needs_document
         record.update(kind=ref["kind"], config=ctx.box.seal(json.dumps(ref.get("config") or {})),
                       export=(ref.get("export") or task.get("export") or "") if exported else "")
-    if event["type"] == "batch.completed":
-        record["export"] = ""  # what a batch's destinations get is its manifest, as it is
+    if event["type"] in ("batch.completed", "budget.threshold"):
+        record["export"] = ""  # a batch's manifest goes as it is; an alert has no file
     record["updated_at"] = time.time()
     ctx.script("delivery-record", _RECORD)(keys=[key_for(ctx, delivery_id)],
                                            args=[delivery_id, *field_pairs(record)], client=pipe)

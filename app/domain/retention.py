@@ -85,7 +85,7 @@ def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int
     if waiting:
         pipe.zadd(ctx.tasks.ended_key, dict.fromkeys(waiting, later))  # look again next sweep
     for task in done:
-        ctx.tasks.forget(pipe, task["task_id"])
+        ctx.tasks.forget(pipe, task["task_id"], task["tenant_id"])
         deliveries.forget(ctx, pipe, delivery_ids[task["task_id"]])
         if task.get("record_key"):
             pipe.zrem(ctx.records.tasks_key(task["tenant_id"], task["record_key"]), task["task_id"])

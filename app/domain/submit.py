@@ -12,7 +12,7 @@ from typing import Any
 
 from app.core import storage
 from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
-from app.domain import tracking, write_back
+from app.domain import budgets, tracking, write_back
 from app.stores import queues
 from app.stores.context import Context
 from app.stores.tasks import TERMINAL
@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
     """Record a submission and try to hand it to the API now. Returns the relay task. ``internal``: task
     fields of the relay's own, stored with the task from the start (e.g. how to answer a Slack command).
-    Raises WriteBackRefused before anything is stored when the write-back it asks for cannot be made."""
+    Raises WriteBackRefused before anything is stored when the write-back it asks for cannot be made, and
+    BudgetExceeded when a capped budget that applies is spent."""
     fmt, record_key = body["format"], body.get("record_key")
+    budgets.check(ctx, tenant.tenant_id, record_key)
     connection = write_back.connection_for(ctx, tenant.tenant_id, body)
     mark = ctx.primary_mark()
     run_id = ctx.records.run_for(tenant.tenant_id, record_key, fmt) if record_key and body.get("resume", True) else None

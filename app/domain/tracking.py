@@ -15,7 +15,7 @@ import time
 
 from app.core.ids import new_id
 from app.core.upstream import UpstreamError
-from app.domain import batch_rows, deliveries, polling
+from app.domain import batch_rows, budgets, deliveries, polling
 from app.domain.serializers import task_view
 from app.stores import usage
 from app.stores.context import Context
@@ -76,6 +76,23 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:
         return "ended"  # progress that arrived after the end: nothing to change, and nothing to watch again
     ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
     return "updated"
+
+
+def cancel(ctx: Context, tenant, task: dict) -> bool:
+    """Cancel a task that has not ended: at the API once it has it (the task ends with the API's answer, or
+    its webhook), else here, before it is handed over. False: it had ended, or the API refused."""
+    if task["status"] in TERMINAL:
+        return False
+    if not task.get("upstream_task_id"):
+        return finish(ctx, task["task_id"], {"status": "cancelled", "phase": ""})
+    try:
+        with ctx.upstream_once(tenant) as client:
+            answer = client.cancel_task(task["upstream_task_id"])
+    except UpstreamError as exc:
+        log.warning("task %s: cancelling it at the API failed: %s", task["task_id"], exc)
+        return False
+    apply(ctx, task["task_id"], answer.raw, source="cancel")
+    return True
 
 
 def refresh(ctx: Context, task: dict, min_age_seconds: float = 2.0) -> dict:
@@ -142,6 +159,7 @@ def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None
     event = json.loads(task.get("event_json") or "null") or {"type": f"task.{task['status']}",
                                                               "data": task_view(task)}
     deliveries.plan(ctx, task, event, then={"fanout": "done"})
+    budgets.after_task(ctx, task)  # again after a crash here: each alert goes once a month whatever
     if task.get("batch_id"):
         batch_rows.row_ended(ctx, task)
 

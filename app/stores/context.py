@@ -20,6 +20,7 @@ from app.core.group_commit import GroupCommit
 from app.core.tokens import Tokens
 from app.core.upstream import RetryPolicy, UpstreamClient
 from app.stores.batches import BatchStore
+from app.stores.budgets import BudgetStore
 from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import EventLog
 from app.stores.idempotency import IdempotencyStore
@@ -47,6 +48,7 @@ class Context:
     hooks: HookStore
     usage: UsageRows
     batches: BatchStore
+    budgets: BudgetStore
     secret: str = ""
     """Signs tokens and the dashboard's session cookie (RELAY_SECRET_KEY, else one kept in Redis)."""
 
@@ -125,7 +127,8 @@ def build_context(config: RelayConfig) -> Context:
                    tasks=TaskStore(redis, prefix), events=EventLog(redis, prefix),
                    idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds),
                    destinations=DestinationStore(redis, prefix, box), hooks=HookStore(redis, prefix, box),
-                   usage=UsageRows(redis, prefix), batches=BatchStore(redis, prefix), secret=secret)
+                   usage=UsageRows(redis, prefix), batches=BatchStore(redis, prefix),
+                   budgets=BudgetStore(redis, prefix), secret=secret)
 
 
 def _stored_secret(redis: Redis, key: str) -> str:

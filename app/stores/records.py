@@ -28,6 +28,17 @@ class RecordStore:
     def key_for(self, tenant_id: str, record_key: str) -> str:
         return self._key(tenant_id, record_key)
 
+    def index_key(self, tenant_id: str) -> str:
+        """A tenant's record keys by when each last changed: GET /v1/records, newest first."""
+        return f"{self._prefix}records:t:{tenant_id}"
+
+    def newest(self, tenant_id: str, before: float | None, count: int) -> list[tuple[str, float]]:
+        """Up to ``count`` (record key, updated at), newest first, changed before ``before`` (excluded)."""
+        top = f"({before!r}" if before is not None else "+inf"
+        return [(key, float(score)) for key, score in
+                self._redis.zrevrangebyscore(self.index_key(tenant_id), top, "-inf", start=0, num=count,
+                                             withscores=True)]
+
     def tasks_key(self, tenant_id: str, record_key: str) -> str:
         """The record's tasks by submission time (the ones still kept: retention removes the others)."""
         return self._key(tenant_id, record_key, "tasks")
@@ -59,6 +70,7 @@ class RecordStore:
                     pipe.hsetnx(key, "created_at", now)
                     pipe.hset(key, mapping={"record_key": record_key, "run_id": run_id, "runs": json.dumps(runs),
                                             "updated_at": now})
+                    pipe.zadd(self.index_key(tenant_id), {record_key: now})
                     pipe.execute()
                     return
                 except WatchError:  # somebody changed it first: read again
@@ -69,6 +81,7 @@ class RecordStore:
         pipe = self._redis.pipeline()
         pipe.hsetnx(key, "created_at", now)
         pipe.hset(key, mapping={"record_key": record_key, "updated_at": now})
+        pipe.zadd(self.index_key(tenant_id), {record_key: now})
         pipe.execute()
 
     def add_task(self, tenant_id: str, record_key: str, task_id: str) -> None:
@@ -82,4 +95,5 @@ class RecordStore:
         return list(self._redis.zrevrange(self.tasks_key(tenant_id, record_key), 0, limit - 1))
 
     def forget(self, tenant_id: str, record_key: str) -> bool:
+        self._redis.zrem(self.index_key(tenant_id), record_key)
         return bool(self._redis.delete(self._key(tenant_id, record_key), self.tasks_key(tenant_id, record_key)))

@@ -38,11 +38,12 @@ end
 return 1
 """
 
-# KEYS: the task, the recent index. ARGV: when it was created, then its field/value pairs.
+# KEYS: the task, the recent index, the tenant's index. ARGV: when it was created, then its field/value pairs.
 _RESTORE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('ZADD', KEYS[2], ARGV[1], redis.call('HGET', KEYS[1], 'task_id'))
+redis.call('ZADD', KEYS[3], ARGV[1], redis.call('HGET', KEYS[1], 'task_id'))
 return 1
 """
 
@@ -63,6 +64,10 @@ class TaskStore:
     def key_for(self, task_id: str) -> str:
         return f"{self._prefix}task:{task_id}"
 
+    def tenant_key(self, tenant_id: str) -> str:
+        """A tenant's tasks by creation time: what GET /v1/tasks pages through, newest first."""
+        return f"{self._prefix}tasks:t:{tenant_id}"
+
     def create(self, tenant_id: str, watch_at: float | None = None, task_id: str | None = None,
                **fields: Any) -> dict:
         """A new task in `pending_submit`; ``watch_at``: when the reconciler should look at it if nothing has
@@ -73,6 +78,7 @@ class TaskStore:
         pipe = self._redis.pipeline()
         pipe.hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in record.items()})
         pipe.zadd(self.recent_key, {task_id: now})
+        pipe.zadd(self.tenant_key(tenant_id), {task_id: now})
         pipe.zremrangebyrank(self.recent_key, 0, -RECENT_KEPT - 1)
         if watch_at is not None:
             pipe.zadd(self.watch_key, {task_id: watch_at})
@@ -103,7 +109,7 @@ class TaskStore:
         """Store again a task Redis no longer has, as it was read: a failover took the primary before the
         task's creation reached a replica (possible with RELAY_REDIS_MIN_REPLICAS=0). Nothing is written for
         a task Redis still has. True: it had to be stored again."""
-        return self._restore(keys=[self.key_for(task["task_id"]), self.recent_key],
+        return self._restore(keys=[self.key_for(task["task_id"]), self.recent_key, self.tenant_key(task["tenant_id"])],
                              args=[task["created_at"], *field_pairs(task)]) == 1
 
     def transition(self, task_id: str, expect: str = "", **fields: Any) -> bool:
@@ -123,11 +129,19 @@ class TaskStore:
     def unwatch(self, task_id: str) -> None:
         self._redis.zrem(self.watch_key, task_id)
 
-    def forget(self, pipe, task_id: str) -> None:
+    def forget(self, pipe, task_id: str, tenant_id: str) -> None:
         """Queue on ``pipe`` the removal of the task and its places in the indexes (retention)."""
         pipe.delete(self.key_for(task_id))
-        for index in (self.recent_key, self.watch_key, self.ended_key):
+        for index in (self.recent_key, self.watch_key, self.ended_key, self.tenant_key(tenant_id)):
             pipe.zrem(index, task_id)
+
+    def newest(self, index: str, before: float | None, after: float | None, count: int) -> list[tuple[str, float]]:
+        """Up to ``count`` (task id, created at) of a time-ordered index (a tenant's, or a record's), newest
+        first, created before ``before`` (excluded: the cursor of the page before) and at ``after`` or later."""
+        top = f"({before!r}" if before is not None else "+inf"
+        bottom = repr(after) if after is not None else "-inf"
+        return [(task_id, float(score)) for task_id, score in
+                self._redis.zrevrangebyscore(index, top, bottom, start=0, num=count, withscores=True)]
 
 
 def field_pairs(fields: dict[str, Any]) -> list:

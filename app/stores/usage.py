@@ -15,9 +15,16 @@ from redis import Redis
 from app.core.ids import digest
 
 FIELDS = ("credits_used", "task_count", "duration_ms")
+SECONDS_BOUNDS = (15, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1500, 1800, 2700, 3600)
+"""The upper bounds of the generation-time histogram's buckets (completed tasks' agent time, by day): the
+dashboard's p50 and p95 come from it, within a bucket's width. A last bucket takes the rest."""
 
-# Appended to the finish script (app/domain/tracking.py): KEYS[6] the day's row; ARGV[1] credits, ARGV[2] agent ms,
-# ARGV[4] the row's life, ARGV[5] the record's field prefix ('' without a record), ARGV[6] the record key.
+# Appended to the finish script (app/domain/tracking.py): KEYS[1] the task (its format and outcome already
+# set), KEYS[6] the day's row; ARGV[1] credits, ARGV[2] agent ms, ARGV[4] the row's life, ARGV[5] the record's
+# field prefix ('' without a record), ARGV[6] the record key. Besides the totals and each record's, the row
+# counts each format's (``f:<format>:``), each outcome (``o:<status>``), the generation-time histogram
+# (``h:<bucket>``, completed tasks) and, from the delivery worker, each destination kind's outcomes
+# (``d:<kind>:delivered|dead``).
 LUA_COUNT = """
 local row, ttl, prefix = KEYS[6], ARGV[4], ARGV[5]
 redis.call('HINCRBYFLOAT', row, 'credits_used', ARGV[1])
@@ -29,8 +36,22 @@ if prefix ~= '' then
   redis.call('HINCRBY', row, prefix .. 'task_count', 1)
   redis.call('HINCRBY', row, prefix .. 'duration_ms', ARGV[2])
 end
+local task_format = redis.call('HGET', KEYS[1], 'format') or ''
+local outcome = redis.call('HGET', KEYS[1], 'status') or ''
+redis.call('HINCRBYFLOAT', row, 'f:' .. task_format .. ':credits_used', ARGV[1])
+redis.call('HINCRBY', row, 'f:' .. task_format .. ':task_count', 1)
+redis.call('HINCRBY', row, 'f:' .. task_format .. ':duration_ms', ARGV[2])
+redis.call('HINCRBY', row, 'o:' .. outcome, 1)
+if outcome == 'completed' and tonumber(ARGV[2]) > 0 then
+  local seconds, bucket = tonumber(ARGV[2]) / 1000, 0
+  for n, bound in ipairs({@BOUNDS@}) do
+    if seconds <= bound then bucket = n break end
+  end
+  if bucket == 0 then bucket = @LAST@ end
+  redis.call('HINCRBY', row, 'h:' .. bucket, 1)
+end
 redis.call('EXPIRE', row, ttl)
-"""
+""".replace("@BOUNDS@", ", ".join(map(str, SECONDS_BOUNDS))).replace("@LAST@", str(len(SECONDS_BOUNDS) + 1))
 
 
 def number(raw: str | float | int | None) -> int | float:
@@ -54,27 +75,48 @@ class UsageRows:
     def key_for(self, tenant_id: str, day: str) -> str:
         return f"{self._prefix}usage:{tenant_id}:{day}"
 
-    def days(self, tenant_id: str, first: date, last: date, record_key: str | None = None) -> list[dict]:
-        """One row per day from ``first`` to ``last`` (UTC, both included) that has any usage."""
-        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    def raw(self, tenant_id: str, first: date, last: date) -> list[tuple[str, dict]]:
+        """Each day's row from ``first`` to ``last`` (UTC, both included), as stored (empty for a day with no
+        usage), in one round trip."""
+        days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
         pipe = self._redis.pipeline()
         for day in days:
-            pipe.hgetall(self.key_for(tenant_id, day.isoformat()))
+            pipe.hgetall(self.key_for(tenant_id, day))
+        return list(zip(days, pipe.execute(), strict=True))
+
+    def spent(self, tenant_id: str, first: date, last: date, record_key: str | None = None) -> float:
+        """Credits from ``first`` to ``last`` (both included): the tenant's, or one record's."""
+        field = record_prefix(record_key) + "credits_used" if record_key else "credits_used"
+        days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+        pipe = self._redis.pipeline()
+        for day in days:
+            pipe.hget(self.key_for(tenant_id, day), field)
+        return sum(float(value or 0) for value in pipe.execute())
+
+    def count_delivery(self, pipe, tenant_id: str, kind: str, outcome: str, when: float, life: int) -> None:
+        """Queue on ``pipe`` one delivery's outcome (delivered or dead) in its day's row."""
+        key = self.key_for(tenant_id, day_of(when))
+        pipe.hincrby(key, f"d:{kind}:{outcome}", 1)
+        pipe.expire(key, life)
+
+    def days(self, tenant_id: str, first: date, last: date, record_key: str | None = None) -> list[dict]:
+        """One row per day from ``first`` to ``last`` (UTC, both included) that has any usage."""
         rows = []
-        for day, raw in zip(days, pipe.execute(), strict=True):
-            row = _row(raw, record_prefix(record_key) if record_key else "")
+        for day, raw in self.raw(tenant_id, first, last):
+            row = totals(raw, record_prefix(record_key) if record_key else "")
             if row["task_count"]:
-                rows.append({"date": day.isoformat(), **row,
-                             **({} if record_key else {"records": _records(raw)})})
+                rows.append({"date": day, **row,
+                             **({} if record_key else {"records": records_of(raw)})})
         return rows
 
 
-def _row(raw: dict, prefix: str) -> dict:
+def totals(raw: dict, prefix: str = "") -> dict:
+    """The totals of a stored row, or of its part under ``prefix`` (a record's, a format's)."""
     return {"credits_used": number(raw.get(prefix + "credits_used")),
             "task_count": int(raw.get(prefix + "task_count") or 0),
             "duration_ms": int(raw.get(prefix + "duration_ms") or 0)}
 
 
-def _records(raw: dict) -> list[dict]:
+def records_of(raw: dict) -> list[dict]:
     prefixes = sorted(name.removesuffix("key") for name in raw if name.startswith("r:") and name.endswith(":key"))
-    return [{"record_key": raw[prefix + "key"], **_row(raw, prefix)} for prefix in prefixes]
+    return [{"record_key": raw[prefix + "key"], **totals(raw, prefix)} for prefix in prefixes]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -30,31 +28,6 @@ def me():
     current = tenant()
     return jsonify({"tenant_id": current.tenant_id, "name": current.name, "upstream_url": current.upstream_url,
                     "usage": ctx().tenants.usage(current.tenant_id)})
-
-
-USAGE_DAYS_MAX = 400  # the rows are kept 13 months: a longer range would only add empty days
-
-
-@bp.get("/usage")
-def usage_report():
-    """Daily usage rows (app/stores/usage.py): they outlive the tasks they count. Liberal in the range: a day past
-    the end of its month means the month's last day, a range longer than USAGE_DAYS_MAX is cut to its last
-    days, and one that ends before it starts has no days."""
-    query = query_params("relay/usage-query.json")
-    last = _day(query["to"]) if "to" in query else datetime.now(UTC).date()
-    first = _day(query["from"]) if "from" in query else last - timedelta(days=30)
-    first = max(first, last - timedelta(days=USAGE_DAYS_MAX - 1))
-    record_key = query.get("record_key")
-    days = ctx().usage.days(tenant().tenant_id, first, last, record_key) if first <= last else []
-    totals = {name: sum(day[name] for day in days) for name in ("credits_used", "duration_ms", "task_count")}
-    return jsonify({"from": first.isoformat(), "to": last.isoformat(), "record_key": record_key, "totals": totals,
-                    "days": days})
-
-
-def _day(text: str) -> date:
-    """YYYY-MM-DD (the schema's pattern), a day past its month's end read as the month's last day."""
-    year, month, day = (int(part) for part in text.split("-"))
-    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
 
 
 @bp.get("/formats")
@@ -125,7 +98,7 @@ def _submit(body: dict):
     wait = min(int(body.get("wait") or 0), ctx().config.max_wait_seconds)
     if wait:
         task = submit.wait_for(ctx(), task["task_id"], wait)
-    view = _task_answer(task)
+    view = task_answer(task)
     links = {"task": public(f"/v1/tasks/{task['task_id']}")}
     if view["record_key"]:
         links["record"] = public(record_path(view["record_key"]))
@@ -141,10 +114,11 @@ def get_task(task_id: str):
     task = ctx().tasks.get(task_id, tenant().tenant_id)
     if task is None:
         raise ApiError(404, "task_not_found", "No task with that id.")
-    return jsonify(_task_answer(tracking.refresh(ctx(), task)))
+    return jsonify(task_answer(tracking.refresh(ctx(), task)))
 
 
-def _task_answer(task: dict) -> dict:
+def task_answer(task: dict) -> dict:
+    """A task as the API answers it: its view, its deliveries, links to its document."""
     view = task_view(task, deliveries.for_task(ctx(), task))
     return {**view, **deliveries.document_links(ctx(), view)}
 

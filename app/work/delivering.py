@@ -97,7 +97,7 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
         log.exception("delivery %s failed unexpectedly", delivery_id)
         return _failed(ctx, record, attempts, Retryable(f"unexpected error in the relay: {type(exc).__name__}"))
     # delivered: a refused write now must not make the next attempt deliver it again, so it waits for Redis
-    storage.persist(lambda: _delivered(ctx, delivery_id, outcome, with_delivered), "delivery")
+    storage.persist(lambda: _delivered(ctx, record, outcome, with_delivered), "delivery")
     return "delivered"
 
 
@@ -136,11 +136,12 @@ def _wait_for_slot(ctx: Context, record: dict, attempts: int, paced: _Paced) -> 
     return "paced"
 
 
-def _delivered(ctx: Context, delivery_id: str, outcome, with_delivered) -> None:
-    pipe = ctx.redis.pipeline()
+def _delivered(ctx: Context, record: dict, outcome, with_delivered) -> None:
+    pipe, delivery_id = ctx.redis.pipeline(), record["delivery_id"]
     update(ctx, delivery_id, pipe=pipe, state="delivered", location=outcome.location,
            external_id=outcome.external_id, delivered_at=time.time(), last_error="", next_attempt_at="")
     pipe.zrem(open_key(ctx), delivery_id)
+    _count(ctx, pipe, record, "delivered")
     if with_delivered is not None:
         with_delivered(pipe)
     pipe.execute()
@@ -155,11 +156,20 @@ def _failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> 
         update(ctx, delivery_id, state="retrying", last_error=error.message, next_attempt_at=time.time() + delay)
         enqueue(ctx, delivery_id, delay)
         return "retrying"
-    update(ctx, delivery_id, state="dead", last_error=error.message, next_attempt_at="")
-    ctx.redis.zadd(dead_letter_key(ctx), {delivery_id: time.time()})
-    ctx.redis.zrem(open_key(ctx), delivery_id)
+    pipe = ctx.redis.pipeline()
+    update(ctx, delivery_id, pipe=pipe, state="dead", last_error=error.message, next_attempt_at="")
+    pipe.zadd(dead_letter_key(ctx), {delivery_id: time.time()})
+    pipe.zrem(open_key(ctx), delivery_id)
+    _count(ctx, pipe, record, "dead")
+    pipe.execute()
     log.warning("delivery %s is dead after %d attempt(s): %s", delivery_id, attempts, error.message)
     return "dead"
+
+
+def _count(ctx: Context, pipe, record: dict, outcome: str) -> None:
+    """The outcome in the day's usage row: the dashboard's delivery success rate per kind."""
+    ctx.usage.count_delivery(pipe, record["tenant_id"], record["kind"], outcome, time.time(),
+                             int(ctx.config.usage_retention_seconds))
 
 
 def _backoff(ctx: Context, attempts: int, retry_after: float | None) -> float:

@@ -34,35 +34,38 @@ class EmailKind:
         return Outcome(f"email {sent} to {', '.join(delivery.config['to'])}", sent) if sent else None
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
-        assert document is not None
         config = delivery.config
         env.settings["check_host"](config["host"], int(config.get("port") or 587))
         message_id = f"<{delivery.delivery_id.lower()}@overten-relay>"
-        attach = document.size is not None and document.size <= int(env.settings["email_attach_max_bytes"])
+        attach = document is not None and document.size is not None and \
+            document.size <= int(env.settings["email_attach_max_bytes"])
         with tempfile.TemporaryFile() as spool:
             _write_message(spool, delivery, document, message_id, attach)
             spool.seek(0)
             _send(config, spool)
         env.save_state(delivery.delivery_id, {"message_id": message_id})
-        how = "attached" if attach else "as a link"
+        how = "attached" if attach else "as a link" if document else "words only"
         return Outcome(f"email {message_id} to {', '.join(config['to'])} ({how})", message_id)
 
 
-def _write_message(out: IO[bytes], delivery: Delivery, document: Document, message_id: str, attach: bool) -> None:
+def _write_message(out: IO[bytes], delivery: Delivery, document: Document | None, message_id: str,
+                   attach: bool) -> None:
+    """The message; without a document (an alert), its words alone."""
     config, text = delivery.config, summary(delivery.event)
-    boundary, name = "relay-" + secrets.token_hex(12), naming.file_name(delivery, document, MIME_NAME)
-    subject = config.get("subject") or f"{headline(delivery.event)}: {name}"
+    boundary = "relay-" + secrets.token_hex(12)
+    name = naming.file_name(delivery, document, MIME_NAME) if document else ""
+    subject = config.get("subject") or (f"{headline(delivery.event)}: {name}" if name else headline(delivery.event))
     headers = [("From", formataddr(("Overten Relay", config["from"]))), ("To", ", ".join(config["to"])),
                ("Subject", Header(subject, "utf-8").encode()), ("Date", formatdate(localtime=False)),
                ("Message-ID", message_id), ("MIME-Version", "1.0"),
                ("Content-Type", f'multipart/mixed; boundary="{boundary}"')]
     _lines(out, [f"{header}: {value}" for header, value in headers] + [""])
-    link = (f"Download: {document.link}" if attach
+    link = ("" if document is None else f"Download: {document.link}" if attach
             else f"The file is too large to attach. Download it here: {document.link}")
     body = quopri.encodestring(f"{text}\n\n{link}\n".encode()).decode()
     _lines(out, [f"--{boundary}", "Content-Type: text/plain; charset=utf-8",
                  "Content-Transfer-Encoding: quoted-printable", "", *body.splitlines()])
-    if attach:
+    if attach and document is not None:
         _lines(out, [f"--{boundary}", f'Content-Type: {document.content_type}; name="{name}"',
                      "Content-Transfer-Encoding: base64",
                      f'Content-Disposition: attachment; filename="{name}"', ""])

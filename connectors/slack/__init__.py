@@ -32,9 +32,10 @@ class SlackKind:
         return Pace(f"slack:{digest(config['bot_token'])}:{config['channel']}", per_second=1.0)
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
-        assert document is not None
         config, state = delivery.config, dict(delivery.state)
         client = WebClient(token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30)
+        if document is None:  # an alert: words only
+            return self._link_only(client, config, summary(delivery.event), delivery, env)
         comment, name = _comment(delivery, document), naming.file_name(delivery, document)
         if document.size is None:
             return self._link_only(client, config, comment, delivery, env)

@@ -30,14 +30,13 @@ class TeamsKind:
         return Pace(f"teams:{digest(delivery.config['url'])}", per_second=3.5)
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
-        assert document is not None
-        body = message(delivery, document)
+        body = message(delivery, document)  # no document: an alert, words only
         headers = {"content-type": "application/json", "user-agent": "overten-relay/0.1"}
         outcome = post(delivery.config["url"], body, headers, env, "the Teams workflow")
         return Outcome(f"teams: {outcome.location}")
 
 
-def message(delivery: Delivery, document: Document) -> str:
+def message(delivery: Delivery, document: Document | None) -> str:
     """The card as JSON, its summary shortened until the whole message fits in MAX_BYTES."""
     task = delivery.event.get("data") or {}
     text = summary(delivery.event)
@@ -49,17 +48,17 @@ def message(delivery: Delivery, document: Document) -> str:
         text = "" if text == "…" else text
 
 
-def _card(delivery: Delivery, document: Document, task: dict, text: str) -> dict:
+def _card(delivery: Delivery, document: Document | None, task: dict, text: str) -> dict:
     facts = [{"title": "Record", "value": task.get("record_key") or "-"},
-             {"title": "Format", "value": task.get("format") or "-"},
-             {"title": "File", "value": document.name}]
+             {"title": "Format", "value": task.get("format") or "-"}]
     content = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
                "version": "1.4", "msteams": {"width": "Full"},
                "body": [{"type": "TextBlock", "text": delivery.config.get("title") or headline(delivery.event),
                          "weight": "Bolder", "size": "Medium", "wrap": True},
-                        {"type": "TextBlock", "text": text, "wrap": True},
-                        {"type": "FactSet", "facts": facts}],
-               "actions": [{"type": "Action.OpenUrl", "title": "Open", "url": document.link}]}
+                        {"type": "TextBlock", "text": text, "wrap": True}]}
+    if document is not None:
+        content["body"].append({"type": "FactSet", "facts": [*facts, {"title": "File", "value": document.name}]})
+        content["actions"] = [{"type": "Action.OpenUrl", "title": "Open", "url": document.link}]
     return {"type": "message", "attachments": [{"contentType": _CARD, "contentUrl": None, "content": content}]}
 
 

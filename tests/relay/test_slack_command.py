@@ -105,6 +105,30 @@ def test_status_and_export(slack_relay, fake_slack):
     assert csv.status_code == 200 and b"," in csv.content
 
 
+def test_cancel_stops_the_channels_running_document(slack_relay, fake_slack):
+    _, url = send(slack_relay, fake_slack, "excel A long model [[duration=60]]")
+    eventually(lambda: fake_slack.replies(url), 30, "the task to start")
+    answer, cancel_url = send(slack_relay, fake_slack, "cancel")
+    assert answer.json()["text"].startswith(":octagonal_sign: Cancelling task")
+    [said] = eventually(lambda: fake_slack.replies(cancel_url), 30, "the cancel's word")
+    assert said["response_type"] == "in_channel" and f"<@{USER}> cancelled task" in said["text"]
+    assert final_reply(fake_slack, url)["text"].startswith(":x:"), "the command's own final word: cancelled"
+    nothing = send(slack_relay, fake_slack, "cancel")[0].json()
+    assert nothing["text"] == "Nothing is being made in this channel right now (the latest cancelled)."
+
+
+def test_a_spent_budget_is_said_in_words_and_nothing_starts(slack_relay, fake_slack):
+    with slack_relay.client() as client:
+        client.put("/v1/budgets/tenant", json={"monthly_credits": 10, "hard_cap": True}).raise_for_status()
+        slack_relay.wait_task(client, slack_relay.submit(client, prompt="Memo")["task_id"])  # 40 of 10
+    answer = send(slack_relay, fake_slack, "excel Pipeline by region")[0].json()
+    assert answer["response_type"] == "ephemeral"
+    assert answer["text"].startswith(":no_entry: Nothing was started. The monthly budget of 10 credits for this "
+                                     "tenant is spent (40 credits since ")
+    time.sleep(0.5)  # had anything been enqueued, its job would have run by now
+    assert len(slack_relay.client().get("/v1/tasks").json()["items"]) == 1, "only the API's submit"
+
+
 def test_a_failed_job_is_reported(slack_relay, fake_slack):
     _, url = send(slack_relay, fake_slack, "slides Board deck [[fail]]")
     assert final_reply(fake_slack, url)["text"].startswith(":x: The document could not be made")

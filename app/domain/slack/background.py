@@ -17,7 +17,7 @@ from slack_sdk.webhook import WebhookClient
 from app.core.formats import LABELS
 from app.core.outbound import OutboundPolicy
 from app.core.upstream import UpstreamError
-from app.domain import exports, submit, tracking
+from app.domain import budgets, exports, submit, tracking
 from app.domain.slack.commands import channel_record_key
 from app.stores import installations, queues
 from app.stores.context import Context, current
@@ -46,7 +46,11 @@ def start_document(request: dict) -> None:
     body = {"format": request["format"], "prompt": request["prompt"], "resume": request["resume"],
             "record_key": channel_record_key(request["team_id"], channel),
             "destinations": [{"kind": "slack", "config": {"channel": channel, "bot_token": installation.bot_token}}]}
-    task = submit.submit(ctx, tenant, body, slack_reply=ctx.box.seal(json.dumps(reply)))
+    try:
+        task = submit.submit(ctx, tenant, body, slack_reply=ctx.box.seal(json.dumps(reply)))
+    except budgets.BudgetExceeded as exc:  # spent between the command's answer and this job
+        follow_up(ctx, request["response_url"], f":no_entry: Nothing was started. {exc.message}")
+        return
     if task["status"] in TERMINAL:
         return  # refused or already done: the slack_reply delivery says so
     _session_start(ctx, task["task_id"], request["response_url"], deadline)
@@ -92,6 +96,24 @@ def export_document(request: dict) -> None:
         return
     follow_up(ctx, request["response_url"], f"<@{request['user_id']}> exported this channel's document: "
                                             f"<{link}|Download the {fmt.upper()}>", in_channel=True)
+
+
+def cancel_document(request: dict) -> None:
+    """/overten cancel: the channel's running task, cancelled at the API; its final word (the slack_reply
+    delivery) says cancelled in the thread it was started from."""
+    ctx = current()
+    _, tenant = _workspace(ctx, request)
+    task = ctx.tasks.get(request["task_id"], tenant.tenant_id) if tenant else None
+    if task is None:
+        follow_up(ctx, request["response_url"], "That task is gone.")
+        return
+    if tracking.cancel(ctx, tenant, task):
+        follow_up(ctx, request["response_url"], f"<@{request['user_id']}> cancelled task `{task['task_id']}`.",
+                  in_channel=True)
+        return
+    ended = ctx.tasks.get(task["task_id"]) or task
+    follow_up(ctx, request["response_url"], f"Task `{task['task_id']}` has ended ({ended['status']}): nothing to "
+              "cancel." if ended["status"] in TERMINAL else ":x: The API did not take the cancel; try again.")
 
 
 def follow_up(ctx: Context, sealed_url: str, text: str, in_channel: bool = False) -> bool:

@@ -15,19 +15,21 @@ import schemas
 from app.core import storage
 from app.core.formats import LABELS, export_formats
 from app.core.ids import digest
-from app.domain import exports
+from app.domain import budgets, exports
 from app.domain.deliveries import file_link
 from app.stores import installations
 from app.stores.context import Context
 from app.stores.intake_stream import record_command
+from app.stores.tasks import TERMINAL
 
 NEW_DOCUMENT = {"excel": "excel", "word": "word", "slides": "slides"}
-VERBS = (*NEW_DOCUMENT, "continue", "status", "export", "help")
+VERBS = (*NEW_DOCUMENT, "continue", "status", "export", "cancel", "help")
 USAGE = """*/overten* builds documents for this channel:
 • `/overten excel|word|slides <prompt>`: a new workbook, document or deck
 • `/overten continue <prompt>`: change this channel's latest document
 • `/overten status`: how the latest one is doing
 • `/overten export pdf|csv|png|html|txt|odt|odp`: a copy of it in another format
+• `/overten cancel`: stop the latest one while it is still being made
 • `/overten help`: this message"""
 
 
@@ -94,6 +96,8 @@ def _answer(ctx: Context, command: SlashCommand) -> dict:
         return ephemeral(_status(ctx, tenant_id, command.record_key))
     if verb == "export":
         return _export(ctx, command, tenant_id)
+    if verb == "cancel":
+        return _cancel(ctx, command, tenant_id)
     if verb == "help":
         return ephemeral(USAGE)
     return ephemeral(f"I don't know `{verb[:40]}`.\n{USAGE}")
@@ -108,6 +112,10 @@ def _start(ctx: Context, command: SlashCommand, fmt: str, resume: bool) -> dict:
     except schemas.SchemaViolation as exc:
         problem = exc.errors[0]
         return ephemeral(f"I can't use that {problem.field}: it {problem.message}.")
+    try:
+        budgets.check(ctx, installations.tenant_for(ctx, command.team_id) or "", command.record_key)
+    except budgets.BudgetExceeded as exc:
+        return ephemeral(f":no_entry: Nothing was started. {exc.message}")
     _enqueue(ctx, "start_document", command, format=fmt, prompt=command.argument, resume=resume)
     what = LABELS.get(fmt, fmt).split(" (")[0].lower()
     action = "Changing this channel's" if resume else "Starting a new"
@@ -124,6 +132,15 @@ def _export(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
 
     _enqueue(ctx, "export_document", command, format=fmt)
     return ephemeral(f":hourglass_flowing_sand: Making a {fmt.upper()} of this channel's document...")
+
+
+def _cancel(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
+    latest = _latest_task(ctx, tenant_id, command.record_key)
+    if latest is None or latest["status"] in TERMINAL:
+        state = f" (the latest {latest['status']})" if latest else ""
+        return ephemeral(f"Nothing is being made in this channel right now{state}.")
+    _enqueue(ctx, "cancel_document", command, task_id=latest["task_id"])
+    return ephemeral(f":octagonal_sign: Cancelling task `{latest['task_id']}`...")
 
 
 def _enqueue(ctx: Context, job: str, command: SlashCommand, **extra: object) -> None:

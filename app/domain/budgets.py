@@ -1,0 +1,119 @@
+"""Credit budgets per calendar month (UTC, from a chosen start day), for a tenant and per record.
+
+- **Spent** is read from the daily usage rows (app.stores.usage) from the month's start day to today, so it
+  survives task retention. A task's credits count when it ends, on the day it ends: a task already running
+  when a budget runs out is never cut off, and what it costs counts in the month it ends.
+- **Alerts**: each share of a budget (70%, 90% and 100% by default) reached in a month sends one
+  ``budget.threshold`` event, to the hooks subscribed to it and to the budget's alert destinations (Slack,
+  email, Teams, webhooks), checked after every task that cost credits.
+- **Hard cap**: past a capped budget, a submit (a single one, a batch, a batch's row, a Slack command) is
+  refused with BudgetExceeded (402 ``budget_exceeded`` at the API) until the month resets."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from app.core.ids import digest, new_id
+from app.domain import deliveries
+from app.stores.context import Context
+from app.stores.events import iso
+from app.stores.usage import number
+
+DEFAULT_SHARES = (0.7, 0.9, 1.0)
+ALERT_KINDS = ("slack", "email", "teams", "webhook")
+"""Where a budget's alerts can go: where people read, and webhooks."""
+_ALERT_LIFE = 70 * 86_400  # an alert's once-a-month mark outlives its month
+
+
+@dataclass(frozen=True)
+class Period:
+    start: date
+    resets: date
+
+    @property
+    def resets_at(self) -> str:
+        return iso(datetime(self.resets.year, self.resets.month, self.resets.day, tzinfo=UTC).timestamp())
+
+
+class BudgetExceeded(Exception):
+    def __init__(self, budget: dict):
+        who = f"record {budget['record_key']}" if budget["record_key"] else "this tenant"
+        super().__init__(f"The monthly budget of {budget['monthly_credits']:g} credits for {who} is spent "
+                         f"({budget['spent']:g} credits since {budget['period']['from']}); it resets at "
+                         f"{budget['period']['resets_at']}.")
+        self.budget = budget
+        self.message = str(self)
+
+
+def period(start_day: int, today: date) -> Period:
+    """The budget month holding ``today``: from its start day (1-28) to the next month's."""
+    start = date(today.year, today.month, start_day)
+    if today < start:
+        start = _add_month(start, -1)
+    return Period(start, _add_month(start, 1))
+
+
+def _add_month(day: date, months: int) -> date:
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def view(ctx: Context, tenant_id: str, budget: dict, today: date | None = None) -> dict[str, Any]:
+    """The budget with where it stands this month: spent, share, what is left, when it resets."""
+    month = period(int(budget.get("start_day") or 1), today or today_utc())
+    spent = number(ctx.usage.spent(tenant_id, month.start, today or today_utc(), budget["record_key"]))
+    limit = float(budget["monthly_credits"])
+    return {"scope": "record" if budget["record_key"] else "tenant", "record_key": budget["record_key"],
+            "monthly_credits": number(limit), "start_day": int(budget.get("start_day") or 1),
+            "alert_shares": list(budget.get("alert_shares") or DEFAULT_SHARES),
+            "hard_cap": bool(budget.get("hard_cap")), "alert_destinations": budget.get("alert_destinations") or [],
+            "period": {"from": month.start.isoformat(), "resets_at": month.resets_at},
+            "spent": spent, "share_spent": round(spent / limit, 4) if limit else 0.0,
+            "remaining": number(max(0.0, limit - spent)), "exceeded": spent >= limit}
+
+
+def check(ctx: Context, tenant_id: str, record_key: str | None, today: date | None = None) -> None:
+    """Raise BudgetExceeded when a capped budget that applies (the tenant's, the record's) is spent."""
+    for budget in ctx.budgets.applying(tenant_id, record_key):
+        if budget.get("hard_cap"):
+            current = view(ctx, tenant_id, budget, today)
+            if current["exceeded"]:
+                raise BudgetExceeded(current)
+
+
+def after_task(ctx: Context, task: dict, today: date | None = None) -> list[dict]:
+    """The alerts a task's credits set off (each share once a month per budget): the events sent."""
+    if not float(task.get("credits_used") or 0):
+        return []
+    sent = []
+    for budget in ctx.budgets.applying(task["tenant_id"], task.get("record_key") or None):
+        current = view(ctx, task["tenant_id"], budget, today)
+        reached = [share for share in current["alert_shares"] if current["share_spent"] >= share]
+        for share in reached:
+            if ctx.budgets.alert_once(task["tenant_id"], budget["record_key"], current["period"]["from"], share,
+                                      _ALERT_LIFE):
+                sent.append(_alert(ctx, task["tenant_id"], current, share))
+    return sent
+
+
+def _alert(ctx: Context, tenant_id: str, budget: dict, share: float) -> dict:
+    who = f"Record {budget['record_key']}" if budget["record_key"] else "This tenant"
+    summary = (f"{who} has spent {budget['spent']:g} of its {budget['monthly_credits']:g} monthly credits "
+               f"({share:.0%} reached) since {budget['period']['from']}; the budget resets at "
+               f"{budget['period']['resets_at']}." + (" Past 100% new submits are refused." if budget["hard_cap"]
+                                                      else ""))
+    event = {"id": new_id("evt"), "type": "budget.threshold", "created_at": iso(time.time()),
+             "data": {**budget, "share": share, "summary": summary}}
+    owner = {"task_id": "bgt_" + digest(f"{tenant_id}:{budget['record_key']}:{budget['period']['from']}:{share:g}",
+                                        26).upper(), "tenant_id": tenant_id}
+    deliveries.plan_event(ctx, owner, event, budget["alert_destinations"])
+    return event

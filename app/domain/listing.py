@@ -1,0 +1,65 @@
+"""Finding work: a tenant's tasks and records, newest first, a page at a time.
+
+Tasks are read from a time-ordered index (the tenant's, or the record's when one is asked for) in chunks,
+filtered by status and format, until the page is full or SCAN_LIMIT tasks were looked at; the cursor is the
+creation time of the last one looked at, so a sparse filter answers a short page with a cursor to go on from,
+never a long scan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.stores.context import Context
+
+CHUNK = 200
+SCAN_LIMIT = 2000
+"""Tasks looked at for one page at most: a filter that matches few tasks answers in bounded time."""
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    status: str | None = None
+    record_key: str | None = None
+    format: str | None = None
+    created_from: float | None = None
+    created_to: float | None = None
+
+
+def tasks(ctx: Context, tenant_id: str, wanted: TaskFilter, cursor: float | None,
+          limit: int) -> tuple[list[dict], float | None]:
+    """A page of the tenant's tasks matching ``wanted``, newest first, and the cursor of the next page."""
+    index = (ctx.records.tasks_key(tenant_id, wanted.record_key) if wanted.record_key
+             else ctx.tasks.tenant_key(tenant_id))
+    before = cursor if wanted.created_to is None else min(cursor or wanted.created_to, wanted.created_to)
+    found: list[dict] = []
+    looked, last = 0, 0.0
+    while looked < SCAN_LIMIT:
+        chunk = ctx.tasks.newest(index, before, wanted.created_from, min(CHUNK, SCAN_LIMIT - looked))
+        if not chunk:
+            return found, None
+        read = {task["task_id"]: task for task in ctx.tasks.many([task_id for task_id, _ in chunk])}
+        for task_id, score in chunk:
+            task = read.get(task_id)  # gone since (retention): skipped
+            if task is not None and _matches(task, wanted):
+                if len(found) == limit:  # one more matches: there is a next page, from the last one shown
+                    return found, last
+                found.append(task)
+                last = score
+        looked += len(chunk)
+        before = chunk[-1][1]
+        if len(chunk) < CHUNK:
+            return found, None
+    return found, before
+
+
+def _matches(task: dict, wanted: TaskFilter) -> bool:
+    if wanted.status and task["status"] != wanted.status:
+        return False
+    return not wanted.format or task.get("format") == wanted.format
+
+
+def records(ctx: Context, tenant_id: str, cursor: float | None, limit: int) -> tuple[list[dict], float | None]:
+    """A page of the tenant's records, the most recently used first, and the cursor of the next page."""
+    keys = ctx.records.newest(tenant_id, cursor, limit + 1)
+    page = [record for key, _ in keys[:limit] if (record := ctx.records.get(tenant_id, key))]
+    return page, (keys[limit - 1][1] if len(keys) > limit else None)

@@ -1,0 +1,87 @@
+"""Spend: GET /v1/usage (by day, record or format; JSON or CSV) and the credit budgets, /v1/budgets."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, date, datetime, timedelta
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.domain import budgets, usage_report
+from app.web.base import ctx, require_tenant, tenant
+from schemas.http import ApiError, json_body, query_params
+
+bp = Blueprint("spend", __name__, url_prefix="/v1")
+bp.before_request(require_tenant)
+
+USAGE_DAYS_MAX = 400  # the rows are kept 13 months: a longer range would only add empty days
+
+
+@bp.get("/usage")
+def usage():
+    """Daily usage rows (app/stores/usage.py): they outlive the tasks they count. Liberal in the range: a day past
+    the end of its month means the month's last day, a range longer than USAGE_DAYS_MAX is cut to its last
+    days, and one that ends before it starts has no days. ``Accept: text/csv`` answers the items as CSV."""
+    query = query_params("relay/usage-query.json")
+    last = _day(query["to"]) if "to" in query else datetime.now(UTC).date()
+    first = _day(query["from"]) if "from" in query else last - timedelta(days=30)
+    first = max(first, last - timedelta(days=USAGE_DAYS_MAX - 1))
+    record_key, group_by = query.get("record_key"), query.get("group_by", "day")
+    answer = usage_report.report(ctx(), tenant().tenant_id, first, last, group_by, record_key)
+    if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
+        name = f"usage-{answer['from']}-{answer['to']}-by-{group_by}.csv"
+        return Response(usage_report.as_csv(answer), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    if group_by == "day":  # what this answer had before it grouped: each day with its records
+        answer["days"] = ctx().usage.days(tenant().tenant_id, first, last, record_key) if first <= last else []
+    return jsonify(answer)
+
+
+def _day(text: str) -> date:
+    """YYYY-MM-DD (the schema's pattern), a day past its month's end read as the month's last day."""
+    year, month, day = (int(part) for part in text.split("-"))
+    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
+
+
+@bp.get("/budgets")
+def list_budgets():
+    tenant_id = tenant().tenant_id
+    return jsonify({"items": [budgets.view(ctx(), tenant_id, budget) for budget in ctx().budgets.all(tenant_id)]})
+
+
+@bp.route("/budgets/tenant", methods=["GET", "PUT", "DELETE"])
+def tenant_budget():
+    return _budget(None)
+
+
+@bp.route("/budgets/records/<path:record_key>", methods=["GET", "PUT", "DELETE"])
+def record_budget(record_key: str):
+    return _budget(record_key)
+
+
+def _budget(record_key: str | None):
+    tenant_id = tenant().tenant_id
+    if request.method == "PUT":
+        settings = json_body("relay/budget-put.json")
+        _check_alert_destinations(settings.get("alert_destinations") or [])
+        budget = ctx().budgets.put(tenant_id, record_key, settings)
+        return jsonify(budgets.view(ctx(), tenant_id, budget))
+    budget = ctx().budgets.get(tenant_id, record_key)
+    if budget is None:
+        raise ApiError(404, "budget_not_found", "No budget here: PUT one first.",
+                       field="record_key" if record_key else None)
+    if request.method == "DELETE":
+        ctx().budgets.delete(tenant_id, record_key)
+        return "", 204
+    return jsonify(budgets.view(ctx(), tenant_id, budget))
+
+
+def _check_alert_destinations(refs: list[dict]) -> None:
+    for n, ref in enumerate(refs):
+        saved = ctx().destinations.get(tenant().tenant_id, ref["id"])
+        if saved is None:
+            raise ApiError(404, "destination_not_found", "no saved destination with this id",
+                           field=f"alert_destinations.{n}.id")
+        if saved["kind"] not in budgets.ALERT_KINDS:
+            raise ApiError(400, "invalid_request", f"alerts go where people read ({', '.join(budgets.ALERT_KINDS)}), "
+                           f"not to a {saved['kind']} destination", field=f"alert_destinations.{n}.id")
