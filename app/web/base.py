@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import calendar
+from datetime import date
 from urllib.parse import quote
 
 from flask import current_app, g, request
@@ -58,3 +60,9 @@ def public(path: str) -> str:
 def record_path(record_key: str) -> str:
     """Record keys travel percent-encoded in one path segment (':' and '/' included)."""
     return "/v1/records/" + quote(record_key, safe="")
+
+
+def lenient_day(text: str) -> date:
+    """YYYY-MM-DD (as the schemas' patterns take it), a day past its month's end read as the month's last."""
+    year, month, day = (int(part) for part in text[:10].split("-"))
+    return date(year, month, min(day, calendar.monthrange(year, month)[1]))

@@ -11,7 +11,7 @@ from app.domain import listing, tracking
 from app.domain.serializers import record_view
 from app.stores.tasks import TERMINAL
 from app.web.api import task_answer
-from app.web.base import ctx, public, record_path, require_tenant, tenant
+from app.web.base import ctx, lenient_day, public, record_path, require_tenant, tenant
 from schemas.http import ApiError, query_params
 
 bp = Blueprint("listing", __name__, url_prefix="/v1")
@@ -66,11 +66,7 @@ def _time(query: dict, name: str, end_of_day: bool = False) -> float | None:
     text = query.get(name)
     if not text:
         return None
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
-    except ValueError:
-        raise ApiError(400, "invalid_request", f"{name} is not a day or a time", field=name) from None
+    day, rest = lenient_day(text), text[10:].replace(" ", "T").replace("Z", "+00:00")
+    when = datetime.fromisoformat(day.isoformat() + rest)  # the schema's pattern: hours and minutes in range
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    if end_of_day and len(text) == 10:
-        when += timedelta(days=1)
-    return when.timestamp()
+    return (when + timedelta(days=1 if end_of_day and not rest else 0)).timestamp()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import calendar
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, Response, jsonify, request
 
 from app.domain import budgets, usage_report
-from app.web.base import ctx, require_tenant, tenant
+from app.web.base import ctx, lenient_day, require_tenant, tenant
 from schemas.http import ApiError, json_body, query_params
 
 bp = Blueprint("spend", __name__, url_prefix="/v1")
@@ -23,8 +22,8 @@ def usage():
     the end of its month means the month's last day, a range longer than USAGE_DAYS_MAX is cut to its last
     days, and one that ends before it starts has no days. ``Accept: text/csv`` answers the items as CSV."""
     query = query_params("relay/usage-query.json")
-    last = _day(query["to"]) if "to" in query else datetime.now(UTC).date()
-    first = _day(query["from"]) if "from" in query else last - timedelta(days=30)
+    last = lenient_day(query["to"]) if "to" in query else datetime.now(UTC).date()
+    first = lenient_day(query["from"]) if "from" in query else last - timedelta(days=30)
     first = max(first, last - timedelta(days=USAGE_DAYS_MAX - 1))
     record_key, group_by = query.get("record_key"), query.get("group_by", "day")
     answer = usage_report.report(ctx(), tenant().tenant_id, first, last, group_by, record_key)
@@ -35,12 +34,6 @@ def usage():
     if group_by == "day":  # what this answer had before it grouped: each day with its records
         answer["days"] = ctx().usage.days(tenant().tenant_id, first, last, record_key) if first <= last else []
     return jsonify(answer)
-
-
-def _day(text: str) -> date:
-    """YYYY-MM-DD (the schema's pattern), a day past its month's end read as the month's last day."""
-    year, month, day = (int(part) for part in text.split("-"))
-    return date(year, month, min(day, calendar.monthrange(year, month)[1]))
 
 
 @bp.get("/budgets")

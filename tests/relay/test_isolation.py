@@ -23,13 +23,16 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, 
     batch = owner.post("/v1/batches", json={"format": "word", "prompt_template": "Memo {{n}} [[fail]]",
                                             "rows": [{"record_key": "crm:deal:2", "n": 1}]}).json()
     batch_path = f"/v1/batches/{batch['batch_id']}"
+    budget_path = "/v1/budgets/records/" + quote("crm:deal:1", safe="")
+    owner.put(budget_path, json={"monthly_credits": 500, "hard_cap": True}).raise_for_status()
     eventually(lambda: owner.get(batch_path).json()["status"] == "completed", 30, "the owner's batch to end")
 
     def owner_view() -> dict:
         paths = {"task": f"/v1/tasks/{task['task_id']}", "record": record_path, "hooks": "/v1/hooks",
                  "destination": f"/v1/destinations/{destination['id']}", "events": "/v1/events", "me": "/v1/me",
                  "delivery": f"/v1/deliveries/{dead['delivery_id']}", "batch": batch_path,
-                 "batch rows": f"{batch_path}/rows"}
+                 "batch rows": f"{batch_path}/rows", "budget": budget_path, "tasks": "/v1/tasks",
+                 "records": "/v1/records", "budgets": "/v1/budgets"}
         return {name: _without_links(owner.get(path).json()) for name, path in paths.items()}
 
     before = owner_view()
@@ -57,13 +60,20 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, 
         ("POST", "/v1/batches/{batch_id}/cancel"): intruder.post(f"{batch_path}/cancel"),
         ("GET", "/v1/batches/{batch_id}/manifest.csv"): intruder.get(f"{batch_path}/manifest.csv"),
         ("GET", "/v1/batches/{batch_id}/files.zip"): intruder.get(f"{batch_path}/files.zip"),
+        ("POST", "/v1/tasks/{task_id}/cancel"): intruder.post(f"/v1/tasks/{task['task_id']}/cancel"),
+        ("GET", "/v1/budgets/records/{record_key}"): intruder.get(budget_path),
+        ("DELETE", "/v1/budgets/records/{record_key}"): intruder.delete(budget_path),
     }
     assert {call: answer.status_code for call, answer in calls.items()} == {call: 404 for call in calls}
     assert all(answer.json()["error"]["code"].endswith("not_found") for answer in calls.values())
 
     lists = {path: intruder.get(path).json()["items"] for path in
-             ("/v1/events", "/v1/hooks", "/v1/destinations", "/v1/deliveries")}
+             ("/v1/events", "/v1/hooks", "/v1/destinations", "/v1/deliveries", "/v1/tasks", "/v1/records",
+              "/v1/budgets")}
     assert lists == {path: [] for path in lists}
+    own_budget = intruder.put(budget_path, json={"monthly_credits": 1})  # a record key names the tenant's own
+    calls[("PUT", "/v1/budgets/records/{record_key}")] = own_budget
+    assert own_budget.status_code == 200 and own_budget.json()["spent"] == 0
     assert intruder.get("/v1/me").json()["usage"]["task_count"] == 0
 
     own = relay.submit(intruder, prompt="Same key, other tenant", record_key="crm:deal:1")
