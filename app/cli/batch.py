@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -10,11 +9,8 @@ from pathlib import Path
 import click
 import httpx
 
+from app.cli import api_client
 from app.cli.submit import FORMATS
-
-_URL = click.option("--url", default=lambda: os.environ.get("RELAY_URL", "http://127.0.0.1:8080"),
-                    show_default="RELAY_URL")
-_KEY = click.option("--api-key", default=lambda: os.environ.get("RELAY_API_KEY", ""), show_default="RELAY_API_KEY")
 
 
 @click.group("batch")
@@ -30,15 +26,15 @@ def batch() -> None:
 @click.option("--stop-on-error", is_flag=True, help="Cancel the rows not yet started at the first failed row.")
 @click.option("--redo", is_flag=True, help="Run rows whose record has this document already (skip_done off).")
 @click.option("--wait", "follow", is_flag=True, help="Show progress until every row has ended.")
-@_URL
-@_KEY
+@api_client.URL
+@api_client.KEY
 def submit_batch(rows: Path, fmt: str, template: str, stop_on_error: bool, redo: bool, follow: bool, url: str,
                  api_key: str) -> None:
     """Submit the CSV ROWS (a header row naming the columns, one of them record_key)."""
     params = {"format": fmt, "on_error": "stop" if stop_on_error else "continue",
               "skip_done": "false" if redo else "true", **({"prompt_template": template} if template else {})}
-    with _client(url, api_key) as client:
-        answer = _checked(client.post("/v1/batches", content=rows.read_bytes(), params=params,
+    with api_client.client(url, api_key) as client:
+        answer = api_client.checked(client.post("/v1/batches", content=rows.read_bytes(), params=params,
                                       headers={"Content-Type": "text/csv"}))
         click.echo(f"batch    {answer['batch_id']} {answer['total']} rows")
         if follow:
@@ -48,14 +44,14 @@ def submit_batch(rows: Path, fmt: str, template: str, stop_on_error: bool, redo:
 @batch.command("status")
 @click.argument("batch_id")
 @click.option("--wait", "follow", is_flag=True, help="Show progress until every row has ended.")
-@_URL
-@_KEY
+@api_client.URL
+@api_client.KEY
 def status(batch_id: str, follow: bool, url: str, api_key: str) -> None:
     """Show a batch's progress, and its failed rows."""
-    with _client(url, api_key) as client:
-        answer = _follow(client, batch_id) if follow else _checked(client.get(f"/v1/batches/{batch_id}"))
+    with api_client.client(url, api_key) as client:
+        answer = _follow(client, batch_id) if follow else api_client.checked(client.get(f"/v1/batches/{batch_id}"))
         click.echo(line(answer))
-        failed = _checked(client.get(f"/v1/batches/{batch_id}/rows", params={"state": "failed", "limit": 20}))
+        failed = api_client.checked(client.get(f"/v1/batches/{batch_id}/rows", params={"state": "failed", "limit": 20}))
         for row in failed["items"]:
             click.echo(f"failed   row {row['row']} {row['record_key']}: {row['error']}")
 
@@ -63,12 +59,12 @@ def status(batch_id: str, follow: bool, url: str, api_key: str) -> None:
 @batch.command("retry")
 @click.argument("batch_id")
 @click.option("--wait", "follow", is_flag=True, help="Show progress until every row has ended.")
-@_URL
-@_KEY
+@api_client.URL
+@api_client.KEY
 def retry(batch_id: str, follow: bool, url: str, api_key: str) -> None:
     """Run a batch's failed rows again."""
-    with _client(url, api_key) as client:
-        answer = _checked(client.post(f"/v1/batches/{batch_id}/retry"))
+    with api_client.client(url, api_key) as client:
+        answer = api_client.checked(client.post(f"/v1/batches/{batch_id}/retry"))
         click.echo(f"batch    {batch_id}: {answer['retried']} failed rows again")
         if follow:
             _follow(client, batch_id)
@@ -87,7 +83,7 @@ def line(batch: dict) -> str:
 def _follow(client: httpx.Client, batch_id: str) -> dict:
     tty, last = sys.stderr.isatty(), ""
     while True:
-        answer = _checked(client.get(f"/v1/batches/{batch_id}"))
+        answer = api_client.checked(client.get(f"/v1/batches/{batch_id}"))
         text = line(answer)
         if text != last:
             sys.stderr.write(f"\r{text:<100}" if tty else text + "\n")
@@ -102,18 +98,3 @@ def _follow(client: httpx.Client, batch_id: str) -> dict:
 
 def _duration(seconds: int) -> str:
     return f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
-
-
-def _client(url: str, api_key: str) -> httpx.Client:
-    if not api_key:
-        raise click.ClickException("no API key: pass --api-key or set RELAY_API_KEY")
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60)
-
-
-def _checked(response: httpx.Response) -> dict:
-    if response.status_code >= 400:
-        error = response.json().get("error", {})
-        faults = "".join(f"\n  row {e['row']}, {e['column']}: {e['message']}" if "row" in e else
-                         f"\n  {e.get('field', '')}: {e.get('message', '')}" for e in error.get("errors") or [])
-        raise click.ClickException(f"{error.get('message', response.text)}{faults}")
-    return response.json()

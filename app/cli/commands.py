@@ -9,7 +9,7 @@ import signal
 
 import click
 
-from app.cli import batch, connectors, deliveries, dev, doctor, services, submit, tenants
+from app.cli import batch, connectors, deliveries, dev, doctor, services, spend, submit, tenants
 
 
 @click.group()
@@ -20,7 +20,7 @@ def relay() -> None:
         faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: what a stuck process is doing
 
 
-for command in (batch.batch, dev.dev, services.sandbox, services.web, services.worker, services.scheduler,
-                submit.submit, tenants.tenants, tenants.secrets, deliveries.deliveries_group, connectors.connectors,
-                doctor.doctor):
+for command in (batch.batch, spend.usage, spend.budgets, dev.dev, services.sandbox, services.web, services.worker,
+                services.scheduler, submit.submit, tenants.tenants, tenants.secrets, deliveries.deliveries_group,
+                connectors.connectors, doctor.doctor):
     relay.add_command(command)
