@@ -3,8 +3,11 @@ list, records, hook subscriptions and tenants. Plain data; secrets are never par
 
 from __future__ import annotations
 
-from app.domain import batch_rows, batches, deliveries, tracking
+from datetime import date, timedelta
+
+from app.domain import batch_rows, batches, budgets, deliveries, listing, tracking, usage_report
 from app.domain.serializers import task_view
+from app.stores import usage
 from app.stores.context import Context
 from app.stores.events import iso
 from app.stores.tasks import TERMINAL
@@ -12,10 +15,22 @@ from app.stores.tasks import TERMINAL
 
 def tasks(ctx: Context, limit: int = 50) -> list[dict]:
     """The newest tasks; running ones with progress fresh from the API (at most every 2 s each)."""
+    return _shown(ctx, ctx.tasks.recent(limit))
+
+
+def task_page(ctx: Context, tenant_id: str | None, wanted: listing.TaskFilter, cursor: float | None,
+              limit: int = 50) -> tuple[list[dict], float | None]:
+    """A page of tasks matching ``wanted``: one tenant's (all it keeps), or every tenant's (the newest
+    RECENT_KEPT), newest first."""
+    found, next_cursor = listing.tasks(ctx, tenant_id, wanted, cursor, limit)
+    return _shown(ctx, found), next_cursor
+
+
+def _shown(ctx: Context, found: list[dict]) -> list[dict]:
     names = _tenant_names(ctx)
-    found = [task if task["status"] in TERMINAL else tracking.refresh(ctx, task) for task in ctx.tasks.recent(limit)]
-    return [{**task_view(task, deliveries.for_task(ctx, task)), "tenant": names.get(task["tenant_id"], "?")}
-            for task in found]
+    fresh = [task if task["status"] in TERMINAL else tracking.refresh(ctx, task) for task in found]
+    return [{**task_view(task, deliveries.for_task(ctx, task)), "tenant": names.get(task["tenant_id"], "?"),
+             "tenant_id": task["tenant_id"]} for task in fresh]
 
 
 def task(ctx: Context, task_id: str) -> dict | None:
@@ -66,9 +81,10 @@ def records(ctx: Context, limit: int = 200) -> list[dict]:
         seen.add(key)
         record = ctx.records.get(*key)
         if record:
+            running = [t for t in ctx.tasks.many(ctx.records.task_ids(*key)) if t["status"] not in TERMINAL]
             found.append({"tenant": names.get(key[0], "?"), "record_key": key[1], "runs": record["runs"],
-                          "task_count": record["task_count"], "credits_used": record["credits_used"],
-                          "updated_at": iso(record["updated_at"])})
+                          "task_count": record["task_count"] + len(running), "running": len(running),
+                          "credits_used": record["credits_used"], "updated_at": iso(record["updated_at"])})
     return found
 
 
@@ -84,3 +100,62 @@ def tenants(ctx: Context) -> list[dict]:
 
 def _tenant_names(ctx: Context) -> dict[str, str]:
     return {t.tenant_id: t.name for t in ctx.tenants.list()}
+
+
+# -- spend ------------------------------------------------------------------------------------------------
+
+def usage_overview(ctx: Context, days: int = 30, today: date | None = None) -> dict:
+    """Every tenant's last ``days`` days, for the charts: credits per tenant, tasks by outcome, generation time
+    p50 and p95, deliveries per kind; and each tenant's month against its budget."""
+    last = today or budgets.today_utc()
+    first = last - timedelta(days=days - 1)
+    dates = [(first + timedelta(days=n)).isoformat() for n in range(days)]
+    credits: dict[str, list] = {}
+    outcomes: dict[str, list[int]] = {}
+    kinds: dict[str, dict[str, int]] = {}
+    histograms = [[0] * (len(usage.SECONDS_BOUNDS) + 1) for _ in dates]
+    tenants_rows = []
+    for tenant in ctx.tenants.list():
+        series = usage_report.daily_series(ctx, tenant.tenant_id, first, last)
+        credits[tenant.name] = [day["credits_used"] for day in series]
+        for n, day in enumerate(series):
+            for outcome, count in day["outcomes"].items():
+                outcomes.setdefault(outcome, [0] * days)[n] += count
+            histograms[n] = [a + b for a, b in zip(histograms[n], day["histogram"], strict=True)]
+            for kind, counted in day["deliveries"].items():
+                totals = kinds.setdefault(kind, {"delivered": 0, "dead": 0})
+                totals["delivered"] += counted["delivered"]
+                totals["dead"] += counted["dead"]
+        budget = ctx.budgets.get(tenant.tenant_id, None)
+        tenants_rows.append({"tenant_id": tenant.tenant_id, "name": tenant.name,
+                             "credits": usage.number(sum(credits[tenant.name])),
+                             "budget": budgets.view(ctx, tenant.tenant_id, budget, last) if budget else None})
+    return {"dates": dates, "credits": credits, "outcomes": outcomes,
+            "p50": [usage_report.percentile(h, 0.5) for h in histograms],
+            "p95": [usage_report.percentile(h, 0.95) for h in histograms],
+            "deliveries": dict(sorted(kinds.items())), "tenants": tenants_rows}
+
+
+def tenant_usage(ctx: Context, tenant_id: str, days: int = 30, today: date | None = None) -> dict | None:
+    """One tenant's last ``days`` days: credits per day and format, its records by credits, and each budget."""
+    tenant = ctx.tenants.get(tenant_id)
+    if tenant is None:
+        return None
+    last = today or budgets.today_utc()
+    first = last - timedelta(days=days - 1)
+    by_record = usage_report.report(ctx, tenant_id, first, last, "record")
+    by_format: dict[str, list[float]] = {}
+    for n, (_, row) in enumerate(ctx.usage.raw(tenant_id, first, last)):
+        for fmt, counted in usage_report.format_parts(row):
+            by_format.setdefault(fmt, [0.0] * days)[n] = counted["credits_used"]
+    record_budgets = {b["record_key"]: b for b in ctx.budgets.all(tenant_id) if b["record_key"]}
+    records = [{**item, "budget": budgets.view(ctx, tenant_id, record_budgets[item["record"]], last)
+                if item["record"] in record_budgets else None} for item in by_record["items"]]
+    seen = {item["record"] for item in records}
+    records += [{"record": key, "credits_used": 0, "task_count": 0, "duration_ms": 0,
+                 "budget": budgets.view(ctx, tenant_id, budget, last)}
+                for key, budget in record_budgets.items() if key not in seen]
+    tenant_budget = ctx.budgets.get(tenant_id, None)
+    return {"tenant_id": tenant_id, "name": tenant.name, "totals": by_record["totals"],
+            "dates": [(first + timedelta(days=n)).isoformat() for n in range(days)], "by_format": by_format,
+            "records": records, "budget": budgets.view(ctx, tenant_id, tenant_budget, last) if tenant_budget else None}

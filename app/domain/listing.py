@@ -25,11 +25,14 @@ class TaskFilter:
     created_to: float | None = None
 
 
-def tasks(ctx: Context, tenant_id: str, wanted: TaskFilter, cursor: float | None,
+def tasks(ctx: Context, tenant_id: str | None, wanted: TaskFilter, cursor: float | None,
           limit: int) -> tuple[list[dict], float | None]:
-    """A page of the tenant's tasks matching ``wanted``, newest first, and the cursor of the next page."""
-    index = (ctx.records.tasks_key(tenant_id, wanted.record_key) if wanted.record_key
-             else ctx.tasks.tenant_key(tenant_id))
+    """A page of the tenant's tasks matching ``wanted``, newest first, and the cursor of the next page. No
+    tenant: every tenant's, from the index of the newest (the operator's dashboard)."""
+    if tenant_id and wanted.record_key:
+        index = ctx.records.tasks_key(tenant_id, wanted.record_key)
+    else:
+        index = ctx.tasks.tenant_key(tenant_id) if tenant_id else ctx.tasks.recent_key
     before = cursor if wanted.created_to is None else min(cursor or wanted.created_to, wanted.created_to)
     found: list[dict] = []
     looked, last = 0, 0.0
@@ -54,6 +57,8 @@ def tasks(ctx: Context, tenant_id: str, wanted: TaskFilter, cursor: float | None
 
 def _matches(task: dict, wanted: TaskFilter) -> bool:
     if wanted.status and task["status"] != wanted.status:
+        return False
+    if wanted.record_key and task.get("record_key") != wanted.record_key:
         return False
     return not wanted.format or task.get("format") == wanted.format
 

@@ -39,9 +39,14 @@ def _parts(day: str, row: dict, group_by: str, prefix: str) -> list[tuple[str, d
         return [(day if group_by == "day" else row.get(prefix + "key", ""), usage.totals(row, prefix))]
     if group_by == "record":  # the tasks without a record: one item of their own, so the items add up
         return _with_rest(row, [(record.pop("record_key"), record) for record in usage.records_of(row)], "")
+    return format_parts(row)
+
+
+def format_parts(row: dict) -> list[tuple[str, dict]]:
+    """A day's row by format; the rest (counted before the rows kept formats) as UNKNOWN_FORMAT."""
     formats = sorted({name.split(":")[1] for name in row if name.startswith("f:")})
     return _with_rest(row, [(fmt or UNKNOWN_FORMAT, usage.totals(row, f"f:{fmt}:")) for fmt in formats],
-                      UNKNOWN_FORMAT)  # the rest: counted before the rows kept formats
+                      UNKNOWN_FORMAT)
 
 
 def _with_rest(row: dict, parts: list[tuple[str, dict]], rest_key: str) -> list[tuple[str, dict]]:
@@ -77,7 +82,7 @@ def as_csv(answer: dict) -> str:
 # -- the dashboard's series ---------------------------------------------------------------------------------
 
 def daily_series(ctx: Context, tenant_id: str, first: date, last: date) -> list[dict]:
-    """Per day: credits, tasks by outcome, generation time p50 and p95 (s, from the histogram) and each
+    """Per day: credits, tasks by outcome, the generation-time histogram with its p50 and p95 (s) and each
     destination kind's deliveries delivered and dead."""
     series = []
     for day, row in ctx.usage.raw(tenant_id, first, last):
@@ -89,8 +94,8 @@ def daily_series(ctx: Context, tenant_id: str, first: date, last: date) -> list[
                 deliveries.setdefault(kind, {"delivered": 0, "dead": 0})[outcome] = int(value)
         series.append({"date": day, "credits_used": usage.number(row.get("credits_used")),
                        "outcomes": {name[2:]: int(value) for name, value in row.items() if name.startswith("o:")},
-                       "p50": percentile(histogram, 0.50), "p95": percentile(histogram, 0.95),
-                       "deliveries": deliveries})
+                       "histogram": histogram, "p50": percentile(histogram, 0.50),
+                       "p95": percentile(histogram, 0.95), "deliveries": deliveries})
     return series
 
 

@@ -15,7 +15,7 @@ from redis import Redis
 from app.core.ids import digest
 
 FIELDS = ("credits_used", "task_count", "duration_ms")
-SECONDS_BOUNDS = (15, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1500, 1800, 2700, 3600)
+SECONDS_BOUNDS = (1, 2, 5, 10, 15, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1500, 1800, 2700, 3600)
 """The upper bounds of the generation-time histogram's buckets (completed tasks' agent time, by day): the
 dashboard's p50 and p95 come from it, within a bucket's width. A last bucket takes the rest."""
 

@@ -14,8 +14,11 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
 from app.core import redis_connection
-from app.domain import admin, batches, deliveries
+from app.core.formats import document_formats
+from app.domain import admin, batches, deliveries, listing, tracking
 from app.stores.batches import ROW_STATES
+from app.stores.tasks import STATUSES, TERMINAL
+from app.web import dashboard_charts as views
 from app.web.base import ctx
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
@@ -99,17 +102,82 @@ def logout():
 @bp.get("/")
 @admin_only
 def overview():
-    return render_template("dashboard/tasks.html", tasks=admin.tasks(ctx()), page="tasks")
+    tasks, next_cursor, chosen = _task_page()
+    return render_template("dashboard/tasks.html", tasks=tasks, next_cursor=next_cursor, chosen=chosen,
+                           tenants=ctx().tenants.list(), statuses=STATUSES, formats=document_formats(),
+                           page="tasks")
 
 
 @bp.get("/api/tasks")
 @admin_only
 def tasks_json():
-    """What the task list polls every 2 seconds."""
-    return jsonify({"items": [{k: t[k] for k in ("task_id", "status", "phase", "progress", "turn_index")}
+    """What the task list polls every 2 seconds: the same page, fresh."""
+    tasks, _, _ = _task_page()
+    return jsonify({"items": [{k: t[k] for k in ("task_id", "status", "phase", "progress", "turn_index", "error")}
                               | {"deliveries": [{"delivery_id": d["delivery_id"], "state": d["state"]}
                                                 for d in t["deliveries"]]}
-                              for t in admin.tasks(ctx())]})
+                              for t in tasks]})
+
+
+def _task_page() -> tuple[list[dict], float | None, dict]:
+    """The task list's page from the query: tenant, status, record, format and the cursor (values that are not
+    among the choices are left out, as a search form would)."""
+    args = request.args
+    chosen = {"tenant": args.get("tenant", ""), "status": args.get("status", ""),
+              "record_key": args.get("record_key", "").strip(), "format": args.get("format", ""),
+              "cursor": args.get("cursor", "")}
+    chosen["status"] = chosen["status"] if chosen["status"] in STATUSES else ""
+    chosen["format"] = chosen["format"] if chosen["format"] in {f["id"] for f in document_formats()} else ""
+    wanted = listing.TaskFilter(status=chosen["status"] or None, record_key=chosen["record_key"] or None,
+                                format=chosen["format"] or None)
+    try:
+        cursor = float(chosen["cursor"]) if chosen["cursor"] else None
+    except ValueError:
+        cursor = None
+    tasks, next_cursor = admin.task_page(ctx(), chosen["tenant"] or None, wanted, cursor)
+    return tasks, next_cursor, chosen
+
+
+@bp.post("/tasks/<task_id>/cancel")
+@admin_only
+def cancel_task(task_id: str):
+    task = ctx().tasks.get(task_id)
+    tenant = ctx().tenants.get(task["tenant_id"]) if task else None
+    if task is None or tenant is None:
+        abort(404)
+    if tracking.cancel(ctx(), tenant, task):
+        flash(f"Task {task_id} is cancelled.")
+    else:
+        ended = ctx().tasks.get(task_id) or task
+        flash(f"Task {task_id} has ended ({ended['status']}): nothing to cancel." if ended["status"] in TERMINAL
+              else f"The API did not take the cancel of {task_id}; try again.")
+    back = request.form.get("back", "")
+    return redirect(back if back.startswith("/dashboard") else url_for("dashboard.task_detail", task_id=task_id))
+
+
+@bp.get("/usage")
+@admin_only
+def usage():
+    days = _days()
+    data = admin.usage_overview(ctx(), days)
+    return render_template("dashboard/usage.html", data=data, days=days, page="usage",
+                           charts=views.overview_charts(data))
+
+
+@bp.get("/usage/<tenant_id>")
+@admin_only
+def tenant_usage(tenant_id: str):
+    days = _days()
+    data = admin.tenant_usage(ctx(), tenant_id, days)
+    if data is None:
+        abort(404)
+    return render_template("dashboard/tenant_usage.html", data=data, days=days, page="usage",
+                           chart=views.tenant_chart(data))
+
+
+def _days() -> int:
+    days = request.args.get("days", "30")
+    return int(days) if days in ("7", "30", "90") else 30
 
 
 @bp.get("/tasks/<task_id>")

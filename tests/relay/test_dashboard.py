@@ -130,6 +130,67 @@ def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, bro
     assert [n for n in after if after[n] != before[n]] == [3, 7], "only the failed rows ran again"
 
 
+def test_search_pages_cancel_charts_and_budget_bars(make_relay, receiver, browser, tmp_path):
+    relay = make_relay(admin_token=ADMIN_TOKEN)
+    shots = _shots(tmp_path)
+    receiver.default_status = 400  # a webhook destination that refuses: a dead delivery for the chart
+    with relay.client() as client:
+        client.put("/v1/budgets/tenant", json={"monthly_credits": 400})
+        client.put("/v1/budgets/records/deal%3A1", json={"monthly_credits": 50})
+        client.put("/v1/budgets/records/deal%3Avip", json={"monthly_credits": 1000, "hard_cap": True})
+        done = [relay.submit(client, prompt=f"Memo {n}", record_key=f"deal:{n % 3}",
+                             format="word" if n % 2 else "excel",
+                             destinations=[{"kind": "folder", "config": {"path": "out"}}] if n < 3 else
+                             [{"kind": "webhook", "config": {"url": receiver.url}}] if n == 3 else [])
+                for n in range(52)]
+        failed = relay.submit(client, prompt="Broken [[fail]]", record_key="deal:failed")
+        for task in [*done, failed]:
+            relay.wait_task(client, task["task_id"])
+        running = relay.submit(client, prompt="A long model [[duration=60]]", record_key="deal:long")
+    page = _signed_in(browser, relay)
+    assert page.locator("tr[data-task]").count() == 50, "the newest 50 first"
+    page.click("a[rel=next]")
+    assert page.locator("tr[data-task]").count() == 4, "then the rest"
+
+    page.goto(relay.url + "/dashboard/")
+    page.select_option("select[name=status]", "failed")
+    page.click("button:has-text('Find')")
+    [row] = page.locator("tr[data-task]").all()
+    assert failed["task_id"] in row.inner_text()
+    assert row.locator("[data-progress-error]").inner_text() == "The agent could not complete its plan for this prompt."
+    assert row.locator("[role=progressbar]").count() == 0, "a failed task shows its error, not a bar"
+    page.goto(relay.url + "/dashboard/?record_key=deal%3Along")
+    page.screenshot(path=str(shots / "dashboard-search.png"))
+    page.goto(relay.url + "/dashboard/records")
+    long_row = page.locator("tr", has_text="deal:long")
+    assert long_row.locator("td").nth(2).inner_text() == "1", "a running task counts in its record"
+
+    page.goto(relay.url + "/dashboard/?record_key=deal%3Along")
+    page.click(f"[data-cancel='{running['task_id']}'] button")
+    assert "is cancelled" in page.locator("[role=status]").inner_text()
+    with relay.client() as client:
+        assert relay.wait_task(client, running["task_id"])["status"] == "cancelled"
+
+    page.click("nav >> text=Usage")
+    assert page.locator("svg.chart").count() == 4
+    credits = page.locator("[data-chart=credits] rect")
+    assert credits.count() >= 1 and "acme" in credits.first.locator("title").text_content()
+    assert page.locator("[data-chart=outcomes] .legend").inner_text().split() == ["completed", "failed", "cancelled"]
+    assert page.locator("[data-chart=time] circle").count() >= 2, "p50 and p95 of today"
+    rates = page.locator("[data-chart=deliveries] text").evaluate_all("nodes => nodes.map((n) => n.textContent)")
+    assert "folder" in rates and "webhook" in rates and any(t.startswith("100.0% · 3 of 3") for t in rates)
+    tenant_budget = page.locator(f"tr[data-tenant='{relay.tenant_id}'] [data-budget=tenant]")
+    assert float(tenant_budget.get_attribute("aria-valuenow")) > 0
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(shots / "dashboard-usage.png"), full_page=True)
+    page.click(f"tr[data-tenant='{relay.tenant_id}'] a")
+    record_budget = page.locator("[data-budget='deal:1']")
+    assert record_budget.count() == 1 and "hard cap" in page.locator("tr[data-record='deal:vip']").inner_text()
+    assert "over" in record_budget.get_attribute("class"), "deal:1 spent more than its 50 credits"
+    assert page.locator("[data-chart=formats] .legend").inner_text().split() == ["excel", "word"]
+    page.screenshot(path=str(shots / "dashboard-tenant-usage.png"), full_page=True)
+
+
 def test_sign_in_csrf_and_no_secrets(make_relay, receiver):
     relay = make_relay(admin_token=ADMIN_TOKEN, worker=False)
     with relay.client() as client:
