@@ -26,7 +26,15 @@ BATCH_SAMPLE = {**{k: v for k, v in BATCH_COMPLETED_SAMPLE.items() if k not in (
                                                 "failed": 0, "skipped": 0, "cancelled": 0},
                 "percent_done": 0.0, "credits_used": 0,
                 "links": {"batch": "https://relay.example/v1/batches/bat_01JD3Y5R2Q8W6N4M7K9P0ZX1AB"}}
-_WEBHOOKS = (("documentCompleted", "Document completed"), ("batchCompleted", "Batch completed"))
+BUDGET_SAMPLE = {
+    "scope": "record", "record_key": "hubspot:deal:42", "monthly_credits": 500, "start_day": 1,
+    "alert_shares": [0.7, 0.9, 1.0], "hard_cap": True, "alert_destinations": [],
+    "period": {"from": "2026-12-01", "resets_at": "2027-01-01T00:00:00.000Z"}, "spent": 460, "share_spent": 0.92,
+    "remaining": 40, "exceeded": False, "share": 0.9,
+    "summary": "Record hubspot:deal:42 has spent 460 of its 500 monthly credits (90% reached) since 2026-12-01; "
+               "the budget resets at 2027-01-01T00:00:00.000Z. Past 100% new submits are refused."}
+_WEBHOOKS = (("documentCompleted", "Document completed"), ("batchCompleted", "Batch completed"),
+             ("budgetThreshold", "Budget threshold reached"))
 TIMEOUT_MS = 40_000  # Make's own ceiling for one module call
 _AUTH = "Bearer {{connection.apiKey}}"
 _ERROR = "[{{statusCode}}] {{body.error.message}}{{if(body.error.field; ' (field: ' + body.error.field + ')'; '')}}"
@@ -102,6 +110,12 @@ def _webhook_files(name: str, event: str) -> dict[str, Any]:
             f"{folder}.detach.iml.json": {"url": "/v1/hooks/{{webhook.externalHookId}}", "method": "DELETE"}}
 
 
+def _query_params(schema: str, leave: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """A search's filters: the query schema's properties, all optional."""
+    properties = schemas.resolved(schema)["properties"]
+    return [_parameter(name, spec) for name, spec in properties.items() if name not in leave]
+
+
 def _batch_params() -> list[dict[str, Any]]:
     """A batch's inputs: the rows as an array (each item a record and its own prompt: Make reads ``{{...}}``
     as its own mapping, so there is no template), then the settings."""
@@ -132,13 +146,16 @@ def make_app(public_url: str) -> dict[str, Any]:
     """Every file of the project, by path; `makecomapp.json` is the manifest."""
     base = public_url.rstrip("/")
     interface, sample = _interface("relay/task.json"), dict(SAMPLE_TASK)
+    task_filters = _query_params("relay/tasks-query.json", leave=("cursor",))
     files: dict[str, Any] = {
         "general/base.iml.json": {
             "baseUrl": base, "headers": {"Authorization": _AUTH}, "timeout": TIMEOUT_MS,
             "response": {"error": {"message": _ERROR}}, "log": {"sanitize": ["request.headers.authorization"]}},
         "general/groups.json": [{"label": "Documents", "modules": ["generateDocument", "continueDocument", "getTask",
+                                                                  "searchTasks", "cancelTask",
                                                                   "generateDocumentsForRows"]},
-                                {"label": "Triggers", "modules": ["documentCompleted", "batchCompleted"]}],
+                                {"label": "Triggers", "modules": ["documentCompleted", "batchCompleted",
+                                                                  "budgetThreshold"]}],
         "connections/relay/relay.communication.iml.json": {
             "url": f"{base}/v1/me", "method": "GET", "headers": {"Authorization": "Bearer {{parameters.apiKey}}"},
             "response": {"metadata": {"type": "text", "value": "{{body.name}}"},
@@ -149,6 +166,7 @@ def make_app(public_url: str) -> dict[str, Any]:
              "help": "Create one with `relay tenants create` or `relay tenants keys` on your relay."}],
         **_webhook_files("documentCompleted", "task.completed"),
         **_webhook_files("batchCompleted", "batch.completed"),
+        **_webhook_files("budgetThreshold", "budget.threshold"),
         **{f"rpcs/{rpc}/{rpc}.communication.iml.json": {
             "url": "/v1/destinations", "method": "GET", "qs": {"kind": ",".join(kinds)},
             "response": {"iterate": "{{body.items}}",
@@ -189,6 +207,25 @@ def make_app(public_url: str) -> dict[str, Any]:
           "static-params": [], "mappable-params": _batch_params(),
           "interface": _interface("relay/batch.json", leave=("retried", "cancelled")),
           "samples": BATCH_SAMPLE}, {"actionCrud": "create"}),
+        ("searchTasks", "Search Tasks", "Finds tasks, newest first: by status, record, format and when they were "
+         "made.", "search",
+         {"communication": {"url": "/v1/tasks", "method": "GET",
+                            "qs": {p["name"]: f"{{{{parameters.{p['name']}}}}}" for p in task_filters},
+                            "response": {"iterate": "{{body.items}}", "output": "{{item}}"}},
+          "static-params": [], "mappable-params": task_filters,
+          "interface": interface, "samples": sample}, {}),
+        ("cancelTask", "Cancel a Task", "Stops a document that is still being made. An ended task answers with an "
+         "error saying so.", "action",
+         {"communication": {"url": "/v1/tasks/{{encodeURL(parameters.task_id)}}/cancel", "method": "POST", "body": {},
+                            "response": {"output": "{{body}}"}},
+          "static-params": [],
+          "mappable-params": [{"name": "task_id", "label": "Task ID", "type": "text", "required": True}],
+          "interface": interface, "samples": sample}, {"actionCrud": "update"}),
+        ("budgetThreshold", "Budget Threshold Reached", "Triggers once a month for each share of a credit budget "
+         "reached (70%, 90%, 100% by default).", "instant_trigger",
+         {"static-params": [], "interface": _event_interface("relay/budget.json"),
+          "samples": {"id": "evt_01JD3Y9V5T7X2B4D6F8H0JKLMQ", "type": "budget.threshold",
+                      "created_at": sample["updated_at"], "data": BUDGET_SAMPLE}}, {"webhook": "budgetThreshold"}),
         ("documentCompleted", "Document Completed", "Triggers when a document is finished.", "instant_trigger",
          {"static-params": [], "interface": _event_interface("relay/task.json"),
           "samples": {"id": "evt_01JD3Y9V5T7X2B4D6F8H0JKLMN", "type": "task.completed",

@@ -37,6 +37,7 @@ try { error = (response.data || JSON.parse(response.content)).error || {}; } cat
 const message = (error.message || ('The relay answered HTTP ' + response.status))
   + (error.field ? ' (field: ' + error.field + ')' : '');
 if (response.status === 401) { throw new z.errors.ExpiredAuthError(message); }
+if (response.status === 402) { throw new z.errors.Error(message, 'budget_exceeded', 402); }  // say it, no retry
 if (response.status === 429) {
   throw new z.errors.ThrottledError(message, parseInt(response.getHeader('retry-after') || '60', 10));
 }
@@ -88,6 +89,10 @@ def _submit_fields(*names: str, required: tuple[str, ...] = ()) -> list[dict[str
                                  "Empty: the tenant's default connection for that platform, if any."}
         fields.append(field)
     return fields
+
+
+def _fields(rows: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    return [{"key": key, "label": label, "type": kind} for key, label, kind in rows]
 
 
 def _output_fields() -> list[dict[str, Any]]:
@@ -206,9 +211,51 @@ def _batch_create(base: str) -> dict[str, Any]:
                                        "goes on when every row has ended, with the counts, a manifest and a ZIP."},
             "operation": {"inputFields": fields, "perform": _source(perform, base=base),
                           "performResume": _source(_BATCH_RESUME, base=base),
-                          "outputFields": [{"key": k, "label": label, "type": kind}
-                                           for k, label, kind in _BATCH_OUTPUT],
+                          "outputFields": _fields(_BATCH_OUTPUT),
                           "sample": BATCH_SAMPLE}}
+
+
+def _cancel_create(base: str) -> dict[str, Any]:
+    perform = """return z.request({url: BASE + '/v1/tasks/' + encodeURIComponent(bundle.inputData.task_id) + '/cancel',
+  method: 'POST'}).then((response) => toDocument(response.data, null));"""
+    return {"key": "cancel_task", "noun": "Task",
+            "display": {"label": "Cancel Task",
+                        "description": "Stops a document that is still being made (a runaway Zap, a wrong prompt)."},
+            "operation": {"inputFields": [{"key": "task_id", "label": "Task ID", "required": True, "type": "string",
+                                           "helpText": "The Task ID a Generate Document step gave."}],
+                          "perform": _source(perform, base=base, documents=True),
+                          "outputFields": _output_fields(), "sample": document_from(SAMPLE_TASK)}}
+
+
+_BUDGET_OUTPUT = [("id", "ID", "string"), ("scope", "Scope", "string"), ("record_key", "Record Key", "string"),
+                  ("share", "Share Reached", "number"), ("spent", "Credits Spent This Month", "number"),
+                  ("monthly_credits", "Monthly Credits", "number"), ("hard_cap", "Hard Cap", "boolean"),
+                  ("resets_at", "Resets At", "datetime"), ("summary", "Summary", "string")]
+_TO_ALERT = """const toAlert = (budget, event) => ({id: event ? event.id : 'budget:' + (budget.record_key || 'tenant'),
+  scope: budget.scope, record_key: budget.record_key, share: budget.share ?? budget.share_spent, spent: budget.spent,
+  monthly_credits: budget.monthly_credits, hard_cap: budget.hard_cap, resets_at: budget.period.resets_at,
+  summary: budget.summary || null});
+"""
+
+
+def _budget_trigger(base: str) -> dict[str, Any]:
+    """budget.threshold as a REST hook; its sample list is where each budget stands now."""
+    perform = _TO_ALERT + "const event = bundle.cleanedRequest;\nreturn [toAlert(event.data, event)];"
+    listed = _TO_ALERT + """return z.request({url: BASE + '/v1/budgets'})
+  .then((response) => response.data.items.map((budget) => toAlert(budget, null)));"""
+    sample = {"id": "evt_01JD3Y9V5T7X2B4D6F8H0JKLMQ", "scope": "record", "record_key": "hubspot:deal:42",
+              "share": 0.9, "spent": 460, "monthly_credits": 500, "hard_cap": True,
+              "resets_at": "2027-01-01T00:00:00.000Z",
+              "summary": "Record hubspot:deal:42 has spent 460 of its 500 monthly credits (90% reached) since "
+                         "2026-12-01; the budget resets at 2027-01-01T00:00:00.000Z. Past 100% new submits are "
+                         "refused."}
+    return {"key": "budget_threshold", "noun": "Budget",
+            "display": {"label": "Budget Threshold Reached",
+                        "description": "Triggers once a month for each share of a credit budget reached (70%, 90%, "
+                                       "100% by default)."},
+            "operation": {"type": "hook", "perform": _source(perform, base=base),
+                          "performList": _source(listed, base=base), **_hook_subscription("budget.threshold", base),
+                          "outputFields": _fields(_BUDGET_OUTPUT), "sample": sample}}
 
 
 def _search(base: str) -> dict[str, Any]:
@@ -236,7 +283,8 @@ def _event_list(event_type: str, base: str) -> dict[str, Any]:
     return _source(body, base=base, documents=True)
 
 
-def _hook_trigger(key: str, event_type: str, label: str, description: str, base: str) -> dict[str, Any]:
+def _hook_subscription(event_type: str, base: str) -> dict[str, Any]:
+    """A REST hook's subscribe and unsubscribe, on /v1/hooks."""
     subscribe = f"""return z.request({{url: BASE + '/v1/hooks', method: 'POST',
   body: {{target_url: bundle.targetUrl, event: {json.dumps(event_type)}}}}}).then((response) => response.data);"""
     unsubscribe = """return z.request({url: BASE + '/v1/hooks/' + encodeURIComponent(bundle.subscribeData.id),
@@ -244,12 +292,14 @@ def _hook_trigger(key: str, event_type: str, label: str, description: str, base:
   if (response.status !== 404) { response.throwForStatus(); }
   return {};
 });"""
+    return {"performSubscribe": _source(subscribe, base=base), "performUnsubscribe": _source(unsubscribe, base=base)}
+
+
+def _hook_trigger(key: str, event_type: str, label: str, description: str, base: str) -> dict[str, Any]:
     perform = "const event = bundle.cleanedRequest;\nreturn [toDocument(event.data, event)];"
     return {"key": key, "noun": "Document", "display": {"label": label, "description": description},
             "operation": {"type": "hook", "perform": _source(perform, base=base, documents=True),
-                          "performList": _event_list(event_type, base),
-                          "performSubscribe": _source(subscribe, base=base),
-                          "performUnsubscribe": _source(unsubscribe, base=base),
+                          "performList": _event_list(event_type, base), **_hook_subscription(event_type, base),
                           "outputFields": _output_fields(), "sample": _event_sample(event_type)}}
 
 
@@ -290,6 +340,7 @@ def zapier_app(public_url: str) -> dict[str, Any]:
                 continue_fields, True, base),
         _export_create(base),
         _batch_create(base),
+        _cancel_create(base),
     ]
     triggers = [
         _hook_trigger("document_completed", "task.completed", "Document Completed",
@@ -297,6 +348,7 @@ def zapier_app(public_url: str) -> dict[str, Any]:
         _hook_trigger("task_failed", "task.failed", "Task Failed",
                       "Triggers when a document could not be made.", base),
         _polling_trigger(base),
+        _budget_trigger(base),
         _hidden_list("list_formats", "/v1/formats", "(item) => ({id: item.id, label: item.label})", base),
         _hidden_list("list_destinations", "/v1/destinations",
                      "(item) => ({id: item.id, name: item.name + ' (' + item.kind + ')'})", base,

@@ -208,3 +208,20 @@ def test_makes_batch_module_posts_what_the_batch_endpoint_takes(web_only):
     assert attach["body"]["event"] == "batch.completed"
     trigger = {p["name"]: p for p in files["modules/batchCompleted/batchCompleted.interface.iml.json"]}
     assert {p["name"] for p in trigger["data"]["spec"]} >= {"summary", "manifest_url", "zip_url", "counts"}
+
+
+def test_makes_task_search_cancel_and_budget_trigger_call_what_the_relay_serves(web_only):
+    files = httpx.get(web_only.url + "/connectors/make/").json()["files"]
+    search = files["modules/searchTasks/searchTasks.communication.iml.json"]
+    assert set(search["qs"]) <= set(schemas.load("relay/tasks-query.json")["properties"])
+    cancel = files["modules/cancelTask/cancelTask.communication.iml.json"]
+    with web_only.client() as client:
+        found = client.get(search["url"], params={"status": "running", "format": "excel", "limit": 5})
+        task = web_only.submit(client, prompt="A model")
+        cancelled = client.post(cancel["url"].replace("{{encodeURL(parameters.task_id)}}", task["task_id"]))
+    assert found.status_code == 200 and found.json()["items"] == []
+    assert cancelled.status_code == 202 and cancelled.json()["task_id"] == task["task_id"]
+    attach = files["webhooks/budgetThreshold/budgetThreshold.attach.iml.json"]
+    assert attach["body"]["event"] == "budget.threshold"
+    trigger = {p["name"]: p for p in files["modules/budgetThreshold/budgetThreshold.interface.iml.json"]}
+    assert {p["name"] for p in trigger["data"]["spec"]} >= {"share", "spent", "monthly_credits", "summary"}

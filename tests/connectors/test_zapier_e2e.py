@@ -189,3 +189,33 @@ def test_generate_documents_for_rows_waits_for_the_batch_and_brings_its_manifest
     missing = zap.run(f"{action}.perform", {"authData": zap.auth, "inputData": {
         "format": "word", "rows": [{"record_key": "crm:deal:4", "prompt": " "}]}}, callbacks.url)
     assert "(field: rows.0.prompt)" in missing["error"]["message"]
+
+
+def test_cancel_task_a_spent_budget_and_the_budget_trigger_in_zapiers_runtime(relay, zap, receiver, callbacks):
+    auth = zap.auth
+    long = relay.submit(relay.client(), prompt="A long model [[duration=60]]")
+    cancelled = zap.results("creates.cancel_task.operation.perform", {"authData": auth,
+                                                                        "inputData": {"task_id": long["task_id"]}})
+    _assert_matches_output_fields(cancelled, _fields(zap, "creates.cancel_task"), relay.url)
+    assert cancelled["task_id"] == long["task_id"]
+    assert relay.wait_task(relay.client(), long["task_id"])["status"] == "cancelled"
+    again = zap.run("creates.cancel_task.operation.perform", {"authData": auth,
+                                                              "inputData": {"task_id": long["task_id"]}})
+    assert "has ended (cancelled)" in again["error"]["message"] and "(field: task_id)" in again["error"]["message"]
+
+    trigger = "triggers.budget_threshold.operation"
+    subscription = zap.results(f"{trigger}.performSubscribe", {"authData": auth, "targetUrl": receiver.url})
+    assert relay.client().get("/v1/hooks").json()["items"][0]["event"] == "budget.threshold"
+    relay.client().put("/v1/budgets/tenant", json={"monthly_credits": 10, "hard_cap": True}).raise_for_status()
+    relay.wait_task(relay.client(), relay.submit(relay.client(), prompt="Memo")["task_id"])  # 40 of 10
+    [listed] = zap.results(f"{trigger}.performList", {"authData": auth})
+    assert (listed["scope"], listed["spent"], listed["hard_cap"]) == ("tenant", 40, True)
+    events = [json.loads(r.body) for r in receiver.wait_for(3, timeout=30)]  # 70%, 90%, 100% at once
+    [alert] = zap.results(f"{trigger}.perform", {"authData": auth, "cleanedRequest": events[0]})
+    assert set(alert) == set(_fields(zap, "triggers.budget_threshold")) and "monthly credits" in alert["summary"]
+
+    refused = zap.run(f"{GENERATE}.perform", {"authData": auth, "inputData": {"format": "excel", "prompt": "More"}},
+                      callbacks.url)
+    assert "The monthly budget of 10 credits for this tenant is spent" in refused["error"]["message"]
+    assert "(field: budget)" in refused["error"]["message"]
+    zap.results(f"{trigger}.performUnsubscribe", {"authData": auth, "subscribeData": subscription})
