@@ -105,8 +105,15 @@ def _record_handover(ctx: Context, tenant: Tenant, task: dict, submitted, restar
     ctx.tasks.transition(task_id, expect="pending_submit", status=submitted.status)
     if task.get("record_key"):
         ctx.records.map_run(tenant.tenant_id, task["record_key"], task["format"], submitted.run_id)
-    if ctx.tasks.get(task_id)["status"] not in TERMINAL:  # type: ignore[index]
+    status = ctx.tasks.get(task_id)["status"]  # type: ignore[index]
+    if status not in TERMINAL:
         ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
+    elif status == "cancelled" and not submitted.finished:  # cancelled here while the API took it: there too
+        try:
+            with ctx.upstream_once(tenant) as client:
+                client.cancel_task(submitted.task_id)
+        except UpstreamError as exc:
+            log.warning("task %s was cancelled while handed over; cancelling it at the API failed: %s", task_id, exc)
 
 
 def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) -> dict:

@@ -195,19 +195,21 @@ def batch_list():
     return render_template("dashboard/batches.html", items=admin.batches_list(ctx()), page="batches")
 
 
-def _batch_page() -> tuple[str | None, int]:
+def _batch_page(batch_id: str) -> tuple[dict, str | None, int]:
+    """The batch with the page of rows the query asks for (state, cursor); 404 for an unknown batch."""
     state = request.args.get("state") or None
-    cursor = request.args.get("cursor", "0")
-    return (state if state in ROW_STATES else None), (int(cursor) if cursor.isdigit() else 0)
+    state = state if state in ROW_STATES else None
+    cursor = int(request.args["cursor"]) if request.args.get("cursor", "").isdigit() else 0
+    found = admin.batch(ctx(), batch_id, state, cursor)
+    if found is None:
+        abort(404)
+    return found, state, cursor
 
 
 @bp.get("/batches/<batch_id>")
 @admin_only
 def batch_detail(batch_id: str):
-    state, cursor = _batch_page()
-    found = admin.batch(ctx(), batch_id, state, cursor)
-    if found is None:
-        abort(404)
+    found, state, cursor = _batch_page(batch_id)
     return render_template("dashboard/batch.html", batch=found, state=state, cursor=cursor, states=ROW_STATES,
                            page="batches")
 
@@ -216,11 +218,7 @@ def batch_detail(batch_id: str):
 @admin_only
 def batch_json(batch_id: str):
     """What the batch page polls every 2 seconds: the progress and the page of rows it shows."""
-    state, cursor = _batch_page()
-    found = admin.batch(ctx(), batch_id, state, cursor)
-    if found is None:
-        abort(404)
-    return jsonify(found)
+    return jsonify(_batch_page(batch_id)[0])
 
 
 @bp.post("/batches/<batch_id>/<action>")

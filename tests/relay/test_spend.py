@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import time
-from datetime import date
+from datetime import date, timedelta
 
 from app.domain import budgets, retention
 from tests.relay.test_batches import finished
@@ -90,6 +90,22 @@ def test_a_month_rolling_over_starts_the_budget_afresh(relay):
     assert budgets.period(15, date(2026, 12, 2)) == budgets.Period(date(2026, 11, 15), date(2026, 12, 15))
     assert budgets.period(15, date(2026, 12, 15)) == budgets.Period(date(2026, 12, 15), date(2027, 1, 15))
     assert budgets.period(1, date(2026, 12, 31)).resets == date(2027, 1, 1)
+
+
+def test_last_months_spend_does_not_count_over_http(relay):
+    with relay.client() as client:
+        put = client.put("/v1/budgets/tenant", json={"monthly_credits": 30, "hard_cap": True}).json()
+        last_day_of_last_month = date.fromisoformat(put["period"]["from"]) - timedelta(days=1)
+        row = relay.ctx.usage.key_for(relay.tenant_id, last_day_of_last_month.isoformat())
+        relay.ctx.redis.hset(row, mapping={"credits_used": 500, "task_count": 5})  # as the finish script writes
+        this_month = client.get("/v1/budgets/tenant").json()
+        accepted = client.post("/v1/documents", json={"format": "excel", "prompt": "Memo"})
+        relay.wait_task(client, accepted.json()["task_id"])
+        now_spent = client.get("/v1/budgets/tenant").json()
+        refused = client.post("/v1/documents", json={"format": "excel", "prompt": "Memo"})
+    assert this_month["spent"] == 0 and not this_month["exceeded"], "last month's 500 credits stay in last month"
+    assert accepted.status_code == 202 and now_spent["spent"] == 40
+    assert refused.status_code == 402 and refused.json()["error"]["budget"]["spent"] == 40
 
 
 def test_budgets_are_listed_checked_and_removed(relay):
