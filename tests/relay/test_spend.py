@@ -164,3 +164,24 @@ def test_usage_by_day_record_and_format_adds_up_before_and_after_retention(relay
     assert before["day"]["days"][0]["records"], "group_by=day keeps each day's records, as before"
     bad = relay.client().get("/v1/usage", params={"group_by": "week"})
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "group_by"
+
+
+def test_alerts_reach_email_and_teams_in_words(relay, smtp_server, fake_teams):
+    from tests.relay.test_email_delivery import email_destination
+
+    with relay.client() as client:
+        email = client.post("/v1/destinations", json={"name": "finance", **email_destination(smtp_server)}).json()
+        teams = client.post("/v1/destinations", json={"name": "ops", "kind": "teams", "config": {
+            "url": fake_teams.url(fake_teams.base)}}).json()
+        client.put("/v1/budgets/records/deal%3A7", json={"monthly_credits": 40, "alert_shares": [1.0],
+                                                        "alert_destinations": [{"id": email["id"]},
+                                                                               {"id": teams["id"]}]})
+        _done(relay, client, "Memo", record_key="deal:7")
+    [message] = eventually(lambda: smtp_server.mailbox.messages or None, 30, "the alert by email")
+    assert message["Subject"] == "A credit budget is running out" and list(message.iter_attachments()) == []
+    assert "Record deal:7 has spent 40 of its 40 monthly credits (100% reached)" in message.get_body(
+        ("plain",)).get_content()
+    [card] = eventually(lambda: fake_teams.posted or None, 30, "the alert in Teams")
+    title, text = card["body"]
+    assert title["text"] == "A credit budget is running out" and "(100% reached)" in text["text"]
+    assert "actions" not in card, "no file to open"
