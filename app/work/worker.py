@@ -39,6 +39,9 @@ from app.work.lane import DeliveryLane
 log = logging.getLogger(__name__)
 
 
+SCHEDULER_STOP_SECONDS = 10
+
+
 class RelayWorker(SimpleWorker):
     """A SimpleWorker whose running job holds a short lease, renewed by a heartbeat thread, and that stops
     cleanly.
@@ -60,6 +63,23 @@ class RelayWorker(SimpleWorker):
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.lease_seconds
+
+    def stop_scheduler(self) -> None:
+        """RQ's sends the scheduler's process one SIGTERM and waits for it to end. A stop signal during the
+        worker's start can reach that process before it has set its own handlers (the one it inherited
+        swallows it), and RQ would then wait for ever: send it again each second, then kill it."""
+        process = self.scheduler._process if self.scheduler else None
+        if not process or not process.pid:
+            return
+        for _ in range(SCHEDULER_STOP_SECONDS):
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signal.SIGTERM)
+            process.join(timeout=1)
+            if not process.is_alive():
+                return
+        log.warning("the scheduler's process %s did not stop on SIGTERM; killed", process.pid)
+        process.kill()
+        process.join()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)

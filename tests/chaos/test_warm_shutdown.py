@@ -78,3 +78,27 @@ def test_each_long_running_process_exits_0_on_a_stop_signal(make_relay, command,
         stop_processes([process])
     text = log.read_text(errors="replace")
     assert status == 0 and "Fatal Python error" not in text, f"exit status {status}\n{text}"
+
+
+def _misses_the_first_stop() -> None:
+    """A scheduler's process as a stop signal during the worker's start finds it: the first SIGTERM is
+    swallowed (by the handler it inherited), the next ends it."""
+    signal.signal(signal.SIGTERM, lambda *_: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    time.sleep(60)
+
+
+def test_a_scheduler_that_missed_the_stop_signal_is_stopped_anyway():
+    import multiprocessing
+    from types import SimpleNamespace
+
+    from app.work.worker import RelayWorker
+
+    process = multiprocessing.get_context("fork").Process(target=_misses_the_first_stop)
+    process.start()
+    time.sleep(0.3)  # its handler is in place
+    worker = RelayWorker.__new__(RelayWorker)  # only its scheduler matters here
+    worker.scheduler = SimpleNamespace(_process=process)
+    started = time.monotonic()
+    worker.stop_scheduler()
+    assert not process.is_alive() and process.exitcode == -signal.SIGTERM
+    assert time.monotonic() - started < 5, "the second SIGTERM ended it; RQ's own stop would wait for ever"
