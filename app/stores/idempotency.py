@@ -29,6 +29,12 @@ def fingerprint(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+PENDING_SECONDS = 120
+"""How long a key is held for a request still being answered: longer than any request takes (a submit's
+`wait` is at most 25 s, the API's answer within its timeouts), short enough that a claim whose request died
+with Redis (the abandon could not be written) frees the key within minutes, not after the key's 24 hours."""
+
+
 class IdempotencyStore:
     def __init__(self, redis: Redis, prefix: str, ttl_seconds: int):
         self._redis, self._prefix, self._ttl = redis, prefix, ttl_seconds
@@ -39,7 +45,7 @@ class IdempotencyStore:
     def begin(self, tenant_id: str, key: str, body_fingerprint: str) -> StoredAnswer | None:
         """Claim the key (returns None: go ahead) or return the answer given the first time."""
         claim = json.dumps({"state": "pending", "fingerprint": body_fingerprint})
-        if self._redis.set(self._key(tenant_id, key), claim, nx=True, ex=self._ttl):
+        if self._redis.set(self._key(tenant_id, key), claim, nx=True, ex=PENDING_SECONDS):
             return None
         stored = json.loads(self._redis.get(self._key(tenant_id, key)) or "{}")
         if stored.get("fingerprint") != body_fingerprint:

@@ -232,3 +232,14 @@ def test_a_task_redis_lost_while_the_api_took_it_is_stored_again(relay, monkeypa
         done = relay.wait_task(client, task["task_id"])
     assert done["status"] == "completed"
     assert relay.ctx.tasks.get(task["task_id"])["prompt"] == "Lost in a failover", "stored again, whole"
+
+
+def test_a_key_held_by_a_request_that_died_frees_itself_within_minutes(relay):
+    from app.stores.idempotency import PENDING_SECONDS, StoredAnswer, fingerprint
+
+    store, print_ = relay.ctx.idempotency, fingerprint({"prompt": "x"})
+    assert store.begin(relay.tenant_id, "died-mid-request", print_) is None  # held; its request never ends
+    key = next(relay.ctx.redis.scan_iter(f"{relay.ctx.config.key_prefix}idem:{relay.tenant_id}:*"))
+    assert 0 < relay.ctx.redis.ttl(key) <= PENDING_SECONDS, "not the key's 24 hours"
+    store.finish(relay.tenant_id, "died-mid-request", print_, StoredAnswer(202, {"task_id": "tsk_x"}))
+    assert relay.ctx.redis.ttl(key) > PENDING_SECONDS, "an answer is kept the key's whole life"
