@@ -58,7 +58,10 @@ T = TypeVar("T")
 
 
 class NotReplicated(RedisError):
-    """Fewer replicas than asked for confirmed a write in time."""
+    """Fewer replicas than asked for confirmed a write in time. ``answer``: what the request would have
+    answered, when its work is done on the primary (an Idempotency-Key's retry gets it, not a second run)."""
+
+    answer: tuple[int, dict] | None = None
 
 
 def trouble(exc: BaseException) -> str | None:

@@ -47,7 +47,11 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
         log.warning("API unavailable for task %s (%s); retrying in the background", task["task_id"], exc)
         ctx.tasks.set(task["task_id"], last_submit_error=str(exc))
         queues.enqueue_submit(ctx, task["task_id"])
-    ctx.replicated(mark)  # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
+    try:
+        ctx.replicated(mark)  # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
+    except storage.NotReplicated as exc:
+        exc.kept = ctx.tasks.get(task["task_id"]) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
+        raise
     return ctx.tasks.get(task["task_id"]) or task
 
 

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 import schemas
 from app.core.formats import document_formats
+from app.core.storage import NotReplicated
 from app.core.upstream import UpstreamError
 from app.domain import deliveries, exports, submit, tracking
 from app.domain.serializers import record_view, task_view
@@ -83,6 +84,12 @@ def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
         return jsonify(stored.body), stored.status, {"Idempotent-Replayed": "true"}
     try:
         response, status = answer()
+    except NotReplicated as exc:
+        if exc.answer is None:
+            store.abandon(tenant_id, key)
+        else:  # done on the primary, not yet confirmed: a retry gets this answer (or, if the primary goes, runs)
+            store.finish(tenant_id, key, print_, StoredAnswer(*exc.answer))
+        raise
     except Exception:
         store.abandon(tenant_id, key)
         raise
@@ -95,18 +102,28 @@ def _submit(body: dict):
         task = submit.submit(ctx(), tenant(), body)
     except WriteBackRefused as exc:
         raise ApiError(exc.status, exc.code, exc.message, field=exc.field) from None
+    except NotReplicated as exc:
+        kept = getattr(exc, "kept", None)
+        if kept is not None:
+            exc.answer = _answer(kept)
+        raise
     wait = min(int(body.get("wait") or 0), ctx().config.max_wait_seconds)
     if wait:
         task = submit.wait_for(ctx(), task["task_id"], wait)
+    status, answer = _answer(task)
+    return jsonify(answer), status
+
+
+def _answer(task: dict) -> tuple[int, dict]:
+    """A submit's answer: 200 with the task once it has ended, else 202 with its ids and links."""
     view = task_answer(task)
     links = {"task": public(f"/v1/tasks/{task['task_id']}")}
     if view["record_key"]:
         links["record"] = public(record_path(view["record_key"]))
     if task["status"] in TERMINAL:
-        return jsonify({**view, "links": links}), 200
-    answer = {"task_id": view["task_id"], "run_id": view["run_id"], "record_key": view["record_key"],
-              "status": view["status"], "run_restarted": view["run_restarted"], "links": links}
-    return jsonify(answer), 202
+        return 200, {**view, "links": links}
+    return 202, {"task_id": view["task_id"], "run_id": view["run_id"], "record_key": view["record_key"],
+                 "status": view["status"], "run_restarted": view["run_restarted"], "links": links}
 
 
 @bp.get("/tasks/<task_id>")

@@ -71,6 +71,20 @@ def test_with_min_replicas_a_write_no_replica_confirmed_is_answered_503(make_rel
         assert error["reason"] == "not_replicated" and "RELAY_REDIS_MIN_REPLICAS" in error["message"]
 
 
+def test_a_retry_of_an_unconfirmed_submit_with_its_key_gets_the_first_task_not_a_second(make_relay):
+    """A submit answered 503 not_replicated was done on the primary: its Idempotency-Key keeps that answer, so
+    the sender's retry gets the same task instead of making another (had the primary gone, the key would
+    have gone with it, and the retry would run the submit)."""
+    relay = make_relay(worker=False, redis_min_replicas=1, redis_replica_wait_ms=50)
+    body, key = {"format": "excel", "prompt": "Q3 report"}, {"Idempotency-Key": "q3-report-1"}
+    with relay.client() as client:
+        first = client.post("/v1/documents", json=body, headers=key)
+        again = client.post("/v1/documents", json=body, headers=key)
+    assert first.status_code == 503 and first.json()["error"]["reason"] == "not_replicated"
+    assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
+    assert [t["task_id"] for t in relay.ctx.tasks.recent()] == [again.json()["task_id"]], "one task"
+
+
 def test_a_fence_on_another_primary_than_the_writes_vouches_for_nothing(make_relay):
     """The writes went to one primary and the fence, after a failover, to another: their WAIT says nothing
     about those writes, so it is not replicated either (a 503), however many replicas the new one has."""
