@@ -30,7 +30,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.cli.devstack import DevStack, free_port, wait_until_up  # noqa: E402
+from app.cli.devstack import DevStack, free_port  # noqa: E402
 from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
 from app.core.config import RelayConfig  # noqa: E402
 from app.core.crypto import SecretBox  # noqa: E402
@@ -139,11 +139,7 @@ def main() -> None:
         ctx = build_context(config)
         _, api_key = ctx.tenants.create("bench", sandbox_url, org["api_key"], org["webhook_secret"])
         env = {**os.environ, **config.to_env()}
-        stack.spawn("web", ["app.cli", "web", "--port", str(port), "--workers", "2"], env)
-        for n in range(2):
-            stack.spawn(f"worker-{n}", ["app.cli", "worker"], env)
-        url = f"http://127.0.0.1:{port}"
-        wait_until_up(f"{url}/readyz", timeout=60)
+        url = stack.start_relay(port, env, workers=2, scheduler=False, timeout=60)
         hook = f"http://127.0.0.1:{subscriber_port}/bare"
         sweeper = Sweeper(ctx, every=max(1.0, args.retention / 2))
 

@@ -98,14 +98,17 @@ class DevStack:
                              env=self.sandbox_env(), check=True, capture_output=True, text=True)
         return json.loads(out.stdout)
 
-    def start_relay(self, port: int, env: dict[str, str]) -> str:
-        """The web service (gunicorn), one worker with RQ's scheduler, and the cron scheduler."""
+    def start_relay(self, port: int, env: dict[str, str], workers: int = 1, scheduler: bool = True,
+                    timeout: float = 30.0) -> str:
+        """The web service (gunicorn), ``workers`` workers with RQ's scheduler, and the cron scheduler."""
         self.spawn("web", ["app.cli", "web", "--port", str(port), "--workers", "2"], env)
-        self.spawn("worker", ["app.cli", "worker"], env)
-        self.spawn("scheduler", ["app.cli", "scheduler"], env)
+        for n in range(workers):
+            self.spawn("worker" if workers == 1 else f"worker-{n}", ["app.cli", "worker"], env)
+        if scheduler:
+            self.spawn("scheduler", ["app.cli", "scheduler"], env)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_up(f"{url}/readyz")
+            wait_until_up(f"{url}/readyz", timeout=timeout)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}; see {self.run_dir}/web.log and worker.log") from None
         return url

@@ -3,6 +3,7 @@ list, records, hook subscriptions and tenants. Plain data; secrets are never par
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 
 from app.domain import batch_rows, batches, budgets, deliveries, listing, tracking, usage_report
@@ -72,18 +73,20 @@ def dead_letters(ctx: Context) -> list[dict]:
 
 
 def records(ctx: Context, limit: int = 200) -> list[dict]:
-    """Records seen in recent tasks, newest first."""
-    names, seen, found = _tenant_names(ctx), set(), []
-    for recent in ctx.tasks.recent(limit):
-        key = (recent["tenant_id"], recent.get("record_key"))
+    """Records seen in recent tasks, newest first; a record's count includes its running tasks among them
+    (its own counts only finished ones)."""
+    names, seen, found, recent = _tenant_names(ctx), set(), [], ctx.tasks.recent(limit)
+    running_of = Counter((t["tenant_id"], t.get("record_key")) for t in recent if t["status"] not in TERMINAL)
+    for task in recent:
+        key = (task["tenant_id"], task.get("record_key"))
         if not key[1] or key in seen:
             continue
         seen.add(key)
         record = ctx.records.get(*key)
         if record:
-            running = [t for t in ctx.tasks.many(ctx.records.task_ids(*key)) if t["status"] not in TERMINAL]
+            running = running_of[key]
             found.append({"tenant": names.get(key[0], "?"), "record_key": key[1], "runs": record["runs"],
-                          "task_count": record["task_count"] + len(running), "running": len(running),
+                          "task_count": record["task_count"] + running, "running": running,
                           "credits_used": record["credits_used"], "updated_at": iso(record["updated_at"])})
     return found
 
@@ -143,9 +146,10 @@ def tenant_usage(ctx: Context, tenant_id: str, days: int = 30, today: date | Non
         return None
     last = today or budgets.today_utc()
     first = last - timedelta(days=days - 1)
-    by_record = usage_report.report(ctx, tenant_id, first, last, "record")
+    rows = ctx.usage.raw(tenant_id, first, last)
+    by_record = usage_report.report(ctx, tenant_id, first, last, "record", rows=rows)
     by_format: dict[str, list[float]] = {}
-    for n, (_, row) in enumerate(ctx.usage.raw(tenant_id, first, last)):
+    for n, (_, row) in enumerate(rows):
         for fmt, counted in usage_report.format_parts(row):
             by_format.setdefault(fmt, [0.0] * days)[n] = counted["credits_used"]
     record_budgets = {b["record_key"]: b for b in ctx.budgets.all(tenant_id) if b["record_key"]}

@@ -69,8 +69,9 @@ def today_utc() -> date:
 
 def view(ctx: Context, tenant_id: str, budget: dict, today: date | None = None) -> dict[str, Any]:
     """The budget with where it stands this month: spent, share, what is left, when it resets."""
-    month = period(int(budget.get("start_day") or 1), today or today_utc())
-    spent = number(ctx.usage.spent(tenant_id, month.start, today or today_utc(), budget["record_key"]))
+    today = today or today_utc()
+    month = period(int(budget.get("start_day") or 1), today)
+    spent = number(ctx.usage.spent(tenant_id, month.start, today, budget["record_key"]))
     limit = float(budget["monthly_credits"])
     return {"scope": "record" if budget["record_key"] else "tenant", "record_key": budget["record_key"],
             "monthly_credits": number(limit), "start_day": int(budget.get("start_day") or 1),

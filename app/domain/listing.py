@@ -34,10 +34,12 @@ def tasks(ctx: Context, tenant_id: str | None, wanted: TaskFilter, cursor: float
     else:
         index = ctx.tasks.tenant_key(tenant_id) if tenant_id else ctx.tasks.recent_key
     before = cursor if wanted.created_to is None else min(cursor or wanted.created_to, wanted.created_to)
+    filtered = bool(wanted.status or wanted.format or (wanted.record_key and not tenant_id))
+    size = CHUNK if filtered else limit + 1  # unfiltered, the page and one more tell all
     found: list[dict] = []
     looked, last = 0, 0.0
     while looked < SCAN_LIMIT:
-        chunk = ctx.tasks.newest(index, before, wanted.created_from, min(CHUNK, SCAN_LIMIT - looked))
+        chunk = ctx.tasks.newest(index, before, wanted.created_from, min(size, SCAN_LIMIT - looked))
         if not chunk:
             return found, None
         read = {task["task_id"]: task for task in ctx.tasks.many([task_id for task_id, _ in chunk])}
@@ -50,7 +52,7 @@ def tasks(ctx: Context, tenant_id: str | None, wanted: TaskFilter, cursor: float
                 last = score
         looked += len(chunk)
         before = chunk[-1][1]
-        if len(chunk) < CHUNK:
+        if len(chunk) < size:
             return found, None
     return found, before
 

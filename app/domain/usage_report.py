@@ -17,9 +17,10 @@ UNKNOWN_FORMAT = "unknown"
 
 
 def report(ctx: Context, tenant_id: str, first: date, last: date, group_by: str = "day",
-           record_key: str | None = None) -> dict[str, Any]:
-    """The tenant's usage from ``first`` to ``last``, one item per day, record or format, and the totals."""
-    raw = ctx.usage.raw(tenant_id, first, last) if first <= last else []
+           record_key: str | None = None, rows: list[tuple[str, dict]] | None = None) -> dict[str, Any]:
+    """The tenant's usage from ``first`` to ``last``, one item per day, record or format, and the totals
+    (``rows``: those days' rows, UsageRows.raw, when the caller has read them)."""
+    raw = rows if rows is not None else ctx.usage.raw(tenant_id, first, last) if first <= last else []
     prefix = usage.record_prefix(record_key) if record_key else ""
     grouped: dict[str, dict] = {}
     for day, row in raw:

@@ -78,7 +78,7 @@ class UsageRows:
     def raw(self, tenant_id: str, first: date, last: date) -> list[tuple[str, dict]]:
         """Each day's row from ``first`` to ``last`` (UTC, both included), as stored (empty for a day with no
         usage), in one round trip."""
-        days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+        days = _days(first, last)
         pipe = self._redis.pipeline()
         for day in days:
             pipe.hgetall(self.key_for(tenant_id, day))
@@ -87,9 +87,8 @@ class UsageRows:
     def spent(self, tenant_id: str, first: date, last: date, record_key: str | None = None) -> float:
         """Credits from ``first`` to ``last`` (both included): the tenant's, or one record's."""
         field = record_prefix(record_key) + "credits_used" if record_key else "credits_used"
-        days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
         pipe = self._redis.pipeline()
-        for day in days:
+        for day in _days(first, last):
             pipe.hget(self.key_for(tenant_id, day), field)
         return sum(float(value or 0) for value in pipe.execute())
 
@@ -99,15 +98,20 @@ class UsageRows:
         pipe.hincrby(key, f"d:{kind}:{outcome}", 1)
         pipe.expire(key, life)
 
-    def days(self, tenant_id: str, first: date, last: date, record_key: str | None = None) -> list[dict]:
-        """One row per day from ``first`` to ``last`` (UTC, both included) that has any usage."""
-        rows = []
-        for day, raw in self.raw(tenant_id, first, last):
-            row = totals(raw, record_prefix(record_key) if record_key else "")
-            if row["task_count"]:
-                rows.append({"date": day, **row,
-                             **({} if record_key else {"records": records_of(raw)})})
-        return rows
+
+
+def _days(first: date, last: date) -> list[str]:
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def days_of(stored: list[tuple[str, dict]], record_key: str | None = None) -> list[dict]:
+    """The days of ``stored`` (UsageRows.raw) that have any usage, each with its records (or one record's)."""
+    rows = []
+    for day, raw in stored:
+        row = totals(raw, record_prefix(record_key) if record_key else "")
+        if row["task_count"]:
+            rows.append({"date": day, **row, **({} if record_key else {"records": records_of(raw)})})
+    return rows
 
 
 def totals(raw: dict, prefix: str = "") -> dict:

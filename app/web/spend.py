@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, Response, jsonify, request
 
 from app.domain import budgets, usage_report
+from app.stores.usage import days_of
 from app.web.base import ctx, lenient_day, require_tenant, tenant
 from schemas.http import ApiError, json_body, query_params
 
@@ -26,13 +27,14 @@ def usage():
     first = lenient_day(query["from"]) if "from" in query else last - timedelta(days=30)
     first = max(first, last - timedelta(days=USAGE_DAYS_MAX - 1))
     record_key, group_by = query.get("record_key"), query.get("group_by", "day")
-    answer = usage_report.report(ctx(), tenant().tenant_id, first, last, group_by, record_key)
+    rows = ctx().usage.raw(tenant().tenant_id, first, last) if first <= last else []
+    answer = usage_report.report(ctx(), tenant().tenant_id, first, last, group_by, record_key, rows)
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
         name = f"usage-{answer['from']}-{answer['to']}-by-{group_by}.csv"
         return Response(usage_report.as_csv(answer), mimetype="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
     if group_by == "day":  # what this answer had before it grouped: each day with its records
-        answer["days"] = ctx().usage.days(tenant().tenant_id, first, last, record_key) if first <= last else []
+        answer["days"] = days_of(rows, record_key)
     return jsonify(answer)
 
 

@@ -84,7 +84,7 @@ def _misses_the_first_stop() -> None:
     """A scheduler's process as a stop signal during the worker's start finds it: the first SIGTERM is
     swallowed (by the handler it inherited), the next ends it."""
     signal.signal(signal.SIGTERM, lambda *_: signal.signal(signal.SIGTERM, signal.SIG_DFL))
-    time.sleep(60)
+    time.sleep(60)  # then it would end by itself, exit code 0: what RQ's one SIGTERM and wait come to
 
 
 def test_a_scheduler_that_missed_the_stop_signal_is_stopped_anyway():
@@ -98,7 +98,5 @@ def test_a_scheduler_that_missed_the_stop_signal_is_stopped_anyway():
     time.sleep(0.3)  # its handler is in place
     worker = RelayWorker.__new__(RelayWorker)  # only its scheduler matters here
     worker.scheduler = SimpleNamespace(_process=process)
-    started = time.monotonic()
     worker.stop_scheduler()
-    assert not process.is_alive() and process.exitcode == -signal.SIGTERM
-    assert time.monotonic() - started < 5, "the second SIGTERM ended it; RQ's own stop would wait for ever"
+    assert not process.is_alive() and process.exitcode == -signal.SIGTERM, "a second SIGTERM ended it"
