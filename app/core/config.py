@@ -92,7 +92,9 @@ class RelayConfig:
     it ended) before the sweep removes it. Empty: off."""
 
     worker_lease_seconds: int = 60
-    """A running job's lease: a worker that dies mid-job has its job retried about this long after."""
+    """A running job's lease: a worker that dies mid-job has its job retried about this long after. A
+    submission's hand-over to the API is held with a lease as long, so one a killed process was making is
+    taken up again after it too."""
     worker_maintenance_seconds: int = 30
     """How often a worker looks for jobs abandoned by dead workers (RQ's maintenance)."""
     intake_reclaim_seconds: int = 30

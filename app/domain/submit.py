@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any
 
-from app.core import storage
+from app.core import leases, storage
 from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
 from app.domain import budgets, tracking, write_back
 from app.stores import queues
@@ -31,15 +31,18 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
     connection = write_back.connection_for(ctx, tenant.tenant_id, body)
     mark = ctx.primary_mark()
     run_id = ctx.records.run_for(tenant.tenant_id, record_key, fmt) if record_key and body.get("resume", True) else None
+
+    def with_record(pipe, task_id: str) -> None:  # in the task's own transaction: a crash never splits them
+        ctx.records.touch(tenant.tenant_id, record_key, pipe=pipe)
+        ctx.records.add_task(tenant.tenant_id, record_key, task_id, pipe=pipe)
+
     task = ctx.tasks.create(tenant.tenant_id, format=fmt, prompt=body["prompt"], record_key=record_key or "",
                             requested_run_id=run_id or "", destinations=body.get("destinations") or [],
                             export=body.get("export", ""), callback_url=body.get("callback_url", ""),
                             callback_headers=body.get("callback_headers") or {}, write_back=connection or "",
                             # a crash before it is handed over leaves it to the reconciler
-                            watch_at=time.time() + ctx.config.reconcile_quiet_seconds, **internal)
-    if record_key:
-        ctx.records.touch(tenant.tenant_id, record_key)
-        ctx.records.add_task(tenant.tenant_id, record_key, task["task_id"])
+                            watch_at=time.time() + ctx.config.reconcile_quiet_seconds,
+                            with_task=with_record if record_key else None, **internal)
     write_back.plan_start(ctx, task)
     try:
         hand_over(ctx, tenant, task["task_id"])
@@ -55,20 +58,15 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
     return ctx.tasks.get(task["task_id"]) or task
 
 
-HANDOVER_LOCK_SECONDS = 300  # longer than a generate call can take with its retries
-
-
 def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
     """Send a stored submission to the API, unless another process is doing so right now (the web request
     that stored it, a background retry, one the reconciler queued again): a second POST would start a
-    second job. Raises UpstreamUnavailable when it should be tried again."""
-    lock = ctx.key("handover", task_id)
-    if not ctx.redis.set(lock, "1", nx=True, ex=HANDOVER_LOCK_SECONDS):
-        return
-    try:
-        _hand_over(ctx, tenant, task_id)
-    finally:
-        ctx.redis.delete(lock)
+    second job. The hand-over is a lease (app.core.leases), so one whose process was killed is free again
+    after ``worker_lease_seconds``, not after the longest a generate call can take. Raises
+    UpstreamUnavailable when it should be tried again."""
+    with leases.lease(ctx.redis, ctx.key("handover", task_id), ctx.config.worker_lease_seconds) as held:
+        if held:
+            _hand_over(ctx, tenant, task_id)
 
 
 def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
