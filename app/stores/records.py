@@ -76,20 +76,24 @@ class RecordStore:
                 except WatchError:  # somebody changed it first: read again
                     continue
 
-    def touch(self, tenant_id: str, record_key: str) -> None:
-        key, now = self._key(tenant_id, record_key), time.time()
-        pipe = self._redis.pipeline()
+    def touch(self, tenant_id: str, record_key: str, pipe=None) -> None:
+        """The record exists and was used now (at once, or queued on ``pipe``)."""
+        key, now, own = self._key(tenant_id, record_key), time.time(), pipe is None
+        pipe = self._redis.pipeline() if own else pipe
         pipe.hsetnx(key, "created_at", now)
         pipe.hset(key, mapping={"record_key": record_key, "updated_at": now})
         pipe.zadd(self.index_key(tenant_id), {record_key: now})
-        pipe.execute()
+        if own:
+            pipe.execute()
 
-    def add_task(self, tenant_id: str, record_key: str, task_id: str) -> None:
-        tasks = self.tasks_key(tenant_id, record_key)
-        pipe = self._redis.pipeline()
+    def add_task(self, tenant_id: str, record_key: str, task_id: str, pipe=None) -> None:
+        """The task in the record's history (at once, or queued on ``pipe``)."""
+        tasks, own = self.tasks_key(tenant_id, record_key), pipe is None
+        pipe = self._redis.pipeline() if own else pipe
         pipe.zadd(tasks, {task_id: time.time()})
         pipe.zremrangebyrank(tasks, 0, -TASK_HISTORY - 1)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def task_ids(self, tenant_id: str, record_key: str, limit: int = 50) -> list[str]:
         return list(self._redis.zrevrange(self.tasks_key(tenant_id, record_key), 0, limit - 1))

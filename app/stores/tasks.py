@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis import Redis
@@ -69,9 +70,10 @@ class TaskStore:
         return f"{self._prefix}tasks:t:{tenant_id}"
 
     def create(self, tenant_id: str, watch_at: float | None = None, task_id: str | None = None,
-               **fields: Any) -> dict:
+               with_task: Callable[[Any, str], None] | None = None, **fields: Any) -> dict:
         """A new task in `pending_submit`; ``watch_at``: when the reconciler should look at it if nothing has
-        moved it on by then; ``task_id``: one chosen beforehand (a batch row's, so a crash never makes two)."""
+        moved it on by then; ``task_id``: one chosen beforehand (a batch row's, so a crash never makes two);
+        ``with_task(pipe, task_id)``: more writes made in the same transaction (its record's)."""
         task_id, now = task_id or new_id("tsk"), time.time()
         record = {"task_id": task_id, "tenant_id": tenant_id, "status": "pending_submit", "progress": 0,
                   "created_at": now, "updated_at": now, **fields}
@@ -82,6 +84,8 @@ class TaskStore:
         pipe.zremrangebyrank(self.recent_key, 0, -RECENT_KEPT - 1)
         if watch_at is not None:
             pipe.zadd(self.watch_key, {task_id: watch_at})
+        if with_task is not None:
+            with_task(pipe, task_id)
         pipe.execute()
         return self.get(task_id) or record
 
