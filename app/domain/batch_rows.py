@@ -32,7 +32,6 @@ def row_ended(ctx: Context, task: dict) -> None:
                               error=(error or {}).get("message") or ("" if state == "completed" else task["status"]))
     if before is None:
         return
-    ctx.redis.hincrbyfloat(ctx.batches.key_for(batch["batch_id"]), "credits_used", credits)
     if state == "failed" and batch["settings"].get("on_error") == "stop" and batch["status"] == "running":
         ctx.batches.set(batch["batch_id"], status="stopped")  # no row is claimed from here on
         queues.enqueue_batch_cancel(ctx, batch["batch_id"])  # the API calls, off the webhook's path

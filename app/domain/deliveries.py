@@ -139,9 +139,9 @@ def dead_letters(ctx: Context, tenant_id: str | None = None) -> list[dict]:
 
 # -- planning --------------------------------------------------------------------------------------
 
-def plan(ctx: Context, task: dict, event: dict, then: dict | None = None) -> None:
-    """The finish hook: record and enqueue every delivery this task's ending calls for, then set the task's
-    fields ``then``, all in one transaction (one round trip)."""
+def plan(ctx: Context, task: dict, event: dict) -> None:
+    """The finish hook: record and enqueue every delivery this task's ending calls for, and list them on the
+    task, in one transaction (one round trip)."""
     slots: list[tuple[str, dict]] = []
     if task["status"] == "completed":
         slots += [(f"destination:{n}", ref) for n, ref in enumerate(task.get("destinations") or [])]
@@ -156,9 +156,8 @@ def plan(ctx: Context, task: dict, event: dict, then: dict | None = None) -> Non
     pipe = ctx.redis.pipeline()
     ids = [_record(ctx, pipe, task, event, slot, ref) for slot, ref in slots]
     earlier = [i for i in json.loads(task.get("delivery_ids") or "[]") if i not in ids]  # e.g. the start write-back
-    fields = {**({"delivery_ids": earlier + ids} if ids else {}), **(then or {})}
-    if fields:
-        ctx.tasks.set(task["task_id"], pipe=pipe, **fields)
+    if ids:
+        ctx.tasks.set(task["task_id"], pipe=pipe, delivery_ids=earlier + ids)
     for delivery_id in ids:  # after the records: the lane adds only a delivery still pending
         enqueue(ctx, delivery_id, pipe=pipe)
     pipe.execute()

@@ -151,17 +151,18 @@ def fail(ctx: Context, task_id: str, code: str, message: str, **detail) -> bool:
 
 
 def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None:
-    """Plan the ended task's deliveries and mark its follow-ups done, in one round trip (``task``: as it
-    ended, if the caller has it)."""
+    """Plan the ended task's deliveries, its budget alerts and its batch row's end, then mark its follow-ups
+    done (``task``: as it ended, if the caller has it)."""
     task = task or ctx.tasks.get(task_id)
     if task is None:
         return
     event = json.loads(task.get("event_json") or "null") or {"type": f"task.{task['status']}",
                                                               "data": task_view(task)}
-    deliveries.plan(ctx, task, event, then={"fanout": "done"})
-    budgets.after_task(ctx, task)  # again after a crash here: each alert goes once a month whatever
+    deliveries.plan(ctx, task, event)
+    budgets.after_task(ctx, task)  # each alert goes once a month whatever
     if task.get("batch_id"):
-        batch_rows.row_ended(ctx, task)
+        batch_rows.row_ended(ctx, task)  # after the row's deliveries: the batch's end is the last message
+    ctx.tasks.set(task_id, fanout="done")  # only now: a crash before runs them all again, each is idempotent
 
 
 def _terminal_fields(upstream: dict) -> dict:

@@ -40,8 +40,9 @@ return encoded
 """
 
 # KEYS: the rows, the batch, the tenant's feed. ARGV: row number, new state, JSON of fields to set, 1 to
-# give the feed back the place of a row that was in the API. Returns the row as it was (JSON), or false
-# when it had already ended (only a retry moves an ended row, back to pending).
+# give the feed back the place of a row that was in the API, credits its task used (added to the batch's).
+# Returns the row as it was (JSON), or false when it had already ended (only a retry moves an ended row,
+# back to pending).
 _MOVE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
@@ -57,6 +58,7 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(row))
 if ARGV[4] == '1' and (was == 'submitting' or was == 'running') then
   redis.call('HINCRBY', KEYS[3], 'inflight', -1)
 end
+if tonumber(ARGV[5]) ~= 0 then redis.call('HINCRBYFLOAT', KEYS[2], 'credits_used', ARGV[5]) end
 return raw
 """
 
@@ -145,9 +147,11 @@ class BatchStore:
         return json.loads(claimed) if claimed else None
 
     def move(self, batch: dict, row: int, state: str, frees_place: bool = False, **fields: Any) -> dict | None:
-        """Set a row's state (and fields), counted on the batch; None when it had already ended."""
+        """Set a row's state (and fields), counted on the batch, with the row's ``credits`` (if given) added
+        to the batch's in the same step; None when it had already ended."""
         keys = [self.rows_key(batch["batch_id"]), self.key_for(batch["batch_id"]), self.feed_key(batch["tenant_id"])]
-        before = self._move(keys=keys, args=[row, state, json.dumps(fields), int(frees_place)])
+        before = self._move(keys=keys, args=[row, state, json.dumps(fields), int(frees_place),
+                                             float(fields.get("credits") or 0)])
         return json.loads(before) if before else None
 
     def requeue(self, batch_id: str, rows: list[int]) -> None:
