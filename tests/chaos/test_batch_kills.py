@@ -32,6 +32,8 @@ def test_sigkill_workers_during_a_1000_row_batch(make_relay, make_sandbox, relia
 
         try:
             batch = eventually(ended, 400, "the batch to end", every=2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; rows not ended: {_unended(relay, batch_id)}") from None
         finally:
             kills = chaos.finish()
     rows_seen = relay.ctx.batches.rows(batch_id)
@@ -39,8 +41,20 @@ def test_sigkill_workers_during_a_1000_row_batch(make_relay, make_sandbox, relia
     twice = sum(count for tasks, count in tasks_per_record.items() if tasks > 1)
     assert len(kills) == KILLS, "the workers were killed while the batch ran"
     assert batch["counts"]["completed"] == ROWS and {row["state"] for row in rows_seen} == {"completed"}
-    assert twice == 0 and tasks_per_record == {1: ROWS}, "one task per row: no row started twice"
+    assert twice == 0 and tasks_per_record == {1: ROWS}, f"one task per row (tasks: rows): {dict(tasks_per_record)}"
     assert relay.ctx.batches.feed(relay.tenant_id).get("inflight") == 0, "every place given back"
     reliability(fault=f"{KILLS} worker SIGKILLs during a {ROWS}-row batch", tried=ROWS,
                 lost=ROWS - batch["counts"]["completed"], duplicated=f"{twice} of {ROWS} rows started twice",
                 notes=f"batch ended {batch['status']} with {batch['counts']['completed']} rows completed")
+
+
+def _unended(relay, batch_id: str) -> list[dict]:
+    """What a stuck batch's unended rows wait for: their task's state, and a hand-over lease left behind."""
+    ctx, found = relay.ctx, []
+    for row in ctx.batches.rows(batch_id):
+        if row["state"] in ("pending", "submitting", "running"):
+            task_id = row.get("task_id") or "-"
+            task = ctx.tasks.get(task_id) or {}
+            found.append({"row": row["row"], "state": row["state"], "task": task.get("status"),
+                          "fanout": task.get("fanout"), "lease_ttl": ctx.redis.ttl(ctx.key("handover", task_id))})
+    return found[:20]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from tests.support import tools
 from tests.support.servers import eventually
@@ -19,8 +20,6 @@ ADMIN_TOKEN = "dashboard-admin-token-for-tests"
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
     executable = tools.require("chromium")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
@@ -67,7 +66,8 @@ def test_watch_a_task_then_replay_a_dead_delivery(make_relay, receiver, browser,
 
     page.click("text=Dead letters")
     row = page.locator("tr[data-delivery]")
-    assert row.count() == 1 and "answered 400" in row.inner_text()
+    expect(row).to_have_count(1)  # waits: the click's navigation may not have loaded the new page yet
+    assert "answered 400" in row.inner_text()
     page.screenshot(path=str(shots / "dashboard-dead-letters.png"))
     receiver.default_status = 204  # the subscriber is fixed
     row.locator("button", has_text="Replay").click()
@@ -117,7 +117,8 @@ def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, bro
     assert len(manifest) == 13 and manifest[3].startswith("3,deal:3,failed"), "a signed link: no API key needed"
     page.click("[data-tab=failed]")
     failed = page.locator("tr[data-row]")
-    assert failed.count() == 2 and [failed.nth(i).locator("td").first.inner_text() for i in range(2)] == ["3", "7"]
+    expect(failed).to_have_count(2)
+    assert [failed.nth(i).locator("td").first.inner_text() for i in range(2)] == ["3", "7"]
     assert "failed" in failed.first.inner_text()
 
     before = {row["row"]: row["task_id"] for row in relay.ctx.batches.rows(batch_id)}
@@ -150,11 +151,12 @@ def test_search_pages_cancel_charts_and_budget_bars(make_relay, receiver, browse
     page = _signed_in(browser, relay)
     assert page.locator("tr[data-task]").count() == 50, "the newest 50 first"
     page.click("a[rel=next]")
-    assert page.locator("tr[data-task]").count() == 4, "then the rest"
+    expect(page.locator("tr[data-task]")).to_have_count(4)  # then the rest
 
     page.goto(relay.url + "/dashboard/")
     page.select_option("select[name=status]", "failed")
     page.click("button:has-text('Find')")
+    expect(page.locator("tr[data-task]")).to_have_count(1)
     [row] = page.locator("tr[data-task]").all()
     assert failed["task_id"] in row.inner_text()
     assert row.locator("[data-progress-error]").inner_text() == "The agent could not complete its plan for this prompt."
@@ -172,7 +174,7 @@ def test_search_pages_cancel_charts_and_budget_bars(make_relay, receiver, browse
         assert relay.wait_task(client, running["task_id"])["status"] == "cancelled"
 
     page.click("nav >> text=Usage")
-    assert page.locator("svg.chart").count() == 4
+    expect(page.locator("svg.chart")).to_have_count(4)
     credits = page.locator("[data-chart=credits] rect")
     assert credits.count() >= 1 and "acme" in credits.first.locator("title").text_content()
     assert page.locator("[data-chart=outcomes] .legend").inner_text().split() == ["completed", "failed", "cancelled"]
@@ -185,7 +187,8 @@ def test_search_pages_cancel_charts_and_budget_bars(make_relay, receiver, browse
     page.screenshot(path=str(shots / "dashboard-usage.png"), full_page=True)
     page.click(f"tr[data-tenant='{relay.tenant_id}'] a")
     record_budget = page.locator("[data-budget='deal:1']")
-    assert record_budget.count() == 1 and "hard cap" in page.locator("tr[data-record='deal:vip']").inner_text()
+    expect(record_budget).to_have_count(1)
+    assert "hard cap" in page.locator("tr[data-record='deal:vip']").inner_text()
     assert "over" in record_budget.get_attribute("class"), "deal:1 spent more than its 50 credits"
     assert page.locator("[data-chart=formats] .legend").inner_text().split() == ["excel", "word"]
     page.screenshot(path=str(shots / "dashboard-tenant-usage.png"), full_page=True)
