@@ -24,6 +24,7 @@ class Executor:
         self._finished: dict[str, threading.Event] = {}
         self._cancels: dict[str, threading.Event] = defaultdict(threading.Event)
         self._run_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._stopping = threading.Event()
         self._threads = [threading.Thread(target=self._work, name=f"sandbox-agent-{i}", daemon=True)
                          for i in range(pool_size)]
 
@@ -32,6 +33,7 @@ class Executor:
             thread.start()
 
     def stop(self) -> None:
+        self._stopping.set()  # what still waits in the queue is not started: the API is going away
         for event in list(self._cancels.values()):
             event.set()
         for _ in self._threads:
@@ -68,6 +70,8 @@ class Executor:
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
+            if self._stopping.is_set():
+                continue
             task_id, run_id = item.split(" ")
             with self._lock:
                 self._busy += 1
