@@ -21,8 +21,7 @@ def tasks(ctx: Context, limit: int = 50) -> list[dict]:
 
 def task_page(ctx: Context, tenant_id: str | None, wanted: listing.TaskFilter, cursor: float | None,
               limit: int = 50) -> tuple[list[dict], float | None]:
-    """A page of tasks matching ``wanted``: one tenant's (all it keeps), or every tenant's (the newest
-    RECENT_KEPT), newest first."""
+    """A page of tasks matching ``wanted``, one tenant's or every tenant's (all they keep), newest first."""
     found, next_cursor = listing.tasks(ctx, tenant_id, wanted, cursor, limit)
     return _shown(ctx, found), next_cursor
 

@@ -1,13 +1,14 @@
 """Listing what was stored before the listing indexes existed: tasks and records kept by a Relay older
-than `GET /v1/tasks` and `GET /v1/records` are added to their tenant's indexes after the upgrade.
+than `GET /v1/tasks` and `GET /v1/records` are added to the indexes after the upgrade.
 
 Every task is in one of two time-ordered sets already: the ended ones in ``tasks:ended`` (what retention
 walks), the others in the reconciler's watch list. The retention job walks the first a page per run, from
 a cursor kept in Redis: the last task's end time and id, the set's own order, so a tie is neither skipped
 nor read twice. It then reads the watch list whole (running tasks: few, and their times move). Each task
-goes into its tenant's index by its creation time, its record into the tenant's records by when the record
-last changed; adding is idempotent (``ZADD NX``), so a crash or a second scheduler costs a page again,
-never a wrong order. Then a mark says it is done for good: tasks made since were indexed when made."""
+goes into its tenant's index and every tenant's (the dashboard's, which kept only the newest 1,000) by its
+creation time, its record into the tenant's records by when the record last changed. Adding is idempotent
+(``ZADD NX``), so a crash or a second scheduler costs a page again, never a wrong order. Then a mark says
+it is done for good: tasks made since were indexed when made."""
 
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ def _index(ctx: Context, task_ids: list[str]) -> None:
     changed = reads.execute()
     pipe = ctx.redis.pipeline(transaction=False)
     for task in tasks:
-        pipe.zadd(ctx.tasks.tenant_key(task["tenant_id"]), {task["task_id"]: float(task["created_at"])}, nx=True)
+        created = {task["task_id"]: float(task["created_at"])}
+        pipe.zadd(ctx.tasks.tenant_key(task["tenant_id"]), created, nx=True)
+        pipe.zadd(ctx.tasks.recent_key, created, nx=True)
     for (tenant_id, record_key), updated_at in zip(records, changed, strict=True):
         if updated_at is not None:  # a record retention removed has nothing to list
             pipe.zadd(ctx.records.index_key(tenant_id), {record_key: float(updated_at)}, nx=True)

@@ -49,7 +49,6 @@ return 1
 """
 
 _JSON_FIELDS = ("result", "error", "destinations", "callback_headers")
-RECENT_KEPT = 1000  # tasks indexed for the dashboard, newest first
 
 
 class TaskStore:
@@ -59,6 +58,7 @@ class TaskStore:
         self._restore = redis.register_script(_RESTORE)
         self.watch_key = prefix + "tasks:watch"
         self.recent_key = prefix + "tasks:recent"
+        """Every tenant's tasks by creation time (the dashboard's list); retention removes them with the tasks."""
         self.ended_key = prefix + "tasks:ended"
         """Ended tasks by when they ended: what the retention sweep walks (app/domain/retention.py)."""
 
@@ -81,7 +81,6 @@ class TaskStore:
         pipe.hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in record.items()})
         pipe.zadd(self.recent_key, {task_id: now})
         pipe.zadd(self.tenant_key(tenant_id), {task_id: now})
-        pipe.zremrangebyrank(self.recent_key, 0, -RECENT_KEPT - 1)
         if watch_at is not None:
             pipe.zadd(self.watch_key, {task_id: watch_at})
         if with_task is not None:

@@ -79,7 +79,8 @@ def test_tasks_and_records_an_older_relay_stored_are_listed_after_the_upgrade(re
             relay.wait_task(client, task["task_id"])
         running = relay.submit(client, prompt="A long one [[duration=60]]", record_key="deal:long")
         ctx = relay.ctx
-        ctx.redis.delete(ctx.tasks.tenant_key(relay.tenant_id), ctx.records.index_key(relay.tenant_id))
+        ctx.redis.delete(ctx.tasks.tenant_key(relay.tenant_id), ctx.records.index_key(relay.tenant_id),
+                         ctx.tasks.recent_key)
         assert client.get("/v1/tasks").json()["items"] == [], "what an older Relay left: in no listing index"
 
         looked = [reindex.step(ctx, page=3) for _ in range(5)]  # a page per retention run
@@ -88,4 +89,5 @@ def test_tasks_and_records_an_older_relay_stored_are_listed_after_the_upgrade(re
         assert listed == [t["task_id"] for t in [*made, running]][::-1], "each once, newest first"
         records = [r["record_key"] for page in _all_pages(client, "/v1/records") for r in page]
         assert records == ["deal:long", "deal:0", "deal:2", "deal:1"], "by when each record last changed"
+        assert [t["task_id"] for t in ctx.tasks.recent(50)] == listed, "and in the dashboard's list of all"
         client.post(f"/v1/tasks/{running['task_id']}/cancel")
