@@ -39,6 +39,12 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+def merged_config(kind: str, saved: dict, changes: dict) -> dict:
+    """A saved config with ``changes`` over it; a secret field sent back as shown (HIDDEN) keeps its value."""
+    hidden = secret_fields(kind)
+    return {**saved, **{k: v for k, v in changes.items() if not (k in hidden and v == HIDDEN)}}
+
+
 def public_config(kind: str, config: dict) -> dict:
     hidden = secret_fields(kind)
     return {k: (HIDDEN if k in hidden else v) for k, v in config.items()}
@@ -70,12 +76,23 @@ class DestinationStore:
         saved = self._redis.hgetall(self.key_for(tenant_id))
         return [self.from_stored(saved[i]) for i in sorted(saved)]
 
+    def update(self, tenant_id: str, destination_id: str, **changes: Any) -> dict | None:
+        """Change a saved destination's ``name``, ``config`` (whole, already checked) or ``export``; None when
+        there is no such destination."""
+        raw = self._redis.hget(self.key_for(tenant_id), destination_id)
+        if raw is None:
+            return None
+        stored = {**json.loads(raw), **{k: v for k, v in changes.items() if k in ("name", "export")}}
+        if "config" in changes:
+            stored["config"] = self._box.seal(json.dumps(changes["config"]))
+        self._redis.hset(self.key_for(tenant_id), destination_id, json.dumps(stored))
+        return self.from_stored(json.dumps(stored))
+
     def delete(self, tenant_id: str, destination_id: str) -> bool:
         saved = self.get(tenant_id, destination_id)
         if saved is None:
             return False
-        if self.default_for(tenant_id, saved["kind"]) == destination_id:
-            self._redis.hdel(self._defaults_key(tenant_id), saved["kind"])
+        self.clear_default(tenant_id, saved["kind"], destination_id)
         return bool(self._redis.hdel(self.key_for(tenant_id), destination_id))
 
     # -- a tenant's default write-back connection per platform ----------------------------------------
@@ -85,6 +102,10 @@ class DestinationStore:
 
     def set_default(self, tenant_id: str, kind: str, destination_id: str) -> None:
         self._redis.hset(self._defaults_key(tenant_id), kind, destination_id)
+
+    def clear_default(self, tenant_id: str, kind: str, destination_id: str) -> None:
+        if self.default_for(tenant_id, kind) == destination_id:
+            self._redis.hdel(self._defaults_key(tenant_id), kind)
 
     def default_for(self, tenant_id: str, kind: str) -> str | None:
         return self._redis.hget(self._defaults_key(tenant_id), kind)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from app.domain import deliveries
-from app.stores.destinations import check_config
+from app.stores.destinations import check_config, merged_config
 from app.stores.events import iso
 from app.web.base import ctx, require_tenant, tenant
 from connectors.registry import RECORD_KINDS
@@ -54,6 +54,27 @@ def get_destination(destination_id: str):
     if saved is None:
         raise ApiError(404, "destination_not_found", "No destination with that id.")
     return jsonify(_shown(saved, ctx().destinations.defaults(tenant_id)))
+
+
+@bp.patch("/destinations/<destination_id>")
+def update_destination(destination_id: str):
+    body = json_body("relay/destination-update.json")
+    tenant_id, store = tenant().tenant_id, ctx().destinations
+    saved = store.get(tenant_id, destination_id, reveal=True)
+    if saved is None:
+        raise ApiError(404, "destination_not_found", "No destination with that id.")
+    if "default" in body and saved["kind"] not in RECORD_KINDS:
+        raise ApiError(400, "invalid_request", "Only a write-back connection (hubspot, airtable, sheets) can be "
+                       "a default.", field="default")
+    changes = {name: body[name] for name in ("name", "export") if name in body}
+    if "config" in body:
+        changes["config"] = check_config(saved["kind"], merged_config(saved["kind"], saved["config"], body["config"]))
+    updated = store.update(tenant_id, destination_id, **changes)
+    if body.get("default"):
+        store.set_default(tenant_id, saved["kind"], destination_id)
+    elif body.get("default") is False:
+        store.clear_default(tenant_id, saved["kind"], destination_id)
+    return jsonify(_shown(updated or saved, store.defaults(tenant_id)))
 
 
 @bp.delete("/destinations/<destination_id>")

@@ -108,6 +108,8 @@ ROUTES = [
           {200: "items:relay/destination.json", 400: ERROR, 401: ERROR}, query="relay/destinations-query.json"),
     Route("GET", "/v1/destinations/{destination_id}", "A saved destination", V1,
           {200: "relay/destination.json", 401: ERROR, 404: ERROR}),
+    Route("PATCH", "/v1/destinations/{destination_id}", "Change a saved destination (name, config, export)", V1,
+          {200: "relay/destination.json", 400: ERROR, 401: ERROR, 404: ERROR}, body="relay/destination-update.json"),
     Route("DELETE", "/v1/destinations/{destination_id}", "Delete a saved destination", V1,
           {204: None, 401: ERROR, 404: ERROR}),
     Route("POST", "/v1/hooks", "Subscribe a URL to task events (REST hooks)", V1,

@@ -147,6 +147,39 @@ def test_saved_destinations_hide_and_encrypt_their_secrets(relay):
     assert "secretsecret" not in raw
 
 
+def test_a_saved_destination_fixed_with_patch_delivers_its_dead_letter_on_replay(relay, receiver):
+    secret = "whsec_" + "c2F2ZWQtZGVzdGluYXRpb24tc2VjcmV0"
+    receiver.default_status = 204
+    with relay.client() as client:
+        saved = client.post("/v1/destinations", json={"name": "Ops hook", "kind": "webhook", "config": {
+            "url": "http://127.0.0.1:1/nobody-listens", "secret": secret}}).json()
+        task = relay.submit(client, prompt="x", destinations=[{"id": saved["id"]}])
+        [dead] = delivered(relay, client, task["task_id"], timeout=40)
+        assert dead["state"] == "dead"
+
+        path = f"/v1/destinations/{saved['id']}"
+        fixed = client.patch(path, json={"name": "Ops hook (fixed)", "config": {"url": receiver.url,
+                                                                               "secret": "********"}})
+        assert fixed.status_code == 200, fixed.text
+        assert fixed.json()["name"] == "Ops hook (fixed)" and fixed.json()["config"] == {"url": receiver.url,
+                                                                                         "secret": "********"}
+        assert client.get(path).json()["name"] == "Ops hook (fixed)"
+        assert client.post(f"/v1/deliveries/{dead['delivery_id']}/replay").status_code == 202
+        eventually(lambda: client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"][0]["state"] == "delivered",
+                   20, "the replay to the fixed destination")
+        [request] = receiver.requests
+        Webhook(secret).verify(request.body, request.headers)  # signed with the secret it kept
+
+        errors = {name: client.patch(path, json=body) for name, body in {
+            "empty": {}, "kind": {"kind": "slack"}, "url": {"config": {"url": "not a url"}},
+            "default": {"default": True}}.items()}
+        assert {name: answer.status_code for name, answer in errors.items()} == dict.fromkeys(errors, 400)
+        assert errors["url"].json()["error"]["field"] == "config.url"
+        assert errors["kind"].json()["error"]["field"] == "kind"
+        assert errors["default"].json()["error"]["field"] == "default"
+        assert client.patch("/v1/destinations/dst_01ARZ3NDEKTSV4RRFFQ69G5FAV", json={"name": "x"}).status_code == 404
+
+
 def test_outbound_urls_to_private_addresses_are_refused(make_relay, receiver):
     relay = make_relay(outbound_allow="")
     with relay.client() as client:
