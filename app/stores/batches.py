@@ -1,5 +1,6 @@
 """Batches in Redis: the batch (a hash with its counts), its rows (a hash of JSON by row number), the rows
-waiting to be handed over (a list), and each tenant's feed (how many of its batch rows the API has, and
+waiting to be handed over (a list), the rows being handed over by when each was claimed (a sorted set:
+the reconciler reads only the stale ones), and each tenant's feed (how many of its batch rows the API has, and
 how many it may have: app.domain.batches adapts that).
 
 A row is claimed with its task id in one Lua call: the task is then made under that id, so a worker that
@@ -18,9 +19,9 @@ from app.core.ids import new_id
 ROW_STATES = ("pending", "submitting", "running", "completed", "failed", "skipped", "cancelled")
 ENDED = frozenset({"completed", "failed", "skipped", "cancelled"})
 
-# KEYS: the tenant's feed, the batch's waiting rows, its rows, the batch. ARGV: now, the task id for the
-# row, the feed's first limit. Returns the row claimed (JSON, with the task id), or false: none waiting,
-# or the tenant's rows in the API are at its limit, or the feed is holding back after a 429.
+# KEYS: the tenant's feed, the batch's waiting rows, its rows, the batch, its claims. ARGV: now, the task id
+# for the row, the feed's first limit. Returns the row claimed (JSON, with the task id), or false: none
+# waiting, or the tenant's rows in the API are at its limit, or the feed is holding back after a 429.
 _CLAIM = """
 local limit = tonumber(redis.call('HGET', KEYS[1], 'limit') or ARGV[3])
 local inflight = tonumber(redis.call('HGET', KEYS[1], 'inflight') or '0')
@@ -36,13 +37,14 @@ redis.call('HSET', KEYS[3], n, encoded)
 redis.call('HINCRBY', KEYS[4], 'pending', -1)
 redis.call('HINCRBY', KEYS[4], 'submitting', 1)
 redis.call('HINCRBY', KEYS[1], 'inflight', 1)
+redis.call('ZADD', KEYS[5], ARGV[1], n)
 return encoded
 """
 
-# KEYS: the rows, the batch, the tenant's feed. ARGV: row number, new state, JSON of fields to set, 1 to
-# give the feed back the place of a row that was in the API, credits its task used (added to the batch's).
-# Returns the row as it was (JSON), or false when it had already ended (only a retry moves an ended row,
-# back to pending).
+# KEYS: the rows, the batch, the tenant's feed, the batch's claims. ARGV: row number, new state, JSON of
+# fields to set, 1 to give the feed back the place of a row that was in the API, credits its task used
+# (added to the batch's). Returns the row as it was (JSON), or false when it had already ended (only a
+# retry moves an ended row, back to pending).
 _MOVE = """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
@@ -55,6 +57,7 @@ redis.call('HINCRBY', KEYS[2], was, -1)
 redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
 row.state = ARGV[2]
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(row))
+if was == 'submitting' then redis.call('ZREM', KEYS[4], ARGV[1]) end
 if ARGV[4] == '1' and (was == 'submitting' or was == 'running') then
   redis.call('HINCRBY', KEYS[3], 'inflight', -1)
 end
@@ -92,6 +95,10 @@ class BatchStore:
 
     def waiting_key(self, batch_id: str) -> str:
         return f"{self._prefix}batch:{batch_id}:waiting"
+
+    def claims_key(self, batch_id: str) -> str:
+        """The rows being handed over (state ``submitting``) by when each was claimed."""
+        return f"{self._prefix}batch:{batch_id}:claims"
 
     def feed_key(self, tenant_id: str) -> str:
         return f"{self._prefix}batchfeed:{tenant_id}"
@@ -134,25 +141,40 @@ class BatchStore:
 
     def rows_from(self, batch_id: str, first: int, count: int) -> list[dict]:
         """Rows ``first`` .. ``first + count - 1`` that exist, by number: one HMGET, whatever the batch's size."""
-        raws = self._redis.hmget(self.rows_key(batch_id), [str(n) for n in range(first, first + count)])
-        return [json.loads(raw) for raw in raws if raw]
+        return self.rows_by_number(batch_id, list(range(first, first + count)))
 
     def rows(self, batch_id: str) -> list[dict]:
         rows = [json.loads(raw) for raw in self._redis.hvals(self.rows_key(batch_id))]
         return sorted(rows, key=lambda row: row["row"])
 
     def claim(self, batch_id: str, tenant_id: str, first_limit: int) -> dict | None:
-        keys = [self.feed_key(tenant_id), self.waiting_key(batch_id), self.rows_key(batch_id), self.key_for(batch_id)]
+        keys = [self.feed_key(tenant_id), self.waiting_key(batch_id), self.rows_key(batch_id), self.key_for(batch_id),
+                self.claims_key(batch_id)]
         claimed = self._claim(keys=keys, args=[time.time(), new_id("tsk"), first_limit])
         return json.loads(claimed) if claimed else None
 
     def move(self, batch: dict, row: int, state: str, frees_place: bool = False, **fields: Any) -> dict | None:
         """Set a row's state (and fields), counted on the batch, with the row's ``credits`` (if given) added
         to the batch's in the same step; None when it had already ended."""
-        keys = [self.rows_key(batch["batch_id"]), self.key_for(batch["batch_id"]), self.feed_key(batch["tenant_id"])]
+        keys = [self.rows_key(batch["batch_id"]), self.key_for(batch["batch_id"]), self.feed_key(batch["tenant_id"]),
+                self.claims_key(batch["batch_id"])]
         before = self._move(keys=keys, args=[row, state, json.dumps(fields), int(frees_place),
                                              float(fields.get("credits") or 0)])
         return json.loads(before) if before else None
+
+    def claimed_before(self, batch: dict, when: float) -> list[dict]:
+        """Rows still being handed over that were claimed before ``when``. A batch whose claims are not all in
+        the index (claimed by a Relay older than it) is read whole."""
+        claims = self.claims_key(batch["batch_id"])
+        if self._redis.zcard(claims) < batch["submitting"]:
+            return [row for row in self.rows(batch["batch_id"])
+                    if row["state"] == "submitting" and float(row.get("claimed_at") or 0) < when]
+        numbers = self._redis.zrangebyscore(claims, "-inf", f"({when!r}")
+        return [row for row in self.rows_by_number(batch["batch_id"], numbers) if row["state"] == "submitting"]
+
+    def rows_by_number(self, batch_id: str, numbers: list) -> list[dict]:
+        raws = self._redis.hmget(self.rows_key(batch_id), [str(n) for n in numbers]) if numbers else []
+        return [json.loads(raw) for raw in raws if raw]
 
     def requeue(self, batch_id: str, rows: list[int]) -> None:
         if rows:
@@ -196,7 +218,8 @@ class BatchStore:
 
     def forget(self, pipe, batch_id: str) -> None:
         """Queue on ``pipe`` the removal of the batch, its rows and its places in the indexes."""
-        pipe.delete(self.key_for(batch_id), self.rows_key(batch_id), self.waiting_key(batch_id))
+        pipe.delete(self.key_for(batch_id), self.rows_key(batch_id), self.waiting_key(batch_id),
+                    self.claims_key(batch_id))
         pipe.zrem(self.recent_key, batch_id)
         pipe.zrem(self.ended_key, batch_id)
 

@@ -8,11 +8,13 @@ import csv
 import io
 import itertools
 import json
+import time
 import zipfile
 from pathlib import Path
 
 import httpx
 
+from app.domain import batches
 from tests.support.servers import eventually
 
 
@@ -287,3 +289,28 @@ def test_on_error_stop_cancels_the_rest_at_the_first_failed_row(relay):
         batch = run(client, batch_body(rows, template="Memo {{note}}", on_error="stop"))
     assert batch["status"] == "stopped" and batch["counts"]["failed"] == 1
     assert batch["counts"]["cancelled"] == 5 and batch["counts"]["completed"] == 0
+
+
+def test_the_reconciler_starts_rows_whose_claim_outlived_its_worker_and_only_those(make_relay):
+    """A worker that claimed rows and died before making their tasks: the reconciler's tick starts them once
+    their claim is stale, reading only the stale claims (an index), and, for claims an older Relay made and
+    did not index, the rows whole."""
+    relay = make_relay(worker=False, batch_claim_stale_seconds=0.5)
+    ctx = relay.ctx
+    with relay.client() as client:
+        batch_id = client.post("/v1/batches", json=batch_body(DEALS[:4])).json()["batch_id"]
+    claimed = [ctx.batches.claim(batch_id, relay.tenant_id, first_limit=4) for _ in range(3)]  # then it died
+    legacy = claimed[2]["row"]
+    ctx.redis.zrem(ctx.batches.claims_key(batch_id), legacy)  # as an older Relay claimed it: not indexed
+    assert batches.tick(ctx) == 0 and all(ctx.tasks.get(row["task_id"]) is None for row in claimed), "not stale yet"
+
+    eventually(lambda: ctx.batches.claimed_before(ctx.batches.get(batch_id), time.time() - 0.5), 5, "stale claims")
+    batches.tick(ctx)
+    started = [ctx.tasks.get(row["task_id"]) for row in claimed]
+    assert all(task and int(task["batch_row"]) == row["row"] for task, row in zip(started, claimed, strict=True))
+    assert ctx.redis.zcard(ctx.batches.claims_key(batch_id)) == 0, "a row handed over leaves the index"
+    relay.start_worker()
+    with relay.client() as client:
+        batch = finished(client, batch_id)
+    assert batch["counts"]["completed"] == 4
+    assert [len(ctx.records.task_ids(relay.tenant_id, d["record_key"])) for d in DEALS[:4]] == [1, 1, 1, 1]
