@@ -288,7 +288,9 @@ def replay(ctx: Context, delivery_id: str) -> bool:
     delivery = get(ctx, delivery_id)
     if delivery is None or delivery["state"] == "delivered":
         return False
-    ctx.redis.zrem(dead_letter_key(ctx), delivery_id)
+    died_at = ctx.redis.zscore(dead_letter_key(ctx), delivery_id)
+    if ctx.redis.zrem(dead_letter_key(ctx), delivery_id) and delivery["state"] == "dead" and died_at:
+        ctx.usage.uncount_dead(delivery["tenant_id"], delivery["kind"], died_at)  # counted by its next outcome
     update(ctx, delivery_id, state="pending", attempts=0, last_error="", next_attempt_at="")
     enqueue(ctx, delivery_id)
     return True

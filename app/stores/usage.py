@@ -68,9 +68,16 @@ def record_prefix(record_key: str) -> str:
     return f"r:{digest(record_key)}:" if record_key else ""
 
 
+# KEYS: a day's row. ARGV: a count's field. One off the count, if the row and a count above 0 exist.
+_UNCOUNT = """
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
+"""
+
+
 class UsageRows:
     def __init__(self, redis: Redis, prefix: str):
         self._redis, self._prefix = redis, prefix
+        self._uncount = redis.register_script(_UNCOUNT)
 
     def key_for(self, tenant_id: str, day: str) -> str:
         return f"{self._prefix}usage:{tenant_id}:{day}"
@@ -97,6 +104,11 @@ class UsageRows:
         key = self.key_for(tenant_id, day_of(when))
         pipe.hincrby(key, f"d:{kind}:{outcome}", 1)
         pipe.expire(key, life)
+
+    def uncount_dead(self, tenant_id: str, kind: str, died_at: float) -> None:
+        """A dead delivery replayed: it no longer counts as dead on the day it died (its new outcome will
+        count on its own day), unless that day's row is gone."""
+        self._uncount(keys=[self.key_for(tenant_id, day_of(died_at))], args=[f"d:{kind}:dead"])
 
 
 

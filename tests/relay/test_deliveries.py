@@ -6,12 +6,14 @@ import io
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from openpyxl import load_workbook
 from standardwebhooks import Webhook
 
+from app.domain import usage_report
 from tests.support.servers import eventually
 
 DONE = ("delivered", "dead")
@@ -109,6 +111,9 @@ def test_permanent_failure_goes_to_dead_letters_and_replay_delivers(relay, recei
         assert client.get("/v1/deliveries").json()["items"] == []
         again = client.post(f"/v1/deliveries/{dead['delivery_id']}/replay")
     assert again.status_code == 409 and done["attempts"] == 1
+    today = datetime.now(UTC).date()
+    [day] = usage_report.daily_series(relay.ctx, relay.tenant_id, today, today)
+    assert day["deliveries"] == {"webhook": {"delivered": 1, "dead": 0}}, "counted once, by how it ended at last"
 
 
 def test_exhausted_retries_land_in_dead_letters_and_cli_replays_them(relay, receiver):
