@@ -304,7 +304,9 @@ def test_the_reconciler_starts_rows_whose_claim_outlived_its_worker_and_only_tho
     ctx.redis.zrem(ctx.batches.claims_key(batch_id), legacy)  # as an older Relay claimed it: not indexed
     assert batches.tick(ctx) == 0 and all(ctx.tasks.get(row["task_id"]) is None for row in claimed), "not stale yet"
 
-    eventually(lambda: ctx.batches.claimed_before(ctx.batches.get(batch_id), time.time() - 0.5), 5, "stale claims")
+    def stale() -> int:  # the three were claimed milliseconds apart: wait until the last is stale too
+        return len(ctx.batches.claimed_before(ctx.batches.get(batch_id), time.time() - 0.5))
+    eventually(lambda: stale() == 3, 5, "three stale claims")
     batches.tick(ctx)
     started = [ctx.tasks.get(row["task_id"]) for row in claimed]
     assert all(task and int(task["batch_row"]) == row["row"] for task, row in zip(started, claimed, strict=True))
