@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -13,10 +10,6 @@ from pyairtable import Api
 
 from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
 from ..records import mapped, write_back_of
-
-PER_SECOND = 5
-_sent: dict[str, deque[float]] = {}  # per process: base -> when its last requests went
-_pace = threading.Lock()
 
 
 def write(delivery: Delivery, document: Document | None, env: Environment,
@@ -29,10 +22,10 @@ def write(delivery: Delivery, document: Document | None, env: Environment,
     fields = mapped(write_back, mapping)
     back_off = float(env.settings.get("airtable_backoff_seconds", 30.0))  # Airtable: wait 30 s after a 429
     if write_back.completed and document is not None and mapping.get("file"):
-        current = _call(row["base"], back_off, lambda: table.get(row["record"]))["fields"].get(mapping["file"]) or []
+        current = _call(back_off, lambda: table.get(row["record"]))["fields"].get(mapping["file"]) or []
         fields[mapping["file"]] = _attachments(current, document, delivery.config.get("versions", "replace"))
     if fields:
-        _call(row["base"], back_off, lambda: table.update(row["record"], fields, typecast=True))
+        _call(back_off, lambda: table.update(row["record"], fields, typecast=True))
     return Outcome(f"airtable:{row['base']}/{row['table']}/{row['record']} ({write_back.values['status']})",
                    row["record"])
 
@@ -45,27 +38,14 @@ def _attachments(current: list[dict], document: Document, versions: str) -> list
     return earlier + (mine or [{"url": document.link, "filename": document.name}])
 
 
-def _call(base: str, back_off: float, request: Any) -> Any:
-    _wait_for_a_slot(base)
+def _call(back_off: float, request: Any) -> Any:
+    """One request; the delivery's pace (shared by every worker, see connectors.airtable) was kept before."""
     try:
         return request()
     except requests.HTTPError as exc:
         raise _classify(exc.response, str(exc), back_off) from None
     except requests.RequestException as exc:
         raise Retryable(f"Airtable could not be reached: {type(exc).__name__}") from None
-
-
-def _wait_for_a_slot(base: str) -> None:
-    """At most PER_SECOND requests in any second to one base, from this process."""
-    while True:
-        with _pace:
-            sent = _sent.setdefault(base, deque(maxlen=PER_SECOND))
-            now = time.monotonic()
-            if len(sent) < PER_SECOND or now - sent[0] >= 1.0:
-                sent.append(now)
-                return
-            wait = 1.0 - (now - sent[0])
-        time.sleep(wait)
 
 
 def _classify(response: requests.Response | None, text: str, back_off: float) -> Exception:

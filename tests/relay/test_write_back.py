@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from connectors import airtable
+from connectors.base import Delivery
 from tests.support.servers import eventually
 
 FIELDS = {"status": "relay_status", "error": "relay_error", "link": "relay_link", "version": "relay_version",
@@ -287,3 +289,35 @@ def test_hubspot_oauth_and_a_custom_object_whose_note_gets_the_default_associati
     [note] = fake_hubspot.notes_on("2-1234567", "7")
     assert fake_hubspot.file_bytes[note["properties"]["hs_attachment_ids"]] == file
     assert [w["state"] for w in dead] == ["dead", "dead"] and "refresh token" in dead[0]["last_error"]
+
+
+def test_airtable_writes_from_two_workers_share_one_pace_per_base(make_relay, fake_airtable):
+    """Airtable takes 5 requests a second per base from all its clients: two workers writing back six rows of
+    one base at once share one schedule of 1.5 writes a second (a write with a file is two requests), and every
+    write lands. (A write may go a little after its slot, while its worker fetches the file, so a second can
+    hold one more than the pace; unpaced, the six start writes all go at once.) Two tables of one base share
+    it; another base has its own."""
+    rows = [(AIRTABLE[0], "Deals", "rec" + "C" * 13 + str(n)) for n in range(6)]
+    for row in rows:
+        fake_airtable.add_row(*row, {**{c: "text" for c in _AIRTABLE_COLUMNS.values()}, "Files": "attachments"})
+    target = Platform("airtable", fake_airtable, "", {"token": "patTEST.token",
+                                                      "fields": {**_AIRTABLE_COLUMNS, "file": "Files"}}, ("", 0))
+    relay = make_relay(worker=False, **target.relay_settings())
+    relay.start_worker()
+    relay.start_worker()
+    with relay.client() as client:
+        connection = connect(relay, client, target)
+        tasks = [relay.submit(client, prompt=f"Renewal memo {n}", record_key="airtable:" + "/".join(row),
+                              write_back={"connection": connection}) for n, row in enumerate(rows)]
+        writes = [write for task in tasks for write in settled(client, task["task_id"])]
+    assert [w["state"] for w in writes] == ["delivered"] * 12, [w["last_error"] for w in writes]
+    patched = sorted(when for when, method, _ in fake_airtable.knobs.calls if method == "PATCH")
+    busiest = max(sum(1 for other in patched if first <= other <= first + 1.0) for first in patched)
+    assert len(patched) >= 8 and busiest <= 4, f"{busiest} writes to one base in one second"  # unpaced: all 6
+
+    def pace_of(record_key: str):
+        return airtable.KIND.pace(Delivery("dlv_x", "airtable", {}, {"data": {"record_key": record_key}}))
+    other_table, other_base = (f"airtable:{AIRTABLE[0]}/Renewals/{AIRTABLE[2]}",
+                               "airtable:app" + "Z" * 14 + "/Deals/" + AIRTABLE[2])
+    assert pace_of("airtable:" + "/".join(rows[0])) == pace_of(other_table) != pace_of(other_base)
+    assert pace_of("airtable:not-a-record") is None
