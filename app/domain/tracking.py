@@ -140,6 +140,11 @@ def finish(ctx: Context, task_id: str, fields: dict, task: dict | None = None) -
             ctx.usage.key_for(tenant_id, usage.day_of(now)), ctx.tasks.ended_key]
     if ctx.script("finish", _FINISH)(keys=keys, args=argv) != 1:
         return False
+    if ctx.redis.hget(ctx.tasks.key_for(task_id), "status") != fields["status"]:
+        # the primary that took the end failed over before passing it on: no deliveries of a document the new
+        # one never heard of; the end comes again (the reconciler's poll, or the API's webhook again)
+        log.warning("task %s: its end was lost with a failed-over Redis primary; it is taken up again", task_id)
+        return True
     run_follow_ups(ctx, task_id, ended)
     return True
 

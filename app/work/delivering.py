@@ -27,6 +27,7 @@ from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
 from app.domain import batch_files, pacing, write_back
 from app.domain.deliveries import begin, dead_letter_key, enqueue, file_link, key_for, open_key, target_of, update
 from app.stores.context import Context
+from app.stores.tasks import TERMINAL
 from connectors import registry
 from connectors.base import Delivery, DeliveryError, Document, Environment, Gone, Permanent, Retryable
 
@@ -251,6 +252,10 @@ def _document_for(ctx: Context, delivery: Delivery, record: dict) -> Document | 
 def _document(ctx: Context, record: dict, link_life: int | None = None) -> Document:
     task = ctx.tasks.get(record["task_id"])
     tenant = ctx.tenants.get(record["tenant_id"])
+    if task is not None and tenant is not None and task["status"] not in TERMINAL:
+        # a task.completed event for a task stored as running: its end went with a failed-over Redis primary,
+        # and comes again with the reconciler's poll
+        raise Retryable("the task's end is not stored yet (a Redis failover lost it); it is polled again")
     if task is None or tenant is None or task["status"] != "completed":
         raise Permanent("the task has no finished document")
     export = record.get("export") or ""

@@ -44,6 +44,8 @@ def on_sentinels(make_relay, group: SentinelGroup, **overrides):
     # is found by the reconciler once it is overdue by delivery_recheck_seconds: 120 s by default, longer
     # than the storm test waits on a busy machine
     overrides.setdefault("delivery_recheck_seconds", 15)
+    # a task's end the killed primary had not passed on is polled again once the task has been quiet this long
+    overrides.setdefault("reconcile_quiet_seconds", 15)
     return make_relay(redis_url="redis://sentinel-named/0", redis_sentinels=group.sentinel_hosts,
                       redis_master_name=MASTER, redis_failover_seconds=20, **overrides)
 

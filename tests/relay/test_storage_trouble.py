@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 from app.cli.embedded_redis import EmbeddedRedis
 from app.core import storage
 from tests.relay.test_intake import TASK, signed
+from tests.support.servers import eventually
 
 
 @pytest.fixture
@@ -94,3 +96,65 @@ def test_a_fence_on_another_primary_than_the_writes_vouches_for_nothing(make_rel
     storage.wait_for_replicas(redis, fence, 0, 50, mark)  # the same primary: 0 of 0 replicas is enough
     with pytest.raises(storage.NotReplicated, match="primary changed"):
         storage.wait_for_replicas(redis, fence, 0, 50, "0" * 40)
+
+
+def _lose_the_end(relay, monkeypatch) -> None:
+    """Each task end the relay writes goes to a primary that dies before passing it on: the script answers,
+    then every key it wrote is as it was (what the promoted replica has)."""
+    ctx, script = relay.ctx, relay.ctx.script
+
+    def losing(name: str, source: str):
+        if name != "finish":
+            return script(name, source)
+
+        def run(keys, args):
+            before = {key: ctx.redis.dump(key) for key in keys if key}
+            answer = script(name, source)(keys=keys, args=args)
+            for key, dumped in before.items():
+                ctx.redis.restore(key, 0, dumped, replace=True) if dumped else ctx.redis.delete(key)
+            return answer
+        return run
+    monkeypatch.setattr(ctx, "script", losing)
+
+
+def test_a_task_end_lost_in_a_failover_plans_nothing_until_it_comes_again(make_relay, monkeypatch, caplog):
+    """A worker ends a task on the primary, which fails over before passing it on: the worker reads it back
+    and plans no delivery of a document the new primary never heard of; the end, polled again, plans them."""
+    from app.domain import tracking
+
+    relay = make_relay(worker=False)
+    task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p", watch_at=time.time() + 60,
+                                  destinations=[{"kind": "folder", "config": {"path": "out"}}])
+    ended = {**TASK, "task_id": "task_" + task["task_id"].removeprefix("tsk_")}
+    _lose_the_end(relay, monkeypatch)
+    tracking.apply(relay.ctx, task["task_id"], ended, source="webhook")
+    lost = relay.ctx.tasks.get(task["task_id"])
+    assert lost["status"] == task["status"] and not lost.get("delivery_ids")
+    assert "lost with a failed-over Redis primary" in caplog.text
+    assert relay.ctx.redis.zscore(relay.ctx.tasks.watch_key, task["task_id"]) is not None, "still polled"
+
+    monkeypatch.undo()
+    assert tracking.apply(relay.ctx, task["task_id"], ended, source="reconciler") == "finished"
+    assert len(json.loads(relay.ctx.tasks.get(task["task_id"])["delivery_ids"])) == 1
+
+
+def test_a_delivery_of_an_end_not_stored_waits_for_it_instead_of_dying(relay):
+    """The same failover between a task's end and its deliveries' plan: the deliveries exist, the end does not.
+    A delivery that needs the document waits (a retry), and lands once the end is stored again."""
+    from app.domain import deliveries
+    from app.domain.serializers import task_view
+
+    with relay.client() as client:
+        task = relay.submit(client, prompt="Quarterly [[duration=4]]",
+                            destinations=[{"kind": "folder", "config": {"path": "out"}}])
+        running = relay.ctx.tasks.get(task["task_id"])
+        as_it_ended = {**running, "status": "completed"}
+        deliveries.plan(relay.ctx, as_it_ended, {"type": "task.completed", "data": task_view(as_it_ended)})
+        [delivery_id] = json.loads(relay.ctx.tasks.get(task["task_id"])["delivery_ids"])
+
+        def record() -> dict:
+            return client.get(f"/v1/deliveries/{delivery_id}").json()
+        waiting = eventually(lambda: record()["state"] == "retrying" and record(), 20, "the delivery to wait")
+        assert "not stored yet" in waiting["last_error"]
+        done = eventually(lambda: record()["state"] in ("delivered", "dead") and record(), 60, "it to land")
+        assert done["state"] == "delivered" and relay.wait_task(client, task["task_id"])["status"] == "completed"
