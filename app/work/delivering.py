@@ -252,11 +252,12 @@ def _document_for(ctx: Context, delivery: Delivery, record: dict) -> Document | 
 def _document(ctx: Context, record: dict, link_life: int | None = None) -> Document:
     task = ctx.tasks.get(record["task_id"])
     tenant = ctx.tenants.get(record["tenant_id"])
-    if task is not None and tenant is not None and task["status"] not in TERMINAL:
-        # a task.completed event for a task stored as running: its end went with a failed-over Redis primary,
-        # and comes again with the reconciler's poll
+    if task is None or tenant is None:
+        raise Permanent("the task has no finished document")
+    if task["status"] not in TERMINAL:  # a task.completed event for a task stored as running: its end went
+        # with a failed-over Redis primary, and comes again with the reconciler's poll
         raise Retryable("the task's end is not stored yet (a Redis failover lost it); it is polled again")
-    if task is None or tenant is None or task["status"] != "completed":
+    if task["status"] != "completed":
         raise Permanent("the task has no finished document")
     export = record.get("export") or ""
     source = _Source(ctx, tenant, task, export)

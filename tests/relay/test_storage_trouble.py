@@ -111,7 +111,10 @@ def _lose_the_end(relay, monkeypatch) -> None:
             before = {key: ctx.redis.dump(key) for key in keys if key}
             answer = script(name, source)(keys=keys, args=args)
             for key, dumped in before.items():
-                ctx.redis.restore(key, 0, dumped, replace=True) if dumped else ctx.redis.delete(key)
+                if dumped:
+                    ctx.redis.restore(key, 0, dumped, replace=True)
+                else:
+                    ctx.redis.delete(key)
             return answer
         return run
     monkeypatch.setattr(ctx, "script", losing)
