@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"\[\[duration=(\d+(?:\.\d+)?)\]\]")
 _PAD = re.compile(r"\[\[pad_mb=(\d+)\]\]")
+HOLD_NAME = r"[A-Za-z0-9_.:-]{1,64}"
+_HOLD = re.compile(rf"\[\[hold=({HOLD_NAME})\]\]")
+_HOLD_CHECK_SECONDS = 0.05
 _COMPACT_AFTER = 6  # messages in the conversation before the agent compacts its context
 
 
@@ -49,7 +52,7 @@ class Agent:
         self._store.update_run(run["run_id"], status="running")
         steps = self._steps(task, run)
         pause = self._duration(task["prompt"]) / len(steps)
-        turn, built = int(run["turn_count"]), None
+        turn, built, held = int(run["turn_count"]), None, False
         for index, phase in enumerate(steps):
             fields: dict = {"phase": phase, "progress": 5 + 90 * index // len(steps)}
             if phase == "agent_turn":
@@ -57,6 +60,10 @@ class Agent:
                 fields["turn_index"] = turn
             if not self._store.transition(task_id, **fields):
                 return  # ended elsewhere (cancel of a queued task, expiry, restart)
+            if phase == "executing_plan" and not held:
+                held = True
+                if not self._held(task, cancelled):
+                    return
             if phase == "executing_plan" and self._config.fail_marker in task["prompt"]:
                 self._service.finish(task_id, "failed", error={
                     "code": "agent_error", "message": "The agent could not complete its plan for this prompt."})
@@ -71,6 +78,27 @@ class Agent:
         summary, path = built
         elapsed_ms = int((time.monotonic() - started) * 1000)
         self._service.complete(task, run, summary, path, turn, self._credits(task), elapsed_ms)
+
+    def _held(self, task: dict, cancelled: threading.Event) -> bool:
+        """Wait while the task's ``[[hold=NAME]]`` is not released (its first executing_plan, mid-run): a test
+        sees the task running for as long as it needs, whatever the machine's speed. False when the task
+        was cancelled (then ended here) or ended elsewhere meanwhile."""
+        match = _HOLD.search(task["prompt"])
+        if not match:
+            return True
+        name, task_id = match.group(1), task["task_id"]
+        self._store.hold(name, task_id)
+        try:
+            while not self._store.released(name):
+                if cancelled.wait(_HOLD_CHECK_SECONDS) or self._cancel_requested(task_id):
+                    self._service.finish(task_id, "cancelled", error={
+                        "code": "cancelled", "message": "The task was cancelled by the client."})
+                    return False
+                if (self._store.get_task(task_id) or {}).get("status") != "running":
+                    return False  # expired or ended elsewhere
+        finally:
+            self._store.unhold(name, task_id)
+        return True
 
     def _cancel_requested(self, task_id: str) -> bool:
         task = self._store.get_task(task_id)

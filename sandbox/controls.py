@@ -1,4 +1,5 @@
-"""Test controls under /_sandbox/: move the clock, run the sweeper now, inspect webhook deliveries.
+"""Test controls under /_sandbox/: move the clock, run the sweeper now, inspect webhook deliveries, release
+the tasks waiting at a ``[[hold=NAME]]``.
 
 Enabled only when SANDBOX_ADMIN_TOKEN is set, and only for requests that carry it.
 """
@@ -6,11 +7,13 @@ Enabled only when SANDBOX_ADMIN_TOKEN is set, and only for requests that carry i
 from __future__ import annotations
 
 import hmac
+import re
 
 from flask import Blueprint, jsonify, request
 
 from schemas.http import ApiError
 
+from .agent import HOLD_NAME
 from .clock import iso
 from .http import json_body, sandbox
 
@@ -43,3 +46,24 @@ def sweep():
 @bp.get("/webhooks")
 def webhook_deliveries():
     return jsonify({"items": sandbox().webhooks.deliveries()})
+
+
+def _hold_name(name: str) -> str:
+    if not re.fullmatch(HOLD_NAME, name):
+        raise ApiError(400, "invalid_request", f"A hold's name matches {HOLD_NAME}.", field="name")
+    return name
+
+
+@bp.get("/holds/<name>")
+def hold_state(name: str):
+    """The tasks waiting at a ``[[hold=NAME]]`` now, and whether it is released."""
+    name, store = _hold_name(name), sandbox().store
+    return jsonify({"name": name, "held": store.held(name), "released": store.released(name)})
+
+
+@bp.post("/holds/<name>/release")
+def release_hold(name: str):
+    """Let every task with ``[[hold=NAME]]`` go on, now and later (a release before the task arrives counts)."""
+    name, store = _hold_name(name), sandbox().store
+    store.release(name)
+    return jsonify({"name": name, "held": store.held(name), "released": True})

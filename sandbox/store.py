@@ -167,6 +167,23 @@ class SandboxStore:
 
     # -- export cache -------------------------------------------------------------------------------
 
+    # -- holds (a test control: tasks wait at a phase until their hold is released) -----------------
+
+    def hold(self, name: str, task_id: str) -> None:
+        self.redis.sadd(self.key("hold", name, "held"), task_id)
+
+    def unhold(self, name: str, task_id: str) -> None:
+        self.redis.srem(self.key("hold", name, "held"), task_id)
+
+    def release(self, name: str) -> None:
+        self.redis.set(self.key("hold", name, "released"), 1)
+
+    def released(self, name: str) -> bool:
+        return bool(self.redis.exists(self.key("hold", name, "released")))
+
+    def held(self, name: str) -> list[str]:
+        return sorted(self.redis.smembers(self.key("hold", name, "held")))
+
     def cached_export(self, task_id: str, fmt: str) -> str | None:
         return self.redis.get(self.key("export", task_id, fmt))
 

@@ -42,7 +42,25 @@ class SandboxHandle:
         with self.admin() as admin:
             admin.post("/_sandbox/clock", json={"seconds": seconds}).raise_for_status()
 
-    def wait_task(self, client: httpx.Client, task_id: str, timeout: float = 15.0) -> dict:
+    def held(self, name: str) -> list[str]:
+        """The ids of the tasks waiting at ``[[hold=NAME]]`` now (docs/sandbox.md)."""
+        with self.admin() as admin:
+            return admin.get(f"/_sandbox/holds/{name}").raise_for_status().json()["held"]
+
+    def wait_held(self, name: str, count: int = 1, timeout: float = 120.0) -> list[str]:
+        """Wait until ``count`` tasks wait at ``[[hold=NAME]]``: they are running, in executing_plan."""
+        def reached():
+            held = self.held(name)
+            return held if len(held) >= count else None
+
+        return eventually(reached, timeout, f"{count} sandbox task(s) to reach [[hold={name}]]")
+
+    def release(self, name: str) -> None:
+        """Let every task with ``[[hold=NAME]]`` go on, those waiting and those still to come."""
+        with self.admin() as admin:
+            admin.post(f"/_sandbox/holds/{name}/release").raise_for_status()
+
+    def wait_task(self, client: httpx.Client, task_id: str, timeout: float = 60.0) -> dict:
         def ended():
             task = client.get(f"/tasks/{task_id}").json()
             return task if task["status"] in TERMINAL else None

@@ -35,14 +35,19 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def wait_until_up(url: str, timeout: float = 30.0) -> None:
+def wait_until_up(url: str, timeout: float = 300.0, processes: list[subprocess.Popen] = ()) -> None:
+    """Wait until ``url`` answers. A start that is slow because the machine is busy is not a failure, so the
+    deadline is long; a process of ``processes`` that exits meanwhile is, at once."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(url, timeout=1).status_code < 500:
+            if httpx.get(url, timeout=5).status_code < 500:
                 return
         except httpx.HTTPError:
             pass
+        if exited := [p for p in processes if p.poll() is not None]:
+            raise RuntimeError(f"{url} never came up: {' '.join(map(str, exited[0].args))} exited with status "
+                               f"{exited[0].returncode}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not come up within {timeout:g} s")
         time.sleep(0.1)
@@ -88,9 +93,9 @@ class DevStack:
         return child
 
     def start_sandbox(self, port: int, **env: str) -> str:
-        self.spawn("sandbox", ["sandbox", "serve", "--port", str(port)], self.sandbox_env(**env))
+        sandbox = self.spawn("sandbox", ["sandbox", "serve", "--port", str(port)], self.sandbox_env(**env))
         url = f"http://127.0.0.1:{port}"
-        wait_until_up(f"{url}/healthz")
+        wait_until_up(f"{url}/healthz", processes=[sandbox])
         return url
 
     def create_sandbox_org(self, name: str) -> dict:
@@ -99,16 +104,16 @@ class DevStack:
         return json.loads(out.stdout)
 
     def start_relay(self, port: int, env: dict[str, str], workers: int = 1, scheduler: bool = True,
-                    timeout: float = 30.0) -> str:
+                    timeout: float = 300.0) -> str:
         """The web service (gunicorn), ``workers`` workers with RQ's scheduler, and the cron scheduler."""
-        self.spawn("web", ["app.cli", "web", "--port", str(port), "--workers", "2"], env)
+        web = self.spawn("web", ["app.cli", "web", "--port", str(port), "--workers", "2"], env)
         for n in range(workers):
             self.spawn("worker" if workers == 1 else f"worker-{n}", ["app.cli", "worker"], env)
         if scheduler:
             self.spawn("scheduler", ["app.cli", "scheduler"], env)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_up(f"{url}/readyz", timeout=timeout)
+            wait_until_up(f"{url}/readyz", timeout=timeout, processes=[web])
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}; see {self.run_dir}/web.log and worker.log") from None
         return url

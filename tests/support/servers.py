@@ -58,45 +58,72 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
-    received_at: float = field(default_factory=time.monotonic)
+    seq: int
+    """Its place in the order the requests arrived in (0 first)."""
 
 
 @dataclass
 class WebhookReceiver:
-    """Records every request; answers with the next scripted status (then ``default_status``)."""
+    """Records every request; answers with the next scripted status (then ``default_status``). ``hold()``
+    keeps each request that arrives waiting, before it is answered, until ``release()``: a sender is caught in
+    the middle of a request for as long as a test needs."""
 
     script: list[int] = field(default_factory=list)
     default_status: int = 204
-    delay: float = 0.0
-    """Seconds to wait before answering (to catch a sender in the middle of a request)."""
     requests: list[Received] = field(default_factory=list)
+    """The requests answered (or being answered), in the order they arrived."""
     arrived: int = 0
-    """Requests that came in, answered or not (``arrived > len(requests)``: one is being answered)."""
+    """Requests that came in, answered or not (``arrived > len(requests)``: one is held or being answered)."""
+    _open: threading.Event = field(default_factory=lambda: _set(threading.Event()))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, environ, start_response):
         request = Request(environ)
         with self._lock:
-            self.arrived += 1
-        time.sleep(self.delay)
+            seq, self.arrived = self.arrived, self.arrived + 1
+        self._open.wait()
         with self._lock:
-            self.requests.append(Received(request.method, request.path, dict(request.headers), request.get_data()))
+            self.requests.append(Received(request.method, request.path, dict(request.headers), request.get_data(),
+                                          seq))
             status = self.script.pop(0) if self.script else self.default_status
         return Response(status=status)(environ, start_response)
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
-        eventually(lambda: len(self.requests) >= count, timeout, f"{count} webhook request(s)")
+    def hold(self) -> None:
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests that arrived and are not answered yet (held, or on their way out)."""
+        with self._lock:
+            return self.arrived - len(self.requests)
+
+    def wait_for(self, count: int, timeout: float = 60.0) -> list[Received]:
+        eventually(lambda: len(self.requests) >= count, timeout, f"{count} webhook request(s)",
+                   show=lambda: f"{len(self.requests)} answered, {self.in_flight} in flight")
         return list(self.requests)
 
 
-def eventually(check: Callable[[], object], timeout: float = 10.0, what: str = "condition", every: float = 0.02):
-    """Poll ``check`` every ``every`` seconds until it returns something truthy; fail the test after ``timeout``
-    seconds. A costly check (hundreds of requests) polls less often: on 2 cores its load slows what it waits for."""
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
+
+
+def eventually(check: Callable[[], object], timeout: float = 60.0, what: str = "condition", every: float = 0.02,
+               show: Callable[[], object] | None = None):
+    """Poll ``check`` every ``every`` seconds until it returns something truthy, and return that. The deadline
+    is there to end a test that hangs, not to measure speed: a wait on a busy machine may take many times
+    what it takes on an idle one, so ``timeout`` is generous. On failure the message says what was waited for
+    (``what``: "every delivery to land") and what ``show()`` says of the state then. A costly check (hundreds
+    of requests) polls less often: on 2 cores its load slows what it waits for."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            state = f"; {show()}" if show is not None else ""
+            raise AssertionError(f"waited {timeout:g} s for {what}: it never happened{state}")
         time.sleep(every)
