@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -62,14 +63,19 @@ class Window:
 
     limit: int
     seconds: float
+    clock: Callable[[], float] = time.monotonic
+    refused: int = 0
+    """Calls answered 429 for crossing the limit: a client that keeps the platform's pace meets none."""
     _calls: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def over(self) -> bool:
         """Count a call; True when it is past the limit."""
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             while self._calls and now - self._calls[0] > self.seconds:
                 self._calls.popleft()
             self._calls.append(now)
-            return len(self._calls) > self.limit
+            over = len(self._calls) > self.limit
+            self.refused += over
+            return over
