@@ -108,6 +108,8 @@ class RelayWorker(SimpleWorker):
         super()._install_signal_handlers()
         if self.stopping.is_set():  # told to stop while starting: RQ's loop ends before its first job
             self._stop_requested = True
+        else:  # what tests and supervisors wait for: from here a stop signal is a warm shutdown in RQ's loop
+            log.info("worker %s ready: working, and a stop signal ends it warmly", self.name)
 
     _waiting = False
     """The main thread is in the blocking dequeue: the one place a stop signal interrupts."""
