@@ -1,5 +1,8 @@
-"""Workers SIGKILLed at random during a 1,000-row batch: every row ends exactly once, with one task each
-(the API is asked once per row), and the tenant's feed gives back every place it lent."""
+"""Workers SIGKILLed during a 1,000-row batch: every row ends exactly once, with one task each (the API is
+asked once per row), and the tenant's feed gives back every place it lent.
+
+The kills follow the batch's progress (one each seventh of the rows), and the last rows wait in the API until
+every kill is made, so the batch cannot end before its kills however fast the machine is."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from tests.support.servers import eventually
 
 ROWS = 1000
 KILLS = 6
+HELD = 2  # the last rows, kept running in the API until the kills are made
 
 
 def test_sigkill_workers_during_a_1000_row_batch(make_relay, make_sandbox, reliability):
@@ -17,34 +21,45 @@ def test_sigkill_workers_during_a_1000_row_batch(make_relay, make_sandbox, relia
     relay = make_relay(sandbox=sandbox, worker=False, batch_max_concurrency=8, batch_claim_stale_seconds=3)
     relay.start_scheduler()  # its reconciler starts rows whose claim outlived a killed worker
     workers = [relay.start_worker() for _ in range(2)]
-    chaos = WorkerKiller(relay, workers, KILLS, pause=(0.5, 1.5), seed=11)
 
-    rows = [{"record_key": f"chaos:{n}", "n": n} for n in range(ROWS)]
+    rows = [{"record_key": f"chaos:{n}", "n": n, "hold": "[[hold=batch-tail]]" if n >= ROWS - HELD else ""}
+            for n in range(ROWS)]
     with relay.client() as client:
-        answer = client.post("/v1/batches", json={"format": "excel", "prompt_template": "Report {{n}}", "rows": rows})
+        answer = client.post("/v1/batches", json={"format": "excel", "prompt_template": "Report {{n}} {{hold}}",
+                                                  "rows": rows})
         assert answer.status_code == 202, answer.text
         batch_id = answer.json()["batch_id"]
-        chaos.start()
+
+        def completed() -> int:
+            return client.get(f"/v1/batches/{batch_id}").json()["counts"]["completed"]
+
+        steps = [(ROWS - HELD) * k // (KILLS + 1) for k in range(1, KILLS + 1)]
+        chaos = WorkerKiller(relay, workers, steps, completed, seed=11, every=0.5).start_killing()
+        try:
+            kills = chaos.wait_for_kills()
+        finally:
+            sandbox.release("batch-tail")
 
         def ended():
             batch = client.get(f"/v1/batches/{batch_id}").json()
             return batch if batch["status"] != "running" else None
 
-        try:
-            batch = eventually(ended, 400, "the batch to end", every=2)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; rows not ended: {_unended(relay, batch_id)}") from None
-        finally:
-            kills = chaos.finish()
+        batch = eventually(ended, 900, "the batch to end", every=2, show=lambda: f"rows not ended: "
+                                                                               f"{_unended(relay, batch_id)}")
     rows_seen = relay.ctx.batches.rows(batch_id)
     tasks_per_record = Counter(len(relay.ctx.records.task_ids(relay.tenant_id, f"chaos:{n}")) for n in range(ROWS))
     twice = sum(count for tasks, count in tasks_per_record.items() if tasks > 1)
-    assert len(kills) == KILLS, "the workers were killed while the batch ran"
-    assert batch["counts"]["completed"] == ROWS and {row["state"] for row in rows_seen} == {"completed"}
-    assert twice == 0 and tasks_per_record == {1: ROWS}, f"one task per row (tasks: rows): {dict(tasks_per_record)}"
+    assert [kill.step for kill in kills] == steps, "a kill at each seventh of the batch"
+    assert all(kill.progress < ROWS for kill in kills), "each kill while rows were still running"
+    assert batch["counts"]["completed"] == ROWS and {row["state"] for row in rows_seen} == {"completed"}, \
+        f"rows not completed: {[r for r in rows_seen if r['state'] != 'completed'][:10]}"
+    assert twice == 0 and tasks_per_record == {1: ROWS}, \
+        f"one task per row (tasks: rows): {dict(tasks_per_record)}; rows started twice: " \
+        f"{[n for n in range(ROWS) if len(relay.ctx.records.task_ids(relay.tenant_id, f'chaos:{n}')) > 1][:10]}"
     assert relay.ctx.batches.feed(relay.tenant_id).get("inflight") == 0, "every place given back"
-    reliability(fault=f"{KILLS} worker SIGKILLs during a {ROWS}-row batch", tried=ROWS,
-                lost=ROWS - batch["counts"]["completed"], duplicated=f"{twice} of {ROWS} rows started twice",
+    reliability(fault=f"{KILLS} worker SIGKILLs during a {ROWS}-row batch (one each seventh of the rows)",
+                tried=ROWS, lost=ROWS - batch["counts"]["completed"],
+                duplicated=f"{twice} of {ROWS} rows started twice",
                 notes=f"batch ended {batch['status']} with {batch['counts']['completed']} rows completed")
 
 

@@ -1,34 +1,92 @@
-"""A chaos thread for tests: SIGKILLs one of a relay's workers at random intervals and starts another in its
-place, up to ``limit`` times or until ``stop`` is set."""
+"""A chaos thread for tests: SIGKILLs one of a relay's workers each time the work reaches the next step, and
+starts another in its place.
+
+Kills follow the work's progress, not the clock, so the same kills happen however fast the machine is: a
+fast machine cannot finish the work before the last kill, and a slow one is not killed more often."""
 
 from __future__ import annotations
 
 import random
 import signal
+import socket
 import subprocess
 import threading
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tests.support.servers import eventually
+
+
+@dataclass(frozen=True)
+class Kill:
+    step: int
+    """The progress the kill waited for."""
+    progress: int
+    """The progress when the victim was chosen."""
+    pid: int
+    busy: bool
+    """The victim held work in hand (a lane entry it was running)."""
 
 
 class WorkerKiller(threading.Thread):
-    def __init__(self, relay, workers: list[subprocess.Popen], limit: int, pause: tuple[float, float], seed: int):
+    def __init__(self, relay, workers: list[subprocess.Popen], steps: list[int], progress: Callable[[], int],
+                 seed: int, busy: Callable[[], set[int]] | None = None, every: float = 0.2):
+        """``steps``: the values of ``progress()`` at which to kill, in order (looked at each ``every`` seconds).
+        ``busy()``: the pids of the workers holding work now; a victim is chosen among them when there are any."""
         super().__init__(daemon=True)
-        self.relay, self.workers, self.limit, self.pause = relay, workers, limit, pause
+        self.relay, self.workers, self.steps, self.progress, self.busy = relay, workers, steps, progress, busy
+        self.every = every
         self.rng = random.Random(seed)
-        self.kills: list[float] = []
-        """time.monotonic() of each kill."""
+        self.kills: list[Kill] = []
         self.stop = threading.Event()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
-        while not self.stop.is_set() and len(self.kills) < self.limit:
-            self.stop.wait(self.rng.uniform(*self.pause))
-            victim = self.workers.pop(self.rng.randrange(len(self.workers)))
-            victim.send_signal(signal.SIGKILL)
-            victim.wait(timeout=10)
-            self.kills.append(time.monotonic())
-            self.workers.append(self.relay.start_worker())
+        try:
+            for step in self.steps:
+                eventually(lambda step=step: self.stop.is_set() or self.progress() >= step, 900,
+                           f"the work to reach {step} for a kill", every=self.every)
+                if self.stop.is_set():
+                    return
+                self._kill(step)
+        except BaseException as exc:  # reported by finish()
+            self.error = exc
 
-    def finish(self) -> list[float]:
+    def _kill(self, step: int) -> None:
+        busy = self.busy() if self.busy else set()
+        candidates = [w for w in self.workers if w.pid in busy] or self.workers
+        victim = candidates[self.rng.randrange(len(candidates))]
+        progress = self.progress()
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        self.workers.remove(victim)
+        self.kills.append(Kill(step, progress, victim.pid, victim.pid in busy))
+        self.workers.append(self.relay.start_worker())
+
+    def start_killing(self) -> WorkerKiller:
+        self.start()
+        return self
+
+    def wait_for_kills(self, timeout: float = 1800) -> list[Kill]:
+        """Until every step's kill is made (the work is expected to reach them all)."""
+        self.join(timeout)
+        return self.finish()
+
+    def finish(self) -> list[Kill]:
+        """Stop making kills; the kills made. Raises what went wrong in the thread."""
         self.stop.set()
-        self.join(timeout=30)
+        self.join(60)
+        assert not self.is_alive(), "the chaos thread did not stop"
+        if self.error is not None:
+            raise AssertionError(f"the chaos thread failed after {len(self.kills)} kills: {self.error}") from self.error
         return self.kills
+
+
+def lane_holders(relay) -> set[int]:
+    """The pids of the workers running delivery-lane entries now (the lane's consumers are named host-pid)."""
+    from app.stores import lane_stream
+
+    ctx, host = relay.ctx, socket.gethostname()
+    pending = ctx.redis.xpending(lane_stream.stream_key(ctx), lane_stream.GROUP)
+    return {int(c["name"].rsplit("-", 1)[1]) for c in pending.get("consumers") or []
+            if c["name"].startswith(f"{host}-") and int(c["pending"])}

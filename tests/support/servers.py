@@ -60,6 +60,8 @@ class Received:
     body: bytes
     seq: int
     """Its place in the order the requests arrived in (0 first)."""
+    at: float = field(default_factory=time.monotonic)
+    """When it was answered (time.monotonic()): for a report's figures only, never for an assertion."""
 
 
 @dataclass
