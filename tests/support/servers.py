@@ -22,6 +22,9 @@ class ServedApp:
         self.tls = tls
         self.answers: list[tuple[str, str, int]] = []
         """(method, path, status) of every answer, for tests that check what callers were told."""
+        self.in_flight = 0
+        """Requests that came in and are not answered yet."""
+        self._lock = threading.Lock()
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -32,7 +35,13 @@ class ServedApp:
             self.answers.append((method, path, int(status[:3])))
             return start_response(status, headers, *args)
 
-        return self.app(environ, record)
+        with self._lock:
+            self.in_flight += 1
+        try:
+            yield from self.app(environ, record)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def start(self) -> ServedApp:
         self._server = make_server("127.0.0.1", self.port, self._recording, threaded=True, ssl_context=self.tls)
