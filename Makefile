@@ -17,7 +17,7 @@ dev: $(STAMP)  ## set up and run the whole product locally (embedded Redis, sand
 	$(BIN)/relay dev
 
 test: $(STAMP)  ## run the whole test suite against private servers
-	sh tests/system-tools.sh
+	PYTHON=$(BIN)/python sh tests/system-tools.sh
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff, and the layout's import contracts (docs/architecture.md)

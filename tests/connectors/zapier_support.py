@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,20 +19,22 @@ HERE = Path(__file__).parent
 PACKAGES = [f"zapier-platform-schema@{PLATFORM_VERSION}", f"zapier-platform-core@{PLATFORM_VERSION}"]
 
 
-def npm_cache() -> Path:
-    """node_modules with Zapier's packages, installed once per version into the user's cache directory."""
+def npm_cache(npm: str | None = None) -> Path:
+    """node_modules with Zapier's packages, installed once per version into the user's cache directory
+    (tests/system-tools.sh does it before the tests start)."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     root = cache / "overten-relay" / f"zapier-{PLATFORM_VERSION}"
     modules = root / "node_modules"
     if (modules / "zapier-platform-core" / "package.json").exists():
         return modules
-    npm = tools.require("npm")
+    npm = npm or tools.require("npm")
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".install.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the tests run in several processes: one installs, the others wait
         if not (modules / "zapier-platform-core" / "package.json").exists():
+            print(f"system-tools: installing {' '.join(PACKAGES)} with npm into {root}", flush=True)
             subprocess.run([npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", "--loglevel=error",
-                            *PACKAGES], check=True, timeout=600)
+                            *PACKAGES], check=True, timeout=1800)
     return modules
 
 
@@ -76,3 +79,7 @@ class ZapierRuntime:
         answer = self.run(method, bundle, callback_url)
         assert "error" not in answer, f"{method} failed: {answer['error']}"
         return answer["results"]
+
+
+if __name__ == "__main__":  # tests/system-tools.sh, before the tests start
+    npm_cache(npm=shutil.which("npm"))
