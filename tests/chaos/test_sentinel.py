@@ -100,18 +100,36 @@ def test_a_command_waiting_on_a_hung_primary_is_answered_by_the_new_one(sentinel
                          redis_master_name=MASTER, redis_failover_seconds=30)
     client = redis_connection.connect(config, decode=True, socket_timeout=30)
     client.set("warm", "1")  # a connection is open, and the failover watch listening
+    sent = _note_sends(client)
     events = sentinels.failover_events()
     old = sentinels.primary()
     sentinels.pause(old)
     answers: list[int] = []
     writer = threading.Thread(target=lambda: answers.append(client.incr("counter")))
     writer.start()
+    assert sent.wait(120), "the write was never sent"  # to the hung primary: the switch comes after
     sentinels.wait_for_switch(events)
     sentinels.resume(old)
-    writer.join(timeout=60)
+    writer.join(timeout=300)
+    assert not writer.is_alive(), "the write never returned"
     new = sentinels.primary()
     assert new.port != old.port
     assert answers == [1] and new.client().get("counter") == b"1", "the write the client saw is on the new primary"
+
+
+def _note_sends(client) -> threading.Event:
+    """An event set once the client's connection has sent a command (the pool hands the same one out again)."""
+    sent, pool = threading.Event(), client.connection_pool
+    connection = pool.get_connection()
+    pool.release(connection)
+    send = connection.send_packed_command
+
+    def noted(*args, **kwargs):
+        send(*args, **kwargs)
+        sent.set()
+
+    connection.send_packed_command = noted
+    return sent
 
 
 WEBHOOKS, SENDERS, FAULT_AFTER, DOCUMENTS = 2000, 4, 600, 150
