@@ -7,10 +7,11 @@ TEST_PROCESSES ?= 4
 
 .PHONY: dev test lint clean
 
+# uv installs the same packages from the same index as pip, in seconds instead of a minute or more
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
 	touch $(STAMP)
 
 dev: $(STAMP)  ## set up and run the whole product locally (embedded Redis, sandbox API, demo job)
