@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import threading
-import time
 import zipfile
 
 from .builders import PRODUCTS, make_plan
@@ -44,10 +43,10 @@ class Agent:
                 "code": "internal_error", "message": "The agent stopped unexpectedly; retry the request."})
 
     def _execute(self, task: dict, cancelled: threading.Event) -> None:
-        task_id, started = task["task_id"], time.monotonic()
+        task_id, started = task["task_id"], self._store.clock.now()  # duration_ms is on the sandbox clock too
         run = self._store.get_run(task["run_id"])
         assert run is not None
-        if not self._store.transition(task_id, expect="queued", status="running", started_at=self._store.clock.now()):
+        if not self._store.transition(task_id, expect="queued", status="running", started_at=started):
             return
         self._store.update_run(run["run_id"], status="running")
         steps = self._steps(task, run)
@@ -76,7 +75,7 @@ class Agent:
                 return
         assert built is not None
         summary, path = built
-        elapsed_ms = int((time.monotonic() - started) * 1000)
+        elapsed_ms = int((self._store.clock.now() - started) * 1000)
         self._service.complete(task, run, summary, path, turn, self._credits(task), elapsed_ms)
 
     def _held(self, task: dict, cancelled: threading.Event) -> bool:
@@ -90,19 +89,20 @@ class Agent:
         self._store.hold(name, task_id)
         try:
             while not self._store.released(name):
-                if cancelled.wait(_HOLD_CHECK_SECONDS) or self._cancel_requested(task_id):
+                status, cancel_requested = self._store.task_flags(task_id)
+                if cancelled.wait(_HOLD_CHECK_SECONDS) or cancel_requested:
                     self._service.finish(task_id, "cancelled", error={
                         "code": "cancelled", "message": "The task was cancelled by the client."})
                     return False
-                if (self._store.get_task(task_id) or {}).get("status") != "running":
+                if status != "running":
                     return False  # expired or ended elsewhere
         finally:
             self._store.unhold(name, task_id)
         return True
 
     def _cancel_requested(self, task_id: str) -> bool:
-        task = self._store.get_task(task_id)
-        return task is None or bool(task.get("cancel_requested"))
+        status, cancel_requested = self._store.task_flags(task_id)
+        return status is None or cancel_requested
 
     def _steps(self, task: dict, run: dict) -> list[str]:
         messages = self._service.conversation(run)

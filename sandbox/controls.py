@@ -1,5 +1,5 @@
-"""Test controls under /_sandbox/: move the clock, run the sweeper now, inspect webhook deliveries, release
-the tasks waiting at a ``[[hold=NAME]]``.
+"""Test controls under /_sandbox/: move the clock, run the sweeper now, inspect webhook deliveries, a task's
+phase log and the worker pool, release the tasks waiting at a ``[[hold=NAME]]``.
 
 Enabled only when SANDBOX_ADMIN_TOKEN is set, and only for requests that carry it.
 """
@@ -32,8 +32,7 @@ def admin_only():
 def advance_clock():
     body = json_body("sandbox/clock-advance.json")
     box = sandbox()
-    box.store.clock.advance(float(body["seconds"]))
-    box.sweep()
+    box.advance(float(body["seconds"]))
     return jsonify({"now": iso(box.store.clock.now())})
 
 
@@ -46,6 +45,21 @@ def sweep():
 @bp.get("/webhooks")
 def webhook_deliveries():
     return jsonify({"items": sandbox().webhooks.deliveries()})
+
+
+@bp.get("/tasks/<task_id>/phases")
+def task_phases(task_id: str):
+    """Every (status, phase, progress) the task went through, in order."""
+    store = sandbox().store
+    if store.get_task(task_id) is None:
+        raise ApiError(404, "task_not_found", "No task with that id.")
+    return jsonify({"task_id": task_id, "phases": store.phase_log(task_id)})
+
+
+@bp.get("/pool")
+def pool_state():
+    """The worker pool now: size, running, waiting, and idle (every task handed to it dealt with)."""
+    return jsonify(sandbox().executor.state())
 
 
 def _hold_name(name: str) -> str:

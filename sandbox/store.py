@@ -17,7 +17,8 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 
 # Set fields on a task unless it already reached a terminal state (or, when ARGV[1] names a status, unless
 # it is in another one); drop it from the active set when the new status is terminal. One script, so a
-# cancel and a completion can never both win, and two agents can never both claim a queued task.
+# cancel and a completion can never both win, and two agents can never both claim a queued task. The task's
+# phase log (KEYS[3]) gets its new "status|phase|progress" whenever one of them changed.
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
@@ -26,10 +27,13 @@ if current == 'completed' or current == 'failed' or current == 'cancelled' or cu
 end
 if ARGV[1] ~= '' and current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-local new = redis.call('HGET', KEYS[1], 'status')
+local state = redis.call('HMGET', KEYS[1], 'status', 'phase', 'progress')
+local new = state[1]
 if new == 'completed' or new == 'failed' or new == 'cancelled' or new == 'expired' then
   redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'task_id'))
 end
+local entry = new .. '|' .. (state[2] or '') .. '|' .. (state[3] or '')
+if redis.call('LINDEX', KEYS[3], -1) ~= entry then redis.call('RPUSH', KEYS[3], entry) end
 return 1
 """
 
@@ -138,6 +142,7 @@ class SandboxStore:
                 "resumed": int(int(run["task_count"]) > 0)}
         pipe = self.redis.pipeline()
         pipe.hset(self.key("task", task_id), mapping=task)
+        pipe.rpush(self.key("task", task_id, "phases"), _phase_entry(task))
         pipe.zadd(self.key("tasks", "active"), {task_id: now})
         pipe.hincrby(self.key("run", run["run_id"]), "task_count", 1)
         pipe.hset(self.key("run", run["run_id"]), mapping={"status": "queued", "last_task_at": now})
@@ -155,8 +160,20 @@ class SandboxStore:
         """Update a task unless it already ended (or is not in status ``expect``). False when refused."""
         fields.setdefault("updated_at", self.clock.now())
         argv = [expect, *(item for k, v in fields.items() for item in (k, _text(v)))]
-        keys = [self.key("task", task_id), self.key("tasks", "active")]
+        keys = [self.key("task", task_id), self.key("tasks", "active"), self.key("task", task_id, "phases")]
         return self._transition(keys=keys, args=argv) == 1
+
+    def phase_log(self, task_id: str) -> list[dict]:
+        """Every (status, phase, progress) the task went through, in order, as the sandbox wrote them: a test
+        reads the order of phases here instead of racing them with polls."""
+        entries = self.redis.lrange(self.key("task", task_id, "phases"), 0, -1)
+        return [{"status": status, "phase": phase or None, "progress": int(progress)}
+                for status, phase, progress in (entry.split("|") for entry in entries)]
+
+    def task_flags(self, task_id: str) -> tuple[str | None, bool]:
+        """The task's status (None: no such task) and whether a cancel was asked for, in one round trip."""
+        status, cancel_requested = self.redis.hmget(self.key("task", task_id), "status", "cancel_requested")
+        return status, bool(cancel_requested)
 
     def request_cancel(self, task_id: str) -> None:
         self.redis.hset(self.key("task", task_id), "cancel_requested", 1)
@@ -190,6 +207,10 @@ class SandboxStore:
     def remember_export(self, task_id: str, fmt: str, relative_path: str) -> None:
         self.redis.set(self.key("export", task_id, fmt), relative_path)
         self.redis.incr(self.key("stats", "conversions"))
+
+
+def _phase_entry(task: dict) -> str:
+    return f"{task['status']}|{task['phase']}|{task['progress']}"
 
 
 def _text(value: Any) -> str | int | float:

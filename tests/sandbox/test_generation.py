@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import httpx
 from docx import Document
@@ -57,11 +56,14 @@ def test_every_endpoint_builds_its_format(sandbox):
 
 def test_async_answers_at_once_and_task_has_every_documented_field(sandbox):
     with sandbox.client() as client:
-        accepted = client.post("/excel/generate", json={"prompt": "Model [[duration=0.5]]", "async": True})
+        accepted = client.post("/excel/generate", json={"prompt": "Model [[hold=model]]", "async": True})
         assert accepted.status_code == 202
         body = accepted.json()
         assert body == {"run_id": body["run_id"], "task_id": body["task_id"], "status": "queued"}
         assert accepted.headers["Location"] == f"/tasks/{body['task_id']}"
+        sandbox.wait_held("model")
+        sandbox.advance(0.5)  # the agent's time is on the sandbox clock: half a second passes while it works
+        sandbox.release("model")
         task = sandbox.wait_task(client, body["task_id"])
     assert set(task) == {"task_id", "run_id", "status", "phase", "turn_index", "progress", "created_at",
                          "updated_at", "result", "error", "credits_used", "duration_ms"}
@@ -69,41 +71,35 @@ def test_async_answers_at_once_and_task_has_every_documented_field(sandbox):
     assert task["status"] == "completed" and task["progress"] == 100 and task["phase"] is None
     assert set(task["result"]) == {"download_url", "edit_url", "summary", "artifacts"}
     assert task["result"]["artifacts"][0]["file_name"] == "workbook.xlsx"
-    assert task["duration_ms"] >= 400
+    assert task["duration_ms"] >= 500
 
 
-def observe(client: httpx.Client, task_id: str) -> list[tuple[str, str | None, int]]:
-    seen: list[tuple[str, str | None, int]] = []
-    while True:
-        task = client.get(f"/tasks/{task_id}").json()
-        state = (task["status"], task["phase"], task["progress"])
-        if not seen or seen[-1] != state:
-            seen.append(state)
-        if task["status"] in ("completed", "failed", "cancelled", "expired"):
-            return seen
-        time.sleep(0.005)
+def walk(sandbox, client: httpx.Client, body: dict) -> list[tuple[str, str | None, int]]:
+    """Run a task to its end; the (status, phase, progress) it went through, from the sandbox's phase log."""
+    task = sandbox.wait_task(client, client.post("/excel/generate", json={**body, "async": True}).json()["task_id"])
+    assert task["status"] == "completed", task
+    return [(p["status"], p["phase"], p["progress"]) for p in sandbox.phases(task["task_id"])]
 
 
 def test_phases_walk_in_documented_order(sandbox, receiver):
     with sandbox.client() as client:
-        first = client.post("/excel/generate", json={"prompt": "Sales [[duration=1.2]]", "async": True}).json()
-        seen = observe(client, first["task_id"])
-        second = client.post("/excel/generate", json={"prompt": "Add forecast [[duration=1.2]]", "async": True,
-                                                       "run_id": first["run_id"], "webhook_url": receiver.url}).json()
-        resumed = observe(client, second["task_id"])
-    for states in (seen, resumed):
+        first = walk(sandbox, client, {"prompt": "Sales"})
+        run_id = client.get("/runs", params={"limit": 1}).json()["items"][0]["run_id"]
+        resumed = walk(sandbox, client, {"prompt": "Add forecast", "run_id": run_id, "webhook_url": receiver.url})
+    loop = ["agent_turn", "executing_plan", "agent_turn", "executing_plan"]
+    assert [p for _, p, _ in first] == ["preflight", "acquiring_pool", "acquiring_pool", "loading_doc", *loop,
+                                        "saving_doc", "uploading_result", None]
+    assert [p for _, p, _ in resumed] == ["preflight", "acquiring_pool", "acquiring_pool", "loading_doc",
+                                          "restoring_state", *loop, "saving_doc", "uploading_result",
+                                          "dispatching_webhook", None]
+    for states in (first, resumed):
+        statuses = [s for s, _, _ in states]
+        assert statuses == ["queued", "queued", *["running"] * (len(states) - 3), "completed"], states
         phases = [p for _, p, _ in states if p]
         order = [PHASES.index(p) for p in dict.fromkeys(phases)]  # first appearance of each phase
         assert order == sorted(order), phases
-        loop = phases[phases.index("agent_turn"): len(phases) - phases[::-1].index("executing_plan")]
-        assert set(loop) == {"agent_turn", "executing_plan"}, "only the agent loop repeats"
         progress = [pct for _, _, pct in states]
-        assert progress == sorted(progress) and progress[-1] == 100
-        assert [s for s, _, _ in states][-1] == "completed"
-        assert "agent_turn" in phases and "saving_doc" in phases
-    assert "restoring_state" not in [p for _, p, _ in seen]
-    assert "restoring_state" in [p for _, p, _ in resumed]
-    assert "dispatching_webhook" in [p for _, p, _ in resumed]
+        assert progress == sorted(progress) and progress[-1] == 100, "progress never goes backwards"
 
 
 def test_resume_changes_the_same_document(sandbox):
@@ -132,24 +128,26 @@ def test_resume_through_the_wrong_endpoint_is_refused(sandbox):
 def test_sync_call_past_the_ceiling_is_promoted_to_202(make_sandbox):
     sandbox = make_sandbox(sync_ceiling_seconds=0.2)
     with sandbox.client() as client:
-        response = client.post("/excel/generate", json={"prompt": "Big model [[duration=1]]"})
+        response = client.post("/excel/generate", json={"prompt": "Big model [[hold=big]]"})  # ends after release
         assert response.status_code == 202
         body = response.json()
         assert body["message"] == "Sync ceiling (0.2s) exceeded; continuing asynchronously."
         assert body["status"] in ("queued", "running")
+        sandbox.release("big")
         assert sandbox.wait_task(client, body["task_id"])["status"] == "completed"
 
 
 def test_full_pool_promotes_sync_calls_at_once_and_queues_tasks(make_sandbox):
     sandbox = make_sandbox(pool_size=1)
     with sandbox.client() as client:
-        busy = client.post("/excel/generate", json={"prompt": "Long [[duration=1.5]]", "async": True}).json()
-        eventually(lambda: client.get(f"/tasks/{busy['task_id']}").json()["status"] == "running")
+        client.post("/excel/generate", json={"prompt": "Long [[hold=busy]]", "async": True}).raise_for_status()
+        sandbox.wait_held("busy")  # running, and the pool's one worker stays taken
         promoted = client.post("/excel/generate", json={"prompt": "Short"})
         assert promoted.status_code == 202
         assert "intermediate delay" in promoted.json()["message"]
         waiting = client.get(f"/tasks/{promoted.json()['task_id']}").json()
         assert (waiting["status"], waiting["phase"]) == ("queued", "acquiring_pool")
+        sandbox.release("busy")
         assert sandbox.wait_task(client, promoted.json()["task_id"])["status"] == "completed"
 
 
@@ -166,13 +164,13 @@ def test_failure_marker_fails_the_task(sandbox):
 def test_cancel_running_and_queued_tasks(make_sandbox):
     sandbox = make_sandbox(pool_size=1)
     with sandbox.client() as client:
-        running = client.post("/excel/generate", json={"prompt": "Long [[duration=5]]", "async": True}).json()
+        running = client.post("/excel/generate", json={"prompt": "Long [[hold=long]]", "async": True}).json()
         queued = client.post("/excel/generate", json={"prompt": "Next", "async": True}).json()
-        eventually(lambda: client.get(f"/tasks/{running['task_id']}").json()["status"] == "running")
+        sandbox.wait_held("long")  # running, and never released: only the cancel ends it
         assert client.post(f"/tasks/{queued['task_id']}/cancel").status_code == 200
         assert client.get(f"/tasks/{queued['task_id']}").json()["status"] == "cancelled"
         assert client.post(f"/tasks/{running['task_id']}/cancel").status_code in (200, 202)
-        ended = sandbox.wait_task(client, running["task_id"], timeout=3)
+        ended = sandbox.wait_task(client, running["task_id"])
         again = client.post(f"/tasks/{running['task_id']}/cancel")
     assert ended["status"] == "cancelled" and ended["error"]["code"] == "cancelled"
     assert again.status_code == 409 and again.json()["error"]["code"] == "task_finished"
@@ -181,14 +179,17 @@ def test_cancel_running_and_queued_tasks(make_sandbox):
 def test_task_queued_for_more_than_a_day_expires(make_sandbox):
     sandbox = make_sandbox(pool_size=1)
     with sandbox.client() as client:
-        busy = client.post("/excel/generate", json={"prompt": "Long [[duration=1]]", "async": True}).json()
+        busy = client.post("/excel/generate", json={"prompt": "Long [[hold=busy]]", "async": True}).json()
+        sandbox.wait_held("busy")  # running: it must not expire, the queued one behind it must
         stuck = client.post("/excel/generate", json={"prompt": "Waiting", "async": True}).json()
         sandbox.advance(25 * 3600)
         task = client.get(f"/tasks/{stuck['task_id']}").json()
         assert task["status"] == "expired" and task["error"]["code"] == "expired"
+        sandbox.release("busy")
         assert sandbox.wait_task(client, busy["task_id"])["status"] == "completed"
-        time.sleep(0.2)  # the freed worker must skip the expired task, not run it
+        eventually(lambda: sandbox.pool()["idle"], 60, "the pool to deal with the expired task", show=sandbox.pool)
         assert client.get(f"/tasks/{stuck['task_id']}").json()["status"] == "expired"
+    assert "running" not in [p["status"] for p in sandbox.phases(stuck["task_id"])], "the freed worker skipped it"
 
 
 def test_tasks_running_at_a_restart_end_cancelled_and_queued_ones_resume(make_sandbox, redis_url, tmp_path):
@@ -196,9 +197,9 @@ def test_tasks_running_at_a_restart_end_cancelled_and_queued_ones_resume(make_sa
 
     first = make_sandbox(pool_size=1, key_prefix="restart-test:")
     with first.client() as client:
-        running = client.post("/excel/generate", json={"prompt": "Long [[duration=30]]", "async": True}).json()
+        running = client.post("/excel/generate", json={"prompt": "Long [[hold=restart]]", "async": True}).json()
         queued = client.post("/excel/generate", json={"prompt": "Next", "async": True}).json()
-        eventually(lambda: client.get(f"/tasks/{running['task_id']}").json()["status"] == "running")
+        first.wait_held("restart")  # running when the second process starts
     # a second process on the same store, as after a crash of the first
     config = SandboxConfig(redis_url=redis_url, key_prefix="restart-test:", data_dir=tmp_path / "sandbox",
                            task_seconds=0.05)
@@ -206,6 +207,7 @@ def test_tasks_running_at_a_restart_end_cancelled_and_queued_ones_resume(make_sa
     try:
         store = restarted.extensions["sandbox"].store
         assert store.get_task(running["task_id"])["status"] == "cancelled"
-        eventually(lambda: store.get_task(queued["task_id"])["status"] == "completed")
+        eventually(lambda: store.get_task(queued["task_id"])["status"] == "completed", 60,
+                   "the queued task to run after the restart", show=lambda: store.get_task(queued["task_id"]))
     finally:
         restarted.extensions["sandbox"].stop()
