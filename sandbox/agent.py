@@ -57,8 +57,12 @@ class Agent:
             if phase == "agent_turn":
                 turn += 1
                 fields["turn_index"] = turn
-            if not self._store.transition(task_id, **fields):
+            done, cancel_requested = self._store.enter_phase(task_id, **fields)
+            if not done:
                 return  # ended elsewhere (cancel of a queued task, expiry, restart)
+            if cancel_requested:  # asked through another process: this one's Event was not set
+                self._cancel(task_id)
+                return
             if phase == "executing_plan" and not held:
                 held = True
                 if not self._held(task, cancelled):
@@ -69,10 +73,12 @@ class Agent:
                 return
             if phase == "saving_doc":
                 built = self._build(task, run, turn)
-            if cancelled.wait(pause) or self._cancel_requested(task_id):
-                self._service.finish(task_id, "cancelled", error={
-                    "code": "cancelled", "message": "The task was cancelled by the client."})
+            if cancelled.wait(pause):
+                self._cancel(task_id)
                 return
+        if self._cancel_requested(task_id):
+            self._cancel(task_id)
+            return
         assert built is not None
         summary, path = built
         elapsed_ms = int((self._store.clock.now() - started) * 1000)
@@ -91,14 +97,17 @@ class Agent:
             while not self._store.released(name):
                 status, cancel_requested = self._store.task_flags(task_id)
                 if cancelled.wait(_HOLD_CHECK_SECONDS) or cancel_requested:
-                    self._service.finish(task_id, "cancelled", error={
-                        "code": "cancelled", "message": "The task was cancelled by the client."})
+                    self._cancel(task_id)
                     return False
                 if status != "running":
                     return False  # expired or ended elsewhere
         finally:
             self._store.unhold(name, task_id)
         return True
+
+    def _cancel(self, task_id: str) -> None:
+        self._service.finish(task_id, "cancelled", error={
+            "code": "cancelled", "message": "The task was cancelled by the client."})
 
     def _cancel_requested(self, task_id: str) -> bool:
         status, cancel_requested = self._store.task_flags(task_id)

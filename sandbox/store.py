@@ -18,7 +18,8 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 # Set fields on a task unless it already reached a terminal state (or, when ARGV[1] names a status, unless
 # it is in another one); drop it from the active set when the new status is terminal. One script, so a
 # cancel and a completion can never both win, and two agents can never both claim a queued task. The task's
-# phase log (KEYS[3]) gets its new "status|phase|progress" whenever one of them changed.
+# phase log (KEYS[3]) gets its new "status|phase|progress" whenever one of them changed. Returns -1 (no such
+# task), 0 (refused), 1 (done) or 2 (done, and a cancel was asked for: the agent learns it in the same trip).
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
@@ -34,6 +35,7 @@ if new == 'completed' or new == 'failed' or new == 'cancelled' or new == 'expire
 end
 local entry = new .. '|' .. (state[2] or '') .. '|' .. (state[3] or '')
 if redis.call('LINDEX', KEYS[3], -1) ~= entry then redis.call('RPUSH', KEYS[3], entry) end
+if redis.call('HEXISTS', KEYS[1], 'cancel_requested') == 1 then return 2 end
 return 1
 """
 
@@ -158,10 +160,18 @@ class SandboxStore:
 
     def transition(self, task_id: str, expect: str = "", **fields: Any) -> bool:
         """Update a task unless it already ended (or is not in status ``expect``). False when refused."""
+        return self._apply(task_id, expect, fields) >= 1
+
+    def enter_phase(self, task_id: str, **fields: Any) -> tuple[bool, bool]:
+        """Update a running task as transition() does; returns (done, whether a cancel was asked for)."""
+        outcome = self._apply(task_id, "", fields)
+        return outcome >= 1, outcome == 2
+
+    def _apply(self, task_id: str, expect: str, fields: dict) -> int:
         fields.setdefault("updated_at", self.clock.now())
         argv = [expect, *(item for k, v in fields.items() for item in (k, _text(v)))]
         keys = [self.key("task", task_id), self.key("tasks", "active"), self.key("task", task_id, "phases")]
-        return self._transition(keys=keys, args=argv) == 1
+        return int(self._transition(keys=keys, args=argv))
 
     def phase_log(self, task_id: str) -> list[dict]:
         """Every (status, phase, progress) the task went through, in order, as the sandbox wrote them: a test

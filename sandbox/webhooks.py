@@ -8,13 +8,16 @@ and is woken when an event is queued or the clock moves.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import certifi
 import httpx
 from standardwebhooks import Webhook
 
@@ -28,13 +31,20 @@ _RECHECK_SECONDS = 0.5
 _BATCH = 20
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One per process: loading the CA bundle costs more CPU (~35 ms) than a whole task, and tests start many
+    sandboxes."""
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 class WebhookSender:
     def __init__(self, store: SandboxStore, config: SandboxConfig):
         self._store = store
         self._config = config
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sandbox-webhooks", daemon=True)
-        self._client = httpx.Client(timeout=config.webhook_timeout_seconds, follow_redirects=False)
+        self._client = httpx.Client(timeout=config.webhook_timeout_seconds, follow_redirects=False, verify=_tls())
         self._copies = ThreadPoolExecutor(max_workers=max(1, config.webhook_copies), thread_name_prefix="wh")
         self._due = store.key("webhooks", "due")
         self._wake = threading.Event()

@@ -11,7 +11,11 @@ from openpyxl.utils import get_column_letter
 
 from .plan import Plan
 
+# Styles are values in openpyxl: made once, shared by every cell and workbook that uses them.
 _HEADER_FILL = PatternFill("solid", fgColor="DDEBF7")
+_TITLE_FONT = Font(bold=True, size=14)
+_BOLD = Font(bold=True)
+_NUMBER = "#,##0"
 
 
 def build_workbook(previous: Path | None, plan: Plan, out: Path) -> str:
@@ -40,25 +44,25 @@ def _sheet_title(workbook: Workbook, wanted: str) -> str:
 
 def _fill(sheet, plan: Plan) -> None:
     sheet["A1"] = plan.title
-    sheet["A1"].font = Font(bold=True, size=14)
+    sheet["A1"].font = _TITLE_FONT
     header = ["Item", *plan.columns, "Total"]
     for col, name in enumerate(header, start=1):
         cell = sheet.cell(row=3, column=col, value=name)
-        cell.font, cell.fill = Font(bold=True), _HEADER_FILL
+        cell.font, cell.fill = _BOLD, _HEADER_FILL
     first, last_col = 4, len(plan.columns) + 1
     for offset, (name, values) in enumerate(plan.rows):
         row = first + offset
         sheet.cell(row=row, column=1, value=name)
         for col, value in enumerate(values, start=2):
-            sheet.cell(row=row, column=col, value=value).number_format = "#,##0"
+            sheet.cell(row=row, column=col, value=value).number_format = _NUMBER
         total = f"=SUM(B{row}:{get_column_letter(last_col)}{row})"
-        sheet.cell(row=row, column=last_col + 1, value=total).number_format = "#,##0"
+        sheet.cell(row=row, column=last_col + 1, value=total).number_format = _NUMBER
     last = first + len(plan.rows) - 1
-    sheet.cell(row=last + 1, column=1, value="Total").font = Font(bold=True)
+    sheet.cell(row=last + 1, column=1, value="Total").font = _BOLD
     for col in range(2, last_col + 2):
         letter = get_column_letter(col)
         cell = sheet.cell(row=last + 1, column=col, value=f"=SUM({letter}{first}:{letter}{last})")
-        cell.font, cell.number_format = Font(bold=True), "#,##0"
+        cell.font, cell.number_format = _BOLD, _NUMBER
     sheet.column_dimensions["A"].width = 18
     for col in range(2, last_col + 2):
         sheet.column_dimensions[get_column_letter(col)].width = 13

@@ -10,6 +10,7 @@ from openpyxl import load_workbook
 from pptx import Presentation
 
 import schemas
+from tests.sandbox_fixtures import fetch
 from tests.support.servers import eventually
 
 PHASES = ["preflight", "acquiring_pool", "loading_doc", "restoring_state", "agent_turn", "executing_plan",
@@ -17,7 +18,7 @@ PHASES = ["preflight", "acquiring_pool", "loading_doc", "restoring_state", "agen
 
 
 def download(url: str) -> httpx.Response:
-    response = httpx.get(url, timeout=30)
+    response = fetch(url)
     assert response.status_code == 200, response.text
     return response
 
@@ -48,8 +49,11 @@ def test_every_endpoint_builds_its_format(sandbox):
         text = client.post("/text/summary", json={"prompt": "Summarise Q3 costs"}).json()
     document = Document(io.BytesIO(download(word["download_url"]).content))
     assert document.tables and document.paragraphs[0].text == "Memo Hiring Plans"
+    assert [p.style.name for p in document.paragraphs] == ["Title", "Normal", *["List Bullet"] * 3]
+    assert document.tables[0].style.name == "Light Grid Accent 1"
     deck = Presentation(io.BytesIO(download(slides["download_url"]).content))
     assert any(shape.has_chart for slide in deck.slides for shape in slide.shapes)
+    assert [s.slide_layout.name for s in deck.slides] == ["Title Slide", "Title and Content", "Title Only"]
     assert len(Presentation(io.BytesIO(download(outline["download_url"]).content)).slides) >= 3
     assert download(text["download_url"]).text.startswith("# Summarise Q3 Costs")
 
@@ -116,6 +120,20 @@ def test_resume_changes_the_same_document(sandbox):
     assert tasks[1]["turn_index"] > tasks[0]["turn_index"]
     assert second["credits_used"] < first["credits_used"], "a resumed turn is cheaper"
     assert run["task_count"] == 2 and run["credits_used"] == first["credits_used"] + second["credits_used"]
+
+
+def test_resuming_word_and_slides_adds_to_the_previous_document(sandbox):
+    with sandbox.client() as client:
+        memo = client.post("/word/generate", json={"prompt": "A memo on hiring plans"}).json()
+        more = client.post("/word/generate", json={"prompt": "Add the budget", "run_id": memo["run_id"]}).json()
+        deck = client.post("/slides/generate", json={"prompt": "Board deck on revenue"}).json()
+        extra = client.post("/slides/generate", json={"prompt": "Add costs", "run_id": deck["run_id"]}).json()
+    before, after = (Document(io.BytesIO(download(t["download_url"]).content)) for t in (memo, more))
+    assert [p.text for p in after.paragraphs][:len(before.paragraphs)] == [p.text for p in before.paragraphs]
+    assert len(after.tables) == 2 and [p.text for p in after.paragraphs if p.style.name == "Heading 1"] == ["Budget"]
+    slides_before, slides_after = (Presentation(io.BytesIO(download(t["download_url"]).content)) for t in (deck, extra))
+    assert len(slides_after.slides) == len(slides_before.slides) + 2
+    assert sum(shape.has_chart for slide in slides_after.slides for shape in slide.shapes) == 2
 
 
 def test_resume_through_the_wrong_endpoint_is_refused(sandbox):
