@@ -115,8 +115,10 @@ def test_resume_changes_the_same_document(sandbox):
         run = client.get(f"/runs/{first['run_id']}").json()
     assert second["run_id"] == first["run_id"] and second["task_id"] != first["task_id"]
     before = load_workbook(io.BytesIO(download(first["download_url"]).content)).sheetnames
-    after = load_workbook(io.BytesIO(download(second["download_url"]).content)).sheetnames
-    assert after == [*before, "Forecast Tab FY26"]
+    resumed = load_workbook(io.BytesIO(download(second["download_url"]).content))
+    assert resumed.sheetnames == [*before, "Forecast Tab FY26"]
+    assert [len(sheet._charts) for sheet in resumed] == [1, 1], "the earlier sheet keeps its chart"
+    assert resumed.active.title == "Forecast Tab FY26"
     assert tasks[1]["turn_index"] > tasks[0]["turn_index"]
     assert second["credits_used"] < first["credits_used"], "a resumed turn is cheaper"
     assert run["task_count"] == 2 and run["credits_used"] == first["credits_used"] + second["credits_used"]
