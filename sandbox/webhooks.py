@@ -47,6 +47,7 @@ class WebhookSender:
         self._client = httpx.Client(timeout=config.webhook_timeout_seconds, follow_redirects=False, verify=_tls())
         self._copies = ThreadPoolExecutor(max_workers=max(1, config.webhook_copies), thread_name_prefix="wh")
         self._due = store.key("webhooks", "due")
+        self._all = store.key("webhooks", "all")  # every event id: listing them never scans the keyspace
         self._wake = threading.Event()
 
     def start(self) -> None:
@@ -71,6 +72,7 @@ class WebhookSender:
                   "attempts": 0, "status": "pending", "enqueued_at": now}
         pipe = self._store.redis.pipeline()
         pipe.hset(key, mapping=record)
+        pipe.sadd(self._all, event["id"])
         pipe.zadd(self._due, {event["id"]: now + self._config.webhook_delay_seconds})
         pipe.execute()
         self._wake.set()
@@ -78,11 +80,11 @@ class WebhookSender:
     def deliveries(self) -> list[dict]:
         """Every delivery record, with ``due_at``: when its next attempt is due on the sandbox clock (None: no
         attempt is planned, so a final status means no attempt will ever be made again)."""
-        keys = self._store.redis.keys(self._store.key("webhook", "*"))
+        event_ids = sorted(self._store.redis.smembers(self._all))
         pipe = self._store.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(key)
-        records = pipe.execute()
+        for event_id in event_ids:
+            pipe.hgetall(self._store.key("webhook", event_id))
+        records = [record for record in pipe.execute() if record]
         for record in records:
             pipe.zscore(self._due, record.get("event_id", ""))
         return [{**record, "due_at": due} for record, due in zip(records, pipe.execute(), strict=True)]
