@@ -20,7 +20,8 @@ _DURATION = re.compile(r"\[\[duration=(\d+(?:\.\d+)?)\]\]")
 _PAD = re.compile(r"\[\[pad_mb=(\d+)\]\]")
 HOLD_NAME = r"[A-Za-z0-9_.:-]{1,64}"
 _HOLD = re.compile(rf"\[\[hold=({HOLD_NAME})\]\]")
-_HOLD_CHECK_SECONDS = 0.05
+_HOLD_CHECK_SECONDS = 0.05  # a held task looks at this process's cancel and release signals this often
+_HOLD_RECHECK_SECONDS = 0.5  # and at Redis (another process's release or cancel, an expiry) this often
 _COMPACT_AFTER = 6  # messages in the conversation before the agent compacts its context
 
 
@@ -92,11 +93,12 @@ class Agent:
         if not match:
             return True
         name, task_id = match.group(1), task["task_id"]
+        released_here = self._store.release_signal(name)
         self._store.hold(name, task_id)
         try:
-            while not self._store.released(name):
+            while not (released_here.is_set() or self._store.released(name)):
                 status, cancel_requested = self._store.task_flags(task_id)
-                if cancelled.wait(_HOLD_CHECK_SECONDS) or cancel_requested:
+                if cancel_requested or self._cancelled_while_held(cancelled, released_here):
                     self._cancel(task_id)
                     return False
                 if status != "running":
@@ -104,6 +106,17 @@ class Agent:
         finally:
             self._store.unhold(name, task_id)
         return True
+
+    @staticmethod
+    def _cancelled_while_held(cancelled: threading.Event, released_here: threading.Event) -> bool:
+        """Wait up to _HOLD_RECHECK_SECONDS for a cancel or a release made in this process (True: cancelled).
+        What other processes do (release, cancel, restart) is read from Redis between these waits."""
+        for _ in range(round(_HOLD_RECHECK_SECONDS / _HOLD_CHECK_SECONDS)):
+            if cancelled.wait(_HOLD_CHECK_SECONDS):
+                return True
+            if released_here.is_set():
+                return False
+        return False
 
     def _cancel(self, task_id: str) -> None:
         self._service.finish(task_id, "cancelled", error={

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
 from typing import Any
 
 from redis import Redis
@@ -50,6 +51,8 @@ class SandboxStore:
         self.prefix = prefix
         self.clock = Clock(redis, prefix + "clock_offset")
         self._transition = redis.register_script(_TRANSITION)
+        self._release_signals: dict[str, threading.Event] = {}
+        self._signals_lock = threading.Lock()
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -204,6 +207,12 @@ class SandboxStore:
 
     def release(self, name: str) -> None:
         self.redis.set(self.key("hold", name, "released"), 1)
+        self.release_signal(name).set()
+
+    def release_signal(self, name: str) -> threading.Event:
+        """Set when this process releases ``name``: its held tasks go on at once, without asking Redis."""
+        with self._signals_lock:
+            return self._release_signals.setdefault(name, threading.Event())
 
     def released(self, name: str) -> bool:
         return bool(self.redis.exists(self.key("hold", name, "released")))
