@@ -1,5 +1,5 @@
 """Test controls under /_sandbox/: move the clock, run the sweeper now, inspect webhook deliveries, a task's
-phase log and the worker pool, release the tasks waiting at a ``[[hold=NAME]]``.
+phase log, the worker pool and an organisation's load, release the tasks waiting at a ``[[hold=NAME]]``.
 
 Enabled only when SANDBOX_ADMIN_TOKEN is set, and only for requests that carry it.
 """
@@ -60,6 +60,15 @@ def task_phases(task_id: str):
 def pool_state():
     """The worker pool now: size, running, waiting, and idle (every task handed to it dealt with)."""
     return jsonify(sandbox().executor.state())
+
+
+@bp.get("/orgs/<org_id>/load")
+def org_load(org_id: str):
+    """The organisation's tasks in the API now (queued or running) and the most there ever were at once."""
+    store = sandbox().store
+    if store.get_org(org_id) is None:
+        raise ApiError(404, "org_not_found", "No organisation with that id.")
+    return jsonify({"org_id": org_id, **store.org_load(org_id)})
 
 
 def _hold_name(name: str) -> str:

@@ -19,7 +19,8 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 # Set fields on a task unless it already reached a terminal state (or, when ARGV[1] names a status, unless
 # it is in another one); drop it from the active set when the new status is terminal. One script, so a
 # cancel and a completion can never both win, and two agents can never both claim a queued task. The task's
-# phase log (KEYS[3]) gets its new "status|phase|progress" whenever one of them changed. Returns -1 (no such
+# phase log (KEYS[3]) gets its new "status|phase|progress" whenever one of them changed; an ended task no longer
+# counts in its organisation's active tasks (KEYS[4]). Returns -1 (no such
 # task), 0 (refused), 1 (done) or 2 (done, and a cancel was asked for: the agent learns it in the same trip).
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -33,11 +34,21 @@ local state = redis.call('HMGET', KEYS[1], 'status', 'phase', 'progress')
 local new = state[1]
 if new == 'completed' or new == 'failed' or new == 'cancelled' or new == 'expired' then
   redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'task_id'))
+  redis.call('HINCRBY', KEYS[4], redis.call('HGET', KEYS[1], 'org_id'), -1)
 end
 local entry = new .. '|' .. (state[2] or '') .. '|' .. (state[3] or '')
 if redis.call('LINDEX', KEYS[3], -1) ~= entry then redis.call('RPUSH', KEYS[3], entry) end
 if redis.call('HEXISTS', KEYS[1], 'cancel_requested') == 1 then return 2 end
 return 1
+"""
+
+# A new task counts in its organisation's active tasks (KEYS[1]), and raises the high-water mark (KEYS[2]).
+_ACTIVE_UP = """
+local active = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+if active > tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') then
+  redis.call('HSET', KEYS[2], ARGV[1], active)
+end
+return active
 """
 
 
@@ -51,6 +62,7 @@ class SandboxStore:
         self.prefix = prefix
         self.clock = Clock(redis, prefix + "clock_offset")
         self._transition = redis.register_script(_TRANSITION)
+        self._active_up = redis.register_script(_ACTIVE_UP)
         self._release_signals: dict[str, threading.Event] = {}
         self._signals_lock = threading.Lock()
 
@@ -152,8 +164,15 @@ class SandboxStore:
         pipe.hincrby(self.key("run", run["run_id"]), "task_count", 1)
         pipe.hset(self.key("run", run["run_id"]), mapping={"status": "queued", "last_task_at": now})
         pipe.zadd(self.key("runs", "by_activity"), {run["run_id"]: now})
+        self._active_up(keys=[self.key("orgs", "active"), self.key("orgs", "max_active")], args=[run["org_id"]],
+                        client=pipe)
         pipe.execute()
         return self.get_task(task_id) or task
+
+    def org_load(self, org_id: str) -> dict:
+        """The organisation's tasks in the API now (queued or running), and the most there ever were at once."""
+        active, most = (self.redis.hget(self.key("orgs", name), org_id) for name in ("active", "max_active"))
+        return {"active": int(active or 0), "max_active": int(most or 0)}
 
     def get_task(self, task_id: str, org_id: str | None = None) -> dict | None:
         task = self.redis.hgetall(self.key("task", task_id))
@@ -173,7 +192,8 @@ class SandboxStore:
     def _apply(self, task_id: str, expect: str, fields: dict) -> int:
         fields.setdefault("updated_at", self.clock.now())
         argv = [expect, *(item for k, v in fields.items() for item in (k, _text(v)))]
-        keys = [self.key("task", task_id), self.key("tasks", "active"), self.key("task", task_id, "phases")]
+        keys = [self.key("task", task_id), self.key("tasks", "active"), self.key("task", task_id, "phases"),
+                self.key("orgs", "active")]
         return int(self._transition(keys=keys, args=argv))
 
     def phase_log(self, task_id: str) -> list[dict]:

@@ -75,6 +75,12 @@ class SandboxHandle:
         with self.admin() as admin:
             return admin.get("/_sandbox/pool").raise_for_status().json()
 
+    def load(self, org_id: str | None = None) -> dict:
+        """The organisation's tasks in the API now (``active``: queued or running) and ``max_active``, the most
+        there ever were at once (default: this handle's organisation)."""
+        with self.admin() as admin:
+            return admin.get(f"/_sandbox/orgs/{org_id or self.org_id}/load").raise_for_status().json()
+
     def deliveries(self) -> list[dict]:
         """The webhook delivery records: status, attempts, last_outcome, due_at (None: no attempt planned)."""
         with self.admin() as admin:

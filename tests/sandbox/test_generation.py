@@ -171,6 +171,22 @@ def test_full_pool_promotes_sync_calls_at_once_and_queues_tasks(make_sandbox):
         assert sandbox.wait_task(client, promoted.json()["task_id"])["status"] == "completed"
 
 
+def test_an_organisations_load_counts_its_tasks_in_the_api(make_sandbox):
+    sandbox = make_sandbox(pool_size=1)
+    with sandbox.client() as client:
+        busy, *queued = [client.post("/excel/generate", json={"prompt": f"Report {n} [[hold=load]]", "async": True})
+                         .json() for n in range(3)]
+        sandbox.wait_held("load")
+        assert sandbox.load() == {"org_id": sandbox.org_id, "active": 3, "max_active": 3}
+        client.post(f"/tasks/{queued[0]['task_id']}/cancel").raise_for_status()
+        assert sandbox.load()["active"] == 2
+        sandbox.release("load")
+        for task in (busy, queued[1]):
+            assert sandbox.wait_task(client, task["task_id"])["status"] == "completed"
+    assert sandbox.load() == {"org_id": sandbox.org_id, "active": 0, "max_active": 3}
+    assert sandbox.load(sandbox.new_org()["org_id"])["max_active"] == 0
+
+
 def test_failure_marker_fails_the_task(sandbox):
     with sandbox.client() as client:
         body = client.post("/excel/generate", json={"prompt": "Sales [[fail]]", "async": True}).json()
