@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import threading
-import time
 import zipfile
 
 from .builders import PRODUCTS, make_plan
@@ -21,7 +20,8 @@ _DURATION = re.compile(r"\[\[duration=(\d+(?:\.\d+)?)\]\]")
 _PAD = re.compile(r"\[\[pad_mb=(\d+)\]\]")
 HOLD_NAME = r"[A-Za-z0-9_.:-]{1,64}"
 _HOLD = re.compile(rf"\[\[hold=({HOLD_NAME})\]\]")
-_HOLD_CHECK_SECONDS = 0.05
+_HOLD_CHECK_SECONDS = 0.05  # a held task looks at this process's cancel and release signals this often
+_HOLD_RECHECK_SECONDS = 0.5  # and at Redis (another process's release or cancel, an expiry) this often
 _COMPACT_AFTER = 6  # messages in the conversation before the agent compacts its context
 
 
@@ -44,10 +44,10 @@ class Agent:
                 "code": "internal_error", "message": "The agent stopped unexpectedly; retry the request."})
 
     def _execute(self, task: dict, cancelled: threading.Event) -> None:
-        task_id, started = task["task_id"], time.monotonic()
+        task_id, started = task["task_id"], self._store.clock.now()  # duration_ms is on the sandbox clock too
         run = self._store.get_run(task["run_id"])
         assert run is not None
-        if not self._store.transition(task_id, expect="queued", status="running", started_at=self._store.clock.now()):
+        if not self._store.transition(task_id, expect="queued", status="running", started_at=started):
             return
         self._store.update_run(run["run_id"], status="running")
         steps = self._steps(task, run)
@@ -58,8 +58,12 @@ class Agent:
             if phase == "agent_turn":
                 turn += 1
                 fields["turn_index"] = turn
-            if not self._store.transition(task_id, **fields):
+            done, cancel_requested = self._store.enter_phase(task_id, **fields)
+            if not done:
                 return  # ended elsewhere (cancel of a queued task, expiry, restart)
+            if cancel_requested:  # asked through another process: this one's Event was not set
+                self._cancel(task_id)
+                return
             if phase == "executing_plan" and not held:
                 held = True
                 if not self._held(task, cancelled):
@@ -70,13 +74,15 @@ class Agent:
                 return
             if phase == "saving_doc":
                 built = self._build(task, run, turn)
-            if cancelled.wait(pause) or self._cancel_requested(task_id):
-                self._service.finish(task_id, "cancelled", error={
-                    "code": "cancelled", "message": "The task was cancelled by the client."})
+            if cancelled.wait(pause):
+                self._cancel(task_id)
                 return
+        if self._cancel_requested(task_id):
+            self._cancel(task_id)
+            return
         assert built is not None
         summary, path = built
-        elapsed_ms = int((time.monotonic() - started) * 1000)
+        elapsed_ms = int((self._store.clock.now() - started) * 1000)
         self._service.complete(task, run, summary, path, turn, self._credits(task), elapsed_ms)
 
     def _held(self, task: dict, cancelled: threading.Event) -> bool:
@@ -87,22 +93,38 @@ class Agent:
         if not match:
             return True
         name, task_id = match.group(1), task["task_id"]
+        released_here = self._store.release_signal(name)
         self._store.hold(name, task_id)
         try:
-            while not self._store.released(name):
-                if cancelled.wait(_HOLD_CHECK_SECONDS) or self._cancel_requested(task_id):
-                    self._service.finish(task_id, "cancelled", error={
-                        "code": "cancelled", "message": "The task was cancelled by the client."})
+            while not (released_here.is_set() or self._store.released(name)):
+                status, cancel_requested = self._store.task_flags(task_id)
+                if cancel_requested or self._cancelled_while_held(cancelled, released_here):
+                    self._cancel(task_id)
                     return False
-                if (self._store.get_task(task_id) or {}).get("status") != "running":
+                if status != "running":
                     return False  # expired or ended elsewhere
         finally:
             self._store.unhold(name, task_id)
         return True
 
+    @staticmethod
+    def _cancelled_while_held(cancelled: threading.Event, released_here: threading.Event) -> bool:
+        """Wait up to _HOLD_RECHECK_SECONDS for a cancel or a release made in this process (True: cancelled).
+        What other processes do (release, cancel, restart) is read from Redis between these waits."""
+        for _ in range(round(_HOLD_RECHECK_SECONDS / _HOLD_CHECK_SECONDS)):
+            if cancelled.wait(_HOLD_CHECK_SECONDS):
+                return True
+            if released_here.is_set():
+                return False
+        return False
+
+    def _cancel(self, task_id: str) -> None:
+        self._service.finish(task_id, "cancelled", error={
+            "code": "cancelled", "message": "The task was cancelled by the client."})
+
     def _cancel_requested(self, task_id: str) -> bool:
-        task = self._store.get_task(task_id)
-        return task is None or bool(task.get("cancel_requested"))
+        status, cancel_requested = self._store.task_flags(task_id)
+        return status is None or cancel_requested
 
     def _steps(self, task: dict, run: dict) -> list[str]:
         messages = self._service.conversation(run)

@@ -43,7 +43,8 @@ def authenticate():
 
 @bp.after_request
 def rate_headers(response):
-    response.headers.extend(getattr(g, "rate_headers", {}))
+    for name, value in getattr(g, "rate_headers", {}).items():
+        response.headers[name] = value  # once: a 429 already carries them
     return response
 
 

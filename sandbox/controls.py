@@ -1,5 +1,5 @@
-"""Test controls under /_sandbox/: move the clock, run the sweeper now, inspect webhook deliveries, release
-the tasks waiting at a ``[[hold=NAME]]``.
+"""Test controls under /_sandbox/: move the clock, run the sweeper now, inspect webhook deliveries, a task's
+phase log, the worker pool and an organisation's load, release the tasks waiting at a ``[[hold=NAME]]``.
 
 Enabled only when SANDBOX_ADMIN_TOKEN is set, and only for requests that carry it.
 """
@@ -32,8 +32,7 @@ def admin_only():
 def advance_clock():
     body = json_body("sandbox/clock-advance.json")
     box = sandbox()
-    box.store.clock.advance(float(body["seconds"]))
-    box.sweep()
+    box.advance(float(body["seconds"]))
     return jsonify({"now": iso(box.store.clock.now())})
 
 
@@ -46,6 +45,30 @@ def sweep():
 @bp.get("/webhooks")
 def webhook_deliveries():
     return jsonify({"items": sandbox().webhooks.deliveries()})
+
+
+@bp.get("/tasks/<task_id>/phases")
+def task_phases(task_id: str):
+    """Every (status, phase, progress) the task went through, in order."""
+    store = sandbox().store
+    if store.get_task(task_id) is None:
+        raise ApiError(404, "task_not_found", "No task with that id.")
+    return jsonify({"task_id": task_id, "phases": store.phase_log(task_id)})
+
+
+@bp.get("/pool")
+def pool_state():
+    """The worker pool now: size, running, waiting, and idle (every task handed to it dealt with)."""
+    return jsonify(sandbox().executor.state())
+
+
+@bp.get("/orgs/<org_id>/load")
+def org_load(org_id: str):
+    """The organisation's tasks in the API now (queued or running) and the most there ever were at once."""
+    store = sandbox().store
+    if store.get_org(org_id) is None:
+        raise ApiError(404, "org_not_found", "No organisation with that id.")
+    return jsonify({"org_id": org_id, **store.org_load(org_id)})
 
 
 def _hold_name(name: str) -> str:

@@ -46,6 +46,15 @@ class Executor:
         with self._lock:
             return self._busy + self._queue.qsize() >= self._pool_size
 
+    def state(self) -> dict:
+        """What the pool is doing: tasks running, tasks waiting for a worker, and ``idle`` when every task
+        handed to it was dealt with (run, or skipped because it had ended while it waited)."""
+        with self._lock:
+            running = self._busy
+        with self._queue.mutex:
+            idle = self._queue.unfinished_tasks == 0
+        return {"size": self._pool_size, "running": running, "waiting": self._queue.qsize(), "idle": idle}
+
     def submit(self, task_id: str, run_id: str) -> None:
         with self._lock:
             self._finished[task_id] = threading.Event()
@@ -69,19 +78,26 @@ class Executor:
             self._cancels[task_id].set()
 
     def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._stopping.is_set():
-                continue
-            task_id, run_id = item.split(" ")
-            with self._lock:
-                self._busy += 1
-                cancel = self._cancels[task_id]
-                run_lock = self._run_locks[run_id]
+        while True:
+            item = self._queue.get()
             try:
-                with run_lock:
-                    self._run_task(task_id, cancel)
-            except Exception:
-                log.exception("task %s crashed the agent", task_id)
+                if item is None:
+                    return
+                if not self._stopping.is_set():  # what still waits at a stop is not started
+                    self._run(*item.split(" "))
             finally:
-                with self._lock:
-                    self._busy -= 1
+                self._queue.task_done()
+
+    def _run(self, task_id: str, run_id: str) -> None:
+        with self._lock:
+            self._busy += 1
+            cancel = self._cancels[task_id]
+            run_lock = self._run_locks[run_id]
+        try:
+            with run_lock:
+                self._run_task(task_id, cancel)
+        except Exception:
+            log.exception("task %s crashed the agent", task_id)
+        finally:
+            with self._lock:
+                self._busy -= 1

@@ -59,6 +59,12 @@ class Sandbox:
         self.executor.submit(task["task_id"], task["run_id"])
         return task
 
+    def advance(self, seconds: float) -> None:
+        """Move the sandbox clock: what falls due meanwhile (expiry, purges, webhook attempts) happens now."""
+        self.store.clock.advance(seconds)
+        self.sweep()
+        self.webhooks.wake()
+
     def sweep(self) -> None:
         self.service.expire_stale()
         self.service.purge_expired_bytes()

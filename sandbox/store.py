@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
 from typing import Any
 
 from redis import Redis
@@ -17,7 +18,10 @@ TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 
 # Set fields on a task unless it already reached a terminal state (or, when ARGV[1] names a status, unless
 # it is in another one); drop it from the active set when the new status is terminal. One script, so a
-# cancel and a completion can never both win, and two agents can never both claim a queued task.
+# cancel and a completion can never both win, and two agents can never both claim a queued task. The task's
+# phase log (KEYS[3]) gets its new "status|phase|progress" whenever one of them changed; an ended task no longer
+# counts in its organisation's active tasks (KEYS[4]). Returns -1 (no such
+# task), 0 (refused), 1 (done) or 2 (done, and a cancel was asked for: the agent learns it in the same trip).
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
@@ -26,11 +30,25 @@ if current == 'completed' or current == 'failed' or current == 'cancelled' or cu
 end
 if ARGV[1] ~= '' and current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-local new = redis.call('HGET', KEYS[1], 'status')
+local state = redis.call('HMGET', KEYS[1], 'status', 'phase', 'progress')
+local new = state[1]
 if new == 'completed' or new == 'failed' or new == 'cancelled' or new == 'expired' then
   redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'task_id'))
+  redis.call('HINCRBY', KEYS[4], redis.call('HGET', KEYS[1], 'org_id'), -1)
 end
+local entry = new .. '|' .. (state[2] or '') .. '|' .. (state[3] or '')
+if redis.call('LINDEX', KEYS[3], -1) ~= entry then redis.call('RPUSH', KEYS[3], entry) end
+if redis.call('HEXISTS', KEYS[1], 'cancel_requested') == 1 then return 2 end
 return 1
+"""
+
+# A new task counts in its organisation's active tasks (KEYS[1]), and raises the high-water mark (KEYS[2]).
+_ACTIVE_UP = """
+local active = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+if active > tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') then
+  redis.call('HSET', KEYS[2], ARGV[1], active)
+end
+return active
 """
 
 
@@ -44,6 +62,9 @@ class SandboxStore:
         self.prefix = prefix
         self.clock = Clock(redis, prefix + "clock_offset")
         self._transition = redis.register_script(_TRANSITION)
+        self._active_up = redis.register_script(_ACTIVE_UP)
+        self._release_signals: dict[str, threading.Event] = {}
+        self._signals_lock = threading.Lock()
 
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -138,12 +159,20 @@ class SandboxStore:
                 "resumed": int(int(run["task_count"]) > 0)}
         pipe = self.redis.pipeline()
         pipe.hset(self.key("task", task_id), mapping=task)
+        pipe.rpush(self.key("task", task_id, "phases"), _phase_entry(task))
         pipe.zadd(self.key("tasks", "active"), {task_id: now})
         pipe.hincrby(self.key("run", run["run_id"]), "task_count", 1)
         pipe.hset(self.key("run", run["run_id"]), mapping={"status": "queued", "last_task_at": now})
         pipe.zadd(self.key("runs", "by_activity"), {run["run_id"]: now})
+        self._active_up(keys=[self.key("orgs", "active"), self.key("orgs", "max_active")], args=[run["org_id"]],
+                        client=pipe)
         pipe.execute()
         return self.get_task(task_id) or task
+
+    def org_load(self, org_id: str) -> dict:
+        """The organisation's tasks in the API now (queued or running), and the most there ever were at once."""
+        active, most = (self.redis.hget(self.key("orgs", name), org_id) for name in ("active", "max_active"))
+        return {"active": int(active or 0), "max_active": int(most or 0)}
 
     def get_task(self, task_id: str, org_id: str | None = None) -> dict | None:
         task = self.redis.hgetall(self.key("task", task_id))
@@ -153,10 +182,31 @@ class SandboxStore:
 
     def transition(self, task_id: str, expect: str = "", **fields: Any) -> bool:
         """Update a task unless it already ended (or is not in status ``expect``). False when refused."""
+        return self._apply(task_id, expect, fields) >= 1
+
+    def enter_phase(self, task_id: str, **fields: Any) -> tuple[bool, bool]:
+        """Update a running task as transition() does; returns (done, whether a cancel was asked for)."""
+        outcome = self._apply(task_id, "", fields)
+        return outcome >= 1, outcome == 2
+
+    def _apply(self, task_id: str, expect: str, fields: dict) -> int:
         fields.setdefault("updated_at", self.clock.now())
         argv = [expect, *(item for k, v in fields.items() for item in (k, _text(v)))]
-        keys = [self.key("task", task_id), self.key("tasks", "active")]
-        return self._transition(keys=keys, args=argv) == 1
+        keys = [self.key("task", task_id), self.key("tasks", "active"), self.key("task", task_id, "phases"),
+                self.key("orgs", "active")]
+        return int(self._transition(keys=keys, args=argv))
+
+    def phase_log(self, task_id: str) -> list[dict]:
+        """Every (status, phase, progress) the task went through, in order, as the sandbox wrote them: a test
+        reads the order of phases here instead of racing them with polls."""
+        entries = self.redis.lrange(self.key("task", task_id, "phases"), 0, -1)
+        return [{"status": status, "phase": phase or None, "progress": int(progress)}
+                for status, phase, progress in (entry.split("|") for entry in entries)]
+
+    def task_flags(self, task_id: str) -> tuple[str | None, bool]:
+        """The task's status (None: no such task) and whether a cancel was asked for, in one round trip."""
+        status, cancel_requested = self.redis.hmget(self.key("task", task_id), "status", "cancel_requested")
+        return status, bool(cancel_requested)
 
     def request_cancel(self, task_id: str) -> None:
         self.redis.hset(self.key("task", task_id), "cancel_requested", 1)
@@ -177,6 +227,12 @@ class SandboxStore:
 
     def release(self, name: str) -> None:
         self.redis.set(self.key("hold", name, "released"), 1)
+        self.release_signal(name).set()
+
+    def release_signal(self, name: str) -> threading.Event:
+        """Set when this process releases ``name``: its held tasks go on at once, without asking Redis."""
+        with self._signals_lock:
+            return self._release_signals.setdefault(name, threading.Event())
 
     def released(self, name: str) -> bool:
         return bool(self.redis.exists(self.key("hold", name, "released")))
@@ -190,6 +246,10 @@ class SandboxStore:
     def remember_export(self, task_id: str, fmt: str, relative_path: str) -> None:
         self.redis.set(self.key("export", task_id, fmt), relative_path)
         self.redis.incr(self.key("stats", "conversions"))
+
+
+def _phase_entry(task: dict) -> str:
+    return f"{task['status']}|{task['phase']}|{task['progress']}"
 
 
 def _text(value: Any) -> str | int | float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import ssl
 from dataclasses import dataclass
 
 import httpx
@@ -14,6 +15,10 @@ from tests.support.servers import ServedApp, WebhookReceiver, eventually
 _prefixes = itertools.count()
 ADMIN = "admin-token-for-tests"
 TERMINAL = {"completed", "failed", "cancelled", "expired"}
+TLS = ssl.create_default_context()
+"""Shared by every client made here: httpx builds a context per client otherwise (~35 ms of CPU each)."""
+SETTLED = {"delivered", "gone", "failed"}
+"""A webhook delivery's final statuses: the dispatcher plans no attempt after them."""
 
 
 @dataclass
@@ -26,10 +31,10 @@ class SandboxHandle:
 
     def client(self, api_key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {api_key or self.api_key}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=TLS)
 
     def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30, verify=TLS)
 
     @property
     def runtime(self):
@@ -60,12 +65,54 @@ class SandboxHandle:
         with self.admin() as admin:
             admin.post(f"/_sandbox/holds/{name}/release").raise_for_status()
 
-    def wait_task(self, client: httpx.Client, task_id: str, timeout: float = 60.0) -> dict:
-        def ended():
-            task = client.get(f"/tasks/{task_id}").json()
-            return task if task["status"] in TERMINAL else None
+    def phases(self, task_id: str) -> list[dict]:
+        """Every {status, phase, progress} the task went through, in order, as the sandbox wrote them."""
+        with self.admin() as admin:
+            return admin.get(f"/_sandbox/tasks/{task_id}/phases").raise_for_status().json()["phases"]
 
-        return eventually(ended, timeout, f"task {task_id} to end")
+    def pool(self) -> dict:
+        """The worker pool now: size, running, waiting, idle (every task handed to it dealt with)."""
+        with self.admin() as admin:
+            return admin.get("/_sandbox/pool").raise_for_status().json()
+
+    def load(self, org_id: str | None = None) -> dict:
+        """The organisation's tasks in the API now (``active``: queued or running) and ``max_active``, the most
+        there ever were at once (default: this handle's organisation)."""
+        with self.admin() as admin:
+            return admin.get(f"/_sandbox/orgs/{org_id or self.org_id}/load").raise_for_status().json()
+
+    def deliveries(self) -> list[dict]:
+        """The webhook delivery records: status, attempts, last_outcome, due_at (None: no attempt planned)."""
+        with self.admin() as admin:
+            return admin.get("/_sandbox/webhooks").raise_for_status().json()["items"]
+
+    def wait_settled(self, count: int = 1, timeout: float = 60.0) -> list[dict]:
+        """Wait until ``count`` webhook deliveries are settled: a final status and no attempt planned, so the
+        dispatcher will make no more attempts and a test can count what arrived."""
+        def settled():
+            items = self.deliveries()
+            done = [d for d in items if d["status"] in SETTLED and d["due_at"] is None]
+            return items if len(done) >= count else None
+
+        def state():
+            return [(d["status"], d["attempts"], d["due_at"]) for d in self.deliveries()]
+
+        return eventually(settled, timeout, f"{count} webhook deliveries to settle", show=state)
+
+    def wait_task(self, client: httpx.Client, task_id: str, timeout: float = 60.0) -> dict:
+        last: dict = {}
+
+        def ended():
+            last.update(client.get(f"/tasks/{task_id}").json())
+            return dict(last) if last["status"] in TERMINAL else None
+
+        return eventually(ended, timeout, f"task {task_id} to end",
+                          show=lambda: f"last seen {last.get('status')} in {last.get('phase')}")
+
+
+def fetch(url: str) -> httpx.Response:
+    """GET a link the sandbox gave (a download, the view), without a client of one's own."""
+    return httpx.get(url, timeout=30, verify=TLS)
 
 
 @pytest.fixture
@@ -74,8 +121,7 @@ def make_sandbox(redis_url, tmp_path):
 
     def build(**overrides) -> SandboxHandle:
         settings = dict(redis_url=redis_url, key_prefix=f"sbx{next(_prefixes)}:", data_dir=tmp_path / "sandbox",
-                        task_seconds=0.05, admin_token=ADMIN, sweep_interval_seconds=0.1,
-                        webhook_retry_schedule=(0.2, 0.4, 0.8))
+                        task_seconds=0.05, admin_token=ADMIN, webhook_retry_schedule=(0.2, 0.4, 0.8))
         settings.update(overrides)
         app = create_app(SandboxConfig(**settings))
         served = ServedApp(app).start()

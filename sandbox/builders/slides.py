@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from pptx import Presentation
@@ -10,14 +11,15 @@ from pptx.enum.chart import XL_CHART_TYPE
 from pptx.util import Inches
 
 from .plan import Plan
+from .templates import blank_deck
 
-_TITLE, _TITLE_AND_CONTENT, _TITLE_ONLY = 0, 1, 5
+_TITLE, _TITLE_AND_CONTENT, _TITLE_ONLY = "Title Slide", "Title and Content", "Title Only"
 
 
 def build_deck(previous: Path | None, plan: Plan, out: Path) -> str:
-    deck = Presentation(str(previous)) if previous else Presentation()
+    deck = _open(previous)
     if previous is None:
-        slide = deck.slides.add_slide(deck.slide_layouts[_TITLE])
+        slide = deck.slides.add_slide(_layout(deck, _TITLE))
         slide.shapes.title.text = plan.title
         slide.placeholders[1].text = f"{plan.columns[0]} to {plan.columns[-1]}"
     _add_bullets(deck, f"{plan.title}: highlights", plan.bullets)
@@ -28,9 +30,9 @@ def build_deck(previous: Path | None, plan: Plan, out: Path) -> str:
 
 
 def build_outline(previous: Path | None, plan: Plan, out: Path) -> str:
-    deck = Presentation(str(previous)) if previous else Presentation()
+    deck = _open(previous)
     if previous is None:
-        slide = deck.slides.add_slide(deck.slide_layouts[_TITLE])
+        slide = deck.slides.add_slide(_layout(deck, _TITLE))
         slide.shapes.title.text = plan.title
         slide.placeholders[1].text = "Outline"
     for name, _ in plan.rows[:4]:
@@ -39,8 +41,19 @@ def build_outline(previous: Path | None, plan: Plan, out: Path) -> str:
     return f"Outlined '{plan.title}' in {len(deck.slides)} slides."
 
 
+def _open(previous: Path | None):
+    return Presentation(str(previous)) if previous else Presentation(io.BytesIO(blank_deck()))
+
+
+def _layout(deck, name: str):
+    """A layout by name: the lean template has fewer than python-pptx's default, so indexes would differ."""
+    layout = deck.slide_layouts.get_by_name(name)
+    assert layout is not None, f"the deck has no {name!r} layout"
+    return layout
+
+
 def _add_bullets(deck, title: str, bullets: list[str]) -> None:
-    slide = deck.slides.add_slide(deck.slide_layouts[_TITLE_AND_CONTENT])
+    slide = deck.slides.add_slide(_layout(deck, _TITLE_AND_CONTENT))
     slide.shapes.title.text = title
     body = slide.placeholders[1].text_frame
     body.text = bullets[0] if bullets else ""
@@ -49,7 +62,7 @@ def _add_bullets(deck, title: str, bullets: list[str]) -> None:
 
 
 def _add_chart(deck, plan: Plan) -> None:
-    slide = deck.slides.add_slide(deck.slide_layouts[_TITLE_ONLY])
+    slide = deck.slides.add_slide(_layout(deck, _TITLE_ONLY))
     slide.shapes.title.text = plan.title
     data = CategoryChartData()
     data.categories = plan.columns

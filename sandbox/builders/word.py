@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from docx import Document
 
 from .plan import Plan
+from .templates import blank_document
 
 
 def build_document(previous: Path | None, plan: Plan, out: Path) -> str:
-    document = Document(str(previous)) if previous else Document()
+    document = Document(str(previous)) if previous else Document(io.BytesIO(blank_document()))
     if previous is None:
         document.add_heading(plan.title, level=0)
     else:

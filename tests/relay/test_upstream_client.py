@@ -31,13 +31,18 @@ def client_for(sandbox, sleeps: list[float] | None = None, **retry) -> UpstreamC
 
 def test_generate_poll_runs_export_and_streamed_download(sandbox, tmp_path):
     updates = []
+
+    def seen(task) -> None:
+        updates.append(task)
+        sandbox.release("poll")  # the task ends only after the first poll saw it under way
+
     with client_for(sandbox) as client:
-        submitted = client.generate("excel", "Sales by region [[duration=0.5]]")
+        submitted = client.generate("excel", "Sales by region [[hold=poll]]")
         assert submitted.status == "queued" and not submitted.finished
         task = client.poll(submitted.task_id, PollPolicy(first_seconds=0.05, step_seconds=0.05, cap_seconds=0.1),
-                           on_update=updates.append)
+                           on_update=seen)
         assert task.finished and task.status == "completed" and task.result["download_url"]
-        assert updates[-1] == task and len(updates) >= 2
+        assert updates[-1] == task and len(updates) >= 2 and not updates[0].finished
         resumed = client.generate("excel", "Add a forecast", run_id=submitted.run_id, async_=False)
         assert resumed.finished and resumed.run_id == submitted.run_id and resumed.summary.startswith("Added")
         run = client.get_run(submitted.run_id)
@@ -70,12 +75,15 @@ def test_each_outcome_has_its_exception(sandbox):
 
 
 def test_429_is_retried_after_retry_after(make_sandbox):
-    sandbox = make_sandbox(rate_limit_requests=1, rate_limit_window_seconds=30)
+    # the window opens at the first call and lasts 50 s of the sandbox clock, which only the client's sleep moves
+    # far: the second call is always in it (and a 50 s Retry-After is within what the client waits out in-line)
+    sandbox = make_sandbox(rate_limit_requests=1, rate_limit_window_seconds=50)
     sleeps: list[float] = []
     with client_for(sandbox, sleeps, retries=3, base_seconds=0.01) as client:
         client.list_runs()
         client.list_runs()  # over the limit: waits Retry-After, then succeeds
-    assert len(sleeps) == 1 and sleeps[0] >= 1
+        assert client.throttled == 1
+    assert len(sleeps) == 1 and 1 <= sleeps[0] <= 50
 
 
 def test_5xx_is_retried_with_growing_jittered_backoff_then_gives_up(make_sandbox):
@@ -116,7 +124,7 @@ def test_poll_policy_follows_the_contract():
 def test_sync_call_promoted_to_202_and_cancel(make_sandbox):
     sandbox = make_sandbox(sync_ceiling_seconds=0.2)
     with client_for(sandbox) as client:
-        promoted = client.generate("excel", "Large model [[duration=5]]", async_=False)
+        promoted = client.generate("excel", "Large model [[hold=large]]", async_=False)  # never released
         assert not promoted.finished and promoted.message.startswith("Sync ceiling")
         cancelled = client.cancel_task(promoted.task_id)
         assert cancelled.status in ("cancelled", "running")

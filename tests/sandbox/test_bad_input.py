@@ -96,19 +96,21 @@ def test_another_orgs_ids_are_404(sandbox):
 
 
 def test_rate_limit_answers_429_with_retry_after(make_sandbox):
-    sandbox = make_sandbox(rate_limit_requests=3, rate_limit_window_seconds=60)
+    # the window opens at the key's first call and lasts an hour: four calls always fall in one window
+    sandbox = make_sandbox(rate_limit_requests=3, rate_limit_window_seconds=3600)
     with sandbox.client() as client:
         answers = [client.get("/runs") for _ in range(4)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert error_of(answers[-1])["code"] == "rate_limited"
-    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
-    assert answers[0].headers["X-RateLimit-Remaining"] == "2"
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 3600
+    assert answers[-1].headers["X-RateLimit-Reset"] == answers[-1].headers["Retry-After"]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
     # a different key has its own budget
     other = sandbox.new_org()
     with sandbox.client(api_key=other["api_key"]) as client:
         assert client.get("/runs").status_code == 200
     # and the window passes
-    sandbox.advance(61)
+    sandbox.advance(3600)
     with sandbox.client() as client:
         assert client.get("/runs").status_code == 200
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from openpyxl import load_workbook
 
+from tests.sandbox_fixtures import fetch
 from tests.support import tools
-from tests.support.servers import eventually
 
 DAY = 86_400
 
@@ -67,14 +67,14 @@ def test_run_links_download_redirect_and_link_expiry(sandbox):
         run = client.get(f"/runs/{run_id}").json()
         redirect = client.get(f"/runs/{run_id}/download")
         assert redirect.status_code == 302 and "/files/" in redirect.headers["location"]
-        assert load_workbook(io.BytesIO(httpx.get(run["download_url"]).content)).sheetnames
-        assert httpx.get(run["edit_url"]).status_code == 200
+        assert load_workbook(io.BytesIO(fetch(run["download_url"]).content)).sheetnames
+        assert fetch(run["edit_url"]).status_code == 200
         sandbox.advance(DAY + 60)
-        expired = httpx.get(run["download_url"])
+        expired = fetch(run["download_url"])
         assert expired.status_code == 410 and expired.json()["error"]["code"] == "link_expired"
         fresh = client.get(f"/runs/{run_id}").json()["download_url"]
-        assert httpx.get(fresh).status_code == 200
-        tampered = httpx.get(fresh[:-3] + "xyz")
+        assert fetch(fresh).status_code == 200
+        tampered = fetch(fresh[:-3] + "xyz")
         assert tampered.status_code == 404
 
 
@@ -87,9 +87,9 @@ def test_retention_expires_runs_then_deletes_their_bytes(sandbox):
         resumed = client.post("/excel/generate", json={"prompt": "more", "run_id": run_id})
         assert resumed.status_code == 410 and resumed.json()["error"]["code"] == "run_expired"
         assert [r["run_id"] for r in client.get("/runs", params={"status": "expired"}).json()["items"]] == [run_id]
-        sandbox.advance(30 * DAY)
-        gone = eventually(lambda: (r := client.get(f"/runs/{run_id}").json())["download_url"] is None and r)
-        assert gone["status"] == "expired"
+        sandbox.advance(30 * DAY)  # the sweep runs as part of the move
+        gone = client.get(f"/runs/{run_id}").json()
+        assert gone["status"] == "expired" and gone["download_url"] is None
         assert client.get(f"/runs/{run_id}/download").status_code == 410
         assert not (sandbox.runtime.files.run_dir(sandbox.org_id, run_id)).exists()
 
@@ -103,12 +103,12 @@ def test_csv_and_html_exports_and_the_cache(sandbox):
         html = client.post(f"/runs/{run_id}/export", json={"format": "html"}).json()
     assert first["cached"] is False and second["cached"] is True
     assert int(sandbox.runtime.redis.get(conversions)) == 2  # csv once, html once
-    csv_text = httpx.get(first["download_url"]).text
+    csv_text = fetch(first["download_url"]).text
     lines = csv_text.splitlines()
     assert lines[2].startswith("Item,Q1,Q2,Q3,Q4,Total")
     north = lines[3].split(",")
     assert int(north[5]) == sum(int(v) for v in north[1:5]), "totals are evaluated, not left as formulas"
-    page = httpx.get(html["download_url"])
+    page = fetch(html["download_url"])
     assert page.headers["content-type"].startswith("text/html; charset=utf-8") and "Alpha" in page.text
 
 
@@ -116,7 +116,7 @@ def test_docx_exports_to_text(sandbox):
     with sandbox.client() as client:
         run_id = make_runs(client, 1, "/word/generate")[0]
         text = client.post(f"/runs/{run_id}/export", json={"format": "txt"}).json()
-    assert "Report 0" in httpx.get(text["download_url"]).text
+    assert "Report 0" in fetch(text["download_url"]).text
 
 
 def test_unsupported_export_lists_the_targets(sandbox):
@@ -145,16 +145,16 @@ def test_pdf_export_through_libreoffice_is_cached(sandbox):
         first = client.post(f"/runs/{run_id}/export", json={"format": "pdf"})
         assert first.status_code == 200, first.text
         second = client.post(f"/runs/{run_id}/export", json={"format": "pdf"}).json()
-    pdf = httpx.get(first.json()["download_url"])
+    pdf = fetch(first.json()["download_url"])
     assert pdf.content.startswith(b"%PDF") and pdf.headers["content-type"] == "application/pdf"
-    assert second["cached"] is True and httpx.get(second["download_url"]).content == pdf.content
+    assert second["cached"] is True and fetch(second["download_url"]).content == pdf.content
 
 
 def test_edit_view_shows_the_document(sandbox):
     with sandbox.client() as client:
         body = client.post("/excel/generate", json={"prompt": "Sales by region"}).json()
         client.post("/excel/generate", json={"prompt": "Add a forecast for FY27", "run_id": body["run_id"]})
-        view = httpx.get(client.get(f"/runs/{body['run_id']}").json()["edit_url"])
+        view = fetch(client.get(f"/runs/{body['run_id']}").json()["edit_url"])
     assert view.status_code == 200
     assert "Sales Region" in view.text and "Forecast FY27" in view.text
     assert "default-src 'none'" in view.headers["content-security-policy"]

@@ -46,7 +46,9 @@ class ServedApp:
     def start(self) -> ServedApp:
         self._server = make_server("127.0.0.1", self.port, self._recording, threaded=True, ssl_context=self.tls)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # a short poll: stop() waits for serve_forever to see the request, up to one poll (0.5 s by default)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
         self._thread.start()
         return self
 
