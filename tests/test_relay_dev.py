@@ -16,9 +16,13 @@ from openpyxl import load_workbook
 from tests.support.servers import eventually
 
 
-def relay(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def relay(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"relay {' '.join(args)} still ran after {timeout:g} s:\n{exc.stdout}\n{exc.stderr}") \
+            from None
 
 
 def free_port() -> int:
@@ -130,7 +134,7 @@ def test_relay_dev_explains_a_busy_port():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        done = relay("dev", "--port", str(port), "--exit-after-demo", env=dict(os.environ), timeout=120)
+        done = relay("dev", "--port", str(port), "--exit-after-demo", env=dict(os.environ))
     assert done.returncode != 0 and f"port {port} is already in use" in done.stderr
 
 
