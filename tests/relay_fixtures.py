@@ -72,12 +72,18 @@ class RelayStack:
         assert response.status_code in (200, 202), response.text
         return response.json()
 
-    def wait_task(self, client: httpx.Client, task_id: str, timeout: float = 30.0) -> dict:
+    def wait_task(self, client: httpx.Client, task_id: str, timeout: float = 120.0) -> dict:
+        """The task once it has ended. The deadline is for a hang: the first task of a test also waits for its
+        worker process to start, slow on a busy machine."""
+        seen: dict = {}
+
         def ended():
             task = client.get(f"/v1/tasks/{task_id}").json()
+            seen.update(task)
             return task if task["status"] in ENDED else None
 
-        return eventually(ended, timeout, f"relay task {task_id} to end")
+        return eventually(ended, timeout, f"relay task {task_id} to end", every=0.1,  # each look is a request
+                          show=lambda: {k: seen.get(k) for k in ("status", "phase", "progress", "updated_at")})
 
     def new_tenant(self, name: str = "other", upstream_key: str | None = None) -> tuple[str, str]:
         tenant, api_key = self.ctx.tenants.create(name, self.sandbox.url, upstream_key or self.sandbox.api_key,

@@ -20,15 +20,17 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def lease(redis: Redis, key: str, seconds: float) -> Iterator[bool]:
+def lease(redis: Redis, key: str, seconds: float, renew_every: float | None = None) -> Iterator[bool]:
     """Hold ``key`` while the block runs, if no one else does: yields False (and holds nothing) when another
-    process holds it."""
+    process holds it. Renewed every ``renew_every`` seconds (a third of the lease unless told: a test renews
+    more often, so that a starved thread cannot lose it, and sees the renewals sooner)."""
     lock = redis.lock(key, timeout=seconds, blocking=False, thread_local=False)
     if not lock.acquire():
         yield False
         return
     done = threading.Event()
-    renewer = threading.Thread(target=_renew, args=(lock, seconds, done), name=f"lease {key}", daemon=True)
+    renewer = threading.Thread(target=_renew, args=(lock, renew_every or seconds / 3, done), name=f"lease {key}",
+                               daemon=True)
     renewer.start()
     try:
         yield True
@@ -39,8 +41,8 @@ def lease(redis: Redis, key: str, seconds: float) -> Iterator[bool]:
             lock.release()
 
 
-def _renew(lock, seconds: float, done: threading.Event) -> None:
-    while not done.wait(seconds / 3):
+def _renew(lock, every: float, done: threading.Event) -> None:
+    while not done.wait(every):
         try:
             lock.reacquire()
         except LockError:

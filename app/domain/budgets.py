@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import calendar
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -27,6 +28,10 @@ DEFAULT_SHARES = (0.7, 0.9, 1.0)
 ALERT_KINDS = ("slack", "email", "teams", "webhook")
 """Where a budget's alerts can go: where people read, and webhooks."""
 _ALERT_LIFE = 70 * 86_400  # an alert's once-a-month mark outlives its month
+
+clock: Callable[[], float] = time.time
+"""Where budgets read the time, for today's date (the month) and an alert's stamp: a test pins it to see a
+month's edge, or the day a task ended, whatever the day it runs on."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ def _add_month(day: date, months: int) -> date:
 
 
 def today_utc() -> date:
-    return datetime.now(UTC).date()
+    return datetime.fromtimestamp(clock(), UTC).date()
 
 
 def view(ctx: Context, tenant_id: str, budget: dict, today: date | None = None) -> dict[str, Any]:
@@ -112,7 +117,7 @@ def _alert(ctx: Context, tenant_id: str, budget: dict, share: float) -> dict:
                f"({share:.0%} reached) since {budget['period']['from']}; the budget resets at "
                f"{budget['period']['resets_at']}." + (" Past 100% new submits are refused." if budget["hard_cap"]
                                                       else ""))
-    event = {"id": new_id("evt"), "type": "budget.threshold", "created_at": iso(time.time()),
+    event = {"id": new_id("evt"), "type": "budget.threshold", "created_at": iso(clock()),
              "data": {**budget, "share": share, "summary": summary}}
     owner = {"task_id": "bgt_" + digest(f"{tenant_id}:{budget['record_key']}:{budget['period']['from']}:{share:g}",
                                         26).upper(), "tenant_id": tenant_id}

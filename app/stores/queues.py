@@ -28,24 +28,25 @@ def job(name: str) -> str:
     return f"{JOBS}.{name}"
 
 
-def requeue_if_lost(ctx: Context, queue: Queue, job_id: str) -> tuple[bytes | None, bool]:
+def requeue_if_lost(ctx: Context, queue: Queue, job_id: str, now: float | None = None) -> tuple[bytes | None, bool]:
     """The job's RQ status (None: no such job), and whether it was pushed again: a `queued` job in neither
     its queue nor the intermediate queue was popped by a worker that died, or lost Redis's reply, before
     running it (RQ pops from several queues with BLPOP). So was one left in the intermediate queue (the
     worker's pop reached Redis, its answer did not: a failover, a dropped connection) without starting,
     once it has been seen there for RELAY_INTAKE_RECLAIM_SECONDS; RQ's own clean-up waits a minute past its
-    maintenance pass, which after a failover held webhooks back for minutes."""
+    maintenance pass, which after a failover held webhooks back for minutes. ``now``: the time to judge that
+    period by (the clock's unless a test sets it)."""
     status = ctx.rq_redis.hget(f"rq:job:{job_id}", "status")
     raw = job_id.encode()
     lost = status == b"queued" and ctx.rq_redis.lpos(queue.key, raw) is None and (
-        ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is None or _took_back_if_stuck(ctx, queue, job_id))
+        ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is None or _took_back_if_stuck(ctx, queue, job_id, now))
     if lost:
         log.warning("job %s was lost between Redis and a worker; queued again", job_id)
         queue.push_job_id(job_id)
     return status, lost
 
 
-def _took_back_if_stuck(ctx: Context, queue: Queue, job_id: str) -> bool:
+def _took_back_if_stuck(ctx: Context, queue: Queue, job_id: str, now: float | None = None) -> bool:
     """Take a job out of the intermediate queue once it has waited there, not started, for a reclaim period
     (RQ's own first-seen mark, set here on the first look)."""
     if job_id in queue.started_job_registry:
@@ -54,7 +55,8 @@ def _took_back_if_stuck(ctx: Context, queue: Queue, job_id: str) -> bool:
     if intermediate.set_first_seen(job_id):
         return False
     first_seen = intermediate.get_first_seen(job_id)
-    if first_seen is None or time.time() - first_seen.timestamp() < ctx.config.intake_reclaim_seconds:
+    now = time.time() if now is None else now
+    if first_seen is None or now - first_seen.timestamp() < ctx.config.intake_reclaim_seconds:
         return False
     intermediate.remove(job_id)
     ctx.rq_redis.delete(intermediate.get_first_seen_key(job_id))

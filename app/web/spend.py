@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -23,7 +23,7 @@ def usage():
     the end of its month means the month's last day, a range longer than USAGE_DAYS_MAX is cut to its last
     days, and one that ends before it starts has no days. ``Accept: text/csv`` answers the items as CSV."""
     query = query_params("relay/usage-query.json")
-    last = lenient_day(query["to"]) if "to" in query else datetime.now(UTC).date()
+    last = lenient_day(query["to"]) if "to" in query else budgets.today_utc()
     first = lenient_day(query["from"]) if "from" in query else last - timedelta(days=30)
     first = max(first, last - timedelta(days=USAGE_DAYS_MAX - 1))
     record_key, group_by = query.get("record_key"), query.get("group_by", "day")

@@ -18,6 +18,7 @@ See docs/decisions/0008-delivery-lane.md.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -41,8 +42,9 @@ class StreamLane:
     """Names its threads (relay-<name>-reader), its logs and its storage-trouble metric."""
 
     def __init__(self, ctx: Context, stream: str, group: str, threads: int, lease_seconds: float,
-                 consumer: str | None = None):
-        self._ctx, self._threads = ctx, threads
+                 consumer: str | None = None, clock: Callable[[], float] = time.monotonic):
+        """``clock``: when to claim and renew again (a test moves it instead of waiting for real ticks)."""
+        self._ctx, self._threads, self._clock = ctx, threads, clock
         self._lease_ms = max(1, int(lease_seconds * 1000))
         # how often leases are renewed, at the longest; a renewal can come up to two ticks apart, and a busy
         # process can be late by a second or more: a sixth of the lease leaves room for both
@@ -53,8 +55,8 @@ class StreamLane:
         self._running: set[str] = set()  # the entries whose attempts run here; changed by the pool's threads too
         self._changed = threading.Condition()  # guards _running; notified as each attempt ends
         self._grouped = False
-        self._claimed_at = 0.0
-        self._renewed = time.monotonic()
+        self._claimed_at = -math.inf  # claim at once
+        self._renewed = clock()
         self._reader = ReaderThread(f"relay-{self.name}-reader",
                                     lambda: self.run_once(block_ms=max(1, int(self._tick * 1000))))
 
@@ -100,10 +102,10 @@ class StreamLane:
             ensure_group(self._ctx.redis, self._stream, self._group)
             self._grouped = True
         claimed: list = []
-        if time.monotonic() - self._claimed_at >= self._tick:
+        if self._clock() - self._claimed_at >= self._tick:
             _, claimed, _ = self._ctx.redis.xautoclaim(self._stream, self._group, self._consumer, self._lease_ms,
                                                        start_id="0-0", count=count)
-            self._claimed_at = 0.0 if len(claimed) == count else time.monotonic()  # full: more may wait
+            self._claimed_at = -math.inf if len(claimed) == count else self._clock()  # full: more may wait
         entries = [(entry_id, fields, True) for entry_id, fields in claimed]
         if len(entries) < count:
             fresh = self._ctx.redis.xreadgroup(self._group, self._consumer, {self._stream: ">"},
@@ -163,9 +165,9 @@ class StreamLane:
 
     def _renew_leases(self) -> None:
         """Reset the idle time of the entries running here, so no other worker claims them."""
-        if time.monotonic() - self._renewed < self._tick:
+        if self._clock() - self._renewed < self._tick:
             return
-        self._renewed = time.monotonic()
+        self._renewed = self._clock()
         with self._changed:
             running = list(self._running)
         if running:
@@ -199,8 +201,9 @@ class DeliveryLane(StreamLane):
     name = "lane"
 
     def __init__(self, ctx: Context, attempt: Callable[[str, Callable, dict], str], threads: int = 8,
-                 lease_seconds: float = 60.0, consumer: str | None = None):
-        super().__init__(ctx, lane_stream.stream_key(ctx), lane_stream.GROUP, threads, lease_seconds, consumer)
+                 lease_seconds: float = 60.0, consumer: str | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__(ctx, lane_stream.stream_key(ctx), lane_stream.GROUP, threads, lease_seconds, consumer, clock)
         self._attempt = attempt
 
     def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:

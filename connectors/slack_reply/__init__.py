@@ -23,9 +23,12 @@ class SlackReplyKind:
         done = delivery.state.get("sent")
         return Outcome(done) if done else None
 
-    def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
+    def deliver(self, delivery: Delivery, document: Document | None, env: Environment,
+                now: float | None = None) -> Outcome:
+        """``now``: the time to judge the response_url's deadline by (the clock's unless a test sets it)."""
         config, text = delivery.config, final_text(delivery.event)
-        if time.time() < float(config["deadline"]) and self._respond(config["response_url"], text, env):
+        now = time.time() if now is None else now
+        if now < float(config["deadline"]) and self._respond(config["response_url"], text, env):
             return self._sent(delivery, env, "the command's response_url")
         client = WebClient(token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30)
         answer = slack_call(client.chat_postMessage, channel=config["channel"], text=f"<@{config['user']}> {text}")

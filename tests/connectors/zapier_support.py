@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import shutil
 import subprocess
 from pathlib import Path
@@ -56,29 +57,50 @@ def validation_errors(definition: dict, modules: Path, tmp: Path) -> list[str]:
 
 
 class ZapierRuntime:
-    """Runs a step of the app through zapier-platform-core's Lambda handler, over real HTTP."""
+    """Runs steps of the app through zapier-platform-core's Lambda handler, over real HTTP, in one node process
+    (as a warm Lambda of Zapier's runs one after another); ``close()`` ends it."""
 
     def __init__(self, definition: dict, modules: Path, tmp: Path):
         self.modules, self.tmp = modules, tmp
         self.definition_path = tmp / "definition.json"
         self.definition_path.write_text(json.dumps(definition))
-        self._calls = 0
+        self._log = (tmp / "zapier-runtime.log").open("w")
+        answers, self._answers_in = os.pipe()
+        self._process = subprocess.Popen(["node", str(HERE / "zapier_runner.js"), str(self.definition_path),
+                                          str(self._answers_in)], env={**os.environ, "NODE_PATH": str(self.modules)},
+                                         stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT, text=True,
+                                         pass_fds=(self._answers_in,))
+        os.close(self._answers_in)
+        self._answers = os.fdopen(answers)
 
     def run(self, method: str, bundle: dict, callback_url: str | None = None) -> dict[str, Any]:
-        self._calls += 1
-        bundle_path, out_path = self.tmp / f"bundle-{self._calls}.json", self.tmp / f"out-{self._calls}.json"
-        bundle_path.write_text(json.dumps(bundle))
-        args = ["node", str(HERE / "zapier_runner.js"), str(self.definition_path), method, str(bundle_path),
-                str(out_path)] + ([callback_url] if callback_url else [])
-        done = subprocess.run(args, env={**os.environ, "NODE_PATH": str(self.modules)}, capture_output=True,
-                              text=True, timeout=120, check=False)
-        assert out_path.exists(), f"the Zapier runtime wrote no answer:\n{done.stdout}\n{done.stderr}"
-        return json.loads(out_path.read_text())
+        self._process.stdin.write(json.dumps({"method": method, "bundle": bundle, "callback_url": callback_url}) + "\n")
+        self._process.stdin.flush()
+        line = _read_line(self._answers, timeout=120)
+        assert line, (f"the Zapier runtime gave no answer to {method} (exit code {self._process.poll()}):\n"
+                      f"{(self.tmp / 'zapier-runtime.log').read_text()}")
+        return json.loads(line)
 
     def results(self, method: str, bundle: dict, callback_url: str | None = None) -> Any:
         answer = self.run(method, bundle, callback_url)
         assert "error" not in answer, f"{method} failed: {answer['error']}"
         return answer["results"]
+
+    def close(self) -> None:
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._answers.close()
+        self._log.close()
+
+
+def _read_line(stream, timeout: float) -> str:
+    """The next line from ``stream``, or "" if none came within ``timeout`` seconds (the runtime hung or died)."""
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline() if ready else ""
 
 
 if __name__ == "__main__":  # tests/system-tools.sh, before the tests start

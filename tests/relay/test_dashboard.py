@@ -43,26 +43,27 @@ def test_watch_a_task_then_replay_a_dead_delivery(make_relay, receiver, browser,
     assert "/dashboard/login" in page.url
     page.fill("#token", "not-the-token")
     page.click("button[type=submit]")
-    assert page.locator("[role=alert]").inner_text() == "That admin token is not right."
+    expect(page.locator("[role=alert]")).to_have_text("That admin token is not right.")  # on the page it loads
     page.fill("#token", ADMIN_TOKEN)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/dashboard/$"))
 
     broken = {"kind": "webhook", "config": {"url": receiver.url}}
     with relay.client() as client:
-        task = relay.submit(client, prompt="Quarterly board pack with a revenue bridge [[duration=4]]",
+        task = relay.submit(client, prompt="Quarterly board pack with a revenue bridge [[hold=board]]",
                             record_key="crm:deal:1", destinations=[broken])
     task_id = task["task_id"]
     page.goto(relay.url + "/dashboard/")
     bar = f'[data-progress="{task_id}"]'
     page.wait_for_function("([selector]) => Number(document.querySelector(selector).getAttribute('aria-valuenow')) > 0"
                            " && Number(document.querySelector(selector).getAttribute('aria-valuenow')) < 100",
-                           arg=[bar], timeout=30_000)
+                           arg=[bar], timeout=60_000)
     page.wait_for_timeout(700)  # let the bar's width transition finish before the picture
     page.screenshot(path=str(shots / "dashboard-tasks.png"))
+    relay.sandbox.release("board")
     page.wait_for_function("([selector]) => document.querySelector(selector).getAttribute('aria-valuenow') === '100'",
                            arg=[bar], timeout=60_000)
-    page.wait_for_selector(f'[data-deliveries="{task_id}"] .state.dead', timeout=30_000)
+    page.wait_for_selector(f'[data-deliveries="{task_id}"] .state.dead', timeout=60_000)
 
     page.click("text=Dead letters")
     row = page.locator("tr[data-delivery]")
@@ -71,13 +72,13 @@ def test_watch_a_task_then_replay_a_dead_delivery(make_relay, receiver, browser,
     page.screenshot(path=str(shots / "dashboard-dead-letters.png"))
     receiver.default_status = 204  # the subscriber is fixed
     row.locator("button", has_text="Replay").click()
-    assert "is queued again" in page.locator("[role=status]").inner_text()
+    expect(page.locator("[role=status]")).to_contain_text("is queued again")  # retries until the page it loads says it
 
     with relay.client() as client:
         eventually(lambda: client.get(f"/v1/tasks/{task_id}").json()["deliveries"][0]["state"] == "delivered",
-                   30, "the replayed delivery")
+                   60, "the replayed delivery")
     page.goto(relay.url + f"/dashboard/tasks/{task_id}")
-    assert page.locator(".state.delivered").count() == 1
+    expect(page.locator(".state.delivered")).to_have_count(1)
     phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone.context.add_cookies(page.context.cookies())
     phone.goto(relay.url + "/dashboard/")
@@ -97,8 +98,8 @@ def _signed_in(browser, relay, width: int = 1280):
 def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, browser, tmp_path):
     relay = make_relay(admin_token=ADMIN_TOKEN)
     shots = _shots(tmp_path)
-    rows = [{"record_key": f"deal:{n}", "prompt": f"Renewal memo {n} [[duration=2]]" + (" [[fail]]" if n in (3, 7)
-                                                                                      else "")}
+    rows = [{"record_key": f"deal:{n}", "prompt": f"Renewal memo {n}" + (" [[fail]]" if n in (3, 7) else "")
+             + (" [[hold=last-row]]" if n == 12 else "")}  # the batch stays mid-way until it is released
             for n in range(1, 13)]
     with relay.client() as client:
         batch_id = client.post("/v1/batches", json={"format": "word", "rows": rows}).json()["batch_id"]
@@ -107,12 +108,13 @@ def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, bro
     page.click(f"text={batch_id}")
     bar = "[data-batch-progress]"
     page.wait_for_function("([s]) => { const v = Number(document.querySelector(s).getAttribute('aria-valuenow'));"
-                           " return v > 0 && v < 100; }", arg=[bar], timeout=30_000)
+                           " return v > 0 && v < 100; }", arg=[bar], timeout=60_000)
     page.wait_for_timeout(700)  # the bar's transition, before the picture
     page.screenshot(path=str(shots / "dashboard-batch.png"), full_page=True)
-    assert "running" in page.locator("[data-batch-counts]").inner_text()
+    expect(page.locator("[data-batch-counts]")).to_contain_text("running")
+    relay.sandbox.release("last-row")
     page.wait_for_selector("[data-batch-status].completed", timeout=60_000)  # the page reloads at the end
-    assert page.locator("[data-count=failed]").inner_text() == "2"
+    expect(page.locator("[data-count=failed]")).to_have_text("2")
     manifest = httpx.get(page.get_attribute("a:has-text('Manifest (CSV)')", "href")).text.splitlines()
     assert len(manifest) == 13 and manifest[3].startswith("3,deal:3,failed"), "a signed link: no API key needed"
     page.click("[data-tab=failed]")
@@ -123,7 +125,7 @@ def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, bro
 
     before = {row["row"]: row["task_id"] for row in relay.ctx.batches.rows(batch_id)}
     page.click("button:has-text('Retry 2 failed')")
-    assert "Failed rows queued again: 2." in page.locator("[role=status]").inner_text()
+    expect(page.locator("[role=status]")).to_contain_text("Failed rows queued again: 2.")
     with relay.client() as client:
         eventually(lambda: client.get(f"/v1/batches/{batch_id}").json()["status"] != "running", 60,
                    "the retried rows to end")
@@ -147,9 +149,9 @@ def test_search_pages_cancel_charts_and_budget_bars(make_relay, receiver, browse
         failed = relay.submit(client, prompt="Broken [[fail]]", record_key="deal:failed")
         for task in [*done, failed]:
             relay.wait_task(client, task["task_id"])
-        running = relay.submit(client, prompt="A long model [[duration=60]]", record_key="deal:long")
+        running = relay.submit(client, prompt="A long model [[hold=long]]", record_key="deal:long")
     page = _signed_in(browser, relay)
-    assert page.locator("tr[data-task]").count() == 50, "the newest 50 first"
+    expect(page.locator("tr[data-task]")).to_have_count(50)  # the newest 50 first
     page.click("a[rel=next]")
     expect(page.locator("tr[data-task]")).to_have_count(4)  # then the rest
 
@@ -169,7 +171,7 @@ def test_search_pages_cancel_charts_and_budget_bars(make_relay, receiver, browse
 
     page.goto(relay.url + "/dashboard/?record_key=deal%3Along")
     page.click(f"[data-cancel='{running['task_id']}'] button")
-    assert "is cancelled" in page.locator("[role=status]").inner_text()
+    expect(page.locator("[role=status]")).to_contain_text("is cancelled")
     with relay.client() as client:
         assert relay.wait_task(client, running["task_id"])["status"] == "cancelled"
 

@@ -4,26 +4,37 @@ answer, and a failure reaches exactly the callers it concerns."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from app.core.group_commit import GroupCommit
+from tests.support.servers import eventually
 
 
 class Sender:
-    """A send() that takes a while, as a round trip to Redis does, and notes each batch."""
+    """A send() that notes each batch; with ``hold_first_until``, the first batch stays in flight until that
+    many callers wait behind it (as they would behind a slow round trip to Redis), so they go together."""
 
-    def __init__(self, seconds: float = 0.05, fail_batch: bool = False):
+    def __init__(self, fail_batch: bool = False, hold_first_until: int = 0, commit: GroupCommit | None = None):
         self.batches: list[list] = []
-        self.seconds, self.fail_batch = seconds, fail_batch
+        self.fail_batch, self.hold_first_until, self.commit = fail_batch, hold_first_until, commit
 
     def __call__(self, items: list) -> list:
         self.batches.append(list(items))
-        time.sleep(self.seconds)
+        if len(self.batches) == 1 and self.hold_first_until:
+            eventually(lambda: len(self.commit._waiting) >= self.hold_first_until, 60,
+                       f"{self.hold_first_until} callers waiting behind the batch in flight",
+                       show=lambda: f"{len(self.commit._waiting)} waiting", every=0.005)
         if self.fail_batch:
             raise ConnectionError("Redis went away")
         return [ValueError(f"bad {item}") if item < 0 else item * 10 for item in items]
+
+
+def held_commit(waiting: int, most: int = 64) -> tuple[GroupCommit, Sender]:
+    """A GroupCommit whose first batch is held in flight until ``waiting`` callers queue behind it."""
+    sender = Sender(hold_first_until=waiting)
+    sender.commit = GroupCommit(sender, most=most)
+    return sender.commit, sender
 
 
 def submit_at_once(commit: GroupCommit, items: list[int]) -> dict[int, object]:
@@ -41,44 +52,49 @@ def submit_at_once(commit: GroupCommit, items: list[int]) -> dict[int, object]:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=10)
+        thread.join(timeout=60)
+    stuck = [item for item, thread in zip(items, threads, strict=True) if thread.is_alive()]
+    assert not stuck, f"callers still waiting for their answer: {stuck}"
     return answers
 
 
 def test_concurrent_callers_share_batches_and_each_gets_its_own_answer():
-    sender = Sender()
-    answers = submit_at_once(GroupCommit(sender), list(range(1, 17)))
+    commit, sender = held_commit(waiting=15)
+    answers = submit_at_once(commit, list(range(1, 17)))
     assert answers == {item: item * 10 for item in range(1, 17)}
-    assert sorted(item for batch in sender.batches for item in batch) == list(range(1, 17)), "each sent once"
-    assert len(sender.batches) < 16, "some went together"
+    [first], rest = sender.batches
+    assert sorted(rest) == sorted(set(range(1, 17)) - {first}), "the 15 that waited went together, each once"
 
 
 def test_a_failed_item_fails_only_its_caller():
-    answers = submit_at_once(GroupCommit(Sender()), [1, -2, 3, -4, 5])
+    commit, _ = held_commit(waiting=4)  # the bad ones share a batch with good ones
+    answers = submit_at_once(commit, [1, -2, 3, -4, 5])
     assert {k: v for k, v in answers.items() if k > 0} == {1: 10, 3: 30, 5: 50}
     assert all(isinstance(answers[k], ValueError) and str(answers[k]) == f"bad {k}" for k in (-2, -4))
 
 
 def test_a_failed_batch_fails_each_of_its_callers_and_the_next_ones_still_go():
-    sender = Sender(fail_batch=True)
-    commit = GroupCommit(sender)
+    commit, sender = held_commit(waiting=3)
+    sender.fail_batch = True
     answers = submit_at_once(commit, [1, 2, 3, 4])
     assert all(isinstance(answer, ConnectionError) for answer in answers.values())
+    assert [len(batch) for batch in sender.batches] == [1, 3], "the failed batch's callers, and the next ones'"
     sender.fail_batch = False
     assert commit.submit(7) == 70, "nothing is left stuck in flight"
 
 
 def test_a_quiet_process_sends_each_write_alone():
-    sender = Sender(seconds=0)
+    sender = Sender()
     commit = GroupCommit(sender)
     assert [commit.submit(n) for n in range(3)] == [0, 10, 20]
     assert sender.batches == [[0], [1], [2]]
 
 
 def test_batches_are_capped():
-    sender = Sender()
-    answers = submit_at_once(GroupCommit(sender, most=3), list(range(1, 11)))
-    assert len(answers) == 10 and all(len(batch) <= 3 for batch in sender.batches)
+    commit, sender = held_commit(waiting=9, most=3)
+    answers = submit_at_once(commit, list(range(1, 11)))
+    assert answers == {item: item * 10 for item in range(1, 11)}
+    assert [len(batch) for batch in sender.batches] == [1, 3, 3, 3], "nine waiting go three at a time"
 
 
 def test_an_interrupt_while_sending_reaches_its_caller_and_leaves_nothing_in_flight():

@@ -18,14 +18,14 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, 
     hook = owner.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).json()
     task = relay.submit(owner, prompt="Owner's pipeline", record_key="crm:deal:1",
                         destinations=[{"id": destination["id"]}])
-    dead = next(d for d in delivered(relay, owner, task["task_id"], count=2) if d["destination_id"])
+    dead = next(d for d in delivered(relay, owner, task["task_id"], count=2, timeout=120) if d["destination_id"])
     record_path = "/v1/records/" + quote("crm:deal:1", safe="")
     batch = owner.post("/v1/batches", json={"format": "word", "prompt_template": "Memo {{n}} [[fail]]",
                                             "rows": [{"record_key": "crm:deal:2", "n": 1}]}).json()
     batch_path = f"/v1/batches/{batch['batch_id']}"
     budget_path = "/v1/budgets/records/" + quote("crm:deal:1", safe="")
     owner.put(budget_path, json={"monthly_credits": 500, "hard_cap": True}).raise_for_status()
-    eventually(lambda: owner.get(batch_path).json()["status"] == "completed", 30, "the owner's batch to end")
+    eventually(lambda: owner.get(batch_path).json()["status"] == "completed", 60, "the owner's batch to end")
 
     def owner_view() -> dict:
         paths = {"task": f"/v1/tasks/{task['task_id']}", "record": record_path, "hooks": "/v1/hooks",

@@ -20,6 +20,33 @@ def ctx(make_relay):
     return make_relay(worker=False).ctx
 
 
+class FakeClock:
+    """A lane's clock that moves only when the test says so."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def idle_for(ctx, ms: int) -> None:
+    """Every entry read and not let go looks idle for ``ms``, as if its worker had been quiet that long (the
+    lane's own _release does the same): no waiting for real time to pass."""
+    stream = lane_stream.stream_key(ctx)
+    for pending in ctx.redis.xpending_range(stream, lane_stream.GROUP, "-", "+", 100):
+        ctx.redis.xclaim(stream, lane_stream.GROUP, pending["consumer"], 0, [pending["message_id"]], idle=ms,
+                         justid=True)
+
+
+def idle_ms(ctx) -> int:
+    [pending] = ctx.redis.xpending_range(lane_stream.stream_key(ctx), lane_stream.GROUP, "-", "+", 10)
+    return pending["time_since_delivered"]
+
+
 def add(ctx, *delivery_ids: str) -> None:
     for delivery_id in delivery_ids:
         lane_stream.add(ctx, delivery_id, ctx.key("delivery", delivery_id), ctx.key("deliveries", "open"), time.time())
@@ -65,22 +92,29 @@ def test_an_entry_a_dead_worker_held_runs_elsewhere_after_a_lease(ctx):
     alive = Attempts()
     DeliveryLane(ctx, alive, consumer="alive", lease_seconds=60).drain()
     assert alive.seen == [], "not while the other worker may still be running it"
-    time.sleep(0.05)
-    DeliveryLane(ctx, alive, consumer="alive", lease_seconds=0.01).drain()
+    idle_for(ctx, 10**9)  # as a dead worker's entry is once a lease has gone by
+    DeliveryLane(ctx, alive, consumer="alive", lease_seconds=60).drain()
     assert alive.seen == ["dlv_a"] and lane_stream.backlog(ctx) == 0
 
 
 def test_a_long_attempt_keeps_its_lease(ctx):
+    """The running lane renews its entry's lease on each tick of its clock: an entry made to look idle for
+    ages is fresh again after the tick, so another worker leaves it alone, however long the attempt runs."""
     add(ctx, "dlv_long")
+    clock = FakeClock()
     slow = Attempts(hold=True)
-    running = DeliveryLane(ctx, slow, consumer="running", lease_seconds=1.5)
-    running.start()
+    running = DeliveryLane(ctx, slow, threads=1, consumer="running", lease_seconds=60, clock=clock)
+    running.start()  # its one thread busy: the reader only waits and renews
     try:
-        assert slow.started.wait(30)
-        time.sleep(4.5)  # three leases: renewed every half second, never idle for a whole one
+        assert slow.started.wait(60), "the attempt never started"
         other = Attempts()
-        assert DeliveryLane(ctx, other, consumer="other", lease_seconds=1.5).run_once() == 0
-        assert other.seen == []
+        for tick in range(3):  # three leases
+            idle_for(ctx, 10**9)  # as if the lease had run out
+            clock.advance(60)  # past a renewal's tick
+            eventually(lambda: idle_ms(ctx) < 60_000, 60, f"the running lane's renewal after tick {tick + 1}",
+                       show=lambda: f"idle {idle_ms(ctx)} ms")
+            assert DeliveryLane(ctx, other, consumer="other", lease_seconds=60).run_once() == 0
+            assert other.seen == [], "a renewed entry is not taken from its worker"
     finally:
         slow.release.set()
         running.stop()
@@ -92,9 +126,16 @@ def test_stopping_lets_running_attempts_finish(ctx):
     slow = Attempts(hold=True)
     running = DeliveryLane(ctx, slow)
     running.start()
-    assert slow.started.wait(30)
-    threading.Timer(0.5, slow.release.set).start()
+    assert slow.started.wait(60), "the attempt never started"
+    wait_for_fewer_than = running._wait_for_fewer_than
+
+    def released_once_stop_waits(count: int) -> None:
+        slow.release.set()  # the attempt ends only once stop() is waiting for it
+        wait_for_fewer_than(count)
+
+    running._wait_for_fewer_than = released_once_stop_waits
     running.stop()
+    assert slow.seen == ["dlv_stop"] and slow.release.is_set(), "stop() waited for the running attempt"
     assert lane_stream.backlog(ctx) == 0, "the attempt finished and let its entry go before stop returned"
 
 
@@ -108,7 +149,7 @@ def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receive
     ctx = relay.ctx
     with relay.client() as client:
         task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
-        eventually(lambda: IntakeLane(ctx).drain(), 30, "the API's webhook")
+        eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
         assert lane_stream.backlog(ctx) == 1
         [(entry_id, _)] = ctx.redis.xrange(lane_stream.stream_key(ctx))
         ctx.redis.xdel(lane_stream.stream_key(ctx), entry_id)  # lost
@@ -132,7 +173,7 @@ def test_follow_ups_planned_again_add_no_second_entry(make_relay, receiver):
     ctx = relay.ctx
     with relay.client() as client:
         task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
-        eventually(lambda: IntakeLane(ctx).drain(), 30, "the API's webhook")
+        eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
         tracking.run_follow_ups(ctx, task["task_id"])
         assert lane_stream.backlog(ctx) == 1, "still one entry for the one delivery"
         DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
@@ -170,7 +211,7 @@ def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_on
         kept = client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).json()
         removed = client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).json()
         task = relay.submit(client, prompt="x")
-        eventually(lambda: IntakeLane(ctx).drain(), 30, "the API's webhook")
+        eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
         entries = [fields for _, fields in ctx.redis.xrange(lane_stream.stream_key(ctx))]
         assert sorted(e["hook_id"] for e in entries) == sorted([kept["id"], removed["id"]])
         assert all(e["tenant_id"] == relay.tenant_id for e in entries)

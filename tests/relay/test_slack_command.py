@@ -24,13 +24,31 @@ TEAM, CHANNEL, USER = "T0TEAM", "C0DEALS", "U0ANN"
 _triggers = itertools.count(1)
 
 
-@pytest.fixture
-def slack_relay(make_relay, fake_slack):
-    relay = make_relay(slack_signing_secret=SIGNING_SECRET, slack_api_url=fake_slack.url + "/api/",
+def _slack_relay(make_relay, fake_slack, worker: bool):
+    relay = make_relay(worker=worker, slack_signing_secret=SIGNING_SECRET, slack_api_url=fake_slack.url + "/api/",
                        slack_authorize_url=fake_slack.url + "/oauth/v2/authorize", slack_client_id="client-1.apps",
                        slack_client_secret="client-secret", slack_progress_seconds=0.3)
     installations.save(relay.ctx, installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token"))
     return relay
+
+
+@pytest.fixture
+def slack_relay(make_relay, fake_slack):
+    return _slack_relay(make_relay, fake_slack, worker=True)
+
+
+@pytest.fixture
+def slack_web(make_relay, fake_slack):
+    """The relay's web side alone, for commands answered at once: what they took in stays where it is."""
+    return _slack_relay(make_relay, fake_slack, worker=False)
+
+
+def nothing_taken_in(relay) -> None:
+    """No command was recorded: no intake entry or command key for a worker to act on, no job queued."""
+    ctx = relay.ctx
+    assert ctx.redis.keys(ctx.key("slack", "command", "*")) == []
+    assert [f for _, f in ctx.redis.xrange(stream_key(ctx)) if f.get("kind") == "slack"] == []
+    assert ctx.queue(queues.SUBMIT).count == 0 and ctx.queue(queues.SUBMIT).scheduled_job_registry.count == 0
 
 
 def send(relay, fake_slack, text: str, *, team: str = TEAM, secret: str = SIGNING_SECRET,
@@ -58,10 +76,16 @@ def final_reply(fake_slack, response_url: str) -> dict:
 
 
 def test_excel_command_reports_progress_and_posts_the_file(slack_relay, fake_slack):
-    answer, response_url = send(slack_relay, fake_slack, "excel Pipeline by region for Q3 [[duration=3]]")
+    answer, response_url = send(slack_relay, fake_slack, "excel Pipeline by region for Q3 [[hold=excel]]")
     assert answer.status_code == 200
     assert answer.json()["response_type"] == "ephemeral" and "Starting a new" in answer.json()["text"]
 
+    def progress():
+        return [r for r in fake_slack.replies(response_url) if r["text"].startswith(":hourglass_flowing_sand:")]
+
+    eventually(progress, 60, "a progress reply while the task runs",
+               show=lambda: [r["text"][:40] for r in fake_slack.replies(response_url)])
+    slack_relay.sandbox.release("excel")
     last = final_reply(fake_slack, response_url)
     replies = fake_slack.replies(response_url)
     assert replies[0]["text"].startswith(":hammer_and_wrench: Working on it")
@@ -70,7 +94,7 @@ def test_excel_command_reports_progress_and_posts_the_file(slack_relay, fake_sla
     assert last["text"].startswith(":white_check_mark: Done") and "/files/" in last["text"]
 
     # the file and the final word are separate deliveries, run side by side: either may land first
-    [shared] = eventually(lambda: fake_slack.shared_files(CHANNEL), 30, "the file in the channel")
+    [shared] = eventually(lambda: fake_slack.shared_files(CHANNEL), 60, "the file in the channel")
     assert shared.path.read_bytes()[:2] == b"PK"  # the .xlsx, uploaded into the channel
     [message] = [m for m in fake_slack.messages if m["channel"] == CHANNEL]
     assert message["files"] and "/files/" in message["text"]
@@ -82,7 +106,7 @@ def test_continue_resumes_the_channels_document(slack_relay, fake_slack):
     answer, second_url = send(slack_relay, fake_slack, "continue Add a section on pricing")
     assert "Changing this channel's word document" in answer.json()["text"]
     final_reply(fake_slack, second_url)
-    eventually(lambda: len(fake_slack.shared_files(CHANNEL)) == 2, 30, "the second file")
+    eventually(lambda: len(fake_slack.shared_files(CHANNEL)) == 2, 60, "the second file")
 
     record = slack_relay.client().get(f"/v1/records/slack%3A{TEAM}%3A{CHANNEL}").json()
     assert list(record["runs"]) == ["word"] and len(record["tasks"]) == 2
@@ -98,7 +122,7 @@ def test_status_and_export(slack_relay, fake_slack):
 
     answer, export_url = send(slack_relay, fake_slack, "export csv")
     assert "Making a CSV" in answer.json()["text"]
-    [posted] = eventually(lambda: fake_slack.replies(export_url), 30, "the export link")
+    [posted] = eventually(lambda: fake_slack.replies(export_url), 60, "the export link")
     assert posted["response_type"] == "in_channel" and f"<@{USER}>" in posted["text"]
     link = posted["text"].split("<")[2].split("|")[0]
     csv = httpx.get(link, follow_redirects=True)
@@ -106,11 +130,11 @@ def test_status_and_export(slack_relay, fake_slack):
 
 
 def test_cancel_stops_the_channels_running_document(slack_relay, fake_slack):
-    _, url = send(slack_relay, fake_slack, "excel A long model [[duration=60]]")
-    eventually(lambda: fake_slack.replies(url), 30, "the task to start")
+    _, url = send(slack_relay, fake_slack, "excel A long model [[hold=long]]")
+    eventually(lambda: fake_slack.replies(url), 60, "the command's first reply")
     answer, cancel_url = send(slack_relay, fake_slack, "cancel")
     assert answer.json()["text"].startswith(":octagonal_sign: Cancelling task")
-    [said] = eventually(lambda: fake_slack.replies(cancel_url), 30, "the cancel's word")
+    [said] = eventually(lambda: fake_slack.replies(cancel_url), 60, "the cancel's word")
     assert said["response_type"] == "in_channel" and f"<@{USER}> cancelled task" in said["text"]
     assert final_reply(fake_slack, url)["text"].startswith(":x:"), "the command's own final word: cancelled"
     nothing = send(slack_relay, fake_slack, "cancel")[0].json()
@@ -125,7 +149,7 @@ def test_a_spent_budget_is_said_in_words_and_nothing_starts(slack_relay, fake_sl
     assert answer["response_type"] == "ephemeral"
     assert answer["text"].startswith(":no_entry: Nothing was started. The monthly budget of 10 credits for this "
                                      "tenant is spent (40 credits since ")
-    time.sleep(0.5)  # had anything been enqueued, its job would have run by now
+    nothing_taken_in(slack_relay)
     assert len(slack_relay.client().get("/v1/tasks").json()["items"]) == 1, "only the API's submit"
 
 
@@ -136,10 +160,12 @@ def test_a_failed_job_is_reported(slack_relay, fake_slack):
 
 
 def test_after_30_minutes_the_bot_token_posts_the_final_word(slack_relay, fake_slack):
+    """Slack refuses a response_url past its 30 minutes (``expired_url``): the final word falls back to
+    chat.postMessage with the bot token."""
     response_url = fake_slack.response_url()
-    answer, _ = send(slack_relay, fake_slack, "excel Capacity model [[duration=1]]", response_url=response_url)
+    fake_slack.age_response_url(response_url, 31 * 60)  # Slack takes no message on it, from the first
+    answer, _ = send(slack_relay, fake_slack, "excel Capacity model", response_url=response_url)
     assert answer.status_code == 200
-    fake_slack.age_response_url(response_url, 31 * 60)  # Slack stops taking messages on it
 
     def mentioned():
         return [m for m in fake_slack.messages if m["text"].startswith(f"<@{USER}> :white_check_mark: Done")]
@@ -147,6 +173,47 @@ def test_after_30_minutes_the_bot_token_posts_the_final_word(slack_relay, fake_s
     [message] = eventually(mentioned, 60, "chat.postMessage with the final word")
     assert message["channel"] == CHANNEL
     assert fake_slack.replies(response_url) == []
+
+
+def test_past_the_relays_deadline_the_final_word_skips_the_response_url(fake_slack):
+    """The relay stops using a response_url a minute before Slack would (its deadline): past it, the final word
+    goes with the bot token at once, even though this response_url would still take a message."""
+    from connectors.base import Delivery, Environment
+    from connectors.slack_reply import KIND
+
+    response_url = fake_slack.response_url()  # young: Slack takes messages on it
+    deadline = time.time() + 29 * 60
+    config = {"response_url": response_url, "deadline": deadline, "bot_token": "xoxb-test-token", "channel": CHANNEL,
+              "user": USER}
+    event = {"type": "task.completed", "data": {"status": "completed", "result": {"summary": "Built it."}}}
+    env = Environment(http=None, save_state=lambda *_: None,  # type: ignore[arg-type]
+                      settings={"slack_api_url": fake_slack.url + "/api/", "check_url": lambda _url: None})
+
+    before = KIND.deliver(Delivery("dlv_before", "slack_reply", config, event), None, env, now=deadline - 1)
+    assert before.location == "the command's response_url" and len(fake_slack.replies(response_url)) == 1
+    after = KIND.deliver(Delivery("dlv_after", "slack_reply", config, event), None, env, now=deadline + 1)
+    assert after.location.startswith(f"slack:{CHANNEL}/message ") and len(fake_slack.replies(response_url)) == 1
+    [message] = fake_slack.messages
+    assert message["text"] == f"<@{USER}> :white_check_mark: Done: Built it."
+
+
+def test_progress_stops_at_the_response_urls_deadline(slack_web, fake_slack):
+    """A progress look before the deadline posts the phase and looks again later; one past it does neither."""
+    from app.domain.slack import background
+
+    ctx = slack_web.ctx
+    task = ctx.tasks.create(slack_web.tenant_id, format="excel", prompt="p")
+    ctx.tasks.set(task["task_id"], phase="agent_turn", progress=35)
+    response_url, deadline = fake_slack.response_url(), time.time() + 29 * 60
+    background._session_start(ctx, task["task_id"], ctx.box.seal(response_url), deadline)
+    progress = ctx.queue(queues.SUBMIT).scheduled_job_registry
+
+    background.watch_progress(task["task_id"], now=deadline - 1)
+    assert [r["text"] for r in fake_slack.replies(response_url)] == [":hourglass_flowing_sand: Agent turn: 35%."]
+    assert progress.count == 1, "the next look is scheduled"
+    ctx.tasks.set(task["task_id"], phase="executing_plan")
+    background.watch_progress(task["task_id"], now=deadline + 1)
+    assert len(fake_slack.replies(response_url)) == 1 and progress.count == 1, "past the deadline: nothing more"
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -160,36 +227,35 @@ def test_after_30_minutes_the_bot_token_posts_the_final_word(slack_relay, fake_s
     ("export exe", "Export as one of pdf"),
     ("status", "no document in this channel yet"),
 ])
-def test_mistakes_get_an_ephemeral_explanation(slack_relay, fake_slack, text, expected):
-    answer, response_url = send(slack_relay, fake_slack, text)
+def test_mistakes_get_an_ephemeral_explanation(slack_web, fake_slack, text, expected):
+    answer, response_url = send(slack_web, fake_slack, text)
     assert answer.status_code == 200 and answer.json()["response_type"] == "ephemeral"
     assert expected in answer.json()["text"]
-    assert slack_relay.client().get("/v1/events").json()["items"] == [] and fake_slack.replies(response_url) == []
+    nothing_taken_in(slack_web)
+    assert slack_web.client().get("/v1/events").json()["items"] == [] and fake_slack.replies(response_url) == []
 
 
-def test_unsigned_stale_and_unknown_requests_are_refused(slack_relay, fake_slack, reliability):
-    forged, _ = send(slack_relay, fake_slack, "excel x", secret="not-the-signing-secret")
+def test_unsigned_stale_and_unknown_requests_are_refused(slack_web, fake_slack, reliability):
+    forged, _ = send(slack_web, fake_slack, "excel x", secret="not-the-signing-secret")
     assert forged.status_code == 401 and forged.json()["error"]["field"] == "X-Slack-Signature"
-    stale, _ = send(slack_relay, fake_slack, "excel x", timestamp=int(time.time()) - 6 * 60)
+    stale, _ = send(slack_web, fake_slack, "excel x", timestamp=int(time.time()) - 6 * 60)
     assert stale.status_code == 401
-    unsigned = httpx.post(slack_relay.url + "/slack/commands", content=b"team_id=T0TEAM")
+    unsigned = httpx.post(slack_web.url + "/slack/commands", content=b"team_id=T0TEAM")
     assert unsigned.status_code == 401 and unsigned.headers["content-type"] == "application/json"
-    stranger, _ = send(slack_relay, fake_slack, "excel x", team="T0STRANGER")
+    stranger, _ = send(slack_web, fake_slack, "excel x", team="T0STRANGER")
     assert "not connected to Overten Relay" in stranger.json()["text"]
     assert "/slack/install" in stranger.json()["text"]
-    ctx = slack_relay.ctx
-    assert ctx.redis.keys(ctx.key("slack", "command", "*")) == []  # no command was taken in
-    assert ctx.redis.xlen(stream_key(ctx)) == 0 and ctx.queue(queues.SUBMIT).count == 0
+    nothing_taken_in(slack_web)
     reliability(fault="Slack commands forged, 6 minutes stale, unsigned, or from a workspace not installed",
                 tried=4, lost=0, duplicated="-", notes="401 (or a polite refusal) and nothing taken in")
 
 
-def test_a_malformed_command_names_the_field(slack_relay):
+def test_a_malformed_command_names_the_field(slack_web):
     body = urlencode({"team_id": TEAM, "channel_id": "not a channel", "user_id": USER, "command": "/overten",
                       "text": "help", "response_url": "https://hooks.slack.com/commands/1"})
     stamp = str(int(time.time()))
     signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp, body=body)
-    answer = httpx.post(slack_relay.url + "/slack/commands", content=body, headers={
+    answer = httpx.post(slack_web.url + "/slack/commands", content=body, headers={
         "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature,
         "Content-Type": "application/x-www-form-urlencoded"})
     assert answer.status_code == 400 and answer.json()["error"]["field"] == "channel_id"
@@ -229,12 +295,12 @@ def test_install_flow_maps_the_workspace_to_the_tenant(slack_relay, fake_slack):
     assert final_reply(fake_slack, url)["text"].startswith(":white_check_mark:")
 
 
-def test_manifest_is_served_and_exported(slack_relay, tmp_path):
-    manifest = yaml.safe_load(httpx.get(slack_relay.url + "/connectors/slack/manifest.yml").text)
+def test_manifest_is_served_and_exported(slack_web, tmp_path):
+    manifest = yaml.safe_load(httpx.get(slack_web.url + "/connectors/slack/manifest.yml").text)
     [command] = manifest["features"]["slash_commands"]
-    assert command["command"] == "/overten" and command["url"] == slack_relay.config.public_url + "/slack/commands"
+    assert command["command"] == "/overten" and command["url"] == slack_web.config.public_url + "/slack/commands"
     assert manifest["oauth_config"]["scopes"]["bot"] == ["commands", "chat:write", "files:write"]
-    assert manifest["oauth_config"]["redirect_urls"] == [slack_relay.config.public_url + "/slack/oauth/callback"]
+    assert manifest["oauth_config"]["redirect_urls"] == [slack_web.config.public_url + "/slack/oauth/callback"]
     result = CliRunner().invoke(main, ["connectors", "export", "slack", str(tmp_path), "--public-url",
                                        "https://relay.example.com"])
     assert result.exit_code == 0, result.output

@@ -10,7 +10,7 @@ import json
 import time
 from datetime import date, timedelta
 
-from app.domain import budgets, retention
+from app.domain import budgets, deliveries, retention
 from tests.relay.test_batches import finished
 from tests.support.servers import eventually
 
@@ -20,6 +20,25 @@ DAY = 86_400
 def _done(relay, client, prompt: str, **body) -> dict:
     """A task of 40 credits (the sandbox's price of a new run with a short prompt)."""
     return relay.wait_task(client, relay.submit(client, prompt=prompt, **body)["task_id"])
+
+
+def settled(relay, task_ids: list[str]) -> None:
+    """Every task's follow-ups ran (deliveries and budget alerts planned), and every delivery planned is done."""
+    ctx = relay.ctx
+
+    def state():
+        return {"fanout": [ctx.tasks.get(task_id).get("fanout") for task_id in task_ids],
+                "open deliveries": ctx.redis.zcard(deliveries.open_key(ctx))}
+
+    eventually(lambda: (now := state())["fanout"] == ["done"] * len(task_ids) and not now["open deliveries"], 60,
+               "every task's follow-ups and every delivery they planned to settle", show=state)
+
+
+def pin_today_to_the_end_of(relay, monkeypatch, task: dict) -> None:
+    """Budgets read the time as the moment ``task`` ended: its credits count on the day it ended (its worker
+    wrote them there), so the month they fall in is the one the budgets look at, whatever day the test runs."""
+    ended = float(relay.ctx.tasks.get(task["task_id"])["finished_at"])
+    monkeypatch.setattr(budgets, "clock", lambda: ended)
 
 
 def test_each_alert_share_fires_once_a_month_to_hooks_and_the_alert_destinations(make_relay, receiver,
@@ -32,21 +51,24 @@ def test_each_alert_share_fires_once_a_month_to_hooks_and_the_alert_destinations
         put = client.put("/v1/budgets/tenant", json={"monthly_credits": 100,
                                                     "alert_destinations": [{"id": slack["id"]}]})
         assert put.status_code == 200 and put.json()["alert_shares"] == [0.7, 0.9, 1.0]
-        for n in range(4):  # 40, 80 (70% reached), 120 (90% and 100%), 160 (nothing new)
-            assert _done(relay, client, f"Memo {n}")["credits_used"] == 40
-        events = sorted((json.loads(r.body) for r in receiver.wait_for(3, timeout=30)),
+        tasks = [_done(relay, client, f"Memo {n}") for n in range(4)]  # 40, 80 (70%), 120 (90%, 100%), 160
+        assert [task["credits_used"] for task in tasks] == [40] * 4
+        events = sorted((json.loads(r.body) for r in receiver.wait_for(3)),
                         key=lambda event: event["data"]["share"])  # two at once may arrive either way
         status = client.get("/v1/budgets/tenant").json()
     assert [e["data"]["share"] for e in events] == [0.7, 0.9, 1.0], "each share once"
     assert [e["data"]["spent"] for e in events] == [80, 120, 120]
     assert all(e["type"] == "budget.threshold" and e["data"]["scope"] == "tenant" for e in events)
-    time.sleep(1)  # nothing more comes
-    assert len(receiver.requests) == 3
+    settled(relay, [task["task_id"] for task in tasks])
+    ctx = relay.ctx
+    assert len(ctx.redis.keys(f"{ctx.config.key_prefix}budget-alert:*")) == 3, "three shares reached, once each"
+    assert len(receiver.requests) == 3, "nothing more comes"
+
     def alerts():
         texts = sorted(m["text"] for m in fake_slack.messages if m["channel"] == "C0ALERTS")
         return texts if len(texts) == 3 else None
 
-    texts = eventually(alerts, 30, "the three alerts in Slack")
+    texts = eventually(alerts, 60, "the three alerts in Slack")
     assert any("This tenant has spent 80 of its 100 monthly credits (70% reached)" in text for text in texts)
     assert status["spent"] == 160 and status["exceeded"] and status["remaining"] == 0
 
@@ -76,10 +98,10 @@ def test_a_hard_cap_refuses_submits_batches_and_rows_with_402(relay):
     assert whole_batch.status_code == 402 and whole_batch.json()["error"]["budget"]["scope"] == "tenant"
 
 
-def test_a_month_rolling_over_starts_the_budget_afresh(relay):
+def test_a_month_rolling_over_starts_the_budget_afresh(relay, monkeypatch):
     with relay.client() as client:
         client.put("/v1/budgets/tenant", json={"monthly_credits": 30, "hard_cap": True, "start_day": 1})
-        _done(relay, client, "Memo 1")
+        pin_today_to_the_end_of(relay, monkeypatch, _done(relay, client, "Memo 1"))
         assert client.post("/v1/documents", json={"format": "excel", "prompt": "x"}).status_code == 402
     budget = relay.ctx.budgets.get(relay.tenant_id, None)
     now = budgets.view(relay.ctx, relay.tenant_id, budget)
@@ -92,7 +114,7 @@ def test_a_month_rolling_over_starts_the_budget_afresh(relay):
     assert budgets.period(1, date(2026, 12, 31)).resets == date(2027, 1, 1)
 
 
-def test_last_months_spend_does_not_count_over_http(relay):
+def test_last_months_spend_does_not_count_over_http(relay, monkeypatch):
     with relay.client() as client:
         put = client.put("/v1/budgets/tenant", json={"monthly_credits": 30, "hard_cap": True}).json()
         last_day_of_last_month = date.fromisoformat(put["period"]["from"]) - timedelta(days=1)
@@ -100,7 +122,7 @@ def test_last_months_spend_does_not_count_over_http(relay):
         relay.ctx.redis.hset(row, mapping={"credits_used": 500, "task_count": 5})  # as the finish script writes
         this_month = client.get("/v1/budgets/tenant").json()
         accepted = client.post("/v1/documents", json={"format": "excel", "prompt": "Memo"})
-        relay.wait_task(client, accepted.json()["task_id"])
+        pin_today_to_the_end_of(relay, monkeypatch, relay.wait_task(client, accepted.json()["task_id"]))
         now_spent = client.get("/v1/budgets/tenant").json()
         refused = client.post("/v1/documents", json={"format": "excel", "prompt": "Memo"})
     assert this_month["spent"] == 0 and not this_month["exceeded"], "last month's 500 credits stay in last month"
@@ -177,11 +199,11 @@ def test_alerts_reach_email_and_teams_in_words(relay, smtp_server, fake_teams):
                                                         "alert_destinations": [{"id": email["id"]},
                                                                                {"id": teams["id"]}]})
         _done(relay, client, "Memo", record_key="deal:7")
-    [message] = eventually(lambda: smtp_server.mailbox.messages or None, 30, "the alert by email")
+    [message] = eventually(lambda: smtp_server.mailbox.messages or None, 60, "the alert by email")
     assert message["Subject"] == "A credit budget is running out" and list(message.iter_attachments()) == []
     assert "Record deal:7 has spent 40 of its 40 monthly credits (100% reached)" in message.get_body(
         ("plain",)).get_content()
-    [card] = eventually(lambda: fake_teams.posted or None, 30, "the alert in Teams")
+    [card] = eventually(lambda: fake_teams.posted or None, 60, "the alert in Teams")
     title, text = card["body"]
     assert title["text"] == "A credit budget is running out" and "(100% reached)" in text["text"]
     assert "actions" not in card, "no file to open"

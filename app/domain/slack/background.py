@@ -59,12 +59,14 @@ def start_document(request: dict) -> None:
     _schedule_progress(ctx, task["task_id"])
 
 
-def watch_progress(task_id: str) -> None:
-    """Post a progress update when the phase changed (at most PROGRESS_POSTS), then look again later."""
+def watch_progress(task_id: str, now: float | None = None) -> None:
+    """Post a progress update when the phase changed (at most PROGRESS_POSTS), then look again later; not
+    past the response_url's deadline (``now``: the clock's unless a test sets it)."""
     ctx = current()
     session = ctx.redis.hgetall(_session_key(ctx, task_id))
     task = ctx.tasks.get(task_id)
-    if not session or task is None or task["status"] in TERMINAL or time.time() > float(session["deadline"]):
+    now = time.time() if now is None else now
+    if not session or task is None or task["status"] in TERMINAL or now > float(session["deadline"]):
         return
     task = tracking.refresh(ctx, task, min_age_seconds=0)
     if task["status"] in TERMINAL:
