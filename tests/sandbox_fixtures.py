@@ -58,7 +58,7 @@ class SandboxHandle:
             held = self.held(name)
             return held if len(held) >= count else None
 
-        return eventually(reached, timeout, f"{count} sandbox task(s) to reach [[hold={name}]]")
+        return eventually(reached, timeout, f"{count} sandbox task(s) to reach [[hold={name}]]", every=0.1)
 
     def release(self, name: str) -> None:
         """Let every task with ``[[hold=NAME]]`` go on, those waiting and those still to come."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 
 from redis.exceptions import RedisError
 from rq import Retry
@@ -37,11 +39,11 @@ class IntakeLane(StreamLane):
     name = "intake"
 
     def __init__(self, ctx: Context, threads: int | None = None, lease_seconds: float | None = None,
-                 consumer: str | None = None):
+                 consumer: str | None = None, clock: Callable[[], float] = time.monotonic):
         config = ctx.config
         super().__init__(ctx, intake_stream.stream_key(ctx), intake_stream.GROUP,
                          config.intake_threads if threads is None else threads,
-                         config.intake_reclaim_seconds if lease_seconds is None else lease_seconds, consumer)
+                         config.intake_reclaim_seconds if lease_seconds is None else lease_seconds, consumer, clock)
 
     def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:
         if fields.get("kind") == "slack":
