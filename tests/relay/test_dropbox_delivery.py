@@ -49,14 +49,15 @@ def test_a_file_lands_at_its_templated_path(dropbox_relay, fake_dropbox):
 
 def test_a_large_file_resumes_its_upload_session_after_the_worker_is_killed(dropbox_relay, fake_dropbox):
     relay = dropbox_relay(worker=False)
-    fake_dropbox.append_delay = 0.4
+    fake_dropbox.knobs.hold_before("append", skip=2)  # two chunks are in, the third waits
     worker = relay.start_worker()
     with relay.client() as client:
         task = relay.submit(client, prompt="Model [[pad_mb=22]]", destinations=[destination(chunk_mb=4)])
-        eventually(lambda: len(fake_dropbox.appends) >= 2, 60, "two chunks to be appended")
+        assert fake_dropbox.knobs.held.wait(60), "the upload never reached its third chunk"
+        assert len(fake_dropbox.appends) == 2, "killed with two chunks in and the rest to come"
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
-        fake_dropbox.append_delay = 0.0
+        fake_dropbox.knobs.release.set()  # the third chunk's request: refused if cut short, else taken whole
         relay.start_worker()
         [done] = delivered(relay, client, task["task_id"], timeout=90)
         file = original(client, task["task_id"])
@@ -111,9 +112,8 @@ def test_a_429_is_honoured(dropbox_relay, fake_dropbox):
     with relay.client() as client:
         task = relay.submit(client, prompt="Sales", destinations=[destination()])
         [done] = delivered(relay, client, task["task_id"], timeout=60)
-    [throttled] = fake_dropbox.knobs.throttled
-    assert done["state"] == "delivered" and done["attempts"] == 2
-    assert min(fake_dropbox.knobs.calls_after(throttled)) - throttled >= 1.0, "the retry waited for Retry-After"
+    assert fake_dropbox.knobs.early == [], "the retry waited for Retry-After: Dropbox refuses calls before it"
+    assert len(fake_dropbox.knobs.throttled) == 1 and done["state"] == "delivered" and done["attempts"] == 2
 
 
 def test_a_revoked_refresh_token_lands_in_the_dead_letters_without_it(dropbox_relay, fake_dropbox):
