@@ -118,26 +118,26 @@ def test_a_fragment_whose_answer_was_lost_is_not_sent_again(graph_relay, fake_gr
     assert starts == sorted(set(starts)), "the status query told where to go on"
 
 
-@pytest.mark.parametrize("policy", ["replace", "rename", "fail"])
-def test_the_conflict_behaviors(graph_relay, fake_graph, policy):
+def test_the_conflict_behaviors(graph_relay, fake_graph):
+    """Each behavior meets a file someone else put where its document goes (a folder per policy, one relay)."""
     relay = graph_relay()
-    fake_graph.put_file("drive-alice", "Reports/memo.xlsx", b"someone else's file")
-    fake_graph.items[("drive-alice", "Reports")] = {"id": "01FOLDER", "name": "Reports", "folder": {}}
+    policies = ("replace", "rename", "fail")
+    for n, policy in enumerate(policies):
+        fake_graph.items[("drive-alice", policy)] = {"id": f"01FOLDER{n}", "name": policy, "folder": {}}
+        fake_graph.put_file("drive-alice", f"{policy}/memo.xlsx", b"someone else's file")
     with relay.client() as client:
-        task = relay.submit(client, prompt="Sales", destinations=[destination(
-            fake_graph, folder="Reports", file_name="memo", conflict=policy)])
-        [done] = delivered(relay, client, task["task_id"])
-        file = original(client, task["task_id"])
+        tasks = {policy: relay.submit(client, prompt="Sales", destinations=[destination(
+            fake_graph, folder=policy, file_name="memo", conflict=policy)]) for policy in policies}
+        done = {policy: delivered(relay, client, task["task_id"])[0] for policy, task in tasks.items()}
+        files = {policy: original(client, task["task_id"]) for policy, task in tasks.items()}
     stored = fake_graph.files("drive-alice")
-    if policy == "replace":
-        assert done["state"] == "delivered" and stored == {"Reports/memo.xlsx": file}
-    elif policy == "rename":
-        assert done["state"] == "delivered" and stored == {"Reports/memo.xlsx": b"someone else's file",
-                                                           "Reports/memo 1.xlsx": file}
-        assert "Reports/memo 1.xlsx" in done["location"]
-    else:
-        assert done["state"] == "dead" and "conflict policy is fail" in done["last_error"] and done["attempts"] == 1
-        assert stored == {"Reports/memo.xlsx": b"someone else's file"}
+    assert done["replace"]["state"] == "delivered" and stored["replace/memo.xlsx"] == files["replace"]
+    assert done["rename"]["state"] == "delivered" and "rename/memo 1.xlsx" in done["rename"]["location"]
+    assert (stored["rename/memo.xlsx"], stored["rename/memo 1.xlsx"]) == (b"someone else's file", files["rename"])
+    fail = done["fail"]
+    assert fail["state"] == "dead" and "conflict policy is fail" in fail["last_error"] and fail["attempts"] == 1
+    assert stored["fail/memo.xlsx"] == b"someone else's file"
+    assert len(stored) == 4, "no other file was made"
 
 
 def test_a_worker_killed_after_the_last_fragment_does_not_make_a_second_file(graph_relay, fake_graph):

@@ -11,7 +11,6 @@ import signal
 
 import boto3
 import httpx
-import pytest
 from botocore.config import Config
 
 from connectors.s3.fake import free_port, start_moto
@@ -85,29 +84,29 @@ def test_a_large_file_resumes_its_multipart_upload_after_the_worker_is_killed(ma
     assert key == upload["Key"]
 
 
-@pytest.mark.parametrize("policy", ["replace", "rename", "fail"])
-def test_the_conflict_policies(relay, moto, policy):
-    # someone puts an object of the same name there first: before the relay looks for one (rename, fail),
-    # or before it writes without looking (replace)
-    moto.hold_next("PUT" if policy == "replace" else "HEAD")
-    with relay.client() as client:
-        task = relay.submit(client, prompt="Sales", record_key="deal:8",
-                            destinations=[destination(moto.url, moto.bucket, conflict=policy)])
-        eventually(lambda: moto.held, 30, "the relay to look for the object's name")
-        key = moto.held[0].removeprefix(f"/{moto.bucket}/")
-        moto.s3.put_object(Bucket=moto.bucket, Key=key, Body=b"someone else's file")
-        moto.release.set()
-        [done] = delivered(relay, client, task["task_id"])
-        file = original(client, task["task_id"])
-    stored = objects(moto)
-    if policy == "replace":
-        assert done["state"] == "delivered" and stored == {key: file}
-    elif policy == "rename":
-        stem, ext = key.rsplit(".", 1)
-        assert done["state"] == "delivered" and stored == {key: b"someone else's file", f"{stem} (2).{ext}": file}
-    else:
-        assert done["state"] == "dead" and "exists" in done["last_error"] and done["attempts"] == 1
-        assert stored == {key: b"someone else's file"}
+def test_the_conflict_policies(relay, moto):
+    """Each policy meets an object someone put under its key first: before the relay looks for one (rename,
+    fail), or before it writes without looking (replace). One policy after the other, on one relay."""
+    for policy in ("replace", "rename", "fail"):
+        moto.hold_next("PUT" if policy == "replace" else "HEAD")
+        with relay.client() as client:
+            task = relay.submit(client, prompt="Sales", record_key=f"deal:{policy}",
+                                destinations=[destination(moto.url, moto.bucket, conflict=policy)])
+            eventually(lambda: moto.held, 60, f"the relay to look for the object's name ({policy})")
+            key = moto.held.pop().removeprefix(f"/{moto.bucket}/")
+            moto.s3.put_object(Bucket=moto.bucket, Key=key, Body=b"someone else's file")
+            moto.release.set()
+            [done] = delivered(relay, client, task["task_id"])
+            file = original(client, task["task_id"])
+        stored = {k: v for k, v in objects(moto).items() if f"deal-{policy}" in k}
+        if policy == "replace":
+            assert done["state"] == "delivered" and stored == {key: file}, policy
+        elif policy == "rename":
+            stem, ext = key.rsplit(".", 1)
+            assert done["state"] == "delivered" and stored == {key: b"someone else's file", f"{stem} (2).{ext}": file}
+        else:
+            assert done["state"] == "dead" and "exists" in done["last_error"] and done["attempts"] == 1, done
+            assert stored == {key: b"someone else's file"}
 
 
 def test_a_throttling_answer_is_honoured(relay, moto):
