@@ -37,6 +37,11 @@ class Lockout:
                 return True
             return False
 
+    def left(self) -> float:
+        """Seconds until the wait is over (0 when there is none)."""
+        with self._lock:
+            return max(0.0, self._until - self.clock())
+
     def start(self, seconds: float | None) -> None:
         """A 429 answered now asks the caller to wait ``seconds`` (None: it says nothing of when)."""
         if seconds:
