@@ -3,6 +3,7 @@ scheduler processes, a Redis database of its own."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import subprocess
@@ -162,6 +163,7 @@ def fake_drive(tmp_path):
     fake.oauth_user = {"type": "authorized_user", "client_id": "client-id.apps",  # type: ignore[attr-defined]
                        "client_secret": "client-secret", "refresh_token": "1//refresh-token"}
     yield fake
+    fake.knobs.release.set()
     served.stop()
 
 
@@ -183,8 +185,11 @@ def smtp_server(tmp_path):
     server.stop()
 
 
+@functools.cache
 def _service_account_keys() -> tuple[str, str]:
-    """A new RSA key pair: (private PEM for the relay, public PEM for the fake's token endpoint)."""
+    """An RSA key pair: (private PEM for the relay, public PEM for the fake's token endpoint). One per test
+    process: making a 2048-bit key costs a good part of a CPU-second, and each test's fake knows only its own
+    service account anyway."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -217,7 +222,7 @@ def fake_hubspot():
 def fake_airtable():
     from connectors.airtable.fake import FakeAirtable
 
-    yield from _served(FakeAirtable())
+    yield from _served(FakeAirtable(back_off_seconds=1.0))  # as long as the relay's tests wait after a 429
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ install flow's links and OAuth `state`."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import lru_cache
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
@@ -18,7 +19,9 @@ class TokenExpired(Exception):
 
 
 class Tokens:
-    def __init__(self, secret: str):
+    def __init__(self, secret: str, clock: Callable[[], float] = time.time):
+        """``clock``: the time a file link's age is measured at (tests move it instead of waiting)."""
+        self.clock = clock
         self._webhooks = URLSafeSerializer(secret, salt="relay-upstream-webhook")
         self._opened_webhook = lru_cache(maxsize=4096)(self._open_webhook)  # failures raise: never cached
         self._files = URLSafeTimedSerializer(secret, salt="relay-file-link")
@@ -45,15 +48,17 @@ class Tokens:
     def file(self, payload: dict) -> str:
         return self._files.dumps(payload)
 
-    def open_file(self, token: str, max_age: float) -> dict:
-        """A file link's payload; ``max_age`` unless the link carries a life of its own (``l``, seconds)."""
+    def open_file(self, token: str, max_age: float, now: float | None = None) -> dict:
+        """A file link's payload; ``max_age`` unless the link carries a life of its own (``l``, seconds), at
+        ``now`` (the clock's time unless given)."""
         try:
             payload, signed_at = self._files.loads(token, return_timestamp=True)
         except BadSignature:
             raise TokenInvalid from None
         if not isinstance(payload, dict):
             raise TokenInvalid
-        if time.time() - signed_at.timestamp() > float(payload.get("l") or max_age):
+        now = self.clock() if now is None else now
+        if now - signed_at.timestamp() > float(payload.get("l") or max_age):
             raise TokenExpired
         return payload
 

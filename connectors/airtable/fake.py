@@ -1,7 +1,8 @@
 """A fake Airtable Web API for tests and local runs: a record's GET and PATCH (``typecast``), with field
 names checked against the table, attachment fields that keep earlier attachments by id and take new ones
 by URL (fetched afterwards, as Airtable does), personal access tokens, and the limit of 5 requests per
-second per base, answered 429 past it. Errors have Airtable's shape. Knobs: connectors.fake_knobs."""
+second per base, answered 429 past it (and every call for ``back_off_seconds`` after a 429). Errors have
+Airtable's shape. Knobs: connectors.fake_knobs."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class FakeAirtable:
     writes: list[dict] = field(default_factory=list)
     """The fields of each PATCH, in order."""
     knobs: Knobs = field(default_factory=Knobs)
+    back_off_seconds: float = 30.0
+    """How long a base refuses calls after a 429 ("you will need to wait 30 seconds before subsequent requests
+    will succeed"); tests shorten it with the relay's wait."""
     _per_base: dict[str, Window] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,7 +70,7 @@ class FakeAirtable:
             return _error(401, "AUTHENTICATION_REQUIRED", "Authentication required")
         with self._lock:
             window = self._per_base.setdefault(base, Window(5, 1.0))
-        if self.knobs.note(request.method, request.path) or window.over():
+        if self.knobs.too_many(request.method, request.path, self.back_off_seconds, window):
             return jsonify({"errors": [{"error": "RATE_LIMIT_REACHED",
                                         "message": "Rate limit exceeded. Please try again later"}]}), 429
         return None

@@ -10,8 +10,9 @@ and the RPC calls the Dropbox destination makes, with Dropbox's own answers:
 - ``list_folder`` (and ``/continue``) and ``get_metadata``, with ``content_hash`` on every file;
 - 401 ``invalid_access_token``, and 429 ``too_many_requests`` with ``retry_after`` and Retry-After.
 
-Knobs (connectors.fake_knobs): 429 on demand, a delay per append, a pause after a finish is committed, and
-sessions expired at once. Session bytes are streamed to disk."""
+Knobs (connectors.fake_knobs): 429 on demand (and until its Retry-After is over), an append held before its
+body is read (``hold_before("append", skip)``), a pause after a finish is committed, and sessions expired at
+once. Session bytes are streamed to disk."""
 
 from __future__ import annotations
 
@@ -58,7 +59,6 @@ class FakeDropbox:
     sessions: dict[str, UploadSession] = field(default_factory=dict)
     appends: list[tuple[str, int, int]] = field(default_factory=list)
     """(session, offset, length) of every append or finish accepted with data."""
-    append_delay: float = 0.0
     retry_after: int = 1
     token_grants: int = 0
     knobs: Knobs = field(default_factory=Knobs)
@@ -120,7 +120,7 @@ class FakeDropbox:
                                     "error": {".tag": "invalid_access_token"}})
                 response.status_code = 401
                 return response
-            if self.knobs.note(request.method, request.path):
+            if self.knobs.too_many(request.method, request.path, self.retry_after):
                 reason = {"reason": {".tag": "too_many_requests"}, "retry_after": self.retry_after}
                 response = jsonify({"error_summary": "too_many_requests/...", "error": reason})
                 response.status_code = 429
@@ -152,7 +152,7 @@ class FakeDropbox:
         if isinstance(found, Response):
             return found
         session_id, session = found
-        time.sleep(self.append_delay)
+        self.knobs.before_body("append")
         with session.lock:
             if refused := self._take(session_id, session, int(cursor.get("offset", -1)), arg):
                 return refused

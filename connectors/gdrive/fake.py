@@ -2,8 +2,9 @@
 accounts, refresh tokens for OAuth clients), files.list with appProperties queries, and the resumable
 upload protocol as clients meet it: a session URI, chunks in multiples of 256 KiB, 308 with a Range
 header, status queries with ``Content-Range: bytes */total``. Bytes are committed in whole 256 KiB
-granules until the last one, as Drive does. Fault knobs: 403 userRateLimitExceeded, 5xx, and a
-connection that breaks in the middle of a chunk. Everything is streamed to disk."""
+granules until the last one, as Drive does. Fault knobs: 403 userRateLimitExceeded, 5xx, a connection that
+breaks in the middle of a chunk, and a chunk held before its body is read (``knobs.hold_before("chunk", skip)``,
+connectors.fake_knobs). Everything is streamed to disk."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
 from google.auth import jwt as google_jwt
+
+from ..fake_knobs import Knobs
 
 GRANULE = 256 * 1024
 DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
@@ -51,8 +54,7 @@ class FakeDrive:
     tokens: dict[str, float] = field(default_factory=dict)
     token_grants: list[str] = field(default_factory=list)
     put_requests: int = 0
-    chunk_delay: float = 0.0
-    """Seconds each chunk upload takes (to catch a worker in the middle of one)."""
+    knobs: Knobs = field(default_factory=Knobs)
     _faults: list[int] = field(default_factory=list)
     _break_after: list[int] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -169,7 +171,6 @@ class FakeDrive:
 
     def _put(self):
         self.put_requests += 1
-        time.sleep(self.chunk_delay)
         session = self.sessions.get(request.args.get("upload_id", ""))
         if session is None:
             return _error(404, "notFound", "Upload session not found or expired")
@@ -184,6 +185,7 @@ class FakeDrive:
         last = end + 1 == session.total
         if not last and (end + 1 - start) % GRANULE:
             return _error(400, "badRequest", "chunk size must be a multiple of 256 KiB")
+        self.knobs.before_body("chunk")
         with self._lock:
             break_after = self._break_after.pop(0) if self._break_after else None
         received = 0

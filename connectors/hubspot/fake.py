@@ -35,7 +35,8 @@ class FakeHubSpot:
     writes: list[dict] = field(default_factory=list)
     """The properties of each record update, in order."""
     interval_ms: int = 10_000
-    """X-HubSpot-RateLimit-Interval-Milliseconds of a 429 (tests shorten it)."""
+    """X-HubSpot-RateLimit-Interval-Milliseconds of a 429, and how long calls are refused after one (tests
+    shorten it)."""
     knobs: Knobs = field(default_factory=Knobs)
     burst: Window = field(default_factory=lambda: Window(100, 10.0))
     """Calls a private app may make in any 10 seconds (HubSpot's TEN_SECONDLY_ROLLING limit)."""
@@ -69,7 +70,7 @@ class FakeHubSpot:
     # -- auth and limits ------------------------------------------------------------------------------
 
     def _gate(self):
-        if self.knobs.note(request.method, request.path) or self.burst.over():
+        if self.knobs.too_many(request.method, request.path, self.interval_ms / 1000, self.burst):
             response = _error(429, "You have reached your ten_secondly_rolling limit.", "RATE_LIMIT",
                               errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING")
             response.headers.update({"X-HubSpot-RateLimit-Interval-Milliseconds": str(self.interval_ms),

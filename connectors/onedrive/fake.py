@@ -12,8 +12,9 @@ and the drive API the OneDrive/SharePoint destination uses, as Graph documents i
 - ``@microsoft.graph.conflictBehavior`` replace, rename (``name 1.xlsx``) and fail (409 nameAlreadyExists).
 
 Fragments must come in order (Graph also takes them out of order; the relay never sends them so). Knobs
-(connectors.fake_knobs): 429 with Retry-After on demand, a delay per fragment, sessions expired at once,
-and fragments taken whose answer never comes (the connection breaks).
+(connectors.fake_knobs): 429 with Retry-After on demand (and until it is over), a fragment held before its body
+is read (``hold_before("fragment", skip)``), sessions expired at once, and fragments taken whose answer never
+comes (the connection breaks).
 Uploaded bytes are streamed to disk."""
 
 from __future__ import annotations
@@ -65,7 +66,6 @@ class FakeGraph:
     items: dict[tuple[str, str], dict] = field(default_factory=dict)
     """(drive id, path) -> driveItem, with "folder" or "file"; the bytes of a file are at storage/{id}."""
     sessions: dict[str, UploadSession] = field(default_factory=dict)
-    fragment_delay: float = 0.0
     drop_answers: int = 0
     """The next this many fragments are taken, and their connection broken before the 202."""
     retry_after: int = 1
@@ -154,7 +154,7 @@ class FakeGraph:
         return self._throttled()
 
     def _throttled(self) -> Response | None:
-        if self.knobs.note(request.method, request.path):
+        if self.knobs.too_many(request.method, request.path, self.retry_after):
             response = _graph(429, "activityLimitReached", "The request has been throttled")
             response.headers["Retry-After"] = str(self.retry_after)
             return response
@@ -251,6 +251,8 @@ class FakeGraph:
         if "Authorization" in request.headers:
             return _graph(401, "unauthenticated", "The upload URL carries its own authorization: no Authorization "
                                                   "header on uploadUrl requests.")
+        if request.method == "PUT":
+            self.knobs.before_body("fragment")
         upload = self.sessions.get(session)
         if upload is None or upload.expires < time.time():
             return _graph(404, "itemNotFound", "The upload session was not found or has expired.")
@@ -268,7 +270,6 @@ class FakeGraph:
         length = end + 1 - start
         if length > MAX_FRAGMENT or (end + 1 < total and length % FRAGMENT):
             return _graph(400, "invalidRequest", "Fragments must be multiples of 320 KiB and under 60 MiB")
-        time.sleep(self.fragment_delay)
         with upload.lock:
             if start != upload.received or (upload.total not in (None, total)):
                 return _graph(416, "invalidRange", "The fragment overlaps one received or is out of order",

@@ -50,7 +50,7 @@ class FakeSheets:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if self.auth.tokens.get(token, 0) < time.time():
             return _error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
-        if self.knobs.note(request.method, request.path) or self.quota.over():
+        if self.knobs.too_many(request.method, request.path, self.retry_after, self.quota):
             response = _error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Write requests' and "
                                                          "limit 'Write requests per minute per user'")
             response[0].headers["Retry-After"] = str(self.retry_after)

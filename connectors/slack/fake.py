@@ -1,12 +1,14 @@
 """A fake Slack for tests and local runs: the Web API's 3-step external upload and chat.postMessage with
 bot-token auth; slash-command response_urls (5 uses within 30 minutes); the OAuth v2 install (consent page
-and oauth.v2.access); fault knobs (429 with Retry-After, 5xx, an upload size limit). Files go to disk."""
+and oauth.v2.access); fault knobs (429 with Retry-After, refusing calls until it is over; 5xx; an upload size
+limit). Files go to disk."""
 
 from __future__ import annotations
 
 import base64
 import itertools
 import json
+import math
 import secrets
 import threading
 import time
@@ -15,6 +17,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from flask import Flask, Response, jsonify, redirect, request
+
+from ..fake_knobs import Lockout
 
 RESPONSE_URL_USES = 5
 RESPONSE_URL_LIFE = 30 * 60
@@ -49,6 +53,9 @@ class FakeSlack:
     _response_born: dict[str, float] = field(default_factory=dict)
     _codes: dict[str, tuple[str, str]] = field(default_factory=dict)
     _faults: list[tuple[int, float | None]] = field(default_factory=list)
+    lockout: Lockout = field(default_factory=Lockout)
+    """After a 429, Web API calls before its Retry-After is over are refused ("ratelimited") and listed in
+    ``lockout.early``: Slack asks to wait that long before calling again."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -108,12 +115,17 @@ class FakeSlack:
             self.calls.append(method)
             if method == "oauth.v2.access":
                 return self._oauth_access()
+            if self.lockout.refuses(method):
+                wait = max(1, math.ceil(self.lockout.left()))
+                return jsonify({"ok": False, "error": "ratelimited"}), 429, {"Retry-After": str(wait)}
             with self._lock:
                 fault = self._faults.pop(0) if self._faults else None
             if fault:
                 status, retry_after = fault
                 headers = {"Retry-After": str(int(retry_after))} if retry_after is not None else {}
                 body = {"ok": False, "error": "ratelimited" if status == 429 else "fatal_error"}
+                if status == 429:
+                    self.lockout.start(retry_after)
                 return jsonify(body), status, headers
             bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             token = bearer or request.values.get("token")

@@ -40,7 +40,7 @@ class FakeTeams:
         if request.args.get("sig") != self.signature:
             return _error(401, "DirectApiAuthorizationRequired",
                           "The request must be authenticated only by Shared Access scheme.")
-        if self.knobs.note(request.method, request.path) or self.limit.over():
+        if self.knobs.too_many(request.method, request.path, self.retry_after, self.limit):
             response = _error(429, "TooManyRequests", "Rate limit is exceeded. Try again in 1 seconds.")
             response.headers["Retry-After"] = str(self.retry_after)
             return response

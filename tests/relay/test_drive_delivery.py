@@ -66,13 +66,6 @@ def test_rate_limits_and_5xx_are_retried_into_one_file(drive_relay, fake_drive):
     assert done["state"] == "delivered" and done["attempts"] == 3 and len(fake_drive.files) == 1
 
 
-def test_missing_folder_is_permanent(drive_relay, fake_drive):
-    with drive_relay.client() as client:
-        task = to_drive(drive_relay, client, fake_drive.service_account, folder="folder-missing")
-        [dead] = delivered(drive_relay, client, task["task_id"])
-    assert dead["state"] == "dead" and "folder" in dead["last_error"]
-
-
 def test_a_lost_record_of_success_never_makes_a_second_file(drive_relay, fake_drive):
     with drive_relay.client() as client:
         task = to_drive(drive_relay, client, fake_drive.service_account)
@@ -86,7 +79,7 @@ def test_a_lost_record_of_success_never_makes_a_second_file(drive_relay, fake_dr
     assert again["location"] == done["location"]
 
 
-def test_429_is_retried_and_a_dead_delivery_replays_once_the_folder_exists(drive_relay, fake_drive):
+def test_429_is_retried_and_a_missing_folder_is_permanent_then_replays_once_it_exists(drive_relay, fake_drive):
     fake_drive.fail_next(1, status=429)
     with drive_relay.client() as client:
         retried = to_drive(drive_relay, client, fake_drive.service_account)
@@ -94,7 +87,7 @@ def test_429_is_retried_and_a_dead_delivery_replays_once_the_folder_exists(drive
         assert done["state"] == "delivered" and done["attempts"] == 2
         failed = to_drive(drive_relay, client, fake_drive.service_account, folder="folder-later")
         [dead] = delivered(drive_relay, client, failed["task_id"])
-        assert dead["state"] == "dead"
+        assert dead["state"] == "dead" and "folder" in dead["last_error"], "a missing folder is permanent"
         fake_drive.folders.add("folder-later")
         client.post(f"/v1/deliveries/{dead['delivery_id']}/replay").raise_for_status()
         [replayed] = delivered(drive_relay, client, failed["task_id"])

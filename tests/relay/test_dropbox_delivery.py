@@ -49,14 +49,15 @@ def test_a_file_lands_at_its_templated_path(dropbox_relay, fake_dropbox):
 
 def test_a_large_file_resumes_its_upload_session_after_the_worker_is_killed(dropbox_relay, fake_dropbox):
     relay = dropbox_relay(worker=False)
-    fake_dropbox.append_delay = 0.4
+    fake_dropbox.knobs.hold_before("append", skip=2)  # two chunks are in, the third waits
     worker = relay.start_worker()
     with relay.client() as client:
         task = relay.submit(client, prompt="Model [[pad_mb=22]]", destinations=[destination(chunk_mb=4)])
-        eventually(lambda: len(fake_dropbox.appends) >= 2, 60, "two chunks to be appended")
+        assert fake_dropbox.knobs.held.wait(60), "the upload never reached its third chunk"
+        assert len(fake_dropbox.appends) == 2, "killed with two chunks in and the rest to come"
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
-        fake_dropbox.append_delay = 0.0
+        fake_dropbox.knobs.release.set()  # the third chunk's request: refused if cut short, else taken whole
         relay.start_worker()
         [done] = delivered(relay, client, task["task_id"], timeout=90)
         file = original(client, task["task_id"])
@@ -68,25 +69,27 @@ def test_a_large_file_resumes_its_upload_session_after_the_worker_is_killed(drop
     assert len({session for session, _, _ in fake_dropbox.appends}) == 1, "one upload session throughout"
 
 
-@pytest.mark.parametrize("policy", ["replace", "rename", "fail"])
-def test_the_conflict_policies(dropbox_relay, fake_dropbox, policy):
+def test_the_conflict_policies(dropbox_relay, fake_dropbox):
+    """Each policy meets a file someone else put where its document goes (a folder per policy, one relay)."""
     relay = dropbox_relay()
-    fake_dropbox.put_file("/Reports/memo.xlsx", b"someone else's file")
+    policies = ("replace", "rename", "fail")
+    for policy in policies:
+        fake_dropbox.put_file(f"/Reports/{policy}/memo.xlsx", b"someone else's file")
     with relay.client() as client:
-        task = relay.submit(client, prompt="Sales", destinations=[destination(
-            folder="Reports", file_name="memo", conflict=policy)])
-        [done] = delivered(relay, client, task["task_id"])
-        file = original(client, task["task_id"])
+        tasks = {policy: relay.submit(client, prompt="Sales", destinations=[destination(
+            folder=f"Reports/{policy}", file_name="memo", conflict=policy)]) for policy in policies}
+        done = {policy: delivered(relay, client, task["task_id"])[0] for policy, task in tasks.items()}
+        files = {policy: original(client, task["task_id"]) for policy, task in tasks.items()}
     stored = fake_dropbox.contents()
-    if policy == "replace":
-        assert done["state"] == "delivered" and stored == {"/Reports/memo.xlsx": file}
-    elif policy == "rename":
-        assert done["state"] == "delivered" and stored == {"/Reports/memo.xlsx": b"someone else's file",
-                                                           "/Reports/memo (1).xlsx": file}
-        assert done["location"] == "dropbox:/Reports/memo (1).xlsx"
-    else:
-        assert done["state"] == "dead" and "conflict policy is fail" in done["last_error"] and done["attempts"] == 1
-        assert stored == {"/Reports/memo.xlsx": b"someone else's file"}
+    assert done["replace"]["state"] == "delivered" and stored["/Reports/replace/memo.xlsx"] == files["replace"]
+    assert done["rename"]["state"] == "delivered" and done["rename"]["location"] == \
+        "dropbox:/Reports/rename/memo (1).xlsx"
+    assert (stored["/Reports/rename/memo.xlsx"], stored["/Reports/rename/memo (1).xlsx"]) == \
+        (b"someone else's file", files["rename"])
+    fail = done["fail"]
+    assert fail["state"] == "dead" and "conflict policy is fail" in fail["last_error"] and fail["attempts"] == 1
+    assert stored["/Reports/fail/memo.xlsx"] == b"someone else's file"
+    assert len(stored) == 4, "no other file was made"
 
 
 def test_a_worker_killed_after_the_finish_does_not_make_a_second_file(dropbox_relay, fake_dropbox):
@@ -111,9 +114,8 @@ def test_a_429_is_honoured(dropbox_relay, fake_dropbox):
     with relay.client() as client:
         task = relay.submit(client, prompt="Sales", destinations=[destination()])
         [done] = delivered(relay, client, task["task_id"], timeout=60)
-    [throttled] = fake_dropbox.knobs.throttled
-    assert done["state"] == "delivered" and done["attempts"] == 2
-    assert min(fake_dropbox.knobs.calls_after(throttled)) - throttled >= 1.0, "the retry waited for Retry-After"
+    assert fake_dropbox.knobs.early == [], "the retry waited for Retry-After: Dropbox refuses calls before it"
+    assert len(fake_dropbox.knobs.throttled) == 1 and done["state"] == "delivered" and done["attempts"] == 2
 
 
 def test_a_revoked_refresh_token_lands_in_the_dead_letters_without_it(dropbox_relay, fake_dropbox):

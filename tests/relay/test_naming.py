@@ -45,36 +45,38 @@ def test_templates_use_the_tasks_fields_and_replace_refused_characters_the_same_
     assert len(long.encode()) == 255 and long.endswith(".xlsx")
 
 
-def test_a_template_with_an_unknown_field_is_refused_naming_the_field(relay):
+def test_a_template_with_an_unknown_field_is_refused_naming_the_field(make_relay):
     assert naming.check("{record_key}/{date}") is None
     assert "unknown field {customer}" in naming.check("{customer}")
     assert "no format" in naming.check("{date:%Y}")
+    relay = make_relay(worker=False)  # refused when saved: nothing runs
     with relay.client() as client:
         answer = client.post("/v1/destinations", json={"name": "Reports", "kind": "folder",
                                                        "config": {"path": "x", "file_name": "{customer} memo"}})
     assert answer.status_code == 400 and "file_name" in answer.json()["error"]["field"]
 
 
-@pytest.mark.parametrize("policy", ["replace", "rename", "fail"])
-def test_the_folder_conflict_policies(relay, tmp_path, policy):
-    existing = tmp_path / "deliveries" / "memos" / "deal_7.xlsx"
-    existing.parent.mkdir(parents=True)
-    existing.write_bytes(b"someone else's file")
+def test_the_folder_conflict_policies(relay, tmp_path):
+    """Each policy meets a file someone else put where its document goes (a folder per policy, one relay)."""
+    policies = ("replace", "rename", "fail")
+    for policy in policies:
+        existing = tmp_path / "deliveries" / policy / "deal_7.xlsx"
+        existing.parent.mkdir(parents=True)
+        existing.write_bytes(b"someone else's file")
     with relay.client() as client:
-        task = relay.submit(client, prompt="Sales", record_key="deal/7", destinations=[
-            {"kind": "folder", "config": {"path": "memos", "file_name": "{record_key}", "conflict": policy}}])
-        [done] = delivered(relay, client, task["task_id"])
-        file = httpx.get(client.get(f"/v1/tasks/{task['task_id']}").json()["result"]["download_url"]).content
-    names = {p.name: p.read_bytes() for p in existing.parent.iterdir()}
-    if policy == "replace":
-        assert done["state"] == "delivered" and names == {"deal_7.xlsx": file}
-    elif policy == "rename":
-        assert done["state"] == "delivered"
-        assert names == {"deal_7.xlsx": b"someone else's file", "deal_7 (2).xlsx": file}
-        assert done["location"].endswith("deal_7 (2).xlsx")
-    else:
-        assert done["state"] == "dead" and "conflict policy is fail" in done["last_error"]
-        assert names == {"deal_7.xlsx": b"someone else's file"}
+        tasks = {policy: relay.submit(client, prompt="Sales", record_key="deal/7", destinations=[
+            {"kind": "folder", "config": {"path": policy, "file_name": "{record_key}", "conflict": policy}}])
+            for policy in policies}
+        done = {policy: delivered(relay, client, task["task_id"])[0] for policy, task in tasks.items()}
+        files = {policy: httpx.get(client.get(f"/v1/tasks/{task['task_id']}").json()["result"]["download_url"]).content
+                 for policy, task in tasks.items()}
+    names = {policy: {p.name: p.read_bytes() for p in (tmp_path / "deliveries" / policy).iterdir()}
+             for policy in policies}
+    assert done["replace"]["state"] == "delivered" and names["replace"] == {"deal_7.xlsx": files["replace"]}
+    assert done["rename"]["state"] == "delivered" and done["rename"]["location"].endswith("deal_7 (2).xlsx")
+    assert names["rename"] == {"deal_7.xlsx": b"someone else's file", "deal_7 (2).xlsx": files["rename"]}
+    assert done["fail"]["state"] == "dead" and "conflict policy is fail" in done["fail"]["last_error"]
+    assert names["fail"] == {"deal_7.xlsx": b"someone else's file"}
 
 
 def test_a_folder_attempt_after_a_crash_finishes_the_rename_its_predecessor_left(tmp_path):

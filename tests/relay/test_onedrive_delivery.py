@@ -64,16 +64,17 @@ def test_a_sharepoint_library_gets_its_folder_made_and_the_templated_name(graph_
 
 def test_a_large_file_resumes_its_upload_session_after_the_worker_is_killed(graph_relay, fake_graph):
     relay = graph_relay(worker=False)
-    fake_graph.fragment_delay = 0.3
+    fake_graph.knobs.hold_before("fragment", skip=2)  # two fragments are in, the third waits
     worker = relay.start_worker()
     with relay.client() as client:
         task = relay.submit(client, prompt="Model [[pad_mb=6]]",
                             destinations=[destination(fake_graph, chunk_kib=960)])  # 3 x 320 KiB per fragment
-        eventually(lambda: len(fake_graph.fragments) >= 2, 60, "two fragments to be uploaded")
+        assert fake_graph.knobs.held.wait(60), "the upload never reached its third fragment"
+        assert len(fake_graph.fragments) == 2, "killed with two fragments in and the rest to come"
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
+        fake_graph.knobs.release.set()  # the third fragment's request: refused if cut short, else taken whole
         [session] = fake_graph.sessions
-        fake_graph.fragment_delay = 0.0
         relay.start_worker()
         [done] = delivered(relay, client, task["task_id"], timeout=90)
         file = original(client, task["task_id"])
@@ -87,15 +88,15 @@ def test_a_large_file_resumes_its_upload_session_after_the_worker_is_killed(grap
 
 def test_an_expired_session_starts_over_into_one_file(graph_relay, fake_graph):
     relay = graph_relay(worker=False)
-    fake_graph.fragment_delay = 0.3
+    fake_graph.knobs.hold_before("fragment", skip=1)  # one fragment is in, the second waits
     worker = relay.start_worker()
     with relay.client() as client:
         task = relay.submit(client, prompt="Model [[pad_mb=2]]", destinations=[destination(fake_graph, chunk_kib=320)])
-        eventually(lambda: len(fake_graph.fragments) >= 1, 60, "a fragment to be uploaded")
+        assert fake_graph.knobs.held.wait(60), "the upload never reached its second fragment"
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         fake_graph.expire_sessions()
-        fake_graph.fragment_delay = 0.0
+        fake_graph.knobs.release.set()  # the killed worker's fragment meets its session expired: not taken
         relay.start_worker()
         [done] = delivered(relay, client, task["task_id"], timeout=90)
         file = original(client, task["task_id"])
@@ -117,26 +118,26 @@ def test_a_fragment_whose_answer_was_lost_is_not_sent_again(graph_relay, fake_gr
     assert starts == sorted(set(starts)), "the status query told where to go on"
 
 
-@pytest.mark.parametrize("policy", ["replace", "rename", "fail"])
-def test_the_conflict_behaviors(graph_relay, fake_graph, policy):
+def test_the_conflict_behaviors(graph_relay, fake_graph):
+    """Each behavior meets a file someone else put where its document goes (a folder per policy, one relay)."""
     relay = graph_relay()
-    fake_graph.put_file("drive-alice", "Reports/memo.xlsx", b"someone else's file")
-    fake_graph.items[("drive-alice", "Reports")] = {"id": "01FOLDER", "name": "Reports", "folder": {}}
+    policies = ("replace", "rename", "fail")
+    for n, policy in enumerate(policies):
+        fake_graph.items[("drive-alice", policy)] = {"id": f"01FOLDER{n}", "name": policy, "folder": {}}
+        fake_graph.put_file("drive-alice", f"{policy}/memo.xlsx", b"someone else's file")
     with relay.client() as client:
-        task = relay.submit(client, prompt="Sales", destinations=[destination(
-            fake_graph, folder="Reports", file_name="memo", conflict=policy)])
-        [done] = delivered(relay, client, task["task_id"])
-        file = original(client, task["task_id"])
+        tasks = {policy: relay.submit(client, prompt="Sales", destinations=[destination(
+            fake_graph, folder=policy, file_name="memo", conflict=policy)]) for policy in policies}
+        done = {policy: delivered(relay, client, task["task_id"])[0] for policy, task in tasks.items()}
+        files = {policy: original(client, task["task_id"]) for policy, task in tasks.items()}
     stored = fake_graph.files("drive-alice")
-    if policy == "replace":
-        assert done["state"] == "delivered" and stored == {"Reports/memo.xlsx": file}
-    elif policy == "rename":
-        assert done["state"] == "delivered" and stored == {"Reports/memo.xlsx": b"someone else's file",
-                                                           "Reports/memo 1.xlsx": file}
-        assert "Reports/memo 1.xlsx" in done["location"]
-    else:
-        assert done["state"] == "dead" and "conflict policy is fail" in done["last_error"] and done["attempts"] == 1
-        assert stored == {"Reports/memo.xlsx": b"someone else's file"}
+    assert done["replace"]["state"] == "delivered" and stored["replace/memo.xlsx"] == files["replace"]
+    assert done["rename"]["state"] == "delivered" and "rename/memo 1.xlsx" in done["rename"]["location"]
+    assert (stored["rename/memo.xlsx"], stored["rename/memo 1.xlsx"]) == (b"someone else's file", files["rename"])
+    fail = done["fail"]
+    assert fail["state"] == "dead" and "conflict policy is fail" in fail["last_error"] and fail["attempts"] == 1
+    assert stored["fail/memo.xlsx"] == b"someone else's file"
+    assert len(stored) == 4, "no other file was made"
 
 
 def test_a_worker_killed_after_the_last_fragment_does_not_make_a_second_file(graph_relay, fake_graph):
@@ -161,9 +162,8 @@ def test_a_429_is_honoured(graph_relay, fake_graph):
     with relay.client() as client:
         task = relay.submit(client, prompt="Sales", destinations=[destination(fake_graph)])
         [done] = delivered(relay, client, task["task_id"], timeout=60)
-    [throttled] = fake_graph.knobs.throttled
-    assert done["state"] == "delivered" and done["attempts"] == 2
-    assert min(fake_graph.knobs.calls_after(throttled)) - throttled >= 1.0, "the retry waited for Retry-After"
+    assert fake_graph.knobs.early == [], "the retry waited for Retry-After: Graph refuses calls before it"
+    assert len(fake_graph.knobs.throttled) == 1 and done["state"] == "delivered" and done["attempts"] == 2
 
 
 def test_a_refused_secret_lands_in_the_dead_letters_without_it(graph_relay, fake_graph):

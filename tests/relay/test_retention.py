@@ -18,19 +18,30 @@ DAY = 86_400
 
 
 def finished_tasks(relay, count: int, record_key: str = "deal:retained", **body) -> list[dict]:
+    """Tasks that ended and whose follow-ups are done: a sweep takes a task only then (its fan-out may plan
+    deliveries that must settle first)."""
     with relay.client() as client:
         tasks = [relay.submit(client, prompt=f"Report {n}", record_key=record_key, **body) for n in range(count)]
-        return [relay.wait_task(client, t["task_id"]) for t in tasks]
+        ended = [relay.wait_task(client, t["task_id"], timeout=60) for t in tasks]
+    for task in ended:
+        eventually(lambda task=task: relay.ctx.tasks.get(task["task_id"]).get("fanout") == "done", 60,
+                   f"the follow-ups of {task['task_id']}", every=0.1)
+    return ended
 
 
 def settled(relay, task_ids: list[str]) -> list[dict]:
     """The tasks once each has its deliveries planned and settled."""
-    def done():
-        views = [relay.client().get(f"/v1/tasks/{t}").json() for t in task_ids]
-        return views if all(v["deliveries"] and all(d["state"] in ("delivered", "dead") for d in v["deliveries"])
-                            for v in views) else None
+    with relay.client() as client:
+        def views() -> list[dict]:
+            return [client.get(f"/v1/tasks/{t}").json() for t in task_ids]
 
-    return eventually(done, 30, "the deliveries to settle")
+        def done():
+            found = views()
+            return found if all(v["deliveries"] and all(d["state"] in ("delivered", "dead") for d in v["deliveries"])
+                                for v in found) else None
+
+        return eventually(done, 60, "the deliveries to settle", every=0.1,
+                          show=lambda: [v["deliveries"] for v in views()])
 
 
 def removed(kind: str) -> float:
@@ -86,12 +97,17 @@ def test_an_ended_batch_goes_with_its_rows_and_the_deliveries_of_its_end(relay):
 
 
 def test_a_task_whose_delivery_still_retries_waits_for_a_later_sweep(make_relay, receiver):
-    relay = make_relay(delivery_backoff_seconds=30, delivery_backoff_cap_seconds=30)
-    receiver.default_status = 503  # the subscriber is down: the delivery keeps retrying
+    # the subscriber is down for good, and the delivery keeps retrying for longer than the test runs
+    relay = make_relay(delivery_backoff_seconds=30, delivery_backoff_cap_seconds=30, delivery_max_attempts=50)
+    receiver.default_status = 503
     [task] = finished_tasks(relay, 1, destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
-    receiver.wait_for(1)
-    assert retention.sweep(relay.ctx, now=time.time() + 31 * DAY)["task"] == 0
-    assert relay.client().get(f"/v1/tasks/{task['task_id']}").status_code == 200
+    with relay.client() as client:
+        def delivery() -> dict:
+            return client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"][0]
+        eventually(lambda: delivery()["state"] == "retrying", 60, "the delivery to be retrying", every=0.1,
+                   show=delivery)
+        assert retention.sweep(relay.ctx, now=time.time() + 31 * DAY)["task"] == 0
+        assert client.get(f"/v1/tasks/{task['task_id']}").status_code == 200
 
 
 def test_the_archive_keeps_each_task_s_final_record_by_day(make_relay, tmp_path):
@@ -148,8 +164,9 @@ def test_the_scheduler_runs_the_sweep(make_relay):
     relay.start_scheduler()
     with relay.client() as client:
         task = relay.submit(client, prompt="Short-lived")
-        eventually(lambda: client.get(f"/v1/tasks/{task['task_id']}").status_code == 404, 30,
-                   "the scheduler's sweep to remove the task once it has ended")
+        eventually(lambda: client.get(f"/v1/tasks/{task['task_id']}").status_code == 404, 120,
+                   "the scheduler's sweep (every second) to remove the task once it has ended (kept a second)",
+                   every=0.2)
         assert client.get("/v1/me").json()["usage"]["task_count"] == 1, "it had ended"
 
 

@@ -40,6 +40,7 @@ def test_rate_limits_and_server_errors_are_retried(slack_relay, fake_slack):
     with slack_relay.client() as client:
         task = submit_to_slack(slack_relay, client)
         [done] = delivered(slack_relay, client, task["task_id"])
+    assert fake_slack.lockout.early == [], "the retry waited for Retry-After: Slack refuses calls before it"
     assert done["state"] == "delivered" and done["attempts"] == 3
     assert len(fake_slack.shared_files()) == 1
 

@@ -141,14 +141,15 @@ def test_a_task_end_lost_in_a_failover_plans_nothing_until_it_comes_again(make_r
     assert len(json.loads(relay.ctx.tasks.get(task["task_id"])["delivery_ids"])) == 1
 
 
-def test_a_delivery_of_an_end_not_stored_waits_for_it_instead_of_dying(relay):
+def test_a_delivery_of_an_end_not_stored_waits_for_it_instead_of_dying(make_relay):
     """The same failover between a task's end and its deliveries' plan: the deliveries exist, the end does not.
     A delivery that needs the document waits (a retry), and lands once the end is stored again."""
     from app.domain import deliveries
     from app.domain.serializers import task_view
 
+    relay = make_relay(delivery_max_attempts=50)  # it retries until the test lets the task end, however long
     with relay.client() as client:
-        task = relay.submit(client, prompt="Quarterly [[duration=4]]",
+        task = relay.submit(client, prompt="Quarterly [[hold=quarterly]]",
                             destinations=[{"kind": "folder", "config": {"path": "out"}}])
         running = relay.ctx.tasks.get(task["task_id"])
         as_it_ended = {**running, "status": "completed"}
@@ -157,7 +158,10 @@ def test_a_delivery_of_an_end_not_stored_waits_for_it_instead_of_dying(relay):
 
         def record() -> dict:
             return client.get(f"/v1/deliveries/{delivery_id}").json()
-        waiting = eventually(lambda: record()["state"] == "retrying" and record(), 20, "the delivery to wait")
+        waiting = eventually(lambda: record()["state"] == "retrying" and record(), 60, "the delivery to wait",
+                             every=0.1, show=record)
         assert "not stored yet" in waiting["last_error"]
-        done = eventually(lambda: record()["state"] in ("delivered", "dead") and record(), 60, "it to land")
+        relay.sandbox.release("quarterly")  # the task ends, and its end is stored
+        done = eventually(lambda: record()["state"] in ("delivered", "dead") and record(), 120, "it to land",
+                          every=0.1, show=record)
         assert done["state"] == "delivered" and relay.wait_task(client, task["task_id"])["status"] == "completed"

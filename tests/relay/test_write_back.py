@@ -1,11 +1,13 @@
 """Write-back to the record a document belongs to, for HubSpot, Airtable and Google Sheets, over real HTTP
 against each platform's fake: the status through the task's life, a link that downloads the real file,
 exactly one attachment (or note, or link) per task, versions, a killed worker, a failed task, a 429 and a
-bad token. Each test runs once per platform; a Platform says where each platform keeps what."""
+bad token. Each test runs its case on the three platforms at once, through one relay (one worker start for
+the three); a Platform says where each platform keeps what, and every check names its platform."""
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,9 @@ FIELDS = {"status": "relay_status", "error": "relay_error", "link": "relay_link"
 AIRTABLE = ("app" + "A" * 13 + "1", "Deals", "rec" + "B" * 13 + "1")
 SPREADSHEET = "1SheetsFakeSpreadsheetId_0123456789"
 HEADERS = ["Deal", "Status", "Error", "Link", "Version", "Credits", "Updated"]
+PLATFORMS = ("hubspot", "airtable", "sheets")
+HOLD = "write-back"
+"""A task submitted with [[hold=write-back]] runs until the test releases it (relay.sandbox.release(HOLD))."""
 
 
 @dataclass
@@ -32,7 +37,7 @@ class Platform:
     record_key: str
     config: dict
     pause_on: tuple[str, int]
-    """The fake's write to hold a worker on, and how many such writes to let pass first."""
+    """The fake's write of a task's end to hold a worker on, and how many such writes to let pass first."""
 
     def relay_settings(self) -> dict:
         if self.name == "hubspot":
@@ -68,7 +73,8 @@ class Platform:
             return [self.fake.file_bytes[n["properties"]["hs_attachment_ids"]] for n in notes]
         if self.name == "airtable":
             attachments = self.fake.rows[AIRTABLE].get("Files") or []
-            eventually(lambda: all(a["id"] in self.fake.fetched for a in attachments), 20, "Airtable's downloads")
+            eventually(lambda: all(a["id"] in self.fake.fetched for a in attachments), 60, "Airtable's downloads",
+                       every=0.05)
             return [self.fake.fetched[a["id"]] for a in attachments]
         links = [line.rsplit(" ", 1)[-1] for line in (self.shown()["link"] or "").splitlines()]
         return [download(link) for link in links]
@@ -93,12 +99,30 @@ def platform(name: str, request) -> Platform:
     fake = request.getfixturevalue("fake_sheets")
     fake.add_sheet(SPREADSHEET, "Deals", [list(HEADERS), ["42"], ["43"]])
     return Platform(name, fake, f"sheets:{SPREADSHEET}/Deals/Deal=42",
-                    {"credentials": fake.service_account, "fields": _SHEET_COLUMNS}, ("values", 1))
+                    {"credentials": fake.service_account, "fields": _SHEET_COLUMNS}, ("values", 0))
 
 
-@pytest.fixture(params=["hubspot", "airtable", "sheets"])
-def target(request) -> Platform:
-    return platform(request.param, request)
+@pytest.fixture
+def targets(request) -> list[Platform]:
+    """The three platforms' fakes, each with the record its tasks write back to."""
+    return [platform(name, request) for name in PLATFORMS]
+
+
+def relay_for(make_relay, targets: list[Platform], **overrides):
+    """One relay that reaches every platform's fake."""
+    settings = {key: value for target in targets for key, value in target.relay_settings().items()}
+    return make_relay(**settings, **overrides)
+
+
+def on_each(targets: list[Platform], *rest: list, check: Callable[..., None]) -> None:
+    """``check(target, *its items)`` for every platform; a failure names the platforms it failed on."""
+    failed = []
+    for target, *items in zip(targets, *rest, strict=True):
+        try:
+            check(target, *items)
+        except AssertionError as exc:
+            failed.append(f"{target.name}: {exc}")
+    assert not failed, "\n".join(failed)
 
 
 def download(link: str) -> bytes:
@@ -107,13 +131,7 @@ def download(link: str) -> bytes:
     return response.content
 
 
-def ready(relay) -> None:
-    """Until the worker runs: a task that ends before it does has nothing to show as Generating."""
-    eventually(lambda: httpx.get(relay.url + "/readyz").status_code == 200, 30, "the worker to register")
-
-
 def connect(relay, client, target: Platform, versions: str = "replace", **config) -> str:
-    ready(relay)
     body = {"name": f"{target.name} deals", "kind": target.name,
             "config": {**target.config, "versions": versions, **config}}
     answer = client.post("/v1/destinations", json=body)
@@ -126,134 +144,182 @@ def settled(client, task_id: str, count: int = 2, timeout: float = 60) -> list[d
         found = client.get(f"/v1/tasks/{task_id}").json()["deliveries"]
         return found if len(found) == count and all(d["state"] in ("delivered", "dead") for d in found) else None
 
-    return eventually(done, timeout, f"the write-backs of {task_id}")
+    return eventually(done, timeout, f"the write-backs of {task_id}", every=0.1,
+                      show=lambda: client.get(f"/v1/tasks/{task_id}").json()["deliveries"])
 
 
 def original(client, task_id: str) -> bytes:
     return download(client.get(f"/v1/tasks/{task_id}").json()["result"]["download_url"])
 
 
-def generating(relay, client, target: Platform) -> dict:
-    """A task submitted with a write-back through a new connection, once its record shows Generating."""
-    connection = connect(relay, client, target)
-    task = relay.submit(client, prompt="Renewal memo [[duration=1.5]]", record_key=target.record_key,
-                        write_back={"connection": connection})
-    eventually(lambda: target.shown()["status"] == "Generating", 20, "Generating on the record")
-    return task
+def held_tasks(relay, client, targets: list[Platform], connections: list[str]) -> tuple[list[dict], list[dict]]:
+    """A task per platform through its connection, held running (see HOLD), and each one's start write once it
+    has settled: the start write is made while the task runs, never skipped because it had ended."""
+    tasks = [relay.submit(client, prompt=f"Renewal memo [[hold={HOLD}]]", record_key=target.record_key,
+                          write_back={"connection": connection})
+             for target, connection in zip(targets, connections, strict=True)]
+    starts = [settled(client, task["task_id"], count=1)[0] for task in tasks]
+    return tasks, starts
 
 
-def test_a_completed_task_shows_ready_with_its_file_and_one_attachment(make_relay, target):
-    relay = make_relay(**target.relay_settings())
+def generating(relay, client, targets: list[Platform], versions: str = "replace") -> list[dict]:
+    """A task per platform through a new connection, held running once its record shows Generating."""
+    connections = [connect(relay, client, target, versions) for target in targets]
+    tasks, starts = held_tasks(relay, client, targets, connections)
+
+    def shows_generating(target: Platform, start: dict) -> None:
+        assert start["state"] == "delivered" and target.statuses() == ["Generating"], start
+
+    on_each(targets, starts, check=shows_generating)
+    return tasks
+
+
+def test_a_completed_task_shows_ready_with_its_file_and_one_attachment(make_relay, targets):
+    relay = relay_for(make_relay, targets)
     with relay.client() as client:
-        task = generating(relay, client, target)
-        done = relay.wait_task(client, task["task_id"])
-        writes = settled(client, task["task_id"])
-        file = original(client, task["task_id"])
-    assert [w["state"] for w in writes] == ["delivered", "delivered"], writes
-    assert target.statuses() == ["Generating", "Ready"]
-    shown = target.shown()
-    assert shown["error"] in ("", None) and int(shown["version"]) == done["turn_index"]
-    assert float(shown["credits"]) == done["credits_used"] and shown["updated_at"]
-    assert download(shown["link"].rsplit(" ", 1)[-1]) == file, "the link leads to a fresh download of the file"
-    assert target.files() == [file], "exactly one attachment, and it is the file"
+        tasks = generating(relay, client, targets)
+        relay.sandbox.release(HOLD)
+        done = [relay.wait_task(client, task["task_id"]) for task in tasks]
+        writes = [settled(client, task["task_id"]) for task in tasks]
+        files = [original(client, task["task_id"]) for task in tasks]
+
+    def ready_with_its_file(target: Platform, done: dict, writes: list[dict], file: bytes) -> None:
+        assert [w["state"] for w in writes] == ["delivered", "delivered"], writes
+        assert target.statuses() == ["Generating", "Ready"]
+        shown = target.shown()
+        assert shown["error"] in ("", None) and int(shown["version"]) == done["turn_index"]
+        assert float(shown["credits"]) == done["credits_used"] and shown["updated_at"]
+        assert download(shown["link"].rsplit(" ", 1)[-1]) == file, "the link leads to a fresh download of the file"
+        assert target.files() == [file], "exactly one attachment, and it is the file"
+
+    on_each(targets, done, writes, files, check=ready_with_its_file)
 
 
 @pytest.mark.parametrize("versions", ["replace", "keep"])
-def test_a_second_prompt_writes_the_new_version(make_relay, target, versions):
-    relay = make_relay(**target.relay_settings())
+def test_a_second_prompt_writes_the_new_version(make_relay, targets, versions):
+    relay = relay_for(make_relay, targets)
     with relay.client() as client:
-        connection = connect(relay, client, target, versions=versions)
-        first = relay.submit(client, prompt="Renewal memo", record_key=target.record_key,
-                             write_back={"connection": connection})
-        settled(client, first["task_id"])
-        second = relay.submit(client, prompt="Add a pricing table", record_key=target.record_key,
-                              write_back={"connection": connection})
-        done = relay.wait_task(client, second["task_id"])
-        settled(client, second["task_id"])
-        files = [original(client, first["task_id"]), original(client, second["task_id"])]
-    assert done["run_id"] == first["run_id"], "the same document, changed"
-    assert int(target.shown()["version"]) == done["turn_index"] and target.shown()["status"] == "Ready"
-    if versions == "replace":
-        assert target.files() == files[1:]
-    elif target.name == "sheets":  # a line per version, each a link to the run: the API keeps its newest state only
-        assert target.files() == [files[1], files[1]] and files[0] != files[1]
-    else:
-        assert target.files() == files
+        connections = [connect(relay, client, target, versions=versions) for target in targets]
+        firsts = [relay.submit(client, prompt="Renewal memo", record_key=target.record_key,
+                               write_back={"connection": connection})
+                  for target, connection in zip(targets, connections, strict=True)]
+        for first in firsts:
+            settled(client, first["task_id"])
+        seconds = [relay.submit(client, prompt="Add a pricing table", record_key=target.record_key,
+                                write_back={"connection": connection})
+                   for target, connection in zip(targets, connections, strict=True)]
+        done = [relay.wait_task(client, second["task_id"]) for second in seconds]
+        for second in seconds:
+            settled(client, second["task_id"])
+        files = [[original(client, first["task_id"]), original(client, second["task_id"])]
+                 for first, second in zip(firsts, seconds, strict=True)]
+
+    def the_new_version(target: Platform, first: dict, done: dict, files: list[bytes]) -> None:
+        assert done["run_id"] == first["run_id"], "the same document, changed"
+        assert int(target.shown()["version"]) == done["turn_index"] and target.shown()["status"] == "Ready"
+        if versions == "replace":
+            assert target.files() == files[1:]
+        elif target.name == "sheets":  # a line per version, each a link to the run: the API keeps its newest state
+            assert target.files() == [files[1], files[1]] and files[0] != files[1]
+        else:
+            assert target.files() == files
+
+    on_each(targets, firsts, done, files, check=the_new_version)
 
 
-def test_a_worker_killed_in_the_middle_of_a_write_back_leaves_one_attachment(make_relay, target):
-    relay = make_relay(**target.relay_settings(), worker=False)
-    what, skip = target.pause_on
-    target.fake.knobs.pause_after(what, skip)
+def test_a_worker_killed_in_the_middle_of_a_write_back_leaves_one_attachment(make_relay, targets):
+    relay = relay_for(make_relay, targets, worker=False)
     worker = relay.start_worker()
     with relay.client() as client:
-        connection = connect(relay, client, target, versions="keep")  # a second attachment would stay
-        task = relay.submit(client, prompt="Renewal memo [[duration=1.5]]", record_key=target.record_key,
-                            write_back={"connection": connection})
-        assert target.fake.knobs.paused.wait(60), "the write-back reached the platform"
-        worker.send_signal(signal.SIGKILL)  # the platform has the write; the relay never heard back
+        tasks = generating(relay, client, targets, versions="keep")  # a second attachment would stay
+        for target in targets:
+            target.fake.knobs.pause_after(*target.pause_on)  # the end's write is committed, then held
+        relay.sandbox.release(HOLD)
+        for target in targets:
+            assert target.fake.knobs.paused.wait(60), f"{target.name}: the end's write never reached the platform"
+        worker.send_signal(signal.SIGKILL)  # the platforms have the writes; the relay never heard back
         worker.wait(timeout=10)
-        target.fake.knobs.release.set()
+        for target in targets:
+            target.fake.knobs.release.set()
         relay.start_worker()
-        writes = settled(client, task["task_id"])
-        file = original(client, task["task_id"])
-    assert [w["state"] for w in writes] == ["delivered", "delivered"], writes
-    assert target.files() == [file], "one attachment after the attempt was made again"
-    assert target.shown()["status"] == "Ready"
+        writes = [settled(client, task["task_id"], timeout=120) for task in tasks]
+        files = [original(client, task["task_id"]) for task in tasks]
+
+    def one_attachment(target: Platform, writes: list[dict], file: bytes) -> None:
+        assert [w["state"] for w in writes] == ["delivered", "delivered"], writes
+        assert target.files() == [file], "one attachment after the attempt was made again"
+        assert target.shown()["status"] == "Ready"
+
+    on_each(targets, writes, files, check=one_attachment)
 
 
-def test_a_failed_task_writes_failed_with_its_reason(make_relay, target):
-    relay = make_relay(**target.relay_settings())
+def test_a_failed_task_writes_failed_with_its_reason(make_relay, targets):
+    relay = relay_for(make_relay, targets)
     with relay.client() as client:
-        connection = connect(relay, client, target)
-        task = relay.submit(client, prompt="Renewal memo [[fail]]", record_key=target.record_key,
-                            write_back={"connection": connection})
-        done = relay.wait_task(client, task["task_id"])
-        writes = settled(client, task["task_id"])
-    assert done["status"] == "failed" and [w["state"] for w in writes] == ["delivered", "delivered"]
-    shown = target.shown()
-    assert target.statuses()[-1] == "Failed" and shown["status"] == "Failed"
-    assert shown["error"] == done["error"]["message"], "the reason, in words"
-    assert target.files() == [] and shown["link"] in ("", None)
+        tasks = [relay.submit(client, prompt="Renewal memo [[fail]]", record_key=target.record_key,
+                              write_back={"connection": connect(relay, client, target)}) for target in targets]
+        done = [relay.wait_task(client, task["task_id"]) for task in tasks]
+        writes = [settled(client, task["task_id"]) for task in tasks]
+
+    def failed_with_its_reason(target: Platform, done: dict, writes: list[dict]) -> None:
+        assert done["status"] == "failed" and [w["state"] for w in writes] == ["delivered", "delivered"], writes
+        shown = target.shown()
+        assert target.statuses()[-1] == "Failed" and shown["status"] == "Failed"
+        assert shown["error"] == done["error"]["message"], "the reason, in words"
+        assert target.files() == [] and shown["link"] in ("", None)
+
+    on_each(targets, done, writes, check=failed_with_its_reason)
 
 
-def test_a_429_is_honoured(make_relay, target):
-    relay = make_relay(**target.relay_settings())
+def test_a_429_is_honoured(make_relay, targets):
+    """Each platform answers the first call of the end's write 429, and refuses (and records) any call made before
+    the wait it asked for is over (connectors.fake_knobs.Lockout)."""
+    relay = relay_for(make_relay, targets)
     with relay.client() as client:
-        task = generating(relay, client, target)
-        target.fake.knobs.throttle_next(1)  # the first call of the end's write
-        writes = settled(client, task["task_id"])
-    [throttled] = target.fake.knobs.throttled
-    retried = min(target.fake.knobs.calls_after(throttled))
-    assert retried - throttled >= 1.0, "the next call waited as the platform asked (1 s here)"
-    assert writes[1]["attempts"] >= 2 and [w["state"] for w in writes] == ["delivered", "delivered"]
-    assert target.statuses() == ["Generating", "Ready"], writes
+        tasks = generating(relay, client, targets)
+        for target in targets:
+            target.fake.knobs.throttle_next(1)  # the first call of the end's write
+        relay.sandbox.release(HOLD)
+        writes = [settled(client, task["task_id"]) for task in tasks]
+
+    def honoured(target: Platform, writes: list[dict]) -> None:
+        assert target.fake.knobs.early == [], "a call came before the wait the platform asked for was over"
+        assert len(target.fake.knobs.throttled) == 1 and [w["state"] for w in writes] == ["delivered", "delivered"]
+        assert writes[1]["attempts"] == 2, writes
+        assert target.statuses() == ["Generating", "Ready"], writes
+
+    on_each(targets, writes, check=honoured)
 
 
-def test_a_bad_token_lands_in_the_dead_letters_with_a_clear_message_and_replays(make_relay, target):
-    relay = make_relay(**target.relay_settings())
+def test_a_bad_token_lands_in_the_dead_letters_with_a_clear_message_and_replays(make_relay, targets):
+    relay = relay_for(make_relay, targets)
     wrong = {"hubspot": {"token": "pat-na1-revoked-token"}, "airtable": {"token": "patREVOKED.token"},
-             "sheets": {"credentials": {**target.config.get("credentials", {}), "private_key_id": "key-revoked"}}}
+             "sheets": {"credentials": {**targets[2].config["credentials"], "private_key_id": "key-revoked"}}}
     with relay.client() as client:
-        connection = connect(relay, client, target, **wrong[target.name])
-        task = relay.submit(client, prompt="Renewal memo [[duration=1.5]]", record_key=target.record_key,
-                            write_back={"connection": connection})
-        writes = settled(client, task["task_id"])
-        dead = client.get("/v1/deliveries").json()["items"]
-        grant(target)  # the platform takes the token now (a scope added, the sheet shared)
-        for write in writes:
+        connections = [connect(relay, client, target, **wrong[target.name]) for target in targets]
+        tasks, _ = held_tasks(relay, client, targets, connections)  # each start write refused, while it ran
+        relay.sandbox.release(HOLD)
+        writes = [settled(client, task["task_id"]) for task in tasks]
+        dead = {d["delivery_id"] for d in client.get("/v1/deliveries").json()["items"]}
+        for target in targets:
+            grant(target)  # the platform takes the token now (a scope added, the sheet shared)
+        for write in (w for ws in writes for w in ws):
             assert client.post(f"/v1/deliveries/{write['delivery_id']}/replay").status_code in (200, 202)
-        replayed = eventually(lambda: (found := settled(client, task["task_id"]))[1]["state"] == "delivered"
-                              and found, 30, "the replayed write-back")
-        file = original(client, task["task_id"])
-    assert [w["state"] for w in writes] == ["dead", "dead"], writes
-    assert {d["delivery_id"] for d in dead} >= {w["delivery_id"] for w in writes}
-    for write in writes:
-        message = write["last_error"].lower()
-        assert "refused" in message and ("token" in message or "credentials" in message), message
-    assert writes[0]["attempts"] == 1, "a refused token is not retried"
-    assert "not written" in replayed[0]["location"], "a replayed start write after the end writes nothing"
-    assert target.shown()["status"] == "Ready" and target.files() == [file]
+        replayed = [eventually(lambda task=task: (found := settled(client, task["task_id"]))[1]["state"] == "delivered"
+                               and found, 60, "the replayed write-back", every=0.1) for task in tasks]
+        files = [original(client, task["task_id"]) for task in tasks]
+
+    def dead_then_replayed(target: Platform, writes: list[dict], replayed: list[dict], file: bytes) -> None:
+        assert [w["state"] for w in writes] == ["dead", "dead"], writes
+        assert dead >= {w["delivery_id"] for w in writes}
+        for write in writes:
+            message = write["last_error"].lower()
+            assert "refused" in message and ("token" in message or "credentials" in message), message
+        assert writes[0]["attempts"] == 1, "a refused token is not retried"
+        assert "not written" in replayed[0]["location"], "a replayed start write after the end writes nothing"
+        assert target.shown()["status"] == "Ready" and target.files() == [file]
+
+    on_each(targets, writes, replayed, files, check=dead_then_replayed)
 
 
 def grant(target: Platform) -> None:
@@ -272,7 +338,6 @@ def test_hubspot_oauth_and_a_custom_object_whose_note_gets_the_default_associati
     relay = make_relay(hubspot_api_url=fake_hubspot.url)
     oauth = {"client_id": "client-1", "client_secret": "secret-1", "refresh_token": "refresh-1"}
     with relay.client() as client:
-        ready(relay)
         saved = client.post("/v1/destinations", json={"name": "portal", "kind": "hubspot",
                                                       "config": {"oauth": oauth, "fields": FIELDS}})
         task = relay.submit(client, prompt="Vessel report", record_key="hubspot:2-1234567:7",

@@ -87,15 +87,24 @@ def test_the_default_connection_of_a_platform_applies_unless_a_submit_says_false
         assert web.ctx.tasks.get(task["task_id"])["write_back"] == "", task
 
 
-def test_a_link_written_to_a_record_outlives_the_links_in_messages(make_relay):
-    relay = make_relay(worker=False, files_link_ttl_seconds=1, record_link_ttl_seconds=3600)
+def test_a_link_written_to_a_record_outlives_the_links_in_messages(make_relay, monkeypatch):
+    """Links are checked over HTTP on the relay's own clock, moved instead of waited for."""
+    relay = make_relay(worker=False, files_link_ttl_seconds=60, record_link_ttl_seconds=3600)
+    signed_at = time.time()
     message_link = file_link(relay.ctx, "tsk_" + "0" * 26)
     record_link = file_link(relay.ctx, "tsk_" + "0" * 26, life_seconds=relay.config.record_link_ttl_seconds)
-    time.sleep(1.5)
-    assert httpx.get(message_link).status_code == 410
-    answer = httpx.get(record_link)
+
+    def opened_at(moment: float, link: str) -> httpx.Response:
+        monkeypatch.setattr(relay.ctx.tokens, "clock", lambda: moment)
+        return httpx.get(link)
+
+    gone = opened_at(signed_at, message_link)
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found", "a fresh link opens"
+    assert opened_at(signed_at + 120, message_link).status_code == 410, "past the message links' life"
+    answer = opened_at(signed_at + 120, record_link)
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found", \
         "past the message links' life, the record's link still opens (this task is gone)"
+    assert opened_at(signed_at + 3602, record_link).status_code == 410, "and it ends with its own life"
 
 
 def test_relay_submit_writes_back_through_a_connection_and_says_what_is_wrong(web):
