@@ -215,8 +215,8 @@ def test_the_feed_keeps_a_tenants_rows_under_its_limit_and_single_submits_go_str
 
 def test_the_feed_backs_off_when_rows_wait_for_the_apis_pool(make_relay, make_sandbox):
     """A pool of one, and a first row held running there: the second row waits in acquiring_pool. The relay
-    learns it as it polls the row (for someone watching, here a second past POOL_WAIT_SECONDS on the test's
-    clock) and takes a row off the feed's limit, once a second at most."""
+    learns it as it polls the row (as for someone watching; on the test's clock, which it moves past
+    POOL_WAIT_SECONDS instead of waiting) and takes a row off the feed's limit, once a second at most."""
     relay = make_relay(sandbox=make_sandbox(pool_size=1), batch_max_concurrency=8)
     rows = [{"record_key": f"deal:{n}", "prompt": f"Memo {n}" + (" [[hold=first]]" if n == 1 else "")}
             for n in range(1, 7)]
