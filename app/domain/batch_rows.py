@@ -45,19 +45,21 @@ POOL_WAIT_SECONDS = 1.0
 the API's queue (phase ``acquiring_pool``) met a full pool: more rows at once would only wait longer."""
 
 
-def pool_wait(ctx: Context, task: dict, upstream: dict, by_webhook: bool) -> None:
+def pool_wait(ctx: Context, task: dict, upstream: dict, by_webhook: bool, now: float | None = None) -> None:
     """The pool-saturation signal, from what the relay learns anyway (no extra call): a batch row still in
     ``acquiring_pool`` past POOL_WAIT_SECONDS, or one whose end came (by webhook, so on time) later after its
-    hand-over than its own run took. Either takes one row off the tenant's feed, at most once a second."""
+    hand-over than its own run took. Either takes one row off the tenant's feed, at most once a second.
+    ``now``: a test's clock."""
     if not task.get("batch_id") or not task.get("submitted_at"):
         return
-    since = time.time() - float(task["submitted_at"])
+    now = time.time() if now is None else now
+    since = now - float(task["submitted_at"])
     if upstream.get("status") in TERMINAL:
         waited = since - float(upstream.get("duration_ms") or 0) / 1000 if by_webhook else 0.0
     else:
         waited = since if upstream.get("phase") == "acquiring_pool" or upstream.get("status") == "queued" else 0.0
     if waited > POOL_WAIT_SECONDS:
-        ctx.batches.pool_waited(task["tenant_id"], minimum=1.0, every_seconds=POOL_WAIT_SECONDS)
+        ctx.batches.pool_waited(task["tenant_id"], minimum=1.0, every_seconds=POOL_WAIT_SECONDS, now=now)
 
 
 def complete_if_done(ctx: Context, batch_id: str) -> bool:

@@ -128,27 +128,28 @@ def create(ctx: Context, tenant: Tenant, body: dict) -> dict:
 
 # -- feeding the API ---------------------------------------------------------------------------------------
 
-def feed(ctx: Context, batch_id: str) -> int:
-    """Hand over rows while the tenant's feed has room; returns how many were handed over."""
+def feed(ctx: Context, batch_id: str, now: float | None = None) -> int:
+    """Hand over rows while the tenant's feed has room; returns how many were handed over. ``now``: a test's
+    clock."""
     batch = ctx.batches.get(batch_id)
     tenant = ctx.tenants.get(batch["tenant_id"]) if batch else None
     if batch is None or tenant is None:
         return 0
     handed = 0
-    while (row := ctx.batches.claim(batch_id, tenant.tenant_id, FIRST_LIMIT)) is not None:
-        _start(ctx, tenant, batch, row)
+    while (row := ctx.batches.claim(batch_id, tenant.tenant_id, FIRST_LIMIT, now=now)) is not None:
+        _start(ctx, tenant, batch, row, now)
         handed += 1
     batch_rows.complete_if_done(ctx, batch_id)  # every row skipped, or ended before this feed saw it
-    hold = ctx.batches.feed(tenant.tenant_id).get("hold_until", 0.0) - time.time()
+    hold = ctx.batches.feed(tenant.tenant_id).get("hold_until", 0.0) - (time.time() if now is None else now)
     if hold > 0 and ctx.batches.waiting(batch_id):  # nothing else may wake the feed when the hold is over
         queues.enqueue_batch_feed(ctx, batch_id, delay=hold)
     return handed
 
 
-def tick(ctx: Context) -> int:
+def tick(ctx: Context, now: float | None = None) -> int:
     """The reconciler's look at running batches: rows whose claim outlived its worker are started, and the
-    feed goes on (a feed job lost with a worker, a hold that is over)."""
-    handed = 0
+    feed goes on (a feed job lost with a worker, a hold that is over). ``now``: a test's clock."""
+    handed, clock = 0, time.time() if now is None else now
     for batch_id in ctx.batches.running():
         batch = ctx.batches.get(batch_id)
         tenant = ctx.tenants.get(batch["tenant_id"]) if batch else None
@@ -156,15 +157,15 @@ def tick(ctx: Context) -> int:
             ctx.batches.ended(batch_id, batch["tenant_id"] if batch else "")
             continue
         if batch["submitting"]:  # only the stale claims are read (an index of them), not every row
-            for row in ctx.batches.claimed_before(batch, time.time() - ctx.config.batch_claim_stale_seconds):
+            for row in ctx.batches.claimed_before(batch, clock - ctx.config.batch_claim_stale_seconds):
                 if ctx.tasks.get(row["task_id"]) is None:
                     log.warning("batch %s row %s: its claim outlived its worker; started now", batch_id, row["row"])
-                    _start(ctx, tenant, batch, row)
-        handed += feed(ctx, batch_id)
+                    _start(ctx, tenant, batch, row, now)
+        handed += feed(ctx, batch_id, now)
     return handed
 
 
-def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict) -> None:
+def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict, now: float | None = None) -> None:
     settings = batch["settings"]
     if settings.get("skip_done") and _done_before(ctx, tenant.tenant_id, row, settings["format"]):
         ctx.batches.move(batch, row["row"], "skipped", frees_place=True)
@@ -186,7 +187,7 @@ def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict) -> None:
         tracking.cancel(ctx, tenant, ctx.tasks.get(task["task_id"]) or task)
         return
     if task["status"] == "pending_submit" or task.get("throttled"):  # the API said 429 or 5xx: slow down
-        _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS)
+        _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS, now)
     else:
         _speed_up(ctx, tenant.tenant_id)
     ctx.batches.move(batch, row["row"], "running")
@@ -223,9 +224,9 @@ def _speed_up(ctx: Context, tenant_id: str) -> None:
     ctx.batches.adjust_feed(tenant_id, min(float(ctx.config.batch_max_concurrency), limit + 1.0 / max(limit, 1.0)))
 
 
-def _slow_down(ctx: Context, tenant_id: str, seconds: float) -> None:
+def _slow_down(ctx: Context, tenant_id: str, seconds: float, now: float | None = None) -> None:
     limit = ctx.batches.feed(tenant_id).get("limit", FIRST_LIMIT)
-    ctx.batches.adjust_feed(tenant_id, max(1.0, limit / 2), hold_until=time.time() + seconds)
+    ctx.batches.slow_feed(tenant_id, max(1.0, limit / 2), hold_until=(time.time() if now is None else now) + seconds)
 
 
 def retry(ctx: Context, batch: dict) -> int:

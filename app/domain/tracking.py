@@ -54,8 +54,9 @@ redis.call('XADD', KEYS[5], 'MAXLEN', '~', '@KEEP@', '*', 'e', ARGV[3])
 """.replace("@KEEP@", str(KEEP)) + usage.LUA_COUNT + "return 1"
 
 
-def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:
-    """Bring the relay task up to date with the API's view of it. Returns what happened."""
+def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | None = None) -> str:
+    """Bring the relay task up to date with the API's view of it. Returns what happened. ``now``: a test's
+    clock, for how long a batch row waited for the API's pool."""
     task = ctx.tasks.get(task_id)
     if task is None:
         log.warning("event for unknown task %s from %s", task_id, source)
@@ -66,7 +67,7 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str) -> str:
     link = {} if task.get("upstream_task_id") else {"upstream_task_id": upstream["task_id"],
                                                      "run_id": upstream.get("run_id", "")}
     status = upstream["status"]
-    batch_rows.pool_wait(ctx, task, upstream, by_webhook=source.startswith("webhook"))
+    batch_rows.pool_wait(ctx, task, upstream, by_webhook=source.startswith("webhook"), now=now)
     if status in TERMINAL:  # the link (the webhook overtook the submit call) is written with the end
         return "finished" if finish(ctx, task_id, {**_terminal_fields(upstream), **link}, task) else "duplicate"
     if link:  # the webhook overtook the submit call: link it here
@@ -95,25 +96,27 @@ def cancel(ctx: Context, tenant, task: dict) -> bool:
     return True
 
 
-def refresh(ctx: Context, task: dict, min_age_seconds: float = 2.0) -> dict:
+def refresh(ctx: Context, task: dict, min_age_seconds: float = 2.0, now: float | None = None) -> dict:
     """Bring a running task's progress up to date from the API when its news is older than
-    ``min_age_seconds``: what a person watching a progress bar expects. Best effort, no retries."""
+    ``min_age_seconds``: what a person watching a progress bar expects. Best effort, no retries. ``now``: a
+    test's clock, also for the tenant's poll budget (else that is on Redis's clock)."""
     if task["status"] in TERMINAL or not task.get("upstream_task_id"):
         return task
-    if time.time() - float(task.get("last_polled_at") or task["updated_at"]) < min_age_seconds:
+    clock = time.time() if now is None else now
+    if clock - float(task.get("last_polled_at") or task["updated_at"]) < min_age_seconds:
         return task
-    if not polling.may_refresh(ctx, task):  # the tenant's polls are at their budget: show what we know
+    if not polling.may_refresh(ctx, task, now=now):  # the tenant's polls are at their budget: show what we know
         return task
     tenant = ctx.tenants.get(task["tenant_id"])
     if tenant is None:
         return task
-    ctx.tasks.set(task["task_id"], last_polled_at=time.time())
+    ctx.tasks.set(task["task_id"], last_polled_at=clock)
     try:
         with ctx.upstream_once(tenant) as client:
             upstream = client.get_task(task["upstream_task_id"])
     except UpstreamError:
         return task
-    apply(ctx, task["task_id"], upstream.raw, source="refresh")
+    apply(ctx, task["task_id"], upstream.raw, source="refresh", now=now)
     return ctx.tasks.get(task["task_id"]) or task
 
 

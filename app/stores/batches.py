@@ -1,7 +1,9 @@
 """Batches in Redis: the batch (a hash with its counts), its rows (a hash of JSON by row number), the rows
 waiting to be handed over (a list), the rows being handed over by when each was claimed (a sorted set:
 the reconciler reads only the stale ones), and each tenant's feed (how many of its batch rows the API has, and
-how many it may have: app.domain.batches adapts that).
+how many it may have: app.domain.batches adapts that; and what it decided so far: the most rows it had in the
+API at once, ``max_inflight``, and how often it cut its limit, ``pool_waits`` for a full pool and
+``slowdowns`` for a 429 or an unavailable API).
 
 A row is claimed with its task id in one Lua call: the task is then made under that id, so a worker that
 dies after the claim leaves a row a later feed finishes, never a second task."""
@@ -36,7 +38,10 @@ local encoded = cjson.encode(row)
 redis.call('HSET', KEYS[3], n, encoded)
 redis.call('HINCRBY', KEYS[4], 'pending', -1)
 redis.call('HINCRBY', KEYS[4], 'submitting', 1)
-redis.call('HINCRBY', KEYS[1], 'inflight', 1)
+inflight = redis.call('HINCRBY', KEYS[1], 'inflight', 1)
+if inflight > tonumber(redis.call('HGET', KEYS[1], 'max_inflight') or '0') then
+  redis.call('HSET', KEYS[1], 'max_inflight', inflight)
+end
 redis.call('ZADD', KEYS[5], ARGV[1], n)
 return encoded
 """
@@ -147,10 +152,12 @@ class BatchStore:
         rows = [json.loads(raw) for raw in self._redis.hvals(self.rows_key(batch_id))]
         return sorted(rows, key=lambda row: row["row"])
 
-    def claim(self, batch_id: str, tenant_id: str, first_limit: int) -> dict | None:
+    def claim(self, batch_id: str, tenant_id: str, first_limit: int, now: float | None = None) -> dict | None:
+        """The next waiting row, claimed ``now`` (a test's clock, else the time) with a new task id; None when
+        none waits, the tenant's feed is at its limit, or it holds back."""
         keys = [self.feed_key(tenant_id), self.waiting_key(batch_id), self.rows_key(batch_id), self.key_for(batch_id),
                 self.claims_key(batch_id)]
-        claimed = self._claim(keys=keys, args=[time.time(), new_id("tsk"), first_limit])
+        claimed = self._claim(keys=keys, args=[time.time() if now is None else now, new_id("tsk"), first_limit])
         return json.loads(claimed) if claimed else None
 
     def move(self, batch: dict, row: int, state: str, frees_place: bool = False, **fields: Any) -> dict | None:
@@ -227,13 +234,20 @@ class BatchStore:
         raw = self._redis.hgetall(self.feed_key(tenant_id))
         return {name: float(value) for name, value in raw.items()}
 
-    def pool_waited(self, tenant_id: str, minimum: float, every_seconds: float) -> bool:
+    def pool_waited(self, tenant_id: str, minimum: float, every_seconds: float, now: float | None = None) -> bool:
         """One row fewer in the tenant's feed (not below ``minimum``, not again within ``every_seconds``):
-        the API's pool was full. Counted in the feed's ``pool_waits``. False when it was too soon."""
-        return bool(self._pool_wait(keys=[self.feed_key(tenant_id)], args=[minimum, every_seconds, time.time()]))
+        the API's pool was full. Counted in the feed's ``pool_waits``. False when it was too soon. ``now``: a
+        test's clock."""
+        return bool(self._pool_wait(keys=[self.feed_key(tenant_id)],
+                                    args=[minimum, every_seconds, time.time() if now is None else now]))
 
-    def adjust_feed(self, tenant_id: str, limit: float, hold_until: float | None = None) -> None:
-        fields: dict[str, float] = {"limit": limit}
-        if hold_until is not None:
-            fields["hold_until"] = hold_until
-        self._redis.hset(self.feed_key(tenant_id), mapping=fields)
+    def adjust_feed(self, tenant_id: str, limit: float) -> None:
+        self._redis.hset(self.feed_key(tenant_id), "limit", limit)
+
+    def slow_feed(self, tenant_id: str, limit: float, hold_until: float) -> None:
+        """The API refused a hand-over for now: a lower limit, no claims before ``hold_until``, and one more
+        of the feed's ``slowdowns``."""
+        pipe = self._redis.pipeline()
+        pipe.hset(self.feed_key(tenant_id), mapping={"limit": limit, "hold_until": hold_until})
+        pipe.hincrby(self.feed_key(tenant_id), "slowdowns", 1)
+        pipe.execute()

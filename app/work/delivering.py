@@ -79,8 +79,9 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
         writes_back = record["kind"] in registry.RECORD_KINDS
         outcome = (write_back.gate(ctx, record) if writes_back else None) or kind.find_existing(delivery, env)
         if outcome is None:
-            _keep_pace(ctx, kind, delivery, record, on_lane=with_delivered is not None)
+            slot_due = _keep_pace(ctx, kind, delivery, record, on_lane=with_delivered is not None)
             document = _document_for(ctx, delivery, record) if kind.needs_document else None
+            _wait_until(slot_due)  # the file was looked up while the slot came nearer
             outcome = kind.deliver(delivery, document, env)
     except _Paced as paced:
         return _wait_for_slot(ctx, record, attempts, paced)
@@ -103,37 +104,45 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
 
 
 class _Paced(Exception):
-    def __init__(self, slot: float, to_lane: bool):
-        super().__init__(slot)
+    def __init__(self, slot: pacing.Slot, to_lane: bool):
+        super().__init__(slot.at)
         self.slot, self.to_lane = slot, to_lane
 
 
-def _keep_pace(ctx: Context, kind: Any, delivery: Delivery, record: dict, on_lane: bool) -> None:
-    """Wait for the destination's slot (app.domain.pacing) on a lane thread when it is near; an RQ job (one at
-    a time per worker) never waits, it hands the delivery to the lane."""
+def _keep_pace(ctx: Context, kind: Any, delivery: Delivery, record: dict, on_lane: bool) -> float | None:
+    """Reserve the destination's slot (app.domain.pacing) and return when it is due (time.monotonic()), to be
+    waited for on a lane thread when it is near; an RQ job (one at a time per worker) never waits, it hands
+    the delivery to the lane. The slot it goes in is kept on the delivery (``paced_slot``)."""
     pace = kind.pace(delivery) if hasattr(kind, "pace") else None
     if pace is None:
-        return
+        return None
     reserved = float(record["paced_at"]) if record.get("paced_at") else None
-    wait = pacing.reserve(ctx, pace, reserved)
-    if wait > 0 and not on_lane:
-        raise _Paced(time.time() + wait, to_lane=True)
-    if wait > (pacing.RELEASED_EARLY_SECONDS if reserved is not None else pacing.HOLD_SECONDS):
-        raise _Paced(time.time() + wait, to_lane=False)
-    if reserved is not None:
-        ctx.redis.hdel(key_for(ctx, delivery.delivery_id), "paced_at")  # used: a later retry takes its own
-    time.sleep(wait)
+    slot = pacing.reserve(ctx, pace, reserved)
+    if slot.wait > 0 and not on_lane:
+        raise _Paced(slot, to_lane=True)
+    if slot.wait > (pacing.RELEASED_EARLY_SECONDS if reserved is not None else pacing.HOLD_SECONDS):
+        raise _Paced(slot, to_lane=False)
+    pipe = ctx.redis.pipeline()
+    pipe.hset(key_for(ctx, delivery.delivery_id), "paced_slot", slot.at)
+    pipe.hdel(key_for(ctx, delivery.delivery_id), "paced_at")  # used: a later retry takes its own
+    pipe.execute()
+    return time.monotonic() + slot.wait
+
+
+def _wait_until(due: float | None) -> None:
+    if due is not None:
+        time.sleep(max(0.0, due - time.monotonic()))
 
 
 def _wait_for_slot(ctx: Context, record: dict, attempts: int, paced: _Paced) -> str:
     """Keep the slot and give back the attempt begin() counted: to the lane (from an RQ job, whose lane entry
     is long gone), or from the lane to RQ's scheduler until the slot is near; the lane waits for the rest."""
-    delivery_id = record["delivery_id"]
+    delivery_id, slot = record["delivery_id"], paced.slot
     # a job RQ's scheduler releases 1-2 s before the slot (whole seconds, then its polling)
-    delay = 0.0 if paced.to_lane else max(0.01, paced.slot - time.time() - pacing.HOLD_SECONDS)
+    delay = 0.0 if paced.to_lane else max(0.01, slot.wait - pacing.HOLD_SECONDS)
     update(ctx, delivery_id, state="pending" if paced.to_lane else "retrying", attempts=attempts - 1,
-           paced_at=paced.slot, next_attempt_at=paced.slot)  # the lane takes only a pending delivery
-    enqueue(ctx, delivery_id, delay, tag=f"slot-{int(paced.slot * 1000)}")
+           paced_at=slot.at, next_attempt_at=slot.at)  # the lane takes only a pending delivery
+    enqueue(ctx, delivery_id, delay, tag=f"slot-{int(slot.at * 1000)}")
     return "paced"
 
 

@@ -111,16 +111,18 @@ def _alone(name: str, seconds: int, work) -> dict:
         ctx.redis.delete(lock)
 
 
-def _reconcile(ctx) -> dict:
+def _reconcile(ctx, now: float | None = None) -> dict:
+    """One look at the tasks due and the deliveries and batch rows overdue. ``now``: a test's clock, also for
+    the tenants' poll budgets (else those are on Redis's clock)."""
     counts = {"polled": 0, "finished": 0, "repaired": 0, "deferred": 0}
-    for task_id in ctx.tasks.due(time.time()):
-        counts[_reconcile_one(ctx, task_id)] += 1
+    for task_id in ctx.tasks.due(time.time() if now is None else now):
+        counts[_reconcile_one(ctx, task_id, now)] += 1
     counts["deliveries_requeued"] = deliveries.recover_lost(ctx)
-    counts["batch_rows_handed_over"] = batches.tick(ctx)
+    counts["batch_rows_handed_over"] = batches.tick(ctx, now=now)
     return counts
 
 
-def _reconcile_one(ctx, task_id: str) -> str:
+def _reconcile_one(ctx, task_id: str, now: float | None = None) -> str:
     task = ctx.tasks.get(task_id)
     if task is None or task["status"] in TERMINAL:
         ctx.tasks.unwatch(task_id)
@@ -132,14 +134,15 @@ def _reconcile_one(ctx, task_id: str) -> str:
     if tenant is None:  # it can never end otherwise, and retention only removes tasks that ended
         tracking.fail(ctx, task_id, "tenant_removed", "The tenant was removed before the task ended.")
         return "finished"
+    clock = time.time() if now is None else now
     if task["status"] == "pending_submit":
-        return _recover_submit(ctx, task_id)
+        return _recover_submit(ctx, task_id, clock)
     if not task.get("upstream_task_id"):
         ctx.tasks.unwatch(task_id)
         return "polled"
-    wait = polling.wait_for_budget(ctx, task)
+    wait = polling.wait_for_budget(ctx, task, now=now)
     if wait:  # the tenant's polls have spent their share of the API's rate limit for now
-        ctx.tasks.watch(task_id, time.time() + wait)
+        ctx.tasks.watch(task_id, clock + wait)
         return "deferred"
     polls = int(task.get("polls") or 0)
     try:
@@ -150,14 +153,14 @@ def _reconcile_one(ctx, task_id: str) -> str:
         return "finished"
     except UpstreamUnavailable:
         upstream = None
-    ctx.tasks.set(task_id, polls=polls + 1, last_polled_at=time.time())
-    if upstream is not None and tracking.apply(ctx, task_id, upstream.raw, source="reconciler") == "finished":
+    ctx.tasks.set(task_id, polls=polls + 1, last_polled_at=clock)
+    if upstream is not None and tracking.apply(ctx, task_id, upstream.raw, source="reconciler", now=now) == "finished":
         return "finished"
-    ctx.tasks.watch(task_id, time.time() + polling.next_delay(ctx, task, polls))
+    ctx.tasks.watch(task_id, clock + polling.next_delay(ctx, task, polls, now=clock))
     return "polled"
 
 
-def _recover_submit(ctx, task_id: str) -> str:
+def _recover_submit(ctx, task_id: str, now: float) -> str:
     """A submission waiting to be handed to the API: its background job is queued again when it was lost
     (a worker popped it and died, or lost Redis's reply, before running it) or never stored (a crash between
     storing the task and queuing the job); a job that failed for good fails the task."""
@@ -169,5 +172,5 @@ def _recover_submit(ctx, task_id: str) -> str:
         log.warning("task %s was waiting for a submit job that does not exist; queued again", task_id)
         queues.enqueue_submit(ctx, task_id)
         return "repaired"
-    ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
+    ctx.tasks.watch(task_id, now + ctx.config.reconcile_quiet_seconds)
     return "repaired" if lost else "polled"

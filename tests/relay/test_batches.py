@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
+import math
 import time
 import zipfile
 from pathlib import Path
 
 import httpx
+import pytest
 
-from app.domain import batches
+from app.domain import batch_rows, batches, deliveries, tracking
 from tests.support.servers import eventually
 
 
@@ -22,12 +23,13 @@ def batch_body(rows: list[dict], template: str = "Renewal memo for {{company}}, 
     return {"format": "word", "prompt_template": template, "rows": rows, **extra}
 
 
-def finished(client, batch_id: str, timeout: float = 60) -> dict:
+def finished(client, batch_id: str, timeout: float = 90) -> dict:
     def ended():
         batch = client.get(f"/v1/batches/{batch_id}").json()
         return batch if batch["status"] != "running" and batch["percent_done"] == 100 else None
 
-    return eventually(ended, timeout, f"batch {batch_id} to end")
+    return eventually(ended, timeout, f"batch {batch_id} to end", every=0.1,
+                      show=lambda: client.get(f"/v1/batches/{batch_id}").json()["counts"])
 
 
 def run(client, body: dict) -> dict:
@@ -83,7 +85,8 @@ def test_a_csv_batch_by_upload_and_by_multipart(relay):
     assert task["record_key"] == "deal:7" and relay.ctx.tasks.get(row["task_id"])["prompt"] == "Memo for Globex (40)"
 
 
-def test_every_row_is_checked_before_anything_starts(relay):
+def test_every_row_is_checked_before_anything_starts(make_relay):
+    relay = make_relay(worker=False)  # nothing is to start
     rows = [{"record_key": f"deal:{n}", "company": "Acme"} for n in range(1, 62)]
     with relay.client() as client:
         answer = client.post("/v1/batches", json=batch_body(rows))
@@ -149,8 +152,8 @@ def test_cancel_stops_what_has_not_ended(make_relay, make_sandbox):
     relay = make_relay(sandbox=make_sandbox(task_seconds=600))
     with relay.client() as client:
         batch_id = client.post("/v1/batches", json=batch_body(DEALS)).json()["batch_id"]
-        eventually(lambda: client.get(f"/v1/batches/{batch_id}").json()["counts"]["running"] >= 1, 30,
-                   "a row to start")
+        eventually(lambda: client.get(f"/v1/batches/{batch_id}").json()["counts"]["running"] >= 1, 60,
+                   "a row to start", every=0.1)
         cancelled = client.post(f"/v1/batches/{batch_id}/cancel")
         batch = finished(client, batch_id)
         again = client.post(f"/v1/batches/{batch_id}/cancel")
@@ -159,7 +162,8 @@ def test_cancel_stops_what_has_not_ended(make_relay, make_sandbox):
     assert again.status_code == 409 and again.json()["error"]["code"] == "batch_ended"
 
 
-def test_an_idempotency_key_makes_one_batch(relay):
+def test_an_idempotency_key_makes_one_batch(make_relay):
+    relay = make_relay(worker=False)  # the answers are the point, not the rows
     with relay.client() as client:
         headers = {"Idempotency-Key": "renewals-2026-12"}
         first = client.post("/v1/batches", json=batch_body(DEALS[:2]), headers=headers)
@@ -167,54 +171,97 @@ def test_an_idempotency_key_makes_one_batch(relay):
     assert first.json()["batch_id"] == second.json()["batch_id"] and second.headers["Idempotent-Replayed"] == "true"
 
 
+def feed_limits(count: int, cap: float) -> list[float]:
+    """The feed's limit after each of ``count`` rows handed over without trouble (app.domain.batches)."""
+    limits, limit = [], float(batches.FIRST_LIMIT)
+    for _ in range(count):
+        limit = min(cap, limit + 1.0 / limit)
+        limits.append(limit)
+    return limits
+
+
 def test_the_feed_keeps_a_tenants_rows_under_its_limit_and_single_submits_go_straight_through(make_relay,
                                                                                               make_sandbox):
-    sandbox = make_sandbox(task_seconds=1.0, pool_size=8)
-    relay = make_relay(sandbox=sandbox, batch_max_concurrency=3)
-    rows = [{"record_key": f"deal:{n}", "company": f"Co {n}", "seats": n} for n in range(1, 13)]
-    peak = 0
+    """Six quick rows grow the feed's limit to its cap of 3 (uncapped it would be past 4 by then); the next
+    four are held running at the API, so the feed fills up to its limit and stops there, while a single submit
+    goes to the API at once and completes. The claims' own high-water mark says no more ever went."""
+    relay = make_relay(sandbox=make_sandbox(pool_size=8), batch_max_concurrency=3)
+    assert feed_limits(6, cap=math.inf)[-1] >= 4 and feed_limits(6, cap=3)[-1] == 3
+    rows = [{"record_key": f"deal:{n}", "prompt": f"Memo {n}" + (" [[hold=rows]]" if n > 6 else "")}
+            for n in range(1, 11)]
     with relay.client() as client:
-        batch_id = client.post("/v1/batches", json=batch_body(rows)).json()["batch_id"]
+        batch_id = client.post("/v1/batches", json={"format": "word", "rows": rows}).json()["batch_id"]
+
+        def full():  # the quick rows ended, and the held ones fill the feed up to its limit
+            batch, feed = relay.ctx.batches.get(batch_id), relay.ctx.batches.feed(relay.tenant_id)
+            in_api = batch["running"] + batch["submitting"]
+            held = relay.sandbox.held("rows")
+            settled = batch["completed"] == 6 and in_api == math.floor(feed.get("limit", 0)) == len(held)
+            return (in_api, feed) if settled else None
+
+        in_api, feed = eventually(full, 90, "the held rows to fill the feed", every=0.2, show=lambda: (
+            relay.ctx.batches.get(batch_id), relay.ctx.batches.feed(relay.tenant_id), relay.sandbox.held("rows")))
+        assert in_api <= 3 and feed["limit"] <= 3, f"never more rows in the API than the feed's cap: {feed}"
+        assert relay.ctx.batches.get(batch_id)["pending"] == 4 - in_api, "the rest wait their turn"
         single = relay.submit(client, prompt="A one-off memo", format="word")
-
-        def done():
-            nonlocal peak
-            batch = client.get(f"/v1/batches/{batch_id}").json()
-            peak = max(peak, batch["counts"]["running"] + batch["counts"]["submitting"])
-            return batch if batch["status"] != "running" else None
-
-        batch = eventually(done, 90, "the batch to end", every=0.1)
-    assert batch["counts"]["completed"] == 12
-    assert 1 <= peak <= 3, "never more rows in the API than the feed's limit"
-    assert single["status"] != "pending_submit", "the single submit went to the API at once, beside the batch"
+        assert single["status"] != "pending_submit", "the single submit went to the API at once, beside the batch"
+        assert relay.wait_task(client, single["task_id"], 60)["status"] == "completed", "while the feed was full"
+        relay.sandbox.release("rows")
+        batch = finished(client, batch_id)
+    feed = relay.ctx.batches.feed(relay.tenant_id)
+    assert batch["counts"]["completed"] == 10
+    assert in_api <= feed["max_inflight"] <= 3, f"the most rows the claims ever had in the API: {feed}"
 
 
 def test_the_feed_backs_off_when_rows_wait_for_the_apis_pool(make_relay, make_sandbox):
-    # a pool of 2 and rows of 1.5 s: every row past the second waits in acquiring_pool longer than a second
-    sandbox = make_sandbox(task_seconds=1.5, pool_size=2)
-    relay = make_relay(sandbox=sandbox, batch_max_concurrency=8)
-    limits: list[float] = []
+    """A pool of one, and a first row held running there: the second row waits in acquiring_pool. The relay
+    learns it as it polls the row (as for someone watching; on the test's clock, which it moves past
+    POOL_WAIT_SECONDS instead of waiting) and takes a row off the feed's limit, once a second at most."""
+    relay = make_relay(sandbox=make_sandbox(pool_size=1), batch_max_concurrency=8)
+    rows = [{"record_key": f"deal:{n}", "prompt": f"Memo {n}" + (" [[hold=first]]" if n == 1 else "")}
+            for n in range(1, 7)]
     with relay.client() as client:
-        rows = [{"record_key": f"deal:{n}", "prompt": f"Memo {n}"} for n in range(1, 13)]
         batch_id = client.post("/v1/batches", json={"format": "word", "rows": rows}).json()["batch_id"]
+        relay.sandbox.wait_held("first")
 
-        def ended():
-            limits.append(relay.ctx.batches.feed(relay.tenant_id).get("limit", 2.0))
-            batch = relay.ctx.batches.get(batch_id)
-            return batch if batch["status"] != "running" else None
+        def second_waits():  # two rows handed over; the second still queued at the API behind the first
+            first, second = relay.ctx.batches.rows_by_number(batch_id, [1, 2])
+            task = relay.ctx.tasks.get(second.get("task_id") or "")
+            if not task or second["state"] != "running" or not task.get("upstream_task_id"):
+                return None
+            with relay.sandbox.client() as api:
+                upstream = api.get(f"/tasks/{task['upstream_task_id']}").json()
+            return task if upstream["status"] == "queued" and first["state"] == "running" else None
 
-        batch = eventually(ended, 120, "the batch to end", every=0.1)
+        second = eventually(second_waits, 60, "the second row to wait in the API's pool", every=0.1)
+        submitted = float(second["submitted_at"])
+
+        def poll_at(seconds_after_hand_over: float) -> dict:  # as a poll for someone watching, on the test's clock
+            before = relay.ctx.batches.feed(relay.tenant_id)
+            tracking.refresh(relay.ctx, second, min_age_seconds=0, now=submitted + seconds_after_hand_over)
+            return before
+
+        before = poll_at(batch_rows.POOL_WAIT_SECONDS - 0.5)
+        assert relay.ctx.batches.feed(relay.tenant_id) == before, "not waiting long enough to count"
+        before = poll_at(60)
+        cut = relay.ctx.batches.feed(relay.tenant_id)
+        assert before["limit"] > 1 and cut["limit"] == pytest.approx(before["limit"] - 1), f"one row off: {cut}"
+        assert cut["pool_waits"] == before.get("pool_waits", 0) + 1
+        assert relay.ctx.batches.feed(relay.tenant_id) == poll_at(60.5), "at most once a second"
+        poll_at(61.5)
+        assert relay.ctx.batches.feed(relay.tenant_id)["pool_waits"] == cut["pool_waits"] + 1, "then again"
+        relay.sandbox.release("first")
+        batch = finished(client, batch_id)
     feed = relay.ctx.batches.feed(relay.tenant_id)
-    assert batch["completed"] == 12 and feed.get("pool_waits", 0) >= 1, feed
-    assert not feed.get("hold_until"), "no 429 here: the cuts came from the pool"
-    assert any(later < earlier for earlier, later in itertools.pairwise(limits)), "the limit came down"
+    assert batch["counts"]["completed"] == 6
+    assert not feed.get("slowdowns") and not feed.get("hold_until"), f"no 429 here: the cuts came from the pool: {feed}"
 
 
 def test_the_end_of_a_batch_goes_to_its_callback_and_hooks_with_the_manifest_and_a_zip(relay, receiver):
     with relay.client() as client:
         client.post("/v1/hooks", json={"target_url": receiver.url, "event": "batch.completed"}).raise_for_status()
         batch = run(client, batch_body(DEALS[:3], callback_url=receiver.url + "/callback"))
-        [hook, callback] = sorted(receiver.wait_for(2, 30), key=lambda r: r.path)
+        [hook, callback] = sorted(receiver.wait_for(2, 60), key=lambda r: r.path)
         zipped = client.get(f"/v1/batches/{batch['batch_id']}/files.zip")
     event = json.loads(hook.body)
     assert event["type"] == "batch.completed" and callback.path.endswith("/callback")
@@ -228,7 +275,12 @@ def test_the_end_of_a_batch_goes_to_its_callback_and_hooks_with_the_manifest_and
             names = files.namelist()
             assert names == ["00001-deal_1.docx", "00002-deal_2.docx", "00003-deal_3.docx", "manifest.csv"]
             assert all(files.read(name)[:2] == b"PK" for name in names[:3]), "whole Word files"
-    assert len(receiver.requests) == 2, "announced once"
+    stored = relay.ctx.batches.get(batch["batch_id"])
+    ids = json.loads(stored["delivery_ids"])
+    assert stored["announced"] and len(ids) == 2, "the end was announced once: a callback and a hook"
+    eventually(lambda: set(deliveries.states(relay.ctx, ids).values()) == {"delivered"}, 60,
+               "the announcement's two deliveries to settle", show=lambda: deliveries.states(relay.ctx, ids))
+    assert len(receiver.requests) == 2, "each went once"
 
 
 def test_the_end_of_a_batch_gives_its_destinations_the_manifest(relay, fake_teams):
@@ -242,7 +294,14 @@ def test_the_end_of_a_batch_gives_its_destinations_the_manifest(relay, fake_team
             settled = len(deliveries) == 2 and all(d["state"] in ("delivered", "dead") for d in deliveries)
             return deliveries if settled else None
 
-        folder, teams = eventually(delivered, 30, "the batch's deliveries")
+        folder, teams = eventually(delivered, 60, "the batch's deliveries", every=0.1)
+
+        def rows_delivered():  # each row's own folder file and card
+            found = [d for row in rows_of(client, batch["batch_id"])
+                     for d in client.get(f"/v1/tasks/{row['task_id']}").json()["deliveries"]]
+            return len(found) == 6 and all(d["state"] in ("delivered", "dead") for d in found)
+
+        eventually(rows_delivered, 60, "the rows' deliveries to settle", every=0.1)
     assert folder["state"] == teams["state"] == "delivered", (folder["last_error"], teams["last_error"])
     manifest = Path(folder["location"])
     assert manifest.name == f"{batch['batch_id']}-manifest.csv" and manifest.parent.name == "renewals"
@@ -251,40 +310,46 @@ def test_the_end_of_a_batch_gives_its_destinations_the_manifest(relay, fake_team
                                                                        ("deal:2", "completed"),
                                                                        ("deal:3", "completed")]
     assert len(list(manifest.parent.glob("deal-*.docx"))) == 3, "each row's own document went there too"
-    card = fake_teams.posted[-1]  # after the three rows' cards
-    title, text, _ = card["body"]
-    assert title["text"] == "Your batch has ended" and "3 of 3 documents made" in text["text"]
+    [card] = [c for c in fake_teams.posted if c["body"][0]["text"] == "Your batch has ended"]
+    _, text, _ = card["body"]
+    assert "3 of 3 documents made" in text["text"]
     opened = list(csv.DictReader(io.StringIO(httpx.get(card["actions"][0]["url"]).text)))
     assert [line["record_key"] for line in opened] == ["deal:1", "deal:2", "deal:3"], "Open gives the manifest"
-    assert len(fake_teams.posted) == 4
+    assert len(fake_teams.posted) == 4, "the rows' three cards, and the batch's"
+
+
+def at_a_window_start(sandbox, window: int) -> None:
+    """Move the sandbox's clock to the start of its next rate-limit window, so the test has all of one."""
+    now = sandbox.runtime.store.clock.now()
+    sandbox.advance(window - now % window)
 
 
 def test_the_feed_backs_off_when_the_api_answers_429(make_relay, make_sandbox):
-    # 6 calls per 2 s for the key: a batch fed at full speed would meet 429s at once
-    sandbox = make_sandbox(task_seconds=0.2, rate_limit_requests=6, rate_limit_window_seconds=2)
-    relay = make_relay(sandbox=sandbox, batch_max_concurrency=8)
-    limits: list[float] = []
+    """The key may make 3 calls an hour: three rows go, the fourth hand-over meets a 429 and the feed halves
+    its limit and holds back; once the API's window is over (the sandbox's clock moved), every row ends."""
+    sandbox = make_sandbox(rate_limit_requests=3, rate_limit_window_seconds=3600)
+    at_a_window_start(sandbox, 3600)
+    # its submit job retries every second until the window is over: time enough for a busy machine
+    relay = make_relay(sandbox=sandbox, batch_max_concurrency=8, submit_retry_intervals=(1,) * 120)
+    rows = [{"record_key": f"deal:{n}", "company": "Acme", "seats": n} for n in range(1, 7)]
     with relay.client() as client:
-        rows = [{"record_key": f"deal:{n}", "company": "Acme", "seats": n} for n in range(1, 13)]
-        answer = client.post("/v1/batches", json=batch_body(rows))
-        batch_id = answer.json()["batch_id"]
-
-        def ended():
-            limits.append(relay.ctx.batches.feed(relay.tenant_id).get("limit", 2.0))
-            batch = relay.ctx.batches.get(batch_id)
-            return batch if batch["status"] != "running" else None
-
-        batch = eventually(ended, 120, "the batch to end", every=0.2)
-        tasks = [relay.ctx.tasks.get(row["task_id"]) for row in relay.ctx.batches.rows(batch_id)]
-    assert batch["completed"] == 12, "every row in the end"
-    assert any(task.get("throttled") for task in tasks), "the API did answer 429"
-    assert min(limits) < max(limits) and relay.ctx.batches.feed(relay.tenant_id).get("hold_until"), \
-        "the feed halved its limit and held back"
+        batch_id = client.post("/v1/batches", json=batch_body(rows)).json()["batch_id"]
+        held = eventually(lambda: relay.ctx.batches.feed(relay.tenant_id).get("slowdowns"), 60,
+                          "a hand-over to meet a 429", every=0.1, show=lambda: relay.ctx.batches.feed(relay.tenant_id))
+        feed = relay.ctx.batches.feed(relay.tenant_id)
+        throttled = [row["row"] for row in relay.ctx.batches.rows(batch_id)
+                     if (relay.ctx.tasks.get(row.get("task_id") or "") or {}).get("throttled")]
+        sandbox.advance(3600)  # the next window
+        batch = finished(client, batch_id)
+    assert held == 1 and throttled == [4], "three went, the fourth met the limit"
+    assert feed["limit"] == pytest.approx(feed_limits(3, cap=8)[-1] / 2), f"the feed halved its limit: {feed}"
+    assert feed["hold_until"] > 0, "and held back"
+    assert batch["counts"]["completed"] == 6, "every row in the end"
 
 
 def test_on_error_stop_cancels_the_rest_at_the_first_failed_row(relay):
     rows = [{"record_key": "deal:1", "note": "[[fail]]"}] + [
-        {"record_key": f"deal:{n}", "note": "[[duration=30]]"} for n in range(2, 7)]
+        {"record_key": f"deal:{n}", "note": "[[hold=rest]]"} for n in range(2, 7)]  # they cannot end on their own
     with relay.client() as client:
         batch = run(client, batch_body(rows, template="Memo {{note}}", on_error="stop"))
     assert batch["status"] == "stopped" and batch["counts"]["failed"] == 1
@@ -292,24 +357,28 @@ def test_on_error_stop_cancels_the_rest_at_the_first_failed_row(relay):
 
 
 def test_the_reconciler_starts_rows_whose_claim_outlived_its_worker_and_only_those(make_relay):
-    """A worker that claimed rows and died before making their tasks: the reconciler's tick starts them once
-    their claim is stale, reading only the stale claims (an index), and, for claims an older Relay made and
-    did not index, the rows whole."""
-    relay = make_relay(worker=False, batch_claim_stale_seconds=0.5)
-    ctx = relay.ctx
+    """A worker that claimed rows and died before making their tasks: the reconciler's tick starts each once
+    its claim is stale (the test's clock moves, not time), reading only the stale claims (an index), and, for
+    claims an older Relay made and did not index, the rows whole."""
+    relay = make_relay(worker=False, batch_claim_stale_seconds=60)
+    ctx, stale = relay.ctx, 60
     with relay.client() as client:
         batch_id = client.post("/v1/batches", json=batch_body(DEALS[:4])).json()["batch_id"]
-    claimed = [ctx.batches.claim(batch_id, relay.tenant_id, first_limit=4) for _ in range(3)]  # then it died
+    t0 = time.time()
+    claimed = [ctx.batches.claim(batch_id, relay.tenant_id, first_limit=4, now=t0 + n) for n in range(3)]  # died
     legacy = claimed[2]["row"]
     ctx.redis.zrem(ctx.batches.claims_key(batch_id), legacy)  # as an older Relay claimed it: not indexed
-    assert batches.tick(ctx) == 0 and all(ctx.tasks.get(row["task_id"]) is None for row in claimed), "not stale yet"
 
-    def stale() -> int:  # the three were claimed milliseconds apart: wait until the last is stale too
-        return len(ctx.batches.claimed_before(ctx.batches.get(batch_id), time.time() - 0.5))
-    eventually(lambda: stale() == 3, 5, "three stale claims")
-    batches.tick(ctx)
-    started = [ctx.tasks.get(row["task_id"]) for row in claimed]
-    assert all(task and int(task["batch_row"]) == row["row"] for task, row in zip(started, claimed, strict=True))
+    def started() -> list[bool]:
+        return [ctx.tasks.get(row["task_id"]) is not None for row in claimed]
+
+    assert batches.tick(ctx, now=t0 + stale - 0.1) == 0 and started() == [False] * 3, "not stale yet"
+    batches.tick(ctx, now=t0 + stale + 0.5)
+    assert started() == [True, False, False], "only the claim past its time"
+    batches.tick(ctx, now=t0 + stale + 2.5)
+    assert started() == [True] * 3, "then the others, the one read whole included"
+    tasks = [ctx.tasks.get(row["task_id"]) for row in claimed]
+    assert [int(task["batch_row"]) for task in tasks] == [row["row"] for row in claimed]
     assert ctx.redis.zcard(ctx.batches.claims_key(batch_id)) == 0, "a row handed over leaves the index"
     relay.start_worker()
     with relay.client() as client:

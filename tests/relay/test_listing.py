@@ -40,9 +40,12 @@ def test_tasks_are_listed_newest_first_filtered_and_paged(relay):
         assert words == [made[n]["task_id"] for n in (6, 3, 0)]
         record = [t["task_id"] for t in client.get("/v1/tasks", params={"record_key": "deal:1"}).json()["items"]]
         assert record == [made[n]["task_id"] for n in (5, 3, 1)]
-        today = datetime.now(UTC).date()
-        assert len(client.get("/v1/tasks", params={"from": today.isoformat()}).json()["items"]) == 8
-        assert client.get("/v1/tasks", params={"to": (today - timedelta(days=1)).isoformat()}).json()["items"] == []
+        # the days the tasks were made on (a run may cross midnight UTC), not the test's own clock
+        days = [datetime.fromtimestamp(float(relay.ctx.tasks.get(i)["created_at"]), UTC).date() for i in ids]
+        first, last = min(days), max(days)
+        assert len(client.get("/v1/tasks", params={"from": first.isoformat()}).json()["items"]) == 8
+        assert len(client.get("/v1/tasks", params={"to": last.isoformat()}).json()["items"]) == 8
+        assert client.get("/v1/tasks", params={"to": (first - timedelta(days=1)).isoformat()}).json()["items"] == []
         bad = client.get("/v1/tasks", params={"status": "lost"})
         assert bad.status_code == 400 and bad.json()["error"]["field"] == "status"
         bad_day = client.get("/v1/tasks", params={"from": "2026-13-01"})
@@ -62,7 +65,7 @@ def test_records_are_listed_most_recently_used_first(relay):
 
 def test_cancel_stops_a_running_task_at_the_api_and_an_ended_one_answers_409(relay):
     with relay.client() as client:
-        task = relay.submit(client, prompt="A long model [[duration=60]]", record_key="deal:9")
+        task = relay.submit(client, prompt="A long model [[hold=never]]", record_key="deal:9")  # ends by the cancel
         answer = client.post(f"/v1/tasks/{task['task_id']}/cancel")
         assert answer.status_code == 202, answer.text
         ended = relay.wait_task(client, task["task_id"])
@@ -77,7 +80,7 @@ def test_tasks_and_records_an_older_relay_stored_are_listed_after_the_upgrade(re
         made = [relay.submit(client, prompt=f"Memo {n}", record_key=f"deal:{n % 3}") for n in range(7)]
         for task in made:
             relay.wait_task(client, task["task_id"])
-        running = relay.submit(client, prompt="A long one [[duration=60]]", record_key="deal:long")
+        running = relay.submit(client, prompt="A long one [[hold=never]]", record_key="deal:long")  # still running
         ctx = relay.ctx
         ctx.redis.delete(ctx.tasks.tenant_key(relay.tenant_id), ctx.records.index_key(relay.tenant_id),
                          ctx.tasks.recent_key)

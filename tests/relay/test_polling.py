@@ -5,11 +5,11 @@ API's rate limit."""
 from __future__ import annotations
 
 import itertools
-import signal
+
+import pytest
 
 from app.domain import polling, tracking
 from app.work import jobs
-from tests.support.servers import eventually
 
 TWENTY_MINUTES = 1200.0
 
@@ -38,42 +38,56 @@ def test_a_quiet_task_is_polled_rarely_and_an_overdue_one_sooner(make_relay):
     assert late and max(late) <= 30 and len(overdue) > len(quiet)
 
 
-def test_a_completed_task_teaches_how_long_its_kind_usually_takes(relay):
+def redis_now(ctx) -> float:
+    seconds, micros = ctx.redis.time()
+    return seconds + micros / 1_000_000
+
+
+def test_a_completed_task_teaches_how_long_its_kind_usually_takes(make_relay):
+    relay = make_relay(worker=False)  # the reconciler's look, made here, ends the task: no worker needed
     with relay.client() as client:
-        task = relay.submit(client, prompt="Sales")
-        eventually(lambda: client.get(f"/v1/tasks/{task['task_id']}").json()["status"] == "completed", 30,
-                   "the task to complete")
-        view = client.get(f"/v1/tasks/{task['task_id']}").json()
+        task_id = relay.submit(client, prompt="Sales")["task_id"]
+        upstream_id = relay.ctx.tasks.get(task_id)["upstream_task_id"]
+        with relay.sandbox.client() as api:
+            relay.sandbox.wait_task(api, upstream_id)
+        relay.ctx.tasks.watch(task_id, 0)
+        assert jobs._reconcile(relay.ctx)["finished"] == 1
+        view = client.get(f"/v1/tasks/{task_id}").json()
     usual = polling.usual_seconds(relay.ctx, {"tenant_id": relay.tenant_id, "format": "excel"})
-    assert usual is not None and abs(usual * 1000 - view["duration_ms"]) <= 1
+    assert view["status"] == "completed" and usual is not None and abs(usual * 1000 - view["duration_ms"]) <= 1
 
 
 def test_the_reconciler_keeps_a_tenants_polls_within_its_budget(make_relay, make_sandbox):
-    # a budget of 10% of 60 calls a minute: 6 polls a minute, one every 10 s
+    # a budget of 10% of 60 calls a minute: 6 polls a minute, one every 10 s; the reconciler runs here, on the
+    # test's clock (no worker: the submits hand the tasks to the API themselves)
     relay = make_relay(sandbox=make_sandbox(task_seconds=600), worker=False, upstream_rate_limit_per_minute=60)
-    worker = relay.start_worker()
     with relay.client() as client:
         tasks = [relay.submit(client, prompt=f"Long {n}")["task_id"] for n in range(8)]
-        eventually(lambda: all(relay.ctx.tasks.get(t).get("upstream_task_id") for t in tasks), 60,
-                   "every task to reach the API")
-    worker.send_signal(signal.SIGTERM)  # from here on, only this test runs the reconciler
-    worker.wait(timeout=30)
+    assert all(relay.ctx.tasks.get(t).get("upstream_task_id") for t in tasks), "every task is at the API"
     for task_id in tasks:
         relay.ctx.tasks.watch(task_id, 0)
-    counts = jobs._reconcile(relay.ctx)
+    t0 = redis_now(relay.ctx)
+    counts = jobs._reconcile(relay.ctx, now=t0)
     assert counts["polled"] == 1 and counts["deferred"] == 7, counts
     kept = [relay.ctx.tasks.get(t).get("poll_slot") for t in tasks]
     slots = sorted(float(slot) for slot in kept if slot)
-    assert len(slots) == 7 and all(9.5 < b - a < 10.5 for a, b in itertools.pairwise(slots)), slots
-    assert jobs._reconcile(relay.ctx)["polled"] == 0, "a deferred poll waits for its slot"
+    assert slots == pytest.approx([t0 + 10 * n for n in range(1, 8)], abs=1e-6), "one every 10 s, each kept"
+    early = jobs._reconcile(relay.ctx, now=t0 + 9.9)
+    assert early["polled"] == 0, f"a deferred poll waits for its slot: {early}"
+    due = jobs._reconcile(relay.ctx, now=t0 + 10.1)
+    assert due["polled"] == 1 and due["deferred"] == 0, f"and takes it when it comes: {due}"
 
 
 def test_a_refresh_for_someone_watching_stays_within_the_budget(make_relay, make_sandbox):
-    relay = make_relay(sandbox=make_sandbox(task_seconds=600), upstream_rate_limit_per_minute=60)
+    relay = make_relay(sandbox=make_sandbox(task_seconds=600), worker=False, upstream_rate_limit_per_minute=60)
     with relay.client() as client:
         task_id = relay.submit(client, prompt="Long")["task_id"]
-    eventually(lambda: relay.ctx.tasks.get(task_id).get("upstream_task_id"), 60, "the task to reach the API")
-    tracking.refresh(relay.ctx, relay.ctx.tasks.get(task_id), min_age_seconds=0)
-    first = relay.ctx.tasks.get(task_id).get("last_polled_at")
-    tracking.refresh(relay.ctx, relay.ctx.tasks.get(task_id), min_age_seconds=0)  # the next slot is 10 s away
-    assert first and relay.ctx.tasks.get(task_id).get("last_polled_at") == first, "shown as known, not asked"
+    t0 = redis_now(relay.ctx)
+
+    def refreshed_at(now: float) -> float:
+        tracking.refresh(relay.ctx, relay.ctx.tasks.get(task_id), min_age_seconds=0, now=now)
+        return float(relay.ctx.tasks.get(task_id).get("last_polled_at") or 0)
+
+    assert refreshed_at(t0) == t0, "asked"
+    assert refreshed_at(t0 + 5) == t0, "the next slot is 10 s away: shown as known, not asked"
+    assert refreshed_at(t0 + 10.01) == t0 + 10.01, "asked again once the budget has a slot"
