@@ -29,6 +29,8 @@ STATES = ("pending", "delivering", "retrying", "delivered", "dead")
 WRITE_BACK_START_SLOT, WRITE_BACK_SLOT = "write-back:start", "write-back"
 """The two writes to a task's record: Generating as it starts, then Ready or Failed (app.domain.write_back)."""
 _CRASH_RETRY = Retry(max=3, interval=[5, 30, 120])  # a worker killed mid-job: RQ runs the job again
+RECOVERED_AFTER_SECONDS = 1.0
+"""When a retry whose job went missing is tried again (the reconciler found it)."""
 
 
 # -- records ---------------------------------------------------------------------------------------
@@ -246,6 +248,9 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: 
     assert pipe is None, "a later attempt is an RQ job, enqueued on its own"
     attempt = int(ctx.redis.hget(key_for(ctx, delivery_id), "attempts") or 0)
     job_id = f"deliver-{delivery_id}-{attempt}" + (f"-{tag}" if tag else "")
+    # named on the record before it exists: the reconciler looks for this job, and plans another only if it
+    # is missing (a crash right here), never beside a job it could not name
+    ctx.redis.hset(key_for(ctx, delivery_id), "retry_job", job_id)
     # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
     # RQ keeps a scheduled time in whole seconds, rounded down: a second more, so a retry never runs before
     # the Retry-After it was given
@@ -275,10 +280,13 @@ def recover_lost(ctx: Context, limit: int = 500) -> int:
                 enqueue(ctx, delivery_id)
             recovered += lost
             continue
-        job_id = f"deliver-{delivery_id}-{int(record.get('attempts') or 0)}"
+        job_id = record.get("retry_job") or f"deliver-{delivery_id}-{int(record.get('attempts') or 0)}"
         status, lost = queues.requeue_if_lost(ctx, ctx.queue(queues.DELIVER), job_id)
-        if status is None:  # a retry planned, but its job never made it into Redis
-            enqueue(ctx, delivery_id)
+        if status is None:
+            # a retry planned, but its job never made it into Redis: a job again (the lane takes only a delivery
+            # never attempted, so the lane cannot take this one)
+            log.warning("delivery %s had no job for its retry; planned again", delivery_id)
+            enqueue(ctx, delivery_id, RECOVERED_AFTER_SECONDS, tag="recovered")
         recovered += lost or status is None
     return recovered
 

@@ -225,3 +225,47 @@ def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_on
     retry = next(i for i, d in states.items() if d["state"] == "delivered")
     deliveries.update(ctx, retry, state="retrying")  # as an RQ retry finds it: no lane entry
     assert delivering.attempt(ctx, retry) == "delivered" and len(receiver.requests) == 2
+
+
+def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_again(make_relay, fake_teams):
+    """Found by the SIGKILL chaos test: a delivery waiting for its destination's pace is an RQ job named for its
+    slot. A worker killed right after popping it left the job 'queued' in no queue; the reconciler looked for
+    the job by another name, and then could not put the delivery back in the lane (the lane takes only a
+    delivery never attempted), so it waited for ever. The job's name is kept on the delivery now."""
+    from rq.job import Job
+
+    from app.domain import deliveries, pacing
+    from app.stores import queues
+    from app.work import delivering, jobs
+    from app.work.intake import IntakeLane
+    from connectors import teams
+    from connectors.base import Delivery
+
+    relay = make_relay(worker=False, delivery_recheck_seconds=0)
+    ctx, url = relay.ctx, fake_teams.url(fake_teams.base)
+    seconds, micros = ctx.redis.time()
+    pace = teams.KIND.pace(Delivery("dlv_x", "teams", {"url": url}, {}))
+    pacing.reserve(ctx, pace, now=seconds + micros / 1e6 + 3600)  # the workflow's next free slot: in an hour
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=[{"kind": "teams", "config": {"url": url,
+                                                                                         "title": "Pipeline"}}])
+        eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
+        DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
+        [waiting] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
+    delivery_id, queue = waiting["delivery_id"], ctx.queue(queues.DELIVER)
+    record = deliveries.get(ctx, delivery_id)
+    assert record["state"] == "retrying" and "-slot-" in record["retry_job"], record
+    job = Job.fetch(record["retry_job"], connection=ctx.rq_redis)
+    ctx.redis.zadd(deliveries.open_key(ctx), {delivery_id: 0})  # as the reconciler finds it, overdue
+
+    queue.scheduled_job_registry.remove(job)  # released by RQ's scheduler, popped by a worker that died
+    job.set_status("queued")
+    assert jobs.reconcile()["deliveries_requeued"] == 1 and queue.job_ids == [job.id]
+    assert jobs.reconcile()["deliveries_requeued"] == 0, "a job waiting in its queue is left alone"
+
+    queue.remove(job.id)  # the retry's job never reached Redis (a crash between naming it and enqueueing it)
+    job.delete()
+    assert jobs.reconcile()["deliveries_requeued"] == 1
+    planned = deliveries.get(ctx, delivery_id)["retry_job"]
+    assert planned.endswith("-recovered") and planned in queue.scheduled_job_registry.get_job_ids()
+    assert deliveries.get(ctx, delivery_id)["state"] == "retrying" and fake_teams.posted == []
