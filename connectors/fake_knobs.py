@@ -73,6 +73,8 @@ class Knobs:
     """(clock(), method, path) of every call."""
     throttled: list[float] = field(default_factory=list)
     """When each 429 asked for with throttle_next was answered."""
+    refusals: int = 0
+    """Every 429 answered: asked for, before a Retry-After was over, or past the platform's limit."""
     lockout: Lockout | None = None
     """Who remembers the last 429's wait (made with ``clock``)."""
     held: threading.Event = field(default_factory=threading.Event)
@@ -119,6 +121,7 @@ class Knobs:
         with self._lock:
             self.calls.append((self.clock(), method, path))
             if self.lockout.refuses(f"{method} {path}"):  # type: ignore[union-attr]
+                self.refusals += 1
                 return True
             asked = self._throttle > 0
             if asked:
@@ -127,6 +130,8 @@ class Knobs:
         refused = asked or (limit is not None and limit.over())
         if refused:
             self.lockout.start(retry_after)  # type: ignore[union-attr]
+            with self._lock:
+                self.refusals += 1
         return refused
 
     def before_body(self, what: str) -> None:

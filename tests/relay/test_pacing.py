@@ -68,7 +68,8 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(make_re
         late = [r for r in records if float(r["delivered_at"]) < float(r["paced_slot"])]
         assert not late, f"a card went before its slot: {late}"
         assert len(fake_teams.posted) == 12 and not fake_teams.knobs.throttled
-        assert sum(d["attempts"] for d in done) == 12 + fake_teams.limit.refused, "only a 429 costs an attempt"
+        # whether the workflow met a 429 depends on how late a busy machine sends after the slot; each cost one
+        assert sum(d["attempts"] for d in done) == 12 + fake_teams.knobs.refusals, "only a 429 costs an attempt"
 
         pace = teams.KIND.pace(Delivery("dlv_x", "teams", {"url": url}, {}))
         busy = pacing.reserve(relay.ctx, pace, now=redis_now(relay.ctx) + 3600)  # the next free slot: in an hour

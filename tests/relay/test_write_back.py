@@ -390,8 +390,8 @@ def test_airtable_writes_from_two_workers_share_one_pace_per_base(make_relay, fa
     slots = sorted(float(record["paced_slot"]) for record in records)
     assert all(b - a >= 1 / airtable.WRITES_PER_SECOND - 1e-6 for a, b in pairwise(slots)), f"a spacing apart: {slots}"
     assert not [r for r in records if float(r["delivered_at"]) < float(r["paced_slot"])], "none before its slot"
-    refused = sum(window.refused for window in fake_airtable._per_base.values())
-    assert not fake_airtable.knobs.throttled and sum(w["attempts"] for w in writes) == 12 + refused
+    # whether the base met a 429 depends on how late a busy machine writes after the slot; each cost one attempt
+    assert not fake_airtable.knobs.throttled and sum(w["attempts"] for w in writes) == 12 + fake_airtable.knobs.refusals
 
     def pace_of(record_key: str):
         return airtable.KIND.pace(Delivery("dlv_x", "airtable", {}, {"data": {"record_key": record_key}}))
