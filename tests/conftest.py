@@ -33,6 +33,26 @@ from tests.sandbox_fixtures import make_sandbox, receiver, sandbox  # noqa: F401
 _databases = itertools.count(1)  # db 0 holds the sandboxes (one key prefix each)
 
 
+def _share_the_default_tls_context() -> None:
+    """Every httpx client the tests make with the default ``verify`` builds a TLS context from certifi's bundle,
+    about 60 ms of CPU, and the tests make thousands (one per ``httpx.get``): they share one instead. The relay's
+    own code passes a shared context already (app.core.upstream.TLS)."""
+    from httpx._transports import default
+
+    made = default.create_ssl_context
+    shared = made()
+
+    def create_ssl_context(verify=True, cert=None, trust_env=True):
+        if verify is True and cert is None and trust_env:
+            return shared
+        return made(verify=verify, cert=cert, trust_env=trust_env)
+
+    default.create_ssl_context = create_ssl_context
+
+
+_share_the_default_tls_context()
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     # a short directory: unix socket paths are limited to ~107 bytes

@@ -287,30 +287,26 @@ class StormRun:
                                 f"{rq_jobs_of(relay, unprocessed(stored))}")
 
         # a submit acknowledged just before the primary died can go with it when nothing waits for a replica
-        answers = {d["task_id"]: self.client.get(f"/v1/tasks/{d['task_id']}") for d in self.documents}
-        self.lost_documents = {task_id for task_id, answer in answers.items() if answer.status_code == 404}
-        self.kept = [task_id for task_id in answers if task_id not in self.lost_documents]
+        kept = {task["task_id"] for task in relay.ctx.tasks.many([d["task_id"] for d in self.documents])}
+        self.lost_documents = {d["task_id"] for d in self.documents} - kept
+        self.kept = [d["task_id"] for d in self.documents if d["task_id"] in kept]
         folder = self.root / "deliveries" / "failover"
-        # cheap signs first (files, hook requests: a look at 150 tasks costs 150 requests), then the states
+        # cheap signs first (files, hook requests), then the states, read from Redis
         eventually(lambda: folder.exists() and len(list(folder.iterdir())) >= len(self.kept)
                    and len({r.headers["Webhook-Id"] for r in self.receiver.requests}) >= len(self.kept) + TARGETS,
                    600, "a file and a hook delivery for each kept document", every=1,
                    show=lambda: f"{len(list(folder.iterdir())) if folder.exists() else 0} files, "
                                 f"{len(self.receiver.requests)} hook requests")
-        self.states = eventually(self._all_delivered, 600, "every delivery to land", every=5,
+        self.states = eventually(self._all_delivered, 600, "every delivery to land", every=2,
                                  show=lambda: f"not delivered: {self._undelivered()[:10]}")
         self.files = list(folder.iterdir())
 
-    def _views(self) -> list[dict]:
-        return [self.client.get(f"/v1/tasks/{task_id}").json() for task_id in self.kept]
-
     def _all_delivered(self) -> Counter | None:
-        states = Counter(x["state"] for view in self._views() for x in view["deliveries"])
+        states = Counter(d["state"] for d in self.relay.deliveries_of(self.kept))
         return states if states == {"delivered": 2 * len(self.kept)} else None
 
-    def _undelivered(self) -> list[tuple]:
-        return [(x["delivery_id"], x["kind"], x["state"], x["attempts"], x["last_error"]) for view in self._views()
-                for x in view["deliveries"] if x["state"] != "delivered"]
+    def _undelivered(self) -> list[dict]:
+        return [d for d in self.relay.deliveries_of(self.kept) if d["state"] != "delivered"]
 
     def check(self) -> int:
         """What was lost and duplicated, asserted as the setting promises; returns the deliveries made twice."""
