@@ -15,6 +15,7 @@ it), and they exit 0. Both go on through storage trouble (Redis full, read-only 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -172,6 +173,7 @@ class RelayWorker(SimpleWorker):
 
 
 def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool = True) -> None:
+    _keep_what_is_loaded()
     logs.configure()
     ctx = context.current()
     intake = IntakeLane(ctx) if queues.EVENTS in queue_names else None
@@ -234,6 +236,13 @@ def _drain(lanes: list) -> None:
         storage.Backoff("lanes").failed(exc)
 
 
+def _keep_what_is_loaded() -> None:
+    """The modules are imported: what they made lives as long as the process. Frozen, the garbage collector
+    never walks it again (each full collection would, as the web's processes found, and so would the
+    interpreter's exit: about 0.3 CPU-s of a worker's stop)."""
+    gc.freeze()
+
+
 def _flag_stop() -> None:
     RelayWorker.stopping.set()
     RelayWorker.on_stop()
@@ -280,6 +289,7 @@ class RelayCron(CronScheduler):
 
 def run_scheduler() -> None:
     """Enqueue the periodic jobs (the reconciler, the retention sweep) with RQ's cron scheduler."""
+    _keep_what_is_loaded()
     ctx = context.current()
     logs.configure()
     config = ctx.config
