@@ -86,6 +86,17 @@ class SentinelGroup:
         node.process.send_signal(signal.SIGKILL)
         node.process.wait()
 
+    def rejoin(self, node: Node) -> None:
+        """Start a killed server again, as a replica of the primary now, and wait until it has caught up and
+        every sentinel knows it: the group is whole again, ready for another fault."""
+        primary, argv = self.primary(), list(node.process.args)
+        if "--replicaof" in argv:
+            del argv[argv.index("--replicaof"):argv.index("--replicaof") + 3]
+        self._spawn(node, [*argv, "--replicaof", "127.0.0.1", str(primary.port)])
+        self._wait(lambda: self._replicas_online(primary) == self.replicas, f"{node.name} to catch up")
+        self._wait(lambda: all(self._sentinels_known(watcher) for watcher in self.watchers),
+                   "every sentinel to know the group whole again")
+
     def pause(self, node: Node) -> None:
         """A hung primary: the process stops, its sockets stay open and take commands it does not answer."""
         assert node.process is not None
