@@ -4,7 +4,8 @@ Finishing is one Lua script: the terminal status, the usage of the tenant and th
 event-log entry are written together or not at all, so a redelivered webhook, a poll and a retried job
 can race and the task is finished (and counted, and announced) exactly once. Follow-up work (deliveries,
 callbacks, hook subscribers) is then planned idempotently and marked done; a crash in between is repaired by
-the job's retry or the reconciler (``fanout == "pending"``).
+the job's retry or, as the end leaves the task on the watch list until then, by the reconciler
+(``fanout == "pending"``).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ log = logging.getLogger(__name__)
 
 # KEYS: the task, the watch list, the tenant, the record ('' without one), the tenant's event log, the day's
 # usage row, the index of ended tasks (for retention). ARGV: credits, agent ms, the event (JSON), the usage
-# row's life, the record's usage field prefix, the record key, when it ended, then the task's field/value pairs.
+# row's life, the record's usage field prefix, the record key, when it ended, when the reconciler looks whether
+# its follow-ups ran, then the task's field/value pairs.
 _FINISH = LUA_UNLESS_ENDED + """
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('HSET', KEYS[1], 'fanout', 'pending')
 local id = redis.call('HGET', KEYS[1], 'task_id')
-redis.call('ZREM', KEYS[2], id)
+redis.call('ZADD', KEYS[2], ARGV[8], id)
 redis.call('ZADD', KEYS[7], ARGV[7], id)
 local credits, ms = ARGV[1], tonumber(ARGV[2])
 redis.call('HINCRBYFLOAT', KEYS[3], 'credits_used', credits)
@@ -136,7 +138,8 @@ def finish(ctx: Context, task_id: str, fields: dict, task: dict | None = None) -
     fields["event_json"] = ended["event_json"] = json.dumps(event)
     tenant_id, record = task["tenant_id"], task.get("record_key") or ""
     argv = [usage.number(fields.get("credits_used")), int(float(fields.get("duration_ms") or 0)), fields["event_json"],
-            int(ctx.config.usage_retention_seconds), usage.record_prefix(record), record, now]
+            int(ctx.config.usage_retention_seconds), usage.record_prefix(record), record, now,
+            now + ctx.config.reconcile_quiet_seconds]
     argv += field_pairs(fields)
     keys = [ctx.tasks.key_for(task_id), ctx.tasks.watch_key, ctx.tenants.key_for(tenant_id),
             ctx.records.key_for(tenant_id, record) if record else "", ctx.events.key_for(tenant_id),
@@ -170,7 +173,9 @@ def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None
     budgets.after_task(ctx, task)  # each alert goes once a month whatever
     if task.get("batch_id"):
         batch_rows.row_ended(ctx, task)  # after the row's deliveries: the batch's end is the last message
-    ctx.tasks.set(task_id, fanout="done")  # only now: a crash before runs them all again, each is idempotent
+    # only now: until then the task stays on the reconciler's watch list (the end put it there), so follow-ups
+    # lost with a worker or a failed-over primary, after the end was stored, run again; each is idempotent
+    ctx.tasks.follow_ups_done(task_id)
 
 
 def _terminal_fields(upstream: dict) -> dict:

@@ -134,6 +134,14 @@ class TaskStore:
     def unwatch(self, task_id: str) -> None:
         self._redis.zrem(self.watch_key, task_id)
 
+    def follow_ups_done(self, task_id: str) -> None:
+        """An ended task's follow-ups have run: it says so, and the reconciler, which watched it in case they
+        were lost, no longer does."""
+        pipe = self._redis.pipeline()
+        pipe.hset(self.key_for(task_id), "fanout", "done")
+        pipe.zrem(self.watch_key, task_id)
+        pipe.execute()
+
     def forget(self, pipe, task_id: str, tenant_id: str) -> None:
         """Queue on ``pipe`` the removal of the task and its places in the indexes (retention)."""
         pipe.delete(self.key_for(task_id))

@@ -124,11 +124,11 @@ def _reconcile(ctx, now: float | None = None) -> dict:
 
 def _reconcile_one(ctx, task_id: str, now: float | None = None) -> str:
     task = ctx.tasks.get(task_id)
+    if task is not None and task["status"] in TERMINAL and task.get("fanout") == "pending":
+        tracking.run_follow_ups(ctx, task_id, task)  # their end unwatches it: a crash leaves it for next time
+        return "repaired"
     if task is None or task["status"] in TERMINAL:
         ctx.tasks.unwatch(task_id)
-        if task is not None and task.get("fanout") == "pending":
-            tracking.run_follow_ups(ctx, task_id)
-            return "repaired"
         return "polled"
     tenant = ctx.tenants.get(task["tenant_id"])
     if tenant is None:  # it can never end otherwise, and retention only removes tasks that ended

@@ -332,10 +332,15 @@ class StormRun:
                    and len({r.headers["Webhook-Id"] for r in self.receiver.requests}) >= len(self.kept) + TARGETS,
                    600, "a file and a hook delivery for each kept document", every=1,
                    show=lambda: f"{len(list(folder.iterdir())) if folder.exists() else 0} files, "
-                                f"{len(self.receiver.requests)} hook requests")
+                                f"{len(self.receiver.requests)} hook requests; tasks whose follow-ups have not "
+                                f"run (id, status, fanout): {self._follow_ups_pending()[:10]}")
         self.states = eventually(self._all_delivered, 600, "every delivery to land", every=2,
                                  show=lambda: f"not delivered: {self._undelivered()[:10]}")
         self.files = list(folder.iterdir())
+
+    def _follow_ups_pending(self) -> list[tuple]:
+        return [(task["task_id"], task["status"], task.get("fanout")) for task in self.relay.ctx.tasks.many(self.kept)
+                if task.get("fanout") != "done"]
 
     def _all_delivered(self) -> Counter | None:
         states = Counter(d["state"] for d in self.relay.deliveries_of(self.kept))
@@ -403,6 +408,7 @@ class StormRun:
         self._served.stop()
 
 
+@pytest.mark.long
 def test_the_primary_fails_twice_in_a_storm_and_nothing_acknowledged_is_lost(sentinels, make_relay, make_sandbox,
                                                                                tmp_path, reliability):
     """One storm, two faults in turn (the primary killed, then, with the group whole again, the new primary

@@ -141,6 +141,40 @@ def test_a_task_end_lost_in_a_failover_plans_nothing_until_it_comes_again(make_r
     assert len(json.loads(relay.ctx.tasks.get(task["task_id"])["delivery_ids"])) == 1
 
 
+def test_follow_ups_lost_after_the_end_was_stored_are_run_by_the_reconciler(make_relay, monkeypatch):
+    """Found by the Sentinel storm: the end reached a replica, the primary died before the deliveries' plan did,
+    and nothing was left to run them (the end had taken the task off the watch list, and the webhook's entry was
+    gone). The end now leaves the task watched until its follow-ups have run."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from app.domain import deliveries, tracking
+    from app.work import jobs
+
+    relay = make_relay(worker=False)
+    ctx = relay.ctx
+    task = ctx.tasks.create(relay.tenant_id, format="excel", prompt="p", watch_at=time.time() + 60,
+                            destinations=[{"kind": "folder", "config": {"path": "out"}}])
+    ended = {**TASK, "task_id": "task_" + task["task_id"].removeprefix("tsk_")}
+
+    def primary_gone(*args, **kwargs):
+        raise RedisConnectionError("the primary went")
+
+    monkeypatch.setattr(deliveries, "plan", primary_gone)
+    with pytest.raises(RedisConnectionError):
+        tracking.apply(ctx, task["task_id"], ended, source="webhook")
+    monkeypatch.undo()
+    stuck = ctx.tasks.get(task["task_id"])
+    assert stuck["status"] == "completed" and stuck["fanout"] == "pending" and not stuck.get("delivery_ids")
+    watched_until = ctx.redis.zscore(ctx.tasks.watch_key, task["task_id"])
+    assert watched_until == pytest.approx(float(stuck["finished_at"]) + ctx.config.reconcile_quiet_seconds, abs=1e-3)
+
+    assert jobs._reconcile(ctx, now=watched_until - 1)["repaired"] == 0, "not before the quiet time"
+    assert jobs._reconcile(ctx, now=watched_until)["repaired"] == 1
+    repaired = ctx.tasks.get(task["task_id"])
+    assert repaired["fanout"] == "done" and len(json.loads(repaired["delivery_ids"])) == 1
+    assert ctx.redis.zscore(ctx.tasks.watch_key, task["task_id"]) is None, "no longer watched"
+
+
 def test_a_delivery_of_an_end_not_stored_waits_for_it_instead_of_dying(make_relay):
     """The same failover between a task's end and its deliveries' plan: the deliveries exist, the end does not.
     A delivery that needs the document waits (a retry), and lands once the end is stored again."""
