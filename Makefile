@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deps-stamp
-TEST_PROCESSES ?= 4
+TEST_PROCESSES ?= 3
 
 .PHONY: dev test lint clean
 
@@ -19,7 +19,7 @@ dev: $(STAMP)  ## set up and run the whole product locally (embedded Redis, sand
 
 test: $(STAMP)  ## run the whole test suite against private servers
 	PYTHON=$(BIN)/python sh tests/system-tools.sh
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist load --maxschedchunk 1 --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff, and the layout's import contracts (docs/architecture.md)
 	$(BIN)/ruff check .

@@ -53,6 +53,13 @@ def _share_the_default_tls_context() -> None:
 _share_the_default_tls_context()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests (``@pytest.mark.long``, tens of seconds each) are collected first. With xdist's
+    ``--maxschedchunk 1`` (Makefile) each process starts on one of them and takes the rest a test at a time,
+    so no long test starts last and stretches the run."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     # a short directory: unix socket paths are limited to ~107 bytes

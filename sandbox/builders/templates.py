@@ -44,8 +44,11 @@ def blank_deck() -> bytes:
 def _keep_styles(styles, names: tuple[str, ...]) -> None:
     """Drop every style but the defaults, those named, and the styles they are based on, link to or lead to."""
     by_id = {style.get(qn("w:styleId")): style for style in styles.findall(qn("w:style"))}
-    wanted = [style_id for style_id, style in by_id.items()
-              if style.get(qn("w:default")) == "1" or style.find(qn("w:name")).get(qn("w:val")) in names]
+    wanted = [
+        style_id
+        for style_id, style in by_id.items()
+        if style.get(qn("w:default")) == "1" or style.find(qn("w:name")).get(qn("w:val")) in names
+    ]
     kept: set[str] = set()
     while wanted:
         style_id = wanted.pop()

@@ -11,6 +11,7 @@ import sys
 import time
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.cli.devstack import free_port, stop_processes, wait_until_up
@@ -22,6 +23,7 @@ FAILED_HANDOVERS = 3  # the outage lasts until each submission has failed this m
 _prefixes = itertools.count()
 
 
+@pytest.mark.long
 def test_submissions_complete_after_an_api_outage(make_relay, redis_url, tmp_path, reliability):
     config = SandboxConfig(redis_url=redis_url, key_prefix=f"sbxchaos{next(_prefixes)}:", data_dir=tmp_path / "sbx",
                            task_seconds=0.05, admin_token=ADMIN, sweep_interval_seconds=0.1,

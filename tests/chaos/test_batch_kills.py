@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from tests.support.chaos import WorkerKiller
 from tests.support.servers import eventually
 
@@ -16,6 +18,7 @@ KILLS = 6
 HELD = 2  # the last rows, kept running in the API until the kills are made
 
 
+@pytest.mark.long
 def test_sigkill_workers_during_a_1000_row_batch(make_relay, make_sandbox, reliability):
     sandbox = make_sandbox(task_seconds=0.05, pool_size=8)
     relay = make_relay(sandbox=sandbox, worker=False, batch_max_concurrency=8, batch_claim_stale_seconds=3)

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.cli.embedded_redis import EmbeddedRedis
@@ -17,6 +18,7 @@ from tests.support.servers import eventually
 BEFORE, DURING, WEBHOOKS_REFUSED = 12, 10, 3
 
 
+@pytest.mark.long
 def test_a_full_redis_is_answered_with_503_and_nothing_is_lost(make_sandbox, make_relay, receiver, tmp_path,
                                                                 reliability):
     redis = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="relay-full-")))

@@ -20,6 +20,7 @@ READY = "ready: working, and a stop signal ends it warmly"
 WARM = "warm shut down requested"
 
 
+@pytest.mark.long
 def test_sigterm_in_the_middle_of_a_delivery_25_times_in_a_row(make_relay, receiver, reliability):
     """Five rounds of five workers: each worker holds one delivery the subscriber keeps waiting, is told to
     stop, and only then is the subscriber let go; each finishes the delivery in hand, exits 0, and takes no

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 from tests.relay.test_email_delivery import email_destination
 from tests.support.chaos import WorkerKiller, lane_holders
 from tests.support.servers import eventually
@@ -20,6 +22,7 @@ HELD = 6  # the last documents, kept running in the API until the kills are made
 KILLS = 8
 
 
+@pytest.mark.long
 def test_sigkill_workers_while_300_deliveries_run(make_relay, make_sandbox, fake_drive, fake_slack, smtp_server,
                                                    receiver, tmp_path, reliability):
     sandbox = make_sandbox(pool_size=HELD + 4)  # the held documents leave room for the others

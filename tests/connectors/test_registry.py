@@ -16,8 +16,10 @@ def test_the_kinds_that_write_back_are_the_record_kinds():
 
 
 def test_a_kind_is_imported_when_it_is_looked_up():
-    script = ("import sys; from connectors.registry import KINDS; assert 'folder' in KINDS;"
-              "assert 'connectors.airtable' not in sys.modules and 'slack_sdk' not in sys.modules;"
-              "KINDS['airtable']; assert 'connectors.airtable' in sys.modules")
+    script = (
+        "import sys; from connectors.registry import KINDS; assert 'folder' in KINDS;"
+        "assert 'connectors.airtable' not in sys.modules and 'slack_sdk' not in sys.modules;"
+        "KINDS['airtable']; assert 'connectors.airtable' in sys.modules"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
