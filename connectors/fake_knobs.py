@@ -153,8 +153,6 @@ class Window:
     limit: int
     seconds: float
     clock: Callable[[], float] = time.monotonic
-    refused: int = 0
-    """Calls answered 429 for crossing the limit: a client that keeps the platform's pace meets none."""
     _calls: deque[float] = field(default_factory=deque)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -165,6 +163,4 @@ class Window:
             while self._calls and now - self._calls[0] > self.seconds:
                 self._calls.popleft()
             self._calls.append(now)
-            over = len(self._calls) > self.limit
-            self.refused += over
-            return over
+            return len(self._calls) > self.limit

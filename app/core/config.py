@@ -53,7 +53,8 @@ class RelayConfig:
     reconcile_interval_seconds: int = 30
     """How often the scheduler enqueues the reconciler."""
     reconcile_quiet_seconds: float = 120.0
-    """A task with no news for this long is polled."""
+    """A task with no news for this long is polled; an ended task whose follow-ups (deliveries, hooks) were not
+    marked done this long after its end has them run again."""
     poll_first_seconds: float = 3.0
     """The reconciler's first gap between polls of a quiet task; each next one doubles (app.domain.polling)."""
     poll_cap_seconds: float = 300.0
