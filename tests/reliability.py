@@ -35,7 +35,10 @@ prevent it, and that one customer never sees another's data. These figures are m
 (`tests/chaos/`, `tests/relay/test_isolation.py`, `test_outbound.py`, `test_limits.py`, `test_fuzz.py`,
 `test_openapi.py`), in CI, on loopback with real processes and a real Redis. This page is generated from the
 last run: `RELAY_RELIABILITY_REPORT=var/reliability.json make test`, then
-`python -m tests.reliability var/reliability.json > docs/reliability.md`.
+`python -m tests.reliability var/reliability.json > docs/reliability.md`. Each fault comes at a point of the
+work's progress (a kill at each seventh of a batch's rows, an outage until every submission has failed three
+hand-overs, a Sentinel fault after so many acknowledged webhooks), not after so many seconds, so a slow or busy
+machine meets the same faults; timings in the notes are what this run measured.
 
 | fault or bad input | times | lost | duplicated | notes |
 |---|---:|---:|---|---|
