@@ -23,6 +23,7 @@ test: $(STAMP)  ## run the whole test suite against private servers
 
 lint: $(STAMP)  ## ruff, and the layout's import contracts (docs/architecture.md)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 clean:

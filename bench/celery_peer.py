@@ -24,11 +24,18 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 BROKER = os.environ.get("BENCH_CELERY_BROKER", "redis://127.0.0.1:6399/0")
-DONE = "bench:celery:done"  # completion times of fan-out deliveries, as the relay records delivered_at
+DONE = (
+    "bench:celery:done"  # completion times of fan-out deliveries, as the relay records delivered_at
+)
 
 celery = Celery("bench_peer", broker=BROKER)
-celery.conf.update(task_acks_late=True, task_ignore_result=True, worker_prefetch_multiplier=4,
-                   broker_connection_retry_on_startup=True, task_default_queue="bench-peer")
+celery.conf.update(
+    task_acks_late=True,
+    task_ignore_result=True,
+    worker_prefetch_multiplier=4,
+    broker_connection_retry_on_startup=True,
+    task_default_queue="bench-peer",
+)
 
 _local = threading.local()
 
@@ -47,7 +54,9 @@ def _done() -> Redis:
     global _redis
     if _redis is None:
         broker = str(celery.conf.broker_url)
-        _redis = Redis.from_url(broker.replace("redis+socket://", "unix://").replace("virtual_host=", "db="))
+        _redis = Redis.from_url(
+            broker.replace("redis+socket://", "unix://").replace("virtual_host=", "db=")
+        )
     return _redis
 
 

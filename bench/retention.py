@@ -38,7 +38,9 @@ from app.domain import retention  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
 from bench.fanout import gunicorn_subscriber  # noqa: E402
 
-RECORDS = 50  # record keys the tasks cycle through: records stay by design, so they must not grow with N
+RECORDS = (
+    50  # record keys the tasks cycle through: records stay by design, so they must not grow with N
+)
 
 
 def used(ctx) -> int:
@@ -72,7 +74,9 @@ class Sweeper(threading.Thread):
     def run(self) -> None:
         last = 0.0
         while not self.stop.wait(1.0):
-            self.samples.append((int(self.ctx.redis.info("memory")["used_memory"]), kept_tasks(self.ctx)))
+            self.samples.append(
+                (int(self.ctx.redis.info("memory")["used_memory"]), kept_tasks(self.ctx))
+            )
             if time.monotonic() - last >= self.every:
                 self.sweep()
                 last = time.monotonic()
@@ -90,11 +94,18 @@ def submit_all(url: str, api_key: str, subscriber: str, count: int, first: int =
 
     def one(n: int) -> None:
         if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60)
+            local.client = httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60
+            )
         # resume False: each task a document of its own, so the sandbox's cost stays flat (resuming makes
         # every record's workbook grow by a sheet per task)
-        body = {"format": "excel", "prompt": f"Renewal memo {n}", "record_key": f"crm:deal:{n % RECORDS}",
-                "resume": False, "destinations": [{"kind": "webhook", "config": {"url": subscriber}}]}
+        body = {
+            "format": "excel",
+            "prompt": f"Renewal memo {n}",
+            "record_key": f"crm:deal:{n % RECORDS}",
+            "resume": False,
+            "destinations": [{"kind": "webhook", "config": {"url": subscriber}}],
+        }
         local.client.post("/v1/documents", json=body).raise_for_status()
 
     with ThreadPoolExecutor(8) as pool:
@@ -109,15 +120,23 @@ def wait_all_swept(ctx, sweeper: Sweeper, total: int, timeout: float) -> None:
         if ended >= total and kept_tasks(ctx) == 0:
             return
         time.sleep(1.0)
-    raise SystemExit(f"not all {total} tasks were swept within {timeout:g} s ({kept_tasks(ctx)} kept)")
+    raise SystemExit(
+        f"not all {total} tasks were swept within {timeout:g} s ({kept_tasks(ctx)} kept)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--tasks", type=int, default=20_000)
-    parser.add_argument("--retention", type=float, default=10.0, help="seconds, for everything the relay keeps")
+    parser.add_argument(
+        "--retention", type=float, default=10.0, help="seconds, for everything the relay keeps"
+    )
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop what it started (finally) when told to stop
+    signal.signal(
+        signal.SIGTERM, lambda *_: sys.exit(1)
+    )  # stop what it started (finally) when told to stop
     work = Path(tempfile.mkdtemp(prefix="relay-retention-"))
     stack = DevStack(work)  # its Redis is the sandbox's; the relay gets one of its own
     relay_redis = EmbeddedRedis(work / "relay-redis")
@@ -125,17 +144,32 @@ def main() -> None:
     subscriber = gunicorn_subscriber(subscriber_port)
     try:
         stack.start_redis()
-        sandbox_url = stack.start_sandbox(free_port(), SANDBOX_TASK_SECONDS="0", SANDBOX_POOL_SIZE="16",
-                                          SANDBOX_RATE_LIMIT_REQUESTS="1000000")
+        sandbox_url = stack.start_sandbox(
+            free_port(),
+            SANDBOX_TASK_SECONDS="0",
+            SANDBOX_POOL_SIZE="16",
+            SANDBOX_RATE_LIMIT_REQUESTS="1000000",
+        )
         org = stack.create_sandbox_org("bench")
         seconds = int(args.retention)
-        config = RelayConfig(redis_url=relay_redis.start(), public_url=f"http://127.0.0.1:{port}",
-                             encryption_keys=SecretBox.new_key(), secret_key="bench", outbound_allow="127.0.0.0/8",
-                             rate_limit="", metrics_dir="", task_retention_seconds=args.retention,
-                             dead_letter_retention_seconds=args.retention, job_result_ttl_seconds=seconds,
-                             job_failure_ttl_seconds=seconds, webhook_dedupe_ttl_seconds=seconds,
-                             idempotency_ttl_seconds=seconds, stream_retention_seconds=args.retention,
-                             consumer_idle_seconds=args.retention, reconcile_quiet_seconds=120)
+        config = RelayConfig(
+            redis_url=relay_redis.start(),
+            public_url=f"http://127.0.0.1:{port}",
+            encryption_keys=SecretBox.new_key(),
+            secret_key="bench",
+            outbound_allow="127.0.0.0/8",
+            rate_limit="",
+            metrics_dir="",
+            task_retention_seconds=args.retention,
+            dead_letter_retention_seconds=args.retention,
+            job_result_ttl_seconds=seconds,
+            job_failure_ttl_seconds=seconds,
+            webhook_dedupe_ttl_seconds=seconds,
+            idempotency_ttl_seconds=seconds,
+            stream_retention_seconds=args.retention,
+            consumer_idle_seconds=args.retention,
+            reconcile_quiet_seconds=120,
+        )
         ctx = build_context(config)
         _, api_key = ctx.tenants.create("bench", sandbox_url, org["api_key"], org["webhook_secret"])
         env = {**os.environ, **config.to_env()}
@@ -165,21 +199,36 @@ def main() -> None:
         left = key_kinds(ctx)
 
         peak = max(u for u, _ in sweeper.samples)
-        steady = [(u - start) / k for u, k in sweeper.samples[len(sweeper.samples) // 4:] if k > 100]
-        print(f"{args.tasks} tasks (submit -> sandbox -> signed webhook -> 1 webhook delivery), retention "
-              f"{args.retention:g} s; submitted in {submitted:.0f} s, all swept after {elapsed:.0f} s "
-              f"({args.tasks / elapsed:.0f} tasks/s)")
-        print(f"redis used_memory  start {start / 1e6:.2f} MB   peak {peak / 1e6:.2f} MB   "
-              f"after the sweep {end / 1e6:.2f} MB   end/start {end / start:.3f} (goal <= 1.10)")
+        steady = [
+            (u - start) / k for u, k in sweeper.samples[len(sweeper.samples) // 4 :] if k > 100
+        ]
+        print(
+            f"{args.tasks} tasks (submit -> sandbox -> signed webhook -> 1 webhook delivery), retention "
+            f"{args.retention:g} s; submitted in {submitted:.0f} s, all swept after {elapsed:.0f} s "
+            f"({args.tasks / elapsed:.0f} tasks/s)"
+        )
+        print(
+            f"redis used_memory  start {start / 1e6:.2f} MB   peak {peak / 1e6:.2f} MB   "
+            f"after the sweep {end / 1e6:.2f} MB   end/start {end / start:.3f} (goal <= 1.10)"
+        )
         if steady:
-            print(f"bytes kept per task at steady state: {statistics.median(steady):,.0f} "
-                  f"(median of {len(steady)} samples; tasks kept at once: up to {max(k for _, k in sweeper.samples)})")
-        grown = {kind: (left.get(kind, 0), at_start.get(kind, 0)) for kind in sorted(set(left) | set(at_start))
-                 if left.get(kind, 0) != at_start.get(kind, 0)}
-        print("keys after the sweep that differ from the start (after, start): "
-              + (", ".join(f"{kind} {a}/{b}" for kind, (a, b) in grown.items()) or "none"))
-        print(f"sweep: {sweeper.removed} tasks removed in {sweeper.seconds:.2f} s, "
-              f"{sweeper.seconds / max(1, sweeper.removed) * 1e6:.0f} us per task")
+            print(
+                f"bytes kept per task at steady state: {statistics.median(steady):,.0f} "
+                f"(median of {len(steady)} samples; tasks kept at once: up to {max(k for _, k in sweeper.samples)})"
+            )
+        grown = {
+            kind: (left.get(kind, 0), at_start.get(kind, 0))
+            for kind in sorted(set(left) | set(at_start))
+            if left.get(kind, 0) != at_start.get(kind, 0)
+        }
+        print(
+            "keys after the sweep that differ from the start (after, start): "
+            + (", ".join(f"{kind} {a}/{b}" for kind, (a, b) in grown.items()) or "none")
+        )
+        print(
+            f"sweep: {sweeper.removed} tasks removed in {sweeper.seconds:.2f} s, "
+            f"{sweeper.seconds / max(1, sweeper.removed) * 1e6:.0f} us per task"
+        )
     finally:
         stack.stop()
         relay_redis.stop()

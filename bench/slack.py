@@ -45,14 +45,25 @@ SERVERS = (("baseline", "bench.bare:slack_baseline()"), ("/slack/commands", "app
 
 
 def signed(n: int) -> tuple[bytes, dict[str, str]]:
-    body = urlencode({"team_id": "T0BENCH", "channel_id": f"C0BENCH{n % 97}", "user_id": "U0BENCH",
-                      "command": "/overten", "text": f"excel Pipeline review number {n} by region and owner",
-                      "response_url": f"https://hooks.slack.com/commands/T0BENCH/{n}/x",
-                      "trigger_id": f"{n}.bench"}).encode()
+    body = urlencode(
+        {
+            "team_id": "T0BENCH",
+            "channel_id": f"C0BENCH{n % 97}",
+            "user_id": "U0BENCH",
+            "command": "/overten",
+            "text": f"excel Pipeline review number {n} by region and owner",
+            "response_url": f"https://hooks.slack.com/commands/T0BENCH/{n}/x",
+            "trigger_id": f"{n}.bench",
+        }
+    ).encode()
     stamp = str(int(time.time()))
-    return body, {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": stamp,
-                  "X-Slack-Signature": SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp,
-                                                                                            body=body)}
+    return body, {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": SignatureVerifier(SIGNING_SECRET).generate_signature(
+            timestamp=stamp, body=body
+        ),
+    }
 
 
 async def load(url: str, bursts: int, concurrency: int, first: int) -> list[list[float]]:
@@ -76,8 +87,13 @@ async def load(url: str, bursts: int, concurrency: int, first: int) -> list[list
 
     def request(n: int) -> bytes:
         body, headers = signed(n)
-        lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}",
-                 "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {host}:{port}",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
     latencies = []
@@ -93,19 +109,29 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bursts", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (relay web's default)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="gunicorn workers (relay web's default)"
+    )
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="relay-bench-slack-"))
     redis = EmbeddedRedis(work / "redis")
-    config = RelayConfig(redis_url=redis.start(), encryption_keys=SecretBox.new_key(), secret_key="bench",
-                         slack_signing_secret=SIGNING_SECRET)
+    config = RelayConfig(
+        redis_url=redis.start(),
+        encryption_keys=SecretBox.new_key(),
+        secret_key="bench",
+        slack_signing_secret=SIGNING_SECRET,
+    )
     ctx = build_context(config)
-    tenant, _ = ctx.tenants.create("bench", "http://127.0.0.1:9", "key", "whsec_YmVuY2htYXJrIHNsYWNrIHNlY3JldA==")
+    tenant, _ = ctx.tenants.create(
+        "bench", "http://127.0.0.1:9", "key", "whsec_YmVuY2htYXJrIHNsYWNrIHNlY3JldA=="
+    )
     save(ctx, Installation("T0BENCH", "Bench", tenant.tenant_id, "xoxb-bench-token"))
     env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT)}
     results: dict[str, list[list[list[float]]]] = {"baseline": [], "/slack/commands": []}
@@ -117,7 +143,9 @@ def main() -> None:
                 try:
                     url = f"http://127.0.0.1:{port}/slack/commands"
                     first = round_ * (args.bursts + 1) * args.concurrency
-                    results[name].append(asyncio.run(load(url, args.bursts, args.concurrency, first)))
+                    results[name].append(
+                        asyncio.run(load(url, args.bursts, args.concurrency, first))
+                    )
                 finally:
                     stop(server)
         enqueued = ctx.redis.xlen(stream_key(ctx))  # no worker runs: every taken command waits here
@@ -127,25 +155,35 @@ def main() -> None:
     report(results, args, enqueued)
 
 
-def report(results: dict[str, list[list[list[float]]]], args: argparse.Namespace, enqueued: int) -> None:
+def report(
+    results: dict[str, list[list[list[float]]]], args: argparse.Namespace, enqueued: int
+) -> None:
     """The first burst after a server starts is reported on its own (its processes open their Redis
     connections then); p50/p99 are over the bursts after it."""
-    print(f"bench/slack: {args.bursts} bursts of {args.concurrency} concurrent commands x {args.rounds} rounds, "
-          f"gunicorn gthread x{args.workers}, {os.cpu_count()} cores")
-    print(f"{'server':<16} {'round':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'first burst max ms':>19}")
+    print(
+        f"bench/slack: {args.bursts} bursts of {args.concurrency} concurrent commands x {args.rounds} rounds, "
+        f"gunicorn gthread x{args.workers}, {os.cpu_count()} cores"
+    )
+    print(
+        f"{'server':<16} {'round':>5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'first burst max ms':>19}"
+    )
     p99s: dict[str, list[float]] = {}
     for name, runs in results.items():
         for n, (cold, *bursts) in enumerate(runs, start=1):
             latencies = [seconds for burst in bursts for seconds in burst]
             p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-            print(f"{name:<16} {n:>5} {p50:>8.1f} {p99:>8.1f} {max(latencies) * 1000:>8.1f} {max(cold) * 1000:>19.1f}")
+            print(
+                f"{name:<16} {n:>5} {p50:>8.1f} {p99:>8.1f} {max(latencies) * 1000:>8.1f} {max(cold) * 1000:>19.1f}"
+            )
             p99s.setdefault(name, []).append(p99)
     sent = args.rounds * (args.bursts + 1) * args.concurrency
     print(f"commands taken in: {enqueued}/{sent} (each acknowledged command, durably queued once)")
     command, baseline = p99s["/slack/commands"], p99s["baseline"]
-    print(f"p99 of /slack/commands: {min(command):.1f}-{max(command):.1f} ms over the rounds (goal < 100 ms; Slack's "
-          f"limit 3000 ms); baseline {min(baseline):.1f}-{max(baseline):.1f} ms; worst ratio "
-          f"{max(command) / min(baseline):.2f}")
+    print(
+        f"p99 of /slack/commands: {min(command):.1f}-{max(command):.1f} ms over the rounds (goal < 100 ms; Slack's "
+        f"limit 3000 ms); baseline {min(baseline):.1f}-{max(baseline):.1f} ms; worst ratio "
+        f"{max(command) / min(baseline):.2f}"
+    )
 
 
 if __name__ == "__main__":

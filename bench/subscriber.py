@@ -55,8 +55,11 @@ async def main(port: int, path: str) -> None:
 
 def start(port: int, arrivals: Path) -> subprocess.Popen:
     """The subscriber in a process of its own, once it answers."""
-    process = subprocess.Popen([sys.executable, "-m", "bench.subscriber", str(port), str(arrivals)], cwd=ROOT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.subscriber", str(port), str(arrivals)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     wait_until_up(f"http://127.0.0.1:{port}/")
     return process
 

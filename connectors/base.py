@@ -69,7 +69,10 @@ class Document:
     """A signed, expiring link that always leads to a fresh download (for messages and large emails)."""
 
 
-_HEADLINES = {"batch.completed": "Your batch has ended", "budget.threshold": "A credit budget is running out"}
+_HEADLINES = {
+    "batch.completed": "Your batch has ended",
+    "budget.threshold": "A credit budget is running out",
+}
 
 
 def headline(event: dict[str, Any]) -> str:
@@ -80,7 +83,9 @@ def headline(event: dict[str, Any]) -> str:
 def summary(event: dict[str, Any]) -> str:
     """The text of a message about the event: the document's summary, or the batch's counts."""
     data = event.get("data") or {}
-    return str((data.get("result") or {}).get("summary") or data.get("summary") or f"{headline(event)}.")
+    return str(
+        (data.get("result") or {}).get("summary") or data.get("summary") or f"{headline(event)}."
+    )
 
 
 @dataclass(frozen=True)

@@ -113,8 +113,9 @@ class Knobs:
         self.release.clear()
         self._pause = _Gate(what, skip)
 
-    def too_many(self, method: str, path: str, retry_after: float | None = None,
-                 limit: Window | None = None) -> bool:
+    def too_many(
+        self, method: str, path: str, retry_after: float | None = None, limit: Window | None = None
+    ) -> bool:
         """Log a call; True when it is to be answered 429: it came before the last 429's ``retry_after`` was over,
         a throttle was asked for, or it is past the platform's ``limit``. A 429 decided here makes the caller
         wait ``retry_after`` (what the fake's answer says)."""

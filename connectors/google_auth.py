@@ -14,7 +14,9 @@ from google.oauth2 import service_account
 
 from .base import Environment, Permanent, Retryable
 
-_tokens: dict[str, tuple[str, float]] = {}  # per process: credentials and scopes digest -> (access token, expiry)
+_tokens: dict[
+    str, tuple[str, float]
+] = {}  # per process: credentials and scopes digest -> (access token, expiry)
 
 
 def access_token(info: dict, scopes: list[str], env: Environment, force: bool = False) -> str:
@@ -29,11 +31,17 @@ def access_token(info: dict, scopes: list[str], env: Environment, force: bool = 
         env.settings["check_url"](token_uri)  # a user-supplied URL like any other
     if info["type"] == "service_account":
         credentials = service_account.Credentials.from_service_account_info(
-            {**info, "token_uri": token_uri}, scopes=scopes, subject=info.get("subject"))
+            {**info, "token_uri": token_uri}, scopes=scopes, subject=info.get("subject")
+        )
     else:
-        credentials = oauth_credentials.Credentials(None, refresh_token=info["refresh_token"], token_uri=token_uri,
-                                                    client_id=info["client_id"], client_secret=info["client_secret"],
-                                                    scopes=scopes)
+        credentials = oauth_credentials.Credentials(
+            None,
+            refresh_token=info["refresh_token"],
+            token_uri=token_uri,
+            client_id=info["client_id"],
+            client_secret=info["client_secret"],
+            scopes=scopes,
+        )
     try:
         credentials.refresh(Request())
     except google_errors.RefreshError as exc:

@@ -44,15 +44,25 @@ def fields(delivery: Delivery, document: Document) -> dict[str, str]:
     task = delivery.event.get("data") or {}
     finished = task.get("updated_at") or ""
     try:
-        day = datetime.fromisoformat(str(finished).replace("Z", "+00:00")).astimezone(UTC).date().isoformat()
+        day = (
+            datetime.fromisoformat(str(finished).replace("Z", "+00:00"))
+            .astimezone(UTC)
+            .date()
+            .isoformat()
+        )
     except ValueError:
         day = datetime.now(UTC).date().isoformat()
     artifacts = (task.get("result") or {}).get("artifacts") or []
     title = str(artifacts[0].get("file_name") or "") if artifacts else ""
     turn = task.get("turn_index")
-    return {"record_key": str(task.get("record_key") or "relay"), "format": str(task.get("format") or ""),
-            "date": day, "title": title.rpartition(".")[0] or title or document.name.rpartition(".")[0],
-            "turn": "" if turn is None else str(turn), "task_id": str(task.get("task_id") or "")}
+    return {
+        "record_key": str(task.get("record_key") or "relay"),
+        "format": str(task.get("format") or ""),
+        "date": day,
+        "title": title.rpartition(".")[0] or title or document.name.rpartition(".")[0],
+        "turn": "" if turn is None else str(turn),
+        "task_id": str(task.get("task_id") or ""),
+    }
 
 
 def file_name(delivery: Delivery, document: Document, rules: Rules = DEFAULT) -> str:
@@ -66,7 +76,9 @@ def file_name(delivery: Delivery, document: Document, rules: Rules = DEFAULT) ->
     return _clean(name, rules)
 
 
-def folder(delivery: Delivery, document: Document, key: str = "folder", rules: Rules = DEFAULT) -> str:
+def folder(
+    delivery: Delivery, document: Document, key: str = "folder", rules: Rules = DEFAULT
+) -> str:
     """The folder path (``a/b``, no leading or trailing slash) from the template in ``config[key]``."""
     template = str(delivery.config.get(key) or "")
     rendered = _render(template, fields(delivery, document), rules) if template else ""
@@ -76,8 +88,11 @@ def folder(delivery: Delivery, document: Document, key: str = "folder", rules: R
 def check(template: str) -> str | None:
     """What is wrong with a template, in words; None when it is fine."""
     try:
-        parsed = [(name, spec, conversion) for _, name, spec, conversion in Formatter().parse(template)
-                  if name is not None]
+        parsed = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in Formatter().parse(template)
+            if name is not None
+        ]
     except ValueError as exc:
         return f"not a template ({exc}); write a literal brace as {{{{ or }}}}"
     names = [name for name, _, _ in parsed]
@@ -85,7 +100,9 @@ def check(template: str) -> str | None:
         return "a field takes no format (write {date}, not {date:...})"
     unknown = sorted({name for name in names if name not in FIELDS})
     if unknown:
-        return f"unknown field {{{unknown[0]}}}; the fields are " + ", ".join(f"{{{f}}}" for f in FIELDS)
+        return f"unknown field {{{unknown[0]}}}; the fields are " + ", ".join(
+            f"{{{f}}}" for f in FIELDS
+        )
     return None
 
 
@@ -118,5 +135,7 @@ def _clean(name: str, rules: Rules) -> str:
     if len(name.encode()) > rules.max_length:
         stem, dot, ext = name.rpartition(".")
         keep = rules.max_length - len(ext.encode()) - 1 if dot else rules.max_length
-        name = (stem if dot else name).encode()[:keep].decode(errors="ignore") + (f".{ext}" if dot else "")
+        name = (stem if dot else name).encode()[:keep].decode(errors="ignore") + (
+            f".{ext}" if dot else ""
+        )
     return name

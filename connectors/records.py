@@ -27,9 +27,14 @@ class WriteBack:
 def write_back_of(delivery: Delivery, document: Document | None) -> WriteBack:
     event, task = delivery.event, delivery.event.get("data") or {}
     started, completed = event["type"] == "task.started", event["type"] == "task.completed"
-    error = "" if started or completed else _in_words(task.get("error"), task.get("status") or "failed")
-    values: dict[str, Any] = {"status": STATUS.get(event["type"], "Failed"), "error": error,
-                              "updated_at": datetime.now(UTC).replace(microsecond=0).isoformat()}
+    error = (
+        "" if started or completed else _in_words(task.get("error"), task.get("status") or "failed")
+    )
+    values: dict[str, Any] = {
+        "status": STATUS.get(event["type"], "Failed"),
+        "error": error,
+        "updated_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+    }
     if not (delivery.config.get("fields") or {}).get("error") and error:
         values["status"] = f"Failed: {error}"  # no error field: the reason goes with the status
     if completed and document is not None:
@@ -49,8 +54,10 @@ def mapped(write_back: WriteBack, fields: dict[str, str]) -> dict[str, Any]:
 def _in_words(error: Any, status: str) -> str:
     if isinstance(error, dict) and error.get("message"):
         return str(error["message"])[:500]
-    return {"cancelled": "The task was cancelled.", "expired": "The task expired before it finished."}.get(
-        status, "The document could not be made.")
+    return {
+        "cancelled": "The task was cancelled.",
+        "expired": "The task expired before it finished.",
+    }.get(status, "The document could not be made.")
 
 
 def marker(task_id: str) -> str:
@@ -74,4 +81,6 @@ class RecordWriter:
         return None
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
-        return importlib.import_module(self.writer).write(delivery, document, env, self.parse_record)
+        return importlib.import_module(self.writer).write(
+            delivery, document, env, self.parse_record
+        )

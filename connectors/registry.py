@@ -53,5 +53,7 @@ class _Kinds(Mapping):
 
 KINDS: Mapping[str, Kind] = _Kinds(list(_PACKAGES))
 
-RECORD_KINDS: Mapping[str, RecordKind] = _Kinds([name for name, (_, writes_back) in _PACKAGES.items() if writes_back])
+RECORD_KINDS: Mapping[str, RecordKind] = _Kinds(
+    [name for name, (_, writes_back) in _PACKAGES.items() if writes_back]
+)
 """The kinds that write back to the record a document belongs to; a connection of one is a saved destination."""

@@ -37,7 +37,9 @@ def serve(host: str, port: int) -> None:
     # shutdown() waits for serve_forever() to return, so it must not run on serve_forever's own thread. SIGINT
     # too, explicitly: a process started in the background without a terminal inherits SIGINT ignored.
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+        signal.signal(
+            signum, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start()
+        )
     click.echo(f"sandbox listening on http://{host}:{server.server_port}", err=True)
     try:
         server.serve_forever()

@@ -20,13 +20,19 @@ _DURATION = re.compile(r"\[\[duration=(\d+(?:\.\d+)?)\]\]")
 _PAD = re.compile(r"\[\[pad_mb=(\d+)\]\]")
 HOLD_NAME = r"[A-Za-z0-9_.:-]{1,64}"
 _HOLD = re.compile(rf"\[\[hold=({HOLD_NAME})\]\]")
-_HOLD_CHECK_SECONDS = 0.05  # a held task looks at this process's cancel and release signals this often
-_HOLD_RECHECK_SECONDS = 0.5  # and at Redis (another process's release or cancel, an expiry) this often
+_HOLD_CHECK_SECONDS = (
+    0.05  # a held task looks at this process's cancel and release signals this often
+)
+_HOLD_RECHECK_SECONDS = (
+    0.5  # and at Redis (another process's release or cancel, an expiry) this often
+)
 _COMPACT_AFTER = 6  # messages in the conversation before the agent compacts its context
 
 
 class Agent:
-    def __init__(self, service: TaskService, store: SandboxStore, files: FileStore, config: SandboxConfig):
+    def __init__(
+        self, service: TaskService, store: SandboxStore, files: FileStore, config: SandboxConfig
+    ):
         self._service = service
         self._store = store
         self._files = files
@@ -40,14 +46,25 @@ class Agent:
             self._execute(task, cancelled)
         except Exception:
             log.exception("agent failed on %s", task_id)
-            self._service.finish(task_id, "failed", error={
-                "code": "internal_error", "message": "The agent stopped unexpectedly; retry the request."})
+            self._service.finish(
+                task_id,
+                "failed",
+                error={
+                    "code": "internal_error",
+                    "message": "The agent stopped unexpectedly; retry the request.",
+                },
+            )
 
     def _execute(self, task: dict, cancelled: threading.Event) -> None:
-        task_id, started = task["task_id"], self._store.clock.now()  # duration_ms is on the sandbox clock too
+        task_id, started = (
+            task["task_id"],
+            self._store.clock.now(),
+        )  # duration_ms is on the sandbox clock too
         run = self._store.get_run(task["run_id"])
         assert run is not None
-        if not self._store.transition(task_id, expect="queued", status="running", started_at=started):
+        if not self._store.transition(
+            task_id, expect="queued", status="running", started_at=started
+        ):
             return
         self._store.update_run(run["run_id"], status="running")
         steps = self._steps(task, run)
@@ -69,8 +86,14 @@ class Agent:
                 if not self._held(task, cancelled):
                     return
             if phase == "executing_plan" and self._config.fail_marker in task["prompt"]:
-                self._service.finish(task_id, "failed", error={
-                    "code": "agent_error", "message": "The agent could not complete its plan for this prompt."})
+                self._service.finish(
+                    task_id,
+                    "failed",
+                    error={
+                        "code": "agent_error",
+                        "message": "The agent could not complete its plan for this prompt.",
+                    },
+                )
                 return
             if phase == "saving_doc":
                 built = self._build(task, run, turn)
@@ -119,8 +142,11 @@ class Agent:
         return False
 
     def _cancel(self, task_id: str) -> None:
-        self._service.finish(task_id, "cancelled", error={
-            "code": "cancelled", "message": "The task was cancelled by the client."})
+        self._service.finish(
+            task_id,
+            "cancelled",
+            error={"code": "cancelled", "message": "The task was cancelled by the client."},
+        )
 
     def _cancel_requested(self, task_id: str) -> bool:
         status, cancel_requested = self._store.task_flags(task_id)
@@ -147,8 +173,12 @@ class Agent:
         product = PRODUCTS[task["kind"]]
         previous = None
         if run["latest_task_id"]:
-            previous = self._files.document(run["org_id"], run["run_id"], run["latest_task_id"], product.extension)
-        final = self._files.document(run["org_id"], run["run_id"], task["task_id"], product.extension)
+            previous = self._files.document(
+                run["org_id"], run["run_id"], run["latest_task_id"], product.extension
+            )
+        final = self._files.document(
+            run["org_id"], run["run_id"], task["task_id"], product.extension
+        )
         staged = FileStore.staging(final).with_suffix(f".{product.extension}")
         summary = product.build(previous, make_plan(task["prompt"], turn), staged)
         if (pad := _PAD.search(task["prompt"])) and product.extension in ("xlsx", "docx", "pptx"):
@@ -165,7 +195,9 @@ class Agent:
 def pad_document(path, megabytes: int) -> None:
     """Make a test document large: an extra, uncompressed part of random bytes in its zip container,
     written in chunks (Office ignores parts it does not know)."""
-    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED, allowZip64=True) as archive, \
-            archive.open("customXml/sandbox-padding.bin", "w", force_zip64=True) as part:
+    with (
+        zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED, allowZip64=True) as archive,
+        archive.open("customXml/sandbox-padding.bin", "w", force_zip64=True) as part,
+    ):
         for _ in range(megabytes):
             part.write(os.urandom(1024 * 1024))

@@ -24,20 +24,40 @@ def authenticate():
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
-        raise ApiError(401, "unauthorized", "Send your API key as 'Authorization: Bearer <key>'.",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Send your API key as 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     org = sandbox().store.org_for_key(key)
     if org is None:
-        raise ApiError(401, "invalid_api_key", "That API key is not valid.", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            "That API key is not valid.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     allowed, remaining, reset = sandbox().limiter.hit(hash_key(key))
-    g.rate_headers = {"X-RateLimit-Limit": str(sandbox().config.rate_limit_requests),
-                      "X-RateLimit-Remaining": str(remaining), "X-RateLimit-Reset": str(reset)}
+    g.rate_headers = {
+        "X-RateLimit-Limit": str(sandbox().config.rate_limit_requests),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": str(reset),
+    }
     if not allowed:
-        raise ApiError(429, "rate_limited", f"Too many requests; retry in {reset} s.",
-                       headers={**g.rate_headers, "Retry-After": str(reset)})
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"Too many requests; retry in {reset} s.",
+            headers={**g.rate_headers, "Retry-After": str(reset)},
+        )
     if random.random() < sandbox().config.error_rate:
-        raise ApiError(503, "unavailable", "The service is briefly unavailable; retry shortly.",
-                       headers={"Retry-After": "1"})
+        raise ApiError(
+            503,
+            "unavailable",
+            "The service is briefly unavailable; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
     g.org = org
 
 
@@ -49,6 +69,7 @@ def rate_headers(response):
 
 
 # -- generation ------------------------------------------------------------------------------------
+
 
 @bp.post("/excel/generate")
 def excel():
@@ -73,8 +94,12 @@ def outline():
 @bp.post("/text/<kind>")
 def text(kind: str):
     if kind not in TEXT_KINDS:
-        raise ApiError(404, "unknown_text_kind", f"No /text/{kind} endpoint; use one of: {', '.join(TEXT_KINDS)}.",
-                       kinds=list(TEXT_KINDS))
+        raise ApiError(
+            404,
+            "unknown_text_kind",
+            f"No /text/{kind} endpoint; use one of: {', '.join(TEXT_KINDS)}.",
+            kinds=list(TEXT_KINDS),
+        )
     return _generate(f"text/{kind}")
 
 
@@ -87,11 +112,20 @@ def _generate(kind: str):
     except RunNotFound:
         raise ApiError(404, "run_not_found", "No run with that run_id.", field="run_id") from None
     except RunExpired:
-        raise ApiError(410, "run_expired", "This run has expired (no task in the retention period) and can "
-                       "no longer be resumed; start a fresh run by leaving out run_id.", field="run_id") from None
+        raise ApiError(
+            410,
+            "run_expired",
+            "This run has expired (no task in the retention period) and can "
+            "no longer be resumed; start a fresh run by leaving out run_id.",
+            field="run_id",
+        ) from None
     except RunFormatMismatch as exc:
-        raise ApiError(400, "run_format_mismatch", f"This run was made by the {exc} endpoint; resume it there.",
-                       field="run_id") from None
+        raise ApiError(
+            400,
+            "run_format_mismatch",
+            f"This run was made by the {exc} endpoint; resume it there.",
+            field="run_id",
+        ) from None
     accepted = {"run_id": task["run_id"], "task_id": task["task_id"], "status": "queued"}
     location = {"Location": f"/tasks/{task['task_id']}"}
     if body.get("async"):
@@ -106,16 +140,23 @@ def _generate(kind: str):
         return jsonify({**accepted, "status": current["status"], "message": message}), 202, location
     view = box.service.view(box.store.get_task(task["task_id"]) or task)
     result = view["result"] or {}
-    answer = {"run_id": view["run_id"], "task_id": view["task_id"], "status": view["status"],
-              "download_url": result.get("download_url"), "edit_url": result.get("edit_url"),
-              "summary": result.get("summary"), "credits_used": view["credits_used"],
-              "duration_ms": view["duration_ms"]}
+    answer = {
+        "run_id": view["run_id"],
+        "task_id": view["task_id"],
+        "status": view["status"],
+        "download_url": result.get("download_url"),
+        "edit_url": result.get("edit_url"),
+        "summary": result.get("summary"),
+        "credits_used": view["credits_used"],
+        "duration_ms": view["duration_ms"],
+    }
     if view["error"]:
         answer["error"] = view["error"]
     return jsonify(answer), 200
 
 
 # -- tasks -----------------------------------------------------------------------------------------
+
 
 def _own_task(task_id: str) -> dict:
     task = sandbox().store.get_task(task_id, g.org["org_id"])
@@ -136,7 +177,9 @@ def get_task(task_id: str):
 def cancel_task(task_id: str):
     task = _own_task(task_id)
     if task["status"] in TERMINAL:
-        raise ApiError(409, "task_finished", f"The task already ended ({task['status']}); nothing to cancel.")
+        raise ApiError(
+            409, "task_finished", f"The task already ended ({task['status']}); nothing to cancel."
+        )
     box = sandbox()
     box.service.cancel(task)
     box.executor.cancel(task_id)
@@ -145,6 +188,7 @@ def cancel_task(task_id: str):
 
 
 # -- runs ------------------------------------------------------------------------------------------
+
 
 def _own_run(run_id: str) -> dict:
     run = sandbox().store.get_run(run_id, g.org["org_id"])
@@ -178,20 +222,33 @@ def _matches(run: dict, query: dict) -> bool:
 
 
 def _run_item(run: dict) -> dict:
-    return {"run_id": run["run_id"], "format": run["format"], "status": sandbox().service.run_status(run),
-            "prompt": run["prompt"][:200], "credits_used": int(run["credits_used"]),
-            "duration_ms": int(run["duration_ms"]), "created_at": iso(float(run["created_at"])),
-            "file_name": run["file_name"] or None}
+    return {
+        "run_id": run["run_id"],
+        "format": run["format"],
+        "status": sandbox().service.run_status(run),
+        "prompt": run["prompt"][:200],
+        "credits_used": int(run["credits_used"]),
+        "duration_ms": int(run["duration_ms"]),
+        "created_at": iso(float(run["created_at"])),
+        "file_name": run["file_name"] or None,
+    }
 
 
 @bp.get("/runs/<run_id>")
 def get_run(run_id: str):
     run, box = _own_run(run_id), sandbox()
     expires = float(run["last_task_at"]) + box.config.run_retention_seconds
-    return jsonify({**_run_item(run), "updated_at": iso(float(run["updated_at"])), "expires_at": iso(expires),
-                    "task_count": int(run["task_count"]), "turn_count": int(run["turn_count"]),
-                    "latest_task_id": run["latest_task_id"] or None,
-                    **box.service.run_links(base_url(), run)})
+    return jsonify(
+        {
+            **_run_item(run),
+            "updated_at": iso(float(run["updated_at"])),
+            "expires_at": iso(expires),
+            "task_count": int(run["task_count"]),
+            "turn_count": int(run["turn_count"]),
+            "latest_task_id": run["latest_task_id"] or None,
+            **box.service.run_links(base_url(), run),
+        }
+    )
 
 
 @bp.get("/runs/<run_id>/download")
@@ -210,8 +267,13 @@ def export_run(run_id: str):
     fmt, targets = body["format"], SUPPORTED[source_ext]
     if fmt not in targets:
         listed = ", ".join(targets) or "nothing (this format has no exports)"
-        raise ApiError(400, "unsupported_export", f"A {source_ext} document exports to {listed}.", field="format",
-                       supported=list(targets))
+        raise ApiError(
+            400,
+            "unsupported_export",
+            f"A {source_ext} document exports to {listed}.",
+            field="format",
+            supported=list(targets),
+        )
     task_id = run["latest_task_id"]
     out = box.files.export(run["org_id"], run_id, task_id, fmt)
     cached = box.store.cached_export(task_id, fmt) is not None and out.exists()
@@ -225,13 +287,20 @@ def export_run(run_id: str):
             raise ApiError(502, "conversion_failed", str(exc)) from None
         box.store.remember_export(task_id, fmt, str(out.relative_to(box.files.root)))
     token, expires = box.links.download_token(FileRef(run_id, task_id, fmt))
-    return jsonify({"format": fmt, "download_url": f"{base_url()}/files/{token}", "expires_at": iso(expires),
-                    "cached": cached})
+    return jsonify(
+        {
+            "format": fmt,
+            "download_url": f"{base_url()}/files/{token}",
+            "expires_at": iso(expires),
+            "cached": cached,
+        }
+    )
 
 
 def _require_document(run: dict) -> None:
     if run.get("bytes_deleted"):
-        raise ApiError(410, "document_deleted", "This run expired and its document has been deleted.")
+        raise ApiError(
+            410, "document_deleted", "This run expired and its document has been deleted."
+        )
     if not run["latest_task_id"]:
         raise ApiError(409, "no_document", "This run has no finished document yet.")
-

@@ -39,7 +39,12 @@ def advance_clock():
 @bp.post("/sweep")
 def sweep():
     box = sandbox()
-    return jsonify({"expired_tasks": box.service.expire_stale(), "purged_runs": box.service.purge_expired_bytes()})
+    return jsonify(
+        {
+            "expired_tasks": box.service.expire_stale(),
+            "purged_runs": box.service.purge_expired_bytes(),
+        }
+    )
 
 
 @bp.get("/webhooks")

@@ -25,8 +25,10 @@ class Executor:
         self._cancels: dict[str, threading.Event] = defaultdict(threading.Event)
         self._run_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._stopping = threading.Event()
-        self._threads = [threading.Thread(target=self._work, name=f"sandbox-agent-{i}", daemon=True)
-                         for i in range(pool_size)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"sandbox-agent-{i}", daemon=True)
+            for i in range(pool_size)
+        ]
 
     def start(self) -> None:
         for thread in self._threads:
@@ -53,7 +55,12 @@ class Executor:
             running = self._busy
         with self._queue.mutex:
             idle = self._queue.unfinished_tasks == 0
-        return {"size": self._pool_size, "running": running, "waiting": self._queue.qsize(), "idle": idle}
+        return {
+            "size": self._pool_size,
+            "running": running,
+            "waiting": self._queue.qsize(),
+            "idle": idle,
+        }
 
     def submit(self, task_id: str, run_id: str) -> None:
         with self._lock:

@@ -56,12 +56,22 @@ class Exporter:
             raise ConverterMissing(fmt)
         with self._lock, tempfile.TemporaryDirectory(prefix="sandbox-soffice-") as work:
             workdir = Path(work)
-            command = [self.soffice, f"-env:UserInstallation=file://{workdir / 'profile'}", "--headless",
-                       "--convert-to", fmt, "--outdir", str(workdir / "out"), str(source)]
+            command = [
+                self.soffice,
+                f"-env:UserInstallation=file://{workdir / 'profile'}",
+                "--headless",
+                "--convert-to",
+                fmt,
+                "--outdir",
+                str(workdir / "out"),
+                str(source),
+            ]
             try:
                 subprocess.run(command, check=True, capture_output=True, timeout=_SOFFICE_TIMEOUT)
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-                raise ConversionFailed(f"LibreOffice could not convert the document to {fmt}") from exc
+                raise ConversionFailed(
+                    f"LibreOffice could not convert the document to {fmt}"
+                ) from exc
             produced = workdir / "out" / f"{source.stem}.{fmt}"
             if not produced.exists():
                 raise ConversionFailed(f"LibreOffice produced no {fmt} file")

@@ -30,8 +30,11 @@ def download(token: str):
     except LinkInvalid:
         raise ApiError(404, "link_invalid", "This download link is not valid.") from None
     except LinkExpired:
-        raise ApiError(410, "link_expired", "This download link has expired; ask the API for a fresh one "
-                       "(GET /runs/{run_id}).") from None
+        raise ApiError(
+            410,
+            "link_expired",
+            "This download link has expired; ask the API for a fresh one (GET /runs/{run_id}).",
+        ) from None
     run = box.store.get_run(ref.run_id)
     if run is None:
         raise ApiError(404, "run_not_found", "The document behind this link does not exist.")
@@ -43,9 +46,17 @@ def download(token: str):
         path = box.files.document(run["org_id"], ref.run_id, ref.task_id, product.extension)
         ext, name = product.extension, product.file_name
     if not path.exists():
-        raise ApiError(410, "document_deleted", "This document has been deleted (retention period over).")
-    return send_file(path, mimetype=CONTENT_TYPES[ext], as_attachment=True, download_name=name,
-                     conditional=True, max_age=0)
+        raise ApiError(
+            410, "document_deleted", "This document has been deleted (retention period over)."
+        )
+    return send_file(
+        path,
+        mimetype=CONTENT_TYPES[ext],
+        as_attachment=True,
+        download_name=name,
+        conditional=True,
+        max_age=0,
+    )
 
 
 @bp.get("/view/<token>")
@@ -61,5 +72,8 @@ def view(token: str):
     product = PRODUCTS[run["kind"]]
     path = box.files.document(run["org_id"], run_id, run["latest_task_id"], product.extension)
     html = to_html(path, product.extension, run["prompt"][:80])
-    return Response(html, mimetype="text/html", headers={"Content-Security-Policy": "default-src 'none'; "
-                                                          "style-src 'unsafe-inline'"})
+    return Response(
+        html,
+        mimetype="text/html",
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+    )

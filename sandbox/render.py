@@ -58,22 +58,28 @@ def docx_to_text(path: Path) -> str:
 
 def to_html(path: Path, ext: str, title: str) -> str:
     body = {"xlsx": _xlsx_html, "docx": _docx_html, "pptx": _pptx_html}.get(ext, _text_html)(path)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            "<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}"
-            "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
-            "section{border:1px solid #ddd;border-radius:6px;padding:1rem;margin:1rem 0}</style>"
-            f"</head><body><p><em>Read-only view</em></p>{body}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        "<style>body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem}"
+        "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem}"
+        "section{border:1px solid #ddd;border-radius:6px;padding:1rem;margin:1rem 0}</style>"
+        f"</head><body><p><em>Read-only view</em></p>{body}</body></html>"
+    )
 
 
 def _table(rows: list[list[str]]) -> str:
-    cells = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    cells = "".join(
+        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
     return f"<table>{cells}</table>"
 
 
 def _xlsx_html(path: Path) -> str:
     workbook = load_workbook(path)
-    return "".join(f"<section><h2>{escape(s.title)}</h2>{_table(sheet_rows(s))}</section>" for s in workbook)
+    return "".join(
+        f"<section><h2>{escape(s.title)}</h2>{_table(sheet_rows(s))}</section>" for s in workbook
+    )
 
 
 def _docx_html(path: Path) -> str:
@@ -91,10 +97,16 @@ def _pptx_html(path: Path) -> str:
     deck = Presentation(str(path))
     slides = []
     for number, slide in enumerate(deck.slides, start=1):
-        texts = [escape(s.text_frame.text) for s in slide.shapes if s.has_text_frame and s.text_frame.text]
+        texts = [
+            escape(s.text_frame.text)
+            for s in slide.shapes
+            if s.has_text_frame and s.text_frame.text
+        ]
         charts = sum(1 for s in slide.shapes if s.has_chart)
         extra = f"<p><em>{charts} chart(s)</em></p>" if charts else ""
-        slides.append(f"<section><h2>Slide {number}</h2>{''.join(f'<p>{t}</p>' for t in texts)}{extra}</section>")
+        slides.append(
+            f"<section><h2>Slide {number}</h2>{''.join(f'<p>{t}</p>' for t in texts)}{extra}</section>"
+        )
     return "".join(slides)
 
 

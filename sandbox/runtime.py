@@ -27,17 +27,24 @@ class Sandbox:
         self.redis = Redis.from_url(config.redis_url, decode_responses=True)
         self.store = SandboxStore(self.redis, config.key_prefix)
         self.files = FileStore(config.data_dir)
-        self.links = Links(self.store.signing_secret(config.secret_key), self.store.clock,
-                           config.download_ttl_seconds)
+        self.links = Links(
+            self.store.signing_secret(config.secret_key),
+            self.store.clock,
+            config.download_ttl_seconds,
+        )
         self.webhooks = WebhookSender(self.store, config)
         self.service = TaskService(self.store, self.files, self.links, config, self.webhooks)
         self.agent = Agent(self.service, self.store, self.files, config)
         self.executor = Executor(self.agent.execute, config.pool_size)
         self.service.on_finished = self.executor.finished
         self.exporter = Exporter(config.soffice)
-        self.limiter = RateLimiter(self.store, config.rate_limit_requests, config.rate_limit_window_seconds)
+        self.limiter = RateLimiter(
+            self.store, config.rate_limit_requests, config.rate_limit_window_seconds
+        )
         self._stop = threading.Event()
-        self._sweeper = threading.Thread(target=self._sweep_loop, name="sandbox-sweeper", daemon=True)
+        self._sweeper = threading.Thread(
+            target=self._sweep_loop, name="sandbox-sweeper", daemon=True
+        )
 
     def start(self) -> None:
         self._recover()
@@ -54,7 +61,9 @@ class Sandbox:
         self.redis.close()
 
     def submit(self, org: dict, kind: str, body: dict, base_url: str) -> dict:
-        task = self.service.submit(org, kind, body, base_url)  # preflight: checks done, task recorded
+        task = self.service.submit(
+            org, kind, body, base_url
+        )  # preflight: checks done, task recorded
         self.store.transition(task["task_id"], expect="queued", phase="acquiring_pool", progress=1)
         self.executor.submit(task["task_id"], task["run_id"])
         return task
@@ -77,8 +86,14 @@ class Sandbox:
             if task is None:
                 continue
             if task["status"] == "running":
-                self.service.finish(task_id, "cancelled", error={
-                    "code": "server_shutdown", "message": "The server shut down while the task was running."})
+                self.service.finish(
+                    task_id,
+                    "cancelled",
+                    error={
+                        "code": "server_shutdown",
+                        "message": "The server shut down while the task was running.",
+                    },
+                )
             else:
                 self.executor.submit(task_id, task["run_id"])
 

@@ -77,13 +77,19 @@ class SandboxStore:
         self.redis.set(self.key("secret"), secrets.token_urlsafe(32), nx=True)
         return str(self.redis.get(self.key("secret")))
 
-    def create_org(self, name: str, api_key: str | None = None, webhook_secret: str | None = None) -> dict:
+    def create_org(
+        self, name: str, api_key: str | None = None, webhook_secret: str | None = None
+    ) -> dict:
         """Create an organisation with an API key and a ``whsec_`` secret; returns both (shown once)."""
         org_id = new_id("org")
         api_key = api_key or "ovt_test_" + secrets.token_urlsafe(24)
         webhook_secret = webhook_secret or "whsec_" + _b64_secret()
-        org = {"org_id": org_id, "name": name, "webhook_secret": webhook_secret,
-               "created_at": str(self.clock.now())}
+        org = {
+            "org_id": org_id,
+            "name": name,
+            "webhook_secret": webhook_secret,
+            "created_at": str(self.clock.now()),
+        }
         if not self.redis.set(self.key("apikey", hash_key(api_key)), org_id, nx=True):
             raise ValueError("that API key is already in use")
         pipe = self.redis.pipeline()
@@ -100,16 +106,34 @@ class SandboxStore:
         return self.redis.hgetall(self.key("org", org_id)) or None
 
     def list_orgs(self) -> list[dict]:
-        return [o for org_id in sorted(self.redis.smembers(self.key("orgs"))) if (o := self.get_org(org_id))]
+        return [
+            o
+            for org_id in sorted(self.redis.smembers(self.key("orgs")))
+            if (o := self.get_org(org_id))
+        ]
 
     # -- runs ---------------------------------------------------------------------------------------
 
     def create_run(self, org_id: str, fmt: str, kind: str, prompt: str) -> dict:
         run_id, now = new_id("run"), self.clock.now()
-        run = {"run_id": run_id, "org_id": org_id, "format": fmt, "kind": kind, "prompt": prompt,
-               "status": "queued", "created_at": now, "updated_at": now, "last_task_at": now,
-               "credits_used": 0, "duration_ms": 0, "task_count": 0, "turn_count": 0,
-               "file_name": "", "latest_task_id": "", "state": json.dumps({"messages": []})}
+        run = {
+            "run_id": run_id,
+            "org_id": org_id,
+            "format": fmt,
+            "kind": kind,
+            "prompt": prompt,
+            "status": "queued",
+            "created_at": now,
+            "updated_at": now,
+            "last_task_at": now,
+            "credits_used": 0,
+            "duration_ms": 0,
+            "task_count": 0,
+            "turn_count": 0,
+            "file_name": "",
+            "latest_task_id": "",
+            "state": json.dumps({"messages": []}),
+        }
         seq = self.redis.incr(self.key("run_seq"))
         pipe = self.redis.pipeline()
         pipe.hset(self.key("run", run_id), mapping=run)
@@ -126,7 +150,9 @@ class SandboxStore:
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         if "last_task_at" in fields:
-            self.redis.zadd(self.key("runs", "by_activity"), {run_id: float(fields["last_task_at"])})
+            self.redis.zadd(
+                self.key("runs", "by_activity"), {run_id: float(fields["last_task_at"])}
+            )
         self.redis.hset(self.key("run", run_id), mapping={k: _text(v) for k, v in fields.items()})
 
     def add_run_usage(self, run_id: str, credits: int, duration_ms: int) -> None:
@@ -152,11 +178,23 @@ class SandboxStore:
 
     def create_task(self, run: dict, prompt: str, webhook_url: str | None, base_url: str) -> dict:
         task_id, now = new_id("task"), self.clock.now()
-        task = {"task_id": task_id, "run_id": run["run_id"], "org_id": run["org_id"],
-                "format": run["format"], "kind": run["kind"], "prompt": prompt, "status": "queued",
-                "phase": "preflight", "turn_index": "", "progress": 0, "created_at": now,
-                "updated_at": now, "webhook_url": webhook_url or "", "base_url": base_url,
-                "resumed": int(int(run["task_count"]) > 0)}
+        task = {
+            "task_id": task_id,
+            "run_id": run["run_id"],
+            "org_id": run["org_id"],
+            "format": run["format"],
+            "kind": run["kind"],
+            "prompt": prompt,
+            "status": "queued",
+            "phase": "preflight",
+            "turn_index": "",
+            "progress": 0,
+            "created_at": now,
+            "updated_at": now,
+            "webhook_url": webhook_url or "",
+            "base_url": base_url,
+            "resumed": int(int(run["task_count"]) > 0),
+        }
         pipe = self.redis.pipeline()
         pipe.hset(self.key("task", task_id), mapping=task)
         pipe.rpush(self.key("task", task_id, "phases"), _phase_entry(task))
@@ -164,14 +202,19 @@ class SandboxStore:
         pipe.hincrby(self.key("run", run["run_id"]), "task_count", 1)
         pipe.hset(self.key("run", run["run_id"]), mapping={"status": "queued", "last_task_at": now})
         pipe.zadd(self.key("runs", "by_activity"), {run["run_id"]: now})
-        self._active_up(keys=[self.key("orgs", "active"), self.key("orgs", "max_active")], args=[run["org_id"]],
-                        client=pipe)
+        self._active_up(
+            keys=[self.key("orgs", "active"), self.key("orgs", "max_active")],
+            args=[run["org_id"]],
+            client=pipe,
+        )
         pipe.execute()
         return self.get_task(task_id) or task
 
     def org_load(self, org_id: str) -> dict:
         """The organisation's tasks in the API now (queued or running), and the most there ever were at once."""
-        active, most = (self.redis.hget(self.key("orgs", name), org_id) for name in ("active", "max_active"))
+        active, most = (
+            self.redis.hget(self.key("orgs", name), org_id) for name in ("active", "max_active")
+        )
         return {"active": int(active or 0), "max_active": int(most or 0)}
 
     def get_task(self, task_id: str, org_id: str | None = None) -> dict | None:
@@ -192,20 +235,28 @@ class SandboxStore:
     def _apply(self, task_id: str, expect: str, fields: dict) -> int:
         fields.setdefault("updated_at", self.clock.now())
         argv = [expect, *(item for k, v in fields.items() for item in (k, _text(v)))]
-        keys = [self.key("task", task_id), self.key("tasks", "active"), self.key("task", task_id, "phases"),
-                self.key("orgs", "active")]
+        keys = [
+            self.key("task", task_id),
+            self.key("tasks", "active"),
+            self.key("task", task_id, "phases"),
+            self.key("orgs", "active"),
+        ]
         return int(self._transition(keys=keys, args=argv))
 
     def phase_log(self, task_id: str) -> list[dict]:
         """Every (status, phase, progress) the task went through, in order, as the sandbox wrote them: a test
         reads the order of phases here instead of racing them with polls."""
         entries = self.redis.lrange(self.key("task", task_id, "phases"), 0, -1)
-        return [{"status": status, "phase": phase or None, "progress": int(progress)}
-                for status, phase, progress in (entry.split("|") for entry in entries)]
+        return [
+            {"status": status, "phase": phase or None, "progress": int(progress)}
+            for status, phase, progress in (entry.split("|") for entry in entries)
+        ]
 
     def task_flags(self, task_id: str) -> tuple[str | None, bool]:
         """The task's status (None: no such task) and whether a cancel was asked for, in one round trip."""
-        status, cancel_requested = self.redis.hmget(self.key("task", task_id), "status", "cancel_requested")
+        status, cancel_requested = self.redis.hmget(
+            self.key("task", task_id), "status", "cancel_requested"
+        )
         return status, bool(cancel_requested)
 
     def request_cancel(self, task_id: str) -> None:

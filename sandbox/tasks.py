@@ -14,8 +14,12 @@ from .links import FileRef, Links
 from .store import TERMINAL, SandboxStore
 from .webhooks import WebhookSender
 
-_EVENT_TYPES = {"completed": "task.completed", "failed": "task.failed",
-                "cancelled": "task.cancelled", "expired": "task.expired"}
+_EVENT_TYPES = {
+    "completed": "task.completed",
+    "failed": "task.failed",
+    "cancelled": "task.cancelled",
+    "expired": "task.expired",
+}
 
 
 class RunNotFound(Exception):
@@ -31,15 +35,29 @@ class RunFormatMismatch(Exception):
 
 
 class TaskService:
-    def __init__(self, store: SandboxStore, files: FileStore, links: Links, config: SandboxConfig,
-                 webhooks: WebhookSender):
-        self.store, self.files, self.links, self.config, self.webhooks = store, files, links, config, webhooks
+    def __init__(
+        self,
+        store: SandboxStore,
+        files: FileStore,
+        links: Links,
+        config: SandboxConfig,
+        webhooks: WebhookSender,
+    ):
+        self.store, self.files, self.links, self.config, self.webhooks = (
+            store,
+            files,
+            links,
+            config,
+            webhooks,
+        )
         self.on_finished = lambda task_id: None  # the executor wakes sync waiters through this
 
     # -- runs ---------------------------------------------------------------------------------------
 
     def run_expired(self, run: dict) -> bool:
-        return self.store.clock.now() - float(run["last_task_at"]) > self.config.run_retention_seconds
+        return (
+            self.store.clock.now() - float(run["last_task_at"]) > self.config.run_retention_seconds
+        )
 
     def run_status(self, run: dict) -> str:
         return "expired" if run["status"] in TERMINAL and self.run_expired(run) else run["status"]
@@ -65,34 +83,62 @@ class TaskService:
 
     # -- endings ------------------------------------------------------------------------------------
 
-    def complete(self, task: dict, run: dict, summary: str, path, turn: int, credits: int, ms: int) -> None:
+    def complete(
+        self, task: dict, run: dict, summary: str, path, turn: int, credits: int, ms: int
+    ) -> None:
         product = PRODUCTS[task["kind"]]
         download_url, edit_url = self._links(task["base_url"], run["run_id"], task["task_id"])
-        result = {"download_url": download_url, "edit_url": edit_url, "summary": summary,
-                  "artifacts": [{"type": "document", "file_name": product.file_name,
-                                 "content_type": CONTENT_TYPES[product.extension],
-                                 "size_bytes": path.stat().st_size}]}
-        if not self.finish(task["task_id"], "completed", result=result, credits_used=credits, duration_ms=ms):
+        result = {
+            "download_url": download_url,
+            "edit_url": edit_url,
+            "summary": summary,
+            "artifacts": [
+                {
+                    "type": "document",
+                    "file_name": product.file_name,
+                    "content_type": CONTENT_TYPES[product.extension],
+                    "size_bytes": path.stat().st_size,
+                }
+            ],
+        }
+        if not self.finish(
+            task["task_id"], "completed", result=result, credits_used=credits, duration_ms=ms
+        ):
             return
-        messages = self._compacted([*self.conversation(run), {"role": "user", "content": task["prompt"]},
-                                    {"role": "assistant", "content": summary}])
-        self.store.update_run(run["run_id"], latest_task_id=task["task_id"], file_name=product.file_name,
-                              turn_count=turn, state={"messages": messages})
+        messages = self._compacted(
+            [
+                *self.conversation(run),
+                {"role": "user", "content": task["prompt"]},
+                {"role": "assistant", "content": summary},
+            ]
+        )
+        self.store.update_run(
+            run["run_id"],
+            latest_task_id=task["task_id"],
+            file_name=product.file_name,
+            turn_count=turn,
+            state={"messages": messages},
+        )
         self.store.add_run_usage(run["run_id"], credits, ms)
 
     def finish(self, task_id: str, status: str, **fields: Any) -> bool:
         """End a task once; emit its event and wake waiters. False when it had already ended."""
         now = self.store.clock.now()
         progress = {"progress": 100} if status == "completed" else {}
-        if not self.store.transition(task_id, status=status, phase="", finished_at=now, updated_at=now,
-                                     **progress, **fields):
+        if not self.store.transition(
+            task_id, status=status, phase="", finished_at=now, updated_at=now, **progress, **fields
+        ):
             return False
         task = self.store.get_task(task_id)
         assert task is not None
         self.store.update_run(task["run_id"], status=status, updated_at=now, last_task_at=now)
         if task["webhook_url"]:
-            event = {"type": _EVENT_TYPES[status], "id": new_id("evt"), "created_at": iso(now),
-                     "data": self.view(task)}
+            event = {
+                "type": _EVENT_TYPES[status],
+                "id": new_id("evt"),
+                "created_at": iso(now),
+                "data": self.view(task),
+            }
             self.webhooks.enqueue(task["org_id"], task["webhook_url"], event)
         self.on_finished(task_id)
         return True
@@ -100,8 +146,11 @@ class TaskService:
     def cancel(self, task: dict) -> bool:
         """Cancel a task that has not ended: at once when queued, at the agent's next step when running."""
         if task["status"] == "queued":
-            return self.finish(task["task_id"], "cancelled", error={
-                "code": "cancelled", "message": "The task was cancelled by the client."})
+            return self.finish(
+                task["task_id"],
+                "cancelled",
+                error={"code": "cancelled", "message": "The task was cancelled by the client."},
+            )
         self.store.request_cancel(task["task_id"])
         return True
 
@@ -111,12 +160,22 @@ class TaskService:
         for task_id in self.store.active_tasks(created_before=cutoff):
             task = self.store.get_task(task_id)
             if task and task["status"] == "queued":
-                expired += self.finish(task_id, "expired", error={
-                    "code": "expired", "message": "The task waited in the queue for too long without pickup."})
+                expired += self.finish(
+                    task_id,
+                    "expired",
+                    error={
+                        "code": "expired",
+                        "message": "The task waited in the queue for too long without pickup.",
+                    },
+                )
         return expired
 
     def purge_expired_bytes(self) -> int:
-        cutoff = self.store.clock.now() - self.config.run_retention_seconds - self.config.bytes_retention_seconds
+        cutoff = (
+            self.store.clock.now()
+            - self.config.run_retention_seconds
+            - self.config.bytes_retention_seconds
+        )
         purged = 0
         for run_id in self.store.runs_idle_since(cutoff):
             run = self.store.get_run(run_id)
@@ -131,17 +190,23 @@ class TaskService:
 
     def view(self, task: dict) -> dict:
         """The public shape of a task, as GET /tasks/{id} and every event's data carry it."""
+
         def number(name: str) -> int | None:
             return int(task[name]) if task.get(name) not in (None, "") else None
 
         return {
-            "task_id": task["task_id"], "run_id": task["run_id"], "status": task["status"],
-            "phase": task["phase"] or None, "turn_index": number("turn_index"),
+            "task_id": task["task_id"],
+            "run_id": task["run_id"],
+            "status": task["status"],
+            "phase": task["phase"] or None,
+            "turn_index": number("turn_index"),
             "progress": int(task["progress"]),
-            "created_at": iso(float(task["created_at"])), "updated_at": iso(float(task["updated_at"])),
+            "created_at": iso(float(task["created_at"])),
+            "updated_at": iso(float(task["updated_at"])),
             "result": json.loads(task["result"]) if task.get("result") else None,
             "error": json.loads(task["error"]) if task.get("error") else None,
-            "credits_used": number("credits_used"), "duration_ms": number("duration_ms"),
+            "credits_used": number("credits_used"),
+            "duration_ms": number("duration_ms"),
         }
 
     def _links(self, base_url: str, run_id: str, task_id: str) -> tuple[str, str]:
@@ -152,8 +217,11 @@ class TaskService:
         if not run["latest_task_id"] or run.get("bytes_deleted"):
             return {"download_url": None, "download_expires_at": None, "edit_url": None}
         token, expires = self.links.download_token(FileRef(run["run_id"], run["latest_task_id"]))
-        return {"download_url": f"{base_url}/files/{token}", "download_expires_at": iso(expires),
-                "edit_url": f"{base_url}/view/{self.links.view_token(run['run_id'])}"}
+        return {
+            "download_url": f"{base_url}/files/{token}",
+            "download_expires_at": iso(expires),
+            "edit_url": f"{base_url}/view/{self.links.view_token(run['run_id'])}",
+        }
 
     @staticmethod
     def _compacted(messages: list[dict]) -> list[dict]:

@@ -44,10 +44,16 @@ class WebhookSender:
         self._config = config
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sandbox-webhooks", daemon=True)
-        self._client = httpx.Client(timeout=config.webhook_timeout_seconds, follow_redirects=False, verify=_tls())
-        self._copies = ThreadPoolExecutor(max_workers=max(1, config.webhook_copies), thread_name_prefix="wh")
+        self._client = httpx.Client(
+            timeout=config.webhook_timeout_seconds, follow_redirects=False, verify=_tls()
+        )
+        self._copies = ThreadPoolExecutor(
+            max_workers=max(1, config.webhook_copies), thread_name_prefix="wh"
+        )
         self._due = store.key("webhooks", "due")
-        self._all = store.key("webhooks", "all")  # every event id: listing them never scans the keyspace
+        self._all = store.key(
+            "webhooks", "all"
+        )  # every event id: listing them never scans the keyspace
         self._wake = threading.Event()
 
     def start(self) -> None:
@@ -68,8 +74,15 @@ class WebhookSender:
     def enqueue(self, org_id: str, url: str, event: dict) -> None:
         """Store the event for delivery; the first attempt goes out at once (plus any delay knob)."""
         key, now = self._store.key("webhook", event["id"]), self._store.clock.now()
-        record = {"event_id": event["id"], "org_id": org_id, "url": url, "body": json.dumps(event),
-                  "attempts": 0, "status": "pending", "enqueued_at": now}
+        record = {
+            "event_id": event["id"],
+            "org_id": org_id,
+            "url": url,
+            "body": json.dumps(event),
+            "attempts": 0,
+            "status": "pending",
+            "enqueued_at": now,
+        }
         pipe = self._store.redis.pipeline()
         pipe.hset(key, mapping=record)
         pipe.sadd(self._all, event["id"])
@@ -87,7 +100,9 @@ class WebhookSender:
         records = [record for record in pipe.execute() if record]
         for record in records:
             pipe.zscore(self._due, record.get("event_id", ""))
-        return [{**record, "due_at": due} for record, due in zip(records, pipe.execute(), strict=True)]
+        return [
+            {**record, "due_at": due} for record, due in zip(records, pipe.execute(), strict=True)
+        ]
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -124,9 +139,18 @@ class WebhookSender:
         else:
             outcome = self._send_copies(record)
         status, now = self._next_status(outcome, attempt), self._store.clock.now()
-        pipe = self._store.redis.pipeline()  # one transaction: the outcome is never seen without its next attempt
-        pipe.hset(key, mapping={"attempts": attempt + 1, "last_outcome": outcome, "status": status,
-                                "last_attempt_at": now})
+        pipe = (
+            self._store.redis.pipeline()
+        )  # one transaction: the outcome is never seen without its next attempt
+        pipe.hset(
+            key,
+            mapping={
+                "attempts": attempt + 1,
+                "last_outcome": outcome,
+                "status": status,
+                "last_attempt_at": now,
+            },
+        )
         if status == "pending":
             pipe.zadd(self._due, {event_id: now + self._config.webhook_retry_schedule[attempt]})
         pipe.execute()
@@ -140,14 +164,18 @@ class WebhookSender:
 
     def _send_copies(self, record: dict) -> str:
         org = self._store.get_org(record["org_id"]) or {}
-        copies = [self._copies.submit(self._send, record, org.get("webhook_secret", ""))
-                  for _ in range(max(1, self._config.webhook_copies))]
+        copies = [
+            self._copies.submit(self._send, record, org.get("webhook_secret", ""))
+            for _ in range(max(1, self._config.webhook_copies))
+        ]
         outcomes = [c.result() for c in copies]
         return next((o for o in outcomes if o.startswith("2")), outcomes[0])
 
     def _send(self, record: dict, secret: str) -> str:
         body = record["body"]
-        stamp = datetime.now(UTC)  # real time, not the sandbox clock: receivers check it against their own clock
+        stamp = datetime.now(
+            UTC
+        )  # real time, not the sandbox clock: receivers check it against their own clock
         headers = {
             "content-type": "application/json",
             "user-agent": "Overten-Sandbox-Webhooks/1.0",
@@ -156,6 +184,8 @@ class WebhookSender:
             "webhook-signature": Webhook(secret).sign(record["event_id"], stamp, body),
         }
         try:
-            return str(self._client.post(record["url"], content=body.encode(), headers=headers).status_code)
+            return str(
+                self._client.post(record["url"], content=body.encode(), headers=headers).status_code
+            )
         except httpx.HTTPError as exc:
             return f"error: {type(exc).__name__}"

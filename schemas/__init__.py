@@ -81,7 +81,9 @@ def _inlined(node: Any) -> Any:
         name, _, pointer = ref.partition("#") if isinstance(ref, str) else ("", "", "")
         if name in _all_schema_files():
             target: Any = load(name)
-            for part in filter(None, pointer.split("/")):  # "file.json#/properties/x": a part of another file
+            for part in filter(
+                None, pointer.split("/")
+            ):  # "file.json#/properties/x": a part of another file
                 target = target[part]
             merged = {k: v for k, v in target.items() if k not in ("$id", "$schema")}
             return _inlined({**merged, **{k: v for k, v in node.items() if k != "$ref"}})
@@ -114,10 +116,14 @@ def validate(name: str, instance: Any) -> None:
         return
     except fastjsonschema.JsonSchemaException:
         pass
-    errors = sorted(_validator(name).iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        _validator(name).iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))
+    )
     if errors:
         raise SchemaViolation([problem for error in errors for problem in _describe(error)])
-    raise SchemaViolation([FieldError("body", "is invalid")])  # the two validators disagree: be safe
+    raise SchemaViolation(
+        [FieldError("body", "is invalid")]
+    )  # the two validators disagree: be safe
 
 
 def _path(error: ValidationError, leaf: str | None = None) -> str:
@@ -142,7 +148,9 @@ def _describe(error: ValidationError) -> list[FieldError]:
         return [FieldError(field, "is not valid (a secret: its value is not repeated here)")]
     messages = {
         "type": lambda: f"must be of type {_join(spec)}",
-        "minLength": lambda: "must not be empty" if spec == 1 else f"must be at least {spec} characters",
+        "minLength": lambda: (
+            "must not be empty" if spec == 1 else f"must be at least {spec} characters"
+        ),
         "maxLength": lambda: f"must be at most {spec} characters (got {len(value)})",
         "pattern": lambda: f"has an invalid value {_preview(value)}",
         "enum": lambda: f"must be one of {_join(spec)} (got {_preview(value)})",

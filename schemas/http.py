@@ -18,8 +18,15 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers, self.extra = headers or {}, extra
@@ -39,8 +46,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(SchemaViolation)
     def invalid(exc: SchemaViolation):
         first = exc.errors[0]
-        body = {"error": {"code": "invalid_request", "message": f"{first.field} {first.message}",
-                          "field": first.field, "errors": [e.as_dict() for e in exc.errors]}}
+        body = {
+            "error": {
+                "code": "invalid_request",
+                "message": f"{first.field} {first.message}",
+                "field": first.field,
+                "errors": [e.as_dict() for e in exc.errors],
+            }
+        }
         return jsonify(body), 400
 
     @app.errorhandler(HTTPException)
@@ -102,6 +115,8 @@ def query_params(schema: str) -> dict[str, Any]:
             try:
                 query[name] = int(value)
             except ValueError:
-                raise ApiError(400, "invalid_request", f"{name} must be an integer", field=name) from None
+                raise ApiError(
+                    400, "invalid_request", f"{name} must be an integer", field=name
+                ) from None
     validate(schema, query)
     return query

@@ -42,8 +42,12 @@ class RelayStack:
         return self.web.url
 
     def client(self, api_key: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {api_key or self.api_key}"},
-                            timeout=30, verify=TLS)  # one TLS context: each new one costs ~35 ms of CPU
+        return httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {api_key or self.api_key}"},
+            timeout=30,
+            verify=TLS,
+        )  # one TLS context: each new one costs ~35 ms of CPU
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.config.to_env()}
@@ -59,8 +63,12 @@ class RelayStack:
         of its own: ``log_of(process)``."""
         log = (self.log_dir / f"{command}-{len(self.processes)}.log").open("ab")
         with log:
-            process = subprocess.Popen([sys.executable, "-m", "app.cli", command], env=self.env(),
-                                       stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", command],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.processes.append(process)
         return process
 
@@ -84,25 +92,48 @@ class RelayStack:
             seen.update(task)
             return task if task["status"] in ENDED else None
 
-        return eventually(ended, timeout, f"relay task {task_id} to end", every=0.1,  # each look is a request
-                          show=lambda: {k: seen.get(k) for k in ("status", "phase", "progress", "updated_at")})
+        return eventually(
+            ended,
+            timeout,
+            f"relay task {task_id} to end",
+            every=0.1,  # each look is a request
+            show=lambda: {k: seen.get(k) for k in ("status", "phase", "progress", "updated_at")},
+        )
 
     def deliveries_of(self, task_ids: list[str]) -> list[dict]:
         """The delivery records of these tasks, read from the relay's Redis in two round trips: for tests that
         look again and again at many tasks (over HTTP, each look would be a request per task)."""
         from app.domain import deliveries
 
-        ids = [i for task in self.ctx.tasks.many(task_ids) for i in json.loads(task.get("delivery_ids") or "[]")]
+        ids = [
+            i
+            for task in self.ctx.tasks.many(task_ids)
+            for i in json.loads(task.get("delivery_ids") or "[]")
+        ]
         pipe = self.ctx.redis.pipeline(transaction=False)
         for delivery_id in ids:
-            pipe.hmget(deliveries.key_for(self.ctx, delivery_id), "delivery_id", "kind", "state", "attempts",
-                       "last_error")
-        return [dict(zip(("delivery_id", "kind", "state", "attempts", "last_error"), fields, strict=True))
-                for fields in pipe.execute()]
+            pipe.hmget(
+                deliveries.key_for(self.ctx, delivery_id),
+                "delivery_id",
+                "kind",
+                "state",
+                "attempts",
+                "last_error",
+            )
+        return [
+            dict(
+                zip(("delivery_id", "kind", "state", "attempts", "last_error"), fields, strict=True)
+            )
+            for fields in pipe.execute()
+        ]
 
     def new_tenant(self, name: str = "other", upstream_key: str | None = None) -> tuple[str, str]:
-        tenant, api_key = self.ctx.tenants.create(name, self.sandbox.url, upstream_key or self.sandbox.api_key,
-                                                  self.sandbox.webhook_secret)
+        tenant, api_key = self.ctx.tenants.create(
+            name,
+            self.sandbox.url,
+            upstream_key or self.sandbox.api_key,
+            self.sandbox.webhook_secret,
+        )
         return tenant.tenant_id, api_key
 
     def stop(self) -> None:
@@ -117,17 +148,31 @@ def make_relay(make_sandbox, fresh_redis_url, tmp_path):
     def build(sandbox: SandboxHandle | None = None, worker: bool = True, **overrides) -> RelayStack:
         box = sandbox or make_sandbox()
         port = free_port()
-        settings = dict(redis_url=fresh_redis_url, public_url=f"http://127.0.0.1:{port}",
-                        encryption_keys=SecretBox.new_key(), secret_key="test-secret",
-                        upstream_retries=2, upstream_backoff_seconds=0.05, upstream_backoff_cap_seconds=0.2,
-                        submit_retry_intervals=(1, 1, 1, 1, 1, 1, 1, 1, 1, 1), reconcile_interval_seconds=1,
-                        reconcile_quiet_seconds=30, poll_first_seconds=0.5, poll_cap_seconds=1,
-                        upstream_rate_limit_per_minute=60_000,  # polling's budget: tests that measure it set theirs
-                        outbound_allow="127.0.0.0/8", folder_roots=str(tmp_path / "deliveries"),
-                        delivery_backoff_seconds=0.5, delivery_backoff_cap_seconds=2, delivery_max_attempts=4,
-                        worker_lease_seconds=3, worker_maintenance_seconds=1, intake_reclaim_seconds=5,
-                        metrics_dir=str(tmp_path / "metrics"),
-                        rate_limit="")  # tests that need it set a limit of their own
+        settings = dict(
+            redis_url=fresh_redis_url,
+            public_url=f"http://127.0.0.1:{port}",
+            encryption_keys=SecretBox.new_key(),
+            secret_key="test-secret",
+            upstream_retries=2,
+            upstream_backoff_seconds=0.05,
+            upstream_backoff_cap_seconds=0.2,
+            submit_retry_intervals=(1, 1, 1, 1, 1, 1, 1, 1, 1, 1),
+            reconcile_interval_seconds=1,
+            reconcile_quiet_seconds=30,
+            poll_first_seconds=0.5,
+            poll_cap_seconds=1,
+            upstream_rate_limit_per_minute=60_000,  # polling's budget: tests that measure it set theirs
+            outbound_allow="127.0.0.0/8",
+            folder_roots=str(tmp_path / "deliveries"),
+            delivery_backoff_seconds=0.5,
+            delivery_backoff_cap_seconds=2,
+            delivery_max_attempts=4,
+            worker_lease_seconds=3,
+            worker_maintenance_seconds=1,
+            intake_reclaim_seconds=5,
+            metrics_dir=str(tmp_path / "metrics"),
+            rate_limit="",
+        )  # tests that need it set a limit of their own
         settings.update(overrides)
         config = RelayConfig(**settings)
         ctx = build_context(config)
@@ -168,14 +213,25 @@ def fake_drive(tmp_path):
     from connectors.gdrive.fake import FakeDrive
 
     private_pem, public_pem = _service_account_keys()
-    fake = FakeDrive(storage=tmp_path / "drive-files", service_accounts={"key-1": public_pem},
-                     oauth_clients={"1//refresh-token": ("client-id.apps", "client-secret")})
+    fake = FakeDrive(
+        storage=tmp_path / "drive-files",
+        service_accounts={"key-1": public_pem},
+        oauth_clients={"1//refresh-token": ("client-id.apps", "client-secret")},
+    )
     served = ServedApp(fake.app()).start()
     fake.url = served.url  # type: ignore[attr-defined]
-    fake.service_account = {"type": "service_account", "client_email": "relay@project.iam.gserviceaccount.com",  # type: ignore[attr-defined]
-                            "private_key": private_pem, "private_key_id": "key-1"}
-    fake.oauth_user = {"type": "authorized_user", "client_id": "client-id.apps",  # type: ignore[attr-defined]
-                       "client_secret": "client-secret", "refresh_token": "1//refresh-token"}
+    fake.service_account = {
+        "type": "service_account",
+        "client_email": "relay@project.iam.gserviceaccount.com",  # type: ignore[attr-defined]
+        "private_key": private_pem,
+        "private_key_id": "key-1",
+    }
+    fake.oauth_user = {
+        "type": "authorized_user",
+        "client_id": "client-id.apps",  # type: ignore[attr-defined]
+        "client_secret": "client-secret",
+        "refresh_token": "1//refresh-token",
+    }
     yield fake
     fake.knobs.release.set()
     served.stop()
@@ -208,10 +264,14 @@ def _service_account_keys() -> tuple[str, str]:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private_pem, public_pem
 
 
@@ -236,7 +296,9 @@ def fake_hubspot():
 def fake_airtable():
     from connectors.airtable.fake import FakeAirtable
 
-    yield from _served(FakeAirtable(back_off_seconds=1.0))  # as long as the relay's tests wait after a 429
+    yield from _served(
+        FakeAirtable(back_off_seconds=1.0)
+    )  # as long as the relay's tests wait after a 429
 
 
 @pytest.fixture
@@ -246,10 +308,19 @@ def fake_sheets(tmp_path):
     from connectors.sheets.fake import SHEETS_SCOPE, FakeSheets
 
     private_pem, public_pem = _service_account_keys()
-    fake = FakeSheets(auth=FakeDrive(storage=tmp_path / "sheets-auth", scope=SHEETS_SCOPE,
-                                     service_accounts={"key-1": public_pem}))
-    fake.service_account = {"type": "service_account", "client_email": "relay@project.iam.gserviceaccount.com",  # type: ignore[attr-defined]
-                            "private_key": private_pem, "private_key_id": "key-1"}
+    fake = FakeSheets(
+        auth=FakeDrive(
+            storage=tmp_path / "sheets-auth",
+            scope=SHEETS_SCOPE,
+            service_accounts={"key-1": public_pem},
+        )
+    )
+    fake.service_account = {
+        "type": "service_account",
+        "client_email": "relay@project.iam.gserviceaccount.com",  # type: ignore[attr-defined]
+        "private_key": private_pem,
+        "private_key_id": "key-1",
+    }
     yield from _served(fake)
 
 

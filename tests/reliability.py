@@ -66,8 +66,10 @@ OUTRO = """
 
 
 def render(rows: list[dict]) -> str:
-    lines = [f"| {r['fault']} | {r['tried']} | {r['lost']} | {r['duplicated']} | {r.get('notes', '')} |"
-             for r in rows]
+    lines = [
+        f"| {r['fault']} | {r['tried']} | {r['lost']} | {r['duplicated']} | {r.get('notes', '')} |"
+        for r in rows
+    ]
     return INTRO + "\n".join(lines) + "\n" + OUTRO
 
 

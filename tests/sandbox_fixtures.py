@@ -34,7 +34,9 @@ class SandboxHandle:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=TLS)
 
     def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30, verify=TLS)
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30, verify=TLS
+        )
 
     @property
     def runtime(self):
@@ -54,11 +56,14 @@ class SandboxHandle:
 
     def wait_held(self, name: str, count: int = 1, timeout: float = 120.0) -> list[str]:
         """Wait until ``count`` tasks wait at ``[[hold=NAME]]``: they are running, in executing_plan."""
+
         def reached():
             held = self.held(name)
             return held if len(held) >= count else None
 
-        return eventually(reached, timeout, f"{count} sandbox task(s) to reach [[hold={name}]]", every=0.1)
+        return eventually(
+            reached, timeout, f"{count} sandbox task(s) to reach [[hold={name}]]", every=0.1
+        )
 
     def release(self, name: str) -> None:
         """Let every task with ``[[hold=NAME]]`` go on, those waiting and those still to come."""
@@ -68,7 +73,9 @@ class SandboxHandle:
     def phases(self, task_id: str) -> list[dict]:
         """Every {status, phase, progress} the task went through, in order, as the sandbox wrote them."""
         with self.admin() as admin:
-            return admin.get(f"/_sandbox/tasks/{task_id}/phases").raise_for_status().json()["phases"]
+            return (
+                admin.get(f"/_sandbox/tasks/{task_id}/phases").raise_for_status().json()["phases"]
+            )
 
     def pool(self) -> dict:
         """The worker pool now: size, running, waiting, idle (every task handed to it dealt with)."""
@@ -79,7 +86,9 @@ class SandboxHandle:
         """The organisation's tasks in the API now (``active``: queued or running) and ``max_active``, the most
         there ever were at once (default: this handle's organisation)."""
         with self.admin() as admin:
-            return admin.get(f"/_sandbox/orgs/{org_id or self.org_id}/load").raise_for_status().json()
+            return (
+                admin.get(f"/_sandbox/orgs/{org_id or self.org_id}/load").raise_for_status().json()
+            )
 
     def deliveries(self) -> list[dict]:
         """The webhook delivery records: status, attempts, last_outcome, due_at (None: no attempt planned)."""
@@ -89,6 +98,7 @@ class SandboxHandle:
     def wait_settled(self, count: int = 1, timeout: float = 60.0) -> list[dict]:
         """Wait until ``count`` webhook deliveries are settled: a final status and no attempt planned, so the
         dispatcher will make no more attempts and a test can count what arrived."""
+
         def settled():
             items = self.deliveries()
             done = [d for d in items if d["status"] in SETTLED and d["due_at"] is None]
@@ -106,8 +116,12 @@ class SandboxHandle:
             last.update(client.get(f"/tasks/{task_id}").json())
             return dict(last) if last["status"] in TERMINAL else None
 
-        return eventually(ended, timeout, f"task {task_id} to end",
-                          show=lambda: f"last seen {last.get('status')} in {last.get('phase')}")
+        return eventually(
+            ended,
+            timeout,
+            f"task {task_id} to end",
+            show=lambda: f"last seen {last.get('status')} in {last.get('phase')}",
+        )
 
 
 def fetch(url: str) -> httpx.Response:
@@ -120,8 +134,14 @@ def make_sandbox(redis_url, tmp_path):
     started: list[tuple[ServedApp, object]] = []
 
     def build(**overrides) -> SandboxHandle:
-        settings = dict(redis_url=redis_url, key_prefix=f"sbx{next(_prefixes)}:", data_dir=tmp_path / "sandbox",
-                        task_seconds=0.05, admin_token=ADMIN, webhook_retry_schedule=(0.2, 0.4, 0.8))
+        settings = dict(
+            redis_url=redis_url,
+            key_prefix=f"sbx{next(_prefixes)}:",
+            data_dir=tmp_path / "sandbox",
+            task_seconds=0.05,
+            admin_token=ADMIN,
+            webhook_retry_schedule=(0.2, 0.4, 0.8),
+        )
         settings.update(overrides)
         app = create_app(SandboxConfig(**settings))
         served = ServedApp(app).start()

@@ -22,24 +22,37 @@ from app.web import health
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
 SCHEMAS = DEPLOY / "schemas"
-KUBERNETES_VERSIONS = ("1.35.0", "1.37.0")  # the oldest release still supported upstream, and the newest
-CRDS = {"ScaledObject": "keda.sh_scaledobjects.yaml", "TriggerAuthentication": "keda.sh_triggerauthentications.yaml"}
+KUBERNETES_VERSIONS = (
+    "1.35.0",
+    "1.37.0",
+)  # the oldest release still supported upstream, and the newest
+CRDS = {
+    "ScaledObject": "keda.sh_scaledobjects.yaml",
+    "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
+}
 
 
 class _Keys:
     """What naming a stream takes of a Context: its config and key()."""
+
     config = RelayConfig()
     key = Context.key
 
 
 # what KEDA's Redis scalers require (pkg/scalers/redis_scaler.go, redis_streams_scaler.go, KEDA 2.20)
-SCALER_KEYS = {"redis-sentinel": {"addresses", "sentinelMaster", "listName"},
-               "redis-sentinel-streams": {"addresses", "sentinelMaster", "stream"}}
+SCALER_KEYS = {
+    "redis-sentinel": {"addresses", "sentinelMaster", "listName"},
+    "redis-sentinel-streams": {"addresses", "sentinelMaster", "stream"},
+}
 
 
 def _manifests() -> list[tuple[str, dict]]:
-    return [(path.name, doc) for path in sorted(DEPLOY.glob("*.yaml"))
-            for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [
+        (path.name, doc)
+        for path in sorted(DEPLOY.glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
 
 
 MANIFESTS = _manifests()
@@ -54,8 +67,11 @@ def _strict(schema: dict) -> dict:
     schema = copy.deepcopy(schema)
 
     def close(node: dict) -> None:
-        if "properties" in node and "additionalProperties" not in node \
-                and not node.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            "properties" in node
+            and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
             node["additionalProperties"] = False
         for child in node.get("properties", {}).values():
             close(child)
@@ -64,7 +80,9 @@ def _strict(schema: dict) -> dict:
                 close(node[key])
 
     close(schema)
-    schema["properties"]["metadata"] = {"type": "object"}  # ObjectMeta is checked by the API server, not here
+    schema["properties"]["metadata"] = {
+        "type": "object"
+    }  # ObjectMeta is checked by the API server, not here
     return schema
 
 
@@ -74,8 +92,11 @@ def _crd_schema(kind: str, version: str) -> dict:
     return _strict(served["schema"]["openAPIV3Schema"])
 
 
-@pytest.mark.parametrize(("name", "doc"), MANIFESTS, ids=[f"{n}:{d['kind']}/{d['metadata']['name']}"
-                                                          for n, d in MANIFESTS])
+@pytest.mark.parametrize(
+    ("name", "doc"),
+    MANIFESTS,
+    ids=[f"{n}:{d['kind']}/{d['metadata']['name']}" for n, d in MANIFESTS],
+)
 def test_every_manifest_is_valid_against_its_schema(name, doc):
     if doc["kind"] in CRDS:
         group, version = doc["apiVersion"].split("/")
@@ -101,7 +122,9 @@ def test_every_setting_is_one_the_relay_reads():
     known = {f"RELAY_{name.upper()}" for name in RelayConfig.__dataclass_fields__}
     for doc in _of("ConfigMap") + _of("Secret"):
         settings = set(doc.get("data", {})) | set(doc.get("stringData", {}))
-        assert settings <= known, f"{doc['metadata']['name']}: not settings of the relay: {settings - known}"
+        assert settings <= known, (
+            f"{doc['metadata']['name']}: not settings of the relay: {settings - known}"
+        )
 
 
 def test_keda_watches_the_streams_groups_and_queues_the_relay_writes():
@@ -112,11 +135,18 @@ def test_keda_watches_the_streams_groups_and_queues_the_relay_writes():
         assert metadata["sentinelMaster"] == RelayConfig().redis_master_name
         if "lagCount" in metadata:
             assert "consumerGroup" in metadata, "KEDA reads a lag only for a consumer group"
-    streams = {t["metadata"]["stream"]: t["metadata"].get("consumerGroup")
-               for t in triggers if "stream" in t["metadata"]}
+    streams = {
+        t["metadata"]["stream"]: t["metadata"].get("consumerGroup")
+        for t in triggers
+        if "stream" in t["metadata"]
+    }
     keys = _Keys()
-    assert streams == {intake_stream.stream_key(keys): intake_stream.GROUP, lane_stream.stream_key(keys): None}, \
+    assert streams == {
+        intake_stream.stream_key(keys): intake_stream.GROUP,
+        lane_stream.stream_key(keys): None,
+    }, (
         "the intake stream's lag for its pump group; the lane's whole length (acknowledged entries are deleted)"
+    )
     lists = {t["metadata"]["listName"] for t in triggers if "listName" in t["metadata"]}
     assert lists <= {f"rq:queue:{name}" for name in queues.ALL}
 
@@ -140,13 +170,17 @@ def test_every_selector_finds_its_pods_and_the_probes_exist():
     for doc in _of("Service") + _of("PodDisruptionBudget"):
         selector = doc["spec"]["selector"]
         selector = selector.get("matchLabels", selector)
-        assert any(selector.items() <= labels.items() for labels in pod_labels), doc["metadata"]["name"]
+        assert any(selector.items() <= labels.items() for labels in pod_labels), doc["metadata"][
+            "name"
+        ]
     app = Flask(__name__)
     app.register_blueprint(health.bp)
     routes = {rule.rule for rule in app.url_map.iter_rules()}
     for deployment in _of("Deployment"):
         for container in deployment["spec"]["template"]["spec"]["containers"]:
-            assert "requests" in container["resources"], "resource requests, for the scheduler and autoscalers"
+            assert "requests" in container["resources"], (
+                "resource requests, for the scheduler and autoscalers"
+            )
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
                 if probe in container:
                     assert container[probe]["httpGet"]["path"] in routes
@@ -158,22 +192,35 @@ def test_every_selector_finds_its_pods_and_the_probes_exist():
 def test_the_redis_values_are_the_charts_own_and_match_the_relay():
     ours = yaml.safe_load((DEPLOY / "redis" / "values.yaml").read_text())
     defaults = yaml.safe_load((SCHEMAS / "redis-ha-4.39.0-values.yaml").read_text())
-    free = {"redis.config", "sentinel.config", "redis.resources", "sentinel.resources"}  # any option of Redis
+    free = {
+        "redis.config",
+        "sentinel.config",
+        "redis.resources",
+        "sentinel.resources",
+    }  # any option of Redis
 
     def unknown(mine: dict, theirs: dict, path: str = "") -> list[str]:
         found = []
         for key, value in mine.items():
             if key not in theirs:
                 found.append(path + key)
-            elif isinstance(value, dict) and theirs[key] and path + key not in free:  # {}: the chart's own free map
+            elif (
+                isinstance(value, dict) and theirs[key] and path + key not in free
+            ):  # {}: the chart's own free map
                 found += unknown(value, theirs[key], f"{path}{key}.")
         return found
 
-    assert unknown(ours, defaults) == [], "values the chart does not have (helm would ignore them silently)"
+    assert unknown(ours, defaults) == [], (
+        "values the chart does not have (helm would ignore them silently)"
+    )
     [config] = _of("ConfigMap")
     assert ours["redis"]["masterGroupName"] == config["data"]["RELAY_REDIS_MASTER_NAME"]
-    assert int(ours["redis"]["config"]["min-replicas-to-write"]) == int(config["data"]["RELAY_REDIS_MIN_REPLICAS"])
+    assert int(ours["redis"]["config"]["min-replicas-to-write"]) == int(
+        config["data"]["RELAY_REDIS_MIN_REPLICAS"]
+    )
     assert config["data"]["RELAY_REDIS_SENTINELS"].split(",") == [
-        f"relay-redis-ha-announce-{n}:{defaults['sentinel']['port']}" for n in range(ours["replicas"])]
+        f"relay-redis-ha-announce-{n}:{defaults['sentinel']['port']}"
+        for n in range(ours["replicas"])
+    ]
     failover_ms = float(config["data"]["RELAY_REDIS_FAILOVER_SECONDS"]) * 1000
     assert failover_ms >= 3 * ours["sentinel"]["config"]["down-after-milliseconds"]

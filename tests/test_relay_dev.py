@@ -18,11 +18,18 @@ from tests.support.servers import eventually
 
 def relay(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run([sys.executable, "-m", "app.cli", *args], env=env, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "app.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"relay {' '.join(args)} still ran after {timeout:g} s:\n{exc.stdout}\n{exc.stderr}") \
-            from None
+        raise AssertionError(
+            f"relay {' '.join(args)} still ran after {timeout:g} s:\n{exc.stdout}\n{exc.stderr}"
+        ) from None
 
 
 def free_port() -> int:
@@ -41,42 +48,94 @@ def test_relay_dev_makes_a_real_workbook_and_ctrl_c_stops_everything_it_started(
     port = free_port()
     output = run_dir / "dev.out"
     with output.open("wb") as out:
-        dev = subprocess.Popen([sys.executable, "-m", "app.cli", "dev", "--run-dir", str(run_dir), "--port", str(port)],
-                               env={**os.environ, "SANDBOX_TASK_SECONDS": "0.3"}, stdout=out, stderr=subprocess.STDOUT,
-                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        dev = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "dev",
+                "--run-dir",
+                str(run_dir),
+                "--port",
+                str(port),
+            ],
+            env={**os.environ, "SANDBOX_TASK_SECONDS": "0.3"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
     try:
+
         def ready() -> bool:  # a slow start on a busy machine is no failure; relay dev exiting is
             assert dev.poll() is None, f"relay dev exited {dev.returncode}:\n{output.read_text()}"
             return "Press Ctrl-C to stop." in output.read_text()
 
-        eventually(ready, 300, "relay dev to finish its demo and say 'Press Ctrl-C to stop.'",
-                   show=output.read_text, every=0.2)
+        eventually(
+            ready,
+            300,
+            "relay dev to finish its demo and say 'Press Ctrl-C to stop.'",
+            show=output.read_text,
+            every=0.2,
+        )
         shown = output.read_text()
         path = Path(re.search(r"^file\s+(\S+)$", shown, re.M).group(1))
-        assert path.suffix == ".xlsx" and path.is_relative_to(run_dir / "deliveries" / "demo"), "delivered to a folder"
+        assert path.suffix == ".xlsx" and path.is_relative_to(run_dir / "deliveries" / "demo"), (
+            "delivered to a folder"
+        )
         assert load_workbook(path).active["A1"].value.startswith("Q3 Sales Report")
         assert re.search(r"^download\s+http://127\.0\.0\.1:\d+/files/", shown, re.M)
         assert "completed" in shown  # the progress bar reached the end
-        eventually(lambda: "POST /webhooks/upstream/" in (run_dir / "web.log").read_text(), 60,
-                   "the API's signed webhook in the relay's web log")
+        eventually(
+            lambda: "POST /webhooks/upstream/" in (run_dir / "web.log").read_text(),
+            60,
+            "the API's signed webhook in the relay's web log",
+        )
 
         api_key = (run_dir / "demo-api-key.txt").read_text().strip()
         nobody = f"http://127.0.0.1:{free_port()}/hook"  # refused: the delivery retries
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {api_key}"},
-                          timeout=30) as client:
-            client.post("/v1/documents", json={"format": "excel", "prompt": "Still running [[hold=forever]]"})
-            retried = client.post("/v1/documents", json={"format": "excel", "prompt": "Quick", "destinations": [
-                {"kind": "webhook", "config": {"url": nobody}}]}).json()
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=30,
+        ) as client:
+            client.post(
+                "/v1/documents",
+                json={"format": "excel", "prompt": "Still running [[hold=forever]]"},
+            )
+            retried = client.post(
+                "/v1/documents",
+                json={
+                    "format": "excel",
+                    "prompt": "Quick",
+                    "destinations": [{"kind": "webhook", "config": {"url": nobody}}],
+                },
+            ).json()
 
             def states() -> list[str]:
-                return [d["state"] for d in client.get(f"/v1/tasks/{retried['task_id']}").json()["deliveries"]]
+                return [
+                    d["state"]
+                    for d in client.get(f"/v1/tasks/{retried['task_id']}").json()["deliveries"]
+                ]
 
-            eventually(lambda: states() == ["retrying"], 60, "the refused delivery to be retrying", show=states)
+            eventually(
+                lambda: states() == ["retrying"],
+                60,
+                "the refused delivery to be retrying",
+                show=states,
+            )
         session = _processes_of_session(dev.pid)
-        assert len(session) >= 6, "relay dev, Redis, the sandbox, gunicorn and its processes, a worker, the scheduler"
+        assert len(session) >= 6, (
+            "relay dev, Redis, the sandbox, gunicorn and its processes, a worker, the scheduler"
+        )
         os.killpg(dev.pid, signal.SIGINT)
-        eventually(lambda: not _processes_of_session(dev.pid), 120, "every process of relay dev's session to end",
-                   show=lambda: f"still running: {_processes_of_session(dev.pid)}\n{output.read_text()}", every=0.1)
+        eventually(
+            lambda: not _processes_of_session(dev.pid),
+            120,
+            "every process of relay dev's session to end",
+            show=lambda: f"still running: {_processes_of_session(dev.pid)}\n{output.read_text()}",
+            every=0.1,
+        )
         assert dev.wait(timeout=60) == 0
         assert not (run_dir / "redis" / "redis.sock").exists(), "Redis was stopped"
     finally:
@@ -94,7 +153,9 @@ def test_relay_sandbox_orgs_create_prints_the_key_once(redis_url, monkeypatch):
 
     env = {"SANDBOX_REDIS_URL": redis_url, "SANDBOX_KEY_PREFIX": "cli-test:"}
     handed: list[tuple[list[str], dict]] = []
-    monkeypatch.setattr(services.os, "execve", lambda _path, argv, child_env: handed.append((argv, child_env)))
+    monkeypatch.setattr(
+        services.os, "execve", lambda _path, argv, child_env: handed.append((argv, child_env))
+    )
 
     def relay_sandbox(*args: str):
         handed.clear()
@@ -116,8 +177,12 @@ def test_sandbox_server_stops_promptly_on_sigterm(redis_url):
 
     port = free_port()
     env = {**os.environ, "SANDBOX_REDIS_URL": redis_url, "SANDBOX_KEY_PREFIX": "sigterm-test:"}
-    server = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until_up(f"http://127.0.0.1:{port}/healthz", processes=[server])
         server.send_signal(signal.SIGTERM)
@@ -145,9 +210,14 @@ def _processes_of_session(session: int) -> dict[int, str]:
         if not entry.name.isdigit():
             continue
         try:
-            if os.getsid(int(entry.name)) != session or " Z " in (entry / "stat").read_text().split(")", 1)[1][:4]:
+            if (
+                os.getsid(int(entry.name)) != session
+                or " Z " in (entry / "stat").read_text().split(")", 1)[1][:4]
+            ):
                 continue
-            found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+            found[int(entry.name)] = (
+                (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+            )
         except (OSError, IndexError):
             continue
     return found

@@ -8,9 +8,14 @@ import os
 import click
 import httpx
 
-URL = click.option("--url", default=lambda: os.environ.get("RELAY_URL", "http://127.0.0.1:8080"),
-                   show_default="RELAY_URL")
-KEY = click.option("--api-key", default=lambda: os.environ.get("RELAY_API_KEY", ""), show_default="RELAY_API_KEY")
+URL = click.option(
+    "--url",
+    default=lambda: os.environ.get("RELAY_URL", "http://127.0.0.1:8080"),
+    show_default="RELAY_URL",
+)
+KEY = click.option(
+    "--api-key", default=lambda: os.environ.get("RELAY_API_KEY", ""), show_default="RELAY_API_KEY"
+)
 
 
 def client(url: str, api_key: str) -> httpx.Client:
@@ -23,7 +28,11 @@ def checked(response: httpx.Response) -> dict:
     """The answer's JSON, or its error (and each row or field at fault) as a ClickException."""
     if response.status_code >= 400:
         error = response.json().get("error", {})
-        faults = "".join(f"\n  row {e['row']}, {e['column']}: {e['message']}" if "row" in e else
-                         f"\n  {e.get('field', '')}: {e.get('message', '')}" for e in error.get("errors") or [])
+        faults = "".join(
+            f"\n  row {e['row']}, {e['column']}: {e['message']}"
+            if "row" in e
+            else f"\n  {e.get('field', '')}: {e.get('message', '')}"
+            for e in error.get("errors") or []
+        )
         raise click.ClickException(f"{error.get('message', response.text)}{faults}")
     return response.json() if response.content else {}

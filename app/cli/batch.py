@@ -21,21 +21,47 @@ def batch() -> None:
 @batch.command("submit")
 @click.argument("rows", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS))
-@click.option("--template", default="", help="The prompt, with {{column}} for each row's values; without it, each "
-              "row's prompt column is its prompt.")
-@click.option("--stop-on-error", is_flag=True, help="Cancel the rows not yet started at the first failed row.")
-@click.option("--redo", is_flag=True, help="Run rows whose record has this document already (skip_done off).")
+@click.option(
+    "--template",
+    default="",
+    help="The prompt, with {{column}} for each row's values; without it, each "
+    "row's prompt column is its prompt.",
+)
+@click.option(
+    "--stop-on-error", is_flag=True, help="Cancel the rows not yet started at the first failed row."
+)
+@click.option(
+    "--redo", is_flag=True, help="Run rows whose record has this document already (skip_done off)."
+)
 @click.option("--wait", "follow", is_flag=True, help="Show progress until every row has ended.")
 @api_client.URL
 @api_client.KEY
-def submit_batch(rows: Path, fmt: str, template: str, stop_on_error: bool, redo: bool, follow: bool, url: str,
-                 api_key: str) -> None:
+def submit_batch(
+    rows: Path,
+    fmt: str,
+    template: str,
+    stop_on_error: bool,
+    redo: bool,
+    follow: bool,
+    url: str,
+    api_key: str,
+) -> None:
     """Submit the CSV ROWS (a header row naming the columns, one of them record_key)."""
-    params = {"format": fmt, "on_error": "stop" if stop_on_error else "continue",
-              "skip_done": "false" if redo else "true", **({"prompt_template": template} if template else {})}
+    params = {
+        "format": fmt,
+        "on_error": "stop" if stop_on_error else "continue",
+        "skip_done": "false" if redo else "true",
+        **({"prompt_template": template} if template else {}),
+    }
     with api_client.client(url, api_key) as client:
-        answer = api_client.checked(client.post("/v1/batches", content=rows.read_bytes(), params=params,
-                                      headers={"Content-Type": "text/csv"}))
+        answer = api_client.checked(
+            client.post(
+                "/v1/batches",
+                content=rows.read_bytes(),
+                params=params,
+                headers={"Content-Type": "text/csv"},
+            )
+        )
         click.echo(f"batch    {answer['batch_id']} {answer['total']} rows")
         if follow:
             _follow(client, answer["batch_id"])
@@ -49,9 +75,15 @@ def submit_batch(rows: Path, fmt: str, template: str, stop_on_error: bool, redo:
 def status(batch_id: str, follow: bool, url: str, api_key: str) -> None:
     """Show a batch's progress, and its failed rows."""
     with api_client.client(url, api_key) as client:
-        answer = _follow(client, batch_id) if follow else api_client.checked(client.get(f"/v1/batches/{batch_id}"))
+        answer = (
+            _follow(client, batch_id)
+            if follow
+            else api_client.checked(client.get(f"/v1/batches/{batch_id}"))
+        )
         click.echo(line(answer))
-        failed = api_client.checked(client.get(f"/v1/batches/{batch_id}/rows", params={"state": "failed", "limit": 20}))
+        failed = api_client.checked(
+            client.get(f"/v1/batches/{batch_id}/rows", params={"state": "failed", "limit": 20})
+        )
         for row in failed["items"]:
             click.echo(f"failed   row {row['row']} {row['record_key']}: {row['error']}")
 
@@ -75,9 +107,11 @@ def line(batch: dict) -> str:
     counts, width = batch["counts"], 30
     filled = int(width * batch["percent_done"] / 100)
     left = f", about {_duration(batch['seconds_left'])} left" if batch.get("seconds_left") else ""
-    return (f"[{'#' * filled}{'.' * (width - filled)}] {batch['percent_done']:5.1f}%  {counts['completed']} done, "
-            f"{counts['failed']} failed, {counts['running'] + counts['submitting']} running, "
-            f"{counts['skipped']} skipped{left}  ({batch['status']})")
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {batch['percent_done']:5.1f}%  {counts['completed']} done, "
+        f"{counts['failed']} failed, {counts['running'] + counts['submitting']} running, "
+        f"{counts['skipped']} skipped{left}  ({batch['status']})"
+    )
 
 
 def _follow(client: httpx.Client, batch_id: str) -> dict:

@@ -30,12 +30,18 @@ class Finding:
 
 def run(config: RelayConfig) -> list[Finding]:
     findings = _config(config)
-    redis = redis_connection.connect(replace(config, redis_failover_seconds=0), decode=True, socket_timeout=5)
+    redis = redis_connection.connect(
+        replace(config, redis_failover_seconds=0), decode=True, socket_timeout=5
+    )
     try:
         redis.ping()
     except RedisError as exc:
         return [*findings, Finding(FAIL, "redis", f"cannot reach {_where(config)}: {exc}")]
-    findings += [Finding(OK, "redis", f"reachable at {_where(config)}"), *_durability(redis), _memory(redis)]
+    findings += [
+        Finding(OK, "redis", f"reachable at {_where(config)}"),
+        *_durability(redis),
+        _memory(redis),
+    ]
     if any(f.check == "encryption" and f.level == FAIL for f in findings):
         return findings
     try:
@@ -43,7 +49,10 @@ def run(config: RelayConfig) -> list[Finding]:
         return findings + _workers(ctx) + _api(ctx)
     except RedisError as exc:
         kind = storage.trouble(exc) or "error"
-        return [*findings, Finding(FAIL, "redis", storage.MESSAGES.get(kind, f"Redis refused: {exc}"))]
+        return [
+            *findings,
+            Finding(FAIL, "redis", storage.MESSAGES.get(kind, f"Redis refused: {exc}")),
+        ]
 
 
 def _config(config: RelayConfig) -> list[Finding]:
@@ -55,19 +64,39 @@ def _config(config: RelayConfig) -> list[Finding]:
     except MissingEncryptionKey as exc:
         found.append(Finding(FAIL, "encryption", str(exc)))
     except ValueError:
-        found.append(Finding(FAIL, "encryption", "RELAY_ENCRYPTION_KEYS holds a value that is not a Fernet key; "
-                                                 "make one with `relay secrets new-key`"))
+        found.append(
+            Finding(
+                FAIL,
+                "encryption",
+                "RELAY_ENCRYPTION_KEYS holds a value that is not a Fernet key; "
+                "make one with `relay secrets new-key`",
+            )
+        )
     if not config.secret_key:
-        found.append(Finding(WARN, "secret key", "RELAY_SECRET_KEY is empty: a random one kept in Redis signs links; "
-                                                 "set it so links survive a Redis rebuild"))
+        found.append(
+            Finding(
+                WARN,
+                "secret key",
+                "RELAY_SECRET_KEY is empty: a random one kept in Redis signs links; "
+                "set it so links survive a Redis rebuild",
+            )
+        )
     host = urlsplit(config.public_url).hostname or ""
     if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
-        found.append(Finding(WARN, "public url", f"RELAY_PUBLIC_URL is {config.public_url}: the API's webhooks, "
-                                                 "Zapier and Slack cannot reach a loopback address"))
+        found.append(
+            Finding(
+                WARN,
+                "public url",
+                f"RELAY_PUBLIC_URL is {config.public_url}: the API's webhooks, "
+                "Zapier and Slack cannot reach a loopback address",
+            )
+        )
     else:
         found.append(Finding(OK, "public url", config.public_url))
     if bool(config.slack_client_id) != bool(config.slack_client_secret):
-        found.append(Finding(WARN, "slack", "set both RELAY_SLACK_CLIENT_ID and RELAY_SLACK_CLIENT_SECRET"))
+        found.append(
+            Finding(WARN, "slack", "set both RELAY_SLACK_CLIENT_ID and RELAY_SLACK_CLIENT_SECRET")
+        )
     if not config.admin_token:
         found.append(Finding(WARN, "dashboard", "RELAY_ADMIN_TOKEN is empty: /dashboard is off"))
     return found
@@ -79,18 +108,36 @@ def _durability(redis: Redis) -> list[Finding]:
         aof = redis.info("persistence").get("aof_enabled")
         policy = redis.config_get("maxmemory-policy").get("maxmemory-policy", "")
     except RedisError as exc:  # managed Redis often forbids CONFIG
-        return [Finding(WARN, "redis persistence", f"could not read the settings ({exc}); make sure AOF is on "
-                                                   "and maxmemory-policy is noeviction")]
+        return [
+            Finding(
+                WARN,
+                "redis persistence",
+                f"could not read the settings ({exc}); make sure AOF is on "
+                "and maxmemory-policy is noeviction",
+            )
+        ]
     if aof:
         found.append(Finding(OK, "redis persistence", "AOF is on"))
     else:
-        found.append(Finding(WARN, "redis persistence", "AOF is off: an acknowledged webhook can be lost in a "
-                                                        "crash; set appendonly yes (appendfsync everysec)"))
+        found.append(
+            Finding(
+                WARN,
+                "redis persistence",
+                "AOF is off: an acknowledged webhook can be lost in a "
+                "crash; set appendonly yes (appendfsync everysec)",
+            )
+        )
     if policy == "noeviction":
         found.append(Finding(OK, "redis eviction", "maxmemory-policy noeviction"))
     else:
-        found.append(Finding(WARN, "redis eviction", f"maxmemory-policy is {policy}: Redis may drop tasks and "
-                                                     "queued jobs when full; set noeviction"))
+        found.append(
+            Finding(
+                WARN,
+                "redis eviction",
+                f"maxmemory-policy is {policy}: Redis may drop tasks and "
+                "queued jobs when full; set noeviction",
+            )
+        )
     return found
 
 
@@ -102,13 +149,21 @@ def _memory(redis: Redis) -> Finding:
     memory = redis.info("memory")
     used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
     if not limit:
-        return Finding(OK, "redis memory", f"{_mib(used)} used, no maxmemory set (Redis may grow until the host "
-                                           "runs out; set one with headroom, docs/operations.md)")
+        return Finding(
+            OK,
+            "redis memory",
+            f"{_mib(used)} used, no maxmemory set (Redis may grow until the host "
+            "runs out; set one with headroom, docs/operations.md)",
+        )
     share = used / limit
     text = f"{_mib(used)} of maxmemory {_mib(limit)} used ({share:.0%})"
     if share >= MEMORY_WARN_SHARE:
-        return Finding(WARN, "redis memory", f"{text}: at 100% writes are refused and the relay answers 503; "
-                                             "raise maxmemory or shorten retention (docs/operations.md)")
+        return Finding(
+            WARN,
+            "redis memory",
+            f"{text}: at 100% writes are refused and the relay answers 503; "
+            "raise maxmemory or shorten retention (docs/operations.md)",
+        )
     return Finding(OK, "redis memory", text)
 
 
@@ -121,7 +176,11 @@ def _workers(ctx: Context) -> list[Finding]:
     waiting = {name: ctx.queue(name).count for name in queues.ALL}
     backlog = ", ".join(f"{name} {count}" for name, count in waiting.items())
     if not workers:
-        return [Finding(FAIL, "workers", f"no worker is alive: start `relay worker` (queued: {backlog})")]
+        return [
+            Finding(
+                FAIL, "workers", f"no worker is alive: start `relay worker` (queued: {backlog})"
+            )
+        ]
     return [Finding(OK, "workers", f"{len(workers)} alive (queued: {backlog})")]
 
 
@@ -134,11 +193,23 @@ def _api(ctx: Context) -> list[Finding]:
         try:
             with ctx.upstream_once(tenant) as client:
                 client.list_runs(limit=1)
-            found.append(Finding(OK, f"api ({tenant.name})", f"{tenant.upstream_url} accepts the tenant's key"))
+            found.append(
+                Finding(
+                    OK, f"api ({tenant.name})", f"{tenant.upstream_url} accepts the tenant's key"
+                )
+            )
         except UpstreamAuthError:
-            found.append(Finding(FAIL, f"api ({tenant.name})", f"{tenant.upstream_url} refuses the tenant's API key"))
+            found.append(
+                Finding(
+                    FAIL,
+                    f"api ({tenant.name})",
+                    f"{tenant.upstream_url} refuses the tenant's API key",
+                )
+            )
         except UpstreamError as exc:
-            found.append(Finding(FAIL, f"api ({tenant.name})", f"{tenant.upstream_url}: {exc.message}"))
+            found.append(
+                Finding(FAIL, f"api ({tenant.name})", f"{tenant.upstream_url}: {exc.message}")
+            )
     return found
 
 

@@ -29,8 +29,12 @@ def export(platform: str, directory: Path, public_url: str | None) -> None:
     """Write PLATFORM's app definition into DIRECTORY, pointing at the relay's public URL."""
     url = public_url or RelayConfig.from_env().public_url
     if url.startswith(("http://127.", "http://localhost")) and platform != "make":
-        click.secho(f"note: {url} is a loopback address; {platform} cannot reach it. "
-                    "Set RELAY_PUBLIC_URL or pass --public-url.", fg="yellow", err=True)
+        click.secho(
+            f"note: {url} is a loopback address; {platform} cannot reach it. "
+            "Set RELAY_PUBLIC_URL or pass --public-url.",
+            fg="yellow",
+            err=True,
+        )
     written = write(platform, url, directory)
     click.echo(f"wrote {len(written)} files for {platform} to {directory} (relay at {url})")
     click.echo("next: " + NEXT_STEPS[platform].format(dir=directory))

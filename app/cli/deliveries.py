@@ -19,8 +19,10 @@ def list_() -> None:
     dead = deliveries.dead_letters(context.current())
     for record in dead:
         view = deliveries.view(record)
-        click.echo(f"{view['delivery_id']}  {view['kind']:<9} task {record['task_id']}  attempts {view['attempts']}"
-                   f"  {view['last_error']}")
+        click.echo(
+            f"{view['delivery_id']}  {view['kind']:<9} task {record['task_id']}  attempts {view['attempts']}"
+            f"  {view['last_error']}"
+        )
     if not dead:
         click.echo("no failed deliveries")
 
@@ -31,7 +33,11 @@ def list_() -> None:
 def replay(delivery_ids: tuple[str, ...], all_failed: bool) -> None:
     """Run deliveries again from scratch (after fixing what made them fail)."""
     ctx = context.current()
-    ids = [d["delivery_id"] for d in deliveries.dead_letters(ctx)] if all_failed else list(delivery_ids)
+    ids = (
+        [d["delivery_id"] for d in deliveries.dead_letters(ctx)]
+        if all_failed
+        else list(delivery_ids)
+    )
     if not ids:
         raise click.ClickException("name delivery ids, or pass --all-failed")
     for delivery_id in ids:

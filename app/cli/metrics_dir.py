@@ -18,4 +18,3 @@ def share() -> None:
     if folder:
         os.makedirs(folder, exist_ok=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.abspath(folder)
-

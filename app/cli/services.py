@@ -14,8 +14,13 @@ from app.stores import queues
 from app.work.worker import run_scheduler, run_worker
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                                 "help_option_names": []})
+@click.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    }
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def sandbox(args: tuple[str, ...]) -> None:
     """The local Overten API stand-in: `relay sandbox serve`, `relay sandbox orgs create NAME`.
@@ -36,24 +41,53 @@ def sandbox(args: tuple[str, ...]) -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", envvar="WEB_CONCURRENCY", default=2, show_default=True, type=int,
-              help="gunicorn worker processes (WEB_CONCURRENCY). More serve more webhooks/s, fewer answer bursts "
-                   "sooner: docs/operations.md.")
-@click.option("--threads", envvar="RELAY_WEB_THREADS", default=8, show_default=True, type=int,
-              help="Threads per process (for `wait`).")
+@click.option(
+    "--workers",
+    envvar="WEB_CONCURRENCY",
+    default=2,
+    show_default=True,
+    type=int,
+    help="gunicorn worker processes (WEB_CONCURRENCY). More serve more webhooks/s, fewer answer bursts "
+    "sooner: docs/operations.md.",
+)
+@click.option(
+    "--threads",
+    envvar="RELAY_WEB_THREADS",
+    default=8,
+    show_default=True,
+    type=int,
+    help="Threads per process (for `wait`).",
+)
 def web(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the relay's HTTP API with gunicorn (configuration: RELAY_* environment variables)."""
-    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which("gunicorn")
+    gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which(
+        "gunicorn"
+    )
     if gunicorn is None:
         raise click.ClickException("gunicorn is not installed (pip install gunicorn)")
-    argv = [gunicorn, "--config", "python:app.web.gunicorn_conf", "--bind", f"{host}:{port}", "--workers", str(workers),
-            "--threads", str(threads), "app.web:create_app()"]
+    argv = [
+        gunicorn,
+        "--config",
+        "python:app.web.gunicorn_conf",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "app.web:create_app()",
+    ]
     os.execv(gunicorn, argv)
 
 
 @click.command()
-@click.option("--queues", "queue_names", default=",".join(queues.ALL), show_default=True,
-              help="Comma-separated queues, in priority order.")
+@click.option(
+    "--queues",
+    "queue_names",
+    default=",".join(queues.ALL),
+    show_default=True,
+    help="Comma-separated queues, in priority order.",
+)
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
 def worker(queue_names: str, burst: bool) -> None:
     """Run a worker (with RQ's scheduler for retries and delayed jobs)."""

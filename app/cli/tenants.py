@@ -26,11 +26,15 @@ def tenants() -> None:
 @click.argument("name")
 @click.option("--upstream-url", required=True, help="Base URL of the Overten API (or the sandbox).")
 @click.option("--upstream-key", required=True, help="The tenant's Overten API key.")
-@click.option("--webhook-secret", required=True, help="The tenant's whsec_ webhook secret from Overten.")
+@click.option(
+    "--webhook-secret", required=True, help="The tenant's whsec_ webhook secret from Overten."
+)
 def create(name: str, upstream_url: str, upstream_key: str, webhook_secret: str) -> None:
     """Create a tenant and print its relay API key (shown once)."""
     try:
-        tenant, api_key = context.current().tenants.create(name, upstream_url, upstream_key, webhook_secret)
+        tenant, api_key = context.current().tenants.create(
+            name, upstream_url, upstream_key, webhook_secret
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"tenant   {tenant.tenant_id} ({tenant.name})")
@@ -44,8 +48,10 @@ def list_() -> None:
     ctx = context.current()
     for tenant in ctx.tenants.list():
         usage = ctx.tenants.usage(tenant.tenant_id)
-        click.echo(f"{tenant.tenant_id}  {tenant.name:<20} {tenant.upstream_url}  "
-                   f"tasks={usage['task_count']} credits={usage['credits_used']}")
+        click.echo(
+            f"{tenant.tenant_id}  {tenant.name:<20} {tenant.upstream_url}  "
+            f"tasks={usage['task_count']} credits={usage['credits_used']}"
+        )
 
 
 @tenants.command("keys")
@@ -62,7 +68,9 @@ def keys(tenant: str) -> None:
 @click.option("--keep-old", is_flag=True, help="Keep the current keys valid (revoke them later).")
 def rotate_key(tenant: str, keep_old: bool) -> None:
     """Issue a new API key and, unless --keep-old, revoke the others."""
-    api_key = context.current().tenants.rotate_key(_tenant_or_fail(tenant).tenant_id, keep_old=keep_old)
+    api_key = context.current().tenants.rotate_key(
+        _tenant_or_fail(tenant).tenant_id, keep_old=keep_old
+    )
     click.echo(f"api key  {api_key}")
 
 

@@ -41,7 +41,21 @@ class RelayConfig:
     upstream_backoff_seconds: float = 0.5
     upstream_backoff_cap_seconds: float = 10.0
 
-    submit_retry_intervals: tuple[float, ...] = (2, 5, 10, 30, 60, 120, 300, 300, 300, 600, 600, 900, 900)
+    submit_retry_intervals: tuple[float, ...] = (
+        2,
+        5,
+        10,
+        30,
+        60,
+        120,
+        300,
+        300,
+        300,
+        600,
+        600,
+        900,
+        900,
+    )
     """When the API is down at submit time: waits between background attempts (about 70 minutes)."""
     idempotency_ttl_seconds: int = 86_400
     """How long an Idempotency-Key and its first answer are kept: 24 h."""

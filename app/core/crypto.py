@@ -31,7 +31,9 @@ class SecretBox:
         try:
             return self._fernet.decrypt(sealed.encode()).decode()
         except InvalidToken:
-            raise ValueError("a stored secret cannot be decrypted with the configured keys") from None
+            raise ValueError(
+                "a stored secret cannot be decrypted with the configured keys"
+            ) from None
 
     def reseal(self, sealed: str) -> str:
         """Re-encrypt with the newest key (after adding a key in front of the list)."""

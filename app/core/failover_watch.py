@@ -32,12 +32,19 @@ import threading
 import weakref
 
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
-from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 
 log = logging.getLogger(__name__)
 
 CHANNELS = ("+failover-state-reconf-slaves", "+switch-master")
-_LISTEN_SECONDS = 0.5  # how long one wait for a message lasts: the thread's stop is never later than this
+_LISTEN_SECONDS = (
+    0.5  # how long one wait for a message lasts: the thread's stop is never later than this
+)
 _RETRY_SECONDS = 1.0  # after losing its sentinel, before a listener subscribes to it again
 
 
@@ -64,9 +71,15 @@ class FailoverWatch:
             if self._pid == os.getpid():
                 return
             self._stopped = threading.Event()
-            self._threads = [threading.Thread(target=self._listen, args=(client,), daemon=True,
-                                              name=f"relay-failover-watch-{n}")
-                             for n, client in enumerate(list(self._sentinel.sentinels))]
+            self._threads = [
+                threading.Thread(
+                    target=self._listen,
+                    args=(client,),
+                    daemon=True,
+                    name=f"relay-failover-watch-{n}",
+                )
+                for n, client in enumerate(list(self._sentinel.sentinels))
+            ]
             for thread in self._threads:
                 thread.start()
             self._pid = os.getpid()
@@ -80,7 +93,9 @@ class FailoverWatch:
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
 
-    def cut(self, old: tuple[str, int]) -> None:  # several listeners may call it for one failover: harmless
+    def cut(
+        self, old: tuple[str, int]
+    ) -> None:  # several listeners may call it for one failover: harmless
         """Leave the old primary: shut the socket of every connection to it, idle or in use. Only those: a
         command in flight on the new primary has run there, and cutting it would make redis-py send it again."""
         for pool in list(self._pools):
@@ -90,10 +105,16 @@ class FailoverWatch:
                     continue
                 connection.mark_for_reconnect()  # closed, not pooled again, when it is released
                 sock = getattr(connection, "_sock", None)
-                if sock is not None:  # its next read fails: "connection closed", retried by its thread
+                if (
+                    sock is not None
+                ):  # its next read fails: "connection closed", retried by its thread
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
-        log.warning("the sentinels failed over %r: connections to the old primary %s:%s closed", self._service, *old)
+        log.warning(
+            "the sentinels failed over %r: connections to the old primary %s:%s closed",
+            self._service,
+            *old,
+        )
 
     # -- the listening thread ------------------------------------------------------------------------
 
@@ -153,8 +174,11 @@ class NewestConfigSentinel(Sentinel):
             except (ConnectionError, TimeoutError) as exc:
                 errors.append(repr(exc))
                 continue
-            if state and self.check_master_state(state, service_name) and \
-                    (newest is None or state["config-epoch"] > newest["config-epoch"]):
+            if (
+                state
+                and self.check_master_state(state, service_name)
+                and (newest is None or state["config-epoch"] > newest["config-epoch"])
+            ):
                 newest = state
         if newest is None:
             raise MasterNotFoundError(f"No master found for {service_name!r}: {', '.join(errors)}")
@@ -172,13 +196,18 @@ class PrimaryConnection(SentinelManagedConnection):
     def _connect_retry(self) -> None:
         if self._sock or not self.connection_pool.is_master:
             return super()._connect_retry()
-        return self.connect_check_health(check_health=self.connection_pool.check_connection,
-                                         retry_socket_connect=False)
+        return self.connect_check_health(
+            check_health=self.connection_pool.check_connection, retry_socket_connect=False
+        )
 
-    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
         if not self._sock and self.connection_pool.is_master:
             self.host, self.port = self.connection_pool.get_master_address()
-        return super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
+        return super().connect_check_health(
+            check_health=check_health, retry_socket_connect=retry_socket_connect
+        )
 
 
 class WatchedSentinelPool(SentinelConnectionPool):

@@ -20,7 +20,10 @@ LABELS = {
 
 def document_formats() -> list[dict[str, str]]:
     names = schemas.load("relay/submit-request.json")["properties"]["format"]["enum"]
-    return [{"id": name, "label": LABELS.get(name, name.replace("_", " ").capitalize())} for name in names]
+    return [
+        {"id": name, "label": LABELS.get(name, name.replace("_", " ").capitalize())}
+        for name in names
+    ]
 
 
 def export_formats() -> list[str]:

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def lease(redis: Redis, key: str, seconds: float, renew_every: float | None = None) -> Iterator[bool]:
+def lease(
+    redis: Redis, key: str, seconds: float, renew_every: float | None = None
+) -> Iterator[bool]:
     """Hold ``key`` while the block runs, if no one else does: yields False (and holds nothing) when another
     process holds it. Renewed every ``renew_every`` seconds (a third of the lease unless told: a test renews
     more often, so that a starved thread cannot lose it, and sees the renewals sooner)."""
@@ -29,15 +31,21 @@ def lease(redis: Redis, key: str, seconds: float, renew_every: float | None = No
         yield False
         return
     done = threading.Event()
-    renewer = threading.Thread(target=_renew, args=(lock, renew_every or seconds / 3, done), name=f"lease {key}",
-                               daemon=True)
+    renewer = threading.Thread(
+        target=_renew,
+        args=(lock, renew_every or seconds / 3, done),
+        name=f"lease {key}",
+        daemon=True,
+    )
     renewer.start()
     try:
         yield True
     finally:
         done.set()
         renewer.join()
-        with contextlib.suppress(LockError, RedisError):  # it expired (Redis was away past a lease): nothing to free
+        with contextlib.suppress(
+            LockError, RedisError
+        ):  # it expired (Redis was away past a lease): nothing to free
             lock.release()
 
 
@@ -46,8 +54,10 @@ def _renew(lock, every: float, done: threading.Event) -> None:
         try:
             lock.reacquire()
         except LockError:
-            log.warning("lease %s was lost (its holder was too slow to renew it); another process may take it",
-                        lock.name)
+            log.warning(
+                "lease %s was lost (its holder was too slow to renew it); another process may take it",
+                lock.name,
+            )
             return
         except RedisError:  # a missed renewal only shortens the lease; the next one may reach Redis
             continue

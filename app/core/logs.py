@@ -15,7 +15,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("relay_log_context", default=None)
+_CONTEXT: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "relay_log_context", default=None
+)
 CONTEXT_FIELDS = ("tenant", "task_id", "run_id", "delivery_id")
 
 SECRET_PATTERNS = [
@@ -25,10 +27,14 @@ SECRET_PATTERNS = [
     re.compile(r"gAAAAA[A-Za-z0-9_=-]{20,}"),  # Fernet ciphertexts (sealed secrets)
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\"',\s]{8,}"),
-    re.compile(r"https://hooks\.slack\.com/\S+"),  # response_urls and incoming webhooks are credentials
+    re.compile(
+        r"https://hooks\.slack\.com/\S+"
+    ),  # response_urls and incoming webhooks are credentials
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
-    re.compile(r"(?i)((?:password|passwd|secret|client_secret|refresh_token|api_key)[\"']?\s*[:=]\s*[\"']?)"
-               r"[^\"'&,\s]{3,}"),
+    re.compile(
+        r"(?i)((?:password|passwd|secret|client_secret|refresh_token|api_key)[\"']?\s*[:=]\s*[\"']?)"
+        r"[^\"'&,\s]{3,}"
+    ),
     re.compile(r"(://[^:/@\s]+:)[^@/\s]+(@)"),  # user:password@ in URLs
 ]
 
@@ -71,8 +77,13 @@ def reset() -> None:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
-                "level": record.levelname.lower(), "logger": record.name, "message": redact(record.getMessage())}
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
         line.update(current())
         for name in CONTEXT_FIELDS:
             if getattr(record, name, None):
@@ -98,8 +109,16 @@ GUNICORN_LOGCONFIG = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "app.core.logs.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stdout",
+        }
+    },
     "root": {"level": "INFO", "handlers": ["stdout"]},
-    "loggers": {"gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
-                "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False}},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+    },
 }

@@ -10,27 +10,61 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 from redis.exceptions import RedisError
 
-WEBHOOKS = Counter("relay_webhooks_total", "Upstream webhooks received, by outcome "
-                   "(accepted, duplicate, rejected_signature, rejected_body, rejected_token).", ["outcome"])
-DELIVERY_ATTEMPTS = Counter("relay_delivery_attempts_total", "Delivery attempts by destination kind and outcome "
-                            "(delivered, retry, dead).", ["kind", "outcome"])
-DELIVERY_SECONDS = Histogram("relay_delivery_seconds", "Duration of one delivery attempt.", ["kind"],
-                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
-UPSTREAM_SECONDS = Histogram("relay_upstream_request_seconds", "Latency of calls to the Overten API.",
-                             ["method", "endpoint"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-UPSTREAM_ERRORS = Counter("relay_upstream_errors_total", "Calls to the Overten API that failed, by reason "
-                          "(transport, 429, 5xx, 4xx).", ["endpoint", "reason"])
-SLACK_COMMANDS = Counter("relay_slack_commands_total", "Slash commands answered, by verb.", ["verb"])
-STORAGE_ERRORS = Counter("relay_storage_errors_total", "Redis refused or could not be reached, by kind (out_of_memory, "
-                         "read_only, unreachable, loading, not_persisting, other) and by the part that met it (web, "
-                         "worker, intake-reader, lane-reader, scheduler, ...).", ["kind", "where"])
-RETENTION_REMOVED = Counter("relay_retention_removed_total", "What the retention sweep removed, by kind (task, "
-                            "delivery, dead_letter, event, intake_entry, lane_entry, consumer).", ["kind"])
+WEBHOOKS = Counter(
+    "relay_webhooks_total",
+    "Upstream webhooks received, by outcome "
+    "(accepted, duplicate, rejected_signature, rejected_body, rejected_token).",
+    ["outcome"],
+)
+DELIVERY_ATTEMPTS = Counter(
+    "relay_delivery_attempts_total",
+    "Delivery attempts by destination kind and outcome (delivered, retry, dead).",
+    ["kind", "outcome"],
+)
+DELIVERY_SECONDS = Histogram(
+    "relay_delivery_seconds",
+    "Duration of one delivery attempt.",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+UPSTREAM_SECONDS = Histogram(
+    "relay_upstream_request_seconds",
+    "Latency of calls to the Overten API.",
+    ["method", "endpoint"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+UPSTREAM_ERRORS = Counter(
+    "relay_upstream_errors_total",
+    "Calls to the Overten API that failed, by reason (transport, 429, 5xx, 4xx).",
+    ["endpoint", "reason"],
+)
+SLACK_COMMANDS = Counter(
+    "relay_slack_commands_total", "Slash commands answered, by verb.", ["verb"]
+)
+STORAGE_ERRORS = Counter(
+    "relay_storage_errors_total",
+    "Redis refused or could not be reached, by kind (out_of_memory, "
+    "read_only, unreachable, loading, not_persisting, other) and by the part that met it (web, "
+    "worker, intake-reader, lane-reader, scheduler, ...).",
+    ["kind", "where"],
+)
+RETENTION_REMOVED = Counter(
+    "relay_retention_removed_total",
+    "What the retention sweep removed, by kind (task, "
+    "delivery, dead_letter, event, intake_entry, lane_entry, consumer).",
+    ["kind"],
+)
 
 _IDS = re.compile(r"/(?:run|task|tsk|dlv|dst|hook|evt)_[0-9A-Za-z]+")
 
@@ -81,7 +115,9 @@ def exposition(gauges: list[Gauge]) -> tuple[bytes, str]:
     """The /metrics body: every process's metrics (multiprocess mode) or this one's, plus ``gauges``."""
     processes = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess  # only in multiprocess mode: it reads that directory
+        from prometheus_client import (
+            multiprocess,
+        )  # only in multiprocess mode: it reads that directory
 
         processes = CollectorRegistry()
         multiprocess.MultiProcessCollector(processes)

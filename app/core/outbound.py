@@ -82,8 +82,10 @@ class OutboundPolicy:
             if any(address in network for network in self._networks):
                 continue
             if not address.is_global:
-                raise Permanent(f"{host} resolves to a non-public address ({address}); "
-                                "allow it with RELAY_OUTBOUND_ALLOW for local development")
+                raise Permanent(
+                    f"{host} resolves to a non-public address ({address}); "
+                    "allow it with RELAY_OUTBOUND_ALLOW for local development"
+                )
         return str(infos[0][4][0])
 
     def client(self, **kwargs) -> httpx.Client:
@@ -92,7 +94,9 @@ class OutboundPolicy:
             if url.scheme not in ("http", "https") or not url.host:
                 raise Permanent(f"not an http(s) URL: {str(url)[:100]}")
             pinned = self.check_host(url.host, url.port or (443 if url.scheme == "https" else 80))
-            if pinned and pinned != url.host:  # connect to the address just checked, not a fresh lookup
+            if (
+                pinned and pinned != url.host
+            ):  # connect to the address just checked, not a fresh lookup
                 request.url = url.copy_with(host=pinned)
                 request.extensions["sni_hostname"] = url.host
 

@@ -22,19 +22,31 @@ from redis.retry import Retry
 from app.core.config import RelayConfig
 from app.core.failover_watch import FailoverWatch, NewestConfigSentinel, WatchedSentinelPool
 
-_BACKOFF_CAP = 1.0  # seconds between two tries at the most (EqualJitter: between half and all of it)
+_BACKOFF_CAP = (
+    1.0  # seconds between two tries at the most (EqualJitter: between half and all of it)
+)
 
 
 def connect(config: RelayConfig, *, decode: bool, socket_timeout: float | None = None) -> Redis:
     """A client of the primary. ``decode``: replies as str (app data), else bytes (RQ requires them)."""
     if not config.redis_sentinels:
-        return Redis.from_url(config.redis_url, decode_responses=decode, socket_connect_timeout=5,
-                              socket_timeout=socket_timeout)
+        return Redis.from_url(
+            config.redis_url,
+            decode_responses=decode,
+            socket_connect_timeout=5,
+            socket_timeout=socket_timeout,
+        )
     sentinel, watch = _sentinel(config)
-    client = sentinel.master_for(config.redis_master_name, connection_pool_class=WatchedSentinelPool,
-                                 decode_responses=decode, socket_timeout=socket_timeout, socket_connect_timeout=5,
-                                 password=config.redis_password or None, db=database(config),
-                                 retry=failover_retry(config))
+    client = sentinel.master_for(
+        config.redis_master_name,
+        connection_pool_class=WatchedSentinelPool,
+        decode_responses=decode,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=5,
+        password=config.redis_password or None,
+        db=database(config),
+        retry=failover_retry(config),
+    )
     client.connection_pool.failover_watch = watch
     watch.add(client.connection_pool)
     return client
@@ -48,9 +60,14 @@ def _sentinel(config: RelayConfig) -> tuple[NewestConfigSentinel, FailoverWatch]
     key = (tuple(sentinel_hosts(config)), config.redis_master_name, config.redis_sentinel_password)
     with _managers_lock:
         if key not in _managers:
-            sentinel = NewestConfigSentinel(sentinel_hosts(config), sentinel_kwargs={
-                "password": config.redis_sentinel_password or None, "socket_timeout": 2,
-                "socket_connect_timeout": 2})
+            sentinel = NewestConfigSentinel(
+                sentinel_hosts(config),
+                sentinel_kwargs={
+                    "password": config.redis_sentinel_password or None,
+                    "socket_timeout": 2,
+                    "socket_connect_timeout": 2,
+                },
+            )
             _managers[key] = sentinel, FailoverWatch(sentinel, config.redis_master_name)
         return _managers[key]
 
@@ -77,6 +94,10 @@ def url_for_libraries(config: RelayConfig) -> str:
     ``redis+sentinel://`` naming the sentinels and the primary's name, or RELAY_REDIS_URL itself."""
     if not config.redis_sentinels:
         return config.redis_url
-    password = f":{quote(config.redis_sentinel_password, safe='')}@" if config.redis_sentinel_password else ""
+    password = (
+        f":{quote(config.redis_sentinel_password, safe='')}@"
+        if config.redis_sentinel_password
+        else ""
+    )
     hosts = ",".join(f"{host}:{port}" for host, port in sentinel_hosts(config))
     return f"redis+sentinel://{password}{hosts}/{config.redis_master_name}/{database(config)}"

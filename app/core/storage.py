@@ -34,23 +34,26 @@ RETRY_AFTER_SECONDS = 10
 
 MESSAGES = {
     "out_of_memory": "The relay's Redis is full (maxmemory reached, policy noeviction) and refuses writes. "
-                     "Nothing was stored; retry later. Operators: raise maxmemory or shorten the retention "
-                     "settings (docs/operations.md, 'When Redis is full').",
+    "Nothing was stored; retry later. Operators: raise maxmemory or shorten the retention "
+    "settings (docs/operations.md, 'When Redis is full').",
     "read_only": "The relay's Redis is a read-only replica (after a failover?) and refuses writes. Nothing was "
-                 "stored; retry later. Operators: point RELAY_REDIS_URL at the primary.",
+    "stored; retry later. Operators: point RELAY_REDIS_URL at the primary.",
     "unreachable": "The relay cannot reach its Redis. Nothing was stored; retry later. Operators: check that "
-                   "Redis is running and RELAY_REDIS_URL is right.",
+    "Redis is running and RELAY_REDIS_URL is right.",
     "loading": "The relay's Redis is loading its data after a restart. Nothing was stored; retry in a moment.",
     "not_persisting": "The relay's Redis cannot write its persistence files (MISCONF) and refuses writes. "
-                      "Nothing was stored; retry later. Operators: check the Redis server's disk.",
+    "Nothing was stored; retry later. Operators: check the Redis server's disk.",
     "not_replicated": "The relay's Redis replicas did not confirm the write in time (RELAY_REDIS_MIN_REPLICAS), so "
-                      "it is not safe yet; retry later (a repeated webhook is recognised). Operators: check the "
-                      "replicas and their lag.",
+    "it is not safe yet; retry later (a repeated webhook is recognised). Operators: check the "
+    "replicas and their lag.",
 }
 IN_SHORT = {
-    "out_of_memory": "its storage is full", "read_only": "its storage is read-only",
-    "unreachable": "it cannot reach its storage", "loading": "its storage is starting up",
-    "not_persisting": "its storage cannot save", "not_replicated": "its storage replicas lag behind",
+    "out_of_memory": "its storage is full",
+    "read_only": "its storage is read-only",
+    "unreachable": "it cannot reach its storage",
+    "loading": "its storage is starting up",
+    "not_persisting": "its storage cannot save",
+    "not_replicated": "its storage replicas lag behind",
 }
 """The same, in a few words (a Slack answer)."""
 
@@ -67,7 +70,9 @@ class NotReplicated(RedisError):
 def trouble(exc: BaseException) -> str | None:
     """The kind of storage trouble ``exc`` is, or None when it is something else (a bug, a wrong type)."""
     text = str(exc)
-    if isinstance(exc, NotReplicated) or "NOREPLICAS" in text:  # ours, or the server's min-replicas-to-write
+    if (
+        isinstance(exc, NotReplicated) or "NOREPLICAS" in text
+    ):  # ours, or the server's min-replicas-to-write
         return "not_replicated"
     if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in text:
         return "out_of_memory"
@@ -87,7 +92,9 @@ def primary_id(redis: Redis) -> str:
     return str(redis.info("replication")["master_replid"])
 
 
-def wait_for_replicas(redis: Redis, fence_key: str, replicas: int, timeout_ms: int, primary: str) -> None:
+def wait_for_replicas(
+    redis: Redis, fence_key: str, replicas: int, timeout_ms: int, primary: str
+) -> None:
     """Return once ``replicas`` replicas hold every write the primary ``primary`` (its primary_id, taken before
     the writes) took so far, else raise NotReplicated.
 
@@ -104,11 +111,18 @@ def wait_for_replicas(redis: Redis, fence_key: str, replicas: int, timeout_ms: i
     if info["master_replid"] != primary:
         raise NotReplicated("the primary changed (a failover) while the request was being stored")
     if confirmed < replicas:
-        raise NotReplicated(f"{confirmed} of {replicas} replica(s) confirmed the write within {timeout_ms} ms")
+        raise NotReplicated(
+            f"{confirmed} of {replicas} replica(s) confirmed the write within {timeout_ms} ms"
+        )
 
 
-def run_scripts(redis: Redis, script: Script, calls: list[tuple[list[str], list]], replicas: int = 0,
-                timeout_ms: int = 0) -> list[object]:
+def run_scripts(
+    redis: Redis,
+    script: Script,
+    calls: list[tuple[list[str], list]],
+    replicas: int = 0,
+    timeout_ms: int = 0,
+) -> list[object]:
     """Run ``script`` once per (keys, args) in one pipeline, with ``replicas``, then WAIT for that many replicas
     on the same connection: WAIT then counts exactly these writes, and a failover in between makes redis-py
     send them all again, to the new primary. One result per call, in order: its reply, or its exception
@@ -128,12 +142,16 @@ def run_scripts(redis: Redis, script: Script, calls: list[tuple[list[str], list]
         todo = [i for i in todo if isinstance(results[i], NoScriptError)]
         if not todo:
             break
-        redis.script_load(script.script)  # the server had no copy of it (a failover, a restart): sent again
+        redis.script_load(
+            script.script
+        )  # the server had no copy of it (a failover, a restart): sent again
     if replicas > 0:
         if isinstance(confirmed, Exception):
             return [confirmed] * len(calls)
         if confirmed < replicas:
-            short = NotReplicated(f"{confirmed} of {replicas} replica(s) confirmed the write within {timeout_ms} ms")
+            short = NotReplicated(
+                f"{confirmed} of {replicas} replica(s) confirmed the write within {timeout_ms} ms"
+            )
             return [short if not isinstance(r, Exception) else r for r in results]
     return results
 
@@ -147,7 +165,10 @@ def count(kind: str, where: str, exc: BaseException | None = None) -> None:
     would otherwise write a line per request)."""
     metrics.STORAGE_ERRORS.labels(kind, where).inc()
     now = time.monotonic()
-    if exc is not None and now - _last_logged.get((kind, where), -_LOG_EVERY_SECONDS) >= _LOG_EVERY_SECONDS:
+    if (
+        exc is not None
+        and now - _last_logged.get((kind, where), -_LOG_EVERY_SECONDS) >= _LOG_EVERY_SECONDS
+    ):
         _last_logged[(kind, where)] = now
         log.warning("%s: storage trouble (%s): %s", where, kind, exc)
 
@@ -171,13 +192,21 @@ class Backoff:
 
     def succeeded(self) -> None:
         if self._failures:
-            log.info("%s: storage is back after %d failed tr%s", self._where, self._failures,
-                     "y" if self._failures == 1 else "ies")
+            log.info(
+                "%s: storage is back after %d failed tr%s",
+                self._where,
+                self._failures,
+                "y" if self._failures == 1 else "ies",
+            )
         self._failures = 0
 
 
-def persist(write: Callable[[], T], where: str, patience: float = 60.0,
-            sleep: Callable[[float], None] = time.sleep) -> T:
+def persist(
+    write: Callable[[], T],
+    where: str,
+    patience: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Run ``write`` until Redis takes it (storage trouble only, up to ``patience`` seconds): for an outcome
     that has already happened outside (a file delivered, a job the API accepted), where failing to record
     it would make the relay do it again."""

@@ -23,10 +23,14 @@ class Tokens:
         """``clock``: the time a file link's age is measured at (tests move it instead of waiting)."""
         self.clock = clock
         self._webhooks = URLSafeSerializer(secret, salt="relay-upstream-webhook")
-        self._opened_webhook = lru_cache(maxsize=4096)(self._open_webhook)  # failures raise: never cached
+        self._opened_webhook = lru_cache(maxsize=4096)(
+            self._open_webhook
+        )  # failures raise: never cached
         self._files = URLSafeTimedSerializer(secret, salt="relay-file-link")
-        self._timed = {purpose: URLSafeTimedSerializer(secret, salt=f"relay-{purpose}")
-                       for purpose in ("slack-install", "slack-oauth-state")}
+        self._timed = {
+            purpose: URLSafeTimedSerializer(secret, salt=f"relay-{purpose}")
+            for purpose in ("slack-install", "slack-oauth-state")
+        }
 
     def webhook(self, tenant_id: str, task_id: str) -> str:
         """The path token of /webhooks/upstream/{token}: the tenant id, signed, plus the relay task it

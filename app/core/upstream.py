@@ -40,13 +40,26 @@ CA bundle each time (~20 ms of CPU, most of what a submit cost the web process i
 
 # -- outcomes --------------------------------------------------------------------------------------
 
+
 class UpstreamError(Exception):
     """Base of every failure the API reports; carries its status, code and message."""
 
-    def __init__(self, message: str, status: int | None = None, code: str = "", field: str | None = None,
-                 retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        status: int | None = None,
+        code: str = "",
+        field: str | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
-        self.message, self.status, self.code, self.field, self.retry_after = message, status, code, field, retry_after
+        self.message, self.status, self.code, self.field, self.retry_after = (
+            message,
+            status,
+            code,
+            field,
+            retry_after,
+        )
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -78,6 +91,7 @@ class PollTimeout(UpstreamError):
 
 
 # -- results ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Submitted:
@@ -118,10 +132,19 @@ class Task:
 
     @classmethod
     def from_json(cls, body: dict) -> Task:
-        return cls(task_id=body["task_id"], run_id=body.get("run_id", ""), status=body["status"],
-                   progress=int(body.get("progress") or 0), phase=body.get("phase"),
-                   turn_index=body.get("turn_index"), result=body.get("result"), error=body.get("error"),
-                   credits_used=body.get("credits_used"), duration_ms=body.get("duration_ms"), raw=body)
+        return cls(
+            task_id=body["task_id"],
+            run_id=body.get("run_id", ""),
+            status=body["status"],
+            progress=int(body.get("progress") or 0),
+            phase=body.get("phase"),
+            turn_index=body.get("turn_index"),
+            result=body.get("result"),
+            error=body.get("error"),
+            credits_used=body.get("credits_used"),
+            duration_ms=body.get("duration_ms"),
+            raw=body,
+        )
 
 
 @dataclass(frozen=True)
@@ -138,6 +161,7 @@ class Export:
 
 
 # -- policies --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -167,12 +191,25 @@ class PollPolicy:
 
 # -- the client ------------------------------------------------------------------------------------
 
+
 class UpstreamClient:
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0, retry: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep, transport: httpx.BaseTransport | None = None):
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport, verify=TLS,
-                                  headers={"Authorization": f"Bearer {api_key}",
-                                           "User-Agent": "overten-relay/0.1"})
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            transport=transport,
+            verify=TLS,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "overten-relay/0.1"},
+        )
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self.throttled = 0
@@ -190,8 +227,15 @@ class UpstreamClient:
 
     # generation
 
-    def generate(self, fmt: str, prompt: str, *, run_id: str | None = None, async_: bool = True,
-                 webhook_url: str | None = None) -> Submitted:
+    def generate(
+        self,
+        fmt: str,
+        prompt: str,
+        *,
+        run_id: str | None = None,
+        async_: bool = True,
+        webhook_url: str | None = None,
+    ) -> Submitted:
         body: dict[str, Any] = {"prompt": prompt, "async": async_}
         if run_id:
             body["run_id"] = run_id
@@ -210,8 +254,12 @@ class UpstreamClient:
     def cancel_task(self, task_id: str) -> Task:
         return Task.from_json(self._call("POST", f"/tasks/{task_id}/cancel"))
 
-    def poll(self, task_id: str, policy: PollPolicy | None = None,
-             on_update: Callable[[Task], None] | None = None) -> Task:
+    def poll(
+        self,
+        task_id: str,
+        policy: PollPolicy | None = None,
+        on_update: Callable[[Task], None] | None = None,
+    ) -> Task:
         """Poll until the task ends, following the contract's backoff."""
         policy = policy or PollPolicy()
         deadline = time.monotonic() + policy.give_up_seconds
@@ -223,16 +271,31 @@ class UpstreamClient:
             if task.finished:
                 return task
             if time.monotonic() >= deadline:
-                raise PollTimeout(f"task {task_id} still {task.status} after {policy.give_up_seconds:g} s")
+                raise PollTimeout(
+                    f"task {task_id} still {task.status} after {policy.give_up_seconds:g} s"
+                )
             self._sleep(policy.delay(attempt))
             attempt += 1
 
     # runs
 
-    def list_runs(self, limit: int = 20, format: str | None = None, status: str | None = None,
-                  cursor: str | None = None) -> RunsPage:
-        params = {k: v for k, v in {"limit": limit, "format": format, "status": status, "cursor": cursor}.items()
-                  if v is not None}
+    def list_runs(
+        self,
+        limit: int = 20,
+        format: str | None = None,
+        status: str | None = None,
+        cursor: str | None = None,
+    ) -> RunsPage:
+        params = {
+            k: v
+            for k, v in {
+                "limit": limit,
+                "format": format,
+                "status": status,
+                "cursor": cursor,
+            }.items()
+            if v is not None
+        }
         data = self._call("GET", "/runs", params=params)
         return RunsPage(items=data["items"], next_cursor=data.get("next_cursor"))
 
@@ -248,14 +311,20 @@ class UpstreamClient:
 
     def export(self, run_id: str, fmt: str) -> Export:
         data = self._call("POST", f"/runs/{run_id}/export", json={"format": fmt})
-        return Export(format=data["format"], download_url=data["download_url"], expires_at=data.get("expires_at"))
+        return Export(
+            format=data["format"],
+            download_url=data["download_url"],
+            expires_at=data.get("expires_at"),
+        )
 
     # downloads
 
     @contextmanager
     def stream(self, url: str) -> Iterator[httpx.Response]:
         """An open streaming response for a signed download URL (absolute; no API key is sent)."""
-        with httpx.stream("GET", url, timeout=self._http.timeout, follow_redirects=True, verify=TLS) as response:
+        with httpx.stream(
+            "GET", url, timeout=self._http.timeout, follow_redirects=True, verify=TLS
+        ) as response:
             if response.status_code >= 400:
                 response.read()
                 self._raise_for(response)
@@ -278,7 +347,9 @@ class UpstreamClient:
             self._raise_for(response)
         return response.json()
 
-    def _send(self, method: str, path: str, *, safe_to_resend: bool, **kwargs: Any) -> httpx.Response:
+    def _send(
+        self, method: str, path: str, *, safe_to_resend: bool, **kwargs: Any
+    ) -> httpx.Response:
         attempt = 0
         while True:
             retry_after = None
@@ -287,19 +358,30 @@ class UpstreamClient:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 metrics.UPSTREAM_ERRORS.labels(endpoint, "transport").inc()
-                resendable = safe_to_resend or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                resendable = safe_to_resend or isinstance(
+                    exc, httpx.ConnectError | httpx.ConnectTimeout
+                )
                 if not resendable or attempt >= self._retry.retries:
-                    raise UpstreamUnavailable(f"the API could not be reached: {type(exc).__name__}") from exc
+                    raise UpstreamUnavailable(
+                        f"the API could not be reached: {type(exc).__name__}"
+                    ) from exc
             else:
-                metrics.UPSTREAM_SECONDS.labels(method, endpoint).observe(time.perf_counter() - started)
+                metrics.UPSTREAM_SECONDS.labels(method, endpoint).observe(
+                    time.perf_counter() - started
+                )
                 if response.status_code >= 400 and response.status_code not in (404, 410):
                     status = response.status_code
-                    metrics.UPSTREAM_ERRORS.labels(endpoint, "429" if status == 429 else f"{status // 100}xx").inc()
+                    metrics.UPSTREAM_ERRORS.labels(
+                        endpoint, "429" if status == 429 else f"{status // 100}xx"
+                    ).inc()
                     self.throttled += status == 429
                 if not _retryable(response.status_code, safe_to_resend):
                     return response
                 retry_after = _retry_after(response)
-                if attempt >= self._retry.retries or (retry_after or 0) > self._retry.max_retry_after_seconds:
+                if (
+                    attempt >= self._retry.retries
+                    or (retry_after or 0) > self._retry.max_retry_after_seconds
+                ):
                     return response
             self._sleep(self._retry.delay(attempt, retry_after))
             attempt += 1
@@ -311,8 +393,12 @@ class UpstreamClient:
         except ValueError:
             error = {}
         message = error.get("message") or f"the API answered {response.status_code}"
-        args = {"status": response.status_code, "code": error.get("code", ""), "field": error.get("field"),
-                "retry_after": _retry_after(response)}
+        args = {
+            "status": response.status_code,
+            "code": error.get("code", ""),
+            "field": error.get("field"),
+            "retry_after": _retry_after(response),
+        }
         status = response.status_code
         kind: type[UpstreamError]
         if status in (401, 403):

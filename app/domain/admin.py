@@ -19,8 +19,13 @@ def tasks(ctx: Context, limit: int = 50) -> list[dict]:
     return _shown(ctx, ctx.tasks.recent(limit))
 
 
-def task_page(ctx: Context, tenant_id: str | None, wanted: listing.TaskFilter, cursor: float | None,
-              limit: int = 50) -> tuple[list[dict], float | None]:
+def task_page(
+    ctx: Context,
+    tenant_id: str | None,
+    wanted: listing.TaskFilter,
+    cursor: float | None,
+    limit: int = 50,
+) -> tuple[list[dict], float | None]:
     """A page of tasks matching ``wanted``, one tenant's or every tenant's (all they keep), newest first."""
     found, next_cursor = listing.tasks(ctx, tenant_id, wanted, cursor, limit)
     return _shown(ctx, found), next_cursor
@@ -29,16 +34,25 @@ def task_page(ctx: Context, tenant_id: str | None, wanted: listing.TaskFilter, c
 def _shown(ctx: Context, found: list[dict]) -> list[dict]:
     names = _tenant_names(ctx)
     fresh = [task if task["status"] in TERMINAL else tracking.refresh(ctx, task) for task in found]
-    return [{**task_view(task, deliveries.for_task(ctx, task)), "tenant": names.get(task["tenant_id"], "?"),
-             "tenant_id": task["tenant_id"]} for task in fresh]
+    return [
+        {
+            **task_view(task, deliveries.for_task(ctx, task)),
+            "tenant": names.get(task["tenant_id"], "?"),
+            "tenant_id": task["tenant_id"],
+        }
+        for task in fresh
+    ]
 
 
 def task(ctx: Context, task_id: str) -> dict | None:
     found = ctx.tasks.get(task_id)
     if found is None:
         return None
-    return {**task_view(found, deliveries.for_task(ctx, found)),
-            "tenant": _tenant_names(ctx).get(found["tenant_id"], "?"), "prompt": found.get("prompt", "")}
+    return {
+        **task_view(found, deliveries.for_task(ctx, found)),
+        "tenant": _tenant_names(ctx).get(found["tenant_id"], "?"),
+        "prompt": found.get("prompt", ""),
+    }
 
 
 _LINK_SECONDS = 3600
@@ -48,34 +62,52 @@ _LINK_SECONDS = 3600
 def batches_list(ctx: Context, limit: int = 50) -> list[dict]:
     """The newest batches of every tenant, with their progress."""
     names = _tenant_names(ctx)
-    return [{**batch_rows.view(batch), "tenant": names.get(batch["tenant_id"], "?"),
-             "created": iso(batch["created_at"])} for batch in ctx.batches.recent(limit)]
+    return [
+        {
+            **batch_rows.view(batch),
+            "tenant": names.get(batch["tenant_id"], "?"),
+            "created": iso(batch["created_at"]),
+        }
+        for batch in ctx.batches.recent(limit)
+    ]
 
 
-def batch(ctx: Context, batch_id: str, state: str | None, cursor: int, limit: int = 100) -> dict | None:
+def batch(
+    ctx: Context, batch_id: str, state: str | None, cursor: int, limit: int = 100
+) -> dict | None:
     """One batch: its progress, its end's deliveries, and a page of its rows (in ``state``, after ``cursor``)."""
     found = ctx.batches.get(batch_id)
     if found is None:
         return None
     rows, next_cursor = batches.page(ctx, found, state, cursor, limit)
-    return {**batch_rows.view(found), "tenant": _tenant_names(ctx).get(found["tenant_id"], "?"),
-            "created": iso(found["created_at"]), "template": found["settings"].get("prompt_template") or "",
-            "deliveries": deliveries.for_task(ctx, found), "rows": rows, "next_cursor": next_cursor,
-            "manifest_url": deliveries.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS}),
-            "zip_url": deliveries.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS, "z": 1})}
+    return {
+        **batch_rows.view(found),
+        "tenant": _tenant_names(ctx).get(found["tenant_id"], "?"),
+        "created": iso(found["created_at"]),
+        "template": found["settings"].get("prompt_template") or "",
+        "deliveries": deliveries.for_task(ctx, found),
+        "rows": rows,
+        "next_cursor": next_cursor,
+        "manifest_url": deliveries.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS}),
+        "zip_url": deliveries.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS, "z": 1}),
+    }
 
 
 def dead_letters(ctx: Context) -> list[dict]:
     names = _tenant_names(ctx)
-    return [{**deliveries.view(d), "task_id": d["task_id"], "tenant": names.get(d["tenant_id"], "?")}
-            for d in deliveries.dead_letters(ctx)]
+    return [
+        {**deliveries.view(d), "task_id": d["task_id"], "tenant": names.get(d["tenant_id"], "?")}
+        for d in deliveries.dead_letters(ctx)
+    ]
 
 
 def records(ctx: Context, limit: int = 200) -> list[dict]:
     """Records seen in recent tasks, newest first; a record's count includes its running tasks among them
     (its own counts only finished ones)."""
     names, seen, found, recent = _tenant_names(ctx), set(), [], ctx.tasks.recent(limit)
-    running_of = Counter((t["tenant_id"], t.get("record_key")) for t in recent if t["status"] not in TERMINAL)
+    running_of = Counter(
+        (t["tenant_id"], t.get("record_key")) for t in recent if t["status"] not in TERMINAL
+    )
     for task in recent:
         key = (task["tenant_id"], task.get("record_key"))
         if not key[1] or key in seen:
@@ -84,20 +116,39 @@ def records(ctx: Context, limit: int = 200) -> list[dict]:
         record = ctx.records.get(*key)
         if record:
             running = running_of[key]
-            found.append({"tenant": names.get(key[0], "?"), "record_key": key[1], "runs": record["runs"],
-                          "task_count": record["task_count"] + running, "running": running,
-                          "credits_used": record["credits_used"], "updated_at": iso(record["updated_at"])})
+            found.append(
+                {
+                    "tenant": names.get(key[0], "?"),
+                    "record_key": key[1],
+                    "runs": record["runs"],
+                    "task_count": record["task_count"] + running,
+                    "running": running,
+                    "credits_used": record["credits_used"],
+                    "updated_at": iso(record["updated_at"]),
+                }
+            )
     return found
 
 
 def hooks(ctx: Context) -> list[dict]:
-    return [{**hook, "created_at": iso(float(hook["created_at"])), "tenant": tenant.name}
-            for tenant in ctx.tenants.list() for hook in ctx.hooks.list(tenant.tenant_id)]
+    return [
+        {**hook, "created_at": iso(float(hook["created_at"])), "tenant": tenant.name}
+        for tenant in ctx.tenants.list()
+        for hook in ctx.hooks.list(tenant.tenant_id)
+    ]
 
 
 def tenants(ctx: Context) -> list[dict]:
-    return [{"tenant_id": t.tenant_id, "name": t.name, "upstream_url": t.upstream_url,
-             "created_at": iso(t.created_at), **ctx.tenants.usage(t.tenant_id)} for t in ctx.tenants.list()]
+    return [
+        {
+            "tenant_id": t.tenant_id,
+            "name": t.name,
+            "upstream_url": t.upstream_url,
+            "created_at": iso(t.created_at),
+            **ctx.tenants.usage(t.tenant_id),
+        }
+        for t in ctx.tenants.list()
+    ]
 
 
 def _tenant_names(ctx: Context) -> dict[str, str]:
@@ -105,6 +156,7 @@ def _tenant_names(ctx: Context) -> dict[str, str]:
 
 
 # -- spend ------------------------------------------------------------------------------------------------
+
 
 def usage_overview(ctx: Context, days: int = 30, today: date | None = None) -> dict:
     """Every tenant's last ``days`` days, for the charts: credits per tenant, tasks by outcome, generation time
@@ -129,16 +181,28 @@ def usage_overview(ctx: Context, days: int = 30, today: date | None = None) -> d
                 totals["delivered"] += counted["delivered"]
                 totals["dead"] += counted["dead"]
         budget = ctx.budgets.get(tenant.tenant_id, None)
-        tenants_rows.append({"tenant_id": tenant.tenant_id, "name": tenant.name,
-                             "credits": usage.number(sum(credits[tenant.name])),
-                             "budget": budgets.view(ctx, tenant.tenant_id, budget, last) if budget else None})
-    return {"dates": dates, "credits": credits, "outcomes": outcomes,
-            "p50": [usage_report.percentile(h, 0.5) for h in histograms],
-            "p95": [usage_report.percentile(h, 0.95) for h in histograms],
-            "deliveries": dict(sorted(kinds.items())), "tenants": tenants_rows}
+        tenants_rows.append(
+            {
+                "tenant_id": tenant.tenant_id,
+                "name": tenant.name,
+                "credits": usage.number(sum(credits[tenant.name])),
+                "budget": budgets.view(ctx, tenant.tenant_id, budget, last) if budget else None,
+            }
+        )
+    return {
+        "dates": dates,
+        "credits": credits,
+        "outcomes": outcomes,
+        "p50": [usage_report.percentile(h, 0.5) for h in histograms],
+        "p95": [usage_report.percentile(h, 0.95) for h in histograms],
+        "deliveries": dict(sorted(kinds.items())),
+        "tenants": tenants_rows,
+    }
 
 
-def tenant_usage(ctx: Context, tenant_id: str, days: int = 30, today: date | None = None) -> dict | None:
+def tenant_usage(
+    ctx: Context, tenant_id: str, days: int = 30, today: date | None = None
+) -> dict | None:
     """One tenant's last ``days`` days: credits per day and format, its records by credits, and each budget."""
     tenant = ctx.tenants.get(tenant_id)
     if tenant is None:
@@ -152,13 +216,34 @@ def tenant_usage(ctx: Context, tenant_id: str, days: int = 30, today: date | Non
         for fmt, counted in usage_report.format_parts(row):
             by_format.setdefault(fmt, [0.0] * days)[n] = counted["credits_used"]
     record_budgets = {b["record_key"]: b for b in ctx.budgets.all(tenant_id) if b["record_key"]}
-    records = [{**item, "budget": budgets.view(ctx, tenant_id, record_budgets[item["record"]], last)
-                if item["record"] in record_budgets else None} for item in by_record["items"]]
+    records = [
+        {
+            **item,
+            "budget": budgets.view(ctx, tenant_id, record_budgets[item["record"]], last)
+            if item["record"] in record_budgets
+            else None,
+        }
+        for item in by_record["items"]
+    ]
     seen = {item["record"] for item in records}
-    records += [{"record": key, "credits_used": 0, "task_count": 0, "duration_ms": 0,
-                 "budget": budgets.view(ctx, tenant_id, budget, last)}
-                for key, budget in record_budgets.items() if key not in seen]
+    records += [
+        {
+            "record": key,
+            "credits_used": 0,
+            "task_count": 0,
+            "duration_ms": 0,
+            "budget": budgets.view(ctx, tenant_id, budget, last),
+        }
+        for key, budget in record_budgets.items()
+        if key not in seen
+    ]
     tenant_budget = ctx.budgets.get(tenant_id, None)
-    return {"tenant_id": tenant_id, "name": tenant.name, "totals": by_record["totals"],
-            "dates": [(first + timedelta(days=n)).isoformat() for n in range(days)], "by_format": by_format,
-            "records": records, "budget": budgets.view(ctx, tenant_id, tenant_budget, last) if tenant_budget else None}
+    return {
+        "tenant_id": tenant_id,
+        "name": tenant.name,
+        "totals": by_record["totals"],
+        "dates": [(first + timedelta(days=n)).isoformat() for n in range(days)],
+        "by_format": by_format,
+        "records": records,
+        "budget": budgets.view(ctx, tenant_id, tenant_budget, last) if tenant_budget else None,
+    }

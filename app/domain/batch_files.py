@@ -22,9 +22,21 @@ def manifest(ctx: Context, batch: dict) -> str:
     writer = csv.writer(out)
     writer.writerow(["row", "record_key", "status", "file", "credits", "error"])
     for row in ctx.batches.rows(batch["batch_id"]):
-        link = deliveries.file_link(ctx, row["task_id"]) if row["state"] == "completed" and row.get("task_id") else ""
-        writer.writerow([row["row"], row["record_key"], row["state"], link, row.get("credits") or "",
-                         row.get("error") or ""])
+        link = (
+            deliveries.file_link(ctx, row["task_id"])
+            if row["state"] == "completed" and row.get("task_id")
+            else ""
+        )
+        writer.writerow(
+            [
+                row["row"],
+                row["record_key"],
+                row["state"],
+                link,
+                row.get("credits") or "",
+                row.get("error") or "",
+            ]
+        )
     return out.getvalue()
 
 
@@ -48,14 +60,20 @@ def archive(ctx: Context, batch: dict) -> Iterator[bytes]:
     yield sink.take()
 
 
-def _entry(ctx: Context, tenant, out: zipfile.ZipFile, sink: _Sink, task: dict, row: dict) -> Iterator[bytes]:
+def _entry(
+    ctx: Context, tenant, out: zipfile.ZipFile, sink: _Sink, task: dict, row: dict
+) -> Iterator[bytes]:
     artifacts = (task.get("result") or {}).get("artifacts") or []
-    extension = (artifacts[0].get("file_name") or "file.bin").rpartition(".")[2] if artifacts else "bin"
+    extension = (
+        (artifacts[0].get("file_name") or "file.bin").rpartition(".")[2] if artifacts else "bin"
+    )
     record = "".join(c if c.isalnum() or c in "-_." else "_" for c in row["record_key"])[:80]
     with ctx.upstream(tenant) as client:
         url = client.download_location(task["run_id"])
-        with client.stream(url) as response, out.open(f"{row['row']:05d}-{record}.{extension}", "w",
-                                                      force_zip64=True) as entry:
+        with (
+            client.stream(url) as response,
+            out.open(f"{row['row']:05d}-{record}.{extension}", "w", force_zip64=True) as entry,
+        ):
             for piece in response.iter_bytes(CHUNK):
                 entry.write(piece)
                 yield sink.take()
@@ -93,5 +111,10 @@ def manifest_document(ctx: Context, data: dict) -> Document:
     def opened(offset: int) -> Iterator[Iterator[bytes]]:
         yield iter([content[offset:]])
 
-    return Document(name=f"{batch['batch_id']}-manifest.csv", content_type="text/csv", size=len(content),
-                    open=opened, link=data.get("manifest_url") or "")
+    return Document(
+        name=f"{batch['batch_id']}-manifest.csv",
+        content_type="text/csv",
+        size=len(content),
+        open=opened,
+        link=data.get("manifest_url") or "",
+    )

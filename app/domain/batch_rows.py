@@ -28,15 +28,27 @@ def row_ended(ctx: Context, task: dict) -> None:
     state = {"completed": "completed", "cancelled": "cancelled"}.get(task["status"], "failed")
     error = task.get("error") if isinstance(task.get("error"), dict) else {}
     credits = float(task.get("credits_used") or 0)
-    before = ctx.batches.move(batch, int(task["batch_row"]), state, frees_place=True, credits=credits,
-                              error=(error or {}).get("message") or ("" if state == "completed" else task["status"]))
+    before = ctx.batches.move(
+        batch,
+        int(task["batch_row"]),
+        state,
+        frees_place=True,
+        credits=credits,
+        error=(error or {}).get("message") or ("" if state == "completed" else task["status"]),
+    )
     if before is None:
         return
-    if state == "failed" and batch["settings"].get("on_error") == "stop" and batch["status"] == "running":
+    if (
+        state == "failed"
+        and batch["settings"].get("on_error") == "stop"
+        and batch["status"] == "running"
+    ):
         ctx.batches.set(batch["batch_id"], status="stopped")  # no row is claimed from here on
         queues.enqueue_batch_cancel(ctx, batch["batch_id"])  # the API calls, off the webhook's path
     complete_if_done(ctx, batch["batch_id"])
-    for waiting in ctx.batches.running(batch["tenant_id"]):  # the place is the tenant's: any of its batches
+    for waiting in ctx.batches.running(
+        batch["tenant_id"]
+    ):  # the place is the tenant's: any of its batches
         queues.enqueue_batch_feed(ctx, waiting)
 
 
@@ -45,7 +57,9 @@ POOL_WAIT_SECONDS = 1.0
 the API's queue (phase ``acquiring_pool``) met a full pool: more rows at once would only wait longer."""
 
 
-def pool_wait(ctx: Context, task: dict, upstream: dict, by_webhook: bool, now: float | None = None) -> None:
+def pool_wait(
+    ctx: Context, task: dict, upstream: dict, by_webhook: bool, now: float | None = None
+) -> None:
     """The pool-saturation signal, from what the relay learns anyway (no extra call): a batch row still in
     ``acquiring_pool`` past POOL_WAIT_SECONDS, or one whose end came (by webhook, so on time) later after its
     hand-over than its own run took. Either takes one row off the tenant's feed, at most once a second.
@@ -57,9 +71,15 @@ def pool_wait(ctx: Context, task: dict, upstream: dict, by_webhook: bool, now: f
     if upstream.get("status") in TERMINAL:
         waited = since - float(upstream.get("duration_ms") or 0) / 1000 if by_webhook else 0.0
     else:
-        waited = since if upstream.get("phase") == "acquiring_pool" or upstream.get("status") == "queued" else 0.0
+        waited = (
+            since
+            if upstream.get("phase") == "acquiring_pool" or upstream.get("status") == "queued"
+            else 0.0
+        )
     if waited > POOL_WAIT_SECONDS:
-        ctx.batches.pool_waited(task["tenant_id"], minimum=1.0, every_seconds=POOL_WAIT_SECONDS, now=now)
+        ctx.batches.pool_waited(
+            task["tenant_id"], minimum=1.0, every_seconds=POOL_WAIT_SECONDS, now=now
+        )
 
 
 def complete_if_done(ctx: Context, batch_id: str) -> bool:
@@ -69,7 +89,9 @@ def complete_if_done(ctx: Context, batch_id: str) -> bool:
     if batch["status"] == "running":
         ctx.batches.set(batch_id, status="completed", ended_at=time.time())
     ctx.batches.ended(batch_id, batch["tenant_id"])
-    if ctx.redis.hsetnx(ctx.batches.key_for(batch_id), "announced", time.time()):  # once, whoever sees it end
+    if ctx.redis.hsetnx(
+        ctx.batches.key_for(batch_id), "announced", time.time()
+    ):  # once, whoever sees it end
         _announce(ctx, ctx.batches.get(batch_id) or batch)
     return True
 
@@ -77,23 +99,40 @@ def complete_if_done(ctx: Context, batch_id: str) -> bool:
 def _announce(ctx: Context, batch: dict) -> None:
     """batch.completed to the batch's callback and the hooks subscribed to it: the counts and the manifest."""
     token = {"b": batch["batch_id"], "l": int(ctx.config.record_link_ttl_seconds)}
-    data = {**view(batch), "manifest_url": deliveries.files_url(ctx, token),
-            "zip_url": deliveries.files_url(ctx, {**token, "z": 1})}
+    data = {
+        **view(batch),
+        "manifest_url": deliveries.files_url(ctx, token),
+        "zip_url": deliveries.files_url(ctx, {**token, "z": 1}),
+    }
     data["summary"] = _summary(data)
-    event = {"id": new_id("evt"), "type": "batch.completed", "created_at": iso(time.time()), "data": data}
+    event = {
+        "id": new_id("evt"),
+        "type": "batch.completed",
+        "created_at": iso(time.time()),
+        "data": data,
+    }
     owner = {"task_id": batch["batch_id"], "tenant_id": batch["tenant_id"]}
-    ids = deliveries.plan_event(ctx, owner, event, batch["settings"].get("destinations") or [],
-                                batch["settings"].get("callback_url") or "")
+    ids = deliveries.plan_event(
+        ctx,
+        owner,
+        event,
+        batch["settings"].get("destinations") or [],
+        batch["settings"].get("callback_url") or "",
+    )
     ctx.batches.set(batch["batch_id"], delivery_ids=json.dumps(ids))
 
 
 def _summary(data: dict) -> str:
     """The batch's end in one sentence, for the messages its destinations get (Slack, Teams, email)."""
     counts = data["counts"]
-    others = ", ".join(f"{counts[state]} {state}" for state in ("failed", "cancelled", "skipped") if counts[state])
-    return (f"Batch {data['batch_id']} {data['status']}: {counts['completed']} of {data['total']} documents made"
-            f"{f' ({others})' if others else ''}, {data['credits_used']:g} credits. The manifest lists every row; "
-            f"all the files in one ZIP: {data['zip_url']}")
+    others = ", ".join(
+        f"{counts[state]} {state}" for state in ("failed", "cancelled", "skipped") if counts[state]
+    )
+    return (
+        f"Batch {data['batch_id']} {data['status']}: {counts['completed']} of {data['total']} documents made"
+        f"{f' ({others})' if others else ''}, {data['credits_used']:g} credits. The manifest lists every row; "
+        f"all the files in one ZIP: {data['zip_url']}"
+    )
 
 
 def view(batch: dict) -> dict[str, Any]:
@@ -102,7 +141,15 @@ def view(batch: dict) -> dict[str, Any]:
     elapsed = max(0.0, (float(batch.get("ended_at") or 0) or time.time()) - batch["created_at"])
     left = None if not ended or ended == total else round(elapsed / ended * (total - ended))
     counts = {state: batch[state] for state in ("pending", "submitting", "running", *sorted(ENDED))}
-    return {"batch_id": batch["batch_id"], "status": batch["status"], "total": total, "counts": counts,
-            "percent_done": round(100.0 * ended / total, 1) if total else 100.0, "seconds_left": left,
-            "credits_used": batch["credits_used"], "format": batch["settings"].get("format"),
-            "on_error": batch["settings"].get("on_error"), "created_at": batch["created_at"]}
+    return {
+        "batch_id": batch["batch_id"],
+        "status": batch["status"],
+        "total": total,
+        "counts": counts,
+        "percent_done": round(100.0 * ended / total, 1) if total else 100.0,
+        "seconds_left": left,
+        "credits_used": batch["credits_used"],
+        "format": batch["settings"].get("format"),
+        "on_error": batch["settings"].get("on_error"),
+        "created_at": batch["created_at"],
+    }

@@ -43,7 +43,9 @@ HOLD_SECONDS = 5.0
 ROW_PROMPT = "{{ prompt }}"
 """The template of a batch that gives none: each row's own ``prompt`` column (what the Zapier and Make apps
 send, since both read ``{{...}}`` as their own mapping)."""
-_JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_JINJA = SandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+)
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 _ROW_FIELDS = ("format", "destinations", "export", "write_back")
 
@@ -63,13 +65,17 @@ class BatchInvalid(Exception):
 
 # -- making one ------------------------------------------------------------------------------------------
 
+
 def rows_from_csv(text: str) -> list[dict[str, str]]:
     """The rows of a CSV whose header names the columns (a byte-order mark and blank lines are fine)."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     if not reader.fieldnames:
         raise BatchInvalid([RowFault(0, "", "the CSV has no header row")])
-    return [{key.strip(): (value or "").strip() for key, value in row.items() if key}
-            for row in reader if any((value or "").strip() for value in row.values())]
+    return [
+        {key.strip(): (value or "").strip() for key, value in row.items() if key}
+        for row in reader
+        if any((value or "").strip() for value in row.values())
+    ]
 
 
 def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
@@ -77,7 +83,9 @@ def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
     try:
         template = _JINJA.from_string(body.get("prompt_template") or ROW_PROMPT)
     except TemplateSyntaxError as exc:
-        raise BatchInvalid([RowFault(0, "prompt_template", f"not a template: {exc.message}")]) from None
+        raise BatchInvalid(
+            [RowFault(0, "prompt_template", f"not a template: {exc.message}")]
+        ) from None
     rows, faults = [], []
     for number, values in enumerate(body["rows"], start=1):
         record_key = str(values.get("record_key") or "").strip()
@@ -85,18 +93,30 @@ def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
             faults.append(RowFault(number, "record_key", "every row needs a record_key"))
             continue
         try:
-            prompt = template.render(**{k: v for k, v in values.items() if k != "record_key"},
-                                     record_key=record_key).strip()
+            prompt = template.render(
+                **{k: v for k, v in values.items() if k != "record_key"}, record_key=record_key
+            ).strip()
         except UndefinedError as exc:
             missing = _UNDEFINED.search(str(exc))
             column = missing.group(1) if missing else "prompt_template"
-            faults.append(RowFault(number, column, f"the template names {{{{{column}}}}}, which this row has no "
-                                   "column for" if body.get("prompt_template") else
-                                   "without a prompt_template, each row's prompt column is its prompt"))
+            faults.append(
+                RowFault(
+                    number,
+                    column,
+                    f"the template names {{{{{column}}}}}, which this row has no column for"
+                    if body.get("prompt_template")
+                    else "without a prompt_template, each row's prompt column is its prompt",
+                )
+            )
             continue
         if not prompt:
-            faults.append(RowFault(number, "prompt_template" if body.get("prompt_template") else "prompt",
-                                   "the prompt is empty for this row"))
+            faults.append(
+                RowFault(
+                    number,
+                    "prompt_template" if body.get("prompt_template") else "prompt",
+                    "the prompt is empty for this row",
+                )
+            )
             continue
         if body.get("write_back"):
             try:
@@ -117,8 +137,14 @@ def create(ctx: Context, tenant: Tenant, body: dict) -> dict:
     capped budget is spent (a row whose record's budget is spent fails when its turn comes)."""
     budgets.check(ctx, tenant.tenant_id, None)
     rows = prepare(ctx, tenant, body)
-    settings = {name: body[name] for name in (*_ROW_FIELDS, "prompt_template", "callback_url") if name in body}
-    settings.update(on_error=body.get("on_error", "continue"), skip_done=body.get("skip_done", True))
+    settings = {
+        name: body[name]
+        for name in (*_ROW_FIELDS, "prompt_template", "callback_url")
+        if name in body
+    }
+    settings.update(
+        on_error=body.get("on_error", "continue"), skip_done=body.get("skip_done", True)
+    )
     mark = ctx.primary_mark()
     batch = ctx.batches.create(tenant.tenant_id, settings, rows)
     queues.enqueue_batch_feed(ctx, batch["batch_id"])
@@ -127,6 +153,7 @@ def create(ctx: Context, tenant: Tenant, body: dict) -> dict:
 
 
 # -- feeding the API ---------------------------------------------------------------------------------------
+
 
 def feed(ctx: Context, batch_id: str, now: float | None = None) -> int:
     """Hand over rows while the tenant's feed has room; returns how many were handed over. ``now``: a test's
@@ -139,9 +166,15 @@ def feed(ctx: Context, batch_id: str, now: float | None = None) -> int:
     while (row := ctx.batches.claim(batch_id, tenant.tenant_id, FIRST_LIMIT, now=now)) is not None:
         _start(ctx, tenant, batch, row, now)
         handed += 1
-    batch_rows.complete_if_done(ctx, batch_id)  # every row skipped, or ended before this feed saw it
-    hold = ctx.batches.feed(tenant.tenant_id).get("hold_until", 0.0) - (time.time() if now is None else now)
-    if hold > 0 and ctx.batches.waiting(batch_id):  # nothing else may wake the feed when the hold is over
+    batch_rows.complete_if_done(
+        ctx, batch_id
+    )  # every row skipped, or ended before this feed saw it
+    hold = ctx.batches.feed(tenant.tenant_id).get("hold_until", 0.0) - (
+        time.time() if now is None else now
+    )
+    if hold > 0 and ctx.batches.waiting(
+        batch_id
+    ):  # nothing else may wake the feed when the hold is over
         queues.enqueue_batch_feed(ctx, batch_id, delay=hold)
     return handed
 
@@ -157,9 +190,15 @@ def tick(ctx: Context, now: float | None = None) -> int:
             ctx.batches.ended(batch_id, batch["tenant_id"] if batch else "")
             continue
         if batch["submitting"]:  # only the stale claims are read (an index of them), not every row
-            for row in ctx.batches.claimed_before(batch, clock - ctx.config.batch_claim_stale_seconds):
+            for row in ctx.batches.claimed_before(
+                batch, clock - ctx.config.batch_claim_stale_seconds
+            ):
                 if ctx.tasks.get(row["task_id"]) is None:
-                    log.warning("batch %s row %s: its claim outlived its worker; started now", batch_id, row["row"])
+                    log.warning(
+                        "batch %s row %s: its claim outlived its worker; started now",
+                        batch_id,
+                        row["row"],
+                    )
                     _start(ctx, tenant, batch, row, now)
         handed += feed(ctx, batch_id, now)
     return handed
@@ -175,18 +214,33 @@ def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict, now: float | No
     task = ctx.tasks.get(row["task_id"])
     if task is None:
         try:
-            task = submit.submit(ctx, tenant, body, task_id=row["task_id"], batch_id=batch["batch_id"],
-                                 batch_row=row["row"])
-        except (write_back.WriteBackRefused, budgets.BudgetExceeded) as exc:  # since the batch was checked
+            task = submit.submit(
+                ctx,
+                tenant,
+                body,
+                task_id=row["task_id"],
+                batch_id=batch["batch_id"],
+                batch_row=row["row"],
+            )
+        except (
+            write_back.WriteBackRefused,
+            budgets.BudgetExceeded,
+        ) as exc:  # since the batch was checked
             ctx.batches.move(batch, row["row"], "failed", frees_place=True, error=exc.message)
             return
-    if task["status"] in TERMINAL:  # it ended at once (refused): its follow-ups may have run before the claim
+    if (
+        task["status"] in TERMINAL
+    ):  # it ended at once (refused): its follow-ups may have run before the claim
         batch_rows.row_ended(ctx, task)
         return
-    if (ctx.batches.get(batch["batch_id"]) or batch)["status"] != "running":  # cancelled while it was handed over
+    if (ctx.batches.get(batch["batch_id"]) or batch)[
+        "status"
+    ] != "running":  # cancelled while it was handed over
         tracking.cancel(ctx, tenant, ctx.tasks.get(task["task_id"]) or task)
         return
-    if task["status"] == "pending_submit" or task.get("throttled"):  # the API said 429 or 5xx: slow down
+    if task["status"] == "pending_submit" or task.get(
+        "throttled"
+    ):  # the API said 429 or 5xx: slow down
         _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS, now)
     else:
         _speed_up(ctx, tenant.tenant_id)
@@ -204,7 +258,11 @@ def cancel(ctx: Context, batch: dict, reason: str = "cancelled") -> int:
         ctx.batches.move(batch, number, "cancelled")
     tenant, asked = ctx.tenants.get(batch["tenant_id"]), 0
     for row in ctx.batches.rows(batch["batch_id"]):
-        task = ctx.tasks.get(row.get("task_id") or "") if row["state"] in ("submitting", "running") else None
+        task = (
+            ctx.tasks.get(row.get("task_id") or "")
+            if row["state"] in ("submitting", "running")
+            else None
+        )
         if task and tenant is not None:
             asked += tracking.cancel(ctx, tenant, task)
     batch_rows.complete_if_done(ctx, batch["batch_id"])
@@ -214,19 +272,28 @@ def cancel(ctx: Context, batch: dict, reason: str = "cancelled") -> int:
 def _done_before(ctx: Context, tenant_id: str, row: dict, fmt: str) -> bool:
     for task_id in ctx.records.task_ids(tenant_id, row["record_key"]):
         task = ctx.tasks.get(task_id)
-        if task and task["status"] == "completed" and task.get("format") == fmt and task.get("prompt") == row["prompt"]:
+        if (
+            task
+            and task["status"] == "completed"
+            and task.get("format") == fmt
+            and task.get("prompt") == row["prompt"]
+        ):
             return True
     return False
 
 
 def _speed_up(ctx: Context, tenant_id: str) -> None:
     limit = ctx.batches.feed(tenant_id).get("limit", FIRST_LIMIT)
-    ctx.batches.adjust_feed(tenant_id, min(float(ctx.config.batch_max_concurrency), limit + 1.0 / max(limit, 1.0)))
+    ctx.batches.adjust_feed(
+        tenant_id, min(float(ctx.config.batch_max_concurrency), limit + 1.0 / max(limit, 1.0))
+    )
 
 
 def _slow_down(ctx: Context, tenant_id: str, seconds: float, now: float | None = None) -> None:
     limit = ctx.batches.feed(tenant_id).get("limit", FIRST_LIMIT)
-    ctx.batches.slow_feed(tenant_id, max(1.0, limit / 2), hold_until=(time.time() if now is None else now) + seconds)
+    ctx.batches.slow_feed(
+        tenant_id, max(1.0, limit / 2), hold_until=(time.time() if now is None else now) + seconds
+    )
 
 
 def retry(ctx: Context, batch: dict) -> int:
@@ -244,11 +311,18 @@ def retry(ctx: Context, batch: dict) -> int:
 
 # -- what people see ----------------------------------------------------------------------------------------
 
-def page(ctx: Context, batch: dict, state: str | None, cursor: int, limit: int) -> tuple[list[dict], int | None]:
+
+def page(
+    ctx: Context, batch: dict, state: str | None, cursor: int, limit: int
+) -> tuple[list[dict], int | None]:
     """Rows after row number ``cursor`` (in ``state``), and the cursor of the next page. Without a state, the
     page is read by row number (rows are numbered from 1); with one, the rows are scanned."""
     if state:
-        rows = [row for row in ctx.batches.rows(batch["batch_id"]) if row["row"] > cursor and row["state"] == state]
+        rows = [
+            row
+            for row in ctx.batches.rows(batch["batch_id"])
+            if row["row"] > cursor and row["state"] == state
+        ]
     else:
         rows = ctx.batches.rows_from(batch["batch_id"], cursor + 1, limit + 1)
     chosen = rows[:limit]
@@ -256,6 +330,11 @@ def page(ctx: Context, batch: dict, state: str | None, cursor: int, limit: int) 
 
 
 def _row_view(row: dict) -> dict:
-    return {"row": row["row"], "record_key": row["record_key"], "state": row["state"],
-            "task_id": row.get("task_id") if row["state"] != "pending" else None,
-            "credits_used": row.get("credits"), "error": row.get("error") or None}
+    return {
+        "row": row["row"],
+        "record_key": row["record_key"],
+        "state": row["state"],
+        "task_id": row.get("task_id") if row["state"] != "pending" else None,
+        "credits_used": row.get("credits"),
+        "error": row.get("error") or None,
+    }

@@ -41,15 +41,19 @@ class Period:
 
     @property
     def resets_at(self) -> str:
-        return iso(datetime(self.resets.year, self.resets.month, self.resets.day, tzinfo=UTC).timestamp())
+        return iso(
+            datetime(self.resets.year, self.resets.month, self.resets.day, tzinfo=UTC).timestamp()
+        )
 
 
 class BudgetExceeded(Exception):
     def __init__(self, budget: dict):
         who = f"record {budget['record_key']}" if budget["record_key"] else "this tenant"
-        super().__init__(f"The monthly budget of {budget['monthly_credits']:g} credits for {who} is spent "
-                         f"({budget['spent']:g} credits since {budget['period']['from']}); it resets at "
-                         f"{budget['period']['resets_at']}.")
+        super().__init__(
+            f"The monthly budget of {budget['monthly_credits']:g} credits for {who} is spent "
+            f"({budget['spent']:g} credits since {budget['period']['from']}); it resets at "
+            f"{budget['period']['resets_at']}."
+        )
         self.budget = budget
         self.message = str(self)
 
@@ -78,13 +82,20 @@ def view(ctx: Context, tenant_id: str, budget: dict, today: date | None = None) 
     month = period(int(budget.get("start_day") or 1), today)
     spent = number(ctx.usage.spent(tenant_id, month.start, today, budget["record_key"]))
     limit = float(budget["monthly_credits"])
-    return {"scope": "record" if budget["record_key"] else "tenant", "record_key": budget["record_key"],
-            "monthly_credits": number(limit), "start_day": int(budget.get("start_day") or 1),
-            "alert_shares": list(budget.get("alert_shares") or DEFAULT_SHARES),
-            "hard_cap": bool(budget.get("hard_cap")), "alert_destinations": budget.get("alert_destinations") or [],
-            "period": {"from": month.start.isoformat(), "resets_at": month.resets_at},
-            "spent": spent, "share_spent": round(spent / limit, 4) if limit else 0.0,
-            "remaining": number(max(0.0, limit - spent)), "exceeded": spent >= limit}
+    return {
+        "scope": "record" if budget["record_key"] else "tenant",
+        "record_key": budget["record_key"],
+        "monthly_credits": number(limit),
+        "start_day": int(budget.get("start_day") or 1),
+        "alert_shares": list(budget.get("alert_shares") or DEFAULT_SHARES),
+        "hard_cap": bool(budget.get("hard_cap")),
+        "alert_destinations": budget.get("alert_destinations") or [],
+        "period": {"from": month.start.isoformat(), "resets_at": month.resets_at},
+        "spent": spent,
+        "share_spent": round(spent / limit, 4) if limit else 0.0,
+        "remaining": number(max(0.0, limit - spent)),
+        "exceeded": spent >= limit,
+    }
 
 
 def check(ctx: Context, tenant_id: str, record_key: str | None, today: date | None = None) -> None:
@@ -105,21 +116,37 @@ def after_task(ctx: Context, task: dict, today: date | None = None) -> list[dict
         current = view(ctx, task["tenant_id"], budget, today)
         reached = [share for share in current["alert_shares"] if current["share_spent"] >= share]
         for share in reached:
-            if ctx.budgets.alert_once(task["tenant_id"], budget["record_key"], current["period"]["from"], share,
-                                      _ALERT_LIFE):
+            if ctx.budgets.alert_once(
+                task["tenant_id"],
+                budget["record_key"],
+                current["period"]["from"],
+                share,
+                _ALERT_LIFE,
+            ):
                 sent.append(_alert(ctx, task["tenant_id"], current, share))
     return sent
 
 
 def _alert(ctx: Context, tenant_id: str, budget: dict, share: float) -> dict:
     who = f"Record {budget['record_key']}" if budget["record_key"] else "This tenant"
-    summary = (f"{who} has spent {budget['spent']:g} of its {budget['monthly_credits']:g} monthly credits "
-               f"({share:.0%} reached) since {budget['period']['from']}; the budget resets at "
-               f"{budget['period']['resets_at']}." + (" Past 100% new submits are refused." if budget["hard_cap"]
-                                                      else ""))
-    event = {"id": new_id("evt"), "type": "budget.threshold", "created_at": iso(clock()),
-             "data": {**budget, "share": share, "summary": summary}}
-    owner = {"task_id": "bgt_" + digest(f"{tenant_id}:{budget['record_key']}:{budget['period']['from']}:{share:g}",
-                                        26).upper(), "tenant_id": tenant_id}
+    summary = (
+        f"{who} has spent {budget['spent']:g} of its {budget['monthly_credits']:g} monthly credits "
+        f"({share:.0%} reached) since {budget['period']['from']}; the budget resets at "
+        f"{budget['period']['resets_at']}."
+        + (" Past 100% new submits are refused." if budget["hard_cap"] else "")
+    )
+    event = {
+        "id": new_id("evt"),
+        "type": "budget.threshold",
+        "created_at": iso(clock()),
+        "data": {**budget, "share": share, "summary": summary},
+    }
+    owner = {
+        "task_id": "bgt_"
+        + digest(
+            f"{tenant_id}:{budget['record_key']}:{budget['period']['from']}:{share:g}", 26
+        ).upper(),
+        "tenant_id": tenant_id,
+    }
     deliveries.plan_event(ctx, owner, event, budget["alert_destinations"])
     return event

@@ -35,6 +35,7 @@ RECOVERED_AFTER_SECONDS = 1.0
 
 # -- records ---------------------------------------------------------------------------------------
 
+
 def key_for(ctx: Context, delivery_id: str) -> str:
     return ctx.key("delivery", delivery_id)
 
@@ -75,7 +76,9 @@ def get(ctx: Context, delivery_id: str, tenant_id: str | None = None) -> dict | 
 def update(ctx: Context, delivery_id: str, pipe=None, **fields: Any) -> None:
     """Set fields of the record, at once or queued on ``pipe``."""
     fields.setdefault("updated_at", time.time())
-    (pipe or ctx.redis).hset(key_for(ctx, delivery_id), mapping={k: to_field(v) for k, v in fields.items()})
+    (pipe or ctx.redis).hset(
+        key_for(ctx, delivery_id), mapping={k: to_field(v) for k, v in fields.items()}
+    )
 
 
 # KEYS: the delivery record, and optionally the hash holding what it goes to. ARGV: the most attempts, now,
@@ -93,8 +96,9 @@ return {record, target, 1}
 """
 
 
-def begin(ctx: Context, delivery_id: str, target: tuple[str, str] | None = None
-          ) -> tuple[dict | None, str | None, bool]:
+def begin(
+    ctx: Context, delivery_id: str, target: tuple[str, str] | None = None
+) -> tuple[dict | None, str | None, bool]:
     """Start an attempt in one round trip: the record as it was (None: gone), the stored target when its
     (key, field) is given, and whether the attempt started. It does not for a delivery delivered or dead,
     nor for one whose every attempt so far ended with its worker (left "delivering" past the last one)."""
@@ -122,11 +126,18 @@ def view(delivery: dict) -> dict:
     def when(name: str) -> str | None:
         return iso(float(delivery[name])) if delivery.get(name) else None
 
-    return {"delivery_id": delivery["delivery_id"], "kind": delivery["kind"],
-            "destination_id": delivery.get("destination_id") or None, "state": delivery["state"],
-            "attempts": int(delivery.get("attempts") or 0), "last_error": delivery.get("last_error") or None,
-            "location": delivery.get("location") or None, "export": delivery.get("export") or None,
-            "next_attempt_at": when("next_attempt_at"), "delivered_at": when("delivered_at")}
+    return {
+        "delivery_id": delivery["delivery_id"],
+        "kind": delivery["kind"],
+        "destination_id": delivery.get("destination_id") or None,
+        "state": delivery["state"],
+        "attempts": int(delivery.get("attempts") or 0),
+        "last_error": delivery.get("last_error") or None,
+        "location": delivery.get("location") or None,
+        "export": delivery.get("export") or None,
+        "next_attempt_at": when("next_attempt_at"),
+        "delivered_at": when("delivered_at"),
+    }
 
 
 def for_task(ctx: Context, task: dict) -> list[dict]:
@@ -141,6 +152,7 @@ def dead_letters(ctx: Context, tenant_id: str | None = None) -> list[dict]:
 
 # -- planning --------------------------------------------------------------------------------------
 
+
 def plan(ctx: Context, task: dict, event: dict) -> None:
     """The finish hook: record and enqueue every delivery this task's ending calls for, and list them on the
     task, in one transaction (one round trip)."""
@@ -152,12 +164,19 @@ def plan(ctx: Context, task: dict, event: dict) -> None:
     if task.get("write_back"):  # the record the document belongs to: Ready with the file, or Failed
         slots.append((WRITE_BACK_SLOT, {"id": task["write_back"]}))
     if task.get("slack_reply"):  # an /overten command: tell the person who ran it how it ended
-        slots.append(("slack-reply", {"kind": "slack_reply", "config": json.loads(ctx.box.open(task["slack_reply"]))}))
+        slots.append(
+            (
+                "slack-reply",
+                {"kind": "slack_reply", "config": json.loads(ctx.box.open(task["slack_reply"]))},
+            )
+        )
     slots += _hook_slots(ctx, task["tenant_id"], event["type"])
     event = with_links(ctx, event)
     pipe = ctx.redis.pipeline()
     ids = [_record(ctx, pipe, task, event, slot, ref) for slot, ref in slots]
-    earlier = [i for i in json.loads(task.get("delivery_ids") or "[]") if i not in ids]  # e.g. the start write-back
+    earlier = [
+        i for i in json.loads(task.get("delivery_ids") or "[]") if i not in ids
+    ]  # e.g. the start write-back
     if ids:
         ctx.tasks.set(task["task_id"], pipe=pipe, delivery_ids=earlier + ids)
     for delivery_id in ids:  # after the records: the lane adds only a delivery still pending
@@ -165,14 +184,17 @@ def plan(ctx: Context, task: dict, event: dict) -> None:
     pipe.execute()
 
 
-def plan_event(ctx: Context, owner: dict, event: dict, destinations: list[dict], callback_url: str = "") -> list[str]:
+def plan_event(
+    ctx: Context, owner: dict, event: dict, destinations: list[dict], callback_url: str = ""
+) -> list[str]:
     """An event of something else than a task (``owner``: its id where a task's would be, and its tenant):
     batch.completed, with the manifest for the batch's destinations, and budget.threshold, a message for a
     budget's alert destinations; and one POST to the callback URL, if any, and to each hook subscribed to the
     event. Recorded and queued like a task's."""
     slots = [(f"destination:{n}", ref) for n, ref in enumerate(destinations)]
-    slots += ([_callback_slot(callback_url, {})] if callback_url else []) + _hook_slots(ctx, owner["tenant_id"],
-                                                                                         event["type"])
+    slots += ([_callback_slot(callback_url, {})] if callback_url else []) + _hook_slots(
+        ctx, owner["tenant_id"], event["type"]
+    )
     pipe = ctx.redis.pipeline()
     ids = [_record(ctx, pipe, owner, event, slot, ref) for slot, ref in slots]
     for delivery_id in ids:
@@ -186,8 +208,10 @@ def _callback_slot(url: str, headers: dict) -> tuple[str, dict]:
 
 
 def _hook_slots(ctx: Context, tenant_id: str, event_type: str) -> list[tuple[str, dict]]:
-    return [(f"hook:{hook['id']}", {"kind": "webhook", "hook_id": hook["id"]})
-            for hook in ctx.hooks.list(tenant_id, event_type)]
+    return [
+        (f"hook:{hook['id']}", {"kind": "webhook", "hook_id": hook["id"]})
+        for hook in ctx.hooks.list(tenant_id, event_type)
+    ]
 
 
 # KEYS: the delivery record. ARGV: its field/value pairs. Nothing is written for a delivery planned before (the
@@ -217,23 +241,39 @@ def delivery_id_for(task_id: str, slot: str) -> str:
 def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -> str:
     """Queue on ``pipe`` the record of one delivery, unless it was planned before; returns its id."""
     delivery_id = delivery_id_for(task["task_id"], slot)
-    record: dict[str, Any] = {"tenant_id": task["tenant_id"], "task_id": task["task_id"], "state": "pending",
-                              "attempts": 0, "created_at": time.time(), "event": event, "export": ""}
-    if ref.get("id"):  # a saved destination: read when delivering, so a fixed config applies on replay
+    record: dict[str, Any] = {
+        "tenant_id": task["tenant_id"],
+        "task_id": task["task_id"],
+        "state": "pending",
+        "attempts": 0,
+        "created_at": time.time(),
+        "event": event,
+        "export": "",
+    }
+    if ref.get(
+        "id"
+    ):  # a saved destination: read when delivering, so a fixed config applies on replay
         saved = ctx.destinations.get(task["tenant_id"], ref["id"])
-        record.update(kind=saved["kind"] if saved else "missing", destination_id=ref["id"],
-                      export=ref.get("export") or (saved or {}).get("export") or task.get("export") or "")
+        record.update(
+            kind=saved["kind"] if saved else "missing",
+            destination_id=ref["id"],
+            export=ref.get("export") or (saved or {}).get("export") or task.get("export") or "",
+        )
     elif ref.get("hook_id"):
         record.update(kind="webhook", hook_id=ref["hook_id"])
     else:
         exported = registry.KINDS[ref["kind"]].needs_document
-        record.update(kind=ref["kind"], config=ctx.box.seal(json.dumps(ref.get("config") or {})),
-                      export=(ref.get("export") or task.get("export") or "") if exported else "")
+        record.update(
+            kind=ref["kind"],
+            config=ctx.box.seal(json.dumps(ref.get("config") or {})),
+            export=(ref.get("export") or task.get("export") or "") if exported else "",
+        )
     if event["type"] in ("batch.completed", "budget.threshold"):
         record["export"] = ""  # a batch's manifest goes as it is; an alert has no file
     record["updated_at"] = time.time()
-    ctx.script("delivery-record", _RECORD)(keys=[key_for(ctx, delivery_id)],
-                                           args=[delivery_id, *field_pairs(record)], client=pipe)
+    ctx.script("delivery-record", _RECORD)(
+        keys=[key_for(ctx, delivery_id)], args=[delivery_id, *field_pairs(record)], client=pipe
+    )
     return delivery_id
 
 
@@ -243,7 +283,9 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: 
     the same attempt: one waiting for its destination's pace, from the job that ran into it)."""
     recheck_at = time.time() + delay + ctx.config.delivery_recheck_seconds
     if delay <= 0:
-        lane_stream.add(ctx, delivery_id, key_for(ctx, delivery_id), open_key(ctx), recheck_at, pipe=pipe)
+        lane_stream.add(
+            ctx, delivery_id, key_for(ctx, delivery_id), open_key(ctx), recheck_at, pipe=pipe
+        )
         return
     assert pipe is None, "a later attempt is an RQ job, enqueued on its own"
     attempt = int(ctx.redis.hget(key_for(ctx, delivery_id), "attempts") or 0)
@@ -254,9 +296,16 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: 
     # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
     # RQ keeps a scheduled time in whole seconds, rounded down: a second more, so a retry never runs before
     # the Retry-After it was given
-    ctx.queue(queues.DELIVER).enqueue_in(timedelta(seconds=delay + 1), queues.job("deliver"), delivery_id,
-                                         job_id=job_id, job_timeout=3600, result_ttl=0,
-                                         failure_ttl=ctx.config.job_failure_ttl_seconds, retry=_CRASH_RETRY)
+    ctx.queue(queues.DELIVER).enqueue_in(
+        timedelta(seconds=delay + 1),
+        queues.job("deliver"),
+        delivery_id,
+        job_id=job_id,
+        job_timeout=3600,
+        result_ttl=0,
+        failure_ttl=ctx.config.job_failure_ttl_seconds,
+        retry=_CRASH_RETRY,
+    )
     ctx.redis.zadd(open_key(ctx), {delivery_id: recheck_at})
 
 
@@ -280,7 +329,9 @@ def recover_lost(ctx: Context, limit: int = 500) -> int:
                 enqueue(ctx, delivery_id)
             recovered += lost
             continue
-        job_id = record.get("retry_job") or f"deliver-{delivery_id}-{int(record.get('attempts') or 0)}"
+        job_id = (
+            record.get("retry_job") or f"deliver-{delivery_id}-{int(record.get('attempts') or 0)}"
+        )
         status, lost = queues.requeue_if_lost(ctx, ctx.queue(queues.DELIVER), job_id)
         if status is None:
             # a retry planned, but its job never made it into Redis: a job again (the lane takes only a delivery
@@ -297,14 +348,21 @@ def replay(ctx: Context, delivery_id: str) -> bool:
     if delivery is None or delivery["state"] == "delivered":
         return False
     died_at = ctx.redis.zscore(dead_letter_key(ctx), delivery_id)
-    if ctx.redis.zrem(dead_letter_key(ctx), delivery_id) and delivery["state"] == "dead" and died_at:
-        ctx.usage.uncount_dead(delivery["tenant_id"], delivery["kind"], died_at)  # counted by its next outcome
+    if (
+        ctx.redis.zrem(dead_letter_key(ctx), delivery_id)
+        and delivery["state"] == "dead"
+        and died_at
+    ):
+        ctx.usage.uncount_dead(
+            delivery["tenant_id"], delivery["kind"], died_at
+        )  # counted by its next outcome
     update(ctx, delivery_id, state="pending", attempts=0, last_error="", next_attempt_at="")
     enqueue(ctx, delivery_id)
     return True
 
 
 # -- links to the file ---------------------------------------------------------------------------
+
 
 def document_links(ctx: Context, view: dict) -> dict:
     """Links for a completed task that always lead to a fresh download (and export), for no-code tools:
@@ -324,7 +382,9 @@ def with_links(ctx: Context, event: dict) -> dict:
 
 def file_link(ctx: Context, task_id: str, export: str = "", life_seconds: int | None = None) -> str:
     """``life_seconds``: how long the link works, when not RELAY_FILES_LINK_TTL_SECONDS."""
-    return files_url(ctx, {"t": task_id, "x": export, **({"l": life_seconds} if life_seconds else {})})
+    return files_url(
+        ctx, {"t": task_id, "x": export, **({"l": life_seconds} if life_seconds else {})}
+    )
 
 
 def files_url(ctx: Context, payload: dict) -> str:

@@ -21,7 +21,9 @@ MAX_BODY = 1024 * 1024
 SECRET_SECONDS = 5.0
 """How long a process verifies a tenant's webhooks with the secret it read, before reading it again: a tenant
 deleted, or a secret rotated, takes up to this long to refuse what the old one signed."""
-_verified_with: dict[str, tuple[str, float]] = {}  # tenant key -> (its webhook secret, when it was read)
+_verified_with: dict[
+    str, tuple[str, float]
+] = {}  # tenant key -> (its webhook secret, when it was read)
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,9 @@ def accept(ctx: Context, token: str, body: bytes, headers: dict[str, str]) -> bo
         event = json.loads(body)
         schemas.validate("upstream/task-event-received.json", event)
     except (ValueError, schemas.SchemaViolation) as exc:
-        raise Rejected(400, "invalid_event", f"The webhook body is not a task event: {exc}") from None
+        raise Rejected(
+            400, "invalid_event", f"The webhook body is not a task event: {exc}"
+        ) from None
     webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]
     return intake_stream.record_event(ctx, tenant_id, task_id, webhook_id, body.decode())
 
@@ -57,7 +61,11 @@ def _verify(ctx: Context, tenant_id: str, body: bytes, headers: dict[str, str]) 
     refuses is checked again with a fresh read, so a rotated secret applies at once."""
     key = ctx.tenants.key_for(tenant_id)
     remembered = _verified_with.get(key)
-    if remembered and time.monotonic() - remembered[1] < SECRET_SECONDS and _signed(remembered[0], body, headers):
+    if (
+        remembered
+        and time.monotonic() - remembered[1] < SECRET_SECONDS
+        and _signed(remembered[0], body, headers)
+    ):
         return
     tenant = ctx.tenants.get(tenant_id)
     if tenant is None:

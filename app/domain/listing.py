@@ -25,15 +25,18 @@ class TaskFilter:
     created_to: float | None = None
 
 
-def tasks(ctx: Context, tenant_id: str | None, wanted: TaskFilter, cursor: float | None,
-          limit: int) -> tuple[list[dict], float | None]:
+def tasks(
+    ctx: Context, tenant_id: str | None, wanted: TaskFilter, cursor: float | None, limit: int
+) -> tuple[list[dict], float | None]:
     """A page of the tenant's tasks matching ``wanted``, newest first, and the cursor of the next page. No
     tenant: every tenant's, from the index of the newest (the operator's dashboard)."""
     if tenant_id and wanted.record_key:
         index = ctx.records.tasks_key(tenant_id, wanted.record_key)
     else:
         index = ctx.tasks.tenant_key(tenant_id) if tenant_id else ctx.tasks.recent_key
-    before = cursor if wanted.created_to is None else min(cursor or wanted.created_to, wanted.created_to)
+    before = (
+        cursor if wanted.created_to is None else min(cursor or wanted.created_to, wanted.created_to)
+    )
     filtered = bool(wanted.status or wanted.format or (wanted.record_key and not tenant_id))
     size = CHUNK if filtered else limit + 1  # unfiltered, the page and one more tell all
     found: list[dict] = []
@@ -46,7 +49,9 @@ def tasks(ctx: Context, tenant_id: str | None, wanted: TaskFilter, cursor: float
         for task_id, score in chunk:
             task = read.get(task_id)  # gone since (retention): skipped
             if task is not None and _matches(task, wanted):
-                if len(found) == limit:  # one more matches: there is a next page, from the last one shown
+                if (
+                    len(found) == limit
+                ):  # one more matches: there is a next page, from the last one shown
                     return found, last
                 found.append(task)
                 last = score
@@ -65,7 +70,9 @@ def _matches(task: dict, wanted: TaskFilter) -> bool:
     return not wanted.format or task.get("format") == wanted.format
 
 
-def records(ctx: Context, tenant_id: str, cursor: float | None, limit: int) -> tuple[list[dict], float | None]:
+def records(
+    ctx: Context, tenant_id: str, cursor: float | None, limit: int
+) -> tuple[list[dict], float | None]:
     """A page of the tenant's records, the most recently used first, and the cursor of the next page."""
     keys = ctx.records.newest(tenant_id, cursor, limit + 1)
     page = [record for key, _ in keys[:limit] if (record := ctx.records.get(tenant_id, key))]

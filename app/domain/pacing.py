@@ -58,7 +58,9 @@ class Slot:
         return max(0.0, self.at - self.now)
 
 
-def reserve(ctx: Context, pace: Pace, reserved: float | None = None, now: float | None = None) -> Slot:
+def reserve(
+    ctx: Context, pace: Pace, reserved: float | None = None, now: float | None = None
+) -> Slot:
     """This delivery's slot: the one it ``reserved`` before if that is still ahead or just past, else the
     next free one, which is taken."""
     return _slot(ctx, pace, only_now=False, reserved=reserved, now=now)
@@ -69,8 +71,20 @@ def take_now(ctx: Context, pace: Pace, now: float | None = None) -> bool:
     return _slot(ctx, pace, only_now=True, now=now).wait == 0.0
 
 
-def _slot(ctx: Context, pace: Pace, only_now: bool, reserved: float | None = None, now: float | None = None) -> Slot:
-    args = [1.0 / pace.per_second, pace.burst, int(only_now), "" if now is None else repr(now),
-            "" if reserved is None else repr(reserved), HOLD_SECONDS]
+def _slot(
+    ctx: Context,
+    pace: Pace,
+    only_now: bool,
+    reserved: float | None = None,
+    now: float | None = None,
+) -> Slot:
+    args = [
+        1.0 / pace.per_second,
+        pace.burst,
+        int(only_now),
+        "" if now is None else repr(now),
+        "" if reserved is None else repr(reserved),
+        HOLD_SECONDS,
+    ]
     at, given = ctx.script("pace-reserve", _RESERVE)(keys=[ctx.key("pace", pace.key)], args=args)
     return Slot(float(at), float(given))

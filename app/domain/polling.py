@@ -30,7 +30,9 @@ OVERDUE_FACTOR = 1.5
 def budget(ctx: Context, tenant_id: str) -> Pace:
     config = ctx.config
     per_minute = max(1.0, config.poll_budget_share * config.upstream_rate_limit_per_minute)
-    return Pace(f"polls:{tenant_id}", per_second=per_minute / 60.0, burst=max(1, int(per_minute // 6)))
+    return Pace(
+        f"polls:{tenant_id}", per_second=per_minute / 60.0, burst=max(1, int(per_minute // 6))
+    )
 
 
 def next_delay(ctx: Context, task: dict, polls: int, now: float | None = None) -> float:
@@ -45,7 +47,9 @@ def next_delay(ctx: Context, task: dict, polls: int, now: float | None = None) -
 
 def usual_seconds(ctx: Context, task: dict) -> float | None:
     """How long this tenant's tasks of this format usually take (None before one has completed)."""
-    value = ctx.redis.hget(ctx.tenants.key_for(task["tenant_id"]), f"usual_ms:{task.get('format') or ''}")
+    value = ctx.redis.hget(
+        ctx.tenants.key_for(task["tenant_id"]), f"usual_ms:{task.get('format') or ''}"
+    )
     return float(value) / 1000 if value else None
 
 

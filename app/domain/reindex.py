@@ -40,12 +40,16 @@ def step(ctx: Context, page: int = PAGE) -> int:
 def _ended_after(ctx: Context, after: list | None, page: int) -> list[tuple[str, float]]:
     """The next ``page`` ended tasks in the set's own order (by end time, then id) after ``after``."""
     if after is None:
-        return ctx.redis.zrangebyscore(ctx.tasks.ended_key, "-inf", "+inf", start=0, num=page, withscores=True)
+        return ctx.redis.zrangebyscore(
+            ctx.tasks.ended_key, "-inf", "+inf", start=0, num=page, withscores=True
+        )
     score, task_id = after
     found: list[tuple[str, float]] = []
     start = 0
     while len(found) < page:  # from the last one's time, inclusive: skip it and the ties before it
-        chunk = ctx.redis.zrangebyscore(ctx.tasks.ended_key, score, "+inf", start=start, num=page, withscores=True)
+        chunk = ctx.redis.zrangebyscore(
+            ctx.tasks.ended_key, score, "+inf", start=start, num=page, withscores=True
+        )
         found += [(i, s) for i, s in chunk if s > score or i > task_id]
         if len(chunk) < page:
             break

@@ -41,8 +41,16 @@ def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) 
     (the next sweep goes on), so a backlog never makes one job run long."""
     now = time.time() if now is None else now
     config = ctx.config
-    removed = {"task": 0, "delivery": 0, "batch": 0, "dead_letter": 0, "event": 0, "intake_entry": 0,
-               "lane_entry": 0, "consumer": 0}
+    removed = {
+        "task": 0,
+        "delivery": 0,
+        "batch": 0,
+        "dead_letter": 0,
+        "event": 0,
+        "intake_entry": 0,
+        "lane_entry": 0,
+        "consumer": 0,
+    }
     deadline = time.monotonic() + budget_seconds
     while time.monotonic() < deadline:
         tasks, deliveries = _drop_tasks(ctx, now - config.task_retention_seconds, now)
@@ -52,14 +60,20 @@ def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) 
             break
     removed["batch"] = _drop_batches(ctx, now - config.task_retention_seconds, now)
     removed["dead_letter"] = _drop_dead_letters(ctx, now - config.dead_letter_retention_seconds)
-    removed["event"] = sum(_trim(ctx, ctx.events.key_for(tenant_id), now - config.task_retention_seconds)
-                           for tenant_id in ctx.tenants.ids())
+    removed["event"] = sum(
+        _trim(ctx, ctx.events.key_for(tenant_id), now - config.task_retention_seconds)
+        for tenant_id in ctx.tenants.ids()
+    )
     oldest = now - config.stream_retention_seconds
     removed["intake_entry"] = _trim(ctx, intake_stream.stream_key(ctx), oldest, "intake")
     removed["lane_entry"] = _trim(ctx, lane_stream.stream_key(ctx), oldest, "delivery lane")
-    removed["consumer"] = sum(_drop_idle_consumers(ctx, stream, group, config.consumer_idle_seconds)
-                              for stream, group in ((intake_stream.stream_key(ctx), intake_stream.GROUP),
-                                                    (lane_stream.stream_key(ctx), lane_stream.GROUP)))
+    removed["consumer"] = sum(
+        _drop_idle_consumers(ctx, stream, group, config.consumer_idle_seconds)
+        for stream, group in (
+            (intake_stream.stream_key(ctx), intake_stream.GROUP),
+            (lane_stream.stream_key(ctx), lane_stream.GROUP),
+        )
+    )
     for kind, count in removed.items():
         if count:
             metrics.RETENTION_REMOVED.labels(kind).inc(count)
@@ -68,17 +82,25 @@ def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) 
 
 # -- tasks -----------------------------------------------------------------------------------------
 
+
 def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int]:
     """One batch of tasks that ended before ``ended_before``. A task whose follow-ups are not done (a
     delivery still retrying) waits for another sweep. Returns (tasks, deliveries) removed."""
-    task_ids = ctx.redis.zrangebyscore(ctx.tasks.ended_key, "-inf", ended_before, start=0, num=BATCH)
+    task_ids = ctx.redis.zrangebyscore(
+        ctx.tasks.ended_key, "-inf", ended_before, start=0, num=BATCH
+    )
     if not task_ids:
         return 0, 0
     tasks = ctx.tasks.many(task_ids)
     delivery_ids = {t["task_id"]: json.loads(t.get("delivery_ids") or "[]") for t in tasks}
     states = deliveries.states(ctx, [d for ids in delivery_ids.values() for d in ids])
-    done = [t for t in tasks if t["status"] in TERMINAL and t.get("fanout") != "pending"
-            and all(states.get(d, "delivered") in SETTLED for d in delivery_ids[t["task_id"]])]
+    done = [
+        t
+        for t in tasks
+        if t["status"] in TERMINAL
+        and t.get("fanout") != "pending"
+        and all(states.get(d, "delivered") in SETTLED for d in delivery_ids[t["task_id"]])
+    ]
     later = now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
     pipe = ctx.redis.pipeline(transaction=False)
     waiting = {t["task_id"] for t in tasks} - {t["task_id"] for t in done}
@@ -105,7 +127,9 @@ def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
     for batch_id in ctx.batches.ended_before(ended_before, BATCH):
         batch = ctx.batches.get(batch_id)
         delivery_ids = json.loads((batch or {}).get("delivery_ids") or "[]")
-        if batch and any(state not in SETTLED for state in deliveries.states(ctx, delivery_ids).values()):
+        if batch and any(
+            state not in SETTLED for state in deliveries.states(ctx, delivery_ids).values()
+        ):
             pipe.zadd(ctx.batches.ended_key, {batch_id: later})  # look again next sweep
             continue
         ctx.batches.forget(pipe, batch_id)
@@ -123,9 +147,14 @@ def _archive(ctx: Context, tasks: list[dict]) -> None:
     days: dict[str, list[str]] = {}
     for task in tasks:
         ended = iso(float(task.get("finished_at") or task["updated_at"]))
-        record = {k: v for k, v in task.items() if k not in ("event_json", "slack_reply", "callback_headers")}
-        days.setdefault(ended[:10], []).append(json.dumps({**record, "ended_at": ended}, ensure_ascii=False,
-                                                          sort_keys=True))
+        record = {
+            k: v
+            for k, v in task.items()
+            if k not in ("event_json", "slack_reply", "callback_headers")
+        }
+        days.setdefault(ended[:10], []).append(
+            json.dumps({**record, "ended_at": ended}, ensure_ascii=False, sort_keys=True)
+        )
     folder = Path(ctx.config.archive_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for day, lines in days.items():
@@ -135,12 +164,15 @@ def _archive(ctx: Context, tasks: list[dict]) -> None:
 
 # -- the rest --------------------------------------------------------------------------------------
 
+
 def _drop_dead_letters(ctx: Context, died_before: float) -> int:
     key = deliveries.dead_letter_key(ctx)
     dropped = ctx.redis.zrangebyscore(key, "-inf", died_before, start=0, num=BATCH * 5)
     for delivery_id in dropped:
-        log.info("dead letter %s dropped after the retention period (its record stays with its task)",
-                 delivery_id)
+        log.info(
+            "dead letter %s dropped after the retention period (its record stays with its task)",
+            delivery_id,
+        )
     if dropped:
         ctx.redis.zrem(key, *dropped)
     return len(dropped)
@@ -150,8 +182,12 @@ def _trim(ctx: Context, stream: str, before: float, what: str = "") -> int:
     """Remove the stream's entries older than ``before`` (an entry id starts with its time in ms)."""
     removed = int(ctx.redis.xtrim(stream, minid=f"{int(before * 1000)}-0", approximate=False))
     if removed and what:
-        log.warning("%d %s entr%s older than the retention period dropped (their work had failed for good)",
-                    removed, what, "y" if removed == 1 else "ies")
+        log.warning(
+            "%d %s entr%s older than the retention period dropped (their work had failed for good)",
+            removed,
+            what,
+            "y" if removed == 1 else "ies",
+        )
     return removed
 
 

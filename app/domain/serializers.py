@@ -26,7 +26,9 @@ def task_view(task: dict, deliveries: list[dict] | None = None) -> dict:
         "updated_at": iso(float(task["updated_at"])),
         "result": task.get("result"),
         "error": task.get("error"),
-        "credits_used": credits_number(task["credits_used"]) if task.get("credits_used") not in (None, "") else None,
+        "credits_used": credits_number(task["credits_used"])
+        if task.get("credits_used") not in (None, "")
+        else None,
         "duration_ms": number("duration_ms"),
         "deliveries": deliveries or [],
     }
@@ -40,8 +42,11 @@ def record_view(record: dict, tasks: list[dict]) -> dict:
         "runs": record["runs"],
         "created_at": iso(record["created_at"]),
         "updated_at": iso(record["updated_at"]),
-        "usage": {"credits_used": record["credits_used"], "duration_ms": record["duration_ms"],
-                  "task_count": record["task_count"]},
+        "usage": {
+            "credits_used": record["credits_used"],
+            "duration_ms": record["duration_ms"],
+            "task_count": record["task_count"],
+        },
         "latest_result": ({"task_id": latest["task_id"], **latest["result"]} if latest else None),
         "tasks": [task_view(t) for t in tasks],
     }

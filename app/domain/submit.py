@@ -30,28 +30,47 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
     budgets.check(ctx, tenant.tenant_id, record_key)
     connection = write_back.connection_for(ctx, tenant.tenant_id, body)
     mark = ctx.primary_mark()
-    run_id = ctx.records.run_for(tenant.tenant_id, record_key, fmt) if record_key and body.get("resume", True) else None
+    run_id = (
+        ctx.records.run_for(tenant.tenant_id, record_key, fmt)
+        if record_key and body.get("resume", True)
+        else None
+    )
 
-    def with_record(pipe, task_id: str) -> None:  # in the task's own transaction: a crash never splits them
+    def with_record(
+        pipe, task_id: str
+    ) -> None:  # in the task's own transaction: a crash never splits them
         ctx.records.touch(tenant.tenant_id, record_key, pipe=pipe)
         ctx.records.add_task(tenant.tenant_id, record_key, task_id, pipe=pipe)
 
-    task = ctx.tasks.create(tenant.tenant_id, format=fmt, prompt=body["prompt"], record_key=record_key or "",
-                            requested_run_id=run_id or "", destinations=body.get("destinations") or [],
-                            export=body.get("export", ""), callback_url=body.get("callback_url", ""),
-                            callback_headers=body.get("callback_headers") or {}, write_back=connection or "",
-                            # a crash before it is handed over leaves it to the reconciler
-                            watch_at=time.time() + ctx.config.reconcile_quiet_seconds,
-                            with_task=with_record if record_key else None, **internal)
+    task = ctx.tasks.create(
+        tenant.tenant_id,
+        format=fmt,
+        prompt=body["prompt"],
+        record_key=record_key or "",
+        requested_run_id=run_id or "",
+        destinations=body.get("destinations") or [],
+        export=body.get("export", ""),
+        callback_url=body.get("callback_url", ""),
+        callback_headers=body.get("callback_headers") or {},
+        write_back=connection or "",
+        # a crash before it is handed over leaves it to the reconciler
+        watch_at=time.time() + ctx.config.reconcile_quiet_seconds,
+        with_task=with_record if record_key else None,
+        **internal,
+    )
     write_back.plan_start(ctx, task)
     try:
         hand_over(ctx, tenant, task["task_id"])
     except UpstreamUnavailable as exc:
-        log.warning("API unavailable for task %s (%s); retrying in the background", task["task_id"], exc)
+        log.warning(
+            "API unavailable for task %s (%s); retrying in the background", task["task_id"], exc
+        )
         ctx.tasks.set(task["task_id"], last_submit_error=str(exc))
         queues.enqueue_submit(ctx, task["task_id"])
     try:
-        ctx.replicated(mark)  # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
+        ctx.replicated(
+            mark
+        )  # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
     except storage.NotReplicated as exc:
         exc.kept = ctx.tasks.get(task["task_id"]) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
         raise
@@ -64,7 +83,9 @@ def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
     second job. The hand-over is a lease (app.core.leases), so one whose process was killed is free again
     after ``worker_lease_seconds``, not after the longest a generate call can take. Raises
     UpstreamUnavailable when it should be tried again."""
-    with leases.lease(ctx.redis, ctx.key("handover", task_id), ctx.config.worker_lease_seconds) as held:
+    with leases.lease(
+        ctx.redis, ctx.key("handover", task_id), ctx.config.worker_lease_seconds
+    ) as held:
         if held:
             _hand_over(ctx, tenant, task_id)
 
@@ -79,7 +100,9 @@ def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
     with ctx.upstream(tenant) as client:
         try:
             try:
-                submitted = client.generate(task["format"], task["prompt"], run_id=run_id, webhook_url=webhook_url)
+                submitted = client.generate(
+                    task["format"], task["prompt"], run_id=run_id, webhook_url=webhook_url
+                )
             except RunExpired:
                 # the record's document is past retention: start it afresh and remap the record
                 submitted = client.generate(task["format"], task["prompt"], webhook_url=webhook_url)
@@ -90,32 +113,54 @@ def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
             raise
         except UpstreamError as exc:
             field = {"field": exc.field} if exc.field else {}
-            tracking.fail(ctx, task_id, "upstream_rejected", exc.message, status=exc.status, **field)
+            tracking.fail(
+                ctx, task_id, "upstream_rejected", exc.message, status=exc.status, **field
+            )
             return
     # the API has started the job: a refused write now must not lead to a second one, so it waits for Redis
-    storage.persist(lambda: _record_handover(ctx, tenant, task, submitted, restarted, client.throttled), "submit",
-                    patience=20)
+    storage.persist(
+        lambda: _record_handover(ctx, tenant, task, submitted, restarted, client.throttled),
+        "submit",
+        patience=20,
+    )
 
 
-def _record_handover(ctx: Context, tenant: Tenant, task: dict, submitted, restarted: bool, throttled: int) -> None:
+def _record_handover(
+    ctx: Context, tenant: Tenant, task: dict, submitted, restarted: bool, throttled: int
+) -> None:
     task_id = task["task_id"]
-    if ctx.tasks.restore(task):  # else the fields below would make a task with no status, prompt or tenant
-        log.warning("task %s was lost by a Redis failover while the API took it; stored again", task_id)
-    ctx.tasks.set(task_id, upstream_task_id=submitted.task_id, run_id=submitted.run_id,
-                  run_restarted=int(restarted), submitted_at=time.time(), **({"throttled": throttled} if throttled
-                                                                              else {}))
+    if ctx.tasks.restore(
+        task
+    ):  # else the fields below would make a task with no status, prompt or tenant
+        log.warning(
+            "task %s was lost by a Redis failover while the API took it; stored again", task_id
+        )
+    ctx.tasks.set(
+        task_id,
+        upstream_task_id=submitted.task_id,
+        run_id=submitted.run_id,
+        run_restarted=int(restarted),
+        submitted_at=time.time(),
+        **({"throttled": throttled} if throttled else {}),
+    )
     ctx.tasks.transition(task_id, expect="pending_submit", status=submitted.status)
     if task.get("record_key"):
         ctx.records.map_run(tenant.tenant_id, task["record_key"], task["format"], submitted.run_id)
     status = ctx.tasks.get(task_id)["status"]  # type: ignore[index]
     if status not in TERMINAL:
         ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
-    elif status == "cancelled" and not submitted.finished:  # cancelled here while the API took it: there too
+    elif (
+        status == "cancelled" and not submitted.finished
+    ):  # cancelled here while the API took it: there too
         try:
             with ctx.upstream_once(tenant) as client:
                 client.cancel_task(submitted.task_id)
         except UpstreamError as exc:
-            log.warning("task %s was cancelled while handed over; cancelling it at the API failed: %s", task_id, exc)
+            log.warning(
+                "task %s was cancelled while handed over; cancelling it at the API failed: %s",
+                task_id,
+                exc,
+            )
 
 
 def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) -> dict:

@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 # usage row, the index of ended tasks (for retention). ARGV: credits, agent ms, the event (JSON), the usage
 # row's life, the record's usage field prefix, the record key, when it ended, when the reconciler looks whether
 # its follow-ups ran, then the task's field/value pairs.
-_FINISH = LUA_UNLESS_ENDED + """
+_FINISH = (
+    LUA_UNLESS_ENDED
+    + """
 redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('HSET', KEYS[1], 'fanout', 'pending')
 local id = redis.call('HGET', KEYS[1], 'task_id')
@@ -53,7 +55,10 @@ if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
   end
 end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', '@KEEP@', '*', 'e', ARGV[3])
-""".replace("@KEEP@", str(KEEP)) + usage.LUA_COUNT + "return 1"
+""".replace("@KEEP@", str(KEEP))
+    + usage.LUA_COUNT
+    + "return 1"
+)
 
 
 def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | None = None) -> str:
@@ -66,16 +71,30 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | 
     if task.get("upstream_task_id") and upstream.get("task_id") != task["upstream_task_id"]:
         log.warning("event for task %s names another API task; ignored", task_id)
         return "mismatch"
-    link = {} if task.get("upstream_task_id") else {"upstream_task_id": upstream["task_id"],
-                                                     "run_id": upstream.get("run_id", "")}
+    link = (
+        {}
+        if task.get("upstream_task_id")
+        else {"upstream_task_id": upstream["task_id"], "run_id": upstream.get("run_id", "")}
+    )
     status = upstream["status"]
     batch_rows.pool_wait(ctx, task, upstream, by_webhook=source.startswith("webhook"), now=now)
-    if status in TERMINAL:  # the link (the webhook overtook the submit call) is written with the end
-        return "finished" if finish(ctx, task_id, {**_terminal_fields(upstream), **link}, task) else "duplicate"
+    if (
+        status in TERMINAL
+    ):  # the link (the webhook overtook the submit call) is written with the end
+        return (
+            "finished"
+            if finish(ctx, task_id, {**_terminal_fields(upstream), **link}, task)
+            else "duplicate"
+        )
     if link:  # the webhook overtook the submit call: link it here
         ctx.tasks.set(task_id, **link)
-    if not ctx.tasks.transition(task_id, status=status, phase=upstream.get("phase") or "",
-                                progress=int(upstream.get("progress") or 0), turn_index=upstream.get("turn_index")):
+    if not ctx.tasks.transition(
+        task_id,
+        status=status,
+        phase=upstream.get("phase") or "",
+        progress=int(upstream.get("progress") or 0),
+        turn_index=upstream.get("turn_index"),
+    ):
         return "ended"  # progress that arrived after the end: nothing to change, and nothing to watch again
     ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
     return "updated"
@@ -98,7 +117,9 @@ def cancel(ctx: Context, tenant, task: dict) -> bool:
     return True
 
 
-def refresh(ctx: Context, task: dict, min_age_seconds: float = 2.0, now: float | None = None) -> dict:
+def refresh(
+    ctx: Context, task: dict, min_age_seconds: float = 2.0, now: float | None = None
+) -> dict:
     """Bring a running task's progress up to date from the API when its news is older than
     ``min_age_seconds``: what a person watching a progress bar expects. Best effort, no retries. ``now``: a
     test's clock, also for the tenant's poll budget (else that is on Redis's clock)."""
@@ -107,7 +128,9 @@ def refresh(ctx: Context, task: dict, min_age_seconds: float = 2.0, now: float |
     clock = time.time() if now is None else now
     if clock - float(task.get("last_polled_at") or task["updated_at"]) < min_age_seconds:
         return task
-    if not polling.may_refresh(ctx, task, now=now):  # the tenant's polls are at their budget: show what we know
+    if not polling.may_refresh(
+        ctx, task, now=now
+    ):  # the tenant's polls are at their budget: show what we know
         return task
     tenant = ctx.tenants.get(task["tenant_id"])
     if tenant is None:
@@ -133,23 +156,43 @@ def finish(ctx: Context, task_id: str, fields: dict, task: dict | None = None) -
     now = time.time()
     fields = {**fields, "finished_at": now, "updated_at": now}
     ended = {**task, **fields}
-    event = {"id": new_id("evt"), "type": f"task.{fields['status']}", "created_at": iso(now),
-             "data": task_view(ended)}
+    event = {
+        "id": new_id("evt"),
+        "type": f"task.{fields['status']}",
+        "created_at": iso(now),
+        "data": task_view(ended),
+    }
     fields["event_json"] = ended["event_json"] = json.dumps(event)
     tenant_id, record = task["tenant_id"], task.get("record_key") or ""
-    argv = [usage.number(fields.get("credits_used")), int(float(fields.get("duration_ms") or 0)), fields["event_json"],
-            int(ctx.config.usage_retention_seconds), usage.record_prefix(record), record, now,
-            now + ctx.config.reconcile_quiet_seconds]
+    argv = [
+        usage.number(fields.get("credits_used")),
+        int(float(fields.get("duration_ms") or 0)),
+        fields["event_json"],
+        int(ctx.config.usage_retention_seconds),
+        usage.record_prefix(record),
+        record,
+        now,
+        now + ctx.config.reconcile_quiet_seconds,
+    ]
     argv += field_pairs(fields)
-    keys = [ctx.tasks.key_for(task_id), ctx.tasks.watch_key, ctx.tenants.key_for(tenant_id),
-            ctx.records.key_for(tenant_id, record) if record else "", ctx.events.key_for(tenant_id),
-            ctx.usage.key_for(tenant_id, usage.day_of(now)), ctx.tasks.ended_key]
+    keys = [
+        ctx.tasks.key_for(task_id),
+        ctx.tasks.watch_key,
+        ctx.tenants.key_for(tenant_id),
+        ctx.records.key_for(tenant_id, record) if record else "",
+        ctx.events.key_for(tenant_id),
+        ctx.usage.key_for(tenant_id, usage.day_of(now)),
+        ctx.tasks.ended_key,
+    ]
     if ctx.script("finish", _FINISH)(keys=keys, args=argv) != 1:
         return False
     if ctx.redis.hget(ctx.tasks.key_for(task_id), "status") != fields["status"]:
         # the primary that took the end failed over before passing it on: no deliveries of a document the new
         # one never heard of; the end comes again (the reconciler's poll, or the API's webhook again)
-        log.warning("task %s: its end was lost with a failed-over Redis primary; it is taken up again", task_id)
+        log.warning(
+            "task %s: its end was lost with a failed-over Redis primary; it is taken up again",
+            task_id,
+        )
         return True
     run_follow_ups(ctx, task_id, ended)
     return True
@@ -157,8 +200,11 @@ def finish(ctx: Context, task_id: str, fields: dict, task: dict | None = None) -
 
 def fail(ctx: Context, task_id: str, code: str, message: str, **detail) -> bool:
     """End a task as failed for a reason of the relay's own (the API refused it, or lost it)."""
-    return finish(ctx, task_id, {"status": "failed", "phase": "", "error": {"code": code, "message": message,
-                                                                            **detail}})
+    return finish(
+        ctx,
+        task_id,
+        {"status": "failed", "phase": "", "error": {"code": code, "message": message, **detail}},
+    )
 
 
 def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None:
@@ -167,12 +213,16 @@ def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None
     task = task or ctx.tasks.get(task_id)
     if task is None:
         return
-    event = json.loads(task.get("event_json") or "null") or {"type": f"task.{task['status']}",
-                                                              "data": task_view(task)}
+    event = json.loads(task.get("event_json") or "null") or {
+        "type": f"task.{task['status']}",
+        "data": task_view(task),
+    }
     deliveries.plan(ctx, task, event)
     budgets.after_task(ctx, task)  # each alert goes once a month whatever
     if task.get("batch_id"):
-        batch_rows.row_ended(ctx, task)  # after the row's deliveries: the batch's end is the last message
+        batch_rows.row_ended(
+            ctx, task
+        )  # after the row's deliveries: the batch's end is the last message
     # only now: until then the task stays on the reconciler's watch list (the end put it there), so follow-ups
     # lost with a worker or a failed-over primary, after the end was stored, run again; each is idempotent
     ctx.tasks.follow_ups_done(task_id)
@@ -180,11 +230,15 @@ def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None
 
 def _terminal_fields(upstream: dict) -> dict:
     completed = upstream["status"] == "completed"
-    fields = {"status": upstream["status"], "phase": "",
-              "progress": 100 if completed else int(upstream.get("progress") or 0),
-              "result": upstream.get("result"), "error": upstream.get("error"),
-              "credits_used": upstream.get("credits_used") or 0, "duration_ms": upstream.get("duration_ms") or 0}
+    fields = {
+        "status": upstream["status"],
+        "phase": "",
+        "progress": 100 if completed else int(upstream.get("progress") or 0),
+        "result": upstream.get("result"),
+        "error": upstream.get("error"),
+        "credits_used": upstream.get("credits_used") or 0,
+        "duration_ms": upstream.get("duration_ms") or 0,
+    }
     if upstream.get("turn_index") is not None:  # a task can end before any progress news reached us
         fields["turn_index"] = upstream["turn_index"]
     return fields
-

@@ -16,38 +16,65 @@ UNKNOWN_FORMAT = "unknown"
 """The format of usage counted before rows kept one per format."""
 
 
-def report(ctx: Context, tenant_id: str, first: date, last: date, group_by: str = "day",
-           record_key: str | None = None, rows: list[tuple[str, dict]] | None = None) -> dict[str, Any]:
+def report(
+    ctx: Context,
+    tenant_id: str,
+    first: date,
+    last: date,
+    group_by: str = "day",
+    record_key: str | None = None,
+    rows: list[tuple[str, dict]] | None = None,
+) -> dict[str, Any]:
     """The tenant's usage from ``first`` to ``last``, one item per day, record or format, and the totals
     (``rows``: those days' rows, UsageRows.raw, when the caller has read them)."""
-    raw = rows if rows is not None else ctx.usage.raw(tenant_id, first, last) if first <= last else []
+    raw = (
+        rows if rows is not None else ctx.usage.raw(tenant_id, first, last) if first <= last else []
+    )
     prefix = usage.record_prefix(record_key) if record_key else ""
     grouped: dict[str, dict] = {}
     for day, row in raw:
         for key, counted in _parts(day, row, group_by, prefix):
             if counted["task_count"]:
                 _add(grouped.setdefault(key, _zero()), counted)
-    items = [{group_by: key or None, **values} for key, values in sorted(grouped.items(), key=_order(group_by))]
+    items = [
+        {group_by: key or None, **values}
+        for key, values in sorted(grouped.items(), key=_order(group_by))
+    ]
     totals = _zero()
     for item in items:
         _add(totals, item)
-    return {"from": first.isoformat(), "to": last.isoformat(), "group_by": group_by, "record_key": record_key,
-            "totals": totals, "items": items}
+    return {
+        "from": first.isoformat(),
+        "to": last.isoformat(),
+        "group_by": group_by,
+        "record_key": record_key,
+        "totals": totals,
+        "items": items,
+    }
 
 
 def _parts(day: str, row: dict, group_by: str, prefix: str) -> list[tuple[str, dict]]:
     if group_by == "day" or (prefix and group_by == "record"):
-        return [(day if group_by == "day" else row.get(prefix + "key", ""), usage.totals(row, prefix))]
-    if group_by == "record":  # the tasks without a record: one item of their own, so the items add up
-        return _with_rest(row, [(record.pop("record_key"), record) for record in usage.records_of(row)], "")
+        return [
+            (day if group_by == "day" else row.get(prefix + "key", ""), usage.totals(row, prefix))
+        ]
+    if (
+        group_by == "record"
+    ):  # the tasks without a record: one item of their own, so the items add up
+        return _with_rest(
+            row, [(record.pop("record_key"), record) for record in usage.records_of(row)], ""
+        )
     return format_parts(row)
 
 
 def format_parts(row: dict) -> list[tuple[str, dict]]:
     """A day's row by format; the rest (counted before the rows kept formats) as UNKNOWN_FORMAT."""
     formats = sorted({name.split(":")[1] for name in row if name.startswith("f:")})
-    return _with_rest(row, [(fmt or UNKNOWN_FORMAT, usage.totals(row, f"f:{fmt}:")) for fmt in formats],
-                      UNKNOWN_FORMAT)
+    return _with_rest(
+        row,
+        [(fmt or UNKNOWN_FORMAT, usage.totals(row, f"f:{fmt}:")) for fmt in formats],
+        UNKNOWN_FORMAT,
+    )
 
 
 def _with_rest(row: dict, parts: list[tuple[str, dict]], rest_key: str) -> list[tuple[str, dict]]:
@@ -68,7 +95,11 @@ def _zero() -> dict:
 
 def _add(into: dict, counted: dict) -> None:
     for name in usage.FIELDS:
-        into[name] = usage.number(into[name] + counted[name]) if name == "credits_used" else into[name] + counted[name]
+        into[name] = (
+            usage.number(into[name] + counted[name])
+            if name == "credits_used"
+            else into[name] + counted[name]
+        )
 
 
 def as_csv(answer: dict) -> str:
@@ -82,6 +113,7 @@ def as_csv(answer: dict) -> str:
 
 # -- the dashboard's series ---------------------------------------------------------------------------------
 
+
 def daily_series(ctx: Context, tenant_id: str, first: date, last: date) -> list[dict]:
     """Per day: credits, tasks by outcome, the generation-time histogram with its p50 and p95 (s) and each
     destination kind's deliveries delivered and dead."""
@@ -93,10 +125,19 @@ def daily_series(ctx: Context, tenant_id: str, first: date, last: date) -> list[
             if name.startswith("d:"):
                 _, kind, outcome = name.split(":")
                 deliveries.setdefault(kind, {"delivered": 0, "dead": 0})[outcome] = int(value)
-        series.append({"date": day, "credits_used": usage.number(row.get("credits_used")),
-                       "outcomes": {name[2:]: int(value) for name, value in row.items() if name.startswith("o:")},
-                       "histogram": histogram, "p50": percentile(histogram, 0.50),
-                       "p95": percentile(histogram, 0.95), "deliveries": deliveries})
+        series.append(
+            {
+                "date": day,
+                "credits_used": usage.number(row.get("credits_used")),
+                "outcomes": {
+                    name[2:]: int(value) for name, value in row.items() if name.startswith("o:")
+                },
+                "histogram": histogram,
+                "p50": percentile(histogram, 0.50),
+                "p95": percentile(histogram, 0.95),
+                "deliveries": deliveries,
+            }
+        )
     return series
 
 

@@ -40,16 +40,26 @@ def connection_for(ctx: Context, tenant_id: str, body: dict) -> str | None:
     if asked:
         saved = ctx.destinations.get(tenant_id, asked["connection"])
         if saved is None:
-            raise WriteBackRefused(404, "destination_not_found", "no saved connection with this id",
-                                   "write_back.connection")
+            raise WriteBackRefused(
+                404,
+                "destination_not_found",
+                "no saved connection with this id",
+                "write_back.connection",
+            )
         if saved["kind"] not in registry.RECORD_KINDS:
-            raise WriteBackRefused(400, "invalid_request", f"this is a {saved['kind']} destination; write-back "
-                                   f"needs a connection of kind {', '.join(registry.RECORD_KINDS)}",
-                                   "write_back.connection")
+            raise WriteBackRefused(
+                400,
+                "invalid_request",
+                f"this is a {saved['kind']} destination; write-back "
+                f"needs a connection of kind {', '.join(registry.RECORD_KINDS)}",
+                "write_back.connection",
+            )
         _check_key(saved["kind"], record_key)
         return str(saved["id"])
     scheme = record_key.split(":", 1)[0] if ":" in record_key else ""
-    default = ctx.destinations.default_for(tenant_id, scheme) if scheme in registry.RECORD_KINDS else None
+    default = (
+        ctx.destinations.default_for(tenant_id, scheme) if scheme in registry.RECORD_KINDS else None
+    )
     if default:
         _check_key(scheme, record_key)
     return default
@@ -57,8 +67,9 @@ def connection_for(ctx: Context, tenant_id: str, body: dict) -> str | None:
 
 def _check_key(kind: str, record_key: str) -> None:
     if not record_key:
-        raise WriteBackRefused(400, "invalid_request", "write-back needs a record_key naming the record",
-                               "record_key")
+        raise WriteBackRefused(
+            400, "invalid_request", "write-back needs a record_key naming the record", "record_key"
+        )
     try:
         registry.RECORD_KINDS[kind].parse_record(record_key)
     except ValueError as exc:
@@ -69,11 +80,19 @@ def plan_start(ctx: Context, task: dict) -> None:
     """Queue the "Generating" write of a submitted task that writes back."""
     if not task.get("write_back"):
         return
-    event = {"id": new_id("evt"), "type": "task.started", "created_at": iso(time.time()), "data": task_view(task)}
+    event = {
+        "id": new_id("evt"),
+        "type": "task.started",
+        "created_at": iso(time.time()),
+        "data": task_view(task),
+    }
     pipe = ctx.redis.pipeline()  # one round trip: the record, the task's list, the lane entry
-    delivery_id = deliveries.record(ctx, task, event, deliveries.WRITE_BACK_START_SLOT, {"id": task["write_back"]},
-                                    pipe=pipe)
-    ctx.tasks.set(task["task_id"], pipe=pipe, delivery_ids=[delivery_id])  # listed with the task's deliveries
+    delivery_id = deliveries.record(
+        ctx, task, event, deliveries.WRITE_BACK_START_SLOT, {"id": task["write_back"]}, pipe=pipe
+    )
+    ctx.tasks.set(
+        task["task_id"], pipe=pipe, delivery_ids=[delivery_id]
+    )  # listed with the task's deliveries
     deliveries.enqueue(ctx, delivery_id, pipe=pipe)
     pipe.execute()
 
@@ -83,12 +102,19 @@ def gate(ctx: Context, record: dict) -> Outcome | None:
     has ended is done without writing (its Outcome says so); an end write waits (Retryable) while the start
     write is in flight."""
     task = ctx.tasks.get(record["task_id"])
-    starting = record["delivery_id"] == deliveries.delivery_id_for(record["task_id"], deliveries.WRITE_BACK_START_SLOT)
+    starting = record["delivery_id"] == deliveries.delivery_id_for(
+        record["task_id"], deliveries.WRITE_BACK_START_SLOT
+    )
     if starting:
         if task is None or task["status"] in TERMINAL:
             return Outcome("not written: the task ended first, and its end is written instead")
         return None
-    start = deliveries.states(ctx, [deliveries.delivery_id_for(record["task_id"], deliveries.WRITE_BACK_START_SLOT)])
+    start = deliveries.states(
+        ctx, [deliveries.delivery_id_for(record["task_id"], deliveries.WRITE_BACK_START_SLOT)]
+    )
     if "delivering" in start.values():
-        raise Retryable("waiting for the Generating status to be written first", retry_after=WAIT_FOR_START_SECONDS)
+        raise Retryable(
+            "waiting for the Generating status to be written first",
+            retry_after=WAIT_FOR_START_SECONDS,
+        )
     return None

@@ -10,7 +10,9 @@ import schemas
 from connectors.registry import KINDS, RECORD_KINDS
 
 _SAVED_KINDS = schemas.load("relay/destination-create.json")["properties"]["kind"]["enum"]
-DESTINATION_KINDS = ", ".join(kind for kind in _SAVED_KINDS if kind in KINDS and kind not in RECORD_KINDS)
+DESTINATION_KINDS = ", ".join(
+    kind for kind in _SAVED_KINDS if kind in KINDS and kind not in RECORD_KINDS
+)
 """The kinds a saved destination delivers files to, for the no-code apps' help texts."""
 
 
@@ -62,15 +64,28 @@ def document_from(task: dict, event: dict | None = None) -> dict[str, Any]:
 
 # What a finished task looks like (relay/task.json): the samples of every no-code step.
 SAMPLE_TASK: dict[str, Any] = {
-    "task_id": "tsk_01JD3Y5R2Q8W6N4M7K9P0ZX1AB", "status": "completed", "phase": None, "progress": 100,
-    "turn_index": 1, "format": "excel", "export": "pdf", "record_key": "hubspot:deal:42",
-    "run_id": "run_01JD3Y5R2Q8W6N4M7K9P0ZX1AC", "run_restarted": False,
-    "created_at": "2026-11-22T09:14:03.120Z", "updated_at": "2026-11-22T09:16:41.870Z",
-    "result": {"summary": "Built a 3-sheet revenue model for Acme: inputs, monthly forecast and a chart.",
-               "download_url": "https://api.overten.example/files/run_01JD3Y5R2Q8W6N4M7K9P0ZX1AC?sig=...",
-               "edit_url": "https://api.overten.example/runs/run_01JD3Y5R2Q8W6N4M7K9P0ZX1AC/edit",
-               "artifacts": []},
-    "error": None, "credits_used": 12, "duration_ms": 158750, "deliveries": [],
+    "task_id": "tsk_01JD3Y5R2Q8W6N4M7K9P0ZX1AB",
+    "status": "completed",
+    "phase": None,
+    "progress": 100,
+    "turn_index": 1,
+    "format": "excel",
+    "export": "pdf",
+    "record_key": "hubspot:deal:42",
+    "run_id": "run_01JD3Y5R2Q8W6N4M7K9P0ZX1AC",
+    "run_restarted": False,
+    "created_at": "2026-11-22T09:14:03.120Z",
+    "updated_at": "2026-11-22T09:16:41.870Z",
+    "result": {
+        "summary": "Built a 3-sheet revenue model for Acme: inputs, monthly forecast and a chart.",
+        "download_url": "https://api.overten.example/files/run_01JD3Y5R2Q8W6N4M7K9P0ZX1AC?sig=...",
+        "edit_url": "https://api.overten.example/runs/run_01JD3Y5R2Q8W6N4M7K9P0ZX1AC/edit",
+        "artifacts": [],
+    },
+    "error": None,
+    "credits_used": 12,
+    "duration_ms": 158750,
+    "deliveries": [],
     "file_url": "https://relay.example/files/eyJ0IjoidHNrXzAxSkQzWTVSMlE4VzZONE03SzlQMFpYMUFCIn0...",
     "export_url": "https://relay.example/files/eyJ0IjoidHNrXzAxSkQzWTVSMlE4VzZONE03SzlQMFpYMUFCIiwieCI6InBkZiJ9...",
 }

@@ -14,17 +14,32 @@ USAGE = "excel|word|slides <prompt> · continue <prompt> · status · export pdf
 def manifest(public_url: str) -> dict[str, Any]:
     base = public_url.rstrip("/")
     return {
-        "display_information": {"name": "Overten Relay",
-                                "description": "Excel, Word and PowerPoint documents from a prompt, in the channel.",
-                                "background_color": "#1d3557"},
+        "display_information": {
+            "name": "Overten Relay",
+            "description": "Excel, Word and PowerPoint documents from a prompt, in the channel.",
+            "background_color": "#1d3557",
+        },
         "features": {
             "bot_user": {"display_name": "Overten", "always_online": False},
-            "slash_commands": [{"command": COMMAND, "url": f"{base}/slack/commands",
-                                "description": "Build or change this channel's document", "usage_hint": USAGE,
-                                "should_escape": False}],
+            "slash_commands": [
+                {
+                    "command": COMMAND,
+                    "url": f"{base}/slack/commands",
+                    "description": "Build or change this channel's document",
+                    "usage_hint": USAGE,
+                    "should_escape": False,
+                }
+            ],
         },
-        "oauth_config": {"redirect_urls": [f"{base}/slack/oauth/callback"], "scopes": {"bot": BOT_SCOPES}},
-        "settings": {"org_deploy_enabled": False, "socket_mode_enabled": False, "token_rotation_enabled": False},
+        "oauth_config": {
+            "redirect_urls": [f"{base}/slack/oauth/callback"],
+            "scopes": {"bot": BOT_SCOPES},
+        },
+        "settings": {
+            "org_deploy_enabled": False,
+            "socket_mode_enabled": False,
+            "token_rotation_enabled": False,
+        },
     }
 
 

@@ -110,14 +110,25 @@ class BatchStore:
 
     def create(self, tenant_id: str, settings: dict, rows: list[dict]) -> dict:
         batch_id, now = new_id("bat"), time.time()
-        batch = {"batch_id": batch_id, "tenant_id": tenant_id, "status": "running", "created_at": now,
-                 "updated_at": now, "total": len(rows), "settings": json.dumps(settings), "credits_used": 0,
-                 **{state: 0 for state in ROW_STATES}, "pending": len(rows)}
+        batch = {
+            "batch_id": batch_id,
+            "tenant_id": tenant_id,
+            "status": "running",
+            "created_at": now,
+            "updated_at": now,
+            "total": len(rows),
+            "settings": json.dumps(settings),
+            "credits_used": 0,
+            **{state: 0 for state in ROW_STATES},
+            "pending": len(rows),
+        }
         pipe = self._redis.pipeline()
         pipe.hset(self.key_for(batch_id), mapping=batch)
         for start in range(0, len(rows), 1000):
-            chunk = rows[start:start + 1000]
-            pipe.hset(self.rows_key(batch_id), mapping={str(row["row"]): json.dumps(row) for row in chunk})
+            chunk = rows[start : start + 1000]
+            pipe.hset(
+                self.rows_key(batch_id), mapping={str(row["row"]): json.dumps(row) for row in chunk}
+            )
             pipe.rpush(self.waiting_key(batch_id), *(row["row"] for row in chunk))
         pipe.sadd(self.running_key, batch_id)
         pipe.sadd(self.tenant_running_key(tenant_id), batch_id)
@@ -152,21 +163,44 @@ class BatchStore:
         rows = [json.loads(raw) for raw in self._redis.hvals(self.rows_key(batch_id))]
         return sorted(rows, key=lambda row: row["row"])
 
-    def claim(self, batch_id: str, tenant_id: str, first_limit: int, now: float | None = None) -> dict | None:
+    def claim(
+        self, batch_id: str, tenant_id: str, first_limit: int, now: float | None = None
+    ) -> dict | None:
         """The next waiting row, claimed ``now`` (a test's clock, else the time) with a new task id; None when
         none waits, the tenant's feed is at its limit, or it holds back."""
-        keys = [self.feed_key(tenant_id), self.waiting_key(batch_id), self.rows_key(batch_id), self.key_for(batch_id),
-                self.claims_key(batch_id)]
-        claimed = self._claim(keys=keys, args=[time.time() if now is None else now, new_id("tsk"), first_limit])
+        keys = [
+            self.feed_key(tenant_id),
+            self.waiting_key(batch_id),
+            self.rows_key(batch_id),
+            self.key_for(batch_id),
+            self.claims_key(batch_id),
+        ]
+        claimed = self._claim(
+            keys=keys, args=[time.time() if now is None else now, new_id("tsk"), first_limit]
+        )
         return json.loads(claimed) if claimed else None
 
-    def move(self, batch: dict, row: int, state: str, frees_place: bool = False, **fields: Any) -> dict | None:
+    def move(
+        self, batch: dict, row: int, state: str, frees_place: bool = False, **fields: Any
+    ) -> dict | None:
         """Set a row's state (and fields), counted on the batch, with the row's ``credits`` (if given) added
         to the batch's in the same step; None when it had already ended."""
-        keys = [self.rows_key(batch["batch_id"]), self.key_for(batch["batch_id"]), self.feed_key(batch["tenant_id"]),
-                self.claims_key(batch["batch_id"])]
-        before = self._move(keys=keys, args=[row, state, json.dumps(fields), int(frees_place),
-                                             float(fields.get("credits") or 0)])
+        keys = [
+            self.rows_key(batch["batch_id"]),
+            self.key_for(batch["batch_id"]),
+            self.feed_key(batch["tenant_id"]),
+            self.claims_key(batch["batch_id"]),
+        ]
+        before = self._move(
+            keys=keys,
+            args=[
+                row,
+                state,
+                json.dumps(fields),
+                int(frees_place),
+                float(fields.get("credits") or 0),
+            ],
+        )
         return json.loads(before) if before else None
 
     def claimed_before(self, batch: dict, when: float) -> list[dict]:
@@ -174,13 +208,22 @@ class BatchStore:
         the index (claimed by a Relay older than it) is read whole."""
         claims = self.claims_key(batch["batch_id"])
         if self._redis.zcard(claims) < batch["submitting"]:
-            return [row for row in self.rows(batch["batch_id"])
-                    if row["state"] == "submitting" and float(row.get("claimed_at") or 0) < when]
+            return [
+                row
+                for row in self.rows(batch["batch_id"])
+                if row["state"] == "submitting" and float(row.get("claimed_at") or 0) < when
+            ]
         numbers = self._redis.zrangebyscore(claims, "-inf", f"({when!r}")
-        return [row for row in self.rows_by_number(batch["batch_id"], numbers) if row["state"] == "submitting"]
+        return [
+            row
+            for row in self.rows_by_number(batch["batch_id"], numbers)
+            if row["state"] == "submitting"
+        ]
 
     def rows_by_number(self, batch_id: str, numbers: list) -> list[dict]:
-        raws = self._redis.hmget(self.rows_key(batch_id), [str(n) for n in numbers]) if numbers else []
+        raws = (
+            self._redis.hmget(self.rows_key(batch_id), [str(n) for n in numbers]) if numbers else []
+        )
         return [json.loads(raw) for raw in raws if raw]
 
     def requeue(self, batch_id: str, rows: list[int]) -> None:
@@ -198,11 +241,17 @@ class BatchStore:
 
     def running(self, tenant_id: str | None = None) -> list[str]:
         """Running batches, oldest first (ids are ULIDs): all, or a tenant's."""
-        return sorted(self._redis.smembers(self.tenant_running_key(tenant_id) if tenant_id else self.running_key))
+        return sorted(
+            self._redis.smembers(
+                self.tenant_running_key(tenant_id) if tenant_id else self.running_key
+            )
+        )
 
     def recent(self, limit: int = 50) -> list[dict]:
         """The newest batches of every tenant (the operator's dashboard)."""
-        found = (self.get(batch_id) for batch_id in self._redis.zrevrange(self.recent_key, 0, limit - 1))
+        found = (
+            self.get(batch_id) for batch_id in self._redis.zrevrange(self.recent_key, 0, limit - 1)
+        )
         return [batch for batch in found if batch]
 
     def resumed(self, tenant_id: str, batch_id: str) -> None:
@@ -225,8 +274,12 @@ class BatchStore:
 
     def forget(self, pipe, batch_id: str) -> None:
         """Queue on ``pipe`` the removal of the batch, its rows and its places in the indexes."""
-        pipe.delete(self.key_for(batch_id), self.rows_key(batch_id), self.waiting_key(batch_id),
-                    self.claims_key(batch_id))
+        pipe.delete(
+            self.key_for(batch_id),
+            self.rows_key(batch_id),
+            self.waiting_key(batch_id),
+            self.claims_key(batch_id),
+        )
         pipe.zrem(self.recent_key, batch_id)
         pipe.zrem(self.ended_key, batch_id)
 
@@ -234,12 +287,18 @@ class BatchStore:
         raw = self._redis.hgetall(self.feed_key(tenant_id))
         return {name: float(value) for name, value in raw.items()}
 
-    def pool_waited(self, tenant_id: str, minimum: float, every_seconds: float, now: float | None = None) -> bool:
+    def pool_waited(
+        self, tenant_id: str, minimum: float, every_seconds: float, now: float | None = None
+    ) -> bool:
         """One row fewer in the tenant's feed (not below ``minimum``, not again within ``every_seconds``):
         the API's pool was full. Counted in the feed's ``pool_waits``. False when it was too soon. ``now``: a
         test's clock."""
-        return bool(self._pool_wait(keys=[self.feed_key(tenant_id)],
-                                    args=[minimum, every_seconds, time.time() if now is None else now]))
+        return bool(
+            self._pool_wait(
+                keys=[self.feed_key(tenant_id)],
+                args=[minimum, every_seconds, time.time() if now is None else now],
+            )
+        )
 
     def adjust_feed(self, tenant_id: str, limit: float) -> None:
         self._redis.hset(self.feed_key(tenant_id), "limit", limit)

@@ -37,16 +37,23 @@ class BudgetStore:
     def applying(self, tenant_id: str, record_key: str | None) -> list[dict]:
         """The tenant's budget and the record's, those that exist, in one call."""
         scopes = [TENANT, *([scope_of(record_key)] if record_key else [])]
-        return [json.loads(raw) for raw in self._redis.hmget(self.key_for(tenant_id), scopes) if raw]
+        return [
+            json.loads(raw) for raw in self._redis.hmget(self.key_for(tenant_id), scopes) if raw
+        ]
 
     def all(self, tenant_id: str) -> list[dict]:
         budgets = [json.loads(raw) for raw in self._redis.hvals(self.key_for(tenant_id))]
-        return sorted(budgets, key=lambda budget: (budget["record_key"] is not None, budget["record_key"] or ""))
+        return sorted(
+            budgets,
+            key=lambda budget: (budget["record_key"] is not None, budget["record_key"] or ""),
+        )
 
     def delete(self, tenant_id: str, record_key: str | None) -> bool:
         return bool(self._redis.hdel(self.key_for(tenant_id), scope_of(record_key)))
 
-    def alert_once(self, tenant_id: str, record_key: str | None, period: str, share: float, life: int) -> bool:
+    def alert_once(
+        self, tenant_id: str, record_key: str | None, period: str, share: float, life: int
+    ) -> bool:
         """True the first time this budget's ``share`` is reached in the month starting ``period``."""
         key = f"{self._prefix}budget-alert:{tenant_id}:{scope_of(record_key)}:{period}:{share:g}"
         return bool(self._redis.set(key, "1", nx=True, ex=life))

@@ -61,21 +61,31 @@ class Context:
         # one Queue object per name: RQ caches the server's version on it (else an INFO per enqueue)
         if name not in self._queues:
             queue = Queue(name, connection=self.rq_redis)
-            self.rq_redis.sadd(queue.redis_queues_keys, queue.key)  # what RQ's enqueue does every time
+            self.rq_redis.sadd(
+                queue.redis_queues_keys, queue.key
+            )  # what RQ's enqueue does every time
             self._queues[name] = queue
         return self._queues[name]
 
     def upstream(self, tenant: Tenant) -> UpstreamClient:
         config = self.config
-        retry = RetryPolicy(retries=config.upstream_retries, base_seconds=config.upstream_backoff_seconds,
-                            cap_seconds=config.upstream_backoff_cap_seconds)
-        return UpstreamClient(tenant.upstream_url, tenant.upstream_key, timeout=config.upstream_timeout_seconds,
-                              retry=retry)
+        retry = RetryPolicy(
+            retries=config.upstream_retries,
+            base_seconds=config.upstream_backoff_seconds,
+            cap_seconds=config.upstream_backoff_cap_seconds,
+        )
+        return UpstreamClient(
+            tenant.upstream_url,
+            tenant.upstream_key,
+            timeout=config.upstream_timeout_seconds,
+            retry=retry,
+        )
 
     def upstream_once(self, tenant: Tenant, timeout: float = 5.0) -> UpstreamClient:
         """A client that tries once, briefly: for reads on a person's request path."""
-        return UpstreamClient(tenant.upstream_url, tenant.upstream_key, timeout=timeout,
-                              retry=RetryPolicy(retries=0))
+        return UpstreamClient(
+            tenant.upstream_url, tenant.upstream_key, timeout=timeout, retry=RetryPolicy(retries=0)
+        )
 
     def script(self, name: str, source: str):
         """A registered Lua script, hashed once per process."""
@@ -93,8 +103,13 @@ class Context:
         ``mark`` (primary_mark); raise NotReplicated (a 503) otherwise, also when a failover came in between.
         What an answer of 2xx promises the sender."""
         if self.config.redis_min_replicas > 0:
-            storage.wait_for_replicas(self.redis, self.key("replication-fence"), self.config.redis_min_replicas,
-                                      self.config.redis_replica_wait_ms, mark)
+            storage.wait_for_replicas(
+                self.redis,
+                self.key("replication-fence"),
+                self.config.redis_min_replicas,
+                self.config.redis_replica_wait_ms,
+                mark,
+            )
 
     def run_replicated(self, name: str, source: str, keys: list[str], args: list) -> object:
         """A registered script whose write, with RELAY_REDIS_MIN_REPLICAS, is on that many replicas before
@@ -105,10 +120,17 @@ class Context:
             script, config = self.script(name, source), self.config
 
             def send(calls: list) -> list:
-                return storage.run_scripts(self.redis, script, calls, config.redis_min_replicas,
-                                           config.redis_replica_wait_ms)
+                return storage.run_scripts(
+                    self.redis,
+                    script,
+                    calls,
+                    config.redis_min_replicas,
+                    config.redis_replica_wait_ms,
+                )
 
-            batch = self._batches.setdefault(name, GroupCommit(send))  # setdefault: one per name, whoever wins
+            batch = self._batches.setdefault(
+                name, GroupCommit(send)
+            )  # setdefault: one per name, whoever wins
         return batch.submit((keys, args))
 
     def key(self, *parts: str) -> str:
@@ -122,13 +144,24 @@ def build_context(config: RelayConfig) -> Context:
     box = SecretBox(config.encryption_keys)
     prefix = config.key_prefix
     secret = config.secret_key or _stored_secret(redis, prefix + "secret")
-    return Context(config=config, redis=redis, rq_redis=rq_redis, box=box, tokens=Tokens(secret),
-                   tenants=TenantStore(redis, prefix, box), records=RecordStore(redis, prefix),
-                   tasks=TaskStore(redis, prefix), events=EventLog(redis, prefix),
-                   idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds),
-                   destinations=DestinationStore(redis, prefix, box), hooks=HookStore(redis, prefix, box),
-                   usage=UsageRows(redis, prefix), batches=BatchStore(redis, prefix),
-                   budgets=BudgetStore(redis, prefix), secret=secret)
+    return Context(
+        config=config,
+        redis=redis,
+        rq_redis=rq_redis,
+        box=box,
+        tokens=Tokens(secret),
+        tenants=TenantStore(redis, prefix, box),
+        records=RecordStore(redis, prefix),
+        tasks=TaskStore(redis, prefix),
+        events=EventLog(redis, prefix),
+        idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds),
+        destinations=DestinationStore(redis, prefix, box),
+        hooks=HookStore(redis, prefix, box),
+        usage=UsageRows(redis, prefix),
+        batches=BatchStore(redis, prefix),
+        budgets=BudgetStore(redis, prefix),
+        secret=secret,
+    )
 
 
 def _stored_secret(redis: Redis, key: str) -> str:

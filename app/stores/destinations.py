@@ -28,8 +28,12 @@ def check_config(kind: str, config: dict) -> dict:
     try:
         schemas.validate(f"destinations/{kind}.json", config)
     except schemas.SchemaViolation as exc:
-        raise schemas.SchemaViolation([schemas.FieldError(f"config.{e.field}".replace(".body", ""), e.message)
-                                       for e in exc.errors]) from None
+        raise schemas.SchemaViolation(
+            [
+                schemas.FieldError(f"config.{e.field}".replace(".body", ""), e.message)
+                for e in exc.errors
+            ]
+        ) from None
     if kind == "webhook" and not config.get("secret"):
         config = {**config, "secret": new_webhook_secret()}
     return config
@@ -57,8 +61,16 @@ class DestinationStore:
     def key_for(self, tenant_id: str) -> str:
         return f"{self._prefix}destinations:{tenant_id}"
 
-    def create(self, tenant_id: str, name: str, kind: str, config: dict, export: str | None) -> dict:
-        destination = {"id": new_id("dst"), "name": name, "kind": kind, "export": export, "created_at": time.time()}
+    def create(
+        self, tenant_id: str, name: str, kind: str, config: dict, export: str | None
+    ) -> dict:
+        destination = {
+            "id": new_id("dst"),
+            "name": name,
+            "kind": kind,
+            "export": export,
+            "created_at": time.time(),
+        }
         stored = {**destination, "config": self._box.seal(json.dumps(config))}
         self._redis.hset(self.key_for(tenant_id), destination["id"], json.dumps(stored))
         return {**destination, "config": public_config(kind, config)}
@@ -82,7 +94,10 @@ class DestinationStore:
         raw = self._redis.hget(self.key_for(tenant_id), destination_id)
         if raw is None:
             return None
-        stored = {**json.loads(raw), **{k: v for k, v in changes.items() if k in ("name", "export")}}
+        stored = {
+            **json.loads(raw),
+            **{k: v for k, v in changes.items() if k in ("name", "export")},
+        }
         if "config" in changes:
             stored["config"] = self._box.seal(json.dumps(changes["config"]))
         self._redis.hset(self.key_for(tenant_id), destination_id, json.dumps(stored))
@@ -124,8 +139,17 @@ class HookStore:
     def create(self, tenant_id: str, target_url: str, event: str) -> dict:
         """Subscribe; the answer carries the signing secret, once."""
         secret = new_webhook_secret()
-        hook = {"id": new_id("hook"), "target_url": target_url, "event": event, "created_at": time.time()}
-        self._redis.hset(self.key_for(tenant_id), hook["id"], json.dumps({**hook, "secret": self._box.seal(secret)}))
+        hook = {
+            "id": new_id("hook"),
+            "target_url": target_url,
+            "event": event,
+            "created_at": time.time(),
+        }
+        self._redis.hset(
+            self.key_for(tenant_id),
+            hook["id"],
+            json.dumps({**hook, "secret": self._box.seal(secret)}),
+        )
         return {**hook, "secret": secret}
 
     def get(self, tenant_id: str, hook_id: str, reveal: bool = False) -> dict | None:

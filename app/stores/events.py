@@ -13,7 +13,11 @@ KEEP = 10_000  # events kept per tenant (approximately: the stream is trimmed la
 
 
 def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(timestamp, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 class EventLog:

@@ -55,8 +55,14 @@ class IdempotencyStore:
         return StoredAnswer(stored["status"], stored["body"])
 
     def finish(self, tenant_id: str, key: str, body_fingerprint: str, answer: StoredAnswer) -> None:
-        value = json.dumps({"state": "done", "fingerprint": body_fingerprint, "status": answer.status,
-                            "body": answer.body})
+        value = json.dumps(
+            {
+                "state": "done",
+                "fingerprint": body_fingerprint,
+                "status": answer.status,
+                "body": answer.body,
+            }
+        )
         self._redis.set(self._key(tenant_id, key), value, ex=self._ttl)
 
     def abandon(self, tenant_id: str, key: str) -> None:

@@ -25,10 +25,17 @@ def _key(ctx: Context, team_id: str) -> str:
 
 def save(ctx: Context, installation: Installation) -> None:
     _TENANTS.pop((ctx.config.redis_url, ctx.config.key_prefix, installation.team_id), None)
-    ctx.redis.hset(_key(ctx, installation.team_id), mapping={
-        "team_id": installation.team_id, "team_name": installation.team_name, "tenant_id": installation.tenant_id,
-        "bot_token": ctx.box.seal(installation.bot_token), "bot_user_id": installation.bot_user_id,
-        "installed_at": time.time()})
+    ctx.redis.hset(
+        _key(ctx, installation.team_id),
+        mapping={
+            "team_id": installation.team_id,
+            "team_name": installation.team_name,
+            "tenant_id": installation.tenant_id,
+            "bot_token": ctx.box.seal(installation.bot_token),
+            "bot_user_id": installation.bot_user_id,
+            "installed_at": time.time(),
+        },
+    )
 
 
 _TENANTS: dict[tuple[str, str, str], tuple[float, str | None]] = {}
@@ -43,7 +50,10 @@ def tenant_for(ctx: Context, team_id: str) -> str | None:
     if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
         return cached[1]
     tenant_id = ctx.redis.hget(_key(ctx, team_id), "tenant_id") or (
-        ctx.config.slack_tenant_id if ctx.config.slack_bot_token and ctx.config.slack_tenant_id else None)
+        ctx.config.slack_tenant_id
+        if ctx.config.slack_bot_token and ctx.config.slack_tenant_id
+        else None
+    )
     if tenant_id:  # an unknown workspace is asked again next time: it may be installing right now
         _TENANTS[cache_key] = (time.monotonic(), tenant_id)
     return tenant_id
@@ -52,8 +62,13 @@ def tenant_for(ctx: Context, team_id: str) -> str | None:
 def find(ctx: Context, team_id: str) -> Installation | None:
     raw = ctx.redis.hgetall(_key(ctx, team_id))
     if raw:
-        return Installation(raw["team_id"], raw["team_name"], raw["tenant_id"], ctx.box.open(raw["bot_token"]),
-                            raw.get("bot_user_id", ""))
+        return Installation(
+            raw["team_id"],
+            raw["team_name"],
+            raw["tenant_id"],
+            ctx.box.open(raw["bot_token"]),
+            raw.get("bot_user_id", ""),
+        )
     config = ctx.config
     if config.slack_bot_token and config.slack_tenant_id:
         return Installation(team_id, "", config.slack_tenant_id, config.slack_bot_token)

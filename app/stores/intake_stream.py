@@ -55,7 +55,10 @@ def record_command(ctx: Context, job: str, request: dict, command_id: str) -> bo
     """Durably queue a Slack command's work (``job`` of app.domain.slack.background), once per ``command_id``."""
     dedupe = ctx.key("slack", "command", digest(command_id, 40))
     args = [86_400, job, json.dumps(request)]
-    return ctx.run_replicated("slack-command", _COMMAND, keys=[dedupe, stream_key(ctx)], args=args) == 1
+    return (
+        ctx.run_replicated("slack-command", _COMMAND, keys=[dedupe, stream_key(ctx)], args=args)
+        == 1
+    )
 
 
 def acknowledge(ctx: Context, entry_id: str) -> None:

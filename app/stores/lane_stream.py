@@ -35,11 +35,14 @@ def stream_key(ctx: Context) -> str:
     return ctx.key("lane")
 
 
-def add(ctx: Context, delivery_id: str, record_key: str, open_key: str, recheck_at: float, pipe=None) -> None:
+def add(
+    ctx: Context, delivery_id: str, record_key: str, open_key: str, recheck_at: float, pipe=None
+) -> None:
     """Queue a delivery's attempt now, remembering its entry on the record: one atomic Redis call (at once, or
     queued on ``pipe``), which does nothing for a delivery already in the lane or already attempted."""
-    ctx.script("lane-add", _ADD)(keys=[stream_key(ctx), record_key, open_key], args=[delivery_id, recheck_at],
-                                 client=pipe)
+    ctx.script("lane-add", _ADD)(
+        keys=[stream_key(ctx), record_key, open_key], args=[delivery_id, recheck_at], client=pipe
+    )
 
 
 def waiting(ctx: Context, entry_id: str) -> bool:

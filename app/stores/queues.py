@@ -28,7 +28,9 @@ def job(name: str) -> str:
     return f"{JOBS}.{name}"
 
 
-def requeue_if_lost(ctx: Context, queue: Queue, job_id: str, now: float | None = None) -> tuple[bytes | None, bool]:
+def requeue_if_lost(
+    ctx: Context, queue: Queue, job_id: str, now: float | None = None
+) -> tuple[bytes | None, bool]:
     """The job's RQ status (None: no such job), and whether it was pushed again: a `queued` job in neither
     its queue nor the intermediate queue was popped by a worker that died, or lost Redis's reply, before
     running it (RQ pops from several queues with BLPOP). So was one left in the intermediate queue (the
@@ -38,8 +40,14 @@ def requeue_if_lost(ctx: Context, queue: Queue, job_id: str, now: float | None =
     period by (the clock's unless a test sets it)."""
     status = ctx.rq_redis.hget(f"rq:job:{job_id}", "status")
     raw = job_id.encode()
-    lost = status == b"queued" and ctx.rq_redis.lpos(queue.key, raw) is None and (
-        ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is None or _took_back_if_stuck(ctx, queue, job_id, now))
+    lost = (
+        status == b"queued"
+        and ctx.rq_redis.lpos(queue.key, raw) is None
+        and (
+            ctx.rq_redis.lpos(queue.intermediate_queue_key, raw) is None
+            or _took_back_if_stuck(ctx, queue, job_id, now)
+        )
+    )
     if lost:
         log.warning("job %s was lost between Redis and a worker; queued again", job_id)
         queue.push_job_id(job_id)
@@ -65,7 +73,10 @@ def _took_back_if_stuck(ctx: Context, queue: Queue, job_id: str, now: float | No
 
 def kept_for(ctx: Context) -> dict[str, int]:
     """How long RQ keeps a job's result and a failed job (RELAY_JOB_RESULT_TTL_SECONDS, ..._FAILURE_...)."""
-    return {"result_ttl": ctx.config.job_result_ttl_seconds, "failure_ttl": ctx.config.job_failure_ttl_seconds}
+    return {
+        "result_ttl": ctx.config.job_result_ttl_seconds,
+        "failure_ttl": ctx.config.job_failure_ttl_seconds,
+    }
 
 
 def _seconds(values: tuple[float, ...]) -> list[int]:
@@ -75,25 +86,41 @@ def _seconds(values: tuple[float, ...]) -> list[int]:
 def enqueue_batch_feed(ctx: Context, batch_id: str, delay: float = 0.0) -> None:
     """Hand the batch's next rows to the API, as far as the tenant's feed has room (app.domain.batches), now
     or after ``delay`` (the end of a hold); the reconciler's tick does the same, should this job be lost."""
-    options = {"job_timeout": 600, "result_ttl": 0, "failure_ttl": ctx.config.job_failure_ttl_seconds}
+    options = {
+        "job_timeout": 600,
+        "result_ttl": 0,
+        "failure_ttl": ctx.config.job_failure_ttl_seconds,
+    }
     if delay > 0:  # RQ keeps scheduled times in whole seconds, rounded down: one more
-        ctx.queue(SUBMIT).enqueue_in(timedelta(seconds=delay + 1), job("feed_batch"), batch_id, **options)
+        ctx.queue(SUBMIT).enqueue_in(
+            timedelta(seconds=delay + 1), job("feed_batch"), batch_id, **options
+        )
     else:
         ctx.queue(SUBMIT).enqueue(job("feed_batch"), batch_id, **options)
 
 
 def enqueue_batch_cancel(ctx: Context, batch_id: str) -> None:
     """Cancel what has not ended of a batch stopped at its first failed row (app.domain.batches.cancel)."""
-    ctx.queue(SUBMIT).enqueue(job("cancel_batch"), batch_id, job_timeout=600, result_ttl=0,
-                              failure_ttl=ctx.config.job_failure_ttl_seconds)
+    ctx.queue(SUBMIT).enqueue(
+        job("cancel_batch"),
+        batch_id,
+        job_timeout=600,
+        result_ttl=0,
+        failure_ttl=ctx.config.job_failure_ttl_seconds,
+    )
 
 
 def enqueue_submit(ctx: Context, task_id: str) -> None:
     """Keep trying to hand a stored submission to the API, on the configured schedule."""
     intervals = _seconds(ctx.config.submit_retry_intervals)
-    ctx.queue(SUBMIT).enqueue_in(timedelta(seconds=intervals[0]), job("submit_pending"), task_id,
-                                 job_id=f"submit-{task_id}", retry=Retry(max=len(intervals), interval=intervals),
-                                 job_timeout=120, **kept_for(ctx))
+    ctx.queue(SUBMIT).enqueue_in(
+        timedelta(seconds=intervals[0]),
+        job("submit_pending"),
+        task_id,
+        job_id=f"submit-{task_id}",
+        retry=Retry(max=len(intervals), interval=intervals),
+        job_timeout=120,
+        **kept_for(ctx),
+    )
     # the reconciler looks at the task if it is still waiting then (a job lost between Redis and a worker)
     ctx.tasks.watch(task_id, time.time() + intervals[0] + ctx.config.reconcile_quiet_seconds)
-

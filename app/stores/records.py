@@ -35,9 +35,12 @@ class RecordStore:
     def newest(self, tenant_id: str, before: float | None, count: int) -> list[tuple[str, float]]:
         """Up to ``count`` (record key, updated at), newest first, changed before ``before`` (excluded)."""
         top = f"({before!r}" if before is not None else "+inf"
-        return [(key, float(score)) for key, score in
-                self._redis.zrevrangebyscore(self.index_key(tenant_id), top, "-inf", start=0, num=count,
-                                             withscores=True)]
+        return [
+            (key, float(score))
+            for key, score in self._redis.zrevrangebyscore(
+                self.index_key(tenant_id), top, "-inf", start=0, num=count, withscores=True
+            )
+        ]
 
     def tasks_key(self, tenant_id: str, record_key: str) -> str:
         """The record's tasks by submission time (the ones still kept: retention removes the others)."""
@@ -47,11 +50,17 @@ class RecordStore:
         raw = self._redis.hgetall(self._key(tenant_id, record_key))
         if not raw:
             return None
-        return {"record_key": raw["record_key"], "run_id": raw.get("run_id") or None,
-                "runs": json.loads(raw.get("runs") or "{}"), "created_at": float(raw["created_at"]),
-                "updated_at": float(raw["updated_at"]), "credits_used": number(raw.get("credits_used")),
-                "duration_ms": int(raw.get("duration_ms", 0)), "task_count": int(raw.get("task_count", 0)),
-                "latest_task_id": raw.get("latest_task_id") or None}
+        return {
+            "record_key": raw["record_key"],
+            "run_id": raw.get("run_id") or None,
+            "runs": json.loads(raw.get("runs") or "{}"),
+            "created_at": float(raw["created_at"]),
+            "updated_at": float(raw["updated_at"]),
+            "credits_used": number(raw.get("credits_used")),
+            "duration_ms": int(raw.get("duration_ms", 0)),
+            "task_count": int(raw.get("task_count", 0)),
+            "latest_task_id": raw.get("latest_task_id") or None,
+        }
 
     def run_for(self, tenant_id: str, record_key: str, fmt: str) -> str | None:
         runs = self._redis.hget(self._key(tenant_id, record_key), "runs")
@@ -60,7 +69,9 @@ class RecordStore:
     def map_run(self, tenant_id: str, record_key: str, fmt: str, run_id: str) -> None:
         """Point the record's document of this format at ``run_id`` (a new or a restarted run)."""
         key, now = self._key(tenant_id, record_key), time.time()
-        with self._redis.pipeline() as pipe:  # WATCH: two submits for one record must not lose a format
+        with (
+            self._redis.pipeline() as pipe
+        ):  # WATCH: two submits for one record must not lose a format
             while True:
                 try:
                     pipe.watch(key)
@@ -68,8 +79,15 @@ class RecordStore:
                     runs[fmt] = run_id
                     pipe.multi()
                     pipe.hsetnx(key, "created_at", now)
-                    pipe.hset(key, mapping={"record_key": record_key, "run_id": run_id, "runs": json.dumps(runs),
-                                            "updated_at": now})
+                    pipe.hset(
+                        key,
+                        mapping={
+                            "record_key": record_key,
+                            "run_id": run_id,
+                            "runs": json.dumps(runs),
+                            "updated_at": now,
+                        },
+                    )
                     pipe.zadd(self.index_key(tenant_id), {record_key: now})
                     pipe.execute()
                     return
@@ -100,4 +118,8 @@ class RecordStore:
 
     def forget(self, tenant_id: str, record_key: str) -> bool:
         self._redis.zrem(self.index_key(tenant_id), record_key)
-        return bool(self._redis.delete(self._key(tenant_id, record_key), self.tasks_key(tenant_id, record_key)))
+        return bool(
+            self._redis.delete(
+                self._key(tenant_id, record_key), self.tasks_key(tenant_id, record_key)
+            )
+        )

@@ -29,7 +29,9 @@ if current == 'completed' or current == 'failed' or current == 'cancelled' or cu
 end
 """
 
-_TRANSITION = LUA_UNLESS_ENDED + """
+_TRANSITION = (
+    LUA_UNLESS_ENDED
+    + """
 if ARGV[1] ~= '' and current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 local new = redis.call('HGET', KEYS[1], 'status')
@@ -38,6 +40,7 @@ if new == 'completed' or new == 'failed' or new == 'cancelled' or new == 'expire
 end
 return 1
 """
+)
 
 # KEYS: the task, the recent index, the tenant's index. ARGV: when it was created, then its field/value pairs.
 _RESTORE = """
@@ -69,14 +72,27 @@ class TaskStore:
         """A tenant's tasks by creation time: what GET /v1/tasks pages through, newest first."""
         return f"{self._prefix}tasks:t:{tenant_id}"
 
-    def create(self, tenant_id: str, watch_at: float | None = None, task_id: str | None = None,
-               with_task: Callable[[Any, str], None] | None = None, **fields: Any) -> dict:
+    def create(
+        self,
+        tenant_id: str,
+        watch_at: float | None = None,
+        task_id: str | None = None,
+        with_task: Callable[[Any, str], None] | None = None,
+        **fields: Any,
+    ) -> dict:
         """A new task in `pending_submit`; ``watch_at``: when the reconciler should look at it if nothing has
         moved it on by then; ``task_id``: one chosen beforehand (a batch row's, so a crash never makes two);
         ``with_task(pipe, task_id)``: more writes made in the same transaction (its record's)."""
         task_id, now = task_id or new_id("tsk"), time.time()
-        record = {"task_id": task_id, "tenant_id": tenant_id, "status": "pending_submit", "progress": 0,
-                  "created_at": now, "updated_at": now, **fields}
+        record = {
+            "task_id": task_id,
+            "tenant_id": tenant_id,
+            "status": "pending_submit",
+            "progress": 0,
+            "created_at": now,
+            "updated_at": now,
+            **fields,
+        }
         pipe = self._redis.pipeline()
         pipe.hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in record.items()})
         pipe.zadd(self.recent_key, {task_id: now})
@@ -108,14 +124,25 @@ class TaskStore:
     def set(self, task_id: str, pipe=None, **fields: Any) -> None:
         """Fields that never race with a terminal transition (links, attempt counters), at once or queued on
         ``pipe``."""
-        (pipe or self._redis).hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in fields.items()})
+        (pipe or self._redis).hset(
+            self.key_for(task_id), mapping={k: to_field(v) for k, v in fields.items()}
+        )
 
     def restore(self, task: dict) -> bool:
         """Store again a task Redis no longer has, as it was read: a failover took the primary before the
         task's creation reached a replica (possible with RELAY_REDIS_MIN_REPLICAS=0). Nothing is written for
         a task Redis still has. True: it had to be stored again."""
-        return self._restore(keys=[self.key_for(task["task_id"]), self.recent_key, self.tenant_key(task["tenant_id"])],
-                             args=[task["created_at"], *field_pairs(task)]) == 1
+        return (
+            self._restore(
+                keys=[
+                    self.key_for(task["task_id"]),
+                    self.recent_key,
+                    self.tenant_key(task["tenant_id"]),
+                ],
+                args=[task["created_at"], *field_pairs(task)],
+            )
+            == 1
+        )
 
     def transition(self, task_id: str, expect: str = "", **fields: Any) -> bool:
         """Update a task that has not ended (and is in status ``expect``, when given)."""
@@ -148,13 +175,19 @@ class TaskStore:
         for index in (self.recent_key, self.watch_key, self.ended_key, self.tenant_key(tenant_id)):
             pipe.zrem(index, task_id)
 
-    def newest(self, index: str, before: float | None, after: float | None, count: int) -> list[tuple[str, float]]:
+    def newest(
+        self, index: str, before: float | None, after: float | None, count: int
+    ) -> list[tuple[str, float]]:
         """Up to ``count`` (task id, created at) of a time-ordered index (a tenant's, or a record's), newest
         first, created before ``before`` (excluded: the cursor of the page before) and at ``after`` or later."""
         top = f"({before!r}" if before is not None else "+inf"
         bottom = repr(after) if after is not None else "-inf"
-        return [(task_id, float(score)) for task_id, score in
-                self._redis.zrevrangebyscore(index, top, bottom, start=0, num=count, withscores=True)]
+        return [
+            (task_id, float(score))
+            for task_id, score in self._redis.zrevrangebyscore(
+                index, top, bottom, start=0, num=count, withscores=True
+            )
+        ]
 
 
 def _decoded(raw: dict) -> dict:

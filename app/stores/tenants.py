@@ -37,7 +37,9 @@ def _check_webhook_secret(secret: str) -> None:
     """Standard Webhooks secrets are ``whsec_`` + base64; standardwebhooks itself accepts almost anything."""
     body = secret.removeprefix("whsec_")
     try:
-        valid = secret.startswith("whsec_") and bool(base64.b64decode(body + "=" * (-len(body) % 4), validate=True))
+        valid = secret.startswith("whsec_") and bool(
+            base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        )
     except (binascii.Error, ValueError):
         valid = False
     if not valid:
@@ -59,7 +61,9 @@ class TenantStore:
     def key_for(self, tenant_id: str) -> str:
         return self._key("tenant", tenant_id)
 
-    def create(self, name: str, upstream_url: str, upstream_key: str, webhook_secret: str) -> tuple[Tenant, str]:
+    def create(
+        self, name: str, upstream_url: str, upstream_key: str, webhook_secret: str
+    ) -> tuple[Tenant, str]:
         """Create a tenant; returns it and its first relay API key (shown once)."""
         if not name.strip():
             raise ValueError("the tenant name must not be empty")
@@ -67,9 +71,17 @@ class TenantStore:
             raise ValueError("the upstream URL must start with http:// or https://")
         _check_webhook_secret(webhook_secret)
         tenant_id = new_id("ten")
-        record = {"tenant_id": tenant_id, "name": name.strip(), "upstream_url": upstream_url.rstrip("/"),
-                  "upstream_key": self._box.seal(upstream_key), "webhook_secret": self._box.seal(webhook_secret),
-                  "created_at": time.time(), "credits_used": 0, "duration_ms": 0, "task_count": 0}
+        record = {
+            "tenant_id": tenant_id,
+            "name": name.strip(),
+            "upstream_url": upstream_url.rstrip("/"),
+            "upstream_key": self._box.seal(upstream_key),
+            "webhook_secret": self._box.seal(webhook_secret),
+            "created_at": time.time(),
+            "credits_used": 0,
+            "duration_ms": 0,
+            "task_count": 0,
+        }
         pipe = self._redis.pipeline()
         pipe.hset(self._key("tenant", tenant_id), mapping=record)
         pipe.sadd(self._key("tenants"), tenant_id)
@@ -85,9 +97,14 @@ class TenantStore:
         raw = self._redis.hgetall(self._key("tenant", tenant_id))
         if not raw:
             return None
-        tenant = Tenant(tenant_id=raw["tenant_id"], name=raw["name"], upstream_url=raw["upstream_url"],
-                        upstream_key=self._box.open(raw["upstream_key"]),
-                        webhook_secret=self._box.open(raw["webhook_secret"]), created_at=float(raw["created_at"]))
+        tenant = Tenant(
+            tenant_id=raw["tenant_id"],
+            name=raw["name"],
+            upstream_url=raw["upstream_url"],
+            upstream_key=self._box.open(raw["upstream_key"]),
+            webhook_secret=self._box.open(raw["webhook_secret"]),
+            created_at=float(raw["created_at"]),
+        )
         self._cache[tenant_id] = (time.monotonic(), tenant)
         return tenant
 
@@ -102,7 +119,9 @@ class TenantStore:
     def list(self) -> list[Tenant]:
         return [t for tid in self.ids() if (t := self.get(tid))]
 
-    def update_upstream(self, tenant_id: str, upstream_key: str | None = None, webhook_secret: str | None = None):
+    def update_upstream(
+        self, tenant_id: str, upstream_key: str | None = None, webhook_secret: str | None = None
+    ):
         fields = {}
         if upstream_key:
             fields["upstream_key"] = self._box.seal(upstream_key)
@@ -126,9 +145,14 @@ class TenantStore:
         return api_key
 
     def keys(self, tenant_id: str) -> list[dict]:
-        metas = [json.loads(v) for v in self._redis.hgetall(self._key("tenant", tenant_id, "keys")).values()]
-        return sorted(({"key_id": m["key_id"], "created_at": m["created_at"]} for m in metas),
-                      key=lambda m: m["created_at"])
+        metas = [
+            json.loads(v)
+            for v in self._redis.hgetall(self._key("tenant", tenant_id, "keys")).values()
+        ]
+        return sorted(
+            ({"key_id": m["key_id"], "created_at": m["created_at"]} for m in metas),
+            key=lambda m: m["created_at"],
+        )
 
     def revoke_key(self, tenant_id: str, key_id: str) -> bool:
         raw = self._redis.hget(self._key("tenant", tenant_id, "keys"), key_id)
@@ -159,9 +183,14 @@ class TenantStore:
     # -- usage and maintenance ----------------------------------------------------------------------
 
     def usage(self, tenant_id: str) -> dict:
-        credits, ms, tasks = self._redis.hmget(self._key("tenant", tenant_id), "credits_used", "duration_ms",
-                                               "task_count")
-        return {"credits_used": number(credits), "duration_ms": int(ms or 0), "task_count": int(tasks or 0)}
+        credits, ms, tasks = self._redis.hmget(
+            self._key("tenant", tenant_id), "credits_used", "duration_ms", "task_count"
+        )
+        return {
+            "credits_used": number(credits),
+            "duration_ms": int(ms or 0),
+            "task_count": int(tasks or 0),
+        }
 
     def reseal_all(self) -> int:
         """Re-encrypt every stored secret with the newest encryption key."""
@@ -169,7 +198,12 @@ class TenantStore:
         for tenant_id in self._redis.smembers(self._key("tenants")):
             key = self._key("tenant", tenant_id)
             sealed = self._redis.hmget(key, "upstream_key", "webhook_secret")
-            self._redis.hset(key, mapping={"upstream_key": self._box.reseal(sealed[0]),
-                                           "webhook_secret": self._box.reseal(sealed[1])})
+            self._redis.hset(
+                key,
+                mapping={
+                    "upstream_key": self._box.reseal(sealed[0]),
+                    "webhook_secret": self._box.reseal(sealed[1]),
+                },
+            )
             count += 1
         return count

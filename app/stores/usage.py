@@ -15,7 +15,29 @@ from redis import Redis
 from app.core.ids import digest
 
 FIELDS = ("credits_used", "task_count", "duration_ms")
-SECONDS_BOUNDS = (1, 2, 5, 10, 15, 30, 45, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1500, 1800, 2700, 3600)
+SECONDS_BOUNDS = (
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    45,
+    60,
+    90,
+    120,
+    180,
+    240,
+    300,
+    420,
+    600,
+    900,
+    1200,
+    1500,
+    1800,
+    2700,
+    3600,
+)
 """The upper bounds of the generation-time histogram's buckets (completed tasks' agent time, by day): the
 dashboard's p50 and p95 come from it, within a bucket's width. A last bucket takes the rest."""
 
@@ -51,7 +73,9 @@ if outcome == 'completed' and tonumber(ARGV[2]) > 0 then
   redis.call('HINCRBY', row, 'h:' .. bucket, 1)
 end
 redis.call('EXPIRE', row, ttl)
-""".replace("@BOUNDS@", ", ".join(map(str, SECONDS_BOUNDS))).replace("@LAST@", str(len(SECONDS_BOUNDS) + 1))
+""".replace("@BOUNDS@", ", ".join(map(str, SECONDS_BOUNDS))).replace(
+    "@LAST@", str(len(SECONDS_BOUNDS) + 1)
+)
 
 
 def number(raw: str | float | int | None) -> int | float:
@@ -91,7 +115,9 @@ class UsageRows:
             pipe.hgetall(self.key_for(tenant_id, day))
         return list(zip(days, pipe.execute(), strict=True))
 
-    def spent(self, tenant_id: str, first: date, last: date, record_key: str | None = None) -> float:
+    def spent(
+        self, tenant_id: str, first: date, last: date, record_key: str | None = None
+    ) -> float:
         """Credits from ``first`` to ``last`` (both included): the tenant's, or one record's."""
         field = record_prefix(record_key) + "credits_used" if record_key else "credits_used"
         pipe = self._redis.pipeline()
@@ -99,7 +125,9 @@ class UsageRows:
             pipe.hget(self.key_for(tenant_id, day), field)
         return sum(float(value or 0) for value in pipe.execute())
 
-    def count_delivery(self, pipe, tenant_id: str, kind: str, outcome: str, when: float, life: int) -> None:
+    def count_delivery(
+        self, pipe, tenant_id: str, kind: str, outcome: str, when: float, life: int
+    ) -> None:
         """Queue on ``pipe`` one delivery's outcome (delivered or dead) in its day's row."""
         key = self.key_for(tenant_id, day_of(when))
         pipe.hincrby(key, f"d:{kind}:{outcome}", 1)
@@ -109,7 +137,6 @@ class UsageRows:
         """A dead delivery replayed: it no longer counts as dead on the day it died (its new outcome will
         count on its own day), unless that day's row is gone."""
         self._uncount(keys=[self.key_for(tenant_id, day_of(died_at))], args=[f"d:{kind}:dead"])
-
 
 
 def _days(first: date, last: date) -> list[str]:
@@ -122,17 +149,23 @@ def days_of(stored: list[tuple[str, dict]], record_key: str | None = None) -> li
     for day, raw in stored:
         row = totals(raw, record_prefix(record_key) if record_key else "")
         if row["task_count"]:
-            rows.append({"date": day, **row, **({} if record_key else {"records": records_of(raw)})})
+            rows.append(
+                {"date": day, **row, **({} if record_key else {"records": records_of(raw)})}
+            )
     return rows
 
 
 def totals(raw: dict, prefix: str = "") -> dict:
     """The totals of a stored row, or of its part under ``prefix`` (a record's, a format's)."""
-    return {"credits_used": number(raw.get(prefix + "credits_used")),
-            "task_count": int(raw.get(prefix + "task_count") or 0),
-            "duration_ms": int(raw.get(prefix + "duration_ms") or 0)}
+    return {
+        "credits_used": number(raw.get(prefix + "credits_used")),
+        "task_count": int(raw.get(prefix + "task_count") or 0),
+        "duration_ms": int(raw.get(prefix + "duration_ms") or 0),
+    }
 
 
 def records_of(raw: dict) -> list[dict]:
-    prefixes = sorted(name.removesuffix("key") for name in raw if name.startswith("r:") and name.endswith(":key"))
+    prefixes = sorted(
+        name.removesuffix("key") for name in raw if name.startswith("r:") and name.endswith(":key")
+    )
     return [{"record_key": raw[prefix + "key"], **totals(raw, prefix)} for prefix in prefixes]

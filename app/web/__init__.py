@@ -11,7 +11,20 @@ from app.core import logs, redis_connection
 from app.core.config import RelayConfig
 from app.domain.budgets import BudgetExceeded
 from app.stores.context import Context, build_context, install
-from app.web import api, batches, dashboard, fanout, files, health, intake, integrations, limits, listing, slack, spend
+from app.web import (
+    api,
+    batches,
+    dashboard,
+    fanout,
+    files,
+    health,
+    intake,
+    integrations,
+    limits,
+    listing,
+    slack,
+    spend,
+)
 from app.web.base import storage_error
 from schemas.http import ApiError, internal_error, register_error_handlers, respond
 
@@ -33,7 +46,9 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     register_error_handlers(app)
     app.register_error_handler(RedisError, _storage_unavailable)
     app.register_error_handler(BudgetExceeded, _budget_exceeded)
-    app.before_request(logs.reset)  # gunicorn threads serve many requests: start each with no log fields
+    app.before_request(
+        logs.reset
+    )  # gunicorn threads serve many requests: start each with no log fields
     app.before_request(_refuse_large_bodies)
 
     app.register_blueprint(health.bp)
@@ -47,8 +62,13 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.register_blueprint(slack.bp)
     dashboard.install_dashboard(app)
     config = ctx.config
-    limits.install_limits(app, config.rate_limit, redis_connection.url_for_libraries(config), config.key_prefix,
-                          [api.bp, batches.bp, listing.bp, spend.bp, fanout.bp])
+    limits.install_limits(
+        app,
+        config.rate_limit,
+        redis_connection.url_for_libraries(config),
+        config.key_prefix,
+        [api.bp, batches.bp, listing.bp, spend.bp, fanout.bp],
+    )
     # the API's webhooks skip Flask's request machinery: the relay's hottest path (app/web/intake.py)
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {intake.PREFIX: intake.UpstreamIntake(ctx)})  # type: ignore[method-assign]
     return app
@@ -64,15 +84,29 @@ def _refuse_large_bodies() -> None:
     if length is None and request.environ.get("wsgi.input_terminated"):
         length = len(request.get_data(cache=True))
     if (length or 0) > limit:
-        raise ApiError(413, "payload_too_large", f"The request body is larger than {limit // 1024} KiB.")
+        raise ApiError(
+            413, "payload_too_large", f"The request body is larger than {limit // 1024} KiB."
+        )
 
 
 def _budget_exceeded(exc: BudgetExceeded):
     """402 from any endpoint that submits: which budget, what was spent, when it resets."""
     budget = exc.budget
-    return respond(ApiError(402, "budget_exceeded", exc.message, field="budget", budget={
-        "scope": budget["scope"], "record_key": budget["record_key"], "monthly_credits": budget["monthly_credits"],
-        "spent": budget["spent"], "resets_at": budget["period"]["resets_at"]}))
+    return respond(
+        ApiError(
+            402,
+            "budget_exceeded",
+            exc.message,
+            field="budget",
+            budget={
+                "scope": budget["scope"],
+                "record_key": budget["record_key"],
+                "monthly_credits": budget["monthly_credits"],
+                "spent": budget["spent"],
+                "resets_at": budget["period"]["resets_at"],
+            },
+        )
+    )
 
 
 def _storage_unavailable(exc: RedisError):

@@ -27,8 +27,14 @@ bp.before_request(require_tenant)
 @bp.get("/me")
 def me():
     current = tenant()
-    return jsonify({"tenant_id": current.tenant_id, "name": current.name, "upstream_url": current.upstream_url,
-                    "usage": ctx().tenants.usage(current.tenant_id)})
+    return jsonify(
+        {
+            "tenant_id": current.tenant_id,
+            "name": current.name,
+            "upstream_url": current.upstream_url,
+            "usage": ctx().tenants.usage(current.tenant_id),
+        }
+    )
 
 
 @bp.get("/formats")
@@ -43,17 +49,27 @@ def check_destinations(body: dict) -> None:
         if ref.get("id"):
             saved = ctx().destinations.get(tenant().tenant_id, ref["id"])
             if saved is None:
-                raise ApiError(404, "destination_not_found", "no saved destination with this id",
-                               field=f"destinations.{n}.id")
+                raise ApiError(
+                    404,
+                    "destination_not_found",
+                    "no saved destination with this id",
+                    field=f"destinations.{n}.id",
+                )
             if saved["kind"] in RECORD_KINDS:
-                raise ApiError(400, "invalid_request", f"a {saved['kind']} connection writes back to the record: "
-                               "name it in write_back.connection", field=f"destinations.{n}.id")
+                raise ApiError(
+                    400,
+                    "invalid_request",
+                    f"a {saved['kind']} connection writes back to the record: "
+                    "name it in write_back.connection",
+                    field=f"destinations.{n}.id",
+                )
             continue
         try:
             ref["config"] = check_config(ref["kind"], ref.get("config") or {})
         except schemas.SchemaViolation as exc:
-            raise schemas.SchemaViolation([schemas.FieldError(f"destinations.{n}.{e.field}", e.message)
-                                           for e in exc.errors]) from None
+            raise schemas.SchemaViolation(
+                [schemas.FieldError(f"destinations.{n}.{e.field}", e.message) for e in exc.errors]
+            ) from None
 
 
 @bp.post("/documents")
@@ -67,19 +83,32 @@ def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
     """``answer()``, or the answer it gave before to the same Idempotency-Key and body."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 255:
-        raise ApiError(400, "invalid_request", "Idempotency-Key must be at most 255 characters.",
-                       field="Idempotency-Key")
+        raise ApiError(
+            400,
+            "invalid_request",
+            "Idempotency-Key must be at most 255 characters.",
+            field="Idempotency-Key",
+        )
     if not key:
         return answer()
     store, tenant_id, print_ = ctx().idempotency, tenant().tenant_id, fingerprint(body)
     try:
         stored = store.begin(tenant_id, key, print_)
     except KeyReused:
-        raise ApiError(422, "idempotency_key_reused", "This Idempotency-Key was used with a different request.",
-                       field="Idempotency-Key") from None
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request.",
+            field="Idempotency-Key",
+        ) from None
     except RequestInProgress:
-        raise ApiError(409, "request_in_progress", "A request with this Idempotency-Key is still being processed.",
-                       field="Idempotency-Key", headers={"Retry-After": "1"}) from None
+        raise ApiError(
+            409,
+            "request_in_progress",
+            "A request with this Idempotency-Key is still being processed.",
+            field="Idempotency-Key",
+            headers={"Retry-After": "1"},
+        ) from None
     if stored is not None:
         return jsonify(stored.body), stored.status, {"Idempotent-Replayed": "true"}
     try:
@@ -122,8 +151,14 @@ def _answer(task: dict) -> tuple[int, dict]:
         links["record"] = public(record_path(view["record_key"]))
     if task["status"] in TERMINAL:
         return 200, {**view, "links": links}
-    return 202, {"task_id": view["task_id"], "run_id": view["run_id"], "record_key": view["record_key"],
-                 "status": view["status"], "run_restarted": view["run_restarted"], "links": links}
+    return 202, {
+        "task_id": view["task_id"],
+        "run_id": view["run_id"],
+        "record_key": view["record_key"],
+        "status": view["status"],
+        "run_restarted": view["run_restarted"],
+        "links": links,
+    }
 
 
 @bp.get("/tasks/<task_id>")
@@ -154,7 +189,9 @@ def get_record(record_key: str):
     tasks = ctx().tasks.many(ctx().records.task_ids(tenant_id, record_key))
     view = record_view(record, tasks)
     if view["latest_result"]:
-        view["latest_result"]["file_url"] = deliveries.file_link(ctx(), view["latest_result"]["task_id"])
+        view["latest_result"]["file_url"] = deliveries.file_link(
+            ctx(), view["latest_result"]["task_id"]
+        )
     return jsonify(view)
 
 
@@ -181,10 +218,21 @@ def create_export():
         link = exports.export_link(ctx(), tenant(), task, body["format"])
     except UpstreamError as exc:
         status = 502 if exc.status is None or exc.status >= 500 else 409
-        raise ApiError(status, "export_failed", f"The API could not export the document: {exc.message}",
-                       field="format") from None
-    return jsonify({"task_id": task["task_id"], "run_id": task["run_id"], "record_key": task.get("record_key") or None,
-                    "format": body["format"], "file_url": link}), 201
+        raise ApiError(
+            status,
+            "export_failed",
+            f"The API could not export the document: {exc.message}",
+            field="format",
+        ) from None
+    return jsonify(
+        {
+            "task_id": task["task_id"],
+            "run_id": task["run_id"],
+            "record_key": task.get("record_key") or None,
+            "format": body["format"],
+            "file_url": link,
+        }
+    ), 201
 
 
 def _export_source(body: dict) -> dict:
@@ -192,9 +240,13 @@ def _export_source(body: dict) -> dict:
     if body.get("task_id"):
         task = ctx().tasks.get(body["task_id"], tenant_id)
         if task is None or task["status"] != "completed":
-            raise ApiError(404, "task_not_found", "No completed task with that id.", field="task_id")
+            raise ApiError(
+                404, "task_not_found", "No completed task with that id.", field="task_id"
+            )
         return task
     latest = exports.latest_document(ctx(), tenant_id, body["record_key"])
     if latest is None:
-        raise ApiError(404, "record_not_found", "This record has no finished document yet.", field="record_key")
+        raise ApiError(
+            404, "record_not_found", "This record has no finished document yet.", field="record_key"
+        )
     return latest

@@ -22,8 +22,13 @@ def storage_error(exc: RedisError) -> ApiError | None:
     if kind is None:
         return None
     storage.count(kind, "web", exc)
-    return ApiError(503, "storage_unavailable", storage.MESSAGES[kind], reason=kind,
-                    headers={"Retry-After": str(storage.RETRY_AFTER_SECONDS)})
+    return ApiError(
+        503,
+        "storage_unavailable",
+        storage.MESSAGES[kind],
+        reason=kind,
+        headers={"Retry-After": str(storage.RETRY_AFTER_SECONDS)},
+    )
 
 
 def ctx() -> Context:
@@ -38,12 +43,20 @@ def require_tenant() -> None:
 def authenticate() -> Tenant:
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(401, "unauthorized", "Send your relay API key as 'Authorization: Bearer <key>'.",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Send your relay API key as 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     tenant = ctx().tenants.authenticate(key.strip())
     if tenant is None:
-        raise ApiError(401, "invalid_api_key", "That API key is not valid (revoked or mistyped).",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            "That API key is not valid (revoked or mistyped).",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     g.tenant = tenant
     logs.bind(tenant=tenant.tenant_id)
     return tenant

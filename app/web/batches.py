@@ -35,10 +35,15 @@ def _create(body: dict) -> tuple[Response, int]:
     except batches.BatchInvalid as exc:
         faults = [{"row": f.row, "column": f.column, "message": f.message} for f in exc.faults]
         first = exc.faults[0]
-        raise ApiError(400, "invalid_batch", f"{_faults(len(faults))}; the first: row "
-                       f"{first.row}, {first.column or 'the file'}: {first.message}",
-                       field=f"rows.{first.row - 1}.{first.column}" if first.row else first.column or "rows",
-                       errors=faults[:batches.MAX_ERRORS], count=len(faults)) from None
+        raise ApiError(
+            400,
+            "invalid_batch",
+            f"{_faults(len(faults))}; the first: row "
+            f"{first.row}, {first.column or 'the file'}: {first.message}",
+            field=f"rows.{first.row - 1}.{first.column}" if first.row else first.column or "rows",
+            errors=faults[: batches.MAX_ERRORS],
+            count=len(faults),
+        ) from None
     return jsonify(_answer(batch)), 202
 
 
@@ -55,7 +60,12 @@ def _batch_body() -> dict[str, Any]:
     if kind == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
-            raise ApiError(400, "invalid_request", "a multipart batch needs a CSV in its file field", field="file")
+            raise ApiError(
+                400,
+                "invalid_request",
+                "a multipart batch needs a CSV in its file field",
+                field="file",
+            )
         return _from_csv(upload.read().decode("utf-8", errors="replace"), request.form)
     return json_body("relay/batch-create.json")
 
@@ -72,7 +82,9 @@ def _from_csv(text: str, settings) -> dict[str, Any]:
     if settings.get("skip_done"):
         body["skip_done"] = settings["skip_done"].lower() not in ("false", "0", "no")
     if settings.get("destinations"):
-        body["destinations"] = [{"id": ref.strip()} for ref in settings["destinations"].split(",") if ref.strip()]
+        body["destinations"] = [
+            {"id": ref.strip()} for ref in settings["destinations"].split(",") if ref.strip()
+        ]
     if settings.get("write_back"):
         body["write_back"] = {"connection": settings["write_back"]}
     schemas.validate("relay/batch-create.json", body)
@@ -88,7 +100,9 @@ def get_batch(batch_id: str):
 def batch_rows_page(batch_id: str):
     query = query_params("relay/batch-rows-query.json")
     batch = _batch(batch_id)
-    rows, cursor = batches.page(ctx(), batch, query.get("state"), query.get("cursor", 0), query.get("limit", 100))
+    rows, cursor = batches.page(
+        ctx(), batch, query.get("state"), query.get("cursor", 0), query.get("limit", 100)
+    )
     return jsonify({"items": rows, "next_cursor": cursor})
 
 
@@ -103,7 +117,9 @@ def retry_batch(batch_id: str):
 def cancel_batch(batch_id: str):
     batch = _batch(batch_id)
     if batch["status"] != "running":
-        raise ApiError(409, "batch_ended", f"the batch has ended ({batch['status']})", field="batch_id")
+        raise ApiError(
+            409, "batch_ended", f"the batch has ended ({batch['status']})", field="batch_id"
+        )
     cancelled = batches.cancel(ctx(), batch)
     return jsonify({**_answer(ctx().batches.get(batch_id) or batch), "cancelled": cancelled}), 202
 
@@ -111,15 +127,21 @@ def cancel_batch(batch_id: str):
 @bp.get("/batches/<batch_id>/files.zip")
 def batch_archive(batch_id: str):
     batch = _batch(batch_id)
-    return Response(batch_files.archive(ctx(), batch), mimetype="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{batch_id}.zip"'})
+    return Response(
+        batch_files.archive(ctx(), batch),
+        mimetype="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{batch_id}.zip"'},
+    )
 
 
 @bp.get("/batches/<batch_id>/manifest.csv")
 def batch_manifest(batch_id: str):
     batch = _batch(batch_id)
-    return Response(batch_files.manifest(ctx(), batch), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{batch_id}.csv"'})
+    return Response(
+        batch_files.manifest(ctx(), batch),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{batch_id}.csv"'},
+    )
 
 
 def _batch(batch_id: str) -> dict:
@@ -131,6 +153,14 @@ def _batch(batch_id: str) -> dict:
 
 def _answer(batch: dict) -> dict:
     path = f"/v1/batches/{batch['batch_id']}"
-    links = {"batch": public(path), "rows": public(f"{path}/rows"), "manifest": public(f"{path}/manifest.csv"),
-             "zip": public(f"{path}/files.zip")}
-    return {**batch_rows.view(batch), "deliveries": deliveries.for_task(ctx(), batch), "links": links}
+    links = {
+        "batch": public(path),
+        "rows": public(f"{path}/rows"),
+        "manifest": public(f"{path}/manifest.csv"),
+        "zip": public(f"{path}/files.zip"),
+    }
+    return {
+        **batch_rows.view(batch),
+        "deliveries": deliveries.for_task(ctx(), batch),
+        "links": links,
+    }

@@ -9,7 +9,18 @@ from functools import wraps
 from urllib.parse import urlsplit
 
 import rq_dashboard
-from flask import Blueprint, Flask, abort, flash, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 
@@ -38,9 +49,13 @@ class DashboardSessions(SecureCookieSessionInterface):
 def install_dashboard(app: Flask) -> None:
     config = app.extensions["relay"].config
     app.secret_key = app.extensions["relay"].secret
-    app.config.update(WTF_CSRF_CHECK_DEFAULT=False,  # only the dashboard's forms carry a CSRF token
-                      SESSION_COOKIE_PATH=bp.url_prefix, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      SESSION_COOKIE_SECURE=urlsplit(config.public_url).scheme == "https")
+    app.config.update(
+        WTF_CSRF_CHECK_DEFAULT=False,  # only the dashboard's forms carry a CSRF token
+        SESSION_COOKIE_PATH=bp.url_prefix,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=urlsplit(config.public_url).scheme == "https",
+    )
     app.session_interface = DashboardSessions()
     csrf.init_app(app)
     app.register_blueprint(bp)
@@ -59,7 +74,9 @@ def _gate(next_path: str):
     if signed_in():
         return None
     if request.path.startswith("/dashboard/api/"):
-        return jsonify({"error": {"code": "unauthorized", "message": "Sign in at /dashboard/login."}}), 401
+        return jsonify(
+            {"error": {"code": "unauthorized", "message": "Sign in at /dashboard/login."}}
+        ), 401
     return redirect(url_for("dashboard.login", next=next_path))
 
 
@@ -87,7 +104,9 @@ def login():
             session.clear()
             session["admin"] = True
             target = request.args.get("next", "")
-            return redirect(target if target.startswith("/dashboard") else url_for("dashboard.overview"))
+            return redirect(
+                target if target.startswith("/dashboard") else url_for("dashboard.overview")
+            )
         error = "That admin token is not right."
     return render_template("dashboard/login.html", error=error), 401 if error else 200
 
@@ -103,9 +122,16 @@ def logout():
 @admin_only
 def overview():
     tasks, next_cursor, chosen = _task_page()
-    return render_template("dashboard/tasks.html", tasks=tasks, next_cursor=next_cursor, chosen=chosen,
-                           tenants=ctx().tenants.list(), statuses=STATUSES, formats=document_formats(),
-                           page="tasks")
+    return render_template(
+        "dashboard/tasks.html",
+        tasks=tasks,
+        next_cursor=next_cursor,
+        chosen=chosen,
+        tenants=ctx().tenants.list(),
+        statuses=STATUSES,
+        formats=document_formats(),
+        page="tasks",
+    )
 
 
 @bp.get("/api/tasks")
@@ -113,23 +139,42 @@ def overview():
 def tasks_json():
     """What the task list polls every 2 seconds: the same page, fresh."""
     tasks, _, _ = _task_page()
-    return jsonify({"items": [{k: t[k] for k in ("task_id", "status", "phase", "progress", "turn_index", "error")}
-                              | {"deliveries": [{"delivery_id": d["delivery_id"], "state": d["state"]}
-                                                for d in t["deliveries"]]}
-                              for t in tasks]})
+    return jsonify(
+        {
+            "items": [
+                {k: t[k] for k in ("task_id", "status", "phase", "progress", "turn_index", "error")}
+                | {
+                    "deliveries": [
+                        {"delivery_id": d["delivery_id"], "state": d["state"]}
+                        for d in t["deliveries"]
+                    ]
+                }
+                for t in tasks
+            ]
+        }
+    )
 
 
 def _task_page() -> tuple[list[dict], float | None, dict]:
     """The task list's page from the query: tenant, status, record, format and the cursor (values that are not
     among the choices are left out, as a search form would)."""
     args = request.args
-    chosen = {"tenant": args.get("tenant", ""), "status": args.get("status", ""),
-              "record_key": args.get("record_key", "").strip(), "format": args.get("format", ""),
-              "cursor": args.get("cursor", "")}
+    chosen = {
+        "tenant": args.get("tenant", ""),
+        "status": args.get("status", ""),
+        "record_key": args.get("record_key", "").strip(),
+        "format": args.get("format", ""),
+        "cursor": args.get("cursor", ""),
+    }
     chosen["status"] = chosen["status"] if chosen["status"] in STATUSES else ""
-    chosen["format"] = chosen["format"] if chosen["format"] in {f["id"] for f in document_formats()} else ""
-    wanted = listing.TaskFilter(status=chosen["status"] or None, record_key=chosen["record_key"] or None,
-                                format=chosen["format"] or None)
+    chosen["format"] = (
+        chosen["format"] if chosen["format"] in {f["id"] for f in document_formats()} else ""
+    )
+    wanted = listing.TaskFilter(
+        status=chosen["status"] or None,
+        record_key=chosen["record_key"] or None,
+        format=chosen["format"] or None,
+    )
     try:
         cursor = float(chosen["cursor"]) if chosen["cursor"] else None
     except ValueError:
@@ -149,10 +194,15 @@ def cancel_task(task_id: str):
         flash(f"Task {task_id} is cancelled.")
     else:
         ended = ctx().tasks.get(task_id) or task
-        flash(f"Task {task_id} has ended ({ended['status']}): nothing to cancel." if ended["status"] in TERMINAL
-              else f"The API did not take the cancel of {task_id}; try again.")
+        flash(
+            f"Task {task_id} has ended ({ended['status']}): nothing to cancel."
+            if ended["status"] in TERMINAL
+            else f"The API did not take the cancel of {task_id}; try again."
+        )
     back = request.form.get("back", "")
-    return redirect(back if back.startswith("/dashboard") else url_for("dashboard.task_detail", task_id=task_id))
+    return redirect(
+        back if back.startswith("/dashboard") else url_for("dashboard.task_detail", task_id=task_id)
+    )
 
 
 @bp.get("/usage")
@@ -160,8 +210,13 @@ def cancel_task(task_id: str):
 def usage():
     days = _days()
     data = admin.usage_overview(ctx(), days)
-    return render_template("dashboard/usage.html", data=data, days=days, page="usage",
-                           charts=views.overview_charts(data))
+    return render_template(
+        "dashboard/usage.html",
+        data=data,
+        days=days,
+        page="usage",
+        charts=views.overview_charts(data),
+    )
 
 
 @bp.get("/usage/<tenant_id>")
@@ -171,8 +226,13 @@ def tenant_usage(tenant_id: str):
     data = admin.tenant_usage(ctx(), tenant_id, days)
     if data is None:
         abort(404)
-    return render_template("dashboard/tenant_usage.html", data=data, days=days, page="usage",
-                           chart=views.tenant_chart(data))
+    return render_template(
+        "dashboard/tenant_usage.html",
+        data=data,
+        days=days,
+        page="usage",
+        chart=views.tenant_chart(data),
+    )
 
 
 def _days() -> int:
@@ -192,7 +252,9 @@ def task_detail(task_id: str):
 @bp.get("/batches")
 @admin_only
 def batch_list():
-    return render_template("dashboard/batches.html", items=admin.batches_list(ctx()), page="batches")
+    return render_template(
+        "dashboard/batches.html", items=admin.batches_list(ctx()), page="batches"
+    )
 
 
 def _batch_page(batch_id: str) -> tuple[dict, str | None, int]:
@@ -210,8 +272,14 @@ def _batch_page(batch_id: str) -> tuple[dict, str | None, int]:
 @admin_only
 def batch_detail(batch_id: str):
     found, state, cursor = _batch_page(batch_id)
-    return render_template("dashboard/batch.html", batch=found, state=state, cursor=cursor, states=ROW_STATES,
-                           page="batches")
+    return render_template(
+        "dashboard/batch.html",
+        batch=found,
+        state=state,
+        cursor=cursor,
+        states=ROW_STATES,
+        page="batches",
+    )
 
 
 @bp.get("/api/batches/<batch_id>")
@@ -239,7 +307,9 @@ def batch_action(batch_id: str, action: str):
 @bp.get("/dead-letters")
 @admin_only
 def dead_letters():
-    return render_template("dashboard/dead_letters.html", items=admin.dead_letters(ctx()), page="dead")
+    return render_template(
+        "dashboard/dead_letters.html", items=admin.dead_letters(ctx()), page="dead"
+    )
 
 
 @bp.post("/deliveries/<delivery_id>/replay")
@@ -249,8 +319,11 @@ def replay(delivery_id: str):
         flash(f"Delivery {delivery_id} is queued again.")
     else:
         flash(f"Delivery {delivery_id} was already delivered or does not exist.")
-    return redirect(request.form.get("back") if request.form.get("back", "").startswith("/dashboard")
-                    else url_for("dashboard.dead_letters"))
+    return redirect(
+        request.form.get("back")
+        if request.form.get("back", "").startswith("/dashboard")
+        else url_for("dashboard.dead_letters")
+    )
 
 
 @bp.get("/records")
@@ -275,7 +348,9 @@ def _mount_rq_dashboard(app: Flask) -> None:
     """rq-dashboard's blueprint at /dashboard/rq, on the relay's Redis, behind the admin sign-in."""
     config = app.extensions["relay"].config
     app.config.setdefault("RQ_DASHBOARD_REDIS_URL", [redis_connection.url_for_libraries(config)])
-    app.config.setdefault("RQ_DASHBOARD_REDIS_SENTINEL_PASSWORD", config.redis_sentinel_password or None)
+    app.config.setdefault(
+        "RQ_DASHBOARD_REDIS_SENTINEL_PASSWORD", config.redis_sentinel_password or None
+    )
     app.config.setdefault("RQ_DASHBOARD_REDIS_PASSWORD", config.redis_password or None)
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="/dashboard/rq")

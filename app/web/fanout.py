@@ -32,7 +32,9 @@ def create_destination():
     body = json_body("relay/destination-create.json")
     config = check_config(body["kind"], body["config"])
     tenant_id = tenant().tenant_id
-    saved = ctx().destinations.create(tenant_id, body["name"], body["kind"], config, body.get("export"))
+    saved = ctx().destinations.create(
+        tenant_id, body["name"], body["kind"], config, body.get("export")
+    )
     if body.get("default"):
         ctx().destinations.set_default(tenant_id, body["kind"], saved["id"])
     return jsonify(_shown(saved, ctx().destinations.defaults(tenant_id))), 201
@@ -40,11 +42,20 @@ def create_destination():
 
 @bp.get("/destinations")
 def list_destinations():
-    kinds = set(filter(None, query_params("relay/destinations-query.json").get("kind", "").split(",")))
+    kinds = set(
+        filter(None, query_params("relay/destinations-query.json").get("kind", "").split(","))
+    )
     tenant_id = tenant().tenant_id
     defaults = ctx().destinations.defaults(tenant_id)
-    return jsonify({"items": [_shown(d, defaults) for d in ctx().destinations.list(tenant_id)
-                              if not kinds or d["kind"] in kinds]})
+    return jsonify(
+        {
+            "items": [
+                _shown(d, defaults)
+                for d in ctx().destinations.list(tenant_id)
+                if not kinds or d["kind"] in kinds
+            ]
+        }
+    )
 
 
 @bp.get("/destinations/<destination_id>")
@@ -64,11 +75,17 @@ def update_destination(destination_id: str):
     if saved is None:
         raise ApiError(404, "destination_not_found", "No destination with that id.")
     if "default" in body and saved["kind"] not in RECORD_KINDS:
-        raise ApiError(400, "invalid_request", "Only a write-back connection (hubspot, airtable, sheets) can be "
-                       "a default.", field="default")
+        raise ApiError(
+            400,
+            "invalid_request",
+            "Only a write-back connection (hubspot, airtable, sheets) can be a default.",
+            field="default",
+        )
     changes = {name: body[name] for name in ("name", "export") if name in body}
     if "config" in body:
-        changes["config"] = check_config(saved["kind"], merged_config(saved["kind"], saved["config"], body["config"]))
+        changes["config"] = check_config(
+            saved["kind"], merged_config(saved["kind"], saved["config"], body["config"])
+        )
     updated = store.update(tenant_id, destination_id, **changes)
     if body.get("default"):
         store.set_default(tenant_id, saved["kind"], destination_id)
@@ -106,7 +123,9 @@ def unsubscribe(hook_id: str):
 @bp.get("/deliveries")
 def list_dead_letters():
     """The dead-letter list: deliveries that failed for good, newest first."""
-    return jsonify({"items": [deliveries.view(d) for d in deliveries.dead_letters(ctx(), tenant().tenant_id)]})
+    return jsonify(
+        {"items": [deliveries.view(d) for d in deliveries.dead_letters(ctx(), tenant().tenant_id)]}
+    )
 
 
 @bp.get("/deliveries/<delivery_id>")
@@ -122,5 +141,7 @@ def replay(delivery_id: str):
     if deliveries.get(ctx(), delivery_id, tenant().tenant_id) is None:
         raise ApiError(404, "delivery_not_found", "No delivery with that id.")
     if not deliveries.replay(ctx(), delivery_id):
-        raise ApiError(409, "already_delivered", "This delivery already succeeded; nothing to replay.")
+        raise ApiError(
+            409, "already_delivered", "This delivery already succeeded; nothing to replay."
+        )
     return jsonify(deliveries.view(deliveries.get(ctx(), delivery_id) or {})), 202

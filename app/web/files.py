@@ -19,7 +19,9 @@ def file(token: str):
     try:
         payload = ctx().tokens.open_file(token, max_age=ctx().config.files_link_ttl_seconds)
     except TokenExpired:
-        raise ApiError(410, "link_expired", "This link has expired; ask for the document again.") from None
+        raise ApiError(
+            410, "link_expired", "This link has expired; ask for the document again."
+        ) from None
     except TokenInvalid:
         raise ApiError(404, "link_invalid", "This link is not valid.") from None
     if payload.get("b"):  # a batch's manifest, or its ZIP (app.domain.batch_files)
@@ -30,11 +32,17 @@ def file(token: str):
         raise ApiError(404, "not_found", "The document behind this link is gone.")
     try:
         with ctx().upstream(tenant) as client:
-            url = (client.export(task["run_id"], payload["x"]).download_url if payload.get("x")
-                   else client.download_location(task["run_id"]))
+            url = (
+                client.export(task["run_id"], payload["x"]).download_url
+                if payload.get("x")
+                else client.download_location(task["run_id"])
+            )
     except UpstreamError as exc:
-        raise ApiError(502 if exc.status is None or exc.status >= 500 else 410, "document_unavailable",
-                       f"The document cannot be fetched right now: {exc.message}") from None
+        raise ApiError(
+            502 if exc.status is None or exc.status >= 500 else 410,
+            "document_unavailable",
+            f"The document cannot be fetched right now: {exc.message}",
+        ) from None
     return redirect(url, code=302)
 
 
@@ -43,7 +51,13 @@ def _batch_file(payload: dict) -> Response:
     if batch is None:
         raise ApiError(404, "not_found", "The batch behind this link is gone.")
     if payload.get("z"):
-        return Response(batch_files.archive(ctx(), batch), mimetype="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="{batch["batch_id"]}.zip"'})
-    return Response(batch_files.manifest(ctx(), batch), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{batch["batch_id"]}.csv"'})
+        return Response(
+            batch_files.archive(ctx(), batch),
+            mimetype="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{batch["batch_id"]}.zip"'},
+        )
+    return Response(
+        batch_files.manifest(ctx(), batch),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{batch["batch_id"]}.csv"'},
+    )

@@ -19,7 +19,9 @@ from app.core.logs import GUNICORN_LOGCONFIG
 bind = os.environ.get("RELAY_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("RELAY_WEB_THREADS", "8"))  # `wait` on POST /v1/documents holds a thread
+threads = int(
+    os.environ.get("RELAY_WEB_THREADS", "8")
+)  # `wait` on POST /v1/documents holds a thread
 timeout = 60
 graceful_timeout = 30
 keepalive = 5
@@ -53,6 +55,7 @@ def quit_at_once(worker: Worker, leave: Callable[[int], object] = os._exit) -> C
     holds, or left a pool thread started and unknown to the pool, which the interpreter's exit then waited
     for. Either way the process hung until the arbiter's SIGKILL, 30 s later. A quick stop ends the
     process at once instead; the requests in flight are cut short, as gunicorn's quick stop means."""
+
     def quit(signum, frame) -> None:
         worker.alive = False
         worker.cfg.worker_int(worker)

@@ -28,16 +28,30 @@ def readyz():
     """Ready for traffic: Redis takes a write (it is not full, read-only or gone) and at least one worker is
     alive (its heartbeat is fresh)."""
     try:
-        ctx().redis.set(ctx().key("readyz"), "1", ex=60)  # a write: a full or read-only Redis still answers PING
+        ctx().redis.set(
+            ctx().key("readyz"), "1", ex=60
+        )  # a write: a full or read-only Redis still answers PING
         workers = Worker.all(connection=ctx().rq_redis)
     except RedisError as exc:
         kind = storage.trouble(exc) or "other"
-        return jsonify({"status": "unavailable", "redis": kind, "workers": None,
-                        "hint": storage.MESSAGES.get(kind, str(exc))}), 503
+        return jsonify(
+            {
+                "status": "unavailable",
+                "redis": kind,
+                "workers": None,
+                "hint": storage.MESSAGES.get(kind, str(exc)),
+            }
+        ), 503
     alive = [w.name for w in workers]  # a worker's key expires when its heartbeat stops
     if not alive:
-        return jsonify({"status": "unavailable", "redis": "ok", "workers": 0,
-                        "hint": "start one with `relay worker`"}), 503
+        return jsonify(
+            {
+                "status": "unavailable",
+                "redis": "ok",
+                "workers": 0,
+                "hint": "start one with `relay worker`",
+            }
+        ), 503
     return jsonify({"status": "ok", "redis": "ok", "workers": len(alive)})
 
 
@@ -55,12 +69,25 @@ def prometheus():
 def _waiting_work(ctx: Context) -> list[Gauge]:
     """What /metrics reads from Redis when scraped."""
     return [
-        Gauge("relay_queue_depth", "Jobs waiting in each RQ queue.",
-              lambda: {name: ctx.queue(name).count for name in queues.ALL}, label="queue"),
-        Gauge("relay_intake_backlog", "Webhooks and commands accepted and not yet processed.",
-              lambda: intake_stream.backlog(ctx)),
-        Gauge("relay_delivery_lane_backlog", "Deliveries due now and not finished (waiting or running in a "
-              "worker's delivery lane).", lambda: lane_stream.backlog(ctx)),
-        Gauge("relay_dead_letters", "Deliveries that failed for good and wait for a replay.",
-              lambda: ctx.redis.zcard(deliveries.dead_letter_key(ctx))),
+        Gauge(
+            "relay_queue_depth",
+            "Jobs waiting in each RQ queue.",
+            lambda: {name: ctx.queue(name).count for name in queues.ALL},
+            label="queue",
+        ),
+        Gauge(
+            "relay_intake_backlog",
+            "Webhooks and commands accepted and not yet processed.",
+            lambda: intake_stream.backlog(ctx),
+        ),
+        Gauge(
+            "relay_delivery_lane_backlog",
+            "Deliveries due now and not finished (waiting or running in a worker's delivery lane).",
+            lambda: lane_stream.backlog(ctx),
+        ),
+        Gauge(
+            "relay_dead_letters",
+            "Deliveries that failed for good and wait for a replay.",
+            lambda: ctx.redis.zcard(deliveries.dead_letter_key(ctx)),
+        ),
     ]

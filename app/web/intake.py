@@ -23,10 +23,17 @@ from app.web.base import storage_error
 from schemas.http import ApiError, bug, from_http_exception
 
 PREFIX = "/webhooks/upstream"
-_ANSWERS = {fresh: json.dumps({"status": "accepted" if fresh else "duplicate"}).encode() for fresh in (True, False)}
-_SIGNATURE_HEADERS = [(name, "HTTP_" + name.upper().replace("-", "_"))
-                      for name in ("webhook-id", "webhook-timestamp", "webhook-signature")]  # all the check reads
-_COUNTED = {fresh: metrics.WEBHOOKS.labels("accepted" if fresh else "duplicate") for fresh in (True, False)}
+_ANSWERS = {
+    fresh: json.dumps({"status": "accepted" if fresh else "duplicate"}).encode()
+    for fresh in (True, False)
+}
+_SIGNATURE_HEADERS = [
+    (name, "HTTP_" + name.upper().replace("-", "_"))
+    for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+]  # all the check reads
+_COUNTED = {
+    fresh: metrics.WEBHOOKS.labels("accepted" if fresh else "duplicate") for fresh in (True, False)
+}
 
 
 class UpstreamIntake:
@@ -40,7 +47,9 @@ class UpstreamIntake:
         try:
             fresh = self._accept(environ)
         except ApiError as error:
-            return _send(start_response, error.status, json.dumps(error.body()).encode(), error.headers)
+            return _send(
+                start_response, error.status, json.dumps(error.body()).encode(), error.headers
+            )
         # reached only once the event is stored and its work queued: now the sender may forget it
         return _send(start_response, 200, _ANSWERS[fresh], {})
 
@@ -57,7 +66,9 @@ class UpstreamIntake:
                 raise RequestEntityTooLarge()
         except RequestEntityTooLarge:
             metrics.WEBHOOKS.labels("rejected_size").inc()
-            raise ApiError(413, "payload_too_large", "The webhook body is larger than 1 MiB.") from None
+            raise ApiError(
+                413, "payload_too_large", "The webhook body is larger than 1 MiB."
+            ) from None
         except HTTPException as exc:
             raise from_http_exception(exc) from None
         headers = {name: environ[key] for name, key in _SIGNATURE_HEADERS if key in environ}
@@ -74,7 +85,15 @@ class UpstreamIntake:
         return fresh
 
 
-def _send(start_response: Callable, status: int, body: bytes, headers: dict[str, str]) -> list[bytes]:
-    start_response(f"{status} {HTTPStatus(status).phrase}",
-                   [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers.items()])
+def _send(
+    start_response: Callable, status: int, body: bytes, headers: dict[str, str]
+) -> list[bytes]:
+    start_response(
+        f"{status} {HTTPStatus(status).phrase}",
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            *headers.items(),
+        ],
+    )
     return [body]

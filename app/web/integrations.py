@@ -32,7 +32,11 @@ def make_project():
 def make_file(name: str):
     files = make_app(_public_url())
     if name not in files:
-        raise ApiError(404, "not_found", f"The Make project has no file {name!r}; GET /connectors/make/ lists them.")
+        raise ApiError(
+            404,
+            "not_found",
+            f"The Make project has no file {name!r}; GET /connectors/make/ lists them.",
+        )
     return jsonify(files[name])
 
 

@@ -13,21 +13,39 @@ from flask_limiter import Limiter
 def api_key_of_request() -> str:
     """The caller's bearer key, hashed (the counter's Redis key never holds the key itself)."""
     key = request.headers.get("Authorization", "").partition(" ")[2].strip()
-    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32] if key else "anonymous:" + (request.remote_addr or "")
+    return (
+        "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+        if key
+        else "anonymous:" + (request.remote_addr or "")
+    )
 
 
 def storage_uri(redis_url: str) -> str:
     """limits spells a Redis unix socket redis+unix:// (and Sentinels redis+sentinel://, as we do)."""
-    return "redis+unix://" + redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else redis_url
+    return (
+        "redis+unix://" + redis_url.removeprefix("unix://")
+        if redis_url.startswith("unix://")
+        else redis_url
+    )
 
 
-def install_limits(app: Flask, limit: str, redis_url: str, prefix: str, blueprints: list[Blueprint]) -> None:
+def install_limits(
+    app: Flask, limit: str, redis_url: str, prefix: str, blueprints: list[Blueprint]
+) -> None:
     if not limit:
         return
-    limiter = Limiter(api_key_of_request, storage_uri=storage_uri(redis_url), headers_enabled=True,
-                      key_prefix=prefix + "ratelimit", strategy="moving-window", swallow_errors=True)
+    limiter = Limiter(
+        api_key_of_request,
+        storage_uri=storage_uri(redis_url),
+        headers_enabled=True,
+        key_prefix=prefix + "ratelimit",
+        strategy="moving-window",
+        swallow_errors=True,
+    )
     for blueprint in blueprints:
-        limiter.shared_limit(limit, scope="relay-api")(blueprint)  # one budget per key for the whole API
+        limiter.shared_limit(limit, scope="relay-api")(
+            blueprint
+        )  # one budget per key for the whole API
     _only_on(app, {blueprint.name for blueprint in blueprints}, lambda: limiter.init_app(app))
 
 

@@ -22,19 +22,31 @@ bp = Blueprint("slack", __name__, url_prefix="/slack")
 def command():
     secret = ctx().config.slack_signing_secret
     if not secret:
-        raise ApiError(404, "slack_not_configured", "Slack commands are not set up on this relay: set "
-                                                    "RELAY_SLACK_SIGNING_SECRET.")
+        raise ApiError(
+            404,
+            "slack_not_configured",
+            "Slack commands are not set up on this relay: set RELAY_SLACK_SIGNING_SECRET.",
+        )
     body = request.get_data()  # the raw bytes: the signature covers them exactly
     timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
     signature = request.headers.get("X-Slack-Signature", "")
     if not (timestamp.isdigit() and SignatureVerifier(secret).is_valid(body, timestamp, signature)):
-        raise ApiError(401, "invalid_signature", "The request is not signed by Slack, or its timestamp is more "
-                                                 "than 5 minutes off.", field="X-Slack-Signature")
+        raise ApiError(
+            401,
+            "invalid_signature",
+            "The request is not signed by Slack, or its timestamp is more than 5 minutes off.",
+            field="X-Slack-Signature",
+        )
     form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     schemas.validate("slack/command.json", form)
-    command = SlashCommand(team_id=form["team_id"], channel_id=form["channel_id"], user_id=form["user_id"],
-                           text=form.get("text", ""), response_url=form["response_url"],
-                           trigger_id=form.get("trigger_id", ""))
+    command = SlashCommand(
+        team_id=form["team_id"],
+        channel_id=form["channel_id"],
+        user_id=form["user_id"],
+        text=form.get("text", ""),
+        response_url=form["response_url"],
+        trigger_id=form.get("trigger_id", ""),
+    )
     metrics.SLACK_COMMANDS.labels(command.verb if command.verb in VERBS else "other").inc()
     return jsonify(acknowledge(ctx(), command))
 
@@ -43,8 +55,12 @@ def command():
 def new_install_link():
     """For a tenant (bearer key): a link that installs the Slack app into a workspace for this tenant."""
     tenant = authenticate()
-    return jsonify({"url": install.install_link(ctx(), tenant.tenant_id),
-                    "expires_in_seconds": install.LINK_LIFE}), 201
+    return jsonify(
+        {
+            "url": install.install_link(ctx(), tenant.tenant_id),
+            "expires_in_seconds": install.LINK_LIFE,
+        }
+    ), 201
 
 
 @bp.get("/install")
@@ -60,16 +76,23 @@ def start_install():
 def finish_install():
     query = query_params("slack/oauth-callback.json")
     if query.get("error") or not query.get("code"):
-        return _page("Installation cancelled", "Slack did not install the app. You can start again any time.")
+        return _page(
+            "Installation cancelled", "Slack did not install the app. You can start again any time."
+        )
     try:
         done = install.complete(ctx(), query["code"], query["state"])
     except install.InstallError as exc:
         return _page("Installation failed", str(exc)), exc.status
-    return _page("Overten Relay is installed", f"It now answers /overten in {done.team_name or done.team_id}. "
-                                               "Try /overten help in a channel.")
+    return _page(
+        "Overten Relay is installed",
+        f"It now answers /overten in {done.team_name or done.team_id}. "
+        "Try /overten help in a channel.",
+    )
 
 
 def _page(title: str, message: str) -> str:
-    return (f"<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width'>"
-            f"<title>{escape(title)}</title><body style='font-family:system-ui;max-width:36rem;margin:3rem auto'>"
-            f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>")
+    return (
+        f"<!doctype html><html lang=en><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+        f"<title>{escape(title)}</title><body style='font-family:system-ui;max-width:36rem;margin:3rem auto'>"
+        f"<h1>{escape(title)}</h1><p>{escape(message)}</p></body></html>"
+    )

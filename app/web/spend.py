@@ -31,8 +31,11 @@ def usage():
     answer = usage_report.report(ctx(), tenant().tenant_id, first, last, group_by, record_key, rows)
     if request.accept_mimetypes.best_match(["application/json", "text/csv"]) == "text/csv":
         name = f"usage-{answer['from']}-{answer['to']}-by-{group_by}.csv"
-        return Response(usage_report.as_csv(answer), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(
+            usage_report.as_csv(answer),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
     if group_by == "day":  # what this answer had before it grouped: each day with its records
         answer["days"] = days_of(rows, record_key)
     return jsonify(answer)
@@ -41,7 +44,13 @@ def usage():
 @bp.get("/budgets")
 def list_budgets():
     tenant_id = tenant().tenant_id
-    return jsonify({"items": [budgets.view(ctx(), tenant_id, budget) for budget in ctx().budgets.all(tenant_id)]})
+    return jsonify(
+        {
+            "items": [
+                budgets.view(ctx(), tenant_id, budget) for budget in ctx().budgets.all(tenant_id)
+            ]
+        }
+    )
 
 
 @bp.route("/budgets/tenant", methods=["GET", "PUT", "DELETE"])
@@ -63,8 +72,12 @@ def _budget(record_key: str | None):
         return jsonify(budgets.view(ctx(), tenant_id, budget))
     budget = ctx().budgets.get(tenant_id, record_key)
     if budget is None:
-        raise ApiError(404, "budget_not_found", "No budget here: PUT one first.",
-                       field="record_key" if record_key else None)
+        raise ApiError(
+            404,
+            "budget_not_found",
+            "No budget here: PUT one first.",
+            field="record_key" if record_key else None,
+        )
     if request.method == "DELETE":
         ctx().budgets.delete(tenant_id, record_key)
         return "", 204
@@ -75,8 +88,17 @@ def _check_alert_destinations(refs: list[dict]) -> None:
     for n, ref in enumerate(refs):
         saved = ctx().destinations.get(tenant().tenant_id, ref["id"])
         if saved is None:
-            raise ApiError(404, "destination_not_found", "no saved destination with this id",
-                           field=f"alert_destinations.{n}.id")
+            raise ApiError(
+                404,
+                "destination_not_found",
+                "no saved destination with this id",
+                field=f"alert_destinations.{n}.id",
+            )
         if saved["kind"] not in budgets.ALERT_KINDS:
-            raise ApiError(400, "invalid_request", f"alerts go where people read ({', '.join(budgets.ALERT_KINDS)}), "
-                           f"not to a {saved['kind']} destination", field=f"alert_destinations.{n}.id")
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"alerts go where people read ({', '.join(budgets.ALERT_KINDS)}), "
+                f"not to a {saved['kind']} destination",
+                field=f"alert_destinations.{n}.id",
+            )

@@ -25,17 +25,38 @@ from app.core.logs import log_context
 from app.core.outbound import OutboundPolicy, ca_bundle
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
 from app.domain import batch_files, pacing, write_back
-from app.domain.deliveries import begin, dead_letter_key, enqueue, file_link, key_for, open_key, target_of, update
+from app.domain.deliveries import (
+    begin,
+    dead_letter_key,
+    enqueue,
+    file_link,
+    key_for,
+    open_key,
+    target_of,
+    update,
+)
 from app.stores.context import Context
 from app.stores.tasks import TERMINAL
 from connectors import registry
-from connectors.base import Delivery, DeliveryError, Document, Environment, Gone, Permanent, Retryable
+from connectors.base import (
+    Delivery,
+    DeliveryError,
+    Document,
+    Environment,
+    Gone,
+    Permanent,
+    Retryable,
+)
 
 log = logging.getLogger(__name__)
 
 
-def attempt(ctx: Context, delivery_id: str, with_delivered: Callable[[Any], None] | None = None,
-            lane_entry: dict | None = None) -> str:
+def attempt(
+    ctx: Context,
+    delivery_id: str,
+    with_delivered: Callable[[Any], None] | None = None,
+    lane_entry: dict | None = None,
+) -> str:
     """One attempt, logged with its delivery, task and tenant, and counted per kind and outcome.
     ``with_delivered(pipe)`` queues more writes to make with the record of a success (the delivery lane
     lets its entry go in the same round trip); ``lane_entry``, the entry's fields, names the target, so it
@@ -44,7 +65,9 @@ def attempt(ctx: Context, delivery_id: str, with_delivered: Callable[[Any], None
     record, target, started = begin(ctx, delivery_id, hint)
     if record is None or record["state"] in ("delivered", "dead"):
         return record["state"] if record else "unknown"
-    with log_context(delivery_id=delivery_id, task_id=record["task_id"], tenant=record["tenant_id"]):
+    with log_context(
+        delivery_id=delivery_id, task_id=record["task_id"], tenant=record["tenant_id"]
+    ):
         started_at = time.perf_counter()
         target = _target(ctx, record, hint, target) if started else None
         outcome = _attempt(ctx, record, started, target, with_delivered)
@@ -55,7 +78,9 @@ def attempt(ctx: Context, delivery_id: str, with_delivered: Callable[[Any], None
     return outcome
 
 
-def _target(ctx: Context, record: dict, hint: tuple[str, str] | None, read: str | None) -> str | None:
+def _target(
+    ctx: Context, record: dict, hint: tuple[str, str] | None, read: str | None
+) -> str | None:
     """The saved destination or hook the delivery goes to: as begin() read it where the lane entry said, or
     read now (an RQ retry, or an entry from before entries named their target)."""
     needed = target_of(ctx, record)
@@ -67,17 +92,27 @@ def _target(ctx: Context, record: dict, hint: tuple[str, str] | None, read: str 
 def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with_delivered) -> str:
     """Deliver, once begin() has counted the attempt; ``target``: the saved destination or hook, if any."""
     delivery_id, attempts = record["delivery_id"], int(record.get("attempts") or 0) + 1
-    if not started:  # every attempt so far ended with its worker (killed, out of memory): stop there
-        return _failed(ctx, record, attempts - 1, Permanent(f"the worker stopped during each of {attempts - 1} "
-                                                            "attempts"))
+    if (
+        not started
+    ):  # every attempt so far ended with its worker (killed, out of memory): stop there
+        return _failed(
+            ctx,
+            record,
+            attempts - 1,
+            Permanent(f"the worker stopped during each of {attempts - 1} attempts"),
+        )
     kind = registry.KINDS.get(record["kind"])
     try:
         if kind is None:
-            raise Permanent(f"the destination no longer exists or its kind {record['kind']!r} is unknown")
+            raise Permanent(
+                f"the destination no longer exists or its kind {record['kind']!r} is unknown"
+            )
         delivery = _delivery(ctx, record, target)
         env = _environment(ctx, delivery_id)
         writes_back = record["kind"] in registry.RECORD_KINDS
-        outcome = (write_back.gate(ctx, record) if writes_back else None) or kind.find_existing(delivery, env)
+        outcome = (write_back.gate(ctx, record) if writes_back else None) or kind.find_existing(
+            delivery, env
+        )
         if outcome is None:
             slot_due = _keep_pace(ctx, kind, delivery, record, on_lane=with_delivered is not None)
             document = _document_for(ctx, delivery, record) if kind.needs_document else None
@@ -88,16 +123,27 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
     except (Permanent, Retryable) as exc:
         return _failed(ctx, record, attempts, exc)
     except UpstreamUnavailable as exc:
-        return _failed(ctx, record, attempts, Retryable(f"the API is unavailable: {exc.message}", exc.retry_after))
+        return _failed(
+            ctx,
+            record,
+            attempts,
+            Retryable(f"the API is unavailable: {exc.message}", exc.retry_after),
+        )
     except UpstreamError as exc:
         return _failed(ctx, record, attempts, Permanent(f"the API refused the file: {exc.message}"))
     except (httpx.TransportError, OSError) as exc:
-        return _failed(ctx, record, attempts, Retryable(f"connection trouble: {type(exc).__name__}: {exc}"))
+        return _failed(
+            ctx, record, attempts, Retryable(f"connection trouble: {type(exc).__name__}: {exc}")
+        )
     except RedisError:
         raise  # the outcome cannot be recorded: the attempt is made again (lane or RQ lease)
-    except Exception as exc:  # a bug, not the destination: backoff and, in the end, the dead letters
+    except (
+        Exception
+    ) as exc:  # a bug, not the destination: backoff and, in the end, the dead letters
         log.exception("delivery %s failed unexpectedly", delivery_id)
-        return _failed(ctx, record, attempts, Retryable(f"unexpected error in the relay: {type(exc).__name__}"))
+        return _failed(
+            ctx, record, attempts, Retryable(f"unexpected error in the relay: {type(exc).__name__}")
+        )
     # delivered: a refused write now must not make the next attempt deliver it again, so it waits for Redis
     storage.persist(lambda: _delivered(ctx, record, outcome, with_delivered), "delivery")
     return "delivered"
@@ -109,7 +155,9 @@ class _Paced(Exception):
         self.slot, self.to_lane = slot, to_lane
 
 
-def _keep_pace(ctx: Context, kind: Any, delivery: Delivery, record: dict, on_lane: bool) -> float | None:
+def _keep_pace(
+    ctx: Context, kind: Any, delivery: Delivery, record: dict, on_lane: bool
+) -> float | None:
     """Reserve the destination's slot (app.domain.pacing) and return when it is due (time.monotonic()), to be
     waited for on a lane thread when it is near; an RQ job (one at a time per worker) never waits, it hands
     the delivery to the lane. The slot it goes in is kept on the delivery (``paced_slot``)."""
@@ -140,16 +188,31 @@ def _wait_for_slot(ctx: Context, record: dict, attempts: int, paced: _Paced) -> 
     delivery_id, slot = record["delivery_id"], paced.slot
     # a job RQ's scheduler releases 1-2 s before the slot (whole seconds, then its polling)
     delay = 0.0 if paced.to_lane else max(0.01, slot.wait - pacing.HOLD_SECONDS)
-    update(ctx, delivery_id, state="pending" if paced.to_lane else "retrying", attempts=attempts - 1,
-           paced_at=slot.at, next_attempt_at=slot.at)  # the lane takes only a pending delivery
+    update(
+        ctx,
+        delivery_id,
+        state="pending" if paced.to_lane else "retrying",
+        attempts=attempts - 1,
+        paced_at=slot.at,
+        next_attempt_at=slot.at,
+    )  # the lane takes only a pending delivery
     enqueue(ctx, delivery_id, delay, tag=f"slot-{int(slot.at * 1000)}")
     return "paced"
 
 
 def _delivered(ctx: Context, record: dict, outcome, with_delivered) -> None:
     pipe, delivery_id = ctx.redis.pipeline(), record["delivery_id"]
-    update(ctx, delivery_id, pipe=pipe, state="delivered", location=outcome.location,
-           external_id=outcome.external_id, delivered_at=time.time(), last_error="", next_attempt_at="")
+    update(
+        ctx,
+        delivery_id,
+        pipe=pipe,
+        state="delivered",
+        location=outcome.location,
+        external_id=outcome.external_id,
+        delivered_at=time.time(),
+        last_error="",
+        next_attempt_at="",
+    )
     pipe.zrem(open_key(ctx), delivery_id)
     _count(ctx, pipe, record, "delivered")
     if with_delivered is not None:
@@ -163,7 +226,13 @@ def _failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> 
         ctx.hooks.delete(record["tenant_id"], record["hook_id"])  # the subscriber asked us to stop
     if isinstance(error, Retryable) and attempts < ctx.config.delivery_max_attempts:
         delay = _backoff(ctx, attempts, error.retry_after)
-        update(ctx, delivery_id, state="retrying", last_error=error.message, next_attempt_at=time.time() + delay)
+        update(
+            ctx,
+            delivery_id,
+            state="retrying",
+            last_error=error.message,
+            next_attempt_at=time.time() + delay,
+        )
         enqueue(ctx, delivery_id, delay)
         return "retrying"
     pipe = ctx.redis.pipeline()
@@ -178,13 +247,21 @@ def _failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> 
 
 def _count(ctx: Context, pipe, record: dict, outcome: str) -> None:
     """The outcome in the day's usage row: the dashboard's delivery success rate per kind."""
-    ctx.usage.count_delivery(pipe, record["tenant_id"], record["kind"], outcome, time.time(),
-                             int(ctx.config.usage_retention_seconds))
+    ctx.usage.count_delivery(
+        pipe,
+        record["tenant_id"],
+        record["kind"],
+        outcome,
+        time.time(),
+        int(ctx.config.usage_retention_seconds),
+    )
 
 
 def _backoff(ctx: Context, attempts: int, retry_after: float | None) -> float:
     config = ctx.config
-    ceiling = min(config.delivery_backoff_cap_seconds, config.delivery_backoff_seconds * 2 ** (attempts - 1))
+    ceiling = min(
+        config.delivery_backoff_cap_seconds, config.delivery_backoff_seconds * 2 ** (attempts - 1)
+    )
     return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
 
 
@@ -202,10 +279,14 @@ def _delivery(ctx: Context, record: dict, target: str | None) -> Delivery:
     else:
         config = json.loads(ctx.box.open(record["config"]))
     state = json.loads(record.get("progress") or "{}")
-    return Delivery(record["delivery_id"], record["kind"], config, json.loads(record["event"]), state)
+    return Delivery(
+        record["delivery_id"], record["kind"], config, json.loads(record["event"]), state
+    )
 
 
-_clients: dict[tuple[OutboundPolicy, float], httpx.Client] = {}  # per worker process: pooled connections
+_clients: dict[
+    tuple[OutboundPolicy, float], httpx.Client
+] = {}  # per worker process: pooled connections
 
 
 def _pooled_client(policy: OutboundPolicy, timeout: float = 30.0):
@@ -232,21 +313,29 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
     def http(timeout: float = 30.0):
         return _pooled_client(policy, timeout)
 
-    settings = {"folder_roots": config.folder_roots, "slack_api_url": config.slack_api_url,
-                "drive_api_url": config.drive_api_url, "drive_token_url": config.drive_token_url,
-                "hubspot_api_url": config.hubspot_api_url, "airtable_api_url": config.airtable_api_url,
-                "airtable_backoff_seconds": config.airtable_backoff_seconds,
-                "sheets_api_url": config.sheets_api_url, "graph_api_url": config.graph_api_url,
-                "graph_login_url": config.graph_login_url, "dropbox_api_url": config.dropbox_api_url,
-                "dropbox_content_url": config.dropbox_content_url,
-                "ca_bundle": ca_bundle(config.outbound_ca_file),
-                "email_attach_max_bytes": config.email_attach_max_bytes, "check_url": policy.check,
-                "check_host": policy.check_host}
+    settings = {
+        "folder_roots": config.folder_roots,
+        "slack_api_url": config.slack_api_url,
+        "drive_api_url": config.drive_api_url,
+        "drive_token_url": config.drive_token_url,
+        "hubspot_api_url": config.hubspot_api_url,
+        "airtable_api_url": config.airtable_api_url,
+        "airtable_backoff_seconds": config.airtable_backoff_seconds,
+        "sheets_api_url": config.sheets_api_url,
+        "graph_api_url": config.graph_api_url,
+        "graph_login_url": config.graph_login_url,
+        "dropbox_api_url": config.dropbox_api_url,
+        "dropbox_content_url": config.dropbox_content_url,
+        "ca_bundle": ca_bundle(config.outbound_ca_file),
+        "email_attach_max_bytes": config.email_attach_max_bytes,
+        "check_url": policy.check,
+        "check_host": policy.check_host,
+    }
     return Environment(http=http, save_state=save_state, settings=settings)
 
 
-
 # -- the file --------------------------------------------------------------------------------------
+
 
 def _document_for(ctx: Context, delivery: Delivery, record: dict) -> Document | None:
     """What the event gives a destination that takes a file: a finished task's document, a batch's manifest."""
@@ -254,7 +343,9 @@ def _document_for(ctx: Context, delivery: Delivery, record: dict) -> Document | 
         return batch_files.manifest_document(ctx, delivery.event["data"])
     if delivery.event.get("type") != "task.completed":
         return None
-    writes_back = record["kind"] in registry.RECORD_KINDS  # its link must outlive the record that shows it
+    writes_back = (
+        record["kind"] in registry.RECORD_KINDS
+    )  # its link must outlive the record that shows it
     return _document(ctx, record, ctx.config.record_link_ttl_seconds if writes_back else None)
 
 
@@ -263,16 +354,25 @@ def _document(ctx: Context, record: dict, link_life: int | None = None) -> Docum
     tenant = ctx.tenants.get(record["tenant_id"])
     if task is None or tenant is None:
         raise Permanent("the task has no finished document")
-    if task["status"] not in TERMINAL:  # a task.completed event for a task stored as running: its end went
+    if (
+        task["status"] not in TERMINAL
+    ):  # a task.completed event for a task stored as running: its end went
         # with a failed-over Redis primary, and comes again with the reconciler's poll
-        raise Retryable("the task's end is not stored yet (a Redis failover lost it); it is polled again")
+        raise Retryable(
+            "the task's end is not stored yet (a Redis failover lost it); it is polled again"
+        )
     if task["status"] != "completed":
         raise Permanent("the task has no finished document")
     export = record.get("export") or ""
     source = _Source(ctx, tenant, task, export)
     name = _file_name(task, export)
-    return Document(name=name, content_type=source.content_type, size=source.size, open=source.open,
-                    link=file_link(ctx, task["task_id"], export, link_life))
+    return Document(
+        name=name,
+        content_type=source.content_type,
+        size=source.size,
+        open=source.open,
+        link=file_link(ctx, task["task_id"], export, link_life),
+    )
 
 
 def _file_name(task: dict, export: str) -> str:
@@ -293,8 +393,12 @@ class _Source:
         download = (task.get("result") or {}).get("download_url")  # an event may come without one
         self._url = download if download and not export else self._fresh_url()
         head = self._head()
-        self.size = int(head.headers["content-length"]) if "content-length" in head.headers else None
-        self.content_type = head.headers.get("content-type", "application/octet-stream").split(";")[0]
+        self.size = (
+            int(head.headers["content-length"]) if "content-length" in head.headers else None
+        )
+        self.content_type = head.headers.get("content-type", "application/octet-stream").split(";")[
+            0
+        ]
 
     def _fresh_url(self) -> str:
         with self._ctx.upstream(self._tenant) as client:
@@ -314,8 +418,9 @@ class _Source:
     @contextmanager
     def open(self, offset: int = 0) -> Iterator[Iterator[bytes]]:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with httpx.stream("GET", self._url, headers=headers, timeout=60, follow_redirects=True,
-                          verify=TLS) as response:
+        with httpx.stream(
+            "GET", self._url, headers=headers, timeout=60, follow_redirects=True, verify=TLS
+        ) as response:
             if response.status_code >= 400:
                 raise Retryable(f"the document could not be fetched ({response.status_code})")
             if offset and response.status_code != 206:

@@ -38,19 +38,33 @@ _EVENT_RETRY = Retry(max=6, interval=[1, 5, 30, 120, 600, 1800])
 class IntakeLane(StreamLane):
     name = "intake"
 
-    def __init__(self, ctx: Context, threads: int | None = None, lease_seconds: float | None = None,
-                 consumer: str | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        ctx: Context,
+        threads: int | None = None,
+        lease_seconds: float | None = None,
+        consumer: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         config = ctx.config
-        super().__init__(ctx, intake_stream.stream_key(ctx), intake_stream.GROUP,
-                         config.intake_threads if threads is None else threads,
-                         config.intake_reclaim_seconds if lease_seconds is None else lease_seconds, consumer, clock)
+        super().__init__(
+            ctx,
+            intake_stream.stream_key(ctx),
+            intake_stream.GROUP,
+            config.intake_threads if threads is None else threads,
+            config.intake_reclaim_seconds if lease_seconds is None else lease_seconds,
+            consumer,
+            clock,
+        )
 
     def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:
         if fields.get("kind") == "slack":
             return self._hand_to_rq(*self._command_job(entry_id, fields))
         queue = self._ctx.queue(queues.EVENTS)
         job_id = webhook_job_id(fields["tenant"], fields["webhook"])
-        if reclaimed and self._ctx.rq_redis.exists(Job.key_for(job_id)):  # handed to RQ before: RQ has it
+        if reclaimed and self._ctx.rq_redis.exists(
+            Job.key_for(job_id)
+        ):  # handed to RQ before: RQ has it
             return self._recover(queue, job_id)
         try:
             jobs.apply_webhook(self._ctx, fields["tenant"], fields["task"], fields["body"])
@@ -58,18 +72,26 @@ class IntakeLane(StreamLane):
             raise  # the outcome may not be recorded: taken up again after a lease
         except Exception:
             log.exception("intake: webhook %s failed; RQ retries it", fields["webhook"])
-            job = queue.create_job(jobs.process_upstream_event,
-                                   args=(fields["tenant"], fields["task"], fields["body"], entry_id),
-                                   job_id=job_id, timeout=120, retry=_EVENT_RETRY, **queues.kept_for(self._ctx))
+            job = queue.create_job(
+                jobs.process_upstream_event,
+                args=(fields["tenant"], fields["task"], fields["body"], entry_id),
+                job_id=job_id,
+                timeout=120,
+                retry=_EVENT_RETRY,
+                **queues.kept_for(self._ctx),
+            )
             return self._hand_to_rq(queue, job)
         return True
 
     def _command_job(self, entry_id: str, fields: dict):
         queue = self._ctx.queue(queues.SUBMIT)
-        return queue, queue.create_job(jobs.slack_command, args=(fields["job"], json.loads(fields["request"]),
-                                                                 entry_id),
-                                       job_id="slack-" + digest(fields["dedupe"], 40), timeout=300,
-                                       **queues.kept_for(self._ctx))
+        return queue, queue.create_job(
+            jobs.slack_command,
+            args=(fields["job"], json.loads(fields["request"]), entry_id),
+            job_id="slack-" + digest(fields["dedupe"], 40),
+            timeout=300,
+            **queues.kept_for(self._ctx),
+        )
 
     def _hand_to_rq(self, queue, job) -> bool:
         """Queue the entry's job, which lets the entry go when it is done (so False: not here)."""

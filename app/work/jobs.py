@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 def apply_webhook(ctx: context.Context, tenant_id: str, task_id: str, body: str) -> str:
     """Apply a verified webhook from the API to its task (idempotent: a copy changes nothing)."""
     event = json.loads(body)
-    with log_context(tenant=tenant_id, task_id=task_id, run_id=(event.get("data") or {}).get("run_id")):
+    with log_context(
+        tenant=tenant_id, task_id=task_id, run_id=(event.get("data") or {}).get("run_id")
+    ):
         return tracking.apply(ctx, task_id, event["data"], source=f"webhook {event['type']}")
 
 
@@ -80,8 +82,12 @@ def submit_pending(task_id: str) -> str:
         attempts = int(task.get("submit_attempts") or 0) + 1
         ctx.tasks.set(task_id, submit_attempts=attempts, last_submit_error=str(exc))
         if job is None or not job.retries_left:
-            tracking.fail(ctx, task_id, "upstream_unavailable",
-                          f"The API stayed unreachable through {attempts} attempts: {exc}")
+            tracking.fail(
+                ctx,
+                task_id,
+                "upstream_unavailable",
+                f"The API stayed unreachable through {attempts} attempts: {exc}",
+            )
             return "gave up"
         raise
     return "submitted"
@@ -96,7 +102,9 @@ def reconcile() -> dict:
 def sweep() -> dict:
     """The retention sweep (app/domain/retention.py), and after an upgrade a page of indexing what an older
     Relay stored (app/domain/reindex.py)."""
-    return _alone("retention", 300, lambda ctx: {**retention.sweep(ctx), "reindexed": reindex.step(ctx)})
+    return _alone(
+        "retention", 300, lambda ctx: {**retention.sweep(ctx), "reindexed": reindex.step(ctx)}
+    )
 
 
 def _alone(name: str, seconds: int, work) -> dict:
@@ -125,14 +133,18 @@ def _reconcile(ctx, now: float | None = None) -> dict:
 def _reconcile_one(ctx, task_id: str, now: float | None = None) -> str:
     task = ctx.tasks.get(task_id)
     if task is not None and task["status"] in TERMINAL and task.get("fanout") == "pending":
-        tracking.run_follow_ups(ctx, task_id, task)  # their end unwatches it: a crash leaves it for next time
+        tracking.run_follow_ups(
+            ctx, task_id, task
+        )  # their end unwatches it: a crash leaves it for next time
         return "repaired"
     if task is None or task["status"] in TERMINAL:
         ctx.tasks.unwatch(task_id)
         return "polled"
     tenant = ctx.tenants.get(task["tenant_id"])
     if tenant is None:  # it can never end otherwise, and retention only removes tasks that ended
-        tracking.fail(ctx, task_id, "tenant_removed", "The tenant was removed before the task ended.")
+        tracking.fail(
+            ctx, task_id, "tenant_removed", "The tenant was removed before the task ended."
+        )
         return "finished"
     clock = time.time() if now is None else now
     if task["status"] == "pending_submit":
@@ -154,7 +166,10 @@ def _reconcile_one(ctx, task_id: str, now: float | None = None) -> str:
     except UpstreamUnavailable:
         upstream = None
     ctx.tasks.set(task_id, polls=polls + 1, last_polled_at=clock)
-    if upstream is not None and tracking.apply(ctx, task_id, upstream.raw, source="reconciler", now=now) == "finished":
+    if (
+        upstream is not None
+        and tracking.apply(ctx, task_id, upstream.raw, source="reconciler", now=now) == "finished"
+    ):
         return "finished"
     ctx.tasks.watch(task_id, clock + polling.next_delay(ctx, task, polls, now=clock))
     return "polled"
@@ -166,10 +181,17 @@ def _recover_submit(ctx, task_id: str, now: float) -> str:
     storing the task and queuing the job); a job that failed for good fails the task."""
     status, lost = queues.requeue_if_lost(ctx, ctx.queue(queues.SUBMIT), f"submit-{task_id}")
     if status == b"failed":
-        tracking.fail(ctx, task_id, "submit_failed", "Handing the job to the API failed; see the worker's log.")
+        tracking.fail(
+            ctx,
+            task_id,
+            "submit_failed",
+            "Handing the job to the API failed; see the worker's log.",
+        )
         return "finished"
     if status is None or status == b"finished":  # no job, or one that ended without handing it over
-        log.warning("task %s was waiting for a submit job that does not exist; queued again", task_id)
+        log.warning(
+            "task %s was waiting for a submit job that does not exist; queued again", task_id
+        )
         queues.enqueue_submit(ctx, task_id)
         return "repaired"
     ctx.tasks.watch(task_id, now + ctx.config.reconcile_quiet_seconds)

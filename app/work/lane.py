@@ -34,6 +34,7 @@ from app.stores.context import Context
 
 log = logging.getLogger(__name__)
 
+
 class StreamLane:
     """One worker's reader of a stream through a consumer group: ``handle`` runs each entry on up to
     ``threads`` threads, and the entry goes when it returns True."""
@@ -41,8 +42,16 @@ class StreamLane:
     name = "stream"
     """Names its threads (relay-<name>-reader), its logs and its storage-trouble metric."""
 
-    def __init__(self, ctx: Context, stream: str, group: str, threads: int, lease_seconds: float,
-                 consumer: str | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        ctx: Context,
+        stream: str,
+        group: str,
+        threads: int,
+        lease_seconds: float,
+        consumer: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         """``clock``: when to claim and renew again (a test moves it instead of waiting for real ticks)."""
         self._ctx, self._threads, self._clock = ctx, threads, clock
         self._lease_ms = max(1, int(lease_seconds * 1000))
@@ -52,13 +61,17 @@ class StreamLane:
         self._stream, self._group = stream, group
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"relay-{self.name}")
-        self._running: set[str] = set()  # the entries whose attempts run here; changed by the pool's threads too
+        self._running: set[str] = (
+            set()
+        )  # the entries whose attempts run here; changed by the pool's threads too
         self._changed = threading.Condition()  # guards _running; notified as each attempt ends
         self._grouped = False
         self._claimed_at = -math.inf  # claim at once
         self._renewed = clock()
-        self._reader = ReaderThread(f"relay-{self.name}-reader",
-                                    lambda: self.run_once(block_ms=max(1, int(self._tick * 1000))))
+        self._reader = ReaderThread(
+            f"relay-{self.name}-reader",
+            lambda: self.run_once(block_ms=max(1, int(self._tick * 1000))),
+        )
 
     def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:
         """Do an entry's work (``reclaimed``: a dead or slow worker had it before). True: it is done and goes;
@@ -83,7 +96,9 @@ class StreamLane:
             if "NOGROUP" in str(exc):
                 self._grouped = False  # Redis lost the stream: the group is made again next time
             raise
-        if self._reader.stopping and entries:  # read as the worker was told to stop: not this worker's any more
+        if (
+            self._reader.stopping and entries
+        ):  # read as the worker was told to stop: not this worker's any more
             self._release([entry_id for entry_id, _, _ in entries])
             return 0
         for entry_id, fields, reclaimed in entries:
@@ -94,7 +109,9 @@ class StreamLane:
     def _release(self, entry_ids: list[str]) -> None:
         """Entries taken but not started: marked idle for longer than any lease, so the next worker's
         XAUTOCLAIM takes them at once instead of after a lease."""
-        self._ctx.redis.xclaim(self._stream, self._group, self._consumer, 0, entry_ids, idle=2**31, justid=True)
+        self._ctx.redis.xclaim(
+            self._stream, self._group, self._consumer, 0, entry_ids, idle=2**31, justid=True
+        )
 
     def _take(self, count: int, block_ms: int | None) -> list[tuple[str, dict, bool]]:
         """Entries idle for a lease (their worker died) first, then new ones: (id, fields, reclaimed)."""
@@ -103,14 +120,31 @@ class StreamLane:
             self._grouped = True
         claimed: list = []
         if self._clock() - self._claimed_at >= self._tick:
-            _, claimed, _ = self._ctx.redis.xautoclaim(self._stream, self._group, self._consumer, self._lease_ms,
-                                                       start_id="0-0", count=count)
-            self._claimed_at = -math.inf if len(claimed) == count else self._clock()  # full: more may wait
+            _, claimed, _ = self._ctx.redis.xautoclaim(
+                self._stream,
+                self._group,
+                self._consumer,
+                self._lease_ms,
+                start_id="0-0",
+                count=count,
+            )
+            self._claimed_at = (
+                -math.inf if len(claimed) == count else self._clock()
+            )  # full: more may wait
         entries = [(entry_id, fields, True) for entry_id, fields in claimed]
         if len(entries) < count:
-            fresh = self._ctx.redis.xreadgroup(self._group, self._consumer, {self._stream: ">"},
-                                               count=count - len(entries), block=None if entries else block_ms)
-            entries += [(entry_id, fields, False) for _, batch in (fresh or []) for entry_id, fields in batch]
+            fresh = self._ctx.redis.xreadgroup(
+                self._group,
+                self._consumer,
+                {self._stream: ">"},
+                count=count - len(entries),
+                block=None if entries else block_ms,
+            )
+            entries += [
+                (entry_id, fields, False)
+                for _, batch in (fresh or [])
+                for entry_id, fields in batch
+            ]
         return entries
 
     def drain(self) -> int:
@@ -139,7 +173,9 @@ class StreamLane:
 
     def _start(self, entry_id: str, fields: dict, reclaimed: bool) -> None:
         with self._changed:
-            if entry_id in self._running:  # claimed back from ourselves after a late renewal: it is running
+            if (
+                entry_id in self._running
+            ):  # claimed back from ourselves after a late renewal: it is running
                 return
             future = self._pool.submit(self._run, entry_id, fields, reclaimed)
             self._running.add(entry_id)
@@ -154,9 +190,13 @@ class StreamLane:
         try:
             if self.handle(entry_id, fields, reclaimed):
                 let_go(self._ctx.redis, self._stream, self._group, entry_id)
-        except RedisError as exc:  # the outcome may not be recorded: the entry is claimed again after a lease
+        except (
+            RedisError
+        ) as exc:  # the outcome may not be recorded: the entry is claimed again after a lease
             log.warning("%s: entry %s left for a retry: %s", self.name, entry_id, exc)
-        except Exception:  # never expected (handlers record their own failures): claimed again after a lease
+        except (
+            Exception
+        ):  # never expected (handlers record their own failures): claimed again after a lease
             log.exception("%s: entry %s failed", self.name, entry_id)
 
     def let_go_on(self, pipe, entry_id: str) -> None:
@@ -172,9 +212,15 @@ class StreamLane:
             running = list(self._running)
         if running:
             try:
-                self._ctx.redis.xclaim(self._stream, self._group, self._consumer, 0, running, justid=True)
-            except RedisError as exc:  # a missed renewal only shortens the lease; the next may succeed
-                log.warning("%s: could not renew the leases of %d entries: %s", self.name, len(running), exc)
+                self._ctx.redis.xclaim(
+                    self._stream, self._group, self._consumer, 0, running, justid=True
+                )
+            except (
+                RedisError
+            ) as exc:  # a missed renewal only shortens the lease; the next may succeed
+                log.warning(
+                    "%s: could not renew the leases of %d entries: %s", self.name, len(running), exc
+                )
 
     # -- in the background -------------------------------------------------------------------------
 
@@ -200,14 +246,31 @@ class DeliveryLane(StreamLane):
 
     name = "lane"
 
-    def __init__(self, ctx: Context, attempt: Callable[[str, Callable, dict], str], threads: int = 8,
-                 lease_seconds: float = 60.0, consumer: str | None = None,
-                 clock: Callable[[], float] = time.monotonic):
-        super().__init__(ctx, lane_stream.stream_key(ctx), lane_stream.GROUP, threads, lease_seconds, consumer, clock)
+    def __init__(
+        self,
+        ctx: Context,
+        attempt: Callable[[str, Callable, dict], str],
+        threads: int = 8,
+        lease_seconds: float = 60.0,
+        consumer: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        super().__init__(
+            ctx,
+            lane_stream.stream_key(ctx),
+            lane_stream.GROUP,
+            threads,
+            lease_seconds,
+            consumer,
+            clock,
+        )
         self._attempt = attempt
 
     def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:
         if not fields.get("delivery"):
             return True
         # a success lets the entry go with its own record, in one round trip; any other outcome here
-        return self._attempt(fields["delivery"], lambda pipe: self.let_go_on(pipe, entry_id), fields) != "delivered"
+        return (
+            self._attempt(fields["delivery"], lambda pipe: self.let_go_on(pipe, entry_id), fields)
+            != "delivered"
+        )

@@ -85,7 +85,9 @@ class RelayWorker(SimpleWorker):
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         done = threading.Event()
-        beat = threading.Thread(target=self._renew_lease, args=(job, execution, done), name="relay-job-lease")
+        beat = threading.Thread(
+            target=self._renew_lease, args=(job, execution, done), name="relay-job-lease"
+        )
         beat.start()
         try:
             self.perform_job(job, queue, execution)
@@ -107,7 +109,9 @@ class RelayWorker(SimpleWorker):
         if not self.stopping.is_set():
             self.on_ready()
         super()._install_signal_handlers()
-        if self.stopping.is_set():  # told to stop while starting: RQ's loop ends before its first job
+        if (
+            self.stopping.is_set()
+        ):  # told to stop while starting: RQ's loop ends before its first job
             self._stop_requested = True
         else:  # what tests and supervisors wait for: from here a stop signal is a warm shutdown in RQ's loop
             log.info("worker %s ready: working, and a stop signal ends it warmly", self.name)
@@ -151,14 +155,17 @@ class RelayWorker(SimpleWorker):
         only, then its connection is closed under it, which can crash the process as it exits."""
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=0.5, daemon=True,
-                                                       exception_handler=self._pubsub_exception_handler)
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=0.5, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
     def unsubscribe(self) -> None:
         thread = self.pubsub_thread
         if thread is None:
             return
-        while thread.is_alive():  # stop() again: a thread that had not started yet would start running
+        while (
+            thread.is_alive()
+        ):  # stop() again: a thread that had not started yet would start running
             thread.stop()
             thread.join(timeout=2)
         self.pubsub_thread = None
@@ -191,9 +198,17 @@ def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool
         for part in background:
             part.request_stop()
 
-    RelayWorker.lease_seconds, RelayWorker.stopping = ctx.config.worker_lease_seconds, threading.Event()
-    RelayWorker.on_ready, RelayWorker.on_stop = staticmethod(start_background), staticmethod(stop_background)
-    _on_stop_signals(_flag_stop)  # outside RQ's loop a stop signal only sets a flag (RQ's raises anywhere)
+    RelayWorker.lease_seconds, RelayWorker.stopping = (
+        ctx.config.worker_lease_seconds,
+        threading.Event(),
+    )
+    RelayWorker.on_ready, RelayWorker.on_stop = (
+        staticmethod(start_background),
+        staticmethod(stop_background),
+    )
+    _on_stop_signals(
+        _flag_stop
+    )  # outside RQ's loop a stop signal only sets a flag (RQ's raises anywhere)
     try:
         if burst:  # webhooks first: applying them plans deliveries
             _drain(background)
@@ -214,13 +229,21 @@ def _work(ctx: context.Context, queue_names: list[str], burst: bool, with_schedu
     backoff, stopping = storage.Backoff("worker"), RelayWorker.stopping
     while not stopping.is_set():
         try:
-            worker = RelayWorker([ctx.queue(name) for name in queue_names], connection=ctx.rq_redis,
-                                 maintenance_interval=maintenance, worker_ttl=maintenance + 15)
+            worker = RelayWorker(
+                [ctx.queue(name) for name in queue_names],
+                connection=ctx.rq_redis,
+                maintenance_interval=maintenance,
+                worker_ttl=maintenance + 15,
+            )
             worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
-            failure: RedisError | None = None if stopping.is_set() or burst else RedisError("RQ's loop quit")
+            failure: RedisError | None = (
+                None if stopping.is_set() or burst else RedisError("RQ's loop quit")
+            )
         except StopRequested:  # a signal in RQ's own start or teardown, outside its loop
             failure = None
-        except RedisError as exc:  # its start (registering the queues, the worker) met storage trouble
+        except (
+            RedisError
+        ) as exc:  # its start (registering the queues, the worker) met storage trouble
             failure = exc
         _on_stop_signals(_flag_stop)
         if failure is None:
@@ -232,7 +255,9 @@ def _drain(lanes: list) -> None:
     try:
         for lane in lanes:
             lane.drain()
-    except RedisError as exc:  # storage trouble: what is left waits in its stream for the next worker
+    except (
+        RedisError
+    ) as exc:  # storage trouble: what is left waits in its stream for the next worker
         storage.Backoff("lanes").failed(exc)
 
 
@@ -255,8 +280,12 @@ def _on_stop_signals(handler: Callable[[], object]) -> None:
 
 def _delivery_lane(ctx: context.Context) -> DeliveryLane:
     config = ctx.config
-    return DeliveryLane(ctx, partial(delivering.attempt, ctx),
-                        threads=config.delivery_threads, lease_seconds=config.worker_lease_seconds)
+    return DeliveryLane(
+        ctx,
+        partial(delivering.attempt, ctx),
+        threads=config.delivery_threads,
+        lease_seconds=config.worker_lease_seconds,
+    )
 
 
 class RelayCron(CronScheduler):
@@ -294,8 +323,18 @@ def run_scheduler() -> None:
     logs.configure()
     config = ctx.config
     cron = RelayCron(connection=ctx.rq_redis, name=f"relay-scheduler-{config.key_prefix}")
-    cron.register(jobs.reconcile, queue_name=queues.RECONCILE, interval=config.reconcile_interval_seconds,
-                  job_timeout=300, result_ttl=60)
-    cron.register(jobs.sweep, queue_name=queues.RECONCILE, interval=config.retention_sweep_seconds,
-                  job_timeout=300, result_ttl=60)
+    cron.register(
+        jobs.reconcile,
+        queue_name=queues.RECONCILE,
+        interval=config.reconcile_interval_seconds,
+        job_timeout=300,
+        result_ttl=60,
+    )
+    cron.register(
+        jobs.sweep,
+        queue_name=queues.RECONCILE,
+        interval=config.retention_sweep_seconds,
+        job_timeout=300,
+        result_ttl=60,
+    )
     cron.start()

@@ -22,7 +22,9 @@ from ..base import Delivery, Pace
 from ..records import RecordWriter
 
 WRITES_PER_SECOND = 1.5
-_KEY = re.compile(r"^airtable:(?P<base>app[A-Za-z0-9]{14})/(?P<table>[^/]{1,200})/(?P<record>rec[A-Za-z0-9]{14})$")
+_KEY = re.compile(
+    r"^airtable:(?P<base>app[A-Za-z0-9]{14})/(?P<table>[^/]{1,200})/(?P<record>rec[A-Za-z0-9]{14})$"
+)
 
 
 class AirtableKind(RecordWriter):
@@ -33,13 +35,17 @@ class AirtableKind(RecordWriter):
     def parse_record(self, record_key: str) -> dict[str, str]:
         match = _KEY.match(record_key)
         if not match:
-            raise ValueError("an Airtable record key is airtable:{base}/{table}/{record}, e.g. "
-                             "airtable:appXXXXXXXXXXXXXX/Deals/recXXXXXXXXXXXXXX")
+            raise ValueError(
+                "an Airtable record key is airtable:{base}/{table}/{record}, e.g. "
+                "airtable:appXXXXXXXXXXXXXX/Deals/recXXXXXXXXXXXXXX"
+            )
         return match.groupdict()
 
     def pace(self, delivery: Delivery) -> Pace | None:
         try:
-            base = self.parse_record((delivery.event.get("data") or {}).get("record_key") or "")["base"]
+            base = self.parse_record((delivery.event.get("data") or {}).get("record_key") or "")[
+                "base"
+            ]
         except ValueError:  # refused when it was submitted; it fails as it writes, nothing to pace
             return None
         return Pace(f"airtable:{base}", per_second=WRITES_PER_SECOND)

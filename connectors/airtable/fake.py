@@ -40,17 +40,22 @@ class FakeAirtable:
 
     def app(self) -> Flask:
         app = Flask(__name__)
-        app.add_url_rule("/v0/<base>/<table>/<record>", view_func=self._record, methods=["GET", "PATCH"])
+        app.add_url_rule(
+            "/v0/<base>/<table>/<record>", view_func=self._record, methods=["GET", "PATCH"]
+        )
         return app
 
     def _record(self, base: str, table: str, record: str):
         if refused := self._refused(base):
             return refused
         if (base, table) not in self.tables:
-            return _error(403, "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
-                          "Invalid permissions, or the requested model was not found. Check that both your user "
-                          "and your token have the required permissions, and that the model names and/or ids "
-                          "are correct.")
+            return _error(
+                403,
+                "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
+                "Invalid permissions, or the requested model was not found. Check that both your user "
+                "and your token have the required permissions, and that the model names and/or ids "
+                "are correct.",
+            )
         row = self.rows.get((base, table, record))
         if row is None:
             return jsonify({"error": "NOT_FOUND"}), 404
@@ -59,8 +64,10 @@ class FakeAirtable:
             if problem := self._write(base, table, row, body.get("fields") or {}):
                 return problem
             self.writes.append(body.get("fields") or {})
-            added = any(isinstance(v, list) and any("url" in item for item in v)
-                        for v in (body.get("fields") or {}).values())
+            added = any(
+                isinstance(v, list) and any("url" in item for item in v)
+                for v in (body.get("fields") or {}).values()
+            )
             self.knobs.after_write("attachment" if added else "patch")
         return jsonify({"id": record, "createdTime": "2026-11-01T09:00:00.000Z", "fields": row})
 
@@ -71,8 +78,16 @@ class FakeAirtable:
         with self._lock:
             window = self._per_base.setdefault(base, Window(5, 1.0))
         if self.knobs.too_many(request.method, request.path, self.back_off_seconds, window):
-            return jsonify({"errors": [{"error": "RATE_LIMIT_REACHED",
-                                        "message": "Rate limit exceeded. Please try again later"}]}), 429
+            return jsonify(
+                {
+                    "errors": [
+                        {
+                            "error": "RATE_LIMIT_REACHED",
+                            "message": "Rate limit exceeded. Please try again later",
+                        }
+                    ]
+                }
+            ), 429
         return None
 
     def _write(self, base: str, table: str, row: dict, fields: dict):
@@ -87,12 +102,21 @@ class FakeAirtable:
                     if "id" in item and item["id"] in kept:
                         attachments.append(kept[item["id"]])
                     elif item.get("url"):
-                        attachment = {"id": "att" + secrets.token_hex(7), "url": item["url"],
-                                      "filename": item.get("filename") or item["url"].rsplit("/", 1)[-1]}
+                        attachment = {
+                            "id": "att" + secrets.token_hex(7),
+                            "url": item["url"],
+                            "filename": item.get("filename") or item["url"].rsplit("/", 1)[-1],
+                        }
                         attachments.append(attachment)
-                        threading.Thread(target=self._fetch, args=(attachment,), daemon=True).start()
+                        threading.Thread(
+                            target=self._fetch, args=(attachment,), daemon=True
+                        ).start()
                     else:
-                        return _error(422, "INVALID_ATTACHMENT_OBJECT", f"Invalid attachment object for {name}")
+                        return _error(
+                            422,
+                            "INVALID_ATTACHMENT_OBJECT",
+                            f"Invalid attachment object for {name}",
+                        )
                 row[name] = attachments
             else:
                 row[name] = value
@@ -106,7 +130,9 @@ class FakeAirtable:
             return
         if response.status_code == 200:
             self.fetched[attachment["id"]] = response.content
-            attachment.update(size=len(response.content), type=response.headers.get("content-type", ""))
+            attachment.update(
+                size=len(response.content), type=response.headers.get("content-type", "")
+            )
 
 
 def _error(status: int, kind: str, message: str):

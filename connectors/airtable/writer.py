@@ -12,28 +12,48 @@ from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryabl
 from ..records import mapped, write_back_of
 
 
-def write(delivery: Delivery, document: Document | None, env: Environment,
-          parse_record: Callable[[str], dict[str, str]]) -> Outcome:
+def write(
+    delivery: Delivery,
+    document: Document | None,
+    env: Environment,
+    parse_record: Callable[[str], dict[str, str]],
+) -> Outcome:
     write_back = write_back_of(delivery, document)
     row = parse_record(write_back.record_key)
     mapping = delivery.config.get("fields") or {}
-    table = Api(delivery.config["token"], endpoint_url=str(env.settings["airtable_api_url"]).rstrip("/"),
-                retry_strategy=None, timeout=(10, 60)).table(row["base"], row["table"])
+    table = Api(
+        delivery.config["token"],
+        endpoint_url=str(env.settings["airtable_api_url"]).rstrip("/"),
+        retry_strategy=None,
+        timeout=(10, 60),
+    ).table(row["base"], row["table"])
     fields = mapped(write_back, mapping)
-    back_off = float(env.settings.get("airtable_backoff_seconds", 30.0))  # Airtable: wait 30 s after a 429
+    back_off = float(
+        env.settings.get("airtable_backoff_seconds", 30.0)
+    )  # Airtable: wait 30 s after a 429
     if write_back.completed and document is not None and mapping.get("file"):
-        current = _call(back_off, lambda: table.get(row["record"]))["fields"].get(mapping["file"]) or []
-        fields[mapping["file"]] = _attachments(current, document, delivery.config.get("versions", "replace"))
+        current = (
+            _call(back_off, lambda: table.get(row["record"]))["fields"].get(mapping["file"]) or []
+        )
+        fields[mapping["file"]] = _attachments(
+            current, document, delivery.config.get("versions", "replace")
+        )
     if fields:
         _call(back_off, lambda: table.update(row["record"], fields, typecast=True))
-    return Outcome(f"airtable:{row['base']}/{row['table']}/{row['record']} ({write_back.values['status']})",
-                   row["record"])
+    return Outcome(
+        f"airtable:{row['base']}/{row['table']}/{row['record']} ({write_back.values['status']})",
+        row["record"],
+    )
 
 
 def _attachments(current: list[dict], document: Document, versions: str) -> list[dict]:
     """The attachment field's new value: the earlier files by id (all of them under keep), and this task's
     file by URL unless an earlier attempt attached it already."""
-    earlier = [{"id": a["id"]} for a in current if a.get("filename") != document.name] if versions == "keep" else []
+    earlier = (
+        [{"id": a["id"]} for a in current if a.get("filename") != document.name]
+        if versions == "keep"
+        else []
+    )
     mine = [{"id": a["id"]} for a in current if a.get("filename") == document.name][:1]
     return earlier + (mine or [{"url": document.link, "filename": document.name}])
 
@@ -52,16 +72,24 @@ def _classify(response: requests.Response | None, text: str, back_off: float) ->
     status = response.status_code if response is not None else 0
     kind, message = _error_of(response)
     if status == 429:
-        return Retryable(f"Airtable is throttling ({kind or 'RATE_LIMIT_REACHED'}): waiting {back_off:g} s",
-                         retry_after=back_off)
+        return Retryable(
+            f"Airtable is throttling ({kind or 'RATE_LIMIT_REACHED'}): waiting {back_off:g} s",
+            retry_after=back_off,
+        )
     if status == 401:
         return Permanent(f"Airtable refused the token (401 {kind}): {message}")
     if status == 403:
-        return Permanent(f"Airtable: the token cannot write to this base or table (403 {kind}): {message}")
+        return Permanent(
+            f"Airtable: the token cannot write to this base or table (403 {kind}): {message}"
+        )
     if status == 404:
-        return Permanent(f"Airtable: the base, table or record does not exist (404 {kind}): {message}")
+        return Permanent(
+            f"Airtable: the base, table or record does not exist (404 {kind}): {message}"
+        )
     if status == 422:
-        return Permanent(f"Airtable refused the fields (422 {kind}): {message}; check the connection's fields")
+        return Permanent(
+            f"Airtable refused the fields (422 {kind}): {message}; check the connection's fields"
+        )
     if status >= 500 or status in (408, 409) or status == 0:
         return Retryable(f"Airtable answered {status or 'nothing'}: {message or text[:200]}")
     return Permanent(f"Airtable answered {status} {kind}: {message}")
@@ -76,4 +104,3 @@ def _error_of(response: requests.Response | None) -> tuple[str, str]:
     if isinstance(error, dict):
         return str(error.get("type") or ""), str(error.get("message") or "")[:300]
     return str(error or ""), ""
-

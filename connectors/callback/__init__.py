@@ -17,9 +17,19 @@ class CallbackKind:
         return None
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
-        headers = {"content-type": "application/json", "user-agent": "overten-relay/0.1",
-                   "idempotency-key": delivery.delivery_id, **delivery.config.get("headers", {})}
-        return post(delivery.config["url"], json.dumps(delivery.event["data"]), headers, env, "the callback URL")
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "overten-relay/0.1",
+            "idempotency-key": delivery.delivery_id,
+            **delivery.config.get("headers", {}),
+        }
+        return post(
+            delivery.config["url"],
+            json.dumps(delivery.event["data"]),
+            headers,
+            env,
+            "the callback URL",
+        )
 
 
 KIND = CallbackKind()

@@ -35,8 +35,9 @@ BLOCK = 4 * 1024 * 1024
 
 def content_hash(data: bytes) -> str:
     """Dropbox's content hash: SHA-256 of the SHA-256 digests of each 4 MiB block."""
-    return hashlib.sha256(b"".join(hashlib.sha256(data[i:i + BLOCK]).digest()
-                                   for i in range(0, len(data), BLOCK))).hexdigest()
+    return hashlib.sha256(
+        b"".join(hashlib.sha256(data[i : i + BLOCK]).digest() for i in range(0, len(data), BLOCK))
+    ).hexdigest()
 
 
 @dataclass
@@ -70,8 +71,10 @@ class FakeDropbox:
 
     def contents(self) -> dict[str, bytes]:
         """path_display -> bytes of every file."""
-        return {meta["path_display"]: (self.storage / meta["id"].removeprefix("id:")).read_bytes()
-                for meta in self.files.values()}
+        return {
+            meta["path_display"]: (self.storage / meta["id"].removeprefix("id:")).read_bytes()
+            for meta in self.files.values()
+        }
 
     def put_file(self, path: str, content: bytes) -> dict:
         """A file someone else put there."""
@@ -88,12 +91,17 @@ class FakeDropbox:
         app = Flask(__name__)
         self.storage.mkdir(parents=True, exist_ok=True)
         app.add_url_rule("/oauth2/token", view_func=self._token, methods=["POST"])
-        for route, view in [("files/upload_session/start", self._start),
-                            ("files/upload_session/append_v2", self._append),
-                            ("files/upload_session/finish", self._finish), ("files/list_folder", self._list),
-                            ("files/list_folder/continue", self._list_continue),
-                            ("files/get_metadata", self._get_metadata)]:
-            app.add_url_rule(f"/2/{route}", endpoint=route, view_func=self._guarded(view), methods=["POST"])
+        for route, view in [
+            ("files/upload_session/start", self._start),
+            ("files/upload_session/append_v2", self._append),
+            ("files/upload_session/finish", self._finish),
+            ("files/list_folder", self._list),
+            ("files/list_folder/continue", self._list_continue),
+            ("files/get_metadata", self._get_metadata),
+        ]:
+            app.add_url_rule(
+                f"/2/{route}", endpoint=route, view_func=self._guarded(view), methods=["POST"]
+            )
         return app
 
     # -- OAuth ------------------------------------------------------------------------------------
@@ -116,8 +124,12 @@ class FakeDropbox:
     def _guarded(self, view):
         def guarded():
             if request.headers.get("Authorization", "").removeprefix("Bearer ") not in self._tokens:
-                response = jsonify({"error_summary": "invalid_access_token/...",
-                                    "error": {".tag": "invalid_access_token"}})
+                response = jsonify(
+                    {
+                        "error_summary": "invalid_access_token/...",
+                        "error": {".tag": "invalid_access_token"},
+                    }
+                )
                 response.status_code = 401
                 return response
             if self.knobs.too_many(request.method, request.path, self.retry_after):
@@ -127,6 +139,7 @@ class FakeDropbox:
                 response.headers["Retry-After"] = str(self.retry_after)
                 return response
             return view()
+
         return guarded
 
     # -- upload sessions ----------------------------------------------------------------------------
@@ -137,7 +150,9 @@ class FakeDropbox:
     def _start(self):
         arg = self._arg()
         session_id = "pid_upload_session:" + secrets.token_urlsafe(12)
-        session = UploadSession(self.storage / f"session-{secrets.token_hex(8)}", expires=time.time() + 7 * 86_400)
+        session = UploadSession(
+            self.storage / f"session-{secrets.token_hex(8)}", expires=time.time() + 7 * 86_400
+        )
         self.sessions[session_id] = session
         with session.lock:
             if refused := self._take(session_id, session, 0, arg):
@@ -167,7 +182,9 @@ class FakeDropbox:
             return found
         session_id, session = found
         with session.lock:
-            if refused := self._take(session_id, session, int(cursor.get("offset", -1)), arg, lookup=True):
+            if refused := self._take(
+                session_id, session, int(cursor.get("offset", -1)), arg, lookup=True
+            ):
                 return refused
             with self._lock:
                 path = str(commit.get("path") or "")
@@ -176,8 +193,13 @@ class FakeDropbox:
                 existing = self.files.get(path.lower())
                 if existing and mode == "add":
                     if not commit.get("autorename"):
-                        return _api("path/conflict/file/", {".tag": "path", "path": {
-                            ".tag": "conflict", "conflict": {".tag": "file"}}})
+                        return _api(
+                            "path/conflict/file/",
+                            {
+                                ".tag": "path",
+                                "path": {".tag": "conflict", "conflict": {".tag": "file"}},
+                            },
+                        )
                     path = self._free_name(path)
                 meta = self._store(path, session.path, _hash_file(session.path))
                 self.sessions.pop(session_id, None)
@@ -191,18 +213,25 @@ class FakeDropbox:
             return _lookup_error("not_found", {".tag": "not_found"}, lookup)
         return session_id, session
 
-    def _take(self, session_id: str, session: UploadSession, offset: int, arg: dict, lookup: bool = False):
+    def _take(
+        self, session_id: str, session: UploadSession, offset: int, arg: dict, lookup: bool = False
+    ):
         """The body at ``offset`` onto the session (all of it, or nothing); an error answer, or None."""
         if session.closed:
             return _lookup_error("closed", {".tag": "closed"}, lookup)
         if offset != session.offset:
-            return _lookup_error("incorrect_offset", {".tag": "incorrect_offset", "correct_offset": session.offset},
-                                 lookup)
+            return _lookup_error(
+                "incorrect_offset",
+                {".tag": "incorrect_offset", "correct_offset": session.offset},
+                lookup,
+            )
         length = int(request.content_length or 0)
         hasher, written, blocks = _ContentHasher(), 0, None
         try:
             with session.path.open("ab") as out:
-                while written < length and (chunk := request.stream.read(min(1 << 20, length - written))):
+                while written < length and (
+                    chunk := request.stream.read(min(1 << 20, length - written))
+                ):
                     out.write(chunk)
                     hasher.update(chunk)
                     written += len(chunk)
@@ -214,7 +243,9 @@ class FakeDropbox:
             with session.path.open("ab") as out:
                 out.truncate(session.offset)
             if written == length:
-                return _lookup_error("content_hash_mismatch", {".tag": "content_hash_mismatch"}, lookup)
+                return _lookup_error(
+                    "content_hash_mismatch", {".tag": "content_hash_mismatch"}, lookup
+                )
             return Response("The request body was cut short", status=400)
         session.offset += length
         if length:
@@ -226,18 +257,30 @@ class FakeDropbox:
     def _free_name(self, path: str) -> str:
         folder, _, name = path.rpartition("/")
         stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
-        return next(candidate for n in itertools.count(1)
-                    if (candidate := f"{folder}/{stem} ({n}){dot}{ext}").lower() not in self.files)
+        return next(
+            candidate
+            for n in itertools.count(1)
+            if (candidate := f"{folder}/{stem} ({n}){dot}{ext}").lower() not in self.files
+        )
 
     def _store(self, path: str, source: Path, hashed: str) -> dict:
         existing = self.files.get(path.lower())
         file_id = existing["id"] if existing else f"id:a4ayc_80_OEAAAAAAAA{next(self._ids):04d}"
         source.replace(self.storage / file_id.removeprefix("id:"))
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        meta = {".tag": "file", "name": path.rpartition("/")[2], "id": file_id, "path_lower": path.lower(),
-                "path_display": path, "client_modified": now, "server_modified": now,
-                "rev": secrets.token_hex(8) + "0", "size": (self.storage / file_id.removeprefix("id:")).stat().st_size,
-                "is_downloadable": True, "content_hash": hashed}
+        meta = {
+            ".tag": "file",
+            "name": path.rpartition("/")[2],
+            "id": file_id,
+            "path_lower": path.lower(),
+            "path_display": path,
+            "client_modified": now,
+            "server_modified": now,
+            "rev": secrets.token_hex(8) + "0",
+            "size": (self.storage / file_id.removeprefix("id:")).stat().st_size,
+            "is_downloadable": True,
+            "content_hash": hashed,
+        }
         self.files[path.lower()] = meta
         return meta
 
@@ -263,7 +306,11 @@ class FakeDropbox:
     def _get_metadata(self):
         body = request.get_json(silent=True) or {}
         meta = self.files.get(str(body.get("path") or "").lower())
-        return jsonify(meta) if meta else _api("path/not_found/", {".tag": "path", "path": {".tag": "not_found"}})
+        return (
+            jsonify(meta)
+            if meta
+            else _api("path/not_found/", {".tag": "path", "path": {".tag": "not_found"}})
+        )
 
 
 def _hash_file(path: Path) -> str:
@@ -281,7 +328,7 @@ class _ContentHasher:
 
     def update(self, data: bytes) -> None:
         while data:
-            piece, data = data[: BLOCK - self._size], data[BLOCK - self._size:]
+            piece, data = data[: BLOCK - self._size], data[BLOCK - self._size :]
             self._block.update(piece)
             self._size += len(piece)
             if self._size == BLOCK:

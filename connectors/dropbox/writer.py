@@ -16,7 +16,9 @@ from ..sessions import TrustingSession
 from .sdk import HOST_API, HOST_CONTENT, HOST_NOTIFY, Union, dropbox, exceptions, files
 
 MIB = 1024 * 1024
-BLOCK = 4 * MIB  # Dropbox's content hash works in 4 MiB blocks; every chunk but the last is a multiple of it
+BLOCK = (
+    4 * MIB
+)  # Dropbox's content hash works in 4 MiB blocks; every chunk but the last is a multiple of it
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -29,8 +31,11 @@ def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
     stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
     named = re.compile(rf"{re.escape(stem)}( \(\d+\))?{re.escape(dot + ext)}", re.IGNORECASE)
     for entry in _listing(_client(delivery, env), folder):
-        if (isinstance(entry, files.FileMetadata) and named.fullmatch(entry.name)
-                and entry.content_hash == state["content_hash"]):
+        if (
+            isinstance(entry, files.FileMetadata)
+            and named.fullmatch(entry.name)
+            and entry.content_hash == state["content_hash"]
+        ):
             return _outcome(entry)
     return None
 
@@ -54,12 +59,19 @@ def _begin(dbx: Any, delivery: Delivery, document: Document, env: Environment) -
     folder = naming.folder(delivery, document, rules=naming.WINDOWS)
     name = naming.file_name(delivery, document, naming.WINDOWS)
     session = _call(lambda: dbx.files_upload_session_start(b"")).session_id
-    state = {"session": session, "path": f"/{folder}/{name}" if folder else f"/{name}", "offset": 0, "blocks": []}
+    state = {
+        "session": session,
+        "path": f"/{folder}/{name}" if folder else f"/{name}",
+        "offset": 0,
+        "blocks": [],
+    }
     env.save_state(delivery.delivery_id, state)
     return state
 
 
-def _upload(dbx: Any, delivery: Delivery, document: Document, env: Environment, state: dict, chunk: int):
+def _upload(
+    dbx: Any, delivery: Delivery, document: Document, env: Environment, state: dict, chunk: int
+):
     """Appends from the saved offset, then finishes with the last chunk; saves offset and block hashes after
     each append, and the whole file's content hash before the finish (find_existing looks for it)."""
     total, offset = document.size or 0, int(state["offset"])
@@ -68,9 +80,14 @@ def _upload(dbx: Any, delivery: Delivery, document: Document, env: Environment, 
         while True:
             size = min(chunk, total - offset)
             data, hashed = _read(reader, size)
-            blocks, cursor = state["blocks"] + hashed, files.UploadSessionCursor(state["session"], offset)
+            blocks, cursor = (
+                state["blocks"] + hashed,
+                files.UploadSessionCursor(state["session"], offset),
+            )
             if offset + size >= total:
-                env.save_state(delivery.delivery_id, {**state, "content_hash": _content_hash(blocks)})
+                env.save_state(
+                    delivery.delivery_id, {**state, "content_hash": _content_hash(blocks)}
+                )
                 return _finish(dbx, delivery, data, cursor, state, _content_hash(hashed))
             _append(dbx, data, cursor, offset, size, _content_hash(hashed))
             offset += size
@@ -83,7 +100,7 @@ def _read(reader: ChunkReader, size: int) -> tuple[bytes, list[str]]:
     """The next ``size`` bytes (the SDK takes bytes only), and the SHA-256 of each of their 4 MiB blocks."""
     data = b"".join(reader.take(size))
     view = memoryview(data)  # slices of a view copy nothing
-    return data, [hashlib.sha256(view[i:i + BLOCK]).hexdigest() for i in range(0, size, BLOCK)]
+    return data, [hashlib.sha256(view[i : i + BLOCK]).hexdigest() for i in range(0, size, BLOCK)]
 
 
 def _append(dbx: Any, data: bytes, cursor: Any, offset: int, size: int, chunk_hash: str) -> None:
@@ -98,18 +115,26 @@ def _append(dbx: Any, data: bytes, cursor: Any, offset: int, size: int, chunk_ha
         raise _refused(exc) from None
 
 
-def _finish(dbx: Any, delivery: Delivery, data: bytes, cursor: Any, state: dict, chunk_hash: str) -> Any:
+def _finish(
+    dbx: Any, delivery: Delivery, data: bytes, cursor: Any, state: dict, chunk_hash: str
+) -> Any:
     policy = delivery.config.get("conflict", "replace")
     mode = files.WriteMode.overwrite if policy == "replace" else files.WriteMode.add
-    commit = files.CommitInfo(path=state["path"], mode=mode, autorename=policy == "rename", mute=True)
+    commit = files.CommitInfo(
+        path=state["path"], mode=mode, autorename=policy == "rename", mute=True
+    )
     try:
-        return _call(lambda: dbx.files_upload_session_finish(data, cursor, commit, content_hash=chunk_hash))
+        return _call(
+            lambda: dbx.files_upload_session_finish(data, cursor, commit, content_hash=chunk_hash)
+        )
     except exceptions.ApiError as exc:
         tags, _ = _tags(exc.error)
         if tags[:1] == ["lookup_failed"]:
             raise _SessionGone from None
         if tags[:2] == ["path", "conflict"]:
-            raise Permanent(f"Dropbox: {state['path']} exists and the conflict policy is fail") from None
+            raise Permanent(
+                f"Dropbox: {state['path']} exists and the conflict policy is fail"
+            ) from None
         raise _refused(exc) from None
 
 
@@ -142,16 +167,21 @@ class _SessionGone(Exception):
 
 # -- the SDK's errors --------------------------------------------------------------------------------
 
+
 def _call(request: Any) -> Any:
     """The SDK's answer; its transport, throttling and sign-in errors as the relay's."""
     try:
         return request()
     except exceptions.RateLimitError as exc:
-        raise Retryable("Dropbox is throttling (too_many_requests)", retry_after=exc.backoff) from None
+        raise Retryable(
+            "Dropbox is throttling (too_many_requests)", retry_after=exc.backoff
+        ) from None
     except exceptions.AuthError as exc:
         tags, _ = _tags(exc.error)
-        raise Permanent(f"Dropbox refused the credentials ({tags[0] if tags else 'auth'}): check the app key, "
-                        "secret and refresh token (was the app's access revoked?)") from None
+        raise Permanent(
+            f"Dropbox refused the credentials ({tags[0] if tags else 'auth'}): check the app key, "
+            "secret and refresh token (was the app's access revoked?)"
+        ) from None
     except exceptions.BadInputError as exc:
         said = _oauth_error(exc.message)
         raise Permanent(f"Dropbox refused the request: {said}") from None
@@ -187,13 +217,18 @@ def _oauth_error(body: str) -> str:
 
 # -- the client ----------------------------------------------------------------------------------------
 
+
 class _Dropbox(dropbox.Dropbox):
     """The SDK pointed at the configured hosts: it reads them from DROPBOX_API_HOST at import otherwise,
     once per process, and signs in at the module's own API host whatever the client's map says."""
 
     def __init__(self, api_host: str, content_host: str, **kwargs):
         super().__init__(**kwargs)
-        self._host_map = {HOST_API: api_host, HOST_CONTENT: content_host, HOST_NOTIFY: self._host_map[HOST_NOTIFY]}
+        self._host_map = {
+            HOST_API: api_host,
+            HOST_CONTENT: content_host,
+            HOST_NOTIFY: self._host_map[HOST_NOTIFY],
+        }
 
     def refresh_access_token(self, host=None, scope=None):
         return super().refresh_access_token(host or self._host_map[HOST_API], scope)
@@ -202,18 +237,36 @@ class _Dropbox(dropbox.Dropbox):
 def _client(delivery: Delivery, env: Environment) -> Any:
     """One client per credentials and process: it keeps its access token (4 hours) and connections."""
     config = delivery.config
-    key = hashlib.sha256(json.dumps({k: config.get(k) for k in ("app_key", "app_secret", "refresh_token",
-                                                               "root_namespace_id")}, sort_keys=True).encode())
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                k: config.get(k)
+                for k in ("app_key", "app_secret", "refresh_token", "root_namespace_id")
+            },
+            sort_keys=True,
+        ).encode()
+    )
     with _clients_lock:
         if key.hexdigest() not in _clients:
             root = config.get("root_namespace_id")
-            headers = {"Dropbox-API-Path-Root": json.dumps({".tag": "root", "root": str(root)})} if root else None
+            headers = (
+                {"Dropbox-API-Path-Root": json.dumps({".tag": "root", "root": str(root)})}
+                if root
+                else None
+            )
             _clients[key.hexdigest()] = _Dropbox(
-                _host(env.settings["dropbox_api_url"]), _host(env.settings["dropbox_content_url"]),
-                oauth2_refresh_token=config["refresh_token"], app_key=config["app_key"],
-                app_secret=config.get("app_secret") or None, session=TrustingSession(env.settings.get("ca_bundle")),
-                max_retries_on_error=0, max_retries_on_rate_limit=0, timeout=300, headers=headers,
-                user_agent="overten-relay/0.1")
+                _host(env.settings["dropbox_api_url"]),
+                _host(env.settings["dropbox_content_url"]),
+                oauth2_refresh_token=config["refresh_token"],
+                app_key=config["app_key"],
+                app_secret=config.get("app_secret") or None,
+                session=TrustingSession(env.settings.get("ca_bundle")),
+                max_retries_on_error=0,
+                max_retries_on_rate_limit=0,
+                timeout=300,
+                headers=headers,
+                user_agent="overten-relay/0.1",
+            )
         return _clients[key.hexdigest()]
 
 

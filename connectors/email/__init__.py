@@ -31,14 +31,19 @@ class EmailKind:
 
     def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
         sent = delivery.state.get("message_id")
-        return Outcome(f"email {sent} to {', '.join(delivery.config['to'])}", sent) if sent else None
+        return (
+            Outcome(f"email {sent} to {', '.join(delivery.config['to'])}", sent) if sent else None
+        )
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         config = delivery.config
         env.settings["check_host"](config["host"], int(config.get("port") or 587))
         message_id = f"<{delivery.delivery_id.lower()}@overten-relay>"
-        attach = document is not None and document.size is not None and \
-            document.size <= int(env.settings["email_attach_max_bytes"])
+        attach = (
+            document is not None
+            and document.size is not None
+            and document.size <= int(env.settings["email_attach_max_bytes"])
+        )
         with tempfile.TemporaryFile() as spool:
             _write_message(spool, delivery, document, message_id, attach)
             spool.seek(0)
@@ -48,27 +53,55 @@ class EmailKind:
         return Outcome(f"email {message_id} to {', '.join(config['to'])} ({how})", message_id)
 
 
-def _write_message(out: IO[bytes], delivery: Delivery, document: Document | None, message_id: str,
-                   attach: bool) -> None:
+def _write_message(
+    out: IO[bytes], delivery: Delivery, document: Document | None, message_id: str, attach: bool
+) -> None:
     """The message; without a document (an alert), its words alone."""
     config, text = delivery.config, summary(delivery.event)
     boundary = "relay-" + secrets.token_hex(12)
     name = naming.file_name(delivery, document, MIME_NAME) if document else ""
-    subject = config.get("subject") or (f"{headline(delivery.event)}: {name}" if name else headline(delivery.event))
-    headers = [("From", formataddr(("Overten Relay", config["from"]))), ("To", ", ".join(config["to"])),
-               ("Subject", Header(subject, "utf-8").encode()), ("Date", formatdate(localtime=False)),
-               ("Message-ID", message_id), ("MIME-Version", "1.0"),
-               ("Content-Type", f'multipart/mixed; boundary="{boundary}"')]
+    subject = config.get("subject") or (
+        f"{headline(delivery.event)}: {name}" if name else headline(delivery.event)
+    )
+    headers = [
+        ("From", formataddr(("Overten Relay", config["from"]))),
+        ("To", ", ".join(config["to"])),
+        ("Subject", Header(subject, "utf-8").encode()),
+        ("Date", formatdate(localtime=False)),
+        ("Message-ID", message_id),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/mixed; boundary="{boundary}"'),
+    ]
     _lines(out, [f"{header}: {value}" for header, value in headers] + [""])
-    link = ("" if document is None else f"Download: {document.link}" if attach
-            else f"The file is too large to attach. Download it here: {document.link}")
+    link = (
+        ""
+        if document is None
+        else f"Download: {document.link}"
+        if attach
+        else f"The file is too large to attach. Download it here: {document.link}"
+    )
     body = quopri.encodestring(f"{text}\n\n{link}\n".encode()).decode()
-    _lines(out, [f"--{boundary}", "Content-Type: text/plain; charset=utf-8",
-                 "Content-Transfer-Encoding: quoted-printable", "", *body.splitlines()])
+    _lines(
+        out,
+        [
+            f"--{boundary}",
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Transfer-Encoding: quoted-printable",
+            "",
+            *body.splitlines(),
+        ],
+    )
     if attach and document is not None:
-        _lines(out, [f"--{boundary}", f'Content-Type: {document.content_type}; name="{name}"',
-                     "Content-Transfer-Encoding: base64",
-                     f'Content-Disposition: attachment; filename="{name}"', ""])
+        _lines(
+            out,
+            [
+                f"--{boundary}",
+                f'Content-Type: {document.content_type}; name="{name}"',
+                "Content-Transfer-Encoding: base64",
+                f'Content-Disposition: attachment; filename="{name}"',
+                "",
+            ],
+        )
         _base64(out, document)
     _lines(out, [f"--{boundary}--"])
 
@@ -93,16 +126,25 @@ def _base64(out: IO[bytes], document: Document) -> None:
 
 def _encoded(out: IO[bytes], data: bytes) -> None:
     for start in range(0, len(data), _B64_BLOCK):
-        encoded = base64.encodebytes(data[start:start + _B64_BLOCK])  # 76-character lines, \n-terminated
+        encoded = base64.encodebytes(
+            data[start : start + _B64_BLOCK]
+        )  # 76-character lines, \n-terminated
         out.write(encoded.replace(b"\n", b"\r\n"))
 
 
 def _send(config: dict, spool: IO[bytes]) -> None:
-    host, port, security = config["host"], int(config.get("port") or 587), config.get("security", "starttls")
+    host, port, security = (
+        config["host"],
+        int(config.get("port") or 587),
+        config.get("security", "starttls"),
+    )
     context = ssl.create_default_context(cafile=config.get("ca_file") or None)
     try:
-        smtp = smtplib.SMTP_SSL(host, port, context=context, timeout=60) if security == "ssl" \
+        smtp = (
+            smtplib.SMTP_SSL(host, port, context=context, timeout=60)
+            if security == "ssl"
             else smtplib.SMTP(host, port, timeout=60)
+        )
         with smtp:
             if security == "starttls":
                 smtp.starttls(context=context)
@@ -125,14 +167,18 @@ def _send(config: dict, spool: IO[bytes]) -> None:
     except smtplib.SMTPAuthenticationError as exc:
         raise Permanent(f"the SMTP server refused the login ({exc.smtp_code})") from None
     except smtplib.SMTPRecipientsRefused as exc:
-        raise Permanent(f"the SMTP server refused the recipients: {', '.join(exc.recipients)}") from None
+        raise Permanent(
+            f"the SMTP server refused the recipients: {', '.join(exc.recipients)}"
+        ) from None
     except smtplib.SMTPResponseException as exc:
         kind = Retryable if 400 <= exc.smtp_code < 500 else Permanent
         raise kind(f"the SMTP server answered {exc.smtp_code}: {exc.smtp_error!r}") from None
     except ssl.SSLError as exc:
         raise Permanent(f"TLS with the SMTP server failed: {exc.reason}") from None
     except (smtplib.SMTPException, OSError) as exc:
-        raise Retryable(f"the SMTP server could not be reached: {type(exc).__name__}: {exc}") from None
+        raise Retryable(
+            f"the SMTP server could not be reached: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 KIND = EmailKind()

@@ -29,12 +29,16 @@ class FolderKind:
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         assert document is not None
         placed = delivery.state.get("placed")
-        if placed and _partial(Path(placed), delivery).exists():  # written whole, then the worker died
+        if (
+            placed and _partial(Path(placed), delivery).exists()
+        ):  # written whole, then the worker died
             os.replace(_partial(Path(placed), delivery), placed)
             return Outcome(placed)
         folder = self._folder(delivery, env, document)
         folder.mkdir(parents=True, exist_ok=True)
-        final = _name_for(folder, naming.file_name(delivery, document, REFUSED), delivery.config.get("conflict"))
+        final = _name_for(
+            folder, naming.file_name(delivery, document, REFUSED), delivery.config.get("conflict")
+        )
         partial = _partial(final, delivery)
         try:
             with document.open(0) as chunks, partial.open("wb") as out:
@@ -50,7 +54,9 @@ class FolderKind:
 
     @staticmethod
     def _folder(delivery: Delivery, env: Environment, document: Document) -> Path:
-        roots = [Path(r).resolve() for r in str(env.settings["folder_roots"]).split(",") if r.strip()]
+        roots = [
+            Path(r).resolve() for r in str(env.settings["folder_roots"]).split(",") if r.strip()
+        ]
         if not roots:
             raise Permanent("no folder roots are configured (RELAY_FOLDER_ROOTS)")
         folder = (roots[0] / naming.folder(delivery, document, key="path", rules=REFUSED)).resolve()

@@ -12,7 +12,17 @@ import contextlib
 import httpx
 
 from .. import naming
-from ..base import CHUNK, ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable, classify_status
+from ..base import (
+    CHUNK,
+    ChunkReader,
+    Delivery,
+    Document,
+    Environment,
+    Outcome,
+    Permanent,
+    Retryable,
+    classify_status,
+)
 from ..google_auth import access_token
 
 SCOPES = ["https://www.googleapis.com/auth/drive"]
@@ -27,11 +37,20 @@ class DriveKind:
 
     def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
         query = f"appProperties has {{ key='relayDeliveryId' and value='{delivery.delivery_id}' }} and trashed = false"
-        params = {"q": query, "supportsAllDrives": "true", "includeItemsFromAllDrives": "true",
-                  "corpora": "allDrives", "fields": "files(id,name,size)"}
+        params = {
+            "q": query,
+            "supportsAllDrives": "true",
+            "includeItemsFromAllDrives": "true",
+            "corpora": "allDrives",
+            "fields": "files(id,name,size)",
+        }
         response = self._request(delivery, env, "GET", "/drive/v3/files", params=params)
         files = response.json().get("files", [])
-        return Outcome(f"gdrive:{files[0]['id']} ({files[0]['name']})", files[0]["id"]) if files else None
+        return (
+            Outcome(f"gdrive:{files[0]['id']} ({files[0]['name']})", files[0]["id"])
+            if files
+            else None
+        )
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         assert document is not None
@@ -54,12 +73,25 @@ class DriveKind:
     # -- the protocol -------------------------------------------------------------------------------
 
     def _start(self, delivery: Delivery, document: Document, env: Environment) -> str:
-        metadata = {"name": naming.file_name(delivery, document), "parents": [self._parent(delivery, env, document)],
-                    "mimeType": document.content_type, "appProperties": {"relayDeliveryId": delivery.delivery_id}}
-        headers = {"X-Upload-Content-Type": document.content_type, "X-Upload-Content-Length": str(document.size)}
-        response = self._request(delivery, env, "POST", "/upload/drive/v3/files",
-                                 params={"uploadType": "resumable", "supportsAllDrives": "true"},
-                                 json=metadata, headers=headers)
+        metadata = {
+            "name": naming.file_name(delivery, document),
+            "parents": [self._parent(delivery, env, document)],
+            "mimeType": document.content_type,
+            "appProperties": {"relayDeliveryId": delivery.delivery_id},
+        }
+        headers = {
+            "X-Upload-Content-Type": document.content_type,
+            "X-Upload-Content-Length": str(document.size),
+        }
+        response = self._request(
+            delivery,
+            env,
+            "POST",
+            "/upload/drive/v3/files",
+            params={"uploadType": "resumable", "supportsAllDrives": "true"},
+            json=metadata,
+            headers=headers,
+        )
         return response.headers["location"]
 
     def _parent(self, delivery: Delivery, env: Environment, document: Document) -> str:
@@ -68,18 +100,35 @@ class DriveKind:
         for part in filter(None, naming.folder(delivery, document).split("/")):
             quoted = part.replace("\\", "\\\\").replace("'", "\\'")
             query = f"name = '{quoted}' and '{parent}' in parents and mimeType = '{FOLDER}' and trashed = false"
-            params = {"q": query, "supportsAllDrives": "true", "includeItemsFromAllDrives": "true",
-                      "corpora": "allDrives", "fields": "files(id)"}
-            found = self._request(delivery, env, "GET", "/drive/v3/files", params=params).json().get("files", [])
+            params = {
+                "q": query,
+                "supportsAllDrives": "true",
+                "includeItemsFromAllDrives": "true",
+                "corpora": "allDrives",
+                "fields": "files(id)",
+            }
+            found = (
+                self._request(delivery, env, "GET", "/drive/v3/files", params=params)
+                .json()
+                .get("files", [])
+            )
             if found:
                 parent = found[0]["id"]
                 continue
-            made = self._request(delivery, env, "POST", "/drive/v3/files", params={"supportsAllDrives": "true"},
-                                 json={"name": part, "mimeType": FOLDER, "parents": [parent]})
+            made = self._request(
+                delivery,
+                env,
+                "POST",
+                "/drive/v3/files",
+                params={"supportsAllDrives": "true"},
+                json={"name": part, "mimeType": FOLDER, "parents": [parent]},
+            )
             parent = made.json()["id"]
         return parent
 
-    def _progress(self, delivery: Delivery, env: Environment, session: str, total: int) -> tuple[dict | None, int]:
+    def _progress(
+        self, delivery: Delivery, env: Environment, session: str, total: int
+    ) -> tuple[dict | None, int]:
         """Ask Drive how much of the session it has: (the file, if complete; next offset, or -1 if gone)."""
         response = self._put(delivery, env, session, b"", f"bytes */{total}")
         if response.status_code in (200, 201):
@@ -90,7 +139,9 @@ class DriveKind:
             return None, -1
         raise _classify(response)
 
-    def _upload(self, delivery: Delivery, env: Environment, session: str, document: Document, offset: int) -> dict:
+    def _upload(
+        self, delivery: Delivery, env: Environment, session: str, document: Document, offset: int
+    ) -> dict:
         total, breaks = document.size or 0, 0
         while True:
             try:
@@ -98,8 +149,14 @@ class DriveKind:
                     reader = ChunkReader(chunks, "Drive")
                     for start in range(offset, total, UPLOAD_CHUNK):
                         end = min(start + UPLOAD_CHUNK, total) - 1
-                        response = self._put(delivery, env, session, reader.take(end + 1 - start),
-                                             f"bytes {start}-{end}/{total}", length=end + 1 - start)
+                        response = self._put(
+                            delivery,
+                            env,
+                            session,
+                            reader.take(end + 1 - start),
+                            f"bytes {start}-{end}/{total}",
+                            length=end + 1 - start,
+                        )
                         if response.status_code in (200, 201):
                             return response.json()
                         if response.status_code != 308:
@@ -119,20 +176,40 @@ class DriveKind:
                 if offset < 0:
                     raise Retryable("the Drive upload session expired") from None
 
-    def _put(self, delivery: Delivery, env: Environment, session: str, body, content_range: str, length: int = 0):
-        headers = {"Authorization": f"Bearer {_access_token(delivery, env)}", "Content-Range": content_range,
-                   "Content-Length": str(length)}
+    def _put(
+        self,
+        delivery: Delivery,
+        env: Environment,
+        session: str,
+        body,
+        content_range: str,
+        length: int = 0,
+    ):
+        headers = {
+            "Authorization": f"Bearer {_access_token(delivery, env)}",
+            "Content-Range": content_range,
+            "Content-Length": str(length),
+        }
         with env.http(timeout=300) as client:
             return client.put(session, content=body, headers=headers)
 
-    def _request(self, delivery: Delivery, env: Environment, method: str, path: str,
-                 headers: dict | None = None, **kwargs) -> httpx.Response:
+    def _request(
+        self,
+        delivery: Delivery,
+        env: Environment,
+        method: str,
+        path: str,
+        headers: dict | None = None,
+        **kwargs,
+    ) -> httpx.Response:
         url = str(env.settings["drive_api_url"]).rstrip("/") + path
         for refresh in (False, True):  # a 401 gets one fresh token
             auth = {"Authorization": f"Bearer {_access_token(delivery, env, refresh)}"}
             try:
                 with env.http(timeout=60) as client:
-                    response = client.request(method, url, headers={**(headers or {}), **auth}, **kwargs)
+                    response = client.request(
+                        method, url, headers={**(headers or {}), **auth}, **kwargs
+                    )
             except httpx.TransportError as exc:
                 raise Retryable(f"Drive could not be reached: {type(exc).__name__}") from None
             if response.status_code != 401:
@@ -161,11 +238,15 @@ def _classify(response: httpx.Response) -> Exception:
     with contextlib.suppress(ValueError):
         reasons = {e.get("reason") for e in response.json().get("error", {}).get("errors", [])}
     if response.status_code == 403 and reasons & _RATE_REASONS:
-        return Retryable(f"Drive is throttling ({', '.join(sorted(r for r in reasons if r))})",
-                         float(response.headers.get("retry-after") or 0) or None)
+        return Retryable(
+            f"Drive is throttling ({', '.join(sorted(r for r in reasons if r))})",
+            float(response.headers.get("retry-after") or 0) or None,
+        )
     if response.status_code == 404:
         return Permanent("Drive: the folder does not exist or the credentials cannot see it")
-    return classify_status(response.status_code, response.headers.get("retry-after"), "Google Drive")
+    return classify_status(
+        response.status_code, response.headers.get("retry-after"), "Google Drive"
+    )
 
 
 def _access_token(delivery: Delivery, env: Environment, force: bool = False) -> str:

@@ -78,9 +78,13 @@ class FakeDrive:
         self.storage.mkdir(parents=True, exist_ok=True)
         app.add_url_rule("/token", view_func=self._token, methods=["POST"])
         app.add_url_rule("/drive/v3/files", view_func=self._list, methods=["GET"])
-        app.add_url_rule("/drive/v3/files", view_func=self._create_folder, methods=["POST"], endpoint="create")
+        app.add_url_rule(
+            "/drive/v3/files", view_func=self._create_folder, methods=["POST"], endpoint="create"
+        )
         app.add_url_rule("/upload/drive/v3/files", view_func=self._start, methods=["POST"])
-        app.add_url_rule("/upload/drive/v3/files", view_func=self._put, methods=["PUT"], endpoint="put")
+        app.add_url_rule(
+            "/upload/drive/v3/files", view_func=self._put, methods=["PUT"], endpoint="put"
+        )
         return app
 
     # -- auth ---------------------------------------------------------------------------------------
@@ -90,8 +94,11 @@ class FakeDrive:
         if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             try:
                 # google-auth (like Google) addresses the assertion to Google's token endpoint
-                claims = google_jwt.decode(request.form.get("assertion", ""), certs=self.service_accounts,
-                                           audience=[request.base_url, "https://oauth2.googleapis.com/token"])
+                claims = google_jwt.decode(
+                    request.form.get("assertion", ""),
+                    certs=self.service_accounts,
+                    audience=[request.base_url, "https://oauth2.googleapis.com/token"],
+                )
             except Exception as exc:
                 return jsonify({"error": "invalid_grant", "error_description": str(exc)}), 400
             if self.scope not in claims.get("scope", "").split():
@@ -99,7 +106,9 @@ class FakeDrive:
         elif grant == "refresh_token":
             client = self.oauth_clients.get(request.form.get("refresh_token", ""))
             if client != (request.form.get("client_id"), request.form.get("client_secret")):
-                return jsonify({"error": "invalid_grant", "error_description": "Token has been revoked."}), 400
+                return jsonify(
+                    {"error": "invalid_grant", "error_description": "Token has been revoked."}
+                ), 400
         else:
             return jsonify({"error": "unsupported_grant_type"}), 400
         self.token_grants.append(grant)
@@ -127,14 +136,28 @@ class FakeDrive:
         if request.args.get("supportsAllDrives") != "true":
             return _error(400, "badRequest", "shared drives need supportsAllDrives=true")
         query = request.args.get("q", "")
-        named = re.search(r"name = '((?:[^'\\]|\\.)*)' and '([^']+)' in parents and mimeType = '([^']+)'", query)
+        named = re.search(
+            r"name = '((?:[^'\\]|\\.)*)' and '([^']+)' in parents and mimeType = '([^']+)'", query
+        )
         if named:
             name = re.sub(r"\\(.)", r"\1", named.group(1))
-            return jsonify({"files": [f for f in self.folder_items.values() if f["name"] == name
-                                      and named.group(2) in f["parents"] and f["mimeType"] == named.group(3)]})
+            return jsonify(
+                {
+                    "files": [
+                        f
+                        for f in self.folder_items.values()
+                        if f["name"] == name
+                        and named.group(2) in f["parents"]
+                        and f["mimeType"] == named.group(3)
+                    ]
+                }
+            )
         match = re.search(r"appProperties has \{ key='([^']+)' and value='([^']+)' \}", query)
-        found = [f for f in self.files.values()
-                 if not match or f["appProperties"].get(match.group(1)) == match.group(2)]
+        found = [
+            f
+            for f in self.files.values()
+            if not match or f["appProperties"].get(match.group(1)) == match.group(2)
+        ]
         return jsonify({"files": found})
 
     def _create_folder(self):
@@ -149,8 +172,12 @@ class FakeDrive:
         folder_id = f"1folder{next(self._ids):06d}"
         with self._lock:
             self.folders.add(folder_id)
-            self.folder_items[folder_id] = {"id": folder_id, "name": metadata["name"], "mimeType": FOLDER_TYPE,
-                                            "parents": metadata["parents"]}
+            self.folder_items[folder_id] = {
+                "id": folder_id,
+                "name": metadata["name"],
+                "mimeType": FOLDER_TYPE,
+                "parents": metadata["parents"],
+            }
         return jsonify(self.folder_items[folder_id])
 
     # -- resumable upload ---------------------------------------------------------------------------
@@ -158,15 +185,22 @@ class FakeDrive:
     def _start(self):
         if denied := self._denied():
             return denied
-        if request.args.get("uploadType") != "resumable" or request.args.get("supportsAllDrives") != "true":
+        if (
+            request.args.get("uploadType") != "resumable"
+            or request.args.get("supportsAllDrives") != "true"
+        ):
             return _error(400, "badRequest", "expected uploadType=resumable&supportsAllDrives=true")
         metadata = request.get_json(silent=True) or {}
         if not set(metadata.get("parents", [])) & self.folders:
             return _error(404, "notFound", "File not found: parent folder")
         total = int(request.headers.get("X-Upload-Content-Length", "-1"))
         upload_id = secrets.token_urlsafe(12)
-        self.sessions[upload_id] = Session(upload_id, metadata, total, self.storage / f"session-{upload_id}")
-        location = f"{request.host_url}upload/drive/v3/files?uploadType=resumable&upload_id={upload_id}"
+        self.sessions[upload_id] = Session(
+            upload_id, metadata, total, self.storage / f"session-{upload_id}"
+        )
+        location = (
+            f"{request.host_url}upload/drive/v3/files?uploadType=resumable&upload_id={upload_id}"
+        )
         return Response(status=200, headers={"Location": location})
 
     def _put(self):
@@ -174,7 +208,9 @@ class FakeDrive:
         session = self.sessions.get(request.args.get("upload_id", ""))
         if session is None:
             return _error(404, "notFound", "Upload session not found or expired")
-        match = re.fullmatch(r"bytes (\*|(\d+)-(\d+))/(\d+|\*)", request.headers.get("Content-Range", ""))
+        match = re.fullmatch(
+            r"bytes (\*|(\d+)-(\d+))/(\d+|\*)", request.headers.get("Content-Range", "")
+        )
         if not match:
             return _error(400, "badRequest", "Content-Range required")
         if match.group(1) == "*":  # status query
@@ -193,7 +229,9 @@ class FakeDrive:
             out.seek(start)
             while chunk := request.stream.read(min(GRANULE, end + 1 - start - received) or 1):
                 if break_after is not None and received + len(chunk) > break_after:
-                    keep = ((start + break_after) // GRANULE) * GRANULE - start  # whole granules survive
+                    keep = (
+                        (start + break_after) // GRANULE
+                    ) * GRANULE - start  # whole granules survive
                     out.truncate(start + max(0, keep))
                     session.committed = start + max(0, keep)
                     out.close()
@@ -218,9 +256,14 @@ class FakeDrive:
         file_id = f"1fake{next(self._ids):06d}"
         session.path.rename(self.storage / f"file-{file_id}")
         metadata = session.metadata
-        session.file = {"id": file_id, "name": metadata.get("name"), "parents": metadata.get("parents", []),
-                        "appProperties": metadata.get("appProperties", {}), "size": str(session.total),
-                        "mimeType": metadata.get("mimeType", "application/octet-stream")}
+        session.file = {
+            "id": file_id,
+            "name": metadata.get("name"),
+            "parents": metadata.get("parents", []),
+            "appProperties": metadata.get("appProperties", {}),
+            "size": str(session.total),
+            "mimeType": metadata.get("mimeType", "application/octet-stream"),
+        }
         self.files[file_id] = session.file
         return jsonify(session.file), 200
 
@@ -232,7 +275,13 @@ class FakeDrive:
 
 
 def _error(status: int, reason: str, message: str) -> Response:
-    body = {"error": {"code": status, "message": message, "errors": [{"reason": reason, "message": message}]}}
+    body = {
+        "error": {
+            "code": status,
+            "message": message,
+            "errors": [{"reason": reason, "message": message}],
+        }
+    }
     response = jsonify(body)
     response.status_code = status
     return response

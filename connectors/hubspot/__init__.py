@@ -18,8 +18,16 @@ import re
 
 from ..records import RecordWriter
 
-OBJECTS = {"deal": "deals", "deals": "deals", "contact": "contacts", "contacts": "contacts",
-           "company": "companies", "companies": "companies", "ticket": "tickets", "tickets": "tickets"}
+OBJECTS = {
+    "deal": "deals",
+    "deals": "deals",
+    "contact": "contacts",
+    "contacts": "contacts",
+    "company": "companies",
+    "companies": "companies",
+    "ticket": "tickets",
+    "tickets": "tickets",
+}
 _KEY = re.compile(r"^hubspot:(?P<object>[a-z]+|\d-\d+):(?P<id>\d{1,20})$")
 
 
@@ -30,10 +38,14 @@ class HubSpotKind(RecordWriter):
 
     def parse_record(self, record_key: str) -> dict[str, str]:
         match = _KEY.match(record_key)
-        object_type = match and (OBJECTS.get(match["object"]) or (match["object"] if "-" in match["object"] else None))
+        object_type = match and (
+            OBJECTS.get(match["object"]) or (match["object"] if "-" in match["object"] else None)
+        )
         if not match or not object_type:
-            raise ValueError("a HubSpot record key is hubspot:{object}:{id}, with deal, contact, company, ticket "
-                             "or a custom object's type id (2-1234567), e.g. hubspot:deal:42")
+            raise ValueError(
+                "a HubSpot record key is hubspot:{object}:{id}, with deal, contact, company, ticket "
+                "or a custom object's type id (2-1234567), e.g. hubspot:deal:42"
+            )
         return {"object_type": object_type, "id": match["id"]}
 
 

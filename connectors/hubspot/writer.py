@@ -38,26 +38,44 @@ from ..records import mapped, marker, write_back_of
 NOTE_TO = {"contacts": 202, "companies": 190, "deals": 214, "tickets": 228}
 """HubSpot-defined association types from a note to each standard object (a custom object uses its default)."""
 _MARKER = re.compile(r"relay-task:(tsk_[0-9A-Z]{26})")
-_API_ERRORS = (object_errors.ApiException, note_errors.ApiException, association_errors.ApiException,
-               file_errors.ApiException, oauth_errors.ApiException)
-_tokens: dict[str, tuple[str, float]] = {}  # per process: OAuth client digest -> (access token, expiry)
+_API_ERRORS = (
+    object_errors.ApiException,
+    note_errors.ApiException,
+    association_errors.ApiException,
+    file_errors.ApiException,
+    oauth_errors.ApiException,
+)
+_tokens: dict[
+    str, tuple[str, float]
+] = {}  # per process: OAuth client digest -> (access token, expiry)
 T = TypeVar("T")
 
 
-def write(delivery: Delivery, document: Document | None, env: Environment,
-          parse_record: Callable[[str], dict[str, str]]) -> Outcome:
+def write(
+    delivery: Delivery,
+    document: Document | None,
+    env: Environment,
+    parse_record: Callable[[str], dict[str, str]],
+) -> Outcome:
     write_back = write_back_of(delivery, document)
     record = parse_record(write_back.record_key)
     hubspot = _Session(delivery, env)
     properties = mapped(write_back, delivery.config.get("fields") or {})
     if properties:
-        hubspot.call(lambda api: api.crm.objects.basic_api.update(
-            record["object_type"], record["id"], SimplePublicObjectInput(properties=_texts(properties))))
+        hubspot.call(
+            lambda api: api.crm.objects.basic_api.update(
+                record["object_type"],
+                record["id"],
+                SimplePublicObjectInput(properties=_texts(properties)),
+            )
+        )
     location = f"hubspot:{record['object_type']}/{record['id']}"
     if not (write_back.completed and document is not None and delivery.config.get("attach", True)):
         return Outcome(f"{location} ({write_back.values['status']})")
     notes = _relay_notes(hubspot, record)
-    note_id = next((note_id for note_id, (task_id, _) in notes.items() if task_id == write_back.task_id), None)
+    note_id = next(
+        (note_id for note_id, (task_id, _) in notes.items() if task_id == write_back.task_id), None
+    )
     if note_id is None:
         note_id = _attach(hubspot, delivery, document, env, record, write_back.task_id)
     if delivery.config.get("versions", "replace") == "replace":
@@ -69,51 +87,95 @@ def write(delivery: Delivery, document: Document | None, env: Environment,
 
 # -- the file and its note ------------------------------------------------------------------------
 
+
 def _relay_notes(hubspot: _Session, record: dict) -> dict[str, tuple[str, list[str]]]:
     """The relay's notes on the record: note id -> (task id, attached file ids)."""
     ids, after = [], None
     while True:
-        page = hubspot.call(lambda api, after=after: api.crm.associations.v4.basic_api.get_page(
-            record["object_type"], record["id"], "notes", limit=500, after=after))
+        page = hubspot.call(
+            lambda api, after=after: api.crm.associations.v4.basic_api.get_page(
+                record["object_type"], record["id"], "notes", limit=500, after=after
+            )
+        )
         ids += [str(result.to_object_id) for result in page.results or []]
         after = page.paging.next.after if page.paging and page.paging.next else None
         if after is None:
             break
     notes: dict[str, tuple[str, list[str]]] = {}
     for start in range(0, len(ids), 100):
-        batch = BatchReadInputSimplePublicObjectId(inputs=[SimplePublicObjectId(id=i) for i in ids[start:start + 100]],
-                                                  properties=["hs_note_body", "hs_attachment_ids"],
-                                                  properties_with_history=[])
-        for note in hubspot.call(lambda api, batch=batch: api.crm.objects.notes.batch_api.read(batch)).results:
+        batch = BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=i) for i in ids[start : start + 100]],
+            properties=["hs_note_body", "hs_attachment_ids"],
+            properties_with_history=[],
+        )
+        for note in hubspot.call(
+            lambda api, batch=batch: api.crm.objects.notes.batch_api.read(batch)
+        ).results:
             found = _MARKER.search(note.properties.get("hs_note_body") or "")
             if found:
-                files = [f for f in (note.properties.get("hs_attachment_ids") or "").split(";") if f]
+                files = [
+                    f for f in (note.properties.get("hs_attachment_ids") or "").split(";") if f
+                ]
                 notes[str(note.id)] = (found[1], files)
     return notes
 
 
-def _attach(hubspot: _Session, delivery: Delivery, document: Document, env: Environment, record: dict,
-            task_id: str) -> str:
+def _attach(
+    hubspot: _Session,
+    delivery: Delivery,
+    document: Document,
+    env: Environment,
+    record: dict,
+    task_id: str,
+) -> str:
     state = dict(delivery.state)
     if not state.get("file_id"):
         state["file_id"] = _upload(hubspot, delivery, document)
-        env.save_state(delivery.delivery_id, state)  # a repeated attempt attaches this file, not a second one
+        env.save_state(
+            delivery.delivery_id, state
+        )  # a repeated attempt attaches this file, not a second one
     if not state.get("note_id"):
-        body = (f"<p><strong>{escape(document.name)}</strong> is ready.</p>"
-                f"<p><a href=\"{escape(document.link)}\">Download the latest copy</a></p><p>{marker(task_id)}</p>")
+        body = (
+            f"<p><strong>{escape(document.name)}</strong> is ready.</p>"
+            f'<p><a href="{escape(document.link)}">Download the latest copy</a></p><p>{marker(task_id)}</p>'
+        )
         standard = NOTE_TO.get(record["object_type"])
-        associations = [PublicAssociationsForObject(to=PublicObjectId(id=record["id"]), types=[AssociationSpec(
-            association_category="HUBSPOT_DEFINED", association_type_id=standard)])] if standard else []
-        note = hubspot.call(lambda api: api.crm.objects.notes.basic_api.create(SimplePublicObjectInputForCreate(
-            properties={"hs_note_body": body, "hs_attachment_ids": state["file_id"],
-                        "hs_timestamp": datetime.now(UTC).isoformat()}, associations=associations)))
+        associations = (
+            [
+                PublicAssociationsForObject(
+                    to=PublicObjectId(id=record["id"]),
+                    types=[
+                        AssociationSpec(
+                            association_category="HUBSPOT_DEFINED", association_type_id=standard
+                        )
+                    ],
+                )
+            ]
+            if standard
+            else []
+        )
+        note = hubspot.call(
+            lambda api: api.crm.objects.notes.basic_api.create(
+                SimplePublicObjectInputForCreate(
+                    properties={
+                        "hs_note_body": body,
+                        "hs_attachment_ids": state["file_id"],
+                        "hs_timestamp": datetime.now(UTC).isoformat(),
+                    },
+                    associations=associations,
+                )
+            )
+        )
         state["note_id"] = str(note.id)
         env.save_state(delivery.delivery_id, state)
         if standard:
             return state["note_id"]
     # a custom object: the note made above (or by an attempt that stopped here) gets the default association
-    hubspot.call(lambda api: api.crm.associations.v4.basic_api.create_default(
-        "notes", state["note_id"], record["object_type"], record["id"]))
+    hubspot.call(
+        lambda api: api.crm.associations.v4.basic_api.create_default(
+            "notes", state["note_id"], record["object_type"], record["id"]
+        )
+    )
     return state["note_id"]
 
 
@@ -122,17 +184,26 @@ def _upload(hubspot: _Session, delivery: Delivery, document: Document) -> str:
     temporary file first, never held in memory as it streams from the API)."""
     limit = int(delivery.config.get("max_upload_mb", 300)) * 1024 * 1024
     if document.size is not None and document.size > limit:
-        raise Permanent(f"the document is {document.size // 2**20} MiB, over this connection's max_upload_mb")
+        raise Permanent(
+            f"the document is {document.size // 2**20} MiB, over this connection's max_upload_mb"
+        )
     folder = tempfile.mkdtemp(prefix="relay-hubspot-")
     try:
         path = os.path.join(folder, document.name)
         with document.open(0) as chunks, open(path, "wb") as out:
             for chunk in chunks:
                 out.write(chunk)
-        options = json.dumps({"access": delivery.config.get("file_access", "PRIVATE"), "overwrite": False})
-        uploaded = hubspot.call(lambda api: api.files.files_api.upload(
-            file=path, folder_path=delivery.config.get("folder_path", "/Overten Relay"), file_name=document.name,
-            options=options))
+        options = json.dumps(
+            {"access": delivery.config.get("file_access", "PRIVATE"), "overwrite": False}
+        )
+        uploaded = hubspot.call(
+            lambda api: api.files.files_api.upload(
+                file=path,
+                folder_path=delivery.config.get("folder_path", "/Overten Relay"),
+                file_name=document.name,
+                options=options,
+            )
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return str(uploaded.id)
@@ -148,6 +219,7 @@ def _archive(hubspot: _Session, note_id: str, files: list[str]) -> None:
 
 
 # -- calls, tokens and errors ---------------------------------------------------------------------
+
 
 class _Session:
     """A HubSpot client for one attempt: a private app's token, or an OAuth access token refreshed when HubSpot
@@ -182,35 +254,52 @@ class _Session:
             return cached[0]
         try:
             answer = HubSpot(host=self._host).oauth.tokens_api.create(
-                grant_type="refresh_token", client_id=oauth["client_id"], client_secret=oauth["client_secret"],
-                refresh_token=oauth["refresh_token"])
+                grant_type="refresh_token",
+                client_id=oauth["client_id"],
+                client_secret=oauth["client_secret"],
+                refresh_token=oauth["refresh_token"],
+            )
         except oauth_errors.ApiException as exc:
             if exc.status in (400, 401, 403):
-                raise Permanent(f"HubSpot refused the OAuth refresh token: {_message(exc)}") from None
+                raise Permanent(
+                    f"HubSpot refused the OAuth refresh token: {_message(exc)}"
+                ) from None
             raise _classify(exc) from None
         except urllib3.exceptions.HTTPError as exc:
-            raise Retryable(f"HubSpot's token endpoint could not be reached: {type(exc).__name__}") from None
+            raise Retryable(
+                f"HubSpot's token endpoint could not be reached: {type(exc).__name__}"
+            ) from None
         _tokens[key] = (answer.access_token, time.time() + int(answer.expires_in or 1800))
         return str(answer.access_token)
 
 
 def _classify(exc: Any) -> Exception:
-    status, headers, message = exc.status, {k.lower(): v for k, v in (exc.headers or {}).items()}, _message(exc)
+    status, headers, message = (
+        exc.status,
+        {k.lower(): v for k, v in (exc.headers or {}).items()},
+        _message(exc),
+    )
     if status == 429:
         policy = _body(exc).get("policyName") or ""
         wait = _number(headers.get("retry-after"))
         if wait is None:
             interval = _number(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
             wait = 3600.0 if policy == "DAILY" else (interval or 10_000) / 1000
-        return Retryable(f"HubSpot is throttling ({policy or 'rate limit'}): {message}", retry_after=wait)
+        return Retryable(
+            f"HubSpot is throttling ({policy or 'rate limit'}): {message}", retry_after=wait
+        )
     if status == 401:
         return Permanent(f"HubSpot refused the token (401): {message}")
     if status == 403:
         return Permanent(f"HubSpot: the token lacks a scope for this (403): {message}")
     if status == 404:
-        return Permanent(f"HubSpot: the record does not exist, or the token cannot see it (404): {message}")
+        return Permanent(
+            f"HubSpot: the record does not exist, or the token cannot see it (404): {message}"
+        )
     if status in (408, 409, 423) or status >= 500:
-        return Retryable(f"HubSpot answered {status}: {message}", retry_after=_number(headers.get("retry-after")))
+        return Retryable(
+            f"HubSpot answered {status}: {message}", retry_after=_number(headers.get("retry-after"))
+        )
     return Permanent(f"HubSpot refused the write ({status}): {message}")
 
 
@@ -236,4 +325,3 @@ def _number(value: str | None) -> float | None:
 def _texts(properties: dict[str, Any]) -> dict[str, str]:
     """HubSpot takes every property value as a string."""
     return {name: "" if value is None else str(value) for name, value in properties.items()}
-

@@ -61,7 +61,9 @@ class FakeGraph:
     """client_id -> client secret."""
     drives: dict[str, dict] = field(default_factory=dict)
     """drive id -> {"owner": upn or site id, "name": library name}."""
-    sites: dict[str, str] = field(default_factory=lambda: {"contoso.sharepoint.com:/sites/ops": "site-ops"})
+    sites: dict[str, str] = field(
+        default_factory=lambda: {"contoso.sharepoint.com:/sites/ops": "site-ops"}
+    )
     """``host:/path`` -> site id."""
     items: dict[tuple[str, str], dict] = field(default_factory=dict)
     """(drive id, path) -> driveItem, with "folder" or "file"; the bytes of a file are at storage/{id}."""
@@ -87,8 +89,11 @@ class FakeGraph:
 
     def files(self, drive: str) -> dict[str, bytes]:
         """path -> bytes of every file in a drive."""
-        return {path: (self.storage / item["id"]).read_bytes() for (d, path), item in self.items.items()
-                if d == drive and "file" in item}
+        return {
+            path: (self.storage / item["id"]).read_bytes()
+            for (d, path), item in self.items.items()
+            if d == drive and "file" in item
+        }
 
     def put_file(self, drive: str, path: str, content: bytes) -> dict:
         """A file someone else put there."""
@@ -109,41 +114,77 @@ class FakeGraph:
         app.add_url_rule("/v1.0/users/<user>/drive", view_func=self._user_drive)
         app.add_url_rule("/v1.0/sites/<path:site>", view_func=self._site)
         app.add_url_rule("/v1.0/drives/<drive>", view_func=self._drive)
-        app.add_url_rule("/v1.0/drives/<drive>/root/children", view_func=self._root_children,
-                         methods=["GET", "POST"])
-        app.add_url_rule("/v1.0/drives/<drive>/root:/<path:rest>", view_func=self._by_path, methods=["GET", "POST"])
+        app.add_url_rule(
+            "/v1.0/drives/<drive>/root/children",
+            view_func=self._root_children,
+            methods=["GET", "POST"],
+        )
+        app.add_url_rule(
+            "/v1.0/drives/<drive>/root:/<path:rest>",
+            view_func=self._by_path,
+            methods=["GET", "POST"],
+        )
         app.add_url_rule("/v1.0/drives/<drive>/items/<item>", view_func=self._item)
-        app.add_url_rule("/upload/<session>", view_func=self._upload, methods=["PUT", "GET", "DELETE"])
+        app.add_url_rule(
+            "/upload/<session>", view_func=self._upload, methods=["PUT", "GET", "DELETE"]
+        )
         return app
 
     # -- Entra ------------------------------------------------------------------------------------
 
     def _openid(self, tenant: str):
         base = f"{self.url}/{tenant}"
-        return jsonify({"token_endpoint": f"{base}/oauth2/v2.0/token",
-                        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                        "issuer": f"{self.url}/{tenant}/v2.0", "token_endpoint_auth_methods_supported":
-                            ["client_secret_post", "private_key_jwt", "client_secret_basic"]})
+        return jsonify(
+            {
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "issuer": f"{self.url}/{tenant}/v2.0",
+                "token_endpoint_auth_methods_supported": [
+                    "client_secret_post",
+                    "private_key_jwt",
+                    "client_secret_basic",
+                ],
+            }
+        )
 
     def _token(self, tenant: str):
         form = request.form
         if tenant != self.tenant:
             return _entra(400, "invalid_request", f"AADSTS90002: Tenant '{tenant}' not found.")
-        if form.get("grant_type") != "client_credentials" or not str(form.get("scope", "")).endswith("/.default"):
-            return _entra(400, "invalid_request", "AADSTS1002012: The provided value for scope is not valid.")
+        if form.get("grant_type") != "client_credentials" or not str(
+            form.get("scope", "")
+        ).endswith("/.default"):
+            return _entra(
+                400, "invalid_request", "AADSTS1002012: The provided value for scope is not valid."
+            )
         client = form.get("client_id", "")
         if client not in self.apps:
-            return _entra(400, "unauthorized_client", f"AADSTS700016: Application with identifier '{client}' "
-                                                      "was not found in the directory.")
+            return _entra(
+                400,
+                "unauthorized_client",
+                f"AADSTS700016: Application with identifier '{client}' "
+                "was not found in the directory.",
+            )
         if form.get("client_secret") != self.apps[client]:
-            return _entra(401, "invalid_client", "AADSTS7000215: Invalid client secret provided. Ensure the "
-                                                 "secret being sent in the request is the client secret value, "
-                                                 "not the client secret ID.")
+            return _entra(
+                401,
+                "invalid_client",
+                "AADSTS7000215: Invalid client secret provided. Ensure the "
+                "secret being sent in the request is the client secret value, "
+                "not the client secret ID.",
+            )
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._tokens.add(token)
             self.token_grants += 1
-        return jsonify({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
+        return jsonify(
+            {
+                "token_type": "Bearer",
+                "expires_in": 3599,
+                "ext_expires_in": 3599,
+                "access_token": token,
+            }
+        )
 
     # -- drives and items ---------------------------------------------------------------------------
 
@@ -161,8 +202,9 @@ class FakeGraph:
         return None
 
     def _user_drive(self, user: str):
-        return self._checked() or self._drive_of(lambda d: d["owner"] == user and d["name"] == "OneDrive",
-                                                 f"user {user}")
+        return self._checked() or self._drive_of(
+            lambda d: d["owner"] == user and d["name"] == "OneDrive", f"user {user}"
+        )
 
     def _site(self, site: str):
         if refused := self._checked():
@@ -174,10 +216,19 @@ class FakeGraph:
         if site_id not in self.sites.values():
             return _graph(404, "itemNotFound", "Requested site could not be found")
         if rest == "drives":
-            return jsonify({"value": [{"id": d, "name": v["name"], "driveType": "documentLibrary"}
-                                      for d, v in self.drives.items() if v["owner"] == site_id]})
+            return jsonify(
+                {
+                    "value": [
+                        {"id": d, "name": v["name"], "driveType": "documentLibrary"}
+                        for d, v in self.drives.items()
+                        if v["owner"] == site_id
+                    ]
+                }
+            )
         if rest == "drive":
-            return self._drive_of(lambda d: d["owner"] == site_id and d["name"] == "Documents", site)
+            return self._drive_of(
+                lambda d: d["owner"] == site_id and d["name"] == "Documents", site
+            )
         return jsonify({"id": site_id, "displayName": site_id})
 
     def _drive(self, drive: str):
@@ -204,20 +255,37 @@ class FakeGraph:
         if action == "children":
             return self._children(drive, path)
         item = self.items.get((drive, path))
-        return jsonify(item) if item else _graph(404, "itemNotFound", "The resource could not be found.")
+        return (
+            jsonify(item)
+            if item
+            else _graph(404, "itemNotFound", "The resource could not be found.")
+        )
 
     def _item(self, drive: str, item: str):
         if refused := self._checked():
             return refused
-        found = next((i for (d, _), i in self.items.items() if d == drive and i["id"] == item), None)
-        return jsonify(found) if found else _graph(404, "itemNotFound", "The resource could not be found.")
+        found = next(
+            (i for (d, _), i in self.items.items() if d == drive and i["id"] == item), None
+        )
+        return (
+            jsonify(found)
+            if found
+            else _graph(404, "itemNotFound", "The resource could not be found.")
+        )
 
     def _children(self, drive: str, folder: str):
         if folder and "folder" not in self.items.get((drive, folder), {}):
             return _graph(404, "itemNotFound", "The resource could not be found.")
         if request.method == "GET":
-            return jsonify({"value": [i for (d, p), i in self.items.items()
-                                      if d == drive and p.rpartition("/")[0] == folder]})
+            return jsonify(
+                {
+                    "value": [
+                        i
+                        for (d, p), i in self.items.items()
+                        if d == drive and p.rpartition("/")[0] == folder
+                    ]
+                }
+            )
         body = request.get_json(silent=True) or {}
         name = str(body.get("name") or "")
         if "folder" not in body or not name:
@@ -242,15 +310,30 @@ class FakeGraph:
         session_id = secrets.token_urlsafe(16)
         expires = time.time() + 3600
         with self._lock:
-            self.sessions[session_id] = UploadSession(drive, folder, item.get("name") or name, conflict,
-                                                      self.storage / f"session-{session_id}", expires=expires)
-        return jsonify({"uploadUrl": f"{self.url}/upload/{session_id}", "expirationDateTime": _iso(expires),
-                        "nextExpectedRanges": ["0-"]})
+            self.sessions[session_id] = UploadSession(
+                drive,
+                folder,
+                item.get("name") or name,
+                conflict,
+                self.storage / f"session-{session_id}",
+                expires=expires,
+            )
+        return jsonify(
+            {
+                "uploadUrl": f"{self.url}/upload/{session_id}",
+                "expirationDateTime": _iso(expires),
+                "nextExpectedRanges": ["0-"],
+            }
+        )
 
     def _upload(self, session: str):
         if "Authorization" in request.headers:
-            return _graph(401, "unauthenticated", "The upload URL carries its own authorization: no Authorization "
-                                                  "header on uploadUrl requests.")
+            return _graph(
+                401,
+                "unauthenticated",
+                "The upload URL carries its own authorization: no Authorization "
+                "header on uploadUrl requests.",
+            )
         if request.method == "PUT":
             self.knobs.before_body("fragment")
         upload = self.sessions.get(session)
@@ -269,13 +352,21 @@ class FakeGraph:
         start, end, total = (int(g) for g in match.groups())
         length = end + 1 - start
         if length > MAX_FRAGMENT or (end + 1 < total and length % FRAGMENT):
-            return _graph(400, "invalidRequest", "Fragments must be multiples of 320 KiB and under 60 MiB")
+            return _graph(
+                400, "invalidRequest", "Fragments must be multiples of 320 KiB and under 60 MiB"
+            )
         with upload.lock:
             if start != upload.received or (upload.total not in (None, total)):
-                return _graph(416, "invalidRange", "The fragment overlaps one received or is out of order",
-                              extra={"nextExpectedRanges": _status(upload)["nextExpectedRanges"]})
+                return _graph(
+                    416,
+                    "invalidRange",
+                    "The fragment overlaps one received or is out of order",
+                    extra={"nextExpectedRanges": _status(upload)["nextExpectedRanges"]},
+                )
             if not _append(upload, length):
-                return _graph(400, "invalidRequest", "The fragment was shorter than its Content-Range")
+                return _graph(
+                    400, "invalidRequest", "The fragment was shorter than its Content-Range"
+                )
             upload.total, upload.received = total, end + 1
             self.fragments.append((session, start, end))
         if upload.received < total:
@@ -298,29 +389,49 @@ class FakeGraph:
             name = upload.name
             if existing and upload.conflict == "rename":
                 stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
-                name = next(f"{stem} {n}{dot}{ext}" for n in itertools.count(1)
-                            if (upload.drive, _join(upload.folder, f"{stem} {n}{dot}{ext}")) not in self.items)
+                name = next(
+                    f"{stem} {n}{dot}{ext}"
+                    for n in itertools.count(1)
+                    if (upload.drive, _join(upload.folder, f"{stem} {n}{dot}{ext}"))
+                    not in self.items
+                )
             item = self._store(upload.drive, upload.folder, name, source=upload.path)
         self.knobs.after_write("complete")
         return jsonify(item), (200 if existing and upload.conflict == "replace" else 201)
 
-    def _store(self, drive: str, folder: str, name: str, source: Path | None = None, content: bytes = b"") -> dict:
-        item = self.items.get((drive, _join(folder, name))) or self._new_item(drive, folder, name, {})
+    def _store(
+        self, drive: str, folder: str, name: str, source: Path | None = None, content: bytes = b""
+    ) -> dict:
+        item = self.items.get((drive, _join(folder, name))) or self._new_item(
+            drive, folder, name, {}
+        )
         target = self.storage / item["id"]
         if source is not None:
             source.replace(target)
         else:
             target.write_bytes(content)
-        item.update({"size": target.stat().st_size, "lastModifiedDateTime": _iso(time.time()),
-                     "file": {"mimeType": "application/octet-stream"}})
+        item.update(
+            {
+                "size": target.stat().st_size,
+                "lastModifiedDateTime": _iso(time.time()),
+                "file": {"mimeType": "application/octet-stream"},
+            }
+        )
         return item
 
     def _new_item(self, drive: str, folder: str, name: str, facet: dict) -> dict:
         item_id = f"01ITEM{next(self._ids):06d}"
         now = _iso(time.time())
-        item = {"id": item_id, "name": name, "size": 0, "createdDateTime": now, "lastModifiedDateTime": now,
-                "webUrl": f"https://contoso.sharepoint.com/{drive}/{_join(folder, name)}",
-                "parentReference": {"driveId": drive, "path": f"/drive/root:/{folder}".rstrip("/")}, **facet}
+        item = {
+            "id": item_id,
+            "name": name,
+            "size": 0,
+            "createdDateTime": now,
+            "lastModifiedDateTime": now,
+            "webUrl": f"https://contoso.sharepoint.com/{drive}/{_join(folder, name)}",
+            "parentReference": {"driveId": drive, "path": f"/drive/root:/{folder}".rstrip("/")},
+            **facet,
+        }
         self.items[(drive, _join(folder, name))] = item
         return item
 
@@ -330,7 +441,9 @@ def _append(upload: UploadSession, length: int) -> bool:
     written = 0
     try:
         with upload.path.open("ab") as out:
-            while written < length and (chunk := request.stream.read(min(1 << 20, length - written))):
+            while written < length and (
+                chunk := request.stream.read(min(1 << 20, length - written))
+            ):
                 out.write(chunk)
                 written += len(chunk)
     except Exception:  # werkzeug raises ClientDisconnected for a body cut short
@@ -343,7 +456,10 @@ def _append(upload: UploadSession, length: int) -> bool:
 
 
 def _status(upload: UploadSession) -> dict:
-    return {"expirationDateTime": _iso(upload.expires), "nextExpectedRanges": [f"{upload.received}-"]}
+    return {
+        "expirationDateTime": _iso(upload.expires),
+        "nextExpectedRanges": [f"{upload.received}-"],
+    }
 
 
 def _join(folder: str, name: str) -> str:
@@ -361,7 +477,12 @@ def _graph(status: int, code: str, message: str, extra: dict | None = None) -> R
 
 
 def _entra(status: int, error: str, description: str) -> Response:
-    response = jsonify({"error": error, "error_description": description, "error_codes": [int(
-        re.search(r"AADSTS(\d+)", description).group(1))]})  # type: ignore[union-attr]
+    response = jsonify(
+        {
+            "error": error,
+            "error_description": description,
+            "error_codes": [int(re.search(r"AADSTS(\d+)", description).group(1))],
+        }
+    )  # type: ignore[union-attr]
     response.status_code = status
     return response

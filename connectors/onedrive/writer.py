@@ -25,7 +25,13 @@ FRAGMENT = 320 * 1024
 DEFAULT_CHUNK_KIB = 32 * 320  # 10 MiB
 _apps: dict[str, msal.ConfidentialClientApplication] = {}
 _apps_lock = threading.Lock()
-_REFUSED_SIGN_IN = {"invalid_client", "unauthorized_client", "invalid_request", "invalid_grant", "invalid_scope"}
+_REFUSED_SIGN_IN = {
+    "invalid_client",
+    "unauthorized_client",
+    "invalid_request",
+    "invalid_grant",
+    "invalid_scope",
+}
 
 
 def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
@@ -33,12 +39,18 @@ def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
     if not state.get("session"):
         return None  # no attempt began an upload: nothing of ours can be there
     graph = _Graph(delivery, env)
-    stem, dot, ext = state["name"].rpartition(".") if "." in state["name"] else (state["name"], "", "")
+    stem, dot, ext = (
+        state["name"].rpartition(".") if "." in state["name"] else (state["name"], "", "")
+    )
     named = re.compile(rf"{re.escape(stem)}( \d+)?{re.escape(dot + ext)}")
     began = datetime.fromisoformat(state["began"])
     for item in graph.children(state["drive_id"], state["folder"]):
-        if ("file" in item and named.fullmatch(item["name"]) and item.get("size") == state["size"]
-                and _when(item["lastModifiedDateTime"]) >= began):
+        if (
+            "file" in item
+            and named.fullmatch(item["name"])
+            and item.get("size") == state["size"]
+            and _when(item["lastModifiedDateTime"]) >= began
+        ):
             return _outcome(state, item)
     return None
 
@@ -65,16 +77,26 @@ def _begin(graph: _Graph, delivery: Delivery, document: Document, env: Environme
     folder = naming.folder(delivery, document, rules=naming.SHAREPOINT)
     name = naming.file_name(delivery, document, naming.SHAREPOINT)
     graph.ensure_folder(drive, folder)
-    session, began = graph.create_session(drive, folder, name, delivery.config.get("conflict", "replace"))
-    state = {"drive_id": drive, "folder": folder, "name": name, "size": document.size, "session": session,
-             "began": began.isoformat()}
+    session, began = graph.create_session(
+        drive, folder, name, delivery.config.get("conflict", "replace")
+    )
+    state = {
+        "drive_id": drive,
+        "folder": folder,
+        "name": name,
+        "size": document.size,
+        "session": session,
+        "began": began.isoformat(),
+    }
     env.save_state(delivery.delivery_id, state)
     return state
 
 
 def _outcome(state: dict, item: dict) -> Outcome:
     path = "/".join(filter(None, [state["folder"], item["name"]]))
-    return Outcome(f"onedrive:{state['drive_id']}/{path} {item.get('webUrl', '')}".rstrip(), item["id"])
+    return Outcome(
+        f"onedrive:{state['drive_id']}/{path} {item.get('webUrl', '')}".rstrip(), item["id"]
+    )
 
 
 def _when(value: str) -> datetime:
@@ -97,7 +119,9 @@ class _Graph:
         if config.get("drive_id"):
             return str(config["drive_id"])
         if config.get("user"):
-            return self.get(f"/users/{quote(config['user'], safe='@')}/drive", "the user's OneDrive")["id"]
+            return self.get(
+                f"/users/{quote(config['user'], safe='@')}/drive", "the user's OneDrive"
+            )["id"]
         site = self.get(f"/sites/{quote(config['site'], safe=':/,')}", "the SharePoint site")["id"]
         library = str(config.get("library") or "")
         if not library:
@@ -106,8 +130,10 @@ class _Graph:
         for drive in drives:
             if str(drive.get("name", "")).casefold() == library.casefold():
                 return str(drive["id"])
-        raise Permanent(f"the SharePoint site has no library named {library!r} "
-                        f"(it has: {', '.join(d.get('name', '?') for d in drives) or 'none'})")
+        raise Permanent(
+            f"the SharePoint site has no library named {library!r} "
+            f"(it has: {', '.join(d.get('name', '?') for d in drives) or 'none'})"
+        )
 
     def ensure_folder(self, drive: str, folder: str) -> None:
         if not folder:
@@ -119,14 +145,27 @@ class _Graph:
             return
         parent = ""
         for part in folder.split("/"):
-            where = f"/drives/{drive}/root:/{_path(parent)}:/children" if parent else f"/drives/{drive}/root/children"
+            where = (
+                f"/drives/{drive}/root:/{_path(parent)}:/children"
+                if parent
+                else f"/drives/{drive}/root/children"
+            )
             body = {"name": part, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"}
-            self.request("POST", where, json=body, conflict_ok=True)  # 409: made already, by us or another
+            self.request(
+                "POST", where, json=body, conflict_ok=True
+            )  # 409: made already, by us or another
             parent = f"{parent}/{part}" if parent else part
 
     def children(self, drive: str, folder: str) -> list[dict]:
-        where = f"/drives/{drive}/root:/{_path(folder)}:/children" if folder else f"/drives/{drive}/root/children"
-        items, url = [], where + "?$select=id,name,size,file,folder,webUrl,lastModifiedDateTime&$top=200"
+        where = (
+            f"/drives/{drive}/root:/{_path(folder)}:/children"
+            if folder
+            else f"/drives/{drive}/root/children"
+        )
+        items, url = (
+            [],
+            where + "?$select=id,name,size,file,folder,webUrl,lastModifiedDateTime&$top=200",
+        )
         while url:
             answer = self.request("GET", url, absent=True)
             if answer is None:
@@ -138,11 +177,15 @@ class _Graph:
 
     # -- the upload session ----------------------------------------------------------------------------
 
-    def create_session(self, drive: str, folder: str, name: str, conflict: str) -> tuple[str, datetime]:
+    def create_session(
+        self, drive: str, folder: str, name: str, conflict: str
+    ) -> tuple[str, datetime]:
         """The upload URL, and when the session began by Graph's clock (less a second: Date has whole ones)."""
         path = _path(f"{folder}/{name}" if folder else name)
         body = {"item": {"@microsoft.graph.conflictBehavior": conflict, "name": name}}
-        answer = self.request("POST", f"/drives/{drive}/root:/{path}:/createUploadSession", json=body)
+        answer = self.request(
+            "POST", f"/drives/{drive}/root:/{path}:/createUploadSession", json=body
+        )
         try:
             began = parsedate_to_datetime(answer.headers["date"]).astimezone(UTC)
         except (KeyError, TypeError, ValueError):
@@ -167,9 +210,15 @@ class _Graph:
                     reader = ChunkReader(chunks, "OneDrive")
                     while True:
                         end = min(offset + chunk, total) - 1
-                        answer = self._session_call("PUT", session, content=reader.take(end + 1 - offset),
-                                                    headers={"Content-Length": str(end + 1 - offset),
-                                                             "Content-Range": f"bytes {offset}-{end}/{total}"})
+                        answer = self._session_call(
+                            "PUT",
+                            session,
+                            content=reader.take(end + 1 - offset),
+                            headers={
+                                "Content-Length": str(end + 1 - offset),
+                                "Content-Range": f"bytes {offset}-{end}/{total}",
+                            },
+                        )
                         if answer.status_code in (200, 201):
                             return answer.json()
                         if answer.status_code == 404:
@@ -209,16 +258,21 @@ class _Graph:
             raise Permanent(f"Microsoft Graph: {what} was not found, or the app may not see it")
         return answer.json()
 
-    def request(self, method: str, path: str, absent: bool = False, conflict_ok: bool = False,
-                **kwargs) -> Any:
-        url = path if path.startswith("https://") or path.startswith("http://") else self.base + path
+    def request(
+        self, method: str, path: str, absent: bool = False, conflict_ok: bool = False, **kwargs
+    ) -> Any:
+        url = (
+            path if path.startswith("https://") or path.startswith("http://") else self.base + path
+        )
         for fresh in (False, True):  # a 401 gets one new token
             headers = {"Authorization": f"Bearer {_token(self.config, self.env, fresh)}"}
             try:
                 with self.env.http(timeout=60) as client:
                     answer = client.request(method, url, headers=headers, **kwargs)
             except httpx.TransportError as exc:
-                raise Retryable(f"Microsoft Graph could not be reached: {type(exc).__name__}") from None
+                raise Retryable(
+                    f"Microsoft Graph could not be reached: {type(exc).__name__}"
+                ) from None
             if answer.status_code != 401:
                 break
         if answer.status_code == 404 and absent:
@@ -244,21 +298,28 @@ def _classify(answer: httpx.Response) -> Exception:
     with contextlib.suppress(ValueError, AttributeError):
         error = answer.json().get("error") or {}
     code, status = str(error.get("code") or ""), answer.status_code
-    said = f"Microsoft Graph answered {status} {code}: {error.get('message') or ''}".strip().rstrip(":")
+    said = f"Microsoft Graph answered {status} {code}: {error.get('message') or ''}".strip().rstrip(
+        ":"
+    )
     if status in (429, 503, 509) or code in ("activityLimitReached", "serviceNotAvailable"):
         seconds = answer.headers.get("retry-after")
-        return Retryable(said, retry_after=float(seconds) if seconds and seconds.isdigit() else None)
+        return Retryable(
+            said, retry_after=float(seconds) if seconds and seconds.isdigit() else None
+        )
     if code == "nameAlreadyExists":
         return Permanent(f"{said} (the file exists and the conflict policy is fail)")
     if status in (401, 403):
-        return Permanent(f"Microsoft Graph refused the app ({code or status}): {error.get('message') or ''}"
-                         " - check its application permissions (Files.ReadWrite.All or Sites.ReadWrite.All)")
+        return Permanent(
+            f"Microsoft Graph refused the app ({code or status}): {error.get('message') or ''}"
+            " - check its application permissions (Files.ReadWrite.All or Sites.ReadWrite.All)"
+        )
     if status >= 500 or status in (408, 409, 423):
         return Retryable(said)
     return Permanent(said)
 
 
 # -- sign-in ---------------------------------------------------------------------------------------------
+
 
 def _token(config: dict, env: Environment, fresh: bool = False) -> str:
     app = _app(config, env)
@@ -271,7 +332,10 @@ def _token(config: dict, env: Environment, fresh: bool = False) -> str:
         raise Retryable(f"Microsoft Entra could not be reached: {type(exc).__name__}") from None
     if "access_token" in result:
         return str(result["access_token"])
-    error, said = str(result.get("error") or ""), str(result.get("error_description") or "").split("\n")[0]
+    error, said = (
+        str(result.get("error") or ""),
+        str(result.get("error_description") or "").split("\n")[0],
+    )
     if error in _REFUSED_SIGN_IN:
         raise Permanent(f"Microsoft Entra refused the app's credentials ({error}): {said}")
     raise Retryable(f"Microsoft Entra did not sign the app in ({error}): {said}")
@@ -280,18 +344,28 @@ def _token(config: dict, env: Environment, fresh: bool = False) -> str:
 def _app(config: dict, env: Environment) -> msal.ConfidentialClientApplication:
     """One app per credentials and process: msal keeps its tokens (an hour's) in the app's cache."""
     authority = f"{str(env.settings['graph_login_url']).rstrip('/')}/{config['tenant_id']}"
-    key = hashlib.sha256("\0".join([authority, config["client_id"], config["client_secret"]]).encode()).hexdigest()
+    key = hashlib.sha256(
+        "\0".join([authority, config["client_id"], config["client_secret"]]).encode()
+    ).hexdigest()
     with _apps_lock:
         if key not in _apps:
             try:
                 _apps[key] = msal.ConfidentialClientApplication(
-                    config["client_id"], client_credential=config["client_secret"], authority=authority,
-                    instance_discovery=False, http_client=_http(env.settings.get("ca_bundle")))
+                    config["client_id"],
+                    client_credential=config["client_secret"],
+                    authority=authority,
+                    instance_discovery=False,
+                    http_client=_http(env.settings.get("ca_bundle")),
+                )
             except requests.RequestException as exc:
-                raise Retryable(f"Microsoft Entra could not be reached: {type(exc).__name__}") from None
+                raise Retryable(
+                    f"Microsoft Entra could not be reached: {type(exc).__name__}"
+                ) from None
             except ValueError as exc:  # msal could not read the tenant's OpenID configuration
-                raise Permanent(f"Microsoft Entra does not know the tenant {config['tenant_id']!r}: "
-                                f"{str(exc).splitlines()[0][:200]}") from None
+                raise Permanent(
+                    f"Microsoft Entra does not know the tenant {config['tenant_id']!r}: "
+                    f"{str(exc).splitlines()[0][:200]}"
+                ) from None
         return _apps[key]
 
 

@@ -35,19 +35,31 @@ def start_moto(port: int, authenticated_after: int | None = None) -> subprocess.
     """moto_server on 127.0.0.1:port; ``authenticated_after``: the number of calls it takes unsigned (to
     create an IAM user and its key) before it checks every request's credentials."""
     binary = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
-    env = {**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": str(authenticated_after)}
-                            if authenticated_after is not None else {})}
+    env = {
+        **os.environ,
+        **(
+            {"INITIAL_NO_AUTH_ACTION_COUNT": str(authenticated_after)}
+            if authenticated_after is not None
+            else {}
+        ),
+    }
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [binary, "-H", "127.0.0.1", "-p", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         if _answers(port, process):
             return process
         process.kill()
         process.wait()
         log.seek(0)
         said = log.read().decode(errors="replace")[-2000:]
-    raise RuntimeError(f"moto_server did not answer on port {port} within {MOTO_START_SECONDS:g} s "
-                       f"(exit code {process.returncode}); it said: {said}")
+    raise RuntimeError(
+        f"moto_server did not answer on port {port} within {MOTO_START_SECONDS:g} s "
+        f"(exit code {process.returncode}); it said: {said}"
+    )
 
 
 def _answers(port: int, process: subprocess.Popen) -> bool:
@@ -85,9 +97,15 @@ class S3Proxy:
 
     def throttle_next(self, count: int, status: int = 429, retry_after: str | None = "1") -> None:
         code = b"SlowDown" if status == 503 else b"TooManyRequests"
-        body = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>" + code + \
-            b"</Code><Message>Please reduce your request rate.</Message></Error>"
-        headers = {"Content-Type": "application/xml", **({"Retry-After": retry_after} if retry_after else {})}
+        body = (
+            b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>"
+            + code
+            + b"</Code><Message>Please reduce your request rate.</Message></Error>"
+        )
+        headers = {
+            "Content-Type": "application/xml",
+            **({"Retry-After": retry_after} if retry_after else {}),
+        }
         with self._lock:
             self._faults += [(status, headers, body)] * count
 
@@ -119,16 +137,31 @@ class S3Proxy:
         if part:
             self.parts_received += 1
         self._maybe_hold(request, part)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("content-length", "transfer-encoding")}
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("content-length", "transfer-encoding")
+        }
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or request.full_path.rstrip("?")
-        upstream = httpx.request(request.method, self.target + raw,
-                                 headers=headers, content=request.get_data(), timeout=120)
+        upstream = httpx.request(
+            request.method,
+            self.target + raw,
+            headers=headers,
+            content=request.get_data(),
+            timeout=120,
+        )
         self.answered.append((what, upstream.status_code))
         if part and upstream.status_code == 200:
             self.parts_forwarded += 1
-        passed = {k: v for k, v in upstream.headers.items()
-                  if k.lower() not in ("content-length", "transfer-encoding", "content-encoding", "connection")}
-        return Response(upstream.content, status=upstream.status_code, headers=passed)(environ, start_response)
+        passed = {
+            k: v
+            for k, v in upstream.headers.items()
+            if k.lower()
+            not in ("content-length", "transfer-encoding", "content-encoding", "connection")
+        }
+        return Response(upstream.content, status=upstream.status_code, headers=passed)(
+            environ, start_response
+        )
 
     def _maybe_hold(self, request: Request, part: bool) -> None:
         if not self._hold or self._hold not in (request.method, "part" if part else ""):

@@ -20,8 +20,20 @@ from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryabl
 MIB = 1024 * 1024
 MIN_PART, MAX_PARTS = 5 * MIB, 10_000
 META = "relay-delivery-id"
-_THROTTLED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests"}
-_REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken", "InvalidToken"}
+_THROTTLED = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+}
+_REFUSED = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "ExpiredToken",
+    "InvalidToken",
+}
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -46,25 +58,40 @@ def deliver(delivery: Delivery, document: Document, env: Environment) -> Outcome
         env.save_state(delivery.delivery_id, state)
     part = max(MIN_PART, int(delivery.config.get("part_mb", 8)) * MIB)
     if document.size is not None and document.size > part * MAX_PARTS:
-        raise Permanent(f"the document needs more than {MAX_PARTS} parts of {part // MIB} MiB: raise part_mb")
+        raise Permanent(
+            f"the document needs more than {MAX_PARTS} parts of {part // MIB} MiB: raise part_mb"
+        )
     metadata = {META: delivery.delivery_id}
     if document.size is not None and document.size <= part:
         with document.open(0) as chunks:
             for body in _parts(chunks, part):
-                _call(lambda body=body: s3.put_object(Bucket=bucket, Key=key, Body=body,
-                                                      ContentType=document.content_type, Metadata=metadata))
+                _call(
+                    lambda body=body: s3.put_object(
+                        Bucket=bucket,
+                        Key=key,
+                        Body=body,
+                        ContentType=document.content_type,
+                        Metadata=metadata,
+                    )
+                )
         return _outcome(s3, delivery, key)
     upload_id = state.get("upload_id")
     done = _parts_held(s3, bucket, key, upload_id) if upload_id else None
     if done is None:  # no upload yet, or S3 forgot it (aborted, expired): start over
-        upload_id = _call(lambda: s3.create_multipart_upload(Bucket=bucket, Key=key, Metadata=metadata,
-                                                             ContentType=document.content_type))["UploadId"]
+        upload_id = _call(
+            lambda: s3.create_multipart_upload(
+                Bucket=bucket, Key=key, Metadata=metadata, ContentType=document.content_type
+            )
+        )["UploadId"]
         env.save_state(delivery.delivery_id, {**state, "upload_id": upload_id})
         done = []
     try:
         parts = _upload_parts(s3, bucket, key, upload_id, document, part, done)
-        _call(lambda: s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
-                                                   MultipartUpload={"Parts": parts}))
+        _call(
+            lambda: s3.complete_multipart_upload(
+                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        )
     except Permanent:
         _abort(s3, bucket, key, upload_id)
         raise
@@ -72,6 +99,7 @@ def deliver(delivery: Delivery, document: Document, env: Environment) -> Outcome
 
 
 # -- the object's key, under the conflict policy ------------------------------------------------------
+
 
 def _key_for(s3: Any, delivery: Delivery, document: Document) -> str:
     prefix = naming.folder(delivery, document, key="prefix")
@@ -87,25 +115,34 @@ def _key_for(s3: Any, delivery: Delivery, document: Document) -> str:
 
 # -- multipart ---------------------------------------------------------------------------------------
 
+
 def _parts_held(s3: Any, bucket: str, key: str, upload_id: str) -> list[dict] | None:
     """The parts S3 holds, contiguous from part 1 (ETag and size), or None when it no longer knows the upload."""
-    listed = _call(lambda: s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=MAX_PARTS),
-                   absent=("NoSuchUpload",))
+    listed = _call(
+        lambda: s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=MAX_PARTS),
+        absent=("NoSuchUpload",),
+    )
     if listed is None:
         return None
     held = sorted(listed.get("Parts", []), key=lambda p: p["PartNumber"])
     contiguous = [p for n, p in enumerate(held, start=1) if p["PartNumber"] == n]
-    return [{"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]} for p in contiguous]
+    return [
+        {"PartNumber": p["PartNumber"], "ETag": p["ETag"], "Size": p["Size"]} for p in contiguous
+    ]
 
 
-def _upload_parts(s3: Any, bucket: str, key: str, upload_id: str, document: Document, part: int,
-                  done: list[dict]) -> list[dict]:
+def _upload_parts(
+    s3: Any, bucket: str, key: str, upload_id: str, document: Document, part: int, done: list[dict]
+) -> list[dict]:
     parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in done]
     offset = sum(p["Size"] for p in done)
     with document.open(offset) as chunks:
         for number, body in enumerate(_parts(chunks, part), start=len(done) + 1):
-            answer = _call(lambda body=body, number=number: s3.upload_part(
-                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body))
+            answer = _call(
+                lambda body=body, number=number: s3.upload_part(
+                    Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                )
+            )
             parts.append({"PartNumber": number, "ETag": answer["ETag"]})
     return parts
 
@@ -142,11 +179,14 @@ class _Stream:
 
 
 def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
-    with contextlib.suppress(ClientError, BotoCoreError):  # S3's lifecycle rule for incomplete uploads is the backstop
+    with contextlib.suppress(
+        ClientError, BotoCoreError
+    ):  # S3's lifecycle rule for incomplete uploads is the backstop
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
 # -- the client, answers and errors --------------------------------------------------------------------
+
 
 def _client(delivery: Delivery, env: Environment) -> Any:
     """One client per configuration and process (boto3's clients are thread-safe; making one costs ~14 MiB
@@ -164,22 +204,36 @@ def _client(delivery: Delivery, env: Environment) -> Any:
 
 def _new_client(config: dict, endpoint: str | None, ca_bundle: str | None) -> Any:
     return boto3.session.Session().client(
-        "s3", endpoint_url=endpoint, region_name=config.get("region") or "us-east-1", verify=ca_bundle or None,
-        aws_access_key_id=config["access_key_id"], aws_secret_access_key=config["secret_access_key"],
+        "s3",
+        endpoint_url=endpoint,
+        region_name=config.get("region") or "us-east-1",
+        verify=ca_bundle or None,
+        aws_access_key_id=config["access_key_id"],
+        aws_secret_access_key=config["secret_access_key"],
         aws_session_token=config.get("session_token") or None,
-        config=Config(signature_version="s3v4", retries={"total_max_attempts": 1, "mode": "standard"},
-                      s3={"addressing_style": config.get("addressing_style", "auto")},
-                      connect_timeout=10, read_timeout=120))
+        config=Config(
+            signature_version="s3v4",
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            s3={"addressing_style": config.get("addressing_style", "auto")},
+            connect_timeout=10,
+            read_timeout=120,
+        ),
+    )
 
 
 def _head(s3: Any, bucket: str, key: str) -> dict | None:
-    return _call(lambda: s3.head_object(Bucket=bucket, Key=key), absent=("404", "NoSuchKey", "NotFound"))
+    return _call(
+        lambda: s3.head_object(Bucket=bucket, Key=key), absent=("404", "NoSuchKey", "NotFound")
+    )
 
 
 def _outcome(s3: Any, delivery: Delivery, key: str) -> Outcome:
     bucket = delivery.config["bucket"]
-    link = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
-                                     ExpiresIn=int(delivery.config.get("link_seconds", 7 * 86_400)))
+    link = s3.generate_presigned_url(
+        "get_object",
+        Params={"Bucket": bucket, "Key": key},
+        ExpiresIn=int(delivery.config.get("link_seconds", 7 * 86_400)),
+    )
     return Outcome(f"s3://{bucket}/{key} {link}", key)
 
 
@@ -205,8 +259,10 @@ def _classify(exc: ClientError) -> Exception:
     if code in _THROTTLED or status in (429, 503):
         return Retryable(message, retry_after=float(retry_after) if retry_after else None)
     if code in _REFUSED or status == 403:
-        return Permanent(f"S3 refused the credentials or their permissions ({code or status}): "
-                         f"{error.get('Message') or ''}".strip())
+        return Permanent(
+            f"S3 refused the credentials or their permissions ({code or status}): "
+            f"{error.get('Message') or ''}".strip()
+        )
     if code == "NoSuchBucket":
         return Permanent(f"S3: the bucket does not exist ({error.get('BucketName') or ''})")
     if status >= 500 or status in (408, 409):

@@ -17,8 +17,10 @@ import re
 
 from ..records import RecordWriter
 
-_KEY = re.compile(r"^sheets:(?P<spreadsheet>[A-Za-z0-9_-]{20,100})/(?P<sheet>[^/]{1,100})/"
-                  r"(?:(?P<row>[1-9]\d{0,6})|(?P<column>[^=]{1,100})=(?P<value>.{1,200}))$")
+_KEY = re.compile(
+    r"^sheets:(?P<spreadsheet>[A-Za-z0-9_-]{20,100})/(?P<sheet>[^/]{1,100})/"
+    r"(?:(?P<row>[1-9]\d{0,6})|(?P<column>[^=]{1,100})=(?P<value>.{1,200}))$"
+)
 
 
 class SheetsKind(RecordWriter):
@@ -29,8 +31,10 @@ class SheetsKind(RecordWriter):
     def parse_record(self, record_key: str) -> dict[str, str]:
         match = _KEY.match(record_key)
         if not match:
-            raise ValueError("a Google Sheets record key is sheets:{spreadsheet}/{sheet}/{row}, or "
-                             "sheets:{spreadsheet}/{sheet}/{column}={value} to find the row by a key column")
+            raise ValueError(
+                "a Google Sheets record key is sheets:{spreadsheet}/{sheet}/{row}, or "
+                "sheets:{spreadsheet}/{sheet}/{column}={value} to find the row by a key column"
+            )
         return {k: v for k, v in match.groupdict().items() if v is not None}
 
 

@@ -41,9 +41,16 @@ class FakeSheets:
     def app(self) -> Flask:
         app = Flask(__name__)
         app.add_url_rule("/token", view_func=self.auth._token, methods=["POST"])
-        app.add_url_rule("/v4/spreadsheets/<spreadsheet>/values/<path:cells>", view_func=self._get, methods=["GET"])
-        app.add_url_rule("/v4/spreadsheets/<spreadsheet>/values:batchUpdate", view_func=self._batch_update,
-                         methods=["POST"])
+        app.add_url_rule(
+            "/v4/spreadsheets/<spreadsheet>/values/<path:cells>",
+            view_func=self._get,
+            methods=["GET"],
+        )
+        app.add_url_rule(
+            "/v4/spreadsheets/<spreadsheet>/values:batchUpdate",
+            view_func=self._batch_update,
+            methods=["POST"],
+        )
         return app
 
     def _refused(self, spreadsheet: str):
@@ -51,8 +58,12 @@ class FakeSheets:
         if self.auth.tokens.get(token, 0) < time.time():
             return _error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
         if self.knobs.too_many(request.method, request.path, self.retry_after, self.quota):
-            response = _error(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Write requests' and "
-                                                         "limit 'Write requests per minute per user'")
+            response = _error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Quota exceeded for quota metric 'Write requests' and "
+                "limit 'Write requests per minute per user'",
+            )
             response[0].headers["Retry-After"] = str(self.retry_after)
             return response
         if spreadsheet not in self.spreadsheets:
@@ -68,7 +79,7 @@ class FakeSheets:
         if parsed is None:
             return _error(400, "INVALID_ARGUMENT", f"Unable to parse range: {cells}")
         rows, (top, bottom, left, right) = parsed
-        values = [row[left:right + 1] for row in rows[top:bottom + 1]]
+        values = [row[left : right + 1] for row in rows[top : bottom + 1]]
         while values and not any(values[-1]):
             values.pop()
         answer = {"range": cells, "majorDimension": "ROWS"}
@@ -93,13 +104,27 @@ class FakeSheets:
                     while len(row) <= left + c:
                         row.append("")
                     row[left + c] = value
-        self.writes.append({item["range"]: (item.get("values") or [[None]])[0][0] for item in body.get("data") or []})
+        self.writes.append(
+            {
+                item["range"]: (item.get("values") or [[None]])[0][0]
+                for item in body.get("data") or []
+            }
+        )
         self.knobs.after_write("values")
-        cells = sum(len(line) for item in body.get("data") or [] for line in item.get("values") or [])
-        return jsonify({"spreadsheetId": spreadsheet, "totalUpdatedCells": cells,
-                        "responses": [{"updatedRange": item["range"]} for item in body.get("data") or []]})
+        cells = sum(
+            len(line) for item in body.get("data") or [] for line in item.get("values") or []
+        )
+        return jsonify(
+            {
+                "spreadsheetId": spreadsheet,
+                "totalUpdatedCells": cells,
+                "responses": [{"updatedRange": item["range"]} for item in body.get("data") or []],
+            }
+        )
 
-    def _parse(self, spreadsheet: str, cells: str) -> tuple[list[list[str]], tuple[int, int, int, int]] | None:
+    def _parse(
+        self, spreadsheet: str, cells: str
+    ) -> tuple[list[list[str]], tuple[int, int, int, int]] | None:
         """(rows of the sheet, (top, bottom, left, right) zero-based and inclusive); None: not a range of it."""
         match = _RANGE.match(cells)
         rows = self.spreadsheets[spreadsheet].get(match[1].replace("''", "'")) if match else None

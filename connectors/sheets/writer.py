@@ -21,23 +21,42 @@ SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
 QUOTA_SECONDS = 60.0
 
 
-def write(delivery: Delivery, document: Document | None, env: Environment,
-          parse_record: Callable[[str], dict[str, str]]) -> Outcome:
+def write(
+    delivery: Delivery,
+    document: Document | None,
+    env: Environment,
+    parse_record: Callable[[str], dict[str, str]],
+) -> Outcome:
     write_back = write_back_of(delivery, document)
     place = parse_record(write_back.record_key)
     sheet = _Sheet(delivery, env, place)
     headers = sheet.headers()
-    row = int(place["row"]) if "row" in place else sheet.find_row(headers, place["column"], place["value"])
+    row = (
+        int(place["row"])
+        if "row" in place
+        else sheet.find_row(headers, place["column"], place["value"])
+    )
     values = mapped(write_back, delivery.config.get("fields") or {})
     link_header = (delivery.config.get("fields") or {}).get("link")
-    if link_header in values and document is not None and delivery.config.get("versions", "replace") == "keep":
+    if (
+        link_header in values
+        and document is not None
+        and delivery.config.get("versions", "replace") == "keep"
+    ):
         values[link_header] = _kept_links(sheet.cell(headers, link_header, row), document)
-    cells = [{"range": f"{sheet.quoted}!{_column_of(headers, header)}{row}", "values": [[_cell(value)]]}
-             for header, value in values.items()]
+    cells = [
+        {"range": f"{sheet.quoted}!{_column_of(headers, header)}{row}", "values": [[_cell(value)]]}
+        for header, value in values.items()
+    ]
     if cells:
-        sheet.execute(lambda values: values.batchUpdate(
-            spreadsheetId=place["spreadsheet"], body={"valueInputOption": "RAW", "data": cells}))
-    return Outcome(f"sheets:{place['spreadsheet']}/{place['sheet']} row {row} ({write_back.values['status']})")
+        sheet.execute(
+            lambda values: values.batchUpdate(
+                spreadsheetId=place["spreadsheet"], body={"valueInputOption": "RAW", "data": cells}
+            )
+        )
+    return Outcome(
+        f"sheets:{place['spreadsheet']}/{place['sheet']} row {row} ({write_back.values['status']})"
+    )
 
 
 class _Sheet:
@@ -55,7 +74,9 @@ class _Sheet:
         for number, row in enumerate(cells, start=1):
             if number > 1 and row and str(row[0]) == value:
                 return number
-        raise Permanent(f"Google Sheets: no row of {self._place['sheet']} has {value!r} under {column!r}")
+        raise Permanent(
+            f"Google Sheets: no row of {self._place['sheet']} has {value!r} under {column!r}"
+        )
 
     def cell(self, headers: list[str], header: str, row: int) -> str:
         letter = _column_of(headers, header)
@@ -63,15 +84,18 @@ class _Sheet:
         return str(answer[0][0]) if answer and answer[0] else ""
 
     def _values(self, cells: str) -> list[list[Any]]:
-        answer = self.execute(lambda values: values.get(
-            spreadsheetId=self._place["spreadsheet"], range=cells))
+        answer = self.execute(
+            lambda values: values.get(spreadsheetId=self._place["spreadsheet"], range=cells)
+        )
         return answer.get("values") or []
 
     def execute(self, request: Any) -> Any:
         """``request(values)`` makes a call of the spreadsheets.values resource; it goes with a token, on an HTTP
         client of its own (httplib2's are not thread-safe, and deliveries run on threads)."""
         for refresh in (False, True):  # a 401 gets one fresh token
-            token = access_token(self._delivery.config["credentials"], SCOPES, self._env, force=refresh)
+            token = access_token(
+                self._delivery.config["credentials"], SCOPES, self._env, force=refresh
+            )
             call = request(_values_api(str(self._env.settings["sheets_api_url"])))
             call.headers["authorization"] = f"Bearer {token}"
             try:
@@ -81,7 +105,9 @@ class _Sheet:
                     continue
                 raise _classify(exc) from None
             except (httplib2.HttpLib2Error, OSError) as exc:
-                raise Retryable(f"Google Sheets could not be reached: {type(exc).__name__}") from None
+                raise Retryable(
+                    f"Google Sheets could not be reached: {type(exc).__name__}"
+                ) from None
         raise AssertionError("unreachable")
 
 
@@ -89,8 +115,9 @@ class _Sheet:
 def _values_api(endpoint: str) -> Any:
     """The spreadsheets.values resource, made once per process and endpoint: googleapiclient writes each method's
     docstring from the discovery document as it makes a resource, about 0.3 CPU-s every time."""
-    service = build_from_document(get_static_doc("sheets", "v4"), http=build_http(),
-                                  client_options={"api_endpoint": endpoint})
+    service = build_from_document(
+        get_static_doc("sheets", "v4"), http=build_http(), client_options={"api_endpoint": endpoint}
+    )
     return service.spreadsheets().values()
 
 
@@ -121,16 +148,22 @@ def _classify(exc: HttpError) -> Exception:
         error = json.loads(exc.content or b"{}").get("error") or {}
     except ValueError:
         error = {}
-    reason = f"{error.get('status') or ''}: {error.get('message') or exc.reason or ''}".strip(": ")[:300]
+    reason = f"{error.get('status') or ''}: {error.get('message') or exc.reason or ''}".strip(": ")[
+        :300
+    ]
     if status == 429:
         wait = exc.resp.get("retry-after")
-        return Retryable(f"Google Sheets quota exceeded ({reason})", retry_after=float(wait) if wait else QUOTA_SECONDS)
+        return Retryable(
+            f"Google Sheets quota exceeded ({reason})",
+            retry_after=float(wait) if wait else QUOTA_SECONDS,
+        )
     if status in (401, 403):
-        return Permanent(f"Google Sheets refused the credentials or the sheet is not shared with them ({status} "
-                         f"{reason})")
+        return Permanent(
+            f"Google Sheets refused the credentials or the sheet is not shared with them ({status} "
+            f"{reason})"
+        )
     if status == 404:
         return Permanent(f"Google Sheets: the spreadsheet does not exist ({reason})")
     if status == 400:
         return Permanent(f"Google Sheets refused the write ({reason})")
     return Retryable(f"Google Sheets answered {status} ({reason})")
-

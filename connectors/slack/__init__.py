@@ -13,9 +13,25 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from .. import naming
-from ..base import Delivery, Document, Environment, Outcome, Pace, Permanent, Retryable, digest, summary
+from ..base import (
+    Delivery,
+    Document,
+    Environment,
+    Outcome,
+    Pace,
+    Permanent,
+    Retryable,
+    digest,
+    summary,
+)
 
-_RETRYABLE = {"ratelimited", "fatal_error", "internal_error", "service_unavailable", "request_timeout"}
+_RETRYABLE = {
+    "ratelimited",
+    "fatal_error",
+    "internal_error",
+    "service_unavailable",
+    "request_timeout",
+}
 
 
 class SlackKind:
@@ -33,7 +49,9 @@ class SlackKind:
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         config, state = delivery.config, dict(delivery.state)
-        client = WebClient(token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30)
+        client = WebClient(
+            token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30
+        )
         if document is None:  # an alert: words only
             return self._link_only(client, config, summary(delivery.event), delivery, env)
         comment, name = _comment(delivery, document), naming.file_name(delivery, document)
@@ -41,23 +59,31 @@ class SlackKind:
             return self._link_only(client, config, comment, delivery, env)
         try:
             if not state.get("uploaded"):
-                answer = call(client.files_getUploadURLExternal, filename=name, length=document.size)
+                answer = call(
+                    client.files_getUploadURLExternal, filename=name, length=document.size
+                )
                 state.update(file_id=answer["file_id"], upload_url=answer["upload_url"])
                 env.save_state(delivery.delivery_id, state)
                 _stream(state["upload_url"], document, env)
                 state["uploaded"] = True
                 env.save_state(delivery.delivery_id, state)
             kwargs = {"thread_ts": config["thread_ts"]} if config.get("thread_ts") else {}
-            call(client.files_completeUploadExternal, files=[{"id": state["file_id"], "title": name}],
-                  channel_id=config["channel"], initial_comment=comment, **kwargs)
+            call(
+                client.files_completeUploadExternal,
+                files=[{"id": state["file_id"], "title": name}],
+                channel_id=config["channel"],
+                initial_comment=comment,
+                **kwargs,
+            )
         except _SizeRestricted:
             return self._link_only(client, config, comment, delivery, env)
         location = f"slack:{config['channel']}/{state['file_id']}"
         env.save_state(delivery.delivery_id, {**state, "message": location})
         return Outcome(location, state["file_id"])
 
-    def _link_only(self, client: WebClient, config: dict, comment: str, delivery: Delivery,
-                   env: Environment) -> Outcome:
+    def _link_only(
+        self, client: WebClient, config: dict, comment: str, delivery: Delivery, env: Environment
+    ) -> Outcome:
         kwargs = {"thread_ts": config["thread_ts"]} if config.get("thread_ts") else {}
         answer = call(client.chat_postMessage, channel=config["channel"], text=comment, **kwargs)
         location = f"slack:{config['channel']}/message {answer['ts']} (link only)"
@@ -83,8 +109,12 @@ def call(method, **kwargs) -> dict:
         if error == "file_upload_size_restricted":
             raise _SizeRestricted from None
         if status == 429 or status >= 500 or error in _RETRYABLE:
-            retry_after = exc.response.headers.get("Retry-After") if exc.response is not None else None
-            raise Retryable(f"Slack: {error or status}", float(retry_after) if retry_after else None) from None
+            retry_after = (
+                exc.response.headers.get("Retry-After") if exc.response is not None else None
+            )
+            raise Retryable(
+                f"Slack: {error or status}", float(retry_after) if retry_after else None
+            ) from None
         raise Permanent(f"Slack refused: {error or status}") from None
     except (httpx.TransportError, OSError) as exc:
         raise Retryable(f"Slack could not be reached: {type(exc).__name__}") from None
@@ -100,7 +130,9 @@ def _stream(upload_url: str, document: Document, env: Environment) -> None:
     if response.status_code >= 500 or response.status_code == 429:
         raise Retryable(f"Slack's upload service answered {response.status_code}")
     if response.status_code != 200:
-        raise Permanent(f"Slack's upload service answered {response.status_code}: {response.text[:200]}")
+        raise Permanent(
+            f"Slack's upload service answered {response.status_code}: {response.text[:200]}"
+        )
 
 
 KIND = SlackKind()

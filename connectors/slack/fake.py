@@ -45,7 +45,9 @@ class FakeSlack:
     calls: list[str] = field(default_factory=list)
     responses: dict[str, list[dict]] = field(default_factory=dict)
     """Messages sent to each response_url, by its id."""
-    oauth_clients: dict[str, str] = field(default_factory=lambda: {"client-1.apps": "client-secret"})
+    oauth_clients: dict[str, str] = field(
+        default_factory=lambda: {"client-1.apps": "client-secret"}
+    )
     installing_team: tuple[str, str] = ("T0INSTALL", "Acme Corp")
     """The workspace whose admin approves on the consent page."""
     url: str = ""
@@ -78,7 +80,11 @@ class FakeSlack:
         return self.responses[url.rsplit("/", 1)[-1]]
 
     def shared_files(self, channel: str | None = None) -> list[SlackFile]:
-        return [f for f in self.files.values() if f.shared_to and (channel is None or f.shared_to == channel)]
+        return [
+            f
+            for f in self.files.values()
+            if f.shared_to and (channel is None or f.shared_to == channel)
+        ]
 
     def app(self) -> Flask:
         app = Flask(__name__)
@@ -102,7 +108,9 @@ class FakeSlack:
         @app.get("/oauth/v2/authorize")
         def authorize():
             """Slack's consent page, with the admin clicking Allow at once."""
-            if request.args.get("client_id") not in self.oauth_clients or not request.args.get("redirect_uri"):
+            if request.args.get("client_id") not in self.oauth_clients or not request.args.get(
+                "redirect_uri"
+            ):
                 return Response("invalid_client_id", status=400)
             code = secrets.token_hex(8)
             self._codes[code] = (request.args["redirect_uri"], request.args.get("scope", ""))
@@ -117,7 +125,11 @@ class FakeSlack:
                 return self._oauth_access()
             if self.lockout.refuses(method):
                 wait = max(1, math.ceil(self.lockout.left()))
-                return jsonify({"ok": False, "error": "ratelimited"}), 429, {"Retry-After": str(wait)}
+                return (
+                    jsonify({"ok": False, "error": "ratelimited"}),
+                    429,
+                    {"Retry-After": str(wait)},
+                )
             with self._lock:
                 fault = self._faults.pop(0) if self._faults else None
             if fault:
@@ -131,9 +143,11 @@ class FakeSlack:
             token = bearer or request.values.get("token")
             if token not in self.valid_tokens:
                 return jsonify({"ok": False, "error": "invalid_auth"})
-            handler = {"files.getUploadURLExternal": self._get_upload_url,
-                       "files.completeUploadExternal": self._complete_upload,
-                       "chat.postMessage": self._post_message}.get(method)
+            handler = {
+                "files.getUploadURLExternal": self._get_upload_url,
+                "files.completeUploadExternal": self._complete_upload,
+                "chat.postMessage": self._post_message,
+            }.get(method)
             return handler() if handler else jsonify({"ok": False, "error": "unknown_method"})
 
         @app.post("/upload/<file_id>")
@@ -146,7 +160,9 @@ class FakeSlack:
                     out.write(chunk)
                     slack_file.received += len(chunk)
             if slack_file.received != slack_file.length:
-                return Response(f"expected {slack_file.length} bytes, got {slack_file.received}", status=400)
+                return Response(
+                    f"expected {slack_file.length} bytes, got {slack_file.received}", status=400
+                )
             return Response("OK - " + str(slack_file.received), status=200)
 
         return app
@@ -167,9 +183,19 @@ class FakeSlack:
         token = f"xoxb-{secrets.token_hex(12)}"
         self.valid_tokens.add(token)
         team_id, team_name = self.installing_team
-        return jsonify({"ok": True, "access_token": token, "token_type": "bot", "scope": grant[1],
-                        "bot_user_id": "U0BOT", "app_id": "A0RELAY", "team": {"id": team_id, "name": team_name},
-                        "enterprise": None, "authed_user": {"id": "U0ADMIN"}})
+        return jsonify(
+            {
+                "ok": True,
+                "access_token": token,
+                "token_type": "bot",
+                "scope": grant[1],
+                "bot_user_id": "U0BOT",
+                "app_id": "A0RELAY",
+                "team": {"id": team_id, "name": team_name},
+                "enterprise": None,
+                "authed_user": {"id": "U0ADMIN"},
+            }
+        )
 
     def _values(self) -> dict:
         return request.get_json(silent=True) or request.values.to_dict()
@@ -183,7 +209,9 @@ class FakeSlack:
             return jsonify({"ok": False, "error": "file_upload_size_restricted"})
         file_id = f"F{next(self._ids):08d}"
         self.files[file_id] = SlackFile(file_id, values["filename"], length, self.storage / file_id)
-        return jsonify({"ok": True, "upload_url": f"{request.host_url}upload/{file_id}", "file_id": file_id})
+        return jsonify(
+            {"ok": True, "upload_url": f"{request.host_url}upload/{file_id}", "file_id": file_id}
+        )
 
     def _complete_upload(self):
         values = self._values()
@@ -197,19 +225,27 @@ class FakeSlack:
                 return jsonify({"ok": False, "error": "file_not_found"})
             if channel:
                 slack_file.shared_to, slack_file.thread_ts = channel, values.get("thread_ts", "")
-            shared.append({"id": slack_file.file_id, "title": item.get("title", slack_file.filename)})
+            shared.append(
+                {"id": slack_file.file_id, "title": item.get("title", slack_file.filename)}
+            )
         if channel and values.get("initial_comment"):
-            self._record_message(channel, values["initial_comment"], values.get("thread_ts", ""), shared)
+            self._record_message(
+                channel, values["initial_comment"], values.get("thread_ts", ""), shared
+            )
         return jsonify({"ok": True, "files": shared})
 
     def _post_message(self):
         values = self._values()
         if not values.get("channel"):
             return jsonify({"ok": False, "error": "channel_not_found"})
-        ts = self._record_message(values["channel"], values.get("text", ""), values.get("thread_ts", ""), [])
+        ts = self._record_message(
+            values["channel"], values.get("text", ""), values.get("thread_ts", ""), []
+        )
         return jsonify({"ok": True, "channel": values["channel"], "ts": ts})
 
     def _record_message(self, channel: str, text: str, thread_ts: str, files: list) -> str:
         ts = f"{time.time():.6f}"
-        self.messages.append({"channel": channel, "text": text, "thread_ts": thread_ts, "files": files, "ts": ts})
+        self.messages.append(
+            {"channel": channel, "text": text, "thread_ts": thread_ts, "files": files, "ts": ts}
+        )
         return ts

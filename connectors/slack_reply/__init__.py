@@ -23,15 +23,24 @@ class SlackReplyKind:
         done = delivery.state.get("sent")
         return Outcome(done) if done else None
 
-    def deliver(self, delivery: Delivery, document: Document | None, env: Environment,
-                now: float | None = None) -> Outcome:
+    def deliver(
+        self,
+        delivery: Delivery,
+        document: Document | None,
+        env: Environment,
+        now: float | None = None,
+    ) -> Outcome:
         """``now``: the time to judge the response_url's deadline by (the clock's unless a test sets it)."""
         config, text = delivery.config, final_text(delivery.event)
         now = time.time() if now is None else now
         if now < float(config["deadline"]) and self._respond(config["response_url"], text, env):
             return self._sent(delivery, env, "the command's response_url")
-        client = WebClient(token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30)
-        answer = slack_call(client.chat_postMessage, channel=config["channel"], text=f"<@{config['user']}> {text}")
+        client = WebClient(
+            token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30
+        )
+        answer = slack_call(
+            client.chat_postMessage, channel=config["channel"], text=f"<@{config['user']}> {text}"
+        )
         return self._sent(delivery, env, f"slack:{config['channel']}/message {answer['ts']}")
 
     def _respond(self, url: str, text: str, env: Environment) -> bool:
@@ -39,14 +48,18 @@ class SlackReplyKind:
         try:
             response = WebhookClient(url, timeout=15).send(text=text, response_type="ephemeral")
         except OSError as exc:
-            raise Retryable(f"Slack's response_url could not be reached: {type(exc).__name__}") from None
+            raise Retryable(
+                f"Slack's response_url could not be reached: {type(exc).__name__}"
+            ) from None
         if response.status_code == 200:
             return True
         if response.status_code == 429 or response.status_code >= 500:
             raise Retryable(f"Slack's response_url answered {response.status_code}")
         if any(reason in (response.body or "") for reason in _SPENT) or response.status_code == 404:
             return False  # used up or expired: fall back to the bot token
-        raise Permanent(f"Slack's response_url refused the message: {response.status_code} {response.body[:200]}")
+        raise Permanent(
+            f"Slack's response_url refused the message: {response.status_code} {response.body[:200]}"
+        )
 
     def _sent(self, delivery: Delivery, env: Environment, where: str) -> Outcome:
         env.save_state(delivery.delivery_id, {"sent": where})

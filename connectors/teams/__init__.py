@@ -49,17 +49,35 @@ def message(delivery: Delivery, document: Document | None) -> str:
 
 
 def _card(delivery: Delivery, document: Document | None, task: dict, text: str) -> dict:
-    facts = [{"title": "Record", "value": task.get("record_key") or "-"},
-             {"title": "Format", "value": task.get("format") or "-"}]
-    content = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
-               "version": "1.4", "msteams": {"width": "Full"},
-               "body": [{"type": "TextBlock", "text": delivery.config.get("title") or headline(delivery.event),
-                         "weight": "Bolder", "size": "Medium", "wrap": True},
-                        {"type": "TextBlock", "text": text, "wrap": True}]}
+    facts = [
+        {"title": "Record", "value": task.get("record_key") or "-"},
+        {"title": "Format", "value": task.get("format") or "-"},
+    ]
+    content = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "msteams": {"width": "Full"},
+        "body": [
+            {
+                "type": "TextBlock",
+                "text": delivery.config.get("title") or headline(delivery.event),
+                "weight": "Bolder",
+                "size": "Medium",
+                "wrap": True,
+            },
+            {"type": "TextBlock", "text": text, "wrap": True},
+        ],
+    }
     if document is not None:
-        content["body"].append({"type": "FactSet", "facts": [*facts, {"title": "File", "value": document.name}]})
+        content["body"].append(
+            {"type": "FactSet", "facts": [*facts, {"title": "File", "value": document.name}]}
+        )
         content["actions"] = [{"type": "Action.OpenUrl", "title": "Open", "url": document.link}]
-    return {"type": "message", "attachments": [{"contentType": _CARD, "contentUrl": None, "content": content}]}
+    return {
+        "type": "message",
+        "attachments": [{"contentType": _CARD, "contentUrl": None, "content": content}],
+    }
 
 
 KIND = TeamsKind()

@@ -28,28 +28,44 @@ class FakeTeams:
 
     def app(self) -> Flask:
         app = Flask(__name__)
-        app.add_url_rule("/workflows/<workflow>/triggers/manual/paths/invoke", view_func=self._invoke,
-                         methods=["POST"])
+        app.add_url_rule(
+            "/workflows/<workflow>/triggers/manual/paths/invoke",
+            view_func=self._invoke,
+            methods=["POST"],
+        )
         return app
 
     def url(self, base: str, signature: str | None = None) -> str:
-        return (f"{base}/workflows/0f1e2d3c/triggers/manual/paths/invoke?api-version=1&sp=%2Ftriggers%2Fmanual"
-                f"%2Frun&sv=1.0&sig={signature or self.signature}")
+        return (
+            f"{base}/workflows/0f1e2d3c/triggers/manual/paths/invoke?api-version=1&sp=%2Ftriggers%2Fmanual"
+            f"%2Frun&sv=1.0&sig={signature or self.signature}"
+        )
 
     def _invoke(self, workflow: str):
         if request.args.get("sig") != self.signature:
-            return _error(401, "DirectApiAuthorizationRequired",
-                          "The request must be authenticated only by Shared Access scheme.")
+            return _error(
+                401,
+                "DirectApiAuthorizationRequired",
+                "The request must be authenticated only by Shared Access scheme.",
+            )
         if self.knobs.too_many(request.method, request.path, self.retry_after, self.limit):
-            response = _error(429, "TooManyRequests", "Rate limit is exceeded. Try again in 1 seconds.")
+            response = _error(
+                429, "TooManyRequests", "Rate limit is exceeded. Try again in 1 seconds."
+            )
             response.headers["Retry-After"] = str(self.retry_after)
             return response
         if request.content_length and request.content_length > 28 * 1024:
             return _error(413, "MessageTooLarge", "The message is larger than 28 KB.")
         body = request.get_json(silent=True) or {}
         attachments = body.get("attachments") or []
-        if body.get("type") != "message" or not attachments or attachments[0].get("contentType") != CARD:
-            return _error(400, "InvalidRequestContent", "The request content is not an Adaptive Card message.")
+        if (
+            body.get("type") != "message"
+            or not attachments
+            or attachments[0].get("contentType") != CARD
+        ):
+            return _error(
+                400, "InvalidRequestContent", "The request content is not an Adaptive Card message."
+            )
         self.posted.append(attachments[0]["content"])
         self.posted_at.append(time.monotonic())
         return "", 202

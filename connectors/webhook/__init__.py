@@ -23,9 +23,15 @@ class WebhookKind:
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         body = json.dumps(delivery.event)
         stamp = datetime.now(UTC)
-        headers = {"content-type": "application/json", "user-agent": "overten-relay/0.1",
-                   "webhook-id": delivery.delivery_id, "webhook-timestamp": str(int(stamp.timestamp())),
-                   "webhook-signature": Webhook(delivery.config["secret"]).sign(delivery.delivery_id, stamp, body)}
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "overten-relay/0.1",
+            "webhook-id": delivery.delivery_id,
+            "webhook-timestamp": str(int(stamp.timestamp())),
+            "webhook-signature": Webhook(delivery.config["secret"]).sign(
+                delivery.delivery_id, stamp, body
+            ),
+        }
         return post(delivery.config["url"], body, headers, env, "the subscriber")
 
 

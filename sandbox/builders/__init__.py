@@ -25,7 +25,9 @@ class Product:
 
 
 def _text_product(kind: str) -> Product:
-    return Product("text", "md", f"{kind}.md", lambda prev, plan, out: build_text(prev, plan, out, kind))
+    return Product(
+        "text", "md", f"{kind}.md", lambda prev, plan, out: build_text(prev, plan, out, kind)
+    )
 
 
 PRODUCTS: dict[str, Product] = {

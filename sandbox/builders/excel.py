@@ -64,8 +64,10 @@ def build_workbook(previous: Path | None, plan: Plan, out: Path) -> str:
     else:
         layout = _add_sheet(previous, plan, out)
     verb = "Built a workbook with" if previous is None else "Added"
-    return (f"{verb} sheet '{layout.sheet}': {len(plan.rows)} rows across "
-            f"{plan.columns[0]}-{plan.columns[-1]} with totals and a bar chart.")
+    return (
+        f"{verb} sheet '{layout.sheet}': {len(plan.rows)} rows across "
+        f"{plan.columns[0]}-{plan.columns[-1]} with totals and a bar chart."
+    )
 
 
 def _sheet_title(taken: set[str], wanted: str) -> str:
@@ -88,14 +90,27 @@ def _layout(plan: Plan, sheet: str) -> _Layout:
         row = first + offset
         cells.append(_Cell(row, 0, name))
         cells += [_Cell(row, col, value, "number") for col, value in enumerate(values, start=1)]
-        cells.append(_Cell(row, last_value_col + 1, f"=SUM({_ref(row, 1)}:{_ref(row, last_value_col)})",
-                           "number", sum(values)))
+        cells.append(
+            _Cell(
+                row,
+                last_value_col + 1,
+                f"=SUM({_ref(row, 1)}:{_ref(row, last_value_col)})",
+                "number",
+                sum(values),
+            )
+        )
     last = first + len(plan.rows) - 1
     cells.append(_Cell(last + 1, 0, "Total", "total"))
-    totals = [sum(values[col - 1] for _, values in plan.rows) for col in range(1, last_value_col + 1)]
+    totals = [
+        sum(values[col - 1] for _, values in plan.rows) for col in range(1, last_value_col + 1)
+    ]
     for col in range(1, last_value_col + 2):
         result = totals[col - 1] if col <= last_value_col else sum(totals)
-        cells.append(_Cell(last + 1, col, f"=SUM({_ref(first, col)}:{_ref(last, col)})", "total_number", result))
+        cells.append(
+            _Cell(
+                last + 1, col, f"=SUM({_ref(first, col)}:{_ref(last, col)})", "total_number", result
+            )
+        )
     layout.widths = {0: 18, **{col: 13 for col in range(1, last_value_col + 2)}}
     layout.last_row, layout.last_value_col = last, last_value_col
     return layout
@@ -119,11 +134,13 @@ def _write_new(layout: _Layout, out: Path) -> None:
         sheet.set_column(col, col, width)
     chart = workbook.add_chart({"type": "column"})
     for col in range(1, layout.last_value_col + 1):
-        chart.add_series({
-            "name": [layout.sheet, layout.header_row, col],
-            "categories": [layout.sheet, layout.first_row, 0, layout.last_row, 0],
-            "values": [layout.sheet, layout.first_row, col, layout.last_row, col],
-        })
+        chart.add_series(
+            {
+                "name": [layout.sheet, layout.header_row, col],
+                "categories": [layout.sheet, layout.first_row, 0, layout.last_row, 0],
+                "values": [layout.sheet, layout.first_row, col, layout.last_row, col],
+            }
+        )
     chart.set_title({"name": layout.title[:60]})
     chart.set_y_axis({"name": "Value"})
     sheet.insert_chart(layout.header_row, layout.last_value_col + 3, chart)
@@ -140,7 +157,9 @@ def _add_sheet(previous: Path, plan: Plan, out: Path) -> _Layout:
             setattr(target, attribute, value)
     for col, width in layout.widths.items():
         sheet.column_dimensions[get_column_letter(col + 1)].width = width
-    sheet.add_chart(_openpyxl_chart(sheet, layout), _ref(layout.header_row, layout.last_value_col + 3))
+    sheet.add_chart(
+        _openpyxl_chart(sheet, layout), _ref(layout.header_row, layout.last_value_col + 3)
+    )
     workbook.active = workbook.index(sheet)
     workbook.save(out)
     return layout
@@ -149,8 +168,15 @@ def _add_sheet(previous: Path, plan: Plan, out: Path) -> _Layout:
 def _openpyxl_chart(sheet, layout: _Layout) -> BarChart:
     chart = BarChart()
     chart.title, chart.y_axis.title = layout.title[:60], "Value"
-    data = Reference(sheet, min_col=2, max_col=layout.last_value_col + 1, min_row=layout.header_row + 1,
-                     max_row=layout.last_row + 1)
+    data = Reference(
+        sheet,
+        min_col=2,
+        max_col=layout.last_value_col + 1,
+        min_row=layout.header_row + 1,
+        max_row=layout.last_row + 1,
+    )
     chart.add_data(data, titles_from_data=True)
-    chart.set_categories(Reference(sheet, min_col=1, min_row=layout.first_row + 1, max_row=layout.last_row + 1))
+    chart.set_categories(
+        Reference(sheet, min_col=1, min_row=layout.first_row + 1, max_row=layout.last_row + 1)
+    )
     return chart

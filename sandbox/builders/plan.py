@@ -11,14 +11,52 @@ import random
 import re
 from dataclasses import dataclass
 
-_FILLER = {"a", "an", "the", "now", "please", "create", "build", "make", "add", "generate", "write",
-           "with", "for", "and", "of", "to", "in", "on", "by", "new", "me", "us", "our", "my", "that", "this"}
+_FILLER = {
+    "a",
+    "an",
+    "the",
+    "now",
+    "please",
+    "create",
+    "build",
+    "make",
+    "add",
+    "generate",
+    "write",
+    "with",
+    "for",
+    "and",
+    "of",
+    "to",
+    "in",
+    "on",
+    "by",
+    "new",
+    "me",
+    "us",
+    "our",
+    "my",
+    "that",
+    "this",
+}
 _ROW_SETS = {
     ("region", "sales", "territor", "market"): ["North", "South", "East", "West", "Central"],
     ("product", "sku", "catalog"): ["Starter", "Standard", "Professional", "Enterprise", "Add-ons"],
-    ("team", "department", "headcount", "hiring"): ["Engineering", "Sales", "Marketing", "Support", "Finance"],
+    ("team", "department", "headcount", "hiring"): [
+        "Engineering",
+        "Sales",
+        "Marketing",
+        "Support",
+        "Finance",
+    ],
     ("cost", "expense", "budget", "spend"): ["Payroll", "Rent", "Software", "Travel", "Marketing"],
-    ("revenue", "income", "forecast", "model", "financial"): ["Revenue", "COGS", "Gross profit", "Opex", "EBITDA"],
+    ("revenue", "income", "forecast", "model", "financial"): [
+        "Revenue",
+        "COGS",
+        "Gross profit",
+        "Opex",
+        "EBITDA",
+    ],
 }
 _DEFAULT_ROWS = ["Alpha", "Bravo", "Charlie", "Delta", "Echo"]
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun"]
@@ -46,8 +84,10 @@ def make_plan(prompt: str, turn: int) -> Plan:
     heading = " ".join(map(_capitalize, keywords[:3]))[:28].strip() or "Sheet"
     columns = _columns(text.lower())
     rows = [(name, _series(rng, len(columns))) for name in _row_names(text.lower())]
-    bullets = [f"{name}: {values[-1]:,} in {columns[-1]}, {_change(values)} since {columns[0]}"
-               for name, values in rows[:3]]
+    bullets = [
+        f"{name}: {values[-1]:,} in {columns[-1]}, {_change(values)} since {columns[0]}"
+        for name, values in rows[:3]
+    ]
     return Plan(title=title, heading=heading, columns=columns, rows=rows, bullets=bullets)
 
 

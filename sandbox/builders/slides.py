@@ -68,4 +68,6 @@ def _add_chart(deck, plan: Plan) -> None:
     data.categories = plan.columns
     for name, values in plan.rows:
         data.add_series(name, values)
-    slide.shapes.add_chart(XL_CHART_TYPE.COLUMN_CLUSTERED, Inches(0.5), Inches(1.5), Inches(9), Inches(5.5), data)
+    slide.shapes.add_chart(
+        XL_CHART_TYPE.COLUMN_CLUSTERED, Inches(0.5), Inches(1.5), Inches(9), Inches(5.5), data
+    )

@@ -26,19 +26,36 @@ WEBHOOKS, SENDERS, RESTART_AFTER = 1200, 4, 400
 
 
 def _event(n: int) -> dict:
-    task = {"task_id": f"task_{n:026d}", "run_id": f"run_{n:026d}", "status": "completed", "phase": None,
-            "turn_index": 1, "progress": 100, "created_at": "2026-11-22T10:00:00Z",
-            "updated_at": "2026-11-22T10:01:00Z",
-            "result": {"download_url": "https://files.example/x", "summary": "done"}, "error": None,
-            "credits_used": 1, "duration_ms": 1000}
-    return {"type": "task.completed", "id": f"evt_{n:09d}", "created_at": "2026-11-22T10:01:00Z", "data": task}
+    task = {
+        "task_id": f"task_{n:026d}",
+        "run_id": f"run_{n:026d}",
+        "status": "completed",
+        "phase": None,
+        "turn_index": 1,
+        "progress": 100,
+        "created_at": "2026-11-22T10:00:00Z",
+        "updated_at": "2026-11-22T10:01:00Z",
+        "result": {"download_url": "https://files.example/x", "summary": "done"},
+        "error": None,
+        "credits_used": 1,
+        "duration_ms": 1000,
+    }
+    return {
+        "type": "task.completed",
+        "id": f"evt_{n:09d}",
+        "created_at": "2026-11-22T10:01:00Z",
+        "data": task,
+    }
 
 
 def still_in_the_intake_stream(ctx) -> set[str]:
     """The webhook-ids whose intake-stream entries are still there: an entry goes only once its webhook is
     applied (by a worker's intake lane, or by the RQ job a failed application was handed to)."""
-    return {fields["webhook"] for _, fields in ctx.redis.xrange(intake_stream.stream_key(ctx))
-            if fields.get("webhook")}
+    return {
+        fields["webhook"]
+        for _, fields in ctx.redis.xrange(intake_stream.stream_key(ctx))
+        if fields.get("webhook")
+    }
 
 
 def rq_jobs_of(relay, webhook_ids: list[str]) -> list:
@@ -58,7 +75,10 @@ def test_acknowledged_webhooks_survive_a_redis_restart(make_relay, reliability):
     try:
         relay = make_relay(redis_url=redis.url, worker=False)
         worker = relay.start_worker()
-        tasks = [relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="x")["task_id"] for _ in range(20)]
+        tasks = [
+            relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="x")["task_id"]
+            for _ in range(20)
+        ]
         signer = Webhook(relay.sandbox.webhook_secret)
         acked: set[str] = set()
         failures = {"answers": 0}
@@ -68,13 +88,19 @@ def test_acknowledged_webhooks_survive_a_redis_restart(make_relay, reliability):
             with httpx.Client(timeout=10) as client:
                 for n in numbers:
                     webhook_id, body = f"msg_{n:09d}", json.dumps(_event(n))
-                    url = relay.url + "/webhooks/upstream/" + relay.ctx.tokens.webhook(relay.tenant_id,
-                                                                                      tasks[n % len(tasks)])
+                    url = (
+                        relay.url
+                        + "/webhooks/upstream/"
+                        + relay.ctx.tokens.webhook(relay.tenant_id, tasks[n % len(tasks)])
+                    )
                     while True:  # the API retries until it gets a 2xx
                         stamp = datetime.now(UTC)
-                        headers = {"webhook-id": webhook_id, "webhook-timestamp": str(int(stamp.timestamp())),
-                                   "webhook-signature": signer.sign(webhook_id, stamp, body),
-                                   "content-type": "application/json"}
+                        headers = {
+                            "webhook-id": webhook_id,
+                            "webhook-timestamp": str(int(stamp.timestamp())),
+                            "webhook-signature": signer.sign(webhook_id, stamp, body),
+                            "content-type": "application/json",
+                        }
                         try:
                             if client.post(url, content=body, headers=headers).status_code == 200:
                                 break
@@ -86,22 +112,33 @@ def test_acknowledged_webhooks_survive_a_redis_restart(make_relay, reliability):
                     with lock:
                         acked.add(webhook_id)
 
-        senders = [threading.Thread(target=send, args=(range(i, WEBHOOKS, SENDERS),)) for i in range(SENDERS)]
+        senders = [
+            threading.Thread(target=send, args=(range(i, WEBHOOKS, SENDERS),))
+            for i in range(SENDERS)
+        ]
         for sender in senders:
             sender.start()
-        eventually(lambda: len(acked) >= RESTART_AFTER, 600, f"{RESTART_AFTER} acknowledged webhooks")
+        eventually(
+            lambda: len(acked) >= RESTART_AFTER, 600, f"{RESTART_AFTER} acknowledged webhooks"
+        )
         failed_before = failures["answers"]
         redis.stop()  # SIGTERM: Redis writes its AOF and exits, as in a restart
         # down until the senders meet it: each of them has had an answer refused
-        eventually(lambda: failures["answers"] >= failed_before + SENDERS, 300,
-                   "the senders' webhooks to be refused while Redis is down")
+        eventually(
+            lambda: failures["answers"] >= failed_before + SENDERS,
+            300,
+            "the senders' webhooks to be refused while Redis is down",
+        )
         redis.start()
         for sender in senders:
             sender.join(timeout=600)
-        assert not any(s.is_alive() for s in senders) and len(acked) == WEBHOOKS, \
+        assert not any(s.is_alive() for s in senders) and len(acked) == WEBHOOKS, (
             f"{len(acked)} of {WEBHOOKS} webhooks acknowledged in the end; {failures['answers']} refused answers"
+        )
         restarted_worker = worker.poll() is not None
-        if restarted_worker:  # a supervisor (compose, systemd) restarts a worker that lost its Redis
+        if (
+            restarted_worker
+        ):  # a supervisor (compose, systemd) restarts a worker that lost its Redis
             worker = relay.start_worker()
 
         def unprocessed() -> list[str]:
@@ -113,20 +150,31 @@ def test_acknowledged_webhooks_survive_a_redis_restart(make_relay, reliability):
             return [w for w in sorted(acked) if not kept[w] or w in waiting]
 
         try:
-            eventually(lambda: unprocessed() == [], 600, "every acknowledged webhook to be processed", every=0.5)
+            eventually(
+                lambda: unprocessed() == [],
+                600,
+                "every acknowledged webhook to be processed",
+                every=0.5,
+            )
         except AssertionError:
             missing = unprocessed()
             waiting = still_in_the_intake_stream(relay.ctx)
             jobs = rq_jobs_of(relay, [w for w in missing if w in waiting])
-            raise AssertionError(f"{len(missing)} acknowledged webhooks not processed; {len(waiting)} of them "
-                                 f"waiting in the stream; RQ jobs {jobs}, queued "
-                                 f"{relay.ctx.queue('relay-events').count}, worker alive {worker.poll() is None}, "
-                                 f"workers {len(Worker.all(connection=relay.ctx.rq_redis))}") from None
-        reliability(fault=f"Redis restarted (SIGTERM, AOF everysec) after {RESTART_AFTER} of {WEBHOOKS} "
-                          "signed webhooks, 4 concurrent senders",
-                    tried=1, lost=0, duplicated="0 (each webhook-id processed once)",
-                    notes=f"{failures['answers']} answers were errors while Redis was down and were retried by the "
-                          f"sender; worker {'exited and was restarted' if restarted_worker else 'reconnected'}; "
-                          "an entry a worker had taken when Redis went is taken up again after a reclaim period")
+            raise AssertionError(
+                f"{len(missing)} acknowledged webhooks not processed; {len(waiting)} of them "
+                f"waiting in the stream; RQ jobs {jobs}, queued "
+                f"{relay.ctx.queue('relay-events').count}, worker alive {worker.poll() is None}, "
+                f"workers {len(Worker.all(connection=relay.ctx.rq_redis))}"
+            ) from None
+        reliability(
+            fault=f"Redis restarted (SIGTERM, AOF everysec) after {RESTART_AFTER} of {WEBHOOKS} "
+            "signed webhooks, 4 concurrent senders",
+            tried=1,
+            lost=0,
+            duplicated="0 (each webhook-id processed once)",
+            notes=f"{failures['answers']} answers were errors while Redis was down and were retried by the "
+            f"sender; worker {'exited and was restarted' if restarted_worker else 'reconnected'}; "
+            "an entry a worker had taken when Redis went is taken up again after a reclaim period",
+        )
     finally:
         redis.stop()

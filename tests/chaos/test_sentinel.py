@@ -48,8 +48,13 @@ def on_sentinels(make_relay, group: SentinelGroup, **overrides):
     # a task's end the killed primary had not passed on is polled again once the task has been quiet this long
     overrides.setdefault("reconcile_quiet_seconds", 15)
     database = overrides.pop("database", 0)
-    return make_relay(redis_url=f"redis://sentinel-named/{database}", redis_sentinels=group.sentinel_hosts,
-                      redis_master_name=MASTER, redis_failover_seconds=20, **overrides)
+    return make_relay(
+        redis_url=f"redis://sentinel-named/{database}",
+        redis_sentinels=group.sentinel_hosts,
+        redis_master_name=MASTER,
+        redis_failover_seconds=20,
+        **overrides,
+    )
 
 
 def test_every_rq_path_works_on_a_sentinel_connection(sentinels, make_relay, receiver):
@@ -61,8 +66,11 @@ def test_every_rq_path_works_on_a_sentinel_connection(sentinels, make_relay, rec
     relay.start_worker()
     relay.start_scheduler()
     client = relay.client()
-    task = relay.submit(client, prompt="On sentinels", destinations=[{"kind": "webhook",
-                                                                      "config": {"url": receiver.url}}])
+    task = relay.submit(
+        client,
+        prompt="On sentinels",
+        destinations=[{"kind": "webhook", "config": {"url": receiver.url}}],
+    )
     view = relay.wait_task(client, task["task_id"], timeout=60)
     assert view["status"] == "completed"
 
@@ -81,12 +89,16 @@ def test_every_rq_path_works_on_a_sentinel_connection(sentinels, make_relay, rec
 def test_rq_dashboard_reads_the_queues_through_the_sentinels(sentinels, make_relay):
     """rq-dashboard gets a `redis+sentinel://` URL (it takes no client): it lists the relay's queues, with the
     job the relay queued on the primary the sentinels name."""
-    relay = on_sentinels(make_relay, sentinels, worker=False, admin_token="sentinel-dashboard-token")
+    relay = on_sentinels(
+        make_relay, sentinels, worker=False, admin_token="sentinel-dashboard-token"
+    )
     relay.ctx.queue(queues.RECONCILE).enqueue(queues.job("reconcile"))
     browser = httpx.Client(base_url=relay.url, follow_redirects=True)
     login = browser.get("/dashboard/login").text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
-    browser.post("/dashboard/login", data={"token": "sentinel-dashboard-token", "csrf_token": csrf}).raise_for_status()
+    browser.post(
+        "/dashboard/login", data={"token": "sentinel-dashboard-token", "csrf_token": csrf}
+    ).raise_for_status()
     listed = browser.get("/dashboard/rq/0/data/queues.json")
     assert listed.status_code == 200, listed.text
     counts = {queue["name"]: queue["count"] for queue in listed.json()["queues"]}
@@ -97,8 +109,12 @@ def test_a_command_waiting_on_a_hung_primary_is_answered_by_the_new_one(sentinel
     """A write sent to a primary that then hangs is not answered by it when it wakes after the failover (it
     would still think itself primary for a moment, and the write would vanish when it resyncs): the sentinels'
     failover events close the connection, and redis-py sends the write again, to the new primary."""
-    config = RelayConfig(redis_url="redis://sentinel-named/0", redis_sentinels=sentinels.sentinel_hosts,
-                         redis_master_name=MASTER, redis_failover_seconds=30)
+    config = RelayConfig(
+        redis_url="redis://sentinel-named/0",
+        redis_sentinels=sentinels.sentinel_hosts,
+        redis_master_name=MASTER,
+        redis_failover_seconds=30,
+    )
     client = redis_connection.connect(config, decode=True, socket_timeout=30)
     client.set("warm", "1")  # a connection is open, and the failover watch listening
     sent = _note_sends(client)
@@ -115,7 +131,9 @@ def test_a_command_waiting_on_a_hung_primary_is_answered_by_the_new_one(sentinel
     assert not writer.is_alive(), "the write never returned"
     new = sentinels.primary()
     assert new.port != old.port
-    assert answers == [1] and new.client().get("counter") == b"1", "the write the client saw is on the new primary"
+    assert answers == [1] and new.client().get("counter") == b"1", (
+        "the write the client saw is on the new primary"
+    )
 
 
 def _note_sends(client) -> threading.Event:
@@ -134,8 +152,10 @@ def _note_sends(client) -> threading.Event:
 
 
 WEBHOOKS, SENDERS, DOCUMENTS = 2000, 4, 150
-FAULTS = (("kill-9", "Redis primary killed (kill -9)", 600),
-          ("stop", "Redis primary hung (kill -STOP until every sentinel switched, then SIGCONT)", 1300))
+FAULTS = (
+    ("kill-9", "Redis primary killed (kill -9)", 600),
+    ("stop", "Redis primary hung (kill -STOP until every sentinel switched, then SIGCONT)", 1300),
+)
 """Each fault, as the report names it, and where the storm pauses before it (the fault comes ``FLOWING``
 webhooks after the storm goes on again)."""
 FLOWING = 20
@@ -159,8 +179,10 @@ class Storm:
         self._open = threading.Event()
         self._open.set()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._send, args=(range(i, WEBHOOKS, SENDERS),), daemon=True)
-                         for i in range(SENDERS)]
+        self._threads = [
+            threading.Thread(target=self._send, args=(range(i, WEBHOOKS, SENDERS),), daemon=True)
+            for i in range(SENDERS)
+        ]
 
     def start(self) -> Storm:
         for thread in self._threads:
@@ -170,8 +192,9 @@ class Storm:
     def join(self, timeout: float) -> None:
         for thread in self._threads:
             thread.join(timeout=timeout)
-        assert not any(t.is_alive() for t in self._threads), \
+        assert not any(t.is_alive() for t in self._threads), (
             f"the storm's senders still run: {len(self.acked)} of {WEBHOOKS} webhooks acknowledged"
+        )
 
     def go_on(self) -> None:
         self.pause_at = self._pauses.pop(0) if self._pauses else WEBHOOKS
@@ -184,11 +207,17 @@ class Storm:
                 webhook_id, body = f"msg_{n:09d}", json.dumps(_event(n))
                 while True:
                     stamp = datetime.now(UTC)
-                    headers = {"webhook-id": webhook_id, "webhook-timestamp": str(int(stamp.timestamp())),
-                               "webhook-signature": self.signer.sign(webhook_id, stamp, body),
-                               "content-type": "application/json"}
+                    headers = {
+                        "webhook-id": webhook_id,
+                        "webhook-timestamp": str(int(stamp.timestamp())),
+                        "webhook-signature": self.signer.sign(webhook_id, stamp, body),
+                        "content-type": "application/json",
+                    }
                     try:
-                        if client.post(self.url_for(n), content=body, headers=headers).status_code == 200:
+                        if (
+                            client.post(self.url_for(n), content=body, headers=headers).status_code
+                            == 200
+                        ):
                             break
                     except httpx.HTTPError:
                         pass
@@ -201,16 +230,23 @@ class Storm:
                         self._open.clear()
 
 
-def _submit_until_acknowledged(client: httpx.Client, n: int, retried: list[float], patience: float = 600.0) -> dict:
+def _submit_until_acknowledged(
+    client: httpx.Client, n: int, retried: list[float], patience: float = 600.0
+) -> dict:
     """A submit as a client is told to make it: a 503 (storage unavailable, or not yet confirmed by a replica
     during the failover) or a 409 (the same Idempotency-Key still held by an attempt the failover cut short)
     is tried again after its Retry-After, with the same key. A submit that was not confirmed may still have
     been kept, so a retry can make a second document: each retry's time.monotonic() goes in ``retried``."""
-    body = {"format": "excel", "prompt": f"Failover {n}", "destinations": [{"kind": "folder",
-                                                                            "config": {"path": "failover"}}]}
+    body = {
+        "format": "excel",
+        "prompt": f"Failover {n}",
+        "destinations": [{"kind": "folder", "config": {"path": "failover"}}],
+    }
     deadline = time.monotonic() + patience
     while True:
-        response = client.post("/v1/documents", json=body, headers={"Idempotency-Key": f"failover-{n}"})
+        response = client.post(
+            "/v1/documents", json=body, headers={"Idempotency-Key": f"failover-{n}"}
+        )
         if response.status_code not in (409, 503) or time.monotonic() > deadline:
             assert response.status_code in (200, 202), response.text
             return response.json()
@@ -240,19 +276,33 @@ class StormRun:
     on the Sentinel group) under a storm of webhooks and submits while the primary fails, twice: what it
     acknowledged, and then what it kept, processed and delivered, for each fault."""
 
-    def __init__(self, make_relay, make_sandbox, sentinels: SentinelGroup, min_replicas: int, root: Path):
+    def __init__(
+        self, make_relay, make_sandbox, sentinels: SentinelGroup, min_replicas: int, root: Path
+    ):
         self.min_replicas, self.root = min_replicas, root
-        self.sandbox = make_sandbox(task_seconds=0.5)  # the documents still finish, and deliver, after the fault
+        self.sandbox = make_sandbox(
+            task_seconds=0.5
+        )  # the documents still finish, and deliver, after the fault
         self.receiver = WebhookReceiver()
         self._served = ServedApp(self.receiver).start()
         port = free_port()
-        self.relay = on_sentinels(make_relay, sentinels, sandbox=self.sandbox, worker=False, database=min_replicas,
-                                  redis_min_replicas=min_replicas, public_url=f"http://127.0.0.1:{port}",
-                                  folder_roots=str(root / "deliveries"))
+        self.relay = on_sentinels(
+            make_relay,
+            sentinels,
+            sandbox=self.sandbox,
+            worker=False,
+            database=min_replicas,
+            redis_min_replicas=min_replicas,
+            public_url=f"http://127.0.0.1:{port}",
+            folder_roots=str(root / "deliveries"),
+        )
         self.url = f"http://127.0.0.1:{port}"
-        self.web = subprocess.Popen([sys.executable, "-m", "app.cli", "web", "--port", str(port), "--workers", "2"],
-                                    env=self.relay.env(), stdout=(self.relay.log_dir / "web.log").open("wb"),
-                                    stderr=subprocess.STDOUT)
+        self.web = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "web", "--port", str(port), "--workers", "2"],
+            env=self.relay.env(),
+            stdout=(self.relay.log_dir / "web.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         self.documents: list[dict] = []
         self.retried: list[float] = []
         self.faults: list[Fault] = []
@@ -265,16 +315,24 @@ class StormRun:
         for _ in range(2):
             relay.start_worker()
         relay.start_scheduler()
-        self.client = httpx.Client(base_url=self.url, timeout=60, headers={"Authorization": f"Bearer {relay.api_key}"})
-        self.client.post("/v1/hooks", json={"target_url": self._served.url + "/hook",
-                                            "event": "task.completed"}).raise_for_status()
+        self.client = httpx.Client(
+            base_url=self.url, timeout=60, headers={"Authorization": f"Bearer {relay.api_key}"}
+        )
+        self.client.post(
+            "/v1/hooks", json={"target_url": self._served.url + "/hook", "event": "task.completed"}
+        ).raise_for_status()
         self._submit(range(DOCUMENTS // 3))
-        targets = [relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="x")["task_id"]
-                   for _ in range(TARGETS)]
+        targets = [
+            relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="x")["task_id"]
+            for _ in range(TARGETS)
+        ]
         tokens = [relay.ctx.tokens.webhook(relay.tenant_id, task_id) for task_id in targets]
         url = f"{self.url}/webhooks/upstream/"
-        self.storm = Storm(lambda n: url + tokens[n % len(tokens)], Webhook(self.sandbox.webhook_secret),
-                           pauses=[acked for _, _, acked in FAULTS]).start()
+        self.storm = Storm(
+            lambda n: url + tokens[n % len(tokens)],
+            Webhook(self.sandbox.webhook_secret),
+            pauses=[acked for _, _, acked in FAULTS],
+        ).start()
         return self
 
     def _submit(self, numbers: range) -> None:
@@ -284,10 +342,15 @@ class StormRun:
 
     def faulted(self, name: str, at: float) -> None:
         """A fault came: the next third of the documents goes in."""
-        self.faults.append(Fault(name, len(self.storm.acked), len(self.documents), at, self.receiver.arrived))
+        self.faults.append(
+            Fault(name, len(self.storm.acked), len(self.documents), at, self.receiver.arrived)
+        )
         third = len(self.faults)
-        submitter = threading.Thread(target=self._submit, daemon=True,
-                                     args=(range(DOCUMENTS * third // 3, DOCUMENTS * (third + 1) // 3),))
+        submitter = threading.Thread(
+            target=self._submit,
+            daemon=True,
+            args=(range(DOCUMENTS * third // 3, DOCUMENTS * (third + 1) // 3),),
+        )
         submitter.start()
         self._submitters.append(submitter)
 
@@ -301,7 +364,9 @@ class StormRun:
         self.storm.join(timeout=600)
         for submitter in self._submitters:
             submitter.join(timeout=900)
-        assert len(self.documents) == DOCUMENTS, f"{len(self.documents)} of {DOCUMENTS} documents submitted in the end"
+        assert len(self.documents) == DOCUMENTS, (
+            f"{len(self.documents)} of {DOCUMENTS} documents submitted in the end"
+        )
 
         def dedupe_key(webhook_id: str) -> str:
             return relay.ctx.key("webhook", relay.tenant_id, digest(webhook_id, 40))
@@ -316,31 +381,60 @@ class StormRun:
         pipe = relay.ctx.redis.pipeline(transaction=False)
         for webhook_id in self.storm.acked:
             pipe.exists(dedupe_key(webhook_id))
-        self.vanished = [n for n, kept in enumerate(pipe.execute()) if not kept]  # places in the order acked
+        self.vanished = [
+            n for n, kept in enumerate(pipe.execute()) if not kept
+        ]  # places in the order acked
         stored = [w for n, w in enumerate(self.storm.acked) if n not in set(self.vanished)]
-        eventually(lambda: not unprocessed(stored), 600, "every stored webhook to be processed", every=1,
-                   show=lambda: f"not processed: {len(unprocessed(stored))}; handed to RQ (id, status, error): "
-                                f"{rq_jobs_of(relay, unprocessed(stored))}")
+        eventually(
+            lambda: not unprocessed(stored),
+            600,
+            "every stored webhook to be processed",
+            every=1,
+            show=lambda: (
+                f"not processed: {len(unprocessed(stored))}; handed to RQ (id, status, error): "
+                f"{rq_jobs_of(relay, unprocessed(stored))}"
+            ),
+        )
 
         # a submit acknowledged just before the primary died can go with it when nothing waits for a replica
-        kept = {task["task_id"] for task in relay.ctx.tasks.many([d["task_id"] for d in self.documents])}
+        kept = {
+            task["task_id"] for task in relay.ctx.tasks.many([d["task_id"] for d in self.documents])
+        }
         self.lost_documents = [n for n, d in enumerate(self.documents) if d["task_id"] not in kept]
         self.kept = [d["task_id"] for d in self.documents if d["task_id"] in kept]
         folder = self.root / "deliveries" / "failover"
         # cheap signs first (files, hook requests), then the states, read from Redis
-        eventually(lambda: folder.exists() and len(list(folder.iterdir())) >= len(self.kept)
-                   and len({r.headers["Webhook-Id"] for r in self.receiver.requests}) >= len(self.kept) + TARGETS,
-                   600, "a file and a hook delivery for each kept document", every=1,
-                   show=lambda: f"{len(list(folder.iterdir())) if folder.exists() else 0} files, "
-                                f"{len(self.receiver.requests)} hook requests; tasks whose follow-ups have not "
-                                f"run (id, status, fanout): {self._follow_ups_pending()[:10]}")
-        self.states = eventually(self._all_delivered, 600, "every delivery to land", every=2,
-                                 show=lambda: f"not delivered: {self._undelivered()[:10]}")
+        eventually(
+            lambda: (
+                folder.exists()
+                and len(list(folder.iterdir())) >= len(self.kept)
+                and len({r.headers["Webhook-Id"] for r in self.receiver.requests})
+                >= len(self.kept) + TARGETS
+            ),
+            600,
+            "a file and a hook delivery for each kept document",
+            every=1,
+            show=lambda: (
+                f"{len(list(folder.iterdir())) if folder.exists() else 0} files, "
+                f"{len(self.receiver.requests)} hook requests; tasks whose follow-ups have not "
+                f"run (id, status, fanout): {self._follow_ups_pending()[:10]}"
+            ),
+        )
+        self.states = eventually(
+            self._all_delivered,
+            600,
+            "every delivery to land",
+            every=2,
+            show=lambda: f"not delivered: {self._undelivered()[:10]}",
+        )
         self.files = list(folder.iterdir())
 
     def _follow_ups_pending(self) -> list[tuple]:
-        return [(task["task_id"], task["status"], task.get("fanout")) for task in self.relay.ctx.tasks.many(self.kept)
-                if task.get("fanout") != "done"]
+        return [
+            (task["task_id"], task["status"], task.get("fanout"))
+            for task in self.relay.ctx.tasks.many(self.kept)
+            if task.get("fanout") != "done"
+        ]
 
     def _all_delivered(self) -> Counter | None:
         states = Counter(d["state"] for d in self.relay.deliveries_of(self.kept))
@@ -355,53 +449,91 @@ class StormRun:
         hook_ids = Counter(r.headers["Webhook-Id"] for r in self.receiver.requests)
         # a lost document may have delivered before the primary went, so it counts at most once
         assert len(self.kept) <= len(self.files) <= DOCUMENTS + len(self.retried)
-        assert len(self.kept) + TARGETS <= len(hook_ids) <= DOCUMENTS + TARGETS + len(self.retried), \
-            "each document's hook"
+        assert (
+            len(self.kept) + TARGETS <= len(hook_ids) <= DOCUMENTS + TARGETS + len(self.retried)
+        ), "each document's hook"
         first: dict[str, int] = {}
         for r in self.receiver.requests:
             first.setdefault(r.headers["Webhook-Id"], r.seq)
-        again = {hook_id: (count, first[hook_id]) for hook_id, count in hook_ids.items() if count > 1}
+        again = {
+            hook_id: (count, first[hook_id]) for hook_id, count in hook_ids.items() if count > 1
+        }
         self.lost, self.duplicated = {}, {}
         for fault, before in zip(self.faults, [None, *self.faults], strict=False):
-            self.lost[fault.name] = [n for n in self.vanished
-                                     if (before.acked if before else 0) <= n < fault.acked]
-            self.duplicated[fault.name] = sum(count - 1 for count, seq in again.values()
-                                              if (before.promoted_seq if before else 0) <= seq < fault.promoted_seq)
+            self.lost[fault.name] = [
+                n for n in self.vanished if (before.acked if before else 0) <= n < fault.acked
+            ]
+            self.duplicated[fault.name] = sum(
+                count - 1
+                for count, seq in again.values()
+                if (before.promoted_seq if before else 0) <= seq < fault.promoted_seq
+            )
         if self.min_replicas:
-            assert self.vanished == [], f"acknowledged webhooks lost (places in the order acked): {self.vanished}"
+            assert self.vanished == [], (
+                f"acknowledged webhooks lost (places in the order acked): {self.vanished}"
+            )
             assert self.lost_documents == [], f"acknowledged submits lost: {self.lost_documents}"
-            assert again == {}, f"hook deliveries made more than once (count, first arrival): {again}"
+            assert again == {}, (
+                f"hook deliveries made more than once (count, first arrival): {again}"
+            )
         else:  # what the old primary had not passed on went with it: a webhook acknowledged before that fault, a
             # delivery first made before the new primary was found (its outcome could be on the old one only),
             # made again once
-            assert len(self.vanished) == sum(map(len, self.lost.values())), \
+            assert len(self.vanished) == sum(map(len, self.lost.values())), (
                 f"webhooks lost though acknowledged after the last fault: {self.vanished}"
-            late = {h: (count, seq) for h, (count, seq) in again.items()
-                    if count != 2 or seq >= self.faults[-1].promoted_seq}
-            assert late == {}, f"made again, not for an outcome an old primary took with it (count, first seq; " \
-                               f"the new primaries were found at {[f.promoted_seq for f in self.faults]}): {late}"
+            )
+            late = {
+                h: (count, seq)
+                for h, (count, seq) in again.items()
+                if count != 2 or seq >= self.faults[-1].promoted_seq
+            }
+            assert late == {}, (
+                f"made again, not for an outcome an old primary took with it (count, first seq; "
+                f"the new primaries were found at {[f.promoted_seq for f in self.faults]}): {late}"
+            )
 
     def report(self, reliability) -> None:
-        for fault, before, after in zip(self.faults, [None, *self.faults], [*self.faults[1:], None], strict=False):
+        for fault, before, after in zip(
+            self.faults, [None, *self.faults], [*self.faults[1:], None], strict=False
+        ):
             ends = after.faulted_at if after else float("inf")
-            errors = [t - fault.faulted_at for t in self.storm.errors if fault.faulted_at <= t < ends]
+            errors = [
+                t - fault.faulted_at for t in self.storm.errors if fault.faulted_at <= t < ends
+            ]
             retried = [t for t in self.retried if fault.faulted_at <= t < ends]
-            submitted_later = {d["task_id"] for d in self.documents[fault.documents:]}
-            flowing = min((r.at - fault.faulted_at for r in self.receiver.requests if r.at >= fault.faulted_at
-                           and json.loads(r.body).get("data", {}).get("task_id") in submitted_later), default=None)
-            lost_documents = [n for n in self.lost_documents
-                              if (before.documents if before else 0) <= n < fault.documents]
+            submitted_later = {d["task_id"] for d in self.documents[fault.documents :]}
+            flowing = min(
+                (
+                    r.at - fault.faulted_at
+                    for r in self.receiver.requests
+                    if r.at >= fault.faulted_at
+                    and json.loads(r.body).get("data", {}).get("task_id") in submitted_later
+                ),
+                default=None,
+            )
+            lost_documents = [
+                n
+                for n in self.lost_documents
+                if (before.documents if before else 0) <= n < fault.documents
+            ]
             title = dict((name, text) for name, text, _ in FAULTS)[fault.name]
-            reliability(fault=f"{title} under Sentinel after {fault.acked} of {WEBHOOKS} webhooks, "
-                              f"RELAY_REDIS_MIN_REPLICAS={self.min_replicas}",
-                        tried=WEBHOOKS, lost=len(self.lost[fault.name]),
-                        duplicated=f"{self.duplicated[fault.name]} of {2 * DOCUMENTS} deliveries",
-                        notes=f"replica promoted after {fault.promoted_after:.1f} s; {len(lost_documents)} of "
-                              f"{DOCUMENTS} acknowledged submits lost; {len(retried)} submits answered 503 and "
-                              f"retried; {len(errors)} answers were 5xx or failed connections, over "
-                              f"{max(errors, default=0):.1f} s; " + (f"deliveries flowing {flowing:.1f} s after the "
-                                                                    "fault" if flowing is not None else "")
-                              + " (one storm, both faults in turn, two relays side by side)")
+            reliability(
+                fault=f"{title} under Sentinel after {fault.acked} of {WEBHOOKS} webhooks, "
+                f"RELAY_REDIS_MIN_REPLICAS={self.min_replicas}",
+                tried=WEBHOOKS,
+                lost=len(self.lost[fault.name]),
+                duplicated=f"{self.duplicated[fault.name]} of {2 * DOCUMENTS} deliveries",
+                notes=f"replica promoted after {fault.promoted_after:.1f} s; {len(lost_documents)} of "
+                f"{DOCUMENTS} acknowledged submits lost; {len(retried)} submits answered 503 and "
+                f"retried; {len(errors)} answers were 5xx or failed connections, over "
+                f"{max(errors, default=0):.1f} s; "
+                + (
+                    f"deliveries flowing {flowing:.1f} s after the fault"
+                    if flowing is not None
+                    else ""
+                )
+                + " (one storm, both faults in turn, two relays side by side)",
+            )
 
     def stop(self) -> None:
         stop_processes([self.web], timeout=30)
@@ -409,26 +541,41 @@ class StormRun:
 
 
 @pytest.mark.long
-def test_the_primary_fails_twice_in_a_storm_and_nothing_acknowledged_is_lost(sentinels, make_relay, make_sandbox,
-                                                                               tmp_path, reliability):
+def test_the_primary_fails_twice_in_a_storm_and_nothing_acknowledged_is_lost(
+    sentinels, make_relay, make_sandbox, tmp_path, reliability
+):
     """One storm, two faults in turn (the primary killed, then, with the group whole again, the new primary
     hung), and two relays weathering them side by side, each in a database of its own on the Sentinel group:
     one whose answers wait for a replica (RELAY_REDIS_MIN_REPLICAS=1: nothing acknowledged may be lost or made
     twice) and one whose answers do not (0: what the old primary had not passed on may go with it)."""
-    runs = [StormRun(make_relay, make_sandbox, sentinels, min_replicas, tmp_path / f"min-replicas-{min_replicas}")
-            for min_replicas in (0, 1)]
+    runs = [
+        StormRun(
+            make_relay,
+            make_sandbox,
+            sentinels,
+            min_replicas,
+            tmp_path / f"min-replicas-{min_replicas}",
+        )
+        for min_replicas in (0, 1)
+    ]
     try:
         for run in runs:
             run.start()
         for name, _, pause in FAULTS:
             for run in runs:  # each storm waits at its pause
-                eventually(lambda run=run, pause=pause: len(run.storm.acked) >= pause, 600,
-                           f"{pause} acknowledged webhooks (min replicas {run.min_replicas})")
+                eventually(
+                    lambda run=run, pause=pause: len(run.storm.acked) >= pause,
+                    600,
+                    f"{pause} acknowledged webhooks (min replicas {run.min_replicas})",
+                )
             for run in runs:
                 run.storm.go_on()
             for run in runs:  # and the fault comes in the storm
-                eventually(lambda run=run, pause=pause: len(run.storm.acked) >= pause + FLOWING, 600,
-                           f"the storm going on after {pause} (min replicas {run.min_replicas})")
+                eventually(
+                    lambda run=run, pause=pause: len(run.storm.acked) >= pause + FLOWING,
+                    600,
+                    f"the storm going on after {pause} (min replicas {run.min_replicas})",
+                )
             old = sentinels.primary()
             events = sentinels.failover_events() if name == "stop" else []
             faulted = time.monotonic()
@@ -438,7 +585,9 @@ def test_the_primary_fails_twice_in_a_storm_and_nothing_acknowledged_is_lost(sen
                 sentinels.pause(old)
                 sentinels.wait_for_switch(events)
                 new = sentinels.wait_for_new_primary(old)
-                sentinels.resume(old)  # it wakes still thinking itself primary, until the sentinels demote it
+                sentinels.resume(
+                    old
+                )  # it wakes still thinking itself primary, until the sentinels demote it
             else:
                 sentinels.kill(old)
                 new = sentinels.wait_for_new_primary(old)

@@ -25,19 +25,27 @@ def test_sigterm_in_the_middle_of_a_delivery_25_times_in_a_row(make_relay, recei
     """Five rounds of five workers: each worker holds one delivery the subscriber keeps waiting, is told to
     stop, and only then is the subscriber let go; each finishes the delivery in hand, exits 0, and takes no
     other. Every delivery lands once."""
-    relay = make_relay(worker=False, delivery_threads=1)  # one delivery at a time: each worker stops inside one
+    relay = make_relay(
+        worker=False, delivery_threads=1
+    )  # one delivery at a time: each worker stops inside one
     receiver.hold()
     client = relay.client()
     hook = [{"kind": "webhook", "config": {"url": receiver.url}}]
-    tasks = [relay.submit(client, prompt=f"Warm shutdown {n}", destinations=hook) for n in range(TERMS + 3)]
+    tasks = [
+        relay.submit(client, prompt=f"Warm shutdown {n}", destinations=hook)
+        for n in range(TERMS + 3)
+    ]
     for round_ in range(TERMS // AT_ONCE):
         workers = [relay.start_worker() for _ in range(AT_ONCE)]
         taken = round_ * AT_ONCE + AT_ONCE
         for worker in workers:
             _wait_for_line(relay, worker, READY)
-        eventually(lambda taken=taken: receiver.arrived == taken, 120,
-                   f"round {round_ + 1}: a held delivery in each worker",
-                   show=lambda taken=taken: f"{AT_ONCE - taken + receiver.arrived} held")
+        eventually(
+            lambda taken=taken: receiver.arrived == taken,
+            120,
+            f"round {round_ + 1}: a held delivery in each worker",
+            show=lambda taken=taken: f"{AT_ONCE - taken + receiver.arrived} held",
+        )
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:  # the stop is seen while the delivery is still held
@@ -45,7 +53,9 @@ def test_sigterm_in_the_middle_of_a_delivery_25_times_in_a_row(make_relay, recei
         receiver.release()
         for n, worker in enumerate(workers):
             status = _exit_status(relay, worker)
-            assert status == 0, f"round {round_ + 1}, worker {n + 1}: exit status {status}\n{relay.log_of(worker)}"
+            assert status == 0, (
+                f"round {round_ + 1}, worker {n + 1}: exit status {status}\n{relay.log_of(worker)}"
+            )
         assert receiver.in_flight == 0, "a worker exited with a delivery in flight"
         assert receiver.arrived == taken, "a worker told to stop took another delivery"
         receiver.hold()
@@ -57,19 +67,30 @@ def test_sigterm_in_the_middle_of_a_delivery_25_times_in_a_row(make_relay, recei
         states = Counter(d["state"] for view in views for d in view["deliveries"])
         return states if states == {"delivered": len(tasks)} else None
 
-    eventually(all_delivered, 120, "every delivery to be delivered", every=0.5)  # a request per task
+    eventually(
+        all_delivered, 120, "every delivery to be delivered", every=0.5
+    )  # a request per task
     webhook_ids = Counter(r.headers["Webhook-Id"] for r in receiver.requests)
     assert len(webhook_ids) == len(tasks) and set(webhook_ids.values()) == {1}, webhook_ids
-    reliability(fault=f"SIGTERM a worker in the middle of a delivery, {TERMS} times ({AT_ONCE} workers at a time)",
-                tried=TERMS, lost=0, duplicated="0",
-                notes="warm shutdown: each worker, stopped while its subscriber held the delivery, finished it, "
-                      "took no other, joined its threads and exited 0")
+    reliability(
+        fault=f"SIGTERM a worker in the middle of a delivery, {TERMS} times ({AT_ONCE} workers at a time)",
+        tried=TERMS,
+        lost=0,
+        duplicated="0",
+        notes="warm shutdown: each worker, stopped while its subscriber held the delivery, finished it, "
+        "took no other, joined its threads and exited 0",
+    )
 
 
 def _wait_for_line(relay, process, line: str) -> None:
-    eventually(lambda: line in relay.log_of(process) or process.poll() is not None, 300,
-               f"worker {process.pid} to log {line!r}")
-    assert process.poll() is None, f"worker {process.pid} exited ({process.returncode}):\n{relay.log_of(process)}"
+    eventually(
+        lambda: line in relay.log_of(process) or process.poll() is not None,
+        300,
+        f"worker {process.pid} to log {line!r}",
+    )
+    assert process.poll() is None, (
+        f"worker {process.pid} exited ({process.returncode}):\n{relay.log_of(process)}"
+    )
 
 
 def _exit_status(relay, process, timeout: float = 120) -> int:
@@ -82,7 +103,9 @@ def _exit_status(relay, process, timeout: float = 120) -> int:
         with contextlib.suppress(AssertionError):
             eventually(lambda: "most recent call first" in relay.log_of(process), 30, "the stacks")
         process.kill()
-        raise AssertionError(f"still running {timeout:g} s after SIGTERM:\n{relay.log_of(process)[-12000:]}") from None
+        raise AssertionError(
+            f"still running {timeout:g} s after SIGTERM:\n{relay.log_of(process)[-12000:]}"
+        ) from None
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -90,7 +113,13 @@ def _exit_status(relay, process, timeout: float = 120) -> int:
 def test_each_long_running_process_exits_0_on_a_stop_signal(make_relay, command, signum):
     relay = make_relay(worker=False)
     port = free_port()
-    argv = [sys.executable, "-m", "app.cli", command, *(["--port", str(port)] if command == "web" else [])]
+    argv = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        command,
+        *(["--port", str(port)] if command == "web" else []),
+    ]
     log = relay.log_dir / f"{command}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env=relay.env(), stdout=out, stderr=subprocess.STDOUT)
@@ -100,8 +129,11 @@ def test_each_long_running_process_exits_0_on_a_stop_signal(make_relay, command,
         if command == "web":
             wait_until_up(f"http://127.0.0.1:{port}/healthz", processes=[process])
         else:
-            eventually(lambda: ready[command] in log.read_text() or process.poll() is not None, 300,
-                       f"relay {command} to be ready")
+            eventually(
+                lambda: ready[command] in log.read_text() or process.poll() is not None,
+                300,
+                f"relay {command} to be ready",
+            )
         process.send_signal(signum)
         status = process.wait(timeout=120)
     finally:
@@ -115,7 +147,9 @@ def _misses_the_first_stop(handler_set) -> None:
     swallowed (by the handler it inherited), the next ends it."""
     signal.signal(signal.SIGTERM, lambda *_: signal.signal(signal.SIGTERM, signal.SIG_DFL))
     handler_set.set()
-    time.sleep(600)  # then it would end by itself, exit code 0: what RQ's one SIGTERM and wait come to
+    time.sleep(
+        600
+    )  # then it would end by itself, exit code 0: what RQ's one SIGTERM and wait come to
 
 
 def test_a_scheduler_that_missed_the_stop_signal_is_stopped_anyway():
@@ -132,4 +166,6 @@ def test_a_scheduler_that_missed_the_stop_signal_is_stopped_anyway():
     worker = RelayWorker.__new__(RelayWorker)  # only its scheduler matters here
     worker.scheduler = SimpleNamespace(_process=process)
     worker.stop_scheduler()
-    assert not process.is_alive() and process.exitcode == -signal.SIGTERM, "a second SIGTERM ended it"
+    assert not process.is_alive() and process.exitcode == -signal.SIGTERM, (
+        "a second SIGTERM ended it"
+    )

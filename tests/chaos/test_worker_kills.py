@@ -23,27 +23,53 @@ KILLS = 8
 
 
 @pytest.mark.long
-def test_sigkill_workers_while_300_deliveries_run(make_relay, make_sandbox, fake_drive, fake_slack, smtp_server,
-                                                   receiver, tmp_path, reliability):
+def test_sigkill_workers_while_300_deliveries_run(
+    make_relay, make_sandbox, fake_drive, fake_slack, smtp_server, receiver, tmp_path, reliability
+):
     sandbox = make_sandbox(pool_size=HELD + 4)  # the held documents leave room for the others
-    relay = make_relay(sandbox=sandbox, worker=False, drive_api_url=fake_drive.url,
-                       drive_token_url=fake_drive.url + "/token", slack_api_url=fake_slack.url + "/api/",
-                       delivery_max_attempts=12, delivery_recheck_seconds=3)
+    relay = make_relay(
+        sandbox=sandbox,
+        worker=False,
+        drive_api_url=fake_drive.url,
+        drive_token_url=fake_drive.url + "/token",
+        slack_api_url=fake_slack.url + "/api/",
+        delivery_max_attempts=12,
+        delivery_recheck_seconds=3,
+    )
     relay.start_scheduler()  # its reconciler queues again a retry job a killed worker had popped
     client = relay.client()
-    client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).raise_for_status()
-    destinations = [{"kind": "folder", "config": {"path": "chaos"}},
-                    {"kind": "gdrive", "config": {"folder_id": "folder-reports",
-                                                  "credentials": fake_drive.service_account}},
-                    {"kind": "slack", "config": {"channel": "C0CHAOS", "bot_token": "xoxb-test-token"}},
-                    email_destination(smtp_server)]
+    client.post(
+        "/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}
+    ).raise_for_status()
+    destinations = [
+        {"kind": "folder", "config": {"path": "chaos"}},
+        {
+            "kind": "gdrive",
+            "config": {"folder_id": "folder-reports", "credentials": fake_drive.service_account},
+        },
+        {"kind": "slack", "config": {"channel": "C0CHAOS", "bot_token": "xoxb-test-token"}},
+        email_destination(smtp_server),
+    ]
     workers = [relay.start_worker() for _ in range(3)]
     steps = [(TASKS - HELD) * k // (KILLS + 1) for k in range(1, KILLS + 1)]  # hook deliveries made
-    chaos = WorkerKiller(relay, workers, steps, lambda: len(receiver.requests), seed=7,
-                         busy=lambda: lane_holders(relay)).start_killing()
+    chaos = WorkerKiller(
+        relay,
+        workers,
+        steps,
+        lambda: len(receiver.requests),
+        seed=7,
+        busy=lambda: lane_holders(relay),
+    ).start_killing()
     try:
-        tasks = [relay.submit(client, prompt=f"Chaos report {n}" + (" [[hold=tail]]" if n >= TASKS - HELD else ""),
-                              record_key=f"chaos:{n}", destinations=destinations) for n in range(TASKS)]
+        tasks = [
+            relay.submit(
+                client,
+                prompt=f"Chaos report {n}" + (" [[hold=tail]]" if n >= TASKS - HELD else ""),
+                record_key=f"chaos:{n}",
+                destinations=destinations,
+            )
+            for n in range(TASKS)
+        ]
         kills = chaos.wait_for_kills()
     finally:
         chaos.finish()
@@ -56,17 +82,30 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, make_sandbox, fake
 
     def all_settled():
         states = Counter(d["state"] for d in relay.deliveries_of(task_ids))
-        return states if sum(states.values()) == TASKS * 5 and set(states) <= {"delivered", "dead"} else None
+        return (
+            states
+            if sum(states.values()) == TASKS * 5 and set(states) <= {"delivered", "dead"}
+            else None
+        )
 
     def unplanned() -> list[tuple[str, str]]:
-        return [(t["task_id"], t["status"]) for t in relay.ctx.tasks.many(task_ids)
-                if len(json.loads(t.get("delivery_ids") or "[]")) < 5]
+        return [
+            (t["task_id"], t["status"])
+            for t in relay.ctx.tasks.many(task_ids)
+            if len(json.loads(t.get("delivery_ids") or "[]")) < 5
+        ]
 
-    states = eventually(all_settled, 600, "all 300 deliveries to settle", every=1,
-                        show=lambda: f"not settled: {unsettled()[:10]}; tasks without their 5: {unplanned()[:10]}")
+    states = eventually(
+        all_settled,
+        600,
+        "all 300 deliveries to settle",
+        every=1,
+        show=lambda: f"not settled: {unsettled()[:10]}; tasks without their 5: {unplanned()[:10]}",
+    )
     assert [kill.step for kill in kills] == steps, "a kill at each ninth of the documents"
-    assert states == {"delivered": TASKS * 5}, \
+    assert states == {"delivered": TASKS * 5}, (
         f"dead: {[d for d in relay.deliveries_of(task_ids) if d['state'] == 'dead'][:10]}"
+    )
 
     folder_files = list((tmp_path / "deliveries" / "chaos").iterdir())
     drive_files = Counter(f["appProperties"]["relayDeliveryId"] for f in fake_drive.files.values())
@@ -74,18 +113,23 @@ def test_sigkill_workers_while_300_deliveries_run(make_relay, make_sandbox, fake
     slack_files = len(fake_slack.shared_files("C0CHAOS"))
     emails = Counter(m["Message-ID"] for m in smtp_server.mailbox.messages)
     assert len(folder_files) == TASKS
-    assert len(drive_files) == TASKS and max(drive_files.values()) == 1, \
+    assert len(drive_files) == TASKS and max(drive_files.values()) == 1, (
         f"Drive files made twice: {[i for i, n in drive_files.items() if n > 1]}"
+    )
     assert len(hook_ids) == TASKS  # every event once per webhook-id (a repeat carries the same id)
     assert TASKS <= slack_files <= TASKS + len(kills)
-    assert len(emails) == TASKS and sum(emails.values()) <= TASKS + len(kills), \
+    assert len(emails) == TASKS and sum(emails.values()) <= TASKS + len(kills), (
         f"emails sent more than once: {[i for i, n in emails.items() if n > 1]}"
+    )
     busy = sum(kill.busy for kill in kills)
-    reliability(fault=f"SIGKILL a worker (of 3) {KILLS} times, one each ninth of {TASKS * 5} deliveries",
-                tried=len(kills), lost=0,
-                duplicated=f"Drive 0, folder 0, webhook 0 (raw repeats with the same webhook-id: "
-                           f"{sum(hook_ids.values()) - TASKS}), Slack {slack_files - TASKS}, "
-                           f"email {sum(emails.values()) - TASKS}",
-                notes=f"{busy} of {len(kills)} kills hit a worker running deliveries; Slack and email cannot be "
-                      "asked whether a message already went out; the deliveries a killed worker was running are "
-                      "claimed from the delivery lane by another after a lease")
+    reliability(
+        fault=f"SIGKILL a worker (of 3) {KILLS} times, one each ninth of {TASKS * 5} deliveries",
+        tried=len(kills),
+        lost=0,
+        duplicated=f"Drive 0, folder 0, webhook 0 (raw repeats with the same webhook-id: "
+        f"{sum(hook_ids.values()) - TASKS}), Slack {slack_files - TASKS}, "
+        f"email {sum(emails.values()) - TASKS}",
+        notes=f"{busy} of {len(kills)} kills hit a worker running deliveries; Slack and email cannot be "
+        "asked whether a message already went out; the deliveries a killed worker was running are "
+        "claimed from the delivery lane by another after a lease",
+    )

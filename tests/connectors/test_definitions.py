@@ -45,7 +45,9 @@ def test_zapier_definition_passes_the_official_validator(web_only, zapier_module
 
     no_test = copy.deepcopy(definition)
     del no_test["authentication"]["test"]
-    assert validation_errors(no_test, zapier_modules, tmp_path) == ['instance.authentication: requires property "test"']
+    assert validation_errors(no_test, zapier_modules, tmp_path) == [
+        'instance.authentication: requires property "test"'
+    ]
     bad_key = copy.deepcopy(definition)
     bad_key["creates"]["generate_document"]["key"] = "generate document!"
     assert any("creates" in e for e in validation_errors(bad_key, zapier_modules, tmp_path))
@@ -62,28 +64,46 @@ def test_zapier_samples_and_output_fields_agree(web_only):
 
 
 def test_zapier_export_is_a_project_the_cli_can_push(tmp_path, zapier_modules):
-    result = CliRunner().invoke(main, ["connectors", "export", "zapier", str(tmp_path / "zap"),
-                                       "--public-url", "https://relay.example.com"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "connectors",
+            "export",
+            "zapier",
+            str(tmp_path / "zap"),
+            "--public-url",
+            "https://relay.example.com",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "next: cd" in result.output
     package = json.loads((tmp_path / "zap" / "package.json").read_text())
     assert package["dependencies"]["zapier-platform-core"].startswith("19.")
-    loaded = node("const app = require(process.argv[1]); console.log(app.platformVersion, app.authentication.test.url)",
-                  str(tmp_path / "zap"), modules=zapier_modules)
+    loaded = node(
+        "const app = require(process.argv[1]); console.log(app.platformVersion, app.authentication.test.url)",
+        str(tmp_path / "zap"),
+        modules=zapier_modules,
+    )
     assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.split() == [package["dependencies"]["zapier-platform-core"],
-                                     "https://relay.example.com/v1/me"]
+    assert loaded.stdout.split() == [
+        package["dependencies"]["zapier-platform-core"],
+        "https://relay.example.com/v1/me",
+    ]
 
 
 def _make_validator(schema: str) -> jsonschema.Draft7Validator:
     registry = referencing.Registry().with_resources(
         (p.name, referencing.jsonschema.DRAFT7.create_resource(json.loads(p.read_text())))
-        for p in MAKE_SCHEMAS.glob("*.json"))
+        for p in MAKE_SCHEMAS.glob("*.json")
+    )
     return jsonschema.Draft7Validator(registry.contents(schema), registry=registry)
 
 
 def _make_errors(path: str, body) -> list[str]:
-    return [f"{path} {list(e.absolute_path)}: {e.message}" for e in _make_validator(schema_for(path)).iter_errors(body)]
+    return [
+        f"{path} {list(e.absolute_path)}: {e.message}"
+        for e in _make_validator(schema_for(path)).iter_errors(body)
+    ]
 
 
 def test_every_make_section_validates_against_makes_schemas(web_only):
@@ -91,23 +111,35 @@ def test_every_make_section_validates_against_makes_schemas(web_only):
     errors = [error for path, body in files.items() for error in _make_errors(path, body)]
     assert errors == []
     manifest = files["makecomapp.json"]
-    referenced = [path for kind in manifest["components"].values() for component in kind.values()
-                  for path in component["codeFiles"].values() if path]
+    referenced = [
+        path
+        for kind in manifest["components"].values()
+        for component in kind.values()
+        for path in component["codeFiles"].values()
+        if path
+    ]
     referenced += [p for p in manifest["generalCodeFiles"].values() if p]
     assert sorted(referenced) == sorted(p for p in files if p != "makecomapp.json")
-    assert {m["moduleType"] for m in manifest["components"]["module"].values()} == {"action", "search",
-                                                                                   "instant_trigger"}
+    assert {m["moduleType"] for m in manifest["components"]["module"].values()} == {
+        "action",
+        "search",
+        "instant_trigger",
+    }
     base = files["general/base.iml.json"]
     assert base["baseUrl"] == web_only.config.public_url and base["timeout"] == 40_000
     one = httpx.get(web_only.url + "/connectors/make/general/base.iml.json")
     assert one.json() == base
     missing = httpx.get(web_only.url + "/connectors/make/nope.iml.json")
-    assert missing.status_code == 404 and "GET /connectors/make/" in missing.json()["error"]["message"]
+    assert (
+        missing.status_code == 404 and "GET /connectors/make/" in missing.json()["error"]["message"]
+    )
 
 
 def test_make_schemas_reject_a_broken_section(web_only):
     files = httpx.get(web_only.url + "/connectors/make/").json()["files"]
-    params = copy.deepcopy(files["modules/generateDocument/generateDocument.mappable-params.iml.json"])
+    params = copy.deepcopy(
+        files["modules/generateDocument/generateDocument.mappable-params.iml.json"]
+    )
     params[0]["type"] = "no-such-type"
     attach = {"url": "/v1/hooks", "method": "POST"}  # a POST without a body
     assert _make_errors("x.mappable-params.iml.json", params)
@@ -115,8 +147,17 @@ def test_make_schemas_reject_a_broken_section(web_only):
 
 
 def test_make_export_writes_the_local_project(tmp_path):
-    result = CliRunner().invoke(main, ["connectors", "export", "make", str(tmp_path / "make"),
-                                       "--public-url", "https://relay.example.com"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "connectors",
+            "export",
+            "make",
+            str(tmp_path / "make"),
+            "--public-url",
+            "https://relay.example.com",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "make" / "makecomapp.json").read_text())
     for component in manifest["components"]["module"].values():
@@ -126,7 +167,9 @@ def test_make_export_writes_the_local_project(tmp_path):
 
 _LITERAL = r"(?:null|undefined|true|false|-?\d+(?:\.\d+)?|'[^']*'|\"[^\"]*\")"
 _COMPARISON = r"(?:===|!==|==|!=|<=|>=|<|>)"
-_CONSTANT_CONDITION = re.compile(rf"\b(?:if|while)\s*\(\s*{_LITERAL}\s*(?:{_COMPARISON}\s*{_LITERAL}\s*)?\)")
+_CONSTANT_CONDITION = re.compile(
+    rf"\b(?:if|while)\s*\(\s*{_LITERAL}\s*(?:{_COMPARISON}\s*{_LITERAL}\s*)?\)"
+)
 
 
 def _function_sources(value):
@@ -146,7 +189,9 @@ def test_generated_zapier_code_has_only_the_branches_that_apply():
     definition = zapier_app("https://relay.example")
     sources = list(_function_sources(definition))
     assert len(sources) > 10 and not [s for s in sources if _CONSTANT_CONDITION.search(s)]
-    assert _CONSTANT_CONDITION.search("if (null !== null) { body.resume = null; }"), "the check itself"
+    assert _CONSTANT_CONDITION.search("if (null !== null) { body.resume = null; }"), (
+        "the check itself"
+    )
     generate = definition["creates"]["generate_document"]["operation"]["perform"]["source"]
     resume = definition["creates"]["continue_document"]["operation"]["perform"]["source"]
     assert "input.resume" in generate and "body.resume = true" not in generate
@@ -162,9 +207,16 @@ def test_the_destination_fields_name_every_destination_kind(web_only):
     fields = zapier["creates"]["generate_document"]["operation"]["inputFields"]
     [field] = [f for f in fields if f["key"] == "destinations"]
     make = httpx.get(web_only.url + "/connectors/make/").json()["files"]
-    [param] = [p for body in make.values() if isinstance(body, list) for p in body
-               if isinstance(p, dict) and p.get("name") == "destinations"][:1]
-    kinds = set(KINDS) - set(RECORD_KINDS) - {"callback", "slack_reply"}  # the last two are not saved destinations
+    [param] = [
+        p
+        for body in make.values()
+        if isinstance(body, list)
+        for p in body
+        if isinstance(p, dict) and p.get("name") == "destinations"
+    ][:1]
+    kinds = (
+        set(KINDS) - set(RECORD_KINDS) - {"callback", "slack_reply"}
+    )  # the last two are not saved destinations
     for kind in kinds | {"onedrive", "dropbox", "s3", "teams"}:
         assert kind in field["helpText"] and kind in param["spec"][0]["help"], kind
     assert field["dynamic"] == "list_destinations.id.name"
@@ -172,20 +224,33 @@ def test_the_destination_fields_name_every_destination_kind(web_only):
 
 def test_the_write_back_dropdowns_list_only_connections(web_only):
     with web_only.client() as client:
-        for saved in ({"name": "Reports", "kind": "folder", "config": {"path": "r"}},
-                      {"name": "CRM", "kind": "hubspot", "config": {"token": "pat-na1-0000-1111"}}):
+        for saved in (
+            {"name": "Reports", "kind": "folder", "config": {"path": "r"}},
+            {"name": "CRM", "kind": "hubspot", "config": {"token": "pat-na1-0000-1111"}},
+        ):
             client.post("/v1/destinations", json=saved).raise_for_status()
-        connections = client.get("/v1/destinations", params={"kind": "hubspot,airtable,sheets"}).json()["items"]
+        connections = client.get(
+            "/v1/destinations", params={"kind": "hubspot,airtable,sheets"}
+        ).json()["items"]
         files = client.get("/v1/destinations", params={"kind": "folder,s3"}).json()["items"]
         bad = client.get("/v1/destinations", params={"kind": "Hub Spot"})
     assert [d["name"] for d in connections] == ["CRM"] and [d["name"] for d in files] == ["Reports"]
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "kind"
     make = httpx.get(web_only.url + "/connectors/make/").json()["files"]
     assert make["rpcs/listConnections/listConnections.communication.iml.json"]["qs"] == {
-        "kind": "hubspot,airtable,sheets"}
-    assert "hubspot" not in make["rpcs/listDestinations/listDestinations.communication.iml.json"]["qs"]["kind"]
-    [param] = [p for body in make.values() if isinstance(body, list) for p in body
-               if isinstance(p, dict) and p.get("name") == "write_back"][:1]
+        "kind": "hubspot,airtable,sheets"
+    }
+    assert (
+        "hubspot"
+        not in make["rpcs/listDestinations/listDestinations.communication.iml.json"]["qs"]["kind"]
+    )
+    [param] = [
+        p
+        for body in make.values()
+        if isinstance(body, list)
+        for p in body
+        if isinstance(p, dict) and p.get("name") == "write_back"
+    ][:1]
     assert param["spec"][0]["options"] == "rpc://listConnections"
 
 
@@ -198,16 +263,27 @@ def test_makes_batch_module_posts_what_the_batch_endpoint_takes(web_only):
     params = {p["name"]: p for p in files[f"{module}.mappable-params.iml.json"]}
     assert set(params) <= set(schemas.load("relay/batch-create.json")["properties"])
     assert [item["name"] for item in params["rows"]["spec"]] == ["record_key", "prompt"]
-    mapped = {"format": "word", "on_error": "continue", "skip_done": False,
-              "rows": [{"record_key": "crm:deal:1", "prompt": "Renewal memo for Acme"}]}
+    mapped = {
+        "format": "word",
+        "on_error": "continue",
+        "skip_done": False,
+        "rows": [{"record_key": "crm:deal:1", "prompt": "Renewal memo for Acme"}],
+    }
     with web_only.client() as client:
         answer = client.post(files[f"{module}.communication.iml.json"]["url"], json=mapped)
     assert answer.status_code == 202, answer.text
     assert set(answer.json()) >= {p["name"] for p in files[f"{module}.interface.iml.json"]}
     attach = files["webhooks/batchCompleted/batchCompleted.attach.iml.json"]
     assert attach["body"]["event"] == "batch.completed"
-    trigger = {p["name"]: p for p in files["modules/batchCompleted/batchCompleted.interface.iml.json"]}
-    assert {p["name"] for p in trigger["data"]["spec"]} >= {"summary", "manifest_url", "zip_url", "counts"}
+    trigger = {
+        p["name"]: p for p in files["modules/batchCompleted/batchCompleted.interface.iml.json"]
+    }
+    assert {p["name"] for p in trigger["data"]["spec"]} >= {
+        "summary",
+        "manifest_url",
+        "zip_url",
+        "counts",
+    }
 
 
 def test_makes_task_search_cancel_and_budget_trigger_call_what_the_relay_serves(web_only):
@@ -216,12 +292,23 @@ def test_makes_task_search_cancel_and_budget_trigger_call_what_the_relay_serves(
     assert set(search["qs"]) <= set(schemas.load("relay/tasks-query.json")["properties"])
     cancel = files["modules/cancelTask/cancelTask.communication.iml.json"]
     with web_only.client() as client:
-        found = client.get(search["url"], params={"status": "running", "format": "excel", "limit": 5})
+        found = client.get(
+            search["url"], params={"status": "running", "format": "excel", "limit": 5}
+        )
         task = web_only.submit(client, prompt="A model")
-        cancelled = client.post(cancel["url"].replace("{{encodeURL(parameters.task_id)}}", task["task_id"]))
+        cancelled = client.post(
+            cancel["url"].replace("{{encodeURL(parameters.task_id)}}", task["task_id"])
+        )
     assert found.status_code == 200 and found.json()["items"] == []
     assert cancelled.status_code == 202 and cancelled.json()["task_id"] == task["task_id"]
     attach = files["webhooks/budgetThreshold/budgetThreshold.attach.iml.json"]
     assert attach["body"]["event"] == "budget.threshold"
-    trigger = {p["name"]: p for p in files["modules/budgetThreshold/budgetThreshold.interface.iml.json"]}
-    assert {p["name"] for p in trigger["data"]["spec"]} >= {"share", "spent", "monthly_credits", "summary"}
+    trigger = {
+        p["name"]: p for p in files["modules/budgetThreshold/budgetThreshold.interface.iml.json"]
+    }
+    assert {p["name"] for p in trigger["data"]["spec"]} >= {
+        "share",
+        "spent",
+        "monthly_credits",
+        "summary",
+    }

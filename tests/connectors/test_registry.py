@@ -21,5 +21,7 @@ def test_a_kind_is_imported_when_it_is_looked_up():
         "assert 'connectors.airtable' not in sys.modules and 'slack_sdk' not in sys.modules;"
         "KINDS['airtable']; assert 'connectors.airtable' in sys.modules"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr

@@ -17,7 +17,10 @@ from app.integrations.zapier import PLATFORM_VERSION
 from tests.support import tools
 
 HERE = Path(__file__).parent
-PACKAGES = [f"zapier-platform-schema@{PLATFORM_VERSION}", f"zapier-platform-core@{PLATFORM_VERSION}"]
+PACKAGES = [
+    f"zapier-platform-schema@{PLATFORM_VERSION}",
+    f"zapier-platform-core@{PLATFORM_VERSION}",
+]
 
 
 def npm_cache(npm: str | None = None) -> Path:
@@ -31,26 +34,48 @@ def npm_cache(npm: str | None = None) -> Path:
     npm = npm or tools.require("npm")
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".install.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the tests run in several processes: one installs, the others wait
+        fcntl.flock(
+            lock, fcntl.LOCK_EX
+        )  # the tests run in several processes: one installs, the others wait
         if not (modules / "zapier-platform-core" / "package.json").exists():
             print(f"system-tools: installing {' '.join(PACKAGES)} with npm into {root}", flush=True)
-            subprocess.run([npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", "--loglevel=error",
-                            *PACKAGES], check=True, timeout=1800)
+            subprocess.run(
+                [
+                    npm,
+                    "install",
+                    "--prefix",
+                    str(root),
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    *PACKAGES,
+                ],
+                check=True,
+                timeout=1800,
+            )
     return modules
 
 
 def node(script: str, *args: str, modules: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["node", "-e", script, *args], env={**os.environ, "NODE_PATH": str(modules)},
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        ["node", "-e", script, *args],
+        env={**os.environ, "NODE_PATH": str(modules)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def validation_errors(definition: dict, modules: Path, tmp: Path) -> list[str]:
     """`validateAppDefinition(def).errors`, from the official package."""
     path = tmp / "definition-under-test.json"
     path.write_text(json.dumps(definition))
-    script = ("const {validateAppDefinition} = require('zapier-platform-schema');"
-              "const result = validateAppDefinition(require(process.argv[1]));"
-              "console.log(JSON.stringify(result.errors.map((e) => e.property + ': ' + e.message)));")
+    script = (
+        "const {validateAppDefinition} = require('zapier-platform-schema');"
+        "const result = validateAppDefinition(require(process.argv[1]));"
+        "console.log(JSON.stringify(result.errors.map((e) => e.property + ': ' + e.message)));"
+    )
     done = node(script, str(path), modules=modules)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -66,19 +91,33 @@ class ZapierRuntime:
         self.definition_path.write_text(json.dumps(definition))
         self._log = (tmp / "zapier-runtime.log").open("w")
         answers, self._answers_in = os.pipe()
-        self._process = subprocess.Popen(["node", str(HERE / "zapier_runner.js"), str(self.definition_path),
-                                          str(self._answers_in)], env={**os.environ, "NODE_PATH": str(self.modules)},
-                                         stdin=subprocess.PIPE, stdout=self._log, stderr=subprocess.STDOUT, text=True,
-                                         pass_fds=(self._answers_in,))
+        self._process = subprocess.Popen(
+            [
+                "node",
+                str(HERE / "zapier_runner.js"),
+                str(self.definition_path),
+                str(self._answers_in),
+            ],
+            env={**os.environ, "NODE_PATH": str(self.modules)},
+            stdin=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            pass_fds=(self._answers_in,),
+        )
         os.close(self._answers_in)
         self._answers = os.fdopen(answers)
 
     def run(self, method: str, bundle: dict, callback_url: str | None = None) -> dict[str, Any]:
-        self._process.stdin.write(json.dumps({"method": method, "bundle": bundle, "callback_url": callback_url}) + "\n")
+        self._process.stdin.write(
+            json.dumps({"method": method, "bundle": bundle, "callback_url": callback_url}) + "\n"
+        )
         self._process.stdin.flush()
         line = _read_line(self._answers, timeout=120)
-        assert line, (f"the Zapier runtime gave no answer to {method} (exit code {self._process.poll()}):\n"
-                      f"{(self.tmp / 'zapier-runtime.log').read_text()}")
+        assert line, (
+            f"the Zapier runtime gave no answer to {method} (exit code {self._process.poll()}):\n"
+            f"{(self.tmp / 'zapier-runtime.log').read_text()}"
+        )
         return json.loads(line)
 
     def results(self, method: str, bundle: dict, callback_url: str | None = None) -> Any:

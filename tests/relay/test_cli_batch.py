@@ -23,12 +23,27 @@ def cli(relay, *args: str) -> Result:
 
 def test_a_csv_batch_with_progress_then_its_status_and_a_retry(relay, tmp_path):
     rows = tmp_path / "renewals.csv"  # rows 1 and 3 stay running until the test has seen them so
-    rows.write_text("record_key,company,note\ndeal:1,Acme,[[hold=cli]]\ndeal:2,Globex,[[fail]]\n"
-                    "deal:3,Initech,[[hold=cli]]\n")
-    argv = [sys.executable, "-m", "app.cli", "batch", "submit", str(rows), "--format", "word", "--template",
-            "Renewal memo for {{company}} {{note}}", "--wait"]
+    rows.write_text(
+        "record_key,company,note\ndeal:1,Acme,[[hold=cli]]\ndeal:2,Globex,[[fail]]\n"
+        "deal:3,Initech,[[hold=cli]]\n"
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "app.cli",
+        "batch",
+        "submit",
+        str(rows),
+        "--format",
+        "word",
+        "--template",
+        "Renewal memo for {{company}} {{note}}",
+        "--wait",
+    ]
     env = {**relay.env(), "RELAY_URL": relay.url, "RELAY_API_KEY": relay.api_key}
-    follow = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follow = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     lines: list[str] = []
 
     def read() -> None:
@@ -38,12 +53,19 @@ def test_a_csv_batch_with_progress_then_its_status_and_a_retry(relay, tmp_path):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        eventually(lambda: any(re.search(r"[1-9] running", line) for line in lines), TIMEOUT,
-                   "a progress line with rows running", every=0.1, show=lambda: lines)
+        eventually(
+            lambda: any(re.search(r"[1-9] running", line) for line in lines),
+            TIMEOUT,
+            "a progress line with rows running",
+            every=0.1,
+            show=lambda: lines,
+        )
         relay.sandbox.release("cli")
         follow.wait(TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"`relay batch submit --wait` did not end in {TIMEOUT} s; stderr: {lines}") from None
+        raise AssertionError(
+            f"`relay batch submit --wait` did not end in {TIMEOUT} s; stderr: {lines}"
+        ) from None
     finally:
         if follow.poll() is None:
             follow.kill()
@@ -52,7 +74,9 @@ def test_a_csv_batch_with_progress_then_its_status_and_a_retry(relay, tmp_path):
     assert follow.returncode == 0, lines
     batch_id = out.split()[1]
     bars = [line for line in lines if line.startswith("[")]
-    assert len(bars) >= 2 and "2 done, 1 failed, 0 running" in bars[-1] and "100.0%" in bars[-1], bars
+    assert len(bars) >= 2 and "2 done, 1 failed, 0 running" in bars[-1] and "100.0%" in bars[-1], (
+        bars
+    )
     status = cli(relay, "status", batch_id)
     assert status.exit_code == 0 and "failed   row 2 deal:2:" in status.stdout, status.output
     again = cli(relay, "retry", batch_id, "--wait")
@@ -63,9 +87,21 @@ def test_a_bad_batch_lists_the_rows_and_fields_at_fault(make_relay, tmp_path):
     relay = make_relay(worker=False)  # refused before anything runs
     rows = tmp_path / "bad.csv"
     rows.write_text("record_key,company\ndeal:1,Acme\ndeal:2,Globex\n")
-    done = cli(relay, "submit", str(rows), "--format", "word", "--template", "Memo for {{company}} in {{city}}")
+    done = cli(
+        relay,
+        "submit",
+        str(rows),
+        "--format",
+        "word",
+        "--template",
+        "Memo for {{company}} in {{city}}",
+    )
     assert done.exit_code != 0
-    assert "row 1, city: the template names {{city}}" in done.stderr and "row 2, city" in done.stderr
+    assert (
+        "row 1, city: the template names {{city}}" in done.stderr and "row 2, city" in done.stderr
+    )
     rows.write_text("record_key,company\ndeal:1,Acme\n,Globex\n")
-    blank = cli(relay, "submit", str(rows), "--format", "word", "--template", "Memo for {{company}}")
+    blank = cli(
+        relay, "submit", str(rows), "--format", "word", "--template", "Memo for {{company}}"
+    )
     assert blank.exit_code != 0 and "rows.1.record_key" in blank.stderr

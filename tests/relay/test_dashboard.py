@@ -37,52 +37,77 @@ def _shots(tmp_path: Path) -> Path:
 def test_watch_a_task_then_replay_a_dead_delivery(make_relay, receiver, browser, tmp_path):
     relay = make_relay(admin_token=ADMIN_TOKEN)
     shots = _shots(tmp_path)
-    receiver.default_status = 400  # the subscriber refuses: a permanent failure, straight to the dead letters
+    receiver.default_status = (
+        400  # the subscriber refuses: a permanent failure, straight to the dead letters
+    )
     page = browser.new_page(viewport={"width": 1280, "height": 760})
     page.goto(relay.url + "/dashboard/")
     assert "/dashboard/login" in page.url
     page.fill("#token", "not-the-token")
     page.click("button[type=submit]")
-    expect(page.locator("[role=alert]")).to_have_text("That admin token is not right.")  # on the page it loads
+    expect(page.locator("[role=alert]")).to_have_text(
+        "That admin token is not right."
+    )  # on the page it loads
     page.fill("#token", ADMIN_TOKEN)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/dashboard/$"))
 
     broken = {"kind": "webhook", "config": {"url": receiver.url}}
     with relay.client() as client:
-        task = relay.submit(client, prompt="Quarterly board pack with a revenue bridge [[hold=board]]",
-                            record_key="crm:deal:1", destinations=[broken])
+        task = relay.submit(
+            client,
+            prompt="Quarterly board pack with a revenue bridge [[hold=board]]",
+            record_key="crm:deal:1",
+            destinations=[broken],
+        )
     task_id = task["task_id"]
     page.goto(relay.url + "/dashboard/")
     bar = f'[data-progress="{task_id}"]'
-    page.wait_for_function("([selector]) => Number(document.querySelector(selector).getAttribute('aria-valuenow')) > 0"
-                           " && Number(document.querySelector(selector).getAttribute('aria-valuenow')) < 100",
-                           arg=[bar], timeout=60_000)
+    page.wait_for_function(
+        "([selector]) => Number(document.querySelector(selector).getAttribute('aria-valuenow')) > 0"
+        " && Number(document.querySelector(selector).getAttribute('aria-valuenow')) < 100",
+        arg=[bar],
+        timeout=60_000,
+    )
     page.wait_for_timeout(700)  # let the bar's width transition finish before the picture
     page.screenshot(path=str(shots / "dashboard-tasks.png"))
     relay.sandbox.release("board")
-    page.wait_for_function("([selector]) => document.querySelector(selector).getAttribute('aria-valuenow') === '100'",
-                           arg=[bar], timeout=60_000)
+    page.wait_for_function(
+        "([selector]) => document.querySelector(selector).getAttribute('aria-valuenow') === '100'",
+        arg=[bar],
+        timeout=60_000,
+    )
     page.wait_for_selector(f'[data-deliveries="{task_id}"] .state.dead', timeout=60_000)
 
     page.click("text=Dead letters")
     row = page.locator("tr[data-delivery]")
-    expect(row).to_have_count(1)  # waits: the click's navigation may not have loaded the new page yet
+    expect(row).to_have_count(
+        1
+    )  # waits: the click's navigation may not have loaded the new page yet
     assert "answered 400" in row.inner_text()
     page.screenshot(path=str(shots / "dashboard-dead-letters.png"))
     receiver.default_status = 204  # the subscriber is fixed
     row.locator("button", has_text="Replay").click()
-    expect(page.locator("[role=status]")).to_contain_text("is queued again")  # retries until the page it loads says it
+    expect(page.locator("[role=status]")).to_contain_text(
+        "is queued again"
+    )  # retries until the page it loads says it
 
     with relay.client() as client:
-        eventually(lambda: client.get(f"/v1/tasks/{task_id}").json()["deliveries"][0]["state"] == "delivered",
-                   60, "the replayed delivery")
+        eventually(
+            lambda: (
+                client.get(f"/v1/tasks/{task_id}").json()["deliveries"][0]["state"] == "delivered"
+            ),
+            60,
+            "the replayed delivery",
+        )
     page.goto(relay.url + f"/dashboard/tasks/{task_id}")
     expect(page.locator(".state.delivered")).to_have_count(1)
     phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone.context.add_cookies(page.context.cookies())
     phone.goto(relay.url + "/dashboard/")
-    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")  # no sideways scroll
+    assert phone.evaluate(
+        "document.documentElement.scrollWidth <= window.innerWidth + 1"
+    )  # no sideways scroll
     phone.screenshot(path=str(shots / "dashboard-phone.png"))
 
 
@@ -98,25 +123,43 @@ def _signed_in(browser, relay, width: int = 1280):
 def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, browser, tmp_path):
     relay = make_relay(admin_token=ADMIN_TOKEN)
     shots = _shots(tmp_path)
-    rows = [{"record_key": f"deal:{n}", "prompt": f"Renewal memo {n}" + (" [[fail]]" if n in (3, 7) else "")
-             + (" [[hold=last-row]]" if n == 12 else "")}  # the batch stays mid-way until it is released
-            for n in range(1, 13)]
+    rows = [
+        {
+            "record_key": f"deal:{n}",
+            "prompt": f"Renewal memo {n}"
+            + (" [[fail]]" if n in (3, 7) else "")
+            + (" [[hold=last-row]]" if n == 12 else ""),
+        }  # the batch stays mid-way until it is released
+        for n in range(1, 13)
+    ]
     with relay.client() as client:
-        batch_id = client.post("/v1/batches", json={"format": "word", "rows": rows}).json()["batch_id"]
+        batch_id = client.post("/v1/batches", json={"format": "word", "rows": rows}).json()[
+            "batch_id"
+        ]
     page = _signed_in(browser, relay)
     page.click("nav >> text=Batches")
     page.click(f"text={batch_id}")
     bar = "[data-batch-progress]"
-    page.wait_for_function("([s]) => { const v = Number(document.querySelector(s).getAttribute('aria-valuenow'));"
-                           " return v > 0 && v < 100; }", arg=[bar], timeout=60_000)
+    page.wait_for_function(
+        "([s]) => { const v = Number(document.querySelector(s).getAttribute('aria-valuenow'));"
+        " return v > 0 && v < 100; }",
+        arg=[bar],
+        timeout=60_000,
+    )
     page.wait_for_timeout(700)  # the bar's transition, before the picture
     page.screenshot(path=str(shots / "dashboard-batch.png"), full_page=True)
     expect(page.locator("[data-batch-counts]")).to_contain_text("running")
     relay.sandbox.release("last-row")
-    page.wait_for_selector("[data-batch-status].completed", timeout=60_000)  # the page reloads at the end
+    page.wait_for_selector(
+        "[data-batch-status].completed", timeout=60_000
+    )  # the page reloads at the end
     expect(page.locator("[data-count=failed]")).to_have_text("2")
-    manifest = httpx.get(page.get_attribute("a:has-text('Manifest (CSV)')", "href")).text.splitlines()
-    assert len(manifest) == 13 and manifest[3].startswith("3,deal:3,failed"), "a signed link: no API key needed"
+    manifest = httpx.get(
+        page.get_attribute("a:has-text('Manifest (CSV)')", "href")
+    ).text.splitlines()
+    assert len(manifest) == 13 and manifest[3].startswith("3,deal:3,failed"), (
+        "a signed link: no API key needed"
+    )
     page.click("[data-tab=failed]")
     failed = page.locator("tr[data-row]")
     expect(failed).to_have_count(2)
@@ -127,8 +170,11 @@ def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, bro
     page.click("button:has-text('Retry 2 failed')")
     expect(page.locator("[role=status]")).to_contain_text("Failed rows queued again: 2.")
     with relay.client() as client:
-        eventually(lambda: client.get(f"/v1/batches/{batch_id}").json()["status"] != "running", 60,
-                   "the retried rows to end")
+        eventually(
+            lambda: client.get(f"/v1/batches/{batch_id}").json()["status"] != "running",
+            60,
+            "the retried rows to end",
+        )
     after = {row["row"]: row["task_id"] for row in relay.ctx.batches.rows(batch_id)}
     assert [n for n in after if after[n] != before[n]] == [3, 7], "only the failed rows ran again"
 
@@ -136,16 +182,29 @@ def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, bro
 def test_search_pages_cancel_charts_and_budget_bars(make_relay, receiver, browser, tmp_path):
     relay = make_relay(admin_token=ADMIN_TOKEN)
     shots = _shots(tmp_path)
-    receiver.default_status = 400  # a webhook destination that refuses: a dead delivery for the chart
+    receiver.default_status = (
+        400  # a webhook destination that refuses: a dead delivery for the chart
+    )
     with relay.client() as client:
         client.put("/v1/budgets/tenant", json={"monthly_credits": 400})
         client.put("/v1/budgets/records/deal%3A1", json={"monthly_credits": 50})
-        client.put("/v1/budgets/records/deal%3Avip", json={"monthly_credits": 1000, "hard_cap": True})
-        done = [relay.submit(client, prompt=f"Memo {n}", record_key=f"deal:{n % 3}",
-                             format="word" if n % 2 else "excel",
-                             destinations=[{"kind": "folder", "config": {"path": "out"}}] if n < 3 else
-                             [{"kind": "webhook", "config": {"url": receiver.url}}] if n == 3 else [])
-                for n in range(52)]
+        client.put(
+            "/v1/budgets/records/deal%3Avip", json={"monthly_credits": 1000, "hard_cap": True}
+        )
+        done = [
+            relay.submit(
+                client,
+                prompt=f"Memo {n}",
+                record_key=f"deal:{n % 3}",
+                format="word" if n % 2 else "excel",
+                destinations=[{"kind": "folder", "config": {"path": "out"}}]
+                if n < 3
+                else [{"kind": "webhook", "config": {"url": receiver.url}}]
+                if n == 3
+                else [],
+            )
+            for n in range(52)
+        ]
         failed = relay.submit(client, prompt="Broken [[fail]]", record_key="deal:failed")
         for task in [*done, failed]:
             relay.wait_task(client, task["task_id"])
@@ -161,8 +220,13 @@ def test_search_pages_cancel_charts_and_budget_bars(make_relay, receiver, browse
     expect(page.locator("tr[data-task]")).to_have_count(1)
     [row] = page.locator("tr[data-task]").all()
     assert failed["task_id"] in row.inner_text()
-    assert row.locator("[data-progress-error]").inner_text() == "The agent could not complete its plan for this prompt."
-    assert row.locator("[role=progressbar]").count() == 0, "a failed task shows its error, not a bar"
+    assert (
+        row.locator("[data-progress-error]").inner_text()
+        == "The agent could not complete its plan for this prompt."
+    )
+    assert row.locator("[role=progressbar]").count() == 0, (
+        "a failed task shows its error, not a bar"
+    )
     page.goto(relay.url + "/dashboard/?record_key=deal%3Along")
     page.screenshot(path=str(shots / "dashboard-search.png"))
     page.goto(relay.url + "/dashboard/records")
@@ -179,10 +243,20 @@ def test_search_pages_cancel_charts_and_budget_bars(make_relay, receiver, browse
     expect(page.locator("svg.chart")).to_have_count(4)
     credits = page.locator("[data-chart=credits] rect")
     assert credits.count() >= 1 and "acme" in credits.first.locator("title").text_content()
-    assert page.locator("[data-chart=outcomes] .legend").inner_text().split() == ["completed", "failed", "cancelled"]
+    assert page.locator("[data-chart=outcomes] .legend").inner_text().split() == [
+        "completed",
+        "failed",
+        "cancelled",
+    ]
     assert page.locator("[data-chart=time] circle").count() >= 2, "p50 and p95 of today"
-    rates = page.locator("[data-chart=deliveries] text").evaluate_all("nodes => nodes.map((n) => n.textContent)")
-    assert "folder" in rates and "webhook" in rates and any(t.startswith("100.0% · 3 of 3") for t in rates)
+    rates = page.locator("[data-chart=deliveries] text").evaluate_all(
+        "nodes => nodes.map((n) => n.textContent)"
+    )
+    assert (
+        "folder" in rates
+        and "webhook" in rates
+        and any(t.startswith("100.0% · 3 of 3") for t in rates)
+    )
     tenant_budget = page.locator(f"tr[data-tenant='{relay.tenant_id}'] [data-budget=tenant]")
     assert float(tenant_budget.get_attribute("aria-valuenow")) > 0
     page.wait_for_timeout(300)
@@ -199,9 +273,17 @@ def test_search_pages_cancel_charts_and_budget_bars(make_relay, receiver, browse
 def test_sign_in_csrf_and_no_secrets(make_relay, receiver):
     relay = make_relay(admin_token=ADMIN_TOKEN, worker=False)
     with relay.client() as client:
-        client.post("/v1/destinations", json={"name": "ops", "kind": "webhook", "config": {
-            "url": receiver.url, "secret": "whsec_ZGVzdGluYXRpb24tc2VjcmV0LXZhbHVl"}}).raise_for_status()
-        client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).raise_for_status()
+        client.post(
+            "/v1/destinations",
+            json={
+                "name": "ops",
+                "kind": "webhook",
+                "config": {"url": receiver.url, "secret": "whsec_ZGVzdGluYXRpb24tc2VjcmV0LXZhbHVl"},
+            },
+        ).raise_for_status()
+        client.post(
+            "/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}
+        ).raise_for_status()
         relay.submit(client, prompt="x", record_key="crm:1")
     anonymous = httpx.Client(base_url=relay.url)
     assert anonymous.get("/dashboard/").status_code == 302
@@ -211,16 +293,33 @@ def test_sign_in_csrf_and_no_secrets(make_relay, receiver):
     browser_like = httpx.Client(base_url=relay.url, follow_redirects=True)
     login_page = browser_like.get("/dashboard/login").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', login_page).group(1)
-    assert browser_like.post("/dashboard/login", data={"token": ADMIN_TOKEN}).status_code == 400  # no CSRF token
+    assert (
+        browser_like.post("/dashboard/login", data={"token": ADMIN_TOKEN}).status_code == 400
+    )  # no CSRF token
     signed = browser_like.post("/dashboard/login", data={"token": ADMIN_TOKEN, "csrf_token": token})
     assert signed.status_code == 200 and "Tasks" in signed.text
-    assert browser_like.post("/dashboard/deliveries/dlv_X/replay").status_code == 400  # no CSRF token
+    assert (
+        browser_like.post("/dashboard/deliveries/dlv_X/replay").status_code == 400
+    )  # no CSRF token
     assert browser_like.get("/dashboard/rq/").status_code == 200
 
-    secrets = [relay.api_key, relay.sandbox.api_key, relay.sandbox.webhook_secret, relay.config.encryption_keys,
-               "whsec_ZGVzdGluYXRpb24tc2VjcmV0LXZhbHVl", relay.ctx.secret, ADMIN_TOKEN]
-    for page in ("/dashboard/", "/dashboard/records", "/dashboard/hooks", "/dashboard/tenants",
-                 "/dashboard/dead-letters", "/dashboard/api/tasks"):
+    secrets = [
+        relay.api_key,
+        relay.sandbox.api_key,
+        relay.sandbox.webhook_secret,
+        relay.config.encryption_keys,
+        "whsec_ZGVzdGluYXRpb24tc2VjcmV0LXZhbHVl",
+        relay.ctx.secret,
+        ADMIN_TOKEN,
+    ]
+    for page in (
+        "/dashboard/",
+        "/dashboard/records",
+        "/dashboard/hooks",
+        "/dashboard/tenants",
+        "/dashboard/dead-letters",
+        "/dashboard/api/tasks",
+    ):
         text = browser_like.get(page).text
         assert not [s for s in secrets if s in text], page
 

@@ -26,7 +26,9 @@ def wait_for_worker(relay) -> None:
         assert worker.poll() is None, f"the worker exited:\n{relay.log_of(worker)}"
         return httpx.get(relay.url + "/readyz").status_code == 200
 
-    eventually(registered, 300, "the worker to register (a slow start on a busy machine is no failure)")
+    eventually(
+        registered, 300, "the worker to register (a slow start on a busy machine is no failure)"
+    )
 
 
 def test_a_healthy_installation_passes(relay):
@@ -45,9 +47,19 @@ def test_unreachable_redis_and_a_refused_key_fail(make_relay):
     relay.new_tenant("revoked", upstream_key="ovt_not_a_key")
     wait_for_worker(relay)
     refused = doctor(relay.config.to_env())
-    assert refused.exit_code == 1 and "FAIL  api (revoked)" in refused.stdout and "refuses" in refused.stdout
-    nowhere = doctor({**relay.config.to_env(), "RELAY_REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"})
-    assert nowhere.exit_code == 1 and "FAIL  redis" in nowhere.stdout and "hunter2" not in nowhere.stdout
+    assert (
+        refused.exit_code == 1
+        and "FAIL  api (revoked)" in refused.stdout
+        and "refuses" in refused.stdout
+    )
+    nowhere = doctor(
+        {**relay.config.to_env(), "RELAY_REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"}
+    )
+    assert (
+        nowhere.exit_code == 1
+        and "FAIL  redis" in nowhere.stdout
+        and "hunter2" not in nowhere.stdout
+    )
 
 
 def _answers(url: str) -> bool:
@@ -63,9 +75,23 @@ def _answers(url: str) -> bool:
 def test_a_redis_that_can_lose_data_is_flagged(make_relay, tmp_path):
     relay = make_relay(worker=False)
     port = free_port()
-    risky = subprocess.Popen([server_binary(), "--port", str(port), "--appendonly", "no", "--save", "",
-                              "--maxmemory-policy", "allkeys-lru", "--dir", str(tmp_path)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    risky = subprocess.Popen(
+        [
+            server_binary(),
+            "--port",
+            str(port),
+            "--appendonly",
+            "no",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "allkeys-lru",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"redis://127.0.0.1:{port}/0"
         eventually(lambda: _answers(url), 300, "the risky Redis to start")
@@ -91,7 +117,9 @@ def test_a_redis_past_80_percent_of_its_maxmemory_is_warned_about():
     server = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="relay-doctor-")))
     url = server.start()
     try:
-        config = RelayConfig(redis_url=url, encryption_keys=SecretBox.new_key(), secret_key="doctor")
+        config = RelayConfig(
+            redis_url=url, encryption_keys=SecretBox.new_key(), secret_key="doctor"
+        )
         roomy = {f.check: f for f in checks.run(config)}["redis memory"]
         redis = Redis.from_url(url)
         redis.config_set("maxmemory", int(int(redis.info("memory")["used_memory"]) / 0.85))

@@ -39,7 +39,9 @@ def test_oauth_refresh_token_credentials(drive_relay, fake_drive):
     with drive_relay.client() as client:
         task = to_drive(drive_relay, client, fake_drive.oauth_user)
         [done] = delivered(drive_relay, client, task["task_id"])
-        revoked = to_drive(drive_relay, client, {**fake_drive.oauth_user, "refresh_token": "1//revoked"})
+        revoked = to_drive(
+            drive_relay, client, {**fake_drive.oauth_user, "refresh_token": "1//revoked"}
+        )
         [dead] = delivered(drive_relay, client, revoked["task_id"])
     assert done["state"] == "delivered" and "refresh_token" in fake_drive.token_grants
     assert dead["state"] == "dead" and "refused the credentials" in dead["last_error"]
@@ -48,7 +50,9 @@ def test_oauth_refresh_token_credentials(drive_relay, fake_drive):
 def test_upload_resumes_after_the_connection_broke_mid_chunk(drive_relay, fake_drive):
     fake_drive.break_next_upload(after_bytes=600 * 1024)  # 2 whole granules (512 KiB) survive
     with drive_relay.client() as client:
-        task = to_drive(drive_relay, client, fake_drive.service_account, prompt="Big model [[pad_mb=1]]")
+        task = to_drive(
+            drive_relay, client, fake_drive.service_account, prompt="Big model [[pad_mb=1]]"
+        )
         [done] = delivered(drive_relay, client, task["task_id"])
         original = original_bytes(client, task["task_id"])
     assert done["state"] == "delivered" and done["attempts"] == 1, "resumed within the same attempt"
@@ -71,15 +75,19 @@ def test_a_lost_record_of_success_never_makes_a_second_file(drive_relay, fake_dr
         task = to_drive(drive_relay, client, fake_drive.service_account)
         [done] = delivered(drive_relay, client, task["task_id"])
         # as if the worker died after Drive created the file but before the relay recorded it
-        drive_relay.ctx.redis.hset(drive_relay.ctx.key("delivery", done["delivery_id"]),
-                                   mapping={"state": "retrying", "progress": "{}"})
+        drive_relay.ctx.redis.hset(
+            drive_relay.ctx.key("delivery", done["delivery_id"]),
+            mapping={"state": "retrying", "progress": "{}"},
+        )
         client.post(f"/v1/deliveries/{done['delivery_id']}/replay").raise_for_status()
         [again] = delivered(drive_relay, client, task["task_id"])
     assert again["state"] == "delivered" and len(fake_drive.files) == 1
     assert again["location"] == done["location"]
 
 
-def test_429_is_retried_and_a_missing_folder_is_permanent_then_replays_once_it_exists(drive_relay, fake_drive):
+def test_429_is_retried_and_a_missing_folder_is_permanent_then_replays_once_it_exists(
+    drive_relay, fake_drive
+):
     fake_drive.fail_next(1, status=429)
     with drive_relay.client() as client:
         retried = to_drive(drive_relay, client, fake_drive.service_account)
@@ -87,7 +95,9 @@ def test_429_is_retried_and_a_missing_folder_is_permanent_then_replays_once_it_e
         assert done["state"] == "delivered" and done["attempts"] == 2
         failed = to_drive(drive_relay, client, fake_drive.service_account, folder="folder-later")
         [dead] = delivered(drive_relay, client, failed["task_id"])
-        assert dead["state"] == "dead" and "folder" in dead["last_error"], "a missing folder is permanent"
+        assert dead["state"] == "dead" and "folder" in dead["last_error"], (
+            "a missing folder is permanent"
+        )
         fake_drive.folders.add("folder-later")
         client.post(f"/v1/deliveries/{dead['delivery_id']}/replay").raise_for_status()
         [replayed] = delivered(drive_relay, client, failed["task_id"])

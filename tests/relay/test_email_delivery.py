@@ -8,21 +8,35 @@ from tests.relay.test_deliveries import delivered
 
 
 def email_destination(smtp_server, **overrides) -> dict:
-    config = {"to": ["ops@example.com", "cfo@example.com"], "from": "relay@example.com", "host": "127.0.0.1",
-              "port": smtp_server.port, "security": "starttls", "username": "relay", "password": "s3cret-pass",
-              "ca_file": str(smtp_server.cert), **overrides}
+    config = {
+        "to": ["ops@example.com", "cfo@example.com"],
+        "from": "relay@example.com",
+        "host": "127.0.0.1",
+        "port": smtp_server.port,
+        "security": "starttls",
+        "username": "relay",
+        "password": "s3cret-pass",
+        "ca_file": str(smtp_server.cert),
+        **overrides,
+    }
     return {"kind": "email", "config": config}
 
 
 def test_small_file_is_attached_byte_for_byte(relay, smtp_server):
     with relay.client() as client:
-        task = relay.submit(client, prompt="Sales by region", record_key="deal:5",
-                            destinations=[email_destination(smtp_server)])
+        task = relay.submit(
+            client,
+            prompt="Sales by region",
+            record_key="deal:5",
+            destinations=[email_destination(smtp_server)],
+        )
         [done] = delivered(relay, client, task["task_id"])
         finished = client.get(f"/v1/tasks/{task['task_id']}").json()
     assert done["state"] == "delivered", done["last_error"]
     [message] = smtp_server.mailbox.messages
-    assert smtp_server.mailbox.envelopes == [("relay@example.com", ["ops@example.com", "cfo@example.com"])]
+    assert smtp_server.mailbox.envelopes == [
+        ("relay@example.com", ["ops@example.com", "cfo@example.com"])
+    ]
     assert message["Message-ID"] == f"<{done['delivery_id'].lower()}@overten-relay>"
     [attachment] = list(message.iter_attachments())
     assert attachment.get_filename().startswith("deal-5-workbook-")
@@ -39,13 +53,19 @@ def test_large_file_is_sent_as_a_link_that_downloads_it(make_relay, smtp_server)
     assert list(message.iter_attachments()) == [] and "(as a link)" in done["location"]
     text = message.get_body(("plain",)).get_content()
     link = next(word for word in text.split() if "/files/" in word)
-    assert httpx.get(link, follow_redirects=True).content.startswith(b"PK"), "the link leads to the workbook"
+    assert httpx.get(link, follow_redirects=True).content.startswith(b"PK"), (
+        "the link leads to the workbook"
+    )
 
 
 def test_an_export_is_attached_instead_of_the_document(relay, smtp_server):
     with relay.client() as client:
-        task = relay.submit(client, prompt="Memo", format="word",
-                            destinations=[{**email_destination(smtp_server), "export": "txt"}])
+        task = relay.submit(
+            client,
+            prompt="Memo",
+            format="word",
+            destinations=[{**email_destination(smtp_server), "export": "txt"}],
+        )
         [done] = delivered(relay, client, task["task_id"])
     [attachment] = list(smtp_server.mailbox.messages[0].iter_attachments())
     assert done["export"] == "txt" and attachment.get_filename().endswith(".txt")
@@ -53,10 +73,17 @@ def test_an_export_is_attached_instead_of_the_document(relay, smtp_server):
 
 
 def test_wrong_login_or_untrusted_certificate_is_permanent(relay, smtp_server):
-    cases = {"refused the login": {"password": "wrong"}, "TLS": {"ca_file": ""}}  # what the error says: the fault
+    cases = {
+        "refused the login": {"password": "wrong"},
+        "TLS": {"ca_file": ""},
+    }  # what the error says: the fault
     with relay.client() as client:
-        tasks = {said: relay.submit(client, prompt="x", destinations=[email_destination(smtp_server, **overrides)])
-                 for said, overrides in cases.items()}
+        tasks = {
+            said: relay.submit(
+                client, prompt="x", destinations=[email_destination(smtp_server, **overrides)]
+            )
+            for said, overrides in cases.items()
+        }
         dead = {said: delivered(relay, client, task["task_id"])[0] for said, task in tasks.items()}
     for said, delivery in dead.items():
         assert delivery["state"] == "dead" and said in delivery["last_error"], delivery
@@ -70,7 +97,9 @@ def test_temporary_refusal_is_retried_and_a_fixed_saved_destination_replays(rela
         [done] = delivered(relay, client, retried["task_id"])
         assert done["state"] == "delivered" and done["attempts"] == 2
         config = email_destination(smtp_server, password="old")["config"]
-        saved = client.post("/v1/destinations", json={"name": "ops", "kind": "email", "config": config})
+        saved = client.post(
+            "/v1/destinations", json={"name": "ops", "kind": "email", "config": config}
+        )
         failed = relay.submit(client, prompt="y", destinations=[{"id": saved.json()["id"]}])
         [dead] = delivered(relay, client, failed["task_id"])
         assert dead["state"] == "dead"

@@ -15,16 +15,22 @@ class Sender:
     """A send() that notes each batch; with ``hold_first_until``, the first batch stays in flight until that
     many callers wait behind it (as they would behind a slow round trip to Redis), so they go together."""
 
-    def __init__(self, fail_batch: bool = False, hold_first_until: int = 0, commit: GroupCommit | None = None):
+    def __init__(
+        self, fail_batch: bool = False, hold_first_until: int = 0, commit: GroupCommit | None = None
+    ):
         self.batches: list[list] = []
         self.fail_batch, self.hold_first_until, self.commit = fail_batch, hold_first_until, commit
 
     def __call__(self, items: list) -> list:
         self.batches.append(list(items))
         if len(self.batches) == 1 and self.hold_first_until:
-            eventually(lambda: len(self.commit._waiting) >= self.hold_first_until, 60,
-                       f"{self.hold_first_until} callers waiting behind the batch in flight",
-                       show=lambda: f"{len(self.commit._waiting)} waiting", every=0.005)
+            eventually(
+                lambda: len(self.commit._waiting) >= self.hold_first_until,
+                60,
+                f"{self.hold_first_until} callers waiting behind the batch in flight",
+                show=lambda: f"{len(self.commit._waiting)} waiting",
+                every=0.005,
+            )
         if self.fail_batch:
             raise ConnectionError("Redis went away")
         return [ValueError(f"bad {item}") if item < 0 else item * 10 for item in items]
@@ -63,14 +69,18 @@ def test_concurrent_callers_share_batches_and_each_gets_its_own_answer():
     answers = submit_at_once(commit, list(range(1, 17)))
     assert answers == {item: item * 10 for item in range(1, 17)}
     [first], rest = sender.batches
-    assert sorted(rest) == sorted(set(range(1, 17)) - {first}), "the 15 that waited went together, each once"
+    assert sorted(rest) == sorted(set(range(1, 17)) - {first}), (
+        "the 15 that waited went together, each once"
+    )
 
 
 def test_a_failed_item_fails_only_its_caller():
     commit, _ = held_commit(waiting=4)  # the bad ones share a batch with good ones
     answers = submit_at_once(commit, [1, -2, 3, -4, 5])
     assert {k: v for k, v in answers.items() if k > 0} == {1: 10, 3: 30, 5: 50}
-    assert all(isinstance(answers[k], ValueError) and str(answers[k]) == f"bad {k}" for k in (-2, -4))
+    assert all(
+        isinstance(answers[k], ValueError) and str(answers[k]) == f"bad {k}" for k in (-2, -4)
+    )
 
 
 def test_a_failed_batch_fails_each_of_its_callers_and_the_next_ones_still_go():
@@ -78,7 +88,9 @@ def test_a_failed_batch_fails_each_of_its_callers_and_the_next_ones_still_go():
     sender.fail_batch = True
     answers = submit_at_once(commit, [1, 2, 3, 4])
     assert all(isinstance(answer, ConnectionError) for answer in answers.values())
-    assert [len(batch) for batch in sender.batches] == [1, 3], "the failed batch's callers, and the next ones'"
+    assert [len(batch) for batch in sender.batches] == [1, 3], (
+        "the failed batch's callers, and the next ones'"
+    )
     sender.fail_batch = False
     assert commit.submit(7) == 70, "nothing is left stuck in flight"
 
@@ -94,7 +106,9 @@ def test_batches_are_capped():
     commit, sender = held_commit(waiting=9, most=3)
     answers = submit_at_once(commit, list(range(1, 11)))
     assert answers == {item: item * 10 for item in range(1, 11)}
-    assert [len(batch) for batch in sender.batches] == [1, 3, 3, 3], "nine waiting go three at a time"
+    assert [len(batch) for batch in sender.batches] == [1, 3, 3, 3], (
+        "nine waiting go three at a time"
+    )
 
 
 def test_an_interrupt_while_sending_reaches_its_caller_and_leaves_nothing_in_flight():
@@ -109,5 +123,7 @@ def test_an_interrupt_while_sending_reaches_its_caller_and_leaves_nothing_in_fli
     commit = GroupCommit(send)
     with pytest.raises(KeyboardInterrupt):
         commit.submit(1)
-    answers = submit_at_once(commit, [2])  # would wait forever behind a batch still marked in flight
+    answers = submit_at_once(
+        commit, [2]
+    )  # would wait forever behind a batch still marked in flight
     assert answers == {2: 2}

@@ -21,17 +21,37 @@ from app.work.intake import IntakeLane
 from app.work.worker import RelayWorker
 from tests.support.servers import eventually
 
-TASK = {"task_id": "task_01ARZ3NDEKTSV4RRFFQ69G5FAV", "run_id": "run_01ARZ3NDEKTSV4RRFFQ69G5FAV",
-        "status": "completed", "phase": None, "turn_index": 2, "progress": 100,
-        "created_at": "2026-11-22T10:00:00.000Z", "updated_at": "2026-11-22T10:01:00.000Z",
-        "result": {"download_url": "http://x/f", "edit_url": "http://x/v", "summary": "s", "artifacts": []},
-        "error": None, "credits_used": 50, "duration_ms": 1000}
+TASK = {
+    "task_id": "task_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "run_id": "run_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    "status": "completed",
+    "phase": None,
+    "turn_index": 2,
+    "progress": 100,
+    "created_at": "2026-11-22T10:00:00.000Z",
+    "updated_at": "2026-11-22T10:01:00.000Z",
+    "result": {
+        "download_url": "http://x/f",
+        "edit_url": "http://x/v",
+        "summary": "s",
+        "artifacts": [],
+    },
+    "error": None,
+    "credits_used": 50,
+    "duration_ms": 1000,
+}
 
 
-def signed(secret: str, body: bytes, msg_id: str = "evt_1", when: datetime | None = None) -> dict[str, str]:
+def signed(
+    secret: str, body: bytes, msg_id: str = "evt_1", when: datetime | None = None
+) -> dict[str, str]:
     when = when or datetime.now(UTC)
-    return {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())),
-            "webhook-signature": Webhook(secret).sign(msg_id, when, body.decode()), "content-type": "application/json"}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, when, body.decode()),
+        "content-type": "application/json",
+    }
 
 
 @pytest.fixture
@@ -39,8 +59,14 @@ def intake(make_relay):
     relay = make_relay(worker=False)  # nothing consumes the queue: we look at what was stored
     task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
     url = f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task['task_id'])}"
-    body = json.dumps({"type": "task.completed", "id": "evt_1", "created_at": "2026-11-22T10:01:00Z",
-                       "data": TASK}).encode()
+    body = json.dumps(
+        {
+            "type": "task.completed",
+            "id": "evt_1",
+            "created_at": "2026-11-22T10:01:00Z",
+            "data": TASK,
+        }
+    ).encode()
     return relay, url, body, Stored(relay)
 
 
@@ -58,8 +84,9 @@ def idle_for_a_lease(relay) -> None:
     does once a lease has gone by (the lane's own _release does the same): no waiting for real time."""
     stream = stream_key(relay.ctx)
     for pending in relay.ctx.redis.xpending_range(stream, GROUP, "-", "+", 100):
-        relay.ctx.redis.xclaim(stream, GROUP, pending["consumer"], 0, [pending["message_id"]], idle=2**31,
-                               justid=True)
+        relay.ctx.redis.xclaim(
+            stream, GROUP, pending["consumer"], 0, [pending["message_id"]], idle=2**31, justid=True
+        )
 
 
 def task_of(relay) -> dict:
@@ -82,23 +109,32 @@ def test_a_signed_event_is_stored_and_applied_then_a_redelivery_is_dropped(intak
     relay, url, body, stored = intake
     secret = relay.sandbox.webhook_secret
     first = httpx.post(url, content=body, headers=signed(secret, body))
-    again = httpx.post(url, content=body, headers=signed(secret, body))  # same webhook-id, signed anew
+    again = httpx.post(
+        url, content=body, headers=signed(secret, body)
+    )  # same webhook-id, signed anew
     assert (first.status_code, first.json()) == (200, {"status": "accepted"})
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
     assert stored.count == 1
     assert IntakeLane(relay.ctx).drain() == 1
     assert task_of(relay)["status"] == "completed"
     assert stored.count == 0, "the lane lets its entry go once the event is applied"
-    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 0, "no RQ job when it went well"
+    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 0, (
+        "no RQ job when it went well"
+    )
 
 
 def test_an_event_read_by_a_consumer_that_died_is_taken_up_by_another(intake):
     relay, url, body, stored = intake
-    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
+    httpx.post(
+        url, content=body, headers=signed(relay.sandbox.webhook_secret, body)
+    ).raise_for_status()
     ensure_group(relay.ctx.redis, stream_key(relay.ctx), GROUP)
-    relay.ctx.redis.xreadgroup(GROUP, "dead", {stream_key(relay.ctx): ">"}, count=10)  # read, never acked
-    assert IntakeLane(relay.ctx, consumer="alive", lease_seconds=60).drain() == 0, \
+    relay.ctx.redis.xreadgroup(
+        GROUP, "dead", {stream_key(relay.ctx): ">"}, count=10
+    )  # read, never acked
+    assert IntakeLane(relay.ctx, consumer="alive", lease_seconds=60).drain() == 0, (
         "not while the reader may still be alive"
+    )
     idle_for_a_lease(relay)
     assert IntakeLane(relay.ctx, consumer="alive").drain() >= 1
     assert stored.count == 0 and task_of(relay)["status"] == "completed"
@@ -117,7 +153,9 @@ def failing_once(monkeypatch):
 
 def test_a_webhook_whose_application_fails_is_retried_by_rq(intake, monkeypatch):
     relay, url, body, stored = intake
-    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
+    httpx.post(
+        url, content=body, headers=signed(relay.sandbox.webhook_secret, body)
+    ).raise_for_status()
     failing_once(monkeypatch)
     assert IntakeLane(relay.ctx).drain() == 1
     [job] = Queue(queues.EVENTS, connection=relay.ctx.rq_redis).jobs
@@ -125,14 +163,20 @@ def test_a_webhook_whose_application_fails_is_retried_by_rq(intake, monkeypatch)
     assert stored.count == 1, "the entry stays until its job has done the work"
     idle_for_a_lease(relay)
     assert IntakeLane(relay.ctx, consumer="alive").drain() >= 1
-    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1, "taken up again: RQ has it, no copy"
+    assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 1, (
+        "taken up again: RQ has it, no copy"
+    )
     assert work(relay) == 1
-    assert task_of(relay)["status"] == "completed" and stored.count == 0, "the job lets its entry go"
+    assert task_of(relay)["status"] == "completed" and stored.count == 0, (
+        "the job lets its entry go"
+    )
 
 
 def handed_to_rq(relay, url, body, monkeypatch):
     """The webhook's job waits in the events queue, its entry in the stream."""
-    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
+    httpx.post(
+        url, content=body, headers=signed(relay.sandbox.webhook_secret, body)
+    ).raise_for_status()
     failing_once(monkeypatch)
     IntakeLane(relay.ctx).drain()
     queue = Queue(queues.EVENTS, connection=relay.ctx.rq_redis)
@@ -140,31 +184,47 @@ def handed_to_rq(relay, url, body, monkeypatch):
     return queue, job_id
 
 
-def test_a_job_left_in_rqs_intermediate_queue_is_queued_again_after_a_reclaim_period(intake, monkeypatch):
+def test_a_job_left_in_rqs_intermediate_queue_is_queued_again_after_a_reclaim_period(
+    intake, monkeypatch
+):
     """A worker's pop reached Redis but its answer never came back (a failover, a dropped connection): the
     job id sits in RQ's intermediate queue and no worker runs it. The lane's next looks at its entry mark it,
     then queue it again once it has waited there for RELAY_INTAKE_RECLAIM_SECONDS, not RQ's minute."""
     relay, url, body, stored = intake
     queue, job_id = handed_to_rq(relay, url, body, monkeypatch)
-    relay.ctx.rq_redis.lmove(queue.key, queue.intermediate_queue_key)  # the pop whose answer was lost
+    relay.ctx.rq_redis.lmove(
+        queue.key, queue.intermediate_queue_key
+    )  # the pop whose answer was lost
     idle_for_a_lease(relay)
-    assert IntakeLane(relay.ctx, consumer="alive").drain() >= 1 and queue.count == 0, \
+    assert IntakeLane(relay.ctx, consumer="alive").drain() >= 1 and queue.count == 0, (
         "seen in the intermediate queue: marked, left there"
+    )
     intermediate = IntermediateQueue(queue.key, relay.ctx.rq_redis)
-    seen_at, reclaim = intermediate.get_first_seen(job_id).timestamp(), relay.ctx.config.intake_reclaim_seconds
-    assert queues.requeue_if_lost(relay.ctx, queue, job_id, now=seen_at + reclaim - 0.5) == (b"queued", False), \
-        "left there until a whole reclaim period has gone by"
+    seen_at, reclaim = (
+        intermediate.get_first_seen(job_id).timestamp(),
+        relay.ctx.config.intake_reclaim_seconds,
+    )
+    assert queues.requeue_if_lost(relay.ctx, queue, job_id, now=seen_at + reclaim - 0.5) == (
+        b"queued",
+        False,
+    ), "left there until a whole reclaim period has gone by"
     assert queue.count == 0 and relay.ctx.rq_redis.llen(queue.intermediate_queue_key) == 1
-    relay.ctx.rq_redis.set(intermediate.get_first_seen_key(job_id), seen_at - reclaim - 1)  # a period ago
+    relay.ctx.rq_redis.set(
+        intermediate.get_first_seen_key(job_id), seen_at - reclaim - 1
+    )  # a period ago
     idle_for_a_lease(relay)
-    assert IntakeLane(relay.ctx, consumer="alive").drain() >= 1  # its next look (a new lane: no tick to wait)
+    assert (
+        IntakeLane(relay.ctx, consumer="alive").drain() >= 1
+    )  # its next look (a new lane: no tick to wait)
     assert queue.job_ids == [job_id] and relay.ctx.rq_redis.llen(queue.intermediate_queue_key) == 0
     assert work(relay) == 1 and stored.count == 0
 
 
 def test_the_same_event_twice_in_the_stream_is_applied_once(intake):
     relay, url, body, stored = intake
-    httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body)).raise_for_status()
+    httpx.post(
+        url, content=body, headers=signed(relay.sandbox.webhook_secret, body)
+    ).raise_for_status()
     entry = relay.ctx.redis.xrange(stream_key(relay.ctx))[0][1]
     relay.ctx.redis.xadd(stream_key(relay.ctx), entry)  # the same event twice in the stream
     assert IntakeLane(relay.ctx).drain() == 2
@@ -197,10 +257,13 @@ def test_several_signatures_during_secret_rotation(intake):
 def test_a_changed_webhook_secret_applies_at_once_and_the_old_one_is_refused_after_it(intake):
     relay, url, body, _ = intake
     old, new = relay.sandbox.webhook_secret, new_webhook_secret()
-    assert httpx.post(url, content=body, headers=signed(old, body, "evt_old")).status_code == 200  # remembered
+    assert (
+        httpx.post(url, content=body, headers=signed(old, body, "evt_old")).status_code == 200
+    )  # remembered
     relay.ctx.tenants.update_upstream(relay.tenant_id, webhook_secret=new)
-    assert httpx.post(url, content=body, headers=signed(new, body, "evt_new")).status_code == 200, \
+    assert httpx.post(url, content=body, headers=signed(new, body, "evt_new")).status_code == 200, (
         "a signature the remembered secret refuses is checked with the secret read again"
+    )
     refused = httpx.post(url, content=body, headers=signed(old, body, "evt_old_again"))
     assert (refused.status_code, refused.json()["error"]["code"]) == (401, "invalid_signature")
 
@@ -217,7 +280,10 @@ def bad_headers(secret: str, body: bytes) -> dict[str, dict[str, str]]:
         "garbage signature": {**good, "webhook-signature": "garbage"},
         "no comma": {**good, "webhook-signature": "v1"},
         "not base64": {**good, "webhook-signature": "v1,!!!not-base64!!!"},
-        "other version": {**good, "webhook-signature": "v2," + good["webhook-signature"].split(",")[1]},
+        "other version": {
+            **good,
+            "webhook-signature": "v2," + good["webhook-signature"].split(",")[1],
+        },
         "timestamp not a number": {**good, "webhook-timestamp": "yesterday"},
     }
 
@@ -225,7 +291,9 @@ def bad_headers(secret: str, body: bytes) -> dict[str, dict[str, str]]:
 @pytest.mark.parametrize("case", list(bad_headers("whsec_" + "eA==", b"{}")))
 def test_bad_signatures_are_401_and_store_nothing(intake, case):
     relay, url, body, stored = intake
-    response = httpx.post(url, content=body, headers=bad_headers(relay.sandbox.webhook_secret, body)[case])
+    response = httpx.post(
+        url, content=body, headers=bad_headers(relay.sandbox.webhook_secret, body)[case]
+    )
     assert response.status_code == 401, response.text
     assert response.json()["error"]["code"] == "invalid_signature"
     assert stored.count == 0
@@ -243,7 +311,9 @@ def test_tampered_body_is_401(intake):
 def test_bad_token_is_401_or_404(intake, token):
     relay, url, body, stored = intake
     base = url.rsplit("/", 1)[0]
-    response = httpx.post(f"{base}/{token}", content=body, headers=signed(relay.sandbox.webhook_secret, body))
+    response = httpx.post(
+        f"{base}/{token}", content=body, headers=signed(relay.sandbox.webhook_secret, body)
+    )
     assert response.status_code in ((401,) if token else (404, 405))
     assert response.headers["content-type"].startswith("application/json")
     assert stored.count == 0
@@ -251,8 +321,11 @@ def test_bad_token_is_401_or_404(intake, token):
 
 def test_signed_but_not_a_task_event_is_400(intake):
     relay, url, _, stored = intake
-    for body in (b"not json at all", b'{"type": "task.completed"}', b'{"type": "user.created", "id": "x", '
-                 b'"created_at": "now", "data": {}}'):
+    for body in (
+        b"not json at all",
+        b'{"type": "task.completed"}',
+        b'{"type": "user.created", "id": "x", "created_at": "now", "data": {}}',
+    ):
         response = httpx.post(url, content=body, headers=signed(relay.sandbox.webhook_secret, body))
         assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_event"
     assert stored.count == 0
@@ -268,7 +341,7 @@ def test_body_over_one_mebibyte_is_413(intake):
 def test_a_body_over_one_mebibyte_sent_chunked_is_413_before_it_is_all_read(intake):
     relay, url, _, stored = intake
     body = b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'
-    chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))  # no Content-Length: chunked
+    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))  # no Content-Length: chunked
     response = httpx.post(url, content=chunks, headers=signed(relay.sandbox.webhook_secret, body))
     assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
     assert stored.count == 0
@@ -288,10 +361,18 @@ def test_events_signed_by_the_sandbox_are_accepted_end_to_end(make_relay):
     relay = make_relay(worker=False)  # the lane is drained here: no worker process needed
     with relay.client() as client:
         task_id = relay.submit(client, prompt="Anything")["task_id"]
-        eventually(lambda: IntakeLane(relay.ctx).drain(), 60, "the API's signed webhook in the intake stream")
+        eventually(
+            lambda: IntakeLane(relay.ctx).drain(),
+            60,
+            "the API's signed webhook in the intake stream",
+        )
         task = client.get(f"/v1/tasks/{task_id}").json()
     assert task["status"] == "completed"
     webhooks = relay.sandbox.runtime.webhooks
-    [delivery] = eventually(lambda: [d for d in webhooks.deliveries() if d["status"] != "pending"], 60,
-                            "the sandbox to record the relay's answer", show=webhooks.deliveries)
+    [delivery] = eventually(
+        lambda: [d for d in webhooks.deliveries() if d["status"] != "pending"],
+        60,
+        "the sandbox to record the relay's answer",
+        show=webhooks.deliveries,
+    )
     assert delivery["status"] == "delivered" and delivery["last_outcome"] == "200"

@@ -16,8 +16,9 @@ from tests.relay.test_intake import TASK, signed
 VARIATIONS = {
     "edit_url null": lambda data: data["result"].update(edit_url=None),
     "summary null": lambda data: data["result"].update(summary=None),
-    "an unknown phase": lambda data: data.update(status="running", phase="proofreading_formulas", result=None,
-                                                 progress=40),
+    "an unknown phase": lambda data: data.update(
+        status="running", phase="proofreading_formulas", result=None, progress=40
+    ),
     "fractional credits": lambda data: data.update(credits_used=12.5),
     "no progress": lambda data: data.pop("progress"),
     "no download URL, a run": lambda data: data.update(result=None),
@@ -28,7 +29,9 @@ def event_for(relay, change) -> tuple[str, str, bytes]:
     """A relay task and a signed-able event about it, changed by ``change``; returns (task, url, body)."""
     task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
     data = copy.deepcopy(TASK)
-    data["task_id"] = "task_" + task["task_id"].removeprefix("tsk_")  # a task id of its own per event
+    data["task_id"] = "task_" + task["task_id"].removeprefix(
+        "tsk_"
+    )  # a task id of its own per event
     change(data)
     event_type = "task.completed" if data["status"] == "completed" else "task.progress"
     body = json.dumps({"type": event_type, "id": f"evt_{task['task_id']}", "data": data}).encode()
@@ -43,15 +46,25 @@ def test_each_harmless_variation_is_accepted_and_applied_once(make_relay):
     for name, change in VARIATIONS.items():
         task_id, url, body = event_for(relay, change)
         for copy_ in ("first", "again"):  # the API sending it twice, with two webhook-ids
-            answer = httpx.post(url, content=body, headers=signed(secret, body, msg_id=f"msg_{name}_{copy_}"))
+            answer = httpx.post(
+                url, content=body, headers=signed(secret, body, msg_id=f"msg_{name}_{copy_}")
+            )
             assert answer.status_code == 200, (name, answer.text)
         sent[name] = task_id
     IntakeLane(relay.ctx).drain()
     tasks = {name: relay.ctx.tasks.get(task_id) for name, task_id in sent.items()}
-    assert tasks["edit_url null"]["status"] == "completed" and tasks["edit_url null"]["result"]["edit_url"] is None
-    assert tasks["summary null"]["status"] == "completed" and tasks["summary null"]["result"]["summary"] is None
-    assert (tasks["an unknown phase"]["status"], tasks["an unknown phase"]["phase"]) == \
-        ("running", "proofreading_formulas")
+    assert (
+        tasks["edit_url null"]["status"] == "completed"
+        and tasks["edit_url null"]["result"]["edit_url"] is None
+    )
+    assert (
+        tasks["summary null"]["status"] == "completed"
+        and tasks["summary null"]["result"]["summary"] is None
+    )
+    assert (tasks["an unknown phase"]["status"], tasks["an unknown phase"]["phase"]) == (
+        "running",
+        "proofreading_formulas",
+    )
     assert tasks["no progress"]["status"] == "completed"
     assert tasks["no download URL, a run"]["status"] == "completed"
     view = relay.client().get(f"/v1/tasks/{sent['fractional credits']}").json()
@@ -62,20 +75,34 @@ def test_each_harmless_variation_is_accepted_and_applied_once(make_relay):
     assert usage["credits_used"] == 12.5 + 50 * (finished - 1)
 
 
-@pytest.mark.parametrize("body", [
-    {"hello": "world"},
-    [1, 2, 3],
-    {"type": "task.completed", "data": {"task_id": "task_1"}},  # no status
-    {"type": "task.completed", "data": {"task_id": "task_1", "status": "completed"}},  # no file, no run
-    {"type": "invoice.paid", "data": {"task_id": "task_1", "status": "completed", "run_id": "run_1"}},
-    {"type": "task.completed", "data": {"task_id": "task_1", "status": "exploded", "run_id": "run_1"}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"hello": "world"},
+        [1, 2, 3],
+        {"type": "task.completed", "data": {"task_id": "task_1"}},  # no status
+        {
+            "type": "task.completed",
+            "data": {"task_id": "task_1", "status": "completed"},
+        },  # no file, no run
+        {
+            "type": "invoice.paid",
+            "data": {"task_id": "task_1", "status": "completed", "run_id": "run_1"},
+        },
+        {
+            "type": "task.completed",
+            "data": {"task_id": "task_1", "status": "exploded", "run_id": "run_1"},
+        },
+    ],
+)
 def test_a_body_that_is_not_a_task_event_is_still_refused(make_relay, body):
     relay = make_relay(worker=False)
     _, url, _ = event_for(relay, lambda data: None)
     raw = json.dumps(body).encode()
     answer = httpx.post(url, content=raw, headers=signed(relay.sandbox.webhook_secret, raw))
-    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_event", answer.text
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_event", (
+        answer.text
+    )
 
 
 def test_the_reconciler_reads_the_api_s_task_answers_with_the_same_tolerance(make_relay):

@@ -38,24 +38,41 @@ def idle_for(ctx, ms: int) -> None:
     lane's own _release does the same): no waiting for real time to pass."""
     stream = lane_stream.stream_key(ctx)
     for pending in ctx.redis.xpending_range(stream, lane_stream.GROUP, "-", "+", 100):
-        ctx.redis.xclaim(stream, lane_stream.GROUP, pending["consumer"], 0, [pending["message_id"]], idle=ms,
-                         justid=True)
+        ctx.redis.xclaim(
+            stream,
+            lane_stream.GROUP,
+            pending["consumer"],
+            0,
+            [pending["message_id"]],
+            idle=ms,
+            justid=True,
+        )
 
 
 def idle_ms(ctx) -> int:
-    [pending] = ctx.redis.xpending_range(lane_stream.stream_key(ctx), lane_stream.GROUP, "-", "+", 10)
+    [pending] = ctx.redis.xpending_range(
+        lane_stream.stream_key(ctx), lane_stream.GROUP, "-", "+", 10
+    )
     return pending["time_since_delivered"]
 
 
 def add(ctx, *delivery_ids: str) -> None:
     for delivery_id in delivery_ids:
-        lane_stream.add(ctx, delivery_id, ctx.key("delivery", delivery_id), ctx.key("deliveries", "open"), time.time())
+        lane_stream.add(
+            ctx,
+            delivery_id,
+            ctx.key("delivery", delivery_id),
+            ctx.key("deliveries", "open"),
+            time.time(),
+        )
 
 
 class Attempts:
     """Records each attempt; ``hold`` keeps attempts running until released."""
 
-    def __init__(self, hold: bool = False, fail_first: type[Exception] | None = None, seconds: float = 0.0):
+    def __init__(
+        self, hold: bool = False, fail_first: type[Exception] | None = None, seconds: float = 0.0
+    ):
         self.seen: list[str] = []
         self._seconds = seconds
         self.started = threading.Event()
@@ -77,7 +94,9 @@ class Attempts:
 def test_every_entry_runs_once_and_leaves_the_lane(ctx):
     ids = [f"dlv_{n}" for n in range(40)]
     add(ctx, *ids)
-    attempts = Attempts(seconds=0.01)  # all threads busy at times: draining must not stop early then
+    attempts = Attempts(
+        seconds=0.01
+    )  # all threads busy at times: draining must not stop early then
     DeliveryLane(ctx, attempts, threads=4).drain()
     assert sorted(attempts.seen) == sorted(ids)
     assert lane_stream.backlog(ctx) == 0
@@ -111,8 +130,12 @@ def test_a_long_attempt_keeps_its_lease(ctx):
         for tick in range(3):  # three leases
             idle_for(ctx, 10**9)  # as if the lease had run out
             clock.advance(60)  # past a renewal's tick
-            eventually(lambda: idle_ms(ctx) < 60_000, 60, f"the running lane's renewal after tick {tick + 1}",
-                       show=lambda: f"idle {idle_ms(ctx)} ms")
+            eventually(
+                lambda: idle_ms(ctx) < 60_000,
+                60,
+                f"the running lane's renewal after tick {tick + 1}",
+                show=lambda: f"idle {idle_ms(ctx)} ms",
+            )
             assert DeliveryLane(ctx, other, consumer="other", lease_seconds=60).run_once() == 0
             assert other.seen == [], "a renewed entry is not taken from its worker"
     finally:
@@ -135,8 +158,12 @@ def test_stopping_lets_running_attempts_finish(ctx):
 
     running._wait_for_fewer_than = released_once_stop_waits
     running.stop()
-    assert slow.seen == ["dlv_stop"] and slow.release.is_set(), "stop() waited for the running attempt"
-    assert lane_stream.backlog(ctx) == 0, "the attempt finished and let its entry go before stop returned"
+    assert slow.seen == ["dlv_stop"] and slow.release.is_set(), (
+        "stop() waited for the running attempt"
+    )
+    assert lane_stream.backlog(ctx) == 0, (
+        "the attempt finished and let its entry go before stop returned"
+    )
 
 
 def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receiver):
@@ -148,13 +175,17 @@ def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receive
     relay = make_relay(worker=False, delivery_recheck_seconds=0)
     ctx = relay.ctx
     with relay.client() as client:
-        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+        task = relay.submit(
+            client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}]
+        )
         eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
         assert lane_stream.backlog(ctx) == 1
         [(entry_id, _)] = ctx.redis.xrange(lane_stream.stream_key(ctx))
         ctx.redis.xdel(lane_stream.stream_key(ctx), entry_id)  # lost
         assert jobs.reconcile()["deliveries_requeued"] == 1 and lane_stream.backlog(ctx) == 1
-        assert jobs.reconcile()["deliveries_requeued"] == 0, "an entry waiting in the lane is left alone"
+        assert jobs.reconcile()["deliveries_requeued"] == 0, (
+            "an entry waiting in the lane is left alone"
+        )
         DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
         [done] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
     assert done["state"] == "delivered" and len(receiver.requests) == 1
@@ -172,7 +203,9 @@ def test_follow_ups_planned_again_add_no_second_entry(make_relay, receiver):
     relay = make_relay(worker=False)
     ctx = relay.ctx
     with relay.client() as client:
-        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
+        task = relay.submit(
+            client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}]
+        )
         eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
         tracking.run_follow_ups(ctx, task["task_id"])
         assert lane_stream.backlog(ctx) == 1, "still one entry for the one delivery"
@@ -188,16 +221,26 @@ def test_a_delivery_whose_every_attempt_ended_its_worker_goes_to_the_dead_letter
     from app.domain import deliveries
     from app.work import delivering
 
-    ctx.redis.hset(ctx.key("delivery", "dlv_poison"), mapping={
-        "delivery_id": "dlv_poison", "tenant_id": "ten_x", "task_id": "tsk_x", "kind": "webhook",
-        "state": "delivering", "attempts": ctx.config.delivery_max_attempts})
+    ctx.redis.hset(
+        ctx.key("delivery", "dlv_poison"),
+        mapping={
+            "delivery_id": "dlv_poison",
+            "tenant_id": "ten_x",
+            "task_id": "tsk_x",
+            "kind": "webhook",
+            "state": "delivering",
+            "attempts": ctx.config.delivery_max_attempts,
+        },
+    )
     assert delivering.attempt(ctx, "dlv_poison") == "dead"
     record = deliveries.get(ctx, "dlv_poison")
     assert record["state"] == "dead" and "stopped during each of" in record["last_error"]
     assert [d["delivery_id"] for d in deliveries.dead_letters(ctx)] == ["dlv_poison"]
 
 
-def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_one_is_dead(make_relay, receiver):
+def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_one_is_dead(
+    make_relay, receiver
+):
     """A lane entry names the hook it goes to, so the attempt reads the subscription with the record; an RQ
     retry (no entry) reads it apart. Either way, a subscription removed after the delivery was planned
     ends it in the dead letters with the reason."""
@@ -208,8 +251,12 @@ def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_on
     relay = make_relay(worker=False)
     ctx = relay.ctx
     with relay.client() as client:
-        kept = client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).json()
-        removed = client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}).json()
+        kept = client.post(
+            "/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}
+        ).json()
+        removed = client.post(
+            "/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"}
+        ).json()
         task = relay.submit(client, prompt="x")
         eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
         entries = [fields for _, fields in ctx.redis.xrange(lane_stream.stream_key(ctx))]
@@ -217,7 +264,10 @@ def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_on
         assert all(e["tenant_id"] == relay.tenant_id for e in entries)
         assert client.delete(f"/v1/hooks/{removed['id']}").status_code == 204
         DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
-        states = {d["delivery_id"]: d for d in client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]}
+        states = {
+            d["delivery_id"]: d
+            for d in client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
+        }
     by_hook = {deliveries.get(ctx, i)["hook_id"]: d for i, d in states.items()}
     assert by_hook[kept["id"]]["state"] == "delivered" and len(receiver.requests) == 1
     assert by_hook[removed["id"]]["state"] == "dead"
@@ -227,7 +277,9 @@ def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_on
     assert delivering.attempt(ctx, retry) == "delivered" and len(receiver.requests) == 2
 
 
-def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_again(make_relay, fake_teams):
+def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_again(
+    make_relay, fake_teams
+):
     """Found by the SIGKILL chaos test: a delivery waiting for its destination's pace is an RQ job named for its
     slot. A worker killed right after popping it left the job 'queued' in no queue; the reconciler looked for
     the job by another name, and then could not put the delivery back in the lane (the lane takes only a
@@ -245,10 +297,15 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
     ctx, url = relay.ctx, fake_teams.url(fake_teams.base)
     seconds, micros = ctx.redis.time()
     pace = teams.KIND.pace(Delivery("dlv_x", "teams", {"url": url}, {}))
-    pacing.reserve(ctx, pace, now=seconds + micros / 1e6 + 3600)  # the workflow's next free slot: in an hour
+    pacing.reserve(
+        ctx, pace, now=seconds + micros / 1e6 + 3600
+    )  # the workflow's next free slot: in an hour
     with relay.client() as client:
-        task = relay.submit(client, prompt="x", destinations=[{"kind": "teams", "config": {"url": url,
-                                                                                         "title": "Pipeline"}}])
+        task = relay.submit(
+            client,
+            prompt="x",
+            destinations=[{"kind": "teams", "config": {"url": url, "title": "Pipeline"}}],
+        )
         eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
         DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
         [waiting] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
@@ -256,14 +313,20 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
     record = deliveries.get(ctx, delivery_id)
     assert record["state"] == "retrying" and "-slot-" in record["retry_job"], record
     job = Job.fetch(record["retry_job"], connection=ctx.rq_redis)
-    ctx.redis.zadd(deliveries.open_key(ctx), {delivery_id: 0})  # as the reconciler finds it, overdue
+    ctx.redis.zadd(
+        deliveries.open_key(ctx), {delivery_id: 0}
+    )  # as the reconciler finds it, overdue
 
-    queue.scheduled_job_registry.remove(job)  # released by RQ's scheduler, popped by a worker that died
+    queue.scheduled_job_registry.remove(
+        job
+    )  # released by RQ's scheduler, popped by a worker that died
     job.set_status("queued")
     assert jobs.reconcile()["deliveries_requeued"] == 1 and queue.job_ids == [job.id]
     assert jobs.reconcile()["deliveries_requeued"] == 0, "a job waiting in its queue is left alone"
 
-    queue.remove(job.id)  # the retry's job never reached Redis (a crash between naming it and enqueueing it)
+    queue.remove(
+        job.id
+    )  # the retry's job never reached Redis (a crash between naming it and enqueueing it)
     job.delete()
     assert jobs.reconcile()["deliveries_requeued"] == 1
     planned = deliveries.get(ctx, delivery_id)["retry_job"]

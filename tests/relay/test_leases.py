@@ -15,7 +15,9 @@ from tests.support.servers import eventually
 
 KEY = "relay:handover:tsk_1"
 LEASE = 4.0
-RENEW_EVERY = 0.2  # often, against a long lease: a holder starved for seconds on a busy machine keeps it
+RENEW_EVERY = (
+    0.2  # often, against a long lease: a holder starved for seconds on a busy machine keeps it
+)
 HOLDER = """
 import sys, time, redis
 from app.core.leases import lease
@@ -46,23 +48,34 @@ def renewals(client: redis.Redis, count: int) -> None:
         seen["last"] = ttl
         return seen["rises"] >= count
 
-    eventually(renewed, 60, f"{count} renewals of the holder's lease", every=0.05, show=lambda: seen)
+    eventually(
+        renewed, 60, f"{count} renewals of the holder's lease", every=0.05, show=lambda: seen
+    )
 
 
 def test_a_lease_lives_as_long_as_its_holder(fresh_redis_url):
     client = redis.Redis.from_url(fresh_redis_url)
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, fresh_redis_url, KEY, str(LEASE), str(RENEW_EVERY)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, fresh_redis_url, KEY, str(LEASE), str(RENEW_EVERY)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert first_line(holder) == "held"
-        assert 0 < client.pttl(KEY) <= LEASE * 1000, "a lease expires by itself: no longer than its seconds"
+        assert 0 < client.pttl(KEY) <= LEASE * 1000, (
+            "a lease expires by itself: no longer than its seconds"
+        )
         renewals(client, 3)  # the holder's renewals push the expiry on: it lives past it
         with lease(client, KEY, LEASE) as held:
             assert not held, "a live holder's lease is not taken from it"
         holder.kill()
         holder.wait()
-        eventually(lambda: not client.exists(KEY), 60, "the dead holder's lease to end",
-                   show=lambda: f"PTTL {client.pttl(KEY)} ms")
+        eventually(
+            lambda: not client.exists(KEY),
+            60,
+            "the dead holder's lease to end",
+            show=lambda: f"PTTL {client.pttl(KEY)} ms",
+        )
         with lease(client, KEY, LEASE) as held:
             assert held
             assert client.exists(KEY)

@@ -22,8 +22,13 @@ def test_rate_limit_per_api_key_answers_429_with_retry_after(make_relay, reliabi
     with relay.client(other_key) as other:
         assert other.get("/v1/me").status_code == 200  # another key has its own budget
     assert httpx.get(relay.url + "/healthz").status_code == 200  # not for health checks
-    reliability(fault="one API key over its rate limit (5 per minute in the test)", tried=7, lost=0, duplicated="-",
-                notes="429 with Retry-After from the 6th call; another key unaffected")
+    reliability(
+        fault="one API key over its rate limit (5 per minute in the test)",
+        tried=7,
+        lost=0,
+        duplicated="-",
+        notes="429 with Retry-After from the 6th call; another key unaffected",
+    )
 
 
 def test_the_limit_is_shared_across_web_processes(make_relay):
@@ -35,8 +40,10 @@ def test_the_limit_is_shared_across_web_processes(make_relay):
     second = ServedApp(create_app(config=relay.config)).start()
     try:
         headers = {"Authorization": f"Bearer {relay.api_key}"}
-        codes = [httpx.get(url + "/v1/me", headers=headers).status_code
-                 for url in (relay.url, second.url, relay.url, second.url, relay.url)]
+        codes = [
+            httpx.get(url + "/v1/me", headers=headers).status_code
+            for url in (relay.url, second.url, relay.url, second.url, relay.url)
+        ]
         assert codes == [200, 200, 200, 200, 429]
     finally:
         second.stop()
@@ -47,12 +54,26 @@ def test_every_endpoint_refuses_a_body_over_its_limit(make_relay, reliability):
     posts = [r for r in ROUTES if r.method == "POST"]
     for route in posts:
         path = route.path.replace("{", "").replace("}", "")
-        answer = httpx.post(relay.url + path, content=b"x" * (_limit(route.path) + 1),
-                            headers={"Authorization": f"Bearer {relay.api_key}", "Content-Type": "application/json"})
+        answer = httpx.post(
+            relay.url + path,
+            content=b"x" * (_limit(route.path) + 1),
+            headers={
+                "Authorization": f"Bearer {relay.api_key}",
+                "Content-Type": "application/json",
+            },
+        )
         assert answer.status_code == 413, (route.path, answer.text)
-        assert answer.headers["content-type"] == "application/json" and answer.json()["error"]["message"]
-    reliability(fault="a body over 1 MiB (16 MiB for a batch) to every POST endpoint", tried=len(posts), lost=0,
-                duplicated="-", notes="413 with a JSON error before any work, on all of them")
+        assert (
+            answer.headers["content-type"] == "application/json"
+            and answer.json()["error"]["message"]
+        )
+    reliability(
+        fault="a body over 1 MiB (16 MiB for a batch) to every POST endpoint",
+        tried=len(posts),
+        lost=0,
+        duplicated="-",
+        notes="413 with a JSON error before any work, on all of them",
+    )
 
 
 def test_every_endpoint_refuses_a_chunked_body_over_its_limit(make_relay):
@@ -62,9 +83,15 @@ def test_every_endpoint_refuses_a_chunked_body_over_its_limit(make_relay):
     for route in (r for r in ROUTES if r.method == "POST"):
         path = route.path.replace("{", "").replace("}", "")
         body = b'{"pad": "' + b"x" * _limit(route.path) + b'"}'
-        chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
-        answer = httpx.post(relay.url + path, content=chunks,
-                            headers={"Authorization": f"Bearer {relay.api_key}", "Content-Type": "application/json"})
+        chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
+        answer = httpx.post(
+            relay.url + path,
+            content=chunks,
+            headers={
+                "Authorization": f"Bearer {relay.api_key}",
+                "Content-Type": "application/json",
+            },
+        )
         assert answer.status_code == 413, (route.path, answer.status_code, answer.text[:200])
         assert answer.json()["error"]["code"] == "payload_too_large"
 

@@ -18,18 +18,29 @@ SKIPPED = {"/dashboard", "/static"}  # the admin dashboard is HTML behind its ow
 
 @pytest.fixture
 def live_relay(make_relay):
-    return make_relay(worker=False, max_wait_seconds=0)  # generated `wait`s would hold each request 25 s
+    return make_relay(
+        worker=False, max_wait_seconds=0
+    )  # generated `wait`s would hold each request 25 s
 
 
 def test_document_is_valid_and_covers_every_route(live_relay):
     document = httpx.get(live_relay.url + "/openapi.json").json()
     validate(document)
-    assert document["openapi"].startswith("3.1") and document["servers"] == [{"url": live_relay.config.public_url}]
-    served = {(method, re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
-              for rule in live_relay.web.app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}
-              if not any(rule.rule.startswith(prefix) for prefix in SKIPPED)}
-    served.add(("POST", intake.PREFIX + "/{token}"))  # mounted in front of Flask (app/web/intake.py)
-    documented = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+    assert document["openapi"].startswith("3.1") and document["servers"] == [
+        {"url": live_relay.config.public_url}
+    ]
+    served = {
+        (method, re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+        for rule in live_relay.web.app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+        if not any(rule.rule.startswith(prefix) for prefix in SKIPPED)
+    }
+    served.add(
+        ("POST", intake.PREFIX + "/{token}")
+    )  # mounted in front of Flask (app/web/intake.py)
+    documented = {
+        (method.upper(), path) for path, item in document["paths"].items() for method in item
+    }
     assert served == documented
 
 
@@ -44,15 +55,23 @@ def test_no_5xx_and_every_answer_matches_the_document(live_relay, reliability):
     failures: dict[str, str] = {}
     calls: list[int] = []
     # /readyz answers a documented 503 here on purpose: no worker runs in this stack
-    operations = [op for result in loaded.get_all_operations() if (op := result.ok()).path != "/readyz"]
+    operations = [
+        op for result in loaded.get_all_operations() if (op := result.ok()).path != "/readyz"
+    ]
     assert len(operations) > 25
     for operation in operations:
         # a batch's rows are checked against its template (a column a row lacks, a template that renders empty),
         # which no JSON Schema can say: a generated batch may be answered its documented 400 listing the rows
-        excluded = [schemathesis.checks.positive_data_acceptance] if operation.path == "/v1/batches" else []
+        excluded = (
+            [schemathesis.checks.positive_data_acceptance]
+            if operation.path == "/v1/batches"
+            else []
+        )
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def run(case):
             calls.append(1)
             case.call_and_validate(headers=headers, excluded_checks=excluded)  # noqa: B023 - run at once, below
@@ -63,6 +82,10 @@ def test_no_5xx_and_every_answer_matches_the_document(live_relay, reliability):
             failures[operation.label] = str(exc)[:1500]
     assert not failures, "\n\n".join(f"{label}:\n{error}" for label, error in failures.items())
     assert len(calls) > 10 * len(operations)  # generated cases really ran
-    reliability(fault=f"schemathesis: generated valid and invalid requests to all {len(operations)} operations",
-                tried=len(calls), lost=0, duplicated="-",
-                notes="no 5xx; every answer matches /openapi.json (status, content type, schema)")
+    reliability(
+        fault=f"schemathesis: generated valid and invalid requests to all {len(operations)} operations",
+        tried=len(calls),
+        lost=0,
+        duplicated="-",
+        notes="no 5xx; every answer matches /openapi.json (status, content type, schema)",
+    )

@@ -25,21 +25,30 @@ def test_readyz_needs_redis_and_a_live_worker(make_relay):
     relay = make_relay(worker=False)
     assert httpx.get(relay.url + "/healthz").json() == {"status": "ok"}
     waiting = httpx.get(relay.url + "/readyz")
-    assert waiting.status_code == 503 and waiting.json()["workers"] == 0 and "relay worker" in waiting.json()["hint"]
+    assert (
+        waiting.status_code == 503
+        and waiting.json()["workers"] == 0
+        and "relay worker" in waiting.json()["hint"]
+    )
     worker = relay.start_worker()
 
     def registered():
         assert worker.poll() is None, f"the worker exited:\n{relay.log_of(worker)}"
         return (answer := httpx.get(relay.url + "/readyz")).status_code == 200 and answer
 
-    ready = eventually(registered, 300, "a worker to register (a slow start on a busy machine is no failure)")
+    ready = eventually(
+        registered, 300, "a worker to register (a slow start on a busy machine is no failure)"
+    )
     assert ready.json() == {"status": "ok", "redis": "ok", "workers": 1}
 
 
 def _samples(url: str) -> dict[tuple[str, tuple], float]:
     text = httpx.get(url + "/metrics").text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 @pytest.fixture
@@ -53,22 +62,34 @@ def gunicorn_stack(make_relay, tmp_path):
     env["RELAY_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     web_log, worker_log = (tmp_path / "web.log").open("wb"), (tmp_path / "worker.log").open("wb")
     processes = [
-        subprocess.Popen([sys.executable, "-m", "app.cli", "web", "--port", str(port), "--workers", "2"], env=env,
-                         stdout=web_log, stderr=subprocess.STDOUT),
-        subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, stdout=worker_log,
-                         stderr=subprocess.STDOUT),
+        subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "web", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=web_log,
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"],
+            env=env,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+        ),
     ]
     url = f"http://127.0.0.1:{port}"
     try:  # up once its worker has registered too (/readyz): a slow start on a busy machine is no failure
         wait_until_up(url + "/readyz", processes=processes)
     except RuntimeError as exc:
-        logs = "\n".join(f"{name}:\n{(tmp_path / name).read_text()}" for name in ("web.log", "worker.log"))
+        logs = "\n".join(
+            f"{name}:\n{(tmp_path / name).read_text()}" for name in ("web.log", "worker.log")
+        )
         raise AssertionError(f"{exc}\n{logs}") from None
     yield relay, url, tmp_path
     stop_processes(processes, timeout=10)
 
 
-def test_metrics_add_up_and_logs_are_json_without_secrets_across_processes(gunicorn_stack, receiver, reliability):
+def test_metrics_add_up_and_logs_are_json_without_secrets_across_processes(
+    gunicorn_stack, receiver, reliability
+):
     """One deployed stack for both checks (starting gunicorn's processes and a worker costs seconds of CPU):
     first /metrics adds up across the processes, then their JSON log lines, these requests' too, never carry
     a secret."""
@@ -79,44 +100,99 @@ def test_metrics_add_up_and_logs_are_json_without_secrets_across_processes(gunic
 
 def metrics_add_up_across_processes(relay, url: str, receiver) -> None:
     for _ in range(10):  # spread over both gunicorn processes
-        forged = httpx.post(url + "/webhooks/upstream/" + relay.ctx.tokens.webhook(relay.tenant_id, "tsk_x"),
-                            content=b"{}", headers={"webhook-id": "m", "webhook-timestamp": "1",
-                                                    "webhook-signature": "v1,AAAA"})
+        forged = httpx.post(
+            url + "/webhooks/upstream/" + relay.ctx.tokens.webhook(relay.tenant_id, "tsk_x"),
+            content=b"{}",
+            headers={"webhook-id": "m", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"},
+        )
         assert forged.status_code == 401
-    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {relay.api_key}"}, timeout=30)
-    task = client.post("/v1/documents", json={"format": "excel", "prompt": "Metrics",
-                                              "destinations": [{"kind": "webhook", "config": {"url": receiver.url}}]})
+    client = httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {relay.api_key}"}, timeout=30
+    )
+    task = client.post(
+        "/v1/documents",
+        json={
+            "format": "excel",
+            "prompt": "Metrics",
+            "destinations": [{"kind": "webhook", "config": {"url": receiver.url}}],
+        },
+    )
     task_id = task.json()["task_id"]
-    eventually(lambda: client.get(f"/v1/tasks/{task_id}").json()["deliveries"][0]["state"] == "delivered"
-               if client.get(f"/v1/tasks/{task_id}").json()["deliveries"] else False, 60, "the delivery")
+    eventually(
+        lambda: (
+            client.get(f"/v1/tasks/{task_id}").json()["deliveries"][0]["state"] == "delivered"
+            if client.get(f"/v1/tasks/{task_id}").json()["deliveries"]
+            else False
+        ),
+        60,
+        "the delivery",
+    )
 
-    samples = eventually(lambda: (s := _samples(url)).get(
-        ("relay_delivery_attempts_total", (("kind", "webhook"), ("outcome", "delivered")))) and s, 60, "metrics")
+    samples = eventually(
+        lambda: (
+            (s := _samples(url)).get(
+                ("relay_delivery_attempts_total", (("kind", "webhook"), ("outcome", "delivered")))
+            )
+            and s
+        ),
+        60,
+        "metrics",
+    )
     assert samples[("relay_webhooks_total", (("outcome", "rejected_signature"),))] == 10
-    assert samples[("relay_webhooks_total", (("outcome", "accepted"),))] >= 1  # the API's own webhook
-    assert samples[("relay_delivery_attempts_total", (("kind", "webhook"), ("outcome", "delivered")))] == 1
+    assert (
+        samples[("relay_webhooks_total", (("outcome", "accepted"),))] >= 1
+    )  # the API's own webhook
+    assert (
+        samples[("relay_delivery_attempts_total", (("kind", "webhook"), ("outcome", "delivered")))]
+        == 1
+    )
     assert samples[("relay_delivery_seconds_count", (("kind", "webhook"),))] == 1
-    upstream = [v for (name, labels), v in samples.items() if name == "relay_upstream_request_seconds_count"
-                and dict(labels)["endpoint"] == "/excel/generate"]
+    upstream = [
+        v
+        for (name, labels), v in samples.items()
+        if name == "relay_upstream_request_seconds_count"
+        and dict(labels)["endpoint"] == "/excel/generate"
+    ]
     assert upstream == [1.0]
     assert ("relay_queue_depth", (("queue", "relay-deliver"),)) in samples
     assert samples[("relay_dead_letters", ())] == 0
 
 
 def logs_are_json_and_never_carry_secrets(relay, url: str, folder, receiver, reliability) -> None:
-    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {relay.api_key}"}, timeout=30)
+    client = httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {relay.api_key}"}, timeout=30
+    )
     hook_target = receiver.url + "?token=xoxb-not-a-real-token-123456"
-    client.post("/v1/hooks", json={"target_url": hook_target, "event": "task.completed"}).raise_for_status()
-    receiver.script, earlier = [500], len(receiver.requests)  # one failed attempt: its error is logged
-    task = client.post("/v1/documents", json={"format": "excel", "prompt": "Logs",
-                                              "callback_url": receiver.url,
-                                              "callback_headers": {"Authorization": "Bearer cb-secret-value-42"}})
+    client.post(
+        "/v1/hooks", json={"target_url": hook_target, "event": "task.completed"}
+    ).raise_for_status()
+    receiver.script, earlier = (
+        [500],
+        len(receiver.requests),
+    )  # one failed attempt: its error is logged
+    task = client.post(
+        "/v1/documents",
+        json={
+            "format": "excel",
+            "prompt": "Logs",
+            "callback_url": receiver.url,
+            "callback_headers": {"Authorization": "Bearer cb-secret-value-42"},
+        },
+    )
     task_id = task.json()["task_id"]
-    eventually(lambda: len(receiver.requests) >= earlier + 3, 60, "the hook and callback deliveries")
+    eventually(
+        lambda: len(receiver.requests) >= earlier + 3, 60, "the hook and callback deliveries"
+    )
     client.get("/v1/me", headers={"Authorization": "Bearer rly_wrong_key-abcdefghijkl"})
 
-    secrets = [relay.api_key, relay.sandbox.api_key, relay.sandbox.webhook_secret, "cb-secret-value-42",
-               relay.config.encryption_keys, "xoxb-not-a-real-token-123456"]
+    secrets = [
+        relay.api_key,
+        relay.sandbox.api_key,
+        relay.sandbox.webhook_secret,
+        "cb-secret-value-42",
+        relay.config.encryption_keys,
+        "xoxb-not-a-real-token-123456",
+    ]
     for name in ("web.log", "worker.log"):
         text = (folder / name).read_text()
         assert text.strip(), f"{name} is empty"
@@ -124,13 +200,22 @@ def logs_are_json_and_never_carry_secrets(relay, url: str, folder, receiver, rel
             assert secret not in text, f"a secret leaked into {name}"
         lines = [json.loads(line) for line in text.splitlines() if line.strip()]
         assert all({"ts", "level", "logger", "message"} <= set(line) for line in lines)
-    worker_lines = [json.loads(line) for line in (folder / "worker.log").read_text().splitlines() if line.strip()]
+    worker_lines = [
+        json.loads(line)
+        for line in (folder / "worker.log").read_text().splitlines()
+        if line.strip()
+    ]
     assert any(line.get("task_id") == task_id for line in worker_lines)
     assert any(line.get("delivery_id") for line in worker_lines)
     total = sum(len((folder / name).read_text().splitlines()) for name in ("web.log", "worker.log"))
-    reliability(fault="secrets (API keys, webhook secret, encryption key, callback and hook credentials) in logs",
-                tried=total, lost=0, duplicated="-", notes=f"{len(secrets)} secrets searched in every captured "
-                                                           "log line of web and worker: none found")
+    reliability(
+        fault="secrets (API keys, webhook secret, encryption key, callback and hook credentials) in logs",
+        tried=total,
+        lost=0,
+        duplicated="-",
+        notes=f"{len(secrets)} secrets searched in every captured "
+        "log line of web and worker: none found",
+    )
 
 
 def test_redaction_and_context_fields():
@@ -141,13 +226,22 @@ def test_redaction_and_context_fields():
             logging.getLogger("relay.test").warning(
                 "posting with Authorization: Bearer abcdefghijklmnop to https://hooks.slack.com/commands/T/1/x "
                 "key rly_ab12cd34_ZXhhbXBsZS1rZXktdmFsdWU token xoxb-1-2-abcdef secret whsec_c2VjcmV0c2VjcmV0 "
-                "smtp://relay:hunter2pass@mail.example:587 %s", {"client_secret": "s3cr3t-value"})
+                "smtp://relay:hunter2pass@mail.example:587 %s",
+                {"client_secret": "s3cr3t-value"},
+            )
     finally:
         logging.getLogger().handlers.clear()
     line = json.loads(stream.getvalue())
     assert (line["tenant"], line["task_id"]) == ("ten_1", "tsk_1") and "delivery_id" not in line
-    for secret in ("abcdefghijklmnop", "hooks.slack.com", "rly_ab12cd34_", "xoxb-1-2", "whsec_c2Vj", "hunter2pass",
-                   "s3cr3t-value"):
+    for secret in (
+        "abcdefghijklmnop",
+        "hooks.slack.com",
+        "rly_ab12cd34_",
+        "xoxb-1-2",
+        "whsec_c2Vj",
+        "hunter2pass",
+        "s3cr3t-value",
+    ):
         assert secret not in line["message"]
     assert "smtp://relay:[redacted]@mail.example" in line["message"]
 
@@ -158,14 +252,26 @@ def test_relay_metrics_dir_puts_every_command_in_multiprocess_mode(tmp_path):
     a worker's counters never reached /metrics. Importing the commands (as tests do) changes nothing."""
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env["RELAY_METRICS_DIR"] = str(tmp_path / "metrics")
-    probe = ("import sys, app.cli\nsys.argv = ['relay', '--help']\ntry:\n    app.cli.main()\nexcept SystemExit:\n"
-             "    pass\nimport prometheus_client.values as v\nprint(v.ValueClass.__qualname__)")
-    shown = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    probe = (
+        "import sys, app.cli\nsys.argv = ['relay', '--help']\ntry:\n    app.cli.main()\nexcept SystemExit:\n"
+        "    pass\nimport prometheus_client.values as v\nprint(v.ValueClass.__qualname__)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
     assert "MultiProcessValue" in shown.stdout, shown.stdout + shown.stderr
     assert (tmp_path / "metrics").is_dir()
-    imported = subprocess.run([sys.executable, "-c", "import os, app.cli.commands; "
-                               "print(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))"], env=env, capture_output=True,
-                              text=True, check=True)
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, app.cli.commands; print(os.environ.get('PROMETHEUS_MULTIPROC_DIR'))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert imported.stdout.strip() == "None"
 
 

@@ -29,7 +29,9 @@ def dns(monkeypatch):
     return answers
 
 
-def _seen(policy: OutboundPolicy, url: str, status: int = 204, headers: dict | None = None) -> httpx.Request:
+def _seen(
+    policy: OutboundPolicy, url: str, status: int = 204, headers: dict | None = None
+) -> httpx.Request:
     captured: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -42,8 +44,18 @@ def _seen(policy: OutboundPolicy, url: str, status: int = 204, headers: dict | N
     return captured[0]
 
 
-PRIVATE = ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254", "::1", "fc00::1", "fe80::1",
-           "100.64.0.1", "0.0.0.0"]
+PRIVATE = [
+    "127.0.0.1",
+    "10.1.2.3",
+    "172.16.0.9",
+    "192.168.1.1",
+    "169.254.169.254",
+    "::1",
+    "fc00::1",
+    "fe80::1",
+    "100.64.0.1",
+    "0.0.0.0",
+]
 
 
 def test_private_loopback_and_link_local_addresses_are_refused(dns, reliability):
@@ -51,31 +63,50 @@ def test_private_loopback_and_link_local_addresses_are_refused(dns, reliability)
         dns["internal.example"] = [address]
         with pytest.raises(Permanent, match="non-public address"):
             _seen(OutboundPolicy(), "https://internal.example/hook")
-    reliability(fault="user URLs resolving to private, loopback, link-local, CGNAT or unspecified addresses",
-                tried=len(PRIVATE), lost=0, duplicated="-", notes="all refused after DNS resolution")
+    reliability(
+        fault="user URLs resolving to private, loopback, link-local, CGNAT or unspecified addresses",
+        tried=len(PRIVATE),
+        lost=0,
+        duplicated="-",
+        notes="all refused after DNS resolution",
+    )
 
 
 def test_the_connection_is_pinned_to_the_checked_address(dns, reliability):
-    dns["rebind.example"] = ["93.184.216.34", "127.0.0.1"]  # public when checked, loopback right after
+    dns["rebind.example"] = [
+        "93.184.216.34",
+        "127.0.0.1",
+    ]  # public when checked, loopback right after
     request = _seen(OutboundPolicy(), "https://rebind.example/hook?x=1")
     assert request.url.host == "93.184.216.34" and request.url.path == "/hook"
     assert request.headers["host"] == "rebind.example"  # the server still sees its own name
     assert request.extensions["sni_hostname"] == "rebind.example"  # and TLS checks its certificate
-    reliability(fault="DNS rebinding (public when checked, 127.0.0.1 right after)", tried=1, lost=0, duplicated="-",
-                notes="the request went to the checked address; redirects are never followed")
+    reliability(
+        fault="DNS rebinding (public when checked, 127.0.0.1 right after)",
+        tried=1,
+        lost=0,
+        duplicated="-",
+        notes="the request went to the checked address; redirects are never followed",
+    )
 
 
 def test_redirects_are_not_followed(dns):
     dns["public.example"] = ["93.184.216.34"]
-    request = _seen(OutboundPolicy(), "https://public.example/a", status=302,
-                    headers={"Location": "http://127.0.0.1/admin"})
+    request = _seen(
+        OutboundPolicy(),
+        "https://public.example/a",
+        status=302,
+        headers={"Location": "http://127.0.0.1/admin"},
+    )
     assert request.url.path == "/a"  # one request only: the redirect's target was never asked
 
 
 def test_a_cookie_a_subscriber_sets_is_never_sent_again(dns):
     """One pooled client serves every tenant's deliveries: a Set-Cookie from one subscriber must not ride
     along with the next delivery to the same host (perhaps another tenant's)."""
-    dns["93.184.216.34"] = ["93.184.216.34"]  # an address in the URL: nothing is rewritten by the pinning
+    dns["93.184.216.34"] = [
+        "93.184.216.34"
+    ]  # an address in the URL: nothing is rewritten by the pinning
     sent: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

@@ -30,24 +30,37 @@ def test_slots_are_handed_out_a_spacing_apart_and_a_kept_one_is_used_again(make_
     assert [slot.at - now for slot in slots] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0], abs=1e-6)
     assert [slot.wait for slot in slots] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0], abs=1e-6)
     kept = pacing.reserve(ctx, pace, reserved=now + 0.6, now=now + 0.1)
-    assert (kept.at, kept.wait) == pytest.approx((now + 0.6, 0.5), abs=1e-6), "a kept slot, used again"
+    assert (kept.at, kept.wait) == pytest.approx((now + 0.6, 0.5), abs=1e-6), (
+        "a kept slot, used again"
+    )
     just_past = pacing.reserve(ctx, pace, reserved=now - pacing.HOLD_SECONDS + 0.1, now=now)
-    assert (just_past.at, just_past.wait) == pytest.approx((now - pacing.HOLD_SECONDS + 0.1, 0.0), abs=1e-6), \
-        "one just past: kept, at once"
-    assert pacing.reserve(ctx, pace, now=now).at == pytest.approx(now + 1.25, abs=1e-6), "neither took a new one"
+    assert (just_past.at, just_past.wait) == pytest.approx(
+        (now - pacing.HOLD_SECONDS + 0.1, 0.0), abs=1e-6
+    ), "one just past: kept, at once"
+    assert pacing.reserve(ctx, pace, now=now).at == pytest.approx(now + 1.25, abs=1e-6), (
+        "neither took a new one"
+    )
     long_past = pacing.reserve(ctx, pace, reserved=now - pacing.HOLD_SECONDS - 0.1, now=now)
     assert long_past.at == pytest.approx(now + 1.5, abs=1e-6), "one long past: the next free slot"
-    assert pacing.reserve(ctx, pace, now=now + 10).at == pytest.approx(now + 10, abs=1e-6), "a quiet one: at once"
+    assert pacing.reserve(ctx, pace, now=now + 10).at == pytest.approx(now + 10, abs=1e-6), (
+        "a quiet one: at once"
+    )
 
     burst = Pace("slack:burst", per_second=1.0, burst=3)
-    assert [pacing.reserve(ctx, burst, now=now).at - now for _ in range(4)] == pytest.approx([0, 0, 0, 1], abs=1e-6)
+    assert [pacing.reserve(ctx, burst, now=now).at - now for _ in range(4)] == pytest.approx(
+        [0, 0, 0, 1], abs=1e-6
+    )
     assert not pacing.take_now(ctx, burst, now=now + 1.5), "the next is free at now + 2"
-    assert pacing.take_now(ctx, burst, now=now + 2.001) and not pacing.take_now(ctx, burst, now=now + 2.001)
+    assert pacing.take_now(ctx, burst, now=now + 2.001) and not pacing.take_now(
+        ctx, burst, now=now + 2.001
+    )
     later = now + 60.001  # the whole burst is free again
     assert [pacing.take_now(ctx, burst, now=later) for _ in range(4)] == [True, True, True, False]
 
 
-def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(make_relay, fake_teams, receiver):
+def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(
+    make_relay, fake_teams, receiver
+):
     """Two workers deliver twelve cards to one workflow: each goes in a slot of one shared schedule, a spacing
     apart, and not before it; waiting for a slot (on a lane's thread, or as a scheduled job) costs no attempt,
     only a 429 does. Then the workflow's schedule is full for an hour: its cards wait for their slots as
@@ -59,20 +72,32 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(make_re
     cards = [{"kind": "teams", "config": {"url": url, "title": f"Card {n}"}} for n in range(6)]
     with relay.client() as client:
         tasks = [relay.submit(client, prompt=f"Pipeline {n}", destinations=cards) for n in range(2)]
-        done = [d for task in tasks for d in delivered(relay, client, task["task_id"], count=6, timeout=120)]
-        assert {d["state"] for d in done} == {"delivered"}, [d["last_error"] for d in done if d["last_error"]]
+        done = [
+            d
+            for task in tasks
+            for d in delivered(relay, client, task["task_id"], count=6, timeout=120)
+        ]
+        assert {d["state"] for d in done} == {"delivered"}, [
+            d["last_error"] for d in done if d["last_error"]
+        ]
         records = [deliveries.get(relay.ctx, d["delivery_id"]) for d in done]
         slots = sorted(float(record["paced_slot"]) for record in records)
         spacing = 1 / 3.5
-        assert all(b - a >= spacing - 1e-6 for a, b in itertools.pairwise(slots)), f"a spacing apart: {slots}"
+        assert all(b - a >= spacing - 1e-6 for a, b in itertools.pairwise(slots)), (
+            f"a spacing apart: {slots}"
+        )
         late = [r for r in records if float(r["delivered_at"]) < float(r["paced_slot"])]
         assert not late, f"a card went before its slot: {late}"
         assert len(fake_teams.posted) == 12 and not fake_teams.knobs.throttled
         # whether the workflow met a 429 depends on how late a busy machine sends after the slot; each cost one
-        assert sum(d["attempts"] for d in done) == 12 + fake_teams.knobs.refusals, "only a 429 costs an attempt"
+        assert sum(d["attempts"] for d in done) == 12 + fake_teams.knobs.refusals, (
+            "only a 429 costs an attempt"
+        )
 
         pace = teams.KIND.pace(Delivery("dlv_x", "teams", {"url": url}, {}))
-        busy = pacing.reserve(relay.ctx, pace, now=redis_now(relay.ctx) + 3600)  # the next free slot: in an hour
+        busy = pacing.reserve(
+            relay.ctx, pace, now=redis_now(relay.ctx) + 3600
+        )  # the next free slot: in an hour
         hooks = [{"kind": "webhook", "config": {"url": receiver.url}} for _ in range(2)]
         task = relay.submit(client, prompt="Pipeline 2", destinations=cards[:2] + hooks)
 
@@ -82,9 +107,17 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(make_re
             sent = [d for d in found if d["kind"] == "webhook" and d["state"] == "delivered"]
             return (waiting, sent) if len(waiting) == 2 and len(sent) == 2 else None
 
-        waiting, _ = eventually(waiting_and_delivered, 90, "the webhooks delivered while the cards wait",
-                                show=lambda: client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"])
+        waiting, _ = eventually(
+            waiting_and_delivered,
+            90,
+            "the webhooks delivered while the cards wait",
+            show=lambda: client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"],
+        )
     kept = sorted(float(deliveries.get(relay.ctx, d["delivery_id"])["paced_at"]) for d in waiting)
-    assert kept == pytest.approx([busy.at + spacing, busy.at + 2 * spacing], abs=1e-6), "their slots, kept"
+    assert kept == pytest.approx([busy.at + spacing, busy.at + 2 * spacing], abs=1e-6), (
+        "their slots, kept"
+    )
     assert [d["attempts"] for d in waiting] == [0, 0], "waiting for a slot spends no attempt"
-    assert len(fake_teams.posted) == 12 and len(receiver.requests) == 2, "the webhooks did not wait for Teams"
+    assert len(fake_teams.posted) == 12 and len(receiver.requests) == 2, (
+        "the webhooks did not wait for Teams"
+    )

@@ -25,8 +25,13 @@ def polls_for(relay, task: dict, seconds: float) -> list[float]:
 
 
 def test_a_quiet_task_is_polled_rarely_and_an_overdue_one_sooner(make_relay):
-    relay = make_relay(worker=False, reconcile_quiet_seconds=120, poll_first_seconds=3, poll_cap_seconds=300,
-                       poll_overdue_seconds=30)
+    relay = make_relay(
+        worker=False,
+        reconcile_quiet_seconds=120,
+        poll_first_seconds=3,
+        poll_cap_seconds=300,
+        poll_overdue_seconds=30,
+    )
     task = {"task_id": "tsk_1", "tenant_id": relay.tenant_id, "format": "excel", "created_at": 0.0}
     quiet = polls_for(relay, task, TWENTY_MINUTES)
     gaps = [later - earlier for earlier, later in itertools.pairwise(quiet)]
@@ -44,7 +49,9 @@ def redis_now(ctx) -> float:
 
 
 def test_a_completed_task_teaches_how_long_its_kind_usually_takes(make_relay):
-    relay = make_relay(worker=False)  # the reconciler's look, made here, ends the task: no worker needed
+    relay = make_relay(
+        worker=False
+    )  # the reconciler's look, made here, ends the task: no worker needed
     with relay.client() as client:
         task_id = relay.submit(client, prompt="Sales")["task_id"]
         upstream_id = relay.ctx.tasks.get(task_id)["upstream_task_id"]
@@ -54,16 +61,24 @@ def test_a_completed_task_teaches_how_long_its_kind_usually_takes(make_relay):
         assert jobs._reconcile(relay.ctx)["finished"] == 1
         view = client.get(f"/v1/tasks/{task_id}").json()
     usual = polling.usual_seconds(relay.ctx, {"tenant_id": relay.tenant_id, "format": "excel"})
-    assert view["status"] == "completed" and usual is not None and abs(usual * 1000 - view["duration_ms"]) <= 1
+    assert (
+        view["status"] == "completed"
+        and usual is not None
+        and abs(usual * 1000 - view["duration_ms"]) <= 1
+    )
 
 
 def test_the_reconciler_keeps_a_tenants_polls_within_its_budget(make_relay, make_sandbox):
     # a budget of 10% of 60 calls a minute: 6 polls a minute, one every 10 s; the reconciler runs here, on the
     # test's clock (no worker: the submits hand the tasks to the API themselves)
-    relay = make_relay(sandbox=make_sandbox(task_seconds=600), worker=False, upstream_rate_limit_per_minute=60)
+    relay = make_relay(
+        sandbox=make_sandbox(task_seconds=600), worker=False, upstream_rate_limit_per_minute=60
+    )
     with relay.client() as client:
         tasks = [relay.submit(client, prompt=f"Long {n}")["task_id"] for n in range(8)]
-    assert all(relay.ctx.tasks.get(t).get("upstream_task_id") for t in tasks), "every task is at the API"
+    assert all(relay.ctx.tasks.get(t).get("upstream_task_id") for t in tasks), (
+        "every task is at the API"
+    )
     for task_id in tasks:
         relay.ctx.tasks.watch(task_id, 0)
     t0 = redis_now(relay.ctx)
@@ -71,7 +86,9 @@ def test_the_reconciler_keeps_a_tenants_polls_within_its_budget(make_relay, make
     assert counts["polled"] == 1 and counts["deferred"] == 7, counts
     kept = [relay.ctx.tasks.get(t).get("poll_slot") for t in tasks]
     slots = sorted(float(slot) for slot in kept if slot)
-    assert slots == pytest.approx([t0 + 10 * n for n in range(1, 8)], abs=1e-6), "one every 10 s, each kept"
+    assert slots == pytest.approx([t0 + 10 * n for n in range(1, 8)], abs=1e-6), (
+        "one every 10 s, each kept"
+    )
     early = jobs._reconcile(relay.ctx, now=t0 + 9.9)
     assert early["polled"] == 0, f"a deferred poll waits for its slot: {early}"
     due = jobs._reconcile(relay.ctx, now=t0 + 10.1)
@@ -79,7 +96,9 @@ def test_the_reconciler_keeps_a_tenants_polls_within_its_budget(make_relay, make
 
 
 def test_a_refresh_for_someone_watching_stays_within_the_budget(make_relay, make_sandbox):
-    relay = make_relay(sandbox=make_sandbox(task_seconds=600), worker=False, upstream_rate_limit_per_minute=60)
+    relay = make_relay(
+        sandbox=make_sandbox(task_seconds=600), worker=False, upstream_rate_limit_per_minute=60
+    )
     with relay.client() as client:
         task_id = relay.submit(client, prompt="Long")["task_id"]
     t0 = redis_now(relay.ctx)

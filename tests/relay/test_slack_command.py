@@ -25,10 +25,18 @@ _triggers = itertools.count(1)
 
 
 def _slack_relay(make_relay, fake_slack, worker: bool):
-    relay = make_relay(worker=worker, slack_signing_secret=SIGNING_SECRET, slack_api_url=fake_slack.url + "/api/",
-                       slack_authorize_url=fake_slack.url + "/oauth/v2/authorize", slack_client_id="client-1.apps",
-                       slack_client_secret="client-secret", slack_progress_seconds=0.3)
-    installations.save(relay.ctx, installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token"))
+    relay = make_relay(
+        worker=worker,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=fake_slack.url + "/api/",
+        slack_authorize_url=fake_slack.url + "/oauth/v2/authorize",
+        slack_client_id="client-1.apps",
+        slack_client_secret="client-secret",
+        slack_progress_seconds=0.3,
+    )
+    installations.save(
+        relay.ctx, installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token")
+    )
     return relay
 
 
@@ -48,43 +56,89 @@ def nothing_taken_in(relay) -> None:
     ctx = relay.ctx
     assert ctx.redis.keys(ctx.key("slack", "command", "*")) == []
     assert [f for _, f in ctx.redis.xrange(stream_key(ctx)) if f.get("kind") == "slack"] == []
-    assert ctx.queue(queues.SUBMIT).count == 0 and ctx.queue(queues.SUBMIT).scheduled_job_registry.count == 0
+    assert (
+        ctx.queue(queues.SUBMIT).count == 0
+        and ctx.queue(queues.SUBMIT).scheduled_job_registry.count == 0
+    )
 
 
-def send(relay, fake_slack, text: str, *, team: str = TEAM, secret: str = SIGNING_SECRET,
-         timestamp: int | None = None, response_url: str | None = None) -> tuple[httpx.Response, str]:
+def send(
+    relay,
+    fake_slack,
+    text: str,
+    *,
+    team: str = TEAM,
+    secret: str = SIGNING_SECRET,
+    timestamp: int | None = None,
+    response_url: str | None = None,
+) -> tuple[httpx.Response, str]:
     """POST a slash command exactly as Slack does: a form body, signed with the v0 scheme."""
     response_url = response_url or fake_slack.response_url()
-    body = urlencode({"token": "deprecated", "team_id": team, "team_domain": "acme", "channel_id": CHANNEL,
-                      "channel_name": "deals", "user_id": USER, "user_name": "ann", "command": "/overten",
-                      "text": text, "api_app_id": "A0RELAY", "response_url": response_url,
-                      "trigger_id": f"{next(_triggers)}.42.abcdef"})
+    body = urlencode(
+        {
+            "token": "deprecated",
+            "team_id": team,
+            "team_domain": "acme",
+            "channel_id": CHANNEL,
+            "channel_name": "deals",
+            "user_id": USER,
+            "user_name": "ann",
+            "command": "/overten",
+            "text": text,
+            "api_app_id": "A0RELAY",
+            "response_url": response_url,
+            "trigger_id": f"{next(_triggers)}.42.abcdef",
+        }
+    )
     stamp = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=stamp, body=body)
-    answer = httpx.post(relay.url + "/slack/commands", content=body, timeout=10, headers={
-        "Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": stamp,
-        "X-Slack-Signature": signature})
+    answer = httpx.post(
+        relay.url + "/slack/commands",
+        content=body,
+        timeout=10,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": signature,
+        },
+    )
     return answer, response_url
 
 
 def final_reply(fake_slack, response_url: str) -> dict:
     def ended():
         replies = fake_slack.replies(response_url)
-        return replies if replies and replies[-1]["text"].startswith((":white_check_mark:", ":x:")) else None
+        return (
+            replies
+            if replies and replies[-1]["text"].startswith((":white_check_mark:", ":x:"))
+            else None
+        )
 
     return eventually(ended, 60, "the command's final reply")[-1]
 
 
 def test_excel_command_reports_progress_and_posts_the_file(slack_relay, fake_slack):
-    answer, response_url = send(slack_relay, fake_slack, "excel Pipeline by region for Q3 [[hold=excel]]")
+    answer, response_url = send(
+        slack_relay, fake_slack, "excel Pipeline by region for Q3 [[hold=excel]]"
+    )
     assert answer.status_code == 200
-    assert answer.json()["response_type"] == "ephemeral" and "Starting a new" in answer.json()["text"]
+    assert (
+        answer.json()["response_type"] == "ephemeral" and "Starting a new" in answer.json()["text"]
+    )
 
     def progress():
-        return [r for r in fake_slack.replies(response_url) if r["text"].startswith(":hourglass_flowing_sand:")]
+        return [
+            r
+            for r in fake_slack.replies(response_url)
+            if r["text"].startswith(":hourglass_flowing_sand:")
+        ]
 
-    eventually(progress, 60, "a progress reply while the task runs",
-               show=lambda: [r["text"][:40] for r in fake_slack.replies(response_url)])
+    eventually(
+        progress,
+        60,
+        "a progress reply while the task runs",
+        show=lambda: [r["text"][:40] for r in fake_slack.replies(response_url)],
+    )
     slack_relay.sandbox.release("excel")
     last = final_reply(fake_slack, response_url)
     replies = fake_slack.replies(response_url)
@@ -136,19 +190,29 @@ def test_cancel_stops_the_channels_running_document(slack_relay, fake_slack):
     assert answer.json()["text"].startswith(":octagonal_sign: Cancelling task")
     [said] = eventually(lambda: fake_slack.replies(cancel_url), 60, "the cancel's word")
     assert said["response_type"] == "in_channel" and f"<@{USER}> cancelled task" in said["text"]
-    assert final_reply(fake_slack, url)["text"].startswith(":x:"), "the command's own final word: cancelled"
+    assert final_reply(fake_slack, url)["text"].startswith(":x:"), (
+        "the command's own final word: cancelled"
+    )
     nothing = send(slack_relay, fake_slack, "cancel")[0].json()
-    assert nothing["text"] == "Nothing is being made in this channel right now (the latest cancelled)."
+    assert (
+        nothing["text"] == "Nothing is being made in this channel right now (the latest cancelled)."
+    )
 
 
 def test_a_spent_budget_is_said_in_words_and_nothing_starts(slack_relay, fake_slack):
     with slack_relay.client() as client:
-        client.put("/v1/budgets/tenant", json={"monthly_credits": 10, "hard_cap": True}).raise_for_status()
-        slack_relay.wait_task(client, slack_relay.submit(client, prompt="Memo")["task_id"])  # 40 of 10
+        client.put(
+            "/v1/budgets/tenant", json={"monthly_credits": 10, "hard_cap": True}
+        ).raise_for_status()
+        slack_relay.wait_task(
+            client, slack_relay.submit(client, prompt="Memo")["task_id"]
+        )  # 40 of 10
     answer = send(slack_relay, fake_slack, "excel Pipeline by region")[0].json()
     assert answer["response_type"] == "ephemeral"
-    assert answer["text"].startswith(":no_entry: Nothing was started. The monthly budget of 10 credits for this "
-                                     "tenant is spent (40 credits since ")
+    assert answer["text"].startswith(
+        ":no_entry: Nothing was started. The monthly budget of 10 credits for this "
+        "tenant is spent (40 credits since "
+    )
     nothing_taken_in(slack_relay)
     assert len(slack_relay.client().get("/v1/tasks").json()["items"]) == 1, "only the API's submit"
 
@@ -163,12 +227,18 @@ def test_after_30_minutes_the_bot_token_posts_the_final_word(slack_relay, fake_s
     """Slack refuses a response_url past its 30 minutes (``expired_url``): the final word falls back to
     chat.postMessage with the bot token."""
     response_url = fake_slack.response_url()
-    fake_slack.age_response_url(response_url, 31 * 60)  # Slack takes no message on it, from the first
+    fake_slack.age_response_url(
+        response_url, 31 * 60
+    )  # Slack takes no message on it, from the first
     answer, _ = send(slack_relay, fake_slack, "excel Capacity model", response_url=response_url)
     assert answer.status_code == 200
 
     def mentioned():
-        return [m for m in fake_slack.messages if m["text"].startswith(f"<@{USER}> :white_check_mark: Done")]
+        return [
+            m
+            for m in fake_slack.messages
+            if m["text"].startswith(f"<@{USER}> :white_check_mark: Done")
+        ]
 
     [message] = eventually(mentioned, 60, "chat.postMessage with the final word")
     assert message["channel"] == CHANNEL
@@ -183,16 +253,37 @@ def test_past_the_relays_deadline_the_final_word_skips_the_response_url(fake_sla
 
     response_url = fake_slack.response_url()  # young: Slack takes messages on it
     deadline = time.time() + 29 * 60
-    config = {"response_url": response_url, "deadline": deadline, "bot_token": "xoxb-test-token", "channel": CHANNEL,
-              "user": USER}
-    event = {"type": "task.completed", "data": {"status": "completed", "result": {"summary": "Built it."}}}
-    env = Environment(http=None, save_state=lambda *_: None,  # type: ignore[arg-type]
-                      settings={"slack_api_url": fake_slack.url + "/api/", "check_url": lambda _url: None})
+    config = {
+        "response_url": response_url,
+        "deadline": deadline,
+        "bot_token": "xoxb-test-token",
+        "channel": CHANNEL,
+        "user": USER,
+    }
+    event = {
+        "type": "task.completed",
+        "data": {"status": "completed", "result": {"summary": "Built it."}},
+    }
+    env = Environment(
+        http=None,
+        save_state=lambda *_: None,  # type: ignore[arg-type]
+        settings={"slack_api_url": fake_slack.url + "/api/", "check_url": lambda _url: None},
+    )
 
-    before = KIND.deliver(Delivery("dlv_before", "slack_reply", config, event), None, env, now=deadline - 1)
-    assert before.location == "the command's response_url" and len(fake_slack.replies(response_url)) == 1
-    after = KIND.deliver(Delivery("dlv_after", "slack_reply", config, event), None, env, now=deadline + 1)
-    assert after.location.startswith(f"slack:{CHANNEL}/message ") and len(fake_slack.replies(response_url)) == 1
+    before = KIND.deliver(
+        Delivery("dlv_before", "slack_reply", config, event), None, env, now=deadline - 1
+    )
+    assert (
+        before.location == "the command's response_url"
+        and len(fake_slack.replies(response_url)) == 1
+    )
+    after = KIND.deliver(
+        Delivery("dlv_after", "slack_reply", config, event), None, env, now=deadline + 1
+    )
+    assert (
+        after.location.startswith(f"slack:{CHANNEL}/message ")
+        and len(fake_slack.replies(response_url)) == 1
+    )
     [message] = fake_slack.messages
     assert message["text"] == f"<@{USER}> :white_check_mark: Done: Built it."
 
@@ -209,30 +300,40 @@ def test_progress_stops_at_the_response_urls_deadline(slack_web, fake_slack):
     progress = ctx.queue(queues.SUBMIT).scheduled_job_registry
 
     background.watch_progress(task["task_id"], now=deadline - 1)
-    assert [r["text"] for r in fake_slack.replies(response_url)] == [":hourglass_flowing_sand: Agent turn: 35%."]
+    assert [r["text"] for r in fake_slack.replies(response_url)] == [
+        ":hourglass_flowing_sand: Agent turn: 35%."
+    ]
     assert progress.count == 1, "the next look is scheduled"
     ctx.tasks.set(task["task_id"], phase="executing_plan")
     background.watch_progress(task["task_id"], now=deadline + 1)
-    assert len(fake_slack.replies(response_url)) == 1 and progress.count == 1, "past the deadline: nothing more"
+    assert len(fake_slack.replies(response_url)) == 1 and progress.count == 1, (
+        "past the deadline: nothing more"
+    )
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("dance", "I don't know `dance`"),
-    ("", "*/overten* builds documents"),
-    ("help", "*/overten* builds documents"),
-    ("excel", "Tell me what to build"),
-    ("excel " + "x" * 20_001, "I can't use that prompt"),
-    ("continue Add a chart", "no document in this channel yet"),
-    ("export pdf", "no finished document in this channel"),
-    ("export exe", "Export as one of pdf"),
-    ("status", "no document in this channel yet"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dance", "I don't know `dance`"),
+        ("", "*/overten* builds documents"),
+        ("help", "*/overten* builds documents"),
+        ("excel", "Tell me what to build"),
+        ("excel " + "x" * 20_001, "I can't use that prompt"),
+        ("continue Add a chart", "no document in this channel yet"),
+        ("export pdf", "no finished document in this channel"),
+        ("export exe", "Export as one of pdf"),
+        ("status", "no document in this channel yet"),
+    ],
+)
 def test_mistakes_get_an_ephemeral_explanation(slack_web, fake_slack, text, expected):
     answer, response_url = send(slack_web, fake_slack, text)
     assert answer.status_code == 200 and answer.json()["response_type"] == "ephemeral"
     assert expected in answer.json()["text"]
     nothing_taken_in(slack_web)
-    assert slack_web.client().get("/v1/events").json()["items"] == [] and fake_slack.replies(response_url) == []
+    assert (
+        slack_web.client().get("/v1/events").json()["items"] == []
+        and fake_slack.replies(response_url) == []
+    )
 
 
 def test_unsigned_stale_and_unknown_requests_are_refused(slack_web, fake_slack, reliability):
@@ -246,18 +347,37 @@ def test_unsigned_stale_and_unknown_requests_are_refused(slack_web, fake_slack, 
     assert "not connected to Overten Relay" in stranger.json()["text"]
     assert "/slack/install" in stranger.json()["text"]
     nothing_taken_in(slack_web)
-    reliability(fault="Slack commands forged, 6 minutes stale, unsigned, or from a workspace not installed",
-                tried=4, lost=0, duplicated="-", notes="401 (or a polite refusal) and nothing taken in")
+    reliability(
+        fault="Slack commands forged, 6 minutes stale, unsigned, or from a workspace not installed",
+        tried=4,
+        lost=0,
+        duplicated="-",
+        notes="401 (or a polite refusal) and nothing taken in",
+    )
 
 
 def test_a_malformed_command_names_the_field(slack_web):
-    body = urlencode({"team_id": TEAM, "channel_id": "not a channel", "user_id": USER, "command": "/overten",
-                      "text": "help", "response_url": "https://hooks.slack.com/commands/1"})
+    body = urlencode(
+        {
+            "team_id": TEAM,
+            "channel_id": "not a channel",
+            "user_id": USER,
+            "command": "/overten",
+            "text": "help",
+            "response_url": "https://hooks.slack.com/commands/1",
+        }
+    )
     stamp = str(int(time.time()))
     signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp, body=body)
-    answer = httpx.post(slack_web.url + "/slack/commands", content=body, headers={
-        "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature,
-        "Content-Type": "application/x-www-form-urlencoded"})
+    answer = httpx.post(
+        slack_web.url + "/slack/commands",
+        content=body,
+        headers={
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
     assert answer.status_code == 400 and answer.json()["error"]["field"] == "channel_id"
 
 
@@ -278,7 +398,9 @@ def test_install_flow_maps_the_workspace_to_the_tenant(slack_relay, fake_slack):
     installation = installations.find(slack_relay.ctx, "T0INSTALL")
     assert installation is not None and installation.tenant_id == slack_relay.tenant_id
     assert installation.bot_token in fake_slack.valid_tokens
-    raw = slack_relay.ctx.redis.hget(slack_relay.ctx.key("slack", "install", "T0INSTALL"), "bot_token")
+    raw = slack_relay.ctx.redis.hget(
+        slack_relay.ctx.key("slack", "install", "T0INSTALL"), "bot_token"
+    )
     assert installation.bot_token not in raw  # encrypted at rest
 
     replayed = httpx.get(callback)
@@ -298,14 +420,31 @@ def test_install_flow_maps_the_workspace_to_the_tenant(slack_relay, fake_slack):
 def test_manifest_is_served_and_exported(slack_web, tmp_path):
     manifest = yaml.safe_load(httpx.get(slack_web.url + "/connectors/slack/manifest.yml").text)
     [command] = manifest["features"]["slash_commands"]
-    assert command["command"] == "/overten" and command["url"] == slack_web.config.public_url + "/slack/commands"
+    assert (
+        command["command"] == "/overten"
+        and command["url"] == slack_web.config.public_url + "/slack/commands"
+    )
     assert manifest["oauth_config"]["scopes"]["bot"] == ["commands", "chat:write", "files:write"]
-    assert manifest["oauth_config"]["redirect_urls"] == [slack_web.config.public_url + "/slack/oauth/callback"]
-    result = CliRunner().invoke(main, ["connectors", "export", "slack", str(tmp_path), "--public-url",
-                                       "https://relay.example.com"])
+    assert manifest["oauth_config"]["redirect_urls"] == [
+        slack_web.config.public_url + "/slack/oauth/callback"
+    ]
+    result = CliRunner().invoke(
+        main,
+        [
+            "connectors",
+            "export",
+            "slack",
+            str(tmp_path),
+            "--public-url",
+            "https://relay.example.com",
+        ],
+    )
     assert result.exit_code == 0, result.output
     exported = yaml.safe_load((tmp_path / "manifest.yml").read_text())
-    assert exported["features"]["slash_commands"][0]["url"] == "https://relay.example.com/slack/commands"
+    assert (
+        exported["features"]["slash_commands"][0]["url"]
+        == "https://relay.example.com/slack/commands"
+    )
 
 
 def test_single_workspace_mode_needs_no_install(make_relay):
@@ -315,10 +454,14 @@ def test_single_workspace_mode_needs_no_install(make_relay):
 
     relay = make_relay(worker=False)
     assert installations.find(relay.ctx, "T0ANY") is None
-    configured = build_context(replace(relay.config, slack_bot_token="xoxb-config-token",
-                                       slack_tenant_id=relay.tenant_id))
+    configured = build_context(
+        replace(relay.config, slack_bot_token="xoxb-config-token", slack_tenant_id=relay.tenant_id)
+    )
     found = installations.find(configured, "T0ANY")
-    assert found is not None and (found.tenant_id, found.bot_token) == (relay.tenant_id, "xoxb-config-token")
+    assert found is not None and (found.tenant_id, found.bot_token) == (
+        relay.tenant_id,
+        "xoxb-config-token",
+    )
     assert installations.tenant_for(configured, "T0ANY") == relay.tenant_id
 
 
@@ -330,9 +473,15 @@ def test_a_command_while_redis_is_full_gets_a_short_answer_not_a_time_out(make_r
 
     redis = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="relay-slack-full-")))
     try:
-        relay = make_relay(redis_url=redis.start(), worker=False, slack_signing_secret=SIGNING_SECRET,
-                           slack_api_url=fake_slack.url + "/api/")
-        installations.save(relay.ctx, installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token"))
+        relay = make_relay(
+            redis_url=redis.start(),
+            worker=False,
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=fake_slack.url + "/api/",
+        )
+        installations.save(
+            relay.ctx, installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token")
+        )
         relay.ctx.redis.config_set("maxmemory", 1)
         answer, _ = send(relay, fake_slack, "excel Q3 pipeline by region")
         relay.ctx.redis.config_set("maxmemory", 0)

@@ -16,8 +16,13 @@ def slack_relay(make_relay, fake_slack):
 
 
 def submit_to_slack(relay, client, **config):
-    destination = {"kind": "slack", "config": {"channel": "C0123ABCD", "bot_token": TOKEN, **config}}
-    return relay.submit(client, prompt="Sales by region", record_key="deal:7", destinations=[destination])
+    destination = {
+        "kind": "slack",
+        "config": {"channel": "C0123ABCD", "bot_token": TOKEN, **config},
+    }
+    return relay.submit(
+        client, prompt="Sales by region", record_key="deal:7", destinations=[destination]
+    )
 
 
 def test_file_lands_in_the_channel_with_summary_and_link(slack_relay, fake_slack):
@@ -40,7 +45,9 @@ def test_rate_limits_and_server_errors_are_retried(slack_relay, fake_slack):
     with slack_relay.client() as client:
         task = submit_to_slack(slack_relay, client)
         [done] = delivered(slack_relay, client, task["task_id"])
-    assert fake_slack.lockout.early == [], "the retry waited for Retry-After: Slack refuses calls before it"
+    assert fake_slack.lockout.early == [], (
+        "the retry waited for Retry-After: Slack refuses calls before it"
+    )
     assert done["state"] == "delivered" and done["attempts"] == 3
     assert len(fake_slack.shared_files()) == 1
 
@@ -56,8 +63,14 @@ def test_size_restricted_workspace_gets_the_link_instead(slack_relay, fake_slack
 
 def test_bad_token_is_permanent_and_a_fixed_saved_destination_replays(slack_relay, fake_slack):
     with slack_relay.client() as client:
-        saved = client.post("/v1/destinations", json={"name": "deals", "kind": "slack", "config": {
-            "channel": "C0123ABCD", "bot_token": "xoxb-revoked"}}).json()
+        saved = client.post(
+            "/v1/destinations",
+            json={
+                "name": "deals",
+                "kind": "slack",
+                "config": {"channel": "C0123ABCD", "bot_token": "xoxb-revoked"},
+            },
+        ).json()
         task = slack_relay.submit(client, prompt="x", destinations=[{"id": saved["id"]}])
         [dead] = delivered(slack_relay, client, task["task_id"])
         assert dead["state"] == "dead" and "invalid_auth" in dead["last_error"]

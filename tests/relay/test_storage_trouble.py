@@ -26,31 +26,42 @@ def own_redis():
 
 
 def read_only(relay, server) -> None:
-    relay.ctx.redis.execute_command("REPLICAOF", "127.0.0.1", "9")  # a replica of nothing: read-only
+    relay.ctx.redis.execute_command(
+        "REPLICAOF", "127.0.0.1", "9"
+    )  # a replica of nothing: read-only
 
 
 def unreachable(relay, server) -> None:
     server.stop()
 
 
-@pytest.mark.parametrize(("trouble", "reason", "words"), [(read_only, "read_only", "read-only replica"),
-                                                          (unreachable, "unreachable", "cannot reach")])
-def test_storage_trouble_is_answered_with_503_naming_it(make_relay, own_redis, trouble, reason, words):
+@pytest.mark.parametrize(
+    ("trouble", "reason", "words"),
+    [(read_only, "read_only", "read-only replica"), (unreachable, "unreachable", "cannot reach")],
+)
+def test_storage_trouble_is_answered_with_503_naming_it(
+    make_relay, own_redis, trouble, reason, words
+):
     relay = make_relay(redis_url=own_redis.url, worker=False)
     task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
     hook_url = f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task['task_id'])}"
     body = json.dumps({"type": "task.completed", "id": "evt_1", "data": TASK}).encode()
     trouble(relay, own_redis)
     with relay.client() as client:
-        answers = [client.post("/v1/documents", json={"format": "excel", "prompt": "Q3 report"}),
-                   httpx.post(hook_url, content=body, headers=signed(relay.sandbox.webhook_secret, body))]
+        answers = [
+            client.post("/v1/documents", json={"format": "excel", "prompt": "Q3 report"}),
+            httpx.post(hook_url, content=body, headers=signed(relay.sandbox.webhook_secret, body)),
+        ]
         if reason == "unreachable":  # reads need Redis too
             answers.append(client.get(f"/v1/tasks/{task['task_id']}"))
     ready = httpx.get(relay.url + "/readyz")
     for answer in answers:
         assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
         error = answer.json()["error"]
-        assert (error["code"], error["reason"]) == ("storage_unavailable", reason) and words in error["message"]
+        assert (error["code"], error["reason"]) == (
+            "storage_unavailable",
+            reason,
+        ) and words in error["message"]
     assert ready.status_code == 503 and ready.json()["redis"] == reason
 
 
@@ -64,13 +75,17 @@ def test_with_min_replicas_a_write_no_replica_confirmed_is_answered_503(make_rel
     body = json.dumps({"type": "task.completed", "id": "evt_1", "data": TASK}).encode()
     headers = signed(relay.sandbox.webhook_secret, body)
     with relay.client() as client:
-        answers = [client.post("/v1/documents", json={"format": "excel", "prompt": "Q3 report"}),
-                   httpx.post(hook_url, content=body, headers=headers), httpx.post(hook_url, content=body,
-                                                                                  headers=headers)]
+        answers = [
+            client.post("/v1/documents", json={"format": "excel", "prompt": "Q3 report"}),
+            httpx.post(hook_url, content=body, headers=headers),
+            httpx.post(hook_url, content=body, headers=headers),
+        ]
     for answer in answers:
         assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
         error = answer.json()["error"]
-        assert error["reason"] == "not_replicated" and "RELAY_REDIS_MIN_REPLICAS" in error["message"]
+        assert (
+            error["reason"] == "not_replicated" and "RELAY_REDIS_MIN_REPLICAS" in error["message"]
+        )
 
 
 def test_a_retry_of_an_unconfirmed_submit_with_its_key_gets_the_first_task_not_a_second(make_relay):
@@ -93,7 +108,9 @@ def test_a_fence_on_another_primary_than_the_writes_vouches_for_nothing(make_rel
     relay = make_relay(worker=False)
     redis, fence = relay.ctx.redis, relay.ctx.key("replication-fence")
     mark = storage.primary_id(redis)
-    storage.wait_for_replicas(redis, fence, 0, 50, mark)  # the same primary: 0 of 0 replicas is enough
+    storage.wait_for_replicas(
+        redis, fence, 0, 50, mark
+    )  # the same primary: 0 of 0 replicas is enough
     with pytest.raises(storage.NotReplicated, match="primary changed"):
         storage.wait_for_replicas(redis, fence, 0, 50, "0" * 40)
 
@@ -116,32 +133,45 @@ def _lose_the_end(relay, monkeypatch) -> None:
                 else:
                     ctx.redis.delete(key)
             return answer
+
         return run
+
     monkeypatch.setattr(ctx, "script", losing)
 
 
-def test_a_task_end_lost_in_a_failover_plans_nothing_until_it_comes_again(make_relay, monkeypatch, caplog):
+def test_a_task_end_lost_in_a_failover_plans_nothing_until_it_comes_again(
+    make_relay, monkeypatch, caplog
+):
     """A worker ends a task on the primary, which fails over before passing it on: the worker reads it back
     and plans no delivery of a document the new primary never heard of; the end, polled again, plans them."""
     from app.domain import tracking
 
     relay = make_relay(worker=False)
-    task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p", watch_at=time.time() + 60,
-                                  destinations=[{"kind": "folder", "config": {"path": "out"}}])
+    task = relay.ctx.tasks.create(
+        relay.tenant_id,
+        format="excel",
+        prompt="p",
+        watch_at=time.time() + 60,
+        destinations=[{"kind": "folder", "config": {"path": "out"}}],
+    )
     ended = {**TASK, "task_id": "task_" + task["task_id"].removeprefix("tsk_")}
     _lose_the_end(relay, monkeypatch)
     tracking.apply(relay.ctx, task["task_id"], ended, source="webhook")
     lost = relay.ctx.tasks.get(task["task_id"])
     assert lost["status"] == task["status"] and not lost.get("delivery_ids")
     assert "lost with a failed-over Redis primary" in caplog.text
-    assert relay.ctx.redis.zscore(relay.ctx.tasks.watch_key, task["task_id"]) is not None, "still polled"
+    assert relay.ctx.redis.zscore(relay.ctx.tasks.watch_key, task["task_id"]) is not None, (
+        "still polled"
+    )
 
     monkeypatch.undo()
     assert tracking.apply(relay.ctx, task["task_id"], ended, source="reconciler") == "finished"
     assert len(json.loads(relay.ctx.tasks.get(task["task_id"])["delivery_ids"])) == 1
 
 
-def test_follow_ups_lost_after_the_end_was_stored_are_run_by_the_reconciler(make_relay, monkeypatch):
+def test_follow_ups_lost_after_the_end_was_stored_are_run_by_the_reconciler(
+    make_relay, monkeypatch
+):
     """Found by the Sentinel storm: the end reached a replica, the primary died before the deliveries' plan did,
     and nothing was left to run them (the end had taken the task off the watch list, and the webhook's entry was
     gone). The end now leaves the task watched until its follow-ups have run."""
@@ -152,8 +182,13 @@ def test_follow_ups_lost_after_the_end_was_stored_are_run_by_the_reconciler(make
 
     relay = make_relay(worker=False)
     ctx = relay.ctx
-    task = ctx.tasks.create(relay.tenant_id, format="excel", prompt="p", watch_at=time.time() + 60,
-                            destinations=[{"kind": "folder", "config": {"path": "out"}}])
+    task = ctx.tasks.create(
+        relay.tenant_id,
+        format="excel",
+        prompt="p",
+        watch_at=time.time() + 60,
+        destinations=[{"kind": "folder", "config": {"path": "out"}}],
+    )
     ended = {**TASK, "task_id": "task_" + task["task_id"].removeprefix("tsk_")}
 
     def primary_gone(*args, **kwargs):
@@ -164,9 +199,15 @@ def test_follow_ups_lost_after_the_end_was_stored_are_run_by_the_reconciler(make
         tracking.apply(ctx, task["task_id"], ended, source="webhook")
     monkeypatch.undo()
     stuck = ctx.tasks.get(task["task_id"])
-    assert stuck["status"] == "completed" and stuck["fanout"] == "pending" and not stuck.get("delivery_ids")
+    assert (
+        stuck["status"] == "completed"
+        and stuck["fanout"] == "pending"
+        and not stuck.get("delivery_ids")
+    )
     watched_until = ctx.redis.zscore(ctx.tasks.watch_key, task["task_id"])
-    assert watched_until == pytest.approx(float(stuck["finished_at"]) + ctx.config.reconcile_quiet_seconds, abs=1e-3)
+    assert watched_until == pytest.approx(
+        float(stuck["finished_at"]) + ctx.config.reconcile_quiet_seconds, abs=1e-3
+    )
 
     assert jobs._reconcile(ctx, now=watched_until - 1)["repaired"] == 0, "not before the quiet time"
     assert jobs._reconcile(ctx, now=watched_until)["repaired"] == 1
@@ -181,21 +222,42 @@ def test_a_delivery_of_an_end_not_stored_waits_for_it_instead_of_dying(make_rela
     from app.domain import deliveries
     from app.domain.serializers import task_view
 
-    relay = make_relay(delivery_max_attempts=50)  # it retries until the test lets the task end, however long
+    relay = make_relay(
+        delivery_max_attempts=50
+    )  # it retries until the test lets the task end, however long
     with relay.client() as client:
-        task = relay.submit(client, prompt="Quarterly [[hold=quarterly]]",
-                            destinations=[{"kind": "folder", "config": {"path": "out"}}])
+        task = relay.submit(
+            client,
+            prompt="Quarterly [[hold=quarterly]]",
+            destinations=[{"kind": "folder", "config": {"path": "out"}}],
+        )
         running = relay.ctx.tasks.get(task["task_id"])
         as_it_ended = {**running, "status": "completed"}
-        deliveries.plan(relay.ctx, as_it_ended, {"type": "task.completed", "data": task_view(as_it_ended)})
+        deliveries.plan(
+            relay.ctx, as_it_ended, {"type": "task.completed", "data": task_view(as_it_ended)}
+        )
         [delivery_id] = json.loads(relay.ctx.tasks.get(task["task_id"])["delivery_ids"])
 
         def record() -> dict:
             return client.get(f"/v1/deliveries/{delivery_id}").json()
-        waiting = eventually(lambda: record()["state"] == "retrying" and record(), 60, "the delivery to wait",
-                             every=0.1, show=record)
+
+        waiting = eventually(
+            lambda: record()["state"] == "retrying" and record(),
+            60,
+            "the delivery to wait",
+            every=0.1,
+            show=record,
+        )
         assert "not stored yet" in waiting["last_error"]
         relay.sandbox.release("quarterly")  # the task ends, and its end is stored
-        done = eventually(lambda: record()["state"] in ("delivered", "dead") and record(), 120, "it to land",
-                          every=0.1, show=record)
-        assert done["state"] == "delivered" and relay.wait_task(client, task["task_id"])["status"] == "completed"
+        done = eventually(
+            lambda: record()["state"] in ("delivered", "dead") and record(),
+            120,
+            "it to land",
+            every=0.1,
+            show=record,
+        )
+        assert (
+            done["state"] == "delivered"
+            and relay.wait_task(client, task["task_id"])["status"] == "completed"
+        )

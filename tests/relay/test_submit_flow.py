@@ -22,8 +22,14 @@ def sheets(task: dict) -> list[str]:
 
 def test_submit_answers_at_once_and_the_webhook_completes_the_task(relay):
     with relay.client() as client:
-        accepted = client.post("/v1/documents", json={"format": "excel", "prompt": "Q3 sales by region",
-                                                      "record_key": "hubspot:deal:42"})
+        accepted = client.post(
+            "/v1/documents",
+            json={
+                "format": "excel",
+                "prompt": "Q3 sales by region",
+                "record_key": "hubspot:deal:42",
+            },
+        )
         assert accepted.status_code == 202
         body = accepted.json()
         assert set(body) == {"task_id", "run_id", "record_key", "status", "run_restarted", "links"}
@@ -38,9 +44,15 @@ def test_submit_answers_at_once_and_the_webhook_completes_the_task(relay):
 
 def test_same_record_resumes_the_same_document(relay):
     with relay.client() as client:
-        first = relay.wait_task(client, relay.submit(client, prompt="Q3 sales report", record_key="crm:7")["task_id"])
-        second = relay.wait_task(client, relay.submit(client, prompt="Now add a forecast for FY26",
-                                                      record_key="crm:7")["task_id"])
+        first = relay.wait_task(
+            client, relay.submit(client, prompt="Q3 sales report", record_key="crm:7")["task_id"]
+        )
+        second = relay.wait_task(
+            client,
+            relay.submit(client, prompt="Now add a forecast for FY26", record_key="crm:7")[
+                "task_id"
+            ],
+        )
         record = client.get("/v1/records/crm%3A7").json()
         me = client.get("/v1/me").json()
     assert second["run_id"] == first["run_id"]
@@ -49,36 +61,54 @@ def test_same_record_resumes_the_same_document(relay):
     assert record["latest_result"]["task_id"] == second["task_id"]
     assert record["runs"] == {"excel": first["run_id"]}
     total = first["credits_used"] + second["credits_used"]
-    assert record["usage"] == {"credits_used": total, "task_count": 2,
-                               "duration_ms": first["duration_ms"] + second["duration_ms"]}
+    assert record["usage"] == {
+        "credits_used": total,
+        "task_count": 2,
+        "duration_ms": first["duration_ms"] + second["duration_ms"],
+    }
     assert me["usage"]["credits_used"] == total and me["usage"]["task_count"] == 2
 
 
 def test_a_record_keeps_one_document_per_format_and_can_be_forgotten(relay):
     with relay.client() as client:
-        sheet = relay.wait_task(client, relay.submit(client, prompt="Budget", record_key="deal:1")["task_id"])
-        memo = relay.wait_task(client, relay.submit(client, format="word", prompt="Memo",
-                                                    record_key="deal:1")["task_id"])
-        assert client.get("/v1/records/deal%3A1").json()["runs"] == {"excel": sheet["run_id"], "word": memo["run_id"]}
+        sheet = relay.wait_task(
+            client, relay.submit(client, prompt="Budget", record_key="deal:1")["task_id"]
+        )
+        memo = relay.wait_task(
+            client,
+            relay.submit(client, format="word", prompt="Memo", record_key="deal:1")["task_id"],
+        )
+        assert client.get("/v1/records/deal%3A1").json()["runs"] == {
+            "excel": sheet["run_id"],
+            "word": memo["run_id"],
+        }
         assert client.delete("/v1/records/deal%3A1").status_code == 204
         assert client.get("/v1/records/deal%3A1").status_code == 404
-        fresh = relay.wait_task(client, relay.submit(client, prompt="Budget again", record_key="deal:1")["task_id"])
-        fresh_start = relay.wait_task(client, relay.submit(client, prompt="Another", record_key="deal:1",
-                                                           resume=False)["task_id"])
+        fresh = relay.wait_task(
+            client, relay.submit(client, prompt="Budget again", record_key="deal:1")["task_id"]
+        )
+        fresh_start = relay.wait_task(
+            client,
+            relay.submit(client, prompt="Another", record_key="deal:1", resume=False)["task_id"],
+        )
     assert fresh["run_id"] != sheet["run_id"] and fresh_start["run_id"] != fresh["run_id"]
 
 
 def test_record_keys_with_slashes_and_colons_travel_percent_encoded(relay):
     key = "airtable:appX/tblY/recZ"
     with relay.client() as client:
-        relay.wait_task(client, relay.submit(client, prompt="Row report", record_key=key)["task_id"])
+        relay.wait_task(
+            client, relay.submit(client, prompt="Row report", record_key=key)["task_id"]
+        )
         record = client.get("/v1/records/" + quote(key, safe=""))
     assert record.status_code == 200 and record.json()["record_key"] == key
 
 
 def test_expired_run_starts_a_new_one_and_remaps_the_record(relay):
     with relay.client() as client:
-        first = relay.wait_task(client, relay.submit(client, prompt="Sales", record_key="deal:9")["task_id"])
+        first = relay.wait_task(
+            client, relay.submit(client, prompt="Sales", record_key="deal:9")["task_id"]
+        )
         relay.sandbox.advance(31 * DAY)
         accepted = relay.submit(client, prompt="Add a forecast", record_key="deal:9")
         assert accepted["run_restarted"] is True and accepted["run_id"] != first["run_id"]
@@ -90,7 +120,9 @@ def test_expired_run_starts_a_new_one_and_remaps_the_record(relay):
 
 def test_wait_answers_with_the_finished_task(relay):
     with relay.client() as client:
-        response = client.post("/v1/documents", json={"format": "word", "prompt": "Memo", "wait": 25})
+        response = client.post(
+            "/v1/documents", json={"format": "word", "prompt": "Memo", "wait": 25}
+        )
     assert response.status_code == 200, f"not finished within the request's wait: {response.json()}"
     assert response.json()["status"] == "completed" and response.json()["result"]["download_url"]
 
@@ -98,7 +130,9 @@ def test_wait_answers_with_the_finished_task(relay):
 def test_wait_that_runs_out_answers_202(make_relay):
     relay = make_relay(worker=False)  # the answer comes from the web process alone
     with relay.client() as client:
-        response = client.post("/v1/documents", json={"format": "excel", "prompt": "Big [[hold=big]]", "wait": 1})
+        response = client.post(
+            "/v1/documents", json={"format": "excel", "prompt": "Big [[hold=big]]", "wait": 1}
+        )
     relay.sandbox.release("big")
     assert response.status_code == 202 and response.json()["status"] in ("queued", "running")
 
@@ -109,10 +143,14 @@ def test_idempotency_key_returns_the_first_answer_and_starts_nothing(make_relay)
     with relay.client() as client:
         first = client.post("/v1/documents", json=body, headers={"Idempotency-Key": "abc-1"})
         second = client.post("/v1/documents", json=body, headers={"Idempotency-Key": "abc-1"})
-        other_body = client.post("/v1/documents", json={**body, "prompt": "Else"}, headers={"Idempotency-Key": "abc-1"})
+        other_body = client.post(
+            "/v1/documents", json={**body, "prompt": "Else"}, headers={"Idempotency-Key": "abc-1"}
+        )
     assert first.status_code == second.status_code == 202
     assert second.json() == first.json() and second.headers["Idempotent-Replayed"] == "true"
-    assert other_body.status_code == 422 and other_body.json()["error"]["field"] == "Idempotency-Key"
+    assert (
+        other_body.status_code == 422 and other_body.json()["error"]["field"] == "Idempotency-Key"
+    )
     with relay.sandbox.client() as upstream:
         assert len(upstream.get("/runs").json()["items"]) == 1
 
@@ -124,8 +162,12 @@ def test_each_webhook_delivered_three_times_makes_one_event(make_sandbox, make_r
         for task_id in tasks:
             relay.wait_task(client, task_id)
         webhooks = relay.sandbox.runtime.webhooks
-        eventually(lambda: all(d["attempts"] == "1" for d in webhooks.deliveries()), 60,
-                   "every copy of every webhook answered", show=webhooks.deliveries)
+        eventually(
+            lambda: all(d["attempts"] == "1" for d in webhooks.deliveries()),
+            60,
+            "every copy of every webhook answered",
+            show=webhooks.deliveries,
+        )
         events = client.get("/v1/events").json()["items"]
         me = client.get("/v1/me").json()
     assert sorted(e["data"]["task_id"] for e in events) == sorted(tasks)
@@ -133,7 +175,9 @@ def test_each_webhook_delivered_three_times_makes_one_event(make_sandbox, make_r
 
 
 def test_lost_webhooks_are_made_good_by_the_reconciler(make_sandbox, make_relay):
-    sandbox = make_sandbox(webhook_drop_rate=1.0, webhook_retry_schedule=())  # every webhook lost for good
+    sandbox = make_sandbox(
+        webhook_drop_rate=1.0, webhook_retry_schedule=()
+    )  # every webhook lost for good
     relay = make_relay(sandbox, reconcile_quiet_seconds=1)
     relay.start_scheduler()
     with relay.client() as client:
@@ -141,7 +185,9 @@ def test_lost_webhooks_are_made_good_by_the_reconciler(make_sandbox, make_relay)
         finished = [relay.wait_task(client, task_id, timeout=120) for task_id in tasks]
         events = client.get("/v1/events").json()["items"]
     assert all(t["status"] == "completed" for t in finished)
-    assert sorted(e["data"]["task_id"] for e in events) == sorted(tasks), "exactly one event per task"
+    assert sorted(e["data"]["task_id"] for e in events) == sorted(tasks), (
+        "exactly one event per task"
+    )
     assert all(d["status"] == "failed" for d in sandbox.runtime.webhooks.deliveries())
 
 
@@ -160,7 +206,9 @@ def test_api_down_during_submit_completes_after_it_returns(make_sandbox, make_re
     assert task["status"] == "completed" and record["run_id"] == task["run_id"]
 
 
-def test_a_background_submit_a_worker_lost_is_queued_again_by_the_reconciler(make_sandbox, make_relay):
+def test_a_background_submit_a_worker_lost_is_queued_again_by_the_reconciler(
+    make_sandbox, make_relay
+):
     sandbox = make_sandbox()
     relay = make_relay(sandbox, worker=False, reconcile_quiet_seconds=1)
     served = next(s for s in _served(sandbox))
@@ -202,7 +250,10 @@ def test_failed_generation_is_reported(relay):
 
 def test_events_are_newest_first_with_stable_ids(relay):
     with relay.client() as client:
-        tasks = [relay.wait_task(client, relay.submit(client, prompt=f"R{i}")["task_id"]) for i in range(3)]
+        tasks = [
+            relay.wait_task(client, relay.submit(client, prompt=f"R{i}")["task_id"])
+            for i in range(3)
+        ]
         first_poll = client.get("/v1/events", params={"limit": 2}).json()["items"]
         second_poll = client.get("/v1/events").json()["items"]
     assert [e["data"]["task_id"] for e in second_poll] == [t["task_id"] for t in reversed(tasks)]
@@ -237,7 +288,9 @@ def test_a_task_redis_lost_while_the_api_took_it_is_stored_again(relay, monkeypa
         task = relay.submit(client, prompt="Lost in a failover")
         done = relay.wait_task(client, task["task_id"])
     assert done["status"] == "completed"
-    assert relay.ctx.tasks.get(task["task_id"])["prompt"] == "Lost in a failover", "stored again, whole"
+    assert relay.ctx.tasks.get(task["task_id"])["prompt"] == "Lost in a failover", (
+        "stored again, whole"
+    )
 
 
 def test_a_key_held_by_a_request_that_died_frees_itself_within_minutes(make_relay):
@@ -245,8 +298,12 @@ def test_a_key_held_by_a_request_that_died_frees_itself_within_minutes(make_rela
     from app.stores.idempotency import PENDING_SECONDS, StoredAnswer, fingerprint
 
     store, print_ = relay.ctx.idempotency, fingerprint({"prompt": "x"})
-    assert store.begin(relay.tenant_id, "died-mid-request", print_) is None  # held; its request never ends
+    assert (
+        store.begin(relay.tenant_id, "died-mid-request", print_) is None
+    )  # held; its request never ends
     key = next(relay.ctx.redis.scan_iter(f"{relay.ctx.config.key_prefix}idem:{relay.tenant_id}:*"))
     assert 0 < relay.ctx.redis.ttl(key) <= PENDING_SECONDS, "not the key's 24 hours"
-    store.finish(relay.tenant_id, "died-mid-request", print_, StoredAnswer(202, {"task_id": "tsk_x"}))
+    store.finish(
+        relay.tenant_id, "died-mid-request", print_, StoredAnswer(202, {"task_id": "tsk_x"})
+    )
     assert relay.ctx.redis.ttl(key) > PENDING_SECONDS, "an answer is kept the key's whole life"

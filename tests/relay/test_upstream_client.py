@@ -39,12 +39,19 @@ def test_generate_poll_runs_export_and_streamed_download(sandbox, tmp_path):
     with client_for(sandbox) as client:
         submitted = client.generate("excel", "Sales by region [[hold=poll]]")
         assert submitted.status == "queued" and not submitted.finished
-        task = client.poll(submitted.task_id, PollPolicy(first_seconds=0.05, step_seconds=0.05, cap_seconds=0.1),
-                           on_update=seen)
+        task = client.poll(
+            submitted.task_id,
+            PollPolicy(first_seconds=0.05, step_seconds=0.05, cap_seconds=0.1),
+            on_update=seen,
+        )
         assert task.finished and task.status == "completed" and task.result["download_url"]
         assert updates[-1] == task and len(updates) >= 2 and not updates[0].finished
         resumed = client.generate("excel", "Add a forecast", run_id=submitted.run_id, async_=False)
-        assert resumed.finished and resumed.run_id == submitted.run_id and resumed.summary.startswith("Added")
+        assert (
+            resumed.finished
+            and resumed.run_id == submitted.run_id
+            and resumed.summary.startswith("Added")
+        )
         run = client.get_run(submitted.run_id)
         assert run["task_count"] == 2
         location = client.download_location(submitted.run_id)
@@ -89,18 +96,24 @@ def test_429_is_retried_after_retry_after(make_sandbox):
 def test_5xx_is_retried_with_growing_jittered_backoff_then_gives_up(make_sandbox):
     sandbox = make_sandbox(error_rate=1.0)
     sleeps: list[float] = []
-    with client_for(sandbox, sleeps, retries=4, base_seconds=1.0, cap_seconds=100) as client, \
-            pytest.raises(UpstreamUnavailable) as unavailable:
+    with (
+        client_for(sandbox, sleeps, retries=4, base_seconds=1.0, cap_seconds=100) as client,
+        pytest.raises(UpstreamUnavailable) as unavailable,
+    ):
         client.generate("excel", "x")
     assert unavailable.value.status == 503
     assert len(sleeps) == 4
     for attempt, slept in enumerate(sleeps):
-        assert max(1.0, 0.5 * 2**attempt) <= slept <= max(1.0, 2**attempt), sleeps  # Retry-After: 1 is a floor
+        assert max(1.0, 0.5 * 2**attempt) <= slept <= max(1.0, 2**attempt), (
+            sleeps
+        )  # Retry-After: 1 is a floor
 
 
 def test_connection_refused_is_retried_then_unavailable():
     sleeps: list[float] = []
-    client = UpstreamClient(f"http://127.0.0.1:{free_port()}", "k", retry=RetryPolicy(retries=2), sleep=sleeps.append)
+    client = UpstreamClient(
+        f"http://127.0.0.1:{free_port()}", "k", retry=RetryPolicy(retries=2), sleep=sleeps.append
+    )
     with client, pytest.raises(UpstreamUnavailable):
         client.generate("excel", "x")
     assert len(sleeps) == 2
@@ -124,9 +137,13 @@ def test_poll_policy_follows_the_contract():
 def test_sync_call_promoted_to_202_and_cancel(make_sandbox):
     sandbox = make_sandbox(sync_ceiling_seconds=0.2)
     with client_for(sandbox) as client:
-        promoted = client.generate("excel", "Large model [[hold=large]]", async_=False)  # never released
+        promoted = client.generate(
+            "excel", "Large model [[hold=large]]", async_=False
+        )  # never released
         assert not promoted.finished and promoted.message.startswith("Sync ceiling")
         cancelled = client.cancel_task(promoted.task_id)
         assert cancelled.status in ("cancelled", "running")
-        final = client.poll(promoted.task_id, PollPolicy(first_seconds=0.05, step_seconds=0.05, cap_seconds=0.1))
+        final = client.poll(
+            promoted.task_id, PollPolicy(first_seconds=0.05, step_seconds=0.05, cap_seconds=0.1)
+        )
     assert final.status == "cancelled" and final.error["code"] == "cancelled"

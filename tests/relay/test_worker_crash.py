@@ -17,19 +17,36 @@ def kill(process) -> None:
 
 
 def test_worker_killed_mid_drive_upload(make_relay, fake_drive):
-    relay = make_relay(drive_api_url=fake_drive.url, drive_token_url=fake_drive.url + "/token", worker=False)
-    fake_drive.knobs.hold_before("chunk", skip=1)  # the second chunk waits: the first is in, the rest is not
+    relay = make_relay(
+        drive_api_url=fake_drive.url, drive_token_url=fake_drive.url + "/token", worker=False
+    )
+    fake_drive.knobs.hold_before(
+        "chunk", skip=1
+    )  # the second chunk waits: the first is in, the rest is not
     worker = relay.start_worker()
     with relay.client() as client:
-        task = relay.submit(client, prompt="Model [[pad_mb=10]]", destinations=[
-            {"kind": "gdrive", "config": {"folder_id": "folder-reports", "credentials": fake_drive.service_account}}])
+        task = relay.submit(
+            client,
+            prompt="Model [[pad_mb=10]]",
+            destinations=[
+                {
+                    "kind": "gdrive",
+                    "config": {
+                        "folder_id": "folder-reports",
+                        "credentials": fake_drive.service_account,
+                    },
+                }
+            ],
+        )
         assert fake_drive.knobs.held.wait(60), "the upload never reached its second chunk"
         kill(worker)
         fake_drive.knobs.release.set()
         assert fake_drive.files == {}, "killed before the upload finished"
         relay.start_worker()
         [done] = delivered(relay, client, task["task_id"], timeout=90)
-        original = httpx.get(client.get(f"/v1/tasks/{task['task_id']}").json()["result"]["download_url"]).content
+        original = httpx.get(
+            client.get(f"/v1/tasks/{task['task_id']}").json()["result"]["download_url"]
+        ).content
     assert done["state"] == "delivered"
     [file] = fake_drive.files.values()
     assert fake_drive.file_bytes(file["id"]) == original and len(original) > 10 * 1024 * 1024
@@ -40,13 +57,22 @@ def test_worker_killed_mid_webhook_delivery(make_relay, receiver):
     receiver.hold()  # the delivery arrives and waits there, unanswered
     worker = relay.start_worker()
     with relay.client() as client:
-        task = relay.submit(client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}])
-        eventually(lambda: receiver.arrived >= 1, 60, "the delivery to reach the subscriber",
-                   show=lambda: client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"])
+        task = relay.submit(
+            client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}]
+        )
+        eventually(
+            lambda: receiver.arrived >= 1,
+            60,
+            "the delivery to reach the subscriber",
+            show=lambda: client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"],
+        )
         kill(worker)
         receiver.release()
         relay.start_worker()
         [done] = delivered(relay, client, task["task_id"], timeout=90)
-    assert done["state"] == "delivered" and done["attempts"] == 2, "made again after the worker died in the first"
-    assert {r.headers["Webhook-Id"] for r in receiver.requests} == {done["delivery_id"]}, \
+    assert done["state"] == "delivered" and done["attempts"] == 2, (
+        "made again after the worker died in the first"
+    )
+    assert {r.headers["Webhook-Id"] for r in receiver.requests} == {done["delivery_id"]}, (
         "a repeat carries the same webhook-id, so the subscriber can drop it"
+    )

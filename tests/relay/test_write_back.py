@@ -18,8 +18,14 @@ from connectors import airtable
 from connectors.base import Delivery
 from tests.support.servers import eventually
 
-FIELDS = {"status": "relay_status", "error": "relay_error", "link": "relay_link", "version": "relay_version",
-          "credits": "relay_credits", "updated_at": "relay_updated_at"}
+FIELDS = {
+    "status": "relay_status",
+    "error": "relay_error",
+    "link": "relay_link",
+    "version": "relay_version",
+    "credits": "relay_credits",
+    "updated_at": "relay_updated_at",
+}
 AIRTABLE = ("app" + "A" * 13 + "1", "Deals", "rec" + "B" * 13 + "1")
 SPREADSHEET = "1SheetsFakeSpreadsheetId_0123456789"
 HEADERS = ["Deal", "Status", "Error", "Link", "Version", "Credits", "Updated"]
@@ -64,7 +70,12 @@ class Platform:
             return [w["relay_status"] for w in self.fake.writes if "relay_status" in w]
         if self.name == "airtable":
             return [w["Status"] for w in self.fake.writes if "Status" in w]
-        return [value for write in self.fake.writes for cell, value in write.items() if cell.endswith("!B2")]
+        return [
+            value
+            for write in self.fake.writes
+            for cell, value in write.items()
+            if cell.endswith("!B2")
+        ]
 
     def files(self) -> list[bytes]:
         """What is attached to the record now (for a sheet: what each link in the link cell downloads)."""
@@ -73,15 +84,25 @@ class Platform:
             return [self.fake.file_bytes[n["properties"]["hs_attachment_ids"]] for n in notes]
         if self.name == "airtable":
             attachments = self.fake.rows[AIRTABLE].get("Files") or []
-            eventually(lambda: all(a["id"] in self.fake.fetched for a in attachments), 60, "Airtable's downloads",
-                       every=0.05)
+            eventually(
+                lambda: all(a["id"] in self.fake.fetched for a in attachments),
+                60,
+                "Airtable's downloads",
+                every=0.05,
+            )
             return [self.fake.fetched[a["id"]] for a in attachments]
         links = [line.rsplit(" ", 1)[-1] for line in (self.shown()["link"] or "").splitlines()]
         return [download(link) for link in links]
 
 
-_AIRTABLE_COLUMNS = {"status": "Status", "error": "Error", "link": "Link", "version": "Version", "credits": "Credits",
-                     "updated_at": "Updated"}
+_AIRTABLE_COLUMNS = {
+    "status": "Status",
+    "error": "Error",
+    "link": "Link",
+    "version": "Version",
+    "credits": "Credits",
+    "updated_at": "Updated",
+}
 _SHEET_COLUMNS = _AIRTABLE_COLUMNS
 
 
@@ -89,17 +110,34 @@ def platform(name: str, request) -> Platform:
     if name == "hubspot":
         fake = request.getfixturevalue("fake_hubspot")
         fake.add_record("deals", "42")
-        return Platform(name, fake, "hubspot:deal:42", {"token": "pat-na1-test-token", "fields": FIELDS},
-                        ("note", 0))
+        return Platform(
+            name,
+            fake,
+            "hubspot:deal:42",
+            {"token": "pat-na1-test-token", "fields": FIELDS},
+            ("note", 0),
+        )
     if name == "airtable":
         fake = request.getfixturevalue("fake_airtable")
-        fake.add_row(*AIRTABLE, {**{c: "text" for c in _AIRTABLE_COLUMNS.values()}, "Files": "attachments"})
-        return Platform(name, fake, "airtable:" + "/".join(AIRTABLE),
-                        {"token": "patTEST.token", "fields": {**_AIRTABLE_COLUMNS, "file": "Files"}}, ("attachment", 0))
+        fake.add_row(
+            *AIRTABLE, {**{c: "text" for c in _AIRTABLE_COLUMNS.values()}, "Files": "attachments"}
+        )
+        return Platform(
+            name,
+            fake,
+            "airtable:" + "/".join(AIRTABLE),
+            {"token": "patTEST.token", "fields": {**_AIRTABLE_COLUMNS, "file": "Files"}},
+            ("attachment", 0),
+        )
     fake = request.getfixturevalue("fake_sheets")
     fake.add_sheet(SPREADSHEET, "Deals", [list(HEADERS), ["42"], ["43"]])
-    return Platform(name, fake, f"sheets:{SPREADSHEET}/Deals/Deal=42",
-                    {"credentials": fake.service_account, "fields": _SHEET_COLUMNS}, ("values", 0))
+    return Platform(
+        name,
+        fake,
+        f"sheets:{SPREADSHEET}/Deals/Deal=42",
+        {"credentials": fake.service_account, "fields": _SHEET_COLUMNS},
+        ("values", 0),
+    )
 
 
 @pytest.fixture
@@ -132,8 +170,11 @@ def download(link: str) -> bytes:
 
 
 def connect(relay, client, target: Platform, versions: str = "replace", **config) -> str:
-    body = {"name": f"{target.name} deals", "kind": target.name,
-            "config": {**target.config, "versions": versions, **config}}
+    body = {
+        "name": f"{target.name} deals",
+        "kind": target.name,
+        "config": {**target.config, "versions": versions, **config},
+    }
     answer = client.post("/v1/destinations", json=body)
     assert answer.status_code == 201, answer.text
     return answer.json()["id"]
@@ -142,22 +183,39 @@ def connect(relay, client, target: Platform, versions: str = "replace", **config
 def settled(client, task_id: str, count: int = 2, timeout: float = 60) -> list[dict]:
     def done():
         found = client.get(f"/v1/tasks/{task_id}").json()["deliveries"]
-        return found if len(found) == count and all(d["state"] in ("delivered", "dead") for d in found) else None
+        return (
+            found
+            if len(found) == count and all(d["state"] in ("delivered", "dead") for d in found)
+            else None
+        )
 
-    return eventually(done, timeout, f"the write-backs of {task_id}", every=0.1,
-                      show=lambda: client.get(f"/v1/tasks/{task_id}").json()["deliveries"])
+    return eventually(
+        done,
+        timeout,
+        f"the write-backs of {task_id}",
+        every=0.1,
+        show=lambda: client.get(f"/v1/tasks/{task_id}").json()["deliveries"],
+    )
 
 
 def original(client, task_id: str) -> bytes:
     return download(client.get(f"/v1/tasks/{task_id}").json()["result"]["download_url"])
 
 
-def held_tasks(relay, client, targets: list[Platform], connections: list[str]) -> tuple[list[dict], list[dict]]:
+def held_tasks(
+    relay, client, targets: list[Platform], connections: list[str]
+) -> tuple[list[dict], list[dict]]:
     """A task per platform through its connection, held running (see HOLD), and each one's start write once it
     has settled: the start write is made while the task runs, never skipped because it had ended."""
-    tasks = [relay.submit(client, prompt=f"Renewal memo [[hold={HOLD}]]", record_key=target.record_key,
-                          write_back={"connection": connection})
-             for target, connection in zip(targets, connections, strict=True)]
+    tasks = [
+        relay.submit(
+            client,
+            prompt=f"Renewal memo [[hold={HOLD}]]",
+            record_key=target.record_key,
+            write_back={"connection": connection},
+        )
+        for target, connection in zip(targets, connections, strict=True)
+    ]
     starts = [settled(client, task["task_id"], count=1)[0] for task in tasks]
     return tasks, starts
 
@@ -189,7 +247,9 @@ def test_a_completed_task_shows_ready_with_its_file_and_one_attachment(make_rela
         shown = target.shown()
         assert shown["error"] in ("", None) and int(shown["version"]) == done["turn_index"]
         assert float(shown["credits"]) == done["credits_used"] and shown["updated_at"]
-        assert download(shown["link"].rsplit(" ", 1)[-1]) == file, "the link leads to a fresh download of the file"
+        assert download(shown["link"].rsplit(" ", 1)[-1]) == file, (
+            "the link leads to a fresh download of the file"
+        )
         assert target.files() == [file], "exactly one attachment, and it is the file"
 
     on_each(targets, done, writes, files, check=ready_with_its_file)
@@ -200,26 +260,45 @@ def test_a_second_prompt_writes_the_new_version(make_relay, targets, versions):
     relay = relay_for(make_relay, targets)
     with relay.client() as client:
         connections = [connect(relay, client, target, versions=versions) for target in targets]
-        firsts = [relay.submit(client, prompt="Renewal memo", record_key=target.record_key,
-                               write_back={"connection": connection})
-                  for target, connection in zip(targets, connections, strict=True)]
+        firsts = [
+            relay.submit(
+                client,
+                prompt="Renewal memo",
+                record_key=target.record_key,
+                write_back={"connection": connection},
+            )
+            for target, connection in zip(targets, connections, strict=True)
+        ]
         for first in firsts:
             settled(client, first["task_id"])
-        seconds = [relay.submit(client, prompt="Add a pricing table", record_key=target.record_key,
-                                write_back={"connection": connection})
-                   for target, connection in zip(targets, connections, strict=True)]
+        seconds = [
+            relay.submit(
+                client,
+                prompt="Add a pricing table",
+                record_key=target.record_key,
+                write_back={"connection": connection},
+            )
+            for target, connection in zip(targets, connections, strict=True)
+        ]
         done = [relay.wait_task(client, second["task_id"]) for second in seconds]
         for second in seconds:
             settled(client, second["task_id"])
-        files = [[original(client, first["task_id"]), original(client, second["task_id"])]
-                 for first, second in zip(firsts, seconds, strict=True)]
+        files = [
+            [original(client, first["task_id"]), original(client, second["task_id"])]
+            for first, second in zip(firsts, seconds, strict=True)
+        ]
 
     def the_new_version(target: Platform, first: dict, done: dict, files: list[bytes]) -> None:
         assert done["run_id"] == first["run_id"], "the same document, changed"
-        assert int(target.shown()["version"]) == done["turn_index"] and target.shown()["status"] == "Ready"
+        assert (
+            int(target.shown()["version"]) == done["turn_index"]
+            and target.shown()["status"] == "Ready"
+        )
         if versions == "replace":
             assert target.files() == files[1:]
-        elif target.name == "sheets":  # a line per version, each a link to the run: the API keeps its newest state
+        elif (
+            target.name == "sheets"
+        ):  # a line per version, each a link to the run: the API keeps its newest state
             assert target.files() == [files[1], files[1]] and files[0] != files[1]
         else:
             assert target.files() == files
@@ -231,13 +310,21 @@ def test_a_worker_killed_in_the_middle_of_a_write_back_leaves_one_attachment(mak
     relay = relay_for(make_relay, targets, worker=False)
     worker = relay.start_worker()
     with relay.client() as client:
-        tasks = generating(relay, client, targets, versions="keep")  # a second attachment would stay
+        tasks = generating(
+            relay, client, targets, versions="keep"
+        )  # a second attachment would stay
         for target in targets:
-            target.fake.knobs.pause_after(*target.pause_on)  # the end's write is committed, then held
+            target.fake.knobs.pause_after(
+                *target.pause_on
+            )  # the end's write is committed, then held
         relay.sandbox.release(HOLD)
         for target in targets:
-            assert target.fake.knobs.paused.wait(60), f"{target.name}: the end's write never reached the platform"
-        worker.send_signal(signal.SIGKILL)  # the platforms have the writes; the relay never heard back
+            assert target.fake.knobs.paused.wait(60), (
+                f"{target.name}: the end's write never reached the platform"
+            )
+        worker.send_signal(
+            signal.SIGKILL
+        )  # the platforms have the writes; the relay never heard back
         worker.wait(timeout=10)
         for target in targets:
             target.fake.knobs.release.set()
@@ -256,13 +343,23 @@ def test_a_worker_killed_in_the_middle_of_a_write_back_leaves_one_attachment(mak
 def test_a_failed_task_writes_failed_with_its_reason(make_relay, targets):
     relay = relay_for(make_relay, targets)
     with relay.client() as client:
-        tasks = [relay.submit(client, prompt="Renewal memo [[fail]]", record_key=target.record_key,
-                              write_back={"connection": connect(relay, client, target)}) for target in targets]
+        tasks = [
+            relay.submit(
+                client,
+                prompt="Renewal memo [[fail]]",
+                record_key=target.record_key,
+                write_back={"connection": connect(relay, client, target)},
+            )
+            for target in targets
+        ]
         done = [relay.wait_task(client, task["task_id"]) for task in tasks]
         writes = [settled(client, task["task_id"]) for task in tasks]
 
     def failed_with_its_reason(target: Platform, done: dict, writes: list[dict]) -> None:
-        assert done["status"] == "failed" and [w["state"] for w in writes] == ["delivered", "delivered"], writes
+        assert done["status"] == "failed" and [w["state"] for w in writes] == [
+            "delivered",
+            "delivered",
+        ], writes
         shown = target.shown()
         assert target.statuses()[-1] == "Failed" and shown["status"] == "Failed"
         assert shown["error"] == done["error"]["message"], "the reason, in words"
@@ -283,40 +380,72 @@ def test_a_429_is_honoured(make_relay, targets):
         writes = [settled(client, task["task_id"]) for task in tasks]
 
     def honoured(target: Platform, writes: list[dict]) -> None:
-        assert target.fake.knobs.early == [], "a call came before the wait the platform asked for was over"
-        assert len(target.fake.knobs.throttled) == 1 and [w["state"] for w in writes] == ["delivered", "delivered"]
+        assert target.fake.knobs.early == [], (
+            "a call came before the wait the platform asked for was over"
+        )
+        assert len(target.fake.knobs.throttled) == 1 and [w["state"] for w in writes] == [
+            "delivered",
+            "delivered",
+        ]
         assert writes[1]["attempts"] == 2, writes
         assert target.statuses() == ["Generating", "Ready"], writes
 
     on_each(targets, writes, check=honoured)
 
 
-def test_a_bad_token_lands_in_the_dead_letters_with_a_clear_message_and_replays(make_relay, targets):
+def test_a_bad_token_lands_in_the_dead_letters_with_a_clear_message_and_replays(
+    make_relay, targets
+):
     relay = relay_for(make_relay, targets)
-    wrong = {"hubspot": {"token": "pat-na1-revoked-token"}, "airtable": {"token": "patREVOKED.token"},
-             "sheets": {"credentials": {**targets[2].config["credentials"], "private_key_id": "key-revoked"}}}
+    wrong = {
+        "hubspot": {"token": "pat-na1-revoked-token"},
+        "airtable": {"token": "patREVOKED.token"},
+        "sheets": {
+            "credentials": {**targets[2].config["credentials"], "private_key_id": "key-revoked"}
+        },
+    }
     with relay.client() as client:
         connections = [connect(relay, client, target, **wrong[target.name]) for target in targets]
-        tasks, _ = held_tasks(relay, client, targets, connections)  # each start write refused, while it ran
+        tasks, _ = held_tasks(
+            relay, client, targets, connections
+        )  # each start write refused, while it ran
         relay.sandbox.release(HOLD)
         writes = [settled(client, task["task_id"]) for task in tasks]
         dead = {d["delivery_id"] for d in client.get("/v1/deliveries").json()["items"]}
         for target in targets:
             grant(target)  # the platform takes the token now (a scope added, the sheet shared)
         for write in (w for ws in writes for w in ws):
-            assert client.post(f"/v1/deliveries/{write['delivery_id']}/replay").status_code in (200, 202)
-        replayed = [eventually(lambda task=task: (found := settled(client, task["task_id"]))[1]["state"] == "delivered"
-                               and found, 60, "the replayed write-back", every=0.1) for task in tasks]
+            assert client.post(f"/v1/deliveries/{write['delivery_id']}/replay").status_code in (
+                200,
+                202,
+            )
+        replayed = [
+            eventually(
+                lambda task=task: (
+                    (found := settled(client, task["task_id"]))[1]["state"] == "delivered" and found
+                ),
+                60,
+                "the replayed write-back",
+                every=0.1,
+            )
+            for task in tasks
+        ]
         files = [original(client, task["task_id"]) for task in tasks]
 
-    def dead_then_replayed(target: Platform, writes: list[dict], replayed: list[dict], file: bytes) -> None:
+    def dead_then_replayed(
+        target: Platform, writes: list[dict], replayed: list[dict], file: bytes
+    ) -> None:
         assert [w["state"] for w in writes] == ["dead", "dead"], writes
         assert dead >= {w["delivery_id"] for w in writes}
         for write in writes:
             message = write["last_error"].lower()
-            assert "refused" in message and ("token" in message or "credentials" in message), message
+            assert "refused" in message and ("token" in message or "credentials" in message), (
+                message
+            )
         assert writes[0]["attempts"] == 1, "a refused token is not retried"
-        assert "not written" in replayed[0]["location"], "a replayed start write after the end writes nothing"
+        assert "not written" in replayed[0]["location"], (
+            "a replayed start write after the end writes nothing"
+        )
         assert target.shown()["status"] == "Ready" and target.files() == [file]
 
     on_each(targets, writes, replayed, files, check=dead_then_replayed)
@@ -332,28 +461,52 @@ def grant(target: Platform) -> None:
         accounts["key-revoked"] = accounts["key-1"]
 
 
-def test_hubspot_oauth_and_a_custom_object_whose_note_gets_the_default_association(make_relay, fake_hubspot):
+def test_hubspot_oauth_and_a_custom_object_whose_note_gets_the_default_association(
+    make_relay, fake_hubspot
+):
     fake_hubspot.oauth_clients["refresh-1"] = ("client-1", "secret-1")
     fake_hubspot.add_record("2-1234567", "7")
     relay = make_relay(hubspot_api_url=fake_hubspot.url)
     oauth = {"client_id": "client-1", "client_secret": "secret-1", "refresh_token": "refresh-1"}
     with relay.client() as client:
-        saved = client.post("/v1/destinations", json={"name": "portal", "kind": "hubspot",
-                                                      "config": {"oauth": oauth, "fields": FIELDS}})
-        task = relay.submit(client, prompt="Vessel report", record_key="hubspot:2-1234567:7",
-                            write_back={"connection": saved.json()["id"]})
+        saved = client.post(
+            "/v1/destinations",
+            json={
+                "name": "portal",
+                "kind": "hubspot",
+                "config": {"oauth": oauth, "fields": FIELDS},
+            },
+        )
+        task = relay.submit(
+            client,
+            prompt="Vessel report",
+            record_key="hubspot:2-1234567:7",
+            write_back={"connection": saved.json()["id"]},
+        )
         writes = settled(client, task["task_id"])
         file = original(client, task["task_id"])
-        revoked = client.post("/v1/destinations", json={"name": "old portal", "kind": "hubspot", "config": {
-            "oauth": {**oauth, "refresh_token": "refresh-revoked"}}}).json()["id"]
-        refused = relay.submit(client, prompt="Vessel report", record_key="hubspot:2-1234567:7",
-                               write_back={"connection": revoked})
+        revoked = client.post(
+            "/v1/destinations",
+            json={
+                "name": "old portal",
+                "kind": "hubspot",
+                "config": {"oauth": {**oauth, "refresh_token": "refresh-revoked"}},
+            },
+        ).json()["id"]
+        refused = relay.submit(
+            client,
+            prompt="Vessel report",
+            record_key="hubspot:2-1234567:7",
+            write_back={"connection": revoked},
+        )
         dead = settled(client, refused["task_id"])
     assert [w["state"] for w in writes] == ["delivered", "delivered"], writes
     assert fake_hubspot.records[("2-1234567", "7")]["relay_status"] == "Ready"
     [note] = fake_hubspot.notes_on("2-1234567", "7")
     assert fake_hubspot.file_bytes[note["properties"]["hs_attachment_ids"]] == file
-    assert [w["state"] for w in dead] == ["dead", "dead"] and "refresh token" in dead[0]["last_error"]
+    assert [w["state"] for w in dead] == ["dead", "dead"] and "refresh token" in dead[0][
+        "last_error"
+    ]
 
 
 def test_airtable_writes_from_two_workers_share_one_pace_per_base(make_relay, fake_airtable):
@@ -369,9 +522,16 @@ def test_airtable_writes_from_two_workers_share_one_pace_per_base(make_relay, fa
 
     rows = [(AIRTABLE[0], "Deals", "rec" + "C" * 13 + str(n)) for n in range(6)]
     for row in rows:
-        fake_airtable.add_row(*row, {**{c: "text" for c in _AIRTABLE_COLUMNS.values()}, "Files": "attachments"})
-    target = Platform("airtable", fake_airtable, "", {"token": "patTEST.token",
-                                                      "fields": {**_AIRTABLE_COLUMNS, "file": "Files"}}, ("", 0))
+        fake_airtable.add_row(
+            *row, {**{c: "text" for c in _AIRTABLE_COLUMNS.values()}, "Files": "attachments"}
+        )
+    target = Platform(
+        "airtable",
+        fake_airtable,
+        "",
+        {"token": "patTEST.token", "fields": {**_AIRTABLE_COLUMNS, "file": "Files"}},
+        ("", 0),
+    )
     relay = make_relay(worker=False, **target.relay_settings())
     relay.start_worker()
     relay.start_worker()
@@ -379,23 +539,44 @@ def test_airtable_writes_from_two_workers_share_one_pace_per_base(make_relay, fa
         connection = connect(relay, client, target)
         # each task runs until its start write is made, so each row gets both writes (one that ends first has
         # its start write done without writing)
-        tasks = [relay.submit(client, prompt=f"Renewal memo {n} [[hold=rows]]", record_key="airtable:" + "/".join(row),
-                              write_back={"connection": connection}) for n, row in enumerate(rows)]
+        tasks = [
+            relay.submit(
+                client,
+                prompt=f"Renewal memo {n} [[hold=rows]]",
+                record_key="airtable:" + "/".join(row),
+                write_back={"connection": connection},
+            )
+            for n, row in enumerate(rows)
+        ]
         for task in tasks:
             settled(client, task["task_id"], count=1, timeout=120)
         relay.sandbox.release("rows")
-        writes = [write for task in tasks for write in settled(client, task["task_id"], timeout=120)]
+        writes = [
+            write for task in tasks for write in settled(client, task["task_id"], timeout=120)
+        ]
     assert [w["state"] for w in writes] == ["delivered"] * 12, [w["last_error"] for w in writes]
     records = [deliveries.get(relay.ctx, w["delivery_id"]) for w in writes]
     slots = sorted(float(record["paced_slot"]) for record in records)
-    assert all(b - a >= 1 / airtable.WRITES_PER_SECOND - 1e-6 for a, b in pairwise(slots)), f"a spacing apart: {slots}"
-    assert not [r for r in records if float(r["delivered_at"]) < float(r["paced_slot"])], "none before its slot"
+    assert all(b - a >= 1 / airtable.WRITES_PER_SECOND - 1e-6 for a, b in pairwise(slots)), (
+        f"a spacing apart: {slots}"
+    )
+    assert not [r for r in records if float(r["delivered_at"]) < float(r["paced_slot"])], (
+        "none before its slot"
+    )
     # whether the base met a 429 depends on how late a busy machine writes after the slot; each cost one attempt
-    assert not fake_airtable.knobs.throttled and sum(w["attempts"] for w in writes) == 12 + fake_airtable.knobs.refusals
+    assert (
+        not fake_airtable.knobs.throttled
+        and sum(w["attempts"] for w in writes) == 12 + fake_airtable.knobs.refusals
+    )
 
     def pace_of(record_key: str):
-        return airtable.KIND.pace(Delivery("dlv_x", "airtable", {}, {"data": {"record_key": record_key}}))
-    other_table, other_base = (f"airtable:{AIRTABLE[0]}/Renewals/{AIRTABLE[2]}",
-                               "airtable:app" + "Z" * 14 + "/Deals/" + AIRTABLE[2])
+        return airtable.KIND.pace(
+            Delivery("dlv_x", "airtable", {}, {"data": {"record_key": record_key}})
+        )
+
+    other_table, other_base = (
+        f"airtable:{AIRTABLE[0]}/Renewals/{AIRTABLE[2]}",
+        "airtable:app" + "Z" * 14 + "/Deals/" + AIRTABLE[2],
+    )
     assert pace_of("airtable:" + "/".join(rows[0])) == pace_of(other_table) != pace_of(other_base)
     assert pace_of("airtable:not-a-record") is None

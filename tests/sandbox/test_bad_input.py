@@ -12,7 +12,9 @@ def error_of(response) -> dict:
 
 def test_missing_key_is_401(sandbox):
     with sandbox.client() as client:
-        response = client.post("/excel/generate", json={"prompt": "x"}, headers={"Authorization": ""})
+        response = client.post(
+            "/excel/generate", json={"prompt": "x"}, headers={"Authorization": ""}
+        )
     assert response.status_code == 401
     assert error_of(response)["code"] == "unauthorized"
     assert response.headers["WWW-Authenticate"] == "Bearer"
@@ -52,14 +54,18 @@ def test_invalid_bodies_name_the_field(sandbox, body, field, fragment):
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b"\xff\xfe"])
 def test_malformed_json_is_400(sandbox, raw):
     with sandbox.client() as client:
-        response = client.post("/word/generate", content=raw, headers={"content-type": "application/json"})
+        response = client.post(
+            "/word/generate", content=raw, headers={"content-type": "application/json"}
+        )
     assert response.status_code == 400
     assert error_of(response)["code"] == "invalid_json"
 
 
 def test_body_over_one_mebibyte_is_413(sandbox):
     with sandbox.client() as client:
-        response = client.post("/excel/generate", content=b'{"prompt": "' + b"a" * (1024 * 1024) + b'"}')
+        response = client.post(
+            "/excel/generate", content=b'{"prompt": "' + b"a" * (1024 * 1024) + b'"}'
+        )
     assert response.status_code == 413
     assert error_of(response)["code"] == "request_entity_too_large"
 
@@ -70,7 +76,9 @@ def test_unknown_endpoint_and_method_are_json(sandbox):
         wrong_method = client.get("/excel/generate")
         unknown_kind = client.post("/text/poem", json={"prompt": "x"})
     assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
-    assert wrong_method.status_code == 405 and error_of(wrong_method)["code"] == "method_not_allowed"
+    assert (
+        wrong_method.status_code == 405 and error_of(wrong_method)["code"] == "method_not_allowed"
+    )
     assert unknown_kind.status_code == 404 and "summary" in error_of(unknown_kind)["kinds"]
 
 
@@ -78,7 +86,9 @@ def test_unknown_ids_are_404(sandbox):
     with sandbox.client() as client:
         task = client.get("/tasks/task_01ARZ3NDEKTSV4RRFFQ69G5FAV")
         run = client.get("/runs/run_01ARZ3NDEKTSV4RRFFQ69G5FAV")
-        resume = client.post("/excel/generate", json={"prompt": "x", "run_id": "run_01ARZ3NDEKTSV4RRFFQ69G5FAV"})
+        resume = client.post(
+            "/excel/generate", json={"prompt": "x", "run_id": "run_01ARZ3NDEKTSV4RRFFQ69G5FAV"}
+        )
     assert task.status_code == run.status_code == resume.status_code == 404
     assert error_of(resume)["field"] == "run_id"
 
@@ -91,7 +101,9 @@ def test_another_orgs_ids_are_404(sandbox):
         assert client.get(f"/tasks/{created['task_id']}").status_code == 404
         assert client.get(f"/runs/{created['run_id']}").status_code == 404
         assert client.post(f"/tasks/{created['task_id']}/cancel").status_code == 404
-        resumed = client.post("/excel/generate", json={"prompt": "more", "run_id": created["run_id"]})
+        resumed = client.post(
+            "/excel/generate", json={"prompt": "more", "run_id": created["run_id"]}
+        )
         assert resumed.status_code == 404
 
 

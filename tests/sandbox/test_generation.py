@@ -13,8 +13,18 @@ import schemas
 from tests.sandbox_fixtures import fetch
 from tests.support.servers import eventually
 
-PHASES = ["preflight", "acquiring_pool", "loading_doc", "restoring_state", "agent_turn", "executing_plan",
-          "compacting_context", "saving_doc", "uploading_result", "dispatching_webhook"]
+PHASES = [
+    "preflight",
+    "acquiring_pool",
+    "loading_doc",
+    "restoring_state",
+    "agent_turn",
+    "executing_plan",
+    "compacting_context",
+    "saving_doc",
+    "uploading_result",
+    "dispatching_webhook",
+]
 
 
 def download(url: str) -> httpx.Response:
@@ -25,19 +35,29 @@ def download(url: str) -> httpx.Response:
 
 def test_sync_excel_returns_a_real_workbook(sandbox):
     with sandbox.client() as client:
-        response = client.post("/excel/generate", json={"prompt": "Create a Q3 sales report by region"})
+        response = client.post(
+            "/excel/generate", json={"prompt": "Create a Q3 sales report by region"}
+        )
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "completed"
     assert body["run_id"].startswith("run_") and body["task_id"].startswith("task_")
     assert body["credits_used"] > 0 and body["duration_ms"] >= 0 and "sheet" in body["summary"]
     file = download(body["download_url"])
-    assert file.headers["content-type"].startswith("application/vnd.openxmlformats-officedocument.spreadsheetml")
-    assert 'filename=workbook.xlsx' in file.headers["content-disposition"]
+    assert file.headers["content-type"].startswith(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml"
+    )
+    assert "filename=workbook.xlsx" in file.headers["content-disposition"]
     workbook = load_workbook(io.BytesIO(file.content))
     sheet = workbook.active
     assert sheet["A1"].value.startswith("Q3 Sales Report")
-    assert [sheet.cell(row=r, column=1).value for r in range(4, 9)] == ["North", "South", "East", "West", "Central"]
+    assert [sheet.cell(row=r, column=1).value for r in range(4, 9)] == [
+        "North",
+        "South",
+        "East",
+        "West",
+        "Central",
+    ]
     assert sheet._charts, "a chart where it fits"
 
 
@@ -45,7 +65,9 @@ def test_every_endpoint_builds_its_format(sandbox):
     with sandbox.client() as client:
         word = client.post("/word/generate", json={"prompt": "A memo on hiring plans"}).json()
         slides = client.post("/slides/generate", json={"prompt": "Board deck on revenue"}).json()
-        outline = client.post("/slides/outline", json={"prompt": "Outline for a product launch"}).json()
+        outline = client.post(
+            "/slides/outline", json={"prompt": "Outline for a product launch"}
+        ).json()
         text = client.post("/text/summary", json={"prompt": "Summarise Q3 costs"}).json()
     document = Document(io.BytesIO(download(word["download_url"]).content))
     assert document.tables and document.paragraphs[0].text == "Memo Hiring Plans"
@@ -53,24 +75,44 @@ def test_every_endpoint_builds_its_format(sandbox):
     assert document.tables[0].style.name == "Light Grid Accent 1"
     deck = Presentation(io.BytesIO(download(slides["download_url"]).content))
     assert any(shape.has_chart for slide in deck.slides for shape in slide.shapes)
-    assert [s.slide_layout.name for s in deck.slides] == ["Title Slide", "Title and Content", "Title Only"]
+    assert [s.slide_layout.name for s in deck.slides] == [
+        "Title Slide",
+        "Title and Content",
+        "Title Only",
+    ]
     assert len(Presentation(io.BytesIO(download(outline["download_url"]).content)).slides) >= 3
     assert download(text["download_url"]).text.startswith("# Summarise Q3 Costs")
 
 
 def test_async_answers_at_once_and_task_has_every_documented_field(sandbox):
     with sandbox.client() as client:
-        accepted = client.post("/excel/generate", json={"prompt": "Model [[hold=model]]", "async": True})
+        accepted = client.post(
+            "/excel/generate", json={"prompt": "Model [[hold=model]]", "async": True}
+        )
         assert accepted.status_code == 202
         body = accepted.json()
         assert body == {"run_id": body["run_id"], "task_id": body["task_id"], "status": "queued"}
         assert accepted.headers["Location"] == f"/tasks/{body['task_id']}"
         sandbox.wait_held("model")
-        sandbox.advance(0.5)  # the agent's time is on the sandbox clock: half a second passes while it works
+        sandbox.advance(
+            0.5
+        )  # the agent's time is on the sandbox clock: half a second passes while it works
         sandbox.release("model")
         task = sandbox.wait_task(client, body["task_id"])
-    assert set(task) == {"task_id", "run_id", "status", "phase", "turn_index", "progress", "created_at",
-                         "updated_at", "result", "error", "credits_used", "duration_ms"}
+    assert set(task) == {
+        "task_id",
+        "run_id",
+        "status",
+        "phase",
+        "turn_index",
+        "progress",
+        "created_at",
+        "updated_at",
+        "result",
+        "error",
+        "credits_used",
+        "duration_ms",
+    }
     schemas.validate("upstream/task.json", task)
     assert task["status"] == "completed" and task["progress"] == 100 and task["phase"] is None
     assert set(task["result"]) == {"download_url", "edit_url", "summary", "artifacts"}
@@ -80,7 +122,9 @@ def test_async_answers_at_once_and_task_has_every_documented_field(sandbox):
 
 def walk(sandbox, client: httpx.Client, body: dict) -> list[tuple[str, str | None, int]]:
     """Run a task to its end; the (status, phase, progress) it went through, from the sandbox's phase log."""
-    task = sandbox.wait_task(client, client.post("/excel/generate", json={**body, "async": True}).json()["task_id"])
+    task = sandbox.wait_task(
+        client, client.post("/excel/generate", json={**body, "async": True}).json()["task_id"]
+    )
     assert task["status"] == "completed", task
     return [(p["status"], p["phase"], p["progress"]) for p in sandbox.phases(task["task_id"])]
 
@@ -89,16 +133,39 @@ def test_phases_walk_in_documented_order(sandbox, receiver):
     with sandbox.client() as client:
         first = walk(sandbox, client, {"prompt": "Sales"})
         run_id = client.get("/runs", params={"limit": 1}).json()["items"][0]["run_id"]
-        resumed = walk(sandbox, client, {"prompt": "Add forecast", "run_id": run_id, "webhook_url": receiver.url})
+        resumed = walk(
+            sandbox,
+            client,
+            {"prompt": "Add forecast", "run_id": run_id, "webhook_url": receiver.url},
+        )
     loop = ["agent_turn", "executing_plan", "agent_turn", "executing_plan"]
-    assert [p for _, p, _ in first] == ["preflight", "acquiring_pool", "acquiring_pool", "loading_doc", *loop,
-                                        "saving_doc", "uploading_result", None]
-    assert [p for _, p, _ in resumed] == ["preflight", "acquiring_pool", "acquiring_pool", "loading_doc",
-                                          "restoring_state", *loop, "saving_doc", "uploading_result",
-                                          "dispatching_webhook", None]
+    assert [p for _, p, _ in first] == [
+        "preflight",
+        "acquiring_pool",
+        "acquiring_pool",
+        "loading_doc",
+        *loop,
+        "saving_doc",
+        "uploading_result",
+        None,
+    ]
+    assert [p for _, p, _ in resumed] == [
+        "preflight",
+        "acquiring_pool",
+        "acquiring_pool",
+        "loading_doc",
+        "restoring_state",
+        *loop,
+        "saving_doc",
+        "uploading_result",
+        "dispatching_webhook",
+        None,
+    ]
     for states in (first, resumed):
         statuses = [s for s, _, _ in states]
-        assert statuses == ["queued", "queued", *["running"] * (len(states) - 3), "completed"], states
+        assert statuses == ["queued", "queued", *["running"] * (len(states) - 3), "completed"], (
+            states
+        )
         phases = [p for _, p, _ in states if p]
         order = [PHASES.index(p) for p in dict.fromkeys(phases)]  # first appearance of each phase
         assert order == sorted(order), phases
@@ -109,8 +176,10 @@ def test_phases_walk_in_documented_order(sandbox, receiver):
 def test_resume_changes_the_same_document(sandbox):
     with sandbox.client() as client:
         first = client.post("/excel/generate", json={"prompt": "Create a Q3 sales report"}).json()
-        second = client.post("/excel/generate", json={"prompt": "Now add a forecast tab for FY26",
-                                                      "run_id": first["run_id"]}).json()
+        second = client.post(
+            "/excel/generate",
+            json={"prompt": "Now add a forecast tab for FY26", "run_id": first["run_id"]},
+        ).json()
         tasks = [client.get(f"/tasks/{t['task_id']}").json() for t in (first, second)]
         run = client.get(f"/runs/{first['run_id']}").json()
     assert second["run_id"] == first["run_id"] and second["task_id"] != first["task_id"]
@@ -121,19 +190,34 @@ def test_resume_changes_the_same_document(sandbox):
     assert resumed.active.title == "Forecast Tab FY26"
     assert tasks[1]["turn_index"] > tasks[0]["turn_index"]
     assert second["credits_used"] < first["credits_used"], "a resumed turn is cheaper"
-    assert run["task_count"] == 2 and run["credits_used"] == first["credits_used"] + second["credits_used"]
+    assert (
+        run["task_count"] == 2
+        and run["credits_used"] == first["credits_used"] + second["credits_used"]
+    )
 
 
 def test_resuming_word_and_slides_adds_to_the_previous_document(sandbox):
     with sandbox.client() as client:
         memo = client.post("/word/generate", json={"prompt": "A memo on hiring plans"}).json()
-        more = client.post("/word/generate", json={"prompt": "Add the budget", "run_id": memo["run_id"]}).json()
+        more = client.post(
+            "/word/generate", json={"prompt": "Add the budget", "run_id": memo["run_id"]}
+        ).json()
         deck = client.post("/slides/generate", json={"prompt": "Board deck on revenue"}).json()
-        extra = client.post("/slides/generate", json={"prompt": "Add costs", "run_id": deck["run_id"]}).json()
-    before, after = (Document(io.BytesIO(download(t["download_url"]).content)) for t in (memo, more))
-    assert [p.text for p in after.paragraphs][:len(before.paragraphs)] == [p.text for p in before.paragraphs]
-    assert len(after.tables) == 2 and [p.text for p in after.paragraphs if p.style.name == "Heading 1"] == ["Budget"]
-    slides_before, slides_after = (Presentation(io.BytesIO(download(t["download_url"]).content)) for t in (deck, extra))
+        extra = client.post(
+            "/slides/generate", json={"prompt": "Add costs", "run_id": deck["run_id"]}
+        ).json()
+    before, after = (
+        Document(io.BytesIO(download(t["download_url"]).content)) for t in (memo, more)
+    )
+    assert [p.text for p in after.paragraphs][: len(before.paragraphs)] == [
+        p.text for p in before.paragraphs
+    ]
+    assert len(after.tables) == 2 and [
+        p.text for p in after.paragraphs if p.style.name == "Heading 1"
+    ] == ["Budget"]
+    slides_before, slides_after = (
+        Presentation(io.BytesIO(download(t["download_url"]).content)) for t in (deck, extra)
+    )
     assert len(slides_after.slides) == len(slides_before.slides) + 2
     assert sum(shape.has_chart for slide in slides_after.slides for shape in slide.shapes) == 2
 
@@ -148,7 +232,9 @@ def test_resume_through_the_wrong_endpoint_is_refused(sandbox):
 def test_sync_call_past_the_ceiling_is_promoted_to_202(make_sandbox):
     sandbox = make_sandbox(sync_ceiling_seconds=0.2)
     with sandbox.client() as client:
-        response = client.post("/excel/generate", json={"prompt": "Big model [[hold=big]]"})  # ends after release
+        response = client.post(
+            "/excel/generate", json={"prompt": "Big model [[hold=big]]"}
+        )  # ends after release
         assert response.status_code == 202
         body = response.json()
         assert body["message"] == "Sync ceiling (0.2s) exceeded; continuing asynchronously."
@@ -160,7 +246,9 @@ def test_sync_call_past_the_ceiling_is_promoted_to_202(make_sandbox):
 def test_full_pool_promotes_sync_calls_at_once_and_queues_tasks(make_sandbox):
     sandbox = make_sandbox(pool_size=1)
     with sandbox.client() as client:
-        client.post("/excel/generate", json={"prompt": "Long [[hold=busy]]", "async": True}).raise_for_status()
+        client.post(
+            "/excel/generate", json={"prompt": "Long [[hold=busy]]", "async": True}
+        ).raise_for_status()
         sandbox.wait_held("busy")  # running, and the pool's one worker stays taken
         promoted = client.post("/excel/generate", json={"prompt": "Short"})
         assert promoted.status_code == 202
@@ -174,8 +262,12 @@ def test_full_pool_promotes_sync_calls_at_once_and_queues_tasks(make_sandbox):
 def test_an_organisations_load_counts_its_tasks_in_the_api(make_sandbox):
     sandbox = make_sandbox(pool_size=1)
     with sandbox.client() as client:
-        busy, *queued = [client.post("/excel/generate", json={"prompt": f"Report {n} [[hold=load]]", "async": True})
-                         .json() for n in range(3)]
+        busy, *queued = [
+            client.post(
+                "/excel/generate", json={"prompt": f"Report {n} [[hold=load]]", "async": True}
+            ).json()
+            for n in range(3)
+        ]
         sandbox.wait_held("load")
         assert sandbox.load() == {"org_id": sandbox.org_id, "active": 3, "max_active": 3}
         client.post(f"/tasks/{queued[0]['task_id']}/cancel").raise_for_status()
@@ -189,7 +281,9 @@ def test_an_organisations_load_counts_its_tasks_in_the_api(make_sandbox):
 
 def test_failure_marker_fails_the_task(sandbox):
     with sandbox.client() as client:
-        body = client.post("/excel/generate", json={"prompt": "Sales [[fail]]", "async": True}).json()
+        body = client.post(
+            "/excel/generate", json={"prompt": "Sales [[fail]]", "async": True}
+        ).json()
         task = sandbox.wait_task(client, body["task_id"])
         sync = client.post("/excel/generate", json={"prompt": "Sales [[fail]]"}).json()
     assert task["status"] == "failed" and task["result"] is None
@@ -200,7 +294,9 @@ def test_failure_marker_fails_the_task(sandbox):
 def test_cancel_running_and_queued_tasks(make_sandbox):
     sandbox = make_sandbox(pool_size=1)
     with sandbox.client() as client:
-        running = client.post("/excel/generate", json={"prompt": "Long [[hold=long]]", "async": True}).json()
+        running = client.post(
+            "/excel/generate", json={"prompt": "Long [[hold=long]]", "async": True}
+        ).json()
         queued = client.post("/excel/generate", json={"prompt": "Next", "async": True}).json()
         sandbox.wait_held("long")  # running, and never released: only the cancel ends it
         assert client.post(f"/tasks/{queued['task_id']}/cancel").status_code == 200
@@ -215,7 +311,9 @@ def test_cancel_running_and_queued_tasks(make_sandbox):
 def test_task_queued_for_more_than_a_day_expires(make_sandbox):
     sandbox = make_sandbox(pool_size=1)
     with sandbox.client() as client:
-        busy = client.post("/excel/generate", json={"prompt": "Long [[hold=busy]]", "async": True}).json()
+        busy = client.post(
+            "/excel/generate", json={"prompt": "Long [[hold=busy]]", "async": True}
+        ).json()
         sandbox.wait_held("busy")  # running: it must not expire, the queued one behind it must
         stuck = client.post("/excel/generate", json={"prompt": "Waiting", "async": True}).json()
         sandbox.advance(25 * 3600)
@@ -223,27 +321,46 @@ def test_task_queued_for_more_than_a_day_expires(make_sandbox):
         assert task["status"] == "expired" and task["error"]["code"] == "expired"
         sandbox.release("busy")
         assert sandbox.wait_task(client, busy["task_id"])["status"] == "completed"
-        eventually(lambda: sandbox.pool()["idle"], 60, "the pool to deal with the expired task", show=sandbox.pool)
+        eventually(
+            lambda: sandbox.pool()["idle"],
+            60,
+            "the pool to deal with the expired task",
+            show=sandbox.pool,
+        )
         assert client.get(f"/tasks/{stuck['task_id']}").json()["status"] == "expired"
-    assert "running" not in [p["status"] for p in sandbox.phases(stuck["task_id"])], "the freed worker skipped it"
+    assert "running" not in [p["status"] for p in sandbox.phases(stuck["task_id"])], (
+        "the freed worker skipped it"
+    )
 
 
-def test_tasks_running_at_a_restart_end_cancelled_and_queued_ones_resume(make_sandbox, redis_url, tmp_path):
+def test_tasks_running_at_a_restart_end_cancelled_and_queued_ones_resume(
+    make_sandbox, redis_url, tmp_path
+):
     from sandbox import SandboxConfig, create_app
 
     first = make_sandbox(pool_size=1, key_prefix="restart-test:")
     with first.client() as client:
-        running = client.post("/excel/generate", json={"prompt": "Long [[hold=restart]]", "async": True}).json()
+        running = client.post(
+            "/excel/generate", json={"prompt": "Long [[hold=restart]]", "async": True}
+        ).json()
         queued = client.post("/excel/generate", json={"prompt": "Next", "async": True}).json()
         first.wait_held("restart")  # running when the second process starts
     # a second process on the same store, as after a crash of the first
-    config = SandboxConfig(redis_url=redis_url, key_prefix="restart-test:", data_dir=tmp_path / "sandbox",
-                           task_seconds=0.05)
+    config = SandboxConfig(
+        redis_url=redis_url,
+        key_prefix="restart-test:",
+        data_dir=tmp_path / "sandbox",
+        task_seconds=0.05,
+    )
     restarted = create_app(config)
     try:
         store = restarted.extensions["sandbox"].store
         assert store.get_task(running["task_id"])["status"] == "cancelled"
-        eventually(lambda: store.get_task(queued["task_id"])["status"] == "completed", 60,
-                   "the queued task to run after the restart", show=lambda: store.get_task(queued["task_id"]))
+        eventually(
+            lambda: store.get_task(queued["task_id"])["status"] == "completed",
+            60,
+            "the queued task to run after the restart",
+            show=lambda: store.get_task(queued["task_id"]),
+        )
     finally:
         restarted.extensions["sandbox"].stop()

@@ -19,7 +19,9 @@ def test_a_held_task_waits_running_until_released(sandbox):
         held = sandbox.wait_held("q3", count=2)
         assert held == sorted([first["task_id"], second["task_id"]])
         view = client.get(f"/tasks/{first['task_id']}").json()
-        assert (view["status"], view["phase"]) == ("running", "executing_plan") and 0 < view["progress"] < 100
+        assert (view["status"], view["phase"]) == ("running", "executing_plan") and 0 < view[
+            "progress"
+        ] < 100
         sandbox.release("q3")
         ended = [sandbox.wait_task(client, t["task_id"]) for t in (first, second)]
     assert [t["status"] for t in ended] == ["completed", "completed"]

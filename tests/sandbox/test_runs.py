@@ -15,7 +15,9 @@ DAY = 86_400
 
 
 def make_runs(client: httpx.Client, count: int, endpoint: str = "/excel/generate") -> list[str]:
-    return [client.post(endpoint, json={"prompt": f"Report {i}"}).json()["run_id"] for i in range(count)]
+    return [
+        client.post(endpoint, json={"prompt": f"Report {i}"}).json()["run_id"] for i in range(count)
+    ]
 
 
 def test_runs_are_listed_newest_first_across_cursor_pages(sandbox):
@@ -34,8 +36,16 @@ def test_runs_are_listed_newest_first_across_cursor_pages(sandbox):
     assert seen == list(reversed(created))
     with sandbox.client() as client:
         item = client.get("/runs", params={"limit": 1}).json()["items"][0]
-    assert set(item) == {"run_id", "format", "status", "prompt", "credits_used", "duration_ms", "created_at",
-                         "file_name"}
+    assert set(item) == {
+        "run_id",
+        "format",
+        "status",
+        "prompt",
+        "credits_used",
+        "duration_ms",
+        "created_at",
+        "file_name",
+    }
     assert item["file_name"] == "workbook.xlsx" and item["status"] == "completed"
 
 
@@ -46,14 +56,25 @@ def test_runs_filter_by_format_and_status(sandbox):
         failed = client.post("/excel/generate", json={"prompt": "x [[fail]]"}).json()["run_id"]
         only_word = client.get("/runs", params={"format": "word"}).json()["items"]
         only_failed = client.get("/runs", params={"status": "failed"}).json()["items"]
-        completed_excel = client.get("/runs", params={"format": "excel", "status": "completed"}).json()["items"]
+        completed_excel = client.get(
+            "/runs", params={"format": "excel", "status": "completed"}
+        ).json()["items"]
     assert [r["run_id"] for r in only_word] == word
     assert [r["run_id"] for r in only_failed] == [failed]
     assert [r["run_id"] for r in completed_excel] == list(reversed(excel))
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"cursor": "nope"},
-                                    {"format": "pdf"}, {"sort": "asc"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "ten"},
+        {"cursor": "nope"},
+        {"format": "pdf"},
+        {"sort": "asc"},
+    ],
+)
 def test_bad_list_parameters_are_rejected(sandbox, params):
     with sandbox.client() as client:
         response = client.get("/runs", params=params)
@@ -86,7 +107,9 @@ def test_retention_expires_runs_then_deletes_their_bytes(sandbox):
         assert run["status"] == "expired" and run["download_url"]
         resumed = client.post("/excel/generate", json={"prompt": "more", "run_id": run_id})
         assert resumed.status_code == 410 and resumed.json()["error"]["code"] == "run_expired"
-        assert [r["run_id"] for r in client.get("/runs", params={"status": "expired"}).json()["items"]] == [run_id]
+        assert [
+            r["run_id"] for r in client.get("/runs", params={"status": "expired"}).json()["items"]
+        ] == [run_id]
         sandbox.advance(30 * DAY)  # the sweep runs as part of the move
         gone = client.get(f"/runs/{run_id}").json()
         assert gone["status"] == "expired" and gone["download_url"] is None
@@ -107,9 +130,13 @@ def test_csv_and_html_exports_and_the_cache(sandbox):
     lines = csv_text.splitlines()
     assert lines[2].startswith("Item,Q1,Q2,Q3,Q4,Total")
     north = lines[3].split(",")
-    assert int(north[5]) == sum(int(v) for v in north[1:5]), "totals are evaluated, not left as formulas"
+    assert int(north[5]) == sum(int(v) for v in north[1:5]), (
+        "totals are evaluated, not left as formulas"
+    )
     page = fetch(html["download_url"])
-    assert page.headers["content-type"].startswith("text/html; charset=utf-8") and "Alpha" in page.text
+    assert (
+        page.headers["content-type"].startswith("text/html; charset=utf-8") and "Alpha" in page.text
+    )
 
 
 def test_docx_exports_to_text(sandbox):
@@ -153,7 +180,9 @@ def test_pdf_export_through_libreoffice_is_cached(sandbox):
 def test_edit_view_shows_the_document(sandbox):
     with sandbox.client() as client:
         body = client.post("/excel/generate", json={"prompt": "Sales by region"}).json()
-        client.post("/excel/generate", json={"prompt": "Add a forecast for FY27", "run_id": body["run_id"]})
+        client.post(
+            "/excel/generate", json={"prompt": "Add a forecast for FY27", "run_id": body["run_id"]}
+        )
         view = fetch(client.get(f"/runs/{body['run_id']}").json()["edit_url"])
     assert view.status_code == 200
     assert "Sales Region" in view.text and "Forecast FY27" in view.text

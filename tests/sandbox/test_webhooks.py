@@ -14,8 +14,9 @@ from tests.support.servers import eventually
 
 def submit(sandbox, receiver, prompt: str = "Sales report") -> dict:
     with sandbox.client() as client:
-        return client.post("/excel/generate", json={"prompt": prompt, "async": True,
-                                                     "webhook_url": receiver.url}).json()
+        return client.post(
+            "/excel/generate", json={"prompt": prompt, "async": True, "webhook_url": receiver.url}
+        ).json()
 
 
 def verified(sandbox, request) -> dict:
@@ -29,7 +30,9 @@ def test_completed_event_is_signed_and_carries_the_task(sandbox, receiver):
     schemas.validate("upstream/task-event.json", event)
     assert event["type"] == "task.completed"
     assert request.headers["Webhook-Id"] == event["id"]
-    assert event["data"]["task_id"] == accepted["task_id"] and event["data"]["result"]["download_url"]
+    assert (
+        event["data"]["task_id"] == accepted["task_id"] and event["data"]["result"]["download_url"]
+    )
     with sandbox.client() as client:
         assert event["data"] == client.get(f"/tasks/{accepted['task_id']}").json()
 
@@ -45,20 +48,30 @@ def test_a_wrong_secret_or_tampered_body_does_not_verify(sandbox, receiver):
 
 
 def test_event_is_retried_on_the_schedule_after_the_receiver_answers_500(make_sandbox, receiver):
-    sandbox = make_sandbox(webhook_retry_schedule=(600, 3600))  # far beyond real time: only advance() gets there
+    sandbox = make_sandbox(
+        webhook_retry_schedule=(600, 3600)
+    )  # far beyond real time: only advance() gets there
     receiver.script = [500, 503]
     submit(sandbox, receiver)
     for attempts, pause in ((1, 600), (2, 3600)):
-        [delivery] = eventually(lambda n=attempts: [d for d in sandbox.deliveries() if d["attempts"] == str(n)],
-                                60, f"attempt {attempts} to be recorded", show=sandbox.deliveries)
+        [delivery] = eventually(
+            lambda n=attempts: [d for d in sandbox.deliveries() if d["attempts"] == str(n)],
+            60,
+            f"attempt {attempts} to be recorded",
+            show=sandbox.deliveries,
+        )
         assert delivery["status"] == "pending"
-        assert delivery["due_at"] == pytest.approx(float(delivery["last_attempt_at"]) + pause, abs=1e-3)
+        assert delivery["due_at"] == pytest.approx(
+            float(delivery["last_attempt_at"]) + pause, abs=1e-3
+        )
         assert len(receiver.requests) == attempts, "the next attempt waits for its time"
         sandbox.advance(pause)
     [delivery] = sandbox.wait_settled()
     assert (delivery["status"], delivery["attempts"]) == ("delivered", "3")
     assert len(receiver.requests) == 3, "no more attempts after a 2xx"
-    assert len({r.headers["Webhook-Id"] for r in receiver.requests}) == 1, "every retry carries the same webhook-id"
+    assert len({r.headers["Webhook-Id"] for r in receiver.requests}) == 1, (
+        "every retry carries the same webhook-id"
+    )
     events = [verified(sandbox, r) for r in receiver.requests]  # each attempt is signed afresh
     assert all(e["type"] == "task.completed" for e in events)
 
@@ -72,11 +85,17 @@ def test_410_stops_retrying(sandbox, receiver):
 
 
 def test_retries_stop_when_the_schedule_is_exhausted(make_sandbox, receiver):
-    sandbox = make_sandbox(webhook_retry_schedule=(0.1, 0.1))  # in real time: the dispatcher runs on its own
+    sandbox = make_sandbox(
+        webhook_retry_schedule=(0.1, 0.1)
+    )  # in real time: the dispatcher runs on its own
     receiver.default_status = 500
     submit(sandbox, receiver)
     [delivery] = sandbox.wait_settled()
-    assert (delivery["status"], delivery["attempts"], delivery["last_outcome"]) == ("failed", "3", "500")
+    assert (delivery["status"], delivery["attempts"], delivery["last_outcome"]) == (
+        "failed",
+        "3",
+        "500",
+    )
     assert len(receiver.requests) == 3
 
 
@@ -99,9 +118,15 @@ def test_cancelled_and_expired_task_events(make_sandbox, receiver):
     sandbox.advance(25 * 3600)
     sandbox.release("busy")
     sandbox.wait_settled(3)
-    types = {verified(sandbox, r)["data"]["task_id"]: verified(sandbox, r)["type"] for r in receiver.requests}
-    assert types == {cancelled["task_id"]: "task.cancelled", expired["task_id"]: "task.expired",
-                     busy["task_id"]: "task.completed"}
+    types = {
+        verified(sandbox, r)["data"]["task_id"]: verified(sandbox, r)["type"]
+        for r in receiver.requests
+    }
+    assert types == {
+        cancelled["task_id"]: "task.cancelled",
+        expired["task_id"]: "task.expired",
+        busy["task_id"]: "task.completed",
+    }
     assert len(receiver.requests) == 3
 
 
@@ -109,7 +134,9 @@ def test_drop_knob_loses_first_attempts_which_are_then_retried(make_sandbox, rec
     sandbox = make_sandbox(webhook_drop_rate=1.0)
     submit(sandbox, receiver)
     [delivery] = sandbox.wait_settled()
-    assert (delivery["status"], delivery["attempts"]) == ("delivered", "2"), "the lost first attempt was retried"
+    assert (delivery["status"], delivery["attempts"]) == ("delivered", "2"), (
+        "the lost first attempt was retried"
+    )
     [request] = receiver.requests
     assert verified(sandbox, request)["type"] == "task.completed"
 
@@ -126,7 +153,9 @@ def test_copies_knob_sends_each_event_several_times(make_sandbox, receiver):
 
 
 def test_delay_knob_holds_the_first_attempt(make_sandbox, receiver):
-    sandbox = make_sandbox(webhook_delay_seconds=600)  # on the sandbox clock: only advance() gets there
+    sandbox = make_sandbox(
+        webhook_delay_seconds=600
+    )  # on the sandbox clock: only advance() gets there
     submit(sandbox, receiver)
     [delivery] = eventually(sandbox.deliveries, 60, "the task's event to be queued")
     assert delivery["attempts"] == "0"

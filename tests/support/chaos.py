@@ -29,12 +29,26 @@ class Kill:
 
 
 class WorkerKiller(threading.Thread):
-    def __init__(self, relay, workers: list[subprocess.Popen], steps: list[int], progress: Callable[[], int],
-                 seed: int, busy: Callable[[], set[int]] | None = None, every: float = 0.2):
+    def __init__(
+        self,
+        relay,
+        workers: list[subprocess.Popen],
+        steps: list[int],
+        progress: Callable[[], int],
+        seed: int,
+        busy: Callable[[], set[int]] | None = None,
+        every: float = 0.2,
+    ):
         """``steps``: the values of ``progress()`` at which to kill, in order (looked at each ``every`` seconds).
         ``busy()``: the pids of the workers holding work now; a victim is chosen among them when there are any."""
         super().__init__(daemon=True)
-        self.relay, self.workers, self.steps, self.progress, self.busy = relay, workers, steps, progress, busy
+        self.relay, self.workers, self.steps, self.progress, self.busy = (
+            relay,
+            workers,
+            steps,
+            progress,
+            busy,
+        )
         self.every = every
         self.rng = random.Random(seed)
         self.kills: list[Kill] = []
@@ -44,8 +58,12 @@ class WorkerKiller(threading.Thread):
     def run(self) -> None:
         try:
             for step in self.steps:
-                eventually(lambda step=step: self.stop.is_set() or self.progress() >= step, 900,
-                           f"the work to reach {step} for a kill", every=self.every)
+                eventually(
+                    lambda step=step: self.stop.is_set() or self.progress() >= step,
+                    900,
+                    f"the work to reach {step} for a kill",
+                    every=self.every,
+                )
                 if self.stop.is_set():
                     return
                 self._kill(step)
@@ -78,7 +96,9 @@ class WorkerKiller(threading.Thread):
         self.join(60)
         assert not self.is_alive(), "the chaos thread did not stop"
         if self.error is not None:
-            raise AssertionError(f"the chaos thread failed after {len(self.kills)} kills: {self.error}") from self.error
+            raise AssertionError(
+                f"the chaos thread failed after {len(self.kills)} kills: {self.error}"
+            ) from self.error
         return self.kills
 
 
@@ -88,5 +108,8 @@ def lane_holders(relay) -> set[int]:
 
     ctx, host = relay.ctx, socket.gethostname()
     pending = ctx.redis.xpending(lane_stream.stream_key(ctx), lane_stream.GROUP)
-    return {int(c["name"].rsplit("-", 1)[1]) for c in pending.get("consumers") or []
-            if c["name"].startswith(f"{host}-") and int(c["pending"])}
+    return {
+        int(c["name"].rsplit("-", 1)[1])
+        for c in pending.get("consumers") or []
+        if c["name"].startswith(f"{host}-") and int(c["pending"])
+    }

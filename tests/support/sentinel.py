@@ -32,7 +32,9 @@ class Node:
     process: subprocess.Popen | None = None
 
     def client(self, **kwargs) -> Redis:
-        return Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2, **kwargs)
+        return Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2, **kwargs
+        )
 
     def up(self) -> bool:
         try:
@@ -62,14 +64,20 @@ class SentinelGroup:
             self._server(f"replica-{n}", replica_of=primary.port)
         for n in range(self.sentinels):
             self._sentinel(f"sentinel-{n}", primary.port)
-        self._wait(lambda: self._replicas_online(primary) == self.replicas, "the replicas to catch up")
-        self._wait(lambda: all(self._sentinels_known(watcher) for watcher in self.watchers),
-                   "every sentinel to see the others and the replicas")
+        self._wait(
+            lambda: self._replicas_online(primary) == self.replicas, "the replicas to catch up"
+        )
+        self._wait(
+            lambda: all(self._sentinels_known(watcher) for watcher in self.watchers),
+            "every sentinel to see the others and the replicas",
+        )
         return self
 
     def primary(self) -> Node:
         """The server the sentinels name as primary now."""
-        _, port = self.watchers[0].client(decode_responses=True).sentinel_get_master_addr_by_name(MASTER)
+        _, port = (
+            self.watchers[0].client(decode_responses=True).sentinel_get_master_addr_by_name(MASTER)
+        )
         return next(node for node in self.servers if node.port == int(port))
 
     def wait_for_new_primary(self, old: Node, timeout: float = 300) -> Node:
@@ -78,7 +86,11 @@ class SentinelGroup:
                 current = self.primary()
             except (RedisError, OSError, StopIteration):
                 return None
-            role = current.client(decode_responses=True).info("replication")["role"] if current.up() else ""
+            role = (
+                current.client(decode_responses=True).info("replication")["role"]
+                if current.up()
+                else ""
+            )
             return current if current.port != old.port and role == "master" else None
 
         return self._wait(elected, "the sentinels to promote a replica", timeout)
@@ -93,19 +105,30 @@ class SentinelGroup:
         every sentinel knows it: the group is whole again, ready for another fault."""
         primary, argv = self.primary(), list(node.process.args)
         if "--replicaof" in argv:
-            del argv[argv.index("--replicaof"):argv.index("--replicaof") + 3]
+            del argv[argv.index("--replicaof") : argv.index("--replicaof") + 3]
         self._spawn(node, [*argv, "--replicaof", "127.0.0.1", str(primary.port)])
         # the primary of now, each time: should the sentinels fail over meanwhile, they reconfigure the node too
-        self._wait(lambda: self._replicas_online(self.primary()) == self.replicas, f"{node.name} to catch up")
-        self._wait(lambda: all(self._sentinels_known(watcher) for watcher in self.watchers),
-                   "every sentinel to know the group whole again")
+        self._wait(
+            lambda: self._replicas_online(self.primary()) == self.replicas,
+            f"{node.name} to catch up",
+        )
+        self._wait(
+            lambda: all(self._sentinels_known(watcher) for watcher in self.watchers),
+            "every sentinel to know the group whole again",
+        )
 
     def pause(self, node: Node) -> None:
         """A hung primary: the process stops, its sockets stay open and take commands it does not answer."""
         assert node.process is not None
         node.process.send_signal(signal.SIGSTOP)
-        stat = Path(f"/proc/{node.process.pid}/stat")  # the signal is asynchronous: wait until it has stopped
-        self._wait(lambda: stat.read_text().rpartition(")")[2].split()[0] == "T", f"{node.name} to stop", 120)
+        stat = Path(
+            f"/proc/{node.process.pid}/stat"
+        )  # the signal is asynchronous: wait until it has stopped
+        self._wait(
+            lambda: stat.read_text().rpartition(")")[2].split()[0] == "T",
+            f"{node.name} to stop",
+            120,
+        )
 
     def resume(self, node: Node) -> None:
         assert node.process is not None
@@ -130,7 +153,9 @@ class SentinelGroup:
                     pubsub.close()
                     waiting.remove(pubsub)
         if waiting:
-            raise AssertionError(f"timed out: {len(waiting)} sentinel(s) never switched to the new primary")
+            raise AssertionError(
+                f"timed out: {len(waiting)} sentinel(s) never switched to the new primary"
+            )
 
     def stop(self) -> None:
         for node in [*self.watchers, *self.servers]:
@@ -143,10 +168,29 @@ class SentinelGroup:
     def _server(self, name: str, replica_of: int | None = None) -> Node:
         node = Node(name, free_port(), self.root / name)
         node.directory.mkdir(parents=True)
-        argv = [self.binary, "--port", str(node.port), "--bind", "127.0.0.1", "--dir", str(node.directory),
-                "--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
-                "--logfile", str(node.directory / "redis.log"), "--repl-diskless-sync", "yes",
-                "--repl-diskless-sync-delay", "0"]
+        argv = [
+            self.binary,
+            "--port",
+            str(node.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(node.directory),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+            "--logfile",
+            str(node.directory / "redis.log"),
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+        ]
         if replica_of is not None:
             argv += ["--replicaof", "127.0.0.1", str(replica_of)]
         self._spawn(node, argv)
@@ -157,30 +201,40 @@ class SentinelGroup:
         node = Node(name, free_port(), self.root / name)
         node.directory.mkdir(parents=True)
         conf = node.directory / "sentinel.conf"
-        conf.write_text(f"port {node.port}\nbind 127.0.0.1\ndir {node.directory}\n"
-                        f"logfile {node.directory / 'sentinel.log'}\n"
-                        f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n"
-                        f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
-                        f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n"
-                        f"sentinel parallel-syncs {MASTER} 2\n")
+        conf.write_text(
+            f"port {node.port}\nbind 127.0.0.1\ndir {node.directory}\n"
+            f"logfile {node.directory / 'sentinel.log'}\n"
+            f"sentinel monitor {MASTER} 127.0.0.1 {primary_port} 2\n"
+            f"sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n"
+            f"sentinel parallel-syncs {MASTER} 2\n"
+        )
         self._spawn(node, [self.binary, str(conf), "--sentinel"])
         self.watchers.append(node)
         return node
 
     def _spawn(self, node: Node, argv: list[str]) -> None:
-        node.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        process_group=0)
+        node.process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0
+        )
         self._wait(node.up, f"{node.name} to start", 300)
 
     def _replicas_online(self, primary: Node) -> int:
         info = primary.client(decode_responses=True).info("replication")
-        return sum(1 for key, value in info.items() if key.startswith("slave") and isinstance(value, dict)
-                   and value.get("state") == "online")
+        return sum(
+            1
+            for key, value in info.items()
+            if key.startswith("slave")
+            and isinstance(value, dict)
+            and value.get("state") == "online"
+        )
 
     def _sentinels_known(self, watcher: Node) -> bool:
         master = watcher.client(decode_responses=True).sentinel_master(MASTER)
-        return int(master.get("num-other-sentinels", 0)) == self.sentinels - 1 and \
-            int(master.get("num-slaves", 0)) == self.replicas
+        return (
+            int(master.get("num-other-sentinels", 0)) == self.sentinels - 1
+            and int(master.get("num-slaves", 0)) == self.replicas
+        )
 
     @staticmethod
     def _wait(condition, what: str, timeout: float = 300):

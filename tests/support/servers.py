@@ -29,7 +29,10 @@ class ServedApp:
         self._thread: threading.Thread | None = None
 
     def _recording(self, environ, start_response):
-        method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")  # before a dispatcher shifts it
+        method, path = (
+            environ["REQUEST_METHOD"],
+            environ.get("PATH_INFO", ""),
+        )  # before a dispatcher shifts it
 
         def record(status: str, headers, *args):
             self.answers.append((method, path, int(status[:3])))
@@ -44,11 +47,14 @@ class ServedApp:
                 self.in_flight -= 1
 
     def start(self) -> ServedApp:
-        self._server = make_server("127.0.0.1", self.port, self._recording, threaded=True, ssl_context=self.tls)
+        self._server = make_server(
+            "127.0.0.1", self.port, self._recording, threaded=True, ssl_context=self.tls
+        )
         self.port = self._server.server_port
         # a short poll: stop() waits for serve_forever to see the request, up to one poll (0.5 s by default)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -96,8 +102,11 @@ class WebhookReceiver:
             seq, self.arrived = self.arrived, self.arrived + 1
         self._open.wait()
         with self._lock:
-            self.requests.append(Received(request.method, request.path, dict(request.headers), request.get_data(),
-                                          seq))
+            self.requests.append(
+                Received(
+                    request.method, request.path, dict(request.headers), request.get_data(), seq
+                )
+            )
             status = self.script.pop(0) if self.script else self.default_status
         return Response(status=status)(environ, start_response)
 
@@ -114,8 +123,12 @@ class WebhookReceiver:
             return self.arrived - len(self.requests)
 
     def wait_for(self, count: int, timeout: float = 60.0) -> list[Received]:
-        eventually(lambda: len(self.requests) >= count, timeout, f"{count} webhook request(s)",
-                   show=lambda: f"{len(self.requests)} answered, {self.in_flight} in flight")
+        eventually(
+            lambda: len(self.requests) >= count,
+            timeout,
+            f"{count} webhook request(s)",
+            show=lambda: f"{len(self.requests)} answered, {self.in_flight} in flight",
+        )
         return list(self.requests)
 
 
@@ -124,8 +137,13 @@ def _set(event: threading.Event) -> threading.Event:
     return event
 
 
-def eventually(check: Callable[[], object], timeout: float = 60.0, what: str = "condition", every: float = 0.02,
-               show: Callable[[], object] | None = None):
+def eventually(
+    check: Callable[[], object],
+    timeout: float = 60.0,
+    what: str = "condition",
+    every: float = 0.02,
+    show: Callable[[], object] | None = None,
+):
     """Poll ``check`` every ``every`` seconds until it returns something truthy, and return that. The deadline
     is there to end a test that hangs, not to measure speed: a wait on a busy machine may take many times
     what it takes on an idle one, so ``timeout`` is generous. On failure the message says what was waited for

@@ -22,17 +22,30 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -52,8 +65,10 @@ class Mailbox:
         return "250 Message accepted for delivery"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):
-        if isinstance(auth_data, LoginPassword) and self.users.get(auth_data.login.decode()) == \
-                auth_data.password.decode():
+        if (
+            isinstance(auth_data, LoginPassword)
+            and self.users.get(auth_data.login.decode()) == auth_data.password.decode()
+        ):
             return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 
@@ -65,9 +80,15 @@ class SmtpServer:
         context.load_cert_chain(self.cert, key)
         self.mailbox = Mailbox(users)
         self.port = port
-        self._controller = Controller(self.mailbox, hostname="127.0.0.1", port=port, tls_context=context,
-                                      require_starttls=True, authenticator=self.mailbox.authenticate,
-                                      auth_require_tls=True)
+        self._controller = Controller(
+            self.mailbox,
+            hostname="127.0.0.1",
+            port=port,
+            tls_context=context,
+            require_starttls=True,
+            authenticator=self.mailbox.authenticate,
+            auth_require_tls=True,
+        )
 
     def start(self) -> SmtpServer:
         self._controller.start()

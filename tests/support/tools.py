@@ -14,10 +14,16 @@ import pytest
 
 # tool -> (the names it may have on PATH, the Debian packages that provide it)
 TOOLS: dict[str, tuple[tuple[str, ...], str]] = {
-    "soffice": (("soffice",), "libreoffice-calc-nogui libreoffice-writer-nogui libreoffice-impress-nogui"),
+    "soffice": (
+        ("soffice",),
+        "libreoffice-calc-nogui libreoffice-writer-nogui libreoffice-impress-nogui",
+    ),
     "chromium": (("chromium", "chromium-browser"), "chromium"),
     "npm": (("npm",), "nodejs npm"),
-    "redis-server": (("redis-server",), "redis-server"),  # its --sentinel mode, for the Sentinel tests
+    "redis-server": (
+        ("redis-server",),
+        "redis-server",
+    ),  # its --sentinel mode, for the Sentinel tests
 }
 
 
@@ -31,7 +37,9 @@ def require(tool: str) -> str:
     path = find(tool)
     if path:
         return path
-    message = f"needs {tool}: apt-get install {TOOLS[tool][1]} (or run tests/system-tools.sh as root)"
+    message = (
+        f"needs {tool}: apt-get install {TOOLS[tool][1]} (or run tests/system-tools.sh as root)"
+    )
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message}; CI=true, so a missing tool is a failure", pytrace=False)
     pytest.skip(message)

@@ -35,17 +35,30 @@ def start_document(request: dict) -> None:
     ctx = current()
     installation, tenant = _workspace(ctx, request)
     if installation is None or tenant is None:
-        follow_up(ctx, request["response_url"], "This workspace is no longer connected to Overten Relay.")
+        follow_up(
+            ctx, request["response_url"], "This workspace is no longer connected to Overten Relay."
+        )
         return
     started = ctx.key("slack", "started", request["command_id"])
     if not ctx.redis.set(started, "1", nx=True, ex=86_400):
         return  # this command was already submitted (the job ran again after a crash)
     channel, deadline = request["channel_id"], request["received_at"] + RESPONSE_URL_LIFE - MARGIN
-    reply = {"response_url": ctx.box.open(request["response_url"]), "deadline": deadline,
-             "bot_token": installation.bot_token, "channel": channel, "user": request["user_id"]}
-    body = {"format": request["format"], "prompt": request["prompt"], "resume": request["resume"],
-            "record_key": channel_record_key(request["team_id"], channel),
-            "destinations": [{"kind": "slack", "config": {"channel": channel, "bot_token": installation.bot_token}}]}
+    reply = {
+        "response_url": ctx.box.open(request["response_url"]),
+        "deadline": deadline,
+        "bot_token": installation.bot_token,
+        "channel": channel,
+        "user": request["user_id"],
+    }
+    body = {
+        "format": request["format"],
+        "prompt": request["prompt"],
+        "resume": request["resume"],
+        "record_key": channel_record_key(request["team_id"], channel),
+        "destinations": [
+            {"kind": "slack", "config": {"channel": channel, "bot_token": installation.bot_token}}
+        ],
+    }
     try:
         task = submit.submit(ctx, tenant, body, slack_reply=ctx.box.seal(json.dumps(reply)))
     except budgets.BudgetExceeded as exc:  # spent between the command's answer and this job
@@ -55,7 +68,11 @@ def start_document(request: dict) -> None:
         return  # refused or already done: the slack_reply delivery says so
     _session_start(ctx, task["task_id"], request["response_url"], deadline)
     what = LABELS.get(task["format"], task["format"])
-    follow_up(ctx, request["response_url"], f":hammer_and_wrench: Working on it: {what}, task `{task['task_id']}`.")
+    follow_up(
+        ctx,
+        request["response_url"],
+        f":hammer_and_wrench: Working on it: {what}, task `{task['task_id']}`.",
+    )
     _schedule_progress(ctx, task["task_id"])
 
 
@@ -66,7 +83,12 @@ def watch_progress(task_id: str, now: float | None = None) -> None:
     session = ctx.redis.hgetall(_session_key(ctx, task_id))
     task = ctx.tasks.get(task_id)
     now = time.time() if now is None else now
-    if not session or task is None or task["status"] in TERMINAL or now > float(session["deadline"]):
+    if (
+        not session
+        or task is None
+        or task["status"] in TERMINAL
+        or now > float(session["deadline"])
+    ):
         return
     task = tracking.refresh(ctx, task, min_age_seconds=0)
     if task["status"] in TERMINAL:
@@ -76,9 +98,12 @@ def watch_progress(task_id: str, now: float | None = None) -> None:
         ctx.redis.hset(_session_key(ctx, task_id), "phase", phase)
         if ctx.redis.hincrby(_session_key(ctx, task_id), "progress_posts", 1) <= PROGRESS_POSTS:
             turn = f", turn {task['turn_index']}" if task.get("turn_index") else ""
-            follow_up(ctx, session["response_url"],
-                      f":hourglass_flowing_sand: {phase.replace('_', ' ').capitalize()}: "
-                      f"{int(task.get('progress') or 0)}%{turn}.")
+            follow_up(
+                ctx,
+                session["response_url"],
+                f":hourglass_flowing_sand: {phase.replace('_', ' ').capitalize()}: "
+                f"{int(task.get('progress') or 0)}%{turn}.",
+            )
     _schedule_progress(ctx, task_id)
 
 
@@ -88,16 +113,25 @@ def export_document(request: dict) -> None:
     record_key = channel_record_key(request["team_id"], request["channel_id"])
     task = exports.latest_document(ctx, tenant.tenant_id, record_key) if tenant else None
     if tenant is None or task is None:
-        follow_up(ctx, request["response_url"], "There is no finished document in this channel to export.")
+        follow_up(
+            ctx, request["response_url"], "There is no finished document in this channel to export."
+        )
         return
     fmt = request["format"]
     try:
         link = exports.export_link(ctx, tenant, task, fmt)
     except UpstreamError as exc:
-        follow_up(ctx, request["response_url"], f":x: The {fmt.upper()} export failed: {exc.message}")
+        follow_up(
+            ctx, request["response_url"], f":x: The {fmt.upper()} export failed: {exc.message}"
+        )
         return
-    follow_up(ctx, request["response_url"], f"<@{request['user_id']}> exported this channel's document: "
-                                            f"<{link}|Download the {fmt.upper()}>", in_channel=True)
+    follow_up(
+        ctx,
+        request["response_url"],
+        f"<@{request['user_id']}> exported this channel's document: "
+        f"<{link}|Download the {fmt.upper()}>",
+        in_channel=True,
+    )
 
 
 def cancel_document(request: dict) -> None:
@@ -110,12 +144,21 @@ def cancel_document(request: dict) -> None:
         follow_up(ctx, request["response_url"], "That task is gone.")
         return
     if tracking.cancel(ctx, tenant, task):
-        follow_up(ctx, request["response_url"], f"<@{request['user_id']}> cancelled task `{task['task_id']}`.",
-                  in_channel=True)
+        follow_up(
+            ctx,
+            request["response_url"],
+            f"<@{request['user_id']}> cancelled task `{task['task_id']}`.",
+            in_channel=True,
+        )
         return
     ended = ctx.tasks.get(task["task_id"]) or task
-    follow_up(ctx, request["response_url"], f"Task `{task['task_id']}` has ended ({ended['status']}): nothing to "
-              "cancel." if ended["status"] in TERMINAL else ":x: The API did not take the cancel; try again.")
+    follow_up(
+        ctx,
+        request["response_url"],
+        f"Task `{task['task_id']}` has ended ({ended['status']}): nothing to cancel."
+        if ended["status"] in TERMINAL
+        else ":x: The API did not take the cancel; try again.",
+    )
 
 
 def follow_up(ctx: Context, sealed_url: str, text: str, in_channel: bool = False) -> bool:
@@ -123,17 +166,22 @@ def follow_up(ctx: Context, sealed_url: str, text: str, in_channel: bool = False
     url = ctx.box.open(sealed_url)
     try:
         OutboundPolicy(ctx.config.outbound_allow).check(url)
-        response = WebhookClient(url, timeout=10).send(text=text,
-                                                       response_type="in_channel" if in_channel else "ephemeral")
+        response = WebhookClient(url, timeout=10).send(
+            text=text, response_type="in_channel" if in_channel else "ephemeral"
+        )
     except Exception as exc:  # a follow-up is best effort; the final word has its own retries
         log.warning("Slack follow-up failed: %s", type(exc).__name__)
         return False
     if response.status_code != 200:
-        log.warning("Slack follow-up refused: %s %s", response.status_code, (response.body or "")[:100])
+        log.warning(
+            "Slack follow-up refused: %s %s", response.status_code, (response.body or "")[:100]
+        )
     return response.status_code == 200
 
 
-def _workspace(ctx: Context, request: dict) -> tuple[installations.Installation | None, Tenant | None]:
+def _workspace(
+    ctx: Context, request: dict
+) -> tuple[installations.Installation | None, Tenant | None]:
     """The command's workspace installation and its tenant (either None when it has gone since)."""
     installation = installations.find(ctx, request["team_id"])
     return installation, ctx.tenants.get(installation.tenant_id) if installation else None
@@ -145,12 +193,24 @@ def _session_key(ctx: Context, task_id: str) -> str:
 
 def _session_start(ctx: Context, task_id: str, sealed_url: str, deadline: float) -> None:
     key = _session_key(ctx, task_id)
-    ctx.redis.hset(key, mapping={"response_url": sealed_url, "deadline": deadline, "phase": "",
-                                 "progress_posts": 0})
+    ctx.redis.hset(
+        key,
+        mapping={
+            "response_url": sealed_url,
+            "deadline": deadline,
+            "phase": "",
+            "progress_posts": 0,
+        },
+    )
     ctx.redis.expire(key, RESPONSE_URL_LIFE * 2)
 
 
 def _schedule_progress(ctx: Context, task_id: str) -> None:
-    ctx.queue(queues.SUBMIT).enqueue_in(timedelta(seconds=ctx.config.slack_progress_seconds),
-                                        queues.job("slack_progress"), task_id, job_timeout=120, result_ttl=0,
-                                        failure_ttl=86_400)
+    ctx.queue(queues.SUBMIT).enqueue_in(
+        timedelta(seconds=ctx.config.slack_progress_seconds),
+        queues.job("slack_progress"),
+        task_id,
+        job_timeout=120,
+        result_ttl=0,
+        failure_ttl=86_400,
+    )

@@ -75,22 +75,28 @@ def acknowledge(ctx: Context, command: SlashCommand) -> dict:
         if kind is None:
             raise
         storage.count(kind, "slack", exc)
-        return ephemeral(f":warning: Overten Relay can't take commands right now ({storage.IN_SHORT[kind]}). "
-                         "Nothing was started; try again in a minute.")
+        return ephemeral(
+            f":warning: Overten Relay can't take commands right now ({storage.IN_SHORT[kind]}). "
+            "Nothing was started; try again in a minute."
+        )
 
 
 def _answer(ctx: Context, command: SlashCommand) -> dict:
     tenant_id = installations.tenant_for(ctx, command.team_id)
     if tenant_id is None or ctx.tenants.get(tenant_id) is None:
-        return ephemeral("This workspace is not connected to Overten Relay yet. Ask an admin to install it: "
-                         f"{ctx.config.public_url.rstrip('/')}/slack/install")
+        return ephemeral(
+            "This workspace is not connected to Overten Relay yet. Ask an admin to install it: "
+            f"{ctx.config.public_url.rstrip('/')}/slack/install"
+        )
     verb = command.verb
     if verb in NEW_DOCUMENT:
         return _start(ctx, command, NEW_DOCUMENT[verb], resume=False)
     if verb == "continue":
         latest = _latest_task(ctx, tenant_id, command.record_key)
         if latest is None:
-            return ephemeral("There is no document in this channel yet. Start one with `/overten excel <prompt>`.")
+            return ephemeral(
+                "There is no document in this channel yet. Start one with `/overten excel <prompt>`."
+            )
         return _start(ctx, command, latest["format"], resume=True)
     if verb == "status":
         return ephemeral(_status(ctx, tenant_id, command.record_key))
@@ -107,8 +113,10 @@ def _start(ctx: Context, command: SlashCommand, fmt: str, resume: bool) -> dict:
     if not command.argument:
         return ephemeral(f"Tell me what to build: `/overten {command.verb} <prompt>`.")
     try:
-        schemas.validate("relay/submit-request.json", {"format": fmt, "prompt": command.argument,
-                                                        "record_key": command.record_key})
+        schemas.validate(
+            "relay/submit-request.json",
+            {"format": fmt, "prompt": command.argument, "record_key": command.record_key},
+        )
     except schemas.SchemaViolation as exc:
         problem = exc.errors[0]
         return ephemeral(f"I can't use that {problem.field}: it {problem.message}.")
@@ -119,8 +127,10 @@ def _start(ctx: Context, command: SlashCommand, fmt: str, resume: bool) -> dict:
     _enqueue(ctx, "start_document", command, format=fmt, prompt=command.argument, resume=resume)
     what = LABELS.get(fmt, fmt).split(" (")[0].lower()
     action = "Changing this channel's" if resume else "Starting a new"
-    return ephemeral(f":hourglass_flowing_sand: {action} {what}. Progress will show up here; "
-                     "the file will be posted in the channel when it is ready (usually 1-25 minutes).")
+    return ephemeral(
+        f":hourglass_flowing_sand: {action} {what}. Progress will show up here; "
+        "the file will be posted in the channel when it is ready (usually 1-25 minutes)."
+    )
 
 
 def _export(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
@@ -131,7 +141,9 @@ def _export(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
         return ephemeral("There is no finished document in this channel to export yet.")
 
     _enqueue(ctx, "export_document", command, format=fmt)
-    return ephemeral(f":hourglass_flowing_sand: Making a {fmt.upper()} of this channel's document...")
+    return ephemeral(
+        f":hourglass_flowing_sand: Making a {fmt.upper()} of this channel's document..."
+    )
 
 
 def _cancel(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
@@ -147,9 +159,15 @@ def _enqueue(ctx: Context, job: str, command: SlashCommand, **extra: object) -> 
     """Hand the work to a job of app.domain.slack.background through the intake stream: one Redis call, durable, once
     per command. The response_url is a credential for 30 minutes, so it is stored sealed."""
     command_id = command.trigger_id or command.response_url
-    request = {"team_id": command.team_id, "channel_id": command.channel_id, "user_id": command.user_id,
-               "command_id": digest(command_id, 32), "response_url": ctx.box.seal(command.response_url),
-               "received_at": time.time(), **extra}
+    request = {
+        "team_id": command.team_id,
+        "channel_id": command.channel_id,
+        "user_id": command.user_id,
+        "command_id": digest(command_id, 32),
+        "response_url": ctx.box.seal(command.response_url),
+        "received_at": time.time(),
+        **extra,
+    }
     record_command(ctx, job, request, command_id)
 
 
@@ -174,5 +192,7 @@ def _status(ctx: Context, tenant_id: str, record_key: str) -> str:
         lines.append(f"Error: {latest['error'].get('message', '')}")
     completed = exports.latest_document(ctx, tenant_id, record_key)
     if completed:
-        lines.append(f"<{file_link(ctx, completed['task_id'])}|Download the latest finished version>")
+        lines.append(
+            f"<{file_link(ctx, completed['task_id'])}|Download the latest finished version>"
+        )
     return "\n".join(line for line in lines if line)

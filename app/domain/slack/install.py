@@ -45,8 +45,12 @@ def authorize_url(ctx: Context, link: str) -> str:
     if ctx.tenants.get(tenant_id) is None:
         raise InstallError("The tenant behind this install link no longer exists.", 404)
     state = ctx.tokens.signed("slack-oauth-state", {"t": tenant_id, "n": secrets.token_urlsafe(16)})
-    query = {"client_id": ctx.config.slack_client_id, "scope": ",".join(BOT_SCOPES), "state": state,
-             "redirect_uri": redirect_uri(ctx)}
+    query = {
+        "client_id": ctx.config.slack_client_id,
+        "scope": ",".join(BOT_SCOPES),
+        "state": state,
+        "redirect_uri": redirect_uri(ctx),
+    }
     return f"{ctx.config.slack_authorize_url}?{urlencode(query)}"
 
 
@@ -54,28 +58,44 @@ def complete(ctx: Context, code: str, state: str) -> Installation:
     """Slack sent the installer back: check the state, exchange the code, remember the workspace."""
     _require_app_credentials(ctx)
     opened = _open(ctx, "slack-oauth-state", state, STATE_LIFE, "sign-in with Slack")
-    if not ctx.redis.set(ctx.key("slack", "state-used", opened["n"]), "1", nx=True, ex=STATE_LIFE * 2):
-        raise InstallError("This sign-in with Slack was already used. Start the install again.", 409)
+    if not ctx.redis.set(
+        ctx.key("slack", "state-used", opened["n"]), "1", nx=True, ex=STATE_LIFE * 2
+    ):
+        raise InstallError(
+            "This sign-in with Slack was already used. Start the install again.", 409
+        )
     client = WebClient(base_url=ctx.config.slack_api_url, timeout=30)
     try:
-        answer = client.oauth_v2_access(client_id=ctx.config.slack_client_id,
-                                        client_secret=ctx.config.slack_client_secret, code=code,
-                                        redirect_uri=redirect_uri(ctx)).data
+        answer = client.oauth_v2_access(
+            client_id=ctx.config.slack_client_id,
+            client_secret=ctx.config.slack_client_secret,
+            code=code,
+            redirect_uri=redirect_uri(ctx),
+        ).data
     except SlackApiError as exc:
         error = exc.response.get("error", "") if exc.response is not None else ""
-        raise InstallError(f"Slack did not accept the installation ({error or 'unknown error'}). "
-                           "Start the install again.") from None
-    installation = Installation(team_id=answer["team"]["id"], team_name=answer["team"].get("name", ""),
-                                tenant_id=opened["t"], bot_token=answer["access_token"],
-                                bot_user_id=answer.get("bot_user_id", ""))
+        raise InstallError(
+            f"Slack did not accept the installation ({error or 'unknown error'}). "
+            "Start the install again."
+        ) from None
+    installation = Installation(
+        team_id=answer["team"]["id"],
+        team_name=answer["team"].get("name", ""),
+        tenant_id=opened["t"],
+        bot_token=answer["access_token"],
+        bot_user_id=answer.get("bot_user_id", ""),
+    )
     save(ctx, installation)
     return installation
 
 
 def _require_app_credentials(ctx: Context) -> None:
     if not (ctx.config.slack_client_id and ctx.config.slack_client_secret):
-        raise InstallError("Slack installs are not set up on this relay: set RELAY_SLACK_CLIENT_ID and "
-                           "RELAY_SLACK_CLIENT_SECRET (from the Slack app's Basic Information page).", 404)
+        raise InstallError(
+            "Slack installs are not set up on this relay: set RELAY_SLACK_CLIENT_ID and "
+            "RELAY_SLACK_CLIENT_SECRET (from the Slack app's Basic Information page).",
+            404,
+        )
 
 
 def _open(ctx: Context, purpose: str, token: str, max_age: float, what: str) -> dict:
