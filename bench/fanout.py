@@ -328,10 +328,11 @@ def peak_rss(
                     "refresh_token": "refresh-token-of-ana",
                 },
             },
+            # a card with the link
             "teams": {
                 "kind": "teams",
                 "config": {"url": teams.url(servers[4].url)},
-            },  # a card with the link
+            },
         }
         env = {
             **env,

@@ -194,9 +194,8 @@ def main() -> None:
     results: dict[str, list[dict]] = {"bare 204": [], "intake": [], "celery peer": []}
     try:
         for round_ in range(args.rounds):
-            signed_requests(
-                requests_file, 8_000 * args.duration, str(round_)
-            )  # new webhook ids each round
+            # new webhook ids each round
+            signed_requests(requests_file, 8_000 * args.duration, str(round_))
             for name, spec, path in (
                 ("bare 204", "bench.bare:create_app()", "/bare"),
                 ("intake", "app.web:create_app()", intake_path),

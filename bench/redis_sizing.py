@@ -131,9 +131,8 @@ def main() -> None:
         rows.append(measure(ctx, "finish: results, event, 1 delivery + its queued job", n, finish))
         queued = ctx.queue("relay-deliver").count - planned_before
         used = int(ctx.redis.info("memory")["used_memory"])
-        ctx.queue(
-            "relay-deliver"
-        ).empty()  # what a worker does: the job goes once delivered (result_ttl=0)
+        # what a worker does: the job goes once delivered (result_ttl=0)
+        ctx.queue("relay-deliver").empty()
         ctx.redis.execute_command("MEMORY", "PURGE")
         per_job = (used - int(ctx.redis.info("memory")["used_memory"])) / n
         rows.append(

@@ -134,9 +134,8 @@ def main() -> None:
         "--retention", type=float, default=10.0, help="seconds, for everything the relay keeps"
     )
     args = parser.parse_args()
-    signal.signal(
-        signal.SIGTERM, lambda *_: sys.exit(1)
-    )  # stop what it started (finally) when told to stop
+    # stop what it started (finally) when told to stop
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     work = Path(tempfile.mkdtemp(prefix="relay-retention-"))
     stack = DevStack(work)  # its Redis is the sandbox's; the relay gets one of its own
     relay_redis = EmbeddedRedis(work / "relay-redis")

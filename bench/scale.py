@@ -248,9 +248,8 @@ async def _send_all(
             for i in range(offset, len(requests), connections):
                 await asyncio.sleep(max(0.0, start + i / rate - time.time()))
                 status = await exchange(reader, writer, requests[i])
-                if (
-                    not status
-                ):  # an idle keep-alive connection the server closed: again on a new one
+                # an idle keep-alive connection the server closed: again on a new one
+                if not status:
                     writer.close()
                     reader, writer = await asyncio.open_connection(host, port)
                     status = await exchange(reader, writer, requests[i])
@@ -326,10 +325,11 @@ def end_to_end(
             ]
             try:
                 time.sleep(2)  # the workers have registered and their lanes run
+                # first connections and script loads: not counted
                 warm = [
                     ctx.tasks.create(tenant.tenant_id, format="excel", prompt="warm-up")["task_id"]
                     for _ in range(40)
-                ]  # first connections and script loads: not counted
+                ]
                 send_at_rate(
                     lambda t: base + ctx.tokens.webhook(tenant.tenant_id, t), signer, warm, 20, sent
                 )
@@ -434,9 +434,8 @@ def fresh_stack(work: Path):
 
 
 def main() -> None:
-    logging.getLogger("werkzeug").setLevel(
-        logging.WARNING
-    )  # the subscriber would log every delivery
+    # the subscriber would log every delivery
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -14,9 +14,8 @@ from google.oauth2 import service_account
 
 from .base import Environment, Permanent, Retryable
 
-_tokens: dict[
-    str, tuple[str, float]
-] = {}  # per process: credentials and scopes digest -> (access token, expiry)
+# per process: credentials and scopes digest -> (access token, expiry)
+_tokens: dict[str, tuple[str, float]] = {}
 
 
 def access_token(info: dict, scopes: list[str], env: Environment, force: bool = False) -> str:

@@ -56,10 +56,11 @@ class Agent:
             )
 
     def _execute(self, task: dict, cancelled: threading.Event) -> None:
+        # duration_ms is on the sandbox clock too
         task_id, started = (
             task["task_id"],
             self._store.clock.now(),
-        )  # duration_ms is on the sandbox clock too
+        )
         run = self._store.get_run(task["run_id"])
         assert run is not None
         if not self._store.transition(

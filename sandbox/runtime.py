@@ -61,9 +61,8 @@ class Sandbox:
         self.redis.close()
 
     def submit(self, org: dict, kind: str, body: dict, base_url: str) -> dict:
-        task = self.service.submit(
-            org, kind, body, base_url
-        )  # preflight: checks done, task recorded
+        # preflight: checks done, task recorded
+        task = self.service.submit(org, kind, body, base_url)
         self.store.transition(task["task_id"], expect="queued", phase="acquiring_pool", progress=1)
         self.executor.submit(task["task_id"], task["run_id"])
         return task

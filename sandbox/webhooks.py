@@ -51,9 +51,8 @@ class WebhookSender:
             max_workers=max(1, config.webhook_copies), thread_name_prefix="wh"
         )
         self._due = store.key("webhooks", "due")
-        self._all = store.key(
-            "webhooks", "all"
-        )  # every event id: listing them never scans the keyspace
+        # every event id: listing them never scans the keyspace
+        self._all = store.key("webhooks", "all")
         self._wake = threading.Event()
 
     def start(self) -> None:
@@ -139,9 +138,8 @@ class WebhookSender:
         else:
             outcome = self._send_copies(record)
         status, now = self._next_status(outcome, attempt), self._store.clock.now()
-        pipe = (
-            self._store.redis.pipeline()
-        )  # one transaction: the outcome is never seen without its next attempt
+        # one transaction: the outcome is never seen without its next attempt
+        pipe = self._store.redis.pipeline()
         pipe.hset(
             key,
             mapping={
@@ -173,9 +171,8 @@ class WebhookSender:
 
     def _send(self, record: dict, secret: str) -> str:
         body = record["body"]
-        stamp = datetime.now(
-            UTC
-        )  # real time, not the sandbox clock: receivers check it against their own clock
+        # real time, not the sandbox clock: receivers check it against their own clock
+        stamp = datetime.now(UTC)
         headers = {
             "content-type": "application/json",
             "user-agent": "Overten-Sandbox-Webhooks/1.0",

@@ -81,9 +81,8 @@ def _inlined(node: Any) -> Any:
         name, _, pointer = ref.partition("#") if isinstance(ref, str) else ("", "", "")
         if name in _all_schema_files():
             target: Any = load(name)
-            for part in filter(
-                None, pointer.split("/")
-            ):  # "file.json#/properties/x": a part of another file
+            # "file.json#/properties/x": a part of another file
+            for part in filter(None, pointer.split("/")):
                 target = target[part]
             merged = {k: v for k, v in target.items() if k not in ("$id", "$schema")}
             return _inlined({**merged, **{k: v for k, v in node.items() if k != "$ref"}})
@@ -121,9 +120,8 @@ def validate(name: str, instance: Any) -> None:
     )
     if errors:
         raise SchemaViolation([problem for error in errors for problem in _describe(error)])
-    raise SchemaViolation(
-        [FieldError("body", "is invalid")]
-    )  # the two validators disagree: be safe
+    # the two validators disagree: be safe
+    raise SchemaViolation([FieldError("body", "is invalid")])
 
 
 def _path(error: ValidationError, leaf: str | None = None) -> str:

@@ -42,12 +42,13 @@ class RelayStack:
         return self.web.url
 
     def client(self, api_key: str | None = None) -> httpx.Client:
+        # one TLS context: each new one costs ~35 ms of CPU
         return httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {api_key or self.api_key}"},
             timeout=30,
             verify=TLS,
-        )  # one TLS context: each new one costs ~35 ms of CPU
+        )
 
     def env(self) -> dict[str, str]:
         return {**os.environ, **self.config.to_env()}
@@ -148,6 +149,7 @@ def make_relay(make_sandbox, fresh_redis_url, tmp_path):
     def build(sandbox: SandboxHandle | None = None, worker: bool = True, **overrides) -> RelayStack:
         box = sandbox or make_sandbox()
         port = free_port()
+        # tests that need it set a limit of their own
         settings = dict(
             redis_url=fresh_redis_url,
             public_url=f"http://127.0.0.1:{port}",
@@ -172,7 +174,7 @@ def make_relay(make_sandbox, fresh_redis_url, tmp_path):
             intake_reclaim_seconds=5,
             metrics_dir=str(tmp_path / "metrics"),
             rate_limit="",
-        )  # tests that need it set a limit of their own
+        )
         settings.update(overrides)
         config = RelayConfig(**settings)
         ctx = build_context(config)
@@ -296,9 +298,8 @@ def fake_hubspot():
 def fake_airtable():
     from connectors.airtable.fake import FakeAirtable
 
-    yield from _served(
-        FakeAirtable(back_off_seconds=1.0)
-    )  # as long as the relay's tests wait after a 429
+    # as long as the relay's tests wait after a 429
+    yield from _served(FakeAirtable(back_off_seconds=1.0))
 
 
 @pytest.fixture

@@ -22,10 +22,11 @@ from app.web import health
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
 SCHEMAS = DEPLOY / "schemas"
+# the oldest release still supported upstream, and the newest
 KUBERNETES_VERSIONS = (
     "1.35.0",
     "1.37.0",
-)  # the oldest release still supported upstream, and the newest
+)
 CRDS = {
     "ScaledObject": "keda.sh_scaledobjects.yaml",
     "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
@@ -80,9 +81,8 @@ def _strict(schema: dict) -> dict:
                 close(node[key])
 
     close(schema)
-    schema["properties"]["metadata"] = {
-        "type": "object"
-    }  # ObjectMeta is checked by the API server, not here
+    # ObjectMeta is checked by the API server, not here
+    schema["properties"]["metadata"] = {"type": "object"}
     return schema
 
 
@@ -192,21 +192,21 @@ def test_every_selector_finds_its_pods_and_the_probes_exist():
 def test_the_redis_values_are_the_charts_own_and_match_the_relay():
     ours = yaml.safe_load((DEPLOY / "redis" / "values.yaml").read_text())
     defaults = yaml.safe_load((SCHEMAS / "redis-ha-4.39.0-values.yaml").read_text())
+    # any option of Redis
     free = {
         "redis.config",
         "sentinel.config",
         "redis.resources",
         "sentinel.resources",
-    }  # any option of Redis
+    }
 
     def unknown(mine: dict, theirs: dict, path: str = "") -> list[str]:
         found = []
         for key, value in mine.items():
             if key not in theirs:
                 found.append(path + key)
-            elif (
-                isinstance(value, dict) and theirs[key] and path + key not in free
-            ):  # {}: the chart's own free map
+            # {}: the chart's own free map
+            elif isinstance(value, dict) and theirs[key] and path + key not in free:
                 found += unknown(value, theirs[key], f"{path}{key}.")
         return found
 

@@ -18,13 +18,14 @@ def test_a_missing_tool_is_a_skip_naming_its_package_and_under_ci_a_failure(tmp_
     (tmp_path / "test_needs_chromium.py").write_text(
         "from tests.support import tools\n\n\ndef test_it():\n    tools.require('chromium')\n"
     )
+    # the rule needs pytest alone: no second of plugin imports
     env = {
         **os.environ,
         "PATH": str(tmp_path),
         "PYTHONPATH": str(ROOT),
         "CI": ci,  # no chromium on this PATH
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-    }  # the rule needs pytest alone: no second of plugin imports
+    }
     try:
         run = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(tmp_path)],

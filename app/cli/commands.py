@@ -48,10 +48,8 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup)
 def relay() -> None:
     """Relay: no-code connectors and a webhook relay for the Overten document-generation API."""
-    with contextlib.suppress(
-        AttributeError, ValueError, io.UnsupportedOperation
-    ):  # stderr with no file (tests)
+    # stderr with no file (tests)
+    with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
         faulthandler.enable()  # a crash (SIGSEGV, SIGABRT) writes every thread's stack to this process's log
-        faulthandler.register(
-            signal.SIGUSR1, all_threads=True
-        )  # `kill -USR1`: what a stuck process is doing
+        # `kill -USR1`: what a stuck process is doing
+        faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -108,10 +108,11 @@ def dev(run_dir: Path, port: int, prompt: str, exit_after_demo: bool) -> None:
     except KeyboardInterrupt:
         click.echo("\nstopping")
     finally:
+        # a second Ctrl-C must not cut the stop short
         for signum in (
             signal.SIGINT,
             signal.SIGTERM,
-        ):  # a second Ctrl-C must not cut the stop short
+        ):
             signal.signal(signum, signal.SIG_IGN)
         stack.stop()
 

@@ -39,9 +39,8 @@ def wait_until_up(url: str, timeout: float = 300.0, processes: list[subprocess.P
     """Wait until ``url`` answers. A start that is slow because the machine is busy is not a failure, so the
     deadline is long; a process of ``processes`` that exits meanwhile is, at once."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(
-        timeout=5
-    ) as client:  # one client: each new one builds a TLS context (~60 ms of CPU)
+    # one client: each new one builds a TLS context (~60 ms of CPU)
+    with httpx.Client(timeout=5) as client:
         while not _answers(client, url):
             if exited := [p for p in processes if p.poll() is not None]:
                 raise RuntimeError(
@@ -174,6 +173,5 @@ def stop_processes(
             send(child, signal.SIGKILL)
             child.wait()
         if groups:
-            send(
-                child, signal.SIGKILL
-            )  # what the child started and left running (it has exited by now)
+            # what the child started and left running (it has exited by now)
+            send(child, signal.SIGKILL)

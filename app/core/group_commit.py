@@ -60,9 +60,8 @@ class GroupCommit:
             batch, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
         try:
             results = self._send([slot.item for slot in batch])
-        except (
-            BaseException
-        ) as exc:  # the whole batch failed (storage trouble): each caller hears it
+        # the whole batch failed (storage trouble): each caller hears it
+        except BaseException as exc:
             results = [exc] * len(batch)
         for slot, result in zip(batch, results, strict=True):
             slot.result = result

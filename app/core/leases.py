@@ -43,9 +43,8 @@ def lease(
     finally:
         done.set()
         renewer.join()
-        with contextlib.suppress(
-            LockError, RedisError
-        ):  # it expired (Redis was away past a lease): nothing to free
+        # it expired (Redis was away past a lease): nothing to free
+        with contextlib.suppress(LockError, RedisError):
             lock.release()
 
 

@@ -27,9 +27,8 @@ SECRET_PATTERNS = [
     re.compile(r"gAAAAA[A-Za-z0-9_=-]{20,}"),  # Fernet ciphertexts (sealed secrets)
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)[^\"',\s]{8,}"),
-    re.compile(
-        r"https://hooks\.slack\.com/\S+"
-    ),  # response_urls and incoming webhooks are credentials
+    # response_urls and incoming webhooks are credentials
+    re.compile(r"https://hooks\.slack\.com/\S+"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
     re.compile(
         r"(?i)((?:password|passwd|secret|client_secret|refresh_token|api_key)[\"']?\s*[:=]\s*[\"']?)"

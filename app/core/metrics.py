@@ -115,9 +115,10 @@ def exposition(gauges: list[Gauge]) -> tuple[bytes, str]:
     """The /metrics body: every process's metrics (multiprocess mode) or this one's, plus ``gauges``."""
     processes = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # only in multiprocess mode: it reads that directory
         from prometheus_client import (
             multiprocess,
-        )  # only in multiprocess mode: it reads that directory
+        )
 
         processes = CollectorRegistry()
         multiprocess.MultiProcessCollector(processes)

@@ -94,9 +94,8 @@ class OutboundPolicy:
             if url.scheme not in ("http", "https") or not url.host:
                 raise Permanent(f"not an http(s) URL: {str(url)[:100]}")
             pinned = self.check_host(url.host, url.port or (443 if url.scheme == "https" else 80))
-            if (
-                pinned and pinned != url.host
-            ):  # connect to the address just checked, not a fresh lookup
+            # connect to the address just checked, not a fresh lookup
+            if pinned and pinned != url.host:
                 request.url = url.copy_with(host=pinned)
                 request.extensions["sni_hostname"] = url.host
 

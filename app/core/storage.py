@@ -70,9 +70,8 @@ class NotReplicated(RedisError):
 def trouble(exc: BaseException) -> str | None:
     """The kind of storage trouble ``exc`` is, or None when it is something else (a bug, a wrong type)."""
     text = str(exc)
-    if (
-        isinstance(exc, NotReplicated) or "NOREPLICAS" in text
-    ):  # ours, or the server's min-replicas-to-write
+    # ours, or the server's min-replicas-to-write
+    if isinstance(exc, NotReplicated) or "NOREPLICAS" in text:
         return "not_replicated"
     if isinstance(exc, OutOfMemoryError) or "OOM command not allowed" in text:
         return "out_of_memory"
@@ -142,9 +141,8 @@ def run_scripts(
         todo = [i for i in todo if isinstance(results[i], NoScriptError)]
         if not todo:
             break
-        redis.script_load(
-            script.script
-        )  # the server had no copy of it (a failover, a restart): sent again
+        # the server had no copy of it (a failover, a restart): sent again
+        redis.script_load(script.script)
     if replicas > 0:
         if isinstance(confirmed, Exception):
             return [confirmed] * len(calls)

@@ -23,9 +23,8 @@ class Tokens:
         """``clock``: the time a file link's age is measured at (tests move it instead of waiting)."""
         self.clock = clock
         self._webhooks = URLSafeSerializer(secret, salt="relay-upstream-webhook")
-        self._opened_webhook = lru_cache(maxsize=4096)(
-            self._open_webhook
-        )  # failures raise: never cached
+        # failures raise: never cached
+        self._opened_webhook = lru_cache(maxsize=4096)(self._open_webhook)
         self._files = URLSafeTimedSerializer(secret, salt="relay-file-link")
         self._timed = {
             purpose: URLSafeTimedSerializer(secret, salt=f"relay-{purpose}")

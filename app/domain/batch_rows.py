@@ -46,9 +46,8 @@ def row_ended(ctx: Context, task: dict) -> None:
         ctx.batches.set(batch["batch_id"], status="stopped")  # no row is claimed from here on
         queues.enqueue_batch_cancel(ctx, batch["batch_id"])  # the API calls, off the webhook's path
     complete_if_done(ctx, batch["batch_id"])
-    for waiting in ctx.batches.running(
-        batch["tenant_id"]
-    ):  # the place is the tenant's: any of its batches
+    # the place is the tenant's: any of its batches
+    for waiting in ctx.batches.running(batch["tenant_id"]):
         queues.enqueue_batch_feed(ctx, waiting)
 
 
@@ -89,9 +88,8 @@ def complete_if_done(ctx: Context, batch_id: str) -> bool:
     if batch["status"] == "running":
         ctx.batches.set(batch_id, status="completed", ended_at=time.time())
     ctx.batches.ended(batch_id, batch["tenant_id"])
-    if ctx.redis.hsetnx(
-        ctx.batches.key_for(batch_id), "announced", time.time()
-    ):  # once, whoever sees it end
+    # once, whoever sees it end
+    if ctx.redis.hsetnx(ctx.batches.key_for(batch_id), "announced", time.time()):
         _announce(ctx, ctx.batches.get(batch_id) or batch)
     return True
 

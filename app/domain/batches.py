@@ -166,15 +166,13 @@ def feed(ctx: Context, batch_id: str, now: float | None = None) -> int:
     while (row := ctx.batches.claim(batch_id, tenant.tenant_id, FIRST_LIMIT, now=now)) is not None:
         _start(ctx, tenant, batch, row, now)
         handed += 1
-    batch_rows.complete_if_done(
-        ctx, batch_id
-    )  # every row skipped, or ended before this feed saw it
+    # every row skipped, or ended before this feed saw it
+    batch_rows.complete_if_done(ctx, batch_id)
     hold = ctx.batches.feed(tenant.tenant_id).get("hold_until", 0.0) - (
         time.time() if now is None else now
     )
-    if hold > 0 and ctx.batches.waiting(
-        batch_id
-    ):  # nothing else may wake the feed when the hold is over
+    # nothing else may wake the feed when the hold is over
+    if hold > 0 and ctx.batches.waiting(batch_id):
         queues.enqueue_batch_feed(ctx, batch_id, delay=hold)
     return handed
 
@@ -222,25 +220,23 @@ def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict, now: float | No
                 batch_id=batch["batch_id"],
                 batch_row=row["row"],
             )
+        # since the batch was checked
         except (
             write_back.WriteBackRefused,
             budgets.BudgetExceeded,
-        ) as exc:  # since the batch was checked
+        ) as exc:
             ctx.batches.move(batch, row["row"], "failed", frees_place=True, error=exc.message)
             return
-    if (
-        task["status"] in TERMINAL
-    ):  # it ended at once (refused): its follow-ups may have run before the claim
+    # it ended at once (refused): its follow-ups may have run before the claim
+    if task["status"] in TERMINAL:
         batch_rows.row_ended(ctx, task)
         return
-    if (ctx.batches.get(batch["batch_id"]) or batch)[
-        "status"
-    ] != "running":  # cancelled while it was handed over
+    # cancelled while it was handed over
+    if (ctx.batches.get(batch["batch_id"]) or batch)["status"] != "running":
         tracking.cancel(ctx, tenant, ctx.tasks.get(task["task_id"]) or task)
         return
-    if task["status"] == "pending_submit" or task.get(
-        "throttled"
-    ):  # the API said 429 or 5xx: slow down
+    # the API said 429 or 5xx: slow down
+    if task["status"] == "pending_submit" or task.get("throttled"):
         _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS, now)
     else:
         _speed_up(ctx, tenant.tenant_id)

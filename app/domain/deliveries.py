@@ -174,9 +174,8 @@ def plan(ctx: Context, task: dict, event: dict) -> None:
     event = with_links(ctx, event)
     pipe = ctx.redis.pipeline()
     ids = [_record(ctx, pipe, task, event, slot, ref) for slot, ref in slots]
-    earlier = [
-        i for i in json.loads(task.get("delivery_ids") or "[]") if i not in ids
-    ]  # e.g. the start write-back
+    # e.g. the start write-back
+    earlier = [i for i in json.loads(task.get("delivery_ids") or "[]") if i not in ids]
     if ids:
         ctx.tasks.set(task["task_id"], pipe=pipe, delivery_ids=earlier + ids)
     for delivery_id in ids:  # after the records: the lane adds only a delivery still pending
@@ -250,9 +249,8 @@ def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -
         "event": event,
         "export": "",
     }
-    if ref.get(
-        "id"
-    ):  # a saved destination: read when delivering, so a fixed config applies on replay
+    # a saved destination: read when delivering, so a fixed config applies on replay
+    if ref.get("id"):
         saved = ctx.destinations.get(task["tenant_id"], ref["id"])
         record.update(
             kind=saved["kind"] if saved else "missing",
@@ -353,9 +351,8 @@ def replay(ctx: Context, delivery_id: str) -> bool:
         and delivery["state"] == "dead"
         and died_at
     ):
-        ctx.usage.uncount_dead(
-            delivery["tenant_id"], delivery["kind"], died_at
-        )  # counted by its next outcome
+        # counted by its next outcome
+        ctx.usage.uncount_dead(delivery["tenant_id"], delivery["kind"], died_at)
     update(ctx, delivery_id, state="pending", attempts=0, last_error="", next_attempt_at="")
     enqueue(ctx, delivery_id)
     return True

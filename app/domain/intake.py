@@ -21,9 +21,8 @@ MAX_BODY = 1024 * 1024
 SECRET_SECONDS = 5.0
 """How long a process verifies a tenant's webhooks with the secret it read, before reading it again: a tenant
 deleted, or a secret rotated, takes up to this long to refuse what the old one signed."""
-_verified_with: dict[
-    str, tuple[str, float]
-] = {}  # tenant key -> (its webhook secret, when it was read)
+# tenant key -> (its webhook secret, when it was read)
+_verified_with: dict[str, tuple[str, float]] = {}
 
 
 @dataclass(frozen=True)

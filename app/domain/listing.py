@@ -49,9 +49,8 @@ def tasks(
         for task_id, score in chunk:
             task = read.get(task_id)  # gone since (retention): skipped
             if task is not None and _matches(task, wanted):
-                if (
-                    len(found) == limit
-                ):  # one more matches: there is a next page, from the last one shown
+                # one more matches: there is a next page, from the last one shown
+                if len(found) == limit:
                     return found, last
                 found.append(task)
                 last = score

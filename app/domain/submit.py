@@ -36,9 +36,8 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
         else None
     )
 
-    def with_record(
-        pipe, task_id: str
-    ) -> None:  # in the task's own transaction: a crash never splits them
+    # in the task's own transaction: a crash never splits them
+    def with_record(pipe, task_id: str) -> None:
         ctx.records.touch(tenant.tenant_id, record_key, pipe=pipe)
         ctx.records.add_task(tenant.tenant_id, record_key, task_id, pipe=pipe)
 
@@ -68,9 +67,8 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
         ctx.tasks.set(task["task_id"], last_submit_error=str(exc))
         queues.enqueue_submit(ctx, task["task_id"])
     try:
-        ctx.replicated(
-            mark
-        )  # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
+        # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
+        ctx.replicated(mark)
     except storage.NotReplicated as exc:
         exc.kept = ctx.tasks.get(task["task_id"]) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
         raise
@@ -129,9 +127,8 @@ def _record_handover(
     ctx: Context, tenant: Tenant, task: dict, submitted, restarted: bool, throttled: int
 ) -> None:
     task_id = task["task_id"]
-    if ctx.tasks.restore(
-        task
-    ):  # else the fields below would make a task with no status, prompt or tenant
+    # else the fields below would make a task with no status, prompt or tenant
+    if ctx.tasks.restore(task):
         log.warning(
             "task %s was lost by a Redis failover while the API took it; stored again", task_id
         )
@@ -149,9 +146,8 @@ def _record_handover(
     status = ctx.tasks.get(task_id)["status"]  # type: ignore[index]
     if status not in TERMINAL:
         ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
-    elif (
-        status == "cancelled" and not submitted.finished
-    ):  # cancelled here while the API took it: there too
+    # cancelled here while the API took it: there too
+    elif status == "cancelled" and not submitted.finished:
         try:
             with ctx.upstream_once(tenant) as client:
                 client.cancel_task(submitted.task_id)

@@ -78,9 +78,8 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | 
     )
     status = upstream["status"]
     batch_rows.pool_wait(ctx, task, upstream, by_webhook=source.startswith("webhook"), now=now)
-    if (
-        status in TERMINAL
-    ):  # the link (the webhook overtook the submit call) is written with the end
+    # the link (the webhook overtook the submit call) is written with the end
+    if status in TERMINAL:
         return (
             "finished"
             if finish(ctx, task_id, {**_terminal_fields(upstream), **link}, task)
@@ -128,9 +127,8 @@ def refresh(
     clock = time.time() if now is None else now
     if clock - float(task.get("last_polled_at") or task["updated_at"]) < min_age_seconds:
         return task
-    if not polling.may_refresh(
-        ctx, task, now=now
-    ):  # the tenant's polls are at their budget: show what we know
+    # the tenant's polls are at their budget: show what we know
+    if not polling.may_refresh(ctx, task, now=now):
         return task
     tenant = ctx.tenants.get(task["tenant_id"])
     if tenant is None:
@@ -220,9 +218,8 @@ def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None
     deliveries.plan(ctx, task, event)
     budgets.after_task(ctx, task)  # each alert goes once a month whatever
     if task.get("batch_id"):
-        batch_rows.row_ended(
-            ctx, task
-        )  # after the row's deliveries: the batch's end is the last message
+        # after the row's deliveries: the batch's end is the last message
+        batch_rows.row_ended(ctx, task)
     # only now: until then the task stays on the reconciler's watch list (the end put it there), so follow-ups
     # lost with a worker or a failed-over primary, after the end was stored, run again; each is idempotent
     ctx.tasks.follow_ups_done(task_id)

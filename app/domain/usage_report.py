@@ -58,9 +58,8 @@ def _parts(day: str, row: dict, group_by: str, prefix: str) -> list[tuple[str, d
         return [
             (day if group_by == "day" else row.get(prefix + "key", ""), usage.totals(row, prefix))
         ]
-    if (
-        group_by == "record"
-    ):  # the tasks without a record: one item of their own, so the items add up
+    # the tasks without a record: one item of their own, so the items add up
+    if group_by == "record":
         return _with_rest(
             row, [(record.pop("record_key"), record) for record in usage.records_of(row)], ""
         )

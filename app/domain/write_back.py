@@ -90,9 +90,8 @@ def plan_start(ctx: Context, task: dict) -> None:
     delivery_id = deliveries.record(
         ctx, task, event, deliveries.WRITE_BACK_START_SLOT, {"id": task["write_back"]}, pipe=pipe
     )
-    ctx.tasks.set(
-        task["task_id"], pipe=pipe, delivery_ids=[delivery_id]
-    )  # listed with the task's deliveries
+    # listed with the task's deliveries
+    ctx.tasks.set(task["task_id"], pipe=pipe, delivery_ids=[delivery_id])
     deliveries.enqueue(ctx, delivery_id, pipe=pipe)
     pipe.execute()
 

@@ -61,9 +61,8 @@ class Context:
         # one Queue object per name: RQ caches the server's version on it (else an INFO per enqueue)
         if name not in self._queues:
             queue = Queue(name, connection=self.rq_redis)
-            self.rq_redis.sadd(
-                queue.redis_queues_keys, queue.key
-            )  # what RQ's enqueue does every time
+            # what RQ's enqueue does every time
+            self.rq_redis.sadd(queue.redis_queues_keys, queue.key)
             self._queues[name] = queue
         return self._queues[name]
 
@@ -128,9 +127,8 @@ class Context:
                     config.redis_replica_wait_ms,
                 )
 
-            batch = self._batches.setdefault(
-                name, GroupCommit(send)
-            )  # setdefault: one per name, whoever wins
+            # setdefault: one per name, whoever wins
+            batch = self._batches.setdefault(name, GroupCommit(send))
         return batch.submit((keys, args))
 
     def key(self, *parts: str) -> str:

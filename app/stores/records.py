@@ -69,9 +69,8 @@ class RecordStore:
     def map_run(self, tenant_id: str, record_key: str, fmt: str, run_id: str) -> None:
         """Point the record's document of this format at ``run_id`` (a new or a restarted run)."""
         key, now = self._key(tenant_id, record_key), time.time()
-        with (
-            self._redis.pipeline() as pipe
-        ):  # WATCH: two submits for one record must not lose a format
+        # WATCH: two submits for one record must not lose a format
+        with self._redis.pipeline() as pipe:
             while True:
                 try:
                     pipe.watch(key)

@@ -46,9 +46,8 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     register_error_handlers(app)
     app.register_error_handler(RedisError, _storage_unavailable)
     app.register_error_handler(BudgetExceeded, _budget_exceeded)
-    app.before_request(
-        logs.reset
-    )  # gunicorn threads serve many requests: start each with no log fields
+    # gunicorn threads serve many requests: start each with no log fields
+    app.before_request(logs.reset)
     app.before_request(_refuse_large_bodies)
 
     app.register_blueprint(health.bp)

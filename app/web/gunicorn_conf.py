@@ -19,9 +19,8 @@ from app.core.logs import GUNICORN_LOGCONFIG
 bind = os.environ.get("RELAY_BIND", "0.0.0.0:8080")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
-threads = int(
-    os.environ.get("RELAY_WEB_THREADS", "8")
-)  # `wait` on POST /v1/documents holds a thread
+# `wait` on POST /v1/documents holds a thread
+threads = int(os.environ.get("RELAY_WEB_THREADS", "8"))
 timeout = 60
 graceful_timeout = 30
 keepalive = 5

@@ -28,9 +28,8 @@ def readyz():
     """Ready for traffic: Redis takes a write (it is not full, read-only or gone) and at least one worker is
     alive (its heartbeat is fresh)."""
     try:
-        ctx().redis.set(
-            ctx().key("readyz"), "1", ex=60
-        )  # a write: a full or read-only Redis still answers PING
+        # a write: a full or read-only Redis still answers PING
+        ctx().redis.set(ctx().key("readyz"), "1", ex=60)
         workers = Worker.all(connection=ctx().rq_redis)
     except RedisError as exc:
         kind = storage.trouble(exc) or "other"

@@ -27,10 +27,11 @@ _ANSWERS = {
     fresh: json.dumps({"status": "accepted" if fresh else "duplicate"}).encode()
     for fresh in (True, False)
 }
+# all the check reads
 _SIGNATURE_HEADERS = [
     (name, "HTTP_" + name.upper().replace("-", "_"))
     for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
-]  # all the check reads
+]
 _COUNTED = {
     fresh: metrics.WEBHOOKS.labels("accepted" if fresh else "duplicate") for fresh in (True, False)
 }

@@ -43,9 +43,8 @@ def install_limits(
         swallow_errors=True,
     )
     for blueprint in blueprints:
-        limiter.shared_limit(limit, scope="relay-api")(
-            blueprint
-        )  # one budget per key for the whole API
+        # one budget per key for the whole API
+        limiter.shared_limit(limit, scope="relay-api")(blueprint)
     _only_on(app, {blueprint.name for blueprint in blueprints}, lambda: limiter.init_app(app))
 
 

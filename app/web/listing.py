@@ -74,9 +74,8 @@ def _cursor(query: dict) -> float | None:
 
 
 def _next(cursor: float | None) -> str | None:
-    return (
-        repr(cursor) if cursor is not None else None
-    )  # exact: a rounded cursor could show a task twice
+    # exact: a rounded cursor could show a task twice
+    return repr(cursor) if cursor is not None else None
 
 
 def _time(query: dict, name: str, end_of_day: bool = False) -> float | None:
@@ -85,8 +84,7 @@ def _time(query: dict, name: str, end_of_day: bool = False) -> float | None:
     if not text:
         return None
     day, rest = lenient_day(text), text[10:].replace(" ", "T").replace("Z", "+00:00")
-    when = datetime.fromisoformat(
-        day.isoformat() + rest
-    )  # the schema's pattern: hours and minutes in range
+    # the schema's pattern: hours and minutes in range
+    when = datetime.fromisoformat(day.isoformat() + rest)
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     return (when + timedelta(days=1 if end_of_day and not rest else 0)).timestamp()

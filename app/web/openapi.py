@@ -531,9 +531,8 @@ def _operation(route: Route) -> dict:
         "/metrics",
         "/openapi.json",
     ) and not route.path.startswith("/connectors/"):
-        statuses.setdefault(
-            503, ERROR
-        )  # storage_unavailable: Redis full, read-only or gone (Retry-After)
+        # storage_unavailable: Redis full, read-only or gone (Retry-After)
+        statuses.setdefault(503, ERROR)
     responses = {
         str(status): _response(route, status, schema) for status, schema in statuses.items()
     }

@@ -92,9 +92,8 @@ def _target(
 def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with_delivered) -> str:
     """Deliver, once begin() has counted the attempt; ``target``: the saved destination or hook, if any."""
     delivery_id, attempts = record["delivery_id"], int(record.get("attempts") or 0) + 1
-    if (
-        not started
-    ):  # every attempt so far ended with its worker (killed, out of memory): stop there
+    # every attempt so far ended with its worker (killed, out of memory): stop there
+    if not started:
         return _failed(
             ctx,
             record,
@@ -137,9 +136,8 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
         )
     except RedisError:
         raise  # the outcome cannot be recorded: the attempt is made again (lane or RQ lease)
-    except (
-        Exception
-    ) as exc:  # a bug, not the destination: backoff and, in the end, the dead letters
+    # a bug, not the destination: backoff and, in the end, the dead letters
+    except Exception as exc:
         log.exception("delivery %s failed unexpectedly", delivery_id)
         return _failed(
             ctx, record, attempts, Retryable(f"unexpected error in the relay: {type(exc).__name__}")
@@ -188,6 +186,7 @@ def _wait_for_slot(ctx: Context, record: dict, attempts: int, paced: _Paced) -> 
     delivery_id, slot = record["delivery_id"], paced.slot
     # a job RQ's scheduler releases 1-2 s before the slot (whole seconds, then its polling)
     delay = 0.0 if paced.to_lane else max(0.01, slot.wait - pacing.HOLD_SECONDS)
+    # the lane takes only a pending delivery
     update(
         ctx,
         delivery_id,
@@ -195,7 +194,7 @@ def _wait_for_slot(ctx: Context, record: dict, attempts: int, paced: _Paced) -> 
         attempts=attempts - 1,
         paced_at=slot.at,
         next_attempt_at=slot.at,
-    )  # the lane takes only a pending delivery
+    )
     enqueue(ctx, delivery_id, delay, tag=f"slot-{int(slot.at * 1000)}")
     return "paced"
 
@@ -284,9 +283,8 @@ def _delivery(ctx: Context, record: dict, target: str | None) -> Delivery:
     )
 
 
-_clients: dict[
-    tuple[OutboundPolicy, float], httpx.Client
-] = {}  # per worker process: pooled connections
+# per worker process: pooled connections
+_clients: dict[tuple[OutboundPolicy, float], httpx.Client] = {}
 
 
 def _pooled_client(policy: OutboundPolicy, timeout: float = 30.0):
@@ -343,9 +341,8 @@ def _document_for(ctx: Context, delivery: Delivery, record: dict) -> Document | 
         return batch_files.manifest_document(ctx, delivery.event["data"])
     if delivery.event.get("type") != "task.completed":
         return None
-    writes_back = (
-        record["kind"] in registry.RECORD_KINDS
-    )  # its link must outlive the record that shows it
+    # its link must outlive the record that shows it
+    writes_back = record["kind"] in registry.RECORD_KINDS
     return _document(ctx, record, ctx.config.record_link_ttl_seconds if writes_back else None)
 
 
@@ -354,9 +351,8 @@ def _document(ctx: Context, record: dict, link_life: int | None = None) -> Docum
     tenant = ctx.tenants.get(record["tenant_id"])
     if task is None or tenant is None:
         raise Permanent("the task has no finished document")
-    if (
-        task["status"] not in TERMINAL
-    ):  # a task.completed event for a task stored as running: its end went
+    # a task.completed event for a task stored as running: its end went
+    if task["status"] not in TERMINAL:
         # with a failed-over Redis primary, and comes again with the reconciler's poll
         raise Retryable(
             "the task's end is not stored yet (a Redis failover lost it); it is polled again"

@@ -62,9 +62,8 @@ class IntakeLane(StreamLane):
             return self._hand_to_rq(*self._command_job(entry_id, fields))
         queue = self._ctx.queue(queues.EVENTS)
         job_id = webhook_job_id(fields["tenant"], fields["webhook"])
-        if reclaimed and self._ctx.rq_redis.exists(
-            Job.key_for(job_id)
-        ):  # handed to RQ before: RQ has it
+        # handed to RQ before: RQ has it
+        if reclaimed and self._ctx.rq_redis.exists(Job.key_for(job_id)):
             return self._recover(queue, job_id)
         try:
             jobs.apply_webhook(self._ctx, fields["tenant"], fields["task"], fields["body"])

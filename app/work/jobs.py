@@ -133,9 +133,8 @@ def _reconcile(ctx, now: float | None = None) -> dict:
 def _reconcile_one(ctx, task_id: str, now: float | None = None) -> str:
     task = ctx.tasks.get(task_id)
     if task is not None and task["status"] in TERMINAL and task.get("fanout") == "pending":
-        tracking.run_follow_ups(
-            ctx, task_id, task
-        )  # their end unwatches it: a crash leaves it for next time
+        # their end unwatches it: a crash leaves it for next time
+        tracking.run_follow_ups(ctx, task_id, task)
         return "repaired"
     if task is None or task["status"] in TERMINAL:
         ctx.tasks.unwatch(task_id)

@@ -61,9 +61,8 @@ class StreamLane:
         self._stream, self._group = stream, group
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"relay-{self.name}")
-        self._running: set[str] = (
-            set()
-        )  # the entries whose attempts run here; changed by the pool's threads too
+        # the entries whose attempts run here; changed by the pool's threads too
+        self._running: set[str] = set()
         self._changed = threading.Condition()  # guards _running; notified as each attempt ends
         self._grouped = False
         self._claimed_at = -math.inf  # claim at once
@@ -96,9 +95,8 @@ class StreamLane:
             if "NOGROUP" in str(exc):
                 self._grouped = False  # Redis lost the stream: the group is made again next time
             raise
-        if (
-            self._reader.stopping and entries
-        ):  # read as the worker was told to stop: not this worker's any more
+        # read as the worker was told to stop: not this worker's any more
+        if self._reader.stopping and entries:
             self._release([entry_id for entry_id, _, _ in entries])
             return 0
         for entry_id, fields, reclaimed in entries:
@@ -128,9 +126,8 @@ class StreamLane:
                 start_id="0-0",
                 count=count,
             )
-            self._claimed_at = (
-                -math.inf if len(claimed) == count else self._clock()
-            )  # full: more may wait
+            # full: more may wait
+            self._claimed_at = -math.inf if len(claimed) == count else self._clock()
         entries = [(entry_id, fields, True) for entry_id, fields in claimed]
         if len(entries) < count:
             fresh = self._ctx.redis.xreadgroup(
@@ -173,9 +170,8 @@ class StreamLane:
 
     def _start(self, entry_id: str, fields: dict, reclaimed: bool) -> None:
         with self._changed:
-            if (
-                entry_id in self._running
-            ):  # claimed back from ourselves after a late renewal: it is running
+            # claimed back from ourselves after a late renewal: it is running
+            if entry_id in self._running:
                 return
             future = self._pool.submit(self._run, entry_id, fields, reclaimed)
             self._running.add(entry_id)
@@ -190,13 +186,11 @@ class StreamLane:
         try:
             if self.handle(entry_id, fields, reclaimed):
                 let_go(self._ctx.redis, self._stream, self._group, entry_id)
-        except (
-            RedisError
-        ) as exc:  # the outcome may not be recorded: the entry is claimed again after a lease
+        # the outcome may not be recorded: the entry is claimed again after a lease
+        except RedisError as exc:
             log.warning("%s: entry %s left for a retry: %s", self.name, entry_id, exc)
-        except (
-            Exception
-        ):  # never expected (handlers record their own failures): claimed again after a lease
+        # never expected (handlers record their own failures): claimed again after a lease
+        except Exception:
             log.exception("%s: entry %s failed", self.name, entry_id)
 
     def let_go_on(self, pipe, entry_id: str) -> None:
@@ -215,9 +209,8 @@ class StreamLane:
                 self._ctx.redis.xclaim(
                     self._stream, self._group, self._consumer, 0, running, justid=True
                 )
-            except (
-                RedisError
-            ) as exc:  # a missed renewal only shortens the lease; the next may succeed
+            # a missed renewal only shortens the lease; the next may succeed
+            except RedisError as exc:
                 log.warning(
                     "%s: could not renew the leases of %d entries: %s", self.name, len(running), exc
                 )

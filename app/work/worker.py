@@ -109,9 +109,8 @@ class RelayWorker(SimpleWorker):
         if not self.stopping.is_set():
             self.on_ready()
         super()._install_signal_handlers()
-        if (
-            self.stopping.is_set()
-        ):  # told to stop while starting: RQ's loop ends before its first job
+        # told to stop while starting: RQ's loop ends before its first job
+        if self.stopping.is_set():
             self._stop_requested = True
         else:  # what tests and supervisors wait for: from here a stop signal is a warm shutdown in RQ's loop
             log.info("worker %s ready: working, and a stop signal ends it warmly", self.name)
@@ -163,9 +162,8 @@ class RelayWorker(SimpleWorker):
         thread = self.pubsub_thread
         if thread is None:
             return
-        while (
-            thread.is_alive()
-        ):  # stop() again: a thread that had not started yet would start running
+        # stop() again: a thread that had not started yet would start running
+        while thread.is_alive():
             thread.stop()
             thread.join(timeout=2)
         self.pubsub_thread = None
@@ -206,9 +204,8 @@ def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool
         staticmethod(start_background),
         staticmethod(stop_background),
     )
-    _on_stop_signals(
-        _flag_stop
-    )  # outside RQ's loop a stop signal only sets a flag (RQ's raises anywhere)
+    # outside RQ's loop a stop signal only sets a flag (RQ's raises anywhere)
+    _on_stop_signals(_flag_stop)
     try:
         if burst:  # webhooks first: applying them plans deliveries
             _drain(background)
@@ -241,9 +238,8 @@ def _work(ctx: context.Context, queue_names: list[str], burst: bool, with_schedu
             )
         except StopRequested:  # a signal in RQ's own start or teardown, outside its loop
             failure = None
-        except (
-            RedisError
-        ) as exc:  # its start (registering the queues, the worker) met storage trouble
+        # its start (registering the queues, the worker) met storage trouble
+        except RedisError as exc:
             failure = exc
         _on_stop_signals(_flag_stop)
         if failure is None:
@@ -255,9 +251,8 @@ def _drain(lanes: list) -> None:
     try:
         for lane in lanes:
             lane.drain()
-    except (
-        RedisError
-    ) as exc:  # storage trouble: what is left waits in its stream for the next worker
+    # storage trouble: what is left waits in its stream for the next worker
+    except RedisError as exc:
         storage.Backoff("lanes").failed(exc)
 
 

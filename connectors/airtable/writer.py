@@ -28,9 +28,8 @@ def write(
         timeout=(10, 60),
     ).table(row["base"], row["table"])
     fields = mapped(write_back, mapping)
-    back_off = float(
-        env.settings.get("airtable_backoff_seconds", 30.0)
-    )  # Airtable: wait 30 s after a 429
+    # Airtable: wait 30 s after a 429
+    back_off = float(env.settings.get("airtable_backoff_seconds", 30.0))
     if write_back.completed and document is not None and mapping.get("file"):
         current = (
             _call(back_off, lambda: table.get(row["record"]))["fields"].get(mapping["file"]) or []

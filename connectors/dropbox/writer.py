@@ -16,9 +16,8 @@ from ..sessions import TrustingSession
 from .sdk import HOST_API, HOST_CONTENT, HOST_NOTIFY, Union, dropbox, exceptions, files
 
 MIB = 1024 * 1024
-BLOCK = (
-    4 * MIB
-)  # Dropbox's content hash works in 4 MiB blocks; every chunk but the last is a multiple of it
+# Dropbox's content hash works in 4 MiB blocks; every chunk but the last is a multiple of it
+BLOCK = 4 * MIB
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 

@@ -126,9 +126,8 @@ def _base64(out: IO[bytes], document: Document) -> None:
 
 def _encoded(out: IO[bytes], data: bytes) -> None:
     for start in range(0, len(data), _B64_BLOCK):
-        encoded = base64.encodebytes(
-            data[start : start + _B64_BLOCK]
-        )  # 76-character lines, \n-terminated
+        # 76-character lines, \n-terminated
+        encoded = base64.encodebytes(data[start : start + _B64_BLOCK])
         out.write(encoded.replace(b"\n", b"\r\n"))
 
 

@@ -29,9 +29,8 @@ class FolderKind:
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         assert document is not None
         placed = delivery.state.get("placed")
-        if (
-            placed and _partial(Path(placed), delivery).exists()
-        ):  # written whole, then the worker died
+        # written whole, then the worker died
+        if placed and _partial(Path(placed), delivery).exists():
             os.replace(_partial(Path(placed), delivery), placed)
             return Outcome(placed)
         folder = self._folder(delivery, env, document)

@@ -229,9 +229,8 @@ class FakeDrive:
             out.seek(start)
             while chunk := request.stream.read(min(GRANULE, end + 1 - start - received) or 1):
                 if break_after is not None and received + len(chunk) > break_after:
-                    keep = (
-                        (start + break_after) // GRANULE
-                    ) * GRANULE - start  # whole granules survive
+                    # whole granules survive
+                    keep = ((start + break_after) // GRANULE) * GRANULE - start
                     out.truncate(start + max(0, keep))
                     session.committed = start + max(0, keep)
                     out.close()

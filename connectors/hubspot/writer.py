@@ -45,9 +45,8 @@ _API_ERRORS = (
     file_errors.ApiException,
     oauth_errors.ApiException,
 )
-_tokens: dict[
-    str, tuple[str, float]
-] = {}  # per process: OAuth client digest -> (access token, expiry)
+# per process: OAuth client digest -> (access token, expiry)
+_tokens: dict[str, tuple[str, float]] = {}
 T = TypeVar("T")
 
 
@@ -131,9 +130,8 @@ def _attach(
     state = dict(delivery.state)
     if not state.get("file_id"):
         state["file_id"] = _upload(hubspot, delivery, document)
-        env.save_state(
-            delivery.delivery_id, state
-        )  # a repeated attempt attaches this file, not a second one
+        # a repeated attempt attaches this file, not a second one
+        env.save_state(delivery.delivery_id, state)
     if not state.get("note_id"):
         body = (
             f"<p><strong>{escape(document.name)}</strong> is ready.</p>"

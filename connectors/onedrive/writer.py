@@ -151,9 +151,8 @@ class _Graph:
                 else f"/drives/{drive}/root/children"
             )
             body = {"name": part, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"}
-            self.request(
-                "POST", where, json=body, conflict_ok=True
-            )  # 409: made already, by us or another
+            # 409: made already, by us or another
+            self.request("POST", where, json=body, conflict_ok=True)
             parent = f"{parent}/{part}" if parent else part
 
     def children(self, drive: str, folder: str) -> list[dict]:

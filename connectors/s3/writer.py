@@ -179,9 +179,8 @@ class _Stream:
 
 
 def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
-    with contextlib.suppress(
-        ClientError, BotoCoreError
-    ):  # S3's lifecycle rule for incomplete uploads is the backstop
+    # S3's lifecycle rule for incomplete uploads is the backstop
+    with contextlib.suppress(ClientError, BotoCoreError):
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 

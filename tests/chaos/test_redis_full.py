@@ -117,9 +117,10 @@ def test_a_full_redis_is_answered_with_503_and_nothing_is_lost(
             return views if done else None
 
         try:
+            # a request per task
             views = eventually(
                 all_delivered, 120, "every task to complete and every delivery to land", every=0.5
-            )  # a request per task
+            )
         except AssertionError:
             stuck = [
                 (v["task_id"], v["status"], [d["state"] for d in v["deliveries"]])

@@ -136,9 +136,8 @@ def test_acknowledged_webhooks_survive_a_redis_restart(make_relay, reliability):
             f"{len(acked)} of {WEBHOOKS} webhooks acknowledged in the end; {failures['answers']} refused answers"
         )
         restarted_worker = worker.poll() is not None
-        if (
-            restarted_worker
-        ):  # a supervisor (compose, systemd) restarts a worker that lost its Redis
+        # a supervisor (compose, systemd) restarts a worker that lost its Redis
+        if restarted_worker:
             worker = relay.start_worker()
 
         def unprocessed() -> list[str]:

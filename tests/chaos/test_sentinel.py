@@ -280,9 +280,8 @@ class StormRun:
         self, make_relay, make_sandbox, sentinels: SentinelGroup, min_replicas: int, root: Path
     ):
         self.min_replicas, self.root = min_replicas, root
-        self.sandbox = make_sandbox(
-            task_seconds=0.5
-        )  # the documents still finish, and deliver, after the fault
+        # the documents still finish, and deliver, after the fault
+        self.sandbox = make_sandbox(task_seconds=0.5)
         self.receiver = WebhookReceiver()
         self._served = ServedApp(self.receiver).start()
         port = free_port()
@@ -381,9 +380,8 @@ class StormRun:
         pipe = relay.ctx.redis.pipeline(transaction=False)
         for webhook_id in self.storm.acked:
             pipe.exists(dedupe_key(webhook_id))
-        self.vanished = [
-            n for n, kept in enumerate(pipe.execute()) if not kept
-        ]  # places in the order acked
+        # places in the order acked
+        self.vanished = [n for n, kept in enumerate(pipe.execute()) if not kept]
         stored = [w for n, w in enumerate(self.storm.acked) if n not in set(self.vanished)]
         eventually(
             lambda: not unprocessed(stored),
@@ -585,9 +583,8 @@ def test_the_primary_fails_twice_in_a_storm_and_nothing_acknowledged_is_lost(
                 sentinels.pause(old)
                 sentinels.wait_for_switch(events)
                 new = sentinels.wait_for_new_primary(old)
-                sentinels.resume(
-                    old
-                )  # it wakes still thinking itself primary, until the sentinels demote it
+                # it wakes still thinking itself primary, until the sentinels demote it
+                sentinels.resume(old)
             else:
                 sentinels.kill(old)
                 new = sentinels.wait_for_new_primary(old)

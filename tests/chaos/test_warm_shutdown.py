@@ -25,9 +25,8 @@ def test_sigterm_in_the_middle_of_a_delivery_25_times_in_a_row(make_relay, recei
     """Five rounds of five workers: each worker holds one delivery the subscriber keeps waiting, is told to
     stop, and only then is the subscriber let go; each finishes the delivery in hand, exits 0, and takes no
     other. Every delivery lands once."""
-    relay = make_relay(
-        worker=False, delivery_threads=1
-    )  # one delivery at a time: each worker stops inside one
+    # one delivery at a time: each worker stops inside one
+    relay = make_relay(worker=False, delivery_threads=1)
     receiver.hold()
     client = relay.client()
     hook = [{"kind": "webhook", "config": {"url": receiver.url}}]
@@ -67,9 +66,8 @@ def test_sigterm_in_the_middle_of_a_delivery_25_times_in_a_row(make_relay, recei
         states = Counter(d["state"] for view in views for d in view["deliveries"])
         return states if states == {"delivered": len(tasks)} else None
 
-    eventually(
-        all_delivered, 120, "every delivery to be delivered", every=0.5
-    )  # a request per task
+    # a request per task
+    eventually(all_delivered, 120, "every delivery to be delivered", every=0.5)
     webhook_ids = Counter(r.headers["Webhook-Id"] for r in receiver.requests)
     assert len(webhook_ids) == len(tasks) and set(webhook_ids.values()) == {1}, webhook_ids
     reliability(
@@ -147,9 +145,8 @@ def _misses_the_first_stop(handler_set) -> None:
     swallowed (by the handler it inherited), the next ends it."""
     signal.signal(signal.SIGTERM, lambda *_: signal.signal(signal.SIGTERM, signal.SIG_DFL))
     handler_set.set()
-    time.sleep(
-        600
-    )  # then it would end by itself, exit code 0: what RQ's one SIGTERM and wait come to
+    # then it would end by itself, exit code 0: what RQ's one SIGTERM and wait come to
+    time.sleep(600)
 
 
 def test_a_scheduler_that_missed_the_stop_signal_is_stopped_anyway():

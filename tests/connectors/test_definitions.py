@@ -214,9 +214,8 @@ def test_the_destination_fields_name_every_destination_kind(web_only):
         for p in body
         if isinstance(p, dict) and p.get("name") == "destinations"
     ][:1]
-    kinds = (
-        set(KINDS) - set(RECORD_KINDS) - {"callback", "slack_reply"}
-    )  # the last two are not saved destinations
+    # the last two are not saved destinations
+    kinds = set(KINDS) - set(RECORD_KINDS) - {"callback", "slack_reply"}
     for kind in kinds | {"onedrive", "dropbox", "s3", "teams"}:
         assert kind in field["helpText"] and kind in param["spec"][0]["help"], kind
     assert field["dynamic"] == "list_destinations.id.name"

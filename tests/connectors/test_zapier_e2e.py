@@ -152,9 +152,8 @@ def test_a_zap_runs_end_to_end(relay, zap, receiver, callbacks):
         callbacks.url,
     )
     second = _finish(zap, callbacks, 2, again["results"])
-    assert (
-        second["run_id"] == first["run_id"] and second["turn_index"] > first["turn_index"]
-    )  # same document
+    # same document
+    assert second["run_id"] == first["run_id"] and second["turn_index"] > first["turn_index"]
 
     [found] = zap.results(
         "searches.find_document.operation.perform",
@@ -171,10 +170,11 @@ def test_a_zap_runs_end_to_end(relay, zap, receiver, callbacks):
     )
 
     first_poll = zap.results(POLLING, {"authData": auth, "inputData": {}})
+    # newest first
     assert [item["task_id"] for item in first_poll] == [
         second["task_id"],
         first["task_id"],
-    ]  # newest first
+    ]
 
     zap.results(
         f"{COMPLETED}.performUnsubscribe", {"authData": auth, "subscribeData": subscription}
@@ -188,9 +188,8 @@ def test_a_zap_runs_end_to_end(relay, zap, receiver, callbacks):
         60,
         "the third task's follow-ups to be planned",
     )
-    assert (
-        relay.client().get(f"/v1/tasks/{third['task_id']}").json()["deliveries"] == []
-    )  # no subscription left
+    # no subscription left
+    assert relay.client().get(f"/v1/tasks/{third['task_id']}").json()["deliveries"] == []
     second_poll = zap.results(POLLING, {"authData": auth, "inputData": {}})
     ids = [item["id"] for item in second_poll]
     assert len(ids) == len(set(ids)) == 3
@@ -280,9 +279,8 @@ def test_cancel_task_a_spent_budget_and_the_budget_trigger_in_zapiers_runtime(
     relay, zap, receiver, callbacks
 ):
     auth = zap.auth
-    long = relay.submit(
-        relay.client(), prompt="A long model [[hold=long]]"
-    )  # running until cancelled
+    # running until cancelled
+    long = relay.submit(relay.client(), prompt="A long model [[hold=long]]")
     cancelled = zap.results(
         "creates.cancel_task.operation.perform",
         {"authData": auth, "inputData": {"task_id": long["task_id"]}},
@@ -307,9 +305,8 @@ def test_cancel_task_a_spent_budget_and_the_budget_trigger_in_zapiers_runtime(
     relay.client().put(
         "/v1/budgets/tenant", json={"monthly_credits": 10, "hard_cap": True}
     ).raise_for_status()
-    relay.wait_task(
-        relay.client(), relay.submit(relay.client(), prompt="Memo")["task_id"]
-    )  # 40 of 10
+    # 40 of 10
+    relay.wait_task(relay.client(), relay.submit(relay.client(), prompt="Memo")["task_id"])
     [listed] = zap.results(f"{trigger}.performList", {"authData": auth})
     assert (listed["scope"], listed["spent"], listed["hard_cap"]) == ("tenant", 40, True)
     events = [json.loads(r.body) for r in receiver.wait_for(3)]  # 70%, 90%, 100% at once

@@ -34,9 +34,8 @@ def npm_cache(npm: str | None = None) -> Path:
     npm = npm or tools.require("npm")
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".install.lock").open("w") as lock:
-        fcntl.flock(
-            lock, fcntl.LOCK_EX
-        )  # the tests run in several processes: one installs, the others wait
+        # the tests run in several processes: one installs, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not (modules / "zapier-platform-core" / "package.json").exists():
             print(f"system-tools: installing {' '.join(PACKAGES)} with npm into {root}", flush=True)
             subprocess.run(

@@ -332,9 +332,10 @@ def test_the_feed_backs_off_when_rows_wait_for_the_apis_pool(make_relay, make_sa
         second = eventually(second_waits, 60, "the second row to wait in the API's pool", every=0.1)
         submitted = float(second["submitted_at"])
 
+        # as a poll for someone watching, on the test's clock
         def poll_at(
             seconds_after_hand_over: float,
-        ) -> dict:  # as a poll for someone watching, on the test's clock
+        ) -> dict:
             before = relay.ctx.batches.feed(relay.tenant_id)
             tracking.refresh(
                 relay.ctx, second, min_age_seconds=0, now=submitted + seconds_after_hand_over
@@ -497,9 +498,10 @@ def test_the_feed_backs_off_when_the_api_answers_429(make_relay, make_sandbox):
 
 
 def test_on_error_stop_cancels_the_rest_at_the_first_failed_row(relay):
+    # they cannot end on their own
     rows = [{"record_key": "deal:1", "note": "[[fail]]"}] + [
         {"record_key": f"deal:{n}", "note": "[[hold=rest]]"} for n in range(2, 7)
-    ]  # they cannot end on their own
+    ]
     with relay.client() as client:
         batch = run(client, batch_body(rows, template="Memo {{note}}", on_error="stop"))
     assert batch["status"] == "stopped" and batch["counts"]["failed"] == 1
@@ -515,13 +517,13 @@ def test_the_reconciler_starts_rows_whose_claim_outlived_its_worker_and_only_tho
     with relay.client() as client:
         batch_id = client.post("/v1/batches", json=batch_body(DEALS[:4])).json()["batch_id"]
     t0 = time.time()
+    # died
     claimed = [
         ctx.batches.claim(batch_id, relay.tenant_id, first_limit=4, now=t0 + n) for n in range(3)
-    ]  # died
+    ]
     legacy = claimed[2]["row"]
-    ctx.redis.zrem(
-        ctx.batches.claims_key(batch_id), legacy
-    )  # as an older Relay claimed it: not indexed
+    # as an older Relay claimed it: not indexed
+    ctx.redis.zrem(ctx.batches.claims_key(batch_id), legacy)
 
     def started() -> list[bool]:
         return [ctx.tasks.get(row["task_id"]) is not None for row in claimed]

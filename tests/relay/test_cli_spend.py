@@ -21,9 +21,8 @@ def cli(relay, *args: str) -> Result:
 
 
 def test_usage_and_budgets_on_the_command_line(make_relay):
-    relay = make_relay(
-        worker=False
-    )  # the tasks' webhooks are applied here: no worker process needed
+    # the tasks' webhooks are applied here: no worker process needed
+    relay = make_relay(worker=False)
     with relay.client() as client:
         for key in ("deal:1", "deal:2"):
             task_id = relay.submit(client, prompt="Memo", record_key=key)["task_id"]

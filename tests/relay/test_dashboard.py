@@ -45,9 +45,8 @@ def test_watch_a_task_then_replay_a_dead_delivery(make_relay, receiver, browser,
     assert "/dashboard/login" in page.url
     page.fill("#token", "not-the-token")
     page.click("button[type=submit]")
-    expect(page.locator("[role=alert]")).to_have_text(
-        "That admin token is not right."
-    )  # on the page it loads
+    # on the page it loads
+    expect(page.locator("[role=alert]")).to_have_text("That admin token is not right.")
     page.fill("#token", ADMIN_TOKEN)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r"/dashboard/$"))
@@ -81,16 +80,14 @@ def test_watch_a_task_then_replay_a_dead_delivery(make_relay, receiver, browser,
 
     page.click("text=Dead letters")
     row = page.locator("tr[data-delivery]")
-    expect(row).to_have_count(
-        1
-    )  # waits: the click's navigation may not have loaded the new page yet
+    # waits: the click's navigation may not have loaded the new page yet
+    expect(row).to_have_count(1)
     assert "answered 400" in row.inner_text()
     page.screenshot(path=str(shots / "dashboard-dead-letters.png"))
     receiver.default_status = 204  # the subscriber is fixed
     row.locator("button", has_text="Replay").click()
-    expect(page.locator("[role=status]")).to_contain_text(
-        "is queued again"
-    )  # retries until the page it loads says it
+    # retries until the page it loads says it
+    expect(page.locator("[role=status]")).to_contain_text("is queued again")
 
     with relay.client() as client:
         eventually(
@@ -105,9 +102,8 @@ def test_watch_a_task_then_replay_a_dead_delivery(make_relay, receiver, browser,
     phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
     phone.context.add_cookies(page.context.cookies())
     phone.goto(relay.url + "/dashboard/")
-    assert phone.evaluate(
-        "document.documentElement.scrollWidth <= window.innerWidth + 1"
-    )  # no sideways scroll
+    # no sideways scroll
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     phone.screenshot(path=str(shots / "dashboard-phone.png"))
 
 
@@ -124,12 +120,13 @@ def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, bro
     relay = make_relay(admin_token=ADMIN_TOKEN)
     shots = _shots(tmp_path)
     rows = [
+        # the batch stays mid-way until it is released
         {
             "record_key": f"deal:{n}",
             "prompt": f"Renewal memo {n}"
             + (" [[fail]]" if n in (3, 7) else "")
             + (" [[hold=last-row]]" if n == 12 else ""),
-        }  # the batch stays mid-way until it is released
+        }
         for n in range(1, 13)
     ]
     with relay.client() as client:
@@ -150,9 +147,8 @@ def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, bro
     page.screenshot(path=str(shots / "dashboard-batch.png"), full_page=True)
     expect(page.locator("[data-batch-counts]")).to_contain_text("running")
     relay.sandbox.release("last-row")
-    page.wait_for_selector(
-        "[data-batch-status].completed", timeout=60_000
-    )  # the page reloads at the end
+    # the page reloads at the end
+    page.wait_for_selector("[data-batch-status].completed", timeout=60_000)
     expect(page.locator("[data-count=failed]")).to_have_text("2")
     manifest = httpx.get(
         page.get_attribute("a:has-text('Manifest (CSV)')", "href")
@@ -293,14 +289,12 @@ def test_sign_in_csrf_and_no_secrets(make_relay, receiver):
     browser_like = httpx.Client(base_url=relay.url, follow_redirects=True)
     login_page = browser_like.get("/dashboard/login").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', login_page).group(1)
-    assert (
-        browser_like.post("/dashboard/login", data={"token": ADMIN_TOKEN}).status_code == 400
-    )  # no CSRF token
+    # no CSRF token
+    assert browser_like.post("/dashboard/login", data={"token": ADMIN_TOKEN}).status_code == 400
     signed = browser_like.post("/dashboard/login", data={"token": ADMIN_TOKEN, "csrf_token": token})
     assert signed.status_code == 200 and "Tasks" in signed.text
-    assert (
-        browser_like.post("/dashboard/deliveries/dlv_X/replay").status_code == 400
-    )  # no CSRF token
+    # no CSRF token
+    assert browser_like.post("/dashboard/deliveries/dlv_X/replay").status_code == 400
     assert browser_like.get("/dashboard/rq/").status_code == 200
 
     secrets = [

@@ -73,10 +73,11 @@ def test_an_export_is_attached_instead_of_the_document(relay, smtp_server):
 
 
 def test_wrong_login_or_untrusted_certificate_is_permanent(relay, smtp_server):
+    # what the error says: the fault
     cases = {
         "refused the login": {"password": "wrong"},
         "TLS": {"ca_file": ""},
-    }  # what the error says: the fault
+    }
     with relay.client() as client:
         tasks = {
             said: relay.submit(

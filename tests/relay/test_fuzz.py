@@ -45,9 +45,8 @@ def assert_clear(answer: httpx.Response) -> None:
 def test_intake_with_arbitrary_bodies_and_headers(target, reliability):
     url = "/webhooks/upstream/" + target.ctx.tokens.webhook(target.tenant_id, "tsk_fuzz")
 
-    header = st.text(
-        alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=120
-    )  # printable, no spaces
+    # printable, no spaces
+    header = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=120)
 
     @FUZZ
     @given(

@@ -123,7 +123,6 @@ def test_an_interrupt_while_sending_reaches_its_caller_and_leaves_nothing_in_fli
     commit = GroupCommit(send)
     with pytest.raises(KeyboardInterrupt):
         commit.submit(1)
-    answers = submit_at_once(
-        commit, [2]
-    )  # would wait forever behind a batch still marked in flight
+    # would wait forever behind a batch still marked in flight
+    answers = submit_at_once(commit, [2])
     assert answers == {2: 2}

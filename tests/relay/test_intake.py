@@ -109,9 +109,8 @@ def test_a_signed_event_is_stored_and_applied_then_a_redelivery_is_dropped(intak
     relay, url, body, stored = intake
     secret = relay.sandbox.webhook_secret
     first = httpx.post(url, content=body, headers=signed(secret, body))
-    again = httpx.post(
-        url, content=body, headers=signed(secret, body)
-    )  # same webhook-id, signed anew
+    # same webhook-id, signed anew
+    again = httpx.post(url, content=body, headers=signed(secret, body))
     assert (first.status_code, first.json()) == (200, {"status": "accepted"})
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
     assert stored.count == 1
@@ -129,9 +128,8 @@ def test_an_event_read_by_a_consumer_that_died_is_taken_up_by_another(intake):
         url, content=body, headers=signed(relay.sandbox.webhook_secret, body)
     ).raise_for_status()
     ensure_group(relay.ctx.redis, stream_key(relay.ctx), GROUP)
-    relay.ctx.redis.xreadgroup(
-        GROUP, "dead", {stream_key(relay.ctx): ">"}, count=10
-    )  # read, never acked
+    # read, never acked
+    relay.ctx.redis.xreadgroup(GROUP, "dead", {stream_key(relay.ctx): ">"}, count=10)
     assert IntakeLane(relay.ctx, consumer="alive", lease_seconds=60).drain() == 0, (
         "not while the reader may still be alive"
     )
@@ -192,9 +190,8 @@ def test_a_job_left_in_rqs_intermediate_queue_is_queued_again_after_a_reclaim_pe
     then queue it again once it has waited there for RELAY_INTAKE_RECLAIM_SECONDS, not RQ's minute."""
     relay, url, body, stored = intake
     queue, job_id = handed_to_rq(relay, url, body, monkeypatch)
-    relay.ctx.rq_redis.lmove(
-        queue.key, queue.intermediate_queue_key
-    )  # the pop whose answer was lost
+    # the pop whose answer was lost
+    relay.ctx.rq_redis.lmove(queue.key, queue.intermediate_queue_key)
     idle_for_a_lease(relay)
     assert IntakeLane(relay.ctx, consumer="alive").drain() >= 1 and queue.count == 0, (
         "seen in the intermediate queue: marked, left there"
@@ -209,13 +206,11 @@ def test_a_job_left_in_rqs_intermediate_queue_is_queued_again_after_a_reclaim_pe
         False,
     ), "left there until a whole reclaim period has gone by"
     assert queue.count == 0 and relay.ctx.rq_redis.llen(queue.intermediate_queue_key) == 1
-    relay.ctx.rq_redis.set(
-        intermediate.get_first_seen_key(job_id), seen_at - reclaim - 1
-    )  # a period ago
+    # a period ago
+    relay.ctx.rq_redis.set(intermediate.get_first_seen_key(job_id), seen_at - reclaim - 1)
     idle_for_a_lease(relay)
-    assert (
-        IntakeLane(relay.ctx, consumer="alive").drain() >= 1
-    )  # its next look (a new lane: no tick to wait)
+    # its next look (a new lane: no tick to wait)
+    assert IntakeLane(relay.ctx, consumer="alive").drain() >= 1
     assert queue.job_ids == [job_id] and relay.ctx.rq_redis.llen(queue.intermediate_queue_key) == 0
     assert work(relay) == 1 and stored.count == 0
 
@@ -257,9 +252,8 @@ def test_several_signatures_during_secret_rotation(intake):
 def test_a_changed_webhook_secret_applies_at_once_and_the_old_one_is_refused_after_it(intake):
     relay, url, body, _ = intake
     old, new = relay.sandbox.webhook_secret, new_webhook_secret()
-    assert (
-        httpx.post(url, content=body, headers=signed(old, body, "evt_old")).status_code == 200
-    )  # remembered
+    # remembered
+    assert httpx.post(url, content=body, headers=signed(old, body, "evt_old")).status_code == 200
     relay.ctx.tenants.update_upstream(relay.tenant_id, webhook_secret=new)
     assert httpx.post(url, content=body, headers=signed(new, body, "evt_new")).status_code == 200, (
         "a signature the remembered secret refuses is checked with the secret read again"

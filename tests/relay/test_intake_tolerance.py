@@ -29,9 +29,8 @@ def event_for(relay, change) -> tuple[str, str, bytes]:
     """A relay task and a signed-able event about it, changed by ``change``; returns (task, url, body)."""
     task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
     data = copy.deepcopy(TASK)
-    data["task_id"] = "task_" + task["task_id"].removeprefix(
-        "tsk_"
-    )  # a task id of its own per event
+    # a task id of its own per event
+    data["task_id"] = "task_" + task["task_id"].removeprefix("tsk_")
     change(data)
     event_type = "task.completed" if data["status"] == "completed" else "task.progress"
     body = json.dumps({"type": event_type, "id": f"evt_{task['task_id']}", "data": data}).encode()
@@ -81,10 +80,11 @@ def test_each_harmless_variation_is_accepted_and_applied_once(make_relay):
         {"hello": "world"},
         [1, 2, 3],
         {"type": "task.completed", "data": {"task_id": "task_1"}},  # no status
+        # no file, no run
         {
             "type": "task.completed",
             "data": {"task_id": "task_1", "status": "completed"},
-        },  # no file, no run
+        },
         {
             "type": "invoice.paid",
             "data": {"task_id": "task_1", "status": "completed", "run_id": "run_1"},

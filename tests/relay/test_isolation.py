@@ -132,9 +132,8 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, 
         )
     }
     assert lists == {path: [] for path in lists}
-    own_budget = intruder.put(
-        budget_path, json={"monthly_credits": 1}
-    )  # a record key names the tenant's own
+    # a record key names the tenant's own
+    own_budget = intruder.put(budget_path, json={"monthly_credits": 1})
     calls[("PUT", "/v1/budgets/records/{record_key}")] = own_budget
     assert own_budget.status_code == 200 and own_budget.json()["spent"] == 0
     assert intruder.get("/v1/me").json()["usage"]["task_count"] == 0

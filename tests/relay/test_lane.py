@@ -94,9 +94,8 @@ class Attempts:
 def test_every_entry_runs_once_and_leaves_the_lane(ctx):
     ids = [f"dlv_{n}" for n in range(40)]
     add(ctx, *ids)
-    attempts = Attempts(
-        seconds=0.01
-    )  # all threads busy at times: draining must not stop early then
+    # all threads busy at times: draining must not stop early then
+    attempts = Attempts(seconds=0.01)
     DeliveryLane(ctx, attempts, threads=4).drain()
     assert sorted(attempts.seen) == sorted(ids)
     assert lane_stream.backlog(ctx) == 0
@@ -297,9 +296,8 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
     ctx, url = relay.ctx, fake_teams.url(fake_teams.base)
     seconds, micros = ctx.redis.time()
     pace = teams.KIND.pace(Delivery("dlv_x", "teams", {"url": url}, {}))
-    pacing.reserve(
-        ctx, pace, now=seconds + micros / 1e6 + 3600
-    )  # the workflow's next free slot: in an hour
+    # the workflow's next free slot: in an hour
+    pacing.reserve(ctx, pace, now=seconds + micros / 1e6 + 3600)
     with relay.client() as client:
         task = relay.submit(
             client,
@@ -313,20 +311,17 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
     record = deliveries.get(ctx, delivery_id)
     assert record["state"] == "retrying" and "-slot-" in record["retry_job"], record
     job = Job.fetch(record["retry_job"], connection=ctx.rq_redis)
-    ctx.redis.zadd(
-        deliveries.open_key(ctx), {delivery_id: 0}
-    )  # as the reconciler finds it, overdue
+    # as the reconciler finds it, overdue
+    ctx.redis.zadd(deliveries.open_key(ctx), {delivery_id: 0})
 
-    queue.scheduled_job_registry.remove(
-        job
-    )  # released by RQ's scheduler, popped by a worker that died
+    # released by RQ's scheduler, popped by a worker that died
+    queue.scheduled_job_registry.remove(job)
     job.set_status("queued")
     assert jobs.reconcile()["deliveries_requeued"] == 1 and queue.job_ids == [job.id]
     assert jobs.reconcile()["deliveries_requeued"] == 0, "a job waiting in its queue is left alone"
 
-    queue.remove(
-        job.id
-    )  # the retry's job never reached Redis (a crash between naming it and enqueueing it)
+    # the retry's job never reached Redis (a crash between naming it and enqueueing it)
+    queue.remove(job.id)
     job.delete()
     assert jobs.reconcile()["deliveries_requeued"] == 1
     planned = deliveries.get(ctx, delivery_id)["retry_job"]

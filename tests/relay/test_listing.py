@@ -95,9 +95,8 @@ def test_records_are_listed_most_recently_used_first(relay):
 
 def test_cancel_stops_a_running_task_at_the_api_and_an_ended_one_answers_409(relay):
     with relay.client() as client:
-        task = relay.submit(
-            client, prompt="A long model [[hold=never]]", record_key="deal:9"
-        )  # ends by the cancel
+        # ends by the cancel
+        task = relay.submit(client, prompt="A long model [[hold=never]]", record_key="deal:9")
         answer = client.post(f"/v1/tasks/{task['task_id']}/cancel")
         assert answer.status_code == 202, answer.text
         ended = relay.wait_task(client, task["task_id"])
@@ -114,9 +113,8 @@ def test_tasks_and_records_an_older_relay_stored_are_listed_after_the_upgrade(re
         ]
         for task in made:
             relay.wait_task(client, task["task_id"])
-        running = relay.submit(
-            client, prompt="A long one [[hold=never]]", record_key="deal:long"
-        )  # still running
+        # still running
+        running = relay.submit(client, prompt="A long one [[hold=never]]", record_key="deal:long")
         ctx = relay.ctx
         ctx.redis.delete(
             ctx.tasks.tenant_key(relay.tenant_id),

@@ -97,11 +97,12 @@ def test_a_large_file_resumes_its_upload_session_after_the_worker_is_killed(
     fake_graph.knobs.hold_before("fragment", skip=2)  # two fragments are in, the third waits
     worker = relay.start_worker()
     with relay.client() as client:
+        # 3 x 320 KiB per fragment
         task = relay.submit(
             client,
             prompt="Model [[pad_mb=6]]",
             destinations=[destination(fake_graph, chunk_kib=960)],
-        )  # 3 x 320 KiB per fragment
+        )
         assert fake_graph.knobs.held.wait(60), "the upload never reached its third fragment"
         assert len(fake_graph.fragments) == 2, "killed with two fragments in and the rest to come"
         worker.send_signal(signal.SIGKILL)

@@ -18,9 +18,8 @@ SKIPPED = {"/dashboard", "/static"}  # the admin dashboard is HTML behind its ow
 
 @pytest.fixture
 def live_relay(make_relay):
-    return make_relay(
-        worker=False, max_wait_seconds=0
-    )  # generated `wait`s would hold each request 25 s
+    # generated `wait`s would hold each request 25 s
+    return make_relay(worker=False, max_wait_seconds=0)
 
 
 def test_document_is_valid_and_covers_every_route(live_relay):
@@ -35,9 +34,8 @@ def test_document_is_valid_and_covers_every_route(live_relay):
         for method in rule.methods - {"HEAD", "OPTIONS"}
         if not any(rule.rule.startswith(prefix) for prefix in SKIPPED)
     }
-    served.add(
-        ("POST", intake.PREFIX + "/{token}")
-    )  # mounted in front of Flask (app/web/intake.py)
+    # mounted in front of Flask (app/web/intake.py)
+    served.add(("POST", intake.PREFIX + "/{token}"))
     documented = {
         (method.upper(), path) for path, item in document["paths"].items() for method in item
     }

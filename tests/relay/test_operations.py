@@ -139,9 +139,8 @@ def metrics_add_up_across_processes(relay, url: str, receiver) -> None:
         "metrics",
     )
     assert samples[("relay_webhooks_total", (("outcome", "rejected_signature"),))] == 10
-    assert (
-        samples[("relay_webhooks_total", (("outcome", "accepted"),))] >= 1
-    )  # the API's own webhook
+    # the API's own webhook
+    assert samples[("relay_webhooks_total", (("outcome", "accepted"),))] >= 1
     assert (
         samples[("relay_delivery_attempts_total", (("kind", "webhook"), ("outcome", "delivered")))]
         == 1
@@ -166,10 +165,11 @@ def logs_are_json_and_never_carry_secrets(relay, url: str, folder, receiver, rel
     client.post(
         "/v1/hooks", json={"target_url": hook_target, "event": "task.completed"}
     ).raise_for_status()
+    # one failed attempt: its error is logged
     receiver.script, earlier = (
         [500],
         len(receiver.requests),
-    )  # one failed attempt: its error is logged
+    )
     task = client.post(
         "/v1/documents",
         json={

@@ -73,10 +73,11 @@ def test_private_loopback_and_link_local_addresses_are_refused(dns, reliability)
 
 
 def test_the_connection_is_pinned_to_the_checked_address(dns, reliability):
+    # public when checked, loopback right after
     dns["rebind.example"] = [
         "93.184.216.34",
         "127.0.0.1",
-    ]  # public when checked, loopback right after
+    ]
     request = _seen(OutboundPolicy(), "https://rebind.example/hook?x=1")
     assert request.url.host == "93.184.216.34" and request.url.path == "/hook"
     assert request.headers["host"] == "rebind.example"  # the server still sees its own name
@@ -104,9 +105,8 @@ def test_redirects_are_not_followed(dns):
 def test_a_cookie_a_subscriber_sets_is_never_sent_again(dns):
     """One pooled client serves every tenant's deliveries: a Set-Cookie from one subscriber must not ride
     along with the next delivery to the same host (perhaps another tenant's)."""
-    dns["93.184.216.34"] = [
-        "93.184.216.34"
-    ]  # an address in the URL: nothing is rewritten by the pinning
+    # an address in the URL: nothing is rewritten by the pinning
+    dns["93.184.216.34"] = ["93.184.216.34"]
     sent: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

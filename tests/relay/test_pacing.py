@@ -95,9 +95,8 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(
         )
 
         pace = teams.KIND.pace(Delivery("dlv_x", "teams", {"url": url}, {}))
-        busy = pacing.reserve(
-            relay.ctx, pace, now=redis_now(relay.ctx) + 3600
-        )  # the next free slot: in an hour
+        # the next free slot: in an hour
+        busy = pacing.reserve(relay.ctx, pace, now=redis_now(relay.ctx) + 3600)
         hooks = [{"kind": "webhook", "config": {"url": receiver.url}} for _ in range(2)]
         task = relay.submit(client, prompt="Pipeline 2", destinations=cards[:2] + hooks)
 

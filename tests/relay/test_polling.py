@@ -49,9 +49,8 @@ def redis_now(ctx) -> float:
 
 
 def test_a_completed_task_teaches_how_long_its_kind_usually_takes(make_relay):
-    relay = make_relay(
-        worker=False
-    )  # the reconciler's look, made here, ends the task: no worker needed
+    # the reconciler's look, made here, ends the task: no worker needed
+    relay = make_relay(worker=False)
     with relay.client() as client:
         task_id = relay.submit(client, prompt="Sales")["task_id"]
         upstream_id = relay.ctx.tasks.get(task_id)["upstream_task_id"]

@@ -193,16 +193,16 @@ def test_dead_letters_leave_the_list_after_their_retention_with_a_log_line(
 
 
 def test_old_stream_entries_and_consumers_of_gone_workers_are_removed(make_relay):
-    relay = make_relay(
-        worker=False, consumer_idle_seconds=0
-    )  # Redis measures idle time itself: no clock here
+    # Redis measures idle time itself: no clock here
+    relay = make_relay(worker=False, consumer_idle_seconds=0)
     ctx = relay.ctx
     ensure_group(ctx.redis, intake_stream.stream_key(ctx), intake_stream.GROUP)
+    # a week-old entry whose work failed for good
     ctx.redis.xadd(
         intake_stream.stream_key(ctx),
         {"tenant": "t", "task": "x", "webhook": "w", "body": "{}"},
         id=f"{int((time.time() - 8 * DAY) * 1000)}-0",
-    )  # a week-old entry whose work failed for good
+    )
     ctx.redis.xadd(
         lane_stream.stream_key(ctx),
         {"delivery": "dlv_old"},
@@ -210,9 +210,8 @@ def test_old_stream_entries_and_consumers_of_gone_workers_are_removed(make_relay
     )
     ctx.redis.xgroup_create(lane_stream.stream_key(ctx), lane_stream.GROUP, id="$")
     ctx.redis.xadd(lane_stream.stream_key(ctx), {"delivery": "dlv_new"})
-    ctx.redis.xreadgroup(
-        lane_stream.GROUP, "gone-worker", {lane_stream.stream_key(ctx): ">"}
-    )  # holds dlv_new: it stays
+    # holds dlv_new: it stays
+    ctx.redis.xreadgroup(lane_stream.GROUP, "gone-worker", {lane_stream.stream_key(ctx): ">"})
     ctx.redis.xgroup_createconsumer(
         intake_stream.stream_key(ctx), intake_stream.GROUP, "another-gone-worker"
     )

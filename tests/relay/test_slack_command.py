@@ -204,9 +204,8 @@ def test_a_spent_budget_is_said_in_words_and_nothing_starts(slack_relay, fake_sl
         client.put(
             "/v1/budgets/tenant", json={"monthly_credits": 10, "hard_cap": True}
         ).raise_for_status()
-        slack_relay.wait_task(
-            client, slack_relay.submit(client, prompt="Memo")["task_id"]
-        )  # 40 of 10
+        # 40 of 10
+        slack_relay.wait_task(client, slack_relay.submit(client, prompt="Memo")["task_id"])
     answer = send(slack_relay, fake_slack, "excel Pipeline by region")[0].json()
     assert answer["response_type"] == "ephemeral"
     assert answer["text"].startswith(
@@ -227,9 +226,8 @@ def test_after_30_minutes_the_bot_token_posts_the_final_word(slack_relay, fake_s
     """Slack refuses a response_url past its 30 minutes (``expired_url``): the final word falls back to
     chat.postMessage with the bot token."""
     response_url = fake_slack.response_url()
-    fake_slack.age_response_url(
-        response_url, 31 * 60
-    )  # Slack takes no message on it, from the first
+    # Slack takes no message on it, from the first
+    fake_slack.age_response_url(response_url, 31 * 60)
     answer, _ = send(slack_relay, fake_slack, "excel Capacity model", response_url=response_url)
     assert answer.status_code == 200
 

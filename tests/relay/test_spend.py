@@ -70,14 +70,14 @@ def test_each_alert_share_fires_once_a_month_to_hooks_and_the_alert_destinations
             json={"monthly_credits": 100, "alert_destinations": [{"id": slack["id"]}]},
         )
         assert put.status_code == 200 and put.json()["alert_shares"] == [0.7, 0.9, 1.0]
-        tasks = [
-            _done(relay, client, f"Memo {n}") for n in range(4)
-        ]  # 40, 80 (70%), 120 (90%, 100%), 160
+        # 40, 80 (70%), 120 (90%, 100%), 160
+        tasks = [_done(relay, client, f"Memo {n}") for n in range(4)]
         assert [task["credits_used"] for task in tasks] == [40] * 4
+        # two at once may arrive either way
         events = sorted(
             (json.loads(r.body) for r in receiver.wait_for(3)),
             key=lambda event: event["data"]["share"],
-        )  # two at once may arrive either way
+        )
         status = client.get("/v1/budgets/tenant").json()
     assert [e["data"]["share"] for e in events] == [0.7, 0.9, 1.0], "each share once"
     assert [e["data"]["spent"] for e in events] == [80, 120, 120]
@@ -107,9 +107,8 @@ def test_a_hard_cap_refuses_submits_batches_and_rows_with_402(relay):
             "/v1/budgets/records/deal%3Acapped", json={"monthly_credits": 50, "hard_cap": True}
         )
         _done(relay, client, "Memo 1", record_key="deal:capped")
-        _done(
-            relay, client, "Memo 2", record_key="deal:capped"
-        )  # ran, and counts: 40 + 15 (a resumed run) of 50
+        # ran, and counts: 40 + 15 (a resumed run) of 50
+        _done(relay, client, "Memo 2", record_key="deal:capped")
         refused = client.post(
             "/v1/documents",
             json={"format": "excel", "prompt": "Memo 3", "record_key": "deal:capped"},
@@ -174,9 +173,8 @@ def test_a_month_rolling_over_starts_the_budget_afresh(relay, monkeypatch):
         and later["spent"] == 0
         and not later["exceeded"]
     )
-    budgets.check(
-        relay.ctx, relay.tenant_id, None, today=next_month
-    )  # no BudgetExceeded: a new month
+    # no BudgetExceeded: a new month
+    budgets.check(relay.ctx, relay.tenant_id, None, today=next_month)
     assert budgets.period(15, date(2026, 12, 2)) == budgets.Period(
         date(2026, 11, 15), date(2026, 12, 15)
     )
@@ -193,9 +191,8 @@ def test_last_months_spend_does_not_count_over_http(relay, monkeypatch):
         ).json()
         last_day_of_last_month = date.fromisoformat(put["period"]["from"]) - timedelta(days=1)
         row = relay.ctx.usage.key_for(relay.tenant_id, last_day_of_last_month.isoformat())
-        relay.ctx.redis.hset(
-            row, mapping={"credits_used": 500, "task_count": 5}
-        )  # as the finish script writes
+        # as the finish script writes
+        relay.ctx.redis.hset(row, mapping={"credits_used": 500, "task_count": 5})
         this_month = client.get("/v1/budgets/tenant").json()
         accepted = client.post("/v1/documents", json={"format": "excel", "prompt": "Memo"})
         pin_today_to_the_end_of(

@@ -26,9 +26,8 @@ def own_redis():
 
 
 def read_only(relay, server) -> None:
-    relay.ctx.redis.execute_command(
-        "REPLICAOF", "127.0.0.1", "9"
-    )  # a replica of nothing: read-only
+    # a replica of nothing: read-only
+    relay.ctx.redis.execute_command("REPLICAOF", "127.0.0.1", "9")
 
 
 def unreachable(relay, server) -> None:
@@ -108,9 +107,8 @@ def test_a_fence_on_another_primary_than_the_writes_vouches_for_nothing(make_rel
     relay = make_relay(worker=False)
     redis, fence = relay.ctx.redis, relay.ctx.key("replication-fence")
     mark = storage.primary_id(redis)
-    storage.wait_for_replicas(
-        redis, fence, 0, 50, mark
-    )  # the same primary: 0 of 0 replicas is enough
+    # the same primary: 0 of 0 replicas is enough
+    storage.wait_for_replicas(redis, fence, 0, 50, mark)
     with pytest.raises(storage.NotReplicated, match="primary changed"):
         storage.wait_for_replicas(redis, fence, 0, 50, "0" * 40)
 
@@ -222,9 +220,8 @@ def test_a_delivery_of_an_end_not_stored_waits_for_it_instead_of_dying(make_rela
     from app.domain import deliveries
     from app.domain.serializers import task_view
 
-    relay = make_relay(
-        delivery_max_attempts=50
-    )  # it retries until the test lets the task end, however long
+    # it retries until the test lets the task end, however long
+    relay = make_relay(delivery_max_attempts=50)
     with relay.client() as client:
         task = relay.submit(
             client,

@@ -175,9 +175,8 @@ def test_each_webhook_delivered_three_times_makes_one_event(make_sandbox, make_r
 
 
 def test_lost_webhooks_are_made_good_by_the_reconciler(make_sandbox, make_relay):
-    sandbox = make_sandbox(
-        webhook_drop_rate=1.0, webhook_retry_schedule=()
-    )  # every webhook lost for good
+    # every webhook lost for good
+    sandbox = make_sandbox(webhook_drop_rate=1.0, webhook_retry_schedule=())
     relay = make_relay(sandbox, reconcile_quiet_seconds=1)
     relay.start_scheduler()
     with relay.client() as client:
@@ -298,9 +297,8 @@ def test_a_key_held_by_a_request_that_died_frees_itself_within_minutes(make_rela
     from app.stores.idempotency import PENDING_SECONDS, StoredAnswer, fingerprint
 
     store, print_ = relay.ctx.idempotency, fingerprint({"prompt": "x"})
-    assert (
-        store.begin(relay.tenant_id, "died-mid-request", print_) is None
-    )  # held; its request never ends
+    # held; its request never ends
+    assert store.begin(relay.tenant_id, "died-mid-request", print_) is None
     key = next(relay.ctx.redis.scan_iter(f"{relay.ctx.config.key_prefix}idem:{relay.tenant_id}:*"))
     assert 0 < relay.ctx.redis.ttl(key) <= PENDING_SECONDS, "not the key's 24 hours"
     store.finish(

@@ -104,9 +104,8 @@ def test_5xx_is_retried_with_growing_jittered_backoff_then_gives_up(make_sandbox
     assert unavailable.value.status == 503
     assert len(sleeps) == 4
     for attempt, slept in enumerate(sleeps):
-        assert max(1.0, 0.5 * 2**attempt) <= slept <= max(1.0, 2**attempt), (
-            sleeps
-        )  # Retry-After: 1 is a floor
+        # Retry-After: 1 is a floor
+        assert max(1.0, 0.5 * 2**attempt) <= slept <= max(1.0, 2**attempt), sleeps
 
 
 def test_connection_refused_is_retried_then_unavailable():
@@ -137,9 +136,8 @@ def test_poll_policy_follows_the_contract():
 def test_sync_call_promoted_to_202_and_cancel(make_sandbox):
     sandbox = make_sandbox(sync_ceiling_seconds=0.2)
     with client_for(sandbox) as client:
-        promoted = client.generate(
-            "excel", "Large model [[hold=large]]", async_=False
-        )  # never released
+        # never released
+        promoted = client.generate("excel", "Large model [[hold=large]]", async_=False)
         assert not promoted.finished and promoted.message.startswith("Sync ceiling")
         cancelled = client.cancel_task(promoted.task_id)
         assert cancelled.status in ("cancelled", "running")

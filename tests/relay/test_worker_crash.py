@@ -20,9 +20,8 @@ def test_worker_killed_mid_drive_upload(make_relay, fake_drive):
     relay = make_relay(
         drive_api_url=fake_drive.url, drive_token_url=fake_drive.url + "/token", worker=False
     )
-    fake_drive.knobs.hold_before(
-        "chunk", skip=1
-    )  # the second chunk waits: the first is in, the rest is not
+    # the second chunk waits: the first is in, the rest is not
+    fake_drive.knobs.hold_before("chunk", skip=1)
     worker = relay.start_worker()
     with relay.client() as client:
         task = relay.submit(

@@ -296,9 +296,8 @@ def test_a_second_prompt_writes_the_new_version(make_relay, targets, versions):
         )
         if versions == "replace":
             assert target.files() == files[1:]
-        elif (
-            target.name == "sheets"
-        ):  # a line per version, each a link to the run: the API keeps its newest state
+        # a line per version, each a link to the run: the API keeps its newest state
+        elif target.name == "sheets":
             assert target.files() == [files[1], files[1]] and files[0] != files[1]
         else:
             assert target.files() == files
@@ -310,21 +309,18 @@ def test_a_worker_killed_in_the_middle_of_a_write_back_leaves_one_attachment(mak
     relay = relay_for(make_relay, targets, worker=False)
     worker = relay.start_worker()
     with relay.client() as client:
-        tasks = generating(
-            relay, client, targets, versions="keep"
-        )  # a second attachment would stay
+        # a second attachment would stay
+        tasks = generating(relay, client, targets, versions="keep")
         for target in targets:
-            target.fake.knobs.pause_after(
-                *target.pause_on
-            )  # the end's write is committed, then held
+            # the end's write is committed, then held
+            target.fake.knobs.pause_after(*target.pause_on)
         relay.sandbox.release(HOLD)
         for target in targets:
             assert target.fake.knobs.paused.wait(60), (
                 f"{target.name}: the end's write never reached the platform"
             )
-        worker.send_signal(
-            signal.SIGKILL
-        )  # the platforms have the writes; the relay never heard back
+        # the platforms have the writes; the relay never heard back
+        worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
         for target in targets:
             target.fake.knobs.release.set()
@@ -406,9 +402,8 @@ def test_a_bad_token_lands_in_the_dead_letters_with_a_clear_message_and_replays(
     }
     with relay.client() as client:
         connections = [connect(relay, client, target, **wrong[target.name]) for target in targets]
-        tasks, _ = held_tasks(
-            relay, client, targets, connections
-        )  # each start write refused, while it ran
+        # each start write refused, while it ran
+        tasks, _ = held_tasks(relay, client, targets, connections)
         relay.sandbox.release(HOLD)
         writes = [settled(client, task["task_id"]) for task in tasks]
         dead = {d["delivery_id"] for d in client.get("/v1/deliveries").json()["items"]}

@@ -94,9 +94,8 @@ def test_async_answers_at_once_and_task_has_every_documented_field(sandbox):
         assert body == {"run_id": body["run_id"], "task_id": body["task_id"], "status": "queued"}
         assert accepted.headers["Location"] == f"/tasks/{body['task_id']}"
         sandbox.wait_held("model")
-        sandbox.advance(
-            0.5
-        )  # the agent's time is on the sandbox clock: half a second passes while it works
+        # the agent's time is on the sandbox clock: half a second passes while it works
+        sandbox.advance(0.5)
         sandbox.release("model")
         task = sandbox.wait_task(client, body["task_id"])
     assert set(task) == {
@@ -232,9 +231,8 @@ def test_resume_through_the_wrong_endpoint_is_refused(sandbox):
 def test_sync_call_past_the_ceiling_is_promoted_to_202(make_sandbox):
     sandbox = make_sandbox(sync_ceiling_seconds=0.2)
     with sandbox.client() as client:
-        response = client.post(
-            "/excel/generate", json={"prompt": "Big model [[hold=big]]"}
-        )  # ends after release
+        # ends after release
+        response = client.post("/excel/generate", json={"prompt": "Big model [[hold=big]]"})
         assert response.status_code == 202
         body = response.json()
         assert body["message"] == "Sync ceiling (0.2s) exceeded; continuing asynchronously."

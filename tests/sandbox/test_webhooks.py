@@ -48,9 +48,8 @@ def test_a_wrong_secret_or_tampered_body_does_not_verify(sandbox, receiver):
 
 
 def test_event_is_retried_on_the_schedule_after_the_receiver_answers_500(make_sandbox, receiver):
-    sandbox = make_sandbox(
-        webhook_retry_schedule=(600, 3600)
-    )  # far beyond real time: only advance() gets there
+    # far beyond real time: only advance() gets there
+    sandbox = make_sandbox(webhook_retry_schedule=(600, 3600))
     receiver.script = [500, 503]
     submit(sandbox, receiver)
     for attempts, pause in ((1, 600), (2, 3600)):
@@ -85,9 +84,8 @@ def test_410_stops_retrying(sandbox, receiver):
 
 
 def test_retries_stop_when_the_schedule_is_exhausted(make_sandbox, receiver):
-    sandbox = make_sandbox(
-        webhook_retry_schedule=(0.1, 0.1)
-    )  # in real time: the dispatcher runs on its own
+    # in real time: the dispatcher runs on its own
+    sandbox = make_sandbox(webhook_retry_schedule=(0.1, 0.1))
     receiver.default_status = 500
     submit(sandbox, receiver)
     [delivery] = sandbox.wait_settled()
@@ -153,9 +151,8 @@ def test_copies_knob_sends_each_event_several_times(make_sandbox, receiver):
 
 
 def test_delay_knob_holds_the_first_attempt(make_sandbox, receiver):
-    sandbox = make_sandbox(
-        webhook_delay_seconds=600
-    )  # on the sandbox clock: only advance() gets there
+    # on the sandbox clock: only advance() gets there
+    sandbox = make_sandbox(webhook_delay_seconds=600)
     submit(sandbox, receiver)
     [delivery] = eventually(sandbox.deliveries, 60, "the task's event to be queued")
     assert delivery["attempts"] == "0"

@@ -121,9 +121,8 @@ class SentinelGroup:
         """A hung primary: the process stops, its sockets stay open and take commands it does not answer."""
         assert node.process is not None
         node.process.send_signal(signal.SIGSTOP)
-        stat = Path(
-            f"/proc/{node.process.pid}/stat"
-        )  # the signal is asynchronous: wait until it has stopped
+        # the signal is asynchronous: wait until it has stopped
+        stat = Path(f"/proc/{node.process.pid}/stat")
         self._wait(
             lambda: stat.read_text().rpartition(")")[2].split()[0] == "T",
             f"{node.name} to stop",

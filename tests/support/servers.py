@@ -29,10 +29,11 @@ class ServedApp:
         self._thread: threading.Thread | None = None
 
     def _recording(self, environ, start_response):
+        # before a dispatcher shifts it
         method, path = (
             environ["REQUEST_METHOD"],
             environ.get("PATH_INFO", ""),
-        )  # before a dispatcher shifts it
+        )
 
         def record(status: str, headers, *args):
             self.answers.append((method, path, int(status[:3])))

@@ -20,10 +20,11 @@ TOOLS: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "chromium": (("chromium", "chromium-browser"), "chromium"),
     "npm": (("npm",), "nodejs npm"),
+    # its --sentinel mode, for the Sentinel tests
     "redis-server": (
         ("redis-server",),
         "redis-server",
-    ),  # its --sentinel mode, for the Sentinel tests
+    ),
 }
 
 
