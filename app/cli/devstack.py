@@ -78,14 +78,11 @@ class DevStack:
             keys = {
                 "RELAY_ENCRYPTION_KEYS": SecretBox.new_key(),
                 "RELAY_SECRET_KEY": os.urandom(24).hex(),
+                "RELAY_ADMIN_TOKEN": secrets.token_urlsafe(18),
             }
             path.touch(mode=0o600)
             path.write_text(json.dumps(keys))
-        keys = json.loads(path.read_text())
-        if "RELAY_ADMIN_TOKEN" not in keys:  # run directories made before the dashboard existed
-            keys["RELAY_ADMIN_TOKEN"] = secrets.token_urlsafe(18)
-            path.write_text(json.dumps(keys))
-        return keys
+        return json.loads(path.read_text())
 
     def sandbox_env(self, **extra: str) -> dict[str, str]:
         return {

@@ -204,15 +204,8 @@ class BatchStore:
         return json.loads(before) if before else None
 
     def claimed_before(self, batch: dict, when: float) -> list[dict]:
-        """Rows still being handed over that were claimed before ``when``. A batch whose claims are not all in
-        the index (claimed by a Relay older than it) is read whole."""
+        """Rows still being handed over that were claimed before ``when``."""
         claims = self.claims_key(batch["batch_id"])
-        if self._redis.zcard(claims) < batch["submitting"]:
-            return [
-                row
-                for row in self.rows(batch["batch_id"])
-                if row["state"] == "submitting" and float(row.get("claimed_at") or 0) < when
-            ]
         numbers = self._redis.zrangebyscore(claims, "-inf", f"({when!r}")
         return [
             row

@@ -15,8 +15,7 @@ from app.core.ids import digest
 from app.core.streams import let_go
 from app.stores.context import Context
 
-# named when a pump turned each entry into an RQ job; kept, so that after an upgrade what is pending is taken up
-GROUP = "relay-pump"
+GROUP = "relay-intake"
 
 # KEYS: dedupe key, stream. ARGV: ttl, tenant id, task id, webhook id, body.
 _INTAKE = """

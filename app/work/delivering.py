@@ -82,7 +82,7 @@ def _target(
     ctx: Context, record: dict, hint: tuple[str, str] | None, read: str | None
 ) -> str | None:
     """The saved destination or hook the delivery goes to: as begin() read it where the lane entry said, or
-    read now (an RQ retry, or an entry from before entries named their target)."""
+    read now (an RQ retry, whose job names only the delivery)."""
     needed = target_of(ctx, record)
     if needed == hint:
         return read

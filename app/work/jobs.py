@@ -10,7 +10,7 @@ from rq import get_current_job
 
 from app.core.logs import log_context
 from app.core.upstream import UpstreamNotFound, UpstreamUnavailable
-from app.domain import batches, deliveries, polling, reindex, retention, submit, tracking
+from app.domain import batches, deliveries, polling, retention, submit, tracking
 from app.domain.slack import background as slack_background
 from app.stores import context, intake_stream, queues
 from app.stores.tasks import TERMINAL
@@ -100,11 +100,8 @@ def reconcile() -> dict:
 
 
 def sweep() -> dict:
-    """The retention sweep (app/domain/retention.py), and after an upgrade a page of indexing what an older
-    Relay stored (app/domain/reindex.py)."""
-    return _alone(
-        "retention", 300, lambda ctx: {**retention.sweep(ctx), "reindexed": reindex.step(ctx)}
-    )
+    """The retention sweep (app/domain/retention.py)."""
+    return _alone("retention", 300, retention.sweep)
 
 
 def _alone(name: str, seconds: int, work) -> dict:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from app.domain import reindex
-
 
 def _all_pages(client, path: str, **query) -> list[list[dict]]:
     pages, cursor = [], None
@@ -104,38 +102,3 @@ def test_cancel_stops_a_running_task_at_the_api_and_an_ended_one_answers_409(rel
         again = client.post(f"/v1/tasks/{task['task_id']}/cancel")
         assert again.status_code == 409 and again.json()["error"]["code"] == "task_ended"
         assert client.post("/v1/tasks/tsk_unknown/cancel").status_code == 404
-
-
-def test_tasks_and_records_an_older_relay_stored_are_listed_after_the_upgrade(relay):
-    with relay.client() as client:
-        made = [
-            relay.submit(client, prompt=f"Memo {n}", record_key=f"deal:{n % 3}") for n in range(7)
-        ]
-        for task in made:
-            relay.wait_task(client, task["task_id"])
-        # still running
-        running = relay.submit(client, prompt="A long one [[hold=never]]", record_key="deal:long")
-        ctx = relay.ctx
-        ctx.redis.delete(
-            ctx.tasks.tenant_key(relay.tenant_id),
-            ctx.records.index_key(relay.tenant_id),
-            ctx.tasks.recent_key,
-        )
-        assert client.get("/v1/tasks").json()["items"] == [], (
-            "what an older Relay left: in no listing index"
-        )
-
-        looked = [reindex.step(ctx, page=3) for _ in range(5)]  # a page per retention run
-        assert looked == [3, 3, 2, 0, 0], (
-            "the ended tasks a page at a time, then the running ones; then done"
-        )
-        listed = [t["task_id"] for page in _all_pages(client, "/v1/tasks", limit=4) for t in page]
-        assert listed == [t["task_id"] for t in [*made, running]][::-1], "each once, newest first"
-        records = [r["record_key"] for page in _all_pages(client, "/v1/records") for r in page]
-        assert records == ["deal:long", "deal:0", "deal:2", "deal:1"], (
-            "by when each record last changed"
-        )
-        assert [t["task_id"] for t in ctx.tasks.recent(50)] == listed, (
-            "and in the dashboard's list of all"
-        )
-        client.post(f"/v1/tasks/{running['task_id']}/cancel")
