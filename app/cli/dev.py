@@ -15,6 +15,7 @@ import httpx
 from app.cli.devstack import DevStack, free_port, port_is_free
 from app.cli.submit import describe, submit_document
 from app.core.config import RelayConfig
+from app.core.states import DELIVERY_SETTLED
 from app.stores.context import build_context
 
 DEMO_PROMPT = "Create a Q3 sales report by region with a chart"
@@ -125,7 +126,7 @@ def _wait_delivered(relay_url: str, api_key: str, task_id: str, timeout: float =
     ) as client:
         while time.monotonic() < deadline:
             found = client.get(f"/v1/tasks/{task_id}").raise_for_status().json()["deliveries"]
-            if found and found[0]["state"] in ("delivered", "dead"):
+            if found and found[0]["state"] in DELIVERY_SETTLED:
                 if found[0]["state"] == "dead":
                     raise click.ClickException(
                         f"the demo delivery failed: {found[0]['last_error']}"

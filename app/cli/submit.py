@@ -9,8 +9,7 @@ import click
 import httpx
 
 from app.cli.progress import ProgressLine
-
-ENDED = {"completed", "failed", "cancelled", "expired"}
+from app.core.states import TASK_ENDED
 
 
 def submit_document(base_url: str, api_key: str, body: dict, follow: bool) -> dict:
@@ -30,7 +29,7 @@ def submit_document(base_url: str, api_key: str, body: dict, follow: bool) -> di
         while True:
             task = client.get(f"/v1/tasks/{task['task_id']}").raise_for_status().json()
             progress.update(task["status"], task["phase"], task["progress"], task["turn_index"])
-            if task["status"] in ENDED:
+            if task["status"] in TASK_ENDED:
                 progress.done()
                 return task
             time.sleep(0.5)

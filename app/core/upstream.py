@@ -19,6 +19,7 @@ import certifi
 import httpx
 
 from app.core import metrics
+from app.core.states import TASK_ENDED
 
 FORMAT_ENDPOINTS = {
     "excel": "/excel/generate",
@@ -31,7 +32,6 @@ FORMAT_ENDPOINTS = {
     "text_rewrite": "/text/rewrite",
     "text_bullets": "/text/bullets",
 }
-TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 CHUNK = 256 * 1024
 TLS = ssl.create_default_context(cafile=certifi.where())
 """One TLS context for every client of the process: httpx builds a new one per client otherwise, loading the
@@ -109,7 +109,7 @@ class Submitted:
 
     @property
     def finished(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in TASK_ENDED
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class Task:
 
     @property
     def finished(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in TASK_ENDED
 
     @classmethod
     def from_json(cls, body: dict) -> Task:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date, timedelta
 
+from app.core.states import TASK_ENDED
 from app.domain import batch_rows, batches, budgets, deliveries, listing, tracking, usage_report
 from app.domain.serializers import task_view
 from app.stores import usage
 from app.stores.context import Context
 from app.stores.events import iso
-from app.stores.tasks import TERMINAL
 
 
 def tasks(ctx: Context, limit: int = 50) -> list[dict]:
@@ -33,7 +33,9 @@ def task_page(
 
 def _shown(ctx: Context, found: list[dict]) -> list[dict]:
     names = _tenant_names(ctx)
-    fresh = [task if task["status"] in TERMINAL else tracking.refresh(ctx, task) for task in found]
+    fresh = [
+        task if task["status"] in TASK_ENDED else tracking.refresh(ctx, task) for task in found
+    ]
     return [
         {
             **task_view(task, deliveries.for_task(ctx, task)),
@@ -106,7 +108,7 @@ def records(ctx: Context, limit: int = 200) -> list[dict]:
     (its own counts only finished ones)."""
     names, seen, found, recent = _tenant_names(ctx), set(), [], ctx.tasks.recent(limit)
     running_of = Counter(
-        (t["tenant_id"], t.get("record_key")) for t in recent if t["status"] not in TERMINAL
+        (t["tenant_id"], t.get("record_key")) for t in recent if t["status"] not in TASK_ENDED
     )
     for task in recent:
         key = (task["tenant_id"], task.get("record_key"))

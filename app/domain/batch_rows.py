@@ -10,12 +10,11 @@ import time
 from typing import Any
 
 from app.core.ids import new_id
+from app.core.states import ROW_ENDED, TASK_ENDED, RowState
 from app.domain import deliveries
 from app.stores import queues
-from app.stores.batches import ENDED
 from app.stores.context import Context
 from app.stores.events import iso
-from app.stores.tasks import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def pool_wait(
         return
     now = time.time() if now is None else now
     since = now - float(task["submitted_at"])
-    if upstream.get("status") in TERMINAL:
+    if upstream.get("status") in TASK_ENDED:
         waited = since - float(upstream.get("duration_ms") or 0) / 1000 if by_webhook else 0.0
     else:
         waited = (
@@ -135,10 +134,10 @@ def _summary(data: dict) -> str:
 
 def view(batch: dict) -> dict[str, Any]:
     total = batch["total"]
-    ended = sum(batch[state] for state in ENDED)
+    ended = sum(batch[state] for state in ROW_ENDED)
     elapsed = max(0.0, (float(batch.get("ended_at") or 0) or time.time()) - batch["created_at"])
     left = None if not ended or ended == total else round(elapsed / ended * (total - ended))
-    counts = {state: batch[state] for state in ("pending", "submitting", "running", *sorted(ENDED))}
+    counts = {state: batch[state] for state in RowState}
     return {
         "batch_id": batch["batch_id"],
         "status": batch["status"],

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
+from app.core.states import TASK_ENDED
 from app.domain import batch_rows, budgets, submit, tracking, write_back
 from app.stores import queues
 from app.stores.context import Context
-from app.stores.tasks import TERMINAL
 from app.stores.tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict, now: float | No
             ctx.batches.move(batch, row["row"], "failed", frees_place=True, error=exc.message)
             return
     # it ended at once (refused): its follow-ups may have run before the claim
-    if task["status"] in TERMINAL:
+    if task["status"] in TASK_ENDED:
         batch_rows.row_ended(ctx, task)
         return
     # cancelled while it was handed over

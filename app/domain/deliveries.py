@@ -17,6 +17,7 @@ from typing import Any
 from rq import Retry
 
 from app.core.ids import digest
+from app.core.states import DELIVERY_SETTLED, lua_set
 from app.stores import lane_stream, queues
 from app.stores.context import Context
 from app.stores.events import iso
@@ -25,7 +26,6 @@ from connectors import registry
 
 log = logging.getLogger(__name__)
 
-STATES = ("pending", "delivering", "retrying", "delivered", "dead")
 WRITE_BACK_START_SLOT, WRITE_BACK_SLOT = "write-back:start", "write-back"
 """The two writes to a task's record: Generating as it starts, then Ready or Failed (app.domain.write_back)."""
 _CRASH_RETRY = Retry(max=3, interval=[5, 30, 120])  # a worker killed mid-job: RQ runs the job again
@@ -83,10 +83,12 @@ def update(ctx: Context, delivery_id: str, pipe=None, **fields: Any) -> None:
 
 # KEYS: the delivery record, and optionally the hash holding what it goes to. ARGV: the most attempts, now,
 # the target's field. Returns the record as it was, the target (or nil), and 1 when this attempt started.
-_BEGIN = """
+_BEGIN = (
+    lua_set("SETTLED", DELIVERY_SETTLED)
+    + """
 local record = redis.call('HGETALL', KEYS[1])
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'delivered' or state == 'dead' then return {record, false, 0} end
+if not state or SETTLED[state] then return {record, false, 0} end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
 if state == 'delivering' and attempts > tonumber(ARGV[1]) then return {record, false, 0} end
 redis.call('HSET', KEYS[1], 'state', 'delivering', 'attempts', attempts, 'updated_at', ARGV[2])
@@ -94,6 +96,7 @@ local target = false
 if KEYS[2] then target = redis.call('HGET', KEYS[2], ARGV[3]) end
 return {record, target, 1}
 """
+)
 
 
 def begin(
@@ -314,7 +317,7 @@ def recover_lost(ctx: Context, limit: int = 500) -> int:
     now, recovered = time.time(), 0
     for delivery_id in ctx.redis.zrangebyscore(open_key(ctx), "-inf", now, start=0, num=limit):
         record = get(ctx, delivery_id)
-        if record is None or record["state"] in ("delivered", "dead"):
+        if record is None or record["state"] in DELIVERY_SETTLED:
             ctx.redis.zrem(open_key(ctx), delivery_id)
             continue
         ctx.redis.zadd(open_key(ctx), {delivery_id: now + ctx.config.delivery_recheck_seconds})

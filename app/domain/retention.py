@@ -24,16 +24,15 @@ from pathlib import Path
 from redis.exceptions import ResponseError
 
 from app.core import metrics
+from app.core.states import DELIVERY_SETTLED, TASK_ENDED
 from app.domain import deliveries
 from app.stores import intake_stream, lane_stream
 from app.stores.context import Context
 from app.stores.events import iso
-from app.stores.tasks import TERMINAL
 
 log = logging.getLogger(__name__)
 
 BATCH = 200
-SETTLED = ("delivered", "dead")
 
 
 def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) -> dict[str, int]:
@@ -97,9 +96,9 @@ def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int
     done = [
         t
         for t in tasks
-        if t["status"] in TERMINAL
+        if t["status"] in TASK_ENDED
         and t.get("fanout") != "pending"
-        and all(states.get(d, "delivered") in SETTLED for d in delivery_ids[t["task_id"]])
+        and all(states.get(d, "delivered") in DELIVERY_SETTLED for d in delivery_ids[t["task_id"]])
     ]
     later = now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
     pipe = ctx.redis.pipeline(transaction=False)
@@ -128,7 +127,7 @@ def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
         batch = ctx.batches.get(batch_id)
         delivery_ids = json.loads((batch or {}).get("delivery_ids") or "[]")
         if batch and any(
-            state not in SETTLED for state in deliveries.states(ctx, delivery_ids).values()
+            state not in DELIVERY_SETTLED for state in deliveries.states(ctx, delivery_ids).values()
         ):
             pipe.zadd(ctx.batches.ended_key, {batch_id: later})  # look again next sweep
             continue

@@ -11,11 +11,11 @@ import time
 from typing import Any
 
 from app.core import leases, storage
+from app.core.states import TASK_ENDED
 from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
 from app.domain import budgets, tracking, write_back
 from app.stores import queues
 from app.stores.context import Context
-from app.stores.tasks import TERMINAL
 from app.stores.tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def _record_handover(
     if task.get("record_key"):
         ctx.records.map_run(tenant.tenant_id, task["record_key"], task["format"], submitted.run_id)
     status = ctx.tasks.get(task_id)["status"]  # type: ignore[index]
-    if status not in TERMINAL:
+    if status not in TASK_ENDED:
         ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
     # cancelled here while the API took it: there too
     elif status == "cancelled" and not submitted.finished:
@@ -165,6 +165,6 @@ def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) 
     while True:
         task = ctx.tasks.get(task_id)
         assert task is not None
-        if task["status"] in TERMINAL or time.monotonic() >= deadline:
+        if task["status"] in TASK_ENDED or time.monotonic() >= deadline:
             return task
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))

@@ -15,13 +15,14 @@ import logging
 import time
 
 from app.core.ids import new_id
+from app.core.states import TASK_ENDED
 from app.core.upstream import UpstreamError
 from app.domain import batch_rows, budgets, deliveries, polling
 from app.domain.serializers import task_view
 from app.stores import usage
 from app.stores.context import Context
 from app.stores.events import KEEP, iso
-from app.stores.tasks import LUA_UNLESS_ENDED, TERMINAL, field_pairs
+from app.stores.tasks import LUA_UNLESS_ENDED, field_pairs
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | 
     status = upstream["status"]
     batch_rows.pool_wait(ctx, task, upstream, by_webhook=source.startswith("webhook"), now=now)
     # the link (the webhook overtook the submit call) is written with the end
-    if status in TERMINAL:
+    if status in TASK_ENDED:
         return (
             "finished"
             if finish(ctx, task_id, {**_terminal_fields(upstream), **link}, task)
@@ -102,7 +103,7 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | 
 def cancel(ctx: Context, tenant, task: dict) -> bool:
     """Cancel a task that has not ended: at the API once it has it (the task ends with the API's answer, or
     its webhook), else here, before it is handed over. False: it had ended, or the API refused."""
-    if task["status"] in TERMINAL:
+    if task["status"] in TASK_ENDED:
         return False
     if not task.get("upstream_task_id"):
         return finish(ctx, task["task_id"], {"status": "cancelled", "phase": ""})
@@ -122,7 +123,7 @@ def refresh(
     """Bring a running task's progress up to date from the API when its news is older than
     ``min_age_seconds``: what a person watching a progress bar expects. Best effort, no retries. ``now``: a
     test's clock, also for the tenant's poll budget (else that is on Redis's clock)."""
-    if task["status"] in TERMINAL or not task.get("upstream_task_id"):
+    if task["status"] in TASK_ENDED or not task.get("upstream_task_id"):
         return task
     clock = time.time() if now is None else now
     if clock - float(task.get("last_polled_at") or task["updated_at"]) < min_age_seconds:
@@ -147,7 +148,7 @@ def finish(ctx: Context, task_id: str, fields: dict, task: dict | None = None) -
     """End a task once (see the module notes), then run its follow-ups. False: it had already ended.
     ``task``: the task as just read, if the caller has it (the script checks again that it has not ended)."""
     task = task or ctx.tasks.get(task_id)
-    if task is None or task["status"] in TERMINAL:
+    if task is None or task["status"] in TASK_ENDED:
         if task is not None and task.get("fanout") == "pending":
             run_follow_ups(ctx, task_id)
         return False

@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 
 from app.core.ids import new_id
+from app.core.states import TASK_ENDED
 from app.domain import deliveries
 from app.domain.serializers import task_view
 from app.stores.context import Context
 from app.stores.events import iso
-from app.stores.tasks import TERMINAL
 from connectors import registry
 from connectors.base import Outcome, Retryable
 
@@ -105,7 +105,7 @@ def gate(ctx: Context, record: dict) -> Outcome | None:
         record["task_id"], deliveries.WRITE_BACK_START_SLOT
     )
     if starting:
-        if task is None or task["status"] in TERMINAL:
+        if task is None or task["status"] in TASK_ENDED:
             return Outcome("not written: the task ended first, and its end is written instead")
         return None
     start = deliveries.states(

@@ -17,9 +17,7 @@ from typing import Any
 from redis import Redis
 
 from app.core.ids import new_id
-
-ROW_STATES = ("pending", "submitting", "running", "completed", "failed", "skipped", "cancelled")
-ENDED = frozenset({"completed", "failed", "skipped", "cancelled"})
+from app.core.states import ROW_ENDED, RowState, lua_set
 
 # KEYS: the tenant's feed, the batch's waiting rows, its rows, the batch, its claims. ARGV: now, the task id
 # for the row, the feed's first limit. Returns the row claimed (JSON, with the task id), or false: none
@@ -50,12 +48,13 @@ return encoded
 # fields to set, 1 to give the feed back the place of a row that was in the API, credits its task used
 # (added to the batch's). Returns the row as it was (JSON), or false when it had already ended (only a
 # retry moves an ended row, back to pending).
-_MOVE = """
+_MOVE = (
+    lua_set("ENDED", ROW_ENDED)
+    + """
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return false end
 local row = cjson.decode(raw)
-local ended = {completed = 1, failed = 1, skipped = 1, cancelled = 1}
-if ended[row.state] and ARGV[2] ~= 'pending' then return false end
+if ENDED[row.state] and ARGV[2] ~= 'pending' then return false end
 local was = row.state
 for k, v in pairs(cjson.decode(ARGV[3])) do row[k] = v end
 redis.call('HINCRBY', KEYS[2], was, -1)
@@ -69,6 +68,7 @@ end
 if tonumber(ARGV[5]) ~= 0 then redis.call('HINCRBYFLOAT', KEYS[2], 'credits_used', ARGV[5]) end
 return raw
 """
+)
 
 # KEYS: the tenant's feed. ARGV: the lowest limit, the seconds between two cuts, now. One row off the
 # limit unless the last cut was too recent; returns 1 when it cut.
@@ -119,7 +119,7 @@ class BatchStore:
             "total": len(rows),
             "settings": json.dumps(settings),
             "credits_used": 0,
-            **{state: 0 for state in ROW_STATES},
+            **{state: 0 for state in RowState},
             "pending": len(rows),
         }
         pipe = self._redis.pipeline()
@@ -142,7 +142,7 @@ class BatchStore:
             return None
         batch: dict[str, Any] = dict(raw)
         batch["settings"] = json.loads(batch["settings"])
-        for name in ("total", *ROW_STATES):
+        for name in ("total", *RowState):
             batch[name] = int(batch.get(name) or 0)
         for name in ("created_at", "updated_at", "credits_used"):
             batch[name] = float(batch.get(name) or 0)

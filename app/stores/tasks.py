@@ -14,28 +14,26 @@ from typing import Any
 from redis import Redis
 
 from app.core.ids import new_id
-
-TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
-STATUSES = ("pending_submit", "queued", "running", *sorted(TERMINAL))
+from app.core.states import TASK_ENDED, lua_set
 
 # ARGV[1]: status the task must be in ('' = any non-terminal); ARGV[2..]: field/value pairs.
 # Returns 1 when applied. A terminal status also drops the task from the reconciler's watch list.
 # The guard every task script starts with: -1 for an unknown task, 0 for one that already ended.
-LUA_UNLESS_ENDED = """
+LUA_UNLESS_ENDED = (
+    lua_set("ENDED", TASK_ENDED)
+    + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
-if current == 'completed' or current == 'failed' or current == 'cancelled' or current == 'expired' then
-  return 0
-end
+if ENDED[current] then return 0 end
 """
+)
 
 _TRANSITION = (
     LUA_UNLESS_ENDED
     + """
 if ARGV[1] ~= '' and current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-local new = redis.call('HGET', KEYS[1], 'status')
-if new == 'completed' or new == 'failed' or new == 'cancelled' or new == 'expired' then
+if ENDED[redis.call('HGET', KEYS[1], 'status')] then
   redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'task_id'))
 end
 return 1

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 import schemas
 from app.core.formats import document_formats
+from app.core.states import TASK_ENDED
 from app.core.storage import NotReplicated
 from app.core.upstream import UpstreamError
 from app.domain import deliveries, exports, submit, tracking
@@ -15,7 +16,6 @@ from app.domain.serializers import record_view, task_view
 from app.domain.write_back import WriteBackRefused
 from app.stores.destinations import check_config
 from app.stores.idempotency import KeyReused, RequestInProgress, StoredAnswer, fingerprint
-from app.stores.tasks import TERMINAL
 from app.web.base import ctx, public, record_path, require_tenant, tenant
 from connectors.registry import RECORD_KINDS
 from schemas.http import ApiError, json_body, query_params
@@ -149,7 +149,7 @@ def _answer(task: dict) -> tuple[int, dict]:
     links = {"task": public(f"/v1/tasks/{task['task_id']}")}
     if view["record_key"]:
         links["record"] = public(record_path(view["record_key"]))
-    if task["status"] in TERMINAL:
+    if task["status"] in TASK_ENDED:
         return 200, {**view, "links": links}
     return 202, {
         "task_id": view["task_id"],

@@ -26,9 +26,8 @@ from flask_wtf.csrf import CSRFProtect
 
 from app.core import redis_connection
 from app.core.formats import document_formats
+from app.core.states import TASK_ENDED, RowState, TaskStatus
 from app.domain import admin, batches, deliveries, listing, tracking
-from app.stores.batches import ROW_STATES
-from app.stores.tasks import STATUSES, TERMINAL
 from app.web import dashboard_charts as views
 from app.web.base import ctx
 
@@ -128,7 +127,7 @@ def overview():
         next_cursor=next_cursor,
         chosen=chosen,
         tenants=ctx().tenants.list(),
-        statuses=STATUSES,
+        statuses=tuple(TaskStatus),
         formats=document_formats(),
         page="tasks",
     )
@@ -166,7 +165,7 @@ def _task_page() -> tuple[list[dict], float | None, dict]:
         "format": args.get("format", ""),
         "cursor": args.get("cursor", ""),
     }
-    chosen["status"] = chosen["status"] if chosen["status"] in STATUSES else ""
+    chosen["status"] = chosen["status"] if chosen["status"] in set(TaskStatus) else ""
     chosen["format"] = (
         chosen["format"] if chosen["format"] in {f["id"] for f in document_formats()} else ""
     )
@@ -196,7 +195,7 @@ def cancel_task(task_id: str):
         ended = ctx().tasks.get(task_id) or task
         flash(
             f"Task {task_id} has ended ({ended['status']}): nothing to cancel."
-            if ended["status"] in TERMINAL
+            if ended["status"] in TASK_ENDED
             else f"The API did not take the cancel of {task_id}; try again."
         )
     back = request.form.get("back", "")
@@ -260,7 +259,7 @@ def batch_list():
 def _batch_page(batch_id: str) -> tuple[dict, str | None, int]:
     """The batch with the page of rows the query asks for (state, cursor); 404 for an unknown batch."""
     state = request.args.get("state") or None
-    state = state if state in ROW_STATES else None
+    state = state if state in set(RowState) else None
     cursor = int(request.args["cursor"]) if request.args.get("cursor", "").isdigit() else 0
     found = admin.batch(ctx(), batch_id, state, cursor)
     if found is None:
@@ -277,7 +276,7 @@ def batch_detail(batch_id: str):
         batch=found,
         state=state,
         cursor=cursor,
-        states=ROW_STATES,
+        states=tuple(RowState),
         page="batches",
     )
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, jsonify
 
+from app.core.states import TASK_ENDED
 from app.domain import listing, tracking
 from app.domain.serializers import record_view
-from app.stores.tasks import TERMINAL
 from app.web.api import task_answer
 from app.web.base import ctx, lenient_day, public, record_path, require_tenant, tenant
 from schemas.http import ApiError, query_params
@@ -54,9 +54,9 @@ def cancel_task(task_id: str):
     task = ctx().tasks.get(task_id, tenant().tenant_id)
     if task is None:
         raise ApiError(404, "task_not_found", "No task with that id.", field="task_id")
-    if task["status"] in TERMINAL or not tracking.cancel(ctx(), tenant(), task):
+    if task["status"] in TASK_ENDED or not tracking.cancel(ctx(), tenant(), task):
         ended = ctx().tasks.get(task_id) or task
-        if ended["status"] in TERMINAL:
+        if ended["status"] in TASK_ENDED:
             raise ApiError(
                 409,
                 "task_ended",

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from app.core import metrics, storage
 from app.core.logs import log_context
 from app.core.outbound import OutboundPolicy, ca_bundle
+from app.core.states import DELIVERY_SETTLED, TASK_ENDED
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
 from app.domain import batch_files, pacing, write_back
 from app.domain.deliveries import (
@@ -36,7 +37,6 @@ from app.domain.deliveries import (
     update,
 )
 from app.stores.context import Context
-from app.stores.tasks import TERMINAL
 from connectors import registry
 from connectors.base import (
     Delivery,
@@ -63,7 +63,7 @@ def attempt(
     is read with the record."""
     hint = target_of(ctx, lane_entry or {})
     record, target, started = begin(ctx, delivery_id, hint)
-    if record is None or record["state"] in ("delivered", "dead"):
+    if record is None or record["state"] in DELIVERY_SETTLED:
         return record["state"] if record else "unknown"
     with log_context(
         delivery_id=delivery_id, task_id=record["task_id"], tenant=record["tenant_id"]
@@ -352,7 +352,7 @@ def _document(ctx: Context, record: dict, link_life: int | None = None) -> Docum
     if task is None or tenant is None:
         raise Permanent("the task has no finished document")
     # a task.completed event for a task stored as running: its end went
-    if task["status"] not in TERMINAL:
+    if task["status"] not in TASK_ENDED:
         # with a failed-over Redis primary, and comes again with the reconciler's poll
         raise Retryable(
             "the task's end is not stored yet (a Redis failover lost it); it is polled again"

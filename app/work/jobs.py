@@ -9,11 +9,11 @@ import time
 from rq import get_current_job
 
 from app.core.logs import log_context
+from app.core.states import TASK_ENDED
 from app.core.upstream import UpstreamNotFound, UpstreamUnavailable
 from app.domain import batches, deliveries, polling, retention, submit, tracking
 from app.domain.slack import background as slack_background
 from app.stores import context, intake_stream, queues
-from app.stores.tasks import TERMINAL
 from app.work import delivering
 
 log = logging.getLogger(__name__)
@@ -129,11 +129,11 @@ def _reconcile(ctx, now: float | None = None) -> dict:
 
 def _reconcile_one(ctx, task_id: str, now: float | None = None) -> str:
     task = ctx.tasks.get(task_id)
-    if task is not None and task["status"] in TERMINAL and task.get("fanout") == "pending":
+    if task is not None and task["status"] in TASK_ENDED and task.get("fanout") == "pending":
         # their end unwatches it: a crash leaves it for next time
         tracking.run_follow_ups(ctx, task_id, task)
         return "repaired"
-    if task is None or task["status"] in TERMINAL:
+    if task is None or task["status"] in TASK_ENDED:
         ctx.tasks.unwatch(task_id)
         return "polled"
     tenant = ctx.tenants.get(task["tenant_id"])

@@ -16,12 +16,12 @@ from slack_sdk.webhook import WebhookClient
 
 from app.core.formats import LABELS
 from app.core.outbound import OutboundPolicy
+from app.core.states import TASK_ENDED
 from app.core.upstream import UpstreamError
 from app.domain import budgets, exports, submit, tracking
 from app.domain.slack.commands import channel_record_key
 from app.stores import installations, queues
 from app.stores.context import Context, current
-from app.stores.tasks import TERMINAL
 from app.stores.tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def start_document(request: dict) -> None:
     except budgets.BudgetExceeded as exc:  # spent between the command's answer and this job
         follow_up(ctx, request["response_url"], f":no_entry: Nothing was started. {exc.message}")
         return
-    if task["status"] in TERMINAL:
+    if task["status"] in TASK_ENDED:
         return  # refused or already done: the slack_reply delivery says so
     _session_start(ctx, task["task_id"], request["response_url"], deadline)
     what = LABELS.get(task["format"], task["format"])
@@ -86,12 +86,12 @@ def watch_progress(task_id: str, now: float | None = None) -> None:
     if (
         not session
         or task is None
-        or task["status"] in TERMINAL
+        or task["status"] in TASK_ENDED
         or now > float(session["deadline"])
     ):
         return
     task = tracking.refresh(ctx, task, min_age_seconds=0)
-    if task["status"] in TERMINAL:
+    if task["status"] in TASK_ENDED:
         return
     phase = task.get("phase") or ""
     if phase and phase != session.get("phase"):
@@ -156,7 +156,7 @@ def cancel_document(request: dict) -> None:
         ctx,
         request["response_url"],
         f"Task `{task['task_id']}` has ended ({ended['status']}): nothing to cancel."
-        if ended["status"] in TERMINAL
+        if ended["status"] in TASK_ENDED
         else ":x: The API did not take the cancel; try again.",
     )
 

@@ -15,12 +15,12 @@ import schemas
 from app.core import storage
 from app.core.formats import LABELS, export_formats
 from app.core.ids import digest
+from app.core.states import TASK_ENDED
 from app.domain import budgets, exports
 from app.domain.deliveries import file_link
 from app.stores import installations
 from app.stores.context import Context
 from app.stores.intake_stream import record_command
-from app.stores.tasks import TERMINAL
 
 NEW_DOCUMENT = {"excel": "excel", "word": "word", "slides": "slides"}
 VERBS = (*NEW_DOCUMENT, "continue", "status", "export", "cancel", "help")
@@ -148,7 +148,7 @@ def _export(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
 
 def _cancel(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
     latest = _latest_task(ctx, tenant_id, command.record_key)
-    if latest is None or latest["status"] in TERMINAL:
+    if latest is None or latest["status"] in TASK_ENDED:
         state = f" (the latest {latest['status']})" if latest else ""
         return ephemeral(f"Nothing is being made in this channel right now{state}.")
     _enqueue(ctx, "cancel_document", command, task_id=latest["task_id"])
@@ -182,7 +182,7 @@ def _status(ctx: Context, tenant_id: str, record_key: str) -> str:
         return "There is no document in this channel yet. Start one with `/overten excel <prompt>`."
     what = LABELS.get(latest["format"], latest["format"])
     state = latest["status"].replace("_", " ")
-    if latest["status"] in ("queued", "running", "pending_submit"):
+    if latest["status"] not in TASK_ENDED:
         phase = (latest.get("phase") or "").replace("_", " ")
         state += f" ({phase}, {int(latest.get('progress') or 0)}%)" if phase else ""
     lines = [f"*This channel's document:* {what}, latest task `{latest['task_id']}`: {state}."]
