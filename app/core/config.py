@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 
 @dataclass(frozen=True)
@@ -177,11 +177,20 @@ class RelayConfig:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> RelayConfig:
         env = os.environ if environ is None else environ
+        types = get_type_hints(
+            cls
+        )  # the annotations are strings (from __future__ import annotations)
         values: dict[str, Any] = {}
         for item in fields(cls):
             raw = env.get(f"RELAY_{item.name.upper()}")
-            if raw is not None:
-                values[item.name] = _parse(str(item.type), raw)
+            if raw is None:
+                continue
+            try:
+                values[item.name] = _parse(types[item.name], raw)
+            except ValueError:
+                raise ValueError(
+                    f"RELAY_{item.name.upper()}={raw!r} is not {_what(types[item.name])}"
+                ) from None
         return replace(cls(**values), **overrides)
 
     def to_env(self) -> dict[str, str]:
@@ -194,11 +203,15 @@ class RelayConfig:
         return env
 
 
-def _parse(kind: str, raw: str) -> Any:
-    if "tuple" in kind:
-        return tuple(float(p) for p in raw.split(",") if p.strip())
-    if kind == "int":
-        return int(raw)
-    if kind == "float":
-        return float(raw)
-    return raw
+def _parse(kind: Any, raw: str) -> Any:
+    """A setting's text as its field's type: str, int, float, or a comma-separated tuple of one of them."""
+    if get_origin(kind) is tuple:
+        item = get_args(kind)[0]
+        return tuple(item(part) for part in raw.split(",") if part.strip())
+    return kind(raw)
+
+
+def _what(kind: Any) -> str:
+    if get_origin(kind) is tuple:
+        return f"a comma-separated list of {get_args(kind)[0].__name__} values"
+    return {int: "a whole number", float: "a number"}.get(kind, kind.__name__)
