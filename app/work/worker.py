@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 
 from redis.exceptions import RedisError
@@ -43,6 +44,29 @@ log = logging.getLogger(__name__)
 SCHEDULER_STOP_SECONDS = 10
 
 
+def _nothing() -> None:
+    pass
+
+
+@dataclass
+class Controls:
+    """What one worker process's RQ loops share with the rest of the process: RQ makes a new worker object
+    each time its loop is started again, and a signal may come before any exists."""
+
+    lease_seconds: float = 60
+    on_ready: Callable[[], None] = _nothing
+    """Called once RQ's loop is about to start (after the scheduler's fork: forking a process whose other
+    threads hold locks can deadlock the child), to start the lanes."""
+    on_stop: Callable[[], None] = _nothing
+    """Called from the signal handler: the lanes stop taking new work at once."""
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set by a stop signal, also by one that came before RQ's handlers were in place (run_worker's own)."""
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.on_stop()
+
+
 class RelayWorker(SimpleWorker):
     """A SimpleWorker whose running job holds a short lease, renewed by a heartbeat thread, and that stops
     cleanly.
@@ -53,17 +77,12 @@ class RelayWorker(SimpleWorker):
     retries it (RQ's Retry); the job itself is idempotent.
     """
 
-    lease_seconds = 60
-    on_ready: Callable[[], None] = staticmethod(lambda: None)
-    """Called once RQ's loop is about to start (after the scheduler's fork: forking a process whose other
-    threads hold locks can deadlock the child), to start the lanes."""
-    on_stop: Callable[[], None] = staticmethod(lambda: None)
-    """Called from the signal handler: the lanes stop taking new work at once."""
-    stopping = threading.Event()
-    """Set by a stop signal, also by one that came before RQ's handlers were in place (run_worker's own)."""
+    def __init__(self, *args, controls: Controls | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.controls = controls or Controls()
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        return self.lease_seconds
+        return int(self.controls.lease_seconds)
 
     def stop_scheduler(self) -> None:
         """RQ's sends the scheduler's process one SIGTERM and waits for it to end. A stop signal during the
@@ -97,7 +116,7 @@ class RelayWorker(SimpleWorker):
         self.set_state(WorkerStatus.IDLE)
 
     def _renew_lease(self, job: Job, execution, done: threading.Event) -> None:
-        while not done.wait(self.lease_seconds / 3):
+        while not done.wait(self.controls.lease_seconds / 3):
             try:
                 self.maintain_heartbeats(job, execution)
             except Exception:  # a missed beat only shortens the lease; the next one may succeed
@@ -106,11 +125,11 @@ class RelayWorker(SimpleWorker):
     def _install_signal_handlers(self) -> None:
         """The last step before RQ's loop (the scheduler has forked by now): start the lanes while
         run_worker's own handlers, which only set a flag, are still in place; then RQ's."""
-        if not self.stopping.is_set():
-            self.on_ready()
+        if not self.controls.stopping.is_set():
+            self.controls.on_ready()
         super()._install_signal_handlers()
         # told to stop while starting: RQ's loop ends before its first job
-        if self.stopping.is_set():
+        if self.controls.stopping.is_set():
             self._stop_requested = True
         else:  # what tests and supervisors wait for: from here a stop signal is a warm shutdown in RQ's loop
             log.info("worker %s ready: working, and a stop signal ends it warmly", self.name)
@@ -124,8 +143,7 @@ class RelayWorker(SimpleWorker):
         worker ran on. Here the loop ends after the job in hand, and only the blocking dequeue is cut short.
         What can wind down meanwhile is told to now (the lanes, the command channel's thread, the
         scheduler's process), so the exit waits for none of them."""
-        self.stopping.set()
-        self.on_stop()
+        self.controls.stop()
         if self.pubsub_thread is not None:
             self.pubsub_thread.stop()
         process = self.scheduler._process if self.scheduler else None
@@ -196,20 +214,13 @@ def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool
         for part in background:
             part.request_stop()
 
-    RelayWorker.lease_seconds, RelayWorker.stopping = (
-        ctx.config.worker_lease_seconds,
-        threading.Event(),
-    )
-    RelayWorker.on_ready, RelayWorker.on_stop = (
-        staticmethod(start_background),
-        staticmethod(stop_background),
-    )
+    controls = Controls(ctx.config.worker_lease_seconds, start_background, stop_background)
     # outside RQ's loop a stop signal only sets a flag (RQ's raises anywhere)
-    _on_stop_signals(_flag_stop)
+    _on_stop_signals(controls.stop)
     try:
         if burst:  # webhooks first: applying them plans deliveries
             _drain(background)
-        _work(ctx, queue_names, burst, with_scheduler)
+        _work(ctx, controls, queue_names, burst, with_scheduler)
         if burst and lane:
             _drain([lane])  # what the jobs just run (tasks that ended) planned
     finally:
@@ -217,13 +228,19 @@ def run_worker(queue_names: list[str], burst: bool = False, with_scheduler: bool
             part.stop()  # a warm shutdown: running deliveries finish, threads are joined
 
 
-def _work(ctx: context.Context, queue_names: list[str], burst: bool, with_scheduler: bool) -> None:
+def _work(
+    ctx: context.Context,
+    controls: Controls,
+    queue_names: list[str],
+    burst: bool,
+    with_scheduler: bool,
+) -> None:
     """RQ's loop, started again after a pause when it quit on an error (RQ quits on any exception, such as
     Redis going away), until a signal asks the worker to stop."""
     # An idle worker blocks in its dequeue for worker_ttl - 15 s and looks after abandoned jobs only in
     # between: tie that to the maintenance interval instead of RQ's default seven minutes.
     maintenance = ctx.config.worker_maintenance_seconds
-    backoff, stopping = storage.Backoff("worker"), RelayWorker.stopping
+    backoff, stopping = storage.Backoff("worker"), controls.stopping
     while not stopping.is_set():
         try:
             worker = RelayWorker(
@@ -231,6 +248,7 @@ def _work(ctx: context.Context, queue_names: list[str], burst: bool, with_schedu
                 connection=ctx.rq_redis,
                 maintenance_interval=maintenance,
                 worker_ttl=maintenance + 15,
+                controls=controls,
             )
             worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
             failure: RedisError | None = (
@@ -241,7 +259,7 @@ def _work(ctx: context.Context, queue_names: list[str], burst: bool, with_schedu
         # its start (registering the queues, the worker) met storage trouble
         except RedisError as exc:
             failure = exc
-        _on_stop_signals(_flag_stop)
+        _on_stop_signals(controls.stop)
         if failure is None:
             return
         stopping.wait(backoff.failed(failure))
@@ -261,11 +279,6 @@ def _keep_what_is_loaded() -> None:
     never walks it again (each full collection would, as the web's processes found, and so would the
     interpreter's exit: about 0.3 CPU-s of a worker's stop)."""
     gc.freeze()
-
-
-def _flag_stop() -> None:
-    RelayWorker.stopping.set()
-    RelayWorker.on_stop()
 
 
 def _on_stop_signals(handler: Callable[[], object]) -> None:
