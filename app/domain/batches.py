@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
+from app.core.errors import Invalid
 from app.core.states import TASK_ENDED
 from app.domain import batch_rows, budgets, submit, tracking, write_back
 from app.stores import queues
@@ -57,10 +58,27 @@ class RowFault:
     message: str
 
 
-class BatchInvalid(Exception):
+class BatchInvalid(Invalid):
+    """Every fault of a batch checked whole: the first in the message and the field, the first MAX_ERRORS
+    listed with their count."""
+
     def __init__(self, faults: list[RowFault]):
-        super().__init__(f"{len(faults)} rows or columns are at fault")
-        self.faults = faults
+        first = faults[0]
+        super().__init__(
+            "invalid_batch",
+            f"{_at_fault(len(faults))}; the first: row {first.row}, "
+            f"{first.column or 'the file'}: {first.message}",
+            field=f"rows.{first.row - 1}.{first.column}" if first.row else first.column or "rows",
+            errors=[
+                {"row": f.row, "column": f.column, "message": f.message}
+                for f in faults[:MAX_ERRORS]
+            ],
+            count=len(faults),
+        )
+
+
+def _at_fault(count: int) -> str:
+    return "1 row or column is at fault" if count == 1 else f"{count} rows or columns are at fault"
 
 
 # -- making one ------------------------------------------------------------------------------------------
@@ -70,7 +88,7 @@ def rows_from_csv(text: str) -> list[dict[str, str]]:
     """The rows of a CSV whose header names the columns (a byte-order mark and blank lines are fine)."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     if not reader.fieldnames:
-        raise BatchInvalid([RowFault(0, "", "the CSV has no header row")])
+        raise Invalid("invalid_batch", "the CSV has no header row", field="file")
     return [
         {key.strip(): (value or "").strip() for key, value in row.items() if key}
         for row in reader

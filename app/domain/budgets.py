@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from app.core.errors import OverBudget
 from app.core.ids import digest, new_id
 from app.domain import deliveries
 from app.stores.context import Context
@@ -46,16 +47,25 @@ class Period:
         )
 
 
-class BudgetExceeded(Exception):
+class BudgetExceeded(OverBudget):
+    """Which budget, what was spent, when it resets: in the message and, for programs, in ``budget``."""
+
     def __init__(self, budget: dict):
         who = f"record {budget['record_key']}" if budget["record_key"] else "this tenant"
         super().__init__(
+            "budget_exceeded",
             f"The monthly budget of {budget['monthly_credits']:g} credits for {who} is spent "
             f"({budget['spent']:g} credits since {budget['period']['from']}); it resets at "
-            f"{budget['period']['resets_at']}."
+            f"{budget['period']['resets_at']}.",
+            field="budget",
+            budget={
+                "scope": budget["scope"],
+                "record_key": budget["record_key"],
+                "monthly_credits": budget["monthly_credits"],
+                "spent": budget["spent"],
+                "resets_at": budget["period"]["resets_at"],
+            },
         )
-        self.budget = budget
-        self.message = str(self)
 
 
 def period(start_day: int, today: date) -> Period:

@@ -7,11 +7,11 @@ import binascii
 import json
 import logging
 import time
-from dataclasses import dataclass
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
 import schemas
+from app.core.errors import Invalid, TooLarge, Unauthorized
 from app.core.tokens import TokenInvalid
 from app.stores import intake_stream
 from app.stores.context import Context
@@ -25,31 +25,22 @@ deleted, or a secret rotated, takes up to this long to refuse what the old one s
 _verified_with: dict[str, tuple[str, float]] = {}
 
 
-@dataclass(frozen=True)
-class Rejected(Exception):
-    status: int
-    code: str
-    message: str
-
-
 def accept(ctx: Context, token: str, body: bytes, headers: dict[str, str]) -> bool:
     """Verify and durably enqueue one webhook. True: new; False: a redelivery of one we have.
 
-    Raises Rejected (401 bad token or signature, 413 too large, 400 not a task event)."""
+    Raises Unauthorized (a bad token or signature), TooLarge, or Invalid (not a task event)."""
     if len(body) > MAX_BODY:
-        raise Rejected(413, "payload_too_large", "The webhook body is larger than 1 MiB.")
+        raise TooLarge("payload_too_large", "The webhook body is larger than 1 MiB.")
     try:
         tenant_id, task_id = ctx.tokens.open_webhook(token)
     except TokenInvalid:
-        raise Rejected(401, "invalid_token", "Unknown webhook URL.") from None
+        raise Unauthorized("invalid_token", "Unknown webhook URL.") from None
     _verify(ctx, tenant_id, body, headers)
     try:
         event = json.loads(body)
         schemas.validate("upstream/task-event-received.json", event)
     except (ValueError, schemas.SchemaViolation) as exc:
-        raise Rejected(
-            400, "invalid_event", f"The webhook body is not a task event: {exc}"
-        ) from None
+        raise Invalid("invalid_event", f"The webhook body is not a task event: {exc}") from None
     webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]
     return intake_stream.record_event(ctx, tenant_id, task_id, webhook_id, body.decode())
 
@@ -69,9 +60,9 @@ def _verify(ctx: Context, tenant_id: str, body: bytes, headers: dict[str, str]) 
     tenant = ctx.tenants.get(tenant_id)
     if tenant is None:
         _verified_with.pop(key, None)
-        raise Rejected(401, "invalid_token", "Unknown webhook URL.")
+        raise Unauthorized("invalid_token", "Unknown webhook URL.")
     if not _signed(tenant.webhook_secret, body, headers):
-        raise Rejected(401, "invalid_signature", "The webhook signature does not verify.")
+        raise Unauthorized("invalid_signature", "The webhook signature does not verify.")
     _verified_with[key] = (tenant.webhook_secret, time.monotonic())
 
 

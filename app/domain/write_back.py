@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from app.core.errors import Invalid, NotFound, RelayError
 from app.core.ids import new_id
 from app.core.states import TASK_ENDED
 from app.domain import deliveries
@@ -25,10 +26,16 @@ from connectors.base import Outcome, Retryable
 WAIT_FOR_START_SECONDS = 2.0
 
 
-class WriteBackRefused(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str):
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
+class WriteBackRefused(RelayError):
+    """The write-back a submit asks for cannot be made: raised as one of the two kinds below."""
+
+
+class ConnectionNotFound(WriteBackRefused, NotFound):
+    """The connection it names is not one of the tenant's."""
+
+
+class WriteBackInvalid(WriteBackRefused, Invalid):
+    """A connection that does not write back, or a record key it cannot write to."""
 
 
 def connection_for(ctx: Context, tenant_id: str, body: dict) -> str | None:
@@ -40,15 +47,11 @@ def connection_for(ctx: Context, tenant_id: str, body: dict) -> str | None:
     if asked:
         saved = ctx.destinations.get(tenant_id, asked["connection"])
         if saved is None:
-            raise WriteBackRefused(
-                404,
-                "destination_not_found",
-                "no saved connection with this id",
-                "write_back.connection",
+            raise ConnectionNotFound(
+                "destination_not_found", "no saved connection with this id", "write_back.connection"
             )
         if saved["kind"] not in registry.RECORD_KINDS:
-            raise WriteBackRefused(
-                400,
+            raise WriteBackInvalid(
                 "invalid_request",
                 f"this is a {saved['kind']} destination; write-back "
                 f"needs a connection of kind {', '.join(registry.RECORD_KINDS)}",
@@ -67,13 +70,13 @@ def connection_for(ctx: Context, tenant_id: str, body: dict) -> str | None:
 
 def _check_key(kind: str, record_key: str) -> None:
     if not record_key:
-        raise WriteBackRefused(
-            400, "invalid_request", "write-back needs a record_key naming the record", "record_key"
+        raise WriteBackInvalid(
+            "invalid_request", "write-back needs a record_key naming the record", "record_key"
         )
     try:
         registry.RECORD_KINDS[kind].parse_record(record_key)
     except ValueError as exc:
-        raise WriteBackRefused(400, "invalid_request", str(exc), "record_key") from None
+        raise WriteBackInvalid("invalid_request", str(exc), "record_key") from None
 
 
 def plan_start(ctx: Context, task: dict) -> None:

@@ -8,15 +8,31 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from app.core.errors import Conflict, Unprocessable
 from app.core.ids import digest
 
 
-class RequestInProgress(Exception):
-    pass
+class RequestInProgress(Conflict):
+    """The first request with this key has not been answered yet: ask again in a second."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "request_in_progress",
+            "A request with this Idempotency-Key is still being processed.",
+            field="Idempotency-Key",
+            headers={"Retry-After": "1"},
+        )
 
 
-class KeyReused(Exception):
+class KeyReused(Unprocessable):
     """The key was used before with a different request body."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "idempotency_key_reused",
+            "This Idempotency-Key was used with a different request.",
+            field="Idempotency-Key",
+        )
 
 
 @dataclass(frozen=True)

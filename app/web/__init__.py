@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from flask import Flask, request
-from redis.exceptions import RedisError
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import schemas
 from app.core import logs, redis_connection
 from app.core.config import RelayConfig
-from app.domain.budgets import BudgetExceeded
+from app.core.errors import TooLarge
 from app.stores.context import Context, build_context, install
 from app.web import (
     api,
@@ -25,8 +24,8 @@ from app.web import (
     slack,
     spend,
 )
-from app.web.base import storage_error
-from schemas.http import ApiError, internal_error, register_error_handlers, respond
+from app.web.errors import install_error_handlers
+from schemas.http import register_error_handlers
 
 MAX_BODY_BYTES = 1024 * 1024
 BATCH_BODY_BYTES = 16 * 1024 * 1024
@@ -44,8 +43,7 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["relay"] = ctx
     register_error_handlers(app)
-    app.register_error_handler(RedisError, _storage_unavailable)
-    app.register_error_handler(BudgetExceeded, _budget_exceeded)
+    install_error_handlers(app)
     # gunicorn threads serve many requests: start each with no log fields
     app.before_request(logs.reset)
     app.before_request(_refuse_large_bodies)
@@ -83,31 +81,4 @@ def _refuse_large_bodies() -> None:
     if length is None and request.environ.get("wsgi.input_terminated"):
         length = len(request.get_data(cache=True))
     if (length or 0) > limit:
-        raise ApiError(
-            413, "payload_too_large", f"The request body is larger than {limit // 1024} KiB."
-        )
-
-
-def _budget_exceeded(exc: BudgetExceeded):
-    """402 from any endpoint that submits: which budget, what was spent, when it resets."""
-    budget = exc.budget
-    return respond(
-        ApiError(
-            402,
-            "budget_exceeded",
-            exc.message,
-            field="budget",
-            budget={
-                "scope": budget["scope"],
-                "record_key": budget["record_key"],
-                "monthly_credits": budget["monthly_credits"],
-                "spent": budget["spent"],
-                "resets_at": budget["period"]["resets_at"],
-            },
-        )
-    )
-
-
-def _storage_unavailable(exc: RedisError):
-    error = storage_error(exc)
-    return internal_error() if error is None else respond(error)
+        raise TooLarge("payload_too_large", f"The request body is larger than {limit // 1024} KiB.")

@@ -7,18 +7,18 @@ from collections.abc import Callable
 from flask import Blueprint, Response, jsonify, request
 
 import schemas
+from app.core.errors import Conflict, Invalid, NotFound, UpstreamFailed
 from app.core.formats import document_formats
 from app.core.states import TASK_ENDED
 from app.core.storage import NotReplicated
 from app.core.upstream import UpstreamError
 from app.domain import deliveries, exports, submit, tracking
 from app.domain.serializers import record_view, task_view
-from app.domain.write_back import WriteBackRefused
 from app.stores.destinations import check_config
-from app.stores.idempotency import KeyReused, RequestInProgress, StoredAnswer, fingerprint
+from app.stores.idempotency import StoredAnswer, fingerprint
 from app.web.base import ctx, public, record_path, require_tenant, tenant
 from connectors.registry import RECORD_KINDS
-from schemas.http import ApiError, json_body, query_params
+from schemas.http import json_body, query_params
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -49,15 +49,13 @@ def check_destinations(body: dict) -> None:
         if ref.get("id"):
             saved = ctx().destinations.get(tenant().tenant_id, ref["id"])
             if saved is None:
-                raise ApiError(
-                    404,
+                raise NotFound(
                     "destination_not_found",
                     "no saved destination with this id",
                     field=f"destinations.{n}.id",
                 )
             if saved["kind"] in RECORD_KINDS:
-                raise ApiError(
-                    400,
+                raise Invalid(
                     "invalid_request",
                     f"a {saved['kind']} connection writes back to the record: "
                     "name it in write_back.connection",
@@ -83,8 +81,7 @@ def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
     """``answer()``, or the answer it gave before to the same Idempotency-Key and body."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 255:
-        raise ApiError(
-            400,
+        raise Invalid(
             "invalid_request",
             "Idempotency-Key must be at most 255 characters.",
             field="Idempotency-Key",
@@ -92,23 +89,7 @@ def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
     if not key:
         return answer()
     store, tenant_id, print_ = ctx().idempotency, tenant().tenant_id, fingerprint(body)
-    try:
-        stored = store.begin(tenant_id, key, print_)
-    except KeyReused:
-        raise ApiError(
-            422,
-            "idempotency_key_reused",
-            "This Idempotency-Key was used with a different request.",
-            field="Idempotency-Key",
-        ) from None
-    except RequestInProgress:
-        raise ApiError(
-            409,
-            "request_in_progress",
-            "A request with this Idempotency-Key is still being processed.",
-            field="Idempotency-Key",
-            headers={"Retry-After": "1"},
-        ) from None
+    stored = store.begin(tenant_id, key, print_)
     if stored is not None:
         return jsonify(stored.body), stored.status, {"Idempotent-Replayed": "true"}
     try:
@@ -129,8 +110,6 @@ def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
 def _submit(body: dict):
     try:
         task = submit.submit(ctx(), tenant(), body)
-    except WriteBackRefused as exc:
-        raise ApiError(exc.status, exc.code, exc.message, field=exc.field) from None
     except NotReplicated as exc:
         kept = getattr(exc, "kept", None)
         if kept is not None:
@@ -165,7 +144,7 @@ def _answer(task: dict) -> tuple[int, dict]:
 def get_task(task_id: str):
     task = ctx().tasks.get(task_id, tenant().tenant_id)
     if task is None:
-        raise ApiError(404, "task_not_found", "No task with that id.")
+        raise NotFound("task_not_found", "No task with that id.")
     return jsonify(task_answer(tracking.refresh(ctx(), task)))
 
 
@@ -185,7 +164,7 @@ def get_record(record_key: str):
     tenant_id = tenant().tenant_id
     record = ctx().records.get(tenant_id, _record_key(record_key))
     if record is None:
-        raise ApiError(404, "record_not_found", "No record with that key.")
+        raise NotFound("record_not_found", "No record with that key.")
     tasks = ctx().tasks.many(ctx().records.task_ids(tenant_id, record_key))
     view = record_view(record, tasks)
     if view["latest_result"]:
@@ -198,7 +177,7 @@ def get_record(record_key: str):
 @bp.delete("/records/<path:record_key>")
 def forget_record(record_key: str):
     if not ctx().records.forget(tenant().tenant_id, _record_key(record_key)):
-        raise ApiError(404, "record_not_found", "No record with that key.")
+        raise NotFound("record_not_found", "No record with that key.")
     return "", 204
 
 
@@ -217,9 +196,8 @@ def create_export():
     try:
         link = exports.export_link(ctx(), tenant(), task, body["format"])
     except UpstreamError as exc:
-        status = 502 if exc.status is None or exc.status >= 500 else 409
-        raise ApiError(
-            status,
+        kind = UpstreamFailed if exc.status is None or exc.status >= 500 else Conflict
+        raise kind(
             "export_failed",
             f"The API could not export the document: {exc.message}",
             field="format",
@@ -240,13 +218,11 @@ def _export_source(body: dict) -> dict:
     if body.get("task_id"):
         task = ctx().tasks.get(body["task_id"], tenant_id)
         if task is None or task["status"] != "completed":
-            raise ApiError(
-                404, "task_not_found", "No completed task with that id.", field="task_id"
-            )
+            raise NotFound("task_not_found", "No completed task with that id.", field="task_id")
         return task
     latest = exports.latest_document(ctx(), tenant_id, body["record_key"])
     if latest is None:
-        raise ApiError(
-            404, "record_not_found", "This record has no finished document yet.", field="record_key"
+        raise NotFound(
+            "record_not_found", "This record has no finished document yet.", field="record_key"
         )
     return latest

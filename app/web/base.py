@@ -10,20 +10,19 @@ from flask import current_app, g, request
 from redis.exceptions import RedisError
 
 from app.core import logs, storage
+from app.core.errors import Unauthorized, Unavailable
 from app.stores.context import Context
 from app.stores.tenants import Tenant
-from schemas.http import ApiError
 
 
-def storage_error(exc: RedisError) -> ApiError | None:
+def storage_error(exc: RedisError) -> Unavailable | None:
     """Redis full, read-only or gone: 503 with Retry-After, so Zapier, Make and the API try again later
     (a 500 would say the relay is broken). Other Redis errors are bugs (None: answer 500)."""
     kind = storage.trouble(exc)
     if kind is None:
         return None
     storage.count(kind, "web", exc)
-    return ApiError(
-        503,
+    return Unavailable(
         "storage_unavailable",
         storage.MESSAGES[kind],
         reason=kind,
@@ -43,16 +42,14 @@ def require_tenant() -> None:
 def authenticate() -> Tenant:
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(
-            401,
+        raise Unauthorized(
             "unauthorized",
             "Send your relay API key as 'Authorization: Bearer <key>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
     tenant = ctx().tenants.authenticate(key.strip())
     if tenant is None:
-        raise ApiError(
-            401,
+        raise Unauthorized(
             "invalid_api_key",
             "That API key is not valid (revoked or mistyped).",
             headers={"WWW-Authenticate": "Bearer"},

@@ -8,11 +8,11 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 import schemas
+from app.core.errors import Conflict, Invalid, NotFound
 from app.domain import batch_files, batch_rows, batches, deliveries
-from app.domain.write_back import WriteBackRefused
 from app.web.api import check_destinations, idempotent
 from app.web.base import ctx, public, require_tenant, tenant
-from schemas.http import ApiError, json_body, query_params
+from schemas.http import json_body, query_params
 
 bp = Blueprint("batches", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -28,27 +28,7 @@ def create_batch():
 
 
 def _create(body: dict) -> tuple[Response, int]:
-    try:
-        batch = batches.create(ctx(), tenant(), body)
-    except WriteBackRefused as exc:
-        raise ApiError(exc.status, exc.code, exc.message, field=exc.field) from None
-    except batches.BatchInvalid as exc:
-        faults = [{"row": f.row, "column": f.column, "message": f.message} for f in exc.faults]
-        first = exc.faults[0]
-        raise ApiError(
-            400,
-            "invalid_batch",
-            f"{_faults(len(faults))}; the first: row "
-            f"{first.row}, {first.column or 'the file'}: {first.message}",
-            field=f"rows.{first.row - 1}.{first.column}" if first.row else first.column or "rows",
-            errors=faults[: batches.MAX_ERRORS],
-            count=len(faults),
-        ) from None
-    return jsonify(_answer(batch)), 202
-
-
-def _faults(count: int) -> str:
-    return "1 row or column is at fault" if count == 1 else f"{count} rows or columns are at fault"
+    return jsonify(_answer(batches.create(ctx(), tenant(), body))), 202
 
 
 def _batch_body() -> dict[str, Any]:
@@ -60,8 +40,7 @@ def _batch_body() -> dict[str, Any]:
     if kind == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
-            raise ApiError(
-                400,
+            raise Invalid(
                 "invalid_request",
                 "a multipart batch needs a CSV in its file field",
                 field="file",
@@ -71,12 +50,7 @@ def _batch_body() -> dict[str, Any]:
 
 
 def _from_csv(text: str, settings) -> dict[str, Any]:
-    try:
-        rows = batches.rows_from_csv(text)
-    except WriteBackRefused as exc:
-        raise ApiError(exc.status, exc.code, exc.message, field=exc.field) from None
-    except batches.BatchInvalid as exc:
-        raise ApiError(400, "invalid_batch", exc.faults[0].message, field="file") from None
+    rows = batches.rows_from_csv(text)
     body: dict[str, Any] = {name: settings[name] for name in _SETTINGS if settings.get(name)}
     body["rows"] = rows
     if settings.get("skip_done"):
@@ -117,9 +91,7 @@ def retry_batch(batch_id: str):
 def cancel_batch(batch_id: str):
     batch = _batch(batch_id)
     if batch["status"] != "running":
-        raise ApiError(
-            409, "batch_ended", f"the batch has ended ({batch['status']})", field="batch_id"
-        )
+        raise Conflict("batch_ended", f"the batch has ended ({batch['status']})", field="batch_id")
     cancelled = batches.cancel(ctx(), batch)
     return jsonify({**_answer(ctx().batches.get(batch_id) or batch), "cancelled": cancelled}), 202
 
@@ -147,7 +119,7 @@ def batch_manifest(batch_id: str):
 def _batch(batch_id: str) -> dict:
     batch = ctx().batches.get(batch_id, tenant().tenant_id)
     if batch is None:
-        raise ApiError(404, "batch_not_found", "no batch with this id", field="batch_id")
+        raise NotFound("batch_not_found", "no batch with this id", field="batch_id")
     return batch
 
 

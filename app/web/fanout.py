@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
+from app.core.errors import Conflict, Invalid, NotFound
 from app.domain import deliveries
 from app.stores.destinations import check_config, merged_config
 from app.stores.events import iso
 from app.web.base import ctx, require_tenant, tenant
 from connectors.registry import RECORD_KINDS
-from schemas.http import ApiError, json_body, query_params
+from schemas.http import json_body, query_params
 
 bp = Blueprint("fanout", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -63,7 +64,7 @@ def get_destination(destination_id: str):
     tenant_id = tenant().tenant_id
     saved = ctx().destinations.get(tenant_id, destination_id)
     if saved is None:
-        raise ApiError(404, "destination_not_found", "No destination with that id.")
+        raise NotFound("destination_not_found", "No destination with that id.")
     return jsonify(_shown(saved, ctx().destinations.defaults(tenant_id)))
 
 
@@ -73,10 +74,9 @@ def update_destination(destination_id: str):
     tenant_id, store = tenant().tenant_id, ctx().destinations
     saved = store.get(tenant_id, destination_id, reveal=True)
     if saved is None:
-        raise ApiError(404, "destination_not_found", "No destination with that id.")
+        raise NotFound("destination_not_found", "No destination with that id.")
     if "default" in body and saved["kind"] not in RECORD_KINDS:
-        raise ApiError(
-            400,
+        raise Invalid(
             "invalid_request",
             "Only a write-back connection (hubspot, airtable, sheets) can be a default.",
             field="default",
@@ -97,7 +97,7 @@ def update_destination(destination_id: str):
 @bp.delete("/destinations/<destination_id>")
 def delete_destination(destination_id: str):
     if not ctx().destinations.delete(tenant().tenant_id, destination_id):
-        raise ApiError(404, "destination_not_found", "No destination with that id.")
+        raise NotFound("destination_not_found", "No destination with that id.")
     return "", 204
 
 
@@ -116,7 +116,7 @@ def list_hooks():
 @bp.delete("/hooks/<hook_id>")
 def unsubscribe(hook_id: str):
     if not ctx().hooks.delete(tenant().tenant_id, hook_id):
-        raise ApiError(404, "hook_not_found", "No hook subscription with that id.")
+        raise NotFound("hook_not_found", "No hook subscription with that id.")
     return "", 204
 
 
@@ -132,16 +132,14 @@ def list_dead_letters():
 def get_delivery(delivery_id: str):
     record = deliveries.get(ctx(), delivery_id, tenant().tenant_id)
     if record is None:
-        raise ApiError(404, "delivery_not_found", "No delivery with that id.")
+        raise NotFound("delivery_not_found", "No delivery with that id.")
     return jsonify(deliveries.view(record))
 
 
 @bp.post("/deliveries/<delivery_id>/replay")
 def replay(delivery_id: str):
     if deliveries.get(ctx(), delivery_id, tenant().tenant_id) is None:
-        raise ApiError(404, "delivery_not_found", "No delivery with that id.")
+        raise NotFound("delivery_not_found", "No delivery with that id.")
     if not deliveries.replay(ctx(), delivery_id):
-        raise ApiError(
-            409, "already_delivered", "This delivery already succeeded; nothing to replay."
-        )
+        raise Conflict("already_delivered", "This delivery already succeeded; nothing to replay.")
     return jsonify(deliveries.view(deliveries.get(ctx(), delivery_id) or {})), 202

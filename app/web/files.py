@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, redirect
 
+from app.core.errors import Gone, NotFound, UpstreamFailed
 from app.core.tokens import TokenExpired, TokenInvalid
 from app.core.upstream import UpstreamError
 from app.domain import batch_files
 from app.web.base import ctx
-from schemas.http import ApiError
 
 bp = Blueprint("files", __name__)
 
@@ -19,17 +19,15 @@ def file(token: str):
     try:
         payload = ctx().tokens.open_file(token, max_age=ctx().config.files_link_ttl_seconds)
     except TokenExpired:
-        raise ApiError(
-            410, "link_expired", "This link has expired; ask for the document again."
-        ) from None
+        raise Gone("link_expired", "This link has expired; ask for the document again.") from None
     except TokenInvalid:
-        raise ApiError(404, "link_invalid", "This link is not valid.") from None
+        raise NotFound("link_invalid", "This link is not valid.") from None
     if payload.get("b"):  # a batch's manifest, or its ZIP (app.domain.batch_files)
         return _batch_file(payload)
     task = ctx().tasks.get(payload["t"])
     tenant = ctx().tenants.get(task["tenant_id"]) if task else None
     if task is None or tenant is None or not task.get("run_id"):
-        raise ApiError(404, "not_found", "The document behind this link is gone.")
+        raise NotFound("not_found", "The document behind this link is gone.")
     try:
         with ctx().upstream(tenant) as client:
             url = (
@@ -38,8 +36,8 @@ def file(token: str):
                 else client.download_location(task["run_id"])
             )
     except UpstreamError as exc:
-        raise ApiError(
-            502 if exc.status is None or exc.status >= 500 else 410,
+        kind = UpstreamFailed if exc.status is None or exc.status >= 500 else Gone
+        raise kind(
             "document_unavailable",
             f"The document cannot be fetched right now: {exc.message}",
         ) from None
@@ -49,7 +47,7 @@ def file(token: str):
 def _batch_file(payload: dict) -> Response:
     batch = ctx().batches.get(payload["b"])
     if batch is None:
-        raise ApiError(404, "not_found", "The batch behind this link is gone.")
+        raise NotFound("not_found", "The batch behind this link is gone.")
     if payload.get("z"):
         return Response(
             batch_files.archive(ctx(), batch),

@@ -17,9 +17,11 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.wsgi import get_input_stream
 
 from app.core import logs, metrics
+from app.core.errors import RelayError, TooLarge
 from app.domain import intake
 from app.stores.context import Context
 from app.web.base import storage_error
+from app.web.errors import wire
 from schemas.http import ApiError, bug, from_http_exception
 
 PREFIX = "/webhooks/upstream"
@@ -47,10 +49,10 @@ class UpstreamIntake:
         logs.reset()  # a gunicorn thread serves many requests: start each with no log fields
         try:
             fresh = self._accept(environ)
-        except ApiError as error:
-            return _send(
-                start_response, error.status, json.dumps(error.body()).encode(), error.headers
-            )
+        except RelayError as error:
+            return _refuse(start_response, wire(error))
+        except ApiError as error:  # werkzeug's refusals, and bugs
+            return _refuse(start_response, error)
         # reached only once the event is stored and its work queued: now the sender may forget it
         return _send(start_response, 200, _ANSWERS[fresh], {})
 
@@ -67,23 +69,25 @@ class UpstreamIntake:
                 raise RequestEntityTooLarge()
         except RequestEntityTooLarge:
             metrics.WEBHOOKS.labels("rejected_size").inc()
-            raise ApiError(
-                413, "payload_too_large", "The webhook body is larger than 1 MiB."
-            ) from None
+            raise TooLarge("payload_too_large", "The webhook body is larger than 1 MiB.") from None
         except HTTPException as exc:
             raise from_http_exception(exc) from None
         headers = {name: environ[key] for name, key in _SIGNATURE_HEADERS if key in environ}
         try:
             fresh = intake.accept(self._ctx, token, body, headers)
-        except intake.Rejected as exc:
+        except RelayError as exc:
             metrics.WEBHOOKS.labels(f"rejected_{exc.code.removeprefix('invalid_')}").inc()
-            raise ApiError(exc.status, exc.code, exc.message) from None
+            raise
         except RedisError as exc:
             raise storage_error(exc) or bug() from None
         except Exception:
             raise bug() from None
         _COUNTED[fresh].inc()
         return fresh
+
+
+def _refuse(start_response: Callable, error: ApiError) -> list[bytes]:
+    return _send(start_response, error.status, json.dumps(error.body()).encode(), error.headers)
 
 
 def _send(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from app.core.errors import NotFound
 from app.integrations.make import make_app
 from app.integrations.slack_manifest import manifest_yaml
 from app.integrations.zapier import zapier_app
 from app.web.base import ctx
-from schemas.http import ApiError
 
 bp = Blueprint("integrations", __name__, url_prefix="/connectors")
 
@@ -32,8 +32,7 @@ def make_project():
 def make_file(name: str):
     files = make_app(_public_url())
     if name not in files:
-        raise ApiError(
-            404,
+        raise NotFound(
             "not_found",
             f"The Make project has no file {name!r}; GET /connectors/make/ lists them.",
         )

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, jsonify
 
+from app.core.errors import Conflict, NotFound, UpstreamFailed
 from app.core.states import TASK_ENDED
 from app.domain import listing, tracking
 from app.domain.serializers import record_view
 from app.web.api import task_answer
 from app.web.base import ctx, lenient_day, public, record_path, require_tenant, tenant
-from schemas.http import ApiError, query_params
+from schemas.http import query_params
 
 bp = Blueprint("listing", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -53,18 +54,17 @@ def list_records():
 def cancel_task(task_id: str):
     task = ctx().tasks.get(task_id, tenant().tenant_id)
     if task is None:
-        raise ApiError(404, "task_not_found", "No task with that id.", field="task_id")
+        raise NotFound("task_not_found", "No task with that id.", field="task_id")
     if task["status"] in TASK_ENDED or not tracking.cancel(ctx(), tenant(), task):
         ended = ctx().tasks.get(task_id) or task
         if ended["status"] in TASK_ENDED:
-            raise ApiError(
-                409,
+            raise Conflict(
                 "task_ended",
                 f"The task has ended ({ended['status']}): there is nothing to cancel.",
                 field="task_id",
             )
-        raise ApiError(
-            502, "cancel_failed", "The API did not take the cancel; try again.", field="task_id"
+        raise UpstreamFailed(
+            "cancel_failed", "The API did not take the cancel; try again.", field="task_id"
         )
     return jsonify(task_answer(ctx().tasks.get(task_id) or task)), 202
 

@@ -10,10 +10,12 @@ from slack_sdk.signature import SignatureVerifier
 
 import schemas
 from app.core import metrics
+from app.core.errors import NotFound, RelayError, Unauthorized
 from app.domain.slack import install
 from app.domain.slack.commands import VERBS, SlashCommand, acknowledge
 from app.web.base import authenticate, ctx
-from schemas.http import ApiError, query_params
+from app.web.errors import status_of
+from schemas.http import query_params
 
 bp = Blueprint("slack", __name__, url_prefix="/slack")
 
@@ -22,8 +24,7 @@ bp = Blueprint("slack", __name__, url_prefix="/slack")
 def command():
     secret = ctx().config.slack_signing_secret
     if not secret:
-        raise ApiError(
-            404,
+        raise NotFound(
             "slack_not_configured",
             "Slack commands are not set up on this relay: set RELAY_SLACK_SIGNING_SECRET.",
         )
@@ -31,8 +32,7 @@ def command():
     timestamp = request.headers.get("X-Slack-Request-Timestamp", "")
     signature = request.headers.get("X-Slack-Signature", "")
     if not (timestamp.isdigit() and SignatureVerifier(secret).is_valid(body, timestamp, signature)):
-        raise ApiError(
-            401,
+        raise Unauthorized(
             "invalid_signature",
             "The request is not signed by Slack, or its timestamp is more than 5 minutes off.",
             field="X-Slack-Signature",
@@ -68,8 +68,8 @@ def start_install():
     query = query_params("slack/install-link.json")
     try:
         return redirect(install.authorize_url(ctx(), query["link"]), code=302)
-    except install.InstallError as exc:
-        return _page("Could not start the installation", str(exc)), exc.status
+    except RelayError as exc:  # for a person in a browser: a page, not JSON
+        return _page("Could not start the installation", exc.message), status_of(exc)
 
 
 @bp.get("/oauth/callback")
@@ -81,8 +81,8 @@ def finish_install():
         )
     try:
         done = install.complete(ctx(), query["code"], query["state"])
-    except install.InstallError as exc:
-        return _page("Installation failed", str(exc)), exc.status
+    except RelayError as exc:
+        return _page("Installation failed", exc.message), status_of(exc)
     return _page(
         "Overten Relay is installed",
         f"It now answers /overten in {done.team_name or done.team_id}. "

@@ -6,10 +6,11 @@ from datetime import timedelta
 
 from flask import Blueprint, Response, jsonify, request
 
+from app.core.errors import Invalid, NotFound
 from app.domain import budgets, usage_report
 from app.stores.usage import days_of
 from app.web.base import ctx, lenient_day, require_tenant, tenant
-from schemas.http import ApiError, json_body, query_params
+from schemas.http import json_body, query_params
 
 bp = Blueprint("spend", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -72,8 +73,7 @@ def _budget(record_key: str | None):
         return jsonify(budgets.view(ctx(), tenant_id, budget))
     budget = ctx().budgets.get(tenant_id, record_key)
     if budget is None:
-        raise ApiError(
-            404,
+        raise NotFound(
             "budget_not_found",
             "No budget here: PUT one first.",
             field="record_key" if record_key else None,
@@ -88,15 +88,13 @@ def _check_alert_destinations(refs: list[dict]) -> None:
     for n, ref in enumerate(refs):
         saved = ctx().destinations.get(tenant().tenant_id, ref["id"])
         if saved is None:
-            raise ApiError(
-                404,
+            raise NotFound(
                 "destination_not_found",
                 "no saved destination with this id",
                 field=f"alert_destinations.{n}.id",
             )
         if saved["kind"] not in budgets.ALERT_KINDS:
-            raise ApiError(
-                400,
+            raise Invalid(
                 "invalid_request",
                 f"alerts go where people read ({', '.join(budgets.ALERT_KINDS)}), "
                 f"not to a {saved['kind']} destination",

@@ -2,7 +2,8 @@
 
 A tenant asks for an install link (signed, a week); following it sends the installer to Slack with a
 signed, single-use `state` (10 minutes) naming the tenant; Slack sends them back with a code, which is
-exchanged for the workspace's bot token (stored encrypted)."""
+exchanged for the workspace's bot token (stored encrypted). What the installer should read is raised as a
+RelayError: its message says what to do."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from urllib.parse import urlencode
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from app.core.errors import Conflict, Forbidden, Invalid, NotFound
 from app.core.tokens import TokenExpired, TokenInvalid
 from app.integrations.slack_manifest import BOT_SCOPES
 from app.stores.context import Context
@@ -19,14 +21,6 @@ from app.stores.installations import Installation, save
 
 LINK_LIFE = 7 * 86_400
 STATE_LIFE = 600
-
-
-class InstallError(Exception):
-    """Something the installer should read: the message says what to do; status is the HTTP answer."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
 
 
 def install_link(ctx: Context, tenant_id: str) -> str:
@@ -43,7 +37,7 @@ def authorize_url(ctx: Context, link: str) -> str:
     _require_app_credentials(ctx)
     tenant_id = _open(ctx, "slack-install", link, LINK_LIFE, "install link")["t"]
     if ctx.tenants.get(tenant_id) is None:
-        raise InstallError("The tenant behind this install link no longer exists.", 404)
+        raise NotFound("tenant_not_found", "The tenant behind this install link no longer exists.")
     state = ctx.tokens.signed("slack-oauth-state", {"t": tenant_id, "n": secrets.token_urlsafe(16)})
     query = {
         "client_id": ctx.config.slack_client_id,
@@ -61,8 +55,8 @@ def complete(ctx: Context, code: str, state: str) -> Installation:
     if not ctx.redis.set(
         ctx.key("slack", "state-used", opened["n"]), "1", nx=True, ex=STATE_LIFE * 2
     ):
-        raise InstallError(
-            "This sign-in with Slack was already used. Start the install again.", 409
+        raise Conflict(
+            "state_used", "This sign-in with Slack was already used. Start the install again."
         )
     client = WebClient(base_url=ctx.config.slack_api_url, timeout=30)
     try:
@@ -74,9 +68,10 @@ def complete(ctx: Context, code: str, state: str) -> Installation:
         ).data
     except SlackApiError as exc:
         error = exc.response.get("error", "") if exc.response is not None else ""
-        raise InstallError(
+        raise Invalid(
+            "install_refused",
             f"Slack did not accept the installation ({error or 'unknown error'}). "
-            "Start the install again."
+            "Start the install again.",
         ) from None
     installation = Installation(
         team_id=answer["team"]["id"],
@@ -91,10 +86,10 @@ def complete(ctx: Context, code: str, state: str) -> Installation:
 
 def _require_app_credentials(ctx: Context) -> None:
     if not (ctx.config.slack_client_id and ctx.config.slack_client_secret):
-        raise InstallError(
+        raise NotFound(
+            "slack_not_configured",
             "Slack installs are not set up on this relay: set RELAY_SLACK_CLIENT_ID and "
             "RELAY_SLACK_CLIENT_SECRET (from the Slack app's Basic Information page).",
-            404,
         )
 
 
@@ -102,6 +97,10 @@ def _open(ctx: Context, purpose: str, token: str, max_age: float, what: str) -> 
     try:
         return ctx.tokens.open_signed(purpose, token, max_age)
     except TokenExpired:
-        raise InstallError(f"This {what} has expired. Start the install again.", 403) from None
+        raise Forbidden(
+            "token_expired", f"This {what} has expired. Start the install again."
+        ) from None
     except TokenInvalid:
-        raise InstallError(f"This {what} is not valid. Start the install again.", 403) from None
+        raise Forbidden(
+            "token_invalid", f"This {what} is not valid. Start the install again."
+        ) from None
