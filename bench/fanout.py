@@ -136,7 +136,7 @@ def throughput(ctx, env: dict, tenant_id: str, count: int) -> dict:
             deliveries.enqueue(ctx, delivery_id)
         for worker in run_workers(env, 2):
             worker.wait(timeout=1800)
-        records = [deliveries.get(ctx, i) for i in ids]
+        records = [ctx.deliveries.get(i) for i in ids]
         done = [float(r["delivered_at"]) for r in records if r and r["state"] == "delivered"]
         relay = (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
         celery = celery_peer(ctx, env, url, body, headers, count)
@@ -357,7 +357,7 @@ def peak_rss(
             while worker.poll() is None and time.perf_counter() - start < 600:
                 peak = max(peak, proc.vm_hwm_kib(worker.pid))
                 time.sleep(0.05)
-            record = deliveries.get(ctx, delivery_id) or {}
+            record = ctx.deliveries.get(delivery_id) or {}
             rows.append(
                 {
                     "destination": name,

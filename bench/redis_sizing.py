@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
 from app.core.config import RelayConfig  # noqa: E402
 from app.core.crypto import SecretBox  # noqa: E402
-from app.domain import deliveries, tracking  # noqa: E402
+from app.domain import tracking  # noqa: E402
 from app.stores.context import build_context, install  # noqa: E402
 from app.stores.intake_stream import record_event  # noqa: E402
 
@@ -141,7 +141,7 @@ def main() -> None:
         ctx.redis.delete(ctx.key("intake"))
         events = ctx.redis.memory_usage(ctx.events.key_for(tid), samples=0) / n
         delivery_keys = [
-            deliveries.key_for(ctx, d)
+            ctx.deliveries.key_for(d)
             for t in tasks[:200]
             for d in json.loads(ctx.redis.hget(ctx.tasks.key_for(t), "delivery_ids") or "[]")
         ]

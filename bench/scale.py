@@ -111,7 +111,7 @@ def lane_scaling(ctx, env: dict, tenant_id: str, count: int) -> list[dict]:
             done = [
                 float(r["delivered_at"])
                 for i in ids
-                if (r := deliveries.get(ctx, i)) and r["state"] == "delivered"
+                if (r := ctx.deliveries.get(i)) and r["state"] == "delivered"
             ]
             rate = (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
             rows.append(

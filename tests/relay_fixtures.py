@@ -104,7 +104,6 @@ class RelayStack:
     def deliveries_of(self, task_ids: list[str]) -> list[dict]:
         """The delivery records of these tasks, read from the relay's Redis in two round trips: for tests that
         look again and again at many tasks (over HTTP, each look would be a request per task)."""
-        from app.domain import deliveries
 
         ids = [
             i
@@ -114,7 +113,7 @@ class RelayStack:
         pipe = self.ctx.redis.pipeline(transaction=False)
         for delivery_id in ids:
             pipe.hmget(
-                deliveries.key_for(self.ctx, delivery_id),
+                self.ctx.deliveries.key_for(delivery_id),
                 "delivery_id",
                 "kind",
                 "state",

@@ -16,7 +16,7 @@ def deliveries_group() -> None:
 @deliveries_group.command("list")
 def list_() -> None:
     """The dead-letter list, newest first."""
-    dead = deliveries.dead_letters(context.current())
+    dead = context.current().deliveries.dead_letters()
     for record in dead:
         view = deliveries.view(record)
         click.echo(
@@ -34,7 +34,7 @@ def replay(delivery_ids: tuple[str, ...], all_failed: bool) -> None:
     """Run deliveries again from scratch (after fixing what made them fail)."""
     ctx = context.current()
     ids = (
-        [d["delivery_id"] for d in deliveries.dead_letters(ctx)]
+        [d["delivery_id"] for d in ctx.deliveries.dead_letters()]
         if all_failed
         else list(delivery_ids)
     )

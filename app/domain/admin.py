@@ -7,7 +7,16 @@ from collections import Counter
 from datetime import date, timedelta
 
 from app.core.states import TASK_ENDED
-from app.domain import batch_rows, batches, budgets, deliveries, listing, tracking, usage_report
+from app.domain import (
+    batch_rows,
+    batches,
+    budgets,
+    deliveries,
+    links,
+    listing,
+    tracking,
+    usage_report,
+)
 from app.domain.serializers import task_view
 from app.stores import usage
 from app.stores.context import Context
@@ -90,8 +99,8 @@ def batch(
         "deliveries": deliveries.for_task(ctx, found),
         "rows": rows,
         "next_cursor": next_cursor,
-        "manifest_url": deliveries.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS}),
-        "zip_url": deliveries.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS, "z": 1}),
+        "manifest_url": links.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS}),
+        "zip_url": links.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS, "z": 1}),
     }
 
 
@@ -99,7 +108,7 @@ def dead_letters(ctx: Context) -> list[dict]:
     names = _tenant_names(ctx)
     return [
         {**deliveries.view(d), "task_id": d["task_id"], "tenant": names.get(d["tenant_id"], "?")}
-        for d in deliveries.dead_letters(ctx)
+        for d in ctx.deliveries.dead_letters()
     ]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from app.core.upstream import CHUNK, UpstreamError
-from app.domain import deliveries
+from app.domain import links
 from app.stores.context import Context
 from connectors.base import Document, Permanent
 
@@ -23,7 +23,7 @@ def manifest(ctx: Context, batch: dict) -> str:
     writer.writerow(["row", "record_key", "status", "file", "credits", "error"])
     for row in ctx.batches.rows(batch["batch_id"]):
         link = (
-            deliveries.file_link(ctx, row["task_id"])
+            links.file_link(ctx, row["task_id"])
             if row["state"] == "completed" and row.get("task_id")
             else ""
         )

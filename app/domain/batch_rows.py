@@ -11,7 +11,7 @@ from typing import Any
 
 from app.core.ids import new_id
 from app.core.states import ROW_ENDED, TASK_ENDED, RowState
-from app.domain import deliveries
+from app.domain import deliveries, links
 from app.stores import queues
 from app.stores.context import Context
 from app.stores.events import iso
@@ -98,8 +98,8 @@ def _announce(ctx: Context, batch: dict) -> None:
     token = {"b": batch["batch_id"], "l": int(ctx.config.record_link_ttl_seconds)}
     data = {
         **view(batch),
-        "manifest_url": deliveries.files_url(ctx, token),
-        "zip_url": deliveries.files_url(ctx, {**token, "z": 1}),
+        "manifest_url": links.files_url(ctx, token),
+        "zip_url": links.files_url(ctx, {**token, "z": 1}),
     }
     data["summary"] = _summary(data)
     event = {

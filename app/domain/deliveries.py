@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from rq import Retry
 
 from app.core.ids import digest
-from app.core.states import DELIVERY_SETTLED, lua_set
+from app.core.states import DELIVERY_SETTLED
+from app.domain import links, pacing
 from app.stores import lane_stream, queues
 from app.stores.context import Context
 from app.stores.events import iso
-from app.stores.tasks import field_pairs, to_field
 from connectors import registry
+from connectors.base import DeliveryError, Gone, Outcome, Pace, Retryable
 
 log = logging.getLogger(__name__)
 
@@ -34,84 +37,6 @@ RECOVERED_AFTER_SECONDS = 1.0
 
 
 # -- records ---------------------------------------------------------------------------------------
-
-
-def key_for(ctx: Context, delivery_id: str) -> str:
-    return ctx.key("delivery", delivery_id)
-
-
-def open_key(ctx: Context) -> str:
-    """Deliveries not done yet, scored by when the reconciler should look at them if still not done."""
-    return ctx.key("deliveries", "open")
-
-
-def dead_letter_key(ctx: Context) -> str:
-    """Dead deliveries, scored by when they died."""
-    return ctx.key("deadletter")
-
-
-def states(ctx: Context, delivery_ids: list[str]) -> dict[str, str]:
-    """The state of each delivery that still has a record, in one round trip."""
-    pipe = ctx.redis.pipeline(transaction=False)
-    for delivery_id in delivery_ids:
-        pipe.hget(key_for(ctx, delivery_id), "state")
-    return {d: s for d, s in zip(delivery_ids, pipe.execute(), strict=True) if s is not None}
-
-
-def forget(ctx: Context, pipe, delivery_ids: list[str]) -> None:
-    """Queue on ``pipe`` the removal of these deliveries' records and their places in the indexes."""
-    if delivery_ids:
-        pipe.delete(*(key_for(ctx, d) for d in delivery_ids))
-        pipe.zrem(dead_letter_key(ctx), *delivery_ids)
-        pipe.zrem(open_key(ctx), *delivery_ids)
-
-
-def get(ctx: Context, delivery_id: str, tenant_id: str | None = None) -> dict | None:
-    raw = ctx.redis.hgetall(key_for(ctx, delivery_id))
-    if not raw or (tenant_id is not None and raw["tenant_id"] != tenant_id):
-        return None
-    return raw
-
-
-def update(ctx: Context, delivery_id: str, pipe=None, **fields: Any) -> None:
-    """Set fields of the record, at once or queued on ``pipe``."""
-    fields.setdefault("updated_at", time.time())
-    (pipe or ctx.redis).hset(
-        key_for(ctx, delivery_id), mapping={k: to_field(v) for k, v in fields.items()}
-    )
-
-
-# KEYS: the delivery record, and optionally the hash holding what it goes to. ARGV: the most attempts, now,
-# the target's field. Returns the record as it was, the target (or nil), and 1 when this attempt started.
-_BEGIN = (
-    lua_set("SETTLED", DELIVERY_SETTLED)
-    + """
-local record = redis.call('HGETALL', KEYS[1])
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state or SETTLED[state] then return {record, false, 0} end
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
-if state == 'delivering' and attempts > tonumber(ARGV[1]) then return {record, false, 0} end
-redis.call('HSET', KEYS[1], 'state', 'delivering', 'attempts', attempts, 'updated_at', ARGV[2])
-local target = false
-if KEYS[2] then target = redis.call('HGET', KEYS[2], ARGV[3]) end
-return {record, target, 1}
-"""
-)
-
-
-def begin(
-    ctx: Context, delivery_id: str, target: tuple[str, str] | None = None
-) -> tuple[dict | None, str | None, bool]:
-    """Start an attempt in one round trip: the record as it was (None: gone), the stored target when its
-    (key, field) is given, and whether the attempt started. It does not for a delivery delivered or dead,
-    nor for one whose every attempt so far ended with its worker (left "delivering" past the last one)."""
-    keys, args = [key_for(ctx, delivery_id)], [ctx.config.delivery_max_attempts, time.time()]
-    if target:
-        keys.append(target[0])
-        args.append(target[1])
-    pairs, stored, started = ctx.script("delivery-begin", _BEGIN)(keys=keys, args=args)
-    record = dict(zip(pairs[::2], pairs[1::2], strict=True))
-    return record or None, stored, bool(started)
 
 
 def target_of(ctx: Context, fields: dict) -> tuple[str, str] | None:
@@ -145,12 +70,7 @@ def view(delivery: dict) -> dict:
 
 def for_task(ctx: Context, task: dict) -> list[dict]:
     ids = json.loads(task.get("delivery_ids") or "[]")
-    return [view(d) for i in ids if (d := get(ctx, i))]
-
-
-def dead_letters(ctx: Context, tenant_id: str | None = None) -> list[dict]:
-    ids = ctx.redis.zrevrange(dead_letter_key(ctx), 0, -1)
-    return [d for i in ids if (d := get(ctx, i, tenant_id))]
+    return [view(d) for i in ids if (d := ctx.deliveries.get(i))]
 
 
 # -- planning --------------------------------------------------------------------------------------
@@ -174,7 +94,7 @@ def plan(ctx: Context, task: dict, event: dict) -> None:
             )
         )
     slots += _hook_slots(ctx, task["tenant_id"], event["type"])
-    event = with_links(ctx, event)
+    event = links.with_links(ctx, event)
     pipe = ctx.redis.pipeline()
     ids = [_record(ctx, pipe, task, event, slot, ref) for slot, ref in slots]
     # e.g. the start write-back
@@ -214,15 +134,6 @@ def _hook_slots(ctx: Context, tenant_id: str, event_type: str) -> list[tuple[str
         (f"hook:{hook['id']}", {"kind": "webhook", "hook_id": hook["id"]})
         for hook in ctx.hooks.list(tenant_id, event_type)
     ]
-
-
-# KEYS: the delivery record. ARGV: its field/value pairs. Nothing is written for a delivery planned before (the
-# finish hook ran again after a crash): it may have been attempted since.
-_RECORD = """
-if redis.call('HSETNX', KEYS[1], 'delivery_id', ARGV[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-return 1
-"""
 
 
 def record(ctx: Context, task: dict, event: dict, slot: str, ref: dict, pipe=None) -> str:
@@ -272,9 +183,7 @@ def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -
     if event["type"] in ("batch.completed", "budget.threshold"):
         record["export"] = ""  # a batch's manifest goes as it is; an alert has no file
     record["updated_at"] = time.time()
-    ctx.script("delivery-record", _RECORD)(
-        keys=[key_for(ctx, delivery_id)], args=[delivery_id, *field_pairs(record)], client=pipe
-    )
+    ctx.deliveries.record(pipe, delivery_id, record)
     return delivery_id
 
 
@@ -282,18 +191,18 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: 
     """An attempt due now goes to the delivery lane (app.stores.lane_stream), at once or queued on ``pipe``;
     a later one is an RQ job RQ's scheduler releases when its backoff is over (``tag`` tells apart jobs for
     the same attempt: one waiting for its destination's pace, from the job that ran into it)."""
+    store = ctx.deliveries
     recheck_at = time.time() + delay + ctx.config.delivery_recheck_seconds
     if delay <= 0:
         lane_stream.add(
-            ctx, delivery_id, key_for(ctx, delivery_id), open_key(ctx), recheck_at, pipe=pipe
+            ctx, delivery_id, store.key_for(delivery_id), store.open_key, recheck_at, pipe=pipe
         )
         return
     assert pipe is None, "a later attempt is an RQ job, enqueued on its own"
-    attempt = int(ctx.redis.hget(key_for(ctx, delivery_id), "attempts") or 0)
-    job_id = f"deliver-{delivery_id}-{attempt}" + (f"-{tag}" if tag else "")
+    job_id = f"deliver-{delivery_id}-{store.attempts(delivery_id)}" + (f"-{tag}" if tag else "")
     # named on the record before it exists: the reconciler looks for this job, and plans another only if it
     # is missing (a crash right here), never beside a job it could not name
-    ctx.redis.hset(key_for(ctx, delivery_id), "retry_job", job_id)
+    store.name_retry(delivery_id, job_id)
     # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
     # RQ keeps a scheduled time in whole seconds, rounded down: a second more, so a retry never runs before
     # the Retry-After it was given
@@ -307,20 +216,20 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: 
         failure_ttl=ctx.config.job_failure_ttl_seconds,
         retry=_CRASH_RETRY,
     )
-    ctx.redis.zadd(open_key(ctx), {delivery_id: recheck_at})
+    store.look_again_at(delivery_id, recheck_at)
 
 
 def recover_lost(ctx: Context, limit: int = 500) -> int:
     """The reconciler's look at deliveries overdue: one whose lane entry or RQ job was lost (a crash before
     it was stored, a worker that died or lost Redis's reply before running the job) is queued again.
     Returns how many were."""
-    now, recovered = time.time(), 0
-    for delivery_id in ctx.redis.zrangebyscore(open_key(ctx), "-inf", now, start=0, num=limit):
-        record = get(ctx, delivery_id)
+    now, recovered, store = time.time(), 0, ctx.deliveries
+    for delivery_id in store.overdue(now, limit):
+        record = store.get(delivery_id)
         if record is None or record["state"] in DELIVERY_SETTLED:
-            ctx.redis.zrem(open_key(ctx), delivery_id)
+            store.unsettle(delivery_id)
             continue
-        ctx.redis.zadd(open_key(ctx), {delivery_id: now + ctx.config.delivery_recheck_seconds})
+        store.look_again_at(delivery_id, now + ctx.config.delivery_recheck_seconds)
         if record["state"] == "delivering":
             continue  # running, or its worker died: the lane's lease (or RQ's, for a retry) brings it back
         if record["state"] == "pending":
@@ -345,48 +254,138 @@ def recover_lost(ctx: Context, limit: int = 500) -> int:
 
 def replay(ctx: Context, delivery_id: str) -> bool:
     """Run a dead (or stuck) delivery again from scratch. False when it is already delivered."""
-    delivery = get(ctx, delivery_id)
+    delivery = ctx.deliveries.get(delivery_id)
     if delivery is None or delivery["state"] == "delivered":
         return False
-    died_at = ctx.redis.zscore(dead_letter_key(ctx), delivery_id)
-    if (
-        ctx.redis.zrem(dead_letter_key(ctx), delivery_id)
-        and delivery["state"] == "dead"
-        and died_at
-    ):
-        # counted by its next outcome
+    died_at = ctx.deliveries.raise_from_dead(delivery_id)
+    if died_at and delivery["state"] == "dead":  # counted by its next outcome
         ctx.usage.uncount_dead(delivery["tenant_id"], delivery["kind"], died_at)
-    update(ctx, delivery_id, state="pending", attempts=0, last_error="", next_attempt_at="")
+    ctx.deliveries.update(
+        delivery_id, state="pending", attempts=0, last_error="", next_attempt_at=""
+    )
     enqueue(ctx, delivery_id)
     return True
 
 
-# -- links to the file ---------------------------------------------------------------------------
+# -- an attempt and its outcome --------------------------------------------------------------------
+# app.work.delivering makes the attempt (the destination's I/O); what happens to the delivery is decided
+# here: begun, delivered, retried after a backoff, handed on to wait for its pace slot, or dead.
 
 
-def document_links(ctx: Context, view: dict) -> dict:
-    """Links for a completed task that always lead to a fresh download (and export), for no-code tools:
-    the API's own download URLs expire after 24 hours."""
-    if view.get("status") != "completed" or not view.get("task_id"):
-        return {}
-    links = {"file_url": file_link(ctx, view["task_id"])}
-    if view.get("export"):
-        links["export_url"] = file_link(ctx, view["task_id"], view["export"])
-    return links
+def begin(
+    ctx: Context, delivery_id: str, target: tuple[str, str] | None = None
+) -> tuple[dict | None, str | None, bool]:
+    """Count an attempt, unless the delivery is settled or every attempt so far ended with its worker
+    (DeliveryStore.begin): the record as it was, its stored target, and whether the attempt started."""
+    return ctx.deliveries.begin(delivery_id, ctx.config.delivery_max_attempts, target)
 
 
-def with_links(ctx: Context, event: dict) -> dict:
-    data = event.get("data") or {}
-    return {**event, "data": {**data, **document_links(ctx, data)}}
+class Paced(Exception):
+    """The attempt must wait for its pace slot: on a lane thread if it is near, else in RQ's scheduler."""
+
+    def __init__(self, slot: pacing.Slot, to_lane: bool):
+        super().__init__(slot.at)
+        self.slot, self.to_lane = slot, to_lane
 
 
-def file_link(ctx: Context, task_id: str, export: str = "", life_seconds: int | None = None) -> str:
-    """``life_seconds``: how long the link works, when not RELAY_FILES_LINK_TTL_SECONDS."""
-    return files_url(
-        ctx, {"t": task_id, "x": export, **({"l": life_seconds} if life_seconds else {})}
+def keep_pace(ctx: Context, pace: Pace | None, record: dict, on_lane: bool) -> float | None:
+    """Reserve the destination's slot (app.domain.pacing) and return when it is due (time.monotonic()), to be
+    waited for on a lane thread when it is near; an RQ job (one at a time per worker) never waits, it hands
+    the delivery to the lane (Paced). The slot it goes in is kept on the delivery (``paced_slot``)."""
+    if pace is None:
+        return None
+    reserved = float(record["paced_at"]) if record.get("paced_at") else None
+    slot = pacing.reserve(ctx, pace, reserved)
+    if slot.wait > 0 and not on_lane:
+        raise Paced(slot, to_lane=True)
+    if slot.wait > (pacing.RELEASED_EARLY_SECONDS if reserved is not None else pacing.HOLD_SECONDS):
+        raise Paced(slot, to_lane=False)
+    ctx.deliveries.use_slot(record["delivery_id"], slot.at)
+    return time.monotonic() + slot.wait
+
+
+def wait_for_slot(ctx: Context, record: dict, attempts: int, paced: Paced) -> str:
+    """Keep the slot and give back the attempt begin() counted: to the lane (from an RQ job, whose lane entry
+    is long gone), or from the lane to RQ's scheduler until the slot is near; the lane waits for the rest."""
+    delivery_id, slot = record["delivery_id"], paced.slot
+    # a job RQ's scheduler releases 1-2 s before the slot (whole seconds, then its polling)
+    delay = 0.0 if paced.to_lane else max(0.01, slot.wait - pacing.HOLD_SECONDS)
+    # the lane takes only a pending delivery
+    ctx.deliveries.update(
+        delivery_id,
+        state="pending" if paced.to_lane else "retrying",
+        attempts=attempts - 1,
+        paced_at=slot.at,
+        next_attempt_at=slot.at,
+    )
+    enqueue(ctx, delivery_id, delay, tag=f"slot-{int(slot.at * 1000)}")
+    return "paced"
+
+
+def delivered(
+    ctx: Context, record: dict, outcome: Outcome, with_delivered: Callable[[Any], None] | None
+) -> None:
+    """Record the success; ``with_delivered(pipe)`` queues more writes to make in the same round trip."""
+    pipe, delivery_id = ctx.redis.pipeline(), record["delivery_id"]
+    ctx.deliveries.update(
+        delivery_id,
+        pipe=pipe,
+        state="delivered",
+        location=outcome.location,
+        external_id=outcome.external_id,
+        delivered_at=time.time(),
+        last_error="",
+        next_attempt_at="",
+    )
+    ctx.deliveries.settled(pipe, delivery_id)
+    _count(ctx, pipe, record, "delivered")
+    if with_delivered is not None:
+        with_delivered(pipe)
+    pipe.execute()
+
+
+def failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> str:
+    """A retry after a backoff (never sooner than the destination's Retry-After) while attempts are left and
+    the error allows one; else the dead letters. Returns the outcome."""
+    delivery_id = record["delivery_id"]
+    if isinstance(error, Gone) and record.get("hook_id"):
+        ctx.hooks.delete(record["tenant_id"], record["hook_id"])  # the subscriber asked us to stop
+    if isinstance(error, Retryable) and attempts < ctx.config.delivery_max_attempts:
+        delay = _backoff(ctx, attempts, error.retry_after)
+        ctx.deliveries.update(
+            delivery_id,
+            state="retrying",
+            last_error=error.message,
+            next_attempt_at=time.time() + delay,
+        )
+        enqueue(ctx, delivery_id, delay)
+        return "retrying"
+    pipe, now = ctx.redis.pipeline(), time.time()
+    ctx.deliveries.update(
+        delivery_id, pipe=pipe, state="dead", last_error=error.message, next_attempt_at=""
+    )
+    ctx.deliveries.settled(pipe, delivery_id, dead_at=now)
+    _count(ctx, pipe, record, "dead")
+    pipe.execute()
+    log.warning("delivery %s is dead after %d attempt(s): %s", delivery_id, attempts, error.message)
+    return "dead"
+
+
+def _count(ctx: Context, pipe, record: dict, outcome: str) -> None:
+    """The outcome in the day's usage row: the dashboard's delivery success rate per kind."""
+    ctx.usage.count_delivery(
+        pipe,
+        record["tenant_id"],
+        record["kind"],
+        outcome,
+        time.time(),
+        int(ctx.config.usage_retention_seconds),
     )
 
 
-def files_url(ctx: Context, payload: dict) -> str:
-    """A signed /files/{token} link (app/web/files.py): a task's file, or a batch's manifest or ZIP."""
-    return f"{ctx.config.public_url.rstrip('/')}/files/{ctx.tokens.file(payload)}"
+def _backoff(ctx: Context, attempts: int, retry_after: float | None) -> float:
+    config = ctx.config
+    ceiling = min(
+        config.delivery_backoff_cap_seconds, config.delivery_backoff_seconds * 2 ** (attempts - 1)
+    )
+    return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)

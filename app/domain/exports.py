@@ -3,7 +3,7 @@ that always leads to a fresh copy of it."""
 
 from __future__ import annotations
 
-from app.domain.deliveries import file_link
+from app.domain.links import file_link
 from app.stores.context import Context
 from app.stores.tenants import Tenant
 

@@ -25,7 +25,6 @@ from redis.exceptions import ResponseError
 
 from app.core import metrics
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED
-from app.domain import deliveries
 from app.stores import intake_stream, lane_stream
 from app.stores.context import Context
 from app.stores.events import iso
@@ -92,7 +91,7 @@ def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int
         return 0, 0
     tasks = ctx.tasks.many(task_ids)
     delivery_ids = {t["task_id"]: json.loads(t.get("delivery_ids") or "[]") for t in tasks}
-    states = deliveries.states(ctx, [d for ids in delivery_ids.values() for d in ids])
+    states = ctx.deliveries.states([d for ids in delivery_ids.values() for d in ids])
     done = [
         t
         for t in tasks
@@ -107,7 +106,7 @@ def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int
         pipe.zadd(ctx.tasks.ended_key, dict.fromkeys(waiting, later))  # look again next sweep
     for task in done:
         ctx.tasks.forget(pipe, task["task_id"], task["tenant_id"])
-        deliveries.forget(ctx, pipe, delivery_ids[task["task_id"]])
+        ctx.deliveries.forget(pipe, delivery_ids[task["task_id"]])
         if task.get("record_key"):
             pipe.zrem(ctx.records.tasks_key(task["tenant_id"], task["record_key"]), task["task_id"])
     found = {t["task_id"] for t in tasks}
@@ -127,12 +126,12 @@ def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
         batch = ctx.batches.get(batch_id)
         delivery_ids = json.loads((batch or {}).get("delivery_ids") or "[]")
         if batch and any(
-            state not in DELIVERY_SETTLED for state in deliveries.states(ctx, delivery_ids).values()
+            state not in DELIVERY_SETTLED for state in ctx.deliveries.states(delivery_ids).values()
         ):
             pipe.zadd(ctx.batches.ended_key, {batch_id: later})  # look again next sweep
             continue
         ctx.batches.forget(pipe, batch_id)
-        deliveries.forget(ctx, pipe, delivery_ids)
+        ctx.deliveries.forget(pipe, delivery_ids)
         dropped += 1
     pipe.execute()
     return dropped
@@ -165,7 +164,7 @@ def _archive(ctx: Context, tasks: list[dict]) -> None:
 
 
 def _drop_dead_letters(ctx: Context, died_before: float) -> int:
-    key = deliveries.dead_letter_key(ctx)
+    key = ctx.deliveries.dead_key
     dropped = ctx.redis.zrangebyscore(key, "-inf", died_before, start=0, num=BATCH * 5)
     for delivery_id in dropped:
         log.info(

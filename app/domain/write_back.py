@@ -111,8 +111,8 @@ def gate(ctx: Context, record: dict) -> Outcome | None:
         if task is None or task["status"] in TASK_ENDED:
             return Outcome("not written: the task ended first, and its end is written instead")
         return None
-    start = deliveries.states(
-        ctx, [deliveries.delivery_id_for(record["task_id"], deliveries.WRITE_BACK_START_SLOT)]
+    start = ctx.deliveries.states(
+        [deliveries.delivery_id_for(record["task_id"], deliveries.WRITE_BACK_START_SLOT)]
     )
     if "delivering" in start.values():
         raise Retryable(

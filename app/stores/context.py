@@ -21,6 +21,7 @@ from app.core.tokens import Tokens
 from app.core.upstream import RetryPolicy, UpstreamClient
 from app.stores.batches import BatchStore
 from app.stores.budgets import BudgetStore
+from app.stores.deliveries import DeliveryStore
 from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import EventLog
 from app.stores.idempotency import IdempotencyStore
@@ -46,6 +47,7 @@ class Context:
     idempotency: IdempotencyStore
     destinations: DestinationStore
     hooks: HookStore
+    deliveries: DeliveryStore
     usage: UsageRows
     batches: BatchStore
     budgets: BudgetStore
@@ -155,6 +157,7 @@ def build_context(config: RelayConfig) -> Context:
         idempotency=IdempotencyStore(redis, prefix, config.idempotency_ttl_seconds),
         destinations=DestinationStore(redis, prefix, box),
         hooks=HookStore(redis, prefix, box),
+        deliveries=DeliveryStore(redis, prefix),
         usage=UsageRows(redis, prefix),
         batches=BatchStore(redis, prefix),
         budgets=BudgetStore(redis, prefix),

@@ -12,7 +12,7 @@ from app.core.formats import document_formats
 from app.core.states import TASK_ENDED
 from app.core.storage import NotReplicated
 from app.core.upstream import UpstreamError
-from app.domain import deliveries, exports, submit, tracking
+from app.domain import deliveries, exports, links, submit, tracking
 from app.domain.serializers import record_view, task_view
 from app.stores.destinations import check_config
 from app.stores.idempotency import StoredAnswer, fingerprint
@@ -151,7 +151,7 @@ def get_task(task_id: str):
 def task_answer(task: dict) -> dict:
     """A task as the API answers it: its view, its deliveries, links to its document."""
     view = task_view(task, deliveries.for_task(ctx(), task))
-    return {**view, **deliveries.document_links(ctx(), view)}
+    return {**view, **links.document_links(ctx(), view)}
 
 
 def _record_key(record_key: str) -> str:
@@ -168,9 +168,7 @@ def get_record(record_key: str):
     tasks = ctx().tasks.many(ctx().records.task_ids(tenant_id, record_key))
     view = record_view(record, tasks)
     if view["latest_result"]:
-        view["latest_result"]["file_url"] = deliveries.file_link(
-            ctx(), view["latest_result"]["task_id"]
-        )
+        view["latest_result"]["file_url"] = links.file_link(ctx(), view["latest_result"]["task_id"])
     return jsonify(view)
 
 
@@ -185,7 +183,7 @@ def forget_record(record_key: str):
 def list_events():
     query = query_params("relay/events-query.json")
     events = ctx().events.newest(tenant().tenant_id, query.get("type"), query.get("limit", 50))
-    return jsonify({"items": [deliveries.with_links(ctx(), event) for event in events]})
+    return jsonify({"items": [links.with_links(ctx(), event) for event in events]})
 
 
 @bp.post("/exports")

@@ -124,13 +124,13 @@ def unsubscribe(hook_id: str):
 def list_dead_letters():
     """The dead-letter list: deliveries that failed for good, newest first."""
     return jsonify(
-        {"items": [deliveries.view(d) for d in deliveries.dead_letters(ctx(), tenant().tenant_id)]}
+        {"items": [deliveries.view(d) for d in ctx().deliveries.dead_letters(tenant().tenant_id)]}
     )
 
 
 @bp.get("/deliveries/<delivery_id>")
 def get_delivery(delivery_id: str):
-    record = deliveries.get(ctx(), delivery_id, tenant().tenant_id)
+    record = ctx().deliveries.get(delivery_id, tenant().tenant_id)
     if record is None:
         raise NotFound("delivery_not_found", "No delivery with that id.")
     return jsonify(deliveries.view(record))
@@ -138,8 +138,8 @@ def get_delivery(delivery_id: str):
 
 @bp.post("/deliveries/<delivery_id>/replay")
 def replay(delivery_id: str):
-    if deliveries.get(ctx(), delivery_id, tenant().tenant_id) is None:
+    if ctx().deliveries.get(delivery_id, tenant().tenant_id) is None:
         raise NotFound("delivery_not_found", "No delivery with that id.")
     if not deliveries.replay(ctx(), delivery_id):
         raise Conflict("already_delivered", "This delivery already succeeded; nothing to replay.")
-    return jsonify(deliveries.view(deliveries.get(ctx(), delivery_id) or {})), 202
+    return jsonify(deliveries.view(ctx().deliveries.get(delivery_id) or {})), 202

@@ -8,7 +8,6 @@ from rq import Worker
 
 from app.core import metrics, storage
 from app.core.metrics import Gauge
-from app.domain import deliveries
 from app.stores import intake_stream, lane_stream, queues
 from app.stores.context import Context
 from app.web import openapi
@@ -87,6 +86,6 @@ def _waiting_work(ctx: Context) -> list[Gauge]:
         Gauge(
             "relay_dead_letters",
             "Deliveries that failed for good and wait for a replay.",
-            lambda: ctx.redis.zcard(deliveries.dead_letter_key(ctx)),
+            lambda: ctx.redis.zcard(ctx.deliveries.dead_key),
         ),
     ]

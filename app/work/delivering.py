@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -25,25 +24,23 @@ from app.core.logs import log_context
 from app.core.outbound import OutboundPolicy, ca_bundle
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
-from app.domain import batch_files, pacing, write_back
+from app.domain import batch_files, write_back
 from app.domain.deliveries import (
+    Paced,
     begin,
-    dead_letter_key,
-    enqueue,
-    file_link,
-    key_for,
-    open_key,
+    delivered,
+    failed,
+    keep_pace,
     target_of,
-    update,
+    wait_for_slot,
 )
+from app.domain.links import file_link
 from app.stores.context import Context
 from connectors import registry
 from connectors.base import (
     Delivery,
-    DeliveryError,
     Document,
     Environment,
-    Gone,
     Permanent,
     Retryable,
 )
@@ -94,7 +91,7 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
     delivery_id, attempts = record["delivery_id"], int(record.get("attempts") or 0) + 1
     # every attempt so far ended with its worker (killed, out of memory): stop there
     if not started:
-        return _failed(
+        return failed(
             ctx,
             record,
             attempts - 1,
@@ -113,25 +110,26 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
             delivery, env
         )
         if outcome is None:
-            slot_due = _keep_pace(ctx, kind, delivery, record, on_lane=with_delivered is not None)
+            pace = kind.pace(delivery) if hasattr(kind, "pace") else None
+            slot_due = keep_pace(ctx, pace, record, on_lane=with_delivered is not None)
             document = _document_for(ctx, delivery, record) if kind.needs_document else None
             _wait_until(slot_due)  # the file was looked up while the slot came nearer
             outcome = kind.deliver(delivery, document, env)
-    except _Paced as paced:
-        return _wait_for_slot(ctx, record, attempts, paced)
+    except Paced as paced:
+        return wait_for_slot(ctx, record, attempts, paced)
     except (Permanent, Retryable) as exc:
-        return _failed(ctx, record, attempts, exc)
+        return failed(ctx, record, attempts, exc)
     except UpstreamUnavailable as exc:
-        return _failed(
+        return failed(
             ctx,
             record,
             attempts,
             Retryable(f"the API is unavailable: {exc.message}", exc.retry_after),
         )
     except UpstreamError as exc:
-        return _failed(ctx, record, attempts, Permanent(f"the API refused the file: {exc.message}"))
+        return failed(ctx, record, attempts, Permanent(f"the API refused the file: {exc.message}"))
     except (httpx.TransportError, OSError) as exc:
-        return _failed(
+        return failed(
             ctx, record, attempts, Retryable(f"connection trouble: {type(exc).__name__}: {exc}")
         )
     except RedisError:
@@ -139,129 +137,17 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
     # a bug, not the destination: backoff and, in the end, the dead letters
     except Exception as exc:
         log.exception("delivery %s failed unexpectedly", delivery_id)
-        return _failed(
+        return failed(
             ctx, record, attempts, Retryable(f"unexpected error in the relay: {type(exc).__name__}")
         )
     # delivered: a refused write now must not make the next attempt deliver it again, so it waits for Redis
-    storage.persist(lambda: _delivered(ctx, record, outcome, with_delivered), "delivery")
+    storage.persist(lambda: delivered(ctx, record, outcome, with_delivered), "delivery")
     return "delivered"
-
-
-class _Paced(Exception):
-    def __init__(self, slot: pacing.Slot, to_lane: bool):
-        super().__init__(slot.at)
-        self.slot, self.to_lane = slot, to_lane
-
-
-def _keep_pace(
-    ctx: Context, kind: Any, delivery: Delivery, record: dict, on_lane: bool
-) -> float | None:
-    """Reserve the destination's slot (app.domain.pacing) and return when it is due (time.monotonic()), to be
-    waited for on a lane thread when it is near; an RQ job (one at a time per worker) never waits, it hands
-    the delivery to the lane. The slot it goes in is kept on the delivery (``paced_slot``)."""
-    pace = kind.pace(delivery) if hasattr(kind, "pace") else None
-    if pace is None:
-        return None
-    reserved = float(record["paced_at"]) if record.get("paced_at") else None
-    slot = pacing.reserve(ctx, pace, reserved)
-    if slot.wait > 0 and not on_lane:
-        raise _Paced(slot, to_lane=True)
-    if slot.wait > (pacing.RELEASED_EARLY_SECONDS if reserved is not None else pacing.HOLD_SECONDS):
-        raise _Paced(slot, to_lane=False)
-    pipe = ctx.redis.pipeline()
-    pipe.hset(key_for(ctx, delivery.delivery_id), "paced_slot", slot.at)
-    pipe.hdel(key_for(ctx, delivery.delivery_id), "paced_at")  # used: a later retry takes its own
-    pipe.execute()
-    return time.monotonic() + slot.wait
 
 
 def _wait_until(due: float | None) -> None:
     if due is not None:
         time.sleep(max(0.0, due - time.monotonic()))
-
-
-def _wait_for_slot(ctx: Context, record: dict, attempts: int, paced: _Paced) -> str:
-    """Keep the slot and give back the attempt begin() counted: to the lane (from an RQ job, whose lane entry
-    is long gone), or from the lane to RQ's scheduler until the slot is near; the lane waits for the rest."""
-    delivery_id, slot = record["delivery_id"], paced.slot
-    # a job RQ's scheduler releases 1-2 s before the slot (whole seconds, then its polling)
-    delay = 0.0 if paced.to_lane else max(0.01, slot.wait - pacing.HOLD_SECONDS)
-    # the lane takes only a pending delivery
-    update(
-        ctx,
-        delivery_id,
-        state="pending" if paced.to_lane else "retrying",
-        attempts=attempts - 1,
-        paced_at=slot.at,
-        next_attempt_at=slot.at,
-    )
-    enqueue(ctx, delivery_id, delay, tag=f"slot-{int(slot.at * 1000)}")
-    return "paced"
-
-
-def _delivered(ctx: Context, record: dict, outcome, with_delivered) -> None:
-    pipe, delivery_id = ctx.redis.pipeline(), record["delivery_id"]
-    update(
-        ctx,
-        delivery_id,
-        pipe=pipe,
-        state="delivered",
-        location=outcome.location,
-        external_id=outcome.external_id,
-        delivered_at=time.time(),
-        last_error="",
-        next_attempt_at="",
-    )
-    pipe.zrem(open_key(ctx), delivery_id)
-    _count(ctx, pipe, record, "delivered")
-    if with_delivered is not None:
-        with_delivered(pipe)
-    pipe.execute()
-
-
-def _failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> str:
-    delivery_id = record["delivery_id"]
-    if isinstance(error, Gone) and record.get("hook_id"):
-        ctx.hooks.delete(record["tenant_id"], record["hook_id"])  # the subscriber asked us to stop
-    if isinstance(error, Retryable) and attempts < ctx.config.delivery_max_attempts:
-        delay = _backoff(ctx, attempts, error.retry_after)
-        update(
-            ctx,
-            delivery_id,
-            state="retrying",
-            last_error=error.message,
-            next_attempt_at=time.time() + delay,
-        )
-        enqueue(ctx, delivery_id, delay)
-        return "retrying"
-    pipe = ctx.redis.pipeline()
-    update(ctx, delivery_id, pipe=pipe, state="dead", last_error=error.message, next_attempt_at="")
-    pipe.zadd(dead_letter_key(ctx), {delivery_id: time.time()})
-    pipe.zrem(open_key(ctx), delivery_id)
-    _count(ctx, pipe, record, "dead")
-    pipe.execute()
-    log.warning("delivery %s is dead after %d attempt(s): %s", delivery_id, attempts, error.message)
-    return "dead"
-
-
-def _count(ctx: Context, pipe, record: dict, outcome: str) -> None:
-    """The outcome in the day's usage row: the dashboard's delivery success rate per kind."""
-    ctx.usage.count_delivery(
-        pipe,
-        record["tenant_id"],
-        record["kind"],
-        outcome,
-        time.time(),
-        int(ctx.config.usage_retention_seconds),
-    )
-
-
-def _backoff(ctx: Context, attempts: int, retry_after: float | None) -> float:
-    config = ctx.config
-    ceiling = min(
-        config.delivery_backoff_cap_seconds, config.delivery_backoff_seconds * 2 ** (attempts - 1)
-    )
-    return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
 
 
 def _delivery(ctx: Context, record: dict, target: str | None) -> Delivery:
@@ -306,7 +192,7 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
     policy = _policy(config.outbound_allow, config.outbound_ca_file)
 
     def save_state(did: str, state: dict) -> None:
-        update(ctx, did, progress=state)
+        ctx.deliveries.update(did, progress=state)
 
     def http(timeout: float = 30.0):
         return _pooled_client(policy, timeout)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.domain import batch_rows, batches, deliveries, tracking
+from app.domain import batch_rows, batches, tracking
 from tests.support.servers import eventually
 
 
@@ -397,10 +397,10 @@ def test_the_end_of_a_batch_goes_to_its_callback_and_hooks_with_the_manifest_and
         "the end was announced once: a callback and a hook"
     )
     eventually(
-        lambda: set(deliveries.states(relay.ctx, ids).values()) == {"delivered"},
+        lambda: set(relay.ctx.deliveries.states(ids).values()) == {"delivered"},
         60,
         "the announcement's two deliveries to settle",
-        show=lambda: deliveries.states(relay.ctx, ids),
+        show=lambda: relay.ctx.deliveries.states(ids),
     )
     assert len(receiver.requests) == 2, "each went once"
 

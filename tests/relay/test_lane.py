@@ -217,7 +217,6 @@ def test_follow_ups_planned_again_add_no_second_entry(make_relay, receiver):
 def test_a_delivery_whose_every_attempt_ended_its_worker_goes_to_the_dead_letters(ctx):
     """A delivery found `delivering` has lost its worker mid-attempt; after the last allowed attempt it is
     not tried again (it would take down worker after worker), but dead-lettered for a replay."""
-    from app.domain import deliveries
     from app.work import delivering
 
     ctx.redis.hset(
@@ -232,9 +231,9 @@ def test_a_delivery_whose_every_attempt_ended_its_worker_goes_to_the_dead_letter
         },
     )
     assert delivering.attempt(ctx, "dlv_poison") == "dead"
-    record = deliveries.get(ctx, "dlv_poison")
+    record = ctx.deliveries.get("dlv_poison")
     assert record["state"] == "dead" and "stopped during each of" in record["last_error"]
-    assert [d["delivery_id"] for d in deliveries.dead_letters(ctx)] == ["dlv_poison"]
+    assert [d["delivery_id"] for d in ctx.deliveries.dead_letters()] == ["dlv_poison"]
 
 
 def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_one_is_dead(
@@ -243,7 +242,6 @@ def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_on
     """A lane entry names the hook it goes to, so the attempt reads the subscription with the record; an RQ
     retry (no entry) reads it apart. Either way, a subscription removed after the delivery was planned
     ends it in the dead letters with the reason."""
-    from app.domain import deliveries
     from app.work import delivering
     from app.work.intake import IntakeLane
 
@@ -267,12 +265,12 @@ def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_on
             d["delivery_id"]: d
             for d in client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
         }
-    by_hook = {deliveries.get(ctx, i)["hook_id"]: d for i, d in states.items()}
+    by_hook = {ctx.deliveries.get(i)["hook_id"]: d for i, d in states.items()}
     assert by_hook[kept["id"]]["state"] == "delivered" and len(receiver.requests) == 1
     assert by_hook[removed["id"]]["state"] == "dead"
     assert by_hook[removed["id"]]["last_error"] == "the hook subscription was removed"
     retry = next(i for i, d in states.items() if d["state"] == "delivered")
-    deliveries.update(ctx, retry, state="retrying")  # as an RQ retry finds it: no lane entry
+    ctx.deliveries.update(retry, state="retrying")  # as an RQ retry finds it: no lane entry
     assert delivering.attempt(ctx, retry) == "delivered" and len(receiver.requests) == 2
 
 
@@ -285,7 +283,7 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
     delivery never attempted), so it waited for ever. The job's name is kept on the delivery now."""
     from rq.job import Job
 
-    from app.domain import deliveries, pacing
+    from app.domain import pacing
     from app.stores import queues
     from app.work import delivering, jobs
     from app.work.intake import IntakeLane
@@ -308,11 +306,11 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
         DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
         [waiting] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
     delivery_id, queue = waiting["delivery_id"], ctx.queue(queues.DELIVER)
-    record = deliveries.get(ctx, delivery_id)
+    record = ctx.deliveries.get(delivery_id)
     assert record["state"] == "retrying" and "-slot-" in record["retry_job"], record
     job = Job.fetch(record["retry_job"], connection=ctx.rq_redis)
     # as the reconciler finds it, overdue
-    ctx.redis.zadd(deliveries.open_key(ctx), {delivery_id: 0})
+    ctx.redis.zadd(ctx.deliveries.open_key, {delivery_id: 0})
 
     # released by RQ's scheduler, popped by a worker that died
     queue.scheduled_job_registry.remove(job)
@@ -324,6 +322,6 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
     queue.remove(job.id)
     job.delete()
     assert jobs.reconcile()["deliveries_requeued"] == 1
-    planned = deliveries.get(ctx, delivery_id)["retry_job"]
+    planned = ctx.deliveries.get(delivery_id)["retry_job"]
     assert planned.endswith("-recovered") and planned in queue.scheduled_job_registry.get_job_ids()
-    assert deliveries.get(ctx, delivery_id)["state"] == "retrying" and fake_teams.posted == []
+    assert ctx.deliveries.get(delivery_id)["state"] == "retrying" and fake_teams.posted == []

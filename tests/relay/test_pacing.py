@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from app.domain import deliveries, pacing
+from app.domain import pacing
 from connectors import teams
 from connectors.base import Delivery, Pace
 from tests.relay.test_deliveries import delivered
@@ -80,7 +80,7 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(
         assert {d["state"] for d in done} == {"delivered"}, [
             d["last_error"] for d in done if d["last_error"]
         ]
-        records = [deliveries.get(relay.ctx, d["delivery_id"]) for d in done]
+        records = [relay.ctx.deliveries.get(d["delivery_id"]) for d in done]
         slots = sorted(float(record["paced_slot"]) for record in records)
         spacing = 1 / 3.5
         assert all(b - a >= spacing - 1e-6 for a, b in itertools.pairwise(slots)), (
@@ -112,7 +112,7 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(
             "the webhooks delivered while the cards wait",
             show=lambda: client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"],
         )
-    kept = sorted(float(deliveries.get(relay.ctx, d["delivery_id"])["paced_at"]) for d in waiting)
+    kept = sorted(float(relay.ctx.deliveries.get(d["delivery_id"])["paced_at"]) for d in waiting)
     assert kept == pytest.approx([busy.at + spacing, busy.at + 2 * spacing], abs=1e-6), (
         "their slots, kept"
     )

@@ -10,7 +10,7 @@ import json
 import time
 from datetime import date, timedelta
 
-from app.domain import budgets, deliveries, retention
+from app.domain import budgets, retention
 from tests.relay.test_batches import finished
 from tests.support.servers import eventually
 
@@ -29,7 +29,7 @@ def settled(relay, task_ids: list[str]) -> None:
     def state():
         return {
             "fanout": [ctx.tasks.get(task_id).get("fanout") for task_id in task_ids],
-            "open deliveries": ctx.redis.zcard(deliveries.open_key(ctx)),
+            "open deliveries": ctx.redis.zcard(ctx.deliveries.open_key),
         }
 
     eventually(

@@ -513,8 +513,6 @@ def test_airtable_writes_from_two_workers_share_one_pace_per_base(make_relay, fa
     one base share the pace; another base has its own."""
     from itertools import pairwise
 
-    from app.domain import deliveries
-
     rows = [(AIRTABLE[0], "Deals", "rec" + "C" * 13 + str(n)) for n in range(6)]
     for row in rows:
         fake_airtable.add_row(
@@ -550,7 +548,7 @@ def test_airtable_writes_from_two_workers_share_one_pace_per_base(make_relay, fa
             write for task in tasks for write in settled(client, task["task_id"], timeout=120)
         ]
     assert [w["state"] for w in writes] == ["delivered"] * 12, [w["last_error"] for w in writes]
-    records = [deliveries.get(relay.ctx, w["delivery_id"]) for w in writes]
+    records = [relay.ctx.deliveries.get(w["delivery_id"]) for w in writes]
     slots = sorted(float(record["paced_slot"]) for record in records)
     assert all(b - a >= 1 / airtable.WRITES_PER_SECOND - 1e-6 for a, b in pairwise(slots)), (
         f"a spacing apart: {slots}"

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from app.domain.deliveries import file_link
+from app.domain.links import file_link
 
 HUBSPOT = {"token": "pat-na1-test-token", "fields": {"status": "relay_status"}}
 

@@ -17,7 +17,7 @@ from app.core.formats import LABELS, export_formats
 from app.core.ids import digest
 from app.core.states import TASK_ENDED
 from app.domain import budgets, exports
-from app.domain.deliveries import file_link
+from app.domain.links import file_link
 from app.stores import installations
 from app.stores.context import Context
 from app.stores.intake_stream import record_command

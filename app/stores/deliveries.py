@@ -1,0 +1,155 @@
+"""Delivery records: one hash per (task, destination), the index of deliveries not done yet, and the dead
+letters. This store owns those keys and their Lua; what a delivery does next is decided in
+app.domain.deliveries.
+
+A record's fields: its ids (delivery, tenant, task; a saved destination's or hook's, if any), ``kind``,
+``state`` (app.core.states.DeliveryState), ``attempts``, the ``event`` it carries (JSON), ``export``, a
+sealed ``config`` (an inline destination), and what its attempts left: ``last_error``, ``location``,
+``external_id``, ``progress`` (a resumable upload's state), ``next_attempt_at``, ``retry_job``, the pace
+slot (``paced_at`` while it waits for it, ``paced_slot`` once used) and its ``lane_entry``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis import Redis
+
+from app.core.states import DELIVERY_SETTLED, lua_set
+from app.stores.tasks import field_pairs, to_field
+
+# KEYS: the delivery record, and optionally the hash holding what it goes to. ARGV: the most attempts, now,
+# the target's field. Returns the record as it was, the target (or nil), and 1 when this attempt started.
+_BEGIN = (
+    lua_set("SETTLED", DELIVERY_SETTLED)
+    + """
+local record = redis.call('HGETALL', KEYS[1])
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or SETTLED[state] then return {record, false, 0} end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
+if state == 'delivering' and attempts > tonumber(ARGV[1]) then return {record, false, 0} end
+redis.call('HSET', KEYS[1], 'state', 'delivering', 'attempts', attempts, 'updated_at', ARGV[2])
+local target = false
+if KEYS[2] then target = redis.call('HGET', KEYS[2], ARGV[3]) end
+return {record, target, 1}
+"""
+)
+
+# KEYS: the delivery record. ARGV: its field/value pairs. Nothing is written for a delivery planned before (the
+# finish hook ran again after a crash): it may have been attempted since.
+_RECORD = """
+if redis.call('HSETNX', KEYS[1], 'delivery_id', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+
+class DeliveryStore:
+    def __init__(self, redis: Redis, prefix: str):
+        self._redis, self._prefix = redis, prefix
+        self._begin = redis.register_script(_BEGIN)
+        self._record = redis.register_script(_RECORD)
+        self.open_key = prefix + "deliveries:open"
+        """Deliveries not done yet, scored by when the reconciler should look at them if still not done."""
+        self.dead_key = prefix + "deadletter"
+        """Dead deliveries, scored by when they died."""
+
+    def key_for(self, delivery_id: str) -> str:
+        return f"{self._prefix}delivery:{delivery_id}"
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def get(self, delivery_id: str, tenant_id: str | None = None) -> dict | None:
+        raw = self._redis.hgetall(self.key_for(delivery_id))
+        if not raw or (tenant_id is not None and raw["tenant_id"] != tenant_id):
+            return None
+        return raw
+
+    def states(self, delivery_ids: list[str]) -> dict[str, str]:
+        """The state of each delivery that still has a record, in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for delivery_id in delivery_ids:
+            pipe.hget(self.key_for(delivery_id), "state")
+        found = zip(delivery_ids, pipe.execute(), strict=True)
+        return {delivery_id: state for delivery_id, state in found if state is not None}
+
+    def attempts(self, delivery_id: str) -> int:
+        return int(self._redis.hget(self.key_for(delivery_id), "attempts") or 0)
+
+    def dead_letters(self, tenant_id: str | None = None) -> list[dict]:
+        """Dead deliveries, the latest to die first."""
+        ids = self._redis.zrevrange(self.dead_key, 0, -1)
+        return [found for i in ids if (found := self.get(i, tenant_id))]
+
+    def overdue(self, now: float, limit: int) -> list[str]:
+        """Deliveries not done whose time to be looked at has come (the reconciler's)."""
+        return self._redis.zrangebyscore(self.open_key, "-inf", now, start=0, num=limit)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def record(self, pipe, delivery_id: str, fields: dict[str, Any]) -> None:
+        """Queue on ``pipe`` a new record, unless the delivery was planned before."""
+        self._record(
+            keys=[self.key_for(delivery_id)],
+            args=[delivery_id, *field_pairs(fields)],
+            client=pipe,
+        )
+
+    def update(self, delivery_id: str, pipe=None, **fields: Any) -> None:
+        """Set fields of the record, at once or queued on ``pipe``."""
+        fields.setdefault("updated_at", time.time())
+        (pipe or self._redis).hset(
+            self.key_for(delivery_id), mapping={k: to_field(v) for k, v in fields.items()}
+        )
+
+    def begin(
+        self, delivery_id: str, max_attempts: int, target: tuple[str, str] | None = None
+    ) -> tuple[dict | None, str | None, bool]:
+        """Start an attempt in one round trip: the record as it was (None: gone), the stored target when its
+        (key, field) is given, and whether the attempt started. It does not for a delivery delivered or
+        dead, nor for one whose every attempt so far ended with its worker (left "delivering" past the
+        last one)."""
+        keys, args = [self.key_for(delivery_id)], [max_attempts, time.time()]
+        if target:
+            keys.append(target[0])
+            args.append(target[1])
+        pairs, stored, started = self._begin(keys=keys, args=args)
+        record = dict(zip(pairs[::2], pairs[1::2], strict=True))
+        return record or None, stored, bool(started)
+
+    def use_slot(self, delivery_id: str, slot_at: float) -> None:
+        """The attempt goes in its pace slot: kept as ``paced_slot``; a later retry reserves its own."""
+        pipe = self._redis.pipeline()
+        pipe.hset(self.key_for(delivery_id), "paced_slot", slot_at)
+        pipe.hdel(self.key_for(delivery_id), "paced_at")
+        pipe.execute()
+
+    def name_retry(self, delivery_id: str, job_id: str) -> None:
+        """The RQ job that will make the next attempt, named before it exists (the reconciler looks for it)."""
+        self._redis.hset(self.key_for(delivery_id), "retry_job", job_id)
+
+    def look_again_at(self, delivery_id: str, when: float) -> None:
+        self._redis.zadd(self.open_key, {delivery_id: when})
+
+    def settled(self, pipe, delivery_id: str, dead_at: float | None = None) -> None:
+        """Queue on ``pipe``: no longer open, and in the dead letters when it died (at ``dead_at``)."""
+        pipe.zrem(self.open_key, delivery_id)
+        if dead_at is not None:
+            pipe.zadd(self.dead_key, {delivery_id: dead_at})
+
+    def unsettle(self, delivery_id: str) -> None:
+        """Not open any more (gone, or settled already): the reconciler stops looking at it."""
+        self._redis.zrem(self.open_key, delivery_id)
+
+    def raise_from_dead(self, delivery_id: str) -> float | None:
+        """Out of the dead letters (a replay); returns when it had died, if it was there."""
+        died_at = self._redis.zscore(self.dead_key, delivery_id)
+        return died_at if self._redis.zrem(self.dead_key, delivery_id) else None
+
+    def forget(self, pipe, delivery_ids: list[str]) -> None:
+        """Queue on ``pipe`` the removal of these deliveries' records and their places in the indexes."""
+        if delivery_ids:
+            pipe.delete(*(self.key_for(d) for d in delivery_ids))
+            pipe.zrem(self.dead_key, *delivery_ids)
+            pipe.zrem(self.open_key, *delivery_ids)
