@@ -194,9 +194,7 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: 
     store = ctx.deliveries
     recheck_at = time.time() + delay + ctx.config.delivery_recheck_seconds
     if delay <= 0:
-        lane_stream.add(
-            ctx, delivery_id, store.key_for(delivery_id), store.open_key, recheck_at, pipe=pipe
-        )
+        store.to_lane(delivery_id, recheck_at, pipe=pipe)
         return
     assert pipe is None, "a later attempt is an RQ job, enqueued on its own"
     job_id = f"deliver-{delivery_id}-{store.attempts(delivery_id)}" + (f"-{tag}" if tag else "")

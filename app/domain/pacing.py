@@ -22,27 +22,6 @@ RELEASED_EARLY_SECONDS = HOLD_SECONDS + 1.0
 """How early RQ's scheduler may hand back a delivery for its slot (whole seconds, and its polling): the lane
 waits for the rest of a slot already reserved, up to this long."""
 
-# KEYS: the destination's schedule. ARGV: seconds between slots, how many may go at once, 1 to take a slot
-# only if it is free now, now ('' for Redis's clock; tests pass their own), a slot reserved before ('' for
-# none) and how long past it may be and still be used. Returns the slot (seconds; a new one is never before now)
-# and now, to the microsecond. The schedule is kept until a whole burst is free again, on Redis's own clock.
-_RESERVE = """
-local clock = redis.call('TIME')
-clock = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local function micros(seconds) return tonumber(string.format('%.6f', seconds)) end
-local now = micros(tonumber(ARGV[4]) or clock)  -- what is compared here is what is answered and kept
-local function answer(slot) return {string.format('%.6f', slot), string.format('%.6f', now)} end
-local kept = tonumber(ARGV[5]) and micros(tonumber(ARGV[5]))
-if kept and kept >= now - tonumber(ARGV[6]) then return answer(kept) end
-local spacing, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
-local slot = micros(math.max(next_free, now - spacing * (burst - 1)))
-if ARGV[3] == '1' and slot > now then return answer(slot) end
-local keep = math.max(1000, math.ceil((slot + spacing * burst - clock) * 1000) + 1000)
-redis.call('SET', KEYS[1], string.format('%.6f', slot + spacing), 'PX', keep)
-return answer(math.max(slot, now))
-"""
-
 
 @dataclass(frozen=True)
 class Slot:
@@ -78,13 +57,13 @@ def _slot(
     reserved: float | None = None,
     now: float | None = None,
 ) -> Slot:
-    args = [
-        1.0 / pace.per_second,
-        pace.burst,
-        int(only_now),
-        "" if now is None else repr(now),
-        "" if reserved is None else repr(reserved),
-        HOLD_SECONDS,
-    ]
-    at, given = ctx.script("pace-reserve", _RESERVE)(keys=[ctx.key("pace", pace.key)], args=args)
-    return Slot(float(at), float(given))
+    at, given = ctx.paces.slot(
+        pace.key,
+        spacing=1.0 / pace.per_second,
+        burst=pace.burst,
+        only_now=only_now,
+        now=now,
+        reserved=reserved,
+        reserved_for=HOLD_SECONDS,
+    )
+    return Slot(at, given)

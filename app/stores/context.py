@@ -25,6 +25,7 @@ from app.stores.deliveries import DeliveryStore
 from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import EventLog
 from app.stores.idempotency import IdempotencyStore
+from app.stores.paces import PaceStore
 from app.stores.records import RecordStore
 from app.stores.tasks import TaskStore
 from app.stores.tenants import Tenant, TenantStore
@@ -48,6 +49,7 @@ class Context:
     destinations: DestinationStore
     hooks: HookStore
     deliveries: DeliveryStore
+    paces: PaceStore
     usage: UsageRows
     batches: BatchStore
     budgets: BudgetStore
@@ -158,6 +160,7 @@ def build_context(config: RelayConfig) -> Context:
         destinations=DestinationStore(redis, prefix, box),
         hooks=HookStore(redis, prefix, box),
         deliveries=DeliveryStore(redis, prefix),
+        paces=PaceStore(redis, prefix),
         usage=UsageRows(redis, prefix),
         batches=BatchStore(redis, prefix),
         budgets=BudgetStore(redis, prefix),

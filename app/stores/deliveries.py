@@ -45,11 +45,38 @@ return 1
 """
 
 
+# KEYS: lane stream, delivery record, open deliveries. ARGV: delivery id, when to look at it if not done.
+# Only a delivery not yet attempted, and not in the lane already, is added: follow-ups planned twice (a
+# finish hook run again after a refused write, or by a racing webhook and poll) must not add a second
+# entry, which another worker could run at the same time as the first. The entry carries what the delivery
+# goes to (tenant, saved destination or hook), so an attempt reads that with its record in one round trip.
+_TO_LANE = """
+local record = redis.call('HMGET', KEYS[2], 'state', 'lane_entry', 'tenant_id', 'destination_id', 'hook_id')
+if record[1] and record[1] ~= 'pending' then return false end
+local queued = record[2]
+if queued and queued ~= '' and #redis.call('XRANGE', KEYS[1], queued, queued, 'COUNT', 1) > 0 then
+  return queued
+end
+local fields = {'delivery', ARGV[1]}
+for i, name in ipairs({'tenant_id', 'destination_id', 'hook_id'}) do
+  local value = record[i + 2]
+  if value and value ~= '' then table.insert(fields, name); table.insert(fields, value) end
+end
+local entry = redis.call('XADD', KEYS[1], '*', unpack(fields))
+redis.call('HSET', KEYS[2], 'lane_entry', entry)
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+return entry
+"""
+
+
 class DeliveryStore:
     def __init__(self, redis: Redis, prefix: str):
         self._redis, self._prefix = redis, prefix
         self._begin = redis.register_script(_BEGIN)
         self._record = redis.register_script(_RECORD)
+        self._to_lane = redis.register_script(_TO_LANE)
+        self.lane_key = prefix + "lane"
+        """The delivery lane's stream (app.stores.lane_stream): deliveries due now."""
         self.open_key = prefix + "deliveries:open"
         """Deliveries not done yet, scored by when the reconciler should look at them if still not done."""
         self.dead_key = prefix + "deadletter"
@@ -117,6 +144,16 @@ class DeliveryStore:
         pairs, stored, started = self._begin(keys=keys, args=args)
         record = dict(zip(pairs[::2], pairs[1::2], strict=True))
         return record or None, stored, bool(started)
+
+    def to_lane(self, delivery_id: str, recheck_at: float, pipe=None) -> None:
+        """Queue a delivery's attempt now, remembering its entry on the record: one atomic Redis call (at
+        once, or queued on ``pipe``), which does nothing for a delivery already in the lane or already
+        attempted. ``recheck_at``: when the reconciler looks at it if it is not done by then."""
+        self._to_lane(
+            keys=[self.lane_key, self.key_for(delivery_id), self.open_key],
+            args=[delivery_id, recheck_at],
+            client=pipe,
+        )
 
     def use_slot(self, delivery_id: str, slot_at: float) -> None:
         """The attempt goes in its pace slot: kept as ``paced_slot``; a later retry reserves its own."""

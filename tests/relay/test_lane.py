@@ -58,13 +58,7 @@ def idle_ms(ctx) -> int:
 
 def add(ctx, *delivery_ids: str) -> None:
     for delivery_id in delivery_ids:
-        lane_stream.add(
-            ctx,
-            delivery_id,
-            ctx.key("delivery", delivery_id),
-            ctx.key("deliveries", "open"),
-            time.time(),
-        )
+        ctx.deliveries.to_lane(delivery_id, time.time())
 
 
 class Attempts:
