@@ -13,10 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
-
-from rq import Retry
 
 from app.core.ids import digest
 from app.core.states import DELIVERY_SETTLED
@@ -31,7 +28,6 @@ log = logging.getLogger(__name__)
 
 WRITE_BACK_START_SLOT, WRITE_BACK_SLOT = "write-back:start", "write-back"
 """The two writes to a task's record: Generating as it starts, then Ready or Failed (app.domain.write_back)."""
-_CRASH_RETRY = Retry(max=3, interval=[5, 30, 120])  # a worker killed mid-job: RQ runs the job again
 RECOVERED_AFTER_SECONDS = 1.0
 """When a retry whose job went missing is tried again (the reconciler found it)."""
 
@@ -201,19 +197,7 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: 
     # named on the record before it exists: the reconciler looks for this job, and plans another only if it
     # is missing (a crash right here), never beside a job it could not name
     store.name_retry(delivery_id, job_id)
-    # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
-    # RQ keeps a scheduled time in whole seconds, rounded down: a second more, so a retry never runs before
-    # the Retry-After it was given
-    ctx.queue(queues.DELIVER).enqueue_in(
-        timedelta(seconds=delay + 1),
-        queues.job("deliver"),
-        delivery_id,
-        job_id=job_id,
-        job_timeout=3600,
-        result_ttl=0,
-        failure_ttl=ctx.config.job_failure_ttl_seconds,
-        retry=_CRASH_RETRY,
-    )
+    queues.enqueue_delivery_retry(ctx, delivery_id, job_id, delay)
     store.look_again_at(delivery_id, recheck_at)
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from datetime import timedelta
 
 from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
 from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job
 
 from app.stores.context import Context
 
@@ -124,3 +127,74 @@ def enqueue_submit(ctx: Context, task_id: str) -> None:
     )
     # the reconciler looks at the task if it is still waiting then (a job lost between Redis and a worker)
     ctx.tasks.watch(task_id, time.time() + intervals[0] + ctx.config.reconcile_quiet_seconds)
+
+
+_CRASH_RETRY = Retry(max=3, interval=[5, 30, 120])  # a worker killed mid-job: RQ runs the job again
+_EVENT_RETRY = Retry(max=6, interval=[1, 5, 30, 120, 600, 1800])
+
+
+def enqueue_delivery_retry(ctx: Context, delivery_id: str, job_id: str, delay: float) -> None:
+    """The next attempt at a delivery, after ``delay`` (a backoff, or until its pace slot is near)."""
+    # result_ttl=0: the delivery record is the result; keeping RQ's copy only costs writes per job
+    # RQ keeps a scheduled time in whole seconds, rounded down: a second more, so a retry never runs before
+    # the Retry-After it was given
+    ctx.queue(DELIVER).enqueue_in(
+        timedelta(seconds=delay + 1),
+        job("deliver"),
+        delivery_id,
+        job_id=job_id,
+        job_timeout=3600,
+        result_ttl=0,
+        failure_ttl=ctx.config.job_failure_ttl_seconds,
+        retry=_CRASH_RETRY,
+    )
+
+
+def enqueue_slack_progress(ctx: Context, task_id: str, delay: float) -> None:
+    """The next progress update of an /overten command's task (best effort: no retry)."""
+    ctx.queue(SUBMIT).enqueue_in(
+        timedelta(seconds=delay),
+        job("slack_progress"),
+        task_id,
+        job_timeout=120,
+        result_ttl=0,
+        failure_ttl=86_400,
+    )
+
+
+def job_exists(ctx: Context, job_id: str) -> bool:
+    return bool(ctx.rq_redis.exists(Job.key_for(job_id)))
+
+
+def event_retry_job(ctx: Context, fields: dict, entry_id: str, job_id: str) -> tuple[Queue, Job]:
+    """The RQ job that retries a webhook the intake lane could not apply (its entry goes when it is done)."""
+    queue = ctx.queue(EVENTS)
+    return queue, queue.create_job(
+        job("process_upstream_event"),
+        args=(fields["tenant"], fields["task"], fields["body"], entry_id),
+        job_id=job_id,
+        timeout=120,
+        retry=_EVENT_RETRY,
+        **kept_for(ctx),
+    )
+
+
+def slack_command_job(ctx: Context, fields: dict, entry_id: str, job_id: str) -> tuple[Queue, Job]:
+    """The RQ job that runs the background half of an /overten command (its entry goes when it is done)."""
+    queue = ctx.queue(SUBMIT)
+    return queue, queue.create_job(
+        job("slack_command"),
+        args=(fields["job"], json.loads(fields["request"]), entry_id),
+        job_id=job_id,
+        timeout=300,
+        **kept_for(ctx),
+    )
+
+
+def hand_over(queue: Queue, new: Job) -> bool:
+    """Queue a job unless one with its id exists (False then: it was handed over before)."""
+    try:
+        queue.enqueue_job(new, unique=True)
+    except DuplicateJobError:
+        return False
+    return True

@@ -14,15 +14,11 @@ See docs/decisions/0004-intake-stream.md and 0013-intake-lane.md.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 
 from redis.exceptions import RedisError
-from rq import Retry
-from rq.exceptions import DuplicateJobError
-from rq.job import Job
 
 from app.core.ids import digest
 from app.stores import intake_stream, queues
@@ -31,8 +27,6 @@ from app.work import jobs
 from app.work.lane import StreamLane
 
 log = logging.getLogger(__name__)
-
-_EVENT_RETRY = Retry(max=6, interval=[1, 5, 30, 120, 600, 1800])
 
 
 class IntakeLane(StreamLane):
@@ -60,45 +54,28 @@ class IntakeLane(StreamLane):
     def handle(self, entry_id: str, fields: dict, reclaimed: bool) -> bool:
         if fields.get("kind") == "slack":
             return self._hand_to_rq(*self._command_job(entry_id, fields))
-        queue = self._ctx.queue(queues.EVENTS)
         job_id = webhook_job_id(fields["tenant"], fields["webhook"])
         # handed to RQ before: RQ has it
-        if reclaimed and self._ctx.rq_redis.exists(Job.key_for(job_id)):
-            return self._recover(queue, job_id)
+        if reclaimed and queues.job_exists(self._ctx, job_id):
+            return self._recover(self._ctx.queue(queues.EVENTS), job_id)
         try:
             jobs.apply_webhook(self._ctx, fields["tenant"], fields["task"], fields["body"])
         except RedisError:
             raise  # the outcome may not be recorded: taken up again after a lease
         except Exception:
             log.exception("intake: webhook %s failed; RQ retries it", fields["webhook"])
-            job = queue.create_job(
-                jobs.process_upstream_event,
-                args=(fields["tenant"], fields["task"], fields["body"], entry_id),
-                job_id=job_id,
-                timeout=120,
-                retry=_EVENT_RETRY,
-                **queues.kept_for(self._ctx),
-            )
-            return self._hand_to_rq(queue, job)
+            return self._hand_to_rq(*queues.event_retry_job(self._ctx, fields, entry_id, job_id))
         return True
 
     def _command_job(self, entry_id: str, fields: dict):
-        queue = self._ctx.queue(queues.SUBMIT)
-        return queue, queue.create_job(
-            jobs.slack_command,
-            args=(fields["job"], json.loads(fields["request"]), entry_id),
-            job_id="slack-" + digest(fields["dedupe"], 40),
-            timeout=300,
-            **queues.kept_for(self._ctx),
-        )
+        job_id = "slack-" + digest(fields["dedupe"], 40)
+        return queues.slack_command_job(self._ctx, fields, entry_id, job_id)
 
     def _hand_to_rq(self, queue, job) -> bool:
         """Queue the entry's job, which lets the entry go when it is done (so False: not here)."""
-        try:
-            queue.enqueue_job(job, unique=True)
-        except DuplicateJobError:  # handed over before: see how its job is doing
-            return self._recover(queue, job.id)
-        return False
+        if queues.hand_over(queue, job):
+            return False
+        return self._recover(queue, job.id)  # handed over before: see how its job is doing
 
     def _recover(self, queue, job_id: str) -> bool:
         """An entry whose job exists already. Finished: the entry goes. Lost on its way to a worker: it is

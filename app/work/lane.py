@@ -28,8 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from redis.exceptions import RedisError, ResponseError
 
-from app.core.streams import ReaderThread, ensure_group, let_go, let_go_on
+from app.core.streams import ReaderThread
 from app.stores import lane_stream
+from app.stores.consumer_group import ConsumerGroup
 from app.stores.context import Context
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,9 @@ class StreamLane:
         # how often leases are renewed, at the longest; a renewal can come up to two ticks apart, and a busy
         # process can be late by a second or more: a sixth of the lease leaves room for both
         self._tick = min(1.0, lease_seconds / 6)
-        self._stream, self._group = stream, group
-        self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._entries = ConsumerGroup(
+            ctx.redis, stream, group, consumer or f"{socket.gethostname()}-{os.getpid()}"
+        )
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"relay-{self.name}")
         # the entries whose attempts run here; changed by the pool's threads too
         self._running: set[str] = set()
@@ -107,41 +109,22 @@ class StreamLane:
     def _release(self, entry_ids: list[str]) -> None:
         """Entries taken but not started: marked idle for longer than any lease, so the next worker's
         XAUTOCLAIM takes them at once instead of after a lease."""
-        self._ctx.redis.xclaim(
-            self._stream, self._group, self._consumer, 0, entry_ids, idle=2**31, justid=True
-        )
+        self._entries.release(entry_ids)
 
     def _take(self, count: int, block_ms: int | None) -> list[tuple[str, dict, bool]]:
         """Entries idle for a lease (their worker died) first, then new ones: (id, fields, reclaimed)."""
         if not self._grouped:
-            ensure_group(self._ctx.redis, self._stream, self._group)
+            self._entries.ensure()
             self._grouped = True
         claimed: list = []
         if self._clock() - self._claimed_at >= self._tick:
-            _, claimed, _ = self._ctx.redis.xautoclaim(
-                self._stream,
-                self._group,
-                self._consumer,
-                self._lease_ms,
-                start_id="0-0",
-                count=count,
-            )
+            claimed = self._entries.claim_idle(self._lease_ms, count)
             # full: more may wait
             self._claimed_at = -math.inf if len(claimed) == count else self._clock()
         entries = [(entry_id, fields, True) for entry_id, fields in claimed]
         if len(entries) < count:
-            fresh = self._ctx.redis.xreadgroup(
-                self._group,
-                self._consumer,
-                {self._stream: ">"},
-                count=count - len(entries),
-                block=None if entries else block_ms,
-            )
-            entries += [
-                (entry_id, fields, False)
-                for _, batch in (fresh or [])
-                for entry_id, fields in batch
-            ]
+            fresh = self._entries.read_new(count - len(entries), None if entries else block_ms)
+            entries += [(entry_id, fields, False) for entry_id, fields in fresh]
         return entries
 
     def drain(self) -> int:
@@ -185,7 +168,7 @@ class StreamLane:
     def _run(self, entry_id: str, fields: dict, reclaimed: bool) -> None:
         try:
             if self.handle(entry_id, fields, reclaimed):
-                let_go(self._ctx.redis, self._stream, self._group, entry_id)
+                self._entries.let_go(entry_id)
         # the outcome may not be recorded: the entry is claimed again after a lease
         except RedisError as exc:
             log.warning("%s: entry %s left for a retry: %s", self.name, entry_id, exc)
@@ -195,7 +178,7 @@ class StreamLane:
 
     def let_go_on(self, pipe, entry_id: str) -> None:
         """For a handler: the entry goes with the writes queued on ``pipe`` (then it returns False)."""
-        let_go_on(pipe, self._stream, self._group, entry_id)
+        self._entries.let_go_on(pipe, entry_id)
 
     def _renew_leases(self) -> None:
         """Reset the idle time of the entries running here, so no other worker claims them."""
@@ -206,9 +189,7 @@ class StreamLane:
             running = list(self._running)
         if running:
             try:
-                self._ctx.redis.xclaim(
-                    self._stream, self._group, self._consumer, 0, running, justid=True
-                )
+                self._entries.renew(running)
             # a missed renewal only shortens the lease; the next may succeed
             except RedisError as exc:
                 log.warning(

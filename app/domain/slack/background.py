@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import timedelta
 
 from slack_sdk.webhook import WebhookClient
 
@@ -206,11 +205,4 @@ def _session_start(ctx: Context, task_id: str, sealed_url: str, deadline: float)
 
 
 def _schedule_progress(ctx: Context, task_id: str) -> None:
-    ctx.queue(queues.SUBMIT).enqueue_in(
-        timedelta(seconds=ctx.config.slack_progress_seconds),
-        queues.job("slack_progress"),
-        task_id,
-        job_timeout=120,
-        result_ttl=0,
-        failure_ttl=86_400,
-    )
+    queues.enqueue_slack_progress(ctx, task_id, ctx.config.slack_progress_seconds)

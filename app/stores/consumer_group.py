@@ -1,0 +1,53 @@
+"""One process's reading of a Redis stream through a consumer group: the entries a lane (app.work.lane) takes,
+runs and lets go. An entry stays pending until its work is done; one whose reader died is claimed by another
+once idle for a lease, and a reader keeps the entries it is running from looking idle."""
+
+from __future__ import annotations
+
+from redis import Redis
+
+from app.core.streams import ensure_group, let_go, let_go_on
+
+Entry = tuple[str, dict]
+
+
+class ConsumerGroup:
+    def __init__(self, redis: Redis, stream: str, group: str, consumer: str):
+        self._redis, self.stream, self.group, self.consumer = redis, stream, group, consumer
+
+    def ensure(self) -> None:
+        """The group, made with its stream if need be (again after Redis lost both)."""
+        ensure_group(self._redis, self.stream, self.group)
+
+    def claim_idle(self, lease_ms: int, count: int) -> list[Entry]:
+        """Up to ``count`` entries other readers took and left idle for ``lease_ms``, now this reader's."""
+        _, claimed, _ = self._redis.xautoclaim(
+            self.stream, self.group, self.consumer, lease_ms, start_id="0-0", count=count
+        )
+        return claimed
+
+    def read_new(self, count: int, block_ms: int | None) -> list[Entry]:
+        """Up to ``count`` entries no reader has taken yet, waiting up to ``block_ms`` for one."""
+        read = self._redis.xreadgroup(
+            self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+        )
+        return [entry for _, entries in read or [] for entry in entries]
+
+    def renew(self, entry_ids: list[str]) -> None:
+        """The entries this reader is running look busy again: no other reader claims them for a lease."""
+        self._redis.xclaim(self.stream, self.group, self.consumer, 0, entry_ids, justid=True)
+
+    def release(self, entry_ids: list[str]) -> None:
+        """Entries taken but not started look idle for longer than any lease: the next reader's claim
+        takes them at once instead of after a lease."""
+        self._redis.xclaim(
+            self.stream, self.group, self.consumer, 0, entry_ids, idle=2**31, justid=True
+        )
+
+    def let_go(self, entry_id: str) -> None:
+        """The entry's work is done: acknowledged and deleted."""
+        let_go(self._redis, self.stream, self.group, entry_id)
+
+    def let_go_on(self, pipe, entry_id: str) -> None:
+        """let_go, queued on ``pipe`` with the writes that record the work done."""
+        let_go_on(pipe, self.stream, self.group, entry_id)
