@@ -9,7 +9,6 @@ from urllib.parse import urlsplit
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Worker
 
 from app.core import redis_connection, storage
 from app.core.config import RelayConfig
@@ -172,7 +171,7 @@ def _mib(size: int) -> str:
 
 
 def _workers(ctx: Context) -> list[Finding]:
-    workers = Worker.all(connection=ctx.rq_redis)
+    workers = queues.workers(ctx)
     waiting = {name: ctx.queue(name).count for name in queues.ALL}
     backlog = ", ".join(f"{name} {count}" for name, count in waiting.items())
     if not workers:

@@ -135,6 +135,11 @@ class Context:
             batch = self._batches.setdefault(name, GroupCommit(send))
         return batch.submit((keys, args))
 
+    def check_writable(self) -> None:
+        """Raise the RedisError of a Redis that cannot take a write (a full or read-only one still answers
+        PING)."""
+        self.redis.set(self.key("readyz"), "1", ex=60)
+
     def key(self, *parts: str) -> str:
         return self.config.key_prefix + ":".join(parts)
 

@@ -109,6 +109,13 @@ class DeliveryStore:
         ids = self._redis.zrevrange(self.dead_key, 0, -1)
         return [found for i in ids if (found := self.get(i, tenant_id))]
 
+    def dead_count(self) -> int:
+        return self._redis.zcard(self.dead_key)
+
+    def target(self, where: tuple[str, str]) -> str | None:
+        """What a delivery goes to, saved apart from it (a destination's or hook's hash and field)."""
+        return self._redis.hget(*where)
+
     def overdue(self, now: float, limit: int) -> list[str]:
         """Deliveries not done whose time to be looked at has come (the reconciler's)."""
         return self._redis.zrangebyscore(self.open_key, "-inf", now, start=0, num=limit)

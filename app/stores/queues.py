@@ -8,7 +8,7 @@ import math
 import time
 from datetime import timedelta
 
-from rq import Queue, Retry
+from rq import Queue, Retry, Worker
 from rq.exceptions import DuplicateJobError
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
@@ -198,3 +198,8 @@ def hand_over(queue: Queue, new: Job) -> bool:
     except DuplicateJobError:
         return False
     return True
+
+
+def workers(ctx: Context) -> list[Worker]:
+    """The workers alive (their heartbeats fresh), as RQ lists them."""
+    return Worker.all(connection=ctx.rq_redis)

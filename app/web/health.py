@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
-from rq import Worker
 
 from app.core import metrics, storage
 from app.core.metrics import Gauge
@@ -27,9 +26,8 @@ def readyz():
     """Ready for traffic: Redis takes a write (it is not full, read-only or gone) and at least one worker is
     alive (its heartbeat is fresh)."""
     try:
-        # a write: a full or read-only Redis still answers PING
-        ctx().redis.set(ctx().key("readyz"), "1", ex=60)
-        workers = Worker.all(connection=ctx().rq_redis)
+        ctx().check_writable()
+        workers = queues.workers(ctx())
     except RedisError as exc:
         kind = storage.trouble(exc) or "other"
         return jsonify(
@@ -86,6 +84,6 @@ def _waiting_work(ctx: Context) -> list[Gauge]:
         Gauge(
             "relay_dead_letters",
             "Deliveries that failed for good and wait for a replay.",
-            lambda: ctx.redis.zcard(ctx.deliveries.dead_key),
+            ctx.deliveries.dead_count,
         ),
     ]

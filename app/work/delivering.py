@@ -83,7 +83,7 @@ def _target(
     needed = target_of(ctx, record)
     if needed == hint:
         return read
-    return ctx.redis.hget(*needed) if needed else None
+    return ctx.deliveries.target(needed) if needed else None
 
 
 def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with_delivered) -> str:
