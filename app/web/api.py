@@ -17,14 +17,18 @@ from app.domain.serializers import record_view, task_view
 from app.stores.destinations import check_config
 from app.stores.idempotency import StoredAnswer, fingerprint
 from app.web.base import ctx, public, record_path, require_tenant, tenant
+from app.web.openapi import ERROR, JSON, V1
+from app.web.routing import Routes, json_body, query_params
 from connectors.registry import RECORD_KINDS
-from schemas.http import json_body, query_params
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
+route = Routes(bp, V1)
 
 
-@bp.get("/me")
+@route(
+    "GET", "/me", "The tenant behind the API key, and its usage", {200: "relay/me.json", 401: ERROR}
+)
 def me():
     current = tenant()
     return jsonify(
@@ -37,7 +41,13 @@ def me():
     )
 
 
-@bp.get("/formats")
+@route(
+    "GET",
+    "/formats",
+    "The document formats, labelled",
+    {200: None, 401: ERROR},
+    response_type={200: JSON},
+)
 def formats():
     """The formats POST /v1/documents takes, labelled (dynamic dropdowns in Zapier and Make)."""
     return jsonify({"items": document_formats()})
@@ -70,9 +80,26 @@ def check_destinations(body: dict) -> None:
             ) from None
 
 
-@bp.post("/documents")
+@route(
+    "POST",
+    "/documents",
+    "Generate or change a document",
+    {
+        200: "relay/task.json",
+        202: "relay/submit-accepted.json",
+        400: ERROR,
+        401: ERROR,
+        402: ERROR,
+        404: ERROR,
+        409: ERROR,
+        422: ERROR,
+    },
+    body="relay/submit-request.json",
+    description="Answers 202 at once (or 200 with the finished task when `wait` sufficed). "
+    "Send an Idempotency-Key header to make retries safe.",
+)
 def create_document():
-    body = json_body("relay/submit-request.json")
+    body = json_body()
     check_destinations(body)
     return idempotent(body, lambda: _submit(body))
 
@@ -140,7 +167,12 @@ def _answer(task: dict) -> tuple[int, dict]:
     }
 
 
-@bp.get("/tasks/<task_id>")
+@route(
+    "GET",
+    "/tasks/<task_id>",
+    "A task: status, progress, result, deliveries",
+    {200: "relay/task.json", 401: ERROR, 404: ERROR},
+)
 def get_task(task_id: str):
     task = ctx().tasks.get(task_id, tenant().tenant_id)
     if task is None:
@@ -159,7 +191,12 @@ def _record_key(record_key: str) -> str:
     return record_key
 
 
-@bp.get("/records/<path:record_key>")
+@route(
+    "GET",
+    "/records/<path:record_key>",
+    "A record's documents and tasks",
+    {200: "relay/record.json", 400: ERROR, 401: ERROR, 404: ERROR},
+)
 def get_record(record_key: str):
     tenant_id = tenant().tenant_id
     record = ctx().records.get(tenant_id, _record_key(record_key))
@@ -172,24 +209,42 @@ def get_record(record_key: str):
     return jsonify(view)
 
 
-@bp.delete("/records/<path:record_key>")
+@route(
+    "DELETE",
+    "/records/<path:record_key>",
+    "Forget a record: its next prompt starts new documents",
+    {204: None, 400: ERROR, 401: ERROR, 404: ERROR},
+)
 def forget_record(record_key: str):
     if not ctx().records.forget(tenant().tenant_id, _record_key(record_key)):
         raise NotFound("record_not_found", "No record with that key.")
     return "", 204
 
 
-@bp.get("/events")
+@route(
+    "GET",
+    "/events",
+    "Task events, newest first (polling triggers)",
+    {200: "items:relay/event.json", 400: ERROR, 401: ERROR},
+    query="relay/events-query.json",
+)
 def list_events():
-    query = query_params("relay/events-query.json")
+    query = query_params()
     events = ctx().events.newest(tenant().tenant_id, query.get("type"), query.get("limit", 50))
     return jsonify({"items": [links.with_links(ctx(), event) for event in events]})
 
 
-@bp.post("/exports")
+@route(
+    "POST",
+    "/exports",
+    "A link to a finished document in another format",
+    {201: None, 400: ERROR, 401: ERROR, 404: ERROR, 409: ERROR, 502: ERROR},
+    body="relay/export-create.json",
+    response_type={201: JSON},
+)
 def create_export():
     """A link to a finished document in another format; the link fetches a fresh copy each time."""
-    body = json_body("relay/export-create.json")
+    body = json_body()
     task = _export_source(body)
     try:
         link = exports.export_link(ctx(), tenant(), task, body["format"])

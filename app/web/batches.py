@@ -12,15 +12,32 @@ from app.core.errors import Conflict, Invalid, NotFound
 from app.domain import batch_files, batch_rows, batches, deliveries
 from app.web.api import check_destinations, idempotent
 from app.web.base import ctx, public, require_tenant, tenant
-from schemas.http import json_body, query_params
+from app.web.openapi import CSV, ERROR, V1
+from app.web.routing import Routes, body_schema, json_body, query_params
 
 bp = Blueprint("batches", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
+route = Routes(bp, V1)
 
 _SETTINGS = ("format", "prompt_template", "export", "callback_url", "on_error")
 
 
-@bp.post("/batches")
+@route(
+    "POST",
+    "/batches",
+    "One document per row of JSON or CSV (text/csv, multipart), at the API's pace",
+    {
+        202: "relay/batch.json",
+        400: ERROR,
+        401: ERROR,
+        402: ERROR,
+        404: ERROR,
+        409: ERROR,
+        413: ERROR,
+        422: ERROR,
+    },
+    body="relay/batch-create.json",
+)
 def create_batch():
     body = _batch_body()
     check_destinations(body)
@@ -33,7 +50,7 @@ def _create(body: dict) -> tuple[Response, int]:
 
 def _batch_body() -> dict[str, Any]:
     """The batch as JSON, or built from a CSV upload (text/csv with the settings in the query string, or
-    multipart/form-data with a ``file``); checked against relay/batch-create.json either way."""
+    multipart/form-data with a ``file``); checked against the declared body schema either way."""
     kind = (request.mimetype or "").lower()
     if kind == "text/csv":
         return _from_csv(request.get_data(as_text=True), request.args)
@@ -46,7 +63,7 @@ def _batch_body() -> dict[str, Any]:
                 field="file",
             )
         return _from_csv(upload.read().decode("utf-8", errors="replace"), request.form)
-    return json_body("relay/batch-create.json")
+    return json_body()
 
 
 def _from_csv(text: str, settings) -> dict[str, Any]:
@@ -61,18 +78,29 @@ def _from_csv(text: str, settings) -> dict[str, Any]:
         ]
     if settings.get("write_back"):
         body["write_back"] = {"connection": settings["write_back"]}
-    schemas.validate("relay/batch-create.json", body)
+    schemas.validate(body_schema(), body)
     return body
 
 
-@bp.get("/batches/<batch_id>")
+@route(
+    "GET",
+    "/batches/<batch_id>",
+    "A batch's progress",
+    {200: "relay/batch.json", 401: ERROR, 404: ERROR},
+)
 def get_batch(batch_id: str):
     return jsonify(_answer(_batch(batch_id)))
 
 
-@bp.get("/batches/<batch_id>/rows")
+@route(
+    "GET",
+    "/batches/<batch_id>/rows",
+    "A batch's rows, by state, a page at a time",
+    {200: "items:relay/batch-row.json", 400: ERROR, 401: ERROR, 404: ERROR},
+    query="relay/batch-rows-query.json",
+)
 def batch_rows_page(batch_id: str):
-    query = query_params("relay/batch-rows-query.json")
+    query = query_params()
     batch = _batch(batch_id)
     rows, cursor = batches.page(
         ctx(), batch, query.get("state"), query.get("cursor", 0), query.get("limit", 100)
@@ -80,14 +108,24 @@ def batch_rows_page(batch_id: str):
     return jsonify({"items": rows, "next_cursor": cursor})
 
 
-@bp.post("/batches/<batch_id>/retry")
+@route(
+    "POST",
+    "/batches/<batch_id>/retry",
+    "Run the failed rows again",
+    {202: "relay/batch.json", 401: ERROR, 404: ERROR},
+)
 def retry_batch(batch_id: str):
     batch = _batch(batch_id)
     retried = batches.retry(ctx(), batch)
     return jsonify({**_answer(ctx().batches.get(batch_id) or batch), "retried": retried}), 202
 
 
-@bp.post("/batches/<batch_id>/cancel")
+@route(
+    "POST",
+    "/batches/<batch_id>/cancel",
+    "Cancel the rows that have not ended",
+    {202: "relay/batch.json", 401: ERROR, 404: ERROR, 409: ERROR},
+)
 def cancel_batch(batch_id: str):
     batch = _batch(batch_id)
     if batch["status"] != "running":
@@ -96,7 +134,13 @@ def cancel_batch(batch_id: str):
     return jsonify({**_answer(ctx().batches.get(batch_id) or batch), "cancelled": cancelled}), 202
 
 
-@bp.get("/batches/<batch_id>/files.zip")
+@route(
+    "GET",
+    "/batches/<batch_id>/files.zip",
+    "Every finished file and the manifest, streamed",
+    {200: None, 401: ERROR, 404: ERROR},
+    response_type={200: "application/zip"},
+)
 def batch_archive(batch_id: str):
     batch = _batch(batch_id)
     return Response(
@@ -106,7 +150,13 @@ def batch_archive(batch_id: str):
     )
 
 
-@bp.get("/batches/<batch_id>/manifest.csv")
+@route(
+    "GET",
+    "/batches/<batch_id>/manifest.csv",
+    "Row, record, status, file link, credits and error",
+    {200: None, 401: ERROR, 404: ERROR},
+    response_type={200: CSV},
+)
 def batch_manifest(batch_id: str):
     batch = _batch(batch_id)
     return Response(

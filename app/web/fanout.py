@@ -9,11 +9,13 @@ from app.domain import deliveries
 from app.stores.destinations import check_config, merged_config
 from app.stores.events import iso
 from app.web.base import ctx, require_tenant, tenant
+from app.web.openapi import ERROR, V1
+from app.web.routing import Routes, json_body, query_params
 from connectors.registry import RECORD_KINDS
-from schemas.http import json_body, query_params
 
 bp = Blueprint("fanout", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
+route = Routes(bp, V1)
 
 
 def _dated(item: dict) -> dict:
@@ -28,9 +30,15 @@ def _shown(saved: dict, defaults: dict[str, str]) -> dict:
     return _dated(saved)
 
 
-@bp.post("/destinations")
+@route(
+    "POST",
+    "/destinations",
+    "Save a destination",
+    {201: "relay/destination.json", 400: ERROR, 401: ERROR},
+    body="relay/destination-create.json",
+)
 def create_destination():
-    body = json_body("relay/destination-create.json")
+    body = json_body()
     config = check_config(body["kind"], body["config"])
     tenant_id = tenant().tenant_id
     saved = ctx().destinations.create(
@@ -41,11 +49,15 @@ def create_destination():
     return jsonify(_shown(saved, ctx().destinations.defaults(tenant_id))), 201
 
 
-@bp.get("/destinations")
+@route(
+    "GET",
+    "/destinations",
+    "Saved destinations, of some kinds or all",
+    {200: "items:relay/destination.json", 400: ERROR, 401: ERROR},
+    query="relay/destinations-query.json",
+)
 def list_destinations():
-    kinds = set(
-        filter(None, query_params("relay/destinations-query.json").get("kind", "").split(","))
-    )
+    kinds = set(filter(None, query_params().get("kind", "").split(",")))
     tenant_id = tenant().tenant_id
     defaults = ctx().destinations.defaults(tenant_id)
     return jsonify(
@@ -59,7 +71,12 @@ def list_destinations():
     )
 
 
-@bp.get("/destinations/<destination_id>")
+@route(
+    "GET",
+    "/destinations/<destination_id>",
+    "A saved destination",
+    {200: "relay/destination.json", 401: ERROR, 404: ERROR},
+)
 def get_destination(destination_id: str):
     tenant_id = tenant().tenant_id
     saved = ctx().destinations.get(tenant_id, destination_id)
@@ -68,9 +85,15 @@ def get_destination(destination_id: str):
     return jsonify(_shown(saved, ctx().destinations.defaults(tenant_id)))
 
 
-@bp.patch("/destinations/<destination_id>")
+@route(
+    "PATCH",
+    "/destinations/<destination_id>",
+    "Change a saved destination (name, config, export)",
+    {200: "relay/destination.json", 400: ERROR, 401: ERROR, 404: ERROR},
+    body="relay/destination-update.json",
+)
 def update_destination(destination_id: str):
-    body = json_body("relay/destination-update.json")
+    body = json_body()
     tenant_id, store = tenant().tenant_id, ctx().destinations
     saved = store.get(tenant_id, destination_id, reveal=True)
     if saved is None:
@@ -94,33 +117,49 @@ def update_destination(destination_id: str):
     return jsonify(_shown(updated or saved, store.defaults(tenant_id)))
 
 
-@bp.delete("/destinations/<destination_id>")
+@route(
+    "DELETE",
+    "/destinations/<destination_id>",
+    "Delete a saved destination",
+    {204: None, 401: ERROR, 404: ERROR},
+)
 def delete_destination(destination_id: str):
     if not ctx().destinations.delete(tenant().tenant_id, destination_id):
         raise NotFound("destination_not_found", "No destination with that id.")
     return "", 204
 
 
-@bp.post("/hooks")
+@route(
+    "POST",
+    "/hooks",
+    "Subscribe a URL to task events (REST hooks)",
+    {201: "relay/hook.json", 400: ERROR, 401: ERROR},
+    body="relay/hook-create.json",
+)
 def subscribe():
-    body = json_body("relay/hook-create.json")
+    body = json_body()
     hook = ctx().hooks.create(tenant().tenant_id, body["target_url"], body["event"])
     return jsonify(_dated(hook)), 201
 
 
-@bp.get("/hooks")
+@route("GET", "/hooks", "Hook subscriptions", {200: "items:relay/hook.json", 401: ERROR})
 def list_hooks():
     return jsonify({"items": [_dated(h) for h in ctx().hooks.list(tenant().tenant_id)]})
 
 
-@bp.delete("/hooks/<hook_id>")
+@route("DELETE", "/hooks/<hook_id>", "Unsubscribe", {204: None, 401: ERROR, 404: ERROR})
 def unsubscribe(hook_id: str):
     if not ctx().hooks.delete(tenant().tenant_id, hook_id):
         raise NotFound("hook_not_found", "No hook subscription with that id.")
     return "", 204
 
 
-@bp.get("/deliveries")
+@route(
+    "GET",
+    "/deliveries",
+    "The dead-letter list",
+    {200: "items:relay/delivery.json", 401: ERROR},
+)
 def list_dead_letters():
     """The dead-letter list: deliveries that failed for good, newest first."""
     return jsonify(
@@ -128,7 +167,12 @@ def list_dead_letters():
     )
 
 
-@bp.get("/deliveries/<delivery_id>")
+@route(
+    "GET",
+    "/deliveries/<delivery_id>",
+    "A delivery",
+    {200: "relay/delivery.json", 401: ERROR, 404: ERROR},
+)
 def get_delivery(delivery_id: str):
     record = ctx().deliveries.get(delivery_id, tenant().tenant_id)
     if record is None:
@@ -136,7 +180,12 @@ def get_delivery(delivery_id: str):
     return jsonify(deliveries.view(record))
 
 
-@bp.post("/deliveries/<delivery_id>/replay")
+@route(
+    "POST",
+    "/deliveries/<delivery_id>/replay",
+    "Run a failed delivery again",
+    {202: "relay/delivery.json", 401: ERROR, 404: ERROR, 409: ERROR},
+)
 def replay(delivery_id: str):
     if ctx().deliveries.get(delivery_id, tenant().tenant_id) is None:
         raise NotFound("delivery_not_found", "No delivery with that id.")

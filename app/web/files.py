@@ -10,11 +10,19 @@ from app.core.tokens import TokenExpired, TokenInvalid
 from app.core.upstream import UpstreamError
 from app.domain import batch_files
 from app.web.base import ctx
+from app.web.openapi import ERROR, V1
+from app.web.routing import Routes
 
 bp = Blueprint("files", __name__)
+route = Routes(bp, V1, auth=False)
 
 
-@bp.get("/files/<token>")
+@route(
+    "GET",
+    "/files/<token>",
+    "A signed link: redirects to a fresh download",
+    {302: None, 404: ERROR, 410: ERROR, 502: ERROR},
+)
 def file(token: str):
     try:
         payload = ctx().tokens.open_file(token, max_age=ctx().config.files_link_ttl_seconds)

@@ -11,17 +11,26 @@ from app.stores import intake_stream, lane_stream, queues
 from app.stores.context import Context
 from app.web import openapi
 from app.web.base import ctx
+from app.web.openapi import ADMIN, JSON
+from app.web.routing import Routes
 
 bp = Blueprint("health", __name__)
+route = Routes(bp, ADMIN, auth=False)
 
 
-@bp.get("/healthz")
+@route("GET", "/healthz", "The process is up", {200: None}, response_type={200: JSON})
 def healthz():
     """The process is up (no dependency is asked)."""
     return jsonify({"status": "ok"})
 
 
-@bp.get("/readyz")
+@route(
+    "GET",
+    "/readyz",
+    "Redis answers and a worker is alive",
+    {200: None, 503: None},
+    response_type={200: JSON, 503: JSON},
+)
 def readyz():
     """Ready for traffic: Redis takes a write (it is not full, read-only or gone) and at least one worker is
     alive (its heartbeat is fresh)."""
@@ -51,12 +60,18 @@ def readyz():
     return jsonify({"status": "ok", "redis": "ok", "workers": len(alive)})
 
 
-@bp.get("/openapi.json")
+@route("GET", "/openapi.json", "This document", {200: None}, response_type={200: JSON})
 def openapi_document():
     return jsonify(openapi.document(ctx().config.public_url))
 
 
-@bp.get("/metrics")
+@route(
+    "GET",
+    "/metrics",
+    "Prometheus metrics",
+    {200: None},
+    response_type={200: "text/plain"},
+)
 def prometheus():
     body, content_type = metrics.exposition(_waiting_work(ctx()))
     return Response(body, content_type=content_type)

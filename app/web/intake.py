@@ -22,9 +22,23 @@ from app.domain import intake
 from app.stores.context import Context
 from app.web.base import storage_error
 from app.web.errors import wire
+from app.web.openapi import ERROR, HOOKS, JSON, ROUTES, Route
 from schemas.http import ApiError, bug, from_http_exception
 
 PREFIX = "/webhooks/upstream"
+# no Flask rule to declare it at (it is mounted in front of Flask): documented here
+ROUTES.append(
+    Route(
+        "POST",
+        PREFIX + "/{token}",
+        "The API's signed task events (Standard Webhooks)",
+        HOOKS,
+        {200: None, 400: ERROR, 401: ERROR, 413: ERROR},
+        body="upstream/task-event-received.json",
+        auth=False,
+        response_type={200: JSON},
+    )
+)
 _ANSWERS = {
     fresh: json.dumps({"status": "accepted" if fresh else "duplicate"}).encode()
     for fresh in (True, False)

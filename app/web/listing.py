@@ -13,15 +13,23 @@ from app.domain import listing, tracking
 from app.domain.serializers import record_view
 from app.web.api import task_answer
 from app.web.base import ctx, lenient_day, public, record_path, require_tenant, tenant
-from schemas.http import query_params
+from app.web.openapi import ERROR, V1
+from app.web.routing import Routes, query_params
 
 bp = Blueprint("listing", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
+route = Routes(bp, V1)
 
 
-@bp.get("/tasks")
+@route(
+    "GET",
+    "/tasks",
+    "The tenant's tasks, newest first, filtered, a page at a time",
+    {200: "relay/tasks-page.json", 400: ERROR, 401: ERROR},
+    query="relay/tasks-query.json",
+)
 def list_tasks():
-    query = query_params("relay/tasks-query.json")
+    query = query_params()
     wanted = listing.TaskFilter(
         status=query.get("status"),
         record_key=query.get("record_key"),
@@ -35,9 +43,15 @@ def list_tasks():
     return jsonify({"items": [task_answer(task) for task in found], "next_cursor": _next(cursor)})
 
 
-@bp.get("/records")
+@route(
+    "GET",
+    "/records",
+    "The tenant's records, the most recently used first",
+    {200: "relay/records-page.json", 400: ERROR, 401: ERROR},
+    query="relay/records-query.json",
+)
 def list_records():
-    query = query_params("relay/records-query.json")
+    query = query_params()
     found, cursor = listing.records(
         ctx(), tenant().tenant_id, _cursor(query), query.get("limit", 50)
     )
@@ -50,7 +64,14 @@ def list_records():
     return jsonify({"items": items, "next_cursor": _next(cursor)})
 
 
-@bp.post("/tasks/<task_id>/cancel")
+@route(
+    "POST",
+    "/tasks/<task_id>/cancel",
+    "Cancel a task at the API",
+    {202: "relay/task.json", 401: ERROR, 404: ERROR, 409: ERROR, 502: ERROR},
+    description="409 `task_ended` once the task has ended. A task the API has not taken yet is cancelled "
+    "here.",
+)
 def cancel_task(task_id: str):
     task = ctx().tasks.get(task_id, tenant().tenant_id)
     if task is None:

@@ -15,12 +15,22 @@ from app.domain.slack import install
 from app.domain.slack.commands import VERBS, SlashCommand, acknowledge
 from app.web.base import authenticate, ctx
 from app.web.errors import status_of
-from schemas.http import query_params
+from app.web.openapi import ERROR, FORM, HTML, JSON, SLACK
+from app.web.routing import Routes, body_schema, query_params
 
 bp = Blueprint("slack", __name__, url_prefix="/slack")
+route = Routes(bp, SLACK, auth=False)
 
 
-@bp.post("/commands")
+@route(
+    "POST",
+    "/commands",
+    "The /overten slash command (signed by Slack)",
+    {200: None, 400: ERROR, 401: ERROR, 404: ERROR},
+    body="slack/command.json",
+    body_type=FORM,
+    response_type={200: JSON},
+)
 def command():
     secret = ctx().config.slack_signing_secret
     if not secret:
@@ -38,7 +48,7 @@ def command():
             field="X-Slack-Signature",
         )
     form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    schemas.validate("slack/command.json", form)
+    schemas.validate(body_schema(), form)
     command = SlashCommand(
         team_id=form["team_id"],
         channel_id=form["channel_id"],
@@ -51,7 +61,14 @@ def command():
     return jsonify(acknowledge(ctx(), command))
 
 
-@bp.post("/install-links")
+@route(
+    "POST",
+    "/install-links",
+    "A link that installs the Slack app for this tenant",
+    {201: None, 401: ERROR},
+    auth=True,
+    response_type={201: JSON},
+)
 def new_install_link():
     """For a tenant (bearer key): a link that installs the Slack app into a workspace for this tenant."""
     tenant = authenticate()
@@ -63,18 +80,32 @@ def new_install_link():
     ), 201
 
 
-@bp.get("/install")
+@route(
+    "GET",
+    "/install",
+    "Start installing the Slack app (redirects to Slack)",
+    {302: None, 400: ERROR, 403: None, 404: None},
+    query="slack/install-link.json",
+    response_type={403: HTML, 404: HTML},
+)
 def start_install():
-    query = query_params("slack/install-link.json")
+    query = query_params()
     try:
         return redirect(install.authorize_url(ctx(), query["link"]), code=302)
     except RelayError as exc:  # for a person in a browser: a page, not JSON
         return _page("Could not start the installation", exc.message), status_of(exc)
 
 
-@bp.get("/oauth/callback")
+@route(
+    "GET",
+    "/oauth/callback",
+    "Slack's OAuth redirect",
+    {200: None, 400: None, 403: None, 404: None, 409: None},
+    query="slack/oauth-callback.json",
+    response_type={200: HTML, 400: HTML, 403: HTML, 404: HTML, 409: HTML},
+)
 def finish_install():
-    query = query_params("slack/oauth-callback.json")
+    query = query_params()
     if query.get("error") or not query.get("code"):
         return _page(
             "Installation cancelled", "Slack did not install the app. You can start again any time."

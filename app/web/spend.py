@@ -10,20 +10,34 @@ from app.core.errors import Invalid, NotFound
 from app.domain import budgets, usage_report
 from app.stores.usage import days_of
 from app.web.base import ctx, lenient_day, require_tenant, tenant
-from schemas.http import json_body, query_params
+from app.web.openapi import ERROR, V1
+from app.web.routing import Routes, json_body, query_params
 
 bp = Blueprint("spend", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
+route = Routes(bp, V1)
 
 USAGE_DAYS_MAX = 400  # the rows are kept 13 months: a longer range would only add empty days
+_CAPPED = (
+    "Alerts at each share once a month (budget.threshold); with hard_cap, submits past the "
+    "budget answer 402 budget_exceeded until the month resets."
+)
 
 
-@bp.get("/usage")
+@route(
+    "GET",
+    "/usage",
+    "Usage by day, record or format: credits, tasks and agent time",
+    {200: "relay/usage-report.json", 400: ERROR, 401: ERROR},
+    query="relay/usage-query.json",
+    description="Daily rows outlive the tasks they count (kept 13 months by default), so reports add up "
+    "after the tasks are gone. `Accept: text/csv` answers the items as CSV.",
+)
 def usage():
     """Daily usage rows (app/stores/usage.py): they outlive the tasks they count. Liberal in the range: a day past
     the end of its month means the month's last day, a range longer than USAGE_DAYS_MAX is cut to its last
     days, and one that ends before it starts has no days. ``Accept: text/csv`` answers the items as CSV."""
-    query = query_params("relay/usage-query.json")
+    query = query_params()
     last = lenient_day(query["to"]) if "to" in query else budgets.today_utc()
     first = lenient_day(query["from"]) if "from" in query else last - timedelta(days=30)
     first = max(first, last - timedelta(days=USAGE_DAYS_MAX - 1))
@@ -42,7 +56,12 @@ def usage():
     return jsonify(answer)
 
 
-@bp.get("/budgets")
+@route(
+    "GET",
+    "/budgets",
+    "Credit budgets, with where each stands this month",
+    {200: "items:relay/budget.json", 401: ERROR},
+)
 def list_budgets():
     tenant_id = tenant().tenant_id
     return jsonify(
@@ -54,12 +73,47 @@ def list_budgets():
     )
 
 
-@bp.route("/budgets/tenant", methods=["GET", "PUT", "DELETE"])
+@route(
+    "PUT",
+    "/budgets/tenant",
+    "Set the tenant's monthly credit budget",
+    {200: "relay/budget.json", 400: ERROR, 401: ERROR, 404: ERROR},
+    body="relay/budget-put.json",
+    description=_CAPPED,
+)
+@route(
+    "GET",
+    "/budgets/tenant",
+    "The tenant's budget and this month's spend",
+    {200: "relay/budget.json", 401: ERROR, 404: ERROR},
+)
+@route(
+    "DELETE", "/budgets/tenant", "Remove the tenant's budget", {204: None, 401: ERROR, 404: ERROR}
+)
 def tenant_budget():
     return _budget(None)
 
 
-@bp.route("/budgets/records/<path:record_key>", methods=["GET", "PUT", "DELETE"])
+@route(
+    "PUT",
+    "/budgets/records/<path:record_key>",
+    "Set a record's monthly credit budget",
+    {200: "relay/budget.json", 400: ERROR, 401: ERROR, 404: ERROR},
+    body="relay/budget-put.json",
+    description=_CAPPED,
+)
+@route(
+    "GET",
+    "/budgets/records/<path:record_key>",
+    "A record's budget and this month's spend",
+    {200: "relay/budget.json", 401: ERROR, 404: ERROR},
+)
+@route(
+    "DELETE",
+    "/budgets/records/<path:record_key>",
+    "Remove a record's budget",
+    {204: None, 401: ERROR, 404: ERROR},
+)
 def record_budget(record_key: str):
     return _budget(record_key)
 
@@ -67,7 +121,7 @@ def record_budget(record_key: str):
 def _budget(record_key: str | None):
     tenant_id = tenant().tenant_id
     if request.method == "PUT":
-        settings = json_body("relay/budget-put.json")
+        settings = json_body()
         _check_alert_destinations(settings.get("alert_destinations") or [])
         budget = ctx().budgets.put(tenant_id, record_key, settings)
         return jsonify(budgets.view(ctx(), tenant_id, budget))
