@@ -162,7 +162,9 @@ def main() -> None:
         throttled = sum(
             1
             for row in rows
-            if row.get("task_id") and (ctx.tasks.get(row["task_id"]) or {}).get("last_submit_error")
+            if row.get("task_id")
+            and (task := ctx.tasks.get(row["task_id"]))
+            and task.last_submit_error
         )
         p99 = (
             statistics.quantiles(singles.times, n=100)[98]
@@ -204,7 +206,7 @@ def main() -> None:
             tasks = [
                 ctx.tasks.get(row["task_id"]) for row in ctx.batches.rows(long_batch["batch_id"])
             ]
-            polls = sum(int(task.get("polls") or 0) for task in tasks if task)
+            polls = sum(task.polls for task in tasks if task)
             minutes = long_wall / 60
             print(
                 f"{args.long_rows} rows of {args.long_seconds:g} s in {long_wall:.0f} s: API calls per task "

@@ -40,6 +40,7 @@ from app.domain import deliveries  # noqa: E402
 from app.domain.tracking import finish  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
 from app.stores.destinations import new_webhook_secret  # noqa: E402
+from app.stores.tasks import Task  # noqa: E402
 from bench import proc  # noqa: E402
 from tests.support.servers import ServedApp  # noqa: E402
 
@@ -75,14 +76,14 @@ def gunicorn_subscriber(
     return process
 
 
-def finished_task(ctx, tenant_id: str, result: dict, run_id: str = "run_bench") -> dict:
+def finished_task(ctx, tenant_id: str, result: dict, run_id: str = "run_bench") -> Task:
     task = ctx.tasks.create(tenant_id, format="excel", prompt="bench", run_id=run_id)
     finish(
         ctx,
-        task["task_id"],
+        task.task_id,
         {"status": "completed", "phase": "", "result": result, "credits_used": 1, "duration_ms": 1},
     )
-    return ctx.tasks.get(task["task_id"])
+    return ctx.tasks.get(task.task_id)
 
 
 def run_workers(env: dict, count: int, log: Path | None = None) -> list[subprocess.Popen]:
@@ -105,7 +106,7 @@ def throughput(ctx, env: dict, tenant_id: str, count: int) -> dict:
     url = f"http://127.0.0.1:{port}/bare"
     try:
         task = finished_task(ctx, tenant_id, TASK_RESULT)
-        event = json.loads(task["event_json"])
+        event = task.event_json
         secret = new_webhook_secret()
         # baseline: a plain httpx loop posting the same signed payloads
         body = json.dumps(event)
@@ -282,7 +283,7 @@ def peak_rss(
             "artifacts": [{"file_name": "workbook.xlsx"}],
         }
         task = finished_task(ctx, tenant_id, result, run_id=made["run_id"])
-        event = json.loads(task["event_json"])
+        event = task.event_json
         destinations = {
             "folder": {"kind": "folder", "config": {"path": "bench"}},
             "gdrive": {

@@ -184,7 +184,7 @@ def main() -> None:
     ctx = build_context(config)
     tenant, _ = ctx.tenants.create("bench", "http://127.0.0.1:9", "key", SECRET)
     task = ctx.tasks.create(tenant.tenant_id, format="excel", prompt="bench")
-    intake_path = f"/webhooks/upstream/{ctx.tokens.webhook(tenant.tenant_id, task['task_id'])}"
+    intake_path = f"/webhooks/upstream/{ctx.tokens.webhook(tenant.tenant_id, task.task_id)}"
     requests_file = work / "requests.tsv"
     env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT)}
     env.update(

@@ -88,12 +88,12 @@ def main() -> None:
                 destinations=[{"kind": "folder", "config": {"path": "reports"}}],
             )
             ctx.tasks.set(
-                task["task_id"],
+                task.task_id,
                 upstream_task_id=f"task_01JD3Y5R2Q8W6N4M7K9P0Z{i:04d}",
                 run_id=f"run_01JD3Y5R2Q8W6N4M7K9P0Z{i:04d}",
                 submitted_at=1.0,
             )
-            tasks.append(task["task_id"])
+            tasks.append(task.task_id)
 
         def record(i: int) -> None:
             key = f"hubspot:deal:{i}"

@@ -43,6 +43,7 @@ from app.stores import lane_stream, queues  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
 from app.stores.destinations import new_webhook_secret  # noqa: E402
 from app.stores.intake_stream import stream_key  # noqa: E402
+from app.stores.tasks import Task  # noqa: E402
 from bench import fanout, ingest, proc  # noqa: E402
 from bench.subscriber import start as start_subscriber  # noqa: E402
 from tests.chaos.test_redis_restart import _event  # noqa: E402
@@ -91,7 +92,7 @@ def lane_scaling(ctx, env: dict, tenant_id: str, count: int) -> list[dict]:
     try:
         for processes in PROCESSES:
             task = fanout.finished_task(ctx, tenant_id, fanout.TASK_RESULT)
-            event, secret = json.loads(task["event_json"]), new_webhook_secret()
+            event, secret = task.event_json, new_webhook_secret()
             ids = [
                 deliveries.record(
                     ctx,
@@ -327,7 +328,7 @@ def end_to_end(
                 time.sleep(2)  # the workers have registered and their lanes run
                 # first connections and script loads: not counted
                 warm = [
-                    ctx.tasks.create(tenant.tenant_id, format="excel", prompt="warm-up")["task_id"]
+                    ctx.tasks.create(tenant.tenant_id, format="excel", prompt="warm-up").task_id
                     for _ in range(40)
                 ]
                 send_at_rate(
@@ -342,9 +343,7 @@ def end_to_end(
                         )
                         break
                     tasks = [
-                        ctx.tasks.create(tenant.tenant_id, format="excel", prompt="scale")[
-                            "task_id"
-                        ]
+                        ctx.tasks.create(tenant.tenant_id, format="excel", prompt="scale").task_id
                         for _ in range(int(rate * seconds))
                     ]
                     cpu = CpuBudget(
@@ -398,8 +397,8 @@ def end_to_end(
     return rows
 
 
-def stages(ctx, env: dict, tenant, task: dict, work: Path, args: argparse.Namespace) -> None:
-    token_path = f"/webhooks/upstream/{ctx.tokens.webhook(tenant.tenant_id, task['task_id'])}"
+def stages(ctx, env: dict, tenant, task: Task, work: Path, args: argparse.Namespace) -> None:
+    token_path = f"/webhooks/upstream/{ctx.tokens.webhook(tenant.tenant_id, task.task_id)}"
     intake = intake_scaling(ctx, env, token_path, work, args.seconds)
     print("intake (webhooks stored, answered 200):")
     for row in intake:

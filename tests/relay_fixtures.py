@@ -4,7 +4,6 @@ scheduler processes, a Redis database of its own."""
 from __future__ import annotations
 
 import functools
-import json
 import os
 import secrets
 import subprocess
@@ -105,11 +104,7 @@ class RelayStack:
         """The delivery records of these tasks, read from the relay's Redis in two round trips: for tests that
         look again and again at many tasks (over HTTP, each look would be a request per task)."""
 
-        ids = [
-            i
-            for task in self.ctx.tasks.many(task_ids)
-            for i in json.loads(task.get("delivery_ids") or "[]")
-        ]
+        ids = [i for task in self.ctx.tasks.many(task_ids) for i in task.delivery_ids]
         pipe = self.ctx.redis.pipeline(transaction=False)
         for delivery_id in ids:
             pipe.hmget(

@@ -21,6 +21,7 @@ from app.domain.serializers import task_view
 from app.stores import usage
 from app.stores.context import Context
 from app.stores.events import iso
+from app.stores.tasks import Task
 
 
 def tasks(ctx: Context, limit: int = 50) -> list[dict]:
@@ -40,16 +41,14 @@ def task_page(
     return _shown(ctx, found), next_cursor
 
 
-def _shown(ctx: Context, found: list[dict]) -> list[dict]:
+def _shown(ctx: Context, found: list[Task]) -> list[dict]:
     names = _tenant_names(ctx)
-    fresh = [
-        task if task["status"] in TASK_ENDED else tracking.refresh(ctx, task) for task in found
-    ]
+    fresh = [task if task.status in TASK_ENDED else tracking.refresh(ctx, task) for task in found]
     return [
         {
             **task_view(task, deliveries.for_task(ctx, task)),
-            "tenant": names.get(task["tenant_id"], "?"),
-            "tenant_id": task["tenant_id"],
+            "tenant": names.get(task.tenant_id, "?"),
+            "tenant_id": task.tenant_id,
         }
         for task in fresh
     ]
@@ -61,8 +60,8 @@ def task(ctx: Context, task_id: str) -> dict | None:
         return None
     return {
         **task_view(found, deliveries.for_task(ctx, found)),
-        "tenant": _tenant_names(ctx).get(found["tenant_id"], "?"),
-        "prompt": found.get("prompt", ""),
+        "tenant": _tenant_names(ctx).get(found.tenant_id, "?"),
+        "prompt": found.prompt,
     }
 
 
@@ -96,7 +95,7 @@ def batch(
         "tenant": _tenant_names(ctx).get(found["tenant_id"], "?"),
         "created": iso(found["created_at"]),
         "template": found["settings"].get("prompt_template") or "",
-        "deliveries": deliveries.for_task(ctx, found),
+        "deliveries": deliveries.for_batch(ctx, found),
         "rows": rows,
         "next_cursor": next_cursor,
         "manifest_url": links.files_url(ctx, {"b": batch_id, "l": _LINK_SECONDS}),
@@ -116,11 +115,9 @@ def records(ctx: Context, limit: int = 200) -> list[dict]:
     """Records seen in recent tasks, newest first; a record's count includes its running tasks among them
     (its own counts only finished ones)."""
     names, seen, found, recent = _tenant_names(ctx), set(), [], ctx.tasks.recent(limit)
-    running_of = Counter(
-        (t["tenant_id"], t.get("record_key")) for t in recent if t["status"] not in TASK_ENDED
-    )
+    running_of = Counter((t.tenant_id, t.record_key) for t in recent if t.status not in TASK_ENDED)
     for task in recent:
-        key = (task["tenant_id"], task.get("record_key"))
+        key = (task.tenant_id, task.record_key)
         if not key[1] or key in seen:
             continue
         seen.add(key)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from app.core.upstream import CHUNK, UpstreamError
 from app.domain import links
 from app.stores.context import Context
+from app.stores.tasks import Task
 from connectors.base import Document, Permanent
 
 
@@ -49,7 +50,7 @@ def archive(ctx: Context, batch: dict) -> Iterator[bytes]:
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as out:
         for row in ctx.batches.rows(batch["batch_id"]):
             task = ctx.tasks.get(row.get("task_id") or "") if row["state"] == "completed" else None
-            if task is None or tenant is None or not task.get("run_id"):
+            if task is None or tenant is None or not task.run_id:
                 continue
             try:
                 yield from _entry(ctx, tenant, out, sink, task, row)
@@ -61,15 +62,15 @@ def archive(ctx: Context, batch: dict) -> Iterator[bytes]:
 
 
 def _entry(
-    ctx: Context, tenant, out: zipfile.ZipFile, sink: _Sink, task: dict, row: dict
+    ctx: Context, tenant, out: zipfile.ZipFile, sink: _Sink, task: Task, row: dict
 ) -> Iterator[bytes]:
-    artifacts = (task.get("result") or {}).get("artifacts") or []
+    artifacts = (task.result or {}).get("artifacts") or []
     extension = (
         (artifacts[0].get("file_name") or "file.bin").rpartition(".")[2] if artifacts else "bin"
     )
     record = "".join(c if c.isalnum() or c in "-_." else "_" for c in row["record_key"])[:80]
     with ctx.upstream(tenant) as client:
-        url = client.download_location(task["run_id"])
+        url = client.download_location(task.run_id)
         with (
             client.stream(url) as response,
             out.open(f"{row['row']:05d}-{record}.{extension}", "w", force_zip64=True) as entry,

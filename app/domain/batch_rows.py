@@ -15,25 +15,25 @@ from app.domain import deliveries, links
 from app.stores import queues
 from app.stores.context import Context
 from app.stores.events import iso
+from app.stores.tasks import Task
 
 log = logging.getLogger(__name__)
 
 
-def row_ended(ctx: Context, task: dict) -> None:
+def row_ended(ctx: Context, task: Task) -> None:
     """A batch row's task ended: the row takes its outcome, its place goes to the next row."""
-    batch = ctx.batches.get(task["batch_id"]) if task.get("batch_id") else None
+    batch = ctx.batches.get(task.batch_id) if task.batch_id else None
     if batch is None:
         return
-    state = {"completed": "completed", "cancelled": "cancelled"}.get(task["status"], "failed")
-    error = task.get("error") if isinstance(task.get("error"), dict) else {}
-    credits = float(task.get("credits_used") or 0)
+    state = {"completed": "completed", "cancelled": "cancelled"}.get(task.status, "failed")
+    error = task.error if isinstance(task.error, dict) else {}
     before = ctx.batches.move(
         batch,
-        int(task["batch_row"]),
+        task.batch_row,
         state,
         frees_place=True,
-        credits=credits,
-        error=(error or {}).get("message") or ("" if state == "completed" else task["status"]),
+        credits=task.credits_used or 0.0,
+        error=error.get("message") or ("" if state == "completed" else task.status),
     )
     if before is None:
         return
@@ -56,16 +56,16 @@ the API's queue (phase ``acquiring_pool``) met a full pool: more rows at once wo
 
 
 def pool_wait(
-    ctx: Context, task: dict, upstream: dict, by_webhook: bool, now: float | None = None
+    ctx: Context, task: Task, upstream: dict, by_webhook: bool, now: float | None = None
 ) -> None:
     """The pool-saturation signal, from what the relay learns anyway (no extra call): a batch row still in
     ``acquiring_pool`` past POOL_WAIT_SECONDS, or one whose end came (by webhook, so on time) later after its
     hand-over than its own run took. Either takes one row off the tenant's feed, at most once a second.
     ``now``: a test's clock."""
-    if not task.get("batch_id") or not task.get("submitted_at"):
+    if not task.batch_id or not task.submitted_at:
         return
     now = time.time() if now is None else now
-    since = now - float(task["submitted_at"])
+    since = now - task.submitted_at
     if upstream.get("status") in TASK_ENDED:
         waited = since - float(upstream.get("duration_ms") or 0) / 1000 if by_webhook else 0.0
     else:
@@ -76,7 +76,7 @@ def pool_wait(
         )
     if waited > POOL_WAIT_SECONDS:
         ctx.batches.pool_waited(
-            task["tenant_id"], minimum=1.0, every_seconds=POOL_WAIT_SECONDS, now=now
+            task.tenant_id, minimum=1.0, every_seconds=POOL_WAIT_SECONDS, now=now
         )
 
 
@@ -108,7 +108,7 @@ def _announce(ctx: Context, batch: dict) -> None:
         "created_at": iso(time.time()),
         "data": data,
     }
-    owner = {"task_id": batch["batch_id"], "tenant_id": batch["tenant_id"]}
+    owner = deliveries.Owner(batch["batch_id"], batch["tenant_id"])
     ids = deliveries.plan_event(
         ctx,
         owner,

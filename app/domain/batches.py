@@ -28,7 +28,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from app.core.errors import Invalid
-from app.core.states import TASK_ENDED
+from app.core.states import TASK_ENDED, TaskStatus
 from app.domain import batch_rows, budgets, submit, tracking, write_back
 from app.stores import queues
 from app.stores.context import Context
@@ -246,15 +246,15 @@ def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict, now: float | No
             ctx.batches.move(batch, row["row"], "failed", frees_place=True, error=exc.message)
             return
     # it ended at once (refused): its follow-ups may have run before the claim
-    if task["status"] in TASK_ENDED:
+    if task.status in TASK_ENDED:
         batch_rows.row_ended(ctx, task)
         return
     # cancelled while it was handed over
     if (ctx.batches.get(batch["batch_id"]) or batch)["status"] != "running":
-        tracking.cancel(ctx, tenant, ctx.tasks.get(task["task_id"]) or task)
+        tracking.cancel(ctx, tenant, ctx.tasks.get(task.task_id) or task)
         return
     # the API said 429 or 5xx: slow down
-    if task["status"] == "pending_submit" or task.get("throttled"):
+    if task.status == TaskStatus.PENDING_SUBMIT or task.throttled:
         _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS, now)
     else:
         _speed_up(ctx, tenant.tenant_id)
@@ -288,9 +288,9 @@ def _done_before(ctx: Context, tenant_id: str, row: dict, fmt: str) -> bool:
         task = ctx.tasks.get(task_id)
         if (
             task
-            and task["status"] == "completed"
-            and task.get("format") == fmt
-            and task.get("prompt") == row["prompt"]
+            and task.status == TaskStatus.COMPLETED
+            and task.format == fmt
+            and task.prompt == row["prompt"]
         ):
             return True
     return False

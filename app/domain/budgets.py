@@ -23,6 +23,7 @@ from app.core.ids import digest, new_id
 from app.domain import deliveries
 from app.stores.context import Context
 from app.stores.events import iso
+from app.stores.tasks import Task
 from app.stores.usage import number
 
 DEFAULT_SHARES = (0.7, 0.9, 1.0)
@@ -117,23 +118,23 @@ def check(ctx: Context, tenant_id: str, record_key: str | None, today: date | No
                 raise BudgetExceeded(current)
 
 
-def after_task(ctx: Context, task: dict, today: date | None = None) -> list[dict]:
+def after_task(ctx: Context, task: Task, today: date | None = None) -> list[dict]:
     """The alerts a task's credits set off (each share once a month per budget): the events sent."""
-    if not float(task.get("credits_used") or 0):
+    if not task.credits_used:
         return []
     sent = []
-    for budget in ctx.budgets.applying(task["tenant_id"], task.get("record_key") or None):
-        current = view(ctx, task["tenant_id"], budget, today)
+    for budget in ctx.budgets.applying(task.tenant_id, task.record_key):
+        current = view(ctx, task.tenant_id, budget, today)
         reached = [share for share in current["alert_shares"] if current["share_spent"] >= share]
         for share in reached:
             if ctx.budgets.alert_once(
-                task["tenant_id"],
+                task.tenant_id,
                 budget["record_key"],
                 current["period"]["from"],
                 share,
                 _ALERT_LIFE,
             ):
-                sent.append(_alert(ctx, task["tenant_id"], current, share))
+                sent.append(_alert(ctx, task.tenant_id, current, share))
     return sent
 
 
@@ -151,12 +152,12 @@ def _alert(ctx: Context, tenant_id: str, budget: dict, share: float) -> dict:
         "created_at": iso(clock()),
         "data": {**budget, "share": share, "summary": summary},
     }
-    owner = {
-        "task_id": "bgt_"
+    owner = deliveries.Owner(
+        "bgt_"
         + digest(
             f"{tenant_id}:{budget['record_key']}:{budget['period']['from']}:{share:g}", 26
         ).upper(),
-        "tenant_id": tenant_id,
-    }
+        tenant_id,
+    )
     deliveries.plan_event(ctx, owner, event, budget["alert_destinations"])
     return event

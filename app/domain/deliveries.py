@@ -13,14 +13,16 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from app.core.ids import digest
-from app.core.states import DELIVERY_SETTLED
+from app.core.states import DELIVERY_SETTLED, TaskStatus
 from app.domain import links, pacing
 from app.stores import lane_stream, queues
 from app.stores.context import Context
 from app.stores.events import iso
+from app.stores.tasks import Task
 from connectors import registry
 from connectors.base import DeliveryError, Gone, Outcome, Pace, Retryable
 
@@ -64,54 +66,72 @@ def view(delivery: dict) -> dict:
     }
 
 
-def for_task(ctx: Context, task: dict) -> list[dict]:
-    ids = json.loads(task.get("delivery_ids") or "[]")
-    return [view(d) for i in ids if (d := ctx.deliveries.get(i))]
+def for_task(ctx: Context, task: Task) -> list[dict]:
+    return _views(ctx, task.delivery_ids)
+
+
+def for_batch(ctx: Context, batch: dict) -> list[dict]:
+    """The deliveries of the batch's end (batch.completed)."""
+    return _views(ctx, json.loads(batch.get("delivery_ids") or "[]"))
+
+
+def _views(ctx: Context, delivery_ids: list[str]) -> list[dict]:
+    return [view(d) for i in delivery_ids if (d := ctx.deliveries.get(i))]
 
 
 # -- planning --------------------------------------------------------------------------------------
 
 
-def plan(ctx: Context, task: dict, event: dict) -> None:
+def plan(ctx: Context, task: Task, event: dict) -> None:
     """The finish hook: record and enqueue every delivery this task's ending calls for, and list them on the
     task, in one transaction (one round trip)."""
     slots: list[tuple[str, dict]] = []
-    if task["status"] == "completed":
-        slots += [(f"destination:{n}", ref) for n, ref in enumerate(task.get("destinations") or [])]
-    if task.get("callback_url"):
-        slots.append(_callback_slot(task["callback_url"], task.get("callback_headers") or {}))
-    if task.get("write_back"):  # the record the document belongs to: Ready with the file, or Failed
-        slots.append((WRITE_BACK_SLOT, {"id": task["write_back"]}))
-    if task.get("slack_reply"):  # an /overten command: tell the person who ran it how it ended
+    if task.status == TaskStatus.COMPLETED:
+        slots += [(f"destination:{n}", ref) for n, ref in enumerate(task.destinations or [])]
+    if task.callback_url:
+        slots.append(_callback_slot(task.callback_url, task.callback_headers or {}))
+    if task.write_back:  # the record the document belongs to: Ready with the file, or Failed
+        slots.append((WRITE_BACK_SLOT, {"id": task.write_back}))
+    if task.slack_reply:  # an /overten command: tell the person who ran it how it ended
         slots.append(
             (
                 "slack-reply",
-                {"kind": "slack_reply", "config": json.loads(ctx.box.open(task["slack_reply"]))},
+                {"kind": "slack_reply", "config": json.loads(ctx.box.open(task.slack_reply))},
             )
         )
-    slots += _hook_slots(ctx, task["tenant_id"], event["type"])
+    slots += _hook_slots(ctx, task.tenant_id, event["type"])
     event = links.with_links(ctx, event)
     pipe = ctx.redis.pipeline()
     ids = [_record(ctx, pipe, task, event, slot, ref) for slot, ref in slots]
     # e.g. the start write-back
-    earlier = [i for i in json.loads(task.get("delivery_ids") or "[]") if i not in ids]
+    earlier = [i for i in task.delivery_ids if i not in ids]
     if ids:
-        ctx.tasks.set(task["task_id"], pipe=pipe, delivery_ids=earlier + ids)
+        ctx.tasks.set(task.task_id, pipe=pipe, delivery_ids=earlier + ids)
     for delivery_id in ids:  # after the records: the lane adds only a delivery still pending
         enqueue(ctx, delivery_id, pipe=pipe)
     pipe.execute()
 
 
+@dataclass(frozen=True)
+class Owner:
+    """What a delivery of something else than a task is of: its id where a task's would be, and its tenant.
+    It has what ``_record`` reads of a Task."""
+
+    task_id: str
+    tenant_id: str
+    export: str | None = None
+
+
 def plan_event(
-    ctx: Context, owner: dict, event: dict, destinations: list[dict], callback_url: str = ""
+    ctx: Context, owner: Owner, event: dict, destinations: list[dict], callback_url: str = ""
 ) -> list[str]:
-    """An event of something else than a task (``owner``: its id where a task's would be, and its tenant):
+    """An event of something else than a task (a batch, a budget: ``owner``):
     batch.completed, with the manifest for the batch's destinations, and budget.threshold, a message for a
     budget's alert destinations; and one POST to the callback URL, if any, and to each hook subscribed to the
     event. Recorded and queued like a task's."""
     slots = [(f"destination:{n}", ref) for n, ref in enumerate(destinations)]
     slots += ([_callback_slot(callback_url, {})] if callback_url else []) + _hook_slots(
-        ctx, owner["tenant_id"], event["type"]
+        ctx, owner.tenant_id, event["type"]
     )
     pipe = ctx.redis.pipeline()
     ids = [_record(ctx, pipe, owner, event, slot, ref) for slot, ref in slots]
@@ -132,7 +152,7 @@ def _hook_slots(ctx: Context, tenant_id: str, event_type: str) -> list[tuple[str
     ]
 
 
-def record(ctx: Context, task: dict, event: dict, slot: str, ref: dict, pipe=None) -> str:
+def record(ctx: Context, task: Task, event: dict, slot: str, ref: dict, pipe=None) -> str:
     """Record one delivery of the task (not queued), as plan does for each of its slots, at once or queued on
     ``pipe``; returns its id."""
     own = pipe is None
@@ -147,12 +167,12 @@ def delivery_id_for(task_id: str, slot: str) -> str:
     return "dlv_" + digest(f"{task_id}:{slot}", 26).upper()
 
 
-def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -> str:
+def _record(ctx: Context, pipe, task: Task | Owner, event: dict, slot: str, ref: dict) -> str:
     """Queue on ``pipe`` the record of one delivery, unless it was planned before; returns its id."""
-    delivery_id = delivery_id_for(task["task_id"], slot)
+    delivery_id = delivery_id_for(task.task_id, slot)
     record: dict[str, Any] = {
-        "tenant_id": task["tenant_id"],
-        "task_id": task["task_id"],
+        "tenant_id": task.tenant_id,
+        "task_id": task.task_id,
         "state": "pending",
         "attempts": 0,
         "created_at": time.time(),
@@ -161,11 +181,11 @@ def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -
     }
     # a saved destination: read when delivering, so a fixed config applies on replay
     if ref.get("id"):
-        saved = ctx.destinations.get(task["tenant_id"], ref["id"])
+        saved = ctx.destinations.get(task.tenant_id, ref["id"])
         record.update(
             kind=saved["kind"] if saved else "missing",
             destination_id=ref["id"],
-            export=ref.get("export") or (saved or {}).get("export") or task.get("export") or "",
+            export=ref.get("export") or (saved or {}).get("export") or task.export or "",
         )
     elif ref.get("hook_id"):
         record.update(kind="webhook", hook_id=ref["hook_id"])
@@ -174,7 +194,7 @@ def _record(ctx: Context, pipe, task: dict, event: dict, slot: str, ref: dict) -
         record.update(
             kind=ref["kind"],
             config=ctx.box.seal(json.dumps(ref.get("config") or {})),
-            export=(ref.get("export") or task.get("export") or "") if exported else "",
+            export=(ref.get("export") or task.export or "") if exported else "",
         )
     if event["type"] in ("batch.completed", "budget.threshold"):
         record["export"] = ""  # a batch's manifest goes as it is; an alert has no file

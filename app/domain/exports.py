@@ -3,20 +3,22 @@ that always leads to a fresh copy of it."""
 
 from __future__ import annotations
 
+from app.core.states import TaskStatus
 from app.domain.links import file_link
 from app.stores.context import Context
+from app.stores.tasks import Task
 from app.stores.tenants import Tenant
 
 
-def latest_document(ctx: Context, tenant_id: str, record_key: str) -> dict | None:
+def latest_document(ctx: Context, tenant_id: str, record_key: str) -> Task | None:
     """The record's newest completed task: its document is the record's current one."""
     tasks = ctx.tasks.many(ctx.records.task_ids(tenant_id, record_key))
-    return next((t for t in tasks if t["status"] == "completed" and t.get("run_id")), None)
+    return next((t for t in tasks if t.status == TaskStatus.COMPLETED and t.run_id), None)
 
 
-def export_link(ctx: Context, tenant: Tenant, task: dict, fmt: str) -> str:
+def export_link(ctx: Context, tenant: Tenant, task: Task, fmt: str) -> str:
     """Have the API export the task's document now (so a failure shows here, not when someone clicks),
     then return the link. Raises UpstreamError."""
     with ctx.upstream(tenant) as client:
-        client.export(task["run_id"], fmt)
-    return file_link(ctx, task["task_id"], fmt)
+        client.export(task.run_id, fmt)
+    return file_link(ctx, task.task_id, fmt)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.stores.context import Context
+from app.stores.tasks import Task
 
 CHUNK = 200
 SCAN_LIMIT = 2000
@@ -27,7 +28,7 @@ class TaskFilter:
 
 def tasks(
     ctx: Context, tenant_id: str | None, wanted: TaskFilter, cursor: float | None, limit: int
-) -> tuple[list[dict], float | None]:
+) -> tuple[list[Task], float | None]:
     """A page of the tenant's tasks matching ``wanted``, newest first, and the cursor of the next page. No
     tenant: every tenant's, from the index of the newest (the operator's dashboard)."""
     if tenant_id and wanted.record_key:
@@ -39,13 +40,13 @@ def tasks(
     )
     filtered = bool(wanted.status or wanted.format or (wanted.record_key and not tenant_id))
     size = CHUNK if filtered else limit + 1  # unfiltered, the page and one more tell all
-    found: list[dict] = []
+    found: list[Task] = []
     looked, last = 0, 0.0
     while looked < SCAN_LIMIT:
         chunk = ctx.tasks.newest(index, before, wanted.created_from, min(size, SCAN_LIMIT - looked))
         if not chunk:
             return found, None
-        read = {task["task_id"]: task for task in ctx.tasks.many([task_id for task_id, _ in chunk])}
+        read = {task.task_id: task for task in ctx.tasks.many([task_id for task_id, _ in chunk])}
         for task_id, score in chunk:
             task = read.get(task_id)  # gone since (retention): skipped
             if task is not None and _matches(task, wanted):
@@ -61,12 +62,12 @@ def tasks(
     return found, before
 
 
-def _matches(task: dict, wanted: TaskFilter) -> bool:
-    if wanted.status and task["status"] != wanted.status:
+def _matches(task: Task, wanted: TaskFilter) -> bool:
+    if wanted.status and task.status != wanted.status:
         return False
-    if wanted.record_key and task.get("record_key") != wanted.record_key:
+    if wanted.record_key and task.record_key != wanted.record_key:
         return False
-    return not wanted.format or task.get("format") == wanted.format
+    return not wanted.format or task.format == wanted.format
 
 
 def records(

@@ -21,6 +21,7 @@ import time
 
 from app.domain import pacing
 from app.stores.context import Context
+from app.stores.tasks import Task
 from connectors.base import Pace
 
 OVERDUE_FACTOR = 1.5
@@ -35,37 +36,35 @@ def budget(ctx: Context, tenant_id: str) -> Pace:
     )
 
 
-def next_delay(ctx: Context, task: dict, polls: int, now: float | None = None) -> float:
+def next_delay(ctx: Context, task: Task, polls: int, now: float | None = None) -> float:
     """Seconds until the reconciler asks again about a running task it has polled ``polls`` times."""
     config, now = ctx.config, time.time() if now is None else now
     delay = min(config.poll_first_seconds * 2 ** min(polls, 20), config.poll_cap_seconds)
     usual = usual_seconds(ctx, task)
-    if usual is not None and now - float(task["created_at"]) > usual * OVERDUE_FACTOR:
+    if usual is not None and now - task.created_at > usual * OVERDUE_FACTOR:
         delay = min(delay, config.poll_overdue_seconds)
     return delay
 
 
-def usual_seconds(ctx: Context, task: dict) -> float | None:
+def usual_seconds(ctx: Context, task: Task) -> float | None:
     """How long this tenant's tasks of this format usually take (None before one has completed)."""
-    value = ctx.redis.hget(
-        ctx.tenants.key_for(task["tenant_id"]), f"usual_ms:{task.get('format') or ''}"
-    )
+    value = ctx.redis.hget(ctx.tenants.key_for(task.tenant_id), f"usual_ms:{task.format or ''}")
     return float(value) / 1000 if value else None
 
 
-def wait_for_budget(ctx: Context, task: dict, now: float | None = None) -> float:
+def wait_for_budget(ctx: Context, task: Task, now: float | None = None) -> float:
     """The reconciler's turn in the tenant's budget: 0 to poll now, else seconds until its slot, which is
     kept on the task (``poll_slot``, Redis's clock) and used when it comes due again. ``now``: a test's clock
     (the slots then are on it too)."""
-    kept = float(task["poll_slot"]) if task.get("poll_slot") else None
-    slot = pacing.reserve(ctx, budget(ctx, task["tenant_id"]), kept, now=now)
+    kept = task.poll_slot
+    slot = pacing.reserve(ctx, budget(ctx, task.tenant_id), kept, now=now)
     if slot.wait > 1.0:
-        ctx.tasks.set(task["task_id"], poll_slot=slot.at)
+        ctx.tasks.set(task.task_id, poll_slot=slot.at)
     elif kept is not None:
-        ctx.tasks.set(task["task_id"], poll_slot="")
+        ctx.tasks.set(task.task_id, poll_slot=None)
     return slot.wait if slot.wait > 1.0 else 0.0
 
 
-def may_refresh(ctx: Context, task: dict, now: float | None = None) -> bool:
+def may_refresh(ctx: Context, task: Task, now: float | None = None) -> bool:
     """A refresh for someone watching polls only when the tenant's budget has a slot free now."""
-    return pacing.take_now(ctx, budget(ctx, task["tenant_id"]), now=now)
+    return pacing.take_now(ctx, budget(ctx, task.tenant_id), now=now)

@@ -28,6 +28,7 @@ from app.core.states import DELIVERY_SETTLED, TASK_ENDED
 from app.stores import intake_stream, lane_stream
 from app.stores.context import Context
 from app.stores.events import iso
+from app.stores.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -90,31 +91,30 @@ def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int
     if not task_ids:
         return 0, 0
     tasks = ctx.tasks.many(task_ids)
-    delivery_ids = {t["task_id"]: json.loads(t.get("delivery_ids") or "[]") for t in tasks}
-    states = ctx.deliveries.states([d for ids in delivery_ids.values() for d in ids])
+    states = ctx.deliveries.states([d for t in tasks for d in t.delivery_ids])
     done = [
         t
         for t in tasks
-        if t["status"] in TASK_ENDED
-        and t.get("fanout") != "pending"
-        and all(states.get(d, "delivered") in DELIVERY_SETTLED for d in delivery_ids[t["task_id"]])
+        if t.status in TASK_ENDED
+        and t.fanout != "pending"
+        and all(states.get(d, "delivered") in DELIVERY_SETTLED for d in t.delivery_ids)
     ]
     later = now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
     pipe = ctx.redis.pipeline(transaction=False)
-    waiting = {t["task_id"] for t in tasks} - {t["task_id"] for t in done}
+    waiting = {t.task_id for t in tasks} - {t.task_id for t in done}
     if waiting:
         pipe.zadd(ctx.tasks.ended_key, dict.fromkeys(waiting, later))  # look again next sweep
     for task in done:
-        ctx.tasks.forget(pipe, task["task_id"], task["tenant_id"])
-        ctx.deliveries.forget(pipe, delivery_ids[task["task_id"]])
-        if task.get("record_key"):
-            pipe.zrem(ctx.records.tasks_key(task["tenant_id"], task["record_key"]), task["task_id"])
-    found = {t["task_id"] for t in tasks}
+        ctx.tasks.forget(pipe, task.task_id, task.tenant_id)
+        ctx.deliveries.forget(pipe, task.delivery_ids)
+        if task.record_key:
+            pipe.zrem(ctx.records.tasks_key(task.tenant_id, task.record_key), task.task_id)
+    found = {t.task_id for t in tasks}
     if gone := [task_id for task_id in task_ids if task_id not in found]:  # removed some other way
         pipe.zrem(ctx.tasks.ended_key, *gone)
     _archive(ctx, done)
     pipe.execute()
-    return len(done), sum(len(delivery_ids[t["task_id"]]) for t in done)
+    return len(done), sum(len(t.delivery_ids) for t in done)
 
 
 def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
@@ -137,17 +137,17 @@ def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
     return dropped
 
 
-def _archive(ctx: Context, tasks: list[dict]) -> None:
+def _archive(ctx: Context, tasks: list[Task]) -> None:
     """Append each task's final record to the JSONL file of the day it ended, when archiving is on: one
     open per day and batch."""
     if not ctx.config.archive_dir or not tasks:
         return
     days: dict[str, list[str]] = {}
     for task in tasks:
-        ended = iso(float(task.get("finished_at") or task["updated_at"]))
+        ended = iso(task.finished_at or task.updated_at)
         record = {
             k: v
-            for k, v in task.items()
+            for k, v in _as_read(task).items()
             if k not in ("event_json", "slack_reply", "callback_headers")
         }
         days.setdefault(ended[:10], []).append(
@@ -158,6 +158,17 @@ def _archive(ctx: Context, tasks: list[dict]) -> None:
     for day, lines in days.items():
         with (folder / f"tasks-{day}.jsonl").open("a", encoding="utf-8") as out:
             out.write("\n".join(lines) + "\n")
+
+
+def _as_read(task: Task) -> dict:
+    """The task as archives have always held it: the strings Redis keeps, with its API-facing JSON fields
+    (result, error, destinations) as objects."""
+    return {
+        **task.to_hash(),
+        "result": task.result,
+        "error": task.error,
+        "destinations": task.destinations,
+    }
 
 
 # -- the rest --------------------------------------------------------------------------------------

@@ -2,40 +2,36 @@
 
 from __future__ import annotations
 
+from app.core.states import TaskStatus
 from app.stores.events import iso
+from app.stores.tasks import Task
 from app.stores.usage import number as credits_number
 
 
-def task_view(task: dict, deliveries: list[dict] | None = None) -> dict:
-    def number(name: str) -> int | None:
-        value = task.get(name)
-        return int(value) if value not in (None, "") else None
-
+def task_view(task: Task, deliveries: list[dict] | None = None) -> dict:
     return {
-        "task_id": task["task_id"],
-        "status": task["status"],
-        "phase": task.get("phase") or None,
-        "progress": int(task.get("progress") or 0),
-        "turn_index": number("turn_index"),
-        "format": task.get("format"),
-        "export": task.get("export") or None,
-        "record_key": task.get("record_key") or None,
-        "run_id": task.get("run_id") or None,
-        "run_restarted": task.get("run_restarted") == "1",
-        "created_at": iso(float(task["created_at"])),
-        "updated_at": iso(float(task["updated_at"])),
-        "result": task.get("result"),
-        "error": task.get("error"),
-        "credits_used": credits_number(task["credits_used"])
-        if task.get("credits_used") not in (None, "")
-        else None,
-        "duration_ms": number("duration_ms"),
+        "task_id": task.task_id,
+        "status": task.status,
+        "phase": task.phase,
+        "progress": task.progress,
+        "turn_index": task.turn_index,
+        "format": task.format,
+        "export": task.export,
+        "record_key": task.record_key,
+        "run_id": task.run_id,
+        "run_restarted": task.run_restarted,
+        "created_at": iso(task.created_at),
+        "updated_at": iso(task.updated_at),
+        "result": task.result,
+        "error": task.error,
+        "credits_used": None if task.credits_used is None else credits_number(task.credits_used),
+        "duration_ms": task.duration_ms,
         "deliveries": deliveries or [],
     }
 
 
-def record_view(record: dict, tasks: list[dict]) -> dict:
-    latest = next((t for t in tasks if t["status"] == "completed" and t.get("result")), None)
+def record_view(record: dict, tasks: list[Task]) -> dict:
+    latest = next((t for t in tasks if t.status == TaskStatus.COMPLETED and t.result), None)
     return {
         "record_key": record["record_key"],
         "run_id": record["run_id"],
@@ -47,6 +43,6 @@ def record_view(record: dict, tasks: list[dict]) -> dict:
             "duration_ms": record["duration_ms"],
             "task_count": record["task_count"],
         },
-        "latest_result": ({"task_id": latest["task_id"], **latest["result"]} if latest else None),
+        "latest_result": ({"task_id": latest.task_id, **latest.result} if latest else None),
         "tasks": [task_view(t) for t in tasks],
     }

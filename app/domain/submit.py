@@ -11,17 +11,18 @@ import time
 from typing import Any
 
 from app.core import leases, storage
-from app.core.states import TASK_ENDED
+from app.core.states import TASK_ENDED, TaskStatus
 from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
 from app.domain import budgets, tracking, write_back
 from app.stores import queues
 from app.stores.context import Context
+from app.stores.tasks import Task
 from app.stores.tenants import Tenant
 
 log = logging.getLogger(__name__)
 
 
-def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
+def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> Task:
     """Record a submission and try to hand it to the API now. Returns the relay task. ``internal``: task
     fields of the relay's own, stored with the task from the start (e.g. how to answer a Slack command).
     Raises WriteBackRefused before anything is stored when the write-back it asks for cannot be made, and
@@ -45,13 +46,13 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
         tenant.tenant_id,
         format=fmt,
         prompt=body["prompt"],
-        record_key=record_key or "",
-        requested_run_id=run_id or "",
+        record_key=record_key,
+        requested_run_id=run_id,
         destinations=body.get("destinations") or [],
-        export=body.get("export", ""),
-        callback_url=body.get("callback_url", ""),
+        export=body.get("export"),
+        callback_url=body.get("callback_url"),
         callback_headers=body.get("callback_headers") or {},
-        write_back=connection or "",
+        write_back=connection,
         # a crash before it is handed over leaves it to the reconciler
         watch_at=time.time() + ctx.config.reconcile_quiet_seconds,
         with_task=with_record if record_key else None,
@@ -59,20 +60,20 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> dict:
     )
     write_back.plan_start(ctx, task)
     try:
-        hand_over(ctx, tenant, task["task_id"])
+        hand_over(ctx, tenant, task.task_id)
     except UpstreamUnavailable as exc:
         log.warning(
-            "API unavailable for task %s (%s); retrying in the background", task["task_id"], exc
+            "API unavailable for task %s (%s); retrying in the background", task.task_id, exc
         )
-        ctx.tasks.set(task["task_id"], last_submit_error=str(exc))
-        queues.enqueue_submit(ctx, task["task_id"])
+        ctx.tasks.set(task.task_id, last_submit_error=str(exc))
+        queues.enqueue_submit(ctx, task.task_id)
     try:
         # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
         ctx.replicated(mark)
     except storage.NotReplicated as exc:
-        exc.kept = ctx.tasks.get(task["task_id"]) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
+        exc.kept = ctx.tasks.get(task.task_id) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
         raise
-    return ctx.tasks.get(task["task_id"]) or task
+    return ctx.tasks.get(task.task_id) or task
 
 
 def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
@@ -90,20 +91,20 @@ def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
 
 def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
     task = ctx.tasks.get(task_id)
-    if task is None or task["status"] != "pending_submit":
+    if task is None or task.status != TaskStatus.PENDING_SUBMIT:
         return
     token = ctx.tokens.webhook(tenant.tenant_id, task_id)
     webhook_url = f"{ctx.config.public_url.rstrip('/')}/webhooks/upstream/{token}"
-    run_id, restarted = task.get("requested_run_id") or None, False
+    run_id, restarted = task.requested_run_id, False
     with ctx.upstream(tenant) as client:
         try:
             try:
                 submitted = client.generate(
-                    task["format"], task["prompt"], run_id=run_id, webhook_url=webhook_url
+                    task.format, task.prompt, run_id=run_id, webhook_url=webhook_url
                 )
             except RunExpired:
                 # the record's document is past retention: start it afresh and remap the record
-                submitted = client.generate(task["format"], task["prompt"], webhook_url=webhook_url)
+                submitted = client.generate(task.format, task.prompt, webhook_url=webhook_url)
                 restarted = True
         except UpstreamUnavailable:
             if client.throttled:
@@ -124,9 +125,9 @@ def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
 
 
 def _record_handover(
-    ctx: Context, tenant: Tenant, task: dict, submitted, restarted: bool, throttled: int
+    ctx: Context, tenant: Tenant, task: Task, submitted, restarted: bool, throttled: int
 ) -> None:
-    task_id = task["task_id"]
+    task_id = task.task_id
     # else the fields below would make a task with no status, prompt or tenant
     if ctx.tasks.restore(task):
         log.warning(
@@ -136,18 +137,20 @@ def _record_handover(
         task_id,
         upstream_task_id=submitted.task_id,
         run_id=submitted.run_id,
-        run_restarted=int(restarted),
+        run_restarted=restarted,
         submitted_at=time.time(),
         **({"throttled": throttled} if throttled else {}),
     )
-    ctx.tasks.transition(task_id, expect="pending_submit", status=submitted.status)
-    if task.get("record_key"):
-        ctx.records.map_run(tenant.tenant_id, task["record_key"], task["format"], submitted.run_id)
-    status = ctx.tasks.get(task_id)["status"]  # type: ignore[index]
+    ctx.tasks.transition(
+        task_id, expect=TaskStatus.PENDING_SUBMIT, status=TaskStatus(submitted.status)
+    )
+    if task.record_key:
+        ctx.records.map_run(tenant.tenant_id, task.record_key, task.format, submitted.run_id)
+    status = ctx.tasks.get(task_id).status  # type: ignore[union-attr]
     if status not in TASK_ENDED:
         ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
     # cancelled here while the API took it: there too
-    elif status == "cancelled" and not submitted.finished:
+    elif status == TaskStatus.CANCELLED and not submitted.finished:
         try:
             with ctx.upstream_once(tenant) as client:
                 client.cancel_task(submitted.task_id)
@@ -159,12 +162,12 @@ def _record_handover(
             )
 
 
-def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) -> dict:
+def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) -> Task:
     """Block up to ``seconds`` for the task to end (the `wait` parameter's sync facade)."""
     deadline = time.monotonic() + seconds
     while True:
         task = ctx.tasks.get(task_id)
         assert task is not None
-        if task["status"] in TASK_ENDED or time.monotonic() >= deadline:
+        if task.status in TASK_ENDED or time.monotonic() >= deadline:
             return task
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))

@@ -13,16 +13,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 
 from app.core.ids import new_id
-from app.core.states import TASK_ENDED
+from app.core.states import TASK_ENDED, TaskStatus
 from app.core.upstream import UpstreamError
 from app.domain import batch_rows, budgets, deliveries, polling
 from app.domain.serializers import task_view
 from app.stores import usage
 from app.stores.context import Context
 from app.stores.events import KEEP, iso
-from app.stores.tasks import LUA_UNLESS_ENDED, field_pairs
+from app.stores.tasks import LUA_UNLESS_ENDED, Task, field_pairs
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,15 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | 
     if task is None:
         log.warning("event for unknown task %s from %s", task_id, source)
         return "unknown"
-    if task.get("upstream_task_id") and upstream.get("task_id") != task["upstream_task_id"]:
+    if task.upstream_task_id and upstream.get("task_id") != task.upstream_task_id:
         log.warning("event for task %s names another API task; ignored", task_id)
         return "mismatch"
     link = (
         {}
-        if task.get("upstream_task_id")
+        if task.upstream_task_id
         else {"upstream_task_id": upstream["task_id"], "run_id": upstream.get("run_id", "")}
     )
-    status = upstream["status"]
+    status = TaskStatus(upstream["status"])
     batch_rows.pool_wait(ctx, task, upstream, by_webhook=source.startswith("webhook"), now=now)
     # the link (the webhook overtook the submit call) is written with the end
     if status in TASK_ENDED:
@@ -91,7 +92,7 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | 
     if not ctx.tasks.transition(
         task_id,
         status=status,
-        phase=upstream.get("phase") or "",
+        phase=upstream.get("phase") or None,
         progress=int(upstream.get("progress") or 0),
         turn_index=upstream.get("turn_index"),
     ):
@@ -100,69 +101,70 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | 
     return "updated"
 
 
-def cancel(ctx: Context, tenant, task: dict) -> bool:
+def cancel(ctx: Context, tenant, task: Task) -> bool:
     """Cancel a task that has not ended: at the API once it has it (the task ends with the API's answer, or
     its webhook), else here, before it is handed over. False: it had ended, or the API refused."""
-    if task["status"] in TASK_ENDED:
+    if task.status in TASK_ENDED:
         return False
-    if not task.get("upstream_task_id"):
-        return finish(ctx, task["task_id"], {"status": "cancelled", "phase": ""})
+    if not task.upstream_task_id:
+        return finish(ctx, task.task_id, {"status": TaskStatus.CANCELLED, "phase": None})
     try:
         with ctx.upstream_once(tenant) as client:
-            answer = client.cancel_task(task["upstream_task_id"])
+            answer = client.cancel_task(task.upstream_task_id)
     except UpstreamError as exc:
-        log.warning("task %s: cancelling it at the API failed: %s", task["task_id"], exc)
+        log.warning("task %s: cancelling it at the API failed: %s", task.task_id, exc)
         return False
-    apply(ctx, task["task_id"], answer.raw, source="cancel")
+    apply(ctx, task.task_id, answer.raw, source="cancel")
     return True
 
 
 def refresh(
-    ctx: Context, task: dict, min_age_seconds: float = 2.0, now: float | None = None
-) -> dict:
+    ctx: Context, task: Task, min_age_seconds: float = 2.0, now: float | None = None
+) -> Task:
     """Bring a running task's progress up to date from the API when its news is older than
     ``min_age_seconds``: what a person watching a progress bar expects. Best effort, no retries. ``now``: a
     test's clock, also for the tenant's poll budget (else that is on Redis's clock)."""
-    if task["status"] in TASK_ENDED or not task.get("upstream_task_id"):
+    if task.status in TASK_ENDED or not task.upstream_task_id:
         return task
     clock = time.time() if now is None else now
-    if clock - float(task.get("last_polled_at") or task["updated_at"]) < min_age_seconds:
+    if clock - (task.last_polled_at or task.updated_at) < min_age_seconds:
         return task
     # the tenant's polls are at their budget: show what we know
     if not polling.may_refresh(ctx, task, now=now):
         return task
-    tenant = ctx.tenants.get(task["tenant_id"])
+    tenant = ctx.tenants.get(task.tenant_id)
     if tenant is None:
         return task
-    ctx.tasks.set(task["task_id"], last_polled_at=clock)
+    ctx.tasks.set(task.task_id, last_polled_at=clock)
     try:
         with ctx.upstream_once(tenant) as client:
-            upstream = client.get_task(task["upstream_task_id"])
+            upstream = client.get_task(task.upstream_task_id)
     except UpstreamError:
         return task
-    apply(ctx, task["task_id"], upstream.raw, source="refresh", now=now)
-    return ctx.tasks.get(task["task_id"]) or task
+    apply(ctx, task.task_id, upstream.raw, source="refresh", now=now)
+    return ctx.tasks.get(task.task_id) or task
 
 
-def finish(ctx: Context, task_id: str, fields: dict, task: dict | None = None) -> bool:
+def finish(ctx: Context, task_id: str, fields: dict, task: Task | None = None) -> bool:
     """End a task once (see the module notes), then run its follow-ups. False: it had already ended.
     ``task``: the task as just read, if the caller has it (the script checks again that it has not ended)."""
     task = task or ctx.tasks.get(task_id)
-    if task is None or task["status"] in TASK_ENDED:
-        if task is not None and task.get("fanout") == "pending":
+    if task is None or task.status in TASK_ENDED:
+        if task is not None and task.fanout == "pending":
             run_follow_ups(ctx, task_id)
         return False
     now = time.time()
     fields = {**fields, "finished_at": now, "updated_at": now}
-    ended = {**task, **fields}
+    ended = task.with_fields(**fields)
     event = {
         "id": new_id("evt"),
         "type": f"task.{fields['status']}",
         "created_at": iso(now),
         "data": task_view(ended),
     }
-    fields["event_json"] = ended["event_json"] = json.dumps(event)
-    tenant_id, record = task["tenant_id"], task.get("record_key") or ""
+    fields["event_json"] = json.dumps(event)
+    ended = replace(ended, event_json=event)
+    tenant_id, record = task.tenant_id, task.record_key or ""
     argv = [
         usage.number(fields.get("credits_used")),
         int(float(fields.get("duration_ms") or 0)),
@@ -202,23 +204,27 @@ def fail(ctx: Context, task_id: str, code: str, message: str, **detail) -> bool:
     return finish(
         ctx,
         task_id,
-        {"status": "failed", "phase": "", "error": {"code": code, "message": message, **detail}},
+        {
+            "status": TaskStatus.FAILED,
+            "phase": None,
+            "error": {"code": code, "message": message, **detail},
+        },
     )
 
 
-def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None:
+def run_follow_ups(ctx: Context, task_id: str, task: Task | None = None) -> None:
     """Plan the ended task's deliveries, its budget alerts and its batch row's end, then mark its follow-ups
     done (``task``: as it ended, if the caller has it)."""
     task = task or ctx.tasks.get(task_id)
     if task is None:
         return
-    event = json.loads(task.get("event_json") or "null") or {
-        "type": f"task.{task['status']}",
+    event = task.event_json or {
+        "type": f"task.{task.status}",
         "data": task_view(task),
     }
     deliveries.plan(ctx, task, event)
     budgets.after_task(ctx, task)  # each alert goes once a month whatever
-    if task.get("batch_id"):
+    if task.batch_id:
         # after the row's deliveries: the batch's end is the last message
         batch_rows.row_ended(ctx, task)
     # only now: until then the task stays on the reconciler's watch list (the end put it there), so follow-ups
@@ -227,11 +233,11 @@ def run_follow_ups(ctx: Context, task_id: str, task: dict | None = None) -> None
 
 
 def _terminal_fields(upstream: dict) -> dict:
-    completed = upstream["status"] == "completed"
+    status = TaskStatus(upstream["status"])
     fields = {
-        "status": upstream["status"],
-        "phase": "",
-        "progress": 100 if completed else int(upstream.get("progress") or 0),
+        "status": status,
+        "phase": None,
+        "progress": 100 if status == TaskStatus.COMPLETED else int(upstream.get("progress") or 0),
         "result": upstream.get("result"),
         "error": upstream.get("error"),
         "credits_used": upstream.get("credits_used") or 0,

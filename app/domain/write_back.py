@@ -20,6 +20,7 @@ from app.domain import deliveries
 from app.domain.serializers import task_view
 from app.stores.context import Context
 from app.stores.events import iso
+from app.stores.tasks import Task
 from connectors import registry
 from connectors.base import Outcome, Retryable
 
@@ -79,9 +80,9 @@ def _check_key(kind: str, record_key: str) -> None:
         raise WriteBackInvalid("invalid_request", str(exc), "record_key") from None
 
 
-def plan_start(ctx: Context, task: dict) -> None:
+def plan_start(ctx: Context, task: Task) -> None:
     """Queue the "Generating" write of a submitted task that writes back."""
-    if not task.get("write_back"):
+    if not task.write_back:
         return
     event = {
         "id": new_id("evt"),
@@ -91,10 +92,10 @@ def plan_start(ctx: Context, task: dict) -> None:
     }
     pipe = ctx.redis.pipeline()  # one round trip: the record, the task's list, the lane entry
     delivery_id = deliveries.record(
-        ctx, task, event, deliveries.WRITE_BACK_START_SLOT, {"id": task["write_back"]}, pipe=pipe
+        ctx, task, event, deliveries.WRITE_BACK_START_SLOT, {"id": task.write_back}, pipe=pipe
     )
     # listed with the task's deliveries
-    ctx.tasks.set(task["task_id"], pipe=pipe, delivery_ids=[delivery_id])
+    ctx.tasks.set(task.task_id, pipe=pipe, delivery_ids=[delivery_id])
     deliveries.enqueue(ctx, delivery_id, pipe=pipe)
     pipe.execute()
 
@@ -108,7 +109,7 @@ def gate(ctx: Context, record: dict) -> Outcome | None:
         record["task_id"], deliveries.WRITE_BACK_START_SLOT
     )
     if starting:
-        if task is None or task["status"] in TASK_ENDED:
+        if task is None or task.status in TASK_ENDED:
             return Outcome("not written: the task ended first, and its end is written instead")
         return None
     start = ctx.deliveries.states(

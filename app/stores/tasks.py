@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from redis import Redis
 
 from app.core.ids import new_id
-from app.core.states import TASK_ENDED, lua_set
+from app.core.states import TASK_ENDED, TaskStatus, lua_set
 
 # ARGV[1]: status the task must be in ('' = any non-terminal); ARGV[2..]: field/value pairs.
 # Returns 1 when applied. A terminal status also drops the task from the reconciler's watch list.
@@ -49,7 +50,130 @@ redis.call('ZADD', KEYS[3], ARGV[1], redis.call('HGET', KEYS[1], 'task_id'))
 return 1
 """
 
-_JSON_FIELDS = ("result", "error", "destinations", "callback_headers")
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task as stored: every field Relay writes on its hash, typed. Text that is empty or absent in
+    Redis reads as None."""
+
+    task_id: str
+    tenant_id: str
+    status: TaskStatus
+    created_at: float
+    updated_at: float
+    # what was asked (app.domain.submit), and of the relay's own callers
+    format: str | None = None
+    prompt: str = ""
+    record_key: str | None = None
+    requested_run_id: str | None = None
+    export: str | None = None
+    destinations: list[dict] | None = None
+    callback_url: str | None = None
+    callback_headers: dict | None = None
+    write_back: str | None = None
+    slack_reply: str | None = None
+    batch_id: str | None = None
+    batch_row: int | None = None
+    # the hand-over to the API
+    upstream_task_id: str | None = None
+    run_id: str | None = None
+    run_restarted: bool = False
+    submitted_at: float | None = None
+    submit_attempts: int = 0
+    last_submit_error: str | None = None
+    throttled: int = 0
+    # its progress, from webhooks and polls (app.domain.tracking, app.domain.polling)
+    phase: str | None = None
+    progress: int = 0
+    turn_index: int | None = None
+    polls: int = 0
+    last_polled_at: float | None = None
+    poll_slot: float | None = None
+    # its end, and the follow-ups of its end
+    finished_at: float | None = None
+    result: dict | None = None
+    error: dict | None = None
+    credits_used: float | None = None
+    duration_ms: int | None = None
+    event_json: dict | None = None
+    fanout: str | None = None
+    delivery_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Task:
+        """The one place a task's Redis strings become values. Fields this code does not know (written by
+        a newer Relay during a rolling deploy) are left out rather than refused."""
+        text = {name: raw.get(name) or None for name in _TEXT}
+        numbers = {name: kind(raw[name]) for name, kind in _NUMBERS.items() if raw.get(name)}
+        loaded = {name: json.loads(raw[name]) for name in _JSON if raw.get(name)}
+        return cls(
+            task_id=raw["task_id"],
+            tenant_id=raw["tenant_id"],
+            status=TaskStatus(raw["status"]),
+            prompt=raw.get("prompt", ""),
+            run_restarted=raw.get("run_restarted") == "1",
+            delivery_ids=loaded.pop("delivery_ids", []),
+            **text,
+            **numbers,
+            **loaded,
+        )
+
+    def to_hash(self) -> dict[str, str]:
+        """The fields as Redis holds them (what ``from_hash`` reads back); None is left out."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return as_stored({name: value for name, value in values.items() if value is not None})
+
+    def with_fields(self, **changes: Any) -> Task:
+        """The task as it reads once ``changes`` are written: decoded from what Redis will hold, so the
+        copy shows a written number exactly as a later read will."""
+        return Task.from_hash({**self.to_hash(), **as_stored(changes)})
+
+
+_TEXT = (
+    "format",
+    "record_key",
+    "requested_run_id",
+    "export",
+    "callback_url",
+    "write_back",
+    "slack_reply",
+    "batch_id",
+    "upstream_task_id",
+    "run_id",
+    "last_submit_error",
+    "phase",
+    "fanout",
+)
+
+
+def _whole(raw: str) -> int:
+    return int(float(raw))  # a count the API sent as 12.0 still reads
+
+
+_NUMBERS: dict[str, Callable[[str], float | int]] = {
+    "created_at": float,
+    "updated_at": float,
+    "batch_row": _whole,
+    "submitted_at": float,
+    "submit_attempts": _whole,
+    "throttled": _whole,
+    "progress": _whole,
+    "turn_index": _whole,
+    "polls": _whole,
+    "last_polled_at": float,
+    "poll_slot": float,
+    "finished_at": float,
+    "credits_used": float,
+    "duration_ms": _whole,
+}
+_JSON = (
+    "destinations",
+    "callback_headers",
+    "result",
+    "error",
+    "event_json",
+    "delivery_ids",
+)
 
 
 class TaskStore:
@@ -77,7 +201,7 @@ class TaskStore:
         task_id: str | None = None,
         with_task: Callable[[Any, str], None] | None = None,
         **fields: Any,
-    ) -> dict:
+    ) -> Task:
         """A new task in `pending_submit`; ``watch_at``: when the reconciler should look at it if nothing has
         moved it on by then; ``task_id``: one chosen beforehand (a batch row's, so a crash never makes two);
         ``with_task(pipe, task_id)``: more writes made in the same transaction (its record's)."""
@@ -85,14 +209,15 @@ class TaskStore:
         record = {
             "task_id": task_id,
             "tenant_id": tenant_id,
-            "status": "pending_submit",
+            "status": TaskStatus.PENDING_SUBMIT,
             "progress": 0,
             "created_at": now,
             "updated_at": now,
             **fields,
         }
+        stored = as_stored(record)
         pipe = self._redis.pipeline()
-        pipe.hset(self.key_for(task_id), mapping={k: to_field(v) for k, v in record.items()})
+        pipe.hset(self.key_for(task_id), mapping=stored)
         pipe.zadd(self.recent_key, {task_id: now})
         pipe.zadd(self.tenant_key(tenant_id), {task_id: now})
         if watch_at is not None:
@@ -100,24 +225,24 @@ class TaskStore:
         if with_task is not None:
             with_task(pipe, task_id)
         pipe.execute()
-        return self.get(task_id) or record
+        return self.get(task_id) or Task.from_hash(stored)
 
-    def recent(self, limit: int = 50) -> list[dict]:
+    def recent(self, limit: int = 50) -> list[Task]:
         """The newest tasks of every tenant (the operator's dashboard)."""
         return self.many(list(self._redis.zrevrange(self.recent_key, 0, limit - 1)))
 
-    def get(self, task_id: str, tenant_id: str | None = None) -> dict | None:
+    def get(self, task_id: str, tenant_id: str | None = None) -> Task | None:
         raw = self._redis.hgetall(self.key_for(task_id))
         if not raw or (tenant_id is not None and raw["tenant_id"] != tenant_id):
             return None
-        return _decoded(raw)
+        return Task.from_hash(raw)
 
-    def many(self, task_ids: list[str]) -> list[dict]:
+    def many(self, task_ids: list[str]) -> list[Task]:
         """The tasks that still exist, in order, in one round trip."""
         pipe = self._redis.pipeline(transaction=False)
         for task_id in task_ids:
             pipe.hgetall(self.key_for(task_id))
-        return [_decoded(raw) for raw in pipe.execute() if raw]
+        return [Task.from_hash(raw) for raw in pipe.execute() if raw]
 
     def set(self, task_id: str, pipe=None, **fields: Any) -> None:
         """Fields that never race with a terminal transition (links, attempt counters), at once or queued on
@@ -126,26 +251,26 @@ class TaskStore:
             self.key_for(task_id), mapping={k: to_field(v) for k, v in fields.items()}
         )
 
-    def restore(self, task: dict) -> bool:
+    def restore(self, task: Task) -> bool:
         """Store again a task Redis no longer has, as it was read: a failover took the primary before the
         task's creation reached a replica (possible with RELAY_REDIS_MIN_REPLICAS=0). Nothing is written for
         a task Redis still has. True: it had to be stored again."""
         return (
             self._restore(
                 keys=[
-                    self.key_for(task["task_id"]),
+                    self.key_for(task.task_id),
                     self.recent_key,
-                    self.tenant_key(task["tenant_id"]),
+                    self.tenant_key(task.tenant_id),
                 ],
-                args=[task["created_at"], *field_pairs(task)],
+                args=[task.created_at, *field_pairs(task.to_hash())],
             )
             == 1
         )
 
-    def transition(self, task_id: str, expect: str = "", **fields: Any) -> bool:
+    def transition(self, task_id: str, expect: TaskStatus | None = None, **fields: Any) -> bool:
         """Update a task that has not ended (and is in status ``expect``, when given)."""
         fields.setdefault("updated_at", time.time())
-        argv = [expect, *field_pairs(fields)]
+        argv = [expect or "", *field_pairs(fields)]
         return self._transition(keys=[self.key_for(task_id), self.watch_key], args=argv) == 1
 
     # -- the reconciler's watch list -----------------------------------------------------------------
@@ -188,15 +313,14 @@ class TaskStore:
         ]
 
 
-def _decoded(raw: dict) -> dict:
-    for name in _JSON_FIELDS:
-        raw[name] = json.loads(raw[name]) if raw.get(name) else None
-    return raw
-
-
 def field_pairs(fields: dict[str, Any]) -> list:
     """The fields as a Lua script takes them: name, value, name, value..."""
     return [item for name, value in fields.items() for item in (name, to_field(value))]
+
+
+def as_stored(fields: dict[str, Any]) -> dict[str, str]:
+    """The fields as the strings Redis keeps of them (redis-py writes a number as its repr)."""
+    return {name: str(to_field(value)) for name, value in fields.items()}
 
 
 def to_field(value: Any) -> str | int | float:

@@ -9,13 +9,14 @@ from flask import Blueprint, Response, jsonify, request
 import schemas
 from app.core.errors import Conflict, Invalid, NotFound, UpstreamFailed
 from app.core.formats import document_formats
-from app.core.states import TASK_ENDED
+from app.core.states import TASK_ENDED, TaskStatus
 from app.core.storage import NotReplicated
 from app.core.upstream import UpstreamError
 from app.domain import deliveries, exports, links, submit, tracking
 from app.domain.serializers import record_view, task_view
 from app.stores.destinations import check_config
 from app.stores.idempotency import StoredAnswer, fingerprint
+from app.stores.tasks import Task
 from app.web.base import ctx, public, record_path, require_tenant, tenant
 from app.web.openapi import ERROR, JSON, V1
 from app.web.routing import Routes, json_body, query_params
@@ -144,18 +145,18 @@ def _submit(body: dict):
         raise
     wait = min(int(body.get("wait") or 0), ctx().config.max_wait_seconds)
     if wait:
-        task = submit.wait_for(ctx(), task["task_id"], wait)
+        task = submit.wait_for(ctx(), task.task_id, wait)
     status, answer = _answer(task)
     return jsonify(answer), status
 
 
-def _answer(task: dict) -> tuple[int, dict]:
+def _answer(task: Task) -> tuple[int, dict]:
     """A submit's answer: 200 with the task once it has ended, else 202 with its ids and links."""
     view = task_answer(task)
-    links = {"task": public(f"/v1/tasks/{task['task_id']}")}
+    links = {"task": public(f"/v1/tasks/{task.task_id}")}
     if view["record_key"]:
         links["record"] = public(record_path(view["record_key"]))
-    if task["status"] in TASK_ENDED:
+    if task.status in TASK_ENDED:
         return 200, {**view, "links": links}
     return 202, {
         "task_id": view["task_id"],
@@ -180,7 +181,7 @@ def get_task(task_id: str):
     return jsonify(task_answer(tracking.refresh(ctx(), task)))
 
 
-def task_answer(task: dict) -> dict:
+def task_answer(task: Task) -> dict:
     """A task as the API answers it: its view, its deliveries, links to its document."""
     view = task_view(task, deliveries.for_task(ctx(), task))
     return {**view, **links.document_links(ctx(), view)}
@@ -257,20 +258,20 @@ def create_export():
         ) from None
     return jsonify(
         {
-            "task_id": task["task_id"],
-            "run_id": task["run_id"],
-            "record_key": task.get("record_key") or None,
+            "task_id": task.task_id,
+            "run_id": task.run_id,
+            "record_key": task.record_key,
             "format": body["format"],
             "file_url": link,
         }
     ), 201
 
 
-def _export_source(body: dict) -> dict:
+def _export_source(body: dict) -> Task:
     tenant_id = tenant().tenant_id
     if body.get("task_id"):
         task = ctx().tasks.get(body["task_id"], tenant_id)
-        if task is None or task["status"] != "completed":
+        if task is None or task.status != TaskStatus.COMPLETED:
             raise NotFound("task_not_found", "No completed task with that id.", field="task_id")
         return task
     latest = exports.latest_document(ctx(), tenant_id, body["record_key"])

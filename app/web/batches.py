@@ -183,6 +183,6 @@ def _answer(batch: dict) -> dict:
     }
     return {
         **batch_rows.view(batch),
-        "deliveries": deliveries.for_task(ctx(), batch),
+        "deliveries": deliveries.for_batch(ctx(), batch),
         "links": links,
     }

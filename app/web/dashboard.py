@@ -186,7 +186,7 @@ def _task_page() -> tuple[list[dict], float | None, dict]:
 @admin_only
 def cancel_task(task_id: str):
     task = ctx().tasks.get(task_id)
-    tenant = ctx().tenants.get(task["tenant_id"]) if task else None
+    tenant = ctx().tenants.get(task.tenant_id) if task else None
     if task is None or tenant is None:
         abort(404)
     if tracking.cancel(ctx(), tenant, task):
@@ -194,8 +194,8 @@ def cancel_task(task_id: str):
     else:
         ended = ctx().tasks.get(task_id) or task
         flash(
-            f"Task {task_id} has ended ({ended['status']}): nothing to cancel."
-            if ended["status"] in TASK_ENDED
+            f"Task {task_id} has ended ({ended.status}): nothing to cancel."
+            if ended.status in TASK_ENDED
             else f"The API did not take the cancel of {task_id}; try again."
         )
     back = request.form.get("back", "")

@@ -33,15 +33,15 @@ def file(token: str):
     if payload.get("b"):  # a batch's manifest, or its ZIP (app.domain.batch_files)
         return _batch_file(payload)
     task = ctx().tasks.get(payload["t"])
-    tenant = ctx().tenants.get(task["tenant_id"]) if task else None
-    if task is None or tenant is None or not task.get("run_id"):
+    tenant = ctx().tenants.get(task.tenant_id) if task else None
+    if task is None or tenant is None or not task.run_id:
         raise NotFound("not_found", "The document behind this link is gone.")
     try:
         with ctx().upstream(tenant) as client:
             url = (
-                client.export(task["run_id"], payload["x"]).download_url
+                client.export(task.run_id, payload["x"]).download_url
                 if payload.get("x")
-                else client.download_location(task["run_id"])
+                else client.download_location(task.run_id)
             )
     except UpstreamError as exc:
         kind = UpstreamFailed if exc.status is None or exc.status >= 500 else Gone

@@ -76,12 +76,12 @@ def cancel_task(task_id: str):
     task = ctx().tasks.get(task_id, tenant().tenant_id)
     if task is None:
         raise NotFound("task_not_found", "No task with that id.", field="task_id")
-    if task["status"] in TASK_ENDED or not tracking.cancel(ctx(), tenant(), task):
+    if task.status in TASK_ENDED or not tracking.cancel(ctx(), tenant(), task):
         ended = ctx().tasks.get(task_id) or task
-        if ended["status"] in TASK_ENDED:
+        if ended.status in TASK_ENDED:
             raise Conflict(
                 "task_ended",
-                f"The task has ended ({ended['status']}): there is nothing to cancel.",
+                f"The task has ended ({ended.status}): there is nothing to cancel.",
                 field="task_id",
             )
         raise UpstreamFailed(

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from app.core import metrics, storage
 from app.core.logs import log_context
 from app.core.outbound import OutboundPolicy, ca_bundle
-from app.core.states import DELIVERY_SETTLED, TASK_ENDED
+from app.core.states import DELIVERY_SETTLED, TASK_ENDED, TaskStatus
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
 from app.domain import batch_files, write_back
 from app.domain.deliveries import (
@@ -36,6 +36,7 @@ from app.domain.deliveries import (
 )
 from app.domain.links import file_link
 from app.stores.context import Context
+from app.stores.tasks import Task
 from connectors import registry
 from connectors.base import (
     Delivery,
@@ -238,12 +239,12 @@ def _document(ctx: Context, record: dict, link_life: int | None = None) -> Docum
     if task is None or tenant is None:
         raise Permanent("the task has no finished document")
     # a task.completed event for a task stored as running: its end went
-    if task["status"] not in TASK_ENDED:
+    if task.status not in TASK_ENDED:
         # with a failed-over Redis primary, and comes again with the reconciler's poll
         raise Retryable(
             "the task's end is not stored yet (a Redis failover lost it); it is polled again"
         )
-    if task["status"] != "completed":
+    if task.status != TaskStatus.COMPLETED:
         raise Permanent("the task has no finished document")
     export = record.get("export") or ""
     source = _Source(ctx, tenant, task, export)
@@ -253,16 +254,16 @@ def _document(ctx: Context, record: dict, link_life: int | None = None) -> Docum
         content_type=source.content_type,
         size=source.size,
         open=source.open,
-        link=file_link(ctx, task["task_id"], export, link_life),
+        link=file_link(ctx, task.task_id, export, link_life),
     )
 
 
-def _file_name(task: dict, export: str) -> str:
-    artifacts = (task.get("result") or {}).get("artifacts") or []
+def _file_name(task: Task, export: str) -> str:
+    artifacts = (task.result or {}).get("artifacts") or []
     stem, _, ext = (artifacts[0]["file_name"] if artifacts else "document.bin").rpartition(".")
-    record = task.get("record_key") or ""
+    record = task.record_key or ""
     label = "".join(c if c.isalnum() or c in "-_" else "-" for c in record)[:60] or "relay"
-    version = task["task_id"][-6:].lower()  # each task's file is its own version of the document
+    version = task.task_id[-6:].lower()  # each task's file is its own version of the document
     return f"{label}-{stem}-{version}.{export or ext}"
 
 
@@ -270,9 +271,9 @@ class _Source:
     """Streams the document (or an export of it) from the API's signed URL, refreshing the URL through
     GET /runs/{id} when it has expired, and resuming from an offset with an HTTP Range request."""
 
-    def __init__(self, ctx: Context, tenant, task: dict, export: str):
+    def __init__(self, ctx: Context, tenant, task: Task, export: str):
         self._ctx, self._tenant, self._task, self._export = ctx, tenant, task, export
-        download = (task.get("result") or {}).get("download_url")  # an event may come without one
+        download = (task.result or {}).get("download_url")  # an event may come without one
         self._url = download if download and not export else self._fresh_url()
         head = self._head()
         self.size = (
@@ -285,8 +286,8 @@ class _Source:
     def _fresh_url(self) -> str:
         with self._ctx.upstream(self._tenant) as client:
             if self._export:
-                return client.export(self._task["run_id"], self._export).download_url
-            return client.download_location(self._task["run_id"])
+                return client.export(self._task.run_id, self._export).download_url
+            return client.download_location(self._task.run_id)
 
     def _head(self) -> httpx.Response:
         response = httpx.head(self._url, timeout=30, follow_redirects=True, verify=TLS)

@@ -9,7 +9,7 @@ import time
 from rq import get_current_job
 
 from app.core.logs import log_context
-from app.core.states import TASK_ENDED
+from app.core.states import TASK_ENDED, TaskStatus
 from app.core.upstream import UpstreamNotFound, UpstreamUnavailable
 from app.domain import batches, deliveries, polling, retention, submit, tracking
 from app.domain.slack import background as slack_background
@@ -70,16 +70,16 @@ def submit_pending(task_id: str) -> str:
     """Hand a stored submission to the API; raising makes RQ retry it on the configured schedule."""
     ctx = context.current()
     task = ctx.tasks.get(task_id)
-    if task is None or task["status"] != "pending_submit":
+    if task is None or task.status != TaskStatus.PENDING_SUBMIT:
         return "nothing to do"
-    tenant = ctx.tenants.get(task["tenant_id"])
+    tenant = ctx.tenants.get(task.tenant_id)
     if tenant is None:
         return "tenant gone"
     try:
         submit.hand_over(ctx, tenant, task_id)
     except UpstreamUnavailable as exc:
         job = get_current_job()
-        attempts = int(task.get("submit_attempts") or 0) + 1
+        attempts = task.submit_attempts + 1
         ctx.tasks.set(task_id, submit_attempts=attempts, last_submit_error=str(exc))
         if job is None or not job.retries_left:
             tracking.fail(
@@ -129,33 +129,33 @@ def _reconcile(ctx, now: float | None = None) -> dict:
 
 def _reconcile_one(ctx, task_id: str, now: float | None = None) -> str:
     task = ctx.tasks.get(task_id)
-    if task is not None and task["status"] in TASK_ENDED and task.get("fanout") == "pending":
+    if task is not None and task.status in TASK_ENDED and task.fanout == "pending":
         # their end unwatches it: a crash leaves it for next time
         tracking.run_follow_ups(ctx, task_id, task)
         return "repaired"
-    if task is None or task["status"] in TASK_ENDED:
+    if task is None or task.status in TASK_ENDED:
         ctx.tasks.unwatch(task_id)
         return "polled"
-    tenant = ctx.tenants.get(task["tenant_id"])
+    tenant = ctx.tenants.get(task.tenant_id)
     if tenant is None:  # it can never end otherwise, and retention only removes tasks that ended
         tracking.fail(
             ctx, task_id, "tenant_removed", "The tenant was removed before the task ended."
         )
         return "finished"
     clock = time.time() if now is None else now
-    if task["status"] == "pending_submit":
+    if task.status == TaskStatus.PENDING_SUBMIT:
         return _recover_submit(ctx, task_id, clock)
-    if not task.get("upstream_task_id"):
+    if not task.upstream_task_id:
         ctx.tasks.unwatch(task_id)
         return "polled"
     wait = polling.wait_for_budget(ctx, task, now=now)
     if wait:  # the tenant's polls have spent their share of the API's rate limit for now
         ctx.tasks.watch(task_id, clock + wait)
         return "deferred"
-    polls = int(task.get("polls") or 0)
+    polls = task.polls
     try:
         with ctx.upstream(tenant) as client:
-            upstream = client.get_task(task["upstream_task_id"])
+            upstream = client.get_task(task.upstream_task_id)
     except UpstreamNotFound:
         tracking.fail(ctx, task_id, "upstream_task_missing", "The API no longer knows this task.")
         return "finished"

@@ -51,9 +51,7 @@ def test_submissions_complete_after_an_api_outage(make_relay, redis_url, tmp_pat
         assert {t["status"] for t in tasks} == {"pending_submit"}
 
         def attempts() -> list[int]:
-            return [
-                int(relay.ctx.tasks.get(t["task_id"]).get("submit_attempts") or 0) for t in tasks
-            ]
+            return [relay.ctx.tasks.get(t["task_id"]).submit_attempts for t in tasks]
 
         eventually(
             lambda: min(attempts()) >= FAILED_HANDOVERS,
@@ -74,7 +72,7 @@ def test_submissions_complete_after_an_api_outage(make_relay, redis_url, tmp_pat
             600,
             "every submission to complete",
             every=1,  # 20 requests a look
-            show=lambda: [relay.ctx.tasks.get(t["task_id"]).get("status") for t in tasks],
+            show=lambda: [relay.ctx.tasks.get(t["task_id"]).status for t in tasks],
         )
         assert len({v["run_id"] for v in views}) == 20
         assert client.get("/v1/me").json()["usage"]["task_count"] == 20

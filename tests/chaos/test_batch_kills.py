@@ -94,13 +94,13 @@ def _unended(relay, batch_id: str) -> list[dict]:
     for row in ctx.batches.rows(batch_id):
         if row["state"] in ("pending", "submitting", "running"):
             task_id = row.get("task_id") or "-"
-            task = ctx.tasks.get(task_id) or {}
+            task = ctx.tasks.get(task_id)
             found.append(
                 {
                     "row": row["row"],
                     "state": row["state"],
-                    "task": task.get("status"),
-                    "fanout": task.get("fanout"),
+                    "task": task.status if task else None,
+                    "fanout": task.fanout if task else None,
                     "lease_ttl": ctx.redis.ttl(ctx.key("handover", task_id)),
                 }
             )

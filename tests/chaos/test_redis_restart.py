@@ -76,7 +76,7 @@ def test_acknowledged_webhooks_survive_a_redis_restart(make_relay, reliability):
         relay = make_relay(redis_url=redis.url, worker=False)
         worker = relay.start_worker()
         tasks = [
-            relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="x")["task_id"]
+            relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="x").task_id
             for _ in range(20)
         ]
         signer = Webhook(relay.sandbox.webhook_secret)

@@ -322,7 +322,7 @@ class StormRun:
         ).raise_for_status()
         self._submit(range(DOCUMENTS // 3))
         targets = [
-            relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="x")["task_id"]
+            relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="x").task_id
             for _ in range(TARGETS)
         ]
         tokens = [relay.ctx.tokens.webhook(relay.tenant_id, task_id) for task_id in targets]
@@ -396,7 +396,7 @@ class StormRun:
 
         # a submit acknowledged just before the primary died can go with it when nothing waits for a replica
         kept = {
-            task["task_id"] for task in relay.ctx.tasks.many([d["task_id"] for d in self.documents])
+            task.task_id for task in relay.ctx.tasks.many([d["task_id"] for d in self.documents])
         }
         self.lost_documents = [n for n, d in enumerate(self.documents) if d["task_id"] not in kept]
         self.kept = [d["task_id"] for d in self.documents if d["task_id"] in kept]
@@ -429,9 +429,9 @@ class StormRun:
 
     def _follow_ups_pending(self) -> list[tuple]:
         return [
-            (task["task_id"], task["status"], task.get("fanout"))
+            (task.task_id, task.status, task.fanout)
             for task in self.relay.ctx.tasks.many(self.kept)
-            if task.get("fanout") != "done"
+            if task.fanout != "done"
         ]
 
     def _all_delivered(self) -> Counter | None:

@@ -8,7 +8,6 @@ happen however fast the machine is."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import pytest
@@ -90,9 +89,7 @@ def test_sigkill_workers_while_300_deliveries_run(
 
     def unplanned() -> list[tuple[str, str]]:
         return [
-            (t["task_id"], t["status"])
-            for t in relay.ctx.tasks.many(task_ids)
-            if len(json.loads(t.get("delivery_ids") or "[]")) < 5
+            (t.task_id, t.status) for t in relay.ctx.tasks.many(task_ids) if len(t.delivery_ids) < 5
         ]
 
     states = eventually(

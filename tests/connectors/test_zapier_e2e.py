@@ -184,7 +184,7 @@ def test_a_zap_runs_end_to_end(relay, zap, receiver, callbacks):
     third = relay.submit(relay.client(), prompt="Board deck numbers", record_key="crm:deal:8")
     relay.wait_task(relay.client(), third["task_id"])
     eventually(
-        lambda: relay.ctx.tasks.get(third["task_id"]).get("fanout") == "done",
+        lambda: relay.ctx.tasks.get(third["task_id"]).fanout == "done",
         60,
         "the third task's follow-ups to be planned",
     )

@@ -115,7 +115,7 @@ def test_a_csv_batch_by_upload_and_by_multipart(relay):
     assert first["counts"]["completed"] == 2 and second["counts"]["completed"] == 2
     assert (
         task["record_key"] == "deal:7"
-        and relay.ctx.tasks.get(row["task_id"])["prompt"] == "Memo for Globex (40)"
+        and relay.ctx.tasks.get(row["task_id"]).prompt == "Memo for Globex (40)"
     )
 
 
@@ -156,8 +156,7 @@ def test_without_a_template_each_rows_prompt_column_is_its_prompt(relay):
     with relay.client() as client:
         batch = run(client, {"format": "word", "rows": rows})
         prompts = [
-            relay.ctx.tasks.get(row["task_id"])["prompt"]
-            for row in rows_of(client, batch["batch_id"])
+            relay.ctx.tasks.get(row["task_id"]).prompt for row in rows_of(client, batch["batch_id"])
         ]
         missing = client.post(
             "/v1/batches", json={"format": "word", "rows": [{"record_key": "deal:3"}]}
@@ -323,14 +322,14 @@ def test_the_feed_backs_off_when_rows_wait_for_the_apis_pool(make_relay, make_sa
         def second_waits():  # two rows handed over; the second still queued at the API behind the first
             first, second = relay.ctx.batches.rows_by_number(batch_id, [1, 2])
             task = relay.ctx.tasks.get(second.get("task_id") or "")
-            if not task or second["state"] != "running" or not task.get("upstream_task_id"):
+            if not task or second["state"] != "running" or not task.upstream_task_id:
                 return None
             with relay.sandbox.client() as api:
-                upstream = api.get(f"/tasks/{task['upstream_task_id']}").json()
+                upstream = api.get(f"/tasks/{task.upstream_task_id}").json()
             return task if upstream["status"] == "queued" and first["state"] == "running" else None
 
         second = eventually(second_waits, 60, "the second row to wait in the API's pool", every=0.1)
-        submitted = float(second["submitted_at"])
+        submitted = second.submitted_at
 
         # as a poll for someone watching, on the test's clock
         def poll_at(
@@ -485,7 +484,7 @@ def test_the_feed_backs_off_when_the_api_answers_429(make_relay, make_sandbox):
         throttled = [
             row["row"]
             for row in relay.ctx.batches.rows(batch_id)
-            if (relay.ctx.tasks.get(row.get("task_id") or "") or {}).get("throttled")
+            if (task := relay.ctx.tasks.get(row.get("task_id") or "")) and task.throttled
         ]
         sandbox.advance(3600)  # the next window
         batch = finished(client, batch_id)
@@ -532,7 +531,7 @@ def test_the_reconciler_starts_rows_whose_claim_outlived_its_worker_and_only_tho
     batches.tick(ctx, now=t0 + stale + 2.5)
     assert started() == [True] * 3, "then the others"
     tasks = [ctx.tasks.get(row["task_id"]) for row in claimed]
-    assert [int(task["batch_row"]) for task in tasks] == [row["row"] for row in claimed]
+    assert [task.batch_row for task in tasks] == [row["row"] for row in claimed]
     assert ctx.redis.zcard(ctx.batches.claims_key(batch_id)) == 0, (
         "a row handed over leaves the index"
     )

@@ -15,6 +15,7 @@ from standardwebhooks import Webhook
 from app.cli.deliveries import deliveries_group
 from app.domain import usage_report
 from app.stores import context
+from app.stores.tasks import Task
 from tests.support.servers import eventually
 
 DONE = ("delivered", "dead")
@@ -41,10 +42,10 @@ def delivered(relay, client, task_id: str, count: int = 1, timeout: float = 60) 
     )
 
 
-def fanned_out(relay, task_id: str) -> dict:
+def fanned_out(relay, task_id: str) -> Task:
     """The task once the relay has planned all its deliveries (its fan-out is done): what it decided."""
     return eventually(
-        lambda: (task := relay.ctx.tasks.get(task_id)) and task.get("fanout") == "done" and task,
+        lambda: (task := relay.ctx.tasks.get(task_id)) and task.fanout == "done" and task,
         60,
         f"the fan-out of {task_id}",
         every=0.1,
@@ -111,9 +112,7 @@ def test_hook_subscribers_get_signed_events_and_410_unsubscribes(relay, receiver
             every=0.1,
         )
         third = fanned_out(relay, relay.submit(client, prompt="Third")["task_id"])
-    assert json.loads(third.get("delivery_ids") or "[]") == [], (
-        "no delivery planned to the removed subscriber"
-    )
+    assert third.delivery_ids == [], "no delivery planned to the removed subscriber"
     assert len(receiver.requests) == 2
 
 

@@ -16,6 +16,7 @@ from app.core.streams import ensure_group
 from app.stores import queues
 from app.stores.destinations import new_webhook_secret
 from app.stores.intake_stream import GROUP, stream_key
+from app.stores.tasks import Task
 from app.work import jobs
 from app.work.intake import IntakeLane
 from app.work.worker import RelayWorker
@@ -58,7 +59,7 @@ def signed(
 def intake(make_relay):
     relay = make_relay(worker=False)  # nothing consumes the queue: we look at what was stored
     task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
-    url = f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task['task_id'])}"
+    url = f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task.task_id)}"
     body = json.dumps(
         {
             "type": "task.completed",
@@ -89,7 +90,7 @@ def idle_for_a_lease(relay) -> None:
         )
 
 
-def task_of(relay) -> dict:
+def task_of(relay) -> Task:
     [task] = relay.ctx.tasks.recent(limit=1)
     return task
 
@@ -115,7 +116,7 @@ def test_a_signed_event_is_stored_and_applied_then_a_redelivery_is_dropped(intak
     assert (again.status_code, again.json()) == (200, {"status": "duplicate"})
     assert stored.count == 1
     assert IntakeLane(relay.ctx).drain() == 1
-    assert task_of(relay)["status"] == "completed"
+    assert task_of(relay).status == "completed"
     assert stored.count == 0, "the lane lets its entry go once the event is applied"
     assert Queue(queues.EVENTS, connection=relay.ctx.rq_redis).count == 0, (
         "no RQ job when it went well"
@@ -135,7 +136,7 @@ def test_an_event_read_by_a_consumer_that_died_is_taken_up_by_another(intake):
     )
     idle_for_a_lease(relay)
     assert IntakeLane(relay.ctx, consumer="alive").drain() >= 1
-    assert stored.count == 0 and task_of(relay)["status"] == "completed"
+    assert stored.count == 0 and task_of(relay).status == "completed"
 
 
 def failing_once(monkeypatch):
@@ -165,9 +166,7 @@ def test_a_webhook_whose_application_fails_is_retried_by_rq(intake, monkeypatch)
         "taken up again: RQ has it, no copy"
     )
     assert work(relay) == 1
-    assert task_of(relay)["status"] == "completed" and stored.count == 0, (
-        "the job lets its entry go"
-    )
+    assert task_of(relay).status == "completed" and stored.count == 0, "the job lets its entry go"
 
 
 def handed_to_rq(relay, url, body, monkeypatch):

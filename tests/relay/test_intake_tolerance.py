@@ -30,12 +30,12 @@ def event_for(relay, change) -> tuple[str, str, bytes]:
     task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
     data = copy.deepcopy(TASK)
     # a task id of its own per event
-    data["task_id"] = "task_" + task["task_id"].removeprefix("tsk_")
+    data["task_id"] = "task_" + task.task_id.removeprefix("tsk_")
     change(data)
     event_type = "task.completed" if data["status"] == "completed" else "task.progress"
-    body = json.dumps({"type": event_type, "id": f"evt_{task['task_id']}", "data": data}).encode()
-    token = relay.ctx.tokens.webhook(relay.tenant_id, task["task_id"])
-    return task["task_id"], f"{relay.url}/webhooks/upstream/{token}", body
+    body = json.dumps({"type": event_type, "id": f"evt_{task.task_id}", "data": data}).encode()
+    token = relay.ctx.tokens.webhook(relay.tenant_id, task.task_id)
+    return task.task_id, f"{relay.url}/webhooks/upstream/{token}", body
 
 
 def test_each_harmless_variation_is_accepted_and_applied_once(make_relay):
@@ -53,19 +53,19 @@ def test_each_harmless_variation_is_accepted_and_applied_once(make_relay):
     IntakeLane(relay.ctx).drain()
     tasks = {name: relay.ctx.tasks.get(task_id) for name, task_id in sent.items()}
     assert (
-        tasks["edit_url null"]["status"] == "completed"
-        and tasks["edit_url null"]["result"]["edit_url"] is None
+        tasks["edit_url null"].status == "completed"
+        and tasks["edit_url null"].result["edit_url"] is None
     )
     assert (
-        tasks["summary null"]["status"] == "completed"
-        and tasks["summary null"]["result"]["summary"] is None
+        tasks["summary null"].status == "completed"
+        and tasks["summary null"].result["summary"] is None
     )
-    assert (tasks["an unknown phase"]["status"], tasks["an unknown phase"]["phase"]) == (
+    assert (tasks["an unknown phase"].status, tasks["an unknown phase"].phase) == (
         "running",
         "proofreading_formulas",
     )
-    assert tasks["no progress"]["status"] == "completed"
-    assert tasks["no download URL, a run"]["status"] == "completed"
+    assert tasks["no progress"].status == "completed"
+    assert tasks["no download URL, a run"].status == "completed"
     view = relay.client().get(f"/v1/tasks/{sent['fractional credits']}").json()
     assert view["credits_used"] == 12.5
     usage = relay.client().get("/v1/me").json()["usage"]
@@ -114,12 +114,12 @@ def test_the_reconciler_reads_the_api_s_task_answers_with_the_same_tolerance(mak
     for name, change in VARIATIONS.items():
         task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
         data = copy.deepcopy(TASK)
-        data["task_id"] = "task_" + task["task_id"].removeprefix("tsk_")
+        data["task_id"] = "task_" + task.task_id.removeprefix("tsk_")
         change(data)
         answer = Task.from_json(data)
-        outcome = tracking.apply(relay.ctx, task["task_id"], answer.raw, source="reconciler")
+        outcome = tracking.apply(relay.ctx, task.task_id, answer.raw, source="reconciler")
         assert outcome == ("updated" if data["status"] == "running" else "finished"), name
-        assert relay.ctx.tasks.get(task["task_id"])["status"] == data["status"], name
+        assert relay.ctx.tasks.get(task.task_id).status == data["status"], name
 
 
 def test_progress_that_arrives_after_the_end_changes_nothing_and_is_not_watched_again(make_relay):
@@ -130,9 +130,9 @@ def test_progress_that_arrives_after_the_end_changes_nothing_and_is_not_watched_
     relay = make_relay(worker=False)
     task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
     ended = copy.deepcopy(TASK)
-    ended["task_id"] = "task_" + task["task_id"].removeprefix("tsk_")
-    assert tracking.apply(relay.ctx, task["task_id"], ended, source="webhook") == "finished"
+    ended["task_id"] = "task_" + task.task_id.removeprefix("tsk_")
+    assert tracking.apply(relay.ctx, task.task_id, ended, source="webhook") == "finished"
     late = {**ended, "status": "running", "phase": "building", "progress": 60, "result": None}
-    assert tracking.apply(relay.ctx, task["task_id"], late, source="webhook") == "ended"
-    assert relay.ctx.tasks.get(task["task_id"])["status"] == "completed"
-    assert relay.ctx.redis.zscore(relay.ctx.tasks.watch_key, task["task_id"]) is None
+    assert tracking.apply(relay.ctx, task.task_id, late, source="webhook") == "ended"
+    assert relay.ctx.tasks.get(task.task_id).status == "completed"
+    assert relay.ctx.redis.zscore(relay.ctx.tasks.watch_key, task.task_id) is None

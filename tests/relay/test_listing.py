@@ -55,10 +55,7 @@ def test_tasks_are_listed_newest_first_filtered_and_paged(relay):
         ]
         assert record == [made[n]["task_id"] for n in (5, 3, 1)]
         # the days the tasks were made on (a run may cross midnight UTC), not the test's own clock
-        days = [
-            datetime.fromtimestamp(float(relay.ctx.tasks.get(i)["created_at"]), UTC).date()
-            for i in ids
-        ]
+        days = [datetime.fromtimestamp(relay.ctx.tasks.get(i).created_at, UTC).date() for i in ids]
         first, last = min(days), max(days)
         assert len(client.get("/v1/tasks", params={"from": first.isoformat()}).json()["items"]) == 8
         assert len(client.get("/v1/tasks", params={"to": last.isoformat()}).json()["items"]) == 8

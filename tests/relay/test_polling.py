@@ -8,18 +8,24 @@ import itertools
 
 import pytest
 
+from app.core.states import TaskStatus
 from app.domain import polling, tracking
+from app.stores.tasks import Task
 from app.work import jobs
 
 TWENTY_MINUTES = 1200.0
 
 
-def polls_for(relay, task: dict, seconds: float) -> list[float]:
+def an_excel_task(relay) -> Task:
+    return Task("tsk_1", relay.tenant_id, TaskStatus.RUNNING, 0.0, 0.0, format="excel")
+
+
+def polls_for(relay, task: Task, seconds: float) -> list[float]:
     """When the reconciler would poll a task that stays quiet for ``seconds`` (from its first quiet check)."""
     at, polls, times = relay.config.reconcile_quiet_seconds, 0, []
     while at < seconds:
         times.append(at)
-        at += polling.next_delay(relay.ctx, task, polls, now=float(task["created_at"]) + at)
+        at += polling.next_delay(relay.ctx, task, polls, now=task.created_at + at)
         polls += 1
     return times
 
@@ -32,7 +38,7 @@ def test_a_quiet_task_is_polled_rarely_and_an_overdue_one_sooner(make_relay):
         poll_cap_seconds=300,
         poll_overdue_seconds=30,
     )
-    task = {"task_id": "tsk_1", "tenant_id": relay.tenant_id, "format": "excel", "created_at": 0.0}
+    task = an_excel_task(relay)
     quiet = polls_for(relay, task, TWENTY_MINUTES)
     gaps = [later - earlier for earlier, later in itertools.pairwise(quiet)]
     assert gaps[:4] == [3, 6, 12, 24] and max(gaps) == 300 and len(quiet) <= 12, quiet
@@ -53,13 +59,13 @@ def test_a_completed_task_teaches_how_long_its_kind_usually_takes(make_relay):
     relay = make_relay(worker=False)
     with relay.client() as client:
         task_id = relay.submit(client, prompt="Sales")["task_id"]
-        upstream_id = relay.ctx.tasks.get(task_id)["upstream_task_id"]
+        upstream_id = relay.ctx.tasks.get(task_id).upstream_task_id
         with relay.sandbox.client() as api:
             relay.sandbox.wait_task(api, upstream_id)
         relay.ctx.tasks.watch(task_id, 0)
         assert jobs._reconcile(relay.ctx)["finished"] == 1
         view = client.get(f"/v1/tasks/{task_id}").json()
-    usual = polling.usual_seconds(relay.ctx, {"tenant_id": relay.tenant_id, "format": "excel"})
+    usual = polling.usual_seconds(relay.ctx, an_excel_task(relay))
     assert (
         view["status"] == "completed"
         and usual is not None
@@ -75,16 +81,14 @@ def test_the_reconciler_keeps_a_tenants_polls_within_its_budget(make_relay, make
     )
     with relay.client() as client:
         tasks = [relay.submit(client, prompt=f"Long {n}")["task_id"] for n in range(8)]
-    assert all(relay.ctx.tasks.get(t).get("upstream_task_id") for t in tasks), (
-        "every task is at the API"
-    )
+    assert all(relay.ctx.tasks.get(t).upstream_task_id for t in tasks), "every task is at the API"
     for task_id in tasks:
         relay.ctx.tasks.watch(task_id, 0)
     t0 = redis_now(relay.ctx)
     counts = jobs._reconcile(relay.ctx, now=t0)
     assert counts["polled"] == 1 and counts["deferred"] == 7, counts
-    kept = [relay.ctx.tasks.get(t).get("poll_slot") for t in tasks]
-    slots = sorted(float(slot) for slot in kept if slot)
+    kept = [relay.ctx.tasks.get(t).poll_slot for t in tasks]
+    slots = sorted(slot for slot in kept if slot)
     assert slots == pytest.approx([t0 + 10 * n for n in range(1, 8)], abs=1e-6), (
         "one every 10 s, each kept"
     )
@@ -104,7 +108,7 @@ def test_a_refresh_for_someone_watching_stays_within_the_budget(make_relay, make
 
     def refreshed_at(now: float) -> float:
         tracking.refresh(relay.ctx, relay.ctx.tasks.get(task_id), min_age_seconds=0, now=now)
-        return float(relay.ctx.tasks.get(task_id).get("last_polled_at") or 0)
+        return relay.ctx.tasks.get(task_id).last_polled_at or 0.0
 
     assert refreshed_at(t0) == t0, "asked"
     assert refreshed_at(t0 + 5) == t0, "the next slot is 10 s away: shown as known, not asked"

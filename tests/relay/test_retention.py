@@ -28,7 +28,7 @@ def finished_tasks(relay, count: int, record_key: str = "deal:retained", **body)
         ended = [relay.wait_task(client, t["task_id"], timeout=60) for t in tasks]
     for task in ended:
         eventually(
-            lambda task=task: relay.ctx.tasks.get(task["task_id"]).get("fanout") == "done",
+            lambda task=task: relay.ctx.tasks.get(task["task_id"]).fanout == "done",
             60,
             f"the follow-ups of {task['task_id']}",
             every=0.1,

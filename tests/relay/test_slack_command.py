@@ -292,18 +292,18 @@ def test_progress_stops_at_the_response_urls_deadline(slack_web, fake_slack):
 
     ctx = slack_web.ctx
     task = ctx.tasks.create(slack_web.tenant_id, format="excel", prompt="p")
-    ctx.tasks.set(task["task_id"], phase="agent_turn", progress=35)
+    ctx.tasks.set(task.task_id, phase="agent_turn", progress=35)
     response_url, deadline = fake_slack.response_url(), time.time() + 29 * 60
-    background._session_start(ctx, task["task_id"], ctx.box.seal(response_url), deadline)
+    background._session_start(ctx, task.task_id, ctx.box.seal(response_url), deadline)
     progress = ctx.queue(queues.SUBMIT).scheduled_job_registry
 
-    background.watch_progress(task["task_id"], now=deadline - 1)
+    background.watch_progress(task.task_id, now=deadline - 1)
     assert [r["text"] for r in fake_slack.replies(response_url)] == [
         ":hourglass_flowing_sand: Agent turn: 35%."
     ]
     assert progress.count == 1, "the next look is scheduled"
-    ctx.tasks.set(task["task_id"], phase="executing_plan")
-    background.watch_progress(task["task_id"], now=deadline + 1)
+    ctx.tasks.set(task.task_id, phase="executing_plan")
+    background.watch_progress(task.task_id, now=deadline + 1)
     assert len(fake_slack.replies(response_url)) == 1 and progress.count == 1, (
         "past the deadline: nothing more"
     )

@@ -28,7 +28,7 @@ def settled(relay, task_ids: list[str]) -> None:
 
     def state():
         return {
-            "fanout": [ctx.tasks.get(task_id).get("fanout") for task_id in task_ids],
+            "fanout": [ctx.tasks.get(task_id).fanout for task_id in task_ids],
             "open deliveries": ctx.redis.zcard(ctx.deliveries.open_key),
         }
 
@@ -45,7 +45,7 @@ def settled(relay, task_ids: list[str]) -> None:
 def pin_today_to_the_end_of(relay, monkeypatch, task: dict) -> None:
     """Budgets read the time as the moment ``task`` ended: its credits count on the day it ended (its worker
     wrote them there), so the month they fall in is the one the budgets look at, whatever day the test runs."""
-    ended = float(relay.ctx.tasks.get(task["task_id"])["finished_at"])
+    ended = relay.ctx.tasks.get(task["task_id"]).finished_at
     monkeypatch.setattr(budgets, "clock", lambda: ended)
 
 

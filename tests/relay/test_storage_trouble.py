@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -43,7 +44,9 @@ def test_storage_trouble_is_answered_with_503_naming_it(
 ):
     relay = make_relay(redis_url=own_redis.url, worker=False)
     task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
-    hook_url = f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task['task_id'])}"
+    hook_url = (
+        f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task.task_id)}"
+    )
     body = json.dumps({"type": "task.completed", "id": "evt_1", "data": TASK}).encode()
     trouble(relay, own_redis)
     with relay.client() as client:
@@ -52,7 +55,7 @@ def test_storage_trouble_is_answered_with_503_naming_it(
             httpx.post(hook_url, content=body, headers=signed(relay.sandbox.webhook_secret, body)),
         ]
         if reason == "unreachable":  # reads need Redis too
-            answers.append(client.get(f"/v1/tasks/{task['task_id']}"))
+            answers.append(client.get(f"/v1/tasks/{task.task_id}"))
     ready = httpx.get(relay.url + "/readyz")
     for answer in answers:
         assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
@@ -70,7 +73,9 @@ def test_with_min_replicas_a_write_no_replica_confirmed_is_answered_503(make_rel
     is then recognised by its id."""
     relay = make_relay(worker=False, redis_min_replicas=1, redis_replica_wait_ms=50)
     task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
-    hook_url = f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task['task_id'])}"
+    hook_url = (
+        f"{relay.url}/webhooks/upstream/{relay.ctx.tokens.webhook(relay.tenant_id, task.task_id)}"
+    )
     body = json.dumps({"type": "task.completed", "id": "evt_1", "data": TASK}).encode()
     headers = signed(relay.sandbox.webhook_secret, body)
     with relay.client() as client:
@@ -98,7 +103,7 @@ def test_a_retry_of_an_unconfirmed_submit_with_its_key_gets_the_first_task_not_a
         again = client.post("/v1/documents", json=body, headers=key)
     assert first.status_code == 503 and first.json()["error"]["reason"] == "not_replicated"
     assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
-    assert [t["task_id"] for t in relay.ctx.tasks.recent()] == [again.json()["task_id"]], "one task"
+    assert [t.task_id for t in relay.ctx.tasks.recent()] == [again.json()["task_id"]], "one task"
 
 
 def test_a_fence_on_another_primary_than_the_writes_vouches_for_nothing(make_relay):
@@ -152,19 +157,19 @@ def test_a_task_end_lost_in_a_failover_plans_nothing_until_it_comes_again(
         watch_at=time.time() + 60,
         destinations=[{"kind": "folder", "config": {"path": "out"}}],
     )
-    ended = {**TASK, "task_id": "task_" + task["task_id"].removeprefix("tsk_")}
+    ended = {**TASK, "task_id": "task_" + task.task_id.removeprefix("tsk_")}
     _lose_the_end(relay, monkeypatch)
-    tracking.apply(relay.ctx, task["task_id"], ended, source="webhook")
-    lost = relay.ctx.tasks.get(task["task_id"])
-    assert lost["status"] == task["status"] and not lost.get("delivery_ids")
+    tracking.apply(relay.ctx, task.task_id, ended, source="webhook")
+    lost = relay.ctx.tasks.get(task.task_id)
+    assert lost.status == task.status and not lost.delivery_ids
     assert "lost with a failed-over Redis primary" in caplog.text
-    assert relay.ctx.redis.zscore(relay.ctx.tasks.watch_key, task["task_id"]) is not None, (
+    assert relay.ctx.redis.zscore(relay.ctx.tasks.watch_key, task.task_id) is not None, (
         "still polled"
     )
 
     monkeypatch.undo()
-    assert tracking.apply(relay.ctx, task["task_id"], ended, source="reconciler") == "finished"
-    assert len(json.loads(relay.ctx.tasks.get(task["task_id"])["delivery_ids"])) == 1
+    assert tracking.apply(relay.ctx, task.task_id, ended, source="reconciler") == "finished"
+    assert len(relay.ctx.tasks.get(task.task_id).delivery_ids) == 1
 
 
 def test_follow_ups_lost_after_the_end_was_stored_are_run_by_the_reconciler(
@@ -187,36 +192,33 @@ def test_follow_ups_lost_after_the_end_was_stored_are_run_by_the_reconciler(
         watch_at=time.time() + 60,
         destinations=[{"kind": "folder", "config": {"path": "out"}}],
     )
-    ended = {**TASK, "task_id": "task_" + task["task_id"].removeprefix("tsk_")}
+    ended = {**TASK, "task_id": "task_" + task.task_id.removeprefix("tsk_")}
 
     def primary_gone(*args, **kwargs):
         raise RedisConnectionError("the primary went")
 
     monkeypatch.setattr(deliveries, "plan", primary_gone)
     with pytest.raises(RedisConnectionError):
-        tracking.apply(ctx, task["task_id"], ended, source="webhook")
+        tracking.apply(ctx, task.task_id, ended, source="webhook")
     monkeypatch.undo()
-    stuck = ctx.tasks.get(task["task_id"])
-    assert (
-        stuck["status"] == "completed"
-        and stuck["fanout"] == "pending"
-        and not stuck.get("delivery_ids")
-    )
-    watched_until = ctx.redis.zscore(ctx.tasks.watch_key, task["task_id"])
+    stuck = ctx.tasks.get(task.task_id)
+    assert stuck.status == "completed" and stuck.fanout == "pending" and not stuck.delivery_ids
+    watched_until = ctx.redis.zscore(ctx.tasks.watch_key, task.task_id)
     assert watched_until == pytest.approx(
-        float(stuck["finished_at"]) + ctx.config.reconcile_quiet_seconds, abs=1e-3
+        stuck.finished_at + ctx.config.reconcile_quiet_seconds, abs=1e-3
     )
 
     assert jobs._reconcile(ctx, now=watched_until - 1)["repaired"] == 0, "not before the quiet time"
     assert jobs._reconcile(ctx, now=watched_until)["repaired"] == 1
-    repaired = ctx.tasks.get(task["task_id"])
-    assert repaired["fanout"] == "done" and len(json.loads(repaired["delivery_ids"])) == 1
-    assert ctx.redis.zscore(ctx.tasks.watch_key, task["task_id"]) is None, "no longer watched"
+    repaired = ctx.tasks.get(task.task_id)
+    assert repaired.fanout == "done" and len(repaired.delivery_ids) == 1
+    assert ctx.redis.zscore(ctx.tasks.watch_key, task.task_id) is None, "no longer watched"
 
 
 def test_a_delivery_of_an_end_not_stored_waits_for_it_instead_of_dying(make_relay):
     """The same failover between a task's end and its deliveries' plan: the deliveries exist, the end does not.
     A delivery that needs the document waits (a retry), and lands once the end is stored again."""
+    from app.core.states import TaskStatus
     from app.domain import deliveries
     from app.domain.serializers import task_view
 
@@ -229,11 +231,11 @@ def test_a_delivery_of_an_end_not_stored_waits_for_it_instead_of_dying(make_rela
             destinations=[{"kind": "folder", "config": {"path": "out"}}],
         )
         running = relay.ctx.tasks.get(task["task_id"])
-        as_it_ended = {**running, "status": "completed"}
+        as_it_ended = replace(running, status=TaskStatus.COMPLETED)
         deliveries.plan(
             relay.ctx, as_it_ended, {"type": "task.completed", "data": task_view(as_it_ended)}
         )
-        [delivery_id] = json.loads(relay.ctx.tasks.get(task["task_id"])["delivery_ids"])
+        [delivery_id] = relay.ctx.tasks.get(task["task_id"]).delivery_ids
 
         def record() -> dict:
             return client.get(f"/v1/deliveries/{delivery_id}").json()

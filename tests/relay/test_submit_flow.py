@@ -287,7 +287,7 @@ def test_a_task_redis_lost_while_the_api_took_it_is_stored_again(relay, monkeypa
         task = relay.submit(client, prompt="Lost in a failover")
         done = relay.wait_task(client, task["task_id"])
     assert done["status"] == "completed"
-    assert relay.ctx.tasks.get(task["task_id"])["prompt"] == "Lost in a failover", (
+    assert relay.ctx.tasks.get(task["task_id"]).prompt == "Lost in a failover", (
         "stored again, whole"
     )
 

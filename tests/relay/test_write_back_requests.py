@@ -119,12 +119,12 @@ def test_the_default_connection_of_a_platform_applies_unless_a_submit_says_false
         ).json()
     assert listed[default["id"]]["default"] is True and listed[other["id"]]["default"] is False
     assert listed[default["id"]]["config"]["token"] == "********"
-    assert web.ctx.tasks.get(by_default["task_id"])["write_back"] == default["id"]
+    assert web.ctx.tasks.get(by_default["task_id"]).write_back == default["id"]
     assert [(d["kind"], d["destination_id"]) for d in planned] == [("hubspot", default["id"])], (
         "its Generating write is planned"
     )
     for task in (opted_out, elsewhere, after):
-        assert web.ctx.tasks.get(task["task_id"])["write_back"] == "", task
+        assert web.ctx.tasks.get(task["task_id"]).write_back is None, task
 
 
 def test_a_link_written_to_a_record_outlives_the_links_in_messages(make_relay, monkeypatch):
@@ -172,4 +172,4 @@ def test_relay_submit_writes_back_through_a_connection_and_says_what_is_wrong(we
     )
     assert right.exit_code == 0, right.output
     [task] = web.ctx.tasks.recent()
-    assert task["write_back"] == connection
+    assert task.write_back == connection

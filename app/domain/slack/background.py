@@ -63,16 +63,16 @@ def start_document(request: dict) -> None:
     except budgets.BudgetExceeded as exc:  # spent between the command's answer and this job
         follow_up(ctx, request["response_url"], f":no_entry: Nothing was started. {exc.message}")
         return
-    if task["status"] in TASK_ENDED:
+    if task.status in TASK_ENDED:
         return  # refused or already done: the slack_reply delivery says so
-    _session_start(ctx, task["task_id"], request["response_url"], deadline)
-    what = LABELS.get(task["format"], task["format"])
+    _session_start(ctx, task.task_id, request["response_url"], deadline)
+    what = LABELS.get(task.format, task.format)
     follow_up(
         ctx,
         request["response_url"],
-        f":hammer_and_wrench: Working on it: {what}, task `{task['task_id']}`.",
+        f":hammer_and_wrench: Working on it: {what}, task `{task.task_id}`.",
     )
-    _schedule_progress(ctx, task["task_id"])
+    _schedule_progress(ctx, task.task_id)
 
 
 def watch_progress(task_id: str, now: float | None = None) -> None:
@@ -82,26 +82,21 @@ def watch_progress(task_id: str, now: float | None = None) -> None:
     session = ctx.redis.hgetall(_session_key(ctx, task_id))
     task = ctx.tasks.get(task_id)
     now = time.time() if now is None else now
-    if (
-        not session
-        or task is None
-        or task["status"] in TASK_ENDED
-        or now > float(session["deadline"])
-    ):
+    if not session or task is None or task.status in TASK_ENDED or now > float(session["deadline"]):
         return
     task = tracking.refresh(ctx, task, min_age_seconds=0)
-    if task["status"] in TASK_ENDED:
+    if task.status in TASK_ENDED:
         return
-    phase = task.get("phase") or ""
+    phase = task.phase or ""
     if phase and phase != session.get("phase"):
         ctx.redis.hset(_session_key(ctx, task_id), "phase", phase)
         if ctx.redis.hincrby(_session_key(ctx, task_id), "progress_posts", 1) <= PROGRESS_POSTS:
-            turn = f", turn {task['turn_index']}" if task.get("turn_index") else ""
+            turn = f", turn {task.turn_index}" if task.turn_index is not None else ""
             follow_up(
                 ctx,
                 session["response_url"],
                 f":hourglass_flowing_sand: {phase.replace('_', ' ').capitalize()}: "
-                f"{int(task.get('progress') or 0)}%{turn}.",
+                f"{task.progress}%{turn}.",
             )
     _schedule_progress(ctx, task_id)
 
@@ -146,16 +141,16 @@ def cancel_document(request: dict) -> None:
         follow_up(
             ctx,
             request["response_url"],
-            f"<@{request['user_id']}> cancelled task `{task['task_id']}`.",
+            f"<@{request['user_id']}> cancelled task `{task.task_id}`.",
             in_channel=True,
         )
         return
-    ended = ctx.tasks.get(task["task_id"]) or task
+    ended = ctx.tasks.get(task.task_id) or task
     follow_up(
         ctx,
         request["response_url"],
-        f"Task `{task['task_id']}` has ended ({ended['status']}): nothing to cancel."
-        if ended["status"] in TASK_ENDED
+        f"Task `{task.task_id}` has ended ({ended.status}): nothing to cancel."
+        if ended.status in TASK_ENDED
         else ":x: The API did not take the cancel; try again.",
     )
 

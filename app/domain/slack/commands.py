@@ -21,6 +21,7 @@ from app.domain.links import file_link
 from app.stores import installations
 from app.stores.context import Context
 from app.stores.intake_stream import record_command
+from app.stores.tasks import Task
 
 NEW_DOCUMENT = {"excel": "excel", "word": "word", "slides": "slides"}
 VERBS = (*NEW_DOCUMENT, "continue", "status", "export", "cancel", "help")
@@ -97,7 +98,7 @@ def _answer(ctx: Context, command: SlashCommand) -> dict:
             return ephemeral(
                 "There is no document in this channel yet. Start one with `/overten excel <prompt>`."
             )
-        return _start(ctx, command, latest["format"], resume=True)
+        return _start(ctx, command, latest.format, resume=True)
     if verb == "status":
         return ephemeral(_status(ctx, tenant_id, command.record_key))
     if verb == "export":
@@ -148,11 +149,11 @@ def _export(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
 
 def _cancel(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
     latest = _latest_task(ctx, tenant_id, command.record_key)
-    if latest is None or latest["status"] in TASK_ENDED:
-        state = f" (the latest {latest['status']})" if latest else ""
+    if latest is None or latest.status in TASK_ENDED:
+        state = f" (the latest {latest.status})" if latest else ""
         return ephemeral(f"Nothing is being made in this channel right now{state}.")
-    _enqueue(ctx, "cancel_document", command, task_id=latest["task_id"])
-    return ephemeral(f":octagonal_sign: Cancelling task `{latest['task_id']}`...")
+    _enqueue(ctx, "cancel_document", command, task_id=latest.task_id)
+    return ephemeral(f":octagonal_sign: Cancelling task `{latest.task_id}`...")
 
 
 def _enqueue(ctx: Context, job: str, command: SlashCommand, **extra: object) -> None:
@@ -171,7 +172,7 @@ def _enqueue(ctx: Context, job: str, command: SlashCommand, **extra: object) -> 
     record_command(ctx, job, request, command_id)
 
 
-def _latest_task(ctx: Context, tenant_id: str, record_key: str) -> dict | None:
+def _latest_task(ctx: Context, tenant_id: str, record_key: str) -> Task | None:
     tasks = ctx.tasks.many(ctx.records.task_ids(tenant_id, record_key, limit=1))
     return tasks[0] if tasks else None
 
@@ -180,19 +181,17 @@ def _status(ctx: Context, tenant_id: str, record_key: str) -> str:
     latest = _latest_task(ctx, tenant_id, record_key)
     if latest is None:
         return "There is no document in this channel yet. Start one with `/overten excel <prompt>`."
-    what = LABELS.get(latest["format"], latest["format"])
-    state = latest["status"].replace("_", " ")
-    if latest["status"] not in TASK_ENDED:
-        phase = (latest.get("phase") or "").replace("_", " ")
-        state += f" ({phase}, {int(latest.get('progress') or 0)}%)" if phase else ""
-    lines = [f"*This channel's document:* {what}, latest task `{latest['task_id']}`: {state}."]
-    if latest.get("result"):
-        lines.append(latest["result"].get("summary", ""))
-    if latest.get("error"):
-        lines.append(f"Error: {latest['error'].get('message', '')}")
+    what = LABELS.get(latest.format, latest.format)
+    state = latest.status.replace("_", " ")
+    if latest.status not in TASK_ENDED:
+        phase = (latest.phase or "").replace("_", " ")
+        state += f" ({phase}, {latest.progress}%)" if phase else ""
+    lines = [f"*This channel's document:* {what}, latest task `{latest.task_id}`: {state}."]
+    if latest.result:
+        lines.append(latest.result.get("summary", ""))
+    if latest.error:
+        lines.append(f"Error: {latest.error.get('message', '')}")
     completed = exports.latest_document(ctx, tenant_id, record_key)
     if completed:
-        lines.append(
-            f"<{file_link(ctx, completed['task_id'])}|Download the latest finished version>"
-        )
+        lines.append(f"<{file_link(ctx, completed.task_id)}|Download the latest finished version>")
     return "\n".join(line for line in lines if line)
