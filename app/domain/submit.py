@@ -171,3 +171,29 @@ def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) 
         if task.status in TASK_ENDED or time.monotonic() >= deadline:
             return task
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+def hand_over_stored(ctx: Context, task_id: str, last_try: bool) -> str:
+    """Hand a stored submission to the API (the submit job's work). An unreachable API is raised again for
+    the job's next try, and fails the task on the ``last_try``."""
+    task = ctx.tasks.get(task_id)
+    if task is None or task.status != TaskStatus.PENDING_SUBMIT:
+        return "nothing to do"
+    tenant = ctx.tenants.get(task.tenant_id)
+    if tenant is None:
+        return "tenant gone"
+    try:
+        hand_over(ctx, tenant, task_id)
+    except UpstreamUnavailable as exc:
+        attempts = task.submit_attempts + 1
+        ctx.tasks.set(task_id, submit_attempts=attempts, last_submit_error=str(exc))
+        if last_try:
+            tracking.fail(
+                ctx,
+                task_id,
+                "upstream_unavailable",
+                f"The API stayed unreachable through {attempts} attempts: {exc}",
+            )
+            return "gave up"
+        raise
+    return "submitted"

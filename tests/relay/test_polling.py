@@ -9,9 +9,8 @@ import itertools
 import pytest
 
 from app.core.states import TaskStatus
-from app.domain import polling, tracking
+from app.domain import polling, reconciler, tracking
 from app.stores.tasks import Task
-from app.work import jobs
 
 TWENTY_MINUTES = 1200.0
 
@@ -63,7 +62,7 @@ def test_a_completed_task_teaches_how_long_its_kind_usually_takes(make_relay):
         with relay.sandbox.client() as api:
             relay.sandbox.wait_task(api, upstream_id)
         relay.ctx.tasks.watch(task_id, 0)
-        assert jobs._reconcile(relay.ctx)["finished"] == 1
+        assert reconciler.run(relay.ctx)["finished"] == 1
         view = client.get(f"/v1/tasks/{task_id}").json()
     usual = polling.usual_seconds(relay.ctx, an_excel_task(relay))
     assert (
@@ -85,16 +84,16 @@ def test_the_reconciler_keeps_a_tenants_polls_within_its_budget(make_relay, make
     for task_id in tasks:
         relay.ctx.tasks.watch(task_id, 0)
     t0 = redis_now(relay.ctx)
-    counts = jobs._reconcile(relay.ctx, now=t0)
+    counts = reconciler.run(relay.ctx, now=t0)
     assert counts["polled"] == 1 and counts["deferred"] == 7, counts
     kept = [relay.ctx.tasks.get(t).poll_slot for t in tasks]
     slots = sorted(slot for slot in kept if slot)
     assert slots == pytest.approx([t0 + 10 * n for n in range(1, 8)], abs=1e-6), (
         "one every 10 s, each kept"
     )
-    early = jobs._reconcile(relay.ctx, now=t0 + 9.9)
+    early = reconciler.run(relay.ctx, now=t0 + 9.9)
     assert early["polled"] == 0, f"a deferred poll waits for its slot: {early}"
-    due = jobs._reconcile(relay.ctx, now=t0 + 10.1)
+    due = reconciler.run(relay.ctx, now=t0 + 10.1)
     assert due["polled"] == 1 and due["deferred"] == 0, f"and takes it when it comes: {due}"
 
 
