@@ -20,47 +20,11 @@ from app.core.states import TASK_ENDED, TaskStatus
 from app.core.upstream import UpstreamError
 from app.domain import batch_rows, budgets, deliveries, polling
 from app.domain.serializers import task_view
-from app.stores import usage
 from app.stores.context import Context
-from app.stores.events import KEEP, iso
-from app.stores.tasks import LUA_UNLESS_ENDED, Task, field_pairs
+from app.stores.events import iso
+from app.stores.tasks import Task
 
 log = logging.getLogger(__name__)
-
-# KEYS: the task, the watch list, the tenant, the record ('' without one), the tenant's event log, the day's
-# usage row, the index of ended tasks (for retention). ARGV: credits, agent ms, the event (JSON), the usage
-# row's life, the record's usage field prefix, the record key, when it ended, when the reconciler looks whether
-# its follow-ups ran, then the task's field/value pairs.
-_FINISH = (
-    LUA_UNLESS_ENDED
-    + """
-redis.call('HSET', KEYS[1], unpack(ARGV, 9))
-redis.call('HSET', KEYS[1], 'fanout', 'pending')
-local id = redis.call('HGET', KEYS[1], 'task_id')
-redis.call('ZADD', KEYS[2], ARGV[8], id)
-redis.call('ZADD', KEYS[7], ARGV[7], id)
-local credits, ms = ARGV[1], tonumber(ARGV[2])
-redis.call('HINCRBYFLOAT', KEYS[3], 'credits_used', credits)
-redis.call('HINCRBY', KEYS[3], 'duration_ms', ms)
-redis.call('HINCRBY', KEYS[3], 'task_count', 1)
-if redis.call('HGET', KEYS[1], 'status') == 'completed' and ms > 0 then  -- how long this kind usually takes
-  local usual = 'usual_ms:' .. (redis.call('HGET', KEYS[1], 'format') or '')
-  local before = tonumber(redis.call('HGET', KEYS[3], usual) or ms)
-  redis.call('HSET', KEYS[3], usual, math.floor(before + (ms - before) * 0.2))
-end
-if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('HINCRBYFLOAT', KEYS[4], 'credits_used', credits)
-  redis.call('HINCRBY', KEYS[4], 'duration_ms', ms)
-  redis.call('HINCRBY', KEYS[4], 'task_count', 1)
-  if redis.call('HGET', KEYS[1], 'status') == 'completed' then
-    redis.call('HSET', KEYS[4], 'latest_task_id', id)
-  end
-end
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', '@KEEP@', '*', 'e', ARGV[3])
-""".replace("@KEEP@", str(KEEP))
-    + usage.LUA_COUNT
-    + "return 1"
-)
 
 
 def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | None = None) -> str:
@@ -164,30 +128,16 @@ def finish(ctx: Context, task_id: str, fields: dict, task: Task | None = None) -
     }
     fields["event_json"] = json.dumps(event)
     ended = replace(ended, event_json=event)
-    tenant_id, record = task.tenant_id, task.record_key or ""
-    argv = [
-        usage.number(fields.get("credits_used")),
-        int(float(fields.get("duration_ms") or 0)),
-        fields["event_json"],
-        int(ctx.config.usage_retention_seconds),
-        usage.record_prefix(record),
-        record,
-        now,
-        now + ctx.config.reconcile_quiet_seconds,
-    ]
-    argv += field_pairs(fields)
-    keys = [
-        ctx.tasks.key_for(task_id),
-        ctx.tasks.watch_key,
-        ctx.tenants.key_for(tenant_id),
-        ctx.records.key_for(tenant_id, record) if record else "",
-        ctx.events.key_for(tenant_id),
-        ctx.usage.key_for(tenant_id, usage.day_of(now)),
-        ctx.tasks.ended_key,
-    ]
-    if ctx.script("finish", _FINISH)(keys=keys, args=argv) != 1:
+    ended_now = ctx.tasks.finish(
+        task,
+        fields,
+        now=now,
+        look_again_at=now + ctx.config.reconcile_quiet_seconds,
+        usage_life=int(ctx.config.usage_retention_seconds),
+    )
+    if not ended_now:
         return False
-    if ctx.redis.hget(ctx.tasks.key_for(task_id), "status") != fields["status"]:
+    if ctx.tasks.status(task_id) != fields["status"]:
         # the primary that took the end failed over before passing it on: no deliveries of a document the new
         # one never heard of; the end comes again (the reconciler's poll, or the API's webhook again)
         log.warning(

@@ -16,11 +16,15 @@ from redis import Redis
 
 from app.core.ids import new_id
 from app.core.states import TASK_ENDED, TaskStatus, lua_set
+from app.stores.events import KEEP, EventLog
+from app.stores.records import RecordStore
+from app.stores.tenants import TenantStore
+from app.stores.usage import SECONDS_BOUNDS, UsageRows, day_of, number, record_prefix
 
 # ARGV[1]: status the task must be in ('' = any non-terminal); ARGV[2..]: field/value pairs.
 # Returns 1 when applied. A terminal status also drops the task from the reconciler's watch list.
 # The guard every task script starts with: -1 for an unknown task, 0 for one that already ended.
-LUA_UNLESS_ENDED = (
+_UNLESS_ENDED = (
     lua_set("ENDED", TASK_ENDED)
     + """
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -30,7 +34,7 @@ if ENDED[current] then return 0 end
 )
 
 _TRANSITION = (
-    LUA_UNLESS_ENDED
+    _UNLESS_ENDED
     + """
 if ARGV[1] ~= '' and current ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
@@ -39,6 +43,74 @@ if ENDED[redis.call('HGET', KEYS[1], 'status')] then
 end
 return 1
 """
+)
+
+# KEYS: the task, the watch list, the tenant, the record ('' without one), the tenant's event log, the day's
+# usage row, the index of ended tasks (for retention). ARGV: credits, agent ms, the event (JSON), the usage
+# row's life, the record's usage field prefix, the record key, when it ended, when the reconciler looks whether
+# its follow-ups ran, then the task's field/value pairs.
+# The day's usage row, counted by the same script: KEYS[1] the task (its format and outcome already
+# set), KEYS[6] the day's row; ARGV[1] credits, ARGV[2] agent ms, ARGV[4] the row's life, ARGV[5] the record's
+# field prefix ('' without a record), ARGV[6] the record key. Besides the totals and each record's, the row
+# counts each format's (``f:<format>:``), each outcome (``o:<status>``), the generation-time histogram
+# (``h:<bucket>``, completed tasks) and, from the delivery worker, each destination kind's outcomes
+# (``d:<kind>:delivered|dead``).
+_FINISH = (
+    _UNLESS_ENDED
+    + """
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+redis.call('HSET', KEYS[1], 'fanout', 'pending')
+local id = redis.call('HGET', KEYS[1], 'task_id')
+redis.call('ZADD', KEYS[2], ARGV[8], id)
+redis.call('ZADD', KEYS[7], ARGV[7], id)
+local credits, ms = ARGV[1], tonumber(ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[3], 'credits_used', credits)
+redis.call('HINCRBY', KEYS[3], 'duration_ms', ms)
+redis.call('HINCRBY', KEYS[3], 'task_count', 1)
+if redis.call('HGET', KEYS[1], 'status') == 'completed' and ms > 0 then  -- how long this kind usually takes
+  local usual = 'usual_ms:' .. (redis.call('HGET', KEYS[1], 'format') or '')
+  local before = tonumber(redis.call('HGET', KEYS[3], usual) or ms)
+  redis.call('HSET', KEYS[3], usual, math.floor(before + (ms - before) * 0.2))
+end
+if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HINCRBYFLOAT', KEYS[4], 'credits_used', credits)
+  redis.call('HINCRBY', KEYS[4], 'duration_ms', ms)
+  redis.call('HINCRBY', KEYS[4], 'task_count', 1)
+  if redis.call('HGET', KEYS[1], 'status') == 'completed' then
+    redis.call('HSET', KEYS[4], 'latest_task_id', id)
+  end
+end
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', '@KEEP@', '*', 'e', ARGV[3])
+
+local row, ttl, prefix = KEYS[6], ARGV[4], ARGV[5]
+redis.call('HINCRBYFLOAT', row, 'credits_used', ARGV[1])
+redis.call('HINCRBY', row, 'task_count', 1)
+redis.call('HINCRBY', row, 'duration_ms', ARGV[2])
+if prefix ~= '' then
+  redis.call('HSET', row, prefix .. 'key', ARGV[6])
+  redis.call('HINCRBYFLOAT', row, prefix .. 'credits_used', ARGV[1])
+  redis.call('HINCRBY', row, prefix .. 'task_count', 1)
+  redis.call('HINCRBY', row, prefix .. 'duration_ms', ARGV[2])
+end
+local task_format = redis.call('HGET', KEYS[1], 'format') or ''
+local outcome = redis.call('HGET', KEYS[1], 'status') or ''
+redis.call('HINCRBYFLOAT', row, 'f:' .. task_format .. ':credits_used', ARGV[1])
+redis.call('HINCRBY', row, 'f:' .. task_format .. ':task_count', 1)
+redis.call('HINCRBY', row, 'f:' .. task_format .. ':duration_ms', ARGV[2])
+redis.call('HINCRBY', row, 'o:' .. outcome, 1)
+if outcome == 'completed' and tonumber(ARGV[2]) > 0 then
+  local seconds, bucket = tonumber(ARGV[2]) / 1000, 0
+  for n, bound in ipairs({@BOUNDS@}) do
+    if seconds <= bound then bucket = n break end
+  end
+  if bucket == 0 then bucket = @LAST@ end
+  redis.call('HINCRBY', row, 'h:' .. bucket, 1)
+end
+redis.call('EXPIRE', row, ttl)
+return 1
+""".replace("@KEEP@", str(KEEP))
+    .replace("@BOUNDS@", ", ".join(map(str, SECONDS_BOUNDS)))
+    .replace("@LAST@", str(len(SECONDS_BOUNDS) + 1))
 )
 
 # KEYS: the task, the recent index, the tenant's index. ARGV: when it was created, then its field/value pairs.
@@ -177,10 +249,22 @@ _JSON = (
 
 
 class TaskStore:
-    def __init__(self, redis: Redis, prefix: str):
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        tenants: TenantStore,
+        records: RecordStore,
+        events: EventLog,
+        usage: UsageRows,
+    ):
+        """The other stores: a task's end is counted in its tenant, its record, the tenant's event log and
+        the day's usage row, in the same script."""
         self._redis, self._prefix = redis, prefix
+        self._tenants, self._records, self._events, self._usage = tenants, records, events, usage
         self._transition = redis.register_script(_TRANSITION)
         self._restore = redis.register_script(_RESTORE)
+        self._finish = redis.register_script(_FINISH)
         self.watch_key = prefix + "tasks:watch"
         self.recent_key = prefix + "tasks:recent"
         """Every tenant's tasks by creation time (the dashboard's list); retention removes them with the tasks."""
@@ -266,6 +350,45 @@ class TaskStore:
             )
             == 1
         )
+
+    def finish(
+        self,
+        task: Task,
+        fields: dict[str, Any],
+        now: float,
+        look_again_at: float,
+        usage_life: int,
+    ) -> bool:
+        """End the task with ``fields`` (its terminal status, ``event_json`` the event announcing it), unless
+        it has ended: counted in its tenant, its record and the day's usage row (kept ``usage_life``
+        seconds), its event logged, and on the reconciler's watch list until ``look_again_at`` in case its
+        follow-ups are lost. True: this call ended it."""
+        tenant_id, record = task.tenant_id, task.record_key or ""
+        args = [
+            number(fields.get("credits_used")),
+            int(float(fields.get("duration_ms") or 0)),
+            fields["event_json"],
+            usage_life,
+            record_prefix(record),
+            record,
+            now,
+            look_again_at,
+            *field_pairs(fields),
+        ]
+        keys = [
+            self.key_for(task.task_id),
+            self.watch_key,
+            self._tenants.key_for(tenant_id),
+            self._records.key_for(tenant_id, record) if record else "",
+            self._events.key_for(tenant_id),
+            self._usage.key_for(tenant_id, day_of(now)),
+            self.ended_key,
+        ]
+        return self._finish(keys=keys, args=args) == 1
+
+    def status(self, task_id: str) -> str | None:
+        """The stored status alone (None: no such task)."""
+        return self._redis.hget(self.key_for(task_id), "status")
 
     def transition(self, task_id: str, expect: TaskStatus | None = None, **fields: Any) -> bool:
         """Update a task that has not ended (and is in status ``expect``, when given)."""

@@ -41,42 +41,6 @@ SECONDS_BOUNDS = (
 """The upper bounds of the generation-time histogram's buckets (completed tasks' agent time, by day): the
 dashboard's p50 and p95 come from it, within a bucket's width. A last bucket takes the rest."""
 
-# Appended to the finish script (app/domain/tracking.py): KEYS[1] the task (its format and outcome already
-# set), KEYS[6] the day's row; ARGV[1] credits, ARGV[2] agent ms, ARGV[4] the row's life, ARGV[5] the record's
-# field prefix ('' without a record), ARGV[6] the record key. Besides the totals and each record's, the row
-# counts each format's (``f:<format>:``), each outcome (``o:<status>``), the generation-time histogram
-# (``h:<bucket>``, completed tasks) and, from the delivery worker, each destination kind's outcomes
-# (``d:<kind>:delivered|dead``).
-LUA_COUNT = """
-local row, ttl, prefix = KEYS[6], ARGV[4], ARGV[5]
-redis.call('HINCRBYFLOAT', row, 'credits_used', ARGV[1])
-redis.call('HINCRBY', row, 'task_count', 1)
-redis.call('HINCRBY', row, 'duration_ms', ARGV[2])
-if prefix ~= '' then
-  redis.call('HSET', row, prefix .. 'key', ARGV[6])
-  redis.call('HINCRBYFLOAT', row, prefix .. 'credits_used', ARGV[1])
-  redis.call('HINCRBY', row, prefix .. 'task_count', 1)
-  redis.call('HINCRBY', row, prefix .. 'duration_ms', ARGV[2])
-end
-local task_format = redis.call('HGET', KEYS[1], 'format') or ''
-local outcome = redis.call('HGET', KEYS[1], 'status') or ''
-redis.call('HINCRBYFLOAT', row, 'f:' .. task_format .. ':credits_used', ARGV[1])
-redis.call('HINCRBY', row, 'f:' .. task_format .. ':task_count', 1)
-redis.call('HINCRBY', row, 'f:' .. task_format .. ':duration_ms', ARGV[2])
-redis.call('HINCRBY', row, 'o:' .. outcome, 1)
-if outcome == 'completed' and tonumber(ARGV[2]) > 0 then
-  local seconds, bucket = tonumber(ARGV[2]) / 1000, 0
-  for n, bound in ipairs({@BOUNDS@}) do
-    if seconds <= bound then bucket = n break end
-  end
-  if bucket == 0 then bucket = @LAST@ end
-  redis.call('HINCRBY', row, 'h:' .. bucket, 1)
-end
-redis.call('EXPIRE', row, ttl)
-""".replace("@BOUNDS@", ", ".join(map(str, SECONDS_BOUNDS))).replace(
-    "@LAST@", str(len(SECONDS_BOUNDS) + 1)
-)
-
 
 def number(raw: str | float | int | None) -> int | float:
     """Credits are numbers, not always whole ones: 12.5 stays 12.5, 12.0 reads as 12."""

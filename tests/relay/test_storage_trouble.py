@@ -119,27 +119,21 @@ def test_a_fence_on_another_primary_than_the_writes_vouches_for_nothing(make_rel
 
 
 def _lose_the_end(relay, monkeypatch) -> None:
-    """Each task end the relay writes goes to a primary that dies before passing it on: the script answers,
-    then every key it wrote is as it was (what the promoted replica has)."""
-    ctx, script = relay.ctx, relay.ctx.script
+    """Each task end the relay writes goes to a primary that dies before passing it on: the task store's
+    finish script answers, then every key it wrote is as it was (what the promoted replica has)."""
+    ctx, finish = relay.ctx, relay.ctx.tasks._finish
 
-    def losing(name: str, source: str):
-        if name != "finish":
-            return script(name, source)
+    def losing(keys, args):
+        before = {key: ctx.redis.dump(key) for key in keys if key}
+        answer = finish(keys=keys, args=args)
+        for key, dumped in before.items():
+            if dumped:
+                ctx.redis.restore(key, 0, dumped, replace=True)
+            else:
+                ctx.redis.delete(key)
+        return answer
 
-        def run(keys, args):
-            before = {key: ctx.redis.dump(key) for key in keys if key}
-            answer = script(name, source)(keys=keys, args=args)
-            for key, dumped in before.items():
-                if dumped:
-                    ctx.redis.restore(key, 0, dumped, replace=True)
-                else:
-                    ctx.redis.delete(key)
-            return answer
-
-        return run
-
-    monkeypatch.setattr(ctx, "script", losing)
+    monkeypatch.setattr(ctx.tasks, "_finish", losing)
 
 
 def test_a_task_end_lost_in_a_failover_plans_nothing_until_it_comes_again(
@@ -180,8 +174,7 @@ def test_follow_ups_lost_after_the_end_was_stored_are_run_by_the_reconciler(
     gone). The end now leaves the task watched until its follow-ups have run."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from app.domain import deliveries, tracking
-    from app.work import jobs
+    from app.domain import deliveries, reconciler, tracking
 
     relay = make_relay(worker=False)
     ctx = relay.ctx
@@ -208,8 +201,8 @@ def test_follow_ups_lost_after_the_end_was_stored_are_run_by_the_reconciler(
         stuck.finished_at + ctx.config.reconcile_quiet_seconds, abs=1e-3
     )
 
-    assert jobs._reconcile(ctx, now=watched_until - 1)["repaired"] == 0, "not before the quiet time"
-    assert jobs._reconcile(ctx, now=watched_until)["repaired"] == 1
+    assert reconciler.run(ctx, now=watched_until - 1)["repaired"] == 0, "not before the quiet time"
+    assert reconciler.run(ctx, now=watched_until)["repaired"] == 1
     repaired = ctx.tasks.get(task.task_id)
     assert repaired.fanout == "done" and len(repaired.delivery_ids) == 1
     assert ctx.redis.zscore(ctx.tasks.watch_key, task.task_id) is None, "no longer watched"
