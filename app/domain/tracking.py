@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from app.core.ids import new_id
 from app.core.states import TASK_ENDED, TaskStatus
@@ -26,10 +28,21 @@ from app.stores.tasks import Task
 
 log = logging.getLogger(__name__)
 
+Done = Callable[[Any], None]
+"""Writes queued on a pipeline with the mark that a task's follow-ups ran."""
 
-def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | None = None) -> str:
+
+def apply(
+    ctx: Context,
+    task_id: str,
+    upstream: dict,
+    source: str,
+    now: float | None = None,
+    with_done: Done | None = None,
+) -> str:
     """Bring the relay task up to date with the API's view of it. Returns what happened. ``now``: a test's
-    clock, for how long a batch row waited for the API's pool."""
+    clock, for how long a batch row waited for the API's pool. ``with_done(pipe)``: writes to make with the
+    mark that an ending's follow-ups ran, in the same round trip (the intake lane lets its entry go)."""
     task = ctx.tasks.get(task_id)
     if task is None:
         log.warning("event for unknown task %s from %s", task_id, source)
@@ -48,7 +61,7 @@ def apply(ctx: Context, task_id: str, upstream: dict, source: str, now: float | 
     if status in TASK_ENDED:
         return (
             "finished"
-            if finish(ctx, task_id, {**_terminal_fields(upstream), **link}, task)
+            if finish(ctx, task_id, {**_terminal_fields(upstream), **link}, task, with_done)
             else "duplicate"
         )
     if link:  # the webhook overtook the submit call: link it here
@@ -109,13 +122,20 @@ def refresh(
     return ctx.tasks.get(task.task_id) or task
 
 
-def finish(ctx: Context, task_id: str, fields: dict, task: Task | None = None) -> bool:
+def finish(
+    ctx: Context,
+    task_id: str,
+    fields: dict,
+    task: Task | None = None,
+    with_done: Done | None = None,
+) -> bool:
     """End a task once (see the module notes), then run its follow-ups. False: it had already ended.
-    ``task``: the task as just read, if the caller has it (the script checks again that it has not ended)."""
+    ``task``: the task as just read, if the caller has it (the script checks again that it has not ended);
+    ``with_done``: as for apply."""
     task = task or ctx.tasks.get(task_id)
     if task is None or task.status in TASK_ENDED:
         if task is not None and task.fanout == "pending":
-            run_follow_ups(ctx, task_id)
+            run_follow_ups(ctx, task_id, with_done=with_done)
         return False
     now = time.time()
     fields = {**fields, "finished_at": now, "updated_at": now}
@@ -145,7 +165,7 @@ def finish(ctx: Context, task_id: str, fields: dict, task: Task | None = None) -
             task_id,
         )
         return True
-    run_follow_ups(ctx, task_id, ended)
+    run_follow_ups(ctx, task_id, ended, with_done)
     return True
 
 
@@ -162,9 +182,11 @@ def fail(ctx: Context, task_id: str, code: str, message: str, **detail) -> bool:
     )
 
 
-def run_follow_ups(ctx: Context, task_id: str, task: Task | None = None) -> None:
+def run_follow_ups(
+    ctx: Context, task_id: str, task: Task | None = None, with_done: Done | None = None
+) -> None:
     """Plan the ended task's deliveries, its budget alerts and its batch row's end, then mark its follow-ups
-    done (``task``: as it ended, if the caller has it)."""
+    done (``task``: as it ended, if the caller has it; ``with_done``: as for apply)."""
     task = task or ctx.tasks.get(task_id)
     if task is None:
         return
@@ -179,7 +201,7 @@ def run_follow_ups(ctx: Context, task_id: str, task: Task | None = None) -> None
         batch_rows.row_ended(ctx, task)
     # only now: until then the task stays on the reconciler's watch list (the end put it there), so follow-ups
     # lost with a worker or a failed-over primary, after the end was stored, run again; each is idempotent
-    ctx.tasks.follow_ups_done(task_id)
+    ctx.tasks.follow_ups_done(task_id, with_done)
 
 
 def _terminal_fields(upstream: dict) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis import Redis
 from rq import Queue
@@ -57,8 +56,6 @@ class Context:
     """Signs tokens and the dashboard's session cookie (RELAY_SECRET_KEY, else one kept in Redis)."""
 
     _queues: dict[str, Queue] = field(default_factory=dict)
-    scripts: dict[str, Any] = field(default_factory=dict)
-    """Registered Lua scripts, by name (registering hashes the script: do it once)."""
     _batches: dict[str, GroupCommit] = field(default_factory=dict)
 
     def queue(self, name: str) -> Queue:
@@ -90,12 +87,6 @@ class Context:
             tenant.upstream_url, tenant.upstream_key, timeout=timeout, retry=RetryPolicy(retries=0)
         )
 
-    def script(self, name: str, source: str):
-        """A registered Lua script, hashed once per process."""
-        if name not in self.scripts:
-            self.scripts[name] = self.redis.register_script(source)
-        return self.scripts[name]
-
     def primary_mark(self) -> str:
         """Taken before the writes that ``replicated`` will vouch for: which primary takes them ("" when
         RELAY_REDIS_MIN_REPLICAS is 0, and nothing is asked)."""
@@ -120,7 +111,8 @@ class Context:
         meanwhile go in the same pipeline (app/core/group_commit.py)."""
         batch = self._batches.get(name)
         if batch is None:
-            script, config = self.script(name, source), self.config
+            # registered once per name (registering hashes the script)
+            script, config = self.redis.register_script(source), self.config
 
             def send(calls: list) -> list:
                 return storage.run_scripts(

@@ -407,12 +407,14 @@ class TaskStore:
     def unwatch(self, task_id: str) -> None:
         self._redis.zrem(self.watch_key, task_id)
 
-    def follow_ups_done(self, task_id: str) -> None:
+    def follow_ups_done(self, task_id: str, with_done: Callable[[Any], None] | None = None) -> None:
         """An ended task's follow-ups have run: it says so, and the reconciler, which watched it in case they
-        were lost, no longer does."""
+        were lost, no longer does. ``with_done(pipe)`` queues more writes to make in the same round trip."""
         pipe = self._redis.pipeline()
         pipe.hset(self.key_for(task_id), "fanout", "done")
         pipe.zrem(self.watch_key, task_id)
+        if with_done is not None:
+            with_done(pipe)
         pipe.execute()
 
     def forget(self, pipe, task_id: str, tenant_id: str) -> None:

@@ -58,14 +58,22 @@ class IntakeLane(StreamLane):
         # handed to RQ before: RQ has it
         if reclaimed and queues.job_exists(self._ctx, job_id):
             return self._recover(self._ctx.queue(queues.EVENTS), job_id)
+        let_go: list[bool] = []
+
+        def with_done(pipe) -> None:  # an ending: the entry goes with the mark its follow-ups ran
+            self.let_go_on(pipe, entry_id)
+            let_go.append(True)
+
         try:
-            jobs.apply_webhook(self._ctx, fields["tenant"], fields["task"], fields["body"])
+            jobs.apply_webhook(
+                self._ctx, fields["tenant"], fields["task"], fields["body"], with_done
+            )
         except RedisError:
             raise  # the outcome may not be recorded: taken up again after a lease
         except Exception:
             log.exception("intake: webhook %s failed; RQ retries it", fields["webhook"])
             return self._hand_to_rq(*queues.event_retry_job(self._ctx, fields, entry_id, job_id))
-        return True
+        return not let_go
 
     def _command_job(self, entry_id: str, fields: dict):
         job_id = "slack-" + digest(fields["dedupe"], 40)

@@ -16,13 +16,21 @@ from app.work import delivering
 log = logging.getLogger(__name__)
 
 
-def apply_webhook(ctx: context.Context, tenant_id: str, task_id: str, body: str) -> str:
-    """Apply a verified webhook from the API to its task (idempotent: a copy changes nothing)."""
+def apply_webhook(
+    ctx: context.Context,
+    tenant_id: str,
+    task_id: str,
+    body: str,
+    with_done: tracking.Done | None = None,
+) -> str:
+    """Apply a verified webhook from the API to its task (idempotent: a copy changes nothing);
+    ``with_done``: see tracking.apply."""
     event = json.loads(body)
     with log_context(
         tenant=tenant_id, task_id=task_id, run_id=(event.get("data") or {}).get("run_id")
     ):
-        return tracking.apply(ctx, task_id, event["data"], source=f"webhook {event['type']}")
+        source = f"webhook {event['type']}"
+        return tracking.apply(ctx, task_id, event["data"], source=source, with_done=with_done)
 
 
 def process_upstream_event(tenant_id: str, task_id: str, body: str, entry_id: str = "") -> str:
