@@ -101,7 +101,7 @@ def plan(ctx: Context, task: Task, event: dict) -> None:
         )
     slots += _hook_slots(ctx, task.tenant_id, event["type"])
     event = links.with_links(ctx, event)
-    pipe = ctx.redis.pipeline()
+    pipe = ctx.pipeline()
     ids = [_record(ctx, pipe, task, event, slot, ref) for slot, ref in slots]
     # e.g. the start write-back
     earlier = [i for i in task.delivery_ids if i not in ids]
@@ -133,7 +133,7 @@ def plan_event(
     slots += ([_callback_slot(callback_url, {})] if callback_url else []) + _hook_slots(
         ctx, owner.tenant_id, event["type"]
     )
-    pipe = ctx.redis.pipeline()
+    pipe = ctx.pipeline()
     ids = [_record(ctx, pipe, owner, event, slot, ref) for slot, ref in slots]
     for delivery_id in ids:
         enqueue(ctx, delivery_id, pipe=pipe)
@@ -156,7 +156,7 @@ def record(ctx: Context, task: Task, event: dict, slot: str, ref: dict, pipe=Non
     """Record one delivery of the task (not queued), as plan does for each of its slots, at once or queued on
     ``pipe``; returns its id."""
     own = pipe is None
-    pipe = ctx.redis.pipeline(transaction=False) if own else pipe
+    pipe = ctx.pipeline(transaction=False) if own else pipe
     delivery_id = _record(ctx, pipe, task, event, slot, ref)
     if own:
         pipe.execute()
@@ -328,7 +328,7 @@ def delivered(
     ctx: Context, record: dict, outcome: Outcome, with_delivered: Callable[[Any], None] | None
 ) -> None:
     """Record the success; ``with_delivered(pipe)`` queues more writes to make in the same round trip."""
-    pipe, delivery_id = ctx.redis.pipeline(), record["delivery_id"]
+    pipe, delivery_id = ctx.pipeline(), record["delivery_id"]
     ctx.deliveries.update(
         delivery_id,
         pipe=pipe,
@@ -362,7 +362,7 @@ def failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> s
         )
         enqueue(ctx, delivery_id, delay)
         return "retrying"
-    pipe, now = ctx.redis.pipeline(), time.time()
+    pipe, now = ctx.pipeline(), time.time()
     ctx.deliveries.update(
         delivery_id, pipe=pipe, state="dead", last_error=error.message, next_attempt_at=""
     )

@@ -48,8 +48,8 @@ def next_delay(ctx: Context, task: Task, polls: int, now: float | None = None) -
 
 def usual_seconds(ctx: Context, task: Task) -> float | None:
     """How long this tenant's tasks of this format usually take (None before one has completed)."""
-    value = ctx.redis.hget(ctx.tenants.key_for(task.tenant_id), f"usual_ms:{task.format or ''}")
-    return float(value) / 1000 if value else None
+    usual_ms = ctx.tenants.usual_ms(task.tenant_id, task.format or "")
+    return usual_ms / 1000 if usual_ms is not None else None
 
 
 def wait_for_budget(ctx: Context, task: Task, now: float | None = None) -> float:

@@ -21,11 +21,9 @@ import logging
 import time
 from pathlib import Path
 
-from redis.exceptions import ResponseError
-
 from app.core import metrics
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED
-from app.stores import intake_stream, lane_stream
+from app.stores import consumer_group, intake_stream, lane_stream
 from app.stores.context import Context
 from app.stores.events import iso
 from app.stores.tasks import Task
@@ -85,9 +83,7 @@ def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) 
 def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int]:
     """One batch of tasks that ended before ``ended_before``. A task whose follow-ups are not done (a
     delivery still retrying) waits for another sweep. Returns (tasks, deliveries) removed."""
-    task_ids = ctx.redis.zrangebyscore(
-        ctx.tasks.ended_key, "-inf", ended_before, start=0, num=BATCH
-    )
+    task_ids = ctx.tasks.ended_before(ended_before, BATCH)
     if not task_ids:
         return 0, 0
     tasks = ctx.tasks.many(task_ids)
@@ -100,18 +96,17 @@ def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int
         and all(states.get(d, "delivered") in DELIVERY_SETTLED for d in t.delivery_ids)
     ]
     later = now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
-    pipe = ctx.redis.pipeline(transaction=False)
+    pipe = ctx.pipeline(transaction=False)
     waiting = {t.task_id for t in tasks} - {t.task_id for t in done}
-    if waiting:
-        pipe.zadd(ctx.tasks.ended_key, dict.fromkeys(waiting, later))  # look again next sweep
+    ctx.tasks.look_again_at(pipe, waiting, later)  # next sweep
     for task in done:
         ctx.tasks.forget(pipe, task.task_id, task.tenant_id)
         ctx.deliveries.forget(pipe, task.delivery_ids)
         if task.record_key:
-            pipe.zrem(ctx.records.tasks_key(task.tenant_id, task.record_key), task.task_id)
+            ctx.records.forget_task(pipe, task.tenant_id, task.record_key, task.task_id)
     found = {t.task_id for t in tasks}
-    if gone := [task_id for task_id in task_ids if task_id not in found]:  # removed some other way
-        pipe.zrem(ctx.tasks.ended_key, *gone)
+    # removed some other way
+    ctx.tasks.not_ended_any_more(pipe, [task_id for task_id in task_ids if task_id not in found])
     _archive(ctx, done)
     pipe.execute()
     return len(done), sum(len(t.delivery_ids) for t in done)
@@ -121,7 +116,7 @@ def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
     """Batches that ended before ``ended_before``, once the deliveries of their end are settled (their rows'
     tasks go their own way, above)."""
     dropped, later = 0, now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
-    pipe = ctx.redis.pipeline(transaction=False)
+    pipe = ctx.pipeline(transaction=False)
     for batch_id in ctx.batches.ended_before(ended_before, BATCH):
         batch = ctx.batches.get(batch_id)
         delivery_ids = json.loads((batch or {}).get("delivery_ids") or "[]")
@@ -175,21 +170,19 @@ def _as_read(task: Task) -> dict:
 
 
 def _drop_dead_letters(ctx: Context, died_before: float) -> int:
-    key = ctx.deliveries.dead_key
-    dropped = ctx.redis.zrangebyscore(key, "-inf", died_before, start=0, num=BATCH * 5)
+    dropped = ctx.deliveries.dead_before(died_before, BATCH * 5)
     for delivery_id in dropped:
         log.info(
             "dead letter %s dropped after the retention period (its record stays with its task)",
             delivery_id,
         )
-    if dropped:
-        ctx.redis.zrem(key, *dropped)
+    ctx.deliveries.drop_dead_letters(dropped)
     return len(dropped)
 
 
 def _trim(ctx: Context, stream: str, before: float, what: str = "") -> int:
     """Remove the stream's entries older than ``before`` (an entry id starts with its time in ms)."""
-    removed = int(ctx.redis.xtrim(stream, minid=f"{int(before * 1000)}-0", approximate=False))
+    removed = consumer_group.trim_before(ctx, stream, before)
     if removed and what:
         log.warning(
             "%d %s entr%s older than the retention period dropped (their work had failed for good)",
@@ -202,13 +195,4 @@ def _trim(ctx: Context, stream: str, before: float, what: str = "") -> int:
 
 def _drop_idle_consumers(ctx: Context, stream: str, group: str, idle_seconds: float) -> int:
     """Consumers left by worker processes that are gone: idle that long, nothing pending."""
-    if not ctx.redis.exists(stream):
-        return 0
-    try:
-        consumers = ctx.redis.xinfo_consumers(stream, group)
-    except ResponseError:  # NOGROUP: no worker has read it yet
-        return 0
-    idle = [c["name"] for c in consumers if c["pending"] == 0 and c["idle"] >= idle_seconds * 1000]
-    for name in idle:
-        ctx.redis.xgroup_delconsumer(stream, group, name)
-    return len(idle)
+    return len(consumer_group.drop_idle_consumers(ctx, stream, group, idle_seconds))

@@ -5,8 +5,10 @@ once idle for a lease, and a reader keeps the entries it is running from looking
 from __future__ import annotations
 
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from app.core.streams import ensure_group, let_go, let_go_on
+from app.stores.context import Context
 
 Entry = tuple[str, dict]
 
@@ -14,6 +16,10 @@ Entry = tuple[str, dict]
 class ConsumerGroup:
     def __init__(self, redis: Redis, stream: str, group: str, consumer: str):
         self._redis, self.stream, self.group, self.consumer = redis, stream, group, consumer
+
+    @classmethod
+    def of(cls, ctx: Context, stream: str, group: str, consumer: str) -> ConsumerGroup:
+        return cls(ctx.redis, stream, group, consumer)
 
     def ensure(self) -> None:
         """The group, made with its stream if need be (again after Redis lost both)."""
@@ -51,3 +57,23 @@ class ConsumerGroup:
     def let_go_on(self, pipe, entry_id: str) -> None:
         """let_go, queued on ``pipe`` with the writes that record the work done."""
         let_go_on(pipe, self.stream, self.group, entry_id)
+
+
+def trim_before(ctx: Context, stream: str, before: float) -> int:
+    """Remove the stream's entries older than ``before`` (an entry id starts with its time in ms)."""
+    return int(ctx.redis.xtrim(stream, minid=f"{int(before * 1000)}-0", approximate=False))
+
+
+def drop_idle_consumers(ctx: Context, stream: str, group: str, idle_seconds: float) -> list[str]:
+    """Consumers left by reader processes that are gone: idle that long, nothing pending. Their names."""
+    redis = ctx.redis
+    if not redis.exists(stream):
+        return []
+    try:
+        consumers = redis.xinfo_consumers(stream, group)
+    except ResponseError:  # NOGROUP: no reader has read it yet
+        return []
+    idle = [c["name"] for c in consumers if c["pending"] == 0 and c["idle"] >= idle_seconds * 1000]
+    for name in idle:
+        redis.xgroup_delconsumer(stream, group, name)
+    return idle

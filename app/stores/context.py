@@ -127,6 +127,11 @@ class Context:
             batch = self._batches.setdefault(name, GroupCommit(send))
         return batch.submit((keys, args))
 
+    def pipeline(self, transaction: bool = True):
+        """Writes of several stores queued together and sent in one round trip (in MULTI/EXEC unless
+        ``transaction`` is False): each store's methods that take ``pipe`` queue theirs on it."""
+        return self.redis.pipeline(transaction=transaction)
+
     def check_writable(self) -> None:
         """Raise the RedisError of a Redis that cannot take a write (a full or read-only one still answers
         PING)."""

@@ -69,13 +69,17 @@ return entry
 """
 
 
+LANE = "lane"
+"""The delivery lane's stream, under the key prefix (app.stores.lane_stream reads it)."""
+
+
 class DeliveryStore:
     def __init__(self, redis: Redis, prefix: str):
         self._redis, self._prefix = redis, prefix
         self._begin = redis.register_script(_BEGIN)
         self._record = redis.register_script(_RECORD)
         self._to_lane = redis.register_script(_TO_LANE)
-        self.lane_key = prefix + "lane"
+        self.lane_key = prefix + LANE
         """The delivery lane's stream (app.stores.lane_stream): deliveries due now."""
         self.open_key = prefix + "deliveries:open"
         """Deliveries not done yet, scored by when the reconciler should look at them if still not done."""
@@ -190,6 +194,15 @@ class DeliveryStore:
         """Out of the dead letters (a replay); returns when it had died, if it was there."""
         died_at = self._redis.zscore(self.dead_key, delivery_id)
         return died_at if self._redis.zrem(self.dead_key, delivery_id) else None
+
+    def dead_before(self, when: float, limit: int) -> list[str]:
+        """Dead letters that died before ``when``, the earliest first."""
+        return self._redis.zrangebyscore(self.dead_key, "-inf", when, start=0, num=limit)
+
+    def drop_dead_letters(self, delivery_ids: list[str]) -> None:
+        """Out of the dead letters for good (their records stay with their tasks)."""
+        if delivery_ids:
+            self._redis.zrem(self.dead_key, *delivery_ids)
 
     def forget(self, pipe, delivery_ids: list[str]) -> None:
         """Queue on ``pipe`` the removal of these deliveries' records and their places in the indexes."""

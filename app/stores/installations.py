@@ -73,3 +73,8 @@ def find(ctx: Context, team_id: str) -> Installation | None:
     if config.slack_bot_token and config.slack_tenant_id:
         return Installation(team_id, "", config.slack_tenant_id, config.slack_bot_token)
     return None
+
+
+def claim_state(ctx: Context, nonce: str, life: int) -> bool:
+    """True the first time an install's OAuth state comes back: a state works once."""
+    return bool(ctx.redis.set(ctx.key("slack", "state-used", nonce), "1", nx=True, ex=life))

@@ -3,6 +3,7 @@ its attempt's outcome. See docs/decisions/0008-delivery-lane.md."""
 
 from __future__ import annotations
 
+from app.stores import deliveries
 from app.stores.context import Context
 
 GROUP = "relay-lane"
@@ -10,7 +11,7 @@ GROUP = "relay-lane"
 
 
 def stream_key(ctx: Context) -> str:
-    return ctx.deliveries.lane_key
+    return ctx.key(deliveries.LANE)
 
 
 def waiting(ctx: Context, entry_id: str) -> bool:

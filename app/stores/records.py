@@ -46,6 +46,10 @@ class RecordStore:
         """The record's tasks by submission time (the ones still kept: retention removes the others)."""
         return self._key(tenant_id, record_key, "tasks")
 
+    def forget_task(self, pipe, tenant_id: str, record_key: str, task_id: str) -> None:
+        """Queue on ``pipe`` the task's removal from its record's tasks (retention)."""
+        pipe.zrem(self.tasks_key(tenant_id, record_key), task_id)
+
     def get(self, tenant_id: str, record_key: str) -> dict | None:
         raw = self._redis.hgetall(self._key(tenant_id, record_key))
         if not raw:

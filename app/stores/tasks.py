@@ -417,6 +417,20 @@ class TaskStore:
             with_done(pipe)
         pipe.execute()
 
+    def ended_before(self, when: float, limit: int) -> list[str]:
+        """Tasks that ended before ``when``, the earliest first (what retention walks)."""
+        return list(self._redis.zrangebyscore(self.ended_key, "-inf", when, start=0, num=limit))
+
+    def look_again_at(self, pipe, task_ids: list[str] | set[str], when: float) -> None:
+        """Queue on ``pipe``: retention looks at these ended tasks again at ``when``."""
+        if task_ids:
+            pipe.zadd(self.ended_key, dict.fromkeys(task_ids, when))
+
+    def not_ended_any_more(self, pipe, task_ids: list[str]) -> None:
+        """Queue on ``pipe``: gone some other way, retention no longer walks these."""
+        if task_ids:
+            pipe.zrem(self.ended_key, *task_ids)
+
     def forget(self, pipe, task_id: str, tenant_id: str) -> None:
         """Queue on ``pipe`` the removal of the task and its places in the indexes (retention)."""
         pipe.delete(self.key_for(task_id))

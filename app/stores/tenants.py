@@ -61,6 +61,11 @@ class TenantStore:
     def key_for(self, tenant_id: str) -> str:
         return self._key("tenant", tenant_id)
 
+    def usual_ms(self, tenant_id: str, document_format: str) -> float | None:
+        """How long the tenant's tasks of this format usually take, in ms (kept by each task's end)."""
+        value = self._redis.hget(self.key_for(tenant_id), f"usual_ms:{document_format}")
+        return float(value) if value else None
+
     def create(
         self, name: str, upstream_url: str, upstream_key: str, webhook_secret: str
     ) -> tuple[Tenant, str]:

@@ -59,8 +59,8 @@ class StreamLane:
         # how often leases are renewed, at the longest; a renewal can come up to two ticks apart, and a busy
         # process can be late by a second or more: a sixth of the lease leaves room for both
         self._tick = min(1.0, lease_seconds / 6)
-        self._entries = ConsumerGroup(
-            ctx.redis, stream, group, consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._entries = ConsumerGroup.of(
+            ctx, stream, group, consumer or f"{socket.gethostname()}-{os.getpid()}"
         )
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"relay-{self.name}")
         # the entries whose attempts run here; changed by the pool's threads too

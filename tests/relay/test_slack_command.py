@@ -289,12 +289,15 @@ def test_past_the_relays_deadline_the_final_word_skips_the_response_url(fake_sla
 def test_progress_stops_at_the_response_urls_deadline(slack_web, fake_slack):
     """A progress look before the deadline posts the phase and looks again later; one past it does neither."""
     from app.domain.slack import background
+    from app.stores import slack_sessions
 
     ctx = slack_web.ctx
     task = ctx.tasks.create(slack_web.tenant_id, format="excel", prompt="p")
     ctx.tasks.set(task.task_id, phase="agent_turn", progress=35)
     response_url, deadline = fake_slack.response_url(), time.time() + 29 * 60
-    background._session_start(ctx, task.task_id, ctx.box.seal(response_url), deadline)
+    slack_sessions.start(
+        ctx, task.task_id, ctx.box.seal(response_url), deadline, life=background.RESPONSE_URL_LIFE
+    )
     progress = ctx.queue(queues.SUBMIT).scheduled_job_registry
 
     background.watch_progress(task.task_id, now=deadline - 1)

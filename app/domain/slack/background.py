@@ -19,7 +19,7 @@ from app.core.states import TASK_ENDED
 from app.core.upstream import UpstreamError
 from app.domain import budgets, exports, submit, tracking
 from app.domain.slack.commands import channel_record_key
-from app.stores import installations, queues
+from app.stores import installations, queues, slack_sessions
 from app.stores.context import Context, current
 from app.stores.tenants import Tenant
 
@@ -38,8 +38,7 @@ def start_document(request: dict) -> None:
             ctx, request["response_url"], "This workspace is no longer connected to Overten Relay."
         )
         return
-    started = ctx.key("slack", "started", request["command_id"])
-    if not ctx.redis.set(started, "1", nx=True, ex=86_400):
+    if not slack_sessions.claim_command(ctx, request["command_id"]):
         return  # this command was already submitted (the job ran again after a crash)
     channel, deadline = request["channel_id"], request["received_at"] + RESPONSE_URL_LIFE - MARGIN
     reply = {
@@ -65,7 +64,9 @@ def start_document(request: dict) -> None:
         return
     if task.status in TASK_ENDED:
         return  # refused or already done: the slack_reply delivery says so
-    _session_start(ctx, task.task_id, request["response_url"], deadline)
+    slack_sessions.start(
+        ctx, task.task_id, request["response_url"], deadline, life=RESPONSE_URL_LIFE * 2
+    )
     what = LABELS.get(task.format, task.format)
     follow_up(
         ctx,
@@ -79,25 +80,24 @@ def watch_progress(task_id: str, now: float | None = None) -> None:
     """Post a progress update when the phase changed (at most PROGRESS_POSTS), then look again later; not
     past the response_url's deadline (``now``: the clock's unless a test sets it)."""
     ctx = current()
-    session = ctx.redis.hgetall(_session_key(ctx, task_id))
+    session = slack_sessions.get(ctx, task_id)
     task = ctx.tasks.get(task_id)
     now = time.time() if now is None else now
-    if not session or task is None or task.status in TASK_ENDED or now > float(session["deadline"]):
+    if session is None or task is None or task.status in TASK_ENDED or now > session.deadline:
         return
     task = tracking.refresh(ctx, task, min_age_seconds=0)
     if task.status in TASK_ENDED:
         return
     phase = task.phase or ""
-    if phase and phase != session.get("phase"):
-        ctx.redis.hset(_session_key(ctx, task_id), "phase", phase)
-        if ctx.redis.hincrby(_session_key(ctx, task_id), "progress_posts", 1) <= PROGRESS_POSTS:
-            turn = f", turn {task.turn_index}" if task.turn_index is not None else ""
-            follow_up(
-                ctx,
-                session["response_url"],
-                f":hourglass_flowing_sand: {phase.replace('_', ' ').capitalize()}: "
-                f"{task.progress}%{turn}.",
-            )
+    changed = phase and phase != session.phase
+    if changed and slack_sessions.new_phase(ctx, task_id, phase) <= PROGRESS_POSTS:
+        turn = f", turn {task.turn_index}" if task.turn_index is not None else ""
+        follow_up(
+            ctx,
+            session.response_url,
+            f":hourglass_flowing_sand: {phase.replace('_', ' ').capitalize()}: "
+            f"{task.progress}%{turn}.",
+        )
     _schedule_progress(ctx, task_id)
 
 
@@ -179,24 +179,6 @@ def _workspace(
     """The command's workspace installation and its tenant (either None when it has gone since)."""
     installation = installations.find(ctx, request["team_id"])
     return installation, ctx.tenants.get(installation.tenant_id) if installation else None
-
-
-def _session_key(ctx: Context, task_id: str) -> str:
-    return ctx.key("slack", "session", task_id)
-
-
-def _session_start(ctx: Context, task_id: str, sealed_url: str, deadline: float) -> None:
-    key = _session_key(ctx, task_id)
-    ctx.redis.hset(
-        key,
-        mapping={
-            "response_url": sealed_url,
-            "deadline": deadline,
-            "phase": "",
-            "progress_posts": 0,
-        },
-    )
-    ctx.redis.expire(key, RESPONSE_URL_LIFE * 2)
 
 
 def _schedule_progress(ctx: Context, task_id: str) -> None:
