@@ -47,7 +47,7 @@ def test_round_trips_per_webhook_and_per_delivery(relay, receiver, monkeypatch):
     answered, applied, delivered = [], [], []
     for n in range(1 + WEBHOOKS):  # the first loads the Lua scripts: not counted
         task = relay.ctx.tasks.create(relay.tenant_id, format="excel", prompt="p")
-        token = relay.ctx.tokens.webhook(relay.tenant_id, task["task_id"])
+        token = relay.ctx.tokens.webhook(relay.tenant_id, task.task_id)
         body = json.dumps(
             {
                 "type": "task.completed",
@@ -68,7 +68,7 @@ def test_round_trips_per_webhook_and_per_delivery(relay, receiver, monkeypatch):
         with trips.counting():
             _run(relay, intake, intake_stream.stream_key(relay.ctx), intake_stream.GROUP, entry)
         apply_trips, trips.count = trips.count, 0
-        assert relay.ctx.tasks.get(task["task_id"])["status"] == "completed"
+        assert relay.ctx.tasks.get(task.task_id).status == "completed"
 
         [entry] = _take(relay, lane_stream.stream_key(relay.ctx), lane_stream.GROUP)
         with trips.counting():
