@@ -175,7 +175,7 @@ def _record(ctx: Context, pipe, task: Task | Owner, event: dict, slot: str, ref:
     record: dict[str, Any] = {
         "tenant_id": task.tenant_id,
         "task_id": task.task_id,
-        "state": "pending",
+        "state": DeliveryState.PENDING,
         "attempts": 0,
         "created_at": time.time(),
         "event": event,
@@ -263,7 +263,7 @@ def replay(ctx: Context, delivery_id: str) -> bool:
     if died_at and delivery.state == DeliveryState.DEAD:  # counted by its next outcome
         ctx.usage.uncount_dead(delivery.tenant_id, delivery.kind, died_at)
     ctx.deliveries.update(
-        delivery_id, state="pending", attempts=0, last_error="", next_attempt_at=""
+        delivery_id, state=DeliveryState.PENDING, attempts=0, last_error="", next_attempt_at=""
     )
     enqueue(ctx, delivery_id)
     return True
@@ -317,7 +317,7 @@ def wait_for_slot(ctx: Context, record: DeliveryRecord, attempts: int, paced: Pa
     # the lane takes only a pending delivery
     ctx.deliveries.update(
         delivery_id,
-        state="pending" if paced.to_lane else "retrying",
+        state=DeliveryState.PENDING if paced.to_lane else DeliveryState.RETRYING,
         attempts=attempts - 1,
         paced_at=slot.at,
         next_attempt_at=slot.at,
@@ -337,7 +337,7 @@ def delivered(
     ctx.deliveries.update(
         delivery_id,
         pipe=pipe,
-        state="delivered",
+        state=DeliveryState.DELIVERED,
         location=outcome.location,
         external_id=outcome.external_id,
         delivered_at=time.time(),
@@ -361,7 +361,7 @@ def failed(ctx: Context, record: DeliveryRecord, attempts: int, error: DeliveryE
         delay = _backoff(ctx, attempts, error.retry_after)
         ctx.deliveries.update(
             delivery_id,
-            state="retrying",
+            state=DeliveryState.RETRYING,
             last_error=error.message,
             next_attempt_at=time.time() + delay,
         )
@@ -369,7 +369,11 @@ def failed(ctx: Context, record: DeliveryRecord, attempts: int, error: DeliveryE
         return "retrying"
     pipe, now = ctx.redis.pipeline(), time.time()
     ctx.deliveries.update(
-        delivery_id, pipe=pipe, state="dead", last_error=error.message, next_attempt_at=""
+        delivery_id,
+        pipe=pipe,
+        state=DeliveryState.DEAD,
+        last_error=error.message,
+        next_attempt_at="",
     )
     ctx.deliveries.settled(pipe, delivery_id, dead_at=now)
     _count(ctx, pipe, record, "dead")

@@ -15,7 +15,7 @@ import time
 
 from app.core.errors import Invalid, NotFound, RelayError
 from app.core.ids import new_id
-from app.core.states import TASK_ENDED
+from app.core.states import TASK_ENDED, DeliveryState
 from app.domain import deliveries
 from app.domain.serializers import task_view
 from app.stores.context import Context
@@ -116,7 +116,7 @@ def gate(ctx: Context, record: DeliveryRecord) -> Outcome | None:
     start = ctx.deliveries.states(
         [deliveries.delivery_id_for(record.task_id, deliveries.WRITE_BACK_START_SLOT)]
     )
-    if "delivering" in start.values():
+    if DeliveryState.DELIVERING in start.values():
         raise Retryable(
             "waiting for the Generating status to be written first",
             retry_after=WAIT_FOR_START_SECONDS,

@@ -161,13 +161,13 @@ class DeliveryStore:
             return None
         return DeliveryRecord.from_hash(raw)
 
-    def states(self, delivery_ids: list[str]) -> dict[str, str]:
+    def states(self, delivery_ids: list[str]) -> dict[str, DeliveryState]:
         """The state of each delivery that still has a record, in one round trip."""
         pipe = self._redis.pipeline(transaction=False)
         for delivery_id in delivery_ids:
             pipe.hget(self.key_for(delivery_id), "state")
         found = zip(delivery_ids, pipe.execute(), strict=True)
-        return {delivery_id: state for delivery_id, state in found if state is not None}
+        return {delivery_id: DeliveryState(state) for delivery_id, state in found if state}
 
     def attempts(self, delivery_id: str) -> int:
         return int(self._redis.hget(self.key_for(delivery_id), "attempts") or 0)
