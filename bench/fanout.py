@@ -36,6 +36,7 @@ from app.cli.devstack import free_port, wait_until_up  # noqa: E402
 from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
 from app.core.config import RelayConfig  # noqa: E402
 from app.core.crypto import SecretBox  # noqa: E402
+from app.core.states import DeliveryState  # noqa: E402
 from app.domain import deliveries  # noqa: E402
 from app.domain.tracking import finish  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
@@ -138,7 +139,7 @@ def throughput(ctx, env: dict, tenant_id: str, count: int) -> dict:
         for worker in run_workers(env, 2):
             worker.wait(timeout=1800)
         records = [ctx.deliveries.get(i) for i in ids]
-        done = [float(r["delivered_at"]) for r in records if r and r["state"] == "delivered"]
+        done = [r.delivered_at for r in records if r and r.state == DeliveryState.DELIVERED]
         relay = (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
         celery = celery_peer(ctx, env, url, body, headers, count)
         return {
@@ -358,14 +359,14 @@ def peak_rss(
             while worker.poll() is None and time.perf_counter() - start < 600:
                 peak = max(peak, proc.vm_hwm_kib(worker.pid))
                 time.sleep(0.05)
-            record = ctx.deliveries.get(delivery_id) or {}
+            record = ctx.deliveries.get(delivery_id)
             rows.append(
                 {
                     "destination": name,
                     "peak_rss_mib": peak / 1024,
                     "seconds": time.perf_counter() - start,
-                    "state": record.get("state"),
-                    "error": record.get("last_error", ""),
+                    "state": record.state if record else None,
+                    "error": (record.last_error if record else None) or "",
                 }
             )
         return rows

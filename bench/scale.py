@@ -38,6 +38,7 @@ from app.cli.devstack import free_port, wait_until_up  # noqa: E402
 from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
 from app.core.config import RelayConfig  # noqa: E402
 from app.core.crypto import SecretBox  # noqa: E402
+from app.core.states import DeliveryState  # noqa: E402
 from app.domain import deliveries  # noqa: E402
 from app.stores import lane_stream, queues  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
@@ -110,9 +111,9 @@ def lane_scaling(ctx, env: dict, tenant_id: str, count: int) -> list[dict]:
                 worker.wait(timeout=1800)
             cpu = redis_cpu(ctx) - cpu
             done = [
-                float(r["delivered_at"])
+                r.delivered_at
                 for i in ids
-                if (r := ctx.deliveries.get(i)) and r["state"] == "delivered"
+                if (r := ctx.deliveries.get(i)) and r.state == DeliveryState.DELIVERED
             ]
             rate = (len(done) - 1) / (max(done) - min(done)) if len(done) > 1 else 0.0
             rows.append(

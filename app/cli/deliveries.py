@@ -20,7 +20,7 @@ def list_() -> None:
     for record in dead:
         view = deliveries.view(record)
         click.echo(
-            f"{view['delivery_id']}  {view['kind']:<9} task {record['task_id']}  attempts {view['attempts']}"
+            f"{view['delivery_id']}  {view['kind']:<9} task {record.task_id}  attempts {view['attempts']}"
             f"  {view['last_error']}"
         )
     if not dead:
@@ -34,9 +34,7 @@ def replay(delivery_ids: tuple[str, ...], all_failed: bool) -> None:
     """Run deliveries again from scratch (after fixing what made them fail)."""
     ctx = context.current()
     ids = (
-        [d["delivery_id"] for d in ctx.deliveries.dead_letters()]
-        if all_failed
-        else list(delivery_ids)
+        [d.delivery_id for d in ctx.deliveries.dead_letters()] if all_failed else list(delivery_ids)
     )
     if not ids:
         raise click.ClickException("name delivery ids, or pass --all-failed")

@@ -106,7 +106,7 @@ def batch(
 def dead_letters(ctx: Context) -> list[dict]:
     names = _tenant_names(ctx)
     return [
-        {**deliveries.view(d), "task_id": d["task_id"], "tenant": names.get(d["tenant_id"], "?")}
+        {**deliveries.view(d), "task_id": d.task_id, "tenant": names.get(d.tenant_id, "?")}
         for d in ctx.deliveries.dead_letters()
     ]
 

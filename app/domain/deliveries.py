@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.ids import digest
-from app.core.states import DELIVERY_SETTLED, TaskStatus
+from app.core.states import DELIVERY_SETTLED, DeliveryState, TaskStatus
 from app.domain import links, pacing
 from app.stores import lane_stream, queues
 from app.stores.context import Context
+from app.stores.deliveries import DeliveryRecord
 from app.stores.events import iso
 from app.stores.tasks import Task
 from connectors import registry
@@ -37,32 +38,33 @@ RECOVERED_AFTER_SECONDS = 1.0
 # -- records ---------------------------------------------------------------------------------------
 
 
-def target_of(ctx: Context, fields: dict) -> tuple[str, str] | None:
+def target_of(
+    ctx: Context, tenant_id: str | None, destination_id: str | None, hook_id: str | None
+) -> tuple[str, str] | None:
     """Where what a delivery goes to is saved apart from it (a saved destination, a hook): (key, field).
-    ``fields``: its record, or its lane entry, which carries the same ids."""
-    tenant_id = fields.get("tenant_id")
-    if tenant_id and fields.get("destination_id"):
-        return ctx.destinations.key_for(tenant_id), fields["destination_id"]
-    if tenant_id and fields.get("hook_id"):
-        return ctx.hooks.key_for(tenant_id), fields["hook_id"]
+    The ids are its record's, or its lane entry's, which carries the same."""
+    if tenant_id and destination_id:
+        return ctx.destinations.key_for(tenant_id), destination_id
+    if tenant_id and hook_id:
+        return ctx.hooks.key_for(tenant_id), hook_id
     return None
 
 
-def view(delivery: dict) -> dict:
-    def when(name: str) -> str | None:
-        return iso(float(delivery[name])) if delivery.get(name) else None
+def view(delivery: DeliveryRecord) -> dict:
+    def when(at: float | None) -> str | None:
+        return iso(at) if at is not None else None
 
     return {
-        "delivery_id": delivery["delivery_id"],
-        "kind": delivery["kind"],
-        "destination_id": delivery.get("destination_id") or None,
-        "state": delivery["state"],
-        "attempts": int(delivery.get("attempts") or 0),
-        "last_error": delivery.get("last_error") or None,
-        "location": delivery.get("location") or None,
-        "export": delivery.get("export") or None,
-        "next_attempt_at": when("next_attempt_at"),
-        "delivered_at": when("delivered_at"),
+        "delivery_id": delivery.delivery_id,
+        "kind": delivery.kind,
+        "destination_id": delivery.destination_id,
+        "state": delivery.state,
+        "attempts": delivery.attempts,
+        "last_error": delivery.last_error,
+        "location": delivery.location,
+        "export": delivery.export,
+        "next_attempt_at": when(delivery.next_attempt_at),
+        "delivered_at": when(delivery.delivered_at),
     }
 
 
@@ -173,7 +175,7 @@ def _record(ctx: Context, pipe, task: Task | Owner, event: dict, slot: str, ref:
     record: dict[str, Any] = {
         "tenant_id": task.tenant_id,
         "task_id": task.task_id,
-        "state": "pending",
+        "state": DeliveryState.PENDING,
         "attempts": 0,
         "created_at": time.time(),
         "event": event,
@@ -228,22 +230,20 @@ def recover_lost(ctx: Context, limit: int = 500) -> int:
     now, recovered, store = time.time(), 0, ctx.deliveries
     for delivery_id in store.overdue(now, limit):
         record = store.get(delivery_id)
-        if record is None or record["state"] in DELIVERY_SETTLED:
+        if record is None or record.state in DELIVERY_SETTLED:
             store.unsettle(delivery_id)
             continue
         store.look_again_at(delivery_id, now + ctx.config.delivery_recheck_seconds)
-        if record["state"] == "delivering":
+        if record.state == DeliveryState.DELIVERING:
             continue  # running, or its worker died: the lane's lease (or RQ's, for a retry) brings it back
-        if record["state"] == "pending":
-            lost = not lane_stream.waiting(ctx, record.get("lane_entry", ""))
+        if record.state == DeliveryState.PENDING:
+            lost = not lane_stream.waiting(ctx, record.lane_entry or "")
             if lost:
                 log.warning("delivery %s was not in the delivery lane; added again", delivery_id)
                 enqueue(ctx, delivery_id)
             recovered += lost
             continue
-        job_id = (
-            record.get("retry_job") or f"deliver-{delivery_id}-{int(record.get('attempts') or 0)}"
-        )
+        job_id = record.retry_job or f"deliver-{delivery_id}-{record.attempts}"
         status, lost = queues.requeue_if_lost(ctx, ctx.queue(queues.DELIVER), job_id)
         if status is None:
             # a retry planned, but its job never made it into Redis: a job again (the lane takes only a delivery
@@ -257,13 +257,13 @@ def recover_lost(ctx: Context, limit: int = 500) -> int:
 def replay(ctx: Context, delivery_id: str) -> bool:
     """Run a dead (or stuck) delivery again from scratch. False when it is already delivered."""
     delivery = ctx.deliveries.get(delivery_id)
-    if delivery is None or delivery["state"] == "delivered":
+    if delivery is None or delivery.state == DeliveryState.DELIVERED:
         return False
     died_at = ctx.deliveries.raise_from_dead(delivery_id)
-    if died_at and delivery["state"] == "dead":  # counted by its next outcome
-        ctx.usage.uncount_dead(delivery["tenant_id"], delivery["kind"], died_at)
+    if died_at and delivery.state == DeliveryState.DEAD:  # counted by its next outcome
+        ctx.usage.uncount_dead(delivery.tenant_id, delivery.kind, died_at)
     ctx.deliveries.update(
-        delivery_id, state="pending", attempts=0, last_error="", next_attempt_at=""
+        delivery_id, state=DeliveryState.PENDING, attempts=0, last_error="", next_attempt_at=""
     )
     enqueue(ctx, delivery_id)
     return True
@@ -276,7 +276,7 @@ def replay(ctx: Context, delivery_id: str) -> bool:
 
 def begin(
     ctx: Context, delivery_id: str, target: tuple[str, str] | None = None
-) -> tuple[dict | None, str | None, bool]:
+) -> tuple[DeliveryRecord | None, str | None, bool]:
     """Count an attempt, unless the delivery is settled or every attempt so far ended with its worker
     (DeliveryStore.begin): the record as it was, its stored target, and whether the attempt started."""
     return ctx.deliveries.begin(delivery_id, ctx.config.delivery_max_attempts, target)
@@ -290,32 +290,34 @@ class Paced(Exception):
         self.slot, self.to_lane = slot, to_lane
 
 
-def keep_pace(ctx: Context, pace: Pace | None, record: dict, on_lane: bool) -> float | None:
+def keep_pace(
+    ctx: Context, pace: Pace | None, record: DeliveryRecord, on_lane: bool
+) -> float | None:
     """Reserve the destination's slot (app.domain.pacing) and return when it is due (time.monotonic()), to be
     waited for on a lane thread when it is near; an RQ job (one at a time per worker) never waits, it hands
     the delivery to the lane (Paced). The slot it goes in is kept on the delivery (``paced_slot``)."""
     if pace is None:
         return None
-    reserved = float(record["paced_at"]) if record.get("paced_at") else None
+    reserved = record.paced_at
     slot = pacing.reserve(ctx, pace, reserved)
     if slot.wait > 0 and not on_lane:
         raise Paced(slot, to_lane=True)
     if slot.wait > (pacing.RELEASED_EARLY_SECONDS if reserved is not None else pacing.HOLD_SECONDS):
         raise Paced(slot, to_lane=False)
-    ctx.deliveries.use_slot(record["delivery_id"], slot.at)
+    ctx.deliveries.use_slot(record.delivery_id, slot.at)
     return time.monotonic() + slot.wait
 
 
-def wait_for_slot(ctx: Context, record: dict, attempts: int, paced: Paced) -> str:
+def wait_for_slot(ctx: Context, record: DeliveryRecord, attempts: int, paced: Paced) -> str:
     """Keep the slot and give back the attempt begin() counted: to the lane (from an RQ job, whose lane entry
     is long gone), or from the lane to RQ's scheduler until the slot is near; the lane waits for the rest."""
-    delivery_id, slot = record["delivery_id"], paced.slot
+    delivery_id, slot = record.delivery_id, paced.slot
     # a job RQ's scheduler releases 1-2 s before the slot (whole seconds, then its polling)
     delay = 0.0 if paced.to_lane else max(0.01, slot.wait - pacing.HOLD_SECONDS)
     # the lane takes only a pending delivery
     ctx.deliveries.update(
         delivery_id,
-        state="pending" if paced.to_lane else "retrying",
+        state=DeliveryState.PENDING if paced.to_lane else DeliveryState.RETRYING,
         attempts=attempts - 1,
         paced_at=slot.at,
         next_attempt_at=slot.at,
@@ -325,14 +327,17 @@ def wait_for_slot(ctx: Context, record: dict, attempts: int, paced: Paced) -> st
 
 
 def delivered(
-    ctx: Context, record: dict, outcome: Outcome, with_delivered: Callable[[Any], None] | None
+    ctx: Context,
+    record: DeliveryRecord,
+    outcome: Outcome,
+    with_delivered: Callable[[Any], None] | None,
 ) -> None:
     """Record the success; ``with_delivered(pipe)`` queues more writes to make in the same round trip."""
-    pipe, delivery_id = ctx.pipeline(), record["delivery_id"]
+    pipe, delivery_id = ctx.pipeline(), record.delivery_id
     ctx.deliveries.update(
         delivery_id,
         pipe=pipe,
-        state="delivered",
+        state=DeliveryState.DELIVERED,
         location=outcome.location,
         external_id=outcome.external_id,
         delivered_at=time.time(),
@@ -346,17 +351,17 @@ def delivered(
     pipe.execute()
 
 
-def failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> str:
+def failed(ctx: Context, record: DeliveryRecord, attempts: int, error: DeliveryError) -> str:
     """A retry after a backoff (never sooner than the destination's Retry-After) while attempts are left and
     the error allows one; else the dead letters. Returns the outcome."""
-    delivery_id = record["delivery_id"]
-    if isinstance(error, Gone) and record.get("hook_id"):
-        ctx.hooks.delete(record["tenant_id"], record["hook_id"])  # the subscriber asked us to stop
+    delivery_id = record.delivery_id
+    if isinstance(error, Gone) and record.hook_id:
+        ctx.hooks.delete(record.tenant_id, record.hook_id)  # the subscriber asked us to stop
     if isinstance(error, Retryable) and attempts < ctx.config.delivery_max_attempts:
         delay = _backoff(ctx, attempts, error.retry_after)
         ctx.deliveries.update(
             delivery_id,
-            state="retrying",
+            state=DeliveryState.RETRYING,
             last_error=error.message,
             next_attempt_at=time.time() + delay,
         )
@@ -364,7 +369,11 @@ def failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> s
         return "retrying"
     pipe, now = ctx.pipeline(), time.time()
     ctx.deliveries.update(
-        delivery_id, pipe=pipe, state="dead", last_error=error.message, next_attempt_at=""
+        delivery_id,
+        pipe=pipe,
+        state=DeliveryState.DEAD,
+        last_error=error.message,
+        next_attempt_at="",
     )
     ctx.deliveries.settled(pipe, delivery_id, dead_at=now)
     _count(ctx, pipe, record, "dead")
@@ -373,12 +382,12 @@ def failed(ctx: Context, record: dict, attempts: int, error: DeliveryError) -> s
     return "dead"
 
 
-def _count(ctx: Context, pipe, record: dict, outcome: str) -> None:
+def _count(ctx: Context, pipe, record: DeliveryRecord, outcome: str) -> None:
     """The outcome in the day's usage row: the dashboard's delivery success rate per kind."""
     ctx.usage.count_delivery(
         pipe,
-        record["tenant_id"],
-        record["kind"],
+        record.tenant_id,
+        record.kind,
         outcome,
         time.time(),
         int(ctx.config.usage_retention_seconds),

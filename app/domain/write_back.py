@@ -15,10 +15,11 @@ import time
 
 from app.core.errors import Invalid, NotFound, RelayError
 from app.core.ids import new_id
-from app.core.states import TASK_ENDED
+from app.core.states import TASK_ENDED, DeliveryState
 from app.domain import deliveries
 from app.domain.serializers import task_view
 from app.stores.context import Context
+from app.stores.deliveries import DeliveryRecord
 from app.stores.events import iso
 from app.stores.tasks import Task
 from connectors import registry
@@ -100,22 +101,22 @@ def plan_start(ctx: Context, task: Task) -> None:
     pipe.execute()
 
 
-def gate(ctx: Context, record: dict) -> Outcome | None:
+def gate(ctx: Context, record: DeliveryRecord) -> Outcome | None:
     """Before an attempt at a write-back (begin() has marked it delivering): the start write of a task that
     has ended is done without writing (its Outcome says so); an end write waits (Retryable) while the start
     write is in flight."""
-    task = ctx.tasks.get(record["task_id"])
-    starting = record["delivery_id"] == deliveries.delivery_id_for(
-        record["task_id"], deliveries.WRITE_BACK_START_SLOT
+    task = ctx.tasks.get(record.task_id)
+    starting = record.delivery_id == deliveries.delivery_id_for(
+        record.task_id, deliveries.WRITE_BACK_START_SLOT
     )
     if starting:
         if task is None or task.status in TASK_ENDED:
             return Outcome("not written: the task ended first, and its end is written instead")
         return None
     start = ctx.deliveries.states(
-        [deliveries.delivery_id_for(record["task_id"], deliveries.WRITE_BACK_START_SLOT)]
+        [deliveries.delivery_id_for(record.task_id, deliveries.WRITE_BACK_START_SLOT)]
     )
-    if "delivering" in start.values():
+    if DeliveryState.DELIVERING in start.values():
         raise Retryable(
             "waiting for the Generating status to be written first",
             retry_after=WAIT_FOR_START_SECONDS,

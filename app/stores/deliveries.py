@@ -2,21 +2,24 @@
 letters. This store owns those keys and their Lua; what a delivery does next is decided in
 app.domain.deliveries.
 
-A record's fields: its ids (delivery, tenant, task; a saved destination's or hook's, if any), ``kind``,
-``state`` (app.core.states.DeliveryState), ``attempts``, the ``event`` it carries (JSON), ``export``, a
-sealed ``config`` (an inline destination), and what its attempts left: ``last_error``, ``location``,
-``external_id``, ``progress`` (a resumable upload's state), ``next_attempt_at``, ``retry_job``, the pace
-slot (``paced_at`` while it waits for it, ``paced_slot`` once used) and its ``lane_entry``.
+A record's fields (``DeliveryRecord``, what the reads return): its ids (delivery, tenant, task; a saved
+destination's or hook's, if any), ``kind``, ``state`` (app.core.states.DeliveryState), ``attempts``, when it
+was created and updated, the ``event`` it carries (JSON), ``export``, a sealed ``config`` (an inline
+destination), and what its attempts left: ``last_error``, ``location``, ``external_id``, ``progress`` (a
+resumable upload's state, JSON), ``next_attempt_at``, ``delivered_at``, ``retry_job``, the pace slot
+(``paced_at`` while it waits for it, ``paced_slot`` once used) and its ``lane_entry``.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
 
-from app.core.states import DELIVERY_SETTLED, lua_set
+from app.core.states import DELIVERY_SETTLED, DeliveryState, lua_set
 from app.stores.tasks import field_pairs, to_field
 
 # KEYS: the delivery record, and optionally the hash holding what it goes to. ARGV: the most attempts, now,
@@ -69,6 +72,71 @@ return entry
 """
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """A delivery as stored: every field Relay writes on its hash, typed. Text that is empty or absent in
+    Redis reads as None (replay and a success write "" to clear a field)."""
+
+    delivery_id: str
+    tenant_id: str
+    task_id: str
+    kind: str
+    state: DeliveryState
+    created_at: float
+    updated_at: float
+    event: dict
+    attempts: int = 0
+    # what it goes to: a saved destination, a hook, or its own sealed config (an inline destination)
+    destination_id: str | None = None
+    hook_id: str | None = None
+    config: str | None = None
+    export: str | None = None
+    # what its attempts left
+    last_error: str | None = None
+    location: str | None = None
+    external_id: str | None = None
+    progress: dict = field(default_factory=dict)
+    next_attempt_at: float | None = None
+    delivered_at: float | None = None
+    retry_job: str | None = None
+    paced_at: float | None = None
+    paced_slot: float | None = None
+    lane_entry: str | None = None
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> DeliveryRecord:
+        """The one place a delivery's Redis strings become values. Fields this code does not know (written
+        by a newer Relay during a rolling deploy) are left out rather than refused."""
+        return cls(
+            delivery_id=raw["delivery_id"],
+            tenant_id=raw["tenant_id"],
+            task_id=raw["task_id"],
+            kind=raw["kind"],
+            state=DeliveryState(raw["state"]),
+            created_at=float(raw["created_at"]),
+            updated_at=float(raw["updated_at"]),
+            event=json.loads(raw["event"]),
+            attempts=int(raw.get("attempts") or 0),
+            progress=json.loads(raw.get("progress") or "{}"),
+            **{name: raw.get(name) or None for name in _TEXT},
+            **{name: float(raw[name]) for name in _TIMES if raw.get(name)},
+        )
+
+
+_TEXT = (
+    "destination_id",
+    "hook_id",
+    "config",
+    "export",
+    "last_error",
+    "location",
+    "external_id",
+    "retry_job",
+    "lane_entry",
+)
+_TIMES = ("next_attempt_at", "delivered_at", "paced_at", "paced_slot")
+
+
 LANE = "lane"
 """The delivery lane's stream, under the key prefix (app.stores.lane_stream reads it)."""
 
@@ -91,24 +159,24 @@ class DeliveryStore:
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def get(self, delivery_id: str, tenant_id: str | None = None) -> dict | None:
+    def get(self, delivery_id: str, tenant_id: str | None = None) -> DeliveryRecord | None:
         raw = self._redis.hgetall(self.key_for(delivery_id))
         if not raw or (tenant_id is not None and raw["tenant_id"] != tenant_id):
             return None
-        return raw
+        return DeliveryRecord.from_hash(raw)
 
-    def states(self, delivery_ids: list[str]) -> dict[str, str]:
+    def states(self, delivery_ids: list[str]) -> dict[str, DeliveryState]:
         """The state of each delivery that still has a record, in one round trip."""
         pipe = self._redis.pipeline(transaction=False)
         for delivery_id in delivery_ids:
             pipe.hget(self.key_for(delivery_id), "state")
         found = zip(delivery_ids, pipe.execute(), strict=True)
-        return {delivery_id: state for delivery_id, state in found if state is not None}
+        return {delivery_id: DeliveryState(state) for delivery_id, state in found if state}
 
     def attempts(self, delivery_id: str) -> int:
         return int(self._redis.hget(self.key_for(delivery_id), "attempts") or 0)
 
-    def dead_letters(self, tenant_id: str | None = None) -> list[dict]:
+    def dead_letters(self, tenant_id: str | None = None) -> list[DeliveryRecord]:
         """Dead deliveries, the latest to die first."""
         ids = self._redis.zrevrange(self.dead_key, 0, -1)
         return [found for i in ids if (found := self.get(i, tenant_id))]
@@ -143,7 +211,7 @@ class DeliveryStore:
 
     def begin(
         self, delivery_id: str, max_attempts: int, target: tuple[str, str] | None = None
-    ) -> tuple[dict | None, str | None, bool]:
+    ) -> tuple[DeliveryRecord | None, str | None, bool]:
         """Start an attempt in one round trip: the record as it was (None: gone), the stored target when its
         (key, field) is given, and whether the attempt started. It does not for a delivery delivered or
         dead, nor for one whose every attempt so far ended with its worker (left "delivering" past the
@@ -154,7 +222,7 @@ class DeliveryStore:
             args.append(target[1])
         pairs, stored, started = self._begin(keys=keys, args=args)
         record = dict(zip(pairs[::2], pairs[1::2], strict=True))
-        return record or None, stored, bool(started)
+        return DeliveryRecord.from_hash(record) if record else None, stored, bool(started)
 
     def to_lane(self, delivery_id: str, recheck_at: float, pipe=None) -> None:
         """Queue a delivery's attempt now, remembering its entry on the record: one atomic Redis call (at

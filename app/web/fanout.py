@@ -191,4 +191,7 @@ def replay(delivery_id: str):
         raise NotFound("delivery_not_found", "No delivery with that id.")
     if not deliveries.replay(ctx(), delivery_id):
         raise Conflict("already_delivered", "This delivery already succeeded; nothing to replay.")
-    return jsonify(deliveries.view(ctx().deliveries.get(delivery_id) or {})), 202
+    # removed meanwhile (delivered at once, then swept with its task)
+    if (record := ctx().deliveries.get(delivery_id)) is None:
+        raise NotFound("delivery_not_found", "No delivery with that id.")
+    return jsonify(deliveries.view(record)), 202

@@ -36,6 +36,7 @@ from app.domain.deliveries import (
 )
 from app.domain.links import file_link
 from app.stores.context import Context
+from app.stores.deliveries import DeliveryRecord
 from app.stores.tasks import Task
 from connectors import registry
 from connectors.base import (
@@ -59,37 +60,38 @@ def attempt(
     ``with_delivered(pipe)`` queues more writes to make with the record of a success (the delivery lane
     lets its entry go in the same round trip); ``lane_entry``, the entry's fields, names the target, so it
     is read with the record."""
-    hint = target_of(ctx, lane_entry or {})
+    entry = lane_entry or {}
+    hint = target_of(ctx, entry.get("tenant_id"), entry.get("destination_id"), entry.get("hook_id"))
     record, target, started = begin(ctx, delivery_id, hint)
-    if record is None or record["state"] in DELIVERY_SETTLED:
-        return record["state"] if record else "unknown"
-    with log_context(
-        delivery_id=delivery_id, task_id=record["task_id"], tenant=record["tenant_id"]
-    ):
+    if record is None or record.state in DELIVERY_SETTLED:
+        return record.state if record else "unknown"
+    with log_context(delivery_id=delivery_id, task_id=record.task_id, tenant=record.tenant_id):
         started_at = time.perf_counter()
         target = _target(ctx, record, hint, target) if started else None
         outcome = _attempt(ctx, record, started, target, with_delivered)
         elapsed = time.perf_counter() - started_at
-        log.info("delivery attempt %s: %s in %.0f ms", record["kind"], outcome, elapsed * 1000)
-    metrics.DELIVERY_SECONDS.labels(record["kind"]).observe(elapsed)
-    metrics.DELIVERY_ATTEMPTS.labels(record["kind"], outcome).inc()
+        log.info("delivery attempt %s: %s in %.0f ms", record.kind, outcome, elapsed * 1000)
+    metrics.DELIVERY_SECONDS.labels(record.kind).observe(elapsed)
+    metrics.DELIVERY_ATTEMPTS.labels(record.kind, outcome).inc()
     return outcome
 
 
 def _target(
-    ctx: Context, record: dict, hint: tuple[str, str] | None, read: str | None
+    ctx: Context, record: DeliveryRecord, hint: tuple[str, str] | None, read: str | None
 ) -> str | None:
     """The saved destination or hook the delivery goes to: as begin() read it where the lane entry said, or
     read now (an RQ retry, whose job names only the delivery)."""
-    needed = target_of(ctx, record)
+    needed = target_of(ctx, record.tenant_id, record.destination_id, record.hook_id)
     if needed == hint:
         return read
     return ctx.deliveries.target(needed) if needed else None
 
 
-def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with_delivered) -> str:
+def _attempt(
+    ctx: Context, record: DeliveryRecord, started: bool, target: str | None, with_delivered
+) -> str:
     """Deliver, once begin() has counted the attempt; ``target``: the saved destination or hook, if any."""
-    delivery_id, attempts = record["delivery_id"], int(record.get("attempts") or 0) + 1
+    delivery_id, attempts = record.delivery_id, record.attempts + 1
     # every attempt so far ended with its worker (killed, out of memory): stop there
     if not started:
         return failed(
@@ -98,15 +100,15 @@ def _attempt(ctx: Context, record: dict, started: bool, target: str | None, with
             attempts - 1,
             Permanent(f"the worker stopped during each of {attempts - 1} attempts"),
         )
-    kind = registry.KINDS.get(record["kind"])
+    kind = registry.KINDS.get(record.kind)
     try:
         if kind is None:
             raise Permanent(
-                f"the destination no longer exists or its kind {record['kind']!r} is unknown"
+                f"the destination no longer exists or its kind {record.kind!r} is unknown"
             )
         delivery = _delivery(ctx, record, target)
         env = _environment(ctx, delivery_id)
-        writes_back = record["kind"] in registry.RECORD_KINDS
+        writes_back = record.kind in registry.RECORD_KINDS
         outcome = (write_back.gate(ctx, record) if writes_back else None) or kind.find_existing(
             delivery, env
         )
@@ -151,23 +153,20 @@ def _wait_until(due: float | None) -> None:
         time.sleep(max(0.0, due - time.monotonic()))
 
 
-def _delivery(ctx: Context, record: dict, target: str | None) -> Delivery:
+def _delivery(ctx: Context, record: DeliveryRecord, target: str | None) -> Delivery:
     """The delivery's config: its own, or its saved destination's or hook's (``target``), decrypted."""
-    if record.get("destination_id"):
+    if record.destination_id:
         if target is None:
-            raise Permanent(f"saved destination {record['destination_id']} was deleted")
+            raise Permanent(f"saved destination {record.destination_id} was deleted")
         config = ctx.destinations.from_stored(target, reveal=True)["config"]
-    elif record.get("hook_id"):
+    elif record.hook_id:
         if target is None:
             raise Permanent("the hook subscription was removed")
         hook = ctx.hooks.from_stored(target, reveal=True)
         config = {"url": hook["target_url"], "secret": hook["secret"]}
     else:
-        config = json.loads(ctx.box.open(record["config"]))
-    state = json.loads(record.get("progress") or "{}")
-    return Delivery(
-        record["delivery_id"], record["kind"], config, json.loads(record["event"]), state
-    )
+        config = json.loads(ctx.box.open(record.config))
+    return Delivery(record.delivery_id, record.kind, config, record.event, record.progress)
 
 
 # per worker process: pooled connections
@@ -222,20 +221,20 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
 # -- the file --------------------------------------------------------------------------------------
 
 
-def _document_for(ctx: Context, delivery: Delivery, record: dict) -> Document | None:
+def _document_for(ctx: Context, delivery: Delivery, record: DeliveryRecord) -> Document | None:
     """What the event gives a destination that takes a file: a finished task's document, a batch's manifest."""
     if delivery.event.get("type") == "batch.completed":
         return batch_files.manifest_document(ctx, delivery.event["data"])
     if delivery.event.get("type") != "task.completed":
         return None
     # its link must outlive the record that shows it
-    writes_back = record["kind"] in registry.RECORD_KINDS
+    writes_back = record.kind in registry.RECORD_KINDS
     return _document(ctx, record, ctx.config.record_link_ttl_seconds if writes_back else None)
 
 
-def _document(ctx: Context, record: dict, link_life: int | None = None) -> Document:
-    task = ctx.tasks.get(record["task_id"])
-    tenant = ctx.tenants.get(record["tenant_id"])
+def _document(ctx: Context, record: DeliveryRecord, link_life: int | None = None) -> Document:
+    task = ctx.tasks.get(record.task_id)
+    tenant = ctx.tenants.get(record.tenant_id)
     if task is None or tenant is None:
         raise Permanent("the task has no finished document")
     # a task.completed event for a task stored as running: its end went
@@ -246,7 +245,7 @@ def _document(ctx: Context, record: dict, link_life: int | None = None) -> Docum
         )
     if task.status != TaskStatus.COMPLETED:
         raise Permanent("the task has no finished document")
-    export = record.get("export") or ""
+    export = record.export or ""
     source = _Source(ctx, tenant, task, export)
     name = _file_name(task, export)
     return Document(

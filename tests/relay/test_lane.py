@@ -222,12 +222,15 @@ def test_a_delivery_whose_every_attempt_ended_its_worker_goes_to_the_dead_letter
             "kind": "webhook",
             "state": "delivering",
             "attempts": ctx.config.delivery_max_attempts,
+            "event": "{}",
+            "created_at": time.time(),
+            "updated_at": time.time(),
         },
     )
     assert delivering.attempt(ctx, "dlv_poison") == "dead"
     record = ctx.deliveries.get("dlv_poison")
-    assert record["state"] == "dead" and "stopped during each of" in record["last_error"]
-    assert [d["delivery_id"] for d in ctx.deliveries.dead_letters()] == ["dlv_poison"]
+    assert record.state == "dead" and "stopped during each of" in record.last_error
+    assert [d.delivery_id for d in ctx.deliveries.dead_letters()] == ["dlv_poison"]
 
 
 def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_one_is_dead(
@@ -259,7 +262,7 @@ def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_on
             d["delivery_id"]: d
             for d in client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
         }
-    by_hook = {ctx.deliveries.get(i)["hook_id"]: d for i, d in states.items()}
+    by_hook = {ctx.deliveries.get(i).hook_id: d for i, d in states.items()}
     assert by_hook[kept["id"]]["state"] == "delivered" and len(receiver.requests) == 1
     assert by_hook[removed["id"]]["state"] == "dead"
     assert by_hook[removed["id"]]["last_error"] == "the hook subscription was removed"
@@ -301,8 +304,8 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
         [waiting] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
     delivery_id, queue = waiting["delivery_id"], ctx.queue(queues.DELIVER)
     record = ctx.deliveries.get(delivery_id)
-    assert record["state"] == "retrying" and "-slot-" in record["retry_job"], record
-    job = Job.fetch(record["retry_job"], connection=ctx.rq_redis)
+    assert record.state == "retrying" and "-slot-" in record.retry_job, record
+    job = Job.fetch(record.retry_job, connection=ctx.rq_redis)
     # as the reconciler finds it, overdue
     ctx.redis.zadd(ctx.deliveries.open_key, {delivery_id: 0})
 
@@ -316,6 +319,6 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
     queue.remove(job.id)
     job.delete()
     assert jobs.reconcile()["deliveries_requeued"] == 1
-    planned = ctx.deliveries.get(delivery_id)["retry_job"]
+    planned = ctx.deliveries.get(delivery_id).retry_job
     assert planned.endswith("-recovered") and planned in queue.scheduled_job_registry.get_job_ids()
-    assert ctx.deliveries.get(delivery_id)["state"] == "retrying" and fake_teams.posted == []
+    assert ctx.deliveries.get(delivery_id).state == "retrying" and fake_teams.posted == []

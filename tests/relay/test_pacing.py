@@ -81,12 +81,12 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(
             d["last_error"] for d in done if d["last_error"]
         ]
         records = [relay.ctx.deliveries.get(d["delivery_id"]) for d in done]
-        slots = sorted(float(record["paced_slot"]) for record in records)
+        slots = sorted(record.paced_slot for record in records)
         spacing = 1 / 3.5
         assert all(b - a >= spacing - 1e-6 for a, b in itertools.pairwise(slots)), (
             f"a spacing apart: {slots}"
         )
-        late = [r for r in records if float(r["delivered_at"]) < float(r["paced_slot"])]
+        late = [r for r in records if r.delivered_at < r.paced_slot]
         assert not late, f"a card went before its slot: {late}"
         assert len(fake_teams.posted) == 12 and not fake_teams.knobs.throttled
         # whether the workflow met a 429 depends on how late a busy machine sends after the slot; each cost one
@@ -112,7 +112,7 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(
             "the webhooks delivered while the cards wait",
             show=lambda: client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"],
         )
-    kept = sorted(float(relay.ctx.deliveries.get(d["delivery_id"])["paced_at"]) for d in waiting)
+    kept = sorted(relay.ctx.deliveries.get(d["delivery_id"]).paced_at for d in waiting)
     assert kept == pytest.approx([busy.at + spacing, busy.at + 2 * spacing], abs=1e-6), (
         "their slots, kept"
     )

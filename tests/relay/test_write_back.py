@@ -549,13 +549,11 @@ def test_airtable_writes_from_two_workers_share_one_pace_per_base(make_relay, fa
         ]
     assert [w["state"] for w in writes] == ["delivered"] * 12, [w["last_error"] for w in writes]
     records = [relay.ctx.deliveries.get(w["delivery_id"]) for w in writes]
-    slots = sorted(float(record["paced_slot"]) for record in records)
+    slots = sorted(record.paced_slot for record in records)
     assert all(b - a >= 1 / airtable.WRITES_PER_SECOND - 1e-6 for a, b in pairwise(slots)), (
         f"a spacing apart: {slots}"
     )
-    assert not [r for r in records if float(r["delivered_at"]) < float(r["paced_slot"])], (
-        "none before its slot"
-    )
+    assert not [r for r in records if r.delivered_at < r.paced_slot], "none before its slot"
     # whether the base met a 429 depends on how late a busy machine writes after the slot; each cost one attempt
     assert (
         not fake_airtable.knobs.throttled
