@@ -97,7 +97,7 @@ class Batch:
     settings: dict
     """What the batch asked for, as app.domain.batches.create keeps it (format, on_error, skip_done...)."""
     counts: dict[RowState, int]
-    """Its rows in each state, every state present: the Lua scripts below count each move."""
+    """Its rows in each state, every state present: ``_CLAIM`` and ``_MOVE`` count each move."""
     credits_used: float = 0.0
     ended_at: float | None = None
     announced: float | None = None
