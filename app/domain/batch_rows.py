@@ -45,9 +45,8 @@ def row_ended(ctx: Context, task: Task) -> None:
         and batch.settings.get("on_error") == "stop"
         and batch.status == BatchStatus.RUNNING
     ):
-        ctx.batches.set(
-            batch.batch_id, status=BatchStatus.STOPPED
-        )  # no row is claimed from here on
+        # no row is claimed from here on
+        ctx.batches.set(batch.batch_id, status=BatchStatus.STOPPED)
         queues.enqueue_batch_cancel(ctx, batch.batch_id)  # the API calls, off the webhook's path
     complete_if_done(ctx, batch.batch_id)
     # the place is the tenant's: any of its batches

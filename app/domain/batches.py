@@ -207,9 +207,8 @@ def tick(ctx: Context, now: float | None = None) -> int:
         if batch is None or tenant is None:
             ctx.batches.ended(batch_id, batch.tenant_id if batch else "")
             continue
-        if batch.counts[
-            RowState.SUBMITTING
-        ]:  # only the stale claims are read (an index of them), not every row
+        # only the stale claims are read (an index of them), not every row
+        if batch.counts[RowState.SUBMITTING]:
             for row in ctx.batches.claimed_before(
                 batch, clock - ctx.config.batch_claim_stale_seconds
             ):

@@ -267,11 +267,10 @@ def test_the_feed_keeps_a_tenants_rows_under_its_limit_and_single_submits_go_str
 
         def full():  # the quick rows ended, and the held ones fill the feed up to its limit
             batch, feed = relay.ctx.batches.get(batch_id), relay.ctx.batches.feed(relay.tenant_id)
-            in_api = batch.counts[RowState.RUNNING] + batch.counts[RowState.SUBMITTING]
-            held = relay.sandbox.held("rows")
-            settled = batch.counts[RowState.COMPLETED] == 6 and in_api == math.floor(
-                feed.get("limit", 0)
-            ) == len(held)
+            counts, held = batch.counts, relay.sandbox.held("rows")
+            in_api = counts[RowState.RUNNING] + counts[RowState.SUBMITTING]
+            limit = math.floor(feed.get("limit", 0))
+            settled = counts[RowState.COMPLETED] == 6 and in_api == limit == len(held)
             return (in_api, feed) if settled else None
 
         in_api, feed = eventually(
