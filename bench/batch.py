@@ -162,9 +162,7 @@ def main() -> None:
         throttled = sum(
             1
             for row in rows
-            if row.get("task_id")
-            and (task := ctx.tasks.get(row["task_id"]))
-            and task.last_submit_error
+            if row.task_id and (task := ctx.tasks.get(row.task_id)) and task.last_submit_error
         )
         p99 = (
             statistics.quantiles(singles.times, n=100)[98]
@@ -204,7 +202,7 @@ def main() -> None:
                 timeout=args.long_seconds * 4,
             )
             tasks = [
-                ctx.tasks.get(row["task_id"]) for row in ctx.batches.rows(long_batch["batch_id"])
+                ctx.tasks.get(row.task_id or "") for row in ctx.batches.rows(long_batch["batch_id"])
             ]
             polls = sum(task.polls for task in tasks if task)
             minutes = long_wall / 60

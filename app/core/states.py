@@ -1,4 +1,4 @@
-"""The statuses Relay stores for tasks, batch rows and deliveries, each defined once.
+"""The statuses Relay stores for tasks, batches, batch rows and deliveries, each defined once.
 
 The Lua scripts that guard a transition take their sets from here (``lua_set``), so a new status is added
 in one place. Each enum is a ``StrEnum``: a member is the string stored in Redis and sent in JSON.
@@ -25,6 +25,16 @@ class TaskStatus(StrEnum):
 TASK_ENDED = frozenset(
     {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
 )
+
+
+class BatchStatus(StrEnum):
+    """A batch's own status: running until every row has ended (completed), or until it is cancelled, or
+    stopped at its first failed row (``on_error: stop``)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
 
 
 class RowState(StrEnum):

@@ -75,8 +75,8 @@ def batches_list(ctx: Context, limit: int = 50) -> list[dict]:
     return [
         {
             **batch_rows.view(batch),
-            "tenant": names.get(batch["tenant_id"], "?"),
-            "created": iso(batch["created_at"]),
+            "tenant": names.get(batch.tenant_id, "?"),
+            "created": iso(batch.created_at),
         }
         for batch in ctx.batches.recent(limit)
     ]
@@ -92,9 +92,9 @@ def batch(
     rows, next_cursor = batches.page(ctx, found, state, cursor, limit)
     return {
         **batch_rows.view(found),
-        "tenant": _tenant_names(ctx).get(found["tenant_id"], "?"),
-        "created": iso(found["created_at"]),
-        "template": found["settings"].get("prompt_template") or "",
+        "tenant": _tenant_names(ctx).get(found.tenant_id, "?"),
+        "created": iso(found.created_at),
+        "template": found.settings.get("prompt_template") or "",
         "deliveries": deliveries.for_batch(ctx, found),
         "rows": rows,
         "next_cursor": next_cursor,

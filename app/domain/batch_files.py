@@ -11,69 +11,64 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from app.core.states import RowState
 from app.core.upstream import CHUNK, UpstreamError
 from app.domain import links
+from app.stores.batches import Batch, BatchRow
 from app.stores.context import Context
 from app.stores.tasks import Task
 from connectors.base import Document, Permanent
 
 
-def manifest(ctx: Context, batch: dict) -> str:
+def manifest(ctx: Context, batch: Batch) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["row", "record_key", "status", "file", "credits", "error"])
-    for row in ctx.batches.rows(batch["batch_id"]):
+    for row in ctx.batches.rows(batch.batch_id):
         link = (
-            links.file_link(ctx, row["task_id"])
-            if row["state"] == "completed" and row.get("task_id")
+            links.file_link(ctx, row.task_id)
+            if row.state == RowState.COMPLETED and row.task_id
             else ""
         )
         writer.writerow(
-            [
-                row["row"],
-                row["record_key"],
-                row["state"],
-                link,
-                row.get("credits") or "",
-                row.get("error") or "",
-            ]
+            [row.row, row.record_key, row.state, link, row.credits or "", row.error or ""]
         )
     return out.getvalue()
 
 
-def archive(ctx: Context, batch: dict) -> Iterator[bytes]:
+def archive(ctx: Context, batch: Batch) -> Iterator[bytes]:
     """The ZIP, a piece at a time: ``{row:05d}-{record}.{ext}`` per finished row, then manifest.csv. A file
     the API can no longer give is left out, and the manifest says so."""
-    tenant = ctx.tenants.get(batch["tenant_id"])
+    tenant = ctx.tenants.get(batch.tenant_id)
     sink = _Sink()
     missing: list[str] = []
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as out:
-        for row in ctx.batches.rows(batch["batch_id"]):
-            task = ctx.tasks.get(row.get("task_id") or "") if row["state"] == "completed" else None
+        for row in ctx.batches.rows(batch.batch_id):
+            task = ctx.tasks.get(row.task_id or "") if row.state == RowState.COMPLETED else None
             if task is None or tenant is None or not task.run_id:
                 continue
             try:
                 yield from _entry(ctx, tenant, out, sink, task, row)
             except UpstreamError as exc:
-                missing.append(f"row {row['row']}: {exc.message}")
+                missing.append(f"row {row.row}: {exc.message}")
         notes = "".join(f"# not in this archive: {line}\n" for line in missing)
         out.writestr("manifest.csv", manifest(ctx, batch) + notes)
     yield sink.take()
 
 
 def _entry(
-    ctx: Context, tenant, out: zipfile.ZipFile, sink: _Sink, task: Task, row: dict
+    ctx: Context, tenant, out: zipfile.ZipFile, sink: _Sink, task: Task, row: BatchRow
 ) -> Iterator[bytes]:
     artifacts = (task.result or {}).get("artifacts") or []
     extension = (
         (artifacts[0].get("file_name") or "file.bin").rpartition(".")[2] if artifacts else "bin"
     )
-    record = "".join(c if c.isalnum() or c in "-_." else "_" for c in row["record_key"])[:80]
+    record = "".join(c if c.isalnum() or c in "-_." else "_" for c in row.record_key)[:80]
     with ctx.upstream(tenant) as client:
         url = client.download_location(task.run_id)
         with (
             client.stream(url) as response,
-            out.open(f"{row['row']:05d}-{record}.{extension}", "w", force_zip64=True) as entry,
+            out.open(f"{row.row:05d}-{record}.{extension}", "w", force_zip64=True) as entry,
         ):
             for piece in response.iter_bytes(CHUNK):
                 entry.write(piece)
@@ -113,7 +108,7 @@ def manifest_document(ctx: Context, data: dict) -> Document:
         yield iter([content[offset:]])
 
     return Document(
-        name=f"{batch['batch_id']}-manifest.csv",
+        name=f"{batch.batch_id}-manifest.csv",
         content_type="text/csv",
         size=len(content),
         open=opened,

@@ -4,15 +4,15 @@ and is announced. Apart from app.domain.batches, which submits, so that tracking
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 
 from app.core.ids import new_id
-from app.core.states import ROW_ENDED, TASK_ENDED, RowState
+from app.core.states import ROW_ENDED, TASK_ENDED, BatchStatus, RowState, TaskStatus
 from app.domain import deliveries, links
 from app.stores import queues
+from app.stores.batches import Batch
 from app.stores.context import Context
 from app.stores.events import iso
 from app.stores.tasks import Task
@@ -25,7 +25,10 @@ def row_ended(ctx: Context, task: Task) -> None:
     batch = ctx.batches.get(task.batch_id) if task.batch_id else None
     if batch is None:
         return
-    state = {"completed": "completed", "cancelled": "cancelled"}.get(task.status, "failed")
+    state = {
+        TaskStatus.COMPLETED: RowState.COMPLETED,
+        TaskStatus.CANCELLED: RowState.CANCELLED,
+    }.get(task.status, RowState.FAILED)
     error = task.error if isinstance(task.error, dict) else {}
     before = ctx.batches.move(
         batch,
@@ -33,20 +36,21 @@ def row_ended(ctx: Context, task: Task) -> None:
         state,
         frees_place=True,
         credits=task.credits_used or 0.0,
-        error=error.get("message") or ("" if state == "completed" else task.status),
+        error=error.get("message") or ("" if state == RowState.COMPLETED else task.status),
     )
     if before is None:
         return
     if (
-        state == "failed"
-        and batch["settings"].get("on_error") == "stop"
-        and batch["status"] == "running"
+        state == RowState.FAILED
+        and batch.settings.get("on_error") == "stop"
+        and batch.status == BatchStatus.RUNNING
     ):
-        ctx.batches.set(batch["batch_id"], status="stopped")  # no row is claimed from here on
-        queues.enqueue_batch_cancel(ctx, batch["batch_id"])  # the API calls, off the webhook's path
-    complete_if_done(ctx, batch["batch_id"])
+        # no row is claimed from here on
+        ctx.batches.set(batch.batch_id, status=BatchStatus.STOPPED)
+        queues.enqueue_batch_cancel(ctx, batch.batch_id)  # the API calls, off the webhook's path
+    complete_if_done(ctx, batch.batch_id)
     # the place is the tenant's: any of its batches
-    for waiting in ctx.batches.running(batch["tenant_id"]):
+    for waiting in ctx.batches.running(batch.tenant_id):
         queues.enqueue_batch_feed(ctx, waiting)
 
 
@@ -82,20 +86,20 @@ def pool_wait(
 
 def complete_if_done(ctx: Context, batch_id: str) -> bool:
     batch = ctx.batches.get(batch_id)
-    if batch is None or batch["pending"] + batch["submitting"] + batch["running"] > 0:
+    if batch is None or sum(batch.counts[s] for s in RowState if s not in ROW_ENDED) > 0:
         return False
-    if batch["status"] == "running":
-        ctx.batches.set(batch_id, status="completed", ended_at=time.time())
-    ctx.batches.ended(batch_id, batch["tenant_id"])
+    if batch.status == BatchStatus.RUNNING:
+        ctx.batches.set(batch_id, status=BatchStatus.COMPLETED, ended_at=time.time())
+    ctx.batches.ended(batch_id, batch.tenant_id)
     # once, whoever sees it end
-    if ctx.redis.hsetnx(ctx.batches.key_for(batch_id), "announced", time.time()):
+    if ctx.batches.announce_once(batch_id):
         _announce(ctx, ctx.batches.get(batch_id) or batch)
     return True
 
 
-def _announce(ctx: Context, batch: dict) -> None:
+def _announce(ctx: Context, batch: Batch) -> None:
     """batch.completed to the batch's callback and the hooks subscribed to it: the counts and the manifest."""
-    token = {"b": batch["batch_id"], "l": int(ctx.config.record_link_ttl_seconds)}
+    token = {"b": batch.batch_id, "l": int(ctx.config.record_link_ttl_seconds)}
     data = {
         **view(batch),
         "manifest_url": links.files_url(ctx, token),
@@ -108,15 +112,15 @@ def _announce(ctx: Context, batch: dict) -> None:
         "created_at": iso(time.time()),
         "data": data,
     }
-    owner = deliveries.Owner(batch["batch_id"], batch["tenant_id"])
+    owner = deliveries.Owner(batch.batch_id, batch.tenant_id)
     ids = deliveries.plan_event(
         ctx,
         owner,
         event,
-        batch["settings"].get("destinations") or [],
-        batch["settings"].get("callback_url") or "",
+        batch.settings.get("destinations") or [],
+        batch.settings.get("callback_url") or "",
     )
-    ctx.batches.set(batch["batch_id"], delivery_ids=json.dumps(ids))
+    ctx.batches.set(batch.batch_id, delivery_ids=ids)
 
 
 def _summary(data: dict) -> str:
@@ -132,21 +136,20 @@ def _summary(data: dict) -> str:
     )
 
 
-def view(batch: dict) -> dict[str, Any]:
-    total = batch["total"]
-    ended = sum(batch[state] for state in ROW_ENDED)
-    elapsed = max(0.0, (float(batch.get("ended_at") or 0) or time.time()) - batch["created_at"])
+def view(batch: Batch) -> dict[str, Any]:
+    total = batch.total
+    ended = sum(batch.counts[state] for state in ROW_ENDED)
+    elapsed = max(0.0, (batch.ended_at or time.time()) - batch.created_at)
     left = None if not ended or ended == total else round(elapsed / ended * (total - ended))
-    counts = {state: batch[state] for state in RowState}
     return {
-        "batch_id": batch["batch_id"],
-        "status": batch["status"],
+        "batch_id": batch.batch_id,
+        "status": batch.status,
         "total": total,
-        "counts": counts,
+        "counts": dict(batch.counts),
         "percent_done": round(100.0 * ended / total, 1) if total else 100.0,
         "seconds_left": left,
-        "credits_used": batch["credits_used"],
-        "format": batch["settings"].get("format"),
-        "on_error": batch["settings"].get("on_error"),
-        "created_at": batch["created_at"],
+        "credits_used": batch.credits_used,
+        "format": batch.settings.get("format"),
+        "on_error": batch.settings.get("on_error"),
+        "created_at": batch.created_at,
     }

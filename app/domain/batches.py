@@ -28,9 +28,10 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from app.core.errors import Invalid
-from app.core.states import TASK_ENDED, TaskStatus
+from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
 from app.domain import batch_rows, budgets, submit, tracking, write_back
 from app.stores import queues
+from app.stores.batches import Batch, BatchRow
 from app.stores.context import Context
 from app.stores.tenants import Tenant
 
@@ -96,15 +97,16 @@ def rows_from_csv(text: str) -> list[dict[str, str]]:
     ]
 
 
-def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
-    """Each row rendered and checked: [{row, record_key, prompt}]; raises BatchInvalid with every fault."""
+def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[BatchRow]:
+    """Each row rendered and checked, pending; raises BatchInvalid with every fault."""
     try:
         template = _JINJA.from_string(body.get("prompt_template") or ROW_PROMPT)
     except TemplateSyntaxError as exc:
         raise BatchInvalid(
             [RowFault(0, "prompt_template", f"not a template: {exc.message}")]
         ) from None
-    rows, faults = [], []
+    rows: list[BatchRow] = []
+    faults: list[RowFault] = []
     for number, values in enumerate(body["rows"], start=1):
         record_key = str(values.get("record_key") or "").strip()
         if not record_key:
@@ -144,13 +146,13 @@ def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[dict]:
                     raise  # the connection itself is at fault, whatever the row
                 faults.append(RowFault(number, "record_key", exc.message))
                 continue
-        rows.append({"row": number, "record_key": record_key, "prompt": prompt, "state": "pending"})
+        rows.append(BatchRow(number, record_key, prompt, RowState.PENDING))
     if faults:
         raise BatchInvalid(faults)
     return rows
 
 
-def create(ctx: Context, tenant: Tenant, body: dict) -> dict:
+def create(ctx: Context, tenant: Tenant, body: dict) -> Batch:
     """A batch, checked whole; raises BatchInvalid, WriteBackRefused, or BudgetExceeded when the tenant's
     capped budget is spent (a row whose record's budget is spent fails when its turn comes)."""
     budgets.check(ctx, tenant.tenant_id, None)
@@ -165,7 +167,7 @@ def create(ctx: Context, tenant: Tenant, body: dict) -> dict:
     )
     mark = ctx.primary_mark()
     batch = ctx.batches.create(tenant.tenant_id, settings, rows)
-    queues.enqueue_batch_feed(ctx, batch["batch_id"])
+    queues.enqueue_batch_feed(ctx, batch.batch_id)
     ctx.replicated(mark)
     return batch
 
@@ -177,7 +179,7 @@ def feed(ctx: Context, batch_id: str, now: float | None = None) -> int:
     """Hand over rows while the tenant's feed has room; returns how many were handed over. ``now``: a test's
     clock."""
     batch = ctx.batches.get(batch_id)
-    tenant = ctx.tenants.get(batch["tenant_id"]) if batch else None
+    tenant = ctx.tenants.get(batch.tenant_id) if batch else None
     if batch is None or tenant is None:
         return 0
     handed = 0
@@ -201,56 +203,60 @@ def tick(ctx: Context, now: float | None = None) -> int:
     handed, clock = 0, time.time() if now is None else now
     for batch_id in ctx.batches.running():
         batch = ctx.batches.get(batch_id)
-        tenant = ctx.tenants.get(batch["tenant_id"]) if batch else None
+        tenant = ctx.tenants.get(batch.tenant_id) if batch else None
         if batch is None or tenant is None:
-            ctx.batches.ended(batch_id, batch["tenant_id"] if batch else "")
+            ctx.batches.ended(batch_id, batch.tenant_id if batch else "")
             continue
-        if batch["submitting"]:  # only the stale claims are read (an index of them), not every row
+        # only the stale claims are read (an index of them), not every row
+        if batch.counts[RowState.SUBMITTING]:
             for row in ctx.batches.claimed_before(
                 batch, clock - ctx.config.batch_claim_stale_seconds
             ):
-                if ctx.tasks.get(row["task_id"]) is None:
+                if ctx.tasks.get(row.task_id or "") is None:
                     log.warning(
                         "batch %s row %s: its claim outlived its worker; started now",
                         batch_id,
-                        row["row"],
+                        row.row,
                     )
                     _start(ctx, tenant, batch, row, now)
         handed += feed(ctx, batch_id, now)
     return handed
 
 
-def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict, now: float | None = None) -> None:
-    settings = batch["settings"]
+def _start(
+    ctx: Context, tenant: Tenant, batch: Batch, row: BatchRow, now: float | None = None
+) -> None:
+    """Hand a claimed row (it has its task id) to the API as an ordinary submit."""
+    settings = batch.settings
     if settings.get("skip_done") and _done_before(ctx, tenant.tenant_id, row, settings["format"]):
-        ctx.batches.move(batch, row["row"], "skipped", frees_place=True)
+        ctx.batches.move(batch, row.row, RowState.SKIPPED, frees_place=True)
         return
     body = {name: settings[name] for name in _ROW_FIELDS if name in settings}
-    body.update(prompt=row["prompt"], record_key=row["record_key"])
-    task = ctx.tasks.get(row["task_id"])
+    body.update(prompt=row.prompt, record_key=row.record_key)
+    task = ctx.tasks.get(row.task_id or "")
     if task is None:
         try:
             task = submit.submit(
                 ctx,
                 tenant,
                 body,
-                task_id=row["task_id"],
-                batch_id=batch["batch_id"],
-                batch_row=row["row"],
+                task_id=row.task_id,
+                batch_id=batch.batch_id,
+                batch_row=row.row,
             )
         # since the batch was checked
         except (
             write_back.WriteBackRefused,
             budgets.BudgetExceeded,
         ) as exc:
-            ctx.batches.move(batch, row["row"], "failed", frees_place=True, error=exc.message)
+            ctx.batches.move(batch, row.row, RowState.FAILED, frees_place=True, error=exc.message)
             return
     # it ended at once (refused): its follow-ups may have run before the claim
     if task.status in TASK_ENDED:
         batch_rows.row_ended(ctx, task)
         return
     # cancelled while it was handed over
-    if (ctx.batches.get(batch["batch_id"]) or batch)["status"] != "running":
+    if (ctx.batches.get(batch.batch_id) or batch).status != BatchStatus.RUNNING:
         tracking.cancel(ctx, tenant, ctx.tasks.get(task.task_id) or task)
         return
     # the API said 429 or 5xx: slow down
@@ -258,39 +264,39 @@ def _start(ctx: Context, tenant: Tenant, batch: dict, row: dict, now: float | No
         _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS, now)
     else:
         _speed_up(ctx, tenant.tenant_id)
-    ctx.batches.move(batch, row["row"], "running")
+    ctx.batches.move(batch, row.row, RowState.RUNNING)
 
 
-def cancel(ctx: Context, batch: dict, reason: str = "cancelled") -> int:
+def cancel(ctx: Context, batch: Batch, reason: BatchStatus = BatchStatus.CANCELLED) -> int:
     """Rows not yet handed over are cancelled; rows in the API are cancelled there and end with their tasks.
     Returns how many rows were cancelled or asked to cancel. A row being handed over meanwhile cancels its
     own task once it sees the batch is no longer running (``_start``)."""
-    ctx.batches.set(batch["batch_id"], status=reason)  # no row is claimed from here on
-    waiting = ctx.batches.waiting(batch["batch_id"])
-    ctx.batches.clear_waiting(batch["batch_id"])
+    ctx.batches.set(batch.batch_id, status=reason)  # no row is claimed from here on
+    waiting = ctx.batches.waiting(batch.batch_id)
+    ctx.batches.clear_waiting(batch.batch_id)
     for number in waiting:
-        ctx.batches.move(batch, number, "cancelled")
-    tenant, asked = ctx.tenants.get(batch["tenant_id"]), 0
-    for row in ctx.batches.rows(batch["batch_id"]):
+        ctx.batches.move(batch, number, RowState.CANCELLED)
+    tenant, asked = ctx.tenants.get(batch.tenant_id), 0
+    for row in ctx.batches.rows(batch.batch_id):
         task = (
-            ctx.tasks.get(row.get("task_id") or "")
-            if row["state"] in ("submitting", "running")
+            ctx.tasks.get(row.task_id or "")
+            if row.state in (RowState.SUBMITTING, RowState.RUNNING)
             else None
         )
         if task and tenant is not None:
             asked += tracking.cancel(ctx, tenant, task)
-    batch_rows.complete_if_done(ctx, batch["batch_id"])
+    batch_rows.complete_if_done(ctx, batch.batch_id)
     return len(waiting) + asked
 
 
-def _done_before(ctx: Context, tenant_id: str, row: dict, fmt: str) -> bool:
-    for task_id in ctx.records.task_ids(tenant_id, row["record_key"]):
+def _done_before(ctx: Context, tenant_id: str, row: BatchRow, fmt: str) -> bool:
+    for task_id in ctx.records.task_ids(tenant_id, row.record_key):
         task = ctx.tasks.get(task_id)
         if (
             task
             and task.status == TaskStatus.COMPLETED
             and task.format == fmt
-            and task.prompt == row["prompt"]
+            and task.prompt == row.prompt
         ):
             return True
     return False
@@ -310,16 +316,16 @@ def _slow_down(ctx: Context, tenant_id: str, seconds: float, now: float | None =
     )
 
 
-def retry(ctx: Context, batch: dict) -> int:
+def retry(ctx: Context, batch: Batch) -> int:
     """The failed rows only, again: returns how many."""
-    failed = [row["row"] for row in ctx.batches.rows(batch["batch_id"]) if row["state"] == "failed"]
+    failed = [row.row for row in ctx.batches.rows(batch.batch_id) if row.state == RowState.FAILED]
     for number in failed:
-        ctx.batches.move(batch, number, "pending", error="")
+        ctx.batches.move(batch, number, RowState.PENDING, error="")
     if failed:
-        ctx.batches.requeue(batch["batch_id"], failed)
-        ctx.batches.set(batch["batch_id"], status="running", ended_at="")
-        ctx.batches.resumed(batch["tenant_id"], batch["batch_id"])
-        queues.enqueue_batch_feed(ctx, batch["batch_id"])
+        ctx.batches.requeue(batch.batch_id, failed)
+        ctx.batches.set(batch.batch_id, status=BatchStatus.RUNNING, ended_at=None)
+        ctx.batches.resumed(batch.tenant_id, batch.batch_id)
+        queues.enqueue_batch_feed(ctx, batch.batch_id)
     return len(failed)
 
 
@@ -327,28 +333,29 @@ def retry(ctx: Context, batch: dict) -> int:
 
 
 def page(
-    ctx: Context, batch: dict, state: str | None, cursor: int, limit: int
+    ctx: Context, batch: Batch, state: str | None, cursor: int, limit: int
 ) -> tuple[list[dict], int | None]:
     """Rows after row number ``cursor`` (in ``state``), and the cursor of the next page. Without a state, the
     page is read by row number (rows are numbered from 1); with one, the rows are scanned."""
     if state:
         rows = [
             row
-            for row in ctx.batches.rows(batch["batch_id"])
-            if row["row"] > cursor and row["state"] == state
+            for row in ctx.batches.rows(batch.batch_id)
+            if row.row > cursor and row.state == state
         ]
     else:
-        rows = ctx.batches.rows_from(batch["batch_id"], cursor + 1, limit + 1)
+        rows = ctx.batches.rows_from(batch.batch_id, cursor + 1, limit + 1)
     chosen = rows[:limit]
-    return [_row_view(row) for row in chosen], (chosen[-1]["row"] if len(rows) > limit else None)
+    return [_row_view(row) for row in chosen], (chosen[-1].row if len(rows) > limit else None)
 
 
-def _row_view(row: dict) -> dict:
+def _row_view(row: BatchRow) -> dict:
     return {
-        "row": row["row"],
-        "record_key": row["record_key"],
-        "state": row["state"],
-        "task_id": row.get("task_id") if row["state"] != "pending" else None,
-        "credits_used": row.get("credits"),
-        "error": row.get("error") or None,
+        "row": row.row,
+        "record_key": row.record_key,
+        "state": row.state,
+        # a row retried keeps its last task until it is claimed again
+        "task_id": row.task_id if row.state != RowState.PENDING else None,
+        "credits_used": row.credits,
+        "error": row.error,
     }

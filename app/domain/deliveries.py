@@ -20,6 +20,7 @@ from app.core.ids import digest
 from app.core.states import DELIVERY_SETTLED, DeliveryState, TaskStatus
 from app.domain import links, pacing
 from app.stores import lane_stream, queues
+from app.stores.batches import Batch
 from app.stores.context import Context
 from app.stores.deliveries import DeliveryRecord
 from app.stores.events import iso
@@ -72,9 +73,9 @@ def for_task(ctx: Context, task: Task) -> list[dict]:
     return _views(ctx, task.delivery_ids)
 
 
-def for_batch(ctx: Context, batch: dict) -> list[dict]:
+def for_batch(ctx: Context, batch: Batch) -> list[dict]:
     """The deliveries of the batch's end (batch.completed)."""
-    return _views(ctx, json.loads(batch.get("delivery_ids") or "[]"))
+    return _views(ctx, batch.delivery_ids)
 
 
 def _views(ctx: Context, delivery_ids: list[str]) -> list[dict]:

@@ -119,7 +119,7 @@ def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
     pipe = ctx.pipeline(transaction=False)
     for batch_id in ctx.batches.ended_before(ended_before, BATCH):
         batch = ctx.batches.get(batch_id)
-        delivery_ids = json.loads((batch or {}).get("delivery_ids") or "[]")
+        delivery_ids = batch.delivery_ids if batch else []
         if batch and any(
             state not in DELIVERY_SETTLED for state in ctx.deliveries.states(delivery_ids).values()
         ):

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from redis import Redis
 
 from app.core.ids import new_id
-from app.core.states import ROW_ENDED, RowState, lua_set
+from app.core.states import ROW_ENDED, BatchStatus, RowState, lua_set
+from app.stores.tasks import to_field
 
 # KEYS: the tenant's feed, the batch's waiting rows, its rows, the batch, its claims. ARGV: now, the task id
 # for the row, the feed's first limit. Returns the row claimed (JSON, with the task id), or false: none
@@ -82,6 +84,86 @@ return 1
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch as stored: every field Relay writes on its hash, typed."""
+
+    batch_id: str
+    tenant_id: str
+    status: BatchStatus
+    created_at: float
+    updated_at: float
+    total: int
+    settings: dict
+    """What the batch asked for, as app.domain.batches.create keeps it (format, on_error, skip_done...)."""
+    counts: dict[RowState, int]
+    """Its rows in each state, every state present: ``_CLAIM`` and ``_MOVE`` count each move."""
+    credits_used: float = 0.0
+    ended_at: float | None = None
+    announced: float | None = None
+    """When its end was announced: set once, by whoever saw it end first."""
+    delivery_ids: list[str] = field(default_factory=list)
+    """The deliveries of its end (batch.completed)."""
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Batch:
+        """The one place a batch's Redis strings become values. Fields this code does not know (written by
+        a newer Relay during a rolling deploy) are left out rather than refused."""
+        return cls(
+            batch_id=raw["batch_id"],
+            tenant_id=raw["tenant_id"],
+            status=BatchStatus(raw["status"]),
+            created_at=float(raw.get("created_at") or 0),
+            updated_at=float(raw.get("updated_at") or 0),
+            total=int(raw.get("total") or 0),
+            settings=json.loads(raw["settings"]),
+            counts={state: int(raw.get(state) or 0) for state in RowState},
+            credits_used=float(raw.get("credits_used") or 0),
+            # a retry writes an empty ended_at: running again
+            ended_at=float(raw["ended_at"]) if raw.get("ended_at") else None,
+            announced=float(raw["announced"]) if raw.get("announced") else None,
+            delivery_ids=json.loads(raw.get("delivery_ids") or "[]"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    """A batch row as stored (JSON in the batch's rows hash): what app.domain.batches.prepare made, then
+    its claim's task id and time, then the credits and error its task ended with. An empty error (a retry
+    writes one) reads as None."""
+
+    row: int
+    record_key: str
+    prompt: str
+    state: RowState
+    task_id: str | None = None
+    claimed_at: float | None = None
+    credits: float | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: str) -> BatchRow:
+        """The one place a stored row becomes values; keys this code does not know (written by a newer
+        Relay during a rolling deploy) are left out rather than refused."""
+        row = json.loads(raw)
+        return cls(
+            row=int(row["row"]),
+            record_key=row["record_key"],
+            prompt=row["prompt"],
+            state=RowState(row["state"]),
+            task_id=row.get("task_id") or None,
+            claimed_at=float(row["claimed_at"]) if row.get("claimed_at") is not None else None,
+            # as the JSON holds it: Lua's cjson writes 3.0 as 3, and the API and the manifest show 3
+            credits=row.get("credits"),
+            error=row.get("error") or None,
+        )
+
+    def to_json(self) -> str:
+        """The row as stored (what ``from_json`` reads back); None is left out."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return json.dumps({name: value for name, value in values.items() if value is not None})
+
+
 class BatchStore:
     def __init__(self, redis: Redis, prefix: str):
         self._redis, self._prefix = redis, prefix
@@ -108,12 +190,12 @@ class BatchStore:
     def feed_key(self, tenant_id: str) -> str:
         return f"{self._prefix}batchfeed:{tenant_id}"
 
-    def create(self, tenant_id: str, settings: dict, rows: list[dict]) -> dict:
+    def create(self, tenant_id: str, settings: dict, rows: list[BatchRow]) -> Batch:
         batch_id, now = new_id("bat"), time.time()
         batch = {
             "batch_id": batch_id,
             "tenant_id": tenant_id,
-            "status": "running",
+            "status": BatchStatus.RUNNING,
             "created_at": now,
             "updated_at": now,
             "total": len(rows),
@@ -122,50 +204,49 @@ class BatchStore:
             **{state: 0 for state in RowState},
             "pending": len(rows),
         }
+        stored = {name: str(value) for name, value in batch.items()}  # as redis-py writes them
         pipe = self._redis.pipeline()
-        pipe.hset(self.key_for(batch_id), mapping=batch)
+        pipe.hset(self.key_for(batch_id), mapping=stored)
         for start in range(0, len(rows), 1000):
             chunk = rows[start : start + 1000]
             pipe.hset(
-                self.rows_key(batch_id), mapping={str(row["row"]): json.dumps(row) for row in chunk}
+                self.rows_key(batch_id), mapping={str(row.row): row.to_json() for row in chunk}
             )
-            pipe.rpush(self.waiting_key(batch_id), *(row["row"] for row in chunk))
+            pipe.rpush(self.waiting_key(batch_id), *(row.row for row in chunk))
         pipe.sadd(self.running_key, batch_id)
         pipe.sadd(self.tenant_running_key(tenant_id), batch_id)
         pipe.zadd(self.recent_key, {batch_id: now})
         pipe.execute()
-        return self.get(batch_id) or batch
+        return self.get(batch_id) or Batch.from_hash(stored)
 
-    def get(self, batch_id: str, tenant_id: str | None = None) -> dict | None:
+    def get(self, batch_id: str, tenant_id: str | None = None) -> Batch | None:
         raw = self._redis.hgetall(self.key_for(batch_id))
         if not raw or (tenant_id is not None and raw["tenant_id"] != tenant_id):
             return None
-        batch: dict[str, Any] = dict(raw)
-        batch["settings"] = json.loads(batch["settings"])
-        for name in ("total", *RowState):
-            batch[name] = int(batch.get(name) or 0)
-        for name in ("created_at", "updated_at", "credits_used"):
-            batch[name] = float(batch.get(name) or 0)
-        return batch
+        return Batch.from_hash(raw)
 
     def set(self, batch_id: str, **fields: Any) -> None:
-        self._redis.hset(self.key_for(batch_id), mapping={"updated_at": time.time(), **fields})
+        """Fields of the batch (None is stored empty, a list as JSON), and the time they were written."""
+        self._redis.hset(
+            self.key_for(batch_id),
+            mapping={"updated_at": time.time(), **{k: to_field(v) for k, v in fields.items()}},
+        )
 
-    def row(self, batch_id: str, row: int) -> dict | None:
-        raw = self._redis.hget(self.rows_key(batch_id), str(row))
-        return json.loads(raw) if raw else None
+    def announce_once(self, batch_id: str) -> bool:
+        """Mark the batch's end as announced; True for the one caller that marked it first."""
+        return bool(self._redis.hsetnx(self.key_for(batch_id), "announced", time.time()))
 
-    def rows_from(self, batch_id: str, first: int, count: int) -> list[dict]:
+    def rows_from(self, batch_id: str, first: int, count: int) -> list[BatchRow]:
         """Rows ``first`` .. ``first + count - 1`` that exist, by number: one HMGET, whatever the batch's size."""
         return self.rows_by_number(batch_id, list(range(first, first + count)))
 
-    def rows(self, batch_id: str) -> list[dict]:
-        rows = [json.loads(raw) for raw in self._redis.hvals(self.rows_key(batch_id))]
-        return sorted(rows, key=lambda row: row["row"])
+    def rows(self, batch_id: str) -> list[BatchRow]:
+        rows = [BatchRow.from_json(raw) for raw in self._redis.hvals(self.rows_key(batch_id))]
+        return sorted(rows, key=lambda row: row.row)
 
     def claim(
         self, batch_id: str, tenant_id: str, first_limit: int, now: float | None = None
-    ) -> dict | None:
+    ) -> BatchRow | None:
         """The next waiting row, claimed ``now`` (a test's clock, else the time) with a new task id; None when
         none waits, the tenant's feed is at its limit, or it holds back."""
         keys = [
@@ -178,46 +259,49 @@ class BatchStore:
         claimed = self._claim(
             keys=keys, args=[time.time() if now is None else now, new_id("tsk"), first_limit]
         )
-        return json.loads(claimed) if claimed else None
+        return BatchRow.from_json(claimed) if claimed else None
 
     def move(
-        self, batch: dict, row: int, state: str, frees_place: bool = False, **fields: Any
-    ) -> dict | None:
-        """Set a row's state (and fields), counted on the batch, with the row's ``credits`` (if given) added
-        to the batch's in the same step; None when it had already ended."""
+        self,
+        batch: Batch,
+        row: int,
+        state: RowState,
+        frees_place: bool = False,
+        credits: float | None = None,
+        error: str | None = None,
+    ) -> BatchRow | None:
+        """Set a row's state (and its ``credits`` and ``error``, when given: an empty error clears it),
+        counted on the batch, with the row's credits added to the batch's in the same step; the row as it
+        was, or None when it had already ended."""
         keys = [
-            self.rows_key(batch["batch_id"]),
-            self.key_for(batch["batch_id"]),
-            self.feed_key(batch["tenant_id"]),
-            self.claims_key(batch["batch_id"]),
+            self.rows_key(batch.batch_id),
+            self.key_for(batch.batch_id),
+            self.feed_key(batch.tenant_id),
+            self.claims_key(batch.batch_id),
         ]
+        given = {"credits": credits, "error": error}
+        fields = {name: value for name, value in given.items() if value is not None}
         before = self._move(
             keys=keys,
-            args=[
-                row,
-                state,
-                json.dumps(fields),
-                int(frees_place),
-                float(fields.get("credits") or 0),
-            ],
+            args=[row, state, json.dumps(fields), int(frees_place), float(credits or 0)],
         )
-        return json.loads(before) if before else None
+        return BatchRow.from_json(before) if before else None
 
-    def claimed_before(self, batch: dict, when: float) -> list[dict]:
+    def claimed_before(self, batch: Batch, when: float) -> list[BatchRow]:
         """Rows still being handed over that were claimed before ``when``."""
-        claims = self.claims_key(batch["batch_id"])
+        claims = self.claims_key(batch.batch_id)
         numbers = self._redis.zrangebyscore(claims, "-inf", f"({when!r}")
         return [
             row
-            for row in self.rows_by_number(batch["batch_id"], numbers)
-            if row["state"] == "submitting"
+            for row in self.rows_by_number(batch.batch_id, numbers)
+            if row.state == RowState.SUBMITTING
         ]
 
-    def rows_by_number(self, batch_id: str, numbers: list) -> list[dict]:
+    def rows_by_number(self, batch_id: str, numbers: list) -> list[BatchRow]:
         raws = (
             self._redis.hmget(self.rows_key(batch_id), [str(n) for n in numbers]) if numbers else []
         )
-        return [json.loads(raw) for raw in raws if raw]
+        return [BatchRow.from_json(raw) for raw in raws if raw]
 
     def requeue(self, batch_id: str, rows: list[int]) -> None:
         if rows:
@@ -240,7 +324,7 @@ class BatchStore:
             )
         )
 
-    def recent(self, limit: int = 50) -> list[dict]:
+    def recent(self, limit: int = 50) -> list[Batch]:
         """The newest batches of every tenant (the operator's dashboard)."""
         found = (
             self.get(batch_id) for batch_id in self._redis.zrevrange(self.recent_key, 0, limit - 1)

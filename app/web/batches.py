@@ -9,7 +9,9 @@ from flask import Blueprint, Response, jsonify, request
 
 import schemas
 from app.core.errors import Conflict, Invalid, NotFound
+from app.core.states import BatchStatus
 from app.domain import batch_files, batch_rows, batches, deliveries
+from app.stores.batches import Batch
 from app.web.api import check_destinations, idempotent
 from app.web.base import ctx, public, require_tenant, tenant
 from app.web.openapi import CSV, ERROR, V1
@@ -128,8 +130,8 @@ def retry_batch(batch_id: str):
 )
 def cancel_batch(batch_id: str):
     batch = _batch(batch_id)
-    if batch["status"] != "running":
-        raise Conflict("batch_ended", f"the batch has ended ({batch['status']})", field="batch_id")
+    if batch.status != BatchStatus.RUNNING:
+        raise Conflict("batch_ended", f"the batch has ended ({batch.status})", field="batch_id")
     cancelled = batches.cancel(ctx(), batch)
     return jsonify({**_answer(ctx().batches.get(batch_id) or batch), "cancelled": cancelled}), 202
 
@@ -166,15 +168,15 @@ def batch_manifest(batch_id: str):
     )
 
 
-def _batch(batch_id: str) -> dict:
+def _batch(batch_id: str) -> Batch:
     batch = ctx().batches.get(batch_id, tenant().tenant_id)
     if batch is None:
         raise NotFound("batch_not_found", "no batch with this id", field="batch_id")
     return batch
 
 
-def _answer(batch: dict) -> dict:
-    path = f"/v1/batches/{batch['batch_id']}"
+def _answer(batch: Batch) -> dict:
+    path = f"/v1/batches/{batch.batch_id}"
     links = {
         "batch": public(path),
         "rows": public(f"{path}/rows"),

@@ -26,7 +26,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from app.core import redis_connection
 from app.core.formats import document_formats
-from app.core.states import TASK_ENDED, RowState, TaskStatus
+from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
 from app.domain import admin, batches, deliveries, listing, tracking
 from app.web import dashboard_charts as views
 from app.web.base import ctx
@@ -296,8 +296,8 @@ def batch_action(batch_id: str, action: str):
         abort(404)
     if action == "retry":
         flash(f"Failed rows queued again: {batches.retry(ctx(), found)}.")
-    elif found["status"] != "running":
-        flash(f"The batch has ended ({found['status']}): nothing to cancel.")
+    elif found.status != BatchStatus.RUNNING:
+        flash(f"The batch has ended ({found.status}): nothing to cancel.")
     else:
         flash(f"Rows cancelled or asked to cancel: {batches.cancel(ctx(), found)}.")
     return redirect(url_for("dashboard.batch_detail", batch_id=batch_id))

@@ -60,10 +60,10 @@ def _batch_file(payload: dict) -> Response:
         return Response(
             batch_files.archive(ctx(), batch),
             mimetype="application/zip",
-            headers={"Content-Disposition": f'attachment; filename="{batch["batch_id"]}.zip"'},
+            headers={"Content-Disposition": f'attachment; filename="{batch.batch_id}.zip"'},
         )
     return Response(
         batch_files.manifest(ctx(), batch),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{batch["batch_id"]}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{batch.batch_id}.csv"'},
     )

@@ -68,7 +68,7 @@ def cancel_batch(batch_id: str) -> int:
     """What has not ended of a batch stopped at its first failed row."""
     ctx = context.current()
     batch = ctx.batches.get(batch_id)
-    return batches.cancel(ctx, batch, reason=batch["status"]) if batch else 0
+    return batches.cancel(ctx, batch, reason=batch.status) if batch else 0
 
 
 def submit_pending(task_id: str) -> str:

@@ -71,9 +71,9 @@ def test_sigkill_workers_during_a_1000_row_batch(make_relay, make_sandbox, relia
     twice = sum(count for tasks, count in tasks_per_record.items() if tasks > 1)
     assert [kill.step for kill in kills] == steps, "a kill at each seventh of the batch"
     assert all(kill.progress < ROWS for kill in kills), "each kill while rows were still running"
-    assert batch["counts"]["completed"] == ROWS and {row["state"] for row in rows_seen} == {
+    assert batch["counts"]["completed"] == ROWS and {row.state for row in rows_seen} == {
         "completed"
-    }, f"rows not completed: {[r for r in rows_seen if r['state'] != 'completed'][:10]}"
+    }, f"rows not completed: {[r for r in rows_seen if r.state != 'completed'][:10]}"
     assert twice == 0 and tasks_per_record == {1: ROWS}, (
         f"one task per row (tasks: rows): {dict(tasks_per_record)}; rows started twice: "
         f"{[n for n in range(ROWS) if len(relay.ctx.records.task_ids(relay.tenant_id, f'chaos:{n}')) > 1][:10]}"
@@ -92,13 +92,13 @@ def _unended(relay, batch_id: str) -> list[dict]:
     """What a stuck batch's unended rows wait for: their task's state, and a hand-over lease left behind."""
     ctx, found = relay.ctx, []
     for row in ctx.batches.rows(batch_id):
-        if row["state"] in ("pending", "submitting", "running"):
-            task_id = row.get("task_id") or "-"
+        if row.state in ("pending", "submitting", "running"):
+            task_id = row.task_id or "-"
             task = ctx.tasks.get(task_id)
             found.append(
                 {
-                    "row": row["row"],
-                    "state": row["state"],
+                    "row": row.row,
+                    "state": row.state,
                     "task": task.status if task else None,
                     "fanout": task.fanout if task else None,
                     "lease_ttl": ctx.redis.ttl(ctx.key("handover", task_id)),

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.core.states import RowState
 from app.domain import batch_rows, batches, tracking
 from tests.support.servers import eventually
 
@@ -266,11 +267,10 @@ def test_the_feed_keeps_a_tenants_rows_under_its_limit_and_single_submits_go_str
 
         def full():  # the quick rows ended, and the held ones fill the feed up to its limit
             batch, feed = relay.ctx.batches.get(batch_id), relay.ctx.batches.feed(relay.tenant_id)
-            in_api = batch["running"] + batch["submitting"]
-            held = relay.sandbox.held("rows")
-            settled = batch["completed"] == 6 and in_api == math.floor(feed.get("limit", 0)) == len(
-                held
-            )
+            counts, held = batch.counts, relay.sandbox.held("rows")
+            in_api = counts[RowState.RUNNING] + counts[RowState.SUBMITTING]
+            limit = math.floor(feed.get("limit", 0))
+            settled = counts[RowState.COMPLETED] == 6 and in_api == limit == len(held)
             return (in_api, feed) if settled else None
 
         in_api, feed = eventually(
@@ -287,7 +287,9 @@ def test_the_feed_keeps_a_tenants_rows_under_its_limit_and_single_submits_go_str
         assert in_api <= 3 and feed["limit"] <= 3, (
             f"never more rows in the API than the feed's cap: {feed}"
         )
-        assert relay.ctx.batches.get(batch_id)["pending"] == 4 - in_api, "the rest wait their turn"
+        assert relay.ctx.batches.get(batch_id).counts[RowState.PENDING] == 4 - in_api, (
+            "the rest wait their turn"
+        )
         single = relay.submit(client, prompt="A one-off memo", format="word")
         assert single["status"] != "pending_submit", (
             "the single submit went to the API at once, beside the batch"
@@ -321,12 +323,14 @@ def test_the_feed_backs_off_when_rows_wait_for_the_apis_pool(make_relay, make_sa
 
         def second_waits():  # two rows handed over; the second still queued at the API behind the first
             first, second = relay.ctx.batches.rows_by_number(batch_id, [1, 2])
-            task = relay.ctx.tasks.get(second.get("task_id") or "")
-            if not task or second["state"] != "running" or not task.upstream_task_id:
+            task = relay.ctx.tasks.get(second.task_id or "")
+            if not task or second.state != RowState.RUNNING or not task.upstream_task_id:
                 return None
             with relay.sandbox.client() as api:
                 upstream = api.get(f"/tasks/{task.upstream_task_id}").json()
-            return task if upstream["status"] == "queued" and first["state"] == "running" else None
+            return (
+                task if upstream["status"] == "queued" and first.state == RowState.RUNNING else None
+            )
 
         second = eventually(second_waits, 60, "the second row to wait in the API's pool", every=0.1)
         submitted = second.submitted_at
@@ -391,10 +395,8 @@ def test_the_end_of_a_batch_goes_to_its_callback_and_hooks_with_the_manifest_and
             ]
             assert all(files.read(name)[:2] == b"PK" for name in names[:3]), "whole Word files"
     stored = relay.ctx.batches.get(batch["batch_id"])
-    ids = json.loads(stored["delivery_ids"])
-    assert stored["announced"] and len(ids) == 2, (
-        "the end was announced once: a callback and a hook"
-    )
+    ids = stored.delivery_ids
+    assert stored.announced and len(ids) == 2, "the end was announced once: a callback and a hook"
     eventually(
         lambda: set(relay.ctx.deliveries.states(ids).values()) == {"delivered"},
         60,
@@ -482,9 +484,9 @@ def test_the_feed_backs_off_when_the_api_answers_429(make_relay, make_sandbox):
         )
         feed = relay.ctx.batches.feed(relay.tenant_id)
         throttled = [
-            row["row"]
+            row.row
             for row in relay.ctx.batches.rows(batch_id)
-            if (task := relay.ctx.tasks.get(row.get("task_id") or "")) and task.throttled
+            if (task := relay.ctx.tasks.get(row.task_id or "")) and task.throttled
         ]
         sandbox.advance(3600)  # the next window
         batch = finished(client, batch_id)
@@ -521,7 +523,7 @@ def test_the_reconciler_starts_rows_whose_claim_outlived_its_worker_and_only_tho
     ]
 
     def started() -> list[bool]:
-        return [ctx.tasks.get(row["task_id"]) is not None for row in claimed]
+        return [ctx.tasks.get(row.task_id) is not None for row in claimed]
 
     assert batches.tick(ctx, now=t0 + stale - 0.1) == 0 and started() == [False] * 3, (
         "not stale yet"
@@ -530,8 +532,8 @@ def test_the_reconciler_starts_rows_whose_claim_outlived_its_worker_and_only_tho
     assert started() == [True, False, False], "only the claim past its time"
     batches.tick(ctx, now=t0 + stale + 2.5)
     assert started() == [True] * 3, "then the others"
-    tasks = [ctx.tasks.get(row["task_id"]) for row in claimed]
-    assert [task.batch_row for task in tasks] == [row["row"] for row in claimed]
+    tasks = [ctx.tasks.get(row.task_id) for row in claimed]
+    assert [task.batch_row for task in tasks] == [row.row for row in claimed]
     assert ctx.redis.zcard(ctx.batches.claims_key(batch_id)) == 0, (
         "a row handed over leaves the index"
     )

@@ -162,7 +162,7 @@ def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, bro
     assert [failed.nth(i).locator("td").first.inner_text() for i in range(2)] == ["3", "7"]
     assert "failed" in failed.first.inner_text()
 
-    before = {row["row"]: row["task_id"] for row in relay.ctx.batches.rows(batch_id)}
+    before = {row.row: row.task_id for row in relay.ctx.batches.rows(batch_id)}
     page.click("button:has-text('Retry 2 failed')")
     expect(page.locator("[role=status]")).to_contain_text("Failed rows queued again: 2.")
     with relay.client() as client:
@@ -171,7 +171,7 @@ def test_watch_a_batch_filter_its_rows_and_retry_the_failed_ones(make_relay, bro
             60,
             "the retried rows to end",
         )
-    after = {row["row"]: row["task_id"] for row in relay.ctx.batches.rows(batch_id)}
+    after = {row.row: row.task_id for row in relay.ctx.batches.rows(batch_id)}
     assert [n for n in after if after[n] != before[n]] == [3, 7], "only the failed rows ran again"
 
 
