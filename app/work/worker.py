@@ -318,7 +318,9 @@ class RelayCron(CronScheduler):
                 pause = backoff.failed(exc)
             stopped.wait(pause)
         try:
-            self.register_death()
+            # a stop before the first step: RQ's registry never heard of it (it raises SchedulerNotFound)
+            if born:
+                self.register_death()
         except RedisError as exc:  # its registry entry ages out by itself
             self.log.warning("CronScheduler %s: could not register its death: %s", self.name, exc)
         self.log.info("CronScheduler %s: shutdown complete", self.name)

@@ -166,3 +166,16 @@ def test_a_scheduler_that_missed_the_stop_signal_is_stopped_anyway():
     assert not process.is_alive() and process.exitcode == -signal.SIGTERM, (
         "a second SIGTERM ended it"
     )
+
+
+def test_the_cron_scheduler_stopped_before_its_first_step_ends_cleanly(make_relay, monkeypatch):
+    """Found by the stop-signal test on a loaded machine: a SIGTERM that came before the scheduler's first
+    step (its birth in RQ's registry) made it register a death RQ never heard of, and exit 1."""
+    from app.work import worker
+
+    relay = make_relay(worker=False)
+    # the signal is there as soon as the handler is set, before the loop's first step
+    monkeypatch.setattr(worker, "_on_stop_signals", lambda handler: handler())
+    cron = worker.RelayCron(connection=relay.ctx.rq_redis, name="relay-scheduler-test")
+    cron.start()  # returns, and raises nothing
+    assert cron.name not in [s.name for s in worker.CronScheduler.all(relay.ctx.rq_redis)]
