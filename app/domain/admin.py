@@ -128,11 +128,11 @@ def records(ctx: Context, limit: int = 200) -> list[dict]:
                 {
                     "tenant": names.get(key[0], "?"),
                     "record_key": key[1],
-                    "runs": record["runs"],
-                    "task_count": record["task_count"] + running,
+                    "runs": record.runs,
+                    "task_count": record.task_count + running,
                     "running": running,
-                    "credits_used": record["credits_used"],
-                    "updated_at": iso(record["updated_at"]),
+                    "credits_used": usage.number(record.credits_used),
+                    "updated_at": iso(record.updated_at),
                 }
             )
     return found
@@ -140,7 +140,13 @@ def records(ctx: Context, limit: int = 200) -> list[dict]:
 
 def hooks(ctx: Context) -> list[dict]:
     return [
-        {**hook, "created_at": iso(float(hook["created_at"])), "tenant": tenant.name}
+        {
+            "id": hook.id,
+            "target_url": hook.target_url,
+            "event": hook.event,
+            "created_at": iso(hook.created_at),
+            "tenant": tenant.name,
+        }
         for tenant in ctx.tenants.list()
         for hook in ctx.hooks.list(tenant.tenant_id)
     ]

@@ -150,7 +150,7 @@ def _callback_slot(url: str, headers: dict) -> tuple[str, dict]:
 
 def _hook_slots(ctx: Context, tenant_id: str, event_type: str) -> list[tuple[str, dict]]:
     return [
-        (f"hook:{hook['id']}", {"kind": "webhook", "hook_id": hook["id"]})
+        (f"hook:{hook.id}", {"kind": "webhook", "hook_id": hook.id})
         for hook in ctx.hooks.list(tenant_id, event_type)
     ]
 
@@ -186,9 +186,9 @@ def _record(ctx: Context, pipe, task: Task | Owner, event: dict, slot: str, ref:
     if ref.get("id"):
         saved = ctx.destinations.get(task.tenant_id, ref["id"])
         record.update(
-            kind=saved["kind"] if saved else "missing",
+            kind=saved.kind if saved else "missing",
             destination_id=ref["id"],
-            export=ref.get("export") or (saved or {}).get("export") or task.export or "",
+            export=ref.get("export") or (saved.export if saved else None) or task.export or "",
         )
     elif ref.get("hook_id"):
         record.update(kind="webhook", hook_id=ref["hook_id"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.stores.context import Context
+from app.stores.records import Record
 from app.stores.tasks import Task
 
 CHUNK = 200
@@ -72,7 +73,7 @@ def _matches(task: Task, wanted: TaskFilter) -> bool:
 
 def records(
     ctx: Context, tenant_id: str, cursor: float | None, limit: int
-) -> tuple[list[dict], float | None]:
+) -> tuple[list[Record], float | None]:
     """A page of the tenant's records, the most recently used first, and the cursor of the next page."""
     keys = ctx.records.newest(tenant_id, cursor, limit + 1)
     page = [record for key, _ in keys[:limit] if (record := ctx.records.get(tenant_id, key))]

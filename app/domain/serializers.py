@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.core.states import TaskStatus
 from app.stores.events import iso
+from app.stores.records import Record
 from app.stores.tasks import Task
 from app.stores.usage import number as credits_number
 
@@ -30,18 +31,18 @@ def task_view(task: Task, deliveries: list[dict] | None = None) -> dict:
     }
 
 
-def record_view(record: dict, tasks: list[Task]) -> dict:
+def record_view(record: Record, tasks: list[Task]) -> dict:
     latest = next((t for t in tasks if t.status == TaskStatus.COMPLETED and t.result), None)
     return {
-        "record_key": record["record_key"],
-        "run_id": record["run_id"],
-        "runs": record["runs"],
-        "created_at": iso(record["created_at"]),
-        "updated_at": iso(record["updated_at"]),
+        "record_key": record.record_key,
+        "run_id": record.run_id,
+        "runs": record.runs,
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
         "usage": {
-            "credits_used": record["credits_used"],
-            "duration_ms": record["duration_ms"],
-            "task_count": record["task_count"],
+            "credits_used": credits_number(record.credits_used),
+            "duration_ms": record.duration_ms,
+            "task_count": record.task_count,
         },
         "latest_result": ({"task_id": latest.task_id, **latest.result} if latest else None),
         "tasks": [task_view(t) for t in tasks],

@@ -52,15 +52,15 @@ def connection_for(ctx: Context, tenant_id: str, body: dict) -> str | None:
             raise ConnectionNotFound(
                 "destination_not_found", "no saved connection with this id", "write_back.connection"
             )
-        if saved["kind"] not in registry.RECORD_KINDS:
+        if saved.kind not in registry.RECORD_KINDS:
             raise WriteBackInvalid(
                 "invalid_request",
-                f"this is a {saved['kind']} destination; write-back "
+                f"this is a {saved.kind} destination; write-back "
                 f"needs a connection of kind {', '.join(registry.RECORD_KINDS)}",
                 "write_back.connection",
             )
-        _check_key(saved["kind"], record_key)
-        return str(saved["id"])
+        _check_key(saved.kind, record_key)
+        return saved.id
     scheme = record_key.split(":", 1)[0] if ":" in record_key else ""
     default = (
         ctx.destinations.default_for(tenant_id, scheme) if scheme in registry.RECORD_KINDS else None

@@ -1,5 +1,6 @@
 """Saved destinations and REST-hook subscriptions. Secret fields (``writeOnly`` in the kind's schema) are
-encrypted at rest and never returned."""
+encrypted at rest and never returned: the records the stores read keep them sealed, and only the store's
+``config(..., reveal=True)`` and ``secret`` open them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import base64
 import json
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
@@ -54,6 +56,58 @@ def public_config(kind: str, config: dict) -> dict:
     return {k: (HIDDEN if k in hidden else v) for k, v in config.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class SavedDestination:
+    """A saved destination as stored (JSON in the tenant's hash), typed; ``connectors.base.Delivery`` is
+    what a connector is given."""
+
+    id: str
+    name: str
+    kind: str
+    created_at: float
+    config: str
+    """Sealed: ``DestinationStore.config`` opens it."""
+    export: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: str) -> SavedDestination:
+        """The one place a stored destination becomes values; keys this code does not know (written by a
+        newer Relay during a rolling deploy) are left out rather than refused."""
+        stored = json.loads(raw)
+        return cls(
+            id=stored["id"],
+            name=stored["name"],
+            kind=stored["kind"],
+            created_at=float(stored["created_at"]),
+            config=stored["config"],
+            export=stored.get("export") or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """A hook subscription as stored (JSON in the tenant's hash), typed."""
+
+    id: str
+    target_url: str
+    event: str
+    created_at: float
+    secret: str
+    """Sealed: ``HookStore.secret`` opens it."""
+
+    @classmethod
+    def from_json(cls, raw: str) -> Hook:
+        """The one place a stored hook becomes values; keys this code does not know are left out."""
+        stored = json.loads(raw)
+        return cls(
+            id=stored["id"],
+            target_url=stored["target_url"],
+            event=stored["event"],
+            created_at=float(stored["created_at"]),
+            secret=stored["secret"],
+        )
+
+
 class DestinationStore:
     def __init__(self, redis: Redis, prefix: str, box: SecretBox):
         self._redis, self._prefix, self._box = redis, prefix, box
@@ -63,32 +117,36 @@ class DestinationStore:
 
     def create(
         self, tenant_id: str, name: str, kind: str, config: dict, export: str | None
-    ) -> dict:
-        destination = {
+    ) -> SavedDestination:
+        stored = {
             "id": new_id("dst"),
             "name": name,
             "kind": kind,
             "export": export,
             "created_at": time.time(),
+            "config": self._box.seal(json.dumps(config)),
         }
-        stored = {**destination, "config": self._box.seal(json.dumps(config))}
-        self._redis.hset(self.key_for(tenant_id), destination["id"], json.dumps(stored))
-        return {**destination, "config": public_config(kind, config)}
+        raw = json.dumps(stored)
+        self._redis.hset(self.key_for(tenant_id), stored["id"], raw)
+        return SavedDestination.from_json(raw)
 
-    def get(self, tenant_id: str, destination_id: str, reveal: bool = False) -> dict | None:
+    def get(self, tenant_id: str, destination_id: str) -> SavedDestination | None:
         raw = self._redis.hget(self.key_for(tenant_id), destination_id)
-        return None if raw is None else self.from_stored(raw, reveal)
+        return None if raw is None else SavedDestination.from_json(raw)
 
-    def from_stored(self, raw: str, reveal: bool = False) -> dict:
-        stored = json.loads(raw)
-        config = json.loads(self._box.open(stored["config"]))
-        return {**stored, "config": config if reveal else public_config(stored["kind"], config)}
+    def config(self, saved: SavedDestination, reveal: bool = False) -> dict:
+        """Its config, opened: the secret fields read HIDDEN unless ``reveal`` (to deliver, or to merge a
+        change into)."""
+        config = json.loads(self._box.open(saved.config))
+        return config if reveal else public_config(saved.kind, config)
 
-    def list(self, tenant_id: str) -> list[dict]:
+    def list(self, tenant_id: str) -> list[SavedDestination]:
         saved = self._redis.hgetall(self.key_for(tenant_id))
-        return [self.from_stored(saved[i]) for i in sorted(saved)]
+        return [SavedDestination.from_json(saved[i]) for i in sorted(saved)]
 
-    def update(self, tenant_id: str, destination_id: str, **changes: Any) -> dict | None:
+    def update(
+        self, tenant_id: str, destination_id: str, **changes: Any
+    ) -> SavedDestination | None:
         """Change a saved destination's ``name``, ``config`` (whole, already checked) or ``export``; None when
         there is no such destination."""
         raw = self._redis.hget(self.key_for(tenant_id), destination_id)
@@ -100,14 +158,15 @@ class DestinationStore:
         }
         if "config" in changes:
             stored["config"] = self._box.seal(json.dumps(changes["config"]))
-        self._redis.hset(self.key_for(tenant_id), destination_id, json.dumps(stored))
-        return self.from_stored(json.dumps(stored))
+        updated = json.dumps(stored)
+        self._redis.hset(self.key_for(tenant_id), destination_id, updated)
+        return SavedDestination.from_json(updated)
 
     def delete(self, tenant_id: str, destination_id: str) -> bool:
         saved = self.get(tenant_id, destination_id)
         if saved is None:
             return False
-        self.clear_default(tenant_id, saved["kind"], destination_id)
+        self.clear_default(tenant_id, saved.kind, destination_id)
         return bool(self._redis.hdel(self.key_for(tenant_id), destination_id))
 
     # -- a tenant's default write-back connection per platform ----------------------------------------
@@ -136,38 +195,28 @@ class HookStore:
     def key_for(self, tenant_id: str) -> str:
         return f"{self._prefix}hooks:{tenant_id}"
 
-    def create(self, tenant_id: str, target_url: str, event: str) -> dict:
-        """Subscribe; the answer carries the signing secret, once."""
+    def create(self, tenant_id: str, target_url: str, event: str) -> tuple[Hook, str]:
+        """Subscribe; returns the hook and its signing secret, for the answer to show once."""
         secret = new_webhook_secret()
-        hook = {
+        stored = {
             "id": new_id("hook"),
             "target_url": target_url,
             "event": event,
             "created_at": time.time(),
+            "secret": self._box.seal(secret),
         }
-        self._redis.hset(
-            self.key_for(tenant_id),
-            hook["id"],
-            json.dumps({**hook, "secret": self._box.seal(secret)}),
-        )
-        return {**hook, "secret": secret}
+        raw = json.dumps(stored)
+        self._redis.hset(self.key_for(tenant_id), stored["id"], raw)
+        return Hook.from_json(raw), secret
 
-    def get(self, tenant_id: str, hook_id: str, reveal: bool = False) -> dict | None:
-        raw = self._redis.hget(self.key_for(tenant_id), hook_id)
-        return None if raw is None else self.from_stored(raw, reveal)
+    def secret(self, hook: Hook) -> str:
+        """Its signing secret, opened (to sign a delivery)."""
+        return self._box.open(hook.secret)
 
-    def from_stored(self, raw: str, reveal: bool = False) -> dict:
-        hook: dict[str, Any] = json.loads(raw)
-        if reveal:
-            hook["secret"] = self._box.open(hook["secret"])
-        else:
-            hook.pop("secret")
-        return hook
-
-    def list(self, tenant_id: str, event: str | None = None) -> list[dict]:
+    def list(self, tenant_id: str, event: str | None = None) -> list[Hook]:
         saved = self._redis.hgetall(self.key_for(tenant_id))
-        hooks = [self.from_stored(saved[i]) for i in sorted(saved)]
-        return [h for h in hooks if event is None or h["event"] == event]
+        hooks = [Hook.from_json(saved[i]) for i in sorted(saved)]
+        return [h for h in hooks if event is None or h.event == event]
 
     def delete(self, tenant_id: str, hook_id: str) -> bool:
         return bool(self._redis.hdel(self.key_for(tenant_id), hook_id))

@@ -8,14 +8,50 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 
 from redis import Redis
 from redis.exceptions import WatchError
 
 from app.core.ids import digest
-from app.stores.usage import number
 
 TASK_HISTORY = 200  # tasks remembered per record
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record as stored: every field Relay writes on its hash, typed. Text that is empty or absent in
+    Redis reads as None."""
+
+    record_key: str
+    created_at: float
+    updated_at: float
+    run_id: str | None = None
+    """The run of its latest submit."""
+    runs: dict[str, str] = field(default_factory=dict)
+    """Its documents: the run of each format."""
+    # what its ended tasks used, counted by the task store's finish script
+    credits_used: float = 0.0
+    duration_ms: int = 0
+    task_count: int = 0
+    latest_task_id: str | None = None
+    """Its latest completed task."""
+
+    @classmethod
+    def from_hash(cls, raw: dict[str, str]) -> Record:
+        """The one place a record's Redis strings become values. Fields this code does not know (written by
+        a newer Relay during a rolling deploy) are left out rather than refused."""
+        return cls(
+            record_key=raw["record_key"],
+            created_at=float(raw["created_at"]),
+            updated_at=float(raw["updated_at"]),
+            run_id=raw.get("run_id") or None,
+            runs=json.loads(raw.get("runs") or "{}"),
+            credits_used=float(raw.get("credits_used") or 0),
+            duration_ms=int(raw.get("duration_ms") or 0),
+            task_count=int(raw.get("task_count") or 0),
+            latest_task_id=raw.get("latest_task_id") or None,
+        )
 
 
 class RecordStore:
@@ -50,21 +86,9 @@ class RecordStore:
         """Queue on ``pipe`` the task's removal from its record's tasks (retention)."""
         pipe.zrem(self.tasks_key(tenant_id, record_key), task_id)
 
-    def get(self, tenant_id: str, record_key: str) -> dict | None:
+    def get(self, tenant_id: str, record_key: str) -> Record | None:
         raw = self._redis.hgetall(self._key(tenant_id, record_key))
-        if not raw:
-            return None
-        return {
-            "record_key": raw["record_key"],
-            "run_id": raw.get("run_id") or None,
-            "runs": json.loads(raw.get("runs") or "{}"),
-            "created_at": float(raw["created_at"]),
-            "updated_at": float(raw["updated_at"]),
-            "credits_used": number(raw.get("credits_used")),
-            "duration_ms": int(raw.get("duration_ms", 0)),
-            "task_count": int(raw.get("task_count", 0)),
-            "latest_task_id": raw.get("latest_task_id") or None,
-        }
+        return Record.from_hash(raw) if raw else None
 
     def run_for(self, tenant_id: str, record_key: str, fmt: str) -> str | None:
         runs = self._redis.hget(self._key(tenant_id, record_key), "runs")

@@ -65,10 +65,10 @@ def check_destinations(body: dict) -> None:
                     "no saved destination with this id",
                     field=f"destinations.{n}.id",
                 )
-            if saved["kind"] in RECORD_KINDS:
+            if saved.kind in RECORD_KINDS:
                 raise Invalid(
                     "invalid_request",
-                    f"a {saved['kind']} connection writes back to the record: "
+                    f"a {saved.kind} connection writes back to the record: "
                     "name it in write_back.connection",
                     field=f"destinations.{n}.id",
                 )

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify
 
 from app.core.errors import Conflict, Invalid, NotFound
 from app.domain import deliveries
-from app.stores.destinations import check_config, merged_config
+from app.stores.destinations import Hook, SavedDestination, check_config, merged_config
 from app.stores.events import iso
 from app.web.base import ctx, require_tenant, tenant
 from app.web.openapi import ERROR, V1
@@ -18,16 +18,30 @@ bp.before_request(require_tenant)
 route = Routes(bp, V1)
 
 
-def _dated(item: dict) -> dict:
-    return {**item, "created_at": iso(float(item["created_at"]))}
+def _shown(saved: SavedDestination, defaults: dict[str, str]) -> dict:
+    """A saved destination as the API shows it, its secret fields hidden; a write-back connection says
+    whether it is its platform's default."""
+    shown = {
+        "id": saved.id,
+        "name": saved.name,
+        "kind": saved.kind,
+        "export": saved.export,
+        "created_at": iso(saved.created_at),
+        "config": ctx().destinations.config(saved),
+    }
+    if saved.kind in RECORD_KINDS:
+        shown["default"] = defaults.get(saved.kind) == saved.id
+    return shown
 
 
-def _shown(saved: dict, defaults: dict[str, str]) -> dict:
-    """A saved destination as the API shows it; a write-back connection says whether it is its platform's
-    default."""
-    if saved["kind"] in RECORD_KINDS:
-        saved = {**saved, "default": defaults.get(saved["kind"]) == saved["id"]}
-    return _dated(saved)
+def _hook_view(hook: Hook) -> dict:
+    """A hook subscription as the API shows it: never its secret."""
+    return {
+        "id": hook.id,
+        "target_url": hook.target_url,
+        "event": hook.event,
+        "created_at": iso(hook.created_at),
+    }
 
 
 @route(
@@ -45,7 +59,7 @@ def create_destination():
         tenant_id, body["name"], body["kind"], config, body.get("export")
     )
     if body.get("default"):
-        ctx().destinations.set_default(tenant_id, body["kind"], saved["id"])
+        ctx().destinations.set_default(tenant_id, body["kind"], saved.id)
     return jsonify(_shown(saved, ctx().destinations.defaults(tenant_id))), 201
 
 
@@ -65,7 +79,7 @@ def list_destinations():
             "items": [
                 _shown(d, defaults)
                 for d in ctx().destinations.list(tenant_id)
-                if not kinds or d["kind"] in kinds
+                if not kinds or d.kind in kinds
             ]
         }
     )
@@ -95,10 +109,10 @@ def get_destination(destination_id: str):
 def update_destination(destination_id: str):
     body = json_body()
     tenant_id, store = tenant().tenant_id, ctx().destinations
-    saved = store.get(tenant_id, destination_id, reveal=True)
+    saved = store.get(tenant_id, destination_id)
     if saved is None:
         raise NotFound("destination_not_found", "No destination with that id.")
-    if "default" in body and saved["kind"] not in RECORD_KINDS:
+    if "default" in body and saved.kind not in RECORD_KINDS:
         raise Invalid(
             "invalid_request",
             "Only a write-back connection (hubspot, airtable, sheets) can be a default.",
@@ -106,14 +120,15 @@ def update_destination(destination_id: str):
         )
     changes = {name: body[name] for name in ("name", "export") if name in body}
     if "config" in body:
+        revealed = store.config(saved, reveal=True)  # a secret sent back as shown keeps its value
         changes["config"] = check_config(
-            saved["kind"], merged_config(saved["kind"], saved["config"], body["config"])
+            saved.kind, merged_config(saved.kind, revealed, body["config"])
         )
     updated = store.update(tenant_id, destination_id, **changes)
     if body.get("default"):
-        store.set_default(tenant_id, saved["kind"], destination_id)
+        store.set_default(tenant_id, saved.kind, destination_id)
     elif body.get("default") is False:
-        store.clear_default(tenant_id, saved["kind"], destination_id)
+        store.clear_default(tenant_id, saved.kind, destination_id)
     return jsonify(_shown(updated or saved, store.defaults(tenant_id)))
 
 
@@ -138,13 +153,13 @@ def delete_destination(destination_id: str):
 )
 def subscribe():
     body = json_body()
-    hook = ctx().hooks.create(tenant().tenant_id, body["target_url"], body["event"])
-    return jsonify(_dated(hook)), 201
+    hook, secret = ctx().hooks.create(tenant().tenant_id, body["target_url"], body["event"])
+    return jsonify({**_hook_view(hook), "secret": secret}), 201
 
 
 @route("GET", "/hooks", "Hook subscriptions", {200: "items:relay/hook.json", 401: ERROR})
 def list_hooks():
-    return jsonify({"items": [_dated(h) for h in ctx().hooks.list(tenant().tenant_id)]})
+    return jsonify({"items": [_hook_view(h) for h in ctx().hooks.list(tenant().tenant_id)]})
 
 
 @route("DELETE", "/hooks/<hook_id>", "Unsubscribe", {204: None, 401: ERROR, 404: ERROR})

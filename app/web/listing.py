@@ -56,7 +56,7 @@ def list_records():
         ctx(), tenant().tenant_id, _cursor(query), query.get("limit", 50)
     )
     items = [
-        {**record_view(record, []), "links": {"record": public(record_path(record["record_key"]))}}
+        {**record_view(record, []), "links": {"record": public(record_path(record.record_key))}}
         for record in found
     ]
     for item in items:

@@ -147,10 +147,10 @@ def _check_alert_destinations(refs: list[dict]) -> None:
                 "no saved destination with this id",
                 field=f"alert_destinations.{n}.id",
             )
-        if saved["kind"] not in budgets.ALERT_KINDS:
+        if saved.kind not in budgets.ALERT_KINDS:
             raise Invalid(
                 "invalid_request",
                 f"alerts go where people read ({', '.join(budgets.ALERT_KINDS)}), "
-                f"not to a {saved['kind']} destination",
+                f"not to a {saved.kind} destination",
                 field=f"alert_destinations.{n}.id",
             )

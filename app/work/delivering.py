@@ -37,6 +37,7 @@ from app.domain.deliveries import (
 from app.domain.links import file_link
 from app.stores.context import Context
 from app.stores.deliveries import DeliveryRecord
+from app.stores.destinations import Hook, SavedDestination
 from app.stores.tasks import Task
 from connectors import registry
 from connectors.base import (
@@ -158,12 +159,12 @@ def _delivery(ctx: Context, record: DeliveryRecord, target: str | None) -> Deliv
     if record.destination_id:
         if target is None:
             raise Permanent(f"saved destination {record.destination_id} was deleted")
-        config = ctx.destinations.from_stored(target, reveal=True)["config"]
+        config = ctx.destinations.config(SavedDestination.from_json(target), reveal=True)
     elif record.hook_id:
         if target is None:
             raise Permanent("the hook subscription was removed")
-        hook = ctx.hooks.from_stored(target, reveal=True)
-        config = {"url": hook["target_url"], "secret": hook["secret"]}
+        hook = Hook.from_json(target)
+        config = {"url": hook.target_url, "secret": ctx.hooks.secret(hook)}
     else:
         config = json.loads(ctx.box.open(record.config))
     return Delivery(record.delivery_id, record.kind, config, record.event, record.progress)
