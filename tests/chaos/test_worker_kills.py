@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from tests.relay.test_email_delivery import email_destination
-from tests.support.chaos import WorkerKiller, lane_holders
+from tests.support.chaos import WorkerKiller, lane_holders, where_is
 from tests.support.servers import eventually
 
 TASKS = 60  # x 5 destinations = 300 deliveries
@@ -97,7 +97,10 @@ def test_sigkill_workers_while_300_deliveries_run(
         600,
         "all 300 deliveries to settle",
         every=1,
-        show=lambda: f"not settled: {unsettled()[:10]}; tasks without their 5: {unplanned()[:10]}",
+        show=lambda: (
+            f"not settled: {[where_is(relay, d['delivery_id']) for d in unsettled()[:5]]}; "
+            f"tasks without their 5: {unplanned()[:10]}"
+        ),
     )
     assert [kill.step for kill in kills] == steps, "a kill at each ninth of the documents"
     assert states == {"delivered": TASKS * 5}, (

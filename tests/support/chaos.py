@@ -113,3 +113,31 @@ def lane_holders(relay) -> set[int]:
         for c in pending.get("consumers") or []
         if c["name"].startswith(f"{host}-") and int(c["pending"])
     }
+
+
+def where_is(relay, delivery_id: str) -> dict:
+    """Everything that could move a delivery on, for a chaos test's report of one that never settled: its
+    record, its lane entry (in the stream? pending with which consumer, idle how long?) and its RQ job."""
+    from rq.job import Job
+
+    from app.stores import lane_stream
+
+    ctx = relay.ctx
+    record = ctx.redis.hgetall(ctx.deliveries.key_for(delivery_id))
+    record.pop("event", None)  # long, and the same for all of a task's deliveries
+    entry, stream = record.get("lane_entry", ""), lane_stream.stream_key(ctx)
+    found: dict = {"record": record}
+    if entry:
+        found["entry in stream"] = bool(ctx.redis.xrange(stream, entry, entry, count=1))
+        found["entry pending"] = [
+            (p["consumer"], p["time_since_delivered"], p["times_delivered"])
+            for p in ctx.redis.xpending_range(stream, lane_stream.GROUP, entry, entry, 1)
+        ]
+    if job_id := record.get("retry_job"):
+        raw = ctx.rq_redis.hgetall(Job.key_for(job_id))
+        found["rq job"] = {
+            k.decode(): v.decode(errors="replace")[:80]
+            for k, v in raw.items()
+            if k in (b"status", b"retries_left", b"origin", b"ended_at", b"exc_info")
+        }
+    return found
