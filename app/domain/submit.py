@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Literal
 
 from app.core import leases, storage
 from app.core.states import TASK_ENDED, TaskStatus
@@ -22,18 +23,65 @@ from app.stores.tenants import Tenant
 log = logging.getLogger(__name__)
 
 
-def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> Task:
-    """Record a submission and try to hand it to the API now. Returns the relay task. ``internal``: task
-    fields of the relay's own, stored with the task from the start (e.g. how to answer a Slack command).
-    Raises WriteBackRefused before anything is stored when the write-back it asks for cannot be made, and
-    BudgetExceeded when a capped budget that applies is spent."""
-    fmt, record_key = body["format"], body.get("record_key")
+@dataclass(frozen=True)
+class SubmitRequest:
+    """What a submit asks for, made once where it enters: POST /v1/documents's body (``from_body``), a
+    batch's row with the batch's settings, an /overten command."""
+
+    format: str
+    prompt: str
+    record_key: str | None = None
+    resume: bool = True
+    """False: a new document for the record, not the record's run of this format."""
+    destinations: list[dict] = field(default_factory=list)
+    export: str | None = None
+    callback_url: str | None = None
+    callback_headers: dict[str, str] = field(default_factory=dict)
+    write_back: str | Literal[False] | None = None
+    """The connection it names; False: none; None: the tenant's default for the record's platform."""
+
+    @classmethod
+    def from_body(cls, body: dict) -> SubmitRequest:
+        """From a body the submit-request schema has checked (its ``wait`` is the web's own)."""
+        return cls(
+            format=body["format"],
+            prompt=body["prompt"],
+            record_key=body.get("record_key"),
+            resume=body.get("resume", True),
+            destinations=body.get("destinations") or [],
+            export=body.get("export"),
+            callback_url=body.get("callback_url"),
+            callback_headers=body.get("callback_headers") or {},
+            write_back=write_back_asked(body.get("write_back")),
+        )
+
+
+def write_back_asked(value: dict | Literal[False] | None) -> str | Literal[False] | None:
+    """A body's ``write_back`` (``{"connection": id}``, false or absent) as SubmitRequest keeps it."""
+    return value["connection"] if value else value
+
+
+def submit(
+    ctx: Context,
+    tenant: Tenant,
+    request: SubmitRequest,
+    task_id: str | None = None,
+    batch_id: str | None = None,
+    batch_row: int | None = None,
+    slack_reply: str | None = None,
+) -> Task:
+    """Record a submission and try to hand it to the API now. Returns the relay task. The relay's own fields,
+    stored with the task from the start: ``task_id`` chosen beforehand and the ``batch_id`` and ``batch_row``
+    (a batch's row), ``slack_reply`` (sealed: how to answer a Slack command). Raises WriteBackRefused before
+    anything is stored when the write-back it asks for cannot be made, and BudgetExceeded when a capped
+    budget that applies is spent."""
+    record_key = request.record_key
     budgets.check(ctx, tenant.tenant_id, record_key)
-    connection = write_back.connection_for(ctx, tenant.tenant_id, body)
+    connection = write_back.connection_for(ctx, tenant.tenant_id, request.write_back, record_key)
     mark = ctx.primary_mark()
     run_id = (
-        ctx.records.run_for(tenant.tenant_id, record_key, fmt)
-        if record_key and body.get("resume", True)
+        ctx.records.run_for(tenant.tenant_id, record_key, request.format)
+        if record_key and request.resume
         else None
     )
 
@@ -42,21 +90,24 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> Task:
         ctx.records.touch(tenant.tenant_id, record_key, pipe=pipe)
         ctx.records.add_task(tenant.tenant_id, record_key, task_id, pipe=pipe)
 
+    own = {"batch_id": batch_id, "batch_row": batch_row, "slack_reply": slack_reply}
     task = ctx.tasks.create(
         tenant.tenant_id,
-        format=fmt,
-        prompt=body["prompt"],
+        task_id=task_id,
+        format=request.format,
+        prompt=request.prompt,
         record_key=record_key,
         requested_run_id=run_id,
-        destinations=body.get("destinations") or [],
-        export=body.get("export"),
-        callback_url=body.get("callback_url"),
-        callback_headers=body.get("callback_headers") or {},
+        destinations=request.destinations,
+        export=request.export,
+        callback_url=request.callback_url,
+        callback_headers=request.callback_headers,
         write_back=connection,
         # a crash before it is handed over leaves it to the reconciler
         watch_at=time.time() + ctx.config.reconcile_quiet_seconds,
         with_task=with_record if record_key else None,
-        **internal,
+        # a plain submit's hash has no such fields
+        **{name: value for name, value in own.items() if value is not None},
     )
     write_back.plan_start(ctx, task)
     try:

@@ -48,17 +48,17 @@ def start_document(request: dict) -> None:
         "channel": channel,
         "user": request["user_id"],
     }
-    body = {
-        "format": request["format"],
-        "prompt": request["prompt"],
-        "resume": request["resume"],
-        "record_key": channel_record_key(request["team_id"], channel),
-        "destinations": [
+    asked = submit.SubmitRequest(
+        format=request["format"],
+        prompt=request["prompt"],
+        resume=request["resume"],
+        record_key=channel_record_key(request["team_id"], channel),
+        destinations=[
             {"kind": "slack", "config": {"channel": channel, "bot_token": installation.bot_token}}
         ],
-    }
+    )
     try:
-        task = submit.submit(ctx, tenant, body, slack_reply=ctx.box.seal(json.dumps(reply)))
+        task = submit.submit(ctx, tenant, asked, slack_reply=ctx.box.seal(json.dumps(reply)))
     except budgets.BudgetExceeded as exc:  # spent between the command's answer and this job
         follow_up(ctx, request["response_url"], f":no_entry: Nothing was started. {exc.message}")
         return
