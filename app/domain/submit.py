@@ -109,9 +109,11 @@ def submit(
         # a plain submit's hash has no such fields
         **{name: value for name, value in own.items() if value is not None},
     )
-    write_back.plan_start(ctx, task)
+    task = write_back.plan_start(ctx, task)
+    handed = None
     try:
-        hand_over(ctx, tenant, task.task_id)
+        # a task id chosen beforehand (a batch row's) is known elsewhere too
+        handed = hand_over(ctx, tenant, task.task_id, fresh=None if task_id else task)
     except UpstreamUnavailable as exc:
         log.warning(
             "API unavailable for task %s (%s); retrying in the background", task.task_id, exc
@@ -122,28 +124,38 @@ def submit(
         # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
         ctx.replicated(mark)
     except storage.NotReplicated as exc:
-        exc.kept = ctx.tasks.get(task.task_id) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
+        exc.kept = handed or ctx.tasks.get(task.task_id) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
         raise
-    return ctx.tasks.get(task.task_id) or task
+    return handed or ctx.tasks.get(task.task_id) or task
 
 
-def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
+def hand_over(ctx: Context, tenant: Tenant, task_id: str, fresh: Task | None = None) -> Task | None:
     """Send a stored submission to the API, unless another process is doing so right now (the web request
     that stored it, a background retry, one the reconciler queued again): a second POST would start a
     second job. The hand-over is a lease (app.core.leases), so one whose process was killed is free again
-    after ``worker_lease_seconds``, not after the longest a generate call can take. Raises
+    after ``worker_lease_seconds``, not after the longest a generate call can take. ``fresh``: the task as
+    this process has just made it under an id of its own. Returns the task as it reads once the API took
+    it, or None when that is not known without a read (not handed over here, or changed meanwhile). Raises
     UpstreamUnavailable when it should be tried again."""
     with leases.lease(
         ctx.redis, ctx.key("handover", task_id), ctx.config.worker_lease_seconds
     ) as held:
-        if held:
-            _hand_over(ctx, tenant, task_id)
+        if not held:
+            return None
+        # no other process hands over a task just made here before the reconciler's watch on it is due
+        # (half that time: clocks differ); otherwise another may have, so it is read under the lease
+        quiet = ctx.config.reconcile_quiet_seconds / 2
+        if fresh is not None and time.time() < fresh.created_at + quiet:
+            task: Task | None = fresh
+        else:
+            task = ctx.tasks.get(task_id)
+        if task is None or task.status != TaskStatus.PENDING_SUBMIT:
+            return None
+        return _hand_over(ctx, tenant, task)
 
 
-def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
-    task = ctx.tasks.get(task_id)
-    if task is None or task.status != TaskStatus.PENDING_SUBMIT:
-        return
+def _hand_over(ctx: Context, tenant: Tenant, task: Task) -> Task | None:
+    task_id = task.task_id
     token = ctx.tokens.webhook(tenant.tenant_id, task_id)
     webhook_url = f"{ctx.config.public_url.rstrip('/')}/webhooks/upstream/{token}"
     run_id, restarted = task.requested_run_id, False
@@ -166,9 +178,9 @@ def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
             tracking.fail(
                 ctx, task_id, "upstream_rejected", exc.message, status=exc.status, **field
             )
-            return
+            return None
     # the API has started the job: a refused write now must not lead to a second one, so it waits for Redis
-    storage.persist(
+    return storage.persist(
         lambda: _record_handover(ctx, tenant, task, submitted, restarted, client.throttled),
         "submit",
         patience=20,
@@ -177,31 +189,31 @@ def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
 
 def _record_handover(
     ctx: Context, tenant: Tenant, task: Task, submitted, restarted: bool, throttled: int
-) -> None:
+) -> Task | None:
     task_id = task.task_id
-    # else the fields below would make a task with no status, prompt or tenant
-    if ctx.tasks.restore(task):
+    handed = {
+        "upstream_task_id": submitted.task_id,
+        "run_id": submitted.run_id,
+        "run_restarted": restarted,
+        "submitted_at": time.time(),
+        **({"throttled": throttled} if throttled else {}),
+    }
+    # stored again if a failover lost it (else the fields would make a task with no status, prompt or
+    # tenant), with the API's ids, its status and the reconciler's watch: one round trip
+    restored, status, handed_task = ctx.tasks.handed_over(
+        task,
+        handed,
+        TaskStatus(submitted.status),
+        time.time() + ctx.config.reconcile_quiet_seconds,
+    )
+    if restored:
         log.warning(
             "task %s was lost by a Redis failover while the API took it; stored again", task_id
         )
-    ctx.tasks.set(
-        task_id,
-        upstream_task_id=submitted.task_id,
-        run_id=submitted.run_id,
-        run_restarted=restarted,
-        submitted_at=time.time(),
-        **({"throttled": throttled} if throttled else {}),
-    )
-    ctx.tasks.transition(
-        task_id, expect=TaskStatus.PENDING_SUBMIT, status=TaskStatus(submitted.status)
-    )
     if task.record_key:
         ctx.records.map_run(tenant.tenant_id, task.record_key, task.format, submitted.run_id)
-    status = ctx.tasks.get(task_id).status  # type: ignore[union-attr]
-    if status not in TASK_ENDED:
-        ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
     # cancelled here while the API took it: there too
-    elif status == TaskStatus.CANCELLED and not submitted.finished:
+    if status == TaskStatus.CANCELLED and not submitted.finished:
         try:
             with ctx.upstream_once(tenant) as client:
                 client.cancel_task(submitted.task_id)
@@ -211,6 +223,7 @@ def _record_handover(
                 task_id,
                 exc,
             )
+    return handed_task
 
 
 def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) -> Task:

@@ -85,10 +85,11 @@ def _check_key(kind: str, record_key: str) -> None:
         raise WriteBackInvalid("invalid_request", str(exc), "record_key") from None
 
 
-def plan_start(ctx: Context, task: Task) -> None:
-    """Queue the "Generating" write of a submitted task that writes back."""
+def plan_start(ctx: Context, task: Task) -> Task:
+    """Queue the "Generating" write of a submitted task that writes back; returns the task as it then
+    reads (its delivery listed)."""
     if not task.write_back:
-        return
+        return task
     event = {
         "id": new_id("evt"),
         "type": "task.started",
@@ -103,6 +104,7 @@ def plan_start(ctx: Context, task: Task) -> None:
     ctx.tasks.set(task.task_id, pipe=pipe, delivery_ids=[delivery_id])
     deliveries.enqueue(ctx, delivery_id, pipe=pipe)
     pipe.execute()
+    return task.with_fields(delivery_ids=[delivery_id])
 
 
 def gate(ctx: Context, record: DeliveryRecord) -> Outcome | None:
