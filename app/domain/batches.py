@@ -140,7 +140,9 @@ def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[BatchRow]:
             continue
         if body.get("write_back"):
             try:
-                write_back.connection_for(ctx, tenant.tenant_id, {**body, "record_key": record_key})
+                write_back.connection_for(
+                    ctx, tenant.tenant_id, submit.write_back_asked(body["write_back"]), record_key
+                )
             except write_back.WriteBackRefused as exc:
                 if exc.field != "record_key":
                     raise  # the connection itself is at fault, whatever the row
@@ -231,15 +233,21 @@ def _start(
     if settings.get("skip_done") and _done_before(ctx, tenant.tenant_id, row, settings["format"]):
         ctx.batches.move(batch, row.row, RowState.SKIPPED, frees_place=True)
         return
-    body = {name: settings[name] for name in _ROW_FIELDS if name in settings}
-    body.update(prompt=row.prompt, record_key=row.record_key)
     task = ctx.tasks.get(row.task_id or "")
     if task is None:
+        request = submit.SubmitRequest(
+            format=settings["format"],
+            prompt=row.prompt,
+            record_key=row.record_key,
+            destinations=settings.get("destinations") or [],
+            export=settings.get("export"),
+            write_back=submit.write_back_asked(settings.get("write_back")),
+        )
         try:
             task = submit.submit(
                 ctx,
                 tenant,
-                body,
+                request,
                 task_id=row.task_id,
                 batch_id=batch.batch_id,
                 batch_row=row.row,

@@ -96,12 +96,8 @@ def plan(ctx: Context, task: Task, event: dict) -> None:
     if task.write_back:  # the record the document belongs to: Ready with the file, or Failed
         slots.append((WRITE_BACK_SLOT, {"id": task.write_back}))
     if task.slack_reply:  # an /overten command: tell the person who ran it how it ended
-        slots.append(
-            (
-                "slack-reply",
-                {"kind": "slack_reply", "config": json.loads(ctx.box.open(task.slack_reply))},
-            )
-        )
+        # sealed as the command's job made it, and kept so: opened only to deliver it
+        slots.append(("slack-reply", {"kind": "slack_reply", "sealed_config": task.slack_reply}))
     slots += _hook_slots(ctx, task.tenant_id, event["type"])
     event = links.with_links(ctx, event)
     pipe = ctx.pipeline()
@@ -196,7 +192,7 @@ def _record(ctx: Context, pipe, task: Task | Owner, event: dict, slot: str, ref:
         exported = registry.KINDS[ref["kind"]].needs_document
         record.update(
             kind=ref["kind"],
-            config=ctx.box.seal(json.dumps(ref.get("config") or {})),
+            config=ref.get("sealed_config") or ctx.box.seal(json.dumps(ref.get("config") or {})),
             export=(ref.get("export") or task.export or "") if exported else "",
         )
     if event["type"] in ("batch.completed", "budget.threshold"):

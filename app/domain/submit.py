@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Literal
 
 from app.core import leases, storage
 from app.core.states import TASK_ENDED, TaskStatus
@@ -22,18 +23,65 @@ from app.stores.tenants import Tenant
 log = logging.getLogger(__name__)
 
 
-def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> Task:
-    """Record a submission and try to hand it to the API now. Returns the relay task. ``internal``: task
-    fields of the relay's own, stored with the task from the start (e.g. how to answer a Slack command).
-    Raises WriteBackRefused before anything is stored when the write-back it asks for cannot be made, and
-    BudgetExceeded when a capped budget that applies is spent."""
-    fmt, record_key = body["format"], body.get("record_key")
+@dataclass(frozen=True)
+class SubmitRequest:
+    """What a submit asks for, made once where it enters: POST /v1/documents's body (``from_body``), a
+    batch's row with the batch's settings, an /overten command."""
+
+    format: str
+    prompt: str
+    record_key: str | None = None
+    resume: bool = True
+    """False: a new document for the record, not the record's run of this format."""
+    destinations: list[dict] = field(default_factory=list)
+    export: str | None = None
+    callback_url: str | None = None
+    callback_headers: dict[str, str] = field(default_factory=dict)
+    write_back: str | Literal[False] | None = None
+    """The connection it names; False: none; None: the tenant's default for the record's platform."""
+
+    @classmethod
+    def from_body(cls, body: dict) -> SubmitRequest:
+        """From a body the submit-request schema has checked (its ``wait`` is the web's own)."""
+        return cls(
+            format=body["format"],
+            prompt=body["prompt"],
+            record_key=body.get("record_key"),
+            resume=body.get("resume", True),
+            destinations=body.get("destinations") or [],
+            export=body.get("export"),
+            callback_url=body.get("callback_url"),
+            callback_headers=body.get("callback_headers") or {},
+            write_back=write_back_asked(body.get("write_back")),
+        )
+
+
+def write_back_asked(value: dict | Literal[False] | None) -> str | Literal[False] | None:
+    """A body's ``write_back`` (``{"connection": id}``, false or absent) as SubmitRequest keeps it."""
+    return value["connection"] if value else value
+
+
+def submit(
+    ctx: Context,
+    tenant: Tenant,
+    request: SubmitRequest,
+    task_id: str | None = None,
+    batch_id: str | None = None,
+    batch_row: int | None = None,
+    slack_reply: str | None = None,
+) -> Task:
+    """Record a submission and try to hand it to the API now. Returns the relay task. The relay's own fields,
+    stored with the task from the start: ``task_id`` chosen beforehand and the ``batch_id`` and ``batch_row``
+    (a batch's row), ``slack_reply`` (sealed: how to answer a Slack command). Raises WriteBackRefused before
+    anything is stored when the write-back it asks for cannot be made, and BudgetExceeded when a capped
+    budget that applies is spent."""
+    record_key = request.record_key
     budgets.check(ctx, tenant.tenant_id, record_key)
-    connection = write_back.connection_for(ctx, tenant.tenant_id, body)
+    connection = write_back.connection_for(ctx, tenant.tenant_id, request.write_back, record_key)
     mark = ctx.primary_mark()
     run_id = (
-        ctx.records.run_for(tenant.tenant_id, record_key, fmt)
-        if record_key and body.get("resume", True)
+        ctx.records.run_for(tenant.tenant_id, record_key, request.format)
+        if record_key and request.resume
         else None
     )
 
@@ -42,25 +90,30 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> Task:
         ctx.records.touch(tenant.tenant_id, record_key, pipe=pipe)
         ctx.records.add_task(tenant.tenant_id, record_key, task_id, pipe=pipe)
 
+    own = {"batch_id": batch_id, "batch_row": batch_row, "slack_reply": slack_reply}
     task = ctx.tasks.create(
         tenant.tenant_id,
-        format=fmt,
-        prompt=body["prompt"],
+        task_id=task_id,
+        format=request.format,
+        prompt=request.prompt,
         record_key=record_key,
         requested_run_id=run_id,
-        destinations=body.get("destinations") or [],
-        export=body.get("export"),
-        callback_url=body.get("callback_url"),
-        callback_headers=body.get("callback_headers") or {},
+        destinations=request.destinations,
+        export=request.export,
+        callback_url=request.callback_url,
+        callback_headers=request.callback_headers,
         write_back=connection,
         # a crash before it is handed over leaves it to the reconciler
         watch_at=time.time() + ctx.config.reconcile_quiet_seconds,
         with_task=with_record if record_key else None,
-        **internal,
+        # a plain submit's hash has no such fields
+        **{name: value for name, value in own.items() if value is not None},
     )
-    write_back.plan_start(ctx, task)
+    task = write_back.plan_start(ctx, task)
+    handed = None
     try:
-        hand_over(ctx, tenant, task.task_id)
+        # a task id chosen beforehand (a batch row's) is known elsewhere too
+        handed = hand_over(ctx, tenant, task.task_id, fresh=None if task_id else task)
     except UpstreamUnavailable as exc:
         log.warning(
             "API unavailable for task %s (%s); retrying in the background", task.task_id, exc
@@ -71,28 +124,38 @@ def submit(ctx: Context, tenant: Tenant, body: dict, **internal: Any) -> Task:
         # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
         ctx.replicated(mark)
     except storage.NotReplicated as exc:
-        exc.kept = ctx.tasks.get(task.task_id) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
+        exc.kept = handed or ctx.tasks.get(task.task_id) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
         raise
-    return ctx.tasks.get(task.task_id) or task
+    return handed or ctx.tasks.get(task.task_id) or task
 
 
-def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
+def hand_over(ctx: Context, tenant: Tenant, task_id: str, fresh: Task | None = None) -> Task | None:
     """Send a stored submission to the API, unless another process is doing so right now (the web request
     that stored it, a background retry, one the reconciler queued again): a second POST would start a
     second job. The hand-over is a lease (app.core.leases), so one whose process was killed is free again
-    after ``worker_lease_seconds``, not after the longest a generate call can take. Raises
+    after ``worker_lease_seconds``, not after the longest a generate call can take. ``fresh``: the task as
+    this process has just made it under an id of its own. Returns the task as it reads once the API took
+    it, or None when that is not known without a read (not handed over here, or changed meanwhile). Raises
     UpstreamUnavailable when it should be tried again."""
     with leases.lease(
         ctx.redis, ctx.key("handover", task_id), ctx.config.worker_lease_seconds
     ) as held:
-        if held:
-            _hand_over(ctx, tenant, task_id)
+        if not held:
+            return None
+        # no other process hands over a task just made here before the reconciler's watch on it is due
+        # (half that time: clocks differ); otherwise another may have, so it is read under the lease
+        quiet = ctx.config.reconcile_quiet_seconds / 2
+        if fresh is not None and time.time() < fresh.created_at + quiet:
+            task: Task | None = fresh
+        else:
+            task = ctx.tasks.get(task_id)
+        if task is None or task.status != TaskStatus.PENDING_SUBMIT:
+            return None
+        return _hand_over(ctx, tenant, task)
 
 
-def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
-    task = ctx.tasks.get(task_id)
-    if task is None or task.status != TaskStatus.PENDING_SUBMIT:
-        return
+def _hand_over(ctx: Context, tenant: Tenant, task: Task) -> Task | None:
+    task_id = task.task_id
     token = ctx.tokens.webhook(tenant.tenant_id, task_id)
     webhook_url = f"{ctx.config.public_url.rstrip('/')}/webhooks/upstream/{token}"
     run_id, restarted = task.requested_run_id, False
@@ -115,9 +178,9 @@ def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
             tracking.fail(
                 ctx, task_id, "upstream_rejected", exc.message, status=exc.status, **field
             )
-            return
+            return None
     # the API has started the job: a refused write now must not lead to a second one, so it waits for Redis
-    storage.persist(
+    return storage.persist(
         lambda: _record_handover(ctx, tenant, task, submitted, restarted, client.throttled),
         "submit",
         patience=20,
@@ -126,31 +189,31 @@ def _hand_over(ctx: Context, tenant: Tenant, task_id: str) -> None:
 
 def _record_handover(
     ctx: Context, tenant: Tenant, task: Task, submitted, restarted: bool, throttled: int
-) -> None:
+) -> Task | None:
     task_id = task.task_id
-    # else the fields below would make a task with no status, prompt or tenant
-    if ctx.tasks.restore(task):
+    handed = {
+        "upstream_task_id": submitted.task_id,
+        "run_id": submitted.run_id,
+        "run_restarted": restarted,
+        "submitted_at": time.time(),
+        **({"throttled": throttled} if throttled else {}),
+    }
+    # stored again if a failover lost it (else the fields would make a task with no status, prompt or
+    # tenant), with the API's ids, its status and the reconciler's watch: one round trip
+    restored, status, handed_task = ctx.tasks.handed_over(
+        task,
+        handed,
+        TaskStatus(submitted.status),
+        time.time() + ctx.config.reconcile_quiet_seconds,
+    )
+    if restored:
         log.warning(
             "task %s was lost by a Redis failover while the API took it; stored again", task_id
         )
-    ctx.tasks.set(
-        task_id,
-        upstream_task_id=submitted.task_id,
-        run_id=submitted.run_id,
-        run_restarted=restarted,
-        submitted_at=time.time(),
-        **({"throttled": throttled} if throttled else {}),
-    )
-    ctx.tasks.transition(
-        task_id, expect=TaskStatus.PENDING_SUBMIT, status=TaskStatus(submitted.status)
-    )
     if task.record_key:
         ctx.records.map_run(tenant.tenant_id, task.record_key, task.format, submitted.run_id)
-    status = ctx.tasks.get(task_id).status  # type: ignore[union-attr]
-    if status not in TASK_ENDED:
-        ctx.tasks.watch(task_id, time.time() + ctx.config.reconcile_quiet_seconds)
     # cancelled here while the API took it: there too
-    elif status == TaskStatus.CANCELLED and not submitted.finished:
+    if status == TaskStatus.CANCELLED and not submitted.finished:
         try:
             with ctx.upstream_once(tenant) as client:
                 client.cancel_task(submitted.task_id)
@@ -160,6 +223,7 @@ def _record_handover(
                 task_id,
                 exc,
             )
+    return handed_task
 
 
 def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) -> Task:

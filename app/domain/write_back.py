@@ -12,6 +12,7 @@ docs/decisions/0015-write-back.md.
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from app.core.errors import Invalid, NotFound, RelayError
 from app.core.ids import new_id
@@ -40,14 +41,17 @@ class WriteBackInvalid(WriteBackRefused, Invalid):
     """A connection that does not write back, or a record key it cannot write to."""
 
 
-def connection_for(ctx: Context, tenant_id: str, body: dict) -> str | None:
-    """The saved connection a submit writes back through: the one it names, else the tenant's default for
-    the platform its record_key names (``write_back: false``: none). Raises WriteBackRefused naming the field."""
-    asked, record_key = body.get("write_back"), body.get("record_key") or ""
+def connection_for(
+    ctx: Context, tenant_id: str, asked: str | Literal[False] | None, record_key: str | None
+) -> str | None:
+    """The saved connection a submit writes back through: the one it names (``asked``), else the tenant's
+    default for the platform its ``record_key`` names (``asked`` False: none). Raises WriteBackRefused naming
+    the field."""
+    record_key = record_key or ""
     if asked is False:
         return None
     if asked:
-        saved = ctx.destinations.get(tenant_id, asked["connection"])
+        saved = ctx.destinations.get(tenant_id, asked)
         if saved is None:
             raise ConnectionNotFound(
                 "destination_not_found", "no saved connection with this id", "write_back.connection"
@@ -81,10 +85,11 @@ def _check_key(kind: str, record_key: str) -> None:
         raise WriteBackInvalid("invalid_request", str(exc), "record_key") from None
 
 
-def plan_start(ctx: Context, task: Task) -> None:
-    """Queue the "Generating" write of a submitted task that writes back."""
+def plan_start(ctx: Context, task: Task) -> Task:
+    """Queue the "Generating" write of a submitted task that writes back; returns the task as it then
+    reads (its delivery listed)."""
     if not task.write_back:
-        return
+        return task
     event = {
         "id": new_id("evt"),
         "type": "task.started",
@@ -99,6 +104,7 @@ def plan_start(ctx: Context, task: Task) -> None:
     ctx.tasks.set(task.task_id, pipe=pipe, delivery_ids=[delivery_id])
     deliveries.enqueue(ctx, delivery_id, pipe=pipe)
     pipe.execute()
+    return task.with_fields(delivery_ids=[delivery_id])
 
 
 def gate(ctx: Context, record: DeliveryRecord) -> Outcome | None:

@@ -113,14 +113,35 @@ return 1
     .replace("@LAST@", str(len(SECONDS_BOUNDS) + 1))
 )
 
-# KEYS: the task, the recent index, the tenant's index. ARGV: when it was created, then its field/value pairs.
-_RESTORE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('ZADD', KEYS[2], ARGV[1], redis.call('HGET', KEYS[1], 'task_id'))
-redis.call('ZADD', KEYS[3], ARGV[1], redis.call('HGET', KEYS[1], 'task_id'))
-return 1
-"""
+# The hand-over recorded. KEYS: the task, the recent index, the tenant's index, the watch list. ARGV: when it
+# was created, the status the API answered, when it was handed over, when the reconciler looks at it unless
+# it has ended, how many of the pairs that follow are the task's as read (stored again if a failover lost
+# it: nothing is written over a task Redis still has), then those pairs and the hand-over's. Moves the task
+# from pending_submit only. Returns whether it was stored again, whether it moved, and its status.
+_HANDED_OVER = (
+    lua_set("ENDED", TASK_ENDED)
+    + """
+local task, count, restored, moved = KEYS[1], tonumber(ARGV[5]), 0, 0
+if redis.call('EXISTS', task) == 0 then
+  redis.call('HSET', task, unpack(ARGV, 6, 5 + count))
+  redis.call('ZADD', KEYS[2], ARGV[1], redis.call('HGET', task, 'task_id'))
+  redis.call('ZADD', KEYS[3], ARGV[1], redis.call('HGET', task, 'task_id'))
+  restored = 1
+end
+redis.call('HSET', task, unpack(ARGV, 6 + count))
+if redis.call('HGET', task, 'status') == '@PENDING@' then
+  redis.call('HSET', task, 'status', ARGV[2], 'updated_at', ARGV[3])
+  moved = 1
+end
+local status = redis.call('HGET', task, 'status')
+if ENDED[status] then
+  if moved == 1 then redis.call('ZREM', KEYS[4], redis.call('HGET', task, 'task_id')) end
+else
+  redis.call('ZADD', KEYS[4], ARGV[4], redis.call('HGET', task, 'task_id'))
+end
+return {restored, moved, status}
+""".replace("@PENDING@", TaskStatus.PENDING_SUBMIT)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +284,7 @@ class TaskStore:
         self._redis, self._prefix = redis, prefix
         self._tenants, self._records, self._events, self._usage = tenants, records, events, usage
         self._transition = redis.register_script(_TRANSITION)
-        self._restore = redis.register_script(_RESTORE)
+        self._handed_over = redis.register_script(_HANDED_OVER)
         self._finish = redis.register_script(_FINISH)
         self.watch_key = prefix + "tasks:watch"
         self.recent_key = prefix + "tasks:recent"
@@ -309,7 +330,8 @@ class TaskStore:
         if with_task is not None:
             with_task(pipe, task_id)
         pipe.execute()
-        return self.get(task_id) or Task.from_hash(stored)
+        # what Redis now holds: not read back
+        return Task.from_hash(stored)
 
     def recent(self, limit: int = 50) -> list[Task]:
         """The newest tasks of every tenant (the operator's dashboard)."""
@@ -335,21 +357,41 @@ class TaskStore:
             self.key_for(task_id), mapping={k: to_field(v) for k, v in fields.items()}
         )
 
-    def restore(self, task: Task) -> bool:
-        """Store again a task Redis no longer has, as it was read: a failover took the primary before the
-        task's creation reached a replica (possible with RELAY_REDIS_MIN_REPLICAS=0). Nothing is written for
-        a task Redis still has. True: it had to be stored again."""
-        return (
-            self._restore(
-                keys=[
-                    self.key_for(task.task_id),
-                    self.recent_key,
-                    self.tenant_key(task.tenant_id),
-                ],
-                args=[task.created_at, *field_pairs(task.to_hash())],
-            )
-            == 1
+    def handed_over(
+        self, task: Task, fields: dict[str, Any], status: TaskStatus, watch_at: float
+    ) -> tuple[bool, TaskStatus, Task | None]:
+        """Record that the API took ``task`` (as read before): ``fields`` (its ids) written, ``status`` its
+        status if it is still `pending_submit`, and, unless it has ended, on the reconciler's watch list
+        until ``watch_at``, in one round trip. A task Redis no longer has is stored again first, as it was
+        read: a failover took the primary before the task's creation reached a replica (possible with
+        RELAY_REDIS_MIN_REPLICAS=0) while the API took it. Returns whether it was stored again, its status,
+        and the task as it now reads when only this call changed it since ``task`` was read (else None)."""
+        now = time.time()
+        stored = field_pairs(task.to_hash())
+        restored, moved, current = self._handed_over(
+            keys=[
+                self.key_for(task.task_id),
+                self.recent_key,
+                self.tenant_key(task.tenant_id),
+                self.watch_key,
+            ],
+            args=[
+                task.created_at,
+                status,
+                now,
+                watch_at,
+                len(stored),
+                *stored,
+                *field_pairs(fields),
+            ],
         )
+        if moved and task.status == TaskStatus.PENDING_SUBMIT:
+            return (
+                bool(restored),
+                TaskStatus(current),
+                task.with_fields(**fields, status=status, updated_at=now),
+            )
+        return bool(restored), TaskStatus(current), None
 
     def finish(
         self,

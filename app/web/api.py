@@ -137,7 +137,7 @@ def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
 
 def _submit(body: dict):
     try:
-        task = submit.submit(ctx(), tenant(), body)
+        task = submit.submit(ctx(), tenant(), submit.SubmitRequest.from_body(body))
     except NotReplicated as exc:
         kept = getattr(exc, "kept", None)
         if kept is not None:

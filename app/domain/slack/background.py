@@ -3,6 +3,10 @@
 A response_url takes 5 messages within 30 minutes. One command spends at most 4: "started", two progress
 updates, and the final word (the slack_reply delivery, which falls back to chat.postMessage after 30
 minutes). Progress is checked every RELAY_SLACK_PROGRESS_SECONDS by a job that re-schedules itself.
+
+The response_url is sealed where the command comes in (app.domain.slack.commands) and stays sealed at rest:
+in the intake stream, in the progress session, and with the bot token in the task's slack_reply, which the
+slack_reply delivery keeps as its config. Each job opens it once.
 """
 
 from __future__ import annotations
@@ -32,45 +36,47 @@ PROGRESS_POSTS = 2
 
 def start_document(request: dict) -> None:
     ctx = current()
+    # the command's response_url, sealed where it came in: opened once for this job's messages
+    response_url = ctx.box.open(request["response_url"])
     installation, tenant = _workspace(ctx, request)
     if installation is None or tenant is None:
-        follow_up(
-            ctx, request["response_url"], "This workspace is no longer connected to Overten Relay."
-        )
+        follow_up(ctx, response_url, "This workspace is no longer connected to Overten Relay.")
         return
     if not slack_sessions.claim_command(ctx, request["command_id"]):
         return  # this command was already submitted (the job ran again after a crash)
     channel, deadline = request["channel_id"], request["received_at"] + RESPONSE_URL_LIFE - MARGIN
     reply = {
-        "response_url": ctx.box.open(request["response_url"]),
+        "response_url": response_url,
         "deadline": deadline,
         "bot_token": installation.bot_token,
         "channel": channel,
         "user": request["user_id"],
     }
-    body = {
-        "format": request["format"],
-        "prompt": request["prompt"],
-        "resume": request["resume"],
-        "record_key": channel_record_key(request["team_id"], channel),
-        "destinations": [
+    asked = submit.SubmitRequest(
+        format=request["format"],
+        prompt=request["prompt"],
+        resume=request["resume"],
+        record_key=channel_record_key(request["team_id"], channel),
+        destinations=[
             {"kind": "slack", "config": {"channel": channel, "bot_token": installation.bot_token}}
         ],
-    }
+    )
     try:
-        task = submit.submit(ctx, tenant, body, slack_reply=ctx.box.seal(json.dumps(reply)))
+        # sealed once with the bot token: the slack_reply delivery's config as it is
+        task = submit.submit(ctx, tenant, asked, slack_reply=ctx.box.seal(json.dumps(reply)))
     except budgets.BudgetExceeded as exc:  # spent between the command's answer and this job
-        follow_up(ctx, request["response_url"], f":no_entry: Nothing was started. {exc.message}")
+        follow_up(ctx, response_url, f":no_entry: Nothing was started. {exc.message}")
         return
     if task.status in TASK_ENDED:
         return  # refused or already done: the slack_reply delivery says so
+    # as it came in: sealed
     slack_sessions.start(
         ctx, task.task_id, request["response_url"], deadline, life=RESPONSE_URL_LIFE * 2
     )
     what = LABELS.get(task.format, task.format)
     follow_up(
         ctx,
-        request["response_url"],
+        response_url,
         f":hammer_and_wrench: Working on it: {what}, task `{task.task_id}`.",
     )
     _schedule_progress(ctx, task.task_id)
@@ -94,7 +100,7 @@ def watch_progress(task_id: str, now: float | None = None) -> None:
         turn = f", turn {task.turn_index}" if task.turn_index is not None else ""
         follow_up(
             ctx,
-            session.response_url,
+            ctx.box.open(session.response_url),
             f":hourglass_flowing_sand: {phase.replace('_', ' ').capitalize()}: "
             f"{task.progress}%{turn}.",
         )
@@ -103,25 +109,22 @@ def watch_progress(task_id: str, now: float | None = None) -> None:
 
 def export_document(request: dict) -> None:
     ctx = current()
+    response_url = ctx.box.open(request["response_url"])
     _, tenant = _workspace(ctx, request)
     record_key = channel_record_key(request["team_id"], request["channel_id"])
     task = exports.latest_document(ctx, tenant.tenant_id, record_key) if tenant else None
     if tenant is None or task is None:
-        follow_up(
-            ctx, request["response_url"], "There is no finished document in this channel to export."
-        )
+        follow_up(ctx, response_url, "There is no finished document in this channel to export.")
         return
     fmt = request["format"]
     try:
         link = exports.export_link(ctx, tenant, task, fmt)
     except UpstreamError as exc:
-        follow_up(
-            ctx, request["response_url"], f":x: The {fmt.upper()} export failed: {exc.message}"
-        )
+        follow_up(ctx, response_url, f":x: The {fmt.upper()} export failed: {exc.message}")
         return
     follow_up(
         ctx,
-        request["response_url"],
+        response_url,
         f"<@{request['user_id']}> exported this channel's document: "
         f"<{link}|Download the {fmt.upper()}>",
         in_channel=True,
@@ -132,15 +135,16 @@ def cancel_document(request: dict) -> None:
     """/overten cancel: the channel's running task, cancelled at the API; its final word (the slack_reply
     delivery) says cancelled in the thread it was started from."""
     ctx = current()
+    response_url = ctx.box.open(request["response_url"])
     _, tenant = _workspace(ctx, request)
     task = ctx.tasks.get(request["task_id"], tenant.tenant_id) if tenant else None
     if task is None:
-        follow_up(ctx, request["response_url"], "That task is gone.")
+        follow_up(ctx, response_url, "That task is gone.")
         return
     if tracking.cancel(ctx, tenant, task):
         follow_up(
             ctx,
-            request["response_url"],
+            response_url,
             f"<@{request['user_id']}> cancelled task `{task.task_id}`.",
             in_channel=True,
         )
@@ -148,16 +152,16 @@ def cancel_document(request: dict) -> None:
     ended = ctx.tasks.get(task.task_id) or task
     follow_up(
         ctx,
-        request["response_url"],
+        response_url,
         f"Task `{task.task_id}` has ended ({ended.status}): nothing to cancel."
         if ended.status in TASK_ENDED
         else ":x: The API did not take the cancel; try again.",
     )
 
 
-def follow_up(ctx: Context, sealed_url: str, text: str, in_channel: bool = False) -> bool:
-    """One message through a command's response_url (slack_sdk's client). False when Slack refused it."""
-    url = ctx.box.open(sealed_url)
+def follow_up(ctx: Context, url: str, text: str, in_channel: bool = False) -> bool:
+    """One message through a command's response_url (``url``, opened; slack_sdk's client). False when Slack
+    refused it."""
     try:
         OutboundPolicy(ctx.config.outbound_allow).check(url)
         response = WebhookClient(url, timeout=10).send(
