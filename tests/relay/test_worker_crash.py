@@ -75,3 +75,29 @@ def test_worker_killed_mid_webhook_delivery(make_relay, receiver):
     assert {r.headers["Webhook-Id"] for r in receiver.requests} == {done["delivery_id"]}, (
         "a repeat carries the same webhook-id, so the subscriber can drop it"
     )
+
+
+def test_a_worker_killed_while_it_cleans_a_queue_holds_its_lock_a_minute_not_fifteen(
+    make_relay, monkeypatch
+):
+    """Found by the worker-kills chaos test: a worker SIGKILLed while it cleaned RQ's registries left RQ's
+    cleaning lock for 899 s, and until then no worker retried the jobs killed workers had abandoned (a
+    delivery stayed "delivering"). The lock a RelayWorker takes lasts a minute."""
+    import pytest
+
+    from app.stores import queues
+    from app.work import worker as worker_module
+    from app.work.worker import CLEANING_LOCK_SECONDS, RelayWorker
+
+    relay = make_relay(worker=False)
+    queue = relay.ctx.queue(queues.DELIVER)
+    worker = RelayWorker([queue], connection=relay.ctx.rq_redis, maintenance_interval=1)
+
+    def killed(*args, **kwargs):
+        raise SystemExit("killed while cleaning")  # the lock is never released
+
+    monkeypatch.setattr(worker_module, "clean_registries", killed)
+    with pytest.raises(SystemExit):
+        worker.clean_registries()
+    left = relay.ctx.rq_redis.ttl(queue.registry_cleaning_key)
+    assert 0 < left <= CLEANING_LOCK_SECONDS == 60, f"the lock lasts {left} s"
