@@ -294,6 +294,10 @@ class StormRun:
             redis_min_replicas=min_replicas,
             public_url=f"http://127.0.0.1:{port}",
             folder_roots=str(root / "deliveries"),
+            # a lane attempt stalled past its worker's lease (this busy machine starting two relays, six
+            # Redis servers and a storm) is taken up by another worker and made twice: at-least-once, by
+            # design. A lease only a hang outlasts leaves the duplicates the failover itself may cause.
+            worker_lease_seconds=30,
         )
         self.url = f"http://127.0.0.1:{port}"
         self.web = subprocess.Popen(
