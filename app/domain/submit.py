@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from app.core import leases, storage
+from app.core.ids import new_id
 from app.core.states import TASK_ENDED, TaskStatus
 from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
 from app.domain import budgets, tracking, write_back
@@ -91,29 +92,42 @@ def submit(
         ctx.records.add_task(tenant.tenant_id, record_key, task_id, pipe=pipe)
 
     own = {"batch_id": batch_id, "batch_row": batch_row, "slack_reply": slack_reply}
-    task = ctx.tasks.create(
-        tenant.tenant_id,
-        task_id=task_id,
-        format=request.format,
-        prompt=request.prompt,
-        record_key=record_key,
-        requested_run_id=run_id,
-        destinations=request.destinations,
-        export=request.export,
-        callback_url=request.callback_url,
-        callback_headers=request.callback_headers,
-        write_back=connection,
-        # a crash before it is handed over leaves it to the reconciler
-        watch_at=time.time() + ctx.config.reconcile_quiet_seconds,
-        with_task=with_record if record_key else None,
-        # a plain submit's hash has no such fields
-        **{name: value for name, value in own.items() if value is not None},
-    )
-    task = write_back.plan_start(ctx, task)
+
+    def make(task_id: str) -> Task:
+        task = ctx.tasks.create(
+            tenant.tenant_id,
+            task_id=task_id,
+            format=request.format,
+            prompt=request.prompt,
+            record_key=record_key,
+            requested_run_id=run_id,
+            destinations=request.destinations,
+            export=request.export,
+            callback_url=request.callback_url,
+            callback_headers=request.callback_headers,
+            write_back=connection,
+            # a crash before it is handed over leaves it to the reconciler
+            watch_at=time.time() + ctx.config.reconcile_quiet_seconds,
+            with_task=with_record if record_key else None,
+            # a plain submit's hash has no such fields
+            **{name: value for name, value in own.items() if value is not None},
+        )
+        return write_back.plan_start(ctx, task)
+
     handed = None
     try:
-        # a task id chosen beforehand (a batch row's) is known elsewhere too
-        handed = hand_over(ctx, tenant, task.task_id, fresh=None if task_id else task)
+        if (
+            task_id
+        ):  # chosen beforehand (a batch row's), so known elsewhere too: read under the lease
+            task = make(task_id)
+            handed = hand_over(ctx, tenant, task_id)
+        else:
+            task_id = new_id("tsk")
+            # its hand-over lease is taken before it exists: nothing else can hand it over meanwhile, so
+            # the task as made here is the one to send, with no read under the lease
+            with _handover_lease(ctx, task_id) as held:
+                task = make(task_id)
+                handed = _hand_over(ctx, tenant, task) if held else None
     except UpstreamUnavailable as exc:
         log.warning(
             "API unavailable for task %s (%s); retrying in the background", task.task_id, exc
@@ -129,29 +143,25 @@ def submit(
     return handed or ctx.tasks.get(task.task_id) or task
 
 
-def hand_over(ctx: Context, tenant: Tenant, task_id: str, fresh: Task | None = None) -> Task | None:
+def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> Task | None:
     """Send a stored submission to the API, unless another process is doing so right now (the web request
     that stored it, a background retry, one the reconciler queued again): a second POST would start a
     second job. The hand-over is a lease (app.core.leases), so one whose process was killed is free again
-    after ``worker_lease_seconds``, not after the longest a generate call can take. ``fresh``: the task as
-    this process has just made it under an id of its own. Returns the task as it reads once the API took
-    it, or None when that is not known without a read (not handed over here, or changed meanwhile). Raises
-    UpstreamUnavailable when it should be tried again."""
-    with leases.lease(
-        ctx.redis, ctx.key("handover", task_id), ctx.config.worker_lease_seconds
-    ) as held:
+    after ``worker_lease_seconds``, not after the longest a generate call can take. Returns the task as it
+    reads once the API took it, or None when that is not known without a read (not handed over here, or
+    changed meanwhile). Raises UpstreamUnavailable when it should be tried again."""
+    with _handover_lease(ctx, task_id) as held:
         if not held:
             return None
-        # no other process hands over a task just made here before the reconciler's watch on it is due
-        # (half that time: clocks differ); otherwise another may have, so it is read under the lease
-        quiet = ctx.config.reconcile_quiet_seconds / 2
-        if fresh is not None and time.time() < fresh.created_at + quiet:
-            task: Task | None = fresh
-        else:
-            task = ctx.tasks.get(task_id)
+        # another process may have handed it over before this one took the lease
+        task = ctx.tasks.get(task_id)
         if task is None or task.status != TaskStatus.PENDING_SUBMIT:
             return None
         return _hand_over(ctx, tenant, task)
+
+
+def _handover_lease(ctx: Context, task_id: str):
+    return leases.lease(ctx.redis, ctx.key("handover", task_id), ctx.config.worker_lease_seconds)
 
 
 def _hand_over(ctx: Context, tenant: Tenant, task: Task) -> Task | None:
