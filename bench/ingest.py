@@ -35,7 +35,6 @@ from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
 from app.core.config import RelayConfig  # noqa: E402
 from app.core.crypto import SecretBox  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
-from app.stores.intake_stream import stream_key  # noqa: E402
 
 SECRET = "whsec_" + "YmVuY2htYXJrIHNlY3JldCBmb3IgdGhlIGluZ2VzdCBiZW5jaA=="
 TASK = {
@@ -206,7 +205,7 @@ def main() -> None:
                     spec, port, args.workers, args.worker_class, env, production_config=True
                 )
                 try:
-                    queue_before = ctx.redis.xlen(stream_key(ctx))
+                    queue_before = ctx.redis.xlen(ctx.intake.key)
                     stats = load(
                         f"http://127.0.0.1:{port}{path}",
                         requests_file,
@@ -215,7 +214,7 @@ def main() -> None:
                         args.threads,
                     )
                     if name == "intake":
-                        stats["stored"] = ctx.redis.xlen(stream_key(ctx)) - queue_before
+                        stats["stored"] = ctx.redis.xlen(ctx.intake.key) - queue_before
                     results[name].append(stats)
                 finally:
                     stop(server)

@@ -25,7 +25,7 @@ from app.core.config import RelayConfig  # noqa: E402
 from app.core.crypto import SecretBox  # noqa: E402
 from app.domain import tracking  # noqa: E402
 from app.stores.context import build_context, install  # noqa: E402
-from app.stores.intake_stream import record_event  # noqa: E402
+from tests.support.keys import redis_key  # noqa: E402
 
 PROMPT = (
     "Build a 3-statement financial model for Acme Corp, FY26-FY30, with revenue by segment, a hiring "
@@ -121,24 +121,24 @@ def main() -> None:
             body = json.dumps(
                 {"type": "task.completed", "id": f"evt_{i:026d}", "data": {"result": RESULT}}
             )
-            record_event(ctx, tid, tasks[i], f"msg_{i:026d}", body)
+            ctx.intake.record_event(tid, tasks[i], f"msg_{i:026d}", body)
 
         rows = [
             measure(ctx, "task (submitted, with its prompt)", n, submit),
             measure(ctx, "record (one document)", n, record),
         ]
-        planned_before = ctx.queue("relay-deliver").count
+        planned_before = ctx.queues.get("relay-deliver").count
         rows.append(measure(ctx, "finish: results, event, 1 delivery + its queued job", n, finish))
-        queued = ctx.queue("relay-deliver").count - planned_before
+        queued = ctx.queues.get("relay-deliver").count - planned_before
         used = int(ctx.redis.info("memory")["used_memory"])
         # what a worker does: the job goes once delivered (result_ttl=0)
-        ctx.queue("relay-deliver").empty()
+        ctx.queues.get("relay-deliver").empty()
         ctx.redis.execute_command("MEMORY", "PURGE")
         per_job = (used - int(ctx.redis.info("memory")["used_memory"])) / n
         rows.append(
             measure(ctx, "webhook waiting in the intake stream (+ 48 h dedupe key)", n, webhook)
         )
-        ctx.redis.delete(ctx.key("intake"))
+        ctx.redis.delete(redis_key(ctx, "intake"))
         events = ctx.redis.memory_usage(ctx.events.key_for(tid), samples=0) / n
         delivery_keys = [
             ctx.deliveries.key_for(d)
@@ -148,7 +148,9 @@ def main() -> None:
         per_delivery = sum(ctx.redis.memory_usage(k, samples=0) for k in delivery_keys) / max(
             len(delivery_keys), 1
         )
-        dedupe = [k for k in ctx.redis.scan_iter(ctx.key("webhook", tid, "*"), count=1000)][:200]
+        dedupe = [k for k in ctx.redis.scan_iter(redis_key(ctx, "webhook", tid, "*"), count=1000)][
+            :200
+        ]
         per_dedupe = sum(ctx.redis.memory_usage(k, samples=0) for k in dedupe) / max(len(dedupe), 1)
     finally:
         redis.stop()

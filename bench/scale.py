@@ -40,10 +40,9 @@ from app.core.config import RelayConfig  # noqa: E402
 from app.core.crypto import SecretBox  # noqa: E402
 from app.core.states import DeliveryState  # noqa: E402
 from app.domain import deliveries  # noqa: E402
-from app.stores import lane_stream, queues  # noqa: E402
+from app.stores import queues  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
 from app.stores.destinations import new_webhook_secret  # noqa: E402
-from app.stores.intake_stream import stream_key  # noqa: E402
 from app.stores.tasks import Task  # noqa: E402
 from bench import fanout, ingest, proc  # noqa: E402
 from bench.subscriber import start as start_subscriber  # noqa: E402
@@ -67,11 +66,11 @@ def intake_scaling(ctx, env: dict, token_path: str, work: Path, seconds: int) ->
             "app.web:create_app()", port, processes, "gthread", env, production_config=True
         )
         try:
-            stored, cpu = ctx.redis.xlen(stream_key(ctx)), redis_cpu(ctx)
+            stored, cpu = ctx.redis.xlen(ctx.intake.key), redis_cpu(ctx)
             stats = ingest.load(
                 f"http://127.0.0.1:{port}{token_path}", requests_file, seconds, 32, 2
             )
-            stored, cpu = ctx.redis.xlen(stream_key(ctx)) - stored, redis_cpu(ctx) - cpu
+            stored, cpu = ctx.redis.xlen(ctx.intake.key) - stored, redis_cpu(ctx) - cpu
         finally:
             ingest.stop(server)
         rows.append(
@@ -269,8 +268,8 @@ def drained(ctx, timeout: float = 120) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
         waiting = (
-            ctx.redis.xlen(stream_key(ctx))
-            + lane_stream.backlog(ctx)
+            ctx.redis.xlen(ctx.intake.key)
+            + ctx.lane.backlog()
             + sum(ctx.rq_redis.llen(f"rq:queue:{name}") for name in queues.ALL)
         )
         if waiting == 0:

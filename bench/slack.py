@@ -36,8 +36,7 @@ from app.cli.embedded_redis import EmbeddedRedis  # noqa: E402
 from app.core.config import RelayConfig  # noqa: E402
 from app.core.crypto import SecretBox  # noqa: E402
 from app.stores.context import build_context  # noqa: E402
-from app.stores.installations import Installation, save  # noqa: E402
-from app.stores.intake_stream import stream_key  # noqa: E402
+from app.stores.installations import Installation  # noqa: E402
 from bench.ingest import serve, stop  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
@@ -132,7 +131,7 @@ def main() -> None:
     tenant, _ = ctx.tenants.create(
         "bench", "http://127.0.0.1:9", "key", "whsec_YmVuY2htYXJrIHNsYWNrIHNlY3JldA=="
     )
-    save(ctx, Installation("T0BENCH", "Bench", tenant.tenant_id, "xoxb-bench-token"))
+    ctx.installations.save(Installation("T0BENCH", "Bench", tenant.tenant_id, "xoxb-bench-token"))
     env = {**os.environ, **config.to_env(), "PYTHONPATH": str(ROOT)}
     results: dict[str, list[list[list[float]]]] = {"baseline": [], "/slack/commands": []}
     try:
@@ -148,7 +147,7 @@ def main() -> None:
                     )
                 finally:
                     stop(server)
-        enqueued = ctx.redis.xlen(stream_key(ctx))  # no worker runs: every taken command waits here
+        enqueued = ctx.redis.xlen(ctx.intake.key)  # no worker runs: every taken command waits here
     finally:
         redis.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -16,7 +16,7 @@ import yaml
 from flask import Flask
 
 from app.core.config import RelayConfig
-from app.stores import intake_stream, lane_stream, queues
+from app.stores import intake_stream, queues
 from app.stores.context import Context
 from app.web import health
 
@@ -142,8 +142,8 @@ def test_keda_watches_the_streams_groups_and_queues_the_relay_writes():
     }
     keys = _Keys()
     assert streams == {
-        intake_stream.stream_key(keys): intake_stream.GROUP,
-        lane_stream.stream_key(keys): None,
+        keys.intake.key: intake_stream.GROUP,
+        keys.lane.key: None,
     }, (
         "the intake stream's lag for its pump group; the lane's whole length (acknowledged entries are deleted)"
     )

@@ -171,8 +171,8 @@ def _mib(size: int) -> str:
 
 
 def _workers(ctx: Context) -> list[Finding]:
-    workers = queues.workers(ctx)
-    waiting = {name: ctx.queue(name).count for name in queues.ALL}
+    workers = ctx.queues.workers()
+    waiting = {name: ctx.queues.get(name).count for name in queues.ALL}
     backlog = ", ".join(f"{name} {count}" for name, count in waiting.items())
     if not workers:
         return [
@@ -190,7 +190,7 @@ def _api(ctx: Context) -> list[Finding]:
     found = []
     for tenant in tenants:
         try:
-            with ctx.upstream_once(tenant) as client:
+            with ctx.upstream.once(tenant) as client:
                 client.list_runs(limit=1)
             found.append(
                 Finding(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import certifi
 import httpx
@@ -187,6 +187,29 @@ class PollPolicy:
 
     def delay(self, attempt: int) -> float:
         return min(self.first_seconds + attempt * self.step_seconds, self.cap_seconds)
+
+
+class _HasUpstream(Protocol):
+    upstream_url: str
+    upstream_key: str
+
+
+class UpstreamClients:
+    """Makes a tenant's API clients with the configured timeout and retries."""
+
+    def __init__(self, timeout: float = 30.0, retry: RetryPolicy | None = None):
+        self._timeout, self._retry = timeout, retry or RetryPolicy()
+
+    def __call__(self, tenant: _HasUpstream) -> UpstreamClient:
+        return UpstreamClient(
+            tenant.upstream_url, tenant.upstream_key, timeout=self._timeout, retry=self._retry
+        )
+
+    def once(self, tenant: _HasUpstream, timeout: float = 5.0) -> UpstreamClient:
+        """A client that tries once, briefly: for reads on a person's request path."""
+        return UpstreamClient(
+            tenant.upstream_url, tenant.upstream_key, timeout=timeout, retry=RetryPolicy(retries=0)
+        )
 
 
 # -- the client ------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from typing import Any
 from app.core.ids import new_id
 from app.core.states import ROW_ENDED, TASK_ENDED, BatchStatus, RowState, TaskStatus
 from app.domain import deliveries, links
-from app.stores import queues
 from app.stores.batches import Batch
 from app.stores.context import Context
 from app.stores.events import iso
@@ -47,11 +46,11 @@ def row_ended(ctx: Context, task: Task) -> None:
     ):
         # no row is claimed from here on
         ctx.batches.set(batch.batch_id, status=BatchStatus.STOPPED)
-        queues.enqueue_batch_cancel(ctx, batch.batch_id)  # the API calls, off the webhook's path
+        ctx.queues.batch_cancel(batch.batch_id)  # the API calls, off the webhook's path
     complete_if_done(ctx, batch.batch_id)
     # the place is the tenant's: any of its batches
     for waiting in ctx.batches.running(batch.tenant_id):
-        queues.enqueue_batch_feed(ctx, waiting)
+        ctx.queues.batch_feed(waiting)
 
 
 POOL_WAIT_SECONDS = 1.0

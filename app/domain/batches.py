@@ -30,7 +30,6 @@ from jinja2.sandbox import SandboxedEnvironment
 from app.core.errors import Invalid
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
 from app.domain import batch_rows, budgets, submit, tracking, write_back
-from app.stores import queues
 from app.stores.batches import Batch, BatchRow
 from app.stores.context import Context
 from app.stores.tenants import Tenant
@@ -167,10 +166,10 @@ def create(ctx: Context, tenant: Tenant, body: dict) -> Batch:
     settings.update(
         on_error=body.get("on_error", "continue"), skip_done=body.get("skip_done", True)
     )
-    mark = ctx.primary_mark()
+    mark = ctx.primary.mark()
     batch = ctx.batches.create(tenant.tenant_id, settings, rows)
-    queues.enqueue_batch_feed(ctx, batch.batch_id)
-    ctx.replicated(mark)
+    ctx.queues.batch_feed(batch.batch_id)
+    ctx.primary.replicated(mark)
     return batch
 
 
@@ -195,7 +194,7 @@ def feed(ctx: Context, batch_id: str, now: float | None = None) -> int:
     )
     # nothing else may wake the feed when the hold is over
     if hold > 0 and ctx.batches.waiting(batch_id):
-        queues.enqueue_batch_feed(ctx, batch_id, delay=hold)
+        ctx.queues.batch_feed(batch_id, delay=hold)
     return handed
 
 
@@ -333,7 +332,7 @@ def retry(ctx: Context, batch: Batch) -> int:
         ctx.batches.requeue(batch.batch_id, failed)
         ctx.batches.set(batch.batch_id, status=BatchStatus.RUNNING, ended_at=None)
         ctx.batches.resumed(batch.tenant_id, batch.batch_id)
-        queues.enqueue_batch_feed(ctx, batch.batch_id)
+        ctx.queues.batch_feed(batch.batch_id)
     return len(failed)
 
 

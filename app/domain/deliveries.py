@@ -19,7 +19,7 @@ from typing import Any
 from app.core.ids import digest
 from app.core.states import DELIVERY_SETTLED, DeliveryState, TaskStatus
 from app.domain import links, pacing
-from app.stores import lane_stream, queues
+from app.stores import queues
 from app.stores.batches import Batch
 from app.stores.context import Context
 from app.stores.deliveries import DeliveryRecord
@@ -100,7 +100,7 @@ def plan(ctx: Context, task: Task, event: dict) -> None:
         slots.append(("slack-reply", {"kind": "slack_reply", "sealed_config": task.slack_reply}))
     slots += _hook_slots(ctx, task.tenant_id, event["type"])
     event = links.with_links(ctx, event)
-    pipe = ctx.pipeline()
+    pipe = ctx.primary.pipeline()
     ids = [_record(ctx, pipe, task, event, slot, ref) for slot, ref in slots]
     # e.g. the start write-back
     earlier = [i for i in task.delivery_ids if i not in ids]
@@ -132,7 +132,7 @@ def plan_event(
     slots += ([_callback_slot(callback_url, {})] if callback_url else []) + _hook_slots(
         ctx, owner.tenant_id, event["type"]
     )
-    pipe = ctx.pipeline()
+    pipe = ctx.primary.pipeline()
     ids = [_record(ctx, pipe, owner, event, slot, ref) for slot, ref in slots]
     for delivery_id in ids:
         enqueue(ctx, delivery_id, pipe=pipe)
@@ -155,7 +155,7 @@ def record(ctx: Context, task: Task, event: dict, slot: str, ref: dict, pipe=Non
     """Record one delivery of the task (not queued), as plan does for each of its slots, at once or queued on
     ``pipe``; returns its id."""
     own = pipe is None
-    pipe = ctx.pipeline(transaction=False) if own else pipe
+    pipe = ctx.primary.pipeline(transaction=False) if own else pipe
     delivery_id = _record(ctx, pipe, task, event, slot, ref)
     if own:
         pipe.execute()
@@ -216,7 +216,7 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: 
     # named on the record before it exists: the reconciler looks for this job, and plans another only if it
     # is missing (a crash right here), never beside a job it could not name
     store.name_retry(delivery_id, job_id)
-    queues.enqueue_delivery_retry(ctx, delivery_id, job_id, delay)
+    ctx.queues.delivery_retry(delivery_id, job_id, delay)
     store.look_again_at(delivery_id, recheck_at)
 
 
@@ -234,14 +234,14 @@ def recover_lost(ctx: Context, limit: int = 500) -> int:
         if record.state == DeliveryState.DELIVERING:
             continue  # running, or its worker died: the lane's lease (or RQ's, for a retry) brings it back
         if record.state == DeliveryState.PENDING:
-            lost = not lane_stream.waiting(ctx, record.lane_entry or "")
+            lost = not ctx.lane.waiting(record.lane_entry or "")
             if lost:
                 log.warning("delivery %s was not in the delivery lane; added again", delivery_id)
                 enqueue(ctx, delivery_id)
             recovered += lost
             continue
         job_id = record.retry_job or f"deliver-{delivery_id}-{record.attempts}"
-        status, lost = queues.requeue_if_lost(ctx, ctx.queue(queues.DELIVER), job_id)
+        status, lost = ctx.queues.requeue_if_lost(ctx.queues.get(queues.DELIVER), job_id)
         if status is None:
             # a retry planned, but its job never made it into Redis: a job again (the lane takes only a delivery
             # never attempted, so the lane cannot take this one)
@@ -330,7 +330,7 @@ def delivered(
     with_delivered: Callable[[Any], None] | None,
 ) -> None:
     """Record the success; ``with_delivered(pipe)`` queues more writes to make in the same round trip."""
-    pipe, delivery_id = ctx.pipeline(), record.delivery_id
+    pipe, delivery_id = ctx.primary.pipeline(), record.delivery_id
     ctx.deliveries.update(
         delivery_id,
         pipe=pipe,
@@ -364,7 +364,7 @@ def failed(ctx: Context, record: DeliveryRecord, attempts: int, error: DeliveryE
         )
         enqueue(ctx, delivery_id, delay)
         return "retrying"
-    pipe, now = ctx.pipeline(), time.time()
+    pipe, now = ctx.primary.pipeline(), time.time()
     ctx.deliveries.update(
         delivery_id,
         pipe=pipe,

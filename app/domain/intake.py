@@ -13,7 +13,6 @@ from standardwebhooks import Webhook, WebhookVerificationError
 import schemas
 from app.core.errors import Invalid, TooLarge, Unauthorized
 from app.core.tokens import TokenInvalid
-from app.stores import intake_stream
 from app.stores.context import Context
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def accept(ctx: Context, token: str, body: bytes, headers: dict[str, str]) -> bo
     except (ValueError, schemas.SchemaViolation) as exc:
         raise Invalid("invalid_event", f"The webhook body is not a task event: {exc}") from None
     webhook_id = {k.lower(): v for k, v in headers.items()}["webhook-id"]
-    return intake_stream.record_event(ctx, tenant_id, task_id, webhook_id, body.decode())
+    return ctx.intake.record_event(tenant_id, task_id, webhook_id, body.decode())
 
 
 def _verify(ctx: Context, tenant_id: str, body: bytes, headers: dict[str, str]) -> None:

@@ -81,7 +81,7 @@ def _recover_submit(ctx: Context, task_id: str, now: float) -> str:
     """A submission waiting to be handed to the API: its background job is queued again when it was lost
     (a worker popped it and died, or lost Redis's reply, before running it) or never stored (a crash between
     storing the task and queuing the job); a job that failed for good fails the task."""
-    status, lost = queues.requeue_if_lost(ctx, ctx.queue(queues.SUBMIT), f"submit-{task_id}")
+    status, lost = ctx.queues.requeue_if_lost(ctx.queues.get(queues.SUBMIT), f"submit-{task_id}")
     if status == b"failed":
         tracking.fail(
             ctx,
@@ -94,7 +94,7 @@ def _recover_submit(ctx: Context, task_id: str, now: float) -> str:
         log.warning(
             "task %s was waiting for a submit job that does not exist; queued again", task_id
         )
-        queues.enqueue_submit(ctx, task_id)
+        ctx.queues.submit(task_id)
         return "repaired"
     ctx.tasks.watch(task_id, now + ctx.config.reconcile_quiet_seconds)
     return "repaired" if lost else "polled"

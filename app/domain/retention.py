@@ -23,7 +23,7 @@ from pathlib import Path
 
 from app.core import metrics
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED
-from app.stores import consumer_group, intake_stream, lane_stream
+from app.stores.consumer_group import GroupStream
 from app.stores.context import Context
 from app.stores.events import iso
 from app.stores.tasks import Task
@@ -58,18 +58,15 @@ def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) 
     removed["batch"] = _drop_batches(ctx, now - config.task_retention_seconds, now)
     removed["dead_letter"] = _drop_dead_letters(ctx, now - config.dead_letter_retention_seconds)
     removed["event"] = sum(
-        _trim(ctx, ctx.events.key_for(tenant_id), now - config.task_retention_seconds)
+        ctx.events.trim_before(tenant_id, now - config.task_retention_seconds)
         for tenant_id in ctx.tenants.ids()
     )
     oldest = now - config.stream_retention_seconds
-    removed["intake_entry"] = _trim(ctx, intake_stream.stream_key(ctx), oldest, "intake")
-    removed["lane_entry"] = _trim(ctx, lane_stream.stream_key(ctx), oldest, "delivery lane")
+    removed["intake_entry"] = _trim(ctx.intake, oldest, "intake")
+    removed["lane_entry"] = _trim(ctx.lane, oldest, "delivery lane")
     removed["consumer"] = sum(
-        _drop_idle_consumers(ctx, stream, group, config.consumer_idle_seconds)
-        for stream, group in (
-            (intake_stream.stream_key(ctx), intake_stream.GROUP),
-            (lane_stream.stream_key(ctx), lane_stream.GROUP),
-        )
+        len(stream.drop_idle_consumers(config.consumer_idle_seconds))
+        for stream in (ctx.intake, ctx.lane)
     )
     for kind, count in removed.items():
         if count:
@@ -96,7 +93,7 @@ def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int
         and all(states.get(d, "delivered") in DELIVERY_SETTLED for d in t.delivery_ids)
     ]
     later = now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
-    pipe = ctx.pipeline(transaction=False)
+    pipe = ctx.primary.pipeline(transaction=False)
     waiting = {t.task_id for t in tasks} - {t.task_id for t in done}
     ctx.tasks.look_again_at(pipe, waiting, later)  # next sweep
     for task in done:
@@ -116,7 +113,7 @@ def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
     """Batches that ended before ``ended_before``, once the deliveries of their end are settled (their rows'
     tasks go their own way, above)."""
     dropped, later = 0, now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
-    pipe = ctx.pipeline(transaction=False)
+    pipe = ctx.primary.pipeline(transaction=False)
     for batch_id in ctx.batches.ended_before(ended_before, BATCH):
         batch = ctx.batches.get(batch_id)
         delivery_ids = batch.delivery_ids if batch else []
@@ -180,10 +177,10 @@ def _drop_dead_letters(ctx: Context, died_before: float) -> int:
     return len(dropped)
 
 
-def _trim(ctx: Context, stream: str, before: float, what: str = "") -> int:
+def _trim(stream: GroupStream, before: float, what: str) -> int:
     """Remove the stream's entries older than ``before`` (an entry id starts with its time in ms)."""
-    removed = consumer_group.trim_before(ctx, stream, before)
-    if removed and what:
+    removed = stream.trim_before(before)
+    if removed:
         log.warning(
             "%d %s entr%s older than the retention period dropped (their work had failed for good)",
             removed,
@@ -191,8 +188,3 @@ def _trim(ctx: Context, stream: str, before: float, what: str = "") -> int:
             "y" if removed == 1 else "ies",
         )
     return removed
-
-
-def _drop_idle_consumers(ctx: Context, stream: str, group: str, idle_seconds: float) -> int:
-    """Consumers left by worker processes that are gone: idle that long, nothing pending."""
-    return len(consumer_group.drop_idle_consumers(ctx, stream, group, idle_seconds))

@@ -16,7 +16,6 @@ from app.core.ids import new_id
 from app.core.states import TASK_ENDED, TaskStatus
 from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
 from app.domain import budgets, tracking, write_back
-from app.stores import queues
 from app.stores.context import Context
 from app.stores.tasks import Task
 from app.stores.tenants import Tenant
@@ -79,7 +78,7 @@ def submit(
     record_key = request.record_key
     budgets.check(ctx, tenant.tenant_id, record_key)
     connection = write_back.connection_for(ctx, tenant.tenant_id, request.write_back, record_key)
-    mark = ctx.primary_mark()
+    mark = ctx.primary.mark()
     run_id = (
         ctx.records.run_for(tenant.tenant_id, record_key, request.format)
         if record_key and request.resume
@@ -133,10 +132,10 @@ def submit(
             "API unavailable for task %s (%s); retrying in the background", task.task_id, exc
         )
         ctx.tasks.set(task.task_id, last_submit_error=str(exc))
-        queues.enqueue_submit(ctx, task.task_id)
+        ctx.queues.submit(task.task_id)
     try:
         # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
-        ctx.replicated(mark)
+        ctx.primary.replicated(mark)
     except storage.NotReplicated as exc:
         exc.kept = handed or ctx.tasks.get(task.task_id) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
         raise
@@ -161,7 +160,8 @@ def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> Task | None:
 
 
 def _handover_lease(ctx: Context, task_id: str):
-    return leases.lease(ctx.redis, ctx.key("handover", task_id), ctx.config.worker_lease_seconds)
+    key = f"{ctx.config.key_prefix}handover:{task_id}"
+    return leases.lease(ctx.redis, key, ctx.config.worker_lease_seconds)
 
 
 def _hand_over(ctx: Context, tenant: Tenant, task: Task) -> Task | None:
@@ -225,7 +225,7 @@ def _record_handover(
     # cancelled here while the API took it: there too
     if status == TaskStatus.CANCELLED and not submitted.finished:
         try:
-            with ctx.upstream_once(tenant) as client:
+            with ctx.upstream.once(tenant) as client:
                 client.cancel_task(submitted.task_id)
         except UpstreamError as exc:
             log.warning(

@@ -86,7 +86,7 @@ def cancel(ctx: Context, tenant, task: Task) -> bool:
     if not task.upstream_task_id:
         return finish(ctx, task.task_id, {"status": TaskStatus.CANCELLED, "phase": None})
     try:
-        with ctx.upstream_once(tenant) as client:
+        with ctx.upstream.once(tenant) as client:
             answer = client.cancel_task(task.upstream_task_id)
     except UpstreamError as exc:
         log.warning("task %s: cancelling it at the API failed: %s", task.task_id, exc)
@@ -114,7 +114,7 @@ def refresh(
         return task
     ctx.tasks.set(task.task_id, last_polled_at=clock)
     try:
-        with ctx.upstream_once(tenant) as client:
+        with ctx.upstream.once(tenant) as client:
             upstream = client.get_task(task.upstream_task_id)
     except UpstreamError:
         return task

@@ -96,7 +96,7 @@ def plan_start(ctx: Context, task: Task) -> Task:
         "created_at": iso(time.time()),
         "data": task_view(task),
     }
-    pipe = ctx.pipeline()  # one round trip: the record, the task's list, the lane entry
+    pipe = ctx.primary.pipeline()  # one round trip: the record, the task's list, the lane entry
     delivery_id = deliveries.record(
         ctx, task, event, deliveries.WRITE_BACK_START_SLOT, {"id": task.write_back}, pipe=pipe
     )

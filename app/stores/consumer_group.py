@@ -8,7 +8,6 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from app.core.streams import ensure_group, let_go, let_go_on
-from app.stores.context import Context
 
 Entry = tuple[str, dict]
 
@@ -16,10 +15,6 @@ Entry = tuple[str, dict]
 class ConsumerGroup:
     def __init__(self, redis: Redis, stream: str, group: str, consumer: str):
         self._redis, self.stream, self.group, self.consumer = redis, stream, group, consumer
-
-    @classmethod
-    def of(cls, ctx: Context, stream: str, group: str, consumer: str) -> ConsumerGroup:
-        return cls(ctx.redis, stream, group, consumer)
 
     def ensure(self) -> None:
         """The group, made with its stream if need be (again after Redis lost both)."""
@@ -59,14 +54,13 @@ class ConsumerGroup:
         let_go_on(pipe, self.stream, self.group, entry_id)
 
 
-def trim_before(ctx: Context, stream: str, before: float) -> int:
+def trim_before(redis: Redis, stream: str, before: float) -> int:
     """Remove the stream's entries older than ``before`` (an entry id starts with its time in ms)."""
-    return int(ctx.redis.xtrim(stream, minid=f"{int(before * 1000)}-0", approximate=False))
+    return int(redis.xtrim(stream, minid=f"{int(before * 1000)}-0", approximate=False))
 
 
-def drop_idle_consumers(ctx: Context, stream: str, group: str, idle_seconds: float) -> list[str]:
+def drop_idle_consumers(redis: Redis, stream: str, group: str, idle_seconds: float) -> list[str]:
     """Consumers left by reader processes that are gone: idle that long, nothing pending. Their names."""
-    redis = ctx.redis
     if not redis.exists(stream):
         return []
     try:
@@ -77,3 +71,25 @@ def drop_idle_consumers(ctx: Context, stream: str, group: str, idle_seconds: flo
     for name in idle:
         redis.xgroup_delconsumer(stream, group, name)
     return idle
+
+
+class GroupStream:
+    """A stream whose entries are work, read by the worker processes through one consumer group."""
+
+    group = ""
+
+    def __init__(self, redis: Redis, key: str):
+        self._redis, self.key = redis, key
+
+    def reader(self, consumer: str) -> ConsumerGroup:
+        return ConsumerGroup(self._redis, self.key, self.group, consumer)
+
+    def backlog(self) -> int:
+        """Entries accepted and not yet done."""
+        return self._redis.xlen(self.key)
+
+    def trim_before(self, before: float) -> int:
+        return trim_before(self._redis, self.key, before)
+
+    def drop_idle_consumers(self, idle_seconds: float) -> list[str]:
+        return drop_idle_consumers(self._redis, self.key, self.group, idle_seconds)

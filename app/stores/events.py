@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 from redis import Redis
 
+from app.stores.consumer_group import trim_before
+
 EVENT_TYPES = ("task.completed", "task.failed", "task.cancelled", "task.expired")
 KEEP = 10_000  # events kept per tenant (approximately: the stream is trimmed lazily)
 
@@ -26,6 +28,10 @@ class EventLog:
 
     def key_for(self, tenant_id: str) -> str:
         return f"{self._prefix}events:{tenant_id}"
+
+    def trim_before(self, tenant_id: str, before: float) -> int:
+        """Remove the tenant's events older than ``before``."""
+        return trim_before(self._redis, self.key_for(tenant_id), before)
 
     def newest(self, tenant_id: str, event_type: str | None = None, limit: int = 50) -> list[dict]:
         found: list[dict] = []

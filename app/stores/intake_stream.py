@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 
+from redis import Redis
+
 from app.core.ids import digest
 from app.core.streams import let_go
-from app.stores.context import Context
+from app.stores.consumer_group import GroupStream
+from app.stores.primary import Primary
 
 GROUP = "relay-intake"
 
@@ -33,34 +36,29 @@ return 1
 """
 
 
-def stream_key(ctx: Context) -> str:
-    return ctx.key("intake")
+class IntakeStream(GroupStream):
+    group = GROUP
 
+    def __init__(self, redis: Redis, prefix: str, primary: Primary, dedupe_ttl_seconds: int):
+        super().__init__(redis, prefix + "intake")
+        self._prefix, self._primary, self._dedupe_ttl = prefix, primary, dedupe_ttl_seconds
 
-def backlog(ctx: Context) -> int:
-    """Entries accepted and not yet done."""
-    return ctx.redis.xlen(stream_key(ctx))
+    def record_event(self, tenant_id: str, task_id: str, webhook_id: str, body: str) -> bool:
+        """Durably store a verified event and queue its processing, atomically. False: seen before."""
+        dedupe = f"{self._prefix}webhook:{tenant_id}:{digest(webhook_id, 40)}"
+        args = [self._dedupe_ttl, tenant_id, task_id, webhook_id, body]
+        # a redelivery waits too: the first copy's write may not have reached the replicas yet
+        return self._primary.run_replicated("intake", _INTAKE, [dedupe, self.key], args) == 1
 
+    def record_command(self, job: str, request: dict, command_id: str) -> bool:
+        """Durably queue a Slack command's work (``job`` of app.domain.slack.background), once per
+        ``command_id``."""
+        dedupe = f"{self._prefix}slack:command:{digest(command_id, 40)}"
+        args = [86_400, job, json.dumps(request)]
+        keys = [dedupe, self.key]
+        return self._primary.run_replicated("slack-command", _COMMAND, keys, args) == 1
 
-def record_event(ctx: Context, tenant_id: str, task_id: str, webhook_id: str, body: str) -> bool:
-    """Durably store a verified event and queue its processing, atomically. False: seen before."""
-    dedupe = ctx.key("webhook", tenant_id, digest(webhook_id, 40))
-    args = [ctx.config.webhook_dedupe_ttl_seconds, tenant_id, task_id, webhook_id, body]
-    # a redelivery waits too: the first copy's write may not have reached the replicas yet
-    return ctx.run_replicated("intake", _INTAKE, keys=[dedupe, stream_key(ctx)], args=args) == 1
-
-
-def record_command(ctx: Context, job: str, request: dict, command_id: str) -> bool:
-    """Durably queue a Slack command's work (``job`` of app.domain.slack.background), once per ``command_id``."""
-    dedupe = ctx.key("slack", "command", digest(command_id, 40))
-    args = [86_400, job, json.dumps(request)]
-    return (
-        ctx.run_replicated("slack-command", _COMMAND, keys=[dedupe, stream_key(ctx)], args=args)
-        == 1
-    )
-
-
-def acknowledge(ctx: Context, entry_id: str) -> None:
-    """The entry's work is done (called by the job itself): it leaves the stream."""
-    if entry_id:
-        let_go(ctx.redis, stream_key(ctx), GROUP, entry_id)
+    def acknowledge(self, entry_id: str) -> None:
+        """The entry's work is done (called by the job itself): it leaves the stream."""
+        if entry_id:
+            let_go(self._redis, self.key, GROUP, entry_id)

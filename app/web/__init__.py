@@ -9,7 +9,7 @@ import schemas
 from app.core import logs, redis_connection
 from app.core.config import RelayConfig
 from app.core.errors import TooLarge
-from app.stores.context import Context, build_context, install
+from app.stores.context import Context, build_context
 from app.web import (
     api,
     batches,
@@ -34,7 +34,6 @@ BATCH_BODY_BYTES = 16 * 1024 * 1024
 
 def create_app(config: RelayConfig | None = None, context: Context | None = None) -> Flask:
     ctx = context or build_context(config or RelayConfig.from_env())
-    install(ctx)
     schemas.warm()
     app = Flask(__name__)
     # one byte past the limit: werkzeug stops reading a chunked body at MAX_CONTENT_LENGTH without a word, so a

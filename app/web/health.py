@@ -7,7 +7,7 @@ from redis.exceptions import RedisError
 
 from app.core import metrics, storage
 from app.core.metrics import Gauge
-from app.stores import intake_stream, lane_stream, queues
+from app.stores import queues
 from app.stores.context import Context
 from app.web import openapi
 from app.web.base import ctx
@@ -36,7 +36,7 @@ def readyz():
     alive (its heartbeat is fresh)."""
     try:
         ctx().check_writable()
-        workers = queues.workers(ctx())
+        workers = ctx().queues.workers()
     except RedisError as exc:
         kind = storage.trouble(exc) or "other"
         return jsonify(
@@ -83,18 +83,18 @@ def _waiting_work(ctx: Context) -> list[Gauge]:
         Gauge(
             "relay_queue_depth",
             "Jobs waiting in each RQ queue.",
-            lambda: {name: ctx.queue(name).count for name in queues.ALL},
+            lambda: {name: ctx.queues.get(name).count for name in queues.ALL},
             label="queue",
         ),
         Gauge(
             "relay_intake_backlog",
             "Webhooks and commands accepted and not yet processed.",
-            lambda: intake_stream.backlog(ctx),
+            lambda: ctx.intake.backlog(),
         ),
         Gauge(
             "relay_delivery_lane_backlog",
             "Deliveries due now and not finished (waiting or running in a worker's delivery lane).",
-            lambda: lane_stream.backlog(ctx),
+            lambda: ctx.lane.backlog(),
         ),
         Gauge(
             "relay_dead_letters",

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from app.core.ids import digest
-from app.stores import intake_stream, queues
+from app.stores import queues
 from app.stores.context import Context
 from app.work import jobs
 from app.work.lane import StreamLane
@@ -43,8 +43,7 @@ class IntakeLane(StreamLane):
         config = ctx.config
         super().__init__(
             ctx,
-            intake_stream.stream_key(ctx),
-            intake_stream.GROUP,
+            ctx.intake,
             config.intake_threads if threads is None else threads,
             config.intake_reclaim_seconds if lease_seconds is None else lease_seconds,
             consumer,
@@ -56,8 +55,8 @@ class IntakeLane(StreamLane):
             return self._hand_to_rq(*self._command_job(entry_id, fields))
         job_id = webhook_job_id(fields["tenant"], fields["webhook"])
         # handed to RQ before: RQ has it
-        if reclaimed and queues.job_exists(self._ctx, job_id):
-            return self._recover(self._ctx.queue(queues.EVENTS), job_id)
+        if reclaimed and self._ctx.queues.job_exists(job_id):
+            return self._recover(self._ctx.queues.get(queues.EVENTS), job_id)
         let_go: list[bool] = []
 
         def with_done(pipe) -> None:  # an ending: the entry goes with the mark its follow-ups ran
@@ -72,12 +71,12 @@ class IntakeLane(StreamLane):
             raise  # the outcome may not be recorded: taken up again after a lease
         except Exception:
             log.exception("intake: webhook %s failed; RQ retries it", fields["webhook"])
-            return self._hand_to_rq(*queues.event_retry_job(self._ctx, fields, entry_id, job_id))
+            return self._hand_to_rq(*self._ctx.queues.event_retry_job(fields, entry_id, job_id))
         return not let_go
 
     def _command_job(self, entry_id: str, fields: dict):
         job_id = "slack-" + digest(fields["dedupe"], 40)
-        return queues.slack_command_job(self._ctx, fields, entry_id, job_id)
+        return self._ctx.queues.slack_command_job(fields, entry_id, job_id)
 
     def _hand_to_rq(self, queue, job) -> bool:
         """Queue the entry's job, which lets the entry go when it is done (so False: not here)."""
@@ -88,7 +87,7 @@ class IntakeLane(StreamLane):
     def _recover(self, queue, job_id: str) -> bool:
         """An entry whose job exists already. Finished: the entry goes. Lost on its way to a worker: it is
         queued again. Anything else (running, scheduled for a retry, failed) RQ is handling."""
-        return queues.requeue_if_lost(self._ctx, queue, job_id)[0] == b"finished"
+        return self._ctx.queues.requeue_if_lost(queue, job_id)[0] == b"finished"
 
 
 def webhook_job_id(tenant_id: str, webhook_id: str) -> str:

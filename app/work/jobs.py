@@ -10,7 +10,7 @@ from rq import get_current_job
 from app.core.logs import log_context
 from app.domain import batches, reconciler, retention, submit, tracking
 from app.domain.slack import background as slack_background
-from app.stores import context, intake_stream
+from app.stores import context
 from app.work import delivering
 
 log = logging.getLogger(__name__)
@@ -38,20 +38,21 @@ def process_upstream_event(tenant_id: str, task_id: str, body: str, entry_id: st
     entry goes."""
     ctx = context.current()
     outcome = apply_webhook(ctx, tenant_id, task_id, body)
-    intake_stream.acknowledge(ctx, entry_id)
+    ctx.intake.acknowledge(entry_id)
     return outcome
 
 
 def slack_command(name: str, request: dict, entry_id: str = "") -> None:
     """The background half of an /overten command (app.domain.slack.background), then its intake-stream
     entry goes."""
-    getattr(slack_background, name)(request)
-    intake_stream.acknowledge(context.current(), entry_id)
+    ctx = context.current()
+    getattr(slack_background, name)(ctx, request)
+    ctx.intake.acknowledge(entry_id)
 
 
 def slack_progress(task_id: str) -> None:
     """A progress update for an /overten command's task, through its response_url; it schedules the next."""
-    slack_background.watch_progress(task_id)
+    slack_background.watch_progress(context.current(), task_id)
 
 
 def deliver(delivery_id: str) -> str:
@@ -93,7 +94,7 @@ def sweep() -> dict:
 def _alone(name: str, seconds: int, work) -> dict:
     """Run a periodic job unless another run of it still holds its lock (two schedulers, a slow run)."""
     ctx = context.current()
-    lock = ctx.key(name, "lock")
+    lock = f"{ctx.config.key_prefix}{name}:lock"
     if not ctx.redis.set(lock, "1", nx=True, ex=seconds):
         return {"skipped": f"another {name} job is running"}
     try:

@@ -29,8 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from redis.exceptions import RedisError, ResponseError
 
 from app.core.streams import ReaderThread
-from app.stores import lane_stream
-from app.stores.consumer_group import ConsumerGroup
+from app.stores.consumer_group import GroupStream
 from app.stores.context import Context
 
 log = logging.getLogger(__name__)
@@ -46,8 +45,7 @@ class StreamLane:
     def __init__(
         self,
         ctx: Context,
-        stream: str,
-        group: str,
+        stream: GroupStream,
         threads: int,
         lease_seconds: float,
         consumer: str | None = None,
@@ -59,9 +57,7 @@ class StreamLane:
         # how often leases are renewed, at the longest; a renewal can come up to two ticks apart, and a busy
         # process can be late by a second or more: a sixth of the lease leaves room for both
         self._tick = min(1.0, lease_seconds / 6)
-        self._entries = ConsumerGroup.of(
-            ctx, stream, group, consumer or f"{socket.gethostname()}-{os.getpid()}"
-        )
+        self._entries = stream.reader(consumer or f"{socket.gethostname()}-{os.getpid()}")
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"relay-{self.name}")
         # the entries whose attempts run here; changed by the pool's threads too
         self._running: set[str] = set()
@@ -231,8 +227,7 @@ class DeliveryLane(StreamLane):
     ):
         super().__init__(
             ctx,
-            lane_stream.stream_key(ctx),
-            lane_stream.GROUP,
+            ctx.lane,
             threads,
             lease_seconds,
             consumer,

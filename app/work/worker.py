@@ -262,7 +262,7 @@ def _work(
     while not stopping.is_set():
         try:
             worker = RelayWorker(
-                [ctx.queue(name) for name in queue_names],
+                [ctx.queues.get(name) for name in queue_names],
                 connection=ctx.rq_redis,
                 maintenance_interval=maintenance,
                 worker_ttl=maintenance + 15,

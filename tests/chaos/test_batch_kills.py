@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from tests.support.chaos import WorkerKiller
+from tests.support.keys import redis_key
 from tests.support.servers import eventually
 
 ROWS = 1000
@@ -101,7 +102,7 @@ def _unended(relay, batch_id: str) -> list[dict]:
                     "state": row.state,
                     "task": task.status if task else None,
                     "fanout": task.fanout if task else None,
-                    "lease_ttl": ctx.redis.ttl(ctx.key("handover", task_id)),
+                    "lease_ttl": ctx.redis.ttl(redis_key(ctx, "handover", task_id)),
                 }
             )
     return found[:20]

@@ -18,8 +18,8 @@ from standardwebhooks import Webhook
 
 from app.cli.embedded_redis import EmbeddedRedis
 from app.core.ids import digest
-from app.stores import intake_stream
 from app.work.intake import webhook_job_id
+from tests.support.keys import redis_key
 from tests.support.servers import eventually
 
 WEBHOOKS, SENDERS, RESTART_AFTER = 1200, 4, 400
@@ -52,9 +52,7 @@ def still_in_the_intake_stream(ctx) -> set[str]:
     """The webhook-ids whose intake-stream entries are still there: an entry goes only once its webhook is
     applied (by a worker's intake lane, or by the RQ job a failed application was handed to)."""
     return {
-        fields["webhook"]
-        for _, fields in ctx.redis.xrange(intake_stream.stream_key(ctx))
-        if fields.get("webhook")
+        fields["webhook"] for _, fields in ctx.redis.xrange(ctx.intake.key) if fields.get("webhook")
     }
 
 
@@ -143,7 +141,9 @@ def test_acknowledged_webhooks_survive_a_redis_restart(make_relay, reliability):
         def unprocessed() -> list[str]:
             dedupe = relay.ctx.redis.pipeline(transaction=False)
             for webhook_id in sorted(acked):
-                dedupe.exists(relay.ctx.key("webhook", relay.tenant_id, digest(webhook_id, 40)))
+                dedupe.exists(
+                    redis_key(relay.ctx, "webhook", relay.tenant_id, digest(webhook_id, 40))
+                )
             kept = dict(zip(sorted(acked), dedupe.execute(), strict=True))
             waiting = still_in_the_intake_stream(relay.ctx)
             return [w for w in sorted(acked) if not kept[w] or w in waiting]
@@ -162,7 +162,7 @@ def test_acknowledged_webhooks_survive_a_redis_restart(make_relay, reliability):
             raise AssertionError(
                 f"{len(missing)} acknowledged webhooks not processed; {len(waiting)} of them "
                 f"waiting in the stream; RQ jobs {jobs}, queued "
-                f"{relay.ctx.queue('relay-events').count}, worker alive {worker.poll() is None}, "
+                f"{relay.ctx.queues.get('relay-events').count}, worker alive {worker.poll() is None}, "
                 f"workers {len(Worker.all(connection=relay.ctx.rq_redis))}"
             ) from None
         reliability(

@@ -27,6 +27,7 @@ from app.core.config import RelayConfig
 from app.core.ids import digest
 from app.stores import queues
 from tests.chaos.test_redis_restart import _event, rq_jobs_of, still_in_the_intake_stream
+from tests.support.keys import redis_key
 from tests.support.sentinel import MASTER, SentinelGroup
 from tests.support.servers import ServedApp, WebhookReceiver, eventually
 
@@ -92,7 +93,7 @@ def test_rq_dashboard_reads_the_queues_through_the_sentinels(sentinels, make_rel
     relay = on_sentinels(
         make_relay, sentinels, worker=False, admin_token="sentinel-dashboard-token"
     )
-    relay.ctx.queue(queues.RECONCILE).enqueue(queues.job("reconcile"))
+    relay.ctx.queues.get(queues.RECONCILE).enqueue(queues.job("reconcile"))
     browser = httpx.Client(base_url=relay.url, follow_redirects=True)
     login = browser.get("/dashboard/login").text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
@@ -372,7 +373,7 @@ class StormRun:
         )
 
         def dedupe_key(webhook_id: str) -> str:
-            return relay.ctx.key("webhook", relay.tenant_id, digest(webhook_id, 40))
+            return redis_key(relay.ctx, "webhook", relay.tenant_id, digest(webhook_id, 40))
 
         def unprocessed(among) -> list[str]:
             waiting = still_in_the_intake_stream(relay.ctx)

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from tests.relay.test_deliveries import delivered
+from tests.support.keys import redis_key
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_a_lost_record_of_success_never_makes_a_second_file(drive_relay, fake_dr
         [done] = delivered(drive_relay, client, task["task_id"])
         # as if the worker died after Drive created the file but before the relay recorded it
         drive_relay.ctx.redis.hset(
-            drive_relay.ctx.key("delivery", done["delivery_id"]),
+            redis_key(drive_relay.ctx, "delivery", done["delivery_id"]),
             mapping={"state": "retrying", "progress": "{}"},
         )
         client.post(f"/v1/deliveries/{done['delivery_id']}/replay").raise_for_status()

@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 from app.core.streams import ensure_group
 from app.stores import queues
 from app.stores.destinations import new_webhook_secret
-from app.stores.intake_stream import GROUP, stream_key
+from app.stores.intake_stream import GROUP
 from app.stores.tasks import Task
 from app.work import jobs
 from app.work.intake import IntakeLane
@@ -83,7 +83,7 @@ def work(relay) -> int:
 def idle_for_a_lease(relay) -> None:
     """Every intake entry read and not let go looks idle for longer than any lease, as a dead or slow reader's
     does once a lease has gone by (the lane's own _release does the same): no waiting for real time."""
-    stream = stream_key(relay.ctx)
+    stream = relay.ctx.intake.key
     for pending in relay.ctx.redis.xpending_range(stream, GROUP, "-", "+", 100):
         relay.ctx.redis.xclaim(
             stream, GROUP, pending["consumer"], 0, [pending["message_id"]], idle=2**31, justid=True
@@ -103,7 +103,7 @@ class Stored:
 
     @property
     def count(self) -> int:
-        return self.relay.ctx.redis.xlen(stream_key(self.relay.ctx))
+        return self.relay.ctx.redis.xlen(self.relay.ctx.intake.key)
 
 
 def test_a_signed_event_is_stored_and_applied_then_a_redelivery_is_dropped(intake):
@@ -128,9 +128,9 @@ def test_an_event_read_by_a_consumer_that_died_is_taken_up_by_another(intake):
     httpx.post(
         url, content=body, headers=signed(relay.sandbox.webhook_secret, body)
     ).raise_for_status()
-    ensure_group(relay.ctx.redis, stream_key(relay.ctx), GROUP)
+    ensure_group(relay.ctx.redis, relay.ctx.intake.key, GROUP)
     # read, never acked
-    relay.ctx.redis.xreadgroup(GROUP, "dead", {stream_key(relay.ctx): ">"}, count=10)
+    relay.ctx.redis.xreadgroup(GROUP, "dead", {relay.ctx.intake.key: ">"}, count=10)
     assert IntakeLane(relay.ctx, consumer="alive", lease_seconds=60).drain() == 0, (
         "not while the reader may still be alive"
     )
@@ -200,7 +200,7 @@ def test_a_job_left_in_rqs_intermediate_queue_is_queued_again_after_a_reclaim_pe
         intermediate.get_first_seen(job_id).timestamp(),
         relay.ctx.config.intake_reclaim_seconds,
     )
-    assert queues.requeue_if_lost(relay.ctx, queue, job_id, now=seen_at + reclaim - 0.5) == (
+    assert relay.ctx.queues.requeue_if_lost(queue, job_id, now=seen_at + reclaim - 0.5) == (
         b"queued",
         False,
     ), "left there until a whole reclaim period has gone by"
@@ -219,8 +219,8 @@ def test_the_same_event_twice_in_the_stream_is_applied_once(intake):
     httpx.post(
         url, content=body, headers=signed(relay.sandbox.webhook_secret, body)
     ).raise_for_status()
-    entry = relay.ctx.redis.xrange(stream_key(relay.ctx))[0][1]
-    relay.ctx.redis.xadd(stream_key(relay.ctx), entry)  # the same event twice in the stream
+    entry = relay.ctx.redis.xrange(relay.ctx.intake.key)[0][1]
+    relay.ctx.redis.xadd(relay.ctx.intake.key, entry)  # the same event twice in the stream
     assert IntakeLane(relay.ctx).drain() == 2
     assert stored.count == 0
     usage = relay.client().get("/v1/me").json()["usage"]

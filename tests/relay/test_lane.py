@@ -10,8 +10,9 @@ from functools import partial
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.stores import lane_stream
+from app.stores import context, lane_stream
 from app.work.lane import DeliveryLane
+from tests.support.keys import redis_key
 from tests.support.servers import eventually
 
 
@@ -36,7 +37,7 @@ class FakeClock:
 def idle_for(ctx, ms: int) -> None:
     """Every entry read and not let go looks idle for ``ms``, as if its worker had been quiet that long (the
     lane's own _release does the same): no waiting for real time to pass."""
-    stream = lane_stream.stream_key(ctx)
+    stream = ctx.lane.key
     for pending in ctx.redis.xpending_range(stream, lane_stream.GROUP, "-", "+", 100):
         ctx.redis.xclaim(
             stream,
@@ -50,9 +51,7 @@ def idle_for(ctx, ms: int) -> None:
 
 
 def idle_ms(ctx) -> int:
-    [pending] = ctx.redis.xpending_range(
-        lane_stream.stream_key(ctx), lane_stream.GROUP, "-", "+", 10
-    )
+    [pending] = ctx.redis.xpending_range(ctx.lane.key, lane_stream.GROUP, "-", "+", 10)
     return pending["time_since_delivered"]
 
 
@@ -92,21 +91,23 @@ def test_every_entry_runs_once_and_leaves_the_lane(ctx):
     attempts = Attempts(seconds=0.01)
     DeliveryLane(ctx, attempts, threads=4).drain()
     assert sorted(attempts.seen) == sorted(ids)
-    assert lane_stream.backlog(ctx) == 0
-    assert ctx.redis.hget(ctx.key("delivery", "dlv_0"), "lane_entry"), "the record knows its entry"
+    assert ctx.lane.backlog() == 0
+    assert ctx.redis.hget(redis_key(ctx, "delivery", "dlv_0"), "lane_entry"), (
+        "the record knows its entry"
+    )
 
 
 def test_an_entry_a_dead_worker_held_runs_elsewhere_after_a_lease(ctx):
     add(ctx, "dlv_a")
     dead = Attempts(fail_first=RedisConnectionError)  # dies before it can let the entry go
     DeliveryLane(ctx, dead, consumer="dead").drain()
-    assert dead.seen == ["dlv_a"] and lane_stream.backlog(ctx) == 1
+    assert dead.seen == ["dlv_a"] and ctx.lane.backlog() == 1
     alive = Attempts()
     DeliveryLane(ctx, alive, consumer="alive", lease_seconds=60).drain()
     assert alive.seen == [], "not while the other worker may still be running it"
     idle_for(ctx, 10**9)  # as a dead worker's entry is once a lease has gone by
     DeliveryLane(ctx, alive, consumer="alive", lease_seconds=60).drain()
-    assert alive.seen == ["dlv_a"] and lane_stream.backlog(ctx) == 0
+    assert alive.seen == ["dlv_a"] and ctx.lane.backlog() == 0
 
 
 def test_a_long_attempt_keeps_its_lease(ctx):
@@ -134,7 +135,7 @@ def test_a_long_attempt_keeps_its_lease(ctx):
     finally:
         slow.release.set()
         running.stop()
-    assert slow.seen == ["dlv_long"] and lane_stream.backlog(ctx) == 0
+    assert slow.seen == ["dlv_long"] and ctx.lane.backlog() == 0
 
 
 def test_stopping_lets_running_attempts_finish(ctx):
@@ -154,9 +155,7 @@ def test_stopping_lets_running_attempts_finish(ctx):
     assert slow.seen == ["dlv_stop"] and slow.release.is_set(), (
         "stop() waited for the running attempt"
     )
-    assert lane_stream.backlog(ctx) == 0, (
-        "the attempt finished and let its entry go before stop returned"
-    )
+    assert ctx.lane.backlog() == 0, "the attempt finished and let its entry go before stop returned"
 
 
 def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receiver):
@@ -172,10 +171,10 @@ def test_a_delivery_whose_lane_entry_was_lost_is_added_again(make_relay, receive
             client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}]
         )
         eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
-        assert lane_stream.backlog(ctx) == 1
-        [(entry_id, _)] = ctx.redis.xrange(lane_stream.stream_key(ctx))
-        ctx.redis.xdel(lane_stream.stream_key(ctx), entry_id)  # lost
-        assert jobs.reconcile()["deliveries_requeued"] == 1 and lane_stream.backlog(ctx) == 1
+        assert ctx.lane.backlog() == 1
+        [(entry_id, _)] = ctx.redis.xrange(ctx.lane.key)
+        ctx.redis.xdel(ctx.lane.key, entry_id)  # lost
+        assert jobs.reconcile()["deliveries_requeued"] == 1 and ctx.lane.backlog() == 1
         assert jobs.reconcile()["deliveries_requeued"] == 0, (
             "an entry waiting in the lane is left alone"
         )
@@ -195,16 +194,17 @@ def test_follow_ups_planned_again_add_no_second_entry(make_relay, receiver):
 
     relay = make_relay(worker=False)
     ctx = relay.ctx
+    context.install(ctx)  # what a worker process does: its jobs run on this context
     with relay.client() as client:
         task = relay.submit(
             client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}]
         )
         eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
         tracking.run_follow_ups(ctx, task["task_id"])
-        assert lane_stream.backlog(ctx) == 1, "still one entry for the one delivery"
+        assert ctx.lane.backlog() == 1, "still one entry for the one delivery"
         DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
         tracking.run_follow_ups(ctx, task["task_id"])
-        assert lane_stream.backlog(ctx) == 0, "a delivered delivery is not queued again"
+        assert ctx.lane.backlog() == 0, "a delivered delivery is not queued again"
     assert len(receiver.requests) == 1
 
 
@@ -214,7 +214,7 @@ def test_a_delivery_whose_every_attempt_ended_its_worker_goes_to_the_dead_letter
     from app.work import delivering
 
     ctx.redis.hset(
-        ctx.key("delivery", "dlv_poison"),
+        redis_key(ctx, "delivery", "dlv_poison"),
         mapping={
             "delivery_id": "dlv_poison",
             "tenant_id": "ten_x",
@@ -253,7 +253,7 @@ def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_on
         ).json()
         task = relay.submit(client, prompt="x")
         eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
-        entries = [fields for _, fields in ctx.redis.xrange(lane_stream.stream_key(ctx))]
+        entries = [fields for _, fields in ctx.redis.xrange(ctx.lane.key)]
         assert sorted(e["hook_id"] for e in entries) == sorted([kept["id"], removed["id"]])
         assert all(e["tenant_id"] == relay.tenant_id for e in entries)
         assert client.delete(f"/v1/hooks/{removed['id']}").status_code == 204
@@ -289,6 +289,7 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
 
     relay = make_relay(worker=False, delivery_recheck_seconds=0)
     ctx, url = relay.ctx, fake_teams.url(fake_teams.base)
+    context.install(ctx)  # what a worker process does: its jobs run on this context
     seconds, micros = ctx.redis.time()
     pace = teams.KIND.pace(Delivery("dlv_x", "teams", {"url": url}, {}))
     # the workflow's next free slot: in an hour
@@ -302,7 +303,7 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
         eventually(lambda: IntakeLane(ctx).drain(), 60, "the API's webhook")
         DeliveryLane(ctx, partial(delivering.attempt, ctx)).drain()
         [waiting] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
-    delivery_id, queue = waiting["delivery_id"], ctx.queue(queues.DELIVER)
+    delivery_id, queue = waiting["delivery_id"], ctx.queues.get(queues.DELIVER)
     record = ctx.deliveries.get(delivery_id)
     assert record.state == "retrying" and "-slot-" in record.retry_job, record
     job = Job.fetch(record.retry_job, connection=ctx.rq_redis)

@@ -196,35 +196,30 @@ def test_old_stream_entries_and_consumers_of_gone_workers_are_removed(make_relay
     # Redis measures idle time itself: no clock here
     relay = make_relay(worker=False, consumer_idle_seconds=0)
     ctx = relay.ctx
-    ensure_group(ctx.redis, intake_stream.stream_key(ctx), intake_stream.GROUP)
+    ensure_group(ctx.redis, ctx.intake.key, intake_stream.GROUP)
     # a week-old entry whose work failed for good
     ctx.redis.xadd(
-        intake_stream.stream_key(ctx),
+        ctx.intake.key,
         {"tenant": "t", "task": "x", "webhook": "w", "body": "{}"},
         id=f"{int((time.time() - 8 * DAY) * 1000)}-0",
     )
     ctx.redis.xadd(
-        lane_stream.stream_key(ctx),
+        ctx.lane.key,
         {"delivery": "dlv_old"},
         id=f"{int((time.time() - 8 * DAY) * 1000)}-0",
     )
-    ctx.redis.xgroup_create(lane_stream.stream_key(ctx), lane_stream.GROUP, id="$")
-    ctx.redis.xadd(lane_stream.stream_key(ctx), {"delivery": "dlv_new"})
+    ctx.redis.xgroup_create(ctx.lane.key, lane_stream.GROUP, id="$")
+    ctx.redis.xadd(ctx.lane.key, {"delivery": "dlv_new"})
     # holds dlv_new: it stays
-    ctx.redis.xreadgroup(lane_stream.GROUP, "gone-worker", {lane_stream.stream_key(ctx): ">"})
-    ctx.redis.xgroup_createconsumer(
-        intake_stream.stream_key(ctx), intake_stream.GROUP, "another-gone-worker"
-    )
+    ctx.redis.xreadgroup(lane_stream.GROUP, "gone-worker", {ctx.lane.key: ">"})
+    ctx.redis.xgroup_createconsumer(ctx.intake.key, intake_stream.GROUP, "another-gone-worker")
     swept = retention.sweep(ctx)
     assert (swept["intake_entry"], swept["lane_entry"]) == (1, 1)
-    assert ctx.redis.xlen(lane_stream.stream_key(ctx)) == 1, "the new entry stays"
+    assert ctx.redis.xlen(ctx.lane.key) == 1, "the new entry stays"
     pump_consumers = {
-        c["name"]
-        for c in ctx.redis.xinfo_consumers(intake_stream.stream_key(ctx), intake_stream.GROUP)
+        c["name"] for c in ctx.redis.xinfo_consumers(ctx.intake.key, intake_stream.GROUP)
     }
-    lane_consumers = {
-        c["name"] for c in ctx.redis.xinfo_consumers(lane_stream.stream_key(ctx), lane_stream.GROUP)
-    }
+    lane_consumers = {c["name"] for c in ctx.redis.xinfo_consumers(ctx.lane.key, lane_stream.GROUP)}
     assert pump_consumers == set() and lane_consumers == {"gone-worker"}, (
         "one that holds an entry stays"
     )

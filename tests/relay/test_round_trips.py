@@ -75,15 +75,15 @@ def test_round_trips_per_webhook_and_per_delivery(relay, receiver, monkeypatch):
             )
         assert answer.status_code == 200
         answer_trips, trips.count = trips.count, 0
-        [entry] = _take(relay, intake_stream.stream_key(relay.ctx), intake_stream.GROUP)
+        [entry] = _take(relay, relay.ctx.intake.key, intake_stream.GROUP)
         with trips.counting():
-            _run(relay, intake, intake_stream.stream_key(relay.ctx), intake_stream.GROUP, entry)
+            _run(relay, intake, relay.ctx.intake.key, intake_stream.GROUP, entry)
         apply_trips, trips.count = trips.count, 0
         assert relay.ctx.tasks.get(task.task_id).status == "completed"
 
-        [entry] = _take(relay, lane_stream.stream_key(relay.ctx), lane_stream.GROUP)
+        [entry] = _take(relay, relay.ctx.lane.key, lane_stream.GROUP)
         with trips.counting():
-            _run(relay, lane, lane_stream.stream_key(relay.ctx), lane_stream.GROUP, entry)
+            _run(relay, lane, relay.ctx.lane.key, lane_stream.GROUP, entry)
         delivery_trips, trips.count = trips.count, 0
         assert len(receiver.requests) == n + 1, "the hook was delivered"
         if n:

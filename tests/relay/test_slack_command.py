@@ -16,7 +16,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from app.cli.commands import relay as main
 from app.stores import installations, queues
-from app.stores.intake_stream import stream_key
+from tests.support.keys import redis_key
 from tests.support.servers import eventually
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -34,8 +34,8 @@ def _slack_relay(make_relay, fake_slack, worker: bool):
         slack_client_secret="client-secret",
         slack_progress_seconds=0.3,
     )
-    installations.save(
-        relay.ctx, installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token")
+    relay.ctx.installations.save(
+        installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token")
     )
     return relay
 
@@ -54,11 +54,11 @@ def slack_web(make_relay, fake_slack):
 def nothing_taken_in(relay) -> None:
     """No command was recorded: no intake entry or command key for a worker to act on, no job queued."""
     ctx = relay.ctx
-    assert ctx.redis.keys(ctx.key("slack", "command", "*")) == []
-    assert [f for _, f in ctx.redis.xrange(stream_key(ctx)) if f.get("kind") == "slack"] == []
+    assert ctx.redis.keys(redis_key(ctx, "slack", "command", "*")) == []
+    assert [f for _, f in ctx.redis.xrange(ctx.intake.key) if f.get("kind") == "slack"] == []
     assert (
-        ctx.queue(queues.SUBMIT).count == 0
-        and ctx.queue(queues.SUBMIT).scheduled_job_registry.count == 0
+        ctx.queues.get(queues.SUBMIT).count == 0
+        and ctx.queues.get(queues.SUBMIT).scheduled_job_registry.count == 0
     )
 
 
@@ -289,24 +289,23 @@ def test_past_the_relays_deadline_the_final_word_skips_the_response_url(fake_sla
 def test_progress_stops_at_the_response_urls_deadline(slack_web, fake_slack):
     """A progress look before the deadline posts the phase and looks again later; one past it does neither."""
     from app.domain.slack import background
-    from app.stores import slack_sessions
 
     ctx = slack_web.ctx
     task = ctx.tasks.create(slack_web.tenant_id, format="excel", prompt="p")
     ctx.tasks.set(task.task_id, phase="agent_turn", progress=35)
     response_url, deadline = fake_slack.response_url(), time.time() + 29 * 60
-    slack_sessions.start(
-        ctx, task.task_id, ctx.box.seal(response_url), deadline, life=background.RESPONSE_URL_LIFE
+    ctx.slack_sessions.start(
+        task.task_id, ctx.box.seal(response_url), deadline, life=background.RESPONSE_URL_LIFE
     )
-    progress = ctx.queue(queues.SUBMIT).scheduled_job_registry
+    progress = ctx.queues.get(queues.SUBMIT).scheduled_job_registry
 
-    background.watch_progress(task.task_id, now=deadline - 1)
+    background.watch_progress(ctx, task.task_id, now=deadline - 1)
     assert [r["text"] for r in fake_slack.replies(response_url)] == [
         ":hourglass_flowing_sand: Agent turn: 35%."
     ]
     assert progress.count == 1, "the next look is scheduled"
     ctx.tasks.set(task.task_id, phase="executing_plan")
-    background.watch_progress(task.task_id, now=deadline + 1)
+    background.watch_progress(ctx, task.task_id, now=deadline + 1)
     assert len(fake_slack.replies(response_url)) == 1 and progress.count == 1, (
         "past the deadline: nothing more"
     )
@@ -396,11 +395,11 @@ def test_install_flow_maps_the_workspace_to_the_tenant(slack_relay, fake_slack):
     done = httpx.get(callback)
     assert done.status_code == 200 and "installed" in done.text and "Acme Corp" in done.text
 
-    installation = installations.find(slack_relay.ctx, "T0INSTALL")
+    installation = slack_relay.ctx.installations.find("T0INSTALL")
     assert installation is not None and installation.tenant_id == slack_relay.tenant_id
     assert installation.bot_token in fake_slack.valid_tokens
     raw = slack_relay.ctx.redis.hget(
-        slack_relay.ctx.key("slack", "install", "T0INSTALL"), "bot_token"
+        redis_key(slack_relay.ctx, "slack", "install", "T0INSTALL"), "bot_token"
     )
     assert installation.bot_token not in raw  # encrypted at rest
 
@@ -454,16 +453,16 @@ def test_single_workspace_mode_needs_no_install(make_relay):
     from app.stores.context import build_context
 
     relay = make_relay(worker=False)
-    assert installations.find(relay.ctx, "T0ANY") is None
+    assert relay.ctx.installations.find("T0ANY") is None
     configured = build_context(
         replace(relay.config, slack_bot_token="xoxb-config-token", slack_tenant_id=relay.tenant_id)
     )
-    found = installations.find(configured, "T0ANY")
+    found = configured.installations.find("T0ANY")
     assert found is not None and (found.tenant_id, found.bot_token) == (
         relay.tenant_id,
         "xoxb-config-token",
     )
-    assert installations.tenant_for(configured, "T0ANY") == relay.tenant_id
+    assert configured.installations.tenant_for("T0ANY") == relay.tenant_id
 
 
 def test_a_command_while_redis_is_full_gets_a_short_answer_not_a_time_out(make_relay, fake_slack):
@@ -480,8 +479,8 @@ def test_a_command_while_redis_is_full_gets_a_short_answer_not_a_time_out(make_r
             slack_signing_secret=SIGNING_SECRET,
             slack_api_url=fake_slack.url + "/api/",
         )
-        installations.save(
-            relay.ctx, installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token")
+        relay.ctx.installations.save(
+            installations.Installation(TEAM, "Acme", relay.tenant_id, "xoxb-test-token")
         )
         relay.ctx.redis.config_set("maxmemory", 1)
         answer, _ = send(relay, fake_slack, "excel Q3 pipeline by region")

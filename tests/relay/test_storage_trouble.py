@@ -15,6 +15,7 @@ import pytest
 from app.cli.embedded_redis import EmbeddedRedis
 from app.core import storage
 from tests.relay.test_intake import TASK, signed
+from tests.support.keys import redis_key
 from tests.support.servers import eventually
 
 
@@ -110,7 +111,7 @@ def test_a_fence_on_another_primary_than_the_writes_vouches_for_nothing(make_rel
     """The writes went to one primary and the fence, after a failover, to another: their WAIT says nothing
     about those writes, so it is not replicated either (a 503), however many replicas the new one has."""
     relay = make_relay(worker=False)
-    redis, fence = relay.ctx.redis, relay.ctx.key("replication-fence")
+    redis, fence = relay.ctx.redis, redis_key(relay.ctx, "replication-fence")
     mark = storage.primary_id(redis)
     # the same primary: 0 of 0 replicas is enough
     storage.wait_for_replicas(redis, fence, 0, 50, mark)

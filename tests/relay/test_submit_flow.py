@@ -217,7 +217,7 @@ def test_a_background_submit_a_worker_lost_is_queued_again_by_the_reconciler(
         assert accepted["status"] == "pending_submit"
         # what a worker that popped the retry (BLPOP) and died before running it leaves: `queued`, in no queue
         job_id = f"submit-{accepted['task_id']}"
-        ScheduledJobRegistry(queue=relay.ctx.queue(queues.SUBMIT)).remove(job_id)
+        ScheduledJobRegistry(queue=relay.ctx.queues.get(queues.SUBMIT)).remove(job_id)
         relay.ctx.rq_redis.hset(f"rq:job:{job_id}", "status", "queued")
         served.start()
         relay.start_worker()

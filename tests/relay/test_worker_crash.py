@@ -90,7 +90,7 @@ def test_a_worker_killed_while_it_cleans_a_queue_holds_its_lock_a_minute_not_fif
     from app.work.worker import CLEANING_LOCK_SECONDS, RelayWorker
 
     relay = make_relay(worker=False)
-    queue = relay.ctx.queue(queues.DELIVER)
+    queue = relay.ctx.queues.get(queues.DELIVER)
     worker = RelayWorker([queue], connection=relay.ctx.rq_redis, maintenance_interval=1)
 
     def killed(*args, **kwargs):

@@ -107,7 +107,7 @@ def lane_holders(relay) -> set[int]:
     from app.stores import lane_stream
 
     ctx, host = relay.ctx, socket.gethostname()
-    pending = ctx.redis.xpending(lane_stream.stream_key(ctx), lane_stream.GROUP)
+    pending = ctx.redis.xpending(ctx.lane.key, lane_stream.GROUP)
     return {
         int(c["name"].rsplit("-", 1)[1])
         for c in pending.get("consumers") or []
@@ -125,7 +125,7 @@ def where_is(relay, delivery_id: str) -> dict:
     ctx = relay.ctx
     record = ctx.redis.hgetall(ctx.deliveries.key_for(delivery_id))
     record.pop("event", None)  # long, and the same for all of a task's deliveries
-    entry, stream = record.get("lane_entry", ""), lane_stream.stream_key(ctx)
+    entry, stream = record.get("lane_entry", ""), ctx.lane.key
     found: dict = {"record": record}
     if entry:
         found["entry in stream"] = bool(ctx.redis.xrange(stream, entry, entry, count=1))

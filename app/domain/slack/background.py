@@ -23,8 +23,8 @@ from app.core.states import TASK_ENDED
 from app.core.upstream import UpstreamError
 from app.domain import budgets, exports, submit, tracking
 from app.domain.slack.commands import channel_record_key
-from app.stores import installations, queues, slack_sessions
-from app.stores.context import Context, current
+from app.stores.context import Context
+from app.stores.installations import Installation
 from app.stores.tenants import Tenant
 
 log = logging.getLogger(__name__)
@@ -34,15 +34,14 @@ MARGIN = 60  # seconds kept in hand before the response_url expires
 PROGRESS_POSTS = 2
 
 
-def start_document(request: dict) -> None:
-    ctx = current()
+def start_document(ctx: Context, request: dict) -> None:
     # the command's response_url, sealed where it came in: opened once for this job's messages
     response_url = ctx.box.open(request["response_url"])
     installation, tenant = _workspace(ctx, request)
     if installation is None or tenant is None:
         follow_up(ctx, response_url, "This workspace is no longer connected to Overten Relay.")
         return
-    if not slack_sessions.claim_command(ctx, request["command_id"]):
+    if not ctx.slack_sessions.claim_command(request["command_id"]):
         return  # this command was already submitted (the job ran again after a crash)
     channel, deadline = request["channel_id"], request["received_at"] + RESPONSE_URL_LIFE - MARGIN
     reply = {
@@ -70,8 +69,8 @@ def start_document(request: dict) -> None:
     if task.status in TASK_ENDED:
         return  # refused or already done: the slack_reply delivery says so
     # as it came in: sealed
-    slack_sessions.start(
-        ctx, task.task_id, request["response_url"], deadline, life=RESPONSE_URL_LIFE * 2
+    ctx.slack_sessions.start(
+        task.task_id, request["response_url"], deadline, life=RESPONSE_URL_LIFE * 2
     )
     what = LABELS.get(task.format, task.format)
     follow_up(
@@ -82,11 +81,10 @@ def start_document(request: dict) -> None:
     _schedule_progress(ctx, task.task_id)
 
 
-def watch_progress(task_id: str, now: float | None = None) -> None:
+def watch_progress(ctx: Context, task_id: str, now: float | None = None) -> None:
     """Post a progress update when the phase changed (at most PROGRESS_POSTS), then look again later; not
     past the response_url's deadline (``now``: the clock's unless a test sets it)."""
-    ctx = current()
-    session = slack_sessions.get(ctx, task_id)
+    session = ctx.slack_sessions.get(task_id)
     task = ctx.tasks.get(task_id)
     now = time.time() if now is None else now
     if session is None or task is None or task.status in TASK_ENDED or now > session.deadline:
@@ -96,7 +94,7 @@ def watch_progress(task_id: str, now: float | None = None) -> None:
         return
     phase = task.phase or ""
     changed = phase and phase != session.phase
-    if changed and slack_sessions.new_phase(ctx, task_id, phase) <= PROGRESS_POSTS:
+    if changed and ctx.slack_sessions.new_phase(task_id, phase) <= PROGRESS_POSTS:
         turn = f", turn {task.turn_index}" if task.turn_index is not None else ""
         follow_up(
             ctx,
@@ -107,8 +105,7 @@ def watch_progress(task_id: str, now: float | None = None) -> None:
     _schedule_progress(ctx, task_id)
 
 
-def export_document(request: dict) -> None:
-    ctx = current()
+def export_document(ctx: Context, request: dict) -> None:
     response_url = ctx.box.open(request["response_url"])
     _, tenant = _workspace(ctx, request)
     record_key = channel_record_key(request["team_id"], request["channel_id"])
@@ -131,10 +128,9 @@ def export_document(request: dict) -> None:
     )
 
 
-def cancel_document(request: dict) -> None:
+def cancel_document(ctx: Context, request: dict) -> None:
     """/overten cancel: the channel's running task, cancelled at the API; its final word (the slack_reply
     delivery) says cancelled in the thread it was started from."""
-    ctx = current()
     response_url = ctx.box.open(request["response_url"])
     _, tenant = _workspace(ctx, request)
     task = ctx.tasks.get(request["task_id"], tenant.tenant_id) if tenant else None
@@ -179,11 +175,11 @@ def follow_up(ctx: Context, url: str, text: str, in_channel: bool = False) -> bo
 
 def _workspace(
     ctx: Context, request: dict
-) -> tuple[installations.Installation | None, Tenant | None]:
+) -> tuple[Installation | None, Tenant | None]:
     """The command's workspace installation and its tenant (either None when it has gone since)."""
-    installation = installations.find(ctx, request["team_id"])
+    installation = ctx.installations.find(request["team_id"])
     return installation, ctx.tenants.get(installation.tenant_id) if installation else None
 
 
 def _schedule_progress(ctx: Context, task_id: str) -> None:
-    queues.enqueue_slack_progress(ctx, task_id, ctx.config.slack_progress_seconds)
+    ctx.queues.slack_progress(task_id, ctx.config.slack_progress_seconds)

@@ -18,9 +18,7 @@ from app.core.ids import digest
 from app.core.states import TASK_ENDED
 from app.domain import budgets, exports
 from app.domain.links import file_link
-from app.stores import installations
 from app.stores.context import Context
-from app.stores.intake_stream import record_command
 from app.stores.tasks import Task
 
 NEW_DOCUMENT = {"excel": "excel", "word": "word", "slides": "slides"}
@@ -83,7 +81,7 @@ def acknowledge(ctx: Context, command: SlashCommand) -> dict:
 
 
 def _answer(ctx: Context, command: SlashCommand) -> dict:
-    tenant_id = installations.tenant_for(ctx, command.team_id)
+    tenant_id = ctx.installations.tenant_for(command.team_id)
     if tenant_id is None or ctx.tenants.get(tenant_id) is None:
         return ephemeral(
             "This workspace is not connected to Overten Relay yet. Ask an admin to install it: "
@@ -122,7 +120,7 @@ def _start(ctx: Context, command: SlashCommand, fmt: str, resume: bool) -> dict:
         problem = exc.errors[0]
         return ephemeral(f"I can't use that {problem.field}: it {problem.message}.")
     try:
-        budgets.check(ctx, installations.tenant_for(ctx, command.team_id) or "", command.record_key)
+        budgets.check(ctx, ctx.installations.tenant_for(command.team_id) or "", command.record_key)
     except budgets.BudgetExceeded as exc:
         return ephemeral(f":no_entry: Nothing was started. {exc.message}")
     _enqueue(ctx, "start_document", command, format=fmt, prompt=command.argument, resume=resume)
@@ -169,7 +167,7 @@ def _enqueue(ctx: Context, job: str, command: SlashCommand, **extra: object) -> 
         "received_at": time.time(),
         **extra,
     }
-    record_command(ctx, job, request, command_id)
+    ctx.intake.record_command(job, request, command_id)
 
 
 def _latest_task(ctx: Context, tenant_id: str, record_key: str) -> Task | None:

@@ -17,7 +17,7 @@ from app.core.errors import Conflict, Forbidden, Invalid, NotFound
 from app.core.tokens import TokenExpired, TokenInvalid
 from app.integrations.slack_manifest import BOT_SCOPES
 from app.stores.context import Context
-from app.stores.installations import Installation, claim_state, save
+from app.stores.installations import Installation
 
 LINK_LIFE = 7 * 86_400
 STATE_LIFE = 600
@@ -52,7 +52,7 @@ def complete(ctx: Context, code: str, state: str) -> Installation:
     """Slack sent the installer back: check the state, exchange the code, remember the workspace."""
     _require_app_credentials(ctx)
     opened = _open(ctx, "slack-oauth-state", state, STATE_LIFE, "sign-in with Slack")
-    if not claim_state(ctx, opened["n"], life=STATE_LIFE * 2):
+    if not ctx.installations.claim_state(opened["n"], life=STATE_LIFE * 2):
         raise Conflict(
             "state_used", "This sign-in with Slack was already used. Start the install again."
         )
@@ -78,7 +78,7 @@ def complete(ctx: Context, code: str, state: str) -> Installation:
         bot_token=answer["access_token"],
         bot_user_id=answer.get("bot_user_id", ""),
     )
-    save(ctx, installation)
+    ctx.installations.save(installation)
     return installation
 
 
