@@ -17,7 +17,8 @@ from flask import Flask
 
 from app.core.config import RelayConfig
 from app.stores import intake_stream, queues
-from app.stores.context import Context
+from app.stores.intake_stream import IntakeStream
+from app.stores.lane_stream import LaneStream
 from app.web import health
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
@@ -31,13 +32,6 @@ CRDS = {
     "ScaledObject": "keda.sh_scaledobjects.yaml",
     "TriggerAuthentication": "keda.sh_triggerauthentications.yaml",
 }
-
-
-class _Keys:
-    """What naming a stream takes of a Context: its config and key()."""
-
-    config = RelayConfig()
-    key = Context.key
 
 
 # what KEDA's Redis scalers require (pkg/scalers/redis_scaler.go, redis_streams_scaler.go, KEDA 2.20)
@@ -140,10 +134,10 @@ def test_keda_watches_the_streams_groups_and_queues_the_relay_writes():
         for t in triggers
         if "stream" in t["metadata"]
     }
-    keys = _Keys()
+    prefix = RelayConfig().key_prefix
     assert streams == {
-        keys.intake.key: intake_stream.GROUP,
-        keys.lane.key: None,
+        IntakeStream(None, prefix, None, 0).key: intake_stream.GROUP,
+        LaneStream(None, prefix).key: None,
     }, (
         "the intake stream's lag for its pump group; the lane's whole length (acknowledged entries are deleted)"
     )

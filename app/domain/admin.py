@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, timedelta
+from typing import Protocol
 
+from redis.client import Redis
+
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.states import TASK_ENDED
+from app.core.tokens import Tokens
+from app.core.upstream import UpstreamClients
 from app.domain import (
     batch_rows,
     batches,
@@ -19,18 +26,52 @@ from app.domain import (
 )
 from app.domain.serializers import task_view
 from app.stores import usage
-from app.stores.context import Context
+from app.stores.batches import BatchStore
+from app.stores.budgets import BudgetStore
+from app.stores.deliveries import DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
-from app.stores.tasks import Task
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.records import RecordStore
+from app.stores.tasks import Task, TaskStore
+from app.stores.tenants import TenantStore
+from app.stores.usage import UsageRows
 
 
-def tasks(ctx: Context, limit: int = 50) -> list[dict]:
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    redis: Redis
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    upstream: UpstreamClients
+    tenants: TenantStore
+    records: RecordStore
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    batches: BatchStore
+    budgets: BudgetStore
+    lane: LaneStream
+
+
+def tasks(ctx: Needs, limit: int = 50) -> list[dict]:
     """The newest tasks; running ones with progress fresh from the API (at most every 2 s each)."""
     return _shown(ctx, ctx.tasks.recent(limit))
 
 
 def task_page(
-    ctx: Context,
+    ctx: Needs,
     tenant_id: str | None,
     wanted: listing.TaskFilter,
     cursor: float | None,
@@ -41,7 +82,7 @@ def task_page(
     return _shown(ctx, found), next_cursor
 
 
-def _shown(ctx: Context, found: list[Task]) -> list[dict]:
+def _shown(ctx: Needs, found: list[Task]) -> list[dict]:
     names = _tenant_names(ctx)
     fresh = [task if task.status in TASK_ENDED else tracking.refresh(ctx, task) for task in found]
     return [
@@ -54,7 +95,7 @@ def _shown(ctx: Context, found: list[Task]) -> list[dict]:
     ]
 
 
-def task(ctx: Context, task_id: str) -> dict | None:
+def task(ctx: Needs, task_id: str) -> dict | None:
     found = ctx.tasks.get(task_id)
     if found is None:
         return None
@@ -69,7 +110,7 @@ _LINK_SECONDS = 3600
 """How long the dashboard's signed links to a batch's manifest and ZIP work."""
 
 
-def batches_list(ctx: Context, limit: int = 50) -> list[dict]:
+def batches_list(ctx: Needs, limit: int = 50) -> list[dict]:
     """The newest batches of every tenant, with their progress."""
     names = _tenant_names(ctx)
     return [
@@ -83,7 +124,7 @@ def batches_list(ctx: Context, limit: int = 50) -> list[dict]:
 
 
 def batch(
-    ctx: Context, batch_id: str, state: str | None, cursor: int, limit: int = 100
+    ctx: Needs, batch_id: str, state: str | None, cursor: int, limit: int = 100
 ) -> dict | None:
     """One batch: its progress, its end's deliveries, and a page of its rows (in ``state``, after ``cursor``)."""
     found = ctx.batches.get(batch_id)
@@ -103,7 +144,7 @@ def batch(
     }
 
 
-def dead_letters(ctx: Context) -> list[dict]:
+def dead_letters(ctx: Needs) -> list[dict]:
     names = _tenant_names(ctx)
     return [
         {**deliveries.view(d), "task_id": d.task_id, "tenant": names.get(d.tenant_id, "?")}
@@ -111,7 +152,7 @@ def dead_letters(ctx: Context) -> list[dict]:
     ]
 
 
-def records(ctx: Context, limit: int = 200) -> list[dict]:
+def records(ctx: Needs, limit: int = 200) -> list[dict]:
     """Records seen in recent tasks, newest first; a record's count includes its running tasks among them
     (its own counts only finished ones)."""
     names, seen, found, recent = _tenant_names(ctx), set(), [], ctx.tasks.recent(limit)
@@ -138,7 +179,7 @@ def records(ctx: Context, limit: int = 200) -> list[dict]:
     return found
 
 
-def hooks(ctx: Context) -> list[dict]:
+def hooks(ctx: Needs) -> list[dict]:
     return [
         {
             "id": hook.id,
@@ -152,7 +193,7 @@ def hooks(ctx: Context) -> list[dict]:
     ]
 
 
-def tenants(ctx: Context) -> list[dict]:
+def tenants(ctx: Needs) -> list[dict]:
     return [
         {
             "tenant_id": t.tenant_id,
@@ -165,14 +206,14 @@ def tenants(ctx: Context) -> list[dict]:
     ]
 
 
-def _tenant_names(ctx: Context) -> dict[str, str]:
+def _tenant_names(ctx: Needs) -> dict[str, str]:
     return {t.tenant_id: t.name for t in ctx.tenants.list()}
 
 
 # -- spend ------------------------------------------------------------------------------------------------
 
 
-def usage_overview(ctx: Context, days: int = 30, today: date | None = None) -> dict:
+def usage_overview(ctx: Needs, days: int = 30, today: date | None = None) -> dict:
     """Every tenant's last ``days`` days, for the charts: credits per tenant, tasks by outcome, generation time
     p50 and p95, deliveries per kind; and each tenant's month against its budget."""
     last = today or budgets.today_utc()
@@ -215,7 +256,7 @@ def usage_overview(ctx: Context, days: int = 30, today: date | None = None) -> d
 
 
 def tenant_usage(
-    ctx: Context, tenant_id: str, days: int = 30, today: date | None = None
+    ctx: Needs, tenant_id: str, days: int = 30, today: date | None = None
 ) -> dict | None:
     """One tenant's last ``days`` days: credits per day and format, its records by credits, and each budget."""
     tenant = ctx.tenants.get(tenant_id)

@@ -10,17 +10,32 @@ import io
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
+from app.core.config import RelayConfig
 from app.core.states import RowState
-from app.core.upstream import CHUNK, UpstreamError
+from app.core.tokens import Tokens
+from app.core.upstream import CHUNK, UpstreamClients, UpstreamError
 from app.domain import links
-from app.stores.batches import Batch, BatchRow
-from app.stores.context import Context
-from app.stores.tasks import Task
+from app.stores.batches import Batch, BatchRow, BatchStore
+from app.stores.tasks import Task, TaskStore
+from app.stores.tenants import TenantStore
 from connectors.base import Document, Permanent
 
 
-def manifest(ctx: Context, batch: Batch) -> str:
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    tokens: Tokens
+    upstream: UpstreamClients
+    tenants: TenantStore
+    tasks: TaskStore
+    batches: BatchStore
+
+
+def manifest(ctx: Needs, batch: Batch) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["row", "record_key", "status", "file", "credits", "error"])
@@ -36,7 +51,7 @@ def manifest(ctx: Context, batch: Batch) -> str:
     return out.getvalue()
 
 
-def archive(ctx: Context, batch: Batch) -> Iterator[bytes]:
+def archive(ctx: Needs, batch: Batch) -> Iterator[bytes]:
     """The ZIP, a piece at a time: ``{row:05d}-{record}.{ext}`` per finished row, then manifest.csv. A file
     the API can no longer give is left out, and the manifest says so."""
     tenant = ctx.tenants.get(batch.tenant_id)
@@ -57,7 +72,7 @@ def archive(ctx: Context, batch: Batch) -> Iterator[bytes]:
 
 
 def _entry(
-    ctx: Context, tenant, out: zipfile.ZipFile, sink: _Sink, task: Task, row: BatchRow
+    ctx: Needs, tenant, out: zipfile.ZipFile, sink: _Sink, task: Task, row: BatchRow
 ) -> Iterator[bytes]:
     artifacts = (task.result or {}).get("artifacts") or []
     extension = (
@@ -94,7 +109,7 @@ class _Sink(io.RawIOBase):
         return b"".join(parts)
 
 
-def manifest_document(ctx: Context, data: dict) -> Document:
+def manifest_document(ctx: Needs, data: dict) -> Document:
     """The manifest as the file a batch's destinations get when it completes (``data``: the event's): whole in
     memory, a few hundred KiB for 10,000 rows, so every destination knows its size; the link leads to a fresh
     copy."""

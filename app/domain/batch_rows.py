@@ -6,20 +6,49 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.ids import new_id
 from app.core.states import ROW_ENDED, TASK_ENDED, BatchStatus, RowState, TaskStatus
+from app.core.tokens import Tokens
 from app.domain import deliveries, links
-from app.stores.batches import Batch
-from app.stores.context import Context
+from app.stores.batches import Batch, BatchStore
+from app.stores.deliveries import DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
-from app.stores.tasks import Task
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.tasks import Task, TaskStore
+from app.stores.usage import UsageRows
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    batches: BatchStore
+    lane: LaneStream
+
 
 log = logging.getLogger(__name__)
 
 
-def row_ended(ctx: Context, task: Task) -> None:
+def row_ended(ctx: Needs, task: Task) -> None:
     """A batch row's task ended: the row takes its outcome, its place goes to the next row."""
     batch = ctx.batches.get(task.batch_id) if task.batch_id else None
     if batch is None:
@@ -59,7 +88,7 @@ the API's queue (phase ``acquiring_pool``) met a full pool: more rows at once wo
 
 
 def pool_wait(
-    ctx: Context, task: Task, upstream: dict, by_webhook: bool, now: float | None = None
+    ctx: Needs, task: Task, upstream: dict, by_webhook: bool, now: float | None = None
 ) -> None:
     """The pool-saturation signal, from what the relay learns anyway (no extra call): a batch row still in
     ``acquiring_pool`` past POOL_WAIT_SECONDS, or one whose end came (by webhook, so on time) later after its
@@ -83,7 +112,7 @@ def pool_wait(
         )
 
 
-def complete_if_done(ctx: Context, batch_id: str) -> bool:
+def complete_if_done(ctx: Needs, batch_id: str) -> bool:
     batch = ctx.batches.get(batch_id)
     if batch is None or sum(batch.counts[s] for s in RowState if s not in ROW_ENDED) > 0:
         return False
@@ -96,7 +125,7 @@ def complete_if_done(ctx: Context, batch_id: str) -> bool:
     return True
 
 
-def _announce(ctx: Context, batch: Batch) -> None:
+def _announce(ctx: Needs, batch: Batch) -> None:
     """batch.completed to the batch's callback and the hooks subscribed to it: the counts and the manifest."""
     token = {"b": batch.batch_id, "l": int(ctx.config.record_link_ttl_seconds)}
     data = {

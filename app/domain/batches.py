@@ -23,16 +23,56 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
+from redis.client import Redis
 
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.errors import Invalid
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
+from app.core.tokens import Tokens
+from app.core.upstream import UpstreamClients
 from app.domain import batch_rows, budgets, submit, tracking, write_back
-from app.stores.batches import Batch, BatchRow
-from app.stores.context import Context
-from app.stores.tenants import Tenant
+from app.stores.batches import Batch, BatchRow, BatchStore
+from app.stores.budgets import BudgetStore
+from app.stores.deliveries import DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.records import RecordStore
+from app.stores.tasks import TaskStore
+from app.stores.tenants import Tenant, TenantStore
+from app.stores.usage import UsageRows
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    redis: Redis
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    upstream: UpstreamClients
+    tenants: TenantStore
+    records: RecordStore
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    batches: BatchStore
+    budgets: BudgetStore
+    lane: LaneStream
+
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +136,7 @@ def rows_from_csv(text: str) -> list[dict[str, str]]:
     ]
 
 
-def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[BatchRow]:
+def prepare(ctx: Needs, tenant: Tenant, body: dict) -> list[BatchRow]:
     """Each row rendered and checked, pending; raises BatchInvalid with every fault."""
     try:
         template = _JINJA.from_string(body.get("prompt_template") or ROW_PROMPT)
@@ -153,7 +193,7 @@ def prepare(ctx: Context, tenant: Tenant, body: dict) -> list[BatchRow]:
     return rows
 
 
-def create(ctx: Context, tenant: Tenant, body: dict) -> Batch:
+def create(ctx: Needs, tenant: Tenant, body: dict) -> Batch:
     """A batch, checked whole; raises BatchInvalid, WriteBackRefused, or BudgetExceeded when the tenant's
     capped budget is spent (a row whose record's budget is spent fails when its turn comes)."""
     budgets.check(ctx, tenant.tenant_id, None)
@@ -176,7 +216,7 @@ def create(ctx: Context, tenant: Tenant, body: dict) -> Batch:
 # -- feeding the API ---------------------------------------------------------------------------------------
 
 
-def feed(ctx: Context, batch_id: str, now: float | None = None) -> int:
+def feed(ctx: Needs, batch_id: str, now: float | None = None) -> int:
     """Hand over rows while the tenant's feed has room; returns how many were handed over. ``now``: a test's
     clock."""
     batch = ctx.batches.get(batch_id)
@@ -198,7 +238,7 @@ def feed(ctx: Context, batch_id: str, now: float | None = None) -> int:
     return handed
 
 
-def tick(ctx: Context, now: float | None = None) -> int:
+def tick(ctx: Needs, now: float | None = None) -> int:
     """The reconciler's look at running batches: rows whose claim outlived its worker are started, and the
     feed goes on (a feed job lost with a worker, a hold that is over). ``now``: a test's clock."""
     handed, clock = 0, time.time() if now is None else now
@@ -225,7 +265,7 @@ def tick(ctx: Context, now: float | None = None) -> int:
 
 
 def _start(
-    ctx: Context, tenant: Tenant, batch: Batch, row: BatchRow, now: float | None = None
+    ctx: Needs, tenant: Tenant, batch: Batch, row: BatchRow, now: float | None = None
 ) -> None:
     """Hand a claimed row (it has its task id) to the API as an ordinary submit."""
     settings = batch.settings
@@ -274,7 +314,7 @@ def _start(
     ctx.batches.move(batch, row.row, RowState.RUNNING)
 
 
-def cancel(ctx: Context, batch: Batch, reason: BatchStatus = BatchStatus.CANCELLED) -> int:
+def cancel(ctx: Needs, batch: Batch, reason: BatchStatus = BatchStatus.CANCELLED) -> int:
     """Rows not yet handed over are cancelled; rows in the API are cancelled there and end with their tasks.
     Returns how many rows were cancelled or asked to cancel. A row being handed over meanwhile cancels its
     own task once it sees the batch is no longer running (``_start``)."""
@@ -296,7 +336,7 @@ def cancel(ctx: Context, batch: Batch, reason: BatchStatus = BatchStatus.CANCELL
     return len(waiting) + asked
 
 
-def _done_before(ctx: Context, tenant_id: str, row: BatchRow, fmt: str) -> bool:
+def _done_before(ctx: Needs, tenant_id: str, row: BatchRow, fmt: str) -> bool:
     for task_id in ctx.records.task_ids(tenant_id, row.record_key):
         task = ctx.tasks.get(task_id)
         if (
@@ -309,21 +349,21 @@ def _done_before(ctx: Context, tenant_id: str, row: BatchRow, fmt: str) -> bool:
     return False
 
 
-def _speed_up(ctx: Context, tenant_id: str) -> None:
+def _speed_up(ctx: Needs, tenant_id: str) -> None:
     limit = ctx.batches.feed(tenant_id).get("limit", FIRST_LIMIT)
     ctx.batches.adjust_feed(
         tenant_id, min(float(ctx.config.batch_max_concurrency), limit + 1.0 / max(limit, 1.0))
     )
 
 
-def _slow_down(ctx: Context, tenant_id: str, seconds: float, now: float | None = None) -> None:
+def _slow_down(ctx: Needs, tenant_id: str, seconds: float, now: float | None = None) -> None:
     limit = ctx.batches.feed(tenant_id).get("limit", FIRST_LIMIT)
     ctx.batches.slow_feed(
         tenant_id, max(1.0, limit / 2), hold_until=(time.time() if now is None else now) + seconds
     )
 
 
-def retry(ctx: Context, batch: Batch) -> int:
+def retry(ctx: Needs, batch: Batch) -> int:
     """The failed rows only, again: returns how many."""
     failed = [row.row for row in ctx.batches.rows(batch.batch_id) if row.state == RowState.FAILED]
     for number in failed:
@@ -340,7 +380,7 @@ def retry(ctx: Context, batch: Batch) -> int:
 
 
 def page(
-    ctx: Context, batch: Batch, state: str | None, cursor: int, limit: int
+    ctx: Needs, batch: Batch, state: str | None, cursor: int, limit: int
 ) -> tuple[list[dict], int | None]:
     """Rows after row number ``cursor`` (in ``state``), and the cursor of the next page. Without a state, the
     page is read by row number (rows are numbered from 1); with one, the rows are scanned."""

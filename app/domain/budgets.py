@@ -16,15 +16,44 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.errors import OverBudget
 from app.core.ids import digest, new_id
+from app.core.tokens import Tokens
 from app.domain import deliveries
-from app.stores.context import Context
+from app.stores.budgets import BudgetStore
+from app.stores.deliveries import DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
-from app.stores.tasks import Task
-from app.stores.usage import number
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.tasks import Task, TaskStore
+from app.stores.usage import UsageRows, number
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    budgets: BudgetStore
+    lane: LaneStream
+
 
 DEFAULT_SHARES = (0.7, 0.9, 1.0)
 ALERT_KINDS = ("slack", "email", "teams", "webhook")
@@ -87,7 +116,7 @@ def today_utc() -> date:
     return datetime.fromtimestamp(clock(), UTC).date()
 
 
-def view(ctx: Context, tenant_id: str, budget: dict, today: date | None = None) -> dict[str, Any]:
+def view(ctx: Needs, tenant_id: str, budget: dict, today: date | None = None) -> dict[str, Any]:
     """The budget with where it stands this month: spent, share, what is left, when it resets."""
     today = today or today_utc()
     month = period(int(budget.get("start_day") or 1), today)
@@ -109,7 +138,7 @@ def view(ctx: Context, tenant_id: str, budget: dict, today: date | None = None) 
     }
 
 
-def check(ctx: Context, tenant_id: str, record_key: str | None, today: date | None = None) -> None:
+def check(ctx: Needs, tenant_id: str, record_key: str | None, today: date | None = None) -> None:
     """Raise BudgetExceeded when a capped budget that applies (the tenant's, the record's) is spent."""
     for budget in ctx.budgets.applying(tenant_id, record_key):
         if budget.get("hard_cap"):
@@ -118,7 +147,7 @@ def check(ctx: Context, tenant_id: str, record_key: str | None, today: date | No
                 raise BudgetExceeded(current)
 
 
-def after_task(ctx: Context, task: Task, today: date | None = None) -> list[dict]:
+def after_task(ctx: Needs, task: Task, today: date | None = None) -> list[dict]:
     """The alerts a task's credits set off (each share once a month per budget): the events sent."""
     if not task.credits_used:
         return []
@@ -138,7 +167,7 @@ def after_task(ctx: Context, task: Task, today: date | None = None) -> list[dict
     return sent
 
 
-def _alert(ctx: Context, tenant_id: str, budget: dict, share: float) -> dict:
+def _alert(ctx: Needs, tenant_id: str, budget: dict, share: float) -> dict:
     who = f"Record {budget['record_key']}" if budget["record_key"] else "This tenant"
     summary = (
         f"{who} has spent {budget['spent']:g} of its {budget['monthly_credits']:g} monthly credits "

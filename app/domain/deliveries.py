@@ -14,19 +14,46 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.ids import digest
 from app.core.states import DELIVERY_SETTLED, DeliveryState, TaskStatus
+from app.core.tokens import Tokens
 from app.domain import links, pacing
 from app.stores import queues
 from app.stores.batches import Batch
-from app.stores.context import Context
-from app.stores.deliveries import DeliveryRecord
+from app.stores.deliveries import DeliveryRecord, DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
-from app.stores.tasks import Task
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.tasks import Task, TaskStore
+from app.stores.usage import UsageRows
 from connectors import registry
 from connectors.base import DeliveryError, Gone, Outcome, Pace, Retryable
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    lane: LaneStream
+
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +67,7 @@ RECOVERED_AFTER_SECONDS = 1.0
 
 
 def target_of(
-    ctx: Context, tenant_id: str | None, destination_id: str | None, hook_id: str | None
+    ctx: Needs, tenant_id: str | None, destination_id: str | None, hook_id: str | None
 ) -> tuple[str, str] | None:
     """Where what a delivery goes to is saved apart from it (a saved destination, a hook): (key, field).
     The ids are its record's, or its lane entry's, which carries the same."""
@@ -69,23 +96,23 @@ def view(delivery: DeliveryRecord) -> dict:
     }
 
 
-def for_task(ctx: Context, task: Task) -> list[dict]:
+def for_task(ctx: Needs, task: Task) -> list[dict]:
     return _views(ctx, task.delivery_ids)
 
 
-def for_batch(ctx: Context, batch: Batch) -> list[dict]:
+def for_batch(ctx: Needs, batch: Batch) -> list[dict]:
     """The deliveries of the batch's end (batch.completed)."""
     return _views(ctx, batch.delivery_ids)
 
 
-def _views(ctx: Context, delivery_ids: list[str]) -> list[dict]:
+def _views(ctx: Needs, delivery_ids: list[str]) -> list[dict]:
     return [view(d) for i in delivery_ids if (d := ctx.deliveries.get(i))]
 
 
 # -- planning --------------------------------------------------------------------------------------
 
 
-def plan(ctx: Context, task: Task, event: dict) -> None:
+def plan(ctx: Needs, task: Task, event: dict) -> None:
     """The finish hook: record and enqueue every delivery this task's ending calls for, and list them on the
     task, in one transaction (one round trip)."""
     slots: list[tuple[str, dict]] = []
@@ -122,7 +149,7 @@ class Owner:
 
 
 def plan_event(
-    ctx: Context, owner: Owner, event: dict, destinations: list[dict], callback_url: str = ""
+    ctx: Needs, owner: Owner, event: dict, destinations: list[dict], callback_url: str = ""
 ) -> list[str]:
     """An event of something else than a task (a batch, a budget: ``owner``):
     batch.completed, with the manifest for the batch's destinations, and budget.threshold, a message for a
@@ -144,14 +171,14 @@ def _callback_slot(url: str, headers: dict) -> tuple[str, dict]:
     return "callback", {"kind": "callback", "config": {"url": url, "headers": headers}}
 
 
-def _hook_slots(ctx: Context, tenant_id: str, event_type: str) -> list[tuple[str, dict]]:
+def _hook_slots(ctx: Needs, tenant_id: str, event_type: str) -> list[tuple[str, dict]]:
     return [
         (f"hook:{hook.id}", {"kind": "webhook", "hook_id": hook.id})
         for hook in ctx.hooks.list(tenant_id, event_type)
     ]
 
 
-def record(ctx: Context, task: Task, event: dict, slot: str, ref: dict, pipe=None) -> str:
+def record(ctx: Needs, task: Task, event: dict, slot: str, ref: dict, pipe=None) -> str:
     """Record one delivery of the task (not queued), as plan does for each of its slots, at once or queued on
     ``pipe``; returns its id."""
     own = pipe is None
@@ -166,7 +193,7 @@ def delivery_id_for(task_id: str, slot: str) -> str:
     return "dlv_" + digest(f"{task_id}:{slot}", 26).upper()
 
 
-def _record(ctx: Context, pipe, task: Task | Owner, event: dict, slot: str, ref: dict) -> str:
+def _record(ctx: Needs, pipe, task: Task | Owner, event: dict, slot: str, ref: dict) -> str:
     """Queue on ``pipe`` the record of one delivery, unless it was planned before; returns its id."""
     delivery_id = delivery_id_for(task.task_id, slot)
     record: dict[str, Any] = {
@@ -202,7 +229,7 @@ def _record(ctx: Context, pipe, task: Task | Owner, event: dict, slot: str, ref:
     return delivery_id
 
 
-def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: str = "") -> None:
+def enqueue(ctx: Needs, delivery_id: str, delay: float = 0.0, pipe=None, tag: str = "") -> None:
     """An attempt due now goes to the delivery lane (app.stores.lane_stream), at once or queued on ``pipe``;
     a later one is an RQ job RQ's scheduler releases when its backoff is over (``tag`` tells apart jobs for
     the same attempt: one waiting for its destination's pace, from the job that ran into it)."""
@@ -220,7 +247,7 @@ def enqueue(ctx: Context, delivery_id: str, delay: float = 0.0, pipe=None, tag: 
     store.look_again_at(delivery_id, recheck_at)
 
 
-def recover_lost(ctx: Context, limit: int = 500) -> int:
+def recover_lost(ctx: Needs, limit: int = 500) -> int:
     """The reconciler's look at deliveries overdue: one whose lane entry or RQ job was lost (a crash before
     it was stored, a worker that died or lost Redis's reply before running the job) is queued again.
     Returns how many were."""
@@ -251,7 +278,7 @@ def recover_lost(ctx: Context, limit: int = 500) -> int:
     return recovered
 
 
-def replay(ctx: Context, delivery_id: str) -> bool:
+def replay(ctx: Needs, delivery_id: str) -> bool:
     """Run a dead (or stuck) delivery again from scratch. False when it is already delivered."""
     delivery = ctx.deliveries.get(delivery_id)
     if delivery is None or delivery.state == DeliveryState.DELIVERED:
@@ -272,7 +299,7 @@ def replay(ctx: Context, delivery_id: str) -> bool:
 
 
 def begin(
-    ctx: Context, delivery_id: str, target: tuple[str, str] | None = None
+    ctx: Needs, delivery_id: str, target: tuple[str, str] | None = None
 ) -> tuple[DeliveryRecord | None, str | None, bool]:
     """Count an attempt, unless the delivery is settled or every attempt so far ended with its worker
     (DeliveryStore.begin): the record as it was, its stored target, and whether the attempt started."""
@@ -287,9 +314,7 @@ class Paced(Exception):
         self.slot, self.to_lane = slot, to_lane
 
 
-def keep_pace(
-    ctx: Context, pace: Pace | None, record: DeliveryRecord, on_lane: bool
-) -> float | None:
+def keep_pace(ctx: Needs, pace: Pace | None, record: DeliveryRecord, on_lane: bool) -> float | None:
     """Reserve the destination's slot (app.domain.pacing) and return when it is due (time.monotonic()), to be
     waited for on a lane thread when it is near; an RQ job (one at a time per worker) never waits, it hands
     the delivery to the lane (Paced). The slot it goes in is kept on the delivery (``paced_slot``)."""
@@ -305,7 +330,7 @@ def keep_pace(
     return time.monotonic() + slot.wait
 
 
-def wait_for_slot(ctx: Context, record: DeliveryRecord, attempts: int, paced: Paced) -> str:
+def wait_for_slot(ctx: Needs, record: DeliveryRecord, attempts: int, paced: Paced) -> str:
     """Keep the slot and give back the attempt begin() counted: to the lane (from an RQ job, whose lane entry
     is long gone), or from the lane to RQ's scheduler until the slot is near; the lane waits for the rest."""
     delivery_id, slot = record.delivery_id, paced.slot
@@ -324,7 +349,7 @@ def wait_for_slot(ctx: Context, record: DeliveryRecord, attempts: int, paced: Pa
 
 
 def delivered(
-    ctx: Context,
+    ctx: Needs,
     record: DeliveryRecord,
     outcome: Outcome,
     with_delivered: Callable[[Any], None] | None,
@@ -348,7 +373,7 @@ def delivered(
     pipe.execute()
 
 
-def failed(ctx: Context, record: DeliveryRecord, attempts: int, error: DeliveryError) -> str:
+def failed(ctx: Needs, record: DeliveryRecord, attempts: int, error: DeliveryError) -> str:
     """A retry after a backoff (never sooner than the destination's Retry-After) while attempts are left and
     the error allows one; else the dead letters. Returns the outcome."""
     delivery_id = record.delivery_id
@@ -379,7 +404,7 @@ def failed(ctx: Context, record: DeliveryRecord, attempts: int, error: DeliveryE
     return "dead"
 
 
-def _count(ctx: Context, pipe, record: DeliveryRecord, outcome: str) -> None:
+def _count(ctx: Needs, pipe, record: DeliveryRecord, outcome: str) -> None:
     """The outcome in the day's usage row: the dashboard's delivery success rate per kind."""
     ctx.usage.count_delivery(
         pipe,
@@ -391,7 +416,7 @@ def _count(ctx: Context, pipe, record: DeliveryRecord, outcome: str) -> None:
     )
 
 
-def _backoff(ctx: Context, attempts: int, retry_after: float | None) -> float:
+def _backoff(ctx: Needs, attempts: int, retry_after: float | None) -> float:
     config = ctx.config
     ceiling = min(
         config.delivery_backoff_cap_seconds, config.delivery_backoff_seconds * 2 ** (attempts - 1)

@@ -3,20 +3,36 @@ that always leads to a fresh copy of it."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
+from app.core.config import RelayConfig
 from app.core.states import TaskStatus
+from app.core.tokens import Tokens
+from app.core.upstream import UpstreamClients
 from app.domain.links import file_link
-from app.stores.context import Context
-from app.stores.tasks import Task
+from app.stores.records import RecordStore
+from app.stores.tasks import Task, TaskStore
 from app.stores.tenants import Tenant
 
 
-def latest_document(ctx: Context, tenant_id: str, record_key: str) -> Task | None:
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    tokens: Tokens
+    upstream: UpstreamClients
+    records: RecordStore
+    tasks: TaskStore
+
+
+def latest_document(ctx: Needs, tenant_id: str, record_key: str) -> Task | None:
     """The record's newest completed task: its document is the record's current one."""
     tasks = ctx.tasks.many(ctx.records.task_ids(tenant_id, record_key))
     return next((t for t in tasks if t.status == TaskStatus.COMPLETED and t.run_id), None)
 
 
-def export_link(ctx: Context, tenant: Tenant, task: Task, fmt: str) -> str:
+def export_link(ctx: Needs, tenant: Tenant, task: Task, fmt: str) -> str:
     """Have the API export the task's document now (so a failure shows here, not when someone clicks),
     then return the link. Raises UpstreamError."""
     with ctx.upstream(tenant) as client:

@@ -7,13 +7,25 @@ import binascii
 import json
 import logging
 import time
+from typing import Protocol
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
 import schemas
 from app.core.errors import Invalid, TooLarge, Unauthorized
-from app.core.tokens import TokenInvalid
-from app.stores.context import Context
+from app.core.tokens import TokenInvalid, Tokens
+from app.stores.intake_stream import IntakeStream
+from app.stores.tenants import TenantStore
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    tokens: Tokens
+    tenants: TenantStore
+    intake: IntakeStream
+
 
 log = logging.getLogger(__name__)
 MAX_BODY = 1024 * 1024
@@ -24,7 +36,7 @@ deleted, or a secret rotated, takes up to this long to refuse what the old one s
 _verified_with: dict[str, tuple[str, float]] = {}
 
 
-def accept(ctx: Context, token: str, body: bytes, headers: dict[str, str]) -> bool:
+def accept(ctx: Needs, token: str, body: bytes, headers: dict[str, str]) -> bool:
     """Verify and durably enqueue one webhook. True: new; False: a redelivery of one we have.
 
     Raises Unauthorized (a bad token or signature), TooLarge, or Invalid (not a task event)."""
@@ -44,7 +56,7 @@ def accept(ctx: Context, token: str, body: bytes, headers: dict[str, str]) -> bo
     return ctx.intake.record_event(tenant_id, task_id, webhook_id, body.decode())
 
 
-def _verify(ctx: Context, tenant_id: str, body: bytes, headers: dict[str, str]) -> None:
+def _verify(ctx: Needs, tenant_id: str, body: bytes, headers: dict[str, str]) -> None:
     """Check the signature with the tenant's secret: the one this process read in the last SECRET_SECONDS
     (a Redis read and two decryptions fewer per webhook), else read now; a signature the remembered secret
     refuses is checked again with a fresh read, so a rotated secret applies at once."""

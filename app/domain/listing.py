@@ -8,10 +8,19 @@ never a long scan."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from app.stores.context import Context
-from app.stores.records import Record
-from app.stores.tasks import Task
+from app.stores.records import Record, RecordStore
+from app.stores.tasks import Task, TaskStore
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    records: RecordStore
+    tasks: TaskStore
+
 
 CHUNK = 200
 SCAN_LIMIT = 2000
@@ -28,7 +37,7 @@ class TaskFilter:
 
 
 def tasks(
-    ctx: Context, tenant_id: str | None, wanted: TaskFilter, cursor: float | None, limit: int
+    ctx: Needs, tenant_id: str | None, wanted: TaskFilter, cursor: float | None, limit: int
 ) -> tuple[list[Task], float | None]:
     """A page of the tenant's tasks matching ``wanted``, newest first, and the cursor of the next page. No
     tenant: every tenant's, from the index of the newest (the operator's dashboard)."""
@@ -72,7 +81,7 @@ def _matches(task: Task, wanted: TaskFilter) -> bool:
 
 
 def records(
-    ctx: Context, tenant_id: str, cursor: float | None, limit: int
+    ctx: Needs, tenant_id: str, cursor: float | None, limit: int
 ) -> tuple[list[Record], float | None]:
     """A page of the tenant's records, the most recently used first, and the cursor of the next page."""
     keys = ctx.records.newest(tenant_id, cursor, limit + 1)

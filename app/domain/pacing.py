@@ -12,9 +12,18 @@ slot an attempt went in stays on the delivery (``paced_slot``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from app.stores.context import Context
+from app.stores.paces import PaceStore
 from connectors.base import Pace
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    paces: PaceStore
+
 
 HOLD_SECONDS = 2.0
 """A new slot this near is waited for on the lane's thread; a later one is handed to RQ's scheduler."""
@@ -38,20 +47,20 @@ class Slot:
 
 
 def reserve(
-    ctx: Context, pace: Pace, reserved: float | None = None, now: float | None = None
+    ctx: Needs, pace: Pace, reserved: float | None = None, now: float | None = None
 ) -> Slot:
     """This delivery's slot: the one it ``reserved`` before if that is still ahead or just past, else the
     next free one, which is taken."""
     return _slot(ctx, pace, only_now=False, reserved=reserved, now=now)
 
 
-def take_now(ctx: Context, pace: Pace, now: float | None = None) -> bool:
+def take_now(ctx: Needs, pace: Pace, now: float | None = None) -> bool:
     """Take a slot if one is free now; reserve nothing otherwise."""
     return _slot(ctx, pace, only_now=True, now=now).wait == 0.0
 
 
 def _slot(
-    ctx: Context,
+    ctx: Needs,
     pace: Pace,
     only_now: bool,
     reserved: float | None = None,

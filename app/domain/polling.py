@@ -18,17 +18,31 @@ calls for a 20-minute task, and 100 long tasks spent the API's whole rate limit 
 from __future__ import annotations
 
 import time
+from typing import Protocol
 
+from app.core.config import RelayConfig
 from app.domain import pacing
-from app.stores.context import Context
-from app.stores.tasks import Task
+from app.stores.paces import PaceStore
+from app.stores.tasks import Task, TaskStore
+from app.stores.tenants import TenantStore
 from connectors.base import Pace
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    tenants: TenantStore
+    tasks: TaskStore
+    paces: PaceStore
+
 
 OVERDUE_FACTOR = 1.5
 """A task is overdue once it has run this many times its kind's usual duration."""
 
 
-def budget(ctx: Context, tenant_id: str) -> Pace:
+def budget(ctx: Needs, tenant_id: str) -> Pace:
     config = ctx.config
     per_minute = max(1.0, config.poll_budget_share * config.upstream_rate_limit_per_minute)
     return Pace(
@@ -36,7 +50,7 @@ def budget(ctx: Context, tenant_id: str) -> Pace:
     )
 
 
-def next_delay(ctx: Context, task: Task, polls: int, now: float | None = None) -> float:
+def next_delay(ctx: Needs, task: Task, polls: int, now: float | None = None) -> float:
     """Seconds until the reconciler asks again about a running task it has polled ``polls`` times."""
     config, now = ctx.config, time.time() if now is None else now
     delay = min(config.poll_first_seconds * 2 ** min(polls, 20), config.poll_cap_seconds)
@@ -46,13 +60,13 @@ def next_delay(ctx: Context, task: Task, polls: int, now: float | None = None) -
     return delay
 
 
-def usual_seconds(ctx: Context, task: Task) -> float | None:
+def usual_seconds(ctx: Needs, task: Task) -> float | None:
     """How long this tenant's tasks of this format usually take (None before one has completed)."""
     usual_ms = ctx.tenants.usual_ms(task.tenant_id, task.format or "")
     return usual_ms / 1000 if usual_ms is not None else None
 
 
-def wait_for_budget(ctx: Context, task: Task, now: float | None = None) -> float:
+def wait_for_budget(ctx: Needs, task: Task, now: float | None = None) -> float:
     """The reconciler's turn in the tenant's budget: 0 to poll now, else seconds until its slot, which is
     kept on the task (``poll_slot``, Redis's clock) and used when it comes due again. ``now``: a test's clock
     (the slots then are on it too)."""
@@ -65,6 +79,6 @@ def wait_for_budget(ctx: Context, task: Task, now: float | None = None) -> float
     return slot.wait if slot.wait > 1.0 else 0.0
 
 
-def may_refresh(ctx: Context, task: Task, now: float | None = None) -> bool:
+def may_refresh(ctx: Needs, task: Task, now: float | None = None) -> bool:
     """A refresh for someone watching polls only when the tenant's budget has a slot free now."""
     return pacing.take_now(ctx, budget(ctx, task.tenant_id), now=now)

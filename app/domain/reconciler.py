@@ -12,17 +12,59 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Protocol
 
+from redis.client import Redis
+
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.states import TASK_ENDED, TaskStatus
-from app.core.upstream import UpstreamNotFound, UpstreamUnavailable
+from app.core.tokens import Tokens
+from app.core.upstream import UpstreamClients, UpstreamNotFound, UpstreamUnavailable
 from app.domain import batches, deliveries, polling, tracking
 from app.stores import queues
-from app.stores.context import Context
+from app.stores.batches import BatchStore
+from app.stores.budgets import BudgetStore
+from app.stores.deliveries import DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.records import RecordStore
+from app.stores.tasks import TaskStore
+from app.stores.tenants import TenantStore
+from app.stores.usage import UsageRows
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    redis: Redis
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    upstream: UpstreamClients
+    tenants: TenantStore
+    records: RecordStore
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    batches: BatchStore
+    budgets: BudgetStore
+    lane: LaneStream
+
 
 log = logging.getLogger(__name__)
 
 
-def run(ctx: Context, now: float | None = None) -> dict:
+def run(ctx: Needs, now: float | None = None) -> dict:
     """One look at the tasks due and the deliveries and batch rows overdue. ``now``: a test's clock, also for
     the tenants' poll budgets (else those are on Redis's clock)."""
     counts = {"polled": 0, "finished": 0, "repaired": 0, "deferred": 0}
@@ -33,7 +75,7 @@ def run(ctx: Context, now: float | None = None) -> dict:
     return counts
 
 
-def _reconcile_one(ctx: Context, task_id: str, now: float | None = None) -> str:
+def _reconcile_one(ctx: Needs, task_id: str, now: float | None = None) -> str:
     task = ctx.tasks.get(task_id)
     if task is not None and task.status in TASK_ENDED and task.fanout == "pending":
         # their end unwatches it: a crash leaves it for next time
@@ -77,7 +119,7 @@ def _reconcile_one(ctx: Context, task_id: str, now: float | None = None) -> str:
     return "polled"
 
 
-def _recover_submit(ctx: Context, task_id: str, now: float) -> str:
+def _recover_submit(ctx: Needs, task_id: str, now: float) -> str:
     """A submission waiting to be handed to the API: its background job is queued again when it was lost
     (a worker popped it and died, or lost Redis's reply, before running it) or never stored (a crash between
     storing the task and queuing the job); a job that failed for good fails the task."""

@@ -20,20 +20,45 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Protocol
 
 from app.core import metrics
+from app.core.config import RelayConfig
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED
+from app.stores.batches import BatchStore
 from app.stores.consumer_group import GroupStream
-from app.stores.context import Context
-from app.stores.events import iso
-from app.stores.tasks import Task
+from app.stores.deliveries import DeliveryStore
+from app.stores.events import EventLog, iso
+from app.stores.intake_stream import IntakeStream
+from app.stores.lane_stream import LaneStream
+from app.stores.primary import Primary
+from app.stores.records import RecordStore
+from app.stores.tasks import Task, TaskStore
+from app.stores.tenants import TenantStore
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    primary: Primary
+    tenants: TenantStore
+    records: RecordStore
+    tasks: TaskStore
+    events: EventLog
+    deliveries: DeliveryStore
+    batches: BatchStore
+    intake: IntakeStream
+    lane: LaneStream
+
 
 log = logging.getLogger(__name__)
 
 BATCH = 200
 
 
-def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) -> dict[str, int]:
+def sweep(ctx: Needs, now: float | None = None, budget_seconds: float = 20.0) -> dict[str, int]:
     """One sweep; returns how many of each kind it removed. Stops after ``budget_seconds`` of task removal
     (the next sweep goes on), so a backlog never makes one job run long."""
     now = time.time() if now is None else now
@@ -77,7 +102,7 @@ def sweep(ctx: Context, now: float | None = None, budget_seconds: float = 20.0) 
 # -- tasks -----------------------------------------------------------------------------------------
 
 
-def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int]:
+def _drop_tasks(ctx: Needs, ended_before: float, now: float) -> tuple[int, int]:
     """One batch of tasks that ended before ``ended_before``. A task whose follow-ups are not done (a
     delivery still retrying) waits for another sweep. Returns (tasks, deliveries) removed."""
     task_ids = ctx.tasks.ended_before(ended_before, BATCH)
@@ -109,7 +134,7 @@ def _drop_tasks(ctx: Context, ended_before: float, now: float) -> tuple[int, int
     return len(done), sum(len(t.delivery_ids) for t in done)
 
 
-def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
+def _drop_batches(ctx: Needs, ended_before: float, now: float) -> int:
     """Batches that ended before ``ended_before``, once the deliveries of their end are settled (their rows'
     tasks go their own way, above)."""
     dropped, later = 0, now - ctx.config.task_retention_seconds + ctx.config.retention_sweep_seconds
@@ -129,7 +154,7 @@ def _drop_batches(ctx: Context, ended_before: float, now: float) -> int:
     return dropped
 
 
-def _archive(ctx: Context, tasks: list[Task]) -> None:
+def _archive(ctx: Needs, tasks: list[Task]) -> None:
     """Append each task's final record to the JSONL file of the day it ended, when archiving is on: one
     open per day and batch."""
     if not ctx.config.archive_dir or not tasks:
@@ -166,7 +191,7 @@ def _as_read(task: Task) -> dict:
 # -- the rest --------------------------------------------------------------------------------------
 
 
-def _drop_dead_letters(ctx: Context, died_before: float) -> int:
+def _drop_dead_letters(ctx: Needs, died_before: float) -> int:
     dropped = ctx.deliveries.dead_before(died_before, BATCH * 5)
     for delivery_id in dropped:
         log.info(

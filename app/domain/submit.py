@@ -9,16 +9,55 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
+
+from redis.client import Redis
 
 from app.core import leases, storage
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.ids import new_id
 from app.core.states import TASK_ENDED, TaskStatus
-from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
+from app.core.tokens import Tokens
+from app.core.upstream import RunExpired, UpstreamClients, UpstreamError, UpstreamUnavailable
 from app.domain import budgets, tracking, write_back
-from app.stores.context import Context
-from app.stores.tasks import Task
-from app.stores.tenants import Tenant
+from app.stores.batches import BatchStore
+from app.stores.budgets import BudgetStore
+from app.stores.deliveries import DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.records import RecordStore
+from app.stores.tasks import Task, TaskStore
+from app.stores.tenants import Tenant, TenantStore
+from app.stores.usage import UsageRows
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    redis: Redis
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    upstream: UpstreamClients
+    tenants: TenantStore
+    records: RecordStore
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    batches: BatchStore
+    budgets: BudgetStore
+    lane: LaneStream
+
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +101,7 @@ def write_back_asked(value: dict | Literal[False] | None) -> str | Literal[False
 
 
 def submit(
-    ctx: Context,
+    ctx: Needs,
     tenant: Tenant,
     request: SubmitRequest,
     task_id: str | None = None,
@@ -142,7 +181,7 @@ def submit(
     return handed or ctx.tasks.get(task.task_id) or task
 
 
-def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> Task | None:
+def hand_over(ctx: Needs, tenant: Tenant, task_id: str) -> Task | None:
     """Send a stored submission to the API, unless another process is doing so right now (the web request
     that stored it, a background retry, one the reconciler queued again): a second POST would start a
     second job. The hand-over is a lease (app.core.leases), so one whose process was killed is free again
@@ -159,12 +198,12 @@ def hand_over(ctx: Context, tenant: Tenant, task_id: str) -> Task | None:
         return _hand_over(ctx, tenant, task)
 
 
-def _handover_lease(ctx: Context, task_id: str):
+def _handover_lease(ctx: Needs, task_id: str):
     key = f"{ctx.config.key_prefix}handover:{task_id}"
     return leases.lease(ctx.redis, key, ctx.config.worker_lease_seconds)
 
 
-def _hand_over(ctx: Context, tenant: Tenant, task: Task) -> Task | None:
+def _hand_over(ctx: Needs, tenant: Tenant, task: Task) -> Task | None:
     task_id = task.task_id
     token = ctx.tokens.webhook(tenant.tenant_id, task_id)
     webhook_url = f"{ctx.config.public_url.rstrip('/')}/webhooks/upstream/{token}"
@@ -198,7 +237,7 @@ def _hand_over(ctx: Context, tenant: Tenant, task: Task) -> Task | None:
 
 
 def _record_handover(
-    ctx: Context, tenant: Tenant, task: Task, submitted, restarted: bool, throttled: int
+    ctx: Needs, tenant: Tenant, task: Task, submitted, restarted: bool, throttled: int
 ) -> Task | None:
     task_id = task.task_id
     handed = {
@@ -236,7 +275,7 @@ def _record_handover(
     return handed_task
 
 
-def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) -> Task:
+def wait_for(ctx: Needs, task_id: str, seconds: float, interval: float = 0.1) -> Task:
     """Block up to ``seconds`` for the task to end (the `wait` parameter's sync facade)."""
     deadline = time.monotonic() + seconds
     while True:
@@ -247,7 +286,7 @@ def wait_for(ctx: Context, task_id: str, seconds: float, interval: float = 0.1) 
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
 
-def hand_over_stored(ctx: Context, task_id: str, last_try: bool) -> str:
+def hand_over_stored(ctx: Needs, task_id: str, last_try: bool) -> str:
     """Hand a stored submission to the API (the submit job's work). An unreachable API is raised again for
     the job's next try, and fails the task on the ``last_try``."""
     task = ctx.tasks.get(task_id)

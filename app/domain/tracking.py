@@ -15,16 +15,51 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.ids import new_id
 from app.core.states import TASK_ENDED, TaskStatus
-from app.core.upstream import UpstreamError
+from app.core.tokens import Tokens
+from app.core.upstream import UpstreamClients, UpstreamError
 from app.domain import batch_rows, budgets, deliveries, polling
 from app.domain.serializers import task_view
-from app.stores.context import Context
+from app.stores.batches import BatchStore
+from app.stores.budgets import BudgetStore
+from app.stores.deliveries import DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
-from app.stores.tasks import Task
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.tasks import Task, TaskStore
+from app.stores.tenants import TenantStore
+from app.stores.usage import UsageRows
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    upstream: UpstreamClients
+    tenants: TenantStore
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    batches: BatchStore
+    budgets: BudgetStore
+    lane: LaneStream
+
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +68,7 @@ Done = Callable[[Any], None]
 
 
 def apply(
-    ctx: Context,
+    ctx: Needs,
     task_id: str,
     upstream: dict,
     source: str,
@@ -78,7 +113,7 @@ def apply(
     return "updated"
 
 
-def cancel(ctx: Context, tenant, task: Task) -> bool:
+def cancel(ctx: Needs, tenant, task: Task) -> bool:
     """Cancel a task that has not ended: at the API once it has it (the task ends with the API's answer, or
     its webhook), else here, before it is handed over. False: it had ended, or the API refused."""
     if task.status in TASK_ENDED:
@@ -95,9 +130,7 @@ def cancel(ctx: Context, tenant, task: Task) -> bool:
     return True
 
 
-def refresh(
-    ctx: Context, task: Task, min_age_seconds: float = 2.0, now: float | None = None
-) -> Task:
+def refresh(ctx: Needs, task: Task, min_age_seconds: float = 2.0, now: float | None = None) -> Task:
     """Bring a running task's progress up to date from the API when its news is older than
     ``min_age_seconds``: what a person watching a progress bar expects. Best effort, no retries. ``now``: a
     test's clock, also for the tenant's poll budget (else that is on Redis's clock)."""
@@ -123,7 +156,7 @@ def refresh(
 
 
 def finish(
-    ctx: Context,
+    ctx: Needs,
     task_id: str,
     fields: dict,
     task: Task | None = None,
@@ -169,7 +202,7 @@ def finish(
     return True
 
 
-def fail(ctx: Context, task_id: str, code: str, message: str, **detail) -> bool:
+def fail(ctx: Needs, task_id: str, code: str, message: str, **detail) -> bool:
     """End a task as failed for a reason of the relay's own (the API refused it, or lost it)."""
     return finish(
         ctx,
@@ -183,7 +216,7 @@ def fail(ctx: Context, task_id: str, code: str, message: str, **detail) -> bool:
 
 
 def run_follow_ups(
-    ctx: Context, task_id: str, task: Task | None = None, with_done: Done | None = None
+    ctx: Needs, task_id: str, task: Task | None = None, with_done: Done | None = None
 ) -> None:
     """Plan the ended task's deliveries, its budget alerts and its batch row's end, then mark its follow-ups
     done (``task``: as it ended, if the caller has it; ``with_done``: as for apply)."""

@@ -6,10 +6,18 @@ from __future__ import annotations
 import csv
 import io
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 from app.stores import usage
-from app.stores.context import Context
+from app.stores.usage import UsageRows
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    usage: UsageRows
+
 
 GROUPS = ("day", "record", "format")
 UNKNOWN_FORMAT = "unknown"
@@ -17,7 +25,7 @@ UNKNOWN_FORMAT = "unknown"
 
 
 def report(
-    ctx: Context,
+    ctx: Needs,
     tenant_id: str,
     first: date,
     last: date,
@@ -113,7 +121,7 @@ def as_csv(answer: dict) -> str:
 # -- the dashboard's series ---------------------------------------------------------------------------------
 
 
-def daily_series(ctx: Context, tenant_id: str, first: date, last: date) -> list[dict]:
+def daily_series(ctx: Needs, tenant_id: str, first: date, last: date) -> list[dict]:
     """Per day: credits, tasks by outcome, the generation-time histogram with its p50 and p95 (s) and each
     destination kind's deliveries delivered and dead."""
     series = []

@@ -12,19 +12,46 @@ docs/decisions/0015-write-back.md.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Literal, Protocol
 
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.errors import Invalid, NotFound, RelayError
 from app.core.ids import new_id
 from app.core.states import TASK_ENDED, DeliveryState
+from app.core.tokens import Tokens
 from app.domain import deliveries
 from app.domain.serializers import task_view
-from app.stores.context import Context
-from app.stores.deliveries import DeliveryRecord
+from app.stores.deliveries import DeliveryRecord, DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
-from app.stores.tasks import Task
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.tasks import Task, TaskStore
+from app.stores.usage import UsageRows
 from connectors import registry
 from connectors.base import Outcome, Retryable
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    lane: LaneStream
+
 
 WAIT_FOR_START_SECONDS = 2.0
 
@@ -42,7 +69,7 @@ class WriteBackInvalid(WriteBackRefused, Invalid):
 
 
 def connection_for(
-    ctx: Context, tenant_id: str, asked: str | Literal[False] | None, record_key: str | None
+    ctx: Needs, tenant_id: str, asked: str | Literal[False] | None, record_key: str | None
 ) -> str | None:
     """The saved connection a submit writes back through: the one it names (``asked``), else the tenant's
     default for the platform its ``record_key`` names (``asked`` False: none). Raises WriteBackRefused naming
@@ -85,7 +112,7 @@ def _check_key(kind: str, record_key: str) -> None:
         raise WriteBackInvalid("invalid_request", str(exc), "record_key") from None
 
 
-def plan_start(ctx: Context, task: Task) -> Task:
+def plan_start(ctx: Needs, task: Task) -> Task:
     """Queue the "Generating" write of a submitted task that writes back; returns the task as it then
     reads (its delivery listed)."""
     if not task.write_back:
@@ -107,7 +134,7 @@ def plan_start(ctx: Context, task: Task) -> Task:
     return task.with_fields(delivery_ids=[delivery_id])
 
 
-def gate(ctx: Context, record: DeliveryRecord) -> Outcome | None:
+def gate(ctx: Needs, record: DeliveryRecord) -> Outcome | None:
     """Before an attempt at a write-back (begin() has marked it delivering): the start write of a task that
     has ended is done without writing (its Outcome says so); an end write waits (Retryable) while the start
     write is in flight."""

@@ -14,16 +14,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from redis.exceptions import RedisError
 
 from app.core import metrics, storage
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.logs import log_context
 from app.core.outbound import OutboundPolicy, ca_bundle
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED, TaskStatus
-from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
+from app.core.tokens import Tokens
+from app.core.upstream import CHUNK, TLS, UpstreamClients, UpstreamError, UpstreamUnavailable
 from app.domain import batch_files, write_back
 from app.domain.deliveries import (
     Paced,
@@ -35,10 +38,16 @@ from app.domain.deliveries import (
     wait_for_slot,
 )
 from app.domain.links import file_link
-from app.stores.context import Context
-from app.stores.deliveries import DeliveryRecord
-from app.stores.destinations import Hook, SavedDestination
-from app.stores.tasks import Task
+from app.stores.batches import BatchStore
+from app.stores.deliveries import DeliveryRecord, DeliveryStore
+from app.stores.destinations import DestinationStore, Hook, HookStore, SavedDestination
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.tasks import Task, TaskStore
+from app.stores.tenants import TenantStore
+from app.stores.usage import UsageRows
 from connectors import registry
 from connectors.base import (
     Delivery,
@@ -48,11 +57,33 @@ from connectors.base import (
     Retryable,
 )
 
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    upstream: UpstreamClients
+    tenants: TenantStore
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    batches: BatchStore
+    lane: LaneStream
+
+
 log = logging.getLogger(__name__)
 
 
 def attempt(
-    ctx: Context,
+    ctx: Needs,
     delivery_id: str,
     with_delivered: Callable[[Any], None] | None = None,
     lane_entry: dict | None = None,
@@ -78,7 +109,7 @@ def attempt(
 
 
 def _target(
-    ctx: Context, record: DeliveryRecord, hint: tuple[str, str] | None, read: str | None
+    ctx: Needs, record: DeliveryRecord, hint: tuple[str, str] | None, read: str | None
 ) -> str | None:
     """The saved destination or hook the delivery goes to: as begin() read it where the lane entry said, or
     read now (an RQ retry, whose job names only the delivery)."""
@@ -89,7 +120,7 @@ def _target(
 
 
 def _attempt(
-    ctx: Context, record: DeliveryRecord, started: bool, target: str | None, with_delivered
+    ctx: Needs, record: DeliveryRecord, started: bool, target: str | None, with_delivered
 ) -> str:
     """Deliver, once begin() has counted the attempt; ``target``: the saved destination or hook, if any."""
     delivery_id, attempts = record.delivery_id, record.attempts + 1
@@ -154,7 +185,7 @@ def _wait_until(due: float | None) -> None:
         time.sleep(max(0.0, due - time.monotonic()))
 
 
-def _delivery(ctx: Context, record: DeliveryRecord, target: str | None) -> Delivery:
+def _delivery(ctx: Needs, record: DeliveryRecord, target: str | None) -> Delivery:
     """The delivery's config: its own, or its saved destination's or hook's (``target``), decrypted."""
     if record.destination_id:
         if target is None:
@@ -188,7 +219,7 @@ def _policy(allow: str, ca_file: str) -> OutboundPolicy:
     return OutboundPolicy(allow, ca_file=ca_file)
 
 
-def _environment(ctx: Context, delivery_id: str) -> Environment:
+def _environment(ctx: Needs, delivery_id: str) -> Environment:
     config = ctx.config
     policy = _policy(config.outbound_allow, config.outbound_ca_file)
 
@@ -222,7 +253,7 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
 # -- the file --------------------------------------------------------------------------------------
 
 
-def _document_for(ctx: Context, delivery: Delivery, record: DeliveryRecord) -> Document | None:
+def _document_for(ctx: Needs, delivery: Delivery, record: DeliveryRecord) -> Document | None:
     """What the event gives a destination that takes a file: a finished task's document, a batch's manifest."""
     if delivery.event.get("type") == "batch.completed":
         return batch_files.manifest_document(ctx, delivery.event["data"])
@@ -233,7 +264,7 @@ def _document_for(ctx: Context, delivery: Delivery, record: DeliveryRecord) -> D
     return _document(ctx, record, ctx.config.record_link_ttl_seconds if writes_back else None)
 
 
-def _document(ctx: Context, record: DeliveryRecord, link_life: int | None = None) -> Document:
+def _document(ctx: Needs, record: DeliveryRecord, link_life: int | None = None) -> Document:
     task = ctx.tasks.get(record.task_id)
     tenant = ctx.tenants.get(record.tenant_id)
     if task is None or tenant is None:
@@ -271,7 +302,7 @@ class _Source:
     """Streams the document (or an export of it) from the API's signed URL, refreshing the URL through
     GET /runs/{id} when it has expired, and resuming from an offset with an HTTP Range request."""
 
-    def __init__(self, ctx: Context, tenant, task: Task, export: str):
+    def __init__(self, ctx: Needs, tenant, task: Task, export: str):
         self._ctx, self._tenant, self._task, self._export = ctx, tenant, task, export
         download = (task.result or {}).get("download_url")  # an event may come without one
         self._url = download if download and not export else self._fresh_url()

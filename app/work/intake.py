@@ -17,14 +17,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
+from app.core.config import RelayConfig
 from app.core.ids import digest
 from app.stores import queues
-from app.stores.context import Context
+from app.stores.intake_stream import IntakeStream
+from app.stores.lane_stream import LaneStream
+from app.stores.queues import Queues
 from app.work import jobs
 from app.work.lane import StreamLane
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    queues: Queues
+    intake: IntakeStream
+    lane: LaneStream
+
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +49,7 @@ class IntakeLane(StreamLane):
 
     def __init__(
         self,
-        ctx: Context,
+        ctx: Needs,
         threads: int | None = None,
         lease_seconds: float | None = None,
         consumer: str | None = None,

@@ -25,12 +25,21 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from redis.exceptions import RedisError, ResponseError
 
 from app.core.streams import ReaderThread
 from app.stores.consumer_group import GroupStream
-from app.stores.context import Context
+from app.stores.lane_stream import LaneStream
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    lane: LaneStream
+
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +53,7 @@ class StreamLane:
 
     def __init__(
         self,
-        ctx: Context,
+        ctx: Needs,
         stream: GroupStream,
         threads: int,
         lease_seconds: float,
@@ -218,7 +227,7 @@ class DeliveryLane(StreamLane):
 
     def __init__(
         self,
-        ctx: Context,
+        ctx: Needs,
         attempt: Callable[[str, Callable, dict], str],
         threads: int = 8,
         lease_seconds: float = 60.0,

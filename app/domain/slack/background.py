@@ -14,18 +14,61 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Protocol
 
+from redis.client import Redis
 from slack_sdk.webhook import WebhookClient
 
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.formats import LABELS
 from app.core.outbound import OutboundPolicy
 from app.core.states import TASK_ENDED
-from app.core.upstream import UpstreamError
+from app.core.tokens import Tokens
+from app.core.upstream import UpstreamClients, UpstreamError
 from app.domain import budgets, exports, submit, tracking
 from app.domain.slack.commands import channel_record_key
-from app.stores.context import Context
-from app.stores.installations import Installation
-from app.stores.tenants import Tenant
+from app.stores.batches import BatchStore
+from app.stores.budgets import BudgetStore
+from app.stores.deliveries import DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
+from app.stores.installations import Installation, InstallationStore
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.records import RecordStore
+from app.stores.slack_sessions import SlackSessions
+from app.stores.tasks import TaskStore
+from app.stores.tenants import Tenant, TenantStore
+from app.stores.usage import UsageRows
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    redis: Redis
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    upstream: UpstreamClients
+    tenants: TenantStore
+    records: RecordStore
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    batches: BatchStore
+    budgets: BudgetStore
+    lane: LaneStream
+    installations: InstallationStore
+    slack_sessions: SlackSessions
+
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +77,7 @@ MARGIN = 60  # seconds kept in hand before the response_url expires
 PROGRESS_POSTS = 2
 
 
-def start_document(ctx: Context, request: dict) -> None:
+def start_document(ctx: Needs, request: dict) -> None:
     # the command's response_url, sealed where it came in: opened once for this job's messages
     response_url = ctx.box.open(request["response_url"])
     installation, tenant = _workspace(ctx, request)
@@ -81,7 +124,7 @@ def start_document(ctx: Context, request: dict) -> None:
     _schedule_progress(ctx, task.task_id)
 
 
-def watch_progress(ctx: Context, task_id: str, now: float | None = None) -> None:
+def watch_progress(ctx: Needs, task_id: str, now: float | None = None) -> None:
     """Post a progress update when the phase changed (at most PROGRESS_POSTS), then look again later; not
     past the response_url's deadline (``now``: the clock's unless a test sets it)."""
     session = ctx.slack_sessions.get(task_id)
@@ -105,7 +148,7 @@ def watch_progress(ctx: Context, task_id: str, now: float | None = None) -> None
     _schedule_progress(ctx, task_id)
 
 
-def export_document(ctx: Context, request: dict) -> None:
+def export_document(ctx: Needs, request: dict) -> None:
     response_url = ctx.box.open(request["response_url"])
     _, tenant = _workspace(ctx, request)
     record_key = channel_record_key(request["team_id"], request["channel_id"])
@@ -128,7 +171,7 @@ def export_document(ctx: Context, request: dict) -> None:
     )
 
 
-def cancel_document(ctx: Context, request: dict) -> None:
+def cancel_document(ctx: Needs, request: dict) -> None:
     """/overten cancel: the channel's running task, cancelled at the API; its final word (the slack_reply
     delivery) says cancelled in the thread it was started from."""
     response_url = ctx.box.open(request["response_url"])
@@ -155,7 +198,7 @@ def cancel_document(ctx: Context, request: dict) -> None:
     )
 
 
-def follow_up(ctx: Context, url: str, text: str, in_channel: bool = False) -> bool:
+def follow_up(ctx: Needs, url: str, text: str, in_channel: bool = False) -> bool:
     """One message through a command's response_url (``url``, opened; slack_sdk's client). False when Slack
     refused it."""
     try:
@@ -173,13 +216,11 @@ def follow_up(ctx: Context, url: str, text: str, in_channel: bool = False) -> bo
     return response.status_code == 200
 
 
-def _workspace(
-    ctx: Context, request: dict
-) -> tuple[Installation | None, Tenant | None]:
+def _workspace(ctx: Needs, request: dict) -> tuple[Installation | None, Tenant | None]:
     """The command's workspace installation and its tenant (either None when it has gone since)."""
     installation = ctx.installations.find(request["team_id"])
     return installation, ctx.tenants.get(installation.tenant_id) if installation else None
 
 
-def _schedule_progress(ctx: Context, task_id: str) -> None:
+def _schedule_progress(ctx: Needs, task_id: str) -> None:
     ctx.queues.slack_progress(task_id, ctx.config.slack_progress_seconds)

@@ -8,18 +8,59 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
 import schemas
 from app.core import storage
+from app.core.config import RelayConfig
+from app.core.crypto import SecretBox
 from app.core.formats import LABELS, export_formats
 from app.core.ids import digest
 from app.core.states import TASK_ENDED
+from app.core.tokens import Tokens
+from app.core.upstream import UpstreamClients
 from app.domain import budgets, exports
 from app.domain.links import file_link
-from app.stores.context import Context
-from app.stores.tasks import Task
+from app.stores.budgets import BudgetStore
+from app.stores.deliveries import DeliveryStore
+from app.stores.destinations import DestinationStore, HookStore
+from app.stores.installations import InstallationStore
+from app.stores.intake_stream import IntakeStream
+from app.stores.lane_stream import LaneStream
+from app.stores.paces import PaceStore
+from app.stores.primary import Primary
+from app.stores.queues import Queues
+from app.stores.records import RecordStore
+from app.stores.tasks import Task, TaskStore
+from app.stores.tenants import TenantStore
+from app.stores.usage import UsageRows
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    box: SecretBox
+    tokens: Tokens
+    primary: Primary
+    queues: Queues
+    upstream: UpstreamClients
+    tenants: TenantStore
+    records: RecordStore
+    tasks: TaskStore
+    destinations: DestinationStore
+    hooks: HookStore
+    deliveries: DeliveryStore
+    paces: PaceStore
+    usage: UsageRows
+    budgets: BudgetStore
+    intake: IntakeStream
+    lane: LaneStream
+    installations: InstallationStore
+
 
 NEW_DOCUMENT = {"excel": "excel", "word": "word", "slides": "slides"}
 VERBS = (*NEW_DOCUMENT, "continue", "status", "export", "cancel", "help")
@@ -64,7 +105,7 @@ def ephemeral(text: str) -> dict:
     return {"response_type": "ephemeral", "text": text}
 
 
-def acknowledge(ctx: Context, command: SlashCommand) -> dict:
+def acknowledge(ctx: Needs, command: SlashCommand) -> dict:
     """The immediate answer to a command; enqueues the work it calls for. When Redis refuses or is gone,
     a short answer says so (Slack would otherwise show a time-out): nothing was started."""
     try:
@@ -80,7 +121,7 @@ def acknowledge(ctx: Context, command: SlashCommand) -> dict:
         )
 
 
-def _answer(ctx: Context, command: SlashCommand) -> dict:
+def _answer(ctx: Needs, command: SlashCommand) -> dict:
     tenant_id = ctx.installations.tenant_for(command.team_id)
     if tenant_id is None or ctx.tenants.get(tenant_id) is None:
         return ephemeral(
@@ -108,7 +149,7 @@ def _answer(ctx: Context, command: SlashCommand) -> dict:
     return ephemeral(f"I don't know `{verb[:40]}`.\n{USAGE}")
 
 
-def _start(ctx: Context, command: SlashCommand, fmt: str, resume: bool) -> dict:
+def _start(ctx: Needs, command: SlashCommand, fmt: str, resume: bool) -> dict:
     if not command.argument:
         return ephemeral(f"Tell me what to build: `/overten {command.verb} <prompt>`.")
     try:
@@ -132,7 +173,7 @@ def _start(ctx: Context, command: SlashCommand, fmt: str, resume: bool) -> dict:
     )
 
 
-def _export(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
+def _export(ctx: Needs, command: SlashCommand, tenant_id: str) -> dict:
     fmt = command.argument.lower().lstrip(".")
     if fmt not in export_formats():
         return ephemeral(f"Export as one of {', '.join(export_formats())}: `/overten export pdf`.")
@@ -145,7 +186,7 @@ def _export(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
     )
 
 
-def _cancel(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
+def _cancel(ctx: Needs, command: SlashCommand, tenant_id: str) -> dict:
     latest = _latest_task(ctx, tenant_id, command.record_key)
     if latest is None or latest.status in TASK_ENDED:
         state = f" (the latest {latest.status})" if latest else ""
@@ -154,7 +195,7 @@ def _cancel(ctx: Context, command: SlashCommand, tenant_id: str) -> dict:
     return ephemeral(f":octagonal_sign: Cancelling task `{latest.task_id}`...")
 
 
-def _enqueue(ctx: Context, job: str, command: SlashCommand, **extra: object) -> None:
+def _enqueue(ctx: Needs, job: str, command: SlashCommand, **extra: object) -> None:
     """Hand the work to a job of app.domain.slack.background through the intake stream: one Redis call, durable, once
     per command. The response_url is a credential for 30 minutes, so it is stored sealed."""
     command_id = command.trigger_id or command.response_url
@@ -170,12 +211,12 @@ def _enqueue(ctx: Context, job: str, command: SlashCommand, **extra: object) -> 
     ctx.intake.record_command(job, request, command_id)
 
 
-def _latest_task(ctx: Context, tenant_id: str, record_key: str) -> Task | None:
+def _latest_task(ctx: Needs, tenant_id: str, record_key: str) -> Task | None:
     tasks = ctx.tasks.many(ctx.records.task_ids(tenant_id, record_key, limit=1))
     return tasks[0] if tasks else None
 
 
-def _status(ctx: Context, tenant_id: str, record_key: str) -> str:
+def _status(ctx: Needs, tenant_id: str, record_key: str) -> str:
     latest = _latest_task(ctx, tenant_id, record_key)
     if latest is None:
         return "There is no document in this channel yet. Start one with `/overten excel <prompt>`."

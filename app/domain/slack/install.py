@@ -8,31 +8,44 @@ RelayError: its message says what to do."""
 from __future__ import annotations
 
 import secrets
+from typing import Protocol
 from urllib.parse import urlencode
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from app.core.config import RelayConfig
 from app.core.errors import Conflict, Forbidden, Invalid, NotFound
-from app.core.tokens import TokenExpired, TokenInvalid
+from app.core.tokens import TokenExpired, TokenInvalid, Tokens
 from app.integrations.slack_manifest import BOT_SCOPES
-from app.stores.context import Context
-from app.stores.installations import Installation
+from app.stores.installations import Installation, InstallationStore
+from app.stores.tenants import TenantStore
+
+
+class Needs(Protocol):
+    """What this module's functions use of the process's parts (app.stores.context.Context
+    has them all; tests/test_dependencies.py checks this list against the code)."""
+
+    config: RelayConfig
+    tokens: Tokens
+    tenants: TenantStore
+    installations: InstallationStore
+
 
 LINK_LIFE = 7 * 86_400
 STATE_LIFE = 600
 
 
-def install_link(ctx: Context, tenant_id: str) -> str:
+def install_link(ctx: Needs, tenant_id: str) -> str:
     token = ctx.tokens.signed("slack-install", {"t": tenant_id})
     return f"{ctx.config.public_url.rstrip('/')}/slack/install?{urlencode({'link': token})}"
 
 
-def redirect_uri(ctx: Context) -> str:
+def redirect_uri(ctx: Needs) -> str:
     return f"{ctx.config.public_url.rstrip('/')}/slack/oauth/callback"
 
 
-def authorize_url(ctx: Context, link: str) -> str:
+def authorize_url(ctx: Needs, link: str) -> str:
     """Where to send the installer: Slack's consent page, with a state naming the tenant."""
     _require_app_credentials(ctx)
     tenant_id = _open(ctx, "slack-install", link, LINK_LIFE, "install link")["t"]
@@ -48,7 +61,7 @@ def authorize_url(ctx: Context, link: str) -> str:
     return f"{ctx.config.slack_authorize_url}?{urlencode(query)}"
 
 
-def complete(ctx: Context, code: str, state: str) -> Installation:
+def complete(ctx: Needs, code: str, state: str) -> Installation:
     """Slack sent the installer back: check the state, exchange the code, remember the workspace."""
     _require_app_credentials(ctx)
     opened = _open(ctx, "slack-oauth-state", state, STATE_LIFE, "sign-in with Slack")
@@ -82,7 +95,7 @@ def complete(ctx: Context, code: str, state: str) -> Installation:
     return installation
 
 
-def _require_app_credentials(ctx: Context) -> None:
+def _require_app_credentials(ctx: Needs) -> None:
     if not (ctx.config.slack_client_id and ctx.config.slack_client_secret):
         raise NotFound(
             "slack_not_configured",
@@ -91,7 +104,7 @@ def _require_app_credentials(ctx: Context) -> None:
         )
 
 
-def _open(ctx: Context, purpose: str, token: str, max_age: float, what: str) -> dict:
+def _open(ctx: Needs, purpose: str, token: str, max_age: float, what: str) -> dict:
     try:
         return ctx.tokens.open_signed(purpose, token, max_age)
     except TokenExpired:
