@@ -35,7 +35,7 @@ def readyz():
     """Ready for traffic: Redis takes a write (it is not full, read-only or gone) and at least one worker is
     alive (its heartbeat is fresh)."""
     try:
-        ctx().check_writable()
+        ctx().primary.check_writable()
         workers = ctx().queues.workers()
     except RedisError as exc:
         kind = storage.trouble(exc) or "other"
