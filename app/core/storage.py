@@ -154,6 +154,13 @@ def run_scripts(
     return results
 
 
+def queue_script(pipe, script: Script, keys: list[str], args: list) -> None:
+    """Queue ``script`` on ``pipe`` with its source (EVAL): a script queued by its hash makes redis-py
+    ask the server first whether it has it (SCRIPT EXISTS), a round trip before every such pipeline.
+    The server caches it by hash either way."""
+    pipe.eval(script.script, len(keys), *keys, *args)
+
+
 _LOG_EVERY_SECONDS = 10.0
 _last_logged: dict[tuple[str, str], float] = {}
 

@@ -20,6 +20,7 @@ from typing import Any
 from redis import Redis
 
 from app.core.states import DELIVERY_SETTLED, DeliveryState, lua_set
+from app.core.storage import queue_script
 from app.stores.tasks import field_pairs, to_field
 
 # KEYS: the delivery record, and optionally the hash holding what it goes to. ARGV: the most attempts, now,
@@ -196,10 +197,8 @@ class DeliveryStore:
 
     def record(self, pipe, delivery_id: str, fields: dict[str, Any]) -> None:
         """Queue on ``pipe`` a new record, unless the delivery was planned before."""
-        self._record(
-            keys=[self.key_for(delivery_id)],
-            args=[delivery_id, *field_pairs(fields)],
-            client=pipe,
+        queue_script(
+            pipe, self._record, [self.key_for(delivery_id)], [delivery_id, *field_pairs(fields)]
         )
 
     def update(self, delivery_id: str, pipe=None, **fields: Any) -> None:
@@ -228,11 +227,14 @@ class DeliveryStore:
         """Queue a delivery's attempt now, remembering its entry on the record: one atomic Redis call (at
         once, or queued on ``pipe``), which does nothing for a delivery already in the lane or already
         attempted. ``recheck_at``: when the reconciler looks at it if it is not done by then."""
-        self._to_lane(
-            keys=[self.lane_key, self.key_for(delivery_id), self.open_key],
-            args=[delivery_id, recheck_at],
-            client=pipe,
+        keys, args = (
+            [self.lane_key, self.key_for(delivery_id), self.open_key],
+            [delivery_id, recheck_at],
         )
+        if pipe is None:
+            self._to_lane(keys=keys, args=args)
+        else:
+            queue_script(pipe, self._to_lane, keys, args)
 
     def use_slot(self, delivery_id: str, slot_at: float) -> None:
         """The attempt goes in its pace slot: kept as ``paced_slot``; a later retry reserves its own."""

@@ -35,9 +35,10 @@ watch, its read, its transaction); the lease let go. 17 before the task was pass
 three times and the hand-over's five writes and reads became one script."""
 MOST_TO_ANSWER = 1
 """The web service: storing the webhook (its dedupe key and stream entry, one script)."""
-MOST_TO_APPLY = 8
+MOST_TO_APPLY = 7
 """The intake lane: the task read, ended, its deliveries planned and queued, the entry let go with the
-mark that its follow-ups ran (9 before that was one round trip)."""
+mark that its follow-ups ran (9 before that was one round trip, 8 before the planning's scripts went with
+their source instead of a SCRIPT EXISTS first)."""
 MOST_TO_DELIVER = 2
 """The delivery lane: the attempt begun (record and target), and its success with the entry let go."""
 
