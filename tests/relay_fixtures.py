@@ -17,7 +17,7 @@ import pytest
 from app.cli.devstack import free_port, stop_processes
 from app.core.config import RelayConfig
 from app.core.crypto import SecretBox
-from app.stores.context import Context, build_context
+from app.stores.context import Context, build_context, install
 from app.web import create_app
 from tests.sandbox_fixtures import TLS, SandboxHandle
 from tests.support.servers import ServedApp, eventually
@@ -172,6 +172,9 @@ def make_relay(make_sandbox, fresh_redis_url, tmp_path):
         settings.update(overrides)
         config = RelayConfig(**settings)
         ctx = build_context(config)
+        # the jobs a test runs in this process (a burst worker, the reconciler) find it as a worker
+        # process's jobs find theirs
+        install(ctx)
         web = ServedApp(create_app(context=ctx), port=port).start()
         tenant, api_key = ctx.tenants.create("acme", box.url, box.api_key, box.webhook_secret)
         log_dir = tmp_path / f"relay-logs-{len(stacks)}"

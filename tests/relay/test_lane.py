@@ -10,7 +10,7 @@ from functools import partial
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.stores import context, lane_stream
+from app.stores import lane_stream
 from app.work.lane import DeliveryLane
 from tests.support.keys import redis_key
 from tests.support.servers import eventually
@@ -194,7 +194,6 @@ def test_follow_ups_planned_again_add_no_second_entry(make_relay, receiver):
 
     relay = make_relay(worker=False)
     ctx = relay.ctx
-    context.install(ctx)  # what a worker process does: its jobs run on this context
     with relay.client() as client:
         task = relay.submit(
             client, prompt="x", destinations=[{"kind": "webhook", "config": {"url": receiver.url}}]
@@ -289,7 +288,6 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
 
     relay = make_relay(worker=False, delivery_recheck_seconds=0)
     ctx, url = relay.ctx, fake_teams.url(fake_teams.base)
-    context.install(ctx)  # what a worker process does: its jobs run on this context
     seconds, micros = ctx.redis.time()
     pace = teams.KIND.pace(Delivery("dlv_x", "teams", {"url": url}, {}))
     # the workflow's next free slot: in an hour
