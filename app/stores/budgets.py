@@ -6,11 +6,20 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
 
 TENANT = "tenant"
+
+
+@dataclass(frozen=True)
+class BudgetScopes:
+    key: str
+    """The tenant's budgets hash."""
+    fields: tuple[str, ...]
+    """The tenant's own budget, and the record's."""
 
 
 def scope_of(record_key: str | None) -> str:
@@ -33,6 +42,12 @@ class BudgetStore:
     def get(self, tenant_id: str, record_key: str | None) -> dict | None:
         raw = self._redis.hget(self.key_for(tenant_id), scope_of(record_key))
         return json.loads(raw) if raw else None
+
+    def scopes(self, tenant_id: str, record_key: str | None) -> BudgetScopes:
+        """Where the budgets that apply to a record are kept: for a script to look at."""
+        return BudgetScopes(
+            self.key_for(tenant_id), (TENANT, *([scope_of(record_key)] if record_key else []))
+        )
 
     def applying(self, tenant_id: str, record_key: str | None) -> list[dict]:
         """The tenant's budget and the record's, those that exist, in one call."""

@@ -10,11 +10,13 @@ See docs/decisions/0004-intake-stream.md for why not an RQ enqueue per request.
 from __future__ import annotations
 
 import json
+from enum import IntEnum
 
 from redis import Redis
 
 from app.core.ids import digest
 from app.core.streams import let_go
+from app.stores.budgets import BudgetScopes
 from app.stores.consumer_group import GroupStream
 from app.stores.primary import Primary
 
@@ -28,12 +30,27 @@ return 1
 """
 
 
-# KEYS: dedupe key, stream. ARGV: ttl, job name, request (JSON).
+# KEYS: dedupe key, stream, budgets hash (or the stream again). ARGV: ttl, job name, request (JSON),
+# the budget fields to look at. A capped budget among them: 2, nothing stored (the caller checks it).
 _COMMAND = """
+for i = 4, #ARGV do
+  local budget = redis.call('HGET', KEYS[3], ARGV[i])
+  if budget and cjson.decode(budget)['hard_cap'] == true then return 2 end
+end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
 redis.call('XADD', KEYS[2], '*', 'kind', 'slack', 'job', ARGV[2], 'request', ARGV[3], 'dedupe', KEYS[1])
 return 1
 """
+
+
+class Taken(IntEnum):
+    """What storing a Slack command came to."""
+
+    SEEN = 0
+    """Stored before: a retry of the same command."""
+    STORED = 1
+    CAPPED = 2
+    """Not stored: a capped budget applies, to be checked first."""
 
 
 class IntakeStream(GroupStream):
@@ -50,13 +67,16 @@ class IntakeStream(GroupStream):
         # a redelivery waits too: the first copy's write may not have reached the replicas yet
         return self._primary.run_replicated("intake", _INTAKE, [dedupe, self.key], args) == 1
 
-    def record_command(self, job: str, request: dict, command_id: str) -> bool:
+    def record_command(
+        self, job: str, request: dict, command_id: str, unless_capped: BudgetScopes | None = None
+    ) -> Taken:
         """Durably queue a Slack command's work (``job`` of app.domain.slack.background), once per
-        ``command_id``."""
+        ``command_id``, unless a capped budget of ``unless_capped`` exists."""
         dedupe = f"{self._prefix}slack:command:{digest(command_id, 40)}"
-        args = [86_400, job, json.dumps(request)]
-        keys = [dedupe, self.key]
-        return self._primary.run_replicated("slack-command", _COMMAND, keys, args) == 1
+        budgets = unless_capped.key if unless_capped else self.key
+        keys = [dedupe, self.key, budgets]
+        args = [86_400, job, json.dumps(request), *(unless_capped.fields if unless_capped else ())]
+        return Taken(self._primary.run_replicated("slack-command", _COMMAND, keys, args))
 
     def acknowledge(self, entry_id: str) -> None:
         """The entry's work is done (called by the job itself): it leaves the stream."""

@@ -21,6 +21,7 @@ from app.work import delivering
 from app.work.intake import IntakeLane
 from app.work.lane import DeliveryLane, StreamLane
 from tests.relay.test_intake import TASK, signed
+from tests.relay.test_slack_command import _slack_relay, send
 from tests.support.round_trips import RoundTrips
 
 WEBHOOKS = 4
@@ -41,6 +42,9 @@ mark that its follow-ups ran (9 before that was one round trip, 8 before the pla
 their source instead of a SCRIPT EXISTS first)."""
 MOST_TO_DELIVER = 2
 """The delivery lane: the attempt begun (record and target), and its success with the entry let go."""
+MOST_TO_ACKNOWLEDGE = 1
+"""The web service: an /overten command stored for its job, with the budgets that apply looked at in
+the same script (2 before: the budgets were read first)."""
 
 
 @pytest.fixture
@@ -113,6 +117,22 @@ def test_round_trips_per_submit(relay, monkeypatch):
     relay.sandbox.release("counted")
     print(f"round trips: to submit {submitted}")
     assert max(submitted) <= MOST_TO_SUBMIT, f"{submitted} to submit"
+
+
+def test_round_trips_per_slack_command(make_relay, fake_slack, monkeypatch):
+    relay = _slack_relay(make_relay, fake_slack, worker=False)
+    trips = RoundTrips(monkeypatch, db=relay.ctx.redis.connection_pool.connection_kwargs["db"])
+    acknowledged = []
+    for n in range(1 + SUBMITS):  # the first looks the workspace up and loads the script
+        with trips.counting():
+            answer, _ = send(relay, fake_slack, f"excel Pipeline by region {n}")
+        assert answer.json()["text"].startswith(":hourglass_flowing_sand: Starting"), answer.text
+        if n:
+            acknowledged.append(trips.count)
+        trips.count = 0
+    print(f"round trips: to acknowledge a command {acknowledged}")
+    assert relay.ctx.intake.backlog() == 1 + SUBMITS, "each command stored"
+    assert max(acknowledged) <= MOST_TO_ACKNOWLEDGE, f"{acknowledged} to acknowledge"
 
 
 def _take(relay, stream: str, group: str) -> list[tuple[str, dict]]:

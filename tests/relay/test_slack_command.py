@@ -216,6 +216,19 @@ def test_a_spent_budget_is_said_in_words_and_nothing_starts(slack_relay, fake_sl
     assert len(slack_relay.client().get("/v1/tasks").json()["items"]) == 1, "only the API's submit"
 
 
+def test_a_capped_budget_with_credits_left_lets_a_command_start(slack_web, fake_slack):
+    """The intake script stops at a capped budget; the check that follows finds it not spent, and the
+    command is stored then."""
+    with slack_web.client() as client:
+        client.put(
+            "/v1/budgets/tenant", json={"monthly_credits": 1000, "hard_cap": True}
+        ).raise_for_status()
+    answer = send(slack_web, fake_slack, "excel Pipeline by region")[0].json()
+    assert answer["text"].startswith(":hourglass_flowing_sand: Starting a new"), answer
+    [entry] = [f for _, f in slack_web.ctx.redis.xrange(slack_web.ctx.intake.key)]
+    assert entry["job"] == "start_document"
+
+
 def test_a_failed_job_is_reported(slack_relay, fake_slack):
     _, url = send(slack_relay, fake_slack, "slides Board deck [[fail]]")
     assert final_reply(fake_slack, url)["text"].startswith(":x: The document could not be made")

@@ -23,11 +23,11 @@ from app.core.tokens import Tokens
 from app.core.upstream import UpstreamClients
 from app.domain import budgets, exports
 from app.domain.links import file_link
-from app.stores.budgets import BudgetStore
+from app.stores.budgets import BudgetScopes, BudgetStore
 from app.stores.deliveries import DeliveryStore
 from app.stores.destinations import DestinationStore, HookStore
 from app.stores.installations import InstallationStore
-from app.stores.intake_stream import IntakeStream
+from app.stores.intake_stream import IntakeStream, Taken
 from app.stores.lane_stream import LaneStream
 from app.stores.paces import PaceStore
 from app.stores.primary import Primary
@@ -130,14 +130,14 @@ def _answer(ctx: Needs, command: SlashCommand) -> dict:
         )
     verb = command.verb
     if verb in NEW_DOCUMENT:
-        return _start(ctx, command, NEW_DOCUMENT[verb], resume=False)
+        return _start(ctx, command, tenant_id, NEW_DOCUMENT[verb], resume=False)
     if verb == "continue":
         latest = _latest_task(ctx, tenant_id, command.record_key)
         if latest is None:
             return ephemeral(
                 "There is no document in this channel yet. Start one with `/overten excel <prompt>`."
             )
-        return _start(ctx, command, latest.format, resume=True)
+        return _start(ctx, command, tenant_id, latest.format, resume=True)
     if verb == "status":
         return ephemeral(_status(ctx, tenant_id, command.record_key))
     if verb == "export":
@@ -149,7 +149,7 @@ def _answer(ctx: Needs, command: SlashCommand) -> dict:
     return ephemeral(f"I don't know `{verb[:40]}`.\n{USAGE}")
 
 
-def _start(ctx: Needs, command: SlashCommand, fmt: str, resume: bool) -> dict:
+def _start(ctx: Needs, command: SlashCommand, tenant_id: str, fmt: str, resume: bool) -> dict:
     if not command.argument:
         return ephemeral(f"Tell me what to build: `/overten {command.verb} <prompt>`.")
     try:
@@ -160,11 +160,15 @@ def _start(ctx: Needs, command: SlashCommand, fmt: str, resume: bool) -> dict:
     except schemas.SchemaViolation as exc:
         problem = exc.errors[0]
         return ephemeral(f"I can't use that {problem.field}: it {problem.message}.")
-    try:
-        budgets.check(ctx, ctx.installations.tenant_for(command.team_id) or "", command.record_key)
-    except budgets.BudgetExceeded as exc:
-        return ephemeral(f":no_entry: Nothing was started. {exc.message}")
-    _enqueue(ctx, "start_document", command, format=fmt, prompt=command.argument, resume=resume)
+    work = {"format": fmt, "prompt": command.argument, "resume": resume}
+    # one round trip when no capped budget applies: the intake script looks for one as it stores
+    capped = ctx.budgets.scopes(tenant_id, command.record_key)
+    if _enqueue(ctx, "start_document", command, unless_capped=capped, **work) is Taken.CAPPED:
+        try:
+            budgets.check(ctx, tenant_id, command.record_key)
+        except budgets.BudgetExceeded as exc:
+            return ephemeral(f":no_entry: Nothing was started. {exc.message}")
+        _enqueue(ctx, "start_document", command, **work)
     what = LABELS.get(fmt, fmt).split(" (")[0].lower()
     action = "Changing this channel's" if resume else "Starting a new"
     return ephemeral(
@@ -195,9 +199,16 @@ def _cancel(ctx: Needs, command: SlashCommand, tenant_id: str) -> dict:
     return ephemeral(f":octagonal_sign: Cancelling task `{latest.task_id}`...")
 
 
-def _enqueue(ctx: Needs, job: str, command: SlashCommand, **extra: object) -> None:
-    """Hand the work to a job of app.domain.slack.background through the intake stream: one Redis call, durable, once
-    per command. The response_url is a credential for 30 minutes, so it is stored sealed."""
+def _enqueue(
+    ctx: Needs,
+    job: str,
+    command: SlashCommand,
+    unless_capped: BudgetScopes | None = None,
+    **extra: object,
+) -> Taken:
+    """Hand the work to a job of app.domain.slack.background through the intake stream: one Redis
+    call, durable, once per command; not when a capped budget of ``unless_capped`` exists. The
+    response_url is a credential for 30 minutes, so it is stored sealed."""
     command_id = command.trigger_id or command.response_url
     request = {
         "team_id": command.team_id,
@@ -208,7 +219,7 @@ def _enqueue(ctx: Needs, job: str, command: SlashCommand, **extra: object) -> No
         "received_at": time.time(),
         **extra,
     }
-    ctx.intake.record_command(job, request, command_id)
+    return ctx.intake.record_command(job, request, command_id, unless_capped)
 
 
 def _latest_task(ctx: Needs, tenant_id: str, record_key: str) -> Task | None:
