@@ -1,4 +1,4 @@
-"""Redis stream consumer-group helpers shared by the lanes (app.work.lane)."""
+"""The thread that reads a lane's stream (app.work.lane), step after step, through storage trouble."""
 
 from __future__ import annotations
 
@@ -6,34 +6,11 @@ import logging
 import threading
 from collections.abc import Callable
 
-from redis import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from app.core import storage
 
 log = logging.getLogger(__name__)
-
-
-def ensure_group(redis: Redis, stream: str, group: str) -> None:
-    """The consumer group, created with its stream if need be (again after Redis lost both)."""
-    try:
-        redis.xgroup_create(stream, group, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-
-
-def let_go(redis: Redis, stream: str, group: str, entry_id: str) -> None:
-    """The entry's work is done: acknowledged and deleted (the stream holds only what is unfinished)."""
-    pipe = redis.pipeline()
-    let_go_on(pipe, stream, group, entry_id)
-    pipe.execute()
-
-
-def let_go_on(pipe, stream: str, group: str, entry_id: str) -> None:
-    """let_go, queued on ``pipe`` (with the writes that record the entry's work done)."""
-    pipe.xack(stream, group, entry_id)
-    pipe.xdel(stream, entry_id)
 
 
 class ReaderThread:

@@ -7,7 +7,28 @@ from __future__ import annotations
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from app.core.streams import ensure_group, let_go, let_go_on
+
+def ensure_group(redis: Redis, stream: str, group: str) -> None:
+    """The consumer group, created with its stream if need be (again after Redis lost both)."""
+    try:
+        redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def let_go(redis: Redis, stream: str, group: str, entry_id: str) -> None:
+    """The entry's work is done: acknowledged and deleted (the stream holds only what is unfinished)."""
+    pipe = redis.pipeline()
+    let_go_on(pipe, stream, group, entry_id)
+    pipe.execute()
+
+
+def let_go_on(pipe, stream: str, group: str, entry_id: str) -> None:
+    """let_go, queued on ``pipe`` (with the writes that record the entry's work done)."""
+    pipe.xack(stream, group, entry_id)
+    pipe.xdel(stream, entry_id)
+
 
 Entry = tuple[str, dict]
 

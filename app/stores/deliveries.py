@@ -20,7 +20,7 @@ from typing import Any
 from redis import Redis
 
 from app.core.states import DELIVERY_SETTLED, DeliveryState, lua_set
-from app.core.storage import queue_script
+from app.stores.primary import queue_script
 from app.stores.tasks import field_pairs, to_field
 
 # KEYS: the delivery record, and optionally the hash holding what it goes to. ARGV: the most attempts, now,

@@ -15,9 +15,8 @@ from enum import IntEnum
 from redis import Redis
 
 from app.core.ids import digest
-from app.core.streams import let_go
 from app.stores.budgets import BudgetScopes
-from app.stores.consumer_group import GroupStream
+from app.stores.consumer_group import GroupStream, let_go
 from app.stores.primary import Primary
 
 GROUP = "relay-intake"

@@ -12,8 +12,8 @@ from rq import Queue
 from rq.intermediate_queue import IntermediateQueue
 from standardwebhooks import Webhook
 
-from app.core.streams import ensure_group
 from app.stores import queues
+from app.stores.consumer_group import ensure_group
 from app.stores.destinations import new_webhook_secret
 from app.stores.intake_stream import GROUP
 from app.stores.tasks import Task

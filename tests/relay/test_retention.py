@@ -9,9 +9,9 @@ import time
 
 from prometheus_client import REGISTRY
 
-from app.core.streams import ensure_group
 from app.domain import retention
 from app.stores import intake_stream, lane_stream
+from app.stores.consumer_group import ensure_group
 from tests.support.servers import eventually
 
 DAY = 86_400

@@ -15,8 +15,8 @@ from functools import partial
 import httpx
 import pytest
 
-from app.core.streams import ensure_group, let_go
 from app.stores import intake_stream, lane_stream
+from app.stores.consumer_group import ensure_group, let_go
 from app.work import delivering
 from app.work.intake import IntakeLane
 from app.work.lane import DeliveryLane, StreamLane

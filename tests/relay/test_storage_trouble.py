@@ -14,6 +14,7 @@ import pytest
 
 from app.cli.embedded_redis import EmbeddedRedis
 from app.core import storage
+from app.stores import primary
 from tests.relay.test_intake import TASK, signed
 from tests.support.keys import redis_key
 from tests.support.servers import eventually
@@ -112,11 +113,11 @@ def test_a_fence_on_another_primary_than_the_writes_vouches_for_nothing(make_rel
     about those writes, so it is not replicated either (a 503), however many replicas the new one has."""
     relay = make_relay(worker=False)
     redis, fence = relay.ctx.redis, redis_key(relay.ctx, "replication-fence")
-    mark = storage.primary_id(redis)
+    mark = primary.primary_id(redis)
     # the same primary: 0 of 0 replicas is enough
-    storage.wait_for_replicas(redis, fence, 0, 50, mark)
+    primary.wait_for_replicas(redis, fence, 0, 50, mark)
     with pytest.raises(storage.NotReplicated, match="primary changed"):
-        storage.wait_for_replicas(redis, fence, 0, 50, "0" * 40)
+        primary.wait_for_replicas(redis, fence, 0, 50, "0" * 40)
 
 
 def _lose_the_end(relay, monkeypatch) -> None:
