@@ -1,7 +1,7 @@
 """Functions say what they touch: a module whose functions take the process's parts declares which in
 a ``Needs`` Protocol (app.stores.context.Context has them all), and the declaration is what its code
-uses, its own and that of the functions it hands the parts to. Only the entry points (web, CLI, RQ's
-job functions, the worker) take the whole Context."""
+uses, its own and that of the functions it hands the parts to (a Needs extends theirs). Only the
+entry points (web, CLI, RQ's job functions, the worker) take the whole Context."""
 
 from __future__ import annotations
 
@@ -44,8 +44,13 @@ def _name(path: Path) -> str:
 
 
 def declared(module) -> set[str]:
+    """The parts a module's Needs lists, with those of the Needs it extends."""
     needs = getattr(module, "Needs", None)
-    return set(needs.__annotations__) if needs else set()
+    return {
+        name
+        for kind in getattr(needs, "__mro__", ())
+        for name in vars(kind).get("__annotations__", {})
+    }
 
 
 def used(path: Path, module) -> tuple[set[str], set[str]]:

@@ -7,13 +7,7 @@ from collections import Counter
 from datetime import date, timedelta
 from typing import Protocol
 
-from redis.client import Redis
-
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.states import TASK_ENDED
-from app.core.tokens import Tokens
-from app.core.upstream import UpstreamClients
 from app.domain import (
     batch_rows,
     batches,
@@ -26,43 +20,13 @@ from app.domain import (
 )
 from app.domain.serializers import task_view
 from app.stores import usage
-from app.stores.batches import BatchStore
-from app.stores.budgets import BudgetStore
-from app.stores.deliveries import DeliveryStore
-from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
-from app.stores.records import RecordStore
-from app.stores.tasks import Task, TaskStore
-from app.stores.tenants import TenantStore
-from app.stores.usage import UsageRows
+from app.stores.tasks import Task
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
-
-    config: RelayConfig
-    redis: Redis
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
-    upstream: UpstreamClients
-    tenants: TenantStore
-    records: RecordStore
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
-    batches: BatchStore
-    budgets: BudgetStore
-    lane: LaneStream
+class Needs(batches.Needs, listing.Needs, usage_report.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
 
 def tasks(ctx: Needs, limit: int = 50) -> list[dict]:

@@ -12,9 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-from app.core.config import RelayConfig
 from app.core.states import RowState
-from app.core.tokens import Tokens
 from app.core.upstream import CHUNK, UpstreamClients, UpstreamError
 from app.domain import links
 from app.stores.batches import Batch, BatchRow, BatchStore
@@ -23,12 +21,10 @@ from app.stores.tenants import TenantStore
 from connectors.base import Document, Permanent
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(links.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
-    config: RelayConfig
-    tokens: Tokens
     upstream: UpstreamClients
     tenants: TenantStore
     tasks: TaskStore

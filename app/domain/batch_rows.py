@@ -8,41 +8,19 @@ import logging
 import time
 from typing import Any, Protocol
 
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.ids import new_id
 from app.core.states import ROW_ENDED, TASK_ENDED, BatchStatus, RowState, TaskStatus
-from app.core.tokens import Tokens
 from app.domain import deliveries, links
 from app.stores.batches import Batch, BatchStore
-from app.stores.deliveries import DeliveryStore
-from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
-from app.stores.tasks import Task, TaskStore
-from app.stores.usage import UsageRows
+from app.stores.tasks import Task
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(deliveries.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
-    config: RelayConfig
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
     batches: BatchStore
-    lane: LaneStream
 
 
 log = logging.getLogger(__name__)

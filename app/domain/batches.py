@@ -27,51 +27,17 @@ from typing import Protocol
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
-from redis.client import Redis
 
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.errors import Invalid
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
-from app.core.tokens import Tokens
-from app.core.upstream import UpstreamClients
 from app.domain import batch_rows, budgets, submit, tracking, write_back
-from app.stores.batches import Batch, BatchRow, BatchStore
-from app.stores.budgets import BudgetStore
-from app.stores.deliveries import DeliveryStore
-from app.stores.destinations import DestinationStore, HookStore
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
-from app.stores.records import RecordStore
-from app.stores.tasks import TaskStore
-from app.stores.tenants import Tenant, TenantStore
-from app.stores.usage import UsageRows
+from app.stores.batches import Batch, BatchRow
+from app.stores.tenants import Tenant
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
-
-    config: RelayConfig
-    redis: Redis
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
-    upstream: UpstreamClients
-    tenants: TenantStore
-    records: RecordStore
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
-    batches: BatchStore
-    budgets: BudgetStore
-    lane: LaneStream
+class Needs(submit.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
 
 log = logging.getLogger(__name__)

@@ -18,41 +18,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.errors import OverBudget
 from app.core.ids import digest, new_id
-from app.core.tokens import Tokens
 from app.domain import deliveries
 from app.stores.budgets import BudgetStore
-from app.stores.deliveries import DeliveryStore
-from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
-from app.stores.tasks import Task, TaskStore
-from app.stores.usage import UsageRows, number
+from app.stores.tasks import Task
+from app.stores.usage import number
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(deliveries.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
-    config: RelayConfig
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
     budgets: BudgetStore
-    lane: LaneStream
 
 
 DEFAULT_SHARES = (0.7, 0.9, 1.0)

@@ -16,11 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.core.config import RelayConfig
 from app.core.crypto import SecretBox
 from app.core.ids import digest
 from app.core.states import DELIVERY_SETTLED, DeliveryState, TaskStatus
-from app.core.tokens import Tokens
 from app.domain import links, pacing
 from app.stores import queues
 from app.stores.batches import Batch
@@ -28,7 +26,6 @@ from app.stores.deliveries import DeliveryRecord, DeliveryStore
 from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
 from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
 from app.stores.primary import Primary
 from app.stores.queues import Queues
 from app.stores.tasks import Task, TaskStore
@@ -37,20 +34,17 @@ from connectors import registry
 from connectors.base import DeliveryError, Gone, Outcome, Pace, Retryable
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(links.Needs, pacing.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
-    config: RelayConfig
     box: SecretBox
-    tokens: Tokens
     primary: Primary
     queues: Queues
     tasks: TaskStore
     destinations: DestinationStore
     hooks: HookStore
     deliveries: DeliveryStore
-    paces: PaceStore
     usage: UsageRows
     lane: LaneStream
 

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from app.core.config import RelayConfig
 from app.core.states import TaskStatus
-from app.core.tokens import Tokens
 from app.core.upstream import UpstreamClients
+from app.domain import links
 from app.domain.links import file_link
 from app.stores.records import RecordStore
 from app.stores.tasks import Task, TaskStore
 from app.stores.tenants import Tenant
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(links.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
-    config: RelayConfig
-    tokens: Tokens
     upstream: UpstreamClients
     records: RecordStore
     tasks: TaskStore

@@ -22,20 +22,18 @@ from typing import Protocol
 
 from app.core.config import RelayConfig
 from app.domain import pacing
-from app.stores.paces import PaceStore
 from app.stores.tasks import Task, TaskStore
 from app.stores.tenants import TenantStore
 from connectors.base import Pace
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(pacing.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
     config: RelayConfig
     tenants: TenantStore
     tasks: TaskStore
-    paces: PaceStore
 
 
 OVERDUE_FACTOR = 1.5

@@ -14,51 +14,15 @@ import logging
 import time
 from typing import Protocol
 
-from redis.client import Redis
-
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.states import TASK_ENDED, TaskStatus
-from app.core.tokens import Tokens
-from app.core.upstream import UpstreamClients, UpstreamNotFound, UpstreamUnavailable
+from app.core.upstream import UpstreamNotFound, UpstreamUnavailable
 from app.domain import batches, deliveries, polling, tracking
 from app.stores import queues
-from app.stores.batches import BatchStore
-from app.stores.budgets import BudgetStore
-from app.stores.deliveries import DeliveryStore
-from app.stores.destinations import DestinationStore, HookStore
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
-from app.stores.records import RecordStore
-from app.stores.tasks import TaskStore
-from app.stores.tenants import TenantStore
-from app.stores.usage import UsageRows
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
-
-    config: RelayConfig
-    redis: Redis
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
-    upstream: UpstreamClients
-    tenants: TenantStore
-    records: RecordStore
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
-    batches: BatchStore
-    budgets: BudgetStore
-    lane: LaneStream
+class Needs(batches.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
 
 log = logging.getLogger(__name__)

@@ -14,49 +14,21 @@ from typing import Literal, Protocol
 from redis.client import Redis
 
 from app.core import leases, storage
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.ids import new_id
 from app.core.states import TASK_ENDED, TaskStatus
-from app.core.tokens import Tokens
-from app.core.upstream import RunExpired, UpstreamClients, UpstreamError, UpstreamUnavailable
+from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
 from app.domain import budgets, tracking, write_back
-from app.stores.batches import BatchStore
-from app.stores.budgets import BudgetStore
-from app.stores.deliveries import DeliveryStore
-from app.stores.destinations import DestinationStore, HookStore
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
 from app.stores.records import RecordStore
-from app.stores.tasks import Task, TaskStore
-from app.stores.tenants import Tenant, TenantStore
-from app.stores.usage import UsageRows
+from app.stores.tasks import Task
+from app.stores.tenants import Tenant
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(tracking.Needs, write_back.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
-    config: RelayConfig
     redis: Redis
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
-    upstream: UpstreamClients
-    tenants: TenantStore
     records: RecordStore
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
-    batches: BatchStore
-    budgets: BudgetStore
-    lane: LaneStream
 
 
 log = logging.getLogger(__name__)

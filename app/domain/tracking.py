@@ -17,48 +17,20 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.ids import new_id
 from app.core.states import TASK_ENDED, TaskStatus
-from app.core.tokens import Tokens
 from app.core.upstream import UpstreamClients, UpstreamError
 from app.domain import batch_rows, budgets, deliveries, polling
 from app.domain.serializers import task_view
-from app.stores.batches import BatchStore
-from app.stores.budgets import BudgetStore
-from app.stores.deliveries import DeliveryStore
-from app.stores.destinations import DestinationStore, HookStore
 from app.stores.events import iso
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
-from app.stores.tasks import Task, TaskStore
-from app.stores.tenants import TenantStore
-from app.stores.usage import UsageRows
+from app.stores.tasks import Task
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(batch_rows.Needs, budgets.Needs, polling.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
-    config: RelayConfig
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
     upstream: UpstreamClients
-    tenants: TenantStore
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
-    batches: BatchStore
-    budgets: BudgetStore
-    lane: LaneStream
 
 
 log = logging.getLogger(__name__)

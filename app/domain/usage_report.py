@@ -13,8 +13,8 @@ from app.stores.usage import UsageRows
 
 
 class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
     usage: UsageRows
 

@@ -14,43 +14,21 @@ from __future__ import annotations
 import time
 from typing import Literal, Protocol
 
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.errors import Invalid, NotFound, RelayError
 from app.core.ids import new_id
 from app.core.states import TASK_ENDED, DeliveryState
-from app.core.tokens import Tokens
 from app.domain import deliveries
 from app.domain.serializers import task_view
-from app.stores.deliveries import DeliveryRecord, DeliveryStore
-from app.stores.destinations import DestinationStore, HookStore
+from app.stores.deliveries import DeliveryRecord
 from app.stores.events import iso
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
-from app.stores.tasks import Task, TaskStore
-from app.stores.usage import UsageRows
+from app.stores.tasks import Task
 from connectors import registry
 from connectors.base import Outcome, Retryable
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
-
-    config: RelayConfig
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
-    lane: LaneStream
+class Needs(deliveries.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
 
 WAIT_FOR_START_SECONDS = 2.0

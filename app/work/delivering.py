@@ -20,13 +20,10 @@ import httpx
 from redis.exceptions import RedisError
 
 from app.core import metrics, storage
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.logs import log_context
 from app.core.outbound import OutboundPolicy, ca_bundle
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED, TaskStatus
-from app.core.tokens import Tokens
-from app.core.upstream import CHUNK, TLS, UpstreamClients, UpstreamError, UpstreamUnavailable
+from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
 from app.domain import batch_files, write_back
 from app.domain.deliveries import (
     Paced,
@@ -38,16 +35,9 @@ from app.domain.deliveries import (
     wait_for_slot,
 )
 from app.domain.links import file_link
-from app.stores.batches import BatchStore
-from app.stores.deliveries import DeliveryRecord, DeliveryStore
-from app.stores.destinations import DestinationStore, Hook, HookStore, SavedDestination
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
-from app.stores.tasks import Task, TaskStore
-from app.stores.tenants import TenantStore
-from app.stores.usage import UsageRows
+from app.stores.deliveries import DeliveryRecord
+from app.stores.destinations import Hook, SavedDestination
+from app.stores.tasks import Task
 from connectors import registry
 from connectors.base import (
     Delivery,
@@ -58,25 +48,9 @@ from connectors.base import (
 )
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
-
-    config: RelayConfig
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
-    upstream: UpstreamClients
-    tenants: TenantStore
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
-    batches: BatchStore
-    lane: LaneStream
+class Needs(batch_files.Needs, write_back.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
 
 log = logging.getLogger(__name__)

@@ -25,20 +25,18 @@ from app.core.config import RelayConfig
 from app.core.ids import digest
 from app.stores import queues
 from app.stores.intake_stream import IntakeStream
-from app.stores.lane_stream import LaneStream
 from app.stores.queues import Queues
-from app.work import jobs
+from app.work import jobs, lane
 from app.work.lane import StreamLane
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(lane.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
     config: RelayConfig
     queues: Queues
     intake: IntakeStream
-    lane: LaneStream
 
 
 log = logging.getLogger(__name__)

@@ -16,56 +16,23 @@ import logging
 import time
 from typing import Protocol
 
-from redis.client import Redis
 from slack_sdk.webhook import WebhookClient
 
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.formats import LABELS
 from app.core.outbound import OutboundPolicy
 from app.core.states import TASK_ENDED
-from app.core.tokens import Tokens
-from app.core.upstream import UpstreamClients, UpstreamError
+from app.core.upstream import UpstreamError
 from app.domain import budgets, exports, submit, tracking
 from app.domain.slack.commands import channel_record_key
-from app.stores.batches import BatchStore
-from app.stores.budgets import BudgetStore
-from app.stores.deliveries import DeliveryStore
-from app.stores.destinations import DestinationStore, HookStore
 from app.stores.installations import Installation, InstallationStore
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
-from app.stores.records import RecordStore
 from app.stores.slack_sessions import SlackSessions
-from app.stores.tasks import TaskStore
-from app.stores.tenants import Tenant, TenantStore
-from app.stores.usage import UsageRows
+from app.stores.tenants import Tenant
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(exports.Needs, submit.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
-    config: RelayConfig
-    redis: Redis
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
-    upstream: UpstreamClients
-    tenants: TenantStore
-    records: RecordStore
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
-    batches: BatchStore
-    budgets: BudgetStore
-    lane: LaneStream
     installations: InstallationStore
     slack_sessions: SlackSessions
 

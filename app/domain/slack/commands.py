@@ -14,51 +14,24 @@ from redis.exceptions import RedisError
 
 import schemas
 from app.core import storage
-from app.core.config import RelayConfig
-from app.core.crypto import SecretBox
 from app.core.formats import LABELS, export_formats
 from app.core.ids import digest
 from app.core.states import TASK_ENDED
-from app.core.tokens import Tokens
-from app.core.upstream import UpstreamClients
 from app.domain import budgets, exports
 from app.domain.links import file_link
-from app.stores.budgets import BudgetScopes, BudgetStore
-from app.stores.deliveries import DeliveryStore
-from app.stores.destinations import DestinationStore, HookStore
+from app.stores.budgets import BudgetScopes
 from app.stores.installations import InstallationStore
 from app.stores.intake_stream import IntakeStream, Taken
-from app.stores.lane_stream import LaneStream
-from app.stores.paces import PaceStore
-from app.stores.primary import Primary
-from app.stores.queues import Queues
-from app.stores.records import RecordStore
-from app.stores.tasks import Task, TaskStore
+from app.stores.tasks import Task
 from app.stores.tenants import TenantStore
-from app.stores.usage import UsageRows
 
 
-class Needs(Protocol):
-    """What this module's functions use of the process's parts (app.stores.context.Context
-    has them all; tests/test_dependencies.py checks this list against the code)."""
+class Needs(budgets.Needs, exports.Needs, Protocol):
+    """What this module's functions use of the process's parts: its own, and those of the modules it
+    hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
-    config: RelayConfig
-    box: SecretBox
-    tokens: Tokens
-    primary: Primary
-    queues: Queues
-    upstream: UpstreamClients
     tenants: TenantStore
-    records: RecordStore
-    tasks: TaskStore
-    destinations: DestinationStore
-    hooks: HookStore
-    deliveries: DeliveryStore
-    paces: PaceStore
-    usage: UsageRows
-    budgets: BudgetStore
     intake: IntakeStream
-    lane: LaneStream
     installations: InstallationStore
 
 
