@@ -58,10 +58,16 @@ T = TypeVar("T")
 
 
 class NotReplicated(RedisError):
-    """Fewer replicas than asked for confirmed a write in time. ``answer``: what the request would have
-    answered, when its work is done on the primary (an Idempotency-Key's retry gets it, not a second run)."""
+    """Fewer replicas than asked for confirmed a write in time."""
 
-    answer: tuple[int, dict] | None = None
+
+class DoneNotReplicated(NotReplicated):
+    """The work is done on the primary, its replicas have not confirmed it: ``done`` is what was made
+    (an Idempotency-Key's retry gets its answer, not a second run)."""
+
+    def __init__(self, done: object, cause: NotReplicated):
+        super().__init__(str(cause))
+        self.done = done
 
 
 def trouble(exc: BaseException) -> str | None:

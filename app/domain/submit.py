@@ -148,8 +148,8 @@ def submit(
         # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
         ctx.primary.replicated(mark)
     except storage.NotReplicated as exc:
-        exc.kept = handed or ctx.tasks.get(task.task_id) or task  # type: ignore[attr-defined]  # on the primary, unconfirmed
-        raise
+        kept = handed or ctx.tasks.get(task.task_id) or task  # on the primary, unconfirmed
+        raise storage.DoneNotReplicated(kept, exc) from exc
     return handed or ctx.tasks.get(task.task_id) or task
 
 

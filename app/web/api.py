@@ -10,7 +10,7 @@ import schemas
 from app.core.errors import Conflict, Invalid, NotFound, UpstreamFailed
 from app.core.formats import document_formats
 from app.core.states import TASK_ENDED, TaskStatus
-from app.core.storage import NotReplicated
+from app.core.storage import DoneNotReplicated
 from app.core.upstream import UpstreamError
 from app.domain import deliveries, exports, links, submit, tracking
 from app.domain.serializers import record_view, task_view
@@ -122,11 +122,9 @@ def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
         return jsonify(stored.body), stored.status, {"Idempotent-Replayed": "true"}
     try:
         response, status = answer()
-    except NotReplicated as exc:
-        if exc.answer is None:
-            store.abandon(tenant_id, key)
-        else:  # done on the primary, not yet confirmed: a retry gets this answer (or, if the primary goes, runs)
-            store.finish(tenant_id, key, print_, StoredAnswer(*exc.answer))
+    except DoneNotReplicated as exc:
+        # done on the primary, not yet confirmed: a retry gets this answer (or, if the primary goes, runs)
+        store.finish(tenant_id, key, print_, StoredAnswer(*exc.done))
         raise
     except Exception:
         store.abandon(tenant_id, key)
@@ -138,11 +136,8 @@ def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
 def _submit(body: dict):
     try:
         task = submit.submit(ctx(), tenant(), submit.SubmitRequest.from_body(body))
-    except NotReplicated as exc:
-        kept = getattr(exc, "kept", None)
-        if kept is not None:
-            exc.answer = _answer(kept)
-        raise
+    except DoneNotReplicated as exc:  # what was done, as the answer a retry will get
+        raise DoneNotReplicated(_answer(exc.done), exc) from exc
     wait = min(int(body.get("wait") or 0), ctx().config.max_wait_seconds)
     if wait:
         task = submit.wait_for(ctx(), task.task_id, wait)
