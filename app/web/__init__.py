@@ -9,6 +9,7 @@ import schemas
 from app.core import logs, redis_connection
 from app.core.config import RelayConfig
 from app.core.errors import TooLarge
+from app.core.secret_strength import refuse_weak_secrets
 from app.stores.context import Context, build_context, install
 from app.web import (
     api,
@@ -33,7 +34,9 @@ BATCH_BODY_BYTES = 16 * 1024 * 1024
 
 
 def create_app(config: RelayConfig | None = None, context: Context | None = None) -> Flask:
-    ctx = context or build_context(config or RelayConfig.from_env())
+    config = context.config if context else config or RelayConfig.from_env()
+    refuse_weak_secrets(config)  # before anything is served or signed with them
+    ctx = context or build_context(config)
     install(ctx)
     schemas.warm()
     app = Flask(__name__)
@@ -58,7 +61,6 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.register_blueprint(integrations.bp)
     app.register_blueprint(slack.bp)
     dashboard.install_dashboard(app)
-    config = ctx.config
     limits.install_limits(
         app,
         config.rate_limit,

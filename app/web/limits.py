@@ -45,10 +45,10 @@ def install_limits(
     for blueprint in blueprints:
         # one budget per key for the whole API
         limiter.shared_limit(limit, scope="relay-api")(blueprint)
-    _only_on(app, {blueprint.name for blueprint in blueprints}, lambda: limiter.init_app(app))
+    only_on(app, {blueprint.name for blueprint in blueprints}, lambda: limiter.init_app(app))
 
 
-def _only_on(app: Flask, blueprint_names: set[str], install) -> None:
+def only_on(app: Flask, blueprint_names: set[str], install) -> None:
     """Run the before-request hooks ``install`` adds only for requests to these blueprints. flask-limiter
     looks at every request (0.2 ms even where no limit applies); webhooks and Slack commands, which
     have their own deadlines, should not pay that."""

@@ -90,7 +90,7 @@ def test_rq_dashboard_reads_the_queues_through_the_sentinels(sentinels, make_rel
     """rq-dashboard gets a `redis+sentinel://` URL (it takes no client): it lists the relay's queues, with the
     job the relay queued on the primary the sentinels name."""
     relay = on_sentinels(
-        make_relay, sentinels, worker=False, admin_token="sentinel-dashboard-token"
+        make_relay, sentinels, worker=False, admin_token="sentinel-dashboard-token-0f4e8c2b7a91d3"
     )
     relay.ctx.queue(queues.RECONCILE).enqueue(queues.job("reconcile"))
     browser = httpx.Client(base_url=relay.url, follow_redirects=True)
