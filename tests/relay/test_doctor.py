@@ -24,7 +24,7 @@ def wait_for_worker(relay) -> None:
 
     def registered() -> bool:
         assert worker.poll() is None, f"the worker exited:\n{relay.log_of(worker)}"
-        return httpx.get(relay.url + "/readyz").status_code == 200
+        return httpx.get(relay.url + "/readyz").json()["workers"] == 1
 
     eventually(
         registered, 300, "the worker to register (a slow start on a busy machine is no failure)"
