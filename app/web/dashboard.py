@@ -310,8 +310,22 @@ def batch_action(batch_id: str, action: str):
 @bp.get("/dead-letters")
 @admin_only
 def dead_letters():
+    tenants = ctx().tenants.list()
+    chosen = request.args.get("tenant", "")
+    chosen = chosen if chosen in {t.tenant_id for t in tenants} else ""
+    try:
+        cursor = float(request.args["cursor"]) if request.args.get("cursor") else None
+    except ValueError:
+        cursor = None
+    items, next_cursor = admin.dead_letters(ctx(), chosen or None, cursor)
     return render_template(
-        "dashboard/dead_letters.html", items=admin.dead_letters(ctx()), page="dead"
+        "dashboard/dead_letters.html",
+        items=items,
+        next_cursor=next_cursor,
+        total=ctx().deliveries.dead_count(chosen or None),
+        tenants=tenants,
+        chosen={"tenant": chosen, "cursor": cursor},
+        page="dead",
     )
 
 

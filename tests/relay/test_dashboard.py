@@ -21,9 +21,8 @@ from app.cli.devstack import free_port
 from app.core.config import RelayConfig
 from app.web import create_app
 from tests.support import tools
+from tests.support.dashboard import ADMIN_TOKEN, sign_in
 from tests.support.servers import ServedApp, eventually
-
-ADMIN_TOKEN = "dashboard-admin-token-for-tests-5b1f0c7e9a"
 
 
 @pytest.fixture(scope="module")
@@ -332,15 +331,6 @@ def test_dashboard_is_off_without_an_admin_token(make_relay):
     assert httpx.get(relay.url + "/dashboard/rq/").status_code == 404
 
 
-def _sign_in(relay, token: str = ADMIN_TOKEN, **client_options) -> tuple[httpx.Client, int]:
-    """A browser-like client that posted the sign-in form; and the status that answered it."""
-    client = httpx.Client(**{"base_url": relay.url, **client_options})
-    page = client.get("/dashboard/login").text
-    csrf_token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    answer = client.post("/dashboard/login", data={"token": token, "csrf_token": csrf_token})
-    return client, answer.status_code
-
-
 def _failed_job(relay, queue_name: str = "relay-test-failed") -> tuple[Queue, str]:
     """A job in the queue's failed registry, as a worker leaves one (no worker serves this queue)."""
     queue = Queue(queue_name, connection=relay.ctx.rq_redis)
@@ -355,7 +345,7 @@ def _failed_job(relay, queue_name: str = "relay-test-failed") -> tuple[Queue, st
 def test_rq_dashboard_changes_state_only_by_post_with_the_csrf_token(make_relay):
     relay = make_relay(admin_token=ADMIN_TOKEN, worker=False)
     queue, job_id = _failed_job(relay)
-    admin, status = _sign_in(relay)
+    admin, status = sign_in(relay)
     assert status == 302
     failed_page = f"/dashboard/rq/0/view/jobs/{queue.name}/failed/8/asc/1"
     assert admin.get(failed_page).status_code == 200
@@ -382,7 +372,7 @@ def test_rq_dashboard_changes_state_only_by_post_with_the_csrf_token(make_relay)
 
 def test_a_copied_session_cookie_dies_at_sign_out_and_when_the_token_is_replaced(make_relay):
     relay = make_relay(admin_token=ADMIN_TOKEN, worker=False)
-    admin, _ = _sign_in(relay)
+    admin, _ = sign_in(relay)
     copied = httpx.Client(base_url=relay.url, cookies=admin.cookies)
     assert copied.get("/dashboard/").status_code == 200
     page = admin.get("/dashboard/").text
@@ -392,7 +382,7 @@ def test_a_copied_session_cookie_dies_at_sign_out_and_when_the_token_is_replaced
     assert copied.get("/dashboard/rq/").status_code == 302
     assert copied.get("/dashboard/api/tasks").status_code == 401
 
-    admin, _ = _sign_in(relay)
+    admin, _ = sign_in(relay)
     copied = httpx.Client(base_url=relay.url, cookies=admin.cookies)
     assert copied.get("/dashboard/").status_code == 200
     # the token is replaced: the relay restarts with a new one (the same signing key, the same Redis)
@@ -402,7 +392,7 @@ def test_a_copied_session_cookie_dies_at_sign_out_and_when_the_token_is_replaced
         copied.base_url = httpx.URL(restarted.url)
         assert copied.get("/dashboard/").status_code == 302
         assert copied.get("/dashboard/rq/").status_code == 302
-        fresh, status = _sign_in(relay, ADMIN_TOKEN[::-1], base_url=restarted.url)
+        fresh, status = sign_in(relay, ADMIN_TOKEN[::-1], base_url=restarted.url)
         assert status == 302 and fresh.get("/dashboard/").status_code == 200
     finally:
         restarted.stop()
@@ -414,12 +404,12 @@ def test_a_copied_session_cookie_dies_at_sign_out_and_when_the_token_is_replaced
 def test_failed_sign_ins_are_throttled_per_address(make_relay):
     relay = make_relay(admin_token=ADMIN_TOKEN, worker=False, admin_login_limit="3 per hour")
     for _ in range(3):
-        assert _sign_in(relay, "a-guess")[1] == 401
-    client, status = _sign_in(relay)
+        assert sign_in(relay, "a-guess")[1] == 401
+    client, status = sign_in(relay)
     assert status == 429, "even the right token, once the guesses are spent"
     assert client.get("/dashboard/").status_code == 302
     other_address = httpx.HTTPTransport(local_address="127.0.0.2")
-    elsewhere, status = _sign_in(relay, transport=other_address)
+    elsewhere, status = sign_in(relay, transport=other_address)
     assert status == 302 and elsewhere.get("/dashboard/").status_code == 200
 
 
