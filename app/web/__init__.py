@@ -6,7 +6,7 @@ from flask import Flask, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import schemas
-from app.core import logs, redis_connection
+from app.core import logs
 from app.core.config import RelayConfig
 from app.core.errors import TooLarge
 from app.core.secret_strength import refuse_weak_secrets
@@ -61,13 +61,7 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.register_blueprint(integrations.bp)
     app.register_blueprint(slack.bp)
     dashboard.install_dashboard(app)
-    limits.install_limits(
-        app,
-        config.rate_limit,
-        redis_connection.url_for_libraries(config),
-        config.key_prefix,
-        [api.bp, batches.bp, listing.bp, spend.bp, fanout.bp],
-    )
+    limits.install_limits(app, config, [api.bp, batches.bp, listing.bp, spend.bp, fanout.bp])
     # the API's webhooks skip Flask's request machinery: the relay's hottest path (app/web/intake.py)
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {intake.PREFIX: intake.UpstreamIntake(ctx)})  # type: ignore[method-assign]
     return app

@@ -20,10 +20,9 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 
-from app.core import redis_connection
 from app.stores.admin_sessions import AdminSession, AdminSessionStore
 from app.web.base import ctx
-from app.web.limits import only_on, storage_uri
+from app.web.limits import only_on, storage
 
 csrf = CSRFProtect()
 RQ_CSRF_COOKIE = "_csrf_token"
@@ -79,7 +78,7 @@ def install(app: Flask, login_endpoint: str) -> None:
     csrf.init_app(app)
     limiter = Limiter(
         get_remote_address,
-        storage_uri=storage_uri(redis_connection.url_for_libraries(relay.config)),
+        **storage(relay.config),
         key_prefix=relay.config.key_prefix + "ratelimit-admin-login",
         strategy="moving-window",
         headers_enabled=True,
