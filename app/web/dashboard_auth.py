@@ -2,7 +2,7 @@
 
 - A sign-in lives in Redis (app.stores.admin_sessions); the session cookie carries only its id, the CSRF
   token and flash messages. Signing out ends it for every copy of the cookie; a sign-in made with another
-  admin token than today's (the token was replaced) is ended when next seen.
+  admin token than today's (the token was replaced) is refused.
 - Failed sign-ins are counted per client address (flask-limiter, counters in Redis): past
   RELAY_ADMIN_LOGIN_LIMIT the sign-in page answers 429 whatever token it is sent.
 - rq-dashboard's own routes change state on POST only, and only with the CSRF token, which its scripts send
@@ -46,8 +46,9 @@ def current() -> AdminSession | None:
     if not token or not isinstance(session_id, str):
         return None
     found = _store().get(session_id)
-    if found is not None and not hmac.compare_digest(found.fingerprint, fingerprint(token)):
-        _store().end(session_id)  # made with a token that is no longer the admin token
+    # made with another token: refused, not deleted (during a rolling restart a process still running with
+    # the old token would otherwise end the sessions made on the new ones)
+    if found is None or not hmac.compare_digest(found.fingerprint, fingerprint(token)):
         return None
     return found
 

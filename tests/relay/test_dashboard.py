@@ -396,8 +396,6 @@ def test_a_copied_session_cookie_dies_at_sign_out_and_when_the_token_is_replaced
         assert status == 302 and fresh.get("/dashboard/").status_code == 200
     finally:
         restarted.stop()
-    copied.base_url = httpx.URL(relay.url)
-    assert copied.get("/dashboard/").status_code == 302, "ended for good, not only where refused"
     assert not [k for k in relay.ctx.redis.scan_iter("*") if ADMIN_TOKEN in k], "no token in a key"
 
 
