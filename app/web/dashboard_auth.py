@@ -113,7 +113,7 @@ def refuse_unsafe_rq_requests() -> None:
 
 def give_rq_its_csrf_token(response: Response) -> Response:
     """After rq-dashboard's pages: the CSRF token its scripts send with each POST."""
-    if response.mimetype == "text/html":
+    if response.status_code == 200 and response.mimetype == "text/html":  # a page, signed in
         response.set_cookie(
             RQ_CSRF_COOKIE,
             generate_csrf(),

@@ -62,6 +62,20 @@ def test_unreachable_redis_and_a_refused_key_fail(make_relay):
     )
 
 
+def test_a_placeholder_signing_key_or_a_short_admin_token_fails(make_relay):
+    relay = make_relay(worker=False)
+    env = {
+        **relay.config.to_env(),
+        "RELAY_SECRET_KEY": "replace-with-a-random-32-byte-token",
+        "RELAY_ADMIN_TOKEN": "admin",
+    }
+    done = doctor(env)
+    assert done.exit_code == 1
+    assert "FAIL  secrets" in done.stdout and "RELAY_SECRET_KEY is a placeholder" in done.stdout
+    assert "RELAY_ADMIN_TOKEN is shorter than 32 characters" in done.stdout
+    assert "replace-with-a-random-32-byte-token" not in done.stdout, "a value is never shown"
+
+
 def _answers(url: str) -> bool:
     from redis import Redis
     from redis.exceptions import RedisError
