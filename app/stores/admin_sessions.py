@@ -1,5 +1,6 @@
 """The dashboard's sign-ins, kept in Redis so that each can be ended: signing out deletes one, and each
-remembers a fingerprint of the credential it was made with, so replacing RELAY_ADMIN_TOKEN ends them all.
+remembers a fingerprint of the credential it was made with, so replacing RELAY_ADMIN_TOKEN ends them all
+(they are refused, and expire).
 
 The browser holds only a random session id (in the signed session cookie); Redis holds its SHA-256, so
 a copy of the database signs no one in. A sign-in says who (``person``: empty for the shared admin token,
@@ -18,7 +19,7 @@ from redis import Redis
 @dataclass(frozen=True, slots=True)
 class AdminSession:
     fingerprint: str
-    """Of the credential it was made with (app.web.dashboard_auth): another one ends it."""
+    """Of the credential it was made with (app.web.dashboard_auth): it is refused once that changes."""
     created_at: float
     person: str = ""
     roles: tuple[str, ...] = ("admin",)
