@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import statistics
 import sys
@@ -129,7 +130,7 @@ def main() -> None:
             redis_url=relay_redis.start(),
             public_url=f"http://127.0.0.1:{port}",
             encryption_keys=SecretBox.new_key(),
-            secret_key="bench",
+            secret_key=secrets.token_urlsafe(32),
             outbound_allow="127.0.0.0/8",
             rate_limit="",
             metrics_dir="",

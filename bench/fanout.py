@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -400,7 +401,7 @@ def main() -> None:
     config = RelayConfig(
         redis_url=redis.start(),
         encryption_keys=SecretBox.new_key(),
-        secret_key="bench",
+        secret_key=secrets.token_urlsafe(32),
         outbound_allow="127.0.0.0/8",
         folder_roots=str(work / "deliveries"),
         worker_maintenance_seconds=5,

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -178,7 +179,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     redis = EmbeddedRedis(work / "redis")  # AOF on, appendfsync everysec: production durability
     config = RelayConfig(
-        redis_url=redis.start(), encryption_keys=SecretBox.new_key(), secret_key="bench"
+        redis_url=redis.start(),
+        encryption_keys=SecretBox.new_key(),
+        secret_key=secrets.token_urlsafe(32),
     )
     ctx = build_context(config)
     tenant, _ = ctx.tenants.create("bench", "http://127.0.0.1:9", "key", SECRET)

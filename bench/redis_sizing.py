@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import sys
 import tempfile
@@ -61,7 +62,7 @@ def main() -> None:
         config = RelayConfig(
             redis_url=redis.start(),
             encryption_keys=SecretBox.new_key(),
-            secret_key="sizing",
+            secret_key=secrets.token_urlsafe(32),
             folder_roots=str(work / "out"),
         )
         ctx = build_context(config)

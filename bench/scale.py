@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -421,7 +422,7 @@ def fresh_stack(work: Path):
     config = RelayConfig(
         redis_url=redis.start(),
         encryption_keys=SecretBox.new_key(),
-        secret_key="bench",
+        secret_key=secrets.token_urlsafe(32),
         outbound_allow="127.0.0.0/8",
         folder_roots=str(work / "deliveries"),
         worker_maintenance_seconds=5,

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import os
 import re
+import secrets
 import shutil
 import statistics
 import sys
@@ -124,7 +125,7 @@ def main() -> None:
     config = RelayConfig(
         redis_url=redis.start(),
         encryption_keys=SecretBox.new_key(),
-        secret_key="bench",
+        secret_key=secrets.token_urlsafe(32),
         slack_signing_secret=SIGNING_SECRET,
     )
     ctx = build_context(config)

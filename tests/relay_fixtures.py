@@ -148,7 +148,7 @@ def make_relay(make_sandbox, fresh_redis_url, tmp_path):
             redis_url=fresh_redis_url,
             public_url=f"http://127.0.0.1:{port}",
             encryption_keys=SecretBox.new_key(),
-            secret_key="test-secret",
+            secret_key=secrets.token_urlsafe(32),
             upstream_retries=2,
             upstream_backoff_seconds=0.05,
             upstream_backoff_cap_seconds=0.2,

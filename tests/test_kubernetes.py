@@ -15,6 +15,7 @@ import pytest
 import yaml
 from flask import Flask
 
+from app.core import secret_strength
 from app.core.config import RelayConfig
 from app.stores import intake_stream, queues
 from app.stores.intake_stream import IntakeStream
@@ -119,6 +120,17 @@ def test_every_setting_is_one_the_relay_reads():
         assert settings <= known, (
             f"{doc['metadata']['name']}: not settings of the relay: {settings - known}"
         )
+
+
+def test_the_example_secret_holds_no_key_the_relay_would_use():
+    """Its placeholders are public: a relay that signed links and sessions with one could be forged
+    against. Each is refused at start, by name (an empty admin token turns the dashboard off)."""
+    [secret] = _of("Secret")
+    values = secret["stringData"]
+    found = secret_strength.problems(RelayConfig.from_env(values))
+    for name in ("RELAY_SECRET_KEY", "RELAY_ADMIN_TOKEN"):
+        assert values[name] == "" or any(p.startswith(f"{name} is a placeholder") for p in found)
+    assert values["RELAY_SECRET_KEY"], "an empty key would be made at random, not refused"
 
 
 def test_keda_watches_the_streams_groups_and_queues_the_relay_writes():

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from redis import Redis
 from redis.exceptions import RedisError
 
-from app.core import redis_connection, storage
+from app.core import redis_connection, secret_strength, storage
 from app.core.config import RelayConfig
 from app.core.crypto import MissingEncryptionKey, SecretBox
 from app.core.upstream import UpstreamAuthError, UpstreamError
@@ -41,7 +41,7 @@ def run(config: RelayConfig) -> list[Finding]:
         *_durability(redis),
         _memory(redis),
     ]
-    if any(f.check == "encryption" and f.level == FAIL for f in findings):
+    if any(f.check in ("encryption", "secrets") and f.level == FAIL for f in findings):
         return findings
     try:
         ctx = build_context(config)
@@ -71,6 +71,7 @@ def _config(config: RelayConfig) -> list[Finding]:
                 "make one with `relay secrets new-key`",
             )
         )
+    found += [Finding(FAIL, "secrets", problem) for problem in secret_strength.problems(config)]
     if not config.secret_key:
         found.append(
             Finding(

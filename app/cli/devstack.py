@@ -78,7 +78,7 @@ class DevStack:
             keys = {
                 "RELAY_ENCRYPTION_KEYS": SecretBox.new_key(),
                 "RELAY_SECRET_KEY": os.urandom(24).hex(),
-                "RELAY_ADMIN_TOKEN": secrets.token_urlsafe(18),
+                "RELAY_ADMIN_TOKEN": secrets.token_urlsafe(32),
             }
             path.touch(mode=0o600)
             path.write_text(json.dumps(keys))

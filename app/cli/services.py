@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from app.cli.devstack import DevStack
+from app.core import secret_strength
+from app.core.config import RelayConfig
 from app.stores import queues
 from app.work.worker import run_scheduler, run_worker
 
@@ -60,6 +62,7 @@ def sandbox(args: tuple[str, ...]) -> None:
 )
 def web(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the relay's HTTP API with gunicorn (configuration: RELAY_* environment variables)."""
+    _refuse_weak_secrets()
     gunicorn = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which(
         "gunicorn"
     )
@@ -91,10 +94,19 @@ def web(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--burst", is_flag=True, help="Stop once the queues are empty.")
 def worker(queue_names: str, burst: bool) -> None:
     """Run a worker (with RQ's scheduler for retries and delayed jobs)."""
+    _refuse_weak_secrets()
     run_worker([q.strip() for q in queue_names.split(",") if q.strip()], burst=burst)
 
 
 @click.command()
 def scheduler() -> None:
     """Run the cron scheduler that enqueues the reconciler every RELAY_RECONCILE_INTERVAL_SECONDS."""
+    _refuse_weak_secrets()
     run_scheduler()
+
+
+def _refuse_weak_secrets() -> None:
+    """A placeholder or short signing key or admin token: no process starts (the message names it)."""
+    found = secret_strength.problems(RelayConfig.from_env())
+    if found:
+        raise click.ClickException(" ".join(found))

@@ -172,7 +172,12 @@ class RelayConfig:
     rate_limit: str = "600 per minute;50 per second"
     """Per relay API key on /v1 (flask-limiter syntax, counted in Redis across processes). Empty: no limit."""
     admin_token: str = ""
-    """Signs in to /dashboard and /dashboard/rq. Empty: the dashboard is off."""
+    """Signs in to /dashboard and /dashboard/rq (32 characters or more). Empty: the dashboard is off.
+    Replacing it ends every dashboard session."""
+    admin_session_seconds: int = 12 * 3600
+    """How long a dashboard sign-in lasts (signing out, or replacing the admin token, ends it sooner)."""
+    admin_login_limit: str = "10 per minute;50 per hour"
+    """Failed dashboard sign-ins each client address may make (flask-limiter syntax)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> RelayConfig:

@@ -108,12 +108,17 @@ def batch(
     }
 
 
-def dead_letters(ctx: Needs) -> list[dict]:
+def dead_letters(
+    ctx: Needs, tenant_id: str | None, cursor: float | None, limit: int = 50
+) -> tuple[list[dict], float | None]:
+    """A page of the dead letters, one tenant's or every tenant's, the latest to die first; and the next
+    page's cursor."""
     names = _tenant_names(ctx)
+    found, next_cursor = ctx.deliveries.dead_page(tenant_id, cursor, limit)
     return [
         {**deliveries.view(d), "task_id": d.task_id, "tenant": names.get(d.tenant_id, "?")}
-        for d in ctx.deliveries.dead_letters()
-    ]
+        for d in found
+    ], next_cursor
 
 
 def records(ctx: Needs, limit: int = 200) -> list[dict]:

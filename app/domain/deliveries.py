@@ -277,7 +277,7 @@ def replay(ctx: Needs, delivery_id: str) -> bool:
     delivery = ctx.deliveries.get(delivery_id)
     if delivery is None or delivery.state == DeliveryState.DELIVERED:
         return False
-    died_at = ctx.deliveries.raise_from_dead(delivery_id)
+    died_at = ctx.deliveries.raise_from_dead(delivery_id, delivery.tenant_id)
     if died_at and delivery.state == DeliveryState.DEAD:  # counted by its next outcome
         ctx.usage.uncount_dead(delivery.tenant_id, delivery.kind, died_at)
     ctx.deliveries.update(
@@ -391,7 +391,7 @@ def failed(ctx: Needs, record: DeliveryRecord, attempts: int, error: DeliveryErr
         last_error=error.message,
         next_attempt_at="",
     )
-    ctx.deliveries.settled(pipe, delivery_id, dead_at=now)
+    ctx.deliveries.settled(pipe, delivery_id, dead_at=now, tenant_id=record.tenant_id)
     _count(ctx, pipe, record, "dead")
     pipe.execute()
     log.warning("delivery %s is dead after %d attempt(s): %s", delivery_id, attempts, error.message)

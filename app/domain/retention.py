@@ -81,6 +81,7 @@ def sweep(ctx: Needs, now: float | None = None, budget_seconds: float = 20.0) ->
         if tasks < BATCH:
             break
     removed["batch"] = _drop_batches(ctx, now - config.task_retention_seconds, now)
+    ctx.deliveries.index_dead_letters_by_tenant()  # once, after an upgrade
     removed["dead_letter"] = _drop_dead_letters(ctx, now - config.dead_letter_retention_seconds)
     removed["event"] = sum(
         ctx.events.trim_before(tenant_id, now - config.task_retention_seconds)
@@ -123,7 +124,7 @@ def _drop_tasks(ctx: Needs, ended_before: float, now: float) -> tuple[int, int]:
     ctx.tasks.look_again_at(pipe, waiting, later)  # next sweep
     for task in done:
         ctx.tasks.forget(pipe, task.task_id, task.tenant_id)
-        ctx.deliveries.forget(pipe, task.delivery_ids)
+        ctx.deliveries.forget(pipe, task.tenant_id, task.delivery_ids)
         if task.record_key:
             ctx.records.forget_task(pipe, task.tenant_id, task.record_key, task.task_id)
     found = {t.task_id for t in tasks}
@@ -148,7 +149,8 @@ def _drop_batches(ctx: Needs, ended_before: float, now: float) -> int:
             pipe.zadd(ctx.batches.ended_key, {batch_id: later})  # look again next sweep
             continue
         ctx.batches.forget(pipe, batch_id)
-        ctx.deliveries.forget(pipe, delivery_ids)
+        if batch:
+            ctx.deliveries.forget(pipe, batch.tenant_id, delivery_ids)
         dropped += 1
     pipe.execute()
     return dropped

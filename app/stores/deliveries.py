@@ -1,5 +1,6 @@
 """Delivery records: one hash per (task, destination), the index of deliveries not done yet, and the dead
-letters. This store owns those keys and their Lua; what a delivery does next is decided in
+letters (all of them by when they died, and each tenant's, which its pages are read from). This store owns
+those keys and their Lua; what a delivery does next is decided in
 app.domain.deliveries.
 
 A record's fields (``DeliveryRecord``, what the reads return): its ids (delivery, tenant, task; a saved
@@ -153,7 +154,12 @@ class DeliveryStore:
         self.open_key = prefix + "deliveries:open"
         """Deliveries not done yet, scored by when the reconciler should look at them if still not done."""
         self.dead_key = prefix + "deadletter"
-        """Dead deliveries, scored by when they died."""
+        """Dead deliveries, scored by when they died (retention, the dashboard's list of every tenant)."""
+        self._dead_indexed_key = prefix + "deadletter-by-tenant-built"
+
+    def tenant_dead_key(self, tenant_id: str) -> str:
+        """One tenant's dead deliveries, scored by when they died: its pages of the dead-letter list."""
+        return f"{self.dead_key}:{tenant_id}"
 
     def key_for(self, delivery_id: str) -> str:
         return f"{self._prefix}delivery:{delivery_id}"
@@ -177,13 +183,27 @@ class DeliveryStore:
     def attempts(self, delivery_id: str) -> int:
         return int(self._redis.hget(self.key_for(delivery_id), "attempts") or 0)
 
-    def dead_letters(self, tenant_id: str | None = None) -> list[DeliveryRecord]:
-        """Dead deliveries, the latest to die first."""
-        ids = self._redis.zrevrange(self.dead_key, 0, -1)
-        return [found for i in ids if (found := self.get(i, tenant_id))]
+    def dead_page(
+        self, tenant_id: str | None, before: float | None, limit: int
+    ) -> tuple[list[DeliveryRecord], float | None]:
+        """A page of dead deliveries, the latest to die first, that died before ``before`` (excluded: the
+        cursor of the page before): one tenant's, or every tenant's (None); and the next page's cursor.
+        Two round trips, whatever the page's size."""
+        index = self.tenant_dead_key(tenant_id) if tenant_id else self.dead_key
+        top = f"({before!r}" if before is not None else "+inf"
+        listed = self._redis.zrevrangebyscore(
+            index, top, "-inf", start=0, num=limit + 1, withscores=True
+        )
+        pipe = self._redis.pipeline(transaction=False)
+        for delivery_id, _ in listed[:limit]:
+            pipe.hgetall(self.key_for(delivery_id))
+        read = [DeliveryRecord.from_hash(raw) for raw in pipe.execute() if raw]
+        # replayed while its tenant's list was being built (index_dead_letters_by_tenant): not shown
+        found = [record for record in read if record.state == DeliveryState.DEAD]
+        return found, (listed[limit - 1][1] if len(listed) > limit else None)
 
-    def dead_count(self) -> int:
-        return self._redis.zcard(self.dead_key)
+    def dead_count(self, tenant_id: str | None = None) -> int:
+        return self._redis.zcard(self.tenant_dead_key(tenant_id) if tenant_id else self.dead_key)
 
     def target(self, where: tuple[str, str]) -> str | None:
         """What a delivery goes to, saved apart from it (a destination's or hook's hash and field)."""
@@ -250,20 +270,28 @@ class DeliveryStore:
     def look_again_at(self, delivery_id: str, when: float) -> None:
         self._redis.zadd(self.open_key, {delivery_id: when})
 
-    def settled(self, pipe, delivery_id: str, dead_at: float | None = None) -> None:
-        """Queue on ``pipe``: no longer open, and in the dead letters when it died (at ``dead_at``)."""
+    def settled(
+        self, pipe, delivery_id: str, dead_at: float | None = None, tenant_id: str = ""
+    ) -> None:
+        """Queue on ``pipe``: no longer open, and in the dead letters (every tenant's and its own) when it
+        died (at ``dead_at``)."""
         pipe.zrem(self.open_key, delivery_id)
         if dead_at is not None:
             pipe.zadd(self.dead_key, {delivery_id: dead_at})
+            pipe.zadd(self.tenant_dead_key(tenant_id), {delivery_id: dead_at})
 
     def unsettle(self, delivery_id: str) -> None:
         """Not open any more (gone, or settled already): the reconciler stops looking at it."""
         self._redis.zrem(self.open_key, delivery_id)
 
-    def raise_from_dead(self, delivery_id: str) -> float | None:
+    def raise_from_dead(self, delivery_id: str, tenant_id: str) -> float | None:
         """Out of the dead letters (a replay); returns when it had died, if it was there."""
-        died_at = self._redis.zscore(self.dead_key, delivery_id)
-        return died_at if self._redis.zrem(self.dead_key, delivery_id) else None
+        pipe = self._redis.pipeline()
+        pipe.zscore(self.dead_key, delivery_id)
+        pipe.zrem(self.dead_key, delivery_id)
+        pipe.zrem(self.tenant_dead_key(tenant_id), delivery_id)
+        died_at, removed, _ = pipe.execute()
+        return died_at if removed else None
 
     def dead_before(self, when: float, limit: int) -> list[str]:
         """Dead letters that died before ``when``, the earliest first."""
@@ -271,12 +299,43 @@ class DeliveryStore:
 
     def drop_dead_letters(self, delivery_ids: list[str]) -> None:
         """Out of the dead letters for good (their records stay with their tasks)."""
-        if delivery_ids:
-            self._redis.zrem(self.dead_key, *delivery_ids)
+        if not delivery_ids:
+            return
+        pipe = self._redis.pipeline()
+        pipe.zrem(self.dead_key, *delivery_ids)
+        for delivery_id, tenant_id in zip(
+            delivery_ids, self._tenants_of(delivery_ids), strict=True
+        ):
+            if tenant_id:  # a record gone took its place in its tenant's list with it (forget)
+                pipe.zrem(self.tenant_dead_key(tenant_id), delivery_id)
+        pipe.execute()
 
-    def forget(self, pipe, delivery_ids: list[str]) -> None:
-        """Queue on ``pipe`` the removal of these deliveries' records and their places in the indexes."""
+    def forget(self, pipe, tenant_id: str, delivery_ids: list[str]) -> None:
+        """Queue on ``pipe`` the removal of the tenant's deliveries' records and their places in the
+        indexes."""
         if delivery_ids:
             pipe.delete(*(self.key_for(d) for d in delivery_ids))
             pipe.zrem(self.dead_key, *delivery_ids)
+            pipe.zrem(self.tenant_dead_key(tenant_id), *delivery_ids)
             pipe.zrem(self.open_key, *delivery_ids)
+
+    def index_dead_letters_by_tenant(self) -> int:
+        """Once per installation: the tenants' lists of dead letters that died before they existed (a relay
+        upgraded from one that kept only the list of all). Returns how many were indexed."""
+        if self._redis.exists(self._dead_indexed_key):
+            return 0
+        dead = self._redis.zrange(self.dead_key, 0, -1, withscores=True)
+        pipe = self._redis.pipeline()
+        ids = [delivery_id for delivery_id, _ in dead]
+        for (delivery_id, died_at), tenant_id in zip(dead, self._tenants_of(ids), strict=True):
+            if tenant_id:
+                pipe.zadd(self.tenant_dead_key(tenant_id), {delivery_id: died_at})
+        pipe.set(self._dead_indexed_key, "1")
+        pipe.execute()
+        return len(dead)
+
+    def _tenants_of(self, delivery_ids: list[str]) -> list[str | None]:
+        pipe = self._redis.pipeline(transaction=False)
+        for delivery_id in delivery_ids:
+            pipe.hget(self.key_for(delivery_id), "tenant_id")
+        return pipe.execute()

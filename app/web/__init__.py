@@ -6,9 +6,10 @@ from flask import Flask, request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import schemas
-from app.core import logs, redis_connection
+from app.core import logs
 from app.core.config import RelayConfig
 from app.core.errors import TooLarge
+from app.core.secret_strength import refuse_weak_secrets
 from app.stores.context import Context, build_context
 from app.web import (
     api,
@@ -33,7 +34,9 @@ BATCH_BODY_BYTES = 16 * 1024 * 1024
 
 
 def create_app(config: RelayConfig | None = None, context: Context | None = None) -> Flask:
-    ctx = context or build_context(config or RelayConfig.from_env())
+    config = context.config if context else config or RelayConfig.from_env()
+    refuse_weak_secrets(config)  # before anything is served or signed with them
+    ctx = context or build_context(config)
     schemas.warm()
     app = Flask(__name__)
     # one byte past the limit: werkzeug stops reading a chunked body at MAX_CONTENT_LENGTH without a word, so a
@@ -57,14 +60,7 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.register_blueprint(integrations.bp)
     app.register_blueprint(slack.bp)
     dashboard.install_dashboard(app)
-    config = ctx.config
-    limits.install_limits(
-        app,
-        config.rate_limit,
-        redis_connection.url_for_libraries(config),
-        config.key_prefix,
-        [api.bp, batches.bp, listing.bp, spend.bp, fanout.bp],
-    )
+    limits.install_limits(app, config, [api.bp, batches.bp, listing.bp, spend.bp, fanout.bp])
     # the API's webhooks skip Flask's request machinery: the relay's hottest path (app/web/intake.py)
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {intake.PREFIX: intake.UpstreamIntake(ctx)})  # type: ignore[method-assign]
     return app

@@ -1,10 +1,9 @@
-"""The operator's dashboard at /dashboard: server-rendered pages behind an admin sign-in (RELAY_ADMIN_TOKEN),
-CSRF-protected forms (Flask-WTF), and one JSON endpoint the task list polls for live progress bars.
-rq-dashboard is mounted at /dashboard/rq behind the same sign-in."""
+"""The operator's dashboard at /dashboard: server-rendered pages behind an admin sign-in (RELAY_ADMIN_TOKEN;
+app.web.dashboard_auth), CSRF-protected forms (Flask-WTF), and one JSON endpoint the task list polls for
+live progress bars. rq-dashboard is mounted at /dashboard/rq behind the same sign-in."""
 
 from __future__ import annotations
 
-import hmac
 from functools import wraps
 from urllib.parse import urlsplit
 
@@ -18,21 +17,21 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 from flask.sessions import SecureCookieSessionInterface
-from flask_wtf.csrf import CSRFProtect
+from flask_limiter import RateLimitExceeded
 
 from app.core import redis_connection
 from app.core.formats import document_formats
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
 from app.domain import admin, batches, deliveries, listing, tracking
+from app.web import dashboard_auth as auth
 from app.web import dashboard_charts as views
 from app.web.base import ctx
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
-csrf = CSRFProtect()
+csrf = auth.csrf
 
 
 class DashboardSessions(SecureCookieSessionInterface):
@@ -56,13 +55,13 @@ def install_dashboard(app: Flask) -> None:
         SESSION_COOKIE_SECURE=urlsplit(config.public_url).scheme == "https",
     )
     app.session_interface = DashboardSessions()
-    csrf.init_app(app)
     app.register_blueprint(bp)
+    auth.install(app, "dashboard.login")
     _mount_rq_dashboard(app)
 
 
 def signed_in() -> bool:
-    return bool(session.get("admin")) and bool(ctx().config.admin_token)
+    return auth.current() is not None
 
 
 def _gate(next_path: str):
@@ -99,9 +98,8 @@ def login():
     error = ""
     if request.method == "POST":
         csrf.protect()
-        if hmac.compare_digest(request.form.get("token", "").encode(), token.encode()):
-            session.clear()
-            session["admin"] = True
+        if auth.token_matches(request.form.get("token", "")):
+            auth.sign_in()
             target = request.args.get("next", "")
             return redirect(
                 target if target.startswith("/dashboard") else url_for("dashboard.overview")
@@ -110,10 +108,16 @@ def login():
     return render_template("dashboard/login.html", error=error), 401 if error else 200
 
 
+@bp.errorhandler(RateLimitExceeded)
+def too_many_sign_ins(_exc: RateLimitExceeded):
+    error = "Too many failed sign-ins from your address: try again later."
+    return render_template("dashboard/login.html", error=error), 429
+
+
 @bp.post("/logout")
 @admin_only
 def logout():
-    session.clear()
+    auth.sign_out()
     return redirect(url_for("dashboard.login"))
 
 
@@ -306,8 +310,22 @@ def batch_action(batch_id: str, action: str):
 @bp.get("/dead-letters")
 @admin_only
 def dead_letters():
+    tenants = ctx().tenants.list()
+    chosen = request.args.get("tenant", "")
+    chosen = chosen if chosen in {t.tenant_id for t in tenants} else ""
+    try:
+        cursor = float(request.args["cursor"]) if request.args.get("cursor") else None
+    except ValueError:
+        cursor = None
+    items, next_cursor = admin.dead_letters(ctx(), chosen or None, cursor)
     return render_template(
-        "dashboard/dead_letters.html", items=admin.dead_letters(ctx()), page="dead"
+        "dashboard/dead_letters.html",
+        items=items,
+        next_cursor=next_cursor,
+        total=ctx().deliveries.dead_count(chosen or None),
+        tenants=tenants,
+        chosen={"tenant": chosen, "cursor": cursor},
+        page="dead",
     )
 
 
@@ -353,17 +371,19 @@ def _mount_rq_dashboard(app: Flask) -> None:
     app.config.setdefault("RQ_DASHBOARD_REDIS_PASSWORD", config.redis_password or None)
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix="/dashboard/rq")
+    # its actions (requeue, delete...) use the connection this makes; its pages make their own
+    rq_dashboard.web.setup_rq_connection(app)
 
 
 def _rq_guard():
-    """rq-dashboard's own pages and actions: signed-in admins only. Its buttons POST without a CSRF token,
-    so those must come from this site (Origin) on top of the SameSite=Lax session cookie."""
+    """rq-dashboard's own pages and actions: signed-in admins only, state changes by POST with the CSRF
+    token (app.web.dashboard_auth)."""
     if (refused := _gate("/dashboard/rq/")) is not None:
         return refused
-    origin = request.headers.get("Origin")
-    if request.method == "POST" and origin and urlsplit(origin).netloc != request.host:
-        abort(403)
+    auth.refuse_unsafe_rq_requests()
     return None
 
 
-rq_dashboard.blueprint.before_request(_rq_guard)  # the blueprint is module-level: guard it once
+# the blueprint is module-level: guard it once
+rq_dashboard.blueprint.before_request(_rq_guard)
+rq_dashboard.blueprint.after_request(auth.give_rq_its_csrf_token)

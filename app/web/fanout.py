@@ -9,6 +9,7 @@ from app.domain import deliveries
 from app.stores.destinations import Hook, SavedDestination, check_config, merged_config
 from app.stores.events import iso
 from app.web.base import ctx, require_tenant, tenant
+from app.web.listing import cursor_of, next_cursor
 from app.web.openapi import ERROR, V1
 from app.web.routing import Routes, json_body, query_params
 from connectors.registry import RECORD_KINDS
@@ -172,13 +173,18 @@ def unsubscribe(hook_id: str):
 @route(
     "GET",
     "/deliveries",
-    "The dead-letter list",
-    {200: "items:relay/delivery.json", 401: ERROR},
+    "The dead-letter list, the latest to die first, a page at a time",
+    {200: "relay/deliveries-page.json", 400: ERROR, 401: ERROR},
+    query="relay/deliveries-query.json",
 )
 def list_dead_letters():
-    """The dead-letter list: deliveries that failed for good, newest first."""
+    """The dead-letter list: deliveries that failed for good, the latest to die first."""
+    query = query_params()
+    found, cursor = ctx().deliveries.dead_page(
+        tenant().tenant_id, cursor_of(query), query.get("limit", 50)
+    )
     return jsonify(
-        {"items": [deliveries.view(d) for d in ctx().deliveries.dead_letters(tenant().tenant_id)]}
+        {"items": [deliveries.view(d) for d in found], "next_cursor": next_cursor(cursor)}
     )
 
 

@@ -9,6 +9,9 @@ from functools import wraps
 from flask import Blueprint, Flask, request
 from flask_limiter import Limiter
 
+from app.core import redis_connection
+from app.core.config import RelayConfig
+
 
 def api_key_of_request() -> str:
     """The caller's bearer key, hashed (the counter's Redis key never holds the key itself)."""
@@ -20,35 +23,46 @@ def api_key_of_request() -> str:
     )
 
 
-def storage_uri(redis_url: str) -> str:
-    """limits spells a Redis unix socket redis+unix:// (and Sentinels redis+sentinel://, as we do)."""
-    return (
-        "redis+unix://" + redis_url.removeprefix("unix://")
-        if redis_url.startswith("unix://")
-        else redis_url
-    )
+def storage(config: RelayConfig) -> dict:
+    """The Limiter arguments that put its counters in the relay's Redis. limits spells a unix socket
+    redis+unix://; with Sentinels it reads the URL's whole path as the primary's name (``relay/0`` would be
+    ``relay0``) and would give the Sentinels' password to the primary too: those go as options."""
+    if not config.redis_sentinels:
+        url = config.redis_url
+        unix = url.startswith("unix://")
+        return {"storage_uri": "redis+unix://" + url.removeprefix("unix://") if unix else url}
+    hosts = ",".join(f"{host}:{port}" for host, port in redis_connection.sentinel_hosts(config))
+    options: dict = {
+        "db": redis_connection.database(config),
+        "sentinel_kwargs": {"password": config.redis_sentinel_password or None},
+    }
+    if config.redis_password:
+        options["password"] = config.redis_password
+    return {
+        "storage_uri": f"redis+sentinel://{hosts}/{config.redis_master_name}",
+        "storage_options": options,
+    }
 
 
-def install_limits(
-    app: Flask, limit: str, redis_url: str, prefix: str, blueprints: list[Blueprint]
-) -> None:
+def install_limits(app: Flask, config: RelayConfig, blueprints: list[Blueprint]) -> None:
+    limit = config.rate_limit
     if not limit:
         return
     limiter = Limiter(
         api_key_of_request,
-        storage_uri=storage_uri(redis_url),
+        **storage(config),
         headers_enabled=True,
-        key_prefix=prefix + "ratelimit",
+        key_prefix=config.key_prefix + "ratelimit",
         strategy="moving-window",
         swallow_errors=True,
     )
     for blueprint in blueprints:
         # one budget per key for the whole API
         limiter.shared_limit(limit, scope="relay-api")(blueprint)
-    _only_on(app, {blueprint.name for blueprint in blueprints}, lambda: limiter.init_app(app))
+    only_on(app, {blueprint.name for blueprint in blueprints}, lambda: limiter.init_app(app))
 
 
-def _only_on(app: Flask, blueprint_names: set[str], install) -> None:
+def only_on(app: Flask, blueprint_names: set[str], install) -> None:
     """Run the before-request hooks ``install`` adds only for requests to these blueprints. flask-limiter
     looks at every request (0.2 ms even where no limit applies); webhooks and Slack commands, which
     have their own deadlines, should not pay that."""

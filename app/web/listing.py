@@ -38,9 +38,11 @@ def list_tasks():
         created_to=_time(query, "to", end_of_day=True),
     )
     found, cursor = listing.tasks(
-        ctx(), tenant().tenant_id, wanted, _cursor(query), query.get("limit", 50)
+        ctx(), tenant().tenant_id, wanted, cursor_of(query), query.get("limit", 50)
     )
-    return jsonify({"items": [task_answer(task) for task in found], "next_cursor": _next(cursor)})
+    return jsonify(
+        {"items": [task_answer(task) for task in found], "next_cursor": next_cursor(cursor)}
+    )
 
 
 @route(
@@ -53,7 +55,7 @@ def list_tasks():
 def list_records():
     query = query_params()
     found, cursor = listing.records(
-        ctx(), tenant().tenant_id, _cursor(query), query.get("limit", 50)
+        ctx(), tenant().tenant_id, cursor_of(query), query.get("limit", 50)
     )
     items = [
         {**record_view(record, []), "links": {"record": public(record_path(record.record_key))}}
@@ -61,7 +63,7 @@ def list_records():
     ]
     for item in items:
         item.pop("tasks")  # GET /v1/records/{key} has them
-    return jsonify({"items": items, "next_cursor": _next(cursor)})
+    return jsonify({"items": items, "next_cursor": next_cursor(cursor)})
 
 
 @route(
@@ -90,11 +92,11 @@ def cancel_task(task_id: str):
     return jsonify(task_answer(ctx().tasks.get(task_id) or task)), 202
 
 
-def _cursor(query: dict) -> float | None:
+def cursor_of(query: dict) -> float | None:
     return float(query["cursor"]) if query.get("cursor") else None
 
 
-def _next(cursor: float | None) -> str | None:
+def next_cursor(cursor: float | None) -> str | None:
     # exact: a rounded cursor could show a task twice
     return repr(cursor) if cursor is not None else None
 

@@ -90,20 +90,43 @@ def test_every_rq_path_works_on_a_sentinel_connection(sentinels, make_relay, rec
 def test_rq_dashboard_reads_the_queues_through_the_sentinels(sentinels, make_relay):
     """rq-dashboard gets a `redis+sentinel://` URL (it takes no client): it lists the relay's queues, with the
     job the relay queued on the primary the sentinels name."""
-    relay = on_sentinels(
-        make_relay, sentinels, worker=False, admin_token="sentinel-dashboard-token"
-    )
+    token = "sentinel-dashboard-token-0f4e8c2b7a91d3"
+    relay = on_sentinels(make_relay, sentinels, worker=False, admin_token=token)
     relay.ctx.queues.get(queues.RECONCILE).enqueue(queues.job("reconcile"))
     browser = httpx.Client(base_url=relay.url, follow_redirects=True)
     login = browser.get("/dashboard/login").text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
-    browser.post(
-        "/dashboard/login", data={"token": "sentinel-dashboard-token", "csrf_token": csrf}
-    ).raise_for_status()
+    browser.post("/dashboard/login", data={"token": token, "csrf_token": csrf}).raise_for_status()
     listed = browser.get("/dashboard/rq/0/data/queues.json")
     assert listed.status_code == 200, listed.text
     counts = {queue["name"]: queue["count"] for queue in listed.json()["queues"]}
     assert counts.get(queues.RECONCILE) == 1
+
+
+def test_rate_limits_count_in_the_primary_the_sentinels_name(sentinels, make_relay):
+    """limits reads a sentinel URL's whole path as the primary's name: ``relay/0`` found no primary, and the
+    API's limiter, which swallows storage errors, limited nothing. The per-key limit and the dashboard's
+    sign-in throttle both count, on the sentinels' primary."""
+    token = "sentinel-dashboard-token-0f4e8c2b7a91d3"
+    relay = on_sentinels(
+        make_relay,
+        sentinels,
+        worker=False,
+        admin_token=token,
+        rate_limit="3 per hour",
+        admin_login_limit="1 per hour",
+    )
+    with relay.client() as client:
+        assert [client.get("/v1/me").status_code for _ in range(4)] == [200, 200, 200, 429]
+    browser = httpx.Client(base_url=relay.url)
+    statuses = []
+    for guess in ("not-the-token", token):
+        login = browser.get("/dashboard/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)
+        answer = browser.post("/dashboard/login", data={"token": guess, "csrf_token": csrf})
+        statuses.append(answer.status_code)
+    assert statuses == [401, 429]
+    assert any(b"ratelimit" in key for key in sentinels.primary().client().scan_iter("*"))
 
 
 def test_a_command_waiting_on_a_hung_primary_is_answered_by_the_new_one(sentinels):

@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
+from rq import Queue
+from rq.job import JobStatus
 
+from app.cli.devstack import free_port
+from app.core.config import RelayConfig
+from app.web import create_app
 from tests.support import tools
-from tests.support.servers import eventually
-
-ADMIN_TOKEN = "dashboard-admin-token-for-tests"
+from tests.support.dashboard import ADMIN_TOKEN, sign_in
+from tests.support.servers import ServedApp, eventually
 
 
 @pytest.fixture(scope="module")
@@ -322,3 +329,110 @@ def test_dashboard_is_off_without_an_admin_token(make_relay):
     relay = make_relay(worker=False)
     assert httpx.get(relay.url + "/dashboard/login").status_code == 404
     assert httpx.get(relay.url + "/dashboard/rq/").status_code == 404
+
+
+def _failed_job(relay, queue_name: str = "relay-test-failed") -> tuple[Queue, str]:
+    """A job in the queue's failed registry, as a worker leaves one (no worker serves this queue)."""
+    queue = Queue(queue_name, connection=relay.ctx.rq_redis)
+    job = queue.enqueue("math.sqrt", "not a number")
+    queue.remove(job)
+    job.set_status(JobStatus.FAILED)
+    queue.failed_job_registry.add(job, ttl=600, exc_string="TypeError: must be real number")
+    assert queue.failed_job_registry.get_job_ids() == [job.id] and queue.job_ids == []
+    return queue, job.id
+
+
+def test_rq_dashboard_changes_state_only_by_post_with_the_csrf_token(make_relay):
+    relay = make_relay(admin_token=ADMIN_TOKEN, worker=False)
+    queue, job_id = _failed_job(relay)
+    admin, status = sign_in(relay)
+    assert status == 302
+    failed_page = f"/dashboard/rq/0/view/jobs/{queue.name}/failed/8/asc/1"
+    assert admin.get(failed_page).status_code == 200
+    # a link on any site, followed by a signed-in admin (SameSite=Lax sends the cookie on it)
+    lured = admin.get(
+        f"/dashboard/rq/requeue/{queue.name}", headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert lured.status_code == 405 and lured.headers["Allow"] == "POST"
+    assert queue.failed_job_registry.get_job_ids() == [job_id], "nothing was requeued"
+    assert admin.post(f"/dashboard/rq/requeue/{queue.name}").status_code == 400, "no CSRF token"
+    assert queue.failed_job_registry.get_job_ids() == [job_id]
+
+    # rq-dashboard's pages give their scripts the token, which they send as X-CSRFToken
+    token = admin.cookies.get("_csrf_token", path="/dashboard/rq")
+    elsewhere = admin.post(
+        f"/dashboard/rq/requeue/{queue.name}",
+        headers={"X-CSRFToken": token, "Origin": "https://evil.example"},
+    )
+    assert elsewhere.status_code == 403
+    requeued = admin.post(f"/dashboard/rq/requeue/{queue.name}", headers={"X-CSRFToken": token})
+    assert requeued.status_code == 200 and requeued.json() == {"status": "OK", "count": 1}
+    assert queue.failed_job_registry.get_job_ids() == [] and queue.job_ids == [job_id]
+
+
+def test_a_copied_session_cookie_dies_at_sign_out_and_when_the_token_is_replaced(make_relay):
+    relay = make_relay(admin_token=ADMIN_TOKEN, worker=False)
+    admin, _ = sign_in(relay)
+    copied = httpx.Client(base_url=relay.url, cookies=admin.cookies)
+    assert copied.get("/dashboard/").status_code == 200
+    page = admin.get("/dashboard/").text
+    csrf_token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert admin.post("/dashboard/logout", data={"csrf_token": csrf_token}).status_code == 302
+    assert copied.get("/dashboard/").status_code == 302, "signed out: the copy is signed out too"
+    assert copied.get("/dashboard/rq/").status_code == 302
+    assert copied.get("/dashboard/api/tasks").status_code == 401
+
+    admin, _ = sign_in(relay)
+    copied = httpx.Client(base_url=relay.url, cookies=admin.cookies)
+    assert copied.get("/dashboard/").status_code == 200
+    # the token is replaced: the relay restarts with a new one (the same signing key, the same Redis)
+    replaced = replace(relay.config, admin_token=ADMIN_TOKEN[::-1])
+    restarted = ServedApp(create_app(replaced)).start()
+    try:
+        copied.base_url = httpx.URL(restarted.url)
+        assert copied.get("/dashboard/").status_code == 302
+        assert copied.get("/dashboard/rq/").status_code == 302
+        fresh, status = sign_in(relay, ADMIN_TOKEN[::-1], base_url=restarted.url)
+        assert status == 302 and fresh.get("/dashboard/").status_code == 200
+    finally:
+        restarted.stop()
+    assert not [k for k in relay.ctx.redis.scan_iter("*") if ADMIN_TOKEN in k], "no token in a key"
+
+
+def test_failed_sign_ins_are_throttled_per_address(make_relay):
+    relay = make_relay(admin_token=ADMIN_TOKEN, worker=False, admin_login_limit="3 per hour")
+    for _ in range(3):
+        assert sign_in(relay, "a-guess")[1] == 401
+    client, status = sign_in(relay)
+    assert status == 429, "even the right token, once the guesses are spent"
+    assert client.get("/dashboard/").status_code == 302
+    other_address = httpx.HTTPTransport(local_address="127.0.0.2")
+    elsewhere, status = sign_in(relay, transport=other_address)
+    assert status == 302 and elsewhere.get("/dashboard/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("RELAY_SECRET_KEY", "replace-with-a-random-32-byte-token", "is a placeholder"),
+        ("RELAY_ADMIN_TOKEN", "hunter2-admin", "is shorter than 32 characters"),
+        ("RELAY_ADMIN_TOKEN", "ab" * 20, "has fewer than 12 different characters"),
+    ],
+)
+def test_no_process_starts_with_a_weak_signing_key_or_admin_token(
+    make_relay, variable, value, said
+):
+    relay = make_relay(worker=False)
+    env = {**relay.env(), variable: value}
+    commands = [["web", "--port", str(free_port())], ["worker"], ["scheduler"]]
+    for command in commands if "placeholder" in said else commands[:1]:
+        ran = subprocess.run(
+            [sys.executable, "-m", "app.cli", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,  # a process that started would serve until killed
+        )
+        assert ran.returncode != 0 and f"{variable} {said}" in ran.stderr, (command, ran.stderr)
+    with pytest.raises(ValueError, match=f"^{variable} {said}"):
+        create_app(RelayConfig.from_env(env))

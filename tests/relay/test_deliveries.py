@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,9 +15,10 @@ from openpyxl import load_workbook
 from standardwebhooks import Webhook
 
 from app.cli.deliveries import deliveries_group
-from app.domain import usage_report
+from app.domain import retention, usage_report
 from app.stores import context
 from app.stores.tasks import Task
+from tests.support.dashboard import ADMIN_TOKEN, signed_in_client
 from tests.support.servers import eventually
 
 DONE = ("delivered", "dead")
@@ -216,6 +219,97 @@ def test_exhausted_retries_land_in_dead_letters_and_cli_replays_them(relay, rece
             "the replayed delivery",
             every=0.1,
         )
+
+
+def test_dead_letters_are_paged_per_tenant_in_the_api_the_dashboard_and_the_cli(
+    make_relay, receiver, monkeypatch
+):
+    """Each tenant's dead letters are read from its own list, a page at a time with a cursor: another
+    tenant's many dead letters are never read for it, and no page reads more records than it shows."""
+    relay = make_relay(admin_token=ADMIN_TOKEN)
+    receiver.default_status = 400  # refused for good: each delivery dies at its first attempt
+    other_id, other_key = relay.new_tenant("other")
+
+    def hooks(count: int) -> list[dict]:
+        return [
+            {"kind": "webhook", "config": {"url": f"{receiver.url}?n={n}"}} for n in range(count)
+        ]
+
+    with relay.client() as acme, relay.client(other_key) as other:
+        ours = [relay.submit(acme, prompt=f"Memo {n}", destinations=hooks(10)) for n in range(6)]
+        theirs = relay.submit(other, prompt="Theirs", destinations=hooks(2))
+        for task in ours:
+            delivered(relay, acme, task["task_id"], count=10)
+        delivered(relay, other, theirs["task_id"], count=2)
+        pages, cursor = [], None
+        while True:
+            query = {"limit": 25} | ({"cursor": cursor} if cursor else {})
+            answer = acme.get("/v1/deliveries", params=query)
+            assert answer.status_code == 200, answer.text
+            pages.append([d["delivery_id"] for d in answer.json()["items"]])
+            if (cursor := answer.json()["next_cursor"]) is None:
+                break
+        seen = [delivery_id for page in pages for delivery_id in page]
+        assert [len(page) for page in pages] == [25, 25, 10] and len(set(seen)) == 60
+        assert set(seen) == {
+            d for t in ours for d in relay.ctx.tasks.get(t["task_id"]).delivery_ids
+        }
+        died = [relay.ctx.redis.zscore(relay.ctx.deliveries.dead_key, d) for d in seen]
+        assert died == sorted(died, reverse=True), "the latest to die first"
+        only_theirs = other.get("/v1/deliveries").json()
+        assert len(only_theirs["items"]) == 2 and only_theirs["next_cursor"] is None
+        assert acme.get("/v1/deliveries", params={"limit": 500}).status_code == 400
+        assert acme.get("/v1/deliveries", params={"cursor": "soon"}).status_code == 400
+
+    admin = signed_in_client(relay)
+    first = admin.get("/dashboard/dead-letters", params={"tenant": relay.tenant_id}).text
+    assert first.count("<tr data-delivery=") == 50 and "(60)" in first
+    older = re.search(r'<a rel="next" href="([^"]+)"', first).group(1).replace("&amp;", "&")
+    assert admin.get(older).text.count("<tr data-delivery=") == 10
+    theirs_page = admin.get("/dashboard/dead-letters", params={"tenant": other_id}).text
+    assert theirs_page.count("<tr data-delivery=") == 2 and 'rel="next"' not in theirs_page
+    everyone = admin.get("/dashboard/dead-letters").text
+    assert everyone.count("<tr data-delivery=") == 50 and "(62)" in everyone
+
+    monkeypatch.setattr(context, "_current", relay.ctx)
+    listed = CliRunner().invoke(deliveries_group, ["list", "--tenant", other_id])
+    assert listed.exit_code == 0 and len(listed.output.splitlines()) == 2, listed.output
+    paged = CliRunner().invoke(
+        deliveries_group, ["list", "--tenant", relay.tenant_id, "--limit", "25"]
+    )
+    lines = paged.output.splitlines()
+    assert len(lines) == 26 and lines[-1].startswith("more: relay deliveries list --tenant"), lines
+
+
+def test_dead_letters_from_before_the_tenant_lists_are_listed_after_a_sweep(make_relay):
+    """A relay upgraded from one that kept only the list of every tenant's dead letters: the retention
+    sweep builds the tenants' lists once, and the API lists what died before."""
+    relay = make_relay(worker=False)
+    now = time.time()
+    relay.ctx.redis.hset(
+        relay.ctx.deliveries.key_for("dlv_before"),
+        mapping={
+            "delivery_id": "dlv_before",
+            "tenant_id": relay.tenant_id,
+            "task_id": "tsk_before",
+            "kind": "webhook",
+            "state": "dead",
+            "attempts": 1,
+            "event": "{}",
+            "created_at": now - 60,
+            "updated_at": now - 30,
+            "last_error": "The subscriber answered 400.",
+        },
+    )
+    relay.ctx.redis.zadd(relay.ctx.deliveries.dead_key, {"dlv_before": now - 30})
+    with relay.client() as client:
+        assert client.get("/v1/deliveries").json()["items"] == []
+        retention.sweep(relay.ctx)
+        [listed] = client.get("/v1/deliveries").json()["items"]
+        assert listed["delivery_id"] == "dlv_before" and listed["state"] == "dead"
+        _, other_key = relay.new_tenant("other")
+        with relay.client(other_key) as other:
+            assert other.get("/v1/deliveries").json()["items"] == []
 
 
 def test_saved_destinations_hide_and_encrypt_their_secrets(make_relay):

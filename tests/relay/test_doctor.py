@@ -24,7 +24,7 @@ def wait_for_worker(relay) -> None:
 
     def registered() -> bool:
         assert worker.poll() is None, f"the worker exited:\n{relay.log_of(worker)}"
-        return httpx.get(relay.url + "/readyz").status_code == 200
+        return httpx.get(relay.url + "/readyz").json()["workers"] == 1
 
     eventually(
         registered, 300, "the worker to register (a slow start on a busy machine is no failure)"
@@ -60,6 +60,20 @@ def test_unreachable_redis_and_a_refused_key_fail(make_relay):
         and "FAIL  redis" in nowhere.stdout
         and "hunter2" not in nowhere.stdout
     )
+
+
+def test_a_placeholder_signing_key_or_a_short_admin_token_fails(make_relay):
+    relay = make_relay(worker=False)
+    env = {
+        **relay.config.to_env(),
+        "RELAY_SECRET_KEY": "replace-with-a-random-32-byte-token",
+        "RELAY_ADMIN_TOKEN": "admin",
+    }
+    done = doctor(env)
+    assert done.exit_code == 1
+    assert "FAIL  secrets" in done.stdout and "RELAY_SECRET_KEY is a placeholder" in done.stdout
+    assert "RELAY_ADMIN_TOKEN is shorter than 32 characters" in done.stdout
+    assert "replace-with-a-random-32-byte-token" not in done.stdout, "a value is never shown"
 
 
 def _answers(url: str) -> bool:

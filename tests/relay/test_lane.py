@@ -229,7 +229,9 @@ def test_a_delivery_whose_every_attempt_ended_its_worker_goes_to_the_dead_letter
     assert delivering.attempt(ctx, "dlv_poison") == "dead"
     record = ctx.deliveries.get("dlv_poison")
     assert record.state == "dead" and "stopped during each of" in record.last_error
-    assert [d.delivery_id for d in ctx.deliveries.dead_letters()] == ["dlv_poison"]
+    for tenant_id in (None, "ten_x"):
+        found, _ = ctx.deliveries.dead_page(tenant_id, None, 10)
+        assert [d.delivery_id for d in found] == ["dlv_poison"]
 
 
 def test_a_hook_delivery_reads_its_subscription_with_its_record_and_a_removed_one_is_dead(
