@@ -46,9 +46,12 @@ def new_webhook_secret() -> str:
 
 
 def merged_config(kind: str, saved: dict, changes: dict) -> dict:
-    """A saved config with ``changes`` over it; a secret field sent back as shown (HIDDEN) keeps its value."""
+    """A saved config with ``changes`` over it; a secret field sent back as shown (HIDDEN) keeps its value.
+    A saved field the kind no longer has (an email's ``ca_file``) is dropped, so the change can be made."""
     hidden = secret_fields(kind)
-    return {**saved, **{k: v for k, v in changes.items() if not (k in hidden and v == HIDDEN)}}
+    known = schemas.load(f"destinations/{kind}.json").get("properties", {})
+    kept = {k: v for k, v in saved.items() if k in known}
+    return {**kept, **{k: v for k, v in changes.items() if not (k in hidden and v == HIDDEN)}}
 
 
 def public_config(kind: str, config: dict) -> dict:
