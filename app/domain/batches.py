@@ -29,7 +29,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from app.core.errors import Invalid
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
-from app.domain import batch_rows, budgets, submit, tracking, write_back
+from app.domain import batch_rows, budgets, sealing, submit, tracking, write_back
 from app.stores import queues
 from app.stores.batches import Batch, BatchRow
 from app.stores.context import Context
@@ -167,6 +167,8 @@ def create(ctx: Context, tenant: Tenant, body: dict) -> Batch:
     settings.update(
         on_error=body.get("on_error", "continue"), skip_done=body.get("skip_done", True)
     )
+    if settings.get("destinations"):  # inline configs hold secrets: sealed before they are stored
+        settings["destinations"] = sealing.seal_destinations(ctx.box, settings["destinations"])
     mark = ctx.primary_mark()
     batch = ctx.batches.create(tenant.tenant_id, settings, rows)
     queues.enqueue_batch_feed(ctx, batch.batch_id)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from app.core import metrics
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED
+from app.domain import sealing
 from app.stores import consumer_group, intake_stream, lane_stream
 from app.stores.context import Context
 from app.stores.events import iso
@@ -162,7 +163,8 @@ def _as_read(task: Task) -> dict:
         **task.to_hash(),
         "result": task.result,
         "error": task.error,
-        "destinations": task.destinations,
+        # which destinations, not their configs (sealed or, in a task stored before, not)
+        "destinations": sealing.public_destinations(task.destinations),
     }
 
 

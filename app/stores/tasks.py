@@ -162,7 +162,8 @@ class Task:
     export: str | None = None
     destinations: list[dict] | None = None
     callback_url: str | None = None
-    callback_headers: dict | None = None
+    callback_headers: str | None = None
+    """Sealed (app.domain.sealing): opened only to plan the callback's delivery."""
     write_back: str | None = None
     slack_reply: str | None = None
     batch_id: str | None = None
@@ -228,6 +229,7 @@ _TEXT = (
     "requested_run_id",
     "export",
     "callback_url",
+    "callback_headers",
     "write_back",
     "slack_reply",
     "batch_id",
@@ -261,7 +263,6 @@ _NUMBERS: dict[str, Callable[[str], float | int]] = {
 }
 _JSON = (
     "destinations",
-    "callback_headers",
     "result",
     "error",
     "event_json",
