@@ -83,6 +83,9 @@ def tenant_root(folder_roots: str, tenant_roots: str, tenant_id: str) -> Path:
     root = (roots[0] / mapped.get(tenant_id, tenant_id)).resolve()
     if not any(root.is_relative_to(r) for r in roots):
         raise Permanent("the tenant's folder root is outside the configured folder roots")
+    # the first folder root holds every other tenant's folder: a root at or above it would reach them
+    if roots[0].is_relative_to(root):
+        raise Permanent("the tenant's folder root would hold other tenants' folders")
     return root
 
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
+from connectors.base import Permanent
+from connectors.folder import tenant_root
 from tests.relay.test_deliveries import delivered
 
 DEALS = {"kind": "folder", "config": {"path": "Deals/{record_key}", "file_name": "{record_key}"}}
@@ -49,3 +53,16 @@ def test_two_tenants_same_record_key_write_two_files_and_a_path_cannot_leave_its
         [refused] = delivered(relay, client, task["task_id"])
     assert refused["state"] == "dead" and "outside" in refused["last_error"], refused
     assert not list(tmp_path.rglob("escaped")), "nothing written outside the tenant's root"
+
+
+def test_a_mapped_root_stays_within_the_folder_roots_and_apart_from_other_tenants(tmp_path):
+    roots = f"{tmp_path / 'shared'},{tmp_path / 'dedicated'}"
+    assert tenant_root(roots, "", "ten_A") == tmp_path / "shared" / "ten_A"
+    assert tenant_root(roots, "ten_A=acme", "ten_A") == tmp_path / "shared" / "acme"
+    assert tenant_root(roots, f"ten_A={tmp_path / 'dedicated'}", "ten_A") == tmp_path / "dedicated"
+    for mapped in (".", str(tmp_path), "/etc", "../elsewhere"):
+        with pytest.raises(Permanent):
+            tenant_root(roots, f"ten_A={mapped}", "ten_A")
+    for tenant in ("", "..", "a/b"):
+        with pytest.raises(Permanent):
+            tenant_root(roots, "", tenant)
