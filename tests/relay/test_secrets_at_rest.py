@@ -1,5 +1,6 @@
 """No secret in clear at rest: one known secret planted in every field of a request that can hold one
-(inline destinations of every kind that has a secret, callback headers, a batch's inline destinations),
+(inline destinations of every kind that has a secret, callback headers, a batch's inline destinations,
+saved destinations),
 then submits, a batch, their deliveries and the retention archive run over real HTTP against a relay; every
 Redis key (strings, hashes, lists, sets, sorted sets, streams; RQ's compressed job data opened) and every
 archive file is searched for it."""
@@ -144,12 +145,20 @@ def test_a_planted_secret_is_nowhere_in_redis_nor_in_the_archive(
     ]
     headers = {"Authorization": f"Bearer {secret}", "X-Api-Key": secret}
     with relay.client() as client:
+        saved = [  # saved destinations were sealed before: planted there too
+            client.post("/v1/destinations", json={"name": name, "kind": kind, "config": config})
+            for name, kind, config in (
+                ("ops", "webhook", {"url": receiver.url, "secret": f"whsec_{secret}"}),
+                ("crm", "airtable", {"token": f"pat{secret}"}),
+            )
+        ]
+        assert [answer.status_code for answer in saved] == [201, 201], [a.text for a in saved]
         tasks = [
             relay.submit(
                 client,
                 prompt=f"Secret-bearing request {n}",
                 record_key=f"deal:{n}",
-                destinations=inline,
+                destinations=[*inline, {"id": saved[0].json()["id"]}],
                 callback_url=receiver.url,
                 callback_headers=headers,
             )
@@ -179,8 +188,8 @@ def test_a_planted_secret_is_nowhere_in_redis_nor_in_the_archive(
 
         def all_settled():
             found = every_delivery()
-            # each task: 8 destinations and its callback; the row: 2; the batch's end: 2 and its callback
-            done = len(found) == 2 * 9 + 2 + 3 and all(d["state"] in SETTLED for d in found)
+            # each task: 9 destinations and its callback; the row: 2; the batch's end: 2 and its callback
+            done = len(found) == 2 * 10 + 2 + 3 and all(d["state"] in SETTLED for d in found)
             return found if done else None
 
         deliveries = eventually(
