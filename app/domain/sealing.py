@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 
 from app.core.crypto import SecretBox
+from app.stores import installations
+from app.stores.context import Context
 
 SEALED = "sealed_config"
 """An inline destination's config, sealed: what its delivery record keeps as it is
@@ -45,3 +47,19 @@ def open_headers(box: SecretBox, stored: str | None) -> dict[str, str]:
     if not stored:
         return {}
     return json.loads(stored if stored.lstrip().startswith("{") else box.open(stored))
+
+
+def rotate(ctx: Context) -> dict[str, int]:
+    """Every stored secret re-encrypted with the first key of RELAY_ENCRYPTION_KEYS (``relay secrets
+    rotate``): how many of each kind of record had one."""
+    tenant_ids = ctx.tenants.ids()
+    reseal = ctx.box.reseal
+    return {
+        "tenant": ctx.tenants.reseal_all(),
+        "destination": ctx.destinations.reseal_all(tenant_ids),
+        "hook": ctx.hooks.reseal_all(tenant_ids),
+        "slack installation": installations.reseal_all(ctx),
+        "task": ctx.tasks.reseal_all(reseal),
+        "batch": ctx.batches.reseal_all(reseal),
+        "delivery": ctx.deliveries.reseal_all(reseal),
+    }

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
 
 from app.core.states import DELIVERY_SETTLED, DeliveryState, lua_set
+from app.stores.resealing import Swapper
 from app.stores.tasks import field_pairs, to_field
 
 # KEYS: the delivery record, and optionally the hash holding what it goes to. ARGV: the most attempts, now,
@@ -271,6 +273,13 @@ class DeliveryStore:
         """Out of the dead letters for good (their records stay with their tasks)."""
         if delivery_ids:
             self._redis.zrem(self.dead_key, *delivery_ids)
+
+    def reseal_all(self, reseal: Callable[[str], str]) -> int:
+        """Every record's own sealed config (an inline destination's) re-encrypted; returns how many."""
+        swapper, count = Swapper(self._redis), 0
+        for key in self._redis.scan_iter(match=self.key_for("*"), count=1000, _type="HASH"):
+            count += swapper.swap(key, "config", reseal)
+        return count
 
     def forget(self, pipe, delivery_ids: list[str]) -> None:
         """Queue on ``pipe`` the removal of these deliveries' records and their places in the indexes."""

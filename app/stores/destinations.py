@@ -16,6 +16,7 @@ from redis import Redis
 import schemas
 from app.core.crypto import SecretBox
 from app.core.ids import new_id
+from app.stores.resealing import Swapper
 
 HIDDEN = "********"
 
@@ -165,6 +166,10 @@ class DestinationStore:
         self._redis.hset(self.key_for(tenant_id), destination_id, updated)
         return SavedDestination.from_json(updated)
 
+    def reseal_all(self, tenant_ids: list[str]) -> int:
+        """These tenants' saved configs re-encrypted with the newest key; returns how many."""
+        return _reseal_json_fields(self._redis, self._box, map(self.key_for, tenant_ids), "config")
+
     def delete(self, tenant_id: str, destination_id: str) -> bool:
         saved = self.get(tenant_id, destination_id)
         if saved is None:
@@ -223,3 +228,21 @@ class HookStore:
 
     def delete(self, tenant_id: str, hook_id: str) -> bool:
         return bool(self._redis.hdel(self.key_for(tenant_id), hook_id))
+
+    def reseal_all(self, tenant_ids: list[str]) -> int:
+        """These tenants' hooks' secrets re-encrypted with the newest key; returns how many."""
+        return _reseal_json_fields(self._redis, self._box, map(self.key_for, tenant_ids), "secret")
+
+
+def _reseal_json_fields(redis: Redis, box: SecretBox, keys, name: str) -> int:
+    """In each hash of ``keys``, every field's JSON with its sealed ``name`` re-encrypted."""
+    swapper, count = Swapper(redis), 0
+
+    def change(raw: str) -> str:
+        stored = json.loads(raw)
+        return json.dumps({**stored, name: box.reseal(stored[name])})
+
+    for key in keys:
+        for field in redis.hkeys(key):
+            count += swapper.swap(key, field, change)
+    return count

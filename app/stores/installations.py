@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from app.stores.context import Context
+from app.stores.resealing import Swapper
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,15 @@ class Installation:
 
 def _key(ctx: Context, team_id: str) -> str:
     return ctx.key("slack", "install", team_id)
+
+
+def reseal_all(ctx: Context) -> int:
+    """Every workspace's bot token re-encrypted with the newest key; returns how many."""
+    swapper = Swapper(ctx.redis)
+    return sum(
+        swapper.swap(key, "bot_token", ctx.box.reseal)
+        for key in ctx.redis.scan_iter(match=_key(ctx, "*"), count=1000, _type="HASH")
+    )
 
 
 def save(ctx: Context, installation: Installation) -> None:

@@ -8,13 +8,19 @@ archive file is searched for it."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
 import secrets
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
 
 import redis
 
+from app.cli.devstack import stop_processes
+from app.core.crypto import SecretBox
 from app.domain import retention
 from tests.relay.test_batches import finished
 from tests.support.servers import eventually
@@ -219,3 +225,86 @@ def test_a_planted_secret_is_nowhere_in_redis_nor_in_the_archive(
         assert "gAAAAA" not in text, "nor a sealed copy of it"
     logs = "".join(relay.log_of(process) for process in relay.processes)
     assert secret not in logs
+
+
+def test_rotation_reseals_every_stored_secret_and_a_worker_with_only_the_new_key_delivers(
+    make_relay, receiver
+):
+    old, new = SecretBox.new_key(), SecretBox.new_key()
+    relay = make_relay(encryption_keys=old, worker=False)
+    worker = relay.start_worker()
+    receiver.default_status = 400  # every delivery dies at once: replayed after the rotation
+    with relay.client() as client:
+        saved = client.post(
+            "/v1/destinations",
+            json={"name": "ops", "kind": "webhook", "config": {"url": receiver.url}},
+        ).json()
+        client.post("/v1/hooks", json={"target_url": receiver.url, "event": "task.completed"})
+        task = relay.submit(
+            client,
+            prompt="Rotated",
+            destinations=[
+                {"kind": "webhook", "config": {"url": receiver.url}},
+                {"id": saved["id"]},
+            ],
+            callback_url=receiver.url,
+            callback_headers={"Authorization": "Bearer rotated-secret"},
+        )
+        batch = client.post(
+            "/v1/batches",
+            json={
+                "format": "excel",
+                "rows": [{"record_key": "deal:r", "prompt": "Row"}],
+                "destinations": [{"kind": "webhook", "config": {"url": receiver.url}}],
+            },
+        )
+        finished(client, batch.json()["batch_id"])
+        eventually(
+            lambda: (
+                (found := client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"])
+                and len(found) == 4
+                and all(d["state"] == "dead" for d in found)
+                and found
+            ),
+            60,
+            "the task's four deliveries to die",
+        )
+    stop_processes([worker], timeout=10)
+    env = {**relay.env(), "RELAY_ENCRYPTION_KEYS": f"{new},{old}"}
+    rotated = subprocess.run(
+        [sys.executable, "-m", "app.cli", "secrets", "rotate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "1 destination(s), 1 hook(s)" in rotated.stdout, rotated.stdout
+    sealed = {
+        token.decode(): key
+        for key, value in every_value(relay.config.redis_url)
+        for token in re.findall(rb"gAAAAA[A-Za-z0-9_=-]+", value)
+    }
+    alone = SecretBox(new)
+    kinds = {key.split()[0].split(":")[1] for key in sealed.values()}
+    assert {"tenant", "destinations", "hooks", "task", "batch", "delivery"} <= kinds, kinds
+    for token in sealed:
+        alone.open(token)  # raises for one still sealed with the old key only
+    # the relay restarted with the new key only: its worker and `relay deliveries replay` deliver them all
+    relay.config = dataclasses.replace(relay.config, encryption_keys=new)
+    relay.start_worker()
+    receiver.default_status = 200
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "deliveries", "replay", "--all-failed"],
+        env=relay.env(),
+        capture_output=True,
+        check=True,
+    )
+
+    def states() -> list[str]:
+        return [d["state"] for d in relay.deliveries_of([task["task_id"]])]
+
+    eventually(
+        lambda: states() == ["delivered"] * 4, 60, "the replays under the new key", show=states
+    )
+    callbacks = [r for r in receiver.requests if r.headers.get("Authorization")]
+    assert callbacks[-1].headers["Authorization"] == "Bearer rotated-secret"
