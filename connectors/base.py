@@ -98,6 +98,8 @@ class Delivery:
     """The relay event that caused it (task.completed, task.failed), data = the task."""
     state: dict[str, Any] = field(default_factory=dict)
     """What earlier attempts recorded (an upload session, a message id)."""
+    tenant_id: str = ""
+    """Whose delivery it is: what keeps one tenant's files out of another's (the folder kind's root)."""
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,11 @@ def test_relay_dev_makes_a_real_workbook_and_ctrl_c_stops_everything_it_started(
         )
         shown = output.read_text()
         path = Path(re.search(r"^file\s+(\S+)$", shown, re.M).group(1))
-        assert path.suffix == ".xlsx" and path.is_relative_to(run_dir / "deliveries" / "demo"), (
-            "delivered to a folder"
-        )
+        assert (
+            path.suffix == ".xlsx"
+            and path.parent.name == "demo"
+            and path.is_relative_to(run_dir / "deliveries")
+        ), "delivered to a folder"
         assert load_workbook(path).active["A1"].value.startswith("Q3 Sales Report")
         assert re.search(r"^download\s+http://127\.0\.0\.1:\d+/files/", shown, re.M)
         assert "completed" in shown  # the progress bar reached the end

@@ -98,5 +98,8 @@ def new_key() -> None:
 @secrets.command("rotate")
 def rotate() -> None:
     """Re-encrypt every stored secret with the first key of RELAY_ENCRYPTION_KEYS."""
-    count = context.current().tenants.reseal_all()
-    click.echo(f"re-encrypted the secrets of {count} tenant(s); the old key can now be removed")
+    from app.domain import sealing
+
+    counts = sealing.rotate(context.current())
+    done = ", ".join(f"{count} {kind}(s)" for kind, count in counts.items())
+    click.echo(f"re-encrypted the secrets of {done}; the old key can now be removed")

@@ -133,7 +133,11 @@ class RelayConfig:
     """A delivery not done this long after its job was due is looked at by the reconciler (a job lost
     between Redis and a worker is queued again)."""
     folder_roots: str = "var/deliveries"
-    """Comma-separated directories the folder destination may write under (paths are relative to the first)."""
+    """Comma-separated directories the folder destination may write under. Each tenant writes in a folder of
+    its own, named by its tenant id, under the first (unless RELAY_FOLDER_TENANT_ROOTS maps it elsewhere)."""
+    folder_tenant_roots: str = ""
+    """Comma-separated ``tenant_id=directory``: the tenant's folder deliveries go there instead (a relative
+    directory is under the first folder root; each must lie within one of RELAY_FOLDER_ROOTS)."""
     slack_api_url: str = "https://slack.com/api/"
     slack_authorize_url: str = "https://slack.com/oauth/v2/authorize"
     slack_signing_secret: str = ""

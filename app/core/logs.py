@@ -2,7 +2,8 @@
 
 Redaction is a last line of defence: code should not log secrets at all. It masks what looks like a
 credential anywhere in a line (message, arguments, exception text): relay API keys, Slack tokens and
-response_urls, webhook secrets, bearer tokens, Fernet ciphertexts, private keys, passwords in URLs."""
+response_urls, webhook secrets, bearer tokens, Fernet ciphertexts, private keys, passwords in URLs, and the
+tokens of bearer links in paths and queries (access logs: /files/<token>, /slack/install?link=<token>)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,16 @@ SECRET_PATTERNS = [
         r"[^\"'&,\s]{3,}"
     ),
     re.compile(r"(://[^:/@\s]+:)[^@/\s]+(@)"),  # user:password@ in URLs
+    # bearer links: a path segment after /files/ or /webhooks/upstream/ (an access log's request line)
+    re.compile(r"(/(?:files|webhooks/upstream)/)[^\s/?#\"']+"),
+    # query values that are tokens: Slack's install link and OAuth code and state, signed URLs' signatures
+    re.compile(
+        r"(?i)([?&;](?:link|code|state|token|access_token|id_token|key|sig|signature|secret"
+        r"|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|x-goog-credential)=)"
+        r"[^&;#\s\"']+"
+    ),
+    # any other signed token (itsdangerous: payload.signature or payload.time.signature), wherever it is
+    re.compile(r"(?<![\w.-])\.?[\w-]{6,}\.(?:[\w-]{4,}\.)?[\w-]{27,}(?![\w-])"),
 ]
 
 

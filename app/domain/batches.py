@@ -30,7 +30,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from app.core.errors import Invalid
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
-from app.domain import batch_rows, budgets, submit, tracking, write_back
+from app.domain import batch_rows, budgets, sealing, submit, tracking, write_back
 from app.stores.batches import Batch, BatchRow
 from app.stores.tenants import Tenant
 
@@ -172,6 +172,8 @@ def create(ctx: Needs, tenant: Tenant, body: dict) -> Batch:
     settings.update(
         on_error=body.get("on_error", "continue"), skip_done=body.get("skip_done", True)
     )
+    if settings.get("destinations"):  # inline configs hold secrets: sealed before they are stored
+        settings["destinations"] = sealing.seal_destinations(ctx.box, settings["destinations"])
     mark = ctx.primary.mark()
     batch = ctx.batches.create(tenant.tenant_id, settings, rows)
     ctx.queues.batch_feed(batch.batch_id)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from app.core.crypto import SecretBox
 from app.core.ids import digest
 from app.core.states import DELIVERY_SETTLED, DeliveryState, TaskStatus
-from app.domain import links, pacing
+from app.domain import links, pacing, sealing
 from app.stores import queues
 from app.stores.batches import Batch
 from app.stores.deliveries import DeliveryRecord, DeliveryStore
@@ -113,7 +113,8 @@ def plan(ctx: Needs, task: Task, event: dict) -> None:
     if task.status == TaskStatus.COMPLETED:
         slots += [(f"destination:{n}", ref) for n, ref in enumerate(task.destinations or [])]
     if task.callback_url:
-        slots.append(_callback_slot(task.callback_url, task.callback_headers or {}))
+        headers = sealing.open_headers(ctx.box, task.callback_headers)
+        slots.append(_callback_slot(task.callback_url, headers))
     if task.write_back:  # the record the document belongs to: Ready with the file, or Failed
         slots.append((WRITE_BACK_SLOT, {"id": task.write_back}))
     if task.slack_reply:  # an /overten command: tell the person who ran it how it ended
@@ -213,7 +214,7 @@ def _record(ctx: Needs, pipe, task: Task | Owner, event: dict, slot: str, ref: d
         exported = registry.KINDS[ref["kind"]].needs_document
         record.update(
             kind=ref["kind"],
-            config=ref.get("sealed_config") or ctx.box.seal(json.dumps(ref.get("config") or {})),
+            config=ref.get(sealing.SEALED) or ctx.box.seal(json.dumps(ref.get("config") or {})),
             export=(ref.get("export") or task.export or "") if exported else "",
         )
     if event["type"] in ("batch.completed", "budget.threshold"):

@@ -25,6 +25,7 @@ from typing import Protocol
 from app.core import metrics
 from app.core.config import RelayConfig
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED
+from app.domain import sealing
 from app.stores.batches import BatchStore
 from app.stores.consumer_group import GroupStream
 from app.stores.deliveries import DeliveryStore
@@ -186,7 +187,8 @@ def _as_read(task: Task) -> dict:
         **task.to_hash(),
         "result": task.result,
         "error": task.error,
-        "destinations": task.destinations,
+        # which destinations, not their configs (sealed or, in a task stored before, not)
+        "destinations": sealing.public_destinations(task.destinations),
     }
 
 

@@ -17,7 +17,7 @@ from app.core import leases, storage
 from app.core.ids import new_id
 from app.core.states import TASK_ENDED, TaskStatus
 from app.core.upstream import RunExpired, UpstreamError, UpstreamUnavailable
-from app.domain import budgets, tracking, write_back
+from app.domain import budgets, sealing, tracking, write_back
 from app.stores.records import RecordStore
 from app.stores.tasks import Task
 from app.stores.tenants import Tenant
@@ -111,10 +111,11 @@ def submit(
             prompt=request.prompt,
             record_key=record_key,
             requested_run_id=run_id,
-            destinations=request.destinations,
+            # inline configs and callback headers hold secrets: sealed before they are stored
+            destinations=sealing.seal_destinations(ctx.box, request.destinations),
             export=request.export,
             callback_url=request.callback_url,
-            callback_headers=request.callback_headers,
+            callback_headers=sealing.seal_headers(ctx.box, request.callback_headers),
             write_back=connection,
             # a crash before it is handed over leaves it to the reconciler
             watch_at=time.time() + ctx.config.reconcile_quiet_seconds,

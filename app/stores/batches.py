@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -19,7 +20,8 @@ from redis import Redis
 
 from app.core.ids import new_id
 from app.core.states import ROW_ENDED, BatchStatus, RowState, lua_set
-from app.stores.tasks import to_field
+from app.stores.resealing import Swapper
+from app.stores.tasks import reseal_refs, to_field
 
 # KEYS: the tenant's feed, the batch's waiting rows, its rows, the batch, its claims. ARGV: now, the task id
 # for the row, the feed's first limit. Returns the row claimed (JSON, with the task id), or false: none
@@ -348,6 +350,21 @@ class BatchStore:
 
     def ended_before(self, when: float, limit: int) -> list[str]:
         return list(self._redis.zrangebyscore(self.ended_key, "-inf", when, start=0, num=limit))
+
+    def reseal_all(self, reseal: Callable[[str], str]) -> int:
+        """Every batch's inline destinations (in its settings) re-encrypted; returns how many had any."""
+        swapper, count = Swapper(self._redis), 0
+
+        def settings(raw: str) -> str:
+            stored = json.loads(raw)
+            if not stored.get("destinations"):
+                return raw
+            refs = json.loads(reseal_refs(json.dumps(stored["destinations"]), reseal))
+            return json.dumps({**stored, "destinations": refs})
+
+        for batch_id in self._redis.zrange(self.recent_key, 0, -1):
+            count += swapper.swap(self.key_for(batch_id), "settings", settings)
+        return count
 
     def forget(self, pipe, batch_id: str) -> None:
         """Queue on ``pipe`` the removal of the batch, its rows and its places in the indexes."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from redis import Redis
 
 from app.core.states import DELIVERY_SETTLED, DeliveryState, lua_set
 from app.stores.primary import queue_script
+from app.stores.resealing import Swapper
 from app.stores.tasks import field_pairs, to_field
 
 # KEYS: the delivery record, and optionally the hash holding what it goes to. ARGV: the most attempts, now,
@@ -309,6 +311,13 @@ class DeliveryStore:
             if tenant_id:  # a record gone took its place in its tenant's list with it (forget)
                 pipe.zrem(self.tenant_dead_key(tenant_id), delivery_id)
         pipe.execute()
+
+    def reseal_all(self, reseal: Callable[[str], str]) -> int:
+        """Every record's own sealed config (an inline destination's) re-encrypted; returns how many."""
+        swapper, count = Swapper(self._redis), 0
+        for key in self._redis.scan_iter(match=self.key_for("*"), count=1000, _type="HASH"):
+            count += swapper.swap(key, "config", reseal)
+        return count
 
     def forget(self, pipe, tenant_id: str, delivery_ids: list[str]) -> None:
         """Queue on ``pipe`` the removal of the tenant's deliveries' records and their places in the

@@ -16,6 +16,7 @@ from redis import Redis
 import schemas
 from app.core.crypto import SecretBox
 from app.core.ids import new_id
+from app.stores.resealing import Swapper
 
 HIDDEN = "********"
 
@@ -46,9 +47,12 @@ def new_webhook_secret() -> str:
 
 
 def merged_config(kind: str, saved: dict, changes: dict) -> dict:
-    """A saved config with ``changes`` over it; a secret field sent back as shown (HIDDEN) keeps its value."""
+    """A saved config with ``changes`` over it; a secret field sent back as shown (HIDDEN) keeps its value.
+    A saved field the kind no longer has (an email's ``ca_file``) is dropped, so the change can be made."""
     hidden = secret_fields(kind)
-    return {**saved, **{k: v for k, v in changes.items() if not (k in hidden and v == HIDDEN)}}
+    known = schemas.load(f"destinations/{kind}.json").get("properties", {})
+    kept = {k: v for k, v in saved.items() if k in known}
+    return {**kept, **{k: v for k, v in changes.items() if not (k in hidden and v == HIDDEN)}}
 
 
 def public_config(kind: str, config: dict) -> dict:
@@ -162,6 +166,10 @@ class DestinationStore:
         self._redis.hset(self.key_for(tenant_id), destination_id, updated)
         return SavedDestination.from_json(updated)
 
+    def reseal_all(self, tenant_ids: list[str]) -> int:
+        """These tenants' saved configs re-encrypted with the newest key; returns how many."""
+        return _reseal_json_fields(self._redis, self._box, map(self.key_for, tenant_ids), "config")
+
     def delete(self, tenant_id: str, destination_id: str) -> bool:
         saved = self.get(tenant_id, destination_id)
         if saved is None:
@@ -220,3 +228,21 @@ class HookStore:
 
     def delete(self, tenant_id: str, hook_id: str) -> bool:
         return bool(self._redis.hdel(self.key_for(tenant_id), hook_id))
+
+    def reseal_all(self, tenant_ids: list[str]) -> int:
+        """These tenants' hooks' secrets re-encrypted with the newest key; returns how many."""
+        return _reseal_json_fields(self._redis, self._box, map(self.key_for, tenant_ids), "secret")
+
+
+def _reseal_json_fields(redis: Redis, box: SecretBox, keys, name: str) -> int:
+    """In each hash of ``keys``, every field's JSON with its sealed ``name`` re-encrypted."""
+    swapper, count = Swapper(redis), 0
+
+    def change(raw: str) -> str:
+        stored = json.loads(raw)
+        return json.dumps({**stored, name: box.reseal(stored[name])})
+
+    for key in keys:
+        for field in redis.hkeys(key):
+            count += swapper.swap(key, field, change)
+    return count

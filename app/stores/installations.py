@@ -11,6 +11,7 @@ from redis import Redis
 
 from app.core.config import RelayConfig
 from app.core.crypto import SecretBox
+from app.stores.resealing import Swapper
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,14 @@ class InstallationStore:
             tenant_id, bot_token = self._configured
             return Installation(team_id, "", tenant_id, bot_token)
         return None
+
+    def reseal_all(self) -> int:
+        """Every workspace's bot token re-encrypted with the newest key; returns how many."""
+        swapper = Swapper(self._redis)
+        return sum(
+            swapper.swap(key, "bot_token", self._box.reseal)
+            for key in self._redis.scan_iter(match=self._key("*"), count=1000, _type="HASH")
+        )
 
     def claim_state(self, nonce: str, life: int) -> bool:
         """True the first time an install's OAuth state comes back: a state works once."""

@@ -18,6 +18,7 @@ from app.core.ids import new_id
 from app.core.states import TASK_ENDED, TaskStatus, lua_set
 from app.stores.events import KEEP, EventLog
 from app.stores.records import RecordStore
+from app.stores.resealing import Swapper
 from app.stores.tenants import TenantStore
 from app.stores.usage import SECONDS_BOUNDS, UsageRows, day_of, number, record_prefix
 
@@ -162,7 +163,8 @@ class Task:
     export: str | None = None
     destinations: list[dict] | None = None
     callback_url: str | None = None
-    callback_headers: dict | None = None
+    callback_headers: str | None = None
+    """Sealed (app.domain.sealing): opened only to plan the callback's delivery."""
     write_back: str | None = None
     slack_reply: str | None = None
     batch_id: str | None = None
@@ -228,6 +230,7 @@ _TEXT = (
     "requested_run_id",
     "export",
     "callback_url",
+    "callback_headers",
     "write_back",
     "slack_reply",
     "batch_id",
@@ -261,7 +264,6 @@ _NUMBERS: dict[str, Callable[[str], float | int]] = {
 }
 _JSON = (
     "destinations",
-    "callback_headers",
     "result",
     "error",
     "event_json",
@@ -473,6 +475,22 @@ class TaskStore:
         if task_ids:
             pipe.zrem(self.ended_key, *task_ids)
 
+    def reseal_all(self, reseal: Callable[[str], str]) -> int:
+        """Every task's sealed fields re-encrypted (``reseal``: the newest key's); returns how many tasks
+        had any. Plain callback headers (a task stored before they were sealed) are left as they are."""
+        swapper, count = Swapper(self._redis), 0
+        for task_id in self._redis.zrange(self.recent_key, 0, -1):
+            key = self.key_for(task_id)
+            changed = [
+                swapper.swap(key, "destinations", lambda raw: reseal_refs(raw, reseal)),
+                swapper.swap(key, "slack_reply", reseal),
+                swapper.swap(
+                    key, "callback_headers", lambda raw: raw if raw.startswith("{") else reseal(raw)
+                ),
+            ]
+            count += any(changed)
+        return count
+
     def forget(self, pipe, task_id: str, tenant_id: str) -> None:
         """Queue on ``pipe`` the removal of the task and its places in the indexes (retention)."""
         pipe.delete(self.key_for(task_id))
@@ -512,3 +530,16 @@ def to_field(value: Any) -> str | int | float:
     if isinstance(value, bool):
         return int(value)
     return value
+
+
+def reseal_refs(raw: str, reseal: Callable[[str], str]) -> str:
+    """A stored list of destination refs (JSON) with each inline one's ``sealed_config`` resealed."""
+    refs = json.loads(raw)
+    return json.dumps(
+        [
+            {**ref, "sealed_config": reseal(ref["sealed_config"])}
+            if "sealed_config" in ref
+            else ref
+            for ref in refs
+        ]
+    )

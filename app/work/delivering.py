@@ -172,7 +172,9 @@ def _delivery(ctx: Needs, record: DeliveryRecord, target: str | None) -> Deliver
         config = {"url": hook.target_url, "secret": ctx.hooks.secret(hook)}
     else:
         config = json.loads(ctx.box.open(record.config))
-    return Delivery(record.delivery_id, record.kind, config, record.event, record.progress)
+    return Delivery(
+        record.delivery_id, record.kind, config, record.event, record.progress, record.tenant_id
+    )
 
 
 # per worker process: pooled connections
@@ -205,6 +207,7 @@ def _environment(ctx: Needs, delivery_id: str) -> Environment:
 
     settings = {
         "folder_roots": config.folder_roots,
+        "folder_tenant_roots": config.folder_tenant_roots,
         "slack_api_url": config.slack_api_url,
         "drive_api_url": config.drive_api_url,
         "drive_token_url": config.drive_token_url,

@@ -131,13 +131,29 @@ def _encoded(out: IO[bytes], data: bytes) -> None:
         out.write(encoded.replace(b"\n", b"\r\n"))
 
 
+def _tls_context(config: dict) -> ssl.SSLContext:
+    """The system's authorities, and the tenant's own CA certificate if it gave one (``ca_pem``). A path
+    on the worker (``ca_file``, before) is never opened: what it answered told whether a file exists."""
+    if config.get("ca_file"):
+        raise Permanent(
+            "ca_file is not read any more: give the CA certificate's PEM text in ca_pem"
+        )
+    context = ssl.create_default_context()
+    if config.get("ca_pem"):
+        try:
+            context.load_verify_locations(cadata=config["ca_pem"])
+        except (ssl.SSLError, ValueError):
+            raise Permanent("ca_pem holds no certificate TLS can use") from None
+    return context
+
+
 def _send(config: dict, spool: IO[bytes]) -> None:
     host, port, security = (
         config["host"],
         int(config.get("port") or 587),
         config.get("security", "starttls"),
     )
-    context = ssl.create_default_context(cafile=config.get("ca_file") or None)
+    context = _tls_context(config)
     try:
         smtp = (
             smtplib.SMTP_SSL(host, port, context=context, timeout=60)

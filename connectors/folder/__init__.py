@@ -1,6 +1,7 @@
 """Local folder: writes the file under one of the relay's folder roots, atomically (a temporary name in
 the same folder, then a rename), so a reader never sees half a file and a retry never writes two.
 
+Each tenant has a root of its own (``tenant_root``): two tenants' ``Deals/{record_key}`` never meet.
 ``path`` and ``file_name`` are templates (connectors.naming). The name is chosen once, under the conflict
 policy (``replace``, ``rename`` as ``name (2).xlsx``, or ``fail``), and saved with the delivery before the
 rename: an attempt after a crash finishes the rename its predecessor had left, or finds the file placed."""
@@ -53,15 +54,39 @@ class FolderKind:
 
     @staticmethod
     def _folder(delivery: Delivery, env: Environment, document: Document) -> Path:
-        roots = [
-            Path(r).resolve() for r in str(env.settings["folder_roots"]).split(",") if r.strip()
-        ]
-        if not roots:
-            raise Permanent("no folder roots are configured (RELAY_FOLDER_ROOTS)")
-        folder = (roots[0] / naming.folder(delivery, document, key="path", rules=REFUSED)).resolve()
-        if not any(folder.is_relative_to(root) for root in roots):
-            raise Permanent("the folder is outside the configured folder roots")
+        root = tenant_root(
+            str(env.settings["folder_roots"]),
+            str(env.settings.get("folder_tenant_roots") or ""),
+            delivery.tenant_id,
+        )
+        folder = (root / naming.folder(delivery, document, key="path", rules=REFUSED)).resolve()
+        # a rendered field (a record key of "..") must not climb out of the tenant's own folder
+        if not folder.is_relative_to(root):
+            raise Permanent("the folder is outside this tenant's folder root")
         return folder
+
+
+def tenant_root(folder_roots: str, tenant_roots: str, tenant_id: str) -> Path:
+    """The folder a tenant's deliveries are written under: the one the operator mapped it to (a relative
+    one under the first folder root), else a folder named by its id under the first folder root. It lies
+    within one of the folder roots, or nothing is written."""
+    roots = [Path(r.strip()).resolve() for r in folder_roots.split(",") if r.strip()]
+    if not roots:
+        raise Permanent("no folder roots are configured (RELAY_FOLDER_ROOTS)")
+    if not tenant_id or tenant_id in (".", "..") or "/" in tenant_id or "\\" in tenant_id:
+        raise Permanent("the delivery names no tenant a folder can be kept for")
+    mapped = dict(
+        (name.strip(), path.strip())
+        for name, sep, path in (entry.partition("=") for entry in tenant_roots.split(","))
+        if sep and name.strip() and path.strip()
+    )
+    root = (roots[0] / mapped.get(tenant_id, tenant_id)).resolve()
+    if not any(root.is_relative_to(r) for r in roots):
+        raise Permanent("the tenant's folder root is outside the configured folder roots")
+    # the first folder root holds every other tenant's folder: a root at or above it would reach them
+    if roots[0].is_relative_to(root):
+        raise Permanent("the tenant's folder root would hold other tenants' folders")
+    return root
 
 
 def _name_for(folder: Path, name: str, policy: str | None) -> Path:

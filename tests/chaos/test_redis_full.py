@@ -132,7 +132,7 @@ def test_a_full_redis_is_answered_with_503_and_nothing_is_lost(
         total = BEFORE + DURING
         events = client.get("/v1/events", params={"limit": 100}).json()["items"]
         hook_ids = Counter(r.headers["Webhook-Id"] for r in receiver.requests)
-        files = list((tmp_path / "deliveries" / "full").iterdir())
+        files = list((tmp_path / "deliveries" / relay.tenant_id / "full").iterdir())
         assert (
             len(views) == total and client.get("/v1/me").json()["usage"]["task_count"] == total
         ), "once each"

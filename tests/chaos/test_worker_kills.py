@@ -107,7 +107,7 @@ def test_sigkill_workers_while_300_deliveries_run(
         f"dead: {[d for d in relay.deliveries_of(task_ids) if d['state'] == 'dead'][:10]}"
     )
 
-    folder_files = list((tmp_path / "deliveries" / "chaos").iterdir())
+    folder_files = list((tmp_path / "deliveries" / relay.tenant_id / "chaos").iterdir())
     drive_files = Counter(f["appProperties"]["relayDeliveryId"] for f in fake_drive.files.values())
     hook_ids = Counter(r.headers["Webhook-Id"] for r in receiver.requests)
     slack_files = len(fake_slack.shared_files("C0CHAOS"))

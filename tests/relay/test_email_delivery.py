@@ -16,10 +16,11 @@ def email_destination(smtp_server, **overrides) -> dict:
         "security": "starttls",
         "username": "relay",
         "password": "s3cret-pass",
-        "ca_file": str(smtp_server.cert),
+        "ca_pem": smtp_server.cert.read_text(),
         **overrides,
     }
-    return {"kind": "email", "config": config}
+    # None: the field left out
+    return {"kind": "email", "config": {k: v for k, v in config.items() if v is not None}}
 
 
 def test_small_file_is_attached_byte_for_byte(relay, smtp_server):
@@ -76,7 +77,7 @@ def test_wrong_login_or_untrusted_certificate_is_permanent(relay, smtp_server):
     # what the error says: the fault
     cases = {
         "refused the login": {"password": "wrong"},
-        "TLS": {"ca_file": ""},
+        "TLS": {"ca_pem": None},
     }
     with relay.client() as client:
         tasks = {
@@ -108,3 +109,55 @@ def test_temporary_refusal_is_retried_and_a_fixed_saved_destination_replays(rela
         client.post(f"/v1/deliveries/{dead['delivery_id']}/replay").raise_for_status()
         [replayed] = delivered(relay, client, failed["task_id"])
     assert replayed["state"] == "delivered" and len(smtp_server.mailbox.messages) == 2
+
+
+def test_a_path_on_the_worker_is_never_read_nor_said_to_exist(relay, smtp_server, tmp_path):
+    """``ca_file`` named a file on the worker: its answers told a tenant which paths exist. The certificate
+    comes as PEM text (``ca_pem``, above); a path is refused at the door, and one saved before is never
+    opened, whether or not it exists."""
+    here, nowhere = smtp_server.cert, tmp_path / "no-such-file.pem"
+    with relay.client() as client:
+        answers = [
+            client.post(
+                "/v1/documents",
+                json={
+                    "format": "excel",
+                    "prompt": "x",
+                    "destinations": [email_destination(smtp_server, ca_file=str(path))],
+                },
+            )
+            for path in (here, nowhere)
+        ]
+        not_pem = client.post(
+            "/v1/documents",
+            json={
+                "format": "excel",
+                "prompt": "x",
+                "destinations": [email_destination(smtp_server, ca_pem=str(here))],
+            },
+        )
+        assert [a.status_code for a in answers] == [400, 400], [a.text for a in answers]
+        assert answers[0].json()["error"]["field"] == "destinations.0.config.ca_file"
+        assert answers[0].json()["error"] == answers[1].json()["error"], "the same refusal"
+        assert not_pem.status_code == 400
+        assert not_pem.json()["error"]["field"] == "destinations.0.config.ca_pem"
+        # a destination saved with a path before this change: its deliveries die the same way
+        tasks = []
+        for path in (here, nowhere):
+            config = email_destination(smtp_server, ca_file=str(path), ca_pem=None)["config"]
+            saved = relay.ctx.destinations.create(relay.tenant_id, "old", "email", config, None)
+            tasks.append(relay.submit(client, prompt="x", destinations=[{"id": saved.id}]))
+        dead = [delivered(relay, client, task["task_id"])[0] for task in tasks]
+        assert [d["state"] for d in dead] == ["dead", "dead"]
+        assert dead[0]["last_error"] == dead[1]["last_error"] and "ca_pem" in dead[0]["last_error"]
+        assert smtp_server.mailbox.messages == []
+        # the tenant gives the PEM text instead: the path is dropped, and a replay delivers
+        changed = client.patch(
+            f"/v1/destinations/{saved.id}", json={"config": {"ca_pem": here.read_text()}}
+        )
+        assert changed.status_code == 200 and "ca_file" not in changed.json()["config"], (
+            changed.text
+        )
+        client.post(f"/v1/deliveries/{dead[1]['delivery_id']}/replay").raise_for_status()
+        [replayed] = delivered(relay, client, tasks[1]["task_id"])
+    assert replayed["state"] == "delivered", replayed["last_error"]

@@ -38,7 +38,9 @@ def document(
 
 
 def delivery(**config) -> Delivery:
-    return Delivery("dlv_01", "folder", config, {"type": "task.completed", "data": TASK})
+    return Delivery(
+        "dlv_01", "folder", config, {"type": "task.completed", "data": TASK}, tenant_id="ten_1"
+    )
 
 
 def test_templates_use_the_tasks_fields_and_replace_refused_characters_the_same_way():
@@ -86,7 +88,7 @@ def test_the_folder_conflict_policies(relay, tmp_path):
     """Each policy meets a file someone else put where its document goes (a folder per policy, one relay)."""
     policies = ("replace", "rename", "fail")
     for policy in policies:
-        existing = tmp_path / "deliveries" / policy / "deal_7.xlsx"
+        existing = tmp_path / "deliveries" / relay.tenant_id / policy / "deal_7.xlsx"
         existing.parent.mkdir(parents=True)
         existing.write_bytes(b"someone else's file")
     with relay.client() as client:
@@ -114,7 +116,10 @@ def test_the_folder_conflict_policies(relay, tmp_path):
             for policy, task in tasks.items()
         }
     names = {
-        policy: {p.name: p.read_bytes() for p in (tmp_path / "deliveries" / policy).iterdir()}
+        policy: {
+            p.name: p.read_bytes()
+            for p in (tmp_path / "deliveries" / relay.tenant_id / policy).iterdir()
+        }
         for policy in policies
     }
     assert done["replace"]["state"] == "delivered" and names["replace"] == {
@@ -146,7 +151,7 @@ def test_a_folder_attempt_after_a_crash_finishes_the_rename_its_predecessor_left
     # the worker died after the part was written whole and its name saved, before the rename
     partial = placed.with_name(f".{placed.name}.dlv_01.part")
     placed.replace(partial)
-    again = Delivery("dlv_01", "folder", target.config, target.event, dict(saved))
+    again = Delivery("dlv_01", "folder", target.config, target.event, dict(saved), "ten_1")
     assert FOLDER.find_existing(again, env) is None
     assert FOLDER.deliver(again, document(content=b"first"), env).location == str(placed)
     assert FOLDER.find_existing(again, env).location == str(placed), "then found, not written again"
