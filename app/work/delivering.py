@@ -203,6 +203,7 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
         "slack_api_url": config.slack_api_url,
         "drive_api_url": config.drive_api_url,
         "drive_token_url": config.drive_token_url,
+        "google_token_uris": config.google_token_uris,
         "hubspot_api_url": config.hubspot_api_url,
         "airtable_api_url": config.airtable_api_url,
         "airtable_backoff_seconds": config.airtable_backoff_seconds,
@@ -215,6 +216,10 @@ def _environment(ctx: Context, delivery_id: str) -> Environment:
         "email_attach_max_bytes": config.email_attach_max_bytes,
         "check_url": policy.check,
         "check_host": policy.check_host,
+        # the platforms' SDKs: no redirects, each connection to a checked address
+        "session": policy.session,
+        "pin_pools": policy.pin_pools,
+        "connect": policy.connect,
     }
     return Environment(http=http, save_state=save_state, settings=settings)
 

@@ -1,0 +1,186 @@
+"""Server-side request forgery, tried as an attacker with a tenant's API key (or an event's signature)
+would, over real HTTP against a running relay: URLs the tenant or an event chooses that lead, directly or
+through a redirect, to an internal address. The relay's allow-list here admits 127.0.0.1 (the sandbox and
+the fakes) and nothing else: the "metadata" server listens on 127.0.0.2, an internal address."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+from werkzeug.wrappers import Request, Response
+
+from tests.relay.test_deliveries import delivered
+from tests.support.servers import ServedApp, eventually
+
+SECRET = "AKIA-METADATA-SECRET-7f3c"
+"""What the internal server answers: no tenant may ever read it."""
+
+
+class Internal:
+    """A cloud metadata service on an internal address, counting who asked."""
+
+    def __init__(self):
+        self.hits: list[str] = []
+        self.served = ServedApp(self.app, host="127.0.0.2").start()
+        self.url = self.served.url
+
+    def app(self, environ, start_response):
+        request = Request(environ)
+        self.hits.append(request.path)
+        body = json.dumps({"AccessKeyId": SECRET, "Token": SECRET})
+        return Response(body, content_type="application/json")(environ, start_response)
+
+
+class Redirector:
+    """A public server the tenant controls: every request is answered with a redirect to ``target``."""
+
+    def __init__(self, target: str, status: int = 307):
+        self.target, self.status, self.hits = target, status, []
+        self.served = ServedApp(self.app).start()
+        self.url = self.served.url
+
+    def app(self, environ, start_response):
+        self.hits.append(Request(environ).path)
+        answer = Response("", status=self.status, headers={"Location": self.target})
+        return answer(environ, start_response)
+
+
+@pytest.fixture
+def internal():
+    server = Internal()
+    yield server
+    server.served.stop()
+
+
+@pytest.fixture
+def redirector(internal):
+    server = Redirector(internal.url + "/computeMetadata/v1/token")
+    yield server
+    server.served.stop()
+
+
+def _drive_to(relay, client, credentials) -> dict:
+    destination = {
+        "kind": "gdrive",
+        "config": {"folder_id": "folder-reports", "credentials": credentials},
+    }
+    return relay.submit(client, prompt="Sales", record_key="deal:1", destinations=[destination])
+
+
+def test_a_token_uri_that_is_not_googles_is_refused(make_relay, fake_drive, redirector, internal):
+    relay = make_relay(
+        outbound_allow="127.0.0.1/32",
+        drive_api_url=fake_drive.url,
+        drive_token_url=fake_drive.url + "/token",
+    )
+    credentials = {**fake_drive.service_account, "token_uri": redirector.url + "/token"}
+    with relay.client() as client:
+        task = _drive_to(relay, client, credentials)
+        [dead] = delivered(relay, client, task["task_id"])
+        shown = client.get(f"/v1/tasks/{task['task_id']}").text
+    assert internal.hits == [] and redirector.hits == []
+    assert dead["state"] == "dead" and "not Google's token endpoint" in dead["last_error"]
+    assert SECRET not in shown
+
+
+def test_an_allowed_token_uri_that_redirects_inside_is_not_followed(
+    make_relay, fake_drive, redirector, internal, reliability
+):
+    relay = make_relay(
+        outbound_allow="127.0.0.1/32",
+        drive_api_url=fake_drive.url,
+        drive_token_url=fake_drive.url + "/token",
+        google_token_uris=redirector.url + "/token",  # the operator allowed it
+    )
+    credentials = {**fake_drive.service_account, "token_uri": redirector.url + "/token"}
+    with relay.client() as client:
+        task = _drive_to(relay, client, credentials)
+        [dead] = delivered(relay, client, task["task_id"])
+        shown = client.get(f"/v1/tasks/{task['task_id']}").text
+    assert redirector.hits == ["/token"], "asked once"
+    assert internal.hits == [], "the 307 to an internal address was never followed"
+    assert dead["state"] == "dead" and "Google refused the credentials" in dead["last_error"]
+    assert SECRET not in shown and "computeMetadata" not in shown
+    reliability(
+        fault="a Drive token_uri answering 307 to an internal metadata server",
+        tried=2,
+        lost=0,
+        duplicated="-",
+        notes="not followed; the task view shows the status and error code only",
+    )
+
+
+def _forged_completion(relay, task_id: str, download_url: str) -> None:
+    """A task.completed event for the relay's task, signed with the tenant's webhook secret (anyone who can sign
+    an event), whose result's download_url is the attacker's."""
+    task = relay.ctx.tasks.get(task_id)
+    assert task is not None and task.upstream_task_id and task.run_id
+    when = datetime.now(UTC)
+    data = {
+        "task_id": task.upstream_task_id,
+        "run_id": task.run_id,
+        "status": "completed",
+        "phase": None,
+        "turn_index": 2,
+        "progress": 100,
+        "created_at": "2026-11-22T10:00:00.000Z",
+        "updated_at": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "result": {
+            "download_url": download_url,
+            "edit_url": download_url,
+            "summary": "s",
+            "artifacts": [],
+        },
+        "error": None,
+        "credits_used": 50,
+        "duration_ms": 1000,
+    }
+    event = {"type": "task.completed", "id": "evt_forged", "created_at": data["updated_at"]}
+    body = json.dumps({**event, "data": data})
+    headers = {
+        "webhook-id": "evt_forged",
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(relay.sandbox.webhook_secret).sign("evt_forged", when, body),
+        "content-type": "application/json",
+    }
+    token = relay.ctx.tokens.webhook(relay.tenant_id, task_id)
+    answer = httpx.post(f"{relay.url}/webhooks/upstream/{token}", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+
+
+def test_an_events_download_url_is_never_fetched(make_relay, internal, tmp_path, reliability):
+    """The event says where the file is; the relay asks the API instead (GET /runs/{id}/download)."""
+    relay = make_relay(outbound_allow="127.0.0.1/32")
+    with relay.client() as client:
+        # a run with a finished document, then a second turn held mid-run at the sandbox
+        first = relay.wait_task(client, relay.submit(client, prompt="Sales")["task_id"])
+        task = relay.submit(
+            client,
+            prompt="More [[hold=forged]]",
+            run_id=first["run_id"],
+            destinations=[{"kind": "folder", "config": {"path": "forged"}}],
+        )
+        relay.sandbox.wait_held("forged")
+        eventually(
+            lambda: relay.ctx.tasks.get(task["task_id"]).run_id, 60, "the hand-over recorded"
+        )
+        _forged_completion(relay, task["task_id"], internal.url + "/latest/meta-data/iam")
+        [done] = delivered(relay, client, task["task_id"])
+        shown = client.get(f"/v1/tasks/{task['task_id']}").text
+    relay.sandbox.release("forged")
+    assert internal.hits == [], "the URL in the event was never asked"
+    assert done["state"] == "delivered", done["last_error"]
+    written = (tmp_path / "deliveries" / "forged").glob("*")
+    assert [path.read_bytes()[:2] for path in written] == [b"PK"], "the API's document (xlsx)"
+    assert SECRET not in shown
+    reliability(
+        fault="a signed event whose download_url points at an internal server",
+        tried=1,
+        lost=0,
+        duplicated="-",
+        notes="the file came from the API's fresh download location; the URL was never fetched",
+    )
