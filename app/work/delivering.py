@@ -273,13 +273,14 @@ def _file_name(task: Task, export: str) -> str:
 
 
 class _Source:
-    """Streams the document (or an export of it) from the API's signed URL, refreshing the URL through
-    GET /runs/{id} when it has expired, and resuming from an offset with an HTTP Range request."""
+    """Streams the document (or an export of it) from a download URL the API gives now (GET /runs/{id}/download,
+    or the export), never from the URL in the event: whoever can sign an event could name any address in it.
+    The signed URL is fetched without following redirects; an expired one is asked for again, and a download
+    resumes from an offset with an HTTP Range request."""
 
     def __init__(self, ctx: Context, tenant, task: Task, export: str):
         self._ctx, self._tenant, self._task, self._export = ctx, tenant, task, export
-        download = (task.result or {}).get("download_url")  # an event may come without one
-        self._url = download if download and not export else self._fresh_url()
+        self._url = self._fresh_url()
         head = self._head()
         self.size = (
             int(head.headers["content-length"]) if "content-length" in head.headers else None
@@ -289,27 +290,27 @@ class _Source:
         ]
 
     def _fresh_url(self) -> str:
+        if not self._task.run_id:
+            raise Permanent("the task has no run to download its document from")
         with self._ctx.upstream(self._tenant) as client:
             if self._export:
                 return client.export(self._task.run_id, self._export).download_url
             return client.download_location(self._task.run_id)
 
     def _head(self) -> httpx.Response:
-        response = httpx.head(self._url, timeout=30, follow_redirects=True, verify=TLS)
+        response = httpx.head(self._url, timeout=30, verify=TLS)
         if response.status_code in (403, 404, 410):  # the signed link expired: ask for a new one
             self._url = self._fresh_url()
-            response = httpx.head(self._url, timeout=30, follow_redirects=True, verify=TLS)
-        if response.status_code >= 400:
+            response = httpx.head(self._url, timeout=30, verify=TLS)
+        if response.status_code >= 300:
             raise Retryable(f"the document could not be fetched ({response.status_code})")
         return response
 
     @contextmanager
     def open(self, offset: int = 0) -> Iterator[Iterator[bytes]]:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with httpx.stream(
-            "GET", self._url, headers=headers, timeout=60, follow_redirects=True, verify=TLS
-        ) as response:
-            if response.status_code >= 400:
+        with httpx.stream("GET", self._url, headers=headers, timeout=60, verify=TLS) as response:
+            if response.status_code >= 300:
                 raise Retryable(f"the document could not be fetched ({response.status_code})")
             if offset and response.status_code != 206:
                 raise Retryable("the document server ignored the Range request")

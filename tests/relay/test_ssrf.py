@@ -156,12 +156,14 @@ def test_an_events_download_url_is_never_fetched(make_relay, internal, tmp_path,
     """The event says where the file is; the relay asks the API instead (GET /runs/{id}/download)."""
     relay = make_relay(outbound_allow="127.0.0.1/32")
     with relay.client() as client:
-        # a run with a finished document, then a second turn held mid-run at the sandbox
-        first = relay.wait_task(client, relay.submit(client, prompt="Sales")["task_id"])
+        # a run with a finished document, then a second turn of it (same record) held at the sandbox
+        relay.wait_task(
+            client, relay.submit(client, prompt="Sales", record_key="deal:7")["task_id"]
+        )
         task = relay.submit(
             client,
             prompt="More [[hold=forged]]",
-            run_id=first["run_id"],
+            record_key="deal:7",
             destinations=[{"kind": "folder", "config": {"path": "forged"}}],
         )
         relay.sandbox.wait_held("forged")
