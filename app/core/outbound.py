@@ -18,7 +18,7 @@ import os
 import socket
 import ssl
 import tempfile
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -126,30 +126,25 @@ class OutboundPolicy:
 
     def pin_pools(self, manager: urllib3.PoolManager) -> urllib3.PoolManager:
         """Make every connection of ``manager`` (and of each pool it makes from now on, so each hop of a
-        redirect too) check its host and connect to the checked address."""
-        manager.pool_classes_by_scheme = self._pool_classes
+        redirect too) check its host and connect to the checked address; its own pool and connection classes
+        (botocore's, say) keep the rest of their behaviour."""
+        manager.pool_classes_by_scheme = {
+            scheme: self._pinned_pool(pool)
+            for scheme, pool in manager.pool_classes_by_scheme.items()
+        }
         manager.clear()
         return manager
 
-    @cached_property
-    def _pool_classes(self) -> dict[str, type]:
+    def _pinned_pool(self, pool: type) -> type:
+        if getattr(pool, "relay_policy", None) is self:
+            return pool
         policy = self
 
-        class Http(urllib3.connection.HTTPConnection):
+        class Connection(pool.ConnectionCls):  # type: ignore[name-defined]
             def _new_conn(self):
                 return _pinned(self, policy, super()._new_conn)
 
-        class Https(urllib3.connection.HTTPSConnection):
-            def _new_conn(self):
-                return _pinned(self, policy, super()._new_conn)
-
-        class HttpPool(urllib3.HTTPConnectionPool):
-            ConnectionCls = Http
-
-        class HttpsPool(urllib3.HTTPSConnectionPool):
-            ConnectionCls = Https
-
-        return {"http": HttpPool, "https": HttpsPool}
+        return type(pool.__name__, (pool,), {"ConnectionCls": Connection, "relay_policy": policy})
 
     def connect(self, host: str, port: int) -> str:
         """The address to open a socket to for ``host`` (checked; the name itself when allow-listed by name):

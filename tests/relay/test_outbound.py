@@ -171,3 +171,58 @@ def test_the_allow_list_applies_to_the_ipv4_inside(dns):
     assert (
         _seen(OutboundPolicy("10.0.0.0/8"), "http://dev6.example/x").url.host == "::ffff:10.0.0.5"
     )
+
+
+@pytest.fixture
+def loopback():
+    """A server on 127.0.0.1 that redirects /away to 127.0.0.2, and one on 127.0.0.2 (internal here)."""
+    from werkzeug.wrappers import Request, Response
+
+    from tests.support.servers import ServedApp
+
+    hits: list[str] = []
+
+    def app(environ, start_response):
+        request = Request(environ)
+        hits.append(f"{request.host.split(':')[0]}{request.path}")
+        if request.path == "/away":
+            answer = Response(status=302, headers={"Location": inside.url + "/secret"})
+        else:
+            answer = Response("ok")
+        return answer(environ, start_response)
+
+    outside, inside = ServedApp(app).start(), ServedApp(app, host="127.0.0.2").start()
+    yield outside, inside, hits
+    outside.stop()
+    inside.stop()
+
+
+def test_the_sdk_session_follows_no_redirect_and_pins_each_connection(loopback, monkeypatch):
+    outside, inside, hits = loopback
+    policy = OutboundPolicy("127.0.0.1/32")
+    with policy.session(timeout=5) as session:
+        assert session.get(outside.url + "/away").status_code == 302
+        with pytest.raises(Permanent, match="non-public address"):
+            session.get(inside.url + "/direct")
+        # rebinding: public-looking when checked; the socket still goes to what was checked
+        real = socket.getaddrinfo
+        answers = iter(["127.0.0.1", "127.0.0.2"])
+
+        def resolve(host, port, *args, **kwargs):
+            if host != "rebind.test":
+                return real(host, port, *args, **kwargs)
+            return real(next(answers, "127.0.0.2"), port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolve)
+        assert session.get(f"http://rebind.test:{outside.port}/pinned").text == "ok"
+    assert hits == ["127.0.0.1/away", "rebind.test/pinned"]
+
+
+def test_pinned_urllib3_pools_check_every_hop(loopback):
+    import urllib3
+
+    outside, inside, hits = loopback
+    manager = OutboundPolicy("127.0.0.1/32").pin_pools(urllib3.PoolManager())
+    with pytest.raises(Permanent, match="non-public address"):
+        manager.request("GET", outside.url + "/away")  # urllib3 follows; the second hop is refused
+    assert hits == ["127.0.0.1/away"]

@@ -186,3 +186,35 @@ def test_an_events_download_url_is_never_fetched(make_relay, internal, tmp_path,
         duplicated="-",
         notes="the file came from the API's fresh download location; the URL was never fetched",
     )
+
+
+WRAPPED = {
+    "IPv4-compatible": "[::127.0.0.2]",
+    "6to4": "[2002:7f00:2::1]",
+    "NAT64": "[64:ff9b::7f00:2]",
+    "Teredo": "[2001:0:4136:e378:8000:63bf:80ff:fffd]",
+}
+"""127.0.0.2, the internal server's address, inside IPv6 forms."""
+
+
+def test_an_internal_ipv4_address_inside_ipv6_forms_is_refused(make_relay, internal, reliability):
+    relay = make_relay(outbound_allow="127.0.0.1/32")
+    port = internal.served.port
+    destinations = [
+        {"kind": "webhook", "config": {"url": f"http://{host}:{port}/hook"}}
+        for host in WRAPPED.values()
+    ]
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=destinations)
+        done = delivered(relay, client, task["task_id"], count=len(WRAPPED))
+    assert internal.hits == []
+    for delivery in done:
+        assert delivery["state"] == "dead" and delivery["attempts"] == 1, delivery
+        assert "non-public address" in delivery["last_error"], delivery["last_error"]
+    reliability(
+        fault="webhook URLs with 127.0.0.2 inside IPv4-compatible, 6to4, NAT64 and Teredo forms",
+        tried=len(WRAPPED),
+        lost=0,
+        duplicated="-",
+        notes="each refused by the policy at the first attempt, nothing sent",
+    )
