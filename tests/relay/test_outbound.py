@@ -221,7 +221,7 @@ def test_the_sdk_session_follows_no_redirect_and_pins_each_connection(loopback, 
 def test_pinned_urllib3_pools_check_every_hop(loopback):
     import urllib3
 
-    outside, inside, hits = loopback
+    outside, _inside, hits = loopback
     manager = OutboundPolicy("127.0.0.1/32").pin_pools(urllib3.PoolManager())
     with pytest.raises(Permanent, match="non-public address"):
         manager.request("GET", outside.url + "/away")  # urllib3 follows; the second hop is refused
