@@ -134,7 +134,11 @@ def _attempt(
         return failed(ctx, record, attempts, Permanent(f"the API refused the file: {exc.message}"))
     except (httpx.TransportError, OSError) as exc:
         return failed(
-            ctx, record, attempts, Retryable(f"connection trouble: {type(exc).__name__}: {exc}")
+            # its name only: a protocol error's text can quote what the other end sent
+            ctx,
+            record,
+            attempts,
+            Retryable(f"connection trouble: {type(exc).__name__}"),
         )
     except RedisError:
         raise  # the outcome cannot be recorded: the attempt is made again (lane or RQ lease)
