@@ -218,3 +218,45 @@ def test_an_internal_ipv4_address_inside_ipv6_forms_is_refused(make_relay, inter
         duplicated="-",
         notes="each refused by the policy at the first attempt, nothing sent",
     )
+
+
+class Talkative:
+    """A tenant's own S3-compatible endpoint, public, whose error answers carry what it read elsewhere."""
+
+    def __init__(self):
+        self.served = ServedApp(self.app).start()
+        self.url = self.served.url
+
+    def app(self, environ, start_response):
+        body = (
+            "<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
+            f"<Message>{SECRET}</Message><BucketName>{SECRET}</BucketName></Error>"
+        )
+        answer = Response(body, status=403, content_type="application/xml")
+        return answer(environ, start_response)
+
+
+def test_no_text_of_a_third_partys_answer_reaches_the_tenant(make_relay):
+    """What an endpoint the tenant chose says in its error is not shown: its status and code are."""
+    endpoint = Talkative()
+    relay = make_relay(outbound_allow="127.0.0.1/32")
+    s3 = {
+        "kind": "s3",
+        "config": {
+            "bucket": "reports",
+            "endpoint_url": endpoint.url,
+            "addressing_style": "path",
+            "access_key_id": "testing",
+            "secret_access_key": "testing",
+        },
+    }
+    try:
+        with relay.client() as client:
+            task = relay.submit(client, prompt="Sales", destinations=[s3])
+            [dead] = delivered(relay, client, task["task_id"])
+            shown = client.get(f"/v1/tasks/{task['task_id']}").text
+            letters = client.get("/v1/deliveries").text
+    finally:
+        endpoint.served.stop()
+    assert dead["state"] == "dead" and "AccessDenied" in dead["last_error"]
+    assert SECRET not in shown and SECRET not in letters
