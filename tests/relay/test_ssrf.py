@@ -260,3 +260,35 @@ def test_no_text_of_a_third_partys_answer_reaches_the_tenant(make_relay):
         endpoint.served.stop()
     assert dead["state"] == "dead" and "AccessDenied" in dead["last_error"]
     assert SECRET not in shown and SECRET not in letters
+
+
+def test_a_response_url_that_redirects_inside_is_not_followed(internal, fake_slack):
+    """The last word of a Slack command goes to its response_url through the policy: a 302 to an internal
+    address is an answer, not a place to go (slack_sdk's urllib followed it)."""
+    from app.core.outbound import OutboundPolicy
+    from connectors.base import Delivery, Environment
+    from connectors.slack_reply import KIND
+
+    redirector = Redirector(internal.url + "/latest/meta-data", status=302)
+    policy = OutboundPolicy("127.0.0.1/32")
+    env = Environment(
+        http=lambda timeout=30: policy.client(timeout=timeout),
+        save_state=lambda *_: None,  # type: ignore[arg-type]
+        # check_url: what the relay gave before it checked at connect time
+        settings={"slack_api_url": fake_slack.url + "/api/", "check_url": policy.check},
+    )
+    config = {
+        "response_url": redirector.url + "/commands/T1/1/abc",
+        "deadline": 2e9,
+        "bot_token": "xoxb-test-token",
+        "channel": "C1",
+        "user": "U1",
+    }
+    event = {"type": "task.completed", "data": {"status": "completed", "result": {"summary": "s"}}}
+    try:
+        with pytest.raises(Exception, match="302") as refused:
+            KIND.deliver(Delivery("dlv_1", "slack_reply", config, event), None, env, now=1.0)
+    finally:
+        redirector.served.stop()
+    assert redirector.hits == ["/commands/T1/1/abc"] and internal.hits == []
+    assert SECRET not in str(refused.value)
