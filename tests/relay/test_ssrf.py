@@ -5,6 +5,7 @@ the fakes) and nothing else: the "metadata" server listens on 127.0.0.2, an inte
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 
@@ -292,3 +293,59 @@ def test_a_response_url_that_redirects_inside_is_not_followed(internal, fake_sla
         redirector.served.stop()
     assert redirector.hits == ["/commands/T1/1/abc"] and internal.hits == []
     assert SECRET not in str(refused.value)
+
+
+def test_the_smtp_connection_goes_to_the_address_that_was_checked(smtp_server, monkeypatch):
+    """DNS rebinding: the SMTP host's name is public-looking when checked, internal right after. The socket goes
+    to the checked address, and STARTTLS still checks the certificate against the name."""
+    import socket
+    import threading
+
+    from app.core.outbound import OutboundPolicy
+    from connectors.base import Delivery, Environment
+    from connectors.email import KIND
+    from tests.support.smtp import SMTP_NAME
+
+    inside = socket.create_server(("127.0.0.2", smtp_server.port))
+    reached: list[str] = []
+
+    def listen():
+        with contextlib.suppress(OSError):
+            connection, _ = inside.accept()
+            reached.append("internal")
+            connection.close()
+
+    threading.Thread(target=listen, daemon=True).start()
+    real, answers = socket.getaddrinfo, iter(["127.0.0.1"])
+
+    def rebinding(host, port, *args, **kwargs):
+        named = next(answers, "127.0.0.2") if host == SMTP_NAME else host
+        return real(named, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    policy = OutboundPolicy("127.0.0.1/32")
+    env = Environment(
+        http=None,  # type: ignore[arg-type]
+        save_state=lambda *_: None,
+        settings={
+            "connect": policy.connect,
+            "check_host": policy.check_host,  # what the relay gave before
+            "email_attach_max_bytes": 1,
+        },
+    )
+    config = {
+        "to": ["ops@example.com"],
+        "from": "relay@example.com",
+        "host": SMTP_NAME,
+        "port": smtp_server.port,
+        "security": "starttls",
+        "username": "relay",
+        "password": "s3cret-pass",
+        "ca_file": str(smtp_server.cert),
+    }
+    event = {"type": "budget.threshold", "data": {"summary": "80% spent"}}
+    try:
+        KIND.deliver(Delivery("dlv_smtp", "email", config, event), None, env)
+    finally:
+        inside.close()
+    assert reached == [] and len(smtp_server.mailbox.messages) == 1
