@@ -67,6 +67,7 @@ class OutboundPolicy:
             except ValueError:
                 self._hosts.add(item.lower())
         self._timeout = timeout
+        self._pinned_pools: dict[type, type] = {}
 
     def check(self, url: str) -> None:
         parts = urlsplit(url)
@@ -136,15 +137,19 @@ class OutboundPolicy:
         return manager
 
     def _pinned_pool(self, pool: type) -> type:
+        """``pool`` with a connection class that connects to checked addresses: made once per class."""
         if getattr(pool, "relay_policy", None) is self:
             return pool
-        policy = self
+        if pool not in self._pinned_pools:
+            policy = self
 
-        class Connection(pool.ConnectionCls):  # type: ignore[name-defined]
-            def _new_conn(self):
-                return _pinned(self, policy, super()._new_conn)
+            class Connection(pool.ConnectionCls):  # type: ignore[name-defined]
+                def _new_conn(self):
+                    return _pinned(self, policy, super()._new_conn)
 
-        return type(pool.__name__, (pool,), {"ConnectionCls": Connection, "relay_policy": policy})
+            attributes = {"ConnectionCls": Connection, "relay_policy": policy}
+            self._pinned_pools[pool] = type(pool.__name__, (pool,), attributes)
+        return self._pinned_pools[pool]
 
     def connect(self, host: str, port: int) -> str:
         """The address to open a socket to for ``host`` (checked; the name itself when allow-listed by name):

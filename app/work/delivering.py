@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from redis.exceptions import RedisError
@@ -276,15 +277,28 @@ def _file_name(task: Task, export: str) -> str:
     return f"{label}-{stem}-{version}.{export or ext}"
 
 
+# per worker process: tenant id -> the origins its API hands out download URLs on (learnt from the API)
+_storage_origins: dict[str, set[str]] = {}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 class _Source:
-    """Streams the document (or an export of it) from a download URL the API gives now (GET /runs/{id}/download,
-    or the export), never from the URL in the event: whoever can sign an event could name any address in it.
-    The signed URL is fetched without following redirects; an expired one is asked for again, and a download
-    resumes from an offset with an HTTP Range request."""
+    """Streams the document (or an export of it) from its signed download URL, refreshing the URL through the
+    API when it has expired, and resuming from an offset with an HTTP Range request.
+
+    The event's URL names the task's own version of the document (the run's latest may be a later turn), but
+    whoever can sign an event could name any address in it: it is used only when it is on the tenant's API
+    host or a storage host the API itself named (learnt from GET /runs/{id}/download), else the API's fresh
+    location is. No download follows a redirect."""
 
     def __init__(self, ctx: Context, tenant, task: Task, export: str):
         self._ctx, self._tenant, self._task, self._export = ctx, tenant, task, export
-        self._url = self._fresh_url()
+        download = (task.result or {}).get("download_url")  # an event may come without one
+        self._url = self._vouched(download) if download and not export else self._fresh_url()
         head = self._head()
         self.size = (
             int(head.headers["content-length"]) if "content-length" in head.headers else None
@@ -292,6 +306,18 @@ class _Source:
         self.content_type = head.headers.get("content-type", "application/octet-stream").split(";")[
             0
         ]
+
+    def _vouched(self, url: str) -> str:
+        """The event's URL if the API vouches for its host, else a fresh one from the API."""
+        known = _storage_origins.setdefault(self._tenant.tenant_id, set())
+        if _origin(url) in known or _origin(url) == _origin(self._tenant.upstream_url):
+            return url
+        fresh = self._fresh_url()
+        known.add(_origin(fresh))
+        if _origin(url) in known:
+            return url
+        log.warning("an event's download URL is not on the API's hosts: the API's location is used")
+        return fresh
 
     def _fresh_url(self) -> str:
         if not self._task.run_id:

@@ -154,7 +154,8 @@ def _forged_completion(relay, task_id: str, download_url: str) -> None:
 
 
 def test_an_events_download_url_is_never_fetched(make_relay, internal, tmp_path, reliability):
-    """The event says where the file is; the relay asks the API instead (GET /runs/{id}/download)."""
+    """The event's URL is on no host the API vouches for: the relay fetches from the API's location instead
+    (GET /runs/{id}/download), and never asks the event's."""
     relay = make_relay(outbound_allow="127.0.0.1/32")
     with relay.client() as client:
         # a run with a finished document, then a second turn of it (same record) held at the sandbox
