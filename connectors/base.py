@@ -119,7 +119,10 @@ class Environment:
     save_state: Callable[[str, dict[str, Any]], None]
     """Record progress of a delivery (e.g. a resumable upload's session URL) that survives a crash."""
     settings: dict[str, Any] = field(default_factory=dict)
-    """Per-kind settings from the relay's config (API base URLs, folder roots, size limits)."""
+    """Per-kind settings from the relay's config (API base URLs, folder roots, size limits), and the outbound
+    policy's transports for SDKs, which follow no redirect and connect only to checked addresses:
+    ``session(timeout=None)`` (requests), ``pin_pools(urllib3_pool_manager)``, ``connect(host, port)``
+    (the address to open a socket to)."""
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,9 @@ class RelayConfig:
     drive_api_url: str = "https://www.googleapis.com"
     drive_token_url: str = "https://oauth2.googleapis.com/token"
     """Google's token endpoint, for Drive and Sheets."""
+    google_token_uris: str = ""
+    """Comma-separated token endpoints, besides Google's own and DRIVE_TOKEN_URL, that the ``token_uri`` of a
+    tenant's Google credentials may name (e.g. a private Google Cloud endpoint). Empty: Google's only."""
     hubspot_api_url: str = "https://api.hubapi.com"
     airtable_api_url: str = "https://api.airtable.com"
     airtable_backoff_seconds: float = 30.0

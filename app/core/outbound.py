@@ -1,10 +1,14 @@
-"""Every request to a URL a user gave us (hooks, callbacks, destinations) goes through this policy:
-the host is resolved and refused when any address is private, loopback, link-local or otherwise not
-public, unless allow-listed (local development and tests); redirects are never followed.
+"""Every request to a URL a user gave us (hooks, callbacks, destinations, token URIs, S3 endpoints, SMTP
+hosts, the platforms' SDKs) goes through this policy: the host is resolved and refused when any address is
+private, loopback, link-local or otherwise not public, unless allow-listed (local development and tests);
+an IPv4 address inside an IPv6 one (mapped, compatible, 6to4, NAT64, Teredo) is judged by the IPv4 rules;
+redirects are never followed.
 
 The connection then goes to the address that was checked (the request is pinned to it, with the
 original Host header and TLS server name): a DNS answer that changes between the check and the
-connection (DNS rebinding) cannot steer the request to a private address."""
+connection (DNS rebinding) cannot steer the request to a private address. Three transports do it:
+``client()`` (httpx), ``session()`` (requests: google-auth, msal, Dropbox, pyairtable) and ``pin_pools``
+(urllib3 pools: boto3, the HubSpot client); ``connect()`` gives SMTP the address to connect to."""
 
 from __future__ import annotations
 
@@ -20,8 +24,11 @@ from urllib.parse import urlsplit
 
 import certifi
 import httpx
+import requests
+import urllib3
 
 from connectors.base import Permanent
+from connectors.sessions import TrustingSession
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -60,6 +67,7 @@ class OutboundPolicy:
             except ValueError:
                 self._hosts.add(item.lower())
         self._timeout = timeout
+        self._pinned_pools: dict[type, type] = {}
 
     def check(self, url: str) -> None:
         parts = urlsplit(url)
@@ -70,23 +78,32 @@ class OutboundPolicy:
     def check_host(self, host: str, port: int) -> str | None:
         """Refuse a host that resolves to any address not allowed; return the address to connect to
         (None for allow-listed host names, which are used as they are)."""
-        host = host.lower()
+        host = host.lower().strip("[]")
         if host in self._hosts:
             return None
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror:
-            raise Permanent(f"cannot resolve {host}") from None
+        except (socket.gaierror, UnicodeError):
+            raise Permanent(f"cannot resolve {host[:100]}") from None
         for info in infos:
-            address = ipaddress.ip_address(info[4][0])
-            if any(address in network for network in self._networks):
-                continue
-            if not address.is_global:
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            if not self.allows(address):
                 raise Permanent(
-                    f"{host} resolves to a non-public address ({address}); "
+                    f"{host[:100]} resolves to a non-public address ({address}); "
                     "allow it with RELAY_OUTBOUND_ALLOW for local development"
                 )
         return str(infos[0][4][0])
+
+    def allows(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Public, or allow-listed; an IPv4 address inside an IPv6 one is judged as that IPv4 address."""
+        inner = embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else []
+        if any(a in network for a in (address, *inner) for network in self._networks):
+            return True
+        if isinstance(address, ipaddress.IPv6Address) and address in _LOCAL_NAT64:
+            return False  # where the IPv4 address sits depends on the operator's prefix length
+        if inner:
+            return all(a.is_global for a in inner)
+        return address.is_global
 
     def client(self, **kwargs) -> httpx.Client:
         def guard(request: httpx.Request) -> None:
@@ -102,6 +119,111 @@ class OutboundPolicy:
         kwargs.setdefault("timeout", self._timeout)
         kwargs.setdefault("verify", tls_context(self.ca_file))
         return _CookielessClient(follow_redirects=False, event_hooks={"request": [guard]}, **kwargs)
+
+    def session(self, timeout: float | None = None) -> requests.Session:
+        """A requests session (for google-auth, msal, Dropbox, pyairtable) that never follows a redirect and
+        connects only to addresses checked at connect time; ``timeout``: for calls that set none."""
+        return _PolicySession(self, ca_bundle(self.ca_file), timeout)
+
+    def pin_pools(self, manager: urllib3.PoolManager) -> urllib3.PoolManager:
+        """Make every connection of ``manager`` (and of each pool it makes from now on, so each hop of a
+        redirect too) check its host and connect to the checked address; its own pool and connection classes
+        (botocore's, say) keep the rest of their behaviour."""
+        manager.pool_classes_by_scheme = {
+            scheme: self._pinned_pool(pool)
+            for scheme, pool in manager.pool_classes_by_scheme.items()
+        }
+        manager.clear()
+        return manager
+
+    def _pinned_pool(self, pool: type) -> type:
+        """``pool`` with a connection class that connects to checked addresses: made once per class."""
+        if getattr(pool, "relay_policy", None) is self:
+            return pool
+        if pool not in self._pinned_pools:
+            policy = self
+
+            class Connection(pool.ConnectionCls):  # type: ignore[name-defined]
+                def _new_conn(self):
+                    return _pinned(self, policy, super()._new_conn)
+
+            attributes = {"ConnectionCls": Connection, "relay_policy": policy}
+            self._pinned_pools[pool] = type(pool.__name__, (pool,), attributes)
+        return self._pinned_pools[pool]
+
+    def connect(self, host: str, port: int) -> str:
+        """The address to open a socket to for ``host`` (checked; the name itself when allow-listed by name):
+        for clients that connect themselves (SMTP) and keep the name for TLS."""
+        return self.check_host(host, port) or host
+
+
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT's IPv4-translated addresses
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, which a connection to it may end up reaching: mapped
+    (::ffff:a.b.c.d), compatible (::a.b.c.d), SIIT, 6to4 (2002::/16), NAT64 (64:ff9b::/96) and Teredo
+    (2001::/32: its server, and its client's address, inverted in the last 32 bits)."""
+    low = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.ipv4_mapped:
+        return [address.ipv4_mapped]
+    if address.teredo:
+        return list(address.teredo)
+    if address.sixtofour:
+        return [address.sixtofour]
+    if int(address) >> 32 == 0 and int(address) > 1:  # not :: nor ::1, which are IPv6's own
+        return [low]
+    if address in _NAT64 or address in _TRANSLATED:
+        return [low]
+    return []
+
+
+def _pinned(connection, policy: OutboundPolicy, new_conn):
+    """Open a urllib3 connection's socket to the address its host was checked as; the host name stays for
+    the Host header and TLS (server name, certificate). Through a proxy, the tunnel's target is checked and
+    the proxy connects."""
+    target = getattr(connection, "_tunnel_host", None)
+    if target:
+        policy.check_host(target, getattr(connection, "_tunnel_port", None) or 443)
+        return new_conn()
+    address = policy.check_host(connection.host, connection.port)
+    if not address:
+        return new_conn()
+    named = connection._dns_host
+    connection._dns_host = address
+    try:
+        return new_conn()
+    finally:
+        connection._dns_host = named
+
+
+class _PolicyAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self, policy: OutboundPolicy, timeout: float | None):
+        self._policy, self._timeout = policy, timeout
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self._policy.pin_pools(self.poolmanager)
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        if requests.utils.select_proxy(request.url, proxies or {}):
+            self._policy.check(request.url)  # the proxy connects: the name is checked here
+        timeout = self._timeout if timeout is None else timeout
+        return super().send(request, stream, timeout, verify, cert, proxies)
+
+
+class _PolicySession(TrustingSession):
+    def __init__(self, policy: OutboundPolicy, bundle: str, timeout: float | None):
+        super().__init__(bundle)
+        adapter = _PolicyAdapter(policy, timeout)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def get_redirect_target(self, resp):
+        return None  # a redirect is an answer like any other: never followed
 
 
 class _NoCookies(httpx.Cookies):

@@ -344,10 +344,9 @@ class UpstreamClient:
 
     @contextmanager
     def stream(self, url: str) -> Iterator[httpx.Response]:
-        """An open streaming response for a signed download URL (absolute; no API key is sent)."""
-        with httpx.stream(
-            "GET", url, timeout=self._http.timeout, follow_redirects=True, verify=TLS
-        ) as response:
+        """An open streaming response for a signed download URL the API gave (absolute; no API key is sent; a
+        redirect is not followed: the signed URL is where the file is)."""
+        with httpx.stream("GET", url, timeout=self._http.timeout, verify=TLS) as response:
             if response.status_code >= 400:
                 response.read()
                 self._raise_for(response)

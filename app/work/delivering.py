@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 from redis.exceptions import RedisError
@@ -139,7 +140,11 @@ def _attempt(
         return failed(ctx, record, attempts, Permanent(f"the API refused the file: {exc.message}"))
     except (httpx.TransportError, OSError) as exc:
         return failed(
-            ctx, record, attempts, Retryable(f"connection trouble: {type(exc).__name__}: {exc}")
+            # its name only: a protocol error's text can quote what the other end sent
+            ctx,
+            record,
+            attempts,
+            Retryable(f"connection trouble: {type(exc).__name__}"),
         )
     except RedisError:
         raise  # the outcome cannot be recorded: the attempt is made again (lane or RQ lease)
@@ -211,6 +216,7 @@ def _environment(ctx: Needs, delivery_id: str) -> Environment:
         "slack_api_url": config.slack_api_url,
         "drive_api_url": config.drive_api_url,
         "drive_token_url": config.drive_token_url,
+        "google_token_uris": config.google_token_uris,
         "hubspot_api_url": config.hubspot_api_url,
         "airtable_api_url": config.airtable_api_url,
         "airtable_backoff_seconds": config.airtable_backoff_seconds,
@@ -223,6 +229,10 @@ def _environment(ctx: Needs, delivery_id: str) -> Environment:
         "email_attach_max_bytes": config.email_attach_max_bytes,
         "check_url": policy.check,
         "check_host": policy.check_host,
+        # the platforms' SDKs: no redirects, each connection to a checked address
+        "session": policy.session,
+        "pin_pools": policy.pin_pools,
+        "connect": policy.connect,
     }
     return Environment(http=http, save_state=save_state, settings=settings)
 
@@ -275,14 +285,28 @@ def _file_name(task: Task, export: str) -> str:
     return f"{label}-{stem}-{version}.{export or ext}"
 
 
+# per worker process: tenant id -> the origins its API hands out download URLs on (learnt from the API)
+_storage_origins: dict[str, set[str]] = {}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
 class _Source:
-    """Streams the document (or an export of it) from the API's signed URL, refreshing the URL through
-    GET /runs/{id} when it has expired, and resuming from an offset with an HTTP Range request."""
+    """Streams the document (or an export of it) from its signed download URL, refreshing the URL through the
+    API when it has expired, and resuming from an offset with an HTTP Range request.
+
+    The event's URL names the task's own version of the document (the run's latest may be a later turn), but
+    whoever can sign an event could name any address in it: it is used only when it is on the tenant's API
+    host or a storage host the API itself named (learnt from GET /runs/{id}/download), else the API's fresh
+    location is. No download follows a redirect."""
 
     def __init__(self, ctx: Needs, tenant, task: Task, export: str):
         self._ctx, self._tenant, self._task, self._export = ctx, tenant, task, export
         download = (task.result or {}).get("download_url")  # an event may come without one
-        self._url = download if download and not export else self._fresh_url()
+        self._url = self._vouched(download) if download and not export else self._fresh_url()
         head = self._head()
         self.size = (
             int(head.headers["content-length"]) if "content-length" in head.headers else None
@@ -291,28 +315,40 @@ class _Source:
             0
         ]
 
+    def _vouched(self, url: str) -> str:
+        """The event's URL if the API vouches for its host, else a fresh one from the API."""
+        known = _storage_origins.setdefault(self._tenant.tenant_id, set())
+        if _origin(url) in known or _origin(url) == _origin(self._tenant.upstream_url):
+            return url
+        fresh = self._fresh_url()
+        known.add(_origin(fresh))
+        if _origin(url) in known:
+            return url
+        log.warning("an event's download URL is not on the API's hosts: the API's location is used")
+        return fresh
+
     def _fresh_url(self) -> str:
+        if not self._task.run_id:
+            raise Permanent("the task has no run to download its document from")
         with self._ctx.upstream(self._tenant) as client:
             if self._export:
                 return client.export(self._task.run_id, self._export).download_url
             return client.download_location(self._task.run_id)
 
     def _head(self) -> httpx.Response:
-        response = httpx.head(self._url, timeout=30, follow_redirects=True, verify=TLS)
+        response = httpx.head(self._url, timeout=30, verify=TLS)
         if response.status_code in (403, 404, 410):  # the signed link expired: ask for a new one
             self._url = self._fresh_url()
-            response = httpx.head(self._url, timeout=30, follow_redirects=True, verify=TLS)
-        if response.status_code >= 400:
+            response = httpx.head(self._url, timeout=30, verify=TLS)
+        if response.status_code >= 300:
             raise Retryable(f"the document could not be fetched ({response.status_code})")
         return response
 
     @contextmanager
     def open(self, offset: int = 0) -> Iterator[Iterator[bytes]]:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with httpx.stream(
-            "GET", self._url, headers=headers, timeout=60, follow_redirects=True, verify=TLS
-        ) as response:
-            if response.status_code >= 400:
+        with httpx.stream("GET", self._url, headers=headers, timeout=60, verify=TLS) as response:
+            if response.status_code >= 300:
                 raise Retryable(f"the document could not be fetched ({response.status_code})")
             if offset and response.status_code != 206:
                 raise Retryable("the document server ignored the Range request")

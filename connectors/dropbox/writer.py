@@ -12,12 +12,12 @@ import requests
 
 from .. import naming
 from ..base import ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable
-from ..sessions import TrustingSession
 from .sdk import HOST_API, HOST_CONTENT, HOST_NOTIFY, Union, dropbox, exceptions, files
 
 MIB = 1024 * 1024
 # Dropbox's content hash works in 4 MiB blocks; every chunk but the last is a multiple of it
 BLOCK = 4 * MIB
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -203,15 +203,16 @@ def _refused(exc: exceptions.ApiError) -> Permanent:
     tags, _ = _tags(exc.error)
     if "insufficient_space" in tags:
         return Permanent("Dropbox: the account is out of space")
-    return Permanent(f"Dropbox refused the upload ({'/'.join(tags) or exc.error})")
+    return Permanent(f"Dropbox refused the upload ({'/'.join(tags)[:200] or 'no error code'})")
 
 
 def _oauth_error(body: str) -> str:
+    """Dropbox's error code (``invalid_grant``), never the rest of its answer."""
     try:
-        answer = json.loads(body)
-        return f"{answer.get('error')}: {answer.get('error_description', '')}".strip(": ")
+        code = json.loads(body).get("error")
     except (ValueError, AttributeError):
-        return body[:200]
+        code = None
+    return code if isinstance(code, str) and _CODE.fullmatch(code) else "no error code"
 
 
 # -- the client ----------------------------------------------------------------------------------------
@@ -259,7 +260,8 @@ def _client(delivery: Delivery, env: Environment) -> Any:
                 oauth2_refresh_token=config["refresh_token"],
                 app_key=config["app_key"],
                 app_secret=config.get("app_secret") or None,
-                session=TrustingSession(env.settings.get("ca_bundle")),
+                # the outbound policy's: no redirect, each connection to an address it checked
+                session=env.settings["session"](),
                 max_retries_on_error=0,
                 max_retries_on_rate_limit=0,
                 timeout=300,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import quopri
+import re
 import secrets
 import smtplib
 import ssl
@@ -22,7 +23,10 @@ from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryabl
 MIME_NAME = naming.Rules(refused='/\\"')
 """A file name that sits in a quoted MIME parameter."""
 
-_B64_BLOCK = 57 * 1024  # 57 raw bytes make one 76-character base64 line
+_B64_BLOCK = 57 * 1024
+_ENHANCED = re.compile(
+    r"[245]\.\d{1,3}\.\d{1,3}\b"
+)  # 57 raw bytes make one 76-character base64 line
 
 
 class EmailKind:
@@ -37,7 +41,8 @@ class EmailKind:
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         config = delivery.config
-        env.settings["check_host"](config["host"], int(config.get("port") or 587))
+        # checked now, and the socket opened to this very address (no second lookup to rebind)
+        address = env.settings["connect"](config["host"], int(config.get("port") or 587))
         message_id = f"<{delivery.delivery_id.lower()}@overten-relay>"
         attach = (
             document is not None
@@ -47,7 +52,7 @@ class EmailKind:
         with tempfile.TemporaryFile() as spool:
             _write_message(spool, delivery, document, message_id, attach)
             spool.seek(0)
-            _send(config, spool)
+            _send(config, address, spool)
         env.save_state(delivery.delivery_id, {"message_id": message_id})
         how = "attached" if attach else "as a link" if document else "words only"
         return Outcome(f"email {message_id} to {', '.join(config['to'])} ({how})", message_id)
@@ -147,7 +152,28 @@ def _tls_context(config: dict) -> ssl.SSLContext:
     return context
 
 
-def _send(config: dict, spool: IO[bytes]) -> None:
+class _Pinned:
+    """Connects to ``address`` (the one the outbound policy checked) while the host's name stays the server's
+    name for TLS (SNI and the certificate check, which smtplib takes from ``_host``)."""
+
+    def __init__(self, name: str, address: str, **kwargs):
+        self._address = address
+        super().__init__(**kwargs)  # type: ignore[call-arg]
+        self._host = name
+
+    def _get_socket(self, host, port, timeout):
+        return super()._get_socket(self._address, port, timeout)  # type: ignore[misc]
+
+
+class _PinnedSMTP(_Pinned, smtplib.SMTP):
+    pass
+
+
+class _PinnedSMTPSSL(_Pinned, smtplib.SMTP_SSL):
+    pass
+
+
+def _send(config: dict, address: str, spool: IO[bytes]) -> None:
     host, port, security = (
         config["host"],
         int(config.get("port") or 587),
@@ -156,10 +182,14 @@ def _send(config: dict, spool: IO[bytes]) -> None:
     context = _tls_context(config)
     try:
         smtp = (
-            smtplib.SMTP_SSL(host, port, context=context, timeout=60)
+            _PinnedSMTPSSL(host, address, context=context, timeout=60)
             if security == "ssl"
-            else smtplib.SMTP(host, port, timeout=60)
+            else _PinnedSMTP(host, address, timeout=60)
         )
+        code, reply = smtp.connect(host, port)
+        if code != 220:
+            smtp.close()
+            raise smtplib.SMTPConnectError(code, reply)
         with smtp:
             if security == "starttls":
                 smtp.starttls(context=context)
@@ -187,13 +217,19 @@ def _send(config: dict, spool: IO[bytes]) -> None:
         ) from None
     except smtplib.SMTPResponseException as exc:
         kind = Retryable if 400 <= exc.smtp_code < 500 else Permanent
-        raise kind(f"the SMTP server answered {exc.smtp_code}: {exc.smtp_error!r}") from None
+        said = f"the SMTP server answered {exc.smtp_code}{_enhanced(exc.smtp_error)}"
+        raise kind(said) from None
     except ssl.SSLError as exc:
         raise Permanent(f"TLS with the SMTP server failed: {exc.reason}") from None
     except (smtplib.SMTPException, OSError) as exc:
-        raise Retryable(
-            f"the SMTP server could not be reached: {type(exc).__name__}: {exc}"
-        ) from None
+        raise Retryable(f"the SMTP server could not be reached ({type(exc).__name__})") from None
+
+
+def _enhanced(reply: bytes | str) -> str:
+    """The reply's enhanced status code (RFC 3463, ``5.7.1``), the server's own code; never its text."""
+    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+    code = _ENHANCED.match(text)
+    return f" ({code.group(0)})" if code else ""
 
 
 KIND = EmailKind()

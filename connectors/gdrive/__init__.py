@@ -239,7 +239,7 @@ def _classify(response: httpx.Response) -> Exception:
         reasons = {e.get("reason") for e in response.json().get("error", {}).get("errors", [])}
     if response.status_code == 403 and reasons & _RATE_REASONS:
         return Retryable(
-            f"Drive is throttling ({', '.join(sorted(r for r in reasons if r))})",
+            f"Drive is throttling ({', '.join(sorted(reasons & _RATE_REASONS))})",
             float(response.headers.get("retry-after") or 0) or None,
         )
     if response.status_code == 404:

@@ -45,6 +45,7 @@ _API_ERRORS = (
     file_errors.ApiException,
     oauth_errors.ApiException,
 )
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # per process: OAuth client digest -> (access token, expiry)
 _tokens: dict[str, tuple[str, float]] = {}
 T = TypeVar("T")
@@ -225,6 +226,7 @@ class _Session:
 
     def __init__(self, delivery: Delivery, env: Environment):
         self._config, self._host = delivery.config, str(env.settings["hubspot_api_url"]).rstrip("/")
+        self._env = env
         self._api = self._client(refresh=False)
 
     def call(self, request: Callable[[HubSpot], T]) -> T:
@@ -242,7 +244,19 @@ class _Session:
 
     def _client(self, refresh: bool) -> HubSpot:
         token = self._config.get("token") or self._oauth_token(refresh)
-        return HubSpot(access_token=token, host=self._host)
+        return HubSpot(access_token=token, host=self._host, api_factory=self._factory)
+
+    def _factory(self, package: Any, api_name: str, config: dict) -> Any:
+        """Each of the client's APIs on a urllib3 pool manager that follows no redirect and connects only to
+        addresses the outbound policy checked (the client's ``api_factory`` hook)."""
+        configuration = package.Configuration()
+        for key, value in config.items():
+            setattr(configuration, "retries" if key == "retry" else key, value)
+        configuration.retries = urllib3.Retry(3, redirect=False)
+        client = package.ApiClient(configuration=configuration)
+        client.user_agent = "overten-relay/0.1"
+        self._env.settings["pin_pools"](client.rest_client.pool_manager)
+        return getattr(package, api_name)(api_client=client)
 
     def _oauth_token(self, refresh: bool) -> str:
         oauth = self._config["oauth"]
@@ -251,7 +265,7 @@ class _Session:
         if cached and not refresh and cached[1] > time.time() + 60:
             return cached[0]
         try:
-            answer = HubSpot(host=self._host).oauth.tokens_api.create(
+            answer = HubSpot(host=self._host, api_factory=self._factory).oauth.tokens_api.create(
                 grant_type="refresh_token",
                 client_id=oauth["client_id"],
                 client_secret=oauth["client_secret"],
@@ -260,7 +274,7 @@ class _Session:
         except oauth_errors.ApiException as exc:
             if exc.status in (400, 401, 403):
                 raise Permanent(
-                    f"HubSpot refused the OAuth refresh token: {_message(exc)}"
+                    f"HubSpot refused the OAuth refresh token ({_message(exc)})"
                 ) from None
             raise _classify(exc) from None
         except urllib3.exceptions.HTTPError as exc:
@@ -278,7 +292,8 @@ def _classify(exc: Any) -> Exception:
         _message(exc),
     )
     if status == 429:
-        policy = _body(exc).get("policyName") or ""
+        policy = str(_body(exc).get("policyName") or "")
+        policy = policy if _CODE.fullmatch(policy) else ""
         wait = _number(headers.get("retry-after"))
         if wait is None:
             interval = _number(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
@@ -310,7 +325,10 @@ def _body(exc: Any) -> dict:
 
 
 def _message(exc: Any) -> str:
-    return str(_body(exc).get("message") or exc.reason or "no message")[:300]
+    """HubSpot's error category (``OBJECT_NOT_FOUND``) or status, never its message: no answer's text goes
+    to the tenant."""
+    category = str(_body(exc).get("category") or "")
+    return category if _CODE.fullmatch(category) else f"{exc.status or 'no'} status"
 
 
 def _number(value: str | None) -> float | None:

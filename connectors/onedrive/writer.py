@@ -4,7 +4,6 @@ calls go through the relay's outbound client (httpx); msal only signs in."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import re
 import threading
@@ -19,12 +18,12 @@ import requests
 
 from .. import naming
 from ..base import ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable
-from ..sessions import TrustingSession
 
 FRAGMENT = 320 * 1024
 DEFAULT_CHUNK_KIB = 32 * 320  # 10 MiB
 _apps: dict[str, msal.ConfidentialClientApplication] = {}
 _apps_lock = threading.Lock()
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _REFUSED_SIGN_IN = {
     "invalid_client",
     "unauthorized_client",
@@ -297,9 +296,8 @@ def _classify(answer: httpx.Response) -> Exception:
     with contextlib.suppress(ValueError, AttributeError):
         error = answer.json().get("error") or {}
     code, status = str(error.get("code") or ""), answer.status_code
-    said = f"Microsoft Graph answered {status} {code}: {error.get('message') or ''}".strip().rstrip(
-        ":"
-    )
+    code = code if _CODE.fullmatch(code) else ""
+    said = f"Microsoft Graph answered {status} {code}".strip()  # its code, never its message
     if status in (429, 503, 509) or code in ("activityLimitReached", "serviceNotAvailable"):
         seconds = answer.headers.get("retry-after")
         return Retryable(
@@ -309,8 +307,8 @@ def _classify(answer: httpx.Response) -> Exception:
         return Permanent(f"{said} (the file exists and the conflict policy is fail)")
     if status in (401, 403):
         return Permanent(
-            f"Microsoft Graph refused the app ({code or status}): {error.get('message') or ''}"
-            " - check its application permissions (Files.ReadWrite.All or Sites.ReadWrite.All)"
+            f"Microsoft Graph refused the app ({code or status}): check its application "
+            "permissions (Files.ReadWrite.All or Sites.ReadWrite.All)"
         )
     if status >= 500 or status in (408, 409, 423):
         return Retryable(said)
@@ -331,13 +329,11 @@ def _token(config: dict, env: Environment, fresh: bool = False) -> str:
         raise Retryable(f"Microsoft Entra could not be reached: {type(exc).__name__}") from None
     if "access_token" in result:
         return str(result["access_token"])
-    error, said = (
-        str(result.get("error") or ""),
-        str(result.get("error_description") or "").split("\n")[0],
-    )
+    error = str(result.get("error") or "")
+    error = error if _CODE.fullmatch(error) else "no error code"  # never its description
     if error in _REFUSED_SIGN_IN:
-        raise Permanent(f"Microsoft Entra refused the app's credentials ({error}): {said}")
-    raise Retryable(f"Microsoft Entra did not sign the app in ({error}): {said}")
+        raise Permanent(f"Microsoft Entra refused the app's credentials ({error})")
+    raise Retryable(f"Microsoft Entra did not sign the app in ({error})")
 
 
 def _app(config: dict, env: Environment) -> msal.ConfidentialClientApplication:
@@ -354,21 +350,15 @@ def _app(config: dict, env: Environment) -> msal.ConfidentialClientApplication:
                     client_credential=config["client_secret"],
                     authority=authority,
                     instance_discovery=False,
-                    http_client=_http(env.settings.get("ca_bundle")),
+                    # the outbound policy's: no redirect, each connection to a checked address
+                    http_client=env.settings["session"](timeout=30),
                 )
             except requests.RequestException as exc:
                 raise Retryable(
                     f"Microsoft Entra could not be reached: {type(exc).__name__}"
                 ) from None
-            except ValueError as exc:  # msal could not read the tenant's OpenID configuration
+            except ValueError:  # msal could not read the tenant's OpenID configuration
                 raise Permanent(
-                    f"Microsoft Entra does not know the tenant {config['tenant_id']!r}: "
-                    f"{str(exc).splitlines()[0][:200]}"
+                    f"Microsoft Entra does not know the tenant {config['tenant_id']!r}"
                 ) from None
         return _apps[key]
-
-
-def _http(ca_bundle: str | None) -> TrustingSession:
-    session = TrustingSession(ca_bundle)
-    session.request = functools.partial(session.request, timeout=30)  # type: ignore[method-assign]
-    return session

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ _REFUSED = {
     "ExpiredToken",
     "InvalidToken",
 }
+_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
 
@@ -197,7 +199,13 @@ def _client(delivery: Delivery, env: Environment) -> Any:
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     with _clients_lock:
         if key not in _clients:
-            _clients[key] = _new_client(config, endpoint, env.settings.get("ca_bundle"))
+            client = _new_client(config, endpoint, env.settings.get("ca_bundle"))
+            # botocore's URLLib3Session takes no connection classes: its pools are pinned in place, so each
+            # connection (to a tenant's endpoint, or a redirect's) goes to an address the policy checked
+            http = client._endpoint.http_session
+            env.settings["pin_pools"](http._manager)
+            http._pool_classes_by_scheme = http._manager.pool_classes_by_scheme
+            _clients[key] = client
         return _clients[key]
 
 
@@ -248,26 +256,25 @@ def _call(request: Any, absent: tuple[str, ...] = ()) -> Any:
         if str(exc.response.get("Error", {}).get("Code") or "") in absent:
             return None
         raise _classify(exc) from None
-    except EndpointConnectionError as exc:
-        raise Retryable(f"S3 could not be reached: {exc}") from None
+    except EndpointConnectionError:
+        raise Retryable("S3 could not be reached") from None
     except BotoCoreError as exc:
-        raise Retryable(f"S3: {type(exc).__name__}: {exc}") from None
+        raise Retryable(f"S3 could not be used ({type(exc).__name__})") from None
 
 
 def _classify(exc: ClientError) -> Exception:
+    """Status and S3's error code; never the rest of the answer (the endpoint is the tenant's to choose)."""
     error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
     code, status = str(error.get("Code") or ""), int(meta.get("HTTPStatusCode") or 0)
-    message = f"S3 answered {status} {code}: {error.get('Message') or ''}".strip()
+    code = code if _CODE.fullmatch(code) else ""
+    message = f"S3 answered {status} {code}".strip()
     retry_after = (meta.get("HTTPHeaders") or {}).get("retry-after")
     if code in _THROTTLED or status in (429, 503):
         return Retryable(message, retry_after=float(retry_after) if retry_after else None)
     if code in _REFUSED or status == 403:
-        return Permanent(
-            f"S3 refused the credentials or their permissions ({code or status}): "
-            f"{error.get('Message') or ''}".strip()
-        )
+        return Permanent(f"S3 refused the credentials or their permissions ({code or status})")
     if code == "NoSuchBucket":
-        return Permanent(f"S3: the bucket does not exist ({error.get('BucketName') or ''})")
+        return Permanent("S3: the bucket does not exist")
     if status >= 500 or status in (408, 409):
         return Retryable(message)
     return Permanent(message)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import httplib2
+import requests
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
@@ -18,6 +20,7 @@ from ..google_auth import access_token
 from ..records import mapped, write_back_of
 
 SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
+_CODE = re.compile(r"[A-Z_]{1,64}")
 QUOTA_SECONDS = 60.0
 
 
@@ -99,16 +102,31 @@ class _Sheet:
             call = request(_values_api(str(self._env.settings["sheets_api_url"])))
             call.headers["authorization"] = f"Bearer {token}"
             try:
-                return call.execute(http=build_http(), num_retries=0)
+                return call.execute(http=_PolicyHttp(self._env), num_retries=0)
             except HttpError as exc:
                 if exc.resp.status == 401 and not refresh:
                     continue
                 raise _classify(exc) from None
-            except (httplib2.HttpLib2Error, OSError) as exc:
+            except (httplib2.HttpLib2Error, requests.RequestException, OSError) as exc:
                 raise Retryable(
                     f"Google Sheets could not be reached: {type(exc).__name__}"
                 ) from None
         raise AssertionError("unreachable")
+
+
+class _PolicyHttp:
+    """httplib2's ``request()`` over the outbound policy's requests session, for googleapiclient: no redirect
+    followed, each connection to an address the policy checked (httplib2 follows redirects, and resolves the
+    name again when it connects)."""
+
+    def __init__(self, env: Environment):
+        self._session = env.settings["session"](timeout=60)
+
+    def request(self, uri, method="GET", body=None, headers=None, **_):
+        with self._session as session:
+            answer = session.request(method, uri, data=body, headers=headers)
+        info = {name.lower(): value for name, value in answer.headers.items()}
+        return httplib2.Response({**info, "status": str(answer.status_code)}), answer.content
 
 
 @lru_cache(maxsize=8)
@@ -143,14 +161,14 @@ def _cell(value: Any) -> Any:
 
 
 def _classify(exc: HttpError) -> Exception:
+    """Status and Google's error status (``PERMISSION_DENIED``); never its message."""
     status = exc.resp.status
     try:
         error = json.loads(exc.content or b"{}").get("error") or {}
-    except ValueError:
+    except (ValueError, AttributeError):
         error = {}
-    reason = f"{error.get('status') or ''}: {error.get('message') or exc.reason or ''}".strip(": ")[
-        :300
-    ]
+    code = str(error.get("status") or "") if isinstance(error, dict) else ""
+    reason = code if _CODE.fullmatch(code) else str(status)
     if status == 429:
         wait = exc.resp.get("retry-after")
         return Retryable(

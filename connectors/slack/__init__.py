@@ -34,6 +34,27 @@ _RETRYABLE = {
 }
 
 
+class PolicyWebClient(WebClient):
+    """slack_sdk's Web API client whose requests go through the relay's outbound client: urllib, which it uses
+    otherwise, follows redirects anywhere and connects to whatever the name resolves to by then."""
+
+    def __init__(self, env: Environment, **kwargs):
+        super().__init__(**kwargs)
+        self._env = env
+
+    def _perform_urllib_http_request_internal(self, url: str, req) -> dict:
+        headers = {name: str(value) for name, value in req.header_items()}
+        with self._env.http(timeout=self.timeout) as client:
+            answer = client.request(req.get_method(), url, content=req.data, headers=headers)
+        return {"status": answer.status_code, "headers": answer.headers, "body": answer.text}
+
+
+def web_client(config: dict, env: Environment) -> WebClient:
+    return PolicyWebClient(
+        env, token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30
+    )
+
+
 class SlackKind:
     name = "slack"
     needs_document = True
@@ -49,9 +70,7 @@ class SlackKind:
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         config, state = delivery.config, dict(delivery.state)
-        client = WebClient(
-            token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30
-        )
+        client = web_client(config, env)
         if document is None:  # an alert: words only
             return self._link_only(client, config, summary(delivery.event), delivery, env)
         comment, name = _comment(delivery, document), naming.file_name(delivery, document)
@@ -130,9 +149,7 @@ def _stream(upload_url: str, document: Document, env: Environment) -> None:
     if response.status_code >= 500 or response.status_code == 429:
         raise Retryable(f"Slack's upload service answered {response.status_code}")
     if response.status_code != 200:
-        raise Permanent(
-            f"Slack's upload service answered {response.status_code}: {response.text[:200]}"
-        )
+        raise Permanent(f"Slack's upload service answered {response.status_code}")
 
 
 KIND = SlackKind()

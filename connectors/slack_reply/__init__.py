@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import time
 
-from slack_sdk import WebClient
-from slack_sdk.webhook import WebhookClient
+import httpx
 
 from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
 from ..slack import call as slack_call
+from ..slack import web_client
 
 _SPENT = ("expired_url", "used_url", "no_text")  # response_url answers with these once it is no use
 
@@ -35,19 +35,18 @@ class SlackReplyKind:
         now = time.time() if now is None else now
         if now < float(config["deadline"]) and self._respond(config["response_url"], text, env):
             return self._sent(delivery, env, "the command's response_url")
-        client = WebClient(
-            token=config["bot_token"], base_url=env.settings["slack_api_url"], timeout=30
-        )
+        client = web_client(config, env)
         answer = slack_call(
             client.chat_postMessage, channel=config["channel"], text=f"<@{config['user']}> {text}"
         )
         return self._sent(delivery, env, f"slack:{config['channel']}/message {answer['ts']}")
 
     def _respond(self, url: str, text: str, env: Environment) -> bool:
-        env.settings["check_url"](url)
+        """Through the outbound client: the response_url is checked at connect time and no redirect followed."""
         try:
-            response = WebhookClient(url, timeout=15).send(text=text, response_type="ephemeral")
-        except OSError as exc:
+            with env.http(timeout=15) as client:
+                response = client.post(url, json={"text": text, "response_type": "ephemeral"})
+        except (httpx.TransportError, OSError) as exc:
             raise Retryable(
                 f"Slack's response_url could not be reached: {type(exc).__name__}"
             ) from None
@@ -55,11 +54,9 @@ class SlackReplyKind:
             return True
         if response.status_code == 429 or response.status_code >= 500:
             raise Retryable(f"Slack's response_url answered {response.status_code}")
-        if any(reason in (response.body or "") for reason in _SPENT) or response.status_code == 404:
+        if any(reason in response.text for reason in _SPENT) or response.status_code == 404:
             return False  # used up or expired: fall back to the bot token
-        raise Permanent(
-            f"Slack's response_url refused the message: {response.status_code} {response.body[:200]}"
-        )
+        raise Permanent(f"Slack's response_url refused the message ({response.status_code})")
 
     def _sent(self, delivery: Delivery, env: Environment, where: str) -> Outcome:
         env.save_state(delivery.delivery_id, {"sent": where})

@@ -265,8 +265,6 @@ def test_a_refused_secret_lands_in_the_dead_letters_without_it(graph_relay, fake
         letters = client.get("/v1/deliveries").json()["items"]
     assert dead["state"] == "dead" and dead["attempts"] == 1
     assert dead["delivery_id"] in {d["delivery_id"] for d in letters}
-    assert (
-        "Microsoft Entra refused the app's credentials (invalid_client): AADSTS7000215"
-        in dead["last_error"]
-    )
+    assert "Microsoft Entra refused the app's credentials (invalid_client)" in dead["last_error"]
+    assert "AADSTS" not in dead["last_error"], "the code, never the description"
     assert "wrong-one" not in str(letters)

@@ -127,3 +127,102 @@ def test_the_allow_list_admits_ranges_and_names(dns):
         _seen(OutboundPolicy(), "ftp://dev.internal/x")
     with pytest.raises(Permanent, match="cannot resolve"):
         _seen(OutboundPolicy(), "https://nowhere.example/x")
+
+
+# IPv4 addresses inside IPv6 ones: a connection to each may reach the IPv4 address it carries
+WRAPPED_PRIVATE = {
+    "::127.0.0.1": "IPv4-compatible",
+    "::ffff:169.254.169.254": "IPv4-mapped",
+    "::ffff:0:10.0.0.1": "IPv4-translated (SIIT)",
+    "2002:7f00:1::": "6to4 of 127.0.0.1",
+    "2002:a9fe:a9fe::1": "6to4 of 169.254.169.254",
+    "64:ff9b::7f00:1": "NAT64 of 127.0.0.1",
+    "64:ff9b::a9fe:a9fe": "NAT64 of 169.254.169.254",
+    "64:ff9b:1::a00:1": "local-use NAT64",
+    "2001:0:4136:e378:8000:63bf:80ff:fffe": "Teredo, client 127.0.0.1",
+    "2001:0:a00:1:8000:63bf:3fff:fdd2": "Teredo, server 10.0.0.1",
+}
+
+
+def test_private_ipv4_inside_ipv6_forms_is_refused(dns, reliability):
+    for address, form in WRAPPED_PRIVATE.items():
+        dns["wrapped.example"] = [address]
+        with pytest.raises(Permanent, match="non-public address"):
+            _seen(OutboundPolicy(), "https://wrapped.example/hook")
+            pytest.fail(f"{form} ({address}) was let through")
+    reliability(
+        fault="private IPv4 inside IPv6 forms (mapped, compatible, 6to4, NAT64, Teredo)",
+        tried=len(WRAPPED_PRIVATE),
+        lost=0,
+        duplicated="-",
+        notes="each unwrapped and judged by the IPv4 rules",
+    )
+
+
+def test_public_ipv4_inside_ipv6_forms_is_let_through(dns):
+    policy = OutboundPolicy()
+    for address in ("::ffff:93.184.216.34", "64:ff9b::5db8:d822", "2002:5db8:d822::1"):
+        dns["public6.example"] = [address]
+        assert _seen(policy, "https://public6.example/hook").url.host == address
+
+
+def test_the_allow_list_applies_to_the_ipv4_inside(dns):
+    dns["dev6.example"] = ["::ffff:10.0.0.5"]
+    assert (
+        _seen(OutboundPolicy("10.0.0.0/8"), "http://dev6.example/x").url.host == "::ffff:10.0.0.5"
+    )
+
+
+@pytest.fixture
+def loopback():
+    """A server on 127.0.0.1 that redirects /away to 127.0.0.2, and one on 127.0.0.2 (internal here)."""
+    from werkzeug.wrappers import Request, Response
+
+    from tests.support.servers import ServedApp
+
+    hits: list[str] = []
+
+    def app(environ, start_response):
+        request = Request(environ)
+        hits.append(f"{request.host.split(':')[0]}{request.path}")
+        if request.path == "/away":
+            answer = Response(status=302, headers={"Location": inside.url + "/secret"})
+        else:
+            answer = Response("ok")
+        return answer(environ, start_response)
+
+    outside, inside = ServedApp(app).start(), ServedApp(app, host="127.0.0.2").start()
+    yield outside, inside, hits
+    outside.stop()
+    inside.stop()
+
+
+def test_the_sdk_session_follows_no_redirect_and_pins_each_connection(loopback, monkeypatch):
+    outside, inside, hits = loopback
+    policy = OutboundPolicy("127.0.0.1/32")
+    with policy.session(timeout=5) as session:
+        assert session.get(outside.url + "/away").status_code == 302
+        with pytest.raises(Permanent, match="non-public address"):
+            session.get(inside.url + "/direct")
+        # rebinding: public-looking when checked; the socket still goes to what was checked
+        real = socket.getaddrinfo
+        answers = iter(["127.0.0.1", "127.0.0.2"])
+
+        def resolve(host, port, *args, **kwargs):
+            if host != "rebind.test":
+                return real(host, port, *args, **kwargs)
+            return real(next(answers, "127.0.0.2"), port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", resolve)
+        assert session.get(f"http://rebind.test:{outside.port}/pinned").text == "ok"
+    assert hits == ["127.0.0.1/away", "rebind.test/pinned"]
+
+
+def test_pinned_urllib3_pools_check_every_hop(loopback):
+    import urllib3
+
+    outside, _inside, hits = loopback
+    manager = OutboundPolicy("127.0.0.1/32").pin_pools(urllib3.PoolManager())
+    with pytest.raises(Permanent, match="non-public address"):
+        manager.request("GET", outside.url + "/away")  # urllib3 follows; the second hop is refused
+    assert hits == ["127.0.0.1/away"]

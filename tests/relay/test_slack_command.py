@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from slack_sdk.signature import SignatureVerifier
 
 from app.cli.commands import relay as main
+from app.core.outbound import OutboundPolicy
 from app.stores import installations, queues
 from tests.support.keys import redis_key
 from tests.support.servers import eventually
@@ -276,9 +277,9 @@ def test_past_the_relays_deadline_the_final_word_skips_the_response_url(fake_sla
         "data": {"status": "completed", "result": {"summary": "Built it."}},
     }
     env = Environment(
-        http=None,
+        http=lambda timeout=30: OutboundPolicy("127.0.0.0/8").client(timeout=timeout),
         save_state=lambda *_: None,  # type: ignore[arg-type]
-        settings={"slack_api_url": fake_slack.url + "/api/", "check_url": lambda _url: None},
+        settings={"slack_api_url": fake_slack.url + "/api/"},
     )
 
     before = KIND.deliver(

@@ -12,14 +12,16 @@ from werkzeug.wrappers import Request, Response
 
 
 class ServedApp:
-    """Serves a WSGI app on 127.0.0.1 in a background thread; can be stopped and started again on the
-    same port (to simulate an outage)."""
+    """Serves a WSGI app on 127.0.0.1 (or another loopback ``host``) in a background thread; can be stopped and
+    started again on the same port (to simulate an outage)."""
 
-    def __init__(self, app, port: int = 0, tls=None):
-        """``tls``: an ssl.SSLContext to serve HTTPS with (tests.support.tls), for clients that speak nothing else."""
+    def __init__(self, app, port: int = 0, tls=None, host: str = "127.0.0.1"):
+        """``tls``: an ssl.SSLContext to serve HTTPS with (tests.support.tls), for clients that speak nothing else;
+        ``host``: e.g. 127.0.0.2, an internal address the relay's allow-list leaves out."""
         self.app = app
         self.port = port
         self.tls = tls
+        self.host = host
         self.answers: list[tuple[str, str, int]] = []
         """(method, path, status) of every answer, for tests that check what callers were told."""
         self.in_flight = 0
@@ -49,7 +51,7 @@ class ServedApp:
 
     def start(self) -> ServedApp:
         self._server = make_server(
-            "127.0.0.1", self.port, self._recording, threaded=True, ssl_context=self.tls
+            self.host, self.port, self._recording, threaded=True, ssl_context=self.tls
         )
         self.port = self._server.server_port
         # a short poll: stop() waits for serve_forever to see the request, up to one poll (0.5 s by default)
@@ -61,7 +63,7 @@ class ServedApp:
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def stop(self) -> None:
         if self._server is not None:

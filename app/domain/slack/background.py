@@ -16,8 +16,6 @@ import logging
 import time
 from typing import Protocol
 
-from slack_sdk.webhook import WebhookClient
-
 from app.core.formats import LABELS
 from app.core.outbound import OutboundPolicy
 from app.core.states import TASK_ENDED
@@ -166,20 +164,18 @@ def cancel_document(ctx: Needs, request: dict) -> None:
 
 
 def follow_up(ctx: Needs, url: str, text: str, in_channel: bool = False) -> bool:
-    """One message through a command's response_url (``url``, opened; slack_sdk's client). False when Slack
-    refused it."""
+    """One message through a command's response_url (``url``, opened), through the outbound policy's client
+    (checked at connect time, no redirect). False when Slack refused it."""
+    policy = OutboundPolicy(ctx.config.outbound_allow, ca_file=ctx.config.outbound_ca_file)
+    message = {"text": text, "response_type": "in_channel" if in_channel else "ephemeral"}
     try:
-        OutboundPolicy(ctx.config.outbound_allow).check(url)
-        response = WebhookClient(url, timeout=10).send(
-            text=text, response_type="in_channel" if in_channel else "ephemeral"
-        )
+        with policy.client(timeout=10) as client:
+            response = client.post(url, json=message)
     except Exception as exc:  # a follow-up is best effort; the final word has its own retries
         log.warning("Slack follow-up failed: %s", type(exc).__name__)
         return False
     if response.status_code != 200:
-        log.warning(
-            "Slack follow-up refused: %s %s", response.status_code, (response.body or "")[:100]
-        )
+        log.warning("Slack follow-up refused: %s", response.status_code)
     return response.status_code == 200
 
 
