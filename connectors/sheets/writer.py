@@ -16,6 +16,7 @@ from googleapiclient.http import build_http
 from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
 from ..google_auth import access_token
 from ..records import mapped, write_back_of
+from ..retry_after import retry_after
 
 SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
 QUOTA_SECONDS = 60.0
@@ -152,10 +153,10 @@ def _classify(exc: HttpError) -> Exception:
         :300
     ]
     if status == 429:
-        wait = exc.resp.get("retry-after")
+        wait = retry_after(exc.resp.get("retry-after"))
         return Retryable(
             f"Google Sheets quota exceeded ({reason})",
-            retry_after=float(wait) if wait else QUOTA_SECONDS,
+            retry_after=QUOTA_SECONDS if wait is None else wait,
         )
     if status in (401, 403):
         return Permanent(
