@@ -32,6 +32,9 @@ REACHED_INTO = {
         "AbstractConnection.connect_check_health",
     ],
     "redis.sentinel": ["SentinelManagedConnection._connect_retry"],
+    # schemas: jsonschema is given fastjsonschema's reading of "$" in patterns and of formats
+    "fastjsonschema.draft04": ["DOLLAR_FINDER"],
+    "fastjsonschema.draft07": ["CodeGeneratorDraft07.FORMAT_REGEXS"],
 }
 PARAMETERS = {
     # (module, callable): the keyword arguments the relay passes it
