@@ -3,7 +3,7 @@
 # runs too (then starts the installed relay end to end), so the image's steps are tested on every change.
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY app ./app
 COPY connectors ./connectors
 COPY sandbox ./sandbox

@@ -3,16 +3,26 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deps-stamp
+LOCK   := constraints.txt
 TEST_PROCESSES ?= 3
 
-.PHONY: dev test lint clean
+.PHONY: dev test lint lock clean
 
-# uv installs the same packages from the same index as pip, in seconds instead of a minute or more
-$(STAMP): pyproject.toml
+$(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+
+# uv installs the same packages from the same index as pip, in seconds instead of a minute or more; the
+# versions are the lock's (constraints.txt), as in CI and the image (deploy/build-wheels.sh)
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(LOCK) -e '.[dev]'
 	touch $(STAMP)
+
+# after a change to pyproject.toml's dependencies: pins move only where they must (UPGRADE=--upgrade moves
+# all); tests/test_floors.py checks that the lock satisfies pyproject.toml
+lock: | $(BIN)/uv  ## constraints.txt from pyproject.toml, for every platform, on Python 3.11
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 --quiet \
+		$(UPGRADE) --custom-compile-command "make lock" -o $(LOCK)
 
 dev: $(STAMP)  ## set up and run the whole product locally (embedded Redis, sandbox API, demo job)
 	$(BIN)/relay dev

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from .retry_after import retry_after as _retry_after
+
 CHUNK = 256 * 1024  # also Google Drive's chunk granule
 
 
@@ -180,15 +182,8 @@ def classify_status(status: int, retry_after: str | None, what: str) -> Delivery
     if status == 410:
         return Gone(f"{what} answered 410 Gone")
     if status in (408, 409, 425, 429) or status >= 500:
-        return Retryable(f"{what} answered {status}", retry_after=_seconds(retry_after))
+        return Retryable(f"{what} answered {status}", retry_after=_retry_after(retry_after))
     return Permanent(f"{what} answered {status}")
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 class RecordKind(Kind, Protocol):

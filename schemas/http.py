@@ -87,14 +87,45 @@ def internal_error():
     return respond(bug())
 
 
+MAX_DEPTH = 32
+"""Levels of arrays and objects a request body may have: no schema needs a tenth of it, and a deeper one
+would take the parser or a validator past Python's recursion limit (a 500, not a 400)."""
+
+
 def parse_json(raw: bytes) -> Any:
     """Parse a request body, raising ApiError(400, invalid_json) with the reason."""
     if not raw.strip():
         raise ApiError(400, "invalid_json", "The request body is empty; send a JSON object.")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
+    except RecursionError:
+        raise _too_deep() from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"The request body is not valid JSON: {exc}") from None
+    if _depth_over(body, MAX_DEPTH):
+        raise _too_deep()
+    return body
+
+
+def _too_deep() -> ApiError:
+    return ApiError(
+        400, "invalid_json", f"The request body is nested more than {MAX_DEPTH} levels deep."
+    )
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` deep (a loop, not a recursion)."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return bool(level)
 
 
 def json_body(schema: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import httpx
 
 from app.core import metrics
 from app.core.states import TASK_ENDED
+from connectors.retry_after import retry_after
 
 FORMAT_ENDPOINTS = {
     "excel": "/excel/generate",
@@ -445,8 +446,4 @@ def _retryable(status: int, safe_to_resend: bool) -> bool:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    return retry_after(response.headers.get("retry-after"))

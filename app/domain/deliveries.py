@@ -32,6 +32,7 @@ from app.stores.tasks import Task, TaskStore
 from app.stores.usage import UsageRows
 from connectors import registry
 from connectors.base import DeliveryError, Gone, Outcome, Pace, Retryable
+from connectors.retry_after import CEILING_SECONDS as RETRY_AFTER_CEILING
 
 
 class Needs(links.Needs, pacing.Needs, Protocol):
@@ -416,4 +417,6 @@ def _backoff(ctx: Needs, attempts: int, retry_after: float | None) -> float:
     ceiling = min(
         config.delivery_backoff_cap_seconds, config.delivery_backoff_seconds * 2 ** (attempts - 1)
     )
-    return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
+    # an SDK's own wait (Dropbox's backoff) did not come through the header parser: held to its ceiling too
+    wait = min(retry_after or 0.0, RETRY_AFTER_CEILING)
+    return max(random.uniform(ceiling / 2, ceiling), wait)

@@ -101,12 +101,14 @@ def check_destinations(body: dict) -> None:
 )
 def create_document():
     body = json_body()
+    received = fingerprint(body)
     check_destinations(body)
-    return idempotent(body, lambda: _submit(body))
+    return idempotent(received, lambda: _submit(body))
 
 
-def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
-    """``answer()``, or the answer it gave before to the same Idempotency-Key and body."""
+def idempotent(received: str, answer: Callable[[], tuple[Response, int]]):
+    """``answer()``, or the answer it gave before to the same Idempotency-Key and body. ``received`` is the
+    body's fingerprint as it came, taken before the checks complete it (a webhook's new random secret)."""
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 255:
         raise Invalid(
@@ -116,7 +118,7 @@ def idempotent(body: dict, answer: Callable[[], tuple[Response, int]]):
         )
     if not key:
         return answer()
-    store, tenant_id, print_ = ctx().idempotency, tenant().tenant_id, fingerprint(body)
+    store, tenant_id, print_ = ctx().idempotency, tenant().tenant_id, received
     stored = store.begin(tenant_id, key, print_)
     if stored is not None:
         return jsonify(stored.body), stored.status, {"Idempotent-Replayed": "true"}

@@ -12,6 +12,7 @@ from app.core.errors import Conflict, Invalid, NotFound
 from app.core.states import BatchStatus
 from app.domain import batch_files, batch_rows, batches, deliveries
 from app.stores.batches import Batch
+from app.stores.idempotency import fingerprint
 from app.web.api import check_destinations, idempotent
 from app.web.base import ctx, public, require_tenant, tenant
 from app.web.openapi import CSV, ERROR, V1
@@ -42,8 +43,9 @@ _SETTINGS = ("format", "prompt_template", "export", "callback_url", "on_error")
 )
 def create_batch():
     body = _batch_body()
+    received = fingerprint(body)  # before the checks give an inline webhook its secret
     check_destinations(body)
-    return idempotent(body, lambda: _create(body))
+    return idempotent(received, lambda: _create(body))
 
 
 def _create(body: dict) -> tuple[Response, int]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import schemas
+from app.core import ids
 
 JSON, FORM, HTML, CSV = (
     "application/json",
@@ -86,6 +87,12 @@ def _response(route: Route, status: int, schema: str | None) -> dict:
     return answer
 
 
+def _path_schema(name: str) -> dict:
+    if name in ids.PATTERNS:
+        return {"type": "string", "pattern": f"^{ids.PATTERNS[name]}$"}
+    return {"type": "string", "minLength": 1}
+
+
 def _parameters(route: Route) -> list[dict]:
     record_key = schemas.resolved("relay/record-key.json")["properties"]["record_key"]
     params = [
@@ -93,7 +100,7 @@ def _parameters(route: Route) -> list[dict]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": record_key if name == "record_key" else {"type": "string", "minLength": 1},
+            "schema": record_key if name == "record_key" else _path_schema(name),
         }
         for name in (part[1:-1] for part in route.path.split("/") if part.startswith("{"))
     ]

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, request
+from werkzeug.routing import BaseConverter, Map
 
+from app.core import ids
 from app.web.openapi import JSON, ROUTES, Route
 from schemas import http
 
@@ -19,11 +21,31 @@ _DECLARED: dict[tuple[str, str], Route] = {}
 """(endpoint, method) -> its declaration, for the handler's body and query schemas."""
 
 
+class IdConverter(BaseConverter):
+    """A path segment that is an id of one kind (``<id("batch_id"):batch_id>``): anything else matches no
+    route, so it is a 404 before it can become part of a Redis key."""
+
+    def __init__(self, map: Map, name: str):
+        super().__init__(map)
+        self.regex = ids.PATTERNS[name]
+
+
+def _with_id_patterns(rule: str) -> str:
+    """The rule with each variable named like an id (``<batch_id>``) held to that id's pattern."""
+    return re.sub(
+        r"<(\w+)>",
+        lambda m: f'<id("{m[1]}"):{m[1]}>' if m[1] in ids.PATTERNS else m[0],
+        rule,
+    )
+
+
 class Routes:
     """A blueprint's routes; ``tag`` and ``auth`` are what its operations have unless they say otherwise."""
 
     def __init__(self, bp: Blueprint, tag: str, auth: bool = True):
         self.bp, self.tag, self.auth = bp, tag, auth
+        # before the blueprint's first rule: an app learns the converter when the blueprint is registered
+        bp.record_once(lambda state: state.app.url_map.converters.setdefault("id", IdConverter))
 
     def __call__(
         self,
@@ -58,7 +80,7 @@ class Routes:
         ROUTES.append(route)
 
         def register(view: View) -> View:
-            self.bp.add_url_rule(rule, view_func=view, methods=[method])
+            self.bp.add_url_rule(_with_id_patterns(rule), view_func=view, methods=[method])
             _DECLARED[(f"{self.bp.name}.{view.__name__}", method)] = route
             return view
 

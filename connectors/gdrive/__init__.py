@@ -24,6 +24,7 @@ from ..base import (
     classify_status,
 )
 from ..google_auth import access_token
+from ..retry_after import retry_after
 
 SCOPES = ["https://www.googleapis.com/auth/drive"]
 FOLDER = "application/vnd.google-apps.folder"
@@ -240,7 +241,7 @@ def _classify(response: httpx.Response) -> Exception:
     if response.status_code == 403 and reasons & _RATE_REASONS:
         return Retryable(
             f"Drive is throttling ({', '.join(sorted(reasons & _RATE_REASONS))})",
-            float(response.headers.get("retry-after") or 0) or None,
+            retry_after(response.headers.get("retry-after")),
         )
     if response.status_code == 404:
         return Permanent("Drive: the folder does not exist or the credentials cannot see it")

@@ -34,6 +34,7 @@ from hubspot.oauth import exceptions as oauth_errors
 
 from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
 from ..records import mapped, marker, write_back_of
+from ..retry_after import retry_after
 
 NOTE_TO = {"contacts": 202, "companies": 190, "deals": 214, "tickets": 228}
 """HubSpot-defined association types from a note to each standard object (a custom object uses its default)."""
@@ -294,7 +295,7 @@ def _classify(exc: Any) -> Exception:
     if status == 429:
         policy = str(_body(exc).get("policyName") or "")
         policy = policy if _CODE.fullmatch(policy) else ""
-        wait = _number(headers.get("retry-after"))
+        wait = retry_after(headers.get("retry-after"))
         if wait is None:
             interval = _number(headers.get("x-hubspot-ratelimit-interval-milliseconds"))
             wait = 3600.0 if policy == "DAILY" else (interval or 10_000) / 1000
@@ -311,7 +312,8 @@ def _classify(exc: Any) -> Exception:
         )
     if status in (408, 409, 423) or status >= 500:
         return Retryable(
-            f"HubSpot answered {status}: {message}", retry_after=_number(headers.get("retry-after"))
+            f"HubSpot answered {status}: {message}",
+            retry_after=retry_after(headers.get("retry-after")),
         )
     return Permanent(f"HubSpot refused the write ({status}): {message}")
 

@@ -18,6 +18,7 @@ import requests
 
 from .. import naming
 from ..base import ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..retry_after import retry_after
 
 FRAGMENT = 320 * 1024
 DEFAULT_CHUNK_KIB = 32 * 320  # 10 MiB
@@ -299,10 +300,7 @@ def _classify(answer: httpx.Response) -> Exception:
     code = code if _CODE.fullmatch(code) else ""
     said = f"Microsoft Graph answered {status} {code}".strip()  # its code, never its message
     if status in (429, 503, 509) or code in ("activityLimitReached", "serviceNotAvailable"):
-        seconds = answer.headers.get("retry-after")
-        return Retryable(
-            said, retry_after=float(seconds) if seconds and seconds.isdigit() else None
-        )
+        return Retryable(said, retry_after=retry_after(answer.headers.get("retry-after")))
     if code == "nameAlreadyExists":
         return Permanent(f"{said} (the file exists and the conflict policy is fail)")
     if status in (401, 403):

@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from .. import naming
 from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..retry_after import retry_after
 
 MIB = 1024 * 1024
 MIN_PART, MAX_PARTS = 5 * MIB, 10_000
@@ -268,9 +269,9 @@ def _classify(exc: ClientError) -> Exception:
     code, status = str(error.get("Code") or ""), int(meta.get("HTTPStatusCode") or 0)
     code = code if _CODE.fullmatch(code) else ""
     message = f"S3 answered {status} {code}".strip()
-    retry_after = (meta.get("HTTPHeaders") or {}).get("retry-after")
+    wait = retry_after((meta.get("HTTPHeaders") or {}).get("retry-after"))
     if code in _THROTTLED or status in (429, 503):
-        return Retryable(message, retry_after=float(retry_after) if retry_after else None)
+        return Retryable(message, retry_after=wait)
     if code in _REFUSED or status == 403:
         return Permanent(f"S3 refused the credentials or their permissions ({code or status})")
     if code == "NoSuchBucket":

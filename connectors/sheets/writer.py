@@ -18,6 +18,7 @@ from googleapiclient.http import build_http
 from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
 from ..google_auth import access_token
 from ..records import mapped, write_back_of
+from ..retry_after import retry_after
 
 SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
 _CODE = re.compile(r"[A-Z_]{1,64}")
@@ -170,10 +171,10 @@ def _classify(exc: HttpError) -> Exception:
     code = str(error.get("status") or "") if isinstance(error, dict) else ""
     reason = code if _CODE.fullmatch(code) else str(status)
     if status == 429:
-        wait = exc.resp.get("retry-after")
+        wait = retry_after(exc.resp.get("retry-after"))
         return Retryable(
             f"Google Sheets quota exceeded ({reason})",
-            retry_after=float(wait) if wait else QUOTA_SECONDS,
+            retry_after=QUOTA_SECONDS if wait is None else wait,
         )
     if status in (401, 403):
         return Permanent(

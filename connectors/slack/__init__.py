@@ -24,6 +24,7 @@ from ..base import (
     digest,
     summary,
 )
+from ..retry_after import retry_after
 
 _RETRYABLE = {
     "ratelimited",
@@ -128,12 +129,8 @@ def call(method, **kwargs) -> dict:
         if error == "file_upload_size_restricted":
             raise _SizeRestricted from None
         if status == 429 or status >= 500 or error in _RETRYABLE:
-            retry_after = (
-                exc.response.headers.get("Retry-After") if exc.response is not None else None
-            )
-            raise Retryable(
-                f"Slack: {error or status}", float(retry_after) if retry_after else None
-            ) from None
+            wait = exc.response.headers.get("Retry-After") if exc.response is not None else None
+            raise Retryable(f"Slack: {error or status}", retry_after(wait)) from None
         raise Permanent(f"Slack refused: {error or status}") from None
     except (httpx.TransportError, OSError) as exc:
         raise Retryable(f"Slack could not be reached: {type(exc).__name__}") from None

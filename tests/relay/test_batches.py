@@ -239,6 +239,18 @@ def test_an_idempotency_key_makes_one_batch(make_relay):
     )
 
 
+def test_an_idempotency_key_replays_a_batch_with_an_inline_webhook(make_relay):
+    relay = make_relay(worker=False)
+    webhook = {"kind": "webhook", "config": {"url": "https://example.com/hook"}}
+    body = batch_body(DEALS[:2], destinations=[webhook])
+    with relay.client() as client:
+        headers = {"Idempotency-Key": "renewals-with-hook"}
+        first = client.post("/v1/batches", json=body, headers=headers)
+        second = client.post("/v1/batches", json=body, headers=headers)
+    assert (first.status_code, second.status_code) == (202, 202), second.text
+    assert second.json() == first.json() and second.headers["Idempotent-Replayed"] == "true"
+
+
 def feed_limits(count: int, cap: float) -> list[float]:
     """The feed's limit after each of ``count`` rows handed over without trouble (app.domain.batches)."""
     limits, limit = [], float(batches.FIRST_LIMIT)

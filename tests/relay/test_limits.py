@@ -18,7 +18,8 @@ def test_rate_limit_per_api_key_answers_429_with_retry_after(make_relay, reliabi
         limited = answers[-1]
         assert limited.json()["error"]["code"] == "too_many_requests"
         assert int(limited.headers["Retry-After"]) > 0
-        assert client.get("/v1/tasks/tsk_x").status_code == 429  # the whole API, per key
+        # the whole API, per key (an unknown task too)
+        assert client.get("/v1/tasks/tsk_01ARZ3NDEKTSV4RRFFQ69G5FAV").status_code == 429
     with relay.client(other_key) as other:
         assert other.get("/v1/me").status_code == 200  # another key has its own budget
     assert httpx.get(relay.url + "/healthz").status_code == 200  # not for health checks

@@ -29,7 +29,7 @@ def test_document_is_valid_and_covers_every_route(live_relay):
         {"url": live_relay.config.public_url}
     ]
     served = {
-        (method, re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+        (method, re.sub(r"<(?:[^:>]+:)?(\w+)>", r"{\1}", rule.rule))
         for rule in live_relay.web.app.url_map.iter_rules()
         for method in rule.methods - {"HEAD", "OPTIONS"}
         if not any(rule.rule.startswith(prefix) for prefix in SKIPPED)

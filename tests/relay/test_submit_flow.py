@@ -155,6 +155,22 @@ def test_idempotency_key_returns_the_first_answer_and_starts_nothing(make_relay)
         assert len(upstream.get("/runs").json()["items"]) == 1
 
 
+def test_an_idempotency_key_replays_a_submit_with_an_inline_webhook(make_relay):
+    """An inline webhook without a secret is given one; the key's fingerprint is the body as received, so
+    the Zapier or Make retry of the same request gets the first answer, not 422."""
+    relay = make_relay(worker=False)
+    body = {
+        "format": "excel",
+        "prompt": "Once only",
+        "destinations": [{"kind": "webhook", "config": {"url": "https://example.com/hook"}}],
+    }
+    with relay.client() as client:
+        first = client.post("/v1/documents", json=body, headers={"Idempotency-Key": "zap-1"})
+        second = client.post("/v1/documents", json=body, headers={"Idempotency-Key": "zap-1"})
+    assert (first.status_code, second.status_code) == (202, 202), second.text
+    assert second.json() == first.json() and second.headers["Idempotent-Replayed"] == "true"
+
+
 def test_each_webhook_delivered_three_times_makes_one_event(make_sandbox, make_relay):
     relay = make_relay(make_sandbox(webhook_copies=3))
     with relay.client() as client:

@@ -92,6 +92,8 @@ class WebhookReceiver:
 
     script: list[int] = field(default_factory=list)
     default_status: int = 204
+    headers: dict[str, str] = field(default_factory=dict)
+    """Sent with every answer (a Retry-After, say)."""
     requests: list[Received] = field(default_factory=list)
     """The requests answered (or being answered), in the order they arrived."""
     arrived: int = 0
@@ -111,7 +113,7 @@ class WebhookReceiver:
                 )
             )
             status = self.script.pop(0) if self.script else self.default_status
-        return Response(status=status)(environ, start_response)
+        return Response(status=status, headers=self.headers)(environ, start_response)
 
     def hold(self) -> None:
         self._open.clear()
