@@ -59,9 +59,8 @@ OUTRO = """
 - When Redis starts refusing writes in the instant after the API accepted a submission and keeps refusing
   for more than 20 s, the submitter is answered 503 although the API runs the job (its webhook still
   finishes the task); a client that retries then gets a second document.
-- SMTP hosts and Slack's `response_url` are checked against the outbound policy before connecting but not
-  pinned to the checked address (smtplib and slack_sdk's client resolve again); hooks, callbacks, Drive,
-  Slack's upload URLs and other HTTP destinations are pinned.
+- Behind an HTTP proxy (`HTTPS_PROXY`), the SDKs that use requests check the target's name only: the
+  proxy makes the connection and must refuse private addresses itself (docs/operations.md).
 """
 
 
