@@ -5,9 +5,12 @@ formulas."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import httpx
 
-from tests.relay.test_batches import batch_body
+from tests.relay.test_batches import batch_body, run
 
 ROWS = [{"record_key": f"deal:{n}", "company": "Acme", "seats": n} for n in range(1, 4)]
 
@@ -98,3 +101,33 @@ def test_a_runaway_template_is_stopped_at_its_budget_and_the_relay_answers_meanw
         "rendering this row needed more memory than a batch may use"
     )
     assert after.status_code == 202, "the relay goes on"
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example","Open")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)"]
+
+
+def test_the_manifest_opens_as_text_with_its_accents_in_excel(relay):
+    rows = [{"record_key": key, "company": "Müller"} for key in [*FORMULAS, "Müller GmbH"]]
+    with relay.client() as client:
+        batch = run(client, batch_body(rows, template="Memo for {{company}}"))
+        manifest = client.get(f"/v1/batches/{batch['batch_id']}/manifest.csv")
+    raw = manifest.content
+    assert raw.startswith(b"\xef\xbb\xbf"), "a UTF-8 byte-order mark: Excel reads the accents right"
+    lines = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
+    assert [line["record_key"] for line in lines] == [
+        *(f"'{key}" for key in FORMULAS),
+        "Müller GmbH",
+    ], "a cell a spreadsheet would run as a formula begins with a quote"
+    assert {line["status"] for line in lines} == {"completed"}
+    assert float(lines[0]["credits"]) > 0, "numbers stay numbers"
+
+
+def test_the_usage_csv_opens_as_text(relay):
+    with relay.client() as client:
+        for key in FORMULAS[:2]:
+            relay.wait_task(client, relay.submit(client, prompt="Memo", record_key=key)["task_id"])
+        answer = client.get(
+            "/v1/usage", params={"group_by": "record"}, headers={"Accept": "text/csv"}
+        )
+    lines = list(csv.DictReader(io.StringIO(answer.text)))
+    assert sorted(line["record"] for line in lines) == sorted(f"'{key}" for key in FORMULAS[:2])
