@@ -17,9 +17,8 @@ write-back apply as for one submit), handed to the API at its own pace.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
+import re
 import time
 
 from app.core.errors import Invalid
@@ -41,6 +40,7 @@ HOLD_SECONDS = 5.0
 ROW_PROMPT = "{{ prompt }}"
 """The template of a batch that gives none: each row's own ``prompt`` column (what the Zapier and Make apps
 send, since both read ``{{...}}`` as their own mapping)."""
+_ROW_FIELD = re.compile(r"rows\.(\d+)(?:\.(.+))?")
 _ROW_FIELDS = ("format", "destinations", "export", "write_back")
 
 
@@ -50,11 +50,18 @@ class BatchInvalid(Invalid):
 
     def __init__(self, faults: list[RowFault]):
         first = faults[0]
-        where = f"row {first.row}" + (f" (line {first.line} of the file)" if first.line else "")
+        where = ", ".join(
+            part
+            for part in (
+                f"row {first.row}" if first.row else "",
+                f"line {first.line} of the file" if first.line else "",
+                first.column if first.column != "file" else "",
+            )
+            if part
+        )
         super().__init__(
             "invalid_batch",
-            f"{_at_fault(len(faults))}; the first: {where}, "
-            f"{first.column or 'the file'}: {first.message}",
+            f"{_at_fault(len(faults))}; the first: {where or 'the file'}: {first.message}",
             field=f"rows.{first.row - 1}.{first.column}" if first.row else first.column or "rows",
             errors=[_fault_view(f) for f in faults[:MAX_ERRORS]],
             count=len(faults),
@@ -73,23 +80,36 @@ def _at_fault(count: int) -> str:
 # -- making one ------------------------------------------------------------------------------------------
 
 
-def rows_from_csv(text: str) -> list[dict[str, str]]:
-    """The rows of a CSV whose header names the columns (a byte-order mark and blank lines are fine)."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    if not reader.fieldnames:
-        raise Invalid("invalid_batch", "the CSV has no header row", field="file")
-    return [
-        {key.strip(): (value or "").strip() for key, value in row.items() if key}
-        for row in reader
-        if any((value or "").strip() for value in row.values())
-    ]
+def row_faults(
+    fields: list[tuple[str, str]], lines: list[int] | None = None
+) -> list[RowFault] | None:
+    """The schema's faults (field, message) as rows' faults, each row named by its number and its line in
+    the file: None when the body itself is at fault."""
+    faults: list[RowFault] = []
+    for field, message in fields:
+        found = _ROW_FIELD.fullmatch(field)
+        if found is None:
+            return None
+        number = int(found.group(1)) + 1
+        line = lines[number - 1] if lines and number <= len(lines) else 0
+        column = found.group(2) or ""
+        faults.append(RowFault(number, column, f"{column or 'the row'} {message}", line))
+    return faults
 
 
 def prepare(
-    ctx: Context, tenant: Tenant, body: dict, lines: list[int] | None = None
+    ctx: Context,
+    tenant: Tenant,
+    body: dict,
+    lines: list[int] | None = None,
+    found: list[RowFault] | None = None,
 ) -> list[BatchRow]:
     """Each row rendered and checked, pending; raises BatchInvalid with every fault. ``lines``: where each
-    row is in the tenant's file (a CSV upload), to name it as the person counts it."""
+    row is in the tenant's file (a CSV upload), to name it as the person counts it; ``found``: the rows'
+    faults found before (by the schema), listed with the others."""
+    earlier: dict[int, list[RowFault]] = {}
+    for fault_found in found or []:
+        earlier.setdefault(fault_found.row, []).append(fault_found)
     given = body.get("prompt_template")
     keys = [str(values.get("record_key") or "").strip() for values in body["rows"]]
     try:
@@ -114,6 +134,9 @@ def prepare(
 
     for number, record_key in enumerate(keys, start=1):
         prompt = rendered.prompts[number - 1] if number <= len(rendered.prompts) else None
+        if number in earlier:
+            faults.extend(earlier[number])
+            continue
         if not record_key:
             fault(number, "record_key", "every row needs a record_key")
             continue
@@ -151,11 +174,17 @@ def prepare(
     return rows
 
 
-def create(ctx: Context, tenant: Tenant, body: dict, lines: list[int] | None = None) -> Batch:
+def create(
+    ctx: Context,
+    tenant: Tenant,
+    body: dict,
+    lines: list[int] | None = None,
+    found: list[RowFault] | None = None,
+) -> Batch:
     """A batch, checked whole; raises BatchInvalid, WriteBackRefused, or BudgetExceeded when the tenant's
     capped budget is spent (a row whose record's budget is spent fails when its turn comes)."""
     budgets.check(ctx, tenant.tenant_id, None)
-    rows = prepare(ctx, tenant, body, lines)
+    rows = prepare(ctx, tenant, body, lines, found)
     settings = {
         name: body[name]
         for name in (*_ROW_FIELDS, "prompt_template", "callback_url")
