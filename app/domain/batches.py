@@ -360,6 +360,8 @@ def retry(ctx: Context, batch: Batch) -> int:
         ctx.batches.set(batch.batch_id, status=BatchStatus.RUNNING, ended_at=None)
         ctx.batches.resumed(batch.tenant_id, batch.batch_id)
         queues.enqueue_batch_feed(ctx, batch.batch_id)
+        # subscribers and the callback learn when the batch is whole again
+        ctx.batches.announce_again(batch.batch_id)
     return len(failed)
 
 
