@@ -295,7 +295,9 @@ def _start(
         return
     # the API said 429 or 5xx: slow down
     if task.status == TaskStatus.PENDING_SUBMIT or task.throttled:
-        _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS, now)
+        # no row goes before the API's Retry-After either
+        waited = (task.submit_not_before or 0.0) - time.time()
+        _slow_down(ctx, tenant.tenant_id, max(HOLD_SECONDS, waited), now)
     else:
         _speed_up(ctx, tenant.tenant_id)
     ctx.batches.move(batch, row.row, RowState.RUNNING)
@@ -358,10 +360,10 @@ def retry(ctx: Context, batch: Batch) -> int:
     if failed:
         ctx.batches.requeue(batch.batch_id, failed)
         ctx.batches.set(batch.batch_id, status=BatchStatus.RUNNING, ended_at=None)
-        ctx.batches.resumed(batch.tenant_id, batch.batch_id)
-        queues.enqueue_batch_feed(ctx, batch.batch_id)
         # subscribers and the callback learn when the batch is whole again
         ctx.batches.announce_again(batch.batch_id)
+        ctx.batches.resumed(batch.tenant_id, batch.batch_id)
+        queues.enqueue_batch_feed(ctx, batch.batch_id)
     return len(failed)
 
 

@@ -13,6 +13,7 @@ from rq.exceptions import DuplicateJobError
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 
+from app.core.ids import new_id
 from app.stores.context import Context
 
 log = logging.getLogger(__name__)
@@ -113,20 +114,33 @@ def enqueue_batch_cancel(ctx: Context, batch_id: str) -> None:
     )
 
 
-def enqueue_submit(ctx: Context, task_id: str) -> None:
-    """Keep trying to hand a stored submission to the API, on the configured schedule."""
+def enqueue_submit(
+    ctx: Context, task_id: str, not_before: float = 0.0, attempt: int = 0, fresh: bool = False
+) -> str:
+    """Keep trying to hand a stored submission to the API, on the configured schedule from try
+    ``attempt``, not before ``not_before`` (the API's Retry-After). ``fresh``: a job of its own id, for the
+    job that schedules it is still running. Returns the job's id."""
     intervals = _seconds(ctx.config.submit_retry_intervals)
+    wait = intervals[min(attempt, len(intervals) - 1)]
+    if not_before:
+        # RQ keeps a scheduled time in whole seconds, rounded down: a second more, never before it
+        wait = max(wait, math.ceil(not_before - time.time()) + 1)
+    job_id = f"submit-{task_id}" + (f"-{new_id('try')}" if fresh else "")
+    later = intervals[attempt + 1 :] or intervals[-1:]
     ctx.queue(SUBMIT).enqueue_in(
-        timedelta(seconds=intervals[0]),
+        timedelta(seconds=wait),
         job("submit_pending"),
         task_id,
-        job_id=f"submit-{task_id}",
-        retry=Retry(max=len(intervals), interval=intervals),
+        job_id=job_id,
+        retry=Retry(max=len(later), interval=later),
         job_timeout=120,
         **kept_for(ctx),
     )
+    if fresh:
+        ctx.tasks.set(task_id, submit_job=job_id)  # where the reconciler looks for it
     # the reconciler looks at the task if it is still waiting then (a job lost between Redis and a worker)
-    ctx.tasks.watch(task_id, time.time() + intervals[0] + ctx.config.reconcile_quiet_seconds)
+    ctx.tasks.watch(task_id, time.time() + wait + ctx.config.reconcile_quiet_seconds)
+    return job_id
 
 
 _CRASH_RETRY = Retry(max=3, interval=[5, 30, 120])  # a worker killed mid-job: RQ runs the job again
