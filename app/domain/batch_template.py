@@ -11,6 +11,7 @@ characters, and the batch's prompts together are refused past their own total. A
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import resource
@@ -22,6 +23,8 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
+
+log = logging.getLogger(__name__)
 
 PROMPT_LIMIT = 20_000
 """The API's limit on one prompt, in characters (schemas/upstream/generate-request.json)."""
@@ -68,15 +71,15 @@ def render_all(source: str, rows: list[dict[str, Any]], budget: Budget) -> Rende
         [sys.executable, "-m", __name__, str(budget.memory_bytes)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     asked = json.dumps({"source": source, "rows": rows, "total": budget.total_chars})
     try:
-        out, _ = child.communicate(asked.encode(), timeout=budget.seconds)
+        out, err = child.communicate(asked.encode(), timeout=budget.seconds)
         overtime = False
     except subprocess.TimeoutExpired:
         child.kill()
-        out, _ = child.communicate()  # what it had rendered until then
+        out, err = child.communicate()  # what it had rendered until then
         overtime = True
     prompts: list[str | None] = []
     faults: list[RowFault] = []
@@ -91,6 +94,9 @@ def render_all(source: str, rows: list[dict[str, Any]], budget: Budget) -> Rende
         prompts.append(message.get("prompt"))
         if message.get("column"):
             faults.append(RowFault(len(prompts), message["column"], message["message"]))
+    if not finished and not overtime:
+        # past the memory ceiling, or broken: the operator learns which
+        log.warning("batch rendering ended early: %s", err.decode(errors="replace")[-2000:])
     if not finished:
         # a runaway template (killed past its time), or one past the memory ceiling
         faults.append(
