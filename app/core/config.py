@@ -87,6 +87,8 @@ class RelayConfig:
     past it): the row it stopped at is refused, and the batch with it."""
     batch_render_memory_mb: int = 512
     """How much memory rendering one batch's prompts may take on top of the interpreter's."""
+    batch_renders_at_once: int = 2
+    """How many batches one web process renders at once; one more answers 503 with Retry-After at once."""
     batch_max_prompt_chars: int = 20_000_000
     """The most characters one batch's rendered prompts may hold together (each is at most 20,000)."""
     poll_give_up_seconds: float = 1800.0

@@ -17,6 +17,9 @@ import re
 import resource
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +52,9 @@ class Budget:
     seconds: float
     memory_bytes: int
     total_chars: int
+    at_once: int = 2
+    """How many batches one web process renders at once; one more is refused at once (Busy), so runaway
+    templates hold at most this many threads for at most ``seconds`` each."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,33 @@ class Rendered:
     faults: list[RowFault]
 
 
+class Busy(Exception):
+    """This process renders as many batches as it may: try again shortly."""
+
+
+_lock = threading.Lock()
+_rendering = 0
+
+
+def rendering() -> int:
+    """How many batches this process is rendering now."""
+    return _rendering
+
+
+@contextmanager
+def _slot(at_once: int) -> Iterator[None]:
+    global _rendering
+    with _lock:
+        if _rendering >= at_once:
+            raise Busy
+        _rendering += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _rendering -= 1
+
+
 class TemplateInvalid(Exception):
     def __init__(self, message: str):
         super().__init__(message)
@@ -66,7 +99,13 @@ class TemplateInvalid(Exception):
 
 
 def render_all(source: str, rows: list[dict[str, Any]], budget: Budget) -> Rendered:
-    """Every row's prompt (row numbers from 1). Raises TemplateInvalid for a template that is not one."""
+    """Every row's prompt (row numbers from 1). Raises TemplateInvalid for a template that is not one,
+    Busy when this process renders ``budget.at_once`` batches already."""
+    with _slot(budget.at_once):
+        return _render(source, rows, budget)
+
+
+def _render(source: str, rows: list[dict[str, Any]], budget: Budget) -> Rendered:
     child = subprocess.Popen(
         [sys.executable, "-m", __name__, str(budget.memory_bytes)],
         stdin=subprocess.PIPE,

@@ -18,10 +18,11 @@ write-back apply as for one submit), handed to the API at its own pace.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 
-from app.core.errors import Invalid
+from app.core.errors import Invalid, Unavailable
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
 from app.domain import batch_rows, batch_template, budgets, submit, tracking, write_back
 from app.domain.batch_template import RowFault
@@ -120,10 +121,17 @@ def prepare(
                 seconds=ctx.config.batch_render_seconds,
                 memory_bytes=ctx.config.batch_render_memory_mb * 1024 * 1024,
                 total_chars=ctx.config.batch_max_prompt_chars,
+                at_once=ctx.config.batch_renders_at_once,
             ),
         )
     except batch_template.TemplateInvalid as exc:
         raise BatchInvalid([RowFault(0, "prompt_template", exc.message)]) from None
+    except batch_template.Busy:
+        raise Unavailable(
+            "batches_busy",
+            "This relay is checking as many batches as it may at once; try again in a few seconds.",
+            headers={"Retry-After": str(math.ceil(ctx.config.batch_render_seconds))},
+        ) from None
     by_row = {fault.row: fault for fault in rendered.faults}
     rows: list[BatchRow] = []
     faults: list[RowFault] = []

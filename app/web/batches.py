@@ -39,6 +39,7 @@ _SETTINGS = ("format", "prompt_template", "export", "callback_url", "on_error")
         409: ERROR,
         413: ERROR,
         422: ERROR,
+        503: ERROR,
     },
     body="relay/batch-create.json",
 )

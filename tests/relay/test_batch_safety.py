@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 
 import httpx
 
+from app.domain import batch_template
 from tests.relay.test_batches import batch_body, run
+from tests.support.servers import eventually
 
 ROWS = [{"record_key": f"deal:{n}", "company": "Acme", "seats": n} for n in range(1, 4)]
 
@@ -101,6 +104,31 @@ def test_a_runaway_template_is_stopped_at_its_budget_and_the_relay_answers_meanw
         "rendering this row needed more memory than a batch may use"
     )
     assert after.status_code == 202, "the relay goes on"
+
+
+def test_runaway_templates_hold_at_most_the_renders_a_process_allows(make_relay):
+    """One web process renders one batch at a time here: while a runaway template holds it, another batch
+    is answered 503 with Retry-After at once rather than a second thread held."""
+    relay = make_relay(worker=False, batch_render_seconds=20, batch_renders_at_once=1)
+    loops = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x"
+    answers: list[httpx.Response] = []
+
+    def runaway() -> None:
+        with relay.client() as client:
+            answers.append(client.post("/v1/batches", json=batch_body(ROWS, template=loops)))
+
+    held = threading.Thread(target=runaway)
+    held.start()
+    try:
+        eventually(lambda: batch_template.rendering() == 1, 60, "the runaway batch to render")
+        with relay.client() as client:
+            busy = client.post("/v1/batches", json=batch_body(ROWS))
+    finally:
+        held.join(90)
+    assert busy.status_code == 503 and busy.json()["error"]["code"] == "batches_busy", busy.text
+    assert busy.headers["Retry-After"] == "20"
+    [runaway_answer] = answers
+    assert refusal(runaway_answer)["errors"][0]["row"] == 1
 
 
 FORMULAS = ['=HYPERLINK("http://evil.example","Open")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)"]
