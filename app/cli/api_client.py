@@ -28,11 +28,14 @@ def checked(response: httpx.Response) -> dict:
     """The answer's JSON, or its error (and each row or field at fault) as a ClickException."""
     if response.status_code >= 400:
         error = response.json().get("error", {})
-        faults = "".join(
-            f"\n  row {e['row']}, {e['column']}: {e['message']}"
-            if "row" in e
-            else f"\n  {e.get('field', '')}: {e.get('message', '')}"
-            for e in error.get("errors") or []
-        )
+        faults = "".join(_fault(e) for e in error.get("errors") or [])
         raise click.ClickException(f"{error.get('message', response.text)}{faults}")
     return response.json() if response.content else {}
+
+
+def _fault(error: dict) -> str:
+    """One row or field at fault: a row of a file is also named by its line."""
+    if "row" not in error:
+        return f"\n  {error.get('field', '')}: {error.get('message', '')}"
+    where = f"row {error['row']}" + (f" (line {error['line']})" if error.get("line") else "")
+    return f"\n  {where}, {error['column'] or 'the row'}: {error['message']}"

@@ -64,7 +64,7 @@ def submit_batch(
         )
         click.echo(f"batch    {answer['batch_id']} {answer['total']} rows")
         if follow:
-            _follow(client, answer["batch_id"])
+            _whole(_follow(client, answer["batch_id"]))
 
 
 @batch.command("status")
@@ -99,7 +99,7 @@ def retry(batch_id: str, follow: bool, url: str, api_key: str) -> None:
         answer = api_client.checked(client.post(f"/v1/batches/{batch_id}/retry"))
         click.echo(f"batch    {batch_id}: {answer['retried']} failed rows again")
         if follow:
-            _follow(client, batch_id)
+            _whole(_follow(client, batch_id))
 
 
 def line(batch: dict) -> str:
@@ -128,6 +128,20 @@ def _follow(client: httpx.Client, batch_id: str) -> dict:
                 sys.stderr.write("\n")
             return answer
         time.sleep(1.0)
+
+
+def _whole(batch: dict) -> None:
+    """With --wait, a script learns from the exit code whether every row made its document (or was
+    skipped as done before): 1 when a row failed or was cancelled."""
+    counts = batch["counts"]
+    short = counts["failed"] + counts["cancelled"]
+    if short or batch["status"] != "completed":
+        click.echo(
+            f"batch    {batch['batch_id']} {batch['status']}: {counts['failed']} failed, "
+            f"{counts['cancelled']} cancelled (relay batch status {batch['batch_id']})",
+            err=True,
+        )
+        raise SystemExit(1)
 
 
 def _duration(seconds: int) -> str:

@@ -82,6 +82,15 @@ class RelayConfig:
     """The most batch rows of one tenant in the API at once; the feed starts at 2 and adapts below this."""
     batch_claim_stale_seconds: float = 120.0
     """A batch row claimed this long ago whose task does not exist lost its worker: the reconciler starts it."""
+    batch_render_seconds: float = 10.0
+    """How long rendering one batch's prompts from its template may take (in a process of its own, killed
+    past it): the row it stopped at is refused, and the batch with it."""
+    batch_render_memory_mb: int = 512
+    """How much memory rendering one batch's prompts may take on top of the interpreter's."""
+    batch_renders_at_once: int = 2
+    """How many batches one web process renders at once; one more answers 503 with Retry-After at once."""
+    batch_max_prompt_chars: int = 20_000_000
+    """The most characters one batch's rendered prompts may hold together (each is at most 20,000)."""
     poll_give_up_seconds: float = 1800.0
 
     task_retention_seconds: float = 30 * 86_400.0

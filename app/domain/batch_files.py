@@ -5,13 +5,13 @@ data descriptors: the archive is never sought back into)."""
 
 from __future__ import annotations
 
-import csv
 import io
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
+from app.core import csv_safe
 from app.core.states import RowState
 from app.core.upstream import CHUNK, UpstreamClients, UpstreamError
 from app.domain import links
@@ -32,19 +32,17 @@ class Needs(links.Needs, Protocol):
 
 
 def manifest(ctx: Needs, batch: Batch) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["row", "record_key", "status", "file", "credits", "error"])
+    """The manifest as Excel opens it: a byte-order mark (accents intact), no cell read as a formula (a
+    record key or an error is text a tenant or the API chose)."""
+    lines: list[list] = [["row", "record_key", "status", "file", "credits", "error"]]
     for row in ctx.batches.rows(batch.batch_id):
         link = (
             links.file_link(ctx, row.task_id)
             if row.state == RowState.COMPLETED and row.task_id
             else ""
         )
-        writer.writerow(
-            [row.row, row.record_key, row.state, link, row.credits or "", row.error or ""]
-        )
-    return out.getvalue()
+        lines.append([row.row, row.record_key, row.state, link, row.credits or "", row.error or ""])
+    return csv_safe.write(lines, bom=True)
 
 
 def archive(ctx: Needs, batch: Batch) -> Iterator[bytes]:

@@ -125,8 +125,10 @@ def _announce(ctx: Needs, batch: Batch) -> None:
         event,
         batch.settings.get("destinations") or [],
         batch.settings.get("callback_url") or "",
+        again=batch.retries,
     )
-    ctx.batches.set(batch.batch_id, delivery_ids=ids)
+    # a retried batch's earlier announcements stay listed
+    ctx.batches.set(batch.batch_id, delivery_ids=[*batch.delivery_ids, *ids])
 
 
 def _summary(data: dict) -> str:

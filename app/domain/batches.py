@@ -17,20 +17,16 @@ write-back apply as for one submit), handed to the API at its own pace.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
+import math
 import re
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
-
-from app.core.errors import Invalid
+from app.core.errors import Invalid, Unavailable
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
-from app.domain import batch_rows, budgets, sealing, submit, tracking, write_back
+from app.domain import batch_rows, batch_template, budgets, sealing, submit, tracking, write_back
+from app.domain.batch_template import RowFault
 from app.stores.batches import Batch, BatchRow
 from app.stores.tenants import Tenant
 
@@ -50,37 +46,37 @@ HOLD_SECONDS = 5.0
 ROW_PROMPT = "{{ prompt }}"
 """The template of a batch that gives none: each row's own ``prompt`` column (what the Zapier and Make apps
 send, since both read ``{{...}}`` as their own mapping)."""
-_JINJA = SandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
-_UNDEFINED = re.compile(r"'([^']+)' is undefined")
+_ROW_FIELD = re.compile(r"rows\.(\d+)(?:\.(.+))?")
 _ROW_FIELDS = ("format", "destinations", "export", "write_back")
-
-
-@dataclass(frozen=True)
-class RowFault:
-    row: int
-    column: str
-    message: str
 
 
 class BatchInvalid(Invalid):
     """Every fault of a batch checked whole: the first in the message and the field, the first MAX_ERRORS
-    listed with their count."""
+    listed with their count. A row of a CSV upload is also named by its line in the file."""
 
     def __init__(self, faults: list[RowFault]):
         first = faults[0]
+        where = ", ".join(
+            part
+            for part in (
+                f"row {first.row}" if first.row else "",
+                f"line {first.line} of the file" if first.line else "",
+                first.column if first.column != "file" else "",
+            )
+            if part
+        )
         super().__init__(
             "invalid_batch",
-            f"{_at_fault(len(faults))}; the first: row {first.row}, "
-            f"{first.column or 'the file'}: {first.message}",
+            f"{_at_fault(len(faults))}; the first: {where or 'the file'}: {first.message}",
             field=f"rows.{first.row - 1}.{first.column}" if first.row else first.column or "rows",
-            errors=[
-                {"row": f.row, "column": f.column, "message": f.message}
-                for f in faults[:MAX_ERRORS]
-            ],
+            errors=[_fault_view(f) for f in faults[:MAX_ERRORS]],
             count=len(faults),
         )
+
+
+def _fault_view(fault: RowFault) -> dict:
+    view = {"row": fault.row, "column": fault.column, "message": fault.message}
+    return {**view, "line": fault.line} if fault.line else view
 
 
 def _at_fault(count: int) -> str:
@@ -90,57 +86,89 @@ def _at_fault(count: int) -> str:
 # -- making one ------------------------------------------------------------------------------------------
 
 
-def rows_from_csv(text: str) -> list[dict[str, str]]:
-    """The rows of a CSV whose header names the columns (a byte-order mark and blank lines are fine)."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    if not reader.fieldnames:
-        raise Invalid("invalid_batch", "the CSV has no header row", field="file")
-    return [
-        {key.strip(): (value or "").strip() for key, value in row.items() if key}
-        for row in reader
-        if any((value or "").strip() for value in row.values())
-    ]
+def row_faults(
+    fields: list[tuple[str, str]], lines: list[int] | None = None
+) -> list[RowFault] | None:
+    """The schema's faults (field, message) as rows' faults, each row named by its number and its line in
+    the file: None when the body itself is at fault."""
+    faults: list[RowFault] = []
+    for field, message in fields:
+        found = _ROW_FIELD.fullmatch(field)
+        if found is None:
+            return None
+        number = int(found.group(1)) + 1
+        line = lines[number - 1] if lines and number <= len(lines) else 0
+        column = found.group(2) or ""
+        faults.append(RowFault(number, column, f"{column or 'the row'} {message}", line))
+    return faults
 
 
-def prepare(ctx: Needs, tenant: Tenant, body: dict) -> list[BatchRow]:
-    """Each row rendered and checked, pending; raises BatchInvalid with every fault."""
+def prepare(
+    ctx: Needs,
+    tenant: Tenant,
+    body: dict,
+    lines: list[int] | None = None,
+    found: list[RowFault] | None = None,
+) -> list[BatchRow]:
+    """Each row rendered and checked, pending; raises BatchInvalid with every fault. ``lines``: where each
+    row is in the tenant's file (a CSV upload), to name it as the person counts it; ``found``: the rows'
+    faults found before (by the schema), listed with the others."""
+    earlier: dict[int, list[RowFault]] = {}
+    for fault_found in found or []:
+        earlier.setdefault(fault_found.row, []).append(fault_found)
+    given = body.get("prompt_template")
+    keys = [str(values.get("record_key") or "").strip() for values in body["rows"]]
     try:
-        template = _JINJA.from_string(body.get("prompt_template") or ROW_PROMPT)
-    except TemplateSyntaxError as exc:
-        raise BatchInvalid(
-            [RowFault(0, "prompt_template", f"not a template: {exc.message}")]
+        rendered = batch_template.render_all(
+            given or ROW_PROMPT,
+            [{**values, "record_key": key} for values, key in zip(body["rows"], keys, strict=True)],
+            batch_template.Budget(
+                seconds=ctx.config.batch_render_seconds,
+                memory_bytes=ctx.config.batch_render_memory_mb * 1024 * 1024,
+                total_chars=ctx.config.batch_max_prompt_chars,
+                at_once=ctx.config.batch_renders_at_once,
+            ),
+        )
+    except batch_template.TemplateInvalid as exc:
+        raise BatchInvalid([RowFault(0, "prompt_template", exc.message)]) from None
+    except batch_template.Busy:
+        raise Unavailable(
+            "batches_busy",
+            "This relay is checking as many batches as it may at once; try again in a few seconds.",
+            headers={"Retry-After": str(math.ceil(ctx.config.batch_render_seconds))},
         ) from None
+    by_row = {fault.row: fault for fault in rendered.faults}
     rows: list[BatchRow] = []
     faults: list[RowFault] = []
-    for number, values in enumerate(body["rows"], start=1):
-        record_key = str(values.get("record_key") or "").strip()
+
+    def fault(number: int, column: str, message: str) -> None:
+        line = lines[number - 1] if lines and number <= len(lines) else 0
+        faults.append(RowFault(number, column, message, line))
+
+    for number, record_key in enumerate(keys, start=1):
+        prompt = rendered.prompts[number - 1] if number <= len(rendered.prompts) else None
+        if number in earlier:
+            faults.extend(earlier[number])
+            continue
         if not record_key:
-            faults.append(RowFault(number, "record_key", "every row needs a record_key"))
+            fault(number, "record_key", "every row needs a record_key")
             continue
-        try:
-            prompt = template.render(
-                **{k: v for k, v in values.items() if k != "record_key"}, record_key=record_key
-            ).strip()
-        except UndefinedError as exc:
-            missing = _UNDEFINED.search(str(exc))
-            column = missing.group(1) if missing else "prompt_template"
-            faults.append(
-                RowFault(
-                    number,
-                    column,
-                    f"the template names {{{{{column}}}}}, which this row has no column for"
-                    if body.get("prompt_template")
-                    else "without a prompt_template, each row's prompt column is its prompt",
+        if number in by_row:
+            found = by_row[number]
+            message = found.message
+            if message == batch_template.UNDEFINED:
+                message = (
+                    f"the template names {{{{{found.column}}}}}, which this row has no column for"
+                    if given
+                    else "without a prompt_template, each row's prompt column is its prompt"
                 )
-            )
+            fault(number, found.column, message)
             continue
+        if prompt is None:  # not reached: the budget ran out on a row before it
+            break
         if not prompt:
-            faults.append(
-                RowFault(
-                    number,
-                    "prompt_template" if body.get("prompt_template") else "prompt",
-                    "the prompt is empty for this row",
-                )
+            fault(
+                number, "prompt_template" if given else "prompt", "the prompt is empty for this row"
             )
             continue
         if body.get("write_back"):
@@ -151,7 +179,7 @@ def prepare(ctx: Needs, tenant: Tenant, body: dict) -> list[BatchRow]:
             except write_back.WriteBackRefused as exc:
                 if exc.field != "record_key":
                     raise  # the connection itself is at fault, whatever the row
-                faults.append(RowFault(number, "record_key", exc.message))
+                fault(number, "record_key", exc.message)
                 continue
         rows.append(BatchRow(number, record_key, prompt, RowState.PENDING))
     if faults:
@@ -159,11 +187,17 @@ def prepare(ctx: Needs, tenant: Tenant, body: dict) -> list[BatchRow]:
     return rows
 
 
-def create(ctx: Needs, tenant: Tenant, body: dict) -> Batch:
+def create(
+    ctx: Needs,
+    tenant: Tenant,
+    body: dict,
+    lines: list[int] | None = None,
+    found: list[RowFault] | None = None,
+) -> Batch:
     """A batch, checked whole; raises BatchInvalid, WriteBackRefused, or BudgetExceeded when the tenant's
     capped budget is spent (a row whose record's budget is spent fails when its turn comes)."""
     budgets.check(ctx, tenant.tenant_id, None)
-    rows = prepare(ctx, tenant, body)
+    rows = prepare(ctx, tenant, body, lines, found)
     settings = {
         name: body[name]
         for name in (*_ROW_FIELDS, "prompt_template", "callback_url")
@@ -276,7 +310,9 @@ def _start(
         return
     # the API said 429 or 5xx: slow down
     if task.status == TaskStatus.PENDING_SUBMIT or task.throttled:
-        _slow_down(ctx, tenant.tenant_id, HOLD_SECONDS, now)
+        # no row goes before the API's Retry-After either
+        waited = (task.submit_not_before or 0.0) - time.time()
+        _slow_down(ctx, tenant.tenant_id, max(HOLD_SECONDS, waited), now)
     else:
         _speed_up(ctx, tenant.tenant_id)
     ctx.batches.move(batch, row.row, RowState.RUNNING)
@@ -339,6 +375,8 @@ def retry(ctx: Needs, batch: Batch) -> int:
     if failed:
         ctx.batches.requeue(batch.batch_id, failed)
         ctx.batches.set(batch.batch_id, status=BatchStatus.RUNNING, ended_at=None)
+        # subscribers and the callback learn when the batch is whole again
+        ctx.batches.announce_again(batch.batch_id)
         ctx.batches.resumed(batch.tenant_id, batch.batch_id)
         ctx.queues.batch_feed(batch.batch_id)
     return len(failed)

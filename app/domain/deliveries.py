@@ -145,16 +145,24 @@ class Owner:
 
 
 def plan_event(
-    ctx: Needs, owner: Owner, event: dict, destinations: list[dict], callback_url: str = ""
+    ctx: Needs,
+    owner: Owner,
+    event: dict,
+    destinations: list[dict],
+    callback_url: str = "",
+    again: int = 0,
 ) -> list[str]:
     """An event of something else than a task (a batch, a budget: ``owner``):
     batch.completed, with the manifest for the batch's destinations, and budget.threshold, a message for a
     budget's alert destinations; and one POST to the callback URL, if any, and to each hook subscribed to the
-    event. Recorded and queued like a task's."""
+    event. Recorded and queued like a task's. ``again``: how many times the owner ended before (a
+    retried batch ends again): its deliveries are then new ones, not those planned before."""
     slots = [(f"destination:{n}", ref) for n, ref in enumerate(destinations)]
     slots += ([_callback_slot(callback_url, {})] if callback_url else []) + _hook_slots(
         ctx, owner.tenant_id, event["type"]
     )
+    if again:
+        slots = [(f"{slot}#{again}", ref) for slot, ref in slots]
     pipe = ctx.primary.pipeline()
     ids = [_record(ctx, pipe, owner, event, slot, ref) for slot, ref in slots]
     for delivery_id in ids:

@@ -87,7 +87,9 @@ def _recover_submit(ctx: Needs, task_id: str, now: float) -> str:
     """A submission waiting to be handed to the API: its background job is queued again when it was lost
     (a worker popped it and died, or lost Redis's reply, before running it) or never stored (a crash between
     storing the task and queuing the job); a job that failed for good fails the task."""
-    status, lost = ctx.queues.requeue_if_lost(ctx.queues.get(queues.SUBMIT), f"submit-{task_id}")
+    task = ctx.tasks.get(task_id)
+    job_id = (task.submit_job if task else None) or f"submit-{task_id}"
+    status, lost = ctx.queues.requeue_if_lost(ctx.queues.get(queues.SUBMIT), job_id)
     if status == b"failed":
         tracking.fail(
             ctx,
@@ -100,7 +102,11 @@ def _recover_submit(ctx: Needs, task_id: str, now: float) -> str:
         log.warning(
             "task %s was waiting for a submit job that does not exist; queued again", task_id
         )
-        ctx.queues.submit(task_id)
+        ctx.queues.submit(
+            task_id,
+            not_before=(task.submit_not_before or 0.0) if task else 0.0,
+            fresh=bool(task and task.submit_job),  # that job's id may be taken: a new one
+        )
         return "repaired"
     ctx.tasks.watch(task_id, now + ctx.config.reconcile_quiet_seconds)
     return "repaired" if lost else "polled"

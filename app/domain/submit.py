@@ -144,7 +144,7 @@ def submit(
             "API unavailable for task %s (%s); retrying in the background", task.task_id, exc
         )
         ctx.tasks.set(task.task_id, last_submit_error=str(exc))
-        ctx.queues.submit(task.task_id)
+        ctx.queues.submit(task.task_id, not_before=_not_before(exc))
     try:
         # the answer promises the task is kept: with RELAY_REDIS_MIN_REPLICAS, on the replicas too
         ctx.primary.replicated(mark)
@@ -168,6 +168,14 @@ def hand_over(ctx: Needs, tenant: Tenant, task_id: str) -> Task | None:
         task = ctx.tasks.get(task_id)
         if task is None or task.status != TaskStatus.PENDING_SUBMIT:
             return None
+        # the API said when it takes it again: not before, whoever hands it over
+        wait = (task.submit_not_before or 0.0) - time.time()
+        if wait > 0:
+            raise NotYet(
+                "the API asked to wait before this is sent again (Retry-After)",
+                status=429,
+                retry_after=wait,
+            )
         return _hand_over(ctx, tenant, task)
 
 
@@ -191,9 +199,13 @@ def _hand_over(ctx: Needs, tenant: Tenant, task: Task) -> Task | None:
                 # the record's document is past retention: start it afresh and remap the record
                 submitted = client.generate(task.format, task.prompt, webhook_url=webhook_url)
                 restarted = True
-        except UpstreamUnavailable:
-            if client.throttled:
-                ctx.tasks.set(task_id, throttled=client.throttled)
+        except UpstreamUnavailable as exc:
+            learnt = {
+                **({"throttled": client.throttled} if client.throttled else {}),
+                **({"submit_not_before": _not_before(exc)} if exc.retry_after else {}),
+            }
+            if learnt:
+                ctx.tasks.set(task_id, **learnt)
             raise
         except UpstreamError as exc:
             field = {"field": exc.field} if exc.field else {}
@@ -271,9 +283,9 @@ def hand_over_stored(ctx: Needs, task_id: str, last_try: bool) -> str:
     try:
         hand_over(ctx, tenant, task_id)
     except UpstreamUnavailable as exc:
-        attempts = task.submit_attempts + 1
+        attempts = task.submit_attempts + (not isinstance(exc, NotYet))
         ctx.tasks.set(task_id, submit_attempts=attempts, last_submit_error=str(exc))
-        if last_try:
+        if last_try or attempts > len(ctx.config.submit_retry_intervals):
             tracking.fail(
                 ctx,
                 task_id,
@@ -281,5 +293,18 @@ def hand_over_stored(ctx: Needs, task_id: str, last_try: bool) -> str:
                 f"The API stayed unreachable through {attempts} attempts: {exc}",
             )
             return "gave up"
+        if exc.retry_after:
+            # the API said when: the next try is then, not at RQ's next interval
+            ctx.queues.submit(task_id, not_before=_not_before(exc), attempt=attempts, fresh=True)
+            return "waiting for the API's Retry-After"
         raise
     return "submitted"
+
+
+class NotYet(UpstreamUnavailable):
+    """Not sent: the API's Retry-After for this hand-over is not over."""
+
+
+def _not_before(exc: UpstreamUnavailable) -> float:
+    """When the API said to send again (its Retry-After), or 0."""
+    return time.time() + exc.retry_after if exc.retry_after else 0.0

@@ -3,11 +3,10 @@ by day, by record or by format, as JSON or CSV; and the series the dashboard's c
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date
 from typing import Any, Protocol
 
+from app.core import csv_safe
 from app.stores import usage
 from app.stores.usage import UsageRows
 
@@ -110,12 +109,13 @@ def _add(into: dict, counted: dict) -> None:
 
 
 def as_csv(answer: dict) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([answer["group_by"], *usage.FIELDS])
-    for item in answer["items"]:
-        writer.writerow([item[answer["group_by"]] or "", *(item[name] for name in usage.FIELDS)])
-    return out.getvalue()
+    """The report as CSV; a record key or any other text cell never opens as a formula."""
+    head = [answer["group_by"], *usage.FIELDS]
+    items = (
+        [item[answer["group_by"]] or "", *(item[name] for name in usage.FIELDS)]
+        for item in answer["items"]
+    )
+    return csv_safe.write([head, *items])
 
 
 # -- the dashboard's series ---------------------------------------------------------------------------------

@@ -105,7 +105,9 @@ class Batch:
     announced: float | None = None
     """When its end was announced: set once, by whoever saw it end first."""
     delivery_ids: list[str] = field(default_factory=list)
-    """The deliveries of its end (batch.completed)."""
+    """The deliveries of its end (batch.completed), each announcement's."""
+    retries: int = 0
+    """How many times its failed rows were run again: each end after one is announced again."""
 
     @classmethod
     def from_hash(cls, raw: dict[str, str]) -> Batch:
@@ -125,6 +127,7 @@ class Batch:
             ended_at=float(raw["ended_at"]) if raw.get("ended_at") else None,
             announced=float(raw["announced"]) if raw.get("announced") else None,
             delivery_ids=json.loads(raw.get("delivery_ids") or "[]"),
+            retries=int(raw.get("retries") or 0),
         )
 
 
@@ -237,6 +240,13 @@ class BatchStore:
     def announce_once(self, batch_id: str) -> bool:
         """Mark the batch's end as announced; True for the one caller that marked it first."""
         return bool(self._redis.hsetnx(self.key_for(batch_id), "announced", time.time()))
+
+    def announce_again(self, batch_id: str) -> None:
+        """Its rows run again (a retry): its next end is announced too."""
+        pipe = self._redis.pipeline()
+        pipe.hdel(self.key_for(batch_id), "announced")
+        pipe.hincrby(self.key_for(batch_id), "retries", 1)
+        pipe.execute()
 
     def rows_from(self, batch_id: str, first: int, count: int) -> list[BatchRow]:
         """Rows ``first`` .. ``first + count - 1`` that exist, by number: one HMGET, whatever the batch's size."""

@@ -15,6 +15,7 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 
 from app.core.config import RelayConfig
+from app.core.ids import new_id
 from app.stores.tasks import TaskStore
 
 log = logging.getLogger(__name__)
@@ -139,22 +140,34 @@ class Queues:
             failure_ttl=self._config.job_failure_ttl_seconds,
         )
 
-    def submit(self, task_id: str) -> None:
-        """Keep trying to hand a stored submission to the API, on the configured schedule."""
+    def submit(
+        self, task_id: str, not_before: float = 0.0, attempt: int = 0, fresh: bool = False
+    ) -> str:
+        """Keep trying to hand a stored submission to the API, on the configured schedule from try
+        ``attempt``, not before ``not_before`` (the API's Retry-After). ``fresh``: a job of its own id,
+        for the job that schedules it is still running. Returns the job's id."""
         intervals = _seconds(self._config.submit_retry_intervals)
+        wait = intervals[min(attempt, len(intervals) - 1)]
+        if not_before:
+            # RQ keeps a scheduled time in whole seconds, rounded down: a second more, never before it
+            wait = max(wait, math.ceil(not_before - time.time()) + 1)
+        job_id = f"submit-{task_id}" + (f"-{new_id('try')}" if fresh else "")
+        later = intervals[attempt + 1 :] or intervals[-1:]
         self.get(SUBMIT).enqueue_in(
-            timedelta(seconds=intervals[0]),
+            timedelta(seconds=wait),
             job("submit_pending"),
             task_id,
-            job_id=f"submit-{task_id}",
-            retry=Retry(max=len(intervals), interval=intervals),
+            job_id=job_id,
+            retry=Retry(max=len(later), interval=later),
             job_timeout=120,
             **self._kept(),
         )
-        # the reconciler looks at the task if it is still waiting then (a job lost between Redis and a worker)
-        self._tasks.watch(
-            task_id, time.time() + intervals[0] + self._config.reconcile_quiet_seconds
-        )
+        if fresh:
+            self._tasks.set(task_id, submit_job=job_id)  # where the reconciler looks for it
+        # the reconciler looks at the task if it is still waiting then (a job lost between Redis and a
+        # worker)
+        self._tasks.watch(task_id, time.time() + wait + self._config.reconcile_quiet_seconds)
+        return job_id
 
     def delivery_retry(self, delivery_id: str, job_id: str, delay: float) -> None:
         """The next attempt at a delivery, after ``delay`` (a backoff, or until its pace slot is near)."""

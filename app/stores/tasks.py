@@ -176,6 +176,10 @@ class Task:
     submitted_at: float | None = None
     submit_attempts: int = 0
     last_submit_error: str | None = None
+    submit_not_before: float | None = None
+    """When the API, refusing a hand-over with 429 or 503, said it could be sent again (Retry-After)."""
+    submit_job: str | None = None
+    """The RQ job that hands it over next, when not the first (``submit-<task id>``)."""
     throttled: int = 0
     # its progress, from webhooks and polls (app.domain.tracking, app.domain.polling)
     phase: str | None = None
@@ -237,6 +241,7 @@ _TEXT = (
     "upstream_task_id",
     "run_id",
     "last_submit_error",
+    "submit_job",
     "phase",
     "fanout",
 )
@@ -252,6 +257,7 @@ _NUMBERS: dict[str, Callable[[str], float | int]] = {
     "batch_row": _whole,
     "submitted_at": float,
     "submit_attempts": _whole,
+    "submit_not_before": float,
     "throttled": _whole,
     "progress": _whole,
     "turn_index": _whole,

@@ -10,13 +10,15 @@ from flask import Blueprint, Response, jsonify, request
 import schemas
 from app.core.errors import Conflict, Invalid, NotFound
 from app.core.states import BatchStatus
-from app.domain import batch_files, batch_rows, batches, deliveries
+from app.domain import batch_csv, batch_files, batch_rows, batches, deliveries
+from app.domain.batch_template import RowFault
 from app.stores.batches import Batch
 from app.stores.idempotency import fingerprint
 from app.web.api import check_destinations, idempotent
 from app.web.base import ctx, public, require_tenant, tenant
 from app.web.openapi import CSV, ERROR, V1
-from app.web.routing import Routes, body_schema, json_body, query_params
+from app.web.routing import Routes, body_schema, query_params
+from schemas import http
 
 bp = Blueprint("batches", __name__, url_prefix="/v1")
 bp.before_request(require_tenant)
@@ -38,26 +40,28 @@ _SETTINGS = ("format", "prompt_template", "export", "callback_url", "on_error")
         409: ERROR,
         413: ERROR,
         422: ERROR,
+        503: ERROR,
     },
     body="relay/batch-create.json",
 )
 def create_batch():
-    body = _batch_body()
+    body, lines, faults = _batch_body()
     received = fingerprint(body)  # before the checks give an inline webhook its secret
     check_destinations(body)
-    return idempotent(received, lambda: _create(body))
+    return idempotent(received, lambda: _create(body, lines, faults))
 
 
-def _create(body: dict) -> tuple[Response, int]:
-    return jsonify(_answer(batches.create(ctx(), tenant(), body))), 202
+def _create(body: dict, lines: list[int] | None, faults: list[RowFault]) -> tuple[Response, int]:
+    return jsonify(_answer(batches.create(ctx(), tenant(), body, lines, faults))), 202
 
 
-def _batch_body() -> dict[str, Any]:
+def _batch_body() -> tuple[dict[str, Any], list[int] | None, list[RowFault]]:
     """The batch as JSON, or built from a CSV upload (text/csv with the settings in the query string, or
-    multipart/form-data with a ``file``); checked against the declared body schema either way."""
+    multipart/form-data with a ``file``), checked against the declared body schema either way. Also each
+    row's line in the file, and the rows' schema faults, listed with the template's (app.domain.batches)."""
     kind = (request.mimetype or "").lower()
     if kind == "text/csv":
-        return _from_csv(request.get_data(as_text=True), request.args)
+        return _from_csv(request.get_data(), request.args)
     if kind == "multipart/form-data":
         upload = request.files.get("file")
         if upload is None:
@@ -66,14 +70,20 @@ def _batch_body() -> dict[str, Any]:
                 "a multipart batch needs a CSV in its file field",
                 field="file",
             )
-        return _from_csv(upload.read().decode("utf-8", errors="replace"), request.form)
-    return json_body()
+        return _from_csv(upload.read(), request.form)
+    body = http.parse_json(request.get_data())
+    if not isinstance(body, dict):
+        raise http.ApiError(400, "invalid_json", "The request body must be a JSON object.")
+    return body, None, _row_faults(body, None)
 
 
-def _from_csv(text: str, settings) -> dict[str, Any]:
-    rows = batches.rows_from_csv(text)
+def _from_csv(data: bytes, settings) -> tuple[dict[str, Any], list[int], list[RowFault]]:
+    try:
+        read = batch_csv.read(data)
+    except batch_csv.FileRefused as exc:
+        raise batches.BatchInvalid(exc.faults) from None
     body: dict[str, Any] = {name: settings[name] for name in _SETTINGS if settings.get(name)}
-    body["rows"] = rows
+    body["rows"] = read.rows
     if settings.get("skip_done"):
         body["skip_done"] = settings["skip_done"].lower() not in ("false", "0", "no")
     if settings.get("destinations"):
@@ -82,8 +92,19 @@ def _from_csv(text: str, settings) -> dict[str, Any]:
         ]
     if settings.get("write_back"):
         body["write_back"] = {"connection": settings["write_back"]}
-    schemas.validate(body_schema(), body)
-    return body
+    return body, read.lines, _row_faults(body, read.lines)
+
+
+def _row_faults(body: dict[str, Any], lines: list[int] | None) -> list[RowFault]:
+    """The rows' faults by the schema; a fault of the body itself is raised."""
+    try:
+        schemas.validate(body_schema(), body)
+    except schemas.SchemaViolation as exc:
+        faults = batches.row_faults([(e.field, e.message) for e in exc.errors], lines)
+        if faults is None:
+            raise
+        return faults
+    return []
 
 
 @route(

@@ -71,7 +71,8 @@ def test_a_csv_batch_with_progress_then_its_status_and_a_retry(relay, tmp_path):
             follow.kill()
     reader.join(TIMEOUT)
     out = follow.stdout.read()  # type: ignore[union-attr]
-    assert follow.returncode == 0, lines
+    assert follow.returncode == 1, f"a row failed: a script learns it from the exit code: {lines}"
+    assert "1 failed, 0 cancelled" in lines[-1], lines
     batch_id = out.split()[1]
     bars = [line for line in lines if line.startswith("[")]
     assert len(bars) >= 2 and "2 done, 1 failed, 0 running" in bars[-1] and "100.0%" in bars[-1], (
@@ -80,7 +81,10 @@ def test_a_csv_batch_with_progress_then_its_status_and_a_retry(relay, tmp_path):
     status = cli(relay, "status", batch_id)
     assert status.exit_code == 0 and "failed   row 2 deal:2:" in status.stdout, status.output
     again = cli(relay, "retry", batch_id, "--wait")
-    assert again.exit_code == 0 and "1 failed rows again" in again.stdout, again.output
+    assert again.exit_code == 1 and "1 failed rows again" in again.stdout, (
+        "the row failed again",
+        again.output,
+    )
 
 
 def test_a_bad_batch_lists_the_rows_and_fields_at_fault(make_relay, tmp_path):
@@ -98,10 +102,11 @@ def test_a_bad_batch_lists_the_rows_and_fields_at_fault(make_relay, tmp_path):
     )
     assert done.exit_code != 0
     assert (
-        "row 1, city: the template names {{city}}" in done.stderr and "row 2, city" in done.stderr
+        "row 1, line 2 of the file, city: the template names {{city}}" in done.stderr
+        and "row 2 (line 3), city" in done.stderr
     )
     rows.write_text("record_key,company\ndeal:1,Acme\n,Globex\n")
     blank = cli(
         relay, "submit", str(rows), "--format", "word", "--template", "Memo for {{company}}"
     )
-    assert blank.exit_code != 0 and "rows.1.record_key" in blank.stderr
+    assert blank.exit_code != 0 and "row 2 (line 3), record_key:" in blank.stderr, blank.stderr
