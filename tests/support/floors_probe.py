@@ -35,6 +35,8 @@ REACHED_INTO = {
     # schemas: jsonschema is given fastjsonschema's reading of "$" in patterns and of formats
     "fastjsonschema.draft04": ["DOLLAR_FINDER"],
     "fastjsonschema.draft07": ["CodeGeneratorDraft07.FORMAT_REGEXS"],
+    # connectors.slack.PolicyWebClient sends slack_sdk's requests through the outbound policy
+    "slack_sdk.web.base_client": ["BaseClient._perform_urllib_http_request_internal"],
 }
 PARAMETERS = {
     # (module, callable): the keyword arguments the relay passes it
