@@ -28,6 +28,9 @@ def reliability():
                 json.dump([r for r in existing if r["fault"] not in faults] + _ROWS, out, indent=2)
 
 
+ATTACKER = Path(__file__).with_name("reliability_attacker.md")
+"""What issue 29's review tried, before and after: written by hand, kept with the generated page."""
+
 INTRO = """# Reliability and security: what was tried, and what was lost
 
 Relay promises that a finished document is never lost, never delivered twice where the destination can
@@ -69,7 +72,7 @@ def render(rows: list[dict]) -> str:
         f"| {r['fault']} | {r['tried']} | {r['lost']} | {r['duplicated']} | {r.get('notes', '')} |"
         for r in rows
     ]
-    return INTRO + "\n".join(lines) + "\n" + OUTRO
+    return INTRO + "\n".join(lines) + "\n\n" + ATTACKER.read_text() + OUTRO
 
 
 if __name__ == "__main__":
