@@ -428,7 +428,7 @@ class StormRun:
         }
         self.lost_documents = [n for n, d in enumerate(self.documents) if d["task_id"] not in kept]
         self.kept = [d["task_id"] for d in self.documents if d["task_id"] in kept]
-        folder = self.root / "deliveries" / "failover"
+        folder = self.root / "deliveries" / relay.tenant_id / "failover"
         # cheap signs first (files, hook requests), then the states, read from Redis
         eventually(
             lambda: (

@@ -178,7 +178,7 @@ def test_an_events_download_url_is_never_fetched(make_relay, internal, tmp_path,
     relay.sandbox.release("forged")
     assert internal.hits == [], "the URL in the event was never asked"
     assert done["state"] == "delivered", done["last_error"]
-    written = (tmp_path / "deliveries" / "forged").glob("*")
+    written = (tmp_path / "deliveries" / relay.tenant_id / "forged").glob("*")
     assert [path.read_bytes()[:2] for path in written] == [b"PK"], "the API's document (xlsx)"
     assert SECRET not in shown
     reliability(
@@ -342,7 +342,7 @@ def test_the_smtp_connection_goes_to_the_address_that_was_checked(smtp_server, m
         "security": "starttls",
         "username": "relay",
         "password": "s3cret-pass",
-        "ca_file": str(smtp_server.cert),
+        "ca_pem": smtp_server.cert.read_text(),
     }
     event = {"type": "budget.threshold", "data": {"summary": "80% spent"}}
     try:
