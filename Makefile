@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.deps-stamp
 LOCK   := constraints.txt
-TEST_PROCESSES ?= 3
+TEST_PROCESSES ?= 4
 
 .PHONY: dev test lint lock clean
 
