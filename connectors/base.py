@@ -8,6 +8,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Protocol
 
 import httpx
@@ -48,6 +49,12 @@ class Retryable(DeliveryError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Throttled(Retryable):
+    """The platform (or its pace) said to wait: retried after ``retry_after`` without spending one of the
+    delivery's attempts, for as long as the relay lets a delivery be held back
+    (RELAY_DELIVERY_THROTTLE_SECONDS), then counted as any Retryable."""
 
 
 class Permanent(DeliveryError):
@@ -120,6 +127,10 @@ class Environment:
     (unless allowed) and never follows redirects."""
     save_state: Callable[[str, dict[str, Any]], None]
     """Record progress of a delivery (e.g. a resumable upload's session URL) that survives a crash."""
+    pace: Callable[[Pace], None] = lambda pace: None
+    """``env.pace(Pace(...))`` right before a request the platform limits: waits for a near slot of that
+    schedule, shared by every worker and taken as the request is sent, or raises ``Throttled`` (with the
+    wait as ``retry_after``) when the next free slot is further off than a worker holds a delivery for."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Per-kind settings from the relay's config (API base URLs, folder roots, size limits), and the outbound
     policy's transports for SDKs, which follow no redirect and connect only to checked addresses:
@@ -136,12 +147,44 @@ class Pace:
     """Names the destination and nothing secret (a digest of a URL or token, not the URL)."""
     per_second: float
     burst: int = 1
+    what: str = ""
+    """The limit in words, for a delivery's status ("Google Sheets' 60 writes a minute per user")."""
+
+
+class Verdict(StrEnum):
+    """How one check of a destination came out, as the API shows it."""
+
+    PASS = "pass"
+    WARNING = "warning"
+    """A delivery will work, but something will bite later (a token that expires, a plan's limit)."""
+    FAILURE = "failure"
+    """A delivery would fail: the fix says what to change."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One thing a delivery will need, checked when a destination is saved, without delivering."""
+
+    name: str
+    """What was checked, short: "signs in", "token has the scope files"."""
+    verdict: Verdict
+    message: str
+    """What was found, in plain words."""
+    fix: str = ""
+    """What the user should change, for a warning or a failure."""
 
 
 class Kind(Protocol):
     name: str
     needs_document: bool
     """False for kinds that send only JSON (webhooks, callbacks)."""
+
+    def check(self, target: Delivery, env: Environment) -> list[Check]:
+        """Sign in and verify, without delivering a document, what a delivery to ``target`` will need (the
+        folder is writable, the token has each scope, the bot is in the channel). ``target`` is a delivery
+        with no event (``event`` empty, ``delivery_id`` "check"): its kind, config and tenant. Each call
+        goes through ``env`` as a delivery's would; a check that cannot be made is a ``Verdict.FAILURE``
+        with the reason, never an exception (one that escapes is reported as a failure by the relay)."""
 
     def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
         """The result of an earlier attempt that already succeeded, if the destination can tell."""
@@ -162,6 +205,9 @@ class SdkFileKind:
 
     def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
         return self._writer().find_existing(delivery, env)
+
+    def check(self, target: Delivery, env: Environment) -> list[Check]:
+        return self._writer().check(target, env)
 
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         assert document is not None

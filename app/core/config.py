@@ -136,6 +136,9 @@ class RelayConfig:
     delivery_max_attempts: int = 8
     delivery_backoff_seconds: float = 5.0
     delivery_backoff_cap_seconds: float = 3600.0
+    delivery_throttle_seconds: float = 6 * 3600.0
+    """How long after it was planned a delivery a platform throttles (a 429, a pace slot far off) is retried
+    without spending an attempt; after that, each throttle costs one as any other retry."""
     delivery_threads: int = 8
     """Deliveries each worker runs at once (its delivery lane's threads; they mostly wait on the network)."""
     delivery_recheck_seconds: float = 120.0

@@ -31,7 +31,7 @@ from app.stores.queues import Queues
 from app.stores.tasks import Task, TaskStore
 from app.stores.usage import UsageRows
 from connectors import registry
-from connectors.base import DeliveryError, Gone, Outcome, Pace, Retryable
+from connectors.base import DeliveryError, Gone, Outcome, Pace, Retryable, Throttled
 from connectors.retry_after import CEILING_SECONDS as RETRY_AFTER_CEILING
 
 
@@ -383,16 +383,12 @@ def failed(ctx: Needs, record: DeliveryRecord, attempts: int, error: DeliveryErr
     delivery_id = record.delivery_id
     if isinstance(error, Gone) and record.hook_id:
         ctx.hooks.delete(record.tenant_id, record.hook_id)  # the subscriber asked us to stop
+    if _held_back(ctx, record, error):
+        wait = max(1.0, error.retry_after or 0.0)
+        return _retry(ctx, record, attempts - 1, error, wait, held_back=True)
     if isinstance(error, Retryable) and attempts < ctx.config.delivery_max_attempts:
-        delay = _backoff(ctx, attempts, error.retry_after)
-        ctx.deliveries.update(
-            delivery_id,
-            state=DeliveryState.RETRYING,
-            last_error=error.message,
-            next_attempt_at=time.time() + delay,
-        )
-        enqueue(ctx, delivery_id, delay)
-        return "retrying"
+        wait = _backoff(ctx, attempts, error.retry_after)
+        return _retry(ctx, record, attempts, error, wait, held_back=False)
     pipe, now = ctx.primary.pipeline(), time.time()
     ctx.deliveries.update(
         delivery_id,
@@ -406,6 +402,37 @@ def failed(ctx: Needs, record: DeliveryRecord, attempts: int, error: DeliveryErr
     pipe.execute()
     log.warning("delivery %s is dead after %d attempt(s): %s", delivery_id, attempts, error.message)
     return "dead"
+
+
+def _held_back(ctx: Needs, record: DeliveryRecord, error: DeliveryError) -> bool:
+    """A throttle within the delivery's first hours: its attempt is given back (a batch into a platform's
+    per-minute quota waits its turn instead of dying of 429s)."""
+    young = time.time() - record.created_at < ctx.config.delivery_throttle_seconds
+    return isinstance(error, Throttled) and young
+
+
+def _retry(
+    ctx: Needs,
+    record: DeliveryRecord,
+    attempts: int,
+    error: DeliveryError,
+    delay: float,
+    held_back: bool,
+) -> str:
+    """Try again in ``delay`` seconds, ``attempts`` counted so far (one given back if ``held_back``)."""
+    ctx.deliveries.update(
+        record.delivery_id,
+        state=DeliveryState.RETRYING,
+        attempts=attempts,
+        last_error=error.message,
+        next_attempt_at=time.time() + delay,
+    )
+    if not held_back:
+        enqueue(ctx, record.delivery_id, delay)
+        return "retrying"
+    # the attempt was given back, so its count does not tell this job from the one that ran into the throttle
+    enqueue(ctx, record.delivery_id, delay, tag=f"throttled-{int(time.time() * 1000)}")
+    return "throttled"
 
 
 def _count(ctx: Needs, pipe, record: DeliveryRecord, outcome: str) -> None:

@@ -51,18 +51,24 @@ def reserve(
 ) -> Slot:
     """This delivery's slot: the one it ``reserved`` before if that is still ahead or just past, else the
     next free one, which is taken."""
-    return _slot(ctx, pace, only_now=False, reserved=reserved, now=now)
+    return _slot(ctx, pace, horizon=None, reserved=reserved, now=now)
 
 
 def take_now(ctx: Needs, pace: Pace, now: float | None = None) -> bool:
     """Take a slot if one is free now; reserve nothing otherwise."""
-    return _slot(ctx, pace, only_now=True, now=now).wait == 0.0
+    return take_within(ctx, pace, 0.0, now=now).wait == 0.0
+
+
+def take_within(ctx: Needs, pace: Pace, horizon: float, now: float | None = None) -> Slot:
+    """The next free slot, taken only if it is at most ``horizon`` seconds ahead: a request paced as it is
+    sent waits for a near slot and is put off, holding none, when the next is further."""
+    return _slot(ctx, pace, horizon=horizon, now=now)
 
 
 def _slot(
     ctx: Needs,
     pace: Pace,
-    only_now: bool,
+    horizon: float | None,
     reserved: float | None = None,
     now: float | None = None,
 ) -> Slot:
@@ -70,7 +76,7 @@ def _slot(
         pace.key,
         spacing=1.0 / pace.per_second,
         burst=pace.burst,
-        only_now=only_now,
+        horizon=horizon,
         now=now,
         reserved=reserved,
         reserved_for=HOLD_SECONDS,

@@ -12,8 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from functools import lru_cache
+from contextlib import contextmanager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -22,10 +21,9 @@ from redis.exceptions import RedisError
 
 from app.core import metrics, storage
 from app.core.logs import log_context
-from app.core.outbound import OutboundPolicy, ca_bundle
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED, TaskStatus
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
-from app.domain import batch_files, write_back
+from app.domain import batch_files, connector_env, write_back
 from app.domain.deliveries import (
     Paced,
     begin,
@@ -182,59 +180,13 @@ def _delivery(ctx: Needs, record: DeliveryRecord, target: str | None) -> Deliver
     )
 
 
-# per worker process: pooled connections
-_clients: dict[tuple[OutboundPolicy, float], httpx.Client] = {}
-
-
-def _pooled_client(policy: OutboundPolicy, timeout: float = 30.0):
-    """The process's shared client for this policy and timeout; not closed after each use."""
-    key = (policy, timeout)
-    if key not in _clients:
-        _clients[key] = policy.client(timeout=timeout)
-    return nullcontext(_clients[key])
-
-
-@lru_cache(maxsize=8)
-def _policy(allow: str, ca_file: str) -> OutboundPolicy:
-    """The outbound policy for RELAY_OUTBOUND_ALLOW and RELAY_OUTBOUND_CA_FILE, made once per worker process."""
-    return OutboundPolicy(allow, ca_file=ca_file)
-
-
 def _environment(ctx: Needs, delivery_id: str) -> Environment:
-    config = ctx.config
-    policy = _policy(config.outbound_allow, config.outbound_ca_file)
+    """What the relay lends a connector for this delivery: its progress is saved on the delivery."""
 
     def save_state(did: str, state: dict) -> None:
         ctx.deliveries.update(did, progress=state)
 
-    def http(timeout: float = 30.0):
-        return _pooled_client(policy, timeout)
-
-    settings = {
-        "folder_roots": config.folder_roots,
-        "folder_tenant_roots": config.folder_tenant_roots,
-        "slack_api_url": config.slack_api_url,
-        "drive_api_url": config.drive_api_url,
-        "drive_token_url": config.drive_token_url,
-        "google_token_uris": config.google_token_uris,
-        "hubspot_api_url": config.hubspot_api_url,
-        "airtable_api_url": config.airtable_api_url,
-        "airtable_backoff_seconds": config.airtable_backoff_seconds,
-        "sheets_api_url": config.sheets_api_url,
-        "graph_api_url": config.graph_api_url,
-        "graph_login_url": config.graph_login_url,
-        "dropbox_api_url": config.dropbox_api_url,
-        "dropbox_content_url": config.dropbox_content_url,
-        "ca_bundle": ca_bundle(config.outbound_ca_file),
-        "email_attach_max_bytes": config.email_attach_max_bytes,
-        "check_url": policy.check,
-        "check_host": policy.check_host,
-        # the platforms' SDKs: no redirects, each connection to a checked address
-        "session": policy.session,
-        "pin_pools": policy.pin_pools,
-        "connect": policy.connect,
-    }
-    return Environment(http=http, save_state=save_state, settings=settings)
+    return connector_env.environment(ctx, save_state)
 
 
 # -- the file --------------------------------------------------------------------------------------

@@ -6,13 +6,15 @@ is slow, so whether it meets a 429 depends on the machine: the tests count what 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
 
-from app.domain import pacing
+from app.domain import deliveries, pacing
+from app.work import delivering
 from connectors import teams
-from connectors.base import Delivery, Pace
+from connectors.base import Delivery, Pace, Throttled
 from tests.relay.test_deliveries import delivered
 from tests.support.servers import eventually
 
@@ -120,3 +122,45 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(
     assert len(fake_teams.posted) == 12 and len(receiver.requests) == 2, (
         "the webhooks did not wait for Teams"
     )
+
+
+def test_a_request_paced_as_it_is_sent_takes_only_a_near_slot(make_relay):
+    """``env.pace`` takes a slot only within the hold a worker gives a delivery: past it, the delivery is put
+    off until the slot (Throttled, holding none), so a busy schedule is not filled with slots nobody uses."""
+    ctx = make_relay(worker=False).ctx
+    now = redis_now(ctx)
+    sheets = Pace("sheets:test", per_second=0.1, what="a test's 6 writes a minute")
+    assert pacing.take_within(ctx, sheets, pacing.HOLD_SECONDS, now=now).wait == 0.0
+    later = pacing.take_within(ctx, sheets, pacing.HOLD_SECONDS, now=now)
+    assert later.at == pytest.approx(now + 10, abs=1e-6), "the next free slot, answered"
+    assert pacing.take_within(ctx, sheets, 10.0, now=now).at == pytest.approx(now + 10, abs=1e-6), (
+        "it was not taken: within a longer horizon it is still free"
+    )
+    env = delivering._environment(ctx, "dlv_test")
+    fresh = Pace("sheets:fresh", per_second=0.1, what="a test's 6 writes a minute")
+    env.pace(fresh)  # free now: no wait
+    with pytest.raises(Throttled) as throttled:
+        env.pace(fresh)
+    assert throttled.value.message == "waiting for a test's 6 writes a minute"
+    assert 8.0 < throttled.value.retry_after <= 10.0
+
+
+def test_a_throttled_delivery_gets_its_attempt_back_until_it_is_old(make_relay, monkeypatch):
+    """A throttle (a platform's 429, a pace slot far off) puts the delivery off without spending an attempt,
+    as long as it is younger than RELAY_DELIVERY_THROTTLE_SECONDS; after that it costs one as any retry."""
+    ctx = make_relay(worker=False).ctx
+    owner = deliveries.Owner(task_id="task_throttle", tenant_id="tenant_a")
+    event = {"type": "task.completed", "data": {}}
+    [delivery_id] = deliveries.plan_event(
+        ctx, owner, event, [{"kind": "webhook", "config": {"url": "https://example.com/h"}}]
+    )
+    record, _, started = deliveries.begin(ctx, delivery_id)
+    assert started and record.attempts == 0
+    outcome = deliveries.failed(ctx, record, 1, Throttled("429 from the test", retry_after=30))
+    after = ctx.deliveries.get(delivery_id)
+    assert (outcome, after.state, after.attempts) == ("throttled", "retrying", 0)
+    assert after.next_attempt_at - after.updated_at == pytest.approx(30, abs=1.0)
+
+    monkeypatch.setattr(ctx, "config", dataclasses.replace(ctx.config, delivery_throttle_seconds=0))
+    outcome = deliveries.failed(ctx, after, 1, Throttled("429 from the test", retry_after=30))
+    assert (outcome, ctx.deliveries.get(delivery_id).attempts) == ("retrying", 1)
