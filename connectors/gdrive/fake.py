@@ -50,6 +50,9 @@ class Grant:
     service_account: bool = False
     subject: str = ""
     """The user a service account impersonates (domain-wide delegation); empty: itself."""
+    user: str = ""
+    """Whose quota its calls count against: the service account (one user, however many workers use it),
+    the user it impersonates, or the user who granted the refresh token."""
 
     @property
     def has_no_quota(self) -> bool:
@@ -161,7 +164,13 @@ class FakeDrive:
                         "this method, or client not authorized for any of the scopes requested.",
                     }
                 ), 401
-            issued = Grant(time.time() + 3600, scopes, service_account=True, subject=subject)
+            issued = Grant(
+                time.time() + 3600,
+                scopes,
+                service_account=True,
+                subject=subject,
+                user=subject or str(claims.get("iss")),
+            )
         elif grant == "refresh_token":
             refresh_token = request.form.get("refresh_token", "")
             client = self.oauth_clients.get(refresh_token)
@@ -180,7 +189,7 @@ class FakeDrive:
             asked = frozenset(request.form.get("scope", "").split())
             if asked - granted:  # "all scopes must be authorized for the refresh token"
                 return jsonify({"error": "invalid_scope", "error_description": "Bad Request"}), 400
-            issued = Grant(time.time() + 3600, asked or granted)
+            issued = Grant(time.time() + 3600, asked or granted, user=f"oauth:{refresh_token}")
         else:
             return jsonify({"error": "unsupported_grant_type"}), 400
         self.token_grants.append(grant)
