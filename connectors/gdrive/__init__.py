@@ -75,6 +75,8 @@ class DriveKind:
     def _writable_folder(self, delivery: Delivery, env: Environment) -> Folder:
         folder = self.folder(delivery, env)
         if not folder.drive_id and place.service_account_without_subject(delivery):
+            # looked up again next time: a replay after the folder moved to a shared drive must see it
+            place.forget(str(env.settings["drive_api_url"]), delivery)
             raise place.no_quota(folder.folder_id)
         return folder
 

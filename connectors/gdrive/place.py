@@ -52,16 +52,21 @@ def no_quota(folder_id: str) -> Permanent:
     )
 
 
+def _key(api_url: str, delivery: Delivery) -> tuple[str, str, str]:
+    credentials = delivery.config.get("credentials") or {}
+    return api_url, str(delivery.config["folder_id"]), digest(repr(sorted(credentials.items())))
+
+
 def remembered(api_url: str, delivery: Delivery) -> tuple[tuple[str, str, str], Folder | None]:
     """The cache key of this delivery's folder, and the folder if it was looked up lately."""
-    key = (
-        api_url,
-        str(delivery.config["folder_id"]),
-        digest(repr(sorted((delivery.config.get("credentials") or {}).items()))),
-    )
+    key = _key(api_url, delivery)
     found = _known.get(key)
     return key, (found[0] if found and found[1] > time.monotonic() - _LIFE else None)
 
 
 def remember(key: tuple[str, str, str], folder: Folder) -> None:
     _known[key] = (folder, time.monotonic())
+
+
+def forget(api_url: str, delivery: Delivery) -> None:
+    _known.pop(_key(api_url, delivery), None)

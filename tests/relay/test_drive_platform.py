@@ -28,10 +28,15 @@ def test_a_service_account_into_a_my_drive_folder_is_dead_and_says_shared_drive_
     with drive_relay.client() as client:
         task = to_drive(drive_relay, client, fake_drive.service_account, folder=MY_DRIVE)
         [dead] = delivered(drive_relay, client, task["task_id"])
-    assert dead["state"] == "dead" and dead["attempts"] == 1, dead
-    assert "My Drive" in dead["last_error"] and "storageQuotaExceeded" in dead["last_error"]
-    assert "shared drive" in dead["last_error"] and "`subject`" in dead["last_error"], "the fix"
-    assert fake_drive.files == {}
+        assert dead["state"] == "dead" and dead["attempts"] == 1, dead
+        assert "My Drive" in dead["last_error"] and "storageQuotaExceeded" in dead["last_error"]
+        assert "shared drive" in dead["last_error"] and "`subject`" in dead["last_error"], "the fix"
+        assert fake_drive.files == {}
+        # the user follows the fix: the folder moves into a shared drive, and the replay delivers
+        fake_drive.shared_drives[MY_DRIVE] = "0AReportsSharedDrive"
+        client.post(f"/v1/deliveries/{dead['delivery_id']}/replay").raise_for_status()
+        [replayed] = delivered(drive_relay, client, task["task_id"])
+    assert replayed["state"] == "delivered" and len(fake_drive.files) == 1, replayed
 
 
 def test_a_shared_drive_and_a_delegated_service_account_deliver(drive_relay, fake_drive):
