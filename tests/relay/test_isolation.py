@@ -85,6 +85,9 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, 
         ("DELETE", "/v1/destinations/{destination_id}"): intruder.delete(
             f"/v1/destinations/{destination['id']}"
         ),
+        ("POST", "/v1/destinations/{destination_id}/check"): intruder.post(
+            f"/v1/destinations/{destination['id']}/check"
+        ),
         ("DELETE", "/v1/hooks/{hook_id}"): intruder.delete(f"/v1/hooks/{hook['id']}"),
         ("GET", "/v1/deliveries/{delivery_id}"): intruder.get(
             f"/v1/deliveries/{dead['delivery_id']}"
@@ -132,6 +135,7 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, 
         )
     }
     assert lists == {path: [] for path in lists}
+    assert intruder.post("/v1/destinations/checks").json()["destinations"] == [], "its own alone"
     # a record key names the tenant's own
     own_budget = intruder.put(budget_path, json={"monthly_credits": 1})
     calls[("PUT", "/v1/budgets/records/{record_key}")] = own_budget
