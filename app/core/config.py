@@ -172,6 +172,13 @@ class RelayConfig:
     airtable_api_url: str = "https://api.airtable.com"
     airtable_backoff_seconds: float = 30.0
     """Quiet after Airtable answers 429, as Airtable asks (tests shorten it)."""
+    airtable_requests_per_second: float = 5.0
+    """Airtable's limit per base, from all clients; the relay's workers together keep under it."""
+    airtable_token_requests_per_second: float = 50.0
+    """Airtable's limit per personal access token, across its bases."""
+    airtable_private_attachments: bool = False
+    """Attach files by URL even when RELAY_PUBLIC_URL is a private address: only for an Airtable that can
+    reach it (a test's fake). Airtable itself fetches from the internet."""
     sheets_api_url: str = "https://sheets.googleapis.com/"
     graph_api_url: str = "https://graph.microsoft.com/v1.0"
     graph_login_url: str = "https://login.microsoftonline.com"
@@ -228,7 +235,13 @@ class RelayConfig:
 
 
 def _parse(kind: Any, raw: str) -> Any:
-    """A setting's text as its field's type: str, int, float, or a comma-separated tuple of one of them."""
+    """A setting's text as its field's type: str, int, float, bool (true/false, 1/0), or a comma-separated
+    tuple of one of them."""
+    if kind is bool:
+        flag = {"true": True, "1": True, "false": False, "0": False}.get(raw.strip().lower())
+        if flag is None:
+            raise ValueError(raw)
+        return flag
     if get_origin(kind) is tuple:
         item = get_args(kind)[0]
         return tuple(item(part) for part in raw.split(",") if part.strip())
@@ -238,4 +251,6 @@ def _parse(kind: Any, raw: str) -> Any:
 def _what(kind: Any) -> str:
     if get_origin(kind) is tuple:
         return f"a comma-separated list of {get_args(kind)[0].__name__} values"
-    return {int: "a whole number", float: "a number"}.get(kind, kind.__name__)
+    return {int: "a whole number", float: "a number", bool: "true or false"}.get(
+        kind, kind.__name__
+    )
