@@ -160,6 +160,11 @@ class RelayConfig:
     slack_bot_token: str = ""
     slack_tenant_id: str = ""
     """Single-workspace mode, without the install flow: this bot token answers for this tenant."""
+    slack_files_per_minute: float = 100.0
+    """Slack's Tier 4, the limit of files.getUploadURLExternal and files.completeUploadExternal per
+    workspace; every worker together keeps under it."""
+    slack_messages_per_second: float = 1.0
+    """Slack's limit of messages a second per channel (chat.postMessage; a shared file posts one)."""
     slack_progress_seconds: float = 20.0
     """How often a running /overten job's progress is checked (at most 2 progress posts per job)."""
     drive_api_url: str = "https://www.googleapis.com"

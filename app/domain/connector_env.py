@@ -61,6 +61,8 @@ def environment(ctx: Needs, save_state: Callable[[str, dict], None]) -> Environm
         "folder_roots": config.folder_roots,
         "folder_tenant_roots": config.folder_tenant_roots,
         "slack_api_url": config.slack_api_url,
+        "slack_files_per_minute": config.slack_files_per_minute,
+        "slack_messages_per_second": config.slack_messages_per_second,
         "drive_api_url": config.drive_api_url,
         "drive_token_url": config.drive_token_url,
         "google_token_uris": config.google_token_uris,
