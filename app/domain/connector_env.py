@@ -58,6 +58,7 @@ def environment(ctx: Needs, save_state: Callable[[str, dict], None]) -> Environm
         time.sleep(slot.wait)
 
     settings = {
+        "public_url": config.public_url,
         "folder_roots": config.folder_roots,
         "folder_tenant_roots": config.folder_tenant_roots,
         "slack_api_url": config.slack_api_url,

@@ -100,6 +100,7 @@ class FakeAirtable:
             "/v0/<base>/<table>/<record>", view_func=self._record, methods=["GET", "PATCH"]
         )
         app.add_url_rule("/v0/meta/whoami", view_func=self._whoami)
+        app.add_url_rule("/v0/<base>/<table>", view_func=self._list)
         app.add_url_rule("/v0/meta/bases", view_func=self._bases)
         app.add_url_rule("/v0/meta/bases/<base>/tables", view_func=self._tables)
         return app
@@ -178,6 +179,25 @@ class FakeAirtable:
             )
             self.knobs.after_write("attachment" if added else "patch")
         return jsonify({"id": record, "createdTime": "2026-11-01T09:00:00.000Z", "fields": row})
+
+    def _list(self, base: str, table: str):
+        """A table's records (maxRecords of them): data.records:read."""
+        if refused := self._refused(base):
+            return refused
+        if (base, table) not in self.tables or READ not in self.scopes.get(
+            self._token(), ALL_SCOPES
+        ):
+            return _not_permitted()
+        rows = [(r, f) for (b, t, r), f in self.rows.items() if (b, t) == (base, table)]
+        rows = rows[: int(request.args.get("maxRecords") or 100)]
+        return jsonify(
+            {
+                "records": [
+                    {"id": r, "createdTime": "2026-11-01T09:00:00.000Z", "fields": f}
+                    for r, f in rows
+                ]
+            }
+        )
 
     def _token(self) -> str:
         return request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
