@@ -30,10 +30,10 @@ def test_a_batch_of_write_backs_into_one_base_keeps_to_its_limits_and_none_dies(
 ):
     """Three hundred write-backs into one base, by two workers: every request takes a slot of the base's
     pace and of the token's, and a 429 (a request late after its slot) waits without spending an attempt,
-    so none dies. Airtable's windows and the relay's paces are scaled alike (a tenth of a second for a
-    second) so that it runs in seconds."""
+    so none dies. Airtable's windows and the relay's paces are scaled alike (a twentieth of a second for
+    a second) so that it runs in seconds."""
     rows = 300
-    fake_airtable.window_seconds = 0.1  # 5 requests a 0.1 s per base, 50 per token
+    fake_airtable.window_seconds = 0.05  # 5 requests a 0.05 s per base, 50 per token
     fake_airtable.back_off_seconds = 0.5
     fake_airtable.plans[BASE] = Plan.BUSINESS  # no monthly limit: the rates are the point
     for n in range(rows):
@@ -42,8 +42,8 @@ def test_a_batch_of_write_backs_into_one_base_keeps_to_its_limits_and_none_dies(
         worker=False,
         airtable_api_url=fake_airtable.url,
         airtable_backoff_seconds=0.5,
-        airtable_requests_per_second=50.0,
-        airtable_token_requests_per_second=500.0,
+        airtable_requests_per_second=100.0,
+        airtable_token_requests_per_second=1000.0,
     )
     relay.start_worker()
     relay.start_worker()

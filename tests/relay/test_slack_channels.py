@@ -94,3 +94,48 @@ def test_files_to_three_channels_keep_to_the_files_tier_and_none_spends_an_attem
     assert sum(d["attempts"] for d in done) == 12, "neither a slot nor a 429 costs an attempt"
     assert fake_slack.lockout.early == []
     assert sorted(len(fake_slack.shared_files(c)) for c in channels) == [4, 4, 4]
+
+
+@pytest.mark.parametrize("private", [False, True], ids=["public", "private"])
+def test_the_commands_last_word_by_bot_token_joins_the_channel_or_says_invite_the_bot(
+    fake_slack, private
+):
+    """Past its response_url, an /overten command's last word goes with chat.postMessage to the channel it
+    was run in, which the bot may not be in: it joins a public one (channels:join, as the manifest asks),
+    and for a private one the failure says to invite the bot."""
+    from app.core.outbound import OutboundPolicy
+    from app.integrations.slack_manifest import BOT_SCOPES
+    from connectors.base import Delivery, Environment, Permanent
+    from connectors.slack_reply import KIND
+
+    channel_id = "G0TEAM" if private else "C0TEAM"
+    channel = fake_slack.add_channel(channel_id, private=private, members=set())
+    fake_slack.scopes[TOKEN] = set(BOT_SCOPES)
+    config = {
+        "response_url": fake_slack.response_url(),
+        "deadline": 0,  # past it: the bot token
+        "bot_token": TOKEN,
+        "channel": channel_id,
+        "user": "U0ANN",
+    }
+    event = {
+        "type": "task.completed",
+        "data": {"status": "completed", "result": {"summary": "Done."}},
+    }
+    env = Environment(
+        http=lambda timeout=30: OutboundPolicy("127.0.0.0/8").client(timeout=timeout),
+        save_state=lambda *_: None,  # type: ignore[arg-type]
+        settings={"slack_api_url": fake_slack.url + "/api/"},
+    )
+    delivery = Delivery("dlv_reply", "slack_reply", config, event)
+    if private:
+        with pytest.raises(Permanent, match="Invite the bot to the channel") as refused:
+            KIND.deliver(delivery, None, env, now=1.0)
+        assert channel_id in refused.value.message and fake_slack.messages == []
+        return
+    outcome = KIND.deliver(delivery, None, env, now=1.0)
+    assert (
+        outcome.location.startswith(f"slack:{channel_id}/message ") and "U0BOT" in channel.members
+    )
+    [message] = fake_slack.messages
+    assert message["channel"] == channel_id and message["text"].startswith("<@U0ANN>")
