@@ -160,6 +160,11 @@ class RelayConfig:
     slack_bot_token: str = ""
     slack_tenant_id: str = ""
     """Single-workspace mode, without the install flow: this bot token answers for this tenant."""
+    slack_files_per_minute: float = 100.0
+    """Slack's Tier 4, the limit of files.getUploadURLExternal and files.completeUploadExternal per
+    workspace; every worker together keeps under it."""
+    slack_messages_per_second: float = 1.0
+    """Slack's limit of messages a second per channel (chat.postMessage; a shared file posts one)."""
     slack_progress_seconds: float = 20.0
     """How often a running /overten job's progress is checked (at most 2 progress posts per job)."""
     drive_api_url: str = "https://www.googleapis.com"
@@ -172,6 +177,13 @@ class RelayConfig:
     airtable_api_url: str = "https://api.airtable.com"
     airtable_backoff_seconds: float = 30.0
     """Quiet after Airtable answers 429, as Airtable asks (tests shorten it)."""
+    airtable_requests_per_second: float = 5.0
+    """Airtable's limit per base, from all clients; the relay's workers together keep under it."""
+    airtable_token_requests_per_second: float = 50.0
+    """Airtable's limit per personal access token, across its bases."""
+    airtable_private_attachments: bool = False
+    """Attach files by URL even when RELAY_PUBLIC_URL is a private address: only for an Airtable that can
+    reach it (a test's fake). Airtable itself fetches from the internet."""
     sheets_api_url: str = "https://sheets.googleapis.com/"
     sheets_reads_per_window: int = 60
     """Google Sheets' read quota per user (a service account is one user) per window: the relay paces the
@@ -236,7 +248,13 @@ class RelayConfig:
 
 
 def _parse(kind: Any, raw: str) -> Any:
-    """A setting's text as its field's type: str, int, float, or a comma-separated tuple of one of them."""
+    """A setting's text as its field's type: str, int, float, bool (true/false, 1/0), or a comma-separated
+    tuple of one of them."""
+    if kind is bool:
+        flag = {"true": True, "1": True, "false": False, "0": False}.get(raw.strip().lower())
+        if flag is None:
+            raise ValueError(raw)
+        return flag
     if get_origin(kind) is tuple:
         item = get_args(kind)[0]
         return tuple(item(part) for part in raw.split(",") if part.strip())
@@ -246,4 +264,6 @@ def _parse(kind: Any, raw: str) -> Any:
 def _what(kind: Any) -> str:
     if get_origin(kind) is tuple:
         return f"a comma-separated list of {get_args(kind)[0].__name__} values"
-    return {int: "a whole number", float: "a number"}.get(kind, kind.__name__)
+    return {int: "a whole number", float: "a number", bool: "true or false"}.get(
+        kind, kind.__name__
+    )

@@ -58,15 +58,21 @@ def environment(ctx: Needs, save_state: Callable[[str, dict], None]) -> Environm
         time.sleep(slot.wait)
 
     settings = {
+        "public_url": config.public_url,
         "folder_roots": config.folder_roots,
         "folder_tenant_roots": config.folder_tenant_roots,
         "slack_api_url": config.slack_api_url,
+        "slack_files_per_minute": config.slack_files_per_minute,
+        "slack_messages_per_second": config.slack_messages_per_second,
         "drive_api_url": config.drive_api_url,
         "drive_token_url": config.drive_token_url,
         "google_token_uris": config.google_token_uris,
         "hubspot_api_url": config.hubspot_api_url,
         "airtable_api_url": config.airtable_api_url,
         "airtable_backoff_seconds": config.airtable_backoff_seconds,
+        "airtable_requests_per_second": config.airtable_requests_per_second,
+        "airtable_token_requests_per_second": config.airtable_token_requests_per_second,
+        "airtable_private_attachments": config.airtable_private_attachments,
         "sheets_api_url": config.sheets_api_url,
         "sheets_reads_per_window": config.sheets_reads_per_window,
         "sheets_writes_per_window": config.sheets_writes_per_window,

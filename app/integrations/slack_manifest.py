@@ -7,7 +7,17 @@ from typing import Any
 import yaml
 
 COMMAND = "/overten"
-BOT_SCOPES = ["commands", "chat:write", "files:write"]
+BOT_SCOPES = [
+    "commands",
+    "chat:write",
+    "files:write",
+    "channels:join",
+    "channels:read",
+    "groups:read",
+]
+"""What the relay calls needs: the command; posting and sharing files (in channels the bot is a member of);
+joining a public channel it is not in yet, instead of a not_in_channel failure; and reading a channel's
+membership for the destination check (public channels, and private ones it was invited to)."""
 USAGE = "excel|word|slides <prompt> · continue <prompt> · status · export pdf · help"
 
 

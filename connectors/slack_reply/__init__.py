@@ -9,8 +9,7 @@ import time
 import httpx
 
 from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
-from ..slack import call as slack_call
-from ..slack import web_client
+from ..slack import post_message, web_client
 
 _SPENT = ("expired_url", "used_url", "no_text")  # response_url answers with these once it is no use
 
@@ -36,9 +35,7 @@ class SlackReplyKind:
         if now < float(config["deadline"]) and self._respond(config["response_url"], text, env):
             return self._sent(delivery, env, "the command's response_url")
         client = web_client(config, env)
-        answer = slack_call(
-            client.chat_postMessage, channel=config["channel"], text=f"<@{config['user']}> {text}"
-        )
+        answer = post_message(client, config, env, text=f"<@{config['user']}> {text}")
         return self._sent(delivery, env, f"slack:{config['channel']}/message {answer['ts']}")
 
     def _respond(self, url: str, text: str, env: Environment) -> bool:

@@ -26,6 +26,7 @@ def test_sigkill_workers_while_300_deliveries_run(
     make_relay, make_sandbox, fake_drive, fake_slack, smtp_server, receiver, tmp_path, reliability
 ):
     sandbox = make_sandbox(pool_size=HELD + 4)  # the held documents leave room for the others
+    fake_slack.add_channel("C0CHAOS")  # the bot was invited
     relay = make_relay(
         sandbox=sandbox,
         worker=False,

@@ -85,6 +85,7 @@ def test_a_planted_secret_is_nowhere_in_redis_nor_in_the_archive(
     loopback_ca,
 ):
     secret = "Pl4nted" + secrets.token_hex(12)
+    fake_slack.add_channel("C0123ABCD")  # the bot was invited
     archive = tmp_path / "archive"
     relay = make_relay(
         archive_dir=str(archive),

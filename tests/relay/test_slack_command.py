@@ -16,6 +16,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from app.cli.commands import relay as main
 from app.core.outbound import OutboundPolicy
+from app.integrations.slack_manifest import BOT_SCOPES
 from app.stores import installations, queues
 from tests.support.keys import redis_key
 from tests.support.servers import eventually
@@ -26,6 +27,7 @@ _triggers = itertools.count(1)
 
 
 def _slack_relay(make_relay, fake_slack, worker: bool):
+    fake_slack.add_channel(CHANNEL)  # the bot was invited: Slack shares files only with members
     relay = make_relay(
         worker=worker,
         slack_signing_secret=SIGNING_SECRET,
@@ -263,6 +265,7 @@ def test_past_the_relays_deadline_the_final_word_skips_the_response_url(fake_sla
     from connectors.base import Delivery, Environment
     from connectors.slack_reply import KIND
 
+    fake_slack.add_channel(CHANNEL)  # the bot was invited
     response_url = fake_slack.response_url()  # young: Slack takes messages on it
     deadline = time.time() + 29 * 60
     config = {
@@ -402,7 +405,8 @@ def test_install_flow_maps_the_workspace_to_the_tenant(slack_relay, fake_slack):
     assert to_slack.status_code == 302
     consent = urlsplit(to_slack.headers["location"])
     asked = parse_qs(consent.query)
-    assert asked["scope"] == ["commands,chat:write,files:write"]
+    assert asked["scope"] == [",".join(BOT_SCOPES)]
+    assert {"channels:join", "channels:read"} <= set(BOT_SCOPES), "the bot may join a channel"
     assert asked["redirect_uri"] == [slack_relay.config.public_url + "/slack/oauth/callback"]
     back = httpx.get(to_slack.headers["location"])  # the admin clicks Allow
     callback = back.headers["location"]
@@ -438,7 +442,14 @@ def test_manifest_is_served_and_exported(slack_web, tmp_path):
         command["command"] == "/overten"
         and command["url"] == slack_web.config.public_url + "/slack/commands"
     )
-    assert manifest["oauth_config"]["scopes"]["bot"] == ["commands", "chat:write", "files:write"]
+    assert manifest["oauth_config"]["scopes"]["bot"] == [
+        "commands",
+        "chat:write",
+        "files:write",
+        "channels:join",
+        "channels:read",
+        "groups:read",
+    ]
     assert manifest["oauth_config"]["redirect_urls"] == [
         slack_web.config.public_url + "/slack/oauth/callback"
     ]

@@ -52,6 +52,7 @@ def pin_today_to_the_end_of(relay, monkeypatch, task: dict) -> None:
 def test_each_alert_share_fires_once_a_month_to_hooks_and_the_alert_destinations(
     make_relay, receiver, fake_slack
 ):
+    fake_slack.add_channel("C0ALERTS")  # the bot was invited
     relay = make_relay(slack_api_url=fake_slack.url + "/api/")
     with relay.client() as client:
         slack = client.post(
