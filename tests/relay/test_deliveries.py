@@ -392,7 +392,8 @@ def test_a_saved_destination_fixed_with_patch_delivers_its_dead_letter_on_replay
             "the replay to the fixed destination",
             every=0.1,
         )
-        [request] = receiver.requests
+        check, request = receiver.requests  # the PATCH's check, then the delivery
+        assert check.method == "HEAD"
         Webhook(secret).verify(request.body, request.headers)  # signed with the secret it kept
 
         errors = {
