@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import threading
 from typing import Any
@@ -11,7 +12,16 @@ from typing import Any
 import requests
 
 from .. import naming
-from ..base import ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..base import (
+    ChunkReader,
+    Delivery,
+    Document,
+    Environment,
+    Outcome,
+    Permanent,
+    Retryable,
+    Throttled,
+)
 from .sdk import HOST_API, HOST_CONTENT, HOST_NOTIFY, Union, dropbox, exceptions, files
 
 MIB = 1024 * 1024
@@ -74,6 +84,9 @@ def _upload(
     """Appends from the saved offset, then finishes with the last chunk; saves offset and block hashes after
     each append, and the whole file's content hash before the finish (find_existing looks for it)."""
     total, offset = document.size or 0, int(state["offset"])
+    if offset >= total and state.get("content_hash"):
+        # a finish refused for contention kept all the data: only the commit is left
+        return _finish(dbx, delivery, env, b"", state, state["blocks"])
     with document.open(offset) as chunks:
         reader = ChunkReader(chunks, "Dropbox")
         while True:
@@ -84,10 +97,9 @@ def _upload(
                 files.UploadSessionCursor(state["session"], offset),
             )
             if offset + size >= total:
-                env.save_state(
-                    delivery.delivery_id, {**state, "content_hash": _content_hash(blocks)}
-                )
-                return _finish(dbx, delivery, data, cursor, state, _content_hash(hashed))
+                state = {**state, "content_hash": _content_hash(blocks)}
+                env.save_state(delivery.delivery_id, state)
+                return _finish(dbx, delivery, env, data, state, blocks)
             _append(dbx, data, cursor, offset, size, _content_hash(hashed))
             offset += size
             del data  # before the next chunk is read: one chunk in memory at a time
@@ -115,26 +127,60 @@ def _append(dbx: Any, data: bytes, cursor: Any, offset: int, size: int, chunk_ha
 
 
 def _finish(
-    dbx: Any, delivery: Delivery, data: bytes, cursor: Any, state: dict, chunk_hash: str
+    dbx: Any, delivery: Delivery, env: Environment, data: bytes, state: dict, blocks: list[str]
 ) -> Any:
+    """The last chunk (``data``, maybe empty) at the saved offset, and the commit; ``blocks``: the whole
+    file's block hashes, saved with the offset once Dropbox holds all the data."""
+    offset, end = int(state["offset"]), int(state["offset"]) + len(data)
     policy = delivery.config.get("conflict", "replace")
     mode = files.WriteMode.overwrite if policy == "replace" else files.WriteMode.add
     commit = files.CommitInfo(
         path=state["path"], mode=mode, autorename=policy == "rename", mute=True
     )
+    cursor = files.UploadSessionCursor(state["session"], offset)
+    chunk_hash = _content_hash(blocks[len(state["blocks"]) :]) if data else None
     try:
         return _call(
             lambda: dbx.files_upload_session_finish(data, cursor, commit, content_hash=chunk_hash)
         )
     except exceptions.ApiError as exc:
-        tags, _ = _tags(exc.error)
+        tags, value = _tags(exc.error)
+        if tags == ["lookup_failed", "incorrect_offset"] and data and value.correct_offset == end:
+            # an earlier finish appended this chunk, then was refused or lost: commit without it
+            return _finish(
+                dbx, delivery, env, b"", _appended(delivery, env, state, end, blocks), blocks
+            )
         if tags[:1] == ["lookup_failed"]:
             raise _SessionGone from None
+        if tags == ["path", "too_many_write_operations"]:
+            _appended(delivery, env, state, end, blocks)  # "Data has already been appended"
+            raise _contended() from None
+        if tags == ["too_many_write_operations"]:
+            raise _contended() from None
         if tags[:2] == ["path", "conflict"]:
             raise Permanent(
                 f"Dropbox: {state['path']} exists and the conflict policy is fail"
             ) from None
         raise _refused(exc) from None
+
+
+def _appended(
+    delivery: Delivery, env: Environment, state: dict, end: int, blocks: list[str]
+) -> dict:
+    """Dropbox holds the session's data up to ``end``: saved, so a retry sends only what is left."""
+    state = {**state, "offset": end, "blocks": blocks}
+    env.save_state(delivery.delivery_id, state)
+    return state
+
+
+def _contended() -> Throttled:
+    """Dropbox's namespace lock was taken by other writes: the session keeps its data and the commit is
+    tried again a little later (spread, so a batch's files do not collide again at once)."""
+    return Throttled(
+        "Dropbox is busy with other writes to this folder's namespace (too_many_write_operations); "
+        "the upload is kept and its commit retried",
+        retry_after=1 + random.random(),
+    )
 
 
 def _listing(dbx: Any, folder: str) -> list:
@@ -172,15 +218,27 @@ def _call(request: Any) -> Any:
     try:
         return request()
     except exceptions.RateLimitError as exc:
-        raise Retryable(
-            "Dropbox is throttling (too_many_requests)", retry_after=exc.backoff
+        reason = str(exc.error.reason._tag) if exc.error is not None else "too_many_requests"
+        if reason == "too_many_write_operations":
+            raise Throttled(
+                "Dropbox is busy with other writes to this folder's namespace "
+                "(too_many_write_operations)",
+                retry_after=exc.backoff,
+            ) from None
+        raise Throttled(
+            f"Dropbox is throttling ({_safe(reason)})", retry_after=exc.backoff
         ) from None
     except exceptions.AuthError as exc:
+        raise _signed_out(exc) from None
+    except exceptions.PathRootError as exc:
         tags, _ = _tags(exc.error)
         raise Permanent(
-            f"Dropbox refused the credentials ({tags[0] if tags else 'auth'}): check the app key, "
-            "secret and refresh token (was the app's access revoked?)"
+            f"Dropbox refused the team space ({_safe('/'.join(tags)) or 'path root'}): the account "
+            "cannot write into the namespace root_namespace_id names; set it to the team's root "
+            "namespace id (root_info of the account), or leave it empty for the member's own folder"
         ) from None
+    except _Forbidden as exc:
+        raise Permanent(str(exc)) from None
     except exceptions.BadInputError as exc:
         said = _oauth_error(exc.message)
         raise Permanent(f"Dropbox refused the request: {said}") from None
@@ -188,6 +246,44 @@ def _call(request: Any) -> Any:
         raise Retryable(f"Dropbox answered {exc.status_code}") from None
     except requests.RequestException as exc:
         raise Retryable(f"Dropbox could not be reached: {type(exc).__name__}") from None
+
+
+def _signed_out(exc: exceptions.AuthError) -> Permanent:
+    tags, value = _tags(exc.error)
+    if tags[:1] == ["missing_scope"]:
+        scope = _safe(str(getattr(value, "required_scope", "") or "")) or "a scope"
+        return Permanent(
+            f"Dropbox: the app's token lacks the scope {scope}; tick it in the app's Permissions tab "
+            "(dropbox.com/developers/apps) and connect again for a new refresh token"
+        )
+    return Permanent(
+        f"Dropbox refused the credentials ({_safe(tags[0]) if tags else 'auth'}): check the app key, "
+        "secret and refresh token (was the app's access revoked?)"
+    )
+
+
+class _Forbidden(Exception):
+    """Dropbox's 403 (AccessError): read here, since the SDK decodes it against each route's own error type
+    and keeps only ``other``. Its user_message is Dropbox's words for the user (the data-transport limit)."""
+
+    @classmethod
+    def of(cls, response: Any) -> _Forbidden:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        summary = str(body.get("error_summary") or "").rstrip("/.")
+        user_message = body.get("user_message") or {}
+        said = str(user_message.get("text") or "") if isinstance(user_message, dict) else ""
+        said = re.sub(r"[\x00-\x1f\x7f]+", " ", said)[:300]
+        text = f"Dropbox refused the request ({_safe(summary) or '403'})"
+        if summary.startswith("invalid_account_type/feature"):
+            text += (
+                ": the team's monthly data transport calls are spent (a Business plan limit); "
+                "replay the dead letters after the 1st of the month, or move to a plan without it"
+            )
+        return cls(f"{text}. Dropbox says: {said}" if said else text)
 
 
 def _tags(error: Any) -> tuple[list[str], Any]:
@@ -204,6 +300,11 @@ def _refused(exc: exceptions.ApiError) -> Permanent:
     if "insufficient_space" in tags:
         return Permanent("Dropbox: the account is out of space")
     return Permanent(f"Dropbox refused the upload ({'/'.join(tags)[:200] or 'no error code'})")
+
+
+def _safe(code: str) -> str:
+    """A Dropbox error code or scope as it may be shown; anything else is dropped."""
+    return code if re.fullmatch(r"[A-Za-z0-9_.\-/]{1,100}", code) else ""
 
 
 def _oauth_error(body: str) -> str:
@@ -232,6 +333,11 @@ class _Dropbox(dropbox.Dropbox):
 
     def refresh_access_token(self, host=None, scope=None):
         return super().refresh_access_token(host or self._host_map[HOST_API], scope)
+
+    def raise_dropbox_error_for_resp(self, res):
+        if res.status_code == 403:
+            raise _Forbidden.of(res)
+        return super().raise_dropbox_error_for_resp(res)
 
 
 def _client(delivery: Delivery, env: Environment) -> Any:
