@@ -13,6 +13,7 @@ import requests
 
 from .. import naming
 from ..base import (
+    Check,
     ChunkReader,
     Delivery,
     Document,
@@ -30,6 +31,13 @@ BLOCK = 4 * MIB
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
+
+
+def check(target: Delivery, env: Environment) -> list[Check]:
+    """What a delivery needs, checked without delivering (connectors.dropbox.check)."""
+    from .check import check as run  # it uses this module's calls and errors
+
+    return run(target, env)
 
 
 def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
@@ -351,30 +359,33 @@ def _client(delivery: Delivery, env: Environment) -> Any:
             },
             sort_keys=True,
         ).encode()
-    )
+    ).hexdigest()
     with _clients_lock:
-        if key.hexdigest() not in _clients:
-            root = config.get("root_namespace_id")
-            headers = (
-                {"Dropbox-API-Path-Root": json.dumps({".tag": "root", "root": str(root)})}
-                if root
-                else None
-            )
-            _clients[key.hexdigest()] = _Dropbox(
-                _host(env.settings["dropbox_api_url"]),
-                _host(env.settings["dropbox_content_url"]),
-                oauth2_refresh_token=config["refresh_token"],
-                app_key=config["app_key"],
-                app_secret=config.get("app_secret") or None,
-                # the outbound policy's: no redirect, each connection to an address it checked
-                session=env.settings["session"](),
-                max_retries_on_error=0,
-                max_retries_on_rate_limit=0,
-                timeout=300,
-                headers=headers,
-                user_agent="overten-relay/0.1",
-            )
-        return _clients[key.hexdigest()]
+        if key not in _clients:
+            _clients[key] = new_client(config, env)
+        return _clients[key]
+
+
+def new_client(config: dict, env: Environment) -> Any:
+    """A client of its own, that has not signed in yet (a check signs in afresh)."""
+    root = config.get("root_namespace_id")
+    headers = (
+        {"Dropbox-API-Path-Root": json.dumps({".tag": "root", "root": str(root)})} if root else None
+    )
+    return _Dropbox(
+        _host(env.settings["dropbox_api_url"]),
+        _host(env.settings["dropbox_content_url"]),
+        oauth2_refresh_token=config["refresh_token"],
+        app_key=config["app_key"],
+        app_secret=config.get("app_secret") or None,
+        # the outbound policy's: no redirect, each connection to an address it checked
+        session=env.settings["session"](),
+        max_retries_on_error=0,
+        max_retries_on_rate_limit=0,
+        timeout=300,
+        headers=headers,
+        user_agent="overten-relay/0.1",
+    )
 
 
 def _host(url: str) -> str:
