@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from .. import naming
-from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..base import Check, Delivery, Document, Environment, Outcome, Permanent, Retryable
 from ..retry_after import retry_after
 
 MIB = 1024 * 1024
@@ -49,6 +49,13 @@ class Seen(Enum):
     ABSENT = "absent"
     UNKNOWN = "unknown"
     """403: without s3:ListBucket, S3 answers a missing key with 403, so absent and forbidden look alike."""
+
+
+def check(target: Delivery, env: Environment) -> list[Check]:
+    """What a delivery needs, checked without delivering (connectors.s3.check)."""
+    from .check import check as run  # it uses this module's calls and errors
+
+    return run(target, env)
 
 
 def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
