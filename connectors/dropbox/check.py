@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from ..base import Check, Delivery, DeliveryError, Environment, Verdict
-from . import writer
+from .client import call, new_client, safe, tags_of
 from .sdk import exceptions, files
 
 SIGN_IN = "signs in"
@@ -20,9 +20,9 @@ CLEANS = "removes its test file"
 
 def check(target: Delivery, env: Environment) -> list[Check]:
     config = target.config
-    dbx = writer.new_client(config, env)  # its own: signs in afresh
+    dbx = new_client(config, env)  # its own: signs in afresh
     try:
-        writer._call(dbx.refresh_access_token)
+        call(dbx.refresh_access_token)
     except DeliveryError as exc:
         return [
             Check(
@@ -48,12 +48,12 @@ def check(target: Delivery, env: Environment) -> list[Check]:
 def _write(dbx: Any, marker: str) -> Check:
     commit = files.CommitInfo(path=marker, mode=files.WriteMode.add, autorename=False, mute=True)
     try:
-        session = writer._call(lambda: dbx.files_upload_session_start(b"")).session_id
+        session = call(lambda: dbx.files_upload_session_start(b"")).session_id
         cursor = files.UploadSessionCursor(session, 0)
-        writer._call(lambda: dbx.files_upload_session_finish(b"", cursor, commit))
+        call(lambda: dbx.files_upload_session_finish(b"", cursor, commit))
     except exceptions.ApiError as exc:
-        tags, _ = writer._tags(exc.error)
-        said = "/".join(writer._safe(tag) for tag in tags) or "no error code"
+        tags, _ = tags_of(exc.error)
+        said = "/".join(safe(tag) for tag in tags) or "no error code"
         return Check(
             WRITES,
             Verdict.FAILURE,
@@ -72,7 +72,7 @@ def _write(dbx: Any, marker: str) -> Check:
 
 def _read(dbx: Any, folder: str) -> Check:
     try:
-        writer._call(lambda: dbx.files_list_folder(f"/{folder}" if folder else ""))
+        call(lambda: dbx.files_list_folder(f"/{folder}" if folder else ""))
     except exceptions.ApiError:
         pass  # the folder itself may not exist yet: the scope was good enough to be asked
     except DeliveryError as exc:
@@ -88,7 +88,7 @@ def _read(dbx: Any, folder: str) -> Check:
 
 def _remove(dbx: Any, marker: str) -> Check:
     try:
-        writer._call(lambda: dbx.files_delete_v2(marker))
+        call(lambda: dbx.files_delete_v2(marker))
     except (DeliveryError, exceptions.ApiError):
         return Check(
             CLEANS,

@@ -12,8 +12,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..base import Check, Delivery, DeliveryError, Environment, Verdict
-from . import writer
-from .writer import Seen
+from .client import Seen, call, client_for, look
 
 PUT = "the bucket takes a put (s3:PutObject)"
 GET = "reads its objects back (s3:GetObject)"
@@ -30,10 +29,8 @@ def check(target: Delivery, env: Environment) -> list[Check]:
     bucket = config["bucket"]
     marker = _under(_fixed_prefix(str(config.get("prefix") or "")), secrets.token_hex(4))
     try:
-        s3 = writer._client(target, env)
-        writer._call(
-            lambda: s3.put_object(Bucket=bucket, Key=marker, Body=b""), needs="s3:PutObject"
-        )
+        s3 = client_for(target, env)
+        call(lambda: s3.put_object(Bucket=bucket, Key=marker, Body=b""), needs="s3:PutObject")
     except DeliveryError as exc:
         return [Check(PUT, Verdict.FAILURE, exc.message, _fix(exc.message))]
     checks = [Check(PUT, Verdict.PASS, f"A test object was put at s3://{bucket}/{marker}.")]
@@ -55,7 +52,7 @@ def check(target: Delivery, env: Environment) -> list[Check]:
 
 
 def _get(s3: Any, bucket: str, marker: str) -> Check:
-    seen, _ = writer._look(s3, bucket, marker)
+    seen, _ = look(s3, bucket, marker)
     if seen is Seen.THERE:
         return Check(GET, Verdict.PASS, "The test object can be read.")
     return Check(
@@ -68,7 +65,7 @@ def _get(s3: Any, bucket: str, marker: str) -> Check:
 
 
 def _list(s3: Any, bucket: str, marker: str) -> Check:
-    seen, _ = writer._look(s3, bucket, f"{marker}-absent")
+    seen, _ = look(s3, bucket, f"{marker}-absent")
     if seen is Seen.ABSENT:
         return Check(LIST, Verdict.PASS, "A missing key is answered 404.")
     return Check(

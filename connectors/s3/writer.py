@@ -3,67 +3,31 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import re
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
-from enum import Enum
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import naming
-from ..base import Check, Delivery, Document, Environment, Outcome, Permanent, Retryable
-from ..retry_after import retry_after
+from ..base import Delivery, Document, Environment, Outcome, Permanent
+from .check import check
+from .client import TAKEN, Seen, call, client_for, look
+
+__all__ = ["check", "deliver", "find_existing"]  # what SdkFileKind calls
 
 MIB = 1024 * 1024
 MIN_PART, MAX_PARTS = 5 * MIB, 10_000
 META = "relay-delivery-id"
-_THROTTLED = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequests",
-}
-_REFUSED = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AccessDenied",
-    "ExpiredToken",
-    "InvalidToken",
-}
-_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
-
-
-class Seen(Enum):
-    """What a HEAD of a key tells."""
-
-    THERE = "there"
-    ABSENT = "absent"
-    UNKNOWN = "unknown"
-    """403: without s3:ListBucket, S3 answers a missing key with 403, so absent and forbidden look alike."""
-
-
-def check(target: Delivery, env: Environment) -> list[Check]:
-    """What a delivery needs, checked without delivering (connectors.s3.check)."""
-    from .check import check as run  # it uses this module's calls and errors
-
-    return run(target, env)
 
 
 def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
     key = delivery.state.get("key")
     if not key:
         return None  # no attempt chose a key yet: nothing of ours can be there
-    s3 = _client(delivery, env)
-    seen, found = _look(s3, delivery.config["bucket"], key)
+    s3 = client_for(delivery, env)
+    seen, found = look(s3, delivery.config["bucket"], key)
     if seen is Seen.THERE and found.get("Metadata", {}).get(META) == delivery.delivery_id:
         return _outcome(s3, delivery, key)
     # UNKNOWN: deliver again; the put under the saved key replaces our own object or, for rename and
@@ -72,7 +36,7 @@ def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
 
 
 def deliver(delivery: Delivery, document: Document, env: Environment) -> Outcome:
-    s3, bucket = _client(delivery, env), delivery.config["bucket"]
+    s3, bucket = client_for(delivery, env), delivery.config["bucket"]
     state = dict(delivery.state)
     if not state.get("key"):
         key, guarded = _key_for(s3, delivery, document)
@@ -102,7 +66,7 @@ def _put(s3: Any, delivery: Delivery, document: Document, env: Environment, stat
     if document.size is not None and document.size <= part:
         with document.open(0) as chunks:
             for body in _parts(chunks, part):
-                answer = _call(
+                answer = call(
                     lambda body=body: s3.put_object(
                         Bucket=bucket,
                         Key=key,
@@ -114,11 +78,11 @@ def _put(s3: Any, delivery: Delivery, document: Document, env: Environment, stat
                     taken=bool(guard),
                     needs="s3:PutObject",
                 )
-        return answer is not _TAKEN
+        return answer is not TAKEN
     upload_id = state.get("upload_id")
     done = _parts_held(s3, bucket, key, upload_id) if upload_id else None
     if done is None:  # no upload yet, or S3 forgot it (aborted, expired): start over
-        upload_id = _call(
+        upload_id = call(
             lambda: s3.create_multipart_upload(
                 Bucket=bucket, Key=key, Metadata=metadata, ContentType=document.content_type
             ),
@@ -128,7 +92,7 @@ def _put(s3: Any, delivery: Delivery, document: Document, env: Environment, stat
         done = []
     try:
         parts = _upload_parts(s3, bucket, key, upload_id, document, part, done)
-        answer = _call(
+        answer = call(
             lambda: s3.complete_multipart_upload(
                 Bucket=bucket,
                 Key=key,
@@ -142,7 +106,7 @@ def _put(s3: Any, delivery: Delivery, document: Document, env: Environment, stat
     except Permanent:
         _abort(s3, bucket, key, upload_id)
         raise
-    if answer is _TAKEN:
+    if answer is TAKEN:
         _abort(s3, bucket, key, upload_id)  # its parts cannot move to another key
         return False
     return True
@@ -161,7 +125,7 @@ def _key_for(s3: Any, delivery: Delivery, document: Document) -> tuple[str, bool
     policy, bucket = delivery.config.get("conflict", "replace"), delivery.config["bucket"]
     if policy == "replace":
         return key, False
-    seen, _ = _look(s3, bucket, key)
+    seen, _ = look(s3, bucket, key)
     if seen is not Seen.THERE:
         return key, seen is Seen.UNKNOWN
     if policy == "fail":
@@ -175,7 +139,7 @@ def _free(s3: Any, bucket: str, key: str, first: int = 2) -> tuple[str, bool]:
     unknown: set[str] = set()
 
     def taken(candidate: str) -> bool:
-        seen, _ = _look(s3, bucket, candidate)
+        seen, _ = look(s3, bucket, candidate)
         if seen is Seen.UNKNOWN:
             unknown.add(candidate)
         return seen is Seen.THERE or (first > 2 and candidate == key)
@@ -191,7 +155,7 @@ def _taken(s3: Any, delivery: Delivery, env: Environment, state: dict) -> dict |
     """A conditional put found ``state["key"]`` taken: by an earlier attempt of ours (its outcome), or by
     someone else's object, which the conflict policy decides about (the next free name, saved)."""
     bucket, key = delivery.config["bucket"], state["key"]
-    seen, found = _look(s3, bucket, key)
+    seen, found = look(s3, bucket, key)
     if seen is Seen.THERE and found.get("Metadata", {}).get(META) == delivery.delivery_id:
         return _outcome(s3, delivery, key)
     if delivery.config.get("conflict", "replace") == "fail":
@@ -213,7 +177,7 @@ def _taken(s3: Any, delivery: Delivery, env: Environment, state: dict) -> dict |
 
 def _parts_held(s3: Any, bucket: str, key: str, upload_id: str) -> list[dict] | None:
     """The parts S3 holds, contiguous from part 1 (ETag and size), or None when it no longer knows the upload."""
-    listed = _call(
+    listed = call(
         lambda: s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=MAX_PARTS),
         # without s3:ListMultipartUploadParts the parts cannot be listed: the upload starts over
         absent=("NoSuchUpload", "AccessDenied"),
@@ -234,7 +198,7 @@ def _upload_parts(
     offset = sum(p["Size"] for p in done)
     with document.open(offset) as chunks:
         for number, body in enumerate(_parts(chunks, part), start=len(done) + 1):
-            answer = _call(
+            answer = call(
                 lambda body=body, number=number: s3.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
                 ),
@@ -281,78 +245,6 @@ def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
-# -- the client, answers and errors --------------------------------------------------------------------
-
-
-def _client(delivery: Delivery, env: Environment) -> Any:
-    """One client per configuration and process (boto3's clients are thread-safe; making one costs ~14 MiB
-    and tens of ms)."""
-    config = delivery.config
-    endpoint = config.get("endpoint_url") or None
-    if endpoint:
-        env.settings["check_url"](endpoint)  # a user-supplied URL like any other
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-    with _clients_lock:
-        if key not in _clients:
-            client = _new_client(config, endpoint, env.settings.get("ca_bundle"))
-            # botocore's URLLib3Session takes no connection classes: its pools are pinned in place, so each
-            # connection (to a tenant's endpoint, or a redirect's) goes to an address the policy checked
-            http = client._endpoint.http_session
-            env.settings["pin_pools"](http._manager)
-            http._pool_classes_by_scheme = http._manager.pool_classes_by_scheme
-            _clients[key] = client
-        return _clients[key]
-
-
-def _new_client(config: dict, endpoint: str | None, ca_bundle: str | None) -> Any:
-    # botocore >= 1.36 sends CRC checksums (x-amz-checksum-*, aws-chunked bodies) by default, which many
-    # S3-compatible stores refuse; to them, only when an operation requires one
-    checksums = (
-        {
-            "request_checksum_calculation": "when_required",
-            "response_checksum_validation": "when_required",
-        }
-        if endpoint
-        else {}
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=config.get("region") or "us-east-1",
-        verify=ca_bundle or None,
-        aws_access_key_id=config["access_key_id"],
-        aws_secret_access_key=config["secret_access_key"],
-        aws_session_token=config.get("session_token") or None,
-        config=Config(
-            signature_version="s3v4",
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            s3={"addressing_style": config.get("addressing_style", "auto")},
-            connect_timeout=10,
-            read_timeout=120,
-            **checksums,
-        ),
-    )
-
-
-def _look(s3: Any, bucket: str, key: str) -> tuple[Seen, dict]:
-    """Whether ``key`` is there (and its HEAD), absent, or unknown: a 403, which is S3's answer for a
-    missing key to a caller without s3:ListBucket (and for any key without s3:GetObject)."""
-    try:
-        return Seen.THERE, s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code") or "")
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        if code in ("404", "NoSuchKey", "NotFound"):
-            return Seen.ABSENT, {}
-        if status == 403 and code in ("403", "AccessDenied", "Forbidden"):
-            return Seen.UNKNOWN, {}
-        raise _classify(exc) from None
-    except EndpointConnectionError:
-        raise Retryable("S3 could not be reached") from None
-    except BotoCoreError as exc:
-        raise Retryable(f"S3 could not be used ({type(exc).__name__})") from None
-
-
 def _outcome(s3: Any, delivery: Delivery, key: str, document: Document | None = None) -> Outcome:
     bucket = delivery.config["bucket"]
     if delivery.config.get("session_token"):
@@ -366,56 +258,3 @@ def _outcome(s3: Any, delivery: Delivery, key: str, document: Document | None = 
         ExpiresIn=int(delivery.config.get("link_seconds", 7 * 86_400)),
     )
     return Outcome(f"s3://{bucket}/{key} {link}", key)
-
-
-_TAKEN = object()
-"""A conditional write's answer when the key was taken (412 PreconditionFailed)."""
-
-
-def _call(
-    request: Callable[[], Any], absent: tuple[str, ...] = (), taken: bool = False, needs: str = ""
-) -> Any:
-    """The answer; None when S3's error code says what was asked for is not there (``absent``); _TAKEN when
-    a conditional write (``taken``) found the key there. ``needs``: the IAM action the call needs, named
-    when S3 refuses it."""
-    try:
-        return request()
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code") or "")
-        if code in absent:
-            return None
-        if taken and code in ("PreconditionFailed", "ConditionalRequestConflict"):
-            return _TAKEN
-        if taken and code == "NotImplemented":
-            raise Permanent(
-                "the store cannot write only if a key is absent (If-None-Match), and without "
-                "s3:ListBucket it does not say whether a key exists: grant s3:ListBucket on the bucket, "
-                "or use the conflict policy replace"
-            ) from None
-        raise _classify(exc, needs) from None
-    except EndpointConnectionError:
-        raise Retryable("S3 could not be reached") from None
-    except BotoCoreError as exc:
-        raise Retryable(f"S3 could not be used ({type(exc).__name__})") from None
-
-
-def _classify(exc: ClientError, needs: str = "") -> Exception:
-    """Status and S3's error code; never the rest of the answer (the endpoint is the tenant's to choose)."""
-    error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
-    code, status = str(error.get("Code") or ""), int(meta.get("HTTPStatusCode") or 0)
-    code = code if _CODE.fullmatch(code) else ""
-    message = f"S3 answered {status} {code}".strip()
-    wait = retry_after((meta.get("HTTPHeaders") or {}).get("retry-after"))
-    if code in _THROTTLED or status in (429, 503):
-        return Retryable(message, retry_after=wait)
-    if code == "AccessDenied" and needs:
-        return Permanent(
-            f"S3 refused the credentials' permissions (AccessDenied): grant {needs} on the bucket"
-        )
-    if code in _REFUSED or status == 403:
-        return Permanent(f"S3 refused the credentials or their permissions ({code or status})")
-    if code == "NoSuchBucket":
-        return Permanent("S3: the bucket does not exist")
-    if status >= 500 or status in (408, 409):
-        return Retryable(message)
-    return Permanent(message)
