@@ -81,7 +81,11 @@ def _put(s3: Any, delivery: Delivery, document: Document, env: Environment, stat
         return answer is not TAKEN
     upload_id = state.get("upload_id")
     done = _parts_held(s3, bucket, key, upload_id) if upload_id else None
-    if done is None:  # no upload yet, or S3 forgot it (aborted, expired): start over
+    if (
+        done is None
+    ):  # no upload yet, or S3 forgot it (aborted, expired) or may not list it: start over
+        if upload_id:
+            _abort(s3, bucket, key, upload_id)  # one it may not list still holds parts
         upload_id = call(
             lambda: s3.create_multipart_upload(
                 Bucket=bucket, Key=key, Metadata=metadata, ContentType=document.content_type
@@ -142,6 +146,7 @@ def _free(s3: Any, bucket: str, key: str, first: int = 2) -> tuple[str, bool]:
         seen, _ = look(s3, bucket, candidate)
         if seen is Seen.UNKNOWN:
             unknown.add(candidate)
+        # from _taken (first > 2), the plain name is someone else's already
         return seen is Seen.THERE or (first > 2 and candidate == key)
 
     free = naming.free_name(key, taken, first=first)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 
 import httpx
+import pytest
 
 from tests.relay.test_deliveries import delivered
 from tests.relay.test_s3_delivery import destination, objects, original
@@ -19,8 +20,13 @@ LEAST_PRIVILEGE = frozenset(
 """The usual least-privilege policy for an uploader: no s3:ListBucket."""
 
 
-def test_without_list_bucket_a_retry_after_a_killed_worker_finishes_the_upload(make_relay, moto):
-    moto.allow = LEAST_PRIVILEGE
+@pytest.mark.parametrize("listable", [True, False], ids=["parts-listed", "parts-not-listed"])
+def test_without_list_bucket_a_retry_after_a_killed_worker_finishes_the_upload(
+    make_relay, moto, listable
+):
+    """The retry's look for its object meets S3's 403 for a missing key and goes on; without
+    s3:ListMultipartUploadParts too, the upload starts over (and the old one is aborted)."""
+    moto.allow = LEAST_PRIVILEGE - ({"s3:ListMultipartUploadParts"} if not listable else set())
     relay = make_relay(worker=False)
     moto.hold_next("part", skip=1)  # one part is in S3, the second waits in the proxy
     worker = relay.start_worker()
@@ -39,10 +45,14 @@ def test_without_list_bucket_a_retry_after_a_killed_worker_finishes_the_upload(m
         [done] = delivered(relay, client, task["task_id"], timeout=90)
         file = original(client, task["task_id"])
     assert done["state"] == "delivered", done["last_error"]
-    assert [why for _, why in moto.refused] == ["missing key without s3:ListBucket"], (
-        "the retry's look for its object met S3's 403 for a missing key, and went on"
+    refused = ["missing key without s3:ListBucket"]
+    assert [why for _, why in moto.refused] == (
+        refused if listable else [*refused, "s3:ListMultipartUploadParts"]
     )
     assert list(objects(moto).values()) == [file]
+    assert moto.s3.list_multipart_uploads(Bucket=moto.bucket).get("Uploads", []) == [], (
+        "no upload left behind"
+    )
 
 
 def test_without_list_bucket_rename_and_fail_still_keep_someone_elses_object(relay, moto):
