@@ -12,6 +12,8 @@
   are off: the relay's retries, backoff and Retry-After apply.
 - **Conflicts**: ``replace`` (write mode overwrite; Dropbox keeps the old version), ``rename`` (add with
   autorename: ``name (1).xlsx``) or ``fail`` (add). Parent folders are made by Dropbox.
+- **Contention**: Dropbox refuses concurrent commits into one namespace (``too_many_write_operations``, a 429
+  or a 409 from ``finish``): a throttle, whose retry commits with an empty body when Dropbox kept the data.
 - **Once per delivery**: the file's Dropbox content hash is worked out from each chunk's 4 MiB blocks and
   saved before the finish; an attempt after a crash looks in the folder for a file of that name (or its
   renamed form) with that content hash."""

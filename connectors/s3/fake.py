@@ -1,8 +1,20 @@
 """For the S3 destination's tests: moto's standalone server (a real S3 endpoint on loopback), and a proxy in
-front of it that plays S3's bad days, which moto does not: throttling answers (429 with Retry-After, as
-S3-compatible stores send, refusing calls until it is over; or 503 SlowDown, as S3 does) and a request held
-before it is passed on (to stop a worker in the middle of a part upload). Everything else passes through
-untouched, signatures included."""
+front of it that plays what moto does not: throttling answers (429 with Retry-After, as S3-compatible stores
+send, refusing calls until it is over; or 503 SlowDown, as S3 does), a request held before it is passed on
+(to stop a worker in the middle of a part upload), and two stricter stores:
+
+- ``allow``: an IAM policy that grants only these actions. A request for another action gets 403
+  AccessDenied; without ``s3:ListBucket``, a HEAD or GET of a missing key gets 403 instead of 404, as AWS
+  answers ("If you don't have the s3:ListBucket permission, Amazon S3 returns an HTTP status code 403",
+  HeadObject and GetObject in the S3 API reference). moto's own IAM mode refuses a HEAD even of an object
+  the policy lets one read, so the policy is played here.
+- ``legacy``: an S3-compatible store that predates botocore 1.36's default checksums: a request with an
+  ``x-amz-checksum-*`` or ``x-amz-sdk-checksum-algorithm`` header gets 400 InvalidArgument "Unsupported
+  header '...' received for this API call." (Backblaze B2, home-assistant/core#143995), and an aws-chunked
+  body (``STREAMING-UNSIGNED-PAYLOAD-TRAILER``) 400 XAmzContentSHA256Mismatch (boto/boto3#4400;
+  ovh/public-cloud-roadmap#781 lists both headers as unsupported).
+
+Everything else passes through untouched, signatures included."""
 
 from __future__ import annotations
 
@@ -89,6 +101,12 @@ class S3Proxy:
     held: list[str] = field(default_factory=list)
     """The paths of the requests held (see hold_next)."""
     release: threading.Event = field(default_factory=threading.Event)
+    allow: frozenset[str] | None = None
+    """The IAM actions the relay's key is granted (``s3:PutObject``...); None: ``s3:*``."""
+    legacy: bool = False
+    """Refuse botocore's default checksum headers and aws-chunked bodies, as older S3-compatible stores do."""
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    """(method and path, why) of every request the stricter store refused."""
     _hold: str = ""
     _hold_skip: int = 0
     _faults: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
@@ -134,6 +152,9 @@ class S3Proxy:
             fault = self._faults.pop(0) if self._faults else None
         if fault:
             return self._fault(environ, start_response, what, fault)
+        if strict := self._strict(request, what):
+            self.answered.append((what, strict.status_code))
+            return strict(environ, start_response)
         if part:
             self.parts_received += 1
         self._maybe_hold(request, part)
@@ -150,6 +171,15 @@ class S3Proxy:
             content=request.get_data(),
             timeout=120,
         )
+        if (
+            upstream.status_code == 404
+            and self.allow is not None
+            and "s3:ListBucket" not in self.allow
+            and _action(request) == "s3:GetObject"
+        ):
+            # AWS does not say a key is missing to a caller who may not list the bucket
+            self.refused.append((what, "missing key without s3:ListBucket"))
+            return self._denied(environ, start_response, what, request.method == "HEAD")
         self.answered.append((what, upstream.status_code))
         if part and upstream.status_code == 200:
             self.parts_forwarded += 1
@@ -162,6 +192,39 @@ class S3Proxy:
         return Response(upstream.content, status=upstream.status_code, headers=passed)(
             environ, start_response
         )
+
+    def _strict(self, request: Request, what: str) -> Response | None:
+        """The stricter store's refusal of this request, if it refuses it."""
+        if self.legacy:
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            checksum = sorted(
+                k
+                for k in headers
+                if k.startswith("x-amz-checksum-") or k == "x-amz-sdk-checksum-algorithm"
+            )
+            if headers.get("x-amz-content-sha256", "").startswith("STREAMING-UNSIGNED"):
+                self.refused.append((what, "aws-chunked body"))
+                return _error(
+                    400,
+                    "XAmzContentSHA256Mismatch",
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                )
+            if checksum:
+                self.refused.append((what, checksum[0]))
+                return _error(
+                    400,
+                    "InvalidArgument",
+                    f"Unsupported header '{checksum[0]}' received for this API call.",
+                )
+        action = _action(request)
+        if self.allow is not None and action not in self.allow:
+            self.refused.append((what, action))
+            return _error(403, "AccessDenied", "Access Denied", head=request.method == "HEAD")
+        return None
+
+    def _denied(self, environ, start_response, what: str, head: bool):
+        self.answered.append((what, 403))
+        return _error(403, "AccessDenied", "Access Denied", head=head)(environ, start_response)
 
     def _maybe_hold(self, request: Request, part: bool) -> None:
         if not self._hold or self._hold not in (request.method, "part" if part else ""):
@@ -180,3 +243,41 @@ class S3Proxy:
             self.lockout.start(float(headers["Retry-After"]))
         self.answered.append((what, status))
         return Response(body, status=status, headers=headers)(environ, start_response)
+
+
+def _action(request: Request) -> str:
+    """The IAM action S3 authorises a request as (the S3 API reference's "Permissions" of each call)."""
+    method, args = request.method, request.args
+    on_key = "/" in request.path.strip("/")  # path-style: /bucket/key
+    if not on_key:
+        if method == "GET" and "uploads" in args:
+            return "s3:ListBucketMultipartUploads"
+        if method in ("GET", "HEAD"):
+            return "s3:ListBucket"  # ListObjects(V2) and HeadBucket
+        if method == "PUT":
+            return "s3:CreateBucket"
+        return "s3:DeleteObject" if method == "POST" and "delete" in args else "s3:Unknown"
+    if "uploadId" in args:
+        return {
+            "GET": "s3:ListMultipartUploadParts",
+            "DELETE": "s3:AbortMultipartUpload",
+        }.get(method, "s3:PutObject")  # UploadPart, CompleteMultipartUpload
+    if method in ("GET", "HEAD"):
+        return "s3:GetObject"
+    if method == "DELETE":
+        return "s3:DeleteObject"
+    return "s3:PutObject"  # PutObject, CreateMultipartUpload (POST ?uploads)
+
+
+def _error(status: int, code: str, message: str, head: bool = False) -> Response:
+    """S3's XML error; a HEAD's has no body (botocore then reads the status: "403", "Forbidden")."""
+    body = (
+        b""
+        if head
+        else (
+            "<?xml version='1.0' encoding='UTF-8'?><Error><Code>"
+            f"{code}</Code><Message>{message}</Message><RequestId>4442587FB7D0A2F9</RequestId>"
+            "</Error>"
+        ).encode()
+    )
+    return Response(body, status=status, headers={"Content-Type": "application/xml"})

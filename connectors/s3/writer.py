@@ -3,117 +3,178 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import re
 import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import naming
-from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
-from ..retry_after import retry_after
+from ..base import Delivery, Document, Environment, Outcome, Permanent
+from .check import check
+from .client import TAKEN, Seen, call, client_for, look
+
+__all__ = ["check", "deliver", "find_existing"]  # what SdkFileKind calls
 
 MIB = 1024 * 1024
 MIN_PART, MAX_PARTS = 5 * MIB, 10_000
 META = "relay-delivery-id"
-_THROTTLED = {
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequests",
-}
-_REFUSED = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AccessDenied",
-    "ExpiredToken",
-    "InvalidToken",
-}
-_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
 
 
 def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
     key = delivery.state.get("key")
     if not key:
         return None  # no attempt chose a key yet: nothing of ours can be there
-    s3 = _client(delivery, env)
-    found = _head(s3, delivery.config["bucket"], key)
-    if found and found.get("Metadata", {}).get(META) == delivery.delivery_id:
+    s3 = client_for(delivery, env)
+    seen, found = look(s3, delivery.config["bucket"], key)
+    if seen is Seen.THERE and found.get("Metadata", {}).get(META) == delivery.delivery_id:
         return _outcome(s3, delivery, key)
+    # UNKNOWN: deliver again; the put under the saved key replaces our own object or, for rename and
+    # fail, is conditional (If-None-Match), and a refused one is looked at again
     return None
 
 
 def deliver(delivery: Delivery, document: Document, env: Environment) -> Outcome:
-    s3, bucket = _client(delivery, env), delivery.config["bucket"]
+    s3, bucket = client_for(delivery, env), delivery.config["bucket"]
     state = dict(delivery.state)
-    key = state.get("key") or _key_for(s3, delivery, document)
-    if state.get("key") != key:
-        state["key"] = key
+    if not state.get("key"):
+        key, guarded = _key_for(s3, delivery, document)
+        state.update(key=key, guarded=guarded)
         env.save_state(delivery.delivery_id, state)
+    for _ in range(MAX_RENAMES):
+        if _put(s3, delivery, document, env, state):
+            return _outcome(s3, delivery, state["key"], document)
+        # If-None-Match refused: the key was taken after we looked (or we could not look)
+        taken = _taken(s3, delivery, env, state)
+        if isinstance(taken, Outcome):
+            return taken
+        state = taken
+    raise Permanent(f"s3://{bucket}/{state['key']}: {MAX_RENAMES} renamed keys were all taken")
+
+
+def _put(s3: Any, delivery: Delivery, document: Document, env: Environment, state: dict) -> bool:
+    """The document under ``state["key"]``; False when a conditional write found the key taken."""
+    bucket, key = delivery.config["bucket"], state["key"]
+    guard = {"IfNoneMatch": "*"} if state.get("guarded") else {}
     part = max(MIN_PART, int(delivery.config.get("part_mb", 8)) * MIB)
     if document.size is not None and document.size > part * MAX_PARTS:
         raise Permanent(
             f"the document needs more than {MAX_PARTS} parts of {part // MIB} MiB: raise part_mb"
         )
-    metadata = {META: delivery.delivery_id}
+    metadata, answer = {META: delivery.delivery_id}, None
     if document.size is not None and document.size <= part:
         with document.open(0) as chunks:
             for body in _parts(chunks, part):
-                _call(
+                answer = call(
                     lambda body=body: s3.put_object(
                         Bucket=bucket,
                         Key=key,
                         Body=body,
                         ContentType=document.content_type,
                         Metadata=metadata,
-                    )
+                        **guard,
+                    ),
+                    taken=bool(guard),
+                    needs="s3:PutObject",
                 )
-        return _outcome(s3, delivery, key)
+        return answer is not TAKEN
     upload_id = state.get("upload_id")
     done = _parts_held(s3, bucket, key, upload_id) if upload_id else None
-    if done is None:  # no upload yet, or S3 forgot it (aborted, expired): start over
-        upload_id = _call(
+    if (
+        done is None
+    ):  # no upload yet, or S3 forgot it (aborted, expired) or may not list it: start over
+        if upload_id:
+            _abort(s3, bucket, key, upload_id)  # one it may not list still holds parts
+        upload_id = call(
             lambda: s3.create_multipart_upload(
                 Bucket=bucket, Key=key, Metadata=metadata, ContentType=document.content_type
-            )
+            ),
+            needs="s3:PutObject",
         )["UploadId"]
         env.save_state(delivery.delivery_id, {**state, "upload_id": upload_id})
         done = []
     try:
         parts = _upload_parts(s3, bucket, key, upload_id, document, part, done)
-        _call(
+        answer = call(
             lambda: s3.complete_multipart_upload(
-                Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-            )
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                **guard,
+            ),
+            taken=bool(guard),
+            needs="s3:PutObject",
         )
     except Permanent:
         _abort(s3, bucket, key, upload_id)
         raise
-    return _outcome(s3, delivery, key)
+    if answer is TAKEN:
+        _abort(s3, bucket, key, upload_id)  # its parts cannot move to another key
+        return False
+    return True
 
 
 # -- the object's key, under the conflict policy ------------------------------------------------------
 
+MAX_RENAMES = 20
 
-def _key_for(s3: Any, delivery: Delivery, document: Document) -> str:
+
+def _key_for(s3: Any, delivery: Delivery, document: Document) -> tuple[str, bool]:
+    """The key, and whether its put must be conditional (the key's absence could not be seen)."""
     prefix = naming.folder(delivery, document, key="prefix")
     name = naming.file_name(delivery, document)
     key = f"{prefix}/{name}" if prefix else name
     policy, bucket = delivery.config.get("conflict", "replace"), delivery.config["bucket"]
-    if policy == "replace" or not _head(s3, bucket, key):
-        return key
+    if policy == "replace":
+        return key, False
+    seen, _ = look(s3, bucket, key)
+    if seen is not Seen.THERE:
+        return key, seen is Seen.UNKNOWN
     if policy == "fail":
         raise Permanent(f"s3://{bucket}/{key} exists and the conflict policy is fail")
-    return naming.free_name(key, lambda candidate: _head(s3, bucket, candidate) is not None)
+    return _free(s3, bucket, key)
+
+
+def _free(s3: Any, bucket: str, key: str, first: int = 2) -> tuple[str, bool]:
+    """The first of ``name (first).ext``, ``name (first+1).ext``... not seen there, and whether its absence
+    could only be guessed (a 403), so that its put must be conditional."""
+    unknown: set[str] = set()
+
+    def taken(candidate: str) -> bool:
+        seen, _ = look(s3, bucket, candidate)
+        if seen is Seen.UNKNOWN:
+            unknown.add(candidate)
+        # from _taken (first > 2), the plain name is someone else's already
+        return seen is Seen.THERE or (first > 2 and candidate == key)
+
+    free = naming.free_name(key, taken, first=first)
+    return free, free in unknown
+
+
+_NUMBERED = re.compile(r"^(.*) \((\d+)\)(\.[^./]*)?$")
+
+
+def _taken(s3: Any, delivery: Delivery, env: Environment, state: dict) -> dict | Outcome:
+    """A conditional put found ``state["key"]`` taken: by an earlier attempt of ours (its outcome), or by
+    someone else's object, which the conflict policy decides about (the next free name, saved)."""
+    bucket, key = delivery.config["bucket"], state["key"]
+    seen, found = look(s3, bucket, key)
+    if seen is Seen.THERE and found.get("Metadata", {}).get(META) == delivery.delivery_id:
+        return _outcome(s3, delivery, key)
+    if delivery.config.get("conflict", "replace") == "fail":
+        raise Permanent(f"s3://{bucket}/{key} exists and the conflict policy is fail")
+    numbered = _NUMBERED.match(key)
+    base, first = (
+        (numbered.group(1) + (numbered.group(3) or ""), int(numbered.group(2)) + 1)
+        if numbered
+        else (key, 2)
+    )
+    free, guarded = _free(s3, bucket, base, first)
+    state = {"key": free, "guarded": guarded}  # a new key: a new upload
+    env.save_state(delivery.delivery_id, state)
+    return state
 
 
 # -- multipart ---------------------------------------------------------------------------------------
@@ -121,9 +182,10 @@ def _key_for(s3: Any, delivery: Delivery, document: Document) -> str:
 
 def _parts_held(s3: Any, bucket: str, key: str, upload_id: str) -> list[dict] | None:
     """The parts S3 holds, contiguous from part 1 (ETag and size), or None when it no longer knows the upload."""
-    listed = _call(
+    listed = call(
         lambda: s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=MAX_PARTS),
-        absent=("NoSuchUpload",),
+        # without s3:ListMultipartUploadParts the parts cannot be listed: the upload starts over
+        absent=("NoSuchUpload", "AccessDenied"),
     )
     if listed is None:
         return None
@@ -141,10 +203,11 @@ def _upload_parts(
     offset = sum(p["Size"] for p in done)
     with document.open(offset) as chunks:
         for number, body in enumerate(_parts(chunks, part), start=len(done) + 1):
-            answer = _call(
+            answer = call(
                 lambda body=body, number=number: s3.upload_part(
                     Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
-                )
+                ),
+                needs="s3:PutObject",
             )
             parts.append({"PartNumber": number, "ETag": answer["ETag"]})
     return parts
@@ -187,95 +250,16 @@ def _abort(s3: Any, bucket: str, key: str, upload_id: str) -> None:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
 
 
-# -- the client, answers and errors --------------------------------------------------------------------
-
-
-def _client(delivery: Delivery, env: Environment) -> Any:
-    """One client per configuration and process (boto3's clients are thread-safe; making one costs ~14 MiB
-    and tens of ms)."""
-    config = delivery.config
-    endpoint = config.get("endpoint_url") or None
-    if endpoint:
-        env.settings["check_url"](endpoint)  # a user-supplied URL like any other
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-    with _clients_lock:
-        if key not in _clients:
-            client = _new_client(config, endpoint, env.settings.get("ca_bundle"))
-            # botocore's URLLib3Session takes no connection classes: its pools are pinned in place, so each
-            # connection (to a tenant's endpoint, or a redirect's) goes to an address the policy checked
-            http = client._endpoint.http_session
-            env.settings["pin_pools"](http._manager)
-            http._pool_classes_by_scheme = http._manager.pool_classes_by_scheme
-            _clients[key] = client
-        return _clients[key]
-
-
-def _new_client(config: dict, endpoint: str | None, ca_bundle: str | None) -> Any:
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=config.get("region") or "us-east-1",
-        verify=ca_bundle or None,
-        aws_access_key_id=config["access_key_id"],
-        aws_secret_access_key=config["secret_access_key"],
-        aws_session_token=config.get("session_token") or None,
-        config=Config(
-            signature_version="s3v4",
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            s3={"addressing_style": config.get("addressing_style", "auto")},
-            connect_timeout=10,
-            read_timeout=120,
-        ),
-    )
-
-
-def _head(s3: Any, bucket: str, key: str) -> dict | None:
-    return _call(
-        lambda: s3.head_object(Bucket=bucket, Key=key), absent=("404", "NoSuchKey", "NotFound")
-    )
-
-
-def _outcome(s3: Any, delivery: Delivery, key: str) -> Outcome:
+def _outcome(s3: Any, delivery: Delivery, key: str, document: Document | None = None) -> Outcome:
     bucket = delivery.config["bucket"]
     if delivery.config.get("session_token"):
-        # a link presigned with temporary credentials carries their session token: kept out of the
-        # delivery's record (read by the tenant, stored for the retention period)
-        return Outcome(f"s3://{bucket}/{key}", key)
+        # a link presigned with temporary credentials carries their session token, and dies with the
+        # session (1-12 hours) whatever link_seconds says: the relay's own link to the file instead
+        link = document.link if document else ""
+        return Outcome(f"s3://{bucket}/{key} {link}".strip(), key)
     link = s3.generate_presigned_url(
         "get_object",
         Params={"Bucket": bucket, "Key": key},
         ExpiresIn=int(delivery.config.get("link_seconds", 7 * 86_400)),
     )
     return Outcome(f"s3://{bucket}/{key} {link}", key)
-
-
-def _call(request: Any, absent: tuple[str, ...] = ()) -> Any:
-    """The answer; None when S3's error code says what was asked for is not there (``absent``)."""
-    try:
-        return request()
-    except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code") or "") in absent:
-            return None
-        raise _classify(exc) from None
-    except EndpointConnectionError:
-        raise Retryable("S3 could not be reached") from None
-    except BotoCoreError as exc:
-        raise Retryable(f"S3 could not be used ({type(exc).__name__})") from None
-
-
-def _classify(exc: ClientError) -> Exception:
-    """Status and S3's error code; never the rest of the answer (the endpoint is the tenant's to choose)."""
-    error, meta = exc.response.get("Error", {}), exc.response.get("ResponseMetadata", {})
-    code, status = str(error.get("Code") or ""), int(meta.get("HTTPStatusCode") or 0)
-    code = code if _CODE.fullmatch(code) else ""
-    message = f"S3 answered {status} {code}".strip()
-    wait = retry_after((meta.get("HTTPHeaders") or {}).get("retry-after"))
-    if code in _THROTTLED or status in (429, 503):
-        return Retryable(message, retry_after=wait)
-    if code in _REFUSED or status == 403:
-        return Permanent(f"S3 refused the credentials or their permissions ({code or status})")
-    if code == "NoSuchBucket":
-        return Permanent("S3: the bucket does not exist")
-    if status >= 500 or status in (408, 409):
-        return Retryable(message)
-    return Permanent(message)

@@ -167,8 +167,8 @@ def test_a_429_is_honoured(dropbox_relay, fake_dropbox):
     assert (
         len(fake_dropbox.knobs.throttled) == 1
         and done["state"] == "delivered"
-        and done["attempts"] == 2
-    )
+        and done["attempts"] == 1
+    ), "a 429 is a throttle: its attempt is given back"
 
 
 def test_a_revoked_refresh_token_lands_in_the_dead_letters_without_it(dropbox_relay, fake_dropbox):
