@@ -169,7 +169,9 @@ def _send(smtp: smtplib.SMTP, config: dict, spool: IO[bytes], size: int, env: En
         raise smtplib.SMTPSenderRefused(code, reply, config["from"])
     answers = {recipient: smtp.rcpt(recipient) for recipient in config["to"]}
     refused = {r: (code, reply) for r, (code, reply) in answers.items() if code >= 400}
-    said = ", ".join(f"{r} ({code}{_code(reply)})" for r, (code, reply) in refused.items())
+    said = ", ".join(
+        f"{r} ({code}{session.said_code(reply)})" for r, (code, reply) in refused.items()
+    )
     if any(code >= 500 for code, _ in refused.values()):
         raise Permanent(f"the SMTP server refused the recipients: {said}")
     if refused:
@@ -187,11 +189,6 @@ def _send(smtp: smtplib.SMTP, config: dict, spool: IO[bytes], size: int, env: En
     code, reply = smtp.getreply()
     if code != 250:
         raise smtplib.SMTPDataError(code, reply)
-
-
-def _code(reply: bytes | str) -> str:
-    code = session.enhanced(reply)
-    return f" {code}" if code else ""
 
 
 KIND = EmailKind()

@@ -88,7 +88,7 @@ def _envelope(smtp: smtplib.SMTP, config: dict) -> Check:
             return Check(
                 "sender and recipients",
                 Verdict.FAILURE,
-                f"the SMTP server refused the sender {config['from']} ({code}{_code(reply)})",
+                f"the SMTP server refused the sender {config['from']} ({code}{session.said_code(reply)})",
                 "Use a From address the signed-in mailbox may send as.",
             )
         answers = {r: smtp.rcpt(r) for r in config["to"]}
@@ -160,12 +160,9 @@ def _sign_in_fix(config: dict, said: str) -> str:
 
 
 def _listed(answers: dict[str, tuple[int, bytes]]) -> str:
-    return ", ".join(f"{r} ({code}{_code(reply)})" for r, (code, reply) in answers.items())
-
-
-def _code(reply: bytes | str) -> str:
-    code = session.enhanced(reply)
-    return f" {code}" if code else ""
+    return ", ".join(
+        f"{r} ({code}{session.said_code(reply)})" for r, (code, reply) in answers.items()
+    )
 
 
 def _bytes(count: int) -> str:

@@ -90,7 +90,7 @@ def connected(config: dict, env: Environment, timeout: float = 60) -> Iterator[s
 
 def sign_in(smtp: smtplib.SMTP, config: dict, env: Environment) -> str:
     """Sign in as configured; returns how, in words. With OAuth, a refused token kept from before is
-    replaced by a fresh one once (it may have been revoked or expired early)."""
+    replaced by a fresh one, once (it may have been revoked, or have expired early)."""
     auth = config.get("auth") or "password"
     if auth == "password":
         if not config.get("username"):
@@ -104,22 +104,17 @@ def sign_in(smtp: smtplib.SMTP, config: dict, env: Environment) -> str:
             "(smtp.office365.com) or Gmail (smtp.gmail.com)"
         )
     user = oauth.mailbox(config)
-    for fresh in (False, True):
-        access = oauth.token(config, env, fresh=fresh)
-        try:
-            smtp.auth(
-                "XOAUTH2",
-                lambda challenge=None, access=access: (
-                    oauth.xoauth2(user, access)
-                    if challenge is None
-                    else ""  # ends an error challenge
-                ),
-            )
-            return f"signed in as {user} with XOAUTH2"
-        except smtplib.SMTPAuthenticationError:
-            if fresh:
-                raise
-    raise AssertionError("unreachable")
+    try:
+        _xoauth2(smtp, user, oauth.token(config, env))
+    except smtplib.SMTPAuthenticationError:
+        _xoauth2(smtp, user, oauth.token(config, env, fresh=True))
+    return f"signed in as {user} with XOAUTH2"
+
+
+def _xoauth2(smtp: smtplib.SMTP, user: str, access: str) -> None:
+    # smtplib asks once for the initial response, and again for each challenge: Gmail's error comes as one,
+    # answered with an empty line before the server says 535
+    smtp.auth("XOAUTH2", lambda challenge=None: "" if challenge else oauth.xoauth2(user, access))
 
 
 def size_limit(smtp: smtplib.SMTP) -> int | None:
@@ -135,9 +130,14 @@ def explain(exc: Exception, config: dict) -> DeliveryError:
         return exc
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return _refused_sign_in(exc, config)
+    if isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code == 552:
+        return Permanent(
+            f"the SMTP server refused the message as too large (552{said_code(exc.smtp_error)})"
+        )
     if isinstance(exc, smtplib.SMTPResponseException):
         kind = Retryable if 400 <= exc.smtp_code < 500 else Permanent
-        return kind(f"the SMTP server answered {exc.smtp_code}{_code_in(exc.smtp_error)}")
+        code = enhanced(exc.smtp_error)
+        return kind(f"the SMTP server answered {exc.smtp_code}{f' ({code})' if code else ''}")
     if isinstance(exc, ssl.SSLError):
         return Permanent(f"TLS with the SMTP server failed: {exc.reason}")
     if isinstance(exc, smtplib.SMTPException | OSError):
@@ -169,6 +169,7 @@ def enhanced(reply: bytes | str) -> str:
     return found.group(0) if found else ""
 
 
-def _code_in(reply: bytes | str) -> str:
+def said_code(reply: bytes | str) -> str:
+    """`` 5.1.1`` (the enhanced code with a space before it), or nothing."""
     code = enhanced(reply)
-    return f" ({code})" if code else ""
+    return f" {code}" if code else ""

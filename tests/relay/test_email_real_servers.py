@@ -332,3 +332,18 @@ def test_the_check_warns_a_password_for_microsoft_365_and_fails_when_basic_auth_
     [failure] = [c for c in refused.checks if c.verdict is Verdict.FAILURE]
     assert "basic authentication" in failure.message and "oauth_microsoft" in failure.fix
     assert passed.verdict is Verdict.PASS, passed.view()
+
+
+def test_a_message_too_large_even_with_a_link_is_a_dead_letter_saying_so(relay, tmp_path):
+    """A server whose limit even the words and the link exceed refuses MAIL FROM ... SIZE= with 552."""
+    (tmp_path / "tiny").mkdir()
+    tiny = SmtpServer(tmp_path / "tiny", free_port(), {"relay": "s3cret-pass"}, size_limit=300)
+    tiny.start()
+    try:
+        with relay.client() as client:
+            task = relay.submit(client, prompt="x", destinations=[email_destination(tiny)])
+            [dead] = delivered(relay, client, task["task_id"])
+    finally:
+        tiny.stop()
+    assert dead["state"] == "dead" and "too large (552" in dead["last_error"], dead
+    assert tiny.mailbox.messages == []
