@@ -218,22 +218,42 @@ def test_gmail_signs_in_with_a_delegated_service_account_or_a_refresh_token(
     ]
 
 
-def test_gmail_without_delegation_is_a_dead_letter_saying_so(make_relay, smtp_server, identity):
+def test_gmail_refusals_name_the_cause(make_relay, smtp_server, identity):
+    """A service account the Workspace admin never delegated the mail scope to: the token endpoint says
+    unauthorized_client. A refresh token of another user than the mailbox: Gmail answers XOAUTH2 with its JSON
+    challenge, then 535 5.7.8."""
     relay = make_relay(drive_token_url=f"{identity.url}/token")
-    identity.delegation.clear()  # the Workspace admin never granted the mail scope
+    identity.delegation.clear()
     smtp_server.mailbox.oauth = ("google", identity)
-    config = {
+    undelegated = {
         "auth": "oauth_google",
         "username": "ops@example.com",
         "password": None,
         "google_credentials": identity.service_account,
     }
+    other_user = {
+        "auth": "oauth_google",
+        "username": "bob@example.com",
+        "password": None,
+        "google_credentials": {
+            "type": "authorized_user",
+            "client_id": "client-id.apps",
+            "client_secret": "client-secret",
+            "refresh_token": "1//mail-refresh",
+        },
+    }
     with relay.client() as client:
-        task = relay.submit(
-            client, prompt="x", destinations=[email_destination(smtp_server, **config)]
-        )
-        [dead] = delivered(relay, client, task["task_id"])
-    assert dead["state"] == "dead" and "unauthorized_client" in dead["last_error"], dead
+        tasks = [
+            relay.submit(
+                client, prompt="x", destinations=[email_destination(smtp_server, **config)]
+            )
+            for config in (undelegated, other_user)
+        ]
+        dead = [delivered(relay, client, t["task_id"])[0] for t in tasks]
+    assert [d["state"] for d in dead] == ["dead", "dead"], dead
+    assert "unauthorized_client" in dead[0]["last_error"]
+    assert "XOAUTH2 sign-in as bob@example.com (535 5.7.8)" in dead[1]["last_error"]
+    assert smtp_server.mailbox.messages == []
 
 
 def test_oauth_secrets_are_sealed_and_never_shown(relay, smtp_server, identity):
