@@ -58,10 +58,12 @@ def small_server(tmp_path):
 
 
 def test_a_recipient_greylisted_at_rcpt_is_retried_and_delivered(make_relay, smtp_server):
-    """Greylisting defers the first RCPT of a sender/recipient pair with 450: a temporary refusal, not a dead
-    letter. Relay tries again after RELAY_EMAIL_DEFERRED_RETRY_SECONDS, and the server takes the message."""
+    """Greylisting defers the first RCPT of a sender/recipient pair with 450, and any retry sooner than its
+    delay: a temporary refusal, not a dead letter. Relay waits RELAY_EMAIL_DEFERRED_RETRY_SECONDS (here the
+    server's delay, scaled down as both are), and the server takes the message."""
     relay = make_relay(email_deferred_retry_seconds=0.5)
     smtp_server.mailbox.greylist = True
+    smtp_server.mailbox.greylist_delay = 0.5
     with relay.client() as client:
         task = relay.submit(client, prompt="x", destinations=[email_destination(smtp_server)])
         [done] = delivered(relay, client, task["task_id"])

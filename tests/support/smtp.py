@@ -19,6 +19,7 @@ import datetime
 import ipaddress
 import json
 import ssl
+import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -95,8 +96,11 @@ class Mailbox:
         self.refuse_next: list[str] = []
         """Replies to give instead of accepting the next messages (e.g. '451 try again later')."""
         self.greylist = False
-        """Defer the first RCPT of each (sender, recipient) pair, as a greylisting server does."""
-        self.seen_pairs: set[tuple[str, str]] = set()
+        """Defer the first RCPT of each (sender, recipient) pair, as a greylisting server does, and each
+        retry that comes before ``greylist_delay`` seconds have passed (Postgrey's --delay, 300 by default)."""
+        self.greylist_delay = 0.0
+        self.clock = time.monotonic
+        self.first_seen: dict[tuple[str, str], float] = {}
         self.deferred: list[tuple[str, str]] = []
         """(sender, recipient) of each RCPT deferred by greylisting."""
         self.basic_auth = True
@@ -116,9 +120,11 @@ class Mailbox:
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        pair = (envelope.mail_from, address)
-        if self.greylist and pair not in self.seen_pairs:
-            self.seen_pairs.add(pair)
+        pair, now = (envelope.mail_from, address), self.clock()
+        if self.greylist and (
+            pair not in self.first_seen or now - self.first_seen[pair] < self.greylist_delay
+        ):
+            self.first_seen.setdefault(pair, now)
             self.deferred.append(pair)
             return GREYLISTED.format(rcpt=address)
         envelope.rcpt_tos.append(address)
