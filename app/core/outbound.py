@@ -33,9 +33,9 @@ from connectors.sessions import TrustingSession
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _PASSING_DNS_FAILURES = frozenset(
-    # EAI_AGAIN: "Temporary failure in name resolution" (a timeout, glibc's answer to SERVFAIL); EAI_FAIL:
-    # the resolver failed (musl's answer to a refused query); EAI_SYSTEM: the OS (out of file descriptors).
-    # None says the name does not exist (EAI_NONAME, EAI_NODATA): those stay permanent
+    # EAI_AGAIN: "Temporary failure in name resolution" (a timeout, a SERVFAIL); EAI_FAIL: musl's answer to a
+    # resolver that refused the query (and to a name without addresses, which then dies after its retries);
+    # EAI_SYSTEM: the lookup could not be sent. A name that does not exist (EAI_NONAME) stays permanent
     getattr(socket, name)
     for name in ("EAI_AGAIN", "EAI_FAIL", "EAI_SYSTEM")
     if hasattr(socket, name)

@@ -28,14 +28,15 @@ def port(config: dict) -> int:
     return int(config.get("port") or 587)
 
 
-def tls_context(config: dict) -> ssl.SSLContext:
-    """The system's authorities, and the tenant's own CA certificate if it gave one (``ca_pem``). A path
-    on the worker (``ca_file``, before) is never opened: what it answered told whether a file exists."""
+def tls_context(config: dict, env: Environment) -> ssl.SSLContext:
+    """The relay's authorities (certifi's and the operator's RELAY_OUTBOUND_CA_FILE, as for every destination;
+    the system's when the relay gives none), and the tenant's own CA certificate if it gave one (``ca_pem``).
+    A path on the worker (``ca_file``, before) is never opened: what it answered told whether a file exists."""
     if config.get("ca_file"):
         raise Permanent(
             "ca_file is not read any more: give the CA certificate's PEM text in ca_pem"
         )
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=env.settings.get("ca_bundle"))
     if config.get("ca_pem"):
         try:
             context.load_verify_locations(cadata=config["ca_pem"])
@@ -71,7 +72,7 @@ def connected(config: dict, env: Environment, timeout: float = 60) -> Iterator[s
     host = config["host"]
     # checked now, and the socket opened to this very address (no second lookup to rebind)
     address = env.settings["connect"](host, port(config))
-    context = tls_context(config)
+    context = tls_context(config, env)
     smtp = (
         _PinnedSMTPSSL(host, address, context=context, timeout=timeout)
         if security(config) == "ssl"

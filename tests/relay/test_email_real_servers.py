@@ -369,3 +369,15 @@ def test_a_message_too_large_even_with_a_link_is_a_dead_letter_saying_so(relay, 
         tiny.stop()
     assert dead["state"] == "dead" and "too large (552" in dead["last_error"], dead
     assert tiny.mailbox.messages == []
+
+
+def test_the_operators_ca_file_is_trusted_for_smtp_too(make_relay, smtp_server):
+    """RELAY_OUTBOUND_CA_FILE (a private CA, a TLS-inspecting gateway) is trusted by every destination: an
+    email destination without its own ca_pem reaches a server whose certificate that CA signed."""
+    relay = make_relay(outbound_ca_file=str(smtp_server.cert))
+    with relay.client() as client:
+        task = relay.submit(
+            client, prompt="x", destinations=[email_destination(smtp_server, ca_pem=None)]
+        )
+        [done] = delivered(relay, client, task["task_id"])
+    assert done["state"] == "delivered", done["last_error"]
