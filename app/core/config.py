@@ -189,7 +189,9 @@ class RelayConfig:
     larger than the SMTP server's announced SIZE limit)."""
     email_deferred_retry_seconds: float = 300.0
     """Wait before trying again when an SMTP server defers a recipient (a 4xx at RCPT): greylisting servers
-    accept only a retry that comes after their delay, 5 minutes by default in Postgrey."""
+    accept only a retry that comes after their delay, 5 minutes by default in Postgrey. When Microsoft 365
+    refuses a connection beyond its 3 per mailbox (432 4.3.2), the wait is this or a minute, the shorter, and
+    costs no attempt."""
     metrics_dir: str = "var/metrics"
     """Where the web and worker processes of this host write Prometheus metrics for /metrics to add up
     (prometheus_client's multiprocess mode; PROMETHEUS_MULTIPROC_DIR wins when set). Empty: per process."""

@@ -76,7 +76,8 @@ class EmailKind:
                     spool.seek(0)
                     _send(smtp, config, spool, size, env)
             except (smtplib.SMTPException, OSError, DeliveryError) as exc:
-                raise session.explain(exc, config) from None
+                wait = min(60.0, float(env.settings.get("email_deferred_retry_seconds") or 300))
+                raise session.explain(exc, config, wait) from None
         env.save_state(delivery.delivery_id, {"message_id": message_id})
         how = "attached" if attach else "as a link" if document else "words only"
         return Outcome(f"email {message_id} to {', '.join(config['to'])} ({how})", message_id)

@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..base import DeliveryError, Environment, Permanent, Retryable
+from ..base import DeliveryError, Environment, Permanent, Retryable, Throttled
 from . import oauth
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\b")
@@ -125,10 +125,17 @@ def size_limit(smtp: smtplib.SMTP) -> int | None:
     return int(announced) if announced.isdigit() and int(announced) > 0 else None
 
 
-def explain(exc: Exception, config: dict) -> DeliveryError:
-    """What an exception of an SMTP session means for the delivery, in words."""
+def explain(exc: Exception, config: dict, wait: float = 60.0) -> DeliveryError:
+    """What an exception of an SMTP session means for the delivery, in words; ``wait``: before trying again
+    when the server says how many connections a mailbox may have."""
     if isinstance(exc, DeliveryError):
         return exc
+    if isinstance(exc, smtplib.SMTPResponseException) and _too_many_connections(exc):
+        return Throttled(
+            f"the SMTP server has too many connections for this mailbox at once "
+            f"({exc.smtp_code}{said_code(exc.smtp_error)}; Microsoft 365 allows 3): waiting",
+            retry_after=wait,
+        )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return _refused_sign_in(exc, config)
     if isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code == 552:
@@ -144,6 +151,12 @@ def explain(exc: Exception, config: dict) -> DeliveryError:
     if isinstance(exc, smtplib.SMTPException | OSError):
         return Retryable(f"the SMTP server could not be reached ({type(exc).__name__})")
     raise exc
+
+
+def _too_many_connections(exc: smtplib.SMTPResponseException) -> bool:
+    """Microsoft 365's 432 4.3.2 ("sender thread limit exceeded", "concurrent connection limit exceeded"): the
+    mailbox's other connections must end first, so it is a wait, not a failed attempt."""
+    return exc.smtp_code == 432 or enhanced(exc.smtp_error) == "4.3.2"
 
 
 def _refused_sign_in(exc: smtplib.SMTPAuthenticationError, config: dict) -> Permanent:

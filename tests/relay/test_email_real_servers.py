@@ -15,7 +15,7 @@ from connectors.email.fake import GOOGLE_MAIL_SCOPE, FakeMailIdentity, GoogleUse
 from tests.relay.test_deliveries import delivered
 from tests.relay.test_email_delivery import email_destination
 from tests.relay_fixtures import _service_account_keys
-from tests.support.servers import ServedApp
+from tests.support.servers import ServedApp, eventually
 from tests.support.smtp import SmtpServer
 
 MAILBOX = "reports@contoso.com"
@@ -381,3 +381,32 @@ def test_the_operators_ca_file_is_trusted_for_smtp_too(make_relay, smtp_server):
         )
         [done] = delivered(relay, client, task["task_id"])
     assert done["state"] == "delivered", done["last_error"]
+
+
+def test_microsoft_365s_connection_limit_holds_a_delivery_back_without_spending_attempts(
+    make_relay, smtp_server
+):
+    """Microsoft 365 takes 3 connections per mailbox at once and refuses a fourth's MAIL FROM with 432 4.3.2
+    (another app, or Relay's other workers, hold the three). Relay waits and tries again without spending one
+    of the delivery's attempts, and delivers once a connection is free."""
+    import smtplib
+    import ssl
+
+    relay = make_relay(email_deferred_retry_seconds=0.5)
+    smtp_server.mailbox.sessions_per_mailbox = 3
+    context = ssl.create_default_context(cafile=str(smtp_server.cert))
+    others = []
+    for _ in range(3):  # the mailbox's other senders, each in the middle of its own work
+        other = smtplib.SMTP("127.0.0.1", smtp_server.port, timeout=30)
+        other.starttls(context=context)
+        other.login("relay", "s3cret-pass")
+        others.append(other)
+    with relay.client() as client:
+        task = relay.submit(client, prompt="x", destinations=[email_destination(smtp_server)])
+        eventually(lambda: smtp_server.mailbox.thread_limited, 60, "a fourth connection refused")
+        for other in others:
+            other.quit()
+        [done] = delivered(relay, client, task["task_id"])
+    assert done["state"] == "delivered", done["last_error"]
+    assert done["attempts"] == 1, "the refusals spent no attempt"
+    assert len(smtp_server.mailbox.messages) == 1

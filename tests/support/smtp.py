@@ -6,6 +6,8 @@ docs/platforms.md, "Email (SMTP)"):
   ``450 4.2.0`` reply, a later one accepted;
 - a size limit (``size_limit``): announced as ``SIZE`` in the EHLO answer, a ``MAIL FROM ... SIZE=`` over it
   refused with 552, and so is a message over it at the end of DATA (aiosmtpd's own checks);
+- Microsoft 365's 3 connections per mailbox (``sessions_per_mailbox``): a MAIL FROM on a fourth connection
+  signed in as the same mailbox is answered ``432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded``;
 - basic authentication off (``basic_auth=False``): AUTH PLAIN and LOGIN answered as Microsoft 365 answers
   them then, ``535 5.7.139 Authentication unsuccessful, basic authentication is disabled``;
 - ``AUTH XOAUTH2`` (``oauth``): the token must be one the test's identity platform (connectors.email.fake)
@@ -25,7 +27,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -43,6 +45,7 @@ BASIC_AUTH_DISABLED = (
 MICROSOFT_OAUTH_REFUSED = (
     "535 5.7.3 Authentication unsuccessful [AM0PR01CA0001.eurprd01.prod.exchangelabs.com]"
 )
+SENDER_THREAD_LIMIT = "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"
 GMAIL_OAUTH_REFUSED = (
     "535-5.7.8 Username and Password not accepted. For more information, go to",
     "535 5.7.8  https://support.google.com/mail/?p=BadCredentials a1-20020a05.1 - gsmtp",
@@ -111,8 +114,28 @@ class Mailbox:
         """(mechanism, user) of each AUTH that succeeded."""
         self.mail_sizes: list[int | None] = []
         """The SIZE= of each MAIL FROM (None when the client gave none)."""
+        self.sessions_per_mailbox: int | None = None
+        """Microsoft 365's 3: a MAIL FROM on a connection signed in as a mailbox that already has this many
+        other connections open is answered 432 4.3.2 (sender thread limit)."""
+        self.open_sessions: dict[str, list[object]] = {}
+        """The connections signed in as each mailbox, oldest first, until they close."""
+        self.thread_limited: list[str] = []
+
+    def signed(self, session, user: str, mechanism: str) -> None:
+        self.signed_in.append((mechanism, user))
+        self.open_sessions.setdefault(user, []).append(session)
+
+    def closed(self, session) -> None:
+        for sessions in self.open_sessions.values():
+            if session in sessions:
+                sessions.remove(session)
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        user = next((u for u, open_ in self.open_sessions.items() if session in open_), None)
+        limit = self.sessions_per_mailbox
+        if user and limit and self.open_sessions[user].index(session) >= limit:
+            self.thread_limited.append(user)
+            return SENDER_THREAD_LIMIT
         size = next((o.split("=", 1)[1] for o in mail_options if o.startswith("SIZE=")), None)
         self.mail_sizes.append(int(size) if size else None)
         envelope.mail_from = address
@@ -145,7 +168,7 @@ class Mailbox:
             isinstance(auth_data, LoginPassword)
             and self.users.get(auth_data.login.decode()) == auth_data.password.decode()
         ):
-            self.signed_in.append((mechanism, auth_data.login.decode()))
+            self.signed(session, auth_data.login.decode(), mechanism)
             return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 
@@ -163,7 +186,7 @@ class Mailbox:
         user, token = fields.get("user", ""), fields.get("auth", "").removeprefix("Bearer ")
         platform, identity = self.oauth or ("microsoft", None)
         if identity is not None and identity.may_send(platform, token, user):  # type: ignore[attr-defined]
-            self.signed_in.append(("XOAUTH2", user))
+            self.signed(server.session, user, "XOAUTH2")
             return AuthResult(success=True, auth_data=user)
         if platform == "google":
             # Gmail says why in a challenge, waits for an empty answer, then refuses
@@ -172,6 +195,19 @@ class Mailbox:
             await server.push(GMAIL_OAUTH_REFUSED[0])
             return AuthResult(success=False, handled=False, message=GMAIL_OAUTH_REFUSED[1])
         return AuthResult(success=False, handled=False, message=MICROSOFT_OAUTH_REFUSED)
+
+
+class _Smtp(SMTP):
+    """aiosmtpd's protocol, telling the mailbox when a connection ends (its sessions per mailbox)."""
+
+    def connection_lost(self, error):
+        self.event_handler.closed(self.session)
+        super().connection_lost(error)
+
+
+class _Controller(Controller):
+    def factory(self):
+        return _Smtp(self.handler, **self.SMTP_kwargs)
 
 
 class SmtpServer:
@@ -190,7 +226,7 @@ class SmtpServer:
         context.load_cert_chain(self.cert, key)
         self.mailbox = Mailbox(users)
         self.port = port
-        self._controller = Controller(
+        self._controller = _Controller(
             self.mailbox,
             hostname="127.0.0.1",
             port=port,
