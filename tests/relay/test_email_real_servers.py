@@ -410,3 +410,26 @@ def test_microsoft_365s_connection_limit_holds_a_delivery_back_without_spending_
     assert done["state"] == "delivered", done["last_error"]
     assert done["attempts"] == 1, "the refusals spent no attempt"
     assert len(smtp_server.mailbox.messages) == 1
+
+
+def test_the_check_signs_in_to_gmail_with_oauth_or_says_what_to_grant(
+    make_relay, smtp_server, identity
+):
+    relay = make_relay(worker=False, drive_token_url=f"{identity.url}/token")
+    smtp_server.mailbox.basic_auth = False
+    smtp_server.mailbox.oauth = ("google", identity)
+    config = email_destination(
+        smtp_server,
+        auth="oauth_google",
+        username="ops@example.com",
+        password=None,
+        google_credentials=identity.service_account,
+    )["config"]
+    passed = _report(relay, config)
+    identity.delegation.clear()
+    refused = _report(relay, {**config, "username": "ana@example.com"})  # not a kept token
+    assert passed.verdict is Verdict.PASS, passed.view()
+    assert "signed in as ops@example.com with XOAUTH2" in passed.checks[1].message
+    [failure] = [c for c in refused.checks if c.verdict is Verdict.FAILURE]
+    assert failure.name == "signs in" and "unauthorized_client" in failure.message
+    assert "domain-wide delegation" in failure.fix and "https://mail.google.com/" in failure.fix
