@@ -3,8 +3,9 @@ OAuth client with a refresh token, each kept per process until shortly before it
 
 The credentials' ``token_uri`` is the tenant's to write: it must be Google's token endpoint, the relay's
 configured one, or one the operator allows (``google_token_uris``); the request goes through the outbound
-policy's session (no redirect, the connection pinned to the checked address), and Google's answer is never
-copied into an error: its status and error code are."""
+policy's session (no redirect, the connection pinned to the checked address, the relay's CA bundle and the
+environment's proxies), with a timeout of its own, and Google's answer is never copied into an error: its
+status and error code are, with what the user should do about that code."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ GOOGLE_TOKEN_URIS = frozenset(
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # per process: credentials and scopes digest -> (access token, expiry)
 _tokens: dict[str, tuple[str, float]] = {}
+TOKEN_TIMEOUT = 30.0
+"""Seconds for a token request (google-auth's own default is 120)."""
+
+
+class _Request(Request):
+    """google-auth's transport with the relay's timeout: google-auth passes its own 120 s to every call."""
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+        return super().__call__(url, method, body, headers, timeout=TOKEN_TIMEOUT, **kwargs)
 
 
 def access_token(info: dict, scopes: list[str], env: Environment, force: bool = False) -> str:
@@ -60,9 +70,12 @@ def access_token(info: dict, scopes: list[str], env: Environment, force: bool = 
             scopes=scopes,
         )
     try:
-        credentials.refresh(Request(session=env.settings["session"](timeout=30)))
+        credentials.refresh(_Request(session=env.settings["session"](timeout=TOKEN_TIMEOUT)))
     except google_errors.RefreshError as exc:
-        raise Permanent(f"Google refused the credentials ({_error_code(exc)})") from None
+        code = _error_code(exc)
+        raise Permanent(
+            f"Google refused the credentials ({code}){_advice(code, info, scopes)}"
+        ) from None
     except google_errors.TransportError as exc:
         raise Retryable(
             f"Google's token endpoint could not be reached ({type(exc.__cause__ or exc).__name__})"
@@ -78,6 +91,30 @@ def allowed_token_uris(env: Environment) -> set[str]:
         str(env.settings["drive_token_url"]),
         *filter(None, map(str.strip, extra)),
     }
+
+
+def _advice(code: str, info: dict, scopes: list[str]) -> str:
+    """What to do about a refused sign-in, by Google's error code and the kind of credentials."""
+    user = info.get("type") != "service_account"
+    if code == "invalid_grant" and user:
+        return (
+            ": the refresh token has expired or was revoked. An OAuth client whose consent screen is in "
+            "Testing gets refresh tokens that expire after 7 days: publish the app (In production), then "
+            "sign in again for a new refresh token"
+        )
+    if code == "invalid_grant":
+        return ": the service account's key was deleted or disabled; make a new key"
+    if code == "invalid_scope":
+        return f": the credentials were not granted {' '.join(scopes)}; " + (
+            "sign in again granting it" if user else "the key must allow it"
+        )
+    if code == "unauthorized_client" and info.get("subject"):
+        return (
+            ": the service account may not impersonate users. A Google Workspace admin allows it "
+            "under Security > API controls > Domain-wide delegation, for the service account's client ID "
+            f"and the scope {' '.join(scopes)}; or remove `subject` and use a shared drive"
+        )
+    return ""
 
 
 def _error_code(exc: google_errors.RefreshError) -> str:

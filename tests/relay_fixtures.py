@@ -301,7 +301,9 @@ def fake_airtable():
 
 @pytest.fixture
 def fake_sheets(tmp_path):
-    """The fake Sheets, whose token endpoint knows one service account (``fake.service_account``)."""
+    """The fake Sheets, whose token endpoint knows one service account (``fake.service_account``). Its quota
+    window is 6 s instead of a minute (the same 60 reads and 60 writes in it): a relay for it gets the same
+    window (``sheets_quota_window_seconds=fake.window_seconds``)."""
     from connectors.gdrive.fake import FakeDrive
     from connectors.sheets.fake import SHEETS_SCOPE, FakeSheets
 
@@ -311,7 +313,8 @@ def fake_sheets(tmp_path):
             storage=tmp_path / "sheets-auth",
             scope=SHEETS_SCOPE,
             service_accounts={"key-1": public_pem},
-        )
+        ),
+        window_seconds=6.0,
     )
     fake.service_account = {
         "type": "service_account",

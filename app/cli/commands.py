@@ -19,6 +19,7 @@ SUBCOMMANDS = {  # name -> (module under app.cli, attribute)
     "budgets": ("spend", "budgets"),
     "connectors": ("connectors", "connectors"),
     "deliveries": ("deliveries", "deliveries_group"),
+    "destinations": ("destinations", "destinations_group"),
     "dev": ("dev", "dev"),
     "doctor": ("doctor", "doctor"),
     "sandbox": ("services", "sandbox"),

@@ -173,6 +173,14 @@ class RelayConfig:
     airtable_backoff_seconds: float = 30.0
     """Quiet after Airtable answers 429, as Airtable asks (tests shorten it)."""
     sheets_api_url: str = "https://sheets.googleapis.com/"
+    sheets_reads_per_window: int = 60
+    """Google Sheets' read quota per user (a service account is one user) per window: the relay paces the
+    reads of each credential to it across every worker (a little under it, for margin)."""
+    sheets_writes_per_window: int = 60
+    """Google Sheets' write quota per user per window, paced like the reads and apart from them."""
+    sheets_quota_window_seconds: float = 60.0
+    """The window Sheets counts its quotas in (a minute); also how long a write-back waits after a 429,
+    which says no Retry-After. Tests shorten it together with their fake's."""
     graph_api_url: str = "https://graph.microsoft.com/v1.0"
     graph_login_url: str = "https://login.microsoftonline.com"
     """Microsoft Entra's sign-in host, for OneDrive and SharePoint's app-only tokens and email's XOAUTH2 sign-in

@@ -162,6 +162,23 @@ def hooks(ctx: Needs) -> list[dict]:
     ]
 
 
+def destinations(ctx: Needs) -> list[dict]:
+    """Every tenant's saved destinations and write-back connections, for the dashboard (no config: it may
+    hold secrets, and a check shows what matters of it)."""
+    return [
+        {
+            "id": saved.id,
+            "name": saved.name,
+            "kind": saved.kind,
+            "created_at": iso(saved.created_at),
+            "tenant": tenant.name,
+            "tenant_id": tenant.tenant_id,
+        }
+        for tenant in ctx.tenants.list()
+        for saved in ctx.destinations.list(tenant.tenant_id)
+    ]
+
+
 def tenants(ctx: Needs) -> list[dict]:
     return [
         {

@@ -23,7 +23,7 @@ from app.stores.deliveries import DeliveryRecord
 from app.stores.events import iso
 from app.stores.tasks import Task
 from connectors import registry
-from connectors.base import Outcome, Retryable
+from connectors.base import Outcome, Throttled
 
 
 class Needs(deliveries.Needs, Protocol):
@@ -114,8 +114,8 @@ def plan_start(ctx: Needs, task: Task) -> Task:
 
 def gate(ctx: Needs, record: DeliveryRecord) -> Outcome | None:
     """Before an attempt at a write-back (begin() has marked it delivering): the start write of a task that
-    has ended is done without writing (its Outcome says so); an end write waits (Retryable) while the start
-    write is in flight."""
+    has ended is done without writing (its Outcome says so); an end write waits while the start write is in
+    flight, spending no attempt (Throttled): a start write that waits for its platform's pace is no failure."""
     task = ctx.tasks.get(record.task_id)
     starting = record.delivery_id == deliveries.delivery_id_for(
         record.task_id, deliveries.WRITE_BACK_START_SLOT
@@ -128,7 +128,7 @@ def gate(ctx: Needs, record: DeliveryRecord) -> Outcome | None:
         [deliveries.delivery_id_for(record.task_id, deliveries.WRITE_BACK_START_SLOT)]
     )
     if DeliveryState.DELIVERING in start.values():
-        raise Retryable(
+        raise Throttled(
             "waiting for the Generating status to be written first",
             retry_after=WAIT_FOR_START_SECONDS,
         )

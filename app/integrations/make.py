@@ -74,6 +74,11 @@ _WEBHOOKS = (
 )
 TIMEOUT_MS = 40_000  # Make's own ceiling for one module call
 _AUTH = "Bearer {{connection.apiKey}}"
+_FAILING_DESTINATIONS = (
+    "A saved destination fails its check: "
+    "{{join(map(body.destinations; 'name'; 'verdict'; 'failure'); ', ')}}. "
+    "POST /v1/destinations/{id}/check, or the relay's dashboard, says what failed and the fix."
+)
 _ERROR = "[{{statusCode}}] {{body.error.message}}{{if(body.error.field; ' (field: ' + body.error.field + ')'; '')}}"
 
 
@@ -288,12 +293,17 @@ def make_app(public_url: str) -> dict[str, Any]:
                 "modules": ["documentCompleted", "batchCompleted", "budgetThreshold"],
             },
         ],
+        # the connection test: the key works, and every saved destination passes its check
         "connections/relay/relay.communication.iml.json": {
-            "url": f"{base}/v1/me",
-            "method": "GET",
+            "url": f"{base}/v1/destinations/checks",
+            "method": "POST",
             "headers": {"Authorization": "Bearer {{parameters.apiKey}}"},
             "response": {
-                "metadata": {"type": "text", "value": "{{body.name}}"},
+                "valid": {
+                    "condition": "{{body.verdict != 'failure'}}",
+                    "message": _FAILING_DESTINATIONS,
+                },
+                "metadata": {"type": "text", "value": "{{body.tenant}}"},
                 "error": {"message": "[{{statusCode}}] {{body.error.message}}"},
             },
             "log": {"sanitize": ["request.headers.authorization"]},

@@ -39,6 +39,20 @@ if (bundle.authData && bundle.authData.api_key) {
 }
 return request;"""
 
+# The connection test: the key works (a 401 otherwise), and every saved destination passes its check
+# (POST /v1/destinations/checks); a failing one is named with what failed and its fix.
+_CONNECTION_TEST = """return z.request({url: BASE + '/v1/destinations/checks', method: 'POST'}).then((response) => {
+  const found = response.data;
+  const failing = found.destinations.filter((d) => d.verdict === 'failure').map((d) =>
+    d.name + ' (' + d.kind + '): ' + d.checks.filter((c) => c.verdict === 'failure')
+      .map((c) => c.message + (c.fix ? '. ' + c.fix : '')).join('; '));
+  if (failing.length) {
+    throw new z.errors.Error('A saved destination fails its check: ' + failing.join(' | '),
+                             'destination_check_failed', 400);
+  }
+  return {name: found.tenant, destinations: found.destinations.length, verdict: found.verdict};
+});"""
+
 # Relay errors are {"error": {code, message, field}}: show the user the message and the field.
 _ERRORS = """if (response.status < 400 || response.skipThrowForStatus) { return response; }
 let error = {};
@@ -618,7 +632,7 @@ def zapier_app(public_url: str) -> dict[str, Any]:
                     "helpText": "Create one with `relay tenants create` or `relay tenants keys` on your relay.",
                 }
             ],
-            "test": {"url": f"{base}/v1/me"},
+            "test": _source(_CONNECTION_TEST, base=base, args=["z", "bundle"]),
             "connectionLabel": "{{bundle.inputData.name}}",
         },
         "beforeRequest": [_source(_AUTH_HEADER, base=base, args=["request", "z", "bundle"])],

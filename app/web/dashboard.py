@@ -25,7 +25,7 @@ from flask_limiter import RateLimitExceeded
 from app.core import redis_connection
 from app.core.formats import document_formats
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
-from app.domain import admin, batches, deliveries, listing, tracking
+from app.domain import admin, batches, checks, deliveries, listing, tracking
 from app.web import dashboard_auth as auth
 from app.web import dashboard_charts as views
 from app.web.base import ctx
@@ -353,6 +353,33 @@ def records():
 @admin_only
 def hooks():
     return render_template("dashboard/hooks.html", items=admin.hooks(ctx()), page="hooks")
+
+
+@bp.get("/destinations")
+@admin_only
+def destinations():
+    return render_template(
+        "dashboard/destinations.html", items=admin.destinations(ctx()), page="destinations"
+    )
+
+
+@bp.post("/destinations/<tenant_id>/<destination_id>/check")
+@admin_only
+def check_destination(tenant_id: str, destination_id: str):
+    """The destination checked now; the page shows what each check found."""
+    store = ctx().destinations
+    saved = store.get(tenant_id, destination_id)
+    if saved is None:
+        flash(f"Destination {destination_id} does not exist.")
+        return redirect(url_for("dashboard.destinations"))
+    report = checks.run(ctx(), tenant_id, saved.kind, store.config(saved, reveal=True))
+    return render_template(
+        "dashboard/destinations.html",
+        items=admin.destinations(ctx()),
+        page="destinations",
+        checked=saved,
+        report=report.view(),
+    )
 
 
 @bp.get("/tenants")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from app.core.errors import Conflict, Invalid, NotFound
-from app.domain import deliveries
+from app.domain import checks, deliveries
 from app.stores.destinations import Hook, SavedDestination, check_config, merged_config
 from app.stores.events import iso
 from app.web.base import ctx, require_tenant, tenant
@@ -45,23 +45,78 @@ def _hook_view(hook: Hook) -> dict:
     }
 
 
+def _checked(kind: str, config: dict) -> checks.Report | None:
+    """The check of a destination about to be saved (None with ?check=false); a failure saves nothing."""
+    if query_params().get("check") == "false":
+        return None
+    report = checks.run(ctx(), tenant().tenant_id, kind, config)
+    if report.failed:
+        failure = next(c for c in report.checks if c.verdict is checks.Verdict.FAILURE)
+        raise Invalid(
+            "destination_check_failed",
+            f"Not saved: {failure.message}" + (f" {failure.fix}" if failure.fix else ""),
+            field="config",
+            checks=report.view()["checks"],
+        )
+    return report
+
+
 @route(
     "POST",
     "/destinations",
-    "Save a destination",
+    "Save a destination, once a check finds what a delivery will need",
     {201: "relay/destination.json", 400: ERROR, 401: ERROR},
     body="relay/destination-create.json",
+    query="relay/destination-save-query.json",
 )
 def create_destination():
     body = json_body()
     config = check_config(body["kind"], body["config"])
+    report = _checked(body["kind"], config)
     tenant_id = tenant().tenant_id
     saved = ctx().destinations.create(
         tenant_id, body["name"], body["kind"], config, body.get("export")
     )
     if body.get("default"):
         ctx().destinations.set_default(tenant_id, body["kind"], saved.id)
-    return jsonify(_shown(saved, ctx().destinations.defaults(tenant_id))), 201
+    shown = _shown(saved, ctx().destinations.defaults(tenant_id))
+    return jsonify(shown | ({"checks": report.view()} if report else {})), 201
+
+
+@route(
+    "POST",
+    "/destinations/<destination_id>/check",
+    "Check a saved destination: what a delivery will need, without delivering",
+    {200: "relay/destination-checks.json", 401: ERROR, 404: ERROR},
+)
+def check_destination(destination_id: str):
+    tenant_id, store = tenant().tenant_id, ctx().destinations
+    saved = store.get(tenant_id, destination_id)
+    if saved is None:
+        raise NotFound("destination_not_found", "No destination with that id.")
+    report = checks.run(ctx(), tenant_id, saved.kind, store.config(saved, reveal=True))
+    return jsonify(report.view())
+
+
+@route(
+    "POST",
+    "/destinations/checks",
+    "Check every saved destination (the Zapier and Make apps' connection test)",
+    {200: "relay/destinations-checks.json", 401: ERROR},
+)
+def check_destinations():
+    current, store = tenant(), ctx().destinations
+    found = checks.run_saved(ctx(), current.tenant_id, store.list(current.tenant_id))
+    return jsonify(
+        {
+            "verdict": str(checks.worst(report.verdict for _, report in found)),
+            "tenant": current.name,
+            "destinations": [
+                {"id": saved.id, "name": saved.name, "kind": saved.kind, **report.view()}
+                for saved, report in found
+            ],
+        }
+    )
 
 
 @route(
@@ -106,6 +161,7 @@ def get_destination(destination_id: str):
     "Change a saved destination (name, config, export)",
     {200: "relay/destination.json", 400: ERROR, 401: ERROR, 404: ERROR},
     body="relay/destination-update.json",
+    query="relay/destination-save-query.json",
 )
 def update_destination(destination_id: str):
     body = json_body()
@@ -120,17 +176,20 @@ def update_destination(destination_id: str):
             field="default",
         )
     changes = {name: body[name] for name in ("name", "export") if name in body}
+    report = None
     if "config" in body:
         revealed = store.config(saved, reveal=True)  # a secret sent back as shown keeps its value
         changes["config"] = check_config(
             saved.kind, merged_config(saved.kind, revealed, body["config"])
         )
+        report = _checked(saved.kind, changes["config"])
     updated = store.update(tenant_id, destination_id, **changes)
     if body.get("default"):
         store.set_default(tenant_id, saved.kind, destination_id)
     elif body.get("default") is False:
         store.clear_default(tenant_id, saved.kind, destination_id)
-    return jsonify(_shown(updated or saved, store.defaults(tenant_id)))
+    shown = _shown(updated or saved, store.defaults(tenant_id))
+    return jsonify(shown | ({"checks": report.view()} if report else {}))
 
 
 @route(

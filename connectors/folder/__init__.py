@@ -9,10 +9,11 @@ rename: an attempt after a crash finishes the rename its predecessor had left, o
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 from .. import naming
-from ..base import Delivery, Document, Environment, Outcome, Permanent
+from ..base import Check, Delivery, Document, Environment, Outcome, Permanent, Verdict
 
 REFUSED = naming.Rules(refused="/\\", strip=" ")
 
@@ -51,6 +52,34 @@ class FolderKind:
         finally:
             partial.unlink(missing_ok=True)
         return Outcome(str(final))
+
+    def check(self, target: Delivery, env: Environment) -> list[Check]:
+        """The tenant's folder can be made and written: a probe file is written and removed. (Where the
+        path template points is known only with a document, so its root is what is checked.)"""
+        try:
+            root = tenant_root(
+                str(env.settings["folder_roots"]),
+                str(env.settings.get("folder_tenant_roots") or ""),
+                target.tenant_id,
+            )
+        except Permanent as exc:
+            fix = "Ask the operator to set RELAY_FOLDER_ROOTS (and RELAY_FOLDER_TENANT_ROOTS)."
+            return [Check("the tenant has a folder", Verdict.FAILURE, exc.message, fix)]
+        probe = root / f".relay-check-{uuid.uuid4().hex}"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            return [
+                Check(
+                    "the folder can be written",
+                    Verdict.FAILURE,
+                    f"the relay cannot write in this tenant's folder ({exc.strerror or exc})",
+                    "Ask the operator to let the relay's user write under RELAY_FOLDER_ROOTS.",
+                )
+            ]
+        return [Check("the folder can be written", Verdict.PASS, "a file was written and removed")]
 
     @staticmethod
     def _folder(delivery: Delivery, env: Environment, document: Document) -> Path:

@@ -2,8 +2,13 @@
 multiples of 256 KiB. The upload session is recorded, so after a broken connection or a killed worker
 the upload asks Drive how far it got (``Content-Range: bytes */total``) and goes on from there. The
 delivery id is stored in the file's ``appProperties`` and looked up before anything is created, so a
-retry never makes a second file. Credentials: a service account (JWT bearer) or an OAuth client with a
-refresh token, through google-auth."""
+retry never makes a second file. Credentials: a service account (JWT bearer), impersonating a user when
+``subject`` is set (domain-wide delegation), or an OAuth client with a refresh token, through google-auth.
+
+A service account has no storage quota: it can upload only into a shared drive, or as the user it
+impersonates. The folder is looked up first (its drive, cached a while per process), so a service account
+pointed at a My Drive folder is told so, with the fix, before an upload is tried (connectors.gdrive.place);
+searches stay within the folder's drive, which Drive answers completely."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import httpx
 from .. import naming
 from ..base import (
     CHUNK,
+    Check,
     ChunkReader,
     Delivery,
     Document,
@@ -25,6 +31,8 @@ from ..base import (
 )
 from ..google_auth import access_token
 from ..retry_after import retry_after
+from . import place
+from .place import Folder
 
 SCOPES = ["https://www.googleapis.com/auth/drive"]
 FOLDER = "application/vnd.google-apps.folder"
@@ -36,17 +44,57 @@ class DriveKind:
     name = "gdrive"
     needs_document = True
 
-    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
-        query = f"appProperties has {{ key='relayDeliveryId' and value='{delivery.delivery_id}' }} and trashed = false"
+    def check(self, target: Delivery, env: Environment) -> list[Check]:
+        from .check import check
+
+        return check(self, target, env)
+
+    def folder(self, delivery: Delivery, env: Environment) -> Folder:
+        """The destination's folder: its drive and whether the credentials may add to it."""
+        key, known = place.remembered(str(env.settings["drive_api_url"]), delivery)
+        if known is None:
+            folder_id = str(delivery.config["folder_id"])
+            answer = self._request(
+                delivery,
+                env,
+                "GET",
+                f"/drive/v3/files/{folder_id}",
+                params={
+                    "supportsAllDrives": "true",
+                    "fields": "id,driveId,capabilities(canAddChildren)",
+                },
+            ).json()
+            known = Folder(
+                folder_id,
+                str(answer.get("driveId") or ""),
+                bool((answer.get("capabilities") or {}).get("canAddChildren", True)),
+            )
+            place.remember(key, known)
+        return known
+
+    def _writable_folder(self, delivery: Delivery, env: Environment) -> Folder:
+        folder = self.folder(delivery, env)
+        if not folder.drive_id and place.service_account_without_subject(delivery):
+            # looked up again next time: a replay after the folder moved to a shared drive must see it
+            place.forget(str(env.settings["drive_api_url"]), delivery)
+            raise place.no_quota(folder.folder_id)
+        return folder
+
+    def _search(self, delivery: Delivery, env: Environment, query: str, fields: str) -> list[dict]:
         params = {
             "q": query,
-            "supportsAllDrives": "true",
-            "includeItemsFromAllDrives": "true",
-            "corpora": "allDrives",
-            "fields": "files(id,name,size)",
+            **self._writable_folder(delivery, env).search(),
+            "fields": f"{fields},incompleteSearch",
         }
-        response = self._request(delivery, env, "GET", "/drive/v3/files", params=params)
-        files = response.json().get("files", [])
+        answer = self._request(delivery, env, "GET", "/drive/v3/files", params=params).json()
+        found = answer.get("files", [])
+        if answer.get("incompleteSearch") and not found:
+            raise Retryable("Drive's search came back incomplete; looking again later")
+        return found
+
+    def find_existing(self, delivery: Delivery, env: Environment) -> Outcome | None:
+        query = f"appProperties has {{ key='relayDeliveryId' and value='{delivery.delivery_id}' }} and trashed = false"
+        files = self._search(delivery, env, query, "files(id,name,size)")
         return (
             Outcome(f"gdrive:{files[0]['id']} ({files[0]['name']})", files[0]["id"])
             if files
@@ -101,18 +149,7 @@ class DriveKind:
         for part in filter(None, naming.folder(delivery, document).split("/")):
             quoted = part.replace("\\", "\\\\").replace("'", "\\'")
             query = f"name = '{quoted}' and '{parent}' in parents and mimeType = '{FOLDER}' and trashed = false"
-            params = {
-                "q": query,
-                "supportsAllDrives": "true",
-                "includeItemsFromAllDrives": "true",
-                "corpora": "allDrives",
-                "fields": "files(id)",
-            }
-            found = (
-                self._request(delivery, env, "GET", "/drive/v3/files", params=params)
-                .json()
-                .get("files", [])
-            )
+            found = self._search(delivery, env, query, "files(id)")
             if found:
                 parent = found[0]["id"]
                 continue
@@ -138,7 +175,7 @@ class DriveKind:
             return None, _committed(response)
         if response.status_code in (404, 410):
             return None, -1
-        raise _classify(response)
+        raise _classify(response, delivery)
 
     def _upload(
         self, delivery: Delivery, env: Environment, session: str, document: Document, offset: int
@@ -161,7 +198,7 @@ class DriveKind:
                         if response.status_code in (200, 201):
                             return response.json()
                         if response.status_code != 308:
-                            raise _classify(response)
+                            raise _classify(response, delivery)
                         committed = _committed(response)
                         if committed != end + 1:  # Drive kept less than we sent: resend from there
                             offset = committed
@@ -216,7 +253,7 @@ class DriveKind:
             if response.status_code != 401:
                 break
         if response.status_code >= 400:
-            raise _classify(response)
+            raise _classify(response, delivery)
         return response
 
 
@@ -234,10 +271,28 @@ def _outcome(file: dict) -> Outcome:
     return Outcome(f"gdrive:{file['id']} ({file.get('name')})", file["id"])
 
 
-def _classify(response: httpx.Response) -> Exception:
+def _classify(response: httpx.Response, delivery: Delivery) -> Exception:
     reasons: set = set()
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
         reasons = {e.get("reason") for e in response.json().get("error", {}).get("errors", [])}
+    folder_id = str(delivery.config.get("folder_id"))
+    if "storageQuotaExceeded" in reasons:
+        if place.service_account_without_subject(delivery):
+            return place.no_quota(folder_id)
+        return Permanent(
+            "Google Drive: the storage of the account that owns the upload is full (403 "
+            "storageQuotaExceeded); free space or add storage, then replay"
+        )
+    if "insufficientFilePermissions" in reasons:
+        return Permanent(
+            f"Google Drive: the credentials may only view the folder {folder_id} (403 "
+            "insufficientFilePermissions); make them an Editor of it (a Content manager in a shared drive)"
+        )
+    if "insufficientPermissions" in reasons:
+        return Permanent(
+            "Google Drive: the credentials' token lacks the drive scope (403 insufficientPermissions); "
+            "sign in again granting https://www.googleapis.com/auth/drive"
+        )
     if response.status_code == 403 and reasons & _RATE_REASONS:
         return Retryable(
             f"Drive is throttling ({', '.join(sorted(reasons & _RATE_REASONS))})",

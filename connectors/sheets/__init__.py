@@ -8,13 +8,15 @@ a service account or an OAuth refresh token through google-auth, as for Drive. R
 cells of row 1. Every value is written RAW, so a text that begins with "=" stays text.
 
 Versions: under ``replace`` the link cell holds the newest link; under ``keep`` one line per version,
-``{file name}: {link}``, and a repeated attempt finds its own line. Quotas are per minute, so a 429 waits
-for ``Retry-After`` or a minute."""
+``{file name}: {link}``, and a repeated attempt finds its own line. Sheets allows 60 reads and 60 writes a
+minute per user: each credential's calls are paced across every worker, the header row and key column are
+kept a few seconds, and a 429 waits a minute without spending an attempt (connectors.sheets.quota)."""
 
 from __future__ import annotations
 
 import re
 
+from ..base import Check, Delivery, Environment
 from ..records import RecordWriter
 
 _KEY = re.compile(
@@ -27,6 +29,11 @@ class SheetsKind(RecordWriter):
     name = "sheets"
     scheme = "sheets"
     writer = "connectors.sheets.writer"
+
+    def check(self, target: Delivery, env: Environment) -> list[Check]:
+        from .check import check
+
+        return check(target, env, self.parse_record)
 
     def parse_record(self, record_key: str) -> dict[str, str]:
         match = _KEY.match(record_key)

@@ -15,14 +15,15 @@ from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 from googleapiclient.http import build_http
 
-from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable, Throttled
 from ..google_auth import access_token
 from ..records import mapped, write_back_of
 from ..retry_after import retry_after
+from . import quota
 
 SCOPES = ["https://www.googleapis.com/auth/spreadsheets"]
 _CODE = re.compile(r"[A-Z_]{1,64}")
-QUOTA_SECONDS = 60.0
+TIMEOUT = 60.0
 
 
 def write(
@@ -56,7 +57,8 @@ def write(
         sheet.execute(
             lambda values: values.batchUpdate(
                 spreadsheetId=place["spreadsheet"], body={"valueInputOption": "RAW", "data": cells}
-            )
+            ),
+            write=True,
         )
     return Outcome(
         f"sheets:{place['spreadsheet']}/{place['sheet']} row {row} ({write_back.values['status']})"
@@ -66,21 +68,37 @@ def write(
 class _Sheet:
     def __init__(self, delivery: Delivery, env: Environment, place: dict[str, str]):
         self._delivery, self._env, self._place = delivery, env, place
+        self.spreadsheet = place["spreadsheet"]
         self.quoted = "'" + place["sheet"].replace("'", "''") + "'"
 
-    def headers(self) -> list[str]:
-        answer = self._values(f"{self.quoted}!1:1")
+    def headers(self, fresh: bool = False) -> list[str]:
+        answer = self._kept_values(f"{self.quoted}!1:1", fresh)
         return [str(h).strip() for h in (answer[0] if answer else [])]
 
     def find_row(self, headers: list[str], column: str, value: str) -> int:
         letter = _column_of(headers, column)
-        cells = self._values(f"{self.quoted}!{letter}:{letter}")
-        for number, row in enumerate(cells, start=1):
-            if number > 1 and row and str(row[0]) == value:
-                return number
+        cells = f"{self.quoted}!{letter}:{letter}"
+        for fresh in (False, True):  # a row added since the column was kept is looked for again
+            for number, row in enumerate(self._kept_values(cells, fresh), start=1):
+                if number > 1 and row and str(row[0]) == value:
+                    return number
         raise Permanent(
             f"Google Sheets: no row of {self._place['sheet']} has {value!r} under {column!r}"
         )
+
+    def _kept_values(self, cells: str, fresh: bool = False) -> list[list[Any]]:
+        """The cells as read within the last seconds by this process (quota.KEPT_SECONDS), or read now."""
+        key = (
+            str(self._env.settings["sheets_api_url"]),
+            quota.user_of(self._delivery.config["credentials"]),
+            self._place["spreadsheet"],
+            cells,
+        )
+        values = None if fresh else quota.kept(key)
+        if values is None:
+            values = self._values(cells)
+            quota.keep(key, values)
+        return values
 
     def cell(self, headers: list[str], header: str, row: int) -> str:
         letter = _column_of(headers, header)
@@ -93,21 +111,22 @@ class _Sheet:
         )
         return answer.get("values") or []
 
-    def execute(self, request: Any) -> Any:
-        """``request(values)`` makes a call of the spreadsheets.values resource; it goes with a token, on an HTTP
-        client of its own (httplib2's are not thread-safe, and deliveries run on threads)."""
+    def execute(self, request: Any, write: bool = False) -> Any:
+        """``request(values)`` makes a call of the spreadsheets.values resource; it goes in the credential's
+        next read (or write) slot, with a token, on an HTTP client of its own (httplib2's are not
+        thread-safe, and deliveries run on threads)."""
+        credentials = self._delivery.config["credentials"]
         for refresh in (False, True):  # a 401 gets one fresh token
-            token = access_token(
-                self._delivery.config["credentials"], SCOPES, self._env, force=refresh
-            )
+            token = access_token(credentials, SCOPES, self._env, force=refresh)
             call = request(_values_api(str(self._env.settings["sheets_api_url"])))
             call.headers["authorization"] = f"Bearer {token}"
+            quota.pace(self._env, credentials, write)
             try:
                 return call.execute(http=_PolicyHttp(self._env), num_retries=0)
             except HttpError as exc:
                 if exc.resp.status == 401 and not refresh:
                     continue
-                raise _classify(exc) from None
+                raise _classify(exc, quota.window_seconds(self._env)) from None
             except (httplib2.HttpLib2Error, requests.RequestException, OSError) as exc:
                 raise Retryable(
                     f"Google Sheets could not be reached: {type(exc).__name__}"
@@ -121,7 +140,7 @@ class _PolicyHttp:
     name again when it connects)."""
 
     def __init__(self, env: Environment):
-        self._session = env.settings["session"](timeout=60)
+        self._session = env.settings["session"](timeout=TIMEOUT)
 
     def request(self, uri, method="GET", body=None, headers=None, **_):
         with self._session as session:
@@ -161,8 +180,8 @@ def _cell(value: Any) -> Any:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
-def _classify(exc: HttpError) -> Exception:
-    """Status and Google's error status (``PERMISSION_DENIED``); never its message."""
+def _classify(exc: HttpError, window: float) -> Exception:
+    """Status and Google's error status (``PERMISSION_DENIED``); never its message, but what it means."""
     status = exc.resp.status
     try:
         error = json.loads(exc.content or b"{}").get("error") or {}
@@ -170,19 +189,35 @@ def _classify(exc: HttpError) -> Exception:
         error = {}
     code = str(error.get("status") or "") if isinstance(error, dict) else ""
     reason = code if _CODE.fullmatch(code) else str(status)
-    if status == 429:
+    message = str(error.get("message") or "") if isinstance(error, dict) else ""
+    if status == 429:  # a quota of the minute: no attempt spent on it
         wait = retry_after(exc.resp.get("retry-after"))
-        return Retryable(
-            f"Google Sheets quota exceeded ({reason})",
-            retry_after=QUOTA_SECONDS if wait is None else wait,
+        return Throttled(
+            f"Google Sheets quota exceeded ({reason}); waiting for its next minute",
+            retry_after=window if wait is None else wait,
+        )
+    if status == 403 and "scopes" in message:
+        return Permanent(
+            "Google Sheets: the credentials' token lacks the spreadsheets scope (403 "
+            f"{reason}); sign in again granting {SCOPES[0]}"
         )
     if status in (401, 403):
         return Permanent(
             f"Google Sheets refused the credentials or the sheet is not shared with them ({status} "
-            f"{reason})"
+            f"{reason}); share the spreadsheet with the credentials' account as an Editor"
         )
     if status == 404:
         return Permanent(f"Google Sheets: the spreadsheet does not exist ({reason})")
+    if status == 400 and reason == "FAILED_PRECONDITION":
+        return Permanent(
+            "Google Sheets: the spreadsheet is an Excel file kept in Drive, which the Sheets API does "
+            "not write (400 FAILED_PRECONDITION); open it in Sheets and save it as a Google Sheet"
+        )
+    if status == 400 and "exceeds grid limits" in message:
+        return Permanent(
+            "Google Sheets: the row or column is past the sheet's grid (400 INVALID_ARGUMENT); add "
+            "rows or columns to the sheet, or fix the record key's row"
+        )
     if status == 400:
         return Permanent(f"Google Sheets refused the write ({reason})")
     return Retryable(f"Google Sheets answered {status} ({reason})")

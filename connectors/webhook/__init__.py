@@ -10,7 +10,17 @@ from datetime import UTC, datetime
 import httpx
 from standardwebhooks import Webhook
 
-from ..base import Delivery, Document, Environment, Outcome, Retryable, classify_status
+from ..base import (
+    Check,
+    Delivery,
+    DeliveryError,
+    Document,
+    Environment,
+    Outcome,
+    Retryable,
+    Verdict,
+    classify_status,
+)
 
 
 class WebhookKind:
@@ -33,6 +43,44 @@ class WebhookKind:
             ),
         }
         return post(delivery.config["url"], body, headers, env, "the subscriber")
+
+    def check(self, target: Delivery, env: Environment) -> list[Check]:
+        return check_url(target.config["url"], env, "the receiver")
+
+
+def check_url(url: str, env: Environment, who: str) -> list[Check]:
+    """The URL is one the relay may send to, and something answers there: a HEAD request, which sends no
+    event (any answer but a 5xx shows a receiver; what it does with a POST is up to it)."""
+    shown = url.split("?")[0]
+    try:
+        env.settings["check_url"](url)
+    except DeliveryError as exc:
+        fix = "Use a public URL, or ask the operator to allow its host (RELAY_OUTBOUND_ALLOW)."
+        return [Check("the address may be reached", Verdict.FAILURE, exc.message, fix)]
+    allowed = Check("the address may be reached", Verdict.PASS, f"{shown} is a public address")
+    try:
+        with env.http(timeout=10.0) as client:
+            status = client.head(url, headers={"user-agent": "overten-relay/0.1"}).status_code
+    except httpx.TransportError as exc:
+        return [
+            allowed,
+            Check(
+                f"{who} answers",
+                Verdict.FAILURE,
+                f"{who} could not be reached: {type(exc).__name__}",
+                "Check the URL, and that the receiver is up and reachable from the relay.",
+            ),
+        ]
+    if status >= 500:
+        found = Check(
+            f"{who} answers",
+            Verdict.WARNING,
+            f"{who} answered {status} to a HEAD request",
+            "Deliveries are retried on 5xx; check that the receiver is healthy.",
+        )
+    else:
+        found = Check(f"{who} answers", Verdict.PASS, f"{who} answered {status}")
+    return [allowed, found]
 
 
 def post(url: str, body: str, headers: dict[str, str], env: Environment, who: str) -> Outcome:

@@ -39,7 +39,7 @@ def test_zapier_definition_passes_the_official_validator(web_only, zapier_module
     definition = httpx.get(web_only.url + "/connectors/zapier/app.json").json()
     assert definition["platformVersion"].startswith("19.")
     assert validation_errors(definition, zapier_modules, tmp_path) == []
-    assert definition["authentication"]["test"]["url"] == web_only.config.public_url + "/v1/me"
+    assert "/v1/destinations/checks" in definition["authentication"]["test"]["source"]
     sources = json.dumps(definition)
     assert f'const BASE = \\"{web_only.config.public_url}\\"' in sources
 
@@ -80,14 +80,14 @@ def test_zapier_export_is_a_project_the_cli_can_push(tmp_path, zapier_modules):
     package = json.loads((tmp_path / "zap" / "package.json").read_text())
     assert package["dependencies"]["zapier-platform-core"].startswith("19.")
     loaded = node(
-        "const app = require(process.argv[1]); console.log(app.platformVersion, app.authentication.test.url)",
+        "const app = require(process.argv[1]); console.log(app.platformVersion, app.version)",
         str(tmp_path / "zap"),
         modules=zapier_modules,
     )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.split() == [
         package["dependencies"]["zapier-platform-core"],
-        "https://relay.example.com/v1/me",
+        package["version"],
     ]
 
 
@@ -219,6 +219,28 @@ def test_the_destination_fields_name_every_destination_kind(web_only):
     for kind in kinds | {"onedrive", "dropbox", "s3", "teams"}:
         assert kind in field["helpText"] and kind in param["spec"][0]["help"], kind
     assert field["dynamic"] == "list_destinations.id.name"
+
+
+def test_makes_connection_test_fails_on_a_destination_that_fails_its_check(web_only):
+    """Make's connection test posts to the checks of every saved destination; its `valid` condition
+    reads the verdict, and its message maps the failing destinations' names (fields the answer has)."""
+    make = httpx.get(web_only.url + "/connectors/make/").json()["files"]
+    test = make["connections/relay/relay.communication.iml.json"]
+    assert (test["method"], test["url"]) == ("POST", web_only.url + "/v1/destinations/checks")
+    assert test["response"]["valid"]["condition"] == "{{body.verdict != 'failure'}}"
+    assert (
+        "map(body.destinations; 'name'; 'verdict'; 'failure')"
+        in (test["response"]["valid"]["message"])
+    )
+    with web_only.client() as client:
+        client.post(
+            "/v1/destinations?check=false",
+            json={"name": "Gone", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/h"}},
+        ).raise_for_status()
+        answer = client.post("/v1/destinations/checks").json()
+    schemas.validate("relay/destinations-checks.json", answer)
+    assert answer["verdict"] == "failure" and answer["tenant"] == "acme"
+    assert [(d["name"], d["verdict"]) for d in answer["destinations"]] == [("Gone", "failure")]
 
 
 def test_the_write_back_dropdowns_list_only_connections(web_only):

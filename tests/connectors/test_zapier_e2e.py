@@ -209,6 +209,28 @@ def test_a_hook_target_answering_410_is_removed(relay, zap, receiver):
     )
 
 
+def test_the_connection_test_names_a_destination_that_fails_its_check(relay, zap, receiver):
+    """Zapier's connection test is the check of the tenant's set-up: the key, and every saved destination
+    (POST /v1/destinations/checks); one that fails is named with what failed and the fix."""
+    with relay.client() as client:
+        client.post(
+            "/v1/destinations",
+            json={"name": "Ops", "kind": "webhook", "config": {"url": receiver.url}},
+        ).raise_for_status()
+        passed = zap.results("authentication.test", {"authData": zap.auth})
+        client.post(
+            "/v1/destinations?check=false",
+            json={"name": "Gone", "kind": "webhook", "config": {"url": "http://127.0.0.1:9/h"}},
+        ).raise_for_status()
+    failed = zap.run("authentication.test", {"authData": zap.auth})
+    assert passed == {"name": "acme", "destinations": 1, "verdict": "pass"}
+    error = json.loads(failed["error"]["message"])  # z.errors.Error's message, code and status
+    assert (error["code"], error["status"]) == ("destination_check_failed", 400)
+    message = error["message"]
+    assert message.startswith("A saved destination fails its check: Gone (webhook): ")
+    assert "could not be reached" in message and "Check the URL" in message and "Ops" not in message
+
+
 def test_export_document_returns_a_pdf_file(relay, zap, callbacks):
     tools.require("soffice")
     task = relay.submit(

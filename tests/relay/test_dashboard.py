@@ -317,6 +317,7 @@ def test_sign_in_csrf_and_no_secrets(make_relay, receiver):
         "/dashboard/",
         "/dashboard/records",
         "/dashboard/hooks",
+        "/dashboard/destinations",
         "/dashboard/tenants",
         "/dashboard/dead-letters",
         "/dashboard/api/tasks",

@@ -100,6 +100,7 @@ def test_429_is_retried_and_a_missing_folder_is_permanent_then_replays_once_it_e
             "a missing folder is permanent"
         )
         fake_drive.folders.add("folder-later")
+        fake_drive.shared_drives["folder-later"] = "0AReportsSharedDrive"
         client.post(f"/v1/deliveries/{dead['delivery_id']}/replay").raise_for_status()
         [replayed] = delivered(drive_relay, client, failed["task_id"])
     assert replayed["state"] == "delivered" and len(fake_drive.files) == 2

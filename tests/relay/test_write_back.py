@@ -50,7 +50,11 @@ class Platform:
             return {"hubspot_api_url": self.fake.url}
         if self.name == "airtable":
             return {"airtable_api_url": self.fake.url, "airtable_backoff_seconds": 1.0}
-        return {"sheets_api_url": self.fake.url + "/", "drive_token_url": self.fake.url + "/token"}
+        return {
+            "sheets_api_url": self.fake.url + "/",
+            "drive_token_url": self.fake.url + "/token",
+            "sheets_quota_window_seconds": self.fake.window_seconds,
+        }
 
     def shown(self) -> dict[str, Any]:
         """The record's mapped values, by mapping name (status, error, link, version...)."""
@@ -383,7 +387,8 @@ def test_a_429_is_honoured(make_relay, targets):
             "delivered",
             "delivered",
         ]
-        assert writes[1]["attempts"] == 2, writes
+        # Sheets' quotas are a minute's: its 429 is a throttle, which gives the attempt back
+        assert writes[1]["attempts"] == (1 if target.name == "sheets" else 2), writes
         assert target.statuses() == ["Generating", "Ready"], writes
 
     on_each(targets, writes, check=honoured)
