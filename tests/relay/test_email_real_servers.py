@@ -433,3 +433,26 @@ def test_the_check_signs_in_to_gmail_with_oauth_or_says_what_to_grant(
     [failure] = [c for c in refused.checks if c.verdict is Verdict.FAILURE]
     assert failure.name == "signs in" and "unauthorized_client" in failure.message
     assert "domain-wide delegation" in failure.fix and "https://mail.google.com/" in failure.fix
+
+
+def test_the_check_warns_of_a_greylisting_server_and_fails_an_unknown_recipient(
+    make_relay, smtp_server
+):
+    relay = make_relay(worker=False)
+    smtp_server.mailbox.greylist = True
+    greylisted = _report(relay, email_destination(smtp_server)["config"])
+    smtp_server.mailbox.greylist = False
+
+    async def unknown_user(server, session, envelope, address, options):
+        if address == "cfo@example.com":
+            return "550 5.1.1 <cfo@example.com>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    smtp_server.mailbox.handle_RCPT = unknown_user
+    unknown = _report(relay, email_destination(smtp_server)["config"])
+    [warning] = [c for c in greylisted.checks if c.verdict is Verdict.WARNING]
+    assert warning.name == "sender and recipients" and "(450 4.2.0)" in warning.message
+    [failure] = [c for c in unknown.checks if c.verdict is Verdict.FAILURE]
+    assert "cfo@example.com (550 5.1.1)" in failure.message and failure.fix
+    assert smtp_server.mailbox.messages == []
