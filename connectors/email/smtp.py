@@ -138,6 +138,12 @@ def explain(exc: Exception, config: dict, wait: float = 60.0) -> DeliveryError:
         )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return _refused_sign_in(exc, config)
+    if isinstance(exc, smtplib.SMTPResponseException) and _daily_limit(exc):
+        return Permanent(
+            f"the mailbox's daily sending limit is spent ({exc.smtp_code}{said_code(exc.smtp_error)}; "
+            "Microsoft 365 allows 10,000 recipients a day): the server refuses its mail for up to a "
+            "day; replay the delivery then"
+        )
     if isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code == 552:
         return Permanent(
             f"the SMTP server refused the message as too large (552{said_code(exc.smtp_error)})"
@@ -157,6 +163,14 @@ def _too_many_connections(exc: smtplib.SMTPResponseException) -> bool:
     """Microsoft 365's 432 4.3.2 ("sender thread limit exceeded", "concurrent connection limit exceeded"): the
     mailbox's other connections must end first, so it is a wait, not a failed attempt."""
     return exc.smtp_code == 432 or enhanced(exc.smtp_error) == "4.3.2"
+
+
+def _daily_limit(exc: smtplib.SMTPResponseException) -> bool:
+    """Exchange Online's recipient rate limit: 554 5.2.0 with SubmissionQuotaExceededException (the name is
+    read to tell it from other 5.2.0 answers, and never repeated)."""
+    error = exc.smtp_error
+    reply = error.decode(errors="replace") if isinstance(error, bytes) else str(error)
+    return enhanced(exc.smtp_error) == "5.2.0" and "SubmissionQuotaExceeded" in reply
 
 
 def _refused_sign_in(exc: smtplib.SMTPAuthenticationError, config: dict) -> Permanent:

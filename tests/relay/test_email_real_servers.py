@@ -456,3 +456,18 @@ def test_the_check_warns_of_a_greylisting_server_and_fails_an_unknown_recipient(
     [failure] = [c for c in unknown.checks if c.verdict is Verdict.FAILURE]
     assert "cfo@example.com (550 5.1.1)" in failure.message and failure.fix
     assert smtp_server.mailbox.messages == []
+
+
+def test_microsoft_365s_daily_recipient_limit_is_a_dead_letter_that_says_so(relay, smtp_server):
+    """Past 10,000 recipients a day, Exchange Online refuses each message with 554 5.2.0
+    (SubmissionQuotaExceededException) for a day: the dead letter names the limit and when to replay."""
+    smtp_server.mailbox.recipients_per_day = 2  # the fake's scaled-down 10,000
+    with relay.client() as client:
+        first = relay.submit(client, prompt="x", destinations=[email_destination(smtp_server)])
+        [sent] = delivered(relay, client, first["task_id"])
+        second = relay.submit(client, prompt="y", destinations=[email_destination(smtp_server)])
+        [dead] = delivered(relay, client, second["task_id"])
+    assert sent["state"] == "delivered", sent["last_error"]
+    assert dead["state"] == "dead" and "554 5.2.0" in dead["last_error"], dead
+    assert "daily" in dead["last_error"] and "replay" in dead["last_error"]
+    assert len(smtp_server.mailbox.messages) == 1

@@ -8,6 +8,8 @@ docs/platforms.md, "Email (SMTP)"):
   refused with 552, and so is a message over it at the end of DATA (aiosmtpd's own checks);
 - Microsoft 365's 3 connections per mailbox (``sessions_per_mailbox``): a MAIL FROM on a fourth connection
   signed in as the same mailbox is answered ``432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded``;
+- Microsoft 365's recipients per day (``recipients_per_day``): past it, a message is refused at the end of
+  DATA with ``554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException``;
 - basic authentication off (``basic_auth=False``): AUTH PLAIN and LOGIN answered as Microsoft 365 answers
   them then, ``535 5.7.139 Authentication unsuccessful, basic authentication is disabled``;
 - ``AUTH XOAUTH2`` (``oauth``): the token must be one the test's identity platform (connectors.email.fake)
@@ -46,6 +48,10 @@ MICROSOFT_OAUTH_REFUSED = (
     "535 5.7.3 Authentication unsuccessful [AM0PR01CA0001.eurprd01.prod.exchangelabs.com]"
 )
 SENDER_THREAD_LIMIT = "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded"
+RECIPIENT_RATE_LIMIT = (
+    "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to process "
+    "message due to a permanent exception with message [BeginDiagnosticData]"
+)
 GMAIL_OAUTH_REFUSED = (
     "535-5.7.8 Username and Password not accepted. For more information, go to",
     "535 5.7.8  https://support.google.com/mail/?p=BadCredentials a1-20020a05.1 - gsmtp",
@@ -120,6 +126,10 @@ class Mailbox:
         self.open_sessions: dict[str, list[object]] = {}
         """The connections signed in as each mailbox, oldest first, until they close."""
         self.thread_limited: list[str] = []
+        self.recipients_per_day: int | None = None
+        """Exchange Online's 10,000 (scaled down by tests): a message that would take the mailbox's recipients
+        of the day past it is refused at the end of DATA with 554 5.2.0."""
+        self.recipients_today: dict[str, int] = {}
 
     def signed(self, session, user: str, mechanism: str) -> None:
         self.signed_in.append((mechanism, user))
@@ -157,6 +167,11 @@ class Mailbox:
     async def handle_DATA(self, server, session, envelope):
         if self.refuse_next:
             return self.refuse_next.pop(0)
+        user = next((u for u, open_ in self.open_sessions.items() if session in open_), "")
+        count = self.recipients_today.get(user, 0) + len(envelope.rcpt_tos)
+        if self.recipients_per_day is not None and count > self.recipients_per_day:
+            return RECIPIENT_RATE_LIMIT
+        self.recipients_today[user] = count
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
