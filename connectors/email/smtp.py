@@ -107,8 +107,11 @@ def sign_in(smtp: smtplib.SMTP, config: dict, env: Environment) -> str:
     user = oauth.mailbox(config)
     try:
         _xoauth2(smtp, user, oauth.token(config, env))
-    except smtplib.SMTPAuthenticationError:
-        _xoauth2(smtp, user, oauth.token(config, env, fresh=True))
+    except smtplib.SMTPAuthenticationError as refused:
+        try:
+            _xoauth2(smtp, user, oauth.token(config, env, fresh=True))
+        except smtplib.SMTPServerDisconnected:
+            raise refused from None  # the server hung up after its refusal: that refusal is the answer
     return f"signed in as {user} with XOAUTH2"
 
 

@@ -182,6 +182,31 @@ def test_microsoft_oauth_refusals_name_the_cause(make_relay, smtp_server, identi
     assert smtp_server.mailbox.messages == []
 
 
+def test_a_token_refused_by_a_server_that_hangs_up_is_still_a_refusal(
+    make_relay, smtp_server, identity
+):
+    """Relay tries a fresh token after a refusal; a server that closed the connection after refusing has
+    answered already: a dead letter naming the sign-in, not a connection problem retried eight times."""
+    relay = make_relay(graph_login_url=identity.url)
+    smtp_server.mailbox.oauth = ("microsoft", identity)
+    smtp_server.mailbox.hang_up_after_refusal = True
+    config = {
+        "auth": "oauth_microsoft",
+        "username": "ceo@contoso.com",  # not a mailbox the app may send as
+        "password": None,
+        "tenant_id": "contoso.onmicrosoft.com",
+        "client_id": "relay-app",
+        "client_secret": "app-secret",
+    }
+    with relay.client() as client:
+        task = relay.submit(
+            client, prompt="x", destinations=[email_destination(smtp_server, **config)]
+        )
+        [dead] = delivered(relay, client, task["task_id"])
+    assert dead["state"] == "dead" and dead["attempts"] == 1, dead
+    assert "XOAUTH2 sign-in as ceo@contoso.com (535 5.7.3)" in dead["last_error"]
+
+
 def test_gmail_signs_in_with_a_delegated_service_account_or_a_refresh_token(
     make_relay, smtp_server, identity
 ):

@@ -116,6 +116,8 @@ class Mailbox:
         """False: AUTH PLAIN and LOGIN refused as Microsoft 365 refuses them once basic auth is off."""
         self.oauth: tuple[str, object] | None = None
         """("microsoft" or "google", connectors.email.fake.FakeMailIdentity): AUTH XOAUTH2 checks its tokens."""
+        self.hang_up_after_refusal = False
+        """Close the connection right after refusing an XOAUTH2 token, as some servers do."""
         self.signed_in: list[tuple[str, str]] = []
         """(mechanism, user) of each AUTH that succeeded."""
         self.mail_sizes: list[int | None] = []
@@ -209,6 +211,10 @@ class Mailbox:
             await server.challenge_auth(json.dumps(said))
             await server.push(GMAIL_OAUTH_REFUSED[0])
             return AuthResult(success=False, handled=False, message=GMAIL_OAUTH_REFUSED[1])
+        if self.hang_up_after_refusal:
+            await server.push(MICROSOFT_OAUTH_REFUSED)
+            server.transport.close()
+            return AuthResult(success=False, handled=True)
         return AuthResult(success=False, handled=False, message=MICROSOFT_OAUTH_REFUSED)
 
 
