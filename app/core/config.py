@@ -169,7 +169,7 @@ class RelayConfig:
     """How often a running /overten job's progress is checked (at most 2 progress posts per job)."""
     drive_api_url: str = "https://www.googleapis.com"
     drive_token_url: str = "https://oauth2.googleapis.com/token"
-    """Google's token endpoint, for Drive and Sheets."""
+    """Google's token endpoint, for Drive, Sheets and email's XOAUTH2 sign-in to Gmail."""
     google_token_uris: str = ""
     """Comma-separated token endpoints, besides Google's own and DRIVE_TOKEN_URL, that the ``token_uri`` of a
     tenant's Google credentials may name (e.g. a private Google Cloud endpoint). Empty: Google's only."""
@@ -195,7 +195,8 @@ class RelayConfig:
     which says no Retry-After. Tests shorten it together with their fake's."""
     graph_api_url: str = "https://graph.microsoft.com/v1.0"
     graph_login_url: str = "https://login.microsoftonline.com"
-    """Microsoft Entra's sign-in host, for OneDrive and SharePoint's app-only tokens (another cloud: e.g.
+    """Microsoft Entra's sign-in host, for OneDrive and SharePoint's app-only tokens and email's XOAUTH2 sign-in
+    to Microsoft 365 (another cloud: e.g.
     https://login.microsoftonline.us with https://graph.microsoft.us/v1.0)."""
     dropbox_api_url: str = "https://api.dropboxapi.com"
     dropbox_content_url: str = "https://content.dropboxapi.com"
@@ -204,7 +205,13 @@ class RelayConfig:
     """Life of the /files/{token} link written back to a CRM record or a row (each use redirects to a fresh
     download); past the task's retention the link finds no document either."""
     email_attach_max_bytes: int = 10 * 1024 * 1024
-    """Larger files are sent as a link instead of an attachment."""
+    """Larger files are sent as a link instead of an attachment (and so is a file that would make the message
+    larger than the SMTP server's announced SIZE limit)."""
+    email_deferred_retry_seconds: float = 300.0
+    """Wait before trying again when an SMTP server defers a recipient (a 4xx at RCPT): greylisting servers
+    accept only a retry that comes after their delay, 5 minutes by default in Postgrey. When Microsoft 365
+    refuses a connection beyond its 3 per mailbox (432 4.3.2), the wait is this or a minute, the shorter, and
+    costs no attempt."""
     metrics_dir: str = "var/metrics"
     """Where the web and worker processes of this host write Prometheus metrics for /metrics to add up
     (prometheus_client's multiprocess mode; PROMETHEUS_MULTIPROC_DIR wins when set). Empty: per process."""

@@ -2,7 +2,8 @@
 hosts, the platforms' SDKs) goes through this policy: the host is resolved and refused when any address is
 private, loopback, link-local or otherwise not public, unless allow-listed (local development and tests);
 an IPv4 address inside an IPv6 one (mapped, compatible, 6to4, NAT64, Teredo) is judged by the IPv4 rules;
-redirects are never followed.
+redirects are never followed. A name that does not resolve is a permanent failure; a DNS failure that passes
+(EAI_AGAIN, a resolver's SERVFAIL) is a temporary one, so a DNS blip retries deliveries instead of killing them.
 
 The connection then goes to the address that was checked (the request is pinned to it, with the
 original Host header and TLS server name): a DNS answer that changes between the check and the
@@ -27,10 +28,18 @@ import httpx
 import requests
 import urllib3
 
-from connectors.base import Permanent
+from connectors.base import Permanent, Retryable
 from connectors.sessions import TrustingSession
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_PASSING_DNS_FAILURES = frozenset(
+    # EAI_AGAIN: "Temporary failure in name resolution" (a timeout, a SERVFAIL); EAI_FAIL: musl's answer to a
+    # resolver that refused the query (and to a name without addresses, which then dies after its retries);
+    # EAI_SYSTEM: the lookup could not be sent. A name that does not exist (EAI_NONAME) stays permanent
+    getattr(socket, name)
+    for name in ("EAI_AGAIN", "EAI_FAIL", "EAI_SYSTEM")
+    if hasattr(socket, name)
+)
 
 
 @lru_cache(maxsize=4)
@@ -83,7 +92,13 @@ class OutboundPolicy:
             return None
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError):
+        except socket.gaierror as exc:
+            if exc.errno in _PASSING_DNS_FAILURES:
+                raise Retryable(
+                    f"cannot resolve {host[:100]} for now (DNS failed; will retry)"
+                ) from None
+            raise Permanent(f"cannot resolve {host[:100]}") from None
+        except UnicodeError:
             raise Permanent(f"cannot resolve {host[:100]}") from None
         for info in infos:
             address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])

@@ -83,6 +83,7 @@ def environment(ctx: Needs, save_state: Callable[[str, dict], None]) -> Environm
         "dropbox_content_url": config.dropbox_content_url,
         "ca_bundle": ca_bundle(config.outbound_ca_file),
         "email_attach_max_bytes": config.email_attach_max_bytes,
+        "email_deferred_retry_seconds": config.email_deferred_retry_seconds,
         "check_url": policy.check,
         "check_host": policy.check_host,
         # the platforms' SDKs: no redirects, each connection to a checked address

@@ -1,5 +1,6 @@
-"""Email through the customer's SMTP server (STARTTLS or SSL, with auth). The file is attached when it
-is at most RELAY_EMAIL_ATTACH_MAX_BYTES, else the message carries a link that always leads to a fresh
+"""Email through the customer's SMTP server (STARTTLS or SSL; a password, or OAuth's XOAUTH2 for Microsoft 365
+and Gmail: connectors/email/smtp.py). The file is attached when it is at most RELAY_EMAIL_ATTACH_MAX_BYTES and
+the message fits the server's SIZE limit, else the message carries a link that always leads to a fresh
 download. The MIME message is spooled to a temporary file, its attachment base64-encoded chunk by
 chunk, and streamed through DATA: no file is held in memory. The Message-ID derives from the delivery
 id, so a duplicate sent after a crash is recognisable as one."""
@@ -8,25 +9,32 @@ from __future__ import annotations
 
 import base64
 import quopri
-import re
 import secrets
 import smtplib
-import ssl
 import tempfile
 from email.header import Header
 from email.utils import formataddr, formatdate
 from typing import IO
 
 from .. import naming
-from ..base import Delivery, Document, Environment, Outcome, Permanent, Retryable, headline, summary
+from ..base import (
+    Check,
+    Delivery,
+    DeliveryError,
+    Document,
+    Environment,
+    Outcome,
+    Permanent,
+    Retryable,
+    headline,
+    summary,
+)
+from . import smtp as session
 
 MIME_NAME = naming.Rules(refused='/\\"')
 """A file name that sits in a quoted MIME parameter."""
 
-_B64_BLOCK = 57 * 1024
-_ENHANCED = re.compile(
-    r"[245]\.\d{1,3}\.\d{1,3}\b"
-)  # 57 raw bytes make one 76-character base64 line
+_B64_BLOCK = 57 * 1024  # 57 raw bytes make one 76-character base64 line
 
 
 class EmailKind:
@@ -39,10 +47,13 @@ class EmailKind:
             Outcome(f"email {sent} to {', '.join(delivery.config['to'])}", sent) if sent else None
         )
 
+    def check(self, target: Delivery, env: Environment) -> list[Check]:
+        from .check import check
+
+        return check(target, env)
+
     def deliver(self, delivery: Delivery, document: Document | None, env: Environment) -> Outcome:
         config = delivery.config
-        # checked now, and the socket opened to this very address (no second lookup to rebind)
-        address = env.settings["connect"](config["host"], int(config.get("port") or 587))
         message_id = f"<{delivery.delivery_id.lower()}@overten-relay>"
         attach = (
             document is not None
@@ -51,8 +62,22 @@ class EmailKind:
         )
         with tempfile.TemporaryFile() as spool:
             _write_message(spool, delivery, document, message_id, attach)
-            spool.seek(0)
-            _send(config, address, spool)
+            try:
+                with session.connected(config, env) as smtp:
+                    session.sign_in(smtp, config, env)
+                    limit = session.size_limit(smtp)
+                    if attach and limit is not None and spool.tell() > limit:
+                        # the server would refuse it (552): the file goes as a link instead
+                        attach = False
+                        spool.seek(0)
+                        spool.truncate()
+                        _write_message(spool, delivery, document, message_id, attach)
+                    size = spool.tell()
+                    spool.seek(0)
+                    _send(smtp, config, spool, size, env)
+            except (smtplib.SMTPException, OSError, DeliveryError) as exc:
+                wait = min(60.0, float(env.settings.get("email_deferred_retry_seconds") or 300))
+                raise session.explain(exc, config, wait) from None
         env.save_state(delivery.delivery_id, {"message_id": message_id})
         how = "attached" if attach else "as a link" if document else "words only"
         return Outcome(f"email {message_id} to {', '.join(config['to'])} ({how})", message_id)
@@ -136,100 +161,35 @@ def _encoded(out: IO[bytes], data: bytes) -> None:
         out.write(encoded.replace(b"\n", b"\r\n"))
 
 
-def _tls_context(config: dict) -> ssl.SSLContext:
-    """The system's authorities, and the tenant's own CA certificate if it gave one (``ca_pem``). A path
-    on the worker (``ca_file``, before) is never opened: what it answered told whether a file exists."""
-    if config.get("ca_file"):
-        raise Permanent(
-            "ca_file is not read any more: give the CA certificate's PEM text in ca_pem"
-        )
-    context = ssl.create_default_context()
-    if config.get("ca_pem"):
-        try:
-            context.load_verify_locations(cadata=config["ca_pem"])
-        except (ssl.SSLError, ValueError):
-            raise Permanent("ca_pem holds no certificate TLS can use") from None
-    return context
-
-
-class _Pinned:
-    """Connects to ``address`` (the one the outbound policy checked) while the host's name stays the server's
-    name for TLS (SNI and the certificate check, which smtplib takes from ``_host``)."""
-
-    def __init__(self, name: str, address: str, **kwargs):
-        self._address = address
-        super().__init__(**kwargs)  # type: ignore[call-arg]
-        self._host = name
-
-    def _get_socket(self, host, port, timeout):
-        return super()._get_socket(self._address, port, timeout)  # type: ignore[misc]
-
-
-class _PinnedSMTP(_Pinned, smtplib.SMTP):
-    pass
-
-
-class _PinnedSMTPSSL(_Pinned, smtplib.SMTP_SSL):
-    pass
-
-
-def _send(config: dict, address: str, spool: IO[bytes]) -> None:
-    host, port, security = (
-        config["host"],
-        int(config.get("port") or 587),
-        config.get("security", "starttls"),
+def _send(smtp: smtplib.SMTP, config: dict, spool: IO[bytes], size: int, env: Environment) -> None:
+    """The envelope and the message. A recipient deferred (4xx at RCPT: greylisting, a full mailbox) makes the
+    delivery wait and try again; one refused (5xx) ends it, named."""
+    options = [f"SIZE={size}"] if smtp.has_extn("size") else []
+    code, reply = smtp.mail(config["from"], options)
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, reply, config["from"])
+    answers = {recipient: smtp.rcpt(recipient) for recipient in config["to"]}
+    refused = {r: (code, reply) for r, (code, reply) in answers.items() if code >= 400}
+    said = ", ".join(
+        f"{r} ({code}{session.said_code(reply)})" for r, (code, reply) in refused.items()
     )
-    context = _tls_context(config)
-    try:
-        smtp = (
-            _PinnedSMTPSSL(host, address, context=context, timeout=60)
-            if security == "ssl"
-            else _PinnedSMTP(host, address, timeout=60)
+    if any(code >= 500 for code, _ in refused.values()):
+        raise Permanent(f"the SMTP server refused the recipients: {said}")
+    if refused:
+        raise Retryable(
+            f"the SMTP server deferred the recipients: {said}; greylisting or a passing trouble, "
+            "tried again later",
+            retry_after=float(env.settings.get("email_deferred_retry_seconds") or 300),
         )
-        code, reply = smtp.connect(host, port)
-        if code != 220:
-            smtp.close()
-            raise smtplib.SMTPConnectError(code, reply)
-        with smtp:
-            if security == "starttls":
-                smtp.starttls(context=context)
-            if config.get("username"):
-                smtp.login(config["username"], config.get("password", ""))
-            smtp.mail(config["from"])
-            for recipient in config["to"]:
-                code, reply = smtp.rcpt(recipient)
-                if code >= 400:
-                    raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
-            code, reply = smtp.docmd("DATA")
-            if code != 354:
-                raise smtplib.SMTPDataError(code, reply)
-            while block := spool.read(64 * 1024):
-                smtp.send(block)
-            smtp.send(b".\r\n")
-            code, reply = smtp.getreply()
-            if code != 250:
-                raise smtplib.SMTPDataError(code, reply)
-    except smtplib.SMTPAuthenticationError as exc:
-        raise Permanent(f"the SMTP server refused the login ({exc.smtp_code})") from None
-    except smtplib.SMTPRecipientsRefused as exc:
-        raise Permanent(
-            f"the SMTP server refused the recipients: {', '.join(exc.recipients)}"
-        ) from None
-    except smtplib.SMTPResponseException as exc:
-        kind = Retryable if 400 <= exc.smtp_code < 500 else Permanent
-        said = f"the SMTP server answered {exc.smtp_code}{_enhanced(exc.smtp_error)}"
-        raise kind(said) from None
-    except ssl.SSLError as exc:
-        raise Permanent(f"TLS with the SMTP server failed: {exc.reason}") from None
-    except (smtplib.SMTPException, OSError) as exc:
-        raise Retryable(f"the SMTP server could not be reached ({type(exc).__name__})") from None
-
-
-def _enhanced(reply: bytes | str) -> str:
-    """The reply's enhanced status code (RFC 3463, ``5.7.1``), the server's own code; never its text."""
-    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-    code = _ENHANCED.match(text)
-    return f" ({code.group(0)})" if code else ""
+    code, reply = smtp.docmd("DATA")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    while block := spool.read(64 * 1024):
+        smtp.send(block)
+    smtp.send(b".\r\n")
+    code, reply = smtp.getreply()
+    if code != 250:
+        raise smtplib.SMTPDataError(code, reply)
 
 
 KIND = EmailKind()

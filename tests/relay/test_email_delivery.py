@@ -99,9 +99,13 @@ def test_temporary_refusal_is_retried_and_a_fixed_saved_destination_replays(rela
         [done] = delivered(relay, client, retried["task_id"])
         assert done["state"] == "delivered" and done["attempts"] == 2
         config = email_destination(smtp_server, password="old")["config"]
-        saved = client.post(
-            "/v1/destinations", json={"name": "ops", "kind": "email", "config": config}
-        )
+        body = {"name": "ops", "kind": "email", "config": config}
+        refused = client.post("/v1/destinations", json=body)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "destination_check_failed"
+        assert "refused the login" in refused.json()["error"]["message"]
+        # saved anyway (the mail admin will put the password back): its deliveries die until then
+        saved = client.post("/v1/destinations?check=false", json=body)
         failed = relay.submit(client, prompt="y", destinations=[{"id": saved.json()["id"]}])
         [dead] = delivered(relay, client, failed["task_id"])
         assert dead["state"] == "dead"

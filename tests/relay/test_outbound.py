@@ -3,13 +3,14 @@ connection pinned to the checked address (DNS rebinding), redirects never follow
 
 from __future__ import annotations
 
+import re
 import socket
 
 import httpx
 import pytest
 
 from app.core.outbound import OutboundPolicy
-from connectors.base import Permanent
+from connectors.base import Permanent, Retryable
 
 
 @pytest.fixture
@@ -226,3 +227,31 @@ def test_pinned_urllib3_pools_check_every_hop(loopback):
     with pytest.raises(Permanent, match="non-public address"):
         manager.request("GET", outside.url + "/away")  # urllib3 follows; the second hop is refused
     assert hits == ["127.0.0.1/away"]
+
+
+def test_a_passing_dns_failure_is_temporary_and_an_unknown_name_permanent(monkeypatch):
+    """EAI_AGAIN ("Temporary failure in name resolution") and EAI_FAIL (a resolver failing) pass: a delivery
+    tries again later. EAI_NONAME (no such name) will answer the same: the dead letters. Each transport the
+    connectors use says so alike."""
+    errors = {
+        "flaky.example": socket.EAI_AGAIN,
+        "servfail.example": socket.EAI_FAIL,
+        "nowhere.example": socket.EAI_NONAME,
+    }
+
+    def resolve(host, port, *args, **kwargs):
+        raise socket.gaierror(errors[host], "from the test's resolver")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    policy = OutboundPolicy()
+    for host in ("flaky.example", "servfail.example"):
+        with pytest.raises(Retryable, match=f"cannot resolve {re.escape(host)} for now"):
+            policy.check_host(host, 443)
+        with pytest.raises(Retryable):
+            _seen(policy, f"https://{host}/x")
+        with pytest.raises(Retryable):
+            policy.connect(host, 587)
+        with pytest.raises(Retryable), policy.session(timeout=5) as session:
+            session.get(f"http://{host}/x")
+    with pytest.raises(Permanent, match=r"cannot resolve nowhere\.example"):
+        policy.check_host("nowhere.example", 443)
