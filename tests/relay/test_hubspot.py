@@ -5,6 +5,7 @@ private CA."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -278,3 +279,86 @@ def test_the_check_passes_the_recipes_connection_and_fails_a_bad_token(make_rela
     bad = run_check(relay, {"token": "pat-na1-revoked", "object": "deal"})
     assert bad.failed and named(bad, "signs in").verdict is Verdict.FAILURE, bad.view()
     assert "token" in named(bad, "signs in").fix
+
+
+class ConnectProxy:
+    """An HTTPS proxy on loopback (HTTP CONNECT, then bytes both ways) that records each tunnel's target."""
+
+    def __init__(self):
+        self.targets: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client = self._listener.accept()[0]
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                client.close()
+                return
+            head += chunk
+        method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+        if method != "CONNECT":
+            client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            client.close()
+            return
+        self.targets.append(target)
+        host, port = target.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._threads[0].join(5)
+        self._listener.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+
+def test_hubspot_calls_go_through_the_operators_proxy(make_relay, hubspot, monkeypatch):
+    """Row 13: a deployment whose egress is an HTTPS proxy (HTTPS_PROXY) and a private CA: every HubSpot call
+    goes through the proxy's tunnel and the write-back lands (the SDK ignored both)."""
+    proxy = ConnectProxy()
+    try:
+        fake = hubspot(FakeHubSpot(interval_ms=1000))
+        port = fake.url.rsplit(":", 1)[1].rstrip("/")
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the relay's own API, the sandbox: direct
+        relay = make_relay(
+            **{**fake.settings(), "hubspot_api_url": f"https://localhost:{port}"},
+            outbound_allow="127.0.0.0/8,::1/128,localhost",
+        )
+        with relay.client() as client:
+            _, writes = write_back(relay, client, {"token": "pat-na1-test-token", "fields": FIELDS})
+    finally:
+        proxy.close()
+    assert [w["state"] for w in writes] == ["delivered", "delivered"], writes
+    assert fake.records[("deals", "42")]["relay_status"] == "Ready"
+    assert proxy.targets and set(proxy.targets) == {f"localhost:{port}"}, proxy.targets
