@@ -36,6 +36,10 @@ _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _tokens: dict[str, tuple[str, float]] = {}
 
 
+class TokenRefused(Permanent):
+    """HubSpot does not take the token (401), or the OAuth app's refresh token."""
+
+
 class MissingScopes(Permanent):
     """HubSpot's 403 MISSING_SCOPES: the app was not granted what this call needs."""
 
@@ -164,7 +168,7 @@ class HubSpotApi:
                 f"HubSpot's token endpoint could not be reached: {type(exc).__name__}"
             ) from None
         if response.status_code in (400, 401, 403):
-            raise Permanent(f"HubSpot refused the OAuth refresh token ({_category(response)})")
+            raise TokenRefused(f"HubSpot refused the OAuth refresh token ({_category(response)})")
         if response.status_code >= 400:
             raise classify(response)
         answer = response.json()
@@ -192,7 +196,7 @@ def classify(response: httpx.Response) -> DeliveryError:
             wait = 3600.0 if policy == "DAILY" else (interval or 10_000) / 1000
         return Throttled(f"HubSpot is throttling ({policy or 'rate limit'})", retry_after=wait)
     if status == 401:
-        return Permanent(f"HubSpot refused the token (401): {category}")
+        return TokenRefused(f"HubSpot refused the token (401): {category}")
     if status == 403 and category == "MISSING_SCOPES":
         return MissingScopes(_required_scopes(body))
     if status == 403:
