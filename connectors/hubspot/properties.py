@@ -121,6 +121,8 @@ def _option(definition: Definition, text: str, what: str) -> str:
     """The option whose internal value or label is ``text``, or the status word before its reason ("Failed"
     of "Failed: the prompt was empty")."""
     candidates = [text, text.split(":", 1)[0].strip()]
+    if not definition.options:  # options kept elsewhere (a pipeline's stages): HubSpot judges
+        return text
     for candidate in candidates:
         for option in definition.options:
             if candidate == option.value:
