@@ -128,6 +128,8 @@ class FakeHubSpot:
     refused: list[tuple[str, str]] = field(default_factory=list)
     """(category, path) of each 4xx other than a 429, in order."""
     hub_id: int = 20211234
+    tells_scopes: bool = True
+    """False: the token-info endpoints do not know the tokens (as may be so for service keys: unverified)."""
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1001))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -305,7 +307,7 @@ class FakeHubSpot:
 
     def _private_token_info(self):
         token = (request.get_json(silent=True) or {}).get("tokenKey")
-        if token not in self.tokens:
+        if token not in self.tokens or not self.tells_scopes:
             return self._refuse(400, "invalid token", "VALIDATION_ERROR")
         return jsonify(
             {

@@ -285,6 +285,10 @@ def test_the_check_passes_the_recipes_connection_and_fails_a_bad_token(make_rela
     assert run_check(relay, {"oauth": oauth, "object": "deals"}).verdict is Verdict.PASS
     unset = run_check(relay, {"token": "pat-na1-test-token", "fields": FIELDS})
     assert unset.verdict is Verdict.WARNING and "object" in named(unset, "the records'").fix
+    fake.tells_scopes = False  # a token whose scopes HubSpot does not tell: listed, not judged
+    untold = run_check(relay, {"token": "pat-na1-test-token", "object": "deal", "fields": FIELDS})
+    assert untold.verdict is Verdict.WARNING, untold.view()
+    assert "crm.objects.contacts.write" in named(untold, "token has each scope").fix
     bad = run_check(relay, {"token": "pat-na1-revoked", "object": "deal"})
     assert bad.failed and named(bad, "signs in").verdict is Verdict.FAILURE, bad.view()
     assert "token" in named(bad, "signs in").fix
