@@ -1,7 +1,7 @@
 """Every destination kind, by name. Adding a platform is one folder and one line here.
 
 A kind's package is imported the first time the kind is looked up, not when the registry is: each brings its
-platform's SDK (google-auth with requests, pyairtable, slack_sdk, boto3, msal, dropbox, hubspot), and a
+platform's SDK (google-auth with requests, pyairtable, slack_sdk, boto3, msal, dropbox), and a
 process that never delivers to a platform (the web service, a worker that delivers to folders and hooks)
 should not pay for importing it at every start."""
 

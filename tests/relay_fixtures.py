@@ -285,10 +285,17 @@ def _served(fake, tls=None):
 
 
 @pytest.fixture
-def fake_hubspot():
+def fake_hubspot(loopback_ca):
+    """The fake HubSpot over HTTPS, as the real one is: the relay trusts it only through
+    RELAY_OUTBOUND_CA_FILE (``fake.settings`` has it)."""
     from connectors.hubspot.fake import FakeHubSpot
 
-    yield from _served(FakeHubSpot(interval_ms=1000))
+    fake = FakeHubSpot(interval_ms=1000)
+    fake.settings = lambda: {  # type: ignore[attr-defined]
+        "hubspot_api_url": fake.url,
+        "outbound_ca_file": str(loopback_ca.ca_file),
+    }
+    yield from _served(fake, tls=loopback_ca.server_context())
 
 
 @pytest.fixture

@@ -174,6 +174,14 @@ class RelayConfig:
     """Comma-separated token endpoints, besides Google's own and DRIVE_TOKEN_URL, that the ``token_uri`` of a
     tenant's Google credentials may name (e.g. a private Google Cloud endpoint). Empty: Google's only."""
     hubspot_api_url: str = "https://api.hubapi.com"
+    hubspot_calls_per_window: int = 100
+    """Calls HubSpot lets an account make in each burst window: 100 for private apps on Free and Starter (190
+    on Professional and Enterprise, 110 for a public app's). The relay keeps each token's calls under 90% of it,
+    across workers, leaving room for the account's other integrations."""
+    hubspot_window_seconds: float = 10.0
+    """HubSpot's burst window (tests shorten it together with the fake's)."""
+    hubspot_timeout_seconds: float = 30.0
+    """Longest wait for HubSpot to answer a call (a file upload gets ten times as long)."""
     airtable_api_url: str = "https://api.airtable.com"
     airtable_backoff_seconds: float = 30.0
     """Quiet after Airtable answers 429, as Airtable asks (tests shorten it)."""

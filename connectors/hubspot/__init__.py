@@ -1,7 +1,8 @@
 """HubSpot: the document's status, link, version and credits written to properties of the CRM record it
 belongs to, and the finished file uploaded to the Files API and attached to a note on the record.
 
-Through ``hubspot-api-client`` (pointed at ``hubspot_api_url``). Record keys: ``hubspot:{object}:{id}``,
+Over HubSpot's REST API through the relay's outbound client (``hubspot_api_url``; connectors.hubspot.api).
+Record keys: ``hubspot:{object}:{id}``,
 for deals, contacts, companies, tickets and custom objects by type id (``hubspot:2-1234567:42``).
 
 Idempotent: each note carries ``relay-task:{task id}``, and the record's notes are read (through its
@@ -9,13 +10,19 @@ associations, which are read-your-writes, not the search index) before one is ma
 attaches once. An uploaded file's id is saved with the delivery before the note is made. Under the
 ``replace`` policy, the relay's earlier notes on the record are archived with their files.
 
-Throttling: a 429 is retried after the interval HubSpot's headers give (``Retry-After``, else
-``X-HubSpot-RateLimit-Interval-Milliseconds``), or after an hour for the daily limit."""
+Values: each is written as its property takes it (a dropdown's option, a date at midnight UTC), from the
+property definitions read once per connection and object (connectors.hubspot.properties); a value that no
+option fits is refused before anything is written, naming the property, the value and the options.
+
+Throttling: every call is paced per token under the account's burst limit (RELAY_HUBSPOT_CALLS_PER_WINDOW);
+a 429 is a throttle (no attempt spent) retried after the interval HubSpot's headers give (``Retry-After``,
+else ``X-HubSpot-RateLimit-Interval-Milliseconds``), or after an hour for the daily limit."""
 
 from __future__ import annotations
 
 import re
 
+from ..base import Check, Delivery, Environment
 from ..records import RecordWriter
 
 OBJECTS = {
@@ -47,6 +54,11 @@ class HubSpotKind(RecordWriter):
                 "or a custom object's type id (2-1234567), e.g. hubspot:deal:42"
             )
         return {"object_type": object_type, "id": match["id"]}
+
+    def check(self, target: Delivery, env: Environment) -> list[Check]:
+        from .check import check  # the HTTP client loads only in a process that checks or writes
+
+        return check(target, env)
 
 
 KIND = HubSpotKind()
