@@ -179,13 +179,16 @@ def download(link: str) -> bytes:
     return response.content
 
 
-def connect(relay, client, target: Platform, versions: str = "replace", **config) -> str:
+def connect(
+    relay, client, target: Platform, versions: str = "replace", check: bool = True, **config
+) -> str:
+    """Save the target's connection; ``check=False`` saves it without its check (one that fails it)."""
     body = {
         "name": f"{target.name} deals",
         "kind": target.name,
         "config": {**target.config, "versions": versions, **config},
     }
-    answer = client.post("/v1/destinations", json=body)
+    answer = client.post("/v1/destinations" + ("" if check else "?check=false"), json=body)
     assert answer.status_code == 201, answer.text
     return answer.json()["id"]
 
@@ -412,7 +415,23 @@ def test_a_bad_token_lands_in_the_dead_letters_with_a_clear_message_and_replays(
         },
     }
     with relay.client() as client:
-        connections = [connect(relay, client, target, **wrong[target.name]) for target in targets]
+        refused_at_save = [
+            client.post(
+                "/v1/destinations",
+                json={
+                    "name": "x",
+                    "kind": target.name,
+                    "config": {**target.config, **wrong[target.name]},
+                },
+            )
+            for target in targets
+        ]
+        assert [r.json()["error"]["code"] for r in refused_at_save] == [
+            "destination_check_failed"
+        ] * len(targets), [r.text for r in refused_at_save]
+        connections = [
+            connect(relay, client, target, check=False, **wrong[target.name]) for target in targets
+        ]
         # each start write refused, while it ran
         tasks, _ = held_tasks(relay, client, targets, connections)
         relay.sandbox.release(HOLD)
@@ -491,14 +510,16 @@ def test_hubspot_oauth_and_a_custom_object_whose_note_gets_the_default_associati
         )
         writes = settled(client, task["task_id"])
         file = original(client, task["task_id"])
-        revoked = client.post(
-            "/v1/destinations",
-            json={
-                "name": "old portal",
-                "kind": "hubspot",
-                "config": {"oauth": {**oauth, "refresh_token": "refresh-revoked"}},
-            },
-        ).json()["id"]
+        revoked = (
+            client.post(  # its check would refuse it: saved unchecked, to see a delivery's end
+                "/v1/destinations?check=false",
+                json={
+                    "name": "old portal",
+                    "kind": "hubspot",
+                    "config": {"oauth": {**oauth, "refresh_token": "refresh-revoked"}},
+                },
+            ).json()["id"]
+        )
         refused = relay.submit(
             client,
             prompt="Vessel report",
