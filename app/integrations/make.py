@@ -297,6 +297,7 @@ def make_app(public_url: str) -> dict[str, Any]:
         "connections/relay/relay.communication.iml.json": {
             "url": f"{base}/v1/destinations/checks",
             "method": "POST",
+            "body": {},
             "headers": {"Authorization": "Bearer {{parameters.apiKey}}"},
             "response": {
                 "valid": {
