@@ -11,6 +11,7 @@ import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -18,7 +19,7 @@ import redis
 
 from app.core.ids import new_id
 from app.domain import retention
-from app.stores.audit import Action, Actor, ActorKind, AuditFilter, Target
+from app.stores.audit import COLUMNS, Action, Actor, ActorKind, AuditFilter, Target
 from tests.relay.test_secrets_at_rest import every_value
 from tests.relay.test_tenants import relay_cli
 from tests.support.dashboard import ADMIN_TOKEN, sign_in, signed_in_client
@@ -445,3 +446,10 @@ def test_no_secret_lands_in_the_log(make_relay, receiver):
     assert leaks == []
     raw = redis.Redis.from_url(relay.config.redis_url, decode_responses=True)
     assert raw.xlen(relay.config.key_prefix + "audit:all") == 9
+
+
+def test_the_schema_lists_the_actions_and_actor_kinds_defined_in_code():
+    entry = json.loads(Path("schemas/relay/audit-entry.json").read_text())["properties"]
+    assert entry["action"]["enum"] == [str(action) for action in Action]
+    assert entry["actor_kind"]["enum"] == [str(kind) for kind in ActorKind]
+    assert set(entry) == set(COLUMNS)
