@@ -181,13 +181,14 @@ class AuditLog:
         }
         keys = [self.key_for(None)] + ([self.key_for(tenant)] if tenant else [])
         args = [part for pair in stored.items() for part in pair]
-        metrics.AUDIT_ENTRIES.labels(str(action), "ok" if result == OK else "refused").inc()
         try:
-            return str(self._append(keys=keys, args=args))
+            entry_id = str(self._append(keys=keys, args=args))
         except RedisError:
-            log.exception("audit entry not written: %s", {**stored, "actor_name": "-"})
+            log.exception("audit entry not written: %s", stored)
             metrics.AUDIT_UNWRITTEN.inc()
             return None
+        metrics.AUDIT_ENTRIES.labels(str(action), "ok" if result == OK else "refused").inc()
+        return entry_id
 
     def page(
         self, tenant_id: str | None, wanted: AuditFilter, cursor: str | None, limit: int

@@ -127,3 +127,14 @@ def _owner(target: Target) -> str:
     elif target.type == "delivery":
         found = stores.deliveries.get(target.id)
     return found.tenant_id if found is not None else ""
+
+
+def installed(team_id: str, team_name: str, tenant_id: str) -> None:
+    """A Slack workspace connected through a tenant's install link: whoever followed the link did it (the
+    link, signed for the tenant, is their only credential)."""
+    actor = Actor(
+        ActorKind.SYSTEM, "slack_install_link", tenant=tenant_id, name="Slack install link"
+    )
+    record(
+        actor, Action.CONNECTION_CREATED, Target("connection", team_id, team_name), OK, tenant_id
+    )

@@ -420,6 +420,13 @@ def test_install_flow_maps_the_workspace_to_the_tenant(slack_relay, fake_slack):
         redis_key(slack_relay.ctx, "slack", "install", "T0INSTALL"), "bot_token"
     )
     assert installation.bot_token not in raw  # encrypted at rest
+    with slack_relay.client() as client:  # in the tenant's audit log, without the token
+        [entry] = client.get("/v1/audit", params={"action": "connection.created"}).json()["items"]
+    assert (entry["target_id"], entry["target_name"], entry["actor_id"]) == (
+        "T0INSTALL",
+        "Acme Corp",
+        "slack_install_link",
+    )
 
     replayed = httpx.get(callback)
     assert replayed.status_code == 409 and "already used" in replayed.text
