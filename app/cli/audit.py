@@ -4,6 +4,7 @@ that change state write to it (``cli_did``)."""
 from __future__ import annotations
 
 import getpass
+import re
 import socket
 import sys
 
@@ -84,8 +85,18 @@ def _wanted(
 @_filters
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--cursor", default=None, help="Where the page before ended (it says).")
-def list_(tenant, action, actor, since, until, limit: int, cursor: str | None) -> None:
+def list_(
+    tenant: str | None,
+    action: str | None,
+    actor: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+) -> None:
     """Entries, newest first, a page at a time."""
+    if cursor and not re.fullmatch(r"[0-9]{1,15}-[0-9]{1,19}", cursor):
+        raise click.ClickException("--cursor takes what the page before said (an entry id)")
     tenant_id, wanted = _wanted(tenant, action, actor, since, until)
     entries, next_cursor = context.current().audit.page(tenant_id, wanted, cursor, limit)
     for e in entries:
@@ -105,7 +116,14 @@ def list_(tenant, action, actor, since, until, limit: int, cursor: str | None) -
 @click.option(
     "--format", "format_", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True
 )
-def export(tenant, action, actor, since, until, format_: str) -> None:
+def export(
+    tenant: str | None,
+    action: str | None,
+    actor: str | None,
+    since: str | None,
+    until: str | None,
+    format_: str,
+) -> None:
     """Every entry the filters admit, newest first, to standard output as CSV or JSON Lines."""
     tenant_id, wanted = _wanted(tenant, action, actor, since, until)
     entries = context.current().audit.every(tenant_id, wanted)

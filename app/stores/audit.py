@@ -123,16 +123,12 @@ class AuditFilter:
     action: str | None = None
     actor: str | None = None
     """An actor's id (a key id, a person's subject, ``admin``)."""
-    tenant: str | None = None
-    """Operators only: one tenant's entries out of the all-tenants stream."""
     since: float | None = None
     until: float | None = None
 
     def admits(self, entry: AuditEntry) -> bool:
-        return (
-            (self.action is None or entry.action == self.action)
-            and (self.actor is None or entry.actor_id == self.actor)
-            and (self.tenant is None or entry.tenant == self.tenant)
+        return (self.action is None or entry.action == self.action) and (
+            self.actor is None or entry.actor_id == self.actor
         )
 
 

@@ -62,11 +62,10 @@ def export_jsonl():
     return jsonl_response(entries, "audit.jsonl")
 
 
-def audit_filter(query: dict, tenant_id: str | None = None) -> AuditFilter:
+def audit_filter(query: dict) -> AuditFilter:
     return AuditFilter(
         action=query.get("action") or None,
         actor=query.get("actor") or None,
-        tenant=tenant_id,
         since=audit_export.moment(query.get("since")),
         until=audit_export.moment(query.get("until"), end_of_day=True),
     )

@@ -8,7 +8,7 @@ import re
 from flask import Blueprint, render_template, request
 
 from app.domain.audit_export import moment
-from app.stores.audit import Action, ActorKind, AuditFilter
+from app.stores.audit import Action, AuditFilter
 from app.web.audit import audit_filter, csv_response, jsonl_response
 from app.web.base import ctx
 from app.web.dashboard import admin_only
@@ -19,8 +19,9 @@ _CURSOR = re.compile(r"^[0-9]{1,15}-[0-9]{1,19}$")
 _MOMENT = re.compile(r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9:]+)?)?$")
 
 
-def _chosen() -> tuple[dict[str, str], AuditFilter]:
-    """The filters of the query string (values that make no sense are left out, as a search form would)."""
+def _chosen() -> tuple[dict[str, str], str | None, AuditFilter]:
+    """The filters of the query string (values that make no sense are left out, as a search form would):
+    what was chosen, the tenant whose stream to read (None: the operators' stream, every tenant's), the rest."""
     args = request.args
     tenants = {t.tenant_id for t in ctx().tenants.list()}
     chosen = {
@@ -32,7 +33,7 @@ def _chosen() -> tuple[dict[str, str], AuditFilter]:
     }
     for name in ("since", "until"):
         chosen[name] = chosen[name] if _is_moment(chosen[name]) else ""
-    return chosen, audit_filter(chosen, chosen["tenant"] or None)
+    return chosen, chosen["tenant"] or None, audit_filter(chosen)
 
 
 def _is_moment(text: str) -> bool:
@@ -48,10 +49,10 @@ def _is_moment(text: str) -> bool:
 @bp.get("/audit")
 @admin_only
 def audit_page():
-    chosen, wanted = _chosen()
+    chosen, tenant_id, wanted = _chosen()
     cursor = request.args.get("cursor", "")
     cursor = cursor if _CURSOR.match(cursor) else ""
-    entries, next_cursor = ctx().audit.page(None, wanted, cursor or None, 50)
+    entries, next_cursor = ctx().audit.page(tenant_id, wanted, cursor or None, 50)
     filters = {name: value for name, value in chosen.items() if value}
     return render_template(
         "dashboard/audit.html",
@@ -62,7 +63,6 @@ def audit_page():
         filters=filters,
         tenants=ctx().tenants.list(),
         actions=tuple(Action),
-        actor_kinds=tuple(ActorKind),
         page="audit",
     )
 
@@ -70,10 +70,12 @@ def audit_page():
 @bp.get("/audit.csv")
 @admin_only
 def audit_csv():
-    return csv_response(ctx().audit.every(None, _chosen()[1]), "audit.csv")
+    _, tenant_id, wanted = _chosen()
+    return csv_response(ctx().audit.every(tenant_id, wanted), "audit.csv")
 
 
 @bp.get("/audit.jsonl")
 @admin_only
 def audit_jsonl():
-    return jsonl_response(ctx().audit.every(None, _chosen()[1]), "audit.jsonl")
+    _, tenant_id, wanted = _chosen()
+    return jsonl_response(ctx().audit.every(tenant_id, wanted), "audit.jsonl")
