@@ -193,6 +193,14 @@ def test_cancel_stops_the_channels_running_document(slack_relay, fake_slack):
     assert answer.json()["text"].startswith(":octagonal_sign: Cancelling task")
     [said] = eventually(lambda: fake_slack.replies(cancel_url), 60, "the cancel's word")
     assert said["response_type"] == "in_channel" and f"<@{USER}> cancelled task" in said["text"]
+    with slack_relay.client() as client:  # the tenant's audit log names who, as Slack said
+        [entry] = client.get("/v1/audit", params={"action": "task.cancelled"}).json()["items"]
+    assert (entry["actor_kind"], entry["actor_id"], entry["result"], entry["source"]) == (
+        "person",
+        f"slack:{TEAM}:{USER}",
+        "ok",
+        "slack",
+    )
     assert final_reply(fake_slack, url)["text"].startswith(":x:"), (
         "the command's own final word: cancelled"
     )
