@@ -49,6 +49,10 @@ class Action(StrEnum):
     SECRETS_ROTATED = "secrets.rotated"
     SIGNED_IN = "session.signed_in"
     SIGNED_OUT = "session.signed_out"
+    MEMBER_ADDED = "member.added"
+    MEMBER_REMOVED = "member.removed"
+    ROLE_CHANGED = "member.role_changed"
+    """People and roles (OpenID Connect sign-in): defined here so that the enum stays the one list."""
 
 
 class ActorKind(StrEnum):
