@@ -15,6 +15,7 @@ import signal
 import click
 
 SUBCOMMANDS = {  # name -> (module under app.cli, attribute)
+    "audit": ("audit", "audit_group"),
     "batch": ("batch", "batch"),
     "budgets": ("spend", "budgets"),
     "connectors": ("connectors", "connectors"),

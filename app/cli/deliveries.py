@@ -6,8 +6,10 @@ from collections.abc import Iterator
 
 import click
 
+from app.cli.audit import cli_did
 from app.domain import deliveries
 from app.stores import context
+from app.stores.audit import Action, Target
 from app.stores.context import Context
 from app.stores.deliveries import DeliveryRecord
 
@@ -48,7 +50,11 @@ def replay(delivery_ids: tuple[str, ...], all_failed: bool) -> None:
     ids = (d.delivery_id for d in _every_dead_letter(ctx)) if all_failed else iter(delivery_ids)
     replayed = 0
     for delivery_id in ids:
+        record = ctx.deliveries.get(delivery_id)
         done = deliveries.replay(ctx, delivery_id)
+        result = "ok" if done else "already_delivered" if record else "delivery_not_found"
+        tenant = record.tenant_id if record else ""
+        cli_did(Action.DELIVERY_REPLAYED, Target("delivery", delivery_id), result, tenant)
         replayed += 1
         click.echo(f"{delivery_id}  {'queued again' if done else 'not found or already delivered'}")
     if not replayed:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import click
 
+from app.cli.audit import cli_did
 from app.domain import checks
 from app.stores import context
+from app.stores.audit import OK, Action, Target
 from app.stores.destinations import SavedDestination
 
 _MARKS = {
@@ -41,6 +43,8 @@ def check(tenant_name: str, destination_ids: tuple[str, ...]) -> None:
     found = checks.run_saved(ctx, tenant.tenant_id, saved)
     for destination, report in found:
         _show(destination, report)
+        target = Target("destination", destination.id, destination.name)
+        cli_did(Action.DESTINATION_CHECKED, target, OK, tenant.tenant_id)
     if any(report.failed for _, report in found):
         raise SystemExit(1)
 

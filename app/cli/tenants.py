@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 import click
 
+from app.cli.audit import cli_did
 from app.core.crypto import SecretBox
 from app.stores import context
+from app.stores.audit import Action, Target
 
 
 def _tenant_or_fail(name_or_id: str):
@@ -15,6 +17,11 @@ def _tenant_or_fail(name_or_id: str):
     if tenant is None:
         raise click.ClickException(f"no tenant named or with id {name_or_id!r}")
     return tenant
+
+
+def key_id(api_key: str) -> str:
+    """The id part of a relay API key (``rly_<key id>_<secret>``): what the audit log names it by."""
+    return api_key.split("_")[1]
 
 
 @click.group()
@@ -36,7 +43,14 @@ def create(name: str, upstream_url: str, upstream_key: str, webhook_secret: str)
             name, upstream_url, upstream_key, webhook_secret
         )
     except ValueError as exc:
+        cli_did(Action.TENANT_CREATED, Target("tenant", name=name), "invalid_request")
         raise click.ClickException(str(exc)) from None
+    cli_did(
+        Action.TENANT_CREATED,
+        Target("tenant", tenant.tenant_id, tenant.name),
+        tenant=tenant.tenant_id,
+    )
+    cli_did(Action.KEY_CREATED, Target("key", key_id(api_key)), tenant=tenant.tenant_id)
     click.echo(f"tenant   {tenant.tenant_id} ({tenant.name})")
     click.echo(f"api key  {api_key}")
     click.echo("Keep the key: it is stored hashed and cannot be shown again.", err=True)
@@ -68,9 +82,9 @@ def keys(tenant: str) -> None:
 @click.option("--keep-old", is_flag=True, help="Keep the current keys valid (revoke them later).")
 def rotate_key(tenant: str, keep_old: bool) -> None:
     """Issue a new API key and, unless --keep-old, revoke the others."""
-    api_key = context.current().tenants.rotate_key(
-        _tenant_or_fail(tenant).tenant_id, keep_old=keep_old
-    )
+    tenant_id = _tenant_or_fail(tenant).tenant_id
+    api_key = context.current().tenants.rotate_key(tenant_id, keep_old=keep_old)
+    cli_did(Action.KEY_ROTATED, Target("key", key_id(api_key)), tenant=tenant_id)
     click.echo(f"api key  {api_key}")
 
 
@@ -79,7 +93,12 @@ def rotate_key(tenant: str, keep_old: bool) -> None:
 @click.argument("key_id")
 def revoke_key(tenant: str, key_id: str) -> None:
     """Revoke one API key by its id (see `relay tenants keys`)."""
-    if not context.current().tenants.revoke_key(_tenant_or_fail(tenant).tenant_id, key_id):
+    tenant_id = _tenant_or_fail(tenant).tenant_id
+    revoked = context.current().tenants.revoke_key(tenant_id, key_id)
+    cli_did(
+        Action.KEY_REVOKED, Target("key", key_id), "ok" if revoked else "key_not_found", tenant_id
+    )
+    if not revoked:
         raise click.ClickException(f"no key {key_id!r} for that tenant")
     click.echo(f"revoked {key_id}")
 
@@ -101,5 +120,6 @@ def rotate() -> None:
     from app.domain import sealing
 
     counts = sealing.rotate(context.current())
+    cli_did(Action.SECRETS_ROTATED, Target("secrets"))
     done = ", ".join(f"{count} {kind}(s)" for kind, count in counts.items())
     click.echo(f"re-encrypted the secrets of {done}; the old key can now be removed")

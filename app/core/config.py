@@ -100,6 +100,8 @@ class RelayConfig:
     """A dead delivery leaves the dead-letter list (with a log line) this long after it died."""
     usage_retention_seconds: float = 396 * 86_400.0
     """Daily usage rows (credits, tasks, agent time per tenant and record) are kept 13 months."""
+    audit_retention_seconds: float = 396 * 86_400.0
+    """Audit log entries (who changed what, when, from where) are kept 13 months, then trimmed by the sweep."""
     job_result_ttl_seconds: int = 3600
     """How long RQ keeps a finished job's result (the relay's own records hold the outcomes)."""
     job_failure_ttl_seconds: int = 7 * 86_400

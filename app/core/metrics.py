@@ -62,8 +62,18 @@ STORAGE_ERRORS = Counter(
 RETENTION_REMOVED = Counter(
     "relay_retention_removed_total",
     "What the retention sweep removed, by kind (task, "
-    "delivery, dead_letter, event, intake_entry, lane_entry, consumer).",
+    "delivery, dead_letter, event, audit_entry, intake_entry, lane_entry, consumer).",
     ["kind"],
+)
+AUDIT_ENTRIES = Counter(
+    "relay_audit_entries_total",
+    "Audit log entries, by action (destination.created, budget.set, session.signed_in, ...) and result "
+    "(ok: the change was made; refused: the caller was answered an error).",
+    ["action", "result"],
+)
+AUDIT_UNWRITTEN = Counter(
+    "relay_audit_unwritten_total",
+    "Audit entries Redis refused to store (logged with their fields): alert when it grows.",
 )
 
 _IDS = re.compile(r"/(?:run|task|tsk|dlv|dst|hook|evt)_[0-9A-Za-z]+")

@@ -7,6 +7,7 @@ indexes, never a SCAN over the keyspace or a long blocking call:
   to a daily JSONL archive first (RELAY_ARCHIVE_DIR);
 - ended batches (``batches:ended``), with their rows and the deliveries of their end, after the same time;
 - the tenants' event logs, by entry id (a stream id is a time), after the same time;
+- the audit log (each tenant's stream and the all-tenants one), after RELAY_AUDIT_RETENTION_SECONDS;
 - dead letters, after RELAY_DEAD_LETTER_RETENTION_SECONDS, with a log line each;
 - intake and delivery-lane entries older than RELAY_STREAM_RETENTION_SECONDS (work that failed for good);
 - stream consumers of worker processes that are gone (idle, nothing pending).
@@ -26,6 +27,7 @@ from app.core import metrics
 from app.core.config import RelayConfig
 from app.core.states import DELIVERY_SETTLED, TASK_ENDED
 from app.domain import sealing
+from app.stores.audit import AuditLog
 from app.stores.batches import BatchStore
 from app.stores.consumer_group import GroupStream
 from app.stores.deliveries import DeliveryStore
@@ -52,6 +54,7 @@ class Needs(Protocol):
     batches: BatchStore
     intake: IntakeStream
     lane: LaneStream
+    audit: AuditLog
 
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ def sweep(ctx: Needs, now: float | None = None, budget_seconds: float = 20.0) ->
         "batch": 0,
         "dead_letter": 0,
         "event": 0,
+        "audit_entry": 0,
         "intake_entry": 0,
         "lane_entry": 0,
         "consumer": 0,
@@ -87,6 +91,10 @@ def sweep(ctx: Needs, now: float | None = None, budget_seconds: float = 20.0) ->
     removed["event"] = sum(
         ctx.events.trim_before(tenant_id, now - config.task_retention_seconds)
         for tenant_id in ctx.tenants.ids()
+    )
+    audit_before = now - config.audit_retention_seconds
+    removed["audit_entry"] = sum(
+        ctx.audit.trim_before(tenant_id, audit_before) for tenant_id in [None, *ctx.tenants.ids()]
     )
     oldest = now - config.stream_retention_seconds
     removed["intake_entry"] = _trim(ctx.intake, oldest, "intake")

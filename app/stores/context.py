@@ -16,6 +16,7 @@ from app.core.config import RelayConfig
 from app.core.crypto import SecretBox
 from app.core.tokens import Tokens
 from app.core.upstream import RetryPolicy, UpstreamClients
+from app.stores.audit import AuditLog
 from app.stores.batches import BatchStore
 from app.stores.budgets import BudgetStore
 from app.stores.deliveries import DeliveryStore
@@ -66,6 +67,7 @@ class Context:
     lane: LaneStream
     installations: InstallationStore
     slack_sessions: SlackSessions
+    audit: AuditLog
     secret: str = ""
     """Signs tokens and the dashboard's session cookie (RELAY_SECRET_KEY, else one kept in Redis)."""
 
@@ -111,6 +113,7 @@ def build_context(config: RelayConfig) -> Context:
         lane=LaneStream(redis, prefix),
         installations=InstallationStore(redis, prefix, box, config),
         slack_sessions=SlackSessions(redis, prefix),
+        audit=AuditLog(redis, prefix),
         secret=secret,
     )
 

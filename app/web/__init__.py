@@ -13,8 +13,10 @@ from app.core.secret_strength import refuse_weak_secrets
 from app.stores.context import Context, build_context
 from app.web import (
     api,
+    audit,
     batches,
     dashboard,
+    dashboard_audit,
     fanout,
     files,
     health,
@@ -56,11 +58,15 @@ def create_app(config: RelayConfig | None = None, context: Context | None = None
     app.register_blueprint(batches.bp)
     app.register_blueprint(listing.bp)
     app.register_blueprint(spend.bp)
+    app.register_blueprint(audit.bp)
     app.register_blueprint(fanout.bp)
     app.register_blueprint(integrations.bp)
     app.register_blueprint(slack.bp)
     dashboard.install_dashboard(app)
-    limits.install_limits(app, config, [api.bp, batches.bp, listing.bp, spend.bp, fanout.bp])
+    app.register_blueprint(dashboard_audit.bp)
+    limits.install_limits(
+        app, config, [api.bp, batches.bp, listing.bp, spend.bp, fanout.bp, audit.bp]
+    )
     # the API's webhooks skip Flask's request machinery: the relay's hottest path (app/web/intake.py)
     app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {intake.PREFIX: intake.UpstreamIntake(ctx)})  # type: ignore[method-assign]
     return app

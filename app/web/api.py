@@ -14,9 +14,11 @@ from app.core.storage import DoneNotReplicated
 from app.core.upstream import UpstreamError
 from app.domain import deliveries, exports, links, submit, tracking
 from app.domain.serializers import record_view, task_view
+from app.stores.audit import Action
 from app.stores.destinations import check_config
 from app.stores.idempotency import StoredAnswer, fingerprint
 from app.stores.tasks import Task
+from app.web.auditing import audited
 from app.web.base import ctx, public, record_path, require_tenant, tenant
 from app.web.openapi import ERROR, JSON, V1
 from app.web.routing import Routes, json_body, query_params
@@ -213,6 +215,7 @@ def get_record(record_key: str):
     "Forget a record: its next prompt starts new documents",
     {204: None, 400: ERROR, 401: ERROR, 404: ERROR},
 )
+@audited(Action.RECORD_FORGOTTEN, "record", "record_key")
 def forget_record(record_key: str):
     if not ctx().records.forget(tenant().tenant_id, _record_key(record_key)):
         raise NotFound("record_not_found", "No record with that key.")

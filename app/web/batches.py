@@ -12,9 +12,11 @@ from app.core.errors import Conflict, Invalid, NotFound
 from app.core.states import BatchStatus
 from app.domain import batch_csv, batch_files, batch_rows, batches, deliveries
 from app.domain.batch_template import RowFault
+from app.stores.audit import Action
 from app.stores.batches import Batch
 from app.stores.idempotency import fingerprint
 from app.web.api import check_destinations, idempotent
+from app.web.auditing import audited
 from app.web.base import ctx, public, require_tenant, tenant
 from app.web.openapi import CSV, ERROR, V1
 from app.web.routing import Routes, body_schema, query_params
@@ -139,6 +141,7 @@ def batch_rows_page(batch_id: str):
     "Run the failed rows again",
     {202: "relay/batch.json", 401: ERROR, 404: ERROR},
 )
+@audited(Action.BATCH_RETRIED, "batch", "batch_id")
 def retry_batch(batch_id: str):
     batch = _batch(batch_id)
     retried = batches.retry(ctx(), batch)
@@ -151,6 +154,7 @@ def retry_batch(batch_id: str):
     "Cancel the rows that have not ended",
     {202: "relay/batch.json", 401: ERROR, 404: ERROR, 409: ERROR},
 )
+@audited(Action.BATCH_CANCELLED, "batch", "batch_id")
 def cancel_batch(batch_id: str):
     batch = _batch(batch_id)
     if batch.status != BatchStatus.RUNNING:

@@ -26,8 +26,10 @@ from app.core import redis_connection
 from app.core.formats import document_formats
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
 from app.domain import admin, batches, checks, deliveries, listing, tracking
+from app.stores.audit import Action, Target
 from app.web import dashboard_auth as auth
 from app.web import dashboard_charts as views
+from app.web.auditing import operator_did
 from app.web.base import ctx
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="templates")
@@ -100,11 +102,13 @@ def login():
         csrf.protect()
         if auth.token_matches(request.form.get("token", "")):
             auth.sign_in()
+            operator_did(Action.SIGNED_IN, Target("session"))
             target = request.args.get("next", "")
             return redirect(
                 target if target.startswith("/dashboard") else url_for("dashboard.overview")
             )
         error = "That admin token is not right."
+        operator_did(Action.SIGNED_IN, Target("session"), "invalid_token")
     return render_template("dashboard/login.html", error=error), 401 if error else 200
 
 
@@ -117,6 +121,7 @@ def too_many_sign_ins(_exc: RateLimitExceeded):
 @bp.post("/logout")
 @admin_only
 def logout():
+    operator_did(Action.SIGNED_OUT, Target("session"))
     auth.sign_out()
     return redirect(url_for("dashboard.login"))
 
@@ -193,7 +198,11 @@ def cancel_task(task_id: str):
     tenant = ctx().tenants.get(task.tenant_id) if task else None
     if task is None or tenant is None:
         abort(404)
-    if tracking.cancel(ctx(), tenant, task):
+    cancelled = tracking.cancel(ctx(), tenant, task)
+    operator_did(
+        Action.TASK_CANCELLED, Target("task", task_id), "ok" if cancelled else "not_cancelled"
+    )
+    if cancelled:
         flash(f"Task {task_id} is cancelled.")
     else:
         ended = ctx().tasks.get(task_id) or task
@@ -292,12 +301,17 @@ def batch_json(batch_id: str):
     return jsonify(_batch_page(batch_id)[0])
 
 
+_BATCH_ACTIONS = {"cancel": Action.BATCH_CANCELLED, "retry": Action.BATCH_RETRIED}
+
+
 @bp.post("/batches/<batch_id>/<action>")
 @admin_only
 def batch_action(batch_id: str, action: str):
     found = ctx().batches.get(batch_id)
     if found is None or action not in ("cancel", "retry"):
         abort(404)
+    done = "ok" if action == "retry" or found.status == BatchStatus.RUNNING else "batch_ended"
+    operator_did(_BATCH_ACTIONS[action], Target("batch", batch_id), done)
     if action == "retry":
         flash(f"Failed rows queued again: {batches.retry(ctx(), found)}.")
     elif found.status != BatchStatus.RUNNING:
@@ -332,7 +346,13 @@ def dead_letters():
 @bp.post("/deliveries/<delivery_id>/replay")
 @admin_only
 def replay(delivery_id: str):
-    if deliveries.replay(ctx(), delivery_id):
+    replayed = deliveries.replay(ctx(), delivery_id)
+    operator_did(
+        Action.DELIVERY_REPLAYED,
+        Target("delivery", delivery_id),
+        "ok" if replayed else "already_delivered",
+    )
+    if replayed:
         flash(f"Delivery {delivery_id} is queued again.")
     else:
         flash(f"Delivery {delivery_id} was already delivered or does not exist.")
@@ -369,6 +389,12 @@ def check_destination(tenant_id: str, destination_id: str):
     """The destination checked now; the page shows what each check found."""
     store = ctx().destinations
     saved = store.get(tenant_id, destination_id)
+    operator_did(
+        Action.DESTINATION_CHECKED,
+        Target("destination", destination_id, saved.name if saved else ""),
+        "ok" if saved else "destination_not_found",
+        tenant_id,
+    )
     if saved is None:
         flash(f"Destination {destination_id} does not exist.")
         return redirect(url_for("dashboard.destinations"))

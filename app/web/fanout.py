@@ -6,8 +6,10 @@ from flask import Blueprint, jsonify
 
 from app.core.errors import Conflict, Invalid, NotFound
 from app.domain import checks, deliveries
+from app.stores.audit import Action
 from app.stores.destinations import Hook, SavedDestination, check_config, merged_config
 from app.stores.events import iso
+from app.web.auditing import audited
 from app.web.base import ctx, require_tenant, tenant
 from app.web.listing import cursor_of, next_cursor
 from app.web.openapi import ERROR, V1
@@ -69,6 +71,7 @@ def _checked(kind: str, config: dict) -> checks.Report | None:
     body="relay/destination-create.json",
     query="relay/destination-save-query.json",
 )
+@audited(Action.DESTINATION_CREATED, "destination")
 def create_destination():
     body = json_body()
     config = check_config(body["kind"], body["config"])
@@ -89,6 +92,7 @@ def create_destination():
     "Check a saved destination: what a delivery will need, without delivering",
     {200: "relay/destination-checks.json", 401: ERROR, 404: ERROR},
 )
+@audited(Action.DESTINATION_CHECKED, "destination", "destination_id")
 def check_destination(destination_id: str):
     tenant_id, store = tenant().tenant_id, ctx().destinations
     saved = store.get(tenant_id, destination_id)
@@ -163,6 +167,7 @@ def get_destination(destination_id: str):
     body="relay/destination-update.json",
     query="relay/destination-save-query.json",
 )
+@audited(Action.DESTINATION_CHANGED, "destination", "destination_id")
 def update_destination(destination_id: str):
     body = json_body()
     tenant_id, store = tenant().tenant_id, ctx().destinations
@@ -198,6 +203,7 @@ def update_destination(destination_id: str):
     "Delete a saved destination",
     {204: None, 401: ERROR, 404: ERROR},
 )
+@audited(Action.DESTINATION_DELETED, "destination", "destination_id")
 def delete_destination(destination_id: str):
     if not ctx().destinations.delete(tenant().tenant_id, destination_id):
         raise NotFound("destination_not_found", "No destination with that id.")
@@ -211,6 +217,7 @@ def delete_destination(destination_id: str):
     {201: "relay/hook.json", 400: ERROR, 401: ERROR},
     body="relay/hook-create.json",
 )
+@audited(Action.HOOK_SUBSCRIBED, "hook")
 def subscribe():
     body = json_body()
     hook, secret = ctx().hooks.create(tenant().tenant_id, body["target_url"], body["event"])
@@ -223,6 +230,7 @@ def list_hooks():
 
 
 @route("DELETE", "/hooks/<hook_id>", "Unsubscribe", {204: None, 401: ERROR, 404: ERROR})
+@audited(Action.HOOK_UNSUBSCRIBED, "hook", "hook_id")
 def unsubscribe(hook_id: str):
     if not ctx().hooks.delete(tenant().tenant_id, hook_id):
         raise NotFound("hook_not_found", "No hook subscription with that id.")
@@ -266,6 +274,7 @@ def get_delivery(delivery_id: str):
     "Run a failed delivery again",
     {202: "relay/delivery.json", 401: ERROR, 404: ERROR, 409: ERROR},
 )
+@audited(Action.DELIVERY_REPLAYED, "delivery", "delivery_id")
 def replay(delivery_id: str):
     if ctx().deliveries.get(delivery_id, tenant().tenant_id) is None:
         raise NotFound("delivery_not_found", "No delivery with that id.")

@@ -11,7 +11,9 @@ from app.core.errors import Conflict, NotFound, UpstreamFailed
 from app.core.states import TASK_ENDED
 from app.domain import listing, tracking
 from app.domain.serializers import record_view
+from app.stores.audit import Action
 from app.web.api import task_answer
+from app.web.auditing import audited
 from app.web.base import ctx, lenient_day, public, record_path, require_tenant, tenant
 from app.web.openapi import ERROR, V1
 from app.web.routing import Routes, query_params
@@ -74,6 +76,7 @@ def list_records():
     description="409 `task_ended` once the task has ended. A task the API has not taken yet is cancelled "
     "here.",
 )
+@audited(Action.TASK_CANCELLED, "task", "task_id")
 def cancel_task(task_id: str):
     task = ctx().tasks.get(task_id, tenant().tenant_id)
     if task is None:

@@ -13,6 +13,7 @@ from app.core import metrics
 from app.core.errors import NotFound, RelayError, Unauthorized
 from app.domain.slack import install
 from app.domain.slack.commands import VERBS, SlashCommand, acknowledge
+from app.web import auditing
 from app.web.base import authenticate, ctx
 from app.web.errors import status_of
 from app.web.openapi import ERROR, FORM, HTML, JSON, SLACK
@@ -114,6 +115,7 @@ def finish_install():
         done = install.complete(ctx(), query["code"], query["state"])
     except RelayError as exc:
         return _page("Installation failed", exc.message), status_of(exc)
+    auditing.installed(done.team_id, done.team_name, done.tenant_id)
     return _page(
         "Overten Relay is installed",
         f"It now answers /overten in {done.team_name or done.team_id}. "

@@ -8,7 +8,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.core.errors import Invalid, NotFound
 from app.domain import budgets, usage_report
+from app.stores.audit import Action
 from app.stores.usage import days_of
+from app.web.auditing import audited
 from app.web.base import ctx, lenient_day, require_tenant, tenant
 from app.web.openapi import ERROR, V1
 from app.web.routing import Routes, json_body, query_params
@@ -18,6 +20,7 @@ bp.before_request(require_tenant)
 route = Routes(bp, V1)
 
 USAGE_DAYS_MAX = 400  # the rows are kept 13 months: a longer range would only add empty days
+_BUDGET_CHANGES = {"PUT": Action.BUDGET_SET, "DELETE": Action.BUDGET_REMOVED}
 _CAPPED = (
     "Alerts at each share once a month (budget.threshold); with hard_cap, submits past the "
     "budget answer 402 budget_exceeded until the month resets."
@@ -90,6 +93,7 @@ def list_budgets():
 @route(
     "DELETE", "/budgets/tenant", "Remove the tenant's budget", {204: None, 401: ERROR, 404: ERROR}
 )
+@audited(_BUDGET_CHANGES, "budget", default_id="tenant")
 def tenant_budget():
     return _budget(None)
 
@@ -114,6 +118,7 @@ def tenant_budget():
     "Remove a record's budget",
     {204: None, 401: ERROR, 404: ERROR},
 )
+@audited(_BUDGET_CHANGES, "budget", "record_key")
 def record_budget(record_key: str):
     return _budget(record_key)
 

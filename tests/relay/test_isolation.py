@@ -65,6 +65,7 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, 
             "tasks": "/v1/tasks",
             "records": "/v1/records",
             "budgets": "/v1/budgets",
+            "audit": "/v1/audit",
         }
         return {name: _without_links(owner.get(path).json()) for name, path in paths.items()}
 
@@ -146,6 +147,19 @@ def test_another_tenants_ids_are_not_found_and_nothing_changes(relay, receiver, 
     finished = relay.wait_task(intruder, own["task_id"])
     assert finished["run_id"] != before["task"]["run_id"]  # record keys are per tenant
     assert owner_view() == before, "the owner's data changed"
+    # the intruder's log holds its own attempts alone (refused, on the owner's ids); the owner's, none of them
+    attempts = intruder.get("/v1/audit", params={"limit": 200}).json()["items"]
+    assert attempts and {(e["tenant"], e["actor_tenant"]) for e in attempts} == {
+        (intruder.get("/v1/me").json()["tenant_id"],) * 2
+    }
+    assert {e["result"] for e in attempts if e["target_id"] == destination["id"]} == {
+        "destination_not_found"
+    }
+    assert [e["action"] for e in before["audit"]["items"]][-3:] == [
+        "budget.set",
+        "hook.subscribed",
+        "destination.created",
+    ]
 
     with_ids = {(r.method, r.path) for r in ROUTES if r.auth and "{" in r.path}
     assert with_ids <= {call for call in calls if "{" in call[1]}, (

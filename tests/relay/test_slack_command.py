@@ -193,6 +193,14 @@ def test_cancel_stops_the_channels_running_document(slack_relay, fake_slack):
     assert answer.json()["text"].startswith(":octagonal_sign: Cancelling task")
     [said] = eventually(lambda: fake_slack.replies(cancel_url), 60, "the cancel's word")
     assert said["response_type"] == "in_channel" and f"<@{USER}> cancelled task" in said["text"]
+    with slack_relay.client() as client:  # the tenant's audit log names who, as Slack said
+        [entry] = client.get("/v1/audit", params={"action": "task.cancelled"}).json()["items"]
+    assert (entry["actor_kind"], entry["actor_id"], entry["result"], entry["source"]) == (
+        "person",
+        f"slack:{TEAM}:{USER}",
+        "ok",
+        "slack",
+    )
     assert final_reply(fake_slack, url)["text"].startswith(":x:"), (
         "the command's own final word: cancelled"
     )
@@ -420,6 +428,13 @@ def test_install_flow_maps_the_workspace_to_the_tenant(slack_relay, fake_slack):
         redis_key(slack_relay.ctx, "slack", "install", "T0INSTALL"), "bot_token"
     )
     assert installation.bot_token not in raw  # encrypted at rest
+    with slack_relay.client() as client:  # in the tenant's audit log, without the token
+        [entry] = client.get("/v1/audit", params={"action": "connection.created"}).json()["items"]
+    assert (entry["target_id"], entry["target_name"], entry["actor_id"]) == (
+        "T0INSTALL",
+        "Acme Corp",
+        "slack_install_link",
+    )
 
     replayed = httpx.get(callback)
     assert replayed.status_code == 409 and "already used" in replayed.text

@@ -22,6 +22,7 @@ from app.core.states import TASK_ENDED
 from app.core.upstream import UpstreamError
 from app.domain import budgets, exports, submit, tracking
 from app.domain.slack.commands import channel_record_key
+from app.stores.audit import OK, Action, Actor, ActorKind, AuditLog, Target
 from app.stores.installations import Installation, InstallationStore
 from app.stores.slack_sessions import SlackSessions
 from app.stores.tenants import Tenant
@@ -33,6 +34,7 @@ class Needs(exports.Needs, submit.Needs, Protocol):
 
     installations: InstallationStore
     slack_sessions: SlackSessions
+    audit: AuditLog
 
 
 log = logging.getLogger(__name__)
@@ -145,7 +147,9 @@ def cancel_document(ctx: Needs, request: dict) -> None:
     if task is None:
         follow_up(ctx, response_url, "That task is gone.")
         return
-    if tracking.cancel(ctx, tenant, task):
+    cancelled = tracking.cancel(ctx, tenant, task)
+    _audit_cancel(ctx, request, tenant.tenant_id, task.task_id, cancelled)
+    if cancelled:
         follow_up(
             ctx,
             response_url,
@@ -187,3 +191,13 @@ def _workspace(ctx: Needs, request: dict) -> tuple[Installation | None, Tenant |
 
 def _schedule_progress(ctx: Needs, task_id: str) -> None:
     ctx.queues.slack_progress(task_id, ctx.config.slack_progress_seconds)
+
+
+def _audit_cancel(ctx: Needs, request: dict, tenant_id: str, task_id: str, cancelled: bool) -> None:
+    """In the tenant's audit log: the Slack user (as Slack vouched for them, by the command's signature)
+    cancelled the task, or tried to."""
+    who = Actor(ActorKind.PERSON, f"slack:{request['team_id']}:{request['user_id']}", tenant_id)
+    result = OK if cancelled else "not_cancelled"
+    ctx.audit.append(
+        who, Action.TASK_CANCELLED, Target("task", task_id), result, "slack", tenant_id
+    )
