@@ -17,11 +17,23 @@ import msal
 import requests
 
 from .. import naming
-from ..base import ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..base import (
+    ChunkReader,
+    Delivery,
+    DeliveryError,
+    Document,
+    Environment,
+    Outcome,
+    Permanent,
+    Retryable,
+    Throttled,
+)
 from ..retry_after import retry_after
 
 FRAGMENT = 320 * 1024
 DEFAULT_CHUNK_KIB = 32 * 320  # 10 MiB
+BUSY_SECONDS = 30.0
+"""Wait before asking again for a session for a file whose other session is open (RELAY_GRAPH_UPLOAD_BUSY_SECONDS)."""
 _apps: dict[str, msal.ConfidentialClientApplication] = {}
 _apps_lock = threading.Lock()
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -42,7 +54,8 @@ def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
     stem, dot, ext = (
         state["name"].rpartition(".") if "." in state["name"] else (state["name"], "", "")
     )
-    named = re.compile(rf"{re.escape(stem)}( \d+)?{re.escape(dot + ext)}")
+    # OneDrive's names are case-insensitive: Report.xlsx is report.xlsx
+    named = re.compile(rf"{re.escape(stem)}( \d+)?{re.escape(dot + ext)}", re.IGNORECASE)
     began = datetime.fromisoformat(state["began"])
     for item in graph.children(state["drive_id"], state["folder"]):
         if (
@@ -180,16 +193,46 @@ class _Graph:
         self, drive: str, folder: str, name: str, conflict: str
     ) -> tuple[str, datetime]:
         """The upload URL, and when the session began by Graph's clock (less a second: Date has whole ones)."""
-        path = _path(f"{folder}/{name}" if folder else name)
+        where = f"{folder}/{name}" if folder else name
         body = {"item": {"@microsoft.graph.conflictBehavior": conflict, "name": name}}
         answer = self.request(
-            "POST", f"/drives/{drive}/root:/{path}:/createUploadSession", json=body
+            "POST",
+            f"/drives/{drive}/root:/{_path(where)}:/createUploadSession",
+            json=body,
+            conflict_ok=True,
         )
+        if answer.status_code == 409:
+            raise self._conflict(answer, drive, where, conflict)
         try:
             began = parsedate_to_datetime(answer.headers["date"]).astimezone(UTC)
         except (KeyError, TypeError, ValueError):
             began = datetime.now(UTC) - timedelta(minutes=5)
         return str(answer.json()["uploadUrl"]), began - timedelta(seconds=1)
+
+    def _conflict(
+        self, answer: httpx.Response, drive: str, where: str, conflict: str
+    ) -> DeliveryError:
+        """A 409 to createUploadSession. In OneDrive for Business an upload session is tied to its path: while
+        another is open for the file (another delivery's to the same name, or one whose answer was lost),
+        Graph answers nameAlreadyExists whatever the conflict behavior (OneDrive/onedrive-api-docs#747), and
+        gives no way to find that session. It ends when its upload completes, or within 15 minutes idle: wait."""
+        if _code(answer) != "nameAlreadyExists":
+            return _classify(answer)
+        item = f"/drives/{drive}/root:/{_path(where)}"
+        if conflict == "fail" and self.request("GET", item, absent=True) is not None:
+            return Permanent(
+                f"Microsoft Graph answered 409 nameAlreadyExists: {where} exists and the conflict "
+                "policy is fail"
+            )
+        wait = retry_after(answer.headers.get("retry-after")) or float(
+            self.env.settings.get("graph_upload_busy_seconds") or BUSY_SECONDS
+        )
+        return Throttled(
+            f"another upload to {where} is under way in OneDrive (another delivery of the same "
+            "file, or an earlier attempt's session; Graph closes an idle one within 15 minutes): "
+            "waiting for it to end",
+            retry_after=wait,
+        )
 
     def session_offset(self, session: str) -> int | None:
         """Where the session stands (the first of nextExpectedRanges); None when Graph no longer knows it."""
@@ -292,23 +335,34 @@ def _next_expected(status: dict) -> int:
     return int(str(ranges[0]).split("-", 1)[0])
 
 
-def _classify(answer: httpx.Response) -> Exception:
+def _code(answer: httpx.Response) -> str:
+    """Graph's error code (never its message, which may name things), when it looks like one."""
     error: dict = {}
     with contextlib.suppress(ValueError, AttributeError):
         error = answer.json().get("error") or {}
-    code, status = str(error.get("code") or ""), answer.status_code
-    code = code if _CODE.fullmatch(code) else ""
-    said = f"Microsoft Graph answered {status} {code}".strip()  # its code, never its message
+    code = str(error.get("code") or "")
+    return code if _CODE.fullmatch(code) else ""
+
+
+def _classify(answer: httpx.Response) -> DeliveryError:
+    code, status = _code(answer), answer.status_code
+    said = f"Microsoft Graph answered {status} {code}".strip()
     if status in (429, 503, 509) or code in ("activityLimitReached", "serviceNotAvailable"):
         return Retryable(said, retry_after=retry_after(answer.headers.get("retry-after")))
-    if code == "nameAlreadyExists":
+    if code == "nameAlreadyExists":  # at the last fragment: someone made the file meanwhile
         return Permanent(f"{said} (the file exists and the conflict policy is fail)")
+    if status == 507 or code == "quotaLimitReached":
+        return Permanent(
+            f"{said}: the drive is full; free space in it or raise its storage quota, then replay"
+        )
+    if status == 423:
+        return Retryable(f"{said}: the file is locked (checked out, or open for editing)")
     if status in (401, 403):
         return Permanent(
-            f"Microsoft Graph refused the app ({code or status}): check its application "
-            "permissions (Files.ReadWrite.All or Sites.ReadWrite.All)"
+            f"Microsoft Graph refused the app ({code or status}): grant it the application "
+            "permission Sites.ReadWrite.All (or Sites.Selected with write access to this site)"
         )
-    if status >= 500 or status in (408, 409, 423):
+    if status >= 500 or status in (408, 409):
         return Retryable(said)
     return Permanent(said)
 
