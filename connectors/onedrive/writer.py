@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import secrets
 import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -18,6 +19,7 @@ import requests
 
 from .. import naming
 from ..base import (
+    Check,
     ChunkReader,
     Delivery,
     DeliveryError,
@@ -27,6 +29,7 @@ from ..base import (
     Permanent,
     Retryable,
     Throttled,
+    Verdict,
 )
 from ..retry_after import retry_after
 
@@ -44,6 +47,117 @@ _REFUSED_SIGN_IN = {
     "invalid_grant",
     "invalid_scope",
 }
+
+
+def check(target: Delivery, env: Environment) -> list[Check]:
+    """Sign in, find the drive and the folder, and prove the app may write there with an upload session for a
+    name of the relay's own that is cancelled at once: no byte is uploaded, no file made."""
+    config, checks = target.config, []
+    try:
+        _token(config, env)
+    except DeliveryError as exc:
+        return [
+            Check(
+                "signs in to Microsoft Entra",
+                Verdict.FAILURE,
+                exc.message,
+                "Check the tenant id, the app's client id and its client secret (the secret's Value, "
+                "not its ID), and that the secret has not expired.",
+            )
+        ]
+    checks.append(Check("signs in to Microsoft Entra", Verdict.PASS, "The app signed in."))
+    graph = _Graph(target, env)
+    try:
+        drive = graph.drive_id()
+    except DeliveryError as exc:
+        checks.append(
+            Check(
+                "finds the drive",
+                Verdict.FAILURE,
+                exc.message,
+                "Check the user, site, library or drive id; an app with Sites.Selected needs a grant "
+                "on the site.",
+            )
+        )
+        return checks
+    checks.append(Check("finds the drive", Verdict.PASS, f"The drive {drive} was found."))
+    folder, made_later = _static_folder(config)
+    try:
+        found = (
+            graph.request("GET", f"/drives/{drive}/root:/{_path(folder)}", absent=True)
+            if folder
+            else None
+        )
+    except DeliveryError as exc:
+        checks.append(Check("finds the folder", Verdict.FAILURE, exc.message))
+        return checks
+    if folder and found is None:
+        checks.append(
+            Check(
+                "finds the folder",
+                Verdict.WARNING,
+                f"The folder {folder} does not exist yet: the first delivery makes it.",
+                "Nothing to do, unless the name has a typo.",
+            )
+        )
+        folder = ""  # the probe goes to the drive's root
+    elif folder and "folder" not in found.json():
+        checks.append(
+            Check(
+                "finds the folder",
+                Verdict.FAILURE,
+                f"{folder} is a file in the drive, not a folder.",
+                "Choose another folder name.",
+            )
+        )
+        return checks
+    elif folder:
+        more = " (its subfolders from the template are made as needed)" if made_later else ""
+        checks.append(Check("finds the folder", Verdict.PASS, f"The folder {folder} exists{more}."))
+    checks.append(_may_write(graph, drive, folder))
+    return checks
+
+
+def _static_folder(config: dict) -> tuple[str, bool]:
+    """The folder template's leading part without a field (``Deals`` of ``Deals/{record_key}``), and whether
+    parts with fields follow."""
+    parts = [p for p in str(config.get("folder") or "").split("/") if p.strip()]
+    fixed = []
+    for part in parts:
+        if "{" in part:
+            return "/".join(fixed), True
+        fixed.append(part.strip())
+    return "/".join(fixed), False
+
+
+def _may_write(graph: _Graph, drive: str, folder: str) -> Check:
+    name = f".relay-check-{secrets.token_hex(6)}.tmp"
+    where = f"{folder}/{name}" if folder else name
+    body = {"item": {"@microsoft.graph.conflictBehavior": "fail", "name": name}}
+    what = "may write files there"
+    try:
+        answer = graph.request(
+            "POST", f"/drives/{drive}/root:/{_path(where)}:/createUploadSession", json=body
+        )
+        graph._session_call(
+            "DELETE", str(answer.json()["uploadUrl"])
+        )  # nothing uploaded, nothing kept
+    except Permanent as exc:
+        full = "drive is full" in exc.message
+        return Check(
+            what,
+            Verdict.FAILURE,
+            exc.message,
+            "Free space in the drive, or raise its storage quota."
+            if full
+            else "Grant the app the application permission Sites.ReadWrite.All (admin consent), "
+            "or, with Sites.Selected, write access to this site.",
+        )
+    except DeliveryError as exc:
+        return Check(what, Verdict.FAILURE, exc.message, "Try the check again later.")
+    return Check(
+        what, Verdict.PASS, "The app may upload into the folder (checked, nothing uploaded)."
+    )
 
 
 def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
