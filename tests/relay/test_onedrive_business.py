@@ -8,7 +8,8 @@ from __future__ import annotations
 import signal
 
 from tests.relay import test_onedrive_delivery
-from tests.relay.test_deliveries import delivered
+from tests.relay.test_batches import batch_body, finished, rows_of
+from tests.relay.test_deliveries import DONE, delivered
 from tests.relay.test_onedrive_delivery import destination, original
 from tests.support.servers import eventually
 
@@ -147,3 +148,41 @@ def test_a_locked_file_waits_a_full_drive_and_a_missing_permission_say_so(graph_
     assert "accessDenied" in denied["last_error"] and "Sites.ReadWrite.All" in denied["last_error"]
     assert full["state"] == "dead" and full["attempts"] == 1
     assert "507 quotaLimitReached: the drive is full" in full["last_error"]
+
+
+def test_a_batch_with_records_that_repeat_ends_with_every_file_delivered(graph_relay, fake_graph):
+    """A batch whose rows name the same records again and again, into "one file per record": the first upload
+    is held with its session open until another upload of the same file has been refused a session, so they
+    surely meet; the rest meet as they happen to (two workers, many deliveries at once). Each waits its turn:
+    no dead letter, one file per record."""
+    relay = graph_relay(graph_upload_busy_seconds=1, worker=False)
+    relay.start_worker()
+    relay.start_worker()
+    records = [f"deal:{n}" for n in range(6)]
+    rows = [{"record_key": key, "company": "Acme", "seats": n} for n in range(4) for key in records]
+    one_file = destination(fake_graph, folder="Deals", file_name="{record_key}", conflict="replace")
+    fake_graph.knobs.hold_before("fragment")
+    with relay.client() as client:
+        answer = client.post("/v1/batches", json=batch_body(rows, destinations=[one_file]))
+        assert answer.status_code == 202, answer.text
+        eventually(
+            lambda: fake_graph.busy_refusals, 120, "an upload to meet the held one's session"
+        )
+        fake_graph.knobs.release.set()
+        batch = finished(client, answer.json()["batch_id"], timeout=180)
+        task_ids = [row["task_id"] for row in rows_of(client, batch["batch_id"])]
+
+        def settled():
+            found = relay.deliveries_of(task_ids)
+            done = len(found) == len(rows) and all(d["state"] in DONE for d in found)
+            return found if done else None
+
+        found = eventually(
+            settled, 180, "every row's delivery", every=0.5, show=lambda: fake_graph.busy_refusals
+        )
+    assert batch["counts"]["completed"] == len(rows)
+    dead = [d["last_error"] for d in found if d["state"] != "delivered"]
+    assert not dead, dead
+    files = sorted(fake_graph.files("drive-alice"))
+    manifest = "Deals/relay.csv"  # the batch's own file
+    assert files == sorted([*(f"Deals/{key.replace(':', '_')}.docx" for key in records), manifest])
