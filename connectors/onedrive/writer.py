@@ -139,9 +139,8 @@ def _may_write(graph: _Graph, drive: str, folder: str) -> Check:
         answer = graph.request(
             "POST", f"/drives/{drive}/root:/{_path(where)}:/createUploadSession", json=body
         )
-        graph._session_call(
-            "DELETE", str(answer.json()["uploadUrl"])
-        )  # nothing uploaded, nothing kept
+        # cancelled at once: nothing uploaded, nothing kept
+        graph._session_call("DELETE", str(answer.json()["uploadUrl"]))
     except Permanent as exc:
         full = "drive is full" in exc.message
         return Check(
