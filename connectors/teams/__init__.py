@@ -150,12 +150,11 @@ def _card(
             {"type": "TextBlock", "text": text, "wrap": True},
         ],
     }
-    if not whole:
-        rest = "The summary was shortened: the file has all of it." if document else ""
-        if rest:
-            content["body"].append(
-                {"type": "TextBlock", "text": rest, "isSubtle": True, "wrap": True}
-            )
+    if not whole and document is not None:  # the Open button leads to all of it
+        shortened = "The summary was shortened: the file has all of it."
+        content["body"].append(
+            {"type": "TextBlock", "text": shortened, "isSubtle": True, "wrap": True}
+        )
     if document is not None:
         content["body"].append(
             {"type": "FactSet", "facts": [*facts, {"title": "File", "value": document.name}]}
