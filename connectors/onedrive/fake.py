@@ -15,7 +15,9 @@ and the drive API the OneDrive/SharePoint destination uses, as Graph documents i
   upload session is tied to its path, so ``createUploadSession`` for a path whose session is still open answers
   409 nameAlreadyExists, whatever the conflict behavior (OneDrive/onedrive-api-docs#747); a session lives 15
   minutes from its last fragment (``session_seconds``; onedrive-api-docs#1260);
-- writes to a drive the app holds no write permission on (``denied_drives``) answer 403 accessDenied.
+- writes to a drive the app holds no write permission on (``denied_drives``) answer 403 accessDenied;
+- a drive's quota (``free_bytes``): 507 at ``createUploadSession`` when its ``fileSize`` is over it, else at
+  the last fragment.
 
 Fragments must come in order (Graph also takes them out of order; the relay never sends them so). Knobs
 (connectors.fake_knobs): 429 with Retry-After on demand (and until it is over), a fragment held before its body
@@ -98,6 +100,9 @@ class FakeGraph:
     """Drives the app may read but not write (403 accessDenied)."""
     busy_refusals: int = 0
     """How many createUploadSession were answered 409 because another session for the path was open."""
+    free_bytes: int | None = None
+    """The drive's quota left (None: plenty). A session whose ``fileSize`` is larger is refused 507 before it is
+    made; one made without ``fileSize`` is refused at its last fragment."""
     refusing: dict[str, list[int]] = field(default_factory=dict)
     """what ("createUploadSession", "complete") -> the statuses its next calls are refused with (refuse)."""
     retry_after: int = 1
@@ -355,6 +360,10 @@ class FakeGraph:
             return _refusal(403)
         if refused := self._refusing("createUploadSession"):
             return refused
+        if self.free_bytes is not None and int(item.get("fileSize") or 0) > self.free_bytes:
+            return _refusal(
+                507
+            )  # "the upload session won't be created" (createUploadSession, Response)
         if conflict == "fail" and self.find(drive, path):
             return _graph(409, "nameAlreadyExists", "The specified item name already exists.")
         session_id = secrets.token_urlsafe(16)
@@ -433,7 +442,11 @@ class FakeGraph:
                 400, "invalidRequest", "Fragments must be multiples of 320 KiB and under 60 MiB"
             )
         if end + 1 == total and (refused := self._refusing("complete")):
+            _drain(length)  # read, as Graph does, so the connection stays usable
             return refused
+        if end + 1 == total and self.free_bytes is not None and total > self.free_bytes:
+            _drain(length)
+            return _refusal(507)  # "quota limitation being exceeded" (Handle upload errors)
         with upload.lock:
             if start != upload.received or (upload.total not in (None, total)):
                 return _graph(
@@ -528,6 +541,12 @@ def _append(upload: UploadSession, length: int) -> bool:
             out.truncate(upload.received)
         return False
     return True
+
+
+def _drain(length: int) -> None:
+    """Read a request's body that is refused, whole."""
+    while length > 0 and (chunk := request.stream.read(min(1 << 20, length))):
+        length -= len(chunk)
 
 
 def _break_connection() -> None:

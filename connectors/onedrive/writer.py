@@ -204,7 +204,7 @@ def _begin(graph: _Graph, delivery: Delivery, document: Document, env: Environme
     name = naming.file_name(delivery, document, naming.SHAREPOINT)
     graph.ensure_folder(drive, folder)
     session, began = graph.create_session(
-        drive, folder, name, delivery.config.get("conflict", "replace")
+        drive, folder, name, delivery.config.get("conflict", "replace"), document.size
     )
     state = {
         "drive_id": drive,
@@ -303,11 +303,15 @@ class _Graph:
     # -- the upload session ----------------------------------------------------------------------------
 
     def create_session(
-        self, drive: str, folder: str, name: str, conflict: str
+        self, drive: str, folder: str, name: str, conflict: str, size: int | None = None
     ) -> tuple[str, datetime]:
-        """The upload URL, and when the session began by Graph's clock (less a second: Date has whole ones)."""
+        """The upload URL, and when the session began by Graph's clock (less a second: Date has whole ones).
+        With the file's size, a drive too full for it answers 507 before a byte is sent."""
         where = f"{folder}/{name}" if folder else name
-        body = {"item": {"@microsoft.graph.conflictBehavior": conflict, "name": name}}
+        item: dict = {"@microsoft.graph.conflictBehavior": conflict, "name": name}
+        if size:
+            item["fileSize"] = size
+        body = {"item": item}
         answer = self.request(
             "POST",
             f"/drives/{drive}/root:/{_path(where)}:/createUploadSession",

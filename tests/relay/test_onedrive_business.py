@@ -118,8 +118,9 @@ def test_names_are_case_insensitive(graph_relay, fake_graph):
 
 
 def test_a_locked_file_waits_a_full_drive_and_a_missing_permission_say_so(graph_relay, fake_graph):
-    """423 (the file is checked out) is retried and resumes its session; 507 (the drive's quota is spent)
-    and 403 (no write permission, or Sites.Selected without a grant) are dead at once, saying what to fix."""
+    """423 (the file is checked out) is retried and resumes its session; 507 (the drive's quota is spent:
+    asked with the file's size, before a byte is sent) and 403 (no write permission, or Sites.Selected without
+    a grant) are dead at once, saying what to fix."""
     relay = graph_relay()
     fake_graph.denied_drives.add("drive-ops-docs")
     fake_graph.refuse("complete", 423)
@@ -135,8 +136,12 @@ def test_a_locked_file_waits_a_full_drive_and_a_missing_permission_say_so(graph_
         denied, locked = sorted(
             delivered(relay, client, first["task_id"], count=2), key=lambda d: d["state"]
         )
-        fake_graph.refuse("createUploadSession", 507)
-        second = relay.submit(client, prompt="Sales", destinations=[destination(fake_graph)])
+        fake_graph.free_bytes = 1000  # too little for the next file: refused before a byte is sent
+        second = relay.submit(  # a file of several fragments
+            client,
+            prompt="Sales [[pad_mb=1]]",
+            destinations=[destination(fake_graph, chunk_kib=320)],
+        )
         [full] = delivered(relay, client, second["task_id"])
         file = original(client, first["task_id"])
     assert locked["state"] == "delivered" and locked["attempts"] == 2, locked["last_error"]
