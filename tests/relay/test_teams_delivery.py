@@ -11,6 +11,7 @@ import pytest
 from app.domain import checks
 from connectors.base import Delivery, Document
 from connectors.teams import MAX_BYTES, message
+from connectors.teams.fake import CARD
 from tests.relay.test_deliveries import delivered
 
 
@@ -147,3 +148,25 @@ def test_the_check_reads_the_workflow_url(relay, fake_teams):
         report = checks.run(relay.ctx, relay.tenant_id, "teams", {"url": url})
         assert report.verdict == "failure" and said in str(report.view()), report.view()
         assert "sig=x" not in str(report.view()), "the signature is a secret: never repeated"
+
+
+def test_the_fake_workflow_answers_202_and_fails_bad_cards_in_the_run(fake_teams):
+    """What a caller of the real trigger sees: 202 for a card Teams will post, for one over 28 KB and for one
+    that is not a card; only the flow's run history tells them apart. A body that is not JSON is refused."""
+    url = fake_teams.url(fake_teams.base)
+    card = {"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock", "text": "x"}]}
+    good = {"type": "message", "attachments": [{"contentType": CARD, "content": card}]}
+    huge = {
+        **good,
+        "attachments": [{"contentType": CARD, "content": {**card, "pad": "x" * 30_000}}],
+    }
+    answers = [httpx.post(url, json=body).status_code for body in (good, huge, {"text": "hi"})]
+    assert answers == [202, 202, 202]
+    assert [run.status for run in fake_teams.runs] == ["Succeeded", "Failed", "Failed"]
+    assert "Request Entity Too Large" in fake_teams.runs[1].error and len(fake_teams.posted) == 1
+    assert (
+        httpx.post(
+            url, content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
