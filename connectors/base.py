@@ -116,6 +116,9 @@ class Outcome:
     location: str
     """Where it went, for people: a file path, a Drive file id, a Slack message."""
     external_id: str = ""
+    accepted: bool = False
+    """The platform took it to deliver later and will not say whether it did (a Teams workflow's 202): the
+    delivery is recorded as accepted, not delivered."""
 
 
 @dataclass

@@ -208,6 +208,10 @@ class RelayConfig:
     """Microsoft Entra's sign-in host, for OneDrive and SharePoint's app-only tokens and email's XOAUTH2 sign-in
     to Microsoft 365 (another cloud: e.g.
     https://login.microsoftonline.us with https://graph.microsoft.us/v1.0)."""
+    graph_upload_busy_seconds: float = 30.0
+    """How long a OneDrive/SharePoint delivery waits, without spending an attempt, before it asks again for an
+    upload session when Graph answers that another session for the same file is open (409 nameAlreadyExists
+    in OneDrive for Business, whatever the conflict policy; an idle session closes within 15 minutes)."""
     dropbox_api_url: str = "https://api.dropboxapi.com"
     dropbox_content_url: str = "https://content.dropboxapi.com"
     """Dropbox's RPC and content hosts (the SDK speaks HTTPS only)."""

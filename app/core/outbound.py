@@ -19,6 +19,7 @@ import os
 import socket
 import ssl
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -51,7 +52,8 @@ def ca_bundle(extra_file: str = "") -> str:
     content = Path(certifi.where()).read_bytes() + b"\n" + Path(extra_file).read_bytes()
     path = Path(tempfile.gettempdir()) / f"relay-ca-{hashlib.sha256(content).hexdigest()[:16]}.pem"
     if not path.exists():
-        partial = path.with_suffix(f".{os.getpid()}")
+        # one partial file per thread: a worker's lane asks from several threads at once
+        partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}")
         partial.write_bytes(content)
         partial.replace(path)
     return str(path)

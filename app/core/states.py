@@ -57,10 +57,13 @@ class DeliveryState(StrEnum):
     DELIVERING = "delivering"
     RETRYING = "retrying"
     DELIVERED = "delivered"
+    ACCEPTED = "accepted"
+    """The destination took it and delivers it later, unseen (a Teams workflow's 202): settled, as a
+    success, but not known to have arrived; a replay sends it again."""
     DEAD = "dead"
 
 
-DELIVERY_SETTLED = frozenset({DeliveryState.DELIVERED, DeliveryState.DEAD})
+DELIVERY_SETTLED = frozenset({DeliveryState.DELIVERED, DeliveryState.ACCEPTED, DeliveryState.DEAD})
 """A delivery in one of these has no attempt left to make (a replay starts it again)."""
 
 

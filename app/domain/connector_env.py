@@ -82,6 +82,7 @@ def environment(ctx: Needs, save_state: Callable[[str, dict], None]) -> Environm
         "sheets_quota_window_seconds": config.sheets_quota_window_seconds,
         "graph_api_url": config.graph_api_url,
         "graph_login_url": config.graph_login_url,
+        "graph_upload_busy_seconds": config.graph_upload_busy_seconds,
         "dropbox_api_url": config.dropbox_api_url,
         "dropbox_content_url": config.dropbox_content_url,
         "ca_bundle": ca_bundle(config.outbound_ca_file),

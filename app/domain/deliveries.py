@@ -358,12 +358,13 @@ def delivered(
     outcome: Outcome,
     with_delivered: Callable[[Any], None] | None,
 ) -> None:
-    """Record the success; ``with_delivered(pipe)`` queues more writes to make in the same round trip."""
+    """Record the success (accepted, if the destination will deliver it later unseen); ``with_delivered(pipe)``
+    queues more writes to make in the same round trip."""
     pipe, delivery_id = ctx.primary.pipeline(), record.delivery_id
     ctx.deliveries.update(
         delivery_id,
         pipe=pipe,
-        state=DeliveryState.DELIVERED,
+        state=DeliveryState.ACCEPTED if outcome.accepted else DeliveryState.DELIVERED,
         location=outcome.location,
         external_id=outcome.external_id,
         delivered_at=time.time(),

@@ -9,12 +9,21 @@ and the drive API the OneDrive/SharePoint destination uses, as Graph documents i
   and at most 60 MiB, each with ``Content-Range``; 202 with ``nextExpectedRanges`` until the last, then 201
   (created) or 200 (replaced) with the driveItem; 416 for a fragment that is not the next expected one;
   ``GET uploadUrl`` for the session's status; 404 itemNotFound for an expired or unknown session;
-- ``@microsoft.graph.conflictBehavior`` replace, rename (``name 1.xlsx``) and fail (409 nameAlreadyExists).
+- ``@microsoft.graph.conflictBehavior`` replace, rename (``name 1.xlsx``) and fail (409 nameAlreadyExists);
+- names are case-insensitive: ``Report.xlsx`` and ``report.xlsx`` are one item;
+- OneDrive for Business and SharePoint (``business``, the default: app-only sign-in reaches no other drive): an
+  upload session is tied to its path, so ``createUploadSession`` for a path whose session is still open answers
+  409 nameAlreadyExists, whatever the conflict behavior (OneDrive/onedrive-api-docs#747); a session lives 15
+  minutes from its last fragment (``session_seconds``; onedrive-api-docs#1260);
+- writes to a drive the app holds no write permission on (``denied_drives``) answer 403 accessDenied;
+- a drive's quota (``free_bytes``): 507 at ``createUploadSession`` when its ``fileSize`` is over it, else at
+  the last fragment.
 
 Fragments must come in order (Graph also takes them out of order; the relay never sends them so). Knobs
 (connectors.fake_knobs): 429 with Retry-After on demand (and until it is over), a fragment held before its body
-is read (``hold_before("fragment", skip)``), sessions expired at once, and fragments taken whose answer never
-comes (the connection breaks).
+is read (``hold_before("fragment", skip)``), sessions expired at once, fragments and sessions made whose answer
+never comes (the connection breaks), and Graph's other refusals on demand (``refuse``: 507 quotaLimitReached,
+423 resourceLocked, 403 accessDenied on ``createUploadSession`` or the last fragment).
 Uploaded bytes are streamed to disk."""
 
 from __future__ import annotations
@@ -37,6 +46,17 @@ from ..fake_knobs import Knobs
 FRAGMENT = 320 * 1024
 MAX_FRAGMENT = 60 * 1024 * 1024
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+SESSION_SECONDS = 15 * 60
+
+REFUSALS = {
+    # learn.microsoft.com/onedrive/developer/rest-api/concepts/errors: 507 "The maximum storage quota has been
+    # reached", quotaLimitReached "The user has reached their quota limit"
+    507: ("quotaLimitReached", "Insufficient Space Available"),
+    # a file checked out or open for editing in SharePoint
+    423: ("resourceLocked", "The resource you are attempting to access is locked"),
+    # an app without the write permission, or Sites.Selected without a grant on the site
+    403: ("accessDenied", "Access denied"),
+}
 
 
 @dataclass
@@ -70,6 +90,21 @@ class FakeGraph:
     sessions: dict[str, UploadSession] = field(default_factory=dict)
     drop_answers: int = 0
     """The next this many fragments are taken, and their connection broken before the 202."""
+    drop_session_answers: int = 0
+    """The next this many upload sessions are made, and their connection broken before the answer."""
+    business: bool = True
+    """OneDrive for Business / SharePoint: one open upload session per path (409 for a second)."""
+    session_seconds: float = SESSION_SECONDS
+    """How long an upload session lives after it is made or takes a fragment."""
+    denied_drives: set[str] = field(default_factory=set)
+    """Drives the app may read but not write (403 accessDenied)."""
+    busy_refusals: int = 0
+    """How many createUploadSession were answered 409 because another session for the path was open."""
+    free_bytes: int | None = None
+    """The drive's quota left (None: plenty). A session whose ``fileSize`` is larger is refused 507 before it is
+    made; one made without ``fileSize`` is refused at its last fragment."""
+    refusing: dict[str, list[int]] = field(default_factory=dict)
+    """what ("createUploadSession", "complete") -> the statuses its next calls are refused with (refuse)."""
     retry_after: int = 1
     token_grants: int = 0
     fragments: list[tuple[str, int, int]] = field(default_factory=list)
@@ -100,6 +135,20 @@ class FakeGraph:
         folder, _, name = path.rpartition("/")
         with self._lock:
             return self._store(drive, folder, name, content=content)
+
+    def refuse(self, what: str, status: int, count: int = 1) -> None:
+        """The next ``count`` calls of ``what`` ("createUploadSession", or "complete": the last fragment) are
+        answered ``status`` (507, 423 or 403) with Graph's body."""
+        with self._lock:
+            self.refusing.setdefault(what, []).extend([status] * count)
+
+    def find(self, drive: str, path: str) -> dict | None:
+        """The item at ``path``, whatever the case of its letters (OneDrive's names are case-insensitive)."""
+        folded = path.casefold()
+        return next(
+            (i for (d, p), i in list(self.items.items()) if d == drive and p.casefold() == folded),
+            None,
+        )
 
     def expire_sessions(self) -> None:
         with self._lock:
@@ -254,7 +303,7 @@ class FakeGraph:
             return self._create_session(drive, path)
         if action == "children":
             return self._children(drive, path)
-        item = self.items.get((drive, path))
+        item = self.find(drive, path)
         return (
             jsonify(item)
             if item
@@ -274,7 +323,7 @@ class FakeGraph:
         )
 
     def _children(self, drive: str, folder: str):
-        if folder and "folder" not in self.items.get((drive, folder), {}):
+        if folder and "folder" not in (self.find(drive, folder) or {}):
             return _graph(404, "itemNotFound", "The resource could not be found.")
         if request.method == "GET":
             return jsonify(
@@ -282,7 +331,7 @@ class FakeGraph:
                     "value": [
                         i
                         for (d, p), i in self.items.items()
-                        if d == drive and p.rpartition("/")[0] == folder
+                        if d == drive and p.rpartition("/")[0].casefold() == folder.casefold()
                     ]
                 }
             )
@@ -290,8 +339,10 @@ class FakeGraph:
         name = str(body.get("name") or "")
         if "folder" not in body or not name:
             return _graph(400, "invalidRequest", "A folder needs a name and a folder facet")
+        if drive in self.denied_drives:
+            return _refusal(403)
         with self._lock:
-            existing = self.items.get((drive, _join(folder, name)))
+            existing = self.find(drive, _join(folder, name))
             if existing and body.get("@microsoft.graph.conflictBehavior", "fail") == "fail":
                 return _graph(409, "nameAlreadyExists", "The specified item name already exists.")
             item = existing or self._new_item(drive, folder, name, {"folder": {"childCount": 0}})
@@ -303,13 +354,31 @@ class FakeGraph:
         folder, _, name = path.rpartition("/")
         item = (request.get_json(silent=True) or {}).get("item") or {}
         conflict = item.get("@microsoft.graph.conflictBehavior", "fail")
-        if folder and "folder" not in self.items.get((drive, folder), {}):
+        if folder and "folder" not in (self.find(drive, folder) or {}):
             return _graph(404, "itemNotFound", "The parent folder does not exist.")
-        if conflict == "fail" and (drive, path) in self.items:
+        if drive in self.denied_drives:
+            return _refusal(403)
+        if refused := self._refusing("createUploadSession"):
+            return refused
+        if self.free_bytes is not None and int(item.get("fileSize") or 0) > self.free_bytes:
+            return _refusal(
+                507
+            )  # "the upload session won't be created" (createUploadSession, Response)
+        if conflict == "fail" and self.find(drive, path):
             return _graph(409, "nameAlreadyExists", "The specified item name already exists.")
         session_id = secrets.token_urlsafe(16)
-        expires = time.time() + 3600
+        expires = time.time() + self.session_seconds
         with self._lock:
+            if self.business and self._open_session(drive, path):
+                # the session is tied to the path in Business, whatever the conflict behavior
+                # (OneDrive/onedrive-api-docs#747; the message: microsoft-graph-docs-contrib#412)
+                self.busy_refusals += 1
+                return _graph(
+                    409,
+                    "nameAlreadyExists",
+                    "A file with the same name is currently being uploaded. Change the filename "
+                    "and try to save again.",
+                )
             self.sessions[session_id] = UploadSession(
                 drive,
                 folder,
@@ -318,6 +387,10 @@ class FakeGraph:
                 self.storage / f"session-{session_id}",
                 expires=expires,
             )
+        if self.drop_session_answers:  # made, then the connection breaks before the answer
+            self.drop_session_answers -= 1
+            _break_connection()
+            return Response(status=500)
         return jsonify(
             {
                 "uploadUrl": f"{self.url}/upload/{session_id}",
@@ -325,6 +398,19 @@ class FakeGraph:
                 "nextExpectedRanges": ["0-"],
             }
         )
+
+    def _open_session(self, drive: str, path: str) -> bool:
+        folded, now = path.casefold(), time.time()
+        return any(
+            s.drive == drive and _join(s.folder, s.name).casefold() == folded and s.expires >= now
+            for s in self.sessions.values()
+        )
+
+    def _refusing(self, what: str) -> Response | None:
+        with self._lock:
+            waiting = self.refusing.get(what) or []
+            status = waiting.pop(0) if waiting else None
+        return _refusal(status) if status else None
 
     def _upload(self, session: str):
         if "Authorization" in request.headers:
@@ -355,6 +441,12 @@ class FakeGraph:
             return _graph(
                 400, "invalidRequest", "Fragments must be multiples of 320 KiB and under 60 MiB"
             )
+        if end + 1 == total and (refused := self._refusing("complete")):
+            _drain(length)  # read, as Graph does, so the connection stays usable
+            return refused
+        if end + 1 == total and self.free_bytes is not None and total > self.free_bytes:
+            _drain(length)
+            return _refusal(507)  # "quota limitation being exceeded" (Handle upload errors)
         with upload.lock:
             if start != upload.received or (upload.total not in (None, total)):
                 return _graph(
@@ -368,13 +460,12 @@ class FakeGraph:
                     400, "invalidRequest", "The fragment was shorter than its Content-Range"
                 )
             upload.total, upload.received = total, end + 1
+            upload.expires = time.time() + self.session_seconds
             self.fragments.append((session, start, end))
         if upload.received < total:
             if self.drop_answers:  # taken, then the connection breaks before the answer
                 self.drop_answers -= 1
-                sock = request.environ.get("werkzeug.socket")
-                if isinstance(sock, socket.socket):
-                    sock.shutdown(socket.SHUT_RDWR)
+                _break_connection()
                 return Response(status=500)
             return jsonify(_status(upload)), 202
         return self._complete(session, upload)
@@ -382,7 +473,7 @@ class FakeGraph:
     def _complete(self, session: str, upload: UploadSession):
         with self._lock:
             self.sessions.pop(session, None)
-            existing = self.items.get((upload.drive, _join(upload.folder, upload.name)))
+            existing = self.find(upload.drive, _join(upload.folder, upload.name))
             if existing and upload.conflict == "fail":
                 upload.path.unlink(missing_ok=True)
                 return _graph(409, "nameAlreadyExists", "The specified item name already exists.")
@@ -392,8 +483,7 @@ class FakeGraph:
                 name = next(
                     f"{stem} {n}{dot}{ext}"
                     for n in itertools.count(1)
-                    if (upload.drive, _join(upload.folder, f"{stem} {n}{dot}{ext}"))
-                    not in self.items
+                    if not self.find(upload.drive, _join(upload.folder, f"{stem} {n}{dot}{ext}"))
                 )
             item = self._store(upload.drive, upload.folder, name, source=upload.path)
         self.knobs.after_write("complete")
@@ -402,9 +492,7 @@ class FakeGraph:
     def _store(
         self, drive: str, folder: str, name: str, source: Path | None = None, content: bytes = b""
     ) -> dict:
-        item = self.items.get((drive, _join(folder, name))) or self._new_item(
-            drive, folder, name, {}
-        )
+        item = self.find(drive, _join(folder, name)) or self._new_item(drive, folder, name, {})
         target = self.storage / item["id"]
         if source is not None:
             source.replace(target)
@@ -455,6 +543,23 @@ def _append(upload: UploadSession, length: int) -> bool:
     return True
 
 
+def _drain(length: int) -> None:
+    """Read a request's body that is refused, whole."""
+    while length > 0 and (chunk := request.stream.read(min(1 << 20, length))):
+        length -= len(chunk)
+
+
+def _break_connection() -> None:
+    sock = request.environ.get("werkzeug.socket")
+    if isinstance(sock, socket.socket):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _refusal(status: int) -> Response:
+    code, message = REFUSALS[status]
+    return _graph(status, code, message)
+
+
 def _status(upload: UploadSession) -> dict:
     return {
         "expirationDateTime": _iso(upload.expires),
@@ -471,7 +576,10 @@ def _iso(moment: float) -> str:
 
 
 def _graph(status: int, code: str, message: str, extra: dict | None = None) -> Response:
-    response = jsonify({"error": {"code": code, "message": message, **(extra or {})}})
+    inner = {"request-id": secrets.token_hex(16), "date": _iso(time.time())[:19]}
+    response = jsonify(
+        {"error": {"code": code, "message": message, "innerError": inner, **(extra or {})}}
+    )
     response.status_code = status
     return response
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import secrets
 import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -17,11 +18,25 @@ import msal
 import requests
 
 from .. import naming
-from ..base import ChunkReader, Delivery, Document, Environment, Outcome, Permanent, Retryable
+from ..base import (
+    Check,
+    ChunkReader,
+    Delivery,
+    DeliveryError,
+    Document,
+    Environment,
+    Outcome,
+    Permanent,
+    Retryable,
+    Throttled,
+    Verdict,
+)
 from ..retry_after import retry_after
 
 FRAGMENT = 320 * 1024
 DEFAULT_CHUNK_KIB = 32 * 320  # 10 MiB
+BUSY_SECONDS = 30.0
+"""Wait before asking again for a session for a file whose other session is open (RELAY_GRAPH_UPLOAD_BUSY_SECONDS)."""
 _apps: dict[str, msal.ConfidentialClientApplication] = {}
 _apps_lock = threading.Lock()
 _CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -34,6 +49,116 @@ _REFUSED_SIGN_IN = {
 }
 
 
+def check(target: Delivery, env: Environment) -> list[Check]:
+    """Sign in, find the drive and the folder, and prove the app may write there with an upload session for a
+    name of the relay's own that is cancelled at once: no byte is uploaded, no file made."""
+    config, checks = target.config, []
+    try:
+        _token(config, env)
+    except DeliveryError as exc:
+        return [
+            Check(
+                "signs in to Microsoft Entra",
+                Verdict.FAILURE,
+                exc.message,
+                "Check the tenant id, the app's client id and its client secret (the secret's Value, "
+                "not its ID), and that the secret has not expired.",
+            )
+        ]
+    checks.append(Check("signs in to Microsoft Entra", Verdict.PASS, "The app signed in."))
+    graph = _Graph(target, env)
+    try:
+        drive = graph.drive_id()
+    except DeliveryError as exc:
+        checks.append(
+            Check(
+                "finds the drive",
+                Verdict.FAILURE,
+                exc.message,
+                "Check the user, site, library or drive id; an app with Sites.Selected needs a grant "
+                "on the site.",
+            )
+        )
+        return checks
+    checks.append(Check("finds the drive", Verdict.PASS, f"The drive {drive} was found."))
+    folder, made_later = _static_folder(config)
+    try:
+        found = (
+            graph.request("GET", f"/drives/{drive}/root:/{_path(folder)}", absent=True)
+            if folder
+            else None
+        )
+    except DeliveryError as exc:
+        checks.append(Check("finds the folder", Verdict.FAILURE, exc.message))
+        return checks
+    if folder and found is None:
+        checks.append(
+            Check(
+                "finds the folder",
+                Verdict.WARNING,
+                f"The folder {folder} does not exist yet: the first delivery makes it.",
+                "Nothing to do, unless the name has a typo.",
+            )
+        )
+        folder = ""  # the probe goes to the drive's root
+    elif folder and "folder" not in found.json():
+        checks.append(
+            Check(
+                "finds the folder",
+                Verdict.FAILURE,
+                f"{folder} is a file in the drive, not a folder.",
+                "Choose another folder name.",
+            )
+        )
+        return checks
+    elif folder:
+        more = " (its subfolders from the template are made as needed)" if made_later else ""
+        checks.append(Check("finds the folder", Verdict.PASS, f"The folder {folder} exists{more}."))
+    checks.append(_may_write(graph, drive, folder))
+    return checks
+
+
+def _static_folder(config: dict) -> tuple[str, bool]:
+    """The folder template's leading part without a field (``Deals`` of ``Deals/{record_key}``), and whether
+    parts with fields follow."""
+    parts = [p for p in str(config.get("folder") or "").split("/") if p.strip()]
+    fixed = []
+    for part in parts:
+        if "{" in part:
+            return "/".join(fixed), True
+        fixed.append(part.strip())
+    return "/".join(fixed), False
+
+
+def _may_write(graph: _Graph, drive: str, folder: str) -> Check:
+    name = f".relay-check-{secrets.token_hex(6)}.tmp"
+    where = f"{folder}/{name}" if folder else name
+    body = {"item": {"@microsoft.graph.conflictBehavior": "fail", "name": name}}
+    what = "may write files there"
+    try:
+        answer = graph.request(
+            "POST", f"/drives/{drive}/root:/{_path(where)}:/createUploadSession", json=body
+        )
+        # cancelled at once: nothing uploaded, nothing kept
+        graph._session_call("DELETE", str(answer.json()["uploadUrl"]))
+    except Permanent as exc:
+        full = "drive is full" in exc.message
+        return Check(
+            what,
+            Verdict.FAILURE,
+            exc.message,
+            "Free space in the drive, or raise its storage quota."
+            if full
+            else "Grant the app the application permission Sites.ReadWrite.All (admin consent), "
+            "or, with Sites.Selected, write access to this site.",
+        )
+    except DeliveryError as exc:
+        return Check(what, Verdict.FAILURE, exc.message, "Try the check again later.")
+    return Check(
+        what, Verdict.PASS, "The app may upload into the folder (checked, nothing uploaded)."
+    )
+
+
 def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
     state = delivery.state
     if not state.get("session"):
@@ -42,7 +167,8 @@ def find_existing(delivery: Delivery, env: Environment) -> Outcome | None:
     stem, dot, ext = (
         state["name"].rpartition(".") if "." in state["name"] else (state["name"], "", "")
     )
-    named = re.compile(rf"{re.escape(stem)}( \d+)?{re.escape(dot + ext)}")
+    # OneDrive's names are case-insensitive: Report.xlsx is report.xlsx
+    named = re.compile(rf"{re.escape(stem)}( \d+)?{re.escape(dot + ext)}", re.IGNORECASE)
     began = datetime.fromisoformat(state["began"])
     for item in graph.children(state["drive_id"], state["folder"]):
         if (
@@ -78,7 +204,7 @@ def _begin(graph: _Graph, delivery: Delivery, document: Document, env: Environme
     name = naming.file_name(delivery, document, naming.SHAREPOINT)
     graph.ensure_folder(drive, folder)
     session, began = graph.create_session(
-        drive, folder, name, delivery.config.get("conflict", "replace")
+        drive, folder, name, delivery.config.get("conflict", "replace"), document.size
     )
     state = {
         "drive_id": drive,
@@ -177,19 +303,53 @@ class _Graph:
     # -- the upload session ----------------------------------------------------------------------------
 
     def create_session(
-        self, drive: str, folder: str, name: str, conflict: str
+        self, drive: str, folder: str, name: str, conflict: str, size: int | None = None
     ) -> tuple[str, datetime]:
-        """The upload URL, and when the session began by Graph's clock (less a second: Date has whole ones)."""
-        path = _path(f"{folder}/{name}" if folder else name)
-        body = {"item": {"@microsoft.graph.conflictBehavior": conflict, "name": name}}
+        """The upload URL, and when the session began by Graph's clock (less a second: Date has whole ones).
+        With the file's size, a drive too full for it answers 507 before a byte is sent."""
+        where = f"{folder}/{name}" if folder else name
+        item: dict = {"@microsoft.graph.conflictBehavior": conflict, "name": name}
+        if size:
+            item["fileSize"] = size
+        body = {"item": item}
         answer = self.request(
-            "POST", f"/drives/{drive}/root:/{path}:/createUploadSession", json=body
+            "POST",
+            f"/drives/{drive}/root:/{_path(where)}:/createUploadSession",
+            json=body,
+            conflict_ok=True,
         )
+        if answer.status_code == 409:
+            raise self._conflict(answer, drive, where, conflict)
         try:
             began = parsedate_to_datetime(answer.headers["date"]).astimezone(UTC)
         except (KeyError, TypeError, ValueError):
             began = datetime.now(UTC) - timedelta(minutes=5)
         return str(answer.json()["uploadUrl"]), began - timedelta(seconds=1)
+
+    def _conflict(
+        self, answer: httpx.Response, drive: str, where: str, conflict: str
+    ) -> DeliveryError:
+        """A 409 to createUploadSession. In OneDrive for Business an upload session is tied to its path: while
+        another is open for the file (another delivery's to the same name, or one whose answer was lost),
+        Graph answers nameAlreadyExists whatever the conflict behavior (OneDrive/onedrive-api-docs#747), and
+        gives no way to find that session. It ends when its upload completes, or within 15 minutes idle: wait."""
+        if _code(answer) != "nameAlreadyExists":
+            return _classify(answer)
+        item = f"/drives/{drive}/root:/{_path(where)}"
+        if conflict == "fail" and self.request("GET", item, absent=True) is not None:
+            return Permanent(
+                f"Microsoft Graph answered 409 nameAlreadyExists: {where} exists and the conflict "
+                "policy is fail"
+            )
+        wait = retry_after(answer.headers.get("retry-after")) or float(
+            self.env.settings.get("graph_upload_busy_seconds") or BUSY_SECONDS
+        )
+        return Throttled(
+            f"another upload to {where} is under way in OneDrive (another delivery of the same "
+            "file, or an earlier attempt's session; Graph closes an idle one within 15 minutes): "
+            "waiting for it to end",
+            retry_after=wait,
+        )
 
     def session_offset(self, session: str) -> int | None:
         """Where the session stands (the first of nextExpectedRanges); None when Graph no longer knows it."""
@@ -292,23 +452,34 @@ def _next_expected(status: dict) -> int:
     return int(str(ranges[0]).split("-", 1)[0])
 
 
-def _classify(answer: httpx.Response) -> Exception:
+def _code(answer: httpx.Response) -> str:
+    """Graph's error code (never its message, which may name things), when it looks like one."""
     error: dict = {}
     with contextlib.suppress(ValueError, AttributeError):
         error = answer.json().get("error") or {}
-    code, status = str(error.get("code") or ""), answer.status_code
-    code = code if _CODE.fullmatch(code) else ""
-    said = f"Microsoft Graph answered {status} {code}".strip()  # its code, never its message
+    code = str(error.get("code") or "")
+    return code if _CODE.fullmatch(code) else ""
+
+
+def _classify(answer: httpx.Response) -> DeliveryError:
+    code, status = _code(answer), answer.status_code
+    said = f"Microsoft Graph answered {status} {code}".strip()
     if status in (429, 503, 509) or code in ("activityLimitReached", "serviceNotAvailable"):
         return Retryable(said, retry_after=retry_after(answer.headers.get("retry-after")))
-    if code == "nameAlreadyExists":
+    if code == "nameAlreadyExists":  # at the last fragment: someone made the file meanwhile
         return Permanent(f"{said} (the file exists and the conflict policy is fail)")
+    if status == 507 or code == "quotaLimitReached":
+        return Permanent(
+            f"{said}: the drive is full; free space in it or raise its storage quota, then replay"
+        )
+    if status == 423:
+        return Retryable(f"{said}: the file is locked (checked out, or open for editing)")
     if status in (401, 403):
         return Permanent(
-            f"Microsoft Graph refused the app ({code or status}): check its application "
-            "permissions (Files.ReadWrite.All or Sites.ReadWrite.All)"
+            f"Microsoft Graph refused the app ({code or status}): grant it the application "
+            "permission Sites.ReadWrite.All (or Sites.Selected with write access to this site)"
         )
-    if status >= 500 or status in (408, 409, 423):
+    if status >= 500 or status in (408, 409):
         return Retryable(said)
     return Permanent(said)
 

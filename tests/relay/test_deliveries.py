@@ -21,7 +21,7 @@ from app.stores.tasks import Task
 from tests.support.dashboard import ADMIN_TOKEN, signed_in_client
 from tests.support.servers import eventually
 
-DONE = ("delivered", "dead")
+DONE = ("delivered", "accepted", "dead")
 
 
 def delivered(relay, client, task_id: str, count: int = 1, timeout: float = 60) -> list[dict]:

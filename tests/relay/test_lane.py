@@ -276,7 +276,8 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
     make_relay, fake_teams
 ):
     """Found by the SIGKILL chaos test: a delivery waiting for its destination's pace is an RQ job named for its
-    slot. A worker killed right after popping it left the job 'queued' in no queue; the reconciler looked for
+    slot (or, paced as its request is sent, for its throttle). A worker killed right after popping it left
+    the job 'queued' in no queue; the reconciler looked for
     the job by another name, and then could not put the delivery back in the lane (the lane takes only a
     delivery never attempted), so it waited for ever. The job's name is kept on the delivery now."""
     from rq.job import Job
@@ -286,12 +287,11 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
     from app.work import delivering, jobs
     from app.work.intake import IntakeLane
     from connectors import teams
-    from connectors.base import Delivery
 
     relay = make_relay(worker=False, delivery_recheck_seconds=0)
     ctx, url = relay.ctx, fake_teams.url(fake_teams.base)
     seconds, micros = ctx.redis.time()
-    pace = teams.KIND.pace(Delivery("dlv_x", "teams", {"url": url}, {}))
+    pace = teams.pace_of(url)
     # the workflow's next free slot: in an hour
     pacing.reserve(ctx, pace, now=seconds + micros / 1e6 + 3600)
     with relay.client() as client:
@@ -305,7 +305,8 @@ def test_a_retry_whose_job_a_dead_worker_popped_or_redis_never_got_is_planned_ag
         [waiting] = client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"]
     delivery_id, queue = waiting["delivery_id"], ctx.queues.get(queues.DELIVER)
     record = ctx.deliveries.get(delivery_id)
-    assert record.state == "retrying" and "-slot-" in record.retry_job, record
+    assert record.state == "retrying" and "-throttled-" in record.retry_job, record
+    assert record.attempts == 0, "waiting for its pace spends no attempt"
     job = Job.fetch(record.retry_job, connection=ctx.rq_redis)
     # as the reconciler finds it, overdue
     ctx.redis.zadd(ctx.deliveries.open_key, {delivery_id: 0})

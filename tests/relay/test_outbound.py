@@ -3,13 +3,17 @@ connection pinned to the checked address (DNS rebinding), redirects never follow
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import tempfile
+import threading
+from pathlib import Path
 
 import httpx
 import pytest
 
-from app.core.outbound import OutboundPolicy
+from app.core.outbound import OutboundPolicy, ca_bundle
 from connectors.base import Permanent, Retryable
 
 
@@ -255,3 +259,29 @@ def test_a_passing_dns_failure_is_temporary_and_an_unknown_name_permanent(monkey
             session.get(f"http://{host}/x")
     with pytest.raises(Permanent, match=r"cannot resolve nowhere\.example"):
         policy.check_host("nowhere.example", 443)
+
+
+def test_the_ca_bundle_is_written_once_by_threads_at_once(tmp_path, monkeypatch):
+    """Each delivery's environment asks for the CA bundle; the first ones after a start ask at once, on the
+    threads of one worker's lane (found as a 'connection trouble: FileNotFoundError' attempt). Twenty new
+    bundles, each asked for by eight threads at once."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the bundles are written
+    for round_ in range(20):
+        extra = tmp_path / f"extra-ca-{round_}.pem"
+        extra.write_bytes(b"-----BEGIN CERTIFICATE-----\n" + os.urandom(32).hex().encode() + b"\n")
+        start, errors, paths = threading.Barrier(8), [], []
+
+        def ask(extra=extra, start=start, errors=errors, paths=paths):
+            start.wait()
+            try:
+                paths.append(ca_bundle(str(extra)))
+            except OSError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and len(set(paths)) == 1, errors
+        assert Path(paths[0]).read_bytes().endswith(extra.read_bytes())

@@ -7,14 +7,13 @@ is slow, so whether it meets a 429 depends on the machine: the tests count what 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import pytest
 
 from app.domain import deliveries, pacing
 from app.work import delivering
 from connectors import teams
-from connectors.base import Delivery, Pace, Throttled
+from connectors.base import Pace, Throttled
 from tests.relay.test_deliveries import delivered
 from tests.support.servers import eventually
 
@@ -63,10 +62,10 @@ def test_slots_are_handed_out_a_spacing_apart_and_a_kept_one_is_used_again(make_
 def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(
     make_relay, fake_teams, receiver
 ):
-    """Two workers deliver twelve cards to one workflow: each goes in a slot of one shared schedule, a spacing
-    apart, and not before it; waiting for a slot (on a lane's thread, or as a scheduled job) costs no attempt,
-    only a 429 does. Then the workflow's schedule is full for an hour: its cards wait for their slots as
-    scheduled jobs, holding no thread and spending no attempt, while the webhooks of the same task go."""
+    """Two workers send twelve cards to one workflow, each request in a slot of one shared schedule, taken as
+    it is sent (``env.pace``); neither waiting for a slot nor a 429 spends an attempt. Then the workflow's
+    schedule is full for an hour: its cards are put off until the next free slot, taking none and holding no
+    thread, spending no attempt, while the webhooks of the same task go."""
     relay = make_relay(worker=False)
     relay.start_worker()
     relay.start_worker()  # two workers share the workflow's schedule
@@ -79,24 +78,14 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(
             for task in tasks
             for d in delivered(relay, client, task["task_id"], count=6, timeout=120)
         ]
-        assert {d["state"] for d in done} == {"delivered"}, [
+        assert {d["state"] for d in done} == {"accepted"}, [
             d["last_error"] for d in done if d["last_error"]
         ]
-        records = [relay.ctx.deliveries.get(d["delivery_id"]) for d in done]
-        slots = sorted(record.paced_slot for record in records)
-        spacing = 1 / 3.5
-        assert all(b - a >= spacing - 1e-6 for a, b in itertools.pairwise(slots)), (
-            f"a spacing apart: {slots}"
-        )
-        late = [r for r in records if r.delivered_at < r.paced_slot]
-        assert not late, f"a card went before its slot: {late}"
         assert len(fake_teams.posted) == 12 and not fake_teams.knobs.throttled
-        # whether the workflow met a 429 depends on how late a busy machine sends after the slot; each cost one
-        assert sum(d["attempts"] for d in done) == 12 + fake_teams.knobs.refusals, (
-            "only a 429 costs an attempt"
-        )
+        # whether the workflow met a 429 depends on how late a busy machine sends after the slot; none costs one
+        assert sum(d["attempts"] for d in done) == 12, "neither a slot nor a 429 spends an attempt"
 
-        pace = teams.KIND.pace(Delivery("dlv_x", "teams", {"url": url}, {}))
+        pace = teams.pace_of(url)
         # the next free slot: in an hour
         busy = pacing.reserve(relay.ctx, pace, now=redis_now(relay.ctx) + 3600)
         hooks = [{"kind": "webhook", "config": {"url": receiver.url}} for _ in range(2)]
@@ -114,10 +103,13 @@ def test_one_workflow_keeps_its_pace_across_workers_while_webhooks_go_on(
             "the webhooks delivered while the cards wait",
             show=lambda: client.get(f"/v1/tasks/{task['task_id']}").json()["deliveries"],
         )
-    kept = sorted(relay.ctx.deliveries.get(d["delivery_id"]).paced_at for d in waiting)
-    assert kept == pytest.approx([busy.at + spacing, busy.at + 2 * spacing], abs=1e-6), (
-        "their slots, kept"
+    spacing = 1 / teams.PER_SECOND
+    due = [relay.ctx.deliveries.get(d["delivery_id"]).next_attempt_at for d in waiting]
+    assert due == pytest.approx([busy.at + spacing] * 2, abs=5.0), (
+        "put off until the next free slot"
     )
+    free = pacing.take_within(relay.ctx, pace, 0.0, now=redis_now(relay.ctx))
+    assert free.at == pytest.approx(busy.at + spacing, abs=1e-6), "the waiting cards took no slot"
     assert [d["attempts"] for d in waiting] == [0, 0], "waiting for a slot spends no attempt"
     assert len(fake_teams.posted) == 12 and len(receiver.requests) == 2, (
         "the webhooks did not wait for Teams"

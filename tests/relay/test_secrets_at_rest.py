@@ -26,7 +26,7 @@ from tests.relay.test_batches import finished
 from tests.support.servers import eventually
 
 DAY = 86_400
-SETTLED = ("delivered", "dead")
+SETTLED = ("delivered", "accepted", "dead")
 
 
 def every_value(url: str) -> list[tuple[str, bytes]]:
