@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from app.core.crypto import SecretBox
 from app.core.ids import digest
 from app.core.states import DELIVERY_SETTLED, DeliveryState, TaskStatus
-from app.domain import links, pacing, sealing
+from app.domain import links, sealing
 from app.stores import queues
 from app.stores.batches import Batch
 from app.stores.deliveries import DeliveryRecord, DeliveryStore
@@ -31,11 +31,11 @@ from app.stores.queues import Queues
 from app.stores.tasks import Task, TaskStore
 from app.stores.usage import UsageRows
 from connectors import registry
-from connectors.base import DeliveryError, Gone, Outcome, Pace, Retryable, Throttled
+from connectors.base import DeliveryError, Gone, Outcome, Retryable, Throttled
 from connectors.retry_after import CEILING_SECONDS as RETRY_AFTER_CEILING
 
 
-class Needs(links.Needs, pacing.Needs, Protocol):
+class Needs(links.Needs, Protocol):
     """What this module's functions use of the process's parts: its own, and those of the modules it
     hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
@@ -299,7 +299,7 @@ def replay(ctx: Needs, delivery_id: str) -> bool:
 
 # -- an attempt and its outcome --------------------------------------------------------------------
 # app.work.delivering makes the attempt (the destination's I/O); what happens to the delivery is decided
-# here: begun, delivered, retried after a backoff, handed on to wait for its pace slot, or dead.
+# here: begun, delivered, retried after a backoff (a throttle's gives its attempt back), or dead.
 
 
 def begin(
@@ -308,48 +308,6 @@ def begin(
     """Count an attempt, unless the delivery is settled or every attempt so far ended with its worker
     (DeliveryStore.begin): the record as it was, its stored target, and whether the attempt started."""
     return ctx.deliveries.begin(delivery_id, ctx.config.delivery_max_attempts, target)
-
-
-class Paced(Exception):
-    """The attempt must wait for its pace slot: on a lane thread if it is near, else in RQ's scheduler."""
-
-    def __init__(self, slot: pacing.Slot, to_lane: bool):
-        super().__init__(slot.at)
-        self.slot, self.to_lane = slot, to_lane
-
-
-def keep_pace(ctx: Needs, pace: Pace | None, record: DeliveryRecord, on_lane: bool) -> float | None:
-    """Reserve the destination's slot (app.domain.pacing) and return when it is due (time.monotonic()), to be
-    waited for on a lane thread when it is near; an RQ job (one at a time per worker) never waits, it hands
-    the delivery to the lane (Paced). The slot it goes in is kept on the delivery (``paced_slot``)."""
-    if pace is None:
-        return None
-    reserved = record.paced_at
-    slot = pacing.reserve(ctx, pace, reserved)
-    if slot.wait > 0 and not on_lane:
-        raise Paced(slot, to_lane=True)
-    if slot.wait > (pacing.RELEASED_EARLY_SECONDS if reserved is not None else pacing.HOLD_SECONDS):
-        raise Paced(slot, to_lane=False)
-    ctx.deliveries.use_slot(record.delivery_id, slot.at)
-    return time.monotonic() + slot.wait
-
-
-def wait_for_slot(ctx: Needs, record: DeliveryRecord, attempts: int, paced: Paced) -> str:
-    """Keep the slot and give back the attempt begin() counted: to the lane (from an RQ job, whose lane entry
-    is long gone), or from the lane to RQ's scheduler until the slot is near; the lane waits for the rest."""
-    delivery_id, slot = record.delivery_id, paced.slot
-    # a job RQ's scheduler releases 1-2 s before the slot (whole seconds, then its polling)
-    delay = 0.0 if paced.to_lane else max(0.01, slot.wait - pacing.HOLD_SECONDS)
-    # the lane takes only a pending delivery
-    ctx.deliveries.update(
-        delivery_id,
-        state=DeliveryState.PENDING if paced.to_lane else DeliveryState.RETRYING,
-        attempts=attempts - 1,
-        paced_at=slot.at,
-        next_attempt_at=slot.at,
-    )
-    enqueue(ctx, delivery_id, delay, tag=f"slot-{int(slot.at * 1000)}")
-    return "paced"
 
 
 def delivered(

@@ -1,13 +1,12 @@
-"""Pace per destination, where the platform sets one (Slack: 1 message a second per channel; Teams: 4
-requests a second per workflow): every worker shares one schedule per destination in Redis.
+"""Paces where a platform sets a limit (Slack: 1 message a second per channel; Sheets: 60 writes a minute
+per user; the relay's polls of the API per tenant): every process shares one schedule per limit in Redis.
 
-Each delivery reserves the next free slot of its destination (a GCRA: the slot after the last one given
-out, never before now), so deliveries that arrive together get slots a spacing apart instead of racing.
-Slots are on Redis's clock, the one every worker shares. A slot within 2 s is waited for on the lane's
-thread; a later one is waited for as a scheduled RQ job released shortly before it, which hands the delivery
-back to the lane, so a throttled destination holds no thread for long while the others go on. The
-reservation is kept on the delivery (``paced_at``) and used when it runs again, which costs no attempt; the
-slot an attempt went in stays on the delivery (``paced_slot``)."""
+A request takes the next free slot of its schedule (a GCRA: the slot after the last one given out, never
+before now), so requests that go together get slots a spacing apart instead of racing. Slots are on
+Redis's clock, the one every worker shares. A connector takes its slot as it sends the request
+(``take_within``, through ``env.pace``): a slot within 2 s is waited for on the lane's thread; a later
+one is not taken, and the delivery is put off until then (``Throttled``), holding no thread and spending
+no attempt, while the others go on. A poll may keep a slot it reserved and use it later (``reserve``)."""
 
 from __future__ import annotations
 
@@ -26,10 +25,7 @@ class Needs(Protocol):
 
 
 HOLD_SECONDS = 2.0
-"""A new slot this near is waited for on the lane's thread; a later one is handed to RQ's scheduler."""
-RELEASED_EARLY_SECONDS = HOLD_SECONDS + 1.0
-"""How early RQ's scheduler may hand back a delivery for its slot (whole seconds, and its polling): the lane
-waits for the rest of a slot already reserved, up to this long."""
+"""A slot this near is waited for on the lane's thread; a later one puts the delivery off until then."""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ A record's fields (``DeliveryRecord``, what the reads return): its ids (delivery
 destination's or hook's, if any), ``kind``, ``state`` (app.core.states.DeliveryState), ``attempts``, when it
 was created and updated, the ``event`` it carries (JSON), ``export``, a sealed ``config`` (an inline
 destination), and what its attempts left: ``last_error``, ``location``, ``external_id``, ``progress`` (a
-resumable upload's state, JSON), ``next_attempt_at``, ``delivered_at``, ``retry_job``, the pace slot
-(``paced_at`` while it waits for it, ``paced_slot`` once used) and its ``lane_entry``.
+resumable upload's state, JSON), ``next_attempt_at``, ``delivered_at``, ``retry_job`` and its
+``lane_entry``.
 """
 
 from __future__ import annotations
@@ -103,8 +103,6 @@ class DeliveryRecord:
     next_attempt_at: float | None = None
     delivered_at: float | None = None
     retry_job: str | None = None
-    paced_at: float | None = None
-    paced_slot: float | None = None
     lane_entry: str | None = None
 
     @classmethod
@@ -138,7 +136,7 @@ _TEXT = (
     "retry_job",
     "lane_entry",
 )
-_TIMES = ("next_attempt_at", "delivered_at", "paced_at", "paced_slot")
+_TIMES = ("next_attempt_at", "delivered_at")
 
 
 LANE = "lane"
@@ -257,13 +255,6 @@ class DeliveryStore:
             self._to_lane(keys=keys, args=args)
         else:
             queue_script(pipe, self._to_lane, keys, args)
-
-    def use_slot(self, delivery_id: str, slot_at: float) -> None:
-        """The attempt goes in its pace slot: kept as ``paced_slot``; a later retry reserves its own."""
-        pipe = self._redis.pipeline()
-        pipe.hset(self.key_for(delivery_id), "paced_slot", slot_at)
-        pipe.hdel(self.key_for(delivery_id), "paced_at")
-        pipe.execute()
 
     def name_retry(self, delivery_id: str, job_id: str) -> None:
         """The RQ job that will make the next attempt, named before it exists (the reconciler looks for it)."""

@@ -25,13 +25,10 @@ from app.core.states import DELIVERY_SETTLED, TASK_ENDED, TaskStatus
 from app.core.upstream import CHUNK, TLS, UpstreamError, UpstreamUnavailable
 from app.domain import batch_files, connector_env, write_back
 from app.domain.deliveries import (
-    Paced,
     begin,
     delivered,
     failed,
-    keep_pace,
     target_of,
-    wait_for_slot,
 )
 from app.domain.links import file_link
 from app.stores.deliveries import DeliveryRecord
@@ -47,7 +44,7 @@ from connectors.base import (
 )
 
 
-class Needs(batch_files.Needs, write_back.Needs, Protocol):
+class Needs(batch_files.Needs, connector_env.Needs, write_back.Needs, Protocol):
     """What this module's functions use of the process's parts: its own, and those of the modules it
     hands them to (app.stores.context.Context has them all; tests/test_dependencies.py checks)."""
 
@@ -118,13 +115,8 @@ def _attempt(
             delivery, env
         )
         if outcome is None:
-            pace = kind.pace(delivery) if hasattr(kind, "pace") else None
-            slot_due = keep_pace(ctx, pace, record, on_lane=with_delivered is not None)
             document = _document_for(ctx, delivery, record) if kind.needs_document else None
-            _wait_until(slot_due)  # the file was looked up while the slot came nearer
             outcome = kind.deliver(delivery, document, env)
-    except Paced as paced:
-        return wait_for_slot(ctx, record, attempts, paced)
     except (Permanent, Retryable) as exc:
         return failed(ctx, record, attempts, exc)
     except UpstreamUnavailable as exc:
@@ -155,11 +147,6 @@ def _attempt(
     # delivered: a refused write now must not make the next attempt deliver it again, so it waits for Redis
     storage.persist(lambda: delivered(ctx, record, outcome, with_delivered), "delivery")
     return "delivered"
-
-
-def _wait_until(due: float | None) -> None:
-    if due is not None:
-        time.sleep(max(0.0, due - time.monotonic()))
 
 
 def _delivery(ctx: Needs, record: DeliveryRecord, target: str | None) -> Delivery:
