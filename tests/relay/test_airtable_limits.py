@@ -86,7 +86,13 @@ def test_a_free_workspace_past_its_months_calls_names_the_plan_limit(make_relay,
     fake_airtable.calls_this_month[BASE] = Plan.FREE.monthly_calls  # the month is spent
     relay = make_relay(airtable_api_url=fake_airtable.url, airtable_backoff_seconds=1.0)
     with relay.client() as client:
-        saved = connect(relay, client, _target(connection()))
+        refused = client.post(
+            "/v1/destinations",
+            json={"name": "x", "kind": "airtable", "config": _target(connection()).config},
+        ).json()["error"]
+        assert refused["code"] == "destination_check_failed", refused
+        assert "1,000 calls a month" in refused["message"], "the check names the plan's limit too"
+        saved = connect(relay, client, _target(connection()), check=False)
         task = relay.submit(
             client,
             prompt="Renewal memo [[hold=month]]",

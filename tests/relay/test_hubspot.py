@@ -53,9 +53,13 @@ def connect_body(config: dict) -> dict:
     return {"name": "HubSpot deals", "kind": "hubspot", "config": config}
 
 
-def write_back(relay, client, config: dict, prompt: str = "Renewal memo", deal: str = "42"):
-    """A task for the deal through a new connection, and its two write-backs once settled."""
-    saved = client.post("/v1/destinations", json=connect_body(config))
+def write_back(
+    relay, client, config: dict, prompt: str = "Renewal memo", deal: str = "42", check: bool = True
+):
+    """A task for the deal through a new connection (``check=False``: saved without its check), and its
+    two write-backs once settled."""
+    path = "/v1/destinations" + ("" if check else "?check=false")
+    saved = client.post(path, json=connect_body(config))
     assert saved.status_code == 201, saved.text
     task = relay.submit(
         client,
@@ -72,8 +76,12 @@ def test_a_token_without_the_contacts_scopes_is_named_in_the_dead_letter(make_re
     and where to add them, and the deal does not say Ready without its file."""
     fake = hubspot(FakeHubSpot(tokens={"pat-na1-deals-only": set(OLD_RECIPE)}, interval_ms=1000))
     relay = make_relay(**fake.settings())
+    config = {"token": "pat-na1-deals-only", "fields": FIELDS}
     with relay.client() as client:
-        _, writes = write_back(relay, client, {"token": "pat-na1-deals-only", "fields": FIELDS})
+        refused = client.post("/v1/destinations", json=connect_body(config)).json()["error"]
+        assert refused["code"] == "destination_check_failed", refused
+        assert "crm.objects.contacts.write" in refused["message"], "the check names it at once"
+        _, writes = write_back(relay, client, config, check=False)
     start, end = writes
     assert start["state"] == "delivered" and end["state"] == "dead", writes
     for scope in ("crm.objects.contacts.read", "crm.objects.contacts.write"):

@@ -96,7 +96,17 @@ def test_the_grid_an_excel_file_a_viewer_and_a_missing_scope_are_dead_with_the_f
     relay = make_relay(**sheet.relay_settings())
     with relay.client() as client:
         service = connect(relay, client, sheet)
-        user = connect(relay, client, sheet, credentials=read_only_user)
+        refused = client.post(
+            "/v1/destinations",
+            json={
+                "name": "x",
+                "kind": "sheets",
+                "config": {**sheet.config, "credentials": read_only_user},
+            },
+        ).json()["error"]
+        assert refused["code"] == "destination_check_failed", refused
+        assert "auth/spreadsheets" in refused["message"], "the check names the scope at once"
+        user = connect(relay, client, sheet, check=False, credentials=read_only_user)
         cases = {
             "grid": (service, f"sheets:{SPREADSHEET}/Deals/5000"),
             "excel": (service, "sheets:1ExcelFileInDrive_0123456789/Deals/2"),

@@ -64,15 +64,16 @@ def test_size_restricted_workspace_gets_the_link_instead(slack_relay, fake_slack
 
 
 def test_bad_token_is_permanent_and_a_fixed_saved_destination_replays(slack_relay, fake_slack):
+    body = {
+        "name": "deals",
+        "kind": "slack",
+        "config": {"channel": "C0123ABCD", "bot_token": "xoxb-revoked"},
+    }
     with slack_relay.client() as client:
-        saved = client.post(
-            "/v1/destinations",
-            json={
-                "name": "deals",
-                "kind": "slack",
-                "config": {"channel": "C0123ABCD", "bot_token": "xoxb-revoked"},
-            },
-        ).json()
+        refused = client.post("/v1/destinations", json=body).json()["error"]
+        assert refused["code"] == "destination_check_failed", refused
+        assert "invalid_auth" in refused["message"], "the check names it at once"
+        saved = client.post("/v1/destinations?check=false", json=body).json()
         task = slack_relay.submit(client, prompt="x", destinations=[{"id": saved["id"]}])
         [dead] = delivered(slack_relay, client, task["task_id"])
         assert dead["state"] == "dead" and "invalid_auth" in dead["last_error"]
