@@ -1,0 +1,267 @@
+"""People sign in with OpenID Connect, against a real provider: the certified `oidc-provider` package run by
+Node on loopback (tests/support/oidc_provider.py), through its own login and consent pages in chromium.
+An operator lands on the dashboard; a person without the role is refused; signing out, a role taken away in
+Relay and a change of groups end sign-ins; a forged state, a replayed code, a wrong nonce and a wrong PKCE
+verifier are refused."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from app.domain.people import RoleMapping
+from app.stores.people import EVERY_TENANT, Grant, Role, RoleSource
+from app.web.oidc import redirect_uri
+from tests.relay.test_tenants import relay_cli
+from tests.support import tools
+from tests.support.dashboard import ADMIN_TOKEN, sign_in
+from tests.support.oidc_provider import OpenIDProvider
+
+ROLES = "relay-operators=operator; acme-admins=acme:admin; acme-staff=acme:viewer"
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory):
+    tools.require("npm")
+    started = OpenIDProvider(tmp_path_factory.mktemp("oidc-provider"))
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = tools.require("chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def oidc_relay(make_relay, provider):
+    client_id, secret = f"relay-{secrets.token_hex(4)}", secrets.token_urlsafe(32)
+    relay = make_relay(
+        worker=False,
+        admin_token=ADMIN_TOKEN,
+        oidc_issuer=provider.issuer,
+        oidc_client_id=client_id,
+        oidc_client_secret=secret,
+        oidc_roles=ROLES,
+    )
+    provider.add_client(client_id, secret, redirect_uri(relay.config))
+    return relay
+
+
+def _person(provider, groups: list[str]) -> str:
+    login = f"p{secrets.token_hex(4)}"
+    provider.set_person(login, f"{login}@example.org", f"Person {login}", groups)
+    return login
+
+
+def _through_the_provider(page, relay, login: str, then=None) -> None:
+    """From the dashboard to the provider's login and consent pages and back; ``then`` runs on the login
+    page, while the sign-in is under way at the provider."""
+    page.goto(relay.url + "/dashboard/")
+    page.click("#sign-in-oidc")
+    page.wait_for_selector("input[name=login]")
+    if then:
+        then()
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", "any password: the provider's development login takes any")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Authorize")  # the consent page
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(re.escape(relay.url) + r"/(dashboard|sign-in)/"))
+
+
+def _cookie_client(relay, page) -> httpx.Client:
+    """A copy of the browser's cookies: what someone who stole them could send."""
+    cookies = httpx.Cookies()
+    for cookie in page.context.cookies():
+        cookies.set(cookie["name"], cookie["value"], domain=cookie["domain"], path=cookie["path"])
+    return httpx.Client(base_url=relay.url, cookies=cookies)
+
+
+def test_an_operator_signs_in_through_the_provider_and_signing_out_ends_it(
+    oidc_relay, provider, browser
+):
+    relay = oidc_relay
+    login = _person(provider, ["relay-operators", "unrelated"])
+    page = browser.new_context().new_page()
+    _through_the_provider(page, relay, login)
+    assert page.url == relay.url + "/dashboard/"
+    expect(page.locator("[data-signed-in]")).to_have_text(f"{login}@example.org")
+    expect(page.locator("nav")).to_contain_text("Tasks")
+    (person,) = relay.ctx.people.list()
+    assert (person.email, person.groups) == (
+        f"{login}@example.org",
+        ("relay-operators", "unrelated"),
+    )
+    assert relay.ctx.people.grants(person.person_id) == [
+        Grant(Role.OPERATOR, EVERY_TENANT, RoleSource.GROUPS)
+    ]
+    stolen = _cookie_client(relay, page)
+    assert stolen.get("/dashboard/").status_code == 200
+    assert stolen.get("/dashboard/rq/").status_code == 200
+
+    page.click("header button:has-text('Sign out')")
+    page.wait_for_url(re.compile(r"/dashboard/login"))
+    assert stolen.get("/dashboard/").status_code == 302, "signed out: the old cookie is refused"
+    assert stolen.get("/dashboard/api/tasks").status_code == 401
+    assert not [k for k in relay.ctx.redis.scan_iter("*sign-in:*")], "the sign-in is gone"
+
+
+def test_a_person_without_the_operator_role_is_refused_naming_their_role(
+    oidc_relay, provider, browser
+):
+    relay = oidc_relay
+    login = _person(provider, ["acme-admins"])
+    page = browser.new_context().new_page()
+    _through_the_provider(page, relay, login)
+    expect(page.locator("[data-refused]")).to_contain_text("admin of acme")
+    expect(page.locator("[data-refused]")).to_contain_text("operator")
+    client = _cookie_client(relay, page)
+    for path in ("/dashboard/", "/dashboard/tenants", "/dashboard/rq/"):
+        assert client.get(path).status_code == 403, path
+    refused = client.get("/dashboard/api/tasks")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+
+
+def test_a_role_given_applies_at_once_and_one_taken_ends_the_sign_in(oidc_relay, provider, browser):
+    relay = oidc_relay
+    login = _person(provider, [])
+    page = browser.new_context().new_page()
+    _through_the_provider(page, relay, login)
+    expect(page.locator("[data-refused]")).to_contain_text("no role in Relay")
+    email = f"{login}@example.org"
+    given = relay_cli(relay, "people", "grant", email, "operator")
+    assert given.exit_code == 0 and "operator" in given.output, given.output
+    page.reload()
+    expect(page.locator("[data-signed-in]")).to_have_text(email)
+    listed = relay_cli(relay, "people", "list").output
+    assert email in listed and "operator of every tenant (relay)" in listed
+
+    taken = relay_cli(relay, "people", "revoke", email, "--operator")
+    assert taken.exit_code == 0 and "1 sign-in(s) ended" in taken.output, taken.output
+    page.reload()
+    assert "/dashboard/login" in page.url, "the sign-in ended with the role"
+    again = relay_cli(relay, "people", "revoke", email, "--operator")
+    assert again.exit_code != 0 and "no role given in Relay" in again.output
+
+
+def test_changed_groups_change_the_roles_at_the_next_sign_in_and_end_the_old_ones(
+    oidc_relay, provider, browser
+):
+    relay = oidc_relay
+    login = _person(provider, ["relay-operators"])
+    first = browser.new_context().new_page()
+    _through_the_provider(first, relay, login)
+    expect(first.locator("[data-signed-in]")).to_have_text(f"{login}@example.org")
+
+    provider.set_person(login, f"{login}@example.org", f"Person {login}", ["acme-staff"])
+    second = browser.new_context().new_page()
+    _through_the_provider(second, relay, login)
+    expect(second.locator("[data-refused]")).to_contain_text("viewer of acme")
+    first.reload()
+    assert "/dashboard/login" in first.url, "the sign-in made on the old groups ended"
+    (person,) = relay.ctx.people.list()
+    assert relay.ctx.people.grants(person.person_id) == [
+        Grant(Role.VIEWER, relay.tenant_id, RoleSource.GROUPS)
+    ]
+
+
+def _pending(relay) -> str:
+    (key,) = relay.ctx.redis.scan_iter("*sign-in-pending:*")
+    return key
+
+
+def test_a_forged_state_a_replayed_code_a_wrong_nonce_and_verifier_are_refused(
+    oidc_relay, provider, browser
+):
+    relay = oidc_relay
+    login = _person(provider, ["relay-operators"])
+    forged = httpx.get(relay.url + "/sign-in/oidc/callback?code=abc&state=made-up")
+    assert forged.status_code == 400 and "not begun here" in forged.text
+
+    # a state begun in another browser (a link an attacker sends, to sign the victim in as the attacker)
+    attacker = httpx.Client(base_url=relay.url)
+    state = parse_qs(urlsplit(attacker.get("/sign-in/oidc").headers["location"]).query)["state"][0]
+    victim = httpx.Client(base_url=relay.url)
+    assert victim.get(f"/sign-in/oidc/callback?code=abc&state={state}").status_code == 400
+
+    # a code used once, sent again with its state and verifier (as if the state had not been spent)
+    page = browser.new_context().new_page()
+    callbacks: list[str] = []
+    page.on("request", lambda r: "/sign-in/oidc/callback" in r.url and callbacks.append(r.url))
+    held: dict[str, str] = {}
+    _through_the_provider(
+        page, relay, login, then=lambda: held.update(relay.ctx.redis.hgetall(_pending(relay)))
+    )
+    assert page.url == relay.url + "/dashboard/"
+    # the browser begins another sign-in (which binds it anew) without going on to the provider; the
+    # spent state is put back as it was, bound to this browser
+    assert page.request.get(relay.url + "/sign-in/oidc", max_redirects=0).status == 302
+    fresh = relay.ctx.redis.hgetall(_pending(relay))
+    relay.ctx.redis.delete(_pending(relay))
+    state = parse_qs(urlsplit(callbacks[0]).query)["state"][0]
+    relay.ctx.redis.hset(
+        f"{relay.config.key_prefix}sign-in-pending:{hashlib.sha256(state.encode()).hexdigest()}",
+        mapping={**held, "browser": fresh["browser"]},
+    )
+    replayed = page.goto(callbacks[0])
+    assert replayed.status == 401 and "refused the code: invalid_grant" in page.content()
+
+    # the ID token's nonce is not the one this sign-in sent
+    page = browser.new_context().new_page()
+    _through_the_provider(
+        page, relay, login, then=lambda: relay.ctx.redis.hset(_pending(relay), "nonce", "other")
+    )
+    expect(page.locator("[role=alert]")).to_contain_text("The ID token is not valid")
+    assert "nonce" in page.locator("[role=alert]").inner_text()
+
+    # PKCE: a verifier that is not the one the challenge was made from
+    page = browser.new_context().new_page()
+    _through_the_provider(
+        page,
+        relay,
+        login,
+        then=lambda: relay.ctx.redis.hset(_pending(relay), "code_verifier", "x" * 50),
+    )
+    expect(page.locator("[role=alert]")).to_contain_text("refused the code: invalid_grant")
+    signed = list(relay.ctx.redis.scan_iter("*sign-in:*"))
+    assert len(signed) == 1, "the first sign-in only: none of the refused ones signed in"
+
+
+def test_break_glass_still_signs_in_as_an_operator_beside_the_provider(oidc_relay):
+    client, status = sign_in(oidc_relay)
+    assert status == 302
+    page = client.get("/dashboard/")
+    assert page.status_code == 200 and "break-glass (admin token)" in page.text
+    login_page = httpx.get(oidc_relay.url + "/dashboard/login").text
+    assert 'id="sign-in-oidc"' in login_page and 'id="token"' in login_page
+
+
+def test_the_group_mapping_reads_dns_and_refuses_what_is_not_a_role():
+    mapping = RoleMapping.parse(
+        "relay-operators=operator;\ncn=ops,dc=example,dc=org = acme:member; acme = acme:viewer"
+    )
+    assert mapping.grants(("cn=ops,dc=example,dc=org", "other")) == [
+        Grant(Role.MEMBER, "acme", RoleSource.GROUPS)
+    ]
+    assert mapping.grants(("relay-operators",)) == [
+        Grant(Role.OPERATOR, EVERY_TENANT, RoleSource.GROUPS)
+    ]
+    for wrong, said in [
+        ("ops=root", "names no role"),
+        ("ops=acme:operator", "operator holds across tenants"),
+        ("ops=admin", "operator holds across tenants"),
+        ("just-a-group", "is not GROUP=ROLE"),
+    ]:
+        with pytest.raises(ValueError, match=said):
+            RoleMapping.parse(wrong)
