@@ -40,6 +40,10 @@ def _provider() -> IdentityProvider:
 def install_sign_in(app: Flask) -> None:
     config = app.extensions["relay"].config
     if config.oidc_issuer:
+        if not (config.oidc_client_id and config.oidc_client_secret):
+            raise ValueError(
+                "RELAY_OIDC_ISSUER is set: set RELAY_OIDC_CLIENT_ID and RELAY_OIDC_CLIENT_SECRET too"
+            )
         people.mapping(config)  # a mistake in RELAY_OIDC_ROLES stops the start, naming the entry
         app.extensions["relay-identity-provider"] = IdentityProvider(config)
     app.register_blueprint(bp)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -17,6 +18,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from app.domain.people import RoleMapping
 from app.stores.people import EVERY_TENANT, Grant, Role, RoleSource
+from app.web import create_app
 from app.web.oidc import redirect_uri
 from tests.relay.test_tenants import relay_cli
 from tests.support import tools
@@ -245,6 +247,21 @@ def test_break_glass_still_signs_in_as_an_operator_beside_the_provider(oidc_rela
     assert page.status_code == 200 and "break-glass (admin token)" in page.text
     login_page = httpx.get(oidc_relay.url + "/dashboard/login").text
     assert 'id="sign-in-oidc"' in login_page and 'id="token"' in login_page
+    printed = relay_cli(oidc_relay, "people", "provider").output
+    assert f"redirect URI  {oidc_relay.url}/sign-in/oidc/callback" in printed
+    assert "group 'acme-admins' -> admin of acme" in printed
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        ({"oidc_roles": "ops=root"}, "RELAY_OIDC_ROLES: 'ops=root' names no role"),
+        ({"oidc_client_secret": ""}, "set RELAY_OIDC_CLIENT_ID and RELAY_OIDC_CLIENT_SECRET"),
+    ],
+)
+def test_no_web_process_starts_with_a_mistaken_provider_setting(oidc_relay, setting, said):
+    with pytest.raises(ValueError, match=re.escape(said)):
+        create_app(replace(oidc_relay.config, **setting))
 
 
 def test_the_group_mapping_reads_dns_and_refuses_what_is_not_a_role():
