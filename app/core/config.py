@@ -235,6 +235,10 @@ class RelayConfig:
     ``relay-operators=operator; acme-admins=acme:admin; acme=acme:viewer``. A group is everything before the
     last ``=`` (so a DN such as ``cn=ops,dc=example,dc=org=operator`` works). Roles given with `relay people
     grant` add to these."""
+    oidc_recheck_seconds: int = 3600
+    """A person's sign-in older than this is sent through the identity provider again at their next page
+    (seamless while their session there lives): a person the provider no longer knows is signed out, and
+    changed groups change their roles. 0: only at sign-in."""
     oidc_timeout_seconds: float = 10.0
     """How long Relay waits on the identity provider (discovery, keys, the code exchange)."""
     admin_login_limit: str = "10 per minute;50 per hour"

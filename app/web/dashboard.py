@@ -77,7 +77,7 @@ def _who():
     return {"signed_in_as": found.label if found else ""}
 
 
-def _gate(next_path: str):
+def _gate(next_path: str, recheck: bool = True):
     """None for an operator (a person with the role, or break-glass); otherwise the answer: 404 while no one
     can sign in, 401 on the JSON endpoint, the sign-in page (coming back to ``next_path``), or 403 for a
     person without the operator role."""
@@ -91,6 +91,9 @@ def _gate(next_path: str):
                 {"error": {"code": "unauthorized", "message": "Sign in at /dashboard/login."}}
             ), 401
         return redirect(url_for("dashboard.login", next=next_path))
+    # a page, not a poll or a form: the person comes back to it after the provider
+    if recheck and request.method == "GET" and not api and auth.due_for_recheck(found):
+        return redirect(sign_in.login_url(next_path))
     if found.operator:
         return None
     held = people.describe(ctx(), found.roles)
@@ -103,7 +106,7 @@ def _gate(next_path: str):
 def admin_only(view):
     @wraps(view)
     def guarded(*args, **kwargs):
-        if (refused := _gate(request.path)) is not None:
+        if (refused := _gate(request.full_path.rstrip("?"))) is not None:
             return refused
         if request.method == "POST":
             csrf.protect()
@@ -441,7 +444,8 @@ def _mount_rq_dashboard(app: Flask) -> None:
 def _rq_guard():
     """rq-dashboard's own pages and actions: operators only, state changes by POST with the CSRF
     token (app.web.dashboard_auth)."""
-    if (refused := _gate("/dashboard/rq/")) is not None:
+    # its scripts poll JSON with GET: a sign-in due for a recheck is rechecked at the next dashboard page
+    if (refused := _gate("/dashboard/rq/", recheck=False)) is not None:
         return refused
     auth.refuse_unsafe_rq_requests()
     return None

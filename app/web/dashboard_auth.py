@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -107,9 +108,19 @@ def current() -> SignedIn | None:
 
 
 def start(session_id: str) -> None:
-    """The browser holds a new sign-in, with a new cookie (whatever it came with is not reused)."""
+    """The browser holds a new sign-in, with a new cookie (whatever it came with is not reused, and the
+    sign-in it held, if any, ends: a copy of the old cookie signs no one in)."""
+    if isinstance(old := session.get("sid"), str):
+        ctx().sign_ins.end(old)
     session.clear()
     session["sid"] = session_id
+
+
+def due_for_recheck(found: SignedIn) -> bool:
+    """A person's sign-in old enough to be sent through the identity provider again (their groups, and
+    whether the provider still knows them, are read anew)."""
+    every = ctx().config.oidc_recheck_seconds
+    return found.person is not None and every > 0 and time.time() - found.sign_in.created_at > every
 
 
 def sign_in() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
@@ -176,6 +177,28 @@ def test_changed_groups_change_the_roles_at_the_next_sign_in_and_end_the_old_one
     assert relay.ctx.people.grants(person.person_id) == [
         Grant(Role.VIEWER, relay.tenant_id, RoleSource.GROUPS)
     ]
+
+
+def test_an_old_sign_in_goes_through_the_provider_again_and_reads_the_groups_anew(
+    oidc_relay, provider, browser
+):
+    relay = oidc_relay
+    login = _person(provider, ["relay-operators"])
+    page = browser.new_context().new_page()
+    _through_the_provider(page, relay, login)
+    page.goto(relay.url + "/dashboard/tenants")
+    expect(page.locator("[data-signed-in]")).to_have_text(f"{login}@example.org")
+    provider.set_person(login, f"{login}@example.org", f"Person {login}", ["acme-staff"])
+    page.reload()
+    expect(page.locator("[data-signed-in]")).to_be_visible()  # not due yet: the old groups hold
+    (key,) = relay.ctx.redis.scan_iter("*sign-in:*")
+    # the sign-in made longer ago than RELAY_OIDC_RECHECK_SECONDS (its clock, not the test's, moves)
+    relay.ctx.redis.hset(key, "created_at", time.time() - relay.config.oidc_recheck_seconds - 1)
+    stolen = _cookie_client(relay, page)
+    page.reload()  # to the provider, which knows the person still: straight back, no page of its own
+    expect(page.locator("[data-refused]")).to_contain_text("viewer of acme")
+    assert page.url == relay.url + "/dashboard/tenants"
+    assert stolen.get("/dashboard/tenants").status_code == 302, "the old sign-in ended"
 
 
 def _pending(relay) -> str:
