@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, current_app, request, session
+from flask import Flask, abort, current_app, g, request, session
 from flask.wrappers import Response
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -83,7 +83,13 @@ def enabled() -> bool:
 
 
 def current() -> SignedIn | None:
-    """This browser's live sign-in, if any."""
+    """This browser's live sign-in, if any (read once per request: the gate and the page both ask)."""
+    if "signed_in" not in g:
+        g.signed_in = _read()
+    return g.signed_in
+
+
+def _read() -> SignedIn | None:
     session_id = session.get("sid")
     if not isinstance(session_id, str):
         return None
@@ -114,6 +120,7 @@ def start(session_id: str) -> None:
         ctx().sign_ins.end(old)
     session.clear()
     session["sid"] = session_id
+    g.pop("signed_in", None)
 
 
 def due_for_recheck(found: SignedIn) -> bool:
@@ -132,6 +139,7 @@ def sign_out() -> None:
     if isinstance(session_id := session.get("sid"), str):
         people.sign_out(ctx(), session_id)
     session.clear()
+    g.pop("signed_in", None)
 
 
 def token_matches(given: str) -> bool:
