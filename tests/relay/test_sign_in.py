@@ -109,6 +109,12 @@ def test_an_operator_signs_in_through_the_provider_and_signing_out_ends_it(
     assert relay.ctx.people.grants(person.person_id) == [
         Grant(Role.OPERATOR, EVERY_TENANT, RoleSource.GROUPS)
     ]
+    before = _cookie_client(relay, page)
+    assert before.get("/dashboard/").status_code == 200
+    # signing in again (the provider knows the browser: straight back) replaces the browser's sign-in
+    page.goto(relay.url + "/sign-in/oidc?next=/dashboard/tenants")
+    page.wait_for_url(relay.url + "/dashboard/tenants")
+    assert before.get("/dashboard/").status_code == 302, "the replaced sign-in ended"
     stolen = _cookie_client(relay, page)
     assert stolen.get("/dashboard/").status_code == 200
     assert stolen.get("/dashboard/rq/").status_code == 200
