@@ -110,12 +110,8 @@ class IdentityProvider(OpenIDMixin):
                     code_verifier=code_verifier,
                     redirect_uri=self._redirect_uri,
                 )
-            if "id_token" not in token:
-                raise SignInRefused("The identity provider sent no ID token.")
-            claims = self.parse_id_token(token, nonce=nonce, leeway=LEEWAY_SECONDS)
-        except (
-            OAuthError
-        ) as exc:  # the token endpoint's error, e.g. invalid_grant for a code used twice
+        # the token endpoint's error, e.g. invalid_grant for a code used twice or a wrong PKCE verifier
+        except OAuthError as exc:
             raise SignInRefused(
                 f"The identity provider refused the code: {exc.error or 'error'}."
             ) from None
@@ -123,8 +119,22 @@ class IdentityProvider(OpenIDMixin):
             raise SignInRefused(
                 f"The identity provider could not be reached: {type(exc).__name__}."
             ) from None
-        except SignInRefused:
-            raise
+        return self.validated(token, nonce)
+
+    def validated(self, token: dict, nonce: str) -> dict:
+        """The ID token's claims, once its signature (against the provider's keys), issuer, audience,
+        expiry, nonce and at_hash hold."""
+        if "id_token" not in token:
+            raise SignInRefused("The identity provider sent no ID token.")
+        # Authlib checks the audience only when told to (its default options name the issuer alone)
+        options = {
+            "iss": {"essential": True, "values": [self.load_server_metadata()["issuer"]]},
+            "aud": {"essential": True, "values": [self.client_id]},
+        }
+        try:
+            claims = self.parse_id_token(
+                token, nonce=nonce, claims_options=options, leeway=LEEWAY_SECONDS
+            )
         except Exception as exc:  # joserfc's errors: signature, claims (iss, aud, exp, nonce...)
             raise SignInRefused(f"The ID token is not valid: {exc}.") from None
         return dict(claims)

@@ -15,12 +15,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet, RSAKey
 from playwright.sync_api import expect, sync_playwright
 
+from app.core.config import RelayConfig
 from app.domain.people import RoleMapping
 from app.stores.people import EVERY_TENANT, Grant, Role, RoleSource
 from app.web import create_app
-from app.web.oidc import redirect_uri
+from app.web.oidc import IdentityProvider, SignInRefused, redirect_uri
 from tests.relay.test_tenants import relay_cli
 from tests.support import tools
 from tests.support.dashboard import ADMIN_TOKEN, sign_in
@@ -311,3 +314,50 @@ def test_the_group_mapping_reads_dns_and_refuses_what_is_not_a_role():
     ]:
         with pytest.raises(ValueError, match=said):
             RoleMapping.parse(wrong)
+
+
+def test_an_id_token_is_refused_for_its_signature_issuer_audience_expiry_and_nonce():
+    """What a browser cannot make: ID tokens each wrong in one way, validated as the callback does."""
+    key, other_key = (
+        RSAKey.generate_key(2048, {"kid": "k1"}),
+        RSAKey.generate_key(2048, {"kid": "k1"}),
+    )
+    config = RelayConfig(
+        oidc_issuer="https://idp.example", oidc_client_id="relay", oidc_client_secret="s" * 32
+    )
+    idp = IdentityProvider(config)
+    idp.server_metadata = {
+        "issuer": "https://idp.example",
+        "jwks": KeySet([key]).as_dict(private=False),
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "_loaded_at": time.time(),
+    }
+    now = int(time.time())
+    good = {
+        "iss": "https://idp.example",
+        "sub": "ada",
+        "aud": "relay",
+        "iat": now,
+        "exp": now + 300,
+    }
+
+    def token(claims: dict, signed_with=key) -> dict:
+        header = {"alg": "RS256", "kid": "k1"}
+        return {
+            "id_token": jwt.encode(
+                header, {**claims, "nonce": claims.get("nonce", "n1")}, signed_with
+            )
+        }
+
+    assert idp.validated(token(good), "n1")["sub"] == "ada"
+    for wrong, said in [
+        (token(good, signed_with=other_key), "signature"),
+        (token({**good, "iss": "https://evil.example"}), "iss"),
+        (token({**good, "aud": "another-client"}), "aud"),
+        (token({**good, "aud": "another-client", "azp": "relay"}), "aud"),
+        (token({**good, "exp": now - 3600, "iat": now - 7200}), "expired"),
+        (token({**good, "nonce": "n2"}), "nonce"),
+        ({"access_token": "no id token"}, "no ID token"),
+    ]:
+        with pytest.raises(SignInRefused, match=said):
+            idp.validated(wrong, "n1")
