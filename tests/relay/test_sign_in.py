@@ -282,6 +282,11 @@ def test_break_glass_still_signs_in_as_an_operator_beside_the_provider(oidc_rela
     printed = relay_cli(oidc_relay, "people", "provider").output
     assert f"redirect URI  {oidc_relay.url}/sign-in/oidc/callback" in printed
     assert "group 'acme-admins' -> admin of acme" in printed
+    checked = relay_cli(oidc_relay, "doctor").output
+    assert (
+        f"sign-in              {oidc_relay.config.oidc_issuer} answers; 3 group mapping(s)"
+        in checked
+    )
 
 
 @pytest.mark.parametrize(
