@@ -152,6 +152,10 @@ def test_a_role_given_applies_at_once_and_one_taken_ends_the_sign_in(oidc_relay,
     _through_the_provider(page, relay, login)
     expect(page.locator("[data-refused]")).to_contain_text("no role in Relay")
     email = f"{login}@example.org"
+    in_tenant = relay_cli(relay, "people", "grant", email, "member", "--tenant", "acme")
+    assert in_tenant.exit_code == 0 and "member of acme" in in_tenant.output, in_tenant.output
+    page.reload()
+    expect(page.locator("[data-refused]")).to_contain_text("member of acme")
     given = relay_cli(relay, "people", "grant", email, "operator")
     assert given.exit_code == 0 and "operator" in given.output, given.output
     page.reload()
@@ -208,6 +212,19 @@ def test_an_old_sign_in_goes_through_the_provider_again_and_reads_the_groups_ane
     expect(page.locator("[data-refused]")).to_contain_text("viewer of acme")
     assert page.url == relay.url + "/dashboard/tenants"
     assert stolen.get("/dashboard/tenants").status_code == 302, "the old sign-in ended"
+
+
+def test_discovery_must_answer_and_name_the_configured_issuer(oidc_relay, provider):
+    unreachable = replace(oidc_relay.config, oidc_issuer="http://127.0.0.1:9")
+    with pytest.raises(SignInRefused, match=r"discovery document .* could not be read"):
+        IdentityProvider(unreachable).load_server_metadata()
+    # the same server by another name: its discovery document names 127.0.0.1
+    renamed = replace(
+        oidc_relay.config, oidc_issuer=provider.issuer.replace("127.0.0.1", "localhost")
+    )
+    with pytest.raises(SignInRefused, match="names another issuer"):
+        IdentityProvider(renamed).load_server_metadata()
+    assert IdentityProvider(oidc_relay.config).load_server_metadata()["issuer"] == provider.issuer
 
 
 def _pending(relay) -> str:
