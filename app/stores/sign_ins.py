@@ -4,24 +4,19 @@ the credential it was made with (the admin token, or the identity provider and c
 ends them (they are refused, and expire).
 
 The browser holds only a random session id (in the signed session cookie); Redis holds its SHA-256, so a
-copy of the database signs no one in. Sign-ins begun at the identity provider and not finished yet are kept
-here too, by their ``state``, each for a few minutes and for one use.
+copy of the database signs no one in.
 
-Keys: ``sign-in:{sha256(id)}`` (hash), ``person-sign-ins:{person_id}`` (set of those digests),
-``sign-in-pending:{sha256(state)}`` (hash)."""
+Keys: ``sign-in:{sha256(id)}`` (hash), ``person-sign-ins:{person_id}`` (set of those digests)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 
 from redis import Redis
-
-PENDING_SECONDS = 600
-"""How long a person has at the identity provider's pages before the sign-in must start again."""
 
 
 class SignInMethod(StrEnum):
@@ -48,17 +43,6 @@ class SignIn:
             created_at=float(raw["created_at"]),
             person_id=raw.get("person_id", ""),
         )
-
-
-@dataclass(frozen=True, slots=True)
-class PendingSignIn:
-    """What the callback must find to finish a sign-in begun at the identity provider."""
-
-    browser: str
-    """A random value also kept in this browser's session cookie: the state is bound to the browser."""
-    nonce: str
-    code_verifier: str
-    next_path: str
 
 
 def _digest(text: str) -> str:
@@ -112,21 +96,3 @@ class SignInStore:
             pipe.delete(key)
         pipe.delete(self._person_key(person_id))
         return sum(pipe.execute()[: len(keys)])
-
-    # -- sign-ins under way at the identity provider ------------------------------------------------
-
-    def begin(self, state: str, pending: PendingSignIn) -> None:
-        key = f"{self._prefix}sign-in-pending:{_digest(state)}"
-        pipe = self._redis.pipeline()
-        pipe.hset(key, mapping=asdict(pending))
-        pipe.expire(key, PENDING_SECONDS)
-        pipe.execute()
-
-    def take(self, state: str) -> PendingSignIn | None:
-        """The sign-in begun with ``state``, once: a second callback with it finds nothing."""
-        key = f"{self._prefix}sign-in-pending:{_digest(state)}"
-        pipe = self._redis.pipeline()  # MULTI: two callbacks at once cannot both read it
-        pipe.hgetall(key)
-        pipe.delete(key)
-        raw, _ = pipe.execute()
-        return PendingSignIn(**raw) if raw else None

@@ -1,14 +1,16 @@
 """People sign in through the identity provider (OpenID Connect): /sign-in/oidc sends the browser there with
 a new ``state``, ``nonce`` and PKCE verifier; /sign-in/oidc/callback (the redirect URI) finishes it.
 
-The state is random, kept in Redis for one use and a few minutes (app.stores.sign_ins), and bound to the
-browser that began the sign-in (a random value in its session cookie must match): a callback with a state
-Relay did not make, one already used, or one begun in another browser is refused before the code is sent
-anywhere."""
+The state, nonce and verifier are kept in the browser's signed session cookie (the sign-in is bound to the
+browser that began it, and an anonymous visitor writes nothing to Redis), for one use and ten minutes: a
+callback with a state Relay did not make, one already used, or one begun in another browser is refused
+before the code is sent anywhere. The cookie is signed, not encrypted: it shows its own browser the PKCE
+verifier, which is that browser's to know."""
 
 from __future__ import annotations
 
-import secrets
+import time
+from dataclasses import asdict, dataclass
 
 from authlib.common.security import generate_token
 from flask import (
@@ -24,13 +26,26 @@ from flask import (
 )
 
 from app.domain import people
-from app.stores.sign_ins import PendingSignIn
 from app.web import dashboard_auth as auth
 from app.web.base import ctx
 from app.web.oidc import IdentityProvider, SignInRefused
 
 bp = Blueprint("sign_in", __name__, url_prefix="/sign-in", template_folder="templates")
-BROWSER_KEY = "sign-in-browser"
+PENDING_KEY = "oidc-pending"
+PENDING_SECONDS = 600
+"""How long a person has at the identity provider's pages before the sign-in must start again."""
+PENDING_AT_ONCE = 3
+"""Sign-ins one browser may have under way at once (tabs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSignIn:
+    """What the callback must find, under its ``state``, to finish a sign-in begun at the provider."""
+
+    nonce: str
+    code_verifier: str
+    next_path: str
+    begun_at: float
 
 
 def _provider() -> IdentityProvider:
@@ -56,20 +71,24 @@ def _safe_next(target: str) -> str:
     return "/dashboard/"
 
 
+def _pending() -> dict[str, dict]:
+    found = session.get(PENDING_KEY)
+    return found if isinstance(found, dict) else {}
+
+
 @bp.get("/oidc")
 def begin():
     if not ctx().config.oidc_issuer:
         abort(404)
     state, nonce, verifier = (generate_token(32), generate_token(32), generate_token(48))
-    browser = session.get(BROWSER_KEY) or secrets.token_urlsafe(24)
     try:
         url = _provider().authorization_url(state, nonce, verifier)
     except SignInRefused as exc:
         return _refused(str(exc), 502)
-    ctx().sign_ins.begin(
-        state, PendingSignIn(browser, nonce, verifier, _safe_next(request.args.get("next", "")))
-    )
-    session[BROWSER_KEY] = browser
+    pending = PendingSignIn(nonce, verifier, _safe_next(request.args.get("next", "")), time.time())
+    # the newest few (sign-ins begun in other tabs of this browser), in this browser's cookie alone
+    kept = list(_pending().items())[-(PENDING_AT_ONCE - 1) :]
+    session[PENDING_KEY] = {**dict(kept), state: asdict(pending)}
     return redirect(url)
 
 
@@ -77,15 +96,14 @@ def begin():
 def callback():
     if not ctx().config.oidc_issuer:
         abort(404)
-    pending = ctx().sign_ins.take(request.args.get("state", ""))
-    browser = session.get(BROWSER_KEY)
-    if (
-        pending is None
-        or not isinstance(browser, str)
-        or not secrets.compare_digest(pending.browser, browser)
-    ):
+    waiting = _pending()
+    raw = waiting.pop(request.args.get("state", ""), None)  # once: the cookie is written without it
+    session[PENDING_KEY] = waiting
+    pending = PendingSignIn(**raw) if isinstance(raw, dict) else None
+    if pending is None or time.time() - pending.begun_at > PENDING_SECONDS:
         return _refused(
-            "This sign-in was not begun here, was finished already, or took too long: start again.",
+            "This sign-in was not begun in this browser, was finished already, or took too long: "
+            "start again.",
             400,
         )
     try:

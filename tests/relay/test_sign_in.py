@@ -6,7 +6,6 @@ verifier are refused."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import time
@@ -24,6 +23,7 @@ from app.domain.people import RoleMapping
 from app.stores.people import EVERY_TENANT, Grant, Role, RoleSource
 from app.web import create_app
 from app.web.oidc import IdentityProvider, SignInRefused, redirect_uri
+from app.web.sign_in import PENDING_KEY
 from tests.relay.test_tenants import relay_cli
 from tests.support import tools
 from tests.support.dashboard import ADMIN_TOKEN, sign_in
@@ -227,9 +227,22 @@ def test_discovery_must_answer_and_name_the_configured_issuer(oidc_relay, provid
     assert IdentityProvider(oidc_relay.config).load_server_metadata()["issuer"] == provider.issuer
 
 
-def _pending(relay) -> str:
-    (key,) = relay.ctx.redis.scan_iter("*sign-in-pending:*")
-    return key
+def _change_pending(relay, page, change) -> None:
+    """What the browser's signed session cookie holds of its sign-ins under way, changed by ``change``
+    (the test signs it with the relay's key, as no one else can)."""
+    app = relay.web.app
+    serializer = app.session_interface.get_signing_serializer(app)
+    name = app.config["SESSION_COOKIE_NAME"]
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == name]
+    data = serializer.loads(cookie["value"])
+    change(data.setdefault(PENDING_KEY, {}))
+    page.context.add_cookies(
+        [{"name": name, "value": serializer.dumps(data), "domain": "127.0.0.1", "path": "/"}]
+    )
+
+
+def _each(field: str, value):
+    return lambda pending: [p.update({field: value}) for p in pending.values()]
 
 
 def test_a_forged_state_a_replayed_code_a_wrong_nonce_and_verifier_are_refused(
@@ -238,40 +251,33 @@ def test_a_forged_state_a_replayed_code_a_wrong_nonce_and_verifier_are_refused(
     relay = oidc_relay
     login = _person(provider, ["relay-operators"])
     forged = httpx.get(relay.url + "/sign-in/oidc/callback?code=abc&state=made-up")
-    assert forged.status_code == 400 and "not begun here" in forged.text
+    assert forged.status_code == 400 and "not begun in this browser" in forged.text
 
     # a state begun in another browser (a link an attacker sends, to sign the victim in as the attacker)
     attacker = httpx.Client(base_url=relay.url)
     state = parse_qs(urlsplit(attacker.get("/sign-in/oidc").headers["location"]).query)["state"][0]
     victim = httpx.Client(base_url=relay.url)
     assert victim.get(f"/sign-in/oidc/callback?code=abc&state={state}").status_code == 400
+    assert not list(relay.ctx.redis.scan_iter("*sign-in*")), "an anonymous visitor writes nothing"
 
     # a code used once, sent again with its state and verifier (as if the state had not been spent)
     page = browser.new_context().new_page()
     callbacks: list[str] = []
     page.on("request", lambda r: "/sign-in/oidc/callback" in r.url and callbacks.append(r.url))
-    held: dict[str, str] = {}
+    held: dict[str, dict] = {}
     _through_the_provider(
-        page, relay, login, then=lambda: held.update(relay.ctx.redis.hgetall(_pending(relay)))
+        page, relay, login, then=lambda: _change_pending(relay, page, held.update)
     )
     assert page.url == relay.url + "/dashboard/"
-    # the browser begins another sign-in (which binds it anew) without going on to the provider; the
-    # spent state is put back as it was, bound to this browser
-    assert page.request.get(relay.url + "/sign-in/oidc", max_redirects=0).status == 302
-    fresh = relay.ctx.redis.hgetall(_pending(relay))
-    relay.ctx.redis.delete(_pending(relay))
-    state = parse_qs(urlsplit(callbacks[0]).query)["state"][0]
-    relay.ctx.redis.hset(
-        f"{relay.config.key_prefix}sign-in-pending:{hashlib.sha256(state.encode()).hexdigest()}",
-        mapping={**held, "browser": fresh["browser"]},
-    )
+    assert page.goto(callbacks[0]).status == 400, "the state is spent"
+    _change_pending(relay, page, lambda pending: pending.update(held))
     replayed = page.goto(callbacks[0])
     assert replayed.status == 401 and "refused the code: invalid_grant" in page.content()
 
     # the ID token's nonce is not the one this sign-in sent
     page = browser.new_context().new_page()
     _through_the_provider(
-        page, relay, login, then=lambda: relay.ctx.redis.hset(_pending(relay), "nonce", "other")
+        page, relay, login, then=lambda: _change_pending(relay, page, _each("nonce", "other"))
     )
     expect(page.locator("[role=alert]")).to_contain_text("The ID token is not valid")
     assert "nonce" in page.locator("[role=alert]").inner_text()
@@ -282,9 +288,19 @@ def test_a_forged_state_a_replayed_code_a_wrong_nonce_and_verifier_are_refused(
         page,
         relay,
         login,
-        then=lambda: relay.ctx.redis.hset(_pending(relay), "code_verifier", "x" * 50),
+        then=lambda: _change_pending(relay, page, _each("code_verifier", "x" * 50)),
     )
     expect(page.locator("[role=alert]")).to_contain_text("refused the code: invalid_grant")
+
+    # more than ten minutes at the provider's pages (the start moved back, not the clock forward)
+    page = browser.new_context().new_page()
+    _through_the_provider(
+        page,
+        relay,
+        login,
+        then=lambda: _change_pending(relay, page, _each("begun_at", time.time() - 601)),
+    )
+    expect(page.locator("[role=alert]")).to_contain_text("took too long")
     signed = list(relay.ctx.redis.scan_iter("*sign-in:*"))
     assert len(signed) == 1, "the first sign-in only: none of the refused ones signed in"
 
