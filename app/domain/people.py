@@ -139,7 +139,9 @@ def describe(ctx: Needs, held: Roles) -> str:
 # -- signing in and out ----------------------------------------------------------------------------
 
 
-def signed_in(ctx: Needs, issuer: str, claims: dict, fingerprint: str) -> tuple[Person, Roles, str]:
+def signed_in(
+    ctx: Needs, issuer: str, claims: dict, fingerprint: str, origin: str = ""
+) -> tuple[Person, Roles, str]:
     """A person the identity provider vouched for (their ID token's claims, already validated): their
     record and group roles brought up to date, and a new sign-in; returns the person, their roles and the
     sign-in's id. Groups changed since the last sign-in end the person's other sign-ins first."""
@@ -164,14 +166,14 @@ def signed_in(ctx: Needs, issuer: str, claims: dict, fingerprint: str) -> tuple[
     )
     now = roles(ctx, person.person_id)
     if now != old_roles:
-        on_roles_changed(ctx, person, old_roles, now, by="identity provider groups")
+        on_roles_changed(ctx, person, old_roles, now, by="identity provider groups", origin=origin)
     session_id = ctx.sign_ins.start(
         SignInMethod.OPENID_CONNECT,
         fingerprint,
         config.admin_session_seconds,
         person.person_id,
     )
-    on_signed_in(ctx, person, SignInMethod.OPENID_CONNECT)
+    on_signed_in(ctx, person, SignInMethod.OPENID_CONNECT, origin)
     return person, now, session_id
 
 
@@ -188,27 +190,29 @@ def _in_tenants(ctx: Needs, grants: list[Grant]) -> list[Grant]:
     return found
 
 
-def break_glass(ctx: Needs, fingerprint: str) -> str:
+def break_glass(ctx: Needs, fingerprint: str, origin: str = "") -> str:
     """A sign-in with the admin token: an operator, marked as break-glass."""
     session_id = ctx.sign_ins.start(
         SignInMethod.BREAK_GLASS, fingerprint, ctx.config.admin_session_seconds
     )
-    on_signed_in(ctx, None, SignInMethod.BREAK_GLASS)
+    on_signed_in(ctx, None, SignInMethod.BREAK_GLASS, origin)
     return session_id
 
 
-def sign_out(ctx: Needs, session_id: str) -> None:
+def sign_out(ctx: Needs, session_id: str, origin: str = "") -> None:
     found = ctx.sign_ins.get(session_id)
     ctx.sign_ins.end(session_id)
     if found is not None:
         person = ctx.people.get(found.person_id) if found.person_id else None
-        on_signed_out(ctx, person, found.method)
+        on_signed_out(ctx, person, found.method, origin)
 
 
 # -- roles given in Relay --------------------------------------------------------------------------
 
 
-def grant(ctx: Needs, person: Person, role: Role, tenant_id: str = EVERY_TENANT) -> Roles:
+def grant(
+    ctx: Needs, person: Person, role: Role, tenant_id: str = EVERY_TENANT, origin: str = "cli"
+) -> Roles:
     """``role`` given in Relay (in ``tenant_id``; operator in every tenant)."""
     if (role is Role.OPERATOR) != (tenant_id == EVERY_TENANT):
         raise ValueError("operator holds across tenants; the other roles need a tenant")
@@ -216,11 +220,13 @@ def grant(ctx: Needs, person: Person, role: Role, tenant_id: str = EVERY_TENANT)
     ctx.people.give(person.person_id, role, tenant_id)
     after = roles(ctx, person.person_id)
     if after != before:
-        on_roles_changed(ctx, person, before, after, by="relay")
+        on_roles_changed(ctx, person, before, after, by="relay", origin=origin)
     return after
 
 
-def revoke(ctx: Needs, person: Person, tenant_id: str = EVERY_TENANT) -> tuple[Role | None, int]:
+def revoke(
+    ctx: Needs, person: Person, tenant_id: str = EVERY_TENANT, origin: str = "cli"
+) -> tuple[Role | None, int]:
     """The role given in Relay in ``tenant_id`` taken away, and every sign-in of the person ended at once;
     returns the role taken (None: none was given in Relay there) and how many sign-ins ended."""
     before = roles(ctx, person.person_id)
@@ -228,27 +234,40 @@ def revoke(ctx: Needs, person: Person, tenant_id: str = EVERY_TENANT) -> tuple[R
     if taken is None:
         return None, 0
     ended = ctx.sign_ins.end_person(person.person_id)
-    on_roles_changed(ctx, person, before, roles(ctx, person.person_id), by="relay")
+    on_roles_changed(ctx, person, before, roles(ctx, person.person_id), by="relay", origin=origin)
     return taken, ended
 
 
 # -- events (what an audit log records) ------------------------------------------------------------
+# ``origin``: where the change came from, the client's address for a browser, ``cli`` for `relay people`.
 
 
-def on_signed_in(ctx: Needs, person: Person | None, method: SignInMethod) -> None:
+def on_signed_in(ctx: Needs, person: Person | None, method: SignInMethod, origin: str) -> None:
     """A sign-in happened (``person`` None: break-glass, with the admin token)."""
     log.info(
-        "signed in", extra={"person": person.person_id if person else "", "method": str(method)}
+        "signed in",
+        extra={
+            "person": person.person_id if person else "",
+            "method": str(method),
+            "origin": origin,
+        },
     )
 
 
-def on_signed_out(ctx: Needs, person: Person | None, method: SignInMethod) -> None:
+def on_signed_out(ctx: Needs, person: Person | None, method: SignInMethod, origin: str) -> None:
     log.info(
-        "signed out", extra={"person": person.person_id if person else "", "method": str(method)}
+        "signed out",
+        extra={
+            "person": person.person_id if person else "",
+            "method": str(method),
+            "origin": origin,
+        },
     )
 
 
-def on_roles_changed(ctx: Needs, person: Person, before: Roles, after: Roles, by: str) -> None:
+def on_roles_changed(
+    ctx: Needs, person: Person, before: Roles, after: Roles, by: str, origin: str
+) -> None:
     """``by``: ``relay`` (a grant or revoke) or ``identity provider groups`` (a sign-in)."""
     log.info(
         "roles changed",
@@ -257,5 +276,6 @@ def on_roles_changed(ctx: Needs, person: Person, before: Roles, after: Roles, by
             "before": before.describe(),
             "after": after.describe(),
             "by": by,
+            "origin": origin,
         },
     )

@@ -132,12 +132,13 @@ def due_for_recheck(found: SignedIn) -> bool:
 
 def sign_in() -> None:
     """Break-glass: the admin token was given."""
-    start(people.break_glass(ctx(), fingerprint(ctx().config.admin_token)))
+    origin = request.remote_addr or ""
+    start(people.break_glass(ctx(), fingerprint(ctx().config.admin_token), origin))
 
 
 def sign_out() -> None:
     if isinstance(session_id := session.get("sid"), str):
-        people.sign_out(ctx(), session_id)
+        people.sign_out(ctx(), session_id, request.remote_addr or "")
     session.clear()
     g.pop("signed_in", None)
 

@@ -111,7 +111,7 @@ def callback():
     except SignInRefused as exc:
         return _refused(str(exc), 401)
     _, _, session_id = people.signed_in(
-        ctx(), _provider().issuer, claims, auth.provider_fingerprint()
+        ctx(), _provider().issuer, claims, auth.provider_fingerprint(), request.remote_addr or ""
     )
     auth.start(session_id)
     return redirect(pending.next_path)
