@@ -11,7 +11,8 @@
 #   npm       nodejs npm                                                           Zapier's validator and runtime
 #   redis-server  redis-server                                                     primaries, replicas, sentinels
 # Then, with npm: Zapier's validator and runtime (zapier-platform-schema and -core) into the user's cache
-# directory (~/.cache/overten-relay), once per version (tests/connectors/zapier_support.py).
+# directory (~/.cache/overten-relay), once per version (tests/connectors/zapier_support.py); and the OpenID
+# provider the sign-in tests run, oidc-provider (tests/support/oidc_provider.py).
 set -u
 PYTHON="${PYTHON:-python3}"
 
@@ -51,5 +52,6 @@ fi
 
 if command -v npm >/dev/null 2>&1; then
   "$PYTHON" -m tests.connectors.zapier_support || fail "npm could not install Zapier's packages"
+  "$PYTHON" -m tests.support.oidc_provider || fail "npm could not install oidc-provider"
 fi
 exit 0

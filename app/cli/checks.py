@@ -97,9 +97,38 @@ def _config(config: RelayConfig) -> list[Finding]:
         found.append(
             Finding(WARN, "slack", "set both RELAY_SLACK_CLIENT_ID and RELAY_SLACK_CLIENT_SECRET")
         )
-    if not config.admin_token:
-        found.append(Finding(WARN, "dashboard", "RELAY_ADMIN_TOKEN is empty: /dashboard is off"))
+    if not config.admin_token and not config.oidc_issuer:
+        found.append(
+            Finding(
+                WARN,
+                "dashboard",
+                "no one can sign in (/dashboard is off): set RELAY_OIDC_ISSUER and its client, "
+                "or RELAY_ADMIN_TOKEN",
+            )
+        )
+    if config.oidc_issuer:
+        found.append(_identity_provider(config))
     return found
+
+
+def _identity_provider(config: RelayConfig) -> Finding:
+    """The identity provider answers discovery with the configured issuer, and the mapping reads."""
+    from app.domain.people import mapping
+    from app.web.oidc import IdentityProvider, SignInRefused, redirect_uri
+
+    if not (config.oidc_client_id and config.oidc_client_secret):
+        return Finding(FAIL, "sign-in", "set RELAY_OIDC_CLIENT_ID and RELAY_OIDC_CLIENT_SECRET")
+    try:
+        roles = mapping(config)
+        IdentityProvider(config).load_server_metadata()
+    except (ValueError, SignInRefused) as exc:
+        return Finding(FAIL, "sign-in", str(exc))
+    return Finding(
+        OK,
+        "sign-in",
+        f"{config.oidc_issuer} answers; {len(roles.entries)} group mapping(s); redirect URI "
+        f"{redirect_uri(config)}",
+    )
 
 
 def _durability(redis: Redis) -> list[Finding]:

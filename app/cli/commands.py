@@ -23,6 +23,7 @@ SUBCOMMANDS = {  # name -> (module under app.cli, attribute)
     "destinations": ("destinations", "destinations_group"),
     "dev": ("dev", "dev"),
     "doctor": ("doctor", "doctor"),
+    "people": ("people", "people_group"),
     "sandbox": ("services", "sandbox"),
     "scheduler": ("services", "scheduler"),
     "secrets": ("tenants", "secrets"),

@@ -235,7 +235,33 @@ class RelayConfig:
     """Signs in to /dashboard and /dashboard/rq (32 characters or more). Empty: the dashboard is off.
     Replacing it ends every dashboard session."""
     admin_session_seconds: int = 12 * 3600
-    """How long a dashboard sign-in lasts (signing out, or replacing the admin token, ends it sooner)."""
+    """How long a sign-in lasts, a person's or the admin token's (signing out, a role removed, a change of the
+    person's groups, or replacing the admin token or the identity provider ends it sooner)."""
+    oidc_issuer: str = ""
+    """The identity provider people sign in with (OpenID Connect), e.g. https://login.example.com/realms/ops:
+    its /.well-known/openid-configuration is read from there. Empty: only the admin token signs in."""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    """Relay's client at the identity provider (a confidential client; its redirect URI is
+    RELAY_PUBLIC_URL + /sign-in/oidc/callback, which `relay people provider` prints)."""
+    oidc_scopes: str = "openid email profile groups"
+    """Scopes asked for at sign-in, space-separated; the group claim must come back in the ID token (some
+    providers name its scope otherwise, or need none: then leave ``groups`` out)."""
+    oidc_group_claim: str = "groups"
+    """The ID-token claim that lists the person's groups (a list of strings, or one string)."""
+    oidc_roles: str = ""
+    """Roles from groups: ``GROUP=ROLE`` entries separated by ``;`` (or new lines), ROLE being ``operator``
+    (every tenant, and the dashboard) or ``TENANT:viewer``, ``TENANT:member``, ``TENANT:admin`` (TENANT: a
+    tenant's id or name); e.g.
+    ``relay-operators=operator; acme-admins=acme:admin; acme=acme:viewer``. A group is everything before the
+    last ``=`` (so a DN such as ``cn=ops,dc=example,dc=org=operator`` works). Roles given with `relay people
+    grant` add to these."""
+    oidc_recheck_seconds: int = 3600
+    """A person's sign-in older than this is sent through the identity provider again at their next page
+    (seamless while their session there lives): a person the provider no longer knows is signed out, and
+    changed groups change their roles. 0: only at sign-in."""
+    oidc_timeout_seconds: float = 10.0
+    """How long Relay waits on the identity provider (discovery, keys, the code exchange)."""
     admin_login_limit: str = "10 per minute;50 per hour"
     """Failed dashboard sign-ins each client address may make (flask-limiter syntax)."""
 

@@ -27,9 +27,11 @@ from app.stores.installations import InstallationStore
 from app.stores.intake_stream import IntakeStream
 from app.stores.lane_stream import LaneStream
 from app.stores.paces import PaceStore
+from app.stores.people import PeopleStore
 from app.stores.primary import Primary
 from app.stores.queues import Queues
 from app.stores.records import RecordStore
+from app.stores.sign_ins import SignInStore
 from app.stores.slack_sessions import SlackSessions
 from app.stores.tasks import TaskStore
 from app.stores.tenants import TenantStore
@@ -68,6 +70,8 @@ class Context:
     installations: InstallationStore
     slack_sessions: SlackSessions
     audit: AuditLog
+    people: PeopleStore
+    sign_ins: SignInStore
     secret: str = ""
     """Signs tokens and the dashboard's session cookie (RELAY_SECRET_KEY, else one kept in Redis)."""
 
@@ -114,6 +118,8 @@ def build_context(config: RelayConfig) -> Context:
         installations=InstallationStore(redis, prefix, box, config),
         slack_sessions=SlackSessions(redis, prefix),
         audit=AuditLog(redis, prefix),
+        people=PeopleStore(redis, prefix),
+        sign_ins=SignInStore(redis, prefix),
         secret=secret,
     )
 

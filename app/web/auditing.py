@@ -15,6 +15,7 @@ from flask import g, request
 from werkzeug.exceptions import HTTPException
 
 from app.core.errors import RelayError
+from app.domain import people
 from app.stores.audit import OK, Action, Actor, ActorKind, Target
 from app.web import dashboard_auth
 from app.web.base import ctx
@@ -41,10 +42,9 @@ def api_actor() -> Actor:
 def dashboard_actor() -> Actor:
     """Who is signed in to the dashboard: a person once people sign in as themselves, else the holder of
     the admin token."""
-    session = dashboard_auth.current()
-    if session is not None and session.person:
-        return Actor(ActorKind.PERSON, session.person, name=session.person)
-    return Actor(ActorKind.OPERATOR_TOKEN, "admin", name="admin token")
+    signed_in = dashboard_auth.current()
+    person = signed_in.person if signed_in is not None else None
+    return people.actor(person)
 
 
 def record(

@@ -1,6 +1,8 @@
-"""The operator's dashboard at /dashboard: server-rendered pages behind an admin sign-in (RELAY_ADMIN_TOKEN;
-app.web.dashboard_auth), CSRF-protected forms (Flask-WTF), and one JSON endpoint the task list polls for
-live progress bars. rq-dashboard is mounted at /dashboard/rq behind the same sign-in."""
+"""The operators' dashboard at /dashboard, over every tenant: server-rendered pages for people with the
+``operator`` role, signed in through the identity provider, or break-glass with RELAY_ADMIN_TOKEN
+(app.web.dashboard_auth, app.web.sign_in); a person without the role is refused with a page naming theirs.
+CSRF-protected forms (Flask-WTF), and one JSON endpoint the task list polls for live progress bars.
+rq-dashboard is mounted at /dashboard/rq behind the same sign-in."""
 
 from __future__ import annotations
 
@@ -25,10 +27,11 @@ from flask_limiter import RateLimitExceeded
 from app.core import redis_connection
 from app.core.formats import document_formats
 from app.core.states import TASK_ENDED, BatchStatus, RowState, TaskStatus
-from app.domain import admin, batches, checks, deliveries, listing, tracking
+from app.domain import admin, batches, checks, deliveries, listing, people, tracking
 from app.stores.audit import Action, Target
 from app.web import dashboard_auth as auth
 from app.web import dashboard_charts as views
+from app.web import sign_in
 from app.web.auditing import operator_did
 from app.web.base import ctx
 
@@ -36,12 +39,16 @@ bp = Blueprint("dashboard", __name__, url_prefix="/dashboard", template_folder="
 csrf = auth.csrf
 
 
+SESSION_PATHS = ("/dashboard", "/sign-in", "/portal")
+"""Where the session cookie is opened: the pages people sign in to, and the sign-in itself."""
+
+
 class DashboardSessions(SecureCookieSessionInterface):
-    """The session cookie exists for the dashboard's sign-in alone: other requests (webhooks, Slack
-    commands, the API) skip opening one, a tenth of a millisecond on their hot path."""
+    """The session cookie exists for signing in and the signed-in pages alone: other requests (webhooks,
+    Slack commands, the API) skip opening one, a tenth of a millisecond on their hot path."""
 
     def open_session(self, app: Flask, request):
-        if request.path.startswith(bp.url_prefix or "/dashboard"):
+        if request.path.startswith(SESSION_PATHS):
             return super().open_session(app, request)
         return self.make_null_session(app)
 
@@ -51,39 +58,57 @@ def install_dashboard(app: Flask) -> None:
     app.secret_key = app.extensions["relay"].secret
     app.config.update(
         WTF_CSRF_CHECK_DEFAULT=False,  # only the dashboard's forms carry a CSRF token
-        SESSION_COOKIE_PATH=bp.url_prefix,
+        SESSION_COOKIE_PATH="/",  # the sign-in's callback and the portal share it
         SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SAMESITE="Lax",  # the provider's redirect back is a top-level GET: Lax sends it
         SESSION_COOKIE_SECURE=urlsplit(config.public_url).scheme == "https",
     )
     app.session_interface = DashboardSessions()
     app.register_blueprint(bp)
+    sign_in.install_sign_in(app)
     auth.install(app, "dashboard.login")
     _mount_rq_dashboard(app)
 
 
-def signed_in() -> bool:
-    return auth.current() is not None
+@bp.app_context_processor
+def _who():
+    """Every page says who is signed in (and that a break-glass sign-in is one)."""
+    if not request.path.startswith(SESSION_PATHS):
+        return {}
+    found = auth.current()
+    return {"signed_in_as": found.label if found else ""}
 
 
-def _gate(next_path: str):
-    """None for a signed-in admin; otherwise the answer: 404 while the dashboard is off, 401 on the JSON
-    endpoint, else the sign-in page (coming back to ``next_path``)."""
-    if not ctx().config.admin_token:
+def _gate(next_path: str, recheck: bool = True):
+    """None for an operator (a person with the role, or break-glass); otherwise the answer: 404 while no one
+    can sign in, 401 on the JSON endpoint, the sign-in page (coming back to ``next_path``), or 403 for a
+    person without the operator role."""
+    if not auth.enabled():
         abort(404)
-    if signed_in():
+    found = auth.current()
+    api = request.path.startswith("/dashboard/api/")
+    if found is None:
+        if api:
+            return jsonify(
+                {"error": {"code": "unauthorized", "message": "Sign in at /dashboard/login."}}
+            ), 401
+        return redirect(url_for("dashboard.login", next=next_path))
+    # a page, not a poll or a form: the person comes back to it after the provider
+    if recheck and request.method == "GET" and not api and auth.due_for_recheck(found):
+        return redirect(sign_in.login_url(next_path))
+    if found.operator:
         return None
-    if request.path.startswith("/dashboard/api/"):
-        return jsonify(
-            {"error": {"code": "unauthorized", "message": "Sign in at /dashboard/login."}}
-        ), 401
-    return redirect(url_for("dashboard.login", next=next_path))
+    held = people.describe(ctx(), found.roles)
+    message = f"The dashboard needs the operator role; you have {held}."
+    if api:
+        return jsonify({"error": {"code": "forbidden", "message": message}}), 403
+    return render_template("dashboard/refused.html", who=found.label, roles=held), 403
 
 
 def admin_only(view):
     @wraps(view)
     def guarded(*args, **kwargs):
-        if (refused := _gate(request.path)) is not None:
+        if (refused := _gate(request.full_path.rstrip("?"))) is not None:
             return refused
         if request.method == "POST":
             csrf.protect()
@@ -94,34 +119,46 @@ def admin_only(view):
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    token = ctx().config.admin_token
-    if not token:
+    if not auth.enabled():
         abort(404)
+    config = ctx().config
+    target = request.args.get("next", "")
+    target = target if target.startswith("/dashboard") else url_for("dashboard.overview")
     error = ""
     if request.method == "POST":
+        if not config.admin_token:
+            abort(404)
         csrf.protect()
         if auth.token_matches(request.form.get("token", "")):
             auth.sign_in()
-            operator_did(Action.SIGNED_IN, Target("session"))
-            target = request.args.get("next", "")
-            return redirect(
-                target if target.startswith("/dashboard") else url_for("dashboard.overview")
-            )
+            return redirect(target)
         error = "That admin token is not right."
         operator_did(Action.SIGNED_IN, Target("session"), "invalid_token")
-    return render_template("dashboard/login.html", error=error), 401 if error else 200
+    return _login_page(error, target), 401 if error else 200
+
+
+def _login_page(error: str, target: str) -> str:
+    return render_template(
+        "dashboard/login.html",
+        error=error,
+        oidc=bool(ctx().config.oidc_issuer),
+        break_glass=bool(ctx().config.admin_token),
+        next_path=target,
+    )
 
 
 @bp.errorhandler(RateLimitExceeded)
 def too_many_sign_ins(_exc: RateLimitExceeded):
     error = "Too many failed sign-ins from your address: try again later."
-    return render_template("dashboard/login.html", error=error), 429
+    return _login_page(error, url_for("dashboard.overview")), 429
 
 
 @bp.post("/logout")
-@admin_only
 def logout():
-    operator_did(Action.SIGNED_OUT, Target("session"))
+    """Any signed-in person may sign out (also one the dashboard refuses)."""
+    if auth.current() is None:
+        return redirect(url_for("dashboard.login"))
+    csrf.protect()
     auth.sign_out()
     return redirect(url_for("dashboard.login"))
 
@@ -429,9 +466,10 @@ def _mount_rq_dashboard(app: Flask) -> None:
 
 
 def _rq_guard():
-    """rq-dashboard's own pages and actions: signed-in admins only, state changes by POST with the CSRF
+    """rq-dashboard's own pages and actions: operators only, state changes by POST with the CSRF
     token (app.web.dashboard_auth)."""
-    if (refused := _gate("/dashboard/rq/")) is not None:
+    # its scripts poll JSON with GET: a sign-in due for a recheck is rechecked at the next dashboard page
+    if (refused := _gate("/dashboard/rq/", recheck=False)) is not None:
         return refused
     auth.refuse_unsafe_rq_requests()
     return None

@@ -37,6 +37,11 @@ REACHED_INTO = {
     "fastjsonschema.draft07": ["CodeGeneratorDraft07.FORMAT_REGEXS"],
     # connectors.slack.PolicyWebClient sends slack_sdk's requests through the outbound policy
     "slack_sdk.web.base_client": ["BaseClient._perform_urllib_http_request_internal"],
+    # app.web.oidc.IdentityProvider is an OpenIDMixin that gives it its session (_get_session, from 1.7)
+    "authlib.integrations.base_client.sync_openid": [
+        "OpenIDMixin.parse_id_token",
+        "OpenIDMixin.fetch_jwk_set",
+    ],
 }
 PARAMETERS = {
     # (module, callable): the keyword arguments the relay passes it
@@ -48,6 +53,11 @@ PARAMETERS = {
     ("rq.cron", "CronScheduler.__init__"): ["connection", "name"],
     # app.work.worker.RelayWorker.execute_job
     ("rq.worker", "Worker.perform_job"): ["job", "queue", "execution"],
+    # app.web.oidc: the audience and issuer checked, a minute of clock leeway
+    ("authlib.integrations.base_client.sync_openid", "OpenIDMixin.parse_id_token"): [
+        "claims_options",
+        "leeway",
+    ],
 }
 
 
