@@ -14,13 +14,13 @@ from tests.support.chaos import WorkerKiller
 from tests.support.keys import redis_key
 from tests.support.servers import eventually
 
-ROWS = 1000
+ROWS = 600
 KILLS = 6
 HELD = 2  # the last rows, kept running in the API until the kills are made
 
 
 @pytest.mark.long
-def test_sigkill_workers_during_a_1000_row_batch(make_relay, make_sandbox, reliability):
+def test_sigkill_workers_during_a_600_row_batch(make_relay, make_sandbox, reliability):
     sandbox = make_sandbox(task_seconds=0.05, pool_size=8)
     relay = make_relay(
         sandbox=sandbox, worker=False, batch_max_concurrency=8, batch_claim_stale_seconds=3

@@ -83,11 +83,11 @@ def test_contention_is_a_throttle_and_the_retry_commits_the_data_already_sent(
 
 
 def test_a_batch_into_one_namespace_meets_contention_and_loses_no_file(dropbox_relay, fake_dropbox):
-    """200 small files into one Dropbox namespace at once (20 tasks, 10 folders each), every 5th finish
+    """120 small files into one Dropbox namespace at once (12 tasks, 10 folders each), every 5th finish
     refused for contention in each of its forms in turn: no dead letter, each file once, no data twice."""
     relay = dropbox_relay()
     fake_dropbox.contend_every(5, Contention.PATH, Contention.FINISH, Contention.RATE_LIMIT)
-    tasks, folders = 20, 10
+    tasks, folders = 12, 10
     with relay.client() as client:
         task_ids = [
             relay.submit(
@@ -106,7 +106,7 @@ def test_a_batch_into_one_namespace_meets_contention_and_loses_no_file(dropbox_r
         deliveries = eventually(
             settled,
             240,
-            "200 deliveries to settle",
+            f"{tasks * folders} deliveries to settle",
             every=0.5,
             show=lambda: Counter(d["state"] for d in relay.deliveries_of(task_ids)),
         )
