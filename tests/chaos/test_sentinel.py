@@ -175,10 +175,10 @@ def _note_sends(client) -> threading.Event:
     return sent
 
 
-WEBHOOKS, SENDERS, DOCUMENTS = 2000, 4, 150
+WEBHOOKS, SENDERS, DOCUMENTS = 1500, 4, 150
 FAULTS = (
-    ("kill-9", "Redis primary killed (kill -9)", 600),
-    ("stop", "Redis primary hung (kill -STOP until every sentinel switched, then SIGCONT)", 1300),
+    ("kill-9", "Redis primary killed (kill -9)", 450),
+    ("stop", "Redis primary hung (kill -STOP until every sentinel switched, then SIGCONT)", 975),
 )
 """Each fault, as the report names it, and where the storm pauses before it (the fault comes ``FLOWING``
 webhooks after the storm goes on again)."""
