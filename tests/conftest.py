@@ -12,6 +12,7 @@ import pytest
 
 from app.cli.embedded_redis import EmbeddedRedis
 from tests.relay_fixtures import (  # noqa: F401 - fixtures
+    dropbox_relay,
     fake_airtable,
     fake_drive,
     fake_dropbox,

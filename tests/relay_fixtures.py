@@ -387,3 +387,14 @@ def fake_dropbox(tmp_path, loopback_ca):
     from connectors.dropbox.fake import FakeDropbox
 
     yield from _served(FakeDropbox(storage=tmp_path / "dropbox"), tls=loopback_ca.server_context())
+
+
+@pytest.fixture
+def dropbox_relay(make_relay, fake_dropbox, loopback_ca):
+    """``dropbox_relay(**overrides)``: a relay that delivers to the fake Dropbox and trusts its CA."""
+    return lambda **overrides: make_relay(
+        dropbox_api_url=fake_dropbox.url,
+        dropbox_content_url=fake_dropbox.url,
+        outbound_ca_file=str(loopback_ca.ca_file),
+        **overrides,
+    )

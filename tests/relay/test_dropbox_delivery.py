@@ -9,22 +9,11 @@ import hashlib
 import signal
 
 import httpx
-import pytest
 
 from tests.relay.test_deliveries import delivered
 from tests.support.servers import eventually
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def dropbox_relay(make_relay, fake_dropbox, loopback_ca):
-    return lambda **overrides: make_relay(
-        dropbox_api_url=fake_dropbox.url,
-        dropbox_content_url=fake_dropbox.url,
-        outbound_ca_file=str(loopback_ca.ca_file),
-        **overrides,
-    )
 
 
 def destination(**config) -> dict:

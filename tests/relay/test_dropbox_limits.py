@@ -1,5 +1,5 @@
 """The Dropbox destination against the fake's real limits (docs/platforms.md, Dropbox): namespace lock
-contention in its three forms, retried with the data sent once, in one file and in a batch of hundreds into
+contention in its three forms, retried with the data sent once, in one file and in a batch of 120 files into
 one namespace; a Business team's spent data-transport calls; a team space the account cannot reach; a token
 without the scope a route needs."""
 
@@ -7,40 +7,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-import httpx
 import pytest
 
 from connectors.dropbox.fake import Contention
 from tests.relay.test_deliveries import delivered
+from tests.relay.test_dropbox_delivery import MIB, destination, original
 from tests.support.servers import eventually
-
-MIB = 1024 * 1024
-
-
-@pytest.fixture
-def dropbox_relay(make_relay, fake_dropbox, loopback_ca):
-    return lambda **overrides: make_relay(
-        dropbox_api_url=fake_dropbox.url,
-        dropbox_content_url=fake_dropbox.url,
-        outbound_ca_file=str(loopback_ca.ca_file),
-        **overrides,
-    )
-
-
-def destination(**config) -> dict:
-    return {
-        "kind": "dropbox",
-        "config": {
-            "app_key": "relayappkey",
-            "app_secret": "relay-app-secret",
-            "refresh_token": "refresh-token-of-ana",
-            **config,
-        },
-    }
-
-
-def original(client, task_id: str) -> bytes:
-    return httpx.get(client.get(f"/v1/tasks/{task_id}").json()["result"]["download_url"]).content
 
 
 def sent_once(fake) -> bool:
