@@ -20,6 +20,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from app.core.config import RelayConfig
 from app.domain.people import RoleMapping
+from app.stores.audit import AuditFilter
 from app.stores.people import EVERY_TENANT, Grant, Role, RoleSource
 from app.web import create_app
 from app.web.oidc import IdentityProvider, SignInRefused, redirect_uri
@@ -127,6 +128,16 @@ def test_an_operator_signs_in_through_the_provider_and_signing_out_ends_it(
     assert stolen.get("/dashboard/").status_code == 302, "signed out: the old cookie is refused"
     assert stolen.get("/dashboard/api/tasks").status_code == 401
     assert not [k for k in relay.ctx.redis.scan_iter("*sign-in:*")], "the sign-in is gone"
+    # the operators' audit log: two sign-ins and the sign-out, by the person, from the browser
+    logged = list(relay.ctx.audit.every(None, AuditFilter(actor=person.person_id)))
+    assert [(e.action, e.actor_kind, e.target_id) for e in logged] == [
+        ("session.signed_out", "person", "openid-connect"),
+        ("session.signed_in", "person", "openid-connect"),
+        ("session.signed_in", "person", "openid-connect"),
+    ]
+    assert {e.actor_name for e in logged} == {f"{login}@example.org"} and all(
+        e.source == "127.0.0.1" for e in logged
+    )
 
 
 def test_a_person_without_the_operator_role_is_refused_naming_their_role(
