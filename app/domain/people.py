@@ -253,31 +253,21 @@ def actor(person: Person | None) -> Actor:
 
 def on_signed_in(ctx: Needs, person: Person | None, method: SignInMethod, origin: str) -> None:
     """A sign-in happened (``person`` None: break-glass, with the admin token)."""
-    ctx.audit.append(
-        actor(person), Action.SIGNED_IN, Target("session", str(method)), OK, origin, ""
-    )
-    log.info(
-        "signed in",
-        extra={
-            "person": person.person_id if person else "",
-            "method": str(method),
-            "origin": origin,
-        },
-    )
+    _session_event(ctx, Action.SIGNED_IN, person, method, origin)
 
 
 def on_signed_out(ctx: Needs, person: Person | None, method: SignInMethod, origin: str) -> None:
-    ctx.audit.append(
-        actor(person), Action.SIGNED_OUT, Target("session", str(method)), OK, origin, ""
-    )
-    log.info(
-        "signed out",
-        extra={
-            "person": person.person_id if person else "",
-            "method": str(method),
-            "origin": origin,
-        },
-    )
+    _session_event(ctx, Action.SIGNED_OUT, person, method, origin)
+
+
+def _session_event(
+    ctx: Needs, action: Action, person: Person | None, method: SignInMethod, origin: str
+) -> None:
+    """A sign-in or sign-out, in the operators' audit log and the log."""
+    ctx.audit.append(actor(person), action, Target("session", str(method)), OK, origin, "")
+    person_id = person.person_id if person else ""
+    words = "signed in" if action is Action.SIGNED_IN else "signed out"
+    log.info(words, extra={"person": person_id, "method": str(method), "origin": origin})
 
 
 def on_roles_changed(

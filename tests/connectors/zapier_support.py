@@ -4,7 +4,6 @@ directory the first time, and a runner that executes one step the way Zapier doe
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import select
@@ -26,33 +25,8 @@ PACKAGES = [
 def npm_cache(npm: str | None = None) -> Path:
     """node_modules with Zapier's packages, installed once per version into the user's cache directory
     (tests/system-tools.sh does it before the tests start)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    root = cache / "overten-relay" / f"zapier-{PLATFORM_VERSION}"
-    modules = root / "node_modules"
-    if (modules / "zapier-platform-core" / "package.json").exists():
-        return modules
-    npm = npm or tools.require("npm")
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".install.lock").open("w") as lock:
-        # the tests run in several processes: one installs, the others wait
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (modules / "zapier-platform-core" / "package.json").exists():
-            print(f"system-tools: installing {' '.join(PACKAGES)} with npm into {root}", flush=True)
-            subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--prefix",
-                    str(root),
-                    "--no-audit",
-                    "--no-fund",
-                    "--loglevel=error",
-                    *PACKAGES,
-                ],
-                check=True,
-                timeout=1800,
-            )
-    return modules
+    name = f"zapier-{PLATFORM_VERSION}"
+    return tools.npm_modules(name, PACKAGES, "zapier-platform-core", npm)
 
 
 def node(script: str, *args: str, modules: Path) -> subprocess.CompletedProcess:

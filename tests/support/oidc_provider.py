@@ -7,9 +7,7 @@ client for a relay's redirect URI, ``set_person`` adds a person or changes their
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import select
 import shutil
 import subprocess
@@ -23,35 +21,8 @@ SCRIPT = Path(__file__).with_suffix(".mjs")
 
 def npm_cache(npm: str | None = None) -> Path:
     """node_modules with oidc-provider, installed once per version into the user's cache directory."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    root = cache / "overten-relay" / f"oidc-provider-{VERSION}"
-    modules = root / "node_modules"
-    if (modules / "oidc-provider" / "package.json").exists():
-        return modules
-    npm = npm or tools.require("npm")
-    root.mkdir(parents=True, exist_ok=True)
-    with (root / ".install.lock").open("w") as lock:
-        # the tests run in several processes: one installs, the others wait
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (modules / "oidc-provider" / "package.json").exists():
-            print(
-                f"system-tools: installing oidc-provider@{VERSION} with npm into {root}", flush=True
-            )
-            subprocess.run(
-                [
-                    npm,
-                    "install",
-                    "--prefix",
-                    str(root),
-                    "--no-audit",
-                    "--no-fund",
-                    "--loglevel=error",
-                    f"oidc-provider@{VERSION}",
-                ],
-                check=True,
-                timeout=1800,
-            )
-    return modules
+    packages = [f"oidc-provider@{VERSION}"]
+    return tools.npm_modules(f"oidc-provider-{VERSION}", packages, "oidc-provider", npm)
 
 
 class OpenIDProvider:

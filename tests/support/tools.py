@@ -7,8 +7,11 @@ would hide a broken install step).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +47,28 @@ def require(tool: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message}; CI=true, so a missing tool is a failure", pytrace=False)
     pytest.skip(message)
+
+
+def npm_modules(name: str, packages: list[str], marker: str, npm: str | None = None) -> Path:
+    """node_modules holding ``packages``, installed once into the user's cache directory under ``name``
+    (tests/system-tools.sh does it before the tests start); ``marker``: the package whose package.json
+    shows the install is whole."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    root = cache / "overten-relay" / name
+    modules = root / "node_modules"
+    if (modules / marker / "package.json").exists():
+        return modules
+    npm = npm or require("npm")
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".install.lock").open("w") as lock:
+        # the tests run in several processes: one installs, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (modules / marker / "package.json").exists():
+            print(f"system-tools: installing {' '.join(packages)} with npm into {root}", flush=True)
+            quiet = ["--no-audit", "--no-fund", "--loglevel=error"]
+            subprocess.run(
+                [npm, "install", "--prefix", str(root), *quiet, *packages],
+                check=True,
+                timeout=1800,
+            )
+    return modules
